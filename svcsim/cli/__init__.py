@@ -1,0 +1,1 @@
+"""The command-line shell: parse arguments, call the layers below, print."""

@@ -1,0 +1,222 @@
+"""``svcsim chain N``: kube-proxy's probability chain for N endpoints, exactly and by simulation.
+
+Prints, rule by rule, what kube-proxy writes, what the kernel stores, what iptables-save shows,
+and the exact share of new connections each endpoint receives; then draws picks the kernel's
+way and tests them for uniformity. ``--naive`` shows the wrong chain (every rule 1/N).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import numpy as np
+import numpy.typing as npt
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from svcsim.proxy.probability import (
+    ChainAnalysis,
+    analyse_chain,
+    binomial_confidence_intervals,
+    simulate_picks,
+    uniformity_test,
+)
+
+UNIFORMITY_ALPHA: Final = 1e-3
+"""Significance level of the verdict: p-values below it reject uniformity."""
+
+MAX_TABLE_ROWS: Final = 50
+"""Longer tables show their first and last ``MAX_TABLE_ROWS // 2`` rows around a "..." row."""
+
+_PIPE_WIDTH: Final = 160
+"""Console width when output is not a terminal, so no number is ever cut short."""
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=_PIPE_WIDTH)
+
+
+def _shown_rows(n: int) -> list[int | None]:
+    """Row indices to print, with ``None`` where rows are elided."""
+    if n <= MAX_TABLE_ROWS:
+        return list(range(n))
+    half = MAX_TABLE_ROWS // 2
+    return [*range(half), None, *range(n - half, n)]
+
+
+def _rule_table(analysis: ChainAnalysis) -> Table:
+    n = analysis.n
+    title = (
+        f"NAIVE chain for N={n}: every rule written as 1/N (not what kube-proxy does)"
+        if analysis.naive
+        else f"kube-proxy iptables chain for N={n} endpoint(s) (KUBE-SVC rules, in order)"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("rule", justify="right")
+    table.add_column("endpoint", justify="right")
+    table.add_column("written --probability", justify="right")
+    table.add_column("stored threshold (of 2^31)", justify="right")
+    table.add_column("iptables-save prints", justify="right")
+    table.add_column("exact P(endpoint)", justify="right")
+    table.add_column("deviation from 1/N", justify="right")
+    for k in _shown_rows(n):
+        if k is None:
+            table.add_row(*["..."] * 7)
+            continue
+        rule = analysis.rules[k]
+        no_match = "(no statistic match)"
+        table.add_row(
+            str(k + 1),
+            f"ep{k}",
+            rule.written if rule.written is not None else no_match,
+            str(rule.threshold) if rule.threshold is not None else "-",
+            rule.saved if rule.saved is not None else "-",
+            repr(rule.selection_probability),
+            f"{rule.deviation:+.3e}",
+        )
+    return table
+
+
+def _print_skew(console: Console, analysis: ChainAnalysis) -> None:
+    """For the naive chain: how far the first and last endpoints are from their fair share."""
+    n = analysis.n
+    shares = analysis.selection_probabilities
+    console.print(
+        f"Naive skew: the first endpoint gets 1/N = {shares[0]:.6f}, the last gets "
+        f"(1-1/N)^(N-1) = {shares[-1]:.6f}, {shares[-1] * n:.2f} times its fair share 1/N = "
+        f"{1 / n:.6f}; max/min share = {max(shares) / min(shares):.2f}."
+    )
+
+
+def _pick_table(analysis: ChainAnalysis, counts: npt.NDArray[np.int64], samples: int) -> Table:
+    lower, upper = binomial_confidence_intervals(counts)
+    table = Table(title="Monte Carlo picks per endpoint", box=box.SIMPLE_HEAD)
+    table.add_column("endpoint", justify="right")
+    table.add_column("count", justify="right")
+    table.add_column("observed share", justify="right")
+    table.add_column("95% CI (Clopper-Pearson)", justify="right")
+    table.add_column("exact P(endpoint)", justify="right")
+    for k in _shown_rows(analysis.n):
+        if k is None:
+            table.add_row(*["..."] * 5)
+            continue
+        table.add_row(
+            f"ep{k}",
+            f"{int(counts[k]):,}",
+            f"{counts[k] / samples:.6f}",
+            f"[{lower[k]:.6f}, {upper[k]:.6f}]",
+            f"{analysis.rules[k].selection_probability:.6f}",
+        )
+    return table
+
+
+def _write_plot(
+    path: Path,
+    analysis: ChainAnalysis,
+    counts: npt.NDArray[np.int64],
+    samples: int,
+    seed: int,
+) -> None:
+    """Observed share per endpoint with 95% binomial intervals, against the fair share 1/N."""
+    # Figure + Agg canvas directly: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    n = analysis.n
+    shares = counts / samples
+    lower, upper = binomial_confidence_intervals(counts)
+    index = np.arange(n)
+    fig = Figure(figsize=(9.0, 5.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    exact = analysis.selection_probabilities
+    if n <= MAX_TABLE_ROWS:
+        ax.errorbar(
+            index,
+            shares,
+            yerr=np.vstack([shares - lower, upper - shares]),
+            fmt="o",
+            markersize=5,
+            capsize=3,
+            label="observed share (95% Clopper-Pearson CI)",
+        )
+        ax.plot(index, exact, "x", markersize=5, zorder=3, label="exact P(endpoint)")
+    else:
+        # Hundreds of error bars merge into a blur; a band reads better.
+        ax.fill_between(index, lower, upper, alpha=0.3, linewidth=0, label="95% Clopper-Pearson CI")
+        ax.plot(index, shares, ".", markersize=2, label="observed share")
+        ax.plot(index, exact, "-", linewidth=1, label="exact P(endpoint)")
+    ax.axhline(
+        1 / n, color="black", linestyle="--", linewidth=1, label=f"fair share 1/N = {1 / n:.4g}"
+    )
+    kind = "naive chain (every rule 1/N)" if analysis.naive else "kube-proxy chain"
+    ax.set_title(f"{kind}, N={n}: share of {samples:,} picks per endpoint (seed {seed})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("endpoint index (rule position in the KUBE-SVC chain)")
+    ax.set_ylabel("share of new connections (fraction of picks)")
+    ax.legend(loc="best", fontsize="small")
+    fig.savefig(path, dpi=120)
+
+
+def chain(
+    n: Annotated[
+        int,
+        typer.Argument(min=1, metavar="N", help="Number of endpoints behind the Service (N >= 1)."),
+    ],
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, help="Monte Carlo picks to draw.")
+    ] = 1_000_000,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="Seed for the picks; drawn and printed if omitted."),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", dir_okay=False, help="Write a PNG of the observed shares."),
+    ] = None,
+    naive: Annotated[
+        bool, typer.Option("--naive", help="Show the wrong chain: every rule 1/N.")
+    ] = False,
+) -> None:
+    """Show kube-proxy's --probability chain for N endpoints: exact shares and a simulation."""
+    console = _console()
+    analysis = analyse_chain(n, naive=naive)
+    console.print(_rule_table(analysis))
+    console.print(
+        f"Max |deviation| from 1/N over the {n} endpoint(s): {analysis.max_abs_deviation:.3e} "
+        f"({analysis.max_abs_deviation * n:.3e} of the fair share)."
+    )
+    if naive and n > 1:
+        _print_skew(console, analysis)
+
+    if seed is None:
+        # A fresh 128-bit seed from OS entropy, printed so the run can be repeated exactly.
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)
+        seed = entropy
+    rng = np.random.default_rng(seed)
+    counts = simulate_picks(analysis.thresholds, samples, rng)
+    chi2, p_value = uniformity_test(counts)
+
+    console.print()
+    console.print(
+        f"Monte Carlo: {samples:,} picks, each walking the rules and drawing one 31-bit value "
+        f"per statistic rule it reaches; seed {seed} (repeat with --seed {seed})."
+    )
+    console.print(_pick_table(analysis, counts, samples))
+    verdict = "consistent with uniform" if p_value >= UNIFORMITY_ALPHA else "NOT uniform"
+    if n == 1:
+        console.print("A single endpoint receives every pick: uniform by definition.")
+    else:
+        console.print(
+            f"Chi-square vs equal shares: statistic {chi2:.4f} with {n - 1} degrees of freedom, "
+            f"p-value {p_value:.4g} -> {verdict} (rejection level p < {UNIFORMITY_ALPHA:g})."
+        )
+    if plot is not None:
+        _write_plot(plot, analysis, counts, samples, seed)
+        console.print(f"Plot written to {plot}")

@@ -1,0 +1,25 @@
+"""What every sub-command shares: how problems are reported and how the process exits."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import NoReturn
+
+import typer
+
+USAGE_ERROR = 2
+"""Exit code for bad input (files, fields, options), as command-line tools use it."""
+
+
+def fail(problems: Iterable[str]) -> NoReturn:
+    """Print each problem as one line on stderr and exit with code 2 (no traceback)."""
+    for line in problems:
+        print(line, file=sys.stderr)
+    raise typer.Exit(USAGE_ERROR)
+
+
+def warn(lines: Iterable[str]) -> None:
+    """Print warnings on stderr, each prefixed with ``warning:``."""
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)

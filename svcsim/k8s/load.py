@@ -1,0 +1,311 @@
+"""Load Kubernetes manifests (as users write them, or as ``kubectl get -o yaml`` prints them).
+
+Accepted: multi-document YAML (``---``), empty/null documents, ``kind: List`` and typed
+lists (``ServiceList`` ... whose items may omit ``kind``/``apiVersion``, as the raw API
+returns them), and everything ``kubectl get svc,endpointslices,pods,nodes -A -o yaml``
+prints (``status``, ``managedFields``, ``resourceVersion`` and other fields that do not
+matter to the data plane are ignored). Kinds read: Service, Endpoints, Pod, Node
+(``v1``) and EndpointSlice (``discovery.k8s.io/v1`` and ``v1beta1``); other kinds are
+skipped with a warning ``file:line: skipping kind X (name)``.
+
+Every problem of every file is collected first, then raised as one :class:`ManifestErrors`
+whose lines read ``file:line: Kind/namespace/name: field.path: problem``, the line being
+that of the offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from svcsim.k8s import objects as k8s
+from svcsim.k8s.errors import ManifestError, ManifestErrors
+from svcsim.k8s.fields import Reader, YList, YMap, describe, normalize_cidr, normalize_ip
+from svcsim.k8s.parse import (
+    object_label,
+    parse_endpoint_slice,
+    parse_endpoints,
+    parse_node,
+    parse_pod,
+)
+from svcsim.k8s.parse_service import parse_service
+
+__all__ = ["Manifests", "load_manifest_text", "load_manifests", "normalize_cidr", "normalize_ip"]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+"""Files read from a directory given to :func:`load_manifests`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifests:
+    """The objects read from a set of manifests, in file and document order.
+
+    ``warnings`` holds lines in the problem format for things that load but deserve a
+    look: skipped kinds, unknown fields, IPs spelled non-canonically, Services whose
+    cluster IP or nodePort the API server would have allocated.
+    """
+
+    services: tuple[k8s.Service, ...] = ()
+    endpoint_slices: tuple[k8s.EndpointSlice, ...] = ()
+    endpoints: tuple[k8s.Endpoints, ...] = ()
+    pods: tuple[k8s.Pod, ...] = ()
+    nodes: tuple[k8s.Node, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+_Parser = Callable[[YMap, Reader, str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _KindSpec:
+    api_versions: tuple[str, ...]
+    namespaced: bool
+    parse: _Parser
+    bucket: str
+
+
+_KINDS: Mapping[str, _KindSpec] = MappingProxyType(
+    {
+        "Service": _KindSpec(("v1",), True, parse_service, "services"),
+        "Endpoints": _KindSpec(("v1",), True, parse_endpoints, "endpoints"),
+        "Pod": _KindSpec(("v1",), True, parse_pod, "pods"),
+        "Node": _KindSpec(("v1",), False, parse_node, "nodes"),
+        "EndpointSlice": _KindSpec(
+            ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"),
+            True,
+            parse_endpoint_slice,
+            "endpoint_slices",
+        ),
+    }
+)
+
+
+def load_manifests(paths: Sequence[str | Path]) -> Manifests:
+    """Load every object of the files in ``paths`` (a directory means its YAML/JSON files).
+
+    Raises :class:`ManifestErrors` listing every problem of every file, including files
+    that cannot be read (``path: cannot read file: ...``) and YAML syntax errors
+    (``file:line: yaml: ...``).
+    """
+    loader = _Loader()
+    for given in paths:
+        path = Path(given)
+        files = [path]
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+            )
+            if not files:
+                loader.problem(
+                    str(given), 0, f"no {'/'.join(MANIFEST_SUFFIXES)} files in directory"
+                )
+        for file in files:
+            source = str(given) if file is path else str(file)
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                loader.problem(source, 0, f"cannot read file: {why}")
+                continue
+            loader.add_text(text, source)
+    return loader.result()
+
+
+def load_manifest_text(text: str, source: str) -> Manifests:
+    """Load the objects of one manifest text; ``source`` names it in messages."""
+    loader = _Loader()
+    loader.add_text(text, source)
+    return loader.result()
+
+
+class _Loader:
+    """Accumulates objects, problems and warnings over the files of one load."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.buckets: dict[str, list[Any]] = {spec.bucket: [] for spec in _KINDS.values()}
+        self.seen: dict[tuple[str, str], str] = {}
+
+    def problem(self, source: str, line: int, message: str) -> None:
+        self.problems.append(str(ManifestError(source, line, "", "", message)))
+
+    def result(self) -> Manifests:
+        if self.problems:
+            raise ManifestErrors(self.problems)
+        b = self.buckets
+        return Manifests(
+            services=tuple(b["services"]),
+            endpoint_slices=tuple(b["endpoint_slices"]),
+            endpoints=tuple(b["endpoints"]),
+            pods=tuple(b["pods"]),
+            nodes=tuple(b["nodes"]),
+            warnings=tuple(self.warnings),
+        )
+
+    def add_text(self, text: str, source: str) -> None:
+        for data, line in _documents(text, source, self.problems):
+            self.document(data, line, source, None)
+
+    def document(
+        self, data: Any, line: int, source: str, inherited: tuple[str, Any] | None
+    ) -> None:
+        if data is None:
+            return  # empty document, or a null item: nothing to load
+        if not isinstance(data, YMap):
+            self.problem(
+                source,
+                line,
+                f"document: must be a mapping (a Kubernetes object), got {describe(data)}",
+            )
+            return
+        kind, api = data.get("kind"), data.get("apiVersion")
+        if kind is None and inherited is not None:
+            kind, api = inherited
+        if not isinstance(kind, str) or not kind:
+            self.problem(source, data.line_of("kind"), f"kind: required, got {describe(kind)}")
+            return
+        if kind.endswith("List") and (kind == "List" or "items" in data):
+            self.items(data, kind, api, source)
+            return
+        spec = _KINDS.get(kind)
+        label = object_label(kind, data, namespaced=spec.namespaced if spec else True)
+        if spec is None:
+            self.warnings.append(
+                f"{source}:{data.line}: skipping kind {kind} ({label.rsplit('/', 1)[-1]})"
+            )
+            return
+        if api not in spec.api_versions:
+            got = (
+                "required"
+                if api is None
+                else f"must be {' or '.join(spec.api_versions)}, got {describe(api)}"
+            )
+            self.problems.append(
+                str(ManifestError(source, data.line_of("apiVersion"), label, "apiVersion", got))
+            )
+            return
+        reader = Reader(source, label)
+        obj = spec.parse(data, reader, f"{source}:{data.line}")
+        self.remember(kind, obj.meta, reader, data)
+        self.buckets[spec.bucket].append(obj)
+        # Fields are read in an order that suits the checks; report them top to bottom.
+        self.problems.extend(str(p) for p in sorted(reader.problems, key=lambda p: p.line))
+        self.warnings.extend(str(w) for w in sorted(reader.warnings, key=lambda w: w.line))
+
+    def items(self, data: YMap, kind: str, api: Any, source: str) -> None:
+        items = data.get("items")
+        if items is None:
+            return
+        if not isinstance(items, YList):
+            self.problem(
+                source, data.line_of("items"), f"items: must be a list, got {describe(items)}"
+            )
+            return
+        # A typed list (ServiceList) from the raw API omits kind/apiVersion on its items.
+        inherited = (kind.removesuffix("List"), api) if kind != "List" else None
+        for item, line in zip(items, items.item_lines, strict=True):
+            self.document(item, line, source, inherited)
+
+    def remember(self, kind: str, meta: k8s.ObjectMeta, reader: Reader, data: YMap) -> None:
+        if not meta.name:
+            return
+        key = (kind, meta.name if kind == "Node" else meta.key)
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = meta.source
+        else:
+            # The API server would refuse the second create (AlreadyExists).
+            md = data.get("metadata")
+            line = md.line_of("name") if isinstance(md, YMap) else data.line
+            reader.error(line, "metadata.name", f"duplicate {kind}; first defined at {first}")
+
+
+def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[Any, int]]:
+    """The documents of ``text`` as YMap/YList trees with their first line.
+
+    A syntax error is recorded as a problem and ends the file.
+    """
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    constructor = SafeConstructor()
+    try:
+        for node in yaml.compose_all(text, Loader=loader_cls):
+            yield _convert(node, constructor, source, problems, {}), node.start_mark.line + 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        message = exc.problem or exc.context or "invalid YAML"
+        problems.append(str(ManifestError(source, line, "", "", f"yaml: {message}")))
+    except yaml.YAMLError as exc:
+        problems.append(str(ManifestError(source, 0, "", "", f"yaml: {exc}")))
+
+
+def _convert(
+    node: Node, constructor: SafeConstructor, source: str, problems: list[str], memo: dict[int, Any]
+) -> Any:
+    """A composed YAML node as YMap/YList/scalars, keeping 1-based lines.
+
+    Keys are kept as written (``on:`` stays ``"on"``), values get YAML 1.1 types as
+    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``).
+    A mapping or list held by a key takes the key's line as its own; a list item's
+    mapping starts on its ``-`` line.
+    """
+    if id(node) in memo:
+        return memo[id(node)]
+    line = node.start_mark.line + 1
+    if isinstance(node, MappingNode):
+        mapping = YMap(line)
+        memo[id(node)] = mapping
+        _fill_mapping(mapping, node, constructor, source, problems, memo)
+        return mapping
+    if isinstance(node, SequenceNode):
+        seq = YList(line)
+        memo[id(node)] = seq
+        for item in node.value:
+            seq.append(_convert(item, constructor, source, problems, memo))
+            seq.item_lines.append(item.start_mark.line + 1)
+        return seq
+    value = constructor.construct_object(node, deep=True)
+    memo[id(node)] = value
+    return value
+
+
+def _fill_mapping(
+    mapping: YMap,
+    node: MappingNode,
+    constructor: SafeConstructor,
+    source: str,
+    problems: list[str],
+    memo: dict[int, Any],
+) -> None:
+    """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
+    explicit = {id(k) for k, _ in node.value}
+    constructor.flatten_mapping(node)  # resolves `<<` merge keys; merged pairs come first
+    written: set[str] = set()
+    for key_node, value_node in node.value:
+        key = (
+            key_node.value
+            if isinstance(key_node, ScalarNode)
+            else str(constructor.construct_object(key_node, deep=True))
+        )
+        key_line = key_node.start_mark.line + 1
+        if id(key_node) in explicit:
+            if key in written:
+                first = mapping.key_lines[key]
+                message = f"yaml: duplicate key {key!r} (first at line {first})"
+                problems.append(str(ManifestError(source, key_line, "", "", message)))
+            written.add(key)
+        fresh = id(value_node) not in memo
+        value = _convert(value_node, constructor, source, problems, memo)
+        if fresh and isinstance(value, YMap | YList):
+            # A missing field inside `spec:` is best reported on the `spec:` line.
+            value.line = key_line
+        mapping[key] = value
+        mapping.key_lines[key] = key_line

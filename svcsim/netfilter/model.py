@@ -1,0 +1,236 @@
+"""The rule model: what the kernel stores for one iptables rule, chain, table and ruleset.
+
+A :class:`Rule` keeps two things: the argument text it was created from (``text``, exactly as
+kube-proxy writes it to iptables-restore) and the parsed structure the kernel holds (generic
+address/interface/protocol matches, an ordered tuple of match extensions, one target). The
+structure is what the interpreter evaluates and what iptables-save prints back
+(:meth:`Rule.save_text`), in the kernel's canonical order and spelling.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from svcsim.netfilter.extensions import (
+    STANDARD_VERDICTS,
+    AddrTypeMatch,
+    CommentMatch,
+    ConntrackMatch,
+    DnatTarget,
+    JumpTarget,
+    MarkMatch,
+    MarkTarget,
+    MasqueradeTarget,
+    Match,
+    NfacctMatch,
+    PortMatch,
+    PortRange,
+    RecentMatch,
+    RejectTarget,
+    StatisticMatch,
+    Target,
+    negation,
+    save_string,
+)
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+}
+"""Built-in chains of each table, in the order iptables-save lists them."""
+
+__all__ = [
+    "BUILTIN_CHAINS",
+    "STANDARD_VERDICTS",
+    "AddrTypeMatch",
+    "AddressMatch",
+    "Chain",
+    "CommentMatch",
+    "ConntrackMatch",
+    "DnatTarget",
+    "InterfaceMatch",
+    "JumpTarget",
+    "MarkMatch",
+    "MarkTarget",
+    "MasqueradeTarget",
+    "Match",
+    "NfacctMatch",
+    "PortMatch",
+    "PortRange",
+    "ProtocolMatch",
+    "RecentMatch",
+    "RejectTarget",
+    "Rule",
+    "Ruleset",
+    "StatisticMatch",
+    "Table",
+    "Target",
+    "save_string",
+]
+
+@dataclass(frozen=True, slots=True)
+class AddressMatch:
+    """``[!] -s/-d ADDR[/PREFIX]``: the packet's address lies in ``network`` (or not)."""
+
+    network: IPNetwork
+    negated: bool = False
+
+    def matches(self, address: IPAddress) -> bool:
+        """True if ``address`` satisfies the match."""
+        inside = address.version == self.network.version and address in self.network
+        return inside != self.negated
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceMatch:
+    """``[!] -i/-o NAME``; a trailing ``+`` matches any interface with that prefix."""
+
+    name: str
+    negated: bool = False
+
+    def matches(self, interface: str | None) -> bool:
+        """True if ``interface`` satisfies the match (no interface never matches a name)."""
+        if interface is None:
+            hit = False
+        elif self.name.endswith("+"):
+            hit = interface.startswith(self.name[:-1])
+        else:
+            hit = interface == self.name
+        return hit != self.negated
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolMatch:
+    """``[!] -p PROTO`` (lower-case name: tcp, udp, sctp, icmp, all)."""
+
+    name: str
+    negated: bool = False
+
+    def matches(self, protocol: str) -> bool:
+        """True if ``protocol`` satisfies the match."""
+        hit = self.name == "all" or protocol == self.name
+        return hit != self.negated
+
+
+# --- rules, chains, tables ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: generic matches, match extensions in order, and an optional target.
+
+    Build rules with :func:`svcsim.netfilter.text.parse_rule`, which parses the argument text the
+    way iptables does; ``text`` keeps that text for rendering iptables-restore input.
+    """
+
+    text: str
+    source: AddressMatch | None = None
+    destination: AddressMatch | None = None
+    in_interface: InterfaceMatch | None = None
+    out_interface: InterfaceMatch | None = None
+    protocol: ProtocolMatch | None = None
+    matches: tuple[Match, ...] = ()
+    target: Target | None = None
+
+    def save_args(self) -> list[str]:
+        """The rule's tokens as iptables-save prints them (without ``-A CHAIN``)."""
+        out: list[str] = []
+        if self.source is not None:
+            out += [*negation(self.source.negated), "-s", _cidr_text(self.source.network)]
+        if self.destination is not None:
+            out += [*negation(self.destination.negated), "-d", _cidr_text(self.destination.network)]
+        if self.in_interface is not None:
+            out += [*negation(self.in_interface.negated), "-i", self.in_interface.name]
+        if self.out_interface is not None:
+            out += [*negation(self.out_interface.negated), "-o", self.out_interface.name]
+        if self.protocol is not None:
+            out += [*negation(self.protocol.negated), "-p", self.protocol.name]
+        for match in self.matches:
+            out += match.save_args()
+        if self.target is not None:
+            out += self.target.save_args()
+        return out
+
+    def save_text(self) -> str:
+        """The rule as iptables-save prints it (without ``-A CHAIN``)."""
+        return " ".join(self.save_args())
+
+    def find(self, kind: type[Match]) -> Match | None:
+        """The first match extension of type ``kind``, or None."""
+        return next((m for m in self.matches if isinstance(m, kind)), None)
+
+
+def _cidr_text(network: IPNetwork) -> str:
+    return f"{network.network_address}/{network.prefixlen}"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A chain: built-in ones have a ``policy`` (ACCEPT/DROP), user chains have None."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+    policy: str | None = None
+
+    @property
+    def is_builtin(self) -> bool:
+        """True for built-in chains (they have a policy)."""
+        return self.policy is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table (filter, nat, mangle, raw) and its chains in order."""
+
+    name: str
+    chains: tuple[Chain, ...] = ()
+    _index: dict[str, Chain] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {c.name: c for c in self.chains})
+
+    def chain(self, name: str) -> Chain | None:
+        """The chain called ``name``, or None."""
+        return self._index.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """The iptables state of one node (one IP family): its tables in order."""
+
+    tables: tuple[Table, ...] = ()
+    _index: dict[str, Table] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {t.name: t for t in self.tables})
+
+    def table(self, name: str) -> Table | None:
+        """The table called ``name``, or None."""
+        return self._index.get(name)
+
+    def chain(self, table: str, name: str) -> Chain | None:
+        """The chain ``name`` of ``table``, or None."""
+        t = self._index.get(table)
+        return t.chain(name) if t is not None else None
+
+    def rules(self) -> Iterator[tuple[str, str, Rule]]:
+        """Every rule as ``(table, chain, rule)``, in order."""
+        for t in self.tables:
+            for c in t.chains:
+                for r in c.rules:
+                    yield t.name, c.name, r
+
+    def rule_count(self) -> int:
+        """Number of rules in all tables."""
+        return sum(1 for _ in self.rules())

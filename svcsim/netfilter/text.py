@@ -1,0 +1,230 @@
+"""iptables text: build rulesets, render restore/save files, apply iptables-restore input.
+
+Two text forms exist and both are modelled:
+
+* **iptables-restore input**, what kube-proxy writes: each rule keeps the argument text it was
+  given (:func:`render_restore`).
+* **iptables-save output**, what the kernel prints back: canonical order and spelling, ``/32``
+  suffixes, probabilities re-printed from the stored threshold (:func:`render_save`).
+
+Rule arguments are parsed by :func:`svcsim.netfilter.parse.parse_rule`, re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
+from svcsim.netfilter.parse import IptablesSyntaxError, parse_rule, tokenize
+
+__all__ = [
+    "IptablesSyntaxError",
+    "RulesetBuilder",
+    "apply_restore",
+    "parse_rule",
+    "parse_save",
+    "render_restore",
+    "render_save",
+    "tokenize",
+]
+
+
+class RulesetBuilder:
+    """Accumulates tables, chains and rules in order, then freezes them into a :class:`Ruleset`.
+
+    A table's built-in chains exist as soon as the table is touched (policy ACCEPT); user chains
+    exist once declared with :meth:`chain` or given a rule.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[str, list[Rule]]] = {}
+        self._policies: dict[tuple[str, str], str] = {}
+
+    def table(self, table: str) -> None:
+        """Make sure ``table`` exists, with its built-in chains."""
+        if table not in self._tables:
+            if table not in BUILTIN_CHAINS:
+                raise IptablesSyntaxError(f"unknown table {table!r}")
+            self._tables[table] = {name: [] for name in BUILTIN_CHAINS[table]}
+            for name in BUILTIN_CHAINS[table]:
+                self._policies[table, name] = "ACCEPT"
+
+    def chain(self, table: str, name: str) -> None:
+        """Declare a chain (a no-op if it exists)."""
+        self.table(table)
+        self._tables[table].setdefault(name, [])
+
+    def rule(self, table: str, chain: str, *args: str) -> Rule:
+        """Append a rule made of ``args`` (joined with spaces, as kube-proxy writes lines)."""
+        self.chain(table, chain)
+        rule = parse_rule(" ".join(args))
+        self._tables[table][chain].append(rule)
+        return rule
+
+    def append(self, table: str, chain: str, rule: Rule) -> None:
+        """Append an already parsed rule."""
+        self.chain(table, chain)
+        self._tables[table][chain].append(rule)
+
+    def insert(self, table: str, chain: str, rule: Rule, position: int = 0) -> None:
+        """Insert a parsed rule at ``position`` (``iptables -I``)."""
+        self.chain(table, chain)
+        self._tables[table][chain].insert(position, rule)
+
+    def flush(self, table: str, chain: str) -> None:
+        """Remove every rule of a chain (declaring it if needed)."""
+        self.chain(table, chain)
+        self._tables[table][chain].clear()
+
+    def delete_chain(self, table: str, chain: str) -> None:
+        """Delete a user chain (``-X``)."""
+        if (table, chain) in self._policies:
+            raise IptablesSyntaxError(f"cannot delete built-in chain {chain!r}")
+        self._tables.get(table, {}).pop(chain, None)
+
+    def set_policy(self, table: str, chain: str, policy: str) -> None:
+        """Set a built-in chain's policy."""
+        self.table(table)
+        if (table, chain) not in self._policies:
+            raise IptablesSyntaxError(f"{chain!r} is not a built-in chain of {table!r}")
+        self._policies[table, chain] = policy
+
+    def build(self) -> Ruleset:
+        """The frozen ruleset."""
+        return Ruleset(
+            tuple(
+                Table(
+                    t,
+                    tuple(
+                        Chain(name, tuple(rules), self._policies.get((t, name)))
+                        for name, rules in chains.items()
+                    ),
+                )
+                for t, chains in self._tables.items()
+            )
+        )
+
+    @classmethod
+    def from_ruleset(cls, ruleset: Ruleset) -> RulesetBuilder:
+        """A builder holding a copy of ``ruleset`` (to edit it as iptables-restore would)."""
+        builder = cls()
+        for table in ruleset.tables:
+            builder.table(table.name)
+            for chain in table.chains:
+                builder.chain(table.name, chain.name)
+                builder._tables[table.name][chain.name] = list(chain.rules)
+                if chain.policy is not None:
+                    builder._policies[table.name, chain.name] = chain.policy
+        return builder
+
+
+def render_restore(
+    ruleset: Ruleset, tables: Sequence[str] = ("filter", "nat"), skip_chains: Iterable[str] = ()
+) -> str:
+    """The iptables-restore input that writes ``ruleset``'s user chains, as kube-proxy sends it.
+
+    Built-in chains (set up with ``iptables -I`` rather than restore) and ``skip_chains`` are left
+    out; rules keep the argument text they were written with.
+    """
+    skip = set(skip_chains)
+    lines: list[str] = []
+    for name in tables:
+        table = ruleset.table(name)
+        if table is None:
+            continue
+        chains = [c for c in table.chains if not c.is_builtin and c.name not in skip]
+        lines.append(f"*{name}")
+        lines += [f":{c.name} - [0:0]" for c in chains]
+        lines += [f"-A {c.name} {r.text}" for c in chains for r in c.rules]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def render_save(ruleset: Ruleset, tables: Sequence[str] | None = None) -> str:
+    """The ruleset as ``iptables-save`` prints it.
+
+    Built-in chains first (with their policy), then user chains in name order, then the rules
+    chain by chain in that order, each in the kernel's canonical spelling.
+    """
+    lines: list[str] = []
+    for table in ruleset.tables:
+        if tables is not None and table.name not in tables:
+            continue
+        builtin = [c for c in table.chains if c.is_builtin]
+        user = sorted((c for c in table.chains if not c.is_builtin), key=lambda c: c.name)
+        lines.append(f"*{table.name}")
+        lines += [f":{c.name} {c.policy} [0:0]" for c in builtin]
+        lines += [f":{c.name} - [0:0]" for c in user]
+        lines += [f"-A {c.name} {r.save_text()}" for c in builtin + user for r in c.rules]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def apply_restore(ruleset: Ruleset, text: str, *, noflush: bool = True) -> Ruleset:
+    """The ruleset after ``iptables-restore [--noflush]`` of ``text`` on top of ``ruleset``.
+
+    With ``noflush`` only the chains declared by ``:CHAIN`` lines are flushed; without it every
+    table named in the input is emptied first. Handles ``:CHAIN``, ``-A``, ``-I``, ``-X``, ``-F``
+    and ``COMMIT``. Errors name the line (1-based) of the input.
+    """
+    builder = RulesetBuilder.from_ruleset(ruleset)
+    table: str | None = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            table = _apply_line(builder, table, line, noflush)
+        except (IptablesSyntaxError, ValueError) as exc:
+            raise IptablesSyntaxError(f"line {lineno}: {exc}") from exc
+    if table is not None:
+        raise IptablesSyntaxError("input ends without COMMIT")
+    return builder.build()
+
+
+def _apply_line(builder: RulesetBuilder, table: str | None, line: str, noflush: bool) -> str | None:
+    if line.startswith("*"):
+        name = line[1:]
+        if not noflush:
+            for chain in list(builder._tables.get(name, {})):
+                if chain in BUILTIN_CHAINS.get(name, ()):
+                    builder.flush(name, chain)
+                else:
+                    builder.delete_chain(name, chain)
+        builder.table(name)
+        return name
+    if table is None:
+        raise IptablesSyntaxError(f"{line!r} outside a table")
+    if line == "COMMIT":
+        return None
+    if line.startswith(":"):
+        parts = line[1:].split()
+        if len(parts) < 2:
+            raise IptablesSyntaxError(f"bad chain line {line!r}")
+        if parts[0] not in BUILTIN_CHAINS[table]:
+            builder.flush(table, parts[0])  # with --noflush a built-in chain only gets its policy
+        if parts[1] != "-":
+            builder.set_policy(table, parts[0], parts[1])
+        return table
+    op, _, rest = line.partition(" ")
+    chain, _, args = rest.strip().partition(" ")
+    if op == "-A":
+        builder.rule(table, chain, args)
+    elif op == "-I":
+        head, _, tail = args.partition(" ")
+        if head.isdigit():
+            builder.insert(table, chain, parse_rule(tail), int(head) - 1)
+        else:
+            builder.insert(table, chain, parse_rule(args))
+    elif op == "-X":
+        builder.delete_chain(table, chain)
+    elif op == "-F":
+        builder.flush(table, chain)
+    else:
+        raise IptablesSyntaxError(f"unsupported command {op!r}")
+    return table
+
+
+def parse_save(text: str) -> Ruleset:
+    """Parse ``iptables-save`` output (or restore input) into a ruleset on an empty kernel."""
+    return apply_restore(Ruleset(), text, noflush=True)

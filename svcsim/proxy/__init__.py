@@ -1,0 +1,1 @@
+"""kube-proxy: endpoint categorisation, chain names, the per-mode rule compilers (pure)."""

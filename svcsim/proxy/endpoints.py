@@ -1,0 +1,386 @@
+"""kube-proxy's view of Services and EndpointSlices: service-port map, endpoints map, categories.
+
+Mirrors kubernetes ``pkg/proxy/serviceport.go`` (``newBaseServiceInfo``),
+``pkg/proxy/servicechangetracker.go`` (``serviceToServiceMap``), ``pkg/proxy/endpointslicecache.go``
+@c2c7d507 (``endpointInfoByServicePort``, ``addEndpoints``, ``byEndpoint``) and
+``pkg/proxy/topology.go`` (``CategorizeEndpoints``, v1.33+ shape with ``topologyModeFromHints``).
+
+Only the IPv4 family is modelled: IPv6 cluster IPs, external IPs, load-balancer IPs, source
+ranges and EndpointSlices of ``addressType`` other than ``IPv4`` are ignored, exactly as an IPv4
+single-stack proxier ignores them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from svcsim.k8s.objects import (
+    EndpointSlice,
+    Protocol,
+    Service,
+    ServiceType,
+    SessionAffinity,
+    TrafficPolicy,
+)
+from svcsim.proxy.context import TOPOLOGY_ZONE_LABEL
+from svcsim.proxy.names import ServicePortName
+
+PREFER_SAME_NODE = "PreferSameNode"
+PREFER_SAME_ZONE = "PreferSameZone"
+
+
+def parse_ipv4_sloppy(text: str) -> str | None:
+    """``netutils.ParseIPSloppy`` for IPv4: leading zeros are decimal (``010`` is 10).
+
+    Returns the canonical dotted quad, or None if ``text`` is not an IPv4 address (IPv6 included).
+    kube-proxy writes the re-printed address, so ``10.180.00.001`` becomes ``10.180.0.1``
+    (TestBadIPs).
+    """
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    octets = [int(p) for p in parts]
+    if any(o > 255 for o in octets):
+        return None
+    return ".".join(str(o) for o in octets)
+
+
+def parse_ipv4_cidr_sloppy(text: str) -> str | None:
+    """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None."""
+    addr, sep, prefix = text.partition("/")
+    ip = parse_ipv4_sloppy(addr)
+    if ip is None or not sep or not (prefix.isascii() and prefix.isdigit()) or int(prefix) > 32:
+        return None
+    return str(ipaddress.IPv4Network(f"{ip}/{int(prefix)}", strict=False))
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePortInfo:
+    """``BaseServicePortInfo`` for one Service port, IPv4 family, as kube-proxy derives it."""
+
+    name: ServicePortName
+    cluster_ip: str
+    port: int
+    node_port: int = 0
+    load_balancer_vips: tuple[str, ...] = ()
+    """``status.loadBalancer.ingress[].ip`` in VIP mode (``ipMode`` nil or ``VIP``), IPv4 only."""
+    external_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    """Whitespace-trimmed, IPv4, re-printed as networks (``203.0.113.000/025`` becomes
+    ``203.0.113.0/25``)."""
+    client_ip_affinity: bool = False
+    sticky_max_age_s: int = 0
+    health_check_node_port: int = 0
+    """Only for LoadBalancer Services with externalTrafficPolicy Local (``NeedsHealthCheck``)."""
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+
+    @property
+    def protocol(self) -> Protocol:
+        """The port's protocol."""
+        return self.name.protocol
+
+    @property
+    def externally_accessible(self) -> bool:
+        """Reachable other than by ClusterIP: a NodePort, LB VIP or external IP."""
+        return self.node_port != 0 or bool(self.load_balancer_vips) or bool(self.external_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        """Ever sends traffic by Cluster policy.
+
+        True for iTP Cluster, or for any external traffic (the eTP=Local short-circuit needs the
+        cluster chain).
+        """
+        return not self.internal_policy_local or self.externally_accessible
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        """Ever sends traffic by Local policy (iTP Local, or eTP Local with external access)."""
+        return self.internal_policy_local or (
+            self.external_policy_local and self.externally_accessible
+        )
+
+
+def _service_externally_accessible(svc: Service) -> bool:
+    """``apiservice.ExternallyAccessible`` (pkg/api/v1/service/util.go)."""
+    return svc.type in (ServiceType.LOAD_BALANCER, ServiceType.NODE_PORT) or (
+        svc.type == ServiceType.CLUSTER_IP and bool(svc.external_ips)
+    )
+
+
+def _cluster_ipv4(svc: Service) -> str | None:
+    """``GetClusterIPByFamily(IPv4)``: the first IPv4 of ``clusterIPs``, else ``clusterIP``."""
+    candidates = svc.cluster_ips or (svc.cluster_ip,)
+    for text in candidates:
+        ip = parse_ipv4_sloppy(text)
+        if ip is not None:
+            return ip
+    return None
+
+
+def should_skip_service(svc: Service) -> bool:
+    """``ShouldSkipService``: headless (``None``) or unset ClusterIP, or type ExternalName."""
+    return svc.cluster_ip in ("", "None") or svc.type == ServiceType.EXTERNAL_NAME
+
+
+def service_port_infos(svc: Service) -> list[ServicePortInfo]:
+    """One :class:`ServicePortInfo` per ``spec.ports`` entry; none if kube-proxy skips ``svc``."""
+    if should_skip_service(svc):
+        return []
+    cluster_ip = _cluster_ipv4(svc)
+    if cluster_ip is None:
+        return []
+    external_local = (
+        _service_externally_accessible(svc) and svc.external_traffic_policy == TrafficPolicy.LOCAL
+    )
+    internal_local = svc.internal_traffic_policy == TrafficPolicy.LOCAL
+    external_ips = tuple(ip for ip in map(parse_ipv4_sloppy, svc.external_ips) if ip)
+    ranges = tuple(
+        c for c in (parse_ipv4_cidr_sloppy(r.strip()) for r in svc.load_balancer_source_ranges) if c
+    )
+    vips = tuple(
+        ip
+        for ip in (
+            parse_ipv4_sloppy(ing.ip)
+            for ing in svc.load_balancer_ingress
+            if ing.ip and ing.ip_mode in (None, "VIP")
+        )
+        if ip
+    )
+    needs_hc = svc.type == ServiceType.LOAD_BALANCER and external_local
+    affinity = svc.session_affinity == SessionAffinity.CLIENT_IP
+    return [
+        ServicePortInfo(
+            name=ServicePortName(svc.meta.namespace, svc.meta.name, p.name, p.protocol),
+            cluster_ip=cluster_ip,
+            port=p.port,
+            node_port=p.node_port,
+            load_balancer_vips=vips,
+            external_ips=external_ips,
+            load_balancer_source_ranges=ranges,
+            client_ip_affinity=affinity,
+            sticky_max_age_s=svc.session_affinity_timeout_s if affinity else 0,
+            health_check_node_port=svc.health_check_node_port if needs_hc else 0,
+            external_policy_local=external_local,
+            internal_policy_local=internal_local,
+        )
+        for p in svc.ports
+    ]
+
+
+def build_service_port_map(services: Iterable[Service]) -> dict[ServicePortName, ServicePortInfo]:
+    """The proxier's ``svcPortMap``: every proxied Service port, keyed by ServicePortName.
+
+    Headless and ExternalName Services and Services without an IPv4 ClusterIP contribute nothing
+    (TestBuildServiceMapServiceHeadless, TestBuildServiceMapServiceTypeExternalName).
+    """
+    out: dict[ServicePortName, ServicePortInfo] = {}
+    for svc in services:
+        for info in service_port_infos(svc):
+            out[info.name] = info
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """``BaseEndpointInfo``: one endpoint address + port of one service port."""
+
+    ip: str
+    port: int
+    is_local: bool = False
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    zone_hints: frozenset[str] = field(default_factory=frozenset)
+    node_hints: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def text(self) -> str:
+        """``String()``: ``net.JoinHostPort(ip, port)``; the sort and dedupe key."""
+        return f"{self.ip}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+EndpointsMap = dict[ServicePortName, tuple[EndpointInfo, ...]]
+
+
+def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> EndpointsMap:
+    """The proxier's ``endpointsMap`` from EndpointSlices (IPv4 slices only).
+
+    A slice belongs to the Service named by its ``kubernetes.io/service-name`` label in its own
+    namespace (slices without the label are ignored). Each slice port makes endpoints for the
+    ServicePortName ``(namespace, service, port.name, port.protocol)``, so a Service port meets
+    its endpoints by port name + protocol, and the DNAT port is the slice port's number; ports
+    numbered 0 are ignored. The first address of each endpoint is used, re-printed
+    (``ParseIPSloppy``); endpoints without a valid IPv4 address are skipped.
+
+    The same ``IP:port`` seen twice collapses to one entry: a later occurrence replaces an
+    earlier one unless the later one is terminating (so a running Pod beats a terminating Pod
+    that had the same IP). Upstream visits a Service's slices in Go map order; here slices are
+    visited in name order, which only matters for two *non-terminating* duplicates (undefined
+    upstream). Each list is sorted by the ``"IP:port"`` string (``byEndpoint``), which is why
+    ``10.1.1.11:11`` precedes ``10.1.1.1:11``.
+    """
+    by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
+    for sl in slices:
+        svc_name = sl.service_name
+        if sl.address_type != "IPv4" or not svc_name:
+            continue
+        by_service.setdefault((sl.meta.namespace, svc_name), []).append(sl)
+    sets: dict[ServicePortName, dict[str, EndpointInfo]] = {}
+    for (namespace, svc_name), group in by_service.items():
+        for sl in sorted(group, key=lambda s: s.meta.name):
+            for port in sl.ports:
+                if port.port == 0:
+                    continue
+                spn = ServicePortName(namespace, svc_name, port.name, port.protocol)
+                endpoint_set = sets.setdefault(spn, {})
+                for ep in sl.endpoints:
+                    if not ep.addresses:
+                        continue
+                    ip = parse_ipv4_sloppy(ep.addresses[0])
+                    if ip is None:
+                        continue
+                    info = EndpointInfo(
+                        ip=ip,
+                        port=port.port,
+                        is_local=bool(node_name) and ep.node_name == node_name,
+                        ready=ep.is_ready,
+                        serving=ep.is_serving,
+                        terminating=ep.is_terminating,
+                        zone_hints=frozenset(ep.hint_zones),
+                        # The k8s model has no hints.forNodes yet; read it once it does.
+                        node_hints=frozenset(getattr(ep, "hint_nodes", ())),
+                    )
+                    if info.text not in endpoint_set or not info.terminating:
+                        endpoint_set[info.text] = info
+    return {
+        spn: tuple(sorted(eps.values(), key=lambda e: e.text)) for spn, eps in sets.items() if eps
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CategorizedEndpoints:
+    """The result of :func:`categorize_endpoints`; see there for each field's meaning."""
+
+    cluster: tuple[EndpointInfo, ...]
+    local: tuple[EndpointInfo, ...]
+    all_reachable: tuple[EndpointInfo, ...]
+    has_any_endpoints: bool
+    topology_mode: str = ""
+    """``""``, ``"PreferSameZone"`` or ``"PreferSameNode"``: how hints filtered ``cluster``."""
+
+
+def topology_mode_from_hints(
+    endpoints: Sequence[EndpointInfo],
+    node_name: str,
+    zone: str,
+    prefer_same_traffic_distribution: bool = True,
+) -> str:
+    """Which hints kube-proxy obeys (``topologyModeFromHints``), looking at Ready endpoints only.
+
+    ``PreferSameNode`` if the gate is on, every Ready endpoint has node hints and one is hinted
+    for this node; else ``PreferSameZone`` if every Ready endpoint has zone hints and one is
+    hinted for this node's zone (a node without a zone label never qualifies); else ``""``.
+    Since v1.33 the Service's topology annotation is not consulted: hints are obeyed whenever
+    present (kubernetes PR #130742 removed ``hintsAnnotation``).
+    """
+    ready = [ep for ep in endpoints if ep.ready]
+    if not ready:
+        return ""
+    node_hinted = all(ep.node_hints for ep in ready)
+    if prefer_same_traffic_distribution and node_hinted and any(
+        node_name in ep.node_hints for ep in ready
+    ):
+        return PREFER_SAME_NODE
+    if zone and all(ep.zone_hints for ep in ready) and any(zone in ep.zone_hints for ep in ready):
+        return PREFER_SAME_ZONE
+    return ""
+
+
+def _available_for_topology(ep: EndpointInfo, mode: str, node_name: str, zone: str) -> bool:
+    if mode == PREFER_SAME_NODE:
+        return node_name in ep.node_hints
+    if mode == PREFER_SAME_ZONE:
+        return zone in ep.zone_hints
+    return True
+
+
+def categorize_endpoints(
+    endpoints: Sequence[EndpointInfo],
+    svc: ServicePortInfo,
+    node_name: str,
+    topology_labels: Mapping[str, str] | None = None,
+    prefer_same_traffic_distribution: bool = True,
+) -> CategorizedEndpoints:
+    """Split a service port's endpoints like ``CategorizeEndpoints`` (pkg/proxy/topology.go).
+
+    Returned fields:
+
+    * ``cluster``: endpoints for Cluster traffic policy; empty if the port never uses Cluster
+      policy (:attr:`ServicePortInfo.uses_cluster_endpoints`). The Ready endpoints, filtered by
+      topology hints when :func:`topology_mode_from_hints` says so. **Fallback:** if that leaves
+      none, every endpoint that is serving *and* terminating, anywhere, ignoring topology.
+    * ``local``: endpoints for Local traffic policy; empty if the port never uses Local policy.
+      The node-local Ready endpoints. **Fallback:** if there are none, the node-local endpoints
+      that are serving and terminating.
+    * ``all_reachable``: the union of the two lists, i.e. every endpoint that gets a KUBE-SEP
+      chain on this node. When it is exactly one of the lists that list is returned; when a
+      real merge is needed (topology filtering or the local fallback is in play) the merged list
+      is sorted by ``"IP:port"`` (upstream builds it from a Go map, so its order is random).
+    * ``has_any_endpoints``: some endpoint anywhere is Ready, or serving and terminating;
+      this decides rules versus REJECT. It can be true while ``all_reachable`` is empty.
+
+    Endpoints that are neither Ready nor serving-and-terminating are never used.
+    """
+    zone = (topology_labels or {}).get(TOPOLOGY_ZONE_LABEL, "")
+    mode = ""
+    cluster: list[EndpointInfo] = []
+    local: list[EndpointInfo] = []
+    has_any = False
+    if svc.uses_cluster_endpoints:
+        mode = topology_mode_from_hints(
+            endpoints, node_name, zone, prefer_same_traffic_distribution
+        )
+        cluster = [
+            ep
+            for ep in endpoints
+            if ep.ready and _available_for_topology(ep, mode, node_name, zone)
+        ]
+        if not cluster:
+            cluster = [ep for ep in endpoints if ep.serving and ep.terminating]
+        has_any = bool(cluster)
+    if not svc.uses_local_endpoints:
+        return CategorizedEndpoints(tuple(cluster), (), tuple(cluster), has_any, mode)
+
+    local_ready = any(ep.is_local and ep.ready for ep in endpoints)
+    local_serving_terminating = any(
+        ep.is_local and not ep.ready and ep.serving and ep.terminating for ep in endpoints
+    )
+    has_any = has_any or any(ep.ready or (ep.serving and ep.terminating) for ep in endpoints)
+    used_fallback = False
+    if local_ready:
+        local = [ep for ep in endpoints if ep.is_local and ep.ready]
+    elif local_serving_terminating:
+        used_fallback = True
+        local = [ep for ep in endpoints if ep.is_local and ep.serving and ep.terminating]
+    if not svc.uses_cluster_endpoints:
+        return CategorizedEndpoints((), tuple(local), tuple(local), has_any, mode)
+    if not mode and not used_fallback:
+        # local holds only Ready endpoints and cluster holds every Ready one: a superset.
+        return CategorizedEndpoints(tuple(cluster), tuple(local), tuple(cluster), has_any, mode)
+    merged = {ep.text: ep for ep in cluster} | {ep.text: ep for ep in local}
+    reachable = tuple(sorted(merged.values(), key=lambda e: e.text))
+    return CategorizedEndpoints(tuple(cluster), tuple(local), reachable, has_any, mode)
+
+
+def total_endpoints(
+    service_ports: Mapping[ServicePortName, ServicePortInfo], endpoints_map: EndpointsMap
+) -> int:
+    """Endpoints summed over proxied service ports, usable or not (the large-cluster-mode count)."""
+    return sum(len(endpoints_map.get(spn, ())) for spn in service_ports)

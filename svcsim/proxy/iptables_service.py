@@ -1,0 +1,311 @@
+"""The rules kube-proxy (iptables mode) writes for one service port, in the order it writes them.
+
+A line-for-line model of the body of the per-service loop of ``syncProxyRules`` and of
+``writeServiceToEndpointRules`` in kubernetes ``pkg/proxy/iptables/proxier.go`` @531be812.
+Rules are collected as words exactly as kube-proxy joins them into its iptables-restore input;
+comments therefore carry literal double quotes (``"ns1/svc1:p80 cluster IP"``) except the bare
+per-endpoint comment (``ns1/svc1:p80``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.endpoints import CategorizedEndpoints, EndpointInfo, ServicePortInfo
+from svcsim.proxy.probability import compute_probability
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+KUBE_FIREWALL = "KUBE-FIREWALL"
+
+LOCALHOST_NODEPORT_COUNTER = "localhost_nps_accepted_pkts"
+"""nfacct counter name (``metrics.LocalhostNodePortAcceptedNFAcctCounter``)."""
+INVALID_DROPPED_COUNTER = "ct_state_invalid_dropped_pkts"
+"""nfacct counter name (``metrics.IPTablesCTStateInvalidDroppedNFAcctCounter``)."""
+
+Words = tuple[str, ...]
+
+
+def quoted(text: str) -> str:
+    """``fmt.Sprintf(`"%s"`, text)``: a comment kube-proxy writes inside literal double quotes."""
+    return f'"{text}"'
+
+
+@dataclass(slots=True)
+class RestoreBuffers:
+    """kube-proxy's four line buffers: filter/nat chain lines and filter/nat rule lines.
+
+    Each rule is kept as ``(chain, words)``; its restore line is ``-A chain words...``.
+    """
+
+    filter_chains: list[str] = field(default_factory=list)
+    filter_rules: list[tuple[str, Words]] = field(default_factory=list)
+    nat_chains: list[str] = field(default_factory=list)
+    nat_rules: list[tuple[str, Words]] = field(default_factory=list)
+
+    def filter(self, chain: str, *words: str) -> None:
+        """Write a filter rule."""
+        self.filter_rules.append((chain, words))
+
+    def nat(self, chain: str, *words: str) -> None:
+        """Write a nat rule."""
+        self.nat_rules.append((chain, words))
+
+    def restore_text(self) -> str:
+        """The iptables-restore input: ``*filter``, chains, rules, ``COMMIT``, then ``*nat``."""
+        lines = ["*filter"]
+        lines += [f":{c} - [0:0]" for c in self.filter_chains]
+        lines += [" ".join(("-A", c, *w)) for c, w in self.filter_rules]
+        lines += ["COMMIT", "*nat"]
+        lines += [f":{c} - [0:0]" for c in self.nat_chains]
+        lines += [" ".join(("-A", c, *w)) for c, w in self.nat_rules]
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePortOutcome:
+    """What one service port contributed, for sync statistics and metrics."""
+
+    no_local_internal: bool
+    """Counted in ``sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"}``."""
+    no_local_external: bool
+    """Counted in ``sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}``."""
+
+
+def comment(text: str) -> Words:
+    """``-m comment --comment TEXT``."""
+    return ("-m", "comment", "--comment", text)
+
+
+def _comment(large_cluster_mode: bool, text: str) -> Words:
+    """``appendServiceCommentLocked``: no comment at all in large-cluster mode."""
+    return () if large_cluster_mode else comment(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """The chain decisions ``syncProxyRules`` makes for a service port before writing rules."""
+
+    internal_chain: str
+    has_internal: bool
+    external_policy_chain: str
+    has_external: bool
+    uses_ext_chain: bool
+    uses_fw_chain: bool
+    filter_comment: str
+    filter_target: str
+
+
+def _policy(svc: ServicePortInfo, cat: CategorizedEndpoints) -> _Policy:
+    spn = svc.name
+    has_endpoints = cat.has_any_endpoints
+    internal_chain, has_internal = spn.cluster_chain, has_endpoints
+    if svc.internal_policy_local:
+        internal_chain, has_internal = spn.local_chain, has_endpoints and bool(cat.local)
+    external_chain, has_external = spn.cluster_chain, has_endpoints
+    if svc.external_policy_local:
+        external_chain, has_external = spn.local_chain, has_endpoints and bool(cat.local)
+    if has_endpoints:
+        text, target = f"{spn.text} has no local endpoints", "DROP"
+    else:
+        text, target = f"{spn.text} has no endpoints", "REJECT"
+    return _Policy(
+        internal_chain=internal_chain,
+        has_internal=has_internal,
+        external_policy_chain=external_chain,
+        has_external=has_external,
+        # Built even without externally-usable endpoints: the short-circuit rules still apply.
+        uses_ext_chain=has_endpoints and svc.externally_accessible,
+        uses_fw_chain=has_endpoints
+        and bool(svc.load_balancer_vips)
+        and bool(svc.load_balancer_source_ranges),
+        filter_comment=quoted(text),
+        filter_target=target,
+    )
+
+
+def write_service_port(
+    buf: RestoreBuffers,
+    svc: ServicePortInfo,
+    cat: CategorizedEndpoints,
+    ctx: NodeContext,
+    large_cluster_mode: bool,
+) -> ServicePortOutcome:
+    """Append the rules and chains of one service port to ``buf``, in kube-proxy's order."""
+    spn, pol = svc.name, _policy(svc, cat)
+    name, proto, has_endpoints = spn.text, spn.protocol_lower, cat.has_any_endpoints
+    ext_chain, fw_chain = spn.external_chain, spn.firewall_chain
+    lb_chain = fw_chain if pol.uses_fw_chain else ext_chain
+    no_eps = comment(pol.filter_comment)
+
+    def to(ip: str) -> Words:
+        return ("-m", proto, "-p", proto, "-d", ip, "--dport", str(svc.port))
+
+    # Capture the ClusterIP, external IPs and load-balancer IPs.
+    if pol.has_internal:
+        cluster_ip = comment(quoted(f"{name} cluster IP"))
+        buf.nat(KUBE_SERVICES, *cluster_ip, *to(svc.cluster_ip), "-j", pol.internal_chain)
+    else:
+        buf.filter(KUBE_SERVICES, *no_eps, *to(svc.cluster_ip), "-j", pol.filter_target)
+    for ip in svc.external_ips:
+        if has_endpoints:
+            buf.nat(
+                KUBE_SERVICES, *comment(quoted(f"{name} external IP")), *to(ip), "-j", ext_chain
+            )
+        if not pol.has_external:
+            buf.filter(KUBE_EXTERNAL_SERVICES, *no_eps, *to(ip), "-j", pol.filter_target)
+    for ip in svc.load_balancer_vips:
+        if has_endpoints:
+            lb_comment = comment(quoted(f"{name} loadbalancer IP"))
+            buf.nat(KUBE_SERVICES, *lb_comment, *to(ip), "-j", lb_chain)
+        if pol.uses_fw_chain:
+            drop = comment(quoted(f"{name} traffic not accepted by {fw_chain}"))
+            buf.filter(KUBE_PROXY_FIREWALL, *drop, *to(ip), "-j", "DROP")
+    if not pol.has_external:
+        for ip in svc.load_balancer_vips:
+            buf.filter(KUBE_EXTERNAL_SERVICES, *no_eps, *to(ip), "-j", pol.filter_target)
+
+    # NodePorts (not subject to loadBalancerSourceRanges) and the health-check port.
+    if svc.node_port:
+        node_port = ("-m", proto, "-p", proto, "--dport", str(svc.node_port))
+        if has_endpoints:
+            if ctx.effective_localhost_nodeports and ctx.nfacct:
+                localhost = (*node_port[:4], "-d", "127.0.0.0/8", *node_port[4:])
+                counter = ("-m", "nfacct", "--nfacct-name", LOCALHOST_NODEPORT_COUNTER)
+                buf.nat(KUBE_NODEPORTS, *comment(name), *localhost, *counter, "-j", ext_chain)
+            buf.nat(KUBE_NODEPORTS, *comment(name), *node_port, "-j", ext_chain)
+        if not pol.has_external:
+            local_dst = ("-m", "addrtype", "--dst-type", "LOCAL")
+            buf.filter(
+                KUBE_EXTERNAL_SERVICES, *no_eps, *local_dst, *node_port, "-j", pol.filter_target
+            )
+    if svc.health_check_node_port:
+        # Accepted whether or not this node has local endpoints.
+        hc = comment(quoted(f"{name} health check node port"))
+        hc_port = ("-m", "tcp", "-p", "tcp", "--dport", str(svc.health_check_node_port))
+        buf.filter(KUBE_NODEPORTS, *hc, *hc_port, "-j", "ACCEPT")
+
+    # Masquerade off-cluster sources of ClusterIP traffic (written before the chain's own line).
+    if pol.has_internal:
+        cluster_ip_args = (*comment(quoted(f"{name} cluster IP")), *to(svc.cluster_ip))
+        if ctx.masquerade_all:
+            buf.nat(pol.internal_chain, *cluster_ip_args, "-j", KUBE_MARK_MASQ)
+        elif ctx.local_detector_implemented:
+            masq = (*cluster_ip_args, *ctx.if_not_local(), "-j", KUBE_MARK_MASQ)
+            buf.nat(pol.internal_chain, *masq)
+
+    if pol.uses_ext_chain:
+        _write_external_chain(buf, svc, pol, ctx)
+    if pol.uses_fw_chain:
+        _write_firewall_chain(buf, svc, ctx)
+    if cat.cluster and svc.uses_cluster_endpoints:
+        buf.nat_chains.append(spn.cluster_chain)
+        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode)
+    if cat.local and svc.uses_local_endpoints:
+        buf.nat_chains.append(spn.local_chain)
+        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode)
+    for ep in cat.all_reachable:
+        _write_endpoint_chain(buf, svc, ep, large_cluster_mode)
+
+    return ServicePortOutcome(
+        no_local_internal=has_endpoints and not pol.has_internal,
+        no_local_external=has_endpoints and not pol.has_external,
+    )
+
+
+def _write_external_chain(
+    buf: RestoreBuffers, svc: ServicePortInfo, pol: _Policy, ctx: NodeContext
+) -> None:
+    """KUBE-EXT: masquerade (eTP Cluster) or the eTP=Local short-circuits, then the policy chain."""
+    spn = svc.name
+    name, ext = spn.text, spn.external_chain
+    buf.nat_chains.append(ext)
+    if not svc.external_policy_local:
+        # Non-local endpoints may be on another node: masquerade so replies come back here.
+        masq = comment(quoted(f"masquerade traffic for {name} external destinations"))
+        buf.nat(ext, *masq, "-j", KUBE_MARK_MASQ)
+    else:
+        if ctx.local_detector_implemented:
+            # Pods reaching an external IP act as if they went out to the LB and back.
+            pods = comment(quoted(f"pod traffic for {name} external destinations"))
+            buf.nat(ext, *pods, *ctx.if_local(), "-j", spn.cluster_chain)
+        # The node itself (source LOCAL) is masqueraded and may use any endpoint.
+        local_src = ("-m", "addrtype", "--src-type", "LOCAL")
+        masq = comment(quoted(f"masquerade LOCAL traffic for {name} external destinations"))
+        buf.nat(ext, *masq, *local_src, "-j", KUBE_MARK_MASQ)
+        route = comment(quoted(f"route LOCAL traffic for {name} external destinations"))
+        buf.nat(ext, *route, *local_src, "-j", spn.cluster_chain)
+    if pol.has_external:
+        buf.nat(ext, "-j", pol.external_policy_chain)
+
+
+def _write_firewall_chain(buf: RestoreBuffers, svc: ServicePortInfo, ctx: NodeContext) -> None:
+    """KUBE-FW: accept loadBalancerSourceRanges; what falls through is dropped in filter."""
+    spn = svc.name
+    fw, ext = spn.firewall_chain, spn.external_chain
+    buf.nat_chains.append(fw)
+    lb_comment = comment(quoted(f"{spn.text} loadbalancer IP"))
+    allow_from_node = False
+    for cidr in svc.load_balancer_source_ranges:
+        buf.nat(fw, *lb_comment, "-s", cidr, "-j", ext)
+        if ctx.node_ip is not None and _cidr_contains(cidr, ctx.node_ip):
+            allow_from_node = True
+    if allow_from_node:
+        # A node reaching a VIP-style LB IP loops back with the LB IP as its source.
+        for vip in svc.load_balancer_vips:
+            buf.nat(fw, *lb_comment, "-s", vip, "-j", ext)
+    other = quoted(f"other traffic to {spn.text} will be dropped by KUBE-PROXY-FIREWALL")
+    buf.nat(fw, *comment(other))
+
+
+def _write_endpoint_chain(
+    buf: RestoreBuffers, svc: ServicePortInfo, ep: EndpointInfo, large_cluster_mode: bool
+) -> None:
+    """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``)."""
+    spn = svc.name
+    sep = spn.endpoint_chain(ep.text)
+    buf.nat_chains.append(sep)
+    head = _comment(large_cluster_mode, spn.text)
+    buf.nat(sep, *head, "-s", ep.ip, "-j", KUBE_MARK_MASQ)
+    affinity: Words = ("-m", "recent", "--name", sep, "--set") if svc.client_ip_affinity else ()
+    dnat = ("-m", spn.protocol_lower, "-p", spn.protocol_lower, "-j", "DNAT")
+    buf.nat(sep, *head, *affinity, *dnat, "--to-destination", ep.text)
+
+
+def _write_endpoint_dispatch(
+    buf: RestoreBuffers,
+    svc: ServicePortInfo,
+    chain: str,
+    endpoints: tuple[EndpointInfo, ...],
+    large_cluster_mode: bool,
+) -> None:
+    """``writeServiceToEndpointRules``: affinity checks, then the probability cascade."""
+    spn = svc.name
+    if svc.client_ip_affinity:
+        for ep in endpoints:
+            sep = spn.endpoint_chain(ep.text)
+            head = _comment(large_cluster_mode, quoted(f"{spn.text} -> {ep.text}"))
+            seconds = str(svc.sticky_max_age_s)
+            check = ("-m", "recent", "--name", sep, "--rcheck", "--seconds", seconds, "--reap")
+            buf.nat(chain, *head, *check, "-j", sep)
+    n = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        words = _comment(large_cluster_mode, quoted(f"{spn.text} -> {ep.text}"))
+        if i < n - 1:
+            # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
+            words += ("-m", "statistic", "--mode", "random", "--probability")
+            words += (compute_probability(n - i),)
+        buf.nat(chain, *words, "-j", spn.endpoint_chain(ep.text))
+
+
+def _cidr_contains(cidr: str, ip: str) -> bool:
+    return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(cidr)

@@ -1,0 +1,172 @@
+"""Loading a run folder back as DataFrames: what the CLI summary, plots and notebooks read."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+
+from svcsim.results.runfolder import (
+    FIGURES,
+    MANIFEST,
+    PARTIAL_MARK,
+    REQUIRED_FILES,
+    RUN_FORMAT,
+    SUMMARY,
+    TABLE_FILES,
+    WINDOWS,
+    RunFolderError,
+)
+from svcsim.results.schema import conform
+from svcsim.results.stats import endpoint_shares
+
+WINDOW_COLUMNS = (
+    "service",
+    "node",
+    "start_s",
+    "end_s",
+    "failed",
+    "total",
+    "outcomes",
+    "cause",
+    "causes",
+)
+"""Columns of :attr:`Run.windows`, in order."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Run:
+    """A loaded run folder. Times are simulated seconds (``_s``); strings unless noted.
+
+    Attributes:
+        path: the run folder.
+        manifest: manifest.json: the fully defaulted scenario, seed, versions, wall time,
+            ``run_format``.
+        summary: summary.json (see :func:`svcsim.results.summary.build_summary`).
+        requests: one row per request attempt:
+            t_s (float64, s) attempt start; end_s (float64, s) when the outcome was known,
+            t_s + latency_s; latency_s (float64, s) including any wait for a timeout;
+            workload (category); client (category: Pod name, "external@node-1",
+            "host@node-2"); src_node (category); service (category, "ns/name:port");
+            attempt (int16, count, 0 = first try); conn_id (int64, keep-alive connection,
+            -1 none); new_flow (bool, created a conntrack entry); endpoint (category,
+            "IP:port", "" if none); pod (category, "" if none); outcome (category: ok,
+            refused, timeout, dropped, reset, misrouted); cause (category, "" for ok, else
+            e.g. no-endpoints, stale-rule, proxy-down, stale-conntrack; see
+            :class:`svcsim.results.schema.Cause`).
+        events: control-plane events: t_s (float64, s); kind (category, see
+            :class:`svcsim.results.schema.EventKind`); node (category, "" if none);
+            object (str); detail (str).
+        syncs: one row per kube-proxy sync: node (category); start_s, end_s, duration_s
+            (float64, s); full (bool); ok (bool); rules_written (int64, count);
+            programming_latency_s (float64, s, NaN if the sync applied no change).
+        conntrack: samples: t_s (float64, s); node (category); entries, max_entries
+            (int64, count).
+        windows: failure windows (windows.json), sorted by start_s: service, node;
+            start_s, end_s (float64, s); failed, total (int64, count); outcomes (dict
+            outcome -> count); cause (most frequent); causes (dict cause -> count).
+        endpoints: per service and endpoint: service, endpoint; requests (int64, count of
+            routed attempts); share (float64, fraction of the service's routed attempts).
+        figures: figure name (file stem) -> path of its PNG.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    events: pd.DataFrame
+    syncs: pd.DataFrame
+    conntrack: pd.DataFrame
+    windows: pd.DataFrame
+    endpoints: pd.DataFrame
+    figures: dict[str, Path]
+
+
+def load(path: str | os.PathLike[str]) -> Run:
+    """Load the run folder at ``path``.
+
+    Raises :class:`~svcsim.results.runfolder.RunFolderError` with one line naming the folder
+    when it is missing, partial (an interrupted write), or holds a file that cannot be read.
+    """
+    root = Path(path)
+
+    def fail(reason: str) -> RunFolderError:
+        return RunFolderError(f"{root}: not a complete svcsim run folder ({reason})")
+
+    if not root.exists():
+        raise RunFolderError(f"{root}: no such run folder")
+    if not root.is_dir():
+        raise fail("not a directory")
+    if PARTIAL_MARK in root.name:
+        raise fail("an interrupted write left this temporary directory")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise fail(f"{', '.join(missing)} missing")
+    manifest = _read_json(root / MANIFEST, fail)
+    if not isinstance(manifest, dict):
+        raise fail(f"{MANIFEST} is not a JSON object")
+    if manifest.get("run_format") != RUN_FORMAT:
+        raise fail(f"{MANIFEST}: run_format {manifest.get('run_format')!r}, expected {RUN_FORMAT}")
+    summary = _read_json(root / SUMMARY, fail)
+    if not isinstance(summary, dict):
+        raise fail(f"{SUMMARY} is not a JSON object")
+    windows = _read_json(root / WINDOWS, fail)
+    if not isinstance(windows, list):
+        raise fail(f"{WINDOWS} is not a JSON list")
+    tables = {}
+    for table, name in TABLE_FILES.items():
+        try:
+            frame = pq.read_table(root / name).to_pandas()
+            tables[table] = conform(frame, table)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise fail(f"{name}: {_one_line(exc)}") from exc
+    try:
+        window_frame = _windows_frame(windows)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise fail(f"{WINDOWS}: {_one_line(exc)}") from exc
+    figures_dir = root / FIGURES
+    figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))} if figures_dir.is_dir() else {}
+    return Run(
+        path=root,
+        manifest=manifest,
+        summary=summary,
+        requests=tables["requests"],
+        events=tables["events"],
+        syncs=tables["syncs"],
+        conntrack=tables["conntrack"],
+        windows=window_frame,
+        endpoints=endpoint_shares(tables["requests"]),
+        figures=figures,
+    )
+
+
+def _read_json(path: Path, fail: Callable[[str], RunFolderError]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(f"{path.name}: {_one_line(exc)}") from exc
+
+
+def _windows_frame(windows: list[Any]) -> pd.DataFrame:
+    """windows.json as a DataFrame with :data:`WINDOW_COLUMNS`; dict cells stay dicts."""
+    rows = [{column: w[column] for column in WINDOW_COLUMNS} for w in windows]
+    frame = pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
+    for column in ("start_s", "end_s"):
+        frame[column] = frame[column].astype("float64")
+    for column in ("failed", "total"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("service", "node", "cause"):
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,287 @@
+"""The columnar recorder a simulation fills, and the record schema it follows.
+
+The schema (Enums, column specs, units) lives in :mod:`svcsim.results.schema` and is re-exported
+here. :class:`Recorder` is built for the traffic path's shape: requests arrive in thousands of
+vectorised batches adding up to millions of rows, so a batch is validated with a few numpy
+operations, copied, and appended to a per-column list; the lists are concatenated once, when
+:meth:`Recorder.frames` is called. Control-plane records (events, syncs, conntrack samples) are
+few and come one at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from svcsim.results.schema import (
+    CONNTRACK,
+    EVENTS,
+    REQUESTS,
+    SYNCS,
+    TABLES,
+    Cause,
+    Column,
+    EventKind,
+    Kind,
+    Outcome,
+    accepted_kinds,
+    check_int_range,
+    conform,
+    empty_frame,
+    numpy_dtype,
+)
+
+__all__ = [
+    "CONNTRACK",
+    "EVENTS",
+    "REQUESTS",
+    "SYNCS",
+    "TABLES",
+    "Cause",
+    "Column",
+    "EventKind",
+    "Kind",
+    "Outcome",
+    "Recorder",
+]
+
+_STRING_KINDS: Final = "UOT"
+"""numpy dtype kinds that hold strings: unicode, object, StringDType."""
+
+# An end_s that differs from t_s + latency_s by more than this (relative to the time) is a bug
+# in the caller, e.g. swapped columns; rounding alone stays far below it.
+_END_TOLERANCE: Final = 1e-9
+
+
+class Recorder:
+    """Collects the records of one run and hands them out as typed DataFrames.
+
+    Requests are appended in batches with :meth:`add_requests`; events, syncs and conntrack
+    samples one at a time. Rows keep their append order. :meth:`frames` may be called at any
+    time (appending can continue afterwards); it concatenates once and keeps the result, so
+    calling it again is cheap.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: dict[str, list[npt.NDArray[np.generic]]] = {c.name: [] for c in REQUESTS}
+        # Per category column: value -> code in first-seen order; frames() sorts them.
+        self._vocab: dict[str, dict[str, int]] = {
+            c.name: {} for c in REQUESTS if c.kind is Kind.CATEGORY
+        }
+        self._enum_codes: dict[str, dict[str, int]] = {
+            c.name: {v: i for i, v in enumerate(c.categories)}
+            for c in REQUESTS
+            if c.kind is Kind.ENUM
+        }
+        self._n_requests = 0
+        self._rows: dict[str, dict[str, list[object]]] = {
+            table: {c.name: [] for c in TABLES[table]} for table in ("events", "syncs", "conntrack")
+        }
+
+    @property
+    def request_count(self) -> int:
+        """Request attempts recorded so far."""
+        return self._n_requests
+
+    def add_requests(self, **columns: npt.ArrayLike) -> None:
+        """Append a batch of request attempts, one keyword per ``requests`` column.
+
+        Every column of :data:`~svcsim.results.schema.REQUESTS` must be given, as a 1-D array;
+        all arrays have one length (a scalar is broadcast to it, handy for ``service`` or
+        ``src_node``). Floats accept any int/float dtype, ints any integer dtype that fits,
+        ``new_flow`` only bool. ``outcome``/``cause`` take strings, Enum members or integer
+        codes (index in declaration order). Arrays are copied, so the caller may reuse buffers.
+        Raises :class:`ValueError` naming the column on any mismatch; nothing is appended then.
+        """
+        expected = {c.name for c in REQUESTS}
+        if set(columns) != expected:
+            missing = sorted(expected - set(columns))
+            unknown = sorted(set(columns) - expected)
+            raise ValueError(f"add_requests: missing {missing}, unknown {unknown}")
+        arrays = {name: np.asarray(value) for name, value in columns.items()}
+        lengths = {a.shape[0] for a in arrays.values() if a.ndim == 1}
+        if any(a.ndim > 1 for a in arrays.values()) or len(lengths) > 1:
+            shapes = {name: a.shape for name, a in arrays.items()}
+            raise ValueError(f"add_requests: columns differ in shape: {shapes}")
+        n = lengths.pop() if lengths else 1
+        if n == 0:
+            return
+        batch = {c.name: self._convert(c, arrays[c.name], n) for c in REQUESTS}
+        _check_times(batch)
+        for name, array in batch.items():
+            self._chunks[name].append(array)
+        self._n_requests += n
+
+    def _convert(self, column: Column, array: npt.NDArray[np.generic], n: int) -> npt.NDArray[Any]:
+        """Validate one column of a batch and return the array to store (a fresh copy)."""
+        try:
+            if column.kind in (Kind.CATEGORY, Kind.ENUM):
+                grow = column.kind is Kind.CATEGORY
+                codes_of = (self._vocab if grow else self._enum_codes)[column.name]
+                if array.ndim == 0:
+                    # A constant column (one service per batch): encode once.
+                    code = self._encode(codes_of, array.reshape(1), grow=grow)
+                    return np.full(n, code[0], dtype=code.dtype)
+                return self._encode(codes_of, array, grow=grow)
+            if array.ndim == 0:
+                array = np.broadcast_to(array, (n,))
+            if array.dtype.kind not in accepted_kinds(column):
+                raise ValueError(f"dtype {array.dtype} cannot hold {column.kind.value}")
+            check_int_range(column, array)
+            dtype = numpy_dtype(column)
+            assert dtype is not None
+            return array.astype(dtype, copy=True)
+        except ValueError as exc:
+            raise ValueError(f"add_requests: column {column.name}: {exc}") from exc
+
+    @staticmethod
+    def _encode(
+        codes_of: dict[str, int], array: npt.NDArray[np.generic], *, grow: bool
+    ) -> npt.NDArray[Any]:
+        """Encode strings (or, for a fixed set, integer codes) as small integer codes."""
+        size = len(codes_of)
+        if not grow and array.dtype.kind in "iu":
+            if array.size and (int(array.min()) < 0 or int(array.max()) >= size):
+                raise ValueError(f"code out of range 0..{size - 1}")
+            return array.astype(np.int8)
+        if array.dtype.kind not in _STRING_KINDS:
+            raise ValueError(f"dtype {array.dtype} does not hold strings")
+        # Factorise once (hash-based), then look up only the few distinct values.
+        local, uniques = pd.factorize(array.astype(object, copy=False))
+        if (local < 0).any():
+            raise ValueError("missing value")
+        mapping = np.empty(len(uniques), dtype=np.int32)
+        for i, value in enumerate(uniques):
+            if not isinstance(value, str):
+                raise ValueError(f"{value!r} is not a string")
+            code = codes_of.get(value)
+            if code is None:
+                if not grow:
+                    raise ValueError(f"{value!r} is not one of {sorted(codes_of)}")
+                code = codes_of[value] = len(codes_of)
+            mapping[i] = code
+        codes: npt.NDArray[Any] = mapping[local].astype(np.int32 if grow else np.int8)
+        return codes
+
+    def add_event(
+        self,
+        t_s: float,
+        kind: EventKind | str,
+        *,
+        node: str = "",
+        object: str = "",
+        detail: str = "",
+    ) -> None:
+        """Append one control-plane event; ``kind`` must be an :class:`EventKind` value."""
+        rows = self._rows["events"]
+        kind_value = EventKind(kind).value
+        for name, value in (
+            ("t_s", float(t_s)),
+            ("kind", kind_value),
+            ("node", str(node)),
+            ("object", str(object)),
+            ("detail", str(detail)),
+        ):
+            rows[name].append(value)
+
+    def add_sync(
+        self,
+        *,
+        node: str,
+        start_s: float,
+        end_s: float,
+        full: bool,
+        ok: bool,
+        rules_written: int,
+        programming_latency_s: float = math.nan,
+    ) -> None:
+        """Append one kube-proxy sync; ``duration_s`` is derived as ``end_s - start_s``.
+
+        ``programming_latency_s`` is NaN when the sync applied no change with a trigger time
+        (and for failed syncs, which upstream does not observe either).
+        """
+        if end_s < start_s:
+            raise ValueError(f"add_sync: end_s {end_s!r} before start_s {start_s!r}")
+        rows = self._rows["syncs"]
+        for name, value in (
+            ("node", str(node)),
+            ("start_s", float(start_s)),
+            ("end_s", float(end_s)),
+            ("duration_s", float(end_s) - float(start_s)),
+            ("full", bool(full)),
+            ("ok", bool(ok)),
+            ("rules_written", int(rules_written)),
+            ("programming_latency_s", float(programming_latency_s)),
+        ):
+            rows[name].append(value)
+
+    def add_conntrack_sample(self, t_s: float, node: str, entries: int, max_entries: int) -> None:
+        """Append one sample of a node's conntrack table size."""
+        rows = self._rows["conntrack"]
+        for name, value in (
+            ("t_s", float(t_s)),
+            ("node", str(node)),
+            ("entries", int(entries)),
+            ("max_entries", int(max_entries)),
+        ):
+            rows[name].append(value)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """All four tables as DataFrames with the spec dtypes (see :mod:`.schema`).
+
+        Keys: ``requests``, ``events``, ``syncs``, ``conntrack``. String-enum columns are
+        categoricals whose categories are the Enum's values in declaration order; other
+        categorical columns have their distinct values, sorted, as categories.
+        """
+        out = {"requests": self._requests_frame()}
+        for table, rows in self._rows.items():
+            if rows[TABLES[table][0].name]:
+                out[table] = conform(pd.DataFrame(rows), table)
+            else:
+                out[table] = empty_frame(table)
+        return out
+
+    def _requests_frame(self) -> pd.DataFrame:
+        if self._n_requests == 0:
+            return empty_frame("requests")
+        data: dict[str, object] = {}
+        for column in REQUESTS:
+            chunks = self._chunks[column.name]
+            if len(chunks) > 1:
+                # Compact, so later calls (and later appends) start from one array.
+                chunks[:] = [np.concatenate(chunks)]
+            values = chunks[0]
+            if column.kind is Kind.CATEGORY:
+                data[column.name] = _sorted_categorical(values, self._vocab[column.name])
+            elif column.kind is Kind.ENUM:
+                data[column.name] = pd.Categorical.from_codes(
+                    values.astype(np.int8), categories=list(column.categories)
+                )
+            else:
+                data[column.name] = values
+        return pd.DataFrame(data)
+
+
+def _sorted_categorical(codes: npt.NDArray[Any], vocab: dict[str, int]) -> pd.Categorical:
+    """Re-code first-seen codes so that the categories come out sorted."""
+    values = list(vocab)  # insertion order == code order
+    order = sorted(range(len(values)), key=values.__getitem__)
+    rank = np.empty(len(values), dtype=np.int32)
+    rank[order] = np.arange(len(values), dtype=np.int32)
+    return pd.Categorical.from_codes(rank[codes], categories=[values[i] for i in order])
+
+
+def _check_times(batch: dict[str, npt.NDArray[Any]]) -> None:
+    """Reject negative latencies and an ``end_s`` that is not ``t_s + latency_s``."""
+    t, end, latency = batch["t_s"], batch["end_s"], batch["latency_s"]
+    if np.isnan(t).any():
+        raise ValueError("add_requests: t_s must not be NaN")
+    if (latency < 0).any() or np.isnan(latency).any():
+        raise ValueError("add_requests: latency_s must be >= 0 and not NaN")
+    scale = np.maximum(1.0, np.abs(end))
+    if (np.abs(end - (t + latency)) > _END_TOLERANCE * scale).any():
+        raise ValueError("add_requests: end_s must equal t_s + latency_s")

@@ -1,0 +1,199 @@
+"""The run summary (``summary.json``) and deterministic JSON.
+
+:func:`build_summary` condenses the record tables into the numbers the CLI prints and the
+notebooks start from. :func:`dumps_json` is the one JSON writer of a run folder: sorted keys,
+two-space indent, NaN/inf as ``null``, numpy scalars and arrays as plain JSON, a final newline;
+the same value always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from svcsim.results.schema import Cause, EventKind, Outcome, as_categorical
+from svcsim.results.stats import endpoint_shares, programming_latency, uniformity_tests
+from svcsim.results.windows import FailureWindow
+
+
+def to_jsonable(value: object) -> Any:
+    """``value`` as plain JSON data: NaN/inf → None, numpy → Python, tuples/sets → lists.
+
+    Mapping keys become strings. Sets are sorted so their order does not depend on hashing.
+    Raises :class:`TypeError` for anything else (no silent ``str()``).
+    """
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, FailureWindow):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, bytes | bytearray):
+        raise TypeError("bytes are not JSON data")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((to_jsonable(v) for v in value), key=repr)
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, Sequence):
+        return [to_jsonable(v) for v in value]
+    raise TypeError(f"not JSON data: {type(value).__name__} {value!r}")
+
+
+def dumps_json(value: object) -> str:
+    """Deterministic JSON text of ``value`` (see the module docstring)."""
+    text = json.dumps(
+        to_jsonable(value), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
+    )
+    return text + "\n"
+
+
+def _counts(values: pd.Series, categories: list[str]) -> dict[str, int]:
+    codes = np.asarray(as_categorical(values, categories).codes, dtype=np.int64)
+    counts = np.bincount(codes, minlength=len(categories))
+    return {name: int(n) for name, n in zip(categories, counts, strict=True)}
+
+
+def build_summary(
+    frames: Mapping[str, pd.DataFrame],
+    windows: Sequence[FailureWindow],
+    *,
+    seed: int | None,
+    intervals: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` content of a run, as JSON-ready data.
+
+    ``frames`` are the record tables (``requests``, ``syncs``, ``events``, ``conntrack``; see
+    :mod:`svcsim.results.schema`), ``windows`` the run's failure windows, ``intervals`` the
+    stable intervals for the uniformity test (:func:`~svcsim.results.stats.stable_intervals`;
+    without them ``uniformity`` is empty). Keys:
+
+    * ``seed``: the run's seed.
+    * ``requests``: ``total``, ``failed``, ``by_outcome`` (every outcome, zeros included),
+      ``by_cause`` (causes of failed attempts, non-zero only).
+    * ``failure_windows``: list of {service, node, start_s, end_s, failed, total, cause,
+      outcomes}, in start order.
+    * ``endpoints``: {service: {endpoint: {requests, share}}} over all routed attempts.
+    * ``uniformity``: {service: {flows, outside, sets, statistic, dof, p_value}}.
+    * ``programming_latency``: {node: {syncs, p50_s, p90_s, max_s}} in seconds.
+    * ``syncs``: {node: {total, failed}}; ``events``: {kind: count} (non-zero only);
+      ``conntrack``: {node: {peak_entries, max_entries}}.
+
+    NaN values become ``null`` when written (:func:`dumps_json`).
+    """
+    requests = frames["requests"]
+    outcomes = [o.value for o in Outcome]
+    by_outcome = _counts(requests["outcome"], outcomes)
+    failed = requests.loc[(requests["outcome"] != Outcome.OK.value).to_numpy(dtype=bool)]
+    by_cause = _counts(failed["cause"], [c.value for c in Cause])
+    endpoints: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in endpoint_shares(requests).itertuples(index=False):
+        endpoints.setdefault(row.service, {})[row.endpoint] = {
+            "requests": int(row.requests),
+            "share": float(row.share),
+        }
+    uniformity: dict[str, dict[str, Any]] = {}
+    if intervals is not None:
+        for row in uniformity_tests(requests, intervals).itertuples(index=False):
+            uniformity[row.service] = {
+                "flows": int(row.flows),
+                "outside": int(row.outside),
+                "sets": int(row.sets),
+                "statistic": float(row.statistic),
+                "dof": int(row.dof),
+                "p_value": float(row.p_value),
+            }
+    summary = {
+        "seed": seed,
+        "requests": {
+            "total": len(requests),
+            "failed": len(failed),
+            "by_outcome": by_outcome,
+            "by_cause": {k: v for k, v in by_cause.items() if v},
+        },
+        "failure_windows": [
+            {k: v for k, v in w.to_dict().items() if k != "causes"} for w in windows
+        ],
+        "endpoints": endpoints,
+        "uniformity": uniformity,
+        "programming_latency": _programming_latency(frames),
+        "syncs": _syncs(frames),
+        "events": _events(frames),
+        "conntrack": _conntrack(frames),
+    }
+    result: dict[str, Any] = to_jsonable(summary)
+    return result
+
+
+def _programming_latency(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    if "syncs" not in frames:
+        return {}
+    table = programming_latency(frames["syncs"])
+    return {
+        row.node: {
+            "syncs": int(row.syncs),
+            "p50_s": row.p50_s,
+            "p90_s": row.p90_s,
+            "max_s": row.max_s,
+        }
+        for row in table.itertuples(index=False)
+    }
+
+
+def _syncs(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    if "syncs" not in frames or len(frames["syncs"]) == 0:
+        return {}
+    syncs = pd.DataFrame(
+        {"node": frames["syncs"]["node"].astype(str), "failed": ~frames["syncs"]["ok"].astype(bool)}
+    )
+    grouped = syncs.groupby("node", sort=True)["failed"].agg(["size", "sum"])
+    return {
+        str(node): {"total": int(row["size"]), "failed": int(row["sum"])}
+        for node, row in grouped.iterrows()
+    }
+
+
+def _events(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+    if "events" not in frames:
+        return {}
+    counts = _counts(frames["events"]["kind"], [k.value for k in EventKind])
+    return {k: v for k, v in counts.items() if v}
+
+
+def _conntrack(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    if "conntrack" not in frames or len(frames["conntrack"]) == 0:
+        return {}
+    table = pd.DataFrame(
+        {
+            "node": frames["conntrack"]["node"].astype(str),
+            "entries": frames["conntrack"]["entries"].astype(np.int64),
+            "max_entries": frames["conntrack"]["max_entries"].astype(np.int64),
+        }
+    )
+    grouped = table.groupby("node", sort=True).agg(
+        peak_entries=("entries", "max"), max_entries=("max_entries", "max")
+    )
+    return {
+        str(node): {
+            "peak_entries": int(row["peak_entries"]),
+            "max_entries": int(row["max_entries"]),
+        }
+        for node, row in grouped.iterrows()
+    }

@@ -1,0 +1,629 @@
+"""Packet-flow tests from kubernetes pkg/proxy/iptables/proxier_test.go @531be812.
+
+Upstream checks most behaviour by tracing packets through the generated rules with a simple
+tracer (``tracePacket``); :func:`assert_flows` re-implements it over our Ruleset, and the cases
+below copy upstream's inputs and expected outputs (IPv4 cases only).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from svcsim.k8s.objects import (
+    LoadBalancerIngress,
+    Protocol,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+)
+from svcsim.netfilter.model import Ruleset
+from svcsim.proxy.iptables import compile_iptables
+from tests.proxy.test_iptables_support import (
+    TEST_EXTERNAL_CLIENT,
+    TEST_EXTERNAL_CLIENT_BLOCKED,
+    TEST_NODE_IP,
+    TEST_NODE_IP_ALT,
+    TEST_NODE_NAME,
+    Flow,
+    assert_flows,
+    ep,
+    fake_context,
+    make_service,
+    make_slice,
+    port,
+)
+
+P80 = (port(80, "p80"),)
+
+
+def test_cluster_ip_general() -> None:
+    """TestClusterIPGeneral."""
+    services = [
+        make_service(
+            "ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="http"),)
+        ),
+        make_service(
+            "ns2",
+            "svc2",
+            cluster_ip="172.30.0.42",
+            ports=(
+                ServicePort(80, name="http"),
+                ServicePort(443, name="https", target_port=8443),
+                ServicePort(53, Protocol.UDP, name="dns-udp"),
+                ServicePort(53, name="dns-tcp", target_port=5353),
+                ServicePort(53, Protocol.SCTP, name="dns-sctp"),
+            ),
+        ),
+    ]
+    slices = [
+        make_slice("ns1", "svc1", (ep("10.180.0.1", TEST_NODE_NAME),), (port(80, "http"),)),
+        make_slice(
+            "ns2",
+            "svc2",
+            (ep("10.180.0.1", TEST_NODE_NAME), ep("10.180.2.1", "node2")),
+            (
+                port(80, "http"),
+                port(8443, "https"),
+                port(53, "dns-udp", Protocol.UDP),
+                port(5353, "dns-tcp"),
+                port(53, "dns-sctp", Protocol.SCTP),
+            ),
+        ),
+    ]
+    rs = compile_iptables(services, slices, fake_context())
+    assert_flows(
+        rs,
+        [
+            Flow("simple clusterIP", "10.180.0.2", "172.30.0.41", 80, "10.180.0.1:80"),
+            Flow(
+                "hairpin to cluster IP", "10.180.0.1", "172.30.0.41", 80, "10.180.0.1:80", masq=True
+            ),
+            Flow(
+                "multiple endpoints",
+                "10.180.0.2",
+                "172.30.0.42",
+                80,
+                "10.180.0.1:80, 10.180.2.1:80",
+            ),
+            Flow(
+                "TargetPort", "10.180.0.2", "172.30.0.42", 443, "10.180.0.1:8443, 10.180.2.1:8443"
+            ),
+            Flow("TCP", "10.180.0.2", "172.30.0.42", 53, "10.180.0.1:5353, 10.180.2.1:5353"),
+            Flow(
+                "UDP", "10.180.0.2", "172.30.0.42", 53, "10.180.0.1:53, 10.180.2.1:53", proto="udp"
+            ),
+            Flow(
+                "SCTP",
+                "10.180.0.2",
+                "172.30.0.42",
+                53,
+                "10.180.0.1:53, 10.180.2.1:53",
+                proto="sctp",
+            ),
+            Flow("TCP-only port vs UDP", "10.180.0.2", "172.30.0.42", 80, "", proto="udp"),
+            Flow("svc1 does not accept svc2's ports", "10.180.0.2", "172.30.0.41", 443, ""),
+        ],
+    )
+
+
+def test_load_balancer_source_ranges() -> None:
+    """TestLoadBalancer."""
+    services = [
+        make_service(
+            "ns1",
+            "svc1",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.41",
+            ports=(ServicePort(80, name="p80", node_port=3001),),
+            load_balancer_ingress=(
+                LoadBalancerIngress(ip="1.2.3.4"),
+                LoadBalancerIngress(ip="5.6.7.8"),
+            ),
+            load_balancer_source_ranges=("192.168.0.0/24", " 203.0.113.0/25"),
+        )
+    ]
+    rs = compile_iptables(
+        services, [make_slice("ns1", "svc1", (ep("10.180.0.1"),), P80)], fake_context()
+    )
+    out = "10.180.0.1:80"
+    assert_flows(
+        rs,
+        [
+            Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, out),
+            Flow("external to nodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, out, masq=True),
+            Flow(
+                "nodePort bypasses sourceRanges",
+                TEST_EXTERNAL_CLIENT_BLOCKED,
+                TEST_NODE_IP,
+                3001,
+                out,
+                masq=True,
+            ),
+            Flow("accepted external to LB1", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, out, masq=True),
+            Flow("accepted external to LB2", TEST_EXTERNAL_CLIENT, "5.6.7.8", 80, out, masq=True),
+            Flow("blocked external to LB1", TEST_EXTERNAL_CLIENT_BLOCKED, "1.2.3.4", 80, "DROP"),
+            Flow("blocked external to LB2", TEST_EXTERNAL_CLIENT_BLOCKED, "5.6.7.8", 80, "DROP"),
+            Flow("pod to LB1 (blocked)", "10.0.0.2", "1.2.3.4", 80, "DROP"),
+            Flow("pod to LB2 (blocked)", "10.0.0.2", "5.6.7.8", 80, "DROP"),
+            Flow("node to LB1 (allowed)", TEST_NODE_IP, "1.2.3.4", 80, out, masq=True),
+            Flow("node to LB2 (allowed)", TEST_NODE_IP, "5.6.7.8", 80, out, masq=True),
+            Flow("same node to LB1, SNATted to LB1", "1.2.3.4", "1.2.3.4", 80, out, masq=True),
+            Flow("same node to LB2, SNATted to LB2", "5.6.7.8", "5.6.7.8", 80, out, masq=True),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("localhost", "addresses", "allow_alt_node_ip"),
+    [
+        (True, (), True),
+        (False, (), True),
+        (False, ("192.168.0.0/24", "127.0.0.1/32"), False),
+        (False, ("192.168.0.0/24", "192.168.1.0/24", "2001:db8::/64"), True),
+    ],
+)
+def test_node_ports(localhost: bool, addresses: tuple[str, ...], allow_alt_node_ip: bool) -> None:
+    """TestNodePorts (IPv4 cases)."""
+    services = [
+        make_service(
+            "ns1",
+            "svc1",
+            type=ServiceType.NODE_PORT,
+            cluster_ip="172.30.0.41",
+            ports=(ServicePort(80, name="p80", node_port=3001),),
+        )
+    ]
+    slices = [make_slice("ns1", "svc1", (ep("10.180.0.1"), ep("10.180.2.1", TEST_NODE_NAME)), P80)]
+    ctx = fake_context(localhost_nodeports=localhost, node_port_addresses=addresses)
+    rs = compile_iptables(services, slices, ctx)
+    out = "10.180.0.1:80, 10.180.2.1:80"
+    assert_flows(
+        rs,
+        [
+            Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, out),
+            Flow("external to nodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, out, masq=True),
+            Flow("node to nodePort", TEST_NODE_IP, TEST_NODE_IP, 3001, out, masq=True),
+            Flow(
+                "localhost to nodePort",
+                "127.0.0.1",
+                "127.0.0.1",
+                3001,
+                out if localhost else "",
+                masq=localhost,
+            ),
+            Flow(
+                "external to nodePort on secondary IP",
+                TEST_EXTERNAL_CLIENT,
+                TEST_NODE_IP_ALT,
+                3001,
+                out if allow_alt_node_ip else "",
+                masq=allow_alt_node_ip,
+            ),
+        ],
+    )
+
+
+def test_health_check_node_port() -> None:
+    """TestHealthCheckNodePort (first half: the port is accepted, with no endpoints at all)."""
+    services = [
+        make_service(
+            "ns1",
+            "svc1",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.42",
+            ports=(ServicePort(80, name="p80", node_port=3001),),
+            health_check_node_port=30000,
+            external_traffic_policy=TrafficPolicy.LOCAL,
+        )
+    ]
+    rs = compile_iptables(services, [], fake_context(node_port_addresses=("127.0.0.0/8",)))
+    assert_flows(
+        rs, [Flow("firewall accepts HealthCheckNodePort", "1.2.3.4", TEST_NODE_IP, 30000, "ACCEPT")]
+    )
+    assert_flows(
+        compile_iptables([], [], fake_context()),
+        [
+            Flow("no service, no rule", "1.2.3.4", TEST_NODE_IP, 30000, ""),
+        ],
+    )
+
+
+def _lb_with_policy(policy: TrafficPolicy) -> Ruleset:
+    services = [
+        make_service(
+            "ns1",
+            "svc1",
+            type=ServiceType.LOAD_BALANCER,
+            external_traffic_policy=policy,
+            cluster_ip="172.30.0.41",
+            external_ips=("192.168.99.11",),
+            ports=(ServicePort(80, name="p80", node_port=3001, target_port=80),),
+            health_check_node_port=30000,
+            load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
+        )
+    ]
+    slices = [make_slice("ns1", "svc1", (ep("10.180.0.1"), ep("10.180.2.1", TEST_NODE_NAME)), P80)]
+    return compile_iptables(services, slices, fake_context())
+
+
+def test_external_traffic_policy_local() -> None:
+    """TestExternalTrafficPolicyLocal."""
+    both, local = "10.180.0.1:80, 10.180.2.1:80", "10.180.2.1:80"
+    assert_flows(
+        _lb_with_policy(TrafficPolicy.LOCAL),
+        [
+            Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, both),
+            Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, both),
+            Flow("external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, local),
+            Flow("pod to LB IP", "10.0.0.2", "1.2.3.4", 80, both),
+            Flow("external to LB IP", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, local),
+            Flow("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, both),
+            Flow("external to NodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, local),
+        ],
+    )
+
+
+def test_external_traffic_policy_cluster() -> None:
+    """TestExternalTrafficPolicyCluster."""
+    both = "10.180.0.1:80, 10.180.2.1:80"
+    assert_flows(
+        _lb_with_policy(TrafficPolicy.CLUSTER),
+        [
+            Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, both),
+            Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, both, masq=True),
+            Flow(
+                "external to external IP",
+                TEST_EXTERNAL_CLIENT,
+                "192.168.99.11",
+                80,
+                both,
+                masq=True,
+            ),
+            Flow("pod to LB IP", "10.0.0.2", "1.2.3.4", 80, both, masq=True),
+            Flow("external to LB IP", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, both, masq=True),
+            Flow("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, both, masq=True),
+            Flow("external to NodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, both, masq=True),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "nodes", "output"),
+    [
+        (
+            TrafficPolicy.CLUSTER,
+            (TEST_NODE_NAME, "node1", "node2"),
+            "10.0.1.1:80, 10.0.1.2:80, 10.0.1.3:80",
+        ),
+        (TrafficPolicy.LOCAL, (TEST_NODE_NAME, "node1", "node2"), "10.0.1.1:80"),
+        (
+            TrafficPolicy.LOCAL,
+            (TEST_NODE_NAME, TEST_NODE_NAME, "node2"),
+            "10.0.1.1:80, 10.0.1.2:80",
+        ),
+        (TrafficPolicy.LOCAL, ("node0", "node1", "node2"), "DROP"),
+    ],
+)
+def test_internal_traffic_policy(
+    policy: TrafficPolicy, nodes: tuple[str, ...], output: str
+) -> None:
+    """TestInternalTrafficPolicy (and its "endpoints deleted" REJECT check)."""
+    svc = make_service(
+        "ns1",
+        "svc1",
+        cluster_ip="172.30.1.1",
+        selector=(("foo", "bar"),),
+        internal_traffic_policy=policy,
+        ports=(ServicePort(80),),
+    )
+    eps = tuple(ep(f"10.0.1.{i + 1}", n, ready=True) for i, n in enumerate(nodes))
+    rs = compile_iptables([svc], [make_slice("ns1", "svc1", eps, (port(80),))], fake_context())
+    assert_flows(rs, [Flow("pod to ClusterIP", "10.0.0.2", "172.30.1.1", 80, output)])
+    assert_flows(
+        compile_iptables([svc], [], fake_context()),
+        [Flow("endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT")],
+    )
+
+
+T, F = True, False
+TERMINATING_CASES = {
+    "ready endpoints exist": (
+        [
+            ("10.0.1.1", T, T, F, "local"),
+            ("10.0.1.2", T, T, F, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "local"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
+        "10.0.1.1:80, 10.0.1.2:80",
+    ),
+    "only terminating endpoints exist": (
+        [
+            ("10.0.1.2", F, T, T, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "local"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.5:80",
+        "10.0.1.2:80, 10.0.1.3:80",
+    ),
+    "terminating endpoints on remote node": (
+        [("10.0.1.5", F, T, T, "remote")],
+        "10.0.1.5:80",
+        "DROP",
+    ),
+    "no usable endpoints on any node": (
+        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
+        "REJECT",
+        "REJECT",
+    ),
+}
+
+
+def _terminating_rules(
+    policy: TrafficPolicy, rows: list[tuple[str, bool, bool, bool, str]]
+) -> Ruleset:
+    svc = make_service(
+        "ns1",
+        "svc1",
+        type=ServiceType.LOAD_BALANCER,
+        cluster_ip="172.30.1.1",
+        external_traffic_policy=policy,
+        ports=(ServicePort(80, target_port=80),),
+        health_check_node_port=30000,
+        load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
+    )
+    eps = tuple(
+        ep(ip, TEST_NODE_NAME if where == "local" else "node-1", ready=r, serving=s, terminating=t)
+        for ip, r, s, t, where in rows
+    )
+    return compile_iptables([svc], [make_slice("ns1", "svc1", eps, (port(80),))], fake_context())
+
+
+@pytest.mark.parametrize("case", list(TERMINATING_CASES))
+def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
+    """TestTerminatingEndpointsTrafficPolicyLocal."""
+    rows, cluster_out, external_out = TERMINATING_CASES[case]
+    assert_flows(
+        _terminating_rules(TrafficPolicy.LOCAL, rows),
+        [
+            Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, cluster_out),
+            Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, external_out),
+        ],
+    )
+
+
+CLUSTER_TERMINATING_CASES = {
+    "ready endpoints exist": (
+        [
+            ("10.0.1.1", T, T, F, "local"),
+            ("10.0.1.2", T, T, F, "local"),
+            ("10.0.1.3", F, T, T, "remote"),
+            ("10.0.1.4", F, F, T, "remote"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
+    ),
+    "only terminating endpoints exist": (
+        [
+            ("10.0.1.2", F, T, T, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "remote"),
+            ("10.0.1.5", F, T, T, "remote"),
+        ],
+        "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80",
+    ),
+    "terminating endpoints on remote node": ([("10.0.1.5", F, T, T, "remote")], "10.0.1.5:80"),
+    "no usable endpoints on any node": (
+        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
+        "REJECT",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLUSTER_TERMINATING_CASES))
+def test_terminating_endpoints_traffic_policy_cluster(case: str) -> None:
+    """TestTerminatingEndpointsTrafficPolicyCluster."""
+    rows, out = CLUSTER_TERMINATING_CASES[case]
+    masq = out != "REJECT"
+    assert_flows(
+        _terminating_rules(TrafficPolicy.CLUSTER, rows),
+        [
+            Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, out),
+            Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, out, masq=masq),
+        ],
+    )
+
+
+def _masquerade_setup(masquerade_all: bool, local_detector: bool) -> Ruleset:
+    services = [
+        make_service(
+            "ns1",
+            "svc1",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.41",
+            ports=(ServicePort(80, name="p80", node_port=3001),),
+            health_check_node_port=30001,
+            load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
+        ),
+        make_service(
+            "ns2",
+            "svc2",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.42",
+            ports=(ServicePort(80, name="p80", node_port=3002),),
+            health_check_node_port=30002,
+            external_traffic_policy=TrafficPolicy.LOCAL,
+            load_balancer_ingress=(LoadBalancerIngress(ip="5.6.7.8"),),
+        ),
+        make_service(
+            "ns3",
+            "svc3",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.43",
+            ports=(ServicePort(80, name="p80", node_port=3003),),
+            health_check_node_port=30003,
+            internal_traffic_policy=TrafficPolicy.LOCAL,
+            load_balancer_ingress=(LoadBalancerIngress(ip="9.10.11.12"),),
+        ),
+    ]
+    slices = [
+        make_slice(
+            f"ns{i}",
+            f"svc{i}",
+            (ep(f"10.180.0.{i}", TEST_NODE_NAME), ep(f"10.180.1.{i}", "remote")),
+            P80,
+        )
+        for i in (1, 2, 3)
+    ]
+    detector = {} if local_detector else {"local_detector": None, "local_detector_value": ""}
+    ctx = fake_context(masquerade_all=masquerade_all, **detector)
+    return compile_iptables(services, slices, ctx)
+
+
+def _base_masquerade_flows() -> list[Flow]:
+    a1, a2, a3 = (
+        "10.180.0.1:80, 10.180.1.1:80",
+        "10.180.0.2:80, 10.180.1.2:80",
+        "10.180.0.3:80, 10.180.1.3:80",
+    )
+    n, x = TEST_NODE_IP, TEST_EXTERNAL_CLIENT
+    return [
+        Flow("pod to ClusterIP", "10.0.0.2", "172.30.0.41", 80, a1),
+        Flow("pod to NodePort", "10.0.0.2", n, 3001, a1, True),
+        Flow("pod to LB", "10.0.0.2", "1.2.3.4", 80, a1, True),
+        Flow("node to ClusterIP", n, "172.30.0.41", 80, a1, True),
+        Flow("node to NodePort", n, n, 3001, a1, True),
+        Flow("localhost to NodePort", "127.0.0.1", "127.0.0.1", 3001, a1, True),
+        Flow("node to LB", n, "1.2.3.4", 80, a1, True),
+        Flow("external to ClusterIP", x, "172.30.0.41", 80, a1, True),
+        Flow("external to NodePort", x, n, 3001, a1, True),
+        Flow("external to LB", x, "1.2.3.4", 80, a1, True),
+        Flow("pod to ClusterIP with eTP:Local", "10.0.0.2", "172.30.0.42", 80, a2),
+        Flow("pod to NodePort with eTP:Local", "10.0.0.2", n, 3002, a2),
+        Flow("pod to LB with eTP:Local", "10.0.0.2", "5.6.7.8", 80, a2),
+        Flow("node to ClusterIP with eTP:Local", n, "172.30.0.42", 80, a2, True),
+        Flow("node to NodePort with eTP:Local", n, n, 3001, a1, True),
+        Flow("localhost to NodePort with eTP:Local", "127.0.0.1", "127.0.0.1", 3002, a2, True),
+        Flow("node to LB with eTP:Local", n, "5.6.7.8", 80, a2, True),
+        Flow("external to ClusterIP with eTP:Local", x, "172.30.0.42", 80, a2, True),
+        Flow("external to NodePort with eTP:Local", x, n, 3002, "10.180.0.2:80"),
+        Flow("external to LB with eTP:Local", x, "5.6.7.8", 80, "10.180.0.2:80"),
+        Flow("pod to ClusterIP with iTP:Local", "10.0.0.2", "172.30.0.43", 80, "10.180.0.3:80"),
+        Flow("pod to NodePort with iTP:Local", "10.0.0.2", n, 3003, a3, True),
+        Flow("pod to LB with iTP:Local", "10.0.0.2", "9.10.11.12", 80, a3, True),
+        Flow("node to ClusterIP with iTP:Local", n, "172.30.0.43", 80, "10.180.0.3:80", True),
+        Flow("node to NodePort with iTP:Local", n, n, 3003, a3, True),
+        Flow("localhost to NodePort with iTP:Local", "127.0.0.1", "127.0.0.1", 3003, a3, True),
+        Flow("node to LB with iTP:Local", n, "9.10.11.12", 80, a3, True),
+        Flow("external to ClusterIP with iTP:Local", x, "172.30.0.43", 80, "10.180.0.3:80", True),
+        Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
+        Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
+    ]
+
+
+NO_DETECTOR = {
+    "node to ClusterIP": (None, False),
+    "node to ClusterIP with eTP:Local": (None, False),
+    "node to ClusterIP with iTP:Local": (None, False),
+    "external to ClusterIP": (None, False),
+    "external to ClusterIP with eTP:Local": (None, False),
+    "external to ClusterIP with iTP:Local": (None, False),
+    "pod to NodePort with eTP:Local": ("10.180.0.2:80", None),
+    "pod to LB with eTP:Local": ("10.180.0.2:80", None),
+}
+MASQ_ALL = {
+    "pod to ClusterIP": (None, True),
+    "pod to ClusterIP with eTP:Local": (None, True),
+    "pod to ClusterIP with iTP:Local": (None, True),
+}
+
+
+@pytest.mark.parametrize(
+    ("masquerade_all", "local_detector", "overrides"),
+    [
+        (False, True, {}),
+        (False, False, NO_DETECTOR),
+        (True, True, MASQ_ALL),
+        (True, False, MASQ_ALL | {k: v for k, v in NO_DETECTOR.items() if v[0] is not None}),
+    ],
+    ids=["base", "no LocalTrafficDetector", "masqueradeAll", "masqueradeAll, no detector"],
+)
+def test_internal_external_masquerade(
+    masquerade_all: bool,
+    local_detector: bool,
+    overrides: dict[str, tuple[str | None, bool | None]],
+) -> None:
+    """TestInternalExternalMasquerade, all four configurations with upstream's overrides."""
+    flows = []
+    for f in _base_masquerade_flows():
+        out, masq = overrides.get(f.name, (None, None))
+        flows.append(
+            Flow(
+                f.name,
+                f.src,
+                f.dst,
+                f.dport,
+                f.output if out is None else out,
+                f.masq if masq is None else masq,
+            )
+        )
+    assert_flows(_masquerade_setup(masquerade_all, local_detector), flows)
+
+
+def test_no_endpoints_reject() -> None:
+    """TestNoEndpointsReject."""
+    svc = make_service(
+        "ns1",
+        "svc1",
+        type=ServiceType.LOAD_BALANCER,
+        cluster_ip="172.30.0.41",
+        external_ips=("192.168.99.11",),
+        ports=(ServicePort(80, name="p80", node_port=3001),),
+        load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
+    )
+    rs = compile_iptables([svc], [], fake_context())
+    assert_flows(
+        rs,
+        [
+            Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, "REJECT"),
+            Flow("external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, "REJECT"),
+            Flow("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, "REJECT"),
+            Flow("external to NodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, "REJECT"),
+            Flow("pod to LB IP", "10.0.0.2", "1.2.3.4", 80, "REJECT"),
+            Flow("external to LB IP", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, "REJECT"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("svc_ip", "lb_ip", "ip_mode", "expected"),
+    [
+        ("10.20.30.41", "1.2.3.4", "Proxy", False),
+        ("10.20.30.42", "1.2.3.5", "VIP", True),
+        ("10.20.30.43", "1.2.3.6", None, True),
+    ],
+)
+def test_load_balancer_ingress_route_type_proxy(
+    svc_ip: str, lb_ip: str, ip_mode: str | None, expected: bool
+) -> None:
+    """TestLoadBalancerIngressRouteTypeProxy."""
+    svc = make_service(
+        "ns1",
+        "svc1",
+        type=ServiceType.LOAD_BALANCER,
+        cluster_ip=svc_ip,
+        ports=(ServicePort(80, name="p80", node_port=3001),),
+        load_balancer_ingress=(LoadBalancerIngress(ip=lb_ip, ip_mode=ip_mode),),
+    )
+    rs = compile_iptables(
+        [svc], [make_slice("ns1", "svc1", (ep("10.180.0.1"),), P80)], fake_context()
+    )
+    chain = rs.chain("nat", "KUBE-SERVICES")
+    assert chain is not None
+    has_rule = any(
+        r.destination is not None and str(r.destination.network.network_address) == lb_ip
+        for r in chain.rules
+    )
+    assert has_rule == expected
