@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, rules
+from svcsim.cli import chain, rules, scenario
 
 app = typer.Typer(
     name="svcsim",
@@ -22,3 +22,5 @@ def main() -> None:
 app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)
+app.command("validate")(scenario.validate)
+app.command("schema")(scenario.schema)

@@ -1,0 +1,323 @@
+"""The ``cluster`` section: nodes, address ranges, kube-proxy configuration, delays.
+
+Nodes may be given as a count (``nodes: 3``) or a list; either way every node ends up with a
+name (``node-<i>``), an IP (the (10+i)-th address of ``nodeCIDR``) and a Pod range (the i-th
+/24 of ``clusterCIDR``) unless the file sets them, so the dumped scenario names them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
+
+from svcsim.scenario.base import IPv4, IPv4CIDR, Loc, NodeName, SchemaModel, problems_at
+from svcsim.scenario.durations import DURATION_PATTERN, Duration
+from svcsim.scenario.proxy import ProxyConfig
+
+DEFAULT_NODE_COUNT: Final = 3
+DEFAULT_NODE_CPUS: Final = 4
+MAX_NODES: Final = 5000
+"""Kubernetes' documented scalability limit for one cluster."""
+NODE_IP_OFFSET: Final = 10
+"""Node ``i`` (1-based) gets host number ``NODE_IP_OFFSET + i`` in ``nodeCIDR`` (.11, .12 ...)."""
+NODE_POD_PREFIX: Final = 24
+"""Each node gets one /24 of ``clusterCIDR`` for its Pods (kube-controller-manager's default
+``--node-cidr-mask-size`` for IPv4)."""
+
+DEFAULT_API_WATCH_S: Final = 0.050
+DEFAULT_KUBE_PROXY_WATCH_S: Final = 0.100
+DEFAULT_ENDPOINT_SLICE_BATCH_S: Final = 0.0
+DEFAULT_POD_STARTUP_S: Final = 1.0
+DEFAULT_IP_TEARDOWN_S: Final = 1.0
+DEFAULT_INFORMER_SYNC_S: Final = 2.0
+
+
+class NodeSpec(SchemaModel):
+    """One node. Unset ``name``, ``ip`` and ``podCIDR`` are allocated by position."""
+
+    name: NodeName = ""
+    """Node name; default ``node-<i>`` (1-based)."""
+    ip: IPv4 = ""
+    """Node InternalIP; default the (10+i)-th address of ``nodeCIDR``."""
+    zone: StrictStr | None = None
+    """Value of the ``topology.kubernetes.io/zone`` label, if any."""
+    cpus: StrictInt = Field(default=DEFAULT_NODE_CPUS, ge=1, le=4096)
+    """CPU count (sizes the conntrack table: conntrack.maxPerCore x cpus)."""
+    pod_cidr: IPv4CIDR = Field(default="", alias="podCIDR")
+    """This node's Pod range (``spec.podCIDR``); default the i-th /24 of ``clusterCIDR``."""
+
+
+def _per_node_schema() -> WithJsonSchema:
+    duration = {
+        "anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "number", "minimum": 0}]
+    }
+    return WithJsonSchema({
+        "anyOf": [
+            duration,
+            {
+                "type": "object",
+                "properties": {"default": duration},
+                "additionalProperties": duration,
+            },
+        ],
+        "description": "A duration, or a map {default: <duration>, <node name>: <duration>, ...}.",
+    })
+
+
+def _as_map(value: Any) -> Any:
+    return value if isinstance(value, Mapping) else {"default": value}
+
+
+PerNodeDuration = Annotated[dict[str, Duration], BeforeValidator(_as_map), _per_node_schema()]
+"""A duration that nodes may override: ``100ms`` or ``{default: 100ms, node-3: 2s}``."""
+
+
+def for_node(values: Mapping[str, float], node: str) -> float:
+    """The value of a :data:`PerNodeDuration` on ``node``."""
+    return values.get(node, values["default"])
+
+
+_PER_NODE_DEFAULTS: Final = {
+    "kubeProxyWatch": DEFAULT_KUBE_PROXY_WATCH_S,
+    "podStartup": DEFAULT_POD_STARTUP_S,
+    "ipTeardown": DEFAULT_IP_TEARDOWN_S,
+    "informerSync": DEFAULT_INFORMER_SYNC_S,
+}
+
+
+def _per_node_default(key: str) -> Any:
+    return lambda: {"default": _PER_NODE_DEFAULTS[key]}
+
+
+class Delays(SchemaModel):
+    """Control-plane and node delays. Node-local ones may be maps keyed by node name."""
+
+    api_watch_s: Duration = DEFAULT_API_WATCH_S
+    """API server -> watcher delivery, for every consumer without its own setting."""
+    kube_proxy_watch_s: PerNodeDuration = Field(default_factory=_per_node_default("kubeProxyWatch"))
+    """API server -> kube-proxy informer."""
+    endpoint_slice_batch_s: Duration = DEFAULT_ENDPOINT_SLICE_BATCH_S
+    """EndpointSlice controller batch period (--endpointslice-updates-batch-period)."""
+    pod_startup_s: PerNodeDuration = Field(default_factory=_per_node_default("podStartup"))
+    """Scheduling + container start until the app process runs."""
+    ip_teardown_s: PerNodeDuration = Field(default_factory=_per_node_default("ipTeardown"))
+    """After a Pod exits, until its IP is free for reuse."""
+    informer_sync_s: PerNodeDuration = Field(default_factory=_per_node_default("informerSync"))
+    """kube-proxy (re)start until both informers have synced."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_default_keys(cls, data: Any) -> Any:
+        # A map without `default` keeps the built-in default for the other nodes.
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for alias, default in _PER_NODE_DEFAULTS.items():
+            for key in (alias, f"{_snake(alias)}_s"):
+                value = out.get(key)
+                if isinstance(value, Mapping) and "default" not in value:
+                    out[key] = {"default": default, **value}
+        return out
+
+    def per_node_fields(self) -> dict[str, dict[str, float]]:
+        """The node-overridable delays by YAML name (for reference checks and builders)."""
+        return {
+            "kubeProxyWatch": self.kube_proxy_watch_s,
+            "podStartup": self.pod_startup_s,
+            "ipTeardown": self.ip_teardown_s,
+            "informerSync": self.informer_sync_s,
+        }
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+DEFAULT_CLUSTER_CIDR: Final = "10.244.0.0/16"
+DEFAULT_SERVICE_CIDR: Final = "10.96.0.0/12"
+DEFAULT_NODE_CIDR: Final = "192.168.0.0/24"
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(value, strict=True) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _pick(data: Mapping[str, Any], alias: str, name: str, default: Any) -> Any:
+    return data.get(alias, data.get(name, default))
+
+
+def _fill_nodes(data: Mapping[str, Any]) -> Any:
+    """The ``nodes`` input with a name, IP and Pod range filled into each node that lacks one.
+
+    Works on raw input, before validation, so that the validated (frozen) nodes are
+    complete. What cannot be derived (a CIDR is invalid, the range is exhausted) stays
+    unset; the CIDR's own error or :meth:`Cluster._check` reports it.
+    """
+    nodes = data.get("nodes", DEFAULT_NODE_COUNT)
+    if isinstance(nodes, int) and not isinstance(nodes, bool):
+        if not 1 <= nodes <= MAX_NODES:
+            why = f"must be 1..{MAX_NODES} nodes, got {nodes}"
+            raise problems_at("cluster", [(("nodes",), why)])
+        nodes = [{} for _ in range(nodes)]
+    if not isinstance(nodes, list | tuple):
+        return nodes
+    pods = _network(_pick(data, "clusterCIDR", "cluster_cidr", DEFAULT_CLUSTER_CIDR))
+    hosts = _network(_pick(data, "nodeCIDR", "node_cidr", DEFAULT_NODE_CIDR))
+    subnets: Iterator[ipaddress.IPv4Network] = iter(())
+    if pods is not None and pods.prefixlen <= NODE_POD_PREFIX:
+        subnets = pods.subnets(new_prefix=NODE_POD_PREFIX)
+    filled: list[Any] = []
+    for i, node in enumerate(nodes):
+        subnet = next(subnets, None)  # node i's /24 is taken even when it sets its own
+        item = node.model_dump() if isinstance(node, NodeSpec) else node
+        if not isinstance(item, Mapping):
+            filled.append(item)
+            continue
+        item = dict(item)
+        if not item.get("name"):
+            item["name"] = f"node-{i + 1}"
+        host = NODE_IP_OFFSET + i + 1
+        if not item.get("ip") and hosts is not None and host < hosts.num_addresses - 1:
+            item["ip"] = str(hosts.network_address + host)
+        if not _pick(item, "podCIDR", "pod_cidr", "") and subnet is not None:
+            item.pop("pod_cidr", None)
+            item["podCIDR"] = str(subnet)
+        filled.append(item)
+    return filled
+
+
+def _nodes_schema(schema: dict[str, Any]) -> None:
+    # The field is a list once validated, but files may give a count.
+    as_list = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [{"type": "integer", "minimum": 1, "maximum": MAX_NODES}, as_list]
+    schema["default"] = DEFAULT_NODE_COUNT
+
+
+class Cluster(SchemaModel):
+    """Nodes, address ranges, kube-proxy configuration and delays."""
+
+    nodes: tuple[NodeSpec, ...] = Field(
+        default_factory=lambda: (), min_length=1, json_schema_extra=_nodes_schema
+    )
+    """A node count (``3``, the default) or a list of nodes."""
+    cluster_cidr: IPv4CIDR = Field(default=DEFAULT_CLUSTER_CIDR, alias="clusterCIDR")
+    """Pod IPs; each node gets one /24 of it."""
+    service_cidr: IPv4CIDR = Field(default=DEFAULT_SERVICE_CIDR, alias="serviceCIDR")
+    """Service cluster IPs."""
+    node_cidr: IPv4CIDR = Field(default=DEFAULT_NODE_CIDR, alias="nodeCIDR")
+    """Node IPs (node-1 is .11 by default)."""
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    """kube-proxy configuration."""
+    delays: Delays = Field(default_factory=Delays)
+    """Watch, batch, startup and teardown delays."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allocate(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {**data, "nodes": _fill_nodes(data)}
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Node names in declaration order."""
+        return tuple(n.name for n in self.nodes)
+
+    def node(self, name: str) -> NodeSpec:
+        """The node called ``name``; KeyError if there is none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _check(self) -> Cluster:
+        found: list[tuple[Loc, str]] = []
+        pods = ipaddress.IPv4Network(self.cluster_cidr)
+        services = ipaddress.IPv4Network(self.service_cidr)
+        hosts = ipaddress.IPv4Network(self.node_cidr)
+        if pods.overlaps(services):
+            found.append((("serviceCIDR",), f"overlaps clusterCIDR {pods}"))
+        for net, other in ((pods, "clusterCIDR"), (services, "serviceCIDR")):
+            if hosts.overlaps(net):
+                found.append((("nodeCIDR",), f"overlaps {other} {net}"))
+        if pods.prefixlen > NODE_POD_PREFIX:
+            found.append((("clusterCIDR",), f"must be /{NODE_POD_PREFIX} or larger (each node gets "
+                                            f"a /{NODE_POD_PREFIX}), got {pods}"))
+        for i, node in enumerate(self.nodes):
+            if not node.ip:
+                found.append((("nodes", i, "ip"),
+                              f"no default IP left in nodeCIDR {hosts}; set ip"))
+            if not node.pod_cidr and pods.prefixlen <= NODE_POD_PREFIX:
+                found.append((("nodes", i, "podCIDR"),
+                              f"no /{NODE_POD_PREFIX} left in clusterCIDR {pods}; set podCIDR"))
+        _check_nodes(self.nodes, pods, services, found)
+        names = set(self.node_names)
+        found.extend(_unknown_nodes(("proxy", "nodes"), self.proxy.nodes, names))
+        for field, values in self.delays.per_node_fields().items():
+            keys = {k: v for k, v in values.items() if k != "default"}
+            found.extend(_unknown_nodes(("delays", field), keys, names))
+        if found:
+            raise problems_at("cluster", found)
+        return self
+
+
+def _check_nodes(
+    nodes: tuple[NodeSpec, ...],
+    pods: ipaddress.IPv4Network,
+    services: ipaddress.IPv4Network,
+    found: list[tuple[Loc, str]],
+) -> None:
+    """Node names and IPs unique, IPs outside Pod/Service ranges, Pod ranges disjoint."""
+    seen_names: dict[str, int] = {}
+    seen_ips: dict[str, int] = {}
+    seen_cidrs: list[tuple[ipaddress.IPv4Network, int]] = []
+    for i, node in enumerate(nodes):
+        if node.name in seen_names:
+            first = seen_names[node.name]
+            found.append((("nodes", i, "name"),
+                          f"duplicate node name {node.name!r} (also nodes[{first}])"))
+        seen_names.setdefault(node.name, i)
+        if node.ip:
+            if node.ip in seen_ips:
+                found.append((("nodes", i, "ip"),
+                              f"duplicate node IP {node.ip} (also nodes[{seen_ips[node.ip]}])"))
+            seen_ips.setdefault(node.ip, i)
+            addr = ipaddress.IPv4Address(node.ip)
+            for net, what in ((pods, "clusterCIDR"), (services, "serviceCIDR")):
+                if addr in net:
+                    found.append((("nodes", i, "ip"), f"{node.ip} is inside {what} {net}"))
+        if node.pod_cidr:
+            net = ipaddress.IPv4Network(node.pod_cidr)
+            if not net.subnet_of(pods):
+                found.append((("nodes", i, "podCIDR"), f"{net} is not inside clusterCIDR {pods}"))
+            for other, j in seen_cidrs:
+                if net.overlaps(other):
+                    found.append((("nodes", i, "podCIDR"),
+                                  f"{net} overlaps nodes[{j}].podCIDR {other}"))
+            seen_cidrs.append((net, i))
+
+
+def _unknown_nodes(where: Loc, keys: Mapping[str, Any], names: set[str]) -> list[tuple[Loc, str]]:
+    return [((*where, key), unknown_node_message(key, names)) for key in keys if key not in names]
+
+
+def unknown_node_message(name: str, names: set[str] | tuple[str, ...]) -> str:
+    """``unknown node 'x' (nodes: node-1, node-2, node-3)``, shortened for big clusters."""
+    listed = sorted(names)
+    shown = ", ".join(listed[:5]) + (f", ... ({len(listed)} nodes)" if len(listed) > 5 else "")
+    return f"unknown node {name!r} (nodes: {shown})"

@@ -1,0 +1,219 @@
+"""Load a scenario file: YAML -> :class:`Scenario`, manifests read and checked, all errors at once.
+
+Every problem becomes one line ``file:LINE: field.path: message``, LINE being the line of the
+offending key; problems in Kubernetes manifests are the k8s loader's lines, unchanged. All
+problems of the scenario and of its manifests are collected, then raised together as
+:class:`ScenarioErrors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from svcsim.k8s.errors import ManifestErrors
+from svcsim.k8s.fields import describe
+from svcsim.k8s.load import load_manifest_text
+from svcsim.scenario.errors import ScenarioErrors
+from svcsim.scenario.locate import (
+    YamlDoc,
+    error_loc,
+    error_message,
+    field_vocabulary,
+    format_path,
+    locate,
+    parse_yaml,
+)
+from svcsim.scenario.schema import UNION_TAGS, Scenario
+
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
+"""Files read from a directory named by a manifest ``path``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestText:
+    """The raw text of one manifest file or inline block, and where it came from.
+
+    ``source`` is the file the text is in (the scenario file itself for inline text);
+    ``first_line`` is the line of ``source`` the text starts on; ``origin`` is the field
+    that named it (``manifests[0]``, ``timeline[3].manifest``).
+    """
+
+    source: str
+    text: str
+    origin: str
+    first_line: int = 1
+
+    def padded(self) -> str:
+        """The text moved down to ``first_line``, so a parser's line numbers are ``source``'s."""
+        return "\n" * (self.first_line - 1) + self.text
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedScenario:
+    """A validated scenario, the directory its relative paths start from, and its manifests.
+
+    ``manifests`` are the objects present at the start, in file order; ``timeline_manifests``
+    maps the index of each ``add-service`` action to its text. ``warnings`` are the k8s
+    loader's warnings (skipped kinds and the like).
+    """
+
+    scenario: Scenario
+    path: Path
+    base_dir: Path
+    manifests: tuple[ManifestText, ...] = ()
+    timeline_manifests: Mapping[int, ManifestText] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Read, validate and default the scenario at ``path``; ScenarioErrors lists every problem."""
+    source = str(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioErrors([f"{source}: cannot read file: {why}"]) from None
+    doc, syntax = parse_yaml(text, source)
+    if doc is None:
+        raise ScenarioErrors(syntax)
+    if not isinstance(doc.data, dict):
+        raise ScenarioErrors([*syntax, f"{source}:{doc.root_line}: must be a mapping with "
+                                       f"apiVersion: svcsim/v1 and kind: Scenario, "
+                                       f"got {describe(doc.data)}"])
+    own: list[tuple[int, str]] = [(_line_of(p), p) for p in syntax]
+    scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
+    base_dir = file.parent
+    texts = _Texts(doc, source, base_dir, own)
+    manifests = texts.section(doc.data.get("manifests"), ("manifests",))
+    timeline_manifests = texts.timeline(doc.data.get("timeline"))
+    checked, warnings = _check_manifests([*manifests, *timeline_manifests.values()])
+    # Problems of inline manifests carry this file's lines: sort them in with the rest.
+    own.extend((_line_of(p), p) for p in checked if p.startswith(f"{source}:"))
+    foreign = [p for p in checked if not p.startswith(f"{source}:")]
+    if own or foreign or scenario is None:
+        own.sort(key=lambda item: item[0])  # stable: same-line problems keep their order
+        raise ScenarioErrors([p for _, p in own] + foreign)
+    return LoadedScenario(scenario, file, base_dir, tuple(manifests), timeline_manifests, warnings)
+
+
+def _line_of(problem: str) -> int:
+    m = re.match(r"[^:]*:(\d+):", problem)
+    return int(m[1]) if m else 0
+
+
+def _with_default_name(data: dict[str, Any], file: Path) -> dict[str, Any]:
+    """``data`` with ``metadata.name`` set from the file name when the file has none."""
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict) or "name" in metadata:
+        return data
+    name = re.sub(r"[^a-z0-9.-]+", "-", file.stem.lower()).strip("-.")
+    return {**data, "metadata": {**metadata, "name": name}}
+
+
+_VOCABULARY: Final = field_vocabulary()
+
+
+def _validate(
+    data: dict[str, Any], doc: YamlDoc, source: str, out: list[tuple[int, str]]
+) -> Scenario | None:
+    try:
+        return Scenario.model_validate(data, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        for err in exc.errors():
+            line, path = locate(doc, error_loc(err), UNION_TAGS)
+            where = f"{format_path(path)}: " if path else ""
+            out.append((line, f"{source}:{line}: {where}{error_message(err, _VOCABULARY)}"))
+        return None
+
+
+class _Texts:
+    """Collects manifest texts named by a scenario (read from raw data: works on invalid files)."""
+
+    def __init__(
+        self, doc: YamlDoc, source: str, base_dir: Path, out: list[tuple[int, str]]
+    ) -> None:
+        self.doc = doc
+        self.source = source
+        self.base_dir = base_dir
+        self.out = out
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> None:
+        line = self.doc.lines.get(path, self.doc.root_line)
+        self.out.append((line, f"{self.source}:{line}: {format_path(path)}: {message}"))
+
+    def section(self, entries: Any, where: tuple[str | int, ...]) -> list[ManifestText]:
+        texts: list[ManifestText] = []
+        if isinstance(entries, list):
+            for i, entry in enumerate(entries):
+                texts.extend(self.entry(entry, (*where, i)))
+        return texts
+
+    def timeline(self, actions: Any) -> dict[int, ManifestText]:
+        found: dict[int, ManifestText] = {}
+        if not isinstance(actions, list):
+            return found
+        for i, action in enumerate(actions):
+            if isinstance(action, dict) and action.get("action") == "add-service":
+                texts = self.entry(action.get("manifest"), ("timeline", i, "manifest"))
+                if len(texts) == 1:
+                    found[i] = texts[0]
+                elif texts:
+                    self.problem(("timeline", i, "manifest", "path"),
+                                 "must name one file here, not a directory")
+        return found
+
+    def entry(self, entry: Any, where: tuple[str | int, ...]) -> list[ManifestText]:
+        if not isinstance(entry, dict):
+            return []  # the schema reports the wrong shape
+        if "path" in entry and "inline" in entry:
+            return []  # the schema reports it; reading either would be a guess
+        origin = format_path(where)
+        inline = entry.get("inline")
+        if isinstance(inline, str):
+            first = self.doc.text_starts.get((*where, "inline"), 1)
+            return [ManifestText(self.source, inline, origin, first)]
+        rel = entry.get("path")
+        if not isinstance(rel, str) or not rel.strip():
+            return []
+        target = self.base_dir / rel
+        if target.is_dir():
+            files = sorted(
+                p for p in target.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+            )
+            if not files:
+                kinds = "/".join(MANIFEST_SUFFIXES)
+                self.problem((*where, "path"), f"no {kinds} files in {target}")
+        elif target.is_file():
+            files = [target]
+        else:
+            self.problem((*where, "path"), f"file not found: {target}")
+            return []
+        texts = []
+        for file in files:
+            try:
+                texts.append(ManifestText(str(file), file.read_text(encoding="utf-8"), origin))
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.problem((*where, "path"), f"cannot read {file}: {why}")
+        return texts
+
+
+def _check_manifests(texts: list[ManifestText]) -> tuple[list[str], tuple[str, ...]]:
+    """Problem lines and warnings of the k8s loader over ``texts``, passed through unchanged."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for mt in texts:
+        try:
+            loaded = load_manifest_text(mt.padded(), mt.source)
+        except ManifestErrors as exc:
+            problems.extend(exc.problems)
+            continue
+        warnings.extend(loaded.warnings)
+    return problems, tuple(warnings)

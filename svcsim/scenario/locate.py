@@ -1,0 +1,262 @@
+"""From YAML text to data plus the line of every key, and from pydantic errors to user lines.
+
+:func:`parse_yaml` composes the document to nodes (so lines are known), converts it to plain
+dicts/lists, and indexes the line of every mapping key and list item by its path.
+:func:`problem_line` turns one pydantic error into ``file:LINE: field.path: message`` with
+the line of the offending key (for a missing key, the line of the mapping that lacks it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from svcsim.k8s.fields import describe
+from svcsim.scenario.base import Loc, SchemaModel
+
+BLOCK_STYLES = ("|", ">")
+
+CUSTOM_TAG_KEYS = {"connection_model": "model"}
+"""Error types of unions with a callable discriminator, and the key holding their tag."""
+
+
+@dataclass(slots=True)
+class YamlDoc:
+    """One YAML document as plain data, with the 1-based line of each path in it.
+
+    ``lines`` maps a path (keys and list indexes) to the line of its key or list item;
+    ``containers`` holds the paths whose value is a mapping or a list; ``text_starts``
+    maps the path of a string scalar to the line its text starts on (the line after
+    ``|``/``>`` for block scalars), so an inline manifest's lines can be mapped back.
+    """
+
+    data: Any = None
+    root_line: int = 1
+    lines: dict[Loc, int] = field(default_factory=dict)
+    containers: set[Loc] = field(default_factory=set)
+    text_starts: dict[Loc, int] = field(default_factory=dict)
+
+
+def parse_yaml(text: str, source: str) -> tuple[YamlDoc | None, list[str]]:
+    """The single document of ``text``, and problem lines (syntax errors, duplicate keys).
+
+    Returns None for the document when the text is not valid YAML.
+    """
+    problems: list[str] = []
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        root = yaml.compose(text, Loader=loader_cls)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        parts = [p for p in (exc.context, exc.problem) if p]  # "while parsing ..., found ..."
+        return None, [f"{source}:{line}: yaml: {', '.join(parts) or 'invalid YAML'}"]
+    except yaml.YAMLError as exc:
+        return None, [f"{source}:1: yaml: {exc}"]
+    doc = YamlDoc()
+    if root is None:
+        return doc, problems
+    doc.root_line = root.start_mark.line + 1
+    converter = _Converter(source, doc, problems)
+    doc.data = converter.convert(root, ())
+    return doc, problems
+
+
+class _Converter:
+    """Builds plain data from nodes, filling the line index of a :class:`YamlDoc`."""
+
+    def __init__(self, source: str, doc: YamlDoc, problems: list[str]) -> None:
+        self.source = source
+        self.doc = doc
+        self.problems = problems
+        self.constructor = SafeConstructor()
+        self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
+
+    def convert(self, node: Node, path: Loc) -> Any:
+        if id(node) in self.active:
+            self.problems.append(f"{self.source}:{node.start_mark.line + 1}: "
+                                 f"{format_path(path)}: yaml: recursive alias")
+            return None
+        if isinstance(node, MappingNode):
+            self.active.add(id(node))
+            try:
+                return self.mapping(node, path)
+            finally:
+                self.active.discard(id(node))
+        if isinstance(node, SequenceNode):
+            self.active.add(id(node))
+            try:
+                self.doc.containers.add(path)
+                out_list = []
+                for i, item in enumerate(node.value):
+                    self.doc.lines[(*path, i)] = item.start_mark.line + 1
+                    out_list.append(self.convert(item, (*path, i)))
+                return out_list
+            finally:
+                self.active.discard(id(node))
+        value = self.constructor.construct_object(node, deep=True)
+        if isinstance(node, ScalarNode) and isinstance(value, str):
+            block = node.style in BLOCK_STYLES
+            self.doc.text_starts[path] = node.start_mark.line + (2 if block else 1)
+        return value
+
+    def mapping(self, node: MappingNode, path: Loc) -> dict[str, Any]:
+        self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
+        self.doc.containers.add(path)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            # Keys as written: `on:` stays "on", `1:` is "1" (a YAML 1.1 reader would differ).
+            key = (key_node.value if isinstance(key_node, ScalarNode)
+                   else str(self.constructor.construct_object(key_node, deep=True)))
+            line = key_node.start_mark.line + 1
+            sub = (*path, key)
+            if key in out:
+                self.problems.append(f"{self.source}:{line}: {format_path(sub)}: "
+                                     f"duplicate key (first at line {self.doc.lines[sub]})")
+                continue
+            self.doc.lines[sub] = line
+            out[key] = self.convert(value_node, sub)
+        return out
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def format_path(parts: Iterable[str | int]) -> str:
+    """``workloads[0].from.pods["app.kubernetes.io/name"]`` from its parts."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def locate(doc: YamlDoc, loc: Sequence[str | int], tags: frozenset[str]) -> tuple[int, Loc]:
+    """The line and the file path of a pydantic error location.
+
+    Parts of ``loc`` that are not in the file are handled so: a union tag in ``tags``
+    (``timeline[0].block-sync.for``) is dropped; pydantic's ``[key]`` marker (a bad
+    mapping key) is dropped; any other absent part keeps the line of the deepest part
+    that is in the file (a missing key is blamed on the mapping that lacks it). Below a
+    scalar of the file (``nodes: 3`` expanded into a list) the path stops at the scalar.
+    """
+    parts = [p for p in loc if p != "[key]"]
+    found: Loc = ()
+    printed: list[str | int] = []
+    line = doc.root_line
+    absent = False
+    for n, part in enumerate(parts):
+        candidate = (*found, part)
+        if not absent and candidate in doc.lines:
+            found = candidate
+            printed.append(part)
+            line = doc.lines[candidate]
+            if candidate not in doc.containers:
+                break
+            continue
+        if isinstance(part, str) and part in tags and n < len(parts) - 1:
+            continue
+        absent = True
+        printed.append(part)
+    return line, tuple(printed)
+
+
+def error_loc(err: ErrorDetails) -> Loc:
+    """Where an error is; a tagged-union error is put on the tag's key (``timeline[1].action``)."""
+    loc = tuple(err["loc"])
+    if err["type"] in CUSTOM_TAG_KEYS:
+        return (*loc, CUSTOM_TAG_KEYS[err["type"]])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        key = _unquote((err.get("ctx") or {}).get("discriminator", ""))
+        if key:
+            return (*loc, key)
+    return loc
+
+
+def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
+    """A short message for one pydantic error, in the style ``must be > 0, got -5``."""
+    kind = err["type"]
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    got = describe(err.get("input"))
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+              "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bounds[kind]} {_number(limit)}, got {got}"
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1]) if err["loc"] else ""
+        if key in vocabulary:
+            return "not a field here"  # valid elsewhere: a suggestion would only confuse
+        close = difflib.get_close_matches(key, vocabulary, n=1, cutoff=0.75)
+        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', '?')}, got {got}"
+    if kind == "union_tag_invalid":
+        return f"must be one of {ctx.get('expected_tags')}; got {describe(ctx.get('tag'))}"
+    if kind == "union_tag_not_found":
+        return "required"
+    if kind in CUSTOM_TAG_KEYS:
+        return f"{err['msg']}, got {describe(_tag_of(err))}"
+    simple = {
+        ("int_type", "int_parsing", "int_from_float"): "must be an integer",
+        ("float_type", "float_parsing"): "must be a number",
+        ("finite_number",): "must be a finite number",
+        ("bool_type", "bool_parsing"): "must be true or false",
+        ("string_type",): "must be a string",
+        ("dict_type", "model_type", "model_attributes_type"): "must be a mapping",
+        ("list_type", "tuple_type"): "must be a list",
+        ("string_pattern_mismatch",): "must be lowercase letters, digits and '-', starting and "
+                                      "ending alphanumeric",
+    }
+    for kinds, text in simple.items():
+        if kind in kinds:
+            return f"{text}, got {got}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} item{'s' if n != 1 else ''}"
+    if kind == "string_too_long":
+        return f"must be no more than {ctx.get('max_length')} characters"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _tag_of(err: ErrorDetails) -> Any:
+    value = err.get("input")
+    key = CUSTOM_TAG_KEYS.get(err["type"], "")
+    return value.get(key) if isinstance(value, dict) else value
+
+
+def _number(value: Any) -> Any:
+    """``0`` rather than ``0.0`` for a float bound that is a whole number."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _unquote(value: Any) -> str:
+    return str(value).strip("'")
+
+
+def field_vocabulary(root: type[BaseModel] = SchemaModel) -> tuple[str, ...]:
+    """Every YAML key of every scenario model (for "did you mean" suggestions)."""
+    seen: set[str] = set()
+    todo: list[type[BaseModel]] = [root]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        for name, info in cls.model_fields.items():
+            seen.add(info.alias or name)
+    return tuple(sorted(seen))

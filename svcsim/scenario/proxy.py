@@ -1,0 +1,178 @@
+"""kube-proxy's configuration in a scenario: ``cluster.proxy``.
+
+Field names are those of ``KubeProxyConfiguration`` (kubernetes/kubernetes
+staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go), flattened: ``iptables.minSyncPeriod``
+is ``proxy.minSyncPeriod`` here. Checks follow pkg/proxy/apis/config/validation/validation.go
+(masqueradeBit in [0, 31], syncPeriod > 0, minSyncPeriod >= 0 and <= syncPeriod, conntrack
+values >= 0). ``nodes`` overrides any field on named nodes; :meth:`ProxyConfig.for_node`
+gives the merged result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from pydantic import Field, StrictBool, StrictInt, ValidationError, model_validator
+
+from svcsim.scenario.base import Loc, NodeName, OmitNoneModel, SchemaModel, problems_at
+from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
+
+ProxyMode = Literal["iptables", "ipvs", "nftables", "userspace"]
+"""kube-proxy ``mode``. The schema takes all four; a builder may support fewer."""
+
+# kube-proxy defaults: pkg/proxy/apis/config/v1alpha1/defaults.go (see the facts file §3.2, §4.2).
+DEFAULT_MIN_SYNC_PERIOD_S: Final = 1.0
+DEFAULT_SYNC_PERIOD_S: Final = 30.0
+DEFAULT_MASQUERADE_BIT: Final = 14
+DEFAULT_CONNTRACK_MAX_PER_CORE: Final = 32768
+DEFAULT_CONNTRACK_MIN: Final = 131072
+DEFAULT_TCP_ESTABLISHED_TIMEOUT_S: Final = 24 * 3600.0
+DEFAULT_TCP_CLOSE_WAIT_TIMEOUT_S: Final = 3600.0
+# kube-proxy leaves the UDP timeouts alone by default (0); these are the kernel's values
+# (nf_conntrack_udp_timeout, nf_conntrack_udp_timeout_stream on current kernels).
+DEFAULT_UDP_TIMEOUT_S: Final = 30.0
+DEFAULT_UDP_STREAM_TIMEOUT_S: Final = 120.0
+
+SYNC_COST_BASE_S: Final = 0.010
+"""Fixed cost of one sync (compile + one iptables-restore). Meant to be calibrated to
+published kube-proxy figures; UNVERIFIED: the value comes from the project brief."""
+SYNC_COST_PER_RULE_S: Final = 0.0002
+"""Cost per rule written in one sync. Same provenance as :data:`SYNC_COST_BASE_S`."""
+
+
+class SyncCost(SchemaModel):
+    """How long one kube-proxy sync takes: ``base + perRule x rules written``."""
+
+    base_s: Duration = SYNC_COST_BASE_S
+    """Fixed part of every sync."""
+    per_rule_s: Duration = SYNC_COST_PER_RULE_S
+    """Added per rule in the iptables-restore input of that sync."""
+
+
+class Conntrack(SchemaModel):
+    """kube-proxy's ``conntrack`` settings; a timeout of 0 leaves the kernel's value."""
+
+    max_per_core: StrictInt = Field(default=DEFAULT_CONNTRACK_MAX_PER_CORE, ge=0)
+    """nf_conntrack_max = max(maxPerCore x cpus, min); 0 leaves the kernel's limit."""
+    min: StrictInt = Field(default=DEFAULT_CONNTRACK_MIN, ge=0)
+    """Lower bound of nf_conntrack_max when maxPerCore > 0."""
+    tcp_established_timeout_s: Duration = DEFAULT_TCP_ESTABLISHED_TIMEOUT_S
+    """nf_conntrack_tcp_timeout_established."""
+    tcp_close_wait_timeout_s: Duration = DEFAULT_TCP_CLOSE_WAIT_TIMEOUT_S
+    """nf_conntrack_tcp_timeout_close_wait."""
+    tcp_be_liberal: StrictBool = False
+    """nf_conntrack_tcp_be_liberal; when true kube-proxy omits its INVALID-drop rule."""
+    udp_timeout_s: Duration = DEFAULT_UDP_TIMEOUT_S
+    """nf_conntrack_udp_timeout (unreplied flows)."""
+    udp_stream_timeout_s: Duration = DEFAULT_UDP_STREAM_TIMEOUT_S
+    """nf_conntrack_udp_timeout_stream (flows that saw a reply)."""
+
+    def max_entries(self, cpus: int) -> int | None:
+        """nf_conntrack_max kube-proxy sets on a node with ``cpus`` CPUs, None if left alone.
+
+        cmd/kube-proxy/app/server_linux.go ``getConntrackMax``.
+        """
+        if self.max_per_core <= 0:
+            return None
+        return max(self.max_per_core * cpus, self.min)
+
+
+class ProxySettings(SchemaModel):
+    """One node's effective kube-proxy configuration."""
+
+    mode: ProxyMode = "iptables"
+    """iptables | ipvs | nftables | userspace."""
+    min_sync_period_s: Duration = DEFAULT_MIN_SYNC_PERIOD_S
+    """Minimum time from the end of one sync to the start of the next."""
+    sync_period_s: PositiveDuration = DEFAULT_SYNC_PERIOD_S
+    """Periodic resync interval (and retry interval after a failed sync)."""
+    masquerade_bit: StrictInt = Field(default=DEFAULT_MASQUERADE_BIT, ge=0, le=31)
+    """Bit of the fwmark used to flag packets for SNAT (mark = 1 << bit)."""
+    masquerade_all: StrictBool = False
+    """SNAT all traffic sent to Service cluster IPs."""
+    localhost_node_ports: StrictBool = True
+    """Accept NodePort connections on 127.0.0.1 (iptables mode, IPv4)."""
+    sync_cost: SyncCost = Field(default_factory=SyncCost)
+    """Sync duration model."""
+    conntrack: Conntrack = Field(default_factory=Conntrack)
+    """Conntrack limits and timeouts kube-proxy writes to the node's sysctls."""
+
+    @model_validator(mode="after")
+    def _periods(self) -> ProxySettings:
+        if self.min_sync_period_s > self.sync_period_s:
+            raise problems_at("proxy", [(
+                ("minSyncPeriod",),
+                f"must be <= syncPeriod ({format_duration(self.sync_period_s)}), "
+                f"got {format_duration(self.min_sync_period_s)}",
+            )])
+        return self
+
+
+class SyncCostPatch(OmitNoneModel):
+    """Per-node override of some :class:`SyncCost` fields."""
+
+    base_s: Duration | None = None
+    per_rule_s: Duration | None = None
+
+
+class ConntrackPatch(OmitNoneModel):
+    """Per-node override of some :class:`Conntrack` fields."""
+
+    max_per_core: StrictInt | None = Field(default=None, ge=0)
+    min: StrictInt | None = Field(default=None, ge=0)
+    tcp_established_timeout_s: Duration | None = None
+    tcp_close_wait_timeout_s: Duration | None = None
+    tcp_be_liberal: StrictBool | None = None
+    udp_timeout_s: Duration | None = None
+    udp_stream_timeout_s: Duration | None = None
+
+
+class ProxyOverride(OmitNoneModel):
+    """Per-node override of any kube-proxy field; unset fields keep the cluster-wide value."""
+
+    mode: ProxyMode | None = None
+    min_sync_period_s: Duration | None = None
+    sync_period_s: PositiveDuration | None = None
+    masquerade_bit: StrictInt | None = Field(default=None, ge=0, le=31)
+    masquerade_all: StrictBool | None = None
+    localhost_node_ports: StrictBool | None = None
+    sync_cost: SyncCostPatch | None = None
+    conntrack: ConntrackPatch | None = None
+
+
+def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+class ProxyConfig(ProxySettings):
+    """Cluster-wide kube-proxy configuration plus per-node overrides (``nodes``)."""
+
+    nodes: dict[NodeName, ProxyOverride] = Field(default_factory=dict)
+    """Overrides by node name, e.g. ``{node-3: {minSyncPeriod: 5s}}``."""
+
+    def for_node(self, node: str) -> ProxySettings:
+        """The configuration kube-proxy runs with on ``node`` (overrides applied)."""
+        base = self.model_dump(exclude={"nodes"})
+        override = self.nodes.get(node)
+        merged = _merge(base, override.model_dump()) if override is not None else base
+        return ProxySettings.model_validate(merged)
+
+    @model_validator(mode="after")
+    def _overrides(self) -> ProxyConfig:
+        found: list[tuple[Loc, str]] = []
+        for name in self.nodes:
+            try:
+                self.for_node(name)
+            except ValidationError as exc:
+                found.extend((("nodes", name, *e["loc"]), e["msg"]) for e in exc.errors())
+        if found:
+            raise problems_at("proxy", found)
+        return self

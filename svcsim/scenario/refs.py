@@ -1,0 +1,209 @@
+"""How a scenario names things: Services and endpoints, objects, manifests, int-or-percent.
+
+Spellings follow kubectl and kube-proxy: a Service port is ``[namespace/]name[:port]`` (as
+kube-proxy prints a ServicePortName, ``ns/svc:http``), an address is ``IP:port``, an object
+is ``[namespace/]name``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, BeforeValidator, StrictStr, WithJsonSchema, model_validator
+
+from svcsim.k8s.fields import (
+    dns1035_label_problem,
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+)
+from svcsim.scenario.base import OmitNoneModel, problem, problems_at
+
+DEFAULT_NAMESPACE: Final = "default"
+
+_ADDRESS = re.compile(r"(?P<ip>[0-9.]+):(?P<port>[0-9]+)(?:/(?P<proto>tcp|udp))?")
+_SERVICE = re.compile(r"(?:(?P<ns>[^/:]+)/)?(?P<name>[^/:]+)(?::(?P<port>[^/:]+))?")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTarget:
+    """A Service port: ``port`` is a port name, a number, or None for the only port."""
+
+    namespace: str
+    name: str
+    port: str | int | None = None
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.namespace}/{self.name}{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddressTarget:
+    """A literal destination ``ip:port`` (a Pod IP, a node IP and NodePort, ...)."""
+
+    ip: str
+    port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}/{self.protocol}"
+
+
+def _port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {port}")
+    return port
+
+
+def parse_address(text: str) -> AddressTarget:
+    """``IP:port[/tcp|udp]`` as an :class:`AddressTarget`; ValueError if it is not one."""
+    m = _ADDRESS.fullmatch(text)
+    if m is None:
+        raise ValueError(f"must be IP:port[/tcp|udp], got {text!r}")
+    try:
+        ip = str(ipaddress.IPv4Address(m["ip"]))
+    except ValueError:
+        raise ValueError(f"{m['ip']!r} is not an IPv4 address") from None
+    proto: Literal["tcp", "udp"] = "udp" if m["proto"] == "udp" else "tcp"
+    return AddressTarget(ip, _port_number(m["port"]), proto)
+
+
+def parse_object_ref(text: str, *, service: bool = False) -> tuple[str, str]:
+    """``[namespace/]name`` as ``(namespace, name)``; ValueError naming the bad part.
+
+    Names are checked as Kubernetes does: RFC 1035 labels for Services, RFC 1123
+    subdomains for other objects, RFC 1123 labels for namespaces.
+    """
+    ns, sep, name = text.rpartition("/")
+    if not sep:
+        ns = DEFAULT_NAMESPACE
+    why = dns1123_label_problem(ns)
+    if why is not None:
+        raise ValueError(f"namespace {why}")
+    why = (dns1035_label_problem if service else dns1123_subdomain_problem)(name)
+    if why is not None:
+        raise ValueError(f"name {why}")
+    return ns, name
+
+
+def parse_service_target(text: str) -> ServiceTarget:
+    """``[namespace/]name[:portName|port]`` as a :class:`ServiceTarget`; ValueError if not."""
+    m = _SERVICE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"must be [namespace/]service[:port], got {text!r}")
+    ns, name = parse_object_ref(f"{m['ns']}/{m['name']}" if m["ns"] else m["name"], service=True)
+    port: str | int | None = m["port"]
+    if isinstance(port, str) and port.isdigit():
+        port = _port_number(port)
+    elif isinstance(port, str):
+        why = dns1123_label_problem(port)
+        if why is not None:
+            raise ValueError(f"port name {why}")
+    return ServiceTarget(ns, name, port)
+
+
+def parse_target(text: str) -> ServiceTarget | AddressTarget:
+    """A workload's ``to``: an address if it starts with an IPv4 address, else a Service."""
+    if re.match(r"[0-9.]+:", text):
+        return parse_address(text)
+    return parse_service_target(text)
+
+
+def _checked(parse: Any) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise problem(str(exc)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+TargetText = Annotated[StrictStr, _checked(parse_target)]
+"""``[ns/]service[:port]`` or ``IP:port[/tcp|udp]``."""
+ServicePortText = Annotated[StrictStr, _checked(parse_service_target)]
+"""``[ns/]service[:port]``."""
+ServiceRefText = Annotated[StrictStr, _checked(lambda t: parse_object_ref(t, service=True))]
+"""``[ns/]service``."""
+ObjectRefText = Annotated[StrictStr, _checked(parse_object_ref)]
+"""``[ns/]name`` of a Deployment or Pod."""
+AddressText = Annotated[StrictStr, _checked(parse_address)]
+"""``IP:port[/tcp|udp]``."""
+
+
+def _int_or_percent(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise problem(f"must be an integer or a percentage such as 25%, got {value}")
+    if isinstance(value, int):
+        if value < 0:
+            raise problem(f"must be >= 0, got {value}")
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"([0-9]+)%", value)
+        if m is not None and int(m[1]) <= 100:
+            return value
+    raise problem(f"must be an integer or a percentage 0%..100% such as 25%, got {value!r}")
+
+
+IntOrPercent = Annotated[
+    int | str,
+    BeforeValidator(_int_or_percent),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                              {"type": "string", "pattern": "^[0-9]+%$"}]}),
+]
+"""Kubernetes' IntOrString as Deployment strategies use it: ``1`` or ``25%``."""
+
+
+def resolve_int_or_percent(value: int | str, total: int, *, round_up: bool) -> int:
+    """``value`` against ``total``: percentages round up (maxSurge) or down (maxUnavailable).
+
+    As apimachinery ``intstr.GetScaledValueFromIntOrPercent`` with the Deployment
+    controller's choice of rounding.
+    """
+    if isinstance(value, int):
+        return value
+    percent = int(value.rstrip("%"))
+    scaled, rest = divmod(percent * total, 100)
+    return scaled + (1 if round_up and rest else 0)
+
+
+class ManifestRef(OmitNoneModel):
+    """Kubernetes objects: a file (relative to the scenario file) or inline YAML text."""
+
+    path: StrictStr | None = None
+    """A YAML/JSON file, or a directory of them, relative to the scenario file."""
+    inline: StrictStr | None = None
+    """The manifests themselves (use a ``|`` block so line numbers in messages match)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ManifestRef:
+        if (self.path is None) == (self.inline is None):
+            where: tuple[str, ...] = ("inline",) if self.path is not None else ()
+            raise problems_at("manifest", [(where, "set exactly one of path or inline")])
+        if self.path is not None and not self.path.strip():
+            raise problems_at("manifest", [(("path",), "must not be empty")])
+        return self
+
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "AddressTarget",
+    "AddressText",
+    "IntOrPercent",
+    "ManifestRef",
+    "ObjectRefText",
+    "ServicePortText",
+    "ServiceRefText",
+    "ServiceTarget",
+    "TargetText",
+    "parse_address",
+    "parse_object_ref",
+    "parse_service_target",
+    "parse_target",
+    "resolve_int_or_percent",
+]
