@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/svcsim chain 4
+	$(BIN)/svcsim run --overwrite
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/simulate.py
 
 test: $(STAMP)
 	$(BIN)/ruff check svcsim tests

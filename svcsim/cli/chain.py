@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from svcsim.cli.common import console as cli_console
 from svcsim.proxy.probability import (
     ChainAnalysis,
     analyse_chain,
@@ -30,15 +31,6 @@ UNIFORMITY_ALPHA: Final = 1e-3
 
 MAX_TABLE_ROWS: Final = 50
 """Longer tables show their first and last ``MAX_TABLE_ROWS // 2`` rows around a "..." row."""
-
-_PIPE_WIDTH: Final = 160
-"""Console width when output is not a terminal, so no number is ever cut short."""
-
-
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=_PIPE_WIDTH)
-
 
 def _shown_rows(n: int) -> list[int | None]:
     """Row indices to print, with ``None`` where rows are elided."""
@@ -118,49 +110,14 @@ def _write_plot(
     path: Path,
     analysis: ChainAnalysis,
     counts: npt.NDArray[np.int64],
-    samples: int,
     seed: int,
 ) -> None:
     """Observed share per endpoint with 95% binomial intervals, against the fair share 1/N."""
-    # Figure + Agg canvas directly: no pyplot global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    # Imported here: matplotlib and pandas would slow down every other command's start.
+    from svcsim.plots import chain_picks, png_bytes
 
-    n = analysis.n
-    shares = counts / samples
-    lower, upper = binomial_confidence_intervals(counts)
-    index = np.arange(n)
-    fig = Figure(figsize=(9.0, 5.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    exact = analysis.selection_probabilities
-    if n <= MAX_TABLE_ROWS:
-        ax.errorbar(
-            index,
-            shares,
-            yerr=np.vstack([shares - lower, upper - shares]),
-            fmt="o",
-            markersize=5,
-            capsize=3,
-            label="observed share (95% Clopper-Pearson CI)",
-        )
-        ax.plot(index, exact, "x", markersize=5, zorder=3, label="exact P(endpoint)")
-    else:
-        # Hundreds of error bars merge into a blur; a band reads better.
-        ax.fill_between(index, lower, upper, alpha=0.3, linewidth=0, label="95% Clopper-Pearson CI")
-        ax.plot(index, shares, ".", markersize=2, label="observed share")
-        ax.plot(index, exact, "-", linewidth=1, label="exact P(endpoint)")
-    ax.axhline(
-        1 / n, color="black", linestyle="--", linewidth=1, label=f"fair share 1/N = {1 / n:.4g}"
-    )
-    kind = "naive chain (every rule 1/N)" if analysis.naive else "kube-proxy chain"
-    ax.set_title(f"{kind}, N={n}: share of {samples:,} picks per endpoint (seed {seed})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("endpoint index (rule position in the KUBE-SVC chain)")
-    ax.set_ylabel("share of new connections (fraction of picks)")
-    ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, dpi=120)
+    figure = chain_picks(counts, analysis.selection_probabilities, naive=analysis.naive, seed=seed)
+    path.write_bytes(png_bytes(figure, dpi=120))
 
 
 def chain(
@@ -184,7 +141,7 @@ def chain(
     ] = False,
 ) -> None:
     """Show kube-proxy's --probability chain for N endpoints: exact shares and a simulation."""
-    console = _console()
+    console = cli_console()
     analysis = analyse_chain(n, naive=naive)
     console.print(_rule_table(analysis))
     console.print(
@@ -218,5 +175,5 @@ def chain(
             f"p-value {p_value:.4g} -> {verdict} (rejection level p < {UNIFORMITY_ALPHA:g})."
         )
     if plot is not None:
-        _write_plot(plot, analysis, counts, samples, seed)
+        _write_plot(plot, analysis, counts, seed)
         console.print(f"Plot written to {plot}")

@@ -7,6 +7,10 @@ from collections.abc import Iterable
 from typing import NoReturn
 
 import typer
+from rich.console import Console
+
+PIPE_WIDTH = 160
+"""Console width when output is not a terminal, so tables are never cut short."""
 
 USAGE_ERROR = 2
 """Exit code for bad input (files, fields, options), as command-line tools use it."""
@@ -23,3 +27,9 @@ def warn(lines: Iterable[str]) -> None:
     """Print warnings on stderr, each prefixed with ``warning:``."""
     for line in lines:
         print(f"warning: {line}", file=sys.stderr)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
+    out = Console(stderr=stderr)
+    return out if out.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)

@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, rules, scenario
+from svcsim.cli import chain, plot, rules, run, scenario
 
 app = typer.Typer(
     name="svcsim",
@@ -19,8 +19,11 @@ def main() -> None:
     """Simulate the Kubernetes Service data plane, kube-proxy- and kernel-exact."""
 
 
+app.command("run")(run.run)
 app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)
 app.command("validate")(scenario.validate)
 app.command("schema")(scenario.schema)
+app.command("plot")(plot.plot)
+app.command("report")(plot.report)

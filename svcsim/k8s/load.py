@@ -5,7 +5,8 @@ lists (``ServiceList`` ... whose items may omit ``kind``/``apiVersion``, as the 
 returns them), and everything ``kubectl get svc,endpointslices,pods,nodes -A -o yaml``
 prints (``status``, ``managedFields``, ``resourceVersion`` and other fields that do not
 matter to the data plane are ignored). Kinds read: Service, Endpoints, Pod, Node
-(``v1``) and EndpointSlice (``discovery.k8s.io/v1`` and ``v1beta1``); other kinds are
+(``v1``), EndpointSlice (``discovery.k8s.io/v1`` and ``v1beta1``) and Deployment
+(``apps/v1``); other kinds are
 skipped with a warning ``file:line: skipping kind X (name)``.
 
 Every problem of every file is collected first, then raised as one :class:`ManifestErrors`
@@ -35,6 +36,7 @@ from svcsim.k8s.parse import (
     parse_node,
     parse_pod,
 )
+from svcsim.k8s.parse_deployment import parse_deployment
 from svcsim.k8s.parse_service import parse_service
 
 __all__ = ["Manifests", "load_manifest_text", "load_manifests", "normalize_cidr", "normalize_ip"]
@@ -57,6 +59,7 @@ class Manifests:
     endpoints: tuple[k8s.Endpoints, ...] = ()
     pods: tuple[k8s.Pod, ...] = ()
     nodes: tuple[k8s.Node, ...] = ()
+    deployments: tuple[k8s.Deployment, ...] = ()
     warnings: tuple[str, ...] = ()
 
 
@@ -83,6 +86,7 @@ _KINDS: Mapping[str, _KindSpec] = MappingProxyType(
             parse_endpoint_slice,
             "endpoint_slices",
         ),
+        "Deployment": _KindSpec(("apps/v1",), True, parse_deployment, "deployments"),
     }
 )
 
@@ -147,6 +151,7 @@ class _Loader:
             endpoints=tuple(b["endpoints"]),
             pods=tuple(b["pods"]),
             nodes=tuple(b["nodes"]),
+            deployments=tuple(b["deployments"]),
             warnings=tuple(self.warnings),
         )
 

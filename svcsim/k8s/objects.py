@@ -262,3 +262,166 @@ class Node:
     def zone(self) -> str | None:
         """The ``topology.kubernetes.io/zone`` label, if any."""
         return self.meta.label("topology.kubernetes.io/zone")
+
+
+# --- Deployment (apps/v1) ------------------------------------------------------------------------
+
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+"""Label the Deployment controller puts on a ReplicaSet's Pods (and selector)."""
+
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
+"""API default for ``spec.terminationGracePeriodSeconds`` (pkg/apis/core/v1 defaults)."""
+
+# apimachinery util/rand alphabet: no vowels, no confusable digits (SafeEncodeString, String(n)).
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+class DeploymentStrategyType(StrEnum):
+    """``spec.strategy.type`` of a Deployment."""
+
+    ROLLING_UPDATE = "RollingUpdate"
+    RECREATE = "Recreate"
+
+
+@dataclass(frozen=True, slots=True)
+class RollingUpdate:
+    """``spec.strategy.rollingUpdate``: an int, or a percentage string such as ``"25%"``."""
+
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStrategy:
+    """``spec.strategy``; ``rolling_update`` is None for Recreate."""
+
+    type: DeploymentStrategyType = DeploymentStrategyType.ROLLING_UPDATE
+    rolling_update: RollingUpdate | None = field(default_factory=RollingUpdate)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A readiness probe's timing (``SetDefaults_Probe``); the handler kind is kept as a name."""
+
+    initial_delay_s: int = 0
+    period_s: int = 10
+    timeout_s: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    handler: str = "tcpSocket"
+    """``exec``, ``httpGet``, ``tcpSocket`` or ``grpc``: every kind succeeds iff the app accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreStopHook:
+    """``lifecycle.preStop`` reduced to how long it takes.
+
+    ``handler`` is ``sleep``, ``exec``, ``httpGet`` or ``tcpSocket``; ``duration_s`` is the
+    sleep it performs (0 when the parser could not tell, with a warning).
+    """
+
+    handler: str
+    duration_s: float = 0.0
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """One container of a Pod template: its ports, readiness probe and preStop hook."""
+
+    name: str
+    ports: tuple[ContainerPort, ...] = ()
+    readiness_probe: Probe | None = None
+    pre_stop: PreStopHook | None = None
+    sidecar: bool = False
+    """True for an init container with ``restartPolicy: Always`` (its ports count too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodTemplate:
+    """``spec.template`` of a Deployment (what every Pod of one ReplicaSet is made from).
+
+    The app's lifecycle is driven by the first regular container (``containers[0]``): its
+    readiness probe and preStop hook. ``container_ports`` lists every container's ports.
+    """
+
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    containers: tuple[Container, ...] = ()
+    termination_grace_period_s: int = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+
+    @property
+    def app_container(self) -> Container | None:
+        """The first regular (non-sidecar) container, or None."""
+        return next((c for c in self.containers if not c.sidecar), None)
+
+    @property
+    def readiness_probe(self) -> Probe | None:
+        """The app container's readiness probe (None: Ready as soon as it runs)."""
+        app = self.app_container
+        return app.readiness_probe if app is not None else None
+
+    @property
+    def pre_stop_s(self) -> float:
+        """How long the app container's preStop hook runs (0 without one)."""
+        app = self.app_container
+        return app.pre_stop.duration_s if app is not None and app.pre_stop is not None else 0.0
+
+    @property
+    def container_ports(self) -> tuple[ContainerPort, ...]:
+        """Every container's ports, regular containers first (named targetPorts use them)."""
+        regular = [p for c in self.containers if not c.sidecar for p in c.ports]
+        sidecars = [p for c in self.containers if c.sidecar for p in c.ports]
+        return tuple(regular + sidecars)
+
+    @property
+    def template_hash(self) -> str:
+        """A stable short hash shaped like kube's ``pod-template-hash`` (:func:`template_hash`)."""
+        return template_hash(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A Deployment (``apps/v1``): replicas, selector, strategy and Pod template."""
+
+    meta: ObjectMeta
+    selector: tuple[tuple[str, str], ...]
+    """``spec.selector.matchLabels`` (matchExpressions are refused by the parser)."""
+    template: PodTemplate
+    replicas: int = 1
+    strategy: DeploymentStrategy = field(default_factory=DeploymentStrategy)
+    min_ready_s: int = 0
+    """``spec.minReadySeconds``; the simulation takes a Pod as available once Ready."""
+
+    @property
+    def template_hash(self) -> str:
+        """The ``pod-template-hash`` of the current template."""
+        return self.template.template_hash
+
+
+def template_hash(template: PodTemplate) -> str:
+    """A deterministic ``pod-template-hash`` for ``template``.
+
+    Shaped as pkg/controller/controller_utils.go ``ComputeHash`` shapes it: a 32-bit FNV-1a
+    hash, printed in decimal, each digit mapped onto :data:`SAFE_ALPHABET`
+    (``rand.SafeEncodeString``), so it is 1..10 characters of that alphabet. The hashed
+    bytes are a canonical text of the template's fields, not Go's spew dump, so the value
+    differs from the one a real cluster would compute for the same template.
+    """
+    text = repr(_canonical(template)).encode()
+    h = 0x811C9DC5
+    for byte in text:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return "".join(SAFE_ALPHABET[ord(d) % len(SAFE_ALPHABET)] for d in str(h))
+
+
+def _canonical(value: object) -> object:
+    """Plain nested tuples of a dataclass value (field names kept; enums as their value)."""
+    if isinstance(value, StrEnum):
+        return str(value.value)
+    slots = getattr(type(value), "__dataclass_fields__", None)
+    if slots is not None:
+        return tuple((name, _canonical(getattr(value, name))) for name in slots)
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    return value

@@ -7,6 +7,7 @@ them, ``-p tcp`` implicitly loading the ``tcp`` match, and ``!`` negation. Both 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -114,11 +115,14 @@ class _Ext:
     options: dict[str, tuple[bool, list[str]]] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_rule(text: str) -> Rule:
     """Parse rule arguments (everything after ``-A CHAIN``) into a :class:`Rule`.
 
     Raises :class:`IptablesSyntaxError` for anything iptables would refuse or that the model
-    does not know (an unknown extension is refused rather than silently ignored).
+    does not know (an unknown extension is refused rather than silently ignored). Results are
+    cached: a Rule is an immutable value, and every kube-proxy sync re-writes mostly the same
+    lines.
     """
     tokens = tokenize(text)
     generic: dict[str, tuple[bool, str]] = {}

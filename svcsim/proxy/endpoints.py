@@ -12,6 +12,7 @@ single-stack proxier ignores them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +32,14 @@ PREFER_SAME_NODE = "PreferSameNode"
 PREFER_SAME_ZONE = "PreferSameZone"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_ipv4_sloppy(text: str) -> str | None:
     """``netutils.ParseIPSloppy`` for IPv4: leading zeros are decimal (``010`` is 10).
 
     Returns the canonical dotted quad, or None if ``text`` is not an IPv4 address (IPv6 included).
     kube-proxy writes the re-printed address, so ``10.180.00.001`` becomes ``10.180.0.1``
-    (TestBadIPs).
+    (TestBadIPs). Memoised: a pure function of a string, called for every endpoint of every
+    slice at every sync of every node.
     """
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
@@ -47,6 +50,7 @@ def parse_ipv4_sloppy(text: str) -> str | None:
     return ".".join(str(o) for o in octets)
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def parse_ipv4_cidr_sloppy(text: str) -> str | None:
     """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None."""
     addr, sep, prefix = text.partition("/")
@@ -232,36 +236,74 @@ def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> Endp
         if sl.address_type != "IPv4" or not svc_name:
             continue
         by_service.setdefault((sl.meta.namespace, svc_name), []).append(sl)
-    sets: dict[ServicePortName, dict[str, EndpointInfo]] = {}
+    out: EndpointsMap = {}
     for (namespace, svc_name), group in by_service.items():
-        for sl in sorted(group, key=lambda s: s.meta.name):
-            for port in sl.ports:
-                if port.port == 0:
+        out.update(_service_endpoints(namespace, svc_name, tuple(group), node_name))
+    return out
+
+
+_ServiceEndpoints = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...]], ...]
+
+_SERVICE_CACHE_LIMIT = 1 << 14
+_service_cache: dict[
+    tuple[str, str, str, tuple[int, ...]], tuple[tuple[EndpointSlice, ...], _ServiceEndpoints]
+] = {}
+"""``(namespace, service, node, slice ids)`` -> (those slices, their endpoints).
+
+Every node rebuilds its endpoints map at every sync although only one Service's slices changed;
+slices are frozen values, so a Service whose slices are the very same objects has the very same
+endpoints. Keying by identity (and holding the slices, so their ids stay unique) also hands out
+the *same* tuples sync after sync, which makes later equality checks identity checks.
+"""
+
+
+def _service_endpoints(
+    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], node_name: str
+) -> _ServiceEndpoints:
+    """The endpoints of one Service's IPv4 slices, per service port, memoised by identity."""
+    key = (namespace, svc_name, node_name, tuple(map(id, group)))
+    hit = _service_cache.get(key)
+    if hit is not None:
+        return hit[1]
+    built = _build_service_endpoints(namespace, svc_name, group, node_name)
+    if len(_service_cache) >= _SERVICE_CACHE_LIMIT:
+        _service_cache.clear()
+    _service_cache[key] = (group, built)
+    return built
+
+
+def _build_service_endpoints(
+    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], node_name: str
+) -> _ServiceEndpoints:
+    sets: dict[ServicePortName, dict[str, EndpointInfo]] = {}
+    for sl in sorted(group, key=lambda s: s.meta.name):
+        for port in sl.ports:
+            if port.port == 0:
+                continue
+            spn = ServicePortName(namespace, svc_name, port.name, port.protocol)
+            endpoint_set = sets.setdefault(spn, {})
+            for ep in sl.endpoints:
+                if not ep.addresses:
                     continue
-                spn = ServicePortName(namespace, svc_name, port.name, port.protocol)
-                endpoint_set = sets.setdefault(spn, {})
-                for ep in sl.endpoints:
-                    if not ep.addresses:
-                        continue
-                    ip = parse_ipv4_sloppy(ep.addresses[0])
-                    if ip is None:
-                        continue
-                    info = EndpointInfo(
-                        ip=ip,
-                        port=port.port,
-                        is_local=bool(node_name) and ep.node_name == node_name,
-                        ready=ep.is_ready,
-                        serving=ep.is_serving,
-                        terminating=ep.is_terminating,
-                        zone_hints=frozenset(ep.hint_zones),
-                        # The k8s model has no hints.forNodes yet; read it once it does.
-                        node_hints=frozenset(getattr(ep, "hint_nodes", ())),
-                    )
-                    if info.text not in endpoint_set or not info.terminating:
-                        endpoint_set[info.text] = info
-    return {
-        spn: tuple(sorted(eps.values(), key=lambda e: e.text)) for spn, eps in sets.items() if eps
-    }
+                ip = parse_ipv4_sloppy(ep.addresses[0])
+                if ip is None:
+                    continue
+                info = EndpointInfo(
+                    ip=ip,
+                    port=port.port,
+                    is_local=bool(node_name) and ep.node_name == node_name,
+                    ready=ep.is_ready,
+                    serving=ep.is_serving,
+                    terminating=ep.is_terminating,
+                    zone_hints=frozenset(ep.hint_zones),
+                    # The k8s model has no hints.forNodes yet; read it once it does.
+                    node_hints=frozenset(getattr(ep, "hint_nodes", ())),
+                )
+                if info.text not in endpoint_set or not info.terminating:
+                    endpoint_set[info.text] = info
+    return tuple(
+        (spn, tuple(sorted(eps.values(), key=lambda e: e.text))) for spn, eps in sets.items() if eps
+    )
 
 
 @dataclass(frozen=True, slots=True)

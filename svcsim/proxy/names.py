@@ -11,6 +11,7 @@ within iptables' 28-character limit (25 characters for KUBE-SVC/SVL/EXT/SEP, 24 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Final
@@ -34,6 +35,7 @@ SERVICE_CHAIN_PREFIXES: Final = (SVC_PREFIX, SVL_PREFIX, SEP_PREFIX, FW_PREFIX, 
 HASH_CHARS: Final = 16
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _hash16(text: str) -> str:
     """First 16 characters of base32(sha256(text)); 16 < 56 so padding never appears."""
     digest = hashlib.sha256(text.encode()).digest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,14 @@ from svcsim.results.runfolder import (
 )
 from svcsim.results.schema import conform
 from svcsim.results.stats import endpoint_shares
+from svcsim.results.windows import FailureWindow
 
 WINDOW_COLUMNS = (
     "service",
     "node",
     "start_s",
     "end_s",
+    "last_end_s",
     "failed",
     "total",
     "outcomes",
@@ -69,9 +71,15 @@ class Run:
             programming_latency_s (float64, s, NaN if the sync applied no change).
         conntrack: samples: t_s (float64, s); node (category); entries, max_entries
             (int64, count).
-        windows: failure windows (windows.json), sorted by start_s: service, node;
-            start_s, end_s (float64, s); failed, total (int64, count); outcomes (dict
-            outcome -> count); cause (most frequent); causes (dict cause -> count).
+        windows: failure windows (windows.json), sorted by start_s: requests SENT from
+            ``node`` to ``service`` in [start_s, end_s] were failing. service, node;
+            start_s, end_s (float64, s, send times of the window's first and last failed
+            attempt; equal for a single failure); last_end_s (float64, s, the largest
+            end_s of its failed attempts: when the last failure was known, which may be
+            after the next window's start); failed, total (int64, count; total = attempts of
+            the pair sent in [start_s, end_s]); outcomes (dict outcome -> count); cause
+            (most frequent); causes (dict cause -> count). See
+            :func:`svcsim.results.windows.failure_windows` for how windows are cut.
         endpoints: per service and endpoint: service, endpoint; requests (int64, count of
             routed attempts); share (float64, fraction of the service's routed attempts).
         figures: figure name (file stem) -> path of its PNG.
@@ -87,6 +95,30 @@ class Run:
     windows: pd.DataFrame
     endpoints: pd.DataFrame
     figures: dict[str, Path]
+
+    @classmethod
+    def from_frames(
+        cls,
+        path: str | os.PathLike[str],
+        manifest: dict[str, Any],
+        frames: Mapping[str, pd.DataFrame],
+        summary: dict[str, Any],
+        windows: Sequence[FailureWindow],
+    ) -> Run:
+        """The run a folder at ``path`` will hold, before it is written (to draw its figures)."""
+        tables = {name: conform(frames[name], name) for name in TABLE_FILES}
+        return cls(
+            path=Path(path),
+            manifest=manifest,
+            summary=summary,
+            requests=tables["requests"],
+            events=tables["events"],
+            syncs=tables["syncs"],
+            conntrack=tables["conntrack"],
+            windows=_windows_frame([w.to_dict() for w in windows]),
+            endpoints=endpoint_shares(tables["requests"]),
+            figures={},
+        )
 
 
 def load(path: str | os.PathLike[str]) -> Run:
@@ -158,7 +190,7 @@ def _windows_frame(windows: list[Any]) -> pd.DataFrame:
     """windows.json as a DataFrame with :data:`WINDOW_COLUMNS`; dict cells stay dicts."""
     rows = [{column: w[column] for column in WINDOW_COLUMNS} for w in windows]
     frame = pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
-    for column in ("start_s", "end_s"):
+    for column in ("start_s", "end_s", "last_end_s"):
         frame[column] = frame[column].astype("float64")
     for column in ("failed", "total"):
         frame[column] = frame[column].astype("int64")

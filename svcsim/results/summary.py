@@ -88,8 +88,9 @@ def build_summary(
     * ``seed``: the run's seed.
     * ``requests``: ``total``, ``failed``, ``by_outcome`` (every outcome, zeros included),
       ``by_cause`` (causes of failed attempts, non-zero only).
-    * ``failure_windows``: list of {service, node, start_s, end_s, failed, total, cause,
-      outcomes}, in start order.
+    * ``failure_windows``: list of {service, node, start_s, end_s, last_end_s, failed, total,
+      cause, outcomes}, in start order (start_s/end_s: send times of the first and last
+      failed attempt; see :class:`~svcsim.results.windows.FailureWindow`).
     * ``endpoints``: {service: {endpoint: {requests, share}}} over all routed attempts.
     * ``uniformity``: {service: {flows, outside, sets, statistic, dof, p_value}}.
     * ``programming_latency``: {node: {syncs, p50_s, p90_s, max_s}} in seconds.

@@ -1,22 +1,45 @@
 """Failure windows: maximal runs of failed attempts of one Service as seen from one node.
 
-A failure window is what an operator would call "the outage on node-2 for ns/web:80": the
-failed attempts of one (service, src_node) pair grouped so that a pause of at least ``gap_s``
-without failures separates two windows. The computation is a sort plus a few cumulative
-array operations, with no Python loop over requests, so it runs on millions of rows.
+A failure window is what an operator would call "the outage on node-2 for ns/web:80": requests
+SENT from node-2 to ns/web:80 between ``start_s`` and ``end_s`` were failing. Windows are cut on
+send times only: the failed attempts of one (service, src_node) pair, in ``t_s`` order, are split
+wherever two consecutive failures were sent a gap or more apart. How long a failure took to be
+known (a connect timeout, say) never joins two windows; it is kept apart as ``last_end_s``.
+
+The gap is fixed when given, else adaptive per pair (:data:`GAP_INTERARRIVALS` times the pair's
+median spacing between attempts, at least :data:`MIN_GAP_S`), so a pair sending one request a
+second is not cut into a window per failure, and a busy pair's separate outages stay apart.
+The computation is sorts, a groupby median and a few array operations, with no Python loop
+over requests, so it runs on millions of rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.schema import Cause, Outcome, as_categorical
+
+MIN_GAP_S: Final = 0.5
+"""Smallest adaptive gap (seconds): with the adaptive gap, half a second between two failures
+of a pair always ends a window, however busy the pair.
+
+Without this floor a busy pair (hundreds of requests a second) would get a gap of a few
+milliseconds and one outage would be cut into many windows by chance lulls between failures.
+"""
+
+GAP_INTERARRIVALS: Final = 10
+"""Adaptive gap in typical inter-arrival times: a pause of ten median spacings between attempts
+of a pair without a failure ends that pair's window (never less than :data:`MIN_GAP_S`).
+
+Ten spacings with no failure while requests keep arriving are strong evidence that the outage
+is over; a sparse sender (1 request a second) then needs 10 s of quiet, not a fixed second.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +49,12 @@ class FailureWindow:
     Attributes:
         service: the Service port, ``"namespace/name:port"``.
         node: the ``src_node`` whose attempts failed.
-        start_s: ``t_s`` of the window's first failed attempt (simulated seconds).
-        end_s: when the last failure's outcome was known: the largest ``end_s`` among the
-            window's failed attempts (simulated seconds).
+        start_s: ``t_s`` (send time) of the window's first failed attempt (simulated seconds).
+        end_s: ``t_s`` (send time) of the window's last failed attempt (simulated seconds);
+            equal to ``start_s`` for a window of one failure.
+        last_end_s: when the last failure's outcome was known: the largest ``end_s`` among
+            the window's failed attempts (simulated seconds). It may pass ``end_s`` by a
+            timeout, and even the next window's ``start_s``.
         failed: failed attempts in the window.
         total: attempts of the pair (any outcome, ok included) with ``start_s <= t_s <= end_s``.
         outcomes: failed attempts per outcome value (only non-zero counts).
@@ -40,6 +66,7 @@ class FailureWindow:
     node: str
     start_s: float
     end_s: float
+    last_end_s: float
     failed: int
     total: int
     outcomes: Mapping[str, int] = field(hash=False)
@@ -58,6 +85,7 @@ class FailureWindow:
             "node": self.node,
             "start_s": self.start_s,
             "end_s": self.end_s,
+            "last_end_s": self.last_end_s,
             "failed": self.failed,
             "total": self.total,
             "outcomes": dict(self.outcomes),
@@ -75,19 +103,25 @@ def _codes(values: pd.Series, categories: list[str] | None = None) -> tuple[Any,
     return np.asarray(cat.codes, dtype=np.int64), list(cat.categories)
 
 
-def failure_windows(requests: pd.DataFrame, gap_s: float = 1.0) -> list[FailureWindow]:
+def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[FailureWindow]:
     """Group the failed attempts of ``requests`` into failure windows.
 
     A failed attempt is one whose ``outcome`` is not ``ok``. Per (``service``, ``src_node``),
-    failed attempts are taken in ``t_s`` order; an attempt joins the current window when it
-    starts less than ``gap_s`` after the latest ``end_s`` of the earlier failures of that pair
-    (so overlapping failures, e.g. a long timeout, always share a window), and opens a new
-    window otherwise. Hence windows of one pair never overlap and are at least ``gap_s`` apart.
+    failed attempts are taken in ``t_s`` order; one joins the current window when it was sent
+    less than the gap after the previous failure of that pair, and opens a new window
+    otherwise. Only send times count: a failure's ``end_s`` (e.g. after a long timeout) never
+    joins two windows. Hence windows of one pair never overlap in [``start_s``, ``end_s``] and
+    a window starts at least the gap after the previous window's ``end_s``.
+
+    ``gap_s`` fixes the gap (seconds) for every pair. ``None`` (the default) picks it per pair:
+    ``max(MIN_GAP_S, GAP_INTERARRIVALS * median spacing between consecutive attempts of the
+    pair, any outcome)``, and :data:`MIN_GAP_S` for a pair with a single attempt.
 
     Uses columns t_s, end_s, service, src_node, outcome, cause. Returns the windows sorted by
-    (start_s, service, node). Raises :class:`ValueError` if ``gap_s`` is not positive.
+    (start_s, service, node). Raises :class:`ValueError` if ``gap_s`` is given and not
+    positive (NaN included).
     """
-    if not gap_s > 0:
+    if gap_s is not None and not gap_s > 0:
         raise ValueError(f"gap_s must be positive, got {gap_s!r}")
     if len(requests) == 0:
         return []
@@ -98,7 +132,8 @@ def failure_windows(requests: pd.DataFrame, gap_s: float = 1.0) -> list[FailureW
     cause, _ = _codes(requests["cause"], _CAUSES)
     svc, services = _codes(requests["service"])
     node, nodes = _codes(requests["src_node"])
-    key = svc * max(len(nodes), 1) + node
+    n_nodes = max(len(nodes), 1)
+    key = svc * n_nodes + node
     t = requests["t_s"].to_numpy(dtype=np.float64)
     end = requests["end_s"].to_numpy(dtype=np.float64)
 
@@ -107,31 +142,31 @@ def failure_windows(requests: pd.DataFrame, gap_s: float = 1.0) -> list[FailureW
     fk, ft, fe = fk[order], ft[order], fe[order]
     fo, fc = outcome[failed_mask][order], cause[failed_mask][order]
 
-    # Latest end among the earlier failures of the same pair. The running max need not reset at
-    # window starts: a new window starts only after every earlier end, so it never carries over.
-    running = pd.Series(fe).groupby(fk, sort=False).cummax().to_numpy()
+    gap = np.full(len(fk), gap_s) if gap_s is not None else _adaptive_gaps(key, t)[fk]
     first_of_key = np.r_[True, fk[1:] != fk[:-1]]
-    prev_end = np.r_[-np.inf, running[:-1]]
-    opens = first_of_key | (ft - prev_end >= gap_s)
+    # Send-time gaps only: the previous failure of the same pair, whatever its end_s.
+    opens = first_of_key | (ft - np.r_[-np.inf, ft[:-1]] >= gap)
     window = np.cumsum(opens) - 1
     n_windows = int(window[-1]) + 1
     starts_at = np.flatnonzero(opens)
+    ends_at = np.r_[starts_at[1:], len(ft)] - 1
 
     w_key = fk[starts_at]
     w_start = ft[starts_at]
-    w_end = np.maximum.reduceat(fe, starts_at)
+    w_end = ft[ends_at]
+    w_last_end = np.fmax.reduceat(fe, starts_at)
     w_failed = np.bincount(window, minlength=n_windows)
     by_outcome = _crosstab(window, fo, n_windows, len(_OUTCOMES))
     by_cause = _crosstab(window, fc, n_windows, len(_CAUSES))
     w_total = _attempts_between(key, t, w_key, w_start, w_end)
 
-    n_nodes = max(len(nodes), 1)
     windows = [
         FailureWindow(
             service=str(services[int(w_key[i]) // n_nodes]),
             node=str(nodes[int(w_key[i]) % n_nodes]),
             start_s=float(w_start[i]),
             end_s=float(w_end[i]),
+            last_end_s=float(w_last_end[i]),
             failed=int(w_failed[i]),
             total=int(w_total[i]),
             outcomes=_nonzero(_OUTCOMES, by_outcome[i]),
@@ -143,6 +178,24 @@ def failure_windows(requests: pd.DataFrame, gap_s: float = 1.0) -> list[FailureW
     ]
     windows.sort(key=lambda w: (w.start_s, w.service, w.node))
     return windows
+
+
+def _adaptive_gaps(
+    key: npt.NDArray[np.int64], t: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Per key value (an index into the result), the adaptive gap in seconds.
+
+    ``max(MIN_GAP_S, GAP_INTERARRIVALS * median spacing)`` over the consecutive attempts of
+    each key, all outcomes; :data:`MIN_GAP_S` for a key with fewer than two attempts.
+    """
+    gaps = np.full(int(key.max()) + 1, MIN_GAP_S, dtype=np.float64)
+    order = np.lexsort((t, key))
+    sk, sorted_t = key[order], t[order]
+    same = sk[1:] == sk[:-1]
+    spacing = pd.Series(np.diff(sorted_t)[same]).groupby(sk[1:][same]).median()
+    typical = GAP_INTERARRIVALS * spacing.to_numpy(dtype=np.float64)
+    gaps[spacing.index.to_numpy(dtype=np.int64)] = np.fmax(MIN_GAP_S, typical)
+    return gaps
 
 
 def _crosstab(

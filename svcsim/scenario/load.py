@@ -9,7 +9,7 @@ problems of the scenario and of its manifests are collected, then raised togethe
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from svcsim.k8s.errors import ManifestErrors
 from svcsim.k8s.fields import describe
-from svcsim.k8s.load import load_manifest_text
+from svcsim.k8s.load import Manifests, load_manifest_text
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.locate import (
     YamlDoc,
@@ -217,3 +217,14 @@ def _check_manifests(texts: list[ManifestText]) -> tuple[list[str], tuple[str, .
             continue
         warnings.extend(loaded.warnings)
     return problems, tuple(warnings)
+
+
+def parse_manifests(texts: Iterable[ManifestText]) -> Manifests:
+    """Parse manifest texts (already checked by :func:`load_scenario`) into one Manifests."""
+    merged: dict[str, list[object]] = {}
+    for text in texts:
+        part = load_manifest_text(text.padded(), text.source)
+        for name in Manifests.__dataclass_fields__:
+            if name != "warnings":
+                merged.setdefault(name, []).extend(getattr(part, name))
+    return Manifests(**{k: tuple(v) for k, v in merged.items()})  # type: ignore[arg-type]

@@ -84,7 +84,7 @@ def test_unknown_kinds_are_skipped_with_a_warning() -> None:
     m = load(
         """
         apiVersion: apps/v1
-        kind: Deployment
+        kind: StatefulSet
         metadata: {name: web}
         ---
         apiVersion: v1
@@ -99,7 +99,7 @@ def test_unknown_kinds_are_skipped_with_a_warning() -> None:
         """
     )
     assert m.warnings == (
-        "m.yaml:1: skipping kind Deployment (web)",
+        "m.yaml:1: skipping kind StatefulSet (web)",
         "m.yaml:8: skipping kind ConfigMap (settings)",
         "m.yaml:11: skipping kind Ingress (<unnamed>)",
     )

@@ -11,75 +11,95 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcsim.results.windows import FailureWindow, failure_windows
+from svcsim.results.windows import (
+    GAP_INTERARRIVALS,
+    MIN_GAP_S,
+    FailureWindow,
+    failure_windows,
+)
 from tests.results.tables import SVC_A, SVC_B, Row, requests_frame
 
 N1, N2 = "node-1", "node-2"
 
 
-def _spans(windows: list[FailureWindow]) -> list[tuple[str, str, float, float, int]]:
-    return [(w.service, w.node, round(w.start_s, 9), round(w.end_s, 9), w.failed) for w in windows]
+Span = tuple[str, str, float, float, float, int]
+"""(service, node, start_s, end_s, last_end_s, failed), times rounded."""
 
 
-CASES: list[tuple[str, list[Row], list[tuple[str, str, float, float, int]]]] = [
+def _spans(windows: list[FailureWindow]) -> list[Span]:
+    spans = []
+    for w in windows:
+        start, end, last = (round(x, 9) for x in (w.start_s, w.end_s, w.last_end_s))
+        spans.append((w.service, w.node, start, end, last, w.failed))
+    return spans
+
+
+REFUSED = ("refused", "no-endpoints")
+TIMEOUT = ("timeout", "stale-rule")
+
+# All with a fixed gap_s = 1.0. end_s is the last failure's SEND time; last_end_s its outcome.
+CASES: list[tuple[str, list[Row], list[Span]]] = [
     (
         "two windows split by a gap",
         [
-            (SVC_A, N1, 1.0, 0.1, "refused", "no-endpoints"),
-            (SVC_A, N1, 1.5, 0.1, "refused", "no-endpoints"),
+            (SVC_A, N1, 1.0, 0.1, *REFUSED),
+            (SVC_A, N1, 1.5, 0.1, *REFUSED),
             (SVC_A, N1, 3.0, 0.1, "ok", ""),
-            (SVC_A, N1, 5.0, 0.1, "refused", "no-endpoints"),
+            (SVC_A, N1, 5.0, 0.1, *REFUSED),
         ],
-        [(SVC_A, N1, 1.0, 1.6, 2), (SVC_A, N1, 5.0, 5.1, 1)],
+        [(SVC_A, N1, 1.0, 1.5, 1.6, 2), (SVC_A, N1, 5.0, 5.0, 5.1, 1)],
     ),
     (
-        "gap measured from the previous end: just below gap_s joins",
-        [
-            (SVC_A, N1, 1.0, 0.5, "timeout", "stale-rule"),
-            (SVC_A, N1, 2.25, 0.5, "timeout", "stale-rule"),
-        ],
-        [(SVC_A, N1, 1.0, 2.75, 2)],
+        "gap measured between send times: just below gap_s joins",
+        [(SVC_A, N1, 1.0, 0.5, *TIMEOUT), (SVC_A, N1, 1.99, 0.5, *TIMEOUT)],
+        [(SVC_A, N1, 1.0, 1.99, 2.49, 2)],
     ),
     (
         "exactly gap_s apart opens a new window",
-        [
-            (SVC_A, N1, 1.0, 0.5, "timeout", "stale-rule"),
-            (SVC_A, N1, 2.5, 0.5, "timeout", "stale-rule"),
-        ],
-        [(SVC_A, N1, 1.0, 1.5, 1), (SVC_A, N1, 2.5, 3.0, 1)],
+        [(SVC_A, N1, 1.0, 0.5, *TIMEOUT), (SVC_A, N1, 2.0, 0.5, *TIMEOUT)],
+        [(SVC_A, N1, 1.0, 1.0, 1.5, 1), (SVC_A, N1, 2.0, 2.0, 2.5, 1)],
     ),
     (
-        "a long timeout swallows a later short failure",
-        [
-            (SVC_A, N1, 0.0, 10.0, "timeout", "stale-rule"),
-            (SVC_A, N1, 5.0, 0.1, "refused", "no-endpoints"),
-        ],
-        [(SVC_A, N1, 0.0, 10.0, 2)],
+        "a chain of failures each under gap_s apart is one window",
+        [(SVC_A, N1, 0.9 * i, 0.1, *REFUSED) for i in range(5)],
+        [(SVC_A, N1, 0.0, 3.6, 3.7, 5)],
+    ),
+    (
+        "a long timeout no longer swallows a later failure",
+        [(SVC_A, N1, 0.0, 10.0, *TIMEOUT), (SVC_A, N1, 5.0, 0.1, *REFUSED)],
+        [(SVC_A, N1, 0.0, 0.0, 10.0, 1), (SVC_A, N1, 5.0, 5.0, 5.1, 1)],
+    ),
+    (
+        "last_end_s is the largest end, not the last failure's",
+        [(SVC_A, N1, 0.0, 3.0, *TIMEOUT), (SVC_A, N1, 0.5, 0.1, *REFUSED)],
+        [(SVC_A, N1, 0.0, 0.5, 3.0, 2)],
+    ),
+    (
+        "failures sent at the same time share a window",
+        [(SVC_A, N1, 2.0, 1.0, *TIMEOUT), (SVC_A, N1, 2.0, 0.1, *REFUSED)],
+        [(SVC_A, N1, 2.0, 2.0, 3.0, 2)],
     ),
     (
         "interleaved services and nodes are kept apart",
         [
-            (SVC_A, N1, 1.0, 0.1, "refused", "no-endpoints"),
-            (SVC_B, N1, 1.1, 0.1, "refused", "no-endpoints"),
-            (SVC_A, N2, 1.2, 0.1, "refused", "no-endpoints"),
-            (SVC_A, N1, 1.3, 0.1, "refused", "no-endpoints"),
-            (SVC_B, N1, 1.4, 0.1, "refused", "no-endpoints"),
-            (SVC_A, N2, 9.0, 0.1, "refused", "no-endpoints"),
+            (SVC_A, N1, 1.0, 0.1, *REFUSED),
+            (SVC_B, N1, 1.1, 0.1, *REFUSED),
+            (SVC_A, N2, 1.2, 0.1, *REFUSED),
+            (SVC_A, N1, 1.3, 0.1, *REFUSED),
+            (SVC_B, N1, 1.4, 0.1, *REFUSED),
+            (SVC_A, N2, 9.0, 0.1, *REFUSED),
         ],
         [
-            (SVC_A, N1, 1.0, 1.4, 2),
-            (SVC_B, N1, 1.1, 1.5, 2),
-            (SVC_A, N2, 1.2, 1.3, 1),
-            (SVC_A, N2, 9.0, 9.1, 1),
+            (SVC_A, N1, 1.0, 1.3, 1.4, 2),
+            (SVC_B, N1, 1.1, 1.4, 1.5, 2),
+            (SVC_A, N2, 1.2, 1.2, 1.3, 1),
+            (SVC_A, N2, 9.0, 9.0, 9.1, 1),
         ],
     ),
     (
-        "a single failure is a window from t_s to end_s",
-        [
-            (SVC_A, N1, 0.0, 0.01, "ok", ""),
-            (SVC_A, N1, 4.0, 2.5, "dropped", "conntrack-full"),
-        ],
-        [(SVC_A, N1, 4.0, 6.5, 1)],
+        "a single failure is a zero-length window",
+        [(SVC_A, N1, 0.0, 0.01, "ok", ""), (SVC_A, N1, 4.0, 2.5, "dropped", "conntrack-full")],
+        [(SVC_A, N1, 4.0, 4.0, 6.5, 1)],
     ),
     ("no failures, no windows", [(SVC_A, N1, 0.0, 0.01, "ok", "")], []),
     ("empty table", [], []),
@@ -87,37 +107,115 @@ CASES: list[tuple[str, list[Row], list[tuple[str, str, float, float, int]]]] = [
 
 
 @pytest.mark.parametrize(("case", "rows", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_windows(
-    case: str, rows: list[Row], expected: list[tuple[str, str, float, float, int]]
-) -> None:
+def test_windows(case: str, rows: list[Row], expected: list[Span]) -> None:
     assert _spans(failure_windows(requests_frame(rows), gap_s=1.0)) == expected
+
+
+def test_long_timeout_does_not_merge_outages_0_8_s_apart() -> None:
+    # Two outages of one node 0.8 s apart; the first one's last attempt timed out after 1 s,
+    # so its outcome was known after the second outage had begun.
+    rows: list[Row] = [
+        (SVC_A, N1, 1.0, 0.1, *REFUSED),
+        (SVC_A, N1, 1.1, 0.1, *REFUSED),
+        (SVC_A, N1, 1.2, 1.0, *TIMEOUT),
+        (SVC_A, N1, 1.6, 0.01, "ok", ""),
+        (SVC_A, N1, 2.0, 0.1, *REFUSED),
+        (SVC_A, N1, 2.1, 0.1, *REFUSED),
+    ]
+    first, second = failure_windows(requests_frame(rows), gap_s=0.5)
+    assert (first.start_s, first.end_s, first.failed, first.total) == (1.0, 1.2, 3, 3)
+    assert (second.start_s, second.end_s, second.failed, second.total) == (2.0, 2.1, 2, 2)
+    assert first.last_end_s == pytest.approx(2.2) and first.last_end_s > second.start_s
+    assert first.outcomes == {"refused": 2, "timeout": 1}
 
 
 def test_window_fields_count_outcomes_causes_and_all_attempts() -> None:
     rows: list[Row] = [
         (SVC_A, N1, 0.5, 0.01, "ok", ""),  # before the window
-        (SVC_A, N1, 1.0, 0.1, "refused", "no-endpoints"),
+        (SVC_A, N1, 1.0, 0.1, *REFUSED),
         (SVC_A, N1, 1.2, 0.01, "ok", ""),
-        (SVC_A, N1, 1.3, 1.0, "timeout", "stale-rule"),
+        (SVC_A, N1, 1.3, 1.0, *TIMEOUT),  # known last: last_end_s = 2.3
         (SVC_B, N1, 1.4, 0.01, "ok", ""),  # other service: not in the total
-        (SVC_A, N1, 1.5, 0.1, "timeout", "stale-rule"),
-        (SVC_A, N1, 2.2, 0.01, "ok", ""),  # after the last start, before end_s = 2.3
-        (SVC_A, N1, 2.4, 0.01, "ok", ""),  # after end_s
+        (SVC_A, N1, 1.5, 0.1, *TIMEOUT),  # sent last: end_s = 1.5
+        (SVC_A, N1, 2.2, 0.01, "ok", ""),  # sent after end_s (before last_end_s): not counted
     ]
-    (window,) = failure_windows(requests_frame(rows))
+    (window,) = failure_windows(requests_frame(rows), gap_s=1.0)
     assert window == FailureWindow(
         service=SVC_A,
         node=N1,
         start_s=1.0,
-        end_s=2.3,
+        end_s=1.5,
+        last_end_s=2.3,
         failed=3,
-        total=5,
+        total=4,
         outcomes={"refused": 1, "timeout": 2},
         cause="stale-rule",
         causes={"no-endpoints": 1, "stale-rule": 2},
     )
-    assert window.duration_s == pytest.approx(1.3)
-    assert window.to_dict()["outcomes"] == {"refused": 1, "timeout": 2}
+    assert window.duration_s == pytest.approx(0.5)
+    as_dict = window.to_dict()
+    assert as_dict["outcomes"] == {"refused": 1, "timeout": 2}
+    assert list(as_dict)[:5] == ["service", "node", "start_s", "end_s", "last_end_s"]
+    assert as_dict["last_end_s"] == 2.3
+
+
+# --- adaptive gap -----------------------------------------------------------------------------
+
+
+def _traffic(node: str, t: np.ndarray, failing: np.ndarray) -> list[Row]:
+    return [
+        (SVC_A, node, float(x), 0.01, *(REFUSED if f else ("ok", "")))
+        for x, f in zip(t, failing, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(("pause_s", "n_windows"), [(0.4, 1), (0.6, 2)])
+def test_adaptive_gap_is_half_a_second_under_dense_traffic(pause_s: float, n_windows: int) -> None:
+    # 100 requests a second: ten spacings are 0.1 s, so the 0.5 s floor decides.
+    t = np.arange(0, 1000) / 100
+    failing = ((t >= 2.0) & (t < 3.0)) | ((t >= 3.0 + pause_s) & (t < 4.0 + pause_s))
+    rows = _traffic(N1, t, failing)
+    windows = failure_windows(requests_frame(rows))
+    assert len(windows) == n_windows
+    assert sum(w.failed for w in windows) == int(failing.sum())
+    assert _spans(windows) == _spans(failure_windows(requests_frame(rows), gap_s=MIN_GAP_S))
+
+
+@pytest.mark.parametrize(("second_at", "n_windows"), [(21.0, 1), (21.9, 1), (22.0, 2), (30.0, 2)])
+def test_adaptive_gap_is_ten_seconds_at_one_request_per_second(
+    second_at: float, n_windows: int
+) -> None:
+    # One request a second: the median spacing is 1 s, so the gap is exactly 10 s.
+    t = np.sort(np.r_[np.arange(0.0, 60.0), second_at])
+    failing = ((t >= 10.0) & (t <= 12.0)) | (t == second_at)
+    windows = failure_windows(requests_frame(_traffic(N1, t, failing)))
+    assert len(windows) == n_windows
+    assert windows[0].start_s == 10.0
+    assert windows[-1].end_s == second_at
+    assert GAP_INTERARRIVALS * 1.0 == 10.0
+
+
+def test_adaptive_gap_is_chosen_per_service_and_node() -> None:
+    # The same failure pattern (two failures 3 s apart) splits on a busy node, joins on a quiet one.
+    busy = np.arange(0, 2000) / 100  # 100 requests a second: gap 0.5 s
+    quiet = np.arange(0.0, 20.0)  # 1 request a second: gap 10 s
+    rows = _traffic(N1, busy, np.isin(busy, [5.0, 8.0]))
+    rows += _traffic(N2, quiet, np.isin(quiet, [5.0, 8.0]))
+    rows += [(SVC_B, N2, 4.0, 0.01, *REFUSED)]  # a pair with a single attempt: gap 0.5 s
+    windows = failure_windows(requests_frame(rows))
+    assert _spans(windows) == [
+        (SVC_B, N2, 4.0, 4.0, 4.01, 1),
+        (SVC_A, N1, 5.0, 5.0, 5.01, 1),
+        (SVC_A, N2, 5.0, 8.0, 8.01, 2),
+        (SVC_A, N1, 8.0, 8.0, 8.01, 1),
+    ]
+
+
+def test_adaptive_gap_with_simultaneous_attempts_falls_back_to_the_floor() -> None:
+    # A median spacing of 0 (bursts sent together) must not make the gap 0.
+    rows: list[Row] = [(SVC_A, N1, t, 0.01, *REFUSED) for t in (1.0, 1.0, 1.0, 1.4, 2.0, 2.0)]
+    spans = _spans(failure_windows(requests_frame(rows)))
+    assert spans == [(SVC_A, N1, 1.0, 1.4, 1.41, 4), (SVC_A, N1, 2.0, 2.0, 2.01, 2)]
 
 
 @pytest.mark.parametrize(
@@ -131,7 +229,7 @@ def test_window_fields_count_outcomes_causes_and_all_attempts() -> None:
 def test_cause_ties_break_by_declaration_order(causes: list[str], expected: str) -> None:
     rows: list[Row] = [(SVC_A, N1, 0.1 * i, 0.05, "reset", c) for i, c in enumerate(causes)]
     for ordering in (rows, rows[::-1]):
-        (window,) = failure_windows(requests_frame(ordering))
+        (window,) = failure_windows(requests_frame(ordering), gap_s=1.0)
         assert window.cause == expected
 
 
@@ -166,10 +264,20 @@ _rows = st.lists(
 )
 
 
+def _reference_gap(sent_at: np.ndarray, gap_s: float | None) -> float:
+    """The gap of a pair whose attempts were sent at ``sent_at`` (sorted), the obvious way."""
+    if gap_s is not None:
+        return gap_s
+    spacing = np.diff(sent_at)
+    if not spacing.size:
+        return MIN_GAP_S
+    return max(MIN_GAP_S, GAP_INTERARRIVALS * float(np.median(spacing)))
+
+
 @settings(max_examples=150, deadline=None)
-@given(raw=_rows, gap_s=st.sampled_from([0.25, 1.0, 2.0]))
-def test_every_failure_in_exactly_one_window_and_windows_never_overlap(
-    raw: list[tuple[str, str, float, float, str]], gap_s: float
+@given(raw=_rows, gap_s=st.sampled_from([None, 0.25, 1.0, 2.0]))
+def test_windows_partition_failures_by_send_time_gaps(
+    raw: list[tuple[str, str, float, float, str]], gap_s: float | None
 ) -> None:
     rows: list[Row] = [
         (s, n, t, lat, o, "" if o == "ok" else "stale-rule") for s, n, t, lat, o in raw
@@ -178,24 +286,39 @@ def test_every_failure_in_exactly_one_window_and_windows_never_overlap(
     windows = failure_windows(frame, gap_s=gap_s)
     failed = frame[frame["outcome"] != "ok"]
     assert sum(w.failed for w in windows) == len(failed)
+    members: dict[FailureWindow, list[tuple[float, float]]] = {w: [] for w in windows}
     for row in failed.itertuples():
         holders = [
             w
             for w in windows
             if (w.service, w.node) == (row.service, row.src_node)
-            and w.start_s <= row.t_s
-            and row.end_s <= w.end_s
+            and w.start_s <= row.t_s <= w.end_s
         ]
-        assert len(holders) == 1
+        assert len(holders) == 1  # in exactly one window of its key
+        members[holders[0]].append((row.t_s, row.end_s))
+    sent_at = {
+        key: np.sort(g["t_s"].to_numpy())
+        for key, g in frame.groupby(["service", "src_node"], observed=True)
+    }
+    gaps = {key: _reference_gap(t, gap_s) for key, t in sent_at.items()}
     by_key: dict[tuple[str, str], list[FailureWindow]] = {}
     for w in windows:
-        by_key.setdefault((w.service, w.node), []).append(w)
-        assert w.total >= w.failed >= 1
+        key = (w.service, w.node)
+        by_key.setdefault(key, []).append(w)
+        sent = sorted(t for t, _ in members[w])
+        assert (sent[0], sent[-1], len(sent)) == (w.start_s, w.end_s, w.failed)
+        assert w.last_end_s == max(end for _, end in members[w]) >= w.end_s
+        in_window = (sent_at[key] >= w.start_s) & (sent_at[key] <= w.end_s)
+        assert w.total == int(in_window.sum()) >= w.failed
         assert sum(w.outcomes.values()) == sum(w.causes.values()) == w.failed
-    for key_windows in by_key.values():
+        # maximal: inside a window, consecutive failures are less than the gap apart
+        assert all(b - a < gaps[key] for a, b in itertools.pairwise(sent))
+    for key, key_windows in by_key.items():
         key_windows.sort(key=lambda w: w.start_s)
+        gap = gaps[key]
         for before, after in itertools.pairwise(key_windows):
-            assert after.start_s - before.end_s >= gap_s
+            assert after.start_s > before.end_s  # no overlap in [start_s, end_s]
+            assert after.start_s - before.end_s >= gap
 
 
 def test_many_rows_run_vectorised() -> None:
@@ -212,7 +335,8 @@ def test_many_rows_run_vectorised() -> None:
         cause=np.where(failed, "stale-rule", ""),
         src_node=rng.choice([N1, N2], n),
     )
-    windows = failure_windows(frame, gap_s=0.5)
-    assert sum(w.failed for w in windows) == int(failed.sum())
-    assert sum(w.total for w in windows) <= n
+    for gap_s in (0.5, None):
+        windows = failure_windows(frame, gap_s=gap_s)
+        assert sum(w.failed for w in windows) == int(failed.sum())
+        assert sum(w.total for w in windows) <= n
     assert isinstance(frame["outcome"].dtype, pd.CategoricalDtype)

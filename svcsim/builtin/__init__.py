@@ -1,0 +1,1 @@
+"""Scenarios shipped inside the package (the default of ``svcsim run``)."""

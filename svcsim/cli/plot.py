@@ -1,0 +1,82 @@
+"""``svcsim plot RUN_DIR`` and ``svcsim report RUN_DIR``: figures and the HTML report of a run.
+
+Both read a run folder (:func:`svcsim.results.load`); a missing, partial or broken folder is
+reported in one line and exits with code 2. ``plot`` re-draws the standard figures into
+``RUN_DIR/figures`` (or ``--output DIR``); ``report`` writes one self-contained HTML page,
+``RUN_DIR/report.html`` by default (or ``--output FILE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from svcsim.cli.common import fail
+
+if TYPE_CHECKING:
+    from svcsim.results import Run
+
+# The heavy imports (pandas, pyarrow, matplotlib) happen inside the commands, so that other
+# commands start fast; these names are checked against their sources by the tests.
+FIGURES_DIR: Final = "figures"
+"""svcsim.results.runfolder.FIGURES."""
+REPORT_NAME: Final = "report.html"
+"""svcsim.report.REPORT_NAME."""
+
+
+def _load(run_dir: Path) -> Run:
+    from svcsim.results import RunFolderError, load
+
+    try:
+        return load(run_dir)
+    except RunFolderError as exc:
+        fail([str(exc)])
+
+
+def _cannot_write(path: Path, exc: OSError) -> list[str]:
+    return [f"{path}: cannot write: {exc.strerror or exc}"]
+
+
+def plot(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", file_okay=False, help="Directory for the PNGs [RUN_DIR/figures]."
+        ),
+    ] = None,
+) -> None:
+    """Re-draw a run's figures (PNG) from its run folder."""
+    from svcsim.plots import save_all
+
+    run = _load(run_dir)
+    target = output if output is not None else run_dir / FIGURES_DIR
+    try:
+        written = save_all(run, target)
+    except OSError as exc:
+        fail(_cannot_write(target, exc))
+    for path in written.values():
+        typer.echo(str(path))
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", dir_okay=False, help=f"HTML file to write [RUN_DIR/{REPORT_NAME}]."
+        ),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a run: summary, failure windows, figures."""
+    from svcsim.report import write_report
+
+    run = _load(run_dir)
+    target = output if output is not None else run_dir / REPORT_NAME
+    try:
+        write_report(run, target)
+    except OSError as exc:
+        fail(_cannot_write(target, exc))
+    typer.echo(str(target))

@@ -1,0 +1,151 @@
+"""``svcsim run``: replay a scenario, print what happened, write the run folder."""
+
+from __future__ import annotations
+
+import math
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from svcsim.cli.common import console, fail
+from svcsim.results import Run, RunFolderError
+from svcsim.runs import run_scenario
+from svcsim.scenario.errors import ScenarioErrors
+from svcsim.scenario.load import load_scenario
+
+BUILTIN_SCENARIO = "rolling-update.yaml"
+"""What ``svcsim run`` replays when given no scenario (shipped inside the package)."""
+
+MAX_WINDOW_ROWS = 15
+
+
+def builtin_scenario() -> Path:
+    """Path of the built-in default scenario."""
+    return Path(str(resources.files("svcsim.builtin").joinpath(BUILTIN_SCENARIO)))
+
+
+def run(
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario YAML (default: the built-in rolling update).",
+                       show_default=False),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed (default: the scenario's, or new).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default: runs/<scenario>-seed<seed>)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run folder.")
+    ] = False,
+) -> None:
+    """Replay a scenario: where every request went, which failed, when, and why."""
+    path = scenario if scenario is not None else builtin_scenario()
+    try:
+        loaded = load_scenario(path)
+    except ScenarioErrors as exc:
+        fail(exc.problems)
+    err = console(stderr=True)
+    duration = loaded.scenario.duration_s
+    with Progress(
+        TextColumn("[bold]simulating[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(loaded.scenario.metadata.name, total=duration)
+        try:
+            outcome = run_scenario(
+                loaded, seed=seed, out_dir=out, overwrite=overwrite,
+                progress=lambda t: bar.update(task, completed=t),
+            )
+        except (ScenarioErrors, RunFolderError) as exc:
+            fail(exc.problems if isinstance(exc, ScenarioErrors) else [str(exc)])
+    print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+
+
+def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> None:
+    """The run's summary as a user reads it: outcomes, failure windows, spread, latency."""
+    summary: dict[str, Any] = run.summary
+    manifest = run.manifest
+    requests = summary["requests"]
+    total = requests["total"]
+    speed = f", {total / wall_s:,.0f} requests/s" if wall_s else ""
+    out.print(
+        f"[bold]{manifest.get('name', '')}[/]: {manifest.get('duration_s', 0):g} s simulated, "
+        f"seed {summary['seed']}, {total:,} requests"
+        + (f" in {wall_s:.1f} s wall{speed}" if wall_s else "")
+    )
+    outcomes = Table("outcome", "requests", "share", box=box.SIMPLE_HEAD, title="Requests")
+    for name, count in sorted(requests["by_outcome"].items(), key=lambda kv: -kv[1]):
+        outcomes.add_row(name, f"{count:,}", f"{count / total:.2%}" if total else "-")
+    out.print(outcomes)
+
+    windows = summary["failure_windows"]
+    if windows:
+        table = Table("service", "from node", "start s", "end s", "failed", "cause", "outcomes",
+                      box=box.SIMPLE_HEAD, title=f"Failure windows ({len(windows)})")
+        shown = sorted(windows, key=lambda w: (-w["failed"], w["start_s"]))[:MAX_WINDOW_ROWS]
+        for w in sorted(shown, key=lambda w: (w["start_s"], w["service"], w["node"])):
+            mix = ", ".join(f"{k} {v}" for k, v in sorted(w["outcomes"].items()))
+            table.add_row(w["service"], w["node"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}",
+                          f"{w['failed']:,}", w["cause"], mix)
+        if len(windows) > MAX_WINDOW_ROWS:
+            table.caption = f"the {MAX_WINDOW_ROWS} largest of {len(windows)} windows"
+        out.print(table)
+    else:
+        out.print("No failure windows: every request succeeded.\n")
+
+    shares = Table("service", "endpoint", "requests", "share", box=box.SIMPLE_HEAD,
+                   title="Spread over endpoints")
+    for service, endpoints in sorted(summary["endpoints"].items()):
+        for endpoint, row in sorted(endpoints.items()):
+            shares.add_row(service, endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
+    out.print(shares)
+
+    uniformity = summary.get("uniformity") or []
+    if uniformity:
+        table = Table("service", "new flows", "chi-square", "p-value", "verdict",
+                      box=box.SIMPLE_HEAD, title="Uniformity in stable intervals")
+        for row in _rows(uniformity):
+            p = row.get("p_value")
+            verdict = "-" if p is None or math.isnan(p) else (
+                "consistent with uniform" if p > 1e-3 else "NOT uniform")
+            table.add_row(row["service"], f"{row.get('flows', 0):,}",
+                          _num(row.get("statistic")), _num(p), verdict)
+        out.print(table)
+
+    latency = summary.get("programming_latency") or []
+    if latency:
+        table = Table("node", "syncs", "p50 s", "p90 s", "max s", box=box.SIMPLE_HEAD,
+                      title="Network programming latency (trigger → rules in the kernel)")
+        for row in _rows(latency):
+            table.add_row(row["node"], str(row.get("syncs", "")), _num(row.get("p50_s")),
+                          _num(row.get("p90_s")), _num(row.get("max_s")))
+        out.print(table)
+    out.print(f"Run folder: {run.path}  (svcsim report {run.path} for an HTML page)")
+    sys.stdout.flush()
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [{"service": k, "node": k, **v} for k, v in sorted(value.items())]
+    return list(value)
+
+
+def _num(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"

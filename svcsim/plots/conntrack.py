@@ -1,0 +1,83 @@
+"""Conntrack table size per node over time, against the node's ``nf_conntrack_max``."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from svcsim.plots.events import nodes
+from svcsim.plots.style import (
+    TIME_LABEL,
+    empty_note,
+    legend_outside,
+    new_figure,
+    run_span_s,
+    series_colour,
+)
+from svcsim.results import EventKind, Run
+
+LIMIT_IN_VIEW: Final = 4.0
+"""The limit line is drawn when it is at most this many times the peak size; else noted."""
+
+
+def conntrack_usage(run: Run) -> Figure:
+    """Conntrack entries per node over time (one step line per node) against the limit.
+
+    Each distinct limit (``nf_conntrack_max``) is a black dashed line when the largest table
+    came within 1/:data:`LIMIT_IN_VIEW` of it; otherwise the y-axis stays on the data and the
+    limit is named in the legend only. When all nodes share one limit, a right-hand axis gives
+    the size in % of it. Conntrack flushes are dotted vertical lines.
+    """
+    fig = new_figure(4.2)
+    ax = fig.add_subplot()
+    ax.set_title("Conntrack table size per node (against nf_conntrack_max)")
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("conntrack entries (count)")
+    ax.set_xlim(0.0, run_span_s(run))
+    samples = run.conntrack
+    if not len(samples):
+        empty_note(ax, "no conntrack samples in this run", keep_x=True)
+        return fig
+    names = [n for n in nodes(run) if (samples["node"] == n).any()]
+    peak = int(samples["entries"].max())
+    limit_of: dict[str, int] = {}
+    for i, node in enumerate(names):
+        mine = samples.loc[np.asarray(samples["node"] == node, dtype=bool)].sort_values("t_s")
+        t = mine["t_s"].to_numpy(dtype=np.float64)
+        entries = mine["entries"].to_numpy(dtype=np.int64)
+        limit_of[node] = int(mine["max_entries"].max())
+        ax.step(t, entries, where="post", color=series_colour(i), linewidth=1.4,
+                label=f"{node} (peak {int(entries.max()):,} of {limit_of[node]:,})")  # fmt: skip
+    limits = sorted(set(limit_of.values()))
+    for limit in limits:
+        holders = [n for n in names if limit_of[n] == limit]
+        who = "all nodes" if len(holders) == len(names) else ", ".join(holders)
+        label = f"nf_conntrack_max = {limit:,} ({who})"
+        if limit <= LIMIT_IN_VIEW * max(peak, 1):
+            ax.axhline(limit, color="black", linestyle="--", linewidth=1.0, label=label)
+        else:
+            # Off scale: a legend entry only, so the data keep the whole height.
+            ax.plot([], [], color="black", linestyle="--", linewidth=1.0,
+                    label=f"{label}, off scale")  # fmt: skip
+    flushes = run.events.loc[
+        np.asarray(run.events["kind"].astype(str) == EventKind.CONNTRACK_FLUSH.value, dtype=bool)
+    ]
+    for i, t_s in enumerate(flushes["t_s"].to_numpy(dtype=np.float64)):
+        ax.axvline(t_s, color="#555555", linestyle=":", linewidth=1.0,
+                   label="conntrack flushed" if i == 0 else None)  # fmt: skip
+    ax.set_ylim(bottom=0.0)
+    if len(limits) == 1 and limits[0] > 0:
+        scale = 100.0 / limits[0]
+
+        def to_percent(entries: Any) -> Any:
+            return np.asarray(entries, dtype=np.float64) * scale
+
+        def to_entries(percent: Any) -> Any:
+            return np.asarray(percent, dtype=np.float64) / scale
+
+        secondary = ax.secondary_yaxis("right", functions=(to_percent, to_entries))
+        secondary.set_ylabel(f"% of nf_conntrack_max ({limits[0]:,})")
+    legend_outside(ax, x=1.1)
+    return fig

@@ -1,0 +1,181 @@
+"""When each node's programmed rules lagged the API state, and the figure that shows it.
+
+Derivation (:func:`stale_intervals`), from the ``events`` and ``syncs`` tables only:
+
+* **Stale after an update.** An EndpointSlice update at API time ``u`` leaves a node's rules
+  stale from ``u`` until the end of the sync that installed it. A successful sync ending at
+  ``e`` with ``programming_latency_s`` ``L`` applied a change triggered at ``e - L``, its oldest
+  (kube-proxy observes ``network_programming_duration_seconds`` for each applied change from
+  the slice's ``endpoints.kubernetes.io/last-change-trigger-time`` and ignores trigger times
+  from before it started: pkg/proxy/endpointschangetracker.go ``EndpointSliceUpdate``,
+  pkg/proxy/iptables/proxier.go ``syncProxyRules``). So the node still lacked the API state
+  of time ``u`` until the end of the *last* successful sync that starts at or after ``u`` and
+  applied a change triggered at or before ``u``. When no sync says so (a deleted slice
+  carries no trigger time), the first successful sync from ``u`` on that reports a latency or
+  is full ends the interval; on a node whose syncs never report a latency, its first
+  successful sync from ``u`` on. Rules take effect when a sync ends (iptables-restore is
+  atomic), hence sync *ends*. Failed syncs (a blocked xtables lock) end nothing, so they
+  lengthen the interval. No such sync before the end of the run: stale until the end.
+* **kube-proxy down.** From ``proxy-crashed`` to ``proxy-restarted`` on that node (the kernel
+  keeps the last rules, and nothing updates them). An update during the outage is stale until
+  the first picking-up sync after the restart, by the rule above.
+
+Overlapping intervals of one node and reason are merged. Trigger times precede the slice
+write they cause, so when Pod changes come faster than the controller writes, an interval can
+end one sync late (a later sync applied a change triggered before ``u`` but written after it);
+without any latency to go by, it can end one sync early (a sync that started before the change
+reached the node).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from svcsim.plots.events import nodes, proxy_outages, slice_update_times
+from svcsim.plots.style import (
+    DOWN_COLOUR,
+    STALE_COLOUR,
+    SYNC_COLOUR,
+    TIME_LABEL,
+    empty_note,
+    new_figure,
+    run_span_s,
+)
+from svcsim.results import Run
+
+STALE: Final = "stale"
+"""Reason: an EndpointSlice update not yet programmed on the node."""
+PROXY_DOWN: Final = "proxy-down"
+"""Reason: kube-proxy on the node was down."""
+_MAX_UPDATE_LINES: Final = 200
+
+
+def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Union of closed-open intervals, sorted; touching intervals join."""
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def programmed_at(
+    updates: npt.NDArray[np.float64], node_syncs: pd.DataFrame, span_s: float
+) -> npt.NDArray[np.float64]:
+    """For each update time, when ``node_syncs`` (one node's syncs) had programmed it.
+
+    See the module docstring; ``span_s`` (or the update time, if later) where no sync did.
+    """
+    ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
+    start = ok["start_s"].to_numpy(dtype=np.float64)
+    end = ok["end_s"].to_numpy(dtype=np.float64)
+    latency = ok["programming_latency_s"].to_numpy(dtype=np.float64)
+    oldest = end - latency  # NaN where the sync applied no change with a trigger time
+    full = np.asarray(ok["full"], dtype=bool)
+    applies = np.isfinite(latency) | full if np.isfinite(latency).any() else np.ones_like(full)
+    out = np.empty(len(updates), dtype=np.float64)
+    for i, u in enumerate(updates):
+        after = start >= u
+        carried = after & (oldest <= u)
+        if carried.any():
+            out[i] = end[carried].max()
+            continue
+        picked = after & applies
+        out[i] = end[picked].min() if picked.any() else max(span_s, float(u))
+    return out
+
+
+def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
+    """Per node, when its rules were stale relative to the API state (see the module docstring).
+
+    With ``service``, only that Service's EndpointSlice updates count (outages always do).
+    Returns columns node, start_s, end_s (float64, s), reason (``stale`` or ``proxy-down``),
+    sorted by node, reason, start_s.
+    """
+    span_s = run_span_s(run)
+    updates = slice_update_times(run, service)
+    rows: list[tuple[str, float, float, str]] = []
+    syncs_by_node = {str(n): g for n, g in run.syncs.groupby("node", observed=True, sort=True)}
+    for node in nodes(run):
+        node_syncs = syncs_by_node.get(node, run.syncs.iloc[:0])
+        if len(updates):
+            done = programmed_at(updates, node_syncs, span_s)
+            pairs = [(float(u), float(d)) for u, d in zip(updates, done, strict=True) if d > u]
+            rows.extend((node, lo, hi, STALE) for lo, hi in merge_intervals(pairs))
+    outages: dict[str, list[tuple[float, float]]] = {}
+    for outage in proxy_outages(run, span_s):
+        outages.setdefault(outage.node, []).append((outage.start_s, outage.end_s))
+    for node, pairs in outages.items():
+        rows.extend((node, lo, hi, PROXY_DOWN) for lo, hi in merge_intervals(pairs))
+    frame = pd.DataFrame(rows, columns=["node", "start_s", "end_s", "reason"])
+    frame["start_s"] = frame["start_s"].astype(np.float64)
+    frame["end_s"] = frame["end_s"].astype(np.float64)
+    return frame.sort_values(["node", "reason", "start_s"], kind="stable").reset_index(drop=True)
+
+
+def rule_staleness(run: Run) -> Figure:
+    """Per node, a bar timeline of when its programmed rules were stale or kube-proxy was down.
+
+    One row per node: orange bars where an EndpointSlice update had not yet been programmed
+    there, red bars (drawn thinner, on top) where kube-proxy was down, grey ticks at the end
+    of each successful sync, red crosses at failed syncs; dotted vertical lines mark the
+    EndpointSlice updates (up to 200 of them). See :func:`stale_intervals` for the derivation.
+    """
+    names = nodes(run)
+    span_s = run_span_s(run)
+    fig = new_figure(1.6 + 0.45 * max(len(names), 1))
+    ax = fig.add_subplot()
+    ax.set_title("Rule staleness per node: programmed rules behind the API state")
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_xlim(0.0, span_s)
+    if not names:
+        empty_note(ax, "no nodes in this run", keep_x=True)
+        return fig
+    intervals = stale_intervals(run)
+    row = {n: i for i, n in enumerate(names)}
+    for (node, reason), group in intervals.groupby(["node", "reason"], sort=True):
+        y = row[str(node)]
+        ranges = list(zip(group["start_s"], group["end_s"] - group["start_s"], strict=True))
+        if reason == STALE:
+            ax.broken_barh(ranges, (y - 0.3, 0.6), facecolors=STALE_COLOUR, alpha=0.85)
+        else:
+            ax.broken_barh(ranges, (y - 0.15, 0.3), facecolors=DOWN_COLOUR, hatch="//", zorder=3)
+    syncs = run.syncs
+    ok = np.asarray(syncs["ok"], dtype=bool)
+    sync_y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
+    ends = syncs["end_s"].to_numpy(dtype=np.float64)
+    ax.scatter(ends[ok], sync_y[ok], marker="|", s=120, color=SYNC_COLOUR, linewidths=1.0)
+    ax.scatter(ends[~ok], sync_y[~ok], marker="x", s=30, color=DOWN_COLOUR, linewidths=1.2)
+    updates = slice_update_times(run)
+    if len(updates) <= _MAX_UPDATE_LINES:  # beyond that they only grey the background
+        for u in updates:
+            ax.axvline(float(u), color="#888888", linestyle=":", linewidth=0.8, zorder=0)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_ylabel("node")
+    handles = [
+        Patch(facecolor=STALE_COLOUR, alpha=0.85, label="stale: slice update not yet programmed"),
+        Patch(facecolor=DOWN_COLOUR, hatch="//", label="kube-proxy down"),
+        Line2D([], [], marker="|", linestyle="", color=SYNC_COLOUR, markersize=10,
+               label="sync ended (rules installed)"),
+        Line2D([], [], marker="x", linestyle="", color=DOWN_COLOUR, label="sync failed"),
+        Line2D([], [], linestyle=":", color="#888888", label="EndpointSlice update (API)"),
+    ]  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        fontsize="small",
+        frameon=False,
+    )
+    return fig

@@ -1,0 +1,265 @@
+"""Build the :class:`~svcsim.scenario.world.World` of a loaded scenario.
+
+The cluster starts *warm*, as a real one that has been running for a while: Deployments'
+Pods are up and Ready, the EndpointSlices hold them, and every node's kernel already holds the
+rules its kube-proxy wrote for that state (kube-proxy itself starts with synced informers and
+re-writes the same rules in its first full sync). So nothing fails at t=0 merely because the
+simulation started; failures come from the timeline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from svcsim.k8s import Manifests, effective_endpoint_slices
+from svcsim.k8s.objects import Node, ObjectMeta
+from svcsim.netfilter.conntrack import ConntrackTimeouts, kernel_default_max
+from svcsim.netfilter.interpreter import NodeNetwork
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.iptables import compile_iptables
+from svcsim.scenario import workload as wl
+from svcsim.scenario.cluster import NodeSpec, for_node
+from svcsim.scenario.errors import ScenarioErrors
+from svcsim.scenario.load import LoadedScenario, parse_manifests
+from svcsim.scenario.refs import AddressTarget as ScenarioAddress
+from svcsim.scenario.timeline_run import schedule_timeline
+from svcsim.scenario.world import World
+from svcsim.sim.config import AppProfile, ControlPlaneDelays
+from svcsim.sim.deployments import DeploymentController, Scheduler, start_bare_pod
+from svcsim.sim.endpointslices import EndpointSliceController
+from svcsim.sim.kernel import Kernel
+from svcsim.sim.kubeproxy import KubeProxy
+from svcsim.sim.network import PodNetwork
+from svcsim.sim.pods import PodFleet
+from svcsim.sim.synccost import KubeProxyConfig, SyncCostModel
+from svcsim.traffic import spec as ts
+from svcsim.traffic.context import ApiView
+from svcsim.traffic.core import EngineCore
+from svcsim.traffic.engine import TrafficEngine
+
+ASSUMED_NODE_RAM_BYTES = 16 << 30
+"""Node memory assumed for the kernel's own nf_conntrack_max when kube-proxy leaves it alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A world ready to run, and the controllers the timeline acts on."""
+
+    world: World
+    deployments: dict[str, DeploymentController]
+    scheduler: Scheduler
+
+
+EngineFactory: TypeAlias = Callable[[list[ts.WorkloadSpec], World], EngineCore]
+"""Makes the traffic engine from the workloads and the world (its TrafficContext)."""
+
+
+def build_world(
+    loaded: LoadedScenario, seed: int, *, engine: EngineFactory = TrafficEngine
+) -> Built:
+    """Assemble every component of the scenario's world (nothing runs yet).
+
+    ``engine`` resolves the traffic: the batched :class:`TrafficEngine`, or the per-request
+    :class:`~svcsim.traffic.reference.ReferenceEngine` (tests and the benchmark's baseline).
+    """
+    sc = loaded.scenario
+    cluster = sc.cluster
+    if cluster.proxy.mode != "iptables" or any(
+        cluster.proxy.for_node(n).mode != "iptables" for n in cluster.node_names
+    ):
+        raise ScenarioErrors([
+            f"{loaded.path}: cluster.proxy.mode: only iptables mode is simulated so far "
+            f"(got {cluster.proxy.mode!r})"
+        ])
+    world = World(seed, sc.duration_s)
+    env, api = world.env, world.api
+    manifests = parse_manifests(loaded.manifests)
+
+    network = PodNetwork({n.name: n.pod_cidr for n in cluster.nodes})
+    world.set_network(network)
+    delays = _delays(loaded)
+    nodes = [_node_object(n) for n in cluster.nodes]
+    for node in nodes:
+        api.apply("Node", node)
+    for svc in manifests.services:
+        api.apply("Service", svc)
+    for ep in manifests.endpoints:
+        api.apply("Endpoints", ep)
+    for sl in manifests.endpoint_slices:
+        api.apply("EndpointSlice", sl)
+
+    scheduler = Scheduler([n.meta.name for n in nodes])
+    fleet = PodFleet(env, api, network, delays, world.record_event)
+    apps = {name: _app(name, app) for name, app in sc.apps.items()}
+    world.service_times = {name: _service_time(app.service_time) for name, app in sc.apps.items()}
+    deployments: dict[str, DeploymentController] = {}
+    for dep in manifests.deployments:
+        profile = apps.get(dep.meta.name, AppProfile(name=dep.meta.name))
+        ctl = DeploymentController(
+            env, dep, profile, fleet, scheduler, world.rng(f"deployment/{dep.meta.key}"),
+            world.record_event,
+        )
+        ctl.start(running=True)
+        deployments[dep.meta.key] = ctl
+    for pod in manifests.pods:
+        profile = apps.get(pod.meta.name, AppProfile(name=pod.meta.name))
+        start_bare_pod(pod, profile, fleet, scheduler, running=True)
+    slices = EndpointSliceController(env, api, delays, world.record_event, nodes=nodes)
+    slices.start()
+    world.outside_hosts = _outside_hosts(manifests, cluster.cluster_cidr)
+
+    initial = _api_manifests(world)
+    initial_slices = effective_endpoint_slices(initial)
+    for spec in cluster.nodes:
+        settings = cluster.proxy.for_node(spec.name)
+        ctx = NodeContext.with_cluster_cidr(
+            spec.name,
+            cluster.cluster_cidr,
+            node_ips=(spec.ip,),
+            masquerade_bit=settings.masquerade_bit,
+            masquerade_all=settings.masquerade_all,
+            localhost_nodeports=settings.localhost_node_ports,
+            tcp_be_liberal=settings.conntrack.tcp_be_liberal,
+            node_zone=spec.zone,
+        )
+        kernel = Kernel(
+            spec.name,
+            NodeNetwork(node_ips=(spec.ip,), pod_cidr=spec.pod_cidr),
+            _conntrack_max(settings.conntrack.max_entries(spec.cpus)),
+            ConntrackTimeouts.kube_proxy_defaults(
+                tcp_established_s=settings.conntrack.tcp_established_timeout_s,
+                tcp_close_wait_s=settings.conntrack.tcp_close_wait_timeout_s,
+                udp_s=settings.conntrack.udp_timeout_s,
+                udp_stream_s=settings.conntrack.udp_stream_timeout_s,
+            ),
+        )
+        kernel.install(compile_iptables(initial.services, initial_slices, ctx), env.now)
+        world.add_kernel(kernel)
+        config = KubeProxyConfig(
+            min_sync_period_s=settings.min_sync_period_s,
+            sync_period_s=settings.sync_period_s,
+            informer_sync_s=for_node(cluster.delays.informer_sync_s, spec.name),
+            watch_delay_s=for_node(cluster.delays.kube_proxy_watch_s, spec.name),
+            cost=SyncCostModel(settings.sync_cost.base_s, settings.sync_cost.per_rule_s),
+        )
+        proxy = KubeProxy(env, spec.name, api, kernel, ctx, config, world.recorder)
+        world.add_proxy(proxy)
+        proxy.start(warm=True)
+
+    world.view = ApiView(api, network)
+    world.traffic = engine([_workload(w) for w in sc.workloads], world)
+    schedule_timeline(world, loaded, deployments, scheduler, fleet)
+    return Built(world, deployments, scheduler)
+
+
+def _delays(loaded: LoadedScenario) -> ControlPlaneDelays:
+    d = loaded.scenario.cluster.delays
+    startup = dict(d.pod_startup_s)
+    teardown = dict(d.ip_teardown_s)
+    return ControlPlaneDelays(
+        api_watch_s=d.api_watch_s,
+        endpoint_slice_batch_s=d.endpoint_slice_batch_s,
+        pod_startup_s=startup.get("default", 1.0),
+        ip_teardown_s=teardown.get("default", 1.0),
+        pod_startup_by_node_s=tuple(sorted((k, v) for k, v in startup.items() if k != "default")),
+        ip_teardown_by_node_s=tuple(sorted((k, v) for k, v in teardown.items() if k != "default")),
+    )
+
+
+def _node_object(spec: NodeSpec) -> Node:
+    labels = [("kubernetes.io/hostname", spec.name)]
+    if spec.zone:
+        labels.append(("topology.kubernetes.io/zone", spec.zone))
+    return Node(
+        meta=ObjectMeta(spec.name, namespace="", labels=tuple(labels)),
+        internal_ips=(spec.ip,),
+        pod_cidrs=(spec.pod_cidr,),
+    )
+
+
+def _app(name: str, app: wl.App) -> AppProfile:
+    return AppProfile(
+        name=name,
+        startup_s=app.startup_s,
+        drain_after_sigterm_s=app.drain_after_sigterm_s,
+        exit_after_sigterm_s=app.exit_after_sigterm_s,
+        service_time=_service_time(app.service_time),
+    )
+
+
+def _service_time(t: wl.ServiceTime) -> ts.ServiceTime:
+    if isinstance(t, wl.FixedTime):
+        return ts.FixedTime(t.value_s)
+    if isinstance(t, wl.LognormalTime):
+        return ts.LognormalTime(t.median_s, t.sigma)
+    return ts.ExponentialTime(t.mean_s)
+
+
+def _conntrack_max(configured: int | None) -> int:
+    return configured if configured is not None else kernel_default_max(ASSUMED_NODE_RAM_BYTES)
+
+
+def _outside_hosts(manifests: Manifests, cluster_cidr: str) -> dict[str, str]:
+    """Hand-made endpoint addresses outside the Pod network: assumed up, answering as "external"."""
+    pods = ipaddress.ip_network(cluster_cidr)
+    out: dict[str, str] = {}
+    addresses = [a.ip for ep in manifests.endpoints for s in ep.subsets for a in s.addresses]
+    addresses += [a for sl in manifests.endpoint_slices for e in sl.endpoints for a in e.addresses]
+    for ip in addresses:
+        if ipaddress.ip_address(ip) not in pods:
+            out[ip] = "external"
+    return out
+
+
+def _api_manifests(world: World) -> Manifests:
+    api = world.api
+    return Manifests(
+        services=tuple(api.list("Service")),
+        endpoint_slices=tuple(api.list("EndpointSlice")),
+        endpoints=tuple(api.list("Endpoints")),
+        pods=tuple(api.list("Pod")),
+        nodes=tuple(api.list("Node")),
+    )
+
+
+def _workload(w: wl.Workload) -> ts.WorkloadSpec:
+    src = w.source
+    source: ts.Source
+    if src.pods is not None:
+        source = ts.PodSource(dict(src.pods))
+    elif src.external is not None:
+        source = ts.ExternalSource(src.external.node, src.external.ip)
+    else:
+        source = ts.HostSource(src.host or "")
+    target_ref = w.target
+    target: ts.Target
+    if isinstance(target_ref, ScenarioAddress):
+        target = ts.AddressTarget(target_ref.ip, target_ref.port, target_ref.protocol)
+    else:
+        target = ts.ServiceTarget(f"{target_ref.namespace}/{target_ref.name}", target_ref.port)
+    conn = w.connection
+    connection: ts.ConnectionModel
+    if isinstance(conn, wl.KeepAlive):
+        connection = ts.KeepAlive(conn.connections)
+    elif isinstance(conn, wl.Udp):
+        connection = ts.Udp(conn.source_port == "fixed")
+    else:
+        connection = ts.PerRequest()
+    if w.rate_per_s is not None:
+        rate: tuple[tuple[float, float], ...] = ((0.0, w.rate_per_s),)
+    else:
+        rate = tuple((s.at_s, s.rate_per_s) for s in w.rate_schedule or ())
+    return ts.WorkloadSpec(
+        name=w.name,
+        source=source,
+        target=target,
+        rate=rate,
+        connection=connection,
+        connect_timeout_s=w.connect_timeout_s,
+        request_timeout_s=w.request_timeout_s,
+        retries=ts.Retries(w.retries.max, w.retries.backoff_s),
+    )
+

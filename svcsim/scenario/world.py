@@ -1,0 +1,227 @@
+"""The world of one scenario run: every simulated component, its random streams, and the loop.
+
+The loop is DESIGN.md decision 3: control-plane events are SimPy events; between two of them
+nothing in the control plane changes, so the traffic engine resolves every request of that
+interval in one vectorised step against the state that holds there::
+
+    while t < end:
+        t_next = min(env.peek(), end)
+        traffic.advance_to(t_next)     # requests starting in [t, t_next)
+        env.step() for every event at t_next
+
+:class:`World` is also the traffic layer's :class:`~svcsim.traffic.context.TrafficContext`.
+It is assembled by :mod:`svcsim.scenario.build`; nothing here reads scenario files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import simpy
+
+from svcsim.k8s.objects import Service
+from svcsim.proxy.endpoints import categorize_endpoints
+from svcsim.results.records import Recorder
+from svcsim.results.stats import EndpointSetChange
+from svcsim.sim.api import ApiServer
+from svcsim.sim.kernel import Kernel
+from svcsim.sim.kubeproxy import KubeProxy
+from svcsim.sim.network import PodNetwork
+from svcsim.sim.synccost import ProgrammedView
+from svcsim.traffic.context import ApiView, ClientPod, ProxyState
+from svcsim.traffic.core import EngineCore
+from svcsim.traffic.spec import ExponentialTime, ServiceTime
+
+DEFAULT_SERVICE_TIME = ExponentialTime(0.010)
+"""Service time of an app the scenario says nothing about (10 ms mean)."""
+
+CONNTRACK_SAMPLE_S = 1.0
+"""How often each node's conntrack table size is sampled (simulated seconds)."""
+
+Progress = Callable[[float], None]
+"""Called with the simulated time after each step of the loop (for progress bars)."""
+
+
+def stream_key(name: str) -> tuple[int, ...]:
+    """A stable ``spawn_key`` for the random stream called ``name``.
+
+    Streams are keyed by name, not by creation order, so adding a consumer (a workload, a
+    node) never changes the draws of another (DESIGN.md decision 4).
+    """
+    digest = hashlib.sha256(name.encode()).digest()
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
+
+
+class World:
+    """Everything simulated in one run, and the main loop.
+
+    The builder fills in the components (:attr:`network`, :attr:`kernels`, :attr:`proxies`,
+    :attr:`view`, :attr:`traffic`, the app service times and the addresses outside the Pod
+    network that answer) before :meth:`run`.
+    """
+
+    def __init__(self, seed: int, end_s: float) -> None:
+        if end_s <= 0:
+            raise ValueError(f"non-positive duration {end_s!r}")
+        self.seed = seed
+        self.end_s = end_s
+        self.env = simpy.Environment()
+        self.api = ApiServer(self.env)
+        self._recorder = Recorder()
+        self._rngs: dict[str, np.random.Generator] = {}
+        self._network = PodNetwork({})
+        self._kernels: dict[str, Kernel] = {}
+        self.proxies: dict[str, KubeProxy] = {}
+        self.view: ApiView | None = None
+        self.traffic: EngineCore | None = None
+        self.service_times: dict[str, ServiceTime] = {}
+        self.outside_hosts: dict[str, str] = {}
+        self._proxy_changes = 0
+        self.endpoint_sets: list[EndpointSetChange] = []
+        """Each change of the endpoint set a node's rules send a Service port's ClusterIP
+        traffic to (for the uniformity tests over stable intervals)."""
+        self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
+
+    # --- assembly -------------------------------------------------------------------------------
+
+    def set_network(self, network: PodNetwork) -> None:
+        """Install the Pod network (before any Pod starts)."""
+        self._network = network
+
+    def add_kernel(self, kernel: Kernel) -> None:
+        """Add a node's kernel."""
+        self._kernels[kernel.node] = kernel
+
+    def record_event(self, t_s: float, kind: str, node: str, obj: str, detail: str) -> None:
+        """The control plane's event sink (:data:`svcsim.sim.config.RecordEvent`)."""
+        self._recorder.add_event(t_s, kind, node=node, object=obj, detail=detail)
+
+    def add_proxy(self, proxy: KubeProxy) -> None:
+        """Add a node's kube-proxy and follow the endpoint sets it programs."""
+        self.proxies[proxy.node] = proxy
+        proxy.on_programmed(self._programmed)
+
+    def _programmed(self, node: str, view: ProgrammedView) -> None:
+        """Note the endpoint sets of a sync that just installed its rules.
+
+        The set is the one a Pod's ClusterIP traffic meets on this node: the cluster
+        endpoints, or the local ones for ``internalTrafficPolicy: Local``.
+        """
+        for spn, info in view.service_ports.items():
+            split = categorize_endpoints(view.endpoints(spn), info, node)
+            chosen = split.local if info.internal_policy_local else split.cluster
+            endpoints = frozenset(e.text for e in chosen)
+            key = (node, spn.text)
+            if self._last_sets.get(key) != endpoints:
+                self._last_sets[key] = endpoints
+                self.endpoint_sets.append(
+                    EndpointSetChange(view.installed_at_s, node, spn.text, endpoints)
+                )
+
+    def proxy_changed(self) -> None:
+        """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
+        self._proxy_changes += 1
+
+    # --- TrafficContext -------------------------------------------------------------------------
+
+    @property
+    def kernels(self) -> Mapping[str, Kernel]:
+        """Each node's kernel, by node name."""
+        return self._kernels
+
+    @property
+    def network(self) -> PodNetwork:
+        """The Pod network."""
+        return self._network
+
+    @property
+    def recorder(self) -> Recorder:
+        """Where everything is recorded."""
+        return self._recorder
+
+    def _view(self) -> ApiView:
+        if self.view is None:
+            raise RuntimeError("the world has no API view yet")
+        return self.view
+
+    def client_pods(self, selector: Mapping[str, str]) -> Sequence[ClientPod]:
+        """Running Pods matching ``selector`` (see the TrafficContext protocol)."""
+        return self._view().client_pods(selector)
+
+    def service(self, key: str) -> Service | None:
+        """The Service as the API holds it."""
+        return self._view().service(key)
+
+    def serving_endpoints(self, service_port_name: str) -> frozenset[str]:
+        """API truth: the endpoints kube-proxy should have programmed."""
+        return self._view().serving_endpoints(service_port_name)
+
+    def endpoint_owner(self, service: str, ip: str) -> str | None:
+        """The Pod the Service's slices last named for ``ip``."""
+        return self._view().endpoint_owner(service, ip)
+
+    def proxy_state(self, node: str) -> ProxyState:
+        """``up``, ``down`` (not running) or ``blocked`` (running, syncs fail)."""
+        proxy = self.proxies.get(node)
+        if proxy is None or not proxy.up:
+            return "down"
+        return "blocked" if proxy.blocked or proxy.failing else "up"
+
+    def service_time_of(self, app: str) -> ServiceTime:
+        """The service-time distribution of app ``app``."""
+        return self.service_times.get(app, DEFAULT_SERVICE_TIME)
+
+    def outside_host(self, ip: str) -> str | None:
+        """The app answering at an address outside the Pod network, or None."""
+        return self.outside_hosts.get(ip)
+
+    def rng(self, name: str) -> np.random.Generator:
+        """The random stream called ``name`` (the same Generator every time)."""
+        found = self._rngs.get(name)
+        if found is None:
+            seq = np.random.SeedSequence(self.seed, spawn_key=stream_key(name))
+            found = self._rngs[name] = np.random.Generator(np.random.PCG64(seq))
+        return found
+
+    def stream_names(self) -> list[str]:
+        """Names of the random streams drawn from so far."""
+        return list(self._rngs)
+
+    def state_version(self) -> int:
+        """Changes whenever API truth, the Pod network or a kube-proxy's state may have."""
+        return self._view().version + self._network.version + self._proxy_changes
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _sample_conntrack(self) -> Generator[simpy.Event, Any, None]:
+        """Every :data:`CONNTRACK_SAMPLE_S`, each node's conntrack table size and limit."""
+        while True:
+            if self.traffic is not None:
+                for node, kernel in sorted(self._kernels.items()):
+                    entries = self.traffic.conntrack_entries(node, self.env.now)
+                    self._recorder.add_conntrack_sample(
+                        self.env.now, node, entries, kernel.conntrack.max_entries
+                    )
+            yield self.env.timeout(CONNTRACK_SAMPLE_S)
+
+    def run(self, progress: Progress | None = None) -> None:
+        """Simulate from now to :attr:`end_s`, then finish the requests still in flight."""
+        if self.traffic is None:
+            raise RuntimeError("the world has no traffic engine")
+        env, traffic = self.env, self.traffic
+        env.process(self._sample_conntrack())
+        while True:
+            t_next = min(env.peek(), self.end_s)
+            traffic.advance_to(t_next)
+            if t_next >= self.end_s:
+                break
+            while env.peek() == t_next:
+                env.step()
+            if progress is not None:
+                progress(t_next)
+        traffic.finish()
+        if progress is not None:
+            progress(self.end_s)

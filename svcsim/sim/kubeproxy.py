@@ -1,0 +1,429 @@
+"""kube-proxy (iptables mode) on one node, as SimPy processes.
+
+One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, the
+:class:`~svcsim.sim.changes.ChangeTracker` and the
+:class:`~svcsim.sim.runner.BoundedFrequencyRunner`, modelled on kubernetes
+``pkg/proxy/iptables/proxier.go`` @531be812 and ``cmd/kube-proxy/app/server.go``:
+
+* **Start.** The runner loop starts at once (``SyncLoop``); handlers do not ask for syncs until
+  both informers have synced. After ``informer_sync_s`` the informers list Services and
+  EndpointSlices from the API server and start watching (with this node's watch delay); then
+  ``OnEndpointSlicesSynced`` calls ``syncProxyRules`` *directly*, outside the runner: the first
+  sync is full and starts at once. Syncs never overlap (``proxier.mu``). Because that call is
+  not the runner's, a failure of it schedules no retry: the next change (or the runner's max
+  interval) brings the next, full, sync.
+* **A sync** takes all pending changes at its start, compiles the complete ruleset from the
+  informer state (:func:`svcsim.proxy.iptables.sync_from_maps`), plans the restore input
+  (full, or partial per KEP-3453: :mod:`svcsim.sim.synccost`), waits the cost model's duration,
+  and at its end either installs the result in the node's kernel atomically or fails (the xtables
+  lock is held by :meth:`KubeProxy.block_sync`, or the restore was rejected). Changes that arrive
+  during a sync wait for the next one. A failure forces the next sync to be full and the runner
+  retries after ``syncPeriod``; the changes it took are lost (so are their trigger times and
+  their conntrack clean-up), exactly as upstream. A sync is full on start, after a failure, or
+  when the last full sync ended ``FullSyncPeriod`` (1 h) ago or more.
+* **After a successful sync**: metrics (``sync_proxy_rules_duration_seconds`` for every attempt,
+  ``network_programming_duration_seconds`` = end - trigger time for each trigger time taken,
+  ``sync_proxy_rules_last_timestamp_seconds``), then, if a changed Service had a UDP port, the
+  stale UDP conntrack clean-up (``pkg/proxy/conntrack/cleanup.go`` @6a26e455,
+  :class:`~svcsim.sim.synccost.StaleUdpFilter`).
+* **Faults**: :meth:`KubeProxy.crash` (the kernel keeps its rules and conntrack),
+  :meth:`KubeProxy.restart`, :meth:`KubeProxy.block_sync`, :meth:`KubeProxy.inject_stale_rule`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from svcsim.k8s.objects import EndpointSlice, Service
+from svcsim.netfilter.text import apply_restore
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.endpoints import (
+    EndpointInfo,
+    EndpointsMap,
+    build_endpoints_map,
+    build_service_port_map,
+)
+from svcsim.proxy.iptables import sync_from_maps
+from svcsim.proxy.names import ServicePortName
+from svcsim.results.records import EventKind, Recorder
+from svcsim.sim.api import ApiServer, Watch, WatchEvent
+from svcsim.sim.changes import (
+    ENDPOINT_SLICE_KIND,
+    SERVICE_KIND,
+    WATCHED_KINDS,
+    ChangeTracker,
+    TriggerTimeFn,
+    annotation_trigger_time_s,
+)
+from svcsim.sim.kernel import Kernel
+from svcsim.sim.runner import BoundedFrequencyRunner
+from svcsim.sim.synccost import (
+    KubeProxyConfig,
+    ProgrammedView,
+    ProxyMetrics,
+    RestoreError,
+    StaleUdpFilter,
+    apply_plan,
+    plan_sync,
+    service_chains,
+    stale_rule_restore,
+)
+
+__all__ = [
+    "CleanupListener",
+    "KubeProxy",
+    "KubeProxyConfig",
+    "ProgrammedView",
+    "ProxyMetrics",
+    "ProxyStopped",
+    "StaleUdpFilter",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStopped:
+    """Interrupt cause delivered to a kube-proxy life that ends (crash or restart)."""
+
+    t_s: float
+    reason: str
+    """``"crash"`` or ``"restart"``."""
+
+
+CleanupListener = Callable[[StaleUdpFilter, float], None]
+"""Told ``(filter, now_s)`` after kube-proxy cleaned conntrack (for flow state kept elsewhere)."""
+
+
+class KubeProxy:
+    """kube-proxy on ``node``: call :meth:`start` once at t=0; faults are methods."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        node: str,
+        api: ApiServer,
+        kernel: Kernel,
+        ctx: NodeContext,
+        config: KubeProxyConfig | None = None,
+        recorder: Recorder | None = None,
+        *,
+        trigger_time: TriggerTimeFn = annotation_trigger_time_s,
+    ) -> None:
+        if ctx.node_name != node:
+            raise ValueError(f"NodeContext is for {ctx.node_name!r}, not node {node!r}")
+        self.env = env
+        self.node = node
+        self.api = api
+        self.kernel = kernel
+        self.ctx = ctx
+        self.config = config if config is not None else KubeProxyConfig()
+        self.recorder = recorder
+        self.trigger_time = trigger_time
+        self.metrics = ProxyMetrics()
+        self.programmed: ProgrammedView | None = None
+        """What the rules were last programmed from; None before the first successful sync."""
+        self.blocked_until_s = -math.inf
+        self.last_error: str | None = None
+        """Why the last sync attempt failed; None after a success."""
+        self._life: _Life | None = None
+        self._cleanup_listeners: list[CleanupListener] = []
+        self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
+        self._informer_cache: tuple[tuple[int, int], EndpointsMap] | None = None
+
+    # --- state the traffic layer reads ------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        """True while the kube-proxy process runs."""
+        return self._life is not None
+
+    @property
+    def blocked(self) -> bool:
+        """True while restores fail because of :meth:`block_sync`."""
+        return self.env.now < self.blocked_until_s
+
+    @property
+    def failing(self) -> bool:
+        """True if the last sync attempt failed and no sync has succeeded since."""
+        return self.last_error is not None
+
+    @property
+    def initialized(self) -> bool:
+        """True once this life's informers have synced."""
+        return self._life is not None and self._life.initialized
+
+    @property
+    def tracker(self) -> ChangeTracker | None:
+        """The running life's change tracker (its informer view), or None when down."""
+        return self._life.tracker if self._life is not None else None
+
+    @property
+    def runner(self) -> BoundedFrequencyRunner | None:
+        """The running life's sync runner, or None when down."""
+        return self._life.runner if self._life is not None else None
+
+    def informer_services(self) -> list[Service]:
+        """Services as this kube-proxy has seen them (empty when down)."""
+        t = self.tracker
+        return list(t.services.values()) if t is not None else []
+
+    def informer_slices(self) -> list[EndpointSlice]:
+        """EndpointSlices as this kube-proxy has seen them (empty when down)."""
+        t = self.tracker
+        return list(t.slices.values()) if t is not None else []
+
+    def programmed_endpoints(self, spn: ServicePortName) -> tuple[EndpointInfo, ...]:
+        """Endpoints of ``spn`` in the state the kernel was last programmed from."""
+        return self.programmed.endpoints(spn) if self.programmed is not None else ()
+
+    def informer_endpoints(self, spn: ServicePortName) -> tuple[EndpointInfo, ...]:
+        """Endpoints of ``spn`` as the informers hold them now (newer than programmed)."""
+        life = self._life
+        if life is None:
+            return ()
+        key = (id(life), life.tracker.version)
+        if self._informer_cache is None or self._informer_cache[0] != key:
+            endpoints = build_endpoints_map(life.tracker.slices.values(), self.node)
+            self._informer_cache = (key, endpoints)
+        return self._informer_cache[1].get(spn, ())
+
+    def on_programmed(self, listener: Callable[[str, ProgrammedView], None]) -> None:
+        """Register a listener called as ``listener(node, view)`` after each successful sync."""
+        self._programmed_listeners.append(listener)
+
+    def on_conntrack_cleanup(self, listener: CleanupListener) -> None:
+        """Register a listener called after each UDP conntrack clean-up."""
+        self._cleanup_listeners.append(listener)
+
+    # --- lifecycle and faults ---------------------------------------------------------------
+
+    def start(self, *, warm: bool = False) -> None:
+        """Start kube-proxy (the world calls this once, at t=0).
+
+        ``warm``: the process has long been running when the simulation begins, so its
+        informers are already synced (no ``informer_sync_s`` wait); its first sync is still
+        a full one, as after any start.
+        """
+        if self._life is not None:
+            raise RuntimeError(f"kube-proxy on {self.node} already running")
+        self._life = _Life(self, informer_sync_s=0.0 if warm else None)
+
+    def crash(self) -> bool:
+        """Kill the process: watches stop, no more syncs; kernel rules and conntrack stay.
+
+        A sync in progress never completes. Returns False (and records nothing) if already down.
+        """
+        if self._life is None:
+            return False
+        self._life.stop(ProxyStopped(self.env.now, "crash"))
+        self._life = None
+        self._event(EventKind.PROXY_CRASHED, "crash")
+        return True
+
+    def restart(self) -> None:
+        """(Re)start the process: informer sync, then a full sync (a running one is killed)."""
+        if self._life is not None:
+            self._life.stop(ProxyStopped(self.env.now, "restart"))
+        self._life = _Life(self)
+        self._event(EventKind.PROXY_RESTARTED, "restart")
+
+    def block_sync(self, for_s: float) -> None:
+        """Make restores fail for ``for_s`` seconds from now (e.g. the xtables lock is held).
+
+        A sync whose restore (its end) falls in the window fails after taking its full
+        duration; the runner retries after ``syncPeriod`` and the first success is full.
+        """
+        if for_s <= 0:
+            raise ValueError(f"block_sync needs a positive duration, got {for_s!r}")
+        self.blocked_until_s = max(self.blocked_until_s, self.env.now + for_s)
+        self._event(EventKind.FAULT, f"block-sync for={for_s:g}s")
+
+    def inject_stale_rule(
+        self, service_port: ServicePortName | str, endpoint: str, *, own_chain: bool = True
+    ) -> str:
+        """Edit the kernel's nat table by hand so ``service_port`` also sends to ``endpoint``.
+
+        The exact restore input is :func:`~svcsim.sim.synccost.stale_rule_restore`'s: by
+        default a ``KUBE-SEP`` chain for the endpoint plus a jump to it at the top of the
+        Service's ``KUBE-SVC`` chain, as kube-proxy would have written them. Returns that text.
+        """
+        spn = self._resolve(service_port)
+        text = stale_rule_restore(self.kernel.ruleset, spn, endpoint, own_chain=own_chain)
+        self.kernel.install(apply_restore(self.kernel.ruleset, text, noflush=True), self.env.now)
+        self._event(EventKind.FAULT, f"inject-stale-rule {spn.text} -> {endpoint}", spn.text)
+        return text
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _resolve(self, service_port: ServicePortName | str) -> ServicePortName:
+        if isinstance(service_port, ServicePortName):
+            return service_port
+        known = set(self.programmed.service_ports) if self.programmed is not None else set()
+        known |= set(build_service_port_map(self.informer_services()))
+        hits = sorted(spn for spn in known if spn.text == service_port)
+        if not hits:
+            raise ValueError(f"node {self.node}: no service port {service_port!r} known")
+        if len(hits) > 1:
+            raise ValueError(f"{service_port!r} is ambiguous ({len(hits)} protocols)")
+        return hits[0]
+
+    def _event(self, kind: EventKind, detail: str, obj: str = "") -> None:
+        if self.recorder is not None:
+            self.recorder.add_event(self.env.now, kind, node=self.node, object=obj, detail=detail)
+
+    def _clean_udp_conntrack(self, flt: StaleUdpFilter, now_s: float) -> int:
+        deleted = self.kernel.conntrack.delete(flt.matches_entry)
+        self._event(EventKind.CONNTRACK_CLEANUP, f"deleted={deleted}")
+        for listener in self._cleanup_listeners:
+            listener(flt, now_s)
+        return deleted
+
+
+class _Life:
+    """One run of the kube-proxy process, from (re)start to crash."""
+
+    def __init__(self, proxy: KubeProxy, *, informer_sync_s: float | None = None) -> None:
+        env = proxy.env
+        cfg = proxy.config
+        self.proxy = proxy
+        self.informer_sync_s = cfg.informer_sync_s if informer_sync_s is None else informer_sync_s
+        self.started_s = env.now
+        self.tracker = ChangeTracker(proxy.node, start_s=env.now, trigger_time=proxy.trigger_time)
+        self.runner = BoundedFrequencyRunner(
+            env,
+            self.sync,
+            min_interval_s=cfg.min_sync_period_s,
+            retry_interval_s=cfg.sync_period_s,
+            max_interval_s=cfg.full_sync_period_s,
+        )
+        self.mutex = simpy.Resource(env, capacity=1)
+        self.initialized = False
+        self.need_full = True
+        self.last_full_end_s = -math.inf
+        self.last_cleanup_s = -math.inf
+        self.watch: Watch | None = None
+        self.runner.start()
+        self.main = env.process(self._main())
+
+    def stop(self, cause: ProxyStopped) -> None:
+        """End this life: watches stop, the runner and the start-up process are interrupted."""
+        if self.watch is not None:
+            self.watch.stop()
+        self.runner.stop(cause)
+        if self.main.is_alive:
+            self.main.interrupt(cause)
+
+    def _main(self) -> Generator[simpy.Event, Any, None]:
+        proxy = self.proxy
+        try:
+            yield proxy.env.timeout(self.informer_sync_s)
+            for svc in proxy.api.list(SERVICE_KIND):
+                self.tracker.service_update(None, svc)
+            for sl in proxy.api.list(ENDPOINT_SLICE_KIND):
+                self.tracker.slice_update(sl, removed=False)
+            self.watch = proxy.api.watch(
+                WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
+            )
+            self.initialized = True
+            # OnServiceSynced / OnEndpointSlicesSynced call syncProxyRules directly.
+            yield from self.sync()
+        except simpy.Interrupt:
+            return
+
+    def _on_event(self, event: WatchEvent) -> None:
+        if self.tracker.on_event(event) and self.initialized:
+            self.runner.run()
+
+    def sync(self) -> Generator[simpy.Event, Any, bool]:
+        """``syncProxyRules``: serialised by the proxier mutex; a no-op before initialisation."""
+        with self.mutex.request() as req:
+            yield req
+            if not self.initialized:
+                return True
+            ok = yield from self._sync_locked()
+            return ok
+
+    def _sync_locked(self) -> Generator[simpy.Event, Any, bool]:
+        proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
+        start = env.now
+        # >=: upstream's lastFullSync is taken before the runner re-arms its timer, so an
+        # hourly run always finds strictly more than an hour elapsed.
+        full = self.need_full or start - self.last_full_end_s >= cfg.full_sync_period_s
+        changes = self.tracker.take()
+        service_ports = build_service_port_map(self.tracker.services.values())
+        endpoints_map = build_endpoints_map(self.tracker.slices.values(), proxy.node)
+        compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx)
+        delete_stale = (
+            not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
+        )
+        nat = proxy.kernel.ruleset.table("nat")
+        plan = plan_sync(
+            compiled,
+            () if full else service_chains(service_ports, endpoints_map, changes.services),
+            full=full,
+            existing_nat_chains=[c.name for c in nat.chains] if nat is not None else [],
+            delete_stale=delete_stale,
+        )
+        if delete_stale:
+            self.last_cleanup_s = start
+        duration = cfg.cost.duration_s(plan.rules_written)
+        yield env.timeout(duration)
+        end = env.now
+        m = proxy.metrics
+        m.sync_proxy_rules_duration_seconds.append(duration)
+        if full:
+            m.sync_full_proxy_rules_duration_seconds.append(duration)
+        else:
+            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_iptables_last = plan.rules_written
+        error: str | None = None
+        if end < proxy.blocked_until_s:
+            error = "iptables-restore: another app is currently holding the xtables lock"
+        else:
+            try:
+                ruleset = apply_plan(proxy.kernel.ruleset, plan)
+            except RestoreError as exc:
+                error = str(exc)
+        if error is not None:
+            # The changes were checked out: only a full sync can recover them.
+            self.need_full = True
+            proxy.last_error = error
+            m.sync_proxy_rules_iptables_restore_failures_total += 1
+            if not full:
+                m.sync_proxy_rules_iptables_partial_restore_failures_total += 1
+            self._record(start, end, full, False, plan.rules_written, math.nan)
+            return False
+        proxy.kernel.install(ruleset, end)
+        self.need_full = False
+        proxy.last_error = None
+        if full:
+            self.last_full_end_s = end
+        latencies = [end - t for times in changes.trigger_times_s.values() for t in times]
+        m.network_programming_duration_seconds.extend(latencies)
+        m.sync_proxy_rules_last_timestamp_seconds = end
+        proxy.programmed = ProgrammedView(start, end, service_ports, endpoints_map)
+        for listener in proxy._programmed_listeners:
+            listener(proxy.node, proxy.programmed)
+        if changes.conntrack_cleanup_required:
+            proxy._clean_udp_conntrack(StaleUdpFilter.from_maps(service_ports, endpoints_map), end)
+        self._record(start, end, full, True, plan.rules_written, max(latencies, default=math.nan))
+        return True
+
+    def _record(
+        self, start: float, end: float, full: bool, ok: bool, rules: int, latency: float
+    ) -> None:
+        rec = self.proxy.recorder
+        if rec is not None:
+            rec.add_sync(
+                node=self.proxy.node,
+                start_s=start,
+                end_s=end,
+                full=full,
+                ok=ok,
+                rules_written=rules,
+                programming_latency_s=latency,
+            )

@@ -1,0 +1,120 @@
+"""The Pod network: which Pod owns each IP right now, and what a new connection to it meets.
+
+This is the ground truth the data path consults after a node's rules chose a destination:
+rules may be stale, this never is. IPs come from a per-node range (as a CNI's host-local IPAM
+hands them out: the next free address after the last one given, wrapping), stay reserved while
+the Pod's sandbox exists, and become free again when it is torn down — so a later Pod may get an
+IP that stale rules still point at.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class BackendState(StrEnum):
+    """What a connection to a Pod's IP meets."""
+
+    STARTING = "starting"
+    """Sandbox up, app not listening yet: the kernel answers with RST (refused)."""
+    SERVING = "serving"
+    """Listening and accepting new connections."""
+    DRAINING = "draining"
+    """SIGTERM received and the app stopped accepting: RST (refused)."""
+    CRASHED = "crashed"
+    """The app process died; the sandbox remains: RST (refused) until it restarts."""
+    EXITED = "exited"
+    """Containers gone, sandbox not yet torn down: RST (refused)."""
+
+
+@dataclass(slots=True)
+class Backend:
+    """A Pod as the network sees it. Mutable: its state changes over the Pod's life."""
+
+    pod: str
+    """``namespace/name`` of the Pod."""
+    ip: str
+    node: str
+    ports: frozenset[tuple[str, int]]
+    """``(protocol, port)`` pairs the app listens on (lower-case protocol)."""
+    app: str
+    """Name of the app profile (service time, drain behaviour) the Pod runs."""
+    state: BackendState = BackendState.STARTING
+    since_s: float = 0.0
+
+    def accepts(self, protocol: str, port: int) -> bool:
+        """True if a new connection to ``port`` would be accepted now."""
+        return self.state is BackendState.SERVING and (protocol, port) in self.ports
+
+
+StateListener = Callable[[Backend, BackendState, float], None]
+"""Called as ``listener(backend, old_state, now_s)`` after a state change."""
+
+
+class PodNetwork:
+    """IP allocation per node and the current owner of every IP."""
+
+    def __init__(self, node_cidrs: dict[str, str]) -> None:
+        self._ranges: dict[str, list[str]] = {}
+        self._cursor: dict[str, int] = {}
+        for node, cidr in node_cidrs.items():
+            net = ipaddress.ip_network(cidr)
+            # .0 is the network, .1 is conventionally the node's bridge/gateway.
+            self._ranges[node] = [str(ip) for ip in list(net.hosts())[1:]]
+            self._cursor[node] = 0
+        self._owners: dict[str, Backend] = {}
+        self._listeners: list[StateListener] = []
+        self.version = 0
+        """Counts every change (allocate, release, state), so readers can cache per version."""
+
+    def allocate(
+        self,
+        node: str,
+        pod: str,
+        ports: frozenset[tuple[str, int]],
+        app: str,
+        now_s: float,
+    ) -> Backend:
+        """Give ``pod`` the next free IP of ``node``'s range; raises if the range is full."""
+        addresses = self._ranges[node]
+        start = self._cursor[node]
+        for step in range(len(addresses)):
+            i = (start + step) % len(addresses)
+            if addresses[i] not in self._owners:
+                self._cursor[node] = (i + 1) % len(addresses)
+                backend = Backend(pod, addresses[i], node, ports, app, since_s=now_s)
+                self._owners[backend.ip] = backend
+                self.version += 1
+                return backend
+        raise RuntimeError(f"no free Pod IP left on node {node!r}")
+
+    def release(self, ip: str) -> None:
+        """Tear down the sandbox: the IP stops answering and may be handed out again."""
+        if self._owners.pop(ip, None) is not None:
+            self.version += 1
+
+    def lookup(self, ip: str) -> Backend | None:
+        """The Pod that owns ``ip`` now, or None if nobody does (packets are black-holed)."""
+        return self._owners.get(ip)
+
+    def set_state(self, backend: Backend, state: BackendState, now_s: float) -> None:
+        """Change a backend's state and tell the listeners."""
+        old = backend.state
+        if old is state:
+            return
+        backend.state = state
+        backend.since_s = now_s
+        self.version += 1
+        for listener in self._listeners:
+            listener(backend, old, now_s)
+
+    def on_state_change(self, listener: StateListener) -> None:
+        """Register a listener (the traffic engine resets connections through it)."""
+        self._listeners.append(listener)
+
+    def backends(self) -> list[Backend]:
+        """Every live backend, in IP order."""
+        return [self._owners[ip] for ip in sorted(self._owners, key=ipaddress.ip_address)]

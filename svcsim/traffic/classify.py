@@ -1,0 +1,148 @@
+"""From where the node sent a flow to what the client saw: outcome, cause, who answered.
+
+One function, used by the batched engine (once per destination and state, cached) and by the
+per-request reference (every time), so both attribute failures alike:
+
+* REJECT verdict -> ``refused`` / ``no-endpoints`` (ICMP port-unreachable at once);
+  DROP -> ``timeout`` / ``no-endpoints`` (kube-proxy drops only for "no local endpoints").
+* ACCEPT without DNAT to the node itself -> ``refused`` / ``no-service-rule`` (nothing listens);
+  elsewhere -> the packet goes to the dialled address as is: nobody owns a ClusterIP, so
+  ``timeout`` / ``no-service-rule``.
+* A destination IP nobody owns -> ``timeout`` (a host outside the Pod network may answer).
+  Owned by another Pod than the Service's slices last named for it -> ``ip-reused``:
+  ``misrouted`` if that Pod accepts the port, else ``refused``. Owned by a Backend that does
+  not accept -> ``refused``. Otherwise ``ok``, served by the owner's app.
+* Causes of failures at an endpoint: not among the API's serving endpoints -> the node's rules
+  are stale: ``proxy-down`` / ``sync-blocked`` / ``stale-rule`` from kube-proxy's state there;
+  among them -> the Pod's state: ``pod-terminating`` (draining, exited, or already gone),
+  ``pod-crashed``, ``pod-not-ready`` (starting, or not listening on the port). A flow that
+  followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
+  ``stale-conntrack``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from svcsim.netfilter.interpreter import Outcome as NfOutcome
+from svcsim.netfilter.interpreter import VerdictKind
+from svcsim.results.schema import Cause, Outcome
+from svcsim.sim.network import Backend, BackendState
+from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.targets import Dial
+
+
+class Wait(IntEnum):
+    """How long a failed attempt keeps the client waiting."""
+
+    NONE = 0
+    """The failure is known at once (RST, ICMP)."""
+    CONNECT = 1
+    """Until the connect timeout (TCP) or the request timeout (UDP)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What one attempt met.
+
+    ``app`` is the app that served it (``ok``/``misrouted``; its service time applies), else
+    None. ``accepted`` says the packet passed the rules (ACCEPT): its conntrack entry is
+    confirmed. ``backend`` is the Pod that received the packet, ``""`` if none.
+    """
+
+    outcome: Outcome
+    cause: Cause
+    endpoint: str
+    pod: str
+    app: str | None
+    wait: Wait
+    accepted: bool
+
+    @property
+    def served(self) -> bool:
+        """True if a process answers the request (its latency is a service time)."""
+        return self.app is not None
+
+
+_STALE = {"down": Cause.PROXY_DOWN, "blocked": Cause.SYNC_BLOCKED, "up": Cause.STALE_RULE}
+_BY_STATE = {
+    BackendState.STARTING: Cause.POD_NOT_READY,
+    BackendState.SERVING: Cause.POD_NOT_READY,
+    BackendState.DRAINING: Cause.POD_TERMINATING,
+    BackendState.CRASHED: Cause.POD_CRASHED,
+    BackendState.EXITED: Cause.POD_TERMINATING,
+}
+
+
+def classify(
+    outcome: NfOutcome, dial: Dial, node: str, ctx: TrafficContext
+) -> Resolution:
+    """The result of a new flow whose first packet the node's rules decided as ``outcome``."""
+    if outcome.verdict is VerdictKind.REJECT:
+        return Resolution(Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False)
+    if outcome.verdict is VerdictKind.DROP:
+        return Resolution(Outcome.TIMEOUT, Cause.NO_ENDPOINTS, "", "", None, Wait.CONNECT, False)
+    if outcome.dnat is None and outcome.local:
+        return Resolution(Outcome.REFUSED, Cause.NO_SERVICE_RULE, "", "", None, Wait.NONE, True)
+    ip, port = outcome.destination
+    return at_destination(ip, port, outcome.dnat is not None, dial, node, ctx)
+
+
+def at_destination(
+    ip: str,
+    port: int,
+    dnat: bool,
+    dial: Dial,
+    node: str,
+    ctx: TrafficContext,
+    *,
+    via_conntrack: bool = False,
+) -> Resolution:
+    """The result of a flow delivered to ``ip:port`` (``dnat``: rewritten by a DNAT rule)."""
+    endpoint = f"{ip}:{port}" if dnat else ""
+    in_api: bool | None = None
+    if dnat and dial.service_port is not None:
+        in_api = endpoint in ctx.serving_endpoints(dial.service_port)
+
+    def stale() -> Cause:
+        return Cause.STALE_CONNTRACK if via_conntrack else _STALE[ctx.proxy_state(node)]
+
+    owner = ctx.network.lookup(ip)
+    if owner is None:
+        app = ctx.outside_host(ip)
+        if app is not None:
+            return Resolution(Outcome.OK, Cause.NONE, endpoint, "", app, Wait.NONE, True)
+        if not dnat:
+            cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.NO_SERVICE_RULE
+        elif in_api:
+            cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.POD_TERMINATING
+        else:
+            cause = stale()
+        return Resolution(Outcome.TIMEOUT, cause, endpoint, "", None, Wait.CONNECT, True)
+    accepts = owner.accepts(dial.protocol, port)
+    expected = ctx.endpoint_owner(dial.service, ip) if dnat and dial.service else None
+    if expected is not None and owner.pod != expected:
+        if accepts:
+            return Resolution(
+                Outcome.MISROUTED, Cause.IP_REUSED, endpoint, owner.pod, owner.app, Wait.NONE, True
+            )
+        return Resolution(
+            Outcome.REFUSED, Cause.IP_REUSED, endpoint, owner.pod, None, Wait.NONE, True
+        )
+    if accepts:
+        return Resolution(Outcome.OK, Cause.NONE, endpoint, owner.pod, owner.app, Wait.NONE, True)
+    cause = stale() if in_api is False else _BY_STATE[owner.state]
+    return Resolution(Outcome.REFUSED, cause, endpoint, owner.pod, None, Wait.NONE, True)
+
+
+def on_connection(backend_ip: str, pod: str, ctx: TrafficContext) -> Backend | None:
+    """The Backend still answering an established connection to ``backend_ip``, or None.
+
+    A connection stays with the Pod it was opened to (misrouted ones too): if that Pod no
+    longer owns the IP or no longer serves, the connection is broken.
+    """
+    owner = ctx.network.lookup(backend_ip)
+    if owner is None or owner.pod != pod or owner.state is not BackendState.SERVING:
+        return None
+    return owner

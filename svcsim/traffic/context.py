@@ -1,0 +1,216 @@
+"""What the traffic layer needs from the world, and a ready-made view of the API's truth.
+
+:class:`TrafficContext` is the contract the world implements. :class:`ApiView` implements its
+API-truth half (Services, serving endpoints, endpoint owners, client Pods, a change counter)
+from an :class:`~svcsim.sim.api.ApiServer` and the :class:`~svcsim.sim.network.PodNetwork`, so a
+world (or a test) only adds kernels, kube-proxy states, app service times and random streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+from svcsim.k8s.objects import EndpointSlice, Pod, Service
+from svcsim.proxy.endpoints import build_endpoints_map
+from svcsim.results.records import Recorder
+from svcsim.sim.api import ApiServer, WatchEvent
+from svcsim.sim.kernel import Kernel
+from svcsim.sim.network import Backend, BackendState, PodNetwork
+from svcsim.traffic.spec import ServiceTime
+
+ProxyState = Literal["up", "down", "blocked"]
+"""kube-proxy on a node: running and syncing, not running, running but its syncs fail."""
+
+ClientPod = tuple[str, str, str]
+"""``(pod key, pod IP, node)`` of one client."""
+
+RUNNING = frozenset({BackendState.SERVING, BackendState.DRAINING})
+"""Backend states in which a Pod's process runs, so a client Pod sends."""
+
+
+class TrafficContext(Protocol):
+    """The world as the traffic engine sees it. Every call answers for the current instant."""
+
+    @property
+    def kernels(self) -> Mapping[str, Kernel]:
+        """Each node's kernel, by node name."""
+        ...
+
+    @property
+    def network(self) -> PodNetwork:
+        """The Pod network (ground truth of who owns each IP and in what state)."""
+        ...
+
+    @property
+    def recorder(self) -> Recorder:
+        """Where request attempts are recorded."""
+        ...
+
+    def client_pods(self, selector: Mapping[str, str]) -> Sequence[ClientPod]:
+        """Pods whose labels match ``selector`` and that exist as clients now, sorted by key.
+
+        A client exists while its Pod has an IP and its process runs: the Backend at that IP
+        is this Pod and is SERVING or DRAINING (a client keeps sending after SIGTERM until its
+        process exits). Readiness does not matter.
+        """
+        ...
+
+    def service(self, key: str) -> Service | None:
+        """The Service ``namespace/name`` as the API holds it, or None."""
+        ...
+
+    def serving_endpoints(self, service_port_name: str) -> frozenset[str]:
+        """``"IP:port"`` of the endpoints kube-proxy should have programmed for a service port.
+
+        ``service_port_name`` is the ServicePortName text (``ns/name:port`` or ``ns/name``).
+        API truth (EndpointSlices now, no watch delay), cluster traffic policy: the ready
+        endpoints, or if none, the serving-and-terminating ones (kube-proxy-facts §1.11).
+        """
+        ...
+
+    def endpoint_owner(self, service: str, ip: str) -> str | None:
+        """The Pod (``namespace/name``) that ``service``'s slices last named for ``ip``.
+
+        The targetRef last seen for the address, even if the endpoint has since been removed;
+        None if never seen.
+        """
+        ...
+
+    def proxy_state(self, node: str) -> ProxyState:
+        """The state of kube-proxy on ``node``."""
+        ...
+
+    def service_time_of(self, app: str) -> ServiceTime:
+        """The service-time distribution of app ``app`` (a Backend's ``app``)."""
+        ...
+
+    def outside_host(self, ip: str) -> str | None:
+        """The app answering at ``ip`` outside the Pod network, or None if nothing answers.
+
+        For hand-made Endpoints with addresses outside the cluster.
+        """
+        ...
+
+    def rng(self, name: str) -> np.random.Generator:
+        """The named child random stream (the same Generator for the same name)."""
+        ...
+
+    def state_version(self) -> int:
+        """A number that changes whenever anything the answers above depend on may have changed.
+
+        It must change on every API write of a Service, EndpointSlice, Endpoints or Pod, every
+        kube-proxy state change, and every Pod network change (allocate, release, set_state).
+        The engine also watches kernel generations and Backend state changes itself, but caches
+        everything else per version.
+        """
+        ...
+
+
+class ApiView:
+    """API truth for the traffic path, kept current by a zero-delay watch.
+
+    ``version`` counts Service/EndpointSlice/Pod changes and Backend state changes; call
+    :meth:`bump` for other changes the traffic path must notice (an IP released or allocated,
+    a kube-proxy state change). Answers are cached per version.
+    """
+
+    def __init__(self, api: ApiServer, network: PodNetwork) -> None:
+        self.api = api
+        self.network = network
+        self.version = 0
+        self._owners: dict[tuple[str, str], str] = {}
+        self._serving: dict[str, frozenset[str]] = {}
+        self._clients: dict[tuple[tuple[str, str], ...], tuple[ClientPod, ...]] = {}
+        self._cached_at = -1
+        for sl in api.list("EndpointSlice"):
+            self._note_slice(sl)
+        api.watch(("Service", "EndpointSlice", "Pod"), self._on_event, 0.0)
+        network.on_state_change(self._on_backend)
+
+    def bump(self) -> None:
+        """Note a change the view cannot see (IP release, kube-proxy state...)."""
+        self.version += 1
+
+    def _on_event(self, event: WatchEvent) -> None:
+        if event.kind == "EndpointSlice" and event.new is not None:
+            self._note_slice(event.new)
+        self.version += 1
+
+    def _on_backend(self, backend: Backend, old: BackendState, now_s: float) -> None:
+        self.version += 1
+
+    def _note_slice(self, sl: EndpointSlice) -> None:
+        service = sl.service_name
+        if service is None:
+            return
+        key = f"{sl.meta.namespace}/{service}"
+        for ep in sl.endpoints:
+            if ep.target_ref is not None:
+                for address in ep.addresses:
+                    self._owners[(key, address)] = ep.target_ref
+
+    def _fresh(self) -> None:
+        if self._cached_at != self.version:
+            self._serving.clear()
+            self._clients.clear()
+            self._cached_at = self.version
+
+    def service(self, key: str) -> Service | None:
+        """The Service ``namespace/name``, or None."""
+        found: Service | None = self.api.get("Service", key)
+        return found
+
+    def endpoint_owner(self, service: str, ip: str) -> str | None:
+        """The last-known targetRef of ``ip`` in ``service``'s slices."""
+        return self._owners.get((service, ip))
+
+    def serving_endpoints(self, service_port_name: str) -> frozenset[str]:
+        """Ready endpoints of the service port, else serving-and-terminating ones."""
+        self._fresh()
+        found = self._serving.get(service_port_name)
+        if found is None:
+            found = self._serving[service_port_name] = self._compute_serving(service_port_name)
+        return found
+
+    def _compute_serving(self, service_port_name: str) -> frozenset[str]:
+        base, _, port = service_port_name.partition(":")
+        namespace, _, name = base.partition("/")
+        slices = [
+            sl
+            for sl in self.api.list("EndpointSlice")
+            if sl.meta.namespace == namespace and sl.service_name == name
+        ]
+        out: set[str] = set()
+        for spn, endpoints in build_endpoints_map(slices, "").items():
+            if spn.port != port:
+                continue
+            ready = [e.text for e in endpoints if e.ready]
+            out.update(ready or [e.text for e in endpoints if e.serving and e.terminating])
+        return frozenset(out)
+
+    def client_pods(self, selector: Mapping[str, str]) -> tuple[ClientPod, ...]:
+        """Pods matching ``selector`` whose process runs (see :class:`TrafficContext`)."""
+        self._fresh()
+        key = tuple(sorted(selector.items()))
+        found = self._clients.get(key)
+        if found is None:
+            found = self._clients[key] = tuple(self._compute_clients(selector))
+        return found
+
+    def _compute_clients(self, selector: Mapping[str, str]) -> list[ClientPod]:
+        out: list[ClientPod] = []
+        pod: Pod
+        for pod in self.api.list("Pod"):
+            labels = dict(pod.meta.labels)
+            if pod.pod_ip is None or pod.node_name is None:
+                continue
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            backend = self.network.lookup(pod.pod_ip)
+            if backend is None or backend.pod != pod.meta.key or backend.state not in RUNNING:
+                continue
+            out.append((pod.meta.key, pod.pod_ip, pod.node_name))
+        return out

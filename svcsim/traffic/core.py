@@ -1,0 +1,352 @@
+"""The part both engines share: time, arrivals, retries, in-flight requests and recording.
+
+:meth:`EngineCore.advance_to` takes every attempt starting in ``[now, t)`` - new arrivals and
+due retries - and resolves them against the state that holds in that interval, in
+chronological chunks: a chunk never spans more than the smallest retry back-off, so a retry
+produced by a chunk always starts after it and every node sees its attempts in time order.
+How a chunk is resolved is the engine's business (:meth:`EngineCore._resolve`); everything
+else happens here, identically for the batched engine and the per-request reference.
+
+Attempts served by a Pod stay *in flight* until their end: a Backend that crashes or exits
+before then resets them (``reset`` / ``backend-exited`` at that instant for TCP; a UDP request
+just gets no answer: ``timeout``). Failed attempts (anything but ``ok`` and ``misrouted``) are
+retried with the workload's back-off, as new attempts from the same client, if it still exists.
+Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` records the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+
+from svcsim.results.schema import Cause
+from svcsim.sim.network import Backend, BackendState
+from svcsim.traffic.arrivals import ArrivalStream
+from svcsim.traffic.attempts import (
+    Attempts,
+    Client,
+    ClientRegistry,
+    RecordBuffer,
+    Results,
+    Rows,
+    Vocab,
+)
+from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.draws import SeedStream
+from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
+from svcsim.traffic.flows import Connection, KernelPath, PerFlow
+from svcsim.traffic.spec import ExternalSource, PodSource, ServiceTarget, WorkloadSpec
+from svcsim.traffic.targets import Dial, dial_for
+
+CHUNK_MAX_S: Final = 1.0
+CHUNK_MIN_S: Final = 0.01
+BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
+_KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED})
+
+
+class EngineCore:
+    """Shared driver of :class:`~svcsim.traffic.engine.TrafficEngine` and the reference."""
+
+    def __init__(self, specs: tuple[WorkloadSpec, ...], ctx: TrafficContext, path: KernelPath,
+                 *, block_s: float = 1.0, flush_rows: int = 1 << 16) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate workload names in {names}")
+        self.specs = specs
+        self.ctx = ctx
+        self.now = 0.0
+        self._span_start = 0.0
+        self.vocab = Vocab()
+        self.nodes = sorted(ctx.kernels)
+        self.node_index = {n: i for i, n in enumerate(self.nodes)}
+        self.clients = ClientRegistry()
+        self.flows = PerFlow(ctx, specs, path, self.vocab)
+        self.buffer = RecordBuffer(ctx.recorder, self.vocab, names, self.clients, self.nodes,
+                                   flush_rows)
+        self._arrivals = [ArrivalStream(s.rate, ctx.rng(f"workload/{s.name}"), block_s)
+                          for s in specs]
+        self._seeds: dict[int, SeedStream] = {}
+        self._next_id = 0
+        self._retries = Attempts.empty()
+        self._inflight: Rows | None = None
+        backoffs = [s.retries.backoff_s for s in specs if s.retries.max > 0]
+        shortest = min(backoffs) if backoffs else CHUNK_MAX_S
+        self.chunk_s = min(max(shortest, CHUNK_MIN_S), CHUNK_MAX_S)
+        self._max_retries = np.array([s.retries.max for s in specs], dtype=np.int16)
+        self._backoff = np.array([s.retries.backoff_s for s in specs])
+        self._request_timeout = np.array([s.request_timeout_s for s in specs])
+        self._udp = np.array([s.protocol == "udp" for s in specs], dtype=np.bool_)
+        self._view_key: object = None
+        self._backend_changes = 0
+        self._clients_of: list[np.ndarray[Any, np.dtype[np.int32]]] = [
+            np.empty(0, np.int32) for _ in specs
+        ]
+        self.dials: list[Dial | None] = [None] * len(specs)
+        self._dial_code = np.zeros(len(specs), dtype=np.int32)
+        self._alive: set[int] = set()
+        self._alive_mask = np.zeros(0, dtype=np.bool_)
+        self._client_node = np.zeros(0, dtype=np.int32)
+        ctx.network.on_state_change(self._on_backend)
+
+    # --- the per-window view of the world ---------------------------------------------------
+
+    def _state_key(self) -> object:
+        kernels = self.ctx.kernels
+        return (self.ctx.state_version(), self._backend_changes,
+                tuple(kernels[n].generation for n in self.nodes))
+
+    def _refresh_view(self, key: object) -> None:
+        """Snapshot what the traffic path reads (clients, dials) for the state ``key``."""
+        kernels = self.ctx.kernels
+        self._view_key = key
+        alive: set[int] = set()
+        for w, spec in enumerate(self.specs):
+            ids = [self.clients.id_of(c) for c in self._clients(spec)]
+            self._clients_of[w] = np.array(ids, dtype=np.int32)
+            alive.update(ids)
+            service = None
+            if isinstance(spec.target, ServiceTarget):
+                service = self.ctx.service(spec.target.service)
+            node_ip = ""
+            if isinstance(spec.source, ExternalSource):
+                node_ip = kernels[spec.source.node].network.node_ips[0]
+            dial = dial_for(spec.target, spec.source, spec.protocol, service, node_ip)
+            # A Service that disappears is still dialled at its last address (cached DNS).
+            self.dials[w] = dial if dial is not None else self.dials[w]
+            current = self.dials[w]
+            self._dial_code[w] = self.vocab.code(current.label) if current is not None else 0
+        self._alive = alive
+        n = len(self.clients)
+        self._alive_mask = np.zeros(n, dtype=np.bool_)
+        self._alive_mask[list(alive)] = True
+        self._client_node = np.array(
+            [self.node_index[c.node] for c in self.clients.clients], dtype=np.int32
+        )
+        self.flows.drop_clients(alive, self.now)
+        self._view_changed()
+
+    def _clients(self, spec: WorkloadSpec) -> list[Client]:
+        source = spec.source
+        if isinstance(source, PodSource):
+            return [Client(key, ip, node, "pod")
+                    for key, ip, node in self.ctx.client_pods(source.selector)]
+        node_ip = self.ctx.kernels[source.node].network.node_ips[0]
+        if isinstance(source, ExternalSource):
+            return [Client(f"external@{source.node}", source.ip, source.node, "external")]
+        return [Client(f"host@{source.node}", node_ip, source.node, "host")]
+
+    def _view_changed(self) -> None:
+        """Hook: the world changed; drop whatever was cached for the old state."""
+
+    def _can_defer(self, t_s: float) -> bool:
+        """Hook: whether attempts up to ``t_s`` may wait to be resolved with this snapshot.
+
+        Only if their resolution reads nothing but per-state snapshots (never live kernel or
+        network state), so that resolving them after the world moved on changes nothing.
+        """
+        return False
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def advance_to(self, t_s: float) -> None:
+        """Resolve every attempt starting in ``[now, t_s)`` against the state holding now.
+
+        An engine may keep the attempts pending while nothing they depend on changes
+        (:meth:`_can_defer`); they are resolved, against the snapshot of that state, as soon
+        as something does, or at :meth:`flush`.
+        """
+        if t_s <= self.now:
+            return
+        key = self._state_key()
+        if key != self._view_key:
+            self.flush()  # what is pending met the old state
+            self._refresh_view(key)
+        self.now = t_s
+        if not self._can_defer(t_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Resolve every pending attempt (those starting before ``now``)."""
+        t0, t1 = self._span_start, self.now
+        if t1 <= t0:
+            return
+        self._complete_inflight(t1)
+        parts = [self._arrivals_of(w, t0, t1) for w in range(len(self.specs))]
+        due = self._retries.t < t1
+        parts.append(self._retries.take(due))
+        self._retries = self._retries.take(~due)
+        self._run(Attempts.concat(parts).sorted(), t1)
+        self._span_start = t1
+
+    def conntrack_flushed(self, node: str) -> None:
+        """Note that ``node``'s whole conntrack table was just flushed (``conntrack -F``).
+
+        Call it after deleting every entry of the node's table; the batched engine then
+        forgets the anonymous entries it counts outside the table. (Partial deletions, such as
+        kube-proxy's UDP clean-up, need no call: anonymous flows are never looked up again,
+        only counted, and the few it would remove are counted until they expire.)
+        """
+        self.flush()
+
+    def conntrack_entries(self, node: str, t_s: float) -> int:
+        """Live conntrack entries on ``node`` at ``t_s`` (for sampling; ``t_s`` never goes back).
+
+        Resolves pending attempts first, so every flow started before ``t_s`` is counted.
+        """
+        self.flush()
+        return self.ctx.kernels[node].conntrack.count(t_s) + self._untracked_entries(node, t_s)
+
+    def _untracked_entries(self, node: str, t_s: float) -> int:
+        """Entries counted outside the node's ConntrackTable (none here)."""
+        return 0
+
+    def finish(self) -> None:
+        """Record everything still in flight (as if it completed) and flush the records."""
+        self.flush()
+        if self._inflight is not None:
+            self.buffer.add(self._inflight)
+            self._inflight = None
+        self._retries = Attempts.empty()
+        self.buffer.flush()
+
+    def _new_ids(self, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        return ids
+
+    def _arrivals_of(self, w: int, t0: float, t1: float) -> Attempts:
+        times, u = self._arrivals[w].take(t0, t1)
+        clients = self._clients_of[w]
+        if not len(times) or not len(clients) or self.dials[w] is None:
+            return Attempts.empty()
+        pick = np.minimum((u * len(clients)).astype(np.int64), len(clients) - 1)
+        n = len(times)
+        return Attempts(self._new_ids(n), times, np.full(n, w, np.int32), clients[pick],
+                        np.zeros(n, np.int16))
+
+    def _run(self, pending: Attempts, t1: float) -> None:
+        while len(pending):
+            cut = min(t1, float(pending.t[0]) + self.chunk_s)
+            k = int(np.searchsorted(pending.t, cut, side="left"))
+            chunk, pending = pending.take(np.arange(k)), pending.take(np.arange(k, len(pending)))
+            # A retry whose client has gone is abandoned.
+            chunk = chunk.take(self._alive_mask[chunk.client])
+            if not len(chunk):
+                continue
+            nodes = self._client_node[chunk.client]
+            seeds = self._assign_seeds(nodes)
+            results = self._resolve(chunk, nodes, seeds)
+            rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
+            retries = self._settle(rows, t1)
+            if len(retries):
+                due = retries.t < t1
+                pending = Attempts.concat([pending, retries.take(due)]).sorted()
+                self._retries = Attempts.concat([self._retries, retries.take(~due)])
+
+    def _assign_seeds(self, nodes: np.ndarray[Any, np.dtype[np.int32]]
+                      ) -> np.ndarray[Any, np.dtype[np.uint64]]:
+        seeds = np.empty(len(nodes), dtype=np.uint64)
+        for node in np.unique(nodes):
+            stream = self._seeds.get(int(node))
+            if stream is None:
+                name = self.nodes[int(node)]
+                stream = self._seeds[int(node)] = SeedStream(
+                    self.ctx.rng(f"kernel/{name}/statistic")
+                )
+            mask = nodes == node
+            seeds[mask] = stream.take(int(np.count_nonzero(mask)))
+        return seeds
+
+    def _resolve(self, chunk: Attempts, nodes: np.ndarray[Any, np.dtype[np.int32]],
+                 seeds: np.ndarray[Any, np.dtype[np.uint64]]) -> Results:
+        """Resolve one chronological chunk of attempts (engine-specific)."""
+        results = Results.blank(len(chunk))
+        self._resolve_per_flow(chunk, seeds, np.arange(len(chunk)), results)
+        return results
+
+    def _resolve_per_flow(self, chunk: Attempts, seeds: np.ndarray[Any, np.dtype[np.uint64]],
+                          index: np.ndarray[Any, np.dtype[np.intp]], results: Results) -> None:
+        """Resolve the attempts at ``index`` one at a time, in order, into ``results``."""
+        code = self.vocab.code
+        for i in index.tolist():
+            w, cid = int(chunk.w[i]), int(chunk.client[i])
+            dial = self.dials[w]
+            assert dial is not None
+            r = self.flows.resolve(w, cid, self.clients[cid], dial, int(seeds[i]),
+                                   float(chunk.t[i]))
+            results.latency[i] = r.latency
+            results.outcome[i] = OUTCOME_CODE[r.outcome]
+            results.cause[i] = CAUSE_CODE[r.cause]
+            results.endpoint[i] = code(r.endpoint)
+            results.pod[i] = code(r.pod)
+            results.new_flow[i] = r.new_flow
+            results.conn_id[i] = r.conn_id
+            results.served[i] = r.served
+            results.handle[i] = r.handle
+
+    # --- outcomes, retries and in-flight requests ----------------------------------------------
+
+    def _settle(self, rows: Rows, t1: float) -> Attempts:
+        """Record final rows, keep in-flight ones; the retries the final failures cause."""
+        flying = rows.served & (rows.end > t1)
+        if flying.any():
+            moving = rows.take(flying)
+            self._inflight = moving if self._inflight is None else Rows.concat(
+                [self._inflight, moving]
+            )
+            rows = rows.take(~flying)
+        self.buffer.add(rows)
+        return self._retries_for(rows)
+
+    def _retries_for(self, rows: Rows) -> Attempts:
+        failed = (rows.outcome != OK) & (rows.outcome != MISROUTED)
+        again = failed & (rows.attempt < self._max_retries[rows.w])
+        if not again.any():
+            return Attempts.empty()
+        r = rows.take(again)
+        t = r.end + self._backoff[r.w] * np.exp2(r.attempt.astype(np.float64))
+        return Attempts(self._new_ids(len(r)), t, r.w, r.client, (r.attempt + 1).astype(np.int16))
+
+    def _complete_inflight(self, t: float) -> None:
+        if self._inflight is None:
+            return
+        done = self._inflight.end <= t
+        if done.any():
+            finished = self._inflight.take(done)
+            self._inflight = self._inflight.take(~done)
+            self.buffer.add(finished)
+            self._retries = Attempts.concat([self._retries, self._retries_for(finished)])
+
+    def _on_backend(self, backend: Backend, old: BackendState, now_s: float) -> None:
+        """PodNetwork listener: a crash or exit resets what the Backend was serving."""
+        self.flush()  # what is pending met the state before this change
+        self._backend_changes += 1
+        reset_conns: set[int] = set()
+        if backend.state in _KILLING and self._inflight is not None and len(self._inflight):
+            hit = (self._inflight.pod == self.vocab.code(backend.pod)) & (
+                self._inflight.end > now_s
+            )
+            if hit.any():
+                killed = self._inflight.take(hit)
+                self._inflight = self._inflight.take(~hit)
+                reset_conns = self._kill(killed, now_s)
+        self.flows.backend_changed(backend, now_s, reset_conns)
+
+    def _kill(self, rows: Rows, now_s: float) -> set[int]:
+        udp = self._udp[rows.w]
+        rows.outcome[:] = np.where(udp, TIMEOUT, RESET)
+        rows.cause[:] = BACKEND_EXITED
+        rows.latency[:] = np.where(udp, self._request_timeout[rows.w], now_s - rows.t)
+        rows.end[:] = np.where(udp, rows.t + rows.latency, now_s)
+        rows.served[:] = False
+        conns: set[int] = set()
+        for i in np.flatnonzero(~udp).tolist():
+            handle = rows.handle[i]
+            if isinstance(handle, Connection):
+                conns.add(handle.conn_id)
+            elif handle is not None:
+                self.flows.reset_anonymous(self.nodes[int(rows.node[i])], handle, now_s)
+        self.buffer.add(rows)
+        self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
+        return conns

@@ -1,0 +1,183 @@
+"""Dispatches that survive rule changes which do not touch them, and are shared between nodes.
+
+Every kube-proxy sync installs a new ruleset, and :class:`~svcsim.netfilter.index.DispatchIndex`
+starts over; enumerating a dispatch walks the rules once per path, milliseconds for a Service
+with a few dozen endpoints, for every node. Yet a sync usually changes one Service's chains,
+and nodes mostly hold the same chains. A walk (:func:`~svcsim.netfilter.interpreter.walk`) is a
+deterministic function of the packet, the draws, the chains it asks the ruleset for, and the
+answers the node's network gives it (is this address local, its type, the interfaces). So
+:class:`DispatchCache` builds a dispatch with :func:`~svcsim.netfilter.index.build_dispatch`
+on a ruleset and a network that note every chain looked up (absent built-in chains included)
+and every network answer, and reuses the dispatch - on the same node under a later ruleset, or
+on another node - wherever each of those chains is still an equal chain and each answer the
+same. That is exact: the walks would ask the same questions and get the same answers. (The
+outgoing interface is also asked for to describe the routing step; it only counts where a rule
+read has an ``-o`` match.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from svcsim.netfilter.index import Dispatch, build_dispatch
+from svcsim.netfilter.interpreter import NodeNetwork, Origin, Packet
+from svcsim.netfilter.model import Chain, IPAddress, Ruleset
+from svcsim.sim.kernel import Kernel
+
+
+class _RecordingRuleset(Ruleset):
+    """A ruleset that notes every chain looked up (the walk's only way to read rules)."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self, base: Ruleset) -> None:
+        super().__init__(base.tables)
+        self.seen: dict[tuple[str, str], None]
+        object.__setattr__(self, "seen", {})  # the frozen base refuses plain assignment
+
+    def chain(self, table: str, name: str) -> Chain | None:
+        """The chain, after noting that it was asked for."""
+        self.seen[(table, name)] = None
+        return super().chain(table, name)
+
+
+class _RecordingNetwork(NodeNetwork):
+    """A node network that notes every question the walk asks it, with the answer."""
+
+    __slots__ = ("answers",)
+
+    def __init__(self, base: NodeNetwork) -> None:
+        super().__init__(base.node_ips, base.uplink_interface, base.pod_interface, base.pod_cidr)
+        self.answers: dict[tuple[str, Any], Any]
+        object.__setattr__(self, "answers", {})
+
+    def is_local(self, address: IPAddress) -> bool:
+        """See :meth:`NodeNetwork.is_local`; noted."""
+        answer = super().is_local(address)
+        self.answers[("is_local", address)] = answer
+        return answer
+
+    def address_type(self, address: IPAddress) -> str:
+        """See :meth:`NodeNetwork.address_type`; noted."""
+        answer = super().address_type(address)
+        self.answers[("address_type", address)] = answer
+        return answer
+
+    def in_interface(self, packet: Packet) -> str | None:
+        """See :meth:`NodeNetwork.in_interface`; noted."""
+        answer = super().in_interface(packet)
+        self.answers[("in_interface", packet)] = answer
+        return answer
+
+    def out_interface(self, dst: IPAddress) -> str:
+        """See :meth:`NodeNetwork.out_interface`; noted."""
+        answer = super().out_interface(dst)
+        self.answers[("out_interface", dst)] = answer
+        return answer
+
+
+Snapshot = tuple[tuple[str, str, Chain | None], ...]
+
+
+@dataclass(slots=True)
+class _Built:
+    """A dispatch and what it depends on besides its packet."""
+
+    dispatch: Dispatch
+    chains: Snapshot
+    answers: tuple[tuple[tuple[str, Any], Any], ...]
+
+    def holds_on(self, kernel: Kernel, same: _ChainEquality) -> bool:
+        """True if every chain and network answer is the same on ``kernel`` now."""
+        ruleset, network = kernel.ruleset, kernel.network
+        for table, name, chain in self.chains:
+            if not same(ruleset.chain(table, name), chain):
+                return False
+        for (method, arg), answer in self.answers:
+            if getattr(network, method)(arg) != answer:
+                return False
+        return True
+
+
+class _ChainEquality:
+    """``a == b`` for chains, remembered by identity.
+
+    A new ruleset's chain is compared with a cached one once, however many dispatches read it.
+    """
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self._known: dict[tuple[int, int], tuple[Chain, Chain, bool]] = {}
+        self._limit = limit
+
+    def __call__(self, a: Chain | None, b: Chain | None) -> bool:
+        if a is b:
+            return True
+        if a is None or b is None:
+            return False
+        key = (id(a), id(b))
+        found = self._known.get(key)
+        if found is None:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            found = self._known[key] = (a, b, a == b)  # holding both keeps the ids unique
+        return found[2]
+
+
+@dataclass(slots=True)
+class _NodeEntry:
+    built: _Built
+    generation: int
+
+
+class DispatchCache:
+    """Dispatches per node and key, revalidated when the node's rules change.
+
+    ``built`` counts enumerations, ``reused`` the times a dispatch served a new ruleset or
+    another node without one.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._nodes: dict[tuple[str, tuple[object, ...]], _NodeEntry] = {}
+        self._shared: dict[tuple[object, ...], list[_Built]] = {}
+        self._keep = keep
+        self._same = _ChainEquality()
+        self.built = 0
+        self.reused = 0
+
+    def lookup(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
+               dport: int) -> Dispatch:
+        """The dispatch of new connections with this key under ``kernel``'s current rules."""
+        key = (src, origin, dst, protocol, dport)
+        entry = self._nodes.get((kernel.node, key))
+        if entry is not None:
+            if entry.generation == kernel.generation:
+                return entry.built.dispatch
+            if entry.built.holds_on(kernel, self._same):
+                entry.generation = kernel.generation
+                self.reused += 1
+                return entry.built.dispatch
+        candidates = self._shared.setdefault(key, [])
+        for built in candidates:
+            if built.holds_on(kernel, self._same):
+                self.reused += 1
+                break
+        else:
+            built = self._build(kernel, Packet(src, dst, protocol, dport, origin=origin))
+            candidates.insert(0, built)
+            del candidates[self._keep :]
+        self._nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
+        return built.dispatch
+
+    def _build(self, kernel: Kernel, packet: Packet) -> _Built:
+        ruleset, network = _RecordingRuleset(kernel.ruleset), _RecordingNetwork(kernel.network)
+        dispatch = build_dispatch(ruleset, packet, network, max_paths=kernel.index.max_paths)
+        chains = tuple((t, n, kernel.ruleset.chain(t, n)) for t, n in ruleset.seen)
+        # The walk asks for the outgoing interface to describe its routing step too; the answer
+        # decides nothing unless a rule it read has an ``-o`` match.
+        uses_out = any(r.out_interface is not None for *_, c in chains if c for r in c.rules)
+        answers = tuple(
+            (q, a) for q, a in network.answers.items() if uses_out or q[0] != "out_interface"
+        )
+        self.built += 1
+        return _Built(dispatch, chains, answers)

@@ -1,0 +1,92 @@
+"""Per-attempt randomness: one 64-bit seed per attempt, everything else derived from it.
+
+Every attempt takes one raw 64-bit value from its source node's ``kernel/<node>/statistic``
+stream, in chronological order of the node's attempts. Its statistic draws (the kernel's
+``get_random_u32() & 0x7fffffff`` for each ``-m statistic`` rule reached, in walk order) and the
+uniform that picks its service time are pure functions of that seed: SplitMix64's finaliser
+(Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014) applied to
+``seed + (j + 1) x golden``. So the batched path (a draws matrix, row = attempt) and the
+per-request reference (a draw callable per attempt) see identical values however many draws
+the rules need, and a ruleset change never shifts another attempt's draws.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+_MASK64: Final = (1 << 64) - 1
+_GOLDEN: Final = 0x9E3779B97F4A7C15
+_M1: Final = 0xBF58476D1CE4E5B9
+_M2: Final = 0x94D049BB133111EB
+SERVICE_SLOT: Final = 1 << 20
+"""Index of the service-time uniform in an attempt's sequence (beyond any statistic draw)."""
+
+U64 = npt.NDArray[np.uint64]
+
+
+def _mix(z: U64) -> U64:
+    """SplitMix64's output function on an array (uint64 arithmetic wraps, as in C)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
+
+
+def _mix_int(z: int) -> int:
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * _M1) & _MASK64
+    z = ((z ^ (z >> 27)) * _M2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
+    """The ``(len(seeds), k)`` matrix of 31-bit draws: row i is attempt i's draw sequence."""
+    steps = (np.arange(1, k + 1, dtype=np.uint64) * np.uint64(_GOLDEN)).reshape(1, k)
+    z = _mix(seeds.reshape(-1, 1) + steps)
+    return (z >> np.uint64(33)).astype(np.uint32)
+
+
+def statistic_draw(seed: int, j: int) -> int:
+    """Draw ``j`` (0-based) of the attempt with ``seed``; equal to ``statistic_draws``' cell."""
+    return _mix_int(seed + (j + 1) * _GOLDEN) >> 33
+
+
+class SeedDraws:
+    """A draw source for :func:`~svcsim.netfilter.interpreter.trace`: an attempt's draws."""
+
+    __slots__ = ("_next", "_seed")
+
+    def __init__(self, seed: int) -> None:
+        self._seed = int(seed)
+        self._next = 0
+
+    def __call__(self) -> int:
+        """The next draw."""
+        value = statistic_draw(self._seed, self._next)
+        self._next += 1
+        return value
+
+
+def service_uniforms(seeds: U64) -> npt.NDArray[np.float64]:
+    """The uniform in (0, 1) each attempt's service time is drawn with (53-bit, never 0 or 1)."""
+    z = _mix(seeds + np.uint64((SERVICE_SLOT * _GOLDEN) & _MASK64))
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+class SeedStream:
+    """One node's seeds: the next raw 64-bit outputs of its ``kernel/<node>/statistic`` stream.
+
+    ``take(n)`` returns the same values however the requests are split into calls.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._bits = rng.bit_generator
+
+    def take(self, n: int) -> U64:
+        """The next ``n`` seeds."""
+        if n == 0:
+            return np.empty(0, dtype=np.uint64)
+        raw = self._bits.random_raw(n)
+        return np.asarray(raw, dtype=np.uint64).reshape(n)

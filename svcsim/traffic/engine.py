@@ -1,0 +1,334 @@
+"""The batched traffic engine: anonymous flows resolved for a whole chunk in a few array operations.
+
+Most attempts are *anonymous*: a new TCP connection per request, or a UDP exchange from a fresh
+port, to a Service whose rules are a chain of statistic matches without session affinity. For
+those, the node's dispatch (:class:`~svcsim.netfilter.index.Dispatch`) depends only on the
+source's *class* (which source CIDRs of the ruleset it falls in, and its address type), the
+destination and the protocol; and what each of the dispatch's outcomes leads to (outcome,
+cause, Pod, app) depends only on the state that holds between two control-plane events. So per
+state the engine builds one *group* per (workload, node, source class): the chain's thresholds
+and the classified outcome of each of its endpoints. A chunk is then resolved for all groups
+at once (:mod:`svcsim.traffic.groups`): one draws matrix (row = attempt, from the attempt's
+seed), the first statistic rule whose draw decides (as ``Dispatch.choose``), a gather of the
+classified outcomes, service times by app, and the conntrack lifetimes added to the nodes'
+:class:`~svcsim.traffic.occupancy.OccupancyBook`. No Python code runs per attempt. Dispatches
+come from a :class:`~svcsim.traffic.dispatch.DispatchCache` (exact reuse across syncs and nodes).
+
+While only such attempts are in play, far from a full conntrack table, the engine does not
+even resolve each window between two events: it lets attempts wait until something they
+depend on changes (or a second has passed), then resolves them against the snapshot of the
+state they met, which gives the same records with far fewer, larger batches.
+
+Everything else goes through the shared per-flow path with :class:`IndexPath` (the dispatch
+index's exact ``resolve`` and the node's live recent lists): keep-alive and fixed-port UDP
+workloads, dispatches with recent matches (ClientIP affinity) or not shaped as a chain, and
+every attempt on a node whose conntrack table could fill up within the chunk. Those loops are
+per attempt, and small in the scenarios that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+import numpy.typing as npt
+
+from svcsim.netfilter.index import Dispatch
+from svcsim.netfilter.interpreter import Origin
+from svcsim.netfilter.interpreter import Outcome as NfOutcome
+from svcsim.traffic.attempts import Attempts, Client, Results
+from svcsim.traffic.classify import Resolution, Wait, classify
+from svcsim.traffic.context import ProxyState, TrafficContext
+from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
+from svcsim.traffic.dispatch import DispatchCache
+from svcsim.traffic.draws import SeedDraws, service_uniforms
+from svcsim.traffic.fate import (
+    CAUSE_CODE,
+    OUTCOME_CODE,
+    REFUSED,
+    anonymous_expiry,
+    anonymous_expiry_arrays,
+    finish_arrays,
+)
+from svcsim.traffic.groups import Groups, SourceClasses, Spine, chain_choice, chain_spine
+from svcsim.traffic.occupancy import OccupancyBook
+from svcsim.traffic.spec import WorkloadSpec
+from svcsim.traffic.targets import Dial
+
+I32 = npt.NDArray[np.int32]
+DEFER_MAX_ATTEMPTS = 50_000
+"""Pending attempts at most (expected) before they are resolved anyway."""
+
+
+class IndexPath:
+    """Dispatches from a :class:`DispatchCache` and an occupancy count of anonymous entries."""
+
+    def __init__(self, ctx: TrafficContext, occupancy: OccupancyBook, dispatches: DispatchCache,
+                 node_index: dict[str, int]) -> None:
+        self.ctx = ctx
+        self.occupancy = occupancy
+        self.dispatches = dispatches
+        self.node_index = node_index
+
+    def has_room(self, node: str, t: float, arriving: int) -> bool:
+        """True if ``arriving`` more entries fit in the node's table at ``t``."""
+        table = self.ctx.kernels[node].conntrack
+        if table.max_entries == 0:
+            return True
+        i = self.node_index[node]
+        if self.occupancy.bound(i) + len(table) + arriving <= table.max_entries:
+            return True
+        table.expire(t)
+        return self.occupancy.live(i, t) + len(table) + arriving <= table.max_entries
+
+    def room(self, node: str, t: float) -> bool:
+        """Tracked entries plus anonymous ones stay below the table's maximum."""
+        return self.has_room(node, t, 1)
+
+    def dispatch(
+        self, node: str, src: str, origin: Origin, dial: Dial, seed: int, t: float
+    ) -> NfOutcome:
+        """``Dispatch.resolve`` with the attempt's draws and the node's recent lists."""
+        kernel = self.ctx.kernels[node]
+        found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
+        return found.resolve(SeedDraws(seed), kernel.recent, t)
+
+    def anonymous(
+        self, node: str, client: Client, dial: Dial, res: Resolution, t: float, latency: float
+    ) -> object:
+        """Count the entry until it expires; its expiry is the handle."""
+        timeouts = self.ctx.kernels[node].conntrack.timeouts
+        expiry = anonymous_expiry(dial.protocol, res, t, latency, timeouts)
+        if expiry is not None:
+            self.occupancy.add_one(self.node_index[node], expiry)
+        return expiry
+
+    def reset_anonymous(self, node: str, handle: object, t: float) -> None:
+        """A RST leaves the entry in CLOSE for ``tcp_close_s``."""
+        if isinstance(handle, float):
+            close_s = self.ctx.kernels[node].conntrack.timeouts.tcp_close_s
+            self.occupancy.shorten(self.node_index[node], handle, t + close_s)
+
+
+class TrafficEngine(EngineCore):
+    """Traffic resolved in vectorised batches between control-plane events.
+
+    ``advance_to(t_s)`` resolves every attempt starting in ``[now, t_s)``; ``finish()`` records
+    what is still in flight at the end. See :mod:`svcsim.traffic.core` for the shared rules.
+    """
+
+    def __init__(self, specs: Iterable[WorkloadSpec], ctx: TrafficContext, *,
+                 block_s: float = 1.0, flush_rows: int = 1 << 16) -> None:
+        nodes = sorted(ctx.kernels)
+        self.occupancy = OccupancyBook(len(nodes))
+        self.dispatches = DispatchCache()
+        self._path = IndexPath(ctx, self.occupancy, self.dispatches,
+                               {n: i for i, n in enumerate(nodes)})
+        super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
+        self._groups = Groups()
+        self._gid = np.full((len(self.specs), 0), -2, dtype=np.int32)
+        self._classes: dict[str, tuple[int, SourceClasses]] = {}
+        self._known_sources: list[str] = []
+        self._dispatch_of: dict[tuple[int, int], tuple[int, Dial, str, Dispatch]] = {}
+        self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
+        self._rows: dict[tuple[Dial, NfOutcome, str], dict[str, int]] = {}
+        self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
+        self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
+        self._fail_wait = np.array([s.failure_wait_s("connect") for s in self.specs])
+        timeouts = [ctx.kernels[n].conntrack.timeouts for n in nodes]
+        self._time_wait = np.array([t.tcp_time_wait_s for t in timeouts])
+        self._syn_sent = np.array([t.tcp_syn_sent_s for t in timeouts])
+        self._udp_s = np.array([t.udp_s for t in timeouts])
+        self._deferrable = False
+        self._max_rate = sum(max((r for _, r in s.rate), default=0.0) for s in self.specs)
+        self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
+
+    def conntrack_flushed(self, node: str) -> None:
+        """Forget the node's anonymous entries too (see :meth:`EngineCore.conntrack_flushed`)."""
+        super().conntrack_flushed(node)
+        self.occupancy.clear(self.node_index[node])
+
+    def _untracked_entries(self, node: str, t_s: float) -> int:
+        """The anonymous per-request flows of ``node`` still in the table at ``t_s``."""
+        return self.occupancy.live(self.node_index[node], t_s)
+
+    def _view_changed(self) -> None:
+        self._groups = Groups()
+        self._gid = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+        self._rows.clear()
+        self._shared.clear()
+        # Deferring needs every group of this state built now, while the state holds.
+        self._deferrable = not self._per_flow.any()
+        if self._deferrable:
+            for w in range(len(self.specs)):
+                if self.dials[w] is not None:
+                    for c in self._clients_of[w].tolist():
+                        self._gid[w, c] = self._group_of(w, c)
+            self._deferrable = all(self._groups.fast)
+
+    def _can_defer(self, t_s: float) -> bool:
+        """Only anonymous fast-path traffic, for at most a chunk, far from a full table."""
+        if not self._deferrable:
+            return False
+        expected = self._max_rate * (t_s - self._span_start)
+        if t_s - self._span_start >= CHUNK_MAX_S or expected > DEFER_MAX_ATTEMPTS:
+            return False
+        for node in self._limited:
+            table = self.ctx.kernels[node].conntrack
+            margin = self.occupancy.bound(self.node_index[node]) + len(table) + 2 * expected
+            if margin + 100 >= table.max_entries:
+                return False
+        return True
+
+    # --- groups ---------------------------------------------------------------------------------
+
+    def _representative(self, node: str, src: str) -> str:
+        kernel = self.ctx.kernels[node]
+        cached = self._classes.get(node)
+        if cached is None or cached[0] != kernel.generation:
+            cached = self._classes[node] = (
+                kernel.generation, SourceClasses(kernel.ruleset, kernel.network)
+            )
+        return cached[1].representative(src, self._known_sources)
+
+    def _group_ids(self, chunk: Attempts) -> I32:
+        """The group of each attempt; -1 for the per-flow workloads."""
+        if self._gid.shape[1] < len(self.clients):
+            grown = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+            grown[:, : self._gid.shape[1]] = self._gid
+            self._gid = grown
+        gid = self._gid[chunk.w, chunk.client]
+        missing = gid == -2
+        if missing.any():
+            pairs = {(int(w), int(c)) for w, c in zip(chunk.w[missing], chunk.client[missing],
+                                                      strict=True)}
+            for w, c in sorted(pairs):
+                self._gid[w, c] = self._group_of(w, c)
+            gid = self._gid[chunk.w, chunk.client]
+        return gid
+
+    def _group_of(self, w: int, client_id: int) -> int:
+        if self._per_flow[w]:
+            return -1
+        client = self.clients[client_id]
+        dial = self.dials[w]
+        assert dial is not None
+        kernel = self.ctx.kernels[client.node]
+        # The dispatch stays valid while the node's rules and the dial do (across API changes).
+        memo = self._dispatch_of.get((w, client_id))
+        if memo is None or memo[0] != kernel.generation or memo[1] != dial:
+            rep = self._representative(client.node, client.ip)
+            dispatch = self.dispatches.lookup(kernel, rep, client.origin, dial.ip,
+                                              dial.protocol, dial.port)
+            memo = self._dispatch_of[(w, client_id)] = (kernel.generation, dial, rep, dispatch)
+        _, _, rep, dispatch = memo
+        key = (w, client.node, rep)
+        found = self._groups.keys.get(key)
+        if found is not None:
+            return found
+        # A group is its dispatch's chain and the rows of its outcomes; rows depend on the node
+        # only through kube-proxy's state there. So groups of equal (dispatch, dial, state) are
+        # one group: nodes sharing a dispatch (DispatchCache) share it, built once per state.
+        state = self.ctx.proxy_state(client.node)
+        shared_key = (dispatch, dial, state)
+        found = self._shared.get(shared_key)
+        if found is not None:
+            self._groups.alias(key, found)
+            return found
+        if dispatch in self._spines:
+            spine = self._spines[dispatch]
+        else:
+            spine = self._spines[dispatch] = chain_spine(dispatch)
+        rows = [self._row(o, dial, client.node, state) for o in dispatch.outcomes]
+        fast = spine is not None
+        found = self._shared[shared_key] = self._groups.add(
+            key, self.node_index[client.node], fast,
+            spine if spine is not None else ([], [], [], 0), rows,
+        )
+        return found
+
+    def _row(self, outcome: NfOutcome, dial: Dial, node: str, state: ProxyState
+             ) -> dict[str, int]:
+        """The classified outcome as codes, memoised per state.
+
+        The node only matters through kube-proxy's ``state`` there.
+        """
+        key = (dial, outcome, state)
+        found = self._rows.get(key)
+        if found is not None:
+            return found
+        res = classify(outcome, dial, node, self.ctx)
+        app = -1
+        if res.app is not None:
+            app = self._groups.apps.get(res.app, -1)
+            if app < 0:
+                app = self._groups.apps[res.app] = len(self._groups.service_times)
+                self._groups.service_times.append(self.ctx.service_time_of(res.app))
+        found = self._rows[key] = {
+            "outcome": OUTCOME_CODE[res.outcome], "cause": CAUSE_CODE[res.cause],
+            "endpoint": self.vocab.code(res.endpoint), "pod": self.vocab.code(res.pod),
+            "app": app, "wait": int(res.wait), "accepted": int(res.accepted),
+            "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
+        }  # fmt: skip
+        return found
+
+    # --- resolution -----------------------------------------------------------------------------
+
+    def _resolve(self, chunk: Attempts, nodes: I32, seeds: npt.NDArray[np.uint64]) -> Results:
+        results = Results.blank(len(chunk))
+        gid = self._group_ids(chunk)
+        arrays = self._groups.materialise()
+        fast = gid >= 0
+        if fast.any():
+            fast[fast] = arrays["fast"][gid[fast]]
+        t0 = float(chunk.t[0])
+        counts = np.bincount(nodes, minlength=len(self.nodes))
+        for node in np.flatnonzero(counts).tolist():
+            if not self._path.has_room(self.nodes[node], t0, int(counts[node])):
+                fast[nodes == node] = False  # could fill up: every flow there in order
+        slow = np.flatnonzero(~fast)
+        if len(slow):
+            self._resolve_per_flow(chunk, seeds, slow, results)
+        quick = np.flatnonzero(fast)
+        if len(quick):
+            self._resolve_fast(chunk, nodes, seeds, quick, gid[quick], arrays, results)
+        return results
+
+    def _resolve_fast(self, chunk: Attempts, nodes: I32, seeds: npt.NDArray[np.uint64],
+                      idx: npt.NDArray[np.intp], g: I32, a: dict[str, npt.NDArray[Any]],
+                      results: Results) -> None:
+        oid = a["offset"][g] + chain_choice(a, g, seeds[idx])
+        outcome = a["outcome"][oid].astype(np.int8)
+        cause = a["cause"][oid].astype(np.int8)
+        served = a["served"][oid].astype(np.bool_)
+        w = chunk.w[idx]
+        service_s = np.zeros(len(idx))
+        if served.any():
+            u = service_uniforms(seeds[idx])
+            app = a["app"][oid]
+            for app_id in np.unique(app[served]).tolist():
+                m = app == app_id
+                service_s[m] = self._groups.service_times[app_id].quantile(u[m])
+        fail_wait = np.where(a["wait"][oid] == int(Wait.CONNECT), self._fail_wait[w], 0.0)
+        latency = finish_arrays(outcome, cause, served, service_s, fail_wait,
+                                self._request_timeout[w])
+        results.latency[idx] = latency
+        results.outcome[idx] = outcome
+        results.cause[idx] = cause
+        results.endpoint[idx] = a["endpoint"][oid]
+        results.pod[idx] = a["pod"][oid]
+        results.new_flow[idx] = True
+        results.served[idx] = served
+        tcp = ~self._udp[w]
+        node = nodes[idx]
+        expiry = anonymous_expiry_arrays(
+            tcp, a["accepted"][oid].astype(np.bool_), served, a["refused"][oid].astype(np.bool_),
+            chunk.t[idx], latency, self._time_wait[node], self._syn_sent[node], self._udp_s[node],
+        )
+        held = ~np.isnan(expiry)
+        self.occupancy.add(node[held].astype(np.intp), expiry[held])
+        keep = held & tcp & served
+        if keep.any():
+            results.handle[idx[keep]] = expiry[keep].tolist()

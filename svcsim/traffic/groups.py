@@ -1,0 +1,192 @@
+"""Per-state tables of the batched engine: source classes, statistic chains, classified outcomes.
+
+A *group* is what the batched engine knows about one (workload, node, source class) for the
+state between two control-plane events: the dispatch's chain of statistic rules (thresholds,
+"stop when below" flags, leaf outcomes, final outcome) and each outcome classified into codes.
+:func:`chain_choice` then picks the outcome of attempts of many groups in one array pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from svcsim.netfilter.index import Dispatch, StatisticCondition
+from svcsim.netfilter.interpreter import NodeNetwork
+from svcsim.netfilter.model import AddressMatch, Ruleset
+from svcsim.traffic.draws import statistic_draws
+from svcsim.traffic.spec import ServiceTime
+
+I32 = npt.NDArray[np.int32]
+Spine = tuple[list[int], list[bool], list[int], int]
+"""A chain: thresholds, "stop when below" flags, leaf outcome indices, final outcome index."""
+
+
+class SourceClasses:
+    """Sources that every rule of a node's ruleset treats alike: same signature, same dispatch.
+
+    A walk depends on the source only through ``-s`` matches and ``--src-type`` (besides recent
+    lists, which make a dispatch per-source anyway), so two sources inside the same set of
+    ``-s`` networks and of the same address type on the node have the same dispatch there.
+    :meth:`representative` picks, among ``known`` sources (shared by all nodes, so that nodes
+    ask the same questions and can share dispatches), the first with ``src``'s signature.
+    """
+
+    def __init__(self, ruleset: Ruleset, network: NodeNetwork) -> None:
+        seen: dict[AddressMatch, None] = {}
+        for _, _, rule in ruleset.rules():
+            if rule.source is not None:
+                seen[AddressMatch(rule.source.network)] = None
+        self._matches = tuple(seen)
+        self._network = network
+        self._by_signature: dict[tuple[object, ...], str] = {}
+        self._signatures: dict[str, tuple[object, ...]] = {}
+
+    def signature(self, src: str) -> tuple[object, ...]:
+        """Which ``-s`` networks hold ``src``, and its address type on the node."""
+        found = self._signatures.get(src)
+        if found is None:
+            address = ipaddress.ip_address(src)
+            found = self._signatures[src] = (
+                *(m.matches(address) for m in self._matches),
+                self._network.address_type(address),
+            )
+        return found
+
+    def representative(self, src: str, known: list[str] | None = None) -> str:
+        """The first of ``known`` (then ``src`` itself, added to ``known``) alike to ``src``."""
+        signature = self.signature(src)
+        found = self._by_signature.get(signature)
+        if found is None:
+            pool = known if known is not None else []
+            found = next((r for r in pool if self.signature(r) == signature), None)
+            if found is None:
+                found = src
+                pool.append(src)
+            self._by_signature[signature] = found
+        return found
+
+
+def chain_spine(dispatch: Dispatch) -> Spine | None:
+    """A statistic chain's thresholds, "stop when below" flags, leaves and final outcome.
+
+    Read from the dispatch's paths: in a chain, the path ending at depth ``d`` (``d + 1``
+    conditions) stops there; at the last depth the "matched" path is the leaf and the other
+    is the final outcome. None for anything that is not such a chain.
+    """
+    if not dispatch.is_chain or dispatch.has_recent:
+        return None
+    paths = dispatch.paths
+    k = dispatch.max_draws
+    if k == 0:
+        return ([], [], [], paths[0].outcome) if len(paths) == 1 else None
+    thresholds: list[int] = []
+    below: list[bool] = []
+    leaves: list[int] = []
+    final = -1
+    for depth in range(k):
+        ending = [p for p in paths if len(p.conditions) == depth + 1]
+        if depth < k - 1 and len(ending) == 1:
+            stop = ending[0]
+        elif depth == k - 1 and len(ending) == 2:
+            stop, rest = sorted(ending, key=lambda p: not _last(p.conditions).matched)
+            final = rest.outcome
+        else:
+            return None
+        last = _last(stop.conditions)
+        thresholds.append(last.threshold)
+        below.append(last.matched != last.negated)
+        leaves.append(stop.outcome)
+    return thresholds, below, leaves, final
+
+
+def _last(conditions: Iterable[object]) -> StatisticCondition:
+    last = list(conditions)[-1]
+    assert isinstance(last, StatisticCondition)
+    return last
+
+
+def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.uint64]
+                 ) -> npt.NDArray[np.intp]:
+    """Outcome index (within its group) of each attempt, for attempts of many groups at once.
+
+    ``a`` holds the groups' padded chains (``k``, ``thr``, ``below``, ``leaves``, ``final``);
+    ``g`` is each attempt's group. Like ``Dispatch.choose`` on a chain: the first rule whose
+    draw decides "stop", else the final outcome.
+    """
+    k = a["k"][g]
+    kmax = int(k.max()) if len(k) else 0
+    final: npt.NDArray[np.intp] = a["final"][g]
+    if not kmax:
+        return final
+    draws = statistic_draws(seeds, kmax).astype(np.int64)
+    stop = (draws < a["thr"][g, :kmax]) == a["below"][g, :kmax]
+    stop &= np.arange(kmax) < k[:, None]
+    first = stop.argmax(axis=1)
+    chosen: npt.NDArray[np.intp] = np.where(
+        stop[np.arange(len(g)), first], a["leaves"][g, first], final
+    )
+    return chosen
+
+
+class Groups:
+    """The groups of one state (see the module docstring), also as padded arrays."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[int, str, str], int] = {}
+        self.fast: list[bool] = []
+        self.spines: list[Spine] = []
+        self.offsets: list[int] = []
+        self.node: list[int] = []
+        """The node of the first key naming each group (others may alias it)."""
+        self.columns: dict[str, list[int]] = {
+            k: [] for k in ("outcome", "cause", "endpoint", "pod", "app", "wait", "accepted",
+                            "served", "refused")
+        }
+        self.apps: dict[str, int] = {}
+        self.service_times: list[ServiceTime] = []
+        self.arrays: dict[str, npt.NDArray[Any]] = {}
+
+    def add(self, key: tuple[int, str, str], node: int, fast: bool, spine: Spine,
+            rows: list[dict[str, int]]) -> int:
+        """Register a group: its chain and one row of codes per dispatch outcome; its id."""
+        gid = len(self.fast)
+        self.keys[key] = gid
+        self.fast.append(fast)
+        self.spines.append(spine)
+        self.node.append(node)
+        self.offsets.append(len(self.columns["outcome"]))
+        for row in rows:
+            for name, column in self.columns.items():
+                column.append(row[name])
+        self.arrays = {}
+        return gid
+
+    def alias(self, key: tuple[int, str, str], gid: int) -> None:
+        """Let ``key`` name the existing group ``gid`` (same chain, same rows)."""
+        self.keys[key] = gid
+
+    def materialise(self) -> dict[str, npt.NDArray[Any]]:
+        """Every group's chain padded into matrices, and the outcome rows as columns."""
+        if self.arrays:
+            return self.arrays
+        g = len(self.fast)
+        kmax = max((len(s[0]) for s in self.spines), default=0)
+        thr = np.zeros((g, kmax), dtype=np.int64)
+        below = np.zeros((g, kmax), dtype=np.bool_)
+        leaves = np.zeros((g, kmax), dtype=np.intp)
+        for i, (t, b, leaf, _) in enumerate(self.spines):
+            thr[i, : len(t)], below[i, : len(b)], leaves[i, : len(leaf)] = t, b, leaf
+        self.arrays = {
+            "fast": np.array(self.fast, dtype=np.bool_),
+            "k": np.array([len(s[0]) for s in self.spines], dtype=np.intp),
+            "thr": thr, "below": below, "leaves": leaves,
+            "final": np.array([s[3] for s in self.spines], dtype=np.intp),
+            "offset": np.array(self.offsets, dtype=np.intp),
+            **{name: np.array(col, dtype=np.int64) for name, col in self.columns.items()},
+        }  # fmt: skip
+        return self.arrays

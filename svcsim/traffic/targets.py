@@ -1,0 +1,108 @@
+"""Where a workload's packets go: the address a client dials, and how failures are attributed.
+
+A Pod or host client dials the Service's ClusterIP; an external client dials what reaches the
+cluster from outside through its node (load-balancer IP, NodePort, external IP). A Service
+that is deleted keeps being dialled at its last-known address (clients cache DNS answers), so
+its traffic meets whatever rules the nodes still hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from svcsim.k8s.objects import Service, ServicePort
+from svcsim.netfilter.interpreter import Origin
+from svcsim.proxy.names import ServicePortName
+from svcsim.traffic.spec import (
+    AddressTarget,
+    ExternalSource,
+    HostSource,
+    Protocol,
+    ServiceTarget,
+    Source,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """What a client sends to: address, port, protocol, and the records' ``service`` label.
+
+    ``service`` (``namespace/name``) and ``service_port`` (ServicePortName text) identify the
+    Service for failure attribution; both None for a literal address of no Service.
+    """
+
+    ip: str
+    port: int
+    protocol: Protocol
+    label: str
+    service: str | None
+    service_port: str | None
+
+
+def origin_of(source: Source) -> Origin:
+    """Where the source's packets enter the node."""
+    if isinstance(source, ExternalSource):
+        return "external"
+    return "host" if isinstance(source, HostSource) else "pod"
+
+
+def _pick_port(service: Service, wanted: str | int | None) -> ServicePort | None:
+    for sp in service.ports:
+        if wanted is None or sp.name == wanted or sp.port == wanted:
+            return sp
+    return None
+
+
+def _external_address(
+    service: Service, sp: ServicePort, source: ExternalSource, node_ip: str
+) -> tuple[str, int] | None:
+    lb = [i.ip for i in service.load_balancer_ingress if i.ip and i.ip_mode != "Proxy"]
+    options: dict[str, tuple[str, int] | None] = {
+        "loadbalancer": (lb[0], sp.port) if lb else None,
+        "nodeport": (node_ip, sp.node_port) if sp.node_port else None,
+        "externalip": (service.external_ips[0], sp.port) if service.external_ips else None,
+        "clusterip": (service.cluster_ip, sp.port) if _has_vip(service) else None,
+    }
+    if source.via != "auto":
+        return options[source.via]
+    for choice in ("loadbalancer", "nodeport", "externalip", "clusterip"):
+        if options[choice] is not None:
+            return options[choice]
+    return None
+
+
+def _has_vip(service: Service) -> bool:
+    return service.cluster_ip not in ("", "None")
+
+
+def dial_for(
+    target: ServiceTarget | AddressTarget,
+    source: Source,
+    protocol: Protocol,
+    service: Service | None,
+    node_ip: str,
+) -> Dial | None:
+    """The dial for ``target`` now, or None if the client cannot name an address.
+
+    ``service`` is the API's Service for a :class:`ServiceTarget` (None if absent);
+    ``node_ip`` is the source node's first IP (for NodePorts). A Service port whose protocol
+    is not the workload's is not a match.
+    """
+    if isinstance(target, AddressTarget):
+        spn = target.service_port
+        svc_key = spn.partition(":")[0] if spn else None
+        label = spn or f"{target.ip}:{target.port}/{target.protocol}"
+        return Dial(target.ip, target.port, target.protocol, label, svc_key, spn)
+    if service is None:
+        return None
+    sp = _pick_port(service, target.port)
+    if sp is None or str(sp.protocol).lower() != protocol:
+        return None
+    spn = ServicePortName(service.meta.namespace, service.meta.name, sp.name, sp.protocol).text
+    if isinstance(source, ExternalSource):
+        address = _external_address(service, sp, source, node_ip)
+    else:
+        address = (service.cluster_ip, sp.port) if _has_vip(service) else None
+    if address is None:
+        return None
+    return Dial(address[0], address[1], protocol, spn, service.meta.key, spn)
