@@ -11,6 +11,7 @@ few and come one at a time.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -97,6 +98,27 @@ class Recorder:
         codes (index in declaration order). Arrays are copied, so the caller may reuse buffers.
         Raises :class:`ValueError` naming the column on any mismatch; nothing is appended then.
         """
+        self._add_requests(columns, {})
+
+    def add_requests_coded(
+        self, categories: Mapping[str, Sequence[str]], **columns: npt.ArrayLike
+    ) -> None:
+        """Like :meth:`add_requests`, with some category columns given as codes.
+
+        For each column named in ``categories`` (only ``category`` columns, such as
+        ``workload`` or ``pod``), the array holds integer codes into ``categories[name]``, a
+        sequence of strings, instead of the strings themselves. This skips hashing every row's
+        string: only the categories the codes use are looked at. The frames come out exactly
+        as if the strings had been passed to :meth:`add_requests`.
+        """
+        for name in categories:
+            if name not in self._vocab:
+                raise ValueError(f"add_requests_coded: {name!r} is not a category column")
+        self._add_requests(columns, categories)
+
+    def _add_requests(
+        self, columns: Mapping[str, npt.ArrayLike], categories: Mapping[str, Sequence[str]]
+    ) -> None:
         expected = {c.name for c in REQUESTS}
         if set(columns) != expected:
             missing = sorted(expected - set(columns))
@@ -110,7 +132,12 @@ class Recorder:
         n = lengths.pop() if lengths else 1
         if n == 0:
             return
-        batch = {c.name: self._convert(c, arrays[c.name], n) for c in REQUESTS}
+        batch = {
+            c.name: self._convert(c, arrays[c.name], n)
+            if c.name not in categories
+            else self._recode(c, arrays[c.name], categories[c.name], n)
+            for c in REQUESTS
+        }
         _check_times(batch)
         for name, array in batch.items():
             self._chunks[name].append(array)
@@ -137,6 +164,35 @@ class Recorder:
             return array.astype(dtype, copy=True)
         except ValueError as exc:
             raise ValueError(f"add_requests: column {column.name}: {exc}") from exc
+
+    def _recode(
+        self, column: Column, array: npt.NDArray[np.generic], strings: Sequence[str], n: int
+    ) -> npt.NDArray[Any]:
+        """Map codes into ``strings`` to this recorder's codes (see add_requests_coded)."""
+        try:
+            if array.dtype.kind not in "iu":
+                raise ValueError(f"dtype {array.dtype} does not hold codes")
+            if array.ndim == 0:
+                array = np.broadcast_to(array, (n,))
+            size = len(strings)
+            if array.size and (int(array.min()) < 0 or int(array.max()) >= size):
+                raise ValueError(f"code out of range 0..{size - 1}")
+            array = array.astype(np.intp, copy=False)
+            codes_of = self._vocab[column.name]
+            mapping = np.zeros(size, dtype=np.int32)
+            # Only the strings in use enter the vocabulary (it becomes the categories).
+            for i in np.flatnonzero(np.bincount(array, minlength=size)).tolist():
+                value = strings[i]
+                if not isinstance(value, str):
+                    raise ValueError(f"{value!r} is not a string")
+                code = codes_of.get(value)
+                if code is None:
+                    code = codes_of[value] = len(codes_of)
+                mapping[i] = code
+            recoded: npt.NDArray[Any] = mapping[array]
+            return recoded
+        except ValueError as exc:
+            raise ValueError(f"add_requests_coded: column {column.name}: {exc}") from exc
 
     @staticmethod
     def _encode(

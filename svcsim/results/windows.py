@@ -6,9 +6,10 @@ send times only: the failed attempts of one (service, src_node) pair, in ``t_s``
 wherever two consecutive failures were sent a gap or more apart. How long a failure took to be
 known (a connect timeout, say) never joins two windows; it is kept apart as ``last_end_s``.
 
-The gap is fixed when given, else adaptive per pair (:data:`GAP_INTERARRIVALS` times the pair's
-median spacing between attempts, at least :data:`MIN_GAP_S`), so a pair sending one request a
-second is not cut into a window per failure, and a busy pair's separate outages stay apart.
+The gap is fixed when given, else adaptive per pair (:data:`GAP_SPACINGS` times the median
+spacing between the pair's failures, within [:data:`MIN_GAP_S`, :data:`MAX_GAP_S`]): an outage in
+which one request in ten fails is not cut by chance lulls, and separate outages of a busy pair,
+a second apart, stay apart.
 The computation is sorts, a groupby median and a few array operations, with no Python loop
 over requests, so it runs on millions of rows.
 """
@@ -33,13 +34,14 @@ Without this floor a busy pair (hundreds of requests a second) would get a gap o
 milliseconds and one outage would be cut into many windows by chance lulls between failures.
 """
 
-GAP_INTERARRIVALS: Final = 10
-"""Adaptive gap in typical inter-arrival times: a pause of ten median spacings between attempts
-of a pair without a failure ends that pair's window (never less than :data:`MIN_GAP_S`).
+MAX_GAP_S: Final = 5.0
+"""Largest adaptive gap (seconds): five seconds without a failure always end a window, so a
+pair with a handful of failures minutes apart gets one window per failure, not one long one."""
 
-Ten spacings with no failure while requests keep arriving are strong evidence that the outage
-is over; a sparse sender (1 request a second) then needs 10 s of quiet, not a fixed second.
-"""
+GAP_SPACINGS: Final = 10
+"""Adaptive gap in typical failure spacings: within an outage failures come at some typical
+spacing; a pause of ten median spacings without a failure ends the pair's window (clipped to
+[:data:`MIN_GAP_S`, :data:`MAX_GAP_S`])."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +116,8 @@ def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[
     a window starts at least the gap after the previous window's ``end_s``.
 
     ``gap_s`` fixes the gap (seconds) for every pair. ``None`` (the default) picks it per pair:
-    ``max(MIN_GAP_S, GAP_INTERARRIVALS * median spacing between consecutive attempts of the
-    pair, any outcome)``, and :data:`MIN_GAP_S` for a pair with a single attempt.
+    ``GAP_SPACINGS * median spacing between the pair's consecutive failures``, clipped to
+    [``MIN_GAP_S``, ``MAX_GAP_S``]; :data:`MIN_GAP_S` for a pair with a single failure.
 
     Uses columns t_s, end_s, service, src_node, outcome, cause. Returns the windows sorted by
     (start_s, service, node). Raises :class:`ValueError` if ``gap_s`` is given and not
@@ -142,7 +144,7 @@ def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[
     fk, ft, fe = fk[order], ft[order], fe[order]
     fo, fc = outcome[failed_mask][order], cause[failed_mask][order]
 
-    gap = np.full(len(fk), gap_s) if gap_s is not None else _adaptive_gaps(key, t)[fk]
+    gap = np.full(len(fk), gap_s) if gap_s is not None else _adaptive_gaps(fk, ft)[fk]
     first_of_key = np.r_[True, fk[1:] != fk[:-1]]
     # Send-time gaps only: the previous failure of the same pair, whatever its end_s.
     opens = first_of_key | (ft - np.r_[-np.inf, ft[:-1]] >= gap)
@@ -185,16 +187,16 @@ def _adaptive_gaps(
 ) -> npt.NDArray[np.float64]:
     """Per key value (an index into the result), the adaptive gap in seconds.
 
-    ``max(MIN_GAP_S, GAP_INTERARRIVALS * median spacing)`` over the consecutive attempts of
-    each key, all outcomes; :data:`MIN_GAP_S` for a key with fewer than two attempts.
+    ``GAP_SPACINGS * median spacing`` of each key's consecutive times (its failures), clipped
+    to [``MIN_GAP_S``, ``MAX_GAP_S``]; :data:`MIN_GAP_S` for a key with fewer than two.
     """
     gaps = np.full(int(key.max()) + 1, MIN_GAP_S, dtype=np.float64)
     order = np.lexsort((t, key))
     sk, sorted_t = key[order], t[order]
     same = sk[1:] == sk[:-1]
     spacing = pd.Series(np.diff(sorted_t)[same]).groupby(sk[1:][same]).median()
-    typical = GAP_INTERARRIVALS * spacing.to_numpy(dtype=np.float64)
-    gaps[spacing.index.to_numpy(dtype=np.int64)] = np.fmax(MIN_GAP_S, typical)
+    typical = GAP_SPACINGS * spacing.to_numpy(dtype=np.float64)
+    gaps[spacing.index.to_numpy(dtype=np.int64)] = np.clip(typical, MIN_GAP_S, MAX_GAP_S)
     return gaps
 
 

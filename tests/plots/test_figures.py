@@ -285,8 +285,9 @@ def _requests(rec: Recorder, t: np.ndarray, endpoints: list[str], outcome: str =
 
 def test_many_failure_bursts_get_one_note_instead_of_labels() -> None:
     rec = Recorder()
-    _requests(rec, np.arange(0.0, 60.0, 0.1), ["10.0.0.1:80"])
-    _requests(rec, np.arange(1.0, 60.0, 2.5), ["10.0.0.1:80"], outcome="refused")
+    _requests(rec, np.arange(0.0, 150.0, 0.1), ["10.0.0.1:80"])
+    # Failures 6 s apart: more than the largest adaptive gap (5 s), so each is its own window.
+    _requests(rec, np.arange(1.0, 145.0, 6.0), ["10.0.0.1:80"], outcome="refused")
     run = mem_run(rec)
     assert len(run.windows) == 24
     (main, _) = _axes(outcome_timeline(run))

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svcsim.results.windows import (
-    GAP_INTERARRIVALS,
+    GAP_SPACINGS,
+    MAX_GAP_S,
     MIN_GAP_S,
     FailureWindow,
     failure_windows,
@@ -181,32 +182,33 @@ def test_adaptive_gap_is_half_a_second_under_dense_traffic(pause_s: float, n_win
     assert _spans(windows) == _spans(failure_windows(requests_frame(rows), gap_s=MIN_GAP_S))
 
 
-@pytest.mark.parametrize(("second_at", "n_windows"), [(21.0, 1), (21.9, 1), (22.0, 2), (30.0, 2)])
-def test_adaptive_gap_is_ten_seconds_at_one_request_per_second(
+@pytest.mark.parametrize(("second_at", "n_windows"), [(16.0, 1), (16.9, 1), (17.0, 2), (30.0, 2)])
+def test_adaptive_gap_follows_failure_spacing_capped_at_five_seconds(
     second_at: float, n_windows: int
 ) -> None:
-    # One request a second: the median spacing is 1 s, so the gap is exactly 10 s.
+    # Failures one second apart: ten spacings are 10 s, capped at MAX_GAP_S = 5 s.
     t = np.sort(np.r_[np.arange(0.0, 60.0), second_at])
     failing = ((t >= 10.0) & (t <= 12.0)) | (t == second_at)
     windows = failure_windows(requests_frame(_traffic(N1, t, failing)))
     assert len(windows) == n_windows
     assert windows[0].start_s == 10.0
     assert windows[-1].end_s == second_at
-    assert GAP_INTERARRIVALS * 1.0 == 10.0
+    assert min(GAP_SPACINGS * 1.0, MAX_GAP_S) == 5.0
 
 
 def test_adaptive_gap_is_chosen_per_service_and_node() -> None:
-    # The same failure pattern (two failures 3 s apart) splits on a busy node, joins on a quiet one.
-    busy = np.arange(0, 2000) / 100  # 100 requests a second: gap 0.5 s
-    quiet = np.arange(0.0, 20.0)  # 1 request a second: gap 10 s
-    rows = _traffic(N1, busy, np.isin(busy, [5.0, 8.0]))
-    rows += _traffic(N2, quiet, np.isin(quiet, [5.0, 8.0]))
+    # N1 fails in a quick burst then once more: spacing 0.1 s, gap 1 s, so the late failure
+    # is a window of its own. N2 fails once a second: gap 5 s, one window.
+    busy = np.arange(0, 2000) / 100
+    quiet = np.arange(0.0, 20.0)
+    rows = _traffic(N1, busy, np.isin(busy, [5.0, 5.1, 5.2, 8.0]))
+    rows += _traffic(N2, quiet, np.isin(quiet, [5.0, 6.0, 7.0, 8.0]))
     rows += [(SVC_B, N2, 4.0, 0.01, *REFUSED)]  # a pair with a single attempt: gap 0.5 s
     windows = failure_windows(requests_frame(rows))
     assert _spans(windows) == [
         (SVC_B, N2, 4.0, 4.0, 4.01, 1),
-        (SVC_A, N1, 5.0, 5.0, 5.01, 1),
-        (SVC_A, N2, 5.0, 8.0, 8.01, 2),
+        (SVC_A, N1, 5.0, 5.2, 5.21, 3),
+        (SVC_A, N2, 5.0, 8.0, 8.01, 4),
         (SVC_A, N1, 8.0, 8.0, 8.01, 1),
     ]
 
@@ -264,14 +266,14 @@ _rows = st.lists(
 )
 
 
-def _reference_gap(sent_at: np.ndarray, gap_s: float | None) -> float:
-    """The gap of a pair whose attempts were sent at ``sent_at`` (sorted), the obvious way."""
+def _reference_gap(failed_at: np.ndarray, gap_s: float | None) -> float:
+    """The gap of a pair whose failures were sent at ``failed_at`` (sorted), the obvious way."""
     if gap_s is not None:
         return gap_s
-    spacing = np.diff(sent_at)
+    spacing = np.diff(failed_at)
     if not spacing.size:
         return MIN_GAP_S
-    return max(MIN_GAP_S, GAP_INTERARRIVALS * float(np.median(spacing)))
+    return min(MAX_GAP_S, max(MIN_GAP_S, GAP_SPACINGS * float(np.median(spacing))))
 
 
 @settings(max_examples=150, deadline=None)
@@ -300,7 +302,10 @@ def test_windows_partition_failures_by_send_time_gaps(
         key: np.sort(g["t_s"].to_numpy())
         for key, g in frame.groupby(["service", "src_node"], observed=True)
     }
-    gaps = {key: _reference_gap(t, gap_s) for key, t in sent_at.items()}
+    gaps = {
+        key: _reference_gap(np.sort(g["t_s"].to_numpy()), gap_s)
+        for key, g in failed.groupby(["service", "src_node"], observed=True)
+    }
     by_key: dict[tuple[str, str], list[FailureWindow]] = {}
     for w in windows:
         key = (w.service, w.node)
