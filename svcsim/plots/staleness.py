@@ -2,17 +2,22 @@
 
 Derivation (:func:`stale_intervals`), from the ``events`` and ``syncs`` tables only:
 
-* **Stale after an update.** An EndpointSlice update at API time ``u`` leaves a node's rules
-  stale from ``u`` until the end of the sync that installed it. A successful sync ending at
-  ``e`` with ``programming_latency_s`` ``L`` applied a change triggered at ``e - L``, its oldest
-  (kube-proxy observes ``network_programming_duration_seconds`` for each applied change from
-  the slice's ``endpoints.kubernetes.io/last-change-trigger-time`` and ignores trigger times
-  from before it started: pkg/proxy/endpointschangetracker.go ``EndpointSliceUpdate``,
-  pkg/proxy/iptables/proxier.go ``syncProxyRules``). So the node still lacked the API state
-  of time ``u`` until the end of the *last* successful sync that starts at or after ``u`` and
-  applied a change triggered at or before ``u``. When no sync says so (a deleted slice
-  carries no trigger time), the first successful sync from ``u`` on that reports a latency or
-  is full ends the interval; on a node whose syncs never report a latency, its first
+* **Stale after an update, exactly.** Each sync records ``applied_through_s``: the API time of
+  the newest change in the state it compiled. An EndpointSlice update at API time ``u`` leaves
+  a node's rules stale from ``u`` until the end of that node's first successful sync with
+  ``applied_through_s >= u`` (rules take effect when a sync ends). Runs without that column
+  fall back to the estimate below.
+* **Stale after an update, estimated.** An EndpointSlice update at API time ``u`` leaves a
+  node's rules stale from ``u`` until the end of the sync that installed it. A successful sync
+  ending at ``e`` with ``programming_latency_s`` ``L`` applied a change triggered at ``e - L``,
+  its oldest (kube-proxy observes ``network_programming_duration_seconds`` for each applied
+  change from the slice's ``endpoints.kubernetes.io/last-change-trigger-time`` and ignores
+  trigger times from before it started: pkg/proxy/endpointschangetracker.go
+  ``EndpointSliceUpdate``, pkg/proxy/iptables/proxier.go ``syncProxyRules``). So the node still
+  lacked the API state of time ``u`` until the end of the *last* successful sync that starts at
+  or after ``u`` and applied a change triggered at or before ``u``. When no sync says so (a
+  deleted slice carries no trigger time), the first successful sync from ``u`` on that reports a
+  latency or is full ends the interval; on a node whose syncs never report a latency, its first
   successful sync from ``u`` on. Rules take effect when a sync ends (iptables-restore is
   atomic), hence sync *ends*. Failed syncs (a blocked xtables lock) end nothing, so they
   lengthen the interval. No such sync before the end of the run: stale until the end.
@@ -78,6 +83,17 @@ def programmed_at(
     ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
     start = ok["start_s"].to_numpy(dtype=np.float64)
     end = ok["end_s"].to_numpy(dtype=np.float64)
+    known = "applied_through_s" in ok
+    through = ok["applied_through_s"].to_numpy(dtype=np.float64) if known else np.array([np.nan])
+    if known and len(through) and np.isfinite(through).all():
+        # Exact: the first successful sync whose state included the update installed it.
+        order = np.argsort(end, kind="stable")
+        best = np.maximum.accumulate(through[order])
+        first = np.searchsorted(best, updates, side="left")
+        found = first < len(order)
+        out = np.full(len(updates), span_s, dtype=np.float64)
+        out[found] = end[order][first[found]]
+        return np.maximum(out, updates)
     latency = ok["programming_latency_s"].to_numpy(dtype=np.float64)
     oldest = end - latency  # NaN where the sync applied no change with a trigger time
     full = np.asarray(ok["full"], dtype=bool)

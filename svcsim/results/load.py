@@ -68,7 +68,8 @@ class Run:
             object (str); detail (str).
         syncs: one row per kube-proxy sync: node (category); start_s, end_s, duration_s
             (float64, s); full (bool); ok (bool); rules_written (int64, count);
-            programming_latency_s (float64, s, NaN if the sync applied no change).
+            programming_latency_s (float64, s, NaN if the sync applied no change);
+            applied_through_s (float64, s: API time of the newest change it applied).
         conntrack: samples: t_s (float64, s); node (category); entries, max_entries
             (int64, count).
         windows: failure windows (windows.json), sorted by start_s: requests SENT from

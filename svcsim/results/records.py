@@ -254,11 +254,13 @@ class Recorder:
         ok: bool,
         rules_written: int,
         programming_latency_s: float = math.nan,
+        applied_through_s: float = math.nan,
     ) -> None:
         """Append one kube-proxy sync; ``duration_s`` is derived as ``end_s - start_s``.
 
         ``programming_latency_s`` is NaN when the sync applied no change with a trigger time
         (and for failed syncs, which upstream does not observe either).
+        ``applied_through_s``: the API time of the newest change the sync's state included.
         """
         if end_s < start_s:
             raise ValueError(f"add_sync: end_s {end_s!r} before start_s {start_s!r}")
@@ -272,6 +274,7 @@ class Recorder:
             ("ok", bool(ok)),
             ("rules_written", int(rules_written)),
             ("programming_latency_s", float(programming_latency_s)),
+            ("applied_through_s", float(applied_through_s)),
         ):
             rows[name].append(value)
 

@@ -211,6 +211,13 @@ SYNCS: Final[tuple[Column, ...]] = (
         "Max over the changes this sync applied of end_s − last-change-trigger-time "
         "(network_programming_duration_seconds); NaN if none.",
     ),
+    _c(
+        "applied_through_s",
+        _F,
+        "s",
+        "API time of the newest Service/EndpointSlice change in the state this sync compiled: "
+        "it applied every change the API server accepted up to then; NaN if unknown.",
+    ),
 )
 """Columns of the ``syncs`` table, one row per kube-proxy sync."""
 

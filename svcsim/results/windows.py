@@ -38,9 +38,9 @@ MAX_GAP_S: Final = 5.0
 """Largest adaptive gap (seconds): five seconds without a failure always end a window, so a
 pair with a handful of failures minutes apart gets one window per failure, not one long one."""
 
-GAP_SPACINGS: Final = 10
+GAP_SPACINGS: Final = 20
 """Adaptive gap in typical failure spacings: within an outage failures come at some typical
-spacing; a pause of ten median spacings without a failure ends the pair's window (clipped to
+spacing; a pause of twenty median spacings without a failure ends the pair's window (clipped to
 [:data:`MIN_GAP_S`, :data:`MAX_GAP_S`])."""
 
 

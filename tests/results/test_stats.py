@@ -254,6 +254,7 @@ def test_programming_latency_per_node() -> None:
                 "ok": [True, True, True, True, False],
                 "rules_written": [1] * 5,
                 "programming_latency_s": [np.nan, 1.0, 2.0, 4.0, np.nan],
+                "applied_through_s": [0.0, 1.0, 2.0, 3.0, 4.0],
             }
         ),
         "syncs",

@@ -172,7 +172,7 @@ def _traffic(node: str, t: np.ndarray, failing: np.ndarray) -> list[Row]:
 
 @pytest.mark.parametrize(("pause_s", "n_windows"), [(0.4, 1), (0.6, 2)])
 def test_adaptive_gap_is_half_a_second_under_dense_traffic(pause_s: float, n_windows: int) -> None:
-    # 100 requests a second: ten spacings are 0.1 s, so the 0.5 s floor decides.
+    # 100 requests a second: twenty spacings are 0.2 s, so the 0.5 s floor decides.
     t = np.arange(0, 1000) / 100
     failing = ((t >= 2.0) & (t < 3.0)) | ((t >= 3.0 + pause_s) & (t < 4.0 + pause_s))
     rows = _traffic(N1, t, failing)
@@ -186,7 +186,7 @@ def test_adaptive_gap_is_half_a_second_under_dense_traffic(pause_s: float, n_win
 def test_adaptive_gap_follows_failure_spacing_capped_at_five_seconds(
     second_at: float, n_windows: int
 ) -> None:
-    # Failures one second apart: ten spacings are 10 s, capped at MAX_GAP_S = 5 s.
+    # Failures one second apart: twenty spacings are 20 s, capped at MAX_GAP_S = 5 s.
     t = np.sort(np.r_[np.arange(0.0, 60.0), second_at])
     failing = ((t >= 10.0) & (t <= 12.0)) | (t == second_at)
     windows = failure_windows(requests_frame(_traffic(N1, t, failing)))
@@ -197,7 +197,7 @@ def test_adaptive_gap_follows_failure_spacing_capped_at_five_seconds(
 
 
 def test_adaptive_gap_is_chosen_per_service_and_node() -> None:
-    # N1 fails in a quick burst then once more: spacing 0.1 s, gap 1 s, so the late failure
+    # N1 fails in a quick burst then once more: spacing 0.1 s, gap 2 s, so the late failure
     # is a window of its own. N2 fails once a second: gap 5 s, one window.
     busy = np.arange(0, 2000) / 100
     quiet = np.arange(0.0, 20.0)
