@@ -79,7 +79,14 @@ def run_scenario(
 
     frames = world.recorder.frames()
     windows = failure_windows(frames["requests"])
-    intervals = stable_intervals(world.endpoint_sets, end_s=sc.duration_s)
+    sets = frames["endpoint_sets"]
+    changes = [
+        (t, node, service, [e for e in text.split(",") if e])
+        for t, node, service, text in zip(
+            sets["t_s"], sets["node"], sets["service"], sets["endpoints"], strict=True
+        )
+    ]
+    intervals = stable_intervals(changes, end_s=sc.duration_s)
     summary = build_summary(frames, windows, seed=chosen, intervals=intervals)
     manifest = _manifest(loaded, chosen, sorted(world.stream_names()), wall_s)
     preview = Run.from_frames(out, manifest, frames, summary, windows)

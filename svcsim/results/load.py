@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from svcsim.results.runfolder import (
     WINDOWS,
     RunFolderError,
 )
-from svcsim.results.schema import conform
+from svcsim.results.schema import conform, empty_frame
 from svcsim.results.stats import endpoint_shares
 from svcsim.results.windows import FailureWindow
 
@@ -84,6 +84,10 @@ class Run:
         endpoints: per service and endpoint: service, endpoint; requests (int64, count of
             routed attempts); share (float64, fraction of the service's routed attempts).
         figures: figure name (file stem) -> path of its PNG.
+        endpoint_sets: each change of the endpoint set a node's rules spread a Service's
+            ClusterIP traffic over: t_s (float64, s, when the rules took it); node, service
+            (category); endpoints (str: sorted "IP:port" list, comma-separated; "" for none).
+            Endpoints held but never reached appear in ``endpoints`` with 0 requests.
     """
 
     path: Path
@@ -96,6 +100,7 @@ class Run:
     windows: pd.DataFrame
     endpoints: pd.DataFrame
     figures: dict[str, Path]
+    endpoint_sets: pd.DataFrame = field(default_factory=lambda: empty_frame("endpoint_sets"))
 
     @classmethod
     def from_frames(
@@ -117,8 +122,11 @@ class Run:
             syncs=tables["syncs"],
             conntrack=tables["conntrack"],
             windows=_windows_frame([w.to_dict() for w in windows]),
-            endpoints=endpoint_shares(tables["requests"]),
+            endpoints=endpoint_shares(
+                tables["requests"], endpoint_sets=tables["endpoint_sets"]
+            ),
             figures={},
+            endpoint_sets=tables["endpoint_sets"],
         )
 
 
@@ -175,8 +183,9 @@ def load(path: str | os.PathLike[str]) -> Run:
         syncs=tables["syncs"],
         conntrack=tables["conntrack"],
         windows=window_frame,
-        endpoints=endpoint_shares(tables["requests"]),
+        endpoints=endpoint_shares(tables["requests"], endpoint_sets=tables["endpoint_sets"]),
         figures=figures,
+        endpoint_sets=tables["endpoint_sets"],
     )
 
 

@@ -11,7 +11,7 @@ few and come one at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -80,7 +80,7 @@ class Recorder:
         }
         self._n_requests = 0
         self._rows: dict[str, dict[str, list[object]]] = {
-            table: {c.name: [] for c in TABLES[table]} for table in ("events", "syncs", "conntrack")
+            table: {c.name: [] for c in TABLES[table]} for table in TABLES if table != "requests"
         }
 
     @property
@@ -275,6 +275,19 @@ class Recorder:
             ("rules_written", int(rules_written)),
             ("programming_latency_s", float(programming_latency_s)),
             ("applied_through_s", float(applied_through_s)),
+        ):
+            rows[name].append(value)
+
+    def add_endpoint_set(
+        self, t_s: float, node: str, service: str, endpoints: Iterable[str]
+    ) -> None:
+        """Append a change of the endpoint set ``node``'s rules spread ``service`` over."""
+        rows = self._rows["endpoint_sets"]
+        for name, value in (
+            ("t_s", float(t_s)),
+            ("node", str(node)),
+            ("service", str(service)),
+            ("endpoints", ",".join(sorted(endpoints))),
         ):
             rows[name].append(value)
 

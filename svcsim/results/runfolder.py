@@ -58,7 +58,7 @@ __all__ = [
     "write_run",
 ]
 
-RUN_FORMAT: Final = 1
+RUN_FORMAT: Final = 2
 """Version of the folder layout, stored as ``run_format`` in manifest.json."""
 
 MANIFEST: Final = "manifest.json"

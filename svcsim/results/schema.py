@@ -229,8 +229,28 @@ CONNTRACK: Final[tuple[Column, ...]] = (
 )
 """Columns of the ``conntrack`` table (samples)."""
 
+ENDPOINT_SETS: Final[tuple[Column, ...]] = (
+    _c("t_s", _F, "s", "When the node's rules took this set (the end of a sync)."),
+    _c("node", _CAT, "", "Node whose rules changed."),
+    _c("service", _CAT, "", 'Service port, "namespace/name:port".'),
+    _c(
+        "endpoints",
+        _S,
+        "",
+        'The "IP:port" endpoints a Pod\'s ClusterIP traffic is spread over from t_s on, sorted '
+        'and comma-separated; "" for none.',
+    ),
+)
+"""Columns of the ``endpoint_sets`` table: each change of a node's endpoint set per Service."""
+
 TABLES: Final[Mapping[str, tuple[Column, ...]]] = MappingProxyType(
-    {"requests": REQUESTS, "events": EVENTS, "syncs": SYNCS, "conntrack": CONNTRACK}
+    {
+        "requests": REQUESTS,
+        "events": EVENTS,
+        "syncs": SYNCS,
+        "conntrack": CONNTRACK,
+        "endpoint_sets": ENDPOINT_SETS,
+    }
 )
 """Every record table by name, in a fixed order."""
 

@@ -44,16 +44,45 @@ def _count(routed: pd.DataFrame, keys: list[str], within: list[str]) -> pd.DataF
     return counts
 
 
-def endpoint_shares(requests: pd.DataFrame, *, new_flow_only: bool = False) -> pd.DataFrame:
+def endpoint_shares(
+    requests: pd.DataFrame,
+    *,
+    new_flow_only: bool = False,
+    endpoint_sets: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Attempts per (service, endpoint) and each endpoint's share of its Service's attempts.
 
     Counts attempts whose ``endpoint`` is not ``""`` (any outcome: a failed attempt still went
     where the rules sent it); with ``new_flow_only``, only attempts that created a conntrack
-    entry. Returns columns service (str), endpoint (str), requests (int64), share (float64,
-    in [0, 1], summing to 1 per service), sorted by service then endpoint.
+    entry. With ``endpoint_sets`` (the ``endpoint_sets`` table), endpoints some node's rules
+    held but that got no attempt are listed too, with 0 (an endpoint nobody reaches is news).
+    Returns columns service (str), endpoint (str), requests (int64), share (float64, in
+    [0, 1], summing to 1 per service with attempts), sorted by service then endpoint.
     """
     routed = _routed(requests, new_flow_only)[["service", "endpoint"]]
-    return _count(routed, ["service", "endpoint"], ["service"])
+    counted = _count(routed, ["service", "endpoint"], ["service"])
+    if endpoint_sets is None or not len(endpoint_sets):
+        return counted
+    held = {
+        (str(service), endpoint)
+        for service, text in zip(endpoint_sets["service"], endpoint_sets["endpoints"], strict=True)
+        for endpoint in str(text).split(",")
+        if endpoint
+    }
+    seen = set(zip(counted["service"], counted["endpoint"], strict=True))
+    missing = sorted(held - seen)
+    if not missing:
+        return counted
+    zeros = pd.DataFrame(
+        {
+            "service": [s for s, _ in missing],
+            "endpoint": [e for _, e in missing],
+            "requests": np.zeros(len(missing), dtype=np.int64),
+            "share": np.zeros(len(missing), dtype=np.float64),
+        }
+    )
+    both = pd.concat([counted, zeros], ignore_index=True)
+    return both.sort_values(["service", "endpoint"], kind="stable").reset_index(drop=True)
 
 
 def shares_over_time(

@@ -105,7 +105,8 @@ def build_summary(
     failed = requests.loc[(requests["outcome"] != Outcome.OK.value).to_numpy(dtype=bool)]
     by_cause = _counts(failed["cause"], [c.value for c in Cause])
     endpoints: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in endpoint_shares(requests).itertuples(index=False):
+    shares = endpoint_shares(requests, endpoint_sets=frames.get("endpoint_sets"))
+    for row in shares.itertuples(index=False):
         endpoints.setdefault(row.service, {})[row.endpoint] = {
             "requests": int(row.requests),
             "share": float(row.share),

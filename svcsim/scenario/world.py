@@ -25,7 +25,6 @@ import simpy
 from svcsim.k8s.objects import Service
 from svcsim.proxy.endpoints import categorize_endpoints
 from svcsim.results.records import Recorder
-from svcsim.results.stats import EndpointSetChange
 from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
@@ -80,9 +79,6 @@ class World:
         self.service_times: dict[str, ServiceTime] = {}
         self.outside_hosts: dict[str, str] = {}
         self._proxy_changes = 0
-        self.endpoint_sets: list[EndpointSetChange] = []
-        """Each change of the endpoint set a node's rules send a Service port's ClusterIP
-        traffic to (for the uniformity tests over stable intervals)."""
         self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
 
     # --- assembly -------------------------------------------------------------------------------
@@ -117,9 +113,7 @@ class World:
             key = (node, spn.text)
             if self._last_sets.get(key) != endpoints:
                 self._last_sets[key] = endpoints
-                self.endpoint_sets.append(
-                    EndpointSetChange(view.installed_at_s, node, spn.text, endpoints)
-                )
+                self._recorder.add_endpoint_set(view.installed_at_s, node, spn.text, endpoints)
 
     def proxy_changed(self) -> None:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""

@@ -17,7 +17,7 @@ import pytest
 from svcsim.results import runfolder
 from svcsim.results.load import load
 from svcsim.results.records import Recorder
-from svcsim.results.runfolder import RunFolderError, write_run
+from svcsim.results.runfolder import RUN_FORMAT, RunFolderError, write_run
 from svcsim.results.stats import stable_intervals
 from svcsim.results.summary import build_summary, dumps_json
 from svcsim.results.windows import failure_windows
@@ -74,6 +74,7 @@ def test_writes_every_file_and_summary_keys(tmp_path: Path) -> None:
     out = write_run(tmp_path / "run", {"seed": 42}, frames, summary, {"shares": PNG})
     assert sorted(_files(out)) == [
         "conntrack.parquet",
+        "endpoint_sets.parquet",
         "events.parquet",
         "figures/shares.png",
         "manifest.json",
@@ -99,7 +100,7 @@ def test_writes_every_file_and_summary_keys(tmp_path: Path) -> None:
     assert written["uniformity"]["default/web:80"]["dof"] == 1
     window = written["failure_windows"][0]
     assert {"service", "start_s", "end_s", "failed", "cause", "node", "outcomes"} <= set(window)
-    assert json.loads((out / "manifest.json").read_text()) == {"seed": 42, "run_format": 1}
+    assert json.loads((out / "manifest.json").read_text()) == {"seed": 42, "run_format": RUN_FORMAT}
 
 
 def test_same_data_gives_byte_identical_files(tmp_path: Path) -> None:
