@@ -1,0 +1,1 @@
+"""Tests of the scenarios shipped in ``scenarios/``."""
