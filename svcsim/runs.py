@@ -24,6 +24,7 @@ from svcsim.results import (
     failure_windows,
     load,
     stable_intervals,
+    write_failed_run,
     write_run,
 )
 from svcsim.scenario.build import build_world
@@ -72,9 +73,16 @@ def run_scenario(
     chosen = seed if seed is not None else sc.seed if sc.seed is not None else draw_seed()
     out = Path(out_dir) if out_dir is not None else default_out_dir(loaded, chosen)
     started = time.perf_counter()
-    built = build_world(loaded, chosen)
-    world = built.world
-    world.run(progress)
+    try:
+        world = build_world(loaded, chosen).world
+        world.run(progress)
+    except Exception as exc:
+        # A bug or an impossible scenario: keep the evidence, in a folder that never looks
+        # complete (Ctrl-C, a BaseException, writes nothing at all).
+        wall_s = time.perf_counter() - started
+        failed = _manifest(loaded, chosen, [], wall_s, exception=f"{type(exc).__name__}: {exc}")
+        write_failed_run(out, failed, overwrite=overwrite)
+        raise
     wall_s = time.perf_counter() - started
 
     frames = world.recorder.frames()
@@ -98,7 +106,12 @@ def run_scenario(
 
 
 def _manifest(
-    loaded: LoadedScenario, seed: int, streams: list[str], wall_s: float
+    loaded: LoadedScenario,
+    seed: int,
+    streams: list[str],
+    wall_s: float,
+    *,
+    exception: str | None = None,
 ) -> dict[str, Any]:
     sc = loaded.scenario
     return {
@@ -116,7 +129,7 @@ def _manifest(
             "python": platform.python_version(),
         },
         "wall_time_s": round(wall_s, 3),
-        "exception": None,
+        "exception": exception,
     }
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from svcsim import runs
 from svcsim.cli.main import app
 from svcsim.cli.run import builtin_scenario
-from svcsim.results import load
+from svcsim.results import RunFolderError, load
 from svcsim.runs import run_scenario
 
 ROLLING = Path(__file__).resolve().parents[1] / "scenarios" / "rolling-update.yaml"
@@ -118,3 +118,21 @@ def test_cli_run_bad_scenario_lists_every_problem(tmp_path: Path) -> None:
     assert len(lines) >= 2
     assert any(line.startswith(f"{bad}:8: workloads[0].rate") for line in lines)
     assert all(line.startswith(f"{bad}:") for line in lines)
+
+
+def test_a_crashing_simulation_keeps_its_exception_in_an_incomplete_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from svcsim.scenario.world import World
+
+    def explode(self: World, progress: object = None) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(World, "run", explode)
+    with pytest.raises(ZeroDivisionError):
+        run_scenario(ROLLING, seed=1, out_dir=tmp_path / "x")
+    manifest = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert manifest["exception"] == "ZeroDivisionError: simulated bug"
+    assert manifest["seed"] == 1
+    with pytest.raises(RunFolderError, match="the run failed: ZeroDivisionError: simulated bug"):
+        load(tmp_path / "x")

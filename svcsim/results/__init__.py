@@ -7,7 +7,7 @@ back for the CLI, plots and notebooks.
 
 from svcsim.results.load import Run, load
 from svcsim.results.records import Recorder
-from svcsim.results.runfolder import RunFolderError, write_run
+from svcsim.results.runfolder import RunFolderError, write_failed_run, write_run
 from svcsim.results.schema import TABLES, Cause, Column, EventKind, Outcome, conform
 from svcsim.results.stats import (
     EndpointSetChange,
@@ -41,5 +41,6 @@ __all__ = [
     "shares_over_time",
     "stable_intervals",
     "uniformity_tests",
+    "write_failed_run",
     "write_run",
 ]

@@ -148,6 +148,10 @@ def load(path: str | os.PathLike[str]) -> Run:
     if PARTIAL_MARK in root.name:
         raise fail("an interrupted write left this temporary directory")
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing and (root / MANIFEST).is_file():
+        failed = _read_json(root / MANIFEST, fail)
+        if isinstance(failed, dict) and failed.get("exception"):
+            raise fail(f"the run failed: {failed['exception']}")
     if missing:
         raise fail(f"{', '.join(missing)} missing")
     manifest = _read_json(root / MANIFEST, fail)

@@ -55,6 +55,7 @@ __all__ = [
     "WINDOWS",
     "RunFolderError",
     "build_summary",
+    "write_failed_run",
     "write_run",
 ]
 
@@ -152,6 +153,31 @@ def write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(out.parent)
+    return out
+
+
+def write_failed_run(
+    out_dir: str | os.PathLike[str], manifest: Mapping[str, Any], *, overwrite: bool = False
+) -> Path:
+    """Write the folder of a run that raised: only its manifest, naming the exception.
+
+    Written atomically like :func:`write_run`, but it holds no summary, so it never looks
+    complete: :func:`~svcsim.results.load.load` refuses it and quotes the exception.
+    """
+    out = Path(out_dir)
+    if _non_empty(out) and not overwrite:
+        raise RunFolderError(f"{out}: run folder exists and is not empty (use overwrite)")
+    text = dumps_json({**manifest, "run_format": RUN_FORMAT})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL_MARK}", dir=out.parent))
+    try:
+        _write_bytes(tmp / MANIFEST, text.encode())
+        _fsync_dir(tmp)
+        tmp.chmod(0o755)
+        _install(tmp, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
