@@ -12,10 +12,14 @@ Rule arguments are parsed by :func:`svcsim.netfilter.parse.parse_rule`, re-expor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
 from svcsim.netfilter.parse import IptablesSyntaxError, parse_rule, tokenize
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 __all__ = [
     "IptablesSyntaxError",
@@ -90,13 +94,19 @@ class RulesetBuilder:
         self._policies[table, chain] = policy
 
     def build(self) -> Ruleset:
-        """The frozen ruleset."""
-        return Ruleset(
+        """The frozen ruleset.
+
+        Chains, tables and rulesets equal to ones built before (same names, same rule
+        *objects*) come back as those very objects (see :func:`_intern`), so rulesets that
+        share chains compare by identity, and 20 nodes holding the same rules hold them once.
+        """
+        policies = self._policies
+        return _intern_ruleset(
             tuple(
-                Table(
+                _intern_table(
                     t,
                     tuple(
-                        Chain(name, tuple(rules), self._policies.get((t, name)))
+                        _intern_chain(name, tuple(rules), policies.get((t, name)))
                         for name, rules in chains.items()
                     ),
                 )
@@ -116,6 +126,41 @@ class RulesetBuilder:
                 if chain.policy is not None:
                     builder._policies[table.name, chain.name] = chain.policy
         return builder
+
+
+_chains: dict[tuple[str, str | None, tuple[int, ...]], Chain] = {}
+_tables: dict[tuple[str, tuple[int, ...]], Table] = {}
+_rulesets: dict[tuple[int, ...], Ruleset] = {}
+
+
+def _intern(cache: dict[_K, _V], key: _K, make: Callable[[], _V], limit: int) -> _V:
+    """The value cached under ``key``, made and cached on first use.
+
+    Keys name the parts by ``id``; the cached value holds those parts, so while it is cached
+    no other object can take their ids and a key hit means the very same parts. Frozen values
+    built from the same parts are equal, so handing out the cached one changes no result.
+    Beyond ``limit`` entries the oldest is dropped (tables and rulesets are big).
+    """
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= limit:
+            del cache[next(iter(cache))]
+        found = cache[key] = make()
+    return found
+
+
+def _intern_chain(name: str, rules: tuple[Rule, ...], policy: str | None) -> Chain:
+    return _intern(
+        _chains, (name, policy, tuple(map(id, rules))), lambda: Chain(name, rules, policy), 1 << 16
+    )
+
+
+def _intern_table(name: str, chains: tuple[Chain, ...]) -> Table:
+    return _intern(_tables, (name, tuple(map(id, chains))), lambda: Table(name, chains), 512)
+
+
+def _intern_ruleset(tables: tuple[Table, ...]) -> Ruleset:
+    return _intern(_rulesets, tuple(map(id, tables)), lambda: Ruleset(tables), 1024)
 
 
 def render_restore(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from svcsim.k8s.objects import (
     EndpointSlice,
@@ -27,6 +27,9 @@ from svcsim.k8s.objects import (
 )
 from svcsim.proxy.context import TOPOLOGY_ZONE_LABEL
 from svcsim.proxy.names import ServicePortName
+
+_SERVICE_CACHE_LIMIT = 1 << 14
+"""Entries kept by each identity memo below before it starts afresh."""
 
 PREFER_SAME_NODE = "PreferSameNode"
 PREFER_SAME_ZONE = "PreferSameZone"
@@ -132,6 +135,29 @@ def should_skip_service(svc: Service) -> bool:
 
 def service_port_infos(svc: Service) -> list[ServicePortInfo]:
     """One :class:`ServicePortInfo` per ``spec.ports`` entry; none if kube-proxy skips ``svc``."""
+    return list(_port_infos(svc))
+
+
+_port_info_cache: dict[int, tuple[Service, tuple[ServicePortInfo, ...]]] = {}
+
+
+def _port_infos(svc: Service) -> tuple[ServicePortInfo, ...]:
+    """:func:`service_port_infos` as a tuple, memoised by identity.
+
+    Services are frozen values, and every node derives the same Service at every sync and
+    every watch event.
+    """
+    hit = _port_info_cache.get(id(svc))
+    if hit is not None and hit[0] is svc:
+        return hit[1]
+    infos = tuple(_derive_port_infos(svc))
+    if len(_port_info_cache) >= _SERVICE_CACHE_LIMIT:
+        del _port_info_cache[next(iter(_port_info_cache))]  # oldest first
+    _port_info_cache[id(svc)] = (svc, infos)
+    return infos
+
+
+def _derive_port_infos(svc: Service) -> list[ServicePortInfo]:
     if should_skip_service(svc):
         return []
     cluster_ip = _cluster_ipv4(svc)
@@ -183,7 +209,7 @@ def build_service_port_map(services: Iterable[Service]) -> dict[ServicePortName,
     """
     out: dict[ServicePortName, ServicePortInfo] = {}
     for svc in services:
-        for info in service_port_infos(svc):
+        for info in _port_infos(svc):
             out[info.name] = info
     return out
 
@@ -243,17 +269,21 @@ def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> Endp
 
 
 _ServiceEndpoints = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...]], ...]
+_Placed = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...], tuple[str | None, ...]], ...]
+"""Per service port: its endpoints as seen from no node, and each one's ``nodeName``."""
 
-_SERVICE_CACHE_LIMIT = 1 << 14
+_GroupKey = tuple[str, str, tuple[int, ...]]
+_placed_cache: dict[_GroupKey, tuple[tuple[EndpointSlice, ...], _Placed]] = {}
 _service_cache: dict[
-    tuple[str, str, str, tuple[int, ...]], tuple[tuple[EndpointSlice, ...], _ServiceEndpoints]
+    tuple[_GroupKey, str], tuple[tuple[EndpointSlice, ...], _ServiceEndpoints]
 ] = {}
-"""``(namespace, service, node, slice ids)`` -> (those slices, their endpoints).
+"""``((namespace, service, slice ids), node)`` -> (those slices, their endpoints).
 
 Every node rebuilds its endpoints map at every sync although only one Service's slices changed;
 slices are frozen values, so a Service whose slices are the very same objects has the very same
 endpoints. Keying by identity (and holding the slices, so their ids stay unique) also hands out
-the *same* tuples sync after sync, which makes later equality checks identity checks.
+the *same* tuples sync after sync, and to every node without a local endpoint of the Service,
+which makes later equality checks identity checks.
 """
 
 
@@ -261,21 +291,42 @@ def _service_endpoints(
     namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], node_name: str
 ) -> _ServiceEndpoints:
     """The endpoints of one Service's IPv4 slices, per service port, memoised by identity."""
-    key = (namespace, svc_name, node_name, tuple(map(id, group)))
-    hit = _service_cache.get(key)
+    group_key = (namespace, svc_name, tuple(map(id, group)))
+    hit = _service_cache.get((group_key, node_name))
     if hit is not None:
         return hit[1]
-    built = _build_service_endpoints(namespace, svc_name, group, node_name)
+    placed_hit = _placed_cache.get(group_key)
+    if placed_hit is None:
+        if len(_placed_cache) >= _SERVICE_CACHE_LIMIT:
+            del _placed_cache[next(iter(_placed_cache))]  # oldest first
+        placed_hit = _placed_cache[group_key] = (
+            group,
+            _build_service_endpoints(namespace, svc_name, group),
+        )
+    built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed_hit[1])
     if len(_service_cache) >= _SERVICE_CACHE_LIMIT:
-        _service_cache.clear()
-    _service_cache[key] = (group, built)
+        del _service_cache[next(iter(_service_cache))]  # oldest first
+    _service_cache[group_key, node_name] = (group, built)
     return built
 
 
+def _localize(
+    endpoints: tuple[EndpointInfo, ...], nodes: tuple[str | None, ...], node_name: str
+) -> tuple[EndpointInfo, ...]:
+    """``endpoints`` as ``node_name`` sees them: those with its ``nodeName`` are local."""
+    if not node_name or node_name not in nodes:
+        return endpoints
+    return tuple(
+        replace(ep, is_local=True) if node == node_name else ep
+        for ep, node in zip(endpoints, nodes, strict=True)
+    )
+
+
 def _build_service_endpoints(
-    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], node_name: str
-) -> _ServiceEndpoints:
-    sets: dict[ServicePortName, dict[str, EndpointInfo]] = {}
+    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...]
+) -> _Placed:
+    """The endpoints map part of one Service, every endpoint non-local, with its node."""
+    sets: dict[ServicePortName, dict[str, tuple[EndpointInfo, str | None]]] = {}
     for sl in sorted(group, key=lambda s: s.meta.name):
         for port in sl.ports:
             if port.port == 0:
@@ -291,7 +342,6 @@ def _build_service_endpoints(
                 info = EndpointInfo(
                     ip=ip,
                     port=port.port,
-                    is_local=bool(node_name) and ep.node_name == node_name,
                     ready=ep.is_ready,
                     serving=ep.is_serving,
                     terminating=ep.is_terminating,
@@ -300,10 +350,13 @@ def _build_service_endpoints(
                     node_hints=frozenset(getattr(ep, "hint_nodes", ())),
                 )
                 if info.text not in endpoint_set or not info.terminating:
-                    endpoint_set[info.text] = info
-    return tuple(
-        (spn, tuple(sorted(eps.values(), key=lambda e: e.text))) for spn, eps in sets.items() if eps
-    )
+                    endpoint_set[info.text] = (info, ep.node_name)
+    out = []
+    for spn, eps in sets.items():
+        if eps:
+            ordered = sorted(eps.values(), key=lambda pair: pair[0].text)
+            out.append((spn, tuple(p[0] for p in ordered), tuple(p[1] for p in ordered)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

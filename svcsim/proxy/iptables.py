@@ -17,17 +17,23 @@ Go map, so its order is random; the order changes only how lines of *different* 
 interleave in KUBE-SERVICES/KUBE-NODEPORTS and the filter chains, never a rule's meaning, and is
 what upstream's own tests normalise away (``sortIPTablesRules``).
 
+Every node compiles the whole state at every sync, so the compile is memoised (results are
+unchanged): per service port on exactly what its rules depend on
+(:func:`~svcsim.proxy.iptables_service.service_port_block`), the fixed head and tail on the
+context facts they read, and the assembled ruleset and text on the identities of those parts.
+
 Out of scope: partial syncs and stale-chain deletion (a clean node has no stale chains), IPv6.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from svcsim.k8s.objects import EndpointSlice, Service
-from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.model import Rule, Ruleset
 from svcsim.netfilter.text import RulesetBuilder, parse_rule, render_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -50,8 +56,11 @@ from svcsim.proxy.iptables_service import (
     KUBE_PROXY_FIREWALL,
     KUBE_SERVICES,
     RestoreBuffers,
+    ServicePortBlock,
+    ServicePortOutcome,
+    Words,
     quoted,
-    write_service_port,
+    service_port_block,
 )
 from svcsim.proxy.names import ServicePortName
 
@@ -261,13 +270,94 @@ def _kernel_state(buf: RestoreBuffers) -> Ruleset:
     for name in buf.filter_chains:
         b.chain("filter", name)
     for chain, words in buf.nat_rules:
-        b.rule("nat", chain, *words)
+        b.append("nat", chain, _rule_of(words))
     for chain, words in buf.filter_rules:
-        b.rule("filter", chain, *words)
+        b.append("filter", chain, _rule_of(words))
     for jump in JUMP_RULES:
         b.chain(jump.table, jump.dst_chain)
         b.insert(jump.table, jump.src_chain, parse_rule(" ".join(jump.words())), 0)
     return b.build()
+
+
+_CACHE_LIMIT: Final = 1 << 16
+_rules_by_words: dict[Words, Rule] = {}
+
+
+def _rule_of(words: Words) -> Rule:
+    """``parse_rule`` of the line kube-proxy joins from ``words``, memoised on the words."""
+    rule = _rules_by_words.get(words)
+    if rule is None:
+        if len(_rules_by_words) >= _CACHE_LIMIT:
+            del _rules_by_words[next(iter(_rules_by_words))]  # oldest first
+        rule = _rules_by_words[words] = parse_rule(" ".join(words))
+    return rule
+
+
+def _fragment(buf: RestoreBuffers) -> ServicePortBlock:
+    return ServicePortBlock(
+        tuple(buf.filter_chains),
+        tuple(buf.filter_rules),
+        tuple(buf.nat_chains),
+        tuple(buf.nat_rules),
+        ServicePortOutcome(no_local_internal=False, no_local_external=False),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_key(ctx: NodeContext) -> tuple[object, ...]:
+    """Every :class:`NodeContext` fact the fixed head and tail read (not the node's name)."""
+    match_all = ctx.nodeport_match_all
+    return (
+        ctx.mark,
+        ctx.random_fully,
+        ctx.effective_localhost_nodeports,
+        match_all,
+        () if match_all else tuple(ctx.nodeport_ips()),
+        ctx.tcp_be_liberal,
+        ctx.nfacct,
+    )
+
+
+_fixed_parts: dict[tuple[object, ...], tuple[ServicePortBlock, ServicePortBlock]] = {}
+
+
+def _fixed_head_tail(ctx: NodeContext) -> tuple[ServicePortBlock, ServicePortBlock]:
+    """The fixed head and tail as fragments, one pair per distinct :func:`_fixed_key`."""
+    key = _fixed_key(ctx)
+    parts = _fixed_parts.get(key)
+    if parts is None:
+        head, tail = RestoreBuffers(), RestoreBuffers()
+        _write_fixed_head(head, ctx)
+        _write_fixed_tail(tail, ctx)
+        if len(_fixed_parts) >= 256:
+            del _fixed_parts[next(iter(_fixed_parts))]  # oldest first
+        parts = _fixed_parts[key] = (_fragment(head), _fragment(tail))
+    return parts
+
+
+_Assembled = tuple[Ruleset, str, RestoreBuffers]
+_assembled: dict[tuple[int, ...], tuple[tuple[ServicePortBlock, ...], _Assembled]] = {}
+
+
+def _assemble(parts: tuple[ServicePortBlock, ...]) -> _Assembled:
+    """Kernel state, restore text and buffers of the concatenated fragments, memoised.
+
+    Keyed by the fragments' identities (the entry holds them, so the ids stay theirs): nodes
+    that compile the same informer state get the very same fragment objects from the caches
+    above, hence one ruleset object and one restore text between them.
+    """
+    key = tuple(map(id, parts))
+    hit = _assembled.get(key)
+    if hit is not None:
+        return hit[1]
+    buf = RestoreBuffers()
+    for part in parts:
+        part.replay(buf)
+    built = (_kernel_state(buf), buf.restore_text(), buf)
+    if len(_assembled) >= 64:  # each holds a whole restore text
+        del _assembled[next(iter(_assembled))]  # oldest first
+    _assembled[key] = (parts, built)
+    return built
 
 
 def sync_from_maps(
@@ -275,12 +365,17 @@ def sync_from_maps(
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
 ) -> IptablesSync:
-    """A full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``)."""
-    buf = RestoreBuffers()
-    _write_fixed_head(buf, ctx)
+    """A full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
+
+    Written as fragments (fixed head, one block per service port, fixed tail) that are
+    memoised on exactly what they depend on, then assembled (also memoised): the result is
+    the same as writing every line afresh into one set of buffers.
+    """
+    head, tail = _fixed_head_tail(ctx)
     n_endpoints = total_endpoints(service_ports, endpoints_map)
     large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
     no_local_internal = no_local_external = 0
+    parts = [head]
     for spn in sorted(service_ports, key=_service_order):
         svc = service_ports[spn]
         cat = categorize_endpoints(
@@ -290,10 +385,12 @@ def sync_from_maps(
             ctx.topology_labels,
             ctx.prefer_same_traffic_distribution,
         )
-        outcome = write_service_port(buf, svc, cat, ctx, large)
-        no_local_internal += outcome.no_local_internal
-        no_local_external += outcome.no_local_external
-    _write_fixed_tail(buf, ctx)
+        block = service_port_block(svc, cat, ctx, large)
+        parts.append(block)
+        no_local_internal += block.outcome.no_local_internal
+        no_local_external += block.outcome.no_local_external
+    parts.append(tail)
+    ruleset, text, buf = _assemble(tuple(parts))
     stats = SyncStats(
         service_ports=len(service_ports),
         total_endpoints=n_endpoints,
@@ -305,7 +402,7 @@ def sync_from_maps(
         no_local_endpoints_internal=no_local_internal,
         no_local_endpoints_external=no_local_external,
     )
-    return IptablesSync(_kernel_state(buf), buf.restore_text(), stats)
+    return IptablesSync(ruleset, text, stats)
 
 
 def compile_iptables_sync(

@@ -9,6 +9,7 @@ per-endpoint comment (``ns1/svc1:p80``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -220,6 +221,85 @@ def write_service_port(
         no_local_internal=has_endpoints and not pol.has_internal,
         no_local_external=has_endpoints and not pol.has_external,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePortBlock:
+    """What :func:`write_service_port` appends to each of the four buffers, and its outcome."""
+
+    filter_chains: tuple[str, ...]
+    filter_rules: tuple[tuple[str, Words], ...]
+    nat_chains: tuple[str, ...]
+    nat_rules: tuple[tuple[str, Words], ...]
+    outcome: ServicePortOutcome
+
+    def replay(self, buf: RestoreBuffers) -> ServicePortOutcome:
+        """Append the block to ``buf`` (exactly what writing it afresh would append)."""
+        buf.filter_chains.extend(self.filter_chains)
+        buf.filter_rules.extend(self.filter_rules)
+        buf.nat_chains.extend(self.nat_chains)
+        buf.nat_rules.extend(self.nat_rules)
+        return self.outcome
+
+
+_BLOCK_CACHE_LIMIT = 1 << 14
+_block_cache: dict[tuple[object, ...], ServicePortBlock] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def _context_key(ctx: NodeContext) -> tuple[object, ...]:
+    """Every :class:`NodeContext` fact :func:`write_service_port` reads, except ``node_ip``."""
+    return (
+        ctx.effective_localhost_nodeports,
+        ctx.nfacct,
+        ctx.masquerade_all,
+        ctx.local_detector_implemented,
+        ctx.if_local(),
+        ctx.if_not_local(),
+    )
+
+
+def _endpoints_key(endpoints: tuple[EndpointInfo, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple([(ep.ip, ep.port) for ep in endpoints])
+
+
+def service_port_block(
+    svc: ServicePortInfo, cat: CategorizedEndpoints, ctx: NodeContext, large_cluster_mode: bool
+) -> ServicePortBlock:
+    """:func:`write_service_port`'s output for one service port, memoised.
+
+    Every node compiles every service port at every sync, though a sync changes only a few of
+    them and nodes mostly agree; the block is a pure function of the key below, so nodes and
+    syncs share one compile. The key holds exactly what the writer reads: the service port,
+    of each endpoint list only the IP and port (locality, readiness and hints were spent by
+    :func:`~svcsim.proxy.endpoints.categorize_endpoints`), the context's flags and detector
+    words, and the node IP only where loadBalancerSourceRanges make it matter.
+    """
+    key = (
+        svc,
+        cat.has_any_endpoints,
+        _endpoints_key(cat.cluster),
+        _endpoints_key(cat.local),
+        _endpoints_key(cat.all_reachable),
+        _context_key(ctx),
+        ctx.node_ip if svc.load_balancer_source_ranges else None,
+        large_cluster_mode,
+    )
+    block = _block_cache.get(key)
+    if block is None:
+        buf = RestoreBuffers()
+        outcome = write_service_port(buf, svc, cat, ctx, large_cluster_mode)
+        block = ServicePortBlock(
+            tuple(buf.filter_chains),
+            tuple(buf.filter_rules),
+            tuple(buf.nat_chains),
+            tuple(buf.nat_rules),
+            outcome,
+        )
+        if len(_block_cache) >= _BLOCK_CACHE_LIMIT:
+            del _block_cache[next(iter(_block_cache))]  # oldest first
+        _block_cache[key] = block
+    return block
 
 
 def _write_external_chain(

@@ -76,7 +76,7 @@ class _Timeline:
             world.proxy_changed()
         elif isinstance(action, tl.RestartProxy):
             world.proxies[action.node].restart()
-            world.proxy_changed()
+            world.proxy_restarted(action.node)
         elif isinstance(action, tl.BlockSync):
             world.proxies[action.node].block_sync(action.for_s)
             world.proxy_changed()

@@ -80,6 +80,7 @@ class World:
         self.outside_hosts: dict[str, str] = {}
         self._proxy_changes = 0
         self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
+        self._restarting: set[str] = set()
 
     # --- assembly -------------------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class World:
         The set is the one a Pod's ClusterIP traffic meets on this node: the cluster
         endpoints, or the local ones for ``internalTrafficPolicy: Local``.
         """
+        if node in self._restarting:
+            self._restarting.discard(node)
+            self.proxy_changed()  # its state is "up" again
         for spn, info in view.service_ports.items():
             split = categorize_endpoints(view.endpoints(spn), info, node)
             chosen = split.local if info.internal_policy_local else split.cluster
@@ -118,6 +122,11 @@ class World:
     def proxy_changed(self) -> None:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
         self._proxy_changes += 1
+
+    def proxy_restarted(self, node: str) -> None:
+        """Note a kube-proxy restart: it counts as down until its first sync ends."""
+        self._restarting.add(node)
+        self.proxy_changed()
 
     # --- TrafficContext -------------------------------------------------------------------------
 
@@ -160,8 +169,8 @@ class World:
     def proxy_state(self, node: str) -> ProxyState:
         """``up``, ``down`` (not running) or ``blocked`` (running, syncs fail)."""
         proxy = self.proxies.get(node)
-        if proxy is None or not proxy.up:
-            return "down"
+        if proxy is None or not proxy.rules_current:
+            return "down"  # not running, or restarted but its first sync has not ended
         return "blocked" if proxy.blocked or proxy.failing else "up"
 
     def service_time_of(self, app: str) -> ServiceTime:

@@ -257,9 +257,11 @@ class ChangeTracker:
     def _has_udp(self, slices: Iterable[EndpointSlice]) -> bool:
         """Some port of the Service's endpoints map is UDP.
 
-        The map only holds ports that have endpoints, as ``getEndpointsMap`` builds it.
+        The map only holds ports that have endpoints, as ``getEndpointsMap`` builds it. Which
+        ports those are does not depend on the node (locality only marks endpoints), so the
+        map is built for no node: every node then shares one memoised map.
         """
-        endpoints_map = build_endpoints_map(slices, self.node_name)
+        endpoints_map = build_endpoints_map(slices, "")
         return any(spn.protocol == Protocol.UDP for spn in endpoints_map)
 
 

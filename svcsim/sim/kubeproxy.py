@@ -152,6 +152,15 @@ class KubeProxy:
         return self.last_error is not None
 
     @property
+    def rules_current(self) -> bool:
+        """True while running and the kernel holds rules this process wrote.
+
+        False when down, and after a restart until its first sync ends: in between, the
+        kernel still holds the rules of the process that crashed.
+        """
+        return self._life is not None and self._life.installed
+
+    @property
     def initialized(self) -> bool:
         """True once this life's informers have synced."""
         return self._life is not None and self._life.initialized
@@ -291,6 +300,11 @@ class _Life:
         cfg = proxy.config
         self.proxy = proxy
         self.informer_sync_s = cfg.informer_sync_s if informer_sync_s is None else informer_sync_s
+        self.received_through_s = -math.inf
+        """API time of the newest Service/EndpointSlice change this life's informers hold."""
+        # A warm start inherits rules that match the API state, as if this life wrote them.
+        self.installed = informer_sync_s == 0.0
+        """True once the kernel's rules are this life's (its first successful sync ended)."""
         self.started_s = env.now
         self.tracker = ChangeTracker(proxy.node, start_s=env.now, trigger_time=proxy.trigger_time)
         self.runner = BoundedFrequencyRunner(
@@ -325,6 +339,7 @@ class _Life:
                 self.tracker.service_update(None, svc)
             for sl in proxy.api.list(ENDPOINT_SLICE_KIND):
                 self.tracker.slice_update(sl, removed=False)
+            self.received_through_s = proxy.env.now  # the list is the API state of now
             self.watch = proxy.api.watch(
                 WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
             )
@@ -335,6 +350,8 @@ class _Life:
             return
 
     def _on_event(self, event: WatchEvent) -> None:
+        # A watch delivers in the API server's order: this is the newest change received.
+        self.received_through_s = max(self.received_through_s, event.t_s)
         if self.tracker.on_event(event) and self.initialized:
             self.runner.run()
 
@@ -350,6 +367,7 @@ class _Life:
     def _sync_locked(self) -> Generator[simpy.Event, Any, bool]:
         proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
         start = env.now
+        through = self.received_through_s
         # >=: upstream's lastFullSync is taken before the runner re-arms its timer, so an
         # hourly run always finds strictly more than an hour elapsed.
         full = self.need_full or start - self.last_full_end_s >= cfg.full_sync_period_s
@@ -395,7 +413,7 @@ class _Life:
             m.sync_proxy_rules_iptables_restore_failures_total += 1
             if not full:
                 m.sync_proxy_rules_iptables_partial_restore_failures_total += 1
-            self._record(start, end, full, False, plan.rules_written, math.nan)
+            self._record(start, end, full, False, plan.rules_written, math.nan, through)
             return False
         proxy.kernel.install(ruleset, end)
         self.need_full = False
@@ -410,11 +428,20 @@ class _Life:
             listener(proxy.node, proxy.programmed)
         if changes.conntrack_cleanup_required:
             proxy._clean_udp_conntrack(StaleUdpFilter.from_maps(service_ports, endpoints_map), end)
-        self._record(start, end, full, True, plan.rules_written, max(latencies, default=math.nan))
+        self.installed = True
+        latency = max(latencies, default=math.nan)
+        self._record(start, end, full, True, plan.rules_written, latency, through)
         return True
 
     def _record(
-        self, start: float, end: float, full: bool, ok: bool, rules: int, latency: float
+        self,
+        start: float,
+        end: float,
+        full: bool,
+        ok: bool,
+        rules: int,
+        latency: float,
+        through: float,
     ) -> None:
         rec = self.proxy.recorder
         if rec is not None:
@@ -426,4 +453,5 @@ class _Life:
                 ok=ok,
                 rules_written=rules,
                 programming_latency_s=latency,
+                applied_through_s=through,
             )

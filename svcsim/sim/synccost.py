@@ -223,6 +223,45 @@ def _chain_of(line: str) -> str | None:
     return None
 
 
+_CACHE_LIMIT: Final = 256
+"""Entries per memo below (each may hold a whole restore text); the oldest go first."""
+
+_NatLine = tuple[str, str, bool]
+"""A nat line of the compiled restore input: (line, its chain, True for a ``:CHAIN`` line)."""
+_split_texts: dict[int, tuple[str, tuple[str, ...], tuple[_NatLine, ...]]] = {}
+
+
+def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
+    """The lines outside the nat table, and the nat chain/rule lines, of a restore input.
+
+    Memoised by identity (the entry holds the text): the compiler hands every node that syncs
+    the same state the same text object.
+    """
+    hit = _split_texts.get(id(text))
+    if hit is not None:
+        return hit[1], hit[2]
+    other: list[str] = []
+    nat: list[_NatLine] = []
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        if table != "nat" or line.startswith("*") or line == "COMMIT":
+            if table != "nat":
+                other.append(line)
+            continue
+        chain = _chain_of(line)
+        if chain is not None:
+            nat.append((line, chain, line.startswith(":")))
+    if len(_split_texts) >= _CACHE_LIMIT:
+        del _split_texts[next(iter(_split_texts))]  # oldest first
+    _split_texts[id(text)] = (text, tuple(other), tuple(nat))
+    return tuple(other), tuple(nat)
+
+
+_plans: dict[tuple[object, ...], tuple[IptablesSync, SyncPlan]] = {}
+
+
 def plan_sync(
     compiled: IptablesSync,
     changed_chains: Iterable[str],
@@ -236,30 +275,44 @@ def plan_sync(
     ``compiled`` is the full-sync output for the informer state at the sync's start;
     ``changed_chains`` the chains of the changed Services (:func:`service_chains`; unused by a
     full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment.
+    The plan is a pure function of these (of ``compiled``, only its text and ruleset) and is
+    memoised, so nodes in the same state share one plan.
     """
     changed = frozenset(changed_chains)
-    out: list[str] = []
+    existing = tuple(existing_nat_chains)
+    text, target = compiled.restore_text, compiled.ruleset
+    key = (id(text), id(target), full, changed, existing, delete_stale)
+    hit = _plans.get(key)
+    if hit is not None:
+        return hit[1]
+    plan = _plan(text, target, changed, full=full, existing=existing, delete_stale=delete_stale)
+    if len(_plans) >= _CACHE_LIMIT:
+        del _plans[next(iter(_plans))]  # oldest first
+    _plans[key] = (compiled, plan)
+    return plan
+
+
+def _plan(
+    text: str,
+    target: Ruleset,
+    changed: frozenset[str],
+    *,
+    full: bool,
+    existing: tuple[str, ...],
+    delete_stale: bool,
+) -> SyncPlan:
+    other, nat = _split(text)
+    out = list(other)
     nat_chain_lines: list[str] = []
     nat_rule_lines: list[str] = []
     active: set[str] = set()
-    table = ""
-    for line in compiled.restore_text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-        if table != "nat" or line.startswith("*") or line == "COMMIT":
-            if table != "nat":
-                out.append(line)
-            continue
-        chain = _chain_of(line)
-        if chain is None:
-            continue
-        if line.startswith(":"):
+    for line, chain, is_decl in nat:
+        if is_decl:
             active.add(chain)
-        keep = full or not is_service_chain(chain) or chain in changed
-        if keep:
-            (nat_chain_lines if line.startswith(":") else nat_rule_lines).append(line)
+        if full or chain in changed or not is_service_chain(chain):
+            (nat_chain_lines if is_decl else nat_rule_lines).append(line)
     stale = (
-        tuple(sorted(c for c in existing_nat_chains if is_service_chain(c) and c not in active))
+        tuple(sorted(c for c in existing if is_service_chain(c) and c not in active))
         if delete_stale
         else ()
     )
@@ -270,10 +323,12 @@ def plan_sync(
     )
     nat_rule_lines[tail:tail] = [f"-X {c}" for c in stale]
     out += ["*nat", *nat_chain_lines, *nat_rule_lines, "COMMIT"]
-    text = "\n".join(out) + "\n"
     rules = sum(1 for line in out if line.startswith("-A "))
     rewritten = frozenset(c for line in nat_chain_lines if (c := _chain_of(line)) is not None)
-    return SyncPlan(full, text, rules, rewritten, stale, compiled.ruleset)
+    return SyncPlan(full, "\n".join(out) + "\n", rules, rewritten, stale, target)
+
+
+_applied: dict[tuple[int, int], tuple[Ruleset, SyncPlan, Ruleset]] = {}
 
 
 def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
@@ -281,11 +336,17 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
 
     A full sync leaves exactly the compiled ruleset (every kube-proxy chain rewritten, stale
     ones deleted, jump rules ensured). A partial sync is applied line by line with
-    ``iptables-restore --noflush`` semantics on top of ``kernel_ruleset``.
+    ``iptables-restore --noflush`` semantics on top of ``kernel_ruleset``; its result is a
+    pure function of the two frozen inputs and is memoised by their identities (successes
+    only; the entry holds both inputs).
     """
     if plan.full:
         # Every active kube-proxy chain is flushed in the same restore, so no -X can fail.
         return plan.target
+    key = (id(kernel_ruleset), id(plan))
+    hit = _applied.get(key)
+    if hit is not None:
+        return hit[2]
     result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
     for chain in plan.deleted_chains:
         for table in result.tables:
@@ -297,6 +358,9 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
                             f"iptables-restore: -X {chain}: chain is still referenced from "
                             f"{holder.name} (Too many links)"
                         )
+    if len(_applied) >= _CACHE_LIMIT:
+        del _applied[next(iter(_applied))]  # oldest first
+    _applied[key] = (kernel_ruleset, plan, result)
     return result
 
 

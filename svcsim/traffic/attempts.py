@@ -225,20 +225,25 @@ class RecordBuffer:
             return
         rows = Rows.concat(self._parts)
         self._parts, self._count = [], 0
-        labels = np.array([c.label for c in self.clients.clients], dtype=object)
-        self.recorder.add_requests(
+        labels = [c.label for c in self.clients.clients]
+        strings = self.vocab.strings
+        # Codes plus their strings: the Recorder looks only at the strings in use.
+        self.recorder.add_requests_coded(
+            {"workload": self.workloads.tolist(), "client": labels,
+             "src_node": self.nodes.tolist(), "service": strings, "endpoint": strings,
+             "pod": strings},
             t_s=rows.t,
             end_s=rows.end,
             latency_s=rows.latency,
-            workload=self.workloads[rows.w],
-            client=labels[rows.client],
-            src_node=self.nodes[rows.node],
-            service=self.vocab.decode(rows.service),
+            workload=rows.w,
+            client=rows.client,
+            src_node=rows.node,
+            service=rows.service,
             attempt=rows.attempt,
             conn_id=rows.conn_id,
             new_flow=rows.new_flow,
-            endpoint=self.vocab.decode(rows.endpoint),
-            pod=self.vocab.decode(rows.pod),
+            endpoint=rows.endpoint,
+            pod=rows.pod,
             outcome=rows.outcome,
             cause=rows.cause,
-        )
+        )  # fmt: skip

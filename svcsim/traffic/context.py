@@ -124,6 +124,7 @@ class ApiView:
         self._owners: dict[tuple[str, str], str] = {}
         self._serving: dict[str, frozenset[str]] = {}
         self._clients: dict[tuple[tuple[str, str], ...], tuple[ClientPod, ...]] = {}
+        self._slices: dict[tuple[str, str | None], list[EndpointSlice]] | None = None
         self._cached_at = -1
         for sl in api.list("EndpointSlice"):
             self._note_slice(sl)
@@ -156,6 +157,7 @@ class ApiView:
         if self._cached_at != self.version:
             self._serving.clear()
             self._clients.clear()
+            self._slices = None
             self._cached_at = self.version
 
     def service(self, key: str) -> Service | None:
@@ -178,11 +180,12 @@ class ApiView:
     def _compute_serving(self, service_port_name: str) -> frozenset[str]:
         base, _, port = service_port_name.partition(":")
         namespace, _, name = base.partition("/")
-        slices = [
-            sl
-            for sl in self.api.list("EndpointSlice")
-            if sl.meta.namespace == namespace and sl.service_name == name
-        ]
+        if self._slices is None:
+            # One listing per version, grouped by Service (each group keeps the list's order).
+            self._slices = {}
+            for sl in self.api.list("EndpointSlice"):
+                self._slices.setdefault((sl.meta.namespace, sl.service_name), []).append(sl)
+        slices = self._slices.get((namespace, name), [])
         out: set[str] = set()
         for spn, endpoints in build_endpoints_map(slices, "").items():
             if spn.port != port:

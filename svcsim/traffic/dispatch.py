@@ -17,7 +17,7 @@ read has an ``-o`` match.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from svcsim.netfilter.index import Dispatch, build_dispatch
@@ -87,16 +87,23 @@ class _Built:
     dispatch: Dispatch
     chains: Snapshot
     answers: tuple[tuple[tuple[str, Any], Any], ...]
+    networks: list[NodeNetwork] = field(default_factory=list)
+    """Networks known to give every answer (a NodeNetwork is frozen: it answers alike forever)."""
 
     def holds_on(self, kernel: Kernel, same: _ChainEquality) -> bool:
         """True if every chain and network answer is the same on ``kernel`` now."""
         ruleset, network = kernel.ruleset, kernel.network
         for table, name, chain in self.chains:
-            if not same(ruleset.chain(table, name), chain):
+            found = ruleset.chain(table, name)
+            if found is not chain and not same(found, chain):
                 return False
+        for known in self.networks:
+            if known is network:
+                return True
         for (method, arg), answer in self.answers:
             if getattr(network, method)(arg) != answer:
                 return False
+        self.networks.append(network)
         return True
 
 

@@ -7,12 +7,14 @@ source's *class* (which source CIDRs of the ruleset it falls in, and its address
 destination and the protocol; and what each of the dispatch's outcomes leads to (outcome,
 cause, Pod, app) depends only on the state that holds between two control-plane events. So per
 state the engine builds one *group* per (workload, node, source class): the chain's thresholds
-and the classified outcome of each of its endpoints. A chunk is then resolved for all groups
-at once (:mod:`svcsim.traffic.groups`): one draws matrix (row = attempt, from the attempt's
-seed), the first statistic rule whose draw decides (as ``Dispatch.choose``), a gather of the
-classified outcomes, service times by app, and the conntrack lifetimes added to the nodes'
-:class:`~svcsim.traffic.occupancy.OccupancyBook`. No Python code runs per attempt. Dispatches
-come from a :class:`~svcsim.traffic.dispatch.DispatchCache` (exact reuse across syncs and nodes).
+and the classified outcome of each of its endpoints. Groups of equal dispatch, dial and
+kube-proxy state are one group, so nodes with the same rules share it (built once per state).
+A chunk is then resolved for all groups at once (:mod:`svcsim.traffic.groups`): one draws
+matrix (row = attempt, from the attempt's seed), the first statistic rule whose draw decides
+(as ``Dispatch.choose``), a gather of the classified outcomes, service times by app, and the
+conntrack lifetimes added to the nodes' :class:`~svcsim.traffic.occupancy.OccupancyBook`. No
+Python code runs per attempt. Dispatches come from a
+:class:`~svcsim.traffic.dispatch.DispatchCache` (exact reuse across syncs and nodes).
 
 While only such attempts are in play, far from a full conntrack table, the engine does not
 even resolve each window between two events: it lets attempts wait until something they
@@ -52,7 +54,14 @@ from svcsim.traffic.fate import (
     anonymous_expiry_arrays,
     finish_arrays,
 )
-from svcsim.traffic.groups import Groups, SourceClasses, Spine, chain_choice, chain_spine
+from svcsim.traffic.groups import (
+    ChainSources,
+    Groups,
+    SourceClasses,
+    Spine,
+    chain_choice,
+    chain_spine,
+)
 from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.spec import WorkloadSpec
 from svcsim.traffic.targets import Dial
@@ -131,6 +140,7 @@ class TrafficEngine(EngineCore):
         self._gid = np.full((len(self.specs), 0), -2, dtype=np.int32)
         self._classes: dict[str, tuple[int, SourceClasses]] = {}
         self._known_sources: list[str] = []
+        self._chain_sources: ChainSources = {}
         self._dispatch_of: dict[tuple[int, int], tuple[int, Dial, str, Dispatch]] = {}
         self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
         self._rows: dict[tuple[Dial, NfOutcome, str], dict[str, int]] = {}
@@ -189,7 +199,8 @@ class TrafficEngine(EngineCore):
         cached = self._classes.get(node)
         if cached is None or cached[0] != kernel.generation:
             cached = self._classes[node] = (
-                kernel.generation, SourceClasses(kernel.ruleset, kernel.network)
+                kernel.generation,
+                SourceClasses(kernel.ruleset, kernel.network, self._chain_sources),
             )
         return cached[1].representative(src, self._known_sources)
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.interpreter import NodeNetwork
-from svcsim.netfilter.model import AddressMatch, Ruleset
+from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
 from svcsim.traffic.draws import statistic_draws
 from svcsim.traffic.spec import ServiceTime
 
@@ -36,23 +36,34 @@ class SourceClasses:
     ask the same questions and can share dispatches), the first with ``src``'s signature.
     """
 
-    def __init__(self, ruleset: Ruleset, network: NodeNetwork) -> None:
-        seen: dict[AddressMatch, None] = {}
-        for _, _, rule in ruleset.rules():
-            if rule.source is not None:
-                seen[AddressMatch(rule.source.network)] = None
-        self._matches = tuple(seen)
+    def __init__(self, ruleset: Ruleset, network: NodeNetwork,
+                 memo: ChainSources | None = None) -> None:
+        # kube-proxy's -s matches are mostly single endpoint addresses (hairpin masquerade):
+        # those are a set of addresses, the few wider networks are tested one by one.
+        self._hosts: set[tuple[int, int]] = set()
+        wide: dict[NetKey, IPNetwork] = {}
+        for table in ruleset.tables:
+            for chain in table.chains:
+                hosts, nets = chain_sources(chain, memo)
+                if hosts:
+                    self._hosts.update(hosts)
+                for key, net in nets:
+                    wide.setdefault(key, net)
+        self._wide = tuple(wide.items())
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
 
     def signature(self, src: str) -> tuple[object, ...]:
-        """Which ``-s`` networks hold ``src``, and its address type on the node."""
+        """Which distinct ``-s`` networks hold ``src``, and its address type on the node."""
         found = self._signatures.get(src)
         if found is None:
             address = ipaddress.ip_address(src)
+            host = (address.version, int(address))
             found = self._signatures[src] = (
-                *(m.matches(address) for m in self._matches),
+                host if host in self._hosts else None,
+                tuple(key for key, net in self._wide
+                      if address.version == net.version and address in net),
                 self._network.address_type(address),
             )
         return found
@@ -69,6 +80,45 @@ class SourceClasses:
                 pool.append(src)
             self._by_signature[signature] = found
         return found
+
+
+NetKey = tuple[int, int, int]
+"""A network as (IP version, network address, prefix length): what network equality compares."""
+
+Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
+"""A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""
+
+ChainSources = dict[int, tuple[Chain, Sources]]
+"""A memo of :func:`chain_sources` by chain identity (holding the chain keeps its id unique)."""
+
+_MEMO_LIMIT = 1 << 14
+
+
+def chain_sources(chain: Chain, memo: ChainSources | None = None) -> Sources:
+    """The networks of the chain's ``-s`` matches: single addresses, and wider networks.
+
+    Rulesets of successive syncs share their unchanged chains, so with a ``memo`` a chain is
+    read once however many rulesets hold it.
+    """
+    if memo is not None:
+        hit = memo.get(id(chain))
+        if hit is not None and hit[0] is chain:
+            return hit[1]
+    hosts: list[tuple[int, int]] = []
+    nets: list[tuple[NetKey, IPNetwork]] = []
+    for rule in chain.rules:
+        if rule.source is not None:
+            n = rule.source.network
+            if n.prefixlen == n.max_prefixlen:
+                hosts.append((n.version, int(n.network_address)))
+            else:
+                nets.append(((n.version, int(n.network_address), n.prefixlen), n))
+    found = (tuple(hosts), tuple(nets))
+    if memo is not None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[id(chain)] = (chain, found)
+    return found
 
 
 def chain_spine(dispatch: Dispatch) -> Spine | None:

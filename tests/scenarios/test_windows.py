@@ -161,15 +161,6 @@ def test_proxy_crash_fails_only_node_3_until_one_sync_after_restart(
     assert run.windows.iloc[0]["cause"] == Cause.PROXY_DOWN.value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "svcsim/scenario/world.py World.proxy_state reports 'up' as soon as restart-proxy runs, "
-        "so requests that node-3's pre-crash rules still send to gone Pods during informerSync "
-        "+ the first sync (~2.16 s) are labelled stale-rule; kube-proxy has not rewritten the "
-        "rules since it was down, so they should be proxy-down"
-    ),
-)
 def test_proxy_crash_failures_until_first_sync_after_restart_are_proxy_down(
     shipped_run: ShippedRun,
 ) -> None:

@@ -1,0 +1,56 @@
+"""Rulesets built from the same rule objects are the same objects; different ones are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.text import RulesetBuilder, apply_restore, parse_save
+
+BASE = """*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SVC-B - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SERVICES -d 10.96.0.2/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-B
+-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.1:80 -p tcp
+-A KUBE-SVC-B -j DNAT --to-destination 10.0.0.2:80 -p tcp
+COMMIT
+"""
+
+
+def test_same_parts_give_the_same_objects() -> None:
+    a, b = parse_save(BASE), parse_save(BASE)
+    assert a is b
+    copy = RulesetBuilder.from_ruleset(a).build()
+    assert copy is a
+
+
+@pytest.mark.parametrize(
+    ("edit", "changed"),
+    [
+        (
+            "*nat\n:KUBE-SVC-B - [0:0]\n-A KUBE-SVC-B -j DNAT --to-destination 10.0.0.3:80 -p tcp\n"
+            "COMMIT\n",
+            "KUBE-SVC-B",
+        ),
+        ("*nat\n:PREROUTING DROP [0:0]\nCOMMIT\n", "PREROUTING"),
+        ("*nat\n-A KUBE-SVC-A -j RETURN\nCOMMIT\n", "KUBE-SVC-A"),
+    ],
+)
+def test_an_edit_makes_new_objects_only_for_what_it_changed(edit: str, changed: str) -> None:
+    base = parse_save(BASE)
+    after = apply_restore(base, edit, noflush=True)
+    assert after is not base and after != base
+    base_nat, after_nat = base.table("nat"), after.table("nat")
+    assert base_nat is not None and after_nat is not None
+    for chain in base_nat.chains:
+        new = after_nat.chain(chain.name)
+        assert (new is chain) == (chain.name != changed)
+        assert (new == chain) == (chain.name != changed)
+
+
+def test_empty_rulesets_compare_equal() -> None:
+    assert RulesetBuilder().build() == Ruleset()

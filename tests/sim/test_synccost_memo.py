@@ -1,0 +1,132 @@
+"""Memoised sync plans and partial restores equal freshly computed ones, whatever the inputs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+
+from svcsim.k8s.objects import (
+    SERVICE_NAME_LABEL,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    ObjectMeta,
+    Protocol,
+    Service,
+    ServicePort,
+)
+from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.text import apply_restore
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+from svcsim.proxy.iptables import IptablesSync, sync_from_maps
+from svcsim.proxy.names import ServicePortName
+from svcsim.sim import synccost
+from svcsim.sim.synccost import (
+    RestoreError,
+    SyncPlan,
+    apply_plan,
+    plan_sync,
+    service_chains,
+    stale_rule_restore,
+)
+
+CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
+SPN_A = ServicePortName("default", "a", "p", Protocol.TCP)
+SPN_B = ServicePortName("default", "b", "p", Protocol.TCP)
+
+
+def svc(name: str, ip: str) -> Service:
+    return Service(
+        meta=ObjectMeta(name),
+        cluster_ip=ip,
+        selector=(("app", name),),
+        ports=(ServicePort(80, name="p"),),
+    )
+
+
+def eps(name: str, ips: list[str]) -> EndpointSlice:
+    return EndpointSlice(
+        meta=ObjectMeta(f"{name}-a", labels=((SERVICE_NAME_LABEL, name),)),
+        endpoints=tuple(
+            Endpoint((ip,), EndpointConditions(True, True, False), node_name="n2") for ip in ips
+        ),
+        ports=(EndpointPort(8080, name="p"),),
+    )
+
+
+SERVICES = [svc("a", "10.96.0.1"), svc("b", "10.96.0.2")]
+SLICES = [eps("a", ["10.244.1.1", "10.244.1.2"]), eps("b", ["10.244.2.1", "10.244.2.2"])]
+
+
+def compile_(
+    services: list[Service], slices: list[EndpointSlice]
+) -> tuple[IptablesSync, Callable[..., frozenset[str]]]:
+    ports = build_service_port_map(services)
+    endpoints = build_endpoints_map(slices, "n1")
+    return sync_from_maps(ports, endpoints, CTX), partial(service_chains, ports, endpoints)
+
+
+def nat_chains(ruleset: Ruleset) -> list[str]:
+    nat = ruleset.table("nat")
+    assert nat is not None
+    return [c.name for c in nat.chains]
+
+
+def _fresh_plan(compiled: IptablesSync, changed: frozenset[str], **kwargs: object) -> SyncPlan:
+    synccost._plans.clear()
+    synccost._split_texts.clear()
+    return plan_sync(compiled, changed, **kwargs)  # type: ignore[arg-type]
+
+
+def test_plans_for_every_input_combination_equal_fresh_ones() -> None:
+    before, _ = compile_(SERVICES, SLICES)
+    after, chains_of = compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])
+    stale = SPN_A.endpoint_chain("10.244.1.9:8080")
+    existings: tuple[list[str], ...] = (
+        [],
+        nat_chains(before.ruleset),
+        [*nat_chains(after.ruleset), stale],
+    )
+    changes = (chains_of([]), chains_of(["default/a"]), chains_of(["default/a", "default/b"]))
+    combos = list(itertools.product(changes, existings, (True, False), (True, False)))
+    memo = [
+        plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+        for ch, ex, full, ds in combos
+    ]
+    assert len({p.restore_text for p in memo}) > 4  # the inputs do matter
+    for plan, (ch, ex, full, ds) in zip(memo, combos, strict=True):
+        fresh = _fresh_plan(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+        assert plan == fresh
+    # Asking again hands out the very plan (nodes in one state share it).
+    ch, ex, full, ds = combos[5]
+    again = plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+    assert again is plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_partial_restores_are_memoised_and_failures_repeat(repeat: int) -> None:
+    before, chains_of = compile_(SERVICES, SLICES)
+    kernel = apply_restore(
+        before.ruleset, stale_rule_restore(before.ruleset, SPN_B, "10.244.9.9:8080")
+    )
+    bad = plan_sync(
+        before, chains_of(["default/a"]), full=False, existing_nat_chains=nat_chains(kernel)
+    )
+    for _ in range(repeat):
+        with pytest.raises(RestoreError):
+            apply_plan(kernel, bad)
+    good = plan_sync(
+        before, chains_of(["default/b"]), full=False, existing_nat_chains=nat_chains(kernel)
+    )
+    first = apply_plan(kernel, good)
+    assert apply_plan(kernel, good) is first
+    synccost._applied.clear()
+    assert apply_plan(kernel, good) == first
+    assert first.chain("nat", SPN_B.cluster_chain) == before.ruleset.chain(
+        "nat", SPN_B.cluster_chain
+    )
