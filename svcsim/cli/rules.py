@@ -17,8 +17,9 @@ import typer
 
 from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
-from svcsim.netfilter.interpreter import NodeNetwork, Packet, draws_from, trace
+from svcsim.netfilter.interpreter import draws_from, trace
 from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.packet import NodeNetwork, Packet
 from svcsim.netfilter.text import render_save
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables_sync

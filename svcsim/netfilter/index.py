@@ -6,7 +6,7 @@ the rules is a deterministic function of the answers to its non-deterministic qu
 statistic match reached (a draw) and each recent match reached (the lists' state). So
 :class:`DispatchIndex` runs the interpreter's own walk with forced answers, depth first, until
 every combination has been taken; each run is one path with its conditions and its
-:class:`~svcsim.netfilter.interpreter.Outcome`. Nothing here knows kube-proxy's chain shapes:
+:class:`~svcsim.netfilter.packet.Outcome`. Nothing here knows kube-proxy's chain shapes:
 a path's conditions may include "statistic not matched", nested statistic rules, recent checks
 anywhere, and the enumeration is still exact. It stops with :class:`DispatchTooLargeError`
 beyond ``max_paths``.
@@ -28,20 +28,11 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from svcsim.netfilter.interpreter import (
-    DEFAULT_SPORT,
-    DrawSource,
-    KernelDecider,
-    NodeNetwork,
-    Origin,
-    Outcome,
-    Packet,
-    TraceError,
-    walk,
-)
 from svcsim.netfilter.model import IPAddress, RecentMatch, Ruleset, StatisticMatch
+from svcsim.netfilter.packet import DEFAULT_SPORT, NodeNetwork, Origin, Outcome, Packet
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.statistic import THRESHOLD_SCALE, draw_u31
+from svcsim.netfilter.walk import DrawSource, KernelDecider, TraceError, walk
 
 MAX_PATHS: Final = 10_000
 """Default bound on the paths one key may have."""

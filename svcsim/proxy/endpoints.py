@@ -1,9 +1,10 @@
-"""kube-proxy's view of Services and EndpointSlices: service-port map, endpoints map, categories.
+"""kube-proxy's view of Services and EndpointSlices: the service-port map and endpoints map.
 
 Mirrors kubernetes ``pkg/proxy/serviceport.go`` (``newBaseServiceInfo``),
-``pkg/proxy/servicechangetracker.go`` (``serviceToServiceMap``), ``pkg/proxy/endpointslicecache.go``
-@c2c7d507 (``endpointInfoByServicePort``, ``addEndpoints``, ``byEndpoint``) and
-``pkg/proxy/topology.go`` (``CategorizeEndpoints``, v1.33+ shape with ``topologyModeFromHints``).
+``pkg/proxy/servicechangetracker.go`` (``serviceToServiceMap``) and
+``pkg/proxy/endpointslicecache.go`` @c2c7d507 (``endpointInfoByServicePort``, ``addEndpoints``,
+``byEndpoint``). How a node picks among a port's endpoints (``CategorizeEndpoints``) is
+:mod:`svcsim.proxy.topology`.
 
 Only the IPv4 family is modelled: IPv6 cluster IPs, external IPs, load-balancer IPs, source
 ranges and EndpointSlices of ``addressType`` other than ``IPv4`` are ignored, exactly as an IPv4
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from svcsim.k8s.objects import (
@@ -25,14 +26,11 @@ from svcsim.k8s.objects import (
     SessionAffinity,
     TrafficPolicy,
 )
-from svcsim.proxy.context import TOPOLOGY_ZONE_LABEL
+from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import ServicePortName
 
 _SERVICE_CACHE_LIMIT = 1 << 14
-"""Entries kept by each identity memo below before it starts afresh."""
-
-PREFER_SAME_NODE = "PreferSameNode"
-PREFER_SAME_ZONE = "PreferSameZone"
+"""Entries kept by each identity memo below before the oldest go."""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -138,7 +136,9 @@ def service_port_infos(svc: Service) -> list[ServicePortInfo]:
     return list(_port_infos(svc))
 
 
-_port_info_cache: dict[int, tuple[Service, tuple[ServicePortInfo, ...]]] = {}
+_port_info_cache: BoundedMemo[int, tuple[Service, tuple[ServicePortInfo, ...]]] = BoundedMemo(
+    "port infos by Service identity", _SERVICE_CACHE_LIMIT
+)
 
 
 def _port_infos(svc: Service) -> tuple[ServicePortInfo, ...]:
@@ -151,9 +151,7 @@ def _port_infos(svc: Service) -> tuple[ServicePortInfo, ...]:
     if hit is not None and hit[0] is svc:
         return hit[1]
     infos = tuple(_derive_port_infos(svc))
-    if len(_port_info_cache) >= _SERVICE_CACHE_LIMIT:
-        del _port_info_cache[next(iter(_port_info_cache))]  # oldest first
-    _port_info_cache[id(svc)] = (svc, infos)
+    _port_info_cache.put(id(svc), (svc, infos))
     return infos
 
 
@@ -273,10 +271,12 @@ _Placed = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...], tuple[str | Non
 """Per service port: its endpoints as seen from no node, and each one's ``nodeName``."""
 
 _GroupKey = tuple[str, str, tuple[int, ...]]
-_placed_cache: dict[_GroupKey, tuple[tuple[EndpointSlice, ...], _Placed]] = {}
-_service_cache: dict[
+_placed_cache: BoundedMemo[_GroupKey, tuple[tuple[EndpointSlice, ...], _Placed]] = BoundedMemo(
+    "non-local endpoints by (namespace, service, slice ids)", _SERVICE_CACHE_LIMIT
+)
+_service_cache: BoundedMemo[
     tuple[_GroupKey, str], tuple[tuple[EndpointSlice, ...], _ServiceEndpoints]
-] = {}
+] = BoundedMemo("endpoints by ((namespace, service, slice ids), node)", _SERVICE_CACHE_LIMIT)
 """``((namespace, service, slice ids), node)`` -> (those slices, their endpoints).
 
 Every node rebuilds its endpoints map at every sync although only one Service's slices changed;
@@ -297,16 +297,11 @@ def _service_endpoints(
         return hit[1]
     placed_hit = _placed_cache.get(group_key)
     if placed_hit is None:
-        if len(_placed_cache) >= _SERVICE_CACHE_LIMIT:
-            del _placed_cache[next(iter(_placed_cache))]  # oldest first
-        placed_hit = _placed_cache[group_key] = (
-            group,
-            _build_service_endpoints(namespace, svc_name, group),
+        placed_hit = _placed_cache.put(
+            group_key, (group, _build_service_endpoints(namespace, svc_name, group))
         )
     built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed_hit[1])
-    if len(_service_cache) >= _SERVICE_CACHE_LIMIT:
-        del _service_cache[next(iter(_service_cache))]  # oldest first
-    _service_cache[group_key, node_name] = (group, built)
+    _service_cache.put((group_key, node_name), (group, built))
     return built
 
 
@@ -357,121 +352,6 @@ def _build_service_endpoints(
             ordered = sorted(eps.values(), key=lambda pair: pair[0].text)
             out.append((spn, tuple(p[0] for p in ordered), tuple(p[1] for p in ordered)))
     return tuple(out)
-
-
-@dataclass(frozen=True, slots=True)
-class CategorizedEndpoints:
-    """The result of :func:`categorize_endpoints`; see there for each field's meaning."""
-
-    cluster: tuple[EndpointInfo, ...]
-    local: tuple[EndpointInfo, ...]
-    all_reachable: tuple[EndpointInfo, ...]
-    has_any_endpoints: bool
-    topology_mode: str = ""
-    """``""``, ``"PreferSameZone"`` or ``"PreferSameNode"``: how hints filtered ``cluster``."""
-
-
-def topology_mode_from_hints(
-    endpoints: Sequence[EndpointInfo],
-    node_name: str,
-    zone: str,
-    prefer_same_traffic_distribution: bool = True,
-) -> str:
-    """Which hints kube-proxy obeys (``topologyModeFromHints``), looking at Ready endpoints only.
-
-    ``PreferSameNode`` if the gate is on, every Ready endpoint has node hints and one is hinted
-    for this node; else ``PreferSameZone`` if every Ready endpoint has zone hints and one is
-    hinted for this node's zone (a node without a zone label never qualifies); else ``""``.
-    Since v1.33 the Service's topology annotation is not consulted: hints are obeyed whenever
-    present (kubernetes PR #130742 removed ``hintsAnnotation``).
-    """
-    ready = [ep for ep in endpoints if ep.ready]
-    if not ready:
-        return ""
-    node_hinted = all(ep.node_hints for ep in ready)
-    if prefer_same_traffic_distribution and node_hinted and any(
-        node_name in ep.node_hints for ep in ready
-    ):
-        return PREFER_SAME_NODE
-    if zone and all(ep.zone_hints for ep in ready) and any(zone in ep.zone_hints for ep in ready):
-        return PREFER_SAME_ZONE
-    return ""
-
-
-def _available_for_topology(ep: EndpointInfo, mode: str, node_name: str, zone: str) -> bool:
-    if mode == PREFER_SAME_NODE:
-        return node_name in ep.node_hints
-    if mode == PREFER_SAME_ZONE:
-        return zone in ep.zone_hints
-    return True
-
-
-def categorize_endpoints(
-    endpoints: Sequence[EndpointInfo],
-    svc: ServicePortInfo,
-    node_name: str,
-    topology_labels: Mapping[str, str] | None = None,
-    prefer_same_traffic_distribution: bool = True,
-) -> CategorizedEndpoints:
-    """Split a service port's endpoints like ``CategorizeEndpoints`` (pkg/proxy/topology.go).
-
-    Returned fields:
-
-    * ``cluster``: endpoints for Cluster traffic policy; empty if the port never uses Cluster
-      policy (:attr:`ServicePortInfo.uses_cluster_endpoints`). The Ready endpoints, filtered by
-      topology hints when :func:`topology_mode_from_hints` says so. **Fallback:** if that leaves
-      none, every endpoint that is serving *and* terminating, anywhere, ignoring topology.
-    * ``local``: endpoints for Local traffic policy; empty if the port never uses Local policy.
-      The node-local Ready endpoints. **Fallback:** if there are none, the node-local endpoints
-      that are serving and terminating.
-    * ``all_reachable``: the union of the two lists, i.e. every endpoint that gets a KUBE-SEP
-      chain on this node. When it is exactly one of the lists that list is returned; when a
-      real merge is needed (topology filtering or the local fallback is in play) the merged list
-      is sorted by ``"IP:port"`` (upstream builds it from a Go map, so its order is random).
-    * ``has_any_endpoints``: some endpoint anywhere is Ready, or serving and terminating;
-      this decides rules versus REJECT. It can be true while ``all_reachable`` is empty.
-
-    Endpoints that are neither Ready nor serving-and-terminating are never used.
-    """
-    zone = (topology_labels or {}).get(TOPOLOGY_ZONE_LABEL, "")
-    mode = ""
-    cluster: list[EndpointInfo] = []
-    local: list[EndpointInfo] = []
-    has_any = False
-    if svc.uses_cluster_endpoints:
-        mode = topology_mode_from_hints(
-            endpoints, node_name, zone, prefer_same_traffic_distribution
-        )
-        cluster = [
-            ep
-            for ep in endpoints
-            if ep.ready and _available_for_topology(ep, mode, node_name, zone)
-        ]
-        if not cluster:
-            cluster = [ep for ep in endpoints if ep.serving and ep.terminating]
-        has_any = bool(cluster)
-    if not svc.uses_local_endpoints:
-        return CategorizedEndpoints(tuple(cluster), (), tuple(cluster), has_any, mode)
-
-    local_ready = any(ep.is_local and ep.ready for ep in endpoints)
-    local_serving_terminating = any(
-        ep.is_local and not ep.ready and ep.serving and ep.terminating for ep in endpoints
-    )
-    has_any = has_any or any(ep.ready or (ep.serving and ep.terminating) for ep in endpoints)
-    used_fallback = False
-    if local_ready:
-        local = [ep for ep in endpoints if ep.is_local and ep.ready]
-    elif local_serving_terminating:
-        used_fallback = True
-        local = [ep for ep in endpoints if ep.is_local and ep.serving and ep.terminating]
-    if not svc.uses_cluster_endpoints:
-        return CategorizedEndpoints((), tuple(local), tuple(local), has_any, mode)
-    if not mode and not used_fallback:
-        # local holds only Ready endpoints and cluster holds every Ready one: a superset.
-        return CategorizedEndpoints(tuple(cluster), tuple(local), tuple(cluster), has_any, mode)
-    merged = {ep.text: ep for ep in cluster} | {ep.text: ep for ep in local}
-    reachable = tuple(sorted(merged.values(), key=lambda e: e.text))
-    return CategorizedEndpoints(tuple(cluster), tuple(local), reachable, has_any, mode)
 
 
 def total_endpoints(

@@ -14,8 +14,9 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from svcsim.proxy.context import NodeContext
-from svcsim.proxy.endpoints import CategorizedEndpoints, EndpointInfo, ServicePortInfo
+from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
 from svcsim.proxy.probability import compute_probability
+from svcsim.proxy.topology import CategorizedEndpoints
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"

@@ -16,8 +16,9 @@ from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
 from svcsim.k8s.objects import Node, ObjectMeta
-from svcsim.netfilter.conntrack import ConntrackTimeouts, kernel_default_max
-from svcsim.netfilter.interpreter import NodeNetwork
+from svcsim.netfilter.conntrack import kernel_default_max
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
@@ -28,12 +29,13 @@ from svcsim.scenario.refs import AddressTarget as ScenarioAddress
 from svcsim.scenario.timeline_run import schedule_timeline
 from svcsim.scenario.world import World
 from svcsim.sim.config import AppProfile, ControlPlaneDelays
-from svcsim.sim.deployments import DeploymentController, Scheduler, start_bare_pod
+from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.endpointslices import EndpointSliceController
+from svcsim.sim.fleet import PodFleet
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.network import PodNetwork
-from svcsim.sim.pods import PodFleet
+from svcsim.sim.scheduling import Scheduler, start_bare_pod
 from svcsim.sim.synccost import KubeProxyConfig, SyncCostModel
 from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView

@@ -18,8 +18,10 @@ from svcsim.scenario import timeline as tl
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.refs import parse_object_ref, parse_service_target
 from svcsim.scenario.world import World
-from svcsim.sim.deployments import DeploymentController, Scheduler, drain_node
-from svcsim.sim.pods import PodFleet, PodRunner
+from svcsim.sim.deployments import DeploymentController
+from svcsim.sim.fleet import PodFleet
+from svcsim.sim.pods import PodRunner
+from svcsim.sim.scheduling import Scheduler, drain_node
 
 
 def schedule_timeline(

@@ -23,7 +23,7 @@ import numpy as np
 import simpy
 
 from svcsim.k8s.objects import Service
-from svcsim.proxy.endpoints import categorize_endpoints
+from svcsim.proxy.topology import categorize_endpoints
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel

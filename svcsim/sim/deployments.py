@@ -27,7 +27,6 @@ proportional split across ReplicaSets.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,109 +44,15 @@ from svcsim.k8s.objects import (
 )
 from svcsim.sim.api import EventType, WatchEvent
 from svcsim.sim.config import AppProfile, RecordEvent
-from svcsim.sim.pods import PodFleet, PodRunner, PodSpec, spec_for_pod
+from svcsim.sim.fleet import PodFleet
+from svcsim.sim.pods import PodRunner, PodSpec
+from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts, scaled_value
+from svcsim.sim.scheduling import Scheduler
 
 REVISION_ANNOTATION = "svcsim.io/revision"
 """Template annotation bumped by :meth:`DeploymentController.rollout` (like ``kubectl rollout
 restart``'s ``restartedAt``): a new value gives a new template hash, so new Pods."""
 _EPS = 1e-9
-
-
-def scaled_value(value: int | str, total: int, *, round_up: bool) -> int:
-    """``intstr.GetScaledValueFromIntOrPercent``: an int as-is, ``"N%"`` of ``total``."""
-    if isinstance(value, int):
-        return value
-    percent = int(value.rstrip("%"))
-    scaled, rest = divmod(percent * total, 100)
-    return scaled + (1 if round_up and rest else 0)
-
-
-def check_rolling_update(max_surge: int | str, max_unavailable: int | str) -> None:
-    """Raise ValueError unless these are valid (``ValidateRollingUpdateDeployment``)."""
-    for name, value in (("maxSurge", max_surge), ("maxUnavailable", max_unavailable)):
-        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
-            isinstance(value, str) and value.endswith("%") and value[:-1].isdigit()
-        )
-        if not ok:
-            raise ValueError(f"{name} must be an integer >= 0 or a percentage, got {value!r}")
-    if isinstance(max_unavailable, str) and int(max_unavailable[:-1]) > 100:
-        raise ValueError(f"maxUnavailable must not be greater than 100%, got {max_unavailable!r}")
-    if _zero(max_surge) and _zero(max_unavailable):
-        raise ValueError("maxUnavailable may not be 0 when maxSurge is 0")
-
-
-def _zero(value: int | str) -> bool:
-    return value == 0 or (isinstance(value, str) and int(value[:-1]) == 0)
-
-
-def resolve_fenceposts(
-    max_surge: int | str, max_unavailable: int | str, desired: int
-) -> tuple[int, int]:
-    """``(surge, unavailable)`` for ``desired`` replicas (``ResolveFenceposts``)."""
-    surge = scaled_value(max_surge, desired, round_up=True)
-    unavailable = scaled_value(max_unavailable, desired, round_up=False)
-    if surge == 0 and unavailable == 0:
-        unavailable = 1  # rounding may give 0/0, which would stall the rollout
-    return surge, unavailable
-
-
-class Scheduler:
-    """Binds new Pods round-robin over schedulable nodes, in name order."""
-
-    def __init__(self, nodes: Sequence[str]) -> None:
-        if not nodes:
-            raise ValueError("a Scheduler needs at least one node")
-        self.nodes = tuple(sorted(nodes))
-        self.cordoned: set[str] = set()
-        self._last: str | None = None
-
-    def pick(self) -> str | None:
-        """The next schedulable node after the last one picked, or None if all are cordoned."""
-        ok = [n for n in self.nodes if n not in self.cordoned]
-        if not ok:
-            return None
-        after = [n for n in ok if self._last is None or n > self._last]
-        self._last = after[0] if after else ok[0]
-        return self._last
-
-    def cordon(self, node: str) -> None:
-        """Mark ``node`` unschedulable (``kubectl cordon``)."""
-        if node not in self.nodes:
-            raise ValueError(f"unknown node {node!r}")
-        self.cordoned.add(node)
-
-    def uncordon(self, node: str) -> None:
-        """Mark ``node`` schedulable again."""
-        self.cordoned.discard(node)
-
-
-def drain_node(node: str, scheduler: Scheduler, fleet: PodFleet) -> list[str]:
-    """``kubectl drain``: cordon ``node`` and delete its Pods gracefully; their keys.
-
-    Controllers replace their Pods elsewhere once they see them terminating.
-    """
-    scheduler.cordon(node)
-    return [r.key for r in fleet.on_node(node) if r.delete()]
-
-
-def start_bare_pod(
-    pod: Pod,
-    app: AppProfile,
-    fleet: PodFleet,
-    scheduler: Scheduler,
-    *,
-    running: bool = True,
-    probe_phase_s: float = 0.0,
-) -> PodRunner | None:
-    """Run a Pod from a manifest (no controller: nothing replaces it once deleted).
-
-    It goes to its ``spec.nodeName`` when that node exists, else to the scheduler's pick;
-    None when no node is schedulable. Its IP comes from the node's range, not the manifest.
-    """
-    node = pod.node_name if pod.node_name in scheduler.nodes else scheduler.pick()
-    if node is None:
-        return None
-    return fleet.start(spec_for_pod(pod, app), node, running=running, probe_phase_s=probe_phase_s)
 
 
 @dataclass(slots=True)

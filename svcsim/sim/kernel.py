@@ -7,10 +7,11 @@ now, so traffic always meets the node's actual rules, stale or not.
 
 from __future__ import annotations
 
-from svcsim.netfilter.conntrack import ConntrackTable, ConntrackTimeouts
+from svcsim.netfilter.conntrack import ConntrackTable
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.index import DispatchIndex
-from svcsim.netfilter.interpreter import NodeNetwork
 from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
 
 

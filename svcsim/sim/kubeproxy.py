@@ -61,18 +61,15 @@ from svcsim.sim.changes import (
     annotation_trigger_time_s,
 )
 from svcsim.sim.kernel import Kernel
-from svcsim.sim.runner import BoundedFrequencyRunner
-from svcsim.sim.synccost import (
-    KubeProxyConfig,
-    ProgrammedView,
-    ProxyMetrics,
+from svcsim.sim.restore import (
     RestoreError,
-    StaleUdpFilter,
     apply_plan,
     plan_sync,
     service_chains,
     stale_rule_restore,
 )
+from svcsim.sim.runner import BoundedFrequencyRunner
+from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, ProxyMetrics, StaleUdpFilter
 
 __all__ = [
     "CleanupListener",
@@ -256,7 +253,7 @@ class KubeProxy:
     ) -> str:
         """Edit the kernel's nat table by hand so ``service_port`` also sends to ``endpoint``.
 
-        The exact restore input is :func:`~svcsim.sim.synccost.stale_rule_restore`'s: by
+        The exact restore input is :func:`~svcsim.sim.restore.stale_rule_restore`'s: by
         default a ``KUBE-SEP`` chain for the endpoint plus a jump to it at the top of the
         Service's ``KUBE-SVC`` chain, as kube-proxy would have written them. Returns that text.
         """

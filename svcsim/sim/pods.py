@@ -47,7 +47,7 @@ from typing import Any
 
 import simpy
 
-from svcsim.k8s.objects import Container, ObjectMeta, Pod, PodTemplate
+from svcsim.k8s.objects import ObjectMeta, Pod, PodTemplate
 from svcsim.sim.api import ApiServer
 from svcsim.sim.config import AppProfile, ControlPlaneDelays, RecordEvent
 from svcsim.sim.network import Backend, BackendState, PodNetwork
@@ -82,17 +82,6 @@ class PodSpec:
     app: AppProfile
     owner: str = ""
     """The controller that owns the Pod (``ReplicaSet ns/name``), ``""`` for a bare Pod."""
-
-
-def spec_for_pod(pod: Pod, app: AppProfile) -> PodSpec:
-    """A :class:`PodSpec` for a Pod read from a manifest (its ports; no probe or preStop)."""
-    template = PodTemplate(
-        labels=pod.meta.labels,
-        annotations=pod.meta.annotations,
-        containers=(Container("app", pod.container_ports),),
-    )
-    meta = ObjectMeta(pod.meta.name, pod.meta.namespace, pod.meta.labels, pod.meta.annotations)
-    return PodSpec(meta, template, app)
 
 
 class PodRunner:
@@ -384,64 +373,3 @@ class PodRunner:
 
     def _event(self, kind: str, detail: str) -> None:
         self.record(self.env.now, kind, self.node, self.key, detail)
-
-
-class PodFleet:
-    """The kubelets of every node: starts Pod runners and finds the live ones."""
-
-    def __init__(
-        self,
-        env: simpy.Environment,
-        api: ApiServer,
-        network: PodNetwork,
-        delays: ControlPlaneDelays,
-        record_event: RecordEvent,
-    ) -> None:
-        self.env, self.api, self.network = env, api, network
-        self.delays, self.record = delays, record_event
-        self._runners: dict[str, PodRunner] = {}
-
-    def start(
-        self, spec: PodSpec, node: str, *, running: bool = False, probe_phase_s: float = 0.0
-    ) -> PodRunner:
-        """Schedule ``spec`` onto ``node`` and run it; raises if the name is taken."""
-        key = spec.meta.key
-        old = self._runners.get(key)
-        if old is not None and not old.exited:
-            raise ValueError(f"Pod {key!r} already exists")
-        runner = PodRunner(
-            self.env,
-            spec,
-            node,
-            self.api,
-            self.network,
-            self.delays,
-            self.record,
-            running=running,
-            probe_phase_s=probe_phase_s,
-        )
-        self._runners[key] = runner
-        return runner
-
-    def get(self, key: str) -> PodRunner | None:
-        """The Pod ``namespace/name`` if it has not exited yet."""
-        runner = self._runners.get(key)
-        return runner if runner is not None and not runner.exited else None
-
-    def runners(self) -> list[PodRunner]:
-        """Every Pod that has not exited, by key."""
-        return [r for k, r in sorted(self._runners.items()) if not r.exited]
-
-    def on_node(self, node: str) -> list[PodRunner]:
-        """The Pods on ``node`` that have not exited, by key."""
-        return [r for r in self.runners() if r.node == node]
-
-    def delete(self, key: str) -> bool:
-        """Gracefully delete a Pod; False if there is no such live Pod or it is terminating."""
-        runner = self.get(key)
-        return runner is not None and runner.delete()
-
-    def crash(self, key: str) -> bool:
-        """Crash a Pod's app; False if there is no such Pod or its container is not running."""
-        runner = self.get(key)
-        return runner is not None and runner.crash()

@@ -13,7 +13,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from svcsim.netfilter.interpreter import Origin
+from svcsim.netfilter.packet import Origin
 from svcsim.results.records import Recorder
 
 F64 = npt.NDArray[np.float64]

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from svcsim.netfilter.interpreter import Outcome as NfOutcome
-from svcsim.netfilter.interpreter import VerdictKind
+from svcsim.netfilter.packet import Outcome as NfOutcome
+from svcsim.netfilter.packet import VerdictKind
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.network import Backend, BackendState
 from svcsim.traffic.context import TrafficContext

@@ -3,7 +3,7 @@
 Every kube-proxy sync installs a new ruleset, and :class:`~svcsim.netfilter.index.DispatchIndex`
 starts over; enumerating a dispatch walks the rules once per path, milliseconds for a Service
 with a few dozen endpoints, for every node. Yet a sync usually changes one Service's chains,
-and nodes mostly hold the same chains. A walk (:func:`~svcsim.netfilter.interpreter.walk`) is a
+and nodes mostly hold the same chains. A walk (:func:`~svcsim.netfilter.walk.walk`) is a
 deterministic function of the packet, the draws, the chains it asks the ruleset for, and the
 answers the node's network gives it (is this address local, its type, the interfaces). So
 :class:`DispatchCache` builds a dispatch with :func:`~svcsim.netfilter.index.build_dispatch`
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcsim.netfilter.index import Dispatch, build_dispatch
-from svcsim.netfilter.interpreter import NodeNetwork, Origin, Packet
 from svcsim.netfilter.model import Chain, IPAddress, Ruleset
+from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
 from svcsim.sim.kernel import Kernel
 
 

@@ -38,8 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch
-from svcsim.netfilter.interpreter import Origin
-from svcsim.netfilter.interpreter import Outcome as NfOutcome
+from svcsim.netfilter.packet import Origin
+from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.traffic.attempts import Attempts, Client, Results
 from svcsim.traffic.classify import Resolution, Wait, classify
 from svcsim.traffic.context import ProxyState, TrafficContext

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from svcsim.netfilter.conntrack import ConntrackTimeouts
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.results.schema import Cause, Outcome
 from svcsim.traffic.classify import Resolution, Wait
 from svcsim.traffic.spec import WorkloadSpec

@@ -29,9 +29,10 @@ from typing import Protocol
 
 import numpy as np
 
-from svcsim.netfilter.conntrack import ConntrackTable, Direction, FlowTuple
-from svcsim.netfilter.interpreter import Origin
-from svcsim.netfilter.interpreter import Outcome as NfOutcome
+from svcsim.netfilter.conntrack import ConntrackTable
+from svcsim.netfilter.conntrack_states import Direction, FlowTuple
+from svcsim.netfilter.packet import Origin
+from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.network import Backend, BackendState
 from svcsim.traffic.attempts import Client, Vocab

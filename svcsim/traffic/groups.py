@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch, StatisticCondition
-from svcsim.netfilter.interpreter import NodeNetwork
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.traffic.draws import statistic_draws
 from svcsim.traffic.spec import ServiceTime
 

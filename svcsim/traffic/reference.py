@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from svcsim.netfilter.conntrack import Direction, FlowTuple
-from svcsim.netfilter.interpreter import Origin, Packet, trace
-from svcsim.netfilter.interpreter import Outcome as NfOutcome
+from svcsim.netfilter.conntrack_states import Direction, FlowTuple
+from svcsim.netfilter.interpreter import trace
+from svcsim.netfilter.packet import Origin, Packet
+from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Outcome
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution

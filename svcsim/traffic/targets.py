@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from svcsim.k8s.objects import Service, ServicePort
-from svcsim.netfilter.interpreter import Origin
+from svcsim.netfilter.packet import Origin
 from svcsim.proxy.names import ServicePortName
 from svcsim.traffic.spec import (
     AddressTarget,

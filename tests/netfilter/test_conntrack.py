@@ -8,17 +8,19 @@ from hypothesis import strategies as st
 
 from svcsim.netfilter.conntrack import (
     NF_CT_EVICTION_RANGE,
-    ConntrackEntry,
     ConntrackTable,
+    kernel_default_buckets,
+    kernel_default_max,
+    kube_proxy_conntrack_max,
+    kube_proxy_hashsize,
+)
+from svcsim.netfilter.conntrack_states import (
+    ConntrackEntry,
     ConntrackTimeouts,
     FlowTuple,
     TcpState,
     UdpState,
     Verdict,
-    kernel_default_buckets,
-    kernel_default_max,
-    kube_proxy_conntrack_max,
-    kube_proxy_hashsize,
     opens_flow,
 )
 

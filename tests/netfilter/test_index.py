@@ -20,7 +20,8 @@ from svcsim.netfilter.index import (
     StatisticCondition,
     build_dispatch,
 )
-from svcsim.netfilter.interpreter import NodeNetwork, Origin, Packet, VerdictKind, trace
+from svcsim.netfilter.interpreter import trace
+from svcsim.netfilter.packet import NodeNetwork, Origin, Packet, VerdictKind
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.statistic import threshold_from_probability
 from svcsim.netfilter.text import parse_save

@@ -7,17 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from svcsim.netfilter.interpreter import (
-    NodeNetwork,
-    Packet,
-    Trace,
-    TraceError,
-    VerdictKind,
-    draws_from,
-    trace,
-)
+from svcsim.netfilter.interpreter import Trace, draws_from, trace
+from svcsim.netfilter.packet import NodeNetwork, Packet, VerdictKind
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.text import parse_save
+from svcsim.netfilter.walk import TraceError
 
 NODE_IP = "192.168.0.10"
 NETWORK = NodeNetwork((NODE_IP,), pod_cidr="10.244.1.0/24")

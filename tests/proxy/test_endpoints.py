@@ -19,18 +19,20 @@ from svcsim.k8s.objects import (
     TrafficPolicy,
 )
 from svcsim.proxy.endpoints import (
-    PREFER_SAME_NODE,
-    PREFER_SAME_ZONE,
     EndpointInfo,
     ServicePortInfo,
     build_endpoints_map,
     build_service_port_map,
-    categorize_endpoints,
     parse_ipv4_cidr_sloppy,
     parse_ipv4_sloppy,
-    topology_mode_from_hints,
 )
 from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.topology import (
+    PREFER_SAME_NODE,
+    PREFER_SAME_ZONE,
+    categorize_endpoints,
+    topology_mode_from_hints,
+)
 from tests.proxy.test_iptables_support import ep, make_service, make_slice, port
 
 NODE = "node-a"

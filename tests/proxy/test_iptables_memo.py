@@ -17,25 +17,24 @@ from svcsim.proxy.endpoints import (
     EndpointsMap,
     build_endpoints_map,
     build_service_port_map,
-    categorize_endpoints,
     parse_ipv4_sloppy,
     total_endpoints,
 )
 from svcsim.proxy.iptables import (
-    CANARY_TABLES,
-    JUMP_RULES,
     LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
     _service_order,
-    _write_fixed_head,
-    _write_fixed_tail,
     compile_iptables_sync,
 )
+from svcsim.proxy.iptables_assembly import CANARY_TABLES, JUMP_RULES
+from svcsim.proxy.iptables_assembly import write_fixed_head as _write_fixed_head
+from svcsim.proxy.iptables_assembly import write_fixed_tail as _write_fixed_tail
 from svcsim.proxy.iptables_service import (
     KUBE_PROXY_CANARY,
     RestoreBuffers,
     write_service_port,
 )
 from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.topology import categorize_endpoints
 from tests.proxy.test_iptables_kernel import service_and_slice
 from tests.proxy.test_iptables_support import ep, fake_context, make_service, make_slice, port
 

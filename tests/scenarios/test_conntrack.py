@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svcsim.netfilter.conntrack import ConntrackTimeouts
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.results import Cause, Outcome
 from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
 from tests.scenarios.timing import (

@@ -26,17 +26,11 @@ from svcsim.k8s.objects import (
 )
 from svcsim.sim.api import ApiServer
 from svcsim.sim.config import AppProfile, ControlPlaneDelays
-from svcsim.sim.deployments import (
-    DeploymentController,
-    Scheduler,
-    check_rolling_update,
-    drain_node,
-    resolve_fenceposts,
-    scaled_value,
-    start_bare_pod,
-)
+from svcsim.sim.deployments import DeploymentController
+from svcsim.sim.fleet import PodFleet
 from svcsim.sim.network import PodNetwork
-from svcsim.sim.pods import PodFleet
+from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts, scaled_value
+from svcsim.sim.scheduling import Scheduler, drain_node, start_bare_pod
 
 NODES = ("n1", "n2", "n3")
 

@@ -34,8 +34,9 @@ from svcsim.sim.endpointslices import (
     parse_trigger_time,
     trigger_time_s,
 )
+from svcsim.sim.fleet import PodFleet
 from svcsim.sim.network import PodNetwork
-from svcsim.sim.pods import PodFleet, PodRunner, PodSpec
+from svcsim.sim.pods import PodRunner, PodSpec
 
 SERVICE = Service(
     ObjectMeta("web"),

@@ -25,9 +25,9 @@ from svcsim.k8s.objects import (
     Service,
     ServicePort,
 )
-from svcsim.netfilter.conntrack import ConntrackTimeouts, FlowTuple
-from svcsim.netfilter.interpreter import NodeNetwork
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts, FlowTuple
 from svcsim.netfilter.model import DnatTarget, JumpTarget
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.text import render_save
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables

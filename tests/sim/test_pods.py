@@ -9,8 +9,9 @@ import simpy
 from svcsim.k8s.objects import Container, ContainerPort, ObjectMeta, PodTemplate, PreStopHook, Probe
 from svcsim.sim.api import ApiServer
 from svcsim.sim.config import AppProfile, ControlPlaneDelays
+from svcsim.sim.fleet import PodFleet
 from svcsim.sim.network import Backend, BackendState, PodNetwork
-from svcsim.sim.pods import PodFleet, PodRunner, PodSpec
+from svcsim.sim.pods import PodRunner, PodSpec
 
 
 @dataclass

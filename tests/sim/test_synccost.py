@@ -19,26 +19,28 @@ from svcsim.k8s.objects import (
     ServicePort,
     ServiceType,
 )
-from svcsim.netfilter.conntrack import ConntrackEntry, FlowTuple, UdpState
+from svcsim.netfilter.conntrack_states import ConntrackEntry, FlowTuple, UdpState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import apply_restore, render_save
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.iptables import IptablesSync, sync_from_maps
 from svcsim.proxy.names import ServicePortName
+from svcsim.sim.restore import (
+    RestoreError,
+    apply_plan,
+    plan_sync,
+    service_chains,
+    stale_rule_restore,
+)
 from svcsim.sim.synccost import (
     DEFAULT_BASE_S,
     DEFAULT_COST,
     DEFAULT_PER_RULE_S,
     PUBLISHED_POINTS,
     CalibrationPoint,
-    RestoreError,
     StaleUdpFilter,
     SyncCostModel,
-    apply_plan,
-    plan_sync,
-    service_chains,
-    stale_rule_restore,
 )
 
 CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))

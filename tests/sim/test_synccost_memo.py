@@ -25,8 +25,8 @@ from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.iptables import IptablesSync, sync_from_maps
 from svcsim.proxy.names import ServicePortName
-from svcsim.sim import synccost
-from svcsim.sim.synccost import (
+from svcsim.sim import restore
+from svcsim.sim.restore import (
     RestoreError,
     SyncPlan,
     apply_plan,
@@ -78,8 +78,8 @@ def nat_chains(ruleset: Ruleset) -> list[str]:
 
 
 def _fresh_plan(compiled: IptablesSync, changed: frozenset[str], **kwargs: object) -> SyncPlan:
-    synccost._plans.clear()
-    synccost._split_texts.clear()
+    restore._plans.clear()
+    restore._split_texts.clear()
     return plan_sync(compiled, changed, **kwargs)  # type: ignore[arg-type]
 
 
@@ -125,7 +125,7 @@ def test_partial_restores_are_memoised_and_failures_repeat(repeat: int) -> None:
     )
     first = apply_plan(kernel, good)
     assert apply_plan(kernel, good) is first
-    synccost._applied.clear()
+    restore._applied.clear()
     assert apply_plan(kernel, good) == first
     assert first.chain("nat", SPN_B.cluster_chain) == before.ruleset.chain(
         "nat", SPN_B.cluster_chain

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from svcsim.k8s.objects import LoadBalancerIngress, ObjectMeta, Service, ServicePort
-from svcsim.netfilter.interpreter import Outcome as NfOutcome
-from svcsim.netfilter.interpreter import VerdictKind
+from svcsim.netfilter.packet import Outcome as NfOutcome
+from svcsim.netfilter.packet import VerdictKind
 from svcsim.sim.network import BackendState, PodNetwork
 from svcsim.traffic.classify import Wait, at_destination, classify
 from svcsim.traffic.spec import AddressTarget, ExternalSource, HostSource, PodSource, ServiceTarget

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from svcsim.netfilter.index import build_dispatch
-from svcsim.netfilter.interpreter import Packet
+from svcsim.netfilter.packet import Packet
 from svcsim.traffic.dispatch import DispatchCache
 from svcsim.traffic.draws import SeedStream, statistic_draws
 from svcsim.traffic.groups import Groups, SourceClasses, chain_choice, chain_spine

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svcsim.netfilter.index import build_dispatch
-from svcsim.netfilter.interpreter import Packet
 from svcsim.netfilter.model import AddressMatch, Ruleset
+from svcsim.netfilter.packet import Packet
 from svcsim.traffic import PodSource, ServiceTarget, TrafficEngine, WorkloadSpec
 from svcsim.traffic.dispatch import DispatchCache
 from svcsim.traffic.groups import ChainSources, SourceClasses

@@ -27,8 +27,8 @@ from svcsim.k8s.objects import (
     ServiceType,
     SessionAffinity,
 )
-from svcsim.netfilter.conntrack import ConntrackTimeouts
-from svcsim.netfilter.interpreter import NodeNetwork
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.results.records import Recorder

@@ -1,0 +1,299 @@
+"""The fixed part of an iptables-mode full sync and the assembly of a sync's kernel state.
+
+What every node writes whatever its Services (kubernetes ``pkg/proxy/iptables/proxier.go``
+@531be812, ``syncProxyRules`` and ``NewProxier``): the iptables Monitor's canary chains, the
+jump rules from built-in chains (``iptablesJumpChains``, ``iptablesKubeletJumpChains``), and the
+fixed head and tail of the restore input (top-level chains, ``KUBE-POSTROUTING``,
+``KUBE-MARK-MASQ``, ``KUBE-FIREWALL``, the must-be-last ``KUBE-SERVICES`` rule and
+``KUBE-FORWARD``). :func:`assemble` concatenates those with the per-service-port blocks of
+:mod:`svcsim.proxy.iptables_service` into the kernel state a clean node holds afterwards.
+
+Every node compiles at every sync, so the head and tail are memoised on the context facts they
+read, parsed rules on their words, and assembled results on the identities of their fragments;
+memoised results equal fresh ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Final
+
+from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.netfilter.text import RulesetBuilder, parse_rule
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.iptables_service import (
+    INVALID_DROPPED_COUNTER,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FIREWALL,
+    KUBE_FORWARD,
+    KUBE_MARK_MASQ,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_PROXY_CANARY,
+    KUBE_PROXY_FIREWALL,
+    KUBE_SERVICES,
+    RestoreBuffers,
+    ServicePortBlock,
+    ServicePortOutcome,
+    Words,
+    quoted,
+)
+from svcsim.proxy.memo import BoundedMemo
+
+CANARY_TABLES: Final = ("mangle", "nat", "filter")
+"""Tables the iptables Monitor puts the canary chain in, in its order."""
+
+
+@dataclass(frozen=True, slots=True)
+class JumpRule:
+    """One ``iptablesJumpChain``: a rule in a built-in chain that jumps to a kube-proxy chain."""
+
+    table: str
+    dst_chain: str
+    src_chain: str
+    comment: str
+    extra: tuple[str, ...] = ()
+
+    def words(self) -> tuple[str, ...]:
+        """The rule arguments ``EnsureRule`` receives: extra args, comment, ``-j``."""
+        comment = ("-m", "comment", "--comment", quoted(self.comment)) if self.comment else ()
+        return (*self.extra, *comment, "-j", self.dst_chain)
+
+
+_NEW = ("-m", "conntrack", "--ctstate", "NEW")
+JUMP_RULES: Final = (
+    JumpRule(
+        "filter",
+        KUBE_EXTERNAL_SERVICES,
+        "INPUT",
+        "kubernetes externally-visible service portals",
+        _NEW,
+    ),
+    JumpRule(
+        "filter",
+        KUBE_EXTERNAL_SERVICES,
+        "FORWARD",
+        "kubernetes externally-visible service portals",
+        _NEW,
+    ),
+    JumpRule("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports"),
+    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules"),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", _NEW),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", _NEW),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", _NEW),
+    JumpRule("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals"),
+    JumpRule("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals"),
+    JumpRule("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules"),
+    # iptablesKubeletJumpChains: duplicates of kubelet's, no comment.
+    JumpRule("filter", KUBE_FIREWALL, "INPUT", ""),
+    JumpRule("filter", KUBE_FIREWALL, "OUTPUT", ""),
+)
+"""``iptablesJumpChains`` + ``iptablesKubeletJumpChains``, in the order a full sync ensures them."""
+
+
+def write_fixed_head(buf: RestoreBuffers, ctx: NodeContext) -> None:
+    """Chain lines of the top-level chains, POSTROUTING/MARK-MASQ rules, KUBE-FIREWALL."""
+    buf.filter_chains += [
+        KUBE_SERVICES,
+        KUBE_EXTERNAL_SERVICES,
+        KUBE_FORWARD,
+        KUBE_NODEPORTS,
+        KUBE_PROXY_FIREWALL,
+    ]
+    buf.nat_chains += [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]
+    mark = ctx.mark
+    buf.nat(KUBE_POSTROUTING, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN")
+    # Clearing the bit keeps a packet that re-traverses the stack from being masqueraded twice.
+    buf.nat(KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark)
+    masq = (
+        "-m",
+        "comment",
+        "--comment",
+        quoted("kubernetes service traffic requiring SNAT"),
+        "-j",
+        "MASQUERADE",
+    )
+    buf.nat(KUBE_POSTROUTING, *masq, *(("--random-fully",) if ctx.random_fully else ()))
+    buf.nat(KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark)
+    if ctx.effective_localhost_nodeports:
+        # route_localnet opens NodePorts on 127/8 to the outside (issue 90259); block that.
+        buf.filter_chains.append(KUBE_FIREWALL)
+        buf.filter(
+            KUBE_FIREWALL,
+            "-m",
+            "comment",
+            "--comment",
+            quoted("block incoming localnet connections"),
+            "-d",
+            "127.0.0.0/8",
+            "!",
+            "-s",
+            "127.0.0.0/8",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-j",
+            "DROP",
+        )
+
+
+def write_fixed_tail(buf: RestoreBuffers, ctx: NodeContext) -> None:
+    """The must-be-last KUBE-SERVICES rule(s) and the KUBE-FORWARD rules."""
+    last = quoted("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+    if ctx.nodeport_match_all:
+        not_localhost = () if ctx.effective_localhost_nodeports else ("!", "-d", "127.0.0.0/8")
+        buf.nat(
+            KUBE_SERVICES,
+            "-m",
+            "comment",
+            "--comment",
+            last,
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            *not_localhost,
+            "-j",
+            KUBE_NODEPORTS,
+        )
+    else:
+        for ip in ctx.nodeport_ips():
+            if ip.startswith("127.") and not ctx.effective_localhost_nodeports:
+                continue  # kube-proxy logs an error and skips loopback addresses
+            buf.nat(
+                KUBE_SERVICES, "-m", "comment", "--comment", last, "-d", ip, "-j", KUBE_NODEPORTS
+            )
+    if not ctx.tcp_be_liberal:
+        counter = ("-m", "nfacct", "--nfacct-name", INVALID_DROPPED_COUNTER) if ctx.nfacct else ()
+        buf.filter(KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", *counter, "-j", "DROP")
+    mark = ctx.mark
+    buf.filter(
+        KUBE_FORWARD,
+        "-m",
+        "comment",
+        "--comment",
+        quoted("kubernetes forwarding rules"),
+        "-m",
+        "mark",
+        "--mark",
+        f"{mark}/{mark}",
+        "-j",
+        "ACCEPT",
+    )
+    buf.filter(
+        KUBE_FORWARD,
+        "-m",
+        "comment",
+        "--comment",
+        quoted("kubernetes forwarding conntrack rule"),
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "RELATED,ESTABLISHED",
+        "-j",
+        "ACCEPT",
+    )
+
+
+def kernel_state(buf: RestoreBuffers) -> Ruleset:
+    """What a clean node holds after the Monitor, the jump rules and the restore."""
+    b = RulesetBuilder()
+    for table in CANARY_TABLES:
+        b.chain(table, KUBE_PROXY_CANARY)
+    for name in buf.nat_chains:
+        b.chain("nat", name)
+    for name in buf.filter_chains:
+        b.chain("filter", name)
+    for chain, words in buf.nat_rules:
+        b.append("nat", chain, _rule_of(words))
+    for chain, words in buf.filter_rules:
+        b.append("filter", chain, _rule_of(words))
+    for jump in JUMP_RULES:
+        b.chain(jump.table, jump.dst_chain)
+        b.insert(jump.table, jump.src_chain, parse_rule(" ".join(jump.words())), 0)
+    return b.build()
+
+
+_rules_by_words: BoundedMemo[Words, Rule] = BoundedMemo("parsed rules by words", 1 << 16)
+
+
+def _rule_of(words: Words) -> Rule:
+    """``parse_rule`` of the line kube-proxy joins from ``words``, memoised on the words."""
+    rule = _rules_by_words.get(words)
+    if rule is None:
+        rule = _rules_by_words.put(words, parse_rule(" ".join(words)))
+    return rule
+
+
+def _fragment(buf: RestoreBuffers) -> ServicePortBlock:
+    return ServicePortBlock(
+        tuple(buf.filter_chains),
+        tuple(buf.filter_rules),
+        tuple(buf.nat_chains),
+        tuple(buf.nat_rules),
+        ServicePortOutcome(no_local_internal=False, no_local_external=False),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_key(ctx: NodeContext) -> tuple[object, ...]:
+    """Every :class:`NodeContext` fact the fixed head and tail read (not the node's name)."""
+    match_all = ctx.nodeport_match_all
+    return (
+        ctx.mark,
+        ctx.random_fully,
+        ctx.effective_localhost_nodeports,
+        match_all,
+        () if match_all else tuple(ctx.nodeport_ips()),
+        ctx.tcp_be_liberal,
+        ctx.nfacct,
+    )
+
+
+_fixed_parts: BoundedMemo[tuple[object, ...], tuple[ServicePortBlock, ServicePortBlock]] = (
+    BoundedMemo("fixed head and tail by context facts", 256)
+)
+
+
+def fixed_head_tail(ctx: NodeContext) -> tuple[ServicePortBlock, ServicePortBlock]:
+    """The fixed head and tail as fragments, one pair per distinct :func:`_fixed_key`."""
+    key = _fixed_key(ctx)
+    parts = _fixed_parts.get(key)
+    if parts is None:
+        head, tail = RestoreBuffers(), RestoreBuffers()
+        write_fixed_head(head, ctx)
+        write_fixed_tail(tail, ctx)
+        parts = _fixed_parts.put(key, (_fragment(head), _fragment(tail)))
+    return parts
+
+
+Assembled = tuple[Ruleset, str, RestoreBuffers]
+"""Kernel state, restore text and the buffers they were made from."""
+_assembled: BoundedMemo[tuple[int, ...], tuple[tuple[ServicePortBlock, ...], Assembled]] = (
+    BoundedMemo("assembled syncs by fragment identities", 64)  # each holds a whole restore text
+)
+
+
+def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
+    """Kernel state, restore text and buffers of the concatenated fragments, memoised.
+
+    Keyed by the fragments' identities (the entry holds them, so the ids stay theirs): nodes
+    that compile the same informer state get the very same fragment objects (from
+    :func:`fixed_head_tail` and :func:`~svcsim.proxy.iptables_service.service_port_block`), hence
+    one ruleset object and one restore text between them.
+    """
+    key = tuple(map(id, parts))
+    hit = _assembled.get(key)
+    if hit is not None:
+        return hit[1]
+    buf = RestoreBuffers()
+    for part in parts:
+        part.replay(buf)
+    built = (kernel_state(buf), buf.restore_text(), buf)
+    _assembled.put(key, (parts, built))
+    return built

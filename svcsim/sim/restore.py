@@ -1,0 +1,281 @@
+"""The restore input of one kube-proxy sync, and applying it to the kernel's ruleset.
+
+``syncProxyRules`` (kubernetes ``pkg/proxy/iptables/proxier.go`` @531be812) sends one
+``iptables-restore --noflush`` input. A *full* sync writes every kube-proxy chain. A *partial*
+sync (KEP-3453 MinimizeIPTablesRestore, GA in v1.28) writes the filter table and the fixed nat
+chains in full, but sends the ``KUBE-SVC/SVL/EXT/FW/SEP`` chains of a Service to a discard
+buffer unless that Service (by ``namespace/name``) or its EndpointSlices changed since the last
+successful sync; the kernel keeps those chains untouched. Both then delete stale service chains:
+every nat chain with a service-chain prefix that exists in the kernel but is not active this
+sync gets ``:CHAIN - [0:0]`` and ``-X CHAIN`` (skipped in large-cluster mode except once per
+``syncPeriod``). A ``-X`` of a chain that a rule still jumps to makes ``iptables-restore`` fail
+(libiptc refuses to delete a referenced chain), so a hand-made jump into an unchanged Service's
+chain makes the next partial sync fail; the following full sync then succeeds.
+
+:func:`plan_sync` builds that input from the compiler's full-sync output; :func:`apply_plan`
+applies it to a kernel ruleset (with :func:`svcsim.netfilter.text.apply_restore`).
+:func:`stale_rule_restore` is the hand-made edit of the inject-stale-rule fault. What a sync
+costs is :mod:`svcsim.sim.synccost`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from svcsim.netfilter.model import JumpTarget, Ruleset
+from svcsim.netfilter.text import apply_restore
+from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
+from svcsim.proxy.iptables import IptablesSync
+from svcsim.proxy.memo import BoundedMemo
+from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
+from svcsim.proxy.probability import compute_probability
+
+NODEPORTS_TAIL_COMMENT: Final = "kubernetes service nodeports; NOTE: this must be the last rule"
+
+
+class RestoreError(RuntimeError):
+    """``iptables-restore`` rejected the input; the kernel keeps its previous rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    """The restore input of one sync and what it touches."""
+
+    full: bool
+    restore_text: str
+    rules_written: int
+    """``-A`` lines in :attr:`restore_text` (the cost model's input)."""
+    rewritten_nat_chains: frozenset[str]
+    """nat chains the input flushes and rewrites (stale ones included)."""
+    deleted_chains: tuple[str, ...]
+    """Stale nat chains deleted with ``-X``, in the order written."""
+    target: Ruleset
+    """For a full sync, the compiled ruleset the kernel ends up with."""
+
+
+def service_chains(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    services: Iterable[str],
+) -> frozenset[str]:
+    """Every chain the ports of ``services`` (``namespace/name``) may own this sync.
+
+    ``KUBE-SVC/SVL/EXT/FW`` of each port and ``KUBE-SEP`` of each of its endpoints: the chains
+    a partial sync rewrites for a changed Service (a superset of those it actually writes).
+    """
+    wanted = set(services)
+    chains: set[str] = set()
+    for spn in service_ports:
+        if f"{spn.namespace}/{spn.name}" not in wanted:
+            continue
+        chains.update((spn.cluster_chain, spn.local_chain, spn.external_chain, spn.firewall_chain))
+        chains.update(spn.endpoint_chain(ep.text) for ep in endpoints_map.get(spn, ()))
+    return frozenset(chains)
+
+
+def _chain_of(line: str) -> str | None:
+    """The chain a restore line declares (``:CHAIN``) or appends to (``-A CHAIN``)."""
+    if line.startswith(":"):
+        return line[1:].split(" ", 1)[0]
+    if line.startswith("-A "):
+        return line[3:].split(" ", 1)[0]
+    return None
+
+
+_CACHE_LIMIT: Final = 256
+"""Entries per memo below (each may hold a whole restore text); the oldest go first."""
+
+_NatLine = tuple[str, str, bool]
+"""A nat line of the compiled restore input: (line, its chain, True for a ``:CHAIN`` line)."""
+_split_texts: BoundedMemo[int, tuple[str, tuple[str, ...], tuple[_NatLine, ...]]] = BoundedMemo(
+    "split restore texts by text identity", _CACHE_LIMIT
+)
+
+
+def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
+    """The lines outside the nat table, and the nat chain/rule lines, of a restore input.
+
+    Memoised by identity (the entry holds the text): the compiler hands every node that syncs
+    the same state the same text object.
+    """
+    hit = _split_texts.get(id(text))
+    if hit is not None:
+        return hit[1], hit[2]
+    other: list[str] = []
+    nat: list[_NatLine] = []
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        if table != "nat" or line.startswith("*") or line == "COMMIT":
+            if table != "nat":
+                other.append(line)
+            continue
+        chain = _chain_of(line)
+        if chain is not None:
+            nat.append((line, chain, line.startswith(":")))
+    _split_texts.put(id(text), (text, tuple(other), tuple(nat)))
+    return tuple(other), tuple(nat)
+
+
+_plans: BoundedMemo[tuple[object, ...], tuple[IptablesSync, SyncPlan]] = BoundedMemo(
+    "sync plans by (text id, ruleset id, full, changed, existing, delete_stale)", _CACHE_LIMIT
+)
+
+
+def plan_sync(
+    compiled: IptablesSync,
+    changed_chains: Iterable[str],
+    *,
+    full: bool,
+    existing_nat_chains: Iterable[str],
+    delete_stale: bool = True,
+) -> SyncPlan:
+    """The restore input of a full or partial sync (see the module docstring).
+
+    ``compiled`` is the full-sync output for the informer state at the sync's start;
+    ``changed_chains`` the chains of the changed Services (:func:`service_chains`; unused by a
+    full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment.
+    The plan is a pure function of these (of ``compiled``, only its text and ruleset) and is
+    memoised, so nodes in the same state share one plan.
+    """
+    changed = frozenset(changed_chains)
+    existing = tuple(existing_nat_chains)
+    text, target = compiled.restore_text, compiled.ruleset
+    key = (id(text), id(target), full, changed, existing, delete_stale)
+    hit = _plans.get(key)
+    if hit is not None:
+        return hit[1]
+    plan = _plan(text, target, changed, full=full, existing=existing, delete_stale=delete_stale)
+    _plans.put(key, (compiled, plan))
+    return plan
+
+
+def _plan(
+    text: str,
+    target: Ruleset,
+    changed: frozenset[str],
+    *,
+    full: bool,
+    existing: tuple[str, ...],
+    delete_stale: bool,
+) -> SyncPlan:
+    other, nat = _split(text)
+    out = list(other)
+    nat_chain_lines: list[str] = []
+    nat_rule_lines: list[str] = []
+    active: set[str] = set()
+    for line, chain, is_decl in nat:
+        if is_decl:
+            active.add(chain)
+        if full or chain in changed or not is_service_chain(chain):
+            (nat_chain_lines if is_decl else nat_rule_lines).append(line)
+    stale = (
+        tuple(sorted(c for c in existing if is_service_chain(c) and c not in active))
+        if delete_stale
+        else ()
+    )
+    nat_chain_lines += [f":{c} - [0:0]" for c in stale]
+    tail = next(
+        (i for i, line in enumerate(nat_rule_lines) if NODEPORTS_TAIL_COMMENT in line),
+        len(nat_rule_lines),
+    )
+    nat_rule_lines[tail:tail] = [f"-X {c}" for c in stale]
+    out += ["*nat", *nat_chain_lines, *nat_rule_lines, "COMMIT"]
+    rules = sum(1 for line in out if line.startswith("-A "))
+    rewritten = frozenset(c for line in nat_chain_lines if (c := _chain_of(line)) is not None)
+    return SyncPlan(full, "\n".join(out) + "\n", rules, rewritten, stale, target)
+
+
+_applied: BoundedMemo[tuple[int, int], tuple[Ruleset, SyncPlan, Ruleset]] = BoundedMemo(
+    "partial restores by (kernel ruleset id, plan id)", _CACHE_LIMIT
+)
+
+
+def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
+    """The kernel's ruleset after the restore; raises :class:`RestoreError` if it fails.
+
+    A full sync leaves exactly the compiled ruleset (every kube-proxy chain rewritten, stale
+    ones deleted, jump rules ensured). A partial sync is applied line by line with
+    ``iptables-restore --noflush`` semantics on top of ``kernel_ruleset``; its result is a
+    pure function of the two frozen inputs and is memoised by their identities (successes
+    only; the entry holds both inputs).
+    """
+    if plan.full:
+        # Every active kube-proxy chain is flushed in the same restore, so no -X can fail.
+        return plan.target
+    key = (id(kernel_ruleset), id(plan))
+    hit = _applied.get(key)
+    if hit is not None:
+        return hit[2]
+    result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
+    for chain in plan.deleted_chains:
+        for table in result.tables:
+            for holder in table.chains:
+                for rule in holder.rules:
+                    target = rule.target
+                    if isinstance(target, JumpTarget) and target.chain == chain:
+                        raise RestoreError(
+                            f"iptables-restore: -X {chain}: chain is still referenced from "
+                            f"{holder.name} (Too many links)"
+                        )
+    _applied.put(key, (kernel_ruleset, plan, result))
+    return result
+
+
+def stale_rule_restore(
+    kernel_ruleset: Ruleset, spn: ServicePortName, endpoint: str, *, own_chain: bool = True
+) -> str:
+    """The ``iptables-restore --noflush`` input that makes ``spn`` also send to ``endpoint``.
+
+    With ``own_chain`` (the default) it is what kube-proxy would have written for one more
+    endpoint placed first in the Service's ``KUBE-SVC`` chain::
+
+        *nat
+        :KUBE-SEP-<h> - [0:0]
+        -A KUBE-SEP-<h> -m comment --comment NS/SVC:PORT -s IP -j KUBE-MARK-MASQ
+        -A KUBE-SEP-<h> -m comment --comment NS/SVC:PORT -m P -p P -j DNAT --to-destination EP
+        -I KUBE-SVC-<s> 1 -m comment --comment "NS/SVC:PORT -> EP" -m statistic
+           --mode random --probability 1/(n+1) -j KUBE-SEP-<h>        (one line)
+        COMMIT
+
+    where ``<h>`` is the chain name kube-proxy gives that endpoint and ``n`` counts the endpoint
+    rules already in the chain, so every endpoint then gets 1/(n+1) of new flows. That SEP
+    chain is stale for kube-proxy: its next *partial* sync tries ``-X`` on it, fails (the jump
+    still references it), and the following full sync removes both. With ``own_chain=False``
+    the DNAT rule itself goes first in ``KUBE-SVC`` (same comment and statistic match, then
+    ``-m P -p P -j DNAT --to-destination EP``): no chain to delete, so it survives partial
+    syncs of other Services and goes when this Service changes or at a full sync.
+    """
+    svc_chain = spn.cluster_chain
+    chain = kernel_ruleset.chain("nat", svc_chain)
+    if chain is None:
+        raise ValueError(f"no {svc_chain} chain for {spn.text} in the kernel")
+    ip, colon, port = endpoint.rpartition(":")
+    if not colon or not ip or not port.isdigit():
+        raise ValueError(f"endpoint must be IP:port, got {endpoint!r}")
+    dispatch = sum(
+        1
+        for r in chain.rules
+        if isinstance(r.target, JumpTarget)
+        and r.target.chain.startswith(SEP_PREFIX)
+        and "--rcheck" not in r.text
+    )
+    proto = spn.protocol_lower
+    head = f'-m comment --comment "{spn.text} -> {endpoint}" -m statistic --mode random '
+    head += f"--probability {compute_probability(dispatch + 1)}"
+    dnat = f"-m {proto} -p {proto} -j DNAT --to-destination {endpoint}"
+    lines = ["*nat"]
+    if own_chain:
+        sep = spn.endpoint_chain(endpoint)
+        lines += [
+            f":{sep} - [0:0]",
+            f"-A {sep} -m comment --comment {spn.text} -s {ip} -j KUBE-MARK-MASQ",
+            f"-A {sep} -m comment --comment {spn.text} {dnat}",
+            f"-I {svc_chain} 1 {head} -j {sep}",
+        ]
+    else:
+        lines.append(f"-I {svc_chain} 1 {head} {dnat}")
+    return "\n".join([*lines, "COMMIT"]) + "\n"

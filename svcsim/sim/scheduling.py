@@ -1,0 +1,74 @@
+"""Where Pods run: round-robin scheduling over nodes, cordon and drain, and bare Pods.
+
+The scheduler is deliberately simple (no resources, affinity or spreading): new Pods are bound
+round-robin over the schedulable nodes in name order. ``kubectl drain`` and Pods without a
+controller (created from a manifest) also live here, since both are about placing Pods on nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from svcsim.k8s.objects import Pod
+from svcsim.sim.config import AppProfile
+from svcsim.sim.fleet import PodFleet, spec_for_pod
+from svcsim.sim.pods import PodRunner
+
+
+class Scheduler:
+    """Binds new Pods round-robin over schedulable nodes, in name order."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        if not nodes:
+            raise ValueError("a Scheduler needs at least one node")
+        self.nodes = tuple(sorted(nodes))
+        self.cordoned: set[str] = set()
+        self._last: str | None = None
+
+    def pick(self) -> str | None:
+        """The next schedulable node after the last one picked, or None if all are cordoned."""
+        ok = [n for n in self.nodes if n not in self.cordoned]
+        if not ok:
+            return None
+        after = [n for n in ok if self._last is None or n > self._last]
+        self._last = after[0] if after else ok[0]
+        return self._last
+
+    def cordon(self, node: str) -> None:
+        """Mark ``node`` unschedulable (``kubectl cordon``)."""
+        if node not in self.nodes:
+            raise ValueError(f"unknown node {node!r}")
+        self.cordoned.add(node)
+
+    def uncordon(self, node: str) -> None:
+        """Mark ``node`` schedulable again."""
+        self.cordoned.discard(node)
+
+
+def drain_node(node: str, scheduler: Scheduler, fleet: PodFleet) -> list[str]:
+    """``kubectl drain``: cordon ``node`` and delete its Pods gracefully; their keys.
+
+    Controllers replace their Pods elsewhere once they see them terminating.
+    """
+    scheduler.cordon(node)
+    return [r.key for r in fleet.on_node(node) if r.delete()]
+
+
+def start_bare_pod(
+    pod: Pod,
+    app: AppProfile,
+    fleet: PodFleet,
+    scheduler: Scheduler,
+    *,
+    running: bool = True,
+    probe_phase_s: float = 0.0,
+) -> PodRunner | None:
+    """Run a Pod from a manifest (no controller: nothing replaces it once deleted).
+
+    It goes to its ``spec.nodeName`` when that node exists, else to the scheduler's pick;
+    None when no node is schedulable. Its IP comes from the node's range, not the manifest.
+    """
+    node = pod.node_name if pod.node_name in scheduler.nodes else scheduler.pick()
+    if node is None:
+        return None
+    return fleet.start(spec_for_pod(pod, app), node, running=running, probe_phase_s=probe_phase_s)

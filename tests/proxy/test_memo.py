@@ -1,0 +1,42 @@
+"""BoundedMemo keeps at most its limit of entries and drops the oldest inserted first."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from svcsim.proxy.memo import BoundedMemo
+
+
+def test_put_returns_value_and_get_finds_it() -> None:
+    memo: BoundedMemo[str, int] = BoundedMemo("test", 2)
+    assert memo.put("a", 1) == 1
+    assert memo.get("a") == 1
+    assert memo.get("b") is None
+
+
+def test_full_memo_drops_oldest_inserted_not_least_recently_used() -> None:
+    memo: BoundedMemo[str, int] = BoundedMemo("test", 2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == 1  # a use does not refresh "a"
+    memo.put("c", 3)
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == (None, 2, 3)
+    memo.clear()
+    assert len(memo) == 0
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_limit_must_be_positive(limit: int) -> None:
+    with pytest.raises(ValueError, match=f"got {limit}"):
+        BoundedMemo("test", limit)
+
+
+@given(st.integers(1, 8), st.lists(st.integers(0, 20), max_size=60))
+def test_never_exceeds_limit_and_keeps_last_put(limit: int, keys: list[int]) -> None:
+    memo: BoundedMemo[int, int] = BoundedMemo("test", limit)
+    for i, key in enumerate(keys):
+        memo.put(key, i)
+        assert len(memo) <= limit
+        assert memo.get(key) == i
