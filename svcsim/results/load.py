@@ -113,21 +113,8 @@ class Run:
     ) -> Run:
         """The run a folder at ``path`` will hold, before it is written (to draw its figures)."""
         tables = {name: conform(frames[name], name) for name in TABLE_FILES}
-        return cls(
-            path=Path(path),
-            manifest=manifest,
-            summary=summary,
-            requests=tables["requests"],
-            events=tables["events"],
-            syncs=tables["syncs"],
-            conntrack=tables["conntrack"],
-            windows=_windows_frame([w.to_dict() for w in windows]),
-            endpoints=endpoint_shares(
-                tables["requests"], endpoint_sets=tables["endpoint_sets"]
-            ),
-            figures={},
-            endpoint_sets=tables["endpoint_sets"],
-        )
+        window_frame = _windows_frame([w.to_dict() for w in windows])
+        return _run(Path(path), manifest, summary, tables, window_frame, {})
 
 
 def load(path: str | os.PathLike[str]) -> Run:
@@ -178,15 +165,27 @@ def load(path: str | os.PathLike[str]) -> Run:
         raise fail(f"{WINDOWS}: {_one_line(exc)}") from exc
     figures_dir = root / FIGURES
     figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))} if figures_dir.is_dir() else {}
+    return _run(root, manifest, summary, tables, window_frame, figures)
+
+
+def _run(
+    path: Path,
+    manifest: dict[str, Any],
+    summary: dict[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    windows: pd.DataFrame,
+    figures: dict[str, Path],
+) -> Run:
+    """A Run from conformed tables; endpoint shares include endpoints never reached."""
     return Run(
-        path=root,
+        path=path,
         manifest=manifest,
         summary=summary,
         requests=tables["requests"],
         events=tables["events"],
         syncs=tables["syncs"],
         conntrack=tables["conntrack"],
-        windows=window_frame,
+        windows=windows,
         endpoints=endpoint_shares(tables["requests"], endpoint_sets=tables["endpoint_sets"]),
         figures=figures,
         endpoint_sets=tables["endpoint_sets"],
