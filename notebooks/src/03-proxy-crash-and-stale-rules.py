@@ -179,9 +179,9 @@ CELLS = [
     '''),
     ("md", r'''
     Restart + informer sync + one full sync: the window closes within one sync of the
-    restart, as it should. (The requests sent between the restart and that sync are labelled
-    `stale-rule` rather than `proxy-down` in the window's `causes`: kube-proxy was running
-    again, its rules just had not been written yet.)
+    restart, as it should. The requests sent between the restart and the end of that sync are
+    still labelled `proxy-down`: kube-proxy was running again, but the kernel still held the
+    rules of the process that crashed until its first sync ended.
 
     ## 2. A stale rule written by hand
 

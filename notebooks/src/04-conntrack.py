@@ -148,10 +148,10 @@ CELLS = [
     rule staleness, where node-2's kube-proxy outage (hatched) starts at 64 s.
 
     The failure windows are cut per (Service, client node) wherever two failures were sent
-    more than a gap apart (here half a second, ten typical spacings with a floor of 0.5 s): a
-    chance lull of more than half a second in the client's Poisson arrivals can split the
-    continuous black hole into two windows, which is why the table may list more than one
-    for 65 to 120 s.
+    more than a gap apart: twenty median spacings between that pair's failures, between 0.5 s
+    and 5 s (here 1 s, for a client failing 20 times a second). Only a chance lull of a second
+    in the client's Poisson arrivals could split the continuous black hole from 65 to 120 s
+    into two windows.
     '''),
     ("code", r'''
     plots.outcome_timeline(dns)
