@@ -152,10 +152,8 @@ def chain(
         _print_skew(console, analysis)
 
     if seed is None:
-        # A fresh 128-bit seed from OS entropy, printed so the run can be repeated exactly.
-        entropy = np.random.SeedSequence().entropy
-        assert isinstance(entropy, int)
-        seed = entropy
+        # A fresh 64-bit seed from OS entropy, printed so the run can be repeated exactly.
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     rng = np.random.default_rng(seed)
     counts = simulate_picks(analysis.thresholds, samples, rng)
     chi2, p_value = uniformity_test(counts)
@@ -163,7 +161,8 @@ def chain(
     console.print()
     console.print(
         f"Monte Carlo: {samples:,} picks, each walking the rules and drawing one 31-bit value "
-        f"per statistic rule it reaches; seed {seed} (repeat with --seed {seed})."
+        f"per statistic rule it reaches; seed {seed} (repeat with --seed {seed}).",
+        soft_wrap=True,  # never break the seed away from its option
     )
     console.print(_pick_table(analysis, counts, samples))
     verdict = "consistent with uniform" if p_value >= UNIFORMITY_ALPHA else "NOT uniform"
