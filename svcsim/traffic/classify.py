@@ -89,6 +89,30 @@ def classify(
     return at_destination(ip, port, outcome.dnat is not None, dial, node, ctx)
 
 
+def classify_inputs(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tuple[object, ...]:
+    """Everything :func:`classify` reads about ``outcome`` besides kube-proxy's state.
+
+    Two outcomes of the same dial, with equal inputs and kube-proxy in the same state on their
+    nodes, classify alike: so a classification can be kept across world changes while its
+    inputs stay the same. The verdict, destination and DNAT are in ``outcome`` itself; the rest
+    is the world's answers about the destination, as :func:`at_destination` reads them.
+    """
+    if outcome.verdict is not VerdictKind.ACCEPT or (outcome.dnat is None and outcome.local):
+        return ()
+    ip, port = outcome.destination
+    dnat = outcome.dnat is not None
+    in_api = None
+    if dnat and dial.service_port is not None:
+        in_api = f"{ip}:{port}" in ctx.serving_endpoints(dial.service_port)
+    owner = ctx.network.lookup(ip)
+    if owner is None:
+        app = ctx.outside_host(ip)
+        return (in_api, app, None if app is None else ctx.service_time_of(app))
+    expected = ctx.endpoint_owner(dial.service, ip) if dnat and dial.service else None
+    return (in_api, owner.pod, owner.app, ctx.service_time_of(owner.app), owner.state,
+            owner.accepts(dial.protocol, port), expected)
+
+
 def at_destination(
     ip: str,
     port: int,

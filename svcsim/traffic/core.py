@@ -78,6 +78,7 @@ class EngineCore:
         self._request_timeout = np.array([s.request_timeout_s for s in specs])
         self._udp = np.array([s.protocol == "udp" for s in specs], dtype=np.bool_)
         self._view_key: object = None
+        self._old_view_key: object = None
         self._backend_changes = 0
         self._clients_of: list[np.ndarray[Any, np.dtype[np.int32]]] = [
             np.empty(0, np.int32) for _ in specs
@@ -99,6 +100,7 @@ class EngineCore:
     def _refresh_view(self, key: object) -> None:
         """Snapshot what the traffic path reads (clients, dials) for the state ``key``."""
         kernels = self.ctx.kernels
+        self._old_view_key = self._view_key
         self._view_key = key
         alive: set[int] = set()
         for w, spec in enumerate(self.specs):

@@ -89,14 +89,22 @@ class _Built:
     answers: tuple[tuple[tuple[str, Any], Any], ...]
     networks: list[NodeNetwork] = field(default_factory=list)
     """Networks known to give every answer (a NodeNetwork is frozen: it answers alike forever)."""
+    rulesets: set[int] = field(default_factory=set)
+    """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain."""
 
-    def holds_on(self, kernel: Kernel, same: _ChainEquality) -> bool:
-        """True if every chain and network answer is the same on ``kernel`` now."""
+    def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int = -1) -> bool:
+        """True if every chain and network answer is the same on ``kernel`` now.
+
+        ``token`` names the kernel's ruleset by its chain objects (-1: unknown).
+        """
         ruleset, network = kernel.ruleset, kernel.network
-        for table, name, chain in self.chains:
-            found = ruleset.chain(table, name)
-            if found is not chain and not same(found, chain):
-                return False
+        if token < 0 or token not in self.rulesets:
+            for table, name, chain in self.chains:
+                found = ruleset.chain(table, name)
+                if found is not chain and not same(found, chain):
+                    return False
+            if token >= 0:
+                self.rulesets.add(token)
         for known in self.networks:
             if known is network:
                 return True
@@ -131,6 +139,38 @@ class _ChainEquality:
         return found[2]
 
 
+class _RulesetTokens:
+    """A number per ruleset content: rulesets made of the very same chain objects share it.
+
+    Nodes whose rules agree hold the same chain objects, so a dispatch's chains checked on one
+    node's ruleset need no check on another's with the same token. A ruleset answers every
+    chain lookup from its tables' names and chains in order, so equal keys answer alike.
+    Tokens are never reused (the count goes on when the memo is cleared).
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self._by_key: dict[tuple[object, ...], tuple[int, Ruleset]] = {}
+        self._of_node: dict[str, tuple[Kernel, int, int]] = {}
+        self._next = 0
+        self._limit = limit
+
+    def of(self, kernel: Kernel) -> int:
+        """The token of ``kernel``'s current ruleset."""
+        known = self._of_node.get(kernel.node)
+        if known is not None and known[0] is kernel and known[1] == kernel.generation:
+            return known[2]
+        ruleset = kernel.ruleset
+        key = tuple((t.name, tuple(map(id, t.chains))) for t in ruleset.tables)
+        found = self._by_key.get(key)
+        if found is None:
+            if len(self._by_key) >= self._limit:
+                self._by_key.clear()
+            found = self._by_key[key] = (self._next, ruleset)  # holding it keeps the ids unique
+            self._next += 1
+        self._of_node[kernel.node] = (kernel, kernel.generation, found[0])
+        return found[0]
+
+
 @dataclass(slots=True)
 class _NodeEntry:
     built: _Built
@@ -149,6 +189,7 @@ class DispatchCache:
         self._shared: dict[tuple[object, ...], list[_Built]] = {}
         self._keep = keep
         self._same = _ChainEquality()
+        self._tokens = _RulesetTokens()
         self.built = 0
         self.reused = 0
 
@@ -157,16 +198,16 @@ class DispatchCache:
         """The dispatch of new connections with this key under ``kernel``'s current rules."""
         key = (src, origin, dst, protocol, dport)
         entry = self._nodes.get((kernel.node, key))
-        if entry is not None:
-            if entry.generation == kernel.generation:
-                return entry.built.dispatch
-            if entry.built.holds_on(kernel, self._same):
-                entry.generation = kernel.generation
-                self.reused += 1
-                return entry.built.dispatch
+        if entry is not None and entry.generation == kernel.generation:
+            return entry.built.dispatch
+        token = self._tokens.of(kernel)
+        if entry is not None and entry.built.holds_on(kernel, self._same, token):
+            entry.generation = kernel.generation
+            self.reused += 1
+            return entry.built.dispatch
         candidates = self._shared.setdefault(key, [])
         for built in candidates:
-            if built.holds_on(kernel, self._same):
+            if built.holds_on(kernel, self._same, token):
                 self.reused += 1
                 break
         else:

@@ -9,6 +9,9 @@ cause, Pod, app) depends only on the state that holds between two control-plane 
 state the engine builds one *group* per (workload, node, source class): the chain's thresholds
 and the classified outcome of each of its endpoints. Groups of equal dispatch, dial and
 kube-proxy state are one group, so nodes with the same rules share it (built once per state).
+A group outlives a change of state when nothing it reads changed: its node's rules and
+kube-proxy state, the dial, and what :func:`~svcsim.traffic.classify.classify_inputs` reads
+for each of its outcomes; the other groups are rebuilt.
 A chunk is then resolved for all groups at once (:mod:`svcsim.traffic.groups`): one draws
 matrix (row = attempt, from the attempt's seed), the first statistic rule whose draw decides
 (as ``Dispatch.choose``), a gather of the classified outcomes, service times by app, and the
@@ -38,30 +41,30 @@ import numpy as np
 import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch
-from svcsim.netfilter.packet import Origin
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.traffic.attempts import Attempts, Client, Results
-from svcsim.traffic.classify import Resolution, Wait, classify
+from svcsim.traffic.attempts import Attempts, Results
+from svcsim.traffic.classify import Wait, classify, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
 from svcsim.traffic.dispatch import DispatchCache
-from svcsim.traffic.draws import SeedDraws, service_uniforms
+from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.fate import (
     CAUSE_CODE,
     OUTCOME_CODE,
     REFUSED,
-    anonymous_expiry,
     anonymous_expiry_arrays,
     finish_arrays,
 )
 from svcsim.traffic.groups import (
     ChainSources,
     Groups,
+    RulesetSources,
     SourceClasses,
     Spine,
     chain_choice,
     chain_spine,
 )
+from svcsim.traffic.index_path import IndexPath
 from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.spec import WorkloadSpec
 from svcsim.traffic.targets import Dial
@@ -69,56 +72,10 @@ from svcsim.traffic.targets import Dial
 I32 = npt.NDArray[np.int32]
 DEFER_MAX_ATTEMPTS = 50_000
 """Pending attempts at most (expected) before they are resolved anyway."""
-
-
-class IndexPath:
-    """Dispatches from a :class:`DispatchCache` and an occupancy count of anonymous entries."""
-
-    def __init__(self, ctx: TrafficContext, occupancy: OccupancyBook, dispatches: DispatchCache,
-                 node_index: dict[str, int]) -> None:
-        self.ctx = ctx
-        self.occupancy = occupancy
-        self.dispatches = dispatches
-        self.node_index = node_index
-
-    def has_room(self, node: str, t: float, arriving: int) -> bool:
-        """True if ``arriving`` more entries fit in the node's table at ``t``."""
-        table = self.ctx.kernels[node].conntrack
-        if table.max_entries == 0:
-            return True
-        i = self.node_index[node]
-        if self.occupancy.bound(i) + len(table) + arriving <= table.max_entries:
-            return True
-        table.expire(t)
-        return self.occupancy.live(i, t) + len(table) + arriving <= table.max_entries
-
-    def room(self, node: str, t: float) -> bool:
-        """Tracked entries plus anonymous ones stay below the table's maximum."""
-        return self.has_room(node, t, 1)
-
-    def dispatch(
-        self, node: str, src: str, origin: Origin, dial: Dial, seed: int, t: float
-    ) -> NfOutcome:
-        """``Dispatch.resolve`` with the attempt's draws and the node's recent lists."""
-        kernel = self.ctx.kernels[node]
-        found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
-        return found.resolve(SeedDraws(seed), kernel.recent, t)
-
-    def anonymous(
-        self, node: str, client: Client, dial: Dial, res: Resolution, t: float, latency: float
-    ) -> object:
-        """Count the entry until it expires; its expiry is the handle."""
-        timeouts = self.ctx.kernels[node].conntrack.timeouts
-        expiry = anonymous_expiry(dial.protocol, res, t, latency, timeouts)
-        if expiry is not None:
-            self.occupancy.add_one(self.node_index[node], expiry)
-        return expiry
-
-    def reset_anonymous(self, node: str, handle: object, t: float) -> None:
-        """A RST leaves the entry in CLOSE for ``tcp_close_s``."""
-        if isinstance(handle, float):
-            close_s = self.ctx.kernels[node].conntrack.timeouts.tcp_close_s
-            self.occupancy.shorten(self.node_index[node], handle, t + close_s)
+GROUPS_SPARE = 256
+"""Outdated groups kept at most before all are built afresh (each adds to every materialise)."""
+KEPT_ROWS_MAX = 1 << 14
+"""Classified outcomes kept across states at most (then they are classified afresh)."""
 
 
 class TrafficEngine(EngineCore):
@@ -141,10 +98,18 @@ class TrafficEngine(EngineCore):
         self._classes: dict[str, tuple[int, SourceClasses]] = {}
         self._known_sources: list[str] = []
         self._chain_sources: ChainSources = {}
+        self._ruleset_sources: RulesetSources = {}
         self._dispatch_of: dict[tuple[int, int], tuple[int, Dial, str, Dispatch]] = {}
         self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
-        self._rows: dict[tuple[Dial, NfOutcome, str], dict[str, int]] = {}
+        self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
+        self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
+        self._rows: dict[int, dict[str, int]] = {}
+        self._kept_rows: dict[int, tuple[tuple[object, ...], dict[str, int]]] = {}
         self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
+        self._shared_rows: dict[tuple[Dispatch, Dial, ProxyState],
+                                tuple[list[int], list[dict[str, int]]]] = {}
+        self._states: list[ProxyState] = []
+        self._dials: list[Dial | None] = []
         self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
         self._fail_wait = np.array([s.failure_wait_s("connect") for s in self.specs])
         timeouts = [ctx.kernels[n].conntrack.timeouts for n in nodes]
@@ -165,18 +130,87 @@ class TrafficEngine(EngineCore):
         return self.occupancy.live(self.node_index[node], t_s)
 
     def _view_changed(self) -> None:
-        self._groups = Groups()
-        self._gid = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
-        self._rows.clear()
-        self._shared.clear()
+        old, new = self._old_view_key, self._view_key
+        states = [self.ctx.proxy_state(n) for n in self.nodes]
+        dials = list(self.dials)
+        if (not isinstance(old, tuple) or not isinstance(new, tuple)
+                or len(self._groups.fast) > 2 * len(self._shared) + GROUPS_SPARE):
+            self._groups = self._new_groups()
+            self._gid = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+            self._shared.clear()
+            self._shared_rows.clear()
+            self._rows.clear()
+            if len(self._row_args) > KEPT_ROWS_MAX:
+                self._row_ids.clear()  # no group names a row id any more
+                self._row_args.clear()
+                self._kept_rows.clear()
+        else:
+            # A group reads its node's rules, the dial, kube-proxy's state on the node and, for
+            # its rows, the API/network truth about its outcomes' destinations. Pairs whose
+            # node or dial changed are regrouped; every other group stays if its rows do.
+            self._grow_gid()
+            if old[:2] != new[:2]:
+                self._reclassify(states)
+            stale = [i for i, (a, b, x, y) in enumerate(
+                zip(old[2], new[2], self._states, states, strict=True)) if a != b or x != y]
+            self._gid[:, np.isin(self._client_node, stale)] = -2
+            for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
+                if was != now:
+                    self._gid[w] = -2
+            self._groups.keys.clear()
+        self._states, self._dials = states, dials
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any()
         if self._deferrable:
+            fast = self._groups.fast
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
                     for c in self._clients_of[w].tolist():
-                        self._gid[w, c] = self._group_of(w, c)
-            self._deferrable = all(self._groups.fast)
+                        gid = int(self._gid[w, c])
+                        if gid == -2:
+                            gid = self._gid[w, c] = self._group_of(w, c)
+                        self._deferrable = self._deferrable and fast[gid]
+
+    def _reclassify(self, states: list[ProxyState]) -> None:
+        """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
+        self._rows.clear()
+        groups = self._groups
+        remap = np.arange(len(groups.fast), dtype=np.int32)
+        shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
+        for key, gid in self._shared.items():
+            dispatch, _, state = key
+            # Rows read kube-proxy's state through a node in that state (any will do).
+            node = groups.node[gid]
+            if states[node] != state:
+                node = next((i for i, s in enumerate(states) if s == state), -1)
+                if node < 0:
+                    continue  # no pair can name it: theirs are regrouped (their state changed)
+            rids, old_rows = self._shared_rows[key]
+            name = self.nodes[node]
+            rows = [self._row_at(r, name) for r in rids]
+            if all(a is b for a, b in zip(rows, old_rows, strict=True)):
+                shared[key] = gid
+                continue
+            spine = self._spines[dispatch]
+            shared[key] = remap[gid] = groups.add(
+                (-1, "", ""), node, spine is not None,
+                spine if spine is not None else ([], [], [], 0), rows,
+            )
+            self._shared_rows[key] = (rids, rows)
+        self._shared = shared
+        held = self._gid >= 0
+        self._gid[held] = remap[self._gid[held]]
+
+    def _new_groups(self) -> Groups:
+        groups = Groups()
+        groups.apps, groups.service_times = self._groups.apps, self._groups.service_times
+        return groups
+
+    def _grow_gid(self) -> None:
+        if self._gid.shape[1] < len(self.clients):
+            grown = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+            grown[:, : self._gid.shape[1]] = self._gid
+            self._gid = grown
 
     def _can_defer(self, t_s: float) -> bool:
         """Only anonymous fast-path traffic, for at most a chunk, far from a full table."""
@@ -200,16 +234,14 @@ class TrafficEngine(EngineCore):
         if cached is None or cached[0] != kernel.generation:
             cached = self._classes[node] = (
                 kernel.generation,
-                SourceClasses(kernel.ruleset, kernel.network, self._chain_sources),
+                SourceClasses(kernel.ruleset, kernel.network, self._chain_sources,
+                              self._ruleset_sources),
             )
         return cached[1].representative(src, self._known_sources)
 
     def _group_ids(self, chunk: Attempts) -> I32:
         """The group of each attempt; -1 for the per-flow workloads."""
-        if self._gid.shape[1] < len(self.clients):
-            grown = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
-            grown[:, : self._gid.shape[1]] = self._gid
-            self._gid = grown
+        self._grow_gid()
         gid = self._gid[chunk.w, chunk.client]
         missing = gid == -2
         if missing.any():
@@ -252,37 +284,57 @@ class TrafficEngine(EngineCore):
             spine = self._spines[dispatch]
         else:
             spine = self._spines[dispatch] = chain_spine(dispatch)
-        rows = [self._row(o, dial, client.node, state) for o in dispatch.outcomes]
+        rids = [self._row_id(dial, o, state) for o in dispatch.outcomes]
+        rows = [self._row_at(r, client.node) for r in rids]
         fast = spine is not None
         found = self._shared[shared_key] = self._groups.add(
             key, self.node_index[client.node], fast,
             spine if spine is not None else ([], [], [], 0), rows,
         )
+        self._shared_rows[shared_key] = (rids, rows)
         return found
 
-    def _row(self, outcome: NfOutcome, dial: Dial, node: str, state: ProxyState
-             ) -> dict[str, int]:
-        """The classified outcome as codes, memoised per state.
-
-        The node only matters through kube-proxy's ``state`` there.
-        """
+    def _row_id(self, dial: Dial, outcome: NfOutcome, state: ProxyState) -> int:
+        """A number for ``(dial, outcome, state)``, so that rows are memoised by a cheap key."""
         key = (dial, outcome, state)
-        found = self._rows.get(key)
+        found = self._row_ids.get(key)
+        if found is None:
+            found = self._row_ids[key] = len(self._row_args)
+            self._row_args.append(key)
+        return found
+
+    def _row_at(self, rid: int, node: str) -> dict[str, int]:
+        """The classified outcome :meth:`_row_id` ``rid`` as codes, memoised per state.
+
+        The node only matters through kube-proxy's state there (the key's).
+        """
+        found = self._rows.get(rid)
         if found is not None:
+            return found
+        dial, outcome, _ = self._row_args[rid]
+        # Across states, the row stays while everything classify reads for it does.
+        inputs = classify_inputs(outcome, dial, self.ctx)
+        kept = self._kept_rows.get(rid)
+        if kept is not None and kept[0] == inputs:
+            found = self._rows[rid] = kept[1]
             return found
         res = classify(outcome, dial, node, self.ctx)
         app = -1
         if res.app is not None:
+            # App ids outlive a state (kept rows hold them), so they are the engine's.
+            times = self._groups.service_times
+            service_time = self.ctx.service_time_of(res.app)
             app = self._groups.apps.get(res.app, -1)
-            if app < 0:
-                app = self._groups.apps[res.app] = len(self._groups.service_times)
-                self._groups.service_times.append(self.ctx.service_time_of(res.app))
-        found = self._rows[key] = {
+            if app < 0 or times[app] != service_time:
+                app = self._groups.apps[res.app] = len(times)
+                times.append(service_time)
+        found = self._rows[rid] = {
             "outcome": OUTCOME_CODE[res.outcome], "cause": CAUSE_CODE[res.cause],
             "endpoint": self.vocab.code(res.endpoint), "pod": self.vocab.code(res.pod),
             "app": app, "wait": int(res.wait), "accepted": int(res.accepted),
             "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
         }  # fmt: skip
+        self._kept_rows[rid] = (inputs, found)
         return found
 
     # --- resolution -----------------------------------------------------------------------------

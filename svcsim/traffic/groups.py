@@ -37,19 +37,20 @@ class SourceClasses:
     """
 
     def __init__(self, ruleset: Ruleset, network: NodeNetwork,
-                 memo: ChainSources | None = None) -> None:
-        # kube-proxy's -s matches are mostly single endpoint addresses (hairpin masquerade):
-        # those are a set of addresses, the few wider networks are tested one by one.
-        self._hosts: set[tuple[int, int]] = set()
-        wide: dict[NetKey, IPNetwork] = {}
-        for table in ruleset.tables:
-            for chain in table.chains:
-                hosts, nets = chain_sources(chain, memo)
-                if hosts:
-                    self._hosts.update(hosts)
-                for key, net in nets:
-                    wide.setdefault(key, net)
-        self._wide = tuple(wide.items())
+                 memo: ChainSources | None = None, shared: RulesetSources | None = None
+                 ) -> None:
+        chains = [chain for table in ruleset.tables for chain in table.chains]
+        # Nodes' rulesets hold the very same chain objects when their rules agree, so the
+        # networks read from one ruleset serve every ruleset of the same chains (``shared``).
+        key = tuple(map(id, chains))
+        found = shared.get(key) if shared is not None else None
+        if found is None:
+            found = (chains, *_ruleset_sources(chains, memo))
+            if shared is not None:
+                if len(shared) >= _SHARED_LIMIT:
+                    shared.clear()
+                shared[key] = found  # holding the chains keeps their ids unique
+        _, self._hosts, self._wide = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
@@ -84,6 +85,29 @@ class SourceClasses:
 
 NetKey = tuple[int, int, int]
 """A network as (IP version, network address, prefix length): what network equality compares."""
+
+RulesetSources = dict[
+    tuple[int, ...],
+    tuple[list[Chain], set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]],
+]
+"""Single ``-s`` addresses and wider networks of a ruleset, by the identities of its chains."""
+
+_SHARED_LIMIT = 64
+
+
+def _ruleset_sources(chains: list[Chain], memo: ChainSources | None
+                     ) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
+    # kube-proxy's -s matches are mostly single endpoint addresses (hairpin masquerade):
+    # those are a set of addresses, the few wider networks are tested one by one.
+    all_hosts: set[tuple[int, int]] = set()
+    wide: dict[NetKey, IPNetwork] = {}
+    for chain in chains:
+        hosts, nets = chain_sources(chain, memo)
+        if hosts:
+            all_hosts.update(hosts)
+        for key, net in nets:
+            wide.setdefault(key, net)
+    return all_hosts, tuple(wide.items())
 
 Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
 """A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""

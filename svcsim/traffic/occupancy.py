@@ -10,6 +10,7 @@ so that old ones are dropped in bulk and a count only scans the bin holding ``t`
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ class Occupancy:
             raise ValueError(f"bin_s must be > 0, got {bin_s!r}")
         self.bin_s = bin_s
         self._bins: dict[int, list[F64]] = {}
+        self._heap: list[int] = []  # the bins' indices, lowest first (dropping needs no scan)
         self._total = 0
         self._floor = -(1 << 62)  # bins below this index are gone
         self._loose: list[float] = []  # sorted; one-by-one additions not yet binned
@@ -41,8 +43,9 @@ class Occupancy:
         current = self._bin(t)
         if current <= self._floor:
             return
-        for b in [b for b in self._bins if b < current]:
-            self._total -= sum(len(a) for a in self._bins.pop(b))
+        heap = self._heap
+        while heap and heap[0] < current:
+            self._total -= sum(len(a) for a in self._bins.pop(heapq.heappop(heap)))
         self._floor = current
 
     def live(self, t: float) -> int:
@@ -67,14 +70,29 @@ class Occupancy:
         if not len(expiries):
             return
         if bins.min() == bins.max():
-            self._bins.setdefault(int(bins[0]), []).append(expiries)
+            self._part(int(bins[0])).append(expiries)
         else:
             order = np.argsort(bins, kind="stable")
             expiries, bins = expiries[order], bins[order]
             starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
             for part, b in zip(np.split(expiries, starts[1:]), bins[starts], strict=True):
-                self._bins.setdefault(int(b), []).append(part)
+                self._part(int(b)).append(part)
         self._total += len(expiries)
+
+    def add_binned(self, bins: list[int], parts: list[F64]) -> None:
+        """Add entries already split by bin: ``parts[i]`` all fall in bin ``bins[i]``."""
+        self.commit()
+        for b, part in zip(bins, parts, strict=True):
+            if b >= self._floor:
+                self._part(b).append(part)
+                self._total += len(part)
+
+    def _part(self, b: int) -> list[F64]:
+        found = self._bins.get(b)
+        if found is None:
+            found = self._bins[b] = []
+            heapq.heappush(self._heap, b)
+        return found
 
     def add_one(self, expiry: float) -> None:
         """Add one entry (kept aside until :meth:`commit`, so adding is cheap)."""
@@ -115,6 +133,7 @@ class OccupancyBook:
 
     def __init__(self, nodes: int, bin_s: float = 0.25) -> None:
         self._occupancy = [Occupancy(bin_s) for _ in range(nodes)]
+        self._bin_s = bin_s
         self._pending_nodes: list[npt.NDArray[np.intp]] = []
         self._pending_expiries: list[F64] = []
         self._bound = np.zeros(nodes, dtype=np.int64)
@@ -141,11 +160,18 @@ class OccupancyBook:
         nodes = np.concatenate(self._pending_nodes)
         expiries = np.concatenate(self._pending_expiries)
         self._pending_nodes, self._pending_expiries = [], []
-        order = np.argsort(nodes, kind="stable")
-        nodes, expiries = nodes[order], expiries[order]
-        starts = np.flatnonzero(np.r_[True, nodes[1:] != nodes[:-1]])
-        for part, node in zip(np.split(expiries, starts[1:]), nodes[starts], strict=True):
-            self._occupancy[int(node)].add(part)
+        # One sort by (node, bin) for every node at once (as each node's Occupancy.add would).
+        bins = np.floor(expiries / self._bin_s).astype(np.int64)
+        order = np.lexsort((bins, nodes))
+        nodes, bins, expiries = nodes[order], bins[order], expiries[order]
+        starts = np.flatnonzero(np.r_[True, (nodes[1:] != nodes[:-1]) | (bins[1:] != bins[:-1])])
+        parts = np.split(expiries, starts[1:])
+        part_nodes, part_bins = nodes[starts].tolist(), bins[starts].tolist()
+        first = 0
+        for i in range(1, len(parts) + 1):
+            if i == len(parts) or part_nodes[i] != part_nodes[first]:
+                self._occupancy[part_nodes[first]].add_binned(part_bins[first:i], parts[first:i])
+                first = i
 
     def live(self, node: int, t: float) -> int:
         """The node's entries live at ``t`` (exact; ``t`` must not go back)."""

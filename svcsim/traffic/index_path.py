@@ -1,0 +1,70 @@
+"""The batched engine's per-flow kernel path: cached dispatches, anonymous entries counted.
+
+:class:`IndexPath` is what :class:`~svcsim.traffic.engine.TrafficEngine` gives the shared
+per-flow code (:class:`~svcsim.traffic.flows.PerFlow`): the dispatch index's exact ``resolve``
+with the node's live recent lists, and anonymous conntrack entries kept as expiry times in an
+:class:`~svcsim.traffic.occupancy.OccupancyBook` rather than in the node's table.
+"""
+
+from __future__ import annotations
+
+from svcsim.netfilter.packet import Origin
+from svcsim.netfilter.packet import Outcome as NfOutcome
+from svcsim.traffic.attempts import Client
+from svcsim.traffic.classify import Resolution
+from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.dispatch import DispatchCache
+from svcsim.traffic.draws import SeedDraws
+from svcsim.traffic.fate import anonymous_expiry
+from svcsim.traffic.occupancy import OccupancyBook
+from svcsim.traffic.targets import Dial
+
+
+class IndexPath:
+    """Dispatches from a :class:`DispatchCache` and an occupancy count of anonymous entries."""
+
+    def __init__(self, ctx: TrafficContext, occupancy: OccupancyBook, dispatches: DispatchCache,
+                 node_index: dict[str, int]) -> None:
+        self.ctx = ctx
+        self.occupancy = occupancy
+        self.dispatches = dispatches
+        self.node_index = node_index
+
+    def has_room(self, node: str, t: float, arriving: int) -> bool:
+        """True if ``arriving`` more entries fit in the node's table at ``t``."""
+        table = self.ctx.kernels[node].conntrack
+        if table.max_entries == 0:
+            return True
+        i = self.node_index[node]
+        if self.occupancy.bound(i) + len(table) + arriving <= table.max_entries:
+            return True
+        table.expire(t)
+        return self.occupancy.live(i, t) + len(table) + arriving <= table.max_entries
+
+    def room(self, node: str, t: float) -> bool:
+        """Tracked entries plus anonymous ones stay below the table's maximum."""
+        return self.has_room(node, t, 1)
+
+    def dispatch(
+        self, node: str, src: str, origin: Origin, dial: Dial, seed: int, t: float
+    ) -> NfOutcome:
+        """``Dispatch.resolve`` with the attempt's draws and the node's recent lists."""
+        kernel = self.ctx.kernels[node]
+        found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
+        return found.resolve(SeedDraws(seed), kernel.recent, t)
+
+    def anonymous(
+        self, node: str, client: Client, dial: Dial, res: Resolution, t: float, latency: float
+    ) -> object:
+        """Count the entry until it expires; its expiry is the handle."""
+        timeouts = self.ctx.kernels[node].conntrack.timeouts
+        expiry = anonymous_expiry(dial.protocol, res, t, latency, timeouts)
+        if expiry is not None:
+            self.occupancy.add_one(self.node_index[node], expiry)
+        return expiry
+
+    def reset_anonymous(self, node: str, handle: object, t: float) -> None:
+        """A RST leaves the entry in CLOSE for ``tcp_close_s``."""
+        if isinstance(handle, float):
+            close_s = self.ctx.kernels[node].conntrack.timeouts.tcp_close_s
+            self.occupancy.shorten(self.node_index[node], handle, t + close_s)
