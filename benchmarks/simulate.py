@@ -84,9 +84,11 @@ spec:
     t = 10.0
     k = 0
     while t < duration_s:
-        timeline.append(f"  - {{at: {t:g}s, action: delete-pod, selector: {{app: svc{k % services}}}}}")
+        victim = f"svc{k % services}"
+        timeline.append(f"  - {{at: {t:g}s, action: delete-pod, selector: {{app: {victim}}}}}")
         if k % 12 == 11:
-            timeline.append(f"  - {{at: {t:g}s, action: rollout, deployment: svc{(k // 12) % services}}}")
+            rolled = f"svc{(k // 12) % services}"
+            timeline.append(f"  - {{at: {t:g}s, action: rollout, deployment: {rolled}}}")
         t += 10.0
         k += 1
     return f"""apiVersion: svcsim/v1
@@ -117,8 +119,7 @@ def measure(path: Path, *, baseline: bool) -> tuple[int, float, float]:
     """Run the scenario at ``path``; returns (requests, wall seconds, peak RSS MiB)."""
     loaded = load_scenario(path)
     engine = ReferenceEngine if baseline else None
-    built = build_world(loaded, 1, engine=engine) if engine else build_world(loaded, 1)
-    world = built.world
+    world = build_world(loaded, 1, engine=engine) if engine else build_world(loaded, 1)
     if baseline:
         rate = sum(w.rate_per_s or 0.0 for w in loaded.scenario.workloads)
         world.env.process(per_request_events(world, rate))

@@ -21,6 +21,7 @@ from svcsim.plots import render_all
 from svcsim.results import (
     Run,
     build_summary,
+    endpoint_set_changes,
     failure_windows,
     load,
     stable_intervals,
@@ -74,7 +75,7 @@ def run_scenario(
     out = Path(out_dir) if out_dir is not None else default_out_dir(loaded, chosen)
     started = time.perf_counter()
     try:
-        world = build_world(loaded, chosen).world
+        world = build_world(loaded, chosen)
         world.run(progress)
     except Exception as exc:
         # A bug or an impossible scenario: keep the evidence, in a folder that never looks
@@ -87,13 +88,7 @@ def run_scenario(
 
     frames = world.recorder.frames()
     windows = failure_windows(frames["requests"])
-    sets = frames["endpoint_sets"]
-    changes = [
-        (t, node, service, [e for e in text.split(",") if e])
-        for t, node, service, text in zip(
-            sets["t_s"], sets["node"], sets["service"], sets["endpoints"], strict=True
-        )
-    ]
+    changes = endpoint_set_changes(frames["endpoint_sets"])
     intervals = stable_intervals(changes, end_s=sc.duration_s)
     summary = build_summary(frames, windows, seed=chosen, intervals=intervals)
     manifest = _manifest(loaded, chosen, sorted(world.stream_names()), wall_s)

@@ -115,11 +115,11 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
             shares.add_row(service, endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
     out.print(shares)
 
-    uniformity = summary.get("uniformity") or []
+    uniformity = summary.get("uniformity") or {}
     if uniformity:
         table = Table("service", "new flows", "chi-square", "p-value", "verdict",
                       box=box.SIMPLE_HEAD, title="Uniformity in stable intervals")
-        for row in _rows(uniformity):
+        for row in _keyed_rows(uniformity, "service"):
             p = row.get("p_value")
             verdict = "-" if p is None or math.isnan(p) else (
                 "consistent with uniform" if p > 1e-3 else "NOT uniform")
@@ -127,11 +127,11 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
                           _num(row.get("statistic")), _num(p), verdict)
         out.print(table)
 
-    latency = summary.get("programming_latency") or []
+    latency = summary.get("programming_latency") or {}
     if latency:
         table = Table("node", "syncs", "p50 s", "p90 s", "max s", box=box.SIMPLE_HEAD,
                       title="Network programming latency (trigger → rules in the kernel)")
-        for row in _rows(latency):
+        for row in _keyed_rows(latency, "node"):
             table.add_row(row["node"], str(row.get("syncs", "")), _num(row.get("p50_s")),
                           _num(row.get("p90_s")), _num(row.get("max_s")))
         out.print(table)
@@ -139,10 +139,9 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     sys.stdout.flush()
 
 
-def _rows(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        return [{"service": k, "node": k, **v} for k, v in sorted(value.items())]
-    return list(value)
+def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """``{name: {...}}`` from summary.json as rows carrying the name under ``key``."""
+    return [{key: name, **row} for name, row in sorted(by_key.items())]
 
 
 def _num(value: Any) -> str:

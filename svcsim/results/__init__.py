@@ -11,6 +11,7 @@ from svcsim.results.runfolder import RunFolderError, write_failed_run, write_run
 from svcsim.results.schema import TABLES, Cause, Column, EventKind, Outcome, conform
 from svcsim.results.stats import (
     EndpointSetChange,
+    endpoint_set_changes,
     endpoint_shares,
     programming_latency,
     shares_over_time,
@@ -34,6 +35,7 @@ __all__ = [
     "build_summary",
     "conform",
     "dumps_json",
+    "endpoint_set_changes",
     "endpoint_shares",
     "failure_windows",
     "load",

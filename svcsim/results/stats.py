@@ -64,10 +64,9 @@ def endpoint_shares(
     if endpoint_sets is None or not len(endpoint_sets):
         return counted
     held = {
-        (str(service), endpoint)
-        for service, text in zip(endpoint_sets["service"], endpoint_sets["endpoints"], strict=True)
-        for endpoint in str(text).split(",")
-        if endpoint
+        (change.service, endpoint)
+        for change in endpoint_set_changes(endpoint_sets)
+        for endpoint in change.endpoints
     }
     seen = set(zip(counted["service"], counted["endpoint"], strict=True))
     missing = sorted(held - seen)
@@ -121,6 +120,21 @@ class EndpointSetChange:
     node: str
     service: str
     endpoints: frozenset[str]
+
+
+def endpoint_set_changes(endpoint_sets: pd.DataFrame) -> list[EndpointSetChange]:
+    """The rows of an ``endpoint_sets`` table as :class:`EndpointSetChange` values."""
+    rows = zip(
+        endpoint_sets["t_s"],
+        endpoint_sets["node"],
+        endpoint_sets["service"],
+        endpoint_sets["endpoints"],
+        strict=True,
+    )
+    return [
+        EndpointSetChange(float(t), str(node), str(svc), frozenset(filter(None, text.split(","))))
+        for t, node, svc, text in rows
+    ]
 
 
 ChangeLike = (

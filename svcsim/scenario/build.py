@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
@@ -46,22 +45,13 @@ ASSUMED_NODE_RAM_BYTES = 16 << 30
 """Node memory assumed for the kernel's own nf_conntrack_max when kube-proxy leaves it alone."""
 
 
-@dataclass(frozen=True, slots=True)
-class Built:
-    """A world ready to run, and the controllers the timeline acts on."""
-
-    world: World
-    deployments: dict[str, DeploymentController]
-    scheduler: Scheduler
-
-
 EngineFactory: TypeAlias = Callable[[list[ts.WorkloadSpec], World], EngineCore]
 """Makes the traffic engine from the workloads and the world (its TrafficContext)."""
 
 
 def build_world(
     loaded: LoadedScenario, seed: int, *, engine: EngineFactory = TrafficEngine
-) -> Built:
+) -> World:
     """Assemble every component of the scenario's world (nothing runs yet).
 
     ``engine`` resolves the traffic: the batched :class:`TrafficEngine`, or the per-request
@@ -154,7 +144,7 @@ def build_world(
     world.view = ApiView(api, network)
     world.traffic = engine([_workload(w) for w in sc.workloads], world)
     schedule_timeline(world, loaded, deployments, scheduler, fleet)
-    return Built(world, deployments, scheduler)
+    return world
 
 
 def _delays(loaded: LoadedScenario) -> ControlPlaneDelays:
