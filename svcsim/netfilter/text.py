@@ -43,6 +43,8 @@ class RulesetBuilder:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, list[Rule]]] = {}
         self._policies: dict[tuple[str, str], str] = {}
+        self._unchanged: dict[tuple[str, str], Chain] = {}
+        """Chains copied by :meth:`from_ruleset` and not touched since: build reuses them."""
 
     def table(self, table: str) -> None:
         """Make sure ``table`` exists, with its built-in chains."""
@@ -62,28 +64,46 @@ class RulesetBuilder:
         """Append a rule made of ``args`` (joined with spaces, as kube-proxy writes lines)."""
         self.chain(table, chain)
         rule = parse_rule(" ".join(args))
+        self._unchanged.pop((table, chain), None)
         self._tables[table][chain].append(rule)
         return rule
 
     def append(self, table: str, chain: str, rule: Rule) -> None:
         """Append an already parsed rule."""
         self.chain(table, chain)
+        self._unchanged.pop((table, chain), None)
         self._tables[table][chain].append(rule)
+
+    def extend(self, table: str, rules: Iterable[tuple[str, Rule]]) -> None:
+        """Append parsed ``(chain, rule)`` pairs in order (what :meth:`append` does for each)."""
+        self.table(table)
+        chains = self._tables[table]
+        unchanged = self._unchanged
+        for chain, rule in rules:
+            if unchanged:
+                unchanged.pop((table, chain), None)
+            held = chains.get(chain)
+            if held is None:
+                held = chains[chain] = []
+            held.append(rule)
 
     def insert(self, table: str, chain: str, rule: Rule, position: int = 0) -> None:
         """Insert a parsed rule at ``position`` (``iptables -I``)."""
         self.chain(table, chain)
+        self._unchanged.pop((table, chain), None)
         self._tables[table][chain].insert(position, rule)
 
     def flush(self, table: str, chain: str) -> None:
         """Remove every rule of a chain (declaring it if needed)."""
         self.chain(table, chain)
+        self._unchanged.pop((table, chain), None)
         self._tables[table][chain].clear()
 
     def delete_chain(self, table: str, chain: str) -> None:
         """Delete a user chain (``-X``)."""
         if (table, chain) in self._policies:
             raise IptablesSyntaxError(f"cannot delete built-in chain {chain!r}")
+        self._unchanged.pop((table, chain), None)
         self._tables.get(table, {}).pop(chain, None)
 
     def set_policy(self, table: str, chain: str, policy: str) -> None:
@@ -91,6 +111,7 @@ class RulesetBuilder:
         self.table(table)
         if (table, chain) not in self._policies:
             raise IptablesSyntaxError(f"{chain!r} is not a built-in chain of {table!r}")
+        self._unchanged.pop((table, chain), None)
         self._policies[table, chain] = policy
 
     def build(self) -> Ruleset:
@@ -99,20 +120,21 @@ class RulesetBuilder:
         Chains, tables and rulesets equal to ones built before (same names, same rule
         *objects*) come back as those very objects (see :func:`_intern`), so rulesets that
         share chains compare by identity, and 20 nodes holding the same rules hold them once.
+        A chain copied by :meth:`from_ruleset` and untouched since is that chain itself (the
+        same name, rules and policy).
         """
         policies = self._policies
-        return _intern_ruleset(
-            tuple(
-                _intern_table(
-                    t,
-                    tuple(
-                        _intern_chain(name, tuple(rules), policies.get((t, name)))
-                        for name, rules in chains.items()
-                    ),
-                )
-                for t, chains in self._tables.items()
-            )
-        )
+        unchanged = self._unchanged
+        tables = []
+        for t, chains in self._tables.items():
+            built = []
+            for name, rules in chains.items():
+                same = unchanged.get((t, name))
+                if same is None:
+                    same = _intern_chain(name, tuple(rules), policies.get((t, name)))
+                built.append(same)
+            tables.append(_intern_table(t, tuple(built)))
+        return _intern_ruleset(tuple(tables))
 
     @classmethod
     def from_ruleset(cls, ruleset: Ruleset) -> RulesetBuilder:
@@ -125,6 +147,7 @@ class RulesetBuilder:
                 builder._tables[table.name][chain.name] = list(chain.rules)
                 if chain.policy is not None:
                     builder._policies[table.name, chain.name] = chain.policy
+                builder._unchanged[table.name, chain.name] = chain
         return builder
 
 

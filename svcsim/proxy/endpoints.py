@@ -254,16 +254,40 @@ def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> Endp
     upstream). Each list is sorted by the ``"IP:port"`` string (``byEndpoint``), which is why
     ``10.1.1.11:11`` precedes ``10.1.1.1:11``.
     """
+    out: EndpointsMap = {}
+    for group_key, group in _grouped(tuple(slices)):
+        out.update(_service_endpoints(group_key, group, node_name))
+    return out
+
+
+_Group = tuple["_GroupKey", tuple[EndpointSlice, ...]]
+_groups: BoundedMemo[tuple[int, ...], tuple[tuple[EndpointSlice, ...], tuple[_Group, ...]]] = (
+    BoundedMemo("IPv4 slices grouped by Service, by slice identities", 256)
+)
+
+
+def _grouped(slices: tuple[EndpointSlice, ...]) -> tuple[_Group, ...]:
+    """The IPv4 slices of each Service (first-seen Service order), memoised by identity.
+
+    Every node's informers hold the very same slice objects at a sync instant; the entry holds
+    them, so their ids stay theirs.
+    """
+    key = tuple(map(id, slices))
+    hit = _groups.get(key)
+    if hit is not None:
+        return hit[1]
     by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
     for sl in slices:
         svc_name = sl.service_name
         if sl.address_type != "IPv4" or not svc_name:
             continue
         by_service.setdefault((sl.meta.namespace, svc_name), []).append(sl)
-    out: EndpointsMap = {}
-    for (namespace, svc_name), group in by_service.items():
-        out.update(_service_endpoints(namespace, svc_name, tuple(group), node_name))
-    return out
+    groups = tuple(
+        ((namespace, svc_name, tuple(map(id, group))), tuple(group))
+        for (namespace, svc_name), group in by_service.items()
+    )
+    _groups.put(key, (slices, groups))
+    return groups
 
 
 _ServiceEndpoints = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...]], ...]
@@ -288,10 +312,13 @@ which makes later equality checks identity checks.
 
 
 def _service_endpoints(
-    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], node_name: str
+    group_key: _GroupKey, group: tuple[EndpointSlice, ...], node_name: str
 ) -> _ServiceEndpoints:
-    """The endpoints of one Service's IPv4 slices, per service port, memoised by identity."""
-    group_key = (namespace, svc_name, tuple(map(id, group)))
+    """The endpoints of one Service's IPv4 slices, per service port, memoised by identity.
+
+    ``group_key`` is ``(namespace, service, ids of group)``.
+    """
+    namespace, svc_name = group_key[0], group_key[1]
     hit = _service_cache.get((group_key, node_name))
     if hit is not None:
         return hit[1]

@@ -37,16 +37,23 @@ from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import render_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
+    EndpointInfo,
     EndpointsMap,
     ServicePortInfo,
     build_endpoints_map,
     build_service_port_map,
     total_endpoints,
 )
-from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail
-from svcsim.proxy.iptables_service import KUBE_FIREWALL, KUBE_PROXY_CANARY, service_port_block
+from svcsim.proxy.iptables_assembly import RestoreSections, assemble, fixed_head_tail
+from svcsim.proxy.iptables_service import (
+    KUBE_FIREWALL,
+    KUBE_PROXY_CANARY,
+    ServicePortBlock,
+    service_port_block,
+)
+from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.topology import categorize_endpoints
+from svcsim.proxy.topology import categorize_endpoints_shared
 
 LARGE_CLUSTER_ENDPOINTS_THRESHOLD: Final = 1000
 """Above this many endpoints kube-proxy drops per-endpoint comments (``largeClusterMode``)."""
@@ -80,6 +87,9 @@ class IptablesSync:
     """The iptables-restore input in kube-proxy's exact line order (for the visiting order
     described in the module docstring)."""
     stats: SyncStats
+    restore_sections: RestoreSections | None = None
+    """:attr:`restore_text` split into the lines outside the nat table and the nat table's
+    ``(line, chain, is_chain_line)`` lines, when the compiler knows them (saves re-splitting)."""
 
 
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
@@ -102,21 +112,13 @@ def sync_from_maps(
     large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
     no_local_internal = no_local_external = 0
     parts = [head]
-    for spn in sorted(service_ports, key=_service_order):
-        svc = service_ports[spn]
-        cat = categorize_endpoints(
-            endpoints_map.get(spn, ()),
-            svc,
-            ctx.node_name,
-            ctx.topology_labels,
-            ctx.prefer_same_traffic_distribution,
-        )
-        block = service_port_block(svc, cat, ctx, large)
+    for spn in _ordered(service_ports):
+        block = _port_block(service_ports[spn], endpoints_map.get(spn, ()), ctx, large)
         parts.append(block)
         no_local_internal += block.outcome.no_local_internal
         no_local_external += block.outcome.no_local_external
     parts.append(tail)
-    ruleset, text, buf = assemble(tuple(parts))
+    ruleset, text, buf, sections = assemble(tuple(parts))
     stats = SyncStats(
         service_ports=len(service_ports),
         total_endpoints=n_endpoints,
@@ -128,7 +130,63 @@ def sync_from_maps(
         no_local_endpoints_internal=no_local_internal,
         no_local_endpoints_external=no_local_external,
     )
-    return IptablesSync(ruleset, text, stats)
+    return IptablesSync(ruleset, text, stats, sections)
+
+
+_orders: BoundedMemo[tuple[int, ...], tuple[ServicePortName, ...]] = BoundedMemo(
+    "service port visiting orders by port name identities", 256
+)
+
+
+def _ordered(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+) -> tuple[ServicePortName, ...]:
+    """The service ports in visiting order, memoised by the identities of the names.
+
+    Every node visits the same (shared) ServicePortName objects at every sync. The value holds
+    those names (it is them, sorted), so their ids stay theirs.
+    """
+    names = tuple(service_ports)
+    key = tuple(map(id, names))
+    hit = _orders.get(key)
+    if hit is None:
+        hit = _orders.put(key, tuple(sorted(names, key=_service_order)))
+    return hit
+
+
+_PortKey = tuple[int, int, int, bool]
+_port_blocks: BoundedMemo[
+    _PortKey,
+    tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext, ServicePortBlock],
+] = BoundedMemo("service port blocks by (info id, endpoints id, context id, large)", 1 << 14)
+
+
+def _port_block(
+    svc: ServicePortInfo,
+    endpoints: tuple[EndpointInfo, ...],
+    ctx: NodeContext,
+    large: bool,
+) -> ServicePortBlock:
+    """Categorise ``endpoints`` for this node and write the port's block, memoised by identity.
+
+    A sync changes few service ports: the others arrive as the very same info and endpoints
+    tuple objects (memoised in :mod:`svcsim.proxy.endpoints`), so their block is found without
+    categorising again. The entry holds the keyed objects, so their ids stay theirs.
+    """
+    key = (id(svc), id(endpoints), id(ctx), large)
+    hit = _port_blocks.get(key)
+    if hit is not None:
+        return hit[3]
+    cat = categorize_endpoints_shared(
+        endpoints,
+        svc,
+        ctx.node_name,
+        ctx.node_zone or "",  # what categorize_endpoints reads from ctx.topology_labels
+        ctx.prefer_same_traffic_distribution,
+    )
+    block = service_port_block(svc, cat, ctx, large)
+    _port_blocks.put(key, (svc, endpoints, ctx, block))
+    return block
 
 
 def compile_iptables_sync(

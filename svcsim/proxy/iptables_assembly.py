@@ -272,11 +272,99 @@ def fixed_head_tail(ctx: NodeContext) -> tuple[ServicePortBlock, ServicePortBloc
     return parts
 
 
-Assembled = tuple[Ruleset, str, RestoreBuffers]
-"""Kernel state, restore text and the buffers they were made from."""
+Assembled = tuple[Ruleset, str, RestoreBuffers, "RestoreSections | None"]
+"""Kernel state, restore text, the buffers they were made from, and the text's sections
+(None if a line holds a line break, so only splitting the text tells them)."""
 _assembled: BoundedMemo[tuple[int, ...], tuple[tuple[ServicePortBlock, ...], Assembled]] = (
     BoundedMemo("assembled syncs by fragment identities", 64)  # each holds a whole restore text
 )
+
+_Parsed = tuple[tuple[str, Rule], ...]
+NatLine = tuple[str, str, bool]
+"""A nat line of a restore input: (the line, its chain, True for a ``:CHAIN`` line)."""
+RestoreSections = tuple[tuple[str, ...], tuple[NatLine, ...]]
+"""A restore input as the lines outside the nat table (``*filter`` to its ``COMMIT``) and the
+nat table's chain and rule lines (without ``*nat`` and ``COMMIT``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PartLines:
+    """One fragment's rules as restore lines and as parsed rules (``(chain, rule)``)."""
+
+    filter_lines: tuple[str, ...]
+    nat_lines: tuple[str, ...]
+    filter_parsed: _Parsed
+    nat_parsed: _Parsed
+    nat_sections: tuple[NatLine, ...]
+    """:attr:`nat_lines` with their chains."""
+    single_lines: bool
+    """Every chain and rule line is one line for ``str.splitlines`` (no line breaks inside),
+    so the sections of a text made from the fragment are known without splitting it."""
+
+
+_part_lines: BoundedMemo[int, tuple[ServicePortBlock, _PartLines]] = BoundedMemo(
+    "fragment lines and parsed rules by fragment identity", 1 << 14
+)
+
+
+def _lines_of(part: ServicePortBlock) -> _PartLines:
+    """:class:`_PartLines` of ``part``, memoised by identity (the entry holds the part).
+
+    A sync changes few fragments, so a new assembly re-joins and re-parses only those.
+    """
+    hit = _part_lines.get(id(part))
+    if hit is not None:
+        return hit[1]
+    filter_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.filter_rules)
+    nat_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.nat_rules)
+    every = [*_chain_lines(part.filter_chains), *filter_lines]
+    every += [*_chain_lines(part.nat_chains), *nat_lines]
+    lines = _PartLines(
+        filter_lines,
+        nat_lines,
+        tuple((c, _rule_of(w)) for c, w in part.filter_rules),
+        tuple((c, _rule_of(w)) for c, w in part.nat_rules),
+        tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
+        "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
+    )
+    _part_lines.put(id(part), (part, lines))
+    return lines
+
+
+def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
+    return [f":{c} - [0:0]" for c in chains]
+
+
+def _chains_of(part: ServicePortBlock) -> list[str]:
+    """Every chain ``part`` declares or writes to."""
+    return [*part.filter_chains, *part.nat_chains, *(c for c, _ in part.filter_rules)] + [
+        c for c, _ in part.nat_rules
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
+    """:data:`JUMP_RULES` with their parsed rules (fixed, so parsed once)."""
+    return tuple((jump, parse_rule(" ".join(jump.words()))) for jump in JUMP_RULES)
+
+
+def _kernel_state_of(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
+    """:func:`kernel_state` of ``buf``, whose rules are the fragments' ``lines`` in order."""
+    b = RulesetBuilder()
+    for table in CANARY_TABLES:
+        b.chain(table, KUBE_PROXY_CANARY)
+    for name in buf.nat_chains:
+        b.chain("nat", name)
+    for name in buf.filter_chains:
+        b.chain("filter", name)
+    for part in lines:
+        b.extend("nat", part.nat_parsed)
+    for part in lines:
+        b.extend("filter", part.filter_parsed)
+    for jump, rule in _jump_rules():
+        b.chain(jump.table, jump.dst_chain)
+        b.insert(jump.table, jump.src_chain, rule, 0)
+    return b.build()
 
 
 def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
@@ -285,7 +373,9 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
     Keyed by the fragments' identities (the entry holds them, so the ids stay theirs): nodes
     that compile the same informer state get the very same fragment objects (from
     :func:`fixed_head_tail` and :func:`~svcsim.proxy.iptables_service.service_port_block`), hence
-    one ruleset object and one restore text between them.
+    one ruleset object and one restore text between them. The result equals
+    ``(kernel_state(buf), buf.restore_text(), buf, sections)`` for the fragments replayed into
+    ``buf``; each fragment's lines and parsed rules are memoised on its own.
     """
     key = tuple(map(id, parts))
     hit = _assembled.get(key)
@@ -294,6 +384,23 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
     buf = RestoreBuffers()
     for part in parts:
         part.replay(buf)
-    built = (kernel_state(buf), buf.restore_text(), buf)
+    lines = [_lines_of(part) for part in parts]
+    text = ["*filter", *_chain_lines(buf.filter_chains)]
+    for of_part in lines:
+        text += of_part.filter_lines
+    text.append("COMMIT")
+    other = tuple(text)
+    nat_chain_lines = _chain_lines(buf.nat_chains)
+    text += ["*nat", *nat_chain_lines]
+    for of_part in lines:
+        text += of_part.nat_lines
+    text.append("COMMIT")
+    sections: RestoreSections | None = None
+    if all(of_part.single_lines for of_part in lines):
+        nat = [(line, c, True) for line, c in zip(nat_chain_lines, buf.nat_chains, strict=True)]
+        for of_part in lines:
+            nat += of_part.nat_sections
+        sections = (other, tuple(nat))
+    built = (_kernel_state_of(buf, lines), "\n".join(text) + "\n", buf, sections)
     _assembled.put(key, (parts, built))
     return built

@@ -23,7 +23,9 @@ import numpy as np
 import simpy
 
 from svcsim.k8s.objects import Service
-from svcsim.proxy.topology import categorize_endpoints
+from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
+from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.topology import categorize_endpoints_shared
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel
@@ -39,6 +41,9 @@ DEFAULT_SERVICE_TIME = ExponentialTime(0.010)
 
 CONNTRACK_SAMPLE_S = 1.0
 """How often each node's conntrack table size is sampled (simulated seconds)."""
+
+_ProgrammedInput = tuple[ServicePortInfo, tuple[EndpointInfo, ...], frozenset[str], tuple[str, str]]
+"""What :meth:`World._programmed` last saw for one node's service port (see there)."""
 
 Progress = Callable[[float], None]
 """Called with the simulated time after each step of the loop (for progress bars)."""
@@ -80,6 +85,9 @@ class World:
         self.outside_hosts: dict[str, str] = {}
         self._proxy_changes = 0
         self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
+        self._programmed_seen: dict[str, dict[ServicePortName, _ProgrammedInput]] = {}
+        """Per node and service port: the info and endpoints :meth:`_programmed` last
+        categorised, the set then noted for it and its key in ``_last_sets``."""
         self._restarting: set[str] = set()
 
     # --- assembly -------------------------------------------------------------------------------
@@ -110,14 +118,29 @@ class World:
         if node in self._restarting:
             self._restarting.discard(node)
             self.proxy_changed()  # its state is "up" again
+        seen = self._programmed_seen.setdefault(node, {})
+        last_sets = self._last_sets
+        endpoints_map = view.endpoints_map
         for spn, info in view.service_ports.items():
-            split = categorize_endpoints(view.endpoints(spn), info, node)
+            eps = endpoints_map.get(spn, ())
+            last = seen.get(spn)
+            if (
+                last is not None
+                and last[0] is info
+                and last[1] is eps
+                and last_sets.get(last[3]) is last[2]
+            ):
+                # The very same frozen inputs as last time, whose set is still the one noted:
+                # computing it again would find it unchanged and record nothing.
+                continue
+            split = categorize_endpoints_shared(eps, info, node)
             chosen = split.local if info.internal_policy_local else split.cluster
             endpoints = frozenset(e.text for e in chosen)
             key = (node, spn.text)
-            if self._last_sets.get(key) != endpoints:
-                self._last_sets[key] = endpoints
+            if last_sets.get(key) != endpoints:
+                last_sets[key] = endpoints
                 self._recorder.add_endpoint_set(view.installed_at_s, node, spn.text, endpoints)
+            seen[spn] = (info, eps, last_sets[key], key)
 
     def proxy_changed(self) -> None:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
@@ -203,10 +226,10 @@ class World:
         """Every :data:`CONNTRACK_SAMPLE_S`, each node's conntrack table size and limit."""
         while True:
             if self.traffic is not None:
+                counts = self.traffic.conntrack_counts(self.env.now)
                 for node, kernel in sorted(self._kernels.items()):
-                    entries = self.traffic.conntrack_entries(node, self.env.now)
                     self._recorder.add_conntrack_sample(
-                        self.env.now, node, entries, kernel.conntrack.max_entries
+                        self.env.now, node, counts[node], kernel.conntrack.max_entries
                     )
             yield self.env.timeout(CONNTRACK_SAMPLE_S)
 

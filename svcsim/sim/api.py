@@ -111,15 +111,21 @@ class ApiServer:
 
     def _publish(self, event: WatchEvent) -> WatchEvent:
         self._watches = [w for w in self._watches if w.active]
+        # Watchers with equal delays share one timer; they are told in subscription order,
+        # as their own timers (scheduled one after the other) would have fired.
+        by_delay: dict[float, list[Watch]] = {}
         for w in self._watches:
             if event.kind in w.kinds:
-                self._deliver(w, event)
+                by_delay.setdefault(w.delay_s, []).append(w)
+        for delay_s, watchers in by_delay.items():
+            self._deliver(watchers, event, delay_s)
         return event
 
-    def _deliver(self, w: Watch, event: WatchEvent) -> None:
+    def _deliver(self, watchers: Iterable[Watch], event: WatchEvent, delay_s: float) -> None:
         def fire(_: simpy.Event) -> None:
-            if w.active:
-                w.handler(event)
+            for w in watchers:
+                if w.active:
+                    w.handler(event)
 
         # Even a zero delay is asynchronous: the writer finishes its step before anyone reacts.
-        self.env.timeout(w.delay_s).callbacks.append(fire)
+        self.env.timeout(delay_s).callbacks.append(fire)

@@ -36,6 +36,7 @@ from svcsim.k8s.objects import (
     Service,
 )
 from svcsim.proxy.endpoints import ServicePortInfo, build_endpoints_map, service_port_infos
+from svcsim.proxy.memo import BoundedMemo
 from svcsim.sim.api import EventType, WatchEvent
 from svcsim.sim.endpointslices import trigger_time_s
 
@@ -261,8 +262,21 @@ class ChangeTracker:
         ports those are does not depend on the node (locality only marks endpoints), so the
         map is built for no node: every node then shares one memoised map.
         """
-        endpoints_map = build_endpoints_map(slices, "")
-        return any(spn.protocol == Protocol.UDP for spn in endpoints_map)
+        held = tuple(slices)
+        key = tuple(map(id, held))
+        hit = _udp_by_slices.get(key)
+        if hit is None:
+            endpoints_map = build_endpoints_map(held, "")
+            udp = any(spn.protocol == Protocol.UDP for spn in endpoints_map)
+            hit = _udp_by_slices.put(key, (held, udp))
+        return hit[1]
+
+
+_udp_by_slices: BoundedMemo[tuple[int, ...], tuple[tuple[EndpointSlice, ...], bool]] = BoundedMemo(
+    "has-UDP by slice identities", 256
+)
+"""Every node takes the same slice changes at the same instant: the answer for the same slice
+objects (held in the entry, so their ids stay theirs) is computed once."""
 
 
 def _port_map(service: Service | None) -> _PortMap:

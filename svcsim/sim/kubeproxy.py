@@ -64,6 +64,7 @@ from svcsim.sim.kernel import Kernel
 from svcsim.sim.restore import (
     RestoreError,
     apply_plan,
+    chain_names,
     plan_sync,
     service_chains,
     stale_rule_restore,
@@ -380,7 +381,7 @@ class _Life:
             compiled,
             () if full else service_chains(service_ports, endpoints_map, changes.services),
             full=full,
-            existing_nat_chains=[c.name for c in nat.chains] if nat is not None else [],
+            existing_nat_chains=chain_names(nat),
             delete_stale=delete_stale,
         )
         if delete_stale:

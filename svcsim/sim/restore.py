@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from svcsim.netfilter.model import JumpTarget, Ruleset
+from svcsim.netfilter.model import JumpTarget, Ruleset, Table
 from svcsim.netfilter.text import apply_restore
-from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
+from svcsim.proxy.endpoints import EndpointInfo, EndpointsMap, ServicePortInfo
 from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
@@ -55,6 +55,13 @@ class SyncPlan:
     """For a full sync, the compiled ruleset the kernel ends up with."""
 
 
+_port_chains: BoundedMemo[
+    tuple[int, int], tuple[ServicePortName, tuple[EndpointInfo, ...], tuple[str, ...]]
+] = BoundedMemo("owned chains by (port name id, endpoints id)", 1 << 10)
+"""Every node lists the chains of every port at every partial sync; ports and endpoint tuples
+are shared frozen objects, so each (port, endpoints) pair is named once."""
+
+
 def service_chains(
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
@@ -65,14 +72,45 @@ def service_chains(
     ``KUBE-SVC/SVL/EXT/FW`` of each port and ``KUBE-SEP`` of each of its endpoints: the chains
     a partial sync rewrites for a changed Service (a superset of those it actually writes).
     """
-    wanted = set(services)
+    wanted = frozenset(services)
+    if not wanted:
+        return frozenset()
     chains: set[str] = set()
     for spn in service_ports:
         if f"{spn.namespace}/{spn.name}" not in wanted:
             continue
-        chains.update((spn.cluster_chain, spn.local_chain, spn.external_chain, spn.firewall_chain))
-        chains.update(spn.endpoint_chain(ep.text) for ep in endpoints_map.get(spn, ()))
+        eps = endpoints_map.get(spn, ())
+        hit = _port_chains.get((id(spn), id(eps)))
+        if hit is None:
+            owned: tuple[str, ...] = (
+                spn.cluster_chain,
+                spn.local_chain,
+                spn.external_chain,
+                spn.firewall_chain,
+                *(spn.endpoint_chain(ep.text) for ep in eps),
+            )
+            hit = _port_chains.put((id(spn), id(eps)), (spn, eps, owned))
+        chains.update(hit[2])
     return frozenset(chains)
+
+
+_names_by_table: BoundedMemo[int, tuple[Table, tuple[str, ...]]] = BoundedMemo(
+    "chain names by table identity", 256
+)
+
+
+def chain_names(table: Table | None) -> tuple[str, ...]:
+    """The chains ``iptables-save`` lists for ``table``, in order (none for no table).
+
+    Memoised by identity (the entry holds the table): tables are frozen and interned, so the
+    kernels of nodes in one state hold the very same nat table.
+    """
+    if table is None:
+        return ()
+    hit = _names_by_table.get(id(table))
+    if hit is None:
+        hit = _names_by_table.put(id(table), (table, tuple(c.name for c in table.chains)))
+    return hit[1]
 
 
 def _chain_of(line: str) -> str | None:
@@ -103,10 +141,23 @@ def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
     hit = _split_texts.get(id(text))
     if hit is not None:
         return hit[1], hit[2]
+    lines = text.splitlines()
+    at = lines.index("*nat") if "*nat" in lines else -1
+    if (
+        at > 0
+        and lines[0].startswith("*")
+        and "\n*" not in "\n" + "\n".join(lines[1:at])
+        and "\n*" not in "\n" + "\n".join(lines[at + 1 :])
+    ):
+        # The compiler's shape (other tables, then the nat table last): the same split
+        # without testing every line of the other tables.
+        fast = (tuple(lines[:at]), _nat_lines(lines[at + 1 :]))
+        _split_texts.put(id(text), (text, *fast))
+        return fast
     other: list[str] = []
     nat: list[_NatLine] = []
     table = ""
-    for line in text.splitlines():
+    for line in lines:
         if line.startswith("*"):
             table = line[1:]
         if table != "nat" or line.startswith("*") or line == "COMMIT":
@@ -118,6 +169,17 @@ def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
             nat.append((line, chain, line.startswith(":")))
     _split_texts.put(id(text), (text, tuple(other), tuple(nat)))
     return tuple(other), tuple(nat)
+
+
+def _nat_lines(body: list[str]) -> tuple[_NatLine, ...]:
+    """The chain and rule lines of a nat table's body (the lines after ``*nat``)."""
+    nat: list[_NatLine] = []
+    for line in body:
+        if line.startswith(":"):
+            nat.append((line, line[1:].split(" ", 1)[0], True))
+        elif line.startswith("-A "):
+            nat.append((line, line[3:].split(" ", 1)[0], False))
+    return tuple(nat)
 
 
 _plans: BoundedMemo[tuple[object, ...], tuple[IptablesSync, SyncPlan]] = BoundedMemo(
@@ -148,13 +210,18 @@ def plan_sync(
     hit = _plans.get(key)
     if hit is not None:
         return hit[1]
-    plan = _plan(text, target, changed, full=full, existing=existing, delete_stale=delete_stale)
+    sections = compiled.restore_sections
+    other, nat = sections if sections is not None else _split(text)
+    plan = _plan(
+        other, nat, target, changed, full=full, existing=existing, delete_stale=delete_stale
+    )
     _plans.put(key, (compiled, plan))
     return plan
 
 
 def _plan(
-    text: str,
+    other: tuple[str, ...],
+    nat: tuple[_NatLine, ...],
     target: Ruleset,
     changed: frozenset[str],
     *,
@@ -162,7 +229,6 @@ def _plan(
     existing: tuple[str, ...],
     delete_stale: bool,
 ) -> SyncPlan:
-    other, nat = _split(text)
     out = list(other)
     nat_chain_lines: list[str] = []
     nat_rule_lines: list[str] = []

@@ -114,7 +114,8 @@ class ApiView:
 
     ``version`` counts Service/EndpointSlice/Pod changes and Backend state changes; call
     :meth:`bump` for other changes the traffic path must notice (an IP released or allocated,
-    a kube-proxy state change). Answers are cached per version.
+    a kube-proxy state change). Serving endpoints are cached per Service until one of its
+    EndpointSlices changes; client Pods per version (and Pod network version).
     """
 
     def __init__(self, api: ApiServer, network: PodNetwork) -> None:
@@ -122,10 +123,12 @@ class ApiView:
         self.network = network
         self.version = 0
         self._owners: dict[tuple[str, str], str] = {}
-        self._serving: dict[str, frozenset[str]] = {}
+        self._serving: dict[str, dict[str, frozenset[str]]] = {}
+        """Serving endpoints per Service (``namespace/name``), then per service port name."""
         self._clients: dict[tuple[tuple[str, str], ...], tuple[ClientPod, ...]] = {}
+        self._clients_at = (-1, -1)
+        """The (version, Pod network version) :attr:`_clients` holds answers for."""
         self._slices: dict[tuple[str, str | None], list[EndpointSlice]] | None = None
-        self._cached_at = -1
         for sl in api.list("EndpointSlice"):
             self._note_slice(sl)
         api.watch(("Service", "EndpointSlice", "Pod"), self._on_event, 0.0)
@@ -136,8 +139,14 @@ class ApiView:
         self.version += 1
 
     def _on_event(self, event: WatchEvent) -> None:
-        if event.kind == "EndpointSlice" and event.new is not None:
-            self._note_slice(event.new)
+        if event.kind == "EndpointSlice":
+            if event.new is not None:
+                self._note_slice(event.new)
+            # Only that Service's serving endpoints read its slices.
+            for sl in (event.old, event.new):
+                if sl is not None and sl.service_name is not None:
+                    self._serving.pop(f"{sl.meta.namespace}/{sl.service_name}", None)
+            self._slices = None
         self.version += 1
 
     def _on_backend(self, backend: Backend, old: BackendState, now_s: float) -> None:
@@ -153,13 +162,6 @@ class ApiView:
                 for address in ep.addresses:
                     self._owners[(key, address)] = ep.target_ref
 
-    def _fresh(self) -> None:
-        if self._cached_at != self.version:
-            self._serving.clear()
-            self._clients.clear()
-            self._slices = None
-            self._cached_at = self.version
-
     def service(self, key: str) -> Service | None:
         """The Service ``namespace/name``, or None."""
         found: Service | None = self.api.get("Service", key)
@@ -171,17 +173,17 @@ class ApiView:
 
     def serving_endpoints(self, service_port_name: str) -> frozenset[str]:
         """Ready endpoints of the service port, else serving-and-terminating ones."""
-        self._fresh()
-        found = self._serving.get(service_port_name)
+        ports = self._serving.setdefault(service_port_name.partition(":")[0], {})
+        found = ports.get(service_port_name)
         if found is None:
-            found = self._serving[service_port_name] = self._compute_serving(service_port_name)
+            found = ports[service_port_name] = self._compute_serving(service_port_name)
         return found
 
     def _compute_serving(self, service_port_name: str) -> frozenset[str]:
         base, _, port = service_port_name.partition(":")
         namespace, _, name = base.partition("/")
         if self._slices is None:
-            # One listing per version, grouped by Service (each group keeps the list's order).
+            # One listing per slice change, grouped by Service (each keeps the list's order).
             self._slices = {}
             for sl in self.api.list("EndpointSlice"):
                 self._slices.setdefault((sl.meta.namespace, sl.service_name), []).append(sl)
@@ -196,7 +198,10 @@ class ApiView:
 
     def client_pods(self, selector: Mapping[str, str]) -> tuple[ClientPod, ...]:
         """Pods matching ``selector`` whose process runs (see :class:`TrafficContext`)."""
-        self._fresh()
+        at = (self.version, self.network.version)
+        if self._clients_at != at:
+            self._clients.clear()
+            self._clients_at = at
         key = tuple(sorted(selector.items()))
         found = self._clients.get(key)
         if found is None:

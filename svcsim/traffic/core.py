@@ -16,6 +16,7 @@ Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` rec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -32,7 +33,7 @@ from svcsim.traffic.attempts import (
     Rows,
     Vocab,
 )
-from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.context import ClientPod, TrafficContext
 from svcsim.traffic.draws import SeedStream
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
@@ -83,6 +84,8 @@ class EngineCore:
         self._clients_of: list[np.ndarray[Any, np.dtype[np.int32]]] = [
             np.empty(0, np.int32) for _ in specs
         ]
+        self._client_source: list[object] = [None] * len(specs)
+        """What each workload's clients were last made from (client Pods; () for others)."""
         self.dials: list[Dial | None] = [None] * len(specs)
         self._dial_code = np.zeros(len(specs), dtype=np.int32)
         self._alive: set[int] = set()
@@ -99,14 +102,26 @@ class EngineCore:
 
     def _refresh_view(self, key: object) -> None:
         """Snapshot what the traffic path reads (clients, dials) for the state ``key``."""
-        kernels = self.ctx.kernels
-        self._old_view_key = self._view_key
+        old = self._view_key
+        self._old_view_key = old
         self._view_key = key
+        # Clients and dials read the API and the Pod network only: a change of rules alone
+        # (the kernels' generations, the key's last part) leaves them as they are.
+        if not (isinstance(old, tuple) and isinstance(key, tuple) and old[:2] == key[:2]):
+            self._refresh_clients()
+        self._view_changed()
+
+    def _refresh_clients(self) -> None:
+        kernels = self.ctx.kernels
         alive: set[int] = set()
         for w, spec in enumerate(self.specs):
-            ids = [self.clients.id_of(c) for c in self._clients(spec)]
-            self._clients_of[w] = np.array(ids, dtype=np.int32)
-            alive.update(ids)
+            source = spec.source
+            pods = self.ctx.client_pods(source.selector) if isinstance(source, PodSource) else ()
+            if self._client_source[w] != pods:  # the same clients: the same ids (not on start)
+                self._client_source[w] = pods
+                ids = [self.clients.id_of(c) for c in self._clients(spec, pods)]
+                self._clients_of[w] = np.array(ids, dtype=np.int32)
+            alive.update(self._clients_of[w].tolist())
             service = None
             if isinstance(spec.target, ServiceTarget):
                 service = self.ctx.service(spec.target.service)
@@ -126,13 +141,12 @@ class EngineCore:
             [self.node_index[c.node] for c in self.clients.clients], dtype=np.int32
         )
         self.flows.drop_clients(alive, self.now)
-        self._view_changed()
 
-    def _clients(self, spec: WorkloadSpec) -> list[Client]:
+    def _clients(self, spec: WorkloadSpec, pods: Sequence[ClientPod]) -> list[Client]:
+        """The workload's clients: its client Pods (``pods``), or its one host or source."""
         source = spec.source
         if isinstance(source, PodSource):
-            return [Client(key, ip, node, "pod")
-                    for key, ip, node in self.ctx.client_pods(source.selector)]
+            return [Client(key, ip, node, "pod") for key, ip, node in pods]
         node_ip = self.ctx.kernels[source.node].network.node_ips[0]
         if isinstance(source, ExternalSource):
             return [Client(f"external@{source.node}", source.ip, source.node, "external")]
@@ -191,17 +205,19 @@ class EngineCore:
         """
         self.flush()
 
-    def conntrack_entries(self, node: str, t_s: float) -> int:
-        """Live conntrack entries on ``node`` at ``t_s`` (for sampling; ``t_s`` never goes back).
+    def conntrack_counts(self, t_s: float) -> dict[str, int]:
+        """Live conntrack entries of every node at ``t_s`` (for sampling; never going back).
 
         Resolves pending attempts first, so every flow started before ``t_s`` is counted.
         """
         self.flush()
-        return self.ctx.kernels[node].conntrack.count(t_s) + self._untracked_entries(node, t_s)
+        untracked = self._untracked_counts(t_s)
+        return {node: self.ctx.kernels[node].conntrack.count(t_s) + int(untracked[i])
+                for i, node in enumerate(self.nodes)}
 
-    def _untracked_entries(self, node: str, t_s: float) -> int:
-        """Entries counted outside the node's ConntrackTable (none here)."""
-        return 0
+    def _untracked_counts(self, t_s: float) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Entries counted outside the nodes' ConntrackTables, by node index (none here)."""
+        return np.zeros(len(self.nodes), dtype=np.int64)
 
     def finish(self) -> None:
         """Record everything still in flight (as if it completed) and flush the records."""

@@ -171,6 +171,10 @@ class _RulesetTokens:
         return found[0]
 
 
+_Key = tuple[str, Origin, str, str, int]
+"""A dispatch's packet: (source, origin, destination, protocol, destination port)."""
+
+
 @dataclass(slots=True)
 class _NodeEntry:
     built: _Built
@@ -185,8 +189,8 @@ class DispatchCache:
     """
 
     def __init__(self, keep: int = 8) -> None:
-        self._nodes: dict[tuple[str, tuple[object, ...]], _NodeEntry] = {}
-        self._shared: dict[tuple[object, ...], list[_Built]] = {}
+        self._nodes: dict[tuple[str, _Key], _NodeEntry] = {}
+        self._shared: dict[_Key, list[_Built]] = {}
         self._keep = keep
         self._same = _ChainEquality()
         self._tokens = _RulesetTokens()
@@ -196,26 +200,40 @@ class DispatchCache:
     def lookup(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
                dport: int) -> Dispatch:
         """The dispatch of new connections with this key under ``kernel``'s current rules."""
-        key = (src, origin, dst, protocol, dport)
+        return self._entry(kernel, (src, origin, dst, protocol, dport)).built.dispatch
+
+    def lookup_reads(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
+                     dport: int) -> tuple[Dispatch, Snapshot]:
+        """:meth:`lookup`, and the chains its walks read, as ``kernel``'s rules hold them now.
+
+        The dispatch holds on any later ruleset of the node in which each of those names
+        still gives the very same chain object (the node's network never changes).
+        """
+        built = self._entry(kernel, (src, origin, dst, protocol, dport)).built
+        ruleset = kernel.ruleset
+        return built.dispatch, tuple((t, n, ruleset.chain(t, n)) for t, n, _ in built.chains)
+
+    def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
         entry = self._nodes.get((kernel.node, key))
         if entry is not None and entry.generation == kernel.generation:
-            return entry.built.dispatch
+            return entry
         token = self._tokens.of(kernel)
         if entry is not None and entry.built.holds_on(kernel, self._same, token):
             entry.generation = kernel.generation
             self.reused += 1
-            return entry.built.dispatch
+            return entry
         candidates = self._shared.setdefault(key, [])
         for built in candidates:
             if built.holds_on(kernel, self._same, token):
                 self.reused += 1
                 break
         else:
+            src, origin, dst, protocol, dport = key
             built = self._build(kernel, Packet(src, dst, protocol, dport, origin=origin))
             candidates.insert(0, built)
             del candidates[self._keep :]
-        self._nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
-        return built.dispatch
+        entry = self._nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
+        return entry
 
     def _build(self, kernel: Kernel, packet: Packet) -> _Built:
         ruleset, network = _RecordingRuleset(kernel.ruleset), _RecordingNetwork(kernel.network)

@@ -43,9 +43,20 @@ def _mix_int(z: int) -> int:
 
 def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
     """The ``(len(seeds), k)`` matrix of 31-bit draws: row i is attempt i's draw sequence."""
-    steps = (np.arange(1, k + 1, dtype=np.uint64) * np.uint64(_GOLDEN)).reshape(1, k)
-    z = _mix(seeds.reshape(-1, 1) + steps)
-    return (z >> np.uint64(33)).astype(np.uint32)
+    steps = np.arange(1, k + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
+    z = np.add.outer(seeds, steps)
+    # _mix in place (the matrix is the chunk's largest array; no temporaries but one).
+    t = z >> np.uint64(30)
+    z ^= t
+    z *= np.uint64(_M1)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= np.uint64(_M2)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+    z >>= np.uint64(33)
+    draws: npt.NDArray[np.uint32] = z.astype(np.uint32)
+    return draws
 
 
 def statistic_draw(seed: int, j: int) -> int:

@@ -34,6 +34,7 @@ per attempt, and small in the scenarios that need them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -46,7 +47,7 @@ from svcsim.traffic.attempts import Attempts, Results
 from svcsim.traffic.classify import Wait, classify, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
-from svcsim.traffic.dispatch import DispatchCache
+from svcsim.traffic.dispatch import DispatchCache, Snapshot
 from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.fate import (
     CAUSE_CODE,
@@ -78,6 +79,20 @@ KEPT_ROWS_MAX = 1 << 14
 """Classified outcomes kept across states at most (then they are classified afresh)."""
 
 
+@dataclass(slots=True)
+class _DispatchMemo:
+    """A (workload, client) pair's dispatch, and what it was found with."""
+
+    generation: int
+    """The node's kernel generation it is known to hold for."""
+    dial: Dial
+    rep: str
+    """The source it was looked up for (:meth:`TrafficEngine._representative`)."""
+    dispatch: Dispatch
+    reads: Snapshot
+    """The chains its walks read, as the node's rules held them at ``generation``."""
+
+
 class TrafficEngine(EngineCore):
     """Traffic resolved in vectorised batches between control-plane events.
 
@@ -99,7 +114,7 @@ class TrafficEngine(EngineCore):
         self._known_sources: list[str] = []
         self._chain_sources: ChainSources = {}
         self._ruleset_sources: RulesetSources = {}
-        self._dispatch_of: dict[tuple[int, int], tuple[int, Dial, str, Dispatch]] = {}
+        self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
         self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
         self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
@@ -125,9 +140,9 @@ class TrafficEngine(EngineCore):
         super().conntrack_flushed(node)
         self.occupancy.clear(self.node_index[node])
 
-    def _untracked_entries(self, node: str, t_s: float) -> int:
-        """The anonymous per-request flows of ``node`` still in the table at ``t_s``."""
-        return self.occupancy.live(self.node_index[node], t_s)
+    def _untracked_counts(self, t_s: float) -> npt.NDArray[np.int64]:
+        """The anonymous per-request flows of each node still in its table at ``t_s``."""
+        return self.occupancy.live_all(t_s)
 
     def _view_changed(self) -> None:
         old, new = self._old_view_key, self._view_key
@@ -151,9 +166,13 @@ class TrafficEngine(EngineCore):
             self._grow_gid()
             if old[:2] != new[:2]:
                 self._reclassify(states)
-            stale = [i for i, (a, b, x, y) in enumerate(
-                zip(old[2], new[2], self._states, states, strict=True)) if a != b or x != y]
-            self._gid[:, np.isin(self._client_node, stale)] = -2
+            restated = [i for i, (x, y) in enumerate(zip(self._states, states, strict=True))
+                        if x != y]
+            self._gid[:, np.isin(self._client_node, restated)] = -2
+            resynced = [i for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
+                        if a != b and i not in restated]
+            if resynced:
+                self._keep_untouched(resynced)
             for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
                 if was != now:
                     self._gid[w] = -2
@@ -170,6 +189,26 @@ class TrafficEngine(EngineCore):
                         if gid == -2:
                             gid = self._gid[w, c] = self._group_of(w, c)
                         self._deferrable = self._deferrable and fast[gid]
+
+    def _keep_untouched(self, nodes: list[int]) -> None:
+        """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.
+
+        A sync usually rewrites one Service's chains: a pair whose walks read none of the
+        chains that changed keeps its dispatch, hence its group (chains are interned, so an
+        unchanged chain is the very same object; anything else is regrouped).
+        """
+        kernels = self.ctx.kernels
+        for c in np.flatnonzero(np.isin(self._client_node, nodes)).tolist():
+            kernel = kernels[self.nodes[int(self._client_node[c])]]
+            chain = kernel.ruleset.chain
+            for w in range(len(self.specs)):
+                if self._gid[w, c] < 0:
+                    continue
+                memo = self._dispatch_of.get((w, c))
+                if memo is not None and all(chain(t, n) is held for t, n, held in memo.reads):
+                    memo.generation = kernel.generation
+                else:
+                    self._gid[w, c] = -2
 
     def _reclassify(self, states: list[ProxyState]) -> None:
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
@@ -203,7 +242,7 @@ class TrafficEngine(EngineCore):
 
     def _new_groups(self) -> Groups:
         groups = Groups()
-        groups.apps, groups.service_times = self._groups.apps, self._groups.service_times
+        groups.time_ids, groups.service_times = self._groups.time_ids, self._groups.service_times
         return groups
 
     def _grow_gid(self) -> None:
@@ -261,12 +300,14 @@ class TrafficEngine(EngineCore):
         kernel = self.ctx.kernels[client.node]
         # The dispatch stays valid while the node's rules and the dial do (across API changes).
         memo = self._dispatch_of.get((w, client_id))
-        if memo is None or memo[0] != kernel.generation or memo[1] != dial:
+        if memo is None or memo.generation != kernel.generation or memo.dial != dial:
             rep = self._representative(client.node, client.ip)
-            dispatch = self.dispatches.lookup(kernel, rep, client.origin, dial.ip,
-                                              dial.protocol, dial.port)
-            memo = self._dispatch_of[(w, client_id)] = (kernel.generation, dial, rep, dispatch)
-        _, _, rep, dispatch = memo
+            dispatch, reads = self.dispatches.lookup_reads(kernel, rep, client.origin, dial.ip,
+                                                           dial.protocol, dial.port)
+            memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
+                kernel.generation, dial, rep, dispatch, reads
+            )
+        rep, dispatch = memo.rep, memo.dispatch
         key = (w, client.node, rep)
         found = self._groups.keys.get(key)
         if found is not None:
@@ -319,19 +360,21 @@ class TrafficEngine(EngineCore):
             found = self._rows[rid] = kept[1]
             return found
         res = classify(outcome, dial, node, self.ctx)
-        app = -1
+        time_id = -1
         if res.app is not None:
-            # App ids outlive a state (kept rows hold them), so they are the engine's.
+            # A row names the app's service-time distribution, not the app: apps with equal
+            # distributions draw alike, so a chunk draws once per distinct distribution.
+            # The ids outlive a state (kept rows hold them), so they are the engine's.
             times = self._groups.service_times
             service_time = self.ctx.service_time_of(res.app)
-            app = self._groups.apps.get(res.app, -1)
-            if app < 0 or times[app] != service_time:
-                app = self._groups.apps[res.app] = len(times)
+            time_id = self._groups.time_ids.get(service_time, -1)
+            if time_id < 0:
+                time_id = self._groups.time_ids[service_time] = len(times)
                 times.append(service_time)
         found = self._rows[rid] = {
             "outcome": OUTCOME_CODE[res.outcome], "cause": CAUSE_CODE[res.cause],
             "endpoint": self.vocab.code(res.endpoint), "pod": self.vocab.code(res.pod),
-            "app": app, "wait": int(res.wait), "accepted": int(res.accepted),
+            "time": time_id, "wait": int(res.wait), "accepted": int(res.accepted),
             "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
         }  # fmt: skip
         self._kept_rows[rid] = (inputs, found)
@@ -370,10 +413,14 @@ class TrafficEngine(EngineCore):
         service_s = np.zeros(len(idx))
         if served.any():
             u = service_uniforms(seeds[idx])
-            app = a["app"][oid]
-            for app_id in np.unique(app[served]).tolist():
-                m = app == app_id
-                service_s[m] = self._groups.service_times[app_id].quantile(u[m])
+            time_id = a["time"][oid]
+            distinct = np.unique(time_id[served]).tolist()
+            if len(distinct) == 1:
+                service_s = self._groups.service_times[distinct[0]].quantile(u)
+            else:
+                for t in distinct:
+                    m = time_id == t
+                    service_s[m] = self._groups.service_times[t].quantile(u[m])
         fail_wait = np.where(a["wait"][oid] == int(Wait.CONNECT), self._fail_wait[w], 0.0)
         latency = finish_arrays(outcome, cause, served, service_s, fail_wait,
                                 self._request_timeout[w])

@@ -188,9 +188,10 @@ def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.u
                  ) -> npt.NDArray[np.intp]:
     """Outcome index (within its group) of each attempt, for attempts of many groups at once.
 
-    ``a`` holds the groups' padded chains (``k``, ``thr``, ``below``, ``leaves``, ``final``);
-    ``g`` is each attempt's group. Like ``Dispatch.choose`` on a chain: the first rule whose
-    draw decides "stop", else the final outcome.
+    ``a`` holds the groups' padded chains (:meth:`Groups.materialise`): rule ``j`` of a chain
+    stops the walk when its draw is in ``[lo[j], hi[j])``; padding never stops. ``g`` is each
+    attempt's group. Like ``Dispatch.choose`` on a chain: the first rule whose draw decides
+    "stop", else the final outcome.
     """
     k = a["k"][g]
     kmax = int(k.max()) if len(k) else 0
@@ -198,8 +199,8 @@ def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.u
     if not kmax:
         return final
     draws = statistic_draws(seeds, kmax).astype(np.int64)
-    stop = (draws < a["thr"][g, :kmax]) == a["below"][g, :kmax]
-    stop &= np.arange(kmax) < k[:, None]
+    stop = draws >= a["lo"][g, :kmax]
+    stop &= draws < a["hi"][g, :kmax]
     first = stop.argmax(axis=1)
     chosen: npt.NDArray[np.intp] = np.where(
         stop[np.arange(len(g)), first], a["leaves"][g, first], final
@@ -218,10 +219,11 @@ class Groups:
         self.node: list[int] = []
         """The node of the first key naming each group (others may alias it)."""
         self.columns: dict[str, list[int]] = {
-            k: [] for k in ("outcome", "cause", "endpoint", "pod", "app", "wait", "accepted",
+            k: [] for k in ("outcome", "cause", "endpoint", "pod", "time", "wait", "accepted",
                             "served", "refused")
         }
-        self.apps: dict[str, int] = {}
+        self.time_ids: dict[ServiceTime, int] = {}
+        """Each distinct service-time distribution's id (a row's ``time``; -1: not served)."""
         self.service_times: list[ServiceTime] = []
         self.arrays: dict[str, npt.NDArray[Any]] = {}
 
@@ -237,7 +239,6 @@ class Groups:
         for row in rows:
             for name, column in self.columns.items():
                 column.append(row[name])
-        self.arrays = {}
         return gid
 
     def alias(self, key: tuple[int, str, str], gid: int) -> None:
@@ -245,22 +246,48 @@ class Groups:
         self.keys[key] = gid
 
     def materialise(self) -> dict[str, npt.NDArray[Any]]:
-        """Every group's chain padded into matrices, and the outcome rows as columns."""
-        if self.arrays:
+        """Every group's chain padded into matrices, and the outcome rows as columns.
+
+        Groups are only ever added, so only those added since the last call are converted
+        (and appended to the arrays of the others).
+        """
+        done = len(self.arrays["k"]) if self.arrays else 0
+        if done == len(self.fast):
             return self.arrays
-        g = len(self.fast)
-        kmax = max((len(s[0]) for s in self.spines), default=0)
-        thr = np.zeros((g, kmax), dtype=np.int64)
-        below = np.zeros((g, kmax), dtype=np.bool_)
-        leaves = np.zeros((g, kmax), dtype=np.intp)
-        for i, (t, b, leaf, _) in enumerate(self.spines):
-            thr[i, : len(t)], below[i, : len(b)], leaves[i, : len(leaf)] = t, b, leaf
-        self.arrays = {
-            "fast": np.array(self.fast, dtype=np.bool_),
-            "k": np.array([len(s[0]) for s in self.spines], dtype=np.intp),
-            "thr": thr, "below": below, "leaves": leaves,
-            "final": np.array([s[3] for s in self.spines], dtype=np.intp),
-            "offset": np.array(self.offsets, dtype=np.intp),
-            **{name: np.array(col, dtype=np.int64) for name, col in self.columns.items()},
+        spines = self.spines[done:]
+        kmax = max((len(sp[0]) for sp in spines), default=0)
+        if self.arrays:
+            kmax = max(kmax, self.arrays["lo"].shape[1])
+        # Rule j stops when lo <= draw < hi: [0, thr) for "below", [thr, 2^31) otherwise;
+        # padding never stops (draws are 31-bit).
+        never = np.int64(1 << 32)
+        lo = np.full((len(spines), kmax), never, dtype=np.int64)
+        hi = np.zeros((len(spines), kmax), dtype=np.int64)
+        leaves = np.zeros((len(spines), kmax), dtype=np.intp)
+        for i, (thr, below, leaf, _) in enumerate(spines):
+            n = len(thr)
+            t, b = np.array(thr, dtype=np.int64), np.array(below, dtype=np.bool_)
+            lo[i, :n] = np.where(b, 0, t)
+            hi[i, :n] = np.where(b, t, never)
+            leaves[i, :n] = leaf
+        rows_done = len(self.arrays["outcome"]) if self.arrays else 0
+        fresh: dict[str, npt.NDArray[Any]] = {
+            "fast": np.array(self.fast[done:], dtype=np.bool_),
+            "k": np.array([len(sp[0]) for sp in spines], dtype=np.intp),
+            "lo": lo, "hi": hi, "leaves": leaves,
+            "final": np.array([sp[3] for sp in spines], dtype=np.intp),
+            "offset": np.array(self.offsets[done:], dtype=np.intp),
+            **{name: np.array(col[rows_done:], dtype=np.int64)
+               for name, col in self.columns.items()},
         }  # fmt: skip
+        if self.arrays:
+            old = self.arrays
+            width = kmax - old["lo"].shape[1]
+            if width:
+                old = dict(old)
+                old["lo"] = np.pad(old["lo"], ((0, 0), (0, width)), constant_values=never)
+                old["hi"] = np.pad(old["hi"], ((0, 0), (0, width)))
+                old["leaves"] = np.pad(old["leaves"], ((0, 0), (0, width)))
+            fresh = {name: np.concatenate([old[name], part]) for name, part in fresh.items()}
+        self.arrays = fresh
         return self.arrays

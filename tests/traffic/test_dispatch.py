@@ -124,3 +124,23 @@ def test_nodes_share_a_dispatch_only_where_their_walks_agree() -> None:
         fresh = build_dispatch(kernel.ruleset, Packet("203.0.113.10", "192.168.0.10", "tcp",
                                                       30080, origin="external"), kernel.network)
         assert got.outcomes == fresh.outcomes
+
+
+def test_materialise_appends_what_was_added_since() -> None:
+    """Arrays built in steps (chains growing longer) equal the arrays built at once."""
+    row = {k: 1 for k in ("outcome", "cause", "endpoint", "pod", "time", "wait", "accepted",
+                          "served", "refused")}
+    spines = [([5, 7], [True, False], [0, 1], 2), ([], [], [], 0),
+              ([3, 4, 5, 6], [True, True, True, False], [0, 1, 2, 3], 4)]
+    stepwise, at_once = Groups(), Groups()
+    for i, spine in enumerate(spines):
+        stepwise.add((i, "n", "x"), 0, True, spine, [row] * (len(spine[0]) + 1))
+        stepwise.materialise()
+        at_once.add((i, "n", "x"), 0, True, spine, [row] * (len(spine[0]) + 1))
+    a, b = stepwise.materialise(), at_once.materialise()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    # Rule 0 of group 0 stops below 5; rule 1 stops at or above 7; padding never stops.
+    assert a["lo"][0].tolist() == [0, 7, 1 << 32, 1 << 32]
+    assert a["hi"][0].tolist() == [5, 1 << 32, 0, 0]

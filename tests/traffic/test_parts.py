@@ -19,7 +19,7 @@ from svcsim.traffic.draws import (
     statistic_draw,
     statistic_draws,
 )
-from svcsim.traffic.occupancy import Occupancy, OccupancyBook
+from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.spec import (
     AddressTarget,
     ExponentialTime,
@@ -101,30 +101,45 @@ def test_arrival_counts_are_poisson() -> None:
 @given(st.lists(st.tuples(st.floats(0.0, 3.0), st.lists(st.floats(0.0, 200.0), max_size=6),
                           st.booleans(), st.booleans()), max_size=25))
 def test_occupancy_counts_exactly(steps: list[tuple[float, list[float], bool, bool]]) -> None:
-    occupancy, book = Occupancy(bin_s=0.5), OccupancyBook(2, bin_s=0.5)
+    book = OccupancyBook(3, bin_s=0.5)
     held: list[float] = []
     now = 0.0
     for dt, lifetimes, bulk, reset in steps:
         now += dt
         expiries = [now + life for life in lifetimes]
         if bulk:
-            occupancy.add(np.array(expiries))
             book.add(np.ones(len(expiries), dtype=np.intp), np.array(expiries))
         else:
             for e in expiries:
-                occupancy.add_one(e)
                 book.add_one(1, e)
+        book.add(np.array([2], dtype=np.intp), np.array([now + 1.0]))  # another node's
         held += expiries
         if reset and any(e > now for e in held):
             old = min(e for e in held if e > now)
             held[held.index(old)] = now + 10.0
-            occupancy.shorten(old, now + 10.0)
             book.shorten(1, old, now + 10.0)
         live = sum(1 for e in held if e > now)
         assert book.bound(1) >= live
-        assert occupancy.live(now) == live
         assert book.live(1, now) == live
         assert book.live(0, now) == 0
+        assert book.live_all(now).tolist() == [0, live, book.live(2, now)]
+
+
+def test_occupancy_clear_forgets_one_node() -> None:
+    book = OccupancyBook(2, bin_s=0.5)
+    book.add(np.array([0, 1, 1], dtype=np.intp), np.array([5.0, 5.0, 7.0]))
+    book.add_one(1, 6.0)
+    assert book.live_all(1.0).tolist() == [1, 3]
+    book.clear(1)
+    assert book.live_all(2.0).tolist() == [1, 0]
+    assert book.bound(1) == 0
+
+
+def test_occupancy_refuses_to_go_back() -> None:
+    book = OccupancyBook(1, bin_s=0.5)
+    book.live_all(10.0)
+    with pytest.raises(ValueError, match="back in time"):
+        book.live(0, 2.0)
 
 
 # --- specs and service times -------------------------------------------------------------------

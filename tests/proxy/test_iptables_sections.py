@@ -1,0 +1,87 @@
+"""The assembly's by-products (restore sections, per-fragment lines) equal what the text says."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
+from svcsim.proxy.iptables import compile_iptables_sync
+from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail, kernel_state
+from svcsim.proxy.iptables_service import RestoreBuffers, ServicePortBlock, ServicePortOutcome
+from tests.proxy.test_iptables_kernel import service_and_slice
+from tests.proxy.test_iptables_support import ep, fake_context, make_service, make_slice, port
+
+NatLine = tuple[str, str, bool]
+
+
+def split_text(text: str) -> tuple[tuple[str, ...], tuple[NatLine, ...]]:
+    """The lines outside the nat table, and the nat table's (line, chain, is_decl) lines."""
+    lines = text.splitlines()
+    at = lines.index("*nat")
+    nat: list[NatLine] = []
+    for line in lines[at + 1 :]:
+        if line.startswith(":"):
+            nat.append((line, line[1:].split(" ", 1)[0], True))
+        elif line.startswith("-A "):
+            nat.append((line, line[3:].split(" ", 1)[0], False))
+    return tuple(lines[:at]), tuple(nat)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=4, unique=True).flatmap(
+        lambda ids: st.tuples(*(service_and_slice(i) for i in ids))
+    ),
+    st.sampled_from(["test-node", "other"]),
+)
+def test_sections_are_the_split_of_the_restore_text(
+    pairs: tuple[tuple[Service, EndpointSlice], ...], node: str
+) -> None:
+    sync = compile_iptables_sync(
+        [s for s, _ in pairs], [sl for _, sl in pairs], fake_context(node_name=node)
+    )
+    assert sync.restore_sections is not None
+    assert sync.restore_sections == split_text(sync.restore_text)
+    assert sync.restore_sections[0][0] == "*filter"
+    assert len(sync.restore_sections[1]) == sync.stats.nat_chains + sync.stats.nat_rules
+
+
+def _block(*words: str) -> ServicePortBlock:
+    return ServicePortBlock(
+        (), (), ("KUBE-SVC-X",), (("KUBE-SVC-X", words),), ServicePortOutcome(False, False)
+    )
+
+
+@pytest.mark.parametrize(
+    ("comment", "known"),
+    [('"plain"', True), ('"line\nbreak"', False), ('"carriage\rreturn"', False)],
+)
+def test_sections_are_left_unknown_when_a_line_would_split(comment: str, known: bool) -> None:
+    head, tail = fixed_head_tail(fake_context())
+    block = _block("-m", "comment", "--comment", comment, "-j", "RETURN")
+    ruleset, text, buf, sections = assemble((head, block, tail))
+    assert (sections is not None) == known
+    # The text and kernel state are what the buffers say, either way.
+    fresh = RestoreBuffers()
+    for part in (head, block, tail):
+        part.replay(fresh)
+    assert text == fresh.restore_text()
+    assert ruleset == kernel_state(fresh)
+    assert buf == fresh
+
+
+def test_unchanged_service_ports_reuse_their_block_and_assembly() -> None:
+    svc = make_service("ns", "svc", cluster_ip="172.30.0.1", ports=(ServicePort(80, name="p"),))
+    other = make_service("ns", "two", cluster_ip="172.30.0.2", ports=(ServicePort(80, name="p"),))
+    sl = make_slice("ns", "svc", (ep("10.0.0.1", "a"),), (port(8080, "p"),))
+    sl2 = make_slice("ns", "two", (ep("10.0.0.2", "b"),), (port(8080, "p"),))
+    ctx = fake_context(node_name="a")
+    first = compile_iptables_sync([svc, other], [sl, sl2], ctx)
+    again = compile_iptables_sync([svc, other], [sl, sl2], ctx)
+    assert again.ruleset is first.ruleset and again.restore_sections is first.restore_sections
+    moved = make_slice("ns", "two", (ep("10.0.0.3", "b"),), (port(8080, "p"),))
+    changed = compile_iptables_sync([svc, other], [sl, moved], ctx)
+    assert "10.0.0.3:8080" in changed.restore_text and "10.0.0.2:8080" not in changed.restore_text
+    assert changed.restore_sections == split_text(changed.restore_text)

@@ -1,0 +1,186 @@
+"""The sync path's shortcuts (sections from the compiler, chain and UDP memos) change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+
+import pytest
+
+from svcsim.k8s.objects import (
+    SERVICE_NAME_LABEL,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    ObjectMeta,
+    Protocol,
+    Service,
+    ServicePort,
+)
+from svcsim.netfilter.model import Ruleset
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+from svcsim.proxy.iptables import IptablesSync, sync_from_maps
+from svcsim.sim import restore
+from svcsim.sim.changes import ChangeTracker
+from svcsim.sim.restore import chain_names, plan_sync, service_chains
+
+NatLine = tuple[str, str, bool]
+CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
+
+
+def svc(name: str, ip: str) -> Service:
+    return Service(
+        meta=ObjectMeta(name),
+        cluster_ip=ip,
+        selector=(("app", name),),
+        ports=(ServicePort(80, name="p"),),
+    )
+
+
+def eps(name: str, ips: list[str], protocol: Protocol = Protocol.TCP) -> EndpointSlice:
+    return EndpointSlice(
+        meta=ObjectMeta(f"{name}-a", labels=((SERVICE_NAME_LABEL, name),)),
+        endpoints=tuple(
+            Endpoint((ip,), EndpointConditions(True, True, False), node_name="n2") for ip in ips
+        ),
+        ports=(EndpointPort(8080, name="p", protocol=protocol),),
+    )
+
+
+SERVICES = [svc("a", "10.96.0.1"), svc("b", "10.96.0.2")]
+SLICES = [eps("a", ["10.244.1.1", "10.244.1.2"]), eps("b", ["10.244.2.1", "10.244.2.2"])]
+
+
+def compile_(
+    services: list[Service], slices: list[EndpointSlice]
+) -> tuple[IptablesSync, Callable[..., frozenset[str]]]:
+    ports = build_service_port_map(services)
+    endpoints = build_endpoints_map(slices, "n1")
+    return sync_from_maps(ports, endpoints, CTX), partial(service_chains, ports, endpoints)
+
+
+def nat_chains(ruleset: Ruleset) -> list[str]:
+    nat = ruleset.table("nat")
+    assert nat is not None
+    return [c.name for c in nat.chains]
+
+
+def reference_split(text: str) -> tuple[tuple[str, ...], tuple[NatLine, ...]]:
+    """``_split`` as first written: every line looked at, the table tracked line by line."""
+    other: list[str] = []
+    nat: list[NatLine] = []
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        if table != "nat" or line.startswith("*") or line == "COMMIT":
+            if table != "nat":
+                other.append(line)
+            continue
+        if line.startswith(":"):
+            nat.append((line, line[1:].split(" ", 1)[0], True))
+        elif line.startswith("-A "):
+            nat.append((line, line[3:].split(" ", 1)[0], False))
+    return tuple(other), tuple(nat)
+
+
+def _compiled_states() -> list[IptablesSync]:
+    return [
+        compile_(SERVICES, SLICES)[0],
+        compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])[0],
+        compile_([svc("a", "10.96.0.1")], [])[0],
+        compile_([], [])[0],
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_compiler_sections_are_the_split_of_its_text(index: int) -> None:
+    compiled = _compiled_states()[index]
+    assert compiled.restore_sections is not None
+    assert compiled.restore_sections == reference_split(compiled.restore_text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "*filter\n:A - [0:0]\n-A A -j ACCEPT\nCOMMIT\n*nat\n:B - [0:0]\n-A B -j RETURN\nCOMMIT\n",
+        "*nat\n:B - [0:0]\n-A B -j RETURN\nCOMMIT\n*filter\n:A - [0:0]\nCOMMIT\n",
+        "*filter\nCOMMIT\n*nat\n-A B -j RETURN\nCOMMIT\n*mangle\n:M - [0:0]\nCOMMIT\n",
+        "*filter\n:A - [0:0]\nCOMMIT\n",
+        "*filter\r:A - [0:0]\rCOMMIT\r*nat\r:B - [0:0]\rCOMMIT\r",
+        "*filter\nCOMMIT\n*nat\n:B - [0:0]\r*raw\nCOMMIT\n",
+        "-A X -j Y\n*nat\n:B - [0:0]\n# comment\n-X B\nCOMMIT\n",
+    ],
+)
+def test_split_shortcut_equals_line_by_line_split(text: str) -> None:
+    restore._split_texts.clear()
+    assert restore._split(text) == reference_split(text)
+    assert restore._split(text) == reference_split(text)  # memoised answer too
+
+
+def test_plans_from_sections_equal_plans_from_text() -> None:
+    before = compile_(SERVICES, SLICES)[0]
+    after, chains_of = compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])
+    for changed in (chains_of([]), chains_of(["default/a"])):
+        for full in (True, False):
+            kwargs = {"full": full, "existing_nat_chains": nat_chains(before.ruleset)}
+            restore._plans.clear()
+            with_sections = plan_sync(after, changed, **kwargs)  # type: ignore[arg-type]
+            restore._plans.clear()
+            restore._split_texts.clear()
+            bare = replace(after, restore_sections=None)
+            from_text = plan_sync(bare, changed, **kwargs)  # type: ignore[arg-type]
+            assert with_sections == from_text
+            assert with_sections.rules_written > 0
+
+
+def reference_service_chains(compiled_inputs: tuple[object, ...], services: list[str]) -> set[str]:
+    ports, endpoints = compiled_inputs
+    out: set[str] = set()
+    for spn in ports:  # type: ignore[attr-defined]
+        if f"{spn.namespace}/{spn.name}" in services:
+            out |= {spn.cluster_chain, spn.local_chain, spn.external_chain, spn.firewall_chain}
+            out |= {spn.endpoint_chain(e.text) for e in endpoints.get(spn, ())}  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize(
+    "services", [[], ["default/a"], ["default/b"], ["default/a", "default/b"], ["other/a"]]
+)
+def test_service_chains_memo_equals_the_definition(services: list[str]) -> None:
+    _, chains_of = compile_(SERVICES, SLICES)
+    assert isinstance(chains_of, partial)
+    ports, endpoints = chains_of.args
+    expected = reference_service_chains((ports, endpoints), services)
+    assert chains_of(services) == expected
+    restore._port_chains.clear()
+    assert chains_of(services) == expected
+    assert service_chains(ports, endpoints, iter(services)) == expected
+    if services == ["default/a"]:
+        assert len(expected) == 4 + 2  # four port chains, two endpoints
+
+
+@pytest.mark.parametrize(("protocol", "cleanup"), [(Protocol.UDP, True), (Protocol.TCP, False)])
+def test_nodes_taking_the_same_slices_agree_on_udp_cleanup(
+    protocol: Protocol, cleanup: bool
+) -> None:
+    sl = eps("a", ["10.244.1.1"], protocol)
+    answers = []
+    for node in ("n1", "n2", "n3"):
+        tracker = ChangeTracker(node)
+        tracker.slice_update(sl, removed=False)
+        answers.append(tracker.take().conntrack_cleanup_required)
+    assert answers == [cleanup] * 3
+
+
+def test_chain_names_list_the_table_in_order() -> None:
+    compiled = compile_(SERVICES, SLICES)[0]
+    nat = compiled.ruleset.table("nat")
+    assert nat is not None
+    names = chain_names(nat)
+    assert list(names) == [c.name for c in nat.chains] and "KUBE-SERVICES" in names
+    assert chain_names(nat) is names
+    assert chain_names(None) == ()
