@@ -185,6 +185,10 @@ class World:
         """API truth: the endpoints kube-proxy should have programmed."""
         return self._view().serving_endpoints(service_port_name)
 
+    def slices_version(self, service: str) -> int:
+        """Changes whenever ``service``'s EndpointSlices may have (see TrafficContext)."""
+        return self._view().slices_version(service)
+
     def endpoint_owner(self, service: str, ip: str) -> str | None:
         """The Pod the Service's slices last named for ``ip``."""
         return self._view().endpoint_owner(service, ip)

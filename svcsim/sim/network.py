@@ -69,6 +69,7 @@ class PodNetwork:
         self._listeners: list[StateListener] = []
         self.version = 0
         """Counts every change (allocate, release, state), so readers can cache per version."""
+        self._ip_versions: dict[str, int] = {}
 
     def allocate(
         self,
@@ -87,14 +88,26 @@ class PodNetwork:
                 self._cursor[node] = (i + 1) % len(addresses)
                 backend = Backend(pod, addresses[i], node, ports, app, since_s=now_s)
                 self._owners[backend.ip] = backend
-                self.version += 1
+                self._changed(backend.ip)
                 return backend
         raise RuntimeError(f"no free Pod IP left on node {node!r}")
 
     def release(self, ip: str) -> None:
         """Tear down the sandbox: the IP stops answering and may be handed out again."""
         if self._owners.pop(ip, None) is not None:
-            self.version += 1
+            self._changed(ip)
+
+    def _changed(self, ip: str) -> None:
+        self.version += 1
+        self._ip_versions[ip] = self.version
+
+    def ip_version(self, ip: str) -> int:
+        """The :attr:`version` of the last change at ``ip`` (0 if none).
+
+        What :meth:`lookup` answers for ``ip``, and that Backend's state, stay the same while
+        this does.
+        """
+        return self._ip_versions.get(ip, 0)
 
     def lookup(self, ip: str) -> Backend | None:
         """The Pod that owns ``ip`` now, or None if nobody does (packets are black-holed)."""
@@ -107,7 +120,7 @@ class PodNetwork:
             return
         backend.state = state
         backend.since_s = now_s
-        self.version += 1
+        self._changed(backend.ip)
         for listener in self._listeners:
             listener(backend, old, now_s)
 

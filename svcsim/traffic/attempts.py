@@ -99,8 +99,8 @@ class _Arrays:
     def __len__(self) -> int:
         return len(getattr(self, _names(type(self))[0]))
 
-    def take(self, index: npt.NDArray[Any]) -> Self:
-        """The rows at ``index`` (an integer or boolean array)."""
+    def take(self, index: npt.NDArray[Any] | slice) -> Self:
+        """The rows at ``index`` (an integer or boolean array, or a slice: views then)."""
         return type(self)(**{n: getattr(self, n)[index] for n in _names(type(self))})
 
     @classmethod
@@ -140,7 +140,8 @@ class Results(_Arrays):
 
     ``served`` marks attempts a process is working on until ``end`` (they may still be reset);
     ``backend`` is the vocab code of that Pod (0 if none); ``handle`` is the flow's conntrack
-    handle for a later reset (engine-specific; None if none).
+    handle for a later reset (engine-specific; None if none); ``expiry`` is the same for the
+    batched engine's anonymous flows, kept as a number (their entry's expiry; NaN if none).
     """
 
     latency: F64
@@ -152,6 +153,7 @@ class Results(_Arrays):
     conn_id: I64
     served: B
     handle: Obj
+    expiry: F64
 
     @classmethod
     def blank(cls, n: int) -> Results:
@@ -159,7 +161,7 @@ class Results(_Arrays):
         return cls(
             np.zeros(n), np.zeros(n, np.int8), np.zeros(n, np.int8), np.zeros(n, np.int32),
             np.zeros(n, np.int32), np.zeros(n, np.bool_), np.full(n, -1, np.int64),
-            np.zeros(n, np.bool_), np.full(n, None, dtype=object),
+            np.zeros(n, np.bool_), np.full(n, None, dtype=object), np.full(n, np.nan),
         )
 
 
@@ -183,6 +185,7 @@ class Rows(_Arrays):
     cause: I8
     served: B
     handle: Obj
+    expiry: F64
 
     @classmethod
     def of(
@@ -193,7 +196,7 @@ class Rows(_Arrays):
             attempts.t, attempts.t + results.latency, results.latency, attempts.w,
             attempts.client, node, service, attempts.attempt, results.conn_id, results.new_flow,
             results.endpoint, results.pod, results.outcome, results.cause, results.served,
-            results.handle,
+            results.handle, results.expiry,
         )
 
 

@@ -113,6 +113,21 @@ def classify_inputs(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tupl
             owner.accepts(dial.protocol, port), expected)
 
 
+def classify_deps(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tuple[int, ...]:
+    """A cheap key that stays the same while :func:`classify_inputs` must.
+
+    The inputs are the world's answers about the destination: the dialled Service's slices
+    (serving endpoints, endpoint owner: :meth:`TrafficContext.slices_version`) and the Pod
+    network at the destination IP (:meth:`PodNetwork.ip_version`); service times and outside
+    hosts are fixed for a run. When the key changes the inputs may still be equal.
+    """
+    if outcome.verdict is not VerdictKind.ACCEPT or (outcome.dnat is None and outcome.local):
+        return ()
+    ip = outcome.destination[0]
+    service = ctx.slices_version(dial.service) if dial.service is not None else -1
+    return (service, ctx.network.ip_version(ip))
+
+
 def at_destination(
     ip: str,
     port: int,

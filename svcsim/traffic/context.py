@@ -83,6 +83,14 @@ class TrafficContext(Protocol):
         """The state of kube-proxy on ``node``."""
         ...
 
+    def slices_version(self, service: str) -> int:
+        """A number that changes whenever ``service``'s EndpointSlices may have changed.
+
+        :meth:`serving_endpoints` of its ports and :meth:`endpoint_owner` for it answer alike
+        while it stays the same.
+        """
+        ...
+
     def service_time_of(self, app: str) -> ServiceTime:
         """The service-time distribution of app ``app`` (a Backend's ``app``)."""
         ...
@@ -129,6 +137,7 @@ class ApiView:
         self._clients_at = (-1, -1)
         """The (version, Pod network version) :attr:`_clients` holds answers for."""
         self._slices: dict[tuple[str, str | None], list[EndpointSlice]] | None = None
+        self._slice_versions: dict[str, int] = {}
         for sl in api.list("EndpointSlice"):
             self._note_slice(sl)
         api.watch(("Service", "EndpointSlice", "Pod"), self._on_event, 0.0)
@@ -139,15 +148,17 @@ class ApiView:
         self.version += 1
 
     def _on_event(self, event: WatchEvent) -> None:
+        self.version += 1
         if event.kind == "EndpointSlice":
             if event.new is not None:
                 self._note_slice(event.new)
-            # Only that Service's serving endpoints read its slices.
+            # Only that Service's serving endpoints (and endpoint owners) read its slices.
             for sl in (event.old, event.new):
                 if sl is not None and sl.service_name is not None:
-                    self._serving.pop(f"{sl.meta.namespace}/{sl.service_name}", None)
+                    service = f"{sl.meta.namespace}/{sl.service_name}"
+                    self._serving.pop(service, None)
+                    self._slice_versions[service] = self.version
             self._slices = None
-        self.version += 1
 
     def _on_backend(self, backend: Backend, old: BackendState, now_s: float) -> None:
         self.version += 1
@@ -166,6 +177,10 @@ class ApiView:
         """The Service ``namespace/name``, or None."""
         found: Service | None = self.api.get("Service", key)
         return found
+
+    def slices_version(self, service: str) -> int:
+        """The :attr:`version` of the last change to ``service``'s slices (0 if none)."""
+        return self._slice_versions.get(service, 0)
 
     def endpoint_owner(self, service: str, ip: str) -> str | None:
         """The last-known targetRef of ``ip`` in ``service``'s slices."""

@@ -188,11 +188,14 @@ class EngineCore:
         if t1 <= t0:
             return
         self._complete_inflight(t1)
-        parts = [self._arrivals_of(w, t0, t1) for w in range(len(self.specs))]
-        due = self._retries.t < t1
-        parts.append(self._retries.take(due))
-        self._retries = self._retries.take(~due)
-        self._run(Attempts.concat(parts).sorted(), t1)
+        parts = [self._arrivals_in(t0, t1)]
+        if len(self._retries):
+            due = self._retries.t < t1
+            parts.append(self._retries.take(due))
+            self._retries = self._retries.take(~due)
+        parts = [p for p in parts if len(p)]
+        if parts:
+            self._run(Attempts.concat(parts).sorted(), t1)
         self._span_start = t1
 
     def conntrack_flushed(self, node: str) -> None:
@@ -233,25 +236,47 @@ class EngineCore:
         self._next_id += n
         return ids
 
-    def _arrivals_of(self, w: int, t0: float, t1: float) -> Attempts:
-        times, u = self._arrivals[w].take(t0, t1)
-        clients = self._clients_of[w]
-        if not len(times) or not len(clients) or self.dials[w] is None:
+    def _arrivals_in(self, t0: float, t1: float) -> Attempts:
+        """Every workload's new attempts in ``[t0, t1)``, workload by workload (ids in order).
+
+        Each arrival's uniform picks one of the workload's current clients; a workload with no
+        client (or no address to dial) loses its arrivals.
+        """
+        times, uniforms, ws, clients = [], [], [], []
+        for w, stream in enumerate(self._arrivals):
+            t, u = stream.take(t0, t1)  # taken even if unused: streams never go back
+            of_w = self._clients_of[w]
+            if len(t) and len(of_w) and self.dials[w] is not None:
+                times.append(t)
+                uniforms.append(u)
+                ws.append(w)
+                clients.append(of_w)
+        if not times:
             return Attempts.empty()
-        pick = np.minimum((u * len(clients)).astype(np.int64), len(clients) - 1)
-        n = len(times)
-        return Attempts(self._new_ids(n), times, np.full(n, w, np.int32), clients[pick],
-                        np.zeros(n, np.int16))
+        counts = np.array([len(t) for t in times])
+        sizes = np.array([len(c) for c in clients])
+        per_row = np.repeat(sizes, counts)
+        pick = np.minimum((np.concatenate(uniforms) * per_row).astype(np.int64), per_row - 1)
+        first = np.repeat(np.cumsum(sizes) - sizes, counts)  # each workload's clients' start
+        n = int(counts.sum())
+        return Attempts(self._new_ids(n), np.concatenate(times),
+                        np.repeat(np.array(ws, dtype=np.int32), counts),
+                        np.concatenate(clients)[first + pick], np.zeros(n, np.int16))
 
     def _run(self, pending: Attempts, t1: float) -> None:
         while len(pending):
             cut = min(t1, float(pending.t[0]) + self.chunk_s)
             k = int(np.searchsorted(pending.t, cut, side="left"))
-            chunk, pending = pending.take(np.arange(k)), pending.take(np.arange(k, len(pending)))
+            if k == len(pending):
+                chunk, pending = pending, Attempts.empty()
+            else:
+                chunk, pending = pending.take(slice(0, k)), pending.take(slice(k, None))
             # A retry whose client has gone is abandoned.
-            chunk = chunk.take(self._alive_mask[chunk.client])
-            if not len(chunk):
-                continue
+            alive = self._alive_mask[chunk.client]
+            if not alive.all():
+                chunk = chunk.take(alive)
+                if not len(chunk):
+                    continue
             nodes = self._client_node[chunk.client]
             seeds = self._assign_seeds(nodes)
             results = self._resolve(chunk, nodes, seeds)
@@ -365,6 +390,9 @@ class EngineCore:
                 conns.add(handle.conn_id)
             elif handle is not None:
                 self.flows.reset_anonymous(self.nodes[int(rows.node[i])], handle, now_s)
+            elif not np.isnan(rows.expiry[i]):
+                self.flows.reset_anonymous(self.nodes[int(rows.node[i])],
+                                           float(rows.expiry[i]), now_s)
         self.buffer.add(rows)
         self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
         return conns

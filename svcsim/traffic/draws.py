@@ -43,6 +43,12 @@ def _mix_int(z: int) -> int:
 
 def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
     """The ``(len(seeds), k)`` matrix of 31-bit draws: row i is attempt i's draw sequence."""
+    draws: npt.NDArray[np.uint32] = statistic_draws_i64(seeds, k).astype(np.uint32)
+    return draws
+
+
+def statistic_draws_i64(seeds: U64, k: int) -> npt.NDArray[np.int64]:
+    """:func:`statistic_draws` as int64 (no conversion: ready to compare with thresholds)."""
     steps = np.arange(1, k + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
     z = np.add.outer(seeds, steps)
     # _mix in place (the matrix is the chunk's largest array; no temporaries but one).
@@ -55,7 +61,7 @@ def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
     np.right_shift(z, np.uint64(31), out=t)
     z ^= t
     z >>= np.uint64(33)
-    draws: npt.NDArray[np.uint32] = z.astype(np.uint32)
+    draws: npt.NDArray[np.int64] = z.view(np.int64)
     return draws
 
 

@@ -44,7 +44,7 @@ import numpy.typing as npt
 from svcsim.netfilter.index import Dispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.traffic.attempts import Attempts, Results
-from svcsim.traffic.classify import Wait, classify, classify_inputs
+from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
 from svcsim.traffic.dispatch import DispatchCache, Snapshot
@@ -119,7 +119,8 @@ class TrafficEngine(EngineCore):
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
         self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
         self._rows: dict[int, dict[str, int]] = {}
-        self._kept_rows: dict[int, tuple[tuple[object, ...], dict[str, int]]] = {}
+        self._kept_rows: dict[int, tuple[tuple[int, ...], tuple[object, ...], dict[str, int]]] = {}
+        """Per row id: the classification's dependency key, its inputs and its codes."""
         self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
         self._shared_rows: dict[tuple[Dispatch, Dial, ProxyState],
                                 tuple[list[int], list[dict[str, int]]]] = {}
@@ -181,14 +182,16 @@ class TrafficEngine(EngineCore):
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any()
         if self._deferrable:
-            fast = self._groups.fast
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
-                    for c in self._clients_of[w].tolist():
-                        gid = int(self._gid[w, c])
-                        if gid == -2:
-                            gid = self._gid[w, c] = self._group_of(w, c)
-                        self._deferrable = self._deferrable and fast[gid]
+                    clients = self._clients_of[w]
+                    for c in clients[self._gid[w, clients] == -2].tolist():
+                        self._gid[w, c] = self._group_of(w, c)
+            pairs = [self._gid[w, self._clients_of[w]]
+                     for w in range(len(self.specs)) if self.dials[w] is not None]
+            if pairs:
+                fast = self._groups.materialise()["fast"]
+                self._deferrable = bool(fast[np.concatenate(pairs)].all())
 
     def _keep_untouched(self, nodes: list[int]) -> None:
         """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.
@@ -353,11 +356,17 @@ class TrafficEngine(EngineCore):
         if found is not None:
             return found
         dial, outcome, _ = self._row_args[rid]
-        # Across states, the row stays while everything classify reads for it does.
-        inputs = classify_inputs(outcome, dial, self.ctx)
+        # Across states, the row stays while everything classify reads for it does: surely
+        # so while what those inputs depend on did not change (most rows, most of the time).
+        deps = classify_deps(outcome, dial, self.ctx)
         kept = self._kept_rows.get(rid)
-        if kept is not None and kept[0] == inputs:
-            found = self._rows[rid] = kept[1]
+        if kept is not None and kept[0] == deps:
+            found = self._rows[rid] = kept[2]
+            return found
+        inputs = classify_inputs(outcome, dial, self.ctx)
+        if kept is not None and kept[1] == inputs:
+            found = self._rows[rid] = kept[2]
+            self._kept_rows[rid] = (deps, inputs, found)
             return found
         res = classify(outcome, dial, node, self.ctx)
         time_id = -1
@@ -377,7 +386,7 @@ class TrafficEngine(EngineCore):
             "time": time_id, "wait": int(res.wait), "accepted": int(res.accepted),
             "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
         }  # fmt: skip
-        self._kept_rows[rid] = (inputs, found)
+        self._kept_rows[rid] = (deps, inputs, found)
         return found
 
     # --- resolution -----------------------------------------------------------------------------
@@ -414,11 +423,11 @@ class TrafficEngine(EngineCore):
         if served.any():
             u = service_uniforms(seeds[idx])
             time_id = a["time"][oid]
-            distinct = np.unique(time_id[served]).tolist()
-            if len(distinct) == 1:
-                service_s = self._groups.service_times[distinct[0]].quantile(u)
+            used = time_id[served]
+            if used.min() == used.max():  # one distribution (the common case)
+                service_s = self._groups.service_times[int(used[0])].quantile(u)
             else:
-                for t in distinct:
+                for t in np.unique(used).tolist():
                     m = time_id == t
                     service_s[m] = self._groups.service_times[t].quantile(u[m])
         fail_wait = np.where(a["wait"][oid] == int(Wait.CONNECT), self._fail_wait[w], 0.0)
@@ -439,6 +448,6 @@ class TrafficEngine(EngineCore):
         )
         held = ~np.isnan(expiry)
         self.occupancy.add(node[held].astype(np.intp), expiry[held])
+        # A served TCP flow may yet be reset (its entry then closes early): keep its expiry.
         keep = held & tcp & served
-        if keep.any():
-            results.handle[idx[keep]] = expiry[keep].tolist()
+        results.expiry[idx[keep]] = expiry[keep]

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
 from svcsim.netfilter.packet import NodeNetwork
-from svcsim.traffic.draws import statistic_draws
+from svcsim.traffic.draws import statistic_draws_i64
 from svcsim.traffic.spec import ServiceTime
 
 I32 = npt.NDArray[np.int32]
@@ -198,9 +198,12 @@ def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.u
     final: npt.NDArray[np.intp] = a["final"][g]
     if not kmax:
         return final
-    draws = statistic_draws(seeds, kmax).astype(np.int64)
-    stop = draws >= a["lo"][g, :kmax]
-    stop &= draws < a["hi"][g, :kmax]
+    draws = statistic_draws_i64(seeds, kmax)
+    hi = a["hi"]
+    hi = np.take(hi, g, axis=0) if hi.shape[1] == kmax else hi[g, :kmax]
+    stop = draws < hi
+    if a["any_above"]:  # rare: some rule stops at or above its threshold (lo > 0)
+        stop &= draws >= a["lo"][g, :kmax]
     first = stop.argmax(axis=1)
     chosen: npt.NDArray[np.intp] = np.where(
         stop[np.arange(len(g)), first], a["leaves"][g, first], final
@@ -289,5 +292,7 @@ class Groups:
                 old["hi"] = np.pad(old["hi"], ((0, 0), (0, width)))
                 old["leaves"] = np.pad(old["leaves"], ((0, 0), (0, width)))
             fresh = {name: np.concatenate([old[name], part]) for name, part in fresh.items()}
+        # kube-proxy's rules all stop below their threshold: then only ``hi`` decides.
+        fresh["any_above"] = np.array(bool((fresh["lo"][fresh["lo"] < never] > 0).any()))
         self.arrays = fresh
         return self.arrays

@@ -279,3 +279,22 @@ def test_fleet_lookup() -> None:
     assert w.fleet.crash("default/a") is False  # not running yet (pod startup 1 s)
     w.env.run(until=2)
     assert w.fleet.crash("default/a") and not w.fleet.crash("default/zzz")
+
+
+def test_ip_versions_move_with_every_change_at_that_ip_only() -> None:
+    network = PodNetwork({"n1": "10.244.1.0/24"})
+    a = network.allocate("n1", "default/a", frozenset({("tcp", 80)}), "web", 0.0)
+    b = network.allocate("n1", "default/b", frozenset({("tcp", 80)}), "web", 0.0)
+    seen = {a.ip: network.ip_version(a.ip), b.ip: network.ip_version(b.ip)}
+    assert seen[a.ip] > 0 and seen[b.ip] > seen[a.ip]
+    assert network.ip_version("10.244.1.250") == 0  # never used
+    steps = [
+        lambda: network.set_state(a, BackendState.SERVING, 1.0),
+        lambda: network.set_state(a, BackendState.SERVING, 2.0),  # no change: no move
+        lambda: network.release(a.ip),
+    ]
+    for step, moves in zip(steps, [True, False, True], strict=True):
+        step()
+        assert (network.ip_version(a.ip) != seen[a.ip]) is moves
+        assert network.ip_version(b.ip) == seen[b.ip]
+        seen[a.ip] = network.ip_version(a.ip)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from svcsim.netfilter.index import build_dispatch
 from svcsim.netfilter.model import AddressMatch, Ruleset
 from svcsim.netfilter.packet import Packet
+from svcsim.sim.network import BackendState
 from svcsim.traffic import PodSource, ServiceTarget, TrafficEngine, WorkloadSpec
 from svcsim.traffic.dispatch import DispatchCache
 from svcsim.traffic.groups import ChainSources, SourceClasses
@@ -120,7 +121,22 @@ def test_serving_endpoints_follow_each_versions_slices() -> None:
     assert w.view.serving_endpoints("default/np:http") == web
     assert w.view.serving_endpoints("default/other:http") == {f"{ips['other-0']}:8080"}
     assert w.view.serving_endpoints("default/missing:http") == frozenset()
+    other = w.view.serving_endpoints("default/other:http")
+    versions = {s: w.view.slices_version(s) for s in ("default/web", "default/other")}
     w.delete_pod("web-1")
     w.update_slices()
     assert w.view.serving_endpoints("default/web:http") == web - {f"{ips['web-1']}:8080"}
     assert w.view.serving_endpoints("default/other:http") == {f"{ips['other-0']}:8080"}
+    # Only the Service whose slices changed is recomputed (and its version moves).
+    assert w.view.serving_endpoints("default/other:http") is other
+    assert w.view.slices_version("default/other") == versions["default/other"]
+    assert w.view.slices_version("default/web") > versions["default/web"]
+
+
+def test_client_pods_follow_pods_and_the_network() -> None:
+    w = _world(endpoints=1, clients=2)
+    before = w.view.client_pods(CLIENTS)
+    assert [key for key, _, _ in before] == ["default/client-0", "default/client-1"]
+    assert w.view.client_pods(CLIENTS) is before  # cached while nothing changed
+    w.network.set_state(w.backend("client-1"), BackendState.EXITED, w.env.now)
+    assert [key for key, _, _ in w.view.client_pods(CLIENTS)] == ["default/client-0"]

@@ -88,6 +88,9 @@ class World:
     def endpoint_owner(self, service: str, ip: str) -> str | None:
         return self.view.endpoint_owner(service, ip)
 
+    def slices_version(self, service: str) -> int:
+        return self.view.slices_version(service)
+
     def proxy_state(self, node: str) -> ProxyState:
         return self.proxy[node]
 
