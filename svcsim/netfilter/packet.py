@@ -78,12 +78,6 @@ def hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-_LOOPBACK: tuple[IPNetwork, ...] = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class NodeNetwork:
     """What the node's routing knows: its own addresses and its interfaces.
@@ -108,9 +102,11 @@ class NodeNetwork:
 
     def is_local(self, address: IPAddress) -> bool:
         """True if ``address`` belongs to this node (the local routing table says LOCAL)."""
-        return address in self._local or any(
-            address.version == n.version and address in n for n in _LOOPBACK
-        )
+        if address in self._local:
+            return True
+        # 127.0.0.0/8 or ::1 (as integers: ``address in network`` is slow on a hot path).
+        value = int(address)
+        return value >> 24 == 127 if address.version == 4 else value == 1
 
     def address_type(self, address: IPAddress) -> str:
         """The route type ``-m addrtype`` compares: LOCAL, MULTICAST, BROADCAST, UNSPEC, UNICAST."""

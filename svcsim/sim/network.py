@@ -10,9 +10,14 @@ IP that stale rules still point at.
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+CHANGE_LOG = 4096
+"""How many of the latest changes :meth:`PodNetwork.changed_ips_since` can tell about."""
 
 
 class BackendState(StrEnum):
@@ -70,6 +75,8 @@ class PodNetwork:
         self.version = 0
         """Counts every change (allocate, release, state), so readers can cache per version."""
         self._ip_versions: dict[str, int] = {}
+        self._log: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
+        """(version, IP) of the latest changes, oldest first (versions are consecutive)."""
 
     def allocate(
         self,
@@ -100,6 +107,23 @@ class PodNetwork:
     def _changed(self, ip: str) -> None:
         self.version += 1
         self._ip_versions[ip] = self.version
+        self._log.append((self.version, ip))
+
+    def changed_ips_since(self, version: int) -> set[str] | None:
+        """The IPs changed since :attr:`version` was ``version``; None if too long ago to tell.
+
+        Only the last :data:`CHANGE_LOG` changes are remembered.
+        """
+        if version >= self.version:
+            return set()
+        if not self._log or self._log[0][0] > version + 1:
+            return None
+        out: set[str] = set()
+        for v, ip in reversed(self._log):
+            if v <= version:
+                break
+            out.add(ip)
+        return out
 
     def ip_version(self, ip: str) -> int:
         """The :attr:`version` of the last change at ``ip`` (0 if none).

@@ -200,6 +200,11 @@ class Rows(_Arrays):
         )
 
 
+_RECORDED = ("t", "end", "latency", "w", "client", "node", "service", "attempt", "conn_id",
+             "new_flow", "endpoint", "pod", "outcome", "cause")
+"""The :class:`Rows` columns that make a record."""
+
+
 class RecordBuffer:
     """Rows waiting to be written; decoded to strings and handed to the Recorder in bulk."""
 
@@ -226,8 +231,9 @@ class RecordBuffer:
         """Hand every queued row to the Recorder."""
         if not self._parts:
             return
-        rows = Rows.concat(self._parts)
-        self._parts, self._count = [], 0
+        parts, self._parts, self._count = self._parts, [], 0
+        # Only the recorded columns (not the engine's handles and expiries).
+        rows = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _RECORDED}
         labels = [c.label for c in self.clients.clients]
         strings = self.vocab.strings
         # Codes plus their strings: the Recorder looks only at the strings in use.
@@ -235,18 +241,18 @@ class RecordBuffer:
             {"workload": self.workloads.tolist(), "client": labels,
              "src_node": self.nodes.tolist(), "service": strings, "endpoint": strings,
              "pod": strings},
-            t_s=rows.t,
-            end_s=rows.end,
-            latency_s=rows.latency,
-            workload=rows.w,
-            client=rows.client,
-            src_node=rows.node,
-            service=rows.service,
-            attempt=rows.attempt,
-            conn_id=rows.conn_id,
-            new_flow=rows.new_flow,
-            endpoint=rows.endpoint,
-            pod=rows.pod,
-            outcome=rows.outcome,
-            cause=rows.cause,
+            t_s=rows["t"],
+            end_s=rows["end"],
+            latency_s=rows["latency"],
+            workload=rows["w"],
+            client=rows["client"],
+            src_node=rows["node"],
+            service=rows["service"],
+            attempt=rows["attempt"],
+            conn_id=rows["conn_id"],
+            new_flow=rows["new_flow"],
+            endpoint=rows["endpoint"],
+            pod=rows["pod"],
+            outcome=rows["outcome"],
+            cause=rows["cause"],
         )  # fmt: skip

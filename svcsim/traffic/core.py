@@ -289,16 +289,19 @@ class EngineCore:
 
     def _assign_seeds(self, nodes: np.ndarray[Any, np.dtype[np.int32]]
                       ) -> np.ndarray[Any, np.dtype[np.uint64]]:
-        seeds = np.empty(len(nodes), dtype=np.uint64)
-        for node in np.unique(nodes):
-            stream = self._seeds.get(int(node))
+        # Each node's attempts, in their (chronological) order, take its next seeds.
+        if not len(nodes):
+            return np.empty(0, dtype=np.uint64)
+        counts = np.bincount(nodes, minlength=len(self.nodes))
+        parts = []
+        for node in np.flatnonzero(counts).tolist():
+            stream = self._seeds.get(node)
             if stream is None:
-                name = self.nodes[int(node)]
-                stream = self._seeds[int(node)] = SeedStream(
-                    self.ctx.rng(f"kernel/{name}/statistic")
-                )
-            mask = nodes == node
-            seeds[mask] = stream.take(int(np.count_nonzero(mask)))
+                name = self.nodes[node]
+                stream = self._seeds[node] = SeedStream(self.ctx.rng(f"kernel/{name}/statistic"))
+            parts.append(stream.take(int(counts[node])))
+        seeds = np.empty(len(nodes), dtype=np.uint64)
+        seeds[np.argsort(nodes, kind="stable")] = np.concatenate(parts)
         return seeds
 
     def _resolve(self, chunk: Attempts, nodes: np.ndarray[Any, np.dtype[np.int32]],

@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch
+from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.traffic.attempts import Attempts, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
@@ -91,6 +92,20 @@ class _DispatchMemo:
     dispatch: Dispatch
     reads: Snapshot
     """The chains its walks read, as the node's rules held them at ``generation``."""
+    names: frozenset[tuple[str, str]] = frozenset()
+    """``(table, chain)`` of :attr:`reads`."""
+
+    def __post_init__(self) -> None:
+        self.names = frozenset((t, n) for t, n, _ in self.reads)
+
+
+def _changed_chains(old: Ruleset, new: Ruleset) -> frozenset[tuple[str, str]]:
+    """``(table, chain)`` of every chain that is not the very same object in both rulesets."""
+    if old is new:
+        return frozenset()
+    before = {(t.name, c.name): c for t in old.tables for c in t.chains}
+    after = {(t.name, c.name): c for t in new.tables for c in t.chains}
+    return frozenset(k for k in before.keys() | after.keys() if before.get(k) is not after.get(k))
 
 
 class TrafficEngine(EngineCore):
@@ -115,12 +130,18 @@ class TrafficEngine(EngineCore):
         self._chain_sources: ChainSources = {}
         self._ruleset_sources: RulesetSources = {}
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
+        self._node_rules: list[Ruleset] = []
+        """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
         self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
         self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
         self._rows: dict[int, dict[str, int]] = {}
         self._kept_rows: dict[int, tuple[tuple[int, ...], tuple[object, ...], dict[str, int]]] = {}
         """Per row id: the classification's dependency key, its inputs and its codes."""
+        self._rows_by_service: dict[str, set[int]] = {}
+        self._rows_by_ip: dict[str, set[int]] = {}
+        self._slices_seen: dict[str, int] = {}
+        self._network_seen = -1
         self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
         self._shared_rows: dict[tuple[Dispatch, Dial, ProxyState],
                                 tuple[list[int], list[dict[str, int]]]] = {}
@@ -160,6 +181,8 @@ class TrafficEngine(EngineCore):
                 self._row_ids.clear()  # no group names a row id any more
                 self._row_args.clear()
                 self._kept_rows.clear()
+                self._rows_by_service.clear()
+                self._rows_by_ip.clear()
         else:
             # A group reads its node's rules, the dial, kube-proxy's state on the node and, for
             # its rows, the API/network truth about its outcomes' destinations. Pairs whose
@@ -173,12 +196,13 @@ class TrafficEngine(EngineCore):
             resynced = [i for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
                         if a != b and i not in restated]
             if resynced:
-                self._keep_untouched(resynced)
+                self._keep_untouched(resynced, old[2])
             for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
                 if was != now:
                     self._gid[w] = -2
             self._groups.keys.clear()
         self._states, self._dials = states, dials
+        self._node_rules = [self.ctx.kernels[n].ruleset for n in self.nodes]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any()
         if self._deferrable:
@@ -193,29 +217,38 @@ class TrafficEngine(EngineCore):
                 fast = self._groups.materialise()["fast"]
                 self._deferrable = bool(fast[np.concatenate(pairs)].all())
 
-    def _keep_untouched(self, nodes: list[int]) -> None:
+    def _keep_untouched(self, nodes: list[int], generations: tuple[int, ...]) -> None:
         """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.
 
         A sync usually rewrites one Service's chains: a pair whose walks read none of the
         chains that changed keeps its dispatch, hence its group (chains are interned, so an
-        unchanged chain is the very same object; anything else is regrouped).
+        unchanged chain is the very same object; anything else counts as changed).
+        ``generations`` are the nodes' kernel generations the pairs were grouped at.
         """
         kernels = self.ctx.kernels
-        for c in np.flatnonzero(np.isin(self._client_node, nodes)).tolist():
-            kernel = kernels[self.nodes[int(self._client_node[c])]]
-            chain = kernel.ruleset.chain
-            for w in range(len(self.specs)):
-                if self._gid[w, c] < 0:
-                    continue
-                memo = self._dispatch_of.get((w, c))
-                if memo is not None and all(chain(t, n) is held for t, n, held in memo.reads):
-                    memo.generation = kernel.generation
-                else:
-                    self._gid[w, c] = -2
+        changed_of: dict[tuple[int, int], frozenset[tuple[str, str]]] = {}
+        for i in nodes:
+            kernel = kernels[self.nodes[i]]
+            old, new = self._node_rules[i], kernel.ruleset
+            key = (id(old), id(new))  # nodes in step share both rulesets: one diff for all
+            changed = changed_of.get(key)
+            if changed is None:
+                changed = changed_of[key] = _changed_chains(old, new)
+            for c in np.flatnonzero(self._client_node == i).tolist():
+                for w in range(len(self.specs)):
+                    if self._gid[w, c] < 0:
+                        continue
+                    memo = self._dispatch_of.get((w, c))
+                    if (memo is not None and memo.generation == generations[i]
+                            and changed.isdisjoint(memo.names)):
+                        memo.generation = kernel.generation
+                    else:
+                        self._gid[w, c] = -2
 
     def _reclassify(self, states: list[ProxyState]) -> None:
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
         self._rows.clear()
+        affected = self._affected_rows()
         groups = self._groups
         remap = np.arange(len(groups.fast), dtype=np.int32)
         shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
@@ -228,6 +261,9 @@ class TrafficEngine(EngineCore):
                 if node < 0:
                     continue  # no pair can name it: theirs are regrouped (their state changed)
             rids, old_rows = self._shared_rows[key]
+            if affected is not None and affected.isdisjoint(rids):
+                shared[key] = gid
+                continue
             name = self.nodes[node]
             rows = [self._row_at(r, name) for r in rids]
             if all(a is b for a, b in zip(rows, old_rows, strict=True)):
@@ -242,6 +278,28 @@ class TrafficEngine(EngineCore):
         self._shared = shared
         held = self._gid >= 0
         self._gid[held] = remap[self._gid[held]]
+
+    def _affected_rows(self) -> set[int] | None:
+        """Row ids whose dependencies moved since the last call (None: maybe any).
+
+        A row depends on its dial's Service's slices and on the Pod network at its
+        destination (see :func:`~svcsim.traffic.classify.classify_deps`): only rows naming a
+        Service whose slices version moved, or an IP that changed, can classify differently.
+        """
+        network = self.ctx.network
+        ips = network.changed_ips_since(self._network_seen)
+        self._network_seen = network.version
+        affected: set[int] = set()
+        for service, rids in self._rows_by_service.items():
+            version = self.ctx.slices_version(service)
+            if self._slices_seen.get(service) != version:
+                self._slices_seen[service] = version
+                affected |= rids
+        if ips is None:
+            return None
+        for ip in ips:
+            affected |= self._rows_by_ip.get(ip, set())
+        return affected
 
     def _new_groups(self) -> Groups:
         groups = Groups()
@@ -345,6 +403,10 @@ class TrafficEngine(EngineCore):
         if found is None:
             found = self._row_ids[key] = len(self._row_args)
             self._row_args.append(key)
+            # What the row depends on (see _affected_rows), indexed for invalidation.
+            if dial.service is not None:
+                self._rows_by_service.setdefault(dial.service, set()).add(found)
+            self._rows_by_ip.setdefault(outcome.destination[0], set()).add(found)
         return found
 
     def _row_at(self, rid: int, node: str) -> dict[str, int]:
