@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-
 CHANGE_LOG = 4096
 """How many of the latest changes :meth:`PodNetwork.changed_ips_since` can tell about."""
 
