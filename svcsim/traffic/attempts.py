@@ -216,14 +216,15 @@ class RecordBuffer:
         self.clients = clients
         self.nodes = np.array(nodes, dtype=object)
         self.flush_rows = flush_rows
-        self._parts: list[Rows] = []
+        self._parts: list[tuple[Rows, npt.NDArray[np.bool_] | None]] = []
         self._count = 0
 
-    def add(self, rows: Rows) -> None:
-        """Queue ``rows`` (flushed when enough have gathered)."""
-        if len(rows):
-            self._parts.append(rows)
-            self._count += len(rows)
+    def add(self, rows: Rows, keep: npt.NDArray[np.bool_] | None = None) -> None:
+        """Queue ``rows`` (those ``keep`` marks, if given; flushed when enough have gathered)."""
+        count = len(rows) if keep is None else int(np.count_nonzero(keep))
+        if count:
+            self._parts.append((rows, keep))
+            self._count += count
             if self._count >= self.flush_rows:
                 self.flush()
 
@@ -233,7 +234,9 @@ class RecordBuffer:
             return
         parts, self._parts, self._count = self._parts, [], 0
         # Only the recorded columns (not the engine's handles and expiries).
-        rows = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _RECORDED}
+        rows = {name: np.concatenate([getattr(p, name) if keep is None else getattr(p, name)[keep]
+                                      for p, keep in parts])
+                for name in _RECORDED}
         labels = [c.label for c in self.clients.clients]
         strings = self.vocab.strings
         # Codes plus their strings: the Recorder looks only at the strings in use.

@@ -123,7 +123,7 @@ class ApiView:
     ``version`` counts Service/EndpointSlice/Pod changes and Backend state changes; call
     :meth:`bump` for other changes the traffic path must notice (an IP released or allocated,
     a kube-proxy state change). Serving endpoints are cached per Service until one of its
-    EndpointSlices changes; client Pods per version (and Pod network version).
+    EndpointSlices changes; client Pods until a Pod (or the Pod network) does.
     """
 
     def __init__(self, api: ApiServer, network: PodNetwork) -> None:
@@ -134,8 +134,10 @@ class ApiView:
         self._serving: dict[str, dict[str, frozenset[str]]] = {}
         """Serving endpoints per Service (``namespace/name``), then per service port name."""
         self._clients: dict[tuple[tuple[str, str], ...], tuple[ClientPod, ...]] = {}
+        self._pod_changes = 0
+        """Pod events and :meth:`bump` calls (what client Pods read besides the network)."""
         self._clients_at = (-1, -1)
-        """The (version, Pod network version) :attr:`_clients` holds answers for."""
+        """The (Pod changes, Pod network version) :attr:`_clients` holds answers for."""
         self._slices: dict[tuple[str, str | None], list[EndpointSlice]] | None = None
         self._slice_versions: dict[str, int] = {}
         for sl in api.list("EndpointSlice"):
@@ -146,9 +148,12 @@ class ApiView:
     def bump(self) -> None:
         """Note a change the view cannot see (IP release, kube-proxy state...)."""
         self.version += 1
+        self._pod_changes += 1
 
     def _on_event(self, event: WatchEvent) -> None:
         self.version += 1
+        if event.kind == "Pod":
+            self._pod_changes += 1
         if event.kind == "EndpointSlice":
             if event.new is not None:
                 self._note_slice(event.new)
@@ -213,7 +218,7 @@ class ApiView:
 
     def client_pods(self, selector: Mapping[str, str]) -> tuple[ClientPod, ...]:
         """Pods matching ``selector`` whose process runs (see :class:`TrafficContext`)."""
-        at = (self.version, self.network.version)
+        at = (self._pod_changes, self.network.version)
         if self._clients_at != at:
             self._clients.clear()
             self._clients_at = at
@@ -225,12 +230,12 @@ class ApiView:
 
     def _compute_clients(self, selector: Mapping[str, str]) -> list[ClientPod]:
         out: list[ClientPod] = []
+        wanted = set(selector.items())  # labels are unique (key, value) pairs
         pod: Pod
         for pod in self.api.list("Pod"):
-            labels = dict(pod.meta.labels)
             if pod.pod_ip is None or pod.node_name is None:
                 continue
-            if any(labels.get(k) != v for k, v in selector.items()):
+            if not wanted.issubset(pod.meta.labels):
                 continue
             backend = self.network.lookup(pod.pod_ip)
             if backend is None or backend.pod != pod.meta.key or backend.state not in RUNNING:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from svcsim.results.schema import Cause
 from svcsim.sim.network import Backend, BackendState
@@ -301,7 +302,9 @@ class EngineCore:
                 stream = self._seeds[node] = SeedStream(self.ctx.rng(f"kernel/{name}/statistic"))
             parts.append(stream.take(int(counts[node])))
         seeds = np.empty(len(nodes), dtype=np.uint64)
-        seeds[np.argsort(nodes, kind="stable")] = np.concatenate(parts)
+        # (Node indices as 16-bit keys when they fit: numpy radix-sorts those.)
+        keys = nodes.astype(np.uint16) if len(self.nodes) <= 1 << 16 else nodes
+        seeds[np.argsort(keys, kind="stable")] = np.concatenate(parts)
         return seeds
 
     def _resolve(self, chunk: Attempts, nodes: np.ndarray[Any, np.dtype[np.int32]],
@@ -336,18 +339,23 @@ class EngineCore:
     def _settle(self, rows: Rows, t1: float) -> Attempts:
         """Record final rows, keep in-flight ones; the retries the final failures cause."""
         flying = rows.served & (rows.end > t1)
-        if flying.any():
-            moving = rows.take(flying)
-            self._inflight = moving if self._inflight is None else Rows.concat(
-                [self._inflight, moving]
-            )
-            rows = rows.take(~flying)
-        self.buffer.add(rows)
-        return self._retries_for(rows)
+        if not flying.any():
+            self.buffer.add(rows)
+            return self._retries_for(rows)
+        moving = rows.take(flying)
+        self._inflight = moving if self._inflight is None else Rows.concat(
+            [self._inflight, moving]
+        )
+        final = ~flying  # selected lazily, without copying the rows
+        self.buffer.add(rows, final)
+        return self._retries_for(rows, final)
 
-    def _retries_for(self, rows: Rows) -> Attempts:
+    def _retries_for(self, rows: Rows, among: npt.NDArray[np.bool_] | None = None) -> Attempts:
+        """Retries of the failed rows (of those ``among`` marks, if given)."""
         failed = (rows.outcome != OK) & (rows.outcome != MISROUTED)
         again = failed & (rows.attempt < self._max_retries[rows.w])
+        if among is not None:
+            again &= among
         if not again.any():
             return Attempts.empty()
         r = rows.take(again)

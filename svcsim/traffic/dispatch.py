@@ -91,6 +91,8 @@ class _Built:
     """Networks known to give every answer (a NodeNetwork is frozen: it answers alike forever)."""
     rulesets: set[int] = field(default_factory=set)
     """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain."""
+    reads: tuple[Ruleset | None, Snapshot] = (None, ())
+    """The last ruleset :meth:`DispatchCache.lookup_reads` served, and its chains read."""
 
     def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int = -1) -> bool:
         """True if every chain and network answer is the same on ``kernel`` now.
@@ -211,7 +213,11 @@ class DispatchCache:
         """
         built = self._entry(kernel, (src, origin, dst, protocol, dport)).built
         ruleset = kernel.ruleset
-        return built.dispatch, tuple((t, n, ruleset.chain(t, n)) for t, n, _ in built.chains)
+        if built.reads[0] is not ruleset:
+            # Nodes in step hold one ruleset object: the snapshot is taken once for all.
+            snapshot = tuple((t, n, ruleset.chain(t, n)) for t, n, _ in built.chains)
+            built.reads = (ruleset, snapshot)
+        return built.dispatch, built.reads[1]
 
     def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
         entry = self._nodes.get((kernel.node, key))
