@@ -81,7 +81,15 @@ class DispatchPath:
 
     conditions: tuple[Condition, ...]
     outcome: int
-    probability: Fraction
+
+    @property
+    def probability(self) -> Fraction:
+        """The product of the statistic conditions' probabilities (exact; computed on use)."""
+        probability = Fraction(1)
+        for condition in self.conditions:
+            if isinstance(condition, StatisticCondition):
+                probability *= condition.probability
+        return probability
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,18 +405,15 @@ def build_dispatch(
 
 def _path(queries: list[_Query], results: list[bool], outcome: int) -> DispatchPath:
     conditions: list[Condition] = []
-    probability = Fraction(1)
     for query, result in zip(queries, results, strict=True):
         if query.statistic is not None:
             match = query.statistic
-            condition = StatisticCondition(match.threshold, match.negated, result)
-            probability *= condition.probability
-            conditions.append(condition)
+            conditions.append(StatisticCondition(match.threshold, match.negated, result))
         elif query.kind == "recent":
             assert query.recent is not None
             address = query.src if query.recent.rsource else query.dst
             conditions.append(RecentCondition(query.recent, str(address), result))
-    return DispatchPath(tuple(conditions), outcome, probability)
+    return DispatchPath(tuple(conditions), outcome)
 
 
 def _sets_then_checks(queries: list[_Query]) -> bool:

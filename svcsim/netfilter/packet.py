@@ -8,6 +8,7 @@ decided and did. Nothing here evaluates rules.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,8 +31,12 @@ class VerdictKind(StrEnum):
     REJECT = "REJECT"
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def parse_ip(text: str) -> IPAddress:
-    """Parse an IPv4 or IPv6 address; the ValueError names the bad text."""
+    """Parse an IPv4 or IPv6 address; the ValueError names the bad text.
+
+    Memoised: walks parse the same few addresses over and over (addresses are immutable).
+    """
     try:
         return ipaddress.ip_address(text)
     except ValueError as exc:

@@ -106,6 +106,7 @@ class _Arrays:
     @classmethod
     def concat(cls, parts: list[Self]) -> Self:
         """All rows of ``parts``, in order."""
+        parts = [p for p in parts if len(p)] or parts[:1]
         if len(parts) == 1:
             return parts[0]
         return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in _names(cls)})

@@ -366,11 +366,15 @@ class EngineCore:
         if self._inflight is None:
             return
         done = self._inflight.end <= t
-        if done.any():
+        if done.all():  # the usual case: requests last far less than a chunk
+            finished, self._inflight = self._inflight, None
+        elif done.any():
             finished = self._inflight.take(done)
             self._inflight = self._inflight.take(~done)
-            self.buffer.add(finished)
-            self._retries = Attempts.concat([self._retries, self._retries_for(finished)])
+        else:
+            return
+        self.buffer.add(finished)
+        self._retries = Attempts.concat([self._retries, self._retries_for(finished)])
 
     def _on_backend(self, backend: Backend, old: BackendState, now_s: float) -> None:
         """PodNetwork listener: a crash or exit resets what the Backend was serving."""
