@@ -60,9 +60,20 @@ _MAX_GENERATED_BASE = 58  # 63-character names minus the 5-character random suff
 def selector_matches(
     selector: Iterable[tuple[str, str]], labels: Iterable[tuple[str, str]]
 ) -> bool:
-    """True when every ``key=value`` of ``selector`` is among ``labels``."""
-    have = dict(labels)
-    return all(have.get(k) == v for k, v in selector)
+    """True when every ``key=value`` of ``selector`` is among ``labels``.
+
+    As ``dict(labels)`` reads them (a repeated key: its last value), without building one:
+    label sets are small and this runs for every Pod at every controller sync.
+    """
+    have = labels if isinstance(labels, tuple) else tuple(labels)
+    for key, value in selector:
+        found = None
+        for k, v in have:
+            if k == key:
+                found = v
+        if found != value:
+            return False
+    return True
 
 
 def resolve_target_port(port: ServicePort, pod: Pod) -> int | None:

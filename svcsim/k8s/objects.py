@@ -53,6 +53,15 @@ LAST_CHANGE_TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigg
 """Annotation kube-proxy uses to measure network programming latency."""
 
 
+def _lookup(pairs: tuple[tuple[str, str], ...], key: str) -> str | None:
+    """The value paired with ``key`` (the last one, as ``dict(pairs)`` would), or None."""
+    found = None
+    for k, v in pairs:
+        if k == key:
+            found = v
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectMeta:
     """Identity and labels of an object, plus where it was read from (for error messages)."""
@@ -71,11 +80,11 @@ class ObjectMeta:
 
     def label(self, key: str) -> str | None:
         """The value of label ``key``, or None."""
-        return dict(self.labels).get(key)
+        return _lookup(self.labels, key)
 
     def annotation(self, key: str) -> str | None:
         """The value of annotation ``key``, or None."""
-        return dict(self.annotations).get(key)
+        return _lookup(self.annotations, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,11 +224,11 @@ class EndpointInfo:
     terminating: bool = False
     zone_hints: frozenset[str] = field(default_factory=frozenset)
     node_hints: frozenset[str] = field(default_factory=frozenset)
+    text: str = field(init=False, repr=False, compare=False, hash=False)
+    """``String()``: ``net.JoinHostPort(ip, port)``; the sort and dedupe key (read a lot)."""
 
-    @property
-    def text(self) -> str:
-        """``String()``: ``net.JoinHostPort(ip, port)``; the sort and dedupe key."""
-        return f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", f"{self.ip}:{self.port}")
 
     def __str__(self) -> str:
         return self.text

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from svcsim.k8s.objects import Protocol
@@ -104,12 +104,19 @@ class ServicePortName:
     port: str = ""
     """The ServicePort's ``name``; ``""`` for an unnamed port."""
     protocol: Protocol = Protocol.TCP
+    text: str = field(init=False, repr=False, compare=False)
+    """``ServicePortName.String()``: ``ns/name:port``, or ``ns/name`` for an unnamed port."""
+    _hash: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def text(self) -> str:
-        """``ServicePortName.String()``: ``ns/name:port``, or ``ns/name`` for an unnamed port."""
+    def __post_init__(self) -> None:
+        # Both are read on every map lookup of every sync: computed once.
         base = f"{self.namespace}/{self.name}"
-        return f"{base}:{self.port}" if self.port else base
+        object.__setattr__(self, "text", f"{base}:{self.port}" if self.port else base)
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name, self.port,
+                                                self.protocol)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return self.text

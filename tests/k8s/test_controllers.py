@@ -25,7 +25,7 @@ from svcsim.k8s import (
     endpoint_slices_for_service,
     mirror_endpoints,
 )
-from svcsim.k8s.controllers import repack_subsets
+from svcsim.k8s.controllers import repack_subsets, selector_matches
 
 SEL = (("app", "web"),)
 
@@ -415,3 +415,24 @@ def test_effective_uses_nodes_only_when_given() -> None:
     )
     (placeholder,) = effective_endpoint_slices(with_nodes)
     assert placeholder.endpoints == ()
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ((), (), True),
+        ((("app", "web"),), (("app", "web"), ("tier", "x")), True),
+        ((("app", "web"), ("tier", "x")), (("tier", "x"), ("app", "web")), True),
+        ((("app", "web"),), (("app", "api"),), False),
+        ((("app", "web"),), (), False),
+        # A repeated label key counts with its last value, as dict(labels) reads it.
+        ((("app", "web"),), (("app", "api"), ("app", "web")), True),
+        ((("app", "api"),), (("app", "api"), ("app", "web")), False),
+    ],
+)
+def test_selector_matches(selector: tuple[tuple[str, str], ...],
+                          labels: tuple[tuple[str, str], ...], matches: bool) -> None:
+    assert selector_matches(selector, labels) is matches
+    assert selector_matches(iter(selector), iter(labels)) is matches
+    meta = ObjectMeta("x", labels=labels)
+    assert all(meta.label(k) == dict(labels).get(k) for k in ("app", "tier", "none"))

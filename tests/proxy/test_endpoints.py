@@ -3,6 +3,8 @@ endpointslicecache,topology}.go)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -544,3 +546,16 @@ def test_categorize_invariants(
     assert got.has_any_endpoints == bool(usable)
     assert not got.cluster or svc.uses_cluster_endpoints
     assert not got.local or svc.uses_local_endpoints
+
+
+def test_precomputed_texts_follow_their_fields() -> None:
+    ep = EndpointInfo("10.1.1.1", 80)
+    assert ep.text == "10.1.1.1:80" == str(ep)
+    moved = replace(ep, port=81, is_local=True)
+    assert moved.text == "10.1.1.1:81" and moved != ep
+    assert replace(ep, is_local=True) == replace(ep, is_local=True)
+    named, unnamed = ServicePortName("ns", "svc", "http"), ServicePortName("ns", "svc")
+    assert (named.text, unnamed.text) == ("ns/svc:http", "ns/svc")
+    assert hash(named) == hash(ServicePortName("ns", "svc", "http")) != hash(unnamed)
+    assert {named: 1}[ServicePortName("ns", "svc", "http")] == 1
+    assert sorted([named, unnamed]) == [unnamed, named]
