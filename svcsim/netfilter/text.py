@@ -60,6 +60,14 @@ class RulesetBuilder:
         self.table(table)
         self._tables[table].setdefault(name, [])
 
+    def chains(self, table: str, names: Iterable[str]) -> None:
+        """Declare chains in order (what :meth:`chain` does for each)."""
+        self.table(table)
+        chains = self._tables[table]
+        for name in names:
+            if name not in chains:
+                chains[name] = []
+
     def rule(self, table: str, chain: str, *args: str) -> Rule:
         """Append a rule made of ``args`` (joined with spaces, as kube-proxy writes lines)."""
         self.chain(table, chain)
@@ -140,14 +148,16 @@ class RulesetBuilder:
     def from_ruleset(cls, ruleset: Ruleset) -> RulesetBuilder:
         """A builder holding a copy of ``ruleset`` (to edit it as iptables-restore would)."""
         builder = cls()
+        policies, unchanged = builder._policies, builder._unchanged
         for table in ruleset.tables:
-            builder.table(table.name)
+            name = table.name
+            builder.table(name)
+            chains = builder._tables[name]
             for chain in table.chains:
-                builder.chain(table.name, chain.name)
-                builder._tables[table.name][chain.name] = list(chain.rules)
+                chains[chain.name] = list(chain.rules)
                 if chain.policy is not None:
-                    builder._policies[table.name, chain.name] = chain.policy
-                builder._unchanged[table.name, chain.name] = chain
+                    policies[name, chain.name] = chain.policy
+                unchanged[name, chain.name] = chain
         return builder
 
 

@@ -353,10 +353,8 @@ def _kernel_state_of(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
     b = RulesetBuilder()
     for table in CANARY_TABLES:
         b.chain(table, KUBE_PROXY_CANARY)
-    for name in buf.nat_chains:
-        b.chain("nat", name)
-    for name in buf.filter_chains:
-        b.chain("filter", name)
+    b.chains("nat", buf.nat_chains)
+    b.chains("filter", buf.filter_chains)
     for part in lines:
         b.extend("nat", part.nat_parsed)
     for part in lines:

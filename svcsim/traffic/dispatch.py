@@ -153,6 +153,8 @@ class _RulesetTokens:
     def __init__(self, limit: int = 256) -> None:
         self._by_key: dict[tuple[object, ...], tuple[int, Ruleset]] = {}
         self._of_node: dict[str, tuple[Kernel, int, int]] = {}
+        self._last: tuple[Ruleset, int] | None = None
+        """The last ruleset given a token, and its token."""
         self._next = 0
         self._limit = limit
 
@@ -162,6 +164,10 @@ class _RulesetTokens:
         if known is not None and known[0] is kernel and known[1] == kernel.generation:
             return known[2]
         ruleset = kernel.ruleset
+        last = self._last
+        if last is not None and last[0] is ruleset:  # nodes in step hold one ruleset object
+            self._of_node[kernel.node] = (kernel, kernel.generation, last[1])
+            return last[1]
         key = tuple((t.name, tuple(map(id, t.chains))) for t in ruleset.tables)
         found = self._by_key.get(key)
         if found is None:
@@ -170,6 +176,7 @@ class _RulesetTokens:
             found = self._by_key[key] = (self._next, ruleset)  # holding it keeps the ids unique
             self._next += 1
         self._of_node[kernel.node] = (kernel, kernel.generation, found[0])
+        self._last = (ruleset, found[0])
         return found[0]
 
 
