@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from svcsim.k8s.objects import (
     EndpointSlice,
@@ -339,9 +339,15 @@ def _localize(
     if not node_name or node_name not in nodes:
         return endpoints
     return tuple(
-        replace(ep, is_local=True) if node == node_name else ep
+        _local_twin(ep) if node == node_name else ep
         for ep, node in zip(endpoints, nodes, strict=True)
     )
+
+
+def _local_twin(ep: EndpointInfo) -> EndpointInfo:
+    """``replace(ep, is_local=True)``, spelled out (it runs for every node at every change)."""
+    return EndpointInfo(ep.ip, ep.port, True, ep.ready, ep.serving, ep.terminating,
+                        ep.zone_hints, ep.node_hints)
 
 
 def _build_service_endpoints(

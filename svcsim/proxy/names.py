@@ -106,11 +106,14 @@ class ServicePortName:
     protocol: Protocol = Protocol.TCP
     text: str = field(init=False, repr=False, compare=False)
     """``ServicePortName.String()``: ``ns/name:port``, or ``ns/name`` for an unnamed port."""
+    service: str = field(init=False, repr=False, compare=False)
+    """The Service's ``namespace/name``."""
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Both are read on every map lookup of every sync: computed once.
+        # These are read on every map lookup of every sync: computed once.
         base = f"{self.namespace}/{self.name}"
+        object.__setattr__(self, "service", base)
         object.__setattr__(self, "text", f"{base}:{self.port}" if self.port else base)
         object.__setattr__(self, "_hash", hash((self.namespace, self.name, self.port,
                                                 self.protocol)))

@@ -77,7 +77,7 @@ def service_chains(
         return frozenset()
     chains: set[str] = set()
     for spn in service_ports:
-        if f"{spn.namespace}/{spn.name}" not in wanted:
+        if spn.service not in wanted:
             continue
         eps = endpoints_map.get(spn, ())
         hit = _port_chains.get((id(spn), id(eps)))

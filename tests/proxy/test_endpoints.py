@@ -3,7 +3,7 @@ endpointslicecache,topology}.go)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import given
@@ -559,3 +559,15 @@ def test_precomputed_texts_follow_their_fields() -> None:
     assert hash(named) == hash(ServicePortName("ns", "svc", "http")) != hash(unnamed)
     assert {named: 1}[ServicePortName("ns", "svc", "http")] == 1
     assert sorted([named, unnamed]) == [unnamed, named]
+
+
+def test_local_twin_is_replace_with_is_local() -> None:
+    from svcsim.proxy.endpoints import _local_twin
+
+    ep = EndpointInfo("10.1.1.1", 80, False, False, True, True, frozenset({"z"}),
+                      frozenset({"n1"}))
+    assert _local_twin(ep) == replace(ep, is_local=True)
+    assert _local_twin(ep).text == ep.text
+    # _local_twin lists the fields: a new field must be added there too.
+    assert [f.name for f in fields(EndpointInfo) if f.init] == [
+        "ip", "port", "is_local", "ready", "serving", "terminating", "zone_hints", "node_hints"]
