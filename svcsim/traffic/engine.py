@@ -476,40 +476,46 @@ class TrafficEngine(EngineCore):
     def _resolve_fast(self, chunk: Attempts, nodes: I32, seeds: npt.NDArray[np.uint64],
                       idx: npt.NDArray[np.intp], g: I32, a: dict[str, npt.NDArray[Any]],
                       results: Results) -> None:
-        oid = a["offset"][g] + chain_choice(a, g, seeds[idx])
-        outcome = a["outcome"][oid].astype(np.int8)
-        cause = a["cause"][oid].astype(np.int8)
-        served = a["served"][oid].astype(np.bool_)
-        w = chunk.w[idx]
+        whole = len(idx) == len(chunk)  # the usual case: no gathers, no scatters
+
+        def pick(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return x if whole else x[idx]
+
+        seeds, w, node, t = pick(seeds), pick(chunk.w), pick(nodes), pick(chunk.t)
+        oid = a["offset"][g] + chain_choice(a, g, seeds)
+        # Gathers copy: outcome and cause may be changed in place below.
+        outcome, cause, served = a["outcome"][oid], a["cause"][oid], a["served"][oid]
         service_s = np.zeros(len(idx))
         if served.any():
-            u = service_uniforms(seeds[idx])
+            u = service_uniforms(seeds)
             time_id = a["time"][oid]
             used = time_id[served]
             if used.min() == used.max():  # one distribution (the common case)
                 service_s = self._groups.service_times[int(used[0])].quantile(u)
             else:
-                for t in np.unique(used).tolist():
-                    m = time_id == t
-                    service_s[m] = self._groups.service_times[t].quantile(u[m])
+                for k in np.unique(used).tolist():
+                    m = time_id == k
+                    service_s[m] = self._groups.service_times[k].quantile(u[m])
         fail_wait = np.where(a["wait"][oid] == int(Wait.CONNECT), self._fail_wait[w], 0.0)
         latency = finish_arrays(outcome, cause, served, service_s, fail_wait,
                                 self._request_timeout[w])
-        results.latency[idx] = latency
-        results.outcome[idx] = outcome
-        results.cause[idx] = cause
-        results.endpoint[idx] = a["endpoint"][oid]
-        results.pod[idx] = a["pod"][oid]
-        results.new_flow[idx] = True
-        results.served[idx] = served
         tcp = ~self._udp[w]
-        node = nodes[idx]
         expiry = anonymous_expiry_arrays(
-            tcp, a["accepted"][oid].astype(np.bool_), served, a["refused"][oid].astype(np.bool_),
-            chunk.t[idx], latency, self._time_wait[node], self._syn_sent[node], self._udp_s[node],
+            tcp, a["accepted"][oid], served, a["refused"][oid], t, latency,
+            self._time_wait[node], self._syn_sent[node], self._udp_s[node],
         )
         held = ~np.isnan(expiry)
         self.occupancy.add(node[held].astype(np.intp), expiry[held])
         # A served TCP flow may yet be reset (its entry then closes early): keep its expiry.
-        keep = held & tcp & served
-        results.expiry[idx[keep]] = expiry[keep]
+        kept = np.where(held & tcp & served, expiry, np.nan)
+        columns = {"latency": latency, "outcome": outcome, "cause": cause,
+                   "endpoint": a["endpoint"][oid], "pod": a["pod"][oid], "served": served,
+                   "expiry": kept}
+        if whole:
+            for name, column in columns.items():
+                setattr(results, name, column)
+            results.new_flow = np.ones(len(idx), dtype=np.bool_)
+        else:
+            for name, column in columns.items():
+                getattr(results, name)[idx] = column
+            results.new_flow[idx] = True

@@ -211,6 +211,14 @@ def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.u
     return chosen
 
 
+_COLUMN_TYPES: dict[str, type[np.generic]] = {
+    "outcome": np.int8, "cause": np.int8, "endpoint": np.int32, "pod": np.int32,
+    "time": np.intp, "wait": np.int8, "accepted": np.bool_, "served": np.bool_,
+    "refused": np.bool_,
+}
+"""Each outcome-row column as the records and the resolution use it (no conversions)."""
+
+
 class Groups:
     """The groups of one state (see the module docstring), also as padded arrays."""
 
@@ -280,7 +288,7 @@ class Groups:
             "lo": lo, "hi": hi, "leaves": leaves,
             "final": np.array([sp[3] for sp in spines], dtype=np.intp),
             "offset": np.array(self.offsets[done:], dtype=np.intp),
-            **{name: np.array(col[rows_done:], dtype=np.int64)
+            **{name: np.array(col[rows_done:], dtype=_COLUMN_TYPES[name])
                for name, col in self.columns.items()},
         }  # fmt: skip
         if self.arrays:
