@@ -8,6 +8,7 @@ beyond derived properties, no SimPy, no numpy.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -408,6 +409,7 @@ class Deployment:
         return self.template.template_hash
 
 
+@functools.lru_cache(maxsize=256)
 def template_hash(template: PodTemplate) -> str:
     """A deterministic ``pod-template-hash`` for ``template``.
 
@@ -415,7 +417,8 @@ def template_hash(template: PodTemplate) -> str:
     hash, printed in decimal, each digit mapped onto :data:`SAFE_ALPHABET`
     (``rand.SafeEncodeString``), so it is 1..10 characters of that alphabet. The hashed
     bytes are a canonical text of the template's fields, not Go's spew dump, so the value
-    differs from the one a real cluster would compute for the same template.
+    differs from the one a real cluster would compute for the same template. Memoised (every
+    Deployment sync asks; templates are frozen values).
     """
     text = repr(_canonical(template)).encode()
     h = 0x811C9DC5

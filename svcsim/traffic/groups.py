@@ -8,8 +8,8 @@ state between two control-plane events: the dispatch's chain of statistic rules 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
-from svcsim.netfilter.packet import NodeNetwork
+from svcsim.netfilter.packet import NodeNetwork, parse_ip
 from svcsim.traffic.draws import statistic_draws_i64
 from svcsim.traffic.spec import ServiceTime
 
@@ -39,18 +39,26 @@ class SourceClasses:
     def __init__(self, ruleset: Ruleset, network: NodeNetwork,
                  memo: ChainSources | None = None, shared: RulesetSources | None = None
                  ) -> None:
-        chains = [chain for table in ruleset.tables for chain in table.chains]
-        # Nodes' rulesets hold the very same chain objects when their rules agree, so the
-        # networks read from one ruleset serve every ruleset of the same chains (``shared``).
-        key = tuple(map(id, chains))
-        found = shared.get(key) if shared is not None else None
-        if found is None:
-            found = (chains, *_ruleset_sources(chains, memo))
+        # Nodes' rulesets hold the very same chain objects when their rules agree (nodes in
+        # step hold the very same ruleset), so the networks read from one ruleset serve every
+        # ruleset of the same chains (``shared``), with the signatures worked out for them.
+        found = shared.get(("ruleset", id(ruleset))) if shared is not None else None
+        if found is None or found.held is not ruleset:
+            chains = [chain for table in ruleset.tables for chain in table.chains]
+            key = ("chains", *map(id, chains))
+            found = shared.get(key) if shared is not None else None
+            if found is None:
+                found = _Sources(chains, *_ruleset_sources(chains, memo))
+                if shared is not None:
+                    if len(shared) >= _SHARED_LIMIT:
+                        shared.clear()
+                    shared[key] = found  # holding the chains keeps their ids unique
             if shared is not None:
                 if len(shared) >= _SHARED_LIMIT:
                     shared.clear()
-                shared[key] = found  # holding the chains keeps their ids unique
-        _, self._hosts, self._wide = found
+                shared[("ruleset", id(ruleset))] = _Sources(ruleset, found.hosts, found.wide,
+                                                             found.signatures)
+        self._sources = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
@@ -59,14 +67,17 @@ class SourceClasses:
         """Which distinct ``-s`` networks hold ``src``, and its address type on the node."""
         found = self._signatures.get(src)
         if found is None:
-            address = ipaddress.ip_address(src)
-            host = (address.version, int(address))
-            found = self._signatures[src] = (
-                host if host in self._hosts else None,
-                tuple(key for key, net in self._wide
-                      if address.version == net.version and address in net),
-                self._network.address_type(address),
-            )
+            address = parse_ip(src)
+            sources = self._sources
+            part = sources.signatures.get(src)  # what the rules say: the same on every node
+            if part is None:
+                host = (address.version, int(address))
+                part = sources.signatures[src] = (
+                    host if host in sources.hosts else None,
+                    tuple(key for key, net in sources.wide
+                          if address.version == net.version and address in net),
+                )
+            found = self._signatures[src] = (*part, self._network.address_type(address))
         return found
 
     def representative(self, src: str, known: list[str] | None = None) -> str:
@@ -86,11 +97,20 @@ class SourceClasses:
 NetKey = tuple[int, int, int]
 """A network as (IP version, network address, prefix length): what network equality compares."""
 
-RulesetSources = dict[
-    tuple[int, ...],
-    tuple[list[Chain], set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]],
-]
-"""Single ``-s`` addresses and wider networks of a ruleset, by the identities of its chains."""
+@dataclass(slots=True)
+class _Sources:
+    """A ruleset's single ``-s`` addresses and wider networks, and signature parts found."""
+
+    held: object
+    """What the key names by identity (the chains, or the ruleset): held, so ids stay unique."""
+    hosts: set[tuple[int, int]]
+    wide: tuple[tuple[NetKey, IPNetwork], ...]
+    signatures: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    """Per source: its (single address, wider networks) part of the signature."""
+
+
+RulesetSources = dict[tuple[object, ...], _Sources]
+"""Sources of rulesets, by the identities of their chains or of the ruleset itself."""
 
 _SHARED_LIMIT = 64
 
