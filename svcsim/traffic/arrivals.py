@@ -47,6 +47,9 @@ class ArrivalStream:
 
     def _pieces(self, a: float, b: float) -> list[tuple[float, float, float]]:
         """``[a, b)`` split at rate changes: ``(start, end, rate)``."""
+        last_step, last_rate = self._rate[-1] if self._rate else (math.inf, 0.0)
+        if last_step <= a:  # past the last change (a constant rate: always)
+            return [(a, b, last_rate)]
         cuts = [a] + [t for t, _ in self._rate if a < t < b] + [b]
         return [(s, e, self.rate_at(s)) for s, e in itertools.pairwise(cuts)]
 
