@@ -8,7 +8,7 @@ default 1 s minSyncPeriod.
 
 The same scenario is also run with a straightforward per-request baseline: a SimPy event per
 request and each request resolved on its own through the kernel interpreter
-(:class:`~svcsim.traffic.reference.ReferenceEngine`). That baseline is about a thousand times
+(:class:`~svcsim.traffic.reference.ReferenceEngine`). That baseline is several hundred times
 slower, so it runs a shorter stretch (``--baseline-s`` simulated seconds) and its rate is
 compared per request. Wall times and memory peaks are printed; nothing is asserted. The last
 line reads ``simulated_requests_per_s=N baseline_requests_per_s=M ratio=R``.
