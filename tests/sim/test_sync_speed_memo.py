@@ -2,70 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
 import pytest
 
-from svcsim.k8s.objects import (
-    SERVICE_NAME_LABEL,
-    Endpoint,
-    EndpointConditions,
-    EndpointPort,
-    EndpointSlice,
-    ObjectMeta,
-    Protocol,
-    Service,
-    ServicePort,
-)
-from svcsim.netfilter.model import Ruleset
-from svcsim.proxy.context import NodeContext
-from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
-from svcsim.proxy.iptables import IptablesSync, sync_from_maps
+from svcsim.k8s.objects import Protocol
+from svcsim.proxy.iptables import IptablesSync
 from svcsim.sim import restore
 from svcsim.sim.changes import ChangeTracker
 from svcsim.sim.restore import chain_names, plan_sync, service_chains
+from tests.sim.restore_cases import SERVICES, SLICES, compile_, eps, nat_chains, svc
 
 NatLine = tuple[str, str, bool]
-CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
-
-
-def svc(name: str, ip: str) -> Service:
-    return Service(
-        meta=ObjectMeta(name),
-        cluster_ip=ip,
-        selector=(("app", name),),
-        ports=(ServicePort(80, name="p"),),
-    )
-
-
-def eps(name: str, ips: list[str], protocol: Protocol = Protocol.TCP) -> EndpointSlice:
-    return EndpointSlice(
-        meta=ObjectMeta(f"{name}-a", labels=((SERVICE_NAME_LABEL, name),)),
-        endpoints=tuple(
-            Endpoint((ip,), EndpointConditions(True, True, False), node_name="n2") for ip in ips
-        ),
-        ports=(EndpointPort(8080, name="p", protocol=protocol),),
-    )
-
-
-SERVICES = [svc("a", "10.96.0.1"), svc("b", "10.96.0.2")]
-SLICES = [eps("a", ["10.244.1.1", "10.244.1.2"]), eps("b", ["10.244.2.1", "10.244.2.2"])]
-
-
-def compile_(
-    services: list[Service], slices: list[EndpointSlice]
-) -> tuple[IptablesSync, Callable[..., frozenset[str]]]:
-    ports = build_service_port_map(services)
-    endpoints = build_endpoints_map(slices, "n1")
-    return sync_from_maps(ports, endpoints, CTX), partial(service_chains, ports, endpoints)
-
-
-def nat_chains(ruleset: Ruleset) -> list[str]:
-    nat = ruleset.table("nat")
-    assert nat is not None
-    return [c.name for c in nat.chains]
 
 
 def reference_split(text: str) -> tuple[tuple[str, ...], tuple[NatLine, ...]]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-
 import pytest
 
 from svcsim.k8s.objects import (
@@ -15,22 +12,16 @@ from svcsim.k8s.objects import (
     EndpointSlice,
     ObjectMeta,
     Protocol,
-    Service,
-    ServicePort,
-    ServiceType,
 )
 from svcsim.netfilter.conntrack_states import ConntrackEntry, FlowTuple, UdpState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import apply_restore, render_save
-from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
-from svcsim.proxy.iptables import IptablesSync, sync_from_maps
 from svcsim.proxy.names import ServicePortName
 from svcsim.sim.restore import (
     RestoreError,
     apply_plan,
     plan_sync,
-    service_chains,
     stale_rule_restore,
 )
 from svcsim.sim.synccost import (
@@ -42,45 +33,7 @@ from svcsim.sim.synccost import (
     StaleUdpFilter,
     SyncCostModel,
 )
-
-CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
-
-
-def svc(name: str, ip: str, proto: Protocol = Protocol.TCP, node_port: int = 0) -> Service:
-    return Service(
-        meta=ObjectMeta(name),
-        type=ServiceType.NODE_PORT if node_port else ServiceType.CLUSTER_IP,
-        cluster_ip=ip,
-        selector=(("app", name),),
-        ports=(ServicePort(80, protocol=proto, name="p", node_port=node_port),),
-    )
-
-
-def eps(
-    name: str, ips: list[str], proto: Protocol = Protocol.TCP, serving: bool = True
-) -> EndpointSlice:
-    cond = EndpointConditions(serving, serving, False)
-    return EndpointSlice(
-        meta=ObjectMeta(f"{name}-a", labels=((SERVICE_NAME_LABEL, name),)),
-        endpoints=tuple(Endpoint((ip,), cond, node_name="n2") for ip in ips),
-        ports=(EndpointPort(8080, protocol=proto, name="p"),),
-    )
-
-
-def compile_(
-    services: list[Service], slices: list[EndpointSlice]
-) -> tuple[IptablesSync, Callable[..., frozenset[str]]]:
-    """The full sync and a function giving the chains of some Services."""
-    ports = build_service_port_map(services)
-    endpoints = build_endpoints_map(slices, "n1")
-    return sync_from_maps(ports, endpoints, CTX), partial(service_chains, ports, endpoints)
-
-
-def nat_chains(ruleset: Ruleset) -> list[str]:
-    nat = ruleset.table("nat")
-    assert nat is not None
-    return [c.name for c in nat.chains]
-
+from tests.sim.restore_cases import SERVICES, SLICES, compile_, eps, nat_chains, svc
 
 SPN_A = ServicePortName("default", "a", "p", Protocol.TCP)
 SPN_B = ServicePortName("default", "b", "p", Protocol.TCP)
@@ -127,8 +80,6 @@ def test_cost_errors(call: object, message: str) -> None:
 
 # --- restore input ------------------------------------------------------------------------
 
-SERVICES = [svc("a", "10.96.0.1"), svc("b", "10.96.0.2")]
-SLICES = [eps("a", ["10.244.1.1", "10.244.1.2"]), eps("b", ["10.244.2.1", "10.244.2.2"])]
 
 
 def test_full_plan_is_the_compiled_restore_input() -> None:

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from functools import partial
 
 import pytest
 
-from svcsim.k8s.objects import (
-    SERVICE_NAME_LABEL,
-    Endpoint,
-    EndpointConditions,
-    EndpointPort,
-    EndpointSlice,
-    ObjectMeta,
-    Protocol,
-    Service,
-    ServicePort,
-)
-from svcsim.netfilter.model import Ruleset
+from svcsim.k8s.objects import Protocol
 from svcsim.netfilter.text import apply_restore
-from svcsim.proxy.context import NodeContext
-from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
-from svcsim.proxy.iptables import IptablesSync, sync_from_maps
+from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.names import ServicePortName
 from svcsim.sim import restore
 from svcsim.sim.restore import (
@@ -31,50 +16,12 @@ from svcsim.sim.restore import (
     SyncPlan,
     apply_plan,
     plan_sync,
-    service_chains,
     stale_rule_restore,
 )
+from tests.sim.restore_cases import SERVICES, SLICES, compile_, eps, nat_chains
 
-CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
 SPN_A = ServicePortName("default", "a", "p", Protocol.TCP)
 SPN_B = ServicePortName("default", "b", "p", Protocol.TCP)
-
-
-def svc(name: str, ip: str) -> Service:
-    return Service(
-        meta=ObjectMeta(name),
-        cluster_ip=ip,
-        selector=(("app", name),),
-        ports=(ServicePort(80, name="p"),),
-    )
-
-
-def eps(name: str, ips: list[str]) -> EndpointSlice:
-    return EndpointSlice(
-        meta=ObjectMeta(f"{name}-a", labels=((SERVICE_NAME_LABEL, name),)),
-        endpoints=tuple(
-            Endpoint((ip,), EndpointConditions(True, True, False), node_name="n2") for ip in ips
-        ),
-        ports=(EndpointPort(8080, name="p"),),
-    )
-
-
-SERVICES = [svc("a", "10.96.0.1"), svc("b", "10.96.0.2")]
-SLICES = [eps("a", ["10.244.1.1", "10.244.1.2"]), eps("b", ["10.244.2.1", "10.244.2.2"])]
-
-
-def compile_(
-    services: list[Service], slices: list[EndpointSlice]
-) -> tuple[IptablesSync, Callable[..., frozenset[str]]]:
-    ports = build_service_port_map(services)
-    endpoints = build_endpoints_map(slices, "n1")
-    return sync_from_maps(ports, endpoints, CTX), partial(service_chains, ports, endpoints)
-
-
-def nat_chains(ruleset: Ruleset) -> list[str]:
-    nat = ruleset.table("nat")
-    assert nat is not None
-    return [c.name for c in nat.chains]
 
 
 def _fresh_plan(compiled: IptablesSync, changed: frozenset[str], **kwargs: object) -> SyncPlan:
