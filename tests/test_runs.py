@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from svcsim.cli.main import app
 from svcsim.cli.run import builtin_scenario
 from svcsim.results import RunFolderError, load
 from svcsim.runs import run_scenario
+from svcsim.scenario.build import build_world
+from svcsim.scenario.load import load_scenario
 
 ROLLING = Path(__file__).resolve().parents[1] / "scenarios" / "rolling-update.yaml"
 WALL_CLOCK_FIELDS = {"wall_time_s"}
@@ -136,3 +139,21 @@ def test_a_crashing_simulation_keeps_its_exception_in_an_incomplete_folder(
     assert manifest["seed"] == 1
     with pytest.raises(RunFolderError, match="the run failed: ZeroDivisionError: simulated bug"):
         load(tmp_path / "x")
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = build_world(load_scenario(ROLLING), 1)
+    frozen_inside: list[int] = []
+    advance = world.traffic.advance_to  # type: ignore[union-attr]
+
+    def spy(t_s: float) -> None:
+        frozen_inside.append(gc.get_freeze_count())
+        if t_s > 5.0:
+            raise RuntimeError("boom")
+        advance(t_s)
+
+    monkeypatch.setattr(world.traffic, "advance_to", spy)
+    with pytest.raises(RuntimeError, match="boom"):
+        world.run()
+    assert frozen_inside and min(frozen_inside) > 0  # the pre-run heap was frozen
+    assert gc.get_freeze_count() == 0  # and is given back, even when the run fails

@@ -10,7 +10,7 @@ from svcsim.k8s.objects import Container, ContainerPort, ObjectMeta, PodTemplate
 from svcsim.sim.api import ApiServer
 from svcsim.sim.config import AppProfile, ControlPlaneDelays
 from svcsim.sim.fleet import PodFleet
-from svcsim.sim.network import Backend, BackendState, PodNetwork
+from svcsim.sim.network import CHANGE_LOG, Backend, BackendState, PodNetwork
 from svcsim.sim.pods import PodRunner, PodSpec
 
 
@@ -298,3 +298,19 @@ def test_ip_versions_move_with_every_change_at_that_ip_only() -> None:
         assert (network.ip_version(a.ip) != seen[a.ip]) is moves
         assert network.ip_version(b.ip) == seen[b.ip]
         seen[a.ip] = network.ip_version(a.ip)
+
+
+def test_changed_ips_since_lists_each_changed_address_until_the_log_forgets() -> None:
+    network = PodNetwork({"n1": "10.244.1.0/24"})
+    start = network.version
+    a = network.allocate("n1", "default/a", frozenset({("tcp", 80)}), "web", 0.0)
+    middle = network.version
+    network.set_state(a, BackendState.SERVING, 1.0)
+    b = network.allocate("n1", "default/b", frozenset({("tcp", 80)}), "web", 1.0)
+    assert network.changed_ips_since(start) == {a.ip, b.ip}
+    assert network.changed_ips_since(middle) == {a.ip, b.ip}
+    assert network.changed_ips_since(network.version) == set()
+    for i in range(CHANGE_LOG):  # push the early changes out of the log
+        network.set_state(b, BackendState.SERVING if i % 2 else BackendState.DRAINING, 2.0 + i)
+    assert network.changed_ips_since(start) is None  # too long ago to tell
+    assert network.changed_ips_since(network.version - 1) == {b.ip}

@@ -144,3 +144,26 @@ def test_materialise_appends_what_was_added_since() -> None:
     # Rule 0 of group 0 stops below 5; rule 1 stops at or above 7; padding never stops.
     assert a["lo"][0].tolist() == [0, 7, 1 << 32, 1 << 32]
     assert a["hi"][0].tolist() == [5, 1 << 32, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int) -> None:
+    """Negated statistic rules (stop when the draw is >= the threshold) mixed with plain ones."""
+    rng = np.random.default_rng(seed)
+    groups, spines = Groups(), []
+    for i in range(6):
+        k = int(rng.integers(0, 5))
+        spine = ([int(t) for t in rng.integers(0, 1 << 31, k)],
+                 [bool(b) for b in rng.integers(0, 2, k)], list(range(k)), k)
+        spines.append(spine)
+        groups.add((i, "n", "x"), 0, True, spine, [])
+    arrays = groups.materialise()
+    g = rng.integers(0, len(spines), 4000).astype(np.int32)
+    seeds = SeedStream(np.random.default_rng(seed + 10)).take(len(g))
+    chosen = chain_choice(arrays, g, seeds)
+    draws = statistic_draws(seeds, 5)
+    for row, (gid, got) in enumerate(zip(g.tolist(), chosen.tolist(), strict=True)):
+        thresholds, below, leaves, final = spines[gid]
+        expected = next((leaves[j] for j in range(len(thresholds))
+                         if (draws[row, j] < thresholds[j]) == below[j]), final)
+        assert got == expected
