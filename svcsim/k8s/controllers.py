@@ -33,6 +33,7 @@ from svcsim.k8s.objects import (
     Service,
     ServicePort,
     ServiceType,
+    pair_value,
 )
 
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -65,15 +66,8 @@ def selector_matches(
     As ``dict(labels)`` reads them (a repeated key: its last value), without building one:
     label sets are small and this runs for every Pod at every controller sync.
     """
-    have = labels if isinstance(labels, tuple) else tuple(labels)
-    for key, value in selector:
-        found = None
-        for k, v in have:
-            if k == key:
-                found = v
-        if found != value:
-            return False
-    return True
+    have = labels if isinstance(labels, tuple) else tuple(labels)  # read once per key
+    return all(pair_value(have, key) == value for key, value in selector)
 
 
 def resolve_target_port(port: ServicePort, pod: Pod) -> int | None:

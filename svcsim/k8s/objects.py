@@ -9,6 +9,7 @@ beyond derived properties, no SimPy, no numpy.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -54,7 +55,7 @@ LAST_CHANGE_TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigg
 """Annotation kube-proxy uses to measure network programming latency."""
 
 
-def _lookup(pairs: tuple[tuple[str, str], ...], key: str) -> str | None:
+def pair_value(pairs: Iterable[tuple[str, str]], key: str) -> str | None:
     """The value paired with ``key`` (the last one, as ``dict(pairs)`` would), or None."""
     found = None
     for k, v in pairs:
@@ -81,11 +82,11 @@ class ObjectMeta:
 
     def label(self, key: str) -> str | None:
         """The value of label ``key``, or None."""
-        return _lookup(self.labels, key)
+        return pair_value(self.labels, key)
 
     def annotation(self, key: str) -> str | None:
         """The value of annotation ``key``, or None."""
-        return _lookup(self.annotations, key)
+        return pair_value(self.annotations, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ memoised results equal fresh ones.
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -202,20 +204,23 @@ def write_fixed_tail(buf: RestoreBuffers, ctx: NodeContext) -> None:
 
 def kernel_state(buf: RestoreBuffers) -> Ruleset:
     """What a clean node holds after the Monitor, the jump rules and the restore."""
+    return _state(buf, ((c, _rule_of(w)) for c, w in buf.nat_rules),
+                  ((c, _rule_of(w)) for c, w in buf.filter_rules))
+
+
+def _state(buf: RestoreBuffers, nat: Iterable[tuple[str, Rule]],
+           filter_: Iterable[tuple[str, Rule]]) -> Ruleset:
+    """:func:`kernel_state` of ``buf``, given its rules parsed (``(chain, rule)`` in order)."""
     b = RulesetBuilder()
     for table in CANARY_TABLES:
         b.chain(table, KUBE_PROXY_CANARY)
-    for name in buf.nat_chains:
-        b.chain("nat", name)
-    for name in buf.filter_chains:
-        b.chain("filter", name)
-    for chain, words in buf.nat_rules:
-        b.append("nat", chain, _rule_of(words))
-    for chain, words in buf.filter_rules:
-        b.append("filter", chain, _rule_of(words))
-    for jump in JUMP_RULES:
+    b.chains("nat", buf.nat_chains)
+    b.chains("filter", buf.filter_chains)
+    b.extend("nat", nat)
+    b.extend("filter", filter_)
+    for jump, rule in _jump_rules():
         b.chain(jump.table, jump.dst_chain)
-        b.insert(jump.table, jump.src_chain, parse_rule(" ".join(jump.words())), 0)
+        b.insert(jump.table, jump.src_chain, rule, 0)
     return b.build()
 
 
@@ -348,23 +353,6 @@ def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
     return tuple((jump, parse_rule(" ".join(jump.words()))) for jump in JUMP_RULES)
 
 
-def _kernel_state_of(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
-    """:func:`kernel_state` of ``buf``, whose rules are the fragments' ``lines`` in order."""
-    b = RulesetBuilder()
-    for table in CANARY_TABLES:
-        b.chain(table, KUBE_PROXY_CANARY)
-    b.chains("nat", buf.nat_chains)
-    b.chains("filter", buf.filter_chains)
-    for part in lines:
-        b.extend("nat", part.nat_parsed)
-    for part in lines:
-        b.extend("filter", part.filter_parsed)
-    for jump, rule in _jump_rules():
-        b.chain(jump.table, jump.dst_chain)
-        b.insert(jump.table, jump.src_chain, rule, 0)
-    return b.build()
-
-
 def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
     """Kernel state, restore text and buffers of the concatenated fragments, memoised.
 
@@ -399,6 +387,8 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
         for of_part in lines:
             nat += of_part.nat_sections
         sections = (other, tuple(nat))
-    built = (_kernel_state_of(buf, lines), "\n".join(text) + "\n", buf, sections)
+    ruleset = _state(buf, itertools.chain.from_iterable(p.nat_parsed for p in lines),
+                     itertools.chain.from_iterable(p.filter_parsed for p in lines))
+    built = (ruleset, "\n".join(text) + "\n", buf, sections)
     _assembled.put(key, (parts, built))
     return built

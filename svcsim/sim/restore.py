@@ -141,23 +141,10 @@ def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
     hit = _split_texts.get(id(text))
     if hit is not None:
         return hit[1], hit[2]
-    lines = text.splitlines()
-    at = lines.index("*nat") if "*nat" in lines else -1
-    if (
-        at > 0
-        and lines[0].startswith("*")
-        and "\n*" not in "\n" + "\n".join(lines[1:at])
-        and "\n*" not in "\n" + "\n".join(lines[at + 1 :])
-    ):
-        # The compiler's shape (other tables, then the nat table last): the same split
-        # without testing every line of the other tables.
-        fast = (tuple(lines[:at]), _nat_lines(lines[at + 1 :]))
-        _split_texts.put(id(text), (text, *fast))
-        return fast
     other: list[str] = []
     nat: list[_NatLine] = []
     table = ""
-    for line in lines:
+    for line in text.splitlines():
         if line.startswith("*"):
             table = line[1:]
         if table != "nat" or line.startswith("*") or line == "COMMIT":
@@ -169,17 +156,6 @@ def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
             nat.append((line, chain, line.startswith(":")))
     _split_texts.put(id(text), (text, tuple(other), tuple(nat)))
     return tuple(other), tuple(nat)
-
-
-def _nat_lines(body: list[str]) -> tuple[_NatLine, ...]:
-    """The chain and rule lines of a nat table's body (the lines after ``*nat``)."""
-    nat: list[_NatLine] = []
-    for line in body:
-        if line.startswith(":"):
-            nat.append((line, line[1:].split(" ", 1)[0], True))
-        elif line.startswith("-A "):
-            nat.append((line, line[3:].split(" ", 1)[0], False))
-    return tuple(nat)
 
 
 _plans: BoundedMemo[tuple[object, ...], tuple[IptablesSync, SyncPlan]] = BoundedMemo(

@@ -85,7 +85,7 @@ class EngineCore:
         self._clients_of: list[np.ndarray[Any, np.dtype[np.int32]]] = [
             np.empty(0, np.int32) for _ in specs
         ]
-        self._client_source: list[object] = [None] * len(specs)
+        self._client_source: list[Sequence[ClientPod] | None] = [None] * len(specs)
         """What each workload's clients were last made from (client Pods; () for others)."""
         self.dials: list[Dial | None] = [None] * len(specs)
         self._dial_code = np.zeros(len(specs), dtype=np.int32)
@@ -194,9 +194,7 @@ class EngineCore:
             due = self._retries.t < t1
             parts.append(self._retries.take(due))
             self._retries = self._retries.take(~due)
-        parts = [p for p in parts if len(p)]
-        if parts:
-            self._run(Attempts.concat(parts).sorted(), t1)
+        self._run(Attempts.concat(parts).sorted(), t1)
         self._span_start = t1
 
     def conntrack_flushed(self, node: str) -> None:

@@ -91,8 +91,11 @@ class _Built:
     """Networks known to give every answer (a NodeNetwork is frozen: it answers alike forever)."""
     rulesets: set[int] = field(default_factory=set)
     """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain."""
-    reads: tuple[Ruleset | None, Snapshot] = (None, ())
-    """The last ruleset :meth:`DispatchCache.lookup_reads` served, and its chains read."""
+    names: frozenset[tuple[str, str]] = field(init=False)
+    """``(table, chain)`` of :attr:`chains`: what the walks asked the ruleset for."""
+
+    def __post_init__(self) -> None:
+        self.names = frozenset((table, name) for table, name, _ in self.chains)
 
     def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int = -1) -> bool:
         """True if every chain and network answer is the same on ``kernel`` now.
@@ -212,19 +215,14 @@ class DispatchCache:
         return self._entry(kernel, (src, origin, dst, protocol, dport)).built.dispatch
 
     def lookup_reads(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
-                     dport: int) -> tuple[Dispatch, Snapshot]:
-        """:meth:`lookup`, and the chains its walks read, as ``kernel``'s rules hold them now.
+                     dport: int) -> tuple[Dispatch, frozenset[tuple[str, str]]]:
+        """:meth:`lookup`, and the ``(table, chain)`` names its walks read.
 
         The dispatch holds on any later ruleset of the node in which each of those names
         still gives the very same chain object (the node's network never changes).
         """
         built = self._entry(kernel, (src, origin, dst, protocol, dport)).built
-        ruleset = kernel.ruleset
-        if built.reads[0] is not ruleset:
-            # Nodes in step hold one ruleset object: the snapshot is taken once for all.
-            snapshot = tuple((t, n, ruleset.chain(t, n)) for t, n, _ in built.chains)
-            built.reads = (ruleset, snapshot)
-        return built.dispatch, built.reads[1]
+        return built.dispatch, built.names
 
     def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
         entry = self._nodes.get((kernel.node, key))

@@ -48,7 +48,7 @@ from svcsim.traffic.attempts import Attempts, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
-from svcsim.traffic.dispatch import DispatchCache, Snapshot
+from svcsim.traffic.dispatch import DispatchCache
 from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.fate import (
     CAUSE_CODE,
@@ -90,13 +90,8 @@ class _DispatchMemo:
     rep: str
     """The source it was looked up for (:meth:`TrafficEngine._representative`)."""
     dispatch: Dispatch
-    reads: Snapshot
-    """The chains its walks read, as the node's rules held them at ``generation``."""
-    names: frozenset[tuple[str, str]] = frozenset()
-    """``(table, chain)`` of :attr:`reads`."""
-
-    def __post_init__(self) -> None:
-        self.names = frozenset((t, n) for t, n, _ in self.reads)
+    names: frozenset[tuple[str, str]]
+    """``(table, chain)`` of the chains its walks read."""
 
 
 def _changed_chains(old: Ruleset, new: Ruleset) -> frozenset[tuple[str, str]]:
@@ -363,10 +358,10 @@ class TrafficEngine(EngineCore):
         memo = self._dispatch_of.get((w, client_id))
         if memo is None or memo.generation != kernel.generation or memo.dial != dial:
             rep = self._representative(client.node, client.ip)
-            dispatch, reads = self.dispatches.lookup_reads(kernel, rep, client.origin, dial.ip,
+            dispatch, names = self.dispatches.lookup_reads(kernel, rep, client.origin, dial.ip,
                                                            dial.protocol, dial.port)
             memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
-                kernel.generation, dial, rep, dispatch, reads
+                kernel.generation, dial, rep, dispatch, names
             )
         rep, dispatch = memo.rep, memo.dispatch
         key = (w, client.node, rep)

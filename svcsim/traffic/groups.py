@@ -42,22 +42,16 @@ class SourceClasses:
         # Nodes' rulesets hold the very same chain objects when their rules agree (nodes in
         # step hold the very same ruleset), so the networks read from one ruleset serve every
         # ruleset of the same chains (``shared``), with the signatures worked out for them.
-        found = shared.get(("ruleset", id(ruleset))) if shared is not None else None
+        shared = shared if shared is not None else {}
+        found = shared.get(("ruleset", id(ruleset)))
         if found is None or found.held is not ruleset:
             chains = [chain for table in ruleset.tables for chain in table.chains]
             key = ("chains", *map(id, chains))
-            found = shared.get(key) if shared is not None else None
+            found = shared.get(key)
             if found is None:
-                found = _Sources(chains, *_ruleset_sources(chains, memo))
-                if shared is not None:
-                    if len(shared) >= _SHARED_LIMIT:
-                        shared.clear()
-                    shared[key] = found  # holding the chains keeps their ids unique
-            if shared is not None:
-                if len(shared) >= _SHARED_LIMIT:
-                    shared.clear()
-                shared[("ruleset", id(ruleset))] = _Sources(ruleset, found.hosts, found.wide,
-                                                             found.signatures)
+                found = _share(shared, key, _Sources(chains, *_ruleset_sources(chains, memo)))
+            _share(shared, ("ruleset", id(ruleset)),
+                   _Sources(ruleset, found.hosts, found.wide, found.signatures))
         self._sources = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
@@ -113,6 +107,17 @@ RulesetSources = dict[tuple[object, ...], _Sources]
 """Sources of rulesets, by the identities of their chains or of the ruleset itself."""
 
 _SHARED_LIMIT = 64
+
+
+def _share(shared: RulesetSources, key: tuple[object, ...], sources: _Sources) -> _Sources:
+    """Store ``sources`` under ``key`` (starting afresh when full); return them.
+
+    The entry holds what the key names by identity, so the ids stay unique while it lives.
+    """
+    if len(shared) >= _SHARED_LIMIT:
+        shared.clear()
+    shared[key] = sources
+    return sources
 
 
 def _ruleset_sources(chains: list[Chain], memo: ChainSources | None
