@@ -241,8 +241,9 @@ CELLS = [
 
     kube-proxy sets `nf_conntrack_max` from `conntrack.maxPerCore` × CPUs (at least
     `conntrack.min`). `conntrack-full.yaml` gives node-1 a table of 3000 entries, while each
-    node's client opens 50 short TCP connections per second whose entries linger 120 s in
-    TIME_WAIT after they close: about 6000 entries in steady state, twice what node-1 holds.
+    node's client opens 100 short TCP connections per second whose entries linger 120 s in
+    TIME_WAIT after they close: about 12 000 entries in steady state, four times what node-1
+    holds.
     '''),
     ("code", r'''
     _, full = run(SCENARIOS / "conntrack-full.yaml")
@@ -252,12 +253,12 @@ CELLS = [
     plots.conntrack_usage(full)
     '''),
     ("md", r'''
-    node-1's table fills at about a minute and stays pinned at its limit: from then on a new
-    connection finds no free entry, and since TIME_WAIT entries are *assured*, the kernel's
+    node-1's table fills after about 30 s (3000 entries at 100 per second) and stays pinned at
+    its limit: from then on a new connection finds no free entry, and since TIME_WAIT entries are *assured*, the kernel's
     early drop frees none of them, so the SYN is dropped (outcome `dropped`, cause
     `conntrack-full`). Room only appears as the oldest entries expire, 120 s after they were
     made, and the table fills again as fast as it drains. node-2 and node-3 climb towards
-    6000 entries in their 131 072-entry tables and never drop anything.
+    12 000 entries in their 131 072-entry tables and never drop anything.
     '''),
     ("code", r'''
     plots.outcome_timeline(full)
