@@ -89,7 +89,7 @@ def test_there_are_notebooks() -> None:
     assert [n[:2] for n in NOTEBOOK_NAMES] == ["01", "02", "03", "04"]
 
 
-def test_notebooks_are_built_from_their_sources_with_outputs_cleared() -> None:
+def test_notebooks_are_built_from_their_sources_and_ship_run() -> None:
     build = runpy.run_path(str(NOTEBOOKS / "build_notebooks.py"))
     assert build["notebook_names"]() == NOTEBOOK_NAMES
     assert build["main"](["--check"]) == 0, "run notebooks/build_notebooks.py"
@@ -97,8 +97,20 @@ def test_notebooks_are_built_from_their_sources_with_outputs_cleared() -> None:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        assert code and all(c.outputs == [] and c.execution_count is None for c in code), name
+        assert code and all(c.execution_count is not None for c in code), name
+        # A reader sees the figures without running anything, and no cell shipped an error.
+        images = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+        assert images >= 3, f"{name}: only {images} figures shipped"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), name
         assert sum(c.cell_type == "markdown" for c in nb.cells) >= len(code) // 2, name
+
+
+def test_check_notices_a_changed_source(tmp_path: Path) -> None:
+    shutil.copytree(NOTEBOOKS, tmp_path / "notebooks")
+    source = next((tmp_path / "notebooks" / "src").glob("01-*.py"))
+    source.write_text(source.read_text(encoding="utf-8").replace("##", "###", 1), encoding="utf-8")
+    build = runpy.run_path(str(tmp_path / "notebooks" / "build_notebooks.py"))
+    assert build["main"](["--check"]) == 1
 
 
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
