@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,16 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate.py
 
-test: $(STAMP)
-	$(BIN)/ruff check svcsim tests
-	$(BIN)/mypy
+test: lint
 	$(BIN)/pytest -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check svcsim tests
+	$(BIN)/ruff check svcsim tests benchmarks notebooks
+	$(BIN)/ruff format --check svcsim tests benchmarks notebooks
 	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format svcsim tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV)

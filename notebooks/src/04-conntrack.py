@@ -254,11 +254,11 @@ CELLS = [
     '''),
     ("md", r'''
     node-1's table fills after about 30 s (3000 entries at 100 per second) and stays pinned at
-    its limit: from then on a new connection finds no free entry, and since TIME_WAIT entries are *assured*, the kernel's
-    early drop frees none of them, so the SYN is dropped (outcome `dropped`, cause
-    `conntrack-full`). Room only appears as the oldest entries expire, 120 s after they were
-    made, and the table fills again as fast as it drains. node-2 and node-3 climb towards
-    12 000 entries in their 131 072-entry tables and never drop anything.
+    its limit: from then on a new connection finds no free entry, and since TIME_WAIT entries
+    are *assured*, the kernel's early drop frees none of them, so the SYN is dropped (outcome
+    `dropped`, cause `conntrack-full`). Room only appears as the oldest entries expire, 120 s
+    after they were made, and the table fills again as fast as it drains. node-2 and node-3
+    climb towards 12 000 entries in their 131 072-entry tables and never drop anything.
     '''),
     ("code", r'''
     plots.outcome_timeline(full)
