@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from svcsim.netfilter.interpreter import trace
 from svcsim.netfilter.packet import Packet
 from svcsim.proxy.context import (
     NodeContext,
@@ -12,8 +13,9 @@ from svcsim.proxy.context import (
     node_port_address_problems,
     resolve_node_port_addresses,
 )
-from svcsim.proxy.iptables import compile_iptables_sync
-from tests.proxy.test_iptables_support import chain_rules, fake_context
+from svcsim.proxy.iptables import compile_iptables, compile_iptables_sync
+from tests.proxy.test_iptables_support import TEST_EXTERNAL_CLIENT, chain_rules, fake_context
+from tests.proxy.test_iptables_upstream import overall_inputs
 
 LAST_RULE = (
     '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
@@ -118,3 +120,27 @@ def test_node_network_puts_pods_where_the_detector_looks(
     outside = Packet("203.0.113.2", "172.30.0.41", "tcp", 80, origin="external")
     assert (network.in_interface(pod), network.in_interface(outside)) == (pods_on, uplink)
     assert network.node_ips == ctx.node_ips
+
+
+@pytest.mark.parametrize(
+    ("mode", "value"),
+    [
+        ("ClusterCIDR", "10.0.0.0/8"),
+        ("NodeCIDR", "10.0.1.0/24"),
+        ("BridgeInterface", "cbr0"),
+        ("InterfaceNamePrefix", "veth"),
+    ],
+)
+def test_each_detector_tells_pods_from_outsiders_on_its_network(mode: str, value: str) -> None:
+    """TestInternalExternalMasquerade's ClusterIP flows, for every detector mode."""
+    ctx = fake_context(local_detector=mode, local_detector_value=value)
+    services, slices = overall_inputs()
+    ruleset = compile_iptables(services, slices, ctx)
+    network = node_network(ctx, "10.0.1.0/24")
+    masqueraded = {}
+    for origin, src in (("pod", "10.0.1.7"), ("external", TEST_EXTERNAL_CLIENT)):
+        packet = Packet(src, "172.30.0.41", "tcp", 80, origin=origin)
+        outcome = trace(ruleset, packet, network).outcome
+        assert outcome.dnat == ("10.180.0.1", 80)
+        masqueraded[origin] = outcome.masquerade
+    assert masqueraded == {"pod": False, "external": True}

@@ -17,27 +17,9 @@ from svcsim.netfilter.text import render_save
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.proxy.iptables_service import INVALID_DROPPED_COUNTER, LOCALHOST_NODEPORT_COUNTER
 from tests.netfilter.kernel_iptables import kernel_save, kernel_unavailable, without_stamps
+from tests.proxy.switch_cases import SWITCHES
 from tests.proxy.test_iptables_support import fake_context
 from tests.proxy.test_iptables_upstream import overall_inputs
-
-SWITCHES: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "random-fully": {"random_fully": True},
-    "no nfacct": {"nfacct": False},
-    "nodePortAddresses": {"node_port_addresses": ("192.168.0.0/24", "127.0.0.0/8")},
-    "no localhost NodePorts": {"localhost_nodeports": False},
-    "NodeCIDR": {"local_detector": "NodeCIDR", "local_detector_value": "10.0.1.0/24"},
-    "BridgeInterface": {"local_detector": "BridgeInterface", "local_detector_value": "cbr0"},
-    "InterfaceNamePrefix": {
-        "local_detector": "InterfaceNamePrefix",
-        "local_detector_value": "veth",
-    },
-    "no detector, masqueradeAll": {
-        "local_detector": None,
-        "local_detector_value": "",
-        "masquerade_all": True,
-    },
-}
 
 UNAVAILABLE = kernel_unavailable()
 
