@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import numpy as np
 import typer
@@ -172,7 +172,7 @@ def _compile_node(
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
 
 
-_DETECTOR_INPUTS = {
+_DETECTOR_INPUTS: Final = {
     "ClusterCIDR": "--cluster-cidr",
     "BridgeInterface": "--pod-bridge-interface",
     "InterfaceNamePrefix": "--pod-interface-name-prefix",
@@ -275,8 +275,16 @@ def rules(
     the "Generated"/"Completed" lines carry a fixed time (the Unix epoch), not the clock.
     """
     switches = ProxySwitches(
-        cluster_cidr, masquerade_bit, masquerade_all, detect_local_mode, pod_bridge_interface,
-        pod_interface_name_prefix, nodeport_addresses, localhost_nodeports, random_fully, nfacct,
+        cluster_cidr=cluster_cidr,
+        masquerade_bit=masquerade_bit,
+        masquerade_all=masquerade_all,
+        detect_local_mode=detect_local_mode,
+        pod_bridge_interface=pod_bridge_interface,
+        pod_interface_name_prefix=pod_interface_name_prefix,
+        nodeport_addresses=nodeport_addresses,
+        localhost_nodeports=localhost_nodeports,
+        random_fully=random_fully,
+        nfacct=nfacct,
     )
     compiled = _compile_node(manifests, node, node_ip, switches)
     if output_format == "restore":
@@ -352,8 +360,16 @@ def trace_command(
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
     switches = ProxySwitches(
-        cluster_cidr, masquerade_bit, masquerade_all, detect_local_mode, pod_bridge_interface,
-        pod_interface_name_prefix, nodeport_addresses, localhost_nodeports, random_fully, nfacct,
+        cluster_cidr=cluster_cidr,
+        masquerade_bit=masquerade_bit,
+        masquerade_all=masquerade_all,
+        detect_local_mode=detect_local_mode,
+        pod_bridge_interface=pod_bridge_interface,
+        pod_interface_name_prefix=pod_interface_name_prefix,
+        nodeport_addresses=nodeport_addresses,
+        localhost_nodeports=localhost_nodeports,
+        random_fully=random_fully,
+        nfacct=nfacct,
     )
     compiled = _compile_node(manifests, node, node_ip, switches)
     entry = origin or _origin(src, compiled, cluster_cidr)

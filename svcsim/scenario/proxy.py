@@ -17,6 +17,7 @@ nfacct counters kube-proxy's metrics use).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -145,11 +146,21 @@ class DetectLocal(SchemaModel):
     ``detectLocalMode: InterfaceNamePrefix``."""
 
 
-_DETECTOR_NEEDS: Final[dict[str, tuple[str, str]]] = {
-    "BridgeInterface": ("bridge_interface", "detectLocal.bridgeInterface"),
-    "InterfaceNamePrefix": ("interface_name_prefix", "detectLocal.interfaceNamePrefix"),
+@dataclass(frozen=True, slots=True)
+class _DetectorInput:
+    """The ``detectLocal`` field an interface-based detector reads."""
+
+    attribute: str
+    yaml_path: str
+
+
+_DETECTOR_NEEDS: Final = {
+    "BridgeInterface": _DetectorInput("bridge_interface", "detectLocal.bridgeInterface"),
+    "InterfaceNamePrefix": _DetectorInput(
+        "interface_name_prefix", "detectLocal.interfaceNamePrefix"
+    ),
 }
-"""The ``detectLocal`` field each interface-based detector reads: (attribute, YAML path)."""
+"""The ``detectLocal`` field each interface-based detector mode needs."""
 
 
 class ProxySettings(SchemaModel):
@@ -195,8 +206,9 @@ class ProxySettings(SchemaModel):
                 f"got {format_duration(self.min_sync_period_s)}",
             ))
         needs = _DETECTOR_NEEDS.get(self.detect_local_mode)
-        if needs is not None and not getattr(self.detect_local, needs[0]):
-            found.append((("detectLocalMode",), f"{self.detect_local_mode} needs {needs[1]}"))
+        if needs is not None and not getattr(self.detect_local, needs.attribute):
+            message = f"{self.detect_local_mode} needs {needs.yaml_path}"
+            found.append((("detectLocalMode",), message))
         addresses = tuple(self.node_port_addresses)
         if NODE_PORT_ADDRESSES_PRIMARY in addresses:  # alone; each entry is checked on its own
             found += [(("nodePortAddresses", i), why)
