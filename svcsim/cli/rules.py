@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import numpy as np
 import typer
@@ -19,9 +19,16 @@ from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
 from svcsim.netfilter.interpreter import draws_from, trace
 from svcsim.netfilter.model import Ruleset
-from svcsim.netfilter.packet import NodeNetwork, Packet
+from svcsim.netfilter.packet import Packet
 from svcsim.netfilter.text import render_save
-from svcsim.proxy.context import NodeContext
+from svcsim.proxy.context import (
+    LocalDetectorMode,
+    NodeContext,
+    interface_name_problem,
+    node_network,
+    node_port_address_problems,
+    resolve_node_port_addresses,
+)
 from svcsim.proxy.iptables import compile_iptables_sync
 
 ManifestArgs = Annotated[
@@ -41,6 +48,71 @@ MasqBitOpt = Annotated[
     int, typer.Option("--masquerade-bit", min=0, max=31, help="--iptables-masquerade-bit.")
 ]
 MasqAllOpt = Annotated[bool, typer.Option("--masquerade-all", help="--masquerade-all.")]
+DetectLocalModeOpt = Annotated[
+    LocalDetectorMode,
+    typer.Option(
+        "--detect-local-mode",
+        help="How kube-proxy tells Pod traffic apart (--detect-local-mode): ClusterCIDR "
+        "(! -s --cluster-cidr), NodeCIDR (! -s the Node's spec.podCIDR), BridgeInterface "
+        "(! -i --pod-bridge-interface), InterfaceNamePrefix (! -i --pod-interface-name-prefix+).",
+    ),
+]
+BridgeOpt = Annotated[
+    str | None,
+    typer.Option("--pod-bridge-interface", help="The Pods' bridge, for BridgeInterface mode."),
+]
+PrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pod-interface-name-prefix",
+        help="Prefix of the Pods' host interfaces, for InterfaceNamePrefix mode.",
+    ),
+]
+NodePortAddressesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nodeport-addresses",
+        help="Comma-separated CIDRs whose node addresses accept NodePorts, or 'primary' (the "
+        "node IP); default: every local address (--nodeport-addresses).",
+    ),
+]
+LocalhostNodePortsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--localhost-nodeports/--no-localhost-nodeports",
+        help="NodePorts on 127.0.0.1 (--iptables-localhost-nodeports).",
+    ),
+]
+RandomFullyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--random-fully/--no-random-fully",
+        help="The node's iptables supports MASQUERADE --random-fully (iptables >= 1.6.2).",
+    ),
+]
+NfacctOpt = Annotated[
+    bool,
+    typer.Option(
+        "--nfacct/--no-nfacct",
+        help="The kernel has nfacct: kube-proxy adds its counter matches to two rules.",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySwitches:
+    """kube-proxy's flags and the node's facts that change its rules, as given as options."""
+
+    cluster_cidr: str | None = None
+    masquerade_bit: int = 14
+    masquerade_all: bool = False
+    detect_local_mode: LocalDetectorMode = "ClusterCIDR"
+    pod_bridge_interface: str | None = None
+    pod_interface_name_prefix: str | None = None
+    nodeport_addresses: str | None = None
+    localhost_nodeports: bool = True
+    random_fully: bool = True
+    nfacct: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +126,7 @@ class NodeRules:
 
 
 def _compile_node(
-    manifests_paths: list[Path],
-    node: str,
-    node_ip: str | None,
-    cluster_cidr: str | None,
-    masquerade_bit: int,
-    masquerade_all: bool,
+    manifests_paths: list[Path], node: str, node_ip: str | None, switches: ProxySwitches
 ) -> NodeRules:
     try:
         manifests = load_manifests(manifests_paths)
@@ -73,29 +140,100 @@ def _compile_node(
             ipaddress.IPv4Address(ip)
         except ValueError:
             problems.append(f"--node-ip: {ip!r} is not an IPv4 address")
-    if cluster_cidr is not None:
+    if switches.cluster_cidr is not None:
         try:
-            ipaddress.ip_network(cluster_cidr, strict=False)
+            ipaddress.ip_network(switches.cluster_cidr, strict=False)
         except ValueError:
-            problems.append(f"--cluster-cidr: {cluster_cidr!r} is not a CIDR")
+            problems.append(f"--cluster-cidr: {switches.cluster_cidr!r} is not a CIDR")
+    detector = _detector(manifests, node, switches, problems)
+    addresses = _nodeport_addresses(switches.nodeport_addresses, problems)
     if problems:
         fail(problems)
-    if cluster_cidr is None:
-        warn(["no --cluster-cidr: like kube-proxy without a local detector, no rule masquerades "
-              "off-cluster traffic to cluster IPs"])
-    common = {
-        "node_ips": tuple(node_ips),
-        "masquerade_bit": masquerade_bit,
-        "masquerade_all": masquerade_all,
-        "node_zone": next((n.zone for n in manifests.nodes if n.meta.name == node), None),
-    }
-    context = (
-        NodeContext.with_cluster_cidr(node, cluster_cidr, **common)
-        if cluster_cidr is not None
-        else NodeContext(node_name=node, **common)  # type: ignore[arg-type]
+    context = NodeContext(
+        node_name=node,
+        node_ips=tuple(node_ips),
+        local_detector=detector[0] if detector else None,
+        local_detector_value=detector[1] if detector else "",
+        masquerade_bit=switches.masquerade_bit,
+        masquerade_all=switches.masquerade_all,
+        localhost_nodeports=switches.localhost_nodeports,
+        random_fully=switches.random_fully,
+        nfacct=switches.nfacct,
+        node_port_addresses=resolve_node_port_addresses(addresses, next(iter(node_ips), None)),
+        node_zone=next((n.zone for n in manifests.nodes if n.meta.name == node), None),
     )
+    if switches.localhost_nodeports and not context.effective_localhost_nodeports:
+        warn(["localhost NodePorts are off: --nodeport-addresses leaves out 127.0.0.0/8, and "
+              "kube-proxy then turns --iptables-localhost-nodeports off"])
+    if not context.nodeport_match_all and not context.nodeport_ips():
+        warn([f"no node address is inside --nodeport-addresses {switches.nodeport_addresses}: "
+              "kube-proxy writes no rule that leads to KUBE-NODEPORTS, so no NodePort answers"])
     sync = compile_iptables_sync(manifests.services, effective_endpoint_slices(manifests), context)
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
+
+
+_DETECTOR_INPUTS: Final = {
+    "ClusterCIDR": "--cluster-cidr",
+    "BridgeInterface": "--pod-bridge-interface",
+    "InterfaceNamePrefix": "--pod-interface-name-prefix",
+}
+"""The option each detector mode reads (NodeCIDR reads the Node's spec.podCIDRs)."""
+
+
+def _detector(
+    manifests: Manifests, node: str, switches: ProxySwitches, problems: list[str]
+) -> tuple[LocalDetectorMode, str] | None:
+    """The local-traffic detector (mode, value) kube-proxy builds, or None (no detector).
+
+    Checks as kube-proxy's validation.go (an interface mode needs its interface) and warns
+    about options the chosen mode does not read.
+    """
+    mode = switches.detect_local_mode
+    given = {
+        "--cluster-cidr": switches.cluster_cidr,
+        "--pod-bridge-interface": switches.pod_bridge_interface,
+        "--pod-interface-name-prefix": switches.pod_interface_name_prefix,
+    }
+    used = _DETECTOR_INPUTS.get(mode)
+    unused = [flag for flag, value in given.items() if value is not None and flag != used]
+    # --cluster-cidr still tells trace which sources are Pods; say only what the rules ignore.
+    if unused:
+        warn([f"{', '.join(unused)} not used by the rules: --detect-local-mode is {mode}"])
+    if mode == "NodeCIDR":
+        found = next((n for n in manifests.nodes if n.meta.name == node), None)
+        cidrs = [c for c in (found.pod_cidrs if found else ()) if "." in c]
+        if not cidrs:
+            problems.append(f"--detect-local-mode NodeCIDR: node {node!r} has no IPv4 "
+                            "spec.podCIDRs in the manifests")
+            return None
+        return mode, cidrs[0]
+    assert used is not None
+    value = given[used]
+    if mode == "ClusterCIDR":
+        if value is None:
+            warn(["no --cluster-cidr: like kube-proxy without a local detector, no rule "
+                  "masquerades off-cluster traffic to cluster IPs"])
+            return None
+        return mode, value
+    if not value:
+        problems.append(f"--detect-local-mode {mode} needs {used}")
+        return None
+    why = interface_name_problem(value, wildcard=mode == "InterfaceNamePrefix")
+    if why is not None:
+        problems.append(f"{used}: {why}")
+        return None
+    return mode, value
+
+
+def _nodeport_addresses(given: str | None, problems: list[str]) -> tuple[str, ...]:
+    """The ``--nodeport-addresses`` entries, checked as kube-proxy's validation.go does."""
+    if given is None:
+        return ()
+    values = tuple(v.strip() for v in given.split(",") if v.strip())
+    if not values:
+        problems.append("--nodeport-addresses: give CIDRs or 'primary', or leave it out")
+    problems += [f"--nodeport-addresses: {why}" for _, why in node_port_address_problems(values)]
+    return values
 
 
 def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
@@ -116,14 +254,39 @@ def rules(
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
     masquerade_all: MasqAllOpt = False,
+    detect_local_mode: DetectLocalModeOpt = "ClusterCIDR",
+    pod_bridge_interface: BridgeOpt = None,
+    pod_interface_name_prefix: PrefixOpt = None,
+    nodeport_addresses: NodePortAddressesOpt = None,
+    localhost_nodeports: LocalhostNodePortsOpt = True,
+    random_fully: RandomFullyOpt = True,
+    nfacct: NfacctOpt = True,
     output_format: Annotated[
         Literal["save", "restore"],
         typer.Option("--format", help="save: as iptables-save prints it; restore: as kube-proxy "
                      "writes it to iptables-restore."),
     ] = "save",
 ) -> None:
-    """Print the iptables rules kube-proxy (iptables mode) programs on one node."""
-    compiled = _compile_node(manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all)
+    """Print the iptables rules kube-proxy (iptables mode) programs on one node.
+
+    The options after --node-ip are kube-proxy's flags that change the rules, plus two facts
+    about the node's iptables and kernel (--no-random-fully, --no-nfacct): set them as on
+    the node to compare with its iptables-save. Save format: tables in iptables-save's order;
+    the "Generated"/"Completed" lines carry a fixed time (the Unix epoch), not the clock.
+    """
+    switches = ProxySwitches(
+        cluster_cidr=cluster_cidr,
+        masquerade_bit=masquerade_bit,
+        masquerade_all=masquerade_all,
+        detect_local_mode=detect_local_mode,
+        pod_bridge_interface=pod_bridge_interface,
+        pod_interface_name_prefix=pod_interface_name_prefix,
+        nodeport_addresses=nodeport_addresses,
+        localhost_nodeports=localhost_nodeports,
+        random_fully=random_fully,
+        nfacct=nfacct,
+    )
+    compiled = _compile_node(manifests, node, node_ip, switches)
     if output_format == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
@@ -150,13 +313,17 @@ def _parse_endpoints(src: str, dst: str) -> tuple[str, int, str]:
     return host, int(port), protocol
 
 
-def _origin(src: str, compiled: NodeRules) -> Literal["pod", "host", "external"]:
+def _origin(
+    src: str, compiled: NodeRules, cluster_cidr: str | None
+) -> Literal["pod", "host", "external"]:
     address = ipaddress.ip_address(src)
-    if src in compiled.context.node_ips or address.is_loopback:
+    context = compiled.context
+    if src in context.node_ips or address.is_loopback:
         return "host"
-    cidr = compiled.context.cluster_cidr
-    if cidr is not None and address in ipaddress.ip_network(cidr, strict=False):
-        return "pod"
+    node_cidr = context.local_detector_value if context.local_detector == "NodeCIDR" else None
+    for cidr in (cluster_cidr, node_cidr):
+        if cidr is not None and address in ipaddress.ip_network(cidr, strict=False):
+            return "pod"
     for pod in compiled.manifests.pods:
         if pod.pod_ip == src:
             return "pod"
@@ -172,6 +339,13 @@ def trace_command(
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
     masquerade_all: MasqAllOpt = False,
+    detect_local_mode: DetectLocalModeOpt = "ClusterCIDR",
+    pod_bridge_interface: BridgeOpt = None,
+    pod_interface_name_prefix: PrefixOpt = None,
+    nodeport_addresses: NodePortAddressesOpt = None,
+    localhost_nodeports: LocalhostNodePortsOpt = True,
+    random_fully: RandomFullyOpt = True,
+    nfacct: NfacctOpt = True,
     origin: Annotated[
         Literal["pod", "host", "external"] | None,
         typer.Option("--from", help="Where the packet enters: a Pod on this node, a host-network "
@@ -185,8 +359,20 @@ def trace_command(
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
-    compiled = _compile_node(manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all)
-    entry = origin or _origin(src, compiled)
+    switches = ProxySwitches(
+        cluster_cidr=cluster_cidr,
+        masquerade_bit=masquerade_bit,
+        masquerade_all=masquerade_all,
+        detect_local_mode=detect_local_mode,
+        pod_bridge_interface=pod_bridge_interface,
+        pod_interface_name_prefix=pod_interface_name_prefix,
+        nodeport_addresses=nodeport_addresses,
+        localhost_nodeports=localhost_nodeports,
+        random_fully=random_fully,
+        nfacct=nfacct,
+    )
+    compiled = _compile_node(manifests, node, node_ip, switches)
+    entry = origin or _origin(src, compiled, cluster_cidr)
     if entry == "pod":
         owner = next((p for p in compiled.manifests.pods if p.pod_ip == src), None)
         if owner is not None and owner.node_name not in (None, node):
@@ -194,7 +380,7 @@ def trace_command(
                   f"are processed by that node's rules, not {node}'s"])
     packet = Packet(src=src, dst=dst_ip, protocol=protocol, dport=dport, sport=sport, origin=entry)
     context = compiled.context
-    network = NodeNetwork(node_ips=context.node_ips, pod_cidr=context.cluster_cidr)
+    network = node_network(context, cluster_cidr)
     walk = trace(compiled.ruleset, packet, network, draw=draws_from(np.random.default_rng(seed)))
     typer.echo(walk.format(verbose=verbose))
     if walk.verdict == "ACCEPT" and walk.dnat is None and not walk.outcome.local:

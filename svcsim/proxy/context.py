@@ -7,9 +7,12 @@ frozen value; the compiler reads it and never changes it.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from svcsim.netfilter.packet import NodeNetwork
 
 LocalDetectorMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"]
 """``--detect-local-mode`` values (``pkg/proxy/util/localdetector.go``)."""
@@ -17,6 +20,13 @@ LocalDetectorMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "Inter
 LOCAL_DETECTOR_MODES: Final = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
 
 TOPOLOGY_ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+
+NODE_PORT_ADDRESSES_PRIMARY: Final = "primary"
+"""``--nodeport-addresses primary``: only the node's primary IP (``NodePortAddressesPrimary``)."""
+
+INTERFACE_NAME_MAX: Final = 15
+"""Longest interface name iptables takes for ``-i`` (``IFNAMSIZ`` 16 with the NUL), the ``+``
+wildcard included (``xtables_parse_interface``: "must be shorter than IFNAMSIZ")."""
 
 IPV4_LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 
@@ -28,6 +38,58 @@ def go_hex_mark(value: int) -> str:
     ``1 << 14`` is ``"0x00004000"``, which is what real kube-proxy logs and writes.
     """
     return f"0x{value:08x}"
+
+
+def interface_name_problem(name: str, *, wildcard: bool = False) -> str | None:
+    """Why ``name`` (``+`` appended if ``wildcard``) cannot be an iptables ``-i`` argument.
+
+    Length as iptables checks it; characters as the kernel's ``dev_valid_name`` (no ``/``,
+    ``:`` or white space, not ``.`` or ``..``). None if fine; the empty name means "not set".
+    """
+    if not name:
+        return None
+    if len(name) + wildcard > INTERFACE_NAME_MAX:
+        limit = INTERFACE_NAME_MAX - wildcard
+        return f"interface name {name!r} is longer than {limit} characters (iptables' limit)"
+    if name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+        return f"{name!r} is not a Linux interface name (no '/', ':' or spaces)"
+    return None
+
+
+def node_port_address_problems(values: tuple[str, ...]) -> list[tuple[int, str]]:
+    """``(index, problem)`` of each bad ``--nodeport-addresses`` entry (validation.go's checks).
+
+    An entry is an IPv4 CIDR (host bits allowed, as ``ParseCIDRSloppy``) or ``primary``, which
+    must stand alone. IPv6 CIDRs are refused: only IPv4 is simulated.
+    """
+    found: list[tuple[int, str]] = []
+    for index, value in enumerate(values):
+        if value == NODE_PORT_ADDRESSES_PRIMARY:
+            if len(values) > 1:
+                found.append((index, "can't use both 'primary' and CIDRs"))
+            continue
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            found.append((index, f"must be a CIDR such as 192.168.0.0/24, or "
+                                 f"{NODE_PORT_ADDRESSES_PRIMARY!r}, got {value!r}"))
+            continue
+        if network.version != 4:
+            found.append((index, f"only IPv4 is simulated, got {value!r}"))
+    return found
+
+
+def resolve_node_port_addresses(values: tuple[str, ...], node_ip: str | None) -> tuple[str, ...]:
+    """``--nodeport-addresses`` as kube-proxy's server hands it to the proxier.
+
+    A lone ``primary`` becomes ``<node IP>/32`` (cmd/kube-proxy/app/server.go), or nothing
+    (every address) when the node IP is unknown or loopback. Other values pass unchanged.
+    """
+    if values != (NODE_PORT_ADDRESSES_PRIMARY,):
+        return values
+    if node_ip is None or ipaddress.IPv4Address(node_ip).is_loopback:
+        return ()
+    return (f"{node_ip}/32",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +140,11 @@ class NodeContext:
                 raise ValueError(f"unknown local detector mode {self.local_detector!r}")
             if not self.local_detector_value:
                 raise ValueError(f"local detector {self.local_detector} needs a value")
+            if self.local_detector in ("BridgeInterface", "InterfaceNamePrefix"):
+                wildcard = self.local_detector == "InterfaceNamePrefix"
+                why = interface_name_problem(self.local_detector_value, wildcard=wildcard)
+                if why is not None:
+                    raise ValueError(why)
             if self.local_detector in ("ClusterCIDR", "NodeCIDR"):
                 try:
                     ipaddress.ip_network(self.local_detector_value, strict=False)
@@ -196,3 +263,30 @@ class NodeContext:
             if ip not in out and any(addr in c for c in cidrs):
                 out.append(ip)
         return out
+
+
+UPLINK_CANDIDATES: Final = ("eth0", "ens3", "uplink0")
+"""Names for the node's uplink, first choice first: the first one the Pod detector does not
+match is taken (no scenario or manifest names the real one)."""
+
+
+def node_network(ctx: NodeContext, pod_cidr: str | None) -> NodeNetwork:
+    """The node's network as ``ctx``'s detector needs it: Pods arrive where it looks for them.
+
+    The interface detectors read only interface names, so local Pods' packets arrive on the
+    bridge itself (BridgeInterface) or on a veth named with the prefix (InterfaceNamePrefix),
+    and the uplink gets a name the detector does not match. With a CIDR detector (or none) the
+    names do not matter and NodeNetwork's defaults stay.
+    """
+    network = NodeNetwork(node_ips=ctx.node_ips, pod_cidr=pod_cidr)
+    mode, value = ctx.local_detector, ctx.local_detector_value
+    if mode not in ("BridgeInterface", "InterfaceNamePrefix"):
+        return network
+    prefix = mode == "InterfaceNamePrefix"
+    pods = f"{value}0" if prefix else value
+    uplink = next(
+        name
+        for name in UPLINK_CANDIDATES
+        if not (name.startswith(value) if prefix else name == value)
+    )
+    return dataclasses.replace(network, pod_interface=pods, uplink_interface=uplink)

@@ -17,13 +17,18 @@ from svcsim.k8s import Manifests, effective_endpoint_slices
 from svcsim.k8s.objects import Node, ObjectMeta
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
-from svcsim.netfilter.packet import NodeNetwork
-from svcsim.proxy.context import NodeContext
+from svcsim.proxy.context import (
+    LocalDetectorMode,
+    NodeContext,
+    node_network,
+    resolve_node_port_addresses,
+)
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeSpec, for_node
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import LoadedScenario, parse_manifests
+from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
 from svcsim.scenario.timeline_run import schedule_timeline
 from svcsim.scenario.world import World
@@ -107,19 +112,10 @@ def build_world(
     initial_slices = effective_endpoint_slices(initial)
     for spec in cluster.nodes:
         settings = cluster.proxy.for_node(spec.name)
-        ctx = NodeContext.with_cluster_cidr(
-            spec.name,
-            cluster.cluster_cidr,
-            node_ips=(spec.ip,),
-            masquerade_bit=settings.masquerade_bit,
-            masquerade_all=settings.masquerade_all,
-            localhost_nodeports=settings.localhost_node_ports,
-            tcp_be_liberal=settings.conntrack.tcp_be_liberal,
-            node_zone=spec.zone,
-        )
+        ctx = _node_context(spec, settings, cluster.cluster_cidr)
         kernel = Kernel(
             spec.name,
-            NodeNetwork(node_ips=(spec.ip,), pod_cidr=spec.pod_cidr),
+            node_network(ctx, spec.pod_cidr),
             _conntrack_max(settings.conntrack.max_entries(spec.cpus)),
             ConntrackTimeouts.kube_proxy_defaults(
                 tcp_established_s=settings.conntrack.tcp_established_timeout_s,
@@ -145,6 +141,33 @@ def build_world(
     world.traffic = engine([_workload(w) for w in sc.workloads], world)
     schedule_timeline(world, loaded, deployments, scheduler, fleet)
     return world
+
+
+def _node_context(spec: NodeSpec, settings: ProxySettings, cluster_cidr: str) -> NodeContext:
+    """What ``spec``'s kube-proxy compiles with: its flags and switches, its node's facts."""
+    detector: LocalDetectorMode = settings.detect_local_mode
+    detector_value = {
+        "ClusterCIDR": cluster_cidr,
+        "NodeCIDR": spec.pod_cidr,
+        "BridgeInterface": settings.detect_local.bridge_interface,
+        "InterfaceNamePrefix": settings.detect_local.interface_name_prefix,
+    }[detector]
+    return NodeContext(
+        node_name=spec.name,
+        node_ips=(spec.ip,),
+        local_detector=detector,
+        local_detector_value=detector_value,
+        masquerade_bit=settings.masquerade_bit,
+        masquerade_all=settings.masquerade_all,
+        localhost_nodeports=settings.localhost_node_ports,
+        random_fully=settings.random_fully,
+        nfacct=settings.nfacct,
+        node_port_addresses=resolve_node_port_addresses(
+            tuple(settings.node_port_addresses), spec.ip
+        ),
+        tcp_be_liberal=settings.conntrack.tcp_be_liberal,
+        node_zone=spec.zone,
+    )
 
 
 def _delays(loaded: LoadedScenario) -> ControlPlaneDelays:

@@ -4,18 +4,46 @@ Field names are those of ``KubeProxyConfiguration`` (kubernetes/kubernetes
 staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go), flattened: ``iptables.minSyncPeriod``
 is ``proxy.minSyncPeriod`` here. Checks follow pkg/proxy/apis/config/validation/validation.go
 (masqueradeBit in [0, 31], syncPeriod > 0, minSyncPeriod >= 0 and <= syncPeriod, conntrack
-values >= 0). ``nodes`` overrides any field on named nodes; :meth:`ProxyConfig.for_node`
-gives the merged result.
+values >= 0, detectLocalMode and its interface, nodePortAddresses CIDRs or a lone
+``primary``). ``nodes`` overrides any field on named nodes; :meth:`ProxyConfig.for_node` gives
+the merged result.
+
+Besides ``KubeProxyConfiguration``, two switches describe the node rather than the
+configuration, because they change the rules kube-proxy writes there: ``randomFully`` (the
+host's iptables supports ``MASQUERADE --random-fully``) and ``nfacct`` (the kernel has the
+nfacct counters kube-proxy's metrics use).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
-from svcsim.scenario.base import Loc, NodeName, OmitNoneModel, SchemaModel, problems_at
+from svcsim.proxy.context import (
+    NODE_PORT_ADDRESSES_PRIMARY,
+    LocalDetectorMode,
+    interface_name_problem,
+    node_port_address_problems,
+)
+from svcsim.scenario.base import (
+    Loc,
+    NodeName,
+    OmitNoneModel,
+    SchemaModel,
+    problem,
+    problems_at,
+)
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
 from svcsim.sim.synccost import DEFAULT_BASE_S, DEFAULT_PER_RULE_S
 
@@ -79,6 +107,62 @@ class Conntrack(SchemaModel):
         return max(self.max_per_core * cpus, self.min)
 
 
+def _node_port_address(value: str) -> str:
+    for _, why in node_port_address_problems((value,)):
+        raise problem(why)
+    return value
+
+
+NodePortAddress = Annotated[StrictStr, AfterValidator(_node_port_address)]
+"""One ``nodePortAddresses`` entry: an IPv4 CIDR (host bits allowed, as kube-proxy's
+``ParseCIDRSloppy``) or ``primary``."""
+
+
+def _interface_check(*, wildcard: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        why = interface_name_problem(value, wildcard=wildcard)
+        if why is not None:
+            raise problem(why)
+        return value
+
+    return AfterValidator(check)
+
+
+InterfaceName = Annotated[StrictStr, _interface_check(wildcard=False)]
+"""A Linux interface name as iptables ``-i`` takes it (empty: not set)."""
+
+InterfacePrefix = Annotated[StrictStr, _interface_check(wildcard=True)]
+"""An interface name prefix, which kube-proxy writes as ``-i <prefix>+`` (empty: not set)."""
+
+
+class DetectLocal(SchemaModel):
+    """``detectLocal``: the interface settings of the interface-based local-traffic detectors."""
+
+    bridge_interface: InterfaceName = ""
+    """The Pods' bridge (``--pod-bridge-interface``); needed by ``detectLocalMode:
+    BridgeInterface``."""
+    interface_name_prefix: InterfacePrefix = ""
+    """Prefix of the Pods' host-side interfaces (``--pod-interface-name-prefix``); needed by
+    ``detectLocalMode: InterfaceNamePrefix``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _DetectorInput:
+    """The ``detectLocal`` field an interface-based detector reads."""
+
+    attribute: str
+    yaml_path: str
+
+
+_DETECTOR_NEEDS: Final = {
+    "BridgeInterface": _DetectorInput("bridge_interface", "detectLocal.bridgeInterface"),
+    "InterfaceNamePrefix": _DetectorInput(
+        "interface_name_prefix", "detectLocal.interfaceNamePrefix"
+    ),
+}
+"""The ``detectLocal`` field each interface-based detector mode needs."""
+
+
 class ProxySettings(SchemaModel):
     """One node's effective kube-proxy configuration."""
 
@@ -93,21 +177,52 @@ class ProxySettings(SchemaModel):
     masquerade_all: StrictBool = False
     """SNAT all traffic sent to Service cluster IPs."""
     localhost_node_ports: StrictBool = True
-    """Accept NodePort connections on 127.0.0.1 (iptables mode, IPv4)."""
+    """Accept NodePort connections on 127.0.0.1 (iptables mode, IPv4); off whenever
+    ``nodePortAddresses`` leaves out 127.0.0.0/8."""
+    node_port_addresses: list[NodePortAddress] = Field(default_factory=list)
+    """CIDRs whose node addresses accept NodePorts, or ``[primary]`` (the node IP); empty: all."""
+    detect_local_mode: LocalDetectorMode = "ClusterCIDR"
+    """How kube-proxy tells Pod traffic from other traffic: ClusterCIDR (``! -s clusterCIDR``),
+    NodeCIDR (``! -s`` the node's podCIDR), BridgeInterface or InterfaceNamePrefix
+    (``! -i ...``)."""
+    detect_local: DetectLocal = Field(default_factory=DetectLocal)
+    """The interface the interface-based detectors match."""
+    random_fully: StrictBool = True
+    """The node's iptables supports ``--random-fully`` (>= 1.6.2): MASQUERADE uses it."""
+    nfacct: StrictBool = True
+    """The kernel has nfacct: kube-proxy's counter matches appear in two of its rules."""
     sync_cost: SyncCost = Field(default_factory=SyncCost)
     """Sync duration model."""
     conntrack: Conntrack = Field(default_factory=Conntrack)
     """Conntrack limits and timeouts kube-proxy writes to the node's sysctls."""
 
     @model_validator(mode="after")
-    def _periods(self) -> ProxySettings:
+    def _cross_checks(self) -> ProxySettings:
+        found: list[tuple[Loc, str]] = []
         if self.min_sync_period_s > self.sync_period_s:
-            raise problems_at("proxy", [(
+            found.append((
                 ("minSyncPeriod",),
                 f"must be <= syncPeriod ({format_duration(self.sync_period_s)}), "
                 f"got {format_duration(self.min_sync_period_s)}",
-            )])
+            ))
+        needs = _DETECTOR_NEEDS.get(self.detect_local_mode)
+        if needs is not None and not getattr(self.detect_local, needs.attribute):
+            message = f"{self.detect_local_mode} needs {needs.yaml_path}"
+            found.append((("detectLocalMode",), message))
+        addresses = tuple(self.node_port_addresses)
+        if NODE_PORT_ADDRESSES_PRIMARY in addresses:  # alone; each entry is checked on its own
+            found += [(("nodePortAddresses", i), why)
+                      for i, why in node_port_address_problems(addresses)]
+        if found:
+            raise problems_at("proxy", found)
         return self
+
+
+class DetectLocalPatch(OmitNoneModel):
+    """Per-node override of some :class:`DetectLocal` fields."""
+
+    bridge_interface: InterfaceName | None = None
+    interface_name_prefix: InterfacePrefix | None = None
 
 
 class SyncCostPatch(OmitNoneModel):
@@ -138,6 +253,11 @@ class ProxyOverride(OmitNoneModel):
     masquerade_bit: StrictInt | None = Field(default=None, ge=0, le=31)
     masquerade_all: StrictBool | None = None
     localhost_node_ports: StrictBool | None = None
+    node_port_addresses: list[NodePortAddress] | None = None
+    detect_local_mode: LocalDetectorMode | None = None
+    detect_local: DetectLocalPatch | None = None
+    random_fully: StrictBool | None = None
+    nfacct: StrictBool | None = None
     sync_cost: SyncCostPatch | None = None
     conntrack: ConntrackPatch | None = None
 
