@@ -30,5 +30,7 @@ def shipped_requests(path: Path, engine: EngineFactory, *, seed: int = 1) -> pd.
     world.run()
     requests: pd.DataFrame = world.recorder.frames()["requests"]
     requests = requests.sort_values(RECORD_KEY, kind="stable").reset_index(drop=True)
-    categorical = [c for c in requests.columns if isinstance(requests[c].dtype, pd.CategoricalDtype)]
+    categorical = [
+        c for c in requests.columns if isinstance(requests[c].dtype, pd.CategoricalDtype)
+    ]
     return requests.astype(dict.fromkeys(categorical, str))
