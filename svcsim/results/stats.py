@@ -5,7 +5,8 @@
   spread *new flows* evenly over a Service's endpoints while the rules hold still? Only new
   flows are counted: a reused keep-alive connection or an existing conntrack entry does not
   consult the rules (the NAT decision is made once per connection). The test assumes
-  ``sessionAffinity: None``; with ClientIP affinity flows are not independent draws.
+  independent draws over the set the node's rules choose from; which Services that does not
+  fit, and the verdict's words and level, are in :mod:`svcsim.results.uniformity`.
 * :func:`programming_latency`: kube-proxy's ``network_programming_duration_seconds``,
   summarised per node.
 """
