@@ -28,6 +28,7 @@ from svcsim.results import (
     write_failed_run,
     write_run,
 )
+from svcsim.results.uniformity import untested_service_ports
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import LoadedScenario, load_scenario
 
@@ -89,8 +90,10 @@ def run_scenario(
     frames = world.recorder.frames()
     windows = failure_windows(frames["requests"])
     changes = endpoint_set_changes(frames["endpoint_sets"])
-    intervals = stable_intervals(changes, end_s=sc.duration_s)
-    summary = build_summary(frames, windows, seed=chosen, intervals=intervals)
+    # Per node: each node's flows are tested against the set its own rules choose from.
+    intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
+    untested = untested_service_ports(world.api.list("Service"))
+    summary = build_summary(frames, windows, seed=chosen, intervals=intervals, untested=untested)
     manifest = _manifest(loaded, chosen, sorted(world.stream_names()), wall_s)
     preview = Run.from_frames(out, manifest, frames, summary, windows)
     path = write_run(

@@ -157,3 +157,61 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(monkeypatch: pytest.M
         world.run()
     assert frozen_inside and min(frozen_inside) > 0  # the pre-run heap was frozen
     assert gc.get_freeze_count() == 0  # and is given back, even when the run fails
+
+
+AFFINITY_SCENARIO = """
+apiVersion: svcsim/v1
+kind: Scenario
+metadata: {name: sticky}
+duration: 5s
+cluster: {nodes: 2}
+manifests:
+  - inline: |
+      apiVersion: v1
+      kind: Service
+      metadata: {name: web}
+      spec:
+        selector: {app: web}
+        clusterIP: 10.96.0.10
+        sessionAffinity: ClientIP
+        ports: [{name: http, port: 80, targetPort: 8080}]
+      ---
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: web}
+      spec:
+        replicas: 3
+        selector: {matchLabels: {app: web}}
+        template:
+          metadata: {labels: {app: web}}
+          spec:
+            containers: [{name: web, image: web, ports: [{name: http, containerPort: 8080}]}]
+      ---
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: client}
+      spec:
+        replicas: 2
+        selector: {matchLabels: {app: client}}
+        template:
+          metadata: {labels: {app: client}}
+          spec:
+            containers: [{name: client, image: client}]
+workloads:
+  - name: sticky-clients
+    from: {pods: {app: client}}
+    to: web:http
+    rate: 100
+"""
+
+
+def test_client_ip_affinity_is_not_tested_for_uniformity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "render_all", lambda run: {})
+    path = tmp_path / "sticky.yaml"
+    path.write_text(AFFINITY_SCENARIO, encoding="utf-8")
+    row = run_scenario(path, seed=1, out_dir=tmp_path / "run").run.summary["uniformity"]
+    assert row["default/web:http"]["verdict"] == "not tested (sessionAffinity ClientIP)"
+    assert row["default/web:http"]["p_value"] is None
+    assert row["default/web:http"]["flows"] > 0

@@ -25,9 +25,7 @@ from svcsim.proxy.probability import (
     simulate_picks,
     uniformity_test,
 )
-
-UNIFORMITY_ALPHA: Final = 1e-3
-"""Significance level of the verdict: p-values below it reject uniformity."""
+from svcsim.results.uniformity import uniformity_verdict
 
 MAX_TABLE_ROWS: Final = 50
 """Longer tables show their first and last ``MAX_TABLE_ROWS // 2`` rows around a "..." row."""
@@ -165,13 +163,13 @@ def chain(
         soft_wrap=True,  # never break the seed away from its option
     )
     console.print(_pick_table(analysis, counts, samples))
-    verdict = "consistent with uniform" if p_value >= UNIFORMITY_ALPHA else "NOT uniform"
+    verdict = uniformity_verdict(p_value)  # the words and level of svcsim run and report
     if n == 1:
         console.print("A single endpoint receives every pick: uniform by definition.")
     else:
         console.print(
             f"Chi-square vs equal shares: statistic {chi2:.4f} with {n - 1} degrees of freedom, "
-            f"p-value {p_value:.4g} -> {verdict} (rejection level p < {UNIFORMITY_ALPHA:g})."
+            f"p-value {p_value:.4g} -> {verdict}."
         )
     if plot is not None:
         _write_plot(plot, analysis, counts, seed)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from svcsim.cli.common import console, fail
 from svcsim.results import Run, RunFolderError
+from svcsim.results.uniformity import uniformity_verdict
 from svcsim.runs import run_scenario
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import load_scenario
@@ -121,19 +122,25 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
                       box=box.SIMPLE_HEAD, title="Uniformity in stable intervals")
         for row in _keyed_rows(uniformity, "service"):
             p = row.get("p_value")
-            verdict = "-" if p is None or math.isnan(p) else (
-                "consistent with uniform" if p > 1e-3 else "NOT uniform")
+            # summary.json holds the verdict; older run folders only the p-value.
+            verdict = row.get("verdict") or uniformity_verdict(p)
             table.add_row(row["service"], f"{row.get('flows', 0):,}",
                           _num(row.get("statistic")), _num(p), verdict)
         out.print(table)
 
     latency = summary.get("programming_latency") or {}
-    if latency:
-        table = Table("node", "syncs", "p50 s", "p90 s", "max s", box=box.SIMPLE_HEAD,
-                      title="Network programming latency (trigger → rules in the kernel)")
-        for row in _keyed_rows(latency, "node"):
-            table.add_row(row["node"], str(row.get("syncs", "")), _num(row.get("p50_s")),
-                          _num(row.get("p90_s")), _num(row.get("max_s")))
+    syncs = summary.get("syncs") or {}
+    if latency or syncs:
+        table = Table("node", "syncs run", "failed", "with trigger time", "p50 s", "p90 s",
+                      "max s", box=box.SIMPLE_HEAD,
+                      title="Network programming latency (trigger → rules in the kernel)",
+                      caption="syncs run: every sync; p50/p90/max over the syncs with a "
+                              "trigger time (docs/results.md)")
+        for node in sorted(set(latency) | set(syncs)):
+            lat, run_syncs = latency.get(node, {}), syncs.get(node, {})
+            table.add_row(node, _count(run_syncs.get("total")), _count(run_syncs.get("failed")),
+                          _count(lat.get("syncs_with_trigger")), _num(lat.get("p50_s")),
+                          _num(lat.get("p90_s")), _num(lat.get("max_s")))
         out.print(table)
     out.print(f"Run folder: {run.path}  (svcsim report {run.path} for an HTML page)")
     sys.stdout.flush()
@@ -142,6 +149,10 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
 def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """``{name: {...}}`` from summary.json as rows carrying the name under ``key``."""
     return [{key: name, **row} for name, row in sorted(by_key.items())]
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
 
 
 def _num(value: Any) -> str:

@@ -149,7 +149,8 @@ class Outcome:
     ``destination`` is the (ip, port) the packet was heading to when the walk ended: after
     DNAT for an accepted packet, so it is where the connection is delivered. ``dnat`` is set only
     when a DNAT target fired. ``recent_sets`` lists ``(list name, address)`` remembered by
-    ``-m recent --set`` on the way, in order.
+    ``-m recent --set`` on the way, in order. ``decided_in`` is the ``(table, chain)`` whose rule
+    or policy dropped or rejected the packet (None when accepted): who dropped it tells why.
     """
 
     verdict: VerdictKind
@@ -160,6 +161,7 @@ class Outcome:
     local: bool = False
     reject_with: str | None = None
     recent_sets: tuple[tuple[str, str], ...] = ()
+    decided_in: tuple[str, str] | None = None
 
     def describe(self) -> str:
         """One line: verdict, where to, NAT."""

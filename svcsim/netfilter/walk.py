@@ -116,6 +116,7 @@ class _Walker:
         self.masquerade = False
         self.recent_sets: list[tuple[str, str]] = []
         self.steps: list[TraceStep] = []
+        self.decided_in: tuple[str, str] | None = None
 
     # --- hooks and routing ------------------------------------------------------------------
 
@@ -149,6 +150,7 @@ class _Walker:
             local=verdict is VerdictKind.ACCEPT and self.network.is_local(self.dst),
             reject_with=reject_with,
             recent_sets=tuple(self.recent_sets),
+            decided_in=self.decided_in if verdict is not VerdictKind.ACCEPT else None,
         )
 
     def route(self, text: str) -> None:
@@ -212,12 +214,14 @@ class _Walker:
                 raise TraceError(f"unknown target {target!r}")
             self.step(hook, table, chain, index, rule, True, action, detail, depth)
             if end is not None:
+                self.decided_in = (table, chain.name)
                 return end
         policy = VerdictKind(builtin.policy or "ACCEPT")
         if self.record:
             self.steps.append(
                 TraceStep("policy", hook, table, builtin.name, None, "", True, policy.value)
             )
+        self.decided_in = (table, builtin.name)
         return (policy, None)
 
     def jump(

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from svcsim.plots import endpoint_labels
 from svcsim.results import Outcome, Run
+from svcsim.results.uniformity import uniformity_verdict
 
 MAX_WINDOW_ROWS: Final = 200
 """Failure windows listed in full; the rest are counted in a note (windows.json has all)."""
@@ -175,21 +176,27 @@ def uniformity_table(summary: Mapping[str, Any]) -> Table:
             secs(u.get("statistic"), 3),
             count(u.get("dof")),
             p_value(u.get("p_value")),
+            str(u.get("verdict") or uniformity_verdict(u.get("p_value"))),
         )
         for service, u in sorted(uniformity.items())
     ]
     return Table(
         "Uniformity of new flows over endpoints (chi-square, stable intervals)",
-        ("service", "new flows", "endpoint sets", "statistic", "dof", "p-value"),
+        ("service", "new flows", "endpoint sets", "statistic", "dof", "p-value", "verdict"),
         tuple(rows),
-        (False, True, True, True, True, True),
+        (False, True, True, True, True, True, False),
         empty="not computed for this run",
         key="uniformity",
     )
 
 
 def node_table(summary: Mapping[str, Any]) -> Table:
-    """Per node: syncs, network programming latency (p50/p90/max) and conntrack peak."""
+    """Per node: syncs run, network programming latency (p50/p90/max) and conntrack peak.
+
+    "syncs run" counts every sync (``summary.json`` ``syncs.total``); the latency is over the
+    syncs with a trigger time (``programming_latency.syncs_with_trigger``): the same numbers
+    and names as ``svcsim run`` prints.
+    """
     latency: Mapping[str, Mapping[str, Any]] = summary.get("programming_latency", {})
     syncs: Mapping[str, Mapping[str, Any]] = summary.get("syncs", {})
     conntrack: Mapping[str, Mapping[str, Any]] = summary.get("conntrack", {})
@@ -203,6 +210,7 @@ def node_table(summary: Mapping[str, Any]) -> Table:
                 node,
                 count(sync.get("total")),
                 count(sync.get("failed")),
+                count(lat.get("syncs_with_trigger")),
                 secs(lat.get("p50_s")),
                 secs(lat.get("p90_s")),
                 secs(lat.get("max_s")),
@@ -213,15 +221,16 @@ def node_table(summary: Mapping[str, Any]) -> Table:
         "Per node: kube-proxy syncs, network programming latency, conntrack",
         (
             "node",
-            "syncs",
-            "failed syncs",
+            "syncs run",
+            "failed",
+            "with trigger time",
             "programming p50 (s)",
             "p90 (s)",
             "max (s)",
             "conntrack peak / max",
         ),
         tuple(rows),
-        (False, True, True, True, True, True, True),
+        (False, True, True, True, True, True, True, True),
         key="nodes",
     )
 

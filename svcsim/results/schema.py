@@ -48,10 +48,12 @@ class Outcome(StrEnum):
 
 
 class Cause(StrEnum):
-    """Why an attempt failed; ``NONE`` (``""``) for ``ok`` attempts.
+    """Why an attempt failed; ``NONE`` (``""``) for ``ok`` attempts, and only for them.
 
-    The declaration order is the tie-break order of
-    :func:`svcsim.results.windows.failure_windows`: earlier members win a tie.
+    Every attempt whose outcome is not ``ok`` has one of the other members (a ``misrouted``
+    answer is ``ip-reused``); docs/results.md documents each. The declaration order is the
+    tie-break order of :func:`svcsim.results.windows.failure_windows`: earlier members win a
+    tie (new members go last, so existing tie-breaks keep their order).
     """
 
     NONE = ""
@@ -80,6 +82,10 @@ class Cause(StrEnum):
     """The backend process exited while serving the request."""
     NO_SERVICE_RULE = "no-service-rule"
     """The node had no rule for the Service at all (not programmed yet, or flushed)."""
+    SLOW_RESPONSE = "slow-response"
+    """A Pod of the Service took the request but answered after the client's requestTimeout."""
+    SOURCE_RANGE = "source-range"
+    """The client is outside the Service's loadBalancerSourceRanges: KUBE-PROXY-FIREWALL drops."""
 
 
 class EventKind(StrEnum):

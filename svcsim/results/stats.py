@@ -5,7 +5,8 @@
   spread *new flows* evenly over a Service's endpoints while the rules hold still? Only new
   flows are counted: a reused keep-alive connection or an existing conntrack entry does not
   consult the rules (the NAT decision is made once per connection). The test assumes
-  ``sessionAffinity: None``; with ClientIP affinity flows are not independent draws.
+  independent draws over the set the node's rules choose from; which Services that does not
+  fit, and the verdict's words and level, are in :mod:`svcsim.results.uniformity`.
 * :func:`programming_latency`: kube-proxy's ``network_programming_duration_seconds``,
   summarised per node.
 """
@@ -313,10 +314,13 @@ def _chisquare(pooled: dict[tuple[str, ...], dict[str, int]]) -> tuple[int, int,
 def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
     """Network programming latency per node: count, p50, p90 and max in seconds.
 
-    Uses the ``programming_latency_s`` of each sync (NaN rows: no change applied, skipped).
-    Returns columns node, syncs (int64, syncs with a latency), p50_s, p90_s, max_s (float64;
-    NaN when the node has none), one row per node in ``syncs``, sorted by node. Percentiles
-    interpolate linearly (numpy's default).
+    Uses the ``programming_latency_s`` of each sync: the largest latency of the changes it
+    applied that carried a ``last-change-trigger-time``; NaN rows (no such change: a periodic
+    sync, a failed one, or one whose changes had no trigger time) are skipped. Returns columns
+    node, syncs_with_trigger (int64: syncs with a latency; *not* all syncs, which the
+    ``syncs`` table counts), p50_s, p90_s, max_s (float64; NaN when the node has none), one
+    row per node in ``syncs``, sorted by node. Percentiles interpolate linearly (numpy's
+    default).
     """
     frame = pd.DataFrame(
         {
@@ -333,6 +337,6 @@ def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
             rows.append((node, len(values), float(p50), float(p90), float(values.max())))
         else:
             rows.append((node, 0, np.nan, np.nan, np.nan))
-    out = pd.DataFrame(rows, columns=["node", "syncs", "p50_s", "p90_s", "max_s"])
-    out["syncs"] = out["syncs"].astype(np.int64)
+    out = pd.DataFrame(rows, columns=["node", "syncs_with_trigger", "p50_s", "p90_s", "max_s"])
+    out["syncs_with_trigger"] = out["syncs_with_trigger"].astype(np.int64)
     return out

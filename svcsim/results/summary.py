@@ -20,6 +20,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.schema import Cause, EventKind, Outcome, as_categorical
 from svcsim.results.stats import endpoint_shares, programming_latency, uniformity_tests
+from svcsim.results.uniformity import uniformity_verdict
 from svcsim.results.windows import FailureWindow
 
 
@@ -77,13 +78,16 @@ def build_summary(
     *,
     seed: int | None,
     intervals: pd.DataFrame | None = None,
+    untested: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` content of a run, as JSON-ready data.
 
     ``frames`` are the record tables (``requests``, ``syncs``, ``events``, ``conntrack``; see
     :mod:`svcsim.results.schema`), ``windows`` the run's failure windows, ``intervals`` the
     stable intervals for the uniformity test (:func:`~svcsim.results.stats.stable_intervals`;
-    without them ``uniformity`` is empty). Keys:
+    without them ``uniformity`` is empty), ``untested`` the Service ports whose spread is not
+    uniform by design, with the reason
+    (:func:`~svcsim.results.uniformity.untested_service_ports`). Keys:
 
     * ``seed``: the run's seed.
     * ``requests``: ``total``, ``failed``, ``by_outcome`` (every outcome, zeros included),
@@ -92,9 +96,15 @@ def build_summary(
       cause, outcomes}, in start order (start_s/end_s: send times of the first and last
       failed attempt; see :class:`~svcsim.results.windows.FailureWindow`).
     * ``endpoints``: {service: {endpoint: {requests, share}}} over all routed attempts.
-    * ``uniformity``: {service: {flows, outside, sets, statistic, dof, p_value}}.
-    * ``programming_latency``: {node: {syncs, p50_s, p90_s, max_s}} in seconds.
-    * ``syncs``: {node: {total, failed}}; ``events``: {kind: count} (non-zero only);
+    * ``uniformity``: {service: {flows, outside, sets, statistic, dof, p_value, verdict}};
+      ``verdict`` is :func:`~svcsim.results.uniformity.uniformity_verdict`'s text, the one
+      every reader shows; statistic, dof and p_value are null for an untested Service.
+    * ``programming_latency``: {node: {syncs_with_trigger, p50_s, p90_s, max_s}} in seconds,
+      over the syncs that applied a change with a trigger time
+      (:func:`~svcsim.results.stats.programming_latency`).
+    * ``syncs``: {node: {total, failed}}: every sync kube-proxy ran on the node (its
+      ``sync_proxy_rules_duration_seconds`` count), and those that failed;
+      ``events``: {kind: count} (non-zero only);
       ``conntrack``: {node: {peak_entries, max_entries}}.
 
     NaN values become ``null`` when written (:func:`dumps_json`).
@@ -113,14 +123,18 @@ def build_summary(
         }
     uniformity: dict[str, dict[str, Any]] = {}
     if intervals is not None:
+        reasons = untested or {}
         for row in uniformity_tests(requests, intervals).itertuples(index=False):
+            reason = reasons.get(row.service)
+            tested = reason is None
             uniformity[row.service] = {
                 "flows": int(row.flows),
                 "outside": int(row.outside),
                 "sets": int(row.sets),
-                "statistic": float(row.statistic),
-                "dof": int(row.dof),
-                "p_value": float(row.p_value),
+                "statistic": float(row.statistic) if tested else None,
+                "dof": int(row.dof) if tested else None,
+                "p_value": float(row.p_value) if tested else None,
+                "verdict": uniformity_verdict(float(row.p_value), not_tested=reason),
             }
     summary = {
         "seed": seed,
@@ -150,7 +164,7 @@ def _programming_latency(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     table = programming_latency(frames["syncs"])
     return {
         row.node: {
-            "syncs": int(row.syncs),
+            "syncs_with_trigger": int(row.syncs_with_trigger),
             "p50_s": row.p50_s,
             "p90_s": row.p90_s,
             "max_s": row.max_s,

@@ -10,11 +10,11 @@ simulation started; failures come from the timeline.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
-from svcsim.k8s.objects import Node, ObjectMeta
+from svcsim.k8s.objects import Node, ObjectMeta, Service
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.proxy.context import (
@@ -45,6 +45,7 @@ from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.engine import TrafficEngine
+from svcsim.traffic.targets import service_port_at
 
 ASSUMED_NODE_RAM_BYTES = 16 << 30
 """Node memory assumed for the kernel's own nf_conntrack_max when kube-proxy leaves it alone."""
@@ -138,7 +139,10 @@ def build_world(
         proxy.start(warm=True)
 
     world.view = ApiView(api, network)
-    world.traffic = engine([_workload(w) for w in sc.workloads], world)
+    node_ips = [n.ip for n in cluster.nodes]
+    world.traffic = engine(
+        [_workload(w, initial.services, node_ips) for w in sc.workloads], world
+    )
     schedule_timeline(world, loaded, deployments, scheduler, fleet)
     return world
 
@@ -240,7 +244,9 @@ def _api_manifests(world: World) -> Manifests:
     )
 
 
-def _workload(w: wl.Workload) -> ts.WorkloadSpec:
+def _workload(
+    w: wl.Workload, services: Sequence[Service], node_ips: Sequence[str]
+) -> ts.WorkloadSpec:
     src = w.source
     source: ts.Source
     if src.pods is not None:
@@ -252,7 +258,11 @@ def _workload(w: wl.Workload) -> ts.WorkloadSpec:
     target_ref = w.target
     target: ts.Target
     if isinstance(target_ref, ScenarioAddress):
-        target = ts.AddressTarget(target_ref.ip, target_ref.port, target_ref.protocol)
+        # A literal address that is a Service's (ClusterIP, NodePort, LB IP...) counts as it.
+        owner = service_port_at(
+            target_ref.ip, target_ref.port, target_ref.protocol, services, node_ips
+        )
+        target = ts.AddressTarget(target_ref.ip, target_ref.port, target_ref.protocol, owner)
     else:
         target = ts.ServiceTarget(f"{target_ref.namespace}/{target_ref.name}", target_ref.port)
     conn = w.connection

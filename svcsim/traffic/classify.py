@@ -4,7 +4,10 @@ One function, used by the batched engine (once per destination and state, cached
 per-request reference (every time), so both attribute failures alike:
 
 * REJECT verdict -> ``refused`` / ``no-endpoints`` (ICMP port-unreachable at once);
-  DROP -> ``timeout`` / ``no-endpoints`` (kube-proxy drops only for "no local endpoints").
+  DROP in ``KUBE-PROXY-FIREWALL`` -> ``timeout`` / ``source-range`` (a client outside the
+  Service's loadBalancerSourceRanges: its packet fell through ``KUBE-FW-…`` undNATed);
+  any other DROP -> ``timeout`` / ``no-endpoints`` (kube-proxy's other drops are for "no
+  local endpoints").
 * ACCEPT without DNAT to the node itself -> ``refused`` / ``no-service-rule`` (nothing listens);
   elsewhere -> the packet goes to the dialled address as is: nobody owns a ClusterIP, so
   ``timeout`` / ``no-service-rule``.
@@ -27,6 +30,7 @@ from enum import IntEnum
 
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.netfilter.packet import VerdictKind
+from svcsim.proxy.iptables_service import KUBE_PROXY_FIREWALL
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.network import Backend, BackendState
 from svcsim.traffic.context import TrafficContext
@@ -82,7 +86,9 @@ def classify(
     if outcome.verdict is VerdictKind.REJECT:
         return Resolution(Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False)
     if outcome.verdict is VerdictKind.DROP:
-        return Resolution(Outcome.TIMEOUT, Cause.NO_ENDPOINTS, "", "", None, Wait.CONNECT, False)
+        firewall = outcome.decided_in == ("filter", KUBE_PROXY_FIREWALL)
+        cause = Cause.SOURCE_RANGE if firewall else Cause.NO_ENDPOINTS
+        return Resolution(Outcome.TIMEOUT, cause, "", "", None, Wait.CONNECT, False)
     if outcome.dnat is None and outcome.local:
         return Resolution(Outcome.REFUSED, Cause.NO_SERVICE_RULE, "", "", None, Wait.NONE, True)
     ip, port = outcome.destination

@@ -4,7 +4,8 @@ Shared by both engines (scalar for the per-flow path, arrays for the batched one
 cannot drift apart.
 
 Latency: a served attempt takes its service time; beyond the request timeout the client gives
-up (``ok`` becomes ``timeout`` at the timeout; a ``misrouted`` answer keeps its outcome). A
+up (``ok`` becomes ``timeout`` / ``slow-response`` at the timeout; a ``misrouted`` answer
+keeps its outcome and cause). A
 failure known at once (RST, ICMP) takes 0; a black hole keeps the client until its connect
 timeout (TCP) or request timeout (UDP).
 
@@ -34,7 +35,7 @@ OK, MISROUTED, TIMEOUT, REFUSED, RESET = (
     OUTCOME_CODE[Outcome.REFUSED], OUTCOME_CODE[Outcome.RESET],
 )  # fmt: skip
 DROPPED = OUTCOME_CODE[Outcome.DROPPED]
-NO_CAUSE = CAUSE_CODE[Cause.NONE]
+SLOW_RESPONSE = CAUSE_CODE[Cause.SLOW_RESPONSE]
 
 
 def wait_s(spec: WorkloadSpec, wait: Wait) -> float:
@@ -51,7 +52,7 @@ def finish(
     timeout_s = spec.request_timeout_s
     if service_s > timeout_s:
         if res.outcome is Outcome.OK:
-            return Outcome.TIMEOUT, Cause.NONE, timeout_s
+            return Outcome.TIMEOUT, Cause.SLOW_RESPONSE, timeout_s
         return res.outcome, res.cause, timeout_s
     return res.outcome, res.cause, service_s
 
@@ -68,7 +69,7 @@ def finish_arrays(
     slow = served & (service_s > timeout_s)
     turned = slow & (outcome == OK)
     outcome[turned] = TIMEOUT
-    cause[turned] = NO_CAUSE
+    cause[turned] = SLOW_RESPONSE
     latency: F64 = np.where(served, np.minimum(service_s, timeout_s), fail_wait_s)
     return latency
 

@@ -8,6 +8,7 @@ its traffic meets whatever rules the nodes still hold.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from svcsim.k8s.objects import Service, ServicePort
@@ -73,6 +74,34 @@ def _external_address(
 
 def _has_vip(service: Service) -> bool:
     return service.cluster_ip not in ("", "None")
+
+
+def service_port_at(
+    ip: str, port: int, protocol: Protocol, services: Iterable[Service], node_ips: Iterable[str]
+) -> str | None:
+    """The ServicePortName text of the Service port kube-proxy writes rules for at this address.
+
+    kube-proxy sends ``ip:port/protocol`` to a Service port when ``ip`` is its ClusterIP, one
+    of its external IPs or load-balancer IPs (not ``ipMode: Proxy``) and ``port`` its port, or
+    when ``ip`` is a node's IP (``node_ips``) and ``port`` its NodePort. None if no Service
+    port matches; the first match in ``services`` order otherwise.
+    """
+    nodes = set(node_ips)
+    for service in services:
+        if not _has_vip(service):
+            continue  # headless and ExternalName Services get no rules
+        vips = {service.cluster_ip, *service.cluster_ips, *service.external_ips}
+        vips.update(i.ip for i in service.load_balancer_ingress if i.ip and i.ip_mode != "Proxy")
+        for sp in service.ports:
+            if str(sp.protocol).lower() != protocol:
+                continue
+            if (ip in vips and port == sp.port) or (
+                ip in nodes and sp.node_port and port == sp.node_port
+            ):
+                return ServicePortName(
+                    service.meta.namespace, service.meta.name, sp.name, sp.protocol
+                ).text
+    return None
 
 
 def dial_for(

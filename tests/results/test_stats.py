@@ -262,6 +262,6 @@ def test_programming_latency_per_node() -> None:
     table = programming_latency(syncs)
     assert list(table["node"]) == ["n1", "n2"]
     n1 = table.iloc[0]
-    assert (n1["syncs"], n1["p50_s"], n1["p90_s"], n1["max_s"]) == (3, 2.0, 3.6, 4.0)
-    assert table.iloc[1]["syncs"] == 0
+    assert (n1["syncs_with_trigger"], n1["p50_s"], n1["p90_s"], n1["max_s"]) == (3, 2.0, 3.6, 4.0)
+    assert table.iloc[1]["syncs_with_trigger"] == 0
     assert math.isnan(table.iloc[1]["p50_s"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from svcsim.k8s.objects import LoadBalancerIngress, ServiceType
 from svcsim.sim.network import BackendState
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.spec import (
@@ -199,8 +200,47 @@ def external_and_host(engine: EngineClass) -> World:
     return w
 
 
+def slow_backend(engine: EngineClass) -> World:
+    """A backend often slower than the client's requestTimeout: those attempts time out."""
+    w = World()
+    _clients(w, 1)
+    _web(w, 2)
+    w.apps["web"] = ExponentialTime(0.2)
+    spec = WorkloadSpec("impatient", PodSource(CLIENTS), ServiceTarget("default/web"),
+                        ((0.0, 100.0),), request_timeout_s=0.25)
+    _start(w, engine, spec)
+    w.run_to(2.0)
+    return w
+
+
+LB_IP = "198.51.100.7"
+"""The load-balancer IP of :func:`source_ranges`' Service."""
+
+
+def source_ranges(engine: EngineClass) -> World:
+    """A LoadBalancer Service open to 203.0.113.0/24 only: a client outside is dropped."""
+    w = World()
+    for i in range(2):
+        w.add_pod(f"web-{i}", w.nodes[i], {"app": "web"})
+    w.add_service("web", "10.96.0.10", {"app": "web"}, node_port=30080,
+                  service_type=ServiceType.LOAD_BALANCER,
+                  load_balancer_ingress=(LoadBalancerIngress(LB_IP),),
+                  load_balancer_source_ranges=("203.0.113.0/24",))
+    w.update_slices()
+    w.program()
+    specs = [
+        WorkloadSpec("allowed", ExternalSource("node-1", "203.0.113.10"),
+                     ServiceTarget("default/web", "http"), ((0.0, 50.0),)),
+        WorkloadSpec("outsider", ExternalSource("node-1", "192.0.2.99"),
+                     ServiceTarget("default/web", "http"), ((0.0, 50.0),)),
+    ]
+    _start(w, engine, *specs)
+    w.run_to(2.0)
+    return w
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (cluster_ip_churn, no_endpoints, affinity, udp_fixed_port, keepalive,
-              conntrack_full, external_and_host)
+              conntrack_full, external_and_host, slow_backend, source_ranges)
 }

@@ -22,6 +22,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "keepalive": {("ok", ""), ("reset", "backend-exited")},
     "conntrack_full": {("ok", ""), ("dropped", "conntrack-full")},
     "external_and_host": {("ok", ""), ("refused", "no-service-rule")},
+    "slow_backend": {("ok", ""), ("timeout", "slow-response")},
+    "source_ranges": {("ok", ""), ("timeout", "source-range")},
 }
 
 

@@ -149,11 +149,12 @@ class World:
     def add_service(self, name: str, cluster_ip: str, selector: Mapping[str, str], *,
                     port: int = 80, target_port: int = 8080, protocol: str = "TCP",
                     port_name: str = "http", affinity: bool = False, node_port: int = 0,
-                    **spec: Any) -> Service:
+                    service_type: ServiceType | None = None, **spec: Any) -> Service:
+        default_type = ServiceType.NODE_PORT if node_port else ServiceType.CLUSTER_IP
         svc = Service(
             ObjectMeta(name), cluster_ip=cluster_ip, selector=tuple(sorted(selector.items())),
             ports=(ServicePort(port, Protocol(protocol), port_name, target_port, node_port),),
-            type=ServiceType.NODE_PORT if node_port else ServiceType.CLUSTER_IP,
+            type=service_type or default_type,
             session_affinity=SessionAffinity.CLIENT_IP if affinity else SessionAffinity.NONE,
             **spec,
         )
