@@ -22,12 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from svcsim.k8s import objects as k8s
-from svcsim.k8s.errors import ManifestError, ManifestErrors
+from svcsim.k8s.errors import ManifestError, ManifestErrors, quote
 from svcsim.k8s.fields import Reader, YList, YMap, describe, normalize_cidr, normalize_ip
 from svcsim.k8s.parse import (
     object_label,
@@ -38,6 +37,18 @@ from svcsim.k8s.parse import (
 )
 from svcsim.k8s.parse_deployment import parse_deployment
 from svcsim.k8s.parse_service import parse_service
+from svcsim.k8s.yamlread import (
+    AliasBudget,
+    YamlFileError,
+    YamlValueError,
+    check_collection_tag,
+    check_depth,
+    compose_all,
+    key_text,
+    mapping_pairs,
+    read_file,
+    scalar_value,
+)
 
 __all__ = ["Manifests", "load_manifest_text", "load_manifests", "normalize_cidr", "normalize_ip"]
 
@@ -113,10 +124,9 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
         for file in files:
             source = str(given) if file is path else str(file)
             try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                loader.problem(source, 0, f"cannot read file: {why}")
+                text = read_file(file)
+            except YamlFileError as exc:
+                loader.problem(source, exc.line, exc.message)
                 continue
             loader.add_text(text, source)
     return loader.result()
@@ -236,81 +246,110 @@ class _Loader:
 def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[Any, int]]:
     """The documents of ``text`` as YMap/YList trees with their first line.
 
-    A syntax error is recorded as a problem and ends the file.
+    A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is recorded as a
+    problem and ends the file; one alias budget covers all documents of the file.
     """
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    constructor = SafeConstructor()
+    converter = _Converter(source, problems)
     try:
-        for node in yaml.compose_all(text, Loader=loader_cls):
-            yield _convert(node, constructor, source, problems, {}), node.start_mark.line + 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        message = exc.problem or exc.context or "invalid YAML"
-        problems.append(str(ManifestError(source, line, "", "", f"yaml: {message}")))
-    except yaml.YAMLError as exc:
-        problems.append(str(ManifestError(source, 0, "", "", f"yaml: {exc}")))
+        for node in compose_all(text):
+            yield converter.document(node), node.start_mark.line + 1
+    except YamlFileError as exc:
+        problems.append(str(ManifestError(source, exc.line, "", "", exc.message)))
 
 
-def _convert(
-    node: Node, constructor: SafeConstructor, source: str, problems: list[str], memo: dict[int, Any]
-) -> Any:
-    """A composed YAML node as YMap/YList/scalars, keeping 1-based lines.
+class _Converter:
+    """Composed YAML nodes as YMap/YList/scalars, keeping 1-based lines.
 
     Keys are kept as written (``on:`` stays ``"on"``), values get YAML 1.1 types as
-    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``).
-    A mapping or list held by a key takes the key's line as its own; a list item's
-    mapping starts on its ``-`` line.
+    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``), but
+    are charged to the alias budget for the size of what they stand for, since whatever
+    walks the result walks every copy. A mapping or list held by a key takes the key's
+    line as its own; a list item's mapping starts on its ``-`` line. A value that cannot be
+    read is a problem and reads as null.
     """
-    if id(node) in memo:
-        return memo[id(node)]
-    line = node.start_mark.line + 1
-    if isinstance(node, MappingNode):
-        mapping = YMap(line)
-        memo[id(node)] = mapping
-        _fill_mapping(mapping, node, constructor, source, problems, memo)
-        return mapping
-    if isinstance(node, SequenceNode):
-        seq = YList(line)
-        memo[id(node)] = seq
-        for item in node.value:
-            seq.append(_convert(item, constructor, source, problems, memo))
-            seq.item_lines.append(item.start_mark.line + 1)
-        return seq
-    value = constructor.construct_object(node, deep=True)
-    memo[id(node)] = value
-    return value
 
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        self.constructor = SafeConstructor()
+        self.budget = AliasBudget()
+        self.memo: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}  # node id -> nodes in its expanded tree
+        self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
 
-def _fill_mapping(
-    mapping: YMap,
-    node: MappingNode,
-    constructor: SafeConstructor,
-    source: str,
-    problems: list[str],
-    memo: dict[int, Any],
-) -> None:
-    """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
-    explicit = {id(k) for k, _ in node.value}
-    constructor.flatten_mapping(node)  # resolves `<<` merge keys; merged pairs come first
-    written: set[str] = set()
-    for key_node, value_node in node.value:
-        key = (
-            key_node.value
-            if isinstance(key_node, ScalarNode)
-            else str(constructor.construct_object(key_node, deep=True))
-        )
-        key_line = key_node.start_mark.line + 1
-        if id(key_node) in explicit:
-            if key in written:
-                first = mapping.key_lines[key]
-                message = f"yaml: duplicate key {key!r} (first at line {first})"
-                problems.append(str(ManifestError(source, key_line, "", "", message)))
-            written.add(key)
-        fresh = id(value_node) not in memo
-        value = _convert(value_node, constructor, source, problems, memo)
-        if fresh and isinstance(value, YMap | YList):
-            # A missing field inside `spec:` is best reported on the `spec:` line.
-            value.line = key_line
-        mapping[key] = value
-        mapping.key_lines[key] = key_line
+    def problem(self, line: int, message: str) -> None:
+        self.problems.append(str(ManifestError(self.source, line, "", "", message)))
+
+    def document(self, root: Node) -> Any:
+        """The value of one document; the budget goes on from the file's earlier documents."""
+        # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
+        self.memo.clear()
+        self.sizes.clear()
+        return self.convert(root, 0)
+
+    def convert(self, node: Node, depth: int) -> Any:
+        line = node.start_mark.line + 1
+        if id(node) in self.active:
+            self.problem(line, "yaml: recursive alias")
+            return None
+        if id(node) in self.memo:
+            self.budget.charge(self.sizes[id(node)], line)
+            return self.memo[id(node)]
+        check_depth(depth, node)
+        self.active.add(id(node))
+        try:
+            value, size = self.build(node, depth)
+        except YamlValueError as exc:
+            self.problem(exc.line, exc.message)
+            value, size = None, 1
+        finally:
+            self.active.discard(id(node))
+        self.memo[id(node)] = value
+        self.sizes[id(node)] = size
+        return value
+
+    def build(self, node: Node, depth: int) -> tuple[Any, int]:
+        """The value of ``node`` and the number of nodes it expands to."""
+        line = node.start_mark.line + 1
+        if isinstance(node, MappingNode):
+            check_collection_tag(node)
+            mapping = YMap(line)
+            return mapping, self.fill_mapping(mapping, node, depth)
+        if isinstance(node, SequenceNode):
+            check_collection_tag(node)
+            seq = YList(line)
+            size = 1
+            for item in node.value:
+                seq.append(self.convert(item, depth + 1))
+                seq.item_lines.append(item.start_mark.line + 1)
+                size += self.sizes.get(id(item), 1)
+            return seq, size
+        assert isinstance(node, ScalarNode)
+        return scalar_value(node, self.constructor), 1
+
+    def fill_mapping(self, mapping: YMap, node: MappingNode, depth: int) -> int:
+        """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
+        written: set[str] = set()
+        size = 1
+        for pair in mapping_pairs(node, self.budget):
+            key_line = pair.key.start_mark.line + 1
+            try:
+                key = key_text(pair.key)
+            except YamlValueError as exc:
+                self.problem(exc.line, exc.message)
+                continue
+            if not pair.merged:
+                if key in written:
+                    first = mapping.key_lines[key]
+                    message = f"yaml: duplicate key {quote(key)} (first at line {first})"
+                    self.problem(key_line, message)
+                written.add(key)
+            fresh = id(pair.value) not in self.memo
+            value = self.convert(pair.value, depth + 1)
+            size += 1 + self.sizes.get(id(pair.value), 1)
+            if fresh and isinstance(value, YMap | YList):
+                # A missing field inside `spec:` is best reported on the `spec:` line.
+                value.line = key_line
+            mapping[key] = value
+            mapping.key_lines[key] = key_line
+        return size

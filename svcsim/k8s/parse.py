@@ -88,7 +88,7 @@ def parse_meta(
         if (problem := dns1123_label_problem(namespace)) is not None:
             r.error(md.line_of("namespace"), "metadata.namespace", problem)
     labels = r.string_map(md, "labels", "metadata") or ()
-    annotations = r.string_map(md, "annotations", "metadata") or ()
+    annotations = r.string_map(md, "annotations", "metadata", label_values=False) or ()
     deleting = md.get("deletionTimestamp") is not None
     meta = ObjectMeta(name, namespace, labels, annotations, source=origin)
     return meta, deleting
