@@ -38,11 +38,10 @@ from svcsim.k8s.parse import (
 from svcsim.k8s.parse_deployment import parse_deployment
 from svcsim.k8s.parse_service import parse_service
 from svcsim.k8s.yamlread import (
-    AliasBudget,
     YamlFileError,
     YamlValueError,
+    check_aliases,
     check_collection_tag,
-    check_depth,
     compose_all,
     key_text,
     mapping_pairs,
@@ -247,11 +246,12 @@ def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[An
     """The documents of ``text`` as YMap/YList trees with their first line.
 
     A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is recorded as a
-    problem and ends the file; one alias budget covers all documents of the file.
+    problem and ends the file.
     """
     converter = _Converter(source, problems)
     try:
         for node in compose_all(text):
+            check_aliases(node)
             yield converter.document(node), node.start_mark.line + 1
     except YamlFileError as exc:
         problems.append(str(ManifestError(source, exc.line, "", "", exc.message)))
@@ -261,20 +261,18 @@ class _Converter:
     """Composed YAML nodes as YMap/YList/scalars, keeping 1-based lines.
 
     Keys are kept as written (``on:`` stays ``"on"``), values get YAML 1.1 types as
-    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``), but
-    are charged to the alias budget for the size of what they stand for, since whatever
-    walks the result walks every copy. A mapping or list held by a key takes the key's
-    line as its own; a list item's mapping starts on its ``-`` line. A value that cannot be
-    read is a problem and reads as null.
+    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``);
+    what they expand to was bounded before (:func:`~svcsim.k8s.yamlread.check_aliases`),
+    since whatever walks the result walks every copy. A mapping or list held by a key
+    takes the key's line as its own; a list item's mapping starts on its ``-`` line. A
+    value that cannot be read is a problem and reads as null.
     """
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
         self.constructor = SafeConstructor()
-        self.budget = AliasBudget()
         self.memo: dict[int, Any] = {}
-        self.sizes: dict[int, int] = {}  # node id -> nodes in its expanded tree
         self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
 
     def problem(self, line: int, message: str) -> None:
@@ -284,54 +282,49 @@ class _Converter:
         """The value of one document; the budget goes on from the file's earlier documents."""
         # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
         self.memo.clear()
-        self.sizes.clear()
-        return self.convert(root, 0)
+        return self.convert(root)
 
-    def convert(self, node: Node, depth: int) -> Any:
+    def convert(self, node: Node) -> Any:
+        """The value of ``node``: YMap, YList or a scalar (an alias gives the shared value)."""
         line = node.start_mark.line + 1
         if id(node) in self.active:
             self.problem(line, "yaml: recursive alias")
             return None
         if id(node) in self.memo:
-            self.budget.charge(self.sizes[id(node)], line)
             return self.memo[id(node)]
-        check_depth(depth, node)
         self.active.add(id(node))
         try:
-            value, size = self.build(node, depth)
+            value = self.build(node)
         except YamlValueError as exc:
             self.problem(exc.line, exc.message)
-            value, size = None, 1
+            value = None
         finally:
             self.active.discard(id(node))
         self.memo[id(node)] = value
-        self.sizes[id(node)] = size
         return value
 
-    def build(self, node: Node, depth: int) -> tuple[Any, int]:
-        """The value of ``node`` and the number of nodes it expands to."""
+    def build(self, node: Node) -> Any:
+        """The value of ``node``, built from its children."""
         line = node.start_mark.line + 1
         if isinstance(node, MappingNode):
             check_collection_tag(node)
             mapping = YMap(line)
-            return mapping, self.fill_mapping(mapping, node, depth)
+            self.fill_mapping(mapping, node)
+            return mapping
         if isinstance(node, SequenceNode):
             check_collection_tag(node)
             seq = YList(line)
-            size = 1
             for item in node.value:
-                seq.append(self.convert(item, depth + 1))
+                seq.append(self.convert(item))
                 seq.item_lines.append(item.start_mark.line + 1)
-                size += self.sizes.get(id(item), 1)
-            return seq, size
+            return seq
         assert isinstance(node, ScalarNode)
-        return scalar_value(node, self.constructor), 1
+        return scalar_value(node, self.constructor)
 
-    def fill_mapping(self, mapping: YMap, node: MappingNode, depth: int) -> int:
+    def fill_mapping(self, mapping: YMap, node: MappingNode) -> None:
         """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
         written: set[str] = set()
-        size = 1
-        for pair in mapping_pairs(node, self.budget):
+        for pair in mapping_pairs(node):
             key_line = pair.key.start_mark.line + 1
             try:
                 key = key_text(pair.key)
@@ -345,11 +338,9 @@ class _Converter:
                     self.problem(key_line, message)
                 written.add(key)
             fresh = id(pair.value) not in self.memo
-            value = self.convert(pair.value, depth + 1)
-            size += 1 + self.sizes.get(id(pair.value), 1)
+            value = self.convert(pair.value)
             if fresh and isinstance(value, YMap | YList):
                 # A missing field inside `spec:` is best reported on the `spec:` line.
                 value.line = key_line
             mapping[key] = value
             mapping.key_lines[key] = key_line
-        return size

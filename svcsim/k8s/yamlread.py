@@ -217,24 +217,52 @@ class Pair:
     merged: bool
 
 
-class AliasBudget:
-    """Counts the nodes aliases and merge keys add to one file; too many is a YamlFileError."""
+def check_aliases(root: Node) -> None:
+    """YamlFileError when aliases would make ``root`` too big or too deep once expanded.
 
-    __slots__ = ("limit", "spent")
+    Every alias (``*name``, also under a ``<<`` merge key) stands for a copy of what it
+    names; the copies may add at most :data:`MAX_ALIAS_NODES` nodes to the document, and
+    the expanded document may nest at most :data:`MAX_NESTING` levels. This costs one pass
+    over the composed nodes, however large the expansion, so an alias bomb is refused at
+    once; the problem's line is that of the node whose copy crossed the limit.
+    """
+    _Expansion().size(root, 0)
 
-    def __init__(self, limit: int = MAX_ALIAS_NODES) -> None:
-        self.limit = limit
-        self.spent = 0
 
-    def charge(self, nodes: int, line: int) -> None:
-        """Count ``nodes`` more, added by the alias or merge at ``line``."""
-        self.spent += nodes
-        if self.spent > self.limit:
-            raise YamlFileError(
-                line,
-                f"yaml: aliases and merge keys expand to more than {self.limit:,} nodes "
-                "(the limit; is this an alias bomb?)",
-            )
+class _Expansion:
+    """The expanded size of composed nodes, memoised (a node met again is an alias)."""
+
+    __slots__ = ("active", "added", "sizes")
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, int] = {}
+        self.active: set[int] = set()  # nodes on the current path: a recursive alias
+        self.added = 0
+
+    def size(self, node: Node, depth: int) -> int:
+        known = self.sizes.get(id(node))
+        if known is not None:
+            self.added += known
+            if self.added > MAX_ALIAS_NODES:
+                raise YamlFileError(
+                    node.start_mark.line + 1,
+                    f"yaml: aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
+                    "(the limit; is this an alias bomb?)",
+                )
+            return known
+        if id(node) in self.active:
+            return 1  # a recursive alias: the converters report it
+        check_depth(depth, node)
+        self.active.add(id(node))
+        total = 1
+        if isinstance(node, SequenceNode):
+            total += sum(self.size(item, depth + 1) for item in node.value)
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                total += self.size(key, depth + 1) + self.size(value, depth + 1)
+        self.active.discard(id(node))
+        self.sizes[id(node)] = total
+        return total
 
 
 def check_depth(depth: int, node: Node) -> None:
@@ -245,18 +273,18 @@ def check_depth(depth: int, node: Node) -> None:
         )
 
 
-def mapping_pairs(node: MappingNode, budget: AliasBudget) -> list[Pair]:
+def mapping_pairs(node: MappingNode) -> list[Pair]:
     """The pairs of ``node`` with ``<<`` merge keys resolved; a later pair overrides an earlier.
 
     Merged pairs come first, then the pairs written in ``node``; of several merged mappings
     (``<<: [*a, *b]``) the first wins, as YAML's merge key says. Nodes are not changed (the
-    constructor's ``flatten_mapping`` rewrites them in place). Every merged pair is charged
-    to ``budget``; a merge of something other than mappings is a YamlValueError.
+    constructor's ``flatten_mapping`` rewrites them in place). A merge of something other
+    than mappings is a YamlValueError. (:func:`check_aliases` bounds what merges add.)
     """
-    return _pairs(node, budget, set())
+    return _pairs(node, set())
 
 
-def _pairs(node: MappingNode, budget: AliasBudget, active: set[int]) -> list[Pair]:
+def _pairs(node: MappingNode, active: set[int]) -> list[Pair]:
     if id(node) in active:
         raise YamlValueError(node.start_mark.line + 1, "yaml: recursive merge")
     active.add(id(node))
@@ -275,8 +303,7 @@ def _pairs(node: MappingNode, budget: AliasBudget, active: set[int]) -> list[Pai
                         "yaml: a merge key (<<) takes a mapping or a list of mappings",
                     )
                 check_collection_tag(source)
-                pairs = _pairs(source, budget, active)
-                budget.charge(len(pairs), key.start_mark.line + 1)
+                pairs = _pairs(source, active)
                 merged.extend(Pair(p.key, p.value, merged=True) for p in pairs)
         return merged + own
     finally:

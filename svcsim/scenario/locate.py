@@ -22,11 +22,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from svcsim.k8s.errors import quote
 from svcsim.k8s.fields import describe
 from svcsim.k8s.yamlread import (
-    AliasBudget,
     YamlFileError,
     YamlValueError,
+    check_aliases,
     check_collection_tag,
-    check_depth,
     compose_one,
     key_text,
     mapping_pairs,
@@ -72,6 +71,7 @@ def parse_yaml(text: str, source: str) -> tuple[YamlDoc | None, list[str]]:
         if root is None:
             return doc, problems
         doc.root_line = root.start_mark.line + 1
+        check_aliases(root)
         doc.data = _Converter(source, doc, problems).convert(root, (), 0)
     except YamlFileError as exc:
         return None, [f"{source}:{exc.line}: {exc.message}"]
@@ -82,7 +82,8 @@ class _Converter:
     """Builds plain data from nodes, filling the line index of a :class:`YamlDoc`.
 
     A value that cannot be read (an unknown tag, a list as a key) is reported, read as
-    null, and its path added to ``doc.unreadable``; a limit exceeded raises YamlFileError.
+    null, and its path added to ``doc.unreadable``. Sizes and depths were checked before
+    (:func:`~svcsim.k8s.yamlread.check_aliases`), so converting every copy is bounded.
     """
 
     def __init__(self, source: str, doc: YamlDoc, problems: list[str]) -> None:
@@ -90,9 +91,7 @@ class _Converter:
         self.doc = doc
         self.problems = problems
         self.constructor = SafeConstructor()
-        self.budget = AliasBudget()
         self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
-        self.seen: set[int] = set()  # nodes converted once: meeting one again is an alias
 
     def problem(self, line: int, path: Loc, message: str) -> None:
         where = f"{format_path(path)}: " if path else ""
@@ -100,14 +99,11 @@ class _Converter:
         self.doc.unreadable.add(path)
 
     def convert(self, node: Node, path: Loc, depth: int) -> Any:
+        """The plain value of ``node`` at ``path`` (``depth`` is bounded by check_aliases)."""
         line = node.start_mark.line + 1
         if id(node) in self.active:
             self.problem(line, path, "yaml: recursive alias")
             return None
-        check_depth(depth, node)
-        if id(node) in self.seen:
-            self.budget.charge(1, line)  # the conversion repeats: every node is a new copy
-        self.seen.add(id(node))
         try:
             if isinstance(node, MappingNode | SequenceNode):
                 check_collection_tag(node)
@@ -140,7 +136,7 @@ class _Converter:
         self.doc.containers.add(path)
         out: dict[str, Any] = {}
         written: set[str] = set()
-        for pair in mapping_pairs(node, self.budget):
+        for pair in mapping_pairs(node):
             line = pair.key.start_mark.line + 1
             try:
                 # Keys as written: `on:` stays "on", `1:` is "1" (a YAML 1.1 reader would differ).
@@ -229,6 +225,9 @@ def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
     if kind in bounds:
         limit = next(iter(ctx.values()), "?")
         return f"must be {bounds[kind]} {_number(limit)}, got {got}"
+    value = err.get("input")
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return f"must be a finite number, got {got}"  # an integer beyond a float's range
     if kind == "missing":
         return "required"
     if kind == "extra_forbidden":
