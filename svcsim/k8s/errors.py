@@ -23,8 +23,9 @@ MAX_EXCERPT_CHARS: Final = 60
 """The longest rendering of one quoted input value in a message (longer ones end in ``…``)."""
 
 MAX_PROBLEM_CHARS: Final = 400
-"""The longest problem line; the rest is cut (``…``). Quoted values are excerpts already,
-so only a line naming many long things reaches it."""
+"""The longest problem line; its middle is cut (``…``), keeping ``file:line`` and the end of
+the message. Quoted values are excerpts already, so only a line naming many long things
+reaches it."""
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """Characters that would break a line or restyle a terminal: C0/C1 controls, DEL, Unicode
@@ -71,7 +72,11 @@ def quote(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
 
 def problem_line(text: str) -> str:
     """``text`` made safe to print as one problem line: controls escaped, length capped."""
-    return shorten(printable(text), MAX_PROBLEM_CHARS)
+    line = printable(text)
+    if len(line) <= MAX_PROBLEM_CHARS:
+        return line
+    half = (MAX_PROBLEM_CHARS - 1) // 2
+    return line[:half] + "\u2026" + line[-half:]
 
 
 @dataclass(frozen=True, slots=True)

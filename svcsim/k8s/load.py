@@ -26,7 +26,14 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from svcsim.k8s import objects as k8s
-from svcsim.k8s.errors import ManifestError, ManifestErrors, quote
+from svcsim.k8s.errors import (
+    MAX_EXCERPT_CHARS,
+    ManifestError,
+    ManifestErrors,
+    problem_line,
+    quote,
+    shorten,
+)
 from svcsim.k8s.fields import Reader, YList, YMap, describe, normalize_cidr, normalize_ip
 from svcsim.k8s.parse import (
     object_label,
@@ -192,9 +199,9 @@ class _Loader:
         spec = _KINDS.get(kind)
         label = object_label(kind, data, namespaced=spec.namespaced if spec else True)
         if spec is None:
-            self.warnings.append(
-                f"{source}:{data.line}: skipping kind {kind} ({label.rsplit('/', 1)[-1]})"
-            )
+            skipped = f"skipping kind {shorten(kind, MAX_EXCERPT_CHARS)}"
+            name = label.rsplit("/", 1)[-1]
+            self.warnings.append(problem_line(f"{source}:{data.line}: {skipped} ({name})"))
             return
         if api not in spec.api_versions:
             got = (
@@ -246,13 +253,16 @@ def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[An
     """The documents of ``text`` as YMap/YList trees with their first line.
 
     A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is recorded as a
-    problem and ends the file.
+    problem and ends the file; a document with a value that cannot be read (an unknown tag)
+    is reported and skipped.
     """
     converter = _Converter(source, problems)
     try:
         for node in compose_all(text):
             check_aliases(node)
-            yield converter.document(node), node.start_mark.line + 1
+            data = converter.document(node)
+            if not converter.unreadable:  # else its objects would only repeat the problem
+                yield data, node.start_mark.line + 1
     except YamlFileError as exc:
         problems.append(str(ManifestError(source, exc.line, "", "", exc.message)))
 
@@ -275,20 +285,27 @@ class _Converter:
         self.memo: dict[int, Any] = {}
         self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
 
+        self.unreadable = False  # the current document has a value that could not be read
+
     def problem(self, line: int, message: str) -> None:
         self.problems.append(str(ManifestError(self.source, line, "", "", message)))
+
+    def unreadable_value(self, line: int, message: str) -> None:
+        self.problem(line, message)
+        self.unreadable = True
 
     def document(self, root: Node) -> Any:
         """The value of one document; the budget goes on from the file's earlier documents."""
         # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
         self.memo.clear()
+        self.unreadable = False
         return self.convert(root)
 
     def convert(self, node: Node) -> Any:
         """The value of ``node``: YMap, YList or a scalar (an alias gives the shared value)."""
         line = node.start_mark.line + 1
         if id(node) in self.active:
-            self.problem(line, "yaml: recursive alias")
+            self.unreadable_value(line, "yaml: recursive alias")
             return None
         if id(node) in self.memo:
             return self.memo[id(node)]
@@ -296,7 +313,7 @@ class _Converter:
         try:
             value = self.build(node)
         except YamlValueError as exc:
-            self.problem(exc.line, exc.message)
+            self.unreadable_value(exc.line, exc.message)
             value = None
         finally:
             self.active.discard(id(node))
@@ -329,7 +346,7 @@ class _Converter:
             try:
                 key = key_text(pair.key)
             except YamlValueError as exc:
-                self.problem(exc.line, exc.message)
+                self.unreadable_value(exc.line, exc.message)
                 continue
             if not pair.merged:
                 if key in written:

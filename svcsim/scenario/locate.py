@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from svcsim.k8s.errors import quote
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, quote
 from svcsim.k8s.fields import describe
 from svcsim.k8s.yamlread import (
     YamlFileError,
@@ -166,7 +166,7 @@ def format_path(parts: Iterable[str | int]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
+        elif _PLAIN_KEY.fullmatch(part) and len(part) <= MAX_EXCERPT_CHARS:
             out += f".{part}" if out else part
         else:
             out += f"[{quote(part)}]"  # an excerpt: a key may be a megabyte long
