@@ -140,6 +140,16 @@ BAD_INPUT = [
         id="huge-key",
     ),
     pytest.param(
+        'workloads: [{name: a, from: {pods: {"bad key!": x, ok: "a b"}}, to: web, rate: 1}]\n',
+        [
+            's.yaml:3: workloads[0].from.pods["bad key!"]: key name part must be alphanumeric '
+            "characters, '-', '_' or '.', starting and ending alphanumeric; got 'bad key!'",
+            "s.yaml:3: workloads[0].from.pods.ok: must be empty or alphanumeric characters, "
+            "'-', '_' or '.', starting and ending alphanumeric; got 'a b'",
+        ],
+        id="pod-selector-labels",
+    ),
+    pytest.param(
         "a: &a [*a]\n",
         ["s.yaml:3: a[0]: yaml: recursive alias", "s.yaml:3: a: unknown field"],
         id="recursive-alias",
