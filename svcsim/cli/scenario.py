@@ -2,7 +2,8 @@
 
 ``validate`` prints ``FILE: ok (3 nodes, 1 workload, 12 timeline actions)`` per good file and
 the problem lines (``file:line: field: message``) of bad ones on stderr; the exit code is 2
-if any file has a problem, 1 if loading one hit a bug in svcsim (docs/errors.md).
+if any file has a problem, 1 if loading one hit a bug in svcsim (docs/errors.md). The
+manifest loader's warnings (a skipped kind, an ignored field) go to stderr too.
 ``schema`` prints the JSON Schema editors use for completion and checking
 (``# yaml-language-server: $schema=scenario.schema.json``).
 """
@@ -16,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from svcsim.cli.common import warn
 from svcsim.k8s.errors import problem_line
 from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
 
@@ -61,6 +63,7 @@ def validate(
             what = f"{type(exc).__name__}: {exc}"
             typer.echo(problem_line(f"{file}: internal error (please report): {what}"), err=True)
             continue
+        warn(loaded.warnings)  # skipped kinds, ignored fields: loaded, but worth a look
         s = loaded.scenario
         summary = ", ".join([
             _count(len(s.cluster.nodes), "node"),

@@ -138,3 +138,15 @@ def test_allow_outside_paths_option(
     monkeypatch.setattr(svcsim.cli.scenario, "load_scenario", stop)
     code, _, err = run(command, str(scenario), "--allow-outside-paths")
     assert (code, err, seen) == (2, "stop here\n", [True])
+
+
+def test_validate_prints_the_manifest_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "apiVersion: svcsim/v1\nkind: Scenario\nmanifests:\n  - inline: |\n"
+        "      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: cfg}\n"
+    )
+    code, out, err = run("validate", str(path))
+    assert code == 0
+    assert out == f"{path}: ok (3 nodes, 0 workloads, 0 timeline actions)\n"
+    assert err == f"warning: {path}:5: skipping kind ConfigMap (cfg)\n"
