@@ -83,6 +83,8 @@ def read_file(path: Path) -> str:
             data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise YamlFileError(0, f"cannot read file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the name
+        raise YamlFileError(0, f"cannot read file: {exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise YamlFileError(
             1, f"file too large: more than {MAX_FILE_BYTES:,} bytes (the limit, 16 MiB)"

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, shorten
 from svcsim.k8s.fields import (
     dns1123_subdomain_problem,
     label_value_problem,
@@ -103,11 +104,16 @@ OptionalName = Annotated[str, _name_check(dns1123_subdomain_problem, allow_empty
 
 
 
+def _got(value: str) -> str:
+    """``value`` quoted for a message, cut to an excerpt."""
+    return shorten(repr(value), MAX_EXCERPT_CHARS)
+
+
 def _ipv4(value: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
-        raise problem(f"must be an IPv4 address, got {value!r}") from None
+        raise problem(f"must be an IPv4 address, got {_got(value)}") from None
 
 
 def _ipv4_cidr(value: str) -> str:
@@ -118,7 +124,7 @@ def _ipv4_cidr(value: str) -> str:
     try:
         loose = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
-        raise problem(f"must be an IPv4 CIDR such as 10.244.0.0/16, got {value!r}") from None
+        raise problem(f"must be an IPv4 CIDR such as 10.244.0.0/16, got {_got(value)}") from None
     raise problem(f"has host bits set: {value!r} (did you mean {loose}?)")
 
 

@@ -315,3 +315,18 @@ def test_nul_in_a_manifest_path(tmp_path: Path) -> None:
     assert err.value.problems == [
         f"{file}:4: manifests[0].path: must not contain a NUL character (\\0)"
     ]
+
+
+def test_nul_in_the_scenario_path(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioErrors) as err:
+        load_scenario(tmp_path / "a\0b.yaml")
+    assert err.value.problems == [f"{tmp_path}/a\\x00b.yaml: cannot read file: embedded null byte"]
+
+
+def test_a_long_address_is_quoted_as_an_excerpt(tmp_path: Path) -> None:
+    body = HEAD + "cluster: {serviceCIDR: '" + "x" * 300 + "'}\n"
+    [line] = problems_of(tmp_path, body.encode())
+    assert line == (
+        "s.yaml:3: cluster.serviceCIDR: must be an IPv4 CIDR such as 10.244.0.0/16, "
+        "got '" + "x" * 58 + "\u2026"
+    )
