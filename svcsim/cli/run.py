@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from svcsim.cli.common import console, fail
+from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP
 from svcsim.results import Run, RunFolderError
 from svcsim.results.uniformity import uniformity_verdict
 from svcsim.runs import run_scenario
@@ -48,11 +49,14 @@ def run(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run folder.")
     ] = False,
+    allow_outside_paths: Annotated[
+        bool, typer.Option("--allow-outside-paths", help=ALLOW_OUTSIDE_PATHS_HELP)
+    ] = False,
 ) -> None:
     """Replay a scenario: where every request went, which failed, when, and why."""
     path = scenario if scenario is not None else builtin_scenario()
     try:
-        loaded = load_scenario(path)
+        loaded = load_scenario(path, allow_outside_paths=allow_outside_paths)
     except ScenarioErrors as exc:
         fail(exc.problems)
     err = console(stderr=True)

@@ -2,8 +2,10 @@
 
 ``validate`` prints ``FILE: ok (3 nodes, 1 workload, 12 timeline actions)`` per good file and
 the problem lines (``file:line: field: message``) of bad ones on stderr; the exit code is 2
-if any file has a problem. ``schema`` prints the JSON Schema editors use for completion and
-checking (``# yaml-language-server: $schema=scenario.schema.json``).
+if any file has a problem, 1 if loading one hit a bug in svcsim (docs/errors.md). The
+manifest loader's warnings (a skipped kind, an ignored field) go to stderr too.
+``schema`` prints the JSON Schema editors use for completion and checking
+(``# yaml-language-server: $schema=scenario.schema.json``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ from typing import Annotated
 
 import typer
 
+from svcsim.cli.common import warn
+from svcsim.k8s.errors import problem_line
 from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
 
 EXIT_PROBLEMS = 2
 """Exit code when any file has a problem (as for a usage error: the input is wrong)."""
+
+EXIT_INTERNAL_ERROR = 1
+"""Exit code when loading a file raised something other than ScenarioErrors: a bug."""
+
+ALLOW_OUTSIDE_PATHS_HELP = (
+    "Let manifest paths in the scenario name files outside the scenario's directory."
+)
+"""Help of ``--allow-outside-paths`` (``validate`` and ``run`` share the option)."""
 
 
 def _count(n: int, what: str) -> str:
@@ -29,21 +41,29 @@ def validate(
     files: Annotated[
         list[Path], typer.Argument(help="Scenario files to check.", metavar="FILE...")
     ],
+    allow_outside_paths: Annotated[
+        bool, typer.Option("--allow-outside-paths", help=ALLOW_OUTSIDE_PATHS_HELP)
+    ] = False,
 ) -> None:
     """Check scenario files: schema, defaults, references and their Kubernetes manifests."""
     failed = False
+    broken = False
     for file in files:
         try:
-            loaded = load_scenario(file)
+            loaded = load_scenario(file, allow_outside_paths=allow_outside_paths)
         except ScenarioErrors as exc:
             failed = True
             for line in exc.problems:
                 typer.echo(line, err=True)
             continue
-        except Exception as exc:  # a loader bug must not end in a traceback
-            failed = True
-            typer.echo(f"{file}: internal error while loading (please report): {exc!r}", err=True)
+        except Exception as exc:  # the last resort: bad input raises ScenarioErrors
+            # Not the user's mistake but a bug: one line to report, the other files still
+            # checked, and exit code 1 rather than 2, so scripts do not blame the input.
+            broken = True
+            what = f"{type(exc).__name__}: {exc}"
+            typer.echo(problem_line(f"{file}: internal error (please report): {what}"), err=True)
             continue
+        warn(loaded.warnings)  # skipped kinds, ignored fields: loaded, but worth a look
         s = loaded.scenario
         summary = ", ".join([
             _count(len(s.cluster.nodes), "node"),
@@ -51,6 +71,8 @@ def validate(
             _count(len(s.timeline), "timeline action"),
         ])
         typer.echo(f"{file}: ok ({summary})")
+    if broken:
+        raise typer.Exit(EXIT_INTERNAL_ERROR)
     if failed:
         raise typer.Exit(EXIT_PROBLEMS)
 

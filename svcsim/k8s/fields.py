@@ -9,12 +9,12 @@ the offending field.
 from __future__ import annotations
 
 import ipaddress
-import json
+import math
 import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from svcsim.k8s.errors import ManifestError
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, ManifestError, printable, quote, shorten
 
 
 class YMap(dict[str, Any]):
@@ -126,6 +126,12 @@ def special_ip_problem(ip: str) -> str | None:
 
 # --- names ---------------------------------------------------------------------------------
 
+
+def _got(s: str) -> str:
+    """``s`` for a "got ..." part of a message: its repr, cut to an excerpt."""
+    return shorten(repr(s), MAX_EXCERPT_CHARS)
+
+
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -138,7 +144,7 @@ def dns1123_label_problem(s: str) -> str | None:
     if not _DNS1123_LABEL.fullmatch(s):
         return (
             "must be lowercase letters, digits and '-', starting and ending alphanumeric; "
-            f"got {s!r}"
+            f"got {_got(s)}"
         )
     return None
 
@@ -150,7 +156,7 @@ def dns1035_label_problem(s: str) -> str | None:
     if not _DNS1035_LABEL.fullmatch(s):
         return (
             "must be lowercase letters, digits and '-', starting with a letter and ending "
-            f"alphanumeric; got {s!r}"
+            f"alphanumeric; got {_got(s)}"
         )
     return None
 
@@ -162,8 +168,51 @@ def dns1123_subdomain_problem(s: str) -> str | None:
     if not _DNS1123_SUBDOMAIN.fullmatch(s):
         return (
             "must be lowercase letters, digits, '-' and '.', starting and ending "
-            f"alphanumeric; got {s!r}"
+            f"alphanumeric; got {_got(s)}"
         )
+    return None
+
+
+_QUALIFIED_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_QUALIFIED_RULE = (
+    "must be alphanumeric characters, '-', '_' or '.', starting and ending alphanumeric"
+)
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+"""The API server's limit on all annotations of one object together (TotalAnnotationSizeLimitB)."""
+
+
+def qualified_name_problem(s: str) -> str | None:
+    """Why ``s`` is not a qualified name (label and annotation keys: ``[prefix/]name``), or None.
+
+    As apimachinery's ``IsQualifiedName``: the optional prefix is an RFC 1123 subdomain,
+    the name at most 63 characters of ``[-A-Za-z0-9_.]`` starting and ending alphanumeric.
+    """
+    prefix, slash, name = s.rpartition("/")
+    if slash:
+        if "/" in prefix:
+            return f"must be [prefix/]name, with at most one '/'; got {_got(s)}"
+        if not prefix:
+            return "prefix part must be non-empty"
+        if (why := dns1123_subdomain_problem(prefix)) is not None:
+            return f"prefix part {why}"
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return f"name part must be no more than 63 characters, got {len(name)}"
+    if not _QUALIFIED_PART.fullmatch(name):
+        return f"name part {_QUALIFIED_RULE}; got {_got(s)}"
+    return None
+
+
+def label_value_problem(s: str) -> str | None:
+    """Why ``s`` is not a label value (apimachinery ``IsValidLabelValue``), or None.
+
+    A label value may be empty.
+    """
+    if len(s) > 63:
+        return f"must be no more than 63 characters, got {len(s)}"
+    if s and not _QUALIFIED_PART.fullmatch(s):
+        return f"must be empty or {_QUALIFIED_RULE.removeprefix('must be ')}; got {_got(s)}"
     return None
 
 
@@ -172,11 +221,11 @@ def port_name_problem(s: str) -> str | None:
     if len(s) > 15:
         return f"must be no more than 15 characters, got {len(s)}"
     if not re.fullmatch(r"[-a-z0-9]+", s):
-        return f"must be lowercase letters, digits and '-'; got {s!r}"
+        return f"must be lowercase letters, digits and '-'; got {_got(s)}"
     if not re.search(r"[a-z]", s):
-        return f"must contain at least one letter; got {s!r}"
+        return f"must contain at least one letter; got {_got(s)}"
     if "--" in s or s.startswith("-") or s.endswith("-"):
-        return f"must not begin or end with '-' or contain '--'; got {s!r}"
+        return f"must not begin or end with '-' or contain '--'; got {_got(s)}"
     return None
 
 
@@ -184,7 +233,11 @@ def port_name_problem(s: str) -> str | None:
 
 
 def describe(value: object) -> str:
-    """A short rendering of a YAML value for messages: ``"80"``, ``80``, ``true``, ``a list``."""
+    """A short rendering of a YAML value for messages: ``"80"``, ``80``, ``true``, ``a list``.
+
+    Never longer than about :data:`~svcsim.k8s.errors.MAX_EXCERPT_CHARS` characters (a
+    long string or a huge number is cut, ending in ``…``), never more than one line.
+    """
     if isinstance(value, YMap | dict):
         return "a mapping"
     if isinstance(value, YList | list):
@@ -194,8 +247,28 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value)
-    return str(value)
+        return quote(value)
+    if isinstance(value, int):
+        return _describe_int(value)
+    if isinstance(value, float):
+        return str(value)
+    return shorten(printable(str(value)), MAX_EXCERPT_CHARS)
+
+
+def _describe_int(value: int) -> str:
+    """An integer as written, or its length when it is too long to quote."""
+    if value.bit_length() <= _LONG_INT_BITS:
+        return str(value)
+    if value.bit_length() < _EXACT_DIGITS_BITS:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+
+
+_LONG_INT_BITS = 190
+"""Integers above ~10**57 are described by their length, not printed (they fit no field)."""
+
+_EXACT_DIGITS_BITS = 14_000
+"""Below this, ``str()`` of an integer is allowed (Python refuses more than 4300 digits)."""
 
 
 def join(path: str, key: str) -> str:
@@ -297,20 +370,35 @@ class Reader:
         value: bool | None = self._typed(m, key, path, bool, "a boolean (true or false)")
         return value
 
-    def string_map(self, m: YMap, key: str, path: str) -> tuple[tuple[str, str], ...] | None:
-        """A ``map[string]string`` (labels, selector) as sorted pairs, or None if unset."""
+    def string_map(
+        self, m: YMap, key: str, path: str, *, label_values: bool = True
+    ) -> tuple[tuple[str, str], ...] | None:
+        """A ``map[string]string`` (labels, selector) as sorted pairs, or None if unset.
+
+        Keys are checked as the API server checks label and annotation keys (qualified
+        names); values as label values unless ``label_values`` is False (annotations,
+        whose values are free text but limited in total size).
+        """
         mp = self.mapping(m, key, path)
         if mp is None:
             return None
         pairs: list[tuple[str, str]] = []
         for k, v in mp.items():
+            field = join(join(path, key), k)
+            # Annotation keys are checked lowercased, as ValidateAnnotations does.
+            if (why := qualified_name_problem(k if label_values else k.lower())) is not None:
+                self.error(mp.line_of(k), field, f"key {why}")
             if isinstance(v, str):
                 pairs.append((k, v))
+                if label_values and (why := label_value_problem(v)) is not None:
+                    self.error(mp.line_of(k), field, why)
             else:
                 # The API server refuses `version: 1` in labels: JSON number into a string.
-                self.error(
-                    mp.line_of(k), join(join(path, key), k), f"must be a string, got {describe(v)}"
-                )
+                self.error(mp.line_of(k), field, f"must be a string, got {describe(v)}")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in pairs)
+        if not label_values and size > MAX_ANNOTATIONS_BYTES:
+            why = f"may not be more than {MAX_ANNOTATIONS_BYTES:,} bytes in total, got {size:,}"
+            self.error(mp.line, join(path, key), why)
         return tuple(sorted(pairs))
 
     def choice(self, m: YMap, key: str, path: str, allowed: Sequence[str], default: str) -> str:
@@ -331,7 +419,8 @@ class Reader:
         """An integer in ``low..high``, or None when unset or out of range (a problem)."""
         value = self.integer(m, key, path)
         if value is not None and not low <= value <= high:
-            self.error(m.line_of(key), join(path, key), f"must be {low}..{high}, got {value}")
+            got = describe(value)
+            self.error(m.line_of(key), join(path, key), f"must be {low}..{high}, got {got}")
             return None
         return value
 

@@ -22,12 +22,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from svcsim.k8s import objects as k8s
-from svcsim.k8s.errors import ManifestError, ManifestErrors
+from svcsim.k8s.errors import (
+    MAX_EXCERPT_CHARS,
+    ManifestError,
+    ManifestErrors,
+    problem_line,
+    quote,
+    shorten,
+)
 from svcsim.k8s.fields import Reader, YList, YMap, describe, normalize_cidr, normalize_ip
 from svcsim.k8s.parse import (
     object_label,
@@ -38,6 +44,17 @@ from svcsim.k8s.parse import (
 )
 from svcsim.k8s.parse_deployment import parse_deployment
 from svcsim.k8s.parse_service import parse_service
+from svcsim.k8s.yamlread import (
+    YamlFileError,
+    YamlValueError,
+    check_aliases,
+    check_collection_tag,
+    compose_all,
+    key_text,
+    mapping_pairs,
+    read_file,
+    scalar_value,
+)
 
 __all__ = ["Manifests", "load_manifest_text", "load_manifests", "normalize_cidr", "normalize_ip"]
 
@@ -113,10 +130,9 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
         for file in files:
             source = str(given) if file is path else str(file)
             try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                loader.problem(source, 0, f"cannot read file: {why}")
+                text = read_file(file)
+            except YamlFileError as exc:
+                loader.problem(source, exc.line, exc.message)
                 continue
             loader.add_text(text, source)
     return loader.result()
@@ -183,9 +199,9 @@ class _Loader:
         spec = _KINDS.get(kind)
         label = object_label(kind, data, namespaced=spec.namespaced if spec else True)
         if spec is None:
-            self.warnings.append(
-                f"{source}:{data.line}: skipping kind {kind} ({label.rsplit('/', 1)[-1]})"
-            )
+            skipped = f"skipping kind {shorten(kind, MAX_EXCERPT_CHARS)}"
+            name = label.rsplit("/", 1)[-1]
+            self.warnings.append(problem_line(f"{source}:{data.line}: {skipped} ({name})"))
             return
         if api not in spec.api_versions:
             got = (
@@ -236,81 +252,112 @@ class _Loader:
 def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[Any, int]]:
     """The documents of ``text`` as YMap/YList trees with their first line.
 
-    A syntax error is recorded as a problem and ends the file.
+    A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is recorded as a
+    problem and ends the file; a document with a value that cannot be read (an unknown tag)
+    is reported and skipped.
     """
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    constructor = SafeConstructor()
+    converter = _Converter(source, problems)
     try:
-        for node in yaml.compose_all(text, Loader=loader_cls):
-            yield _convert(node, constructor, source, problems, {}), node.start_mark.line + 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        message = exc.problem or exc.context or "invalid YAML"
-        problems.append(str(ManifestError(source, line, "", "", f"yaml: {message}")))
-    except yaml.YAMLError as exc:
-        problems.append(str(ManifestError(source, 0, "", "", f"yaml: {exc}")))
+        for node in compose_all(text):
+            check_aliases(node)
+            data = converter.document(node)
+            if not converter.unreadable:  # else its objects would only repeat the problem
+                yield data, node.start_mark.line + 1
+    except YamlFileError as exc:
+        problems.append(str(ManifestError(source, exc.line, "", "", exc.message)))
 
 
-def _convert(
-    node: Node, constructor: SafeConstructor, source: str, problems: list[str], memo: dict[int, Any]
-) -> Any:
-    """A composed YAML node as YMap/YList/scalars, keeping 1-based lines.
+class _Converter:
+    """Composed YAML nodes as YMap/YList/scalars, keeping 1-based lines.
 
     Keys are kept as written (``on:`` stays ``"on"``), values get YAML 1.1 types as
-    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``).
-    A mapping or list held by a key takes the key's line as its own; a list item's
-    mapping starts on its ``-`` line.
+    Kubernetes' YAML reader gives them. Aliases share the converted value (``memo``);
+    what they expand to was bounded before (:func:`~svcsim.k8s.yamlread.check_aliases`),
+    since whatever walks the result walks every copy. A mapping or list held by a key
+    takes the key's line as its own; a list item's mapping starts on its ``-`` line. A
+    value that cannot be read is a problem and reads as null.
     """
-    if id(node) in memo:
-        return memo[id(node)]
-    line = node.start_mark.line + 1
-    if isinstance(node, MappingNode):
-        mapping = YMap(line)
-        memo[id(node)] = mapping
-        _fill_mapping(mapping, node, constructor, source, problems, memo)
-        return mapping
-    if isinstance(node, SequenceNode):
-        seq = YList(line)
-        memo[id(node)] = seq
-        for item in node.value:
-            seq.append(_convert(item, constructor, source, problems, memo))
-            seq.item_lines.append(item.start_mark.line + 1)
-        return seq
-    value = constructor.construct_object(node, deep=True)
-    memo[id(node)] = value
-    return value
 
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        self.constructor = SafeConstructor()
+        self.memo: dict[int, Any] = {}
+        self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
 
-def _fill_mapping(
-    mapping: YMap,
-    node: MappingNode,
-    constructor: SafeConstructor,
-    source: str,
-    problems: list[str],
-    memo: dict[int, Any],
-) -> None:
-    """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
-    explicit = {id(k) for k, _ in node.value}
-    constructor.flatten_mapping(node)  # resolves `<<` merge keys; merged pairs come first
-    written: set[str] = set()
-    for key_node, value_node in node.value:
-        key = (
-            key_node.value
-            if isinstance(key_node, ScalarNode)
-            else str(constructor.construct_object(key_node, deep=True))
-        )
-        key_line = key_node.start_mark.line + 1
-        if id(key_node) in explicit:
-            if key in written:
-                first = mapping.key_lines[key]
-                message = f"yaml: duplicate key {key!r} (first at line {first})"
-                problems.append(str(ManifestError(source, key_line, "", "", message)))
-            written.add(key)
-        fresh = id(value_node) not in memo
-        value = _convert(value_node, constructor, source, problems, memo)
-        if fresh and isinstance(value, YMap | YList):
-            # A missing field inside `spec:` is best reported on the `spec:` line.
-            value.line = key_line
-        mapping[key] = value
-        mapping.key_lines[key] = key_line
+        self.unreadable = False  # the current document has a value that could not be read
+
+    def problem(self, line: int, message: str) -> None:
+        self.problems.append(str(ManifestError(self.source, line, "", "", message)))
+
+    def unreadable_value(self, line: int, message: str) -> None:
+        self.problem(line, message)
+        self.unreadable = True
+
+    def document(self, root: Node) -> Any:
+        """The value of one document; the budget goes on from the file's earlier documents."""
+        # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
+        self.memo.clear()
+        self.unreadable = False
+        return self.convert(root)
+
+    def convert(self, node: Node) -> Any:
+        """The value of ``node``: YMap, YList or a scalar (an alias gives the shared value)."""
+        line = node.start_mark.line + 1
+        if id(node) in self.active:
+            self.unreadable_value(line, "yaml: recursive alias")
+            return None
+        if id(node) in self.memo:
+            return self.memo[id(node)]
+        self.active.add(id(node))
+        try:
+            value = self.build(node)
+        except YamlValueError as exc:
+            self.unreadable_value(exc.line, exc.message)
+            value = None
+        finally:
+            self.active.discard(id(node))
+        self.memo[id(node)] = value
+        return value
+
+    def build(self, node: Node) -> Any:
+        """The value of ``node``, built from its children."""
+        line = node.start_mark.line + 1
+        if isinstance(node, MappingNode):
+            check_collection_tag(node)
+            mapping = YMap(line)
+            self.fill_mapping(mapping, node)
+            return mapping
+        if isinstance(node, SequenceNode):
+            check_collection_tag(node)
+            seq = YList(line)
+            for item in node.value:
+                seq.append(self.convert(item))
+                seq.item_lines.append(item.start_mark.line + 1)
+            return seq
+        assert isinstance(node, ScalarNode)
+        return scalar_value(node, self.constructor)
+
+    def fill_mapping(self, mapping: YMap, node: MappingNode) -> None:
+        """Fill ``mapping`` from ``node``; a key written twice is a problem, merged keys are not."""
+        written: set[str] = set()
+        for pair in mapping_pairs(node):
+            key_line = pair.key.start_mark.line + 1
+            try:
+                key = key_text(pair.key)
+            except YamlValueError as exc:
+                self.unreadable_value(exc.line, exc.message)
+                continue
+            if not pair.merged:
+                if key in written:
+                    first = mapping.key_lines[key]
+                    message = f"yaml: duplicate key {quote(key)} (first at line {first})"
+                    self.problem(key_line, message)
+                written.add(key)
+            fresh = id(pair.value) not in self.memo
+            value = self.convert(pair.value)
+            if fresh and isinstance(value, YMap | YList):
+                # A missing field inside `spec:` is best reported on the `spec:` line.
+                value.line = key_line
+            mapping[key] = value
+            mapping.key_lines[key] = key_line

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, shorten
 from svcsim.k8s.fields import (
     Reader,
     YMap,
@@ -53,10 +54,11 @@ def object_label(kind: str, doc: YMap, *, namespaced: bool) -> str:
     md = doc.get("metadata")
     name = md.get("name") if isinstance(md, YMap) else None
     ns = md.get("namespace") if isinstance(md, YMap) else None
-    name_s = name if isinstance(name, str) and name else "<unnamed>"
+    # Excerpts: the label starts every problem line of the object, however long the name.
+    name_s = shorten(name, MAX_EXCERPT_CHARS) if isinstance(name, str) and name else "<unnamed>"
     if not namespaced:
         return f"{kind}/{name_s}"
-    ns_s = ns if isinstance(ns, str) and ns else "default"
+    ns_s = shorten(ns, MAX_EXCERPT_CHARS) if isinstance(ns, str) and ns else "default"
     return f"{kind}/{ns_s}/{name_s}"
 
 
@@ -88,7 +90,7 @@ def parse_meta(
         if (problem := dns1123_label_problem(namespace)) is not None:
             r.error(md.line_of("namespace"), "metadata.namespace", problem)
     labels = r.string_map(md, "labels", "metadata") or ()
-    annotations = r.string_map(md, "annotations", "metadata") or ()
+    annotations = r.string_map(md, "annotations", "metadata", label_values=False) or ()
     deleting = md.get("deletionTimestamp") is not None
     meta = ObjectMeta(name, namespace, labels, annotations, source=origin)
     return meta, deleting

@@ -219,7 +219,9 @@ def _template(r: Reader, spec: YMap) -> PodTemplate:
         return PodTemplate()
     md = r.mapping(tm, "metadata", "spec.template") or YMap(tm.line)
     labels = r.string_map(md, "labels", "spec.template.metadata") or ()
-    annotations = r.string_map(md, "annotations", "spec.template.metadata") or ()
+    annotations = (
+        r.string_map(md, "annotations", "spec.template.metadata", label_values=False) or ()
+    )
     ps = r.mapping(tm, "spec", "spec.template")
     if ps is None:
         if tm.get("spec") is None:

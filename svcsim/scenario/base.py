@@ -21,7 +21,12 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
-from svcsim.k8s.fields import dns1123_subdomain_problem
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, shorten
+from svcsim.k8s.fields import (
+    dns1123_subdomain_problem,
+    label_value_problem,
+    qualified_name_problem,
+)
 
 Loc = tuple[str | int, ...]
 """A field location as pydantic reports it: keys and list indexes from the model's root."""
@@ -99,11 +104,16 @@ OptionalName = Annotated[str, _name_check(dns1123_subdomain_problem, allow_empty
 
 
 
+def _got(value: str) -> str:
+    """``value`` quoted for a message, cut to an excerpt."""
+    return shorten(repr(value), MAX_EXCERPT_CHARS)
+
+
 def _ipv4(value: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
-        raise problem(f"must be an IPv4 address, got {value!r}") from None
+        raise problem(f"must be an IPv4 address, got {_got(value)}") from None
 
 
 def _ipv4_cidr(value: str) -> str:
@@ -114,7 +124,7 @@ def _ipv4_cidr(value: str) -> str:
     try:
         loose = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
-        raise problem(f"must be an IPv4 CIDR such as 10.244.0.0/16, got {value!r}") from None
+        raise problem(f"must be an IPv4 CIDR such as 10.244.0.0/16, got {_got(value)}") from None
     raise problem(f"has host bits set: {value!r} (did you mean {loose}?)")
 
 
@@ -124,5 +134,18 @@ IPv4 = Annotated[str, AfterValidator(_ipv4)]
 IPv4CIDR = Annotated[str, AfterValidator(_ipv4_cidr)]
 """An IPv4 network in CIDR notation without host bits (``10.244.0.0/16``)."""
 
-LabelMap = dict[str, str]
-"""A label selector in ``matchLabels`` form (``{app: web}``)."""
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if every key and value is one the API server accepts in labels."""
+    found: list[tuple[Loc, str]] = []
+    for key, text in value.items():
+        if (why := qualified_name_problem(key)) is not None:
+            found.append(((key,), f"key {why}"))
+        elif (why := label_value_problem(text)) is not None:
+            found.append(((key,), why))
+    if found:
+        raise problems_at("labels", found)
+    return value
+
+
+LabelMap = Annotated[dict[str, str], AfterValidator(_labels)]
+"""A label selector in ``matchLabels`` form (``{app: web}``), checked as Kubernetes labels."""

@@ -21,6 +21,9 @@ from typing import Annotated, Any, Final
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, printable, shorten
+from svcsim.k8s.fields import describe
+
 __all__ = [
     "DURATION_PATTERN",
     "Duration",
@@ -52,7 +55,11 @@ _HINT: Final = "use e.g. 250ms, 30s, 2m"
 
 
 def _invalid(value: object) -> ValueError:
-    return ValueError(f"invalid duration {value!r}: {_HINT}")
+    return ValueError(f"invalid duration {shorten(repr(value), MAX_EXCERPT_CHARS)}: {_HINT}")
+
+
+def _not_finite(value: object) -> ValueError:
+    return ValueError(f"must be a finite number of seconds, got {describe(value)}")
 
 
 def parse_duration(value: object) -> float:
@@ -65,10 +72,13 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):  # bool is an int subclass; `true` is not a duration
         raise _invalid(value)
     if isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # beyond 1.8e308 seconds
+            raise _not_finite(value) from None
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _invalid(value)
+            raise _not_finite(value)
         return value
     if not isinstance(value, str):
         raise _invalid(value)
@@ -81,7 +91,10 @@ def parse_duration(value: object) -> float:
     for number, unit in _PART.findall(body):
         total += Fraction(Decimal(number)) * _UNIT_SECONDS[unit]
     # One rounding, from the exact rational: equal durations give equal floats.
-    return sign * float(total)
+    try:
+        return sign * float(total)
+    except OverflowError:
+        raise _not_finite(value) from None
 
 
 def format_duration(seconds: float) -> str:
@@ -130,11 +143,16 @@ def _duration_validator(*, positive: bool) -> BeforeValidator:
         if seconds < 0 or (positive and seconds == 0):
             bound = "> 0" if positive else ">= 0"
             raise PydanticCustomError(
-                "duration_range", "must be {bound}, got {got}", {"bound": bound, "got": str(value)}
+                "duration_range", "must be {bound}, got {got}", {"bound": bound, "got": _got(value)}
             )
         return seconds
 
     return BeforeValidator(validate)
+
+
+def _got(value: Any) -> str:
+    """``value`` as the user wrote it (``-5s``, ``-5``), cut to an excerpt."""
+    return shorten(printable(str(value)), MAX_EXCERPT_CHARS)
 
 
 def _json_schema(*, positive: bool) -> WithJsonSchema:

@@ -2,12 +2,15 @@
 
 A line reads ``file:LINE: field.path: message`` (``scenarios/x.yaml:12: workloads[0].rate:
 must be > 0, got -5``), LINE being the line of that key in the file; problems found in
-Kubernetes manifests keep the k8s loader's own format.
+Kubernetes manifests keep the k8s loader's own format. Every line goes through
+:func:`svcsim.k8s.errors.problem_line`: control characters escaped, length capped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from svcsim.k8s.errors import problem_line
 
 
 class ScenarioErrors(ValueError):  # noqa: N818 - a collection of problems, as ManifestErrors
@@ -16,7 +19,7 @@ class ScenarioErrors(ValueError):  # noqa: N818 - a collection of problems, as M
     def __init__(self, problems: Sequence[str]) -> None:
         if not problems:
             raise ValueError("ScenarioErrors needs at least one problem")
-        self.problems = list(problems)
+        self.problems = [problem_line(p) for p in problems]
         super().__init__("\n".join(self.problems))
 
     def __str__(self) -> str:

@@ -16,9 +16,10 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from svcsim.k8s.errors import ManifestErrors
+from svcsim.k8s.errors import ManifestErrors, quote
 from svcsim.k8s.fields import describe
 from svcsim.k8s.load import Manifests, load_manifest_text
+from svcsim.k8s.yamlread import YamlFileError, read_file
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.locate import (
     YamlDoc,
@@ -71,15 +72,21 @@ class LoadedScenario:
     warnings: tuple[str, ...] = ()
 
 
-def load_scenario(path: str | Path) -> LoadedScenario:
-    """Read, validate and default the scenario at ``path``; ScenarioErrors lists every problem."""
+def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> LoadedScenario:
+    """Read, validate and default the scenario at ``path``; ScenarioErrors lists every problem.
+
+    Manifest files the scenario names (``manifests[].path``, ``timeline[].manifest.path``)
+    must be inside the scenario's directory (symlinks resolved) unless
+    ``allow_outside_paths``: a scenario from elsewhere must not read, and quote in its
+    errors, any file of the machine.
+    """
     source = str(path)
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ScenarioErrors([f"{source}: cannot read file: {why}"]) from None
+        text = read_file(file)
+    except YamlFileError as exc:
+        where = f"{source}:{exc.line}" if exc.line else source
+        raise ScenarioErrors([f"{where}: {exc.message}"]) from None
     doc, syntax = parse_yaml(text, source)
     if doc is None:
         raise ScenarioErrors(syntax)
@@ -90,13 +97,13 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     own: list[tuple[int, str]] = [(_line_of(p), p) for p in syntax]
     scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     base_dir = file.parent
-    texts = _Texts(doc, source, base_dir, own)
+    texts = _Texts(doc, source, base_dir, own, allow_outside_paths=allow_outside_paths)
     manifests = texts.section(doc.data.get("manifests"), ("manifests",))
     timeline_manifests = texts.timeline(doc.data.get("timeline"))
     checked, warnings = _check_manifests([*manifests, *timeline_manifests.values()])
     # Problems of inline manifests carry this file's lines: sort them in with the rest.
     own.extend((_line_of(p), p) for p in checked if p.startswith(f"{source}:"))
-    foreign = [p for p in checked if not p.startswith(f"{source}:")]
+    foreign = texts.foreign + [p for p in checked if not p.startswith(f"{source}:")]
     if own or foreign or scenario is None:
         own.sort(key=lambda item: item[0])  # stable: same-line problems keep their order
         raise ScenarioErrors([p for _, p in own] + foreign)
@@ -128,21 +135,35 @@ def _validate(
     except ValidationError as exc:
         for err in exc.errors():
             line, path = locate(doc, error_loc(err), UNION_TAGS)
+            if any(path[: len(bad)] == bad for bad in doc.unreadable):
+                continue  # the YAML reader has reported this value already
             where = f"{format_path(path)}: " if path else ""
             out.append((line, f"{source}:{line}: {where}{error_message(err, _VOCABULARY)}"))
         return None
 
 
 class _Texts:
-    """Collects manifest texts named by a scenario (read from raw data: works on invalid files)."""
+    """Collects manifest texts named by a scenario (read from raw data: works on invalid files).
+
+    Problems on the scenario's own lines go to ``out``; problems located in a manifest
+    file (a bad byte, a file too large) to ``foreign``.
+    """
 
     def __init__(
-        self, doc: YamlDoc, source: str, base_dir: Path, out: list[tuple[int, str]]
+        self,
+        doc: YamlDoc,
+        source: str,
+        base_dir: Path,
+        out: list[tuple[int, str]],
+        *,
+        allow_outside_paths: bool = False,
     ) -> None:
         self.doc = doc
         self.source = source
         self.base_dir = base_dir
         self.out = out
+        self.foreign: list[str] = []
+        self.allow_outside_paths = allow_outside_paths
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         line = self.doc.lines.get(path, self.doc.root_line)
@@ -182,27 +203,54 @@ class _Texts:
         rel = entry.get("path")
         if not isinstance(rel, str) or not rel.strip():
             return []
+        at = (*where, "path")
         target = self.base_dir / rel
+        if "\0" in rel:
+            self.problem(at, "must not contain a NUL character (\\0)")
+            return []
+        if not self.inside(at, rel, target):
+            return []
         if target.is_dir():
             files = sorted(
                 p for p in target.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
             )
             if not files:
                 kinds = "/".join(MANIFEST_SUFFIXES)
-                self.problem((*where, "path"), f"no {kinds} files in {target}")
+                self.problem(at, f"no {kinds} files in {target}")
         elif target.is_file():
             files = [target]
         else:
-            self.problem((*where, "path"), f"file not found: {target}")
+            self.problem(at, f"file not found: {target}")
             return []
         texts = []
         for file in files:
+            if file is not target and not self.inside(at, str(file), file):
+                continue  # a symlink in the directory that leads out of it
             try:
-                texts.append(ManifestText(str(file), file.read_text(encoding="utf-8"), origin))
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self.problem((*where, "path"), f"cannot read {file}: {why}")
+                texts.append(ManifestText(str(file), read_file(file), origin))
+            except YamlFileError as exc:
+                if exc.line:
+                    self.foreign.append(f"{file}:{exc.line}: {exc.message}")
+                else:
+                    why = exc.message.removeprefix("cannot read file: ")
+                    self.problem(at, f"cannot read {file}: {why}")
         return texts
+
+    def inside(self, at: tuple[str | int, ...], shown: str, target: Path) -> bool:
+        """Whether ``target`` may be read: inside the scenario's directory, or allowed anyway."""
+        if self.allow_outside_paths:
+            return True
+        try:
+            real = target.resolve()
+            root = self.base_dir.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a bad name
+            self.problem(at, f"cannot resolve {quote(shown)}: {exc}")
+            return False
+        if real.is_relative_to(root):
+            return True
+        self.problem(at, f"outside the scenario's directory: {quote(shown)} is {quote(str(real))}"
+                         " (pass --allow-outside-paths to read it)")
+        return False
 
 
 def _check_manifests(texts: list[ManifestText]) -> tuple[list[str], tuple[str, ...]]:

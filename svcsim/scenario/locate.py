@@ -9,19 +9,28 @@ the line of the offending key (for a missing key, the line of the mapping that l
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from svcsim.k8s.errors import MAX_EXCERPT_CHARS, quote
 from svcsim.k8s.fields import describe
+from svcsim.k8s.yamlread import (
+    YamlFileError,
+    YamlValueError,
+    check_aliases,
+    check_collection_tag,
+    compose_one,
+    key_text,
+    mapping_pairs,
+    scalar_value,
+)
 from svcsim.scenario.base import Loc, SchemaModel
 
 BLOCK_STYLES = ("|", ">")
@@ -37,7 +46,8 @@ class YamlDoc:
     ``lines`` maps a path (keys and list indexes) to the line of its key or list item;
     ``containers`` holds the paths whose value is a mapping or a list; ``text_starts``
     maps the path of a string scalar to the line its text starts on (the line after
-    ``|``/``>`` for block scalars), so an inline manifest's lines can be mapped back.
+    ``|``/``>`` for block scalars), so an inline manifest's lines can be mapped back;
+    ``unreadable`` holds the paths whose value could not be read (already reported).
     """
 
     data: Any = None
@@ -45,35 +55,36 @@ class YamlDoc:
     lines: dict[Loc, int] = field(default_factory=dict)
     containers: set[Loc] = field(default_factory=set)
     text_starts: dict[Loc, int] = field(default_factory=dict)
+    unreadable: set[Loc] = field(default_factory=set)
 
 
 def parse_yaml(text: str, source: str) -> tuple[YamlDoc | None, list[str]]:
-    """The single document of ``text``, and problem lines (syntax errors, duplicate keys).
+    """The single document of ``text``, and problem lines (bad values, duplicate keys).
 
-    Returns None for the document when the text is not valid YAML.
+    Returns None for the document when the text cannot be read as a whole (a syntax
+    error, a limit of :mod:`svcsim.k8s.yamlread` exceeded); the one problem says why.
     """
     problems: list[str] = []
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        root = yaml.compose(text, Loader=loader_cls)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        parts = [p for p in (exc.context, exc.problem) if p]  # "while parsing ..., found ..."
-        return None, [f"{source}:{line}: yaml: {', '.join(parts) or 'invalid YAML'}"]
-    except yaml.YAMLError as exc:
-        return None, [f"{source}:1: yaml: {exc}"]
-    doc = YamlDoc()
-    if root is None:
-        return doc, problems
-    doc.root_line = root.start_mark.line + 1
-    converter = _Converter(source, doc, problems)
-    doc.data = converter.convert(root, ())
+        root = compose_one(text)
+        doc = YamlDoc()
+        if root is None:
+            return doc, problems
+        doc.root_line = root.start_mark.line + 1
+        check_aliases(root)
+        doc.data = _Converter(source, doc, problems).convert(root, (), 0)
+    except YamlFileError as exc:
+        return None, [f"{source}:{exc.line}: {exc.message}"]
     return doc, problems
 
 
 class _Converter:
-    """Builds plain data from nodes, filling the line index of a :class:`YamlDoc`."""
+    """Builds plain data from nodes, filling the line index of a :class:`YamlDoc`.
+
+    A value that cannot be read (an unknown tag, a list as a key) is reported, read as
+    null, and its path added to ``doc.unreadable``. Sizes and depths were checked before
+    (:func:`~svcsim.k8s.yamlread.check_aliases`), so converting every copy is bounded.
+    """
 
     def __init__(self, source: str, doc: YamlDoc, problems: list[str]) -> None:
         self.source = source
@@ -82,50 +93,67 @@ class _Converter:
         self.constructor = SafeConstructor()
         self.active: set[int] = set()  # nodes on the current path: a recursive alias ends here
 
-    def convert(self, node: Node, path: Loc) -> Any:
+    def problem(self, line: int, path: Loc, message: str) -> None:
+        where = f"{format_path(path)}: " if path else ""
+        self.problems.append(f"{self.source}:{line}: {where}{message}")
+        self.doc.unreadable.add(path)
+
+    def convert(self, node: Node, path: Loc, depth: int) -> Any:
+        """The plain value of ``node`` at ``path`` (``depth`` is bounded by check_aliases)."""
+        line = node.start_mark.line + 1
         if id(node) in self.active:
-            self.problems.append(f"{self.source}:{node.start_mark.line + 1}: "
-                                 f"{format_path(path)}: yaml: recursive alias")
+            self.problem(line, path, "yaml: recursive alias")
             return None
-        if isinstance(node, MappingNode):
-            self.active.add(id(node))
-            try:
-                return self.mapping(node, path)
-            finally:
-                self.active.discard(id(node))
-        if isinstance(node, SequenceNode):
-            self.active.add(id(node))
-            try:
-                self.doc.containers.add(path)
-                out_list = []
-                for i, item in enumerate(node.value):
-                    self.doc.lines[(*path, i)] = item.start_mark.line + 1
-                    out_list.append(self.convert(item, (*path, i)))
-                return out_list
-            finally:
-                self.active.discard(id(node))
-        value = self.constructor.construct_object(node, deep=True)
-        if isinstance(node, ScalarNode) and isinstance(value, str):
+        try:
+            if isinstance(node, MappingNode | SequenceNode):
+                check_collection_tag(node)
+                self.active.add(id(node))
+                try:
+                    if isinstance(node, MappingNode):
+                        return self.mapping(node, path, depth)
+                    return self.sequence(node, path, depth)
+                finally:
+                    self.active.discard(id(node))
+            assert isinstance(node, ScalarNode)
+            value = scalar_value(node, self.constructor)
+        except YamlValueError as exc:
+            self.problem(exc.line, path, exc.message)
+            return None
+        if isinstance(value, str):
             block = node.style in BLOCK_STYLES
             self.doc.text_starts[path] = node.start_mark.line + (2 if block else 1)
         return value
 
-    def mapping(self, node: MappingNode, path: Loc) -> dict[str, Any]:
-        self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
+    def sequence(self, node: SequenceNode, path: Loc, depth: int) -> list[Any]:
+        self.doc.containers.add(path)
+        out_list = []
+        for i, item in enumerate(node.value):
+            self.doc.lines[(*path, i)] = item.start_mark.line + 1
+            out_list.append(self.convert(item, (*path, i), depth + 1))
+        return out_list
+
+    def mapping(self, node: MappingNode, path: Loc, depth: int) -> dict[str, Any]:
         self.doc.containers.add(path)
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            # Keys as written: `on:` stays "on", `1:` is "1" (a YAML 1.1 reader would differ).
-            key = (key_node.value if isinstance(key_node, ScalarNode)
-                   else str(self.constructor.construct_object(key_node, deep=True)))
-            line = key_node.start_mark.line + 1
-            sub = (*path, key)
-            if key in out:
-                self.problems.append(f"{self.source}:{line}: {format_path(sub)}: "
-                                     f"duplicate key (first at line {self.doc.lines[sub]})")
+        written: set[str] = set()
+        for pair in mapping_pairs(node):
+            line = pair.key.start_mark.line + 1
+            try:
+                # Keys as written: `on:` stays "on", `1:` is "1" (a YAML 1.1 reader would differ).
+                key = key_text(pair.key)
+            except YamlValueError as exc:
+                self.problem(exc.line, path, exc.message)
                 continue
+            sub = (*path, key)
+            if not pair.merged:
+                # A key written twice is a mistake; a written key overriding a merged one is not.
+                if key in written:
+                    self.problems.append(f"{self.source}:{line}: {format_path(sub)}: "
+                                         f"duplicate key (first at line {self.doc.lines[sub]})")
+                    continue
+                written.add(key)
             self.doc.lines[sub] = line
-            out[key] = self.convert(value_node, sub)
+            out[key] = self.convert(pair.value, sub, depth + 1)
         return out
 
 
@@ -138,10 +166,10 @@ def format_path(parts: Iterable[str | int]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
+        elif _PLAIN_KEY.fullmatch(part) and len(part) <= MAX_EXCERPT_CHARS:
             out += f".{part}" if out else part
         else:
-            out += f"[{json.dumps(part)}]"
+            out += f"[{quote(part)}]"  # an excerpt: a key may be a megabyte long
     return out
 
 
@@ -197,6 +225,9 @@ def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
     if kind in bounds:
         limit = next(iter(ctx.values()), "?")
         return f"must be {bounds[kind]} {_number(limit)}, got {got}"
+    value = err.get("input")
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return f"must be a finite number, got {got}"  # an integer beyond a float's range
     if kind == "missing":
         return "required"
     if kind == "extra_forbidden":

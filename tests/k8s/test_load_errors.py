@@ -205,7 +205,7 @@ def test_problems_across_objects_and_files(tmp_path: Path) -> None:
         (
             "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  clusterIP: 10.0.0.1\n"
             "  ports: [{port: 1}]\n  clusterIP: 10.0.0.2\n",
-            ["m.yaml:7: yaml: duplicate key 'clusterIP' (first at line 5)"],
+            ['m.yaml:7: yaml: duplicate key "clusterIP" (first at line 5)'],
         ),
         (
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: Prod\nspec:\n"

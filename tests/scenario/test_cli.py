@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+import svcsim.cli.run
+import svcsim.cli.scenario
 from svcsim.cli.main import app
+from svcsim.scenario import ScenarioErrors
 
 GOOD = """\
 apiVersion: svcsim/v1
@@ -82,3 +86,67 @@ def test_schema_output_file(tmp_path: Path) -> None:
     assert code == 0
     assert out == ""
     assert json.loads(target.read_text())["$id"] == "urn:svcsim:schema:scenario:v1"
+
+
+def test_validate_unknown_tag_is_a_problem_line_not_an_internal_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("apiVersion: svcsim/v1\nkind: Scenario\nduration: !custom 5s\n")
+    code, _, err = run("validate", str(path))
+    assert code == 2
+    assert err == f"{path}:3: duration: yaml: unknown tag !custom\n"
+
+
+def test_validate_internal_error_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path, **_: object) -> None:
+        raise KeyError("a bug\nsecond line")
+
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    monkeypatch.setattr(svcsim.cli.scenario, "load_scenario", broken)
+    code, out, err = run("validate", str(good))
+    assert code == 1
+    assert err == f"{good}: internal error (please report): KeyError: 'a bug\\nsecond line'\n"
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_allow_outside_paths_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    outside = tmp_path / "web.yaml"
+    outside.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+        "spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n"
+    )
+    (tmp_path / "scn").mkdir()
+    scenario = tmp_path / "scn" / "s.yaml"
+    scenario.write_text(
+        "apiVersion: svcsim/v1\nkind: Scenario\nmanifests:\n  - path: ../web.yaml\n"
+    )
+    code, _, err = run(command, str(scenario))
+    assert code == 2
+    assert err.startswith(f"{scenario}:4: manifests[0].path: outside the scenario's directory")
+    seen: list[object] = []
+
+    def stop(path: Path, *, allow_outside_paths: bool) -> None:
+        seen.append(allow_outside_paths)
+        raise ScenarioErrors(["stop here"])
+
+    monkeypatch.setattr(svcsim.cli.run, "load_scenario", stop)
+    monkeypatch.setattr(svcsim.cli.scenario, "load_scenario", stop)
+    code, _, err = run(command, str(scenario), "--allow-outside-paths")
+    assert (code, err, seen) == (2, "stop here\n", [True])
+
+
+def test_validate_prints_the_manifest_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "apiVersion: svcsim/v1\nkind: Scenario\nmanifests:\n  - inline: |\n"
+        "      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: cfg}\n"
+    )
+    code, out, err = run("validate", str(path))
+    assert code == 0
+    assert out == f"{path}: ok (3 nodes, 0 workloads, 0 timeline actions)\n"
+    assert err == f"warning: {path}:5: skipping kind ConfigMap (cfg)\n"
