@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from svcsim.cli.common import console, fail
+from svcsim.cli.common import console, fail, warn
 from svcsim.results import Run, RunFolderError
 from svcsim.runs import run_scenario
 from svcsim.scenario.errors import ScenarioErrors
@@ -54,6 +54,7 @@ def run(
         loaded = load_scenario(path)
     except ScenarioErrors as exc:
         fail(exc.problems)
+    warn(loaded.warnings)
     err = console(stderr=True)
     duration = loaded.scenario.duration_s
     with Progress(

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from svcsim.cli.common import warn
 from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
 
 EXIT_PROBLEMS = 2
@@ -44,6 +45,7 @@ def validate(
             failed = True
             typer.echo(f"{file}: internal error while loading (please report): {exc!r}", err=True)
             continue
+        warn(loaded.warnings)
         s = loaded.scenario
         summary = ", ".join([
             _count(len(s.cluster.nodes), "node"),
