@@ -7,6 +7,7 @@ packet of a new connection through it the way the kernel does.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,15 @@ import typer
 
 from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
+from svcsim.k8s.allocate import ServiceAllocator
+from svcsim.k8s.objects import Service
 from svcsim.netfilter.interpreter import draws_from, trace
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.packet import NodeNetwork, Packet
 from svcsim.netfilter.text import render_save
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables_sync
+from svcsim.scenario.cluster import DEFAULT_SERVICE_CIDR
 
 ManifestArgs = Annotated[
     list[Path],
@@ -41,6 +45,11 @@ MasqBitOpt = Annotated[
     int, typer.Option("--masquerade-bit", min=0, max=31, help="--iptables-masquerade-bit.")
 ]
 MasqAllOpt = Annotated[bool, typer.Option("--masquerade-all", help="--masquerade-all.")]
+ServiceCidrOpt = Annotated[
+    str,
+    typer.Option("--service-cidr", help="kube-apiserver --service-cluster-ip-range: Services "
+                 "without a clusterIP get one from it, as the API server would allocate."),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +69,14 @@ def _compile_node(
     cluster_cidr: str | None,
     masquerade_bit: int,
     masquerade_all: bool,
+    service_cidr: str = DEFAULT_SERVICE_CIDR,
 ) -> NodeRules:
     try:
         manifests = load_manifests(manifests_paths)
     except ManifestErrors as exc:
         fail(exc.problems)
     warn(manifests.warnings)
+    manifests = _allocated(manifests, service_cidr)
     node_ips = _node_ips(manifests, node, node_ip)
     problems: list[str] = []
     for ip in node_ips:
@@ -98,6 +109,25 @@ def _compile_node(
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
 
 
+def _allocated(manifests: Manifests, service_cidr: str) -> Manifests:
+    """``manifests`` with the cluster IPs and NodePorts the API server would have filled in."""
+    try:
+        network = ipaddress.IPv4Network(service_cidr)
+    except ValueError:
+        fail([f"--service-cidr: {service_cidr!r} is not an IPv4 CIDR such as 10.96.0.0/12"])
+    allocator = ServiceAllocator(str(network))
+    services: list[Service] = []
+    problems: list[str] = []
+    for svc in manifests.services:
+        admitted = allocator.admit(svc)
+        warn(str(a) for a in admitted.allocations)
+        problems.extend(admitted.problems)
+        services.append(admitted.service)
+    if problems:
+        fail(problems)
+    return dataclasses.replace(manifests, services=tuple(services))
+
+
 def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
     if given:
         return [ip.strip() for ip in given.split(",") if ip.strip()]
@@ -116,6 +146,7 @@ def rules(
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
     masquerade_all: MasqAllOpt = False,
+    service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     output_format: Annotated[
         Literal["save", "restore"],
         typer.Option("--format", help="save: as iptables-save prints it; restore: as kube-proxy "
@@ -123,7 +154,9 @@ def rules(
     ] = "save",
 ) -> None:
     """Print the iptables rules kube-proxy (iptables mode) programs on one node."""
-    compiled = _compile_node(manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all)
+    compiled = _compile_node(
+        manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all, service_cidr
+    )
     if output_format == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
@@ -172,6 +205,7 @@ def trace_command(
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
     masquerade_all: MasqAllOpt = False,
+    service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     origin: Annotated[
         Literal["pod", "host", "external"] | None,
         typer.Option("--from", help="Where the packet enters: a Pod on this node, a host-network "
@@ -185,7 +219,9 @@ def trace_command(
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
-    compiled = _compile_node(manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all)
+    compiled = _compile_node(
+        manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all, service_cidr
+    )
     entry = origin or _origin(src, compiled)
     if entry == "pod":
         owner = next((p for p in compiled.manifests.pods if p.pod_ip == src), None)

@@ -85,7 +85,7 @@ class Allocation:
         where = f"{self.source}: " if self.source else ""
         return (
             f"{where}Service/{self.service}: {self.field}: not set: allocated {self.value} "
-            "(as the API server would; svcsim picks by a hash of the name, not at random)"
+            "(the API server picks at random, svcsim by a hash of the name)"
         )
 
 
@@ -147,8 +147,7 @@ def needs_node_ports(svc: Service) -> bool:
 def needs_health_check_port(svc: Service) -> bool:
     """True for a LoadBalancer Service with ``externalTrafficPolicy: Local``."""
     return (
-        svc.type is ServiceType.LOAD_BALANCER
-        and svc.external_traffic_policy is TrafficPolicy.LOCAL
+        svc.type is ServiceType.LOAD_BALANCER and svc.external_traffic_policy is TrafficPolicy.LOCAL
     )
 
 
@@ -251,15 +250,17 @@ class ServiceAllocator:
             if ipaddress.ip_address(cluster_ip).version == 4:
                 admission.claim("spec.clusterIP", self._ips, self._ip_value(cluster_ip), cluster_ip)
         elif wants_ip:
-            value = admission.fill("spec.clusterIP", self._ips, svc.meta.key,
-                                   f"serviceCIDR {self.network}")
+            value = admission.fill(
+                "spec.clusterIP", self._ips, svc.meta.key, f"serviceCIDR {self.network}"
+            )
             if value is not None:
                 cluster_ip = self._ip_text(value)
                 cluster_ips = (cluster_ip,)
                 admission.filled("spec.clusterIP", cluster_ip)
 
         ports = list(svc.ports)
-        old_ports = {(p.port, p.protocol): p.node_port for p in (previous.ports if previous else ())}
+        kept = previous.ports if previous is not None else ()
+        old_ports = {(p.port, p.protocol): p.node_port for p in kept}
         for i, port in enumerate(ports):
             field = f"spec.ports[{i}].nodePort"
             node_port = port.node_port or old_ports.get((port.port, port.protocol), 0)
@@ -267,8 +268,9 @@ class ServiceAllocator:
                 admission.claim(field, self._ports, self._port_value(node_port), str(node_port))
             elif needs_node_ports(svc):
                 hint = f"{svc.meta.key}:{port.name or port.port}/{port.protocol.value}"
-                value = admission.fill(field, self._ports, hint,
-                                       f"NodePort range {self.node_ports}")
+                value = admission.fill(
+                    field, self._ports, hint, f"NodePort range {self.node_ports}"
+                )
                 if value is None:
                     continue
                 node_port = value + self.node_ports.first

@@ -86,9 +86,12 @@ def pick_port(service: Service, wanted: str | int | None) -> ServicePort | str:
     if wanted is None:
         if len(ports) == 1:
             return ports[0]
-        return (f"Service {service.meta.key} has {len(ports)} ports ({listed}): "
-                f"name one, as in {service.meta.name}:{ports[0].name or ports[0].port}"
-                if ports else f"Service {service.meta.key} has no ports")
+        return (
+            f"Service {service.meta.key} has {len(ports)} ports ({listed}): "
+            f"name one, as in {service.meta.name}:{ports[0].name or ports[0].port}"
+            if ports
+            else f"Service {service.meta.key} has no ports"
+        )
     for sp in ports:
         if sp.name == wanted or sp.port == wanted:
             return sp
@@ -98,11 +101,15 @@ def pick_port(service: Service, wanted: str | int | None) -> ServicePort | str:
 def _no_rules(service: Service) -> str | None:
     """Why kube-proxy writes no rules for ``service``, or None."""
     if service.type is ServiceType.EXTERNAL_NAME:
-        return f"Service {service.meta.key} is type ExternalName (a DNS name): kube-proxy " \
-               "writes no rules for it"
+        return (
+            f"Service {service.meta.key} is type ExternalName (a DNS name): kube-proxy "
+            "writes no rules for it"
+        )
     if service.is_headless:
-        return f"Service {service.meta.key} is headless (clusterIP: None): kube-proxy writes " \
-               "no rules for it; send to a Pod's IP:port instead"
+        return (
+            f"Service {service.meta.key} is headless (clusterIP: None): kube-proxy writes "
+            "no rules for it; send to a Pod's IP:port instead"
+        )
     return None
 
 
@@ -134,12 +141,16 @@ class _Checks:
         proxy = self.scenario.cluster.proxy
         supported = " and ".join(SIMULATED_PROXY_MODES)
         if proxy.mode not in SIMULATED_PROXY_MODES:
-            self.problem(("cluster", "proxy", "mode"),
-                         f"only {supported} mode is simulated so far, got {proxy.mode!r}")
+            self.problem(
+                ("cluster", "proxy", "mode"),
+                f"only {supported} mode is simulated so far, got {proxy.mode!r}",
+            )
         for node, override in proxy.nodes.items():
             if override.mode is not None and override.mode not in SIMULATED_PROXY_MODES:
-                self.problem(("cluster", "proxy", "nodes", node, "mode"),
-                             f"only {supported} mode is simulated so far, got {override.mode!r}")
+                self.problem(
+                    ("cluster", "proxy", "nodes", node, "mode"),
+                    f"only {supported} mode is simulated so far, got {override.mode!r}",
+                )
 
     # --- references to objects --------------------------------------------------------------
 
@@ -152,7 +163,8 @@ class _Checks:
             self.manual |= _manual_endpoints(added)
             self.addable_only(index, added)
         plan = plan_services(
-            self.scenario, initial.services,
+            self.scenario,
+            initial.services,
             {i: m.services for i, m in objects.added.items()},
         )
         self.problems.extend(plan.problems)
@@ -166,20 +178,25 @@ class _Checks:
         others += [("Pod", p.meta.key) for p in added.pods]
         others += [("Node", n.meta.name) for n in added.nodes]
         for kind, key in others:
-            self.problem(("timeline", index, "manifest"),
-                         f"add-service creates only {', '.join(ADDABLE)}; {kind} {key} would "
-                         "be ignored (put it under manifests)")
+            self.problem(
+                ("timeline", index, "manifest"),
+                f"add-service creates only {', '.join(ADDABLE)}; {kind} {key} would "
+                "be ignored (put it under manifests)",
+            )
 
     def matching(self, selector: Sequence[tuple[str, str]]) -> tuple[list[Deployment], list[str]]:
         """Deployments whose Pods carry ``selector``'s labels, and bare Pods that do."""
-        deps = [d for d in self.deployments.values()
-                if selector_matches(selector, d.template.labels)]
+        deps = [
+            d for d in self.deployments.values() if selector_matches(selector, d.template.labels)
+        ]
         pods = [k for k, p in self.bare_pods.items() if selector_matches(selector, p.meta.labels)]
         return deps, pods
 
     def label_hint(self) -> str:
-        sets = [f"Deployment {d.meta.name} {_labels(d.template.labels)}"
-                for d in self.deployments.values()]
+        sets = [
+            f"Deployment {d.meta.name} {_labels(d.template.labels)}"
+            for d in self.deployments.values()
+        ]
         sets += [f"Pod {p.meta.name} {_labels(p.meta.labels)}" for p in self.bare_pods.values()]
         return _hint(sets)
 
@@ -211,13 +228,17 @@ class _Checks:
             if not later:
                 existing = [s.meta.key for s in plan.initial]
                 existing += [s.meta.key for ss in plan.added.values() for s in ss]
-                self.problem(("workloads", i, "to"),
-                             f"Service {key} does not exist (Services: {_hint(existing)})")
+                self.problem(
+                    ("workloads", i, "to"),
+                    f"Service {key} does not exist (Services: {_hint(existing)})",
+                )
                 return
             at_s, index, service = later[0]
-            self.warn(("workloads", i, "to"),
-                      f"Service {key} is created only at {format_duration(at_s)} "
-                      f"(timeline[{index}]): the workload sends nothing before then")
+            self.warn(
+                ("workloads", i, "to"),
+                f"Service {key} is created only at {format_duration(at_s)} "
+                f"(timeline[{index}]): the workload sends nothing before then",
+            )
         why = _no_rules(service)
         port = pick_port(service, target.port)
         if why is None and isinstance(port, str):
@@ -226,13 +247,20 @@ class _Checks:
             wanted = "udp" if isinstance(w.connection, Udp) else "tcp"
             have = port.protocol.value.lower()
             if have != wanted:
-                fix = ("connection: {model: udp}" if have == "udp"
-                       else "a TCP connection model (per-request or keepalive)")
-                why = f"port {_port_text(port)} of Service {key} is {have.upper()}; " \
-                      f"this workload sends {wanted.upper()} (set {fix})"
+                fix = (
+                    "set connection: {model: udp}"
+                    if have == "udp"
+                    else "use connection model per-request or keepalive"
+                )
+                why = (
+                    f"port {_port_text(port)} of Service {key} is {have.upper()}, "
+                    f"this workload sends {wanted.upper()}: {fix}"
+                )
                 if have not in ("tcp", "udp"):
-                    why = f"port {_port_text(port)} of Service {key} is {have.upper()}: " \
-                          "only TCP and UDP clients are simulated"
+                    why = (
+                        f"port {_port_text(port)} of Service {key} is {have.upper()}: "
+                        "only TCP and UDP clients are simulated"
+                    )
         if why is not None:
             self.problem(("workloads", i, "to"), why)
 
@@ -240,8 +268,11 @@ class _Checks:
         path: Loc = ("workloads", i, "from", "pods")
         deps, pods = self.matching(selector)
         if not deps and not pods:
-            self.problem(path, f"no Pod has labels {_labels(selector)}, so nothing would send "
-                               f"(Pod labels: {self.label_hint()})")
+            self.problem(
+                path,
+                f"no Pod has labels {_labels(selector)}, so nothing would send "
+                f"(Pod labels: {self.label_hint()})",
+            )
             return
         if pods or any(d.replicas > 0 for d in deps):
             return
@@ -249,12 +280,18 @@ class _Checks:
         ups = self.scaled_up(names)
         zero = ", ".join(sorted(names))
         if not ups:
-            self.problem(path, f"matches only Deployment {zero} with 0 replicas, never scaled "
-                               "up: nothing would send")
+            self.problem(
+                path,
+                f"matches only Deployment {zero} with 0 replicas, never scaled "
+                "up: nothing would send",
+            )
         else:
             at_s, key = ups[0]
-            self.warn(path, f"matches only Deployment {zero} with 0 replicas: nothing sends "
-                            f"until {key} is scaled up at {format_duration(at_s)}")
+            self.warn(
+                path,
+                f"matches only Deployment {zero} with 0 replicas: nothing sends "
+                f"until {key} is scaled up at {format_duration(at_s)}",
+            )
 
     def timeline(self, plan: ServicePlan) -> None:
         live = {s.meta.key: s for s in plan.initial}
@@ -263,8 +300,10 @@ class _Checks:
             if isinstance(action, tl.Rollout | tl.Scale):
                 key = "/".join(parse_object_ref(action.deployment))
                 if key not in self.deployments:
-                    self.problem((*path, "deployment"), f"Deployment {key} does not exist "
-                                 f"(Deployments: {_hint(self.deployments)})")
+                    self.problem(
+                        (*path, "deployment"),
+                        f"Deployment {key} does not exist (Deployments: {_hint(self.deployments)})",
+                    )
             elif isinstance(action, tl.DeletePod | tl.CrashPod):
                 self.pod_pick(path, action)
             elif isinstance(action, tl.AddService):
@@ -272,9 +311,12 @@ class _Checks:
             elif isinstance(action, tl.RemoveService):
                 key = "/".join(parse_object_ref(action.service, service=True))
                 if not plan.removed.get(index, False):
-                    self.problem((*path, "service"), f"Service {key} does not exist at "
-                                 f"{format_duration(action.at_s)} (Services then: "
-                                 f"{_hint(live)})")
+                    self.problem(
+                        (*path, "service"),
+                        f"Service {key} does not exist at "
+                        f"{format_duration(action.at_s)} (Services then: "
+                        f"{_hint(live)})",
+                    )
                 live.pop(key, None)
             elif isinstance(action, tl.InjectStaleRule):
                 self.stale_rule(path, action, live)
@@ -283,15 +325,20 @@ class _Checks:
         if action.pod is not None:
             key = "/".join(parse_object_ref(action.pod))
             if key not in self.bare_pods:
-                self.problem((*path, "pod"), f"Pod {key} does not exist (Pods: "
-                             f"{_hint(self.bare_pods)}; a Deployment's Pods get random names: "
-                             "pick them with selector)")
+                self.problem(
+                    (*path, "pod"),
+                    f"Pod {key} does not exist (Pods: "
+                    f"{_hint(self.bare_pods)}; a Deployment's Pods get random names: "
+                    "pick them with selector)",
+                )
             return
         selector = tuple(sorted((action.selector or {}).items()))
         deps, pods = self.matching(selector)
         if not deps and not pods:
-            self.problem((*path, "selector"), f"no Pod has labels {_labels(selector)} "
-                         f"(Pod labels: {self.label_hint()})")
+            self.problem(
+                (*path, "selector"),
+                f"no Pod has labels {_labels(selector)} (Pod labels: {self.label_hint()})",
+            )
 
     def stale_rule(
         self, path: Loc, action: tl.InjectStaleRule, live: Mapping[str, Service]
@@ -301,19 +348,26 @@ class _Checks:
         where = (*path, "service")
         service = live.get(key)
         if service is None:
-            self.problem(where, f"Service {key} does not exist at {format_duration(action.at_s)}"
-                                f" (Services then: {_hint(live)})")
+            self.problem(
+                where,
+                f"Service {key} does not exist at {format_duration(action.at_s)}"
+                f" (Services then: {_hint(live)})",
+            )
             return
         why = _no_rules(service)
         port = pick_port(service, target.port)
         if why is None and isinstance(port, str):
             why = port
         if why is None and service.internal_traffic_policy is TrafficPolicy.LOCAL:
-            why = f"Service {key} has internalTrafficPolicy Local: its traffic does not go " \
-                  "through the KUBE-SVC chain a stale rule is injected into"
+            why = (
+                f"Service {key} has internalTrafficPolicy Local: its traffic does not go "
+                "through the KUBE-SVC chain a stale rule is injected into"
+            )
         if why is None and not self.has_endpoints(service):
-            why = f"Service {key} has no endpoints, so kube-proxy writes no KUBE-SVC chain to " \
-                  "inject into"
+            why = (
+                f"Service {key} has no endpoints, so kube-proxy writes no KUBE-SVC chain to "
+                "inject into"
+            )
         if why is not None:
             self.problem(where, why)
 
@@ -322,8 +376,10 @@ class _Checks:
         if service.selector is None:
             return service.meta.key in self.manual
         deps, pods = self.matching(service.selector)
-        return bool(pods) or any(d.replicas > 0 for d in deps) or bool(
-            self.scaled_up({d.meta.key for d in deps})
+        return (
+            bool(pods)
+            or any(d.replicas > 0 for d in deps)
+            or bool(self.scaled_up({d.meta.key for d in deps}))
         )
 
 

@@ -17,8 +17,8 @@ from svcsim.k8s.objects import Service
 from svcsim.results.schema import EventKind
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.load import LoadedScenario
-from svcsim.scenario.service_plan import ServicePlan, timeline_order
 from svcsim.scenario.refs import parse_object_ref, parse_service_target
+from svcsim.scenario.service_plan import ServicePlan, timeline_order
 from svcsim.scenario.world import World
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.fleet import PodFleet
@@ -78,12 +78,18 @@ class _Timeline:
             )
         elif isinstance(action, tl.Scale):
             self.deployment(action.deployment).scale(action.replicas)
-        elif isinstance(action, tl.DeletePod):
-            for pod in self.pick(action):
-                pod.delete()
-        elif isinstance(action, tl.CrashPod):
-            for pod in self.pick(action):
-                pod.crash()
+        elif isinstance(action, tl.DeletePod | tl.CrashPod):
+            picked = self.pick(action)
+            for pod in picked:
+                if isinstance(action, tl.DeletePod):
+                    pod.delete()
+                else:
+                    pod.crash()
+            if not picked:
+                # The loader checked that such Pods can exist; none is alive right now.
+                labels = (action.selector or {}).items()
+                what = action.pod or ",".join(f"{k}={v}" for k, v in labels)
+                self.event(EventKind.FAULT, "", what, f"{action.action}: no live Pod matched")
         elif isinstance(action, tl.CrashProxy):
             world.proxies[action.node].crash()
             world.proxy_changed()
@@ -108,6 +114,7 @@ class _Timeline:
         elif isinstance(action, tl.AddService):
             self.add_objects(index)
         elif isinstance(action, tl.RemoveService):
+            # The loader checked that the Service exists by then (ServicePlan.removed).
             namespace, name = parse_object_ref(action.service, service=True)
             if world.api.delete("Service", f"{namespace}/{name}") is not None:
                 self.event(EventKind.SERVICE_REMOVED, "", f"{namespace}/{name}", "")
