@@ -1,4 +1,4 @@
-"""Cluster IPs and NodePorts filled in as the API server's allocators would, but deterministically."""
+"""Cluster IPs and NodePorts filled in as the API server would, but deterministically."""
 
 from __future__ import annotations
 
