@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from svcsim.k8s.controllers import selector_matches
 from svcsim.k8s.load import Manifests
-from svcsim.k8s.objects import Deployment, Service, ServicePort, ServiceType, TrafficPolicy
+from svcsim.k8s.objects import (
+    Deployment,
+    ObjectMeta,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+)
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.durations import format_duration
@@ -156,6 +163,7 @@ class _Checks:
 
     def with_objects(self, objects: ScenarioObjects) -> None:
         initial = objects.initial
+        self.duplicates(initial)
         self.deployments = {d.meta.key: d for d in initial.deployments}
         self.bare_pods = {p.meta.key: p for p in initial.pods}
         self.manual = _manual_endpoints(initial)
@@ -172,6 +180,27 @@ class _Checks:
         for i, w in enumerate(self.scenario.workloads):
             self.workload(i, w, plan)
         self.timeline(plan)
+
+    def duplicates(self, initial: Manifests) -> None:
+        """Objects defined twice in different files (the loader checks within one file)."""
+        kinds: dict[str, Sequence[ObjectMeta]] = {
+            "Service": [o.meta for o in initial.services],
+            "Deployment": [o.meta for o in initial.deployments],
+            "Pod": [o.meta for o in initial.pods],
+            "Endpoints": [o.meta for o in initial.endpoints],
+            "EndpointSlice": [o.meta for o in initial.endpoint_slices],
+        }
+        for kind, metas in kinds.items():
+            first: dict[str, str] = {}
+            for meta in metas:
+                key = meta.key
+                if key in first and meta.source:
+                    # The API server would refuse the second create (AlreadyExists).
+                    self.problems.append(
+                        f"{meta.source}: {kind}/{key}: metadata.name: duplicate {kind}; "
+                        f"first defined at {first[key]}"
+                    )
+                first.setdefault(key, meta.source)
 
     def addable_only(self, index: int, added: Manifests) -> None:
         others = [("Deployment", d.meta.key) for d in added.deployments]

@@ -271,3 +271,13 @@ def test_shipped_scenarios_still_validate() -> None:
     shipped = Path(__file__).resolve().parents[2] / "scenarios"
     for path in sorted(shipped.glob("*.yaml")):
         load_scenario(path)
+
+
+def test_an_object_defined_in_two_manifests_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(WEB_SERVICE, encoding="utf-8")
+    text = scenario_text(BOTH, TO_WEB) + "\n"
+    text = text.replace("manifests:\n", "manifests:\n  - path: web.yaml\n", 1)
+    assert problems_of(tmp_path, text) == [
+        "s.yaml:8: Service/default/web: metadata.name: duplicate Service; first defined at "
+        "web.yaml:1"
+    ]
