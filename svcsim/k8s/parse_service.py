@@ -73,8 +73,8 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
     nodePort stays unset here: the API server allocates them, and so does
     :mod:`svcsim.k8s.allocate` for whoever replays the objects. Fields the API server
     refuses but kube-proxy merely ignores (``healthCheckNodePort`` without LoadBalancer +
-    Local, ``loadBalancerSourceRanges`` on another type) are warnings, read as kube-proxy
-    reads them.
+    Local, ``loadBalancerSourceRanges`` on another type, a ``nodePort`` on a ClusterIP
+    Service, which kube-proxy programs) are warnings, read as kube-proxy reads them.
     """
     meta, _ = parse_meta(doc, r, origin, namespaced=True, name_rule=dns1035_label_problem)
     r.known(doc, "", ("apiVersion", "kind", "metadata", "spec", "status"))
@@ -265,14 +265,23 @@ def _ports(
                 )
             seen.setdefault((port, proto), path)
         node_port = _optional_port(r, pm, "nodePort", path)
-        if node_port and svc_type is not None and svc_type not in _EXTERNAL:
-            r.error(
+        if node_port and svc_type is ServiceType.EXTERNAL_NAME:
+            r.warn(
                 pm.line_of("nodePort"),
                 join(path, "nodePort"),
-                f"may not be used when type is {svc_type.value}",
+                f"{_TOLERATED}: kube-proxy skips ExternalName Services",
             )
             node_port = 0
-        elif node_port:
+        elif node_port and svc_type is ServiceType.CLUSTER_IP:
+            # kube-proxy takes port.NodePort whatever the type (newBaseServiceInfo), so it
+            # writes NodePort rules for it: do the same, but say the object is not a real one.
+            r.warn(
+                pm.line_of("nodePort"),
+                join(path, "nodePort"),
+                "kept, as kube-proxy programs it whatever the type (the API server would refuse "
+                "the object: nodePort may not be used when type is ClusterIP)",
+            )
+        if node_port:
             if (node_port, proto) in node_ports:
                 r.error(
                     pm.line_of("nodePort"),

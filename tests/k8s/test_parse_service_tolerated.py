@@ -40,3 +40,34 @@ def test_allocate_load_balancer_node_ports(value: str, expected: bool) -> None:
     assert (
         load_manifest_text(text, "m.yaml").services[0].allocate_load_balancer_node_ports is expected
     )
+
+
+@pytest.mark.parametrize(
+    ("svc_type", "kept", "message"),
+    [
+        pytest.param(
+            "ClusterIP",
+            30080,
+            "kept, as kube-proxy programs it whatever the type (the API server would refuse "
+            "the object: nodePort may not be used when type is ClusterIP)",
+            id="cluster-ip",
+        ),
+        pytest.param(
+            "ExternalName",
+            0,
+            f"{TOLERATED}: kube-proxy skips ExternalName Services",
+            id="external-name",
+        ),
+    ],
+)
+def test_node_port_on_a_type_without_node_ports(svc_type: str, kept: int, message: str) -> None:
+    # Was: an error, so `svcsim rules` refused a dump kube-proxy reads.
+    head = HEAD if svc_type == "ClusterIP" else HEAD.replace("  clusterIP: 10.96.0.9\n", "")
+    extra = "  externalName: db.example.com\n" if svc_type == "ExternalName" else ""
+    text = head + f"  type: {svc_type}\n" + extra + "  ports:\n  - port: 80\n    nodePort: 30080\n"
+    loaded = load_manifest_text(text, "m.yaml")
+    line = text.splitlines().index("    nodePort: 30080") + 1
+    assert loaded.warnings == (
+        f"m.yaml:{line}: Service/default/s: spec.ports[0].nodePort: {message}",
+    )
+    assert loaded.services[0].ports[0].node_port == kept
