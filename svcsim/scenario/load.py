@@ -61,7 +61,8 @@ class LoadedScenario:
 
     ``manifests`` are the objects present at the start, in file order; ``timeline_manifests``
     maps the index of each ``add-service`` action to its text. ``warnings`` are the k8s
-    loader's warnings (skipped kinds and the like).
+    loader's warnings (skipped kinds and the like) and the semantic checks' (values allocated,
+    references that work only later; :mod:`svcsim.scenario.checks`).
     """
 
     scenario: Scenario
