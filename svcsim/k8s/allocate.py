@@ -259,7 +259,8 @@ class ServiceAllocator:
                 admission.filled("spec.clusterIP", cluster_ip)
 
         ports = list(svc.ports)
-        kept = previous.ports if previous is not None else ()
+        # The API server clears NodePorts when the type no longer has them.
+        kept = previous.ports if previous is not None and needs_node_ports(svc) else ()
         old_ports = {(p.port, p.protocol): p.node_port for p in kept}
         for i, port in enumerate(ports):
             field = f"spec.ports[{i}].nodePort"

@@ -198,3 +198,12 @@ def test_one_node_port_may_serve_tcp_and_udp_of_one_service() -> None:
     )
     admitted = ServiceAllocator(CIDR).admit(svc("dns", type=ServiceType.NODE_PORT, ports=ports))
     assert admitted.problems == ()
+
+
+def test_an_update_to_cluster_ip_type_drops_the_node_ports() -> None:
+    alloc = ServiceAllocator(CIDR)
+    stored = alloc.admit(svc("web", type=ServiceType.NODE_PORT)).service
+    alloc.release(stored)
+    again = alloc.admit(svc("web"), stored)
+    assert again.service.cluster_ip == stored.cluster_ip
+    assert again.service.ports[0].node_port == 0
