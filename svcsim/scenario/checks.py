@@ -33,6 +33,7 @@ from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
 from svcsim.scenario.workload import Udp, Workload
+from svcsim.sim.rollout import check_rolling_update
 
 SIMULATED_PROXY_MODES = ("iptables",)
 """kube-proxy modes the simulation has a data path for."""
@@ -328,6 +329,8 @@ class _Checks:
             path: Loc = ("timeline", index)
             if isinstance(action, tl.Rollout | tl.Scale):
                 key = "/".join(parse_object_ref(action.deployment))
+                if isinstance(action, tl.Rollout) and key in self.deployments:
+                    self.rollout_strategy(path, action, self.deployments[key])
                 if key not in self.deployments:
                     self.problem(
                         (*path, "deployment"),
@@ -349,6 +352,27 @@ class _Checks:
                 live.pop(key, None)
             elif isinstance(action, tl.InjectStaleRule):
                 self.stale_rule(path, action, live)
+
+    def rollout_strategy(self, path: Loc, action: tl.Rollout, dep: Deployment) -> None:
+        """A rollout's maxSurge/maxUnavailable, merged with the Deployment's, must be valid."""
+        if action.max_surge is None and action.max_unavailable is None:
+            return
+        field = "maxSurge" if action.max_surge is not None else "maxUnavailable"
+        ru = dep.strategy.rolling_update
+        if ru is None:
+            self.problem(
+                (*path, field),
+                f"Deployment {dep.meta.key} uses the Recreate strategy: it has no {field}",
+            )
+            return
+        surge = ru.max_surge if action.max_surge is None else action.max_surge
+        unavailable = (
+            ru.max_unavailable if action.max_unavailable is None else action.max_unavailable
+        )
+        try:
+            check_rolling_update(surge, unavailable)
+        except ValueError as exc:
+            self.problem((*path, field), f"with Deployment {dep.meta.key}'s strategy: {exc}")
 
     def pod_pick(self, path: Loc, action: tl.DeletePod | tl.CrashPod) -> None:
         if action.pod is not None:

@@ -159,6 +159,34 @@ PROBLEMS = [
     ),
     pytest.param(
         scenario_text(
+            BOTH.replace("replicas: 2\n", "replicas: 2\n  strategy: {type: Recreate}\n", 1),
+            TO_WEB,
+            "  - {at: 1s, action: rollout, deployment: web, maxSurge: 1}\n",
+        ),
+        [
+            "s.yaml:37: timeline[0].maxSurge: Deployment default/web uses the Recreate "
+            "strategy: it has no maxSurge"
+        ],
+        id="rollout-override-on-recreate",
+    ),
+    pytest.param(
+        scenario_text(
+            BOTH.replace(
+                "replicas: 2\n",
+                "replicas: 2\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 1}}\n",
+                1,
+            ),
+            TO_WEB,
+            "  - {at: 1s, action: rollout, deployment: web, maxUnavailable: 0}\n",
+        ),
+        [
+            "s.yaml:37: timeline[0].maxUnavailable: with Deployment default/web's strategy: "
+            "maxUnavailable may not be 0 when maxSurge is 0"
+        ],
+        id="rollout-override-stalls",
+    ),
+    pytest.param(
+        scenario_text(
             BOTH.replace(
                 "selector: {app: web}\n",
                 "selector: {app: web}\n  internalTrafficPolicy: Local\n",
