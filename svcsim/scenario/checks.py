@@ -20,6 +20,7 @@ from svcsim.k8s.load import Manifests
 from svcsim.k8s.objects import (
     Deployment,
     ObjectMeta,
+    Pod,
     Service,
     ServicePort,
     ServiceType,
@@ -128,6 +129,11 @@ class _Checks:
         self.scenario, self.doc, self.source = scenario, doc, source
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        # Filled by with_objects: what the manifests create at the start.
+        self.deployments: dict[str, Deployment] = {}
+        self.bare_pods: dict[str, Pod] = {}
+        self.manual: set[str] = set()
+        """Services whose endpoints are written by hand (Endpoints, EndpointSlices)."""
 
     def _line(self, path: Loc) -> int:
         """The line of ``path``, or of its deepest part written in the file."""
@@ -165,6 +171,11 @@ class _Checks:
     def with_objects(self, objects: ScenarioObjects) -> None:
         initial = objects.initial
         self.duplicates(initial)
+        for node in initial.nodes:
+            self.warnings.append(
+                f"{node.meta.source}: Node/{node.meta.name}: ignored: a scenario's nodes are "
+                "cluster.nodes"
+            )
         self.deployments = {d.meta.key: d for d in initial.deployments}
         self.bare_pods = {p.meta.key: p for p in initial.pods}
         self.manual = _manual_endpoints(initial)

@@ -309,3 +309,14 @@ def test_an_object_defined_in_two_manifests_is_a_problem(tmp_path: Path) -> None
         "s.yaml:8: Service/default/web: metadata.name: duplicate Service; first defined at "
         "web.yaml:1"
     ]
+
+
+def test_a_node_in_the_manifests_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    node = "apiVersion: v1\nkind: Node\nmetadata: {name: node-9}\n"
+    text = scenario_text(
+        BOTH.replace("spec:\n", "spec:\n  clusterIP: 10.96.0.10\n", 1) + "---\n" + node, TO_WEB
+    )
+    line = text.splitlines().index("      kind: Node")
+    assert warnings_of(tmp_path, text) == [
+        f"s.yaml:{line}: Node/node-9: ignored: a scenario's nodes are cluster.nodes"
+    ]
