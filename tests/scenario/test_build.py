@@ -10,12 +10,16 @@ import pandas as pd
 from svcsim.runs import run_scenario
 from svcsim.scenario import load_scenario
 from svcsim.scenario.build import build_world
-from tests.scenario.texts import FRONTEND, TO_WEB, WEB, scenario_text, write
-
-FE2 = FRONTEND.replace("{replicas}", "2")
-FE0 = FRONTEND.replace("{replicas}", "0")
-WEB_SERVICE = WEB.split("---")[0]
-WEB_DEPLOYMENT = WEB.split("---\n")[1]
+from tests.scenario.texts import (
+    FRONTEND_0,
+    FRONTEND_2,
+    TO_WEB,
+    WEB,
+    WEB_DEPLOYMENT,
+    WEB_SERVICE,
+    scenario_text,
+    write,
+)
 
 
 def total_requests(tmp_path: Path, text: str, seed: int = 1) -> int:
@@ -26,12 +30,12 @@ def total_requests(tmp_path: Path, text: str, seed: int = 1) -> int:
 
 def test_service_without_cluster_ip_carries_traffic(tmp_path: Path) -> None:
     # Was: no rules for the Service, "0 requests ... every request succeeded".
-    sent = total_requests(tmp_path, scenario_text(WEB + "---\n" + FE2, TO_WEB))
+    sent = total_requests(tmp_path, scenario_text(WEB + "---\n" + FRONTEND_2, TO_WEB))
     assert sent > 500  # 100 requests/s for 10 s
 
 
 def test_allocated_values_do_not_depend_on_the_seed(tmp_path: Path) -> None:
-    loaded = load_scenario(write(tmp_path, scenario_text(WEB + "---\n" + FE2, TO_WEB)))
+    loaded = load_scenario(write(tmp_path, scenario_text(WEB + "---\n" + FRONTEND_2, TO_WEB)))
     ips = {
         seed: [s.cluster_ip for s in build_world(loaded, seed).api.list("Service")]
         for seed in (1, 2)
@@ -44,7 +48,7 @@ def test_an_added_service_is_allocated_and_reached(tmp_path: Path) -> None:
         "  - at: 5s\n    action: add-service\n    manifest:\n      inline: |\n"
         + textwrap.indent(WEB_SERVICE, "        ")
     )
-    text = scenario_text(FE2 + "---\n" + WEB_DEPLOYMENT, TO_WEB, timeline)
+    text = scenario_text(FRONTEND_2 + "---\n" + WEB_DEPLOYMENT, TO_WEB, timeline)
     sent = total_requests(tmp_path, text)
     assert 200 < sent < 700  # only from 5 s on
 
@@ -52,7 +56,7 @@ def test_an_added_service_is_allocated_and_reached(tmp_path: Path) -> None:
 def test_zero_replica_clients_send_once_scaled_up(tmp_path: Path) -> None:
     # Was: KeyError from the traffic engine while the workload had no clients.
     timeline = "  - {at: 5s, action: scale, deployment: frontend, replicas: 1}\n"
-    sent = total_requests(tmp_path, scenario_text(WEB + "---\n" + FE0, TO_WEB, timeline))
+    sent = total_requests(tmp_path, scenario_text(WEB + "---\n" + FRONTEND_0, TO_WEB, timeline))
     assert 100 < sent < 700
 
 
@@ -64,7 +68,7 @@ def test_a_stale_rule_with_no_chain_to_go_into_is_a_recorded_fault(tmp_path: Pat
         "endpoint: 10.0.0.1:80}\n"
     )
     outcome = run_scenario(
-        write(tmp_path, scenario_text(WEB + "---\n" + FE2, TO_WEB, timeline)),
+        write(tmp_path, scenario_text(WEB + "---\n" + FRONTEND_2, TO_WEB, timeline)),
         seed=1,
         out_dir=tmp_path / "run",
     )

@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from svcsim.scenario import ScenarioErrors, load_scenario
-from tests.scenario.texts import FRONTEND, TO_WEB, WEB, scenario_text, write
+from svcsim.scenario import load_scenario
+from tests.scenario.texts import (
+    FRONTEND_0,
+    FRONTEND_2,
+    TO_WEB,
+    WEB,
+    WEB_DEPLOYMENT,
+    WEB_SERVICE,
+    add_service,
+    problems_of,
+    scenario_text,
+    stale,
+    warnings_of,
+)
 
-FE2 = FRONTEND.replace("{replicas}", "2")
-FE0 = FRONTEND.replace("{replicas}", "0")
-BOTH = WEB + "---\n" + FE2
-WEB_SERVICE = WEB.split("---")[0]
-WEB_DEPLOYMENT = WEB.split("---\n")[1]
-
-
-def stale(service: str = "web") -> str:
-    return (
-        f"  - {{at: 1s, action: inject-stale-rule, node: node-1, service: {service}, "
-        "endpoint: 10.0.0.1:80}\n"
-    )
-
-
-def add_service(manifest: str, at: str = "5s") -> str:
-    return (
-        f"  - at: {at}\n    action: add-service\n    manifest:\n      inline: |\n"
-        + textwrap.indent(manifest, "        ")
-    )
-
-
-def problems_of(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(ScenarioErrors) as err:
-        load_scenario(write(tmp_path, text))
-    return [p.replace(f"{tmp_path}/", "") for p in err.value.problems]
-
-
-def warnings_of(tmp_path: Path, text: str) -> list[str]:
-    return [w.replace(f"{tmp_path}/", "") for w in load_scenario(write(tmp_path, text)).warnings]
+BOTH = WEB + "---\n" + FRONTEND_2
 
 
 PROBLEMS = [
@@ -111,7 +94,7 @@ PROBLEMS = [
         id="no-client-pods",
     ),
     pytest.param(
-        scenario_text(WEB + "---\n" + FE0, TO_WEB),
+        scenario_text(WEB + "---\n" + FRONTEND_0, TO_WEB),
         [
             "s.yaml:34: workloads[0].from.pods: matches only Deployment default/frontend with 0 "
             "replicas, never scaled up: nothing would send"
@@ -210,7 +193,7 @@ PROBLEMS = [
         id="stale-rule-no-endpoints",
     ),
     pytest.param(
-        scenario_text(WEB_SERVICE + "---\n" + FE2, TO_WEB, add_service(WEB_DEPLOYMENT)),
+        scenario_text(WEB_SERVICE + "---\n" + FRONTEND_2, TO_WEB, add_service(WEB_DEPLOYMENT)),
         [
             "s.yaml:28: timeline[0].manifest: add-service creates only Service, Endpoints, "
             "EndpointSlice; Deployment default/web would be ignored (put it under manifests)"
@@ -247,7 +230,7 @@ WARNINGS = [
     pytest.param(scenario_text(BOTH, TO_WEB), [ALLOCATED], id="allocated"),
     pytest.param(
         scenario_text(
-            WEB + "---\n" + FE0,
+            WEB + "---\n" + FRONTEND_0,
             TO_WEB,
             "  - {at: 5s, action: scale, deployment: frontend, replicas: 1}\n",
         ),
@@ -260,7 +243,7 @@ WARNINGS = [
         id="clients-scaled-up-later",
     ),
     pytest.param(
-        scenario_text(FE2 + "---\n" + WEB_DEPLOYMENT, TO_WEB, add_service(WEB_SERVICE)),
+        scenario_text(FRONTEND_2 + "---\n" + WEB_DEPLOYMENT, TO_WEB, add_service(WEB_SERVICE)),
         [
             ALLOCATED.replace("s.yaml:7", "s.yaml:33"),
             "s.yaml:27: workloads[0].to: Service default/web is created only at 5s "
