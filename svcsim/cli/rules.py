@@ -7,6 +7,7 @@ packet of a new connection through it the way the kernel does.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import typer
 
 from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
+from svcsim.k8s.allocate import ServiceAllocator
+from svcsim.k8s.objects import Service
 from svcsim.netfilter.interpreter import draws_from, trace
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.packet import Packet
@@ -30,6 +33,7 @@ from svcsim.proxy.context import (
     resolve_node_port_addresses,
 )
 from svcsim.proxy.iptables import compile_iptables_sync
+from svcsim.scenario.cluster import DEFAULT_SERVICE_CIDR
 
 ManifestArgs = Annotated[
     list[Path],
@@ -90,6 +94,11 @@ RandomFullyOpt = Annotated[
         help="The node's iptables supports MASQUERADE --random-fully (iptables >= 1.6.2).",
     ),
 ]
+ServiceCidrOpt = Annotated[
+    str,
+    typer.Option("--service-cidr", help="kube-apiserver --service-cluster-ip-range: Services "
+                 "without a clusterIP get one from it, as the API server would allocate."),
+]
 NfacctOpt = Annotated[
     bool,
     typer.Option(
@@ -126,13 +135,18 @@ class NodeRules:
 
 
 def _compile_node(
-    manifests_paths: list[Path], node: str, node_ip: str | None, switches: ProxySwitches
+    manifests_paths: list[Path],
+    node: str,
+    node_ip: str | None,
+    switches: ProxySwitches,
+    service_cidr: str = DEFAULT_SERVICE_CIDR,
 ) -> NodeRules:
     try:
         manifests = load_manifests(manifests_paths)
     except ManifestErrors as exc:
         fail(exc.problems)
     warn(manifests.warnings)
+    manifests = _allocated(manifests, service_cidr)
     node_ips = _node_ips(manifests, node, node_ip)
     problems: list[str] = []
     for ip in node_ips:
@@ -236,6 +250,25 @@ def _nodeport_addresses(given: str | None, problems: list[str]) -> tuple[str, ..
     return values
 
 
+def _allocated(manifests: Manifests, service_cidr: str) -> Manifests:
+    """``manifests`` with the cluster IPs and NodePorts the API server would have filled in."""
+    try:
+        network = ipaddress.IPv4Network(service_cidr)
+    except ValueError:
+        fail([f"--service-cidr: {service_cidr!r} is not an IPv4 CIDR such as 10.96.0.0/12"])
+    allocator = ServiceAllocator(str(network))
+    services: list[Service] = []
+    problems: list[str] = []
+    for svc in manifests.services:
+        admitted = allocator.admit(svc)
+        warn(str(a) for a in admitted.allocations)
+        problems.extend(admitted.problems)
+        services.append(admitted.service)
+    if problems:
+        fail(problems)
+    return dataclasses.replace(manifests, services=tuple(services))
+
+
 def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
     if given:
         return [ip.strip() for ip in given.split(",") if ip.strip()]
@@ -261,6 +294,7 @@ def rules(
     localhost_nodeports: LocalhostNodePortsOpt = True,
     random_fully: RandomFullyOpt = True,
     nfacct: NfacctOpt = True,
+    service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     output_format: Annotated[
         Literal["save", "restore"],
         typer.Option("--format", help="save: as iptables-save prints it; restore: as kube-proxy "
@@ -286,7 +320,7 @@ def rules(
         random_fully=random_fully,
         nfacct=nfacct,
     )
-    compiled = _compile_node(manifests, node, node_ip, switches)
+    compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
     if output_format == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
@@ -346,6 +380,7 @@ def trace_command(
     localhost_nodeports: LocalhostNodePortsOpt = True,
     random_fully: RandomFullyOpt = True,
     nfacct: NfacctOpt = True,
+    service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     origin: Annotated[
         Literal["pod", "host", "external"] | None,
         typer.Option("--from", help="Where the packet enters: a Pod on this node, a host-network "
@@ -371,7 +406,7 @@ def trace_command(
         random_fully=random_fully,
         nfacct=nfacct,
     )
-    compiled = _compile_node(manifests, node, node_ip, switches)
+    compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
     entry = origin or _origin(src, compiled, cluster_cidr)
     if entry == "pod":
         owner = next((p for p in compiled.manifests.pods if p.pod_ip == src), None)

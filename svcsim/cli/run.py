@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from svcsim.cli.common import console, fail
+from svcsim.cli.common import console, fail, warn
 from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP
 from svcsim.results import Run, RunFolderError
 from svcsim.results.uniformity import uniformity_verdict
@@ -59,6 +59,7 @@ def run(
         loaded = load_scenario(path, allow_outside_paths=allow_outside_paths)
     except ScenarioErrors as exc:
         fail(exc.problems)
+    warn(loaded.warnings)
     err = console(stderr=True)
     duration = loaded.scenario.duration_s
     with Progress(

@@ -67,8 +67,8 @@ class Manifests:
     """The objects read from a set of manifests, in file and document order.
 
     ``warnings`` holds lines in the problem format for things that load but deserve a
-    look: skipped kinds, unknown fields, IPs spelled non-canonically, Services whose
-    cluster IP or nodePort the API server would have allocated.
+    look: skipped kinds, unknown fields, IPs spelled non-canonically, Service fields the
+    API server would refuse but kube-proxy ignores.
     """
 
     services: tuple[k8s.Service, ...] = ()

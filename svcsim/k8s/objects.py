@@ -135,6 +135,8 @@ class Service:
     internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
     health_check_node_port: int = 0
     publish_not_ready_addresses: bool = False
+    allocate_load_balancer_node_ports: bool = True
+    """``spec.allocateLoadBalancerNodePorts`` (unset means true): LoadBalancer NodePorts."""
 
     @property
     def is_headless(self) -> bool:

@@ -61,15 +61,20 @@ _SPEC_KEYS = frozenset(
 )
 _PORT_KEYS = frozenset({"name", "protocol", "appProtocol", "port", "targetPort", "nodePort"})
 _EXTERNAL = (ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER)
+_TOLERATED = "ignored, as kube-proxy ignores it (the API server would refuse the object)"
+"""Start of the warning for fields the API server refuses and kube-proxy does not use."""
 
 
 def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
     """A Service (``v1``) with API defaults applied; every problem goes to ``r``.
 
     ``selector: {}`` reads as no selector: the API server stores an empty map as nil,
-    and the controllers treat such a Service as selector-less. A Service that needs a
-    cluster IP or a nodePort but has none is loaded with a warning, because the API
-    server would allocate one and the simulation cannot know which.
+    and the controllers treat such a Service as selector-less. An unset cluster IP or
+    nodePort stays unset here: the API server allocates them, and so does
+    :mod:`svcsim.k8s.allocate` for whoever replays the objects. Fields the API server
+    refuses but kube-proxy merely ignores (``healthCheckNodePort`` without LoadBalancer +
+    Local, ``loadBalancerSourceRanges`` on another type, a ``nodePort`` on a ClusterIP
+    Service, which kube-proxy programs) are warnings, read as kube-proxy reads them.
     """
     meta, _ = parse_meta(doc, r, origin, namespaced=True, name_rule=dns1035_label_problem)
     r.known(doc, "", ("apiVersion", "kind", "metadata", "spec", "status"))
@@ -106,10 +111,11 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
         if (cidr := r.check_cidr(value.strip(), line, field)) is not None:
             source_ranges.append(cidr)
     if source_ranges and type_ok and svc_type is not ServiceType.LOAD_BALANCER:
-        r.error(
+        # The API server refuses it; kube-proxy filters only load-balancer IPs by it.
+        r.warn(
             spec.line_of("loadBalancerSourceRanges"),
             "spec.loadBalancerSourceRanges",
-            f"may only be used when type is LoadBalancer, not {svc_type.value}",
+            f"{_TOLERATED}: it applies only when type is LoadBalancer, not {svc_type.value}",
         )
 
     affinity = SessionAffinity(
@@ -125,11 +131,16 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
     hc_port = _optional_port(r, spec, "healthCheckNodePort", "spec")
     lb_local = svc_type is ServiceType.LOAD_BALANCER and etp is TrafficPolicy.LOCAL
     if hc_port and type_ok and not lb_local:
-        r.error(
+        # The API server refuses it; kube-proxy serves a health check only for LoadBalancer
+        # Services with externalTrafficPolicy Local (apiservice.NeedsHealthCheck).
+        r.warn(
             spec.line_of("healthCheckNodePort"),
             "spec.healthCheckNodePort",
-            "may only be set when type is LoadBalancer and externalTrafficPolicy is Local",
+            f"{_TOLERATED}: it applies only when type is LoadBalancer and "
+            "externalTrafficPolicy is Local",
         )
+        hc_port = 0
+    allocate_lb_node_ports = r.boolean(spec, "allocateLoadBalancerNodePorts", "spec")
 
     return Service(
         meta=meta,
@@ -149,6 +160,7 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
         internal_traffic_policy=itp,
         health_check_node_port=hc_port,
         publish_not_ready_addresses=bool(r.boolean(spec, "publishNotReadyAddresses", "spec")),
+        allocate_load_balancer_node_ports=allocate_lb_node_ports is not False,
     )
 
 
@@ -194,12 +206,6 @@ def _cluster_ips(
         return "", ()
     if cluster_ip == "None" and svc_type in _EXTERNAL:
         r.error(line, "spec.clusterIP", f"may not be None for type {svc_type.value}")
-    elif not cluster_ip and svc_type is not None:
-        r.warn(
-            line,
-            "spec.clusterIP",
-            "not set: the API server would allocate one; kube-proxy skips a Service without it",
-        )
     return cluster_ip or "", cluster_ips
 
 
@@ -259,14 +265,23 @@ def _ports(
                 )
             seen.setdefault((port, proto), path)
         node_port = _optional_port(r, pm, "nodePort", path)
-        if node_port and svc_type is not None and svc_type not in _EXTERNAL:
-            r.error(
+        if node_port and svc_type is ServiceType.EXTERNAL_NAME:
+            r.warn(
                 pm.line_of("nodePort"),
                 join(path, "nodePort"),
-                f"may not be used when type is {svc_type.value}",
+                f"{_TOLERATED}: kube-proxy skips ExternalName Services",
             )
             node_port = 0
-        elif node_port:
+        elif node_port and svc_type is ServiceType.CLUSTER_IP:
+            # kube-proxy takes port.NodePort whatever the type (newBaseServiceInfo), so it
+            # writes NodePort rules for it: do the same, but say the object is not a real one.
+            r.warn(
+                pm.line_of("nodePort"),
+                join(path, "nodePort"),
+                "kept, as kube-proxy programs it whatever the type (the API server would refuse "
+                "the object: nodePort may not be used when type is ClusterIP)",
+            )
+        if node_port:
             if (node_port, proto) in node_ports:
                 r.error(
                     pm.line_of("nodePort"),
@@ -275,12 +290,6 @@ def _ports(
                     f"(also {node_ports[node_port, proto]})",
                 )
             node_ports.setdefault((node_port, proto), path)
-        elif svc_type in _EXTERNAL:
-            r.warn(
-                pm.line_of("nodePort") if "nodePort" in pm else pm.line,
-                join(path, "nodePort"),
-                "not set: the API server would allocate one; no NodePort rules are simulated",
-            )
         target = _target_port(r, pm, path, port or 0)
         out.append(ServicePort(port or 0, proto, name, target, node_port))
     return tuple(out)

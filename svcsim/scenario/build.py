@@ -26,10 +26,10 @@ from svcsim.proxy.context import (
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeSpec, for_node
-from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
+from svcsim.scenario.service_plan import plan_services
 from svcsim.scenario.timeline_run import schedule_timeline
 from svcsim.scenario.world import World
 from svcsim.sim.config import AppProfile, ControlPlaneDelays
@@ -65,16 +65,12 @@ def build_world(
     """
     sc = loaded.scenario
     cluster = sc.cluster
-    if cluster.proxy.mode != "iptables" or any(
-        cluster.proxy.for_node(n).mode != "iptables" for n in cluster.node_names
-    ):
-        raise ScenarioErrors([
-            f"{loaded.path}: cluster.proxy.mode: only iptables mode is simulated so far "
-            f"(got {cluster.proxy.mode!r})"
-        ])
     world = World(seed, sc.duration_s)
     env, api = world.env, world.api
     manifests = parse_manifests(loaded.manifests)
+    added = {index: parse_manifests([text]) for index, text in loaded.timeline_manifests.items()}
+    # The same plan the loader's checks made: same cluster IPs and NodePorts, whatever the seed.
+    plan = plan_services(sc, manifests.services, {i: m.services for i, m in added.items()})
 
     network = PodNetwork({n.name: n.pod_cidr for n in cluster.nodes})
     world.set_network(network)
@@ -82,7 +78,7 @@ def build_world(
     nodes = [_node_object(n) for n in cluster.nodes]
     for node in nodes:
         api.apply("Node", node)
-    for svc in manifests.services:
+    for svc in plan.initial:
         api.apply("Service", svc)
     for ep in manifests.endpoints:
         api.apply("Endpoints", ep)
@@ -143,7 +139,7 @@ def build_world(
     world.traffic = engine(
         [_workload(w, initial.services, node_ips) for w in sc.workloads], world
     )
-    schedule_timeline(world, loaded, deployments, scheduler, fleet)
+    schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     return world
 
 

@@ -20,6 +20,7 @@ from svcsim.k8s.errors import ManifestErrors, quote
 from svcsim.k8s.fields import describe
 from svcsim.k8s.load import Manifests, load_manifest_text
 from svcsim.k8s.yamlread import YamlFileError, read_file
+from svcsim.scenario.checks import ScenarioObjects, check_scenario
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.locate import (
     YamlDoc,
@@ -61,7 +62,8 @@ class LoadedScenario:
 
     ``manifests`` are the objects present at the start, in file order; ``timeline_manifests``
     maps the index of each ``add-service`` action to its text. ``warnings`` are the k8s
-    loader's warnings (skipped kinds and the like).
+    loader's warnings (skipped kinds and the like) and the semantic checks' (values allocated,
+    references that work only later; :mod:`svcsim.scenario.checks`).
     """
 
     scenario: Scenario
@@ -101,6 +103,12 @@ def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> Loa
     manifests = texts.section(doc.data.get("manifests"), ("manifests",))
     timeline_manifests = texts.timeline(doc.data.get("timeline"))
     checked, warnings = _check_manifests([*manifests, *timeline_manifests.values()])
+    if scenario is not None and not own:
+        # What the scenario means, once every part reads well (else its findings are noise).
+        objects = None if checked else _objects(manifests, timeline_manifests)
+        meaning = check_scenario(scenario, doc, source, objects)
+        checked.extend(meaning.problems)
+        warnings = (*warnings, *meaning.warnings)
     # Problems of inline manifests carry this file's lines: sort them in with the rest.
     own.extend((_line_of(p), p) for p in checked if p.startswith(f"{source}:"))
     foreign = texts.foreign + [p for p in checked if not p.startswith(f"{source}:")]
@@ -276,3 +284,11 @@ def parse_manifests(texts: Iterable[ManifestText]) -> Manifests:
             if name != "warnings":
                 merged.setdefault(name, []).extend(getattr(part, name))
     return Manifests(**{k: tuple(v) for k, v in merged.items()})  # type: ignore[arg-type]
+
+
+def _objects(
+    manifests: Iterable[ManifestText], timeline: Mapping[int, ManifestText]
+) -> ScenarioObjects:
+    """The parsed objects of texts :func:`_check_manifests` found sound."""
+    added = {index: parse_manifests([text]) for index, text in timeline.items()}
+    return ScenarioObjects(parse_manifests(manifests), added)

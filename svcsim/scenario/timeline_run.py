@@ -12,11 +12,13 @@ from typing import Any
 import simpy
 
 from svcsim.k8s.controllers import selector_matches
+from svcsim.k8s.load import Manifests
 from svcsim.k8s.objects import Service
 from svcsim.results.schema import EventKind
 from svcsim.scenario import timeline as tl
-from svcsim.scenario.load import LoadedScenario, parse_manifests
+from svcsim.scenario.load import LoadedScenario
 from svcsim.scenario.refs import parse_object_ref, parse_service_target
+from svcsim.scenario.service_plan import ServicePlan, timeline_order
 from svcsim.scenario.world import World
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.fleet import PodFleet
@@ -30,10 +32,16 @@ def schedule_timeline(
     deployments: Mapping[str, DeploymentController],
     scheduler: Scheduler,
     fleet: PodFleet,
+    plan: ServicePlan,
+    added: Mapping[int, Manifests],
 ) -> None:
-    """Start the process that carries out ``loaded``'s timeline in ``world``."""
-    actions = sorted(enumerate(loaded.scenario.timeline), key=lambda ia: (ia[1].at_s, ia[0]))
-    runner = _Timeline(world, loaded, deployments, scheduler, fleet)
+    """Start the process that carries out ``loaded``'s timeline in ``world``.
+
+    ``plan`` holds the Services each ``add-service`` creates (cluster IPs and NodePorts
+    filled in); ``added`` the parsed objects of each ``add-service`` manifest.
+    """
+    actions = timeline_order(loaded.scenario)
+    runner = _Timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     world.env.process(runner.run(actions))
 
 
@@ -45,9 +53,12 @@ class _Timeline:
         deployments: Mapping[str, DeploymentController],
         scheduler: Scheduler,
         fleet: PodFleet,
+        plan: ServicePlan,
+        added: Mapping[int, Manifests],
     ) -> None:
         self.world, self.loaded = world, loaded
         self.deployments, self.scheduler, self.fleet = deployments, scheduler, fleet
+        self.plan, self.added = plan, added
 
     def run(self, actions: list[tuple[int, Any]]) -> Generator[simpy.Event, Any, None]:
         env = self.world.env
@@ -67,12 +78,18 @@ class _Timeline:
             )
         elif isinstance(action, tl.Scale):
             self.deployment(action.deployment).scale(action.replicas)
-        elif isinstance(action, tl.DeletePod):
-            for pod in self.pick(action):
-                pod.delete()
-        elif isinstance(action, tl.CrashPod):
-            for pod in self.pick(action):
-                pod.crash()
+        elif isinstance(action, tl.DeletePod | tl.CrashPod):
+            picked = self.pick(action)
+            for pod in picked:
+                if isinstance(action, tl.DeletePod):
+                    pod.delete()
+                else:
+                    pod.crash()
+            if not picked:
+                # The loader checked that such Pods can exist; none is alive right now.
+                labels = (action.selector or {}).items()
+                what = action.pod or ",".join(f"{k}={v}" for k, v in labels)
+                self.event(EventKind.FAULT, "", what, f"{action.action}: no live Pod matched")
         elif isinstance(action, tl.CrashProxy):
             world.proxies[action.node].crash()
             world.proxy_changed()
@@ -85,12 +102,19 @@ class _Timeline:
             # The traffic path must notice the end of the block too.
             world.env.timeout(action.for_s).callbacks.append(lambda _: world.proxy_changed())
         elif isinstance(action, tl.InjectStaleRule):
-            world.proxies[action.node].inject_stale_rule(
-                self.service_port(action.service), action.endpoint
-            )
+            try:
+                world.proxies[action.node].inject_stale_rule(
+                    self.service_port(action.service), action.endpoint
+                )
+            except ValueError as exc:
+                # As `iptables-restore` refuses a jump from a chain that is not there (the
+                # Service lost its endpoints since): the edit fails, the run goes on.
+                self.event(EventKind.FAULT, action.node, action.service,
+                           f"inject-stale-rule failed: {exc}")
         elif isinstance(action, tl.AddService):
             self.add_objects(index)
         elif isinstance(action, tl.RemoveService):
+            # The loader checked that the Service exists by then (ServicePlan.removed).
             namespace, name = parse_object_ref(action.service, service=True)
             if world.api.delete("Service", f"{namespace}/{name}") is not None:
                 self.event(EventKind.SERVICE_REMOVED, "", f"{namespace}/{name}", "")
@@ -137,9 +161,9 @@ class _Timeline:
         return f"{key}:{port.name}"
 
     def add_objects(self, index: int) -> None:
-        objects = parse_manifests([self.loaded.timeline_manifests[index]])
+        objects = self.added.get(index, Manifests())
         api = self.world.api
-        for svc in objects.services:
+        for svc in self.plan.added.get(index, ()):
             api.apply("Service", svc)
             self.event(EventKind.SERVICE_ADDED, "", svc.meta.key, "")
         for ep in objects.endpoints:

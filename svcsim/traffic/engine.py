@@ -208,7 +208,7 @@ class TrafficEngine(EngineCore):
                         self._gid[w, c] = self._group_of(w, c)
             pairs = [self._gid[w, self._clients_of[w]]
                      for w in range(len(self.specs)) if self.dials[w] is not None]
-            if pairs:
+            if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
                 fast = self._groups.materialise()["fast"]
                 self._deferrable = bool(fast[np.concatenate(pairs)].all())
 

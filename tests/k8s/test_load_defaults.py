@@ -166,7 +166,8 @@ def test_external_name_service() -> None:
     assert m.warnings == ()
 
 
-def test_unallocated_cluster_ip_and_node_port_warn() -> None:
+def test_unset_cluster_ip_and_node_port_stay_unset() -> None:
+    # Allocation is for whoever replays the objects (svcsim.k8s.allocate), not the loader.
     m = load(
         """
         apiVersion: v1
@@ -178,12 +179,8 @@ def test_unallocated_cluster_ip_and_node_port_warn() -> None:
           - port: 80
         """
     )
-    assert m.warnings == (
-        "m.yaml:4: Service/default/np: spec.clusterIP: not set: the API server would allocate one; "
-        "kube-proxy skips a Service without it",
-        "m.yaml:7: Service/default/np: spec.ports[0].nodePort: not set: the API server would "
-        "allocate one; no NodePort rules are simulated",
-    )
+    assert m.warnings == ()
+    assert (m.services[0].cluster_ip, m.services[0].ports[0].node_port) == ("", 0)
 
 
 POD = """\

@@ -17,6 +17,10 @@ GOOD = """\
 apiVersion: svcsim/v1
 kind: Scenario
 cluster: {nodes: 2}
+manifests:
+  - inline: |
+      {apiVersion: v1, kind: Service, metadata: {name: web},
+       spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}}
 workloads:
   - {name: fe, from: {host: node-1}, to: web, rate: 5}
 timeline:

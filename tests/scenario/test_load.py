@@ -30,6 +30,17 @@ VALID = [
     pytest.param(HEAD, id="minimal"),
     pytest.param(HEAD + "duration: 90\nseed: 3\ncluster: {nodes: 1}\n", id="numbers"),
     pytest.param(HEAD + """\
+manifests:
+  - inline: |
+      apiVersion: v1
+      kind: Service
+      metadata: {name: web}
+      spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+      ---
+      apiVersion: v1
+      kind: Pod
+      metadata: {name: fe, labels: {app: fe}}
+      spec: {containers: [{name: fe, image: fe}]}
 workloads:
   - name: fe
     from: {pods: {app: fe}}
@@ -264,6 +275,11 @@ spec:
 """
 
 
+def named(port: int, name: str, cluster_ip: str) -> str:
+    """:data:`SERVICE` under another name and cluster IP (two Services cannot share one)."""
+    return SERVICE.format(port=port).replace("web", name).replace("10.96.0.10", cluster_ip)
+
+
 def test_manifest_files_are_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "good.yaml").write_text(SERVICE.format(port=80))
@@ -285,18 +301,18 @@ def test_inline_manifest_problems_carry_scenario_lines(tmp_path: Path) -> None:
 def test_loaded_manifests_keep_text_and_source(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "a.yaml").write_text(SERVICE.format(port=80))
-    (tmp_path / "m" / "b.yml").write_text(SERVICE.format(port=81).replace("web", "web-b"))
+    (tmp_path / "m" / "b.yml").write_text(named(81, "web-b", "10.96.0.11"))
     body = (HEAD + "manifests:\n  - path: m\n  - inline: |\n"
-            + textwrap.indent(SERVICE.format(port=82).replace("web", "web-c"), "      ")
+            + textwrap.indent(named(82, "web-c", "10.96.0.12"), "      ")
             + "timeline:\n  - at: 1s\n    action: add-service\n    manifest:\n      inline: |\n"
-            + textwrap.indent(SERVICE.format(port=83).replace("web", "web-d"), "        "))
+            + textwrap.indent(named(83, "web-d", "10.96.0.13"), "        "))
     loaded = load_scenario(write(tmp_path, body))
     assert [(m.source, m.origin, m.first_line) for m in loaded.manifests] == [
         (f"{tmp_path}/m/a.yaml", "manifests[0]", 1),
         (f"{tmp_path}/m/b.yml", "manifests[0]", 1),
         (f"{tmp_path}/s.yaml", "manifests[1]", 6),
     ]
-    assert loaded.manifests[2].text == SERVICE.format(port=82).replace("web", "web-c")
+    assert loaded.manifests[2].text == named(82, "web-c", "10.96.0.12")
     assert loaded.manifests[2].padded().splitlines()[5] == "apiVersion: v1"
     assert list(loaded.timeline_manifests) == [0]
     assert "web-d" in loaded.timeline_manifests[0].text

@@ -1,0 +1,454 @@
+"""What a scenario means: checks that need its Kubernetes objects, run by ``validate`` and ``run``.
+
+The schema checks each section on its own; these checks compare the scenario with the objects
+its manifests create: a workload's ``to`` must name a Service port that exists and ``from``
+must match Pods that can exist; timeline actions must name Deployments, Pods and Services
+that exist when they run; kube-proxy's mode must be one the simulation has. A reference that
+can never work is a problem (``file:line: field.path: message``, with a hint listing what
+exists); one that works only later in the run is a warning. Cluster IPs and NodePorts the
+manifests leave unset are allocated here too (:mod:`svcsim.scenario.service_plan`), each
+allocation reported as a warning naming the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from svcsim.k8s.controllers import selector_matches
+from svcsim.k8s.load import Manifests
+from svcsim.k8s.objects import (
+    Deployment,
+    ObjectMeta,
+    Pod,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+)
+from svcsim.scenario import timeline as tl
+from svcsim.scenario.base import Loc
+from svcsim.scenario.durations import format_duration
+from svcsim.scenario.locate import YamlDoc, format_path
+from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_target
+from svcsim.scenario.schema import Scenario
+from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
+from svcsim.scenario.workload import Udp, Workload
+from svcsim.sim.rollout import check_rolling_update
+
+SIMULATED_PROXY_MODES = ("iptables",)
+"""kube-proxy modes the simulation has a data path for."""
+ADDABLE = ("Service", "Endpoints", "EndpointSlice")
+"""Kinds an ``add-service`` action creates."""
+MAX_HINTS = 8
+"""How many existing names a hint lists before it says "..."."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioObjects:
+    """The parsed objects of a scenario: those at the start and those of each add-service."""
+
+    initial: Manifests
+    added: Mapping[int, Manifests] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """Problem lines (the scenario cannot run as written) and warning lines."""
+
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def check_scenario(
+    scenario: Scenario, doc: YamlDoc, source: str, objects: ScenarioObjects | None
+) -> Checked:
+    """Every semantic check of ``scenario``; ``objects`` None (manifests broken) skips theirs."""
+    check = _Checks(scenario, doc, source)
+    check.proxy_modes()
+    if objects is not None:
+        check.with_objects(objects)
+    return Checked(tuple(check.problems), tuple(check.warnings))
+
+
+def _hint(names: Iterable[str]) -> str:
+    shown = sorted(set(names))
+    if not shown:
+        return "none"
+    more = ", ..." if len(shown) > MAX_HINTS else ""
+    return ", ".join(shown[:MAX_HINTS]) + more
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+
+
+def _port_text(sp: ServicePort) -> str:
+    name = f"{sp.name} " if sp.name else ""
+    return f"{name}{sp.port}/{sp.protocol.value}"
+
+
+def pick_port(service: Service, wanted: str | int | None) -> ServicePort | str:
+    """The Service port ``wanted`` names (None: the only port), or why there is none."""
+    ports = service.ports
+    listed = ", ".join(_port_text(p) for p in ports) or "none"
+    if wanted is None:
+        if len(ports) == 1:
+            return ports[0]
+        return (
+            f"Service {service.meta.key} has {len(ports)} ports ({listed}): "
+            f"name one, as in {service.meta.name}:{ports[0].name or ports[0].port}"
+            if ports
+            else f"Service {service.meta.key} has no ports"
+        )
+    for sp in ports:
+        if sp.name == wanted or sp.port == wanted:
+            return sp
+    return f"Service {service.meta.key} has no port {wanted!r} (ports: {listed})"
+
+
+def _no_rules(service: Service) -> str | None:
+    """Why kube-proxy writes no rules for ``service``, or None."""
+    if service.type is ServiceType.EXTERNAL_NAME:
+        return (
+            f"Service {service.meta.key} is type ExternalName (a DNS name): kube-proxy "
+            "writes no rules for it"
+        )
+    if service.is_headless:
+        return (
+            f"Service {service.meta.key} is headless (clusterIP: None): kube-proxy writes "
+            "no rules for it; send to a Pod's IP:port instead"
+        )
+    return None
+
+
+class _Checks:
+    """Collects problems and warnings; each method checks one part of the scenario."""
+
+    def __init__(self, scenario: Scenario, doc: YamlDoc, source: str) -> None:
+        self.scenario, self.doc, self.source = scenario, doc, source
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        # Filled by with_objects: what the manifests create at the start.
+        self.deployments: dict[str, Deployment] = {}
+        self.bare_pods: dict[str, Pod] = {}
+        self.manual: set[str] = set()
+        """Services whose endpoints are written by hand (Endpoints, EndpointSlices)."""
+
+    def _line(self, path: Loc) -> int:
+        """The line of ``path``, or of its deepest part written in the file."""
+        for n in range(len(path), 0, -1):
+            line = self.doc.lines.get(tuple(path[:n]))
+            if line is not None:
+                return line
+        return self.doc.root_line
+
+    def problem(self, path: Loc, message: str) -> None:
+        self.problems.append(f"{self.source}:{self._line(path)}: {format_path(path)}: {message}")
+
+    def warn(self, path: Loc, message: str) -> None:
+        self.warnings.append(f"{self.source}:{self._line(path)}: {format_path(path)}: {message}")
+
+    # --- kube-proxy -------------------------------------------------------------------------
+
+    def proxy_modes(self) -> None:
+        proxy = self.scenario.cluster.proxy
+        supported = " and ".join(SIMULATED_PROXY_MODES)
+        if proxy.mode not in SIMULATED_PROXY_MODES:
+            self.problem(
+                ("cluster", "proxy", "mode"),
+                f"only {supported} mode is simulated so far, got {proxy.mode!r}",
+            )
+        for node, override in proxy.nodes.items():
+            if override.mode is not None and override.mode not in SIMULATED_PROXY_MODES:
+                self.problem(
+                    ("cluster", "proxy", "nodes", node, "mode"),
+                    f"only {supported} mode is simulated so far, got {override.mode!r}",
+                )
+
+    # --- references to objects --------------------------------------------------------------
+
+    def with_objects(self, objects: ScenarioObjects) -> None:
+        initial = objects.initial
+        self.duplicates(initial)
+        for node in initial.nodes:
+            self.warnings.append(
+                f"{node.meta.source}: Node/{node.meta.name}: ignored: a scenario's nodes are "
+                "cluster.nodes"
+            )
+        self.deployments = {d.meta.key: d for d in initial.deployments}
+        self.bare_pods = {p.meta.key: p for p in initial.pods}
+        self.manual = _manual_endpoints(initial)
+        for index, added in objects.added.items():
+            self.manual |= _manual_endpoints(added)
+            self.addable_only(index, added)
+        plan = plan_services(
+            self.scenario,
+            initial.services,
+            {i: m.services for i, m in objects.added.items()},
+        )
+        self.problems.extend(plan.problems)
+        self.warnings.extend(str(a) for a in plan.allocations)
+        for i, w in enumerate(self.scenario.workloads):
+            self.workload(i, w, plan)
+        self.timeline(plan)
+
+    def duplicates(self, initial: Manifests) -> None:
+        """Objects defined twice in different files (the loader checks within one file)."""
+        kinds: dict[str, Sequence[ObjectMeta]] = {
+            "Service": [o.meta for o in initial.services],
+            "Deployment": [o.meta for o in initial.deployments],
+            "Pod": [o.meta for o in initial.pods],
+            "Endpoints": [o.meta for o in initial.endpoints],
+            "EndpointSlice": [o.meta for o in initial.endpoint_slices],
+        }
+        for kind, metas in kinds.items():
+            first: dict[str, str] = {}
+            for meta in metas:
+                key = meta.key
+                if key in first and meta.source:
+                    # The API server would refuse the second create (AlreadyExists).
+                    self.problems.append(
+                        f"{meta.source}: {kind}/{key}: metadata.name: duplicate {kind}; "
+                        f"first defined at {first[key]}"
+                    )
+                first.setdefault(key, meta.source)
+
+    def addable_only(self, index: int, added: Manifests) -> None:
+        others = [("Deployment", d.meta.key) for d in added.deployments]
+        others += [("Pod", p.meta.key) for p in added.pods]
+        others += [("Node", n.meta.name) for n in added.nodes]
+        for kind, key in others:
+            self.problem(
+                ("timeline", index, "manifest"),
+                f"add-service creates only {', '.join(ADDABLE)}; {kind} {key} would "
+                "be ignored (put it under manifests)",
+            )
+
+    def matching(self, selector: Sequence[tuple[str, str]]) -> tuple[list[Deployment], list[str]]:
+        """Deployments whose Pods carry ``selector``'s labels, and bare Pods that do."""
+        deps = [
+            d for d in self.deployments.values() if selector_matches(selector, d.template.labels)
+        ]
+        pods = [k for k, p in self.bare_pods.items() if selector_matches(selector, p.meta.labels)]
+        return deps, pods
+
+    def label_hint(self) -> str:
+        sets = [
+            f"Deployment {d.meta.name} {_labels(d.template.labels)}"
+            for d in self.deployments.values()
+        ]
+        sets += [f"Pod {p.meta.name} {_labels(p.meta.labels)}" for p in self.bare_pods.values()]
+        return _hint(sets)
+
+    def scaled_up(self, keys: set[str]) -> list[tuple[float, str]]:
+        """When a Deployment of ``keys`` is scaled to more than 0 replicas (time, key)."""
+        out = []
+        for action in self.scenario.timeline:
+            if isinstance(action, tl.Scale) and action.replicas > 0:
+                key = "/".join(parse_object_ref(action.deployment))
+                if key in keys:
+                    out.append((action.at_s, key))
+        return sorted(out)
+
+    def workload(self, i: int, w: Workload, plan: ServicePlan) -> None:
+        if w.source.pods is not None:
+            self.client_pods(i, tuple(sorted(w.source.pods.items())))
+        target = w.target
+        if not isinstance(target, ServiceTarget):
+            return
+        key = f"{target.namespace}/{target.name}"
+        service = next((s for s in plan.initial if s.meta.key == key), None)
+        if service is None:
+            later = [
+                (action.at_s, index, svc)
+                for index, action in timeline_order(self.scenario)
+                for svc in plan.added.get(index, ())
+                if svc.meta.key == key
+            ]
+            if not later:
+                existing = [s.meta.key for s in plan.initial]
+                existing += [s.meta.key for ss in plan.added.values() for s in ss]
+                self.problem(
+                    ("workloads", i, "to"),
+                    f"Service {key} does not exist (Services: {_hint(existing)})",
+                )
+                return
+            at_s, index, service = later[0]
+            self.warn(
+                ("workloads", i, "to"),
+                f"Service {key} is created only at {format_duration(at_s)} "
+                f"(timeline[{index}]): the workload sends nothing before then",
+            )
+        why = _no_rules(service)
+        port = pick_port(service, target.port)
+        if why is None and isinstance(port, str):
+            why = port
+        if why is None and isinstance(port, ServicePort):
+            wanted = "udp" if isinstance(w.connection, Udp) else "tcp"
+            have = port.protocol.value.lower()
+            if have != wanted:
+                fix = (
+                    "set connection: {model: udp}"
+                    if have == "udp"
+                    else "use connection model per-request or keepalive"
+                )
+                why = (
+                    f"port {_port_text(port)} of Service {key} is {have.upper()}, "
+                    f"this workload sends {wanted.upper()}: {fix}"
+                )
+                if have not in ("tcp", "udp"):
+                    why = (
+                        f"port {_port_text(port)} of Service {key} is {have.upper()}: "
+                        "only TCP and UDP clients are simulated"
+                    )
+        if why is not None:
+            self.problem(("workloads", i, "to"), why)
+
+    def client_pods(self, i: int, selector: tuple[tuple[str, str], ...]) -> None:
+        path: Loc = ("workloads", i, "from", "pods")
+        deps, pods = self.matching(selector)
+        if not deps and not pods:
+            self.problem(
+                path,
+                f"no Pod has labels {_labels(selector)}, so nothing would send "
+                f"(Pod labels: {self.label_hint()})",
+            )
+            return
+        if pods or any(d.replicas > 0 for d in deps):
+            return
+        names = {d.meta.key for d in deps}
+        ups = self.scaled_up(names)
+        zero = ", ".join(sorted(names))
+        if not ups:
+            self.problem(
+                path,
+                f"matches only Deployment {zero} with 0 replicas, never scaled "
+                "up: nothing would send",
+            )
+        else:
+            at_s, key = ups[0]
+            self.warn(
+                path,
+                f"matches only Deployment {zero} with 0 replicas: nothing sends "
+                f"until {key} is scaled up at {format_duration(at_s)}",
+            )
+
+    def timeline(self, plan: ServicePlan) -> None:
+        live = {s.meta.key: s for s in plan.initial}
+        for index, action in timeline_order(self.scenario):
+            path: Loc = ("timeline", index)
+            if isinstance(action, tl.Rollout | tl.Scale):
+                key = "/".join(parse_object_ref(action.deployment))
+                if isinstance(action, tl.Rollout) and key in self.deployments:
+                    self.rollout_strategy(path, action, self.deployments[key])
+                if key not in self.deployments:
+                    self.problem(
+                        (*path, "deployment"),
+                        f"Deployment {key} does not exist (Deployments: {_hint(self.deployments)})",
+                    )
+            elif isinstance(action, tl.DeletePod | tl.CrashPod):
+                self.pod_pick(path, action)
+            elif isinstance(action, tl.AddService):
+                live.update((s.meta.key, s) for s in plan.added.get(index, ()))
+            elif isinstance(action, tl.RemoveService):
+                key = "/".join(parse_object_ref(action.service, service=True))
+                if not plan.removed.get(index, False):
+                    self.problem(
+                        (*path, "service"),
+                        f"Service {key} does not exist at "
+                        f"{format_duration(action.at_s)} (Services then: "
+                        f"{_hint(live)})",
+                    )
+                live.pop(key, None)
+            elif isinstance(action, tl.InjectStaleRule):
+                self.stale_rule(path, action, live)
+
+    def rollout_strategy(self, path: Loc, action: tl.Rollout, dep: Deployment) -> None:
+        """A rollout's maxSurge/maxUnavailable, merged with the Deployment's, must be valid."""
+        if action.max_surge is None and action.max_unavailable is None:
+            return
+        field = "maxSurge" if action.max_surge is not None else "maxUnavailable"
+        ru = dep.strategy.rolling_update
+        if ru is None:
+            self.problem(
+                (*path, field),
+                f"Deployment {dep.meta.key} uses the Recreate strategy: it has no {field}",
+            )
+            return
+        surge = ru.max_surge if action.max_surge is None else action.max_surge
+        unavailable = (
+            ru.max_unavailable if action.max_unavailable is None else action.max_unavailable
+        )
+        try:
+            check_rolling_update(surge, unavailable)
+        except ValueError as exc:
+            self.problem((*path, field), f"with Deployment {dep.meta.key}'s strategy: {exc}")
+
+    def pod_pick(self, path: Loc, action: tl.DeletePod | tl.CrashPod) -> None:
+        if action.pod is not None:
+            key = "/".join(parse_object_ref(action.pod))
+            if key not in self.bare_pods:
+                self.problem(
+                    (*path, "pod"),
+                    f"Pod {key} does not exist (Pods: "
+                    f"{_hint(self.bare_pods)}; a Deployment's Pods get random names: "
+                    "pick them with selector)",
+                )
+            return
+        selector = tuple(sorted((action.selector or {}).items()))
+        deps, pods = self.matching(selector)
+        if not deps and not pods:
+            self.problem(
+                (*path, "selector"),
+                f"no Pod has labels {_labels(selector)} (Pod labels: {self.label_hint()})",
+            )
+
+    def stale_rule(
+        self, path: Loc, action: tl.InjectStaleRule, live: Mapping[str, Service]
+    ) -> None:
+        target = parse_service_target(action.service)
+        key = f"{target.namespace}/{target.name}"
+        where = (*path, "service")
+        service = live.get(key)
+        if service is None:
+            self.problem(
+                where,
+                f"Service {key} does not exist at {format_duration(action.at_s)}"
+                f" (Services then: {_hint(live)})",
+            )
+            return
+        why = _no_rules(service)
+        port = pick_port(service, target.port)
+        if why is None and isinstance(port, str):
+            why = port
+        if why is None and service.internal_traffic_policy is TrafficPolicy.LOCAL:
+            why = (
+                f"Service {key} has internalTrafficPolicy Local: its traffic does not go "
+                "through the KUBE-SVC chain a stale rule is injected into"
+            )
+        if why is None and not self.has_endpoints(service):
+            why = (
+                f"Service {key} has no endpoints, so kube-proxy writes no KUBE-SVC chain to "
+                "inject into"
+            )
+        if why is not None:
+            self.problem(where, why)
+
+    def has_endpoints(self, service: Service) -> bool:
+        """Whether any endpoint can ever back ``service`` (selected Pods, or manual ones)."""
+        if service.selector is None:
+            return service.meta.key in self.manual
+        deps, pods = self.matching(service.selector)
+        return (
+            bool(pods)
+            or any(d.replicas > 0 for d in deps)
+            or bool(self.scaled_up({d.meta.key for d in deps}))
+        )
+
+
+def _manual_endpoints(m: Manifests) -> set[str]:
+    """``namespace/name`` of the Services that ``m``'s Endpoints and EndpointSlices back."""
+    keys = {e.meta.key for e in m.endpoints}
+    keys |= {f"{s.meta.namespace}/{s.service_name}" for s in m.endpoint_slices if s.service_name}
+    return keys
