@@ -73,7 +73,7 @@ class Cause(StrEnum):
     POD_TERMINATING = "pod-terminating"
     """The chosen Pod was terminating."""
     POD_NOT_READY = "pod-not-ready"
-    """The chosen Pod was not ready."""
+    """The chosen Pod was not ready (its app not listening yet)."""
     POD_CRASHED = "pod-crashed"
     """The chosen Pod's container had crashed."""
     IP_REUSED = "ip-reused"
@@ -86,6 +86,8 @@ class Cause(StrEnum):
     """A Pod of the Service took the request but answered after the client's requestTimeout."""
     SOURCE_RANGE = "source-range"
     """The client is outside the Service's loadBalancerSourceRanges: KUBE-PROXY-FIREWALL drops."""
+    PORT_CLOSED = "port-closed"
+    """The chosen Pod's app is serving, but not on this port (none of its containerPorts)."""
 
 
 class EventKind(StrEnum):

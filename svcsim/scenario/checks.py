@@ -304,6 +304,33 @@ class _Checks:
                     )
         if why is not None:
             self.problem(("workloads", i, "to"), why)
+        elif isinstance(port, ServicePort):
+            self.target_port(i, service, port)
+
+    def target_port(self, i: int, service: Service, port: ServicePort) -> None:
+        """Warn when the Pods a workload reaches declare ports, but not the numeric targetPort.
+
+        Their apps listen on their declared containerPorts only (a Pod that declares none
+        listens on every port), so every connection would be refused: a real misconfiguration
+        worth showing, but maybe the point of the scenario, hence a warning.
+        """
+        target = port.target_port if port.target_port is not None else port.port
+        if not isinstance(target, int) or service.selector is None:
+            return  # named ports resolve against containerPorts; hand-made endpoints are as given
+        wanted = (port.protocol, target)
+        deps, pods = self.matching(service.selector)
+        declared = [(f"Deployment {d.meta.name}", d.template.container_ports) for d in deps]
+        declared += [(f"Pod {self.bare_pods[k].meta.name}", self.bare_pods[k].container_ports)
+                     for k in pods]
+        for owner, ports in declared:
+            if ports and wanted not in {(p.protocol, p.container_port) for p in ports}:
+                listed = ", ".join(f"{p.container_port}/{p.protocol.value}" for p in ports)
+                self.warn(
+                    ("workloads", i, "to"),
+                    f"{owner} declares containerPorts {listed} but not {target}/"
+                    f"{port.protocol.value}, Service {service.meta.key}'s targetPort: its app "
+                    "refuses these connections (it listens on its declared ports only)",
+                )
 
     def client_pods(self, i: int, selector: tuple[tuple[str, str], ...]) -> None:
         path: Loc = ("workloads", i, "from", "pods")

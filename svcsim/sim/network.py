@@ -43,7 +43,10 @@ class Backend:
     ip: str
     node: str
     ports: frozenset[tuple[str, int]]
-    """``(protocol, port)`` pairs the app listens on (lower-case protocol)."""
+    """``(protocol, port)`` pairs the app listens on (lower-case protocol): the Pod's declared
+    containerPorts. Empty when it declares none: then the app listens on every port, since
+    svcsim cannot know which one it binds (containerPort is informational in Kubernetes, and
+    most Services' targetPort is right), so a Service's numeric targetPort is taken at its word."""
     app: str
     """Name of the app profile (service time, drain behaviour) the Pod runs."""
     state: BackendState = BackendState.STARTING
@@ -51,7 +54,9 @@ class Backend:
 
     def accepts(self, protocol: str, port: int) -> bool:
         """True if a new connection to ``port`` would be accepted now."""
-        return self.state is BackendState.SERVING and (protocol, port) in self.ports
+        return self.state is BackendState.SERVING and (
+            not self.ports or (protocol, port) in self.ports
+        )
 
 
 StateListener = Callable[[Backend, BackendState, float], None]

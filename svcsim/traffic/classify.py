@@ -18,8 +18,8 @@ per-request reference (every time), so both attribute failures alike:
 * Causes of failures at an endpoint: not among the API's serving endpoints -> the node's rules
   are stale: ``proxy-down`` / ``sync-blocked`` / ``stale-rule`` from kube-proxy's state there;
   among them -> the Pod's state: ``pod-terminating`` (draining, exited, or already gone),
-  ``pod-crashed``, ``pod-not-ready`` (starting, or not listening on the port). A flow that
-  followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
+  ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A flow
+  that followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
   ``stale-conntrack``.
 """
 
@@ -72,7 +72,7 @@ class Resolution:
 _STALE = {"down": Cause.PROXY_DOWN, "blocked": Cause.SYNC_BLOCKED, "up": Cause.STALE_RULE}
 _BY_STATE = {
     BackendState.STARTING: Cause.POD_NOT_READY,
-    BackendState.SERVING: Cause.POD_NOT_READY,
+    BackendState.SERVING: Cause.PORT_CLOSED,  # serving, so it refuses this port only
     BackendState.DRAINING: Cause.POD_TERMINATING,
     BackendState.CRASHED: Cause.POD_CRASHED,
     BackendState.EXITED: Cause.POD_TERMINATING,

@@ -75,3 +75,21 @@ def test_a_stale_rule_with_no_chain_to_go_into_is_a_recorded_fault(tmp_path: Pat
     events = pd.read_parquet(outcome.run.path / "events.parquet")
     failed = events[events["detail"].str.startswith("inject-stale-rule failed")]
     assert failed[["t_s", "node", "object"]].values.tolist() == [[4.0, "node-1", "web"]]
+
+
+def outcomes(tmp_path: Path, text: str) -> dict[tuple[str, str], int]:
+    """Requests by (outcome, cause) of one run of ``text``."""
+    run = run_scenario(write(tmp_path, text), seed=1, out_dir=tmp_path / "run").run
+    counts = run.requests.groupby(["outcome", "cause"], observed=True).size()
+    return {(str(o), str(c)): int(n) for (o, c), n in counts.items() if n}
+
+
+def test_pods_without_declared_ports_serve_the_target_port(tmp_path: Path) -> None:
+    # Was: every request refused (cause pod-not-ready): the app listened on no port at all.
+    undeclared = WEB.replace(", ports: [{containerPort: 8080}]", "") + "---\n" + FRONTEND_2
+    assert list(outcomes(tmp_path, scenario_text(undeclared, TO_WEB))) == [("ok", "")]
+
+
+def test_pods_declaring_other_ports_refuse_the_target_port(tmp_path: Path) -> None:
+    other = WEB.replace("containerPort: 8080", "containerPort: 9000") + "---\n" + FRONTEND_2
+    assert list(outcomes(tmp_path, scenario_text(other, TO_WEB))) == [("refused", "port-closed")]

@@ -268,7 +268,23 @@ WARNINGS = [
         ],
         id="stale-rule-with-external-policy-local",
     ),
+    pytest.param(
+        scenario_text(BOTH.replace("containerPort: 8080", "containerPort: 9000"), TO_WEB),
+        [
+            ALLOCATED,
+            "s.yaml:34: workloads[0].to: Deployment web declares containerPorts 9000/TCP but not "
+            "8080/TCP, Service default/web's targetPort: its app refuses these connections (it "
+            "listens on its declared ports only)",
+        ],
+        id="target-port-not-declared",
+    ),
 ]
+
+
+def test_pods_that_declare_no_ports_are_served_on_the_target_port(tmp_path: Path) -> None:
+    undeclared = BOTH.replace(", ports: [{containerPort: 8080}]", "")
+    assert undeclared != BOTH
+    assert warnings_of(tmp_path, scenario_text(undeclared, TO_WEB)) == [ALLOCATED]
 
 
 @pytest.mark.parametrize(("text", "expected"), WARNINGS)

@@ -71,7 +71,7 @@ def _ctx(state: BackendState | None, *, in_api: bool = True, owner: str = "defau
         (BackendState.EXITED, {}, ("refused", "pod-terminating", "default/web-0", None)),
         (BackendState.CRASHED, {}, ("refused", "pod-crashed", "default/web-0", None)),
         (BackendState.SERVING, {"port": 9090},
-         ("refused", "pod-not-ready", "default/web-0", None)),
+         ("refused", "port-closed", "default/web-0", None)),
         (BackendState.DRAINING, {"in_api": False},
          ("refused", "stale-rule", "default/web-0", None)),
         (BackendState.CRASHED, {"in_api": False, "proxy": "down"},
