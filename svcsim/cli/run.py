@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from svcsim.cli.common import console, fail
+from svcsim.cli.common import console, fail, warn
 from svcsim.results import Run, RunFolderError
 from svcsim.runs import run_scenario
+from svcsim.scenario.cost import estimate
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import load_scenario
 
@@ -54,6 +55,9 @@ def run(
         loaded = load_scenario(path)
     except ScenarioErrors as exc:
         fail(exc.problems)
+    cost = estimate(loaded.scenario)
+    if cost.large:  # the limits refused what cannot fit; say what this one will take
+        warn([f"{path}: large run: {cost.describe()}"])
     err = console(stderr=True)
     duration = loaded.scenario.duration_s
     with Progress(
