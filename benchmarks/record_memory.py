@@ -11,11 +11,18 @@ process's peak resident set size never goes down):
   own arrays (what is held while simulating) are reported too, as *held bytes per request*.
 * **conntrack samples**: a scenario without traffic, many nodes, at two durations; each node
   is sampled every second, so the peak grows by *peak bytes per sample*.
+* **nodes**: the same quiet scenario for 5 simulated seconds with two node counts: the wall
+  time and the peak added per node (building each node's kube-proxy and kernel, and the
+  figures' per-node series).
+
+Each kind also reports the wall time added per row.
 
 Nothing is asserted; figures are printed, the last line as ``key=value`` pairs. Compare them
-with ``REQUEST_PEAK_BYTES`` and ``SAMPLE_PEAK_BYTES`` in ``svcsim/scenario/cost.py``.
+with the constants of ``svcsim/scenario/cost.py`` (``REQUEST_PEAK_BYTES``,
+``NODE_SECOND_PEAK_BYTES``, ``WALL_S_PER_REQUEST``, ``WALL_S_PER_NODE_SECOND``,
+``WALL_S_PER_NODE``).
 
-Run: ``.venv/bin/python benchmarks/record_memory.py [--short 60 --long 240]``.
+Run: ``.venv/bin/python benchmarks/record_memory.py [--short 60 --long 240]`` (a few minutes).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ seed: 1
 duration: {duration_s:g}s
 cluster:
   nodes: {nodes}
+  nodeCIDR: 192.168.0.0/16
+  clusterCIDR: 10.128.0.0/9
 """
 
 
@@ -62,7 +71,8 @@ def measure_one(kind: str, duration_s: float, nodes: int) -> dict[str, float]:
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scenario.yaml"
-        text = quiet_yaml(duration_s, nodes) if kind == "conntrack" else reference_yaml(duration_s)
+        quiet = kind in ("conntrack", "nodes")
+        text = quiet_yaml(duration_s, nodes) if quiet else reference_yaml(duration_s)
         path.write_text(text)
         loaded = load_scenario(path)
         started = time.perf_counter()
@@ -73,6 +83,7 @@ def measure_one(kind: str, duration_s: float, nodes: int) -> dict[str, float]:
             return {
                 "requests": n,
                 "samples": 0,
+                "nodes": nodes,
                 "wall_s": time.perf_counter() - started,
                 "peak_bytes": 0,
                 "held_bytes_per_request": held_bytes(world.recorder) / n,
@@ -84,6 +95,7 @@ def measure_one(kind: str, duration_s: float, nodes: int) -> dict[str, float]:
     return {
         "requests": outcome.simulated_requests,
         "samples": samples,
+        "nodes": nodes,
         "wall_s": wall,
         "peak_bytes": peak,
         "held_bytes_per_request": 0,
@@ -102,9 +114,9 @@ def child(kind: str, duration_s: float, nodes: int) -> dict[str, float]:
     return result
 
 
-def slope(small: dict[str, float], large: dict[str, float], rows: str) -> float:
-    """Peak bytes added per extra row of kind ``rows`` between two runs (run folder included)."""
-    return (large["peak_bytes"] - small["peak_bytes"]) / max(large[rows] - small[rows], 1)
+def slope(small: dict[str, float], large: dict[str, float], rows: str, of: str) -> float:
+    """``of`` (peak bytes, wall s) added per extra row of kind ``rows`` between two runs."""
+    return (large[of] - small[of]) / max(large[rows] - small[rows], 1)
 
 
 def main() -> None:
@@ -113,6 +125,8 @@ def main() -> None:
     parser.add_argument("--short", type=float, default=60.0, help="short run, simulated s")
     parser.add_argument("--long", type=float, default=240.0, help="long run, simulated s")
     parser.add_argument("--nodes", type=int, default=200, help="nodes of the quiet cluster")
+    parser.add_argument("--few", type=int, default=250, help="fewer nodes, 5 simulated s")
+    parser.add_argument("--many", type=int, default=1000, help="more nodes, 5 simulated s")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -120,24 +134,25 @@ def main() -> None:
         print(json.dumps(measure_one(kind, float(duration), int(nodes))))
         return
     mib = 1 << 20
+    experiments = (  # kind, the row it adds, (duration, nodes) of the small and large run
+        ("requests", "requests", (args.short, args.nodes), (args.long, args.nodes)),
+        ("conntrack", "samples", (args.short, args.nodes), (args.long, args.nodes)),
+        ("nodes", "nodes", (5.0, args.few), (5.0, args.many)),
+    )
     figures: dict[str, float] = {}
-    for kind, rows in (("requests", "requests"), ("conntrack", "samples")):
-        small = child(kind, args.short, args.nodes)
-        large = child(kind, args.long, args.nodes)
+    for kind, rows, few, many in experiments:
+        small, large = child(kind, *few), child(kind, *many)
         for run in (small, large):
-            rate = run["requests"] / run["wall_s"]
             print(
                 f"{kind:9s} {run['requests']:>11,.0f} requests {run['samples']:>9,.0f} samples"
-                f"  wall {run['wall_s']:6.1f} s ({rate:,.0f} requests/s)"
+                f" {run['nodes']:>6,.0f} nodes  wall {run['wall_s']:6.1f} s"
                 f"  peak RSS {run['peak_bytes'] / mib:7,.0f} MiB"
             )
-        figures[f"{rows}_peak_bytes_per_row"] = slope(small, large, rows)
-        if kind == "requests":
-            extra_s = large["wall_s"] - small["wall_s"]
-            figures["wall_us_per_request"] = 1e6 * extra_s / (large["requests"] - small["requests"])
-    figures["held_bytes_per_request"] = child("held", args.short, args.nodes)[
-        "held_bytes_per_request"
-    ]
+        figures[f"{kind}_peak_bytes_per_{rows}"] = slope(small, large, rows, "peak_bytes")
+        figures[f"{kind}_wall_us_per_{rows}"] = 1e6 * slope(small, large, rows, "wall_s")
+    held = child("held", args.short, args.nodes)
+    figures["held_bytes_per_request"] = held["held_bytes_per_request"]
+    figures["simulated_requests_per_wall_s"] = held["requests"] / held["wall_s"]
     print(" ".join(f"{k}={v:.0f}" for k, v in figures.items()))
 
 

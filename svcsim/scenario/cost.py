@@ -4,15 +4,18 @@ A run keeps every record in memory until it writes its run folder, then builds D
 the summary, the figures and the Parquet files from them, so its peak memory grows with its
 records. Two kinds of record grow without bound: request attempts (the workloads' expected
 arrivals, :func:`expected_requests`; failed attempts that are retried add more) and conntrack
-samples (one per node per simulated second). :class:`RunCost` turns their counts into memory
-and wall time with the per-row figures below, measured on whole ``svcsim run`` invocations by
-``benchmarks/record_memory.py`` and rounded up.
+samples (one per node per simulated second). Nodes cost too, whatever the duration (each has
+a kube-proxy, a kernel and series in the figures). :class:`RunCost` turns these counts into
+memory and wall time with the figures below, measured on whole ``svcsim run`` invocations by
+``benchmarks/record_memory.py`` and rounded up. They are what a run needs beyond the ~350 MiB
+any run takes.
 
 The limits are checked where the scenario is validated (:func:`limit_problems`, called by the
 Scenario model), so ``svcsim validate`` and ``svcsim run`` refuse the same files:
 
 * a workload's rate (``rate``, each ``rateSchedule`` step): at most :data:`MAX_RATE_PER_S`;
-* the estimated records: at most :data:`RECORD_MEMORY_LIMIT_BYTES`.
+* the estimated memory: at most :data:`MEMORY_LIMIT_BYTES`;
+* nodes: at most :data:`svcsim.scenario.cluster.MAX_NODES` (the cluster section's own check).
 """
 
 from __future__ import annotations
@@ -32,53 +35,73 @@ if TYPE_CHECKING:
 GIB: Final = 1 << 30
 
 REQUEST_PEAK_BYTES: Final = 400
-"""Peak memory of a whole run per request attempt (measured: 367-397 bytes between 0.3, 1.2
-and 6 million requests; ~61 of them are the recorder's own arrays, the rest the DataFrames,
-summary and Parquet writing that follow)."""
-NODE_SECOND_PEAK_BYTES: Final = 150
+"""Peak memory per request attempt (measured: 367-402 bytes between 0.3, 1.2 and 6 million
+requests; ~61 of them are the recorder's own arrays, the rest the DataFrames, summary and
+Parquet writing that follow)."""
+NODE_SECOND_PEAK_BYTES: Final = 160
 """Peak memory per node per simulated second: the conntrack sample every node records each
-second (measured: 145 bytes per sample)."""
+second (measured: 145-159 bytes per sample)."""
+NODE_PEAK_BYTES: Final = 350_000
+"""Peak memory per node (measured: ~290 KB per node between 250 and 1,000 nodes; 1.7 GiB at
+5,000 nodes)."""
 WALL_S_PER_REQUEST: Final = 15e-6
-"""Wall time of a whole run per request attempt: simulating (~1 microsecond), then the
-summary, the figures and the run folder (measured: 14 microseconds per request between 1.2
-and 6 million requests, on a busy 2-core machine)."""
-WALL_S_PER_NODE_SECOND: Final = 40e-6
-"""Wall time per node per simulated second of control plane (measured: 39 microseconds)."""
+"""Wall time per request attempt: simulating (~1.3 microseconds), then the summary, the
+figures and the run folder (measured: 14 microseconds per request between 1.2 and 6 million
+requests, on a busy 2-core machine)."""
+WALL_S_PER_NODE_SECOND: Final = 2e-6
+"""Wall time per node per simulated second of control plane (measured: 1-2 microseconds)."""
+WALL_S_PER_NODE: Final = 0.035
+"""Wall time per node, mostly the figures' per-node series (measured: 22 ms per node between
+250 and 1,000 nodes; 3 min of CPU for 5,000 nodes)."""
 
 MAX_RATE_PER_S: Final = 10_000_000
 """Most requests per second one workload may send: at ~400 bytes each, two simulated seconds
-of it fill the records limit, and the simulation itself runs at about 1 million per second."""
-RECORD_MEMORY_LIMIT_BYTES: Final = 8 * GIB
-"""Most memory a run's records may be estimated to take at their peak (about 21 million
-request attempts): larger runs are refused before they start."""
+of it reach the memory limit, and the simulation itself runs at about 1 million per second."""
+MEMORY_LIMIT_BYTES: Final = 8 * GIB
+"""Most memory a run may be estimated to need (about 21 million request attempts): larger
+runs are refused before they start."""
 
 PREVIEW_MEMORY_BYTES: Final = 1 * GIB
-"""From this estimated record memory on, ``svcsim run`` and ``validate`` print the estimate."""
+"""From this estimated memory on, ``svcsim run`` and ``validate`` print the estimate."""
 PREVIEW_WALL_S: Final = 60.0
 """From this estimated wall time on, ``svcsim run`` and ``validate`` print the estimate."""
 
 
 @dataclass(frozen=True, slots=True)
 class RunCost:
-    """The expected size of a run: request attempts and node-seconds, and what they cost.
+    """The expected size of a run: request attempts, nodes, node-seconds, and their cost.
 
     ``requests`` counts first attempts only; ``retries`` says whether failed ones may add
     more (up to ``1 + retries.max`` rows per request while everything fails).
     """
 
     requests: float
-    node_seconds: float
+    nodes: int
+    duration_s: float
     retries: bool = False
 
     @property
+    def node_seconds(self) -> float:
+        """Nodes times simulated seconds: one conntrack sample each."""
+        return self.nodes * self.duration_s
+
+    @property
     def memory_bytes(self) -> float:
-        """Estimated peak memory of the records."""
-        return self.requests * REQUEST_PEAK_BYTES + self.node_seconds * NODE_SECOND_PEAK_BYTES
+        """Estimated peak memory, beyond what any run takes."""
+        return (
+            self.requests * REQUEST_PEAK_BYTES
+            + self.nodes * NODE_PEAK_BYTES
+            + self.node_seconds * NODE_SECOND_PEAK_BYTES
+        )
 
     @property
     def wall_s(self) -> float:
         """Estimated wall time of the whole run."""
-        return self.requests * WALL_S_PER_REQUEST + self.node_seconds * WALL_S_PER_NODE_SECOND
+        return (
+            self.requests * WALL_S_PER_REQUEST
+            + self.nodes * WALL_S_PER_NODE
+            + self.node_seconds * WALL_S_PER_NODE_SECOND
+        )
 
     @property
     def large(self) -> bool:
@@ -86,11 +109,11 @@ class RunCost:
         return self.memory_bytes >= PREVIEW_MEMORY_BYTES or self.wall_s >= PREVIEW_WALL_S
 
     def describe(self) -> str:
-        """``~6.0 million requests, ~2.2 GiB of records in memory, ~1.5 min``."""
+        """``~6.0 million requests, 3 nodes, ~2.2 GiB of memory, ~2 min of wall time``."""
         plus = " (+ retries)" if self.retries else ""
         return (
-            f"~{_count(self.requests)} requests{plus}, ~{_bytes(self.memory_bytes)} of "
-            f"records in memory, ~{_wall(self.wall_s)} of wall time"
+            f"~{_count(self.requests)} requests{plus}, {self.nodes:,} nodes, "
+            f"~{_bytes(self.memory_bytes)} of memory, ~{_wall(self.wall_s)} of wall time"
         )
 
 
@@ -114,37 +137,36 @@ def estimate(scenario: Scenario) -> RunCost:
 def _cost_at(scenario: Scenario, duration_s: float) -> RunCost:
     return RunCost(
         requests=sum(expected_requests(w, duration_s) for w in scenario.workloads),
-        node_seconds=len(scenario.cluster.nodes) * duration_s,
+        nodes=len(scenario.cluster.nodes),
+        duration_s=duration_s,
         retries=any(w.retries.max > 0 for w in scenario.workloads),
     )
 
 
 def limit_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
-    """The problem a scenario whose records would exceed the limit has (none if it fits).
+    """The problem of a scenario whose run would exceed the memory limit (none if it fits).
 
     Blamed on ``duration`` when the file sets it (or has no workload), else on the rate of
     the workload that sends the most; the message gives the longest duration that fits and
     the highest total rate that would.
     """
     cost = estimate(scenario)
-    if cost.memory_bytes <= RECORD_MEMORY_LIMIT_BYTES:
+    if cost.memory_bytes <= MEMORY_LIMIT_BYTES:
         return []
     duration = scenario.duration_s
     parts = [f"~{_count(cost.requests)} requests"] if cost.requests else []
-    parts.append(
-        f"{len(scenario.cluster.nodes)} nodes x {format_duration(duration)} of conntrack samples"
-    )
+    parts.append(f"{cost.nodes} nodes x {format_duration(duration)} of conntrack samples")
     fixes = [f"set duration to at most {format_duration(_longest_fitting(scenario))}"]
-    samples = cost.node_seconds * NODE_SECOND_PEAK_BYTES
-    if cost.requests and samples < RECORD_MEMORY_LIMIT_BYTES:
-        scale = (RECORD_MEMORY_LIMIT_BYTES - samples) / (cost.requests * REQUEST_PEAK_BYTES)
+    other = cost.memory_bytes - cost.requests * REQUEST_PEAK_BYTES
+    if cost.requests and other < MEMORY_LIMIT_BYTES:
+        scale = (MEMORY_LIMIT_BYTES - other) / (cost.requests * REQUEST_PEAK_BYTES)
         fixes.append(
             f"lower the rates to at most ~{_count(cost.requests * scale / duration)} "
             f"requests/s in all"
         )
     message = (
-        f"the run would keep ~{_bytes(cost.memory_bytes)} of records in memory "
-        f"({', '.join(parts)}), over the limit of {_bytes(RECORD_MEMORY_LIMIT_BYTES)}; "
+        f"the run would need ~{_bytes(cost.memory_bytes)} of memory "
+        f"({', '.join(parts)}), over the limit of {_bytes(MEMORY_LIMIT_BYTES)}; "
         f"{' or '.join(fixes)}"
     )
     return [(_blamed(scenario), message)]
@@ -164,7 +186,7 @@ def _longest_fitting(scenario: Scenario) -> float:
     low, high = 0.0, scenario.duration_s  # the cost grows with the duration: bisect
     for _ in range(100):
         middle = (low + high) / 2
-        if _cost_at(scenario, middle).memory_bytes <= RECORD_MEMORY_LIMIT_BYTES:
+        if _cost_at(scenario, middle).memory_bytes <= MEMORY_LIMIT_BYTES:
             low = middle
         else:
             high = middle

@@ -13,8 +13,8 @@ from svcsim.cli.main import app
 from svcsim.scenario import ScenarioErrors, load_scenario
 from svcsim.scenario.cost import (
     MAX_RATE_PER_S,
+    MEMORY_LIMIT_BYTES,
     PREVIEW_MEMORY_BYTES,
-    RECORD_MEMORY_LIMIT_BYTES,
     REQUEST_PEAK_BYTES,
     estimate,
     expected_requests,
@@ -75,28 +75,27 @@ REFUSED = [
     pytest.param(
         "duration: 1000000000s\n" + WORKLOAD % "10",
         [
-            "s.yaml:3: duration: the run would keep ~4.0 TiB of records in memory (~10.0 billion "
-            "requests, 3 nodes x 277777h46m40s of conntrack samples), over the limit of 8.0 GiB;"
-            " set duration to at most 536h6m40s"
+            "s.yaml:3: duration: the run would need ~4.1 TiB of memory (~10.0 billion requests, "
+            "3 nodes x 277777h46m40s of conntrack samples), over the limit of 8.0 GiB; set "
+            "duration to at most 530h33m20s"
         ],
         id="duration-1e9s",
     ),
     pytest.param(
         WORKLOAD % "1000000",
         [
-            "s.yaml:4: workloads[0].rate: the run would keep ~22.4 GiB of records in memory "
-            "(~60.0 million requests, 3 nodes x 1m of conntrack samples), over the limit of "
-            "8.0 GiB; set duration to at most 21.4s or lower the rates to at most ~357,913 "
-            "requests/s in all"
+            "s.yaml:4: workloads[0].rate: the run would need ~22.4 GiB of memory (~60.0 million "
+            "requests, 3 nodes x 1m of conntrack samples), over the limit of 8.0 GiB; set "
+            "duration to at most 21.4s or lower the rates to at most ~357,869 requests/s in all"
         ],
         id="default-duration-blames-the-rate",
     ),
     pytest.param(
         "duration: 1000000000s\n",
         [
-            "s.yaml:3: duration: the run would keep ~419.1 GiB of records in memory (3 nodes x "
-            "277777h46m40s of conntrack samples), over the limit of 8.0 GiB; set duration to at "
-            "most 5277h46m40s"
+            "s.yaml:3: duration: the run would need ~447.0 GiB of memory (3 nodes x 277777h46m40s "
+            "of conntrack samples), over the limit of 8.0 GiB; set duration to at most "
+            "4944h26m40s"
         ],
         id="no-traffic-still-records-samples",
     ),
@@ -117,17 +116,18 @@ def test_the_suggested_duration_is_the_longest_that_fits(rate: float) -> None:
     assert found is not None
     longest = parse_duration(found[1])
     s = validate(duration=longest, workloads=[_workload(rate=rate)])
-    assert estimate(s).memory_bytes <= RECORD_MEMORY_LIMIT_BYTES
+    assert estimate(s).memory_bytes <= MEMORY_LIMIT_BYTES
     assert problems(duration=longest * 1.01, workloads=[_workload(rate=rate)])
 
 
 def test_estimate_counts_requests_and_node_seconds() -> None:
     s = validate(duration="10m", cluster={"nodes": 20}, workloads=[_workload(rate=5000.0)])
     cost = estimate(s)
-    assert (cost.requests, cost.node_seconds, cost.retries) == (3_000_000, 12_000, False)
+    assert (cost.requests, cost.nodes, cost.node_seconds) == (3_000_000, 20, 12_000)
+    assert not cost.retries
     assert cost.memory_bytes > 3_000_000 * REQUEST_PEAK_BYTES
     assert cost.large  # ~1.1 GiB
-    assert cost.describe().startswith("~3.0 million requests, ~1.1 GiB of records in memory, ~")
+    assert cost.describe().startswith("~3.0 million requests, 20 nodes, ~1.1 GiB of memory, ~")
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -142,8 +142,8 @@ def test_validate_prints_the_estimate_of_a_large_run(tmp_path: Path) -> None:
     assert code == 0
     assert out == f"{path}: ok (3 nodes, 1 workload, 0 timeline actions)\n"
     assert re.fullmatch(
-        rf"warning: {re.escape(str(path))}: large run: ~4\.0 million requests, ~1\.5 GiB of "
-        r"records in memory, ~\d+ (s|min) of wall time\n",
+        rf"warning: {re.escape(str(path))}: large run: ~4\.0 million requests, 3 nodes, "
+        r"~1\.5 GiB of memory, ~\d+ (s|min) of wall time\n",
         err,
     )
 
@@ -159,5 +159,13 @@ def test_run_refuses_what_validate_refuses_before_simulating(tmp_path: Path) -> 
     code, out, err = _cli("run", str(path), "--out", str(out_dir))
     assert code == 2
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith(f"{path}:3: duration: the run would keep")
+    assert err.count("\n") == 1 and err.startswith(f"{path}:3: duration: the run would need")
     assert not out_dir.exists()
+
+
+def test_a_big_cluster_is_previewed_even_without_traffic() -> None:
+    ranges = {"nodeCIDR": "192.168.0.0/16", "clusterCIDR": "10.128.0.0/9"}
+    cost = estimate(validate(duration="5s", cluster={"nodes": 5000, **ranges}))
+    assert cost.large
+    assert cost.describe().startswith("~0 requests, 5,000 nodes, ~1.6 GiB of memory, ~")
+    assert not estimate(validate(duration="5s")).large
