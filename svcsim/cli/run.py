@@ -19,6 +19,7 @@ from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP
 from svcsim.results import Run, RunFolderError
 from svcsim.results.uniformity import uniformity_verdict
 from svcsim.runs import run_scenario
+from svcsim.scenario.cost import estimate
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import load_scenario
 
@@ -60,6 +61,9 @@ def run(
     except ScenarioErrors as exc:
         fail(exc.problems)
     warn(loaded.warnings)
+    cost = estimate(loaded.scenario)
+    if cost.large:  # the limits refused what cannot fit; say what this one will take
+        warn([f"{path}: large run: {cost.describe()}"])
     err = console(stderr=True)
     duration = loaded.scenario.duration_s
     with Progress(

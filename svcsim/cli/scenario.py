@@ -20,6 +20,7 @@ import typer
 from svcsim.cli.common import warn
 from svcsim.k8s.errors import problem_line
 from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
+from svcsim.scenario.cost import estimate
 
 EXIT_PROBLEMS = 2
 """Exit code when any file has a problem (as for a usage error: the input is wrong)."""
@@ -71,6 +72,9 @@ def validate(
             _count(len(s.timeline), "timeline action"),
         ])
         typer.echo(f"{file}: ok ({summary})")
+        cost = estimate(s)
+        if cost.large:
+            warn([f"{file}: large run: {cost.describe()}"])
     if broken:
         raise typer.Exit(EXIT_INTERNAL_ERROR)
     if failed:

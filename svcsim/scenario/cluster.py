@@ -22,6 +22,7 @@ from pydantic import (
 
 from svcsim.scenario.base import IPv4, IPv4CIDR, Loc, NodeName, SchemaModel, problems_at
 from svcsim.scenario.durations import DURATION_PATTERN, Duration
+from svcsim.scenario.problems import collapse_located, index_ranges
 from svcsim.scenario.proxy import ProxyConfig
 
 DEFAULT_NODE_COUNT: Final = 3
@@ -258,13 +259,7 @@ class Cluster(SchemaModel):
         if pods.prefixlen > NODE_POD_PREFIX:
             found.append((("clusterCIDR",), f"must be /{NODE_POD_PREFIX} or larger (each node gets "
                                             f"a /{NODE_POD_PREFIX}), got {pods}"))
-        for i, node in enumerate(self.nodes):
-            if not node.ip:
-                found.append((("nodes", i, "ip"),
-                              f"no default IP left in nodeCIDR {hosts}; set ip"))
-            if not node.pod_cidr and pods.prefixlen <= NODE_POD_PREFIX:
-                found.append((("nodes", i, "podCIDR"),
-                              f"no /{NODE_POD_PREFIX} left in clusterCIDR {pods}; set podCIDR"))
+        found.extend(_unallocated(self.nodes, hosts, pods))
         _check_nodes(self.nodes, pods, services, found)
         names = set(self.node_names)
         found.extend(_unknown_nodes(("proxy", "nodes"), self.proxy.nodes, names))
@@ -272,8 +267,48 @@ class Cluster(SchemaModel):
             keys = {k: v for k, v in values.items() if k != "default"}
             found.extend(_unknown_nodes(("delays", field), keys, names))
         if found:
-            raise problems_at("cluster", found)
+            raise problems_at("cluster", collapse_located(found))
         return self
+
+
+def _unallocated(
+    nodes: tuple[NodeSpec, ...], hosts: ipaddress.IPv4Network, pods: ipaddress.IPv4Network
+) -> list[tuple[Loc, str]]:
+    """Nodes left without a default IP or Pod range: one problem per field, with the fix.
+
+    Defaults go by position, so the nodes that miss out are (nearly) every node from some
+    index on; the problem names them as ranges, sits on the first of them, and gives the
+    smallest range prefix that would fit the last.
+    """
+    found: list[tuple[Loc, str]] = []
+    no_ip = [i for i, node in enumerate(nodes) if not node.ip]
+    if no_ip:
+        # Node i needs host number NODE_IP_OFFSET + i + 1 below the broadcast address.
+        prefix = 32 - _bits_for(NODE_IP_OFFSET + no_ip[-1] + 3)
+        found.append((("nodes", no_ip[0], "ip"),
+                      f"no default IP left in nodeCIDR {hosts} for {_which(no_ip)}; "
+                      f"set cluster.nodeCIDR to a /{prefix} or larger, or set each node's ip"))
+    if pods.prefixlen > NODE_POD_PREFIX:
+        return found  # the clusterCIDR problem says why; one line, not one per node
+    no_range = [i for i, node in enumerate(nodes) if not node.pod_cidr]
+    if no_range:
+        # Node i takes the i-th /NODE_POD_PREFIX of clusterCIDR, even when it sets its own.
+        prefix = NODE_POD_PREFIX - _bits_for(no_range[-1] + 1)
+        found.append((("nodes", no_range[0], "podCIDR"),
+                      f"no /{NODE_POD_PREFIX} left in clusterCIDR {pods} for "
+                      f"{_which(no_range)}; set cluster.clusterCIDR to a /{prefix} or larger, "
+                      f"or set each node's podCIDR"))
+    return found
+
+
+def _bits_for(count: int) -> int:
+    """Address bits needed to number ``count`` things."""
+    return max(count - 1, 0).bit_length()
+
+
+def _which(indexes: list[int]) -> str:
+    n = len(indexes)
+    return f"nodes{index_ranges(indexes)} ({n} node{'s' if n != 1 else ''})"
 
 
 def _check_nodes(
@@ -285,7 +320,7 @@ def _check_nodes(
     """Node names and IPs unique, IPs outside Pod/Service ranges, Pod ranges disjoint."""
     seen_names: dict[str, int] = {}
     seen_ips: dict[str, int] = {}
-    seen_cidrs: list[tuple[ipaddress.IPv4Network, int]] = []
+    ranges: list[tuple[ipaddress.IPv4Network, int]] = []
     for i, node in enumerate(nodes):
         if node.name in seen_names:
             first = seen_names[node.name]
@@ -305,11 +340,29 @@ def _check_nodes(
             net = ipaddress.IPv4Network(node.pod_cidr)
             if not net.subnet_of(pods):
                 found.append((("nodes", i, "podCIDR"), f"{net} is not inside clusterCIDR {pods}"))
-            for other, j in seen_cidrs:
-                if net.overlaps(other):
-                    found.append((("nodes", i, "podCIDR"),
-                                  f"{net} overlaps nodes[{j}].podCIDR {other}"))
-            seen_cidrs.append((net, i))
+            ranges.append((net, i))
+    found.extend(_overlapping(ranges))
+
+
+def _overlapping(ranges: list[tuple[ipaddress.IPv4Network, int]]) -> list[tuple[Loc, str]]:
+    """Pod ranges that overlap one declared before them, each blamed once, in node order.
+
+    CIDR blocks overlap only by one containing the other, so a sweep in address order
+    (larger blocks first at one address) finds each overlapping range's cover in
+    O(n log n): 5,000 nodes are not 12.5 million comparisons.
+    """
+    pairs: list[tuple[int, int]] = []
+    cover: tuple[int, int] | None = None  # (last address, index) of the widest range so far
+    order = sorted(ranges, key=lambda r: (int(r[0].network_address), r[0].prefixlen, r[1]))
+    for net, i in order:
+        last = int(net.broadcast_address)
+        if cover is not None and int(net.network_address) <= cover[0]:
+            pairs.append((max(i, cover[1]), min(i, cover[1])))
+        if cover is None or last > cover[0]:
+            cover = (last, i)
+    nets = dict((i, net) for net, i in ranges)
+    return [(("nodes", i, "podCIDR"), f"{nets[i]} overlaps nodes[{j}].podCIDR {nets[j]}")
+            for i, j in sorted(pairs)]
 
 
 def _unknown_nodes(where: Loc, keys: Mapping[str, Any], names: set[str]) -> list[tuple[Loc, str]]:

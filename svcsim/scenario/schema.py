@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 
 from svcsim.scenario.base import Loc, ObjectName, OptionalName, SchemaModel, problems_at
 from svcsim.scenario.cluster import Cluster, unknown_node_message
+from svcsim.scenario.cost import limit_problems
 from svcsim.scenario.durations import PositiveDuration, format_duration
 from svcsim.scenario.refs import ManifestRef
 from svcsim.scenario.timeline import ACTIONS, Action
@@ -112,6 +113,14 @@ class Scenario(SchemaModel):
         if found:
             raise problems_at("timeline", found)
         return timeline
+
+    @model_validator(mode="after")
+    def _check_cost(self) -> Scenario:
+        # Last: what the run would cost is only known once every section is valid.
+        found = limit_problems(self)
+        if found:
+            raise problems_at("scenario", found)
+        return self
 
 
 def _node_names(info: ValidationInfo) -> tuple[str, ...] | None:

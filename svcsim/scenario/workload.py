@@ -20,6 +20,7 @@ from svcsim.scenario.base import (
     SchemaModel,
     problems_at,
 )
+from svcsim.scenario.cost import MAX_RATE_PER_S
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
 from svcsim.scenario.refs import AddressTarget, ServiceTarget, TargetText, parse_target
 
@@ -192,7 +193,7 @@ class RateStep(SchemaModel):
 
     at_s: Duration
     """When this rate starts (simulated time)."""
-    rate_per_s: StrictFloat = Field(ge=0, alias="rate")
+    rate_per_s: StrictFloat = Field(ge=0, le=MAX_RATE_PER_S, alias="rate")
     """Requests per second from then on."""
 
 
@@ -214,7 +215,7 @@ class Workload(OmitNoneModel):
     """``{pods: {labels}}`` | ``{external: {node: N}}`` | ``{host: N}``."""
     to: TargetText
     """``[ns/]service[:portName|port]`` or ``IP:port[/tcp|udp]``."""
-    rate_per_s: StrictFloat | None = Field(default=None, gt=0, alias="rate")
+    rate_per_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_RATE_PER_S, alias="rate")
     """Requests per second, Poisson arrivals (or use rateSchedule)."""
     rate_schedule: tuple[RateStep, ...] | None = Field(default=None, min_length=1)
     """Piecewise-constant rate: ``[{at: 0s, rate: 100}, {at: 60s, rate: 500}]``."""

@@ -16,6 +16,8 @@ Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` rec
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -24,7 +26,7 @@ import numpy.typing as npt
 
 from svcsim.results.schema import Cause
 from svcsim.sim.network import Backend, BackendState
-from svcsim.traffic.arrivals import ArrivalStream
+from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalStream
 from svcsim.traffic.attempts import (
     Attempts,
     Client,
@@ -43,6 +45,9 @@ from svcsim.traffic.targets import Dial, dial_for
 
 CHUNK_MAX_S: Final = 1.0
 CHUNK_MIN_S: Final = 0.01
+CHUNK_MAX_ATTEMPTS: Final = PIECE_MAX_ARRIVALS
+"""Most attempts resolved in one chunk, and most new arrivals expected in one flushed window:
+what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED})
 
@@ -75,6 +80,8 @@ class EngineCore:
         backoffs = [s.retries.backoff_s for s in specs if s.retries.max > 0]
         shortest = min(backoffs) if backoffs else CHUNK_MAX_S
         self.chunk_s = min(max(shortest, CHUNK_MIN_S), CHUNK_MAX_S)
+        self.chunk_max_attempts = CHUNK_MAX_ATTEMPTS
+        """Most attempts per chunk and most expected arrivals per window (tests lower it)."""
         self._max_retries = np.array([s.retries.max for s in specs], dtype=np.int16)
         self._backoff = np.array([s.retries.backoff_s for s in specs])
         self._request_timeout = np.array([s.request_timeout_s for s in specs])
@@ -184,10 +191,31 @@ class EngineCore:
             self.flush()
 
     def flush(self) -> None:
-        """Resolve every pending attempt (those starting before ``now``)."""
+        """Resolve every pending attempt (those starting before ``now``).
+
+        A span expected to bring more than :attr:`chunk_max_attempts` new arrivals is
+        resolved in consecutive windows that each stay under it, as if the world had been
+        advanced window by window: memory stays bounded at any rate. (Spans under the cap,
+        all of them at ordinary rates, are resolved in one piece, exactly as without it.)
+        """
         t0, t1 = self._span_start, self.now
         if t1 <= t0:
             return
+        for a, b in self._windows(t0, t1):
+            self._flush_window(a, b)
+        self._span_start = t1
+
+    def _windows(self, t0: float, t1: float) -> list[tuple[float, float]]:
+        """``[t0, t1)`` cut into equal windows each expected to hold at most the cap."""
+        peak = sum(stream.max_rate(t0, t1) for stream in self._arrivals)
+        parts = math.ceil(peak * (t1 - t0) / self.chunk_max_attempts)
+        if parts <= 1:
+            return [(t0, t1)]
+        cuts = [t0 + (t1 - t0) * j / parts for j in range(parts)] + [t1]
+        return list(itertools.pairwise(cuts))
+
+    def _flush_window(self, t0: float, t1: float) -> None:
+        """Resolve the arrivals in ``[t0, t1)`` and every retry due before ``t1``."""
         self._complete_inflight(t1)
         parts = [self._arrivals_in(t0, t1)]
         if len(self._retries):
@@ -195,7 +223,6 @@ class EngineCore:
             parts.append(self._retries.take(due))
             self._retries = self._retries.take(~due)
         self._run(Attempts.concat(parts).sorted(), t1)
-        self._span_start = t1
 
     def conntrack_flushed(self, node: str) -> None:
         """Note that ``node``'s whole conntrack table was just flushed (``conntrack -F``).
@@ -265,7 +292,9 @@ class EngineCore:
     def _run(self, pending: Attempts, t1: float) -> None:
         while len(pending):
             cut = min(t1, float(pending.t[0]) + self.chunk_s)
-            k = int(np.searchsorted(pending.t, cut, side="left"))
+            # At most the cap per chunk (retries can pile up beyond a window's arrivals); a
+            # shorter chunk keeps the invariant that its retries start after it.
+            k = min(int(np.searchsorted(pending.t, cut, side="left")), self.chunk_max_attempts)
             if k == len(pending):
                 chunk, pending = pending, Attempts.empty()
             else:

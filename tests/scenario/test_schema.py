@@ -125,7 +125,8 @@ def test_per_node_delays() -> None:
         # .11 .. .14 fit in a /28, .15 is its broadcast address
         ({"cluster": {"nodes": 5, "nodeCIDR": "192.168.0.0/28"}},
          [(("cluster", "nodes", 4, "ip"),
-           "no default IP left in nodeCIDR 192.168.0.0/28; set ip")]),
+           "no default IP left in nodeCIDR 192.168.0.0/28 for nodes[4] (1 node); "
+           "set cluster.nodeCIDR to a /27 or larger, or set each node's ip")]),
         ({"workloads": [{"name": "w", "from": {"external": {"node": "x"}}, "to": "web",
                          "rate": 1}]},
          [(("workloads", 0, "from", "external", "node"),

@@ -1,0 +1,94 @@
+"""The shared engine core bounds its working memory by count: windows and chunks under a cap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from svcsim.traffic import PodSource, Retries, ServiceTarget, TrafficEngine, WorkloadSpec
+from svcsim.traffic.core import EngineCore
+from svcsim.traffic.reference import ReferenceEngine
+from tests.traffic.world import World
+
+CLIENTS = {"app": "client"}
+
+
+def _world(ready: bool = True) -> World:
+    w = World()
+    for i in range(2):
+        w.add_pod(f"client-{i}", w.nodes[i], CLIENTS, app="client", port=9)
+    for i in range(3):
+        w.add_pod(f"web-{i}", w.nodes[i % 2], {"app": "web"}, ready=ready)
+    w.add_service("web", "10.96.0.10", {"app": "web"})
+    w.update_slices()
+    w.program()
+    return w
+
+
+def _chunk_sizes(engine: EngineCore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    resolve = engine._resolve
+
+    def spy(chunk: Any, nodes: Any, seeds: Any) -> Any:
+        sizes.append(len(chunk))
+        return resolve(chunk, nodes, seeds)
+
+    monkeypatch.setattr(engine, "_resolve", spy)
+    return sizes
+
+
+CASES = [
+    pytest.param(TrafficEngine, 20_000.0, 1_000, True, Retries(), id="batched"),
+    pytest.param(TrafficEngine, 20_000.0, 1_000, False, Retries(3, 0.05), id="batched-retries"),
+    pytest.param(ReferenceEngine, 2_000.0, 150, True, Retries(), id="reference"),
+]
+
+
+@pytest.mark.parametrize(("engine_class", "rate", "cap", "ready", "retries"), CASES)
+def test_no_chunk_holds_more_attempts_than_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+    engine_class: type[EngineCore],
+    rate: float,
+    cap: int,
+    ready: bool,
+    retries: Retries,
+) -> None:
+    w = _world(ready)
+    spec = WorkloadSpec(
+        "load", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, rate),), retries=retries
+    )
+    engine = engine_class([spec], w)
+    engine.chunk_max_attempts = cap
+    w.engines.append(engine)
+    sizes = _chunk_sizes(engine, monkeypatch)
+    w.run_to(1.5)  # nothing happens in between: one span of 1.5 s to flush
+    frame = w.finish()
+    assert max(sizes) <= cap
+    assert sum(sizes) == len(frame)
+    first = frame[frame.attempt == 0]
+    assert abs(len(first) - 1.5 * rate) < 6 * np.sqrt(1.5 * rate)
+    if ready:
+        assert (frame.outcome == "ok").all()
+    else:  # every attempt refused (no ready endpoint), each retried up to the limit
+        assert set(frame.attempt) == {0, 1, 2, 3}
+
+
+def test_a_capped_run_is_deterministic() -> None:
+    frames = []
+    for _ in range(2):
+        w = _world()
+        engine = TrafficEngine(
+            [
+                WorkloadSpec(
+                    "load", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, 5_000.0),)
+                )
+            ],
+            w,
+        )
+        engine.chunk_max_attempts = 700
+        w.engines.append(engine)
+        w.run_to(2.0)
+        frames.append(w.finish())
+    assert frames[0].equals(frames[1])
