@@ -65,6 +65,11 @@ def _problems(tmp_path: Path, body: str) -> list[str]:
 
 
 WORKLOAD = "workloads:\n  - {name: w, from: {host: node-1}, to: web, rate: %s}\n"
+WEB = (
+    "manifests:\n  - inline: '{apiVersion: v1, kind: Service, metadata: {name: web}, "
+    "spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}}'\n"
+)
+"""The Service :data:`WORKLOAD` sends to (so that a file with both runs as written)."""
 
 REFUSED = [
     pytest.param(
@@ -137,7 +142,7 @@ def _cli(*args: str) -> tuple[int, str, str]:
 
 def test_validate_prints_the_estimate_of_a_large_run(tmp_path: Path) -> None:
     rate = PREVIEW_MEMORY_BYTES / REQUEST_PEAK_BYTES / 60 * 1.5
-    path = _write(tmp_path, WORKLOAD % f"{rate:.0f}")
+    path = _write(tmp_path, WORKLOAD % f"{rate:.0f}" + WEB)
     code, out, err = _cli("validate", str(path))
     assert code == 0
     assert out == f"{path}: ok (3 nodes, 1 workload, 0 timeline actions)\n"
@@ -149,7 +154,7 @@ def test_validate_prints_the_estimate_of_a_large_run(tmp_path: Path) -> None:
 
 
 def test_validate_is_quiet_about_a_small_run(tmp_path: Path) -> None:
-    code, _, err = _cli("validate", str(_write(tmp_path, WORKLOAD % "100")))
+    code, _, err = _cli("validate", str(_write(tmp_path, WORKLOAD % "100" + WEB)))
     assert (code, err) == (0, "")
 
 
