@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from typing import NoReturn
@@ -14,6 +15,9 @@ PIPE_WIDTH = 160
 
 USAGE_ERROR = 2
 """Exit code for bad input (files, fields, options), as command-line tools use it."""
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), as shells report a process ended by it."""
 
 
 def fail(problems: Iterable[str]) -> NoReturn:
@@ -29,7 +33,21 @@ def warn(lines: Iterable[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def note(lines: Iterable[str]) -> None:
+    """Print facts the user should know but need not act on, on stderr, prefixed ``note:``."""
+    for line in lines:
+        print(f"note: {line}", file=sys.stderr)
+
+
 def console(*, stderr: bool = False) -> Console:
-    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
+    """A rich console fitting the terminal; to a pipe or file, ``$COLUMNS`` wide, else wide.
+
+    Without a terminal there is nothing to fit, so tables are never cut short, unless the
+    user asked for a width with ``COLUMNS``.
+    """
     out = Console(stderr=stderr)
-    return out if out.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+    if out.is_terminal:
+        return out
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return Console(stderr=stderr, width=width)

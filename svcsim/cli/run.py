@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from svcsim.cli.common import console, fail
-from svcsim.results import Run, RunFolderError
-from svcsim.runs import run_scenario
-from svcsim.scenario.errors import ScenarioErrors
-from svcsim.scenario.load import load_scenario
+from svcsim.cli.common import INTERRUPTED, console, fail, note, warn
+
+if TYPE_CHECKING:
+    from svcsim.results import Run
+    from svcsim.runs import RunOutcome, RunPhase
+    from svcsim.scenario.load import LoadedScenario
+
+# The simulation's modules (numpy, pandas, simpy, matplotlib) are imported inside the command,
+# so that ``svcsim --help`` and the other commands start fast.
 
 BUILTIN_SCENARIO = "rolling-update.yaml"
 """What ``svcsim run`` replays when given no scenario (shipped inside the package)."""
@@ -42,38 +47,119 @@ def run(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run folder (default: runs/<scenario>-seed<seed>)."),
+        typer.Option(
+            "--out",
+            help="Run folder (default: runs/<scenario>-seed<seed>, where a re-run replaces "
+            "the previous run of the same scenario and seed).",
+        ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run folder.")
+        bool,
+        typer.Option("--overwrite", help="Replace a previous svcsim run in the --out folder."),
     ] = False,
 ) -> None:
     """Replay a scenario: where every request went, which failed, when, and why."""
-    path = scenario if scenario is not None else builtin_scenario()
     try:
-        loaded = load_scenario(path)
+        loaded = _load(scenario if scenario is not None else builtin_scenario())
+        outcome = _simulate(loaded, seed=seed, out=out, overwrite=overwrite)
+    except KeyboardInterrupt:  # before the simulation started (importing, loading)
+        _interrupted(None, out)
+    if outcome.removed_stale:
+        warn(f"removed {p}: left by an interrupted run" for p in outcome.removed_stale)
+    if outcome.replaced_previous_run:
+        note([f"replaced the previous run in {outcome.path}"])
+    print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+
+
+def _load(path: Path) -> LoadedScenario:
+    from svcsim.scenario.errors import ScenarioErrors
+    from svcsim.scenario.load import load_scenario
+
+    try:
+        return load_scenario(path)
     except ScenarioErrors as exc:
         fail(exc.problems)
+
+
+def _simulate(
+    loaded: LoadedScenario, *, seed: int | None, out: Path | None, overwrite: bool
+) -> RunOutcome:
+    """Run the scenario with its progress on stderr; problems and Ctrl-C end the command."""
+    # A Ctrl-C while importing is the caller's to report (nothing has started).
+    from svcsim.results import RunFolderError
+    from svcsim.runs import run_scenario
+    from svcsim.scenario.errors import ScenarioErrors
+
+    reached: list[RunPhase] = []
+    try:
+        with _progress(loaded) as (advance, show_phase):
+
+            def on_phase(phase: RunPhase) -> None:
+                reached.append(phase)
+                show_phase(phase)
+
+            return run_scenario(
+                loaded, seed=seed, out_dir=out, overwrite=overwrite,
+                progress=advance, on_phase=on_phase,
+            )  # fmt: skip
+    except ScenarioErrors as exc:
+        fail(exc.problems)
+    except RunFolderError as exc:
+        fail([str(exc)])
+    except KeyboardInterrupt:
+        _interrupted(reached[-1] if reached else None, out)
+
+
+@contextmanager
+def _progress(
+    loaded: LoadedScenario,
+) -> Iterator[tuple[Callable[[float], None], Callable[[RunPhase], None]]]:
+    """A progress bar for simulated time, then a status line per phase (on a terminal only)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
+    from svcsim.runs import RunPhase
+
     err = console(stderr=True)
-    duration = loaded.scenario.duration_s
     with Progress(
-        TextColumn("[bold]simulating[/] {task.description}"),
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+        TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     ) as bar:
-        task = bar.add_task(loaded.scenario.metadata.name, total=duration)
-        try:
-            outcome = run_scenario(
-                loaded, seed=seed, out_dir=out, overwrite=overwrite,
-                progress=lambda t: bar.update(task, completed=t),
-            )
-        except (ScenarioErrors, RunFolderError) as exc:
-            fail(exc.problems if isinstance(exc, ScenarioErrors) else [str(exc)])
-    print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+        name = loaded.scenario.metadata.name
+        task = bar.add_task(f"simulating {name}", total=loaded.scenario.duration_s, detail="")
+
+        total_s = loaded.scenario.duration_s
+
+        def advance(simulated_s: float) -> None:
+            detail = f"{simulated_s:.0f}/{total_s:.0f} s simulated"
+            bar.update(task, completed=simulated_s, detail=detail)
+
+        def show_phase(phase: RunPhase) -> None:
+            if phase is not RunPhase.SIMULATING:
+                # No fraction to show: an indeterminate (pulsing) bar with the phase's name.
+                bar.update(task, description=f"{phase.value}…", total=None, detail="")
+
+        yield advance, show_phase
+
+
+def _interrupted(phase: RunPhase | None, out: Path | None) -> NoReturn:
+    """Say what Ctrl-C left behind, in one line, and exit with 130 (as shells do for SIGINT)."""
+    from svcsim.runs import RunPhase
+
+    if phase is RunPhase.WRITTEN:
+        where = f"the run folder {out} is complete" if out else "the run folder is complete"
+        message = f"interrupted; {where}"
+    else:
+        message = "interrupted; nothing was written"
+        if out is not None and out.is_dir() and any(out.iterdir()):
+            message += f" (what was in {out} is unchanged)"
+    print(message, file=sys.stderr)
+    raise typer.Exit(INTERRUPTED)
 
 
 def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> None:
@@ -95,25 +181,20 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
 
     windows = summary["failure_windows"]
     if windows:
-        table = Table("service", "from node", "start s", "end s", "failed", "cause", "outcomes",
-                      box=box.SIMPLE_HEAD, title=f"Failure windows ({len(windows)})")
         shown = sorted(windows, key=lambda w: (-w["failed"], w["start_s"]))[:MAX_WINDOW_ROWS]
-        for w in sorted(shown, key=lambda w: (w["start_s"], w["service"], w["node"])):
-            mix = ", ".join(f"{k} {v}" for k, v in sorted(w["outcomes"].items()))
-            table.add_row(w["service"], w["node"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}",
-                          f"{w['failed']:,}", w["cause"], mix)
-        if len(windows) > MAX_WINDOW_ROWS:
-            table.caption = f"the {MAX_WINDOW_ROWS} largest of {len(windows)} windows"
-        out.print(table)
+        cut = f": the {len(shown)} largest" if len(windows) > len(shown) else ""
+        out.print(f"[bold]Failure windows ({len(windows)}{cut})[/], by Service")
+        for table in _window_tables(shown):
+            out.print(table)
     else:
         out.print("No failure windows: every request succeeded.\n")
 
-    shares = Table("service", "endpoint", "requests", "share", box=box.SIMPLE_HEAD,
-                   title="Spread over endpoints")
+    out.print("[bold]Spread over endpoints[/], by Service")
     for service, endpoints in sorted(summary["endpoints"].items()):
+        shares = _narrow_table(service, ("endpoint", "requests", "share"))
         for endpoint, row in sorted(endpoints.items()):
-            shares.add_row(service, endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
-    out.print(shares)
+            shares.add_row(endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
+        out.print(shares)
 
     uniformity = summary.get("uniformity") or {}
     if uniformity:
@@ -137,6 +218,36 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
         out.print(table)
     out.print(f"Run folder: {run.path}  (svcsim report {run.path} for an HTML page)")
     sys.stdout.flush()
+
+
+def _narrow_table(service: str, headers: tuple[str, ...]) -> Table:
+    """A table of one Service's rows, titled with its name.
+
+    Service names are long (``namespace/name:port``): as a title, not a column, they show
+    whole in an 80-column terminal and leave the columns room for the numbers, which never
+    wrap.
+    """
+    table = Table(box=box.SIMPLE_HEAD, title=service, title_justify="left")
+    for header in headers:
+        table.add_column(header, no_wrap=header != "outcomes", overflow="fold")
+    return table
+
+
+def _window_tables(windows: list[dict[str, Any]]) -> list[Table]:
+    """One table per Service of the given failure windows, each in start order."""
+    tables = []
+    for service in sorted({w["service"] for w in windows}):
+        table = _narrow_table(
+            service, ("from node", "start s", "end s", "failed", "cause", "outcomes")
+        )
+        rows = sorted((w for w in windows if w["service"] == service),
+                      key=lambda w: (w["start_s"], w["node"]))  # fmt: skip
+        for w in rows:
+            mix = "\n".join(f"{k} {v:,}" for k, v in sorted(w["outcomes"].items()))
+            table.add_row(w["node"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}",
+                          f"{w['failed']:,}", w["cause"], mix)  # fmt: skip
+        tables.append(table)
+    return tables
 
 
 def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, Any]]:

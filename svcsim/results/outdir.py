@@ -155,8 +155,7 @@ def reserve(out: Path, *, overwrite: bool, now_s: float | None = None) -> Reserv
         for directory in created:
             with contextlib.suppress(OSError):
                 directory.rmdir()
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
-        raise RunFolderError(f"{out}: cannot create the run folder: {_reason(exc)}{where}") from exc
+        raise RunFolderError(f"{out}: cannot create the run folder: {_mkdir_reason(exc)}") from exc
     return Reservation(out, partial, state, removed, created)
 
 
@@ -217,6 +216,19 @@ def _protected_reason(out: Path) -> str:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def _mkdir_reason(exc: OSError) -> str:
+    """Why a directory could not be made, naming the existing directory that refused it."""
+    where = Path(exc.filename).parent if exc.filename else None
+    if where is None:
+        return _reason(exc)
+    if exc.errno == errno.ENOENT and where.is_dir():
+        # /proc and similar pseudo file systems answer mkdir with ENOENT.
+        return f"{where} does not accept new folders ({_reason(exc)})"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where} is not a directory"
+    return f"{_reason(exc)} in {where}"
 
 
 def _install(tmp: Path, out: Path, *, replace: bool) -> None:
