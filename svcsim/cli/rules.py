@@ -10,19 +10,19 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 import typer
 
 from svcsim.cli.common import fail, warn
-from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
-from svcsim.netfilter.interpreter import draws_from, trace
-from svcsim.netfilter.model import Ruleset
-from svcsim.netfilter.packet import NodeNetwork, Packet
-from svcsim.netfilter.text import render_save
-from svcsim.proxy.context import NodeContext
-from svcsim.proxy.iptables import compile_iptables_sync
+
+if TYPE_CHECKING:
+    from svcsim.k8s import Manifests
+    from svcsim.netfilter.model import Ruleset
+    from svcsim.proxy.context import NodeContext
+
+# numpy, the manifest loaders, the compiler and the interpreter are imported inside the
+# functions, so that ``svcsim --help`` and the other commands start fast.
 
 ManifestArgs = Annotated[
     list[Path],
@@ -61,6 +61,10 @@ def _compile_node(
     masquerade_bit: int,
     masquerade_all: bool,
 ) -> NodeRules:
+    from svcsim.k8s import ManifestErrors, effective_endpoint_slices, load_manifests
+    from svcsim.proxy.context import NodeContext
+    from svcsim.proxy.iptables import compile_iptables_sync
+
     try:
         manifests = load_manifests(manifests_paths)
     except ManifestErrors as exc:
@@ -127,6 +131,8 @@ def rules(
     if output_format == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
+        from svcsim.netfilter.text import render_save
+
         typer.echo(render_save(compiled.ruleset), nl=False)
 
 
@@ -184,6 +190,11 @@ def trace_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every rule.")] = False,
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
+    import numpy as np
+
+    from svcsim.netfilter.interpreter import draws_from, trace
+    from svcsim.netfilter.packet import NodeNetwork, Packet
+
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
     compiled = _compile_node(manifests, node, node_ip, cluster_cidr, masquerade_bit, masquerade_all)
     entry = origin or _origin(src, compiled)

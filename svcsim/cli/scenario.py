@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
+# svcsim.scenario (pydantic, YAML, the Kubernetes loaders) is imported inside the commands,
+# so that ``svcsim --help`` and the other commands start fast.
 
 EXIT_PROBLEMS = 2
 """Exit code when any file has a problem (as for a usage error: the input is wrong)."""
@@ -31,6 +32,8 @@ def validate(
     ],
 ) -> None:
     """Check scenario files: schema, defaults, references and their Kubernetes manifests."""
+    from svcsim.scenario import ScenarioErrors, load_scenario
+
     failed = False
     for file in files:
         try:
@@ -62,6 +65,8 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of scenario files (for editors: yaml-language-server)."""
+    from svcsim.scenario import scenario_json_schema
+
     text = json.dumps(scenario_json_schema(), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
