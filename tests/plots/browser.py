@@ -103,7 +103,7 @@ def view_in_chromium(page: Path, workdir: Path, browser: str) -> BrowserView:
             f"--user-data-dir={workdir / 'profile'}",
             "--dump-dom",
             probed.resolve().as_uri(),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,

@@ -15,7 +15,7 @@ CHROMIUM = find_chromium()
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no Chromium on PATH (Debian: apt-get install chromium; `make test` installs it as root)",
+    reason="no Chromium on PATH (apt-get install chromium; `make test` installs it as root)",
 )
 
 
