@@ -7,7 +7,6 @@ way and tests them for uniformity. ``--naive`` shows the wrong chain (every rule
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -16,8 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from svcsim.cli.common import INTERRUPTED
 from svcsim.cli.common import console as cli_console
+from svcsim.cli.common import interrupted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -158,8 +157,7 @@ def chain(
     try:
         _chain(n, samples=samples, seed=seed, plot=plot, naive=naive)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise typer.Exit(INTERRUPTED) from None
+        interrupted("nothing was written" if plot is None else f"{plot} may be incomplete")
 
 
 def _chain(n: int, *, samples: int, seed: int | None, plot: Path | None, naive: bool) -> None:

@@ -33,6 +33,12 @@ def warn(lines: Iterable[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def interrupted(kept: str) -> NoReturn:
+    """After Ctrl-C: say in one line what was kept (``kept``) and exit with code 130."""
+    print(f"interrupted; {kept}", file=sys.stderr)
+    raise typer.Exit(INTERRUPTED)
+
+
 def note(lines: Iterable[str]) -> None:
     """Print facts the user should know but need not act on, on stderr, prefixed ``note:``."""
     for line in lines:

@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from svcsim.cli.common import INTERRUPTED, console, fail, note, warn
+from svcsim.cli.common import console, fail, interrupted, note, warn
 
 if TYPE_CHECKING:
     from svcsim.results import Run
@@ -152,14 +152,10 @@ def _interrupted(phase: RunPhase | None, out: Path | None) -> NoReturn:
     from svcsim.runs import RunPhase
 
     if phase is RunPhase.WRITTEN:
-        where = f"the run folder {out} is complete" if out else "the run folder is complete"
-        message = f"interrupted; {where}"
-    else:
-        message = "interrupted; nothing was written"
-        if out is not None and out.is_dir() and any(out.iterdir()):
-            message += f" (what was in {out} is unchanged)"
-    print(message, file=sys.stderr)
-    raise typer.Exit(INTERRUPTED)
+        interrupted(f"the run folder {out} is complete" if out else "the run folder is complete")
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        interrupted(f"nothing was written ({out} is unchanged)")
+    interrupted("nothing was written")
 
 
 def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> None:
