@@ -194,15 +194,15 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
 
     uniformity = summary.get("uniformity") or {}
     if uniformity:
-        table = Table("service", "new flows", "chi-square", "p-value", "verdict",
-                      box=box.SIMPLE_HEAD, title="Uniformity in stable intervals")
+        out.print("[bold]Uniformity in stable intervals[/], by Service")
         for row in _keyed_rows(uniformity, "service"):
+            table = _narrow_table(row["service"], ("new flows", "chi-square", "p-value", "verdict"))
             p = row.get("p_value")
             verdict = "-" if p is None or math.isnan(p) else (
                 "consistent with uniform" if p > 1e-3 else "NOT uniform")
-            table.add_row(row["service"], f"{row.get('flows', 0):,}",
+            table.add_row(f"{row.get('flows', 0):,}",
                           _num(row.get("statistic")), _num(p), verdict)
-        out.print(table)
+            out.print(table)
 
     latency = summary.get("programming_latency") or {}
     if latency:

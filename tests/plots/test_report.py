@@ -171,3 +171,25 @@ def test_write_report_is_atomic_and_readable(rolling_run: Run, tmp_path: Path) -
     assert written == target
     assert target.read_text(encoding="utf-8").endswith("</html>\n")
     assert [p.name for p in target.parent.iterdir()] == ["r.html"]
+
+
+def test_run_facts_have_human_labels(rolling_run: Run) -> None:
+    manifest = {
+        **rolling_run.manifest,
+        "run_format": 2,
+        "wall_time_s": 1.5,
+        "scenario_path": "scenarios/x.yaml",
+        "versions": {"svcsim": "0.1.0", "numpy": "2.4.6", "python": "3.11.7"},
+        "random_streams": ["a", "b"],
+    }
+    page = render_report(dataclasses.replace(rolling_run, manifest=manifest), {})
+    meta = page.split('<dl class="meta">')[1].split("</dl>")[0]
+    for raw in ("run_format", "versions.", "wall_time_s", "scenario_path", "random_streams"):
+        assert raw not in meta
+    for label, value in [
+        ("run folder format", "2"),
+        ("wall-clock time", "1.5 s"),
+        ("scenario file", "scenarios/x.yaml"),
+        ("versions", "svcsim 0.1.0, numpy 2.4.6, python 3.11.7"),
+    ]:
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in meta
