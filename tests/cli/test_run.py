@@ -201,3 +201,33 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_a_terminal_sees_each_phase_after_simulating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from svcsim.cli import run as run_cli
+
+    screen = io.StringIO()
+
+    def terminal(*, stderr: bool = False) -> Console:
+        if stderr:
+            return Console(file=screen, force_terminal=True, width=100)
+        return Console(file=io.StringIO(), width=100)
+
+    real_write_run = runs.write_run
+
+    def slow_write_run(*args: object, **kwargs: object) -> Path:
+        import time
+
+        time.sleep(0.3)  # the status line refreshes several times a second: let it show
+        return real_write_run(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_cli, "console", terminal)
+    monkeypatch.setattr(runs, "write_run", slow_write_run)
+    result = runner.invoke(app, ["run", str(ROLLING), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert f"{RunPhase.WRITING.value}…" in screen.getvalue()
+    assert "simulating rolling-update" in screen.getvalue()
