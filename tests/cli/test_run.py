@@ -65,8 +65,9 @@ def test_an_unusable_out_is_one_line_and_exit_2_before_simulating(
 def test_rerunning_into_the_default_folder_replaces_the_previous_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The README's order: `make run` (the built-in default), then its first walkthrough command.
     monkeypatch.chdir(tmp_path)
-    first = runner.invoke(app, ["run", str(ROLLING)])
+    first = runner.invoke(app, ["run"])
     assert first.exit_code == 0, first.output
     folder = tmp_path / "runs" / "rolling-update-seed7"
     before = (folder / "summary.json").read_bytes()
