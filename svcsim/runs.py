@@ -22,6 +22,7 @@ import numpy as np
 from svcsim.plots import render_all
 from svcsim.results import (
     Run,
+    RunFolderError,
     build_summary,
     endpoint_set_changes,
     failure_windows,
@@ -140,7 +141,11 @@ def _simulate_and_write(
         # complete (Ctrl-C, a BaseException, writes nothing at all).
         wall_s = time.perf_counter() - started
         failed = _manifest(loaded, seed, [], wall_s, exception=f"{type(exc).__name__}: {exc}")
-        write_failed_run(spot, failed, overwrite=replace)
+        try:
+            write_failed_run(spot, failed, overwrite=replace)
+        except RunFolderError as folder_exc:
+            # The simulation's exception is the news; a folder problem must not hide it.
+            exc.add_note(f"and its run folder could not be written: {folder_exc}")
         raise
     wall_s = time.perf_counter() - started
 

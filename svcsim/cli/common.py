@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable
 from typing import NoReturn
@@ -46,14 +45,6 @@ def note(lines: Iterable[str]) -> None:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A rich console fitting the terminal; to a pipe or file, ``$COLUMNS`` wide, else wide.
-
-    Without a terminal there is nothing to fit, so tables are never cut short, unless the
-    user asked for a width with ``COLUMNS``.
-    """
+    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
     out = Console(stderr=stderr)
-    if out.is_terminal:
-        return out
-    columns = os.environ.get("COLUMNS", "")
-    width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
-    return Console(stderr=stderr, width=width)
+    return out if out.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)

@@ -96,7 +96,10 @@ class Reservation:
 
 def check_out_dir(out: Path, *, overwrite: bool) -> OutDirState:
     """What is at ``out``; raises :class:`RunFolderError` if a run may not be written there."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        # Renaming onto a link replaces the link, not the folder it names: ask for the folder.
+        raise RunFolderError(f"{out}: is a symbolic link; give the folder it points to")
+    if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out}: exists and is not a directory")
     if not out.exists():
         return OutDirState.ABSENT

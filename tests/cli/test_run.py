@@ -181,9 +181,14 @@ def test_the_summary_fits_80_columns_with_names_and_numbers_whole(
 
 
 @pytest.mark.parametrize("n", ["3", "60", "1000"])
-def test_chain_fits_80_columns_with_its_numbers_whole(n: str) -> None:
-    result = runner.invoke(app, ["chain", n, "--seed", "1", "--samples", "1000"],
-                           env={"COLUMNS": "80"})  # fmt: skip
+def test_chain_fits_80_columns_with_its_numbers_whole(
+    n: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from svcsim.cli import chain as chain_cli
+
+    # As in an 80-column terminal (to a pipe the console is wide, see svcsim.cli.common).
+    monkeypatch.setattr(chain_cli, "cli_console", lambda: Console(width=80))
+    result = runner.invoke(app, ["chain", n, "--seed", "1", "--samples", "1000"])
     assert result.exit_code == 0, result.output
     table = result.stdout.split("Max |deviation|")[0]
     assert max(len(line) for line in table.splitlines()) <= 80

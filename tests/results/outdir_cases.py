@@ -80,12 +80,22 @@ CASES: tuple[OutDirCase, ...] = (
         error="holds files svcsim did not write (notes.txt)",
     ),
     OutDirCase("a regular file", lambda t: _with(t, "f.txt") / "f.txt", error="is not a directory"),
+    OutDirCase(
+        "a symbolic link to a run",
+        lambda t: _link(t / "link", previous_run(t / "r")),
+        error="is a symbolic link; give the folder it points to",
+    ),
     OutDirCase("current directory", lambda t: Path("."), error="the current directory"),
     OutDirCase("parent of the cwd", lambda t: Path(".."), error="a parent of the current"),
     OutDirCase("the home directory", lambda t: Path.home(), error="your home directory"),
     OutDirCase("the root directory", lambda t: Path("/"), error="the root directory"),
 )
 """Each case runs with the current directory a non-empty ``tmp/cwd`` and HOME ``tmp/home``."""
+
+
+def _link(link: Path, target: Path) -> Path:
+    link.symlink_to(target)
+    return link
 
 
 def _with_figures(run: Path) -> Path:
