@@ -157,3 +157,24 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(monkeypatch: pytest.M
         world.run()
     assert frozen_inside and min(frozen_inside) > 0  # the pre-run heap was frozen
     assert gc.get_freeze_count() == 0  # and is given back, even when the run fails
+
+
+def test_a_folder_problem_does_not_hide_the_simulations_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from svcsim.scenario.world import World
+
+    def explode(self: World, progress: object = None) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    def folder_gone(*args: object, **kwargs: object) -> None:
+        raise RunFolderError("x: cannot move the run folder into place: gone")
+
+    monkeypatch.setattr(World, "run", explode)
+    monkeypatch.setattr(runs, "write_failed_run", folder_gone)
+    with pytest.raises(ZeroDivisionError, match="simulated bug") as info:
+        run_scenario(ROLLING, seed=1, out_dir=tmp_path / "x")
+    assert info.value.__notes__ == [
+        "and its run folder could not be written: x: cannot move the run folder into place: gone"
+    ]
+    assert list(tmp_path.iterdir()) == []
