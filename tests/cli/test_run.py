@@ -237,3 +237,34 @@ def test_a_terminal_sees_each_phase_after_simulating(
     assert result.exit_code == 0, result.output
     assert f"{RunPhase.WRITING.value}…" in screen.getvalue()
     assert "simulating rolling-update" in screen.getvalue()
+
+
+def test_a_real_ctrl_c_while_simulating(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    long_run = tmp_path / "long.yaml"
+    text = ROLLING.read_text()
+    assert "\nduration: 60s\n" in text
+    long_run.write_text(text.replace("\nduration: 60s\n", "\nduration: 2h\n"))
+    out = tmp_path / "runs" / "r"
+    code = "from svcsim.cli.main import app; app(prog_name='svcsim')"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(long_run), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROLLING.parents[1])},
+    )
+    # The partial folder is reserved just before the simulation starts.
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(".r.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert stderr == "interrupted; nothing was written\n"
+    assert stdout == ""
+    assert not out.parent.exists()
