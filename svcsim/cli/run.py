@@ -172,7 +172,7 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     )
     outcomes = Table("outcome", "requests", "share", box=box.SIMPLE_HEAD, title="Requests")
     for name, count in sorted(requests["by_outcome"].items(), key=lambda kv: -kv[1]):
-        outcomes.add_row(name, f"{count:,}", f"{count / total:.2%}" if total else "-")
+        outcomes.add_row(name, f"{count:,}", _share(count / total) if total else "-")
     out.print(outcomes)
 
     windows = summary["failure_windows"]
@@ -189,7 +189,7 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     for service, endpoints in sorted(summary["endpoints"].items()):
         shares = _narrow_table(service, ("endpoint", "requests", "share"))
         for endpoint, row in sorted(endpoints.items()):
-            shares.add_row(endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
+            shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
         out.print(shares)
 
     uniformity = summary.get("uniformity") or {}
@@ -249,6 +249,11 @@ def _window_tables(windows: list[dict[str, Any]]) -> list[Table]:
 def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """``{name: {...}}`` from summary.json as rows carrying the name under ``key``."""
     return [{key: name, **row} for name, row in sorted(by_key.items())]
+
+
+def _share(fraction: float) -> str:
+    """A fraction as a percentage; one that is not zero never reads as ``0.00%``."""
+    return "<0.01%" if 0 < fraction < 0.00005 else f"{fraction:.2%}"
 
 
 def _num(value: Any) -> str:

@@ -35,7 +35,9 @@ p.description { margin: .2rem 0 1rem; color: #333; }
 .headline strong.bad { color: #a33a00; }
 .headline strong.good { color: #00704f; }
 .warning { border-left: 4px solid #D55E00; background: #fff3ec; padding: .5rem .8rem; }
+div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: .3rem 0 .6rem; font-size: .9rem; }
+td { white-space: nowrap; }
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #e4e4e4; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
@@ -143,7 +145,11 @@ def _table_html(table: Table) -> str:
         + "</tr>"
         for row in table.rows
     )
-    parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")
+    # Cells never wrap ("node-\n2" reads as two things); a narrow window scrolls the table.
+    parts.append(
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+        "</tbody>\n</table></div>"
+    )
     if table.note:
         parts.append(f'<p class="note">{_e(table.note)}</p>')
     return "\n".join(parts)

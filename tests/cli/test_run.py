@@ -268,3 +268,12 @@ def test_a_real_ctrl_c_while_simulating(tmp_path: Path) -> None:
     assert stderr == "interrupted; nothing was written\n"
     assert stdout == ""
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("fraction", "text"), [(22 / 540_999, "<0.01%"), (0.0, "0.00%"), (0.5, "50.00%")]
+)
+def test_a_share_that_is_not_zero_never_reads_as_zero(fraction: float, text: str) -> None:
+    from svcsim.cli.run import _share
+
+    assert _share(fraction) == text

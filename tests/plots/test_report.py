@@ -193,3 +193,24 @@ def test_run_facts_have_human_labels(rolling_run: Run) -> None:
         ("versions", "svcsim 0.1.0, numpy 2.4.6, python 3.11.7"),
     ]:
         assert f"<dt>{label}</dt><dd>{value}</dd>" in meta
+
+
+@pytest.mark.parametrize(
+    ("part", "whole", "text"),
+    [
+        (22, 540_999, "< 0.01 %"),
+        (0, 10, "0.00 %"),
+        (1, 3, "33.33 %"),
+        (5, 0, "-"),
+        (1, 1, "100.00 %"),
+    ],
+)
+def test_a_share_that_is_not_zero_never_reads_as_zero(part: int, whole: int, text: str) -> None:
+    from svcsim.report.tables import percent
+
+    assert percent(part, whole) == text
+
+
+def test_table_cells_do_not_wrap_and_wide_tables_scroll(page: str) -> None:
+    assert "td { white-space: nowrap; }" in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")
