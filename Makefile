@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,23 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/svcsim run --overwrite
+	$(BIN)/svcsim run
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate.py
 
-test: lint
+# Headless Chromium for the test that opens the HTML report in a real browser. Installed with
+# apt when missing and running as root; otherwise that test is skipped (it says why).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	|| command -v google-chrome >/dev/null 2>&1 \
+	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	       echo "installing chromium (apt) for the HTML report's browser test"; \
+	       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	         >/dev/null 2>&1 || echo "could not install chromium: its test will be skipped"; \
+	     else echo "no chromium and not root with apt: the browser test will be skipped"; fi; }
+
+test: lint browser
 	$(BIN)/pytest -n 2
 
 lint: $(STAMP)

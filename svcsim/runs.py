@@ -1,12 +1,14 @@
 """Running a scenario end to end: build its world, simulate, analyse, write the run folder.
 
 This is what ``svcsim run`` does and what a notebook calls; it only sequences the layers
-(scenario → results → plots). The run folder is written atomically: an interrupted or failed
-run leaves nothing that looks complete.
+(scenario → results → plots). The run folder is checked and reserved before simulating (an
+unusable ``out_dir`` is refused at once) and written atomically: an interrupted run leaves
+nothing, a failed one a folder holding only its manifest, which never looks complete.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import platform
 import time
@@ -20,6 +22,7 @@ import numpy as np
 from svcsim.plots import render_all
 from svcsim.results import (
     Run,
+    RunFolderError,
     build_summary,
     endpoint_set_changes,
     failure_windows,
@@ -28,6 +31,7 @@ from svcsim.results import (
     write_failed_run,
     write_run,
 )
+from svcsim.results.outdir import OutDirState, Reservation, reserve
 from svcsim.results.uniformity import untested_service_ports
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import LoadedScenario, load_scenario
@@ -36,14 +40,31 @@ DEFAULT_RUNS_DIR = Path("runs")
 """Where run folders go unless told otherwise: ``runs/<scenario name>-seed<seed>``."""
 
 
+class RunPhase(enum.Enum):
+    """The named steps of :func:`run_scenario`, reported in this order; values read as status."""
+
+    SIMULATING = "simulating"
+    ANALYSING = "analysing records (failure windows, statistics)"
+    DRAWING = "drawing figures"
+    WRITING = "writing results (records, windows, figures)"
+    WRITTEN = "run folder written"
+    """The folder is complete and in place; loading it back is all that is left."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """What :func:`run_scenario` produced."""
+    """What :func:`run_scenario` produced.
+
+    ``replaced_previous_run`` is True when the folder held an earlier svcsim run that this one
+    replaced; ``removed_stale`` lists partial folders of interrupted runs removed beside it.
+    """
 
     path: Path
     run: Run
     wall_s: float
     simulated_requests: int
+    replaced_previous_run: bool = False
+    removed_stale: tuple[Path, ...] = ()
 
 
 def draw_seed() -> int:
@@ -63,44 +84,88 @@ def run_scenario(
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: Callable[[float], None] | None = None,
+    on_phase: Callable[[RunPhase], None] | None = None,
 ) -> RunOutcome:
     """Simulate a scenario and write its run folder; returns the loaded run.
 
     The seed is, in order: ``seed``, the scenario's ``seed``, or a fresh one drawn and
-    written to the manifest. Raises :class:`~svcsim.scenario.errors.ScenarioErrors` for a bad
-    scenario and :class:`~svcsim.results.runfolder.RunFolderError` for an unusable folder.
+    written to the manifest. The folder is ``out_dir``, else ``runs/<name>-seed<seed>``. An
+    existing folder is replaced only if it holds a previous svcsim run and either
+    ``overwrite`` is set or the folder is the default one (same scenario and seed give the
+    same results, so re-running it only refreshes it); see :mod:`svcsim.results.outdir`.
+
+    ``progress`` is called with the simulated time reached, ``on_phase`` at the start of each
+    :class:`RunPhase`. Raises :class:`~svcsim.scenario.errors.ScenarioErrors` for a bad
+    scenario and :class:`~svcsim.results.runfolder.RunFolderError` for an unusable folder,
+    before simulating.
     """
     loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
     sc = loaded.scenario
     chosen = seed if seed is not None else sc.seed if sc.seed is not None else draw_seed()
+    replace = overwrite or out_dir is None
     out = Path(out_dir) if out_dir is not None else default_out_dir(loaded, chosen)
-    started = time.perf_counter()
+    spot = reserve(out, overwrite=replace)
+    phase = on_phase or (lambda _phase: None)
     try:
-        world = build_world(loaded, chosen)
+        path, wall_s, requests = _simulate_and_write(loaded, chosen, spot, replace, progress, phase)
+    except BaseException:
+        spot.abandon()  # an interrupt or an error writing the failed run's folder
+        raise
+    # From here on the written folder is the interface (DESIGN.md decision 5).
+    return RunOutcome(
+        path,
+        load(path),
+        wall_s,
+        requests,
+        replaced_previous_run=spot.state is OutDirState.PREVIOUS_RUN,
+        removed_stale=tuple(spot.removed_stale),
+    )
+
+
+def _simulate_and_write(
+    loaded: LoadedScenario,
+    seed: int,
+    spot: Reservation,
+    replace: bool,
+    progress: Callable[[float], None] | None,
+    phase: Callable[[RunPhase], None],
+) -> tuple[Path, float, int]:
+    """The run proper, into a reserved folder: (path written, wall seconds, requests)."""
+    sc = loaded.scenario
+    started = time.perf_counter()
+    phase(RunPhase.SIMULATING)
+    try:
+        world = build_world(loaded, seed)
         world.run(progress)
     except Exception as exc:
         # A bug or an impossible scenario: keep the evidence, in a folder that never looks
         # complete (Ctrl-C, a BaseException, writes nothing at all).
         wall_s = time.perf_counter() - started
-        failed = _manifest(loaded, chosen, [], wall_s, exception=f"{type(exc).__name__}: {exc}")
-        write_failed_run(out, failed, overwrite=overwrite)
+        failed = _manifest(loaded, seed, [], wall_s, exception=f"{type(exc).__name__}: {exc}")
+        try:
+            write_failed_run(spot, failed, overwrite=replace)
+        except RunFolderError as folder_exc:
+            # The simulation's exception is the news; a folder problem must not hide it.
+            exc.add_note(f"and its run folder could not be written: {folder_exc}")
         raise
     wall_s = time.perf_counter() - started
 
+    phase(RunPhase.ANALYSING)
     frames = world.recorder.frames()
     windows = failure_windows(frames["requests"])
     changes = endpoint_set_changes(frames["endpoint_sets"])
     # Per node: each node's flows are tested against the set its own rules choose from.
     intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
     untested = untested_service_ports(world.api.list("Service"))
-    summary = build_summary(frames, windows, seed=chosen, intervals=intervals, untested=untested)
-    manifest = _manifest(loaded, chosen, sorted(world.stream_names()), wall_s)
-    preview = Run.from_frames(out, manifest, frames, summary, windows)
-    path = write_run(
-        out, manifest, frames, summary, render_all(preview), windows=windows, overwrite=overwrite
-    )
-    # From here on the written folder is the interface (DESIGN.md decision 5).
-    return RunOutcome(path, load(path), wall_s, len(frames["requests"]))
+    summary = build_summary(frames, windows, seed=seed, intervals=intervals, untested=untested)
+    manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
+    phase(RunPhase.DRAWING)
+    preview = Run.from_frames(spot.out, manifest, frames, summary, windows)
+    figures = render_all(preview)
+    phase(RunPhase.WRITING)
+    path = write_run(spot, manifest, frames, summary, figures, windows=windows, overwrite=replace)
+    phase(RunPhase.WRITTEN)
+    return path, wall_s, len(frames["requests"])
 
 
 def _manifest(

@@ -215,3 +215,24 @@ def test_client_ip_affinity_is_not_tested_for_uniformity(
     assert row["default/web:http"]["verdict"] == "not tested (sessionAffinity ClientIP)"
     assert row["default/web:http"]["p_value"] is None
     assert row["default/web:http"]["flows"] > 0
+
+
+def test_a_folder_problem_does_not_hide_the_simulations_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from svcsim.scenario.world import World
+
+    def explode(self: World, progress: object = None) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    def folder_gone(*args: object, **kwargs: object) -> None:
+        raise RunFolderError("x: cannot move the run folder into place: gone")
+
+    monkeypatch.setattr(World, "run", explode)
+    monkeypatch.setattr(runs, "write_failed_run", folder_gone)
+    with pytest.raises(ZeroDivisionError, match="simulated bug") as info:
+        run_scenario(ROLLING, seed=1, out_dir=tmp_path / "x")
+    assert info.value.__notes__ == [
+        "and its run folder could not be written: x: cannot move the run folder into place: gone"
+    ]
+    assert list(tmp_path.iterdir()) == []

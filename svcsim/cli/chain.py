@@ -8,24 +8,24 @@ way and tests them for uniformity. ``--naive`` shows the wrong chain (every rule
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
-import numpy as np
-import numpy.typing as npt
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from svcsim.cli.common import console as cli_console
-from svcsim.proxy.probability import (
-    ChainAnalysis,
-    analyse_chain,
-    binomial_confidence_intervals,
-    simulate_picks,
-    uniformity_test,
-)
-from svcsim.results.uniformity import uniformity_verdict
+from svcsim.cli.common import interrupted
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from svcsim.proxy.probability import ChainAnalysis
+
+# numpy and svcsim.proxy.probability (which imports scipy) are imported inside the command,
+# so that ``svcsim --help`` and the other commands start fast.
 
 MAX_TABLE_ROWS: Final = 50
 """Longer tables show their first and last ``MAX_TABLE_ROWS // 2`` rows around a "..." row."""
@@ -45,29 +45,36 @@ def _rule_table(analysis: ChainAnalysis) -> Table:
         if analysis.naive
         else f"kube-proxy iptables chain for N={n} endpoint(s) (KUBE-SVC rules, in order)"
     )
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("rule", justify="right")
-    table.add_column("endpoint", justify="right")
-    table.add_column("written --probability", justify="right")
-    table.add_column("stored threshold (of 2^31)", justify="right")
-    table.add_column("iptables-save prints", justify="right")
-    table.add_column("exact P(endpoint)", justify="right")
-    table.add_column("deviation from 1/N", justify="right")
+    # Fits 80 columns up to N=1000: values never wrap, headers are broken into lines no wider
+    # than their values, the box's one space between columns, rule and endpoint share one.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for header in (
+        "rule:\nendpoint",
+        "written\nprobability",
+        "stored\nthreshold\n(of 2^31)",
+        "iptables-save\nprints",
+        "exact\nP(endpoint)",
+        "deviation\nfrom 1/N",
+    ):
+        table.add_column(header, justify="right", no_wrap=True)
     for k in _shown_rows(n):
         if k is None:
-            table.add_row(*["..."] * 7)
+            table.add_row(*["..."] * 6)
             continue
         rule = analysis.rules[k]
-        no_match = "(no statistic match)"
         table.add_row(
-            str(k + 1),
-            f"ep{k}",
-            rule.written if rule.written is not None else no_match,
+            f"{k + 1}:ep{k}",
+            rule.written if rule.written is not None else "-",
             str(rule.threshold) if rule.threshold is not None else "-",
             rule.saved if rule.saved is not None else "-",
-            repr(rule.selection_probability),
+            f"{rule.selection_probability:.17f}",
             f"{rule.deviation:+.3e}",
         )
+    table.caption = (
+        f"rule {n}: no statistic match, it takes every connection the rules above leave"
+        if not analysis.naive
+        else ""
+    )
     return table
 
 
@@ -83,13 +90,18 @@ def _print_skew(console: Console, analysis: ChainAnalysis) -> None:
 
 
 def _pick_table(analysis: ChainAnalysis, counts: npt.NDArray[np.int64], samples: int) -> Table:
+    from svcsim.proxy.probability import binomial_confidence_intervals
+
     lower, upper = binomial_confidence_intervals(counts)
     table = Table(title="Monte Carlo picks per endpoint", box=box.SIMPLE_HEAD)
-    table.add_column("endpoint", justify="right")
-    table.add_column("count", justify="right")
-    table.add_column("observed share", justify="right")
-    table.add_column("95% CI (Clopper-Pearson)", justify="right")
-    table.add_column("exact P(endpoint)", justify="right")
+    for header in (
+        "endpoint",
+        "count",
+        "observed\nshare",
+        "95% CI\n(Clopper-Pearson)",
+        "exact\nP(endpoint)",
+    ):
+        table.add_column(header, justify="right", no_wrap=True)
     for k in _shown_rows(analysis.n):
         if k is None:
             table.add_row(*["..."] * 5)
@@ -139,6 +151,18 @@ def chain(
     ] = False,
 ) -> None:
     """Show kube-proxy's --probability chain for N endpoints: exact shares and a simulation."""
+    try:
+        _chain(n, samples=samples, seed=seed, plot=plot, naive=naive)
+    except KeyboardInterrupt:
+        interrupted("nothing was written" if plot is None else f"{plot} may be incomplete")
+
+
+def _chain(n: int, *, samples: int, seed: int | None, plot: Path | None, naive: bool) -> None:
+    import numpy as np
+
+    from svcsim.proxy.probability import analyse_chain, simulate_picks, uniformity_test
+    from svcsim.results.uniformity import uniformity_verdict
+
     console = cli_console()
     analysis = analyse_chain(n, naive=naive)
     console.print(_rule_table(analysis))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from svcsim.cli.common import fail
+from svcsim.cli.common import fail, interrupted
 
 if TYPE_CHECKING:
     from svcsim.results import Run
@@ -49,14 +49,17 @@ def plot(
     ] = None,
 ) -> None:
     """Re-draw a run's figures (PNG) from its run folder."""
-    from svcsim.plots import save_all
-
-    run = _load(run_dir)
     target = output if output is not None else run_dir / FIGURES_DIR
     try:
+        from svcsim.plots import save_all
+
+        run = _load(run_dir)
         written = save_all(run, target)
     except OSError as exc:
         fail(_cannot_write(target, exc))
+    except KeyboardInterrupt:
+        # save_all renames each finished PNG into place: no file is ever half written.
+        interrupted(f"every figure in {target} is whole, old or re-drawn")
     for path in written.values():
         typer.echo(str(path))
 
@@ -71,12 +74,14 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML report of a run: summary, failure windows, figures."""
-    from svcsim.report import write_report
-
-    run = _load(run_dir)
     target = output if output is not None else run_dir / REPORT_NAME
     try:
+        from svcsim.report import write_report
+
+        run = _load(run_dir)
         write_report(run, target)
     except OSError as exc:
         fail(_cannot_write(target, exc))
+    except KeyboardInterrupt:
+        interrupted("nothing was written")  # write_report renames a finished file into place
     typer.echo(str(target))

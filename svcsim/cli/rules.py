@@ -11,29 +11,22 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-import numpy as np
 import typer
 
 from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
-from svcsim.k8s.allocate import ServiceAllocator
+from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from svcsim.k8s.objects import Service
-from svcsim.netfilter.interpreter import draws_from, trace
-from svcsim.netfilter.model import Ruleset
-from svcsim.netfilter.packet import Packet
-from svcsim.netfilter.text import render_save
-from svcsim.proxy.context import (
-    LocalDetectorMode,
-    NodeContext,
-    interface_name_problem,
-    node_network,
-    node_port_address_problems,
-    resolve_node_port_addresses,
-)
-from svcsim.proxy.iptables import compile_iptables_sync
-from svcsim.scenario.cluster import DEFAULT_SERVICE_CIDR
+from svcsim.proxy.flags import LocalDetectorMode
+
+if TYPE_CHECKING:
+    from svcsim.netfilter.model import Ruleset
+    from svcsim.proxy.context import NodeContext
+
+# numpy, the compiler and the interpreter are imported inside the functions, so that
+# ``svcsim --help`` and the other commands start fast.
 
 ManifestArgs = Annotated[
     list[Path],
@@ -141,6 +134,9 @@ def _compile_node(
     switches: ProxySwitches,
     service_cidr: str = DEFAULT_SERVICE_CIDR,
 ) -> NodeRules:
+    from svcsim.proxy.context import NodeContext, resolve_node_port_addresses
+    from svcsim.proxy.iptables import compile_iptables_sync
+
     try:
         manifests = load_manifests(manifests_paths)
     except ManifestErrors as exc:
@@ -232,6 +228,8 @@ def _detector(
     if not value:
         problems.append(f"--detect-local-mode {mode} needs {used}")
         return None
+    from svcsim.proxy.context import interface_name_problem
+
     why = interface_name_problem(value, wildcard=mode == "InterfaceNamePrefix")
     if why is not None:
         problems.append(f"{used}: {why}")
@@ -246,6 +244,8 @@ def _nodeport_addresses(given: str | None, problems: list[str]) -> tuple[str, ..
     values = tuple(v.strip() for v in given.split(",") if v.strip())
     if not values:
         problems.append("--nodeport-addresses: give CIDRs or 'primary', or leave it out")
+    from svcsim.proxy.context import node_port_address_problems
+
     problems += [f"--nodeport-addresses: {why}" for _, why in node_port_address_problems(values)]
     return values
 
@@ -324,6 +324,8 @@ def rules(
     if output_format == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
+        from svcsim.netfilter.text import render_save
+
         typer.echo(render_save(compiled.ruleset), nl=False)
 
 
@@ -393,6 +395,12 @@ def trace_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every rule.")] = False,
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
+    import numpy as np
+
+    from svcsim.netfilter.interpreter import draws_from, trace
+    from svcsim.netfilter.packet import Packet
+    from svcsim.proxy.context import node_network
+
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,

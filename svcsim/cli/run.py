@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from svcsim.cli.common import console, fail, warn
+from svcsim.cli.common import console, fail, interrupted, note, warn
 from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP
-from svcsim.results import Run, RunFolderError
-from svcsim.results.uniformity import uniformity_verdict
-from svcsim.runs import run_scenario
-from svcsim.scenario.cost import estimate
-from svcsim.scenario.errors import ScenarioErrors
-from svcsim.scenario.load import load_scenario
+
+if TYPE_CHECKING:
+    from svcsim.results import Run
+    from svcsim.runs import RunOutcome, RunPhase
+    from svcsim.scenario.load import LoadedScenario
+
+# The simulation's modules (numpy, pandas, simpy, matplotlib) are imported inside the command,
+# so that ``svcsim --help`` and the other commands start fast.
 
 BUILTIN_SCENARIO = "rolling-update.yaml"
 """What ``svcsim run`` replays when given no scenario (shipped inside the package)."""
@@ -45,17 +48,40 @@ def run(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run folder (default: runs/<scenario>-seed<seed>)."),
+        typer.Option(
+            "--out",
+            help="Run folder (default: runs/<scenario>-seed<seed>, where a re-run replaces "
+            "the previous run of the same scenario and seed).",
+        ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run folder.")
+        bool,
+        typer.Option("--overwrite", help="Replace a previous svcsim run in the --out folder."),
     ] = False,
     allow_outside_paths: Annotated[
         bool, typer.Option("--allow-outside-paths", help=ALLOW_OUTSIDE_PATHS_HELP)
     ] = False,
 ) -> None:
     """Replay a scenario: where every request went, which failed, when, and why."""
-    path = scenario if scenario is not None else builtin_scenario()
+    try:
+        loaded = _load(scenario if scenario is not None else builtin_scenario(),
+                       allow_outside_paths=allow_outside_paths)  # fmt: skip
+        outcome = _simulate(loaded, seed=seed, out=out, overwrite=overwrite)
+    except KeyboardInterrupt:  # before the simulation started (importing, loading)
+        _interrupted(None, out)
+    if outcome.removed_stale:
+        warn(f"removed {p}: left by an interrupted run" for p in outcome.removed_stale)
+    if outcome.replaced_previous_run:
+        note([f"replaced the previous run in {outcome.path}"])
+    print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+
+
+def _load(path: Path, *, allow_outside_paths: bool) -> LoadedScenario:
+    """The scenario, or its problems and exit 2; its warnings and, if large, its cost on stderr."""
+    from svcsim.scenario.cost import estimate
+    from svcsim.scenario.errors import ScenarioErrors
+    from svcsim.scenario.load import load_scenario
+
     try:
         loaded = load_scenario(path, allow_outside_paths=allow_outside_paths)
     except ScenarioErrors as exc:
@@ -64,30 +90,90 @@ def run(
     cost = estimate(loaded.scenario)
     if cost.large:  # the limits refused what cannot fit; say what this one will take
         warn([f"{path}: large run: {cost.describe()}"])
+    return loaded
+
+
+def _simulate(
+    loaded: LoadedScenario, *, seed: int | None, out: Path | None, overwrite: bool
+) -> RunOutcome:
+    """Run the scenario with its progress on stderr; problems and Ctrl-C end the command."""
+    # A Ctrl-C while importing is the caller's to report (nothing has started).
+    from svcsim.results import RunFolderError
+    from svcsim.runs import run_scenario
+    from svcsim.scenario.errors import ScenarioErrors
+
+    reached: list[RunPhase] = []
+    try:
+        with _progress(loaded) as (advance, show_phase):
+
+            def on_phase(phase: RunPhase) -> None:
+                reached.append(phase)
+                show_phase(phase)
+
+            return run_scenario(
+                loaded, seed=seed, out_dir=out, overwrite=overwrite,
+                progress=advance, on_phase=on_phase,
+            )  # fmt: skip
+    except ScenarioErrors as exc:
+        fail(exc.problems)
+    except RunFolderError as exc:
+        fail([str(exc)])
+    except KeyboardInterrupt:
+        _interrupted(reached[-1] if reached else None, out)
+
+
+@contextmanager
+def _progress(
+    loaded: LoadedScenario,
+) -> Iterator[tuple[Callable[[float], None], Callable[[RunPhase], None]]]:
+    """A progress bar for simulated time, then a status line per phase (on a terminal only)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
+    from svcsim.runs import RunPhase
+
     err = console(stderr=True)
-    duration = loaded.scenario.duration_s
     with Progress(
-        TextColumn("[bold]simulating[/] {task.description}"),
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+        TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     ) as bar:
-        task = bar.add_task(loaded.scenario.metadata.name, total=duration)
-        try:
-            outcome = run_scenario(
-                loaded, seed=seed, out_dir=out, overwrite=overwrite,
-                progress=lambda t: bar.update(task, completed=t),
-            )
-        except (ScenarioErrors, RunFolderError) as exc:
-            fail(exc.problems if isinstance(exc, ScenarioErrors) else [str(exc)])
-    print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+        name = loaded.scenario.metadata.name
+        task = bar.add_task(f"simulating {name}", total=loaded.scenario.duration_s, detail="")
+
+        total_s = loaded.scenario.duration_s
+
+        def advance(simulated_s: float) -> None:
+            detail = f"{simulated_s:.0f}/{total_s:.0f} s simulated"
+            bar.update(task, completed=simulated_s, detail=detail)
+
+        def show_phase(phase: RunPhase) -> None:
+            if phase is not RunPhase.SIMULATING:
+                # No fraction to show: an indeterminate (pulsing) bar with the phase's name.
+                bar.update(task, description=f"{phase.value}…", total=None, detail="")
+
+        yield advance, show_phase
+
+
+def _interrupted(phase: RunPhase | None, out: Path | None) -> NoReturn:
+    """Say what Ctrl-C left behind, in one line, and exit with 130 (as shells do for SIGINT)."""
+    from svcsim.runs import RunPhase
+
+    if phase is RunPhase.WRITTEN:
+        interrupted(f"the run folder {out} is complete" if out else "the run folder is complete")
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        interrupted(f"nothing was written ({out} is unchanged)")
+    interrupted("nothing was written")
 
 
 def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> None:
     """The run's summary as a user reads it: outcomes, failure windows, spread, latency."""
+    from svcsim.results.uniformity import uniformity_verdict
+
     summary: dict[str, Any] = run.summary
     manifest = run.manifest
     requests = summary["requests"]
@@ -100,42 +186,37 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     )
     outcomes = Table("outcome", "requests", "share", box=box.SIMPLE_HEAD, title="Requests")
     for name, count in sorted(requests["by_outcome"].items(), key=lambda kv: -kv[1]):
-        outcomes.add_row(name, f"{count:,}", f"{count / total:.2%}" if total else "-")
+        outcomes.add_row(name, f"{count:,}", _share(count / total) if total else "-")
     out.print(outcomes)
 
     windows = summary["failure_windows"]
     if windows:
-        table = Table("service", "from node", "start s", "end s", "failed", "cause", "outcomes",
-                      box=box.SIMPLE_HEAD, title=f"Failure windows ({len(windows)})")
         shown = sorted(windows, key=lambda w: (-w["failed"], w["start_s"]))[:MAX_WINDOW_ROWS]
-        for w in sorted(shown, key=lambda w: (w["start_s"], w["service"], w["node"])):
-            mix = ", ".join(f"{k} {v}" for k, v in sorted(w["outcomes"].items()))
-            table.add_row(w["service"], w["node"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}",
-                          f"{w['failed']:,}", w["cause"], mix)
-        if len(windows) > MAX_WINDOW_ROWS:
-            table.caption = f"the {MAX_WINDOW_ROWS} largest of {len(windows)} windows"
-        out.print(table)
+        cut = f": the {len(shown)} largest" if len(windows) > len(shown) else ""
+        out.print(f"[bold]Failure windows ({len(windows)}{cut})[/], by Service")
+        for table in _window_tables(shown):
+            out.print(table)
     else:
         out.print("No failure windows: every request succeeded.\n")
 
-    shares = Table("service", "endpoint", "requests", "share", box=box.SIMPLE_HEAD,
-                   title="Spread over endpoints")
+    out.print("[bold]Spread over endpoints[/], by Service")
     for service, endpoints in sorted(summary["endpoints"].items()):
+        shares = _narrow_table(service, ("endpoint", "requests", "share"))
         for endpoint, row in sorted(endpoints.items()):
-            shares.add_row(service, endpoint, f"{row['requests']:,}", f"{row['share']:.2%}")
-    out.print(shares)
+            shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
+        out.print(shares)
 
     uniformity = summary.get("uniformity") or {}
     if uniformity:
-        table = Table("service", "new flows", "chi-square", "p-value", "verdict",
-                      box=box.SIMPLE_HEAD, title="Uniformity in stable intervals")
+        out.print("[bold]Uniformity in stable intervals[/], by Service")
         for row in _keyed_rows(uniformity, "service"):
+            table = _narrow_table(row["service"], ("new flows", "chi-square", "p-value", "verdict"))
             p = row.get("p_value")
             # summary.json holds the verdict; older run folders only the p-value.
             verdict = row.get("verdict") or uniformity_verdict(p)
-            table.add_row(row["service"], f"{row.get('flows', 0):,}",
+            table.add_row(f"{row.get('flows', 0):,}",
                           _num(row.get("statistic")), _num(p), verdict)
-        out.print(table)
+            out.print(table)
 
     latency = summary.get("programming_latency") or {}
     syncs = summary.get("syncs") or {}
@@ -144,15 +225,45 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
                       "max s", box=box.SIMPLE_HEAD,
                       title="Network programming latency (trigger → rules in the kernel)",
                       caption="syncs run: every sync; p50/p90/max over the syncs with a "
-                              "trigger time (docs/results.md)")
+                              "trigger time (docs/results.md)")  # fmt: skip
         for node in sorted(set(latency) | set(syncs)):
             lat, run_syncs = latency.get(node, {}), syncs.get(node, {})
             table.add_row(node, _count(run_syncs.get("total")), _count(run_syncs.get("failed")),
                           _count(lat.get("syncs_with_trigger")), _num(lat.get("p50_s")),
-                          _num(lat.get("p90_s")), _num(lat.get("max_s")))
+                          _num(lat.get("p90_s")), _num(lat.get("max_s")))  # fmt: skip
         out.print(table)
     out.print(f"Run folder: {run.path}  (svcsim report {run.path} for an HTML page)")
     sys.stdout.flush()
+
+
+def _narrow_table(service: str, headers: tuple[str, ...]) -> Table:
+    """A table of one Service's rows, titled with its name.
+
+    Service names are long (``namespace/name:port``): as a title, not a column, they show
+    whole in an 80-column terminal and leave the columns room for the numbers, which never
+    wrap.
+    """
+    table = Table(box=box.SIMPLE_HEAD, title=service, title_justify="left")
+    for header in headers:
+        table.add_column(header, no_wrap=header != "outcomes", overflow="fold")
+    return table
+
+
+def _window_tables(windows: list[dict[str, Any]]) -> list[Table]:
+    """One table per Service of the given failure windows, each in start order."""
+    tables = []
+    for service in sorted({w["service"] for w in windows}):
+        table = _narrow_table(
+            service, ("from node", "start s", "end s", "failed", "cause", "outcomes")
+        )
+        rows = sorted((w for w in windows if w["service"] == service),
+                      key=lambda w: (w["start_s"], w["node"]))  # fmt: skip
+        for w in rows:
+            mix = "\n".join(f"{k} {v:,}" for k, v in sorted(w["outcomes"].items()))
+            table.add_row(w["node"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}",
+                          f"{w['failed']:,}", w["cause"], mix)  # fmt: skip
+        tables.append(table)
+    return tables
 
 
 def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -162,6 +273,11 @@ def _keyed_rows(by_key: dict[str, dict[str, Any]], key: str) -> list[dict[str, A
 
 def _count(value: Any) -> str:
     return "-" if value is None else f"{int(value):,}"
+
+
+def _share(fraction: float) -> str:
+    """A fraction as a percentage; one that is not zero never reads as ``0.00%``."""
+    return "<0.01%" if 0 < fraction < 0.00005 else f"{fraction:.2%}"
 
 
 def _num(value: Any) -> str:

@@ -1,6 +1,6 @@
 """``svcsim validate FILE...`` and ``svcsim schema``: check scenario files, print their schema.
 
-``validate`` prints ``FILE: ok (3 nodes, 1 workload, 12 timeline actions)`` per good file and
+``validate`` prints ``FILE: ok (3 nodes, 1 workload, 1 timeline action)`` per good file and
 the problem lines (``file:line: field: message``) of bad ones on stderr; the exit code is 2
 if any file has a problem, 1 if loading one hit a bug in svcsim (docs/errors.md). The
 manifest loader's warnings (a skipped kind, an ignored field) go to stderr too.
@@ -19,8 +19,9 @@ import typer
 
 from svcsim.cli.common import warn
 from svcsim.k8s.errors import problem_line
-from svcsim.scenario import ScenarioErrors, load_scenario, scenario_json_schema
-from svcsim.scenario.cost import estimate
+
+# svcsim.scenario (pydantic, YAML, the Kubernetes loaders) is imported inside the commands,
+# so that ``svcsim --help`` and the other commands start fast.
 
 EXIT_PROBLEMS = 2
 """Exit code when any file has a problem (as for a usage error: the input is wrong)."""
@@ -47,6 +48,9 @@ def validate(
     ] = False,
 ) -> None:
     """Check scenario files: schema, defaults, references and their Kubernetes manifests."""
+    from svcsim.scenario import ScenarioErrors, load_scenario
+    from svcsim.scenario.cost import estimate
+
     failed = False
     broken = False
     for file in files:
@@ -88,6 +92,8 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of scenario files (for editors: yaml-language-server)."""
+    from svcsim.scenario import scenario_json_schema
+
     text = json.dumps(scenario_json_schema(), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)

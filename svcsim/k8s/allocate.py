@@ -24,6 +24,9 @@ from typing import Final
 
 from svcsim.k8s.objects import Service, ServiceType, TrafficPolicy
 
+DEFAULT_SERVICE_CIDR: Final = "10.96.0.0/12"
+"""kubeadm's default ``--service-cidr`` (kube-apiserver ``--service-cluster-ip-range``)."""
+
 KUBERNETES_SERVICE: Final = "default/kubernetes"
 """The API server's own Service; it holds the first address of the Service CIDR."""
 

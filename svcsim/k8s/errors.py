@@ -8,16 +8,19 @@ A problem line quotes input (names, keys, values), and input may hold newlines, 
 sequences or a megabyte of text. :func:`problem_line` is the choke point every problem line
 goes through (here and in the scenario loader): control characters are escaped and the
 line is capped, so one problem is always one short line. :func:`quote` renders one value
-as a short excerpt.
+as a short excerpt. And the same problem is never printed thousands of times:
+:func:`collapse_lines` shows a few lines of each shape (the text with its numbers masked)
+and counts the rest.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 MAX_EXCERPT_CHARS: Final = 60
 """The longest rendering of one quoted input value in a message (longer ones end in ``…``)."""
@@ -77,6 +80,56 @@ def problem_line(text: str) -> str:
         return line
     half = (MAX_PROBLEM_CHARS - 1) // 2
     return line[:half] + "\u2026" + line[-half:]
+
+
+SAME_SHAPE_SHOWN: Final = 3
+"""Problems of one shape shown in full; the next one says how many more there are."""
+
+_NUMBER: Final = re.compile(r"\d+")
+
+_Item = TypeVar("_Item")
+
+
+def shape_of(text: str) -> str:
+    """``text`` with every run of digits replaced by ``#``: problems that differ only there."""
+    return _NUMBER.sub("#", text)
+
+
+def collapse(
+    items: Sequence[_Item],
+    shape: Callable[[_Item], str],
+    noted: Callable[[_Item, int], _Item],
+    shown: int,
+) -> list[_Item]:
+    """``items`` with each ``shape`` kept ``shown`` times, the next one ``noted`` with the rest.
+
+    Order is kept; the rest of that shape is left out.
+    """
+    totals = Counter(shape(item) for item in items)
+    seen: Counter[str] = Counter()
+    out: list[_Item] = []
+    for item in items:
+        key = shape(item)
+        seen[key] += 1
+        if seen[key] <= shown:
+            out.append(item)
+        elif seen[key] == shown + 1:
+            rest = totals[key] - shown - 1
+            out.append(noted(item, rest) if rest else item)
+    return out
+
+
+def more_like_this(rest: int) -> str:
+    """The note on the last line shown of a shape: how many were left out."""
+    return f" (and {rest} more like this)"
+
+
+def collapse_lines(lines: Sequence[str], shown: int = SAME_SHAPE_SHOWN) -> list[str]:
+    """Problem lines with each shape cut to ``shown`` lines plus one that counts the rest.
+
+    Order is kept; lines that appear fewer than ``shown + 2`` times are all kept.
+    """
+    return collapse(lines, shape_of, lambda line, rest: line + more_like_this(rest), shown)
 
 
 @dataclass(frozen=True, slots=True)

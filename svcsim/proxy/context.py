@@ -10,14 +10,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 from svcsim.netfilter.packet import NodeNetwork
-
-LocalDetectorMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"]
-"""``--detect-local-mode`` values (``pkg/proxy/util/localdetector.go``)."""
-
-LOCAL_DETECTOR_MODES: Final = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
+from svcsim.proxy.flags import LOCAL_DETECTOR_MODES, LocalDetectorMode
 
 TOPOLOGY_ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 

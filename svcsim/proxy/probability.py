@@ -23,7 +23,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from svcsim.netfilter.statistic import (
     RANDOM_BITS,
@@ -273,6 +272,8 @@ def uniformity_test(counts: Sequence[int] | npt.NDArray[np.integer]) -> tuple[fl
         raise ValueError("counts sum to zero")
     if observed.size == 1:
         return 0.0, 1.0
+    from scipy import stats  # here: kube-proxy's compiler imports this module, not scipy
+
     result = stats.chisquare(observed)
     return float(result.statistic), float(result.pvalue)
 
@@ -286,6 +287,8 @@ def binomial_confidence_intervals(
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level {level!r} is outside (0, 1)")
+    from scipy import stats  # here: kube-proxy's compiler imports this module, not scipy
+
     k = np.asarray(counts, dtype=np.float64)
     total = k.sum()
     alpha = 1.0 - level

@@ -18,8 +18,9 @@ from typing import Any, Final
 from svcsim.plots import FIGURES, render_all
 from svcsim.report.tables import Table, count, percent, summary_tables
 from svcsim.results import Run
+from svcsim.results.layout import REPORT
 
-REPORT_NAME: Final = "report.html"
+REPORT_NAME: Final = REPORT
 """File name ``svcsim report`` writes inside the run folder by default."""
 
 _CSS: Final = """
@@ -34,7 +35,9 @@ p.description { margin: .2rem 0 1rem; color: #333; }
 .headline strong.bad { color: #a33a00; }
 .headline strong.good { color: #00704f; }
 .warning { border-left: 4px solid #D55E00; background: #fff3ec; padding: .5rem .8rem; }
+div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: .3rem 0 .6rem; font-size: .9rem; }
+td { white-space: nowrap; }
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #e4e4e4; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
@@ -73,24 +76,56 @@ def _description(run: Run) -> str:
     return str(text) if text else ""
 
 
+META_LABELS: Final[Mapping[str, str]] = {
+    "duration_s": "simulated duration",
+    "scenario_path": "scenario file",
+    "wall_time_s": "wall-clock time",
+    "versions": "versions",
+    "run_format": "run folder format",
+}
+"""Header labels for manifest keys, in the order shown; others follow with ``_`` as spaces."""
+
+_META_SKIPPED: Final = frozenset(("scenario", "seed", "exception", "name", "description"))
+"""Manifest keys shown elsewhere on the page (title, description, warning) or not at all."""
+
+
+def _label(key: str) -> str:
+    return META_LABELS.get(key, key.replace("_", " "))
+
+
+def _meta_value(key: str, value: object) -> str:
+    if key.endswith("_s") and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g} s"
+    if key == "versions" and isinstance(value, Mapping):
+        # One line: "svcsim 0.1.0, simpy 4.1.2, numpy 2.4.6, python 3.11.7".
+        first = [k for k in ("svcsim", "simpy", "numpy", "python") if k in value]
+        order = first + sorted(set(value) - set(first))
+        return ", ".join(f"{k} {value[k]}" for k in order if not isinstance(value[k], Mapping))
+    return str(value)
+
+
 def _meta_items(run: Run) -> list[tuple[str, str]]:
-    """Run facts for the header: seed, duration, then the manifest's other plain values."""
+    """Run facts for the header, labelled for people: seed, duration, file, versions, ..."""
     manifest = run.manifest
     scenario = _scenario(run)
     seed = manifest.get("seed", run.summary.get("seed", scenario.get("seed")))
     items = [("run folder", run.path.name), ("seed", "drawn, not recorded" if seed is None
                                                     else str(seed))]  # fmt: skip
-    if "duration" in scenario:
-        items.append(("simulated duration", str(scenario["duration"])))
-    for key, value in sorted(manifest.items()):
-        if key in ("scenario", "seed", "exception"):
+    if "duration_s" not in manifest and "duration" in scenario:
+        items.append((_label("duration_s"), str(scenario["duration"])))
+    order = list(META_LABELS)
+    for key in sorted(manifest, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        value = manifest[key]
+        if key in _META_SKIPPED or isinstance(value, list):
             continue
-        if isinstance(value, Mapping):
-            for sub, inner in sorted(value.items()):
-                if not isinstance(inner, Mapping | list):
-                    items.append((f"{key}.{sub}", str(inner)))
-        elif not isinstance(value, list):
-            items.append((key, str(value)))
+        if isinstance(value, Mapping) and key != "versions":
+            items.extend(
+                (f"{_label(key)}: {_label(sub)}", _meta_value(sub, inner))
+                for sub, inner in sorted(value.items())
+                if not isinstance(inner, Mapping | list)
+            )
+        else:
+            items.append((_label(key), _meta_value(key, value)))
     return items
 
 
@@ -110,7 +145,11 @@ def _table_html(table: Table) -> str:
         + "</tr>"
         for row in table.rows
     )
-    parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")
+    # Cells never wrap ("node-\n2" reads as two things); a narrow window scrolls the table.
+    parts.append(
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+        "</tbody>\n</table></div>"
+    )
     if table.note:
         parts.append(f'<p class="note">{_e(table.note)}</p>')
     return "\n".join(parts)

@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
-from svcsim.results.runfolder import (
+from svcsim.results.layout import (
     FIGURES,
     MANIFEST,
     PARTIAL_MARK,
@@ -147,8 +147,9 @@ def load(path: str | os.PathLike[str]) -> Run:
     if manifest.get("run_format") != RUN_FORMAT:
         raise fail(f"{MANIFEST}: run_format {manifest.get('run_format')!r}, expected {RUN_FORMAT}")
     summary = _read_json(root / SUMMARY, fail)
-    if not isinstance(summary, dict):
-        raise fail(f"{SUMMARY} is not a JSON object")
+    problem = summary_problem(summary)
+    if problem:
+        raise fail(f"{SUMMARY}: {problem}")
     windows = _read_json(root / WINDOWS, fail)
     if not isinstance(windows, list):
         raise fail(f"{WINDOWS} is not a JSON list")
@@ -159,6 +160,11 @@ def load(path: str | os.PathLike[str]) -> Run:
             tables[table] = conform(frame, table)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise fail(f"{name}: {_one_line(exc)}") from exc
+    for i, window in enumerate(windows):
+        absent = [c for c in WINDOW_COLUMNS if c not in window] if isinstance(window, dict) else []
+        if not isinstance(window, dict) or absent:
+            what = f"lacks {', '.join(absent)}" if absent else "is not a JSON object"
+            raise fail(f"{WINDOWS}: window {i} {what}")
     try:
         window_frame = _windows_frame(windows)
     except (KeyError, TypeError, ValueError) as exc:
@@ -166,6 +172,50 @@ def load(path: str | os.PathLike[str]) -> Run:
     figures_dir = root / FIGURES
     figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))} if figures_dir.is_dir() else {}
     return _run(root, manifest, summary, tables, window_frame, figures)
+
+
+SUMMARY_SECTIONS: Final[Mapping[str, type]] = {
+    "requests": dict,
+    "failure_windows": list,
+    "endpoints": dict,
+    "uniformity": dict,
+    "programming_latency": dict,
+    "syncs": dict,
+    "conntrack": dict,
+}
+"""Top-level keys of summary.json that its readers rely on, with their JSON types."""
+
+REQUEST_COUNTS: Final[Mapping[str, type]] = {
+    "total": int,
+    "failed": int,
+    "by_outcome": dict,
+    "by_cause": dict,
+}
+"""Keys of summary.json's ``requests`` section, with their JSON types."""
+
+
+def summary_problem(summary: Any) -> str:
+    """What is wrong with the shape of a summary.json ("" if nothing), in a few words."""
+    if not isinstance(summary, dict):
+        return "is not a JSON object"
+    if "seed" not in summary:
+        return "seed is missing, expected an integer"
+    seed = summary["seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return f"seed is a {type(seed).__name__}, expected an integer"
+    for section, kinds in ((None, SUMMARY_SECTIONS), ("requests", REQUEST_COUNTS)):
+        where = summary if section is None else summary["requests"]
+        prefix = "" if section is None else f"{section}."
+        for key, kind in kinds.items():
+            value = where.get(key)
+            # bool is an int in Python, not in JSON.
+            if not isinstance(value, kind) or isinstance(value, bool):
+                found = "missing" if key not in where else f"a {type(value).__name__}"
+                return f"{prefix}{key} is {found}, expected a JSON {_JSON_NAMES[kind]}"
+    return ""
+
+
+_JSON_NAMES: Final[Mapping[type, str]] = {int: "integer", dict: "object", list: "list"}
 
 
 def _run(

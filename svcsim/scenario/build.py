@@ -18,11 +18,11 @@ from svcsim.k8s.objects import Node, ObjectMeta, Service
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.proxy.context import (
-    LocalDetectorMode,
     NodeContext,
     node_network,
     resolve_node_port_addresses,
 )
+from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeSpec, for_node

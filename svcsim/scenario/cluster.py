@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR
 from svcsim.scenario.base import IPv4, IPv4CIDR, Loc, NodeName, SchemaModel, problems_at
 from svcsim.scenario.durations import DURATION_PATTERN, Duration
 from svcsim.scenario.problems import collapse_located, index_ranges
@@ -145,7 +146,6 @@ def _snake(camel: str) -> str:
 
 
 DEFAULT_CLUSTER_CIDR: Final = "10.244.0.0/16"
-DEFAULT_SERVICE_CIDR: Final = "10.96.0.0/12"
 DEFAULT_NODE_CIDR: Final = "192.168.0.0/24"
 
 

@@ -5,15 +5,14 @@ must be > 0, got -5``), LINE being the line of that key in the file; problems fo
 Kubernetes manifests keep the k8s loader's own format. Every line goes through
 :func:`svcsim.k8s.errors.problem_line`: control characters escaped, length capped; and a
 problem repeated in the same form is shown only a few times, the last one counting the rest
-(:func:`svcsim.scenario.problems.collapse_lines`).
+(:func:`svcsim.k8s.errors.collapse_lines`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from svcsim.k8s.errors import problem_line
-from svcsim.scenario.problems import collapse_lines
+from svcsim.k8s.errors import collapse_lines, problem_line
 
 
 class ScenarioErrors(ValueError):  # noqa: N818 - a collection of problems, as ManifestErrors

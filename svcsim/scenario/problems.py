@@ -8,61 +8,16 @@ are, and the rest are left out. Every line shown is still a real problem at a re
 :func:`collapse_located` works on ``(location, message)`` pairs before they become a
 ValidationError (see :func:`svcsim.scenario.base.problems_at`); :func:`collapse_lines` on
 finished ``file:line: field: message`` lines, as :class:`~svcsim.scenario.errors.ScenarioErrors`
-holds them. :func:`index_ranges` writes many list indexes as a few ranges.
+holds them (both from :mod:`svcsim.k8s.errors`, the module of the problem-line format).
+:func:`index_ranges` writes many list indexes as a few ranges.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Sequence
 
+from svcsim.k8s.errors import SAME_SHAPE_SHOWN, collapse, more_like_this, shape_of
 from svcsim.scenario.base import Loc
-
-SAME_SHAPE_SHOWN: Final = 3
-"""Problems of one shape shown in full; the next one says how many more there are."""
-
-_NUMBER: Final = re.compile(r"\d+")
-
-_Item = TypeVar("_Item")
-
-
-def shape_of(text: str) -> str:
-    """``text`` with every run of digits replaced by ``#``: problems that differ only there."""
-    return _NUMBER.sub("#", text)
-
-
-def _collapse(
-    items: Sequence[_Item],
-    shape: Callable[[_Item], str],
-    noted: Callable[[_Item, int], _Item],
-    shown: int,
-) -> list[_Item]:
-    totals = Counter(shape(item) for item in items)
-    seen: Counter[str] = Counter()
-    out: list[_Item] = []
-    for item in items:
-        key = shape(item)
-        seen[key] += 1
-        if seen[key] <= shown:
-            out.append(item)
-        elif seen[key] == shown + 1:
-            rest = totals[key] - shown - 1
-            out.append(noted(item, rest) if rest else item)
-    return out
-
-
-def _more(rest: int) -> str:
-    return f" (and {rest} more like this)"
-
-
-def collapse_lines(lines: Sequence[str], shown: int = SAME_SHAPE_SHOWN) -> list[str]:
-    """Problem lines with each shape cut to ``shown`` lines plus one that counts the rest.
-
-    Order is kept; lines that appear fewer than ``shown + 2`` times are all kept.
-    """
-    return _collapse(lines, shape_of, lambda line, rest: line + _more(rest), shown)
 
 
 def collapse_located(
@@ -78,7 +33,10 @@ def collapse_located(
         loc, message = item
         return shape_of(repr(loc) + message)
 
-    return _collapse(found, shape, lambda item, rest: (item[0], item[1] + _more(rest)), shown)
+    def noted(item: tuple[Loc, str], rest: int) -> tuple[Loc, str]:
+        return item[0], item[1] + more_like_this(rest)
+
+    return collapse(found, shape, noted, shown)
 
 
 def index_ranges(indexes: Sequence[int], shown: int = SAME_SHAPE_SHOWN) -> str:

@@ -32,10 +32,10 @@ from pydantic import (
 
 from svcsim.proxy.context import (
     NODE_PORT_ADDRESSES_PRIMARY,
-    LocalDetectorMode,
     interface_name_problem,
     node_port_address_problems,
 )
+from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.scenario.base import (
     Loc,
     NodeName,

@@ -74,6 +74,12 @@ def _broken_summary(run_dir: Path, tmp: Path) -> Path:
     return run
 
 
+def _summary_of_wrong_shape(run_dir: Path, tmp: Path) -> Path:
+    run = _copy(run_dir, tmp / "wrong-shape")
+    (run / SUMMARY).write_text('{"seed": 1, "requests": "x"}', encoding="utf-8")
+    return run
+
+
 def _partial(run_dir: Path, tmp: Path) -> Path:
     return _copy(run_dir, tmp / ".run.partial-abcd")
 
@@ -95,6 +101,7 @@ def _a_file(run_dir: Path, tmp: Path) -> Path:
         (_missing, "no such run folder"),
         (_partial, "interrupted write"),
         (_broken_summary, "summary.json"),
+        (_summary_of_wrong_shape, "summary.json: requests is a str"),
         (_a_file, "not a directory"),
     ],
 )
@@ -108,6 +115,21 @@ def test_bad_run_folders_exit_2_with_one_line(
     assert len(lines) == 1
     assert str(target) in lines[0] and needle in lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_ctrl_c_exits_130_with_one_line(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("svcsim.results.load", interrupt)
+    result = runner.invoke(app, [command, str(run_dir)])
+    assert result.exit_code == 130
+    kept = "nothing was written" if command == "report" else "every figure in"
+    assert result.stderr.startswith(f"interrupted; {kept}")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_unwritable_output_exits_2(run_dir: Path, tmp_path: Path) -> None:

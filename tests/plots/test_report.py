@@ -171,3 +171,46 @@ def test_write_report_is_atomic_and_readable(rolling_run: Run, tmp_path: Path) -
     assert written == target
     assert target.read_text(encoding="utf-8").endswith("</html>\n")
     assert [p.name for p in target.parent.iterdir()] == ["r.html"]
+
+
+def test_run_facts_have_human_labels(rolling_run: Run) -> None:
+    manifest = {
+        **rolling_run.manifest,
+        "run_format": 2,
+        "wall_time_s": 1.5,
+        "scenario_path": "scenarios/x.yaml",
+        "versions": {"svcsim": "0.1.0", "numpy": "2.4.6", "python": "3.11.7"},
+        "random_streams": ["a", "b"],
+    }
+    page = render_report(dataclasses.replace(rolling_run, manifest=manifest), {})
+    meta = page.split('<dl class="meta">')[1].split("</dl>")[0]
+    for raw in ("run_format", "versions.", "wall_time_s", "scenario_path", "random_streams"):
+        assert raw not in meta
+    for label, value in [
+        ("run folder format", "2"),
+        ("wall-clock time", "1.5 s"),
+        ("scenario file", "scenarios/x.yaml"),
+        ("versions", "svcsim 0.1.0, numpy 2.4.6, python 3.11.7"),
+    ]:
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in meta
+
+
+@pytest.mark.parametrize(
+    ("part", "whole", "text"),
+    [
+        (22, 540_999, "< 0.01 %"),
+        (0, 10, "0.00 %"),
+        (1, 3, "33.33 %"),
+        (5, 0, "-"),
+        (1, 1, "100.00 %"),
+    ],
+)
+def test_a_share_that_is_not_zero_never_reads_as_zero(part: int, whole: int, text: str) -> None:
+    from svcsim.report.tables import percent
+
+    assert percent(part, whole) == text
+
+
+def test_table_cells_do_not_wrap_and_wide_tables_scroll(page: str) -> None:
+    assert "td { white-space: nowrap; }" in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -100,9 +101,47 @@ BREAKAGES: list[tuple[str, Callable[[Path], None], str]] = [
     (
         "windows lack a field",
         lambda p: (p / "windows.json").write_text('[{"service": "x"}]'),
-        "windows",
+        r"windows\.json: window 0 lacks node, start_s",
     ),
+    ("a window not an object", lambda p: (p / "windows.json").write_text("[1]"), "window 0 is not"),
+    ("summary empty", lambda p: (p / "summary.json").write_text("{}"), r"summary\.json: seed is"),
+    (
+        "summary requests not an object",
+        lambda p: _edit_json(p / "summary.json", requests="x"),
+        r"summary\.json: requests is a str, expected a JSON object\)$",
+    ),
+    (
+        "summary request counts missing",
+        lambda p: _edit_json(p / "summary.json", requests={"total": 1}),
+        r"summary\.json: requests\.failed is missing, expected a JSON integer\)$",
+    ),
+    (
+        "summary endpoints a list",
+        lambda p: _edit_json(p / "summary.json", endpoints=[]),
+        r"summary\.json: endpoints is a list, expected a JSON object\)$",
+    ),
+    (
+        "summary seed a string",
+        lambda p: _edit_json(p / "summary.json", seed="7"),
+        r"summary\.json: seed is a str, expected an integer\)$",
+    ),
+    ("parquet is a directory", lambda p: _replace_by_dir(p / "syncs.parquet"), "syncs.parquet"),
+    (
+        "parquet of another table",
+        lambda p: (p / "requests.parquet").write_bytes((p / "events.parquet").read_bytes()),
+        r"requests\.parquet: requests: missing column",
+    ),
+    ("manifest not UTF-8", lambda p: (p / "manifest.json").write_bytes(b"\xff\xfe"), "utf-8"),
 ]
+
+
+def _edit_json(path: Path, **changes: Any) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _replace_by_dir(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
 
 
 @pytest.mark.parametrize(("case", "breakage", "message"), BREAKAGES, ids=[b[0] for b in BREAKAGES])

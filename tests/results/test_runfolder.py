@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from svcsim.results import runfolder
+from svcsim.results import outdir
 from svcsim.results.load import load
 from svcsim.results.records import Recorder
 from svcsim.results.runfolder import RUN_FORMAT, RunFolderError, write_run
@@ -153,7 +153,7 @@ def test_overwrite_swaps_in_the_new_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
 ) -> None:
     if not exchange:
-        monkeypatch.setattr(runfolder, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(outdir, "_exchange", lambda a, b: False)
     out = write_run(tmp_path / "run", {"n": 1}, *make_run(seed=1))
     write_run(out, {"n": 2}, *make_run(seed=2), overwrite=True)
     assert load(out).manifest["n"] == 2
@@ -180,7 +180,7 @@ def test_hard_crash_leaves_only_a_partial_directory_that_load_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No cleanup runs after a real crash: simulate it by disabling the removal.
-    monkeypatch.setattr(runfolder.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(outdir.shutil, "rmtree", lambda *a, **k: None)
 
     def crash(name: str) -> None:
         if name == "summary.json":
@@ -206,7 +206,7 @@ def test_crash_during_overwrite_keeps_the_old_run(tmp_path: Path) -> None:
         if name == "manifest.json":
             raise OSError("no space left")
 
-    with pytest.raises(OSError, match="no space"):
+    with pytest.raises(RunFolderError, match="cannot write the run folder: no space"):
         write_run(out, {"n": 2}, *make_run(seed=2), overwrite=True, on_file_written=crash)
     assert _files(out) == before
     assert _leftovers(tmp_path) == []
@@ -275,7 +275,7 @@ def test_exchange_swaps_two_directories_or_reports_unsupported(tmp_path: Path) -
     b.mkdir()
     (a / "from-a").write_text("")
     (b / "from-b").write_text("")
-    if runfolder._exchange(a, b):
+    if outdir._exchange(a, b):
         assert [p.name for p in a.iterdir()] == ["from-b"]
         assert [p.name for p in b.iterdir()] == ["from-a"]
     else:  # unsupported: nothing moved

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from svcsim.k8s.errors import collapse_lines, shape_of
 from svcsim.scenario.errors import ScenarioErrors
-from svcsim.scenario.problems import collapse_lines, collapse_located, index_ranges, shape_of
+from svcsim.scenario.problems import collapse_located, index_ranges
 
 
 def _lines(n: int) -> list[str]:
