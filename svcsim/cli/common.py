@@ -33,9 +33,7 @@ def fail(problems: Iterable[str]) -> NoReturn:
 
 
 def warn(lines: Iterable[str]) -> None:
-    """Print warnings on stderr, each prefixed with ``warning:``, made safe and collapsed as
-    :func:`fail` does.
-    """
+    """Print warnings on stderr, each prefixed with ``warning:`` (safe, collapsed as by fail)."""
     for line in collapse_lines([problem_line(w) for w in lines]):
         print(f"warning: {line}", file=sys.stderr)
 
