@@ -93,10 +93,12 @@ DEAD = dead_pid()
 @pytest.mark.parametrize(
     ("name", "age_s", "removed"),
     [
-        (f".run.partial-{DEAD}-abcd1234", STALE_PARTIAL_MIN_AGE_S + 1, True),
-        (f".run.partial-{DEAD}-abcd1234", STALE_PARTIAL_MIN_AGE_S - 60, False),  # just killed?
-        (f".run.partial-{os.getpid()}-abcd1234", STALE_PARTIAL_MIN_AGE_S + 1, False),  # running
-        (f".run.partial-{os.getpid()}-abcd1234", STALE_PARTIAL_MAX_AGE_S + 1, True),  # pid reused
+        # {dead} and {alive} are filled in by the test: pids differ between xdist workers, and
+        # test ids must not.
+        (".run.partial-{dead}-abcd1234", STALE_PARTIAL_MIN_AGE_S + 1, True),
+        (".run.partial-{dead}-abcd1234", STALE_PARTIAL_MIN_AGE_S - 60, False),  # just killed?
+        (".run.partial-{alive}-abcd1234", STALE_PARTIAL_MIN_AGE_S + 1, False),  # running
+        (".run.partial-{alive}-abcd1234", STALE_PARTIAL_MAX_AGE_S + 1, True),  # pid reused
         (".run.partial-k2j4_x9a", STALE_PARTIAL_MIN_AGE_S + 1, True),  # older svcsim: no pid
         (".run.partial-k2j4_x9a", STALE_PARTIAL_MIN_AGE_S - 60, False),
         ("run.partial-123-abcd", STALE_PARTIAL_MAX_AGE_S + 1, False),  # not hidden: not ours
@@ -107,7 +109,7 @@ DEAD = dead_pid()
 def test_stale_partials_are_removed_only_when_ours_and_unused(
     tmp_path: Path, name: str, age_s: float, removed: bool
 ) -> None:
-    entry = tmp_path / name
+    entry = tmp_path / name.format(dead=DEAD, alive=os.getpid())
     entry.mkdir()
     (entry / "requests.parquet").write_bytes(b"PAR1")
     os.utime(entry, (NOW_S - age_s, NOW_S - age_s))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import svcsim.cli.run
-import svcsim.cli.scenario
+import svcsim.scenario
+import svcsim.scenario.load
 from svcsim.cli.main import app
 from svcsim.scenario import ScenarioErrors
 
@@ -108,7 +108,8 @@ def test_validate_internal_error_is_one_line_and_exit_1(
 
     good = tmp_path / "good.yaml"
     good.write_text(GOOD)
-    monkeypatch.setattr(svcsim.cli.scenario, "load_scenario", broken)
+    # The commands import the loader when they run (a fast start): patch where they find it.
+    monkeypatch.setattr(svcsim.scenario, "load_scenario", broken)
     code, out, err = run("validate", str(good))
     assert code == 1
     assert err == f"{good}: internal error (please report): KeyError: 'a bug\\nsecond line'\n"
@@ -138,8 +139,8 @@ def test_allow_outside_paths_option(
         seen.append(allow_outside_paths)
         raise ScenarioErrors(["stop here"])
 
-    monkeypatch.setattr(svcsim.cli.run, "load_scenario", stop)
-    monkeypatch.setattr(svcsim.cli.scenario, "load_scenario", stop)
+    monkeypatch.setattr(svcsim.scenario.load, "load_scenario", stop)  # run's
+    monkeypatch.setattr(svcsim.scenario, "load_scenario", stop)  # validate's
     code, _, err = run(command, str(scenario), "--allow-outside-paths")
     assert (code, err, seen) == (2, "stop here\n", [True])
 
