@@ -35,8 +35,9 @@ from svcsim.scenario.world import World
 from svcsim.traffic.reference import ReferenceEngine
 
 
-def reference_yaml(duration_s: float, nodes: int = 20, services: int = 10, pods: int = 10,
-                   rate: float = 5000.0) -> str:
+def reference_yaml(
+    duration_s: float, nodes: int = 20, services: int = 10, pods: int = 10, rate: float = 5000.0
+) -> str:
     """The reference scenario as scenario YAML."""
     docs = []
     for s in range(services):
@@ -134,8 +135,12 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600.0, help="simulated seconds")
-    parser.add_argument("--baseline-s", type=float, default=20.0,
-                        help="simulated seconds for the per-request baseline")
+    parser.add_argument(
+        "--baseline-s",
+        type=float,
+        default=20.0,
+        help="simulated seconds for the per-request baseline",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         batched_path = Path(tmp) / "benchmark.yaml"
@@ -144,14 +149,20 @@ def main() -> None:
         base_path.write_text(reference_yaml(args.baseline_s))
         n, wall, peak = measure(batched_path, baseline=False)
         rate = n / wall
-        print(f"batched:  {n:,} requests in {args.duration:g} simulated s, wall {wall:.2f} s, "
-              f"{rate:,.0f} requests/s, peak RSS {peak:,.0f} MiB")
+        print(
+            f"batched:  {n:,} requests in {args.duration:g} simulated s, wall {wall:.2f} s, "
+            f"{rate:,.0f} requests/s, peak RSS {peak:,.0f} MiB"
+        )
         bn, bwall, bpeak = measure(base_path, baseline=True)
         brate = bn / bwall
-        print(f"baseline: {bn:,} requests in {args.baseline_s:g} simulated s, wall {bwall:.2f} s, "
-              f"{brate:,.0f} requests/s, peak RSS {bpeak:,.0f} MiB")
-    print(f"simulated_requests_per_s={rate:.0f} baseline_requests_per_s={brate:.0f} "
-          f"ratio={rate / brate:.1f}")
+        print(
+            f"baseline: {bn:,} requests in {args.baseline_s:g} simulated s, wall {bwall:.2f} s, "
+            f"{brate:,.0f} requests/s, peak RSS {bpeak:,.0f} MiB"
+        )
+    print(
+        f"simulated_requests_per_s={rate:.0f} baseline_requests_per_s={brate:.0f} "
+        f"ratio={rate / brate:.1f}"
+    )
 
 
 if __name__ == "__main__":

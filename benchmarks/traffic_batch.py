@@ -37,9 +37,14 @@ def build(args: argparse.Namespace, engine: Callable[..., EngineCore]) -> World:
         for p in range(args.pods):
             w.add_pod(f"svc{s}-{p}", nodes[(s * args.pods + p) % len(nodes)], {"app": f"svc{s}"})
         w.add_service(f"svc{s}", f"10.96.{s // 250}.{s % 250 + 1}", {"app": f"svc{s}"})
-        specs.append(WorkloadSpec(f"load-{s}", PodSource({"role": "client"}),
-                                  ServiceTarget(f"default/svc{s}"),
-                                  ((0.0, args.rate / args.services),)))
+        specs.append(
+            WorkloadSpec(
+                f"load-{s}",
+                PodSource({"role": "client"}),
+                ServiceTarget(f"default/svc{s}"),
+                ((0.0, args.rate / args.services),),
+            )
+        )
     w.update_slices()
     w.program()
     w.engines.append(engine(specs, w))
@@ -63,8 +68,9 @@ def churn(w: World, args: argparse.Namespace, k: int) -> None:
     w.program()
 
 
-def run(args: argparse.Namespace, engine: Callable[..., EngineCore], duration_s: float
-        ) -> tuple[int, float, float]:
+def run(
+    args: argparse.Namespace, engine: Callable[..., EngineCore], duration_s: float
+) -> tuple[int, float, float]:
     """Requests, wall seconds, and wall seconds spent compiling rules (not traffic's work)."""
     w = build(args, engine)
     env = w.env
@@ -108,15 +114,21 @@ def main() -> None:
     args = parser.parse_args()
     n, wall, compiling = run(args, TrafficEngine, args.duration)
     fast = n / wall
-    print(f"batched: {n} requests in {wall:.2f} s wall ({fast:,.0f} requests/s); "
-          f"{compiling:.2f} s of it compiling rules, traffic alone "
-          f"{n / (wall - compiling):,.0f} requests/s")
+    print(
+        f"batched: {n} requests in {wall:.2f} s wall ({fast:,.0f} requests/s); "
+        f"{compiling:.2f} s of it compiling rules, traffic alone "
+        f"{n / (wall - compiling):,.0f} requests/s"
+    )
     n_ref, wall_ref, compiling_ref = run(args, ReferenceEngine, args.baseline_duration)
     slow = n_ref / wall_ref
-    print(f"reference: {n_ref} requests in {wall_ref:.2f} s wall ({slow:,.0f} requests/s); "
-          f"traffic alone {n_ref / (wall_ref - compiling_ref):,.0f} requests/s")
-    print(f"simulated_requests_per_s={fast:.0f} baseline_requests_per_s={slow:.0f} "
-          f"ratio={fast / slow:.1f}")
+    print(
+        f"reference: {n_ref} requests in {wall_ref:.2f} s wall ({slow:,.0f} requests/s); "
+        f"traffic alone {n_ref / (wall_ref - compiling_ref):,.0f} requests/s"
+    )
+    print(
+        f"simulated_requests_per_s={fast:.0f} baseline_requests_per_s={slow:.0f} "
+        f"ratio={fast / slow:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -86,12 +86,18 @@ def test_builtin_default_is_the_shipped_rolling_update() -> None:
 
 
 def test_cli_run_prints_the_summary_and_writes_the_folder(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", str(ROLLING), "--seed", "3", "--out",
-                                      str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app, ["run", str(ROLLING), "--seed", "3", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    for heading in ("Requests", "Failure windows", "Spread over endpoints",
-                    "Network programming latency", f"Run folder: {tmp_path / 'r'}"):
+    for heading in (
+        "Requests",
+        "Failure windows",
+        "Spread over endpoints",
+        "Network programming latency",
+        f"Run folder: {tmp_path / 'r'}",
+    ):
         assert heading in out
     assert "stale-rule" in out
     assert load(tmp_path / "r").summary["seed"] == 3

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 MAX_TABLE_ROWS: Final = 50
 """Longer tables show their first and last ``MAX_TABLE_ROWS // 2`` rows around a "..." row."""
 
+
 def _shown_rows(n: int) -> list[int | None]:
     """Row indices to print, with ``None`` where rows are elided."""
     if n <= MAX_TABLE_ROWS:

@@ -89,8 +89,11 @@ RandomFullyOpt = Annotated[
 ]
 ServiceCidrOpt = Annotated[
     str,
-    typer.Option("--service-cidr", help="kube-apiserver --service-cluster-ip-range: Services "
-                 "without a clusterIP get one from it, as the API server would allocate."),
+    typer.Option(
+        "--service-cidr",
+        help="kube-apiserver --service-cluster-ip-range: Services "
+        "without a clusterIP get one from it, as the API server would allocate.",
+    ),
 ]
 NfacctOpt = Annotated[
     bool,
@@ -173,11 +176,19 @@ def _compile_node(
         node_zone=next((n.zone for n in manifests.nodes if n.meta.name == node), None),
     )
     if switches.localhost_nodeports and not context.effective_localhost_nodeports:
-        warn(["localhost NodePorts are off: --nodeport-addresses leaves out 127.0.0.0/8, and "
-              "kube-proxy then turns --iptables-localhost-nodeports off"])
+        warn(
+            [
+                "localhost NodePorts are off: --nodeport-addresses leaves out 127.0.0.0/8, and "
+                "kube-proxy then turns --iptables-localhost-nodeports off"
+            ]
+        )
     if not context.nodeport_match_all and not context.nodeport_ips():
-        warn([f"no node address is inside --nodeport-addresses {switches.nodeport_addresses}: "
-              "kube-proxy writes no rule that leads to KUBE-NODEPORTS, so no NodePort answers"])
+        warn(
+            [
+                f"no node address is inside --nodeport-addresses {switches.nodeport_addresses}: "
+                "kube-proxy writes no rule that leads to KUBE-NODEPORTS, so no NodePort answers"
+            ]
+        )
     sync = compile_iptables_sync(manifests.services, effective_endpoint_slices(manifests), context)
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
 
@@ -213,16 +224,22 @@ def _detector(
         found = next((n for n in manifests.nodes if n.meta.name == node), None)
         cidrs = [c for c in (found.pod_cidrs if found else ()) if "." in c]
         if not cidrs:
-            problems.append(f"--detect-local-mode NodeCIDR: node {node!r} has no IPv4 "
-                            "spec.podCIDRs in the manifests")
+            problems.append(
+                f"--detect-local-mode NodeCIDR: node {node!r} has no IPv4 "
+                "spec.podCIDRs in the manifests"
+            )
             return None
         return mode, cidrs[0]
     assert used is not None
     value = given[used]
     if mode == "ClusterCIDR":
         if value is None:
-            warn(["no --cluster-cidr: like kube-proxy without a local detector, no rule "
-                  "masquerades off-cluster traffic to cluster IPs"])
+            warn(
+                [
+                    "no --cluster-cidr: like kube-proxy without a local detector, no rule "
+                    "masquerades off-cluster traffic to cluster IPs"
+                ]
+            )
             return None
         return mode, value
     if not value:
@@ -276,8 +293,12 @@ def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
         if n.meta.name == node and n.internal_ips:
             return list(n.internal_ips)
     known = ", ".join(n.meta.name for n in manifests.nodes) or "none"
-    fail([f"--node-ip: node {node!r} has no InternalIP in the manifests (nodes: {known}); "
-          "give --node-ip"])
+    fail(
+        [
+            f"--node-ip: node {node!r} has no InternalIP in the manifests (nodes: {known}); "
+            "give --node-ip"
+        ]
+    )
 
 
 def rules(
@@ -297,8 +318,11 @@ def rules(
     service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     output_format: Annotated[
         Literal["save", "restore"],
-        typer.Option("--format", help="save: as iptables-save prints it; restore: as kube-proxy "
-                     "writes it to iptables-restore."),
+        typer.Option(
+            "--format",
+            help="save: as iptables-save prints it; restore: as kube-proxy "
+            "writes it to iptables-restore.",
+        ),
     ] = "save",
 ) -> None:
     """Print the iptables rules kube-proxy (iptables mode) programs on one node.
@@ -385,8 +409,11 @@ def trace_command(
     service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     origin: Annotated[
         Literal["pod", "host", "external"] | None,
-        typer.Option("--from", help="Where the packet enters: a Pod on this node, a host-network "
-                     "process, or the node's uplink (default: guessed from --src)."),
+        typer.Option(
+            "--from",
+            help="Where the packet enters: a Pod on this node, a host-network "
+            "process, or the node's uplink (default: guessed from --src).",
+        ),
     ] = None,
     sport: Annotated[int, typer.Option("--sport", min=1, max=65535, help="Source port.")] = 40000,
     seed: Annotated[
@@ -419,13 +446,18 @@ def trace_command(
     if entry == "pod":
         owner = next((p for p in compiled.manifests.pods if p.pod_ip == src), None)
         if owner is not None and owner.node_name not in (None, node):
-            warn([f"{src} is Pod {owner.meta.key} on node {owner.node_name}: its connections "
-                  f"are processed by that node's rules, not {node}'s"])
+            warn(
+                [
+                    f"{src} is Pod {owner.meta.key} on node {owner.node_name}: its connections "
+                    f"are processed by that node's rules, not {node}'s"
+                ]
+            )
     packet = Packet(src=src, dst=dst_ip, protocol=protocol, dport=dport, sport=sport, origin=entry)
     context = compiled.context
     network = node_network(context, cluster_cidr)
     walk = trace(compiled.ruleset, packet, network, draw=draws_from(np.random.default_rng(seed)))
     typer.echo(walk.format(verbose=verbose))
     if walk.verdict == "ACCEPT" and walk.dnat is None and not walk.outcome.local:
-        typer.echo(f"no Service rule matched: the packet leaves {node} unchanged, towards "
-                   f"{dst_ip}:{dport}")
+        typer.echo(
+            f"no Service rule matched: the packet leaves {node} unchanged, towards {dst_ip}:{dport}"
+        )

@@ -40,8 +40,9 @@ def builtin_scenario() -> Path:
 def run(
     scenario: Annotated[
         Path | None,
-        typer.Argument(help="Scenario YAML (default: the built-in rolling update).",
-                       show_default=False),
+        typer.Argument(
+            help="Scenario YAML (default: the built-in rolling update).", show_default=False
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", min=0, help="Seed (default: the scenario's, or new).")
@@ -214,8 +215,7 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
             p = row.get("p_value")
             # summary.json holds the verdict; older run folders only the p-value.
             verdict = row.get("verdict") or uniformity_verdict(p)
-            table.add_row(f"{row.get('flows', 0):,}",
-                          _num(row.get("statistic")), _num(p), verdict)
+            table.add_row(f"{row.get('flows', 0):,}", _num(row.get("statistic")), _num(p), verdict)
             out.print(table)
 
     latency = summary.get("programming_latency") or {}

@@ -70,11 +70,13 @@ def validate(
             continue
         warn(loaded.warnings)  # skipped kinds, ignored fields: loaded, but worth a look
         s = loaded.scenario
-        summary = ", ".join([
-            _count(len(s.cluster.nodes), "node"),
-            _count(len(s.workloads), "workload"),
-            _count(len(s.timeline), "timeline action"),
-        ])
+        summary = ", ".join(
+            [
+                _count(len(s.cluster.nodes), "node"),
+                _count(len(s.workloads), "workload"),
+                _count(len(s.timeline), "timeline action"),
+            ]
+        )
         typer.echo(f"{file}: ok ({summary})")
         cost = estimate(s)
         if cost.large:

@@ -302,4 +302,3 @@ class MasqueradeTarget:
 
 
 Target: TypeAlias = JumpTarget | RejectTarget | MarkTarget | DnatTarget | MasqueradeTarget
-

@@ -438,4 +438,3 @@ def _insert(root: _Node, queries: list[_Query], results: list[bool], outcome: in
             raise TraceError(f"walk asked {query} where an earlier run asked {node.query}")
         node = node.children.setdefault(result, _Node())
     node.outcome = outcome
-

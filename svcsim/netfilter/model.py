@@ -76,6 +76,7 @@ __all__ = [
     "save_string",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class AddressMatch:
     """``[!] -s/-d ADDR[/PREFIX]``: the packet's address lies in ``network`` (or not)."""

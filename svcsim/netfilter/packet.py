@@ -74,8 +74,10 @@ class Packet:
 
     def describe(self) -> str:
         """One line: protocol, addresses and where the packet enters."""
-        return f"{self.protocol} {hostport(self.src, self.sport)} -> " \
+        return (
+            f"{self.protocol} {hostport(self.src, self.sport)} -> "
             f"{hostport(self.dst, self.dport)} from {self.origin}"
+        )
 
 
 def hostport(ip: str, port: int) -> str:

@@ -85,8 +85,17 @@ _MATCH_OPTIONS: dict[str, dict[str, int]] = {
     "sctp": {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1},
     "statistic": {"--mode": 1, "--probability": 1},
     "recent": {
-        "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0, "--seconds": 1, "--reap": 0,
-        "--hitcount": 1, "--name": 1, "--mask": 1, "--rsource": 0, "--rdest": 0,
+        "--set": 0,
+        "--rcheck": 0,
+        "--update": 0,
+        "--remove": 0,
+        "--seconds": 1,
+        "--reap": 0,
+        "--hitcount": 1,
+        "--name": 1,
+        "--mask": 1,
+        "--rsource": 0,
+        "--rdest": 0,
     },
     "mark": {"--mark": 1},
     "addrtype": {"--src-type": 1, "--dst-type": 1},
@@ -100,9 +109,16 @@ _TARGET_OPTIONS: dict[str, dict[str, int]] = {
     "MASQUERADE": {"--to-ports": 1, "--random": 0, "--random-fully": 0},
 }
 _GENERIC = {
-    "-s": "source", "--source": "source", "-d": "destination", "--destination": "destination",
-    "-i": "in", "--in-interface": "in", "-o": "out", "--out-interface": "out",
-    "-p": "protocol", "--protocol": "protocol",
+    "-s": "source",
+    "--source": "source",
+    "-d": "destination",
+    "--destination": "destination",
+    "-i": "in",
+    "--in-interface": "in",
+    "-o": "out",
+    "--out-interface": "out",
+    "-p": "protocol",
+    "--protocol": "protocol",
 }
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -222,8 +238,12 @@ def _build_match(ext: _Ext) -> Match:
         return CommentMatch(opts["--comment"][1][0] if "--comment" in opts else "")
     if ext.name in _PORT_PROTOCOLS:
         ranges: dict[str, PortRange] = {}
-        for flag, key in (("--sport", "s"), ("--source-port", "s"), ("--dport", "d"),
-                          ("--destination-port", "d")):
+        for flag, key in (
+            ("--sport", "s"),
+            ("--source-port", "s"),
+            ("--dport", "d"),
+            ("--destination-port", "d"),
+        ):
             if flag in opts:
                 neg, (val,) = opts[flag]
                 ranges[key] = _ports(val, neg)

@@ -275,8 +275,16 @@ class _Walker:
         if self.record:
             self.steps.append(
                 TraceStep(
-                    "rule", hook, table, chain.name, index + 1, rule.save_text(), matched, action,
-                    detail, depth,
+                    "rule",
+                    hook,
+                    table,
+                    chain.name,
+                    index + 1,
+                    rule.save_text(),
+                    matched,
+                    action,
+                    detail,
+                    depth,
                 )
             )
 

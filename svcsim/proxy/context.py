@@ -67,8 +67,13 @@ def node_port_address_problems(values: tuple[str, ...]) -> list[tuple[int, str]]
         try:
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
-            found.append((index, f"must be a CIDR such as 192.168.0.0/24, or "
-                                 f"{NODE_PORT_ADDRESSES_PRIMARY!r}, got {value!r}"))
+            found.append(
+                (
+                    index,
+                    f"must be a CIDR such as 192.168.0.0/24, or "
+                    f"{NODE_PORT_ADDRESSES_PRIMARY!r}, got {value!r}",
+                )
+            )
             continue
         if network.version != 4:
             found.append((index, f"only IPv4 is simulated, got {value!r}"))

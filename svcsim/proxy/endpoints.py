@@ -346,8 +346,9 @@ def _localize(
 
 def _local_twin(ep: EndpointInfo) -> EndpointInfo:
     """``replace(ep, is_local=True)``, spelled out (it runs for every node at every change)."""
-    return EndpointInfo(ep.ip, ep.port, True, ep.ready, ep.serving, ep.terminating,
-                        ep.zone_hints, ep.node_hints)
+    return EndpointInfo(
+        ep.ip, ep.port, True, ep.ready, ep.serving, ep.terminating, ep.zone_hints, ep.node_hints
+    )
 
 
 def _build_service_endpoints(

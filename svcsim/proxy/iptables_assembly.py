@@ -204,12 +204,16 @@ def write_fixed_tail(buf: RestoreBuffers, ctx: NodeContext) -> None:
 
 def kernel_state(buf: RestoreBuffers) -> Ruleset:
     """What a clean node holds after the Monitor, the jump rules and the restore."""
-    return _state(buf, ((c, _rule_of(w)) for c, w in buf.nat_rules),
-                  ((c, _rule_of(w)) for c, w in buf.filter_rules))
+    return _state(
+        buf,
+        ((c, _rule_of(w)) for c, w in buf.nat_rules),
+        ((c, _rule_of(w)) for c, w in buf.filter_rules),
+    )
 
 
-def _state(buf: RestoreBuffers, nat: Iterable[tuple[str, Rule]],
-           filter_: Iterable[tuple[str, Rule]]) -> Ruleset:
+def _state(
+    buf: RestoreBuffers, nat: Iterable[tuple[str, Rule]], filter_: Iterable[tuple[str, Rule]]
+) -> Ruleset:
     """:func:`kernel_state` of ``buf``, given its rules parsed (``(chain, rule)`` in order)."""
     b = RulesetBuilder()
     for table in CANARY_TABLES:
@@ -387,8 +391,11 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
         for of_part in lines:
             nat += of_part.nat_sections
         sections = (other, tuple(nat))
-    ruleset = _state(buf, itertools.chain.from_iterable(p.nat_parsed for p in lines),
-                     itertools.chain.from_iterable(p.filter_parsed for p in lines))
+    ruleset = _state(
+        buf,
+        itertools.chain.from_iterable(p.nat_parsed for p in lines),
+        itertools.chain.from_iterable(p.filter_parsed for p in lines),
+    )
     built = (ruleset, "\n".join(text) + "\n", buf, sections)
     _assembled.put(key, (parts, built))
     return built

@@ -115,8 +115,9 @@ class ServicePortName:
         base = f"{self.namespace}/{self.name}"
         object.__setattr__(self, "service", base)
         object.__setattr__(self, "text", f"{base}:{self.port}" if self.port else base)
-        object.__setattr__(self, "_hash", hash((self.namespace, self.name, self.port,
-                                                self.protocol)))
+        object.__setattr__(
+            self, "_hash", hash((self.namespace, self.name, self.port, self.protocol))
+        )
 
     def __hash__(self) -> int:
         return self._hash

@@ -48,8 +48,10 @@ def topology_mode_from_hints(
     if not ready:
         return ""
     node_hinted = all(ep.node_hints for ep in ready)
-    if prefer_same_traffic_distribution and node_hinted and any(
-        node_name in ep.node_hints for ep in ready
+    if (
+        prefer_same_traffic_distribution
+        and node_hinted
+        and any(node_name in ep.node_hints for ep in ready)
     ):
         return PREFER_SAME_NODE
     if zone and all(ep.zone_hints for ep in ready) and any(zone in ep.zone_hints for ep in ready):

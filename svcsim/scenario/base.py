@@ -103,7 +103,6 @@ OptionalName = Annotated[str, _name_check(dns1123_subdomain_problem, allow_empty
 """An RFC 1123 subdomain, or ``""`` for "not named"."""
 
 
-
 def _got(value: str) -> str:
     """``value`` quoted for a message, cut to an excerpt."""
     return shorten(repr(value), MAX_EXCERPT_CHARS)
@@ -133,6 +132,7 @@ IPv4 = Annotated[str, AfterValidator(_ipv4)]
 
 IPv4CIDR = Annotated[str, AfterValidator(_ipv4_cidr)]
 """An IPv4 network in CIDR notation without host bits (``10.244.0.0/16``)."""
+
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
     """``value`` if every key and value is one the API server accepts in labels."""

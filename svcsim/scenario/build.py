@@ -93,7 +93,12 @@ def build_world(
     for dep in manifests.deployments:
         profile = apps.get(dep.meta.name, AppProfile(name=dep.meta.name))
         ctl = DeploymentController(
-            env, dep, profile, fleet, scheduler, world.rng(f"deployment/{dep.meta.key}"),
+            env,
+            dep,
+            profile,
+            fleet,
+            scheduler,
+            world.rng(f"deployment/{dep.meta.key}"),
             world.record_event,
         )
         ctl.start(running=True)
@@ -136,9 +141,7 @@ def build_world(
 
     world.view = ApiView(api, network)
     node_ips = [n.ip for n in cluster.nodes]
-    world.traffic = engine(
-        [_workload(w, initial.services, node_ips) for w in sc.workloads], world
-    )
+    world.traffic = engine([_workload(w, initial.services, node_ips) for w in sc.workloads], world)
     schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     return world
 
@@ -283,4 +286,3 @@ def _workload(
         request_timeout_s=w.request_timeout_s,
         retries=ts.Retries(w.retries.max, w.retries.backoff_s),
     )
-

@@ -320,8 +320,9 @@ class _Checks:
         wanted = (port.protocol, target)
         deps, pods = self.matching(service.selector)
         declared = [(f"Deployment {d.meta.name}", d.template.container_ports) for d in deps]
-        declared += [(f"Pod {self.bare_pods[k].meta.name}", self.bare_pods[k].container_ports)
-                     for k in pods]
+        declared += [
+            (f"Pod {self.bare_pods[k].meta.name}", self.bare_pods[k].container_ports) for k in pods
+        ]
         for owner, ports in declared:
             if ports and wanted not in {(p.protocol, p.container_port) for p in ports}:
                 listed = ", ".join(f"{p.container_port}/{p.protocol.value}" for p in ports)

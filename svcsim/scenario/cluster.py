@@ -63,17 +63,21 @@ def _per_node_schema() -> WithJsonSchema:
     duration = {
         "anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "number", "minimum": 0}]
     }
-    return WithJsonSchema({
-        "anyOf": [
-            duration,
-            {
-                "type": "object",
-                "properties": {"default": duration},
-                "additionalProperties": duration,
-            },
-        ],
-        "description": "A duration, or a map {default: <duration>, <node name>: <duration>, ...}.",
-    })
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                duration,
+                {
+                    "type": "object",
+                    "properties": {"default": duration},
+                    "additionalProperties": duration,
+                },
+            ],
+            "description": (
+                "A duration, or a map {default: <duration>, <node name>: <duration>, ...}."
+            ),
+        }
+    )
 
 
 def _as_map(value: Any) -> Any:
@@ -257,8 +261,13 @@ class Cluster(SchemaModel):
             if hosts.overlaps(net):
                 found.append((("nodeCIDR",), f"overlaps {other} {net}"))
         if pods.prefixlen > NODE_POD_PREFIX:
-            found.append((("clusterCIDR",), f"must be /{NODE_POD_PREFIX} or larger (each node gets "
-                                            f"a /{NODE_POD_PREFIX}), got {pods}"))
+            found.append(
+                (
+                    ("clusterCIDR",),
+                    f"must be /{NODE_POD_PREFIX} or larger (each node gets "
+                    f"a /{NODE_POD_PREFIX}), got {pods}",
+                )
+            )
         found.extend(_unallocated(self.nodes, hosts, pods))
         _check_nodes(self.nodes, pods, services, found)
         names = set(self.node_names)
@@ -285,19 +294,27 @@ def _unallocated(
     if no_ip:
         # Node i needs host number NODE_IP_OFFSET + i + 1 below the broadcast address.
         prefix = 32 - _bits_for(NODE_IP_OFFSET + no_ip[-1] + 3)
-        found.append((("nodes", no_ip[0], "ip"),
-                      f"no default IP left in nodeCIDR {hosts} for {_which(no_ip)}; "
-                      f"set cluster.nodeCIDR to a /{prefix} or larger, or set each node's ip"))
+        found.append(
+            (
+                ("nodes", no_ip[0], "ip"),
+                f"no default IP left in nodeCIDR {hosts} for {_which(no_ip)}; "
+                f"set cluster.nodeCIDR to a /{prefix} or larger, or set each node's ip",
+            )
+        )
     if pods.prefixlen > NODE_POD_PREFIX:
         return found  # the clusterCIDR problem says why; one line, not one per node
     no_range = [i for i, node in enumerate(nodes) if not node.pod_cidr]
     if no_range:
         # Node i takes the i-th /NODE_POD_PREFIX of clusterCIDR, even when it sets its own.
         prefix = NODE_POD_PREFIX - _bits_for(no_range[-1] + 1)
-        found.append((("nodes", no_range[0], "podCIDR"),
-                      f"no /{NODE_POD_PREFIX} left in clusterCIDR {pods} for "
-                      f"{_which(no_range)}; set cluster.clusterCIDR to a /{prefix} or larger, "
-                      f"or set each node's podCIDR"))
+        found.append(
+            (
+                ("nodes", no_range[0], "podCIDR"),
+                f"no /{NODE_POD_PREFIX} left in clusterCIDR {pods} for "
+                f"{_which(no_range)}; set cluster.clusterCIDR to a /{prefix} or larger, "
+                f"or set each node's podCIDR",
+            )
+        )
     return found
 
 
@@ -324,13 +341,18 @@ def _check_nodes(
     for i, node in enumerate(nodes):
         if node.name in seen_names:
             first = seen_names[node.name]
-            found.append((("nodes", i, "name"),
-                          f"duplicate node name {node.name!r} (also nodes[{first}])"))
+            found.append(
+                (("nodes", i, "name"), f"duplicate node name {node.name!r} (also nodes[{first}])")
+            )
         seen_names.setdefault(node.name, i)
         if node.ip:
             if node.ip in seen_ips:
-                found.append((("nodes", i, "ip"),
-                              f"duplicate node IP {node.ip} (also nodes[{seen_ips[node.ip]}])"))
+                found.append(
+                    (
+                        ("nodes", i, "ip"),
+                        f"duplicate node IP {node.ip} (also nodes[{seen_ips[node.ip]}])",
+                    )
+                )
             seen_ips.setdefault(node.ip, i)
             addr = ipaddress.IPv4Address(node.ip)
             for net, what in ((pods, "clusterCIDR"), (services, "serviceCIDR")):
@@ -361,8 +383,10 @@ def _overlapping(ranges: list[tuple[ipaddress.IPv4Network, int]]) -> list[tuple[
         if cover is None or last > cover[0]:
             cover = (last, i)
     nets = dict((i, net) for net, i in ranges)
-    return [(("nodes", i, "podCIDR"), f"{nets[i]} overlaps nodes[{j}].podCIDR {nets[j]}")
-            for i, j in sorted(pairs)]
+    return [
+        (("nodes", i, "podCIDR"), f"{nets[i]} overlaps nodes[{j}].podCIDR {nets[j]}")
+        for i, j in sorted(pairs)
+    ]
 
 
 def _unknown_nodes(where: Loc, keys: Mapping[str, Any], names: set[str]) -> list[tuple[Loc, str]]:

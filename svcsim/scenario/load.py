@@ -93,9 +93,14 @@ def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> Loa
     if doc is None:
         raise ScenarioErrors(syntax)
     if not isinstance(doc.data, dict):
-        raise ScenarioErrors([*syntax, f"{source}:{doc.root_line}: must be a mapping with "
-                                       f"apiVersion: svcsim/v1 and kind: Scenario, "
-                                       f"got {describe(doc.data)}"])
+        raise ScenarioErrors(
+            [
+                *syntax,
+                f"{source}:{doc.root_line}: must be a mapping with "
+                f"apiVersion: svcsim/v1 and kind: Scenario, "
+                f"got {describe(doc.data)}",
+            ]
+        )
     own: list[tuple[int, str]] = [(_line_of(p), p) for p in syntax]
     scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     base_dir = file.parent
@@ -194,8 +199,10 @@ class _Texts:
                 if len(texts) == 1:
                     found[i] = texts[0]
                 elif texts:
-                    self.problem(("timeline", i, "manifest", "path"),
-                                 "must name one file here, not a directory")
+                    self.problem(
+                        ("timeline", i, "manifest", "path"),
+                        "must name one file here, not a directory",
+                    )
         return found
 
     def entry(self, entry: Any, where: tuple[str | int, ...]) -> list[ManifestText]:
@@ -256,8 +263,11 @@ class _Texts:
             return False
         if real.is_relative_to(root):
             return True
-        self.problem(at, f"outside the scenario's directory: {quote(shown)} is {quote(str(real))}"
-                         " (pass --allow-outside-paths to read it)")
+        self.problem(
+            at,
+            f"outside the scenario's directory: {quote(shown)} is {quote(str(real))}"
+            " (pass --allow-outside-paths to read it)",
+        )
         return False
 
 

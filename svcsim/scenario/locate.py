@@ -148,8 +148,10 @@ class _Converter:
             if not pair.merged:
                 # A key written twice is a mistake; a written key overriding a merged one is not.
                 if key in written:
-                    self.problems.append(f"{self.source}:{line}: {format_path(sub)}: "
-                                         f"duplicate key (first at line {self.doc.lines[sub]})")
+                    self.problems.append(
+                        f"{self.source}:{line}: {format_path(sub)}: "
+                        f"duplicate key (first at line {self.doc.lines[sub]})"
+                    )
                     continue
                 written.add(key)
             self.doc.lines[sub] = line
@@ -220,8 +222,12 @@ def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
     kind = err["type"]
     ctx: dict[str, Any] = dict(err.get("ctx") or {})
     got = describe(err.get("input"))
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-              "less_than_equal": "<="}
+    bounds = {
+        "greater_than": ">",
+        "greater_than_equal": ">=",
+        "less_than": "<",
+        "less_than_equal": "<=",
+    }
     if kind in bounds:
         limit = next(iter(ctx.values()), "?")
         return f"must be {bounds[kind]} {_number(limit)}, got {got}"
@@ -253,7 +259,7 @@ def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
         ("dict_type", "model_type", "model_attributes_type"): "must be a mapping",
         ("list_type", "tuple_type"): "must be a list",
         ("string_pattern_mismatch",): "must be lowercase letters, digits and '-', starting and "
-                                      "ending alphanumeric",
+        "ending alphanumeric",
     }
     for kinds, text in simple.items():
         if kind in kinds:

@@ -200,19 +200,22 @@ class ProxySettings(SchemaModel):
     def _cross_checks(self) -> ProxySettings:
         found: list[tuple[Loc, str]] = []
         if self.min_sync_period_s > self.sync_period_s:
-            found.append((
-                ("minSyncPeriod",),
-                f"must be <= syncPeriod ({format_duration(self.sync_period_s)}), "
-                f"got {format_duration(self.min_sync_period_s)}",
-            ))
+            found.append(
+                (
+                    ("minSyncPeriod",),
+                    f"must be <= syncPeriod ({format_duration(self.sync_period_s)}), "
+                    f"got {format_duration(self.min_sync_period_s)}",
+                )
+            )
         needs = _DETECTOR_NEEDS.get(self.detect_local_mode)
         if needs is not None and not getattr(self.detect_local, needs.attribute):
             message = f"{self.detect_local_mode} needs {needs.yaml_path}"
             found.append((("detectLocalMode",), message))
         addresses = tuple(self.node_port_addresses)
         if NODE_PORT_ADDRESSES_PRIMARY in addresses:  # alone; each entry is checked on its own
-            found += [(("nodePortAddresses", i), why)
-                      for i, why in node_port_address_problems(addresses)]
+            found += [
+                (("nodePortAddresses", i), why) for i, why in node_port_address_problems(addresses)
+            ]
         if found:
             raise problems_at("proxy", found)
         return self

@@ -153,8 +153,9 @@ def _int_or_percent(value: Any) -> Any:
 IntOrPercent = Annotated[
     int | str,
     BeforeValidator(_int_or_percent),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
-                              {"type": "string", "pattern": "^[0-9]+%$"}]}),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+%$"}]}
+    ),
 ]
 """Kubernetes' IntOrString as Deployment strategies use it: ``1`` or ``25%``."""
 

@@ -84,8 +84,12 @@ class Scenario(SchemaModel):
         seen: dict[str, int] = {}
         for i, w in enumerate(workloads):
             if w.name in seen:
-                found.append(((i, "name"), f"duplicate workload name {w.name!r} "
-                                           f"(also workloads[{seen[w.name]}])"))
+                found.append(
+                    (
+                        (i, "name"),
+                        f"duplicate workload name {w.name!r} (also workloads[{seen[w.name]}])",
+                    )
+                )
             seen.setdefault(w.name, i)
             node = w.source.node()
             if nodes is not None and node is not None and node not in nodes:

@@ -191,8 +191,17 @@ Action = Annotated[
 """One timeline entry, told apart by ``action``."""
 
 ACTIONS: tuple[str, ...] = (
-    "rollout", "scale", "delete-pod", "crash-pod", "crash-proxy", "restart-proxy",
-    "block-sync", "inject-stale-rule", "add-service", "remove-service", "drain-node",
+    "rollout",
+    "scale",
+    "delete-pod",
+    "crash-pod",
+    "crash-proxy",
+    "restart-proxy",
+    "block-sync",
+    "inject-stale-rule",
+    "add-service",
+    "remove-service",
+    "drain-node",
     "flush-conntrack",
 )
 """Every ``action`` value, in documentation order."""

@@ -109,8 +109,9 @@ class _Timeline:
             except ValueError as exc:
                 # As `iptables-restore` refuses a jump from a chain that is not there (the
                 # Service lost its endpoints since): the edit fails, the run goes on.
-                self.event(EventKind.FAULT, action.node, action.service,
-                           f"inject-stale-rule failed: {exc}")
+                self.event(
+                    EventKind.FAULT, action.node, action.service, f"inject-stale-rule failed: {exc}"
+                )
         elif isinstance(action, tl.AddService):
             self.add_objects(index)
         elif isinstance(action, tl.RemoveService):

@@ -98,11 +98,17 @@ class App(SchemaModel):
     @model_validator(mode="after")
     def _drain_before_exit(self) -> App:
         if self.drain_after_sigterm_s > self.exit_after_sigterm_s:
-            raise problems_at("app", [(
-                ("drainAfterSigterm",),
-                f"must be <= exitAfterSigterm ({format_duration(self.exit_after_sigterm_s)}), "
-                f"got {format_duration(self.drain_after_sigterm_s)}",
-            )])
+            raise problems_at(
+                "app",
+                [
+                    (
+                        ("drainAfterSigterm",),
+                        "must be <= exitAfterSigterm "
+                        f"({format_duration(self.exit_after_sigterm_s)}), "
+                        f"got {format_duration(self.drain_after_sigterm_s)}",
+                    )
+                ],
+            )
         return self
 
 
@@ -253,9 +259,13 @@ class Workload(OmitNoneModel):
         steps = self.rate_schedule or ()
         for i in range(1, len(steps)):
             if steps[i].at_s <= steps[i - 1].at_s:
-                found.append((("rateSchedule", i, "at"),
-                              f"must be after rateSchedule[{i - 1}].at "
-                              f"({format_duration(steps[i - 1].at_s)})"))
+                found.append(
+                    (
+                        ("rateSchedule", i, "at"),
+                        f"must be after rateSchedule[{i - 1}].at "
+                        f"({format_duration(steps[i - 1].at_s)})",
+                    )
+                )
         target = self.target
         if isinstance(target, AddressTarget):
             udp = isinstance(self.connection, Udp)

@@ -155,7 +155,6 @@ class ProgrammedView:
         return self.endpoints_map.get(spn, ())
 
 
-
 @dataclass(frozen=True, slots=True)
 class StaleUdpFilter:
     """``CleanStaleEntries``: which UDP conntrack entries kube-proxy deletes after a sync.

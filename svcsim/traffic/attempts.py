@@ -126,7 +126,10 @@ class Attempts(_Arrays):
     def empty(cls) -> Attempts:
         """No attempts."""
         return cls(
-            np.empty(0, np.int64), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int32),
+            np.empty(0, np.int64),
+            np.empty(0),
+            np.empty(0, np.int32),
+            np.empty(0, np.int32),
             np.empty(0, np.int16),
         )
 
@@ -160,9 +163,16 @@ class Results(_Arrays):
     def blank(cls, n: int) -> Results:
         """``n`` rows to fill in."""
         return cls(
-            np.zeros(n), np.zeros(n, np.int8), np.zeros(n, np.int8), np.zeros(n, np.int32),
-            np.zeros(n, np.int32), np.zeros(n, np.bool_), np.full(n, -1, np.int64),
-            np.zeros(n, np.bool_), np.full(n, None, dtype=object), np.full(n, np.nan),
+            np.zeros(n),
+            np.zeros(n, np.int8),
+            np.zeros(n, np.int8),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.bool_),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.bool_),
+            np.full(n, None, dtype=object),
+            np.full(n, np.nan),
         )
 
 
@@ -189,28 +199,60 @@ class Rows(_Arrays):
     expiry: F64
 
     @classmethod
-    def of(
-        cls, attempts: Attempts, results: Results, node: I32, service: I32
-    ) -> Rows:
+    def of(cls, attempts: Attempts, results: Results, node: I32, service: I32) -> Rows:
         """Join a batch of attempts with their results."""
         return cls(
-            attempts.t, attempts.t + results.latency, results.latency, attempts.w,
-            attempts.client, node, service, attempts.attempt, results.conn_id, results.new_flow,
-            results.endpoint, results.pod, results.outcome, results.cause, results.served,
-            results.handle, results.expiry,
+            attempts.t,
+            attempts.t + results.latency,
+            results.latency,
+            attempts.w,
+            attempts.client,
+            node,
+            service,
+            attempts.attempt,
+            results.conn_id,
+            results.new_flow,
+            results.endpoint,
+            results.pod,
+            results.outcome,
+            results.cause,
+            results.served,
+            results.handle,
+            results.expiry,
         )
 
 
-_RECORDED = ("t", "end", "latency", "w", "client", "node", "service", "attempt", "conn_id",
-             "new_flow", "endpoint", "pod", "outcome", "cause")
+_RECORDED = (
+    "t",
+    "end",
+    "latency",
+    "w",
+    "client",
+    "node",
+    "service",
+    "attempt",
+    "conn_id",
+    "new_flow",
+    "endpoint",
+    "pod",
+    "outcome",
+    "cause",
+)
 """The :class:`Rows` columns that make a record."""
 
 
 class RecordBuffer:
     """Rows waiting to be written; decoded to strings and handed to the Recorder in bulk."""
 
-    def __init__(self, recorder: Recorder, vocab: Vocab, workloads: list[str],
-                 clients: ClientRegistry, nodes: list[str], flush_rows: int = 1 << 16) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        vocab: Vocab,
+        workloads: list[str],
+        clients: ClientRegistry,
+        nodes: list[str],
+        flush_rows: int = 1 << 16,
+    ) -> None:
         self.recorder = recorder
         self.vocab = vocab
         self.workloads = np.array(workloads, dtype=object)
@@ -235,9 +277,12 @@ class RecordBuffer:
             return
         parts, self._parts, self._count = self._parts, [], 0
         # Only the recorded columns (not the engine's handles and expiries).
-        rows = {name: np.concatenate([getattr(p, name) if keep is None else getattr(p, name)[keep]
-                                      for p, keep in parts])
-                for name in _RECORDED}
+        rows = {
+            name: np.concatenate(
+                [getattr(p, name) if keep is None else getattr(p, name)[keep] for p, keep in parts]
+            )
+            for name in _RECORDED
+        }
         labels = [c.label for c in self.clients.clients]
         strings = self.vocab.strings
         # Codes plus their strings: the Recorder looks only at the strings in use.

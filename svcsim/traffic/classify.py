@@ -79,9 +79,7 @@ _BY_STATE = {
 }
 
 
-def classify(
-    outcome: NfOutcome, dial: Dial, node: str, ctx: TrafficContext
-) -> Resolution:
+def classify(outcome: NfOutcome, dial: Dial, node: str, ctx: TrafficContext) -> Resolution:
     """The result of a new flow whose first packet the node's rules decided as ``outcome``."""
     if outcome.verdict is VerdictKind.REJECT:
         return Resolution(Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False)
@@ -115,8 +113,15 @@ def classify_inputs(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tupl
         app = ctx.outside_host(ip)
         return (in_api, app, None if app is None else ctx.service_time_of(app))
     expected = ctx.endpoint_owner(dial.service, ip) if dnat and dial.service else None
-    return (in_api, owner.pod, owner.app, ctx.service_time_of(owner.app), owner.state,
-            owner.accepts(dial.protocol, port), expected)
+    return (
+        in_api,
+        owner.pod,
+        owner.app,
+        ctx.service_time_of(owner.app),
+        owner.state,
+        owner.accepts(dial.protocol, port),
+        expected,
+    )
 
 
 def classify_deps(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tuple[int, ...]:

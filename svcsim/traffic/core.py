@@ -55,8 +55,15 @@ _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED})
 class EngineCore:
     """Shared driver of :class:`~svcsim.traffic.engine.TrafficEngine` and the reference."""
 
-    def __init__(self, specs: tuple[WorkloadSpec, ...], ctx: TrafficContext, path: KernelPath,
-                 *, block_s: float = 1.0, flush_rows: int = 1 << 16) -> None:
+    def __init__(
+        self,
+        specs: tuple[WorkloadSpec, ...],
+        ctx: TrafficContext,
+        path: KernelPath,
+        *,
+        block_s: float = 1.0,
+        flush_rows: int = 1 << 16,
+    ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate workload names in {names}")
@@ -69,10 +76,12 @@ class EngineCore:
         self.node_index = {n: i for i, n in enumerate(self.nodes)}
         self.clients = ClientRegistry()
         self.flows = PerFlow(ctx, specs, path, self.vocab)
-        self.buffer = RecordBuffer(ctx.recorder, self.vocab, names, self.clients, self.nodes,
-                                   flush_rows)
-        self._arrivals = [ArrivalStream(s.rate, ctx.rng(f"workload/{s.name}"), block_s)
-                          for s in specs]
+        self.buffer = RecordBuffer(
+            ctx.recorder, self.vocab, names, self.clients, self.nodes, flush_rows
+        )
+        self._arrivals = [
+            ArrivalStream(s.rate, ctx.rng(f"workload/{s.name}"), block_s) for s in specs
+        ]
         self._seeds: dict[int, SeedStream] = {}
         self._next_id = 0
         self._retries = Attempts.empty()
@@ -105,8 +114,11 @@ class EngineCore:
 
     def _state_key(self) -> object:
         kernels = self.ctx.kernels
-        return (self.ctx.state_version(), self._backend_changes,
-                tuple(kernels[n].generation for n in self.nodes))
+        return (
+            self.ctx.state_version(),
+            self._backend_changes,
+            tuple(kernels[n].generation for n in self.nodes),
+        )
 
     def _refresh_view(self, key: object) -> None:
         """Snapshot what the traffic path reads (clients, dials) for the state ``key``."""
@@ -241,8 +253,10 @@ class EngineCore:
         """
         self.flush()
         untracked = self._untracked_counts(t_s)
-        return {node: self.ctx.kernels[node].conntrack.count(t_s) + int(untracked[i])
-                for i, node in enumerate(self.nodes)}
+        return {
+            node: self.ctx.kernels[node].conntrack.count(t_s) + int(untracked[i])
+            for i, node in enumerate(self.nodes)
+        }
 
     def _untracked_counts(self, t_s: float) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Entries counted outside the nodes' ConntrackTables, by node index (none here)."""
@@ -285,9 +299,13 @@ class EngineCore:
         pick = np.minimum((np.concatenate(uniforms) * per_row).astype(np.int64), per_row - 1)
         first = np.repeat(np.cumsum(sizes) - sizes, counts)  # each workload's clients' start
         n = int(counts.sum())
-        return Attempts(self._new_ids(n), np.concatenate(times),
-                        np.repeat(np.array(ws, dtype=np.int32), counts),
-                        np.concatenate(clients)[first + pick], np.zeros(n, np.int16))
+        return Attempts(
+            self._new_ids(n),
+            np.concatenate(times),
+            np.repeat(np.array(ws, dtype=np.int32), counts),
+            np.concatenate(clients)[first + pick],
+            np.zeros(n, np.int16),
+        )
 
     def _run(self, pending: Attempts, t1: float) -> None:
         while len(pending):
@@ -315,8 +333,9 @@ class EngineCore:
                 pending = Attempts.concat([pending, retries.take(due)]).sorted()
                 self._retries = Attempts.concat([self._retries, retries.take(~due)])
 
-    def _assign_seeds(self, nodes: np.ndarray[Any, np.dtype[np.int32]]
-                      ) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    def _assign_seeds(
+        self, nodes: np.ndarray[Any, np.dtype[np.int32]]
+    ) -> np.ndarray[Any, np.dtype[np.uint64]]:
         # Each node's attempts, in their (chronological) order, take its next seeds.
         if not len(nodes):
             return np.empty(0, dtype=np.uint64)
@@ -334,23 +353,33 @@ class EngineCore:
         seeds[np.argsort(keys, kind="stable")] = np.concatenate(parts)
         return seeds
 
-    def _resolve(self, chunk: Attempts, nodes: np.ndarray[Any, np.dtype[np.int32]],
-                 seeds: np.ndarray[Any, np.dtype[np.uint64]]) -> Results:
+    def _resolve(
+        self,
+        chunk: Attempts,
+        nodes: np.ndarray[Any, np.dtype[np.int32]],
+        seeds: np.ndarray[Any, np.dtype[np.uint64]],
+    ) -> Results:
         """Resolve one chronological chunk of attempts (engine-specific)."""
         results = Results.blank(len(chunk))
         self._resolve_per_flow(chunk, seeds, np.arange(len(chunk)), results)
         return results
 
-    def _resolve_per_flow(self, chunk: Attempts, seeds: np.ndarray[Any, np.dtype[np.uint64]],
-                          index: np.ndarray[Any, np.dtype[np.intp]], results: Results) -> None:
+    def _resolve_per_flow(
+        self,
+        chunk: Attempts,
+        seeds: np.ndarray[Any, np.dtype[np.uint64]],
+        index: np.ndarray[Any, np.dtype[np.intp]],
+        results: Results,
+    ) -> None:
         """Resolve the attempts at ``index`` one at a time, in order, into ``results``."""
         code = self.vocab.code
         for i in index.tolist():
             w, cid = int(chunk.w[i]), int(chunk.client[i])
             dial = self.dials[w]
             assert dial is not None
-            r = self.flows.resolve(w, cid, self.clients[cid], dial, int(seeds[i]),
-                                   float(chunk.t[i]))
+            r = self.flows.resolve(
+                w, cid, self.clients[cid], dial, int(seeds[i]), float(chunk.t[i])
+            )
             results.latency[i] = r.latency
             results.outcome[i] = OUTCOME_CODE[r.outcome]
             results.cause[i] = CAUSE_CODE[r.cause]
@@ -370,9 +399,7 @@ class EngineCore:
             self.buffer.add(rows)
             return self._retries_for(rows)
         moving = rows.take(flying)
-        self._inflight = moving if self._inflight is None else Rows.concat(
-            [self._inflight, moving]
-        )
+        self._inflight = moving if self._inflight is None else Rows.concat([self._inflight, moving])
         final = ~flying  # selected lazily, without copying the rows
         self.buffer.add(rows, final)
         return self._retries_for(rows, final)
@@ -433,8 +460,9 @@ class EngineCore:
             elif handle is not None:
                 self.flows.reset_anonymous(self.nodes[int(rows.node[i])], handle, now_s)
             elif not np.isnan(rows.expiry[i]):
-                self.flows.reset_anonymous(self.nodes[int(rows.node[i])],
-                                           float(rows.expiry[i]), now_s)
+                self.flows.reset_anonymous(
+                    self.nodes[int(rows.node[i])], float(rows.expiry[i]), now_s
+                )
         self.buffer.add(rows)
         self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
         return conns

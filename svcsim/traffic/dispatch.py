@@ -209,13 +209,15 @@ class DispatchCache:
         self.built = 0
         self.reused = 0
 
-    def lookup(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
-               dport: int) -> Dispatch:
+    def lookup(
+        self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str, dport: int
+    ) -> Dispatch:
         """The dispatch of new connections with this key under ``kernel``'s current rules."""
         return self._entry(kernel, (src, origin, dst, protocol, dport)).built.dispatch
 
-    def lookup_reads(self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str,
-                     dport: int) -> tuple[Dispatch, frozenset[tuple[str, str]]]:
+    def lookup_reads(
+        self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str, dport: int
+    ) -> tuple[Dispatch, frozenset[tuple[str, str]]]:
         """:meth:`lookup`, and the ``(table, chain)`` names its walks read.
 
         The dispatch holds on any later ruleset of the node in which each of those names

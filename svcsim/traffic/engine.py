@@ -110,13 +110,20 @@ class TrafficEngine(EngineCore):
     what is still in flight at the end. See :mod:`svcsim.traffic.core` for the shared rules.
     """
 
-    def __init__(self, specs: Iterable[WorkloadSpec], ctx: TrafficContext, *,
-                 block_s: float = 1.0, flush_rows: int = 1 << 16) -> None:
+    def __init__(
+        self,
+        specs: Iterable[WorkloadSpec],
+        ctx: TrafficContext,
+        *,
+        block_s: float = 1.0,
+        flush_rows: int = 1 << 16,
+    ) -> None:
         nodes = sorted(ctx.kernels)
         self.occupancy = OccupancyBook(len(nodes))
         self.dispatches = DispatchCache()
-        self._path = IndexPath(ctx, self.occupancy, self.dispatches,
-                               {n: i for i, n in enumerate(nodes)})
+        self._path = IndexPath(
+            ctx, self.occupancy, self.dispatches, {n: i for i, n in enumerate(nodes)}
+        )
         super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
         self._groups = Groups()
         self._gid = np.full((len(self.specs), 0), -2, dtype=np.int32)
@@ -138,8 +145,9 @@ class TrafficEngine(EngineCore):
         self._slices_seen: dict[str, int] = {}
         self._network_seen = -1
         self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
-        self._shared_rows: dict[tuple[Dispatch, Dial, ProxyState],
-                                tuple[list[int], list[dict[str, int]]]] = {}
+        self._shared_rows: dict[
+            tuple[Dispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
+        ] = {}
         self._states: list[ProxyState] = []
         self._dials: list[Dial | None] = []
         self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
@@ -165,8 +173,11 @@ class TrafficEngine(EngineCore):
         old, new = self._old_view_key, self._view_key
         states = [self.ctx.proxy_state(n) for n in self.nodes]
         dials = list(self.dials)
-        if (not isinstance(old, tuple) or not isinstance(new, tuple)
-                or len(self._groups.fast) > 2 * len(self._shared) + GROUPS_SPARE):
+        if (
+            not isinstance(old, tuple)
+            or not isinstance(new, tuple)
+            or len(self._groups.fast) > 2 * len(self._shared) + GROUPS_SPARE
+        ):
             self._groups = self._new_groups()
             self._gid = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
             self._shared.clear()
@@ -185,11 +196,15 @@ class TrafficEngine(EngineCore):
             self._grow_gid()
             if old[:2] != new[:2]:
                 self._reclassify(states)
-            restated = [i for i, (x, y) in enumerate(zip(self._states, states, strict=True))
-                        if x != y]
+            restated = [
+                i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
+            ]
             self._gid[:, np.isin(self._client_node, restated)] = -2
-            resynced = [i for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
-                        if a != b and i not in restated]
+            resynced = [
+                i
+                for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
+                if a != b and i not in restated
+            ]
             if resynced:
                 self._keep_untouched(resynced, old[2])
             for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
@@ -206,8 +221,11 @@ class TrafficEngine(EngineCore):
                     clients = self._clients_of[w]
                     for c in clients[self._gid[w, clients] == -2].tolist():
                         self._gid[w, c] = self._group_of(w, c)
-            pairs = [self._gid[w, self._clients_of[w]]
-                     for w in range(len(self.specs)) if self.dials[w] is not None]
+            pairs = [
+                self._gid[w, self._clients_of[w]]
+                for w in range(len(self.specs))
+                if self.dials[w] is not None
+            ]
             if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
                 fast = self._groups.materialise()["fast"]
                 self._deferrable = bool(fast[np.concatenate(pairs)].all())
@@ -234,8 +252,11 @@ class TrafficEngine(EngineCore):
                     if self._gid[w, c] < 0:
                         continue
                     memo = self._dispatch_of.get((w, c))
-                    if (memo is not None and memo.generation == generations[i]
-                            and changed.isdisjoint(memo.names)):
+                    if (
+                        memo is not None
+                        and memo.generation == generations[i]
+                        and changed.isdisjoint(memo.names)
+                    ):
                         memo.generation = kernel.generation
                     else:
                         self._gid[w, c] = -2
@@ -266,8 +287,11 @@ class TrafficEngine(EngineCore):
                 continue
             spine = self._spines[dispatch]
             shared[key] = remap[gid] = groups.add(
-                (-1, "", ""), node, spine is not None,
-                spine if spine is not None else ([], [], [], 0), rows,
+                (-1, "", ""),
+                node,
+                spine is not None,
+                spine if spine is not None else ([], [], [], 0),
+                rows,
             )
             self._shared_rows[key] = (rids, rows)
         self._shared = shared
@@ -329,8 +353,9 @@ class TrafficEngine(EngineCore):
         if cached is None or cached[0] != kernel.generation:
             cached = self._classes[node] = (
                 kernel.generation,
-                SourceClasses(kernel.ruleset, kernel.network, self._chain_sources,
-                              self._ruleset_sources),
+                SourceClasses(
+                    kernel.ruleset, kernel.network, self._chain_sources, self._ruleset_sources
+                ),
             )
         return cached[1].representative(src, self._known_sources)
 
@@ -340,8 +365,10 @@ class TrafficEngine(EngineCore):
         gid = self._gid[chunk.w, chunk.client]
         missing = gid == -2
         if missing.any():
-            pairs = {(int(w), int(c)) for w, c in zip(chunk.w[missing], chunk.client[missing],
-                                                      strict=True)}
+            pairs = {
+                (int(w), int(c))
+                for w, c in zip(chunk.w[missing], chunk.client[missing], strict=True)
+            }
             for w, c in sorted(pairs):
                 self._gid[w, c] = self._group_of(w, c)
             gid = self._gid[chunk.w, chunk.client]
@@ -358,8 +385,9 @@ class TrafficEngine(EngineCore):
         memo = self._dispatch_of.get((w, client_id))
         if memo is None or memo.generation != kernel.generation or memo.dial != dial:
             rep = self._representative(client.node, client.ip)
-            dispatch, names = self.dispatches.lookup_reads(kernel, rep, client.origin, dial.ip,
-                                                           dial.protocol, dial.port)
+            dispatch, names = self.dispatches.lookup_reads(
+                kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
+            )
             memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
                 kernel.generation, dial, rep, dispatch, names
             )
@@ -385,8 +413,11 @@ class TrafficEngine(EngineCore):
         rows = [self._row_at(r, client.node) for r in rids]
         fast = spine is not None
         found = self._shared[shared_key] = self._groups.add(
-            key, self.node_index[client.node], fast,
-            spine if spine is not None else ([], [], [], 0), rows,
+            key,
+            self.node_index[client.node],
+            fast,
+            spine if spine is not None else ([], [], [], 0),
+            rows,
         )
         self._shared_rows[shared_key] = (rids, rows)
         return found
@@ -468,9 +499,16 @@ class TrafficEngine(EngineCore):
             self._resolve_fast(chunk, nodes, seeds, quick, gid[quick], arrays, results)
         return results
 
-    def _resolve_fast(self, chunk: Attempts, nodes: I32, seeds: npt.NDArray[np.uint64],
-                      idx: npt.NDArray[np.intp], g: I32, a: dict[str, npt.NDArray[Any]],
-                      results: Results) -> None:
+    def _resolve_fast(
+        self,
+        chunk: Attempts,
+        nodes: I32,
+        seeds: npt.NDArray[np.uint64],
+        idx: npt.NDArray[np.intp],
+        g: I32,
+        a: dict[str, npt.NDArray[Any]],
+        results: Results,
+    ) -> None:
         whole = len(idx) == len(chunk)  # the usual case: no gathers, no scatters
 
         def pick(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -492,20 +530,34 @@ class TrafficEngine(EngineCore):
                     m = time_id == k
                     service_s[m] = self._groups.service_times[k].quantile(u[m])
         fail_wait = np.where(a["wait"][oid] == int(Wait.CONNECT), self._fail_wait[w], 0.0)
-        latency = finish_arrays(outcome, cause, served, service_s, fail_wait,
-                                self._request_timeout[w])
+        latency = finish_arrays(
+            outcome, cause, served, service_s, fail_wait, self._request_timeout[w]
+        )
         tcp = ~self._udp[w]
         expiry = anonymous_expiry_arrays(
-            tcp, a["accepted"][oid], served, a["refused"][oid], t, latency,
-            self._time_wait[node], self._syn_sent[node], self._udp_s[node],
+            tcp,
+            a["accepted"][oid],
+            served,
+            a["refused"][oid],
+            t,
+            latency,
+            self._time_wait[node],
+            self._syn_sent[node],
+            self._udp_s[node],
         )
         held = ~np.isnan(expiry)
         self.occupancy.add(node[held].astype(np.intp), expiry[held])
         # A served TCP flow may yet be reset (its entry then closes early): keep its expiry.
         kept = np.where(held & tcp & served, expiry, np.nan)
-        columns = {"latency": latency, "outcome": outcome, "cause": cause,
-                   "endpoint": a["endpoint"][oid], "pod": a["pod"][oid], "served": served,
-                   "expiry": kept}
+        columns = {
+            "latency": latency,
+            "outcome": outcome,
+            "cause": cause,
+            "endpoint": a["endpoint"][oid],
+            "pod": a["pod"][oid],
+            "served": served,
+            "expiry": kept,
+        }
         if whole:
             for name, column in columns.items():
                 setattr(results, name, column)

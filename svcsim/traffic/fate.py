@@ -43,9 +43,7 @@ def wait_s(spec: WorkloadSpec, wait: Wait) -> float:
     return spec.failure_wait_s("connect") if wait is Wait.CONNECT else 0.0
 
 
-def finish(
-    res: Resolution, spec: WorkloadSpec, service_s: float
-) -> tuple[Outcome, Cause, float]:
+def finish(res: Resolution, spec: WorkloadSpec, service_s: float) -> tuple[Outcome, Cause, float]:
     """Final outcome, cause and latency of one attempt (``service_s`` if served)."""
     if not res.served:
         return res.outcome, res.cause, wait_s(spec, res.wait)
@@ -103,9 +101,7 @@ def anonymous_expiry_arrays(
 ) -> F64:
     """Array form of :func:`anonymous_expiry`, with per-row timeouts; NaN for none."""
     end = t + latency
-    tcp_expiry = np.where(
-        served, end + time_wait_s, np.where(refused, np.nan, end + syn_sent_s)
-    )
+    tcp_expiry = np.where(served, end + time_wait_s, np.where(refused, np.nan, end + syn_sent_s))
     udp_expiry = np.where(served, end, t) + udp_s
     out: F64 = np.where(accepted, np.where(tcp, tcp_expiry, udp_expiry), np.nan)
     return out

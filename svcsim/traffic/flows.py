@@ -115,8 +115,9 @@ class EphemeralPorts:
 
     next: dict[str, int] = field(default_factory=dict)
 
-    def allocate(self, table: ConntrackTable, proto: str, src: str, dst: str, dport: int,
-                 t: float) -> int:
+    def allocate(
+        self, table: ConntrackTable, proto: str, src: str, dst: str, dport: int, t: float
+    ) -> int:
         """The next port of ``src`` (32768-60999, Linux' default range) free towards dst."""
         port = self.next.get(src, 32768)
         for _ in range(60999 - 32768 + 1):
@@ -131,8 +132,9 @@ class EphemeralPorts:
 class PerFlow:
     """Resolves attempts one at a time (see the module docstring)."""
 
-    def __init__(self, ctx: TrafficContext, specs: tuple[WorkloadSpec, ...], path: KernelPath,
-                 vocab: Vocab) -> None:
+    def __init__(
+        self, ctx: TrafficContext, specs: tuple[WorkloadSpec, ...], path: KernelPath, vocab: Vocab
+    ) -> None:
         self.ctx = ctx
         self.specs = specs
         self.path = path
@@ -144,8 +146,9 @@ class PerFlow:
 
     # --- one attempt ----------------------------------------------------------------------
 
-    def resolve(self, w: int, client_id: int, client: Client, dial: Dial, seed: int,
-                t: float) -> FlowResult:
+    def resolve(
+        self, w: int, client_id: int, client: Client, dial: Dial, seed: int, t: float
+    ) -> FlowResult:
         """The result of attempt ``(w, client)`` at ``t`` with the attempt's ``seed``."""
         spec = self.specs[w]
         if isinstance(spec.connection, KeepAlive):
@@ -160,18 +163,28 @@ class PerFlow:
         u = service_uniforms(np.array([seed], dtype=np.uint64))
         return float(self.ctx.service_time_of(res.app).quantile(u)[0])
 
-    def _result(self, w: int, res: Resolution, seed: int, *, new_flow: bool,
-                conn_id: int = -1, handle: object = None) -> FlowResult:
+    def _result(
+        self,
+        w: int,
+        res: Resolution,
+        seed: int,
+        *,
+        new_flow: bool,
+        conn_id: int = -1,
+        handle: object = None,
+    ) -> FlowResult:
         outcome, cause, latency = finish(res, self.specs[w], self._service_s(res, seed))
-        return FlowResult(outcome, cause, latency, res.endpoint, res.pod, new_flow, conn_id,
-                          res.served, handle)
+        return FlowResult(
+            outcome, cause, latency, res.endpoint, res.pod, new_flow, conn_id, res.served, handle
+        )
 
     def _dropped(self, w: int) -> FlowResult:
         wait = self.specs[w].failure_wait_s("connect")
         return FlowResult(Outcome.DROPPED, Cause.CONNTRACK_FULL, wait)
 
-    def _new(self, w: int, client: Client, dial: Dial, seed: int, t: float
-             ) -> tuple[NfOutcome, Resolution] | None:
+    def _new(
+        self, w: int, client: Client, dial: Dial, seed: int, t: float
+    ) -> tuple[NfOutcome, Resolution] | None:
         """Capacity check, then the rules: the verdict and what it leads to; None if dropped."""
         if not self.path.room(client.node, t):
             return None
@@ -190,8 +203,17 @@ class PerFlow:
         res = new[1]
         result = self._result(w, res, seed, new_flow=True)
         handle = self.path.anonymous(client.node, client, dial, res, t, result.latency)
-        return FlowResult(result.outcome, result.cause, result.latency, result.endpoint,
-                          result.pod, True, -1, result.served, handle)
+        return FlowResult(
+            result.outcome,
+            result.cause,
+            result.latency,
+            result.endpoint,
+            result.pod,
+            True,
+            -1,
+            result.served,
+            handle,
+        )
 
     # --- UDP, fixed source port -------------------------------------------------------------
 
@@ -202,8 +224,9 @@ class PerFlow:
         if entry is not None:
             table.update(original, "original", t)
             ip, port = entry.dnat_destination
-            res = at_destination(ip, port, entry.is_dnat, dial, client.node, self.ctx,
-                                 via_conntrack=True)
+            res = at_destination(
+                ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
+            )
             new_flow = False
         else:
             new = self._new(w, client, dial, seed, t)
@@ -223,8 +246,16 @@ class PerFlow:
 
     # --- keep-alive ---------------------------------------------------------------------------
 
-    def _keepalive(self, w: int, client_id: int, client: Client, dial: Dial, seed: int,
-                   t: float, model: KeepAlive) -> FlowResult:
+    def _keepalive(
+        self,
+        w: int,
+        client_id: int,
+        client: Client,
+        dial: Dial,
+        seed: int,
+        t: float,
+        model: KeepAlive,
+    ) -> FlowResult:
         key = (w, client_id)
         pool = self._pools.get(key)
         if pool is None:
@@ -237,8 +268,15 @@ class PerFlow:
             if backend is None:
                 # Writing on a connection whose peer is gone: RST.
                 self._close(conn, t, "rst")
-                return FlowResult(Outcome.RESET, Cause.BACKEND_EXITED, 0.0, conn.endpoint,
-                                  conn.pod, False, conn.conn_id)
+                return FlowResult(
+                    Outcome.RESET,
+                    Cause.BACKEND_EXITED,
+                    0.0,
+                    conn.endpoint,
+                    conn.pod,
+                    False,
+                    conn.conn_id,
+                )
             res = self._on_open(conn, backend)
             return self._result(w, res, seed, new_flow=False, conn_id=conn.conn_id, handle=conn)
         new = self._new(w, client, dial, seed, t)
@@ -256,8 +294,18 @@ class PerFlow:
             if entry is not None and res.served:
                 table.update(reply, "syn_ack", t)
                 table.update(original, "ack", t)
-                conn = Connection(self._next_conn, client.node, original, reply, res.endpoint,
-                                  res.pod, ip, res.outcome is Outcome.MISROUTED, key, slot)
+                conn = Connection(
+                    self._next_conn,
+                    client.node,
+                    original,
+                    reply,
+                    res.endpoint,
+                    res.pod,
+                    ip,
+                    res.outcome is Outcome.MISROUTED,
+                    key,
+                    slot,
+                )
                 self._next_conn += 1
                 pool.slots[slot] = conn
                 self._by_pod.setdefault(conn.pod, {})[conn.conn_id] = conn
@@ -288,7 +336,9 @@ class PerFlow:
             table.update(entry, "rst", t, direction="reply")
         else:
             steps: tuple[tuple[Direction, str], ...] = (
-                ("original", "fin"), ("reply", "fin"), ("original", "ack"),
+                ("original", "fin"),
+                ("reply", "fin"),
+                ("original", "ack"),
             )
             for direction, event in steps:
                 table.update(entry, event, t, direction=direction)

@@ -36,9 +36,13 @@ class SourceClasses:
     ask the same questions and can share dispatches), the first with ``src``'s signature.
     """
 
-    def __init__(self, ruleset: Ruleset, network: NodeNetwork,
-                 memo: ChainSources | None = None, shared: RulesetSources | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        network: NodeNetwork,
+        memo: ChainSources | None = None,
+        shared: RulesetSources | None = None,
+    ) -> None:
         # Nodes' rulesets hold the very same chain objects when their rules agree (nodes in
         # step hold the very same ruleset), so the networks read from one ruleset serve every
         # ruleset of the same chains (``shared``), with the signatures worked out for them.
@@ -50,8 +54,11 @@ class SourceClasses:
             found = shared.get(key)
             if found is None:
                 found = _share(shared, key, _Sources(chains, *_ruleset_sources(chains, memo)))
-            _share(shared, ("ruleset", id(ruleset)),
-                   _Sources(ruleset, found.hosts, found.wide, found.signatures))
+            _share(
+                shared,
+                ("ruleset", id(ruleset)),
+                _Sources(ruleset, found.hosts, found.wide, found.signatures),
+            )
         self._sources = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
@@ -68,8 +75,11 @@ class SourceClasses:
                 host = (address.version, int(address))
                 part = sources.signatures[src] = (
                     host if host in sources.hosts else None,
-                    tuple(key for key, net in sources.wide
-                          if address.version == net.version and address in net),
+                    tuple(
+                        key
+                        for key, net in sources.wide
+                        if address.version == net.version and address in net
+                    ),
                 )
             found = self._signatures[src] = (*part, self._network.address_type(address))
         return found
@@ -90,6 +100,7 @@ class SourceClasses:
 
 NetKey = tuple[int, int, int]
 """A network as (IP version, network address, prefix length): what network equality compares."""
+
 
 @dataclass(slots=True)
 class _Sources:
@@ -120,8 +131,9 @@ def _share(shared: RulesetSources, key: tuple[object, ...], sources: _Sources) -
     return sources
 
 
-def _ruleset_sources(chains: list[Chain], memo: ChainSources | None
-                     ) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
+def _ruleset_sources(
+    chains: list[Chain], memo: ChainSources | None
+) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
     # kube-proxy's -s matches are mostly single endpoint addresses (hairpin masquerade):
     # those are a set of addresses, the few wider networks are tested one by one.
     all_hosts: set[tuple[int, int]] = set()
@@ -133,6 +145,7 @@ def _ruleset_sources(chains: list[Chain], memo: ChainSources | None
         for key, net in nets:
             wide.setdefault(key, net)
     return all_hosts, tuple(wide.items())
+
 
 Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
 """A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""
@@ -209,8 +222,9 @@ def _last(conditions: Iterable[object]) -> StatisticCondition:
     return last
 
 
-def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.uint64]
-                 ) -> npt.NDArray[np.intp]:
+def chain_choice(
+    a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.intp]:
     """Outcome index (within its group) of each attempt, for attempts of many groups at once.
 
     ``a`` holds the groups' padded chains (:meth:`Groups.materialise`): rule ``j`` of a chain
@@ -237,8 +251,14 @@ def chain_choice(a: dict[str, npt.NDArray[Any]], g: I32, seeds: npt.NDArray[np.u
 
 
 _COLUMN_TYPES: dict[str, type[np.generic]] = {
-    "outcome": np.int8, "cause": np.int8, "endpoint": np.int32, "pod": np.int32,
-    "time": np.intp, "wait": np.int8, "accepted": np.bool_, "served": np.bool_,
+    "outcome": np.int8,
+    "cause": np.int8,
+    "endpoint": np.int32,
+    "pod": np.int32,
+    "time": np.intp,
+    "wait": np.int8,
+    "accepted": np.bool_,
+    "served": np.bool_,
     "refused": np.bool_,
 }
 """Each outcome-row column as the records and the resolution use it (no conversions)."""
@@ -255,16 +275,32 @@ class Groups:
         self.node: list[int] = []
         """The node of the first key naming each group (others may alias it)."""
         self.columns: dict[str, list[int]] = {
-            k: [] for k in ("outcome", "cause", "endpoint", "pod", "time", "wait", "accepted",
-                            "served", "refused")
+            k: []
+            for k in (
+                "outcome",
+                "cause",
+                "endpoint",
+                "pod",
+                "time",
+                "wait",
+                "accepted",
+                "served",
+                "refused",
+            )
         }
         self.time_ids: dict[ServiceTime, int] = {}
         """Each distinct service-time distribution's id (a row's ``time``; -1: not served)."""
         self.service_times: list[ServiceTime] = []
         self.arrays: dict[str, npt.NDArray[Any]] = {}
 
-    def add(self, key: tuple[int, str, str], node: int, fast: bool, spine: Spine,
-            rows: list[dict[str, int]]) -> int:
+    def add(
+        self,
+        key: tuple[int, str, str],
+        node: int,
+        fast: bool,
+        spine: Spine,
+        rows: list[dict[str, int]],
+    ) -> int:
         """Register a group: its chain and one row of codes per dispatch outcome; its id."""
         gid = len(self.fast)
         self.keys[key] = gid

@@ -23,8 +23,13 @@ from svcsim.traffic.targets import Dial
 class IndexPath:
     """Dispatches from a :class:`DispatchCache` and an occupancy count of anonymous entries."""
 
-    def __init__(self, ctx: TrafficContext, occupancy: OccupancyBook, dispatches: DispatchCache,
-                 node_index: dict[str, int]) -> None:
+    def __init__(
+        self,
+        ctx: TrafficContext,
+        occupancy: OccupancyBook,
+        dispatches: DispatchCache,
+        node_index: dict[str, int],
+    ) -> None:
         self.ctx = ctx
         self.occupancy = occupancy
         self.dispatches = dispatches

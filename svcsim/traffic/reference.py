@@ -32,7 +32,9 @@ from svcsim.traffic.targets import Dial
 
 _ESTABLISH: Final[tuple[tuple[Direction, str], ...]] = (("reply", "syn_ack"), ("original", "ack"))
 _CLOSE: Final[tuple[tuple[Direction, str], ...]] = (
-    ("original", "fin"), ("reply", "fin"), ("original", "ack"),
+    ("original", "fin"),
+    ("reply", "fin"),
+    ("original", "ack"),
 )
 
 
@@ -55,8 +57,14 @@ class TracePath:
         """Walk the node's installed rules with the attempt's draws."""
         kernel = self.ctx.kernels[node]
         packet = Packet(src, dial.ip, dial.protocol, dial.port, origin=origin)
-        walked = trace(kernel.ruleset, packet, kernel.network, draw=SeedDraws(seed),
-                       recent=kernel.recent, now_s=t)
+        walked = trace(
+            kernel.ruleset,
+            packet,
+            kernel.network,
+            draw=SeedDraws(seed),
+            recent=kernel.recent,
+            now_s=t,
+        )
         return walked.outcome
 
     def anonymous(
@@ -87,8 +95,9 @@ class TracePath:
             table.update(original, "syn", end)  # the last SYN retransmit
         return original
 
-    def _play(self, node: str, original: FlowTuple, steps: Iterable[tuple[Direction, str]],
-              t: float) -> None:
+    def _play(
+        self, node: str, original: FlowTuple, steps: Iterable[tuple[Direction, str]], t: float
+    ) -> None:
         """Apply packets to the flow's entry (stamped ``t``, possibly ahead of the clock)."""
         table = self.ctx.kernels[node].conntrack
         for direction, event in steps:
@@ -114,7 +123,12 @@ def _destination(res: Resolution, dial: Dial) -> tuple[str, int]:
 class ReferenceEngine(EngineCore):
     """Resolves every attempt one at a time with :class:`TracePath`; same API as the engine."""
 
-    def __init__(self, specs: Iterable[WorkloadSpec], ctx: TrafficContext, *,
-                 block_s: float = 1.0, flush_rows: int = 1 << 16) -> None:
-        super().__init__(tuple(specs), ctx, TracePath(ctx), block_s=block_s,
-                         flush_rows=flush_rows)
+    def __init__(
+        self,
+        specs: Iterable[WorkloadSpec],
+        ctx: TrafficContext,
+        *,
+        block_s: float = 1.0,
+        flush_rows: int = 1 << 16,
+    ) -> None:
+        super().__init__(tuple(specs), ctx, TracePath(ctx), block_s=block_s, flush_rows=flush_rows)

@@ -34,7 +34,7 @@ def saved() -> str:
         '172.200.6.224:80" -m statistic --mode random --probability 0.33333333349 '
         "-j KUBE-SEP-GBVECAZBIC3ZKMXB",
         # The article's masquerade rule for off-cluster sources.
-        '-A KUBE-SVC-76GERFBRR2RGHNBJ ! -s 172.200.0.0/16 -d 10.100.160.92/32 -p tcp -m comment '
+        "-A KUBE-SVC-76GERFBRR2RGHNBJ ! -s 172.200.0.0/16 -d 10.100.160.92/32 -p tcp -m comment "
         '--comment "default/ccs-gateway-clusterip:http cluster IP" -m tcp --dport 30080 '
         "-j KUBE-MARK-MASQ",
         # No endpoints: REJECT in the filter table, with the article's comment.
@@ -69,8 +69,10 @@ def test_kubectl_dump_gives_the_same_rules_plus_the_kubernetes_service(saved: st
     code, out, _ = run("rules", str(EXAMPLES / "kubectl"), *NODE)
     assert code == 0
     extra = set(out.splitlines()) - set(saved.splitlines())
-    assert extra and all("KUBE-SVC-NPX46M4PTMTKRN6Y" in x or "kubernetes:https" in x
-                         or x.startswith(":KUBE-") for x in extra)
+    assert extra and all(
+        "KUBE-SVC-NPX46M4PTMTKRN6Y" in x or "kubernetes:https" in x or x.startswith(":KUBE-")
+        for x in extra
+    )
     assert set(saved.splitlines()) <= set(out.splitlines())
 
 
@@ -78,7 +80,7 @@ def test_missing_cluster_cidr_warns_and_writes_no_masquerade_rule() -> None:
     code, out, err = run("rules", str(EXAMPLES), "--node", "node-1")
     assert code == 0
     assert "no --cluster-cidr" in err
-    assert "cluster IP\" -m tcp --dport 30080 -j KUBE-MARK-MASQ" not in out
+    assert 'cluster IP" -m tcp --dport 30080 -j KUBE-MARK-MASQ' not in out
 
 
 @pytest.mark.parametrize(
@@ -99,22 +101,50 @@ def test_trace_clusterip_dnats_to_one_backend_and_seed_decides_which() -> None:
     backends = {"172.200.6.224:80", "172.200.6.91:80", "172.200.7.36:80"}
     seen = set()
     for seed in range(12):
-        code, out, _ = run("trace", str(EXAMPLES), *NODE, "--src", "172.200.6.21",
-                           "--dst", "10.100.160.92:30080", "--seed", str(seed))
+        code, out, _ = run(
+            "trace",
+            str(EXAMPLES),
+            *NODE,
+            "--src",
+            "172.200.6.21",
+            "--dst",
+            "10.100.160.92:30080",
+            "--seed",
+            str(seed),
+        )
         assert code == 0
         verdict = out.splitlines()[-1]
         assert verdict.startswith("verdict: ACCEPT: forwarded to ") and "(DNAT)" in verdict
         seen.add(verdict.split()[4])
     assert seen == backends
-    again = run("trace", str(EXAMPLES), *NODE, "--src", "172.200.6.21",
-                "--dst", "10.100.160.92:30080", "--seed", "3")
-    assert again == run("trace", str(EXAMPLES), *NODE, "--src", "172.200.6.21",
-                        "--dst", "10.100.160.92:30080", "--seed", "3")
+    again = run(
+        "trace",
+        str(EXAMPLES),
+        *NODE,
+        "--src",
+        "172.200.6.21",
+        "--dst",
+        "10.100.160.92:30080",
+        "--seed",
+        "3",
+    )
+    assert again == run(
+        "trace",
+        str(EXAMPLES),
+        *NODE,
+        "--src",
+        "172.200.6.21",
+        "--dst",
+        "10.100.160.92:30080",
+        "--seed",
+        "3",
+    )
 
 
 def test_trace_external_nodeport_is_masqueraded() -> None:
-    code, out, _ = run("trace", str(EXAMPLES), *NODE, "--src", "203.0.113.7",
-                       "--dst", "192.168.0.11:30081")
+    code, out, _ = run(
+        "trace", str(EXAMPLES), *NODE, "--src", "203.0.113.7", "--dst", "192.168.0.11:30081"
+    )
     assert code == 0
     assert "from external" in out.splitlines()[0]
     assert "(DNAT), masqueraded" in out.splitlines()[-1]
@@ -123,11 +153,17 @@ def test_trace_external_nodeport_is_masqueraded() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--src", "1.2.3", "--dst", "10.0.0.1:80x"],
-         ["--dst: '10.0.0.1:80x' is not IP:PORT[/tcp|udp|sctp]",
-          "--src: '1.2.3' is not an IPv4 address"]),
-        (["--src", "10.0.0.1", "--dst", "10.0.0.1:80/icmp"],
-         ["--dst: protocol 'icmp' is not tcp, udp or sctp"]),
+        (
+            ["--src", "1.2.3", "--dst", "10.0.0.1:80x"],
+            [
+                "--dst: '10.0.0.1:80x' is not IP:PORT[/tcp|udp|sctp]",
+                "--src: '1.2.3' is not an IPv4 address",
+            ],
+        ),
+        (
+            ["--src", "10.0.0.1", "--dst", "10.0.0.1:80/icmp"],
+            ["--dst: protocol 'icmp' is not tcp, udp or sctp"],
+        ),
     ],
 )
 def test_trace_bad_addresses_exit_2_one_line_each(args: list[str], expected: list[str]) -> None:
@@ -148,8 +184,10 @@ def test_bad_manifest_reports_file_line_and_field(tmp_path: Path) -> None:
     assert out == ""
     lines = err.splitlines()
     assert len(lines) == 2
-    assert all(line.startswith(f"{bad}:") and "Service/default/web: spec.ports[0]." in line
-               for line in lines)
+    assert all(
+        line.startswith(f"{bad}:") and "Service/default/web: spec.ports[0]." in line
+        for line in lines
+    )
     assert ":7: " in lines[0] and ":8: " in lines[1]
 
 

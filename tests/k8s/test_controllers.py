@@ -430,8 +430,9 @@ def test_effective_uses_nodes_only_when_given() -> None:
         ((("app", "api"),), (("app", "api"), ("app", "web")), False),
     ],
 )
-def test_selector_matches(selector: tuple[tuple[str, str], ...],
-                          labels: tuple[tuple[str, str], ...], matches: bool) -> None:
+def test_selector_matches(
+    selector: tuple[tuple[str, str], ...], labels: tuple[tuple[str, str], ...], matches: bool
+) -> None:
     assert selector_matches(selector, labels) is matches
     assert selector_matches(iter(selector), iter(labels)) is matches
     meta = ObjectMeta("x", labels=labels)

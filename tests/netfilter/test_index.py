@@ -104,11 +104,14 @@ def kube_proxy_save(services: list[Svc]) -> str:
         name, svc_chain = f"default/s{svc.index}:p", f"KUBE-SVC-S{svc.index}"
         match = f"-p tcp -m tcp -d {svc.vip} --dport 80"
         if not svc.endpoints:
-            flt.append(f'-A KUBE-SERVICES {match} -m comment --comment "{name} has no endpoints" '
-                       "-j REJECT")
+            flt.append(
+                f'-A KUBE-SERVICES {match} -m comment --comment "{name} has no endpoints" -j REJECT'
+            )
             if svc.node_port:
-                flt.append(f"-A KUBE-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL -p tcp "
-                           f"-m tcp --dport {svc.node_port} -j REJECT")
+                flt.append(
+                    f"-A KUBE-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL -p tcp "
+                    f"-m tcp --dport {svc.node_port} -j REJECT"
+                )
             continue
         nat_chains.add(svc_chain)
         nat.append(f"-A KUBE-SERVICES {match} -j {svc_chain}")
@@ -138,8 +141,10 @@ def kube_proxy_save(services: list[Svc]) -> str:
                     nat.append(f"-A {ext} -j {svl}")
                     nat += _endpoint_rules(svc, svl, svc.local_endpoints)
                 else:
-                    flt.append(f"-A KUBE-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL -p tcp "
-                               f"-m tcp --dport {svc.node_port} -j DROP")
+                    flt.append(
+                        f"-A KUBE-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL -p tcp "
+                        f"-m tcp --dport {svc.node_port} -j DROP"
+                    )
     nat.append("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
     lines = ["*filter", *(f":{c} - [0:0]" for c in sorted(flt_chains)), *flt, "COMMIT", "*nat"]
     lines += [*(f":{c} - [0:0]" for c in sorted(nat_chains)), *nat, "COMMIT"]
@@ -208,16 +213,19 @@ def test_resolve_agrees_with_trace(data: st.DataObject, svcs: list[Svc]) -> None
     now_s = 0.0
     connections = data.draw(
         st.lists(
-            st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.5, 10.0, 10800.0, 20000.0]),
-                      st.lists(draw_values, min_size=1, max_size=9)),
+            st.tuples(
+                st.sampled_from([0.0, 0.5, 1.0, 1.5, 10.0, 10800.0, 20000.0]),
+                st.lists(draw_values, min_size=1, max_size=9),
+            ),
             min_size=1,
             max_size=4,
         )
     )
     for gap_s, draws in connections:
         now_s += gap_s
-        expected = trace(ruleset, packet, NETWORK, draw=itertools.cycle(draws),
-                         recent=by_trace, now_s=now_s)
+        expected = trace(
+            ruleset, packet, NETWORK, draw=itertools.cycle(draws), recent=by_trace, now_s=now_s
+        )
         got = dispatch.resolve(itertools.cycle(draws), by_index, now_s)
         assert got == expected.outcome, expected.format()
         assert by_index.snapshot() == by_trace.snapshot()
@@ -231,8 +239,9 @@ def test_choose_agrees_with_resolve_row_by_row(data: st.DataObject, svcs: list[S
     key = data.draw(keys(svcs))
     dispatch = index.lookup(key.src, key.origin, key.dst, "tcp", key.dport)
     width = max(dispatch.max_draws, 1)
-    rows = data.draw(st.lists(st.lists(draw_values, min_size=width, max_size=width),
-                              min_size=1, max_size=12))
+    rows = data.draw(
+        st.lists(st.lists(draw_values, min_size=width, max_size=width), min_size=1, max_size=12)
+    )
     matrix = np.array(rows, dtype=np.uint32)
     chosen = dispatch.choose(matrix, assume_empty_recent=True)
     for row, pick in zip(rows, chosen, strict=True):
@@ -251,8 +260,9 @@ def test_choose_frequencies_match_exact_probabilities(endpoints: int) -> None:
     probabilities = dispatch.outcome_probabilities()
     assert sum(probabilities) == 1
     size = 200_000
-    counts = np.bincount(dispatch.choose(np.random.default_rng(20240601), size),
-                         minlength=len(dispatch.outcomes))
+    counts = np.bincount(
+        dispatch.choose(np.random.default_rng(20240601), size), minlength=len(dispatch.outcomes)
+    )
     if endpoints == 1:
         assert counts.tolist() == [size]
         return
@@ -262,8 +272,9 @@ def test_choose_frequencies_match_exact_probabilities(endpoints: int) -> None:
 
 def test_kube_proxy_chain_probabilities_are_the_quantised_products() -> None:
     svc = Svc(0, tuple(ENDPOINT_POOL[:3]), None, None, False)
-    dispatch = build_dispatch(parse_save(kube_proxy_save([svc])),
-                              Packet("10.244.1.200", svc.vip, "tcp", 80), NETWORK)
+    dispatch = build_dispatch(
+        parse_save(kube_proxy_save([svc])), Packet("10.244.1.200", svc.vip, "tcp", 80), NETWORK
+    )
     q3 = Fraction(715827883, 1 << 31)
     q2 = Fraction(1, 2)
     assert dispatch.outcome_probabilities() == (q3, (1 - q3) * q2, (1 - q3) * (1 - q2))
@@ -276,8 +287,9 @@ def test_kube_proxy_chain_probabilities_are_the_quantised_products() -> None:
 
 def test_affinity_paths_have_recent_conditions() -> None:
     svc = Svc(0, tuple(ENDPOINT_POOL[:2]), 10800, None, False)
-    dispatch = build_dispatch(parse_save(kube_proxy_save([svc])),
-                              Packet("10.244.1.200", svc.vip, "tcp", 80), NETWORK)
+    dispatch = build_dispatch(
+        parse_save(kube_proxy_save([svc])), Packet("10.244.1.200", svc.vip, "tcp", 80), NETWORK
+    )
     assert dispatch.has_recent and not dispatch.is_chain
     assert len(dispatch.outcomes) == 2  # sticky and fresh paths share outcomes
     first = dispatch.paths[0].conditions
@@ -319,8 +331,10 @@ def test_odd_shapes_are_enumerated_exactly() -> None:
     dispatch = build_dispatch(ruleset, packet, NETWORK)
     assert not dispatch.is_chain
     assert sum(dispatch.outcome_probabilities()) == 1
-    kinds = {o.verdict: p for o, p in zip(dispatch.outcomes, dispatch.outcome_probabilities(),
-                                          strict=True)}
+    kinds = {
+        o.verdict: p
+        for o, p in zip(dispatch.outcomes, dispatch.outcome_probabilities(), strict=True)
+    }
     # REJECT: 1/2 * 1/2. DROP: reach rule 3 with mark 1 (statistic not below 1/4) then 1/2.
     assert kinds[VerdictKind.REJECT] == Fraction(1, 4)
     assert kinds[VerdictKind.DROP] == Fraction(3, 4) * Fraction(3, 4) * Fraction(1, 2)

@@ -132,8 +132,9 @@ def _kube_proxy_like() -> Ruleset:
     builder = RulesetBuilder()
     builder.table("filter")
     builder.table("nat")
-    builder.rule("nat", "PREROUTING", '-m comment --comment "kubernetes service portals"',
-                 "-j KUBE-SERVICES")
+    builder.rule(
+        "nat", "PREROUTING", '-m comment --comment "kubernetes service portals"', "-j KUBE-SERVICES"
+    )
     for restore_text, _ in SAVE_SPELLINGS:
         builder.rule("nat", "KUBE-TEST", restore_text)
     builder.chain("nat", "KUBE-EMPTY")
@@ -229,8 +230,9 @@ COMMIT
 
 def test_without_noflush_the_named_table_is_replaced() -> None:
     base = parse_save(BASE)
-    after = apply_restore(base, "*nat\n:KUBE-NEW - [0:0]\n-A KUBE-NEW -j RETURN\nCOMMIT\n",
-                          noflush=False)
+    after = apply_restore(
+        base, "*nat\n:KUBE-NEW - [0:0]\n-A KUBE-NEW -j RETURN\nCOMMIT\n", noflush=False
+    )
     assert after.chain("nat", "KUBE-SEP-A") is None
     assert _rules(after, "PREROUTING") == []
     assert _rules(after, "KUBE-NEW") == ["-j RETURN"]

@@ -71,9 +71,10 @@ def kernel_name() -> Iterator[str]:
         if not _kernel_runs_this_python():
             # A JUPYTER_PATH entry shadows the venv's spec: put the venv's data dir first.
             venv_data = str(Path(sys.prefix) / "share" / "jupyter")
-            patch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [
-                venv_data, os.environ.get("JUPYTER_PATH")
-            ])))
+            patch.setenv(
+                "JUPYTER_PATH",
+                os.pathsep.join(filter(None, [venv_data, os.environ.get("JUPYTER_PATH")])),
+            )
         assert _kernel_runs_this_python(), (
             f"kernelspec {KERNEL!r} does not launch {sys.executable} even after "
             "`python -m ipykernel install --sys-prefix`"

@@ -564,10 +564,17 @@ def test_precomputed_texts_follow_their_fields() -> None:
 def test_local_twin_is_replace_with_is_local() -> None:
     from svcsim.proxy.endpoints import _local_twin
 
-    ep = EndpointInfo("10.1.1.1", 80, False, False, True, True, frozenset({"z"}),
-                      frozenset({"n1"}))
+    ep = EndpointInfo("10.1.1.1", 80, False, False, True, True, frozenset({"z"}), frozenset({"n1"}))
     assert _local_twin(ep) == replace(ep, is_local=True)
     assert _local_twin(ep).text == ep.text
     # _local_twin lists the fields: a new field must be added there too.
     assert [f.name for f in fields(EndpointInfo) if f.init] == [
-        "ip", "port", "is_local", "ready", "serving", "terminating", "zone_hints", "node_hints"]
+        "ip",
+        "port",
+        "is_local",
+        "ready",
+        "serving",
+        "terminating",
+        "zone_hints",
+        "node_hints",
+    ]

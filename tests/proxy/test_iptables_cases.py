@@ -55,8 +55,9 @@ def _tagged_lines(text: str, prefix: str) -> list[str]:
     return out
 
 
-def service_lines(services: list[Service], slices: list[EndpointSlice],
-                  ctx: NodeContext = CTX, prefix: str = "-A") -> list[str]:
+def service_lines(
+    services: list[Service], slices: list[EndpointSlice], ctx: NodeContext = CTX, prefix: str = "-A"
+) -> list[str]:
     """The service-specific rule lines (or, with ``prefix=":"``, chain lines), tagged by table."""
     fixed = set(_tagged_lines(compile_iptables_sync([], [], ctx).restore_text, prefix))
     text = compile_iptables_sync(services, slices, ctx).restore_text
@@ -141,65 +142,82 @@ def test_cluster_ip_three_endpoints_full_restore_text() -> None:
     assert sync.restore_text == expected
     # The kernel keeps 31-bit thresholds; iptables-save prints them back with 11 decimals.
     saved = render_save(sync.ruleset)
-    assert f"-A {SVC} -m comment --comment \"default/web:http -> 10.244.1.5:8080\" -m statistic --mode random --probability 0.33333333349 -j {s1}" in saved
+    assert (
+        f'-A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -m statistic --mode random --probability 0.33333333349 -j {s1}'
+        in saved
+    )
     assert "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000" in saved
 
 
 def test_node_port() -> None:
-    svc = web(type=ServiceType.NODE_PORT,
-              ports=(ServicePort(80, name="http", target_port=8080, node_port=30080),))
-    assert service_lines([svc], [web_slice(ep("10.244.1.5"))]) == by_table([
-        CLUSTER_IP_RULE,
-        "nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp -d 127.0.0.0/8 "
-        f"--dport 30080 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {EXT}",
-        f"nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp --dport 30080 -j {EXT}",
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        f'nat: -A {EXT} -m comment --comment "masquerade traffic for default/web:http external '
-        'destinations" -j KUBE-MARK-MASQ',
-        f"nat: -A {EXT} -j {SVC}",
-        f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
-        *sep_lines("10.244.1.5"),
-    ])
+    svc = web(
+        type=ServiceType.NODE_PORT,
+        ports=(ServicePort(80, name="http", target_port=8080, node_port=30080),),
+    )
+    assert service_lines([svc], [web_slice(ep("10.244.1.5"))]) == by_table(
+        [
+            CLUSTER_IP_RULE,
+            "nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp -d 127.0.0.0/8 "
+            f"--dport 30080 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {EXT}",
+            f"nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp --dport 30080 -j {EXT}",
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            f'nat: -A {EXT} -m comment --comment "masquerade traffic for default/web:http external '
+            'destinations" -j KUBE-MARK-MASQ',
+            f"nat: -A {EXT} -j {SVC}",
+            f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
+            *sep_lines("10.244.1.5"),
+        ]
+    )
 
 
 def test_load_balancer_with_source_ranges_containing_the_node() -> None:
-    svc = web(type=ServiceType.LOAD_BALANCER,
-              ports=(ServicePort(80, name="http", target_port=8080, node_port=30080),),
-              load_balancer_ingress=(LoadBalancerIngress(ip="198.51.100.7"),),
-              load_balancer_source_ranges=("192.168.0.0/24", "203.0.113.0/25"))
+    svc = web(
+        type=ServiceType.LOAD_BALANCER,
+        ports=(ServicePort(80, name="http", target_port=8080, node_port=30080),),
+        load_balancer_ingress=(LoadBalancerIngress(ip="198.51.100.7"),),
+        load_balancer_source_ranges=("192.168.0.0/24", "203.0.113.0/25"),
+    )
     lb_comment = '-m comment --comment "default/web:http loadbalancer IP"'
-    assert service_lines([svc], [web_slice(ep("10.244.1.5"))]) == by_table([
-        CLUSTER_IP_RULE,
-        f"nat: -A KUBE-SERVICES {lb_comment} -m tcp -p tcp -d 198.51.100.7 --dport 80 -j {FW}",
-        "filter: -A KUBE-PROXY-FIREWALL -m comment --comment \"default/web:http traffic not accepted "
-        f'by {FW}" -m tcp -p tcp -d 198.51.100.7 --dport 80 -j DROP',
-        "nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp -d 127.0.0.0/8 "
-        f"--dport 30080 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {EXT}",
-        f"nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp --dport 30080 -j {EXT}",
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        f'nat: -A {EXT} -m comment --comment "masquerade traffic for default/web:http external '
-        'destinations" -j KUBE-MARK-MASQ',
-        f"nat: -A {EXT} -j {SVC}",
-        f"nat: -A {FW} {lb_comment} -s 192.168.0.0/24 -j {EXT}",
-        f"nat: -A {FW} {lb_comment} -s 203.0.113.0/25 -j {EXT}",
-        # The node IP 192.168.0.10 is inside a range, so the LB IP itself is allowed as source.
-        f"nat: -A {FW} {lb_comment} -s 198.51.100.7 -j {EXT}",
-        f'nat: -A {FW} -m comment --comment "other traffic to default/web:http will be dropped '
-        'by KUBE-PROXY-FIREWALL"',
-        f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
-        *sep_lines("10.244.1.5"),
-    ])
+    assert service_lines([svc], [web_slice(ep("10.244.1.5"))]) == by_table(
+        [
+            CLUSTER_IP_RULE,
+            f"nat: -A KUBE-SERVICES {lb_comment} -m tcp -p tcp -d 198.51.100.7 --dport 80 -j {FW}",
+            'filter: -A KUBE-PROXY-FIREWALL -m comment --comment "default/web:http traffic not accepted '
+            f'by {FW}" -m tcp -p tcp -d 198.51.100.7 --dport 80 -j DROP',
+            "nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp -d 127.0.0.0/8 "
+            f"--dport 30080 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {EXT}",
+            f"nat: -A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp --dport 30080 -j {EXT}",
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            f'nat: -A {EXT} -m comment --comment "masquerade traffic for default/web:http external '
+            'destinations" -j KUBE-MARK-MASQ',
+            f"nat: -A {EXT} -j {SVC}",
+            f"nat: -A {FW} {lb_comment} -s 192.168.0.0/24 -j {EXT}",
+            f"nat: -A {FW} {lb_comment} -s 203.0.113.0/25 -j {EXT}",
+            # The node IP 192.168.0.10 is inside a range, so the LB IP itself is allowed as source.
+            f"nat: -A {FW} {lb_comment} -s 198.51.100.7 -j {EXT}",
+            f'nat: -A {FW} -m comment --comment "other traffic to default/web:http will be dropped '
+            'by KUBE-PROXY-FIREWALL"',
+            f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
+            *sep_lines("10.244.1.5"),
+        ]
+    )
     # Chain lines are written as each chain is started: EXT, FW, SVC, then the SEPs.
     assert service_chains([svc], [web_slice(ep("10.244.1.5"))]) == [
-        EXT, FW, SVC, sep("10.244.1.5"),
+        EXT,
+        FW,
+        SVC,
+        sep("10.244.1.5"),
     ]
 
 
 def _etp_local_service() -> Service:
-    return web(type=ServiceType.LOAD_BALANCER, external_traffic_policy=TrafficPolicy.LOCAL,
-               ports=(ServicePort(80, name="http", target_port=8080, node_port=30081),),
-               load_balancer_ingress=(LoadBalancerIngress(ip="198.51.100.8"),),
-               health_check_node_port=31000)
+    return web(
+        type=ServiceType.LOAD_BALANCER,
+        external_traffic_policy=TrafficPolicy.LOCAL,
+        ports=(ServicePort(80, name="http", target_port=8080, node_port=30081),),
+        load_balancer_ingress=(LoadBalancerIngress(ip="198.51.100.8"),),
+        health_check_node_port=31000,
+    )
 
 
 def _etp_head() -> list[str]:
@@ -239,87 +257,105 @@ def _two_endpoint_dispatch(chain: str) -> list[str]:
 
 def test_external_traffic_policy_local_with_a_local_endpoint() -> None:
     slices = [web_slice(ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b"))]
-    assert service_lines([_etp_local_service()], slices) == by_table([
-        *_etp_head(),
-        *NODEPORT_RULES,
-        HEALTH_CHECK,
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        *SHORT_CIRCUIT,
-        f"nat: -A {EXT} -j {SVL}",
-        *_two_endpoint_dispatch(SVC),
-        f'nat: -A {SVL} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
-        *sep_lines("10.244.1.5"),
-        *sep_lines("10.244.2.7"),
-    ])
+    assert service_lines([_etp_local_service()], slices) == by_table(
+        [
+            *_etp_head(),
+            *NODEPORT_RULES,
+            HEALTH_CHECK,
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            *SHORT_CIRCUIT,
+            f"nat: -A {EXT} -j {SVL}",
+            *_two_endpoint_dispatch(SVC),
+            f'nat: -A {SVL} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
+            *sep_lines("10.244.1.5"),
+            *sep_lines("10.244.2.7"),
+        ]
+    )
     assert service_chains([_etp_local_service()], slices) == [
-        EXT, SVC, SVL, sep("10.244.1.5"), sep("10.244.2.7"),
+        EXT,
+        SVC,
+        SVL,
+        sep("10.244.1.5"),
+        sep("10.244.2.7"),
     ]
 
 
 def test_external_traffic_policy_local_without_local_endpoints() -> None:
     slices = [web_slice(ep("10.244.1.5", "node-b"), ep("10.244.2.7", "node-c"))]
     drop = '-m comment --comment "default/web:http has no local endpoints"'
-    assert service_lines([_etp_local_service()], slices) == by_table([
-        *_etp_head(),
-        f"filter: -A KUBE-EXTERNAL-SERVICES {drop} -m tcp -p tcp -d 198.51.100.8 --dport 80 -j DROP",
-        *NODEPORT_RULES,
-        f"filter: -A KUBE-EXTERNAL-SERVICES {drop} -m addrtype --dst-type LOCAL -m tcp -p tcp "
-        "--dport 30081 -j DROP",
-        HEALTH_CHECK,
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        *SHORT_CIRCUIT,  # no final jump to KUBE-SVL: there is no SVL chain
-        *_two_endpoint_dispatch(SVC),
-        *sep_lines("10.244.1.5"),
-        *sep_lines("10.244.2.7"),
-    ])
+    assert service_lines([_etp_local_service()], slices) == by_table(
+        [
+            *_etp_head(),
+            f"filter: -A KUBE-EXTERNAL-SERVICES {drop} -m tcp -p tcp -d 198.51.100.8 --dport 80 -j DROP",
+            *NODEPORT_RULES,
+            f"filter: -A KUBE-EXTERNAL-SERVICES {drop} -m addrtype --dst-type LOCAL -m tcp -p tcp "
+            "--dport 30081 -j DROP",
+            HEALTH_CHECK,
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            *SHORT_CIRCUIT,  # no final jump to KUBE-SVL: there is no SVL chain
+            *_two_endpoint_dispatch(SVC),
+            *sep_lines("10.244.1.5"),
+            *sep_lines("10.244.2.7"),
+        ]
+    )
 
 
 def test_internal_traffic_policy_local() -> None:
     svc = web(internal_traffic_policy=TrafficPolicy.LOCAL)
     with_local = [web_slice(ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b"))]
-    assert service_lines([svc], with_local) == by_table([
-        'nat: -A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp '
-        f"-d 10.96.0.10 --dport 80 -j {SVL}",
-        f"nat: -A {SVL} {MASQ_OFF_CLUSTER}",
-        f'nat: -A {SVL} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
-        *sep_lines("10.244.1.5"),
-    ])
+    assert service_lines([svc], with_local) == by_table(
+        [
+            'nat: -A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp '
+            f"-d 10.96.0.10 --dport 80 -j {SVL}",
+            f"nat: -A {SVL} {MASQ_OFF_CLUSTER}",
+            f'nat: -A {SVL} -m comment --comment "default/web:http -> 10.244.1.5:8080" -j {sep("10.244.1.5")}',
+            *sep_lines("10.244.1.5"),
+        ]
+    )
     without_local = [web_slice(ep("10.244.2.7", "node-b"))]
-    assert service_lines([svc], without_local) == by_table([
-        'filter: -A KUBE-SERVICES -m comment --comment "default/web:http has no local endpoints" '
-        "-m tcp -p tcp -d 10.96.0.10 --dport 80 -j DROP",
-    ])
+    assert service_lines([svc], without_local) == by_table(
+        [
+            'filter: -A KUBE-SERVICES -m comment --comment "default/web:http has no local endpoints" '
+            "-m tcp -p tcp -d 10.96.0.10 --dport 80 -j DROP",
+        ]
+    )
 
 
 def test_client_ip_affinity() -> None:
     svc = web(session_affinity=SessionAffinity.CLIENT_IP, session_affinity_timeout_s=600)
     s1, s2 = sep("10.244.1.5"), sep("10.244.2.7")
-    assert service_lines([svc], [web_slice(ep("10.244.1.5"), ep("10.244.2.7"))]) == by_table([
-        CLUSTER_IP_RULE,
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -m recent '
-        f"--name {s1} --rcheck --seconds 600 --reap -j {s1}",
-        f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.2.7:8080" -m recent '
-        f"--name {s2} --rcheck --seconds 600 --reap -j {s2}",
-        *_two_endpoint_dispatch(SVC),
-        *sep_lines("10.244.1.5", affinity=True),
-        *sep_lines("10.244.2.7", affinity=True),
-    ])
+    assert service_lines([svc], [web_slice(ep("10.244.1.5"), ep("10.244.2.7"))]) == by_table(
+        [
+            CLUSTER_IP_RULE,
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.1.5:8080" -m recent '
+            f"--name {s1} --rcheck --seconds 600 --reap -j {s1}",
+            f'nat: -A {SVC} -m comment --comment "default/web:http -> 10.244.2.7:8080" -m recent '
+            f"--name {s2} --rcheck --seconds 600 --reap -j {s2}",
+            *_two_endpoint_dispatch(SVC),
+            *sep_lines("10.244.1.5", affinity=True),
+            *sep_lines("10.244.2.7", affinity=True),
+        ]
+    )
 
 
 def test_terminating_only_endpoints_fall_back_to_serving_terminating() -> None:
-    slices = [web_slice(
-        ep("10.244.1.5", "node-b", ready=False, serving=True, terminating=True),
-        ep("10.244.2.7", "node-c", ready=False, serving=True, terminating=True),
-        ep("10.244.3.9", "node-c", ready=False, serving=False, terminating=True),
-    )]
-    assert service_lines([web()], slices) == by_table([
-        CLUSTER_IP_RULE,
-        f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
-        *_two_endpoint_dispatch(SVC),
-        *sep_lines("10.244.1.5"),
-        *sep_lines("10.244.2.7"),
-    ])
+    slices = [
+        web_slice(
+            ep("10.244.1.5", "node-b", ready=False, serving=True, terminating=True),
+            ep("10.244.2.7", "node-c", ready=False, serving=True, terminating=True),
+            ep("10.244.3.9", "node-c", ready=False, serving=False, terminating=True),
+        )
+    ]
+    assert service_lines([web()], slices) == by_table(
+        [
+            CLUSTER_IP_RULE,
+            f"nat: -A {SVC} {MASQ_OFF_CLUSTER}",
+            *_two_endpoint_dispatch(SVC),
+            *sep_lines("10.244.1.5"),
+            *sep_lines("10.244.2.7"),
+        ]
+    )
 
 
 def test_no_endpoints_reject() -> None:
@@ -333,10 +369,16 @@ def test_no_endpoints_reject() -> None:
 
 
 def test_headless_and_external_name_services_produce_nothing() -> None:
-    headless = make_service("default", "db", cluster_ip="None",
-                            ports=(ServicePort(5432, name="pg"),))
-    external = make_service("default", "ext", type=ServiceType.EXTERNAL_NAME,
-                            cluster_ip="10.96.0.99", external_name="example.com",
-                            ports=(ServicePort(443, name="https"),))
+    headless = make_service(
+        "default", "db", cluster_ip="None", ports=(ServicePort(5432, name="pg"),)
+    )
+    external = make_service(
+        "default",
+        "ext",
+        type=ServiceType.EXTERNAL_NAME,
+        cluster_ip="10.96.0.99",
+        external_name="example.com",
+        ports=(ServicePort(443, name="https"),),
+    )
     slices = [make_slice("default", "db", (ep("10.244.1.5"),), (port(5432, "pg"),))]
     assert service_lines([headless, external], slices) == by_table([])

@@ -208,8 +208,10 @@ def sort_iptables_rules(text: str) -> str:
         if "KUBE-SERVICES" in rules:
             if t.name == "nat":
                 rules["KUBE-SERVICES"].sort(
-                    key=lambda r: ("must be the last rule" in (_comment_of(r) or ""),
-                                   _service_name(r))
+                    key=lambda r: (
+                        "must be the last rule" in (_comment_of(r) or ""),
+                        _service_name(r),
+                    )
                 )
             else:
                 rules["KUBE-SERVICES"].sort(key=_service_name)
@@ -311,8 +313,12 @@ def trace_packet(
     tracer.run_chain("nat", "PREROUTING", src, proto, dst, dport)
     if tracer.outputs:
         dst = tracer.outputs[0].split(":")[0]
-    for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS",
-                  "KUBE-PROXY-FIREWALL"):
+    for chain in (
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ):
         tracer.run_chain("filter", chain, src, proto, dst, dport)
     return tracer.matches, ", ".join(tracer.outputs), tracer.mark_masq
 

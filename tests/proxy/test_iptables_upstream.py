@@ -43,28 +43,49 @@ def overall_inputs() -> tuple[list, list]:  # type: ignore[type-arg]
     services = [
         make_service("ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="p80"),)),
         make_service(
-            "ns2", "svc2", type=ServiceType.LOAD_BALANCER, external_traffic_policy=TrafficPolicy.LOCAL,
-            cluster_ip="172.30.0.42", ports=(ServicePort(80, name="p80", node_port=3001),),
+            "ns2",
+            "svc2",
+            type=ServiceType.LOAD_BALANCER,
+            external_traffic_policy=TrafficPolicy.LOCAL,
+            cluster_ip="172.30.0.42",
+            ports=(ServicePort(80, name="p80", node_port=3001),),
             load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-            external_ips=("192.168.99.22",), health_check_node_port=30000,
+            external_ips=("192.168.99.22",),
+            health_check_node_port=30000,
         ),
         make_service(
-            "ns3", "svc3", type=ServiceType.NODE_PORT, cluster_ip="172.30.0.43",
+            "ns3",
+            "svc3",
+            type=ServiceType.NODE_PORT,
+            cluster_ip="172.30.0.43",
             ports=(ServicePort(80, name="p80", node_port=3003),),
         ),
         make_service(
-            "ns4", "svc4", type=ServiceType.NODE_PORT, cluster_ip="172.30.0.44",
-            external_ips=("192.168.99.33",), ports=(ServicePort(80, name="p80", target_port=80),),
+            "ns4",
+            "svc4",
+            type=ServiceType.NODE_PORT,
+            cluster_ip="172.30.0.44",
+            external_ips=("192.168.99.33",),
+            ports=(ServicePort(80, name="p80", target_port=80),),
         ),
         make_service(
-            "ns5", "svc5", type=ServiceType.LOAD_BALANCER, external_traffic_policy=TrafficPolicy.CLUSTER,
-            cluster_ip="172.30.0.45", ports=(ServicePort(80, name="p80", node_port=3002),),
+            "ns5",
+            "svc5",
+            type=ServiceType.LOAD_BALANCER,
+            external_traffic_policy=TrafficPolicy.CLUSTER,
+            cluster_ip="172.30.0.45",
+            ports=(ServicePort(80, name="p80", node_port=3002),),
             load_balancer_ingress=(LoadBalancerIngress(ip="5.6.7.8"),),
-            health_check_node_port=30000, load_balancer_source_ranges=(" 203.0.113.0/25",),
-            session_affinity=SessionAffinity.CLIENT_IP, session_affinity_timeout_s=10800,
+            health_check_node_port=30000,
+            load_balancer_source_ranges=(" 203.0.113.0/25",),
+            session_affinity=SessionAffinity.CLIENT_IP,
+            session_affinity_timeout_s=10800,
         ),
         make_service(
-            "ns6", "svc6", type=ServiceType.CLUSTER_IP, cluster_ip="172.30.0.46",
+            "ns6",
+            "svc6",
+            type=ServiceType.CLUSTER_IP,
+            cluster_ip="172.30.0.46",
             ports=(ServicePort(80, name="p80", target_port=80),),
         ),
     ]
@@ -200,10 +221,16 @@ def test_restoring_either_text_on_a_clean_node_gives_the_compiled_tables() -> No
     for text in (sync.restore_text, restore_text(sync.ruleset)):
         restored = apply_restore(Ruleset(), text)
         for table in ("filter", "nat"):
-            got = {c.name: [r.text for r in c.rules] for c in restored.table(table).chains  # type: ignore[union-attr]
-                   if not c.is_builtin}
-            want = {c.name: [r.text for r in c.rules] for c in sync.ruleset.table(table).chains  # type: ignore[union-attr]
-                    if not c.is_builtin and c.name != "KUBE-PROXY-CANARY"}
+            got = {
+                c.name: [r.text for r in c.rules]
+                for c in restored.table(table).chains  # type: ignore[union-attr]
+                if not c.is_builtin
+            }
+            want = {
+                c.name: [r.text for r in c.rules]
+                for c in sync.ruleset.table(table).chains  # type: ignore[union-attr]
+                if not c.is_builtin and c.name != "KUBE-PROXY-CANARY"
+            }
             assert got == want
 
 
@@ -252,7 +279,9 @@ def test_sync_proxy_rules_repeated_first_full_sync() -> None:
     """TestSyncProxyRulesRepeated, first (full) sync; later partial syncs are out of scope."""
     services = [
         make_service("ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="p80"),)),
-        make_service("ns2", "svc2", cluster_ip="172.30.0.42", ports=(ServicePort(8080, name="p8080"),)),
+        make_service(
+            "ns2", "svc2", cluster_ip="172.30.0.42", ports=(ServicePort(8080, name="p8080"),)
+        ),
     ]
     slices = [
         make_slice("ns1", "svc1", (ep("10.0.1.1"),), P80),
@@ -311,7 +340,10 @@ def test_bad_ips() -> None:
     """TestBadIPs: sloppy IPs and CIDRs are re-printed canonically."""
     services = [
         make_service(
-            "ns1", "svc1", type=ServiceType.LOAD_BALANCER, cluster_ip="172.30.0.041",
+            "ns1",
+            "svc1",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="172.30.0.041",
             ports=(ServicePort(80, name="p80", node_port=3001),),
             load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.004"),),
             external_ips=("192.168.099.022",),
@@ -327,38 +359,67 @@ def _large_cluster_sync(with_svc3_endpoints: bool) -> str:
     """TestSyncProxyRulesLargeClusterMode's services; 2 x 499 endpoints (+3 for svc3)."""
     services = [
         make_service("ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="p80"),)),
-        make_service("ns2", "svc2", cluster_ip="172.30.0.42", ports=(ServicePort(8080, name="p8080"),)),
-        make_service("ns3", "svc3", cluster_ip="172.30.0.43", ports=(ServicePort(8081, name="p8081"),)),
+        make_service(
+            "ns2", "svc2", cluster_ip="172.30.0.42", ports=(ServicePort(8080, name="p8080"),)
+        ),
+        make_service(
+            "ns3", "svc3", cluster_ip="172.30.0.43", ports=(ServicePort(8081, name="p8081"),)
+        ),
     ]
     n = 1000 // 2 - 1
     slices = [
         make_slice("ns1", "svc1", tuple(ep(f"10.0.{i % 256}.{i // 256}") for i in range(n)), P80),
-        make_slice("ns2", "svc2", tuple(ep(f"10.1.{i % 256}.{i // 256}") for i in range(n)),
-                   (port(8080, "p8080"),)),
+        make_slice(
+            "ns2",
+            "svc2",
+            tuple(ep(f"10.1.{i % 256}.{i // 256}") for i in range(n)),
+            (port(8080, "p8080"),),
+        ),
     ]
     if with_svc3_endpoints:
-        slices.append(make_slice(
-            "ns3", "svc3", (ep("203.0.113.4"), ep("203.0.113.8"), ep("203.0.113.12")),
-            (port(8081, "p8081"),),
-        ))
+        slices.append(
+            make_slice(
+                "ns3",
+                "svc3",
+                (ep("203.0.113.4"), ep("203.0.113.8"), ep("203.0.113.12")),
+                (port(8081, "p8081"),),
+            )
+        )
     ctx = fake_context(masquerade_all=True)
     return compile_iptables_sync(services, slices, ctx).restore_text
 
 
 def _dnat_lines(text: str) -> list[str]:
     """countEndpointsAndComments: the DNAT rules of KUBE-SEP chains."""
-    return [line for line in text.split("\n") if line.startswith("-A KUBE-SEP-") and "-j DNAT" in line]
+    return [
+        line for line in text.split("\n") if line.startswith("-A KUBE-SEP-") and "-j DNAT" in line
+    ]
 
 
 @pytest.mark.parametrize(
     ("with_svc3", "endpoints", "comments", "needle", "expected_line"),
     [
-        (False, 998, 998, "10.0.0.0:80",
-         "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80"),
-        (True, 1001, 0, "10.0.0.0:80",
-         "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80"),
-        (True, 1001, 0, "203.0.113.4:8081",
-         "-A KUBE-SEP-RUVVH7YV3PHQBDOS -m tcp -p tcp -j DNAT --to-destination 203.0.113.4:8081"),
+        (
+            False,
+            998,
+            998,
+            "10.0.0.0:80",
+            "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80",
+        ),
+        (
+            True,
+            1001,
+            0,
+            "10.0.0.0:80",
+            "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80",
+        ),
+        (
+            True,
+            1001,
+            0,
+            "203.0.113.4:8081",
+            "-A KUBE-SEP-RUVVH7YV3PHQBDOS -m tcp -p tcp -j DNAT --to-destination 203.0.113.4:8081",
+        ),
     ],
 )
 def test_sync_proxy_rules_large_cluster_mode(
@@ -402,7 +463,11 @@ FORWARD_TAIL = (
     ("nfacct", "tcp_liberal", "drop_rule"),
     [
         (False, False, "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n"),
-        (True, False, "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP\n"),
+        (
+            True,
+            False,
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP\n",
+        ),
         (False, True, ""),
     ],
 )
@@ -434,4 +499,6 @@ def test_node_ports_firewall_chain(
     """TestNodePorts (IPv4 cases): the KUBE-FIREWALL anti-martian rule."""
     ctx = fake_context(localhost_nodeports=localhost, node_port_addresses=addresses)
     text = compile_iptables_sync([], [], ctx).restore_text
-    assert chain_rules(text, "filter", "KUBE-FIREWALL") == (FIREWALL_RULE if expect_firewall else "")
+    assert chain_rules(text, "filter", "KUBE-FIREWALL") == (
+        FIREWALL_RULE if expect_firewall else ""
+    )

@@ -40,12 +40,29 @@ def test_coded_batches_give_the_frames_of_string_batches(
     rng = np.random.default_rng(seed)
     plain, coded = Recorder(), Recorder()
     for n in sizes:
-        kwargs = batch(n, rng, endpoint=rng.choice(["10.0.0.1:80", ""], n),
-                       pod=rng.choice(["p-2", "p-1", ""], n))
+        kwargs = batch(
+            n,
+            rng,
+            endpoint=rng.choice(["10.0.0.1:80", ""], n),
+            pod=rng.choice(["p-2", "p-1", ""], n),
+        )
         plain.add_requests(**kwargs)
         # Unused and duplicate strings in the categories must not show up in the frames.
-        strings = sorted({*extra, "pod-a", "pod-b", "external@node-1", "node-1", "node-2",
-                          "10.0.0.1:80", "", "p-1", "p-2"}, reverse=seed % 2 == 0)
+        strings = sorted(
+            {
+                *extra,
+                "pod-a",
+                "pod-b",
+                "external@node-1",
+                "node-1",
+                "node-2",
+                "10.0.0.1:80",
+                "",
+                "p-1",
+                "p-2",
+            },
+            reverse=seed % 2 == 0,
+        )
         categories, codes = _coded(kwargs, strings + extra)
         coded.add_requests_coded(categories, **codes)
     expected, got = plain.frames()["requests"], coded.frames()["requests"]

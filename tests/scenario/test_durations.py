@@ -50,8 +50,24 @@ def test_parse_valid(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["5 minutes", "30", "", "s", ".s", "1h 30m", "1S", "1e3s", "1d", "ms", "--1s", "1.2.3s",
-     "١s", True, None, [1]],
+    [
+        "5 minutes",
+        "30",
+        "",
+        "s",
+        ".s",
+        "1h 30m",
+        "1S",
+        "1e3s",
+        "1d",
+        "ms",
+        "--1s",
+        "1.2.3s",
+        "١s",
+        True,
+        None,
+        [1],
+    ],
 )
 def test_parse_invalid(value: object) -> None:
     with pytest.raises(ValueError, match=r"^invalid duration .*: use e\.g\. 250ms, 30s, 2m$"):

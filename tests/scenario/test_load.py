@@ -29,7 +29,9 @@ def problems(tmp_path: Path, body: str) -> list[str]:
 VALID = [
     pytest.param(HEAD, id="minimal"),
     pytest.param(HEAD + "duration: 90\nseed: 3\ncluster: {nodes: 1}\n", id="numbers"),
-    pytest.param(HEAD + """\
+    pytest.param(
+        HEAD
+        + """\
 manifests:
   - inline: |
       apiVersion: v1
@@ -49,7 +51,9 @@ workloads:
 timeline:
   - {at: 10s, action: crash-proxy, node: node-2}
   - {at: 5s, action: restart-proxy, node: node-2}
-""", id="workload-and-timeline"),
+""",
+        id="workload-and-timeline",
+    ),
 ]
 
 
@@ -63,47 +67,78 @@ def test_valid(tmp_path: Path, body: str) -> None:
 
 
 INVALID = [
-    pytest.param(HEAD + """\
+    pytest.param(
+        HEAD
+        + """\
 workloads:
   - name: fe
     from: {host: node-1}
     to: web
     rate: -5
-""", ["s.yaml:7: workloads[0].rate: must be > 0, got -5"], id="rate"),
+""",
+        ["s.yaml:7: workloads[0].rate: must be > 0, got -5"],
+        id="rate",
+    ),
     pytest.param("kind: Scenario\n", ["s.yaml:1: apiVersion: required"], id="missing-apiVersion"),
-    pytest.param("apiVersion: svcsim/v1\nkind: Pod\n",
-                 ["s.yaml:2: kind: must be 'Scenario', got \"Pod\""], id="kind"),
-    pytest.param(HEAD + "duraton: 5s\n",
-                 ["s.yaml:3: duraton: unknown field (did you mean 'duration'?)"], id="typo"),
-    pytest.param(HEAD + "duration: 5 minutes\n",
-                 ["s.yaml:3: duration: invalid duration '5 minutes': use e.g. 250ms, 30s, 2m"],
-                 id="duration"),
+    pytest.param(
+        "apiVersion: svcsim/v1\nkind: Pod\n",
+        ["s.yaml:2: kind: must be 'Scenario', got \"Pod\""],
+        id="kind",
+    ),
+    pytest.param(
+        HEAD + "duraton: 5s\n",
+        ["s.yaml:3: duraton: unknown field (did you mean 'duration'?)"],
+        id="typo",
+    ),
+    pytest.param(
+        HEAD + "duration: 5 minutes\n",
+        ["s.yaml:3: duration: invalid duration '5 minutes': use e.g. 250ms, 30s, 2m"],
+        id="duration",
+    ),
     pytest.param(HEAD + "seed: -1\n", ["s.yaml:3: seed: must be >= 0, got -1"], id="seed"),
-    pytest.param(HEAD + "workloads:\n  - {name: w, from: {host: node-1}, to: web, rate: .inf}\n",
-                 ["s.yaml:4: workloads[0].rate: must be a finite number, got inf"], id="inf"),
-    pytest.param(HEAD + """\
+    pytest.param(
+        HEAD + "workloads:\n  - {name: w, from: {host: node-1}, to: web, rate: .inf}\n",
+        ["s.yaml:4: workloads[0].rate: must be a finite number, got inf"],
+        id="inf",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 duration: 1m
 timeline:
   - {at: 30s, action: scale, deployment: web, replicas: 2}
   - at: 2m
     action: drain-node
     node: node-9
-""", ["s.yaml:6: timeline[1].at: must be <= duration (1m), got 2m",
-      "s.yaml:8: timeline[1].node: unknown node 'node-9' (nodes: node-1, node-2, node-3)"],
-        id="timeline-refs"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:6: timeline[1].at: must be <= duration (1m), got 2m",
+            "s.yaml:8: timeline[1].node: unknown node 'node-9' (nodes: node-1, node-2, node-3)",
+        ],
+        id="timeline-refs",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 timeline:
   - {at: 1s, action: explode}
   - {at: 1s}
   - at: 1s
     action: block-sync
     node: node-1
-""", ["s.yaml:4: timeline[0].action: must be one of 'rollout', 'scale', 'delete-pod', "
-      "'crash-pod', 'crash-proxy', 'restart-proxy', 'block-sync', 'inject-stale-rule', "
-      "'add-service', 'remove-service', 'drain-node', 'flush-conntrack'; got \"explode\"",
-      "s.yaml:5: timeline[1].action: required",
-      "s.yaml:6: timeline[2].for: required"], id="actions"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:4: timeline[0].action: must be one of 'rollout', 'scale', 'delete-pod', "
+            "'crash-pod', 'crash-proxy', 'restart-proxy', 'block-sync', 'inject-stale-rule', "
+            "'add-service', 'remove-service', 'drain-node', 'flush-conntrack'; got \"explode\"",
+            "s.yaml:5: timeline[1].action: required",
+            "s.yaml:6: timeline[2].for: required",
+        ],
+        id="actions",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 cluster:
   clusterCIDR: 10.244.0.1/16
   serviceCIDR: 10.96.0.0/33
@@ -111,15 +146,22 @@ cluster:
     mode: iptable
     masqueradeBit: 32
     masqueradeAll: 'no'
-""", ["s.yaml:4: cluster.clusterCIDR: has host bits set: '10.244.0.1/16' "
-      "(did you mean 10.244.0.0/16?)",
-      "s.yaml:5: cluster.serviceCIDR: must be an IPv4 CIDR such as 10.244.0.0/16, "
-      "got '10.96.0.0/33'",
-      "s.yaml:7: cluster.proxy.mode: must be 'iptables', 'ipvs', 'nftables' or 'userspace', "
-      "got \"iptable\"",
-      "s.yaml:8: cluster.proxy.masqueradeBit: must be <= 31, got 32",
-      "s.yaml:9: cluster.proxy.masqueradeAll: must be true or false, got \"no\""], id="cluster"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:4: cluster.clusterCIDR: has host bits set: '10.244.0.1/16' "
+            "(did you mean 10.244.0.0/16?)",
+            "s.yaml:5: cluster.serviceCIDR: must be an IPv4 CIDR such as 10.244.0.0/16, "
+            "got '10.96.0.0/33'",
+            "s.yaml:7: cluster.proxy.mode: must be 'iptables', 'ipvs', 'nftables' or 'userspace', "
+            'got "iptable"',
+            "s.yaml:8: cluster.proxy.masqueradeBit: must be <= 31, got 32",
+            's.yaml:9: cluster.proxy.masqueradeAll: must be true or false, got "no"',
+        ],
+        id="cluster",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 cluster:
   proxy:
     syncPeriod: 30s
@@ -127,9 +169,13 @@ cluster:
       node-3:
         minSyncPeriod: 1m
       node-9: {}
-""", ["s.yaml:8: cluster.proxy.nodes.node-3.minSyncPeriod: must be <= syncPeriod (30s), got 1m"],
-        id="proxy-override"),
-    pytest.param(HEAD + """\
+""",
+        ["s.yaml:8: cluster.proxy.nodes.node-3.minSyncPeriod: must be <= syncPeriod (30s), got 1m"],
+        id="proxy-override",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 cluster:
   nodes: 2
   proxy:
@@ -137,22 +183,41 @@ cluster:
       node-9: {minSyncPeriod: 5s}
   delays:
     kubeProxyWatch: {default: 1s, node-3: 2s}
-""", ["s.yaml:7: cluster.proxy.nodes.node-9: unknown node 'node-9' (nodes: node-1, node-2)",
-      "s.yaml:9: cluster.delays.kubeProxyWatch.node-3: unknown node 'node-3' "
-      "(nodes: node-1, node-2)"], id="unknown-nodes"),
-    pytest.param(HEAD + "cluster:\n  delays:\n    kubeProxyWatch: 5 min\n",
-                 ["s.yaml:5: cluster.delays.kubeProxyWatch: invalid duration '5 min': "
-                  "use e.g. 250ms, 30s, 2m"], id="per-node-scalar"),
-    pytest.param(HEAD + "cluster:\n  nodes: 0\n",
-                 ["s.yaml:4: cluster.nodes: must be 1..5000 nodes, got 0"], id="node-count"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:7: cluster.proxy.nodes.node-9: unknown node 'node-9' (nodes: node-1, node-2)",
+            "s.yaml:9: cluster.delays.kubeProxyWatch.node-3: unknown node 'node-3' "
+            "(nodes: node-1, node-2)",
+        ],
+        id="unknown-nodes",
+    ),
+    pytest.param(
+        HEAD + "cluster:\n  delays:\n    kubeProxyWatch: 5 min\n",
+        [
+            "s.yaml:5: cluster.delays.kubeProxyWatch: invalid duration '5 min': "
+            "use e.g. 250ms, 30s, 2m"
+        ],
+        id="per-node-scalar",
+    ),
+    pytest.param(
+        HEAD + "cluster:\n  nodes: 0\n",
+        ["s.yaml:4: cluster.nodes: must be 1..5000 nodes, got 0"],
+        id="node-count",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 cluster:
   nodes:
     - {name: a}
     - name: a
-""", ["s.yaml:6: cluster.nodes[1].name: duplicate node name 'a' (also nodes[0])"],
-        id="duplicate-node"),
-    pytest.param(HEAD + """\
+""",
+        ["s.yaml:6: cluster.nodes[1].name: duplicate node name 'a' (also nodes[0])"],
+        id="duplicate-node",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 workloads:
   - name: fe
     from: {host: node-1}
@@ -166,15 +231,22 @@ workloads:
     to: 10.0.0.1:53/udp
     rate: 1
     connection: {model: tcp}
-""", ["s.yaml:4: workloads[0].to: required",
-      "s.yaml:7: workloads[1].from.host: set exactly one of pods, external or host",
-      "s.yaml:8: workloads[1].to: name must be lowercase letters, digits and '-', starting with "
-      "a letter and ending alphanumeric; got 'Web'",
-      "s.yaml:10: workloads[1].connection.connections: must be >= 1, got 0",
-      "s.yaml:12: workloads[2].from: set exactly one of pods, external or host",
-      "s.yaml:15: workloads[2].connection.model: must be 'per-request', 'keepalive' or 'udp', "
-      "got \"tcp\""], id="workloads"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:4: workloads[0].to: required",
+            "s.yaml:7: workloads[1].from.host: set exactly one of pods, external or host",
+            "s.yaml:8: workloads[1].to: name must be lowercase letters, digits and '-', "
+            "starting with a letter and ending alphanumeric; got 'Web'",
+            "s.yaml:10: workloads[1].connection.connections: must be >= 1, got 0",
+            "s.yaml:12: workloads[2].from: set exactly one of pods, external or host",
+            "s.yaml:15: workloads[2].connection.model: must be 'per-request', 'keepalive' or "
+            "'udp', got \"tcp\"",
+        ],
+        id="workloads",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 duration: 1m
 workloads:
   - name: fe
@@ -186,20 +258,34 @@ workloads:
     to: 10.0.0.1:53/udp
     rate: 1
     connection: {model: udp, sourcePort: fixed}
-""", ["s.yaml:8: workloads[0].rateSchedule[1].at: must be <= duration (1m), got 2m",
-      "s.yaml:9: workloads[1].name: duplicate workload name 'fe' (also workloads[0])",
-      "s.yaml:10: workloads[1].from.external.node: unknown node 'node-4' "
-      "(nodes: node-1, node-2, node-3)"], id="workload-refs"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:8: workloads[0].rateSchedule[1].at: must be <= duration (1m), got 2m",
+            "s.yaml:9: workloads[1].name: duplicate workload name 'fe' (also workloads[0])",
+            "s.yaml:10: workloads[1].from.external.node: unknown node 'node-4' "
+            "(nodes: node-1, node-2, node-3)",
+        ],
+        id="workload-refs",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 apps:
   Web: {startup: 1s}
   api:
     drainAfterSigterm: 2s
     serviceTime: {distribution: lognormal, median: 0s, sigma: 1}
-""", ["s.yaml:4: apps.Web: must be lowercase letters, digits, '-' and '.', starting and ending "
-      "alphanumeric; got 'Web'",
-      "s.yaml:7: apps.api.serviceTime.median: must be > 0, got 0s"], id="apps"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:4: apps.Web: must be lowercase letters, digits, '-' and '.', starting and "
+            "ending alphanumeric; got 'Web'",
+            "s.yaml:7: apps.api.serviceTime.median: must be > 0, got 0s",
+        ],
+        id="apps",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 timeline:
   - {at: 1s, action: delete-pod, pod: a, selector: {app: a}}
   - {at: 1s, action: crash-pod, pod: a, count: 2}
@@ -207,33 +293,59 @@ timeline:
   - {at: 1s, action: rollout, deployment: web, maxSurge: 120%}
   - {at: 1s, action: flush-conntrack, node: node-1, origDst: 10.1.1.1:99999}
   - {at: 1s, action: inject-stale-rule, node: node-1, service: web, endpoint: web:80}
-""", ["s.yaml:4: timeline[0].selector: set exactly one of pod or selector",
-      "s.yaml:5: timeline[1].count: only applies with selector",
-      "s.yaml:6: timeline[2].maxUnavailable: may not be 0 when maxSurge is 0",
-      "s.yaml:7: timeline[3].maxSurge: must be an integer or a percentage 0%..100% such as 25%, "
-      "got '120%'",
-      "s.yaml:8: timeline[4].origDst: must be IP or IP:port: port must be 1..65535, got 99999",
-      "s.yaml:9: timeline[5].endpoint: must be IP:port[/tcp|udp], got 'web:80'"], id="actions-2"),
-    pytest.param(HEAD + "cluster: [\n",
-                 ["s.yaml:4: yaml: while parsing a flow node, did not find expected node content"],
-                 id="yaml-syntax"),
-    pytest.param(HEAD + "seed: 1\nseed: 2\n",
-                 ["s.yaml:4: seed: duplicate key (first at line 3)"], id="duplicate-key"),
-    pytest.param("- a\n", ["s.yaml:1: must be a mapping with apiVersion: svcsim/v1 and "
-                           "kind: Scenario, got a list"], id="not-a-mapping"),
-    pytest.param("", ["s.yaml:1: must be a mapping with apiVersion: svcsim/v1 and "
-                      "kind: Scenario, got null"], id="empty"),
-    pytest.param(HEAD + "---\n" + HEAD,
-                 ["s.yaml:3: yaml: expected a single document in the stream, "
-                  "but found another document"], id="two-docs"),
-    pytest.param(HEAD + """\
+""",
+        [
+            "s.yaml:4: timeline[0].selector: set exactly one of pod or selector",
+            "s.yaml:5: timeline[1].count: only applies with selector",
+            "s.yaml:6: timeline[2].maxUnavailable: may not be 0 when maxSurge is 0",
+            "s.yaml:7: timeline[3].maxSurge: must be an integer or a percentage 0%..100% such as "
+            "25%, got '120%'",
+            "s.yaml:8: timeline[4].origDst: must be IP or IP:port: port must be 1..65535, "
+            "got 99999",
+            "s.yaml:9: timeline[5].endpoint: must be IP:port[/tcp|udp], got 'web:80'",
+        ],
+        id="actions-2",
+    ),
+    pytest.param(
+        HEAD + "cluster: [\n",
+        ["s.yaml:4: yaml: while parsing a flow node, did not find expected node content"],
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        HEAD + "seed: 1\nseed: 2\n",
+        ["s.yaml:4: seed: duplicate key (first at line 3)"],
+        id="duplicate-key",
+    ),
+    pytest.param(
+        "- a\n",
+        ["s.yaml:1: must be a mapping with apiVersion: svcsim/v1 and kind: Scenario, got a list"],
+        id="not-a-mapping",
+    ),
+    pytest.param(
+        "",
+        ["s.yaml:1: must be a mapping with apiVersion: svcsim/v1 and kind: Scenario, got null"],
+        id="empty",
+    ),
+    pytest.param(
+        HEAD + "---\n" + HEAD,
+        ["s.yaml:3: yaml: expected a single document in the stream, but found another document"],
+        id="two-docs",
+    ),
+    pytest.param(
+        HEAD
+        + """\
 manifests:
   - path: nope.yaml
   - {}
   - {path: a.yaml, inline: b}
-""", ["s.yaml:4: manifests[0].path: file not found: nope.yaml",
-      "s.yaml:5: manifests[1]: set exactly one of path or inline",
-      "s.yaml:6: manifests[2].inline: set exactly one of path or inline"], id="manifest-refs"),
+""",
+        [
+            "s.yaml:4: manifests[0].path: file not found: nope.yaml",
+            "s.yaml:5: manifests[1]: set exactly one of path or inline",
+            "s.yaml:6: manifests[2].inline: set exactly one of path or inline",
+        ],
+        id="manifest-refs",
+    ),
 ]
 
 
@@ -243,7 +355,10 @@ def test_invalid(tmp_path: Path, body: str, expected: list[str]) -> None:
 
 
 def test_all_problems_of_all_sections_at_once(tmp_path: Path) -> None:
-    found = problems(tmp_path, HEAD + """\
+    found = problems(
+        tmp_path,
+        HEAD
+        + """\
 duration: 2 minutes
 cluster:
   proxy: {masqueradeBit: 40}
@@ -253,7 +368,8 @@ workloads:
   - {name: fe, from: {host: node-1}, to: web, rate: 0}
 timeline:
   - {at: 1s, action: block-sync, node: node-1, for: -1s}
-""")
+""",
+    )
     assert found == [
         "s.yaml:3: duration: invalid duration '2 minutes': use e.g. 250ms, 30s, 2m",
         "s.yaml:5: cluster.proxy.masqueradeBit: must be <= 31, got 40",
@@ -291,8 +407,11 @@ def test_manifest_files_are_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_inline_manifest_problems_carry_scenario_lines(tmp_path: Path) -> None:
-    body = HEAD + "seed: 1\nmanifests:\n  - inline: |\n" + textwrap.indent(
-        SERVICE.format(port=70000), "      ")
+    body = (
+        HEAD
+        + "seed: 1\nmanifests:\n  - inline: |\n"
+        + textwrap.indent(SERVICE.format(port=70000), "      ")
+    )
     # The Service starts on line 6; its `port:` key is the text's line 8, so file line 13.
     [only] = problems(tmp_path, body)
     assert only.startswith("s.yaml:13: Service/default/web: spec.ports[0].port: ")
@@ -302,10 +421,13 @@ def test_loaded_manifests_keep_text_and_source(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "a.yaml").write_text(SERVICE.format(port=80))
     (tmp_path / "m" / "b.yml").write_text(named(81, "web-b", "10.96.0.11"))
-    body = (HEAD + "manifests:\n  - path: m\n  - inline: |\n"
-            + textwrap.indent(named(82, "web-c", "10.96.0.12"), "      ")
-            + "timeline:\n  - at: 1s\n    action: add-service\n    manifest:\n      inline: |\n"
-            + textwrap.indent(named(83, "web-d", "10.96.0.13"), "        "))
+    body = (
+        HEAD
+        + "manifests:\n  - path: m\n  - inline: |\n"
+        + textwrap.indent(named(82, "web-c", "10.96.0.12"), "      ")
+        + "timeline:\n  - at: 1s\n    action: add-service\n    manifest:\n      inline: |\n"
+        + textwrap.indent(named(83, "web-d", "10.96.0.13"), "        ")
+    )
     loaded = load_scenario(write(tmp_path, body))
     assert [(m.source, m.origin, m.first_line) for m in loaded.manifests] == [
         (f"{tmp_path}/m/a.yaml", "manifests[0]", 1),

@@ -51,11 +51,15 @@ def test_minimal_scenario_is_fully_defaulted() -> None:
 
 
 def test_node_list_keeps_given_values_and_allocates_the_rest() -> None:
-    s = validate(cluster={"nodes": [
-        {"name": "a", "ip": "192.168.0.50", "zone": "z1", "cpus": 8},
-        {"zone": "z2"},
-        {"podCIDR": "10.244.9.0/24"},
-    ]})
+    s = validate(
+        cluster={
+            "nodes": [
+                {"name": "a", "ip": "192.168.0.50", "zone": "z1", "cpus": 8},
+                {"zone": "z2"},
+                {"podCIDR": "10.244.9.0/24"},
+            ]
+        }
+    )
     assert [(n.name, n.ip, n.zone, n.cpus, n.pod_cidr) for n in s.cluster.nodes] == [
         ("a", "192.168.0.50", "z1", 8, "10.244.0.0/24"),
         ("node-2", "192.168.0.12", "z2", 4, "10.244.1.0/24"),
@@ -72,10 +76,14 @@ def test_conntrack_max_follows_kube_proxy() -> None:
 
 
 def test_per_node_proxy_override_merges_nested_fields() -> None:
-    s = validate(cluster={"proxy": {
-        "syncPeriod": "1m",
-        "nodes": {"node-3": {"minSyncPeriod": "5s", "conntrack": {"udpTimeout": "10s"}}},
-    }})
+    s = validate(
+        cluster={
+            "proxy": {
+                "syncPeriod": "1m",
+                "nodes": {"node-3": {"minSyncPeriod": "5s", "conntrack": {"udpTimeout": "10s"}}},
+            }
+        }
+    )
     n3, n1 = s.cluster.proxy.for_node("node-3"), s.cluster.proxy.for_node("node-1")
     assert isinstance(n3, ProxySettings)
     assert (n3.min_sync_period_s, n3.sync_period_s, n3.conntrack.udp_timeout_s) == (5, 60, 10)
@@ -95,42 +103,97 @@ def test_per_node_delays() -> None:
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"workloads": [{"name": "w", "from": {"host": "node-1"}, "to": "web", "rate": -5}]},
-         [(("workloads", 0, "rate"), "Input should be greater than 0")]),
-        ({"duration": "1m", "timeline": [{"at": "2m", "action": "crash-proxy", "node": "node-1"}]},
-         [(("timeline", 0, "at"), "must be <= duration (1m), got 2m")]),
-        ({"timeline": [{"at": "1s", "action": "drain-node", "node": "node-9"}]},
-         [(("timeline", 0, "node"),
-           "unknown node 'node-9' (nodes: node-1, node-2, node-3)")]),
-        ({"cluster": {"proxy": {"minSyncPeriod": "1m"}}},
-         [(("cluster", "proxy", "minSyncPeriod"), "must be <= syncPeriod (30s), got 1m")]),
-        ({"cluster": {"proxy": {"nodes": {"node-2": {"syncPeriod": "500ms"}}}}},
-         [(("cluster", "proxy", "nodes", "node-2", "minSyncPeriod"),
-           "must be <= syncPeriod (500ms), got 1s")]),
-        ({"cluster": {"proxy": {"nodes": {"node-7": {}}}}},
-         [(("cluster", "proxy", "nodes", "node-7"),
-           "unknown node 'node-7' (nodes: node-1, node-2, node-3)")]),
-        ({"cluster": {"serviceCIDR": "10.244.128.0/17"}},
-         [(("cluster", "serviceCIDR"), "overlaps clusterCIDR 10.244.0.0/16")]),
-        ({"cluster": {"clusterCIDR": "10.0.0.0/25"}},
-         [(("cluster", "clusterCIDR"),
-           "must be /24 or larger (each node gets a /24), got 10.0.0.0/25")]),
-        ({"cluster": {"nodes": [{"ip": "10.244.3.3"}, {"ip": "10.244.3.3"}]}},
-         [(("cluster", "nodes", 0, "ip"), "10.244.3.3 is inside clusterCIDR 10.244.0.0/16"),
-          (("cluster", "nodes", 1, "ip"), "duplicate node IP 10.244.3.3 (also nodes[0])"),
-          (("cluster", "nodes", 1, "ip"), "10.244.3.3 is inside clusterCIDR 10.244.0.0/16")]),
-        ({"cluster": {"nodes": [{"podCIDR": "10.244.1.0/24"}, {}]}},
-         [(("cluster", "nodes", 1, "podCIDR"),
-           "10.244.1.0/24 overlaps nodes[0].podCIDR 10.244.1.0/24")]),
+        (
+            {"workloads": [{"name": "w", "from": {"host": "node-1"}, "to": "web", "rate": -5}]},
+            [(("workloads", 0, "rate"), "Input should be greater than 0")],
+        ),
+        (
+            {
+                "duration": "1m",
+                "timeline": [{"at": "2m", "action": "crash-proxy", "node": "node-1"}],
+            },
+            [(("timeline", 0, "at"), "must be <= duration (1m), got 2m")],
+        ),
+        (
+            {"timeline": [{"at": "1s", "action": "drain-node", "node": "node-9"}]},
+            [(("timeline", 0, "node"), "unknown node 'node-9' (nodes: node-1, node-2, node-3)")],
+        ),
+        (
+            {"cluster": {"proxy": {"minSyncPeriod": "1m"}}},
+            [(("cluster", "proxy", "minSyncPeriod"), "must be <= syncPeriod (30s), got 1m")],
+        ),
+        (
+            {"cluster": {"proxy": {"nodes": {"node-2": {"syncPeriod": "500ms"}}}}},
+            [
+                (
+                    ("cluster", "proxy", "nodes", "node-2", "minSyncPeriod"),
+                    "must be <= syncPeriod (500ms), got 1s",
+                )
+            ],
+        ),
+        (
+            {"cluster": {"proxy": {"nodes": {"node-7": {}}}}},
+            [
+                (
+                    ("cluster", "proxy", "nodes", "node-7"),
+                    "unknown node 'node-7' (nodes: node-1, node-2, node-3)",
+                )
+            ],
+        ),
+        (
+            {"cluster": {"serviceCIDR": "10.244.128.0/17"}},
+            [(("cluster", "serviceCIDR"), "overlaps clusterCIDR 10.244.0.0/16")],
+        ),
+        (
+            {"cluster": {"clusterCIDR": "10.0.0.0/25"}},
+            [
+                (
+                    ("cluster", "clusterCIDR"),
+                    "must be /24 or larger (each node gets a /24), got 10.0.0.0/25",
+                )
+            ],
+        ),
+        (
+            {"cluster": {"nodes": [{"ip": "10.244.3.3"}, {"ip": "10.244.3.3"}]}},
+            [
+                (("cluster", "nodes", 0, "ip"), "10.244.3.3 is inside clusterCIDR 10.244.0.0/16"),
+                (("cluster", "nodes", 1, "ip"), "duplicate node IP 10.244.3.3 (also nodes[0])"),
+                (("cluster", "nodes", 1, "ip"), "10.244.3.3 is inside clusterCIDR 10.244.0.0/16"),
+            ],
+        ),
+        (
+            {"cluster": {"nodes": [{"podCIDR": "10.244.1.0/24"}, {}]}},
+            [
+                (
+                    ("cluster", "nodes", 1, "podCIDR"),
+                    "10.244.1.0/24 overlaps nodes[0].podCIDR 10.244.1.0/24",
+                )
+            ],
+        ),
         # .11 .. .14 fit in a /28, .15 is its broadcast address
-        ({"cluster": {"nodes": 5, "nodeCIDR": "192.168.0.0/28"}},
-         [(("cluster", "nodes", 4, "ip"),
-           "no default IP left in nodeCIDR 192.168.0.0/28 for nodes[4] (1 node); "
-           "set cluster.nodeCIDR to a /27 or larger, or set each node's ip")]),
-        ({"workloads": [{"name": "w", "from": {"external": {"node": "x"}}, "to": "web",
-                         "rate": 1}]},
-         [(("workloads", 0, "from", "external", "node"),
-           "unknown node 'x' (nodes: node-1, node-2, node-3)")]),
+        (
+            {"cluster": {"nodes": 5, "nodeCIDR": "192.168.0.0/28"}},
+            [
+                (
+                    ("cluster", "nodes", 4, "ip"),
+                    "no default IP left in nodeCIDR 192.168.0.0/28 for nodes[4] (1 node); "
+                    "set cluster.nodeCIDR to a /27 or larger, or set each node's ip",
+                )
+            ],
+        ),
+        (
+            {
+                "workloads": [
+                    {"name": "w", "from": {"external": {"node": "x"}}, "to": "web", "rate": 1}
+                ]
+            },
+            [
+                (
+                    ("workloads", 0, "from", "external", "node"),
+                    "unknown node 'x' (nodes: node-1, node-2, node-3)",
+                )
+            ],
+        ),
     ],
 )
 def test_invalid_values_are_located(
@@ -141,8 +204,10 @@ def test_invalid_values_are_located(
 
 def test_checks_run_in_plain_model_validate_too() -> None:
     # Code that builds a Scenario without the loader gets the same cross-section checks.
-    found = errors(duration="10s", timeline=[{"at": "11s", "action": "scale",
-                                               "deployment": "web", "replicas": 1}])
+    found = errors(
+        duration="10s",
+        timeline=[{"at": "11s", "action": "scale", "deployment": "web", "replicas": 1}],
+    )
     assert found == [(("timeline", 0, "at"), "must be <= duration (10s), got 11s")]
 
 
@@ -191,14 +256,20 @@ def test_int_or_percent(value: int | str, total: int, up: bool, expected: int) -
 def test_connection_and_service_time_variants() -> None:
     w = [
         {"name": f"w{i}", "from": {"host": "node-1"}, "to": to, "rate": 1, "connection": c}
-        for i, (to, c) in enumerate([
-            ("web", {}),
-            ("web", {"model": "keepalive"}),
-            ("10.0.0.1:53/udp", {"model": "udp", "sourcePort": "fixed"}),
-        ])
+        for i, (to, c) in enumerate(
+            [
+                ("web", {}),
+                ("web", {"model": "keepalive"}),
+                ("10.0.0.1:53/udp", {"model": "udp", "sourcePort": "fixed"}),
+            ]
+        )
     ]
-    s = validate(workloads=w, apps={"web": {"serviceTime": {
-        "distribution": "lognormal", "median": "10ms", "sigma": 1.0}}})
+    s = validate(
+        workloads=w,
+        apps={
+            "web": {"serviceTime": {"distribution": "lognormal", "median": "10ms", "sigma": 1.0}}
+        },
+    )
     kinds = [type(x.connection) for x in s.workloads]
     assert kinds == [PerRequest, KeepAlive, Udp]
     assert isinstance(s.workloads[1].connection, KeepAlive)
@@ -209,9 +280,16 @@ def test_connection_and_service_time_variants() -> None:
 
 
 def test_rate_schedule() -> None:
-    w = validate(workloads=[{"name": "w", "from": {"host": "node-1"}, "to": "web",
-                             "rateSchedule": [{"at": "10s", "rate": 5}, {"at": "20s", "rate": 0}]}]
-                 ).workloads[0]
+    w = validate(
+        workloads=[
+            {
+                "name": "w",
+                "from": {"host": "node-1"},
+                "to": "web",
+                "rateSchedule": [{"at": "10s", "rate": 5}, {"at": "20s", "rate": 0}],
+            }
+        ]
+    ).workloads[0]
     assert [w.rate_at(t) for t in (0, 10, 15, 20, 30)] == [0, 5, 5, 0, 0]
 
 
@@ -219,13 +297,22 @@ FULL: dict[str, Any] = {
     "metadata": {"name": "x", "description": "d"},
     "seed": 7,
     "duration": "90s",
-    "cluster": {"nodes": 2, "proxy": {"nodes": {"node-2": {"minSyncPeriod": "5s",
-                                                         "syncCost": {"perRule": "1ms"}}}},
-                "delays": {"kubeProxyWatch": {"node-2": "2s"}}},
+    "cluster": {
+        "nodes": 2,
+        "proxy": {"nodes": {"node-2": {"minSyncPeriod": "5s", "syncCost": {"perRule": "1ms"}}}},
+        "delays": {"kubeProxyWatch": {"node-2": "2s"}},
+    },
     "manifests": [{"path": "m.yaml"}, {"inline": "kind: List\n"}],
     "apps": {"web": {"serviceTime": {"distribution": "fixed", "value": "3ms"}}},
-    "workloads": [{"name": "w", "from": {"pods": {"app": "fe"}}, "to": "web:http", "rate": 2.5,
-                   "connection": {"model": "keepalive", "connections": 3}}],
+    "workloads": [
+        {
+            "name": "w",
+            "from": {"pods": {"app": "fe"}},
+            "to": "web:http",
+            "rate": 2.5,
+            "connection": {"model": "keepalive", "connections": 3},
+        }
+    ],
     "timeline": [
         {"at": "10s", "action": "rollout", "deployment": "web", "maxSurge": "50%"},
         {"at": "11s", "action": "delete-pod", "selector": {"app": "web"}, "count": 2},
@@ -252,8 +339,12 @@ def test_dump_reads_like_input() -> None:
     assert dumped["cluster"]["proxy"]["nodes"] == {
         "node-2": {"minSyncPeriod": "5s", "syncCost": {"perRule": "1ms"}}
     }
-    assert dumped["timeline"][2] == {"at": "12s", "action": "block-sync", "node": "node-1",
-                                     "for": "3s"}
+    assert dumped["timeline"][2] == {
+        "at": "12s",
+        "action": "block-sync",
+        "node": "node-1",
+        "for": "3s",
+    }
     assert dumped["workloads"][0]["from"] == {"pods": {"app": "fe"}}
     assert "rateSchedule" not in dumped["workloads"][0]
 
@@ -264,11 +355,28 @@ def test_json_schema_is_json_and_mentions_every_top_level_key() -> None:
     assert schema["$id"].startswith("urn:svcsim:")
     assert schema["title"]
     top = set(schema["properties"])
-    assert top == {"apiVersion", "kind", "metadata", "seed", "duration", "cluster", "manifests",
-                   "apps", "workloads", "timeline"}
+    assert top == {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "seed",
+        "duration",
+        "cluster",
+        "manifests",
+        "apps",
+        "workloads",
+        "timeline",
+    }
     assert set(schema["required"]) == {"apiVersion", "kind"}
     assert schema["additionalProperties"] is False
     text = json.dumps(schema)
-    for key in ("minSyncPeriod", "clusterCIDR", "kubeProxyWatch", "rateSchedule",
-                "inject-stale-rule", "drainAfterSigterm", "udpStreamTimeout"):
+    for key in (
+        "minSyncPeriod",
+        "clusterCIDR",
+        "kubeProxyWatch",
+        "rateSchedule",
+        "inject-stale-rule",
+        "drainAfterSigterm",
+        "udpStreamTimeout",
+    ):
         assert key in text

@@ -66,8 +66,9 @@ def test_rolling_update_windows_end_with_each_nodes_first_sync(shipped_run: Ship
             visible = deleted + t.api_watch_s + t.kube_proxy_watch_s(node)
             sync = first_sync(run, node, visible)
             assert bool(sync["ok"])
-            _check_sync_arithmetic("rolling-update", sync, node, visible,
-                                   previous_sync_end_s(run, node, sync))
+            _check_sync_arithmetic(
+                "rolling-update", sync, node, visible, previous_sync_end_s(run, node, sync)
+            )
             found = windows_on(run, node, deleted, 0.5)
             assert len(found) == 1, (deleted, node)
             window = found.iloc[0]
@@ -144,8 +145,13 @@ def test_proxy_crash_fails_only_node_3_until_one_sync_after_restart(
     # Restart: informers sync, then a full sync at once.
     assert sync["start_s"] == pytest.approx(restart + t.informer_sync_s("node-3"), abs=ARITH_TOL_S)
     assert bool(sync["full"]) and bool(sync["ok"])
-    _check_sync_arithmetic("proxy-crash", sync, "node-3", restart + t.informer_sync_s("node-3"),
-                           previous_sync_end_s(run, "node-3", sync))
+    _check_sync_arithmetic(
+        "proxy-crash",
+        sync,
+        "node-3",
+        restart + t.informer_sync_s("node-3"),
+        previous_sync_end_s(run, "node-3", sync),
+    )
     # The window closes within one sync after the restart: restart + informerSync + sync.
     last = float(failed["t_s"].max())
     assert sync["end_s"] - 0.1 <= last <= sync["end_s"]
@@ -177,8 +183,7 @@ def test_proxy_crash_failures_until_first_sync_after_restart_are_proxy_down(
 def _stale_rule_action() -> tuple[str, str]:
     """Node and endpoint of the scenario's inject-stale-rule actions (both the same)."""
     actions = [
-        a for a in timing("stale-rules").loaded.scenario.timeline
-        if a.action == "inject-stale-rule"
+        a for a in timing("stale-rules").loaded.scenario.timeline if a.action == "inject-stale-rule"
     ]
     assert len(actions) == 2 and len({(a.node, a.endpoint) for a in actions}) == 1
     return actions[0].node, actions[0].endpoint
@@ -207,8 +212,7 @@ def test_stale_rule_goes_with_its_own_services_partial_sync(shipped_run: Shipped
     t = timing("stale-rules")
     node, _ = _stale_rule_action()
     injected = event_times(run, "fault", node=node)
-    web_changes = [x for x in event_times(run, "slice-updated", "default/web-")
-                   if x > injected[0]]
+    web_changes = [x for x in event_times(run, "slice-updated", "default/web-") if x > injected[0]]
     visible = web_changes[0] + t.kube_proxy_watch_s(node)
     sync = first_sync(run, node, visible)
     assert bool(sync["ok"]) and not bool(sync["full"])
@@ -227,8 +231,7 @@ def test_stale_rule_breaks_other_services_partial_sync_until_a_full_one(
     t = timing("stale-rules")
     node, _ = _stale_rule_action()
     injected = event_times(run, "fault", node=node)
-    api_changes = [x for x in event_times(run, "slice-updated", "default/api-")
-                   if x > injected[1]]
+    api_changes = [x for x in event_times(run, "slice-updated", "default/api-") if x > injected[1]]
     visible = api_changes[0] + t.kube_proxy_watch_s(node)
     broken = first_sync(run, node, visible)
     assert not bool(broken["ok"]) and not bool(broken["full"])
@@ -240,8 +243,9 @@ def test_stale_rule_breaks_other_services_partial_sync_until_a_full_one(
     # The next sync, asked for by the next api change, is full and removes the stale rule.
     assert bool(fixed["ok"]) and bool(fixed["full"])
     next_change = min(x for x in api_changes if x + t.kube_proxy_watch_s(node) > broken["end_s"])
-    _check_sync_arithmetic("stale-rules", fixed, node, next_change + t.kube_proxy_watch_s(node),
-                           float(broken["end_s"]))
+    _check_sync_arithmetic(
+        "stale-rules", fixed, node, next_change + t.kube_proxy_watch_s(node), float(broken["end_s"])
+    )
     round2 = failures(run).loc[lambda f: f["t_s"] >= injected[1]]
     assert fixed["end_s"] - LAST_FAILURE_SLACK_S <= float(round2["t_s"].max()) <= fixed["end_s"]
     # Stale rule while kube-proxy is healthy; sync-blocked once its syncs fail.

@@ -91,8 +91,10 @@ def event_times(
 def node_syncs(run: Run, node: str) -> pd.DataFrame:
     """Syncs of ``node`` in start order (failed ones included)."""
     s = run.syncs
-    return s.loc[(s["node"] == node).to_numpy(dtype=bool)].sort_values("start_s").reset_index(
-        drop=True
+    return (
+        s.loc[(s["node"] == node).to_numpy(dtype=bool)]
+        .sort_values("start_s")
+        .reset_index(drop=True)
     )
 
 

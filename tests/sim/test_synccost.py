@@ -81,7 +81,6 @@ def test_cost_errors(call: object, message: str) -> None:
 # --- restore input ------------------------------------------------------------------------
 
 
-
 def test_full_plan_is_the_compiled_restore_input() -> None:
     compiled, chains_of = compile_(SERVICES, SLICES)
     plan = plan_sync(compiled, chains_of([]), full=True, existing_nat_chains=[])

@@ -50,8 +50,14 @@ def cluster_ip_churn(engine: EngineClass) -> World:
     w = World(pod_prefix=29)
     _clients(w)
     _web(w, 3)
-    spec = WorkloadSpec("get", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 300.0),), retries=Retries(2, 0.05), connect_timeout_s=0.5)
+    spec = WorkloadSpec(
+        "get",
+        PodSource(CLIENTS),
+        ServiceTarget("default/web"),
+        ((0.0, 300.0),),
+        retries=Retries(2, 0.05),
+        connect_timeout_s=0.5,
+    )
     _start(w, engine, spec)
     w.run_to(2.0)
     victim = w.backend("web-1")
@@ -85,8 +91,13 @@ def no_endpoints(engine: EngineClass) -> World:
     w.add_service("web", "10.96.0.10", {"app": "web"})
     w.update_slices()
     w.program()
-    spec = WorkloadSpec("get", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 100.0),), retries=Retries(3, 0.1))
+    spec = WorkloadSpec(
+        "get",
+        PodSource(CLIENTS),
+        ServiceTarget("default/web"),
+        ((0.0, 100.0),),
+        retries=Retries(3, 0.1),
+    )
     _start(w, engine, spec)
     w.run_to(2.0)
     w.set_pod("web-0", ready=True)
@@ -101,8 +112,7 @@ def affinity(engine: EngineClass) -> World:
     w = World()
     _clients(w, 3)
     _web(w, 3, affinity=True)
-    spec = WorkloadSpec("sticky", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 100.0),))
+    spec = WorkloadSpec("sticky", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, 100.0),))
     _start(w, engine, spec)
     w.run_to(2.0)
     w.set_pod("web-0", ready=False)
@@ -117,15 +127,34 @@ def udp_fixed_port(engine: EngineClass) -> World:
     w = World(nodes=("node-1", "node-2"))
     _clients(w, 1)
     dns = w.add_pod("dns-0", "node-2", {"app": "dns"}, port=53, protocol="udp")
-    w.add_service("dns", "10.96.0.53", {"app": "dns"}, port=53, target_port=53,
-                  protocol="UDP", port_name="dns")
+    w.add_service(
+        "dns",
+        "10.96.0.53",
+        {"app": "dns"},
+        port=53,
+        target_port=53,
+        protocol="UDP",
+        port_name="dns",
+    )
     w.update_slices()
     w.program()
     specs = [
-        WorkloadSpec("dns", PodSource(CLIENTS), ServiceTarget("default/dns"), ((0.0, 20.0),),
-                     connection=Udp(fixed_source_port=True), request_timeout_s=2.0),
-        WorkloadSpec("dns-eph", PodSource(CLIENTS), ServiceTarget("default/dns"),
-                     ((0.0, 20.0),), connection=Udp(), request_timeout_s=2.0),
+        WorkloadSpec(
+            "dns",
+            PodSource(CLIENTS),
+            ServiceTarget("default/dns"),
+            ((0.0, 20.0),),
+            connection=Udp(fixed_source_port=True),
+            request_timeout_s=2.0,
+        ),
+        WorkloadSpec(
+            "dns-eph",
+            PodSource(CLIENTS),
+            ServiceTarget("default/dns"),
+            ((0.0, 20.0),),
+            connection=Udp(),
+            request_timeout_s=2.0,
+        ),
     ]
     _start(w, engine, *specs)
     w.run_to(2.0)
@@ -149,8 +178,14 @@ def keepalive(engine: EngineClass) -> World:
     w = World()
     _clients(w, 2)
     _web(w, 2)
-    spec = WorkloadSpec("ka", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 200.0),), connection=KeepAlive(2), retries=Retries(1, 0.05))
+    spec = WorkloadSpec(
+        "ka",
+        PodSource(CLIENTS),
+        ServiceTarget("default/web"),
+        ((0.0, 200.0),),
+        connection=KeepAlive(2),
+        retries=Retries(1, 0.05),
+    )
     w.apps["web"] = ExponentialTime(0.05)
     _start(w, engine, spec)
     w.run_to(1.0)
@@ -176,8 +211,7 @@ def conntrack_full(engine: EngineClass) -> World:
     w = World(conntrack_max=150)
     _clients(w, 1)
     _web(w, 2)
-    spec = WorkloadSpec("flood", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 100.0),))
+    spec = WorkloadSpec("flood", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, 100.0),))
     _start(w, engine, spec)
     w.run_to(4.0)
     return w
@@ -188,10 +222,12 @@ def external_and_host(engine: EngineClass) -> World:
     w = World()
     _web(w, 2, node_port=30080)
     specs = [
-        WorkloadSpec("ext", ExternalSource("node-1"), ServiceTarget("default/web", "http"),
-                     ((0.0, 100.0),)),
-        WorkloadSpec("host", HostSource("node-2"), ServiceTarget("default/web", 80),
-                     ((0.0, 100.0),)),
+        WorkloadSpec(
+            "ext", ExternalSource("node-1"), ServiceTarget("default/web", "http"), ((0.0, 100.0),)
+        ),
+        WorkloadSpec(
+            "host", HostSource("node-2"), ServiceTarget("default/web", 80), ((0.0, 100.0),)
+        ),
     ]
     _start(w, engine, *specs)
     w.run_to(1.0)
@@ -206,8 +242,13 @@ def slow_backend(engine: EngineClass) -> World:
     _clients(w, 1)
     _web(w, 2)
     w.apps["web"] = ExponentialTime(0.2)
-    spec = WorkloadSpec("impatient", PodSource(CLIENTS), ServiceTarget("default/web"),
-                        ((0.0, 100.0),), request_timeout_s=0.25)
+    spec = WorkloadSpec(
+        "impatient",
+        PodSource(CLIENTS),
+        ServiceTarget("default/web"),
+        ((0.0, 100.0),),
+        request_timeout_s=0.25,
+    )
     _start(w, engine, spec)
     w.run_to(2.0)
     return w
@@ -222,17 +263,30 @@ def source_ranges(engine: EngineClass) -> World:
     w = World()
     for i in range(2):
         w.add_pod(f"web-{i}", w.nodes[i], {"app": "web"})
-    w.add_service("web", "10.96.0.10", {"app": "web"}, node_port=30080,
-                  service_type=ServiceType.LOAD_BALANCER,
-                  load_balancer_ingress=(LoadBalancerIngress(LB_IP),),
-                  load_balancer_source_ranges=("203.0.113.0/24",))
+    w.add_service(
+        "web",
+        "10.96.0.10",
+        {"app": "web"},
+        node_port=30080,
+        service_type=ServiceType.LOAD_BALANCER,
+        load_balancer_ingress=(LoadBalancerIngress(LB_IP),),
+        load_balancer_source_ranges=("203.0.113.0/24",),
+    )
     w.update_slices()
     w.program()
     specs = [
-        WorkloadSpec("allowed", ExternalSource("node-1", "203.0.113.10"),
-                     ServiceTarget("default/web", "http"), ((0.0, 50.0),)),
-        WorkloadSpec("outsider", ExternalSource("node-1", "192.0.2.99"),
-                     ServiceTarget("default/web", "http"), ((0.0, 50.0),)),
+        WorkloadSpec(
+            "allowed",
+            ExternalSource("node-1", "203.0.113.10"),
+            ServiceTarget("default/web", "http"),
+            ((0.0, 50.0),),
+        ),
+        WorkloadSpec(
+            "outsider",
+            ExternalSource("node-1", "192.0.2.99"),
+            ServiceTarget("default/web", "http"),
+            ((0.0, 50.0),),
+        ),
     ]
     _start(w, engine, *specs)
     w.run_to(2.0)
@@ -241,6 +295,15 @@ def source_ranges(engine: EngineClass) -> World:
 
 SCENARIOS = {
     f.__name__: f
-    for f in (cluster_ip_churn, no_endpoints, affinity, udp_fixed_port, keepalive,
-              conntrack_full, external_and_host, slow_backend, source_ranges)
+    for f in (
+        cluster_ip_churn,
+        no_endpoints,
+        affinity,
+        udp_fixed_port,
+        keepalive,
+        conntrack_full,
+        external_and_host,
+        slow_backend,
+        source_ranges,
+    )
 }

@@ -47,8 +47,14 @@ def _accept(dnat: tuple[str, int] | None, *, local: bool = False) -> NfOutcome:
     return NfOutcome(VerdictKind.ACCEPT, destination, dnat, local=local)
 
 
-def _ctx(state: BackendState | None, *, in_api: bool = True, owner: str = "default/web-0",
-         port: int = 8080, **kw: object) -> tuple[_Ctx, str]:
+def _ctx(
+    state: BackendState | None,
+    *,
+    in_api: bool = True,
+    owner: str = "default/web-0",
+    port: int = 8080,
+    **kw: object,
+) -> tuple[_Ctx, str]:
     ctx = _Ctx(**kw)  # type: ignore[arg-type]
     ip = "10.244.1.2"
     if state is not None:
@@ -70,24 +76,36 @@ def _ctx(state: BackendState | None, *, in_api: bool = True, owner: str = "defau
         (BackendState.DRAINING, {}, ("refused", "pod-terminating", "default/web-0", None)),
         (BackendState.EXITED, {}, ("refused", "pod-terminating", "default/web-0", None)),
         (BackendState.CRASHED, {}, ("refused", "pod-crashed", "default/web-0", None)),
-        (BackendState.SERVING, {"port": 9090},
-         ("refused", "port-closed", "default/web-0", None)),
-        (BackendState.DRAINING, {"in_api": False},
-         ("refused", "stale-rule", "default/web-0", None)),
-        (BackendState.CRASHED, {"in_api": False, "proxy": "down"},
-         ("refused", "proxy-down", "default/web-0", None)),
+        (BackendState.SERVING, {"port": 9090}, ("refused", "port-closed", "default/web-0", None)),
+        (
+            BackendState.DRAINING,
+            {"in_api": False},
+            ("refused", "stale-rule", "default/web-0", None),
+        ),
+        (
+            BackendState.CRASHED,
+            {"in_api": False, "proxy": "down"},
+            ("refused", "proxy-down", "default/web-0", None),
+        ),
         (None, {"in_api": False}, ("timeout", "stale-rule", "", None)),
         (None, {"in_api": False, "proxy": "blocked"}, ("timeout", "sync-blocked", "", None)),
         (None, {}, ("timeout", "pod-terminating", "", None)),
         (None, {"outside": {"10.244.1.2": "ext"}}, ("ok", "", "", "ext")),
-        (BackendState.SERVING, {"owner": "default/other"},
-         ("misrouted", "ip-reused", "default/other", "web")),
-        (BackendState.SERVING, {"owner": "default/other", "port": 9090},
-         ("refused", "ip-reused", "default/other", None)),
+        (
+            BackendState.SERVING,
+            {"owner": "default/other"},
+            ("misrouted", "ip-reused", "default/other", "web"),
+        ),
+        (
+            BackendState.SERVING,
+            {"owner": "default/other", "port": 9090},
+            ("refused", "ip-reused", "default/other", None),
+        ),
     ],
 )
-def test_a_dnat_destination(state: BackendState | None, kw: dict[str, object],
-                            expected: tuple[str, str, str, str | None]) -> None:
+def test_a_dnat_destination(
+    state: BackendState | None, kw: dict[str, object], expected: tuple[str, str, str, str | None]
+) -> None:
     ctx, ip = _ctx(state, **kw)
     res = classify(_accept((ip, 8080)), DIAL, "n1", ctx)  # type: ignore[arg-type]
     assert (res.outcome.value, res.cause.value, res.pod, res.app) == expected
@@ -98,27 +116,39 @@ def test_a_dnat_destination(state: BackendState | None, kw: dict[str, object],
 @pytest.mark.parametrize(
     ("outcome", "expected"),
     [
-        (NfOutcome(VerdictKind.REJECT, (VIP, 80), reject_with="icmp-port-unreachable"),
-         ("refused", "no-endpoints", Wait.NONE, False)),
+        (
+            NfOutcome(VerdictKind.REJECT, (VIP, 80), reject_with="icmp-port-unreachable"),
+            ("refused", "no-endpoints", Wait.NONE, False),
+        ),
         (NfOutcome(VerdictKind.DROP, (VIP, 80)), ("timeout", "no-endpoints", Wait.CONNECT, False)),
         (_accept(None), ("timeout", "no-service-rule", Wait.CONNECT, True)),
         (_accept(None, local=True), ("refused", "no-service-rule", Wait.NONE, True)),
     ],
 )
-def test_verdicts_without_an_endpoint(outcome: NfOutcome,
-                                      expected: tuple[str, str, Wait, bool]) -> None:
+def test_verdicts_without_an_endpoint(
+    outcome: NfOutcome, expected: tuple[str, str, Wait, bool]
+) -> None:
     res = classify(outcome, DIAL, "n1", _Ctx())  # type: ignore[arg-type]
     assert (res.outcome.value, res.cause.value, res.wait, res.accepted) == expected
     assert res.endpoint == "" and res.app is None
 
 
-@pytest.mark.parametrize(("state", "dnat"), [(None, True), (None, False),
-                                             (BackendState.EXITED, True)])
-def test_a_conntrack_entry_to_a_dead_or_stale_endpoint(state: BackendState | None,
-                                                       dnat: bool) -> None:
+@pytest.mark.parametrize(
+    ("state", "dnat"), [(None, True), (None, False), (BackendState.EXITED, True)]
+)
+def test_a_conntrack_entry_to_a_dead_or_stale_endpoint(
+    state: BackendState | None, dnat: bool
+) -> None:
     ctx, ip = _ctx(state, in_api=False)
-    res = at_destination(ip, 8080, dnat, DIAL, "n1", ctx,  # type: ignore[arg-type]
-                         via_conntrack=True)
+    res = at_destination(
+        ip,
+        8080,
+        dnat,
+        DIAL,
+        "n1",
+        ctx,  # type: ignore[arg-type]
+        via_conntrack=True,
+    )
     assert res.cause.value == "stale-conntrack"
 
 
@@ -128,8 +158,10 @@ def test_a_conntrack_entry_to_a_dead_or_stale_endpoint(state: BackendState | Non
 def _svc(**spec: object) -> Service:
     values: dict[str, object] = {
         "cluster_ip": VIP,
-        "ports": (ServicePort(80, name="http", node_port=30080),
-                  ServicePort(53, name="dns", protocol="UDP")),  # type: ignore[arg-type]
+        "ports": (
+            ServicePort(80, name="http", node_port=30080),
+            ServicePort(53, name="dns", protocol="UDP"),
+        ),  # type: ignore[arg-type]
     }
     values.update(spec)
     return Service(ObjectMeta("web"), **values)  # type: ignore[arg-type]
@@ -149,19 +181,38 @@ LB_PROXY = (LoadBalancerIngress(ip="198.51.100.7", ip_mode="Proxy"),)
         (PodSource({"a": "b"}), "nope", "tcp", {}, None),
         (PodSource({"a": "b"}), None, "tcp", {"cluster_ip": "None"}, None),
         (ExternalSource("n1"), None, "tcp", {"load_balancer_ingress": LB}, ("198.51.100.7", 80)),
-        (ExternalSource("n1"), None, "tcp", {"load_balancer_ingress": LB_PROXY},
-         ("192.168.0.10", 30080)),
-        (ExternalSource("n1"), None, "tcp", {"external_ips": ("192.0.2.1",),
-                                             "ports": (ServicePort(80, name="http"),)},
-         ("192.0.2.1", 80)),
+        (
+            ExternalSource("n1"),
+            None,
+            "tcp",
+            {"load_balancer_ingress": LB_PROXY},
+            ("192.168.0.10", 30080),
+        ),
+        (
+            ExternalSource("n1"),
+            None,
+            "tcp",
+            {"external_ips": ("192.0.2.1",), "ports": (ServicePort(80, name="http"),)},
+            ("192.0.2.1", 80),
+        ),
         (ExternalSource("n1", via="clusterip"), None, "tcp", {}, (VIP, 80)),
         (ExternalSource("n1", via="loadbalancer"), None, "tcp", {}, None),
     ],
 )
-def test_dial_for_a_service(source: object, port: object, protocol: str,
-                            spec: dict[str, object], address: tuple[str, int] | None) -> None:
-    dial = dial_for(ServiceTarget("default/web", port), source, protocol,  # type: ignore[arg-type]
-                    _svc(**spec), "192.168.0.10")
+def test_dial_for_a_service(
+    source: object,
+    port: object,
+    protocol: str,
+    spec: dict[str, object],
+    address: tuple[str, int] | None,
+) -> None:
+    dial = dial_for(
+        ServiceTarget("default/web", port),
+        source,
+        protocol,  # type: ignore[arg-type]
+        _svc(**spec),
+        "192.168.0.10",
+    )
     if address is None:
         assert dial is None
     else:
@@ -172,8 +223,9 @@ def test_dial_for_a_service(source: object, port: object, protocol: str,
 def test_dial_for_an_address() -> None:
     plain = dial_for(AddressTarget("10.244.1.5", 8080), PodSource({"a": "b"}), "tcp", None, "")
     assert plain == Dial("10.244.1.5", 8080, "tcp", "10.244.1.5:8080/tcp", None, None)
-    named = dial_for(AddressTarget(VIP, 53, "udp", "kube-system/dns:dns"), PodSource({"a": "b"}),
-                     "udp", None, "")
+    named = dial_for(
+        AddressTarget(VIP, 53, "udp", "kube-system/dns:dns"), PodSource({"a": "b"}), "udp", None, ""
+    )
     assert named is not None and named.service == "kube-system/dns"
     assert named.label == named.service_port == "kube-system/dns:dns"
     assert dial_for(ServiceTarget("default/web"), PodSource({"a": "b"}), "tcp", None, "") is None

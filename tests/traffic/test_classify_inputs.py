@@ -16,8 +16,14 @@ from tests.traffic.test_classify import DIAL, _accept, _Ctx, _ctx
 _WORLDS: list[tuple[BackendState | None, dict[str, Any]]] = [
     (state, kw)
     for state in (None, *BackendState)
-    for kw in ({}, {"in_api": False}, {"port": 9090}, {"owner": "default/other"},
-               {"proxy": "blocked"}, {"outside": {"10.244.1.2": "ext"}})
+    for kw in (
+        {},
+        {"in_api": False},
+        {"port": 9090},
+        {"owner": "default/other"},
+        {"proxy": "blocked"},
+        {"outside": {"10.244.1.2": "ext"}},
+    )
 ]
 
 
@@ -44,6 +50,9 @@ def test_equal_inputs_classify_alike(a: int, b: int) -> None:
 @pytest.mark.parametrize("verdict_only", [True, False])
 def test_rule_decided_outcomes_read_nothing(verdict_only: bool) -> None:
     ctx, _ = _ctx(BackendState.SERVING)
-    outcome = (NfOutcome(VerdictKind.REJECT, ("10.96.0.10", 80), None) if verdict_only
-               else _accept(None, local=True))
+    outcome = (
+        NfOutcome(VerdictKind.REJECT, ("10.96.0.10", 80), None)
+        if verdict_only
+        else _accept(None, local=True)
+    )
     assert classify_inputs(outcome, DIAL, ctx) == ()  # type: ignore[arg-type]

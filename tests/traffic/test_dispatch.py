@@ -72,8 +72,9 @@ def test_dispatches_survive_syncs_that_do_not_touch_them() -> None:
     again_b = cache.lookup(kernel, "10.244.1.99", "pod", "10.96.0.2", "tcp", 80)
     assert again_a is first_a and cache.reused == 1
     assert again_b is not first_b and cache.built == 3
-    fresh = build_dispatch(kernel.ruleset, Packet("10.244.1.99", "10.96.0.2", "tcp", 80),
-                           kernel.network)
+    fresh = build_dispatch(
+        kernel.ruleset, Packet("10.244.1.99", "10.96.0.2", "tcp", 80), kernel.network
+    )
     assert again_b.outcomes == fresh.outcomes and len(again_b.outcomes) == 2
     w.program(services=[], slices=[])  # everything gone: a's dispatch must change too
     gone = cache.lookup(kernel, "10.244.1.99", "pod", "10.96.0.1", "tcp", 80)
@@ -95,10 +96,12 @@ def test_source_classes_group_sources_the_rules_treat_alike() -> None:
     for src in (pod_b, "203.0.113.10"):
         rep = classes.representative(src)
         for origin in ("pod", "external"):
-            own = build_dispatch(kernel.ruleset, Packet(src, "10.96.0.1", "tcp", 80,
-                                                        origin=origin), kernel.network)
-            via = build_dispatch(kernel.ruleset, Packet(rep, "10.96.0.1", "tcp", 80,
-                                                        origin=origin), kernel.network)
+            own = build_dispatch(
+                kernel.ruleset, Packet(src, "10.96.0.1", "tcp", 80, origin=origin), kernel.network
+            )
+            via = build_dispatch(
+                kernel.ruleset, Packet(rep, "10.96.0.1", "tcp", 80, origin=origin), kernel.network
+            )
             assert own.outcomes == via.outcomes
             assert [p.conditions for p in own.paths] == [p.conditions for p in via.paths]
 
@@ -121,17 +124,35 @@ def test_nodes_share_a_dispatch_only_where_their_walks_agree() -> None:
     assert {o.dnat is not None for o in on_one.outcomes} == {True}
     assert {o.dnat for o in on_two.outcomes} == {None}
     for kernel, got in ((one, on_one), (two, on_two)):
-        fresh = build_dispatch(kernel.ruleset, Packet("203.0.113.10", "192.168.0.10", "tcp",
-                                                      30080, origin="external"), kernel.network)
+        fresh = build_dispatch(
+            kernel.ruleset,
+            Packet("203.0.113.10", "192.168.0.10", "tcp", 30080, origin="external"),
+            kernel.network,
+        )
         assert got.outcomes == fresh.outcomes
 
 
 def test_materialise_appends_what_was_added_since() -> None:
     """Arrays built in steps (chains growing longer) equal the arrays built at once."""
-    row = {k: 1 for k in ("outcome", "cause", "endpoint", "pod", "time", "wait", "accepted",
-                          "served", "refused")}
-    spines = [([5, 7], [True, False], [0, 1], 2), ([], [], [], 0),
-              ([3, 4, 5, 6], [True, True, True, False], [0, 1, 2, 3], 4)]
+    row = {
+        k: 1
+        for k in (
+            "outcome",
+            "cause",
+            "endpoint",
+            "pod",
+            "time",
+            "wait",
+            "accepted",
+            "served",
+            "refused",
+        )
+    }
+    spines = [
+        ([5, 7], [True, False], [0, 1], 2),
+        ([], [], [], 0),
+        ([3, 4, 5, 6], [True, True, True, False], [0, 1, 2, 3], 4),
+    ]
     stepwise, at_once = Groups(), Groups()
     for i, spine in enumerate(spines):
         stepwise.add((i, "n", "x"), 0, True, spine, [row] * (len(spine[0]) + 1))
@@ -153,8 +174,12 @@ def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int
     groups, spines = Groups(), []
     for i in range(6):
         k = int(rng.integers(0, 5))
-        spine = ([int(t) for t in rng.integers(0, 1 << 31, k)],
-                 [bool(b) for b in rng.integers(0, 2, k)], list(range(k)), k)
+        spine = (
+            [int(t) for t in rng.integers(0, 1 << 31, k)],
+            [bool(b) for b in rng.integers(0, 2, k)],
+            list(range(k)),
+            k,
+        )
         spines.append(spine)
         groups.add((i, "n", "x"), 0, True, spine, [])
     arrays = groups.materialise()
@@ -164,6 +189,12 @@ def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int
     draws = statistic_draws(seeds, 5)
     for row, (gid, got) in enumerate(zip(g.tolist(), chosen.tolist(), strict=True)):
         thresholds, below, leaves, final = spines[gid]
-        expected = next((leaves[j] for j in range(len(thresholds))
-                         if (draws[row, j] < thresholds[j]) == below[j]), final)
+        expected = next(
+            (
+                leaves[j]
+                for j in range(len(thresholds))
+                if (draws[row, j] < thresholds[j]) == below[j]
+            ),
+            final,
+        )
         assert got == expected

@@ -99,10 +99,22 @@ def test_udp_fixed_port_black_hole_lasts_until_the_entry_is_deleted() -> None:
     target = ServiceTarget("default/dns", "dns")
     _start(
         w,
-        WorkloadSpec("fixed", PodSource(CLIENTS), target, ((0.0, 10.0),),
-                     connection=Udp(fixed_source_port=True), request_timeout_s=1.0),
-        WorkloadSpec("fresh", PodSource(CLIENTS), target, ((0.0, 10.0),), connection=Udp(),
-                     request_timeout_s=1.0),
+        WorkloadSpec(
+            "fixed",
+            PodSource(CLIENTS),
+            target,
+            ((0.0, 10.0),),
+            connection=Udp(fixed_source_port=True),
+            request_timeout_s=1.0,
+        ),
+        WorkloadSpec(
+            "fresh",
+            PodSource(CLIENTS),
+            target,
+            ((0.0, 10.0),),
+            connection=Udp(),
+            request_timeout_s=1.0,
+        ),
     )
     w.run_to(2.0)
     _replace_dns(w, old, program=True)
@@ -127,8 +139,15 @@ def _dns_world() -> tuple[World, object]:
     w = World()
     w.add_pod("client-0", "node-1", CLIENTS, app="client", port=9)
     old = w.add_pod("dns-0", "node-2", {"app": "dns"}, port=53, protocol="udp")
-    w.add_service("dns", "10.96.0.53", {"app": "dns"}, port=53, target_port=53,
-                  protocol="UDP", port_name="dns")
+    w.add_service(
+        "dns",
+        "10.96.0.53",
+        {"app": "dns"},
+        port=53,
+        target_port=53,
+        protocol="UDP",
+        port_name="dns",
+    )
     w.update_slices()
     w.program()
     return w, old
@@ -156,12 +175,23 @@ def _replace_dns(w: World, old: object, *, program: bool) -> None:
     ],
 )
 def test_udp_black_hole_ends_when_the_client_pauses_longer_than_the_timeout(
-    schedule: tuple[tuple[float, float], ...], replace_at: float, program_at: float,
+    schedule: tuple[tuple[float, float], ...],
+    replace_at: float,
+    program_at: float,
     back_at: float,
 ) -> None:
     w, old = _dns_world()
-    _start(w, WorkloadSpec("fixed", PodSource(CLIENTS), ServiceTarget("default/dns"), schedule,
-                           connection=Udp(fixed_source_port=True), request_timeout_s=1.0))
+    _start(
+        w,
+        WorkloadSpec(
+            "fixed",
+            PodSource(CLIENTS),
+            ServiceTarget("default/dns"),
+            schedule,
+            connection=Udp(fixed_source_port=True),
+            request_timeout_s=1.0,
+        ),
+    )
     w.run_to(replace_at)
     _replace_dns(w, old, program=False)
     w.run_to(program_at)
@@ -176,9 +206,11 @@ def test_udp_black_hole_ends_when_the_client_pauses_longer_than_the_timeout(
 
 def test_keepalive_pins_connections_and_new_pods_get_nothing() -> None:
     w = _world(endpoints=2, clients=2)
-    _start(w, WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 200.0),),
-                           connection=KeepAlive(2)),
-           WorkloadSpec("pr", PodSource(CLIENTS), WEB, ((0.0, 200.0),)))
+    _start(
+        w,
+        WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 200.0),), connection=KeepAlive(2)),
+        WorkloadSpec("pr", PodSource(CLIENTS), WEB, ((0.0, 200.0),)),
+    )
     w.run_to(1.0)
     new = w.add_pod("web-2", "node-1", {"app": "web"})
     w.update_slices()
@@ -195,8 +227,7 @@ def test_keepalive_pins_connections_and_new_pods_get_nothing() -> None:
 
 def test_draining_backend_closes_keepalive_connections_without_failures() -> None:
     w = _world(endpoints=3, clients=2)
-    _start(w, WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 300.0),),
-                           connection=KeepAlive(3)))
+    _start(w, WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 300.0),), connection=KeepAlive(3)))
     w.run_to(1.0)
     drained = w.backend("web-0")
     w.set_pod("web-0", terminating=True, ready=False)
@@ -213,10 +244,14 @@ def test_draining_backend_closes_keepalive_connections_without_failures() -> Non
 
 def test_crash_resets_in_flight_requests_and_broken_connections() -> None:
     w = _world(endpoints=2, clients=1, apps={"web": FixedTime(1.0), "client": FixedTime(0.0)})
-    _start(w, _load(20.0, request_timeout_s=5.0),
-           WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 20.0),), connection=KeepAlive(1)),
-           WorkloadSpec("dns", PodSource(CLIENTS), AddressTarget("10.96.0.10", 80, "tcp"),
-                        ((0.0, 5.0),)))
+    _start(
+        w,
+        _load(20.0, request_timeout_s=5.0),
+        WorkloadSpec("ka", PodSource(CLIENTS), WEB, ((0.0, 20.0),), connection=KeepAlive(1)),
+        WorkloadSpec(
+            "dns", PodSource(CLIENTS), AddressTarget("10.96.0.10", 80, "tcp"), ((0.0, 5.0),)
+        ),
+    )
     w.run_to(2.5)
     victim = w.backend("web-0")
     w.network.set_state(victim, BackendState.CRASHED, w.env.now)
@@ -270,9 +305,11 @@ def test_windows_do_not_change_the_results() -> None:
     def run(idle_s: float | None, defer: bool) -> pd.DataFrame:
         w = _world(endpoints=3, clients=2)
         if idle_s is not None:
+
             def idle() -> object:
                 while True:
                     yield w.env.timeout(idle_s)
+
             w.env.process(idle())  # type: ignore[arg-type]
         engine = TrafficEngine if defer else _Eager
         _start(w, _load(500.0, retries=Retries(2, 0.05)), engine=engine)
@@ -303,8 +340,11 @@ def test_no_clients_no_records_and_orphan_retries_are_dropped() -> None:
     w.set_pod("web-0", ready=False)
     w.update_slices()
     w.program()
-    _start(w, _load(50.0, retries=Retries(5, 1.0)),
-           WorkloadSpec("none", PodSource({"app": "nobody"}), WEB, ((0.0, 50.0),)))
+    _start(
+        w,
+        _load(50.0, retries=Retries(5, 1.0)),
+        WorkloadSpec("none", PodSource({"app": "nobody"}), WEB, ((0.0, 50.0),)),
+    )
     w.run_to(1.0)
     client = w.backend("client-0")
     w.network.set_state(client, BackendState.EXITED, w.env.now)

@@ -14,8 +14,12 @@ KEY = ["t_s", "workload", "client", "attempt"]
 
 # What each scenario must show, so that agreement is not agreement on nothing.
 EXPECTED: dict[str, set[tuple[str, str]]] = {
-    "cluster_ip_churn": {("ok", ""), ("refused", "stale-rule"), ("timeout", "stale-rule"),
-                         ("misrouted", "ip-reused")},
+    "cluster_ip_churn": {
+        ("ok", ""),
+        ("refused", "stale-rule"),
+        ("timeout", "stale-rule"),
+        ("misrouted", "ip-reused"),
+    },
     "no_endpoints": {("ok", ""), ("refused", "no-endpoints")},
     "affinity": {("ok", "")},
     "udp_fixed_port": {("ok", ""), ("timeout", "stale-conntrack")},

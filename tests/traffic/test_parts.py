@@ -98,8 +98,17 @@ def test_arrival_counts_are_poisson() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.0, 3.0), st.lists(st.floats(0.0, 200.0), max_size=6),
-                          st.booleans(), st.booleans()), max_size=25))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 3.0),
+            st.lists(st.floats(0.0, 200.0), max_size=6),
+            st.booleans(),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
 def test_occupancy_counts_exactly(steps: list[tuple[float, list[float], bool, bool]]) -> None:
     book = OccupancyBook(3, bin_s=0.5)
     held: list[float] = []

@@ -47,8 +47,11 @@ _SOURCES = ["10.244.1.2", "10.244.2.2", "10.244.1.3", "10.244.2.3", "10.244.1.77
 
 
 @settings(max_examples=25, deadline=None)
-@given(sources=st.lists(st.sampled_from(_SOURCES), min_size=2, max_size=8),
-       node=st.sampled_from(["node-1", "node-2"]), drop=st.integers(0, 3))
+@given(
+    sources=st.lists(st.sampled_from(_SOURCES), min_size=2, max_size=8),
+    node=st.sampled_from(["node-1", "node-2"]),
+    drop=st.integers(0, 3),
+)
 def test_source_classes_partition_sources_like_the_plain_signature(
     sources: list[str], node: str, drop: int
 ) -> None:
@@ -102,8 +105,11 @@ def test_a_dispatch_verified_on_one_network_is_not_reused_where_answers_differ(
         for node in order:
             kernel = w.kernels[node]
             got = cache.lookup(kernel, *key)  # type: ignore[arg-type]
-            fresh = build_dispatch(kernel.ruleset, Packet(key[0], key[2], key[3], key[4],
-                                                          origin="external"), kernel.network)
+            fresh = build_dispatch(
+                kernel.ruleset,
+                Packet(key[0], key[2], key[3], key[4], origin="external"),
+                kernel.network,
+            )
             assert got.outcomes == fresh.outcomes
             assert {o.dnat is not None for o in got.outcomes} == {node == "node-1"}
         w.program()  # new generations: every lookup revalidates

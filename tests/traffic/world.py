@@ -112,17 +112,29 @@ class World:
 
     # --- building -----------------------------------------------------------------------------
 
-    def add_pod(self, name: str, node: str, labels: Mapping[str, str], *, app: str = "web",
-                port: int = 8080, protocol: str = "tcp",
-                state: BackendState = BackendState.SERVING, ready: bool = True) -> Backend:
+    def add_pod(
+        self,
+        name: str,
+        node: str,
+        labels: Mapping[str, str],
+        *,
+        app: str = "web",
+        port: int = 8080,
+        protocol: str = "tcp",
+        state: BackendState = BackendState.SERVING,
+        ready: bool = True,
+    ) -> Backend:
         key_labels = tuple(sorted(labels.items()))
         backend = self.network.allocate(
             node, f"default/{name}", frozenset({(protocol, port)}), app, self.env.now
         )
         self.network.set_state(backend, state, self.env.now)
         pod = Pod(
-            ObjectMeta(name, labels=key_labels), node_name=node, pod_ip=backend.ip,
-            pod_ips=(backend.ip,), ready=ready,
+            ObjectMeta(name, labels=key_labels),
+            node_name=node,
+            pod_ip=backend.ip,
+            pod_ips=(backend.ip,),
+            ready=ready,
             container_ports=(ContainerPort(port, Protocol(protocol.upper()), "http"),),
         )
         self.api.apply("Pod", pod)
@@ -146,13 +158,26 @@ class World:
         self.api.delete("Pod", f"default/{name}")
         self.settle()
 
-    def add_service(self, name: str, cluster_ip: str, selector: Mapping[str, str], *,
-                    port: int = 80, target_port: int = 8080, protocol: str = "TCP",
-                    port_name: str = "http", affinity: bool = False, node_port: int = 0,
-                    service_type: ServiceType | None = None, **spec: Any) -> Service:
+    def add_service(
+        self,
+        name: str,
+        cluster_ip: str,
+        selector: Mapping[str, str],
+        *,
+        port: int = 80,
+        target_port: int = 8080,
+        protocol: str = "TCP",
+        port_name: str = "http",
+        affinity: bool = False,
+        node_port: int = 0,
+        service_type: ServiceType | None = None,
+        **spec: Any,
+    ) -> Service:
         default_type = ServiceType.NODE_PORT if node_port else ServiceType.CLUSTER_IP
         svc = Service(
-            ObjectMeta(name), cluster_ip=cluster_ip, selector=tuple(sorted(selector.items())),
+            ObjectMeta(name),
+            cluster_ip=cluster_ip,
+            selector=tuple(sorted(selector.items())),
             ports=(ServicePort(port, Protocol(protocol), port_name, target_port, node_port),),
             type=service_type or default_type,
             session_affinity=SessionAffinity.CLIENT_IP if affinity else SessionAffinity.NONE,
@@ -165,8 +190,9 @@ class World:
     def slices(self) -> list[EndpointSlice]:
         """The EndpointSlices the controller would keep for the API's current Pods."""
         pods = self.api.list("Pod")
-        return [sl for svc in self.api.list("Service")
-                for sl in endpoint_slices_for_service(svc, pods)]
+        return [
+            sl for svc in self.api.list("Service") for sl in endpoint_slices_for_service(svc, pods)
+        ]
 
     def update_slices(self) -> None:
         """Apply the controller's slices (and delete stale ones)."""
@@ -178,9 +204,13 @@ class World:
             self.api.apply("EndpointSlice", sl)
         self.settle()
 
-    def program(self, nodes: Iterable[str] | None = None, *,
-                services: Iterable[Service] | None = None,
-                slices: Iterable[EndpointSlice] | None = None) -> None:
+    def program(
+        self,
+        nodes: Iterable[str] | None = None,
+        *,
+        services: Iterable[Service] | None = None,
+        slices: Iterable[EndpointSlice] | None = None,
+    ) -> None:
         """Install kube-proxy's full-sync rules on ``nodes`` (default all) atomically."""
         svcs = list(self.api.list("Service") if services is None else services)
         sls = list(self.api.list("EndpointSlice") if slices is None else slices)
