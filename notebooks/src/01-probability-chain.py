@@ -1,5 +1,7 @@
 """Cells of notebooks/01-probability-chain.ipynb (see notebooks/build_notebooks.py)."""
 
+# One cell per entry, as the notebook shows it: not for the formatter to rearrange.
+# fmt: off
 CELLS = [
     ("md", r'''
     # 01 · Why kube-proxy's probability chain is uniform (and how uniform, exactly)
@@ -288,3 +290,4 @@ CELLS = [
     (03), and when conntrack remembers a decision the rules have since changed (04).
     '''),
 ]
+# fmt: on

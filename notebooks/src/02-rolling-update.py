@@ -1,5 +1,7 @@
 """Cells of notebooks/02-rolling-update.ipynb (see notebooks/build_notebooks.py)."""
 
+# One cell per entry, as the notebook shows it: not for the formatter to rearrange.
+# fmt: off
 CELLS = [
     ("md", r'''
     # 02 · Rolling updates: failure windows, preStop, and minSyncPeriod
@@ -260,3 +262,4 @@ CELLS = [
     workdir.cleanup()  # remove every run folder this notebook wrote
     '''),
 ]
+# fmt: on

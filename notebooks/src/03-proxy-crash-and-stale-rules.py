@@ -1,5 +1,7 @@
 """Cells of notebooks/03-proxy-crash-and-stale-rules.ipynb (see notebooks/build_notebooks.py)."""
 
+# One cell per entry, as the notebook shows it: not for the formatter to rearrange.
+# fmt: off
 CELLS = [
     ("md", r'''
     # 03 · A crashed kube-proxy and a stale rule: failures that stay on one node
@@ -254,3 +256,4 @@ CELLS = [
     workdir.cleanup()  # remove every run folder this notebook wrote
     '''),
 ]
+# fmt: on

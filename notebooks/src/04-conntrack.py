@@ -1,5 +1,7 @@
 """Cells of notebooks/04-conntrack.ipynb (see notebooks/build_notebooks.py)."""
 
+# One cell per entry, as the notebook shows it: not for the formatter to rearrange.
+# fmt: off
 CELLS = [
     ("md", r'''
     # 04 · Conntrack: when the kernel remembers a decision the rules have changed
@@ -279,3 +281,4 @@ CELLS = [
     workdir.cleanup()  # remove every run folder this notebook wrote
     '''),
 ]
+# fmt: on
