@@ -10,7 +10,7 @@ simulation started; failures come from the timeline.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
@@ -108,7 +108,7 @@ def build_world(
         start_bare_pod(pod, profile, fleet, scheduler, running=True)
     slices = EndpointSliceController(env, api, delays, world.record_event, nodes=nodes)
     slices.start()
-    world.outside_hosts = _outside_hosts(manifests, cluster.cluster_cidr)
+    world.outside_hosts = _outside_hosts([manifests, *added.values()], cluster.cluster_cidr)
 
     initial = _api_manifests(world)
     initial_slices = effective_endpoint_slices(initial)
@@ -220,12 +220,17 @@ def _conntrack_max(configured: int | None) -> int:
     return configured if configured is not None else kernel_default_max(ASSUMED_NODE_RAM_BYTES)
 
 
-def _outside_hosts(manifests: Manifests, cluster_cidr: str) -> dict[str, str]:
-    """Hand-made endpoint addresses outside the Pod network: assumed up, answering as "external"."""
+def _outside_hosts(sets: Iterable[Manifests], cluster_cidr: str) -> dict[str, str]:
+    """Hand-made endpoint addresses outside the Pod network: assumed up, answering as "external".
+
+    ``sets`` are the manifests at the start and those ``add-service`` actions add later.
+    """
     pods = ipaddress.ip_network(cluster_cidr)
     out: dict[str, str] = {}
-    addresses = [a.ip for ep in manifests.endpoints for s in ep.subsets for a in s.addresses]
-    addresses += [a for sl in manifests.endpoint_slices for e in sl.endpoints for a in e.addresses]
+    addresses: list[str] = []
+    for m in sets:
+        addresses += [a.ip for ep in m.endpoints for s in ep.subsets for a in s.addresses]
+        addresses += [a for sl in m.endpoint_slices for e in sl.endpoints for a in e.addresses]
     for ip in addresses:
         if ipaddress.ip_address(ip) not in pods:
             out[ip] = "external"

@@ -17,6 +17,7 @@ from tests.scenario.texts import (
     WEB,
     WEB_DEPLOYMENT,
     WEB_SERVICE,
+    add_service,
     scenario_text,
     write,
 )
@@ -93,3 +94,33 @@ def test_pods_without_declared_ports_serve_the_target_port(tmp_path: Path) -> No
 def test_pods_declaring_other_ports_refuse_the_target_port(tmp_path: Path) -> None:
     other = WEB.replace("containerPort: 8080", "containerPort: 9000") + "---\n" + FRONTEND_2
     assert list(outcomes(tmp_path, scenario_text(other, TO_WEB))) == [("refused", "port-closed")]
+
+
+EXTERNAL_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  ports: [{name: https, port: 443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ext-1
+  labels: {kubernetes.io/service-name: ext}
+addressType: IPv4
+ports: [{name: https, port: 443}]
+endpoints: [{addresses: [192.0.2.10]}]
+"""
+"""A selector-less Service whose hand-made endpoint is a host outside the cluster."""
+
+
+def test_an_added_service_with_an_outside_endpoint_is_answered(tmp_path: Path) -> None:
+    # Was: the outside host was known only for objects present at the start, so every request
+    # to the added Service timed out, also once the nodes had its rules.
+    to_ext = TO_WEB.replace("to: web:http", "to: ext:https")
+    text = scenario_text(FRONTEND_2, to_ext, add_service(EXTERNAL_SERVICE))
+    run = run_scenario(write(tmp_path, text), seed=1, out_dir=tmp_path / "run").run
+    programmed = run.syncs[run.syncs["start_s"] > 5.0]["end_s"].max()  # the add-service's sync
+    after = run.requests[run.requests["t_s"] > programmed]
+    assert len(after) > 100 and set(after["outcome"].astype(str)) == {"ok"}
