@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
+from svcsim.cli import INTERRUPTED as INTERRUPTED  # re-exported: the commands' exit code
 from svcsim.k8s.errors import collapse_lines, problem_line
 
 PIPE_WIDTH = 160
@@ -16,9 +17,6 @@ PIPE_WIDTH = 160
 
 USAGE_ERROR = 2
 """Exit code for bad input (files, fields, options), as command-line tools use it."""
-
-INTERRUPTED = 130
-"""Exit code after Ctrl-C (128 + SIGINT), as shells report a process ended by it."""
 
 
 def fail(problems: Iterable[str]) -> NoReturn:
