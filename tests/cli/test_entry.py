@@ -34,4 +34,4 @@ def test_the_entry_point_runs_the_application(
     with pytest.raises(SystemExit) as exit_info:
         svcsim.cli.entry()
     assert exit_info.value.code == 0
-    assert "Usage: svcsim" in capsys.readouterr().out
+    assert "Simulate the Kubernetes Service data plane" in capsys.readouterr().out
