@@ -74,7 +74,7 @@ def priority_text(hook: str, priority: int) -> str:
 
 
 def duration_text(seconds: int) -> str:
-    """nft's time format: ``3h``, ``1m30s``, ``1d2h``; ``0s`` for zero."""
+    """Nft's time format: ``3h``, ``1m30s``, ``1d2h``; ``0s`` for zero."""
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
@@ -92,8 +92,13 @@ def _anonymous_set(body: str) -> str:
         nets = [ipaddress.IPv4Network(item, strict=False) for item in items]
     except ValueError:
         return "{ " + body + " }"  # not an address set (e.g. ``{ ip saddr }``): leave it
-    ordered = sorted(zip(nets, items, strict=True), key=lambda pair: (pair[0].network_address, pair[0].prefixlen))
-    shown = [item if "/" not in item or net.prefixlen < 32 else str(net.network_address) for net, item in ordered]
+    ordered = sorted(
+        zip(nets, items, strict=True), key=lambda pair: (pair[0].network_address, pair[0].prefixlen)
+    )
+    shown = [
+        item if "/" not in item or net.prefixlen < 32 else str(net.network_address)
+        for net, item in ordered
+    ]
     return shown[0] if len(shown) == 1 else "{ " + ", ".join(shown) + " }"
 
 

@@ -1,4 +1,4 @@
-"""kube-proxy's nftables-mode compiler: the table ``ip kube-proxy`` after a full sync on a clean node.
+"""kube-proxy's nftables-mode compiler: the table ``ip kube-proxy`` after a full sync.
 
 A pure function from (Services, EndpointSlices, :class:`NodeContext`, Service CIDRs) to an
 :class:`~svcsim.netfilter.nftables.NftTable`, modelled on kubernetes
@@ -21,8 +21,8 @@ interface-name local-traffic detectors.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -104,7 +104,7 @@ SERVICE_ADDR_TYPE: Final = "ipv4_addr . inet_proto . inet_service : verdict"
 NODEPORT_TYPE: Final = "inet_proto . inet_service : verdict"
 
 
-class UnsupportedContext(ValueError):
+class UnsupportedContextError(ValueError):
     """The node context asks for something this nftables model does not cover."""
 
 
@@ -146,7 +146,11 @@ class _Builder:
         self.rules.append(NftRule(chain, rule, comment))
 
     def element(
-        self, container: str, key: Sequence[str], value: Sequence[str] = (), comment: str | None = None
+        self,
+        container: str,
+        key: Sequence[str],
+        value: Sequence[str] = (),
+        comment: str | None = None,
     ) -> None:
         # Adding an element whose key is present replaces it (nft and the fake agree).
         self.elements[(container, tuple(key))] = NftElement(
@@ -165,9 +169,9 @@ def _if_not_local(ctx: NodeContext) -> str:
 
 
 def check_context(ctx: NodeContext) -> None:
-    """Raise :class:`UnsupportedContext` for node settings the nftables model cannot compile."""
+    """Raise :class:`UnsupportedContextError` for settings the nftables model cannot compile."""
     if ctx.local_detector in ("BridgeInterface", "InterfaceNamePrefix"):
-        raise UnsupportedContext(
+        raise UnsupportedContextError(
             f"--detect-local-mode {ctx.local_detector} is not modelled in nftables mode yet "
             "(use ClusterCIDR or NodeCIDR)"
         )
@@ -314,7 +318,9 @@ def _service_port(
     if has_internal:
         b.element(SERVICE_IPS_MAP, (svc.cluster_ip, proto, port), (f"goto {internal_chain}",))
     else:
-        b.element(NO_ENDPOINT_SERVICES_MAP, (svc.cluster_ip, proto, port), (internal_verdict,), comment)
+        b.element(
+            NO_ENDPOINT_SERVICES_MAP, (svc.cluster_ip, proto, port), (internal_verdict,), comment
+        )
     for ip in svc.external_ips:
         if has_endpoints:
             b.element(SERVICE_IPS_MAP, (ip, proto, port), (f"goto {external_chain}",))

@@ -13,14 +13,6 @@ is added to those five lines. The base lines are :data:`BASE_RULES` (see there w
 
 from __future__ import annotations
 
-import pytest
-
-from svcsim.k8s.objects import (
-    LoadBalancerIngress,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-)
 from svcsim.netfilter.nftables import dump
 from svcsim.proxy.nftables import compile_nftables
 from tests.proxy.nftables_support import (
@@ -28,12 +20,8 @@ from tests.proxy.nftables_support import (
     FAKE_SERVICE_CIDRS,
     assert_nftables_equal,
     nft_fake_context,
-    sort_nftables_transaction,
 )
-from tests.proxy.test_iptables_support import TEST_NODE_NAME, ep, make_service, make_slice, port
 from tests.proxy.test_iptables_upstream import overall_inputs
-
-P80 = (port(80, "p80"),)
 
 OVERALL_SERVICES = """
 # svc1
