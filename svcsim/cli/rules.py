@@ -484,7 +484,16 @@ def _nftables_text(
     table = compile_nftables(
         manifests.services, effective_endpoint_slices(manifests), context, (service_cidr,)
     )
-    return dump(table) if output_format == "nft" else list_table(table)
+    if output_format == "nft":
+        return dump(table)
+    from svcsim.netfilter.nftables_list import unreproduced_merges
+
+    warn(
+        f"--format list: nft would print the address set in this rule with neighbouring "
+        f"ranges joined (a-b), which svcsim does not reproduce: {rule}"
+        for rule in unreproduced_merges(table)
+    )
+    return list_table(table)
 
 
 def _parse_endpoints(src: str, dst: str) -> tuple[str, int, str]:

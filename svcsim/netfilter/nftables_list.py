@@ -13,8 +13,10 @@ written, so this differs from :func:`~svcsim.netfilter.nftables.dump` in these w
   by the little-endian value of their padded network-order bytes; lines hold two IPv4
   addresses, five numbers, or one concatenation;
 * rules are printed in nft's canonical syntax: ``mark`` becomes ``meta mark`` with C operators
-  and 8-digit hex, anonymous address sets are sorted (a single element loses its braces), and
-  list separators are ``, ``.
+  and 8-digit hex, anonymous address sets are sorted, de-duplicated, elements inside another one
+  dropped (a set written with one element loses its braces), and list separators are ``, ``.
+  nft also joins neighbouring intervals into ranges; that is not reproduced, and
+  :func:`unreproduced_merges` names the rules where it would happen.
 
 Only the rule shapes kube-proxy writes are covered (see :func:`canonical_rule`).
 """
@@ -22,6 +24,7 @@ Only the rule shapes kube-proxy writes are covered (see :func:`canonical_rule`).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from typing import Final
 
@@ -83,23 +86,56 @@ def duration_text(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
+def _address_items(body: str) -> list[tuple[ipaddress.IPv4Network, str]] | None:
+    """The elements of an anonymous address set, or None if it is not one."""
+    items = [item.strip() for item in body.split(",") if item.strip()]
+    try:
+        return [(ipaddress.IPv4Network(item, strict=False), item) for item in items]
+    except ValueError:
+        return None
+
+
+def _merged(items: list[tuple[ipaddress.IPv4Network, str]]) -> list[ipaddress.IPv4Network]:
+    """The elements nft keeps: duplicates and elements inside another one are merged away."""
+    nets = sorted({net for net, _ in items}, key=lambda n: (n.network_address, n.prefixlen))
+    return [n for n in nets if not any(o != n and n.subnet_of(o) for o in nets)]
+
+
+def _adjacent_ranges(nets: list[ipaddress.IPv4Network]) -> bool:
+    """Whether nft would join neighbours into a range (``a-b``), which is not reproduced."""
+    return any(
+        int(a.broadcast_address) + 1 == int(b.network_address)
+        and (a.prefixlen < 32 or b.prefixlen < 32)
+        for a, b in itertools.pairwise(nets)
+    )
+
+
 def _anonymous_set(body: str) -> str:
     """An anonymous set's body as nft prints it; vmaps keep their order."""
-    items = [item.strip() for item in body.split(",") if item.strip()]
-    if any(":" in item for item in items):
-        return "{ " + ", ".join(items) + " }"
-    try:
-        nets = [ipaddress.IPv4Network(item, strict=False) for item in items]
-    except ValueError:
+    items = _address_items(body)
+    if items is None:
+        parts = [item.strip() for item in body.split(",") if item.strip()]
+        if any(":" in part for part in parts):
+            return "{ " + ", ".join(parts) + " }"
         return "{ " + body + " }"  # not an address set (e.g. ``{ ip saddr }``): leave it
-    ordered = sorted(
-        zip(nets, items, strict=True), key=lambda pair: (pair[0].network_address, pair[0].prefixlen)
-    )
-    shown = [
-        item if "/" not in item or net.prefixlen < 32 else str(net.network_address)
-        for net, item in ordered
-    ]
-    return shown[0] if len(shown) == 1 else "{ " + ", ".join(shown) + " }"
+    shown = [str(n.network_address) if n.prefixlen == 32 else str(n) for n in _merged(items)]
+    # A set written with one element loses its braces; merged down to one, it keeps them.
+    return shown[0] if len(items) == 1 else "{ " + ", ".join(shown) + " }"
+
+
+def unreproduced_merges(table: NftTable) -> list[str]:
+    """Rules whose anonymous address sets nft would print as joined ranges (not reproduced).
+
+    nft joins neighbouring intervals (``10.0.0.0/25`` + ``10.0.0.128/25`` + ``10.0.1.0`` print
+    as ``10.0.0.0-10.0.1.0``); :func:`list_table` prints them unjoined, so callers warn.
+    """
+    found = []
+    for rule in table.rules:
+        for body in _BRACES.findall(rule.rule):
+            items = _address_items(body)
+            if items is not None and _adjacent_ranges(_merged(items)):
+                found.append(f"{rule.chain}: {rule.rule}")
+    return found
 
 
 def canonical_rule(rule: str) -> str:
