@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean browser
+.PHONY: run test lint format bench clean browser kernel-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,23 @@ browser:
 	         >/dev/null 2>&1 || echo "could not install chromium: its test will be skipped"; \
 	     else echo "no chromium and not root with apt: the browser test will be skipped"; fi; }
 
-test: lint browser
+# nft, iptables-nft and ip for the tests that load svcsim's rules into a throw-away network
+# namespace (never the host's rules). Installed with apt when missing and running as root;
+# otherwise those tests are skipped (they say why).
+kernel-tools:
+	@missing=""; \
+	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	command -v iptables-nft-restore >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (apt) for the real-kernel tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	      >/dev/null 2>&1 || echo "could not install$$missing: the real-kernel tests will be skipped"; \
+	  else echo "missing$$missing and not root with apt: the real-kernel tests will be skipped"; fi; \
+	fi
+
+test: lint browser kernel-tools
 	$(BIN)/pytest -n 2
 
 lint: $(STAMP)

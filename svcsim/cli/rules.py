@@ -95,6 +95,21 @@ ServiceCidrOpt = Annotated[
         "without a clusterIP get one from it, as the API server would allocate.",
     ),
 ]
+RulesMode = Literal["iptables", "nftables"]
+"""The kube-proxy modes ``rules`` compiles."""
+
+NFTABLES_DEFAULT_NODEPORT_ADDRESSES: Final = "primary"
+"""``--nodeport-addresses`` when not given in nftables mode (server_linux.go
+``platformApplyDefaults``): only the node's primary IP accepts NodePorts."""
+
+ModeOpt = Annotated[
+    RulesMode,
+    typer.Option(
+        "--mode",
+        help="kube-proxy's --proxy-mode: iptables, or nftables (its table ip kube-proxy; "
+        "NodePorts default to the primary node IP, never localhost).",
+    ),
+]
 NfacctOpt = Annotated[
     bool,
     typer.Option(
@@ -130,15 +145,16 @@ class NodeRules:
     restore_text: str
 
 
-def _compile_node(
+def _prepare_node(
     manifests_paths: list[Path],
     node: str,
     node_ip: str | None,
     switches: ProxySwitches,
     service_cidr: str = DEFAULT_SERVICE_CIDR,
-) -> NodeRules:
+    mode: RulesMode = "iptables",
+) -> tuple[Manifests, NodeContext]:
+    """Load the manifests (cluster IPs allocated) and build the node's kube-proxy context."""
     from svcsim.proxy.context import NodeContext, resolve_node_port_addresses
-    from svcsim.proxy.iptables import compile_iptables_sync
 
     try:
         manifests = load_manifests(manifests_paths)
@@ -159,7 +175,24 @@ def _compile_node(
         except ValueError:
             problems.append(f"--cluster-cidr: {switches.cluster_cidr!r} is not a CIDR")
     detector = _detector(manifests, node, switches, problems)
-    addresses = _nodeport_addresses(switches.nodeport_addresses, problems)
+    nodeport_addresses = switches.nodeport_addresses
+    if nodeport_addresses is None and mode == "nftables":
+        # nftables mode's default (server_linux.go platformApplyDefaults).
+        nodeport_addresses = NFTABLES_DEFAULT_NODEPORT_ADDRESSES
+    addresses = _nodeport_addresses(nodeport_addresses, problems)
+    if (
+        mode == "nftables"
+        and detector is not None
+        and detector[0]
+        in (
+            "BridgeInterface",
+            "InterfaceNamePrefix",
+        )
+    ):
+        problems.append(
+            f"--detect-local-mode {detector[0]}: not modelled in nftables mode yet "
+            "(use ClusterCIDR or NodeCIDR)"
+        )
     if problems:
         fail(problems)
     context = NodeContext(
@@ -175,7 +208,11 @@ def _compile_node(
         node_port_addresses=resolve_node_port_addresses(addresses, next(iter(node_ips), None)),
         node_zone=next((n.zone for n in manifests.nodes if n.meta.name == node), None),
     )
-    if switches.localhost_nodeports and not context.effective_localhost_nodeports:
+    if (
+        mode == "iptables"
+        and switches.localhost_nodeports
+        and not context.effective_localhost_nodeports
+    ):
         warn(
             [
                 "localhost NodePorts are off: --nodeport-addresses leaves out 127.0.0.0/8, and "
@@ -183,12 +220,26 @@ def _compile_node(
             ]
         )
     if not context.nodeport_match_all and not context.nodeport_ips():
+        leads_to = "KUBE-NODEPORTS" if mode == "iptables" else "@service-nodeports"
         warn(
             [
-                f"no node address is inside --nodeport-addresses {switches.nodeport_addresses}: "
-                "kube-proxy writes no rule that leads to KUBE-NODEPORTS, so no NodePort answers"
+                f"no node address is inside --nodeport-addresses {nodeport_addresses}: "
+                f"kube-proxy writes no rule that leads to {leads_to}, so no NodePort answers"
             ]
         )
+    return manifests, context
+
+
+def _compile_node(
+    manifests_paths: list[Path],
+    node: str,
+    node_ip: str | None,
+    switches: ProxySwitches,
+    service_cidr: str = DEFAULT_SERVICE_CIDR,
+) -> NodeRules:
+    from svcsim.proxy.iptables import compile_iptables_sync
+
+    manifests, context = _prepare_node(manifests_paths, node, node_ip, switches, service_cidr)
     sync = compile_iptables_sync(manifests.services, effective_endpoint_slices(manifests), context)
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
 
@@ -301,6 +352,23 @@ def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
     )
 
 
+IPTABLES_ONLY_SWITCHES: Final = {
+    "localhost_nodeports": (
+        "--localhost-nodeports/--no-localhost-nodeports: an iptables-mode setting "
+        "(--iptables-localhost-nodeports); nftables mode never accepts NodePorts on localhost"
+    ),
+    "random_fully": (
+        "--random-fully/--no-random-fully: an iptables-mode fact; nftables mode always writes "
+        "'masquerade fully-random'"
+    ),
+    "nfacct": "--nfacct/--no-nfacct: nftables mode has no nfacct counter matches",
+}
+"""Switches ``rules`` ignores in nftables mode, and the warning it prints when one is given."""
+
+FORMATS_BY_MODE: Final = {"iptables": ("save", "restore"), "nftables": ("nft", "list")}
+"""The ``--format`` values each mode prints; the first is its default."""
+
+
 def rules(
     manifests: ManifestArgs,
     node: NodeOpt,
@@ -312,26 +380,65 @@ def rules(
     pod_bridge_interface: BridgeOpt = None,
     pod_interface_name_prefix: PrefixOpt = None,
     nodeport_addresses: NodePortAddressesOpt = None,
-    localhost_nodeports: LocalhostNodePortsOpt = True,
-    random_fully: RandomFullyOpt = True,
-    nfacct: NfacctOpt = True,
+    localhost_nodeports: Annotated[
+        bool | None,
+        typer.Option(
+            "--localhost-nodeports/--no-localhost-nodeports",
+            help="NodePorts on 127.0.0.1 (--iptables-localhost-nodeports; default on). "
+            "iptables mode only.",
+        ),
+    ] = None,
+    random_fully: Annotated[
+        bool | None,
+        typer.Option(
+            "--random-fully/--no-random-fully",
+            help="The node's iptables supports MASQUERADE --random-fully (iptables >= 1.6.2; "
+            "default yes). iptables mode only.",
+        ),
+    ] = None,
+    nfacct: Annotated[
+        bool | None,
+        typer.Option(
+            "--nfacct/--no-nfacct",
+            help="The kernel has nfacct: kube-proxy adds its counter matches to two rules "
+            "(default yes). iptables mode only.",
+        ),
+    ] = None,
     service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
+    mode: ModeOpt = "iptables",
     output_format: Annotated[
-        Literal["save", "restore"],
+        Literal["save", "restore", "nft", "list"] | None,
         typer.Option(
             "--format",
-            help="save: as iptables-save prints it; restore: as kube-proxy "
-            "writes it to iptables-restore.",
+            help="iptables mode: save (as iptables-save prints it, the default) or restore "
+            "(as kube-proxy writes it to iptables-restore). nftables mode: nft (nft -f input "
+            "as knftables' fake Dump() writes it, the default) or list (as 'nft list table ip "
+            "kube-proxy' prints it).",
         ),
-    ] = "save",
+    ] = None,
 ) -> None:
-    """Print the iptables rules kube-proxy (iptables mode) programs on one node.
+    """Print the rules kube-proxy programs on one node (iptables or nftables mode).
 
-    The options after --node-ip are kube-proxy's flags that change the rules, plus two facts
+    The options after --node-ip are kube-proxy's flags that change the rules, plus facts
     about the node's iptables and kernel (--no-random-fully, --no-nfacct): set them as on
-    the node to compare with its iptables-save. Save format: tables in iptables-save's order;
-    the "Generated"/"Completed" lines carry a fixed time (the Unix epoch), not the clock.
+    the node to compare with its iptables-save or nft list. Save format: tables in
+    iptables-save's order; the "Generated"/"Completed" lines carry a fixed time (the Unix
+    epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; its
+    --service-cidr also gives the "Drop traffic to unallocated ClusterIPs" rule.
     """
+    formats = FORMATS_BY_MODE[mode]
+    chosen = output_format or formats[0]
+    if chosen not in formats:
+        fail([f"--format {chosen}: --mode {mode} prints {' or '.join(formats)}"])
+    given = {
+        "localhost_nodeports": localhost_nodeports,
+        "random_fully": random_fully,
+        "nfacct": nfacct,
+    }
+    if mode == "nftables":
+        warn(
+            IPTABLES_ONLY_SWITCHES[name] + ": ignored" for name, v in given.items() if v is not None
+        )
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,
         masquerade_bit=masquerade_bit,
@@ -340,17 +447,53 @@ def rules(
         pod_bridge_interface=pod_bridge_interface,
         pod_interface_name_prefix=pod_interface_name_prefix,
         nodeport_addresses=nodeport_addresses,
-        localhost_nodeports=localhost_nodeports,
-        random_fully=random_fully,
-        nfacct=nfacct,
+        localhost_nodeports=True if localhost_nodeports is None else localhost_nodeports,
+        random_fully=True if random_fully is None else random_fully,
+        nfacct=True if nfacct is None else nfacct,
     )
+    if mode == "nftables":
+        typer.echo(
+            _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen), nl=False
+        )
+        return
     compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
-    if output_format == "restore":
+    if chosen == "restore":
         typer.echo(compiled.restore_text, nl=False)
     else:
         from svcsim.netfilter.text import render_save
 
         typer.echo(render_save(compiled.ruleset), nl=False)
+
+
+def _nftables_text(
+    manifests_paths: list[Path],
+    node: str,
+    node_ip: str | None,
+    switches: ProxySwitches,
+    service_cidr: str,
+    output_format: str,
+) -> str:
+    """The node's ``ip kube-proxy`` table after a full sync, as nft input or as nft lists it."""
+    from svcsim.netfilter.nftables import dump
+    from svcsim.netfilter.nftables_list import list_table
+    from svcsim.proxy.nftables import compile_nftables
+
+    manifests, context = _prepare_node(
+        manifests_paths, node, node_ip, switches, service_cidr, mode="nftables"
+    )
+    table = compile_nftables(
+        manifests.services, effective_endpoint_slices(manifests), context, (service_cidr,)
+    )
+    if output_format == "nft":
+        return dump(table)
+    from svcsim.netfilter.nftables_list import unreproduced_merges
+
+    warn(
+        f"--format list: nft would print the address set in this rule with neighbouring "
+        f"ranges joined (a-b), which svcsim does not reproduce: {rule}"
+        for rule in unreproduced_merges(table)
+    )
+    return list_table(table)
 
 
 def _parse_endpoints(src: str, dst: str) -> tuple[str, int, str]:
@@ -420,8 +563,23 @@ def trace_command(
         int, typer.Option("--seed", min=0, help="Seed for the statistic matches' random draws.")
     ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every rule.")] = False,
+    mode: Annotated[
+        RulesMode,
+        typer.Option(
+            "--mode",
+            help="kube-proxy's --proxy-mode; only iptables can be traced so far (nftables: "
+            "see its rules with 'svcsim rules --mode nftables').",
+        ),
+    ] = "iptables",
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
+    if mode == "nftables":
+        fail(
+            [
+                "--mode nftables: tracing nftables mode is not simulated yet; "
+                "'svcsim rules --mode nftables' prints its rules"
+            ]
+        )
     import numpy as np
 
     from svcsim.netfilter.interpreter import draws_from, trace
