@@ -17,8 +17,14 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from svcsim.netfilter.interpreter import Trace
+from svcsim.netfilter.nft_eval import trace_nft
+from svcsim.netfilter.nft_parse import parse_table
+from svcsim.netfilter.nftables import NftTable
+from svcsim.netfilter.numgen import first_draw
+from svcsim.netfilter.packet import NodeNetwork, Origin, Packet, VerdictKind, hostport
 from svcsim.proxy.context import NodeContext
-from tests.proxy.test_iptables_support import TEST_NODE_IPS, TEST_NODE_NAME
+from tests.proxy.test_iptables_support import TEST_NODE_IPS, TEST_NODE_NAME, Flow
 
 FAKE_SERVICE_CIDRS = ("172.30.0.0/16",)
 
@@ -132,3 +138,63 @@ add element ip kube-proxy nodeport-ips { 192.168.0.2 }
 commit whose base chains differ (``filter-prerouting-pre-dnat`` ...), so the table/chain/jump
 lines here are written from b0f823e6's ``setupNFTables`` (``nftablesBaseChains``,
 ``nftablesJumpChains``); the other lines are the later test's, unchanged."""
+
+
+# --- runPacketFlowTests over the nf_tables evaluator ---------------------------------------
+
+PROBE_MODULI = range(1, 9)
+"""Every endpoint of a numgen with up to this many choices is reached by :data:`PROBE_DRAWS`."""
+PROBE_DRAWS = sorted({first_draw(k, n) for n in PROBE_MODULI for k in range(n)})
+"""One 32-bit draw per (N, k): the smallest r numgen maps to k (``ceil(k * 2^32 / N)``)."""
+
+
+def _origin(src: str, node_ips: tuple[str, ...]) -> Origin:
+    """Upstream's tracer tells node traffic by ``fib saddr type local``; pods by 10.0.0.0/8."""
+    if src in node_ips or src.startswith("127."):
+        return "host"
+    return "pod" if src.startswith("10.") else "external"
+
+
+def flow_paths(
+    table: NftTable, flow: Flow, node_ips: tuple[str, ...] = TEST_NODE_IPS
+) -> list[Trace]:
+    """The flow's walk once per probe draw (each numgen choice is taken by some probe)."""
+    parsed = parse_table(table)
+    packet = Packet(
+        flow.src, flow.dst, flow.proto, flow.dport, origin=_origin(flow.src, node_ips)
+    )
+    network = NodeNetwork(node_ips=node_ips)
+    return [trace_nft(parsed, packet, network, draw=lambda r=r: r) for r in PROBE_DRAWS]
+
+
+def flow_result(traces: list[Trace]) -> tuple[str, bool]:
+    """``tracePacket``'s (output, masq): endpoints reached joined by ", ", or DROP/REJECT."""
+    outputs: list[str] = []
+    masq = False
+    for trace in traces:
+        outcome = trace.outcome
+        if outcome.verdict is not VerdictKind.ACCEPT:
+            text = outcome.verdict.value
+        elif outcome.dnat is not None:
+            text = hostport(*outcome.dnat)
+        else:
+            text = ""
+        masq = masq or outcome.masquerade
+        if text not in outputs:
+            outputs.append(text)
+    return ", ".join(sorted(o for o in outputs)), masq
+
+
+def assert_nft_flows(table: NftTable, flows: list[Flow]) -> None:
+    """``runPacketFlowTests``: each flow's output and masquerade flag; failures show the trace."""
+    failures = []
+    for flow in flows:
+        traces = flow_paths(table, flow)
+        output, masq = flow_result(traces)
+        if output != flow.output or masq != flow.masq:
+            failures.append(
+                f"{flow.name}: {flow.proto} {flow.src} -> {flow.dst}:{flow.dport} gave "
+                f"{output!r} masq {masq} (want {flow.output!r} masq {flow.masq}); first walk:\n"
+                + traces[0].format()
+            )
+    assert not failures, "\n\n".join(failures)
