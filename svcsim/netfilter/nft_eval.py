@@ -237,7 +237,7 @@ class _Walker:
                 return result, ", ".join(actions), "; ".join(details)
         return Verdict("continue"), ", ".join(actions) or "continue", "; ".join(details)
 
-    def statement(  # noqa: C901, PLR0911, PLR0912 - one case per statement type
+    def statement(
         self, s: Statement, details: list[str], actions: list[str]
     ) -> bool | Verdict:
         if isinstance(s, Verdict):
@@ -259,9 +259,9 @@ class _Walker:
             actions.append(f"mark 0x{self.mark:x}")
             return True
         if isinstance(s, MapLookup):
-            key = tuple(self.selector(sel) for sel in s.selectors)
-            found = self.lookup(s, key)
-            details.append(f"{' . '.join(key)}: {'hit' if found else 'no element'}")
+            values = tuple(self.selector(sel) for sel in s.selectors)
+            found = self.lookup(s, values)
+            details.append(f"{' . '.join(values)}: {'hit' if found else 'no element'}")
             return found if found is not None else False
         if isinstance(s, Numgen):
             return self.numgen(s, details)

@@ -193,7 +193,7 @@ class ParsedTable:
     """Each set's element timeout in seconds (None: elements never expire)."""
 
     def hook_chains(self, hook: str) -> tuple[NftChain, ...]:
-        """The base chains at ``hook``, in priority order (lowest first, as the kernel runs them)."""
+        """The base chains at ``hook`` in priority order (lowest first, as the kernel runs them)."""
         chains = [c for c in self.base_chains if c.hook == hook]
         return tuple(sorted(chains, key=lambda c: c.priority or 0))
 
@@ -331,7 +331,7 @@ def _dnat(tokens: _Tokens) -> Dnat:
     return Dnat(address, _number(port, tokens) if port else None)
 
 
-def _statement(tokens: _Tokens) -> Statement:  # noqa: C901, PLR0911, PLR0912 - one grammar
+def _statement(tokens: _Tokens) -> Statement:
     selector = _selector(tokens)
     if selector is not None:
         tokens.pos += 2

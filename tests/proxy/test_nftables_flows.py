@@ -195,7 +195,9 @@ LOCAL_ONLY = "10.180.2.1:80"
             [
                 Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, BOTH),
                 Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, BOTH),
-                Flow("external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, LOCAL_ONLY),
+                Flow(
+                    "external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, LOCAL_ONLY
+                ),
                 Flow("pod to LB IP", "10.0.0.2", "1.2.3.4", 80, BOTH),
                 Flow("external to LB IP", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, LOCAL_ONLY),
                 Flow("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, BOTH),
@@ -207,7 +209,9 @@ LOCAL_ONLY = "10.180.2.1:80"
             [
                 Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, BOTH),
                 Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, BOTH, True),
-                Flow("external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, BOTH, True),
+                Flow(
+                    "external to external IP", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80, BOTH, True
+                ),
                 Flow("pod to LB IP", "10.0.0.2", "1.2.3.4", 80, BOTH, True),
                 Flow("external to LB IP", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, BOTH, True),
                 Flow("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, BOTH, True),
