@@ -517,23 +517,44 @@ def _parse_endpoints(src: str, dst: str) -> tuple[str, int, str]:
 
 
 def _origin(
-    src: str, compiled: NodeRules, cluster_cidr: str | None
+    src: str, manifests: Manifests, context: NodeContext, cluster_cidr: str | None
 ) -> Literal["pod", "host", "external"]:
     address = ipaddress.ip_address(src)
-    context = compiled.context
     if src in context.node_ips or address.is_loopback:
         return "host"
     node_cidr = context.local_detector_value if context.local_detector == "NodeCIDR" else None
     for cidr in (cluster_cidr, node_cidr):
         if cidr is not None and address in ipaddress.ip_network(cidr, strict=False):
             return "pod"
-    for pod in compiled.manifests.pods:
+    for pod in manifests.pods:
         if pod.pod_ip == src:
             return "pod"
     return "external"
 
 
+def packet_origin(
+    src: str,
+    manifests: Manifests,
+    context: NodeContext,
+    cluster_cidr: str | None,
+    given: Literal["pod", "host", "external"] | None,
+) -> Literal["pod", "host", "external"]:
+    """Where the traced packet enters (``--from``, else guessed); warns about another node's Pod."""
+    entry = given or _origin(src, manifests, context, cluster_cidr)
+    if entry == "pod":
+        owner = next((p for p in manifests.pods if p.pod_ip == src), None)
+        if owner is not None and owner.node_name not in (None, context.node_name):
+            warn(
+                [
+                    f"{src} is Pod {owner.meta.key} on node {owner.node_name}: its connections "
+                    f"are processed by that node's rules, not {context.node_name}'s"
+                ]
+            )
+    return entry
+
+
 def trace_command(
+    ctx: typer.Context,
     manifests: ManifestArgs,
     node: NodeOpt,
     src: Annotated[str, typer.Option("--src", help="Source IP of the connection.")],
@@ -560,26 +581,22 @@ def trace_command(
     ] = None,
     sport: Annotated[int, typer.Option("--sport", min=1, max=65535, help="Source port.")] = 40000,
     seed: Annotated[
-        int, typer.Option("--seed", min=0, help="Seed for the statistic matches' random draws.")
+        int,
+        typer.Option(
+            "--seed", min=0, help="Seed for the random draws (statistic matches, numgen)."
+        ),
     ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every rule.")] = False,
     mode: Annotated[
         RulesMode,
         typer.Option(
             "--mode",
-            help="kube-proxy's --proxy-mode; only iptables can be traced so far (nftables: "
-            "see its rules with 'svcsim rules --mode nftables').",
+            help="kube-proxy's --proxy-mode: iptables, or nftables (the packet walks the "
+            "table ip kube-proxy's base chains by hook and priority).",
         ),
     ] = "iptables",
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
-    if mode == "nftables":
-        fail(
-            [
-                "--mode nftables: tracing nftables mode is not simulated yet; "
-                "'svcsim rules --mode nftables' prints its rules"
-            ]
-        )
     import numpy as np
 
     from svcsim.netfilter.interpreter import draws_from, trace
@@ -599,17 +616,30 @@ def trace_command(
         random_fully=random_fully,
         nfacct=nfacct,
     )
+    if mode == "nftables":
+        from svcsim.cli.nft_trace import trace_nftables
+
+        # Their defaults are booleans here, so ask where each value came from (typer's click).
+        sources = {name: ctx.get_parameter_source(name) for name in IPTABLES_ONLY_SWITCHES}
+        warn(
+            IPTABLES_ONLY_SWITCHES[name] + ": ignored"
+            for name, source in sources.items()
+            if source is not None and source.name != "DEFAULT"
+        )
+        trace_nftables(
+            manifests,
+            switches,
+            node=node,
+            node_ip=node_ip,
+            service_cidr=service_cidr,
+            packet=(src, dst_ip, dport, protocol, sport),
+            origin=origin,
+            seed=seed,
+            verbose=verbose,
+        )
+        return
     compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
-    entry = origin or _origin(src, compiled, cluster_cidr)
-    if entry == "pod":
-        owner = next((p for p in compiled.manifests.pods if p.pod_ip == src), None)
-        if owner is not None and owner.node_name not in (None, node):
-            warn(
-                [
-                    f"{src} is Pod {owner.meta.key} on node {owner.node_name}: its connections "
-                    f"are processed by that node's rules, not {node}'s"
-                ]
-            )
+    entry = packet_origin(src, compiled.manifests, compiled.context, cluster_cidr, origin)
     packet = Packet(src=src, dst=dst_ip, protocol=protocol, dport=dport, sport=sport, origin=entry)
     context = compiled.context
     network = node_network(context, cluster_cidr)

@@ -67,9 +67,8 @@ def test_list_format_is_what_nft_lists(nft_text: str) -> None:
         (["rules", "--format", "nft"], "--format nft: --mode iptables prints save or restore"),
         (["rules", "--format", "list"], "--format list: --mode iptables prints save or restore"),
         (
-            ["trace", *NFT, "--src", "172.200.6.21", "--dst", "10.100.160.92:30080"],
-            "--mode nftables: tracing nftables mode is not simulated yet; "
-            "'svcsim rules --mode nftables' prints its rules",
+            ["trace", *NFT, "--src", "172.200.6.21", "--dst", "10.100.160.92"],
+            "--dst: '10.100.160.92' is not IP:PORT[/tcp|udp|sctp]",
         ),
         (
             [
@@ -84,7 +83,7 @@ def test_list_format_is_what_nft_lists(nft_text: str) -> None:
             "(use ClusterCIDR or NodeCIDR)",
         ),
     ],
-    ids=["save", "restore", "nft with iptables", "list with iptables", "trace", "bridge"],
+    ids=["save", "restore", "nft with iptables", "list with iptables", "trace bad dst", "bridge"],
 )
 def test_mode_and_format_mismatches_exit_2_with_one_line(args: list[str], expected: str) -> None:
     command, *rest = args
