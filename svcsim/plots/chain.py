@@ -247,8 +247,12 @@ def chain_picks(
     *,
     naive: bool,
     seed: int,
+    nftables: bool = False,
 ) -> Figure:
-    """``svcsim chain --plot``: share of Monte Carlo picks per rule position vs exact and 1/N."""
+    """``svcsim chain --plot``: share of Monte Carlo picks per rule position vs exact and 1/N.
+
+    ``nftables``: the picks of nftables mode's ``numgen random mod N vmap`` rule.
+    """
     n = len(counts)
     samples = int(counts.sum())
     shares = counts / samples
@@ -276,9 +280,12 @@ def chain_picks(
         1 / n, color="black", linestyle="--", linewidth=1, label=f"fair share 1/N = {1 / n:.4g}"
     )
     kind = "naive chain (every rule 1/N)" if naive else "kube-proxy chain"
+    where = "rule position in the KUBE-SVC chain"
+    if nftables:
+        kind, where = "kube-proxy nftables numgen", "numgen value in the vmap"
     ax.set_title(f"{kind}, N={n}: share of {samples:,} picks per endpoint (seed {seed})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("endpoint index (rule position in the KUBE-SVC chain)")
+    ax.set_xlabel(f"endpoint index ({where})")
     ax.set_ylabel("share of new connections (fraction of picks)")
     ax.legend(loc="best", fontsize="small")
     return fig

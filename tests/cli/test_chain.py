@@ -98,3 +98,38 @@ def test_invalid_arguments_exit_2(args: list[str], needle: str) -> None:
     assert code == 2
     assert "Invalid value" in out or "No such option" in out
     assert needle in out
+
+
+def test_nftables_mode_shows_the_numgen_rule_and_exact_shares() -> None:
+    code, out = _run("3", "--mode", "nftables", "--samples", "20000", "--seed", "1")
+    assert code == 0, out
+    assert "numgen random mod 3 vmap" in out
+    assert "1,431,655,766" in out  # draws mapped to endpoint 0: 2^32 = 3 * 1431655765 + 1
+    assert "2863311531" in out  # the first draw of endpoint 2: ceil(2 * 2^32 / 3)
+    assert "0.33333333348855376" in out and "0.33333333325572312" in out
+    assert "reciprocal_scale" in out
+    assert "consistent with uniform (p ≥ 0.001)" in out
+
+
+def test_nftables_tables_fit_80_columns_up_to_n_1000() -> None:
+    code, out = _run("1000", "--mode", "nftables", "--samples", "20000", "--seed", "1")
+    assert code == 0, out
+    table = out[: out.index("Max |deviation|")]
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert "999 : ep999" in out and "..." in table
+
+
+def test_nftables_has_no_naive_variant() -> None:
+    result = runner.invoke(app, ["chain", "3", "--mode", "nftables", "--naive"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "--naive: nftables mode has no naive variant (one numgen rule, no chain)"
+    ]
+
+
+def test_nftables_plot_is_labelled_numgen(tmp_path: Path) -> None:
+    target = tmp_path / "numgen.png"
+    code, out = _run("4", "--mode", "nftables", "--samples", "10000", "--plot", str(target))
+    assert code == 0, out
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ def test_exact_shares_sum_to_one(n: int) -> None:
 
 
 def test_seven_endpoints_known_counts() -> None:
-    """2^32 = 7 * 613566756 + 4: four values get one draw more (the later ones, by ceil)."""
+    """2^32 = 7 * 613566756 + 4: four of the seven values get one draw more."""
     counts = [c.count for c in analyse_numgen(7)]
     assert sorted(counts) == [613566756] * 3 + [613566757] * 4
     assert [c.first_draw for c in analyse_numgen(7)][:3] == [0, 613566757, 1227133514]
