@@ -249,3 +249,276 @@ def test_no_endpoints_reject() -> None:
             Flow("external to LB IP", x, "1.2.3.4", 80, "REJECT"),
         ],
     )
+
+
+ITP_CASES = {
+    "internalTrafficPolicy is cluster": (
+        TrafficPolicy.CLUSTER,
+        (TEST_NODE_NAME, "node1", "node2"),
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.3:80",
+    ),
+    "local, one local endpoint": (
+        TrafficPolicy.LOCAL,
+        (TEST_NODE_NAME, "node1", "node2"),
+        "10.0.1.1:80",
+    ),
+    "local, multiple local endpoints": (
+        TrafficPolicy.LOCAL,
+        (TEST_NODE_NAME, TEST_NODE_NAME, "node2"),
+        "10.0.1.1:80, 10.0.1.2:80",
+    ),
+    "local, no local endpoints": (TrafficPolicy.LOCAL, ("node0", "node1", "node2"), "DROP"),
+}
+
+
+@pytest.mark.parametrize("case", list(ITP_CASES))
+def test_internal_traffic_policy(case: str) -> None:
+    """TestInternalTrafficPolicy, then its "endpoints deleted" REJECT check."""
+    policy, nodes, output = ITP_CASES[case]
+    svc = make_service(
+        "ns1",
+        "svc1",
+        cluster_ip="172.30.1.1",
+        selector=(("foo", "bar"),),
+        internal_traffic_policy=policy,
+        ports=(ServicePort(80),),
+    )
+    eps = tuple(ep(f"10.0.1.{i + 1}", n, ready=True) for i, n in enumerate(nodes))
+    flow = Flow("pod to ClusterIP", "10.0.0.2", "172.30.1.1", 80, output)
+    assert_nft_flows(_compile([svc], [make_slice("ns1", "svc1", eps, (port(80),))]), [flow])
+    deleted = Flow("endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT")
+    assert_nft_flows(_compile([svc], []), [deleted])
+
+
+T, F = True, False
+Row = tuple[str, bool, bool, bool, str]
+"""(address, ready, serving, terminating, "local" or "remote")."""
+
+LOCAL_TERMINATING_CASES: dict[str, tuple[list[Row], str, str]] = {
+    "ready endpoints exist": (
+        [
+            ("10.0.1.1", T, T, F, "local"),
+            ("10.0.1.2", T, T, F, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "local"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
+        "10.0.1.1:80, 10.0.1.2:80",
+    ),
+    "only terminating endpoints exist": (
+        [
+            ("10.0.1.2", F, T, T, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "local"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.5:80",
+        "10.0.1.2:80, 10.0.1.3:80",
+    ),
+    "terminating endpoints on remote node": (
+        [("10.0.1.5", F, T, T, "remote")],
+        "10.0.1.5:80",
+        "DROP",
+    ),
+    "no usable endpoints on any node": (
+        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
+        "REJECT",
+        "REJECT",
+    ),
+}
+"""TestTerminatingEndpointsTrafficPolicyLocal: rows, pod-to-ClusterIP and external-to-LB outputs."""
+
+CLUSTER_TERMINATING_CASES: dict[str, tuple[list[Row], str]] = {
+    "ready endpoints exist": (
+        [
+            ("10.0.1.1", T, T, F, "local"),
+            ("10.0.1.2", T, T, F, "local"),
+            ("10.0.1.3", F, T, T, "remote"),
+            ("10.0.1.4", F, F, T, "remote"),
+            ("10.0.1.5", T, T, F, "remote"),
+        ],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
+    ),
+    "only terminating endpoints exist": (
+        [
+            ("10.0.1.2", F, T, T, "local"),
+            ("10.0.1.3", F, T, T, "local"),
+            ("10.0.1.4", F, F, T, "remote"),
+            ("10.0.1.5", F, T, T, "remote"),
+        ],
+        "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80",
+    ),
+    "terminating endpoints on remote node": ([("10.0.1.5", F, T, T, "remote")], "10.0.1.5:80"),
+    "no usable endpoints on any node": (
+        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
+        "REJECT",
+    ),
+}
+"""TestTerminatingEndpointsTrafficPolicyCluster: rows and the output of both flows."""
+
+
+def _terminating_table(policy: TrafficPolicy, rows: list[Row]) -> NftTable:
+    svc = make_service(
+        "ns1",
+        "svc1",
+        type=ServiceType.LOAD_BALANCER,
+        cluster_ip="172.30.1.1",
+        external_traffic_policy=policy,
+        ports=(ServicePort(80, target_port=80),),
+        health_check_node_port=30000,
+        load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
+    )
+    eps = tuple(
+        ep(ip, TEST_NODE_NAME if where == "local" else "node-1", ready=r, serving=s, terminating=t)
+        for ip, r, s, t, where in rows
+    )
+    return _compile([svc], [make_slice("ns1", "svc1", eps, (port(80),))])
+
+
+AFTER_DELETE = [
+    Flow("pod to clusterIP after endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT"),
+    Flow("external to LB after endpoints deleted", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, "REJECT"),
+]
+
+
+@pytest.mark.parametrize("case", list(LOCAL_TERMINATING_CASES))
+def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
+    """TestTerminatingEndpointsTrafficPolicyLocal, then the endpoints deleted."""
+    rows, cluster_out, external_out = LOCAL_TERMINATING_CASES[case]
+    assert_nft_flows(
+        _terminating_table(TrafficPolicy.LOCAL, rows),
+        [
+            Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, cluster_out),
+            Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, external_out),
+        ],
+    )
+    assert_nft_flows(_terminating_table(TrafficPolicy.LOCAL, []), AFTER_DELETE)
+
+
+@pytest.mark.parametrize("case", list(CLUSTER_TERMINATING_CASES))
+def test_terminating_endpoints_traffic_policy_cluster(case: str) -> None:
+    """TestTerminatingEndpointsTrafficPolicyCluster, then the endpoints deleted."""
+    rows, out = CLUSTER_TERMINATING_CASES[case]
+    assert_nft_flows(
+        _terminating_table(TrafficPolicy.CLUSTER, rows),
+        [
+            Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, out),
+            Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, out, masq=out != "REJECT"),
+        ],
+    )
+    assert_nft_flows(_terminating_table(TrafficPolicy.CLUSTER, []), AFTER_DELETE)
+
+
+def _masquerade_table(masquerade_all: bool, local_detector: bool) -> NftTable:
+    def lb(i: int, **spec: object) -> object:
+        return make_service(
+            f"ns{i}",
+            f"svc{i}",
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip=f"172.30.0.4{i}",
+            ports=(ServicePort(80, name="p80", node_port=3000 + i),),
+            health_check_node_port=30000 + i,
+            **spec,
+        )
+
+    services = [
+        lb(1, load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),)),
+        lb(
+            2,
+            external_traffic_policy=TrafficPolicy.LOCAL,
+            load_balancer_ingress=(LoadBalancerIngress(ip="5.6.7.8"),),
+        ),
+        lb(
+            3,
+            internal_traffic_policy=TrafficPolicy.LOCAL,
+            load_balancer_ingress=(LoadBalancerIngress(ip="9.10.11.12"),),
+        ),
+    ]
+    slices = [
+        make_slice(
+            f"ns{i}",
+            f"svc{i}",
+            (ep(f"10.180.0.{i}", TEST_NODE_NAME), ep(f"10.180.1.{i}", "remote")),
+            P80,
+        )
+        for i in (1, 2, 3)
+    ]
+    detector = {} if local_detector else {"local_detector": None, "local_detector_value": ""}
+    return _compile(services, slices, masquerade_all=masquerade_all, **detector)
+
+
+def _masquerade_flows() -> list[Flow]:
+    """Upstream's flowTests of TestInternalExternalMasquerade (nftables: no localhost flows)."""
+    a1, a2, a3 = (f"10.180.0.{i}:80, 10.180.1.{i}:80" for i in (1, 2, 3))
+    n, x = TEST_NODE_IP, TEST_EXTERNAL_CLIENT
+    return [
+        Flow("pod to ClusterIP", "10.0.0.2", "172.30.0.41", 80, a1),
+        Flow("pod to NodePort", "10.0.0.2", n, 3001, a1, True),
+        Flow("pod to LB", "10.0.0.2", "1.2.3.4", 80, a1, True),
+        Flow("node to ClusterIP", n, "172.30.0.41", 80, a1, True),
+        Flow("node to NodePort", n, n, 3001, a1, True),
+        Flow("node to LB", n, "1.2.3.4", 80, a1, True),
+        Flow("external to ClusterIP", x, "172.30.0.41", 80, a1, True),
+        Flow("external to NodePort", x, n, 3001, a1, True),
+        Flow("external to LB", x, "1.2.3.4", 80, a1, True),
+        Flow("pod to ClusterIP with eTP:Local", "10.0.0.2", "172.30.0.42", 80, a2),
+        Flow("pod to NodePort with eTP:Local", "10.0.0.2", n, 3002, a2),
+        Flow("pod to LB with eTP:Local", "10.0.0.2", "5.6.7.8", 80, a2),
+        Flow("node to ClusterIP with eTP:Local", n, "172.30.0.42", 80, a2, True),
+        Flow("node to NodePort with eTP:Local", n, n, 3001, a1, True),
+        Flow("node to LB with eTP:Local", n, "5.6.7.8", 80, a2, True),
+        Flow("external to ClusterIP with eTP:Local", x, "172.30.0.42", 80, a2, True),
+        Flow("external to NodePort with eTP:Local", x, n, 3002, "10.180.0.2:80"),
+        Flow("external to LB with eTP:Local", x, "5.6.7.8", 80, "10.180.0.2:80"),
+        Flow("pod to ClusterIP with iTP:Local", "10.0.0.2", "172.30.0.43", 80, "10.180.0.3:80"),
+        Flow("pod to NodePort with iTP:Local", "10.0.0.2", n, 3003, a3, True),
+        Flow("pod to LB with iTP:Local", "10.0.0.2", "9.10.11.12", 80, a3, True),
+        Flow("node to ClusterIP with iTP:Local", n, "172.30.0.43", 80, "10.180.0.3:80", True),
+        Flow("node to NodePort with iTP:Local", n, n, 3003, a3, True),
+        Flow("node to LB with iTP:Local", n, "9.10.11.12", 80, a3, True),
+        Flow("external to ClusterIP with iTP:Local", x, "172.30.0.43", 80, "10.180.0.3:80", True),
+        Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
+        Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
+    ]
+
+
+NO_DETECTOR: dict[str, tuple[str | None, bool | None]] = {
+    "node to ClusterIP": (None, False),
+    "node to ClusterIP with eTP:Local": (None, False),
+    "node to ClusterIP with iTP:Local": (None, False),
+    "external to ClusterIP": (None, False),
+    "external to ClusterIP with eTP:Local": (None, False),
+    "external to ClusterIP with iTP:Local": (None, False),
+    "pod to NodePort with eTP:Local": ("10.180.0.2:80", None),
+    "pod to LB with eTP:Local": ("10.180.0.2:80", None),
+}
+MASQ_ALL: dict[str, tuple[str | None, bool | None]] = {
+    "pod to ClusterIP": (None, True),
+    "pod to ClusterIP with eTP:Local": (None, True),
+    "pod to ClusterIP with iTP:Local": (None, True),
+}
+
+
+@pytest.mark.parametrize(
+    ("masquerade_all", "local_detector", "overrides"),
+    [
+        (False, True, {}),
+        (False, False, NO_DETECTOR),
+        (True, True, MASQ_ALL),
+        (True, False, MASQ_ALL | {k: v for k, v in NO_DETECTOR.items() if v[0] is not None}),
+    ],
+    ids=["base", "no LocalTrafficDetector", "masqueradeAll", "masqueradeAll, no detector"],
+)
+def test_internal_external_masquerade(
+    masquerade_all: bool,
+    local_detector: bool,
+    overrides: dict[str, tuple[str | None, bool | None]],
+) -> None:
+    """TestInternalExternalMasquerade, its four configurations with upstream's overrides."""
+    flows = []
+    for f in _masquerade_flows():
+        out, masq = overrides.get(f.name, (None, None))
+        output = f.output if out is None else out
+        flows.append(Flow(f.name, f.src, f.dst, f.dport, output, f.masq if masq is None else masq))
+    assert_nft_flows(_masquerade_table(masquerade_all, local_detector), flows)
