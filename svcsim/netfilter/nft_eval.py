@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from svcsim.netfilter.interpreter import Trace
-from svcsim.netfilter.nft_parse import (
+from svcsim.netfilter.nft_statements import (
     AddrMatch,
     Counter,
     CtState,
@@ -121,7 +121,7 @@ class _Walker:
     def run(self) -> Outcome:
         local = self.network.is_local
         if self.packet.origin == "host":
-            end = self.hook("output") or self.route_and("postrouting", "leaves")
+            end = self.hook("output") or self.route_out_then("postrouting")
             if end is None and local(self.dst):
                 self.route(f"{self.dst} is local: back in through lo to input")
                 end = self.hook("prerouting", nat=False) or self.hook("input", nat=False)
@@ -147,7 +147,8 @@ class _Walker:
             decided_in=self.decided_in if verdict is not VerdictKind.ACCEPT else None,
         )
 
-    def route_and(self, hook: str, _: str) -> _End | None:
+    def route_out_then(self, hook: str) -> _End | None:
+        """The routing decision for a host's packet (after output's DNAT), then ``hook``."""
         if not self.network.is_local(self.dst):
             self.route(f"{self.dst} leaves via {self.network.out_interface(self.dst)}")
         return self.hook(hook)
@@ -237,9 +238,7 @@ class _Walker:
                 return result, ", ".join(actions), "; ".join(details)
         return Verdict("continue"), ", ".join(actions) or "continue", "; ".join(details)
 
-    def statement(
-        self, s: Statement, details: list[str], actions: list[str]
-    ) -> bool | Verdict:
+    def statement(self, s: Statement, details: list[str], actions: list[str]) -> bool | Verdict:
         if isinstance(s, Verdict):
             return s
         if isinstance(s, Counter | CtState):

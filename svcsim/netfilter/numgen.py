@@ -14,7 +14,6 @@ Nothing here knows about Kubernetes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Final
@@ -78,7 +77,7 @@ def scale_many(draws: npt.NDArray[np.uint32], modulus: int) -> npt.NDArray[np.in
 
 def u32_draws_from(rng: np.random.Generator, block: int = 256) -> Callable[[], int]:
     """A draw source over a numpy Generator: one ``get_random_u32()`` per call."""
-    if block < 1 or math.isnan(block):
+    if block < 1:
         raise ValueError(f"block {block!r} must be positive")
     buffer: list[int] = []
 

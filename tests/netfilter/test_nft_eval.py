@@ -6,7 +6,8 @@ import pytest
 
 from svcsim.k8s.objects import ServicePort, SessionAffinity
 from svcsim.netfilter.nft_eval import DynamicSets, NftWalkError, trace_nft, walk_nft
-from svcsim.netfilter.nft_parse import Dnat, Numgen, ParsedTable, parse_table
+from svcsim.netfilter.nft_parse import parse_table
+from svcsim.netfilter.nft_statements import Dnat, Numgen, ParsedTable
 from svcsim.netfilter.nftables import NftChain, NftRule, NftTable
 from svcsim.netfilter.numgen import RANDOM_SCALE, first_draw, reciprocal_scale
 from svcsim.netfilter.packet import NodeNetwork, Packet, VerdictKind

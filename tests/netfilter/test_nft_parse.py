@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from svcsim.netfilter.nft_parse import (
+from svcsim.netfilter.nft_parse import NftParseError, parse_rule, parse_table
+from svcsim.netfilter.nft_statements import (
     AddrMatch,
     CtState,
     Dnat,
@@ -16,13 +17,10 @@ from svcsim.netfilter.nft_parse import (
     MarkMatch,
     MarkSet,
     Masquerade,
-    NftParseError,
     Numgen,
     ProtoMatch,
     SetUpdate,
     Verdict,
-    parse_rule,
-    parse_table,
 )
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftTable
 from svcsim.proxy.nftables import compile_nftables

@@ -7,8 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svcsim.netfilter.numgen import (
+    MODULUS_MAX,
     RANDOM_SCALE,
     draw_u32,
     first_draw,
@@ -84,3 +87,13 @@ def test_draw_source_is_deterministic_and_32_bit() -> None:
     assert all(0 <= v < RANDOM_SCALE for v in first)
     many = list(itertools.islice(iter(u32_draws_from(np.random.default_rng(1)), None), 4096))
     assert max(many) >= 1 << 31  # the top bit is kept (unlike xt_statistic's 31 bits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, MODULUS_MAX), r=st.integers(0, RANDOM_SCALE - 1))
+def test_every_draw_lies_in_the_interval_of_the_value_it_scales_to(n: int, r: int) -> None:
+    """For any N and draw r: ceil(k 2^32 / N) <= r < ceil((k+1) 2^32 / N) with k = scale(r)."""
+    k = reciprocal_scale(r, n)
+    assert 0 <= k < n
+    assert first_draw(k, n) <= r
+    assert k == n - 1 or r < first_draw(k + 1, n)
