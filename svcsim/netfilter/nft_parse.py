@@ -292,10 +292,18 @@ def parse_table(table: NftTable) -> ParsedTable:
         statements = parse_rule(rule.chain, len(rules) + 1, rule.rule)
         rules.append(ParsedRule(rule.chain, len(rules) + 1, text, statements))
     sets: dict[str, set[tuple[str, ...]]] = {s.name: set() for s in table.sets if not s.is_map}
+    set_types = {s.name: s.type for s in table.sets}
     maps: dict[str, dict[tuple[str, ...], Verdict]] = {s.name: {} for s in table.sets if s.is_map}
     for element in table.elements:
         where = _Tokens("", f"element {' . '.join(element.key)} of {element.container}")
         if element.container in sets:
+            if set_types[element.container] == "ipv4_addr":
+                # Lookups compare whole addresses: an interval element would never match.
+                for part in element.key:
+                    try:
+                        ipaddress.IPv4Address(part)
+                    except ValueError:
+                        raise where.error(f"{part!r} is not an IPv4 address") from None
             sets[element.container].add(element.key)
         elif element.container in maps:
             words = " ".join(element.value).split()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -22,7 +23,7 @@ from svcsim.netfilter.nft_statements import (
     SetUpdate,
     Verdict,
 )
-from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftTable
+from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftSet, NftTable
 from svcsim.proxy.nftables import compile_nftables
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, nft_fake_context
 from tests.proxy.test_iptables_upstream import overall_inputs
@@ -139,3 +140,16 @@ def test_element_of_a_missing_map_and_rule_of_a_missing_chain_are_errors() -> No
         parse_table(table)
     with pytest.raises(NftParseError, match="missing chain 'd'"):
         parse_table(NftTable("ip", "t", rules=(NftRule("d", "drop"),)))
+
+
+def test_an_address_set_element_that_is_not_an_address_is_an_error() -> None:
+    table = NftTable(
+        "ip",
+        "t",
+        sets=(NftSet("s", "ipv4_addr"),),
+        elements=(NftElement("s", ("10.0.0.0/8",)),),
+    )
+    with pytest.raises(
+        NftParseError, match=re.escape("element 10.0.0.0/8 of s: '10.0.0.0/8' is not an IPv4")
+    ):
+        parse_table(table)
