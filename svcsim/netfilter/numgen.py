@@ -49,6 +49,7 @@ def first_draw(k: int, modulus: int) -> int:
 
 def value_counts(modulus: int) -> tuple[int, ...]:
     """How many of the 2^32 draws give each value 0..N-1 (they sum to 2^32)."""
+    modulus = _check_modulus(modulus)
     bounds = [first_draw(k, modulus) for k in range(modulus)] + [RANDOM_SCALE]
     return tuple(bounds[k + 1] - bounds[k] for k in range(modulus))
 
@@ -79,11 +80,14 @@ def u32_draws_from(rng: np.random.Generator, block: int = 256) -> Callable[[], i
     """A draw source over a numpy Generator: one ``get_random_u32()`` per call."""
     if block < 1:
         raise ValueError(f"block {block!r} must be positive")
+    # An even block uses every word of the generator's 64-bit outputs, so the stream of draws
+    # does not depend on the block size.
+    size = block + (block & 1)
     buffer: list[int] = []
 
     def draw() -> int:
         if not buffer:
-            buffer.extend(int(v) for v in draw_u32(rng, block)[::-1])
+            buffer.extend(int(v) for v in draw_u32(rng, size)[::-1])
         return buffer.pop()
 
     return draw
