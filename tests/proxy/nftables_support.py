@@ -160,9 +160,7 @@ def flow_paths(
 ) -> list[Trace]:
     """The flow's walk once per probe draw (each numgen choice is taken by some probe)."""
     parsed = parse_table(table)
-    packet = Packet(
-        flow.src, flow.dst, flow.proto, flow.dport, origin=_origin(flow.src, node_ips)
-    )
+    packet = Packet(flow.src, flow.dst, flow.proto, flow.dport, origin=_origin(flow.src, node_ips))
     network = NodeNetwork(node_ips=node_ips)
     return [trace_nft(parsed, packet, network, draw=lambda r=r: r) for r in PROBE_DRAWS]
 
