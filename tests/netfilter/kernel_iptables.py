@@ -7,40 +7,15 @@ skip with its reason when the machine cannot do this (not root, no iptables-nft,
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
-_TOOLS = ("ip", "iptables-nft-restore", "iptables-nft-save")
-_names = itertools.count()
+from tests.netfilter.netns import namespace, unavailable
 
 
 def kernel_unavailable() -> str | None:
     """Why real iptables cannot be run here, or None if it can."""
-    if os.name != "posix" or os.geteuid() != 0:
-        return "needs root to create a network namespace"
-    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
-    if missing:
-        return f"needs {', '.join(missing)} (apt-get install iptables iproute2)"
-    try:
-        with _namespace():
-            pass
-    except (OSError, subprocess.CalledProcessError) as exc:
-        return f"cannot create a network namespace: {exc}"
-    return None
-
-
-@contextmanager
-def _namespace() -> Iterator[str]:
-    name = f"svcsim-test-{os.getpid()}-{next(_names)}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    return unavailable(("iptables-nft-restore", "iptables-nft-save"), "iptables iproute2")
 
 
 def kernel_save(restore_input: str, nfacct_counters: Iterable[str] = ()) -> str:
@@ -49,7 +24,7 @@ def kernel_save(restore_input: str, nfacct_counters: Iterable[str] = ()) -> str:
     ``nfacct_counters`` are created first (``nfacct add``), as kube-proxy ensures its counters
     before writing rules that name them.
     """
-    with _namespace() as name:
+    with namespace("test") as name:
         run = ["ip", "netns", "exec", name]
         for counter in nfacct_counters:
             subprocess.run([*run, "nfacct", "add", counter], check=True, capture_output=True)

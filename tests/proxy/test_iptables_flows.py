@@ -18,6 +18,13 @@ from svcsim.k8s.objects import (
 )
 from svcsim.netfilter.model import Ruleset
 from svcsim.proxy.iptables import compile_iptables
+from tests.proxy.flow_cases import (
+    CLUSTER_TERMINATING_CASES,
+    LOCAL_TERMINATING_CASES,
+    MASQ_ALL,
+    NO_DETECTOR,
+    Row,
+)
 from tests.proxy.test_iptables_support import (
     TEST_EXTERNAL_CLIENT,
     TEST_EXTERNAL_CLIENT_BLOCKED,
@@ -325,45 +332,7 @@ def test_internal_traffic_policy(
     )
 
 
-T, F = True, False
-TERMINATING_CASES = {
-    "ready endpoints exist": (
-        [
-            ("10.0.1.1", T, T, F, "local"),
-            ("10.0.1.2", T, T, F, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "local"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
-        "10.0.1.1:80, 10.0.1.2:80",
-    ),
-    "only terminating endpoints exist": (
-        [
-            ("10.0.1.2", F, T, T, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "local"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.5:80",
-        "10.0.1.2:80, 10.0.1.3:80",
-    ),
-    "terminating endpoints on remote node": (
-        [("10.0.1.5", F, T, T, "remote")],
-        "10.0.1.5:80",
-        "DROP",
-    ),
-    "no usable endpoints on any node": (
-        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
-        "REJECT",
-        "REJECT",
-    ),
-}
-
-
-def _terminating_rules(
-    policy: TrafficPolicy, rows: list[tuple[str, bool, bool, bool, str]]
-) -> Ruleset:
+def _terminating_rules(policy: TrafficPolicy, rows: list[Row]) -> Ruleset:
     svc = make_service(
         "ns1",
         "svc1",
@@ -381,10 +350,10 @@ def _terminating_rules(
     return compile_iptables([svc], [make_slice("ns1", "svc1", eps, (port(80),))], fake_context())
 
 
-@pytest.mark.parametrize("case", list(TERMINATING_CASES))
+@pytest.mark.parametrize("case", list(LOCAL_TERMINATING_CASES))
 def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
     """TestTerminatingEndpointsTrafficPolicyLocal."""
-    rows, cluster_out, external_out = TERMINATING_CASES[case]
+    rows, cluster_out, external_out = LOCAL_TERMINATING_CASES[case]
     assert_flows(
         _terminating_rules(TrafficPolicy.LOCAL, rows),
         [
@@ -392,34 +361,6 @@ def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
             Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, external_out),
         ],
     )
-
-
-CLUSTER_TERMINATING_CASES = {
-    "ready endpoints exist": (
-        [
-            ("10.0.1.1", T, T, F, "local"),
-            ("10.0.1.2", T, T, F, "local"),
-            ("10.0.1.3", F, T, T, "remote"),
-            ("10.0.1.4", F, F, T, "remote"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
-    ),
-    "only terminating endpoints exist": (
-        [
-            ("10.0.1.2", F, T, T, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "remote"),
-            ("10.0.1.5", F, T, T, "remote"),
-        ],
-        "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80",
-    ),
-    "terminating endpoints on remote node": ([("10.0.1.5", F, T, T, "remote")], "10.0.1.5:80"),
-    "no usable endpoints on any node": (
-        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
-        "REJECT",
-    ),
-}
 
 
 @pytest.mark.parametrize("case", list(CLUSTER_TERMINATING_CASES))
@@ -521,23 +462,6 @@ def _base_masquerade_flows() -> list[Flow]:
         Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
         Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
     ]
-
-
-NO_DETECTOR = {
-    "node to ClusterIP": (None, False),
-    "node to ClusterIP with eTP:Local": (None, False),
-    "node to ClusterIP with iTP:Local": (None, False),
-    "external to ClusterIP": (None, False),
-    "external to ClusterIP with eTP:Local": (None, False),
-    "external to ClusterIP with iTP:Local": (None, False),
-    "pod to NodePort with eTP:Local": ("10.180.0.2:80", None),
-    "pod to LB with eTP:Local": ("10.180.0.2:80", None),
-}
-MASQ_ALL = {
-    "pod to ClusterIP": (None, True),
-    "pod to ClusterIP with eTP:Local": (None, True),
-    "pod to ClusterIP with iTP:Local": (None, True),
-}
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,13 @@ from svcsim.k8s.objects import (
 )
 from svcsim.netfilter.nftables import NftTable
 from svcsim.proxy.nftables import compile_nftables
+from tests.proxy.flow_cases import (
+    CLUSTER_TERMINATING_CASES,
+    LOCAL_TERMINATING_CASES,
+    MASQ_ALL,
+    NO_DETECTOR,
+    Row,
+)
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, assert_nft_flows, nft_fake_context
 from tests.proxy.test_iptables_support import (
     TEST_EXTERNAL_CLIENT,
@@ -290,74 +297,6 @@ def test_internal_traffic_policy(case: str) -> None:
     assert_nft_flows(_compile([svc], []), [deleted])
 
 
-T, F = True, False
-Row = tuple[str, bool, bool, bool, str]
-"""(address, ready, serving, terminating, "local" or "remote")."""
-
-LOCAL_TERMINATING_CASES: dict[str, tuple[list[Row], str, str]] = {
-    "ready endpoints exist": (
-        [
-            ("10.0.1.1", T, T, F, "local"),
-            ("10.0.1.2", T, T, F, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "local"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
-        "10.0.1.1:80, 10.0.1.2:80",
-    ),
-    "only terminating endpoints exist": (
-        [
-            ("10.0.1.2", F, T, T, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "local"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.5:80",
-        "10.0.1.2:80, 10.0.1.3:80",
-    ),
-    "terminating endpoints on remote node": (
-        [("10.0.1.5", F, T, T, "remote")],
-        "10.0.1.5:80",
-        "DROP",
-    ),
-    "no usable endpoints on any node": (
-        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
-        "REJECT",
-        "REJECT",
-    ),
-}
-"""TestTerminatingEndpointsTrafficPolicyLocal: rows, pod-to-ClusterIP and external-to-LB outputs."""
-
-CLUSTER_TERMINATING_CASES: dict[str, tuple[list[Row], str]] = {
-    "ready endpoints exist": (
-        [
-            ("10.0.1.1", T, T, F, "local"),
-            ("10.0.1.2", T, T, F, "local"),
-            ("10.0.1.3", F, T, T, "remote"),
-            ("10.0.1.4", F, F, T, "remote"),
-            ("10.0.1.5", T, T, F, "remote"),
-        ],
-        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80",
-    ),
-    "only terminating endpoints exist": (
-        [
-            ("10.0.1.2", F, T, T, "local"),
-            ("10.0.1.3", F, T, T, "local"),
-            ("10.0.1.4", F, F, T, "remote"),
-            ("10.0.1.5", F, T, T, "remote"),
-        ],
-        "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80",
-    ),
-    "terminating endpoints on remote node": ([("10.0.1.5", F, T, T, "remote")], "10.0.1.5:80"),
-    "no usable endpoints on any node": (
-        [("10.0.1.5", F, F, T, "local"), ("10.0.1.5", F, F, T, "remote")],
-        "REJECT",
-    ),
-}
-"""TestTerminatingEndpointsTrafficPolicyCluster: rows and the output of both flows."""
-
-
 def _terminating_table(policy: TrafficPolicy, rows: list[Row]) -> NftTable:
     svc = make_service(
         "ns1",
@@ -481,23 +420,6 @@ def _masquerade_flows() -> list[Flow]:
         Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
         Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
     ]
-
-
-NO_DETECTOR: dict[str, tuple[str | None, bool | None]] = {
-    "node to ClusterIP": (None, False),
-    "node to ClusterIP with eTP:Local": (None, False),
-    "node to ClusterIP with iTP:Local": (None, False),
-    "external to ClusterIP": (None, False),
-    "external to ClusterIP with eTP:Local": (None, False),
-    "external to ClusterIP with iTP:Local": (None, False),
-    "pod to NodePort with eTP:Local": ("10.180.0.2:80", None),
-    "pod to LB with eTP:Local": ("10.180.0.2:80", None),
-}
-MASQ_ALL: dict[str, tuple[str | None, bool | None]] = {
-    "pod to ClusterIP": (None, True),
-    "pod to ClusterIP with eTP:Local": (None, True),
-    "pod to ClusterIP with iTP:Local": (None, True),
-}
 
 
 @pytest.mark.parametrize(
