@@ -11,19 +11,23 @@ import pytest
 
 from svcsim.k8s.objects import (
     LoadBalancerIngress,
-    Protocol,
     ServicePort,
     ServiceType,
     TrafficPolicy,
 )
-from svcsim.netfilter.model import Ruleset
 from svcsim.proxy.iptables import compile_iptables
 from tests.proxy.flow_cases import (
     CLUSTER_TERMINATING_CASES,
     LOCAL_TERMINATING_CASES,
-    MASQ_ALL,
-    NO_DETECTOR,
-    Row,
+    MASQUERADE_CONFIGS,
+    NO_LOCAL_DETECTOR,
+    P80,
+    cluster_ip_general,
+    lb_with_policy,
+    masquerade,
+    masquerade_flows,
+    overridden,
+    terminating,
 )
 from tests.proxy.test_iptables_support import (
     TEST_EXTERNAL_CLIENT,
@@ -40,44 +44,10 @@ from tests.proxy.test_iptables_support import (
     port,
 )
 
-P80 = (port(80, "p80"),)
-
 
 def test_cluster_ip_general() -> None:
     """TestClusterIPGeneral."""
-    services = [
-        make_service(
-            "ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="http"),)
-        ),
-        make_service(
-            "ns2",
-            "svc2",
-            cluster_ip="172.30.0.42",
-            ports=(
-                ServicePort(80, name="http"),
-                ServicePort(443, name="https", target_port=8443),
-                ServicePort(53, Protocol.UDP, name="dns-udp"),
-                ServicePort(53, name="dns-tcp", target_port=5353),
-                ServicePort(53, Protocol.SCTP, name="dns-sctp"),
-            ),
-        ),
-    ]
-    slices = [
-        make_slice("ns1", "svc1", (ep("10.180.0.1", TEST_NODE_NAME),), (port(80, "http"),)),
-        make_slice(
-            "ns2",
-            "svc2",
-            (ep("10.180.0.1", TEST_NODE_NAME), ep("10.180.2.1", "node2")),
-            (
-                port(80, "http"),
-                port(8443, "https"),
-                port(53, "dns-udp", Protocol.UDP),
-                port(5353, "dns-tcp"),
-                port(53, "dns-sctp", Protocol.SCTP),
-            ),
-        ),
-    ]
-    rs = compile_iptables(services, slices, fake_context())
+    rs = compile_iptables(*cluster_ip_general(), fake_context())
     assert_flows(
         rs,
         [
@@ -235,29 +205,11 @@ def test_health_check_node_port() -> None:
     )
 
 
-def _lb_with_policy(policy: TrafficPolicy) -> Ruleset:
-    services = [
-        make_service(
-            "ns1",
-            "svc1",
-            type=ServiceType.LOAD_BALANCER,
-            external_traffic_policy=policy,
-            cluster_ip="172.30.0.41",
-            external_ips=("192.168.99.11",),
-            ports=(ServicePort(80, name="p80", node_port=3001, target_port=80),),
-            health_check_node_port=30000,
-            load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-        )
-    ]
-    slices = [make_slice("ns1", "svc1", (ep("10.180.0.1"), ep("10.180.2.1", TEST_NODE_NAME)), P80)]
-    return compile_iptables(services, slices, fake_context())
-
-
 def test_external_traffic_policy_local() -> None:
     """TestExternalTrafficPolicyLocal."""
     both, local = "10.180.0.1:80, 10.180.2.1:80", "10.180.2.1:80"
     assert_flows(
-        _lb_with_policy(TrafficPolicy.LOCAL),
+        compile_iptables(*lb_with_policy(TrafficPolicy.LOCAL), fake_context()),
         [
             Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, both),
             Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, both),
@@ -274,7 +226,7 @@ def test_external_traffic_policy_cluster() -> None:
     """TestExternalTrafficPolicyCluster."""
     both = "10.180.0.1:80, 10.180.2.1:80"
     assert_flows(
-        _lb_with_policy(TrafficPolicy.CLUSTER),
+        compile_iptables(*lb_with_policy(TrafficPolicy.CLUSTER), fake_context()),
         [
             Flow("pod to cluster IP", "10.0.0.2", "172.30.0.41", 80, both),
             Flow("pod to external IP", "10.0.0.2", "192.168.99.11", 80, both, masq=True),
@@ -332,30 +284,12 @@ def test_internal_traffic_policy(
     )
 
 
-def _terminating_rules(policy: TrafficPolicy, rows: list[Row]) -> Ruleset:
-    svc = make_service(
-        "ns1",
-        "svc1",
-        type=ServiceType.LOAD_BALANCER,
-        cluster_ip="172.30.1.1",
-        external_traffic_policy=policy,
-        ports=(ServicePort(80, target_port=80),),
-        health_check_node_port=30000,
-        load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-    )
-    eps = tuple(
-        ep(ip, TEST_NODE_NAME if where == "local" else "node-1", ready=r, serving=s, terminating=t)
-        for ip, r, s, t, where in rows
-    )
-    return compile_iptables([svc], [make_slice("ns1", "svc1", eps, (port(80),))], fake_context())
-
-
 @pytest.mark.parametrize("case", list(LOCAL_TERMINATING_CASES))
 def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
     """TestTerminatingEndpointsTrafficPolicyLocal."""
     rows, cluster_out, external_out = LOCAL_TERMINATING_CASES[case]
     assert_flows(
-        _terminating_rules(TrafficPolicy.LOCAL, rows),
+        compile_iptables(*terminating(TrafficPolicy.LOCAL, rows), fake_context()),
         [
             Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, cluster_out),
             Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, external_out),
@@ -369,7 +303,7 @@ def test_terminating_endpoints_traffic_policy_cluster(case: str) -> None:
     rows, out = CLUSTER_TERMINATING_CASES[case]
     masq = out != "REJECT"
     assert_flows(
-        _terminating_rules(TrafficPolicy.CLUSTER, rows),
+        compile_iptables(*terminating(TrafficPolicy.CLUSTER, rows), fake_context()),
         [
             Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, out),
             Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, out, masq=masq),
@@ -377,123 +311,17 @@ def test_terminating_endpoints_traffic_policy_cluster(case: str) -> None:
     )
 
 
-def _masquerade_setup(masquerade_all: bool, local_detector: bool) -> Ruleset:
-    services = [
-        make_service(
-            "ns1",
-            "svc1",
-            type=ServiceType.LOAD_BALANCER,
-            cluster_ip="172.30.0.41",
-            ports=(ServicePort(80, name="p80", node_port=3001),),
-            health_check_node_port=30001,
-            load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-        ),
-        make_service(
-            "ns2",
-            "svc2",
-            type=ServiceType.LOAD_BALANCER,
-            cluster_ip="172.30.0.42",
-            ports=(ServicePort(80, name="p80", node_port=3002),),
-            health_check_node_port=30002,
-            external_traffic_policy=TrafficPolicy.LOCAL,
-            load_balancer_ingress=(LoadBalancerIngress(ip="5.6.7.8"),),
-        ),
-        make_service(
-            "ns3",
-            "svc3",
-            type=ServiceType.LOAD_BALANCER,
-            cluster_ip="172.30.0.43",
-            ports=(ServicePort(80, name="p80", node_port=3003),),
-            health_check_node_port=30003,
-            internal_traffic_policy=TrafficPolicy.LOCAL,
-            load_balancer_ingress=(LoadBalancerIngress(ip="9.10.11.12"),),
-        ),
-    ]
-    slices = [
-        make_slice(
-            f"ns{i}",
-            f"svc{i}",
-            (ep(f"10.180.0.{i}", TEST_NODE_NAME), ep(f"10.180.1.{i}", "remote")),
-            P80,
-        )
-        for i in (1, 2, 3)
-    ]
-    detector = {} if local_detector else {"local_detector": None, "local_detector_value": ""}
-    ctx = fake_context(masquerade_all=masquerade_all, **detector)
-    return compile_iptables(services, slices, ctx)
-
-
-def _base_masquerade_flows() -> list[Flow]:
-    a1, a2, a3 = (
-        "10.180.0.1:80, 10.180.1.1:80",
-        "10.180.0.2:80, 10.180.1.2:80",
-        "10.180.0.3:80, 10.180.1.3:80",
-    )
-    n, x = TEST_NODE_IP, TEST_EXTERNAL_CLIENT
-    return [
-        Flow("pod to ClusterIP", "10.0.0.2", "172.30.0.41", 80, a1),
-        Flow("pod to NodePort", "10.0.0.2", n, 3001, a1, True),
-        Flow("pod to LB", "10.0.0.2", "1.2.3.4", 80, a1, True),
-        Flow("node to ClusterIP", n, "172.30.0.41", 80, a1, True),
-        Flow("node to NodePort", n, n, 3001, a1, True),
-        Flow("localhost to NodePort", "127.0.0.1", "127.0.0.1", 3001, a1, True),
-        Flow("node to LB", n, "1.2.3.4", 80, a1, True),
-        Flow("external to ClusterIP", x, "172.30.0.41", 80, a1, True),
-        Flow("external to NodePort", x, n, 3001, a1, True),
-        Flow("external to LB", x, "1.2.3.4", 80, a1, True),
-        Flow("pod to ClusterIP with eTP:Local", "10.0.0.2", "172.30.0.42", 80, a2),
-        Flow("pod to NodePort with eTP:Local", "10.0.0.2", n, 3002, a2),
-        Flow("pod to LB with eTP:Local", "10.0.0.2", "5.6.7.8", 80, a2),
-        Flow("node to ClusterIP with eTP:Local", n, "172.30.0.42", 80, a2, True),
-        Flow("node to NodePort with eTP:Local", n, n, 3001, a1, True),
-        Flow("localhost to NodePort with eTP:Local", "127.0.0.1", "127.0.0.1", 3002, a2, True),
-        Flow("node to LB with eTP:Local", n, "5.6.7.8", 80, a2, True),
-        Flow("external to ClusterIP with eTP:Local", x, "172.30.0.42", 80, a2, True),
-        Flow("external to NodePort with eTP:Local", x, n, 3002, "10.180.0.2:80"),
-        Flow("external to LB with eTP:Local", x, "5.6.7.8", 80, "10.180.0.2:80"),
-        Flow("pod to ClusterIP with iTP:Local", "10.0.0.2", "172.30.0.43", 80, "10.180.0.3:80"),
-        Flow("pod to NodePort with iTP:Local", "10.0.0.2", n, 3003, a3, True),
-        Flow("pod to LB with iTP:Local", "10.0.0.2", "9.10.11.12", 80, a3, True),
-        Flow("node to ClusterIP with iTP:Local", n, "172.30.0.43", 80, "10.180.0.3:80", True),
-        Flow("node to NodePort with iTP:Local", n, n, 3003, a3, True),
-        Flow("localhost to NodePort with iTP:Local", "127.0.0.1", "127.0.0.1", 3003, a3, True),
-        Flow("node to LB with iTP:Local", n, "9.10.11.12", 80, a3, True),
-        Flow("external to ClusterIP with iTP:Local", x, "172.30.0.43", 80, "10.180.0.3:80", True),
-        Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
-        Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("masquerade_all", "local_detector", "overrides"),
-    [
-        (False, True, {}),
-        (False, False, NO_DETECTOR),
-        (True, True, MASQ_ALL),
-        (True, False, MASQ_ALL | {k: v for k, v in NO_DETECTOR.items() if v[0] is not None}),
-    ],
-    ids=["base", "no LocalTrafficDetector", "masqueradeAll", "masqueradeAll, no detector"],
-)
+@pytest.mark.parametrize(("masquerade_all", "local_detector", "overrides"), MASQUERADE_CONFIGS)
 def test_internal_external_masquerade(
     masquerade_all: bool,
     local_detector: bool,
     overrides: dict[str, tuple[str | None, bool | None]],
 ) -> None:
     """TestInternalExternalMasquerade, all four configurations with upstream's overrides."""
-    flows = []
-    for f in _base_masquerade_flows():
-        out, masq = overrides.get(f.name, (None, None))
-        flows.append(
-            Flow(
-                f.name,
-                f.src,
-                f.dst,
-                f.dport,
-                f.output if out is None else out,
-                f.masq if masq is None else masq,
-            )
-        )
-    assert_flows(_masquerade_setup(masquerade_all, local_detector), flows)
+    detector = {} if local_detector else NO_LOCAL_DETECTOR
+    ctx = fake_context(masquerade_all=masquerade_all, **detector)
+    flows = overridden(masquerade_flows(localhost=True), overrides)
+    assert_flows(compile_iptables(*masquerade(), ctx), flows)
 
 
 def test_no_endpoints_reject() -> None:

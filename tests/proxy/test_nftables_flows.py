@@ -13,7 +13,6 @@ import pytest
 
 from svcsim.k8s.objects import (
     LoadBalancerIngress,
-    Protocol,
     ServicePort,
     ServiceType,
     TrafficPolicy,
@@ -23,9 +22,15 @@ from svcsim.proxy.nftables import compile_nftables
 from tests.proxy.flow_cases import (
     CLUSTER_TERMINATING_CASES,
     LOCAL_TERMINATING_CASES,
-    MASQ_ALL,
-    NO_DETECTOR,
-    Row,
+    MASQUERADE_CONFIGS,
+    NO_LOCAL_DETECTOR,
+    P80,
+    cluster_ip_general,
+    lb_with_policy,
+    masquerade,
+    masquerade_flows,
+    overridden,
+    terminating,
 )
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, assert_nft_flows, nft_fake_context
 from tests.proxy.test_iptables_support import (
@@ -41,8 +46,6 @@ from tests.proxy.test_iptables_support import (
     port,
 )
 
-P80 = (port(80, "p80"),)
-
 
 def _compile(services: list, slices: list, **ctx: object) -> NftTable:  # type: ignore[type-arg]
     return compile_nftables(services, slices, nft_fake_context(**ctx), FAKE_SERVICE_CIDRS)
@@ -50,41 +53,9 @@ def _compile(services: list, slices: list, **ctx: object) -> NftTable:  # type: 
 
 def test_cluster_ip_general() -> None:
     """TestClusterIPGeneral."""
-    services = [
-        make_service(
-            "ns1", "svc1", cluster_ip="172.30.0.41", ports=(ServicePort(80, name="http"),)
-        ),
-        make_service(
-            "ns2",
-            "svc2",
-            cluster_ip="172.30.0.42",
-            ports=(
-                ServicePort(80, name="http"),
-                ServicePort(443, name="https", target_port=8443),
-                ServicePort(53, Protocol.UDP, name="dns-udp"),
-                ServicePort(53, name="dns-tcp", target_port=5353),
-                ServicePort(53, Protocol.SCTP, name="dns-sctp"),
-            ),
-        ),
-    ]
-    slices = [
-        make_slice("ns1", "svc1", (ep("10.180.0.1", TEST_NODE_NAME),), (port(80, "http"),)),
-        make_slice(
-            "ns2",
-            "svc2",
-            (ep("10.180.0.1", TEST_NODE_NAME), ep("10.180.2.1", "node2")),
-            (
-                port(80, "http"),
-                port(8443, "https"),
-                port(53, "dns-udp", Protocol.UDP),
-                port(5353, "dns-tcp"),
-                port(53, "dns-sctp", Protocol.SCTP),
-            ),
-        ),
-    ]
     two = "10.180.0.1:{0}, 10.180.2.1:{0}"
     assert_nft_flows(
-        _compile(services, slices),
+        _compile(*cluster_ip_general()),
         [
             Flow("simple clusterIP", "10.180.0.2", "172.30.0.41", 80, "10.180.0.1:80"),
             Flow("hairpin to cluster IP", "10.180.0.1", "172.30.0.41", 80, "10.180.0.1:80", True),
@@ -172,24 +143,6 @@ def test_node_ports(addresses: tuple[str, ...], allow_alt_node_ip: bool) -> None
     )
 
 
-def _lb_with_policy(policy: TrafficPolicy) -> NftTable:
-    services = [
-        make_service(
-            "ns1",
-            "svc1",
-            type=ServiceType.LOAD_BALANCER,
-            external_traffic_policy=policy,
-            cluster_ip="172.30.0.41",
-            external_ips=("192.168.99.11",),
-            ports=(ServicePort(80, name="p80", node_port=3001, target_port=80),),
-            health_check_node_port=30000,
-            load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-        )
-    ]
-    slices = [make_slice("ns1", "svc1", (ep("10.180.0.1"), ep("10.180.2.1", TEST_NODE_NAME)), P80)]
-    return _compile(services, slices)
-
-
 BOTH = "10.180.0.1:80, 10.180.2.1:80"
 LOCAL_ONLY = "10.180.2.1:80"
 
@@ -230,7 +183,7 @@ LOCAL_ONLY = "10.180.2.1:80"
 )
 def test_external_traffic_policy(policy: TrafficPolicy, flows: list[Flow]) -> None:
     """TestExternalTrafficPolicyLocal and TestExternalTrafficPolicyCluster."""
-    assert_nft_flows(_lb_with_policy(policy), flows)
+    assert_nft_flows(_compile(*lb_with_policy(policy)), flows)
 
 
 def test_no_endpoints_reject() -> None:
@@ -297,24 +250,6 @@ def test_internal_traffic_policy(case: str) -> None:
     assert_nft_flows(_compile([svc], []), [deleted])
 
 
-def _terminating_table(policy: TrafficPolicy, rows: list[Row]) -> NftTable:
-    svc = make_service(
-        "ns1",
-        "svc1",
-        type=ServiceType.LOAD_BALANCER,
-        cluster_ip="172.30.1.1",
-        external_traffic_policy=policy,
-        ports=(ServicePort(80, target_port=80),),
-        health_check_node_port=30000,
-        load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),),
-    )
-    eps = tuple(
-        ep(ip, TEST_NODE_NAME if where == "local" else "node-1", ready=r, serving=s, terminating=t)
-        for ip, r, s, t, where in rows
-    )
-    return _compile([svc], [make_slice("ns1", "svc1", eps, (port(80),))])
-
-
 AFTER_DELETE = [
     Flow("pod to clusterIP after endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT"),
     Flow("external to LB after endpoints deleted", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, "REJECT"),
@@ -326,13 +261,13 @@ def test_terminating_endpoints_traffic_policy_local(case: str) -> None:
     """TestTerminatingEndpointsTrafficPolicyLocal, then the endpoints deleted."""
     rows, cluster_out, external_out = LOCAL_TERMINATING_CASES[case]
     assert_nft_flows(
-        _terminating_table(TrafficPolicy.LOCAL, rows),
+        _compile(*terminating(TrafficPolicy.LOCAL, rows)),
         [
             Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, cluster_out),
             Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, external_out),
         ],
     )
-    assert_nft_flows(_terminating_table(TrafficPolicy.LOCAL, []), AFTER_DELETE)
+    assert_nft_flows(_compile(*terminating(TrafficPolicy.LOCAL, [])), AFTER_DELETE)
 
 
 @pytest.mark.parametrize("case", list(CLUSTER_TERMINATING_CASES))
@@ -340,107 +275,22 @@ def test_terminating_endpoints_traffic_policy_cluster(case: str) -> None:
     """TestTerminatingEndpointsTrafficPolicyCluster, then the endpoints deleted."""
     rows, out = CLUSTER_TERMINATING_CASES[case]
     assert_nft_flows(
-        _terminating_table(TrafficPolicy.CLUSTER, rows),
+        _compile(*terminating(TrafficPolicy.CLUSTER, rows)),
         [
             Flow("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, out),
             Flow("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, out, masq=out != "REJECT"),
         ],
     )
-    assert_nft_flows(_terminating_table(TrafficPolicy.CLUSTER, []), AFTER_DELETE)
+    assert_nft_flows(_compile(*terminating(TrafficPolicy.CLUSTER, [])), AFTER_DELETE)
 
 
-def _masquerade_table(masquerade_all: bool, local_detector: bool) -> NftTable:
-    def lb(i: int, **spec: object) -> object:
-        return make_service(
-            f"ns{i}",
-            f"svc{i}",
-            type=ServiceType.LOAD_BALANCER,
-            cluster_ip=f"172.30.0.4{i}",
-            ports=(ServicePort(80, name="p80", node_port=3000 + i),),
-            health_check_node_port=30000 + i,
-            **spec,
-        )
-
-    services = [
-        lb(1, load_balancer_ingress=(LoadBalancerIngress(ip="1.2.3.4"),)),
-        lb(
-            2,
-            external_traffic_policy=TrafficPolicy.LOCAL,
-            load_balancer_ingress=(LoadBalancerIngress(ip="5.6.7.8"),),
-        ),
-        lb(
-            3,
-            internal_traffic_policy=TrafficPolicy.LOCAL,
-            load_balancer_ingress=(LoadBalancerIngress(ip="9.10.11.12"),),
-        ),
-    ]
-    slices = [
-        make_slice(
-            f"ns{i}",
-            f"svc{i}",
-            (ep(f"10.180.0.{i}", TEST_NODE_NAME), ep(f"10.180.1.{i}", "remote")),
-            P80,
-        )
-        for i in (1, 2, 3)
-    ]
-    detector = {} if local_detector else {"local_detector": None, "local_detector_value": ""}
-    return _compile(services, slices, masquerade_all=masquerade_all, **detector)
-
-
-def _masquerade_flows() -> list[Flow]:
-    """Upstream's flowTests of TestInternalExternalMasquerade (nftables: no localhost flows)."""
-    a1, a2, a3 = (f"10.180.0.{i}:80, 10.180.1.{i}:80" for i in (1, 2, 3))
-    n, x = TEST_NODE_IP, TEST_EXTERNAL_CLIENT
-    return [
-        Flow("pod to ClusterIP", "10.0.0.2", "172.30.0.41", 80, a1),
-        Flow("pod to NodePort", "10.0.0.2", n, 3001, a1, True),
-        Flow("pod to LB", "10.0.0.2", "1.2.3.4", 80, a1, True),
-        Flow("node to ClusterIP", n, "172.30.0.41", 80, a1, True),
-        Flow("node to NodePort", n, n, 3001, a1, True),
-        Flow("node to LB", n, "1.2.3.4", 80, a1, True),
-        Flow("external to ClusterIP", x, "172.30.0.41", 80, a1, True),
-        Flow("external to NodePort", x, n, 3001, a1, True),
-        Flow("external to LB", x, "1.2.3.4", 80, a1, True),
-        Flow("pod to ClusterIP with eTP:Local", "10.0.0.2", "172.30.0.42", 80, a2),
-        Flow("pod to NodePort with eTP:Local", "10.0.0.2", n, 3002, a2),
-        Flow("pod to LB with eTP:Local", "10.0.0.2", "5.6.7.8", 80, a2),
-        Flow("node to ClusterIP with eTP:Local", n, "172.30.0.42", 80, a2, True),
-        Flow("node to NodePort with eTP:Local", n, n, 3001, a1, True),
-        Flow("node to LB with eTP:Local", n, "5.6.7.8", 80, a2, True),
-        Flow("external to ClusterIP with eTP:Local", x, "172.30.0.42", 80, a2, True),
-        Flow("external to NodePort with eTP:Local", x, n, 3002, "10.180.0.2:80"),
-        Flow("external to LB with eTP:Local", x, "5.6.7.8", 80, "10.180.0.2:80"),
-        Flow("pod to ClusterIP with iTP:Local", "10.0.0.2", "172.30.0.43", 80, "10.180.0.3:80"),
-        Flow("pod to NodePort with iTP:Local", "10.0.0.2", n, 3003, a3, True),
-        Flow("pod to LB with iTP:Local", "10.0.0.2", "9.10.11.12", 80, a3, True),
-        Flow("node to ClusterIP with iTP:Local", n, "172.30.0.43", 80, "10.180.0.3:80", True),
-        Flow("node to NodePort with iTP:Local", n, n, 3003, a3, True),
-        Flow("node to LB with iTP:Local", n, "9.10.11.12", 80, a3, True),
-        Flow("external to ClusterIP with iTP:Local", x, "172.30.0.43", 80, "10.180.0.3:80", True),
-        Flow("external to NodePort with iTP:Local", x, n, 3003, a3, True),
-        Flow("external to LB with iTP:Local", x, "9.10.11.12", 80, a3, True),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("masquerade_all", "local_detector", "overrides"),
-    [
-        (False, True, {}),
-        (False, False, NO_DETECTOR),
-        (True, True, MASQ_ALL),
-        (True, False, MASQ_ALL | {k: v for k, v in NO_DETECTOR.items() if v[0] is not None}),
-    ],
-    ids=["base", "no LocalTrafficDetector", "masqueradeAll", "masqueradeAll, no detector"],
-)
+@pytest.mark.parametrize(("masquerade_all", "local_detector", "overrides"), MASQUERADE_CONFIGS)
 def test_internal_external_masquerade(
     masquerade_all: bool,
     local_detector: bool,
     overrides: dict[str, tuple[str | None, bool | None]],
 ) -> None:
-    """TestInternalExternalMasquerade, its four configurations with upstream's overrides."""
-    flows = []
-    for f in _masquerade_flows():
-        out, masq = overrides.get(f.name, (None, None))
-        output = f.output if out is None else out
-        flows.append(Flow(f.name, f.src, f.dst, f.dport, output, f.masq if masq is None else masq))
-    assert_nft_flows(_masquerade_table(masquerade_all, local_detector), flows)
+    """TestInternalExternalMasquerade, its four configurations (no localhost NodePorts here)."""
+    detector = {} if local_detector else NO_LOCAL_DETECTOR
+    table = _compile(*masquerade(), masquerade_all=masquerade_all, **detector)
+    assert_nft_flows(table, overridden(masquerade_flows(localhost=False), overrides))
