@@ -65,11 +65,10 @@ def validate(
     from svcsim.cli.common import fail
     from svcsim.scenario import ScenarioErrors, load_scenario
     from svcsim.scenario.cost import estimate
-    from svcsim.scenario.overrides import OverrideError, parse_settings
-    from svcsim.sweep.grid import expand_grid
+    from svcsim.scenario.overrides import OverrideError, combinations, parse_settings
 
     try:
-        points = expand_grid(parse_settings(sets or []))
+        points = combinations(parse_settings(sets or []))
     except OverrideError as exc:
         fail([str(exc)])
     failed = False
@@ -80,7 +79,7 @@ def validate(
             for point in points:
                 try:
                     loaded = load_scenario(
-                        file, allow_outside_paths=allow_outside_paths, overrides=point.overrides
+                        file, allow_outside_paths=allow_outside_paths, overrides=point
                     )
                 except ScenarioErrors as exc:
                     problems.extend(p for p in exc.problems if p not in problems)

@@ -17,7 +17,7 @@ from svcsim.cli.common import console, fail, interrupted, note, warn
 from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP, SET_HELP
 
 if TYPE_CHECKING:
-    from svcsim.sweep import SweepOutcome
+    from svcsim.sweep import SweepOutcome, SweepPlan
 
 # svcsim.sweep (pandas, scipy, the simulation) is imported inside the command.
 
@@ -101,6 +101,7 @@ def _sweep(
     except ScenarioErrors as exc:
         fail(exc.problems)
     warn(plan.warnings)
+    _warn_large(plan)
     total, reused = len(plan.tasks), len(plan.rows)
     points = len(plan.points)
     where = f"the Dask cluster at {scheduler}" if scheduler else _jobs_text(jobs)
@@ -116,6 +117,21 @@ def _sweep(
         fail([*exc.problems, "no tables written: the other runs' folders are kept"])
     except ExecutorError as exc:
         fail([str(exc)])
+
+
+def _warn_large(plan: SweepPlan) -> None:
+    """Say what each large grid point's runs will take (as ``svcsim run`` does for one)."""
+    from svcsim.scenario.cost import estimate
+
+    seen: set[str] = set()
+    for task in plan.tasks:
+        point = " ".join(f"{k}={v}" for k, v in task.labels) or "the scenario"
+        if point in seen:
+            continue
+        seen.add(point)
+        cost = estimate(task.loaded.scenario)
+        if cost.large:
+            warn([f"{point}: large run (each of its seeds): {cost.describe()}"])
 
 
 def _jobs_text(jobs: int | None) -> str:

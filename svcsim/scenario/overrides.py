@@ -20,6 +20,7 @@ the file's list, or a path through a value that is not a mapping or list, is ref
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,6 +181,12 @@ def single_overrides(settings: Sequence[Setting]) -> tuple[Override, ...]:
     return tuple(s.single(0) for s in settings)
 
 
+def combinations(settings: Sequence[Setting]) -> tuple[tuple[Override, ...], ...]:
+    """Every choice of one value per setting, the first setting varying slowest."""
+    choices = [[s.single(i) for i in range(len(s.texts))] for s in settings]
+    return tuple(itertools.product(*choices))
+
+
 def apply_overrides(doc: YamlDoc, overrides: Sequence[Override], source: str) -> list[str]:
     """Set each override's value in ``doc`` (data and line index); problem lines for the rest.
 
@@ -249,9 +256,10 @@ def _line_near(doc: YamlDoc, path: Loc) -> int:
 def mark_problems(problems: Sequence[str], overrides: Sequence[Override], source: str) -> list[str]:
     """Problem lines of ``source`` about an overridden field, marked with the override.
 
-    A problem at or inside an overridden key ends with ``(from --set KEY=VALUE)``; one about
-    a field holding an overridden key (a check comparing it with a sibling) ends with
-    ``(with --set KEY=VALUE)``. Other lines are returned unchanged.
+    A problem at, inside or above an overridden key (a mapping the override created with an
+    unknown name) ends with ``(from --set KEY=VALUE)``; one about a sibling of it (a check
+    comparing the two, such as ``minSyncPeriod`` against an overridden ``syncPeriod``) ends
+    with ``(with --set KEY=VALUE)``. Other lines are returned unchanged.
     """
     prefix = re.compile(rf"{re.escape(source)}:\d+: ")
     out = []
@@ -262,12 +270,19 @@ def mark_problems(problems: Sequence[str], overrides: Sequence[Override], source
         for override in overrides:
             if override.origin() in line:
                 continue
-            if _under(rest, override.key):
+            field = rest.partition(": ")[0]
+            if _under(rest, override.key) or (field and _under(override.key + ":", field)):
                 marks.append(override.origin())
-            elif (field := rest.partition(": ")[0]) and _under(override.key + ":", field):
+            elif field and _sibling(field, override):
                 marks.append(f"(with {SET_OPTION} {override})")
         out.append(" ".join([line, *marks]))
     return out
+
+
+def _sibling(field: str, override: Override) -> bool:
+    """Whether problem field ``field`` is in the mapping or list holding the overridden key."""
+    parent = format_path(override.path[:-1])
+    return bool(parent) and _under(field + ":", parent)
 
 
 def _under(text: str, key: str) -> bool:

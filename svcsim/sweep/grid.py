@@ -10,14 +10,13 @@ of its exact overrides, so two points never share a folder.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from svcsim.scenario.overrides import Override, Setting
+from svcsim.scenario.overrides import Override, Setting, combinations
 
 RUNS_DIR: Final = "runs"
 """The folder under a sweep's ``--out`` that holds one folder per grid point."""
@@ -65,8 +64,7 @@ class Point:
 
 def expand_grid(settings: Sequence[Setting]) -> tuple[Point, ...]:
     """Every combination of the settings' values, first setting varying slowest."""
-    choices = [[s.single(i) for i in range(len(s.texts))] for s in settings]
-    return tuple(Point(tuple(combo)) for combo in itertools.product(*choices))
+    return tuple(Point(combo) for combo in combinations(settings))
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
