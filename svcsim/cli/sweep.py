@@ -14,7 +14,7 @@ from rich import box
 from rich.table import Table
 
 from svcsim.cli.common import console, fail, interrupted, note, warn
-from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP, SET_HELP
+from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP, EXIT_INTERNAL_ERROR, SET_HELP
 
 if TYPE_CHECKING:
     from svcsim.sweep import SweepOutcome, SweepPlan
@@ -114,7 +114,12 @@ def _sweep(
         interrupted(f"{exc.finished} of {exc.total} runs are finished in {exc.out} "
                     "(run the same command again to continue; no tables written)")  # fmt: skip
     except SweepError as exc:
-        fail([*exc.problems, "no tables written: the other runs' folders are kept"])
+        lines = [*exc.problems, "no tables written: the other runs' folders are kept"]
+        if exc.bug:  # a simulation raised: svcsim's fault (docs/errors.md), not the input's
+            for line in lines:
+                print(f"internal error (please report): {line}", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+        fail(lines)
     except ExecutorError as exc:
         fail([str(exc)])
 

@@ -35,10 +35,14 @@ DEFAULT_SWEEPS_DIR: Final = Path("sweeps")
 
 
 class SweepError(Exception):
-    """Some runs of a sweep failed; ``problems`` holds one line each (their folders stay)."""
+    """Some runs of a sweep failed; ``problems`` holds one line each (their folders stay).
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    ``bug`` is set when a simulation raised (svcsim's fault, not the input's).
+    """
+
+    def __init__(self, problems: Sequence[str], *, bug: bool = False) -> None:
         self.problems = list(problems)
+        self.bug = bug
         super().__init__("\n".join(self.problems))
 
 
@@ -147,6 +151,7 @@ def execute_plan(
     total = len(plan.tasks)
     progress = on_progress or (lambda _done, _total: None)
     errors: dict[int, str] = {}
+    bugs: list[int] = []
     progress(reused, total)
 
     def record(result: TaskResult) -> None:
@@ -154,6 +159,8 @@ def execute_plan(
             plan.rows[result.index] = result.row
         elif result.error is not None:
             errors[result.index] = result.error
+            if result.bug:
+                bugs.append(result.index)
         if not result.interrupted:
             progress(len(plan.rows) + len(errors), total)
 
@@ -169,7 +176,7 @@ def execute_plan(
     except KeyboardInterrupt:
         raise SweepInterrupted(plan.out, len(plan.rows), total) from None
     if errors:
-        raise SweepError([errors[i] for i in sorted(errors)])
+        raise SweepError([errors[i] for i in sorted(errors)], bug=bool(bugs))
     return _write_tables(plan, ran=len(todo), reused=reused)
 
 

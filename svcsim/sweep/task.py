@@ -47,13 +47,15 @@ class RunTask:
 class TaskResult:
     """What a worker sends back: the run's table row, or why there is none.
 
-    ``error`` is one line (the simulation raised; its folder holds the failed run's manifest);
+    ``error`` is one line: the run folder could not be written, or (``bug``) the simulation
+    raised, and its folder holds the failed run's manifest naming the exception;
     ``interrupted`` is set when Ctrl-C stopped the run (nothing of it was written).
     """
 
     index: int
     row: dict[str, Any] | None = None
     error: str | None = None
+    bug: bool = False
     interrupted: bool = False
 
 
@@ -82,7 +84,8 @@ def run_task(task: RunTask) -> TaskResult:
         except RunFolderError as exc:
             return TaskResult(task.index, error=str(exc))
         except Exception as exc:  # a simulation bug: its failed run's folder keeps the evidence
-            return TaskResult(task.index, error=f"{task.folder}: {type(exc).__name__}: {exc}")
+            why = f"{type(exc).__name__}: {exc}"
+            return TaskResult(task.index, error=f"{task.folder}: {why}", bug=True)
     return TaskResult(task.index, row=table_row(task, outcome.run.summary))
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from svcsim import runs as runs_module
 from svcsim.runs import run_scenario
 from svcsim.scenario.overrides import parse_settings
 from svcsim.sweep import SweepError, SweepInterrupted, execute_plan, plan_sweep, sweep
 from svcsim.sweep import execute as execute_module
 from svcsim.sweep.driver import POINTS_TABLE, RUNS_TABLE
-from svcsim.sweep.task import TaskResult
+from svcsim.sweep.task import RunTask, TaskResult
 from tests.sweep.sweep_cases import SEEDS, SETS, tiny_scenario
 
 
@@ -121,11 +122,11 @@ def test_ctrl_c_keeps_finished_runs_writes_no_table_and_the_next_sweep_resumes(
     real = execute_module.run_task
     calls: list[int] = []
 
-    def interrupted_second(task: object) -> TaskResult:
+    def interrupted_second(task: RunTask) -> TaskResult:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(task)  # type: ignore[arg-type]
+        return real(task)
 
     monkeypatch.setattr(execute_module, "run_task", interrupted_second)
     with pytest.raises(SweepInterrupted) as caught:
@@ -141,16 +142,22 @@ def test_a_failed_run_fails_the_sweep_after_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario = tiny_scenario(tmp_path)
-    real = execute_module.run_task
+    real = runs_module.build_world
 
-    def failing_seed_1(task: object) -> TaskResult:
-        if task.seed == 1:  # type: ignore[attr-defined]
-            return TaskResult(task.index, error="runs/x/seed-1: RuntimeError: boom")  # type: ignore[attr-defined]
-        return real(task)  # type: ignore[arg-type]
+    def broken_for_seed_1(loaded: object, seed: int) -> object:
+        if seed == 1:
+            raise RuntimeError("boom")
+        return real(loaded, seed)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(execute_module, "run_task", failing_seed_1)
+    monkeypatch.setattr(runs_module, "build_world", broken_for_seed_1)
+    out = tmp_path / "s"
     with pytest.raises(SweepError) as caught:
-        sweep(scenario, {}, (1, 2), jobs=1, out=tmp_path / "s")
-    assert caught.value.problems == ["runs/x/seed-1: RuntimeError: boom"]
-    assert not (tmp_path / "s" / RUNS_TABLE).exists()
-    assert (tmp_path / "s" / "runs" / "base" / "seed-2" / "summary.json").exists()
+        sweep(scenario, {}, (1, 2), jobs=1, out=out)
+    assert caught.value.problems == [f"{out}/runs/base/seed-1: RuntimeError: boom"]
+    assert caught.value.bug
+    assert not (out / RUNS_TABLE).exists()
+    assert (out / "runs" / "base" / "seed-2" / "summary.json").exists()
+    failed = json.loads((out / "runs" / "base" / "seed-1" / "manifest.json").read_text())
+    assert failed["exception"] == "RuntimeError: boom"
+    # A failed run is not finished: the next sweep runs it again.
+    assert [t.seed for t in plan_sweep(scenario, (), (1, 2), out).todo] == [1]
