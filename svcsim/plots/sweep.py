@@ -13,6 +13,7 @@ from typing import Final
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from svcsim.plots.style import legend_outside, new_figure, series_colour
 
@@ -60,6 +61,8 @@ def sweep_figure(points: pd.DataFrame, keys: Sequence[str]) -> Figure:
         top = float(np.nanmax(tops)) if np.isfinite(tops).any() else 0.0
         ax.set_ylim(0.0, top * 1.1 if top > 0 else 1.0)
         ax.grid(axis="y", alpha=0.3)
+        if not metric.endswith("_s"):
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     if rest:
         legend_outside(axes[-1])
     return fig
