@@ -36,7 +36,11 @@ def sweep(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML.", show_default=False)],
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", metavar="KEY=V1,V2", help=SET_HELP + " Values split on commas."),
+        typer.Option(
+            "--set",
+            metavar="KEY=V1,V2",
+            help=SET_HELP + ' V1,V2: one run each; [a,b] or "a,b" is one value.',
+        ),
     ] = None,
     seeds: Annotated[
         str, typer.Option("--seeds", help="Seeds: 1-20, 7, 1,5,9 or 1-5,10-12.")

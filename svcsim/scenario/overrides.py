@@ -20,6 +20,7 @@ the file's list, or a path through a value that is not a mapping or list, is ref
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Sequence
@@ -127,8 +128,10 @@ def parse_value(text: str, where: str) -> Any:
     """``text`` read as a YAML value, as the scenario file reads values (OverrideError if bad)."""
     doc, problems = parse_yaml(text, where)
     if doc is None or problems:
-        detail = (problems[0] if problems else f"{where}: cannot be read as YAML").split(": ")
-        raise OverrideError(f"{SET_OPTION} {where}: not a YAML value: {': '.join(detail[2:])}")
+        # Problem lines read "<where>:<line>: <message>": keep the message.
+        first = problems[0].removeprefix(f"{where}:") if problems else "1: unreadable"
+        message = first.partition(": ")[2]
+        raise OverrideError(f"{SET_OPTION} {where}: not a YAML value: {message}")
     return doc.data
 
 
@@ -216,14 +219,14 @@ def _apply(doc: YamlDoc, override: Override) -> tuple[Loc, str] | None:
             if part >= len(node):
                 return here, f"no such item: the list has {len(node)}"
             if last:
-                node[part] = override.value
+                node[part] = copy.deepcopy(override.value)  # loads never share a value
             else:
                 node = node[part]
             continue
         if not isinstance(node, dict):
             return path[:depth], f"must be a mapping to take {quote(part)}, got {describe(node)}"
         if last:
-            node[part] = override.value
+            node[part] = copy.deepcopy(override.value)
         else:
             node = node.setdefault(part, {})
             if node == {}:
