@@ -85,6 +85,7 @@ def run_scenario(
     overwrite: bool = False,
     progress: Callable[[float], None] | None = None,
     on_phase: Callable[[RunPhase], None] | None = None,
+    figures: bool = True,
 ) -> RunOutcome:
     """Simulate a scenario and write its run folder; returns the loaded run.
 
@@ -95,8 +96,9 @@ def run_scenario(
     same results, so re-running it only refreshes it); see :mod:`svcsim.results.outdir`.
 
     ``progress`` is called with the simulated time reached, ``on_phase`` at the start of each
-    :class:`RunPhase`. Raises :class:`~svcsim.scenario.errors.ScenarioErrors` for a bad
-    scenario and :class:`~svcsim.results.runfolder.RunFolderError` for an unusable folder,
+    :class:`RunPhase`. ``figures=False`` writes no ``figures/`` (sweeps; ``svcsim plot``
+    draws them later from the folder). Raises :class:`~svcsim.scenario.errors.ScenarioErrors`
+    for a bad scenario and :class:`~svcsim.results.runfolder.RunFolderError` for an unusable folder,
     before simulating.
     """
     loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
@@ -107,7 +109,9 @@ def run_scenario(
     spot = reserve(out, overwrite=replace)
     phase = on_phase or (lambda _phase: None)
     try:
-        path, wall_s, requests = _simulate_and_write(loaded, chosen, spot, replace, progress, phase)
+        path, wall_s, requests = _simulate_and_write(
+            loaded, chosen, spot, replace, progress, phase, figures=figures
+        )
     except BaseException:
         spot.abandon()  # an interrupt or an error writing the failed run's folder
         raise
@@ -129,6 +133,8 @@ def _simulate_and_write(
     replace: bool,
     progress: Callable[[float], None] | None,
     phase: Callable[[RunPhase], None],
+    *,
+    figures: bool,
 ) -> tuple[Path, float, int]:
     """The run proper, into a reserved folder: (path written, wall seconds, requests)."""
     sc = loaded.scenario
@@ -159,11 +165,12 @@ def _simulate_and_write(
     untested = untested_service_ports(world.api.list("Service"))
     summary = build_summary(frames, windows, seed=seed, intervals=intervals, untested=untested)
     manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
-    phase(RunPhase.DRAWING)
-    preview = Run.from_frames(spot.out, manifest, frames, summary, windows)
-    figures = render_all(preview)
+    drawn = None
+    if figures:
+        phase(RunPhase.DRAWING)
+        drawn = render_all(Run.from_frames(spot.out, manifest, frames, summary, windows))
     phase(RunPhase.WRITING)
-    path = write_run(spot, manifest, frames, summary, figures, windows=windows, overwrite=replace)
+    path = write_run(spot, manifest, frames, summary, drawn, windows=windows, overwrite=replace)
     phase(RunPhase.WRITTEN)
     return path, wall_s, len(frames["requests"])
 
@@ -177,7 +184,10 @@ def _manifest(
     exception: str | None = None,
 ) -> dict[str, Any]:
     sc = loaded.scenario
+    # Only a run with --set has "overrides": other runs' manifests stay as they were.
+    overrides = {"overrides": [str(o) for o in loaded.overrides]} if loaded.overrides else {}
     return {
+        **overrides,
         "scenario": sc.model_dump(by_alias=True, mode="json"),
         "scenario_path": str(loaded.path),
         "name": sc.metadata.name,

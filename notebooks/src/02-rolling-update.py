@@ -29,7 +29,6 @@ CELLS = [
     '''),
     ("code", r'''
     %matplotlib inline
-    import dataclasses
     import tempfile
     from pathlib import Path
 
@@ -180,46 +179,55 @@ CELLS = [
 
     `minSyncPeriod` (kube-proxy's `--iptables-min-sync-period`, default 1 s) rate-limits syncs so
     that a burst of changes costs one `iptables-restore` instead of many. The price is latency:
-    a change that arrives just after a sync waits up to `minSyncPeriod` for the next one. The
-    sweep below runs both scenarios with 0 s, 1 s and 5 s, changing only
-    `cluster.proxy.minSyncPeriod` of the loaded scenario (`Scenario` is a frozen pydantic model,
-    so a variant is a `model_copy` with the field updated).
+    a change that arrives just after a sync waits up to `minSyncPeriod` for the next one.
+    `svcsim.sweep.sweep` runs a scenario for every value of a field (the same as
+    `svcsim sweep FILE --set cluster.proxy.minSyncPeriod=0s,1s,5s`), on every core, each run
+    into its own folder, and returns one row per run read from the runs' summaries. Here both
+    scenarios run with 0 s, 1 s and 5 s, with the scenarios' own seed, so the runs above are
+    among them.
     '''),
     ("code", r'''
-    def with_min_sync_period(loaded, seconds):
-        """A copy of the loaded scenario with kube-proxy's minSyncPeriod set to ``seconds``."""
-        sc = loaded.scenario
-        proxy = sc.cluster.proxy.model_copy(update={"min_sync_period_s": seconds})
-        cluster = sc.cluster.model_copy(update={"proxy": proxy})
-        return dataclasses.replace(loaded, scenario=sc.model_copy(update={"cluster": cluster}))
+    from svcsim.results import load
+    from svcsim.sweep import sweep
 
-    PERIODS = (0.0, 1.0, 5.0)
-    sweep = {}
-    for name, loaded, base in (("no preStop", plain, ru), ("preStop 5 s", prestop, rp)):
-        for period in PERIODS:
-            if period == loaded.scenario.cluster.proxy.min_sync_period_s:
-                sweep[name, period] = base  # the scenario's own setting: already run above
-                continue
-            sweep[name, period] = run(with_min_sync_period(loaded, period),
-                                      f"{loaded.scenario.metadata.name}-minsync{period:g}s")
+    PERIODS = ["0s", "1s", "5s"]
+    tables = []
+    for name, loaded in (("no preStop", plain), ("preStop 5 s", prestop)):
+        out = Path(workdir.name) / f"sweep-{loaded.scenario.metadata.name}"
+        runs = sweep(loaded.path, sets={"cluster.proxy.minSyncPeriod": PERIODS},
+                     seeds=[loaded.scenario.seed], out=out)
+        tables.append(runs.assign(scenario=name, folder=[out / r for r in runs["run"]]))
+    runs = pd.concat(tables, ignore_index=True)
+    runs[["scenario", "cluster.proxy.minSyncPeriod", "seed", "requests_total",
+          "failure_windows", "failed_in_windows", "programming_latency_p50_s",
+          "programming_latency_p99_s"]].round(3)
+    '''),
+    ("md", r'''
+    The table holds what every sweep compares; each run's folder holds the rest. Per node, from
+    the run folders: the slowest programming latency and the failed requests of each client
+    node.
+    '''),
+    ("code", r'''
+    keys = zip(runs["scenario"], runs["cluster.proxy.minSyncPeriod"], strict=True)
+    sweep_runs = {key: load(folder) for key, folder in zip(keys, runs["folder"], strict=True)}
 
     def sweep_row(key, r):
-        """One row of the sweep table: latency and failures per node."""
+        """One row of the per-node table: latency and failures per node."""
         failed = r.windows.groupby("node")["failed"].sum() if len(r.windows) else pd.Series()
-        row = {"scenario": key[0], "minSyncPeriod (s)": key[1]}
+        row = {"scenario": key[0], "minSyncPeriod": key[1]}
         for node, lat in r.summary["programming_latency"].items():
             row[f"{node} max latency (s)"] = round(lat["max_s"], 2)
         for node in r.summary["programming_latency"]:
             row[f"{node} failed"] = int(failed.get(node, 0))
         return row
 
-    sweep_table = pd.DataFrame([sweep_row(k, r) for k, r in sweep.items()])
-    sweep_table.set_index(["scenario", "minSyncPeriod (s)"])
+    sweep_table = pd.DataFrame([sweep_row(k, r) for k, r in sweep_runs.items()])
+    sweep_table.set_index(["scenario", "minSyncPeriod"])
     '''),
     ("code", r'''
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    nodes = list(next(iter(sweep.values())).summary["programming_latency"])
+    nodes = list(next(iter(sweep_runs.values())).summary["programming_latency"])
     width = 0.8 / len(nodes)
     for ax, name in zip(axes, ("no preStop", "preStop 5 s"), strict=True):
         rows = sweep_table[sweep_table["scenario"] == name]
@@ -227,7 +235,7 @@ CELLS = [
         for i, node in enumerate(nodes):
             ax.bar(x + (i - (len(nodes) - 1) / 2) * width, rows[f"{node} failed"], width,
                    label=node)
-        ax.set_xticks(x, [f"{p:g} s" for p in rows["minSyncPeriod (s)"]])
+        ax.set_xticks(x, list(rows["minSyncPeriod"]))
         ax.set_xlabel("minSyncPeriod")
         ax.set_title(name)
         ax.grid(axis="y", alpha=0.3)
@@ -253,10 +261,10 @@ CELLS = [
     between were refused.
     '''),
     ("code", r'''
-    plots.outcome_timeline(sweep["preStop 5 s", 5.0])
+    plots.outcome_timeline(sweep_runs["preStop 5 s", "5s"])
     '''),
     ("code", r'''
-    windows_table(sweep["preStop 5 s", 5.0])
+    windows_table(sweep_runs["preStop 5 s", "5s"])
     '''),
     ("code", r'''
     workdir.cleanup()  # remove every run folder this notebook wrote

@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, plot, rules, run, scenario
+from svcsim.cli import chain, plot, rules, run, scenario, sweep
 
 app = typer.Typer(
     name="svcsim",
@@ -20,6 +20,7 @@ def main() -> None:
 
 
 app.command("run")(run.run)
+app.command("sweep")(sweep.sweep)
 app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)

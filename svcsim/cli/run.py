@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from svcsim.cli.common import console, fail, interrupted, note, warn
-from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP
+from svcsim.cli.scenario import ALLOW_OUTSIDE_PATHS_HELP, SET_HELP
 
 if TYPE_CHECKING:
     from svcsim.results import Run
@@ -62,11 +62,14 @@ def run(
     allow_outside_paths: Annotated[
         bool, typer.Option("--allow-outside-paths", help=ALLOW_OUTSIDE_PATHS_HELP)
     ] = False,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)
+    ] = None,
 ) -> None:
     """Replay a scenario: where every request went, which failed, when, and why."""
     try:
         loaded = _load(scenario if scenario is not None else builtin_scenario(),
-                       allow_outside_paths=allow_outside_paths)  # fmt: skip
+                       allow_outside_paths=allow_outside_paths, sets=sets or [])  # fmt: skip
         outcome = _simulate(loaded, seed=seed, out=out, overwrite=overwrite)
     except KeyboardInterrupt:  # before the simulation started (importing, loading)
         _interrupted(None, out)
@@ -77,14 +80,18 @@ def run(
     print_summary(outcome.run, console(), wall_s=outcome.wall_s)
 
 
-def _load(path: Path, *, allow_outside_paths: bool) -> LoadedScenario:
+def _load(path: Path, *, allow_outside_paths: bool, sets: list[str]) -> LoadedScenario:
     """The scenario, or its problems and exit 2; its warnings and, if large, its cost on stderr."""
     from svcsim.scenario.cost import estimate
     from svcsim.scenario.errors import ScenarioErrors
     from svcsim.scenario.load import load_scenario
+    from svcsim.scenario.overrides import OverrideError, parse_settings, single_overrides
 
     try:
-        loaded = load_scenario(path, allow_outside_paths=allow_outside_paths)
+        overrides = single_overrides(parse_settings(sets))
+        loaded = load_scenario(path, allow_outside_paths=allow_outside_paths, overrides=overrides)
+    except OverrideError as exc:
+        fail([str(exc)])
     except ScenarioErrors as exc:
         fail(exc.problems)
     warn(loaded.warnings)

@@ -34,6 +34,12 @@ ALLOW_OUTSIDE_PATHS_HELP = (
 )
 """Help of ``--allow-outside-paths`` (``validate`` and ``run`` share the option)."""
 
+SET_HELP = (
+    "Override a scenario field before validation: KEY=VALUE, KEY a field path as problem lines "
+    "print it (cluster.proxy.minSyncPeriod, workloads[0].rate), VALUE read as YAML. Repeatable."
+)
+"""Help of ``--set`` (``validate``, ``run`` and ``sweep`` share the grammar; docs/sweep.md)."""
+
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
@@ -46,16 +52,39 @@ def validate(
     allow_outside_paths: Annotated[
         bool, typer.Option("--allow-outside-paths", help=ALLOW_OUTSIDE_PATHS_HELP)
     ] = False,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help=SET_HELP + " KEY=V1,V2 checks each value (as svcsim sweep runs them).",
+        ),
+    ] = None,
 ) -> None:
     """Check scenario files: schema, defaults, references and their Kubernetes manifests."""
+    from svcsim.cli.common import fail
     from svcsim.scenario import ScenarioErrors, load_scenario
     from svcsim.scenario.cost import estimate
+    from svcsim.scenario.overrides import OverrideError, combinations, parse_settings
 
+    try:
+        points = combinations(parse_settings(sets or []))
+    except OverrideError as exc:
+        fail([str(exc)])
     failed = False
     broken = False
     for file in files:
         try:
-            loaded = load_scenario(file, allow_outside_paths=allow_outside_paths)
+            problems: list[str] = []
+            for point in points:
+                try:
+                    loaded = load_scenario(
+                        file, allow_outside_paths=allow_outside_paths, overrides=point
+                    )
+                except ScenarioErrors as exc:
+                    problems.extend(p for p in exc.problems if p not in problems)
+            if problems:
+                raise ScenarioErrors(problems)
         except ScenarioErrors as exc:
             failed = True
             for line in exc.problems:
@@ -77,7 +106,8 @@ def validate(
                 _count(len(s.timeline), "timeline action"),
             ]
         )
-        typer.echo(f"{file}: ok ({summary})")
+        each = f", each of {len(points)} --set combinations" if len(points) > 1 else ""
+        typer.echo(f"{file}: ok ({summary}{each})")
         cost = estimate(s)
         if cost.large:
             warn([f"{file}: large run: {cost.describe()}"])

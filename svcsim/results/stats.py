@@ -312,13 +312,13 @@ def _chisquare(pooled: dict[tuple[str, ...], dict[str, int]]) -> tuple[int, int,
 
 
 def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
-    """Network programming latency per node: count, p50, p90 and max in seconds.
+    """Network programming latency per node: count, p50, p90, p99 and max in seconds.
 
     Uses the ``programming_latency_s`` of each sync: the largest latency of the changes it
     applied that carried a ``last-change-trigger-time``; NaN rows (no such change: a periodic
     sync, a failed one, or one whose changes had no trigger time) are skipped. Returns columns
     node, syncs_with_trigger (int64: syncs with a latency; *not* all syncs, which the
-    ``syncs`` table counts), p50_s, p90_s, max_s (float64; NaN when the node has none), one
+    ``syncs`` table counts), p50_s, p90_s, p99_s, max_s (float64; NaN when the node has none), one
     row per node in ``syncs``, sorted by node. Percentiles interpolate linearly (numpy's
     default).
     """
@@ -333,10 +333,13 @@ def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
         values = group["latency"].to_numpy()
         values = values[~np.isnan(values)]
         if len(values):
-            p50, p90 = np.percentile(values, [50, 90])
-            rows.append((node, len(values), float(p50), float(p90), float(values.max())))
+            p50, p90, p99 = np.percentile(values, [50, 90, 99])
+            rows.append(
+                (node, len(values), float(p50), float(p90), float(p99), float(values.max()))
+            )
         else:
-            rows.append((node, 0, np.nan, np.nan, np.nan))
-    out = pd.DataFrame(rows, columns=["node", "syncs_with_trigger", "p50_s", "p90_s", "max_s"])
+            rows.append((node, 0, np.nan, np.nan, np.nan, np.nan))
+    columns = ["node", "syncs_with_trigger", "p50_s", "p90_s", "p99_s", "max_s"]
+    out = pd.DataFrame(rows, columns=columns)
     out["syncs_with_trigger"] = out["syncs_with_trigger"].astype(np.int64)
     return out

@@ -99,9 +99,11 @@ def build_summary(
     * ``uniformity``: {service: {flows, outside, sets, statistic, dof, p_value, verdict}};
       ``verdict`` is :func:`~svcsim.results.uniformity.uniformity_verdict`'s text, the one
       every reader shows; statistic, dof and p_value are null for an untested Service.
-    * ``programming_latency``: {node: {syncs_with_trigger, p50_s, p90_s, max_s}} in seconds,
-      over the syncs that applied a change with a trigger time
+    * ``programming_latency``: {node: {syncs_with_trigger, p50_s, p90_s, p99_s, max_s}} in
+      seconds, over the syncs that applied a change with a trigger time
       (:func:`~svcsim.results.stats.programming_latency`).
+    * ``programming_latency_all_nodes``: the same fields over every node's syncs together
+      (one sample per sync; empty when the run has no syncs): what a sweep compares.
     * ``syncs``: {node: {total, failed}}: every sync kube-proxy ran on the node (its
       ``sync_proxy_rules_duration_seconds`` count), and those that failed;
       ``events``: {kind: count} (non-zero only);
@@ -150,6 +152,7 @@ def build_summary(
         "endpoints": endpoints,
         "uniformity": uniformity,
         "programming_latency": _programming_latency(frames),
+        "programming_latency_all_nodes": _programming_latency_all_nodes(frames),
         "syncs": _syncs(frames),
         "events": _events(frames),
         "conntrack": _conntrack(frames),
@@ -167,10 +170,19 @@ def _programming_latency(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
             "syncs_with_trigger": int(row.syncs_with_trigger),
             "p50_s": row.p50_s,
             "p90_s": row.p90_s,
+            "p99_s": row.p99_s,
             "max_s": row.max_s,
         }
         for row in table.itertuples(index=False)
     }
+
+
+def _programming_latency_all_nodes(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    if "syncs" not in frames or len(frames["syncs"]) == 0:
+        return {}
+    pooled = frames["syncs"].assign(node="all")  # one group: percentiles over every sync
+    latency: dict[str, Any] = _programming_latency({"syncs": pooled})["all"]
+    return latency
 
 
 def _syncs(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ problems of the scenario and of its manifests are collected, then raised togethe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +31,7 @@ from svcsim.scenario.locate import (
     locate,
     parse_yaml,
 )
+from svcsim.scenario.overrides import Override, apply_overrides, mark_problems
 from svcsim.scenario.schema import UNION_TAGS, Scenario
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
@@ -72,15 +73,25 @@ class LoadedScenario:
     manifests: tuple[ManifestText, ...] = ()
     timeline_manifests: Mapping[int, ManifestText] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    overrides: tuple[Override, ...] = ()
+    """The ``--set`` overrides applied to the file's document before validation."""
 
 
-def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> LoadedScenario:
+def load_scenario(
+    path: str | Path,
+    *,
+    allow_outside_paths: bool = False,
+    overrides: Sequence[Override] = (),
+) -> LoadedScenario:
     """Read, validate and default the scenario at ``path``; ScenarioErrors lists every problem.
 
     Manifest files the scenario names (``manifests[].path``, ``timeline[].manifest.path``)
     must be inside the scenario's directory (symlinks resolved) unless
     ``allow_outside_paths``: a scenario from elsewhere must not read, and quote in its
-    errors, any file of the machine.
+    errors, any file of the machine. ``overrides`` (``--set KEY=VALUE``) are set in the
+    document before anything is checked, so their values are checked as written ones and
+    problems they cause end with ``(from --set KEY=VALUE)``
+    (:mod:`svcsim.scenario.overrides`).
     """
     source = str(path)
     file = Path(path)
@@ -101,6 +112,7 @@ def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> Loa
                 f"got {describe(doc.data)}",
             ]
         )
+    syntax.extend(apply_overrides(doc, overrides, source))
     own: list[tuple[int, str]] = [(_line_of(p), p) for p in syntax]
     scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     base_dir = file.parent
@@ -119,8 +131,16 @@ def load_scenario(path: str | Path, *, allow_outside_paths: bool = False) -> Loa
     foreign = texts.foreign + [p for p in checked if not p.startswith(f"{source}:")]
     if own or foreign or scenario is None:
         own.sort(key=lambda item: item[0])  # stable: same-line problems keep their order
-        raise ScenarioErrors([p for _, p in own] + foreign)
-    return LoadedScenario(scenario, file, base_dir, tuple(manifests), timeline_manifests, warnings)
+        raise ScenarioErrors(mark_problems([p for _, p in own], overrides, source) + foreign)
+    return LoadedScenario(
+        scenario,
+        file,
+        base_dir,
+        tuple(manifests),
+        timeline_manifests,
+        warnings,
+        tuple(overrides),
+    )
 
 
 def _line_of(problem: str) -> int:

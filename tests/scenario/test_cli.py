@@ -135,7 +135,7 @@ def test_allow_outside_paths_option(
     assert err.startswith(f"{scenario}:4: manifests[0].path: outside the scenario's directory")
     seen: list[object] = []
 
-    def stop(path: Path, *, allow_outside_paths: bool) -> None:
+    def stop(path: Path, *, allow_outside_paths: bool, **_overrides: object) -> None:
         seen.append(allow_outside_paths)
         raise ScenarioErrors(["stop here"])
 
