@@ -25,6 +25,7 @@ from svcsim.proxy.context import (
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
+from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
@@ -32,13 +33,19 @@ from svcsim.scenario.refs import AddressTarget as ScenarioAddress
 from svcsim.scenario.service_plan import plan_services
 from svcsim.scenario.timeline_run import schedule_timeline
 from svcsim.scenario.world import World
-from svcsim.sim.config import AppProfile, ControlPlaneDelays
+from svcsim.sim.config import (
+    NODE_LEASE_RENEW_FRACTION,
+    AppProfile,
+    ControlPlaneDelays,
+    NodeLifecycleConfig,
+)
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.endpointslices import EndpointSliceController
 from svcsim.sim.fleet import PodFleet
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.scheduling import Scheduler, start_bare_pod
 from svcsim.sim.synccost import KubeProxyConfig, SyncCostModel
 from svcsim.traffic import spec as ts
@@ -142,8 +149,28 @@ def build_world(
     world.view = ApiView(api, network)
     node_ips = [n.ip for n in cluster.nodes]
     world.traffic = engine([_workload(w, initial.services, node_ips) for w in sc.workloads], world)
+    world.nodes = NodeLifecycle(
+        env,
+        _node_lifecycle(cluster.node_lifecycle),
+        fleet,
+        scheduler,
+        world.proxies,
+        world.kernels,
+        world.record_event,
+        world.node_changed,
+    )
     schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     return world
+
+
+def _node_lifecycle(spec: NodeLifecycleSpec) -> NodeLifecycleConfig:
+    """The scenario's ``cluster.nodeLifecycle`` as the simulation's plain values."""
+    return NodeLifecycleConfig(
+        lease_renew_interval_s=spec.node_lease_duration_seconds * NODE_LEASE_RENEW_FRACTION,
+        monitor_period_s=spec.node_monitor_period_s,
+        monitor_grace_period_s=spec.node_monitor_grace_period_s,
+        unreachable_toleration_s=float(spec.default_unreachable_toleration_seconds),
+    )
 
 
 def _node_context(spec: NodeSpec, settings: ProxySettings, cluster_cidr: str) -> NodeContext:

@@ -95,6 +95,18 @@ class CrashPod(_PodPick):
     action: Literal["crash-pod"]
 
 
+class FailReadiness(_PodPick):
+    """Make the picked Pods' readiness probes fail for a while (the app keeps serving).
+
+    Ready falls after ``failureThreshold`` failing probes and comes back after
+    ``successThreshold`` passing ones once ``for`` is over: endpoints flap without a crash.
+    """
+
+    action: Literal["fail-readiness"]
+    for_s: PositiveDuration = Field(alias="for")
+    """How long the readiness endpoint fails."""
+
+
 class CrashProxy(ActionBase):
     """kube-proxy on a node dies; its rules stay in the kernel, unchanged."""
 
@@ -151,6 +163,37 @@ class DrainNode(ActionBase):
     node: NodeName
 
 
+class FailNode(ActionBase):
+    """The node stops (power loss, kernel panic): kubelet, kube-proxy and containers with it.
+
+    Its Pods' IPs answer nothing (clients time out); its host and external clients stop. The
+    node lifecycle controller marks it NotReady after ``nodeMonitorGracePeriod`` and evicts
+    its Pods ``defaultUnreachableTolerationSeconds`` later. ``recover-node`` boots it.
+    """
+
+    action: Literal["fail-node"]
+    node: NodeName
+
+
+class PartitionNode(ActionBase):
+    """The node loses the API server but keeps running and forwarding with frozen rules.
+
+    ``for``: heal after this long (else a later ``recover-node`` heals it, or nothing does).
+    """
+
+    action: Literal["partition-node"]
+    node: NodeName
+    for_s: PositiveDuration | None = Field(default=None, alias="for")
+    """How long the partition lasts."""
+
+
+class RecoverNode(ActionBase):
+    """A failed node boots again, or a partitioned node reaches the API server again."""
+
+    action: Literal["recover-node"]
+    node: NodeName
+
+
 class FlushConntrack(ActionBase):
     """Delete conntrack entries on a node (all, or those matching the filters)."""
 
@@ -178,6 +221,7 @@ Action = Annotated[
     | Annotated[Scale, Tag("scale")]
     | Annotated[DeletePod, Tag("delete-pod")]
     | Annotated[CrashPod, Tag("crash-pod")]
+    | Annotated[FailReadiness, Tag("fail-readiness")]
     | Annotated[CrashProxy, Tag("crash-proxy")]
     | Annotated[RestartProxy, Tag("restart-proxy")]
     | Annotated[BlockSync, Tag("block-sync")]
@@ -185,6 +229,9 @@ Action = Annotated[
     | Annotated[AddService, Tag("add-service")]
     | Annotated[RemoveService, Tag("remove-service")]
     | Annotated[DrainNode, Tag("drain-node")]
+    | Annotated[FailNode, Tag("fail-node")]
+    | Annotated[PartitionNode, Tag("partition-node")]
+    | Annotated[RecoverNode, Tag("recover-node")]
     | Annotated[FlushConntrack, Tag("flush-conntrack")],
     Discriminator("action"),
 ]
@@ -195,6 +242,7 @@ ACTIONS: tuple[str, ...] = (
     "scale",
     "delete-pod",
     "crash-pod",
+    "fail-readiness",
     "crash-proxy",
     "restart-proxy",
     "block-sync",
@@ -202,6 +250,9 @@ ACTIONS: tuple[str, ...] = (
     "add-service",
     "remove-service",
     "drain-node",
+    "fail-node",
+    "partition-node",
+    "recover-node",
     "flush-conntrack",
 )
 """Every ``action`` value, in documentation order."""

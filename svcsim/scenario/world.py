@@ -32,6 +32,7 @@ from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.synccost import ProgrammedView
 from svcsim.traffic.context import ApiView, ClientPod, ProxyState
 from svcsim.traffic.core import EngineCore
@@ -90,6 +91,8 @@ class World:
         """Per node and service port: the info and endpoints :meth:`_programmed` last
         categorised, the set then noted for it and its key in ``_last_sets``."""
         self._restarting: set[str] = set()
+        self.nodes: NodeLifecycle | None = None
+        """Node faults and the node lifecycle controller (set by the builder)."""
 
     # --- assembly -------------------------------------------------------------------------------
 
@@ -147,6 +150,19 @@ class World:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
         self._proxy_changes += 1
 
+    def node_changed(self, node: str, change: str) -> None:
+        """A node failed, was cut off, booted or healed (:data:`svcsim.sim.nodes.NodeChange`)."""
+        if change == "boot":
+            if self.traffic is not None:
+                self.traffic.conntrack_flushed(node)  # the boot emptied its table
+            self.proxy_restarted(node)
+        else:
+            self.proxy_changed()
+
+    def machine_up(self, node: str) -> bool:
+        """False while ``node`` has failed (see :class:`~svcsim.sim.nodes.NodeLifecycle`)."""
+        return self.nodes is None or self.nodes.machine_up(node)
+
     def proxy_restarted(self, node: str) -> None:
         """Note a kube-proxy restart: it counts as down until its first sync ends."""
         self._restarting.add(node)
@@ -195,11 +211,16 @@ class World:
         return self._view().endpoint_owner(service, ip)
 
     def proxy_state(self, node: str) -> ProxyState:
-        """``up``, ``down`` (not running) or ``blocked`` (running, syncs fail)."""
+        """``up``, ``down`` (not running), ``blocked`` (running, syncs fail) or ``cut``.
+
+        ``cut``: running but cut off from the API server (its node is partitioned).
+        """
         proxy = self.proxies.get(node)
         if proxy is None or not proxy.rules_current:
             return "down"  # not running, or restarted but its first sync has not ended
-        return "blocked" if proxy.blocked or proxy.failing else "up"
+        if proxy.blocked or proxy.failing:
+            return "blocked"
+        return "up" if proxy.api_reachable else "cut"
 
     def service_time_of(self, app: str) -> ServiceTime:
         """The service-time distribution of app ``app``."""

@@ -16,9 +16,11 @@ per-request reference (every time), so both attribute failures alike:
   ``misrouted`` if that Pod accepts the port, else ``refused``. Owned by a Backend that does
   not accept -> ``refused``. Otherwise ``ok``, served by the owner's app.
 * Causes of failures at an endpoint: not among the API's serving endpoints -> the node's rules
-  are stale: ``proxy-down`` / ``sync-blocked`` / ``stale-rule`` from kube-proxy's state there;
+  are stale: ``proxy-down`` / ``sync-blocked`` / ``node-partitioned`` / ``stale-rule`` from
+  kube-proxy's state there;
   among them -> the Pod's state: ``pod-terminating`` (draining, exited, or already gone),
-  ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A flow
+  ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A Pod
+  whose node failed answers nothing: ``timeout`` / ``node-down``, whatever the rules. A flow
   that followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
   ``stale-conntrack``.
 """
@@ -69,13 +71,19 @@ class Resolution:
         return self.app is not None
 
 
-_STALE = {"down": Cause.PROXY_DOWN, "blocked": Cause.SYNC_BLOCKED, "up": Cause.STALE_RULE}
+_STALE = {
+    "down": Cause.PROXY_DOWN,
+    "blocked": Cause.SYNC_BLOCKED,
+    "cut": Cause.NODE_PARTITIONED,
+    "up": Cause.STALE_RULE,
+}
 _BY_STATE = {
     BackendState.STARTING: Cause.POD_NOT_READY,
     BackendState.SERVING: Cause.PORT_CLOSED,  # serving, so it refuses this port only
     BackendState.DRAINING: Cause.POD_TERMINATING,
     BackendState.CRASHED: Cause.POD_CRASHED,
     BackendState.EXITED: Cause.POD_TERMINATING,
+    BackendState.UNREACHABLE: Cause.NODE_DOWN,
 }
 
 
@@ -170,6 +178,9 @@ def at_destination(
         else:
             cause = stale()
         return Resolution(Outcome.TIMEOUT, cause, endpoint, "", None, Wait.CONNECT, True)
+    if owner.state is BackendState.UNREACHABLE:
+        pod = owner.pod
+        return Resolution(Outcome.TIMEOUT, Cause.NODE_DOWN, endpoint, pod, None, Wait.CONNECT, True)
     accepts = owner.accepts(dial.protocol, port)
     expected = ctx.endpoint_owner(dial.service, ip) if dnat and dial.service else None
     if expected is not None and owner.pod != expected:

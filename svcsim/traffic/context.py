@@ -21,8 +21,9 @@ from svcsim.sim.kernel import Kernel
 from svcsim.sim.network import Backend, BackendState, PodNetwork
 from svcsim.traffic.spec import ServiceTime
 
-ProxyState = Literal["up", "down", "blocked"]
-"""kube-proxy on a node: running and syncing, not running, running but its syncs fail."""
+ProxyState = Literal["up", "down", "blocked", "cut"]
+"""kube-proxy on a node: running and syncing, not running, running but its syncs fail, running
+but cut off from the API server (its node is partitioned)."""
 
 ClientPod = tuple[str, str, str]
 """``(pod key, pod IP, node)`` of one client."""
@@ -81,6 +82,10 @@ class TrafficContext(Protocol):
 
     def proxy_state(self, node: str) -> ProxyState:
         """The state of kube-proxy on ``node``."""
+        ...
+
+    def machine_up(self, node: str) -> bool:
+        """False while ``node`` has failed: its host processes send nothing."""
         ...
 
     def slices_version(self, service: str) -> int:

@@ -49,7 +49,8 @@ CHUNK_MAX_ATTEMPTS: Final = PIECE_MAX_ARRIVALS
 """Most attempts resolved in one chunk, and most new arrivals expected in one flushed window:
 what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
-_KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED})
+NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
+_KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
 class EngineCore:
@@ -167,6 +168,8 @@ class EngineCore:
         source = spec.source
         if isinstance(source, PodSource):
             return [Client(key, ip, node, "pod") for key, ip, node in pods]
+        if not self.ctx.machine_up(source.node):
+            return []  # the host's processes died with it; nothing enters a failed node
         node_ip = self.ctx.kernels[source.node].network.node_ips[0]
         if isinstance(source, ExternalSource):
             return [Client(f"external@{source.node}", source.ip, source.node, "external")]
@@ -442,8 +445,21 @@ class EngineCore:
             if hit.any():
                 killed = self._inflight.take(hit)
                 self._inflight = self._inflight.take(~hit)
-                reset_conns = self._kill(killed, now_s)
+                if backend.state is BackendState.UNREACHABLE:
+                    self._lose(killed)
+                else:
+                    reset_conns = self._kill(killed, now_s)
         self.flows.backend_changed(backend, now_s, reset_conns)
+
+    def _lose(self, rows: Rows) -> None:
+        """In-flight requests whose Pod's node failed: no answer, no RST; clients time out."""
+        rows.outcome[:] = TIMEOUT
+        rows.cause[:] = NODE_DOWN
+        rows.latency[:] = self._request_timeout[rows.w]
+        rows.end[:] = rows.t + rows.latency
+        rows.served[:] = False
+        self.buffer.add(rows)
+        self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
 
     def _kill(self, rows: Rows, now_s: float) -> set[int]:
         udp = self._udp[rows.w]

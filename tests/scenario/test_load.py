@@ -129,8 +129,9 @@ timeline:
 """,
         [
             "s.yaml:4: timeline[0].action: must be one of 'rollout', 'scale', 'delete-pod', "
-            "'crash-pod', 'crash-proxy', 'restart-proxy', 'block-sync', 'inject-stale-rule', "
-            "'add-service', 'remove-service', 'drain-node', 'flush-conntrack'; got \"explode\"",
+            "'crash-pod', 'fail-readiness', 'crash-proxy', 'restart-proxy', 'block-sync', "
+            "'inject-stale-rule', 'add-service', 'remove-service', 'drain-node', 'fail-node', "
+            "'partition-node', 'recover-node', 'flush-conntrack'; got \"explode\"",
             "s.yaml:5: timeline[1].action: required",
             "s.yaml:6: timeline[2].for: required",
         ],

@@ -94,6 +94,9 @@ class World:
     def proxy_state(self, node: str) -> ProxyState:
         return self.proxy[node]
 
+    def machine_up(self, node: str) -> bool:
+        return True
+
     def service_time_of(self, app: str) -> ServiceTime:
         return self.apps[app]
 
