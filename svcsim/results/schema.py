@@ -92,6 +92,8 @@ class Cause(StrEnum):
     """The chosen Pod's node had failed: nothing answered (the client timed out)."""
     NODE_PARTITIONED = "node-partitioned"
     """The node's kube-proxy could not reach the API server, so its rules were out of date."""
+    ENDPOINT_DOWN = "endpoint-down"
+    """The chosen endpoint, hand-made and outside the Pod network, was down: nothing answered."""
 
 
 class EventKind(StrEnum):

@@ -9,7 +9,6 @@ simulation started; failures come from the timeline.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
@@ -27,6 +26,7 @@ from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
+from svcsim.scenario.fault_order import outside_addresses
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
@@ -252,16 +252,7 @@ def _outside_hosts(sets: Iterable[Manifests], cluster_cidr: str) -> dict[str, st
 
     ``sets`` are the manifests at the start and those ``add-service`` actions add later.
     """
-    pods = ipaddress.ip_network(cluster_cidr)
-    out: dict[str, str] = {}
-    addresses: list[str] = []
-    for m in sets:
-        addresses += [a.ip for ep in m.endpoints for s in ep.subsets for a in s.addresses]
-        addresses += [a for sl in m.endpoint_slices for e in sl.endpoints for a in e.addresses]
-    for ip in addresses:
-        if ipaddress.ip_address(ip) not in pods:
-            out[ip] = "external"
-    return out
+    return {ip: "external" for ip in outside_addresses(sets, cluster_cidr)}
 
 
 def _api_manifests(world: World) -> Manifests:

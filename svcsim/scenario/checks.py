@@ -29,8 +29,8 @@ from svcsim.k8s.objects import (
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.durations import format_duration
+from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
-from svcsim.scenario.node_checks import check_node_faults
 from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_target
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
@@ -67,7 +67,11 @@ def check_scenario(
     """Every semantic check of ``scenario``; ``objects`` None (manifests broken) skips theirs."""
     check = _Checks(scenario, doc, source)
     check.proxy_modes()
-    faults = check_node_faults(scenario)
+    outside = None
+    if objects is not None:
+        sets = [objects.initial, *objects.added.values()]
+        outside = frozenset(outside_addresses(sets, scenario.cluster.cluster_cidr))
+    faults = check_fault_order(scenario, outside)
     for path, message in faults.problems:
         check.problem(path, message)
     for path, message in faults.warnings:

@@ -7,6 +7,7 @@ equal ``at`` in file order.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, StrictInt, StrictStr, Tag, model_validator
@@ -194,6 +195,49 @@ class RecoverNode(ActionBase):
     node: NodeName
 
 
+class FailEndpoint(ActionBase):
+    """A hand-made endpoint outside the Pod network stops answering (its host is down).
+
+    ``address`` is an IP of an Endpoints or EndpointSlice written by hand (a Service without
+    selector) outside ``clusterCIDR``. New connections to it time out (cause
+    ``endpoint-down``) until ``for`` is over or a ``recover-endpoint``; kube-proxy knows
+    nothing of it (nothing updates the hand-made endpoints).
+    """
+
+    action: Literal["fail-endpoint"]
+    address: StrictStr
+    """The endpoint's IP."""
+    for_s: PositiveDuration | None = Field(default=None, alias="for")
+    """How long it stays down."""
+
+    @model_validator(mode="after")
+    def _ip(self) -> FailEndpoint:
+        _check_ip(self.address, "fail")
+        return self
+
+
+class RecoverEndpoint(ActionBase):
+    """A hand-made endpoint outside the Pod network answers again."""
+
+    action: Literal["recover-endpoint"]
+    address: StrictStr
+    """The endpoint's IP."""
+
+    @model_validator(mode="after")
+    def _ip(self) -> RecoverEndpoint:
+        _check_ip(self.address, "recover")
+        return self
+
+
+def _check_ip(text: str, title: str) -> None:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise problems_at(
+            title, [(("address",), f"must be an IPv4 address, got {text!r}")]
+        ) from None
+
+
 class FlushConntrack(ActionBase):
     """Delete conntrack entries on a node (all, or those matching the filters)."""
 
@@ -232,6 +276,8 @@ Action = Annotated[
     | Annotated[FailNode, Tag("fail-node")]
     | Annotated[PartitionNode, Tag("partition-node")]
     | Annotated[RecoverNode, Tag("recover-node")]
+    | Annotated[FailEndpoint, Tag("fail-endpoint")]
+    | Annotated[RecoverEndpoint, Tag("recover-endpoint")]
     | Annotated[FlushConntrack, Tag("flush-conntrack")],
     Discriminator("action"),
 ]
@@ -253,6 +299,8 @@ ACTIONS: tuple[str, ...] = (
     "fail-node",
     "partition-node",
     "recover-node",
+    "fail-endpoint",
+    "recover-endpoint",
     "flush-conntrack",
 )
 """Every ``action`` value, in documentation order."""

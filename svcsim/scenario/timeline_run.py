@@ -138,6 +138,8 @@ class _Timeline:
             self.flush_conntrack(action)
         elif isinstance(action, tl.FailNode | tl.PartitionNode | tl.RecoverNode):
             self.node_fault(action)
+        elif isinstance(action, tl.FailEndpoint | tl.RecoverEndpoint):
+            self.endpoint_fault(action)
         else:  # pragma: no cover - the schema admits no other action
             raise TypeError(f"unknown action {action!r}")
 
@@ -158,6 +160,20 @@ class _Timeline:
             if action.for_s is not None:
                 heal = self.world.env.timeout(action.for_s)
                 heal.callbacks.append(lambda _: nodes.recover(action.node))
+
+    def endpoint_fault(self, action: tl.FailEndpoint | tl.RecoverEndpoint) -> None:
+        """Take a hand-made endpoint outside the Pod network down, or bring it back."""
+        world, ip = self.world, action.address
+        up = isinstance(action, tl.RecoverEndpoint)
+        world.set_outside_endpoint(ip, up=up)
+        self.event(EventKind.FAULT, "", ip, f"{action.action} {ip}")
+        if isinstance(action, tl.FailEndpoint) and action.for_s is not None:
+
+            def back(_: object) -> None:
+                world.set_outside_endpoint(ip, up=True)
+                self.event(EventKind.FAULT, "", ip, f"recover-endpoint {ip}")
+
+            world.env.timeout(action.for_s).callbacks.append(back)
 
     def pick(self, action: tl.DeletePod | tl.CrashPod | tl.FailReadiness) -> list[PodRunner]:
         """The Pods an action names: one by name, or ``count`` drawn among the selector's.

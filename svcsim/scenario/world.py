@@ -85,6 +85,10 @@ class World:
         self.traffic: EngineCore | None = None
         self.service_times: dict[str, ServiceTime] = {}
         self.outside_hosts: dict[str, str] = {}
+        self.outside_down: set[str] = set()
+        """Hand-made endpoints outside the Pod network that are down now."""
+        self.outside_version = 0
+        """Counts changes of :attr:`outside_down` (classifications depend on it)."""
         self._proxy_changes = 0
         self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
         self._programmed_seen: dict[str, dict[ServicePortName, _ProgrammedInput]] = {}
@@ -228,7 +232,20 @@ class World:
 
     def outside_host(self, ip: str) -> str | None:
         """The app answering at an address outside the Pod network, or None."""
-        return self.outside_hosts.get(ip)
+        return None if ip in self.outside_down else self.outside_hosts.get(ip)
+
+    def outside_endpoint_down(self, ip: str) -> bool:
+        """True while the hand-made endpoint at ``ip`` is down (``fail-endpoint``)."""
+        return ip in self.outside_down
+
+    def set_outside_endpoint(self, ip: str, *, up: bool) -> None:
+        """Take the hand-made endpoint at ``ip`` down or bring it back."""
+        if up:
+            self.outside_down.discard(ip)
+        else:
+            self.outside_down.add(ip)
+        self.outside_version += 1
+        self.proxy_changed()  # what the traffic path met changes: a new state
 
     def rng(self, name: str) -> np.random.Generator:
         """The random stream called ``name`` (the same Generator every time)."""

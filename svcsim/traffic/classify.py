@@ -20,7 +20,9 @@ per-request reference (every time), so both attribute failures alike:
   kube-proxy's state there;
   among them -> the Pod's state: ``pod-terminating`` (draining, exited, or already gone),
   ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A Pod
-  whose node failed answers nothing: ``timeout`` / ``node-down``, whatever the rules. A flow
+  whose node failed answers nothing: ``timeout`` / ``node-down``, whatever the rules; nor does
+  a hand-made endpoint outside the Pod network that is down: ``timeout`` / ``endpoint-down``. A
+  flow
   that followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
   ``stale-conntrack``.
 """
@@ -144,7 +146,7 @@ def classify_deps(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tuple[
         return ()
     ip = outcome.destination[0]
     service = ctx.slices_version(dial.service) if dial.service is not None else -1
-    return (service, ctx.network.ip_version(ip))
+    return (service, ctx.network.ip_version(ip), ctx.outside_version)
 
 
 def at_destination(
@@ -171,7 +173,9 @@ def at_destination(
         app = ctx.outside_host(ip)
         if app is not None:
             return Resolution(Outcome.OK, Cause.NONE, endpoint, "", app, Wait.NONE, True)
-        if not dnat:
+        if ctx.outside_endpoint_down(ip) and not via_conntrack:
+            cause = Cause.ENDPOINT_DOWN
+        elif not dnat:
             cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.NO_SERVICE_RULE
         elif in_api:
             cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.POD_TERMINATING

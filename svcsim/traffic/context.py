@@ -107,6 +107,15 @@ class TrafficContext(Protocol):
         """
         ...
 
+    def outside_endpoint_down(self, ip: str) -> bool:
+        """True while the hand-made endpoint at ``ip`` (outside the Pod network) is down."""
+        ...
+
+    @property
+    def outside_version(self) -> int:
+        """Changes whenever :meth:`outside_host` or :meth:`outside_endpoint_down` may have."""
+        ...
+
     def rng(self, name: str) -> np.random.Generator:
         """The named child random stream (the same Generator for the same name)."""
         ...

@@ -103,6 +103,11 @@ class World:
     def outside_host(self, ip: str) -> str | None:
         return self.outside.get(ip)
 
+    def outside_endpoint_down(self, ip: str) -> bool:
+        return False
+
+    outside_version = 0
+
     def rng(self, name: str) -> np.random.Generator:
         found = self._rngs.get(name)
         if found is None:
