@@ -82,3 +82,12 @@ def test_node_partition_fails_only_the_partitioned_nodes_clients(shipped_run: Sh
         [not_ready_s("node-partition", t_cut)]
     )
     assert event_times(run, "pods-evicted") == []
+
+
+def test_node_outages_for_the_timeline_figure(shipped_run: ShippedRun) -> None:
+    from svcsim.plots.events import NodeOutage, node_outages
+
+    run = shipped_run("node-failure")
+    assert node_outages(run, 180.0) == [NodeOutage("node-2", 23.0, 150.0, "failed")]
+    run = shipped_run("node-partition")
+    assert node_outages(run, 150.0) == [NodeOutage("node-3", 20.0, 110.0, "partitioned")]
