@@ -266,9 +266,23 @@ class _Checks:
             self.client_pods(i, tuple(sorted(w.source.pods.items())))
         target = w.target
         if not isinstance(target, ServiceTarget):
+            if w.source.load_balancer is not None:
+                self.problem(
+                    ("workloads", i, "to"),
+                    "a loadBalancer source reaches a Service through its load balancer: name "
+                    "a LoadBalancer Service, not an address",
+                )
             return
         key = f"{target.namespace}/{target.name}"
         service = next((s for s in plan.initial if s.meta.key == key), None)
+        balanced = w.source.load_balancer is not None
+        if balanced and service is not None and service.type is not ServiceType.LOAD_BALANCER:
+            self.problem(
+                ("workloads", i, "from", "loadBalancer"),
+                f"Service {key} is type {service.type.value}: only a LoadBalancer Service "
+                "has a cloud load balancer",
+            )
+            return
         if service is None:
             later = [
                 (action.at_s, index, svc)

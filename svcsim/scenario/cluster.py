@@ -231,6 +231,26 @@ class NodeLifecycle(SchemaModel):
     """How long Pods stay bound to a NotReady node before they are evicted."""
 
 
+class LoadBalancer(SchemaModel):
+    """The cloud load balancers in front of LoadBalancer Services (``cluster.loadBalancer``).
+
+    Health-check settings in the GCE API's words; defaults are the GCE L4 load balancer's
+    (see :mod:`svcsim.sim.loadbalancer`).
+    """
+
+    check_interval_s: PositiveDuration = 8.0
+    """How often every node is probed."""
+    check_timeout_s: PositiveDuration = 1.0
+    """How long a probe waits for an answer."""
+    healthy_threshold: StrictInt = Field(default=1, ge=1, le=100)
+    """Successes in a row that make a node healthy."""
+    unhealthy_threshold: StrictInt = Field(default=3, ge=1, le=100)
+    """Failures in a row that make a node unhealthy."""
+    ingress_cidr: IPv4CIDR = Field(default="198.51.100.0/24", alias="ingressCIDR")
+    """Where the cloud allocates a Service's load-balancer IP when its manifest has none
+    (``status.loadBalancer.ingress``); TEST-NET-2 (RFC 5737) by default."""
+
+
 class Cluster(SchemaModel):
     """Nodes, address ranges, kube-proxy configuration and delays."""
 
@@ -250,6 +270,8 @@ class Cluster(SchemaModel):
     """Watch, batch, startup and teardown delays."""
     node_lifecycle: NodeLifecycle = Field(default_factory=NodeLifecycle)
     """Node heartbeats, NotReady detection and eviction (for node faults)."""
+    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
+    """Cloud load balancers' health checks (for ``from: {loadBalancer: ...}`` workloads)."""
 
     @model_validator(mode="before")
     @classmethod

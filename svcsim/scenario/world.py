@@ -31,6 +31,7 @@ from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
+from svcsim.sim.loadbalancer import CloudLoadBalancer
 from svcsim.sim.network import PodNetwork
 from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.synccost import ProgrammedView
@@ -97,6 +98,8 @@ class World:
         self._restarting: set[str] = set()
         self.nodes: NodeLifecycle | None = None
         """Node faults and the node lifecycle controller (set by the builder)."""
+        self.load_balancers: dict[str, CloudLoadBalancer] = {}
+        """The cloud load balancer of each Service reached through one, by ``ns/name``."""
 
     # --- assembly -------------------------------------------------------------------------------
 
@@ -162,6 +165,17 @@ class World:
             self.proxy_restarted(node)
         else:
             self.proxy_changed()
+
+    def load_balancer_nodes(self, service: str) -> tuple[str, ...]:
+        """The nodes the Service's cloud load balancer sends new connections to now."""
+        lb = self.load_balancers.get(service)
+        return lb.healthy_nodes() if lb is not None else ()
+
+    def load_balancer_changed(self, service: str, node: str, healthy: bool) -> None:
+        """A load balancer turned a node healthy or unhealthy (recorded; a new traffic state)."""
+        kind = "lb-node-healthy" if healthy else "lb-node-unhealthy"
+        self.record_event(self.env.now, kind, node, service, "")
+        self.proxy_changed()
 
     def machine_up(self, node: str) -> bool:
         """False while ``node`` has failed (see :class:`~svcsim.sim.nodes.NodeLifecycle`)."""

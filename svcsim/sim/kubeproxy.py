@@ -66,6 +66,7 @@ from svcsim.sim.changes import (
     TriggerTimeFn,
     annotation_trigger_time_s,
 )
+from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.restore import (
     RestoreError,
@@ -216,15 +217,18 @@ class KubeProxy:
 
     # --- lifecycle and faults ---------------------------------------------------------------
 
-    def start(self, *, warm: bool = False) -> None:
+    def start(self, *, warm: bool = False, programmed: ProgrammedView | None = None) -> None:
         """Start kube-proxy (the world calls this once, at t=0).
 
         ``warm``: the process has long been running when the simulation begins, so its
         informers are already synced (no ``informer_sync_s`` wait); its first sync is still
-        a full one, as after any start.
+        a full one, as after any start. ``programmed``: what the kernel's rules were
+        programmed from before the simulation began (its health servers answer from it).
         """
         if self._life is not None:
             raise RuntimeError(f"kube-proxy on {self.node} already running")
+        if programmed is not None:
+            self.programmed = programmed
         self._life = _Life(self, informer_sync_s=0.0 if warm else None)
 
     def crash(self) -> bool:
@@ -245,6 +249,22 @@ class KubeProxy:
             self._life.stop(ProxyStopped(self.env.now, "restart"))
         self._life = _Life(self)
         self._event(EventKind.PROXY_RESTARTED, "restart")
+
+    def healthz(self) -> int | None:
+        """What ``/healthz`` (port 10256) answers now; None when kube-proxy is not running."""
+        life = self._life
+        return None if life is None else life.health.healthz(self.env.now)
+
+    def service_health(self, namespace: str, name: str) -> int | None:
+        """What the Service's healthCheckNodePort answers now (:mod:`svcsim.sim.health`).
+
+        None when nothing listens: kube-proxy is down, or this process has not yet opened
+        the port (its first sync), or the Service has no healthCheckNodePort.
+        """
+        life = self._life
+        if life is None or not life.installed:
+            return None
+        return service_health(self.programmed, life.health, namespace, name, self.env.now)
 
     def api_cut(self) -> None:
         """The node loses the API server: the watch breaks; rules and syncs go on as they are."""
@@ -340,6 +360,8 @@ class _Life:
         self.watch: Watch | None = None
         self.waiting_for_api = False
         """The informer wait ended while the API server was unreachable: listing waits."""
+        self.health = ProxyHealth(2 * cfg.sync_period_s)
+        """This process's ``/healthz`` state (``healthTimeout`` = 2 x ``syncPeriod``)."""
         self.runner.start()
         self.main = env.process(self._main())
 
@@ -378,6 +400,7 @@ class _Life:
             WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
         )
         if changed or tracker.has_pending():
+            self.health.queued(proxy.env.now)
             self.runner.run()
 
     def stop(self, cause: ProxyStopped) -> None:
@@ -420,6 +443,7 @@ class _Life:
         # A watch delivers in the API server's order: this is the newest change received.
         self.received_through_s = max(self.received_through_s, event.t_s)
         if self.tracker.on_event(event) and self.initialized:
+            self.health.queued(self.proxy.env.now)  # ``Sync()``: QueuedUpdate, then Run
             self.runner.run()
 
     def sync(self) -> Generator[simpy.Event, Any, bool]:
@@ -483,6 +507,7 @@ class _Life:
             self._record(start, end, full, False, plan.rules_written, math.nan, through)
             return False
         proxy.kernel.install(ruleset, end)
+        self.health.updated()
         self.need_full = False
         proxy.last_error = None
         if full:

@@ -88,6 +88,10 @@ class TrafficContext(Protocol):
         """False while ``node`` has failed: its host processes send nothing."""
         ...
 
+    def load_balancer_nodes(self, service: str) -> tuple[str, ...]:
+        """The nodes the cloud load balancer of ``service`` (``ns/name``) sends to now."""
+        ...
+
     def slices_version(self, service: str) -> int:
         """A number that changes whenever ``service``'s EndpointSlices may have changed.
 

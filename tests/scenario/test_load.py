@@ -235,11 +235,12 @@ workloads:
 """,
         [
             "s.yaml:4: workloads[0].to: required",
-            "s.yaml:7: workloads[1].from.host: set exactly one of pods, external or host",
+            "s.yaml:7: workloads[1].from.host: set exactly one of pods, external, host or "
+            "loadBalancer",
             "s.yaml:8: workloads[1].to: name must be lowercase letters, digits and '-', "
             "starting with a letter and ending alphanumeric; got 'Web'",
             "s.yaml:10: workloads[1].connection.connections: must be >= 1, got 0",
-            "s.yaml:12: workloads[2].from: set exactly one of pods, external or host",
+            "s.yaml:12: workloads[2].from: set exactly one of pods, external, host or loadBalancer",
             "s.yaml:15: workloads[2].connection.model: must be 'per-request', 'keepalive' or "
             "'udp', got \"tcp\"",
         ],

@@ -21,6 +21,8 @@ from tests.scenarios.conftest import (
 EXPECTED = (
     "conntrack-full",
     "keepalive-imbalance",
+    "lb-drain-local",
+    "lb-drain-local-prestop",
     "node-failure",
     "node-partition",
     "pod-churn",
@@ -39,6 +41,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 NOTHING_TO_TEST = {
     "keepalive-imbalance": "its 12 connections open before the first stable interval starts",
+    "lb-drain-local": "externalTrafficPolicy Local: each node sends to its one local endpoint",
+    "lb-drain-local-prestop": "externalTrafficPolicy Local: each node sends to its one local "
+    "endpoint",
     "udp-dns-stale-conntrack": "kube-dns has a single endpoint at a time",
 }
 """Scenarios without a multi-endpoint stable interval holding new flows, and why."""
