@@ -83,12 +83,14 @@ class Allocation:
     field: str
     """JSON path of the field (``spec.clusterIP``, ``spec.ports[0].nodePort``)."""
     value: str
+    how: str = "the API server picks at random, svcsim by a hash of the name"
+    """Who fills the field in and how svcsim does it instead (shown in parentheses)."""
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
         return (
             f"{where}Service/{self.service}: {self.field}: not set: allocated {self.value} "
-            "(the API server picks at random, svcsim by a hash of the name)"
+            f"({self.how})"
         )
 
 

@@ -79,6 +79,12 @@ class Manifests:
     deployments: tuple[k8s.Deployment, ...] = ()
     warnings: tuple[str, ...] = ()
 
+    def manual_endpoint_ips(self) -> list[str]:
+        """Every address of the hand-made Endpoints and EndpointSlices, in document order."""
+        ips = [a.ip for ep in self.endpoints for s in ep.subsets for a in s.addresses]
+        ips += [a for sl in self.endpoint_slices for e in sl.endpoints for a in e.addresses]
+        return ips
+
 
 _Parser = Callable[[YMap, Reader, str], Any]
 

@@ -172,6 +172,45 @@ def proxy_outages(run: Run, span_s: float) -> list[ProxyOutage]:
     return outages
 
 
+@dataclass(frozen=True, slots=True)
+class NodeOutage:
+    """``node`` had failed (``kind`` ``failed``) or lost the API server (``partitioned``).
+
+    From ``start_s`` until ``end_s`` (its recovery, or the end of the run).
+    """
+
+    node: str
+    start_s: float
+    end_s: float
+    kind: str
+
+
+def node_outages(run: Run, span_s: float) -> list[NodeOutage]:
+    """Every node fault, from ``node-failed``/``node-partitioned`` to ``node-recovered``."""
+    kinds = _kinds(run)
+    starts = {
+        EventKind.NODE_FAILED.value: "failed",
+        EventKind.NODE_PARTITIONED.value: "partitioned",
+    }
+    wanted = (*starts, EventKind.NODE_RECOVERED.value)
+    table = run.events.loc[np.isin(kinds, wanted)]
+    order = np.argsort(table["t_s"].to_numpy(dtype=np.float64), kind="stable")
+    since: dict[str, tuple[float, str]] = {}
+    out: list[NodeOutage] = []
+    for i in order:
+        row = table.iloc[int(i)]
+        node, t, kind = str(row["node"]), float(row["t_s"]), str(row["kind"])
+        if kind in starts:
+            since.setdefault(node, (t, starts[kind]))
+        elif node in since:
+            start, what = since.pop(node)
+            out.append(NodeOutage(node, start, t, what))
+    for node, (start, what) in since.items():
+        out.append(NodeOutage(node, start, max(span_s, start), what))
+    out.sort(key=lambda o: (o.node, o.start_s))
+    return out
+
+
 def nodes(run: Run) -> list[str]:
     """Every node named by syncs, conntrack samples, request sources or events, sorted."""
     names: set[str] = set()

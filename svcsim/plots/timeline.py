@@ -22,7 +22,15 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox, blended_transform_factory
 
-from svcsim.plots.events import nodes, pod_events, proxy_outages, services, slice_update_times
+from svcsim.plots.events import (
+    node_outages,
+    nodes,
+    pod_events,
+    proxy_outages,
+    service_key,
+    services,
+    slice_update_times,
+)
 from svcsim.plots.style import (
     DOWN_COLOUR,
     FAILURE_SHADE,
@@ -61,6 +69,12 @@ _POD_MARKERS: Final[dict[str, tuple[str, str, str]]] = {
     "pod-restarted": ("P", "#56B4E9", "Pod restarted"),
 }
 _SLICE_COLOUR: Final = "#0072B2"
+_LB_MARKERS: Final = {
+    EventKind.LB_NODE_UNHEALTHY.value: (4, "#D55E00", "load balancer drops node"),
+    EventKind.LB_NODE_HEALTHY.value: (5, "#009E73", "load balancer adds node"),
+}
+_NODE_FAULT_COLOURS: Final = {"failed": "#D9D9D9", "partitioned": "#E8D5F0"}
+_NODE_FAULT_LABELS: Final = {"failed": "node down", "partitioned": "node cut off from the API"}
 _MAX_LABEL_LINES: Final = 3
 _MAX_LABELS: Final = 12
 """Failure-window labels per panel at most (the report's table lists every window)."""
@@ -269,6 +283,27 @@ def _draw_strip(
                    label="sync ended", clip_on=False)  # fmt: skip
     if (~ok).any():
         ax.scatter(ends[~ok], y[~ok], marker="x", s=20, color=DOWN_COLOUR, label="sync failed")
+    events = run.events
+    for kind, (marker, colour, label) in _LB_MARKERS.items():
+        rows = events.loc[(events["kind"] == kind).to_numpy(dtype=bool)]
+        if service is not None:
+            rows = rows.loc[(rows["object"] == service_key(service)).to_numpy(dtype=bool)]
+        if len(rows):
+            ys = [row.get(str(n), -1) for n in rows["node"]]
+            ax.scatter(rows["t_s"].to_numpy(dtype=np.float64), ys, marker=marker, s=40,
+                       color=colour, label=label, clip_on=False, zorder=3)  # fmt: skip
+    shown: set[str] = set()
+    for fault in node_outages(run, span_s):
+        colour = _NODE_FAULT_COLOURS[fault.kind]
+        ax.broken_barh(
+            [(fault.start_s, fault.end_s - fault.start_s)],
+            (row.get(fault.node, 0) - 0.45, 0.9),
+            facecolors=colour,
+            edgecolors="none",
+            label=_NODE_FAULT_LABELS[fault.kind] if fault.kind not in shown else None,
+            zorder=0,
+        )
+        shown.add(fault.kind)
     for i, outage in enumerate(proxy_outages(run, span_s)):
         ax.broken_barh(
             [(outage.start_s, outage.end_s - outage.start_s)],

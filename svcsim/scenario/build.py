@@ -9,7 +9,6 @@ simulation started; failures come from the timeline.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
@@ -22,25 +21,36 @@ from svcsim.proxy.context import (
     node_network,
     resolve_node_port_addresses,
 )
+from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.scenario import workload as wl
+from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
+from svcsim.scenario.fault_order import outside_addresses
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
+from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import plan_services
 from svcsim.scenario.timeline_run import schedule_timeline
 from svcsim.scenario.world import World
-from svcsim.sim.config import AppProfile, ControlPlaneDelays
+from svcsim.sim.config import (
+    NODE_LEASE_RENEW_FRACTION,
+    AppProfile,
+    ControlPlaneDelays,
+    NodeLifecycleConfig,
+)
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.endpointslices import EndpointSliceController
 from svcsim.sim.fleet import PodFleet
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
+from svcsim.sim.loadbalancer import CloudLoadBalancer, LoadBalancerConfig, kube_proxy_probe
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.scheduling import Scheduler, start_bare_pod
-from svcsim.sim.synccost import KubeProxyConfig, SyncCostModel
+from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, SyncCostModel
 from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView
 from svcsim.traffic.core import EngineCore
@@ -137,13 +147,66 @@ def build_world(
         )
         proxy = KubeProxy(env, spec.name, api, kernel, ctx, config, world.recorder)
         world.add_proxy(proxy)
-        proxy.start(warm=True)
+        initial_view = ProgrammedView(
+            env.now,
+            env.now,
+            build_service_port_map(initial.services),
+            build_endpoints_map(initial_slices, spec.name),
+        )
+        proxy.start(warm=True, programmed=initial_view)
 
     world.view = ApiView(api, network)
     node_ips = [n.ip for n in cluster.nodes]
     world.traffic = engine([_workload(w, initial.services, node_ips) for w in sc.workloads], world)
+    world.nodes = NodeLifecycle(
+        env,
+        _node_lifecycle(cluster.node_lifecycle),
+        fleet,
+        scheduler,
+        world.proxies,
+        world.kernels,
+        world.record_event,
+        world.node_changed,
+    )
+    _load_balancers(world, sc, [n.name for n in cluster.nodes])
     schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     return world
+
+
+def _load_balancers(world: World, sc: Scenario, nodes: Sequence[str]) -> None:
+    """A cloud load balancer for each Service a ``loadBalancer`` workload reaches."""
+    spec = sc.cluster.load_balancer
+    config = LoadBalancerConfig(
+        spec.check_interval_s,
+        spec.check_timeout_s,
+        spec.healthy_threshold,
+        spec.unhealthy_threshold,
+    )
+    for w in sc.workloads:
+        target = w.target
+        if w.source.load_balancer is None or isinstance(target, ScenarioAddress):
+            continue
+        key = f"{target.namespace}/{target.name}"
+        if key in world.load_balancers:
+            continue
+        service = world.api.get("Service", key)
+        local = service is not None and bool(service.health_check_node_port)
+        probe = kube_proxy_probe(
+            world.proxies, world.machine_up, target.namespace, target.name, local=local
+        )
+        world.load_balancers[key] = CloudLoadBalancer(
+            world.env, key, nodes, probe, config, world.load_balancer_changed
+        )
+
+
+def _node_lifecycle(spec: NodeLifecycleSpec) -> NodeLifecycleConfig:
+    """The scenario's ``cluster.nodeLifecycle`` as the simulation's plain values."""
+    return NodeLifecycleConfig(
+        lease_renew_interval_s=spec.node_lease_duration_seconds * NODE_LEASE_RENEW_FRACTION,
+        monitor_period_s=spec.node_monitor_period_s,
+        monitor_grace_period_s=spec.node_monitor_grace_period_s,
+        unreachable_toleration_s=float(spec.default_unreachable_toleration_seconds),
+    )
 
 
 def _node_context(spec: NodeSpec, settings: ProxySettings, cluster_cidr: str) -> NodeContext:
@@ -225,16 +288,7 @@ def _outside_hosts(sets: Iterable[Manifests], cluster_cidr: str) -> dict[str, st
 
     ``sets`` are the manifests at the start and those ``add-service`` actions add later.
     """
-    pods = ipaddress.ip_network(cluster_cidr)
-    out: dict[str, str] = {}
-    addresses: list[str] = []
-    for m in sets:
-        addresses += [a.ip for ep in m.endpoints for s in ep.subsets for a in s.addresses]
-        addresses += [a for sl in m.endpoint_slices for e in sl.endpoints for a in e.addresses]
-    for ip in addresses:
-        if ipaddress.ip_address(ip) not in pods:
-            out[ip] = "external"
-    return out
+    return {ip: "external" for ip in outside_addresses(sets, cluster_cidr)}
 
 
 def _api_manifests(world: World) -> Manifests:
@@ -257,6 +311,8 @@ def _workload(
         source = ts.PodSource(dict(src.pods))
     elif src.external is not None:
         source = ts.ExternalSource(src.external.node, src.external.ip)
+    elif src.load_balancer is not None:
+        source = ts.LoadBalancerSource(src.load_balancer.ip)
     else:
         source = ts.HostSource(src.host or "")
     target_ref = w.target

@@ -29,6 +29,7 @@ from svcsim.k8s.objects import (
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.durations import format_duration
+from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
 from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_target
 from svcsim.scenario.schema import Scenario
@@ -66,6 +67,15 @@ def check_scenario(
     """Every semantic check of ``scenario``; ``objects`` None (manifests broken) skips theirs."""
     check = _Checks(scenario, doc, source)
     check.proxy_modes()
+    outside = None
+    if objects is not None:
+        sets = [objects.initial, *objects.added.values()]
+        outside = frozenset(outside_addresses(sets, scenario.cluster.cluster_cidr))
+    faults = check_fault_order(scenario, outside)
+    for path, message in faults.problems:
+        check.problem(path, message)
+    for path, message in faults.warnings:
+        check.warn(path, message)
     if objects is not None:
         check.with_objects(objects)
     return Checked(tuple(check.problems), tuple(check.warnings))
@@ -256,9 +266,23 @@ class _Checks:
             self.client_pods(i, tuple(sorted(w.source.pods.items())))
         target = w.target
         if not isinstance(target, ServiceTarget):
+            if w.source.load_balancer is not None:
+                self.problem(
+                    ("workloads", i, "to"),
+                    "a loadBalancer source reaches a Service through its load balancer: name "
+                    "a LoadBalancer Service, not an address",
+                )
             return
         key = f"{target.namespace}/{target.name}"
         service = next((s for s in plan.initial if s.meta.key == key), None)
+        balanced = w.source.load_balancer is not None
+        if balanced and service is not None and service.type is not ServiceType.LOAD_BALANCER:
+            self.problem(
+                ("workloads", i, "from", "loadBalancer"),
+                f"Service {key} is type {service.type.value}: only a LoadBalancer Service "
+                "has a cloud load balancer",
+            )
+            return
         if service is None:
             later = [
                 (action.at_s, index, svc)
@@ -375,7 +399,7 @@ class _Checks:
                         (*path, "deployment"),
                         f"Deployment {key} does not exist (Deployments: {_hint(self.deployments)})",
                     )
-            elif isinstance(action, tl.DeletePod | tl.CrashPod):
+            elif isinstance(action, tl.DeletePod | tl.CrashPod | tl.FailReadiness):
                 self.pod_pick(path, action)
             elif isinstance(action, tl.AddService):
                 live.update((s.meta.key, s) for s in plan.added.get(index, ()))
@@ -413,7 +437,7 @@ class _Checks:
         except ValueError as exc:
             self.problem((*path, field), f"with Deployment {dep.meta.key}'s strategy: {exc}")
 
-    def pod_pick(self, path: Loc, action: tl.DeletePod | tl.CrashPod) -> None:
+    def pod_pick(self, path: Loc, action: tl.DeletePod | tl.CrashPod | tl.FailReadiness) -> None:
         if action.pod is not None:
             key = "/".join(parse_object_ref(action.pod))
             if key not in self.bare_pods:
@@ -423,6 +447,13 @@ class _Checks:
                     f"{_hint(self.bare_pods)}; a Deployment's Pods get random names: "
                     "pick them with selector)",
                 )
+            elif isinstance(action, tl.FailReadiness):
+                # Bare Pods from manifests run without a readiness probe (svcsim.sim.fleet).
+                self.problem(
+                    (*path, "pod"),
+                    f"Pod {key} has no readiness probe, so its readiness cannot fail "
+                    "(pick Pods of a Deployment whose template has a readinessProbe)",
+                )
             return
         selector = tuple(sorted((action.selector or {}).items()))
         deps, pods = self.matching(selector)
@@ -431,6 +462,20 @@ class _Checks:
                 (*path, "selector"),
                 f"no Pod has labels {_labels(selector)} (Pod labels: {self.label_hint()})",
             )
+        elif isinstance(action, tl.FailReadiness):
+            probed = [d for d in deps if d.template.readiness_probe is not None]
+            if not probed:
+                self.problem(
+                    (*path, "selector"),
+                    f"no Pod with labels {_labels(selector)} has a readiness probe, so "
+                    "readiness cannot fail (add a readinessProbe to the Deployment's template)",
+                )
+            elif len(probed) < len(deps) or pods:
+                self.warn(
+                    (*path, "selector"),
+                    f"some Pods with labels {_labels(selector)} have no readiness probe: "
+                    "only those with one can be picked",
+                )
 
     def stale_rule(
         self, path: Loc, action: tl.InjectStaleRule, live: Mapping[str, Service]

@@ -22,7 +22,7 @@ from pydantic import (
 
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR
 from svcsim.scenario.base import IPv4, IPv4CIDR, Loc, NodeName, SchemaModel, problems_at
-from svcsim.scenario.durations import DURATION_PATTERN, Duration
+from svcsim.scenario.durations import DURATION_PATTERN, Duration, PositiveDuration
 from svcsim.scenario.problems import collapse_located, index_ranges
 from svcsim.scenario.proxy import ProxyConfig
 
@@ -212,6 +212,45 @@ def _nodes_schema(schema: dict[str, Any]) -> None:
     schema["default"] = DEFAULT_NODE_COUNT
 
 
+class NodeLifecycle(SchemaModel):
+    """How the control plane notices a failed or cut-off node (``cluster.nodeLifecycle``).
+
+    Flag names of kube-controller-manager (``--node-monitor-period``,
+    ``--node-monitor-grace-period``), the kubelet (``nodeLeaseDurationSeconds``; it renews its
+    Lease every quarter of it) and kube-apiserver's DefaultTolerationSeconds admission plugin
+    (``--default-unreachable-toleration-seconds``). See :mod:`svcsim.sim.nodes`.
+    """
+
+    node_monitor_period_s: PositiveDuration = 5.0
+    """How often the node lifecycle controller checks every node's heartbeat."""
+    node_monitor_grace_period_s: PositiveDuration = 50.0
+    """A node silent for longer turns NotReady (50 s since Kubernetes 1.32, 40 s before)."""
+    node_lease_duration_seconds: StrictInt = Field(default=40, ge=1, le=86_400)
+    """The kubelet's Lease duration; it renews the Lease every quarter of it."""
+    default_unreachable_toleration_seconds: StrictInt = Field(default=300, ge=0, le=86_400 * 365)
+    """How long Pods stay bound to a NotReady node before they are evicted."""
+
+
+class LoadBalancer(SchemaModel):
+    """The cloud load balancers in front of LoadBalancer Services (``cluster.loadBalancer``).
+
+    Health-check settings in the GCE API's words; defaults are the GCE L4 load balancer's
+    (see :mod:`svcsim.sim.loadbalancer`).
+    """
+
+    check_interval_s: PositiveDuration = 8.0
+    """How often every node is probed."""
+    check_timeout_s: PositiveDuration = 1.0
+    """How long a probe waits for an answer."""
+    healthy_threshold: StrictInt = Field(default=1, ge=1, le=100)
+    """Successes in a row that make a node healthy."""
+    unhealthy_threshold: StrictInt = Field(default=3, ge=1, le=100)
+    """Failures in a row that make a node unhealthy."""
+    ingress_cidr: IPv4CIDR = Field(default="198.51.100.0/24", alias="ingressCIDR")
+    """Where the cloud allocates a Service's load-balancer IP when its manifest has none
+    (``status.loadBalancer.ingress``); TEST-NET-2 (RFC 5737) by default."""
+
+
 class Cluster(SchemaModel):
     """Nodes, address ranges, kube-proxy configuration and delays."""
 
@@ -229,6 +268,10 @@ class Cluster(SchemaModel):
     """kube-proxy configuration."""
     delays: Delays = Field(default_factory=Delays)
     """Watch, batch, startup and teardown delays."""
+    node_lifecycle: NodeLifecycle = Field(default_factory=NodeLifecycle)
+    """Node heartbeats, NotReady detection and eviction (for node faults)."""
+    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
+    """Cloud load balancers' health checks (for ``from: {loadBalancer: ...}`` workloads)."""
 
     @model_validator(mode="before")
     @classmethod

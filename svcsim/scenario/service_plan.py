@@ -10,12 +10,15 @@ on the scenario only, never on the run's seed, so checking and running see the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import ipaddress
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from svcsim.k8s.allocate import Allocation, ServiceAllocator
-from svcsim.k8s.objects import Service
+from svcsim.k8s.objects import LoadBalancerIngress, Service, ServiceType
 from svcsim.scenario import timeline as tl
+from svcsim.scenario.refs import ServiceTarget as ServiceTargetRef
 from svcsim.scenario.refs import parse_object_ref
 from svcsim.scenario.schema import Scenario
 
@@ -56,6 +59,9 @@ def plan_services(
     current: dict[str, Service] = {}
     allocations: list[Allocation] = []
     problems: list[str] = []
+    balanced = _load_balanced(scenario)
+    pool = _ingress_pool(scenario.cluster.load_balancer.ingress_cidr)
+    ingress: dict[str, str] = {}
 
     def admit(svc: Service) -> Service:
         previous = current.pop(svc.meta.key, None)
@@ -64,8 +70,34 @@ def plan_services(
         result = allocator.admit(svc, previous)
         allocations.extend(result.allocations)
         problems.extend(result.problems)
-        current[svc.meta.key] = result.service
-        return result.service
+        admitted = result.service
+        if admitted.meta.key in balanced and _needs_ingress(admitted):
+            ip = ingress.get(admitted.meta.key) or next(pool, None)
+            if ip is None:
+                cidr = scenario.cluster.load_balancer.ingress_cidr
+                problems.append(
+                    f"{admitted.meta.source}: Service/{admitted.meta.key}: "
+                    f"status.loadBalancer.ingress: no address left in ingressCIDR {cidr}"
+                )
+                current[svc.meta.key] = admitted
+                return admitted
+            if admitted.meta.key not in ingress:
+                ingress[admitted.meta.key] = ip
+                allocations.append(
+                    Allocation(
+                        admitted.meta.source,
+                        admitted.meta.key,
+                        "status.loadBalancer.ingress[0].ip",
+                        ip,
+                        "the cloud's load-balancer controller sets it; svcsim takes the next "
+                        "address of cluster.loadBalancer.ingressCIDR",
+                    )
+                )
+            admitted = dataclasses.replace(
+                admitted, load_balancer_ingress=(LoadBalancerIngress(ip=ip),)
+            )
+        current[svc.meta.key] = admitted
+        return admitted
 
     start = tuple(admit(svc) for svc in initial)
     admitted: dict[int, tuple[Service, ...]] = {}
@@ -80,3 +112,25 @@ def plan_services(
             if gone is not None:
                 allocator.release(gone)
     return ServicePlan(start, admitted, tuple(allocations), tuple(problems), removed)
+
+
+def _load_balanced(scenario: Scenario) -> set[str]:
+    """``namespace/name`` of the Services that workloads reach through their load balancer."""
+    keys: set[str] = set()
+    for w in scenario.workloads:
+        target = w.target
+        if w.source.load_balancer is not None and isinstance(target, ServiceTargetRef):
+            keys.add(f"{target.namespace}/{target.name}")
+    return keys
+
+
+def _needs_ingress(svc: Service) -> bool:
+    """A LoadBalancer Service whose status has no load-balancer IP yet."""
+    has_ip = any(i.ip for i in svc.load_balancer_ingress)
+    return svc.type is ServiceType.LOAD_BALANCER and not has_ip
+
+
+def _ingress_pool(cidr: str) -> Iterator[str]:
+    """Addresses of ``cidr`` in order (network and broadcast excluded)."""
+    for address in ipaddress.ip_network(cidr).hosts():
+        yield str(address)

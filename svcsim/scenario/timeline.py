@@ -7,6 +7,7 @@ equal ``at`` in file order.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, StrictInt, StrictStr, Tag, model_validator
@@ -95,6 +96,18 @@ class CrashPod(_PodPick):
     action: Literal["crash-pod"]
 
 
+class FailReadiness(_PodPick):
+    """Make the picked Pods' readiness probes fail for a while (the app keeps serving).
+
+    Ready falls after ``failureThreshold`` failing probes and comes back after
+    ``successThreshold`` passing ones once ``for`` is over: endpoints flap without a crash.
+    """
+
+    action: Literal["fail-readiness"]
+    for_s: PositiveDuration = Field(alias="for")
+    """How long the readiness endpoint fails."""
+
+
 class CrashProxy(ActionBase):
     """kube-proxy on a node dies; its rules stay in the kernel, unchanged."""
 
@@ -151,6 +164,80 @@ class DrainNode(ActionBase):
     node: NodeName
 
 
+class FailNode(ActionBase):
+    """The node stops (power loss, kernel panic): kubelet, kube-proxy and containers with it.
+
+    Its Pods' IPs answer nothing (clients time out); its host and external clients stop. The
+    node lifecycle controller marks it NotReady after ``nodeMonitorGracePeriod`` and evicts
+    its Pods ``defaultUnreachableTolerationSeconds`` later. ``recover-node`` boots it.
+    """
+
+    action: Literal["fail-node"]
+    node: NodeName
+
+
+class PartitionNode(ActionBase):
+    """The node loses the API server but keeps running and forwarding with frozen rules.
+
+    ``for``: heal after this long (else a later ``recover-node`` heals it, or nothing does).
+    """
+
+    action: Literal["partition-node"]
+    node: NodeName
+    for_s: PositiveDuration | None = Field(default=None, alias="for")
+    """How long the partition lasts."""
+
+
+class RecoverNode(ActionBase):
+    """A failed node boots again, or a partitioned node reaches the API server again."""
+
+    action: Literal["recover-node"]
+    node: NodeName
+
+
+class FailEndpoint(ActionBase):
+    """A hand-made endpoint outside the Pod network stops answering (its host is down).
+
+    ``address`` is an IP of an Endpoints or EndpointSlice written by hand (a Service without
+    selector) outside ``clusterCIDR``. New connections to it time out (cause
+    ``endpoint-down``) until ``for`` is over or a ``recover-endpoint``; kube-proxy knows
+    nothing of it (nothing updates the hand-made endpoints).
+    """
+
+    action: Literal["fail-endpoint"]
+    address: StrictStr
+    """The endpoint's IP."""
+    for_s: PositiveDuration | None = Field(default=None, alias="for")
+    """How long it stays down."""
+
+    @model_validator(mode="after")
+    def _ip(self) -> FailEndpoint:
+        _check_ip(self.address, "fail")
+        return self
+
+
+class RecoverEndpoint(ActionBase):
+    """A hand-made endpoint outside the Pod network answers again."""
+
+    action: Literal["recover-endpoint"]
+    address: StrictStr
+    """The endpoint's IP."""
+
+    @model_validator(mode="after")
+    def _ip(self) -> RecoverEndpoint:
+        _check_ip(self.address, "recover")
+        return self
+
+
+def _check_ip(text: str, title: str) -> None:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise problems_at(
+            title, [(("address",), f"must be an IPv4 address, got {text!r}")]
+        ) from None
+
+
 class FlushConntrack(ActionBase):
     """Delete conntrack entries on a node (all, or those matching the filters)."""
 
@@ -178,6 +265,7 @@ Action = Annotated[
     | Annotated[Scale, Tag("scale")]
     | Annotated[DeletePod, Tag("delete-pod")]
     | Annotated[CrashPod, Tag("crash-pod")]
+    | Annotated[FailReadiness, Tag("fail-readiness")]
     | Annotated[CrashProxy, Tag("crash-proxy")]
     | Annotated[RestartProxy, Tag("restart-proxy")]
     | Annotated[BlockSync, Tag("block-sync")]
@@ -185,6 +273,11 @@ Action = Annotated[
     | Annotated[AddService, Tag("add-service")]
     | Annotated[RemoveService, Tag("remove-service")]
     | Annotated[DrainNode, Tag("drain-node")]
+    | Annotated[FailNode, Tag("fail-node")]
+    | Annotated[PartitionNode, Tag("partition-node")]
+    | Annotated[RecoverNode, Tag("recover-node")]
+    | Annotated[FailEndpoint, Tag("fail-endpoint")]
+    | Annotated[RecoverEndpoint, Tag("recover-endpoint")]
     | Annotated[FlushConntrack, Tag("flush-conntrack")],
     Discriminator("action"),
 ]
@@ -195,6 +288,7 @@ ACTIONS: tuple[str, ...] = (
     "scale",
     "delete-pod",
     "crash-pod",
+    "fail-readiness",
     "crash-proxy",
     "restart-proxy",
     "block-sync",
@@ -202,6 +296,11 @@ ACTIONS: tuple[str, ...] = (
     "add-service",
     "remove-service",
     "drain-node",
+    "fail-node",
+    "partition-node",
+    "recover-node",
+    "fail-endpoint",
+    "recover-endpoint",
     "flush-conntrack",
 )
 """Every ``action`` value, in documentation order."""

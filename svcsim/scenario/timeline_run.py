@@ -78,6 +78,18 @@ class _Timeline:
             )
         elif isinstance(action, tl.Scale):
             self.deployment(action.deployment).scale(action.replicas)
+        elif isinstance(action, tl.FailReadiness):
+            picked = self.pick(action)
+            until = world.env.now + action.for_s
+            for pod in picked:
+                if pod.fail_readiness(until):
+                    self.event(
+                        EventKind.READINESS_FAILED, pod.node, pod.key, f"for={action.for_s:g}s"
+                    )
+            if not picked:
+                self.event(
+                    EventKind.FAULT, "", action.pod or "", "fail-readiness: no live Pod matched"
+                )
         elif isinstance(action, tl.DeletePod | tl.CrashPod):
             picked = self.pick(action)
             for pod in picked:
@@ -124,6 +136,10 @@ class _Timeline:
             self.event(EventKind.NODE_DRAINED, action.node, action.node, f"evicted={len(evicted)}")
         elif isinstance(action, tl.FlushConntrack):
             self.flush_conntrack(action)
+        elif isinstance(action, tl.FailNode | tl.PartitionNode | tl.RecoverNode):
+            self.node_fault(action)
+        elif isinstance(action, tl.FailEndpoint | tl.RecoverEndpoint):
+            self.endpoint_fault(action)
         else:  # pragma: no cover - the schema admits no other action
             raise TypeError(f"unknown action {action!r}")
 
@@ -131,9 +147,42 @@ class _Timeline:
         namespace, name = parse_object_ref(ref)
         return self.deployments[f"{namespace}/{name}"]
 
-    def pick(self, action: tl.DeletePod | tl.CrashPod) -> list[PodRunner]:
-        """The Pods an action names: one by name, or ``count`` drawn among the selector's."""
+    def node_fault(self, action: tl.FailNode | tl.PartitionNode | tl.RecoverNode) -> None:
+        """Fail, cut off or recover a node (the loader checked the order of these)."""
+        nodes = self.world.nodes
+        assert nodes is not None
+        if isinstance(action, tl.FailNode):
+            nodes.fail(action.node)
+        elif isinstance(action, tl.RecoverNode):
+            nodes.recover(action.node)
+        else:
+            nodes.partition(action.node)
+            if action.for_s is not None:
+                heal = self.world.env.timeout(action.for_s)
+                heal.callbacks.append(lambda _: nodes.recover(action.node))
+
+    def endpoint_fault(self, action: tl.FailEndpoint | tl.RecoverEndpoint) -> None:
+        """Take a hand-made endpoint outside the Pod network down, or bring it back."""
+        world, ip = self.world, action.address
+        up = isinstance(action, tl.RecoverEndpoint)
+        world.set_outside_endpoint(ip, up=up)
+        self.event(EventKind.FAULT, "", ip, f"{action.action} {ip}")
+        if isinstance(action, tl.FailEndpoint) and action.for_s is not None:
+
+            def back(_: object) -> None:
+                world.set_outside_endpoint(ip, up=True)
+                self.event(EventKind.FAULT, "", ip, f"recover-endpoint {ip}")
+
+            world.env.timeout(action.for_s).callbacks.append(back)
+
+    def pick(self, action: tl.DeletePod | tl.CrashPod | tl.FailReadiness) -> list[PodRunner]:
+        """The Pods an action names: one by name, or ``count`` drawn among the selector's.
+
+        ``fail-readiness`` picks among Pods with a readiness probe only.
+        """
         live = [r for r in self.fleet.runners() if not r.exited and not r.terminating]
+        if isinstance(action, tl.FailReadiness):
+            live = [r for r in live if r.probe is not None]
         if action.pod is not None:
             namespace, name = parse_object_ref(action.pod)
             return [r for r in live if r.key == f"{namespace}/{name}"]

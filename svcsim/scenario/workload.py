@@ -19,6 +19,7 @@ from svcsim.scenario.base import (
     OmitNoneModel,
     SchemaModel,
     problems_at,
+    yaml_alias,
 )
 from svcsim.scenario.cost import MAX_RATE_PER_S
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
@@ -124,8 +125,15 @@ class ExternalSource(SchemaModel):
     """Client source IP."""
 
 
+class LoadBalancerSource(SchemaModel):
+    """Clients outside the cluster reaching the target Service through its cloud load balancer."""
+
+    ip: IPv4 = EXTERNAL_CLIENT_IP
+    """Client source IP."""
+
+
 class Source(OmitNoneModel):
-    """Where requests come from; exactly one of ``pods``, ``external``, ``host``."""
+    """Where requests come from: one of ``pods``, ``external``, ``host``, ``loadBalancer``."""
 
     pods: LabelMap | None = None
     """Pods matching these labels (``{app: frontend}``), each sending its share."""
@@ -133,13 +141,19 @@ class Source(OmitNoneModel):
     """Clients outside the cluster, through one node."""
     host: NodeName | None = None
     """A process in the host network namespace of this node."""
+    load_balancer: LoadBalancerSource | None = None
+    """Clients outside the cluster, through the target Service's cloud load balancer, which
+    spreads new connections over the nodes its health checks find healthy."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        given = [k for k in ("pods", "external", "host") if getattr(self, k) is not None]
+        kinds = ("pods", "external", "host", "load_balancer")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
-            where: tuple[str, ...] = (given[1],) if len(given) > 1 else ()
-            raise problems_at("from", [(where, "set exactly one of pods, external or host")])
+            where: tuple[str, ...] = (yaml_alias(given[1]),) if len(given) > 1 else ()
+            raise problems_at(
+                "from", [(where, "set exactly one of pods, external, host or loadBalancer")]
+            )
         if self.pods is not None and not self.pods:
             raise problems_at("from", [(("pods",), "must select at least one label")])
         return self

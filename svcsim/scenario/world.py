@@ -31,7 +31,9 @@ from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
+from svcsim.sim.loadbalancer import CloudLoadBalancer
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.synccost import ProgrammedView
 from svcsim.traffic.context import ApiView, ClientPod, ProxyState
 from svcsim.traffic.core import EngineCore
@@ -84,12 +86,20 @@ class World:
         self.traffic: EngineCore | None = None
         self.service_times: dict[str, ServiceTime] = {}
         self.outside_hosts: dict[str, str] = {}
+        self.outside_down: set[str] = set()
+        """Hand-made endpoints outside the Pod network that are down now."""
+        self.outside_version = 0
+        """Counts changes of :attr:`outside_down` (classifications depend on it)."""
         self._proxy_changes = 0
         self._last_sets: dict[tuple[str, str], frozenset[str]] = {}
         self._programmed_seen: dict[str, dict[ServicePortName, _ProgrammedInput]] = {}
         """Per node and service port: the info and endpoints :meth:`_programmed` last
         categorised, the set then noted for it and its key in ``_last_sets``."""
         self._restarting: set[str] = set()
+        self.nodes: NodeLifecycle | None = None
+        """Node faults and the node lifecycle controller (set by the builder)."""
+        self.load_balancers: dict[str, CloudLoadBalancer] = {}
+        """The cloud load balancer of each Service reached through one, by ``ns/name``."""
 
     # --- assembly -------------------------------------------------------------------------------
 
@@ -147,6 +157,30 @@ class World:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
         self._proxy_changes += 1
 
+    def node_changed(self, node: str, change: str) -> None:
+        """A node failed, was cut off, booted or healed (:data:`svcsim.sim.nodes.NodeChange`)."""
+        if change == "boot":
+            if self.traffic is not None:
+                self.traffic.conntrack_flushed(node)  # the boot emptied its table
+            self.proxy_restarted(node)
+        else:
+            self.proxy_changed()
+
+    def load_balancer_nodes(self, service: str) -> tuple[str, ...]:
+        """The nodes the Service's cloud load balancer sends new connections to now."""
+        lb = self.load_balancers.get(service)
+        return lb.healthy_nodes() if lb is not None else ()
+
+    def load_balancer_changed(self, service: str, node: str, healthy: bool) -> None:
+        """A load balancer turned a node healthy or unhealthy (recorded; a new traffic state)."""
+        kind = "lb-node-healthy" if healthy else "lb-node-unhealthy"
+        self.record_event(self.env.now, kind, node, service, "")
+        self.proxy_changed()
+
+    def machine_up(self, node: str) -> bool:
+        """False while ``node`` has failed (see :class:`~svcsim.sim.nodes.NodeLifecycle`)."""
+        return self.nodes is None or self.nodes.machine_up(node)
+
     def proxy_restarted(self, node: str) -> None:
         """Note a kube-proxy restart: it counts as down until its first sync ends."""
         self._restarting.add(node)
@@ -195,11 +229,16 @@ class World:
         return self._view().endpoint_owner(service, ip)
 
     def proxy_state(self, node: str) -> ProxyState:
-        """``up``, ``down`` (not running) or ``blocked`` (running, syncs fail)."""
+        """``up``, ``down`` (not running), ``blocked`` (running, syncs fail) or ``cut``.
+
+        ``cut``: running but cut off from the API server (its node is partitioned).
+        """
         proxy = self.proxies.get(node)
         if proxy is None or not proxy.rules_current:
             return "down"  # not running, or restarted but its first sync has not ended
-        return "blocked" if proxy.blocked or proxy.failing else "up"
+        if proxy.blocked or proxy.failing:
+            return "blocked"
+        return "up" if proxy.api_reachable else "cut"
 
     def service_time_of(self, app: str) -> ServiceTime:
         """The service-time distribution of app ``app``."""
@@ -207,7 +246,20 @@ class World:
 
     def outside_host(self, ip: str) -> str | None:
         """The app answering at an address outside the Pod network, or None."""
-        return self.outside_hosts.get(ip)
+        return None if ip in self.outside_down else self.outside_hosts.get(ip)
+
+    def outside_endpoint_down(self, ip: str) -> bool:
+        """True while the hand-made endpoint at ``ip`` is down (``fail-endpoint``)."""
+        return ip in self.outside_down
+
+    def set_outside_endpoint(self, ip: str, *, up: bool) -> None:
+        """Take the hand-made endpoint at ``ip`` down or bring it back."""
+        if up:
+            self.outside_down.discard(ip)
+        else:
+            self.outside_down.add(ip)
+        self.outside_version += 1
+        self.proxy_changed()  # what the traffic path met changes: a new state
 
     def rng(self, name: str) -> np.random.Generator:
         """The random stream called ``name`` (the same Generator every time)."""

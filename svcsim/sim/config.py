@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 RecordEvent = Callable[[float, str, str, str, str], None]
 """``record_event(t_s, kind, node, object, detail)``: one control-plane event.
@@ -98,3 +98,53 @@ class ControlPlaneDelays:
     def ip_teardown_for(self, node: str) -> float:
         """``ip_teardown_s`` on ``node``."""
         return dict(self.ip_teardown_by_node_s).get(node, self.ip_teardown_s)
+
+
+NODE_LEASE_RENEW_FRACTION: Final = 0.25
+"""The kubelet renews its Lease every ``nodeLeaseDurationSeconds`` x this
+(pkg/kubelet/kubelet.go ``nodeLeaseRenewIntervalFraction``)."""
+DEFAULT_NODE_LEASE_DURATION_S: Final = 40.0
+"""The kubelet's default ``nodeLeaseDurationSeconds``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLifecycleConfig:
+    """How the control plane notices a node that stopped answering, and what it does.
+
+    * ``lease_renew_interval_s``: the kubelet renews its node Lease every
+      ``nodeLeaseDurationSeconds`` (40) x 0.25 = 10 s (pkg/kubelet/kubelet.go
+      ``nodeLeaseRenewIntervalFraction``), on a grid from t = 0 here.
+    * ``monitor_period_s``: kube-controller-manager ``--node-monitor-period`` (5 s): the node
+      lifecycle controller's ``monitorNodeHealth`` ticks, on a grid from t = 0 here.
+    * ``monitor_grace_period_s``: ``--node-monitor-grace-period``: a node whose last heartbeat
+      is older than this at a tick turns NotReady (Ready=Unknown). 50 s since Kubernetes 1.32
+      (kubernetes/kubernetes#126287; 40 s before).
+    * ``status_sync_period_s``: the kubelet status manager's sync period (10 s,
+      pkg/kubelet/status/status_manager.go ``syncPeriod``): statuses held while the kubelet
+      could not reach the API server go out at its first sync after that.
+    * ``unreachable_toleration_s``: how long Pods tolerate the ``node.kubernetes.io/unreachable``
+      NoExecute taint before the taint eviction controller deletes them: the
+      DefaultTolerationSeconds admission plugin's ``--default-unreachable-toleration-seconds``
+      (300 s).
+    """
+
+    lease_renew_interval_s: float = DEFAULT_NODE_LEASE_DURATION_S * NODE_LEASE_RENEW_FRACTION
+    monitor_period_s: float = 5.0
+    monitor_grace_period_s: float = 50.0
+    status_sync_period_s: float = 10.0
+    unreachable_toleration_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _check_durations(
+            self,
+            (
+                "lease_renew_interval_s",
+                "monitor_period_s",
+                "monitor_grace_period_s",
+                "status_sync_period_s",
+                "unreachable_toleration_s",
+            ),
+        )
+        for name in ("lease_renew_interval_s", "monitor_period_s", "status_sync_period_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"NodeLifecycleConfig.{name} must be > 0")

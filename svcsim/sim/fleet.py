@@ -13,7 +13,7 @@ from svcsim.k8s.objects import Container, ObjectMeta, Pod, PodTemplate
 from svcsim.sim.api import ApiServer
 from svcsim.sim.config import AppProfile, ControlPlaneDelays, RecordEvent
 from svcsim.sim.network import PodNetwork
-from svcsim.sim.pods import PodRunner, PodSpec
+from svcsim.sim.pods import KubeletLink, PodRunner, PodSpec
 
 
 def spec_for_pod(pod: Pod, app: AppProfile) -> PodSpec:
@@ -41,6 +41,19 @@ class PodFleet:
         self.env, self.api, self.network = env, api, network
         self.delays, self.record = delays, record_event
         self._runners: dict[str, PodRunner] = {}
+        self._links: dict[str, KubeletLink] = {}
+        """Nodes whose kubelet is not ``up`` (down with its node, or cut off from the API)."""
+
+    def set_link(self, node: str, link: KubeletLink) -> None:
+        """Record the state of ``node``'s kubelet; Pods bound there later start from it."""
+        if link == "up":
+            self._links.pop(node, None)
+        else:
+            self._links[node] = link
+
+    def link(self, node: str) -> KubeletLink:
+        """The state of ``node``'s kubelet."""
+        return self._links.get(node, "up")
 
     def start(
         self, spec: PodSpec, node: str, *, running: bool = False, probe_phase_s: float = 0.0
@@ -60,6 +73,7 @@ class PodFleet:
             self.record,
             running=running,
             probe_phase_s=probe_phase_s,
+            link=self.link(node),
         )
         self._runners[key] = runner
         return runner
@@ -73,8 +87,10 @@ class PodFleet:
         """Every Pod that has not exited, by key."""
         return [r for k, r in sorted(self._runners.items()) if not r.exited]
 
-    def on_node(self, node: str) -> list[PodRunner]:
-        """The Pods on ``node`` that have not exited, by key."""
+    def on_node(self, node: str, *, include_exited: bool = False) -> list[PodRunner]:
+        """The Pods on ``node`` that have not exited (or all with ``include_exited``), by key."""
+        if include_exited:
+            return [r for k, r in sorted(self._runners.items()) if r.node == node]
         return [r for r in self.runners() if r.node == node]
 
     def delete(self, key: str) -> bool:

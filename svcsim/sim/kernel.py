@@ -37,6 +37,12 @@ class Kernel:
         self.generation = 0
         self.installed_at_s = 0.0
 
+    def reboot(self, now_s: float) -> None:
+        """The node booted: no rules (until kube-proxy syncs), no conntrack entries, no lists."""
+        self.install(Ruleset(), now_s)
+        self.conntrack.delete_matching()
+        self.recent = RecentTable()
+
     def install(self, ruleset: Ruleset, now_s: float) -> None:
         """Replace the ruleset atomically (what one iptables-restore commit does)."""
         self.ruleset = ruleset

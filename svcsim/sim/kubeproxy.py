@@ -28,6 +28,12 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   :class:`~svcsim.sim.synccost.StaleUdpFilter`).
 * **Faults**: :meth:`KubeProxy.crash` (the kernel keeps its rules and conntrack),
   :meth:`KubeProxy.restart`, :meth:`KubeProxy.block_sync`, :meth:`KubeProxy.inject_stale_rule`.
+* **Losing the API server** (:meth:`KubeProxy.api_cut`, :meth:`KubeProxy.api_back`): the watch
+  breaks, the process keeps running and syncing from its last view (its timers go on). When the
+  API server answers again, client-go's reflectors relist and the informers hand the
+  differences to the handlers as add/update/delete events: here, every Service and
+  EndpointSlice that differs from the informer's copy is fed to the change tracker at that
+  instant, then the watch resumes. A (re)start while cut lists only once the API answers.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from svcsim.sim.changes import (
     TriggerTimeFn,
     annotation_trigger_time_s,
 )
+from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.restore import (
     RestoreError,
@@ -128,6 +135,8 @@ class KubeProxy:
         self.last_error: str | None = None
         """Why the last sync attempt failed; None after a success."""
         self._life: _Life | None = None
+        self.api_reachable = True
+        """False while the node cannot reach the API server (:meth:`api_cut`)."""
         self._cleanup_listeners: list[CleanupListener] = []
         self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
         self._informer_cache: tuple[tuple[int, int], EndpointsMap] | None = None
@@ -208,15 +217,18 @@ class KubeProxy:
 
     # --- lifecycle and faults ---------------------------------------------------------------
 
-    def start(self, *, warm: bool = False) -> None:
+    def start(self, *, warm: bool = False, programmed: ProgrammedView | None = None) -> None:
         """Start kube-proxy (the world calls this once, at t=0).
 
         ``warm``: the process has long been running when the simulation begins, so its
         informers are already synced (no ``informer_sync_s`` wait); its first sync is still
-        a full one, as after any start.
+        a full one, as after any start. ``programmed``: what the kernel's rules were
+        programmed from before the simulation began (its health servers answer from it).
         """
         if self._life is not None:
             raise RuntimeError(f"kube-proxy on {self.node} already running")
+        if programmed is not None:
+            self.programmed = programmed
         self._life = _Life(self, informer_sync_s=0.0 if warm else None)
 
     def crash(self) -> bool:
@@ -237,6 +249,34 @@ class KubeProxy:
             self._life.stop(ProxyStopped(self.env.now, "restart"))
         self._life = _Life(self)
         self._event(EventKind.PROXY_RESTARTED, "restart")
+
+    def healthz(self) -> int | None:
+        """What ``/healthz`` (port 10256) answers now; None when kube-proxy is not running."""
+        life = self._life
+        return None if life is None else life.health.healthz(self.env.now)
+
+    def service_health(self, namespace: str, name: str) -> int | None:
+        """What the Service's healthCheckNodePort answers now (:mod:`svcsim.sim.health`).
+
+        None when nothing listens: kube-proxy is down, or this process has not yet opened
+        the port (its first sync), or the Service has no healthCheckNodePort.
+        """
+        life = self._life
+        if life is None or not life.installed:
+            return None
+        return service_health(self.programmed, life.health, namespace, name, self.env.now)
+
+    def api_cut(self) -> None:
+        """The node loses the API server: the watch breaks; rules and syncs go on as they are."""
+        self.api_reachable = False
+        if self._life is not None:
+            self._life.disconnect()
+
+    def api_back(self) -> None:
+        """The API server answers again: relist (the differences become changes), watch again."""
+        self.api_reachable = True
+        if self._life is not None:
+            self._life.reconnect()
 
     def block_sync(self, for_s: float) -> None:
         """Make restores fail for ``for_s`` seconds from now (e.g. the xtables lock is held).
@@ -318,8 +358,50 @@ class _Life:
         self.last_full_end_s = -math.inf
         self.last_cleanup_s = -math.inf
         self.watch: Watch | None = None
+        self.waiting_for_api = False
+        """The informer wait ended while the API server was unreachable: listing waits."""
+        self.health = ProxyHealth(2 * cfg.sync_period_s)
+        """This process's ``/healthz`` state (``healthTimeout`` = 2 x ``syncPeriod``)."""
         self.runner.start()
         self.main = env.process(self._main())
+
+    def disconnect(self) -> None:
+        """The watch breaks (the API server is unreachable)."""
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
+
+    def reconnect(self) -> None:
+        """Relist and watch again; a life still waiting to list does its start-up now."""
+        if not self.initialized:
+            if self.waiting_for_api:
+                self.waiting_for_api = False
+                self.main = self.proxy.env.process(self._start_informers())
+            return
+        proxy, tracker = self.proxy, self.tracker
+        changed = False
+        services = {s.meta.key: s for s in proxy.api.list(SERVICE_KIND)}
+        for key, old in list(tracker.services.items()):
+            if key not in services:
+                changed = tracker.service_update(old, None) or changed
+        for key, svc in services.items():
+            seen = tracker.services.get(key)
+            if seen != svc:
+                changed = tracker.service_update(seen, svc) or changed
+        slices = {sl.meta.key: sl for sl in proxy.api.list(ENDPOINT_SLICE_KIND)}
+        for key, old_slice in list(tracker.slices.items()):
+            if key not in slices:
+                changed = tracker.slice_update(old_slice, removed=True) or changed
+        for key, sl in slices.items():
+            if tracker.slices.get(key) != sl:
+                changed = tracker.slice_update(sl, removed=False) or changed
+        self.received_through_s = proxy.env.now
+        self.watch = proxy.api.watch(
+            WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
+        )
+        if changed or tracker.has_pending():
+            self.health.queued(proxy.env.now)
+            self.runner.run()
 
     def stop(self, cause: ProxyStopped) -> None:
         """End this life: watches stop, the runner and the start-up process are interrupted."""
@@ -330,9 +412,19 @@ class _Life:
             self.main.interrupt(cause)
 
     def _main(self) -> Generator[simpy.Event, Any, None]:
+        try:
+            yield self.proxy.env.timeout(self.informer_sync_s)
+        except simpy.Interrupt:
+            return
+        if not self.proxy.api_reachable:
+            self.waiting_for_api = True  # :meth:`reconnect` lists once the API answers
+            return
+        yield from self._start_informers()
+
+    def _start_informers(self) -> Generator[simpy.Event, Any, None]:
+        """List, watch, then the first (full) sync, called directly as upstream does."""
         proxy = self.proxy
         try:
-            yield proxy.env.timeout(self.informer_sync_s)
             for svc in proxy.api.list(SERVICE_KIND):
                 self.tracker.service_update(None, svc)
             for sl in proxy.api.list(ENDPOINT_SLICE_KIND):
@@ -351,6 +443,7 @@ class _Life:
         # A watch delivers in the API server's order: this is the newest change received.
         self.received_through_s = max(self.received_through_s, event.t_s)
         if self.tracker.on_event(event) and self.initialized:
+            self.health.queued(self.proxy.env.now)  # ``Sync()``: QueuedUpdate, then Run
             self.runner.run()
 
     def sync(self) -> Generator[simpy.Event, Any, bool]:
@@ -414,6 +507,7 @@ class _Life:
             self._record(start, end, full, False, plan.rules_written, math.nan, through)
             return False
         proxy.kernel.install(ruleset, end)
+        self.health.updated()
         self.need_full = False
         proxy.last_error = None
         if full:

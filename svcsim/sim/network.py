@@ -32,6 +32,8 @@ class BackendState(StrEnum):
     """The app process died; the sandbox remains: RST (refused) until it restarts."""
     EXITED = "exited"
     """Containers gone, sandbox not yet torn down: RST (refused)."""
+    UNREACHABLE = "unreachable"
+    """Its node is down: nothing answers, not even with RST (the client times out)."""
 
 
 @dataclass(slots=True)

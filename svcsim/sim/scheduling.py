@@ -23,11 +23,16 @@ class Scheduler:
             raise ValueError("a Scheduler needs at least one node")
         self.nodes = tuple(sorted(nodes))
         self.cordoned: set[str] = set()
+        self.tainted: set[str] = set()
+        """Nodes with the node lifecycle controller's NoSchedule taint (not ready)."""
         self._last: str | None = None
 
     def pick(self) -> str | None:
-        """The next schedulable node after the last one picked, or None if all are cordoned."""
-        ok = [n for n in self.nodes if n not in self.cordoned]
+        """The next schedulable node after the last one picked, or None if none is.
+
+        Cordoned nodes and nodes tainted NoSchedule (:meth:`taint`) are skipped.
+        """
+        ok = [n for n in self.nodes if n not in self.cordoned and n not in self.tainted]
         if not ok:
             return None
         after = [n for n in ok if self._last is None or n > self._last]
@@ -43,6 +48,14 @@ class Scheduler:
     def uncordon(self, node: str) -> None:
         """Mark ``node`` schedulable again."""
         self.cordoned.discard(node)
+
+    def taint(self, node: str) -> None:
+        """The ``node.kubernetes.io/unreachable:NoSchedule`` taint: no new Pods there."""
+        self.tainted.add(node)
+
+    def untaint(self, node: str) -> None:
+        """Remove the lifecycle controller's taint (a user's cordon stays)."""
+        self.tainted.discard(node)
 
 
 def drain_node(node: str, scheduler: Scheduler, fleet: PodFleet) -> list[str]:

@@ -16,9 +16,13 @@ per-request reference (every time), so both attribute failures alike:
   ``misrouted`` if that Pod accepts the port, else ``refused``. Owned by a Backend that does
   not accept -> ``refused``. Otherwise ``ok``, served by the owner's app.
 * Causes of failures at an endpoint: not among the API's serving endpoints -> the node's rules
-  are stale: ``proxy-down`` / ``sync-blocked`` / ``stale-rule`` from kube-proxy's state there;
+  are stale: ``proxy-down`` / ``sync-blocked`` / ``node-partitioned`` / ``stale-rule`` from
+  kube-proxy's state there;
   among them -> the Pod's state: ``pod-terminating`` (draining, exited, or already gone),
-  ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A flow
+  ``pod-crashed``, ``pod-not-ready`` (starting), ``port-closed`` (serving other ports). A Pod
+  whose node failed answers nothing: ``timeout`` / ``node-down``, whatever the rules; nor does
+  a hand-made endpoint outside the Pod network that is down: ``timeout`` / ``endpoint-down``. A
+  flow
   that followed an existing conntrack entry (no rules consulted) to a dead or stale endpoint is
   ``stale-conntrack``.
 """
@@ -69,13 +73,19 @@ class Resolution:
         return self.app is not None
 
 
-_STALE = {"down": Cause.PROXY_DOWN, "blocked": Cause.SYNC_BLOCKED, "up": Cause.STALE_RULE}
+_STALE = {
+    "down": Cause.PROXY_DOWN,
+    "blocked": Cause.SYNC_BLOCKED,
+    "cut": Cause.NODE_PARTITIONED,
+    "up": Cause.STALE_RULE,
+}
 _BY_STATE = {
     BackendState.STARTING: Cause.POD_NOT_READY,
     BackendState.SERVING: Cause.PORT_CLOSED,  # serving, so it refuses this port only
     BackendState.DRAINING: Cause.POD_TERMINATING,
     BackendState.CRASHED: Cause.POD_CRASHED,
     BackendState.EXITED: Cause.POD_TERMINATING,
+    BackendState.UNREACHABLE: Cause.NODE_DOWN,
 }
 
 
@@ -136,7 +146,7 @@ def classify_deps(outcome: NfOutcome, dial: Dial, ctx: TrafficContext) -> tuple[
         return ()
     ip = outcome.destination[0]
     service = ctx.slices_version(dial.service) if dial.service is not None else -1
-    return (service, ctx.network.ip_version(ip))
+    return (service, ctx.network.ip_version(ip), ctx.outside_version)
 
 
 def at_destination(
@@ -163,13 +173,18 @@ def at_destination(
         app = ctx.outside_host(ip)
         if app is not None:
             return Resolution(Outcome.OK, Cause.NONE, endpoint, "", app, Wait.NONE, True)
-        if not dnat:
+        if ctx.outside_endpoint_down(ip) and not via_conntrack:
+            cause = Cause.ENDPOINT_DOWN
+        elif not dnat:
             cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.NO_SERVICE_RULE
         elif in_api:
             cause = Cause.STALE_CONNTRACK if via_conntrack else Cause.POD_TERMINATING
         else:
             cause = stale()
         return Resolution(Outcome.TIMEOUT, cause, endpoint, "", None, Wait.CONNECT, True)
+    if owner.state is BackendState.UNREACHABLE:
+        pod = owner.pod
+        return Resolution(Outcome.TIMEOUT, Cause.NODE_DOWN, endpoint, pod, None, Wait.CONNECT, True)
     accepts = owner.accepts(dial.protocol, port)
     expected = ctx.endpoint_owner(dial.service, ip) if dnat and dial.service else None
     if expected is not None and owner.pod != expected:

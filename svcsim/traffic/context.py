@@ -21,8 +21,9 @@ from svcsim.sim.kernel import Kernel
 from svcsim.sim.network import Backend, BackendState, PodNetwork
 from svcsim.traffic.spec import ServiceTime
 
-ProxyState = Literal["up", "down", "blocked"]
-"""kube-proxy on a node: running and syncing, not running, running but its syncs fail."""
+ProxyState = Literal["up", "down", "blocked", "cut"]
+"""kube-proxy on a node: running and syncing, not running, running but its syncs fail, running
+but cut off from the API server (its node is partitioned)."""
 
 ClientPod = tuple[str, str, str]
 """``(pod key, pod IP, node)`` of one client."""
@@ -83,6 +84,14 @@ class TrafficContext(Protocol):
         """The state of kube-proxy on ``node``."""
         ...
 
+    def machine_up(self, node: str) -> bool:
+        """False while ``node`` has failed: its host processes send nothing."""
+        ...
+
+    def load_balancer_nodes(self, service: str) -> tuple[str, ...]:
+        """The nodes the cloud load balancer of ``service`` (``ns/name``) sends to now."""
+        ...
+
     def slices_version(self, service: str) -> int:
         """A number that changes whenever ``service``'s EndpointSlices may have changed.
 
@@ -100,6 +109,15 @@ class TrafficContext(Protocol):
 
         For hand-made Endpoints with addresses outside the cluster.
         """
+        ...
+
+    def outside_endpoint_down(self, ip: str) -> bool:
+        """True while the hand-made endpoint at ``ip`` (outside the Pod network) is down."""
+        ...
+
+    @property
+    def outside_version(self) -> int:
+        """Changes whenever :meth:`outside_host` or :meth:`outside_endpoint_down` may have."""
         ...
 
     def rng(self, name: str) -> np.random.Generator:

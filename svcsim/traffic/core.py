@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -36,11 +35,18 @@ from svcsim.traffic.attempts import (
     Rows,
     Vocab,
 )
-from svcsim.traffic.context import ClientPod, TrafficContext
+from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.draws import SeedStream
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
-from svcsim.traffic.spec import ExternalSource, PodSource, ServiceTarget, WorkloadSpec
+from svcsim.traffic.spec import (
+    ExternalSource,
+    HostSource,
+    LoadBalancerSource,
+    PodSource,
+    ServiceTarget,
+    WorkloadSpec,
+)
 from svcsim.traffic.targets import Dial, dial_for
 
 CHUNK_MAX_S: Final = 1.0
@@ -49,7 +55,8 @@ CHUNK_MAX_ATTEMPTS: Final = PIECE_MAX_ARRIVALS
 """Most attempts resolved in one chunk, and most new arrivals expected in one flushed window:
 what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
-_KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED})
+NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
+_KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
 class EngineCore:
@@ -101,7 +108,7 @@ class EngineCore:
         self._clients_of: list[np.ndarray[Any, np.dtype[np.int32]]] = [
             np.empty(0, np.int32) for _ in specs
         ]
-        self._client_source: list[Sequence[ClientPod] | None] = [None] * len(specs)
+        self._client_source: list[tuple[object, ...] | None] = [None] * len(specs)
         """What each workload's clients were last made from (client Pods; () for others)."""
         self.dials: list[Dial | None] = [None] * len(specs)
         self._dial_code = np.zeros(len(specs), dtype=np.int32)
@@ -135,18 +142,17 @@ class EngineCore:
         kernels = self.ctx.kernels
         alive: set[int] = set()
         for w, spec in enumerate(self.specs):
-            source = spec.source
-            pods = self.ctx.client_pods(source.selector) if isinstance(source, PodSource) else ()
-            if self._client_source[w] != pods:  # the same clients: the same ids (not on start)
-                self._client_source[w] = pods
-                ids = [self.clients.id_of(c) for c in self._clients(spec, pods)]
+            members = self._members(spec)
+            if self._client_source[w] != members:  # the same clients: the same ids
+                self._client_source[w] = members
+                ids = [self.clients.id_of(c) for c in self._clients(spec, members)]
                 self._clients_of[w] = np.array(ids, dtype=np.int32)
             alive.update(self._clients_of[w].tolist())
             service = None
             if isinstance(spec.target, ServiceTarget):
                 service = self.ctx.service(spec.target.service)
             node_ip = ""
-            if isinstance(spec.source, ExternalSource):
+            if isinstance(spec.source, ExternalSource | HostSource):
                 node_ip = kernels[spec.source.node].network.node_ips[0]
             dial = dial_for(spec.target, spec.source, spec.protocol, service, node_ip)
             # A Service that disappears is still dialled at its last address (cached DNS).
@@ -162,11 +168,29 @@ class EngineCore:
         )
         self.flows.drop_clients(alive, self.now)
 
-    def _clients(self, spec: WorkloadSpec, pods: Sequence[ClientPod]) -> list[Client]:
-        """The workload's clients: its client Pods (``pods``), or its one host or source."""
+    def _members(self, spec: WorkloadSpec) -> tuple[object, ...]:
+        """What the workload's clients are made from now (the same members: the same clients).
+
+        Client Pods for a Pod source; the nodes a load balancer sends to; for a host or
+        external source its node while that node runs (nothing, once it has failed).
+        """
         source = spec.source
         if isinstance(source, PodSource):
-            return [Client(key, ip, node, "pod") for key, ip, node in pods]
+            return tuple(self.ctx.client_pods(source.selector))
+        if isinstance(source, LoadBalancerSource):
+            assert isinstance(spec.target, ServiceTarget)
+            return self.ctx.load_balancer_nodes(spec.target.service)
+        return (source.node,) if self.ctx.machine_up(source.node) else ()
+
+    def _clients(self, spec: WorkloadSpec, members: tuple[Any, ...]) -> list[Client]:
+        """The workload's clients: its client Pods, its load balancer's nodes, or one source."""
+        source = spec.source
+        if isinstance(source, PodSource):
+            return [Client(key, ip, node, "pod") for key, ip, node in members]
+        if isinstance(source, LoadBalancerSource):
+            return [Client(f"lb@{node}", source.ip, node, "external") for node in members]
+        if not members:
+            return []  # the host's processes died with it; nothing enters a failed node
         node_ip = self.ctx.kernels[source.node].network.node_ips[0]
         if isinstance(source, ExternalSource):
             return [Client(f"external@{source.node}", source.ip, source.node, "external")]
@@ -442,8 +466,21 @@ class EngineCore:
             if hit.any():
                 killed = self._inflight.take(hit)
                 self._inflight = self._inflight.take(~hit)
-                reset_conns = self._kill(killed, now_s)
+                if backend.state is BackendState.UNREACHABLE:
+                    self._lose(killed)
+                else:
+                    reset_conns = self._kill(killed, now_s)
         self.flows.backend_changed(backend, now_s, reset_conns)
+
+    def _lose(self, rows: Rows) -> None:
+        """In-flight requests whose Pod's node failed: no answer, no RST; clients time out."""
+        rows.outcome[:] = TIMEOUT
+        rows.cause[:] = NODE_DOWN
+        rows.latency[:] = self._request_timeout[rows.w]
+        rows.end[:] = rows.t + rows.latency
+        rows.served[:] = False
+        self.buffer.add(rows)
+        self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
 
     def _kill(self, rows: Rows, now_s: float) -> set[int]:
         udp = self._udp[rows.w]

@@ -144,6 +144,7 @@ class TrafficEngine(EngineCore):
         self._rows_by_ip: dict[str, set[int]] = {}
         self._slices_seen: dict[str, int] = {}
         self._network_seen = -1
+        self._outside_seen = 0
         self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
         self._shared_rows: dict[
             tuple[Dispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
@@ -308,6 +309,9 @@ class TrafficEngine(EngineCore):
         network = self.ctx.network
         ips = network.changed_ips_since(self._network_seen)
         self._network_seen = network.version
+        if self.ctx.outside_version != self._outside_seen:
+            self._outside_seen = self.ctx.outside_version
+            ips = None  # a hand-made endpoint went down or up: rare, so look at every row
         affected: set[int] = set()
         for service, rids in self._rows_by_service.items():
             version = self.ctx.slices_version(service)

@@ -355,7 +355,7 @@ class PerFlow:
         if backend.state is BackendState.DRAINING:
             for conn in conns:
                 self._close(conn, t, "fin")
-        elif backend.state in (BackendState.CRASHED, BackendState.EXITED):
+        elif backend.state in (BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE):
             for conn in conns:
                 if conn.conn_id in reset:
                     self._close(conn, t, "rst")

@@ -62,7 +62,19 @@ class HostSource:
     node: str
 
 
-Source = PodSource | ExternalSource | HostSource
+@dataclass(frozen=True, slots=True)
+class LoadBalancerSource:
+    """Clients outside the cluster reaching the target Service through its cloud load balancer.
+
+    Each new connection enters through one of the nodes the load balancer currently finds
+    healthy (:mod:`svcsim.sim.loadbalancer`), with the Service's load-balancer IP as its
+    destination (origin external, source ``ip``).
+    """
+
+    ip: str = EXTERNAL_CLIENT_IP
+
+
+Source = PodSource | ExternalSource | HostSource | LoadBalancerSource
 
 
 # --- targets ----------------------------------------------------------------------------------

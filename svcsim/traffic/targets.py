@@ -18,6 +18,7 @@ from svcsim.traffic.spec import (
     AddressTarget,
     ExternalSource,
     HostSource,
+    LoadBalancerSource,
     Protocol,
     ServiceTarget,
     Source,
@@ -42,7 +43,7 @@ class Dial:
 
 def origin_of(source: Source) -> Origin:
     """Where the source's packets enter the node."""
-    if isinstance(source, ExternalSource):
+    if isinstance(source, ExternalSource | LoadBalancerSource):
         return "external"
     return "host" if isinstance(source, HostSource) else "pod"
 
@@ -130,6 +131,9 @@ def dial_for(
     spn = ServicePortName(service.meta.namespace, service.meta.name, sp.name, sp.protocol).text
     if isinstance(source, ExternalSource):
         address = _external_address(service, sp, source, node_ip)
+    elif isinstance(source, LoadBalancerSource):
+        lb = [i.ip for i in service.load_balancer_ingress if i.ip and i.ip_mode != "Proxy"]
+        address = (lb[0], sp.port) if lb else None
     else:
         address = (service.cluster_ip, sp.port) if _has_vip(service) else None
     if address is None:

@@ -129,8 +129,10 @@ timeline:
 """,
         [
             "s.yaml:4: timeline[0].action: must be one of 'rollout', 'scale', 'delete-pod', "
-            "'crash-pod', 'crash-proxy', 'restart-proxy', 'block-sync', 'inject-stale-rule', "
-            "'add-service', 'remove-service', 'drain-node', 'flush-conntrack'; got \"explode\"",
+            "'crash-pod', 'fail-readiness', 'crash-proxy', 'restart-proxy', 'block-sync', "
+            "'inject-stale-rule', 'add-service', 'remove-service', 'drain-node', 'fail-node', "
+            "'partition-node', 'recover-node', 'fail-endpoint', 'recover-endpoint', "
+            "'flush-conntrack'; got \"explode\"",
             "s.yaml:5: timeline[1].action: required",
             "s.yaml:6: timeline[2].for: required",
         ],
@@ -234,11 +236,12 @@ workloads:
 """,
         [
             "s.yaml:4: workloads[0].to: required",
-            "s.yaml:7: workloads[1].from.host: set exactly one of pods, external or host",
+            "s.yaml:7: workloads[1].from.host: set exactly one of pods, external, host or "
+            "loadBalancer",
             "s.yaml:8: workloads[1].to: name must be lowercase letters, digits and '-', "
             "starting with a letter and ending alphanumeric; got 'Web'",
             "s.yaml:10: workloads[1].connection.connections: must be >= 1, got 0",
-            "s.yaml:12: workloads[2].from: set exactly one of pods, external or host",
+            "s.yaml:12: workloads[2].from: set exactly one of pods, external, host or loadBalancer",
             "s.yaml:15: workloads[2].connection.model: must be 'per-request', 'keepalive' or "
             "'udp', got \"tcp\"",
         ],

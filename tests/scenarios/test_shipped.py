@@ -21,6 +21,10 @@ from tests.scenarios.conftest import (
 EXPECTED = (
     "conntrack-full",
     "keepalive-imbalance",
+    "lb-drain-local",
+    "lb-drain-local-prestop",
+    "node-failure",
+    "node-partition",
     "pod-churn",
     "proxy-crash",
     "rolling-update",
@@ -29,7 +33,7 @@ EXPECTED = (
     "stale-rules",
     "udp-dns-stale-conntrack",
 )
-"""The scenarios issue 3 asks for (``seed-article``: the one built from the source article)."""
+"""The scenarios issues 3 and 12 ask for (``seed-article``: built from the source article)."""
 
 SHIPPED = tuple(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
 
@@ -37,6 +41,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 NOTHING_TO_TEST = {
     "keepalive-imbalance": "its 12 connections open before the first stable interval starts",
+    "lb-drain-local": "externalTrafficPolicy Local: each node sends to its one local endpoint",
+    "lb-drain-local-prestop": "externalTrafficPolicy Local: each node sends to its one local "
+    "endpoint",
     "udp-dns-stale-conntrack": "kube-dns has a single endpoint at a time",
 }
 """Scenarios without a multi-endpoint stable interval holding new flows, and why."""

@@ -26,6 +26,7 @@ class _Ctx:
     owners: dict[str, str] = field(default_factory=dict)
     proxy: str = "up"
     outside: dict[str, str] = field(default_factory=dict)
+    down: frozenset[str] = frozenset()
 
     def serving_endpoints(self, service_port_name: str) -> frozenset[str]:
         assert service_port_name == "default/web:http"
@@ -39,7 +40,10 @@ class _Ctx:
         return self.proxy
 
     def outside_host(self, ip: str) -> str | None:
-        return self.outside.get(ip)
+        return None if ip in self.down else self.outside.get(ip)
+
+    def outside_endpoint_down(self, ip: str) -> bool:
+        return ip in self.down
 
 
 def _accept(dnat: tuple[str, int] | None, *, local: bool = False) -> NfOutcome:
@@ -91,6 +95,18 @@ def _ctx(
         (None, {"in_api": False, "proxy": "blocked"}, ("timeout", "sync-blocked", "", None)),
         (None, {}, ("timeout", "pod-terminating", "", None)),
         (None, {"outside": {"10.244.1.2": "ext"}}, ("ok", "", "", "ext")),
+        (
+            None,
+            {"outside": {"10.244.1.2": "ext"}, "down": frozenset({"10.244.1.2"})},
+            ("timeout", "endpoint-down", "", None),
+        ),
+        (BackendState.UNREACHABLE, {}, ("timeout", "node-down", "default/web-0", None)),
+        (
+            BackendState.UNREACHABLE,
+            {"in_api": False, "proxy": "down"},
+            ("timeout", "node-down", "default/web-0", None),
+        ),
+        (None, {"in_api": False, "proxy": "cut"}, ("timeout", "node-partitioned", "", None)),
         (
             BackendState.SERVING,
             {"owner": "default/other"},

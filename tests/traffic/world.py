@@ -94,11 +94,19 @@ class World:
     def proxy_state(self, node: str) -> ProxyState:
         return self.proxy[node]
 
+    def machine_up(self, node: str) -> bool:
+        return True
+
     def service_time_of(self, app: str) -> ServiceTime:
         return self.apps[app]
 
     def outside_host(self, ip: str) -> str | None:
         return self.outside.get(ip)
+
+    def outside_endpoint_down(self, ip: str) -> bool:
+        return False
+
+    outside_version = 0
 
     def rng(self, name: str) -> np.random.Generator:
         found = self._rngs.get(name)
