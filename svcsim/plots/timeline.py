@@ -284,14 +284,14 @@ def _draw_strip(
     if (~ok).any():
         ax.scatter(ends[~ok], y[~ok], marker="x", s=20, color=DOWN_COLOUR, label="sync failed")
     events = run.events
-    for kind, (marker, colour, label) in _LB_MARKERS.items():
+    for kind, (lb_marker, lb_colour, lb_label) in _LB_MARKERS.items():
         rows = events.loc[(events["kind"] == kind).to_numpy(dtype=bool)]
         if service is not None:
             rows = rows.loc[(rows["object"] == service_key(service)).to_numpy(dtype=bool)]
         if len(rows):
             ys = [row.get(str(n), -1) for n in rows["node"]]
-            ax.scatter(rows["t_s"].to_numpy(dtype=np.float64), ys, marker=marker, s=40,
-                       color=colour, label=label, clip_on=False, zorder=3)  # fmt: skip
+            ax.scatter(rows["t_s"].to_numpy(dtype=np.float64), ys, marker=lb_marker, s=40,
+                       color=lb_colour, label=lb_label, clip_on=False, zorder=3)  # fmt: skip
     shown: set[str] = set()
     for fault in node_outages(run, span_s):
         colour = _NODE_FAULT_COLOURS[fault.kind]
