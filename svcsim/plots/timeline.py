@@ -69,9 +69,9 @@ _POD_MARKERS: Final[dict[str, tuple[str, str, str]]] = {
     "pod-restarted": ("P", "#56B4E9", "Pod restarted"),
 }
 _SLICE_COLOUR: Final = "#0072B2"
-_LB_MARKERS: Final = {
-    EventKind.LB_NODE_UNHEALTHY.value: (4, "#D55E00", "load balancer drops node"),
-    EventKind.LB_NODE_HEALTHY.value: (5, "#009E73", "load balancer adds node"),
+_LB_MARKERS: Final[dict[str, tuple[str, str, str]]] = {
+    EventKind.LB_NODE_UNHEALTHY.value: ("<", "#D55E00", "load balancer drops node"),
+    EventKind.LB_NODE_HEALTHY.value: (">", "#009E73", "load balancer adds node"),
 }
 _NODE_FAULT_COLOURS: Final = {"failed": "#D9D9D9", "partitioned": "#E8D5F0"}
 _NODE_FAULT_LABELS: Final = {"failed": "node down", "partitioned": "node cut off from the API"}
