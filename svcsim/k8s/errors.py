@@ -25,10 +25,11 @@ from typing import Final, TypeVar
 MAX_EXCERPT_CHARS: Final = 60
 """The longest rendering of one quoted input value in a message (longer ones end in ``…``)."""
 
-MAX_PROBLEM_CHARS: Final = 400
+MAX_PROBLEM_CHARS: Final = 600
 """The longest problem line; its middle is cut (``…``), keeping ``file:line`` and the end of
 the message. Quoted values are excerpts already, so only a line naming many long things
-reaches it."""
+reaches it (not a list of the schema's own choices, such as the 18 timeline actions after a
+long file path)."""
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """Characters that would break a line or restyle a terminal: C0/C1 controls, DEL, Unicode
