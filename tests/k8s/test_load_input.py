@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from svcsim.k8s import ManifestErrors, load_manifest_text, load_manifests
-from svcsim.k8s.errors import problem_line, quote
+from svcsim.k8s.errors import MAX_PROBLEM_CHARS, problem_line, quote
 
 SVC = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"  # lines 1-4
 PORTS = "spec:\n  clusterIP: 10.96.0.10\n  ports: [{port: 80}]\n"
@@ -193,5 +193,5 @@ def test_problem_line_escapes_controls(raw: str, shown: str) -> None:
 
 def test_problem_line_keeps_both_ends_of_a_long_line() -> None:
     line = problem_line("f:1: " + "x" * 1000 + " the message")
-    assert len(line) == 399
+    assert len(line) == MAX_PROBLEM_CHARS - 1
     assert line.startswith("f:1: xxx") and line.endswith("the message")
