@@ -75,7 +75,7 @@ def trace_ipvs(
         return IpvsTrace(before, decision, None)
     rip, rport = decision.real_server
     forwarded = dataclasses.replace(
-        packet, dst=rip, dport=rport, mark=outcome.mark, origin="external", in_interface=None
+        packet, dst=rip, dport=rport, mark=outcome.mark
     )
     decider = KernelDecider(None, RecentTable(), now_s)
     after, steps = walk_postrouting(state.ruleset, forwarded, node, decider, ipsets=state.ipsets)
