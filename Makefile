@@ -37,6 +37,8 @@ kernel-tools:
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	command -v iptables-nft-restore >/dev/null 2>&1 || missing="$$missing iptables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v ipset >/dev/null 2>&1 || missing="$$missing ipset"; \
+	command -v ipvsadm >/dev/null 2>&1 || missing="$$missing ipvsadm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt) for the real-kernel tests"; \
