@@ -29,7 +29,7 @@ browser:
 	         >/dev/null 2>&1 || echo "could not install chromium: its test will be skipped"; \
 	     else echo "no chromium and not root with apt: the browser test will be skipped"; fi; }
 
-# nft, iptables-nft and ip for the tests that load svcsim's rules into a throw-away network
+# nft, iptables-nft, ip, ipset and ipvsadm for the tests that load svcsim's rules into a throw-away network
 # namespace (never the host's rules). Installed with apt when missing and running as root;
 # otherwise those tests are skipped (they say why).
 kernel-tools:

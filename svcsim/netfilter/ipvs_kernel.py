@@ -126,6 +126,9 @@ class _Dest:
     port: int
     weight: int
     last_weight: int
+    active: int = 0
+    inactive: int = 0
+    """The kernel's ``activeconns`` / ``inactconns``, kept up to date as entries change."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -224,25 +227,26 @@ class IpvsKernel:
         return self._view(svc) if svc is not None else ()
 
     def _view(self, svc: _Service) -> tuple[Destination, ...]:
-        active: dict[tuple[str, int], int] = {}
-        inactive: dict[tuple[str, int], int] = {}
-        proto, vaddr, vport = svc.spec.key
-        for k, c in self.conns.items():
-            if (k.protocol, k.vaddr, k.vport) != (proto, vaddr, vport):
-                continue
-            bucket = active if c.state is ConnState.ESTABLISHED else inactive
-            bucket[c.dest] = bucket.get(c.dest, 0) + 1
         return tuple(
-            Destination(
-                d.address,
-                d.port,
-                d.weight,
-                d.last_weight,
-                active.get(d.key, 0),
-                inactive.get(d.key, 0),
-            )
+            Destination(d.address, d.port, d.weight, d.last_weight, d.active, d.inactive)
             for d in svc.dests
         )
+
+    def _dest_of(self, key: ConnKey, conn: _Conn) -> _Dest | None:
+        svc = self.services.get((key.protocol, key.vaddr, key.vport))
+        if svc is None:
+            return None
+        return next((d for d in svc.dests if d.key == conn.dest), None)
+
+    def _count(self, key: ConnKey, conn: _Conn, delta: int) -> None:
+        """Add ``delta`` to the counter of the entry's state on its (still existing) server."""
+        dest = self._dest_of(key, conn)
+        if dest is None:
+            return
+        if conn.state is ConnState.ESTABLISHED:
+            dest.active += delta
+        else:
+            dest.inactive += delta
 
     # --- the packet path ----------------------------------------------------------------------
 
@@ -275,7 +279,9 @@ class IpvsKernel:
                 f"{svc.spec.scheduler}: no destination available (ICMP port unreachable)",
             )
         state = ConnState.UDP if proto == "UDP" else ConnState.SYN_RECV
-        self.conns[key] = _Conn(chosen, state, now_s + self._timeout(state), template)
+        conn = _Conn(chosen, state, now_s + self._timeout(state), template)
+        self.conns[key] = conn
+        self._count(key, conn, +1)
         if template is not None:
             self.templates[template].n_control += 1
         how = "persistence template" if template is not None else svc.spec.scheduler
@@ -303,7 +309,9 @@ class IpvsKernel:
         if not resched:
             if conn.state is ConnState.UDP:
                 return Decision(Verdict.FORWARDED, conn.dest, "existing UDP entry")
+            self._count(key, conn, -1)
             conn.state = ConnState.SYN_RECV
+            self._count(key, conn, +1)
             return Decision(
                 Verdict.FORWARDED, conn.dest, "source port reused: same real server as before"
             )
@@ -359,7 +367,9 @@ class IpvsKernel:
         if conn is None:
             raise KeyError(f"no IPVS connection {key}")
         if conn.state is not ConnState.UDP:
+            self._count(key, conn, -1)
             conn.state = state
+            self._count(key, conn, +1)
         conn.expires_s = now_s + self._timeout(conn.state)
 
     def _timeout(self, state: ConnState) -> float:
@@ -383,13 +393,14 @@ class IpvsKernel:
 
     def _drop_conn(self, key: ConnKey) -> None:
         conn = self.conns.pop(key)
+        self._count(key, conn, -1)
         if conn.template is not None and conn.template in self.templates:
             self.templates[conn.template].n_control -= 1
 
     def connection_counts(self) -> dict[tuple[str, ...], tuple[int, int]]:
         """``(ActiveConn, InActConn)`` per (protocol, vip, vport, rip, rport) as text keys."""
-        out: dict[tuple[str, ...], tuple[int, int]] = {}
-        for (proto, vaddr, vport), svc in self.services.items():
-            for d in self._view(svc):
-                out[(proto, vaddr, str(vport), d.address, str(d.port))] = (d.active, d.inactive)
-        return out
+        return {
+            (proto, vaddr, str(vport), d.address, str(d.port)): (d.active, d.inactive)
+            for (proto, vaddr, vport), svc in self.services.items()
+            for d in svc.dests
+        }

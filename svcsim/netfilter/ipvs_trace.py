@@ -74,9 +74,7 @@ def trace_ipvs(
     if decision.verdict is not Verdict.FORWARDED or decision.real_server is None:
         return IpvsTrace(before, decision, None)
     rip, rport = decision.real_server
-    forwarded = dataclasses.replace(
-        packet, dst=rip, dport=rport, mark=outcome.mark
-    )
+    forwarded = dataclasses.replace(packet, dst=rip, dport=rport, mark=outcome.mark)
     decider = KernelDecider(None, RecentTable(), now_s)
     after, steps = walk_postrouting(state.ruleset, forwarded, node, decider, ipsets=state.ipsets)
     return IpvsTrace(before, decision, Trace(forwarded, tuple(steps), after))

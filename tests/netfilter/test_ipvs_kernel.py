@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from svcsim.netfilter.ipvs import RealServer, VirtualServer, render_ipvsadm
-from svcsim.netfilter.ipvs_kernel import ConnKey, IpvsKernel, IpvsSysctls, Verdict
+from svcsim.netfilter.ipvs_kernel import ConnKey, ConnState, IpvsKernel, IpvsSysctls, Verdict
 
 VIP = "10.96.0.10"
 
@@ -208,3 +210,30 @@ def test_persistent_and_flagged_services_print_as_ipvsadm_does() -> None:
     assert render_ipvsadm([server], {}).splitlines()[3] == (
         "UDP  10.96.0.10:53 mh (mh-port) persistent 10800"
     )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["connect", "established", "closed", "finished", "tick"]),
+            st.integers(1, 6),
+        ),
+        max_size=60,
+    )
+)
+def test_counters_always_equal_a_recount_of_the_table(ops: list[tuple[str, int]]) -> None:
+    k = kernel(("10.0.0.1", 1), ("10.0.0.2", 2), scheduler="wlc")
+    now = 0.0
+    for op, sport in ops:
+        now += 1.0
+        if op == "connect":
+            k.connect("tcp", "10.1.0.9", sport, VIP, 80, now)
+        elif op == "tick":
+            k.expire(now + 100.0 * sport)
+        elif key(sport) in k.conns:
+            getattr(k, op)(key(sport), now)
+        recount: dict[str, list[int]] = {"10.0.0.1": [0, 0], "10.0.0.2": [0, 0]}
+        for conn in k.conns.values():
+            recount[conn.dest[0]][0 if conn.state is ConnState.ESTABLISHED else 1] += 1
+        live = {d.address: [d.active, d.inactive] for d in k.real_servers(("TCP", VIP, 80))}
+        assert live == recount
