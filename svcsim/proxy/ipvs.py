@@ -12,10 +12,13 @@ A pure function modelled on ``syncProxyRules`` in kubernetes ``pkg/proxy/ipvs/pr
 * real servers from ``CategorizeEndpoints``: the ClusterIP's with the internal traffic policy,
   the others with the external one; with a Local policy the node-local endpoints, or the cluster
   ones when there are none locally (kubernetes #97081, unlike iptables mode), all weight 1;
-* a terminating TCP endpoint that is no longer used is shown at **weight 0**: what the
-  graceful-termination manager (``graceful_termination.go``) leaves while the real server still
-  has connections (a clean compile cannot know, and shows the draining state). UDP and SCTP
-  real servers are deleted at once (``IsRsGracefulTerminationNeeded``);
+* with ``show_draining`` (the default, what ``svcsim rules`` prints) a terminating TCP endpoint
+  that is no longer used is shown at **weight 0**: what the graceful-termination manager
+  (``graceful_termination.go``) leaves while the real server still has connections (a clean
+  compile cannot know, and shows the draining state). UDP and SCTP real servers are deleted at
+  once (``IsRsGracefulTerminationNeeded``). Without it the result is exactly ``syncEndpoint``'s
+  wanted set, and :class:`svcsim.proxy.ipvs_graceful.GracefulTermination` decides, from the
+  live connection counts, what stays at weight 0;
 * the ip sets and the iptables rules that use them (:func:`svcsim.proxy.ipvs_rules.ipvs_ruleset`).
 
 kube-proxy iterates Go maps, so the order in which real servers are added is random; here they
@@ -89,6 +92,8 @@ def compile_ipvs(
     endpoint_slices: Iterable[EndpointSlice],
     ctx: NodeContext,
     scheduler: str = DEFAULT_SCHEDULER,
+    *,
+    show_draining: bool = True,
 ) -> IpvsState:
     """The node's IPVS state after a full sync on a clean node (see the module docstring)."""
     if scheduler not in SCHEDULERS:
@@ -98,9 +103,8 @@ def compile_ipvs(
     build = _Build({info.name: set() for info in IPSET_INFO}, [], set(), [])
     node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
     for spn in sorted(port_map, key=lambda n: (n.text, str(n.protocol))):
-        _service_port(
-            build, port_map[spn], spn, endpoints_map.get(spn, ()), ctx, scheduler, node_ips
-        )
+        eps = endpoints_map.get(spn, ())
+        _service_port(build, port_map[spn], spn, eps, ctx, scheduler, node_ips, show_draining)
     build.members[KUBE_IPVS_IPS] = set(build.bound)
     ipsets = IpsetTable.of(
         Ipset(info.name, info.set_type, info.comment, tuple(sorted(build.members[info.name])))
@@ -126,6 +130,7 @@ def _service_port(
     ctx: NodeContext,
     scheduler: str,
     node_ips: list[str],
+    show_draining: bool,
 ) -> None:
     proto = str(spn.protocol).lower()
     members = build.members
@@ -133,8 +138,8 @@ def _service_port(
         if ep.is_local:
             members[KUBE_LOOP_BACK].add(f"{ep.ip},{proto}:{ep.port},{ep.ip}")
     members[KUBE_CLUSTER_IP].add(f"{svc.cluster_ip},{proto}:{svc.port}")
-    internal = _real_servers(svc, endpoints, ctx, svc.internal_policy_local)
-    external = _real_servers(svc, endpoints, ctx, svc.external_policy_local)
+    internal = _real_servers(svc, endpoints, ctx, svc.internal_policy_local, show_draining)
+    external = _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
 
     def server(address: str, port: int, real: tuple[RealServer, ...]) -> None:
         build.servers.append(
@@ -199,6 +204,7 @@ def _real_servers(
     endpoints: tuple[EndpointInfo, ...],
     ctx: NodeContext,
     only_local: bool,
+    show_draining: bool,
 ) -> tuple[RealServer, ...]:
     """``syncEndpoint``'s destinations in kernel list order (see the module docstring)."""
     cat = categorize_endpoints(
@@ -207,7 +213,7 @@ def _real_servers(
     chosen = cat.local if only_local and cat.local else cat.cluster
     used = {ep.text for ep in chosen}
     weights = {ep.text: (ep, 1) for ep in chosen}
-    if str(svc.protocol) == "TCP":
+    if show_draining and str(svc.protocol) == "TCP":
         pool = [ep for ep in endpoints if ep.is_local] if only_local and cat.local else endpoints
         for ep in pool:
             if ep.terminating and ep.text not in used:

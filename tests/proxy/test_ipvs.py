@@ -170,3 +170,12 @@ def test_empty_sets_write_no_rule() -> None:
 def test_unknown_scheduler_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown IPVS scheduler"):
         compile_ipvs(*cluster_service(), CTX, "sed")
+
+
+def test_without_show_draining_the_result_is_the_wanted_set_only() -> None:
+    state = compile_ipvs(*cluster_service(), CTX, show_draining=False)
+    (vs,) = state.virtual_servers
+    assert [(rs.address, rs.weight) for rs in vs.real_servers] == [
+        ("10.180.1.1", 1),
+        ("10.180.0.1", 1),
+    ]
