@@ -8,19 +8,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svcsim.netfilter.ipvs_sched import (
+from svcsim.netfilter.ipvs_hashing import (
     MH_TAB_SIZE,
-    Destination,
     DestinationHashing,
-    Flow,
-    LeastConnection,
     MaglevHashing,
-    RoundRobin,
     SourceHashing,
-    WeightedLeastConnection,
-    WeightedRoundRobin,
     hash_32,
     hsiphash_u32,
+)
+from svcsim.netfilter.ipvs_sched import (
+    Destination,
+    Flow,
+    LeastConnection,
+    RoundRobin,
+    WeightedLeastConnection,
+    WeightedRoundRobin,
     make_scheduler,
 )
 from tests.netfilter.siphash_ref import siphash
