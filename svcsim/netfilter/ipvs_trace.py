@@ -6,9 +6,10 @@ so routed as local): PREROUTING (nat KUBE-SERVICES marks for masquerade and ACCE
 (``ip_vs_remote_request4``, priority ``NF_IP_PRI_NAT_SRC - 2``, after filter) looks the virtual
 server up and schedules; the rewritten packet leaves through POSTROUTING, where KUBE-POSTROUTING
 masquerades it if it carries the mark (or KUBE-LOOP-BACK matches a hairpin). A host-network
-client's packet meets IPVS at LOCAL_OUT (after nat OUTPUT, before filter OUTPUT); the model
-walks OUTPUT whole before IPVS, which only matters for KUBE-IPVS-OUT-FILTER, whose ``-m ipvs``
-match is evaluated on the packet's destination (see :mod:`svcsim.netfilter.ipvs_matches`).
+client's packet meets IPVS at LOCAL_OUT (after nat OUTPUT, before filter OUTPUT) and then
+leaves through POSTROUTING (never through ``lo``); the model walks the OUTPUT hook whole before
+IPVS, which only matters for KUBE-IPVS-OUT-FILTER, whose ``-m ipvs`` match is evaluated on the
+packet's destination (see :mod:`svcsim.netfilter.ipvs_matches`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.ipvs_kernel import Decision, IpvsKernel, Verdict
 from svcsim.netfilter.packet import NodeNetwork, Packet
 from svcsim.netfilter.recent import RecentTable
-from svcsim.netfilter.walk import KernelDecider, walk_postrouting
+from svcsim.netfilter.walk import KernelDecider, walk_output, walk_postrouting
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,14 @@ def trace_ipvs(
     """
     local = tuple(dict.fromkeys((*network.node_ips, *state.dummy_addresses)))
     node = dataclasses.replace(network, node_ips=local)
-    before = trace(state.ruleset, packet, node, ipsets=state.ipsets, now_s=now_s)
+    decider = KernelDecider(None, RecentTable(), now_s)
+    if packet.origin == "host" and state.lookup(packet.protocol, packet.dst, packet.dport):
+        # IPVS's LOCAL_OUT hook takes the connection right after OUTPUT (whose nat table, in
+        # IPVS mode, never rewrites the destination).
+        out, steps = walk_output(state.ruleset, packet, node, decider, ipsets=state.ipsets)
+        before = Trace(packet, tuple(steps), out)
+    else:
+        before = trace(state.ruleset, packet, node, ipsets=state.ipsets, now_s=now_s)
     outcome = before.outcome
     if outcome.verdict != "ACCEPT":
         return IpvsTrace(before, None, None)
@@ -75,6 +83,5 @@ def trace_ipvs(
         return IpvsTrace(before, decision, None)
     rip, rport = decision.real_server
     forwarded = dataclasses.replace(packet, dst=rip, dport=rport, mark=outcome.mark)
-    decider = KernelDecider(None, RecentTable(), now_s)
     after, steps = walk_postrouting(state.ruleset, forwarded, node, decider, ipsets=state.ipsets)
     return IpvsTrace(before, decision, Trace(forwarded, tuple(steps), after))

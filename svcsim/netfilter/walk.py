@@ -423,20 +423,41 @@ def walk_postrouting(
     """
     walker = _Walker(ruleset, packet, network, decider, True, ipsets)
     walker.route(f"{walker.dst} leaves via {network.out_interface(walker.dst)}")
-    end = walker.hook("POSTROUTING")
+    return _partial_outcome(walker, walker.hook("POSTROUTING"), local=False), walker.steps
+
+
+def walk_output(
+    ruleset: Ruleset,
+    packet: Packet,
+    network: NodeNetwork,
+    decider: Decider,
+    *,
+    ipsets: IpsetTable | None = None,
+) -> tuple[Outcome, list[TraceStep]]:
+    """Only the OUTPUT hook for a locally generated ``packet``.
+
+    For a packet another subsystem takes over right after OUTPUT, such as IPVS's LOCAL_OUT hook
+    taking a host process's connection to a virtual server; POSTROUTING is then walked for the
+    rewritten packet (:func:`walk_postrouting`), with the mark OUTPUT left.
+    """
+    walker = _Walker(ruleset, packet, network, decider, True, ipsets)
+    end = walker.hook("OUTPUT")
+    return _partial_outcome(walker, end, local=network.is_local(walker.dst)), walker.steps
+
+
+def _partial_outcome(walker: _Walker, end: _End | None, *, local: bool) -> Outcome:
     verdict, reject_with = end if end is not None else (VerdictKind.ACCEPT, None)
-    outcome = Outcome(
+    return Outcome(
         verdict=verdict,
         destination=(str(walker.dst), walker.dport),
-        dnat=None,
+        dnat=walker.dnat,
         masquerade=walker.masquerade,
         mark=walker.mark,
-        local=False,
+        local=local and verdict is VerdictKind.ACCEPT,
         reject_with=reject_with,
         recent_sets=tuple(walker.recent_sets),
         decided_in=walker.decided_in if verdict is not VerdictKind.ACCEPT else None,
     )
-    return outcome, walker.steps
 
 
 class KernelDecider:

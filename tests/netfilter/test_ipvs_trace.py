@@ -23,6 +23,7 @@ NETWORK = NodeNetwork(node_ips=(NODE_IP,), pod_cidr="10.0.0.0/8")
         ("203.0.113.7", "external", "172.30.0.41", 80, True),  # off-cluster to a ClusterIP
         ("203.0.113.7", "external", NODE_IP, 30080, True),  # NodePort: KUBE-NODE-PORT-TCP
         ("203.0.113.7", "external", "1.2.3.4", 80, True),  # LB: KUBE-LOAD-BALANCER marks
+        (NODE_IP, "host", "172.30.0.41", 80, True),  # the node itself: not from a Pod
     ],
 )
 def test_service_traffic_is_scheduled_and_masqueraded_as_marked(
@@ -68,3 +69,20 @@ def test_traffic_to_other_addresses_never_meets_ipvs() -> None:
     state = compile_ipvs(*everything_service(), CTX)
     walk = trace_ipvs(state, IpvsKernel(), Packet("10.0.0.9", "8.8.8.8", "tcp", 53), NETWORK)
     assert walk.decision is None and walk.before.verdict == "ACCEPT"
+
+
+@pytest.mark.parametrize("origin", ["pod", "external", "host"])
+@pytest.mark.parametrize("scheduler", ["rr", "mh"])
+def test_every_virtual_server_is_reachable_through_the_iptables_rules(
+    origin: str, scheduler: str
+) -> None:
+    """Invariant: the helper rules never stop a packet addressed to a virtual server."""
+    state = compile_ipvs(*everything_service(), CTX, scheduler)
+    kernel = IpvsKernel()
+    kernel.install(state.virtual_servers)
+    src = {"pod": "10.0.0.9", "external": "203.0.113.7", "host": NODE_IP}[origin]
+    for vs in state.virtual_servers:
+        packet = Packet(src, vs.address, vs.protocol.lower(), vs.port, origin=origin)  # type: ignore[arg-type]
+        walk = trace_ipvs(state, kernel, packet, NETWORK)
+        assert walk.decision is not None, walk.format()
+        assert walk.decision.verdict is Verdict.FORWARDED
