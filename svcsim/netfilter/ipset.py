@@ -197,12 +197,13 @@ class IpsetTable:
 
 
 def render_ipset_list(table: IpsetTable) -> str:
-    """The sets as ``ipset list`` prints them (memory size and references left out).
+    """The sets as ``ipset list`` prints them, without what depends on the versions.
 
-    ``ipset list`` also prints ``Size in memory`` and ``References``, which depend on the
-    kernel's allocator and on the iptables rules loaded; they are omitted, so the text is
-    what a comparison with a real node can rely on. Members are sorted (ipset prints a hash
-    set in hash order, so a comparison must sort as well).
+    ``ipset list`` also prints ``Revision`` (the set type's kernel revision), ``Size in
+    memory`` and ``References`` (the kernel's allocator, the iptables rules loaded), and
+    ipset >= 7.11 adds ``bucketsize``/``initval`` to hash sets' headers; they are omitted, so
+    the text is what a comparison with a real node can rely on. Members are sorted (ipset
+    prints a hash set in hash order, so a comparison must sort as well).
     """
     blocks = []
     for s in table.sets:
