@@ -29,7 +29,7 @@ browser:
 	         >/dev/null 2>&1 || echo "could not install chromium: its test will be skipped"; \
 	     else echo "no chromium and not root with apt: the browser test will be skipped"; fi; }
 
-# nft, iptables-nft and ip for the tests that load svcsim's rules into a throw-away network
+# nft, iptables-nft, ip, ipset and ipvsadm for the tests that load svcsim's rules into a throw-away network
 # namespace (never the host's rules). Installed with apt when missing and running as root;
 # otherwise those tests are skipped (they say why).
 kernel-tools:
@@ -37,6 +37,8 @@ kernel-tools:
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	command -v iptables-nft-restore >/dev/null 2>&1 || missing="$$missing iptables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v ipset >/dev/null 2>&1 || missing="$$missing ipset"; \
+	command -v ipvsadm >/dev/null 2>&1 || missing="$$missing ipvsadm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt) for the real-kernel tests"; \

@@ -95,7 +95,7 @@ ServiceCidrOpt = Annotated[
         "without a clusterIP get one from it, as the API server would allocate.",
     ),
 ]
-RulesMode = Literal["iptables", "nftables"]
+RulesMode = Literal["iptables", "nftables", "ipvs", "userspace"]
 """The kube-proxy modes ``rules`` compiles."""
 
 NFTABLES_DEFAULT_NODEPORT_ADDRESSES: Final = "primary"
@@ -106,8 +106,25 @@ ModeOpt = Annotated[
     RulesMode,
     typer.Option(
         "--mode",
-        help="kube-proxy's --proxy-mode: iptables, or nftables (its table ip kube-proxy; "
-        "NodePorts default to the primary node IP, never localhost).",
+        help="kube-proxy's --proxy-mode: iptables, nftables (its table ip kube-proxy; "
+        "NodePorts default to the primary node IP, never localhost), ipvs (virtual servers, "
+        "ip sets and their iptables rules) or userspace (kube-proxy <= v1.25: portal rules "
+        "and the proxy's port table).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ipvs-scheduler",
+        help="IPVS mode: the scheduler of every virtual server (rr, wrr, lc, wlc, sh, dh, mh; "
+        "default rr).",
+    ),
+]
+PortRangeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-port-range",
+        help="userspace mode: FIRST-LAST proxy ports (default: any free ephemeral port).",
     ),
 ]
 NfacctOpt = Annotated[
@@ -174,7 +191,8 @@ def _prepare_node(
             ipaddress.ip_network(switches.cluster_cidr, strict=False)
         except ValueError:
             problems.append(f"--cluster-cidr: {switches.cluster_cidr!r} is not a CIDR")
-    detector = _detector(manifests, node, switches, problems)
+    # userspace mode has no local-traffic detector (nothing masquerades).
+    detector = None if mode == "userspace" else _detector(manifests, node, switches, problems)
     nodeport_addresses = switches.nodeport_addresses
     if nodeport_addresses is None and mode == "nftables":
         # nftables mode's default (server_linux.go platformApplyDefaults).
@@ -365,7 +383,12 @@ IPTABLES_ONLY_SWITCHES: Final = {
 }
 """Switches ``rules`` ignores in nftables mode, and the warning it prints when one is given."""
 
-FORMATS_BY_MODE: Final = {"iptables": ("save", "restore"), "nftables": ("nft", "list")}
+FORMATS_BY_MODE: Final = {
+    "iptables": ("save", "restore"),
+    "nftables": ("nft", "list"),
+    "ipvs": ("json", "ipvsadm"),
+    "userspace": ("save", "json"),
+}
 """The ``--format`` values each mode prints; the first is its default."""
 
 
@@ -407,15 +430,23 @@ def rules(
     service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
     mode: ModeOpt = "iptables",
     output_format: Annotated[
-        Literal["save", "restore", "nft", "list"] | None,
+        Literal["save", "restore", "nft", "list", "json", "ipvsadm"] | None,
         typer.Option(
             "--format",
             help="iptables mode: save (as iptables-save prints it, the default) or restore "
             "(as kube-proxy writes it to iptables-restore). nftables mode: nft (nft -f input "
             "as knftables' fake Dump() writes it, the default) or list (as 'nft list table ip "
-            "kube-proxy' prints it).",
+            "kube-proxy' prints it). ipvs mode: json (the default) or ipvsadm (ipvsadm -Ln, "
+            "ipset list, iptables-save). userspace mode: save (the default; the port table as "
+            "comments) or json.",
         ),
     ] = None,
+    ipvs_scheduler: SchedulerOpt = None,
+    proxy_port_range: PortRangeOpt = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, help="userspace mode: seed for the proxy ports drawn."),
+    ] = 0,
 ) -> None:
     """Print the rules kube-proxy programs on one node (iptables or nftables mode).
 
@@ -426,10 +457,13 @@ def rules(
     epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; its
     --service-cidr also gives the "Drop traffic to unallocated ClusterIPs" rule.
     """
+    from svcsim.cli.mode_options import IGNORED_BY_MODE, check_mode_options
+
     formats = FORMATS_BY_MODE[mode]
     chosen = output_format or formats[0]
     if chosen not in formats:
         fail([f"--format {chosen}: --mode {mode} prints {' or '.join(formats)}"])
+    scheduler, port_range = check_mode_options(mode, ipvs_scheduler, proxy_port_range)
     given = {
         "localhost_nodeports": localhost_nodeports,
         "random_fully": random_fully,
@@ -439,6 +473,12 @@ def rules(
         warn(
             IPTABLES_ONLY_SWITCHES[name] + ": ignored" for name, v in given.items() if v is not None
         )
+    ignored = IGNORED_BY_MODE.get(mode, {})
+    warn(
+        ignored[name] + ": ignored"
+        for name, v in given.items()
+        if v is not None and name in ignored
+    )
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,
         masquerade_bit=masquerade_bit,
@@ -455,6 +495,18 @@ def rules(
         typer.echo(
             _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen), nl=False
         )
+        return
+    if mode == "ipvs":
+        from svcsim.cli.ipvs_rules import ipvs_state, ipvs_text
+
+        state, _ = ipvs_state(manifests, node, node_ip, switches, service_cidr, scheduler)
+        typer.echo(ipvs_text(state, chosen), nl=False)
+        return
+    if mode == "userspace":
+        from svcsim.cli.userspace_rules import userspace_state, userspace_text
+
+        us = userspace_state(manifests, node, node_ip, switches, service_cidr, port_range, seed)
+        typer.echo(userspace_text(us, chosen), nl=False)
         return
     compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
     if chosen == "restore":
@@ -591,19 +643,25 @@ def trace_command(
         RulesMode,
         typer.Option(
             "--mode",
-            help="kube-proxy's --proxy-mode: iptables, or nftables (the packet walks the "
-            "table ip kube-proxy's base chains by hook and priority).",
+            help="kube-proxy's --proxy-mode: iptables, nftables (the packet walks the "
+            "table ip kube-proxy's base chains by hook and priority), ipvs (iptables hooks "
+            "with ip-set matches, then the IPVS virtual server and its scheduler's choice) or "
+            "userspace (the portal REDIRECT, then kube-proxy's round-robin choice).",
         ),
     ] = "iptables",
+    ipvs_scheduler: SchedulerOpt = None,
+    proxy_port_range: PortRangeOpt = None,
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does."""
     import numpy as np
 
+    from svcsim.cli.mode_options import IGNORED_BY_MODE, check_mode_options
     from svcsim.netfilter.interpreter import draws_from, trace
     from svcsim.netfilter.packet import Packet
     from svcsim.proxy.context import node_network
 
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
+    scheduler, port_range = check_mode_options(mode, ipvs_scheduler, proxy_port_range)
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,
         masquerade_bit=masquerade_bit,
@@ -633,6 +691,45 @@ def trace_command(
             node_ip=node_ip,
             service_cidr=service_cidr,
             packet=(src, dst_ip, dport, protocol, sport),
+            origin=origin,
+            seed=seed,
+            verbose=verbose,
+        )
+        return
+    if mode in IGNORED_BY_MODE:
+        sources = {name: ctx.get_parameter_source(name) for name in IGNORED_BY_MODE[mode]}
+        warn(
+            IGNORED_BY_MODE[mode][name] + ": ignored"
+            for name, source in sources.items()
+            if source is not None and source.name != "DEFAULT"
+        )
+    packet_args = (src, dst_ip, dport, protocol, sport)
+    if mode == "ipvs":
+        from svcsim.cli.ipvs_rules import trace_ipvs_mode
+
+        trace_ipvs_mode(
+            manifests,
+            switches,
+            node=node,
+            node_ip=node_ip,
+            service_cidr=service_cidr,
+            scheduler=scheduler,
+            packet=packet_args,
+            origin=origin,
+            verbose=verbose,
+        )
+        return
+    if mode == "userspace":
+        from svcsim.cli.userspace_rules import trace_userspace_mode
+
+        trace_userspace_mode(
+            manifests,
+            switches,
+            node=node,
+            node_ip=node_ip,
+            service_cidr=service_cidr,
+            port_range=port_range,
+            packet=packet_args,
             origin=origin,
             seed=seed,
             verbose=verbose,

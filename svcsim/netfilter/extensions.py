@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from svcsim.netfilter.ipset import SetMatch
+from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
+from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.statistic import format_saved_probability
 
 STANDARD_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN"})
@@ -211,6 +214,10 @@ Match: TypeAlias = (
     | AddrTypeMatch
     | ConntrackMatch
     | NfacctMatch
+    | SetMatch
+    | PhysdevMatch
+    | IpvsMatch
+    | StateMatch
 )
 
 # --- targets (-j NAME ...) ------------------------------------------------------------------
@@ -301,4 +308,6 @@ class MasqueradeTarget:
         return out
 
 
-Target: TypeAlias = JumpTarget | RejectTarget | MarkTarget | DnatTarget | MasqueradeTarget
+Target: TypeAlias = (
+    JumpTarget | RejectTarget | MarkTarget | DnatTarget | MasqueradeTarget | RedirectTarget
+)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from svcsim.netfilter.ipset import IpsetTable
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.packet import NodeNetwork, Outcome, Packet, TraceStep, VerdictKind
 from svcsim.netfilter.recent import RecentTable
@@ -107,17 +108,19 @@ def trace(
     draw: DrawSource | None = None,
     recent: RecentTable | None = None,
     now_s: float = 0.0,
+    ipsets: IpsetTable | None = None,
 ) -> Trace:
     """Walk the first packet of a new connection through ``ruleset`` as the kernel does.
 
     ``draw`` supplies the uniform 31-bit values statistic matches compare (one per statistic
     match reached, in order); wrap a numpy Generator with :func:`draws_from`. ``recent`` holds
     the node's xt_recent lists and is updated in place (a fresh empty table if None); ``now_s``
-    is the time recent stamps are compared with. Raises :class:`TraceError` for rulesets the
-    kernel would refuse (a jump to a missing chain, a loop) or when draws run out.
+    is the time recent stamps are compared with; ``ipsets`` answers ``-m set`` matches (IPVS
+    mode). Raises :class:`TraceError` for rulesets the kernel would refuse (a jump to a missing
+    chain, a loop) or when draws run out.
     """
     decider = KernelDecider(draw, recent if recent is not None else RecentTable(), now_s)
-    outcome, steps = walk(ruleset, packet, network, decider, record=True)
+    outcome, steps = walk(ruleset, packet, network, decider, record=True, ipsets=ipsets)
     return Trace(packet, tuple(steps), outcome)
 
 

@@ -11,6 +11,8 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 
+from svcsim.netfilter.ipset import SetMatch
+from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
 from svcsim.netfilter.model import (
     AddressMatch,
     AddrTypeMatch,
@@ -33,6 +35,7 @@ from svcsim.netfilter.model import (
     StatisticMatch,
     Target,
 )
+from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.statistic import threshold_from_probability
 
 
@@ -101,12 +104,19 @@ _MATCH_OPTIONS: dict[str, dict[str, int]] = {
     "addrtype": {"--src-type": 1, "--dst-type": 1},
     "conntrack": {"--ctstate": 1},
     "nfacct": {"--nfacct-name": 1},
+    # IPVS mode's matches (svcsim.netfilter.ipset, svcsim.netfilter.ipvs_matches).
+    "set": {"--match-set": 2},
+    "physdev": {"--physdev-is-in": 0},
+    "ipvs": {"--vaddr": 1, "--vproto": 1, "--vport": 1},
+    # The userspace proxier's portal rules (svcsim.netfilter.portal_extensions).
+    "state": {"--state": 1},
 }
 _TARGET_OPTIONS: dict[str, dict[str, int]] = {
     "REJECT": {"--reject-with": 1},
     "MARK": {"--set-xmark": 1, "--set-mark": 1, "--or-mark": 1, "--xor-mark": 1, "--and-mark": 1},
     "DNAT": {"--to-destination": 1, "--random": 0, "--persistent": 0},
     "MASQUERADE": {"--to-ports": 1, "--random": 0, "--random-fully": 0},
+    "REDIRECT": {"--to-ports": 1},
 }
 _GENERIC = {
     "-s": "source",
@@ -289,7 +299,37 @@ def _build_match(ext: _Ext) -> Match:
         return ConntrackMatch(frozenset(val.split(",")), neg)
     if ext.name == "nfacct":
         return NfacctMatch(opts["--nfacct-name"][1][0])
+    if ext.name in ("set", "physdev", "ipvs"):
+        return _build_ipvs_mode_match(ext)
+    if ext.name == "state":
+        neg, (val,) = opts["--state"]
+        return StateMatch(frozenset(val.split(",")), neg)
     raise IptablesSyntaxError(f"unknown match extension {ext.name!r}")  # pragma: no cover
+
+
+def _build_ipvs_mode_match(ext: _Ext) -> Match:
+    """``-m set``, ``-m physdev --physdev-is-in`` and ``-m ipvs`` (IPVS mode's rules)."""
+    opts = ext.options
+    if ext.name == "set":
+        if "--match-set" not in opts:
+            raise IptablesSyntaxError("-m set needs --match-set NAME FLAGS")
+        neg, (name, flags) = opts["--match-set"]
+        try:
+            return SetMatch(name, tuple(flags.split(",")), neg)
+        except ValueError as exc:
+            raise IptablesSyntaxError(str(exc)) from exc
+    if ext.name == "physdev":
+        if "--physdev-is-in" not in opts:
+            raise IptablesSyntaxError("only -m physdev [!] --physdev-is-in is modelled")
+        return PhysdevMatch(negated=opts["--physdev-is-in"][0])
+    missing = [o for o in ("--vaddr", "--vproto", "--vport") if o not in opts]
+    if missing:
+        raise IptablesSyntaxError(f"-m ipvs: only --vaddr/--vproto/--vport together, {missing}")
+    vaddr = opts["--vaddr"][1][0].removesuffix("/32")
+    try:
+        return IpvsMatch(vaddr, opts["--vproto"][1][0], int(opts["--vport"][1][0]))
+    except ValueError as exc:
+        raise IptablesSyntaxError(f"-m ipvs: bad --vport in {opts}") from exc
 
 
 def _build_target(ext: _Ext, goto: bool) -> Target:
@@ -316,6 +356,13 @@ def _build_target(ext: _Ext, goto: bool) -> Target:
         return _dnat(opts["--to-destination"][1][0])
     if ext.name == "MASQUERADE":
         return MasqueradeTarget(random="--random" in opts, random_fully="--random-fully" in opts)
+    if ext.name == "REDIRECT":
+        ports = opts.get("--to-ports", (False, [""]))[1][0]
+        if not ports.isdigit() or not 0 < int(ports) < 65536:
+            raise IptablesSyntaxError(
+                f"-j REDIRECT: only --to-ports PORT is modelled, got {ports!r}"
+            )
+        return RedirectTarget(int(ports))
     if opts:
         raise IptablesSyntaxError(f"target {ext.name!r} takes no options here")
     return JumpTarget(ext.name, goto)

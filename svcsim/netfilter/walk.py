@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from svcsim.netfilter.ipset import IpsetTable, PacketFields, SetMatch
+from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
 from svcsim.netfilter.model import (
     AddrTypeMatch,
     Chain,
@@ -55,6 +57,7 @@ from svcsim.netfilter.packet import (
     hostport,
     parse_ip,
 )
+from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.statistic import THRESHOLD_SCALE
 
@@ -106,8 +109,10 @@ class _Walker:
         network: NodeNetwork,
         decider: Decider,
         record: bool,
+        ipsets: IpsetTable | None = None,
     ) -> None:
         self.ruleset, self.network, self.decider, self.record = ruleset, network, decider, record
+        self.ipsets = ipsets
         self.packet = packet
         self.src, self.dst = parse_ip(packet.src), parse_ip(packet.dst)
         self.dport, self.mark = packet.dport, packet.mark
@@ -204,6 +209,9 @@ class _Walker:
             elif isinstance(target, DnatTarget):
                 action = self.apply_dnat(target)
                 end = (VerdictKind.ACCEPT, None)
+            elif isinstance(target, RedirectTarget):
+                action = self.apply_redirect(target, hook)
+                end = (VerdictKind.ACCEPT, None)
             elif isinstance(target, MasqueradeTarget):
                 self.masquerade = True
                 action, end = "MASQUERADE", (VerdictKind.ACCEPT, None)
@@ -259,6 +267,13 @@ class _Walker:
             self.dnat = (str(address), port)
         self.dst, self.dport = address, port
         return f"DNAT {hostport(str(address), port)}"
+
+    def apply_redirect(self, target: RedirectTarget, hook: str) -> str:
+        """REDIRECT: DNAT to 127.0.0.1 from OUTPUT, else to the node's primary address."""
+        local = "127.0.0.1" if hook == "OUTPUT" or not self.network.node_ips else None
+        address = local or self.network.node_ips[0]
+        self.apply_dnat(DnatTarget(address, target.port))
+        return f"REDIRECT {hostport(address, target.port)}"
 
     def step(
         self,
@@ -335,6 +350,8 @@ class _Walker:
             return match.matches(self.mark), ""
         if isinstance(match, AddrTypeMatch):
             return self.addrtype(match), ""
+        if isinstance(match, StateMatch):
+            return match.matches(frozenset({"NEW"})), ""
         if isinstance(match, ConntrackMatch):
             states = {"NEW"}
             if self.dnat is not None:
@@ -342,7 +359,24 @@ class _Walker:
             if self.masquerade:
                 states.add("SNAT")
             return match.matches(frozenset(states)), ""
+        if isinstance(match, SetMatch | PhysdevMatch | IpvsMatch):
+            return self.ipvs_mode_match(match), ""
         raise TraceError(f"match {match!r} is not modelled")  # pragma: no cover
+
+    def ipvs_mode_match(self, match: SetMatch | PhysdevMatch | IpvsMatch) -> bool:
+        """IPVS mode's matches: ip sets, the bridge-port test, the IPVS connection test."""
+        if isinstance(match, PhysdevMatch):
+            return match.matches(self.packet.origin == "pod")
+        if isinstance(match, IpvsMatch):
+            return match.matches(str(self.dst), self.packet.protocol, self.dport)
+        if self.ipsets is None:
+            raise TraceError(f"-m set --match-set {match.name}: the walk was given no ip sets")
+        packet = self.packet
+        fields = PacketFields(self.src, self.dst, packet.sport, self.dport, packet.protocol)
+        try:
+            return self.ipsets.matches(match, fields)
+        except KeyError as exc:
+            raise TraceError(str(exc.args[0])) from None
 
     def addrtype(self, match: AddrTypeMatch) -> bool:
         for wanted, negated, address in (
@@ -355,16 +389,75 @@ class _Walker:
 
 
 def walk(
-    ruleset: Ruleset, packet: Packet, network: NodeNetwork, decider: Decider, *, record: bool
+    ruleset: Ruleset,
+    packet: Packet,
+    network: NodeNetwork,
+    decider: Decider,
+    *,
+    record: bool,
+    ipsets: IpsetTable | None = None,
 ) -> tuple[Outcome, list[TraceStep]]:
     """Walk ``packet`` through ``ruleset`` taking decisions from ``decider``.
 
     The walk is a deterministic function of the decider's answers: that is what lets
     :mod:`svcsim.netfilter.index` enumerate every path. ``record`` keeps the steps.
+    ``ipsets`` answers ``-m set`` matches (IPVS mode).
     """
-    walker = _Walker(ruleset, packet, network, decider, record)
+    walker = _Walker(ruleset, packet, network, decider, record, ipsets)
     outcome = walker.run()
     return outcome, walker.steps
+
+
+def walk_postrouting(
+    ruleset: Ruleset,
+    packet: Packet,
+    network: NodeNetwork,
+    decider: Decider,
+    *,
+    ipsets: IpsetTable | None = None,
+) -> tuple[Outcome, list[TraceStep]]:
+    """Only the POSTROUTING hook for ``packet`` (its ``mark`` as earlier hooks left it).
+
+    For a packet another subsystem has just rewritten and sends on, such as IPVS forwarding a
+    connection to its real server: the source NAT decision (masquerade) is taken here.
+    """
+    walker = _Walker(ruleset, packet, network, decider, True, ipsets)
+    walker.route(f"{walker.dst} leaves via {network.out_interface(walker.dst)}")
+    return _partial_outcome(walker, walker.hook("POSTROUTING"), local=False), walker.steps
+
+
+def walk_output(
+    ruleset: Ruleset,
+    packet: Packet,
+    network: NodeNetwork,
+    decider: Decider,
+    *,
+    ipsets: IpsetTable | None = None,
+) -> tuple[Outcome, list[TraceStep]]:
+    """Only the OUTPUT hook for a locally generated ``packet``.
+
+    For a packet another subsystem takes over right after OUTPUT, such as IPVS's LOCAL_OUT hook
+    taking a host process's connection to a virtual server; POSTROUTING is then walked for the
+    rewritten packet (:func:`walk_postrouting`), with the mark OUTPUT left.
+    """
+    walker = _Walker(ruleset, packet, network, decider, True, ipsets)
+    end = walker.hook("OUTPUT")
+    return _partial_outcome(walker, end, local=network.is_local(walker.dst)), walker.steps
+
+
+def _partial_outcome(walker: _Walker, end: _End | None, *, local: bool) -> Outcome:
+    verdict, reject_with = end if end is not None else (VerdictKind.ACCEPT, None)
+    return Outcome(
+        verdict=verdict,
+        destination=(str(walker.dst), walker.dport),
+        dnat=walker.dnat,
+        masquerade=walker.masquerade,
+        mark=walker.mark,
+        local=local and verdict is VerdictKind.ACCEPT,
+        reject_with=reject_with,
+        recent_sets=tuple(walker.recent_sets),
+        decided_in=walker.decided_in if verdict is not VerdictKind.ACCEPT else None,
+    )
 
 
 class KernelDecider:

@@ -1,0 +1,224 @@
+"""kube-proxy's IPVS-mode compiler: Services + EndpointSlices + node -> the node's IPVS state.
+
+A pure function modelled on ``syncProxyRules`` in kubernetes ``pkg/proxy/ipvs/proxier.go``
+(the v1.33+ line; see :mod:`svcsim.proxy.ipvs_rules` for the version note), run on a clean node:
+
+* per service port, a virtual server for the ClusterIP:port (its address bound to the
+  ``kube-ipvs0`` dummy interface), one per external IP and per LoadBalancer ingress IP (bound
+  unless the address is already the node's), and one per node IP for a NodePort (never bound);
+* each virtual server gets ``--ipvs-scheduler`` (``rr`` by default), ``persistent`` with the
+  Service's ``sessionAffinityConfig.clientIP.timeoutSeconds`` for ClientIP affinity, and the
+  ``mh-port`` flag with ``mh`` (``FlagSourceHash``);
+* real servers from ``CategorizeEndpoints``: the ClusterIP's with the internal traffic policy,
+  the others with the external one; with a Local policy the node-local endpoints, or the cluster
+  ones when there are none locally (kubernetes #97081, unlike iptables mode), all weight 1;
+* with ``show_draining`` (the default, what ``svcsim rules`` prints) a terminating TCP endpoint
+  that is no longer used is shown at **weight 0**: what the graceful-termination manager
+  (``graceful_termination.go``) leaves while the real server still has connections (a clean
+  compile cannot know, and shows the draining state). UDP and SCTP real servers are deleted at
+  once (``IsRsGracefulTerminationNeeded``). Without it the result is exactly ``syncEndpoint``'s
+  wanted set, and :class:`svcsim.proxy.ipvs_graceful.GracefulTermination` decides, from the
+  live connection counts, what stays at weight 0;
+* the ip sets and the iptables rules that use them (:func:`svcsim.proxy.ipvs_rules.ipvs_ruleset`).
+
+kube-proxy iterates Go maps, so the order in which real servers are added is random; here they
+are added in (IP, port) order, so the kernel list (newest first) is the reverse of that.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from svcsim.k8s.objects import EndpointSlice, Service
+from svcsim.netfilter.ipset import Ipset, IpsetTable
+from svcsim.netfilter.ipvs import IpvsState, RealServer, VirtualServer
+from svcsim.netfilter.ipvs_sched import SCHEDULERS
+from svcsim.proxy.context import NodeContext
+from svcsim.proxy.endpoints import (
+    EndpointInfo,
+    ServicePortInfo,
+    build_endpoints_map,
+    build_service_port_map,
+)
+from svcsim.proxy.ipvs_rules import (
+    IPSET_INFO,
+    KUBE_CLUSTER_IP,
+    KUBE_EXTERNAL_IP,
+    KUBE_EXTERNAL_IP_LOCAL,
+    KUBE_HEALTH_CHECK_NODE_PORT,
+    KUBE_IPVS_IPS,
+    KUBE_LOAD_BALANCER,
+    KUBE_LOAD_BALANCER_FW,
+    KUBE_LOAD_BALANCER_LOCAL,
+    KUBE_LOAD_BALANCER_SOURCE_CIDR,
+    KUBE_LOAD_BALANCER_SOURCE_IP,
+    KUBE_LOOP_BACK,
+    KUBE_NODE_PORT_LOCAL_SCTP,
+    KUBE_NODE_PORT_LOCAL_TCP,
+    KUBE_NODE_PORT_LOCAL_UDP,
+    KUBE_NODE_PORT_SCTP,
+    KUBE_NODE_PORT_TCP,
+    KUBE_NODE_PORT_UDP,
+    NoNodeAccess,
+    ipvs_ruleset,
+)
+from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.topology import categorize_endpoints
+
+DEFAULT_SCHEDULER = "rr"
+"""``defaultScheduler``: what an empty ``--ipvs-scheduler`` means."""
+
+_NODE_PORT_SETS = {
+    "tcp": (KUBE_NODE_PORT_TCP, KUBE_NODE_PORT_LOCAL_TCP),
+    "udp": (KUBE_NODE_PORT_UDP, KUBE_NODE_PORT_LOCAL_UDP),
+    "sctp": (KUBE_NODE_PORT_SCTP, KUBE_NODE_PORT_LOCAL_SCTP),
+}
+
+
+@dataclass(slots=True)
+class _Build:
+    """What the sync accumulates: set members, virtual servers, bound addresses, out-filter."""
+
+    members: dict[str, set[str]]
+    servers: list[VirtualServer]
+    bound: set[str]
+    no_node_access: list[NoNodeAccess]
+
+
+def compile_ipvs(
+    services: Iterable[Service],
+    endpoint_slices: Iterable[EndpointSlice],
+    ctx: NodeContext,
+    scheduler: str = DEFAULT_SCHEDULER,
+    *,
+    show_draining: bool = True,
+) -> IpvsState:
+    """The node's IPVS state after a full sync on a clean node (see the module docstring)."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown IPVS scheduler {scheduler!r}: one of {', '.join(SCHEDULERS)}")
+    port_map = build_service_port_map(services)
+    endpoints_map = build_endpoints_map(endpoint_slices, ctx.node_name)
+    build = _Build({info.name: set() for info in IPSET_INFO}, [], set(), [])
+    node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
+    for spn in sorted(port_map, key=lambda n: (n.text, str(n.protocol))):
+        eps = endpoints_map.get(spn, ())
+        _service_port(build, port_map[spn], spn, eps, ctx, scheduler, node_ips, show_draining)
+    build.members[KUBE_IPVS_IPS] = set(build.bound)
+    ipsets = IpsetTable.of(
+        Ipset(info.name, info.set_type, info.comment, tuple(sorted(build.members[info.name])))
+        for info in IPSET_INFO
+    )
+    ruleset = ipvs_ruleset(ctx, ipsets.as_dict(), tuple(build.no_node_access))
+    dummy = tuple(sorted(build.bound, key=lambda a: int(ipaddress.IPv4Address(a))))
+    return IpvsState(dummy, tuple(build.servers), ipsets, ruleset)
+
+
+def _nodeport_ips(ctx: NodeContext) -> list[str]:
+    """The node addresses NodePort virtual servers are made for (never loopback)."""
+    if ctx.nodeport_match_all:
+        return list(ctx.node_ips)
+    return [ip for ip in ctx.nodeport_ips() if not ipaddress.IPv4Address(ip).is_loopback]
+
+
+def _service_port(
+    build: _Build,
+    svc: ServicePortInfo,
+    spn: ServicePortName,
+    endpoints: tuple[EndpointInfo, ...],
+    ctx: NodeContext,
+    scheduler: str,
+    node_ips: list[str],
+    show_draining: bool,
+) -> None:
+    proto = str(spn.protocol).lower()
+    members = build.members
+    for ep in endpoints:
+        if ep.is_local:
+            members[KUBE_LOOP_BACK].add(f"{ep.ip},{proto}:{ep.port},{ep.ip}")
+    members[KUBE_CLUSTER_IP].add(f"{svc.cluster_ip},{proto}:{svc.port}")
+    internal = _real_servers(svc, endpoints, ctx, svc.internal_policy_local, show_draining)
+    external = _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
+
+    def server(address: str, port: int, real: tuple[RealServer, ...]) -> None:
+        build.servers.append(
+            VirtualServer(
+                protocol=str(spn.protocol),
+                address=address,
+                port=port,
+                scheduler=scheduler,
+                real_servers=real,
+                persistent_timeout_s=svc.sticky_max_age_s if svc.client_ip_affinity else None,
+                sched_flags=("mh-port",) if scheduler == "mh" else (),
+            )
+        )
+
+    server(svc.cluster_ip, svc.port, internal)
+    build.bound.add(svc.cluster_ip)
+    for ip in svc.external_ips:
+        entry = f"{ip},{proto}:{svc.port}"
+        members[KUBE_EXTERNAL_IP_LOCAL if svc.external_policy_local else KUBE_EXTERNAL_IP].add(
+            entry
+        )
+        server(ip, svc.port, external)
+        if ip not in ctx.node_ips:
+            build.bound.add(ip)
+    for ip in svc.load_balancer_vips:
+        entry = f"{ip},{proto}:{svc.port}"
+        members[KUBE_LOAD_BALANCER].add(entry)
+        if svc.external_policy_local:
+            members[KUBE_LOAD_BALANCER_LOCAL].add(entry)
+        if svc.load_balancer_source_ranges:
+            members[KUBE_LOAD_BALANCER_FW].add(entry)
+            node_ip = ctx.node_ip or "127.0.0.1"  # NewProxier's stand-in for a missing node IP
+            allow_node = False
+            for cidr in svc.load_balancer_source_ranges:
+                members[KUBE_LOAD_BALANCER_SOURCE_CIDR].add(f"{entry},{cidr}")
+                if ipaddress.IPv4Address(node_ip) in ipaddress.IPv4Network(cidr, strict=False):
+                    allow_node = True
+            if allow_node:
+                members[KUBE_LOAD_BALANCER_SOURCE_IP].add(f"{entry},{ip}")
+            else:
+                build.no_node_access.append(NoNodeAccess(ip, proto, svc.port))
+        server(ip, svc.port, external)
+        if ip not in ctx.node_ips:
+            build.bound.add(ip)
+    if svc.node_port and node_ips:
+        all_set, local_set = _NODE_PORT_SETS[proto]
+        if proto == "sctp":
+            entries = [f"{ip},{proto}:{svc.node_port}" for ip in node_ips]
+        else:
+            entries = [str(svc.node_port)]
+        members[all_set].update(entries)
+        if svc.external_policy_local:
+            members[local_set].update(entries)
+        for ip in node_ips:
+            server(ip, svc.node_port, external)
+    if svc.health_check_node_port:
+        members[KUBE_HEALTH_CHECK_NODE_PORT].add(str(svc.health_check_node_port))
+
+
+def _real_servers(
+    svc: ServicePortInfo,
+    endpoints: tuple[EndpointInfo, ...],
+    ctx: NodeContext,
+    only_local: bool,
+    show_draining: bool,
+) -> tuple[RealServer, ...]:
+    """``syncEndpoint``'s destinations in kernel list order (see the module docstring)."""
+    cat = categorize_endpoints(
+        endpoints, svc, ctx.node_name, ctx.topology_labels, ctx.prefer_same_traffic_distribution
+    )
+    chosen = cat.local if only_local and cat.local else cat.cluster
+    used = {ep.text for ep in chosen}
+    weights = {ep.text: (ep, 1) for ep in chosen}
+    if show_draining and str(svc.protocol) == "TCP":
+        pool = [ep for ep in endpoints if ep.is_local] if only_local and cat.local else endpoints
+        for ep in pool:
+            if ep.terminating and ep.text not in used:
+                weights[ep.text] = (ep, 0)
+    added = sorted(
+        weights.values(), key=lambda pair: (int(ipaddress.IPv4Address(pair[0].ip)), pair[0].port)
+    )
+    return tuple(RealServer(ep.ip, ep.port, w) for ep, w in reversed(added))
