@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 import typer
 
 from svcsim.cli.common import fail, warn
+from svcsim.cli.node_dump import IpsetOpt, IptablesSaveOpt, PodInterfaceOpt, UplinkOpt
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from svcsim.k8s.objects import Service
@@ -553,12 +554,87 @@ def packet_origin(
     return entry
 
 
+def _trace_dump(
+    path: Path,
+    manifests_paths: list[Path],
+    node: str | None,
+    *,
+    packet: tuple[str, str, int, str, int],
+    node_ip: str | None,
+    cluster_cidr: str | None,
+    service_cidr: str,
+    origin: Literal["pod", "host", "external"] | None,
+    interfaces: tuple[str, str],
+    ipsets: list[str],
+    seed: int,
+    verbose: bool,
+) -> None:
+    """``trace --iptables-save``: walk ``packet`` through the node's own rules, every branch."""
+    from svcsim.cli.node_dump import parse_ipsets, print_branches, read_dump, save_origin
+    from svcsim.netfilter.branches import trace_branches
+    from svcsim.netfilter.packet import NodeNetwork, Packet
+
+    src, dst_ip, dport, protocol, sport = packet
+    dump = read_dump(path)
+    facts = parse_ipsets(ipsets)
+    if manifests_paths:
+        if node is None:
+            fail(["--node: which node the dump is from (manifests were given)"])
+        manifests, context = _prepare_node(
+            manifests_paths, node, node_ip, ProxySwitches(cluster_cidr=cluster_cidr), service_cidr
+        )
+        node_ips = context.node_ips
+        entry = packet_origin(src, manifests, context, cluster_cidr, origin)
+    else:
+        if not node_ip:
+            fail(["--node-ip: the node's IPs (the dump does not say them), comma-separated"])
+        node_ips = tuple(ip.strip() for ip in node_ip.split(",") if ip.strip())
+        problems = []
+        for ip in node_ips:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                problems.append(f"--node-ip: {ip!r} is not an IPv4 address")
+        if cluster_cidr is not None:
+            try:
+                ipaddress.ip_network(cluster_cidr, strict=False)
+            except ValueError:
+                problems.append(f"--cluster-cidr: {cluster_cidr!r} is not a CIDR")
+        if problems:
+            fail(problems)
+        entry = origin or save_origin(src, node_ips, cluster_cidr)
+    network = NodeNetwork(
+        node_ips=node_ips,
+        pod_interface=interfaces[0],
+        uplink_interface=interfaces[1],
+        pod_cidr=cluster_cidr,
+    )
+    the_packet = Packet(
+        src=src, dst=dst_ip, protocol=protocol, dport=dport, sport=sport, origin=entry
+    )
+    branches = trace_branches(dump.ruleset, the_packet, network, seed=seed, facts=facts)
+    print_branches(path, dump, branches, verbose=verbose)
+
+
 def trace_command(
     ctx: typer.Context,
-    manifests: ManifestArgs,
-    node: NodeOpt,
     src: Annotated[str, typer.Option("--src", help="Source IP of the connection.")],
     dst: Annotated[str, typer.Option("--dst", help="Destination IP:PORT[/tcp|udp|sctp].")],
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Manifest files or folders (multi-doc YAML, kind: List, kubectl -o yaml); "
+            "not needed with --iptables-save."
+        ),
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Node whose kube-proxy writes the rules (with manifests)."),
+    ] = None,
+    iptables_save: IptablesSaveOpt = None,
+    ipset: IpsetOpt = None,
+    pod_interface: PodInterfaceOpt = "veth0",
+    uplink_interface: UplinkOpt = "eth0",
     node_ip: NodeIpOpt = None,
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
@@ -596,7 +672,13 @@ def trace_command(
         ),
     ] = "iptables",
 ) -> None:
-    """Trace the first packet of a new connection through a node's rules, as the kernel does."""
+    """Trace the first packet of a new connection through a node's rules, as the kernel does.
+
+    Either the rules svcsim compiles from MANIFESTS for --node, or a node's own rules with
+    --iptables-save FILE (every table, every piece of software's chains; what the rules alone
+    cannot decide - an ipset's members, a socket lookup - is shown as one walk per answer
+    unless given with --ipset).
+    """
     import numpy as np
 
     from svcsim.netfilter.interpreter import draws_from, trace
@@ -604,6 +686,32 @@ def trace_command(
     from svcsim.proxy.context import node_network
 
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
+    if iptables_save is not None:
+        _trace_dump(
+            iptables_save,
+            manifests or [],
+            node,
+            packet=(src, dst_ip, dport, protocol, sport),
+            node_ip=node_ip,
+            cluster_cidr=cluster_cidr,
+            service_cidr=service_cidr,
+            origin=origin,
+            interfaces=(pod_interface, uplink_interface),
+            ipsets=ipset or [],
+            seed=seed,
+            verbose=verbose,
+        )
+        return
+    problems = [] if manifests else ["give MANIFEST files or folders, or --iptables-save FILE"]
+    if node is None:
+        problems.append("--node: which node's rules to trace (or give --iptables-save FILE)")
+    for name in ("ipset", "pod_interface", "uplink_interface"):
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            problems.append(f"--{name.replace('_', '-')}: only used with --iptables-save")
+    if problems:
+        fail(problems)
+    assert manifests is not None and node is not None
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,
         masquerade_bit=masquerade_bit,
