@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, plot, rules, run, scenario
+from svcsim.cli import chain, diff, plot, rules, run, scenario
 
 app = typer.Typer(
     name="svcsim",
@@ -23,6 +23,7 @@ app.command("run")(run.run)
 app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)
+app.command("diff")(diff.diff)
 app.command("validate")(scenario.validate)
 app.command("schema")(scenario.schema)
 app.command("plot")(plot.plot)
