@@ -5,6 +5,7 @@ Exit codes as diff(1): 0 the node agrees, 1 it does not, 2 bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from pathlib import Path
@@ -44,6 +45,7 @@ DIFFER = 1
 
 
 def diff(
+    ctx: typer.Context,
     manifests: ManifestArgs,
     node: NodeOpt,
     iptables_save: Annotated[
@@ -82,7 +84,7 @@ def diff(
     Exit 0 when the node agrees, 1 when it does not, 2 on bad input.
     """
     from svcsim.cli.node_dump import parse_ipsets, read_dump
-    from svcsim.netfilter.packet import NodeNetwork
+    from svcsim.proxy.context import node_network
     from svcsim.proxy.node_diff import diff_node
 
     dump = read_dump(iptables_save)
@@ -100,12 +102,12 @@ def diff(
         nfacct=nfacct,
     )
     compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
-    network = NodeNetwork(
-        node_ips=compiled.context.node_ips,
-        pod_interface=pod_interface,
-        uplink_interface=uplink_interface,
-        pod_cidr=cluster_cidr,
-    )
+    # The interfaces kube-proxy's detector looks at (bridge or prefix modes), unless given.
+    network = node_network(compiled.context, cluster_cidr)
+    if _given(ctx, "pod_interface"):
+        network = dataclasses.replace(network, pod_interface=pod_interface)
+    if _given(ctx, "uplink_interface"):
+        network = dataclasses.replace(network, uplink_interface=uplink_interface)
     pod_source = _pod_source(compiled.manifests, compiled.context, cluster_cidr)
     result = diff_node(
         compiled.manifests.services,
@@ -136,6 +138,12 @@ def diff(
         typer.echo(_as_text(result, iptables_save, node))
     if not result.agrees:
         raise typer.Exit(DIFFER)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True if the user gave option ``name`` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
 def _pod_source(manifests: Manifests, context: NodeContext, cluster_cidr: str | None) -> str | None:
