@@ -187,7 +187,7 @@ def _as_text(result: NodeDiff, path: Path, node: str) -> str:
 
 def _as_json(result: NodeDiff, path: Path) -> dict[str, object]:
     def finding(f: object) -> dict[str, object]:
-        from svcsim.proxy.node_diff import Finding
+        from svcsim.proxy.node_findings import Finding
 
         assert isinstance(f, Finding)
         return {

@@ -157,3 +157,65 @@ def print_branches(path: Path, dump: NodeDump, branches: Branches, *, verbose: b
                 "give --ipset to decide more"
             ]
         )
+
+
+def trace_dump(
+    path: Path,
+    manifests_paths: list[Path],
+    node: str | None,
+    *,
+    packet: tuple[str, str, int, str, int],
+    node_ip: str | None,
+    cluster_cidr: str | None,
+    service_cidr: str,
+    origin: Literal["pod", "host", "external"] | None,
+    interfaces: tuple[str, str],
+    ipsets: list[str],
+    seed: int,
+    verbose: bool,
+) -> None:
+    """``trace --iptables-save``: walk ``packet`` through the node's own rules, every branch."""
+    from svcsim.cli.rules import ProxySwitches, _prepare_node, packet_origin
+    from svcsim.netfilter.branches import trace_branches
+    from svcsim.netfilter.packet import NodeNetwork, Packet
+
+    src, dst_ip, dport, protocol, sport = packet
+    dump = read_dump(path)
+    facts = parse_ipsets(ipsets)
+    if manifests_paths:
+        if node is None:
+            fail(["--node: which node the dump is from (manifests were given)"])
+        manifests, context = _prepare_node(
+            manifests_paths, node, node_ip, ProxySwitches(cluster_cidr=cluster_cidr), service_cidr
+        )
+        node_ips = context.node_ips
+        entry = packet_origin(src, manifests, context, cluster_cidr, origin)
+    else:
+        if not node_ip:
+            fail(["--node-ip: the node's IPs (the dump does not say them), comma-separated"])
+        node_ips = tuple(ip.strip() for ip in node_ip.split(",") if ip.strip())
+        problems = []
+        for ip in node_ips:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                problems.append(f"--node-ip: {ip!r} is not an IPv4 address")
+        if cluster_cidr is not None:
+            try:
+                ipaddress.ip_network(cluster_cidr, strict=False)
+            except ValueError:
+                problems.append(f"--cluster-cidr: {cluster_cidr!r} is not a CIDR")
+        if problems:
+            fail(problems)
+        entry = origin or save_origin(src, node_ips, cluster_cidr)
+    network = NodeNetwork(
+        node_ips=node_ips,
+        pod_interface=interfaces[0],
+        uplink_interface=interfaces[1],
+        pod_cidr=cluster_cidr,
+    )
+    the_packet = Packet(
+        src=src, dst=dst_ip, protocol=protocol, dport=dport, sport=sport, origin=entry
+    )
+    branches = trace_branches(dump.ruleset, the_packet, network, seed=seed, facts=facts)
+    print_branches(path, dump, branches, verbose=verbose)

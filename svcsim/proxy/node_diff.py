@@ -20,65 +20,26 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Final
 
 from svcsim.k8s.objects import Service
 from svcsim.netfilter.model import (
-    CommentMatch,
-    DnatTarget,
-    JumpTarget,
-    MarkTarget,
-    OtherTarget,
-    RejectTarget,
     Ruleset,
 )
 from svcsim.netfilter.node_save import NodeDump
 from svcsim.netfilter.other_eval import NodeFacts
-from svcsim.netfilter.packet import NodeNetwork, Origin, Packet, TraceStep
+from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
 from svcsim.netfilter.paths import WalkPath, enumerate_walks
-
-FindingKind = Literal[
-    "stale-endpoint",
-    "missing-endpoint",
-    "no-rules",
-    "verdict",
-    "probability",
-    "masquerade",
-    "affinity",
-    "other-software",
-    "unknown-rule",
-    "undecided",
-    "service-not-in-cluster",
-    "unreferenced-chain",
-]
+from svcsim.proxy.node_findings import (
+    Finding,
+    other_software,
+    services_not_in_cluster,
+    unknown_reached,
+    unreferenced,
+)
 
 EXTERNAL_SOURCE: Final = "203.0.113.7"
 """The source of probes from outside the cluster (TEST-NET-3, RFC 5737: no real client)."""
-
-SERVICE_CHAIN_PREFIXES: Final = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
-"""kube-proxy's per-Service chains: one nobody jumps to is left over from an earlier sync."""
-
-_CHANGING_TARGETS: Final = frozenset(
-    {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "TPROXY", "MARK", "CONNMARK", "NOTRACK", "CT"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One thing found: its kind, a sentence, the dump line it is about, whether it differs.
-
-    ``differs`` False marks what the user should see but that does not change the verdict of
-    ``diff``: where other software's rules act (their effect shows in the compared paths), and
-    findings that hold only under a ``condition``.
-    """
-
-    kind: FindingKind
-    message: str
-    line: int | None = None
-    differs: bool = True
-    condition: str = ""
-    """For a finding that holds only for some answers to what svcsim cannot know (an
-    ipset's members...): those answers. Such a finding does not make the node differ."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +122,7 @@ def diff_node(
                 findings += _compare(probe, expected, dump, network, facts)
             frontends = tuple(dict.fromkeys(p.frontend for p in probes))
             results.append(ServiceDiff(name, frontends, tuple(_unique(findings))))
-    elsewhere = _services_not_in_cluster(dump, expected_names) + _unreferenced(dump)
+    elsewhere = services_not_in_cluster(dump, expected_names) + unreferenced(dump)
     notes = []
     if pod_source is None:
         notes.append("no --cluster-cidr: traffic from local Pods was not compared")
@@ -204,7 +165,7 @@ def _compare(
 ) -> list[Finding]:
     want = enumerate_walks(expected, probe.packet, network)
     have = enumerate_walks(dump.ruleset, probe.packet, network, facts=facts)
-    findings = _unknown_reached(have.paths, dump)
+    findings = unknown_reached(have.paths, dump)
     if findings:
         return findings
     want_dist = _distribution(want.paths)
@@ -217,7 +178,7 @@ def _compare(
     ]
     findings += _merge(per_group)
     findings += _affinity(probe, want.paths, have.paths)
-    findings += _other_software(probe, have.paths, dump)
+    findings += other_software(probe.frontend, probe.who, have.paths, dump)
     if not have.complete:
         findings.append(
             Finding("undecided", f"{probe.frontend} from {probe.who}: too many paths, cut short")
@@ -427,134 +388,6 @@ def _affinity(probe: _Probe, want: Iterable[WalkPath], have: Iterable[WalkPath])
             f"session affinity of {probe.frontend}: node {say(have_s)}, kube-proxy {say(want_s)}",
         )
     ]
-
-
-def _other_software(probe: _Probe, paths: Iterable[WalkPath], dump: NodeDump) -> list[Finding]:
-    """Other software's rules on the path that drop, reject, translate or mark Service packets.
-
-    Each is where, not whether: what they do to the packet shows in the comparison of paths
-    (verdict, endpoints, masquerade), which alone decides whether the node differs. A built-in
-    chain's DROP policy that ends a path is named the same way.
-    """
-    found: list[Finding] = []
-    for path in paths:
-        for step in path.steps:
-            if step.kind == "policy" and step.action == "DROP" and step is path.steps[-1]:
-                found.append(
-                    Finding(
-                        "other-software",
-                        f"*{step.table} {step.chain} policy DROP "
-                        f"drops {probe.frontend} from {probe.who}",
-                        differs=False,
-                    )
-                )
-            if step.kind != "rule" or step.chain.startswith("KUBE-"):
-                continue
-            finding = _foreign_rule(step, dump, probe)
-            if finding is not None:
-                found.append(finding)
-    matched = {f.line for f in found if f.message.endswith(probe.who)}
-    return [f for f in found if f.message.endswith(probe.who) or f.line not in matched]
-
-
-def _foreign_rule(step: TraceStep, dump: NodeDump, probe: _Probe) -> Finding | None:
-    chain = dump.ruleset.chain(step.table, step.chain)
-    assert chain is not None and step.rule_index is not None
-    rule = chain.rules[step.rule_index]
-    target = rule.target
-    if isinstance(target, JumpTarget):
-        name = target.chain
-        if name.startswith("KUBE-") or name not in ("DROP",):
-            return None
-        kind = "DROP"
-    elif isinstance(target, RejectTarget):
-        kind = "REJECT"
-    elif isinstance(target, DnatTarget):
-        kind = "DNAT"
-    elif isinstance(target, MarkTarget):
-        kind = "MARK"
-    elif isinstance(target, OtherTarget) and target.name in _CHANGING_TARGETS:
-        kind = target.name
-    else:
-        return None
-    line = dump.line_of(step.table, step.chain, step.rule_index)
-    where = f"*{step.table} {step.chain} rule {step.rule_number}: -j {kind}"
-    if not step.matched:
-        # On the path but not taken by this packet: worth knowing, not a difference.
-        if kind not in ("DROP", "REJECT", "DNAT"):
-            return None
-        message = f"{where} is on the path of {probe.frontend} from {probe.who} (not matched)"
-        return Finding("other-software", message, line, differs=False)
-    message = f"{where} acts on {probe.frontend} from {probe.who}"
-    return Finding("other-software", message, line, differs=False)
-
-
-def _unknown_reached(paths: Iterable[WalkPath], dump: NodeDump) -> list[Finding]:
-    found = []
-    for path in paths:
-        stop = path.stopped
-        if stop is not None and stop.unknown:
-            line = dump.line_of(stop.table, stop.chain, stop.index)
-            found.append(
-                Finding("unknown-rule", f"*{stop.table} {stop.chain}: {stop.reason}", line)
-            )
-    return found
-
-
-def _services_not_in_cluster(dump: NodeDump, expected: set[str]) -> list[Finding]:
-    """Service ports the node's kube-proxy chains name that the cluster does not have."""
-    found: dict[str, Finding] = {}
-    for site in dump.sites:
-        if not site.chain.startswith("KUBE-") or site.chain.startswith("KUBE-SEP-"):
-            continue
-        chain = dump.ruleset.chain(site.table, site.chain)
-        assert chain is not None
-        rule = chain.rules[site.index]
-        comment = next((m.comment for m in rule.matches if isinstance(m, CommentMatch)), "")
-        name = _service_port_name(comment)
-        if name is None or name in expected or name in found:
-            continue
-        found[name] = Finding(
-            "service-not-in-cluster",
-            f"the node still has rules for {name}, a Service port the cluster does not have "
-            f"(*{site.table} {site.chain}, first on line {site.line})",
-            site.line,
-        )
-    return list(found.values())
-
-
-def _service_port_name(comment: str) -> str | None:
-    """``ns/name:port`` from one of kube-proxy's rule comments, or None."""
-    head = comment.split(" ")[0]
-    if "/" not in head or ":" not in head:
-        return None
-    return head
-
-
-def _unreferenced(dump: NodeDump) -> list[Finding]:
-    found = []
-    for table in dump.ruleset.tables:
-        targets = {
-            r.target.chain
-            for c in table.chains
-            for r in c.rules
-            if isinstance(r.target, JumpTarget)
-        }
-        for chain in table.chains:
-            if chain.name.startswith(SERVICE_CHAIN_PREFIXES) and chain.name not in targets:
-                line = next(
-                    (s.line for s in dump.sites if (s.table, s.chain) == (table.name, chain.name)),
-                    None,
-                )
-                found.append(
-                    Finding(
-                        "unreferenced-chain",
-                        f"*{table.name} {chain.name}: no rule jumps to it (left over from an "
-                        "earlier sync; kube-proxy deletes it on its next full sync)",
-                        line,
-                    )
-                )
-    return found
 
 
 def _unique(findings: Iterable[Finding]) -> list[Finding]:
