@@ -141,6 +141,9 @@ def print_branches(path: Path, dump: NodeDump, branches: Branches, *, verbose: b
             typer.echo(f"\n--- walk {number}: {assumed}")
         if branch.trace is not None:
             typer.echo(branch.trace.format(verbose=verbose))
+            outcome = branch.trace.outcome
+            if outcome.verdict == "ACCEPT" and outcome.dnat is None and not outcome.local:
+                typer.echo("no rule translated the packet: it leaves the node unchanged")
         else:
             assert branch.stopped is not None
             stop = branch.stopped

@@ -116,3 +116,13 @@ def test_the_manifest_form_still_needs_manifests_and_a_node() -> None:
     code, _, err = trace(str(CLUSTER), "--node", "node-1", "--ipset", "a=1.2.3.4",
                          "--src", "10.244.1.5", "--dst", "10.96.0.60:443")  # fmt: skip
     assert code == 2 and "--ipset: only used with --iptables-save" in err
+
+
+def test_a_packet_no_rule_translates_is_said_to_leave_unchanged() -> None:
+    code, out, _ = trace("--iptables-save", str(DUMPS["flannel"]), "--node-ip", "10.0.0.11",
+                         "--src", "10.0.0.11", "--dst", "192.0.2.53:53/udp")  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[-2:] == [
+        "verdict: ACCEPT: forwarded to 192.0.2.53:53, mark 0x0",
+        "no rule translated the packet: it leaves the node unchanged",
+    ]
