@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, plot, rules, run, scenario, sweep
+from svcsim.cli import chain, diff, plot, rules, run, scenario, sweep
 
 app = typer.Typer(
     name="svcsim",
@@ -24,6 +24,7 @@ app.command("sweep")(sweep.sweep)
 app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)
+app.command("diff")(diff.diff)
 app.command("validate")(scenario.validate)
 app.command("schema")(scenario.schema)
 app.command("plot")(plot.plot)

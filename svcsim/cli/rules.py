@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 import typer
 
 from svcsim.cli.common import fail, warn
+from svcsim.cli.node_dump import IpsetOpt, IptablesSaveOpt, PodInterfaceOpt, UplinkOpt
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from svcsim.k8s.objects import Service
@@ -607,10 +608,23 @@ def packet_origin(
 
 def trace_command(
     ctx: typer.Context,
-    manifests: ManifestArgs,
-    node: NodeOpt,
     src: Annotated[str, typer.Option("--src", help="Source IP of the connection.")],
     dst: Annotated[str, typer.Option("--dst", help="Destination IP:PORT[/tcp|udp|sctp].")],
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Manifest files or folders (multi-doc YAML, kind: List, kubectl -o yaml); "
+            "not needed with --iptables-save."
+        ),
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Node whose kube-proxy writes the rules (with manifests)."),
+    ] = None,
+    iptables_save: IptablesSaveOpt = None,
+    ipset: IpsetOpt = None,
+    pod_interface: PodInterfaceOpt = "veth0",
+    uplink_interface: UplinkOpt = "eth0",
     node_ip: NodeIpOpt = None,
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
@@ -652,7 +666,13 @@ def trace_command(
     ipvs_scheduler: SchedulerOpt = None,
     proxy_port_range: PortRangeOpt = None,
 ) -> None:
-    """Trace the first packet of a new connection through a node's rules, as the kernel does."""
+    """Trace the first packet of a new connection through a node's rules, as the kernel does.
+
+    Either the rules svcsim compiles from MANIFESTS for --node, or a node's own rules with
+    --iptables-save FILE (every table, every piece of software's chains; what the rules alone
+    cannot decide - an ipset's members, a socket lookup - is shown as one walk per answer
+    unless given with --ipset).
+    """
     import numpy as np
 
     from svcsim.cli.mode_options import IGNORED_BY_MODE, check_mode_options
@@ -661,6 +681,38 @@ def trace_command(
     from svcsim.proxy.context import node_network
 
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
+    if iptables_save is not None:
+        from svcsim.cli.node_dump import trace_dump
+
+        mode_source = ctx.get_parameter_source("mode")
+        if mode_source is not None and mode_source.name != "DEFAULT" and mode != "iptables":
+            fail([f"--mode {mode}: --iptables-save traces the node's own iptables rules"])
+
+        trace_dump(
+            iptables_save,
+            manifests or [],
+            node,
+            packet=(src, dst_ip, dport, protocol, sport),
+            node_ip=node_ip,
+            cluster_cidr=cluster_cidr,
+            service_cidr=service_cidr,
+            origin=origin,
+            interfaces=(pod_interface, uplink_interface),
+            ipsets=ipset or [],
+            seed=seed,
+            verbose=verbose,
+        )
+        return
+    problems = [] if manifests else ["give MANIFEST files or folders, or --iptables-save FILE"]
+    if node is None:
+        problems.append("--node: which node's rules to trace (or give --iptables-save FILE)")
+    for name in ("ipset", "pod_interface", "uplink_interface"):
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            problems.append(f"--{name.replace('_', '-')}: only used with --iptables-save")
+    if problems:
+        fail(problems)
+    assert manifests is not None and node is not None
     scheduler, port_range = check_mode_options(mode, ipvs_scheduler, proxy_port_range)
     switches = ProxySwitches(
         cluster_cidr=cluster_cidr,

@@ -24,17 +24,29 @@ from svcsim.netfilter.extensions import (
     MarkMatch,
     MarkTarget,
     MasqueradeTarget,
-    Match,
     NfacctMatch,
     PortMatch,
     PortRange,
     RecentMatch,
     RejectTarget,
     StatisticMatch,
-    Target,
     negation,
     save_string,
 )
+from svcsim.netfilter.extensions import Match as KubeMatch
+from svcsim.netfilter.extensions import Target as KubeTarget
+from svcsim.netfilter.other_extensions import (
+    ExtOption,
+    OtherMatch,
+    OtherTarget,
+    UnknownMatch,
+    UnknownTarget,
+)
+
+Match: TypeAlias = KubeMatch | OtherMatch | UnknownMatch
+"""Any match extension: kube-proxy's typed ones, other software's, or one svcsim does not know."""
+Target: TypeAlias = KubeTarget | OtherTarget | UnknownTarget
+"""Any target: kube-proxy's typed ones, other software's, or one svcsim does not know."""
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -44,6 +56,7 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
 """Built-in chains of each table, in the order iptables-save lists them."""
 
@@ -56,6 +69,7 @@ __all__ = [
     "CommentMatch",
     "ConntrackMatch",
     "DnatTarget",
+    "ExtOption",
     "InterfaceMatch",
     "JumpTarget",
     "MarkMatch",
@@ -63,6 +77,8 @@ __all__ = [
     "MasqueradeTarget",
     "Match",
     "NfacctMatch",
+    "OtherMatch",
+    "OtherTarget",
     "PortMatch",
     "PortRange",
     "ProtocolMatch",
@@ -73,6 +89,8 @@ __all__ = [
     "StatisticMatch",
     "Table",
     "Target",
+    "UnknownMatch",
+    "UnknownTarget",
     "save_string",
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Final
 
 from svcsim.netfilter.ipset import SetMatch
 from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
@@ -34,6 +35,15 @@ from svcsim.netfilter.model import (
     Rule,
     StatisticMatch,
     Target,
+)
+from svcsim.netfilter.other_extensions import (
+    MATCH_OPTIONS,
+    TARGET_OPTIONS,
+    ExtOption,
+    OtherMatch,
+    OtherTarget,
+    UnknownMatch,
+    UnknownTarget,
 )
 from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.statistic import threshold_from_probability
@@ -135,10 +145,29 @@ _PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 
 @dataclass(slots=True)
 class _Ext:
-    """An extension being parsed: its name and ``option -> (negated, values)`` in order."""
+    """An extension being parsed: its name and ``option -> (negated, values)`` in order.
+
+    ``raw`` is set (lenient parsing only) once the extension or one of its options is unknown:
+    from then on its tokens are kept as read.
+    """
 
     name: str
     options: dict[str, tuple[bool, list[str]]] = field(default_factory=dict)
+    raw: list[str] | None = None
+
+    def to_raw(self) -> list[str]:
+        """Switch to keeping tokens as read; the options parsed so far become tokens again."""
+        if self.raw is None:
+            self.raw = [
+                t
+                for flag, (neg, vals) in self.options.items()
+                for t in (["!"] if neg else []) + [flag, *vals]
+            ]
+        return self.raw
+
+
+_BOUNDARIES = frozenset({"-m", "--match", "-j", "--jump", "-g", "--goto", *_GENERIC})
+"""Tokens that end an unknown extension's options (what iptables' parser dispatches on)."""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -150,6 +179,85 @@ def parse_rule(text: str) -> Rule:
     cached: a Rule is an immutable value, and every kube-proxy sync re-writes mostly the same
     lines.
     """
+    return _parse(text, lenient=False)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def parse_node_rule(text: str) -> Rule:
+    """Parse a rule of a real node's ``iptables-save`` output, whoever wrote it.
+
+    Besides kube-proxy's extensions this knows the ones of
+    :data:`~svcsim.netfilter.other_extensions.MATCH_OPTIONS` and ``TARGET_OPTIONS``
+    (:class:`~svcsim.netfilter.other_extensions.OtherMatch`, ``OtherTarget``). An extension it
+    does not know, or a known one with an option it does not know, is kept as an
+    :class:`~svcsim.netfilter.other_extensions.UnknownMatch` (``UnknownTarget``) holding the
+    tokens as read: the caller decides whether that is an error (a walk reaches it) or a
+    warning. Malformed text (an unterminated quote, an option without its value, a stray
+    argument) still raises :class:`IptablesSyntaxError`.
+    """
+    return _parse(text, lenient=True)
+
+
+def _match_table(name: str, lenient: bool) -> dict[str, int] | None:
+    """The options of match ``name`` (None if unknown); lenient parsing knows more of them."""
+    if lenient and name in MATCH_OPTIONS:
+        return MATCH_OPTIONS[name]
+    return _MATCH_OPTIONS.get(name)
+
+
+def _target_table(name: str, lenient: bool) -> dict[str, int]:
+    """The options of target ``name`` (none for a chain); lenient parsing knows more of them."""
+    if lenient and name in TARGET_OPTIONS:
+        return TARGET_OPTIONS[name]
+    return _TARGET_OPTIONS.get(name, {})
+
+
+_UNTYPED_OPTIONS: Final = frozenset({"--to-ports", "--persistent"})
+"""Options kube-proxy's typed targets parse but do not keep (MASQUERADE, DNAT): a node rule
+with one of them is kept as an :class:`OtherTarget` so that nothing is lost."""
+
+
+def _typed_match(ext: _Ext) -> bool:
+    """True if kube-proxy's typed class for ``ext`` holds every option ``ext`` has."""
+    known = _MATCH_OPTIONS.get(ext.name)
+    return known is not None and all(flag in known for flag in ext.options)
+
+
+def _node_match(ext: _Ext) -> Match:
+    """A match of a real node's rule: typed if it can be, else as saved, else unknown."""
+    if ext.raw is not None:
+        return UnknownMatch(ext.name, tuple(ext.raw))
+    if _typed_match(ext):
+        try:
+            return _build_match(ext)
+        except IptablesSyntaxError:
+            pass  # e.g. statistic --mode nth: kept as saved below
+    return OtherMatch(ext.name, _options(ext))
+
+
+def _node_target(ext: _Ext, goto: bool) -> Target:
+    """A target of a real node's rule: typed if it can be, else as saved, else unknown."""
+    if ext.raw is not None:
+        return UnknownTarget(ext.name, tuple(ext.raw))
+    typed = ext.name in _TARGET_OPTIONS or ext.name not in TARGET_OPTIONS
+    if typed and not any(flag in _UNTYPED_OPTIONS for flag in ext.options):
+        try:
+            built = _build_target(ext, goto)
+        except IptablesSyntaxError:
+            built = None
+        # A DNAT to an address range is a NAT choice the typed target cannot hold.
+        if built is not None and not (isinstance(built, DnatTarget) and "-" in built.address):
+            return built
+    if ext.name not in TARGET_OPTIONS:
+        return UnknownTarget(ext.name, tuple(ext.to_raw()))
+    return OtherTarget(ext.name, _options(ext))
+
+
+def _options(ext: _Ext) -> tuple[ExtOption, ...]:
+    return tuple(ExtOption(flag, tuple(vals), neg) for flag, (neg, vals) in ext.options.items())
+
+
+def _parse(text: str, lenient: bool) -> Rule:
     tokens = tokenize(text)
     generic: dict[str, tuple[bool, str]] = {}
     exts: list[_Ext] = []
@@ -163,8 +271,19 @@ def parse_rule(text: str) -> Rule:
             raise IptablesSyntaxError(f"option {tokens[i]!r} needs a value in {text!r}")
         return tokens[i + 1 : i + 1 + n]
 
+    def boundary(at: int) -> bool:
+        tok = tokens[at]
+        if tok == "!":
+            return at + 1 < len(tokens) and tokens[at + 1] in _BOUNDARIES
+        return tok in _BOUNDARIES
+
     while i < len(tokens):
         tok = tokens[i]
+        current = target if target is not None else (exts[-1] if exts else None)
+        if current is not None and current.raw is not None and not boundary(i):
+            current.raw.append(tok)
+            i += 1
+            continue
         if tok == "!":
             negate = True
             i += 1
@@ -175,9 +294,12 @@ def parse_rule(text: str) -> Rule:
             i += 2
         elif tok in ("-m", "--match"):
             (name,) = value(1)
-            if name not in _MATCH_OPTIONS:
-                raise IptablesSyntaxError(f"unknown match extension {name!r} in {text!r}")
-            exts.append(_Ext(name))
+            if _match_table(name, lenient) is None:
+                if not lenient:
+                    raise IptablesSyntaxError(f"unknown match extension {name!r} in {text!r}")
+                exts.append(_Ext(name, raw=[]))
+            else:
+                exts.append(_Ext(name))
             i += 2
         elif tok in ("-j", "--jump", "-g", "--goto"):
             (name,) = value(1)
@@ -185,10 +307,22 @@ def parse_rule(text: str) -> Rule:
             target = _Ext(name)
             i += 2
         elif tok.startswith("--"):
-            owner = _owner(tok, exts, target, generic)
+            owner = _owner(tok, exts, target, generic, lenient)
+            if owner is None and lenient and current is not None:
+                # An option svcsim does not know: keep this extension's tokens as read.
+                current.to_raw().extend(["!", tok] if negate else [tok])
+                negate = False
+                i += 1
+                continue
             if owner is None:
                 raise IptablesSyntaxError(f"unknown option {tok!r} in {text!r}")
-            nvals = (_TARGET_OPTIONS if owner is target else _MATCH_OPTIONS)[owner.name][tok]
+            table = (
+                _target_table(owner.name, lenient)
+                if owner is target
+                else _match_table(owner.name, lenient)
+            )
+            assert table is not None
+            nvals = table[tok]
             owner.options[tok] = (negate, value(nvals))
             i += 1 + nvals
         else:
@@ -196,17 +330,24 @@ def parse_rule(text: str) -> Rule:
         negate = False
     if negate:
         raise IptablesSyntaxError(f"dangling '!' in {text!r}")
-    return _build_rule(text, generic, exts, target, goto)
+    return _build_rule(text, generic, exts, target, goto, lenient)
 
 
 def _owner(
-    option: str, exts: list[_Ext], target: _Ext | None, generic: dict[str, tuple[bool, str]]
+    option: str,
+    exts: list[_Ext],
+    target: _Ext | None,
+    generic: dict[str, tuple[bool, str]],
+    lenient: bool = False,
 ) -> _Ext | None:
     """The extension an option belongs to: the target, else the latest match that knows it."""
-    if target is not None and option in _TARGET_OPTIONS.get(target.name, {}):
-        return target
+    if target is not None:
+        if target.raw is None and option in _target_table(target.name, lenient):
+            return target
+        if lenient:
+            return None  # options after the target are the target's (iptables-save order)
     for ext in reversed(exts):
-        if option in _MATCH_OPTIONS[ext.name]:
+        if ext.raw is None and option in (_match_table(ext.name, lenient) or {}):
             return ext
     proto = generic.get("protocol", (False, ""))[1]
     if proto in _PORT_PROTOCOLS and option in _MATCH_OPTIONS[proto]:
@@ -384,6 +525,7 @@ def _build_rule(
     exts: list[_Ext],
     target: _Ext | None,
     goto: bool,
+    lenient: bool = False,
 ) -> Rule:
     def addr(key: str) -> AddressMatch | None:
         return AddressMatch(_network(generic[key][1]), generic[key][0]) if key in generic else None
@@ -402,6 +544,12 @@ def _build_rule(
         in_interface=iface("in"),
         out_interface=iface("out"),
         protocol=ProtocolMatch(proto[1].lower(), proto[0]) if proto else None,
-        matches=tuple(_build_match(e) for e in exts),
-        target=_build_target(target, goto) if target is not None else None,
+        matches=tuple((_node_match if lenient else _build_match)(e) for e in exts),
+        target=(
+            None
+            if target is None
+            else _node_target(target, goto)
+            if lenient
+            else _build_target(target, goto)
+        ),
     )

@@ -24,7 +24,6 @@ the packet. MARK rewrites the mark and continues.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol
 
 from svcsim.netfilter.ipset import IpsetTable, PacketFields, SetMatch
 from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
@@ -41,13 +40,18 @@ from svcsim.netfilter.model import (
     MasqueradeTarget,
     Match,
     NfacctMatch,
+    OtherMatch,
+    OtherTarget,
     PortMatch,
     RecentMatch,
     RejectTarget,
     Rule,
     Ruleset,
     StatisticMatch,
+    UnknownMatch,
+    UnknownTarget,
 )
+from svcsim.netfilter.other_eval import NodeFacts
 from svcsim.netfilter.packet import (
     NodeNetwork,
     Outcome,
@@ -60,46 +64,48 @@ from svcsim.netfilter.packet import (
 from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.statistic import THRESHOLD_SCALE
+from svcsim.netfilter.walk_other import (
+    BranchingDecider,
+    Decider,
+    End,
+    OtherSoftware,
+    StoppedWalkError,
+    TraceError,
+)
+
+__all__ = [
+    "BranchingDecider",
+    "Decider",
+    "DrawSource",
+    "KernelDecider",
+    "StoppedWalkError",
+    "TraceError",
+    "walk",
+]
 
 DrawSource = Callable[[], int] | Iterator[int]
 """Where 31-bit draws come from: a callable, or an iterator of fixed values (tests)."""
 
 
-class TraceError(ValueError):
-    """A ruleset the kernel would not have loaded, or a walk that cannot go on."""
-
-
-class Decider(Protocol):
-    """Where the walk's non-deterministic decisions come from; each returns (result, detail)."""
-
-    def statistic(self, match: StatisticMatch) -> tuple[bool, str]:
-        """The result of a statistic match that was reached (negation applied)."""
-        ...
-
-    def recent(self, match: RecentMatch, src: IPAddress, dst: IPAddress) -> tuple[bool, str]:
-        """The result of a recent match that was reached, after its effects on the lists."""
-        ...
-
-
 _HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "PREROUTING": ("raw", "mangle", "nat"),
-    "INPUT": ("mangle", "filter", "nat"),
-    "FORWARD": ("mangle", "filter"),
-    "OUTPUT": ("raw", "mangle", "nat", "filter"),
+    "INPUT": ("mangle", "filter", "security", "nat"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "mangle", "nat", "filter", "security"),
     "POSTROUTING": ("mangle", "nat"),
 }
-"""Tables registered at each hook, in priority order (include/uapi/linux/netfilter_ipv4.h)."""
+"""Tables registered at each hook, in priority order (include/uapi/linux/netfilter_ipv4.h:
+raw -300, mangle -150, nat DNAT -100, filter 0, security 50, nat SNAT 100)."""
 
 _IN_HOOKS = frozenset({"PREROUTING", "INPUT", "FORWARD"})
 _OUT_HOOKS = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
 _MAX_STACK = 1024
 _MAX_EVALUATIONS = 1_000_000
 
-_End = tuple[VerdictKind, str | None]
-"""How a table traversal ended: ACCEPT (go on), DROP, or REJECT with its type."""
+_End = End
 
 
-class _Walker:
+class _Walker(OtherSoftware):
     """One packet's walk; mutable state that :func:`walk` turns into an :class:`Outcome`."""
 
     def __init__(
@@ -110,12 +116,20 @@ class _Walker:
         decider: Decider,
         record: bool,
         ipsets: IpsetTable | None = None,
+        facts: NodeFacts | None = None,
     ) -> None:
         self.ruleset, self.network, self.decider, self.record = ruleset, network, decider, record
         self.ipsets = ipsets
+        self.facts = facts if facts is not None else NodeFacts()
         self.packet = packet
         self.src, self.dst = parse_ip(packet.src), parse_ip(packet.dst)
+        self.orig_dst, self.orig_dport = self.dst, packet.dport
         self.dport, self.mark = packet.dport, packet.mark
+        self.ctmark = 0
+        self.untracked = False
+        self.snat: str | None = None
+        self.at: tuple[str, str, str, int, Rule] = ("", "", "", 0, Rule(""))
+        """The rule being evaluated: (hook, table, chain, index, rule), for stops."""
         self.in_iface = network.in_interface(packet)
         self.dnat: tuple[str, int] | None = None
         self.masquerade = False
@@ -132,7 +146,7 @@ class _Walker:
                 self.route(f"{self.dst} is local: back in through lo to INPUT")
                 self.in_iface = "lo"
                 end = self.hook("PREROUTING", ("raw", "mangle")) or self.hook(
-                    "INPUT", ("mangle", "filter")
+                    "INPUT", ("mangle", "filter", "security")
                 )
             elif end is None:
                 self.route(f"{self.dst} leaves via {self.network.out_interface(self.dst)}")
@@ -168,6 +182,8 @@ class _Walker:
             chain = self.ruleset.chain(table, hook)
             if chain is None:
                 continue
+            if table == "nat" and self.untracked:
+                continue  # NAT needs a conntrack entry: nf_nat never sees untracked packets
             end = self.table(hook, table, chain)
             if end[0] is not VerdictKind.ACCEPT:
                 return end
@@ -188,6 +204,7 @@ class _Walker:
             if evaluations > _MAX_EVALUATIONS:
                 raise TraceError(f"walk through {table} {hook} does not end (a chain loop?)")
             rule = chain.rules[index]
+            self.at = (hook, table, chain.name, index, rule)
             matched, detail = self.rule_matches(rule, hook)
             depth = len(stack) - 1
             if not matched:
@@ -218,6 +235,10 @@ class _Walker:
             elif isinstance(target, RejectTarget):
                 action = f"REJECT {target.reject_with}"
                 end = (VerdictKind.REJECT, target.reject_with)
+            elif isinstance(target, OtherTarget):
+                action, end = self.other_target(target, hook)
+            elif isinstance(target, UnknownTarget):
+                self.stop(f"-j {target.name} is not known to svcsim", unknown=True)
             else:  # pragma: no cover - the Target union is closed
                 raise TraceError(f"unknown target {target!r}")
             self.step(hook, table, chain, index, rule, True, action, detail, depth)
@@ -323,16 +344,20 @@ class _Walker:
             return False, ""
         details: list[str] = []
         for match in rule.matches:
-            ok, detail = self.match(match)
+            ok, detail = self.match(match, hook)
             if detail:
                 details.append(detail)
             if not ok:
                 return False, "; ".join(details)
         return True, "; ".join(details)
 
-    def match(self, match: Match) -> tuple[bool, str]:
+    def match(self, match: Match, hook: str = "") -> tuple[bool, str]:
         if isinstance(match, CommentMatch | NfacctMatch):
             return True, ""
+        if isinstance(match, OtherMatch):
+            return self.other_match(match, hook)
+        if isinstance(match, UnknownMatch):
+            self.stop(f"-m {match.name} is not known to svcsim", unknown=True)
         if isinstance(match, PortMatch):
             ok = match.protocol == self.packet.protocol
             if ok and match.source_port is not None:
@@ -353,12 +378,7 @@ class _Walker:
         if isinstance(match, StateMatch):
             return match.matches(frozenset({"NEW"})), ""
         if isinstance(match, ConntrackMatch):
-            states = {"NEW"}
-            if self.dnat is not None:
-                states.add("DNAT")
-            if self.masquerade:
-                states.add("SNAT")
-            return match.matches(frozenset(states)), ""
+            return match.matches(self.states()), ""
         if isinstance(match, SetMatch | PhysdevMatch | IpvsMatch):
             return self.ipvs_mode_match(match), ""
         raise TraceError(f"match {match!r} is not modelled")  # pragma: no cover
@@ -378,6 +398,17 @@ class _Walker:
         except KeyError as exc:
             raise TraceError(str(exc.args[0])) from None
 
+    def states(self) -> frozenset[str]:
+        """The connection-tracking states of the first packet, as ``--ctstate`` sees them."""
+        if self.untracked:
+            return frozenset({"UNTRACKED"})
+        states = {"NEW"}
+        if self.dnat is not None:
+            states.add("DNAT")
+        if self.masquerade or self.snat is not None:
+            states.add("SNAT")
+        return frozenset(states)
+
     def addrtype(self, match: AddrTypeMatch) -> bool:
         for wanted, negated, address in (
             (match.src_type, match.src_negated, self.src),
@@ -396,14 +427,18 @@ def walk(
     *,
     record: bool,
     ipsets: IpsetTable | None = None,
+    facts: NodeFacts | None = None,
 ) -> tuple[Outcome, list[TraceStep]]:
     """Walk ``packet`` through ``ruleset`` taking decisions from ``decider``.
 
     The walk is a deterministic function of the decider's answers: that is what lets
     :mod:`svcsim.netfilter.index` enumerate every path. ``record`` keeps the steps.
-    ``ipsets`` answers ``-m set`` matches (IPVS mode).
+    ``ipsets`` answers the typed ``-m set`` matches of kube-proxy's IPVS-mode rules.
+    ``facts`` (ipset members) help decide other software's rules; what they cannot decide is
+    asked of the decider's ``undecided`` (a :class:`BranchingDecider`), and without one the
+    walk stops with :class:`StoppedWalkError` - as it does at an extension svcsim does not know.
     """
-    walker = _Walker(ruleset, packet, network, decider, record, ipsets)
+    walker = _Walker(ruleset, packet, network, decider, record, ipsets, facts)
     outcome = walker.run()
     return outcome, walker.steps
 

@@ -1,0 +1,215 @@
+"""``svcsim diff``: does a node hold what kube-proxy should have written there? Per Service.
+
+Exit codes as diff(1): 0 the node agrees, 1 it does not, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from svcsim.cli.common import fail, note, warn
+from svcsim.cli.node_dump import IpsetOpt, PodInterfaceOpt, UplinkOpt
+from svcsim.cli.rules import (
+    BridgeOpt,
+    ClusterCidrOpt,
+    DetectLocalModeOpt,
+    LocalhostNodePortsOpt,
+    ManifestArgs,
+    MasqAllOpt,
+    MasqBitOpt,
+    NfacctOpt,
+    NodeIpOpt,
+    NodeOpt,
+    NodePortAddressesOpt,
+    PrefixOpt,
+    ProxySwitches,
+    RandomFullyOpt,
+    ServiceCidrOpt,
+    _compile_node,
+)
+from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR
+
+if TYPE_CHECKING:
+    from svcsim.k8s import Manifests
+    from svcsim.proxy.context import NodeContext
+    from svcsim.proxy.node_diff import NodeDiff
+
+DIFFER = 1
+"""Exit code when the node does not hold what kube-proxy should have written."""
+
+
+def diff(
+    ctx: typer.Context,
+    manifests: ManifestArgs,
+    node: NodeOpt,
+    iptables_save: Annotated[
+        Path,
+        typer.Option(
+            "--iptables-save", help="The node's rules: output of 'iptables-save [-c]' run on it."
+        ),
+    ],
+    node_ip: NodeIpOpt = None,
+    cluster_cidr: ClusterCidrOpt = None,
+    masquerade_bit: MasqBitOpt = 14,
+    masquerade_all: MasqAllOpt = False,
+    detect_local_mode: DetectLocalModeOpt = "ClusterCIDR",
+    pod_bridge_interface: BridgeOpt = None,
+    pod_interface_name_prefix: PrefixOpt = None,
+    nodeport_addresses: NodePortAddressesOpt = None,
+    localhost_nodeports: LocalhostNodePortsOpt = True,
+    random_fully: RandomFullyOpt = True,
+    nfacct: NfacctOpt = True,
+    service_cidr: ServiceCidrOpt = DEFAULT_SERVICE_CIDR,
+    ipset: IpsetOpt = None,
+    pod_interface: PodInterfaceOpt = "veth0",
+    uplink_interface: UplinkOpt = "eth0",
+    output_format: Annotated[
+        Literal["text", "json"],
+        typer.Option("--format", help="text (per Service, readable) or json."),
+    ] = "text",
+) -> None:
+    """Compare a node's iptables-save with what kube-proxy should have written, per Service.
+
+    Both are walked, not diffed as text: for each Service port, its cluster IP (from a local
+    Pod and from the node), NodePort, external and load-balancer IPs (from outside) go through
+    both rulesets, and what differs is said per Service: stale or missing endpoints, Services
+    without rules, probability, masquerade, affinity, other software's rules on the path, chains
+    nobody references. Give kube-proxy's flags as on the node (as for 'svcsim rules').
+    Exit 0 when the node agrees, 1 when it does not, 2 on bad input.
+    """
+    from svcsim.cli.node_dump import parse_ipsets, read_dump
+    from svcsim.proxy.context import node_network
+    from svcsim.proxy.node_diff import diff_node
+
+    dump = read_dump(iptables_save)
+    facts = parse_ipsets(ipset or [])
+    switches = ProxySwitches(
+        cluster_cidr=cluster_cidr,
+        masquerade_bit=masquerade_bit,
+        masquerade_all=masquerade_all,
+        detect_local_mode=detect_local_mode,
+        pod_bridge_interface=pod_bridge_interface,
+        pod_interface_name_prefix=pod_interface_name_prefix,
+        nodeport_addresses=nodeport_addresses,
+        localhost_nodeports=localhost_nodeports,
+        random_fully=random_fully,
+        nfacct=nfacct,
+    )
+    compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
+    # The interfaces kube-proxy's detector looks at (bridge or prefix modes), unless given.
+    network = node_network(compiled.context, cluster_cidr)
+    if _given(ctx, "pod_interface"):
+        network = dataclasses.replace(network, pod_interface=pod_interface)
+    if _given(ctx, "uplink_interface"):
+        network = dataclasses.replace(network, uplink_interface=uplink_interface)
+    pod_source = _pod_source(compiled.manifests, compiled.context, cluster_cidr)
+    result = diff_node(
+        compiled.manifests.services,
+        compiled.ruleset,
+        dump,
+        network,
+        pod_source=pod_source,
+        facts=facts,
+    )
+    reached = result.reached_unknown()
+    if reached:
+        fail(
+            f"{iptables_save}:{f.line}: {f.message}, and Service traffic reaches this rule"
+            for f in reached
+        )
+    from svcsim.netfilter.node_save import unknown_parts
+
+    warn(
+        f"{iptables_save}:{site.line}: *{site.table} {site.chain}: "
+        f"{', '.join(unknown_parts(rule))} is not known to svcsim; kept, never evaluated "
+        "(no Service probe reaches it)"
+        for site, rule in dump.unknown_rules()
+    )
+    note(result.notes)
+    if output_format == "json":
+        typer.echo(json.dumps(_as_json(result, iptables_save), indent=2))
+    else:
+        typer.echo(_as_text(result, iptables_save, node))
+    if not result.agrees:
+        raise typer.Exit(DIFFER)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True if the user gave option ``name`` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _pod_source(manifests: Manifests, context: NodeContext, cluster_cidr: str | None) -> str | None:
+    """A local Pod's address for Pod probes: inside the Node's podCIDR, else the cluster CIDR.
+
+    The last usable address of the range: not a Service endpoint in any usual cluster, so a
+    probe is not hairpin traffic by accident.
+    """
+    cidrs = [c for n in manifests.nodes if n.meta.name == context.node_name for c in n.pod_cidrs]
+    for cidr in [*cidrs, *([cluster_cidr] if cluster_cidr else [])]:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if network.version == 4 and network.num_addresses >= 4:
+            return str(network.network_address + network.num_addresses - 2)
+    return None
+
+
+def _as_text(result: NodeDiff, path: Path, node: str) -> str:
+    lines = []
+    for service in result.services:
+        state = "agrees" if service.agrees else "DIFFERS"
+        lines.append(f"{service.service}  ({', '.join(service.frontends)})  {state}")
+        for finding in service.findings:
+            mark = "  ?" if finding.condition else "  !" if finding.differs else "  -"
+            at = f"  [{path}:{finding.line}]" if finding.line else ""
+            when = f" - only if {finding.condition}" if finding.condition else ""
+            lines.append(f"{mark} {finding.message}{when}{at}")
+    if result.elsewhere:
+        lines.append("not tied to a Service of the cluster:")
+        for finding in result.elsewhere:
+            mark = "  !" if finding.differs else "  -"
+            lines.append(f"{mark} {finding.message}")
+    verdict = "agrees with" if result.agrees else "differs from"
+    lines.append(f"{node} {verdict} what kube-proxy should have written")
+    if any(f.condition for s in result.services for f in s.findings):
+        lines.append(
+            "(? = holds only for some answers to what the rules alone cannot tell; "
+            "give --ipset NAME=MEMBERS to decide ipsets)"
+        )
+    return "\n".join(lines)
+
+
+def _as_json(result: NodeDiff, path: Path) -> dict[str, object]:
+    def finding(f: object) -> dict[str, object]:
+        from svcsim.proxy.node_findings import Finding
+
+        assert isinstance(f, Finding)
+        return {
+            "kind": f.kind,
+            "message": f.message,
+            "line": f.line,
+            "differs": f.differs,
+            "only_if": f.condition or None,
+        }
+
+    return {
+        "file": str(path),
+        "agrees": result.agrees,
+        "services": [
+            {
+                "service": s.service,
+                "frontends": list(s.frontends),
+                "agrees": s.agrees,
+                "findings": [finding(f) for f in s.findings],
+            }
+            for s in result.services
+        ],
+        "elsewhere": [finding(f) for f in result.elsewhere],
+        "notes": list(result.notes),
+    }
