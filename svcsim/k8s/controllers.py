@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from svcsim.k8s.fields import ip_family, normalize_ip
 from svcsim.k8s.load import Manifests
@@ -35,6 +36,7 @@ from svcsim.k8s.objects import (
     ServiceType,
     pair_value,
 )
+from svcsim.k8s.topology_hints import hint_endpoints
 
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
@@ -101,6 +103,7 @@ def endpoint_slices_for_service(
     max_endpoints_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE,
     *,
     nodes: Sequence[Node] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[EndpointSlice, ...]:
     """The EndpointSlices the EndpointSlice controller keeps for ``service``.
 
@@ -130,6 +133,10 @@ def endpoint_slices_for_service(
     Service without a cluster IP, ``service.kubernetes.io/headless``. Address families come
     from the cluster IPs; a headless Service gets IPv4, or IPv6 when the selected Pods only
     have IPv6 addresses (the API server would have set ``ipFamilies`` to the cluster's family).
+
+    Hints: as :func:`svcsim.k8s.topology_hints.hint_endpoints` gives them, over each family's
+    endpoints in slice order; why ``topology-mode: Auto`` hints were removed, if they were,
+    is appended to ``notes``.
     """
     if not 1 <= max_endpoints_per_slice <= MAX_MAX_ENDPOINTS_PER_SLICE:
         raise ValueError(
@@ -171,6 +178,7 @@ def endpoint_slices_for_service(
                 )
                 meta = ObjectMeta(name, ns, labels, source=service.meta.source)
                 family_slices.append(EndpointSlice(meta, family, chunk, ports))
+        family_slices = _with_hints(service, family_slices, nodes, notes)
         if not family_slices:
             name = generated_name(service.meta.name, ns, service.meta.name, family, "placeholder")
             family_slices.append(
@@ -178,6 +186,26 @@ def endpoint_slices_for_service(
             )
         out.extend(family_slices)
     return tuple(out)
+
+
+def _with_hints(
+    service: Service,
+    slices: list[EndpointSlice],
+    nodes: Sequence[Node] | None,
+    notes: list[str] | None,
+) -> list[EndpointSlice]:
+    """``slices`` with the hints the Service asks for (topology_hints.hint_endpoints)."""
+    endpoints = [e for s in slices for e in s.endpoints]
+    hinted, why = hint_endpoints(service, endpoints, nodes)
+    if why is not None and notes is not None:
+        notes.append(why)
+    out: list[EndpointSlice] = []
+    start = 0
+    for s in slices:
+        chunk = hinted[start : start + len(s.endpoints)]
+        start += len(s.endpoints)
+        out.append(s if chunk == s.endpoints else replace(s, endpoints=chunk))
+    return out
 
 
 def _controller_labels(service: Service) -> tuple[tuple[str, str], ...]:

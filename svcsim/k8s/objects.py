@@ -133,6 +133,8 @@ class Service:
     session_affinity_timeout_s: int = DEFAULT_CLIENT_IP_AFFINITY_SECONDS
     external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
     internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    traffic_distribution: str | None = None
+    """``spec.trafficDistribution`` (``PreferClose``, ``PreferSameZone``, ``PreferSameNode``)."""
     health_check_node_port: int = 0
     publish_not_ready_addresses: bool = False
     allocate_load_balancer_node_ports: bool = True
@@ -167,6 +169,8 @@ class Endpoint:
     node_name: str | None = None
     zone: str | None = None
     hint_zones: tuple[str, ...] = ()
+    hint_nodes: tuple[str, ...] = ()
+    """``hints.forNodes`` (``trafficDistribution: PreferSameNode``)."""
     target_ref: str | None = None
     """``namespace/name`` of the Pod behind the endpoint, when known."""
 
@@ -270,6 +274,8 @@ class Node:
     internal_ips: tuple[str, ...] = ()
     external_ips: tuple[str, ...] = ()
     pod_cidrs: tuple[str, ...] = ()
+    cpu_millis: int = 0
+    """``status.allocatable.cpu`` in millicores (0: not given)."""
 
     @property
     def zone(self) -> str | None:

@@ -231,19 +231,22 @@ def _slice_endpoint(r: Reader, em: YMap, path: str, address_type: str, ns: str) 
         node_name = node_name or dict(topo).get("kubernetes.io/hostname")
         zone = zone or dict(topo).get("topology.kubernetes.io/zone")
     hint_zones: list[str] = []
+    hint_nodes: list[str] = []
     hints = r.mapping(em, "hints", path)
     if hints is not None:
         hpath = join(path, "hints")
-        for zpath, zm in r.maps(hints, "forZones", hpath):
-            zname = r.string(zm, "name", zpath, required=True)
-            if zname:
-                hint_zones.append(zname)
+        for key, found in (("forZones", hint_zones), ("forNodes", hint_nodes)):
+            for zpath, zm in r.maps(hints, key, hpath):
+                zname = r.string(zm, "name", zpath, required=True)
+                if zname:
+                    found.append(zname)
     return Endpoint(
         addresses=tuple(addresses),
         conditions=conditions,
         node_name=node_name or None,
         zone=zone or None,
         hint_zones=tuple(hint_zones),
+        hint_nodes=tuple(hint_nodes),
         target_ref=target_ref(r, em, path, ns),
     )
 
@@ -400,6 +403,16 @@ def parse_node(doc: YMap, r: Reader, origin: str) -> Node:
     internal: list[str] = []
     external: list[str] = []
     status = r.mapping(doc, "status", "") or YMap(doc.line)
+    cpu = 0
+    allocatable = r.mapping(status, "allocatable", "status")
+    if allocatable is not None:
+        text = allocatable.get("cpu")
+        if text is not None:
+            cpu = cpu_millis(str(text))
+            if cpu < 0:
+                at = allocatable.line_of("cpu")
+                r.error(at, "status.allocatable.cpu", f"not a CPU quantity: {str(text)!r}")
+                cpu = 0
     for apath, am in r.maps(status, "addresses", "status"):
         kind = r.string(am, "type", apath, required=True)
         target = {"InternalIP": internal, "ExternalIP": external}.get(kind or "")
@@ -409,4 +422,14 @@ def parse_node(doc: YMap, r: Reader, origin: str) -> Node:
                 r.error(am.line_of("address"), join(apath, "address"), "required")
             elif ip is not None:
                 target.append(ip)
-    return Node(meta, tuple(internal), tuple(external), tuple(cidrs))
+    return Node(meta, tuple(internal), tuple(external), tuple(cidrs), cpu_millis=cpu)
+
+
+def cpu_millis(text: str) -> int:
+    """A CPU quantity (``4``, ``3500m``, ``0.5``) in millicores; -1 if it is not one."""
+    try:
+        if text.endswith("m"):
+            return int(text[:-1])
+        return round(float(text) * 1000)
+    except (ValueError, OverflowError):
+        return -1

@@ -59,6 +59,9 @@ _SPEC_KEYS = frozenset(
         "trafficDistribution",
     }
 )
+TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
+"""``spec.trafficDistribution`` values the API server takes (PreferSameZone/PreferSameNode
+since Kubernetes 1.33, KEP-3015)."""
 _PORT_KEYS = frozenset({"name", "protocol", "appProtocol", "port", "targetPort", "nodePort"})
 _EXTERNAL = (ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER)
 _TOLERATED = "ignored, as kube-proxy ignores it (the API server would refuse the object)"
@@ -128,6 +131,7 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
     policies = [p.value for p in TrafficPolicy]
     etp = TrafficPolicy(r.choice(spec, "externalTrafficPolicy", "spec", policies, "Cluster"))
     itp = TrafficPolicy(r.choice(spec, "internalTrafficPolicy", "spec", policies, "Cluster"))
+    distribution = r.choice(spec, "trafficDistribution", "spec", TRAFFIC_DISTRIBUTIONS, "") or None
     hc_port = _optional_port(r, spec, "healthCheckNodePort", "spec")
     lb_local = svc_type is ServiceType.LOAD_BALANCER and etp is TrafficPolicy.LOCAL
     if hc_port and type_ok and not lb_local:
@@ -158,6 +162,7 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
         session_affinity_timeout_s=timeout_s,
         external_traffic_policy=etp,
         internal_traffic_policy=itp,
+        traffic_distribution=distribution,
         health_check_node_port=hc_port,
         publish_not_ready_addresses=bool(r.boolean(spec, "publishNotReadyAddresses", "spec")),
         allocate_load_balancer_node_ports=allocate_lb_node_ports is not False,

@@ -375,8 +375,7 @@ def _build_service_endpoints(
                     serving=ep.is_serving,
                     terminating=ep.is_terminating,
                     zone_hints=frozenset(ep.hint_zones),
-                    # The k8s model has no hints.forNodes yet; read it once it does.
-                    node_hints=frozenset(getattr(ep, "hint_nodes", ())),
+                    node_hints=frozenset(ep.hint_nodes),
                 )
                 if info.text not in endpoint_set or not info.terminating:
                     endpoint_set[info.text] = (info, ep.node_name)

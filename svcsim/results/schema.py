@@ -153,6 +153,8 @@ class EventKind(StrEnum):
     """A Pod's readiness endpoint started failing (the app keeps serving)."""
     LB_NODE_HEALTHY = "lb-node-healthy"
     """A Service's cloud load balancer found a node healthy again (it sends there)."""
+    TOPOLOGY_HINTS = "topology-hints"
+    """The EndpointSlice controller enabled or removed a Service's topology hints."""
     LB_NODE_UNHEALTHY = "lb-node-unhealthy"
     """A Service's cloud load balancer found a node unhealthy (it stops sending there)."""
     ROLLOUT = "rollout"

@@ -258,6 +258,7 @@ def _node_object(spec: NodeSpec) -> Node:
         meta=ObjectMeta(spec.name, namespace="", labels=tuple(labels)),
         internal_ips=(spec.ip,),
         pod_cidrs=(spec.pod_cidr,),
+        cpu_millis=spec.cpus * 1000,
     )
 
 

@@ -124,8 +124,14 @@ class World:
         """Note the endpoint sets of a sync that just installed its rules.
 
         The set is the one a Pod's ClusterIP traffic meets on this node: the cluster
-        endpoints, or the local ones for ``internalTrafficPolicy: Local``.
+        endpoints (narrowed by topology hints where kube-proxy obeys them), or the local ones
+        for ``internalTrafficPolicy: Local``.
         """
+        proxy = self.proxies.get(node)
+        zone, prefer = "", True
+        if proxy is not None:
+            zone = proxy.ctx.node_zone or ""
+            prefer = proxy.ctx.prefer_same_traffic_distribution
         if node in self._restarting:
             self._restarting.discard(node)
             self.proxy_changed()  # its state is "up" again
@@ -144,7 +150,7 @@ class World:
                 # The very same frozen inputs as last time, whose set is still the one noted:
                 # computing it again would find it unchanged and record nothing.
                 continue
-            split = categorize_endpoints_shared(eps, info, node)
+            split = categorize_endpoints_shared(eps, info, node, zone, prefer)
             chosen = split.local if info.internal_policy_local else split.cluster
             endpoints = frozenset(e.text for e in chosen)
             key = (node, spn.text)

@@ -57,6 +57,7 @@ from svcsim.k8s.objects import (
     Service,
     ServiceType,
 )
+from svcsim.k8s.topology_hints import auto_hints_requested
 from svcsim.sim.api import ApiServer, EventType, WatchEvent
 from svcsim.sim.config import ControlPlaneDelays, RecordEvent
 
@@ -210,6 +211,8 @@ class EndpointSliceController:
         self._service_s: dict[str, float] = {}
         # Per queue key: slice name -> (slice as written, slice as computed, no trigger time).
         self._owned: dict[tuple[str, str], dict[str, _Owned]] = {}
+        self._hints: dict[str, str] = {}
+        """Per ``topology-mode: Auto`` Service: "enabled" or "disabled: <why>" as last noted."""
         self._dirty: set[tuple[str, str]] = set()
         self._waiting: dict[tuple[str, str], float] = {}
         self.syncs = 0
@@ -319,11 +322,28 @@ class EndpointSliceController:
             if p.meta.namespace == svc.meta.namespace
             and selector_matches(svc.selector, p.meta.labels)
         ]
+        why: list[str] = []
         desired = endpoint_slices_for_service(
-            svc, pods, self.max_endpoints_per_slice, nodes=self.nodes
+            svc, pods, self.max_endpoints_per_slice, nodes=self.nodes, notes=why
         )
         trigger = self.tracker.compute(svc, self._service_s.get(key, self.env.now), pods)
         self._write(("svc", key), desired, trigger)
+        self._note_hints(svc, why)
+
+    def _note_hints(self, svc: Service, why: list[str]) -> None:
+        """Record when a ``topology-mode: Auto`` Service's hints are enabled or removed.
+
+        As the controller's ``TopologyAwareHintsEnabled`` / ``TopologyAwareHintsDisabled``
+        Events (the first state is recorded too).
+        """
+        key = svc.meta.key
+        if not auto_hints_requested(svc):
+            self._hints.pop(key, None)
+            return
+        state = f"disabled: {why[0]}" if why else "enabled"
+        if self._hints.get(key) != state:
+            self._hints[key] = state
+            self.record(self.env.now, "topology-hints", "", key, state)
 
     def _sync_mirror(self, key: str) -> None:
         ep = self._cache["Endpoints"].get(key)

@@ -31,6 +31,7 @@ EXPECTED = (
     "rolling-update-prestop",
     "seed-article",
     "stale-rules",
+    "topology-hints",
     "udp-dns-stale-conntrack",
 )
 """The scenarios issues 3 and 12 ask for (``seed-article``: built from the source article)."""
