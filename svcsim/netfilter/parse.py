@@ -217,8 +217,16 @@ _UNTYPED_OPTIONS: Final = frozenset({"--to-ports", "--persistent"})
 with one of them is kept as an :class:`OtherTarget` so that nothing is lost."""
 
 
+_OWN_RULES_ONLY: Final = frozenset({"set", "physdev", "ipvs", "state"})
+"""Matches typed for kube-proxy's own IPVS and userspace rules (whose ip sets svcsim knows).
+A real node's are kept as saved (:class:`OtherMatch`), so that what only the node knows (an
+ipset's members) is taken from ``--ipset`` or asked, never assumed."""
+
+
 def _typed_match(ext: _Ext) -> bool:
     """True if kube-proxy's typed class for ``ext`` holds every option ``ext`` has."""
+    if ext.name in _OWN_RULES_ONLY:
+        return False
     known = _MATCH_OPTIONS.get(ext.name)
     return known is not None and all(flag in known for flag in ext.options)
 

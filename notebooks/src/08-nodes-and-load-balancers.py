@@ -1,0 +1,164 @@
+"""Cells of notebooks/08-nodes-and-load-balancers.ipynb (see notebooks/build_notebooks.py)."""
+
+# One cell per entry, as the notebook shows it: not for the formatter to rearrange.
+# fmt: off
+CELLS = [
+    ("md", r'''
+    # 08 · When nodes fail, lose the API server, or sit behind a cloud load balancer
+
+    Most Service outages do not start in kube-proxy. A node loses power; a node loses the API
+    server while it keeps forwarding; a cloud load balancer keeps sending to a node whose Pods
+    are gone; topology hints keep a zone's traffic at home whether the zone can take it or not.
+    Each of those is timed by a component *around* kube-proxy, with its own timers, and this
+    notebook replays one scenario for each and derives every failure window from those timers:
+
+    * `scenarios/node-failure.yaml`: node-2 stops at 23 s and boots again at 150 s.
+    * `scenarios/node-partition.yaml`: node-3 loses the API server for 90 s during a rollout.
+    * `scenarios/lb-drain-local.yaml` and `lb-drain-local-prestop.yaml`: draining a node behind
+      an `externalTrafficPolicy: Local` load balancer, without and with a preStop sleep.
+    * `scenarios/topology-hints.yaml`: `trafficDistribution: PreferClose` against
+      `service.kubernetes.io/topology-mode: Auto`.
+
+    Run folders go to a temporary directory that the last cell removes; seeds come from the
+    scenario files.
+    '''),
+    ("code", r'''
+    %matplotlib inline
+    import math
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from svcsim import plots
+    from svcsim.runs import run_scenario
+    from svcsim.scenario.load import load_scenario
+
+    ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "scenarios").is_dir())
+    SCENARIOS = ROOT / "scenarios"
+    workdir = tempfile.TemporaryDirectory(prefix="svcsim-notebook-08-")
+    pd.set_option("display.width", 160)
+
+    def run(name):
+        """Run scenarios/<name>.yaml into the temporary directory; return (scenario, run)."""
+        loaded = load_scenario(SCENARIOS / f"{name}.yaml")
+        outcome = run_scenario(loaded, seed=loaded.scenario.seed, out_dir=Path(workdir.name) / name)
+        print(f"{name}: {outcome.simulated_requests:,} requests, seed {loaded.scenario.seed}")
+        return loaded.scenario, outcome.run
+
+    def events(r, *kinds):
+        """The run's control-plane events of these kinds, in time order."""
+        e = r.events[r.events["kind"].isin(kinds)]
+        return e[["t_s", "kind", "node", "object", "detail"]].reset_index(drop=True)
+
+    def windows_table(r):
+        """The failure windows, rounded to milliseconds."""
+        return r.windows[["service", "node", "start_s", "end_s", "failed", "causes"]].round(3)
+    '''),
+    ("md", r'''
+    ## 1. A node loses power
+
+    Nothing tells the control plane that node-2 stopped. Its kubelet renewed the node's Lease
+    every 10 s (`nodeLeaseDurationSeconds` 40 × 0.25); the node lifecycle controller checks every
+    5 s (`nodeMonitorPeriod`) and marks a node NotReady at the first check where the Lease is
+    older than `nodeMonitorGracePeriod` (50 s since Kubernetes 1.32). Only then are its Pods
+    marked not ready, and only then do the other nodes' kube-proxies stop sending to them.
+    '''),
+    ("code", r'''
+    nf_scenario, nf = run("node-failure")
+    events(nf, "node-failed", "node-not-ready", "pods-evicted", "node-recovered", "node-ready")
+    '''),
+    ("code", r'''
+    lc = nf_scenario.cluster.node_lifecycle
+    failed = nf.events.loc[nf.events["kind"] == "node-failed", "t_s"].iloc[0]
+    renew = lc.node_lease_duration_seconds * 0.25
+    last_lease = math.floor(failed / renew) * renew
+    not_ready = (math.floor((last_lease + lc.node_monitor_grace_period_s)
+                            / lc.node_monitor_period_s) + 1) * lc.node_monitor_period_s
+    print(f"node-2 failed at {failed:g} s; its last Lease renewal was at {last_lease:g} s")
+    print(f"first check more than {lc.node_monitor_grace_period_s:g} s later: {not_ready:g} s")
+    windows_table(nf)
+    '''),
+    ("md", r'''
+    Every other node's window runs from the failure to just after the NotReady check (the
+    EndpointSlice update and one sync later): about 52 s of timeouts (`node-down`: nothing
+    answers, not even with a reset) for a Pod that died at 23 s. A shorter grace period shortens
+    the window, and turns every network blip longer than it into NotReady nodes and evictions.
+    '''),
+    ("code", r'''
+    plots.outcome_timeline(nf)
+    '''),
+    ("md", r'''
+    ## 2. A node loses the API server during a rollout
+
+    A partitioned node keeps running: its Pods serve, its kernel forwards with the rules it has.
+    But its kube-proxy hears of nothing: while `web` is rolled out, node-3's client keeps
+    sending to the old Pods as they go (`node-partitioned`), until the partition heals and
+    kube-proxy relists. The rollout itself stalls: one of its new Pods was scheduled onto node-3
+    before the control plane noticed the silence, and node-3's kubelet never heard of it.
+    '''),
+    ("code", r'''
+    np_scenario, npart = run("node-partition")
+    display(windows_table(npart))
+    events(npart, "node-partitioned", "node-not-ready", "node-recovered", "node-ready")
+    '''),
+    ("code", r'''
+    plots.outcome_timeline(npart)
+    '''),
+    ("md", r'''
+    ## 3. Draining a node behind a cloud load balancer
+
+    With `externalTrafficPolicy: Local`, a node only serves external traffic with its own Pods,
+    and the cloud load balancer learns which nodes have some from kube-proxy's health check on
+    the Service's `healthCheckNodePort` (200 with local ready endpoints, else 503). It probes
+    every 8 s and needs 3 failures in a row (GCE's defaults): up to ~25 s during which it still
+    sends to a drained node.
+    '''),
+    ("code", r'''
+    lb_scenario, lb = run("lb-drain-local")
+    display(windows_table(lb))
+    events(lb, "node-drained", "lb-node-unhealthy", "lb-node-healthy")
+    '''),
+    ("code", r'''
+    plots.outcome_timeline(lb)
+    '''),
+    ("md", r'''
+    The fix is on the Pod: a preStop sleep longer than the load balancer's detection time keeps
+    the terminating Pod serving (kube-proxy falls back to serving terminating endpoints when a
+    node has no ready local one) until the load balancer has stopped sending.
+    '''),
+    ("code", r'''
+    lbp_scenario, lbp = run("lb-drain-local-prestop")
+    print(lbp.requests["outcome"].value_counts().to_dict())
+    events(lbp, "node-drained", "lb-node-unhealthy")
+    '''),
+    ("md", r'''
+    ## 4. Topology hints: PreferClose against topology-mode Auto
+
+    Three zones, one node each, equal CPU. `web-close` asks for `trafficDistribution:
+    PreferClose`: every endpoint is hinted to its own zone, with no overload protection.
+    `web-auto` asks for `topology-mode: Auto`: the EndpointSlice controller shares endpoints out
+    by the zones' CPU and removes all hints when a zone would get fewer than `desired / 1.2`.
+    '''),
+    ("code", r'''
+    th_scenario, th = run("topology-hints")
+    events(th, "topology-hints")
+    '''),
+    ("code", r'''
+    served = th.requests[th.requests["endpoint"] != ""]
+    shares = (served.groupby(["service", "endpoint"], observed=True).size()
+              .groupby(level=0).transform(lambda s: (100 * s / s.sum()).round(1)))
+    shares.rename("share %").to_frame()
+    '''),
+    ("md", r'''
+    `web-close`'s single Pods in zone-b and zone-c each take a third of all requests while
+    zone-a's two Pods take a sixth each. `web-auto`'s spread changes with its hints: uniform
+    with 4 Pods (no hints), zone-local with 6, uniform again with 5.
+    '''),
+    ("code", r'''
+    plots.endpoint_shares(th, "default/web-close:http")
+    '''),
+    ("code", r'''
+    workdir.cleanup()
+    '''),
+]
