@@ -35,6 +35,7 @@ from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
 from svcsim.scenario.workload import Udp, Workload
+from svcsim.sim.network import usable_pod_ip
 from svcsim.sim.rollout import check_rolling_update
 
 SIMULATED_PROXY_MODES = ("iptables",)
@@ -62,10 +63,20 @@ class Checked:
 
 
 def check_scenario(
-    scenario: Scenario, doc: YamlDoc, source: str, objects: ScenarioObjects | None
+    scenario: Scenario,
+    doc: YamlDoc,
+    source: str,
+    objects: ScenarioObjects | None,
+    *,
+    nodes_from_manifests: bool = False,
 ) -> Checked:
-    """Every semantic check of ``scenario``; ``objects`` None (manifests broken) skips theirs."""
+    """Every semantic check of ``scenario``; ``objects`` None (manifests broken) skips theirs.
+
+    ``nodes_from_manifests``: ``cluster.nodes`` was made from the manifests' Node objects
+    (which are then not "ignored").
+    """
     check = _Checks(scenario, doc, source)
+    check.nodes_from_manifests = nodes_from_manifests
     check.proxy_modes()
     outside = None
     if objects is not None:
@@ -144,6 +155,7 @@ class _Checks:
         self.bare_pods: dict[str, Pod] = {}
         self.manual: set[str] = set()
         """Services whose endpoints are written by hand (Endpoints, EndpointSlices)."""
+        self.nodes_from_manifests = False
 
     def _line(self, path: Loc) -> int:
         """The line of ``path``, or of its deepest part written in the file."""
@@ -181,13 +193,14 @@ class _Checks:
     def with_objects(self, objects: ScenarioObjects) -> None:
         initial = objects.initial
         self.duplicates(initial)
-        for node in initial.nodes:
+        for node in () if self.nodes_from_manifests else initial.nodes:
             self.warnings.append(
                 f"{node.meta.source}: Node/{node.meta.name}: ignored: a scenario's nodes are "
                 "cluster.nodes"
             )
         self.deployments = {d.meta.key: d for d in initial.deployments}
         self.bare_pods = {p.meta.key: p for p in initial.pods}
+        self.kept_pod_ips(initial.pods)
         self.manual = _manual_endpoints(initial)
         for index, added in objects.added.items():
             self.manual |= _manual_endpoints(added)
@@ -202,6 +215,31 @@ class _Checks:
         for i, w in enumerate(self.scenario.workloads):
             self.workload(i, w, plan)
         self.timeline(plan)
+
+    def kept_pod_ips(self, pods: Sequence[Pod]) -> None:
+        """Pods of a dump keep their ``status.podIP`` where they can; say where they cannot."""
+        cidrs = {n.name: n.pod_cidr for n in self.scenario.cluster.nodes}
+        taken: dict[str, str] = {}
+        for pod in pods:
+            ip = pod.pod_ip
+            if ip is None:
+                continue
+            where = f"{pod.meta.source}: Pod/{pod.meta.key}: status.podIP {ip}"
+            node = pod.node_name
+            if node is None or node not in cidrs:
+                self.warnings.append(
+                    f"{where}: spec.nodeName {node or '(none)'} is not a node of cluster.nodes: "
+                    "the Pod is scheduled elsewhere and gets a new IP"
+                )
+            elif not usable_pod_ip(cidrs[node], ip):
+                self.warnings.append(
+                    f"{where}: not a Pod address of node {node} (podCIDR {cidrs[node]}): "
+                    "the Pod gets a new IP"
+                )
+            elif ip in taken:
+                self.warnings.append(f"{where}: also Pod/{taken[ip]}'s: this Pod gets a new IP")
+            else:
+                taken[ip] = pod.meta.key
 
     def duplicates(self, initial: Manifests) -> None:
         """Objects defined twice in different files (the loader checks within one file)."""

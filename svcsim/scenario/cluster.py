@@ -208,7 +208,11 @@ def _nodes_schema(schema: dict[str, Any]) -> None:
     # The field is a list once validated, but files may give a count.
     as_list = dict(schema)
     schema.clear()
-    schema["anyOf"] = [{"type": "integer", "minimum": 1, "maximum": MAX_NODES}, as_list]
+    schema["anyOf"] = [
+        {"type": "integer", "minimum": 1, "maximum": MAX_NODES},
+        {"const": "fromManifests"},
+        as_list,
+    ]
     schema["default"] = DEFAULT_NODE_COUNT
 
 
@@ -257,7 +261,8 @@ class Cluster(SchemaModel):
     nodes: tuple[NodeSpec, ...] = Field(
         default_factory=lambda: (), min_length=1, json_schema_extra=_nodes_schema
     )
-    """A node count (``3``, the default) or a list of nodes."""
+    """A node count (``3``, the default), a list of nodes, or ``fromManifests`` (the manifests'
+    Node objects, read by the loader before validation)."""
     cluster_cidr: IPv4CIDR = Field(default=DEFAULT_CLUSTER_CIDR, alias="clusterCIDR")
     """Pod IPs; each node gets one /24 of it."""
     service_cidr: IPv4CIDR = Field(default=DEFAULT_SERVICE_CIDR, alias="serviceCIDR")

@@ -8,6 +8,7 @@ problems of the scenario and of its manifests are collected, then raised togethe
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from svcsim.k8s.fields import describe
 from svcsim.k8s.load import Manifests, load_manifest_text
 from svcsim.k8s.yamlread import YamlFileError, read_file
 from svcsim.scenario.checks import ScenarioObjects, check_scenario
+from svcsim.scenario.cluster import DEFAULT_NODE_COUNT
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.locate import (
     YamlDoc,
@@ -114,16 +116,19 @@ def load_scenario(
         )
     syntax.extend(apply_overrides(doc, overrides, source))
     own: list[tuple[int, str]] = [(_line_of(p), p) for p in syntax]
-    scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     base_dir = file.parent
     texts = _Texts(doc, source, base_dir, own, allow_outside_paths=allow_outside_paths)
     manifests = texts.section(doc.data.get("manifests"), ("manifests",))
+    from_manifests = _nodes_from_manifests(doc, source, manifests, own)
+    scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     timeline_manifests = texts.timeline(doc.data.get("timeline"))
     checked, warnings = _check_manifests([*manifests, *timeline_manifests.values()])
     if scenario is not None and not own:
         # What the scenario means, once every part reads well (else its findings are noise).
         objects = None if checked else _objects(manifests, timeline_manifests)
-        meaning = check_scenario(scenario, doc, source, objects)
+        meaning = check_scenario(
+            scenario, doc, source, objects, nodes_from_manifests=from_manifests
+        )
         checked.extend(meaning.problems)
         warnings = (*warnings, *meaning.warnings)
     # Problems of inline manifests carry this file's lines: sort them in with the rest.
@@ -141,6 +146,57 @@ def load_scenario(
         warnings,
         tuple(overrides),
     )
+
+
+NODES_FROM_MANIFESTS = "fromManifests"
+"""``cluster.nodes: fromManifests``: the nodes are the manifests' Node objects (a dump's)."""
+
+
+def _nodes_from_manifests(
+    doc: YamlDoc, source: str, manifests: list[ManifestText], own: list[tuple[int, str]]
+) -> bool:
+    """Replace ``cluster.nodes: fromManifests`` by the manifests' Node objects; True if done.
+
+    Each Node gives a node named as it is, with its first InternalIP, its Pod CIDR, its
+    ``topology.kubernetes.io/zone`` label and its allocatable CPU (rounded up to whole CPUs).
+    A Node without InternalIP or Pod CIDR is a problem at its line; so is finding no Node.
+    """
+    cluster = doc.data.get("cluster")
+    if not isinstance(cluster, dict) or cluster.get("nodes") != NODES_FROM_MANIFESTS:
+        return False
+    line = doc.lines.get(("cluster", "nodes"), doc.root_line)
+    try:
+        nodes = [n for n in parse_manifests(manifests).nodes if n.meta.name]
+    except ManifestErrors:
+        nodes = []  # the manifests' own problems are reported with the others
+        broken = True
+    else:
+        broken = False
+    filled: list[dict[str, Any]] = []
+    for node in nodes:
+        lacks = [what for what, have in (("InternalIP", node.internal_ips),
+                                         ("podCIDR", node.pod_cidrs)) if not have]  # fmt: skip
+        if lacks:
+            why = (
+                f"has no {' and no '.join(lacks)}: cluster.nodes {NODES_FROM_MANIFESTS} needs both"
+            )
+            own.append((line, f"{node.meta.source}: Node/{node.meta.name}: {why}"))
+            continue
+        spec: dict[str, Any] = {
+            "name": node.meta.name,
+            "ip": node.internal_ips[0],
+            "podCIDR": node.pod_cidrs[0],
+        }
+        if node.zone:
+            spec["zone"] = node.zone
+        if node.cpu_millis > 0:
+            spec["cpus"] = max(1, math.ceil(node.cpu_millis / 1000))
+        filled.append(spec)
+    if not nodes and not broken:
+        why = f"{NODES_FROM_MANIFESTS}, but the manifests hold no Node object"
+        own.append((line, f"{source}:{line}: cluster.nodes: {why}"))
+    cluster["nodes"] = filled or DEFAULT_NODE_COUNT  # (problems above say why it is empty)
+    return True
 
 
 def _line_of(problem: str) -> int:

@@ -359,6 +359,7 @@ class EndpointSliceController:
     ) -> None:
         owned = self._owned.setdefault(qkey, {})
         service = qkey[1]
+        desired = _keep_names(desired, owned)
         for d in desired:
             previous = owned.get(d.meta.name)
             if previous is not None and previous[1] == d:
@@ -381,3 +382,29 @@ class EndpointSliceController:
 
     def _event(self, endpoint_slice: EndpointSlice, detail: str) -> None:
         self.record(self.env.now, "slice-updated", "", endpoint_slice.meta.key, detail)
+
+
+def _same_content(a: EndpointSlice, b: EndpointSlice) -> bool:
+    """Same address type, ports and endpoints (names, labels and annotations aside)."""
+    return (a.address_type, a.ports, a.endpoints) == (b.address_type, b.ports, b.endpoints)
+
+
+def _keep_names(desired: Sequence[EndpointSlice], owned: dict[str, _Owned]) -> list[EndpointSlice]:
+    """``desired``, each renamed to an owned slice that already holds exactly its content.
+
+    The reconciler keeps a slice that still holds what it should (whatever its generated
+    name): so a Service's slices read from a cluster dump stay as they are instead of being
+    deleted and recreated under svcsim's names. Such a slice is then unchanged (no write).
+    """
+    names = {d.meta.name for d in desired}
+    free = [(name, written) for name, (written, _) in owned.items() if name not in names]
+    out: list[EndpointSlice] = []
+    for d in desired:
+        if d.meta.name not in owned:
+            match = next((i for i, (_, w) in enumerate(free) if _same_content(w, d)), None)
+            if match is not None:
+                name, written = free.pop(match)
+                d = replace(d, meta=replace(d.meta, name=name))
+                owned[name] = (written, d)
+        out.append(d)
+    return out

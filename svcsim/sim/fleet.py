@@ -56,9 +56,19 @@ class PodFleet:
         return self._links.get(node, "up")
 
     def start(
-        self, spec: PodSpec, node: str, *, running: bool = False, probe_phase_s: float = 0.0
+        self,
+        spec: PodSpec,
+        node: str,
+        *,
+        running: bool = False,
+        probe_phase_s: float = 0.0,
+        ip: str | None = None,
     ) -> PodRunner:
-        """Schedule ``spec`` onto ``node`` and run it; raises if the name is taken."""
+        """Schedule ``spec`` onto ``node`` and run it; raises if the name is taken.
+
+        ``ip``: the address the Pod already has (from a cluster dump), kept when it is one of
+        the node's free Pod addresses; otherwise the node's IPAM gives one.
+        """
         key = spec.meta.key
         old = self._runners.get(key)
         if old is not None and not old.exited:
@@ -74,6 +84,7 @@ class PodFleet:
             running=running,
             probe_phase_s=probe_phase_s,
             link=self.link(node),
+            ip=ip,
         )
         self._runners[key] = runner
         return runner

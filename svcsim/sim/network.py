@@ -65,6 +65,24 @@ StateListener = Callable[[Backend, BackendState, float], None]
 """Called as ``listener(backend, old_state, now_s)`` after a state change."""
 
 
+def pod_addresses(cidr: str) -> list[str]:
+    """The addresses a node's Pods get from ``cidr``: its hosts but the first (the gateway)."""
+    # .0 is the network, .1 is conventionally the node's bridge/gateway.
+    return [str(ip) for ip in list(ipaddress.ip_network(cidr).hosts())[1:]]
+
+
+def usable_pod_ip(cidr: str, ip: str) -> bool:
+    """True if ``ip`` is one of :func:`pod_addresses` of ``cidr``."""
+    try:
+        address = ipaddress.ip_address(ip)
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
+    if address.version != net.version or address not in net:
+        return False
+    return str(address) in pod_addresses(cidr)
+
+
 class PodNetwork:
     """IP allocation per node and the current owner of every IP."""
 
@@ -72,9 +90,7 @@ class PodNetwork:
         self._ranges: dict[str, list[str]] = {}
         self._cursor: dict[str, int] = {}
         for node, cidr in node_cidrs.items():
-            net = ipaddress.ip_network(cidr)
-            # .0 is the network, .1 is conventionally the node's bridge/gateway.
-            self._ranges[node] = [str(ip) for ip in list(net.hosts())[1:]]
+            self._ranges[node] = pod_addresses(cidr)
             self._cursor[node] = 0
         self._owners: dict[str, Backend] = {}
         self._listeners: list[StateListener] = []
@@ -104,6 +120,26 @@ class PodNetwork:
                 self._changed(backend.ip)
                 return backend
         raise RuntimeError(f"no free Pod IP left on node {node!r}")
+
+    def claim(
+        self,
+        node: str,
+        pod: str,
+        ports: frozenset[tuple[str, int]],
+        app: str,
+        now_s: float,
+        ip: str,
+    ) -> Backend | None:
+        """Give ``pod`` the IP it already has (a Pod from a cluster dump); None if it cannot.
+
+        It cannot when ``ip`` is not among ``node``'s Pod addresses or is taken.
+        """
+        if ip in self._owners or ip not in self._ranges.get(node, ()):
+            return None
+        backend = Backend(pod, ip, node, ports, app, since_s=now_s)
+        self._owners[ip] = backend
+        self._changed(ip)
+        return backend
 
     def release(self, ip: str) -> None:
         """Tear down the sandbox: the IP stops answering and may be handed out again."""

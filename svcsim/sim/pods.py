@@ -154,6 +154,7 @@ class PodRunner:
         running: bool = False,
         probe_phase_s: float = 0.0,
         link: KubeletLink = "up",
+        ip: str | None = None,
     ) -> None:
         self.env, self.spec, self.node, self.api = env, spec, node, api
         self.network, self.delays, self.record = network, delays, record_event
@@ -165,7 +166,14 @@ class PodRunner:
             (p.protocol.value.lower(), p.container_port) for p in spec.template.container_ports
         )
         self._ports = ports
-        self.backend: Backend = network.allocate(node, self.key, ports, spec.app.name, now)
+        claimed = (
+            None if ip is None else network.claim(node, self.key, ports, spec.app.name, now, ip)
+        )
+        self.backend: Backend = (
+            claimed
+            if claimed is not None
+            else network.allocate(node, self.key, ports, spec.app.name, now)
+        )
         self.ip = self.backend.ip
         self.restarts = 0
         self.ready_since_s: float | None = None

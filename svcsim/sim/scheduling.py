@@ -79,9 +79,12 @@ def start_bare_pod(
     """Run a Pod from a manifest (no controller: nothing replaces it once deleted).
 
     It goes to its ``spec.nodeName`` when that node exists, else to the scheduler's pick;
-    None when no node is schedulable. Its IP comes from the node's range, not the manifest.
+    None when no node is schedulable. It keeps its ``status.podIP`` (a cluster dump's) when
+    that is a free Pod address of its node; otherwise its IP comes from the node's range.
     """
     node = pod.node_name if pod.node_name in scheduler.nodes else scheduler.pick()
     if node is None:
         return None
-    return fleet.start(spec_for_pod(pod, app), node, running=running, probe_phase_s=probe_phase_s)
+    spec = spec_for_pod(pod, app)
+    kept = pod.pod_ip if node == pod.node_name else None
+    return fleet.start(spec, node, running=running, probe_phase_s=probe_phase_s, ip=kept)
