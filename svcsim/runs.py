@@ -35,6 +35,7 @@ from svcsim.results.outdir import OutDirState, Reservation, reserve
 from svcsim.results.uniformity import untested_service_ports
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import LoadedScenario, load_scenario
+from svcsim.scenario.replay import replayable_scenario
 
 DEFAULT_RUNS_DIR = Path("runs")
 """Where run folders go unless told otherwise: ``runs/<scenario name>-seed<seed>``."""
@@ -170,7 +171,16 @@ def _simulate_and_write(
         phase(RunPhase.DRAWING)
         drawn = render_all(Run.from_frames(spot.out, manifest, frames, summary, windows))
     phase(RunPhase.WRITING)
-    path = write_run(spot, manifest, frames, summary, drawn, windows=windows, overwrite=replace)
+    path = write_run(
+        spot,
+        manifest,
+        frames,
+        summary,
+        drawn,
+        windows=windows,
+        overwrite=replace,
+        scenario_text=replayable_scenario(loaded, seed),
+    )
     phase(RunPhase.WRITTEN)
     return path, wall_s, len(frames["requests"])
 

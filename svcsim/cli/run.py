@@ -81,12 +81,25 @@ def run(
 
 
 def _load(path: Path, *, allow_outside_paths: bool, sets: list[str]) -> LoadedScenario:
-    """The scenario, or its problems and exit 2; its warnings and, if large, its cost on stderr."""
+    """The scenario, or its problems and exit 2; its warnings and, if large, its cost on stderr.
+
+    A run folder stands for the self-contained scenario it keeps (``scenario.yaml``): the
+    run is replayed, with its seed unless ``--seed`` says otherwise.
+    """
     from svcsim.scenario.cost import estimate
     from svcsim.scenario.errors import ScenarioErrors
     from svcsim.scenario.load import load_scenario
     from svcsim.scenario.overrides import OverrideError, parse_settings, single_overrides
 
+    if path.is_dir():
+        from svcsim.results.layout import MANIFEST, SCENARIO
+
+        if not (path / MANIFEST).is_file():
+            fail([f"{path}: a directory, but not a svcsim run folder (no {MANIFEST})"])
+        if not (path / SCENARIO).is_file():
+            fail([f"{path}: this run folder keeps no {SCENARIO} (older svcsim runs did not): "
+                  "run its scenario file instead"])  # fmt: skip
+        path = path / SCENARIO
     try:
         overrides = single_overrides(parse_settings(sets))
         loaded = load_scenario(path, allow_outside_paths=allow_outside_paths, overrides=overrides)

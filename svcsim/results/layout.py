@@ -17,13 +17,15 @@ RUN_FORMAT: Final = 2
 MANIFEST: Final = "manifest.json"
 SUMMARY: Final = "summary.json"
 WINDOWS: Final = "windows.json"
+SCENARIO: Final = "scenario.yaml"
+"""The scenario as it ran, self-contained (:mod:`svcsim.scenario.replay`): what a replay reads."""
 FIGURES: Final = "figures"
 REPORT: Final = "report.html"
 """The HTML page ``svcsim report`` writes into a run folder by default."""
 TABLE_FILES: Final[Mapping[str, str]] = {table: f"{table}.parquet" for table in TABLES}
 REQUIRED_FILES: Final[tuple[str, ...]] = (MANIFEST, SUMMARY, WINDOWS, *TABLE_FILES.values())
 """Files every complete run folder holds."""
-KNOWN_ENTRIES: Final[frozenset[str]] = frozenset((*REQUIRED_FILES, FIGURES, REPORT))
+KNOWN_ENTRIES: Final[frozenset[str]] = frozenset((*REQUIRED_FILES, SCENARIO, FIGURES, REPORT))
 """Every name svcsim itself puts in a run folder (the run, then ``svcsim plot`` / ``report``)."""
 
 PARTIAL_MARK: Final = ".partial-"

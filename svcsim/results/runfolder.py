@@ -43,6 +43,7 @@ from svcsim.results.layout import (
     PARTIAL_MARK,
     REQUIRED_FILES,
     RUN_FORMAT,
+    SCENARIO,
     SUMMARY,
     TABLE_FILES,
     WINDOWS,
@@ -83,6 +84,7 @@ def write_run(
     windows: Sequence[FailureWindow] | None = None,
     overwrite: bool = False,
     on_file_written: Callable[[str], None] | None = None,
+    scenario_text: str | None = None,
 ) -> Path:
     """Write a complete run folder at ``out_dir`` and return its path.
 
@@ -93,7 +95,8 @@ def write_run(
     and a missing table is written empty. ``windows`` defaults to
     ``failure_windows(frames["requests"])``. ``figures`` maps a name (``"shares"`` or
     ``"shares.png"``) to PNG bytes. ``on_file_written`` is called with each file's relative
-    path once it is durable (progress reporting).
+    path once it is durable (progress reporting). ``scenario_text`` is written as
+    ``scenario.yaml`` (the self-contained scenario a replay reads).
 
     An existing empty directory is replaced. A non-empty one raises :class:`RunFolderError`
     unless ``overwrite`` and it is a previous svcsim run (see :mod:`svcsim.results.outdir`);
@@ -125,6 +128,9 @@ def write_run(
         for name in (WINDOWS, SUMMARY):
             _write_bytes(tmp / name, texts[name].encode())
             done(name)
+        if scenario_text is not None:
+            _write_bytes(tmp / SCENARIO, scenario_text.encode())
+            done(SCENARIO)
         if pictures:
             (tmp / FIGURES).mkdir()
             for name, data in pictures.items():
