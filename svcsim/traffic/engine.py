@@ -58,6 +58,7 @@ from svcsim.traffic.fate import (
     finish_arrays,
 )
 from svcsim.traffic.groups import (
+    NO_SPINE,
     ChainSources,
     Groups,
     RulesetSources,
@@ -290,7 +291,7 @@ class TrafficEngine(EngineCore):
                 (-1, "", ""),
                 node,
                 spine is not None,
-                spine if spine is not None else ([], [], [], 0),
+                spine if spine is not None else NO_SPINE,
                 rows,
             )
             self._shared_rows[key] = (rids, rows)
@@ -416,7 +417,7 @@ class TrafficEngine(EngineCore):
             key,
             self.node_index[client.node],
             fast,
-            spine if spine is not None else ([], [], [], 0),
+            spine if spine is not None else NO_SPINE,
             rows,
         )
         self._shared_rows[shared_key] = (rids, rows)
