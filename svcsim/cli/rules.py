@@ -19,7 +19,7 @@ from svcsim.cli.common import fail, warn
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from svcsim.k8s.objects import Service
-from svcsim.proxy.flags import LocalDetectorMode
+from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, LocalDetectorMode
 
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
@@ -355,13 +355,13 @@ def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
 IPTABLES_ONLY_SWITCHES: Final = {
     "localhost_nodeports": (
         "--localhost-nodeports/--no-localhost-nodeports: an iptables-mode setting "
-        "(--iptables-localhost-nodeports); nftables mode never accepts NodePorts on localhost"
+        f"(--iptables-localhost-nodeports); {IPTABLES_ONLY_REASONS['localhost_nodeports']}"
     ),
     "random_fully": (
-        "--random-fully/--no-random-fully: an iptables-mode fact; nftables mode always writes "
-        "'masquerade fully-random'"
+        "--random-fully/--no-random-fully: an iptables-mode fact; "
+        + IPTABLES_ONLY_REASONS["random_fully"]
     ),
-    "nfacct": "--nfacct/--no-nfacct: nftables mode has no nfacct counter matches",
+    "nfacct": f"--nfacct/--no-nfacct: {IPTABLES_ONLY_REASONS['nfacct']}",
 }
 """Switches ``rules`` ignores in nftables mode, and the warning it prints when one is given."""
 

@@ -22,6 +22,7 @@ one draw ``d`` and N disjoint intervals, value ``k`` for ``d`` in
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -70,7 +71,7 @@ class _Forced:
     the walk looks up itself) can be in it.
     """
 
-    def __init__(self, forced: list[int], dynamic: frozenset[str]) -> None:
+    def __init__(self, forced: list[int], dynamic: Container[str]) -> None:
         self.forced = forced
         self.dynamic = dynamic
         self.queries: list[NftQuery] = []
@@ -230,14 +231,23 @@ def _spine(root: _Node) -> NftSpine | None:
 
 
 def build_nft_dispatch(
-    table: ParsedTable, packet: Packet, network: NodeNetwork, *, max_paths: int = MAX_PATHS
+    table: ParsedTable,
+    packet: Packet,
+    network: NodeNetwork,
+    *,
+    max_paths: int = MAX_PATHS,
+    dynamic: Container[str] | None = None,
 ) -> NftDispatch:
-    """Enumerate every path of ``packet`` through ``table`` (depth first) into an NftDispatch."""
+    """Enumerate every path of ``packet`` through ``table`` (depth first) into an NftDispatch.
+
+    ``dynamic`` are the table's dynamic sets (:func:`dynamic_sets`, computed if None).
+    """
     outcomes: dict[Outcome, int] = {}
     paths: list[NftPath] = []
     root = _Node()
     set_then_check = False
-    dynamic = dynamic_sets(table)
+    if dynamic is None:
+        dynamic = dynamic_sets(table)
     pending: list[list[int]] = [[]]
     while pending:
         prefix = pending.pop()

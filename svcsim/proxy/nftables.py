@@ -37,6 +37,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 
@@ -170,7 +171,7 @@ def _if_not_local(ctx: NodeContext) -> str:
 
 def check_context(ctx: NodeContext) -> None:
     """Raise :class:`UnsupportedContextError` for settings the nftables model cannot compile."""
-    if ctx.local_detector in ("BridgeInterface", "InterfaceNamePrefix"):
+    if ctx.local_detector in UNSUPPORTED_NFT_DETECTORS:
         raise UnsupportedContextError(
             f"--detect-local-mode {ctx.local_detector} is not modelled in nftables mode yet "
             "(use ClusterCIDR or NodeCIDR)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,9 @@ import numpy.typing as npt
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
+from svcsim.netfilter.nft_statements import AddrMatch, MapLookup, ParsedRule
 from svcsim.netfilter.packet import NodeNetwork, parse_ip
+from svcsim.sim.kernel import NftRules
 from svcsim.traffic.draws import draws32_i64
 from svcsim.traffic.spec import ServiceTime
 
@@ -59,7 +62,7 @@ class SourceClasses:
 
     def __init__(
         self,
-        ruleset: Ruleset,
+        ruleset: Ruleset | NftRules,
         network: NodeNetwork,
         memo: ChainSources | None = None,
         shared: RulesetSources | None = None,
@@ -68,6 +71,14 @@ class SourceClasses:
         # step hold the very same ruleset), so the networks read from one ruleset serve every
         # ruleset of the same chains (``shared``), with the signatures worked out for them.
         shared = shared if shared is not None else {}
+        if isinstance(ruleset, NftRules):
+            found = shared.get(("nft", id(ruleset)))
+            if found is None or found.held is not ruleset:
+                found = _share(
+                    shared, ("nft", id(ruleset)), _Sources(ruleset, *nft_sources(ruleset, memo))
+                )
+            self._init(found, network)
+            return
         found = shared.get(("ruleset", id(ruleset)))
         if found is None or found.held is not ruleset:
             chains = [chain for table in ruleset.tables for chain in table.chains]
@@ -80,6 +91,9 @@ class SourceClasses:
                 ("ruleset", id(ruleset)),
                 _Sources(ruleset, found.hosts, found.wide, found.signatures),
             )
+        self._init(found, network)
+
+    def _init(self, found: _Sources, network: NodeNetwork) -> None:
         self._sources = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
@@ -171,8 +185,9 @@ def _ruleset_sources(
 Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
 """A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""
 
-ChainSources = dict[int, tuple[Chain, Sources]]
-"""A memo of :func:`chain_sources` by chain identity (holding the chain keeps its id unique)."""
+ChainSources = dict[int, tuple[object, Sources]]
+"""A memo of :func:`chain_sources` (and of nf_tables chains' sources) by chain identity
+(holding the chain keeps its id unique)."""
 
 _MEMO_LIMIT = 1 << 14
 
@@ -201,6 +216,76 @@ def chain_sources(chain: Chain, memo: ChainSources | None = None) -> Sources:
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[id(chain)] = (chain, found)
+    return found
+
+
+def nft_sources(
+    rules: NftRules, memo: ChainSources | None = None
+) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
+    """What in an nf_tables table reads the source address: single addresses, wider networks.
+
+    ``ip saddr`` matches (addresses, CIDRs, static sets) and the ``ip saddr`` part of map
+    keys; ``fib saddr type local`` is the address type, part of every signature anyway.
+    Dynamic sets (affinity) make a dispatch per source: the per-flow path uses the real one.
+    Chains are interned (the run's parse memo), so with a ``memo`` each is read once.
+    """
+    hosts: set[tuple[int, int]] = set()
+    wide: dict[NetKey, IPNetwork] = {}
+    parsed = rules.parsed
+
+    def add(net: IPNetwork) -> None:
+        if net.prefixlen == net.max_prefixlen:
+            hosts.add((net.version, int(net.network_address)))
+        else:
+            wide.setdefault((net.version, int(net.network_address), net.prefixlen), net)
+
+    saddr_sets: set[str] = set()
+    saddr_maps: set[tuple[str, int]] = set()
+    for rules_of_chain in parsed.chains.values():
+        found = _nft_chain_sources(rules_of_chain, memo)
+        for net in found[0]:
+            add(net)
+        saddr_sets.update(found[1])
+        saddr_maps.update(found[2])
+    for name in saddr_sets - rules.dynamic:
+        for key in parsed.sets.get(name, frozenset()):
+            add(ip_network(key[0], strict=False))
+    for name, position in saddr_maps:
+        for key in parsed.maps.get(name, {}):
+            add(ip_network(key[position], strict=False))
+    return hosts, tuple(wide.items())
+
+
+_NftChainSources = tuple[tuple[IPNetwork, ...], tuple[str, ...], tuple[tuple[str, int], ...]]
+
+
+def _nft_chain_sources(
+    rules: tuple[ParsedRule, ...], memo: ChainSources | None
+) -> _NftChainSources:
+    if memo is not None:
+        hit = memo.get(id(rules))
+        if hit is not None and hit[0] is rules:
+            return hit[1]  # type: ignore[return-value]
+    nets: list[IPNetwork] = []
+    sets: list[str] = []
+    maps: list[tuple[str, int]] = []
+    for rule in rules:
+        for st in rule.statements:
+            if isinstance(st, AddrMatch) and st.field == "saddr":
+                nets.extend(st.networks)
+                if st.set_name is not None:
+                    sets.append(st.set_name)
+            elif isinstance(st, MapLookup) and "ip saddr" in st.selectors:
+                position = st.selectors.index("ip saddr")
+                if st.map_name is not None:
+                    maps.append((st.map_name, position))
+                for key, _ in st.inline:
+                    nets.append(ip_network(key[position], strict=False))
+    found = (tuple(nets), tuple(sets), tuple(maps))
+    if memo is not None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[id(rules)] = (rules, found)  # type: ignore[assignment]
     return found
 
 
