@@ -164,13 +164,13 @@ class _Checks:
         if proxy.mode not in SIMULATED_PROXY_MODES:
             self.problem(
                 ("cluster", "proxy", "mode"),
-                f"only {supported} mode is simulated so far, got {proxy.mode!r}",
+                f"only {supported} modes are simulated so far, got {proxy.mode!r}",
             )
         for node, override in proxy.nodes.items():
             if override.mode is not None and override.mode not in SIMULATED_PROXY_MODES:
                 self.problem(
                     ("cluster", "proxy", "nodes", node, "mode"),
-                    f"only {supported} mode is simulated so far, got {override.mode!r}",
+                    f"only {supported} modes are simulated so far, got {override.mode!r}",
                 )
         self.mode_fields(("cluster", "proxy"), proxy.mode)
         for node, override in proxy.nodes.items():
