@@ -92,7 +92,9 @@ ServiceCidrOpt = Annotated[
     typer.Option(
         "--service-cidr",
         help="kube-apiserver --service-cluster-ip-range: Services "
-        "without a clusterIP get one from it, as the API server would allocate.",
+        "without a clusterIP get one from it, as the API server would allocate. nftables "
+        "mode: also the drop-unallocated-ClusterIPs range, overriding the manifests' "
+        "ServiceCIDR objects (default: theirs, else 10.96.0.0/12).",
     ),
 ]
 RulesMode = Literal["iptables", "nftables"]
@@ -370,6 +372,7 @@ FORMATS_BY_MODE: Final = {"iptables": ("save", "restore"), "nftables": ("nft", "
 
 
 def rules(
+    ctx: typer.Context,
     manifests: ManifestArgs,
     node: NodeOpt,
     node_ip: NodeIpOpt = None,
@@ -423,8 +426,9 @@ def rules(
     about the node's iptables and kernel (--no-random-fully, --no-nfacct): set them as on
     the node to compare with its iptables-save or nft list. Save format: tables in
     iptables-save's order; the "Generated"/"Completed" lines carry a fixed time (the Unix
-    epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; its
-    --service-cidr also gives the "Drop traffic to unallocated ClusterIPs" rule.
+    epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; the
+    "Drop traffic to unallocated ClusterIPs" rule uses the manifests' ServiceCIDR objects, or
+    --service-cidr when given (it overrides them).
     """
     formats = FORMATS_BY_MODE[mode]
     chosen = output_format or formats[0]
@@ -452,9 +456,9 @@ def rules(
         nfacct=True if nfacct is None else nfacct,
     )
     if mode == "nftables":
-        typer.echo(
-            _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen), nl=False
-        )
+        explicit = _given(ctx, "service_cidr")
+        text = _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen, explicit)
+        typer.echo(text, nl=False)
         return
     compiled = _compile_node(manifests, node, node_ip, switches, service_cidr)
     if chosen == "restore":
@@ -465,6 +469,23 @@ def rules(
         typer.echo(render_save(compiled.ruleset), nl=False)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True if option ``name`` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def service_cidrs(manifests: Manifests, service_cidr: str, *, given: bool) -> tuple[str, ...]:
+    """The Service CIDRs nftables mode's kube-proxy knows.
+
+    ``--service-cidr`` when given; else the IPv4 CIDRs of the manifests' ServiceCIDR objects
+    (``OnServiceCIDRsChanged``, as a real kube-proxy learns them); else the default range.
+    """
+    if given:
+        return (service_cidr,)
+    return manifests.ipv4_service_cidrs or (service_cidr,)
+
+
 def _nftables_text(
     manifests_paths: list[Path],
     node: str,
@@ -472,6 +493,7 @@ def _nftables_text(
     switches: ProxySwitches,
     service_cidr: str,
     output_format: str,
+    service_cidr_given: bool = True,
 ) -> str:
     """The node's ``ip kube-proxy`` table after a full sync, as nft input or as nft lists it."""
     from svcsim.netfilter.nftables import dump
@@ -481,8 +503,9 @@ def _nftables_text(
     manifests, context = _prepare_node(
         manifests_paths, node, node_ip, switches, service_cidr, mode="nftables"
     )
+    cidrs = service_cidrs(manifests, service_cidr, given=service_cidr_given)
     table = compile_nftables(
-        manifests.services, effective_endpoint_slices(manifests), context, (service_cidr,)
+        manifests.services, effective_endpoint_slices(manifests), context, cidrs
     )
     if output_format == "nft":
         return dump(table)
@@ -632,6 +655,7 @@ def trace_command(
             node=node,
             node_ip=node_ip,
             service_cidr=service_cidr,
+            service_cidr_given=_given(ctx, "service_cidr"),
             packet=(src, dst_ip, dport, protocol, sport),
             origin=origin,
             seed=seed,

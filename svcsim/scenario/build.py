@@ -117,8 +117,9 @@ def build_world(
     initial_slices = effective_endpoint_slices(initial)
     # The run's parsed nf_tables chains: nodes in step share them (DESIGN decision 8).
     parse_memo = ParseMemo()
-    # What the API server's default ServiceCIDR object holds (--service-cluster-ip-range).
-    service_cidrs = (cluster.service_cidr,)
+    # nftables mode's drop-unallocated range: the manifests' ServiceCIDR objects, else what
+    # the API server's default ServiceCIDR holds (--service-cluster-ip-range).
+    service_cidrs = manifests.ipv4_service_cidrs or (cluster.service_cidr,)
     for spec in cluster.nodes:
         settings = cluster.proxy.for_node(spec.name)
         ctx = _node_context(spec, settings, cluster.cluster_cidr)
