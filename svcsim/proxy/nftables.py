@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -118,15 +118,40 @@ def hash_and_truncate(name: str) -> str:
     return out
 
 
-def service_chain_base(spn: ServicePortName) -> str:
+class NameMemo:
+    """:func:`hash_and_truncate` remembered, owned by a run (chain names are hashed per sync).
+
+    A simulated kube-proxy compiles every Service at every sync on every node; the names are
+    the same each time. Cleared when ``limit`` names are held.
+    """
+
+    def __init__(self, limit: int = 1 << 18) -> None:
+        self._names: dict[str, str] = {}
+        self._limit = limit
+
+    def __call__(self, name: str) -> str:
+        """``hash_and_truncate(name)``."""
+        found = self._names.get(name)
+        if found is None:
+            if len(self._names) >= self._limit:
+                self._names.clear()
+            found = self._names[name] = hash_and_truncate(name)
+        return found
+
+
+def service_chain_base(
+    spn: ServicePortName, hashed: Callable[[str], str] = hash_and_truncate
+) -> str:
     """``servicePortChainNameBase``: ``HASH-namespace/name/protocol/port``."""
-    return hash_and_truncate(f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}")
+    return hashed(f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}")
 
 
-def endpoint_chain_base(spn: ServicePortName, endpoint: EndpointInfo) -> str:
+def endpoint_chain_base(
+    spn: ServicePortName, endpoint: EndpointInfo, hashed: Callable[[str], str] = hash_and_truncate
+) -> str:
     """``servicePortEndpointChainNameBase``: ``HASH-namespace/name/protocol/port__IP/port``."""
     ip = endpoint.ip.replace(":", ".")
-    return hash_and_truncate(
+    return hashed(
         f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}__{ip}/{endpoint.port}"
     )
 
@@ -139,6 +164,8 @@ class _Builder:
     sets: dict[str, NftSet] = field(default_factory=dict)
     rules: list[NftRule] = field(default_factory=list)
     elements: dict[tuple[str, tuple[str, ...]], NftElement] = field(default_factory=dict)
+    hashed: Callable[[str], str] = hash_and_truncate
+    """``hashAndTruncate`` (or a run's :class:`NameMemo` of it)."""
 
     def chain(self, name: str, comment: str | None = None) -> None:
         self.chains.setdefault(name, NftChain(name, comment=comment))
@@ -267,10 +294,11 @@ def _service_to_endpoints(
     spn = svc.name
     if svc.client_ip_affinity:
         for ep in endpoints:
-            base = endpoint_chain_base(spn, ep)
+            base = endpoint_chain_base(spn, ep, b.hashed)
             b.rule(chain, f"ip saddr @affinity-{base} goto endpoint-{base}")
     choices = " , ".join(
-        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep)}" for i, ep in enumerate(endpoints)
+        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep, b.hashed)}"
+        for i, ep in enumerate(endpoints)
     )
     b.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
 
@@ -282,7 +310,7 @@ def _service_port(
     spn = svc.name
     proto = spn.protocol_lower
     port = str(svc.port)
-    base = service_chain_base(spn)
+    base = service_chain_base(spn, b.hashed)
     cluster_chain, local_chain = f"service-{base}", f"local-{base}"
     external_chain, firewall_chain = f"external-{base}", f"firewall-{base}"
     cat = categorize_endpoints_shared(
@@ -290,7 +318,7 @@ def _service_port(
     )
     has_endpoints = cat.has_any_endpoints
     for ep in cat.all_reachable:
-        b.chain(f"endpoint-{endpoint_chain_base(spn, ep)}")
+        b.chain(f"endpoint-{endpoint_chain_base(spn, ep, b.hashed)}")
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
     if uses_cluster:
         b.chain(cluster_chain)
@@ -382,7 +410,7 @@ def _service_port(
         b.rule(firewall_chain, f"ip saddr != {{ {' , '.join(sources)} }} drop")
     if svc.client_ip_affinity:
         for ep in cat.all_reachable:
-            name = f"affinity-{endpoint_chain_base(spn, ep)}"
+            name = f"affinity-{endpoint_chain_base(spn, ep, b.hashed)}"
             b.sets[name] = NftSet(
                 name, "ipv4_addr", flags=("dynamic", "timeout"), timeout_s=svc.sticky_max_age_s
             )
@@ -391,7 +419,7 @@ def _service_port(
     if uses_local:
         _service_to_endpoints(b, svc, local_chain, cat.local)
     for ep in cat.all_reachable:
-        ep_base = endpoint_chain_base(spn, ep)
+        ep_base = endpoint_chain_base(spn, ep, b.hashed)
         chain = f"endpoint-{ep_base}"
         b.rule(chain, f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
         if svc.client_ip_affinity:
@@ -412,10 +440,14 @@ def table_from_maps(
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
     service_cidrs: Sequence[str],
+    names: NameMemo | None = None,
 ) -> NftTable:
-    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``)."""
+    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
+
+    ``names`` remembers chain names across calls (a run's; computed afresh without one).
+    """
     check_context(ctx)
-    b = _Builder()
+    b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
     for spn in sorted(service_ports, key=_service_order):
         _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)

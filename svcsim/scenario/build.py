@@ -26,7 +26,7 @@ from svcsim.proxy.context import (
 )
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
-from svcsim.proxy.nftables import compile_nftables
+from svcsim.proxy.nftables import NameMemo, compile_nftables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeSpec, for_node
 from svcsim.scenario.load import LoadedScenario, parse_manifests
@@ -116,7 +116,7 @@ def build_world(
     initial = _api_manifests(world)
     initial_slices = effective_endpoint_slices(initial)
     # The run's parsed nf_tables chains: nodes in step share them (DESIGN decision 8).
-    parse_memo = ParseMemo()
+    parse_memo, chain_names = ParseMemo(), NameMemo()
     # nftables mode's drop-unallocated range: the manifests' ServiceCIDR objects, else what
     # the API server's default ServiceCIDR holds (--service-cluster-ip-range).
     service_cidrs = manifests.ipv4_service_cidrs or (cluster.service_cidr,)
@@ -161,6 +161,7 @@ def build_world(
             world.recorder,
             service_cidrs=service_cidrs,
             parse_memo=parse_memo,
+            chain_names=chain_names,
         )
         world.add_proxy(proxy)
         proxy.start(warm=True)

@@ -62,7 +62,7 @@ from svcsim.proxy.endpoints import (
 )
 from svcsim.proxy.iptables import sync_from_maps
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import table_from_maps
+from svcsim.proxy.nftables import NameMemo, table_from_maps
 from svcsim.results.records import EventKind, Recorder
 from svcsim.sim.api import ApiServer, Watch, WatchEvent
 from svcsim.sim.changes import (
@@ -127,6 +127,7 @@ class KubeProxy:
         trigger_time: TriggerTimeFn = annotation_trigger_time_s,
         service_cidrs: tuple[str, ...] = (),
         parse_memo: ParseMemo | None = None,
+        chain_names: NameMemo | None = None,
     ) -> None:
         if ctx.node_name != node:
             raise ValueError(f"NodeContext is for {ctx.node_name!r}, not node {node!r}")
@@ -142,6 +143,8 @@ class KubeProxy:
         """The Service CIDRs kube-proxy knows (``OnServiceCIDRsChanged``; nftables mode)."""
         self.parse_memo = parse_memo if parse_memo is not None else ParseMemo()
         """Parsed nf_tables chains, shared by the run's nodes (DESIGN decision 8)."""
+        self.chain_names = chain_names if chain_names is not None else NameMemo()
+        """Hashed nf_tables chain names, shared by the run's nodes."""
         self.stale_chains: dict[str, float] = {}
         """nftables mode: flushed stale service chains and when (upstream ``staleChains``)."""
         self.metrics = ProxyMetrics()
@@ -480,7 +483,9 @@ class _Life:
             elif cleaned is not installed:
                 kernel.install_nft(cleaned, parse_table(cleaned, proxy.parse_memo), start)
                 installed = cleaned
-        compiled = table_from_maps(service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs)
+        compiled = table_from_maps(
+            service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs, proxy.chain_names
+        )
         plan = plan_nft_sync(
             installed,
             compiled,
