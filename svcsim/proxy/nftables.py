@@ -118,6 +118,11 @@ def hash_and_truncate(name: str) -> str:
     return out
 
 
+def is_firewall_chain(name: str) -> bool:
+    """A Service's ``firewall-HASH-...`` chain (its LoadBalancerSourceRanges drop), by name."""
+    return name.startswith("firewall-") and "/" in name
+
+
 class NameMemo:
     """:func:`hash_and_truncate` remembered, owned by a run (chain names are hashed per sync).
 
