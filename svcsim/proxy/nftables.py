@@ -123,16 +123,41 @@ def is_firewall_chain(name: str) -> bool:
     return name.startswith("firewall-") and "/" in name
 
 
-class NameMemo:
-    """:func:`hash_and_truncate` remembered, owned by a run (chain names are hashed per sync).
+@dataclass(frozen=True, slots=True)
+class _PortPart:
+    """What one service port adds to the transaction: its chains, sets, rules and elements."""
 
-    A simulated kube-proxy compiles every Service at every sync on every node; the names are
-    the same each time. Cleared when ``limit`` names are held.
+    chains: tuple[NftChain, ...]
+    sets: tuple[NftSet, ...]
+    rules: tuple[NftRule, ...]
+    elements: tuple[tuple[tuple[str, tuple[str, ...]], NftElement], ...]
+
+
+_PortKey = tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext]
+
+
+class NameMemo:
+    """:func:`hash_and_truncate` and each service port's objects remembered, owned by a run.
+
+    A simulated kube-proxy compiles every Service at every sync on every node; the names, and
+    a port's objects for the same (port, endpoints, node context), are the same each time.
+    Each memo is cleared when ``limit`` entries are held.
     """
 
     def __init__(self, limit: int = 1 << 18) -> None:
         self._names: dict[str, str] = {}
+        self._parts: dict[_PortKey, _PortPart] = {}
         self._limit = limit
+
+    def part(self, key: _PortKey) -> _PortPart | None:
+        """The objects remembered for ``key``, if any."""
+        return self._parts.get(key)
+
+    def remember(self, key: _PortKey, part: _PortPart) -> None:
+        """Remember ``part`` for ``key``."""
+        if len(self._parts) >= self._limit:
+            self._parts.clear()
+        self._parts[key] = part
 
     def __call__(self, name: str) -> str:
         """``hash_and_truncate(name)``."""
@@ -455,7 +480,29 @@ def table_from_maps(
     b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
     for spn in sorted(service_ports, key=_service_order):
-        _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
+        svc, endpoints = service_ports[spn], endpoints_map.get(spn, ())
+        if names is None:
+            _service_port(b, svc, endpoints, ctx)
+            continue
+        key = (svc, endpoints, ctx)
+        part = names.part(key)
+        if part is None:
+            # The port's objects on their own, then added as _service_port adds them.
+            alone = _Builder(hashed=names)
+            _service_port(alone, svc, endpoints, ctx)
+            part = _PortPart(
+                tuple(alone.chains.values()),
+                tuple(alone.sets.values()),
+                tuple(alone.rules),
+                tuple(alone.elements.items()),
+            )
+            names.remember(key, part)
+        for chain in part.chains:
+            b.chains.setdefault(chain.name, chain)
+        for nft_set in part.sets:
+            b.sets[nft_set.name] = nft_set
+        b.rules.extend(part.rules)
+        b.elements.update(part.elements)
     return NftTable(
         family=TABLE_FAMILY,
         name=TABLE_NAME,

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svcsim.k8s.objects import ServicePort, ServiceType, SessionAffinity, TrafficPolicy
+from svcsim.k8s.objects import (
+    EndpointSlice,
+    Service,
+    ServicePort,
+    ServiceType,
+    SessionAffinity,
+    TrafficPolicy,
+)
 from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.netfilter.nft_eval import DynamicSets, walk_nft
 from svcsim.netfilter.nft_index import MemberQuery, NumgenQuery, build_nft_dispatch
@@ -17,7 +24,8 @@ from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.numgen import RANDOM_SCALE, first_draw, value_counts
 from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
-from svcsim.proxy.nftables import compile_nftables
+from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+from svcsim.proxy.nftables import NameMemo, compile_nftables, table_from_maps
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, nft_fake_context
 from tests.proxy.test_iptables_support import (
     TEST_NODE_IPS,
@@ -49,6 +57,12 @@ class Svc:
 
 
 def _table(svcs: list[Svc]) -> ParsedTable:
+    services, slices = _objects(svcs)
+    ctx = nft_fake_context(local_detector_value="10.0.0.0/16")
+    return parse_table(compile_nftables(services, slices, ctx, FAKE_SERVICE_CIDRS))
+
+
+def _objects(svcs: list[Svc]) -> tuple[list[Service], list[EndpointSlice]]:
     services, slices = [], []
     for s in svcs:
         extra: dict[str, object] = {}
@@ -84,8 +98,7 @@ def _table(svcs: list[Svc]) -> ParsedTable:
             for ip, terminating in s.endpoints
         )
         slices.append(make_slice("ns", f"s{s.index}", eps, (port(8080, "p"),)))
-    ctx = nft_fake_context(local_detector_value="10.0.0.0/16")
-    return parse_table(compile_nftables(services, slices, ctx, FAKE_SERVICE_CIDRS))
+    return services, slices
 
 
 @st.composite
@@ -217,3 +230,16 @@ def test_too_many_paths_is_refused() -> None:
         build_nft_dispatch(
             _table([svc]), Packet("10.0.2.9", svc.vip, "tcp", 80), NETWORK, max_paths=3
         )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(svcs=clusters())
+def test_a_compile_memo_gives_the_same_table(svcs: list[Svc]) -> None:
+    """table_from_maps with a run's NameMemo (second call served from it) == without one."""
+    services, slices = _objects(svcs)
+    ctx = nft_fake_context(local_detector_value="10.0.0.0/16")
+    ports, endpoints = build_service_port_map(services), build_endpoints_map(slices, ctx.node_name)
+    plain = table_from_maps(ports, endpoints, ctx, FAKE_SERVICE_CIDRS)
+    memo = NameMemo()
+    assert table_from_maps(ports, endpoints, ctx, FAKE_SERVICE_CIDRS, memo) == plain
+    assert table_from_maps(ports, endpoints, ctx, FAKE_SERVICE_CIDRS, memo) == plain
