@@ -87,7 +87,7 @@ def _snapshot(root: Path) -> set[str]:
 
 
 def test_there_are_notebooks() -> None:
-    assert [n[:2] for n in NOTEBOOK_NAMES] == ["01", "02", "03", "04"]
+    assert [n[:2] for n in NOTEBOOK_NAMES] == ["01", "02", "03", "04", "05"]
 
 
 def test_notebooks_are_built_from_their_sources_and_ship_run() -> None:

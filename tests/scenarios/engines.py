@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -16,6 +17,12 @@ AFTER_FIRST_ACTION_S = 10.0
 
 RECORD_KEY = ["t_s", "workload", "client", "attempt"]
 """Columns that identify an attempt in either engine's records."""
+
+
+@functools.cache
+def _loaded(path: Path) -> LoadedScenario:
+    """A shipped scenario loaded once per session (loading 1,000 Services' YAML takes seconds)."""
+    return load_scenario(path)
 
 
 def with_proxy_mode(loaded: LoadedScenario, mode: ProxyMode) -> LoadedScenario:
@@ -40,7 +47,7 @@ def shipped_requests(
     :data:`RECORD_KEY` and categorical columns turned to strings, so two engines' tables compare.
     ``mode`` overrides the scenario's kube-proxy mode (:func:`with_proxy_mode`).
     """
-    loaded = load_scenario(path)
+    loaded = _loaded(path)
     if mode is not None:
         loaded = with_proxy_mode(loaded, mode)
     first = min((action.at_s for action in loaded.scenario.timeline), default=0.0)
