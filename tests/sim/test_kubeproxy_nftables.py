@@ -233,3 +233,22 @@ def _by_chain(table: NftTable) -> dict[str, list[str]]:
     for rule in table.rules:
         out[rule.chain].append(rule.rule)
     return out
+
+
+def test_after_partial_syncs_the_kernel_holds_the_full_compile_plus_flushed_stale_chains() -> None:
+    w = World()
+    w.at(5.0, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("a", ["10.244.2.7", "10.244.2.1"])))
+    w.at(7.0, lambda: w.api.apply(SERVICE_KIND, svc("c", "10.96.0.3")))
+    w.at(7.0, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("c", ["10.244.4.1"])))
+    w.at(9.0, lambda: w.api.delete(SERVICE_KIND, "default/b"))
+    w.env.run(12.0)
+    assert [full for _, _, full, _ in w.syncs()] == [True, False, False, False]
+    assert w.kernel.nft is not None
+    compiled = compile_nftables(
+        w.api.list(SERVICE_KIND), w.api.list(ENDPOINT_SLICE_KIND), CTX, ("10.96.0.0/12",)
+    )
+    held, wanted = _by_chain(w.kernel.nft.table), _by_chain(compiled)
+    assert {n: r for n, r in held.items() if n in wanted} == wanted
+    stale = {n: r for n, r in held.items() if n not in wanted}
+    assert all(r == [] for r in stale.values()) and set(stale) == set(w.kp.stale_chains)
+    assert {e.key for e in w.kernel.nft.table.elements} == {e.key for e in compiled.elements}
