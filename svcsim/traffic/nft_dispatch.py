@@ -17,7 +17,8 @@ the engine's "keep the groups whose dispatch read nothing that changed".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from svcsim.netfilter.index import MAX_PATHS
 from svcsim.netfilter.nft_index import NftDispatch, build_nft_dispatch
@@ -56,7 +57,10 @@ def read_value(rules: NftRules, key: ReadKey) -> object:
     return parsed.base_chains
 
 
-_PRESENCE = {"chain": "chain?", "sets": "set?", "map": "map?", "timeout": "timeout"}
+_PRESENCE: Final = MappingProxyType(
+    {"chain": "chain?", "sets": "set?", "map": "map?", "timeout": "timeout"}
+)
+"""The read kind noting "is there a ... called key" for each container kind."""
 
 
 class _Recorder:
