@@ -13,7 +13,10 @@ slower, so it runs a shorter stretch (``--baseline-s`` simulated seconds) and it
 compared per request. Wall times and memory peaks are printed; nothing is asserted. The last
 line reads ``simulated_requests_per_s=N baseline_requests_per_s=M ratio=R``.
 
-Run: ``make bench`` or ``.venv/bin/python benchmarks/simulate.py [--duration 600]``.
+``--mode nftables`` runs the same scenario with every node's kube-proxy in nftables mode.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/simulate.py [--duration 600]
+[--mode nftables]``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,12 @@ from svcsim.traffic.reference import ReferenceEngine
 
 
 def reference_yaml(
-    duration_s: float, nodes: int = 20, services: int = 10, pods: int = 10, rate: float = 5000.0
+    duration_s: float,
+    nodes: int = 20,
+    services: int = 10,
+    pods: int = 10,
+    rate: float = 5000.0,
+    mode: str = "iptables",
 ) -> str:
     """The reference scenario as scenario YAML."""
     docs = []
@@ -99,6 +107,7 @@ seed: 1
 duration: {duration_s:g}s
 cluster:
   nodes: {nodes}
+  proxy: {{mode: {mode}}}
 manifests:
   - inline: |
 {inline}
@@ -141,14 +150,21 @@ def main() -> None:
         default=20.0,
         help="simulated seconds for the per-request baseline",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="kube-proxy's mode on every node",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         batched_path = Path(tmp) / "benchmark.yaml"
-        batched_path.write_text(reference_yaml(args.duration))
+        batched_path.write_text(reference_yaml(args.duration, mode=args.mode))
         base_path = Path(tmp) / "baseline.yaml"
-        base_path.write_text(reference_yaml(args.baseline_s))
+        base_path.write_text(reference_yaml(args.baseline_s, mode=args.mode))
         n, wall, peak = measure(batched_path, baseline=False)
         rate = n / wall
+        print(f"kube-proxy mode: {args.mode}")
         print(
             f"batched:  {n:,} requests in {args.duration:g} simulated s, wall {wall:.2f} s, "
             f"{rate:,.0f} requests/s, peak RSS {peak:,.0f} MiB"

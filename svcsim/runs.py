@@ -36,6 +36,7 @@ from svcsim.results.uniformity import untested_service_ports
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import LoadedScenario, load_scenario
 from svcsim.scenario.replay import replayable_scenario
+from svcsim.scenario.schema import Scenario
 
 DEFAULT_RUNS_DIR = Path("runs")
 """Where run folders go unless told otherwise: ``runs/<scenario name>-seed<seed>``."""
@@ -203,6 +204,7 @@ def _manifest(
         "name": sc.metadata.name,
         "description": sc.metadata.description,
         "duration_s": sc.duration_s,
+        "proxy_mode": proxy_mode_text(sc),
         "seed": seed,
         "random_streams": streams,
         "versions": {
@@ -214,6 +216,15 @@ def _manifest(
         "wall_time_s": round(wall_s, 3),
         "exception": exception,
     }
+
+
+def proxy_mode_text(scenario: Scenario) -> str:
+    """kube-proxy's mode as the run ran it: one mode, or each node's when they differ."""
+    proxy = scenario.cluster.proxy
+    modes = {n.name: proxy.for_node(n.name).mode for n in scenario.cluster.nodes}
+    if len(set(modes.values())) <= 1:
+        return next(iter(modes.values()), proxy.mode)
+    return "mixed: " + ", ".join(f"{node} {mode}" for node, mode in modes.items())
 
 
 def _version(package: str) -> str:

@@ -13,9 +13,10 @@ from svcsim import runs
 from svcsim.cli.main import app
 from svcsim.cli.run import builtin_scenario
 from svcsim.results import RunFolderError, load
-from svcsim.runs import run_scenario
+from svcsim.runs import proxy_mode_text, run_scenario
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import load_scenario
+from svcsim.scenario.schema import Scenario
 
 ROLLING = Path(__file__).resolve().parents[1] / "scenarios" / "rolling-update.yaml"
 WALL_CLOCK_FIELDS = {"wall_time_s"}
@@ -242,3 +243,19 @@ def test_a_folder_problem_does_not_hide_the_simulations_exception(
         "and its run folder could not be written: x: cannot move the run folder into place: gone"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        ({}, "iptables"),
+        ({"mode": "nftables"}, "nftables"),
+        ({"nodes": {"node-2": {"mode": "nftables"}}}, "mixed: node-1 iptables, node-2 nftables"),
+    ],
+)
+def test_the_manifest_records_the_proxy_mode(proxy: dict[str, object], expected: str) -> None:
+    scenario = Scenario.model_validate(
+        {"apiVersion": "svcsim/v1", "kind": "Scenario", "metadata": {"name": "m"},
+         "cluster": {"nodes": 2, "proxy": proxy}}
+    )  # fmt: skip
+    assert proxy_mode_text(scenario) == expected

@@ -24,6 +24,7 @@ def trace_nftables(
     node: str,
     node_ip: str | None,
     service_cidr: str,
+    service_cidr_given: bool = True,
     packet: tuple[str, str, int, str, int],
     origin: Literal["pod", "host", "external"] | None,
     seed: int,
@@ -32,7 +33,7 @@ def trace_nftables(
     """Compile, walk ``packet`` = (src, dst, dport, protocol, sport) and print the trace."""
     import numpy as np
 
-    from svcsim.cli.rules import _prepare_node, packet_origin
+    from svcsim.cli.rules import _prepare_node, packet_origin, service_cidrs
     from svcsim.k8s import effective_endpoint_slices
     from svcsim.netfilter.nft_eval import NftWalkError, trace_nft
     from svcsim.netfilter.nft_parse import NftParseError, parse_table
@@ -45,8 +46,9 @@ def trace_nftables(
     manifests, context = _prepare_node(
         manifests_paths, node, node_ip, switches, service_cidr, mode="nftables"
     )
+    cidrs = service_cidrs(manifests, service_cidr, given=service_cidr_given)
     table = compile_nftables(
-        manifests.services, effective_endpoint_slices(manifests), context, (service_cidr,)
+        manifests.services, effective_endpoint_slices(manifests), context, cidrs
     )
     entry = packet_origin(src, manifests, context, switches.cluster_cidr, origin)
     first = Packet(src=src, dst=dst, protocol=protocol, dport=dport, sport=sport, origin=entry)

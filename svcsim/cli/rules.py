@@ -20,7 +20,7 @@ from svcsim.cli.node_dump import IpsetOpt, IptablesSaveOpt, PodInterfaceOpt, Upl
 from svcsim.k8s import ManifestErrors, Manifests, effective_endpoint_slices, load_manifests
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from svcsim.k8s.objects import Service
-from svcsim.proxy.flags import LocalDetectorMode
+from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, LocalDetectorMode
 
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
@@ -93,7 +93,9 @@ ServiceCidrOpt = Annotated[
     typer.Option(
         "--service-cidr",
         help="kube-apiserver --service-cluster-ip-range: Services "
-        "without a clusterIP get one from it, as the API server would allocate.",
+        "without a clusterIP get one from it, as the API server would allocate. nftables "
+        "mode: also the drop-unallocated-ClusterIPs range, overriding the manifests' "
+        "ServiceCIDR objects (default: theirs, else 10.96.0.0/12).",
     ),
 ]
 RulesMode = Literal["iptables", "nftables", "ipvs", "userspace"]
@@ -374,13 +376,13 @@ def _node_ips(manifests: Manifests, node: str, given: str | None) -> list[str]:
 IPTABLES_ONLY_SWITCHES: Final = {
     "localhost_nodeports": (
         "--localhost-nodeports/--no-localhost-nodeports: an iptables-mode setting "
-        "(--iptables-localhost-nodeports); nftables mode never accepts NodePorts on localhost"
+        f"(--iptables-localhost-nodeports); {IPTABLES_ONLY_REASONS['localhost_nodeports']}"
     ),
     "random_fully": (
-        "--random-fully/--no-random-fully: an iptables-mode fact; nftables mode always writes "
-        "'masquerade fully-random'"
+        "--random-fully/--no-random-fully: an iptables-mode fact; "
+        + IPTABLES_ONLY_REASONS["random_fully"]
     ),
-    "nfacct": "--nfacct/--no-nfacct: nftables mode has no nfacct counter matches",
+    "nfacct": f"--nfacct/--no-nfacct: {IPTABLES_ONLY_REASONS['nfacct']}",
 }
 """Switches ``rules`` ignores in nftables mode, and the warning it prints when one is given."""
 
@@ -394,6 +396,7 @@ FORMATS_BY_MODE: Final = {
 
 
 def rules(
+    ctx: typer.Context,
     manifests: ManifestArgs,
     node: NodeOpt,
     node_ip: NodeIpOpt = None,
@@ -455,8 +458,9 @@ def rules(
     about the node's iptables and kernel (--no-random-fully, --no-nfacct): set them as on
     the node to compare with its iptables-save or nft list. Save format: tables in
     iptables-save's order; the "Generated"/"Completed" lines carry a fixed time (the Unix
-    epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; its
-    --service-cidr also gives the "Drop traffic to unallocated ClusterIPs" rule.
+    epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; the
+    "Drop traffic to unallocated ClusterIPs" rule uses the manifests' ServiceCIDR objects, or
+    --service-cidr when given (it overrides them).
     """
     from svcsim.cli.mode_options import IGNORED_BY_MODE, check_mode_options
 
@@ -493,9 +497,9 @@ def rules(
         nfacct=True if nfacct is None else nfacct,
     )
     if mode == "nftables":
-        typer.echo(
-            _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen), nl=False
-        )
+        explicit = _given(ctx, "service_cidr")
+        text = _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen, explicit)
+        typer.echo(text, nl=False)
         return
     if mode == "ipvs":
         from svcsim.cli.ipvs_rules import ipvs_state, ipvs_text
@@ -518,6 +522,23 @@ def rules(
         typer.echo(render_save(compiled.ruleset), nl=False)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True if option ``name`` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def service_cidrs(manifests: Manifests, service_cidr: str, *, given: bool) -> tuple[str, ...]:
+    """The Service CIDRs nftables mode's kube-proxy knows.
+
+    ``--service-cidr`` when given; else the IPv4 CIDRs of the manifests' ServiceCIDR objects
+    (``OnServiceCIDRsChanged``, as a real kube-proxy learns them); else the default range.
+    """
+    if given:
+        return (service_cidr,)
+    return manifests.ipv4_service_cidrs or (service_cidr,)
+
+
 def _nftables_text(
     manifests_paths: list[Path],
     node: str,
@@ -525,6 +546,7 @@ def _nftables_text(
     switches: ProxySwitches,
     service_cidr: str,
     output_format: str,
+    service_cidr_given: bool = True,
 ) -> str:
     """The node's ``ip kube-proxy`` table after a full sync, as nft input or as nft lists it."""
     from svcsim.netfilter.nftables import dump
@@ -534,8 +556,9 @@ def _nftables_text(
     manifests, context = _prepare_node(
         manifests_paths, node, node_ip, switches, service_cidr, mode="nftables"
     )
+    cidrs = service_cidrs(manifests, service_cidr, given=service_cidr_given)
     table = compile_nftables(
-        manifests.services, effective_endpoint_slices(manifests), context, (service_cidr,)
+        manifests.services, effective_endpoint_slices(manifests), context, cidrs
     )
     if output_format == "nft":
         return dump(table)
@@ -742,6 +765,7 @@ def trace_command(
             node=node,
             node_ip=node_ip,
             service_cidr=service_cidr,
+            service_cidr_given=_given(ctx, "service_cidr"),
             packet=(src, dst_ip, dport, protocol, sport),
             origin=origin,
             seed=seed,

@@ -202,7 +202,8 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     speed = f", {total / wall_s:,.0f} requests/s" if wall_s else ""
     out.print(
         f"[bold]{manifest.get('name', '')}[/]: {manifest.get('duration_s', 0):g} s simulated, "
-        f"seed {summary['seed']}, {total:,} requests"
+        + (f"kube-proxy {manifest['proxy_mode']} mode, " if "proxy_mode" in manifest else "")
+        + f"seed {summary['seed']}, {total:,} requests"
         + (f" in {wall_s:.1f} s wall{speed}" if wall_s else "")
     )
     outcomes = Table("outcome", "requests", "share", box=box.SIMPLE_HEAD, title="Requests")

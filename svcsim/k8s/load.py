@@ -41,6 +41,7 @@ from svcsim.k8s.parse import (
     parse_endpoints,
     parse_node,
     parse_pod,
+    parse_service_cidr,
 )
 from svcsim.k8s.parse_deployment import parse_deployment
 from svcsim.k8s.parse_service import parse_service
@@ -77,6 +78,7 @@ class Manifests:
     pods: tuple[k8s.Pod, ...] = ()
     nodes: tuple[k8s.Node, ...] = ()
     deployments: tuple[k8s.Deployment, ...] = ()
+    service_cidrs: tuple[k8s.ServiceCIDR, ...] = ()
     warnings: tuple[str, ...] = ()
 
     def manual_endpoint_ips(self) -> list[str]:
@@ -84,6 +86,11 @@ class Manifests:
         ips = [a.ip for ep in self.endpoints for s in ep.subsets for a in s.addresses]
         ips += [a for sl in self.endpoint_slices for e in sl.endpoints for a in e.addresses]
         return ips
+
+    @property
+    def ipv4_service_cidrs(self) -> tuple[str, ...]:
+        """The IPv4 CIDRs of every ServiceCIDR, in order, once each (``OnServiceCIDRsChanged``)."""
+        return tuple(dict.fromkeys(c for obj in self.service_cidrs for c in obj.ipv4_cidrs))
 
 
 _Parser = Callable[[YMap, Reader, str], Any]
@@ -110,6 +117,12 @@ _KINDS: Mapping[str, _KindSpec] = MappingProxyType(
             "endpoint_slices",
         ),
         "Deployment": _KindSpec(("apps/v1",), True, parse_deployment, "deployments"),
+        "ServiceCIDR": _KindSpec(
+            ("networking.k8s.io/v1", "networking.k8s.io/v1beta1"),
+            False,
+            parse_service_cidr,
+            "service_cidrs",
+        ),
     }
 )
 
@@ -174,6 +187,7 @@ class _Loader:
             pods=tuple(b["pods"]),
             nodes=tuple(b["nodes"]),
             deployments=tuple(b["deployments"]),
+            service_cidrs=tuple(b["service_cidrs"]),
             warnings=tuple(self.warnings),
         )
 
@@ -241,10 +255,16 @@ class _Loader:
         for item, line in zip(items, items.item_lines, strict=True):
             self.document(item, line, source, inherited)
 
+    @staticmethod
+    def namespaced(kind: str) -> bool:
+        """Whether objects of ``kind`` live in a namespace (Node and ServiceCIDR do not)."""
+        spec = _KINDS.get(kind)
+        return spec is None or spec.namespaced
+
     def remember(self, kind: str, meta: k8s.ObjectMeta, reader: Reader, data: YMap) -> None:
         if not meta.name:
             return
-        key = (kind, meta.name if kind == "Node" else meta.key)
+        key = (kind, meta.key if self.namespaced(kind) else meta.name)
         first = self.seen.get(key)
         if first is None:
             self.seen[key] = meta.source

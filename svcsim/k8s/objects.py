@@ -283,6 +283,27 @@ class Node:
         return self.meta.label("topology.kubernetes.io/zone")
 
 
+# --- ServiceCIDR (networking.k8s.io/v1) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCIDR:
+    """A ServiceCIDR (``networking.k8s.io/v1``, cluster-scoped): ranges ClusterIPs come from.
+
+    kube-proxy's nftables mode watches them (``OnServiceCIDRsChanged``) and drops traffic to
+    addresses of these ranges that no Service holds.
+    """
+
+    meta: ObjectMeta
+    cidrs: tuple[str, ...] = ()
+    """``spec.cidrs``: one or two CIDRs, at most one per IP family."""
+
+    @property
+    def ipv4_cidrs(self) -> tuple[str, ...]:
+        """The IPv4 ones (what an IPv4 kube-proxy keeps)."""
+        return tuple(c for c in self.cidrs if ":" not in c)
+
+
 # --- Deployment (apps/v1) ------------------------------------------------------------------------
 
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"

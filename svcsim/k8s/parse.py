@@ -14,6 +14,7 @@ from collections.abc import Callable
 from svcsim.k8s.errors import MAX_EXCERPT_CHARS, shorten
 from svcsim.k8s.fields import (
     Reader,
+    YList,
     YMap,
     dns1123_label_problem,
     dns1123_subdomain_problem,
@@ -35,6 +36,7 @@ from svcsim.k8s.objects import (
     ObjectMeta,
     Pod,
     Protocol,
+    ServiceCIDR,
 )
 
 PROTOCOLS = tuple(p.value for p in Protocol)
@@ -433,3 +435,39 @@ def cpu_millis(text: str) -> int:
         return round(float(text) * 1000)
     except (ValueError, OverflowError):
         return -1
+
+
+def parse_service_cidr(doc: YMap, r: Reader, origin: str) -> ServiceCIDR:
+    """A ServiceCIDR (``networking.k8s.io/v1``, cluster-scoped), checked as the API server does.
+
+    kubernetes ``pkg/apis/networking/validation/validation.go`` @1758d176
+    (``ValidateServiceCIDR``): ``spec.cidrs`` is required, holds one or two valid CIDRs, and
+    two must be one IPv4 and one IPv6.
+    """
+    meta, _ = parse_meta(doc, r, origin, namespaced=False, name_rule=dns1123_subdomain_problem)
+    spec = r.mapping(doc, "spec", "")
+    if spec is None:
+        if "spec" not in doc:
+            r.error(doc.line, "spec", "required")
+        return ServiceCIDR(meta)
+    items = r.strings(spec, "cidrs", "spec")
+    if not items:
+        if spec.get("cidrs") is None or isinstance(spec.get("cidrs"), YList):
+            r.error(spec.line_of("cidrs"), "spec.cidrs", "at least one CIDR required")
+        return ServiceCIDR(meta)
+    if len(items) > 2:
+        r.error(spec.line_of("cidrs"), "spec.cidrs", "may only hold up to 2 values")
+        return ServiceCIDR(meta)
+    cidrs: list[str] = []
+    for field, value, line in items:
+        cidr = r.check_cidr(value, line, field)
+        if cidr is not None:
+            cidrs.append(cidr)
+    if len(cidrs) == 2 and (":" in cidrs[0]) == (":" in cidrs[1]):
+        r.error(
+            spec.line_of("cidrs"),
+            "spec.cidrs",
+            "may specify no more than one CIDR for each IP family, i.e. 192.168.0.0/24 and "
+            "2001:db8::/64",
+        )
+    return ServiceCIDR(meta, tuple(cidrs))

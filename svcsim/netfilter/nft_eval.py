@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from svcsim.netfilter.interpreter import Trace
 from svcsim.netfilter.nft_statements import (
@@ -93,6 +94,39 @@ class DynamicSets:
         self.expiry.setdefault(name, {})[key] = until
 
 
+class NftDecider(Protocol):
+    """Who answers a walk's non-deterministic questions (the kernel, or an enumeration)."""
+
+    def numgen(self, modulus: int) -> tuple[int, int | None]:
+        """``numgen random mod modulus``: the value in ``[0, modulus)`` and the draw, if any."""
+        ...  # pragma: no cover
+
+    def member(self, set_name: str, key: str) -> bool:
+        """Whether ``key`` is in the dynamic elements of set ``set_name`` now."""
+        ...  # pragma: no cover
+
+
+class KernelNftDecider:
+    """The kernel's answers: 32-bit draws scaled with ``reciprocal_scale``, live set elements."""
+
+    def __init__(self, draw: U32Source | None, sets: DynamicSets, now_s: float) -> None:
+        self.draw, self.sets, self.now_s = draw, sets, now_s
+
+    def numgen(self, modulus: int) -> tuple[int, int | None]:
+        """One draw from the source, scaled (nft_ng_random_eval)."""
+        if self.draw is None:
+            raise NftWalkError("a numgen expression was reached but no draw source was given")
+        try:
+            r = int(self.draw())
+        except StopIteration:
+            raise NftWalkError("the draw source ran out") from None
+        return reciprocal_scale(r, modulus), r
+
+    def member(self, set_name: str, key: str) -> bool:
+        """The element is in the set and has not timed out."""
+        return self.sets.contains(set_name, key, self.now_s)
+
+
 _End = tuple[VerdictKind, str | None]
 
 
@@ -104,12 +138,12 @@ class _Walker:
         table: ParsedTable,
         packet: Packet,
         network: NodeNetwork,
-        draw: U32Source | None,
+        decider: NftDecider,
         sets: DynamicSets,
         now_s: float,
     ) -> None:
         self.table, self.packet, self.network = table, packet, network
-        self.draw, self.sets, self.now_s = draw, sets, now_s
+        self.decider, self.sets, self.now_s = decider, sets, now_s
         self.src, self.dst = parse_ip(packet.src), parse_ip(packet.dst)
         self.dport, self.mark = packet.dport, packet.mark
         self.dnat: tuple[str, int] | None = None
@@ -301,7 +335,7 @@ class _Walker:
             raise NftWalkError(f"lookup in missing set @{s.set_name}")
         if (key,) in self.table.sets[s.set_name]:
             return True
-        return self.sets.contains(s.set_name, key, self.now_s)
+        return self.decider.member(s.set_name, key)
 
     def lookup(self, s: MapLookup, key: tuple[str, ...]) -> Verdict | None:
         if s.map_name is None:
@@ -312,14 +346,10 @@ class _Walker:
         return elements.get(key)
 
     def numgen(self, s: Numgen, details: list[str]) -> bool | Verdict:
-        if self.draw is None:
-            raise NftWalkError("a numgen expression was reached but no draw source was given")
-        try:
-            r = int(self.draw())
-        except StopIteration:
-            raise NftWalkError("the draw source ran out") from None
-        value = reciprocal_scale(r, s.modulus) + s.offset
-        details.append(f"numgen draw {r} -> {value} of mod {s.modulus}")
+        scaled, r = self.decider.numgen(s.modulus)
+        value = scaled + s.offset
+        drawn = f"draw {r}" if r is not None else "forced"
+        details.append(f"numgen {drawn} -> {value} of mod {s.modulus}")
         return next((v for k, v in s.choices if k == value), False)
 
 
@@ -331,17 +361,21 @@ def walk_nft(
     draw: U32Source | None = None,
     sets: DynamicSets | None = None,
     now_s: float = 0.0,
+    decider: NftDecider | None = None,
 ) -> tuple[Outcome, list[TraceStep]]:
     """Walk ``packet`` through ``table``; the outcome and every step taken.
 
     ``draw`` supplies numgen's 32-bit values, one per numgen reached; ``sets`` holds the
-    dynamic sets' elements and is updated in place (a fresh one if None).
+    dynamic sets' elements and is updated in place (a fresh one if None). ``decider``, if
+    given, answers numgen and dynamic-set membership instead of ``draw`` and ``sets`` (the
+    fast dispatch's enumeration forces answers this way); updates still go to ``sets``.
     """
     if ipaddress.ip_address(packet.src).version != 4:
         raise NftWalkError("only IPv4 (table ip kube-proxy) is modelled")
-    walker = _Walker(
-        table, packet, network, draw, sets if sets is not None else DynamicSets(), now_s
-    )
+    live = sets if sets is not None else DynamicSets()
+    if decider is None:
+        decider = KernelNftDecider(draw, live, now_s)
+    walker = _Walker(table, packet, network, decider, live, now_s)
     outcome = walker.run()
     return outcome, walker.steps
 

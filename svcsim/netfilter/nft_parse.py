@@ -281,16 +281,54 @@ def parse_rule(chain: str, number: int, rule: str) -> tuple[Statement, ...]:
     return tuple(statements)
 
 
-def parse_table(table: NftTable) -> ParsedTable:
-    """Parse every rule and element of ``table``; the first problem raises NftParseError."""
-    chains: dict[str, list[ParsedRule]] = {c.name: [] for c in table.chains}
+ChainText = tuple[str, tuple[tuple[str, str | None], ...]]
+"""A chain's name and its rules' (rule, comment) texts in order: what its parse depends on."""
+
+
+class ParseMemo:
+    """Parsed chains by their text, owned by a run: equal chains parse to the very same tuple.
+
+    Successive syncs and nodes in step write mostly the same chains; with a memo each is
+    parsed once, and an unchanged chain is the same object in every table that holds it (so
+    "did this chain change" is an identity test).
+    """
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self._chains: dict[ChainText, tuple[ParsedRule, ...]] = {}
+        self._limit = limit
+
+    def chain(self, key: ChainText) -> tuple[ParsedRule, ...]:
+        """The parsed rules of the chain ``key`` names (parsed on first use)."""
+        found = self._chains.get(key)
+        if found is None:
+            if len(self._chains) >= self._limit:
+                self._chains.clear()
+            found = self._chains[key] = _parse_chain(key)
+        return found
+
+
+def _parse_chain(key: ChainText) -> tuple[ParsedRule, ...]:
+    name, texts = key
+    rules: list[ParsedRule] = []
+    for rule, comment in texts:
+        text = rule if comment is None else f'{rule} comment "{comment}"'
+        statements = parse_rule(name, len(rules) + 1, rule)
+        rules.append(ParsedRule(name, len(rules) + 1, text, statements))
+    return tuple(rules)
+
+
+def parse_table(table: NftTable, memo: ParseMemo | None = None) -> ParsedTable:
+    """Parse every rule and element of ``table``; the first problem raises NftParseError.
+
+    With a ``memo``, chains whose text was parsed before are taken from it (same objects).
+    """
+    texts: dict[str, list[tuple[str, str | None]]] = {c.name: [] for c in table.chains}
     for rule in table.rules:
-        if rule.chain not in chains:
+        if rule.chain not in texts:
             raise NftParseError(f"rule {rule.rule!r} is in missing chain {rule.chain!r}")
-        rules = chains[rule.chain]
-        text = rule.rule if rule.comment is None else f'{rule.rule} comment "{rule.comment}"'
-        statements = parse_rule(rule.chain, len(rules) + 1, rule.rule)
-        rules.append(ParsedRule(rule.chain, len(rules) + 1, text, statements))
+        texts[rule.chain].append((rule.rule, rule.comment))
+    parse = memo.chain if memo is not None else _parse_chain
+    parsed_chains = {name: parse((name, tuple(rules))) for name, rules in texts.items()}
     sets: dict[str, set[tuple[str, ...]]] = {s.name: set() for s in table.sets if not s.is_map}
     set_types = {s.name: s.type for s in table.sets}
     maps: dict[str, dict[tuple[str, ...], Verdict]] = {s.name: {} for s in table.sets if s.is_map}
@@ -312,7 +350,7 @@ def parse_table(table: NftTable) -> ParsedTable:
             raise where.error("its set or map does not exist")
     return ParsedTable(
         name=table.name,
-        chains={name: tuple(rules) for name, rules in chains.items()},
+        chains=parsed_chains,
         base_chains=tuple(c for c in table.chains if c.hook is not None),
         sets={name: frozenset(keys) for name, keys in sets.items()},
         maps=maps,

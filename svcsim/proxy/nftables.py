@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,6 +37,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 
@@ -117,15 +118,70 @@ def hash_and_truncate(name: str) -> str:
     return out
 
 
-def service_chain_base(spn: ServicePortName) -> str:
+def is_firewall_chain(name: str) -> bool:
+    """A Service's ``firewall-HASH-...`` chain (its LoadBalancerSourceRanges drop), by name."""
+    return name.startswith("firewall-") and "/" in name
+
+
+@dataclass(frozen=True, slots=True)
+class _PortPart:
+    """What one service port adds to the transaction: its chains, sets, rules and elements."""
+
+    chains: tuple[NftChain, ...]
+    sets: tuple[NftSet, ...]
+    rules: tuple[NftRule, ...]
+    elements: tuple[tuple[tuple[str, tuple[str, ...]], NftElement], ...]
+
+
+_PortKey = tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext]
+
+
+class NameMemo:
+    """:func:`hash_and_truncate` and each service port's objects remembered, owned by a run.
+
+    A simulated kube-proxy compiles every Service at every sync on every node; the names, and
+    a port's objects for the same (port, endpoints, node context), are the same each time.
+    Each memo is cleared when ``limit`` entries are held.
+    """
+
+    def __init__(self, limit: int = 1 << 18) -> None:
+        self._names: dict[str, str] = {}
+        self._parts: dict[_PortKey, _PortPart] = {}
+        self._limit = limit
+
+    def part(self, key: _PortKey) -> _PortPart | None:
+        """The objects remembered for ``key``, if any."""
+        return self._parts.get(key)
+
+    def remember(self, key: _PortKey, part: _PortPart) -> None:
+        """Remember ``part`` for ``key``."""
+        if len(self._parts) >= self._limit:
+            self._parts.clear()
+        self._parts[key] = part
+
+    def __call__(self, name: str) -> str:
+        """``hash_and_truncate(name)``."""
+        found = self._names.get(name)
+        if found is None:
+            if len(self._names) >= self._limit:
+                self._names.clear()
+            found = self._names[name] = hash_and_truncate(name)
+        return found
+
+
+def service_chain_base(
+    spn: ServicePortName, hashed: Callable[[str], str] = hash_and_truncate
+) -> str:
     """``servicePortChainNameBase``: ``HASH-namespace/name/protocol/port``."""
-    return hash_and_truncate(f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}")
+    return hashed(f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}")
 
 
-def endpoint_chain_base(spn: ServicePortName, endpoint: EndpointInfo) -> str:
+def endpoint_chain_base(
+    spn: ServicePortName, endpoint: EndpointInfo, hashed: Callable[[str], str] = hash_and_truncate
+) -> str:
     """``servicePortEndpointChainNameBase``: ``HASH-namespace/name/protocol/port__IP/port``."""
     ip = endpoint.ip.replace(":", ".")
-    return hash_and_truncate(
+    return hashed(
         f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}__{ip}/{endpoint.port}"
     )
 
@@ -138,6 +194,8 @@ class _Builder:
     sets: dict[str, NftSet] = field(default_factory=dict)
     rules: list[NftRule] = field(default_factory=list)
     elements: dict[tuple[str, tuple[str, ...]], NftElement] = field(default_factory=dict)
+    hashed: Callable[[str], str] = hash_and_truncate
+    """``hashAndTruncate`` (or a run's :class:`NameMemo` of it)."""
 
     def chain(self, name: str, comment: str | None = None) -> None:
         self.chains.setdefault(name, NftChain(name, comment=comment))
@@ -170,7 +228,7 @@ def _if_not_local(ctx: NodeContext) -> str:
 
 def check_context(ctx: NodeContext) -> None:
     """Raise :class:`UnsupportedContextError` for settings the nftables model cannot compile."""
-    if ctx.local_detector in ("BridgeInterface", "InterfaceNamePrefix"):
+    if ctx.local_detector in UNSUPPORTED_NFT_DETECTORS:
         raise UnsupportedContextError(
             f"--detect-local-mode {ctx.local_detector} is not modelled in nftables mode yet "
             "(use ClusterCIDR or NodeCIDR)"
@@ -266,10 +324,11 @@ def _service_to_endpoints(
     spn = svc.name
     if svc.client_ip_affinity:
         for ep in endpoints:
-            base = endpoint_chain_base(spn, ep)
+            base = endpoint_chain_base(spn, ep, b.hashed)
             b.rule(chain, f"ip saddr @affinity-{base} goto endpoint-{base}")
     choices = " , ".join(
-        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep)}" for i, ep in enumerate(endpoints)
+        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep, b.hashed)}"
+        for i, ep in enumerate(endpoints)
     )
     b.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
 
@@ -281,7 +340,7 @@ def _service_port(
     spn = svc.name
     proto = spn.protocol_lower
     port = str(svc.port)
-    base = service_chain_base(spn)
+    base = service_chain_base(spn, b.hashed)
     cluster_chain, local_chain = f"service-{base}", f"local-{base}"
     external_chain, firewall_chain = f"external-{base}", f"firewall-{base}"
     cat = categorize_endpoints_shared(
@@ -289,7 +348,7 @@ def _service_port(
     )
     has_endpoints = cat.has_any_endpoints
     for ep in cat.all_reachable:
-        b.chain(f"endpoint-{endpoint_chain_base(spn, ep)}")
+        b.chain(f"endpoint-{endpoint_chain_base(spn, ep, b.hashed)}")
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
     if uses_cluster:
         b.chain(cluster_chain)
@@ -381,7 +440,7 @@ def _service_port(
         b.rule(firewall_chain, f"ip saddr != {{ {' , '.join(sources)} }} drop")
     if svc.client_ip_affinity:
         for ep in cat.all_reachable:
-            name = f"affinity-{endpoint_chain_base(spn, ep)}"
+            name = f"affinity-{endpoint_chain_base(spn, ep, b.hashed)}"
             b.sets[name] = NftSet(
                 name, "ipv4_addr", flags=("dynamic", "timeout"), timeout_s=svc.sticky_max_age_s
             )
@@ -390,7 +449,7 @@ def _service_port(
     if uses_local:
         _service_to_endpoints(b, svc, local_chain, cat.local)
     for ep in cat.all_reachable:
-        ep_base = endpoint_chain_base(spn, ep)
+        ep_base = endpoint_chain_base(spn, ep, b.hashed)
         chain = f"endpoint-{ep_base}"
         b.rule(chain, f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
         if svc.client_ip_affinity:
@@ -411,13 +470,39 @@ def table_from_maps(
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
     service_cidrs: Sequence[str],
+    names: NameMemo | None = None,
 ) -> NftTable:
-    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``)."""
+    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
+
+    ``names`` remembers chain names across calls (a run's; computed afresh without one).
+    """
     check_context(ctx)
-    b = _Builder()
+    b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
     for spn in sorted(service_ports, key=_service_order):
-        _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
+        svc, endpoints = service_ports[spn], endpoints_map.get(spn, ())
+        if names is None:
+            _service_port(b, svc, endpoints, ctx)
+            continue
+        key = (svc, endpoints, ctx)
+        part = names.part(key)
+        if part is None:
+            # The port's objects on their own, then added as _service_port adds them.
+            alone = _Builder(hashed=names)
+            _service_port(alone, svc, endpoints, ctx)
+            part = _PortPart(
+                tuple(alone.chains.values()),
+                tuple(alone.sets.values()),
+                tuple(alone.rules),
+                tuple(alone.elements.items()),
+            )
+            names.remember(key, part)
+        for chain in part.chains:
+            b.chains.setdefault(chain.name, chain)
+        for nft_set in part.sets:
+            b.sets[nft_set.name] = nft_set
+        b.rules.extend(part.rules)
+        b.elements.update(part.elements)
     return NftTable(
         family=TABLE_FAMILY,
         name=TABLE_NAME,

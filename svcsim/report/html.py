@@ -77,6 +77,7 @@ def _description(run: Run) -> str:
 
 
 META_LABELS: Final[Mapping[str, str]] = {
+    "proxy_mode": "kube-proxy mode",
     "duration_s": "simulated duration",
     "scenario_path": "scenario file",
     "wall_time_s": "wall-clock time",

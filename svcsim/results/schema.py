@@ -237,7 +237,12 @@ SYNCS: Final[tuple[Column, ...]] = (
     _c("duration_s", _F, "s", "end_s − start_s (sync_proxy_rules_duration_seconds)."),
     _c("full", _B, "", "True for a full sync (all chains rewritten)."),
     _c("ok", _B, "", "True if the rules were installed."),
-    _c("rules_written", _I64, "count", "Rules in the iptables-restore input."),
+    _c(
+        "rules_written",
+        _I64,
+        "count",
+        "Rules in the iptables-restore input (nftables mode: objects in the nft transaction).",
+    ),
     _c(
         "programming_latency_s",
         _F,

@@ -16,7 +16,9 @@ from svcsim.k8s import Manifests, effective_endpoint_slices
 from svcsim.k8s.objects import Node, ObjectMeta, Service
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.nft_parse import ParseMemo, parse_table
 from svcsim.proxy.context import (
+    NODE_PORT_ADDRESSES_PRIMARY,
     NodeContext,
     node_network,
     resolve_node_port_addresses,
@@ -24,6 +26,7 @@ from svcsim.proxy.context import (
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
+from svcsim.proxy.nftables import NameMemo, compile_nftables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
@@ -122,6 +125,11 @@ def build_world(
 
     initial = _api_manifests(world)
     initial_slices = effective_endpoint_slices(initial)
+    # The run's parsed nf_tables chains: nodes in step share them (DESIGN decision 8).
+    parse_memo, chain_names = ParseMemo(), NameMemo()
+    # nftables mode's drop-unallocated range: the manifests' ServiceCIDR objects, else what
+    # the API server's default ServiceCIDR holds (--service-cluster-ip-range).
+    service_cidrs = manifests.ipv4_service_cidrs or (cluster.service_cidr,)
     for spec in cluster.nodes:
         settings = cluster.proxy.for_node(spec.name)
         ctx = _node_context(spec, settings, cluster.cluster_cidr)
@@ -135,8 +143,13 @@ def build_world(
                 udp_s=settings.conntrack.udp_timeout_s,
                 udp_stream_s=settings.conntrack.udp_stream_timeout_s,
             ),
+            mode="nftables" if settings.mode == "nftables" else "iptables",
         )
-        kernel.install(compile_iptables(initial.services, initial_slices, ctx), env.now)
+        if kernel.mode == "nftables":
+            table = compile_nftables(initial.services, initial_slices, ctx, service_cidrs)
+            kernel.install_nft(table, parse_table(table, parse_memo), env.now)
+        else:
+            kernel.install(compile_iptables(initial.services, initial_slices, ctx), env.now)
         world.add_kernel(kernel)
         config = KubeProxyConfig(
             min_sync_period_s=settings.min_sync_period_s,
@@ -144,8 +157,22 @@ def build_world(
             informer_sync_s=for_node(cluster.delays.informer_sync_s, spec.name),
             watch_delay_s=for_node(cluster.delays.kube_proxy_watch_s, spec.name),
             cost=SyncCostModel(settings.sync_cost.base_s, settings.sync_cost.per_rule_s),
+            nft_cost=SyncCostModel(
+                settings.nft_sync_cost.base_s, settings.nft_sync_cost.per_object_s
+            ),
         )
-        proxy = KubeProxy(env, spec.name, api, kernel, ctx, config, world.recorder)
+        proxy = KubeProxy(
+            env,
+            spec.name,
+            api,
+            kernel,
+            ctx,
+            config,
+            world.recorder,
+            service_cidrs=service_cidrs,
+            parse_memo=parse_memo,
+            chain_names=chain_names,
+        )
         world.add_proxy(proxy)
         initial_view = ProgrammedView(
             env.now,
@@ -228,12 +255,23 @@ def _node_context(spec: NodeSpec, settings: ProxySettings, cluster_cidr: str) ->
         localhost_nodeports=settings.localhost_node_ports,
         random_fully=settings.random_fully,
         nfacct=settings.nfacct,
-        node_port_addresses=resolve_node_port_addresses(
-            tuple(settings.node_port_addresses), spec.ip
-        ),
+        node_port_addresses=resolve_node_port_addresses(_node_port_addresses(settings), spec.ip),
         tcp_be_liberal=settings.conntrack.tcp_be_liberal,
         node_zone=spec.zone,
     )
+
+
+def _node_port_addresses(settings: ProxySettings) -> tuple[str, ...]:
+    """``nodePortAddresses`` as kube-proxy starts with it.
+
+    Unset means the node's primary IP only in nftables mode
+    (cmd/kube-proxy/app/server_linux.go ``platformApplyDefaults``), every address in iptables
+    mode.
+    """
+    given = tuple(settings.node_port_addresses)
+    if not given and settings.mode == "nftables":
+        return (NODE_PORT_ADDRESSES_PRIMARY,)
+    return given
 
 
 def _delays(loaded: LoadedScenario) -> ControlPlaneDelays:

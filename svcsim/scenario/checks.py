@@ -26,6 +26,7 @@ from svcsim.k8s.objects import (
     ServiceType,
     TrafficPolicy,
 )
+from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, UNSUPPORTED_NFT_DETECTORS
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.durations import format_duration
@@ -38,7 +39,13 @@ from svcsim.scenario.workload import Udp, Workload
 from svcsim.sim.network import usable_pod_ip
 from svcsim.sim.rollout import check_rolling_update
 
-SIMULATED_PROXY_MODES = ("iptables",)
+SIMULATED_PROXY_MODES = ("iptables", "nftables")
+_IPTABLES_ONLY_FIELDS = {
+    "localhost_nodeports": "localhostNodePorts",
+    "random_fully": "randomFully",
+    "nfacct": "nfacct",
+}
+"""The scenario field of each :data:`~svcsim.proxy.flags.IPTABLES_ONLY_REASONS` setting."""
 """kube-proxy modes the simulation has a data path for."""
 ADDABLE = ("Service", "Endpoints", "EndpointSlice")
 """Kinds an ``add-service`` action creates."""
@@ -179,14 +186,55 @@ class _Checks:
         if proxy.mode not in SIMULATED_PROXY_MODES:
             self.problem(
                 ("cluster", "proxy", "mode"),
-                f"only {supported} mode is simulated so far, got {proxy.mode!r}",
+                f"only {supported} modes are simulated so far, got {proxy.mode!r}",
             )
         for node, override in proxy.nodes.items():
             if override.mode is not None and override.mode not in SIMULATED_PROXY_MODES:
                 self.problem(
                     ("cluster", "proxy", "nodes", node, "mode"),
-                    f"only {supported} mode is simulated so far, got {override.mode!r}",
+                    f"only {supported} modes are simulated so far, got {override.mode!r}",
                 )
+        self.mode_fields(("cluster", "proxy"), proxy.mode)
+        for node, override in proxy.nodes.items():
+            self.mode_fields(("cluster", "proxy", "nodes", node), override.mode or proxy.mode)
+        refused: set[Loc] = set()
+        for spec in self.scenario.cluster.nodes:
+            settings = proxy.for_node(spec.name)
+            if settings.mode != "nftables" or settings.detect_local_mode not in (
+                UNSUPPORTED_NFT_DETECTORS
+            ):
+                continue
+            patch = proxy.nodes.get(spec.name)
+            own = patch is not None and patch.detect_local_mode is not None
+            where: Loc = ("cluster", "proxy", *(("nodes", spec.name) if own else ()))
+            if where not in refused:
+                refused.add(where)
+                self.problem(
+                    (*where, "detectLocalMode"),
+                    f"{settings.detect_local_mode} is not modelled in nftables mode yet "
+                    "(use ClusterCIDR or NodeCIDR)",
+                )
+
+    def mode_fields(self, where: Loc, mode: str) -> None:
+        """Fields written at ``where`` that ``mode`` does not read: warned; unmodelled: refused."""
+        depth = len(where)
+        written = {p[depth] for p in self.doc.lines if len(p) > depth and p[:depth] == where}
+        if mode == "nftables":
+            for field_name, reason in IPTABLES_ONLY_REASONS.items():
+                key = _IPTABLES_ONLY_FIELDS[field_name]
+                if key in written:
+                    self.warn((*where, key), f"ignored in nftables mode: {reason}")
+            if "syncCost" in written:
+                self.warn(
+                    (*where, "syncCost"),
+                    "ignored in nftables mode (iptables mode's cost); nftables syncs cost "
+                    "nftSyncCost",
+                )
+        elif "nftSyncCost" in written:
+            self.warn(
+                (*where, "nftSyncCost"),
+                f"ignored in {mode} mode (nftables mode's cost); {mode} syncs cost syncCost",
+            )
 
     # --- references to objects --------------------------------------------------------------
 

@@ -45,7 +45,12 @@ from svcsim.scenario.base import (
     problems_at,
 )
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
-from svcsim.sim.synccost import DEFAULT_BASE_S, DEFAULT_PER_RULE_S
+from svcsim.sim.synccost import (
+    DEFAULT_BASE_S,
+    DEFAULT_NFT_BASE_S,
+    DEFAULT_NFT_PER_OBJECT_S,
+    DEFAULT_PER_RULE_S,
+)
 
 ProxyMode = Literal["iptables", "ipvs", "nftables", "userspace"]
 """kube-proxy ``mode``. The schema takes all four; a builder may support fewer."""
@@ -77,6 +82,23 @@ class SyncCost(SchemaModel):
     """Fixed part of every sync."""
     per_rule_s: Duration = SYNC_COST_PER_RULE_S
     """Added per rule in the iptables-restore input of that sync."""
+
+
+NFT_SYNC_COST_BASE_S: Final = DEFAULT_NFT_BASE_S
+"""Fixed cost of one nftables-mode sync: the two-point calibration of
+:mod:`svcsim.sim.synccost` (one Service added to 10,000 ~ 141 ms; a first sync of 10,000
+Services ~ 3 min 14 s)."""
+NFT_SYNC_COST_PER_OBJECT_S: Final = DEFAULT_NFT_PER_OBJECT_S
+"""Cost per object (add, flush, delete) in one nftables-mode sync's transaction."""
+
+
+class NftSyncCost(SchemaModel):
+    """How long one nftables-mode sync takes: ``base + perObject x objects written``."""
+
+    base_s: Duration = NFT_SYNC_COST_BASE_S
+    """Fixed part of every sync."""
+    per_object_s: Duration = NFT_SYNC_COST_PER_OBJECT_S
+    """Added per object (one ``nft -f`` line: add, flush or delete) in that sync's transaction."""
 
 
 class Conntrack(SchemaModel):
@@ -192,7 +214,9 @@ class ProxySettings(SchemaModel):
     nfacct: StrictBool = True
     """The kernel has nfacct: kube-proxy's counter matches appear in two of its rules."""
     sync_cost: SyncCost = Field(default_factory=SyncCost)
-    """Sync duration model."""
+    """Sync duration model (iptables mode)."""
+    nft_sync_cost: NftSyncCost = Field(default_factory=NftSyncCost)
+    """Sync duration model (nftables mode)."""
     conntrack: Conntrack = Field(default_factory=Conntrack)
     """Conntrack limits and timeouts kube-proxy writes to the node's sysctls."""
 
@@ -235,6 +259,13 @@ class SyncCostPatch(OmitNoneModel):
     per_rule_s: Duration | None = None
 
 
+class NftSyncCostPatch(OmitNoneModel):
+    """Per-node override of some :class:`NftSyncCost` fields."""
+
+    base_s: Duration | None = None
+    per_object_s: Duration | None = None
+
+
 class ConntrackPatch(OmitNoneModel):
     """Per-node override of some :class:`Conntrack` fields."""
 
@@ -262,6 +293,7 @@ class ProxyOverride(OmitNoneModel):
     random_fully: StrictBool | None = None
     nfacct: StrictBool | None = None
     sync_cost: SyncCostPatch | None = None
+    nft_sync_cost: NftSyncCostPatch | None = None
     conntrack: ConntrackPatch | None = None
 
 

@@ -1,24 +1,59 @@
-"""One node's kernel state: the installed ruleset, its dispatch index, conntrack and recent lists.
+"""One node's kernel state: the installed rules, conntrack, and the rules' dynamic state.
 
-Only kube-proxy's sync (or a hand-made fault) changes the ruleset, in one atomic step, as
-iptables-restore does. The data path reads the dispatch index built from whatever is installed
-now, so traffic always meets the node's actual rules, stale or not.
+The node's kube-proxy mode decides what the rules are: an iptables :class:`Ruleset` (with its
+dispatch index and the xt_recent lists), or nf_tables' table ``ip kube-proxy``
+(:class:`~svcsim.netfilter.nftables.NftTable`, its parsed form, and the dynamic sets'
+elements). Only kube-proxy's sync (or a hand-made fault) changes the rules, in one atomic step,
+as iptables-restore or one ``nft -f`` transaction does. The data path reads whatever is
+installed now, so traffic always meets the node's actual rules, stale or not.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 from svcsim.netfilter.conntrack import ConntrackTable
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.index import DispatchIndex
 from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.nft_eval import DynamicSets
+from svcsim.netfilter.nft_index import dynamic_sets
+from svcsim.netfilter.nft_parse import parse_table
+from svcsim.netfilter.nft_statements import ParsedTable
+from svcsim.netfilter.nftables import NftTable
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
+
+KernelMode = Literal["iptables", "nftables"]
+"""The kube-proxy data planes a node's kernel can hold."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NftRules:
+    """One installed nf_tables table: as written, parsed, and its dynamic sets.
+
+    Compared by identity: each install is a new object (what the traffic layer keys on).
+    """
+
+    table: NftTable
+    parsed: ParsedTable
+    dynamic: frozenset[str]
+    """The sets whose elements the walk may add (:func:`dynamic_sets`)."""
+
+    @classmethod
+    def of(cls, table: NftTable, parsed: ParsedTable | None = None) -> NftRules:
+        """``table`` with its parse (done here if not given) and dynamic sets."""
+        parsed = parsed if parsed is not None else parse_table(table)
+        return cls(table, parsed, dynamic_sets(parsed))
 
 
 class Kernel:
     """The netfilter state of one node.
 
     ``generation`` counts installs, so consumers can cache per-ruleset derivations cheaply.
+    In ``nftables`` mode ``ruleset`` stays empty and ``nft`` holds the table; in ``iptables``
+    mode ``nft`` is None.
     """
 
     def __init__(
@@ -27,25 +62,59 @@ class Kernel:
         network: NodeNetwork,
         conntrack_max: int,
         timeouts: ConntrackTimeouts,
+        mode: KernelMode = "iptables",
     ) -> None:
         self.node = node
         self.network = network
+        self.mode: KernelMode = mode
         self.ruleset = Ruleset()
         self.index = DispatchIndex(self.ruleset, network)
+        self.nft: NftRules | None = None
+        """The installed nf_tables table (nftables mode: an empty table at first)."""
+        if mode == "nftables":
+            self.nft = NftRules.of(NftTable("ip", "kube-proxy"))
         self.conntrack = ConntrackTable(conntrack_max, timeouts)
         self.recent = RecentTable()
+        self.sets = DynamicSets()
+        """Elements ``update @set`` added (nftables mode's affinity sets)."""
         self.generation = 0
         self.installed_at_s = 0.0
 
     def reboot(self, now_s: float) -> None:
         """The node booted: no rules (until kube-proxy syncs), no conntrack entries, no lists."""
-        self.install(Ruleset(), now_s)
+        if self.mode == "nftables":
+            table = NftTable("ip", "kube-proxy")
+            self.install_nft(table, parse_table(table), now_s)
+            self.sets = DynamicSets()
+        else:
+            self.install(Ruleset(), now_s)
         self.conntrack.delete_matching()
         self.recent = RecentTable()
 
+    @property
+    def rules(self) -> Ruleset | NftRules:
+        """What the data path evaluates now: the iptables ruleset or the nf_tables table."""
+        return self.nft if self.nft is not None else self.ruleset
+
     def install(self, ruleset: Ruleset, now_s: float) -> None:
         """Replace the ruleset atomically (what one iptables-restore commit does)."""
+        if self.mode != "iptables":
+            raise ValueError(f"node {self.node}: an iptables ruleset on a {self.mode} kernel")
         self.ruleset = ruleset
         self.index = DispatchIndex(ruleset, self.network)
+        self.generation += 1
+        self.installed_at_s = now_s
+
+    def install_nft(self, table: NftTable, parsed: ParsedTable, now_s: float) -> None:
+        """Replace the table atomically (what one ``nft -f`` transaction does).
+
+        Elements of sets the new table no longer has go with their sets (kube-proxy deletes
+        stale affinity sets in the same transaction); the others keep their elements.
+        """
+        if self.mode != "nftables":
+            raise ValueError(f"node {self.node}: an nf_tables table on a {self.mode} kernel")
+        self.nft = NftRules.of(table, parsed)
+        for name in [n for n in self.sets.expiry if n not in parsed.timeouts]:
+            del self.sets.expiry[name]
         self.generation += 1
         self.installed_at_s = now_s

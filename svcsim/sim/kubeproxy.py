@@ -1,4 +1,4 @@
-"""kube-proxy (iptables mode) on one node, as SimPy processes.
+"""kube-proxy (iptables or nftables mode) on one node, as SimPy processes.
 
 One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, the
 :class:`~svcsim.sim.changes.ChangeTracker` and the
@@ -34,28 +34,41 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   differences to the handlers as add/update/delete events: here, every Service and
   EndpointSlice that differs from the informer's copy is fed to the change tracker at that
   instant, then the watch resumes. A (re)start while cut lists only once the API answers.
+* **nftables mode** (the node's kernel holds nf_tables; ``pkg/proxy/nftables/proxier.go``
+  @b0f823e6) shares all of the above - runner, informers, change tracking, failure handling,
+  metrics' names, the UDP conntrack clean-up (upstream shares ``pkg/proxy/conntrack``). A sync
+  compiles the table (:func:`svcsim.proxy.nftables.table_from_maps`) and plans its one
+  transaction (:func:`svcsim.sim.nft_sync.plan_nft_sync`: partial syncs write only the chains
+  of changed Services and the elements that differ); its cost is per object written
+  (``nft_cost``). Before it, stale chains flushed over a second ago are deleted in a
+  transaction of their own (:func:`~svcsim.sim.nft_sync.delete_stale_chains`); its failure
+  counts in ``sync_proxy_rules_nftables_cleanup_failures_total`` and the sync goes on. A
+  blocked sync fails as a whole (``sync_proxy_rules_nftables_sync_failures_total``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import simpy
 
 from svcsim.k8s.objects import EndpointSlice, Service
+from svcsim.netfilter.nft_parse import ParseMemo, parse_table
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
     EndpointInfo,
     EndpointsMap,
+    ServicePortInfo,
     build_endpoints_map,
     build_service_port_map,
 )
 from svcsim.proxy.iptables import sync_from_maps
 from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.nftables import NameMemo, table_from_maps
 from svcsim.results.records import EventKind, Recorder
 from svcsim.sim.api import ApiServer, Watch, WatchEvent
 from svcsim.sim.changes import (
@@ -63,11 +76,13 @@ from svcsim.sim.changes import (
     SERVICE_KIND,
     WATCHED_KINDS,
     ChangeTracker,
+    PendingChanges,
     TriggerTimeFn,
     annotation_trigger_time_s,
 )
 from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.kernel import Kernel
+from svcsim.sim.nft_sync import delete_stale_chains, plan_nft_sync, stale_endpoint_edit
 from svcsim.sim.restore import (
     RestoreError,
     apply_plan,
@@ -117,6 +132,9 @@ class KubeProxy:
         recorder: Recorder | None = None,
         *,
         trigger_time: TriggerTimeFn = annotation_trigger_time_s,
+        service_cidrs: tuple[str, ...] = (),
+        parse_memo: ParseMemo | None = None,
+        chain_names: NameMemo | None = None,
     ) -> None:
         if ctx.node_name != node:
             raise ValueError(f"NodeContext is for {ctx.node_name!r}, not node {node!r}")
@@ -128,6 +146,14 @@ class KubeProxy:
         self.config = config if config is not None else KubeProxyConfig()
         self.recorder = recorder
         self.trigger_time = trigger_time
+        self.service_cidrs = service_cidrs
+        """The Service CIDRs kube-proxy knows (``OnServiceCIDRsChanged``; nftables mode)."""
+        self.parse_memo = parse_memo if parse_memo is not None else ParseMemo()
+        """Parsed nf_tables chains, shared by the run's nodes (DESIGN decision 8)."""
+        self.chain_names = chain_names if chain_names is not None else NameMemo()
+        """Hashed nf_tables chain names, shared by the run's nodes."""
+        self.stale_chains: dict[str, float] = {}
+        """nftables mode: flushed stale service chains and when (upstream ``staleChains``)."""
         self.metrics = ProxyMetrics()
         self.programmed: ProgrammedView | None = None
         """What the rules were last programmed from; None before the first successful sync."""
@@ -247,6 +273,7 @@ class KubeProxy:
         """(Re)start the process: informer sync, then a full sync (a running one is killed)."""
         if self._life is not None:
             self._life.stop(ProxyStopped(self.env.now, "restart"))
+        self.stale_chains = {}  # the new process starts with an empty staleChains
         self._life = _Life(self)
         self._event(EventKind.PROXY_RESTARTED, "restart")
 
@@ -299,8 +326,15 @@ class KubeProxy:
         Service's ``KUBE-SVC`` chain, as kube-proxy would have written them. Returns that text.
         """
         spn = self._resolve(service_port)
-        text = stale_rule_restore(self.kernel.ruleset, spn, endpoint, own_chain=own_chain)
-        self.kernel.install(apply_restore(self.kernel.ruleset, text, noflush=True), self.env.now)
+        kernel = self.kernel
+        if kernel.mode == "nftables":
+            if kernel.nft is None:
+                raise ValueError(f"node {self.node}: no nf_tables table to edit yet")
+            text, table = stale_endpoint_edit(kernel.nft.table, spn, endpoint)
+            kernel.install_nft(table, parse_table(table, self.parse_memo), self.env.now)
+        else:
+            text = stale_rule_restore(kernel.ruleset, spn, endpoint, own_chain=own_chain)
+            kernel.install(apply_restore(kernel.ruleset, text, noflush=True), self.env.now)
         self._event(EventKind.FAULT, f"inject-stale-rule {spn.text} -> {endpoint}", spn.text)
         return text
 
@@ -465,6 +499,11 @@ class _Life:
         changes = self.tracker.take()
         service_ports = build_service_port_map(self.tracker.services.values())
         endpoints_map = build_endpoints_map(self.tracker.slices.values(), proxy.node)
+        if proxy.kernel.mode == "nftables":
+            ok = yield from self._sync_nftables(
+                start, through, full, changes, service_ports, endpoints_map
+            )
+            return ok
         compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx)
         delete_stale = (
             not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
@@ -507,6 +546,86 @@ class _Life:
             self._record(start, end, full, False, plan.rules_written, math.nan, through)
             return False
         proxy.kernel.install(ruleset, end)
+        self._succeeded(start, end, full, changes, service_ports, endpoints_map)
+        latency = max(
+            (end - t for times in changes.trigger_times_s.values() for t in times),
+            default=math.nan,
+        )
+        self._record(start, end, full, True, plan.rules_written, latency, through)
+        return True
+
+    def _sync_nftables(
+        self,
+        start: float,
+        through: float,
+        full: bool,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        endpoints_map: EndpointsMap,
+    ) -> Generator[simpy.Event, Any, bool]:
+        """One nftables-mode sync (see the module docstring); True if it succeeded."""
+        proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
+        kernel, m = proxy.kernel, proxy.metrics
+        installed = kernel.nft.table if kernel.nft is not None else None
+        if installed is not None and proxy.stale_chains:
+            cleaned, proxy.stale_chains, _, failed = delete_stale_chains(
+                installed, proxy.stale_chains, start
+            )
+            if failed:
+                m.sync_proxy_rules_nftables_cleanup_failures_total += 1
+            elif cleaned is not installed:
+                kernel.install_nft(cleaned, parse_table(cleaned, proxy.parse_memo), start)
+                installed = cleaned
+        compiled = table_from_maps(
+            service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs, proxy.chain_names
+        )
+        plan = plan_nft_sync(
+            installed,
+            compiled,
+            changes.services,
+            full=full,
+            now_s=start,
+            stale_chains=proxy.stale_chains,
+        )
+        duration = cfg.nft_cost.duration_s(plan.objects_written)
+        yield env.timeout(duration)
+        end = env.now
+        m.sync_proxy_rules_duration_seconds.append(duration)
+        if full:
+            m.sync_full_proxy_rules_duration_seconds.append(duration)
+        else:
+            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+        m.nftables_objects_last = plan.objects_written
+        if end < proxy.blocked_until_s:
+            # The transaction fails as a whole; staleChains is recomputed next time.
+            self.need_full = True
+            proxy.last_error = "nft: transaction failed (the sync was blocked)"
+            proxy.stale_chains = {}
+            m.sync_proxy_rules_nftables_sync_failures_total += 1
+            self._record(start, end, full, False, plan.objects_written, math.nan, through)
+            return False
+        proxy.stale_chains = plan.stale_chains
+        kernel.install_nft(plan.table, parse_table(plan.table, proxy.parse_memo), end)
+        self._succeeded(start, end, full, changes, service_ports, endpoints_map)
+        latency = max(
+            (end - t for times in changes.trigger_times_s.values() for t in times),
+            default=math.nan,
+        )
+        self._record(start, end, full, True, plan.objects_written, latency, through)
+        return True
+
+    def _succeeded(
+        self,
+        start: float,
+        end: float,
+        full: bool,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        endpoints_map: EndpointsMap,
+    ) -> None:
+        """What follows a successful sync in either mode: state, metrics, listeners, clean-up."""
+        proxy = self.proxy
+        m = proxy.metrics
         self.health.updated()
         self.need_full = False
         proxy.last_error = None
@@ -521,9 +640,6 @@ class _Life:
         if changes.conntrack_cleanup_required:
             proxy._clean_udp_conntrack(StaleUdpFilter.from_maps(service_ports, endpoints_map), end)
         self.installed = True
-        latency = max(latencies, default=math.nan)
-        self._record(start, end, full, True, plan.rules_written, latency, through)
-        return True
 
     def _record(
         self,

@@ -19,6 +19,25 @@ measurements (:data:`PUBLISHED_POINTS`):
 
 Solving the two equations exactly gives ``per_rule_s = (12.772 - 0.176) / (695992 - 897)
 = 18.1213 us`` and ``base_s = 0.176 - 897 x per_rule_s = 0.159745 s``.
+
+**nftables cost.** ``duration_s = base_s + per_object_s x objects_written``, where
+``objects_written`` counts the lines of the sync's ``nft -f`` transaction (adds, flushes and
+deletes: :mod:`svcsim.sim.nft_sync`). nftables mode's partial syncs make a sync's cost
+O(changes) (kubernetes.io blog "NFTables mode for kube-proxy", 2025-02-28: incremental updates
+touch only what changed); its first (full) sync of a large cluster is slow. Two published
+points (:data:`NFT_PUBLISHED_POINTS`):
+
+* a partial sync adding one Service (with two endpoints) to 10,000: ~141 ms, kubernetes PR
+  #126013 "[kube-proxy: nftables] Implement partial sync" (description, 2024-07-10);
+* the first, full, sync of 10,000 Services x 2 endpoints: 3 min 14 s (194 s) in nftables mode
+  vs 40 s in iptables mode, kubernetes PR #130119 "Optimize kube-proxy restart time" (figure
+  as quoted by the project's issue 9; not re-read in the PR text here: UNVERIFIED).
+
+Object counts are this project's transaction (:func:`svcsim.sim.nft_sync.plan_nft_sync`) for
+those cluster shapes (ClusterIP Services, two endpoints on other nodes):
+:data:`NFT_OBJECTS_PER_SERVICE` per such Service port, in a full sync and in the partial one
+that adds it, plus :data:`NFT_SETUP_OBJECTS` for a full sync. The fit is exact through both
+points: ``base_s = 0.121622 s``, ``per_object_s = 1.38414 ms``.
 """
 
 from __future__ import annotations
@@ -85,10 +104,35 @@ class SyncCostModel:
         return cls(base_s=a.duration_s - a.rules * per_rule, per_rule_s=per_rule)
 
 
+NFT_OBJECTS_PER_SERVICE: Final = 14
+"""Transaction objects one ClusterIP Service port with two endpoints adds: 3 chains x (add,
+flush) + 6 rules + 2 elements (``tests/sim/test_nft_sync.py`` checks it on the compiler)."""
+NFT_SETUP_OBJECTS: Final = 71
+"""Objects of an empty cluster's full sync (table, fixed chains, sets, maps, their rules and
+flushes; ``tests/sim/test_nft_sync.py`` checks it on the compiler)."""
+
+NFT_PUBLISHED_POINTS: Final = (
+    CalibrationPoint(
+        NFT_OBJECTS_PER_SERVICE,
+        0.141,
+        "kubernetes/kubernetes#126013: one new Service with 10K existing, partial sync ~141ms",
+    ),
+    CalibrationPoint(
+        NFT_SETUP_OBJECTS + 10_000 * NFT_OBJECTS_PER_SERVICE,
+        194.0,
+        "kubernetes/kubernetes#130119 as quoted by issue 9: 10,000 Services x 2 endpoints, "
+        "first sync 3m14s (nftables) vs 40s (iptables); UNVERIFIED",
+    ),
+)
+
 DEFAULT_COST: Final = SyncCostModel.fit(*PUBLISHED_POINTS)
 """The calibrated model: base 0.159745 s, 18.1213 us per rule."""
 DEFAULT_BASE_S: Final = DEFAULT_COST.base_s
 DEFAULT_PER_RULE_S: Final = DEFAULT_COST.per_rule_s
+DEFAULT_NFT_COST: Final = SyncCostModel.fit(*NFT_PUBLISHED_POINTS)
+"""nftables mode's calibrated model: ``per_rule_s`` is per transaction object."""
+DEFAULT_NFT_BASE_S: Final = DEFAULT_NFT_COST.base_s
+DEFAULT_NFT_PER_OBJECT_S: Final = DEFAULT_NFT_COST.per_rule_s
 
 
 FULL_SYNC_PERIOD_S: Final = 3600.0
@@ -108,6 +152,9 @@ class KubeProxyConfig:
     watch_delay_s: float = 0.1
     """API server -> this kube-proxy's informers."""
     cost: SyncCostModel = DEFAULT_COST
+    """iptables mode's sync cost (per rule written)."""
+    nft_cost: SyncCostModel = DEFAULT_NFT_COST
+    """nftables mode's sync cost (per transaction object written)."""
 
     def __post_init__(self) -> None:
         for name in ("min_sync_period_s", "informer_sync_s", "watch_delay_s"):
@@ -136,7 +183,13 @@ class ProxyMetrics:
     sync_proxy_rules_iptables_restore_failures_total: int = 0
     sync_proxy_rules_iptables_partial_restore_failures_total: int = 0
     sync_proxy_rules_iptables_last: int = 0
-    """Rules written by the last sync attempt (filter + nat ``-A`` lines)."""
+    """Rules written by the last sync attempt (filter + nat ``-A`` lines); iptables mode."""
+    sync_proxy_rules_nftables_sync_failures_total: int = 0
+    """nftables mode: failed sync transactions (``NFTablesSyncFailuresTotal``)."""
+    sync_proxy_rules_nftables_cleanup_failures_total: int = 0
+    """nftables mode: failed stale-chain deletions (``NFTablesCleanupFailuresTotal``)."""
+    nftables_objects_last: int = 0
+    """nftables mode: objects in the last sync's transaction (no upstream metric: svcsim's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ One function, used by the batched engine (once per destination and state, cached
 per-request reference (every time), so both attribute failures alike:
 
 * REJECT verdict -> ``refused`` / ``no-endpoints`` (ICMP port-unreachable at once);
-  DROP in ``KUBE-PROXY-FIREWALL`` -> ``timeout`` / ``source-range`` (a client outside the
-  Service's loadBalancerSourceRanges: its packet fell through ``KUBE-FW-…`` undNATed);
+  DROP in ``KUBE-PROXY-FIREWALL`` (nftables mode: in a Service's ``firewall-…`` chain) ->
+  ``timeout`` / ``source-range`` (a client outside the Service's loadBalancerSourceRanges);
   any other DROP -> ``timeout`` / ``no-endpoints`` (kube-proxy's other drops are for "no
   local endpoints").
 * ACCEPT without DNAT to the node itself -> ``refused`` / ``no-service-rule`` (nothing listens);
@@ -35,6 +35,8 @@ from enum import IntEnum
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.netfilter.packet import VerdictKind
 from svcsim.proxy.iptables_service import KUBE_PROXY_FIREWALL
+from svcsim.proxy.nftables import TABLE_NAME as NFT_TABLE_NAME
+from svcsim.proxy.nftables import is_firewall_chain
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.network import Backend, BackendState
 from svcsim.traffic.context import TrafficContext
@@ -94,7 +96,11 @@ def classify(outcome: NfOutcome, dial: Dial, node: str, ctx: TrafficContext) -> 
     if outcome.verdict is VerdictKind.REJECT:
         return Resolution(Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False)
     if outcome.verdict is VerdictKind.DROP:
-        firewall = outcome.decided_in == ("filter", KUBE_PROXY_FIREWALL)
+        firewall = outcome.decided_in == ("filter", KUBE_PROXY_FIREWALL) or (
+            outcome.decided_in is not None
+            and outcome.decided_in[0] == NFT_TABLE_NAME
+            and is_firewall_chain(outcome.decided_in[1])
+        )
         cause = Cause.SOURCE_RANGE if firewall else Cause.NO_ENDPOINTS
         return Resolution(Outcome.TIMEOUT, cause, "", "", None, Wait.CONNECT, False)
     if outcome.dnat is None and outcome.local:

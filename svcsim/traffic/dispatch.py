@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcsim.netfilter.index import Dispatch, build_dispatch
-from svcsim.netfilter.model import Chain, IPAddress, Ruleset
+from svcsim.netfilter.model import Chain, Ruleset
+from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
 from svcsim.sim.kernel import Kernel
+from svcsim.traffic.nft_dispatch import NftDispatchCache, ReadKey
+from svcsim.traffic.recording import RecordingNetwork
 
 
 class _RecordingRuleset(Ruleset):
@@ -40,41 +43,6 @@ class _RecordingRuleset(Ruleset):
         """The chain, after noting that it was asked for."""
         self.seen[(table, name)] = None
         return super().chain(table, name)
-
-
-class _RecordingNetwork(NodeNetwork):
-    """A node network that notes every question the walk asks it, with the answer."""
-
-    __slots__ = ("answers",)
-
-    def __init__(self, base: NodeNetwork) -> None:
-        super().__init__(base.node_ips, base.uplink_interface, base.pod_interface, base.pod_cidr)
-        self.answers: dict[tuple[str, Any], Any]
-        object.__setattr__(self, "answers", {})
-
-    def is_local(self, address: IPAddress) -> bool:
-        """See :meth:`NodeNetwork.is_local`; noted."""
-        answer = super().is_local(address)
-        self.answers[("is_local", address)] = answer
-        return answer
-
-    def address_type(self, address: IPAddress) -> str:
-        """See :meth:`NodeNetwork.address_type`; noted."""
-        answer = super().address_type(address)
-        self.answers[("address_type", address)] = answer
-        return answer
-
-    def in_interface(self, packet: Packet) -> str | None:
-        """See :meth:`NodeNetwork.in_interface`; noted."""
-        answer = super().in_interface(packet)
-        self.answers[("in_interface", packet)] = answer
-        return answer
-
-    def out_interface(self, dst: IPAddress) -> str:
-        """See :meth:`NodeNetwork.out_interface`; noted."""
-        answer = super().out_interface(dst)
-        self.answers[("out_interface", dst)] = answer
-        return answer
 
 
 Snapshot = tuple[tuple[str, str, Chain | None], ...]
@@ -197,7 +165,7 @@ class DispatchCache:
     """Dispatches per node and key, revalidated when the node's rules change.
 
     ``built`` counts enumerations, ``reused`` the times a dispatch served a new ruleset or
-    another node without one.
+    another node without one (iptables kernels; :attr:`nft` counts its own).
     """
 
     def __init__(self, keep: int = 8) -> None:
@@ -206,23 +174,28 @@ class DispatchCache:
         self._keep = keep
         self._same = _ChainEquality()
         self._tokens = _RulesetTokens()
+        self.nft = NftDispatchCache(keep)
+        """The nf_tables kernels' dispatches (nftables mode)."""
         self.built = 0
         self.reused = 0
 
     def lookup(
         self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str, dport: int
-    ) -> Dispatch:
+    ) -> Dispatch | NftDispatch:
         """The dispatch of new connections with this key under ``kernel``'s current rules."""
-        return self._entry(kernel, (src, origin, dst, protocol, dport)).built.dispatch
+        return self.lookup_reads(kernel, src, origin, dst, protocol, dport)[0]
 
     def lookup_reads(
         self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str, dport: int
-    ) -> tuple[Dispatch, frozenset[tuple[str, str]]]:
-        """:meth:`lookup`, and the ``(table, chain)`` names its walks read.
+    ) -> tuple[Dispatch | NftDispatch, frozenset[tuple[str, str]] | frozenset[ReadKey]]:
+        """:meth:`lookup`, and what its walks read.
 
-        The dispatch holds on any later ruleset of the node in which each of those names
-        still gives the very same chain object (the node's network never changes).
+        iptables: the ``(table, chain)`` names; the dispatch holds on any later ruleset of the
+        node in which each of those names still gives the very same chain object (the node's
+        network never changes). nf_tables: the reads of :mod:`svcsim.traffic.nft_dispatch`.
         """
+        if kernel.nft is not None:
+            return self.nft.lookup_reads(kernel, src, origin, dst, protocol, dport)
         built = self._entry(kernel, (src, origin, dst, protocol, dport)).built
         return built.dispatch, built.names
 
@@ -249,7 +222,7 @@ class DispatchCache:
         return entry
 
     def _build(self, kernel: Kernel, packet: Packet) -> _Built:
-        ruleset, network = _RecordingRuleset(kernel.ruleset), _RecordingNetwork(kernel.network)
+        ruleset, network = _RecordingRuleset(kernel.ruleset), RecordingNetwork(kernel.network)
         dispatch = build_dispatch(ruleset, packet, network, max_paths=kernel.index.max_paths)
         chains = tuple((t, n, kernel.ruleset.chain(t, n)) for t, n in ruleset.seen)
         # The walk asks for the outgoing interface to describe its routing step too; the answer

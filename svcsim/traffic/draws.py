@@ -1,13 +1,17 @@
 """Per-attempt randomness: one 64-bit seed per attempt, everything else derived from it.
 
 Every attempt takes one raw 64-bit value from its source node's ``kernel/<node>/statistic``
-stream, in chronological order of the node's attempts. Its statistic draws (the kernel's
-``get_random_u32() & 0x7fffffff`` for each ``-m statistic`` rule reached, in walk order) and the
-uniform that picks its service time are pure functions of that seed: SplitMix64's finaliser
-(Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014) applied to
-``seed + (j + 1) x golden``. So the batched path (a draws matrix, row = attempt) and the
-per-request reference (a draw callable per attempt) see identical values however many draws
-the rules need, and a ruleset change never shifts another attempt's draws.
+stream, in chronological order of the node's attempts. Its draws and the uniform that picks its
+service time are pure functions of that seed: SplitMix64's finaliser (Steele, Lea, Flood, "Fast
+splittable pseudorandom number generators", OOPSLA 2014) applied to ``seed + (j + 1) x golden``
+gives draw slot ``j``'s 32-bit value ``d32`` (the top half). nf_tables' ``numgen`` takes one
+``get_random_u32()`` per numgen reached: ``d32`` of slots 0, 1, ... in walk order. iptables'
+statistic match takes ``get_random_u32() & 0x7fffffff`` per ``-m statistic`` rule reached: here
+``d32 >> 1`` of the same slots (31 uniform bits either way), so ``draw31 < threshold`` exactly
+when ``d32 < 2 x threshold`` and the batched engine compares 32-bit draws for both modes. So
+the batched path (a draws matrix, row = attempt) and the per-request reference (a draw
+callable per attempt) see identical values however many draws the rules need, and a ruleset
+change never shifts another attempt's draws.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ def _mix_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def draws32_i64(seeds: U64, k: int) -> npt.NDArray[np.int64]:
+    """The ``(len(seeds), k)`` matrix of 32-bit draws ``d32`` as int64: row i is attempt i's."""
+    return _draws_shifted(seeds, k, 32)
+
+
 def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
     """The ``(len(seeds), k)`` matrix of 31-bit draws: row i is attempt i's draw sequence."""
     draws: npt.NDArray[np.uint32] = statistic_draws_i64(seeds, k).astype(np.uint32)
@@ -49,6 +58,10 @@ def statistic_draws(seeds: U64, k: int) -> npt.NDArray[np.uint32]:
 
 def statistic_draws_i64(seeds: U64, k: int) -> npt.NDArray[np.int64]:
     """:func:`statistic_draws` as int64 (no conversion: ready to compare with thresholds)."""
+    return _draws_shifted(seeds, k, 33)
+
+
+def _draws_shifted(seeds: U64, k: int, shift: int) -> npt.NDArray[np.int64]:
     steps = np.arange(1, k + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
     z = np.add.outer(seeds, steps)
     # _mix in place (the matrix is the chunk's largest array; no temporaries but one).
@@ -60,7 +73,7 @@ def statistic_draws_i64(seeds: U64, k: int) -> npt.NDArray[np.int64]:
     z *= np.uint64(_M2)
     np.right_shift(z, np.uint64(31), out=t)
     z ^= t
-    z >>= np.uint64(33)
+    z >>= np.uint64(shift)
     draws: npt.NDArray[np.int64] = z.view(np.int64)
     return draws
 
@@ -68,6 +81,11 @@ def statistic_draws_i64(seeds: U64, k: int) -> npt.NDArray[np.int64]:
 def statistic_draw(seed: int, j: int) -> int:
     """Draw ``j`` (0-based) of the attempt with ``seed``; equal to ``statistic_draws``' cell."""
     return _mix_int(seed + (j + 1) * _GOLDEN) >> 33
+
+
+def draw32(seed: int, j: int) -> int:
+    """32-bit draw ``j`` (0-based) of the attempt with ``seed``; ``statistic_draw`` is it >> 1."""
+    return _mix_int(seed + (j + 1) * _GOLDEN) >> 32
 
 
 class SeedDraws:
@@ -82,6 +100,22 @@ class SeedDraws:
     def __call__(self) -> int:
         """The next draw."""
         value = statistic_draw(self._seed, self._next)
+        self._next += 1
+        return value
+
+
+class SeedDraws32:
+    """A numgen draw source for :func:`~svcsim.netfilter.nft_eval.walk_nft`: 32-bit draws."""
+
+    __slots__ = ("_next", "_seed")
+
+    def __init__(self, seed: int) -> None:
+        self._seed = int(seed)
+        self._next = 0
+
+    def __call__(self) -> int:
+        """The next draw."""
+        value = draw32(self._seed, self._next)
         self._next += 1
         return value
 

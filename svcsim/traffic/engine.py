@@ -43,7 +43,9 @@ import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch
 from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
+from svcsim.sim.kernel import NftRules
 from svcsim.traffic.attempts import Attempts, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
@@ -58,6 +60,7 @@ from svcsim.traffic.fate import (
     finish_arrays,
 )
 from svcsim.traffic.groups import (
+    NO_SPINE,
     ChainSources,
     Groups,
     RulesetSources,
@@ -67,6 +70,7 @@ from svcsim.traffic.groups import (
     chain_spine,
 )
 from svcsim.traffic.index_path import IndexPath
+from svcsim.traffic.nft_dispatch import nft_changes
 from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.spec import WorkloadSpec
 from svcsim.traffic.targets import Dial
@@ -89,15 +93,23 @@ class _DispatchMemo:
     dial: Dial
     rep: str
     """The source it was looked up for (:meth:`TrafficEngine._representative`)."""
-    dispatch: Dispatch
-    names: frozenset[tuple[str, str]]
-    """``(table, chain)`` of the chains its walks read."""
+    dispatch: Dispatch | NftDispatch
+    names: frozenset[Any]
+    """What its walks read: ``(table, chain)`` of iptables chains, or nf_tables reads."""
 
 
-def _changed_chains(old: Ruleset, new: Ruleset) -> frozenset[tuple[str, str]]:
-    """``(table, chain)`` of every chain that is not the very same object in both rulesets."""
+def _changed(old: Ruleset | NftRules, new: Ruleset | NftRules) -> frozenset[Any]:
+    """What a dispatch may have read that differs between ``old`` and ``new``.
+
+    iptables: ``(table, chain)`` of every chain that is not the very same object in both;
+    nf_tables: :func:`~svcsim.traffic.nft_dispatch.nft_changes`.
+    """
     if old is new:
         return frozenset()
+    if isinstance(old, NftRules) and isinstance(new, NftRules):
+        return nft_changes(old, new)
+    if isinstance(old, NftRules) or isinstance(new, NftRules):  # pragma: no cover
+        raise ValueError("a node's kernel changed its mode")
     before = {(t.name, c.name): c for t in old.tables for c in t.chains}
     after = {(t.name, c.name): c for t in new.tables for c in t.chains}
     return frozenset(k for k in before.keys() | after.keys() if before.get(k) is not after.get(k))
@@ -132,9 +144,9 @@ class TrafficEngine(EngineCore):
         self._chain_sources: ChainSources = {}
         self._ruleset_sources: RulesetSources = {}
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
-        self._node_rules: list[Ruleset] = []
+        self._node_rules: list[Ruleset | NftRules] = []
         """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
-        self._spines: WeakKeyDictionary[Dispatch, Spine | None] = WeakKeyDictionary()
+        self._spines: WeakKeyDictionary[Dispatch | NftDispatch, Spine | None] = WeakKeyDictionary()
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
         self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
         self._rows: dict[int, dict[str, int]] = {}
@@ -145,9 +157,9 @@ class TrafficEngine(EngineCore):
         self._slices_seen: dict[str, int] = {}
         self._network_seen = -1
         self._outside_seen = 0
-        self._shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
+        self._shared: dict[tuple[Dispatch | NftDispatch, Dial, ProxyState], int] = {}
         self._shared_rows: dict[
-            tuple[Dispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
+            tuple[Dispatch | NftDispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
         ] = {}
         self._states: list[ProxyState] = []
         self._dials: list[Dial | None] = []
@@ -213,7 +225,7 @@ class TrafficEngine(EngineCore):
                     self._gid[w] = -2
             self._groups.keys.clear()
         self._states, self._dials = states, dials
-        self._node_rules = [self.ctx.kernels[n].ruleset for n in self.nodes]
+        self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any()
         if self._deferrable:
@@ -240,14 +252,14 @@ class TrafficEngine(EngineCore):
         ``generations`` are the nodes' kernel generations the pairs were grouped at.
         """
         kernels = self.ctx.kernels
-        changed_of: dict[tuple[int, int], frozenset[tuple[str, str]]] = {}
+        changed_of: dict[tuple[int, int], frozenset[Any]] = {}
         for i in nodes:
             kernel = kernels[self.nodes[i]]
-            old, new = self._node_rules[i], kernel.ruleset
+            old, new = self._node_rules[i], kernel.rules
             key = (id(old), id(new))  # nodes in step share both rulesets: one diff for all
             changed = changed_of.get(key)
             if changed is None:
-                changed = changed_of[key] = _changed_chains(old, new)
+                changed = changed_of[key] = _changed(old, new)
             for c in np.flatnonzero(self._client_node == i).tolist():
                 for w in range(len(self.specs)):
                     if self._gid[w, c] < 0:
@@ -268,7 +280,7 @@ class TrafficEngine(EngineCore):
         affected = self._affected_rows()
         groups = self._groups
         remap = np.arange(len(groups.fast), dtype=np.int32)
-        shared: dict[tuple[Dispatch, Dial, ProxyState], int] = {}
+        shared: dict[tuple[Dispatch | NftDispatch, Dial, ProxyState], int] = {}
         for key, gid in self._shared.items():
             dispatch, _, state = key
             # Rows read kube-proxy's state through a node in that state (any will do).
@@ -291,7 +303,7 @@ class TrafficEngine(EngineCore):
                 (-1, "", ""),
                 node,
                 spine is not None,
-                spine if spine is not None else ([], [], [], 0),
+                spine if spine is not None else NO_SPINE,
                 rows,
             )
             self._shared_rows[key] = (rids, rows)
@@ -358,7 +370,7 @@ class TrafficEngine(EngineCore):
             cached = self._classes[node] = (
                 kernel.generation,
                 SourceClasses(
-                    kernel.ruleset, kernel.network, self._chain_sources, self._ruleset_sources
+                    kernel.rules, kernel.network, self._chain_sources, self._ruleset_sources
                 ),
             )
         return cached[1].representative(src, self._known_sources)
@@ -420,7 +432,7 @@ class TrafficEngine(EngineCore):
             key,
             self.node_index[client.node],
             fast,
-            spine if spine is not None else ([], [], [], 0),
+            spine if spine is not None else NO_SPINE,
             rows,
         )
         self._shared_rows[shared_key] = (rids, rows)

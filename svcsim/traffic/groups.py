@@ -1,8 +1,10 @@
 """Per-state tables of the batched engine: source classes, statistic chains, classified outcomes.
 
 A *group* is what the batched engine knows about one (workload, node, source class) for the
-state between two control-plane events: the dispatch's chain of statistic rules (thresholds,
-"stop when below" flags, leaf outcomes, final outcome) and each outcome classified into codes.
+state between two control-plane events: the dispatch's chain of choices (:class:`Spine`: bounds
+on 32-bit draws, "stop when below" flags, leaf outcomes, final outcome) and each outcome
+classified into codes. An iptables chain of statistic rules reads one draw per rule; an
+nf_tables ``numgen random mod N`` reads one draw for all its N intervals (``one_draw``).
 :func:`chain_choice` then picks the outcome of attempts of many groups in one array pass.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from typing import Any
 
 import numpy as np
@@ -17,13 +20,34 @@ import numpy.typing as npt
 
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
+from svcsim.netfilter.nft_index import NftDispatch
+from svcsim.netfilter.nft_statements import AddrMatch, MapLookup, ParsedRule
 from svcsim.netfilter.packet import NodeNetwork, parse_ip
-from svcsim.traffic.draws import statistic_draws_i64
+from svcsim.sim.kernel import NftRules
+from svcsim.traffic.draws import draws32_i64
 from svcsim.traffic.spec import ServiceTime
 
 I32 = npt.NDArray[np.int32]
-Spine = tuple[list[int], list[bool], list[int], int]
-"""A chain: thresholds, "stop when below" flags, leaf outcome indices, final outcome index."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spine:
+    """A chain of choices: rule ``j`` decides "stop at ``leaves[j]``" from a 32-bit draw.
+
+    Rule ``j`` stops when ``draw < bounds[j]`` (``below[j]``) or ``draw >= bounds[j]`` (not),
+    reading draw slot ``j``, or slot 0 for every rule when ``one_draw`` (numgen's intervals);
+    no rule stopping gives ``final``.
+    """
+
+    bounds: tuple[int, ...]
+    below: tuple[bool, ...]
+    leaves: tuple[int, ...]
+    final: int
+    one_draw: bool = False
+
+
+NO_SPINE: Spine = Spine((), (), (), 0)
+"""The placeholder of a group that is not a chain (its attempts go per flow)."""
 
 
 class SourceClasses:
@@ -38,7 +62,7 @@ class SourceClasses:
 
     def __init__(
         self,
-        ruleset: Ruleset,
+        ruleset: Ruleset | NftRules,
         network: NodeNetwork,
         memo: ChainSources | None = None,
         shared: RulesetSources | None = None,
@@ -47,6 +71,14 @@ class SourceClasses:
         # step hold the very same ruleset), so the networks read from one ruleset serve every
         # ruleset of the same chains (``shared``), with the signatures worked out for them.
         shared = shared if shared is not None else {}
+        if isinstance(ruleset, NftRules):
+            found = shared.get(("nft", id(ruleset)))
+            if found is None or found.held is not ruleset:
+                found = _share(
+                    shared, ("nft", id(ruleset)), _Sources(ruleset, *nft_sources(ruleset, memo))
+                )
+            self._init(found, network)
+            return
         found = shared.get(("ruleset", id(ruleset)))
         if found is None or found.held is not ruleset:
             chains = [chain for table in ruleset.tables for chain in table.chains]
@@ -59,6 +91,9 @@ class SourceClasses:
                 ("ruleset", id(ruleset)),
                 _Sources(ruleset, found.hosts, found.wide, found.signatures),
             )
+        self._init(found, network)
+
+    def _init(self, found: _Sources, network: NodeNetwork) -> None:
         self._sources = found
         self._network = network
         self._by_signature: dict[tuple[object, ...], str] = {}
@@ -150,8 +185,9 @@ def _ruleset_sources(
 Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
 """A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""
 
-ChainSources = dict[int, tuple[Chain, Sources]]
-"""A memo of :func:`chain_sources` by chain identity (holding the chain keeps its id unique)."""
+ChainSources = dict[int, tuple[object, Sources]]
+"""A memo of :func:`chain_sources` (and of nf_tables chains' sources) by chain identity
+(holding the chain keeps its id unique)."""
 
 _MEMO_LIMIT = 1 << 14
 
@@ -183,19 +219,95 @@ def chain_sources(chain: Chain, memo: ChainSources | None = None) -> Sources:
     return found
 
 
-def chain_spine(dispatch: Dispatch) -> Spine | None:
-    """A statistic chain's thresholds, "stop when below" flags, leaves and final outcome.
+def nft_sources(
+    rules: NftRules, memo: ChainSources | None = None
+) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
+    """What in an nf_tables table reads the source address: single addresses, wider networks.
 
-    Read from the dispatch's paths: in a chain, the path ending at depth ``d`` (``d + 1``
-    conditions) stops there; at the last depth the "matched" path is the leaf and the other
-    is the final outcome. None for anything that is not such a chain.
+    ``ip saddr`` matches (addresses, CIDRs, static sets) and the ``ip saddr`` part of map
+    keys; ``fib saddr type local`` is the address type, part of every signature anyway.
+    Dynamic sets (affinity) make a dispatch per source: the per-flow path uses the real one.
+    Chains are interned (the run's parse memo), so with a ``memo`` each is read once.
     """
+    hosts: set[tuple[int, int]] = set()
+    wide: dict[NetKey, IPNetwork] = {}
+    parsed = rules.parsed
+
+    def add(net: IPNetwork) -> None:
+        if net.prefixlen == net.max_prefixlen:
+            hosts.add((net.version, int(net.network_address)))
+        else:
+            wide.setdefault((net.version, int(net.network_address), net.prefixlen), net)
+
+    saddr_sets: set[str] = set()
+    saddr_maps: set[tuple[str, int]] = set()
+    for rules_of_chain in parsed.chains.values():
+        found = _nft_chain_sources(rules_of_chain, memo)
+        for net in found[0]:
+            add(net)
+        saddr_sets.update(found[1])
+        saddr_maps.update(found[2])
+    for name in saddr_sets - rules.dynamic:
+        for key in parsed.sets.get(name, frozenset()):
+            add(ip_network(key[0], strict=False))
+    for name, position in saddr_maps:
+        for key in parsed.maps.get(name, {}):
+            add(ip_network(key[position], strict=False))
+    return hosts, tuple(wide.items())
+
+
+_NftChainSources = tuple[tuple[IPNetwork, ...], tuple[str, ...], tuple[tuple[str, int], ...]]
+
+
+def _nft_chain_sources(
+    rules: tuple[ParsedRule, ...], memo: ChainSources | None
+) -> _NftChainSources:
+    if memo is not None:
+        hit = memo.get(id(rules))
+        if hit is not None and hit[0] is rules:
+            return hit[1]  # type: ignore[return-value]
+    nets: list[IPNetwork] = []
+    sets: list[str] = []
+    maps: list[tuple[str, int]] = []
+    for rule in rules:
+        for st in rule.statements:
+            if isinstance(st, AddrMatch) and st.field == "saddr":
+                nets.extend(st.networks)
+                if st.set_name is not None:
+                    sets.append(st.set_name)
+            elif isinstance(st, MapLookup) and "ip saddr" in st.selectors:
+                position = st.selectors.index("ip saddr")
+                if st.map_name is not None:
+                    maps.append((st.map_name, position))
+                for key, _ in st.inline:
+                    nets.append(ip_network(key[position], strict=False))
+    found = (tuple(nets), tuple(sets), tuple(maps))
+    if memo is not None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[id(rules)] = (rules, found)  # type: ignore[assignment]
+    return found
+
+
+def chain_spine(dispatch: Dispatch | NftDispatch) -> Spine | None:
+    """A dispatch's chain of choices (see :class:`Spine`), or None if it is not one.
+
+    iptables: read from the dispatch's paths: in a chain, the path ending at depth ``d``
+    (``d + 1`` conditions) stops there; at the last depth the "matched" path is the leaf and
+    the other is the final outcome; a threshold ``t`` on 31-bit draws is ``2 t`` on ``d32``.
+    nf_tables: the numgen's intervals (:meth:`NftDispatch.spine`), all on one draw.
+    """
+    if isinstance(dispatch, NftDispatch):
+        nft = dispatch.spine()
+        if nft is None or dispatch.has_recent:
+            return None
+        return Spine(nft.bounds, (True,) * len(nft.bounds), nft.leaves, nft.final, True)
     if not dispatch.is_chain or dispatch.has_recent:
         return None
     paths = dispatch.paths
     k = dispatch.max_draws
     if k == 0:
-        return ([], [], [], paths[0].outcome) if len(paths) == 1 else None
+        return Spine((), (), (), paths[0].outcome) if len(paths) == 1 else None
     thresholds: list[int] = []
     below: list[bool] = []
     leaves: list[int] = []
@@ -210,10 +322,10 @@ def chain_spine(dispatch: Dispatch) -> Spine | None:
         else:
             return None
         last = _last(stop.conditions)
-        thresholds.append(last.threshold)
+        thresholds.append(2 * last.threshold)  # draw31 < t  <=>  d32 < 2t  (draw31 = d32 >> 1)
         below.append(last.matched != last.negated)
         leaves.append(stop.outcome)
-    return thresholds, below, leaves, final
+    return Spine(tuple(thresholds), tuple(below), tuple(leaves), final)
 
 
 def _last(conditions: Iterable[object]) -> StatisticCondition:
@@ -228,16 +340,22 @@ def chain_choice(
     """Outcome index (within its group) of each attempt, for attempts of many groups at once.
 
     ``a`` holds the groups' padded chains (:meth:`Groups.materialise`): rule ``j`` of a chain
-    stops the walk when its draw is in ``[lo[j], hi[j])``; padding never stops. ``g`` is each
-    attempt's group. Like ``Dispatch.choose`` on a chain: the first rule whose draw decides
-    "stop", else the final outcome.
+    stops the walk when its 32-bit draw is in ``[lo[j], hi[j])``; padding never stops. ``g``
+    is each attempt's group. Like ``Dispatch.choose`` on a chain: the first rule whose draw
+    decides "stop", else the final outcome; a ``one_draw`` group's rules all read draw 0.
     """
     k = a["k"][g]
     kmax = int(k.max()) if len(k) else 0
     final: npt.NDArray[np.intp] = a["final"][g]
     if not kmax:
         return final
-    draws = statistic_draws_i64(seeds, kmax)
+    one = a["one_draw"][g] if a["any_one_draw"] else None
+    if one is not None and one.all():
+        draws = np.broadcast_to(draws32_i64(seeds, 1), (len(g), kmax))
+    else:
+        draws = draws32_i64(seeds, kmax)
+        if one is not None and one.any():
+            draws[one] = draws[one, :1]
     hi = a["hi"]
     hi = np.take(hi, g, axis=0) if hi.shape[1] == kmax else hi[g, :kmax]
     stop = draws < hi
@@ -327,27 +445,28 @@ class Groups:
         if done == len(self.fast):
             return self.arrays
         spines = self.spines[done:]
-        kmax = max((len(sp[0]) for sp in spines), default=0)
+        kmax = max((len(sp.bounds) for sp in spines), default=0)
         if self.arrays:
             kmax = max(kmax, self.arrays["lo"].shape[1])
-        # Rule j stops when lo <= draw < hi: [0, thr) for "below", [thr, 2^31) otherwise;
-        # padding never stops (draws are 31-bit).
+        # Rule j stops when lo <= draw < hi: [0, bound) for "below", [bound, 2^32) otherwise;
+        # padding never stops (draws are 32-bit).
         never = np.int64(1 << 32)
         lo = np.full((len(spines), kmax), never, dtype=np.int64)
         hi = np.zeros((len(spines), kmax), dtype=np.int64)
         leaves = np.zeros((len(spines), kmax), dtype=np.intp)
-        for i, (thr, below, leaf, _) in enumerate(spines):
-            n = len(thr)
-            t, b = np.array(thr, dtype=np.int64), np.array(below, dtype=np.bool_)
+        for i, sp in enumerate(spines):
+            n = len(sp.bounds)
+            t, b = np.array(sp.bounds, dtype=np.int64), np.array(sp.below, dtype=np.bool_)
             lo[i, :n] = np.where(b, 0, t)
             hi[i, :n] = np.where(b, t, never)
-            leaves[i, :n] = leaf
+            leaves[i, :n] = sp.leaves
         rows_done = len(self.arrays["outcome"]) if self.arrays else 0
         fresh: dict[str, npt.NDArray[Any]] = {
             "fast": np.array(self.fast[done:], dtype=np.bool_),
-            "k": np.array([len(sp[0]) for sp in spines], dtype=np.intp),
+            "k": np.array([len(sp.bounds) for sp in spines], dtype=np.intp),
             "lo": lo, "hi": hi, "leaves": leaves,
-            "final": np.array([sp[3] for sp in spines], dtype=np.intp),
+            "final": np.array([sp.final for sp in spines], dtype=np.intp),
+            "one_draw": np.array([sp.one_draw for sp in spines], dtype=np.bool_),
             "offset": np.array(self.offsets[done:], dtype=np.intp),
             **{name: np.array(col[rows_done:], dtype=_COLUMN_TYPES[name])
                for name, col in self.columns.items()},
@@ -363,5 +482,6 @@ class Groups:
             fresh = {name: np.concatenate([old[name], part]) for name, part in fresh.items()}
         # kube-proxy's rules all stop below their threshold: then only ``hi`` decides.
         fresh["any_above"] = np.array(bool((fresh["lo"][fresh["lo"] < never] > 0).any()))
+        fresh["any_one_draw"] = np.array(bool(fresh["one_draw"].any()))
         self.arrays = fresh
         return self.arrays

@@ -8,13 +8,14 @@ with the node's live recent lists, and anonymous conntrack entries kept as expir
 
 from __future__ import annotations
 
+from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Origin
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.dispatch import DispatchCache
-from svcsim.traffic.draws import SeedDraws
+from svcsim.traffic.draws import SeedDraws, SeedDraws32
 from svcsim.traffic.fate import anonymous_expiry
 from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.targets import Dial
@@ -53,9 +54,14 @@ class IndexPath:
     def dispatch(
         self, node: str, src: str, origin: Origin, dial: Dial, seed: int, t: float
     ) -> NfOutcome:
-        """``Dispatch.resolve`` with the attempt's draws and the node's recent lists."""
+        """``Dispatch.resolve`` with the attempt's draws and the node's recent lists.
+
+        nf_tables: numgen's 32-bit draws and the node's dynamic sets.
+        """
         kernel = self.ctx.kernels[node]
         found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
+        if isinstance(found, NftDispatch):
+            return found.resolve(SeedDraws32(seed), kernel.sets, t)
         return found.resolve(SeedDraws(seed), kernel.recent, t)
 
     def anonymous(

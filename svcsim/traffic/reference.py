@@ -18,6 +18,7 @@ from typing import Final
 
 from svcsim.netfilter.conntrack_states import Direction, FlowTuple
 from svcsim.netfilter.interpreter import trace
+from svcsim.netfilter.nft_eval import walk_nft
 from svcsim.netfilter.packet import Origin, Packet
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Outcome
@@ -25,7 +26,7 @@ from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.core import EngineCore
-from svcsim.traffic.draws import SeedDraws
+from svcsim.traffic.draws import SeedDraws, SeedDraws32
 from svcsim.traffic.flows import EphemeralPorts
 from svcsim.traffic.spec import WorkloadSpec
 from svcsim.traffic.targets import Dial
@@ -57,6 +58,16 @@ class TracePath:
         """Walk the node's installed rules with the attempt's draws."""
         kernel = self.ctx.kernels[node]
         packet = Packet(src, dial.ip, dial.protocol, dial.port, origin=origin)
+        if kernel.nft is not None:
+            outcome, _ = walk_nft(
+                kernel.nft.parsed,
+                packet,
+                kernel.network,
+                draw=SeedDraws32(seed),
+                sets=kernel.sets,
+                now_s=t,
+            )
+            return outcome
         walked = trace(
             kernel.ruleset,
             packet,

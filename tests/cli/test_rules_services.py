@@ -78,3 +78,45 @@ def test_a_field_kube_proxy_ignores_is_a_warning_not_a_refusal(tmp_path: Path) -
         "type is LoadBalancer and externalTrafficPolicy is Local"
     ) in err.splitlines()
     assert "31000" not in out
+
+
+SERVICE_CIDRS = """\
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata: {name: kubernetes}
+spec: {cidrs: [10.100.0.0/16, "fd00:10::/108"]}
+---
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata: {name: extra}
+spec: {cidrs: [10.200.0.0/16]}
+---
+"""
+DROP_UNALLOCATED = 'drop comment "Drop traffic to unallocated ClusterIPs"'
+
+
+@pytest.mark.parametrize(
+    ("manifest", "options", "ranges"),
+    [
+        (SERVICE_CIDRS + NODE_PORT_WEB, (), "10.100.0.0/16,10.200.0.0/16"),
+        (SERVICE_CIDRS + NODE_PORT_WEB, ("--service-cidr", "10.0.0.0/16"), "10.0.0.0/16"),
+        (NODE_PORT_WEB, (), "10.96.0.0/12"),
+    ],
+    ids=["service-cidr-objects", "flag-overrides-them", "default"],
+)
+def test_nftables_drops_unallocated_cluster_ips_of_the_service_cidrs_kube_proxy_knows(
+    tmp_path: Path, manifest: str, options: tuple[str, ...], ranges: str
+) -> None:
+    code, out, _ = rules(tmp_path, manifest, "--mode", "nftables", *options)
+    assert code == 0
+    assert f"ip daddr {{ {ranges} }} {DROP_UNALLOCATED}" in out
+
+
+def test_a_bad_service_cidr_object_is_one_line(tmp_path: Path) -> None:
+    bad = SERVICE_CIDRS.replace("[10.200.0.0/16]", "[10.1.0.0/16, 10.2.0.0/16]")
+    code, _, err = rules(tmp_path, bad + NODE_PORT_WEB, "--mode", "nftables")
+    assert code == 2
+    assert err.splitlines() == [
+        "m.yaml:9: ServiceCIDR/extra: spec.cidrs: may specify no more than one CIDR for each IP "
+        "family, i.e. 192.168.0.0/24 and 2001:db8::/64"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -42,3 +43,11 @@ def test_uniformity_verdicts_agree_with_the_report(tmp_path: Path) -> None:
         assert verdict == run.summary["uniformity"][row[0]]["verdict"]
         assert "0.001" in verdict
         assert verdict in text
+
+
+def test_the_summary_names_the_proxy_mode(tmp_path: Path) -> None:
+    run = build_run(tmp_path / "run")
+    mixed = dataclasses.replace(
+        run, manifest={**run.manifest, "proxy_mode": "mixed: node-1 iptables, node-2 nftables"}
+    )
+    assert "kube-proxy mixed: node-1 iptables, node-2 nftables mode" in _printed(mixed)

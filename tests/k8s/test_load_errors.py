@@ -290,3 +290,47 @@ def test_same_file_twice_is_a_duplicate(tmp_path: Path) -> None:
     assert info.value.problems == [
         f"{f}:3: Node/n1: metadata.name: duplicate Node; first defined at {f}:1"
     ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("spec: {}", "m.yaml:4: ServiceCIDR/s: spec.cidrs: at least one CIDR required"),
+        ("spec: {cidrs: []}", "m.yaml:4: ServiceCIDR/s: spec.cidrs: at least one CIDR required"),
+        (
+            "spec: {cidrs: [10.0.0.0/16, 10.1.0.0/16, 'fd00::/64']}",
+            "m.yaml:4: ServiceCIDR/s: spec.cidrs: may only hold up to 2 values",
+        ),
+        (
+            "spec: {cidrs: [10.0.0.0/33]}",
+            'm.yaml:4: ServiceCIDR/s: spec.cidrs[0]: must be a valid CIDR, got "10.0.0.0/33"',
+        ),
+        ("", "m.yaml:1: ServiceCIDR/s: spec: required"),
+    ],
+    ids=["no-cidrs", "empty", "three", "not-a-cidr", "no-spec"],
+)
+def test_bad_service_cidrs_are_one_line_each(spec: str, expected: str) -> None:
+    text = f"""
+    apiVersion: networking.k8s.io/v1
+    kind: ServiceCIDR
+    metadata: {{name: s}}
+    {spec}
+    """
+    assert problems(text) == [expected]
+
+
+def test_service_cidrs_load_with_their_ipv4_ranges() -> None:
+    text = """
+    apiVersion: networking.k8s.io/v1
+    kind: ServiceCIDR
+    metadata: {name: a}
+    spec: {cidrs: [10.96.0.0/12, "fd00::/108"]}
+    ---
+    apiVersion: networking.k8s.io/v1
+    kind: ServiceCIDR
+    metadata: {name: b}
+    spec: {cidrs: [10.96.0.0/12]}
+    """
+    manifests = load(text, "m.yaml")
+    assert [s.meta.name for s in manifests.service_cidrs] == ["a", "b"]
+    assert manifests.ipv4_service_cidrs == ("10.96.0.0/12",)

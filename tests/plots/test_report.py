@@ -181,6 +181,7 @@ def test_run_facts_have_human_labels(rolling_run: Run) -> None:
         "scenario_path": "scenarios/x.yaml",
         "versions": {"svcsim": "0.1.0", "numpy": "2.4.6", "python": "3.11.7"},
         "random_streams": ["a", "b"],
+        "proxy_mode": "nftables",
     }
     page = render_report(dataclasses.replace(rolling_run, manifest=manifest), {})
     meta = page.split('<dl class="meta">')[1].split("</dl>")[0]
@@ -191,6 +192,7 @@ def test_run_facts_have_human_labels(rolling_run: Run) -> None:
         ("wall-clock time", "1.5 s"),
         ("scenario file", "scenarios/x.yaml"),
         ("versions", "svcsim 0.1.0, numpy 2.4.6, python 3.11.7"),
+        ("kube-proxy mode", "nftables"),
     ]:
         assert f"<dt>{label}</dt><dd>{value}</dd>" in meta
 

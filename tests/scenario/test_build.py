@@ -124,3 +124,26 @@ def test_an_added_service_with_an_outside_endpoint_is_answered(tmp_path: Path) -
     programmed = run.syncs[run.syncs["start_s"] > 5.0]["end_s"].max()  # the add-service's sync
     after = run.requests[run.requests["t_s"] > programmed]
     assert len(after) > 100 and set(after["outcome"].astype(str)) == {"ok"}
+
+
+SERVICE_CIDR = """\
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata: {name: extra}
+spec: {cidrs: [10.200.0.0/16]}
+---
+"""
+
+
+def _drop_unallocated(tmp_path: Path, manifests: str) -> str:
+    text = scenario_text(manifests, TO_WEB, cluster="{nodes: 2, proxy: {mode: nftables}}")
+    world = build_world(load_scenario(write(tmp_path, text)), 1)
+    kernel = world.kernels["node-1"]
+    assert kernel.nft is not None
+    return next(r.rule for r in kernel.nft.table.rules if "unallocated" in (r.comment or ""))
+
+
+def test_nftables_nodes_drop_unallocated_ips_of_the_service_cidrs(tmp_path: Path) -> None:
+    both = WEB + "---\n" + FRONTEND_2
+    assert _drop_unallocated(tmp_path, both) == "ip daddr { 10.96.0.0/12 } drop"
+    assert _drop_unallocated(tmp_path, SERVICE_CIDR + both) == "ip daddr { 10.200.0.0/16 } drop"

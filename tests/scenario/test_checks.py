@@ -27,20 +27,36 @@ BOTH = WEB + "---\n" + FRONTEND_2
 PROBLEMS = [
     pytest.param(
         scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {mode: ipvs}}"),
-        ["s.yaml:4: cluster.proxy.mode: only iptables mode is simulated so far, got 'ipvs'"],
+        [
+            "s.yaml:4: cluster.proxy.mode: only iptables and nftables modes are simulated so "
+            "far, got 'ipvs'"
+        ],
         id="proxy-mode",
     ),
     pytest.param(
         scenario_text(
             BOTH,
             TO_WEB,
-            cluster="\n  nodes: 2\n  proxy:\n    nodes:\n      node-2: {mode: nftables}",
+            cluster="\n  nodes: 2\n  proxy:\n    nodes:\n      node-2: {mode: userspace}",
         ),
         [
-            "s.yaml:8: cluster.proxy.nodes.node-2.mode: only iptables mode is simulated so far, "
-            "got 'nftables'"
+            "s.yaml:8: cluster.proxy.nodes.node-2.mode: only iptables and nftables modes are "
+            "simulated so far, got 'userspace'"
         ],
         id="proxy-mode-of-one-node",
+    ),
+    pytest.param(
+        scenario_text(
+            BOTH,
+            TO_WEB,
+            cluster="{nodes: 2, proxy: {mode: nftables, detectLocalMode: InterfaceNamePrefix, "
+            "detectLocal: {interfaceNamePrefix: veth}}}",
+        ),
+        [
+            "s.yaml:4: cluster.proxy.detectLocalMode: InterfaceNamePrefix is not modelled in "
+            "nftables mode yet (use ClusterCIDR or NodeCIDR)"
+        ],
+        id="nftables-interface-detector",
     ),
     pytest.param(
         scenario_text(BOTH, TO_WEB.replace("web:http", "webb:http")),
@@ -277,6 +293,30 @@ WARNINGS = [
             "listens on its declared ports only)",
         ],
         id="target-port-not-declared",
+    ),
+    pytest.param(
+        scenario_text(
+            BOTH,
+            TO_WEB,
+            cluster="{nodes: 2, proxy: {mode: nftables, randomFully: false, syncCost: {base: 1s}}}",
+        ),
+        [
+            "s.yaml:4: cluster.proxy.randomFully: ignored in nftables mode: nftables mode "
+            "always writes 'masquerade fully-random'",
+            "s.yaml:4: cluster.proxy.syncCost: ignored in nftables mode (iptables mode's cost); "
+            "nftables syncs cost nftSyncCost",
+            ALLOCATED,
+        ],
+        id="iptables-only-fields-in-nftables-mode",
+    ),
+    pytest.param(
+        scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {nftSyncCost: {base: 1s}}}"),
+        [
+            "s.yaml:4: cluster.proxy.nftSyncCost: ignored in iptables mode (nftables mode's "
+            "cost); iptables syncs cost syncCost",
+            ALLOCATED,
+        ],
+        id="nftables-cost-in-iptables-mode",
     ),
 ]
 

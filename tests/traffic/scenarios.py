@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from svcsim.k8s.objects import LoadBalancerIngress, ServiceType
+from svcsim.sim.kernel import KernelMode
 from svcsim.sim.network import BackendState
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.spec import (
@@ -45,9 +46,9 @@ def _start(w: World, engine: EngineClass, *specs: WorkloadSpec) -> None:
     w.engines.append(engine(list(specs), w))
 
 
-def cluster_ip_churn(engine: EngineClass) -> World:
+def cluster_ip_churn(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """Per-request TCP; a Pod terminates, node-2's rules stay stale, its IP is reused."""
-    w = World(pod_prefix=29)
+    w = World(mode=mode, pod_prefix=29)
     _clients(w)
     _web(w, 3)
     spec = WorkloadSpec(
@@ -83,9 +84,9 @@ def cluster_ip_churn(engine: EngineClass) -> World:
     return w
 
 
-def no_endpoints(engine: EngineClass) -> World:
+def no_endpoints(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """Every Pod not ready: REJECT (refused / no-endpoints), retried; then one becomes ready."""
-    w = World()
+    w = World(mode=mode)
     _clients(w, 1)
     w.add_pod("web-0", "node-2", {"app": "web"}, ready=False)
     w.add_service("web", "10.96.0.10", {"app": "web"})
@@ -107,9 +108,9 @@ def no_endpoints(engine: EngineClass) -> World:
     return w
 
 
-def affinity(engine: EngineClass) -> World:
+def affinity(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """ClientIP affinity: each client sticks to one endpoint until it goes away."""
-    w = World()
+    w = World(mode=mode)
     _clients(w, 3)
     _web(w, 3, affinity=True)
     spec = WorkloadSpec("sticky", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, 100.0),))
@@ -122,9 +123,9 @@ def affinity(engine: EngineClass) -> World:
     return w
 
 
-def udp_fixed_port(engine: EngineClass) -> World:
+def udp_fixed_port(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """A DNS-style client black-holed by a stale UDP entry until the entry is deleted."""
-    w = World(nodes=("node-1", "node-2"))
+    w = World(mode=mode, nodes=("node-1", "node-2"))
     _clients(w, 1)
     dns = w.add_pod("dns-0", "node-2", {"app": "dns"}, port=53, protocol="udp")
     w.add_service(
@@ -173,9 +174,9 @@ def udp_fixed_port(engine: EngineClass) -> World:
     return w
 
 
-def keepalive(engine: EngineClass) -> World:
+def keepalive(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """Keep-alive pools: scale-up gets no traffic; a crash resets and breaks connections."""
-    w = World()
+    w = World(mode=mode)
     _clients(w, 2)
     _web(w, 2)
     spec = WorkloadSpec(
@@ -206,9 +207,9 @@ def keepalive(engine: EngineClass) -> World:
     return w
 
 
-def conntrack_full(engine: EngineClass) -> World:
+def conntrack_full(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """A tiny conntrack table: new flows are dropped once it is full."""
-    w = World(conntrack_max=150)
+    w = World(mode=mode, conntrack_max=150)
     _clients(w, 1)
     _web(w, 2)
     spec = WorkloadSpec("flood", PodSource(CLIENTS), ServiceTarget("default/web"), ((0.0, 100.0),))
@@ -217,9 +218,9 @@ def conntrack_full(engine: EngineClass) -> World:
     return w
 
 
-def external_and_host(engine: EngineClass) -> World:
+def external_and_host(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """NodePort traffic from outside and from a host process; the service loses its rules."""
-    w = World()
+    w = World(mode=mode)
     _web(w, 2, node_port=30080)
     specs = [
         WorkloadSpec(
@@ -236,9 +237,9 @@ def external_and_host(engine: EngineClass) -> World:
     return w
 
 
-def slow_backend(engine: EngineClass) -> World:
+def slow_backend(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """A backend often slower than the client's requestTimeout: those attempts time out."""
-    w = World()
+    w = World(mode=mode)
     _clients(w, 1)
     _web(w, 2)
     w.apps["web"] = ExponentialTime(0.2)
@@ -258,9 +259,9 @@ LB_IP = "198.51.100.7"
 """The load-balancer IP of :func:`source_ranges`' Service."""
 
 
-def source_ranges(engine: EngineClass) -> World:
+def source_ranges(engine: EngineClass, mode: KernelMode = "iptables") -> World:
     """A LoadBalancer Service open to 203.0.113.0/24 only: a client outside is dropped."""
-    w = World()
+    w = World(mode=mode)
     for i in range(2):
         w.add_pod(f"web-{i}", w.nodes[i], {"app": "web"})
     w.add_service(
@@ -293,7 +294,9 @@ def source_ranges(engine: EngineClass) -> World:
     return w
 
 
-SCENARIOS = {
+Scenario = Callable[[EngineClass, KernelMode], World]
+
+SCENARIOS: dict[str, Scenario] = {
     f.__name__: f
     for f in (
         cluster_ip_churn,

@@ -8,8 +8,8 @@ import pytest
 from svcsim.netfilter.index import build_dispatch
 from svcsim.netfilter.packet import Packet
 from svcsim.traffic.dispatch import DispatchCache
-from svcsim.traffic.draws import SeedStream, statistic_draws
-from svcsim.traffic.groups import Groups, SourceClasses, chain_choice, chain_spine
+from svcsim.traffic.draws import SeedStream, draws32_i64, statistic_draws
+from svcsim.traffic.groups import Groups, SourceClasses, Spine, chain_choice, chain_spine
 from tests.traffic.world import World
 
 
@@ -32,7 +32,7 @@ def test_chain_choice_equals_dispatch_choose(sizes: tuple[int, ...]) -> None:
     for s in range(len(sizes)):
         d = cache.lookup(kernel, "10.244.1.200", "pod", f"10.96.0.{s + 1}", "tcp", 80)
         spine = chain_spine(d)
-        assert spine is not None and len(spine[0]) == d.max_draws == sizes[s] - 1
+        assert spine is not None and len(spine.bounds) == d.max_draws == sizes[s] - 1
         groups.add((s, "node-1", "x"), 0, True, spine, [])
         dispatches.append(d)
     arrays = groups.materialise()
@@ -149,15 +149,15 @@ def test_materialise_appends_what_was_added_since() -> None:
         )
     }
     spines = [
-        ([5, 7], [True, False], [0, 1], 2),
-        ([], [], [], 0),
-        ([3, 4, 5, 6], [True, True, True, False], [0, 1, 2, 3], 4),
+        Spine((5, 7), (True, False), (0, 1), 2),
+        Spine((), (), (), 0),
+        Spine((3, 4, 5, 6), (True, True, True, False), (0, 1, 2, 3), 4),
     ]
     stepwise, at_once = Groups(), Groups()
     for i, spine in enumerate(spines):
-        stepwise.add((i, "n", "x"), 0, True, spine, [row] * (len(spine[0]) + 1))
+        stepwise.add((i, "n", "x"), 0, True, spine, [row] * (len(spine.bounds) + 1))
         stepwise.materialise()
-        at_once.add((i, "n", "x"), 0, True, spine, [row] * (len(spine[0]) + 1))
+        at_once.add((i, "n", "x"), 0, True, spine, [row] * (len(spine.bounds) + 1))
     a, b = stepwise.materialise(), at_once.materialise()
     assert a.keys() == b.keys()
     for name in a:
@@ -174,10 +174,10 @@ def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int
     groups, spines = Groups(), []
     for i in range(6):
         k = int(rng.integers(0, 5))
-        spine = (
-            [int(t) for t in rng.integers(0, 1 << 31, k)],
-            [bool(b) for b in rng.integers(0, 2, k)],
-            list(range(k)),
+        spine = Spine(
+            tuple(int(t) for t in rng.integers(0, 1 << 32, k)),
+            tuple(bool(b) for b in rng.integers(0, 2, k)),
+            tuple(range(k)),
             k,
         )
         spines.append(spine)
@@ -186,9 +186,10 @@ def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int
     g = rng.integers(0, len(spines), 4000).astype(np.int32)
     seeds = SeedStream(np.random.default_rng(seed + 10)).take(len(g))
     chosen = chain_choice(arrays, g, seeds)
-    draws = statistic_draws(seeds, 5)
+    draws = draws32_i64(seeds, 5)
     for row, (gid, got) in enumerate(zip(g.tolist(), chosen.tolist(), strict=True)):
-        thresholds, below, leaves, final = spines[gid]
+        sp = spines[gid]
+        thresholds, below, leaves, final = sp.bounds, sp.below, sp.leaves, sp.final
         expected = next(
             (
                 leaves[j]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from svcsim.sim.kernel import KernelMode
 from svcsim.traffic import ReferenceEngine, TrafficEngine
 from tests.traffic.scenarios import SCENARIOS, World
 
@@ -31,16 +32,19 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
 }
 
 
-def _records(scenario: Callable[..., World], engine: type) -> pd.DataFrame:
-    frame = scenario(engine).finish()
+def _records(
+    scenario: Callable[..., World], engine: type, mode: KernelMode = "iptables"
+) -> pd.DataFrame:
+    frame = scenario(engine, mode).finish()
     frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
     return frame.astype({c: str for c in frame.columns if str(frame[c].dtype) == "category"})
 
 
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_batched_equals_reference(name: str) -> None:
-    batched = _records(SCENARIOS[name], TrafficEngine)
-    reference = _records(SCENARIOS[name], ReferenceEngine)
+def test_batched_equals_reference(name: str, mode: KernelMode) -> None:
+    batched = _records(SCENARIOS[name], TrafficEngine, mode)
+    reference = _records(SCENARIOS[name], ReferenceEngine, mode)
     assert len(batched) > 100
     pd.testing.assert_frame_equal(batched, reference, check_exact=True)
     seen = set(zip(batched["outcome"], batched["cause"], strict=True))

@@ -28,18 +28,21 @@ from svcsim.k8s.objects import (
     SessionAffinity,
 )
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import compile_iptables
+from svcsim.proxy.nftables import compile_nftables
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
-from svcsim.sim.kernel import Kernel
+from svcsim.sim.kernel import Kernel, KernelMode
 from svcsim.sim.network import Backend, BackendState, PodNetwork
 from svcsim.traffic.context import ApiView, ClientPod, ProxyState
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.spec import ExponentialTime, FixedTime, ServiceTime
 
 CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/12"
 
 
 @dataclass
@@ -54,6 +57,8 @@ class World:
     apps: dict[str, ServiceTime] = field(
         default_factory=lambda: {"web": ExponentialTime(0.01), "client": FixedTime(0.0)}
     )
+    mode: KernelMode = "iptables"
+    """The nodes' kube-proxy mode: what :meth:`program` compiles and installs."""
 
     def __post_init__(self) -> None:
         self.env = simpy.Environment()
@@ -66,7 +71,7 @@ class World:
             ip = f"192.168.0.{i + 10}"
             self.node_ips[n] = ip
             net = NodeNetwork((ip,), pod_cidr=cidrs[n])
-            self.kernels[n] = Kernel(n, net, self.conntrack_max, self.timeouts)
+            self.kernels[n] = Kernel(n, net, self.conntrack_max, self.timeouts, self.mode)
         self.recorder = Recorder()
         self.view = ApiView(self.api, self.network)
         self.proxy: dict[str, ProxyState] = dict.fromkeys(self.nodes, "up")
@@ -224,7 +229,11 @@ class World:
         sls = list(self.api.list("EndpointSlice") if slices is None else slices)
         for n in self.nodes if nodes is None else nodes:
             ctx = NodeContext.with_cluster_cidr(n, CLUSTER_CIDR, node_ips=(self.node_ips[n],))
-            self.kernels[n].install(compile_iptables(svcs, sls, ctx), self.env.now)
+            if self.mode == "nftables":
+                table = compile_nftables(svcs, sls, ctx, (SERVICE_CIDR,))
+                self.kernels[n].install_nft(table, parse_table(table), self.env.now)
+            else:
+                self.kernels[n].install(compile_iptables(svcs, sls, ctx), self.env.now)
 
     # --- time ---------------------------------------------------------------------------------
 
