@@ -34,6 +34,14 @@ ManifestArgs = Annotated[
     typer.Argument(help="Manifest files or folders (multi-doc YAML, kind: List, kubectl -o yaml)."),
 ]
 NodeOpt = Annotated[str, typer.Option("--node", help="Node whose kube-proxy writes the rules.")]
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="With a run folder instead of manifests: the instant of the run (e.g. 23.5s) "
+        "whose installed rules to use (the run's control plane is re-simulated to it).",
+    ),
+]
 NodeIpOpt = Annotated[
     str | None,
     typer.Option("--node-ip", help="Node IPs, comma-separated (default: the Node's InternalIPs)."),
@@ -451,6 +459,7 @@ def rules(
         int,
         typer.Option("--seed", min=0, help="userspace mode: seed for the proxy ports drawn."),
     ] = 0,
+    at: AtOpt = None,
 ) -> None:
     """Print the rules kube-proxy programs on one node (iptables or nftables mode).
 
@@ -464,6 +473,11 @@ def rules(
     """
     from svcsim.cli.mode_options import IGNORED_BY_MODE, check_mode_options
 
+    if _run_folder(manifests, at):
+        from svcsim.cli.instant import rules_at
+
+        rules_at(manifests[0], node, at, output_format)
+        return
     formats = FORMATS_BY_MODE[mode]
     chosen = output_format or formats[0]
     if chosen not in formats:
@@ -570,6 +584,17 @@ def _nftables_text(
         for rule in unreproduced_merges(table)
     )
     return list_table(table)
+
+
+def _run_folder(paths: list[Path] | None, at: str | None) -> bool:
+    """True if the one path given is a run folder (then ``--at`` is needed); checks ``--at``."""
+    from svcsim.instant import is_run_folder
+
+    if paths and len(paths) == 1 and is_run_folder(paths[0]):
+        return True
+    if at is not None:
+        fail(["--at: give one run folder (not manifests): the instant is one of its run"])
+    return False
 
 
 def _parse_endpoints(src: str, dst: str) -> tuple[str, int, str]:
@@ -688,13 +713,14 @@ def trace_command(
     ] = "iptables",
     ipvs_scheduler: SchedulerOpt = None,
     proxy_port_range: PortRangeOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does.
 
     Either the rules svcsim compiles from MANIFESTS for --node, or a node's own rules with
     --iptables-save FILE (every table, every piece of software's chains; what the rules alone
     cannot decide - an ipset's members, a socket lookup - is shown as one walk per answer
-    unless given with --ipset).
+    unless given with --ipset), or the rules --node held at --at in a RUN_FOLDER.
     """
     import numpy as np
 
@@ -704,6 +730,15 @@ def trace_command(
     from svcsim.proxy.context import node_network
 
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
+    if iptables_save is None and _run_folder(manifests, at):
+        from svcsim.cli.instant import trace_at
+
+        if node is None:
+            fail(["--node: which node's rules to trace"])
+        assert manifests is not None
+        first = (src, dst_ip, dport, protocol, sport)
+        trace_at(manifests[0], node, at, first, origin, seed, verbose)
+        return
     if iptables_save is not None:
         from svcsim.cli.node_dump import trace_dump
 

@@ -1,0 +1,70 @@
+"""A run's cluster at any instant: its control plane re-simulated from the run folder.
+
+A run folder keeps the scenario as it ran (``scenario.yaml``, :mod:`svcsim.scenario.replay`)
+and its seed (``manifest.json``). The simulation is deterministic and its control plane
+(Pods, controllers, kube-proxy syncs, the rules each node's kernel holds) never depends on the
+traffic, so building the same world without workloads and running it to an instant gives
+exactly the state the run had then, through the same code. That is how svcsim keeps "every
+ruleset of every node" compactly: as the scenario that made them. The cost is re-simulating
+the control plane up to the instant (well under a second for the shipped scenarios).
+
+"At T" means just after everything that happened at T (a sync that ended at T is installed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from svcsim.results.layout import MANIFEST, SCENARIO
+from svcsim.scenario.build import build_world
+from svcsim.scenario.load import load_scenario
+from svcsim.scenario.world import World
+from svcsim.traffic.engine import TrafficEngine
+from svcsim.traffic.spec import WorkloadSpec
+
+_AFTER = 1e-9
+"""How far past T the re-simulation runs, so that events at exactly T are included."""
+
+
+class InstantError(ValueError):
+    """The run folder cannot be re-simulated to that instant; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunAt:
+    """A run's world, re-simulated to ``t_s`` (no traffic)."""
+
+    run_dir: Path
+    t_s: float
+    seed: int
+    world: World
+
+
+def is_run_folder(path: Path) -> bool:
+    """True if ``path`` is a run folder that keeps its scenario (it can be re-simulated)."""
+    return path.is_dir() and (path / MANIFEST).is_file() and (path / SCENARIO).is_file()
+
+
+def _no_traffic(specs: list[WorkloadSpec], world: World) -> TrafficEngine:
+    # The control plane never reads the traffic: without it the state is the same, sooner.
+    return TrafficEngine([], world)
+
+
+def run_at(run_dir: Path, t_s: float) -> RunAt:
+    """Re-simulate ``run_dir``'s control plane to just after ``t_s`` (see the module docstring)."""
+    if not is_run_folder(run_dir):
+        raise InstantError(f"{run_dir}: not a run folder with its {SCENARIO}")
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+        seed = int(manifest["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InstantError(f"{run_dir / MANIFEST}: unreadable ({exc})") from None
+    loaded = load_scenario(run_dir / SCENARIO)
+    end = loaded.scenario.duration_s
+    if not 0 <= t_s <= end:
+        raise InstantError(f"--at {t_s:g}s: the run lasted {end:g}s")
+    world = build_world(loaded, seed, engine=_no_traffic)
+    world.env.run(until=t_s + _AFTER)
+    return RunAt(run_dir, t_s, seed, world)
