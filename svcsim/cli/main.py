@@ -2,7 +2,7 @@
 
 import typer
 
-from svcsim.cli import chain, diff, plot, rules, run, scenario, sweep
+from svcsim.cli import chain, diff, explain, plot, rules, run, scenario, sweep
 
 app = typer.Typer(
     name="svcsim",
@@ -25,6 +25,7 @@ app.command("chain")(chain.chain)
 app.command("rules")(rules.rules)
 app.command("trace")(rules.trace_command)
 app.command("diff")(diff.diff)
+app.command("explain")(explain.explain)
 app.command("validate")(scenario.validate)
 app.command("schema")(scenario.schema)
 app.command("plot")(plot.plot)

@@ -1,0 +1,276 @@
+"""Why one request of a run went as it did: the troubleshooting path, step by step.
+
+The source article's path for "ServiceIP:Port cannot be reached from a Pod", walked with the
+simulated state at the request's instant (:mod:`svcsim.instant` re-simulates the control plane
+to it) and the run's records:
+
+1. the request as recorded (client, node, Service, endpoint, outcome, cause);
+2. does the Service exist, with which cluster IP and ports;
+3. which endpoints the API holds for it, and which are ready;
+4. what the client node's kube-proxy last synced, and when (and whether it was running);
+5. where that node's rules send such a connection (every destination they can pick), and
+   whether this request followed an existing conntrack entry instead;
+6. what the destination Pod was doing;
+
+and it ends with the cause in one sentence. Each step is data (:class:`Step`); the CLI prints
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from svcsim.instant import run_at
+from svcsim.results import Run, load
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the path: a question and what the run says."""
+
+    title: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """The steps for one request and the one-sentence cause."""
+
+    request: int
+    steps: tuple[Step, ...]
+    cause: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ExplainError(ValueError):
+    """No such request, or nothing to explain; the message is one line."""
+
+
+def pick_request(run: Run, *, request: int | None, first_failure: bool, service: str | None) -> int:
+    """The row of ``requests`` to explain: given, or the first failure (of ``service``)."""
+    r = run.requests
+    if request is not None:
+        if not 0 <= request < len(r):
+            raise ExplainError(f"--request {request}: the run has requests 0..{len(r) - 1}")
+        return request
+    failed = r["outcome"].astype(str) != "ok"
+    if service is not None:
+        key = service if ":" in service else None
+        names = r["service"].astype(str)
+        mask = names == key if key else names.str.rpartition(":")[0] == service
+        if not mask.any():
+            raise ExplainError(f"--service {service}: no request of the run went to it")
+        failed &= mask
+    if not failed.any():
+        what = f" to {service}" if service else ""
+        raise ExplainError(f"no request{what} failed in this run: nothing to explain")
+    return int(failed.to_numpy().argmax())
+
+
+def explain(run_dir: Path, row: int) -> Explanation:
+    """The troubleshooting path for request ``row`` of the run in ``run_dir``."""
+    run = load(run_dir)
+    req = run.requests.iloc[row]
+    t = float(req["t_s"])
+    state = run_at(run_dir, t)
+    world = state.world
+    node = str(req["src_node"])
+    service_port = str(req["service"])
+    service_key = service_port.rpartition(":")[0] if "/" in service_port else service_port
+    endpoint, outcome, cause = str(req["endpoint"]), str(req["outcome"]), str(req["cause"])
+    steps: list[Step] = []
+    steps.append(
+        Step(
+            "The request",
+            (
+                f"#{row}: {req['workload']} from {req['client']} on {node} to {service_port} "
+                f"at {t:.3f} s",
+                f"outcome {outcome}"
+                + (f" (cause {cause})" if cause else "")
+                + f" after {float(req['latency_s']):.3f} s"
+                + (f", answered by {endpoint}" if endpoint and outcome == "ok" else "")
+                + (f", sent to {endpoint}" if endpoint and outcome != "ok" else ""),
+            ),
+        )
+    )
+    svc = world.api.get("Service", service_key)
+    if svc is None:
+        steps.append(Step("Does the Service exist?", (f"no: {service_key} did not exist then",)))
+    else:
+        ports = ", ".join(f"{p.name or p.port} {p.port}/{p.protocol.value}" for p in svc.ports)
+        steps.append(
+            Step(
+                "Does the Service exist?",
+                (f"yes: {service_key}, cluster IP {svc.cluster_ip}, ports {ports}",),
+            )
+        )
+    steps.append(Step("Does it have ready endpoints?", _endpoints(world, service_key)))
+    steps.append(Step(f"What did {node}'s kube-proxy last program?", _proxy(run, world, node, t)))
+    steps.append(Step(f"Where do {node}'s rules send it?", _rules(world, node, req)))
+    steps.append(Step("What was the destination doing?", _destination(run, world, endpoint, t)))
+    return Explanation(row, tuple(steps), _cause(run, req, node, t))
+
+
+def _endpoints(world: object, service_key: str) -> tuple[str, ...]:
+    from svcsim.scenario.world import World
+
+    assert isinstance(world, World)
+    namespace, _, name = service_key.partition("/")
+    lines: list[str] = []
+    for sl in world.api.list("EndpointSlice"):
+        if sl.meta.namespace != namespace or sl.service_name != name:
+            continue
+        for ep in sl.endpoints:
+            c = ep.conditions
+            state = "ready" if ep.is_ready else ("serving, terminating" if ep.is_serving else
+                                                  "not ready" + (", terminating" if c.terminating
+                                                                 else ""))  # fmt: skip
+            lines.append(f"{', '.join(ep.addresses)} ({ep.target_ref or 'no Pod'}): {state}")
+    return tuple(lines) or ("none: the API holds no endpoint for it",)
+
+
+def _proxy(run: Run, world: object, node: str, t: float) -> tuple[str, ...]:
+    from svcsim.scenario.world import World
+
+    assert isinstance(world, World)
+    proxy = world.proxies[node]
+    lines = [f"kube-proxy is {'running' if proxy.up else 'not running'}"
+             + ("" if proxy.api_reachable else ", cut off from the API server")]  # fmt: skip
+    syncs = run.syncs[(run.syncs["node"].astype(str) == node) & (run.syncs["end_s"] <= t)]
+    ok = syncs[syncs["ok"].astype(bool)]
+    if len(ok):
+        last = ok.iloc[-1]
+        kind = "full" if bool(last["full"]) else "partial"
+        lines.append(
+            f"its last successful sync ({kind}) ran {float(last['start_s']):.3f} -> "
+            f"{float(last['end_s']):.3f} s, from the API state of "
+            f"{float(last['applied_through_s']):.3f} s"
+        )
+    else:
+        lines.append("no successful sync before this instant: the rules are the start's")
+    failed = syncs[~syncs["ok"].astype(bool)]
+    if len(failed) and (not len(ok) or float(failed["end_s"].max()) > float(ok["end_s"].max())):
+        lines.append(
+            f"its syncs were failing (last failure ended {float(failed['end_s'].max()):.3f} s)"
+        )
+    later = run.syncs[(run.syncs["node"].astype(str) == node) & (run.syncs["end_s"] > t)
+                      & run.syncs["ok"].astype(bool)]  # fmt: skip
+    if len(later):
+        lines.append(f"its next successful sync ended at {float(later['end_s'].min()):.3f} s")
+    return tuple(lines)
+
+
+def _rules(world: object, node: str, req: pd.Series) -> tuple[str, ...]:
+    from svcsim.scenario.world import World
+
+    assert isinstance(world, World)
+    lines: list[str] = []
+    if not bool(req["new_flow"]):
+        lines.append("this request used an existing connection / conntrack entry: no rule was "
+                     "consulted for it")  # fmt: skip
+    kernel = world.kernels[node]
+    lines.append(f"the rules installed at {kernel.installed_at_s:.3f} s hold, for this Service:")
+    dial = _dial(world, str(req["service"]))
+    client = str(req["client"])
+    src = next((p.pod_ip for p in world.api.list("Pod") if p.meta.key == client), None)
+    if dial is None or src is None:
+        lines.append("(the client or the Service's address is gone at this instant)")
+        return tuple(lines)
+    ip, port, protocol = dial
+    if kernel.nft is None:
+        dispatch = kernel.index.lookup(src, "pod", ip, protocol, port)
+        chances = dispatch.outcome_probabilities(assume_empty_recent=True)
+        for o, p in zip(dispatch.outcomes, chances, strict=True):
+            lines.append(f"  {o.describe()}  (p = {float(p):.4f})")
+    else:
+        from svcsim.netfilter.nft_index import build_nft_dispatch
+        from svcsim.netfilter.packet import Packet
+
+        packet = Packet(src, ip, protocol, port, origin="pod")
+        nft = build_nft_dispatch(kernel.nft.parsed, packet, kernel.network)
+        lines.extend(f"  {o.describe()}" for o in nft.outcomes)
+    return tuple(lines)
+
+
+def _dial(world: object, service_port: str) -> tuple[str, int, str] | None:
+    from svcsim.scenario.world import World
+
+    assert isinstance(world, World)
+    key, _, port_name = service_port.rpartition(":")
+    svc = world.api.get("Service", key)
+    if svc is None:
+        return None
+    for p in svc.ports:
+        if p.name == port_name or str(p.port) == port_name or not port_name:
+            return svc.cluster_ip, p.port, p.protocol.value.lower()
+    return None
+
+
+def _destination(run: Run, world: object, endpoint: str, t: float) -> tuple[str, ...]:
+    from svcsim.scenario.world import World
+
+    assert isinstance(world, World)
+    if not endpoint:
+        return ("no endpoint was chosen",)
+    ip = endpoint.rpartition(":")[0]
+    owner = world.network.lookup(ip)
+    if owner is None:
+        lines = [f"nothing held {ip} at that instant (no Pod: packets to it go unanswered)"]
+    else:
+        lines = [f"{ip} was Pod {owner.pod} on {owner.node}: {owner.state.value} since "
+                 f"{owner.since_s:.3f} s"]  # fmt: skip
+    ev = run.events
+    mine = ev[ev["detail"].astype(str).str.contains(f"ip={ip}", regex=False)]
+    pods = set(mine["object"].astype(str))
+    history = ev[ev["object"].astype(str).isin(pods) & (ev["t_s"] <= t + 60)]
+    for _, e in history.iterrows():
+        lines.append(f"  {float(e['t_s']):8.3f} s  {e['kind']}  {e['object']}")
+    return tuple(lines)
+
+
+def _cause(run: Run, req: pd.Series, node: str, t: float) -> str:
+    cause, endpoint = str(req["cause"]), str(req["endpoint"])
+    if not cause:
+        return f"nothing went wrong: {endpoint or 'the destination'} answered"
+    ip = endpoint.rpartition(":")[0]
+    ev = run.events
+    syncs = run.syncs[(run.syncs["node"].astype(str) == node) & run.syncs["ok"].astype(bool)
+                      & (run.syncs["end_s"] > t)]  # fmt: skip
+    next_sync = f"{float(syncs['end_s'].min()):.2f} s" if len(syncs) else "the end of the run"
+    pods = set(ev[ev["detail"].astype(str).str.contains(f"ip={ip}", regex=False)]["object"])
+    gone = ev[ev["object"].isin(pods) & ev["kind"].isin(["pod-terminating", "pod-exited"])]
+    deleted = f"{float(gone['t_s'].min()):.2f} s" if len(gone) else "before"
+    stale_like = {
+        "stale-rule": f"{node}'s kube-proxy had not synced yet",
+        "proxy-down": f"{node}'s kube-proxy was not running",
+        "sync-blocked": f"{node}'s kube-proxy syncs were failing",
+        "node-partitioned": f"{node} could not reach the API server",
+    }
+    if cause in stale_like:
+        faults = ev[(ev["kind"] == "fault") & ev["detail"].astype(str).str.contains(endpoint)]
+        if not len(gone) and len(faults):
+            hand = faults.iloc[0]
+            return (f"{node} DNATs to {endpoint} by a rule kube-proxy did not write "
+                    f"({hand['detail']} at {float(hand['t_s']):.2f} s), which no Pod holds; "
+                    f"{node}'s next kube-proxy sync ended at {next_sync}")  # fmt: skip
+        if not len(gone):
+            return (f"{node} DNATs to {ip}, which no Pod holds ({stale_like[cause]}); "
+                    f"{node}'s kube-proxy synced next at {next_sync}")  # fmt: skip
+        return (f"{node} still DNATs to {ip}, deleted at {deleted} ({stale_like[cause]}); "
+                f"{node}'s kube-proxy applied the change at {next_sync}")  # fmt: skip
+    sentences = {
+        "pod-terminating": f"{endpoint} belonged to a Pod that was terminating (since {deleted})",
+        "pod-not-ready": f"{endpoint} belonged to a Pod whose app was not listening yet",
+        "pod-crashed": f"{endpoint} belonged to a Pod whose container had crashed",
+        "no-endpoints": f"{node}'s rules held no endpoint for the Service (REJECT or DROP)",
+        "node-down": f"{endpoint}'s node had failed: nothing answered",
+        "stale-conntrack": f"an existing conntrack entry still sent the flow to {endpoint}",
+        "conntrack-full": f"{node}'s conntrack table was full: the new flow was dropped",
+        "ip-reused": f"{ip} belonged to another Pod by then",
+        "no-service-rule": f"{node} had no rule for the Service's address at all",
+        "endpoint-down": f"the hand-made endpoint {endpoint} was down",
+    }
+    return sentences.get(cause, f"cause {cause} (docs/results.md defines it)")

@@ -1,0 +1,81 @@
+"""``svcsim explain RUN_FOLDER``: the troubleshooting path for one request of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import svcsim.runs
+from svcsim.cli.main import app
+from svcsim.results import load
+from tests.scenarios.conftest import scenario_path
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def crash_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("explain") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svcsim.runs, "render_all", lambda run: {})
+        result = runner.invoke(app, ["run", str(scenario_path("proxy-crash")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_the_first_failure_names_the_stale_node_the_deletion_and_the_fix(
+    crash_run: Path,
+) -> None:
+    run = load(crash_run)
+    failed = run.requests[run.requests["outcome"].astype(str) != "ok"].iloc[0]
+    ip = str(failed["endpoint"]).rpartition(":")[0]
+    pod = run.events[run.events["detail"].astype(str) == f"ip={ip}"]["object"].iloc[0]
+    deleted = run.events[(run.events["object"] == pod) & (run.events["kind"] == "pod-terminating")]
+    syncs = run.syncs[(run.syncs["node"] == "node-3") & run.syncs["ok"].astype(bool)]
+    fixed = float(syncs[syncs["end_s"] > float(failed["t_s"])]["end_s"].min())
+    result = runner.invoke(app, ["explain", str(crash_run)])
+    assert result.exit_code == 0, result.output
+    cause = result.stdout.strip().splitlines()[-1]
+    assert cause == (
+        f"Cause: node-3 still DNATs to {ip}, deleted at {float(deleted['t_s'].iloc[0]):.2f} s "
+        f"(node-3's kube-proxy was not running); node-3's kube-proxy applied the change at "
+        f"{fixed:.2f} s"
+    )
+    steps = (
+        "Does the Service exist?",
+        "Does it have ready endpoints?",
+        "What did node-3's kube-proxy last program?",
+        "kube-proxy is not running",
+        "Where do node-3's rules send it?",
+        "What was the destination doing?",
+    )
+    for step in steps:
+        assert step in result.stdout
+
+
+def test_an_ok_request_has_nothing_wrong(crash_run: Path) -> None:
+    result = runner.invoke(app, ["explain", str(crash_run), "--request", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Cause: nothing went wrong" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--request", "99999999"], "--request 99999999: the run has requests 0.."),
+        (["--service", "default/nope"], "--service default/nope: no request of the run went to it"),
+        (["--request", "1", "--first-failure"], "--request: give it alone"),
+    ],
+)
+def test_bad_choices_are_one_line(crash_run: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["explain", str(crash_run), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["explain", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a run folder" in result.output
