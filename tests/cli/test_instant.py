@@ -92,7 +92,10 @@ def cluster_ip(run_dir: Path) -> str:
         (["--node", "node-1", "--at", "99s"], "--at 99s: the run lasted 10s"),
         (["--node", "node-9", "--at", "1s"], "--node node-9: the run has no such node"),
         (["--node", "node-1"], "--at: which instant of the run"),
-        (["--node", "node-1", "--at", "1s", "--format", "nft"], "--format nft: this node's iptables-mode rules print as save"),
+        (
+            ["--node", "node-1", "--at", "1s", "--format", "nft"],
+            "--format nft: this node's iptables-mode rules print as save",
+        ),
     ],
 )
 def test_bad_instants_are_one_line(run_dir: Path, args: list[str], message: str) -> None:
