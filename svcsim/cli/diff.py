@@ -16,6 +16,7 @@ import typer
 from svcsim.cli.common import fail, note, warn
 from svcsim.cli.node_dump import IpsetOpt, PodInterfaceOpt, UplinkOpt
 from svcsim.cli.rules import (
+    AtOpt,
     BridgeOpt,
     ClusterCidrOpt,
     DetectLocalModeOpt,
@@ -32,6 +33,7 @@ from svcsim.cli.rules import (
     RandomFullyOpt,
     ServiceCidrOpt,
     _compile_node,
+    _run_folder,
 )
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR
 
@@ -49,11 +51,11 @@ def diff(
     manifests: ManifestArgs,
     node: NodeOpt,
     iptables_save: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--iptables-save", help="The node's rules: output of 'iptables-save [-c]' run on it."
         ),
-    ],
+    ] = None,
     node_ip: NodeIpOpt = None,
     cluster_cidr: ClusterCidrOpt = None,
     masquerade_bit: MasqBitOpt = 14,
@@ -73,6 +75,7 @@ def diff(
         Literal["text", "json"],
         typer.Option("--format", help="text (per Service, readable) or json."),
     ] = "text",
+    at: AtOpt = None,
 ) -> None:
     """Compare a node's iptables-save with what kube-proxy should have written, per Service.
 
@@ -81,9 +84,22 @@ def diff(
     both rulesets, and what differs is said per Service: stale or missing endpoints, Services
     without rules, probability, masquerade, affinity, other software's rules on the path, chains
     nobody references. Give kube-proxy's flags as on the node (as for 'svcsim rules').
+    With a RUN_FOLDER and --at T instead: the rules --node held at that instant of the run
+    against what kube-proxy should have written for the cluster state then.
     Exit 0 when the node agrees, 1 when it does not, 2 on bad input.
     """
     from svcsim.cli.node_dump import parse_ipsets, read_dump
+
+    if _run_folder(manifests, at):
+        from svcsim.cli.instant import diff_at
+
+        if iptables_save is not None:
+            fail(["--iptables-save: with a run folder, the node's rules are the run's at --at"])
+        result, label = diff_at(manifests[0], node, at)
+        _print(result, label, node, output_format)
+        return
+    if iptables_save is None:
+        fail(["--iptables-save FILE: the node's rules (or give a run folder and --at)"])
     from svcsim.proxy.context import node_network
     from svcsim.proxy.node_diff import diff_node
 
@@ -132,10 +148,15 @@ def diff(
         for site, rule in dump.unknown_rules()
     )
     note(result.notes)
+    _print(result, iptables_save, node, output_format)
+
+
+def _print(result: NodeDiff, path: Path, node: str, output_format: str) -> None:
+    """The diff as text or JSON; exit 1 when the node differs."""
     if output_format == "json":
-        typer.echo(json.dumps(_as_json(result, iptables_save), indent=2))
+        typer.echo(json.dumps(_as_json(result, path), indent=2))
     else:
-        typer.echo(_as_text(result, iptables_save, node))
+        typer.echo(_as_text(result, path, node))
     if not result.agrees:
         raise typer.Exit(DIFFER)
 

@@ -79,3 +79,25 @@ def test_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["explain", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a run folder" in result.output
+
+
+def test_diff_at_an_instant_finds_the_stale_node(crash_run: Path) -> None:
+    stale = runner.invoke(app, ["diff", str(crash_run), "--node", "node-3", "--at", "40s"])
+    assert stale.exit_code == 1, stale.output
+    run = load(crash_run)
+    old = run.events[(run.events["kind"] == "pod-exited") & (run.events["t_s"] < 40)]
+    old_ips = {
+        str(
+            run.events[(run.events["object"] == pod) & (run.events["kind"] == "pod-scheduled")][
+                "detail"
+            ].iloc[0]
+        ).removeprefix("ip=")
+        for pod in old["object"]
+        if str(pod).startswith("default/web-")
+    }
+    assert old_ips
+    for ip in old_ips:
+        assert f"stale endpoint {ip}:8080" in stale.stdout
+    fine = runner.invoke(app, ["diff", str(crash_run), "--node", "node-1", "--at", "40s"])
+    assert fine.exit_code == 0, fine.output
+    assert "node-1 agrees with what kube-proxy should have written" in fine.stdout
