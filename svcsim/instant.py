@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from svcsim.results.layout import MANIFEST, SCENARIO
 from svcsim.scenario.build import build_world
@@ -23,6 +24,9 @@ from svcsim.scenario.load import load_scenario
 from svcsim.scenario.world import World
 from svcsim.traffic.engine import TrafficEngine
 from svcsim.traffic.spec import WorkloadSpec
+
+if TYPE_CHECKING:
+    from svcsim.proxy.node_diff import NodeDiff
 
 _AFTER = 1e-9
 """How far past T the re-simulation runs, so that events at exactly T are included."""
@@ -68,3 +72,28 @@ def run_at(run_dir: Path, t_s: float) -> RunAt:
     world = build_world(loaded, seed, engine=_no_traffic)
     world.env.run(until=t_s + _AFTER)
     return RunAt(run_dir, t_s, seed, world)
+
+
+def node_diff(state: RunAt, node: str) -> NodeDiff:
+    """``node``'s iptables rules at the instant against what kube-proxy should have written.
+
+    The expected rules are compiled for the node (its kube-proxy's flags and facts) from the
+    API's Services and EndpointSlices at that instant; the node's are its kernel's then
+    (:func:`svcsim.proxy.node_diff.diff_node` compares them per Service).
+    """
+    from svcsim.netfilter.node_save import parse_node_save
+    from svcsim.netfilter.text import render_save
+    from svcsim.proxy.iptables import compile_iptables
+    from svcsim.proxy.node_diff import diff_node
+
+    world = state.world
+    kernel = world.kernels[node]
+    if kernel.nft is not None:
+        raise InstantError(f"node {node} runs nftables mode; the diff compares iptables rules")
+    services = world.api.list("Service")
+    expected = compile_iptables(services, world.api.list("EndpointSlice"), world.proxies[node].ctx)
+    dump = parse_node_save(render_save(kernel.ruleset))
+    local = [p.pod_ip for p in world.api.list("Pod") if p.node_name == node and p.pod_ip]
+    return diff_node(
+        services, expected, dump, kernel.network, pod_source=local[0] if local else None
+    )

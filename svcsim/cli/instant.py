@@ -124,26 +124,12 @@ def trace_at(
 
 
 def diff_at(run_dir: Path, node: str, at: str | None) -> tuple[NodeDiff, Path]:
-    """``node``'s rules at ``at`` against what kube-proxy should have written for that state.
-
-    The expected rules are compiled for the node (its kube-proxy's flags and facts) from the
-    API's Services and EndpointSlices at that instant; the node's are its kernel's then.
-    Returns the diff and the label its findings cite (``RUN_FOLDER@Ts``).
+    """``node``'s rules at ``at`` against what kube-proxy should have written (see
+    :func:`svcsim.instant.node_diff`); the diff and the label its findings cite.
     """
-    from svcsim.netfilter.node_save import parse_node_save
-    from svcsim.netfilter.text import render_save
-    from svcsim.proxy.iptables import compile_iptables
-    from svcsim.proxy.node_diff import diff_node
+    from svcsim.instant import node_diff
 
     state, kernel = _state(run_dir, node, at)
     if kernel.nft is not None:
         fail([f"--node {node}: runs nftables mode; diff compares iptables rules"])
-    world = state.world
-    services = world.api.list("Service")
-    expected = compile_iptables(services, world.api.list("EndpointSlice"), world.proxies[node].ctx)
-    dump = parse_node_save(render_save(kernel.ruleset))
-    local = [p.pod_ip for p in world.api.list("Pod") if p.node_name == node and p.pod_ip]
-    result = diff_node(
-        services, expected, dump, kernel.network, pod_source=local[0] if local else None
-    )
-    return result, Path(f"{run_dir}@{state.t_s:g}s")
+    return node_diff(state, node), Path(f"{run_dir}@{state.t_s:g}s")
