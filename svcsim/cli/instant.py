@@ -124,8 +124,9 @@ def trace_at(
 
 
 def diff_at(run_dir: Path, node: str, at: str | None) -> tuple[NodeDiff, Path]:
-    """``node``'s rules at ``at`` against what kube-proxy should have written (see
-    :func:`svcsim.instant.node_diff`); the diff and the label its findings cite.
+    """``node``'s rules at ``at`` against what kube-proxy should have written.
+
+    See :func:`svcsim.instant.node_diff`; returns the diff and the label its findings cite.
     """
     from svcsim.instant import node_diff
 
