@@ -25,6 +25,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.instant import run_at
 from svcsim.results import Run, load
+from svcsim.scenario.world import World
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,28 +115,24 @@ def explain(run_dir: Path, row: int) -> Explanation:
     return Explanation(row, tuple(steps), _cause(run, req, node, t))
 
 
-def _endpoints(world: object, service_key: str) -> tuple[str, ...]:
-    from svcsim.scenario.world import World
-
-    assert isinstance(world, World)
+def _endpoints(world: World, service_key: str) -> tuple[str, ...]:
     namespace, _, name = service_key.partition("/")
     lines: list[str] = []
     for sl in world.api.list("EndpointSlice"):
         if sl.meta.namespace != namespace or sl.service_name != name:
             continue
         for ep in sl.endpoints:
-            c = ep.conditions
-            state = "ready" if ep.is_ready else ("serving, terminating" if ep.is_serving else
-                                                  "not ready" + (", terminating" if c.terminating
-                                                                 else ""))  # fmt: skip
+            if ep.is_ready:
+                state = "ready"
+            elif ep.is_serving:
+                state = "serving, terminating"
+            else:
+                state = "not ready, terminating" if ep.conditions.terminating else "not ready"
             lines.append(f"{', '.join(ep.addresses)} ({ep.target_ref or 'no Pod'}): {state}")
     return tuple(lines) or ("none: the API holds no endpoint for it",)
 
 
-def _proxy(run: Run, world: object, node: str, t: float) -> tuple[str, ...]:
-    from svcsim.scenario.world import World
-
-    assert isinstance(world, World)
+def _proxy(run: Run, world: World, node: str, t: float) -> tuple[str, ...]:
     proxy = world.proxies[node]
     lines = [f"kube-proxy is {'running' if proxy.up else 'not running'}"
              + ("" if proxy.api_reachable else ", cut off from the API server")]  # fmt: skip
@@ -163,10 +160,7 @@ def _proxy(run: Run, world: object, node: str, t: float) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _rules(world: object, node: str, req: pd.Series) -> tuple[str, ...]:
-    from svcsim.scenario.world import World
-
-    assert isinstance(world, World)
+def _rules(world: World, node: str, req: pd.Series) -> tuple[str, ...]:
     lines: list[str] = []
     if not bool(req["new_flow"]):
         lines.append("this request used an existing connection / conntrack entry: no rule was "
@@ -195,10 +189,7 @@ def _rules(world: object, node: str, req: pd.Series) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _dial(world: object, service_port: str) -> tuple[str, int, str] | None:
-    from svcsim.scenario.world import World
-
-    assert isinstance(world, World)
+def _dial(world: World, service_port: str) -> tuple[str, int, str] | None:
     key, _, port_name = service_port.rpartition(":")
     svc = world.api.get("Service", key)
     if svc is None:
@@ -209,10 +200,7 @@ def _dial(world: object, service_port: str) -> tuple[str, int, str] | None:
     return None
 
 
-def _destination(run: Run, world: object, endpoint: str, t: float) -> tuple[str, ...]:
-    from svcsim.scenario.world import World
-
-    assert isinstance(world, World)
+def _destination(run: Run, world: World, endpoint: str, t: float) -> tuple[str, ...]:
     if not endpoint:
         return ("no endpoint was chosen",)
     ip = endpoint.rpartition(":")[0]
