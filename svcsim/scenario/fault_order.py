@@ -117,6 +117,21 @@ def check_fault_order(scenario: Scenario, outside: frozenset[str] | None = None)
                 )
             else:
                 states.state.pop(target, None)
+        elif isinstance(action, tl.TaintNode | tl.UntaintNode):
+            key = f"taint {node}"
+            tainted = states.state.get(key) == "tainted"
+            if isinstance(action, tl.TaintNode) == tainted:
+                have = "already has" if tainted else "does not have"
+                found.problems.append(
+                    (
+                        where,
+                        f"node {node} {have} the ToBeDeletedByClusterAutoscaler taint at {when}",
+                    )
+                )
+            elif tainted:
+                states.state.pop(key, None)
+            else:
+                states.state[key] = "tainted"
         elif isinstance(action, _NEEDS_RUNNING) and now == "failed":
             found.problems.append((where, f"node {node} has failed by {when}: nothing runs there"))
     _warn_clients(scenario, failed_at, found)

@@ -195,6 +195,25 @@ class RecoverNode(ActionBase):
     node: NodeName
 
 
+class TaintNode(ActionBase):
+    """Put the cluster autoscaler's ``ToBeDeletedByClusterAutoscaler`` taint on a node.
+
+    As the autoscaler does before it removes a node: no new Pods are scheduled there
+    (NoSchedule), and the node's kube-proxy answers 503 on ``/healthz`` (KEP-3836), so cloud
+    load balancers of ``externalTrafficPolicy: Cluster`` Services stop sending there.
+    """
+
+    action: Literal["taint-node"]
+    node: NodeName
+
+
+class UntaintNode(ActionBase):
+    """Remove the ``ToBeDeletedByClusterAutoscaler`` taint from a node."""
+
+    action: Literal["untaint-node"]
+    node: NodeName
+
+
 class FailEndpoint(ActionBase):
     """A hand-made endpoint outside the Pod network stops answering (its host is down).
 
@@ -276,6 +295,8 @@ Action = Annotated[
     | Annotated[FailNode, Tag("fail-node")]
     | Annotated[PartitionNode, Tag("partition-node")]
     | Annotated[RecoverNode, Tag("recover-node")]
+    | Annotated[TaintNode, Tag("taint-node")]
+    | Annotated[UntaintNode, Tag("untaint-node")]
     | Annotated[FailEndpoint, Tag("fail-endpoint")]
     | Annotated[RecoverEndpoint, Tag("recover-endpoint")]
     | Annotated[FlushConntrack, Tag("flush-conntrack")],
@@ -299,6 +320,8 @@ ACTIONS: tuple[str, ...] = (
     "fail-node",
     "partition-node",
     "recover-node",
+    "taint-node",
+    "untaint-node",
     "fail-endpoint",
     "recover-endpoint",
     "flush-conntrack",

@@ -23,7 +23,7 @@ from svcsim.scenario.world import World
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.fleet import PodFleet
 from svcsim.sim.pods import PodRunner
-from svcsim.sim.scheduling import Scheduler, drain_node
+from svcsim.sim.scheduling import TO_BE_DELETED_TAINT, Scheduler, drain_node
 
 
 def schedule_timeline(
@@ -140,6 +140,15 @@ class _Timeline:
             self.node_fault(action)
         elif isinstance(action, tl.FailEndpoint | tl.RecoverEndpoint):
             self.endpoint_fault(action)
+        elif isinstance(action, tl.TaintNode | tl.UntaintNode):
+            tainted = isinstance(action, tl.TaintNode)
+            if tainted:
+                self.scheduler.taint(action.node, TO_BE_DELETED_TAINT)
+            else:
+                self.scheduler.untaint(action.node, TO_BE_DELETED_TAINT)
+            world.proxies[action.node].node_tainted_for_deletion(tainted)
+            self.event(EventKind.FAULT, action.node, action.node,
+                       f"{action.action} {TO_BE_DELETED_TAINT}")  # fmt: skip
         else:  # pragma: no cover - the schema admits no other action
             raise TypeError(f"unknown action {action!r}")
 

@@ -5,9 +5,9 @@ After kubernetes ``pkg/proxy/healthcheck`` (proxy_health.go, service_health.go):
 * **Proxy health** (:class:`ProxyHealth`). kube-proxy calls ``QueuedUpdate`` when an informer
   event leaves a change to sync and ``Updated`` when a sync has programmed the rules. It is
   healthy unless an update has been queued for ``healthTimeout`` or longer without a sync since:
-  ``healthTimeout`` is 2 x ``syncPeriod`` (cmd/kube-proxy/app/server.go). (Upstream's
-  ``/healthz`` also answers 503 while the node is tainted ``ToBeDeletedByClusterAutoscaler``
-  or being deleted, KEP-3836; svcsim has no cluster autoscaler, so nodes stay eligible.)
+  ``healthTimeout`` is 2 x ``syncPeriod`` (cmd/kube-proxy/app/server.go). ``/healthz``
+  also answers 503 while the node is not *eligible* (``SyncNode``): tainted
+  ``ToBeDeletedByClusterAutoscaler`` (KEP-3836; the ``taint-node`` action) or being deleted.
 * **Service health** (:func:`service_health`): for each Service with a ``healthCheckNodePort``
   (LoadBalancer, ``externalTrafficPolicy: Local``) kube-proxy answers 200 when the node has
   local *ready* endpoints for it (as last programmed) and the proxy is healthy (node
@@ -52,9 +52,9 @@ class ProxyHealth:
         pending = self.oldest_pending_s
         return pending is None or now_s - pending < self.timeout_s
 
-    def healthz(self, now_s: float) -> int:
-        """The status code ``/healthz`` answers."""
-        return OK if self.healthy(now_s) else UNAVAILABLE
+    def healthz(self, now_s: float, *, eligible: bool = True) -> int:
+        """The status code ``/healthz`` answers, for a node ``eligible`` or not."""
+        return OK if self.healthy(now_s) and eligible else UNAVAILABLE
 
 
 def local_ready_endpoints(view: ProgrammedView, namespace: str, name: str) -> int:

@@ -163,6 +163,8 @@ class KubeProxy:
         self._life: _Life | None = None
         self.api_reachable = True
         """False while the node cannot reach the API server (:meth:`api_cut`)."""
+        self.node_eligible = True
+        """False while its Node is tainted ToBeDeletedByClusterAutoscaler (``/healthz`` 503)."""
         self._cleanup_listeners: list[CleanupListener] = []
         self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
         self._informer_cache: tuple[tuple[int, int], EndpointsMap] | None = None
@@ -280,7 +282,17 @@ class KubeProxy:
     def healthz(self) -> int | None:
         """What ``/healthz`` (port 10256) answers now; None when kube-proxy is not running."""
         life = self._life
-        return None if life is None else life.health.healthz(self.env.now)
+        if life is None:
+            return None
+        return life.health.healthz(self.env.now, eligible=self.node_eligible)
+
+    def node_tainted_for_deletion(self, tainted: bool) -> None:
+        """Its Node gained or lost ``ToBeDeletedByClusterAutoscaler``, seen through its watch."""
+
+        def seen(_: simpy.Event) -> None:
+            self.node_eligible = not tainted
+
+        self.env.timeout(self.config.watch_delay_s).callbacks.append(seen)
 
     def service_health(self, namespace: str, name: str) -> int | None:
         """What the Service's healthCheckNodePort answers now (:mod:`svcsim.sim.health`).

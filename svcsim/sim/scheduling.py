@@ -14,6 +14,11 @@ from svcsim.sim.config import AppProfile
 from svcsim.sim.fleet import PodFleet, spec_for_pod
 from svcsim.sim.pods import PodRunner
 
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+"""The node lifecycle controller's taint of a node it no longer hears from."""
+TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
+"""The cluster autoscaler's taint of a node it is about to delete (NoSchedule)."""
+
 
 class Scheduler:
     """Binds new Pods round-robin over schedulable nodes, in name order."""
@@ -23,8 +28,8 @@ class Scheduler:
             raise ValueError("a Scheduler needs at least one node")
         self.nodes = tuple(sorted(nodes))
         self.cordoned: set[str] = set()
-        self.tainted: set[str] = set()
-        """Nodes with the node lifecycle controller's NoSchedule taint (not ready)."""
+        self.taints: dict[str, set[str]] = {}
+        """Each node's NoSchedule taints, by key (``node.kubernetes.io/unreachable``...)."""
         self._last: str | None = None
 
     def pick(self) -> str | None:
@@ -32,7 +37,7 @@ class Scheduler:
 
         Cordoned nodes and nodes tainted NoSchedule (:meth:`taint`) are skipped.
         """
-        ok = [n for n in self.nodes if n not in self.cordoned and n not in self.tainted]
+        ok = [n for n in self.nodes if n not in self.cordoned and not self.taints.get(n)]
         if not ok:
             return None
         after = [n for n in ok if self._last is None or n > self._last]
@@ -49,13 +54,18 @@ class Scheduler:
         """Mark ``node`` schedulable again."""
         self.cordoned.discard(node)
 
-    def taint(self, node: str) -> None:
-        """The ``node.kubernetes.io/unreachable:NoSchedule`` taint: no new Pods there."""
-        self.tainted.add(node)
+    def taint(self, node: str, key: str = UNREACHABLE_TAINT) -> None:
+        """A NoSchedule taint ``key`` on ``node``: no new Pods there while it has any."""
+        self.taints.setdefault(node, set()).add(key)
 
-    def untaint(self, node: str) -> None:
-        """Remove the lifecycle controller's taint (a user's cordon stays)."""
-        self.tainted.discard(node)
+    def untaint(self, node: str, key: str = UNREACHABLE_TAINT) -> None:
+        """Remove the taint ``key`` (other taints and a user's cordon stay)."""
+        self.taints.get(node, set()).discard(key)
+
+    def tainted(self, node: str, key: str | None = None) -> bool:
+        """True if ``node`` has the taint ``key`` (any NoSchedule taint when None)."""
+        keys = self.taints.get(node, set())
+        return bool(keys) if key is None else key in keys
 
 
 def drain_node(node: str, scheduler: Scheduler, fleet: PodFleet) -> list[str]:

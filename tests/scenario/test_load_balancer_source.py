@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.scenario.texts import WEB, problems_of, scenario_text, warnings_of
+import pytest
+
+from tests.scenario.texts import FRONTEND_2, WEB, problems_of, scenario_text, warnings_of
 
 LB_WEB = WEB.replace(
     "  selector: {app: web}\n", "  type: LoadBalancer\n  selector: {app: web}\n", 1
@@ -33,3 +35,28 @@ def test_the_cloud_allocates_a_load_balancer_ip(tmp_path: Path) -> None:
         "198.51.100.1 (the cloud's load-balancer controller sets it; svcsim takes the next "
         "address of cluster.loadBalancer.ingressCIDR)"
     ]
+
+
+def test_a_node_tainted_for_deletion_leaves_an_etp_cluster_load_balancer(tmp_path: Path) -> None:
+    import svcsim.runs
+    from svcsim.runs import run_scenario
+
+    text = scenario_text(
+        LB_WEB + "---\n" + FRONTEND_2,
+        FROM_LB,
+        "  - {at: 2s, action: taint-node, node: node-2}\n",
+    ).replace("duration: 10s", "duration: 40s")
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svcsim.runs, "render_all", lambda run: {})
+        run = run_scenario(path, out_dir=tmp_path / "out").run
+    events = run.events
+    dropped = events[(events["kind"] == "lb-node-unhealthy") & (events["node"] == "node-2")]
+    # /healthz turns 503 once kube-proxy sees the taint (2.1 s); probes at 8, 16, 24 fail.
+    assert list(dropped["t_s"]) == [24.0]
+    r = run.requests
+    late = r[(r["t_s"] > 24.0) & (r["src_node"].astype(str) == "node-2")]
+    assert len(late) == 0  # nothing enters through node-2 once the load balancer dropped it
+    assert len(r[(r["t_s"] < 24.0) & (r["src_node"].astype(str) == "node-2")]) > 0
+    assert (r["outcome"].astype(str) == "ok").all()  # node-2 still works: nothing fails

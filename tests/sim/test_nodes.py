@@ -125,7 +125,7 @@ def test_failed_node_turns_not_ready_at_the_first_tick_after_the_grace_period(
     h.w.env.run(until=not_ready + 1e-6)
     assert h.w.times("node-not-ready") == pytest.approx([not_ready])
     assert not h.w.api.get("Pod", runner.key).ready  # MarkPodsNotReady
-    assert "n2" in h.scheduler.tainted
+    assert h.scheduler.tainted("n2")
     assert h.proxies["n2"].calls == ["crash"]
 
 
@@ -145,7 +145,7 @@ def test_eviction_after_the_toleration_then_boot_finishes_the_evicted_pod() -> N
     h.w.env.run(until=200.5)
     assert h.w.api.get("Pod", runner.key) is None  # the booted kubelet finishes it at once
     assert h.w.times("node-ready") == [200.0]
-    assert "n2" not in h.scheduler.tainted
+    assert not h.scheduler.tainted("n2")
     assert h.kernels["n2"].reboots == [200.0]
     assert h.proxies["n2"].calls == ["crash", "restart"]
     h.w.env.run(until=202.0)
