@@ -79,13 +79,7 @@ def check_fault_order(scenario: Scenario, outside: frozenset[str] | None = None)
         target = f"node {node}"
         now = states.at(target, action.at_s)
         if isinstance(now, float):
-            found.problems.append(
-                (
-                    (*path, "at"),
-                    f"node {node}'s partition heals at {format_duration(now)}, the same "
-                    "instant: move this action before or after it",
-                )
-            )
+            _same_instant(found, path, f"node {node}'s partition heals", now)
             continue
         when = format_duration(action.at_s)
         where: Loc = (*path, "node")
@@ -171,13 +165,7 @@ def _endpoint(
     target = f"endpoint {ip}"
     now = states.at(target, action.at_s)
     if isinstance(now, float):
-        found.problems.append(
-            (
-                (*path, "at"),
-                f"endpoint {ip} comes back at {format_duration(now)}, the same instant: move "
-                "this action before or after it",
-            )
-        )
+        _same_instant(found, path, f"endpoint {ip} comes back", now)
         return
     when = format_duration(action.at_s)
     if isinstance(action, tl.FailEndpoint):
@@ -196,6 +184,14 @@ def _endpoint(
         )
     else:
         states.state.pop(target, None)
+
+
+def _same_instant(found: FaultFindings, path: Loc, what: str, end_s: float) -> None:
+    """An action at the very instant a timed fault ends: which comes first would be arbitrary."""
+    message = (
+        f"{what} at {format_duration(end_s)}, the same instant: move this action before or after it"
+    )
+    found.problems.append(((*path, "at"), message))
 
 
 def _warn_clients(
