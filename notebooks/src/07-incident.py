@@ -25,12 +25,14 @@ CELLS = [
     read a real node's `iptables-save` (see `docs/real-nodes.md`).
     '''),
     ("code", r'''
+    %matplotlib inline
     import tempfile
     from pathlib import Path
 
     import numpy as np
     import pandas as pd
 
+    from svcsim import plots
     from svcsim.explain import explain, pick_request
     from svcsim.instant import node_diff, run_at
     from svcsim.netfilter.interpreter import draws_from, trace
@@ -50,6 +52,13 @@ CELLS = [
     print(f"{outcome.simulated_requests:,} requests; failed by client node:")
     failed = run.requests[run.requests["outcome"] != "ok"]
     failed.groupby("src_node", observed=True).size()
+    '''),
+    ("md", r'''
+    Every failed request came from node-3, from shortly after the rollout began until well
+    after it ended, while the other nodes lost nothing:
+    '''),
+    ("code", r'''
+    plots.outcome_timeline(run)
     '''),
     ("md", r'''
     ## 1. Explain the first failed request
@@ -85,6 +94,13 @@ CELLS = [
                     print(f"   {service.service}: {finding.message}")
     '''),
     ("md", r'''
+    Over the whole run, how far behind the API each node's rules were: node-3's fall behind at
+    the rollout and only catch up at kube-proxy's restart.
+    '''),
+    ("code", r'''
+    plots.rule_staleness(run)
+    '''),
+    ("md", r'''
     ## 3. Trace one packet through node-3's rules at that instant
 
     A new connection from a Pod on node-3 to `web`'s cluster IP, walked through node-3's
@@ -106,6 +122,13 @@ CELLS = [
     (full) sync rewrites every rule. Until then nothing in the cluster notices; the only place
     the fault is visible is node-3's own rules, which is why being able to read them, and to
     compare them with what they should be, is what localises it.
+    '''),
+    ("md", r'''
+    And where node-3's clients' requests went over the run: the three old Pods until the
+    restart, though they were gone, then the new ones.
+    '''),
+    ("code", r'''
+    plots.endpoint_shares(run, "default/web:http")
     '''),
     ("code", r'''
     workdir.cleanup()

@@ -131,8 +131,8 @@ timeline:
             "s.yaml:4: timeline[0].action: must be one of 'rollout', 'scale', 'delete-pod', "
             "'crash-pod', 'fail-readiness', 'crash-proxy', 'restart-proxy', 'block-sync', "
             "'inject-stale-rule', 'add-service', 'remove-service', 'drain-node', 'fail-node', "
-            "'partition-node', 'recover-node', 'fail-endpoint', 'recover-endpoint', "
-            "'flush-conntrack'; got \"explode\"",
+            "'partition-node', 'recover-node', 'taint-node', 'untaint-node', 'fail-endpoint', "
+            "'recover-endpoint', 'flush-conntrack'; got \"explode\"",
             "s.yaml:5: timeline[1].action: required",
             "s.yaml:6: timeline[2].for: required",
         ],
