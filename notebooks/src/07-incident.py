@@ -124,8 +124,8 @@ CELLS = [
     compare them with what they should be, is what localises it.
     '''),
     ("md", r'''
-    And where node-3's clients' requests went over the run: the three old Pods until the
-    restart, though they were gone, then the new ones.
+    And where the requests went over the run: from the rollout to kube-proxy's restart, about a
+    third of them (node-3's) still went to the three old Pods, though those were gone.
     '''),
     ("code", r'''
     plots.endpoint_shares(run, "default/web:http")
