@@ -8,9 +8,9 @@ fixed head and tail of the restore input (top-level chains, ``KUBE-POSTROUTING``
 ``KUBE-FORWARD``). :func:`assemble` concatenates those with the per-service-port blocks of
 :mod:`svcsim.proxy.iptables_service` into the kernel state a clean node holds afterwards.
 
-Every node compiles at every sync, so the head and tail are memoised on the context facts they
-read, parsed rules on their words, and assembled results on the identities of their fragments;
-memoised results equal fresh ones.
+Rules are built as data (:mod:`svcsim.proxy.iptables_rules`), never parsed from text. Every node
+compiles at every sync, so the head and tail are memoised on the context facts they read and
+assembled results on the identities of their fragments; memoised results equal fresh ones.
 """
 
 from __future__ import annotations
@@ -22,8 +22,23 @@ from dataclasses import dataclass
 from typing import Final
 
 from svcsim.netfilter.model import Rule, Ruleset
-from svcsim.netfilter.text import RulesetBuilder, parse_rule
+from svcsim.netfilter.text import RulesetBuilder
 from svcsim.proxy.context import NodeContext
+from svcsim.proxy.iptables_rules import (
+    NOTHING,
+    addrtype,
+    comment,
+    conntrack,
+    destination,
+    jump,
+    mark,
+    mark_or,
+    mark_xor,
+    masquerade,
+    nfacct,
+    rule,
+    source,
+)
 from svcsim.proxy.iptables_service import (
     INVALID_DROPPED_COUNTER,
     KUBE_EXTERNAL_SERVICES,
@@ -38,8 +53,6 @@ from svcsim.proxy.iptables_service import (
     RestoreBuffers,
     ServicePortBlock,
     ServicePortOutcome,
-    Words,
-    quoted,
 )
 from svcsim.proxy.memo import BoundedMemo
 
@@ -55,37 +68,44 @@ class JumpRule:
     dst_chain: str
     src_chain: str
     comment: str
-    extra: tuple[str, ...] = ()
+    new_only: bool = False
+    """The rule matches only ``-m conntrack --ctstate NEW`` packets (written first)."""
 
-    def words(self) -> tuple[str, ...]:
-        """The rule arguments ``EnsureRule`` receives: extra args, comment, ``-j``."""
-        comment = ("-m", "comment", "--comment", quoted(self.comment)) if self.comment else ()
-        return (*self.extra, *comment, "-j", self.dst_chain)
+    def rule(self) -> Rule:
+        """The rule ``EnsureRule`` writes: ``[-m conntrack --ctstate NEW] [comment] -j CHAIN``."""
+        new = conntrack("NEW") if self.new_only else NOTHING
+        said = comment(self.comment) if self.comment else NOTHING
+        return rule(new, said, jump(self.dst_chain))
 
 
-_NEW = ("-m", "conntrack", "--ctstate", "NEW")
 JUMP_RULES: Final = (
     JumpRule(
         "filter",
         KUBE_EXTERNAL_SERVICES,
         "INPUT",
         "kubernetes externally-visible service portals",
-        _NEW,
+        new_only=True,
     ),
     JumpRule(
         "filter",
         KUBE_EXTERNAL_SERVICES,
         "FORWARD",
         "kubernetes externally-visible service portals",
-        _NEW,
+        new_only=True,
     ),
     JumpRule("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports"),
-    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", _NEW),
-    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", new_only=True),
+    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", new_only=True),
     JumpRule("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules"),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", _NEW),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", _NEW),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", _NEW),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", new_only=True
+    ),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", new_only=True
+    ),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", new_only=True
+    ),
     JumpRule("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals"),
     JumpRule("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals"),
     JumpRule("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules"),
@@ -106,109 +126,56 @@ def write_fixed_head(buf: RestoreBuffers, ctx: NodeContext) -> None:
         KUBE_PROXY_FIREWALL,
     ]
     buf.nat_chains += [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]
-    mark = ctx.mark
-    buf.nat(KUBE_POSTROUTING, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN")
+    bit = ctx.mark
+    buf.nat(KUBE_POSTROUTING, mark(f"{bit}/{bit}", negated=True), jump("RETURN"))
     # Clearing the bit keeps a packet that re-traverses the stack from being masqueraded twice.
-    buf.nat(KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark)
-    masq = (
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes service traffic requiring SNAT"),
-        "-j",
-        "MASQUERADE",
-    )
-    buf.nat(KUBE_POSTROUTING, *masq, *(("--random-fully",) if ctx.random_fully else ()))
-    buf.nat(KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark)
+    buf.nat(KUBE_POSTROUTING, mark_xor(bit))
+    snat = comment("kubernetes service traffic requiring SNAT")
+    buf.nat(KUBE_POSTROUTING, snat, masquerade(random_fully=ctx.random_fully))
+    buf.nat(KUBE_MARK_MASQ, mark_or(bit))
     if ctx.effective_localhost_nodeports:
         # route_localnet opens NodePorts on 127/8 to the outside (issue 90259); block that.
         buf.filter_chains.append(KUBE_FIREWALL)
         buf.filter(
             KUBE_FIREWALL,
-            "-m",
-            "comment",
-            "--comment",
-            quoted("block incoming localnet connections"),
-            "-d",
-            "127.0.0.0/8",
-            "!",
-            "-s",
-            "127.0.0.0/8",
-            "-m",
-            "conntrack",
-            "!",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-j",
-            "DROP",
+            comment("block incoming localnet connections"),
+            destination("127.0.0.0/8"),
+            source("127.0.0.0/8", negated=True),
+            conntrack("RELATED,ESTABLISHED,DNAT", negated=True),
+            jump("DROP"),
         )
 
 
 def write_fixed_tail(buf: RestoreBuffers, ctx: NodeContext) -> None:
     """The must-be-last KUBE-SERVICES rule(s) and the KUBE-FORWARD rules."""
-    last = quoted("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+    last = comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if ctx.nodeport_match_all:
-        not_localhost = () if ctx.effective_localhost_nodeports else ("!", "-d", "127.0.0.0/8")
+        not_localhost = (
+            NOTHING
+            if ctx.effective_localhost_nodeports
+            else destination("127.0.0.0/8", negated=True)
+        )
         buf.nat(
-            KUBE_SERVICES,
-            "-m",
-            "comment",
-            "--comment",
-            last,
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            *not_localhost,
-            "-j",
-            KUBE_NODEPORTS,
+            KUBE_SERVICES, last, addrtype(dst_type="LOCAL"), not_localhost, jump(KUBE_NODEPORTS)
         )
     else:
         for ip in ctx.nodeport_ips():
             if ip.startswith("127.") and not ctx.effective_localhost_nodeports:
                 continue  # kube-proxy logs an error and skips loopback addresses
-            buf.nat(
-                KUBE_SERVICES, "-m", "comment", "--comment", last, "-d", ip, "-j", KUBE_NODEPORTS
-            )
+            buf.nat(KUBE_SERVICES, last, destination(ip), jump(KUBE_NODEPORTS))
     if not ctx.tcp_be_liberal:
-        counter = ("-m", "nfacct", "--nfacct-name", INVALID_DROPPED_COUNTER) if ctx.nfacct else ()
-        buf.filter(KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", *counter, "-j", "DROP")
-    mark = ctx.mark
-    buf.filter(
-        KUBE_FORWARD,
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes forwarding rules"),
-        "-m",
-        "mark",
-        "--mark",
-        f"{mark}/{mark}",
-        "-j",
-        "ACCEPT",
-    )
-    buf.filter(
-        KUBE_FORWARD,
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes forwarding conntrack rule"),
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "RELATED,ESTABLISHED",
-        "-j",
-        "ACCEPT",
-    )
+        counter = nfacct(INVALID_DROPPED_COUNTER) if ctx.nfacct else NOTHING
+        buf.filter(KUBE_FORWARD, conntrack("INVALID"), counter, jump("DROP"))
+    bit = ctx.mark
+    forwarding = comment("kubernetes forwarding rules")
+    buf.filter(KUBE_FORWARD, forwarding, mark(f"{bit}/{bit}"), jump("ACCEPT"))
+    related = comment("kubernetes forwarding conntrack rule")
+    buf.filter(KUBE_FORWARD, related, conntrack("RELATED,ESTABLISHED"), jump("ACCEPT"))
 
 
 def kernel_state(buf: RestoreBuffers) -> Ruleset:
     """What a clean node holds after the Monitor, the jump rules and the restore."""
-    return _state(
-        buf,
-        ((c, _rule_of(w)) for c, w in buf.nat_rules),
-        ((c, _rule_of(w)) for c, w in buf.filter_rules),
-    )
+    return _state(buf, buf.nat_rules, buf.filter_rules)
 
 
 def _state(
@@ -222,21 +189,10 @@ def _state(
     b.chains("filter", buf.filter_chains)
     b.extend("nat", nat)
     b.extend("filter", filter_)
-    for jump, rule in _jump_rules():
-        b.chain(jump.table, jump.dst_chain)
-        b.insert(jump.table, jump.src_chain, rule, 0)
+    for ensured, ensured_rule in _jump_rules():
+        b.chain(ensured.table, ensured.dst_chain)
+        b.insert(ensured.table, ensured.src_chain, ensured_rule, 0)
     return b.build()
-
-
-_rules_by_words: BoundedMemo[Words, Rule] = BoundedMemo("parsed rules by words", 1 << 16)
-
-
-def _rule_of(words: Words) -> Rule:
-    """``parse_rule`` of the line kube-proxy joins from ``words``, memoised on the words."""
-    rule = _rules_by_words.get(words)
-    if rule is None:
-        rule = _rules_by_words.put(words, parse_rule(" ".join(words)))
-    return rule
 
 
 def _fragment(buf: RestoreBuffers) -> ServicePortBlock:
@@ -324,15 +280,15 @@ def _lines_of(part: ServicePortBlock) -> _PartLines:
     hit = _part_lines.get(id(part))
     if hit is not None:
         return hit[1]
-    filter_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.filter_rules)
-    nat_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.nat_rules)
+    filter_lines = tuple([f"-A {c} {r.text}" for c, r in part.filter_rules])
+    nat_lines = tuple([f"-A {c} {r.text}" for c, r in part.nat_rules])
     every = [*_chain_lines(part.filter_chains), *filter_lines]
     every += [*_chain_lines(part.nat_chains), *nat_lines]
     lines = _PartLines(
         filter_lines,
         nat_lines,
-        tuple((c, _rule_of(w)) for c, w in part.filter_rules),
-        tuple((c, _rule_of(w)) for c, w in part.nat_rules),
+        part.filter_rules,
+        part.nat_rules,
         tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
         "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
     )
@@ -353,8 +309,8 @@ def _chains_of(part: ServicePortBlock) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
-    """:data:`JUMP_RULES` with their parsed rules (fixed, so parsed once)."""
-    return tuple((jump, parse_rule(" ".join(jump.words()))) for jump in JUMP_RULES)
+    """:data:`JUMP_RULES` with their rules (fixed, so built once)."""
+    return tuple((jump, jump.rule()) for jump in JUMP_RULES)
 
 
 def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
 from svcsim.proxy.iptables import compile_iptables_sync
 from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail, kernel_state
+from svcsim.proxy.iptables_rules import Part, comment, jump, rule
 from svcsim.proxy.iptables_service import RestoreBuffers, ServicePortBlock, ServicePortOutcome
 from tests.proxy.test_iptables_kernel import service_and_slice
 from tests.proxy.test_iptables_support import ep, fake_context, make_service, make_slice, port
@@ -48,19 +49,19 @@ def test_sections_are_the_split_of_the_restore_text(
     assert len(sync.restore_sections[1]) == sync.stats.nat_chains + sync.stats.nat_rules
 
 
-def _block(*words: str) -> ServicePortBlock:
+def _block(*parts: Part) -> ServicePortBlock:
     return ServicePortBlock(
-        (), (), ("KUBE-SVC-X",), (("KUBE-SVC-X", words),), ServicePortOutcome(False, False)
+        (), (), ("KUBE-SVC-X",), (("KUBE-SVC-X", rule(*parts)),), ServicePortOutcome(False, False)
     )
 
 
 @pytest.mark.parametrize(
-    ("comment", "known"),
-    [('"plain"', True), ('"line\nbreak"', False), ('"carriage\rreturn"', False)],
+    ("text", "known"),
+    [("plain", True), ("line\nbreak", False), ("carriage\rreturn", False)],
 )
-def test_sections_are_left_unknown_when_a_line_would_split(comment: str, known: bool) -> None:
+def test_sections_are_left_unknown_when_a_line_would_split(text: str, known: bool) -> None:
     head, tail = fixed_head_tail(fake_context())
-    block = _block("-m", "comment", "--comment", comment, "-j", "RETURN")
+    block = _block(comment(text), jump("RETURN"))
     ruleset, text, buf, sections = assemble((head, block, tail))
     assert (sections is not None) == known
     # The text and kernel state are what the buffers say, either way.
