@@ -35,6 +35,7 @@ from svcsim.proxy.iptables_rules import (
     statistic,
     verdict,
 )
+from svcsim.proxy.memo import drop_oldest
 from svcsim.proxy.probability import compute_probability
 from svcsim.proxy.topology import CategorizedEndpoints
 
@@ -330,7 +331,7 @@ def service_port_block(
             outcome,
         )
         if len(_block_cache) >= _BLOCK_CACHE_LIMIT:
-            del _block_cache[next(iter(_block_cache))]  # oldest first
+            drop_oldest(_block_cache, _BLOCK_CACHE_LIMIT)
         _block_cache[key] = block
     return block
 
