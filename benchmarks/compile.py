@@ -206,12 +206,17 @@ def _nftables_figures(
     ctx: NodeContext,
 ) -> list[tuple[str, float]]:
     from svcsim.netfilter.nftables import dump
-    from svcsim.proxy.nftables import compile_nftables
+    from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+    from svcsim.proxy.nftables import NftablesMemo, table_from_maps
 
     cidrs = (SERVICE_CIDR,)
-    table, full_s = timed(lambda: compile_nftables(svcs, slices, ctx, cidrs))
+    memo = NftablesMemo()
+    ports = build_service_port_map(svcs)
+    before = build_endpoints_map(slices, ctx.node_name)
+    after = build_endpoints_map(changed, ctx.node_name)
+    table, full_s = timed(lambda: table_from_maps(ports, before, ctx, cidrs, memo))
     _, render_s = timed(lambda: dump(table))
-    _, change_s = timed(lambda: compile_nftables(svcs, changed, ctx, cidrs))
+    _, change_s = timed(lambda: table_from_maps(ports, after, ctx, cidrs, memo))
     return [
         ("full_compile_s", full_s),
         ("render_s", render_s),

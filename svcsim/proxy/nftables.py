@@ -14,6 +14,9 @@ Which endpoints a node uses is the shared categorisation (:mod:`svcsim.proxy.top
 iptables mode. Service ports are visited in ServicePortName order (upstream iterates a Go map);
 the order only changes the order of elements in the text, which upstream's tests sort away.
 
+Compiling repeatedly (a node's kube-proxy, a benchmark), pass an :class:`NftablesMemo`: service
+ports unchanged since an earlier compile are then replayed, not written again.
+
 Not modelled (yet): partial syncs, stale chains and sets (a clean node has none), IPv6, the
 interface-name local-traffic detectors.
 """
@@ -37,6 +40,8 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.gcpause import collector_paused
+from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 
@@ -111,7 +116,9 @@ class UnsupportedContextError(ValueError):
 def hash_and_truncate(name: str) -> str:
     """``hashAndTruncate``: 8 base32 characters of sha256(name), ``-``, name, cut to 240."""
     digest = hashlib.sha256(name.encode()).digest()
-    out = base64.b32encode(digest).decode("ascii")[:8] + "-" + name
+    # Base32 encodes each 5 bytes into 8 characters on their own: the first 8 characters are
+    # those of the first 5 bytes.
+    out = base64.b32encode(digest[:5]).decode("ascii") + "-" + name
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[: CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out
@@ -406,18 +413,121 @@ def _service_order(spn: ServicePortName) -> tuple[str, str]:
     return spn.text, str(spn.protocol)
 
 
+@dataclass(frozen=True, slots=True)
+class _PortFragment:
+    """What :func:`_service_port` adds to a fresh builder for one service port.
+
+    Each of the builder's four containers is written independently, so replaying a fragment
+    (chains with ``setdefault``, sets and elements by assignment, rules appended) leaves the
+    builder exactly as writing the port afresh would.
+    """
+
+    chains: tuple[NftChain, ...]
+    sets: tuple[NftSet, ...]
+    rules: tuple[NftRule, ...]
+    elements: tuple[tuple[tuple[str, tuple[str, ...]], NftElement], ...]
+
+    def replay(self, b: _Builder) -> None:
+        for chain in self.chains:
+            b.chains.setdefault(chain.name, chain)
+        for one in self.sets:
+            b.sets[one.name] = one
+        b.rules.extend(self.rules)
+        b.elements.update(self.elements)
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoEntry:
+    """A memo entry: the fragment and the objects whose identities key it (kept alive)."""
+
+    svc: ServicePortInfo
+    endpoints: tuple[EndpointInfo, ...]
+    ctx: NodeContext
+    fragment: _PortFragment
+
+
+NFTABLES_MEMO_LIMIT: Final = 1 << 16
+"""Service-port fragments an :class:`NftablesMemo` keeps (the oldest eighth goes when full)."""
+
+
+class NftablesMemo:
+    """Per-service-port fragments of earlier compiles, owned by whoever compiles repeatedly.
+
+    A sync changes few service ports; the others arrive as the very same (frozen, shared)
+    :class:`ServicePortInfo`, endpoints tuple and context, so their fragment is replayed
+    instead of written again. Keyed by those objects' identities; each entry holds them, so
+    their ids stay theirs while it lives. Results equal a compile without the memo.
+    """
+
+    __slots__ = ("_fragments",)
+
+    def __init__(self, limit: int = NFTABLES_MEMO_LIMIT) -> None:
+        self._fragments: BoundedMemo[tuple[int, int, int], _MemoEntry] = BoundedMemo(
+            "nftables service-port fragments by (info id, endpoints id, context id)", limit
+        )
+
+    def fragment(
+        self, svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext
+    ) -> _PortFragment:
+        """The port's fragment, from the memo or written now (and kept)."""
+        key = (id(svc), id(endpoints), id(ctx))
+        hit = self._fragments.get(key)
+        if hit is None:
+            hit = self._fragments.put(
+                key, _MemoEntry(svc, endpoints, ctx, _fragment_of(svc, endpoints, ctx))
+            )
+        return hit.fragment
+
+    def __len__(self) -> int:
+        return len(self._fragments)
+
+
+def _fragment_of(
+    svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext
+) -> _PortFragment:
+    part = _Builder()
+    _service_port(part, svc, endpoints, ctx)
+    return _PortFragment(
+        tuple(part.chains.values()),
+        tuple(part.sets.values()),
+        tuple(part.rules),
+        tuple(part.elements.items()),
+    )
+
+
 def table_from_maps(
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
     service_cidrs: Sequence[str],
+    memo: NftablesMemo | None = None,
 ) -> NftTable:
-    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``)."""
+    """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
+
+    With ``memo`` (owned by the caller: a node's kube-proxy, a benchmark), unchanged service
+    ports are replayed from earlier compiles; without it every port is written afresh. Built
+    with the cyclic garbage collector paused (:mod:`svcsim.proxy.gcpause`).
+    """
     check_context(ctx)
+    with collector_paused():
+        return _table(service_ports, endpoints_map, ctx, service_cidrs, memo)
+
+
+def _table(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    service_cidrs: Sequence[str],
+    memo: NftablesMemo | None,
+) -> NftTable:
     b = _Builder()
     _setup(b, ctx, service_cidrs)
     for spn in sorted(service_ports, key=_service_order):
-        _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
+        svc, endpoints = service_ports[spn], endpoints_map.get(spn, ())
+        if memo is None:
+            _service_port(b, svc, endpoints, ctx)
+        else:
+            memo.fragment(svc, endpoints, ctx).replay(b)
     return NftTable(
         family=TABLE_FAMILY,
         name=TABLE_NAME,
@@ -434,15 +544,18 @@ def compile_nftables(
     endpoint_slices: Iterable[EndpointSlice],
     ctx: NodeContext,
     service_cidrs: Sequence[str] = (),
+    memo: NftablesMemo | None = None,
 ) -> NftTable:
     """The ``ip kube-proxy`` table of a clean node after kube-proxy's nftables full sync.
 
     ``service_cidrs`` are the IPv4 Service CIDRs kube-proxy knows (``OnServiceCIDRsChanged``);
     with none, no "Drop traffic to unallocated ClusterIPs" rule is written, as upstream.
+    ``memo``: see :func:`table_from_maps`.
     """
     return table_from_maps(
         build_service_port_map(services),
         build_endpoints_map(endpoint_slices, ctx.node_name),
         ctx,
         service_cidrs,
+        memo,
     )
