@@ -426,32 +426,57 @@ def rules(
     epoch), not the clock. nftables mode follows kube-proxy's proxier.go @b0f823e6; its
     --service-cidr also gives the "Drop traffic to unallocated ClusterIPs" rule.
     """
+    from svcsim.proxy.gcpause import collector_paused
+
+    # One short-lived process building millions of acyclic objects: the cyclic collector
+    # would only walk them again and again (seconds on a 10,000-Service cluster).
+    with collector_paused():
+        _rules(
+            manifests,
+            node,
+            node_ip,
+            ProxySwitches(
+                cluster_cidr=cluster_cidr,
+                masquerade_bit=masquerade_bit,
+                masquerade_all=masquerade_all,
+                detect_local_mode=detect_local_mode,
+                pod_bridge_interface=pod_bridge_interface,
+                pod_interface_name_prefix=pod_interface_name_prefix,
+                nodeport_addresses=nodeport_addresses,
+                localhost_nodeports=True if localhost_nodeports is None else localhost_nodeports,
+                random_fully=True if random_fully is None else random_fully,
+                nfacct=True if nfacct is None else nfacct,
+            ),
+            {
+                "localhost_nodeports": localhost_nodeports,
+                "random_fully": random_fully,
+                "nfacct": nfacct,
+            },
+            service_cidr,
+            mode,
+            output_format,
+        )
+
+
+def _rules(
+    manifests: list[Path],
+    node: str,
+    node_ip: str | None,
+    switches: ProxySwitches,
+    given: dict[str, bool | None],
+    service_cidr: str,
+    mode: RulesMode,
+    output_format: str | None,
+) -> None:
+    """The body of :func:`rules` (``given``: the iptables-only switches as given, or None)."""
     formats = FORMATS_BY_MODE[mode]
     chosen = output_format or formats[0]
     if chosen not in formats:
         fail([f"--format {chosen}: --mode {mode} prints {' or '.join(formats)}"])
-    given = {
-        "localhost_nodeports": localhost_nodeports,
-        "random_fully": random_fully,
-        "nfacct": nfacct,
-    }
     if mode == "nftables":
         warn(
             IPTABLES_ONLY_SWITCHES[name] + ": ignored" for name, v in given.items() if v is not None
         )
-    switches = ProxySwitches(
-        cluster_cidr=cluster_cidr,
-        masquerade_bit=masquerade_bit,
-        masquerade_all=masquerade_all,
-        detect_local_mode=detect_local_mode,
-        pod_bridge_interface=pod_bridge_interface,
-        pod_interface_name_prefix=pod_interface_name_prefix,
-        nodeport_addresses=nodeport_addresses,
-        localhost_nodeports=True if localhost_nodeports is None else localhost_nodeports,
-        random_fully=True if random_fully is None else random_fully,
-        nfacct=True if nfacct is None else nfacct,
-    )
-    if mode == "nftables":
         typer.echo(
             _nftables_text(manifests, node, node_ip, switches, service_cidr, chosen), nl=False
         )

@@ -257,9 +257,10 @@ def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[An
     is reported and skipped.
     """
     converter = _Converter(source, problems)
+    may_alias = "*" in text  # an alias is written *name: without a star there is none
     try:
         for node in compose_all(text):
-            check_aliases(node)
+            check_aliases(node, may_alias=may_alias)
             data = converter.document(node)
             if not converter.unreadable:  # else its objects would only repeat the problem
                 yield data, node.start_mark.line + 1

@@ -195,3 +195,12 @@ def test_problem_line_keeps_both_ends_of_a_long_line() -> None:
     line = problem_line("f:1: " + "x" * 1000 + " the message")
     assert len(line) == 399
     assert line.startswith("f:1: xxx") and line.endswith("the message")
+
+
+@pytest.mark.parametrize("alias", ["", "  other: &o x\n  again: *o\n"], ids=["no-star", "alias"])
+def test_too_deep_a_manifest_is_refused_with_or_without_aliases(alias: str) -> None:
+    # Without a '*' in the file the loader checks only the depth: same limit, same line.
+    deep = "[" * 120 + "]" * 120
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n{alias}  d: {deep}\n"
+    line = text.count("\n")
+    assert problems(text) == [f"m.yaml:{line}: yaml: nested deeper than 100 levels"]
