@@ -22,6 +22,7 @@ nothing is asserted. Run: ``make bench-compile`` or
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import subprocess
 import sys
@@ -248,14 +249,56 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
     return wall, peak_kib / 1024
 
 
+def scenario_figures(nodes: int, services: int, duration_s: float) -> list[tuple[str, float]]:
+    """Run the reference scenario's shape at ``nodes`` x ``services`` (10 Pods each)."""
+    from simulate import reference_yaml  # benchmarks/simulate.py, beside this file
+
+    from svcsim.scenario.build import build_world
+    from svcsim.scenario.load import load_scenario
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.yaml"
+        text = reference_yaml(duration_s, nodes=nodes, services=services, rate=1000.0)
+        # The reference generator numbers cluster IPs 10.96.1.(10+s) and keeps the default
+        # node and Pod CIDRs: widen both and spread the cluster IPs for big clusters.
+        text = re.sub(
+            r"clusterIP: 10\.96\.1\.(\d+)",
+            lambda m: f"clusterIP: {cluster_ip(int(m.group(1)) - 10)}",
+            text,
+        )
+        text = text.replace(
+            f"  nodes: {nodes}\n",
+            f"  nodes: {nodes}\n  nodeCIDR: 192.168.0.0/16\n  clusterCIDR: 10.128.0.0/9\n",
+        )
+        path.write_text(text)
+        started = time.perf_counter()
+        world = build_world(load_scenario(path), 1)
+        built = time.perf_counter()
+        world.run()
+        done = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [
+        ("build_s", built - started),
+        ("run_s", done - built),
+        ("simulated_s_per_wall_s", duration_s / (done - built)),
+        ("requests", float(world.recorder.request_count)),
+        ("peak_rss_mib", peak),
+    ]
+
+
 def main() -> None:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument(
-        "--sections", default="compile,rules", help="comma-separated: compile, rules"
+        "--sections",
+        default="compile,rules,scenario",
+        help="comma-separated: compile, rules, scenario",
     )
+    parser.add_argument("--scenario-nodes", type=int, default=1000)
+    parser.add_argument("--scenario-services", type=int, default=1000)
+    parser.add_argument("--scenario-duration", type=float, default=60.0, help="simulated s")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -277,6 +320,15 @@ def main() -> None:
                 wall, rss = rules_end_to_end(path, mode)
                 show(f"{mode}.rules_wall_s", wall)
                 show(f"{mode}.rules_peak_rss_mib", rss, 0)
+    if "scenario" in sections:
+        nodes, count = args.scenario_nodes, args.scenario_services
+        print(
+            f"scenario: {nodes} nodes, {count} Services x 10 Pods, 1000 requests/s, a Pod "
+            f"deleted every 10 s, a rollout every 2 minutes, {args.scenario_duration:g} "
+            "simulated s (iptables mode)"
+        )
+        for name, value in scenario_figures(nodes, count, args.scenario_duration):
+            show(f"scenario.{name}", value)
 
 
 if __name__ == "__main__":

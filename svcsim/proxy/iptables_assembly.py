@@ -16,12 +16,11 @@ assembled results on the identities of their fragments; memoised results equal f
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
 from svcsim.netfilter.text import RulesetBuilder
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables_rules import (
@@ -265,6 +264,11 @@ class _PartLines:
     single_lines: bool
     """Every chain and rule line is one line for ``str.splitlines`` (no line breaks inside),
     so the sections of a text made from the fragment are known without splitting it."""
+    nat_chains: tuple[Chain, ...]
+    """The fragment's nat rules grouped by chain, as chains (in order of first write); a chain
+    only this fragment writes is this very object in every assembly that holds it."""
+    filter_chains: tuple[Chain, ...]
+    """The same for its filter rules."""
 
 
 _part_lines: BoundedMemo[int, tuple[ServicePortBlock, _PartLines]] = BoundedMemo(
@@ -291,9 +295,101 @@ def _lines_of(part: ServicePortBlock) -> _PartLines:
         part.nat_rules,
         tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
         "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
+        _grouped(part.nat_rules),
+        _grouped(part.filter_rules),
     )
     _part_lines.put(id(part), (part, lines))
     return lines
+
+
+def _grouped(rules: tuple[tuple[str, Rule], ...]) -> tuple[Chain, ...]:
+    """``(chain, rule)`` pairs as chains holding their rules in order (first write first)."""
+    by_chain: dict[str, list[Rule]] = {}
+    for chain, rule_ in rules:
+        held = by_chain.get(chain)
+        if held is None:
+            held = by_chain[chain] = []
+        held.append(rule_)
+    return tuple(Chain(name, tuple(held)) for name, held in by_chain.items())
+
+
+def _table(
+    name: str, declared: list[str], groups: Iterable[tuple[Chain, ...]], builtin_head: Rules
+) -> Table:
+    """Table ``name`` as :func:`_state`'s builder leaves it, from the fragments' chain groups.
+
+    Chains in the builder's order: built-in ones, the canary, the declared ones, then chains
+    written without a declaration (first write first) and jump targets ensured last. A chain
+    written by one fragment only is that fragment's chain object; a built-in chain holds
+    ``builtin_head[chain]`` (the jump rules, inserted at position 1) before what is written.
+    """
+    order = dict.fromkeys(BUILTIN_CHAINS[name])
+    order[KUBE_PROXY_CANARY] = None
+    for chain in declared:
+        if chain not in order:
+            order[chain] = None
+    single: dict[str, Chain] = {}
+    multi: dict[str, list[Rule]] = {}
+    for group in groups:
+        for chain in group:
+            cname = chain.name
+            if cname in multi:
+                multi[cname].extend(chain.rules)
+            elif cname in single:
+                multi[cname] = [*single.pop(cname).rules, *chain.rules]
+            else:
+                single[cname] = chain
+                if cname not in order:
+                    order[cname] = None
+    for jump_ in JUMP_RULES:
+        if jump_.table == name and jump_.dst_chain not in order:
+            order[jump_.dst_chain] = None
+    builtins = set(BUILTIN_CHAINS[name])
+    chains: list[Chain] = []
+    for cname in order:
+        if cname in builtins:
+            written = multi.get(cname) or (single[cname].rules if cname in single else ())
+            chains.append(Chain(cname, (*builtin_head.get(cname, ()), *written), "ACCEPT"))
+        elif cname in multi:
+            chains.append(Chain(cname, tuple(multi[cname])))
+        else:
+            chains.append(single.get(cname) or Chain(cname))
+    return Table(name, tuple(chains))
+
+
+Rules = dict[str, tuple[Rule, ...]]
+"""Rules by chain name."""
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_heads() -> dict[str, Rules]:
+    """The jump rules each built-in chain holds first, by table.
+
+    Each is inserted at position 1, so the one ensured last comes first.
+    """
+    heads: dict[str, dict[str, list[Rule]]] = {}
+    for jump_, rule_ in _jump_rules():
+        heads.setdefault(jump_.table, {}).setdefault(jump_.src_chain, []).insert(0, rule_)
+    return {t: {c: tuple(rules) for c, rules in by.items()} for t, by in heads.items()}
+
+
+def _assembled_state(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
+    """:func:`_state` of the fragments (equal to it), reusing each fragment's chain objects.
+
+    A sync that changes one service port builds only the chains several fragments write
+    (``KUBE-SERVICES``, ...) and the tables anew, not every chain of every Service.
+    """
+    heads = _builtin_heads()
+    tables = [_table("mangle", [], (), heads.get("mangle", {}))]
+    tables.append(
+        _table("nat", buf.nat_chains, (p.nat_chains for p in lines), heads.get("nat", {}))
+    )
+    tables.append(
+        _table(
+            "filter", buf.filter_chains, (p.filter_chains for p in lines), heads.get("filter", {})
+        )
+    )
+    return Ruleset(tuple(tables))
 
 
 def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
@@ -347,11 +443,6 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
         for of_part in lines:
             nat += of_part.nat_sections
         sections = (other, tuple(nat))
-    ruleset = _state(
-        buf,
-        itertools.chain.from_iterable(p.nat_parsed for p in lines),
-        itertools.chain.from_iterable(p.filter_parsed for p in lines),
-    )
-    built = (ruleset, "\n".join(text) + "\n", buf, sections)
+    built = (_assembled_state(buf, lines), "\n".join(text) + "\n", buf, sections)
     _assembled.put(key, (parts, built))
     return built
