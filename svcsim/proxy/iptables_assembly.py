@@ -325,9 +325,9 @@ def _table(
     """
     order = dict.fromkeys(BUILTIN_CHAINS[name])
     order[KUBE_PROXY_CANARY] = None
-    for chain in declared:
-        if chain not in order:
-            order[chain] = None
+    for declared_name in declared:
+        if declared_name not in order:
+            order[declared_name] = None
     single: dict[str, Chain] = {}
     multi: dict[str, list[Rule]] = {}
     for group in groups:

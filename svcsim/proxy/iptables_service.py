@@ -36,6 +36,7 @@ from svcsim.proxy.iptables_rules import (
     verdict,
 )
 from svcsim.proxy.memo import drop_oldest
+from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.probability import compute_probability
 from svcsim.proxy.topology import CategorizedEndpoints
 
@@ -240,16 +241,18 @@ def write_service_port(
         _write_external_chain(buf, svc, pol, ctx)
     if pol.uses_fw_chain:
         _write_firewall_chain(buf, svc, ctx)
+    # Each endpoint's KUBE-SEP name (a hash) is made once and shared by every rule naming it.
+    seps: dict[str, str] = {}
     if cat.cluster and svc.uses_cluster_endpoints:
         buf.nat_chains.append(spn.cluster_chain)
-        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode)
+        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode, seps)
     if cat.local and svc.uses_local_endpoints:
         buf.nat_chains.append(spn.local_chain)
-        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode)
+        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode, seps)
     head = _comment(large_cluster_mode, name, quote=False)
     dnat_match = protocol_port(proto, None)
     for ep in cat.all_reachable:
-        _write_endpoint_chain(buf, svc, ep, head, dnat_match)
+        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps), head, dnat_match)
 
     return ServicePortOutcome(
         no_local_internal=has_endpoints and not pol.has_internal,
@@ -381,15 +384,27 @@ def _write_firewall_chain(buf: RestoreBuffers, svc: ServicePortInfo, ctx: NodeCo
     buf.nat(fw, comment(other))
 
 
+def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, str]) -> str:
+    """``ep``'s KUBE-SEP chain name, made once per service port (``seps`` keeps them)."""
+    sep = seps.get(ep.text)
+    if sep is None:
+        sep = seps[ep.text] = spn.endpoint_chain(ep.text)
+    return sep
+
+
 def _write_endpoint_chain(
-    buf: RestoreBuffers, svc: ServicePortInfo, ep: EndpointInfo, head: Part, dnat_match: Part
+    buf: RestoreBuffers,
+    svc: ServicePortInfo,
+    ep: EndpointInfo,
+    sep: str,
+    head: Part,
+    dnat_match: Part,
 ) -> None:
     """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``).
 
-    ``head`` is the per-endpoint comment (nothing in large-cluster mode), ``dnat_match`` the
-    ``-m PROTO -p PROTO`` of the DNAT rule.
+    ``sep`` is the chain's name, ``head`` the per-endpoint comment (nothing in large-cluster
+    mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
     """
-    sep = svc.name.endpoint_chain(ep.text)
     buf.nat_chains.append(sep)
     buf.nat(sep, head, source(ep.ip), jump(KUBE_MARK_MASQ))
     affinity = recent_set(sep) if svc.client_ip_affinity else NOTHING
@@ -402,12 +417,13 @@ def _write_endpoint_dispatch(
     chain: str,
     endpoints: tuple[EndpointInfo, ...],
     large_cluster_mode: bool,
+    seps: dict[str, str],
 ) -> None:
     """``writeServiceToEndpointRules``: affinity checks, then the probability cascade."""
     spn = svc.name
     if svc.client_ip_affinity:
         for ep in endpoints:
-            sep = spn.endpoint_chain(ep.text)
+            sep = _sep(spn, ep, seps)
             head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
             check = recent_rcheck(sep, svc.sticky_max_age_s)
             buf.nat(chain, head, check, jump(sep))
@@ -416,7 +432,7 @@ def _write_endpoint_dispatch(
         head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
         # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
         draw = statistic(compute_probability(n - i)) if i < n - 1 else NOTHING
-        buf.nat(chain, head, draw, jump(spn.endpoint_chain(ep.text)))
+        buf.nat(chain, head, draw, jump(_sep(spn, ep, seps)))
 
 
 def _cidr_contains(cidr: str, ip: str) -> bool:
