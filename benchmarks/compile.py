@@ -11,8 +11,10 @@ round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftabl
   to the kernel's ruleset; nftables: the compile);
 * ``rules_wall_s`` / ``rules_peak_rss_mib``: ``svcsim rules`` end to end in a subprocess on the
   same cluster written as one manifest file (Services + EndpointSlices + Nodes, about 12 MB),
-  peak RSS from ``resource.getrusage(RUSAGE_CHILDREN)`` (the largest child so far, so the
-  subprocesses run smallest first is not needed: each figure is the maximum up to that run).
+  peak RSS as the subprocess measures it itself (``resource.getrusage(RUSAGE_SELF)`` at exit);
+* ``scenario.*``: the reference scenario's shape (benchmarks/simulate.py) at 1,000 nodes x
+  1,000 Services x 10 Pods, 1,000 requests/s, for ``--scenario-duration`` simulated seconds:
+  world build time, run time, simulated seconds per wall second, peak RSS of this process.
 
 Each figure is printed as ``mode.name=value``. ``--sections`` picks what to run. Not a test:
 nothing is asserted. Run: ``make bench-compile`` or
@@ -30,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from svcsim.k8s.objects import (
     SERVICE_NAME_LABEL,
@@ -227,12 +229,23 @@ def _nftables_figures(
     ]
 
 
+RULES_CHILD: Final = """
+import resource, sys
+from svcsim.cli import entry
+try:
+    entry()
+finally:
+    print(f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+"""
+"""The subprocess: the ``svcsim`` command, then its own peak RSS as the last stderr line."""
+
+
 def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
-    """``svcsim rules`` on ``path`` in a subprocess: (wall s, peak RSS MiB of children so far)."""
+    """``svcsim rules`` on ``path`` in a subprocess: (wall s, its peak RSS MiB)."""
     cmd = [
         sys.executable,
         "-c",
-        "from svcsim.cli import entry; entry()",
+        RULES_CHILD,
         "rules",
         str(path),
         "--node",
@@ -245,10 +258,10 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
+    last = done.stderr.decode().rstrip("\n").rpartition("\n")[2]
+    if done.returncode != 0 or not last.startswith("peak_rss_kib="):
         sys.exit(f"svcsim rules failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, peak_kib / 1024
+    return wall, int(last.removeprefix("peak_rss_kib=")) / 1024
 
 
 def scenario_figures(nodes: int, services: int, duration_s: float) -> list[tuple[str, float]]:

@@ -299,6 +299,9 @@ class _Converter:
         """The value of one document; the budget goes on from the file's earlier documents."""
         # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
         self.memo.clear()
+        # The constructor keeps every node it built a scalar from (for aliases), as its own
+        # construct_document clears per document: without this a file's nodes all stay alive.
+        self.constructor.constructed_objects.clear()
         self.unreadable = False
         return self.convert(root)
 
