@@ -204,3 +204,16 @@ def test_too_deep_a_manifest_is_refused_with_or_without_aliases(alias: str) -> N
     text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n{alias}  d: {deep}\n"
     line = text.count("\n")
     assert problems(text) == [f"m.yaml:{line}: yaml: nested deeper than 100 levels"]
+
+
+def test_the_converter_keeps_no_nodes_of_earlier_documents() -> None:
+    from svcsim.k8s.load import _Converter
+    from svcsim.k8s.yamlread import compose_all
+
+    text = "".join(f"---\na: {i}\nb: true\nc: [1, 2]\n" for i in range(3))
+    converter = _Converter("m.yaml", [])
+    for node in compose_all(text):
+        converter.document(node)
+    kept = converter.constructor.constructed_objects
+    # Only the last document's scalars (ints and bools are built by the YAML constructor).
+    assert kept and all(n.start_mark.line >= 8 for n in kept)
