@@ -11,7 +11,7 @@ round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftabl
   to the kernel's ruleset; nftables: the compile);
 * ``rules_wall_s`` / ``rules_peak_rss_mib``: ``svcsim rules`` end to end in a subprocess on the
   same cluster written as one manifest file (Services + EndpointSlices + Nodes, about 12 MB),
-  peak RSS as the subprocess measures it itself (``resource.getrusage(RUSAGE_SELF)`` at exit);
+  peak RSS as the subprocess measures it itself (``VmHWM`` of ``/proc/self/status`` at exit);
 * ``scenario.*``: the reference scenario's shape (benchmarks/simulate.py) at 1,000 nodes x
   1,000 Services x 10 Pods, 1,000 requests/s, for ``--scenario-duration`` simulated seconds:
   world build time, run time, simulated seconds per wall second, peak RSS of this process.
@@ -230,14 +230,19 @@ def _nftables_figures(
 
 
 RULES_CHILD: Final = """
-import resource, sys
+import sys
 from svcsim.cli import entry
 try:
     entry()
 finally:
-    print(f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+    with open("/proc/self/status") as status:
+        hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    print(f"peak_rss_kib={hwm}", file=sys.stderr)
 """
-"""The subprocess: the ``svcsim`` command, then its own peak RSS as the last stderr line."""
+"""The subprocess: the ``svcsim`` command, then its own peak RSS as the last stderr line.
+
+Linux's VmHWM belongs to the process's memory since its exec; ``getrusage``'s ``ru_maxrss``
+would also count what the forked benchmark process held (it survives ``execve``)."""
 
 
 def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:

@@ -46,6 +46,9 @@ __all__ = [
     "IptablesSyntaxError",
     "RulesetBuilder",
     "apply_restore",
+    "interned_chain",
+    "interned_ruleset",
+    "interned_table",
     "parse_rule",
     "parse_save",
     "render_restore",
@@ -204,6 +207,25 @@ def _intern(cache: dict[_K, _V], key: _K, make: Callable[[], _V], limit: int) ->
                 del cache[old]
         found = cache[key] = make()
     return found
+
+
+def interned_chain(name: str, rules: tuple[Rule, ...], policy: str | None = None) -> Chain:
+    """The chain :meth:`RulesetBuilder.build` hands out for these rule *objects*.
+
+    For code that assembles rulesets itself: equal parts give the very same object either
+    way, so identity checks between its rulesets and built ones hold.
+    """
+    return _intern_chain(name, rules, policy)
+
+
+def interned_table(name: str, chains: tuple[Chain, ...]) -> Table:
+    """The table :meth:`RulesetBuilder.build` hands out for these chain objects."""
+    return _intern_table(name, chains)
+
+
+def interned_ruleset(tables: tuple[Table, ...]) -> Ruleset:
+    """The ruleset :meth:`RulesetBuilder.build` hands out for these table objects."""
+    return _intern_ruleset(tables)
 
 
 def _intern_chain(name: str, rules: tuple[Rule, ...], policy: str | None) -> Chain:

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
-from svcsim.netfilter.text import RulesetBuilder
+from svcsim.netfilter.text import (
+    RulesetBuilder,
+    interned_chain,
+    interned_ruleset,
+    interned_table,
+)
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables_rules import (
     NOTHING,
@@ -310,7 +315,7 @@ def _grouped(rules: tuple[tuple[str, Rule], ...]) -> tuple[Chain, ...]:
         if held is None:
             held = by_chain[chain] = []
         held.append(rule_)
-    return tuple(Chain(name, tuple(held)) for name, held in by_chain.items())
+    return tuple(interned_chain(name, tuple(held)) for name, held in by_chain.items())
 
 
 def _table(
@@ -349,12 +354,13 @@ def _table(
     for cname in order:
         if cname in builtins:
             written = multi.get(cname) or (single[cname].rules if cname in single else ())
-            chains.append(Chain(cname, (*builtin_head.get(cname, ()), *written), "ACCEPT"))
+            rules = (*builtin_head.get(cname, ()), *written)
+            chains.append(interned_chain(cname, rules, "ACCEPT"))
         elif cname in multi:
-            chains.append(Chain(cname, tuple(multi[cname])))
+            chains.append(interned_chain(cname, tuple(multi[cname])))
         else:
-            chains.append(single.get(cname) or Chain(cname))
-    return Table(name, tuple(chains))
+            chains.append(single.get(cname) or interned_chain(cname, ()))
+    return interned_table(name, tuple(chains))
 
 
 Rules = dict[str, tuple[Rule, ...]]
@@ -377,7 +383,10 @@ def _assembled_state(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
     """:func:`_state` of the fragments (equal to it), reusing each fragment's chain objects.
 
     A sync that changes one service port builds only the chains several fragments write
-    (``KUBE-SERVICES``, ...) and the tables anew, not every chain of every Service.
+    (``KUBE-SERVICES``, ...) and the tables anew, not every chain of every Service. Chains,
+    tables and the ruleset are interned as :meth:`RulesetBuilder.build` interns them, so a
+    chain equal to one a partial restore rebuilds is the very same object (the traffic
+    engine tells changed chains by identity).
     """
     heads = _builtin_heads()
     tables = [_table("mangle", [], (), heads.get("mangle", {}))]
@@ -389,7 +398,7 @@ def _assembled_state(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
             "filter", buf.filter_chains, (p.filter_chains for p in lines), heads.get("filter", {})
         )
     )
-    return Ruleset(tuple(tables))
+    return interned_ruleset(tuple(tables))
 
 
 def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:

@@ -35,7 +35,7 @@ from svcsim.proxy.iptables_rules import (
     statistic,
     verdict,
 )
-from svcsim.proxy.memo import drop_oldest
+from svcsim.proxy.memo import BoundedMemo, drop_oldest
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.probability import compute_probability
 from svcsim.proxy.topology import CategorizedEndpoints
@@ -328,15 +328,37 @@ def service_port_block(
         outcome = write_service_port(buf, svc, cat, ctx, large_cluster_mode)
         block = ServicePortBlock(
             tuple(buf.filter_chains),
-            tuple(buf.filter_rules),
+            _canonical(buf.filter_rules),
             tuple(buf.nat_chains),
-            tuple(buf.nat_rules),
+            _canonical(buf.nat_rules),
             outcome,
         )
         if len(_block_cache) >= _BLOCK_CACHE_LIMIT:
             drop_oldest(_block_cache, _BLOCK_CACHE_LIMIT)
         _block_cache[key] = block
     return block
+
+
+_rules_by_text: BoundedMemo[str, Rule] = BoundedMemo("rules by restore text", 1 << 16)
+
+
+def _canonical(rules: list[ChainRule]) -> tuple[ChainRule, ...]:
+    """``rules`` with each rule replaced by the earlier-built rule of the same text, if any.
+
+    A rule's text determines it, so this changes no value; but a block written again (one
+    endpoint of its Service changed) then shares the very rule objects of the lines it
+    writes unchanged (``KUBE-SERVICES``' line for it, its other endpoints' rules), so the
+    chains holding them stay the same objects (interned by rule identity) and whatever is
+    keyed by chain identity (the traffic engine's dispatches) stays valid.
+    """
+    memo = _rules_by_text
+    out = []
+    for chain, written in rules:
+        same = memo.get(written.text)
+        if same is None:
+            same = memo.put(written.text, written)
+        out.append((chain, same))
+    return tuple(out)
 
 
 def _write_external_chain(
