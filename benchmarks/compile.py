@@ -318,7 +318,7 @@ def main() -> None:
     )
     parser.add_argument("--scenario-nodes", type=int, default=1000)
     parser.add_argument("--scenario-services", type=int, default=1000)
-    parser.add_argument("--scenario-duration", type=float, default=60.0, help="simulated s")
+    parser.add_argument("--scenario-duration", type=float, default=5.0, help="simulated s")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
