@@ -24,6 +24,7 @@ nothing is asserted. Run: ``make bench-compile`` or
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import resource
 import subprocess
@@ -217,7 +218,10 @@ def _nftables_figures(
     before = build_endpoints_map(slices, ctx.node_name)
     after = build_endpoints_map(changed, ctx.node_name)
     # Side by side with the implementation before the memo existed: compile without one there.
-    memo_type = getattr(nftables, "NftablesMemo", None)
+    try:
+        memo_type = importlib.import_module("svcsim.proxy.nftables_memo").NftablesMemo
+    except ModuleNotFoundError:
+        memo_type = None
     memo = () if memo_type is None else (memo_type(),)
     table, full_s = timed(lambda: nftables.table_from_maps(ports, before, ctx, cidrs, *memo))
     _, render_s = timed(lambda: dump(table))

@@ -14,8 +14,9 @@ Which endpoints a node uses is the shared categorisation (:mod:`svcsim.proxy.top
 iptables mode. Service ports are visited in ServicePortName order (upstream iterates a Go map);
 the order only changes the order of elements in the text, which upstream's tests sort away.
 
-Compiling repeatedly (a node's kube-proxy, a benchmark), pass an :class:`NftablesMemo`: service
-ports unchanged since an earlier compile are then replayed, not written again.
+Compiling repeatedly (a node's kube-proxy, a benchmark), pass an
+:class:`~svcsim.proxy.nftables_memo.NftablesMemo`: service ports unchanged since an earlier
+compile are then replayed, not written again.
 
 Not modelled (yet): partial syncs, stale chains and sets (a clean node has none), IPv6, the
 interface-name local-traffic detectors.
@@ -28,7 +29,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftSet, NftTable
@@ -41,9 +42,11 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
 )
 from svcsim.proxy.gcpause import collector_paused
-from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
+
+if TYPE_CHECKING:
+    from svcsim.proxy.nftables_memo import NftablesMemo
 
 TABLE_NAME: Final = "kube-proxy"
 TABLE_FAMILY: Final = "ip"
@@ -411,88 +414,6 @@ def _contains(cidr: str, ip: str) -> bool:
 
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
     return spn.text, str(spn.protocol)
-
-
-@dataclass(frozen=True, slots=True)
-class _PortFragment:
-    """What :func:`_service_port` adds to a fresh builder for one service port.
-
-    Each of the builder's four containers is written independently, so replaying a fragment
-    (chains with ``setdefault``, sets and elements by assignment, rules appended) leaves the
-    builder exactly as writing the port afresh would.
-    """
-
-    chains: tuple[NftChain, ...]
-    sets: tuple[NftSet, ...]
-    rules: tuple[NftRule, ...]
-    elements: tuple[tuple[tuple[str, tuple[str, ...]], NftElement], ...]
-
-    def replay(self, b: _Builder) -> None:
-        for chain in self.chains:
-            b.chains.setdefault(chain.name, chain)
-        for one in self.sets:
-            b.sets[one.name] = one
-        b.rules.extend(self.rules)
-        b.elements.update(self.elements)
-
-
-@dataclass(frozen=True, slots=True)
-class _MemoEntry:
-    """A memo entry: the fragment and the objects whose identities key it (kept alive)."""
-
-    svc: ServicePortInfo
-    endpoints: tuple[EndpointInfo, ...]
-    ctx: NodeContext
-    fragment: _PortFragment
-
-
-NFTABLES_MEMO_LIMIT: Final = 1 << 16
-"""Service-port fragments an :class:`NftablesMemo` keeps (the oldest eighth goes when full)."""
-
-
-class NftablesMemo:
-    """Per-service-port fragments of earlier compiles, owned by whoever compiles repeatedly.
-
-    A sync changes few service ports; the others arrive as the very same (frozen, shared)
-    :class:`ServicePortInfo`, endpoints tuple and context, so their fragment is replayed
-    instead of written again. Keyed by those objects' identities; each entry holds them, so
-    their ids stay theirs while it lives. Results equal a compile without the memo.
-    """
-
-    __slots__ = ("_fragments",)
-
-    def __init__(self, limit: int = NFTABLES_MEMO_LIMIT) -> None:
-        self._fragments: BoundedMemo[tuple[int, int, int], _MemoEntry] = BoundedMemo(
-            "nftables service-port fragments by (info id, endpoints id, context id)", limit
-        )
-
-    def fragment(
-        self, svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext
-    ) -> _PortFragment:
-        """The port's fragment, from the memo or written now (and kept)."""
-        key = (id(svc), id(endpoints), id(ctx))
-        hit = self._fragments.get(key)
-        if hit is None:
-            hit = self._fragments.put(
-                key, _MemoEntry(svc, endpoints, ctx, _fragment_of(svc, endpoints, ctx))
-            )
-        return hit.fragment
-
-    def __len__(self) -> int:
-        return len(self._fragments)
-
-
-def _fragment_of(
-    svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext
-) -> _PortFragment:
-    part = _Builder()
-    _service_port(part, svc, endpoints, ctx)
-    return _PortFragment(
-        tuple(part.chains.values()),
-        tuple(part.sets.values()),
-        tuple(part.rules),
-        tuple(part.elements.items()),
-    )
 
 
 def table_from_maps(

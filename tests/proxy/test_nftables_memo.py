@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
 from svcsim.netfilter.nftables import dump
-from svcsim.proxy.nftables import NftablesMemo, compile_nftables
+from svcsim.proxy.nftables import compile_nftables
+from svcsim.proxy.nftables_memo import NftablesMemo
 from tests.proxy.nftables_support import nft_fake_context
 from tests.proxy.test_iptables_kernel import service_and_slice
 from tests.proxy.test_iptables_support import ep, make_service, make_slice, port
