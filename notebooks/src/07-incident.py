@@ -110,7 +110,7 @@ CELLS = [
     kernel = state.world.kernels["node-3"]
     web = state.world.api.get("Service", "default/web")
     client = next(p for p in state.world.api.list("Pod")
-                  if p.node_name == "node-3" and p.meta.labels and dict(p.meta.labels).get("app") == "frontend")
+                  if p.node_name == "node-3" and p.meta.label("app") == "frontend")
     packet = Packet(src=client.pod_ip, dst=web.cluster_ip, protocol="tcp", dport=80, origin="pod")
     walk = trace(kernel.ruleset, packet, kernel.network, draw=draws_from(np.random.default_rng(1)))
     print(walk.format(verbose=False))

@@ -283,9 +283,10 @@ def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[An
     is reported and skipped.
     """
     converter = _Converter(source, problems)
+    may_alias = "*" in text  # an alias is written *name: without a star there is none
     try:
         for node in compose_all(text):
-            check_aliases(node)
+            check_aliases(node, may_alias=may_alias)
             data = converter.document(node)
             if not converter.unreadable:  # else its objects would only repeat the problem
                 yield data, node.start_mark.line + 1
@@ -324,6 +325,9 @@ class _Converter:
         """The value of one document; the budget goes on from the file's earlier documents."""
         # Aliases never cross documents, and ids of freed nodes are reused: start afresh.
         self.memo.clear()
+        # The constructor keeps every node it built a scalar from (for aliases), as its own
+        # construct_document clears per document: without this a file's nodes all stay alive.
+        self.constructor.constructed_objects.clear()
         self.unreadable = False
         return self.convert(root)
 

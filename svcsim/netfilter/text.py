@@ -12,6 +12,7 @@ Rule arguments are parsed by :func:`svcsim.netfilter.parse.parse_rule`, re-expor
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeVar
 
@@ -45,6 +46,9 @@ __all__ = [
     "IptablesSyntaxError",
     "RulesetBuilder",
     "apply_restore",
+    "interned_chain",
+    "interned_ruleset",
+    "interned_table",
     "parse_rule",
     "parse_save",
     "render_restore",
@@ -192,14 +196,36 @@ def _intern(cache: dict[_K, _V], key: _K, make: Callable[[], _V], limit: int) ->
     Keys name the parts by ``id``; the cached value holds those parts, so while it is cached
     no other object can take their ids and a key hit means the very same parts. Frozen values
     built from the same parts are equal, so handing out the cached one changes no result.
-    Beyond ``limit`` entries the oldest is dropped (tables and rulesets are big).
+    Beyond ``limit`` entries the oldest eighth is dropped (tables and rulesets are big) in one
+    batch: a dict iterates from its first slot over those of entries deleted since it last
+    resized, so dropping one oldest entry at a time would cost a scan each (quadratic).
     """
     found = cache.get(key)
     if found is None:
         if len(cache) >= limit:
-            del cache[next(iter(cache))]
+            for old in list(itertools.islice(cache, max(1, limit // 8))):
+                del cache[old]
         found = cache[key] = make()
     return found
+
+
+def interned_chain(name: str, rules: tuple[Rule, ...], policy: str | None = None) -> Chain:
+    """The chain :meth:`RulesetBuilder.build` hands out for these rule *objects*.
+
+    For code that assembles rulesets itself: equal parts give the very same object either
+    way, so identity checks between its rulesets and built ones hold.
+    """
+    return _intern_chain(name, rules, policy)
+
+
+def interned_table(name: str, chains: tuple[Chain, ...]) -> Table:
+    """The table :meth:`RulesetBuilder.build` hands out for these chain objects."""
+    return _intern_table(name, chains)
+
+
+def interned_ruleset(tables: tuple[Table, ...]) -> Ruleset:
+    """The ruleset :meth:`RulesetBuilder.build` hands out for these table objects."""
+    return _intern_ruleset(tables)
 
 
 def _intern_chain(name: str, rules: tuple[Rule, ...], policy: str | None) -> Chain:

@@ -44,6 +44,7 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
     total_endpoints,
 )
+from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.iptables_assembly import RestoreSections, assemble, fixed_head_tail
 from svcsim.proxy.iptables_service import (
     KUBE_FIREWALL,
@@ -105,8 +106,18 @@ def sync_from_maps(
 
     Written as fragments (fixed head, one block per service port, fixed tail) that are
     memoised on exactly what they depend on, then assembled (also memoised): the result is
-    the same as writing every line afresh into one set of buffers.
+    the same as writing every line afresh into one set of buffers. Built with the cyclic
+    garbage collector paused (:mod:`svcsim.proxy.gcpause`).
     """
+    with collector_paused():
+        return _sync_from_maps(service_ports, endpoints_map, ctx)
+
+
+def _sync_from_maps(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+) -> IptablesSync:
     head, tail = fixed_head_tail(ctx)
     n_endpoints = total_endpoints(service_ports, endpoints_map)
     large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD

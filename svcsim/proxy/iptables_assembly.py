@@ -8,22 +8,41 @@ fixed head and tail of the restore input (top-level chains, ``KUBE-POSTROUTING``
 ``KUBE-FORWARD``). :func:`assemble` concatenates those with the per-service-port blocks of
 :mod:`svcsim.proxy.iptables_service` into the kernel state a clean node holds afterwards.
 
-Every node compiles at every sync, so the head and tail are memoised on the context facts they
-read, parsed rules on their words, and assembled results on the identities of their fragments;
-memoised results equal fresh ones.
+Rules are built as data (:mod:`svcsim.proxy.iptables_rules`), never parsed from text. Every node
+compiles at every sync, so the head and tail are memoised on the context facts they read and
+assembled results on the identities of their fragments; memoised results equal fresh ones.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from svcsim.netfilter.model import Rule, Ruleset
-from svcsim.netfilter.text import RulesetBuilder, parse_rule
+from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
+from svcsim.netfilter.text import (
+    RulesetBuilder,
+    interned_chain,
+    interned_ruleset,
+    interned_table,
+)
 from svcsim.proxy.context import NodeContext
+from svcsim.proxy.iptables_rules import (
+    NOTHING,
+    addrtype,
+    comment,
+    conntrack,
+    destination,
+    jump,
+    mark,
+    mark_or,
+    mark_xor,
+    masquerade,
+    nfacct,
+    rule,
+    source,
+)
 from svcsim.proxy.iptables_service import (
     INVALID_DROPPED_COUNTER,
     KUBE_EXTERNAL_SERVICES,
@@ -38,8 +57,6 @@ from svcsim.proxy.iptables_service import (
     RestoreBuffers,
     ServicePortBlock,
     ServicePortOutcome,
-    Words,
-    quoted,
 )
 from svcsim.proxy.memo import BoundedMemo
 
@@ -55,37 +72,44 @@ class JumpRule:
     dst_chain: str
     src_chain: str
     comment: str
-    extra: tuple[str, ...] = ()
+    new_only: bool = False
+    """The rule matches only ``-m conntrack --ctstate NEW`` packets (written first)."""
 
-    def words(self) -> tuple[str, ...]:
-        """The rule arguments ``EnsureRule`` receives: extra args, comment, ``-j``."""
-        comment = ("-m", "comment", "--comment", quoted(self.comment)) if self.comment else ()
-        return (*self.extra, *comment, "-j", self.dst_chain)
+    def rule(self) -> Rule:
+        """The rule ``EnsureRule`` writes: ``[-m conntrack --ctstate NEW] [comment] -j CHAIN``."""
+        new = conntrack("NEW") if self.new_only else NOTHING
+        said = comment(self.comment) if self.comment else NOTHING
+        return rule(new, said, jump(self.dst_chain))
 
 
-_NEW = ("-m", "conntrack", "--ctstate", "NEW")
 JUMP_RULES: Final = (
     JumpRule(
         "filter",
         KUBE_EXTERNAL_SERVICES,
         "INPUT",
         "kubernetes externally-visible service portals",
-        _NEW,
+        new_only=True,
     ),
     JumpRule(
         "filter",
         KUBE_EXTERNAL_SERVICES,
         "FORWARD",
         "kubernetes externally-visible service portals",
-        _NEW,
+        new_only=True,
     ),
     JumpRule("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports"),
-    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", _NEW),
-    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", new_only=True),
+    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", new_only=True),
     JumpRule("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules"),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", _NEW),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", _NEW),
-    JumpRule("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", _NEW),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", new_only=True
+    ),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", new_only=True
+    ),
+    JumpRule(
+        "filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", new_only=True
+    ),
     JumpRule("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals"),
     JumpRule("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals"),
     JumpRule("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules"),
@@ -106,109 +130,56 @@ def write_fixed_head(buf: RestoreBuffers, ctx: NodeContext) -> None:
         KUBE_PROXY_FIREWALL,
     ]
     buf.nat_chains += [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]
-    mark = ctx.mark
-    buf.nat(KUBE_POSTROUTING, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN")
+    bit = ctx.mark
+    buf.nat(KUBE_POSTROUTING, mark(f"{bit}/{bit}", negated=True), jump("RETURN"))
     # Clearing the bit keeps a packet that re-traverses the stack from being masqueraded twice.
-    buf.nat(KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark)
-    masq = (
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes service traffic requiring SNAT"),
-        "-j",
-        "MASQUERADE",
-    )
-    buf.nat(KUBE_POSTROUTING, *masq, *(("--random-fully",) if ctx.random_fully else ()))
-    buf.nat(KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark)
+    buf.nat(KUBE_POSTROUTING, mark_xor(bit))
+    snat = comment("kubernetes service traffic requiring SNAT")
+    buf.nat(KUBE_POSTROUTING, snat, masquerade(random_fully=ctx.random_fully))
+    buf.nat(KUBE_MARK_MASQ, mark_or(bit))
     if ctx.effective_localhost_nodeports:
         # route_localnet opens NodePorts on 127/8 to the outside (issue 90259); block that.
         buf.filter_chains.append(KUBE_FIREWALL)
         buf.filter(
             KUBE_FIREWALL,
-            "-m",
-            "comment",
-            "--comment",
-            quoted("block incoming localnet connections"),
-            "-d",
-            "127.0.0.0/8",
-            "!",
-            "-s",
-            "127.0.0.0/8",
-            "-m",
-            "conntrack",
-            "!",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-j",
-            "DROP",
+            comment("block incoming localnet connections"),
+            destination("127.0.0.0/8"),
+            source("127.0.0.0/8", negated=True),
+            conntrack("RELATED,ESTABLISHED,DNAT", negated=True),
+            jump("DROP"),
         )
 
 
 def write_fixed_tail(buf: RestoreBuffers, ctx: NodeContext) -> None:
     """The must-be-last KUBE-SERVICES rule(s) and the KUBE-FORWARD rules."""
-    last = quoted("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+    last = comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if ctx.nodeport_match_all:
-        not_localhost = () if ctx.effective_localhost_nodeports else ("!", "-d", "127.0.0.0/8")
+        not_localhost = (
+            NOTHING
+            if ctx.effective_localhost_nodeports
+            else destination("127.0.0.0/8", negated=True)
+        )
         buf.nat(
-            KUBE_SERVICES,
-            "-m",
-            "comment",
-            "--comment",
-            last,
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            *not_localhost,
-            "-j",
-            KUBE_NODEPORTS,
+            KUBE_SERVICES, last, addrtype(dst_type="LOCAL"), not_localhost, jump(KUBE_NODEPORTS)
         )
     else:
         for ip in ctx.nodeport_ips():
             if ip.startswith("127.") and not ctx.effective_localhost_nodeports:
                 continue  # kube-proxy logs an error and skips loopback addresses
-            buf.nat(
-                KUBE_SERVICES, "-m", "comment", "--comment", last, "-d", ip, "-j", KUBE_NODEPORTS
-            )
+            buf.nat(KUBE_SERVICES, last, destination(ip), jump(KUBE_NODEPORTS))
     if not ctx.tcp_be_liberal:
-        counter = ("-m", "nfacct", "--nfacct-name", INVALID_DROPPED_COUNTER) if ctx.nfacct else ()
-        buf.filter(KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", *counter, "-j", "DROP")
-    mark = ctx.mark
-    buf.filter(
-        KUBE_FORWARD,
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes forwarding rules"),
-        "-m",
-        "mark",
-        "--mark",
-        f"{mark}/{mark}",
-        "-j",
-        "ACCEPT",
-    )
-    buf.filter(
-        KUBE_FORWARD,
-        "-m",
-        "comment",
-        "--comment",
-        quoted("kubernetes forwarding conntrack rule"),
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "RELATED,ESTABLISHED",
-        "-j",
-        "ACCEPT",
-    )
+        counter = nfacct(INVALID_DROPPED_COUNTER) if ctx.nfacct else NOTHING
+        buf.filter(KUBE_FORWARD, conntrack("INVALID"), counter, jump("DROP"))
+    bit = ctx.mark
+    forwarding = comment("kubernetes forwarding rules")
+    buf.filter(KUBE_FORWARD, forwarding, mark(f"{bit}/{bit}"), jump("ACCEPT"))
+    related = comment("kubernetes forwarding conntrack rule")
+    buf.filter(KUBE_FORWARD, related, conntrack("RELATED,ESTABLISHED"), jump("ACCEPT"))
 
 
 def kernel_state(buf: RestoreBuffers) -> Ruleset:
     """What a clean node holds after the Monitor, the jump rules and the restore."""
-    return _state(
-        buf,
-        ((c, _rule_of(w)) for c, w in buf.nat_rules),
-        ((c, _rule_of(w)) for c, w in buf.filter_rules),
-    )
+    return _state(buf, buf.nat_rules, buf.filter_rules)
 
 
 def _state(
@@ -222,21 +193,10 @@ def _state(
     b.chains("filter", buf.filter_chains)
     b.extend("nat", nat)
     b.extend("filter", filter_)
-    for jump, rule in _jump_rules():
-        b.chain(jump.table, jump.dst_chain)
-        b.insert(jump.table, jump.src_chain, rule, 0)
+    for ensured, ensured_rule in _jump_rules():
+        b.chain(ensured.table, ensured.dst_chain)
+        b.insert(ensured.table, ensured.src_chain, ensured_rule, 0)
     return b.build()
-
-
-_rules_by_words: BoundedMemo[Words, Rule] = BoundedMemo("parsed rules by words", 1 << 16)
-
-
-def _rule_of(words: Words) -> Rule:
-    """``parse_rule`` of the line kube-proxy joins from ``words``, memoised on the words."""
-    rule = _rules_by_words.get(words)
-    if rule is None:
-        rule = _rules_by_words.put(words, parse_rule(" ".join(words)))
-    return rule
 
 
 def _fragment(buf: RestoreBuffers) -> ServicePortBlock:
@@ -309,6 +269,11 @@ class _PartLines:
     single_lines: bool
     """Every chain and rule line is one line for ``str.splitlines`` (no line breaks inside),
     so the sections of a text made from the fragment are known without splitting it."""
+    nat_chains: tuple[Chain, ...]
+    """The fragment's nat rules grouped by chain, as chains (in order of first write); a chain
+    only this fragment writes is this very object in every assembly that holds it."""
+    filter_chains: tuple[Chain, ...]
+    """The same for its filter rules."""
 
 
 _part_lines: BoundedMemo[int, tuple[ServicePortBlock, _PartLines]] = BoundedMemo(
@@ -324,20 +289,116 @@ def _lines_of(part: ServicePortBlock) -> _PartLines:
     hit = _part_lines.get(id(part))
     if hit is not None:
         return hit[1]
-    filter_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.filter_rules)
-    nat_lines = tuple(" ".join(("-A", c, *w)) for c, w in part.nat_rules)
+    filter_lines = tuple([f"-A {c} {r.text}" for c, r in part.filter_rules])
+    nat_lines = tuple([f"-A {c} {r.text}" for c, r in part.nat_rules])
     every = [*_chain_lines(part.filter_chains), *filter_lines]
     every += [*_chain_lines(part.nat_chains), *nat_lines]
     lines = _PartLines(
         filter_lines,
         nat_lines,
-        tuple((c, _rule_of(w)) for c, w in part.filter_rules),
-        tuple((c, _rule_of(w)) for c, w in part.nat_rules),
+        part.filter_rules,
+        part.nat_rules,
         tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
         "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
+        _grouped(part.nat_rules),
+        _grouped(part.filter_rules),
     )
     _part_lines.put(id(part), (part, lines))
     return lines
+
+
+def _grouped(rules: tuple[tuple[str, Rule], ...]) -> tuple[Chain, ...]:
+    """``(chain, rule)`` pairs as chains holding their rules in order (first write first)."""
+    by_chain: dict[str, list[Rule]] = {}
+    for chain, rule_ in rules:
+        held = by_chain.get(chain)
+        if held is None:
+            held = by_chain[chain] = []
+        held.append(rule_)
+    return tuple(interned_chain(name, tuple(held)) for name, held in by_chain.items())
+
+
+def _table(
+    name: str, declared: list[str], groups: Iterable[tuple[Chain, ...]], builtin_head: Rules
+) -> Table:
+    """Table ``name`` as :func:`_state`'s builder leaves it, from the fragments' chain groups.
+
+    Chains in the builder's order: built-in ones, the canary, the declared ones, then chains
+    written without a declaration (first write first) and jump targets ensured last. A chain
+    written by one fragment only is that fragment's chain object; a built-in chain holds
+    ``builtin_head[chain]`` (the jump rules, inserted at position 1) before what is written.
+    """
+    order = dict.fromkeys(BUILTIN_CHAINS[name])
+    order[KUBE_PROXY_CANARY] = None
+    for declared_name in declared:
+        if declared_name not in order:
+            order[declared_name] = None
+    single: dict[str, Chain] = {}
+    multi: dict[str, list[Rule]] = {}
+    for group in groups:
+        for chain in group:
+            cname = chain.name
+            if cname in multi:
+                multi[cname].extend(chain.rules)
+            elif cname in single:
+                multi[cname] = [*single.pop(cname).rules, *chain.rules]
+            else:
+                single[cname] = chain
+                if cname not in order:
+                    order[cname] = None
+    for jump_ in JUMP_RULES:
+        if jump_.table == name and jump_.dst_chain not in order:
+            order[jump_.dst_chain] = None
+    builtins = set(BUILTIN_CHAINS[name])
+    chains: list[Chain] = []
+    for cname in order:
+        if cname in builtins:
+            written = multi.get(cname) or (single[cname].rules if cname in single else ())
+            rules = (*builtin_head.get(cname, ()), *written)
+            chains.append(interned_chain(cname, rules, "ACCEPT"))
+        elif cname in multi:
+            chains.append(interned_chain(cname, tuple(multi[cname])))
+        else:
+            chains.append(single.get(cname) or interned_chain(cname, ()))
+    return interned_table(name, tuple(chains))
+
+
+Rules = dict[str, tuple[Rule, ...]]
+"""Rules by chain name."""
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_heads() -> dict[str, Rules]:
+    """The jump rules each built-in chain holds first, by table.
+
+    Each is inserted at position 1, so the one ensured last comes first.
+    """
+    heads: dict[str, dict[str, list[Rule]]] = {}
+    for jump_, rule_ in _jump_rules():
+        heads.setdefault(jump_.table, {}).setdefault(jump_.src_chain, []).insert(0, rule_)
+    return {t: {c: tuple(rules) for c, rules in by.items()} for t, by in heads.items()}
+
+
+def _assembled_state(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
+    """:func:`_state` of the fragments (equal to it), reusing each fragment's chain objects.
+
+    A sync that changes one service port builds only the chains several fragments write
+    (``KUBE-SERVICES``, ...) and the tables anew, not every chain of every Service. Chains,
+    tables and the ruleset are interned as :meth:`RulesetBuilder.build` interns them, so a
+    chain equal to one a partial restore rebuilds is the very same object (the traffic
+    engine tells changed chains by identity).
+    """
+    heads = _builtin_heads()
+    tables = [_table("mangle", [], (), heads.get("mangle", {}))]
+    tables.append(
+        _table("nat", buf.nat_chains, (p.nat_chains for p in lines), heads.get("nat", {}))
+    )
+    tables.append(
+        _table(
+            "filter", buf.filter_chains, (p.filter_chains for p in lines), heads.get("filter", {})
+        )
+    )
+    return interned_ruleset(tuple(tables))
 
 
 def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
@@ -353,8 +414,8 @@ def _chains_of(part: ServicePortBlock) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
-    """:data:`JUMP_RULES` with their parsed rules (fixed, so parsed once)."""
-    return tuple((jump, parse_rule(" ".join(jump.words()))) for jump in JUMP_RULES)
+    """:data:`JUMP_RULES` with their rules (fixed, so built once)."""
+    return tuple((jump, jump.rule()) for jump in JUMP_RULES)
 
 
 def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
@@ -391,11 +452,6 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
         for of_part in lines:
             nat += of_part.nat_sections
         sections = (other, tuple(nat))
-    ruleset = _state(
-        buf,
-        itertools.chain.from_iterable(p.nat_parsed for p in lines),
-        itertools.chain.from_iterable(p.filter_parsed for p in lines),
-    )
-    built = (ruleset, "\n".join(text) + "\n", buf, sections)
+    built = (_assembled_state(buf, lines), "\n".join(text) + "\n", buf, sections)
     _assembled.put(key, (parts, built))
     return built

@@ -2,9 +2,10 @@
 
 A line-for-line model of the body of the per-service loop of ``syncProxyRules`` and of
 ``writeServiceToEndpointRules`` in kubernetes ``pkg/proxy/iptables/proxier.go`` @531be812.
-Rules are collected as words exactly as kube-proxy joins them into its iptables-restore input;
-comments therefore carry literal double quotes (``"ns1/svc1:p80 cluster IP"``) except the bare
-per-endpoint comment (``ns1/svc1:p80``).
+Rules are built as data (:mod:`svcsim.proxy.iptables_rules`): each keeps, as its text, the line
+kube-proxy joins into its iptables-restore input (comments therefore carry literal double quotes,
+``"ns1/svc1:p80 cluster IP"``, except the bare per-endpoint comment ``ns1/svc1:p80``) and, as its
+structure, what the kernel stores for that line.
 """
 
 from __future__ import annotations
@@ -13,8 +14,29 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 
+from svcsim.netfilter.model import Rule
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
+from svcsim.proxy.iptables_rules import (
+    NOTHING,
+    Part,
+    addrtype,
+    comment,
+    detector,
+    dnat,
+    jump,
+    nfacct,
+    protocol_port,
+    quoted,
+    recent_rcheck,
+    recent_set,
+    rule,
+    source,
+    statistic,
+    verdict,
+)
+from svcsim.proxy.memo import BoundedMemo, drop_oldest
+from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.probability import compute_probability
 from svcsim.proxy.topology import CategorizedEndpoints
 
@@ -33,42 +55,59 @@ LOCALHOST_NODEPORT_COUNTER = "localhost_nps_accepted_pkts"
 INVALID_DROPPED_COUNTER = "ct_state_invalid_dropped_pkts"
 """nfacct counter name (``metrics.IPTablesCTStateInvalidDroppedNFAcctCounter``)."""
 
-Words = tuple[str, ...]
+__all__ = [
+    "INVALID_DROPPED_COUNTER",
+    "KUBE_EXTERNAL_SERVICES",
+    "KUBE_FIREWALL",
+    "KUBE_FORWARD",
+    "KUBE_MARK_MASQ",
+    "KUBE_NODEPORTS",
+    "KUBE_POSTROUTING",
+    "KUBE_PROXY_CANARY",
+    "KUBE_PROXY_FIREWALL",
+    "KUBE_SERVICES",
+    "LOCALHOST_NODEPORT_COUNTER",
+    "ChainRule",
+    "RestoreBuffers",
+    "ServicePortBlock",
+    "ServicePortOutcome",
+    "quoted",
+    "service_port_block",
+    "write_service_port",
+]
 
-
-def quoted(text: str) -> str:
-    """``fmt.Sprintf(`"%s"`, text)``: a comment kube-proxy writes inside literal double quotes."""
-    return f'"{text}"'
+ChainRule = tuple[str, Rule]
+"""A rule and the chain it is appended to; its restore line is ``-A chain rule.text``."""
 
 
 @dataclass(slots=True)
 class RestoreBuffers:
     """kube-proxy's four line buffers: filter/nat chain lines and filter/nat rule lines.
 
-    Each rule is kept as ``(chain, words)``; its restore line is ``-A chain words...``.
+    Each rule is kept as ``(chain, rule)``; its restore line is ``-A chain rule.text``.
     """
 
     filter_chains: list[str] = field(default_factory=list)
-    filter_rules: list[tuple[str, Words]] = field(default_factory=list)
+    filter_rules: list[ChainRule] = field(default_factory=list)
     nat_chains: list[str] = field(default_factory=list)
-    nat_rules: list[tuple[str, Words]] = field(default_factory=list)
+    nat_rules: list[ChainRule] = field(default_factory=list)
 
-    def filter(self, chain: str, *words: str) -> None:
-        """Write a filter rule."""
-        self.filter_rules.append((chain, words))
+    def filter(self, chain: str, *parts: Part) -> None:
+        """Write a filter rule made of ``parts``."""
+        self.filter_rules.append((chain, rule(*parts)))
 
-    def nat(self, chain: str, *words: str) -> None:
-        """Write a nat rule."""
-        self.nat_rules.append((chain, words))
+    def nat(self, chain: str, *parts: Part) -> None:
+        """Write a nat rule made of ``parts``."""
+        self.nat_rules.append((chain, rule(*parts)))
 
     def restore_text(self) -> str:
         """The iptables-restore input: ``*filter``, chains, rules, ``COMMIT``, then ``*nat``."""
         lines = ["*filter"]
         lines += [f":{c} - [0:0]" for c in self.filter_chains]
-        lines += [" ".join(("-A", c, *w)) for c, w in self.filter_rules]
+        lines += [f"-A {c} {r.text}" for c, r in self.filter_rules]
         lines += ["COMMIT", "*nat"]
         lines += [f":{c} - [0:0]" for c in self.nat_chains]
-        lines += [" ".join(("-A", c, *w)) for c, w in self.nat_rules]
+        lines += [f"-A {c} {r.text}" for c, r in self.nat_rules]
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
@@ -83,14 +122,9 @@ class ServicePortOutcome:
     """Counted in ``sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}``."""
 
 
-def comment(text: str) -> Words:
-    """``-m comment --comment TEXT``."""
-    return ("-m", "comment", "--comment", text)
-
-
-def _comment(large_cluster_mode: bool, text: str) -> Words:
+def _comment(large_cluster_mode: bool, text: str, *, quote: bool = True) -> Part:
     """``appendServiceCommentLocked``: no comment at all in large-cluster mode."""
-    return () if large_cluster_mode else comment(text)
+    return NOTHING if large_cluster_mode else comment(text, quote=quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +137,8 @@ class _Policy:
     has_external: bool
     uses_ext_chain: bool
     uses_fw_chain: bool
-    filter_comment: str
-    filter_target: str
+    filter_comment: Part
+    filter_target: Part
 
 
 def _policy(svc: ServicePortInfo, cat: CategorizedEndpoints) -> _Policy:
@@ -130,8 +164,8 @@ def _policy(svc: ServicePortInfo, cat: CategorizedEndpoints) -> _Policy:
         uses_fw_chain=has_endpoints
         and bool(svc.load_balancer_vips)
         and bool(svc.load_balancer_source_ranges),
-        filter_comment=quoted(text),
-        filter_target=target,
+        filter_comment=comment(text),
+        filter_target=verdict(target),
     )
 
 
@@ -147,76 +181,78 @@ def write_service_port(
     name, proto, has_endpoints = spn.text, spn.protocol_lower, cat.has_any_endpoints
     ext_chain, fw_chain = spn.external_chain, spn.firewall_chain
     lb_chain = fw_chain if pol.uses_fw_chain else ext_chain
-    no_eps = comment(pol.filter_comment)
+    no_eps, refuse = pol.filter_comment, pol.filter_target
 
-    def to(ip: str) -> Words:
-        return ("-m", proto, "-p", proto, "-d", ip, "--dport", str(svc.port))
+    def to(ip: str) -> Part:
+        return protocol_port(proto, svc.port, dst=ip)
 
     # Capture the ClusterIP, external IPs and load-balancer IPs.
+    to_cluster_ip = to(svc.cluster_ip)
     if pol.has_internal:
-        cluster_ip = comment(quoted(f"{name} cluster IP"))
-        buf.nat(KUBE_SERVICES, *cluster_ip, *to(svc.cluster_ip), "-j", pol.internal_chain)
+        cluster_ip = comment(f"{name} cluster IP")
+        buf.nat(KUBE_SERVICES, cluster_ip, to_cluster_ip, jump(pol.internal_chain))
     else:
-        buf.filter(KUBE_SERVICES, *no_eps, *to(svc.cluster_ip), "-j", pol.filter_target)
+        buf.filter(KUBE_SERVICES, no_eps, to_cluster_ip, refuse)
     for ip in svc.external_ips:
         if has_endpoints:
-            buf.nat(
-                KUBE_SERVICES, *comment(quoted(f"{name} external IP")), *to(ip), "-j", ext_chain
-            )
+            buf.nat(KUBE_SERVICES, comment(f"{name} external IP"), to(ip), jump(ext_chain))
         if not pol.has_external:
-            buf.filter(KUBE_EXTERNAL_SERVICES, *no_eps, *to(ip), "-j", pol.filter_target)
+            buf.filter(KUBE_EXTERNAL_SERVICES, no_eps, to(ip), refuse)
     for ip in svc.load_balancer_vips:
         if has_endpoints:
-            lb_comment = comment(quoted(f"{name} loadbalancer IP"))
-            buf.nat(KUBE_SERVICES, *lb_comment, *to(ip), "-j", lb_chain)
+            buf.nat(KUBE_SERVICES, comment(f"{name} loadbalancer IP"), to(ip), jump(lb_chain))
         if pol.uses_fw_chain:
-            drop = comment(quoted(f"{name} traffic not accepted by {fw_chain}"))
-            buf.filter(KUBE_PROXY_FIREWALL, *drop, *to(ip), "-j", "DROP")
+            drop = comment(f"{name} traffic not accepted by {fw_chain}")
+            buf.filter(KUBE_PROXY_FIREWALL, drop, to(ip), jump("DROP"))
     if not pol.has_external:
         for ip in svc.load_balancer_vips:
-            buf.filter(KUBE_EXTERNAL_SERVICES, *no_eps, *to(ip), "-j", pol.filter_target)
+            buf.filter(KUBE_EXTERNAL_SERVICES, no_eps, to(ip), refuse)
 
     # NodePorts (not subject to loadBalancerSourceRanges) and the health-check port.
     if svc.node_port:
-        node_port = ("-m", proto, "-p", proto, "--dport", str(svc.node_port))
+        node_port = protocol_port(proto, svc.node_port)
         if has_endpoints:
+            bare = comment(name, quote=False)
             if ctx.effective_localhost_nodeports and ctx.nfacct:
-                localhost = (*node_port[:4], "-d", "127.0.0.0/8", *node_port[4:])
-                counter = ("-m", "nfacct", "--nfacct-name", LOCALHOST_NODEPORT_COUNTER)
-                buf.nat(KUBE_NODEPORTS, *comment(name), *localhost, *counter, "-j", ext_chain)
-            buf.nat(KUBE_NODEPORTS, *comment(name), *node_port, "-j", ext_chain)
+                localhost = protocol_port(proto, svc.node_port, dst="127.0.0.0/8")
+                counter = nfacct(LOCALHOST_NODEPORT_COUNTER)
+                buf.nat(KUBE_NODEPORTS, bare, localhost, counter, jump(ext_chain))
+            buf.nat(KUBE_NODEPORTS, bare, node_port, jump(ext_chain))
         if not pol.has_external:
-            local_dst = ("-m", "addrtype", "--dst-type", "LOCAL")
-            buf.filter(
-                KUBE_EXTERNAL_SERVICES, *no_eps, *local_dst, *node_port, "-j", pol.filter_target
-            )
+            local_dst = addrtype(dst_type="LOCAL")
+            buf.filter(KUBE_EXTERNAL_SERVICES, no_eps, local_dst, node_port, refuse)
     if svc.health_check_node_port:
         # Accepted whether or not this node has local endpoints.
-        hc = comment(quoted(f"{name} health check node port"))
-        hc_port = ("-m", "tcp", "-p", "tcp", "--dport", str(svc.health_check_node_port))
-        buf.filter(KUBE_NODEPORTS, *hc, *hc_port, "-j", "ACCEPT")
+        hc = comment(f"{name} health check node port")
+        hc_port = protocol_port("tcp", svc.health_check_node_port)
+        buf.filter(KUBE_NODEPORTS, hc, hc_port, jump("ACCEPT"))
 
     # Masquerade off-cluster sources of ClusterIP traffic (written before the chain's own line).
     if pol.has_internal:
-        cluster_ip_args = (*comment(quoted(f"{name} cluster IP")), *to(svc.cluster_ip))
+        cluster_ip = comment(f"{name} cluster IP")
+        to_mark_masq = jump(KUBE_MARK_MASQ)
         if ctx.masquerade_all:
-            buf.nat(pol.internal_chain, *cluster_ip_args, "-j", KUBE_MARK_MASQ)
+            buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, to_mark_masq)
         elif ctx.local_detector_implemented:
-            masq = (*cluster_ip_args, *ctx.if_not_local(), "-j", KUBE_MARK_MASQ)
-            buf.nat(pol.internal_chain, *masq)
+            not_local = detector(ctx.if_not_local())
+            buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, not_local, to_mark_masq)
 
     if pol.uses_ext_chain:
         _write_external_chain(buf, svc, pol, ctx)
     if pol.uses_fw_chain:
         _write_firewall_chain(buf, svc, ctx)
+    # Each endpoint's KUBE-SEP name (a hash) is made once and shared by every rule naming it.
+    seps: dict[str, str] = {}
     if cat.cluster and svc.uses_cluster_endpoints:
         buf.nat_chains.append(spn.cluster_chain)
-        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode)
+        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode, seps)
     if cat.local and svc.uses_local_endpoints:
         buf.nat_chains.append(spn.local_chain)
-        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode)
+        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode, seps)
+    head = _comment(large_cluster_mode, name, quote=False)
+    dnat_match = protocol_port(proto, None)
     for ep in cat.all_reachable:
-        _write_endpoint_chain(buf, svc, ep, large_cluster_mode)
+        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps), head, dnat_match)
 
     return ServicePortOutcome(
         no_local_internal=has_endpoints and not pol.has_internal,
@@ -229,9 +265,9 @@ class ServicePortBlock:
     """What :func:`write_service_port` appends to each of the four buffers, and its outcome."""
 
     filter_chains: tuple[str, ...]
-    filter_rules: tuple[tuple[str, Words], ...]
+    filter_rules: tuple[ChainRule, ...]
     nat_chains: tuple[str, ...]
-    nat_rules: tuple[tuple[str, Words], ...]
+    nat_rules: tuple[ChainRule, ...]
     outcome: ServicePortOutcome
 
     def replay(self, buf: RestoreBuffers) -> ServicePortOutcome:
@@ -292,15 +328,37 @@ def service_port_block(
         outcome = write_service_port(buf, svc, cat, ctx, large_cluster_mode)
         block = ServicePortBlock(
             tuple(buf.filter_chains),
-            tuple(buf.filter_rules),
+            _canonical(buf.filter_rules),
             tuple(buf.nat_chains),
-            tuple(buf.nat_rules),
+            _canonical(buf.nat_rules),
             outcome,
         )
         if len(_block_cache) >= _BLOCK_CACHE_LIMIT:
-            del _block_cache[next(iter(_block_cache))]  # oldest first
+            drop_oldest(_block_cache, _BLOCK_CACHE_LIMIT)
         _block_cache[key] = block
     return block
+
+
+_rules_by_text: BoundedMemo[str, Rule] = BoundedMemo("rules by restore text", 1 << 16)
+
+
+def _canonical(rules: list[ChainRule]) -> tuple[ChainRule, ...]:
+    """``rules`` with each rule replaced by the earlier-built rule of the same text, if any.
+
+    A rule's text determines it, so this changes no value; but a block written again (one
+    endpoint of its Service changed) then shares the very rule objects of the lines it
+    writes unchanged (``KUBE-SERVICES``' line for it, its other endpoints' rules), so the
+    chains holding them stay the same objects (interned by rule identity) and whatever is
+    keyed by chain identity (the traffic engine's dispatches) stays valid.
+    """
+    memo = _rules_by_text
+    out = []
+    for chain, written in rules:
+        same = memo.get(written.text)
+        if same is None:
+            same = memo.put(written.text, written)
+        out.append((chain, same))
+    return tuple(out)
 
 
 def _write_external_chain(
@@ -312,21 +370,21 @@ def _write_external_chain(
     buf.nat_chains.append(ext)
     if not svc.external_policy_local:
         # Non-local endpoints may be on another node: masquerade so replies come back here.
-        masq = comment(quoted(f"masquerade traffic for {name} external destinations"))
-        buf.nat(ext, *masq, "-j", KUBE_MARK_MASQ)
+        masq = comment(f"masquerade traffic for {name} external destinations")
+        buf.nat(ext, masq, jump(KUBE_MARK_MASQ))
     else:
         if ctx.local_detector_implemented:
             # Pods reaching an external IP act as if they went out to the LB and back.
-            pods = comment(quoted(f"pod traffic for {name} external destinations"))
-            buf.nat(ext, *pods, *ctx.if_local(), "-j", spn.cluster_chain)
+            pods = comment(f"pod traffic for {name} external destinations")
+            buf.nat(ext, pods, detector(ctx.if_local()), jump(spn.cluster_chain))
         # The node itself (source LOCAL) is masqueraded and may use any endpoint.
-        local_src = ("-m", "addrtype", "--src-type", "LOCAL")
-        masq = comment(quoted(f"masquerade LOCAL traffic for {name} external destinations"))
-        buf.nat(ext, *masq, *local_src, "-j", KUBE_MARK_MASQ)
-        route = comment(quoted(f"route LOCAL traffic for {name} external destinations"))
-        buf.nat(ext, *route, *local_src, "-j", spn.cluster_chain)
+        local_src = addrtype(src_type="LOCAL")
+        masq = comment(f"masquerade LOCAL traffic for {name} external destinations")
+        buf.nat(ext, masq, local_src, jump(KUBE_MARK_MASQ))
+        route = comment(f"route LOCAL traffic for {name} external destinations")
+        buf.nat(ext, route, local_src, jump(spn.cluster_chain))
     if pol.has_external:
-        buf.nat(ext, "-j", pol.external_policy_chain)
+        buf.nat(ext, jump(pol.external_policy_chain))
 
 
 def _write_firewall_chain(buf: RestoreBuffers, svc: ServicePortInfo, ctx: NodeContext) -> None:
@@ -334,32 +392,45 @@ def _write_firewall_chain(buf: RestoreBuffers, svc: ServicePortInfo, ctx: NodeCo
     spn = svc.name
     fw, ext = spn.firewall_chain, spn.external_chain
     buf.nat_chains.append(fw)
-    lb_comment = comment(quoted(f"{spn.text} loadbalancer IP"))
+    lb_comment = comment(f"{spn.text} loadbalancer IP")
     allow_from_node = False
     for cidr in svc.load_balancer_source_ranges:
-        buf.nat(fw, *lb_comment, "-s", cidr, "-j", ext)
+        buf.nat(fw, lb_comment, source(cidr), jump(ext))
         if ctx.node_ip is not None and _cidr_contains(cidr, ctx.node_ip):
             allow_from_node = True
     if allow_from_node:
         # A node reaching a VIP-style LB IP loops back with the LB IP as its source.
         for vip in svc.load_balancer_vips:
-            buf.nat(fw, *lb_comment, "-s", vip, "-j", ext)
-    other = quoted(f"other traffic to {spn.text} will be dropped by KUBE-PROXY-FIREWALL")
-    buf.nat(fw, *comment(other))
+            buf.nat(fw, lb_comment, source(vip), jump(ext))
+    other = f"other traffic to {spn.text} will be dropped by KUBE-PROXY-FIREWALL"
+    buf.nat(fw, comment(other))
+
+
+def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, str]) -> str:
+    """``ep``'s KUBE-SEP chain name, made once per service port (``seps`` keeps them)."""
+    sep = seps.get(ep.text)
+    if sep is None:
+        sep = seps[ep.text] = spn.endpoint_chain(ep.text)
+    return sep
 
 
 def _write_endpoint_chain(
-    buf: RestoreBuffers, svc: ServicePortInfo, ep: EndpointInfo, large_cluster_mode: bool
+    buf: RestoreBuffers,
+    svc: ServicePortInfo,
+    ep: EndpointInfo,
+    sep: str,
+    head: Part,
+    dnat_match: Part,
 ) -> None:
-    """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``)."""
-    spn = svc.name
-    sep = spn.endpoint_chain(ep.text)
+    """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``).
+
+    ``sep`` is the chain's name, ``head`` the per-endpoint comment (nothing in large-cluster
+    mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
+    """
     buf.nat_chains.append(sep)
-    head = _comment(large_cluster_mode, spn.text)
-    buf.nat(sep, *head, "-s", ep.ip, "-j", KUBE_MARK_MASQ)
-    affinity: Words = ("-m", "recent", "--name", sep, "--set") if svc.client_ip_affinity else ()
-    dnat = ("-m", spn.protocol_lower, "-p", spn.protocol_lower, "-j", "DNAT")
-    buf.nat(sep, *head, *affinity, *dnat, "--to-destination", ep.text)
+    buf.nat(sep, head, source(ep.ip), jump(KUBE_MARK_MASQ))
+    affinity = recent_set(sep) if svc.client_ip_affinity else NOTHING
+    buf.nat(sep, head, affinity, dnat_match, dnat(ep.text))
 
 
 def _write_endpoint_dispatch(
@@ -368,24 +439,22 @@ def _write_endpoint_dispatch(
     chain: str,
     endpoints: tuple[EndpointInfo, ...],
     large_cluster_mode: bool,
+    seps: dict[str, str],
 ) -> None:
     """``writeServiceToEndpointRules``: affinity checks, then the probability cascade."""
     spn = svc.name
     if svc.client_ip_affinity:
         for ep in endpoints:
-            sep = spn.endpoint_chain(ep.text)
-            head = _comment(large_cluster_mode, quoted(f"{spn.text} -> {ep.text}"))
-            seconds = str(svc.sticky_max_age_s)
-            check = ("-m", "recent", "--name", sep, "--rcheck", "--seconds", seconds, "--reap")
-            buf.nat(chain, *head, *check, "-j", sep)
+            sep = _sep(spn, ep, seps)
+            head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
+            check = recent_rcheck(sep, svc.sticky_max_age_s)
+            buf.nat(chain, head, check, jump(sep))
     n = len(endpoints)
     for i, ep in enumerate(endpoints):
-        words = _comment(large_cluster_mode, quoted(f"{spn.text} -> {ep.text}"))
-        if i < n - 1:
-            # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
-            words += ("-m", "statistic", "--mode", "random", "--probability")
-            words += (compute_probability(n - i),)
-        buf.nat(chain, *words, "-j", spn.endpoint_chain(ep.text))
+        head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
+        # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
+        draw = statistic(compute_probability(n - i)) if i < n - 1 else NOTHING
+        buf.nat(chain, head, draw, jump(_sep(spn, ep, seps)))
 
 
 def _cidr_contains(cidr: str, ip: str) -> bool:

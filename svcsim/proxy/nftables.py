@@ -38,6 +38,7 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
 )
 from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
+from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 
@@ -474,9 +475,22 @@ def table_from_maps(
 ) -> NftTable:
     """The table after a full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
 
-    ``names`` remembers chain names across calls (a run's; computed afresh without one).
+    ``names`` remembers chain names and each service port's objects across calls (a run's, a
+    benchmark's; computed afresh without one). Built with the cyclic garbage collector paused
+    (:mod:`svcsim.proxy.gcpause`).
     """
     check_context(ctx)
+    with collector_paused():
+        return _table(service_ports, endpoints_map, ctx, service_cidrs, names)
+
+
+def _table(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    service_cidrs: Sequence[str],
+    names: NameMemo | None,
+) -> NftTable:
     b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
     for spn in sorted(service_ports, key=_service_order):

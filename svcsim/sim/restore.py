@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from svcsim.netfilter.model import JumpTarget, Ruleset, Table
-from svcsim.netfilter.text import apply_restore
+from svcsim.netfilter.text import RulesetBuilder, apply_restore
 from svcsim.proxy.endpoints import EndpointInfo, EndpointsMap, ServicePortInfo
 from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.memo import BoundedMemo
@@ -52,7 +52,12 @@ class SyncPlan:
     deleted_chains: tuple[str, ...]
     """Stale nat chains deleted with ``-X``, in the order written."""
     target: Ruleset
-    """For a full sync, the compiled ruleset the kernel ends up with."""
+    """The compiled ruleset: for a full sync, what the kernel ends up with; for a partial one,
+    where the chains the input rewrites come from."""
+    declared: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    """``(table, chains)`` in the order the input declares them (``:CHAIN``), when every
+    ``-A`` line of the input appends to a chain it declares, each with all of its compiled
+    rules; None when that does not hold (the input is then applied line by line)."""
 
 
 _port_chains: BoundedMemo[
@@ -228,7 +233,31 @@ def _plan(
     out += ["*nat", *nat_chain_lines, *nat_rule_lines, "COMMIT"]
     rules = sum(1 for line in out if line.startswith("-A "))
     rewritten = frozenset(c for line in nat_chain_lines if (c := _chain_of(line)) is not None)
-    return SyncPlan(full, "\n".join(out) + "\n", rules, rewritten, stale, target)
+    declared = _declared(out)
+    return SyncPlan(full, "\n".join(out) + "\n", rules, rewritten, stale, target, declared)
+
+
+def _declared(lines: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """:attr:`SyncPlan.declared` of a restore input's lines.
+
+    None if some ``-A`` line appends to a chain the input does not declare (that chain's
+    other rules would then stay, so it is no copy of the compiled chain).
+    """
+    tables: dict[str, list[str]] = {}
+    written: set[tuple[str, str]] = set()
+    table = ""
+    for line in lines:
+        if line.startswith("*"):
+            table = line[1:]
+            tables.setdefault(table, [])
+        elif line.startswith(":"):
+            tables[table].append(line[1:].split(" ", 1)[0])
+        elif line.startswith("-A "):
+            written.add((table, line[3:].split(" ", 1)[0]))
+    declared = {(t, c) for t, chains in tables.items() for c in chains}
+    if not written <= declared:
+        return None
+    return tuple((t, tuple(chains)) for t, chains in tables.items())
 
 
 _applied: BoundedMemo[tuple[int, int], tuple[Ruleset, SyncPlan, Ruleset]] = BoundedMemo(
@@ -240,10 +269,13 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
     """The kernel's ruleset after the restore; raises :class:`RestoreError` if it fails.
 
     A full sync leaves exactly the compiled ruleset (every kube-proxy chain rewritten, stale
-    ones deleted, jump rules ensured). A partial sync is applied line by line with
-    ``iptables-restore --noflush`` semantics on top of ``kernel_ruleset``; its result is a
-    pure function of the two frozen inputs and is memoised by their identities (successes
-    only; the entry holds both inputs).
+    ones deleted, jump rules ensured). A partial sync has ``iptables-restore --noflush``
+    semantics on top of ``kernel_ruleset``: each chain the input declares is flushed and gets
+    the rules its ``-A`` lines append, which are the compiled chain's rules (taken as data
+    from :attr:`SyncPlan.target`, not parsed back from the text; when
+    :attr:`SyncPlan.declared` is None the text is applied line by line), then the ``-X``
+    chains go. The result is a pure function of the two frozen inputs and is memoised by
+    their identities (successes only; the entry holds both inputs).
     """
     if plan.full:
         # Every active kube-proxy chain is flushed in the same restore, so no -X can fail.
@@ -252,7 +284,10 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
     hit = _applied.get(key)
     if hit is not None:
         return hit[2]
-    result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
+    if plan.declared is None:
+        result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
+    else:
+        result = _rewritten(kernel_ruleset, plan.target, plan.declared, plan.deleted_chains)
     for chain in plan.deleted_chains:
         for table in result.tables:
             for holder in table.chains:
@@ -265,6 +300,30 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
                         )
     _applied.put(key, (kernel_ruleset, plan, result))
     return result
+
+
+def _rewritten(
+    kernel_ruleset: Ruleset,
+    compiled: Ruleset,
+    declared: tuple[tuple[str, tuple[str, ...]], ...],
+    deleted: tuple[str, ...],
+) -> Ruleset:
+    """``kernel_ruleset`` with the ``declared`` chains rewritten and the ``deleted`` ones gone.
+
+    Each declared chain is flushed and refilled with ``compiled``'s rules (a new one is
+    added after the existing chains, in declaration order), as iptables-restore does.
+    """
+    builder = RulesetBuilder.from_ruleset(kernel_ruleset)
+    for table, chains in declared:
+        builder.table(table)
+        for name in chains:
+            builder.flush(table, name)
+            source = compiled.chain(table, name)
+            if source is not None:
+                builder.extend(table, ((name, rule) for rule in source.rules))
+    for name in deleted:
+        builder.delete_chain("nat", name)
+    return builder.build()
 
 
 def stale_rule_restore(

@@ -195,3 +195,25 @@ def test_problem_line_keeps_both_ends_of_a_long_line() -> None:
     line = problem_line("f:1: " + "x" * 1000 + " the message")
     assert len(line) == MAX_PROBLEM_CHARS - 1
     assert line.startswith("f:1: xxx") and line.endswith("the message")
+
+
+@pytest.mark.parametrize("alias", ["", "  other: &o x\n  again: *o\n"], ids=["no-star", "alias"])
+def test_too_deep_a_manifest_is_refused_with_or_without_aliases(alias: str) -> None:
+    # Without a '*' in the file the loader checks only the depth: same limit, same line.
+    deep = "[" * 120 + "]" * 120
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n{alias}  d: {deep}\n"
+    line = text.count("\n")
+    assert problems(text) == [f"m.yaml:{line}: yaml: nested deeper than 100 levels"]
+
+
+def test_the_converter_keeps_no_nodes_of_earlier_documents() -> None:
+    from svcsim.k8s.load import _Converter
+    from svcsim.k8s.yamlread import compose_all
+
+    text = "".join(f"---\na: {i}\nb: true\nc: [1, 2]\n" for i in range(3))
+    converter = _Converter("m.yaml", [])
+    for node in compose_all(text):
+        converter.document(node)
+    kept = converter.constructor.constructed_objects
+    # Only the last document's scalars (ints and bools are built by the YAML constructor).
+    assert kept and all(n.start_mark.line >= 8 for n in kept)

@@ -54,7 +54,11 @@ CONTEXTS = (
 def fresh_compile(
     services: Sequence[Service], slices: Sequence[EndpointSlice], ctx: NodeContext
 ) -> tuple[Ruleset, str, tuple[int, ...]]:
-    """The compiler without any memo: one buffer written line by line, every rule parsed."""
+    """The compiler without any memo: one buffer written line by line, every rule parsed.
+
+    Parsing each rule's text (as iptables-restore reads kube-proxy's lines) must give the rule
+    the compiler built as data.
+    """
     service_ports = build_service_port_map(services)
     endpoints_map = build_endpoints_map(slices, ctx.node_name)
     buf = RestoreBuffers()
@@ -81,13 +85,13 @@ def fresh_compile(
         b.chain("nat", name)
     for name in buf.filter_chains:
         b.chain("filter", name)
-    for chain, words in buf.nat_rules:
-        b.rule("nat", chain, *words)
-    for chain, words in buf.filter_rules:
-        b.rule("filter", chain, *words)
+    for chain, built in buf.nat_rules:
+        b.rule("nat", chain, built.text)
+    for chain, built in buf.filter_rules:
+        b.rule("filter", chain, built.text)
     for jump in JUMP_RULES:
         b.chain(jump.table, jump.dst_chain)
-        b.insert(jump.table, jump.src_chain, parse_rule(" ".join(jump.words())), 0)
+        b.insert(jump.table, jump.src_chain, parse_rule(jump.rule().text), 0)
     counts = (len(buf.filter_rules), len(buf.nat_rules), len(buf.nat_chains), *no_local)
     return b.build(), buf.restore_text(), counts
 

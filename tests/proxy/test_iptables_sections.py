@@ -7,8 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
+from svcsim.proxy.endpoints import build_service_port_map
 from svcsim.proxy.iptables import compile_iptables_sync
 from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail, kernel_state
+from svcsim.proxy.iptables_rules import Part, comment, jump, rule
 from svcsim.proxy.iptables_service import RestoreBuffers, ServicePortBlock, ServicePortOutcome
 from tests.proxy.test_iptables_kernel import service_and_slice
 from tests.proxy.test_iptables_support import ep, fake_context, make_service, make_slice, port
@@ -48,19 +50,19 @@ def test_sections_are_the_split_of_the_restore_text(
     assert len(sync.restore_sections[1]) == sync.stats.nat_chains + sync.stats.nat_rules
 
 
-def _block(*words: str) -> ServicePortBlock:
+def _block(*parts: Part) -> ServicePortBlock:
     return ServicePortBlock(
-        (), (), ("KUBE-SVC-X",), (("KUBE-SVC-X", words),), ServicePortOutcome(False, False)
+        (), (), ("KUBE-SVC-X",), (("KUBE-SVC-X", rule(*parts)),), ServicePortOutcome(False, False)
     )
 
 
 @pytest.mark.parametrize(
-    ("comment", "known"),
-    [('"plain"', True), ('"line\nbreak"', False), ('"carriage\rreturn"', False)],
+    ("text", "known"),
+    [("plain", True), ("line\nbreak", False), ("carriage\rreturn", False)],
 )
-def test_sections_are_left_unknown_when_a_line_would_split(comment: str, known: bool) -> None:
+def test_sections_are_left_unknown_when_a_line_would_split(text: str, known: bool) -> None:
     head, tail = fixed_head_tail(fake_context())
-    block = _block("-m", "comment", "--comment", comment, "-j", "RETURN")
+    block = _block(comment(text), jump("RETURN"))
     ruleset, text, buf, sections = assemble((head, block, tail))
     assert (sections is not None) == known
     # The text and kernel state are what the buffers say, either way.
@@ -85,3 +87,23 @@ def test_unchanged_service_ports_reuse_their_block_and_assembly() -> None:
     changed = compile_iptables_sync([svc, other], [sl, moved], ctx)
     assert "10.0.0.3:8080" in changed.restore_text and "10.0.0.2:8080" not in changed.restore_text
     assert changed.restore_sections == split_text(changed.restore_text)
+
+
+def test_chains_a_change_leaves_equal_are_the_very_same_objects() -> None:
+    # The traffic engine tells changed chains by identity: an endpoint move must leave
+    # KUBE-SERVICES (same lines) and the other Service's chains the same objects.
+    svc = make_service("ns", "svc", cluster_ip="172.30.0.1", ports=(ServicePort(80, name="p"),))
+    other = make_service("ns", "two", cluster_ip="172.30.0.2", ports=(ServicePort(80, name="p"),))
+    sl = make_slice("ns", "svc", (ep("10.0.0.1", "a"), ep("10.0.0.5", "b")), (port(8080, "p"),))
+    sl2 = make_slice("ns", "two", (ep("10.0.0.2", "b"),), (port(8080, "p"),))
+    ctx = fake_context(node_name="a")
+    first = compile_iptables_sync([svc, other], [sl, sl2], ctx).ruleset
+    moved = make_slice("ns", "svc", (ep("10.0.0.1", "a"), ep("10.0.0.6", "b")), (port(8080, "p"),))
+    second = compile_iptables_sync([svc, other], [moved, sl2], ctx).ruleset
+    nat1, nat2 = first.table("nat"), second.table("nat")
+    assert nat1 is not None and nat2 is not None
+    same = {c.name for c in nat1.chains if nat2.chain(c.name) is c}
+    changed = {c.name for c in nat2.chains} - same
+    assert "KUBE-SERVICES" in same
+    spn = next(iter(build_service_port_map([svc])))
+    assert changed == {spn.cluster_chain, spn.endpoint_chain("10.0.0.6:8080")}

@@ -40,3 +40,14 @@ def test_never_exceeds_limit_and_keeps_last_put(limit: int, keys: list[int]) -> 
         memo.put(key, i)
         assert len(memo) <= limit
         assert memo.get(key) == i
+
+
+def test_a_full_memo_drops_its_oldest_eighth_in_one_batch() -> None:
+    memo: BoundedMemo[int, int] = BoundedMemo("test", 16)
+    for key in range(16):
+        memo.put(key, key)
+    memo.put(16, 16)
+    assert [memo.get(k) for k in (0, 1, 2)] == [None, None, 2]
+    assert len(memo) == 15
+    memo.put(2, 20)  # storing a key it holds drops nothing
+    assert len(memo) == 15 and memo.get(2) == 20 and 2 in memo

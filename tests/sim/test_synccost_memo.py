@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -77,3 +78,36 @@ def test_partial_restores_are_memoised_and_failures_repeat(repeat: int) -> None:
     assert first.chain("nat", SPN_B.cluster_chain) == before.ruleset.chain(
         "nat", SPN_B.cluster_chain
     )
+
+
+def test_partial_restores_as_data_equal_the_text_applied_line_by_line() -> None:
+    before, _ = compile_(SERVICES, SLICES)
+    after, chains_of = compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])
+    injected = apply_restore(
+        before.ruleset, stale_rule_restore(before.ruleset, SPN_B, "10.244.9.9:8080")
+    )
+    changes = (chains_of([]), chains_of(["default/a"]), chains_of(["default/a", "default/b"]))
+    for kernel in (before.ruleset, injected, after.ruleset):
+        for changed, delete_stale in itertools.product(changes, (True, False)):
+            plan = plan_sync(
+                after,
+                changed,
+                full=False,
+                existing_nat_chains=nat_chains(kernel),
+                delete_stale=delete_stale,
+            )
+            assert plan.declared is not None
+            by_text = apply_restore(kernel, plan.restore_text, noflush=True)
+            try:
+                got = apply_plan(kernel, plan)
+            except RestoreError:
+                got = None
+            line_by_line = dataclasses.replace(plan, declared=None)
+            try:
+                want = apply_plan(kernel, line_by_line)
+            except RestoreError:
+                want = None
+            assert got == want
+            if got is not None:
+                assert got == by_text
+                assert nat_chains(got) == nat_chains(by_text)  # chain order too

@@ -1,0 +1,251 @@
+"""iptables rules as data: the pieces kube-proxy joins into a rule, each with its kernel meaning.
+
+kube-proxy writes a rule as words joined by spaces (``-m comment --comment "..." -m tcp -p tcp
+-d 10.0.0.1 --dport 80 -j KUBE-SVC-X``). The compiler builds the same rule from :class:`Part`
+objects: each part holds its words as kube-proxy writes them *and* what iptables stores for
+them (a generic match, match extensions, a target). :func:`rule` joins the parts into a
+:class:`~svcsim.netfilter.model.Rule` whose ``text`` is exactly kube-proxy's line and whose
+structure is what :func:`svcsim.netfilter.parse.parse_rule` would read from that text (the tests
+check the two agree for every rule the compiler writes), so nothing is written as text and
+parsed back (DESIGN decision 7).
+
+Parts follow iptables' own option semantics: a later generic option (``-s``, ``-d``, ``-i``,
+``-p``) replaces an earlier one, match extensions keep their order, and ``--dport`` belongs to
+the ``-m tcp|udp|sctp`` written with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from svcsim.netfilter.extensions import (
+    AddrTypeMatch,
+    CommentMatch,
+    ConntrackMatch,
+    DnatTarget,
+    JumpTarget,
+    MarkMatch,
+    MarkTarget,
+    MasqueradeTarget,
+    Match,
+    NfacctMatch,
+    PortMatch,
+    PortRange,
+    RecentMatch,
+    RejectTarget,
+    StatisticMatch,
+    Target,
+)
+from svcsim.netfilter.model import AddressMatch, InterfaceMatch, ProtocolMatch, Rule
+from svcsim.netfilter.statistic import threshold_from_probability
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Some words of a rule and what iptables stores for them."""
+
+    text: str
+    """The words, joined by single spaces (empty: the part writes nothing)."""
+    source: AddressMatch | None = None
+    destination: AddressMatch | None = None
+    in_interface: InterfaceMatch | None = None
+    protocol: ProtocolMatch | None = None
+    matches: tuple[Match, ...] = ()
+    target: Target | None = None
+
+
+NOTHING = Part("")
+"""A part that writes nothing (a comment left out in large-cluster mode, no detector)."""
+
+
+def rule(*parts: Part) -> Rule:
+    """The rule kube-proxy writes as ``parts``' words joined by spaces, as the kernel holds it."""
+    source = destination = in_interface = None
+    protocol = None
+    target: Target | None = None
+    matches: tuple[Match, ...] = ()
+    texts = []
+    for part in parts:
+        if part.text:
+            texts.append(part.text)
+        if part.matches:
+            matches += part.matches
+        if part.target is not None:
+            target = part.target
+        if part.source is not None:
+            source = part.source
+        if part.destination is not None:
+            destination = part.destination
+        if part.protocol is not None:
+            protocol = part.protocol
+        if part.in_interface is not None:
+            in_interface = part.in_interface
+    return Rule(
+        " ".join(texts),
+        source,
+        destination,
+        in_interface,
+        None,
+        protocol,
+        matches,
+        target,
+    )
+
+
+def quoted(text: str) -> str:
+    """``fmt.Sprintf(`"%s"`, text)``: a comment kube-proxy writes inside literal double quotes."""
+    return f'"{text}"'
+
+
+def comment(text: str, *, quote: bool = True) -> Part:
+    """``-m comment --comment "TEXT"`` (``quote=False``: the text written bare, one word)."""
+    written = quoted(text) if quote else text
+    return Part(f"-m comment --comment {written}", matches=(CommentMatch(text),))
+
+
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The address match iptables stores for ``-s/-d TEXT`` (a bare address is a /32)."""
+    return ipaddress.ip_network(text, strict=False)
+
+
+def source(cidr: str, *, negated: bool = False) -> Part:
+    """``[!] -s CIDR``."""
+    return Part(f"{'! ' if negated else ''}-s {cidr}", source=AddressMatch(network(cidr), negated))
+
+
+def destination(cidr: str, *, negated: bool = False) -> Part:
+    """``[!] -d CIDR``."""
+    bang = "! " if negated else ""
+    return Part(f"{bang}-d {cidr}", destination=AddressMatch(network(cidr), negated))
+
+
+def in_interface(name: str, *, negated: bool = False) -> Part:
+    """``[!] -i NAME`` (``NAME+``: every interface with that prefix)."""
+    return Part(f"{'! ' if negated else ''}-i {name}", in_interface=InterfaceMatch(name, negated))
+
+
+def detector(words: tuple[str, ...]) -> Part:
+    """The part for a local-traffic detector's words (``IfLocal``/``IfNotLocal``).
+
+    ``NodeContext.if_local`` gives ``-s CIDR`` or ``-i NAME`` (nothing without a detector);
+    ``if_not_local`` the same after ``!``.
+    """
+    negated = bool(words) and words[0] == "!"
+    rest = words[1:] if negated else words
+    if not rest:
+        return NOTHING
+    if len(rest) == 2 and rest[0] == "-s":
+        return source(rest[1], negated=negated)
+    if len(rest) == 2 and rest[0] == "-i":
+        return in_interface(rest[1], negated=negated)
+    raise ValueError(f"not a local-traffic detector: {' '.join(words)!r}")
+
+
+def protocol_port(proto: str, port: int | None, *, dst: str | None = None) -> Part:
+    """``-m PROTO -p PROTO [-d DST] [--dport PORT]`` (``proto`` in lower case)."""
+    text = f"-m {proto} -p {proto}"
+    destination_match = None
+    if dst is not None:
+        text += f" -d {dst}"
+        destination_match = AddressMatch(network(dst))
+    dport = None
+    if port is not None:
+        text += f" --dport {port}"
+        dport = PortRange(port, port)
+    return Part(
+        text,
+        destination=destination_match,
+        protocol=ProtocolMatch(proto),
+        matches=(PortMatch(proto, None, dport),),
+    )
+
+
+def addrtype(*, src_type: str | None = None, dst_type: str | None = None) -> Part:
+    """``-m addrtype [--src-type T] [--dst-type T]``."""
+    text = "-m addrtype"
+    if src_type is not None:
+        text += f" --src-type {src_type}"
+    if dst_type is not None:
+        text += f" --dst-type {dst_type}"
+    return Part(text, matches=(AddrTypeMatch(src_type=src_type, dst_type=dst_type),))
+
+
+def conntrack(states: str, *, negated: bool = False) -> Part:
+    """``-m conntrack [!] --ctstate S1,S2``."""
+    bang = "! " if negated else ""
+    match = ConntrackMatch(frozenset(states.split(",")), negated)
+    return Part(f"-m conntrack {bang}--ctstate {states}", matches=(match,))
+
+
+def _mark_value(text: str) -> tuple[int, int]:
+    value, _, mask = text.partition("/")
+    return int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
+
+
+def mark(value_mask: str, *, negated: bool = False) -> Part:
+    """``-m mark [!] --mark VALUE[/MASK]`` (numbers as C literals, e.g. ``0x4000/0x4000``)."""
+    bang = "! " if negated else ""
+    match = MarkMatch(*_mark_value(value_mask), negated=negated)
+    return Part(f"-m mark {bang}--mark {value_mask}", matches=(match,))
+
+
+def nfacct(name: str) -> Part:
+    """``-m nfacct --nfacct-name NAME``."""
+    return Part(f"-m nfacct --nfacct-name {name}", matches=(NfacctMatch(name),))
+
+
+def statistic(probability: str) -> Part:
+    """``-m statistic --mode random --probability P`` (the kernel keeps P's 31-bit threshold)."""
+    match = StatisticMatch(threshold_from_probability(probability))
+    return Part(f"-m statistic --mode random --probability {probability}", matches=(match,))
+
+
+def recent_set(name: str) -> Part:
+    """``-m recent --name NAME --set``: remember the source address in list NAME."""
+    return Part(f"-m recent --name {name} --set", matches=(RecentMatch(name=name, command="set"),))
+
+
+def recent_rcheck(name: str, seconds: int) -> Part:
+    """``-m recent --name NAME --rcheck --seconds S --reap``."""
+    match = RecentMatch(name=name, command="rcheck", seconds=seconds, reap=True)
+    return Part(f"-m recent --name {name} --rcheck --seconds {seconds} --reap", matches=(match,))
+
+
+def jump(chain: str) -> Part:
+    """``-j CHAIN`` (or a verdict: ``ACCEPT``, ``DROP``, ``RETURN``)."""
+    return Part(f"-j {chain}", target=JumpTarget(chain))
+
+
+def reject() -> Part:
+    """``-j REJECT`` (the kernel stores the default ``icmp-port-unreachable``)."""
+    return Part("-j REJECT", target=RejectTarget())
+
+
+def verdict(name: str) -> Part:
+    """``-j DROP`` / ``-j REJECT`` / ``-j ACCEPT``: what the filter rules of a service end in."""
+    return reject() if name == "REJECT" else jump(name)
+
+
+def dnat(to_destination: str) -> Part:
+    """``-j DNAT --to-destination IP[:PORT]`` (IPv4: at most one colon)."""
+    host, colon, port = to_destination.partition(":")
+    target = DnatTarget(host, int(port)) if colon else DnatTarget(to_destination)
+    return Part(f"-j DNAT --to-destination {to_destination}", target=target)
+
+
+def mark_or(value: str) -> Part:
+    """``-j MARK --or-mark M``."""
+    bits = int(value, 0)
+    return Part(f"-j MARK --or-mark {value}", target=MarkTarget(bits, bits))
+
+
+def mark_xor(value: str) -> Part:
+    """``-j MARK --xor-mark M``."""
+    return Part(f"-j MARK --xor-mark {value}", target=MarkTarget(int(value, 0), 0))
+
+
+def masquerade(*, random_fully: bool) -> Part:
+    """``-j MASQUERADE [--random-fully]``."""
+    text = "-j MASQUERADE --random-fully" if random_fully else "-j MASQUERADE"
+    return Part(text, target=MasqueradeTarget(random_fully=random_fully))

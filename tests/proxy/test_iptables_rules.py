@@ -1,0 +1,77 @@
+"""Rules built as data equal what iptables reads from their text (the parts of iptables_rules)."""
+
+from __future__ import annotations
+
+import pytest
+
+from svcsim.netfilter.parse import parse_rule
+from svcsim.proxy.iptables_rules import (
+    NOTHING,
+    Part,
+    addrtype,
+    comment,
+    conntrack,
+    destination,
+    detector,
+    dnat,
+    in_interface,
+    jump,
+    mark,
+    mark_or,
+    mark_xor,
+    masquerade,
+    nfacct,
+    protocol_port,
+    recent_rcheck,
+    recent_set,
+    reject,
+    rule,
+    source,
+    statistic,
+    verdict,
+)
+
+CASES: list[tuple[Part, ...]] = [
+    (comment("ns/svc:p cluster IP"), protocol_port("tcp", 80, dst="10.96.0.1"), jump("KUBE-SVC-X")),
+    (comment("ns/svc:p", quote=False), source("10.0.0.1"), jump("KUBE-MARK-MASQ")),
+    (comment("ns/svc:p", quote=False), protocol_port("udp", None), dnat("10.0.0.1:53")),
+    (NOTHING, protocol_port("sctp", None), dnat("10.0.0.1:99")),
+    (comment("a -> b"), statistic("0.3333333333"), jump("KUBE-SEP-Y")),
+    (comment("a -> b"), recent_rcheck("KUBE-SEP-Y", 10800), jump("KUBE-SEP-Y")),
+    (comment("ns/svc:p", quote=False), recent_set("KUBE-SEP-Y"), protocol_port("tcp", None)),
+    (comment("x"), addrtype(dst_type="LOCAL"), protocol_port("tcp", 30001), reject()),
+    (comment("x"), addrtype(src_type="LOCAL"), jump("KUBE-SVC-X")),
+    (comment("x"), protocol_port("tcp", 30001, dst="127.0.0.0/8"), nfacct("n"), jump("X")),
+    (mark("0x4000/0x4000", negated=True), jump("RETURN")),
+    (mark("0x4000/0x4000"), jump("ACCEPT")),
+    (mark_xor("0x4000"),),
+    (mark_or("0x4000"),),
+    (comment("snat"), masquerade(random_fully=True)),
+    (comment("snat"), masquerade(random_fully=False)),
+    (conntrack("INVALID"), nfacct("ct_state_invalid_dropped_pkts"), verdict("DROP")),
+    (
+        destination("127.0.0.0/8"),
+        source("127.0.0.0/8", negated=True),
+        conntrack("NEW", negated=True),
+    ),
+    (destination("127.0.0.0/8", negated=True), verdict("REJECT")),
+    (detector(("!", "-s", "10.0.0.0/8")), jump("KUBE-MARK-MASQ")),
+    (detector(("-s", "10.0.0.0/8")), jump("KUBE-SVC-X")),
+    (detector(("!", "-i", "veth+")), jump("KUBE-MARK-MASQ")),
+    (in_interface("cbr0"), jump("KUBE-SVC-X")),
+    (detector(()), comment("only a comment")),
+    (source("10.0.0.0/8"), source("10.1.0.0/16"), jump("X")),  # a later -s replaces an earlier
+]
+
+
+@pytest.mark.parametrize("parts", CASES, ids=lambda parts: rule(*parts).text)
+def test_rule_built_as_data_is_what_iptables_reads_from_its_text(parts: tuple[Part, ...]) -> None:
+    built = rule(*parts)
+    assert "  " not in built.text and built.text == built.text.strip()
+    assert built == parse_rule(built.text)
+
+
+@pytest.mark.parametrize("words", [("-d", "10.0.0.1"), ("!", "-o", "eth0"), ("-s",)])
+def test_detector_refuses_words_that_are_no_detector(words: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="not a local-traffic detector"):
+        detector(words)
