@@ -149,7 +149,13 @@ def reserve(out: Path, *, overwrite: bool, now_s: float | None = None) -> Reserv
     try:
         for directory in reversed([out.parent, *out.parent.parents]):
             if not directory.exists():
-                directory.mkdir()
+                try:
+                    directory.mkdir()
+                except FileExistsError:
+                    # Made meanwhile by another run of the same sweep (threads, processes).
+                    if not directory.is_dir():
+                        raise
+                    continue
                 created.insert(0, directory)
         removed = remove_stale_partials(out.parent, now_s=now_s)
         partial = out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}"
