@@ -162,6 +162,27 @@ def print_branches(path: Path, dump: NodeDump, branches: Branches, *, verbose: b
         )
 
 
+def dump_node_ips(node_ip: str | None, cluster_cidr: str | None) -> tuple[str, ...]:
+    """``--node-ip`` (required: a dump does not say the node's IPs), checked with --cluster-cidr."""
+    if not node_ip:
+        fail(["--node-ip: the node's IPs (the dump does not say them), comma-separated"])
+    node_ips = tuple(ip.strip() for ip in node_ip.split(",") if ip.strip())
+    problems = []
+    for ip in node_ips:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            problems.append(f"--node-ip: {ip!r} is not an IPv4 address")
+    if cluster_cidr is not None:
+        try:
+            ipaddress.ip_network(cluster_cidr, strict=False)
+        except ValueError:
+            problems.append(f"--cluster-cidr: {cluster_cidr!r} is not a CIDR")
+    if problems:
+        fail(problems)
+    return node_ips
+
+
 def trace_dump(
     path: Path,
     manifests_paths: list[Path],
@@ -194,22 +215,7 @@ def trace_dump(
         node_ips = context.node_ips
         entry = packet_origin(src, manifests, context, cluster_cidr, origin)
     else:
-        if not node_ip:
-            fail(["--node-ip: the node's IPs (the dump does not say them), comma-separated"])
-        node_ips = tuple(ip.strip() for ip in node_ip.split(",") if ip.strip())
-        problems = []
-        for ip in node_ips:
-            try:
-                ipaddress.IPv4Address(ip)
-            except ValueError:
-                problems.append(f"--node-ip: {ip!r} is not an IPv4 address")
-        if cluster_cidr is not None:
-            try:
-                ipaddress.ip_network(cluster_cidr, strict=False)
-            except ValueError:
-                problems.append(f"--cluster-cidr: {cluster_cidr!r} is not a CIDR")
-        if problems:
-            fail(problems)
+        node_ips = dump_node_ips(node_ip, cluster_cidr)
         entry = origin or save_origin(src, node_ips, cluster_cidr)
     network = NodeNetwork(
         node_ips=node_ips,

@@ -720,6 +720,14 @@ def trace_command(
     ipvs_scheduler: SchedulerOpt = None,
     proxy_port_range: PortRangeOpt = None,
     at: AtOpt = None,
+    nft_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--nft-list",
+            help="A nftables-mode node's own table: output of 'nft list ruleset' (or 'nft list "
+            "table ip kube-proxy') run on it; needs --node-ip.",
+        ),
+    ] = None,
 ) -> None:
     """Trace the first packet of a new connection through a node's rules, as the kernel does.
 
@@ -736,6 +744,17 @@ def trace_command(
     from svcsim.proxy.context import node_network
 
     dst_ip, dport, protocol = _parse_endpoints(src, dst)
+    if nft_list is not None:
+        from svcsim.cli.nft_trace import trace_nft_list
+
+        if iptables_save is not None or manifests:
+            fail(
+                ["--nft-list: give the node's nft listing alone (no manifests, no --iptables-save)"]
+            )
+        first = (src, dst_ip, dport, protocol, sport)
+        trace_nft_list(nft_list, packet=first, node_ip=node_ip, cluster_cidr=cluster_cidr,
+                       origin=origin, seed=seed, verbose=verbose)  # fmt: skip
+        return
     if iptables_save is None and _run_folder(manifests, at):
         from svcsim.cli.instant import trace_at
 
