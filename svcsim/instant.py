@@ -75,7 +75,7 @@ def run_at(run_dir: Path, t_s: float) -> RunAt:
 
 
 def node_diff(state: RunAt, node: str) -> NodeDiff:
-    """``node``'s iptables rules at the instant against what kube-proxy should have written.
+    """``node``'s rules at the instant against what kube-proxy should have written.
 
     The expected rules are compiled for the node (its kube-proxy's flags and facts) from the
     API's Services and EndpointSlices at that instant; the node's are its kernel's then
@@ -88,12 +88,20 @@ def node_diff(state: RunAt, node: str) -> NodeDiff:
 
     world = state.world
     kernel = world.kernels[node]
-    if kernel.nft is not None:
-        raise InstantError(f"node {node} runs nftables mode; the diff compares iptables rules")
+    proxy = world.proxies[node]
     services = world.api.list("Service")
-    expected = compile_iptables(services, world.api.list("EndpointSlice"), world.proxies[node].ctx)
-    dump = parse_node_save(render_save(kernel.ruleset))
+    slices = world.api.list("EndpointSlice")
     local = [p.pod_ip for p in world.api.list("Pod") if p.node_name == node and p.pod_ip]
-    return diff_node(
-        services, expected, dump, kernel.network, pod_source=local[0] if local else None
-    )
+    pod_source = local[0] if local else None
+    if kernel.nft is not None:
+        from svcsim.netfilter.nft_parse import parse_table
+        from svcsim.proxy.nft_node_diff import diff_nft_node
+        from svcsim.proxy.nftables import compile_nftables
+
+        wanted = compile_nftables(services, slices, proxy.ctx, proxy.service_cidrs)
+        return diff_nft_node(
+            services, parse_table(wanted), kernel.nft.parsed, kernel.network, pod_source=pod_source
+        )
+    expected = compile_iptables(services, slices, proxy.ctx)
+    dump = parse_node_save(render_save(kernel.ruleset))
+    return diff_node(services, expected, dump, kernel.network, pod_source=pod_source)

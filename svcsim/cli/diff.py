@@ -76,6 +76,13 @@ def diff(
         typer.Option("--format", help="text (per Service, readable) or json."),
     ] = "text",
     at: AtOpt = None,
+    nft_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--nft-list",
+            help="A nftables-mode node's rules: output of 'nft list ruleset' run on it.",
+        ),
+    ] = None,
 ) -> None:
     """Compare a node's iptables-save with what kube-proxy should have written, per Service.
 
@@ -98,8 +105,15 @@ def diff(
         result, label = diff_at(manifests[0], node, at)
         _print(result, label, node, output_format)
         return
+    if nft_list is not None:
+        if iptables_save is not None:
+            fail(["--nft-list: give one of --iptables-save and --nft-list"])
+        result = _diff_nft_list(ctx, manifests, node, node_ip, cluster_cidr, service_cidr, nft_list)
+        note(result.notes)
+        _print(result, nft_list, node, output_format)
+        return
     if iptables_save is None:
-        fail(["--iptables-save FILE: the node's rules (or give a run folder and --at)"])
+        fail(["--iptables-save FILE or --nft-list FILE: the node's rules (or a run folder, --at)"])
     from svcsim.proxy.context import node_network
     from svcsim.proxy.node_diff import diff_node
 
@@ -149,6 +163,56 @@ def diff(
     )
     note(result.notes)
     _print(result, iptables_save, node, output_format)
+
+
+def _diff_nft_list(
+    ctx: typer.Context,
+    manifests: list[Path],
+    node: str,
+    node_ip: str | None,
+    cluster_cidr: str | None,
+    service_cidr: str,
+    path: Path,
+) -> NodeDiff:
+    """A nftables-mode node's listing against the table kube-proxy should have written."""
+    from svcsim.cli.rules import _prepare_node, service_cidrs
+    from svcsim.k8s import effective_endpoint_slices
+    from svcsim.netfilter.nft_list_read import NftListError, read_listing
+    from svcsim.netfilter.nft_parse import NftParseError, parse_table
+    from svcsim.proxy.context import node_network
+    from svcsim.proxy.nft_node_diff import diff_nft_node
+    from svcsim.proxy.nftables import compile_nftables
+
+    try:
+        listing = read_listing(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        fail([f"{path}: cannot read: {exc}"])
+    except NftListError as exc:
+        fail([f"{path}:{exc.line}: {exc}"])
+    if listing.kube_proxy is None:
+        fail([f"{path}: no 'table ip kube-proxy' in it (is the node in nftables mode?)"])
+    if listing.others:
+        warn([f"{path}: tables {', '.join(listing.others)} are not compared (only kube-proxy's)"])
+    manifests_read, context = _prepare_node(
+        manifests, node, node_ip, ProxySwitches(cluster_cidr=cluster_cidr), service_cidr,
+        mode="nftables",
+    )  # fmt: skip
+    cidrs = service_cidrs(manifests_read, service_cidr, given=_given(ctx, "service_cidr"))
+    wanted = compile_nftables(
+        manifests_read.services, effective_endpoint_slices(manifests_read), context, cidrs
+    )
+    try:
+        have = parse_table(listing.kube_proxy)
+    except NftParseError as exc:
+        fail([f"{path}: {exc}"])
+    network = node_network(context, cluster_cidr)
+    return diff_nft_node(
+        manifests_read.services,
+        parse_table(wanted),
+        have,
+        network,
+        pod_source=_pod_source(manifests_read, context, cluster_cidr),
+    )
 
 
 def _print(result: NodeDiff, path: Path, node: str, output_format: str) -> None:

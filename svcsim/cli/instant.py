@@ -130,7 +130,5 @@ def diff_at(run_dir: Path, node: str, at: str | None) -> tuple[NodeDiff, Path]:
     """
     from svcsim.instant import node_diff
 
-    state, kernel = _state(run_dir, node, at)
-    if kernel.nft is not None:
-        fail([f"--node {node}: runs nftables mode; diff compares iptables rules"])
+    state, _ = _state(run_dir, node, at)
     return node_diff(state, node), Path(f"{run_dir}@{state.t_s:g}s")

@@ -215,8 +215,13 @@ def _differences(
     want: dict[_Key, Fraction],
     have: dict[_Key, Fraction],
     paths: list[WalkPath],
-    dump: NodeDump,
+    dump: NodeDump | None,
 ) -> list[Finding]:
+    """What differs between two distributions, in kube-proxy's and the user's words.
+
+    ``paths`` and ``dump`` (an iptables node's) name other software's rules and the rule that
+    decided a verdict; without them (an nftables node) the findings say what, not where.
+    """
     if want == have:
         return []
     where = f"{probe.frontend} from {probe.who}"
@@ -332,7 +337,9 @@ def _pct(p: Fraction) -> str:
     return f"{float(p):.4g}"
 
 
-def _decided_by(paths: list[WalkPath], verdict: str, dump: NodeDump) -> str:
+def _decided_by(paths: list[WalkPath], verdict: str, dump: NodeDump | None) -> str:
+    if dump is None:
+        return ""
     for path in paths:
         if path.outcome is None or path.outcome.verdict.value != verdict:
             continue

@@ -101,3 +101,17 @@ def test_diff_at_an_instant_finds_the_stale_node(crash_run: Path) -> None:
     fine = runner.invoke(app, ["diff", str(crash_run), "--node", "node-1", "--at", "40s"])
     assert fine.exit_code == 0, fine.output
     assert "node-1 agrees with what kube-proxy should have written" in fine.stdout
+
+
+def test_diff_at_an_instant_of_a_nftables_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svcsim.runs, "render_all", lambda run: {})
+        args = ["run", str(scenario_path("proxy-crash")), "--out", str(out),
+                "--set", "cluster.proxy.mode=nftables"]  # fmt: skip
+        assert runner.invoke(app, args).exit_code == 0
+    stale = runner.invoke(app, ["diff", str(out), "--node", "node-3", "--at", "40s"])
+    assert stale.exit_code == 1, stale.output
+    assert "stale endpoint" in stale.stdout and "missing endpoint" in stale.stdout
+    fine = runner.invoke(app, ["diff", str(out), "--node", "node-1", "--at", "40s"])
+    assert fine.exit_code == 0, fine.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,28 @@ def test_node_ip_is_needed(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--node-ip" in result.output
+
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed-article"
+NODE = ["--node", "node-1", "--node-ip", "192.168.0.11", "--cluster-cidr", "10.244.0.0/16"]
+
+
+def test_diff_of_a_nftables_node_agrees_then_finds_a_stale_endpoint(tmp_path: Path) -> None:
+    listed = runner.invoke(
+        app, ["rules", str(SEED), *NODE, "--mode", "nftables", "--format", "list"]
+    )
+    assert listed.exit_code == 0, listed.output
+    listing = tmp_path / "ruleset.txt"
+    listing.write_text(listed.stdout, encoding="utf-8")
+    same = runner.invoke(app, ["diff", str(SEED), *NODE, "--nft-list", str(listing)])
+    assert same.exit_code == 0, same.output
+    assert "node-1 agrees with what kube-proxy should have written" in same.stdout
+    # The cluster moves on (an endpoint gets a new address); the node's table does not.
+    moved = tmp_path / "cluster"
+    shutil.copytree(SEED, moved)
+    for f in moved.rglob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("172.200.7.36", "172.200.7.99"))
+    stale = runner.invoke(app, ["diff", str(moved), *NODE, "--nft-list", str(listing)])
+    assert stale.exit_code == 1, stale.output
+    assert "stale endpoint 172.200.7.36:80" in stale.stdout
+    assert "missing endpoint 172.200.7.99:80" in stale.stdout
