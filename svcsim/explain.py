@@ -110,7 +110,7 @@ def explain(run_dir: Path, row: int) -> Explanation:
         )
     steps.append(Step("Does it have ready endpoints?", _endpoints(world, service_key)))
     steps.append(Step(f"What did {node}'s kube-proxy last program?", _proxy(run, world, node, t)))
-    steps.append(Step(f"Where do {node}'s rules send it?", _rules(world, node, req)))
+    steps.append(Step(f"Where do {node}'s rules send it?", _rules(world, node, req, run)))
     steps.append(Step("What was the destination doing?", _destination(run, world, endpoint, t)))
     return Explanation(row, tuple(steps), _cause(run, req, node, t))
 
@@ -160,11 +160,30 @@ def _proxy(run: Run, world: World, node: str, t: float) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _rules(world: World, node: str, req: pd.Series) -> tuple[str, ...]:
+def _opened(run: Run, req: pd.Series) -> list[str]:
+    """The request that opened the connection (conntrack entry) ``req`` followed, if recorded."""
+    conn = int(req["conn_id"])
+    if conn < 0:
+        return []
+    r = run.requests
+    same = r[(r["conn_id"] == conn) & r["new_flow"].astype(bool)]
+    if not len(same):
+        return []
+    first = same.iloc[0]
+    when = float(first["t_s"])
+    to = first["endpoint"] or "nowhere"
+    return [
+        f"the entry was made by the connection's first request at {when:.3f} s "
+        f"(connection {conn}), when the rules sent it to {to}"
+    ]
+
+
+def _rules(world: World, node: str, req: pd.Series, run: Run) -> tuple[str, ...]:
     lines: list[str] = []
     if not bool(req["new_flow"]):
         lines.append("this request used an existing connection / conntrack entry: no rule was "
                      "consulted for it")  # fmt: skip
+        lines.extend(_opened(run, req))
     kernel = world.kernels[node]
     lines.append(f"the rules installed at {kernel.installed_at_s:.3f} s hold, for this Service:")
     dial = _dial(world, str(req["service"]))

@@ -61,6 +61,34 @@ def test_an_ok_request_has_nothing_wrong(crash_run: Path) -> None:
     assert "Cause: nothing went wrong" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def keepalive_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("explain") / "keepalive"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svcsim.runs, "render_all", lambda run: {})
+        args = ["run", str(scenario_path("keepalive-imbalance")), "--out", str(out)]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_request_on_a_kept_connection_names_the_request_that_opened_it(
+    keepalive_run: Path,
+) -> None:
+    r = load(keepalive_run).requests
+    reused = r[~r["new_flow"].astype(bool) & (r["conn_id"] >= 0)]
+    assert len(reused), "keepalive-imbalance sends requests on kept connections"
+    row = int(reused.index[len(reused) // 2])
+    conn = int(reused.loc[row, "conn_id"])
+    opener = r[(r["conn_id"] == conn) & r["new_flow"].astype(bool)].iloc[0]
+    result = runner.invoke(app, ["explain", str(keepalive_run), "--request", str(row)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"the entry was made by the connection's first request at {float(opener['t_s']):.3f} s "
+        f"(connection {conn})" in " ".join(result.stdout.split())
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
