@@ -68,7 +68,8 @@ def auto_hints_requested(service: Service) -> bool:
 def cpu_ratios(nodes: Sequence[Node]) -> dict[str, float] | None:
     """Each zone's share of the nodes' allocatable CPU (``SetNodes``); None if unusable.
 
-    None when a (non control-plane) node has no zone or no CPU, or fewer than 2 zones remain.
+    Give the Ready nodes only: ``SetNodes`` skips the others. None when a (non control-plane)
+    node has no zone or no CPU, or fewer than 2 zones remain.
     """
     by_zone: dict[str, int] = {}
     for node in nodes:
@@ -83,6 +84,34 @@ def cpu_ratios(nodes: Sequence[Node]) -> dict[str, float] | None:
     if total == 0 or len(by_zone) < 2:
         return None
     return {zone: cpu / total for zone, cpu in sorted(by_zone.items())}
+
+
+def hinted_zones(endpoints: Sequence[Endpoint]) -> dict[str, int]:
+    """``EndpointZoneInfo``: how many ready endpoints carry a hint for each zone."""
+    counts: dict[str, int] = {}
+    for e in endpoints:
+        if e.conditions.ready:
+            for zone in e.hint_zones:
+                counts[zone] = counts.get(zone, 0) + 1
+    return counts
+
+
+def service_overloaded(zones: Mapping[str, int], ratios: Mapping[str, float] | None) -> bool:
+    """``serviceOverloaded`` (utils.go): some zone now has fewer hinted endpoints than its minimum.
+
+    The minimum is ``ceil(total x ratio / 1.2)`` for each zone of the current CPU ratios; a zone
+    with no hinted endpoint, or no usable ratios at all, is overloaded too.
+    """
+    if not zones:
+        return False
+    if not ratios:
+        return True
+    total = float(sum(zones.values()))
+    for zone, ratio in ratios.items():
+        minimum = math.ceil(total * ratio * (1 / (1 + OVERLOAD_THRESHOLD)))
+        if zones.get(zone) is None or zones[zone] < minimum:
+            return True
+    return False
 
 
 def allocations(ratios: Mapping[str, float], ready: int) -> dict[str, Allocation] | str:

@@ -194,6 +194,7 @@ def build_world(
         world.kernels,
         world.record_event,
         world.node_changed,
+        slices.node_ready_changed,
     )
     _load_balancers(world, sc, [n.name for n in cluster.nodes])
     schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)

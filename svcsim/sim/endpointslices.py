@@ -57,7 +57,12 @@ from svcsim.k8s.objects import (
     Service,
     ServiceType,
 )
-from svcsim.k8s.topology_hints import auto_hints_requested
+from svcsim.k8s.topology_hints import (
+    auto_hints_requested,
+    cpu_ratios,
+    hinted_zones,
+    service_overloaded,
+)
 from svcsim.sim.api import ApiServer, EventType, WatchEvent
 from svcsim.sim.config import ControlPlaneDelays, RecordEvent
 
@@ -213,6 +218,11 @@ class EndpointSliceController:
         self._owned: dict[tuple[str, str], dict[str, _Owned]] = {}
         self._hints: dict[str, str] = {}
         """Per ``topology-mode: Auto`` Service: "enabled" or "disabled: <why>" as last noted."""
+        self._hinted: dict[str, dict[str, int]] = {}
+        """Per Service whose Auto hints are on: hinted ready endpoints per zone (the topology
+        cache's ``endpointsByService``)."""
+        self._not_ready_nodes: set[str] = set()
+        """Nodes the Node informer sees NotReady: left out of the CPU ratios (``SetNodes``)."""
         self._dirty: set[tuple[str, str]] = set()
         self._waiting: dict[tuple[str, str], float] = {}
         self.syncs = 0
@@ -275,6 +285,33 @@ class EndpointSliceController:
                     break
         return out
 
+    def node_ready_changed(self, node: str, ready: bool) -> None:
+        """A Node's Ready condition flipped; the Node informer sees it ``api_watch_s`` later.
+
+        As ``updateNode`` → ``checkNodeTopologyDistribution`` (pkg/controller/endpointslice,
+        topologycache.go): the CPU ratios are recomputed from the Ready nodes and every Service
+        whose hints are now overloaded (``GetOverloadedServices``) is synced at once. Other
+        Services use the new ratios at their next sync.
+        """
+
+        def seen(_: simpy.Event) -> None:
+            if ready:
+                self._not_ready_nodes.discard(node)
+            else:
+                self._not_ready_nodes.add(node)
+            nodes = self._ready_nodes()
+            ratios = cpu_ratios(nodes) if nodes is not None else None
+            for key in sorted(self._hinted):
+                if service_overloaded(self._hinted[key], ratios):
+                    self._add(("svc", key))
+
+        self.env.timeout(self.delays.api_watch_s).callbacks.append(seen)
+
+    def _ready_nodes(self) -> tuple[Node, ...] | None:
+        if self.nodes is None:
+            return None
+        return tuple(n for n in self.nodes if n.meta.name not in self._not_ready_nodes)
+
     # --- the work queue -------------------------------------------------------------------------
 
     def _add(self, qkey: tuple[str, str]) -> None:
@@ -314,6 +351,7 @@ class EndpointSliceController:
         svc: Service | None = self._cache["Service"].get(key)
         if svc is None or svc.selector is None or svc.type is ServiceType.EXTERNAL_NAME:
             self.tracker.forget(key)
+            self._hinted.pop(key, None)
             self._write(("svc", key), (), None)
             return
         pods = [
@@ -324,11 +362,16 @@ class EndpointSliceController:
         ]
         why: list[str] = []
         desired = endpoint_slices_for_service(
-            svc, pods, self.max_endpoints_per_slice, nodes=self.nodes, notes=why
+            svc, pods, self.max_endpoints_per_slice, nodes=self._ready_nodes(), notes=why
         )
         trigger = self.tracker.compute(svc, self._service_s.get(key, self.env.now), pods)
         self._write(("svc", key), desired, trigger)
         self._note_hints(svc, why)
+        zones = hinted_zones([e for sl in desired for e in sl.endpoints])
+        if auto_hints_requested(svc) and not why and zones:
+            self._hinted[key] = zones
+        else:
+            self._hinted.pop(key, None)
 
     def _note_hints(self, svc: Service, why: list[str]) -> None:
         """Record when a ``topology-mode: Auto`` Service's hints are enabled or removed.

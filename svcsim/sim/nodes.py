@@ -50,6 +50,10 @@ NodeState = Literal["up", "failed", "partitioned"]
 NodeChange = Callable[[str, Literal["fail", "partition", "boot", "heal"]], None]
 """Told ``(node, change)`` after the node's own components reacted (for the traffic path)."""
 
+ReadyChange = Callable[[str, bool], None]
+"""Told ``(node, ready)`` when the controller flips the Node's Ready condition (the Node
+object's watchers: the EndpointSlice controller's topology cache)."""
+
 _EPS = 1e-9
 
 
@@ -79,11 +83,13 @@ class NodeLifecycle:
         kernels: Mapping[str, Kernel],
         record_event: RecordEvent,
         on_change: NodeChange,
+        on_ready: ReadyChange | None = None,
     ) -> None:
         self.env, self.config = env, config
         self.fleet, self.scheduler = fleet, scheduler
         self.proxies, self.kernels = proxies, kernels
         self.record, self.on_change = record_event, on_change
+        self.on_ready = on_ready
         self.state: dict[str, NodeState] = {}
         self.not_ready: dict[str, float] = {}
         """Nodes the controller holds NotReady (tainted) now, with the taint's time."""
@@ -172,6 +178,8 @@ class NodeLifecycle:
         self.scheduler.taint(node)
         marked = sum(pod.mark_not_ready() for pod in self.fleet.on_node(node))
         self.record(now, "node-not-ready", node, node, f"pods-marked-not-ready={marked}")
+        if self.on_ready is not None:
+            self.on_ready(node, False)
         epoch = self._epoch[node]
         self._at(now + self.config.unreachable_toleration_s, node, epoch, self._evict)
 
@@ -183,6 +191,8 @@ class NodeLifecycle:
         self.not_ready.pop(node, None)
         self.scheduler.untaint(node)
         self.record(self.env.now, "node-ready", node, node, "")
+        if self.on_ready is not None:
+            self.on_ready(node, True)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from svcsim.k8s.topology_hints import (
     close_hints,
     cpu_ratios,
     hint_endpoints,
+    hinted_zones,
+    service_overloaded,
 )
 
 READY = EndpointConditions(True, True, False)
@@ -135,3 +137,39 @@ def test_the_annotation_wins_over_traffic_distribution() -> None:
     plain = Service(ObjectMeta("web"), traffic_distribution="PreferClose")
     hinted, why = hint_endpoints(plain, eps, nodes)
     assert why is None and hinted[0].hint_zones == ("a",)
+
+
+@pytest.mark.parametrize(
+    ("zones", "ratios", "overloaded"),
+    [
+        ({}, {"a": 0.5, "b": 0.5}, False),  # no hints: nothing to overload
+        ({"a": 2, "b": 2}, None, True),  # no usable ratios: every hinted Service resyncs
+        ({"a": 2, "b": 2}, {"a": 0.5, "b": 0.5}, False),
+        # a zone of the ratios with no hinted endpoint (e.g. its node came back Ready)
+        ({"a": 2, "b": 2}, {"a": 0.4, "b": 0.4, "c": 0.2}, True),
+        # 6 hinted: zone a needs ceil(6 x 0.75 / 1.2) = 4, has 3
+        ({"a": 3, "b": 3}, {"a": 0.75, "b": 0.25}, True),
+        ({"a": 4, "b": 2}, {"a": 0.75, "b": 0.25}, False),
+        # a zone that left the ratios (its nodes NotReady) still counts in the total:
+        # a and b now need ceil(6 x 0.5 / 1.2) = 3 each
+        ({"a": 2, "b": 2, "c": 2}, {"a": 0.5, "b": 0.5}, True),
+    ],
+)
+def test_service_overloaded_as_upstream(
+    zones: dict[str, int], ratios: dict[str, float] | None, overloaded: bool
+) -> None:
+    assert service_overloaded(zones, ratios) is overloaded
+
+
+def test_hinted_zones_count_ready_endpoints_per_hint() -> None:
+    endpoints = [ep(f"10.0.0.{i}", "a") for i in (1, 2, 3)]
+    endpoints += [ep("10.0.0.4", "b"), ep("10.0.0.5", "b", ready=False)]
+    hinted, why = auto_hints(endpoints, {"a": 0.5, "b": 0.5})
+    assert why is None
+    # a gives one of its three to b; the not-ready endpoint counts nowhere
+    assert hinted_zones(hinted) == {"a": 2, "b": 2}
+
+
+def test_not_ready_nodes_leave_the_ratios() -> None:
+    ready = [node("n1", "a", 4000), node("n2", "b", 4000)]
+    assert cpu_ratios(ready) == {"a": 0.5, "b": 0.5}
