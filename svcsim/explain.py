@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.instant import run_at
+from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.results import Run, load
 from svcsim.scenario.world import World
 
@@ -193,18 +194,23 @@ def _rules(world: World, node: str, req: pd.Series, run: Run) -> tuple[str, ...]
         lines.append("(the client or the Service's address is gone at this instant)")
         return tuple(lines)
     ip, port, protocol = dial
-    if kernel.nft is None:
-        dispatch = kernel.index.lookup(src, "pod", ip, protocol, port)
-        chances = dispatch.outcome_probabilities(assume_empty_recent=True)
-        for o, p in zip(dispatch.outcomes, chances, strict=True):
-            lines.append(f"  {o.describe()}  (p = {float(p):.4f})")
-    else:
-        from svcsim.netfilter.nft_index import build_nft_dispatch
-        from svcsim.netfilter.packet import Packet
+    try:
+        if kernel.nft is None:
+            dispatch = kernel.index.lookup(src, "pod", ip, protocol, port)
+            chances = dispatch.outcome_probabilities(assume_empty_recent=True)
+            for o, p in zip(dispatch.outcomes, chances, strict=True):
+                lines.append(f"  {o.describe()}  (p = {float(p):.4f})")
+        else:
+            from svcsim.netfilter.nft_index import build_nft_dispatch
+            from svcsim.netfilter.packet import Packet
 
-        packet = Packet(src, ip, protocol, port, origin="pod")
-        nft = build_nft_dispatch(kernel.nft.parsed, packet, kernel.network)
-        lines.extend(f"  {o.describe()}" for o in nft.outcomes)
+            packet = Packet(src, ip, protocol, port, origin="pod")
+            nft = build_nft_dispatch(
+                kernel.nft.parsed, packet, kernel.network, max_paths=kernel.max_paths
+            )
+            lines.extend(f"  {o.describe()}" for o in nft.outcomes)
+    except DispatchTooLargeError:
+        lines.append(f"  (more than {kernel.max_paths:,} ways through the rules: not listed)")
     return tuple(lines)
 
 

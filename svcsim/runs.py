@@ -167,6 +167,9 @@ def _simulate_and_write(
     untested = untested_service_ports(world.api.list("Service"))
     summary = build_summary(frames, windows, seed=seed, intervals=intervals, untested=untested)
     manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
+    notices = world.notices()
+    if notices:  # other runs' manifests stay as they were
+        manifest["notices"] = notices
     drawn = None
     if figures:
         phase(RunPhase.DRAWING)

@@ -78,6 +78,7 @@ def run(
     if outcome.replaced_previous_run:
         note([f"replaced the previous run in {outcome.path}"])
     print_summary(outcome.run, console(), wall_s=outcome.wall_s)
+    warn(str(n) for n in outcome.run.manifest.get("notices", []))
 
 
 def _load(path: Path, *, allow_outside_paths: bool, sets: list[str]) -> LoadedScenario:

@@ -114,10 +114,11 @@ def _empty_list_result(match: RecentMatch) -> bool:
 
 
 class _ForcedDecider:
-    """Answers from a forced prefix, then "matched"; records every question asked."""
+    """Answers from a forced prefix, then ``rest`` ("matched"); records every question asked."""
 
-    def __init__(self, forced: list[bool]) -> None:
+    def __init__(self, forced: list[bool], rest: bool = True) -> None:
         self.forced = forced
+        self.rest = rest
         self.queries: list[_Query] = []
         self.results: list[bool] = []
 
@@ -126,7 +127,7 @@ class _ForcedDecider:
         if fixed is not None:
             result = fixed
         else:
-            result = self.forced[position] if position < len(self.forced) else True
+            result = self.forced[position] if position < len(self.forced) else self.rest
         self.queries.append(query)
         self.results.append(result)
         return result
@@ -378,6 +379,7 @@ def build_dispatch(
 
     Raises :class:`DispatchTooLargeError` if there are more than ``max_paths`` paths.
     """
+    _refuse_long_walks(ruleset, packet, network, max_paths)
     outcomes: dict[Outcome, int] = {}
     paths: list[DispatchPath] = []
     root = _Node()
@@ -401,6 +403,25 @@ def build_dispatch(
         set_then_check |= _sets_then_checks(queries)
         _insert(root, queries, results, index)
     return Dispatch(packet, tuple(outcomes), tuple(paths), root, set_then_check)
+
+
+def _refuse_long_walks(
+    ruleset: Ruleset, packet: Packet, network: NodeNetwork, max_paths: int
+) -> None:
+    """Raise :class:`DispatchTooLargeError` at once if one walk alone proves too many paths.
+
+    The walk that answers "not matched" everywhere goes furthest down kube-proxy's chains;
+    each choice it meets has another answer, hence at least one more path. So a Service with
+    more endpoints than the bound is refused after one walk, not after enumerating the bound
+    (quadratic in the chain's length: minutes for thousands of endpoints).
+    """
+    decider = _ForcedDecider([], rest=False)
+    walk(ruleset, packet, network, decider, record=False)
+    choices = sum(query.kind != "set" for query in decider.queries)
+    if choices + 1 > max_paths:
+        raise DispatchTooLargeError(
+            f"{packet.describe()}: more than {max_paths} paths through the rules"
+        )
 
 
 def _path(queries: list[_Query], results: list[bool], outcome: int) -> DispatchPath:

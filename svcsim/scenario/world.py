@@ -296,6 +296,10 @@ class World:
                     )
             yield self.env.timeout(CONNTRACK_SAMPLE_S)
 
+    def notices(self) -> list[str]:
+        """What the traffic engine tells the user about this run (one line each)."""
+        return self.traffic.notices() if self.traffic is not None else []
+
     def run(self, progress: Progress | None = None) -> None:
         """Simulate from now to :attr:`end_s`, then finish the requests still in flight.
 

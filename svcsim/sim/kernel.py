@@ -15,7 +15,7 @@ from typing import Literal
 
 from svcsim.netfilter.conntrack import ConntrackTable
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
-from svcsim.netfilter.index import DispatchIndex
+from svcsim.netfilter.index import MAX_PATHS, DispatchIndex
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_eval import DynamicSets
 from svcsim.netfilter.nft_index import dynamic_sets
@@ -68,6 +68,8 @@ class Kernel:
         self.network = network
         self.mode: KernelMode = mode
         self.ruleset = Ruleset()
+        self.max_paths = MAX_PATHS
+        """The most ways through the rules one key may have to be indexed (walked otherwise)."""
         self.index = DispatchIndex(self.ruleset, network)
         self.nft: NftRules | None = None
         """The installed nf_tables table (nftables mode: an empty table at first)."""
@@ -101,7 +103,7 @@ class Kernel:
         if self.mode != "iptables":
             raise ValueError(f"node {self.node}: an iptables ruleset on a {self.mode} kernel")
         self.ruleset = ruleset
-        self.index = DispatchIndex(ruleset, self.network)
+        self.index = DispatchIndex(ruleset, self.network, max_paths=self.max_paths)
         self.generation += 1
         self.installed_at_s = now_s
 

@@ -286,6 +286,10 @@ class EngineCore:
         """Entries counted outside the nodes' ConntrackTables, by node index (none here)."""
         return np.zeros(len(self.nodes), dtype=np.int64)
 
+    def notices(self) -> list[str]:
+        """What the user should know about how the traffic was resolved (nothing, here)."""
+        return []
+
     def finish(self) -> None:
         """Record everything still in flight (as if it completed) and flush the records."""
         self.flush()

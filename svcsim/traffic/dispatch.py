@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from svcsim.netfilter.index import Dispatch, build_dispatch
+from svcsim.netfilter.index import Dispatch, DispatchTooLargeError, build_dispatch
 from svcsim.netfilter.model import Chain, Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
@@ -178,6 +178,9 @@ class DispatchCache:
         """The nf_tables kernels' dispatches (nftables mode)."""
         self.built = 0
         self.reused = 0
+        self.too_large: dict[tuple[str, _Key], tuple[int, str]] = {}
+        """Keys whose rules branch beyond the bound, per node: the kernel generation at which
+        that was found and the error's text (raised again without re-enumerating)."""
 
     def lookup(
         self, kernel: Kernel, src: str, origin: Origin, dst: str, protocol: str, dport: int
@@ -193,10 +196,21 @@ class DispatchCache:
         iptables: the ``(table, chain)`` names; the dispatch holds on any later ruleset of the
         node in which each of those names still gives the very same chain object (the node's
         network never changes). nf_tables: the reads of :mod:`svcsim.traffic.nft_dispatch`.
+        Raises :class:`~svcsim.netfilter.index.DispatchTooLargeError` for a key with more
+        paths than the bound (noted in :attr:`too_large`: asked again under the same rules, it
+        raises at once).
         """
-        if kernel.nft is not None:
-            return self.nft.lookup_reads(kernel, src, origin, dst, protocol, dport)
-        built = self._entry(kernel, (src, origin, dst, protocol, dport)).built
+        key = (src, origin, dst, protocol, dport)
+        refused = self.too_large.get((kernel.node, key))
+        if refused is not None and refused[0] == kernel.generation:
+            raise DispatchTooLargeError(refused[1])
+        try:
+            if kernel.nft is not None:
+                return self.nft.lookup_reads(kernel, src, origin, dst, protocol, dport)
+            built = self._entry(kernel, key).built
+        except DispatchTooLargeError as exc:
+            self.too_large[(kernel.node, key)] = (kernel.generation, str(exc))
+            raise
         return built.dispatch, built.names
 
     def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
@@ -223,7 +237,7 @@ class DispatchCache:
 
     def _build(self, kernel: Kernel, packet: Packet) -> _Built:
         ruleset, network = _RecordingRuleset(kernel.ruleset), RecordingNetwork(kernel.network)
-        dispatch = build_dispatch(ruleset, packet, network, max_paths=kernel.index.max_paths)
+        dispatch = build_dispatch(ruleset, packet, network, max_paths=kernel.max_paths)
         chains = tuple((t, n, kernel.ruleset.chain(t, n)) for t, n in ruleset.seen)
         # The walk asks for the outgoing interface to describe its routing step too; the answer
         # decides nothing unless a rule it read has an ``-o`` match.

@@ -41,7 +41,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 import numpy.typing as npt
 
-from svcsim.netfilter.index import Dispatch
+from svcsim.netfilter.index import MAX_PATHS, Dispatch, DispatchTooLargeError
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
@@ -173,6 +173,23 @@ class TrafficEngine(EngineCore):
         self._max_rate = sum(max((r for _, r in s.rate), default=0.0) for s in self.specs)
         self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
 
+    def notices(self) -> list[str]:
+        """One line per destination whose rules branched beyond the dispatch index's bound.
+
+        Its new connections were walked rule by rule: the same records, only slower.
+        """
+        nodes: dict[tuple[str, str, int], set[str]] = {}
+        for node, (_, _, dst, protocol, dport) in self.dispatches.too_large:
+            nodes.setdefault((dst, protocol, dport), set()).add(node)
+        bound = min((k.max_paths for k in self.ctx.kernels.values()), default=MAX_PATHS)
+        return [
+            f"new connections to {dst}:{dport}/{protocol} have more than {bound:,} ways "
+            f"through the rules of {len(names)} node(s) ({', '.join(sorted(names)[:3])}"
+            f"{', ...' if len(names) > 3 else ''}): too many to index, so each was walked rule "
+            "by rule (exact, slower)"
+            for (dst, protocol, dport), names in sorted(nodes.items())
+        ]
+
     def conntrack_flushed(self, node: str) -> None:
         """Forget the node's anonymous entries too (see :meth:`EngineCore.conntrack_flushed`)."""
         super().conntrack_flushed(node)
@@ -240,8 +257,11 @@ class TrafficEngine(EngineCore):
                 if self.dials[w] is not None
             ]
             if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
-                fast = self._groups.materialise()["fast"]
-                self._deferrable = bool(fast[np.concatenate(pairs)].all())
+                gids = np.concatenate(pairs)
+                # -1: a pair walked per flow (its rules branch beyond the index's bound).
+                self._deferrable = bool((gids >= 0).all()) and bool(
+                    self._groups.materialise()["fast"][gids].all()
+                )
 
     def _keep_untouched(self, nodes: list[int], generations: tuple[int, ...]) -> None:
         """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.
@@ -263,6 +283,8 @@ class TrafficEngine(EngineCore):
             for c in np.flatnonzero(self._client_node == i).tolist():
                 for w in range(len(self.specs)):
                     if self._gid[w, c] < 0:
+                        if not self._per_flow[w]:
+                            self._gid[w, c] = -2  # walked per flow under the old rules: re-ask
                         continue
                     memo = self._dispatch_of.get((w, c))
                     if (
@@ -401,9 +423,13 @@ class TrafficEngine(EngineCore):
         memo = self._dispatch_of.get((w, client_id))
         if memo is None or memo.generation != kernel.generation or memo.dial != dial:
             rep = self._representative(client.node, client.ip)
-            dispatch, names = self.dispatches.lookup_reads(
-                kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
-            )
+            try:
+                dispatch, names = self.dispatches.lookup_reads(
+                    kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
+                )
+            except DispatchTooLargeError:
+                return -1  # too many ways through the rules to index: walked per flow
+
             memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
                 kernel.generation, dial, rep, dispatch, names
             )

@@ -8,6 +8,7 @@ with the node's live recent lists, and anonymous conntrack entries kept as expir
 
 from __future__ import annotations
 
+from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Origin
 from svcsim.netfilter.packet import Outcome as NfOutcome
@@ -19,6 +20,7 @@ from svcsim.traffic.draws import SeedDraws, SeedDraws32
 from svcsim.traffic.fate import anonymous_expiry
 from svcsim.traffic.occupancy import OccupancyBook
 from svcsim.traffic.targets import Dial
+from svcsim.traffic.walk_rules import walk_installed
 
 
 class IndexPath:
@@ -56,10 +58,14 @@ class IndexPath:
     ) -> NfOutcome:
         """``Dispatch.resolve`` with the attempt's draws and the node's recent lists.
 
-        nf_tables: numgen's 32-bit draws and the node's dynamic sets.
+        nf_tables: numgen's 32-bit draws and the node's dynamic sets. A key whose rules branch
+        beyond the index's bound is walked rule by rule instead (the same outcome, slower).
         """
         kernel = self.ctx.kernels[node]
-        found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
+        try:
+            found = self.dispatches.lookup(kernel, src, origin, dial.ip, dial.protocol, dial.port)
+        except DispatchTooLargeError:
+            return walk_installed(kernel, src, origin, dial, seed, t)
         if isinstance(found, NftDispatch):
             return found.resolve(SeedDraws32(seed), kernel.sets, t)
         return found.resolve(SeedDraws(seed), kernel.recent, t)

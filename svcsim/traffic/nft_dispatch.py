@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from svcsim.netfilter.index import MAX_PATHS
 from svcsim.netfilter.nft_index import NftDispatch, build_nft_dispatch
 from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
@@ -201,7 +200,7 @@ class NftDispatchCache:
         table, dynamic = _recording(rules, reads)
         network = RecordingNetwork(kernel.network)
         dispatch = build_nft_dispatch(
-            table, packet, network, max_paths=kernel.index.max_paths or MAX_PATHS, dynamic=dynamic
+            table, packet, network, max_paths=kernel.max_paths, dynamic=dynamic
         )
         # Rebind the dispatch to the real table (it walks it when a set is checked after an
         # update); the recording wrappers are only for building.

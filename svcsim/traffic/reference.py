@@ -17,19 +17,17 @@ from collections.abc import Iterable
 from typing import Final
 
 from svcsim.netfilter.conntrack_states import Direction, FlowTuple
-from svcsim.netfilter.interpreter import trace
-from svcsim.netfilter.nft_eval import walk_nft
-from svcsim.netfilter.packet import Origin, Packet
+from svcsim.netfilter.packet import Origin
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Outcome
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.core import EngineCore
-from svcsim.traffic.draws import SeedDraws, SeedDraws32
 from svcsim.traffic.flows import EphemeralPorts
 from svcsim.traffic.spec import WorkloadSpec
 from svcsim.traffic.targets import Dial
+from svcsim.traffic.walk_rules import walk_installed
 
 _ESTABLISH: Final[tuple[tuple[Direction, str], ...]] = (("reply", "syn_ack"), ("original", "ack"))
 _CLOSE: Final[tuple[tuple[Direction, str], ...]] = (
@@ -56,27 +54,7 @@ class TracePath:
         self, node: str, src: str, origin: Origin, dial: Dial, seed: int, t: float
     ) -> NfOutcome:
         """Walk the node's installed rules with the attempt's draws."""
-        kernel = self.ctx.kernels[node]
-        packet = Packet(src, dial.ip, dial.protocol, dial.port, origin=origin)
-        if kernel.nft is not None:
-            outcome, _ = walk_nft(
-                kernel.nft.parsed,
-                packet,
-                kernel.network,
-                draw=SeedDraws32(seed),
-                sets=kernel.sets,
-                now_s=t,
-            )
-            return outcome
-        walked = trace(
-            kernel.ruleset,
-            packet,
-            kernel.network,
-            draw=SeedDraws(seed),
-            recent=kernel.recent,
-            now_s=t,
-        )
-        return walked.outcome
+        return walk_installed(self.ctx.kernels[node], src, origin, dial, seed, t)
 
     def anonymous(
         self, node: str, client: Client, dial: Dial, res: Resolution, t: float, latency: float
