@@ -98,7 +98,11 @@ def build_world(
     for sl in manifests.endpoint_slices:
         api.apply("EndpointSlice", sl)
 
-    scheduler = Scheduler([n.meta.name for n in nodes])
+    max_pods = {n.name: n.max_pods for n in cluster.nodes}
+    scheduler = Scheduler(
+        [n.meta.name for n in nodes],
+        room=lambda node: network.held(node) < min(max_pods[node], network.size(node)),
+    )
     fleet = PodFleet(env, api, network, delays, world.record_event)
     apps = {name: _app(name, app) for name, app in sc.apps.items()}
     world.service_times = {name: _service_time(app.service_time) for name, app in sc.apps.items()}

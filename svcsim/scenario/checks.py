@@ -36,8 +36,8 @@ from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
 from svcsim.scenario.workload import Udp, Workload
-from svcsim.sim.network import usable_pod_ip
-from svcsim.sim.rollout import check_rolling_update
+from svcsim.sim.network import pod_address_count, usable_pod_ip
+from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts
 
 SIMULATED_PROXY_MODES = ("iptables", "nftables")
 _IPTABLES_ONLY_FIELDS = {
@@ -249,6 +249,7 @@ class _Checks:
         self.deployments = {d.meta.key: d for d in initial.deployments}
         self.bare_pods = {p.meta.key: p for p in initial.pods}
         self.kept_pod_ips(initial.pods)
+        self.pod_room(initial)
         self.manual = _manual_endpoints(initial)
         for index, added in objects.added.items():
             self.manual |= _manual_endpoints(added)
@@ -263,6 +264,38 @@ class _Checks:
         for i, w in enumerate(self.scenario.workloads):
             self.workload(i, w, plan)
         self.timeline(plan)
+
+    def pod_room(self, initial: Manifests) -> None:
+        """Warn when the cluster cannot hold every Pod the scenario asks for.
+
+        A node takes at most ``maxPods`` Pods and one per free address of its ``podCIDR``;
+        the rest wait unscheduled (as Pending Pods do). Counted: each Deployment's largest
+        replica count in the timeline (plus its surge if it is rolled out) and the bare Pods
+        that need a Pod IP.
+        """
+        nodes = self.scenario.cluster.nodes
+        room = sum(min(n.max_pods, pod_address_count(n.pod_cidr)) for n in nodes if n.pod_cidr)
+        wanted = {d.meta.key: d.replicas for d in initial.deployments}
+        surge = dict.fromkeys(wanted, 0)
+        for action in self.scenario.timeline:
+            if isinstance(action, tl.Scale | tl.Rollout):
+                key = "/".join(parse_object_ref(action.deployment))
+                if key not in wanted:
+                    continue
+                if isinstance(action, tl.Scale):
+                    wanted[key] = max(wanted[key], action.replicas)
+                else:
+                    dep = next(d for d in initial.deployments if d.meta.key == key)
+                    surge[key] = max(surge[key], _surge(action, dep, wanted[key]))
+        pods = sum(wanted.values()) + sum(surge.values())
+        pods += sum(1 for p in initial.pods if not p.host_network)
+        if pods > room:
+            self.warn(
+                ("cluster", "nodes"),
+                f"room for {room:,} Pods (each node: the smaller of maxPods and its podCIDR's "
+                f"free addresses), but the scenario asks for up to {pods:,}: the Pods that do "
+                "not fit are not scheduled (they wait, as Pending Pods do)",
+            )
 
     def kept_pod_ips(self, pods: Sequence[Pod]) -> None:
         """Pods of a dump keep their ``status.podIP`` where they can; say where they cannot."""
@@ -604,6 +637,18 @@ class _Checks:
             or any(d.replicas > 0 for d in deps)
             or bool(self.scaled_up({d.meta.key for d in deps}))
         )
+
+
+def _surge(action: tl.Rollout, dep: Deployment, replicas: int) -> int:
+    """The extra Pods a rollout of ``dep`` at ``replicas`` may create (0 for Recreate)."""
+    ru = dep.strategy.rolling_update
+    if ru is None:
+        return 0
+    surge = action.max_surge if action.max_surge is not None else ru.max_surge
+    unavailable = (
+        action.max_unavailable if action.max_unavailable is not None else ru.max_unavailable
+    )
+    return resolve_fenceposts(surge, unavailable, replicas)[0]
 
 
 def _manual_endpoints(m: Manifests) -> set[str]:

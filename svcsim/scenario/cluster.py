@@ -28,6 +28,8 @@ from svcsim.scenario.proxy import ProxyConfig
 
 DEFAULT_NODE_COUNT: Final = 3
 DEFAULT_NODE_CPUS: Final = 4
+DEFAULT_MAX_PODS: Final = 110
+"""The kubelet's ``maxPods`` default (KubeletConfiguration v1beta1 defaults)."""
 MAX_NODES: Final = 5000
 """Kubernetes' documented scalability limit for one cluster."""
 NODE_IP_OFFSET: Final = 10
@@ -57,6 +59,9 @@ class NodeSpec(SchemaModel):
     """CPU count (sizes the conntrack table: conntrack.maxPerCore x cpus)."""
     pod_cidr: IPv4CIDR = Field(default="", alias="podCIDR")
     """This node's Pod range (``spec.podCIDR``); default the i-th /24 of ``clusterCIDR``."""
+    max_pods: StrictInt = Field(default=DEFAULT_MAX_PODS, ge=1, le=65_536, alias="maxPods")
+    """The kubelet's ``maxPods`` (``--max-pods``, default 110): Pods beyond it (or beyond the
+    free addresses of ``podCIDR``) are not placed on the node."""
 
 
 def _per_node_schema() -> WithJsonSchema:

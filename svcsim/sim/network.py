@@ -65,6 +65,13 @@ StateListener = Callable[[Backend, BackendState, float], None]
 """Called as ``listener(backend, old_state, now_s)`` after a state change."""
 
 
+def pod_address_count(cidr: str) -> int:
+    """``len(pod_addresses(cidr))``, without listing them."""
+    size = ipaddress.ip_network(cidr).num_addresses
+    hosts = size - 2 if size > 2 else size  # /31 and /32 have no network/broadcast address
+    return max(0, hosts - 1)
+
+
 def pod_addresses(cidr: str) -> list[str]:
     """The addresses a node's Pods get from ``cidr``: its hosts but the first (the gateway)."""
     # .0 is the network, .1 is conventionally the node's bridge/gateway.
@@ -93,6 +100,8 @@ class PodNetwork:
             self._ranges[node] = pod_addresses(cidr)
             self._cursor[node] = 0
         self._owners: dict[str, Backend] = {}
+        self._held: dict[str, int] = dict.fromkeys(node_cidrs, 0)
+        """Pod IPs each node's sandboxes hold now."""
         self._listeners: list[StateListener] = []
         self.version = 0
         """Counts every change (allocate, release, state), so readers can cache per version."""
@@ -117,6 +126,7 @@ class PodNetwork:
                 self._cursor[node] = (i + 1) % len(addresses)
                 backend = Backend(pod, addresses[i], node, ports, app, since_s=now_s)
                 self._owners[backend.ip] = backend
+                self._held[node] += 1
                 self._changed(backend.ip)
                 return backend
         raise RuntimeError(f"no free Pod IP left on node {node!r}")
@@ -138,13 +148,24 @@ class PodNetwork:
             return None
         backend = Backend(pod, ip, node, ports, app, since_s=now_s)
         self._owners[ip] = backend
+        self._held[node] += 1
         self._changed(ip)
         return backend
 
     def release(self, ip: str) -> None:
         """Tear down the sandbox: the IP stops answering and may be handed out again."""
-        if self._owners.pop(ip, None) is not None:
+        backend = self._owners.pop(ip, None)
+        if backend is not None:
+            self._held[backend.node] -= 1
             self._changed(ip)
+
+    def held(self, node: str) -> int:
+        """How many of ``node``'s Pod IPs are taken now (one per Pod sandbox)."""
+        return self._held[node]
+
+    def size(self, node: str) -> int:
+        """How many Pod IPs ``node``'s range has."""
+        return len(self._ranges[node])
 
     def _changed(self, ip: str) -> None:
         self.version += 1

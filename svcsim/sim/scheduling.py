@@ -7,7 +7,7 @@ controller (created from a manifest) also live here, since both are about placin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from svcsim.k8s.objects import Pod
 from svcsim.sim.config import AppProfile
@@ -21,12 +21,17 @@ TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 
 
 class Scheduler:
-    """Binds new Pods round-robin over schedulable nodes, in name order."""
+    """Binds new Pods round-robin over schedulable nodes, in name order.
 
-    def __init__(self, nodes: Sequence[str]) -> None:
+    ``room(node)`` says whether a node takes one more Pod now (the world: fewer Pods than the
+    kubelet's ``maxPods`` and a free address in its Pod range); by default every node does.
+    """
+
+    def __init__(self, nodes: Sequence[str], room: Callable[[str], bool] | None = None) -> None:
         if not nodes:
             raise ValueError("a Scheduler needs at least one node")
         self.nodes = tuple(sorted(nodes))
+        self.room = room if room is not None else (lambda _node: True)
         self.cordoned: set[str] = set()
         self.taints: dict[str, set[str]] = {}
         """Each node's NoSchedule taints, by key (``node.kubernetes.io/unreachable``...)."""
@@ -35,9 +40,15 @@ class Scheduler:
     def pick(self) -> str | None:
         """The next schedulable node after the last one picked, or None if none is.
 
-        Cordoned nodes and nodes tainted NoSchedule (:meth:`taint`) are skipped.
+        Cordoned nodes, nodes tainted NoSchedule (:meth:`taint`) and full nodes (``room``)
+        are skipped: a Pod that fits nowhere is not created (its ReplicaSet tries again at its
+        next sync), as a Pending Pod waits for a node.
         """
-        ok = [n for n in self.nodes if n not in self.cordoned and not self.taints.get(n)]
+        ok = [
+            n
+            for n in self.nodes
+            if n not in self.cordoned and not self.taints.get(n) and self.room(n)
+        ]
         if not ok:
             return None
         after = [n for n in ok if self._last is None or n > self._last]
