@@ -79,9 +79,9 @@ timeline:
 """
 
 
-def _run(tmp_path: Path, engine: EngineFactory, mode: str, max_paths: int | None) -> tuple[
-    pd.DataFrame, list[str]
-]:
+def _run(
+    tmp_path: Path, engine: EngineFactory, mode: str, max_paths: int | None
+) -> tuple[pd.DataFrame, list[str]]:
     path = tmp_path / "walked-keys.yaml"
     path.write_text(SCENARIO)
     loaded = with_proxy_mode(load_scenario(path), mode)  # type: ignore[arg-type]
@@ -121,11 +121,12 @@ def test_a_chain_longer_than_the_bound_is_refused_after_one_walk() -> None:
         )
     for i in range(n):
         lines.append(
-            f"-A KUBE-SVC-X -m statistic --mode random --probability {1 / (n - i):0.10f} "
-            f"-j SEP-{i}"
+            f"-A KUBE-SVC-X -m statistic --mode random --probability {1 / (n - i):0.10f} -j SEP-{i}"
         )
-    lines += [f"-A SEP-{i} -p tcp -j DNAT --to-destination 10.244.{i // 250}.{i % 250 + 1}:80"
-              for i in range(n)]
+    lines += [
+        f"-A SEP-{i} -p tcp -j DNAT --to-destination 10.244.{i // 250}.{i % 250 + 1}:80"
+        for i in range(n)
+    ]
     lines += ["-A OUTPUT -d 10.96.0.10/32 -j KUBE-SVC-X", "COMMIT", ""]
     ruleset = parse_save("\n".join(lines))
     started = time.perf_counter()
