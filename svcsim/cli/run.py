@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ BUILTIN_SCENARIO = "rolling-update.yaml"
 """What ``svcsim run`` replays when given no scenario (shipped inside the package)."""
 
 MAX_WINDOW_ROWS = 15
+MAX_SPREAD_ROWS = 20
+"""Endpoints listed per Service: beyond it, the busiest and the idlest half each."""
+MAX_NODE_ROWS = 30
+"""Nodes listed in the programming-latency table (the slowest ones beyond it)."""
 
 
 def builtin_scenario() -> Path:
@@ -225,8 +230,23 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     out.print("[bold]Spread over endpoints[/], by Service")
     for service, endpoints in sorted(summary["endpoints"].items()):
         shares = _narrow_table(service, ("endpoint", "requests", "share"))
-        for endpoint, row in sorted(endpoints.items()):
-            shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
+        rows = sorted(endpoints.items(), key=lambda kv: natural_key(kv[0]))
+        if len(rows) > MAX_SPREAD_ROWS:
+            busy = sorted(rows, key=lambda kv: (-kv[1]["requests"], natural_key(kv[0])))
+            half = MAX_SPREAD_ROWS // 2
+            first, last = busy[:half], busy[-half:]
+            for endpoint, row in first:
+                shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
+            shares.add_row(f"... {len(rows) - 2 * half:,} more", "", "")
+            for endpoint, row in last:
+                shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
+            shares.caption = (
+                f"{len(rows):,} endpoints: the {half} busiest, the {half} idlest "
+                "(all: svcsim report)"
+            )
+        else:
+            for endpoint, row in rows:
+                shares.add_row(endpoint, f"{row['requests']:,}", _share(row["share"]))
         out.print(shares)
 
     uniformity = summary.get("uniformity") or {}
@@ -248,7 +268,18 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
                       title="Network programming latency (trigger → rules in the kernel)",
                       caption="syncs run: every sync; p50/p90/max over the syncs with a "
                               "trigger time (docs/results.md)")  # fmt: skip
-        for node in sorted(set(latency) | set(syncs)):
+        nodes = sorted(set(latency) | set(syncs), key=natural_key)
+        if len(nodes) > MAX_NODE_ROWS:
+            # The nodes a user looks for: the slowest to program their rules.
+            slowest = sorted(nodes, key=lambda n: -(latency.get(n, {}).get("max_s") or 0.0))
+            kept = set(slowest[:MAX_NODE_ROWS])
+            nodes = [n for n in nodes if n in kept]
+            table.caption = (
+                f"the {MAX_NODE_ROWS} nodes (of {len(slowest):,}) "
+                "with the largest max latency; syncs run: every sync; p50/p90/max over the "
+                "syncs with a trigger time (docs/results.md)"
+            )
+        for node in nodes:
             lat, run_syncs = latency.get(node, {}), syncs.get(node, {})
             table.add_row(node, _count(run_syncs.get("total")), _count(run_syncs.get("failed")),
                           _count(lat.get("syncs_with_trigger")), _num(lat.get("p50_s")),
@@ -256,6 +287,15 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
         out.print(table)
     out.print(f"Run folder: {run.path}  (svcsim report {run.path} for an HTML page)")
     sys.stdout.flush()
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the numbers inside names by value.
+
+    ``node-2`` before ``node-10``, ``10.244.2.9:8080`` before ``10.244.2.10:8080``.
+    """
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", name) if part)  # fmt: skip
 
 
 def _narrow_table(service: str, headers: tuple[str, ...]) -> Table:
