@@ -227,7 +227,9 @@ def _validate(
             if any(path[: len(bad)] == bad for bad in doc.unreadable):
                 continue  # the YAML reader has reported this value already
             where = f"{format_path(path)}: " if path else ""
-            out.append((line, f"{source}:{line}: {where}{error_message(err, _VOCABULARY)}"))
+            out.append(
+                (line, f"{source}:{line}: {where}{error_message(err, _VOCABULARY, Scenario)}")
+            )
         return None
 
 

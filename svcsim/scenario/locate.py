@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,8 +219,14 @@ def error_loc(err: ErrorDetails) -> Loc:
     return loc
 
 
-def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
-    """A short message for one pydantic error, in the style ``must be > 0, got -5``."""
+def error_message(
+    err: ErrorDetails, vocabulary: Sequence[str], root: type[BaseModel] | None = None
+) -> str:
+    """A short message for one pydantic error, in the style ``must be > 0, got -5``.
+
+    ``root`` is the model validated: an unknown field is then told the fields of the mapping
+    it is in (or the closest of them).
+    """
     kind = err["type"]
     ctx: dict[str, Any] = dict(err.get("ctx") or {})
     got = describe(err.get("input"))
@@ -238,6 +246,18 @@ def error_message(err: ErrorDetails, vocabulary: Sequence[str]) -> str:
         return "required"
     if kind == "extra_forbidden":
         key = str(err["loc"][-1]) if err["loc"] else ""
+        here = fields_at(root, tuple(err["loc"])[:-1]) if root is not None else None
+        if here is not None:
+            # A typo'd or cut-short key (minSync, pod): the field it begins; never for one or
+            # two letters, which begin too much.
+            close = (
+                [f for f in here if f.lower().startswith(key.lower())][:1] if len(key) > 2 else []
+            )
+            close = close or difflib.get_close_matches(key, here, n=1, cutoff=0.75)
+            if close:
+                return f"unknown field (did you mean {close[0]!r}?)"
+            if len(here) <= MAX_FIELDS_LISTED:
+                return f"unknown field (fields here: {', '.join(here)})"
         if key in vocabulary:
             return "not a field here"  # valid elsewhere: a suggestion would only confuse
         close = difflib.get_close_matches(key, vocabulary, n=1, cutoff=0.75)
@@ -285,6 +305,78 @@ def _number(value: Any) -> Any:
 
 def _unquote(value: Any) -> str:
     return str(value).strip("'")
+
+
+MAX_FIELDS_LISTED = 12
+"""An unknown field's message lists the mapping's fields when it has at most this many."""
+
+
+def fields_at(root: type[BaseModel], loc: Sequence[str | int]) -> tuple[str, ...] | None:
+    """The YAML keys of the model at ``loc`` under ``root`` (sorted); None if not a model.
+
+    Follows fields (by alias), list items, mapping values, optional and annotated types; in a
+    union of models, a loc part naming a member's tag (``block-sync``) picks that member.
+    """
+    node: Any = root
+    parts = list(loc)
+    while True:
+        node = _unwrap(node)
+        if isinstance(node, tuple):  # a union of models: the tag in loc picks one
+            if not parts:
+                return None
+            tag = parts.pop(0)
+            node = next((m for m in node if tag in _tags(m)), None)
+            if node is None:
+                return None
+            continue
+        if not parts:
+            break
+        part = parts.pop(0)
+        origin = typing.get_origin(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            info = next((i for n, i in node.model_fields.items() if (i.alias or n) == part), None)
+            if info is None:
+                return None
+            node = info.annotation
+        elif origin in (list, tuple, Sequence) and isinstance(part, int):
+            node = typing.get_args(node)[0]
+        elif origin in (dict, Mapping) and isinstance(part, str):
+            node = typing.get_args(node)[1]
+        else:
+            return None
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return tuple(sorted(i.alias or n for n, i in node.model_fields.items()))
+    return None
+
+
+def _unwrap(node: Any) -> Any:
+    """``node`` without Annotated/Optional; a union of several models as a tuple of them."""
+    while True:
+        origin = typing.get_origin(node)
+        if origin is typing.Annotated:
+            node = typing.get_args(node)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(node) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if len(args) == 1:
+                node = args[0]
+            elif len(models) > 1:
+                return tuple(models)
+            elif models:
+                node = models[0]
+            else:
+                return node
+        else:
+            return node
+
+
+def _tags(model: type[BaseModel]) -> tuple[str, ...]:
+    """The literal values a union member's fields take (its tag, e.g. ``block-sync``)."""
+    out: list[str] = []
+    for info in model.model_fields.values():
+        if typing.get_origin(info.annotation) is typing.Literal:
+            out.extend(str(v) for v in typing.get_args(info.annotation))
+    return tuple(out)
 
 
 def field_vocabulary(root: type[BaseModel] = SchemaModel) -> tuple[str, ...]:

@@ -13,6 +13,12 @@ from svcsim.scenario import ScenarioErrors, load_scenario
 
 from .input_cases import BILLION_LAUGHS, HEAD, MERGE_BOMB, problems_of
 
+TOP_FIELDS = (
+    "(fields here: apiVersion, apps, cluster, duration, kind, manifests, metadata, seed, "
+    "timeline, workloads)"
+)
+"""What an unknown top-level key is told."""
+
 BIG = "1" + "0" * 400  # 401 digits: float() of it overflows
 
 BAD_INPUT = [
@@ -118,12 +124,12 @@ BAD_INPUT = [
     ),
     pytest.param(
         'metadata:\n  "a\\nb": 1\n',
-        ['s.yaml:4: metadata["a\\nb"]: unknown field'],
+        ['s.yaml:4: metadata["a\\nb"]: unknown field (fields here: description, name)'],
         id="newline-in-key",
     ),
     pytest.param(
         'metadata:\n  "\\e[31mred": 1\n',
-        ['s.yaml:4: metadata["\\u001b[31mred"]: unknown field'],
+        ['s.yaml:4: metadata["\\u001b[31mred"]: unknown field (fields here: description, name)'],
         id="escape-in-key",
     ),
     pytest.param(
@@ -136,7 +142,11 @@ BAD_INPUT = [
     ),
     pytest.param(
         "metadata:\n  ? " + "k" * 5000 + "\n  : 1\n",
-        ['s.yaml:4: metadata["' + "k" * 57 + '\u2026"]: unknown field'],
+        [
+            's.yaml:4: metadata["'
+            + "k" * 57
+            + '\u2026"]: unknown field (fields here: description, name)'
+        ],
         id="huge-key",
     ),
     pytest.param(
@@ -151,12 +161,12 @@ BAD_INPUT = [
     ),
     pytest.param(
         "a: &a [*a]\n",
-        ["s.yaml:3: a[0]: yaml: recursive alias", "s.yaml:3: a: unknown field"],
+        ["s.yaml:3: a[0]: yaml: recursive alias", f"s.yaml:3: a: unknown field {TOP_FIELDS}"],
         id="recursive-alias",
     ),
     pytest.param(
         "b: &b {x: 1}\nc: {<<: *b, x: 2}\n",
-        ["s.yaml:3: b: unknown field", "s.yaml:4: c: unknown field"],
+        [f"s.yaml:3: b: unknown field {TOP_FIELDS}", f"s.yaml:4: c: unknown field {TOP_FIELDS}"],
         id="merge-key-overridden-is-not-a-duplicate",
     ),
     pytest.param(

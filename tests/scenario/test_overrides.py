@@ -152,7 +152,8 @@ def test_a_mapping_missing_in_the_file_is_created_for_a_schema_key(tmp_path: Pat
         (
             "nosuchfield=1",
             "apiVersion",
-            "nosuchfield: unknown field (from --set nosuchfield=1)",
+            "nosuchfield: unknown field (fields here: apiVersion, apps, cluster, duration, kind, "
+            "manifests, metadata, seed, timeline, workloads) (from --set nosuchfield=1)",
         ),
         (
             "cluster.proxyy.minSyncPeriod=1s",
