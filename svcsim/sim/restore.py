@@ -27,6 +27,7 @@ from typing import Final
 from svcsim.netfilter.model import JumpTarget, Ruleset, Table
 from svcsim.netfilter.text import RulesetBuilder, apply_restore
 from svcsim.proxy.endpoints import EndpointInfo, EndpointsMap, ServicePortInfo
+from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
@@ -192,10 +193,12 @@ def plan_sync(
     if hit is not None:
         return hit[1]
     sections = compiled.restore_sections
-    other, nat = sections if sections is not None else _split(text)
-    plan = _plan(
-        other, nat, target, changed, full=full, existing=existing, delete_stale=delete_stale
-    )
+    # Building big, acyclic state: the cyclic collector would mostly rescan it (gcpause.py).
+    with collector_paused():
+        other, nat = sections if sections is not None else _split(text)
+        plan = _plan(
+            other, nat, target, changed, full=full, existing=existing, delete_stale=delete_stale
+        )
     _plans.put(key, (compiled, plan))
     return plan
 
@@ -284,10 +287,11 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
     hit = _applied.get(key)
     if hit is not None:
         return hit[2]
-    if plan.declared is None:
-        result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
-    else:
-        result = _rewritten(kernel_ruleset, plan.target, plan.declared, plan.deleted_chains)
+    with collector_paused():  # copying a big ruleset: see plan_sync
+        if plan.declared is None:
+            result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
+        else:
+            result = _rewritten(kernel_ruleset, plan.target, plan.declared, plan.deleted_chains)
     for chain in plan.deleted_chains:
         for table in result.tables:
             for holder in table.chains:
