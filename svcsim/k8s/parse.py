@@ -10,6 +10,7 @@ defaults in place of bad values) so that one pass reports every problem.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from svcsim.k8s.errors import MAX_EXCERPT_CHARS, shorten
 from svcsim.k8s.fields import (
@@ -143,6 +144,15 @@ _SLICE_PORT_KEYS = frozenset({"name", "protocol", "port", "appProtocol"})
 _CONDITION_KEYS = frozenset({"ready", "serving", "terminating"})
 
 
+_IGNORED_ADDRESS_TYPES: Final = {
+    "IPv6": "IPv6: ignored (svcsim models kube-proxy's IPv4 proxier; a dual-stack node's IPv6 "
+    "proxier would program this slice in ip6tables)",
+    "FQDN": "FQDN: ignored, as kube-proxy ignores FQDN slices",
+}
+"""Slices the (IPv4) proxier never reads, and what the user is told about them
+(``SUPPORTED_ADDRESS_TYPES`` in svcsim/sim/changes.py; endpointslicecache.go)."""
+
+
 def parse_endpoint_slice(doc: YMap, r: Reader, origin: str) -> EndpointSlice:
     """An EndpointSlice (``discovery.k8s.io/v1``, or ``v1beta1`` with its ``topology`` map).
 
@@ -188,6 +198,8 @@ def parse_endpoint_slice(doc: YMap, r: Reader, origin: str) -> EndpointSlice:
             "metadata.labels",
             "no kubernetes.io/service-name label: kube-proxy ignores this slice",
         )
+    if address_type in _IGNORED_ADDRESS_TYPES:
+        r.warn(doc.line_of("addressType"), "addressType", _IGNORED_ADDRESS_TYPES[address_type])
     return EndpointSlice(meta, address_type or "IPv4", tuple(endpoints), tuple(ports))
 
 

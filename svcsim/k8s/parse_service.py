@@ -353,5 +353,13 @@ def _ingress(r: Reader, doc: YMap, svc_type: ServiceType) -> tuple[LoadBalancerI
             r.error(im.line_of("ipMode"), join(path, "ipMode"), "may only be set when ip is set")
         if not mode:
             mode = "VIP" if ip and svc_type is ServiceType.LOAD_BALANCER else None
+        if hostname and not ip:
+            # An AWS-style load balancer: traffic reaches the nodes on their NodePorts.
+            r.warn(
+                im.line_of("hostname"),
+                join(path, "hostname"),
+                f"{hostname}: no ip, so kube-proxy writes no rules for this ingress (it only "
+                "programs ingress IPs; such load balancers send to the NodePorts)",
+            )
         out.append(LoadBalancerIngress(ip, hostname, mode))
     return tuple(out)

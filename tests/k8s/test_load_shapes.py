@@ -243,6 +243,25 @@ def test_endpoint_slice_without_service_label_warns() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("address_type", "address", "told"),
+    [
+        ("IPv6", "fd00::5", "IPv6: ignored (svcsim models kube-proxy's IPv4 proxier"),
+        ("FQDN", "db.example.com", "FQDN: ignored, as kube-proxy ignores FQDN slices"),
+    ],
+)
+def test_slices_the_ipv4_proxier_never_reads_are_named(
+    address_type: str, address: str, told: str
+) -> None:
+    m = load(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: s, labels: {kubernetes.io/service-name: web}}\n"
+        f"addressType: {address_type}\nendpoints: [{{addresses: [{address}]}}]\n"
+    )
+    (warning,) = m.warnings
+    assert warning.startswith(f"m.yaml:4: EndpointSlice/default/s: addressType: {told}")
+
+
 def test_directory_files_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(SVC.format(name="b", ip="10.0.0.2"))
     (tmp_path / "a.yml").write_text(SVC.format(name="a", ip="10.0.0.1"))
@@ -256,3 +275,18 @@ def test_directory_files_in_name_order(tmp_path: Path) -> None:
     assert names(m) == ["a", "b"] and [p.meta.name for p in m.pods] == ["c"]
     assert m.services[0].meta.source == f"{tmp_path / 'a.yml'}:1"
     assert m.services[1].type is ServiceType.CLUSTER_IP
+
+
+def test_a_hostname_only_ingress_is_named_as_unprogrammed() -> None:
+    m = load(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\n"
+        "spec: {type: LoadBalancer, clusterIP: 10.96.0.5, ports: [{port: 80, nodePort: 30080}]}\n"
+        "status: {loadBalancer: {ingress: [{hostname: a.elb.example}, {ip: 192.0.2.9}]}}\n"
+    )
+    (svc,) = m.services
+    assert [i.ip for i in svc.load_balancer_ingress] == ["", "192.0.2.9"]
+    (warning,) = m.warnings
+    assert warning.startswith(
+        "m.yaml:5: Service/default/lb: status.loadBalancer.ingress[0].hostname: a.elb.example: "
+        "no ip, so kube-proxy writes no rules for this ingress"
+    )
