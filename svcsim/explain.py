@@ -285,5 +285,9 @@ def _cause(run: Run, req: pd.Series, node: str, t: float) -> str:
         "ip-reused": f"{ip} belonged to another Pod by then",
         "no-service-rule": f"{node} had no rule for the Service's address at all",
         "endpoint-down": f"the hand-made endpoint {endpoint} was down",
+        "dns-timeout": "the client's DNS lookup got no answer from kube-dns (timeout x attempts)",
+        "dns-refused": "every try of the client's DNS lookup was refused (kube-dns unreachable)",
+        "dns-nxdomain": "every name the client's resolver tried was NXDOMAIN (no such Service)",
+        "dns-stale": f"{endpoint} came from a DNS answer, but no Pod held it any more",
     }
     return sentences.get(cause, f"cause {cause} (docs/results.md defines it)")

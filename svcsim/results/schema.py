@@ -94,6 +94,18 @@ class Cause(StrEnum):
     """The node's kube-proxy could not reach the API server, so its rules were out of date."""
     ENDPOINT_DOWN = "endpoint-down"
     """The chosen endpoint, hand-made and outside the Pod network, was down: nothing answered."""
+    DNS_TIMEOUT = "dns-timeout"
+    """The client's resolver got no answer from kube-dns (``timeout`` x ``attempts``): outcome
+    ``timeout``, no connection was attempted."""
+    DNS_REFUSED = "dns-refused"
+    """Every try of the lookup was refused (ICMP port unreachable from kube-dns's rules, e.g.
+    no CoreDNS endpoint): outcome ``refused``."""
+    DNS_NXDOMAIN = "dns-nxdomain"
+    """Every name of the search list was answered NXDOMAIN (or without an address): outcome
+    ``refused`` (the client was told no at once)."""
+    DNS_STALE = "dns-stale"
+    """The client dialled a headless Service's Pod IP from a DNS answer (cached by CoreDNS or
+    the client) that no Pod holds any more: nothing answered (``timeout``)."""
 
 
 class EventKind(StrEnum):

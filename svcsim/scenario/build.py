@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
-from svcsim.k8s.objects import Node, ObjectMeta, Service
+from svcsim.k8s.objects import EndpointSlice, Node, ObjectMeta, Service
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.nft_parse import ParseMemo, parse_table
@@ -26,14 +26,17 @@ from svcsim.proxy.context import (
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
+from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import NameMemo, compile_nftables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
+from svcsim.scenario.dns import DNS_ORIGIN, ClusterDns, coredns_app
 from svcsim.scenario.fault_order import outside_addresses
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
+from svcsim.scenario.refs import NameTarget as ScenarioName
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import plan_services
 from svcsim.scenario.timeline_run import schedule_timeline
@@ -44,6 +47,7 @@ from svcsim.sim.config import (
     ControlPlaneDelays,
     NodeLifecycleConfig,
 )
+from svcsim.sim.coredns import CoreDns, CoreDnsConfig
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.endpointslices import EndpointSliceController
 from svcsim.sim.fleet import PodFleet
@@ -58,6 +62,7 @@ from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.engine import TrafficEngine
+from svcsim.traffic.resolver import DNS_PORT
 from svcsim.traffic.targets import service_port_at
 
 ASSUMED_NODE_RAM_BYTES = 16 << 30
@@ -105,6 +110,8 @@ def build_world(
     )
     fleet = PodFleet(env, api, network, delays, world.record_event)
     apps = {name: _app(name, app) for name, app in sc.apps.items()}
+    if "coredns" not in apps and any(t.origin == DNS_ORIGIN for t in loaded.manifests):
+        apps["coredns"] = coredns_app()
     world.service_times = {name: _service_time(app.service_time) for name, app in sc.apps.items()}
     deployments: dict[str, DeploymentController] = {}
     for dep in manifests.deployments:
@@ -188,7 +195,13 @@ def build_world(
 
     world.view = ApiView(api, network)
     node_ips = [n.ip for n in cluster.nodes]
-    world.traffic = engine([_workload(w, initial.services, node_ips) for w in sc.workloads], world)
+    specs = [_workload(w, initial.services, node_ips) for w in sc.workloads]
+    if any(isinstance(s.target, ts.NameTarget) for s in specs):
+        world.coredns = _coredns(world, sc, delays.api_watch_s, initial_slices)
+        for w in sc.workloads:
+            for ip in (w.dns.hosts if w.dns is not None else {}).values():
+                world.outside_hosts.setdefault(ip, "external")
+    world.traffic = engine(specs, world)
     world.nodes = NodeLifecycle(
         env,
         _node_lifecycle(cluster.node_lifecycle),
@@ -216,7 +229,7 @@ def _load_balancers(world: World, sc: Scenario, nodes: Sequence[str]) -> None:
     )
     for w in sc.workloads:
         target = w.target
-        if w.source.load_balancer is None or isinstance(target, ScenarioAddress):
+        if w.source.load_balancer is None or isinstance(target, ScenarioAddress | ScenarioName):
             continue
         key = f"{target.namespace}/{target.name}"
         if key in world.load_balancers:
@@ -335,6 +348,30 @@ def _outside_hosts(sets: Iterable[Manifests], cluster_cidr: str) -> dict[str, st
     return {ip: "external" for ip in outside_addresses(sets, cluster_cidr)}
 
 
+def _coredns(
+    world: World, sc: Scenario, watch_delay_s: float, slices: Sequence[EndpointSlice]
+) -> CoreDns:
+    """The cluster's CoreDNS answers (its Pods run like any other Deployment's)."""
+    dns = sc.cluster.dns or ClusterDns()
+    key = dns.service if "/" in dns.service else f"default/{dns.service}"
+    service: Service | None = world.api.get("Service", key)
+    port = None
+    if service is not None:
+        port = next((p for p in service.ports if p.port == DNS_PORT and p.protocol == "UDP"), None)
+    if service is None or port is None or service.cluster_ip in ("", "None"):
+        raise ValueError(f"Service {key} has no ClusterIP with UDP port 53: no cluster DNS")
+    spn = ServicePortName(service.meta.namespace, service.meta.name, port.name, port.protocol)
+    hosts = {n: ip for w in sc.workloads if w.dns is not None for n, ip in w.dns.hosts.items()}
+    config = CoreDnsConfig(
+        ttl_s=dns.ttl_s,
+        cache_s=dns.cache_s,
+        upstream={n.lower().rstrip("."): ip for n, ip in hosts.items()},
+        service_ip=service.cluster_ip,
+        service_port=spn.text,
+    )
+    return CoreDns(world.api, watch_delay_s, config, slices)
+
+
 def _api_manifests(world: World) -> Manifests:
     api = world.api
     return Manifests(
@@ -361,7 +398,9 @@ def _workload(
         source = ts.HostSource(src.host or "")
     target_ref = w.target
     target: ts.Target
-    if isinstance(target_ref, ScenarioAddress):
+    if isinstance(target_ref, ScenarioName):
+        target = _name_target(target_ref, services)
+    elif isinstance(target_ref, ScenarioAddress):
         # A literal address that is a Service's (ClusterIP, NodePort, LB IP...) counts as it.
         owner = service_port_at(
             target_ref.ip, target_ref.port, target_ref.protocol, services, node_ips
@@ -390,4 +429,24 @@ def _workload(
         connect_timeout_s=w.connect_timeout_s,
         request_timeout_s=w.request_timeout_s,
         retries=ts.Retries(w.retries.max, w.retries.backoff_s),
+        dns_cache=w.dns is not None and w.dns.cache == "ttl",
     )
+
+
+def _name_target(ref: ScenarioName, services: Sequence[Service]) -> ts.NameTarget:
+    """The traffic's NameTarget, labelled with the Service port the name should reach.
+
+    The label is the ServicePortName of the Service whose ``<name>.<ns>.svc`` name ends the
+    name's search (any namespace), port matched by number, if there is one.
+    """
+    for svc in services:
+        short = f"{svc.meta.name}.{svc.meta.namespace}"
+        if ref.name.rstrip(".") in (svc.meta.name, short) or ref.name.startswith(f"{short}."):
+            for sp in svc.ports:
+                if sp.port == ref.port and str(sp.protocol).lower() == ref.protocol:
+                    spn = ServicePortName(svc.meta.namespace, svc.meta.name, sp.name, sp.protocol)
+                    return ts.NameTarget(
+                        ref.name, ref.port, ref.protocol, spn.text, svc.meta.key, spn.text
+                    )
+            return ts.NameTarget(ref.name, ref.port, ref.protocol, "", svc.meta.key)
+    return ts.NameTarget(ref.name, ref.port, ref.protocol)

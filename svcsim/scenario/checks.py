@@ -29,10 +29,11 @@ from svcsim.k8s.objects import (
 from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, UNSUPPORTED_NFT_DETECTORS
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
+from svcsim.scenario.dns_checks import name_problem
 from svcsim.scenario.durations import format_duration
 from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
-from svcsim.scenario.refs import ServiceTarget, parse_object_ref, parse_service_target
+from svcsim.scenario.refs import NameTarget, ServiceTarget, parse_object_ref, parse_service_target
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
 from svcsim.scenario.workload import Udp, Workload
@@ -384,6 +385,9 @@ class _Checks:
         if w.source.pods is not None:
             self.client_pods(i, tuple(sorted(w.source.pods.items())))
         target = w.target
+        if isinstance(target, NameTarget):  # DNS: scenario/dns_checks.py
+            self.dns_name(i, w, target, plan)
+            return
         if not isinstance(target, ServiceTarget):
             if w.source.load_balancer is not None:
                 self.problem(
@@ -449,6 +453,18 @@ class _Checks:
             self.problem(("workloads", i, "to"), why)
         elif isinstance(port, ServicePort):
             self.target_port(i, service, port)
+
+    def dns_name(self, i: int, w: Workload, target: NameTarget, plan: ServicePlan) -> None:
+        """A name no DNS answer could ever resolve (:func:`name_problem`) is a problem."""
+        deps, pods = self.matching(tuple(sorted((w.source.pods or {}).items())))
+        namespaces = [d.meta.namespace for d in deps] + [k.partition("/")[0] for k in pods]
+        services = {s.meta.key: s for s in plan.initial}
+        for added in plan.added.values():
+            services.update((s.meta.key, s) for s in added)
+        hosts = w.dns.hosts if w.dns is not None else {}
+        why = name_problem(target, namespaces, services, hosts)
+        if why is not None:
+            self.problem(("workloads", i, "to"), why)
 
     def target_port(self, i: int, service: Service, port: ServicePort) -> None:
         """Warn when the Pods a workload reaches declare ports, but not the numeric targetPort.

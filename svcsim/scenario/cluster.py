@@ -21,7 +21,16 @@ from pydantic import (
 )
 
 from svcsim.k8s.allocate import DEFAULT_SERVICE_CIDR
-from svcsim.scenario.base import IPv4, IPv4CIDR, Loc, NodeName, SchemaModel, problems_at
+from svcsim.scenario.base import (
+    IPv4,
+    IPv4CIDR,
+    Loc,
+    NodeName,
+    OmitNoneModel,
+    SchemaModel,
+    problems_at,
+)
+from svcsim.scenario.dns import ClusterDns
 from svcsim.scenario.durations import DURATION_PATTERN, Duration, PositiveDuration
 from svcsim.scenario.problems import collapse_located, index_ranges
 from svcsim.scenario.proxy import ProxyConfig
@@ -260,7 +269,7 @@ class LoadBalancer(SchemaModel):
     (``status.loadBalancer.ingress``); TEST-NET-2 (RFC 5737) by default."""
 
 
-class Cluster(SchemaModel):
+class Cluster(OmitNoneModel):
     """Nodes, address ranges, kube-proxy configuration and delays."""
 
     nodes: tuple[NodeSpec, ...] = Field(
@@ -282,6 +291,8 @@ class Cluster(SchemaModel):
     """Node heartbeats, NotReady detection and eviction (for node faults)."""
     load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
     """Cloud load balancers' health checks (for ``from: {loadBalancer: ...}`` workloads)."""
+    dns: ClusterDns | None = None
+    """Cluster DNS (CoreDNS behind kube-dns), for workloads that dial names; docs/dns.md."""
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from svcsim.k8s.load import Manifests, load_manifest_text
 from svcsim.k8s.yamlread import YamlFileError, read_file
 from svcsim.scenario.checks import ScenarioObjects, check_scenario
 from svcsim.scenario.cluster import DEFAULT_NODE_COUNT
+from svcsim.scenario.dns import DNS_ORIGIN, ClusterDns, coredns_manifest, dns_ip
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.locate import (
     YamlDoc,
@@ -34,6 +35,7 @@ from svcsim.scenario.locate import (
     parse_yaml,
 )
 from svcsim.scenario.overrides import Override, apply_overrides, mark_problems
+from svcsim.scenario.refs import NameTarget
 from svcsim.scenario.schema import UNION_TAGS, Scenario
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
@@ -122,7 +124,12 @@ def load_scenario(
     from_manifests = _nodes_from_manifests(doc, source, manifests, own)
     scenario = _validate(_with_default_name(doc.data, file), doc, source, own)
     timeline_manifests = texts.timeline(doc.data.get("timeline"))
+    added_dns = _coredns(scenario, manifests, source) if scenario is not None else None
+    if added_dns is not None:
+        manifests.append(added_dns[0])
     checked, warnings = _check_manifests([*manifests, *timeline_manifests.values()])
+    if added_dns is not None and scenario is not None and scenario.cluster.dns is None:
+        warnings = (*warnings, added_dns[1])  # asked for by cluster.dns: no surprise
     if scenario is not None and not own:
         # What the scenario means, once every part reads well (else its findings are noise).
         objects = None if checked else _objects(manifests, timeline_manifests)
@@ -347,6 +354,36 @@ class _Texts:
             " (pass --allow-outside-paths to read it)",
         )
         return False
+
+
+def _coredns(
+    scenario: Scenario, manifests: list[ManifestText], source: str
+) -> tuple[ManifestText, str] | None:
+    """CoreDNS's manifests and a warning, if names are looked up and the manifests lack kube-dns.
+
+    Needed when ``cluster.dns`` is set or a workload dials ``dns:NAME:PORT``
+    (:mod:`svcsim.scenario.dns`); the warning is for the second case only (without
+    ``cluster.dns``, the user may not expect CoreDNS Pods in the cluster).
+    """
+    dns = scenario.cluster.dns
+    named = any(isinstance(w.target, NameTarget) for w in scenario.workloads)
+    if dns is None and not named:
+        return None
+    dns = dns or ClusterDns()
+    try:
+        keys = {s.meta.key for s in parse_manifests(manifests).services}
+    except ManifestErrors:
+        return None  # the manifests' own problems are reported with the others
+    wanted = dns.service if "/" in dns.service else f"default/{dns.service}"
+    if wanted in keys:
+        return None
+    text = coredns_manifest(dns, scenario.cluster.service_cidr)
+    warning = (
+        f"{source}: no Service {wanted} in the manifests: added CoreDNS as kubeadm deploys it "
+        f"(Service {wanted} at {dns.cluster_ip or dns_ip(scenario.cluster.service_cidr)}, "
+        f"Deployment coredns with {dns.replicas} replicas; docs/dns.md)"
+    )
+    return ManifestText(f"{source} ({DNS_ORIGIN})", text, DNS_ORIGIN), warning
 
 
 def _check_manifests(texts: list[ManifestText]) -> tuple[list[str], tuple[str, ...]]:

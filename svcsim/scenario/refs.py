@@ -52,6 +52,42 @@ class AddressTarget:
         return f"{self.ip}:{self.port}/{self.protocol}"
 
 
+@dataclass(frozen=True, slots=True)
+class NameTarget:
+    """A host name and port the client resolves through cluster DNS (``dns:NAME:PORT``)."""
+
+    name: str
+    port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    def __str__(self) -> str:
+        return f"dns:{self.name}:{self.port}/{self.protocol}"
+
+
+_NAME = re.compile(r"dns:(?P<name>[^:/]+):(?P<port>[0-9]+)(?:/(?P<proto>tcp|udp))?")
+
+
+def parse_name_target(text: str) -> NameTarget:
+    """``dns:NAME:PORT[/tcp|udp]`` as a :class:`NameTarget`; ValueError if it is not one.
+
+    NAME is a DNS name (RFC 1123 labels separated by dots, an optional final dot), PORT a
+    number: DNS answers give addresses, not ports.
+    """
+    m = _NAME.fullmatch(text)
+    if m is None:
+        raise ValueError(f"must be dns:NAME:PORT[/tcp|udp], got {text!r}")
+    name = m["name"].lower()
+    labels = name.rstrip(".").split(".")
+    if len(name.rstrip(".")) > 253:
+        raise ValueError(f"name {m['name']!r} is longer than 253 characters")
+    for label in labels:
+        why = dns1123_label_problem(label)
+        if why is not None:
+            raise ValueError(f"name {m['name']!r}: label {label!r} {why}")
+    proto: Literal["tcp", "udp"] = "udp" if m["proto"] == "udp" else "tcp"
+    return NameTarget(name, _port_number(m["port"]), proto)
+
+
 def _port_number(text: str) -> int:
     port = int(text)
     if not 1 <= port <= 65535:
@@ -106,8 +142,10 @@ def parse_service_target(text: str) -> ServiceTarget:
     return ServiceTarget(ns, name, port)
 
 
-def parse_target(text: str) -> ServiceTarget | AddressTarget:
-    """A workload's ``to``: an address if it starts with an IPv4 address, else a Service."""
+def parse_target(text: str) -> ServiceTarget | AddressTarget | NameTarget:
+    """A workload's ``to``: an IPv4 address, a ``dns:`` name, or else a Service."""
+    if text.startswith("dns:"):
+        return parse_name_target(text)
     if re.match(r"[0-9.]+:", text):
         return parse_address(text)
     return parse_service_target(text)
@@ -125,7 +163,7 @@ def _checked(parse: Any) -> AfterValidator:
 
 
 TargetText = Annotated[StrictStr, _checked(parse_target)]
-"""``[ns/]service[:port]`` or ``IP:port[/tcp|udp]``."""
+"""``[ns/]service[:port]``, ``IP:port[/tcp|udp]`` or ``dns:NAME:PORT[/tcp|udp]``."""
 ServicePortText = Annotated[StrictStr, _checked(parse_service_target)]
 """``[ns/]service[:port]``."""
 ServiceRefText = Annotated[StrictStr, _checked(lambda t: parse_object_ref(t, service=True))]
@@ -197,12 +235,14 @@ __all__ = [
     "AddressText",
     "IntOrPercent",
     "ManifestRef",
+    "NameTarget",
     "ObjectRefText",
     "ServicePortText",
     "ServiceRefText",
     "ServiceTarget",
     "TargetText",
     "parse_address",
+    "parse_name_target",
     "parse_object_ref",
     "parse_service_target",
     "parse_target",

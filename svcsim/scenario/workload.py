@@ -22,8 +22,15 @@ from svcsim.scenario.base import (
     yaml_alias,
 )
 from svcsim.scenario.cost import MAX_RATE_PER_S
+from svcsim.scenario.dns import WorkloadDns
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
-from svcsim.scenario.refs import AddressTarget, ServiceTarget, TargetText, parse_target
+from svcsim.scenario.refs import (
+    AddressTarget,
+    NameTarget,
+    ServiceTarget,
+    TargetText,
+    parse_target,
+)
 
 DEFAULT_SERVICE_TIME_MEAN_S: Final = 0.010
 DEFAULT_APP_STARTUP_S: Final = 0.0
@@ -234,7 +241,8 @@ class Workload(OmitNoneModel):
     source: Source = Field(alias="from")
     """``{pods: {labels}}`` | ``{external: {node: N}}`` | ``{host: N}``."""
     to: TargetText
-    """``[ns/]service[:portName|port]`` or ``IP:port[/tcp|udp]``."""
+    """``[ns/]service[:portName|port]``, ``IP:port[/tcp|udp]`` or ``dns:NAME:PORT[/tcp|udp]``
+    (looked up through the client Pod's resolver and CoreDNS: docs/dns.md)."""
     rate_per_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_RATE_PER_S, alias="rate")
     """Requests per second, Poisson arrivals (or use rateSchedule)."""
     rate_schedule: tuple[RateStep, ...] | None = Field(default=None, min_length=1)
@@ -247,9 +255,11 @@ class Workload(OmitNoneModel):
     """Give up on a request not answered by then."""
     retries: Retries = Field(default_factory=Retries)
     """Retry policy."""
+    dns: WorkloadDns | None = None
+    """How the clients resolve a ``dns:`` target (cache, external hosts)."""
 
     @property
-    def target(self) -> ServiceTarget | AddressTarget:
+    def target(self) -> ServiceTarget | AddressTarget | NameTarget:
         """``to``, parsed."""
         return parse_target(self.to)
 
@@ -287,6 +297,30 @@ class Workload(OmitNoneModel):
                 found.append((("to",), "connection model udp needs a /udp address"))
             if not udp and target.protocol == "udp":
                 found.append((("connection",), "a /udp address needs connection model udp"))
+        if isinstance(target, NameTarget):
+            found.extend(self._name_problems(target))
+        elif self.dns is not None:
+            found.append((("dns",), "only a dns:NAME:PORT target is looked up in DNS"))
         if found:
             raise problems_at("workload", found)
         return self
+
+    def _name_problems(self, target: NameTarget) -> list[tuple[tuple[str | int, ...], str]]:
+        """What a name-addressed workload cannot do (in this version)."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        udp = isinstance(self.connection, Udp)
+        if udp != (target.protocol == "udp"):
+            found.append((("to",), "dns:NAME:PORT/udp goes with connection model udp, and only"))
+        if self.source.pods is None:
+            found.append((("from",), "only Pods resolve names through cluster DNS: use from: pods"))
+        if isinstance(self.connection, KeepAlive) or (
+            isinstance(self.connection, Udp) and self.connection.source_port == "fixed"
+        ):
+            found.append(
+                (
+                    ("connection",),
+                    "a dns: target is looked up per request: use per-request or udp with "
+                    "sourcePort: ephemeral",
+                )
+            )
+        return found

@@ -29,6 +29,7 @@ from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
+from svcsim.sim.coredns import CoreDns
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.loadbalancer import CloudLoadBalancer
@@ -86,6 +87,8 @@ class World:
         self.traffic: EngineCore | None = None
         self.service_times: dict[str, ServiceTime] = {}
         self.outside_hosts: dict[str, str] = {}
+        self.coredns: CoreDns | None = None
+        """The cluster's CoreDNS answers, when a workload dials names (docs/dns.md)."""
         self.outside_down: set[str] = set()
         """Hand-made endpoints outside the Pod network that are down now."""
         self.outside_version = 0

@@ -40,7 +40,8 @@ from svcsim.traffic.classify import Resolution, Wait, at_destination, classify, 
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.fate import finish
-from svcsim.traffic.spec import KeepAlive, WorkloadSpec
+from svcsim.traffic.resolver import Resolver
+from svcsim.traffic.spec import KeepAlive, NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial
 
 FIXED_UDP_PORT_BASE = 20000
@@ -143,6 +144,7 @@ class PerFlow:
         self._pools: dict[tuple[int, int], _Pool] = {}
         self._by_pod: dict[str, dict[int, Connection]] = {}
         self._next_conn = 0
+        self._resolver: Resolver | None = None
 
     # --- one attempt ----------------------------------------------------------------------
 
@@ -151,11 +153,44 @@ class PerFlow:
     ) -> FlowResult:
         """The result of attempt ``(w, client)`` at ``t`` with the attempt's ``seed``."""
         spec = self.specs[w]
+        if isinstance(spec.target, NameTarget):
+            return self._named(w, client_id, client, seed, t)
         if isinstance(spec.connection, KeepAlive):
             return self._keepalive(w, client_id, client, dial, seed, t, spec.connection)
-        if spec.per_flow:
+        if spec.per_flow_udp:
             return self._udp_fixed(w, client, dial, seed, t)
         return self._anonymous(w, client, dial, seed, t)
+
+    # --- a name first (DNS), then the address it gave -----------------------------------------
+
+    def _named(self, w: int, client_id: int, client: Client, seed: int, t: float) -> FlowResult:
+        """Look the name up (:mod:`~svcsim.traffic.resolver`), then dial its first address."""
+        dns = getattr(self.ctx, "coredns", None)
+        if dns is None:
+            raise RuntimeError(f"workload {self.specs[w].name} dials a name, but no CoreDNS runs")
+        if self._resolver is None:
+            self._resolver = Resolver(self.ctx, self.specs, dns)
+        found = self._resolver.lookup(self._new, self.ports, w, client_id, client, seed, t)
+        if not found.ips:
+            outcome = Outcome.TIMEOUT if found.cause is Cause.DNS_TIMEOUT else Outcome.REFUSED
+            return FlowResult(outcome, found.cause, found.elapsed_s)
+        dial = self._resolver.dial(w, found)
+        r = self._anonymous(w, client, dial, seed, t)
+        endpoint = r.endpoint or (f"{dial.ip}:{dial.port}" if r.pod else "")
+        cause = r.cause
+        if found.headless and cause is Cause.NO_SERVICE_RULE:
+            cause = Cause.DNS_STALE  # a Pod IP from an answer that no Pod holds any more
+        return FlowResult(
+            r.outcome,
+            cause,
+            found.elapsed_s + r.latency,
+            endpoint,
+            r.pod,
+            r.new_flow,
+            r.conn_id,
+            r.served,
+            r.handle,
+        )
 
     def _service_s(self, res: Resolution, seed: int) -> float:
         if res.app is None:

@@ -115,7 +115,33 @@ class AddressTarget:
             raise ValueError(f"protocol {self.protocol!r} is not tcp or udp")
 
 
-Target = ServiceTarget | AddressTarget
+@dataclass(frozen=True, slots=True)
+class NameTarget:
+    """A host name and port dialled through the client Pod's resolver (``dns:NAME:PORT``).
+
+    ``label`` is the records' ``service`` label: the ServicePortName text of the Service port
+    the name is expected to reach (``service_port``, of Service ``service``), else
+    ``NAME:PORT/protocol``. ``hosts`` maps external host names to their addresses (what the
+    upstream resolver answers for names outside the cluster).
+    """
+
+    name: str
+    port: int
+    protocol: Protocol = "tcp"
+    label: str = ""
+    service: str | None = None
+    service_port: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a name target needs a name")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port!r} is outside 1..65535")
+        if not self.label:
+            object.__setattr__(self, "label", f"{self.name}:{self.port}/{self.protocol}")
+
+
+Target = ServiceTarget | AddressTarget | NameTarget
 
 
 # --- connection models ------------------------------------------------------------------------
@@ -240,6 +266,8 @@ class WorkloadSpec:
     connect_timeout_s: float = 1.0
     request_timeout_s: float = 5.0
     retries: Retries = field(default_factory=Retries)
+    dns_cache: bool = False
+    """``dns: {cache: ttl}``: the client keeps a name's answer for its TTL (glibc keeps none)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -256,6 +284,13 @@ class WorkloadSpec:
         udp = isinstance(self.connection, Udp)
         if isinstance(self.target, AddressTarget) and (self.target.protocol == "udp") != udp:
             raise ValueError(f"{self.name}: a /udp address needs the udp connection model")
+        if isinstance(self.target, NameTarget):
+            if (self.target.protocol == "udp") != udp:
+                raise ValueError(f"{self.name}: the name's protocol is not the connection's")
+            if not isinstance(self.source, PodSource):
+                raise ValueError(f"{self.name}: only Pods resolve names (from: pods)")
+            if isinstance(self.connection, KeepAlive) or self.per_flow_udp:
+                raise ValueError(f"{self.name}: a name target needs per-request or ephemeral UDP")
 
     @property
     def protocol(self) -> Protocol:
@@ -263,10 +298,20 @@ class WorkloadSpec:
         return "udp" if isinstance(self.connection, Udp) else "tcp"
 
     @property
-    def per_flow(self) -> bool:
-        """True if the flow's identity matters (keep-alive, UDP with a fixed source port)."""
+    def per_flow_udp(self) -> bool:
+        """True for UDP with a fixed source port (one flow per client)."""
         c = self.connection
-        return isinstance(c, KeepAlive) or (isinstance(c, Udp) and c.fixed_source_port)
+        return isinstance(c, Udp) and c.fixed_source_port
+
+    @property
+    def per_flow(self) -> bool:
+        """True if attempts are resolved one at a time.
+
+        The flow's identity matters (keep-alive, UDP with a fixed source port), or the
+        client resolves a name first (its DNS queries are flows of their own).
+        """
+        named = isinstance(self.target, NameTarget)
+        return named or isinstance(self.connection, KeepAlive) or self.per_flow_udp
 
     def rate_at(self, t_s: float) -> float:
         """Requests per second at ``t_s``."""

@@ -19,6 +19,7 @@ from svcsim.traffic.spec import (
     ExternalSource,
     HostSource,
     LoadBalancerSource,
+    NameTarget,
     Protocol,
     ServiceTarget,
     Source,
@@ -106,7 +107,7 @@ def service_port_at(
 
 
 def dial_for(
-    target: ServiceTarget | AddressTarget,
+    target: ServiceTarget | AddressTarget | NameTarget,
     source: Source,
     protocol: Protocol,
     service: Service | None,
@@ -116,8 +117,11 @@ def dial_for(
 
     ``service`` is the API's Service for a :class:`ServiceTarget` (None if absent);
     ``node_ip`` is the source node's first IP (for NodePorts). A Service port whose protocol
-    is not the workload's is not a match.
+    is not the workload's is not a match. A :class:`NameTarget` has no address before its
+    lookup: its dial only labels the records (address ``""``; the resolver dials per attempt).
     """
+    if isinstance(target, NameTarget):
+        return Dial("", target.port, protocol, target.label, target.service, target.service_port)
     if isinstance(target, AddressTarget):
         spn = target.service_port
         svc_key = spn.partition(":")[0] if spn else None
