@@ -1,0 +1,132 @@
+"""DNS end to end: exact lookup latencies, caching, failures, headless spread, both engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from svcsim.traffic.engine import TrafficEngine
+from svcsim.traffic.reference import ReferenceEngine
+from tests.scenarios.conftest import ShippedRun, scenario_path
+from tests.scenarios.dns_cases import (
+    ATTEMPTS,
+    COREDNS_S,
+    LATER_AT_S,
+    OUTAGE_AT_S,
+    TIMEOUT_S,
+    WEB_S,
+    dns_requests,
+)
+from tests.scenarios.engines import shipped_requests
+
+WATCH_S = 0.05
+"""cluster.delays.apiWatch: CoreDNS's informer lag."""
+CACHE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def requests(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return dns_requests(tmp_path_factory.mktemp("dns"), TrafficEngine)
+
+
+def _of(requests: pd.DataFrame, workload: str) -> pd.DataFrame:
+    return requests[requests.workload == workload]
+
+
+@pytest.mark.parametrize(
+    ("workload", "names"),
+    [
+        pytest.param("short", 1, id="web: the first search domain answers"),
+        pytest.param("fqdn", 4, id="4 dots < ndots 5: three NXDOMAIN names first"),
+        pytest.param("dot", 1, id="final dot: asked as is only"),
+    ],
+)
+def test_a_lookup_costs_one_exchange_per_name_tried(
+    requests: pd.DataFrame, workload: str, names: int
+) -> None:
+    ok = _of(requests, workload)
+    ok = ok[ok.t_s < OUTAGE_AT_S]
+    assert (ok.outcome == "ok").all()
+    assert np.allclose(ok.latency_s, names * COREDNS_S + WEB_S, rtol=0, atol=1e-12)
+
+
+def test_a_name_that_does_not_exist_yet_is_nxdomain_until_caches_expire(
+    requests: pd.DataFrame,
+) -> None:
+    later = _of(requests, "later")
+    later = later[later.t_s < OUTAGE_AT_S]
+    nx = later[later.cause == "dns-nxdomain"]
+    assert len(nx) > 50
+    # Every name of the search list was asked and answered NXDOMAIN: 4 exchanges.
+    assert np.allclose(nx.latency_s, 4 * COREDNS_S, rtol=0, atol=1e-12)
+    assert (nx.outcome == "refused").all()
+    ok = later[later.outcome == "ok"]
+    # CoreDNS sees the Service one watch delay late; NXDOMAIN cached before may last 30 s.
+    assert ok.t_s.min() > LATER_AT_S + WATCH_S
+    assert nx.t_s.max() < LATER_AT_S + WATCH_S + CACHE_S
+    assert set(later.cause) == {"", "dns-nxdomain"}
+
+
+def test_no_answer_fails_after_timeout_times_attempts(requests: pd.DataFrame) -> None:
+    late = requests[(requests.t_s > OUTAGE_AT_S) & (requests.workload.isin(["short", "dot"]))]
+    timeouts = late[late.cause == "dns-timeout"]
+    assert len(timeouts) > 20
+    assert (timeouts.src_node == "node-2").all()  # kube-proxy up on node-1: never
+    assert (timeouts.outcome == "timeout").all()
+    assert (timeouts.latency_s == TIMEOUT_S * ATTEMPTS).all()
+    # res_search stops at the first name that times out: fqdn's first name does.
+    fqdn = requests[(requests.workload == "fqdn") & (requests.cause == "dns-timeout")]
+    assert (fqdn.latency_s == TIMEOUT_S * ATTEMPTS).all()
+
+
+def test_a_cached_answer_is_reused_until_its_ttl_runs_out(requests: pd.DataFrame) -> None:
+    cached = _of(requests, "cached")
+    assert (cached.outcome == "ok").all()
+    looked_up = cached[np.isclose(cached.latency_s, COREDNS_S + WEB_S, rtol=0, atol=1e-12)]
+    hits = cached[np.isclose(cached.latency_s, WEB_S, rtol=0, atol=1e-12)]
+    assert len(looked_up) + len(hits) == len(cached)
+    for _, times in looked_up.groupby("client").t_s:
+        gaps = np.diff(times.to_numpy())
+        # A new lookup only once the answer (TTL <= 30 s, whole seconds >= 1) has expired.
+        assert (gaps >= 1.0).all() and (gaps <= CACHE_S + 1.0).all(), gaps
+    # Without a cache (glibc), every request looks the name up.
+    short = _of(requests, "short")
+    assert (short[short.outcome == "ok"].latency_s > WEB_S).all()
+    assert len(hits) > 10 * len(looked_up)
+
+
+def test_both_engines_give_the_same_records(tmp_path: Path, requests: pd.DataFrame) -> None:
+    reference = dns_requests(tmp_path, ReferenceEngine)
+    pd.testing.assert_frame_equal(requests, reference)
+
+
+def test_both_engines_agree_on_the_headless_scenario() -> None:
+    path = scenario_path("dns-headless")
+    pd.testing.assert_frame_equal(
+        shipped_requests(path, TrafficEngine), shipped_requests(path, ReferenceEngine)
+    )
+
+
+def test_headless_spread_follows_the_shuffled_answers(shipped_run: ShippedRun) -> None:
+    requests = shipped_run("dns-headless").requests
+    db = requests[(requests.workload == "db-reader") & (requests.t_s < 30.0)]
+    assert (db.outcome == "ok").all()
+    assert set(db.service.astype(str)) == {"default/db:pg"}
+    # The Pod IP itself, at the port the client dialled: no DNAT to a targetPort.
+    shares = db.endpoint.astype(str).value_counts(normalize=True)
+    assert len(shares) == 3 and all(e.endswith(":5432") for e in shares.index)
+    assert shares.between(0.28, 0.39).all(), shares
+
+
+def test_a_deleted_headless_pod_stays_in_cached_answers(shipped_run: ShippedRun) -> None:
+    requests = shipped_run("dns-headless").requests
+    stale = requests[requests.cause == "dns-stale"]
+    assert len(stale) > 100
+    assert stale.t_s.min() > 30.0
+    assert stale.t_s.max() < 30.0 + WATCH_S + CACHE_S + 1.0
+    assert (stale.outcome == "timeout").all()
+    payments = requests[requests.workload == "payments"]
+    assert (payments.outcome == "ok").all()
