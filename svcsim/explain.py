@@ -9,7 +9,8 @@ to it) and the run's records:
 3. which endpoints the API holds for it, and which are ready;
 4. what the client node's kube-proxy last synced, and when (and whether it was running);
 5. where that node's rules send such a connection (every destination they can pick), and
-   whether this request followed an existing conntrack entry instead;
+   whether this request followed an existing conntrack entry instead (a request whose DNS
+   lookup failed: where its queries to kube-dns went; a headless Service: no rules at all);
 6. what the destination Pod was doing;
 
 and it ends with the cause in one sentence. Each step is data (:class:`Step`); the CLI prints
@@ -181,13 +182,26 @@ def _opened(run: Run, req: pd.Series) -> list[str]:
 
 def _rules(world: World, node: str, req: pd.Series, run: Run) -> tuple[str, ...]:
     lines: list[str] = []
-    if not bool(req["new_flow"]):
+    cause = str(req["cause"])
+    service_port = str(req["service"])
+    dns = world.coredns
+    if cause.startswith("dns-") and cause != "dns-stale" and dns is not None:
+        # The lookup failed: no connection was made; its queries met kube-dns's rules.
+        service_port = dns.config.service_port
+        lines.append("the request never connected: its DNS lookup failed (docs/dns.md); its "
+                     f"queries went to {service_port}")  # fmt: skip
+    elif (_dial(world, service_port) or ("",))[0] == "None":
+        return (
+            "none: a headless Service has no rules; the client dialled the Pod IP of its DNS "
+            f"answer directly (no DNAT): {req['endpoint'] or 'no address'}",
+        )
+    elif not bool(req["new_flow"]):
         lines.append("this request used an existing connection / conntrack entry: no rule was "
                      "consulted for it")  # fmt: skip
         lines.extend(_opened(run, req))
     kernel = world.kernels[node]
     lines.append(f"the rules installed at {kernel.installed_at_s:.3f} s hold, for this Service:")
-    dial = _dial(world, str(req["service"]))
+    dial = _dial(world, service_port)
     client = str(req["client"])
     src = next((p.pod_ip for p in world.api.list("Pod") if p.meta.key == client), None)
     if dial is None or src is None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from svcsim.k8s.dns import Addresses, Answer, pod_resolv_conf, query_names
+from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, query_names
 from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Cause, Outcome
@@ -75,7 +75,18 @@ class Lookup:
     headless: bool
     cause: Cause
     elapsed_s: float
-    ttl_s: float = 0.0
+    ttl_s: int = 0
+    """The answer's TTL (what ``dns: {cache: ttl}`` keeps it for)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """One name to ask: for workload ``w``'s ``client``, with its resolver settings."""
+
+    w: int
+    client: Client
+    qname: str
+    conf: ResolvConf
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +145,9 @@ class Resolver:
         elapsed, k = 0.0, 0
         # (Seeds: each name gets 2 per try, split from the attempt's seed.)
         for qname in query_names(target.name, conf):
-            ended = self._exchange(new_flow, ports, (w, client, qname), seed + k, t, elapsed)
+            ended = self._exchange(
+                new_flow, ports, _Query(w, client, qname, conf), seed + k, t, elapsed
+            )
             k += 2 * conf.attempts
             elapsed += ended.elapsed_s
             if ended.answer is None:
@@ -152,14 +165,16 @@ class Resolver:
         self,
         new_flow: NewFlow,
         ports: EphemeralPorts,
-        who: tuple[int, Client, str],
+        query: _Query,
         seed: int,
         t: float,
         start_s: float,
     ) -> _Try:
-        """One name ``who[2]``: up to ``attempts`` tries of the A/AAAA pair from one socket."""
-        w, client, qname = who
-        conf = pod_resolv_conf("", self.dns.config.zone)
+        """One name: up to ``attempts`` tries of the A/AAAA pair from one socket.
+
+        ``start_s``: how long the lookup had taken before this name (its tries start then).
+        """
+        w, client, qname, conf = query.w, query.client, query.qname, query.conf
         table = self.ctx.kernels[client.node].conntrack
         dial = self.nameserver
         original: FlowTuple | None = None

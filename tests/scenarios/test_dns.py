@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from svcsim.explain import explain
 from svcsim.traffic.engine import TrafficEngine
 from svcsim.traffic.reference import ReferenceEngine
-from tests.scenarios.conftest import ShippedRun, scenario_path
+from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
 from tests.scenarios.dns_cases import (
     ATTEMPTS,
     COREDNS_S,
     LATER_AT_S,
     OUTAGE_AT_S,
+    TEXT,
     TIMEOUT_S,
     WEB_S,
     dns_requests,
@@ -130,3 +132,26 @@ def test_a_deleted_headless_pod_stays_in_cached_answers(shipped_run: ShippedRun)
     assert (stale.outcome == "timeout").all()
     payments = requests[requests.workload == "payments"]
     assert (payments.outcome == "ok").all()
+
+
+def test_explain_walks_a_headless_request_without_rules(shipped_run: ShippedRun) -> None:
+    run = shipped_run("dns-headless")
+    requests = run.requests
+    row = int(np.flatnonzero((requests.cause == "dns-stale").to_numpy())[0])
+    found = explain(run.path, row)
+    rules = dict((s.title, s.lines) for s in found.steps)[
+        f"Where do {requests.src_node.iloc[row]}'s rules send it?"
+    ]
+    assert rules[0].startswith("none: a headless Service has no rules")
+    assert found.cause.endswith("came from a DNS answer, but no Pod held it any more")
+
+
+def test_explain_shows_where_a_failed_lookups_queries_went(tmp_path: Path) -> None:
+    path = tmp_path / "dns.yaml"
+    path.write_text(TEXT, encoding="utf-8")
+    run = run_without_figures(path, tmp_path / "run")
+    row = int(np.flatnonzero((run.requests.cause == "dns-timeout").to_numpy())[0])
+    found = explain(run.path, row)
+    lines = [line for s in found.steps for line in s.lines]
+    assert any("its queries went to kube-system/kube-dns:dns" in line for line in lines)
+    assert any(":53 (DNAT)" in line for line in lines)
