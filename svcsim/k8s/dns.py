@@ -57,21 +57,45 @@ def pod_resolv_conf(namespace: str, zone: str = CLUSTER_DOMAIN) -> ResolvConf:
     return ResolvConf((f"{namespace}.svc.{zone}", f"svc.{zone}", zone))
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """How glibc's ``res_search`` goes about one name (``resolv/res_query.c``).
+
+    ``as_is_first``: ask ``name`` itself first (it has at least ``ndots`` dots, or ends in a
+    dot); ``absolute``: it ends in a dot, so nothing else is asked. ``searched``: the name
+    under each search domain, asked in order until one answers, while each is NXDOMAIN (or
+    has no address); after any other failure the rest are skipped, and if the search list
+    gives up without refusal (no ``ECONNREFUSED``), ``name`` is asked as is last if it was
+    not asked first.
+    """
+
+    name: str
+    as_is_first: bool
+    absolute: bool
+    searched: tuple[str, ...]
+
+
+def search_plan(name: str, conf: ResolvConf) -> SearchPlan:
+    """The :class:`SearchPlan` of ``name`` (case folded) under ``conf``."""
+    name = name.lower()
+    absolute = name.endswith(".")
+    bare = name.rstrip(".")
+    if absolute:
+        return SearchPlan(bare, True, True, ())
+    searched = tuple(f"{bare}.{domain}" for domain in conf.search)
+    return SearchPlan(bare, bare.count(".") >= conf.ndots, False, searched)
+
+
 def query_names(name: str, conf: ResolvConf) -> tuple[str, ...]:
-    """Every fully qualified name glibc asks for ``name``, in order (without the final dot).
+    """Every fully qualified name glibc asks for ``name`` while each is NXDOMAIN, in order.
 
     Ends in a dot: only the name itself. At least ``ndots`` dots: the name as is, then the
     name under each search domain. Fewer: the search domains first, the name as is last.
-    The resolver stops at the first name that gets an address, or at a failure that is not
-    "no such name" (see :mod:`svcsim.traffic.resolver`).
     """
-    name = name.lower()
-    if name.endswith("."):
-        return (name.rstrip("."),)
-    searched = tuple(f"{name}.{domain}" for domain in conf.search)
-    if name.count(".") >= conf.ndots:
-        return (name, *searched)
-    return (*searched, name)
+    plan = search_plan(name, conf)
+    if plan.as_is_first:
+        return (plan.name, *plan.searched)
+    return (*plan.searched, plan.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,28 +2,35 @@
 
 A workload that dials ``dns:NAME:PORT`` resolves NAME before each request (glibc keeps no
 cache; ``dns: {cache: ttl}`` keeps an answer for its TTL, as nscd or an application cache
-would). The lookup follows the Pod's resolv.conf (:func:`svcsim.k8s.dns.pod_resolv_conf`):
-the names of :func:`svcsim.k8s.dns.query_names`, in order, until one has an address.
+would). The lookup follows the Pod's resolv.conf (:func:`svcsim.k8s.dns.pod_resolv_conf`) and
+glibc's ``__res_context_search`` (``resolv/res_query.c``, :func:`svcsim.k8s.dns.search_plan`):
+
+* a name with at least ``ndots`` dots, or a final dot, is asked as is first (a final dot: only
+  that); then the name under each search domain, while each is NXDOMAIN (or has no address);
+* an unanswered name stops the search list, unless every try was refused (``ECONNREFUSED``:
+  "no server present, give up": the lookup ends there); the name as is is then still asked,
+  if it was not asked first;
+* a failed lookup's cause is the as-is query's if it was asked first, else the last query's.
 
 Each name is one ``res_nsend``: a fresh UDP socket (a new ephemeral source port, so a new
 flow) to the nameserver, the kube-dns ClusterIP, port 53. The A and AAAA queries leave that
-socket together (``getaddrinfo`` with ``AF_UNSPEC``); they share one conntrack entry, so they
-meet the same CoreDNS Pod, and the try ends when both answers are in (the slower of two
-service times). A try is one pass of ``send_dg`` (glibc ``resolv/res_send.c``):
+socket together (``getaddrinfo`` with ``AF_UNSPEC``, ``sendmmsg``); they share one conntrack
+entry, so they meet the same CoreDNS Pod, and the try ends when both answers are in (the
+slower of two service times). A try is one ``send_dg`` (``resolv/res_send.c``):
 
-* answered: the name's answer (:class:`svcsim.sim.coredns.CoreDns`). NXDOMAIN (or no
-  address) moves on to the next name; an address ends the lookup.
+* answered: the name's answer (:class:`svcsim.sim.coredns.CoreDns`);
 * no answer (the rules or conntrack led to a dead Pod, a dropped packet, a slow answer): the
-  client waits ``timeout`` (5 s) and tries again on the same socket, so the retry follows the
-  same conntrack entry while it lives (the entry of an unanswered query stays UNREPLIED).
-* refused (ICMP port unreachable, e.g. kube-dns has no endpoints): glibc closes the socket at
-  once and the next try opens a new one (a new flow).
+  client waits ``timeout`` (5 s: ``retrans << ns`` for the first nameserver) and tries again
+  on the same socket, so the retry follows the same conntrack entry while it lives (the entry
+  of an unanswered query stays UNREPLIED);
+* refused (ICMP port unreachable, e.g. kube-dns has no endpoints): ``recvfrom`` fails, glibc
+  closes the socket at once and the next try opens a new one (a new flow).
 
-After ``attempts`` tries without an answer the lookup fails (``res_search`` stops at such a
-failure without trying further names): ``dns-timeout`` (or ``dns-refused`` if the last try was
-refused); every name NXDOMAIN: ``dns-nxdomain``. Then the client dials the first address it
-got: a ClusterIP goes through the node's rules as usual; a headless Service's Pod IP is
-dialled directly (no DNAT), so the spread follows the order of CoreDNS's (shuffled) answers.
+After ``attempts`` tries a name is unanswered. A failed lookup is ``dns-timeout`` (some try
+of its deciding name timed out), ``dns-refused`` (every try refused) or ``dns-nxdomain``.
+Then the client dials the first address it got: a ClusterIP goes through the node's rules
+as usual; a headless Service's Pod IP is dialled directly (no DNAT), so the spread follows
+the order of CoreDNS's (shuffled) answers.
 
 Every try and the connect meet the state that held when the request started (the engines
 resolve an attempt against one state); only conntrack updates are stamped at their own time.
@@ -39,7 +46,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, query_names
+from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, search_plan
 from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Cause, Outcome
@@ -56,6 +63,11 @@ if TYPE_CHECKING:
 
 DNS_PORT: Final = 53
 _MASK64: Final = (1 << 64) - 1
+
+
+def _answered(ended: _Try) -> bool:
+    """True if the name got an address (the lookup ends there)."""
+    return isinstance(ended.answer, Addresses) and bool(ended.answer.ips)
 
 
 def split_seed(seed: int, k: int) -> int:
@@ -91,12 +103,17 @@ class _Query:
 
 @dataclass(frozen=True, slots=True)
 class _Try:
-    """One name's end: the reply (None if unanswered), whether the last try was refused, time."""
+    """One name's end: the reply (None if unanswered) and its TTL, and how long it took.
+
+    ``timed_out``: some try waited out its timeout (glibc's ``gotsomewhere``); an unanswered
+    name whose every try was refused is ``ECONNREFUSED``. ``t_s``: when the lookup started.
+    """
 
     answer: Answer | None
     ttl_s: int
-    refused: bool
+    timed_out: bool
     elapsed_s: float
+    t_s: float
 
 
 NewFlow = Callable[[int, Client, Dial, int, float], "tuple[NfOutcome, Resolution] | None"]
@@ -135,31 +152,71 @@ class Resolver:
         spec = self.specs[w]
         target = spec.target
         assert isinstance(target, NameTarget)
-        cache = self._cache.setdefault((w, client_id), {}) if spec.dns_cache else None
-        if cache is not None:
-            hit = cache.get(target.name)
+        if spec.dns_cache:
+            hit = self._cache.get((w, client_id), {}).get(target.name)
             if hit is not None and t < hit[1]:
                 found = hit[0]
                 return Lookup(found.ips, found.service, found.headless, Cause.NONE, 0.0)
         conf = pod_resolv_conf(client.label.partition("/")[0], self.dns.config.zone)
-        elapsed, k = 0.0, 0
-        # (Seeds: each name gets 2 per try, split from the attempt's seed.)
-        for qname in query_names(target.name, conf):
+        plan = search_plan(target.name, conf)
+        asked: list[_Try] = []
+
+        def ask(qname: str) -> _Try:
+            # Each name gets 2 seeds per try, split from the attempt's seed.
+            base = seed + 2 * conf.attempts * len(asked)
+            before_s = sum(a.elapsed_s for a in asked)
             ended = self._exchange(
-                new_flow, ports, _Query(w, client, qname, conf), seed + k, t, elapsed
+                new_flow, ports, _Query(w, client, qname, conf), base, t, before_s
             )
-            k += 2 * conf.attempts
-            elapsed += ended.elapsed_s
+            asked.append(ended)
+            return ended
+
+        # __res_context_search, step by step.
+        saved: _Try | None = None
+        ended: _Try | None = None
+        if plan.as_is_first:
+            ended = ask(plan.name)
+            if _answered(ended) or plan.absolute:
+                return self._end(w, client_id, asked, ended)
+            saved = ended
+        for qname in plan.searched:
+            ended = ask(qname)
+            if _answered(ended):
+                return self._end(w, client_id, asked, ended)
+            if ended.answer is None and not ended.timed_out:
+                return self._end(w, client_id, asked, ended)  # "no server present, give up"
             if ended.answer is None:
-                cause = Cause.DNS_REFUSED if ended.refused else Cause.DNS_TIMEOUT
-                return Lookup((), "", False, cause, elapsed)
-            if isinstance(ended.answer, Addresses):
-                a = ended.answer
-                found = Lookup(a.ips, a.service, a.headless, Cause.NONE, elapsed, ended.ttl_s)
-                if cache is not None:
-                    cache[target.name] = (found, t + elapsed + ended.ttl_s)
-                return found
-        return Lookup((), "", False, Cause.DNS_NXDOMAIN, elapsed)
+                break  # any other failure: stop searching (the name as is is still tried)
+        if saved is None:
+            ended = ask(plan.name)
+            if _answered(ended):
+                return self._end(w, client_id, asked, ended)
+        assert ended is not None
+        return self._end(w, client_id, asked, saved or ended)
+
+    def _end(self, w: int, client_id: int, asked: list[_Try], decisive: _Try) -> Lookup:
+        """The lookup's end: ``decisive``'s answer or failure, after every name ``asked``.
+
+        A failure's cause is the as-is query's when it was asked first (glibc's
+        ``saved_herrno``), else the last query's.
+        """
+        elapsed = sum(a.elapsed_s for a in asked)
+        answer = decisive.answer
+        if isinstance(answer, Addresses) and answer.ips:
+            found = Lookup(
+                answer.ips, answer.service, answer.headless, Cause.NONE, elapsed, decisive.ttl_s
+            )
+            spec = self.specs[w]
+            if spec.dns_cache:
+                assert isinstance(spec.target, NameTarget)
+                expiry = asked[0].t_s + elapsed + decisive.ttl_s
+                self._cache.setdefault((w, client_id), {})[spec.target.name] = (found, expiry)
+            return found
+        if answer is not None:
+            cause = Cause.DNS_NXDOMAIN
+        else:
+            cause = Cause.DNS_TIMEOUT if decisive.timed_out else Cause.DNS_REFUSED
+        return Lookup((), "", False, cause, elapsed)
 
     def _exchange(
         self,
@@ -178,7 +235,7 @@ class Resolver:
         table = self.ctx.kernels[client.node].conntrack
         dial = self.nameserver
         original: FlowTuple | None = None
-        elapsed, refused = 0.0, False
+        elapsed, timed_out = 0.0, False
         for attempt in range(conf.attempts):
             try_seed = split_seed(seed, 2 * attempt)
             at = t + start_s + elapsed
@@ -209,13 +266,13 @@ class Resolver:
                     if entry is not None:
                         table.update(entry.reply, "reply", at + took)
                     answer = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
-                    return _Try(answer.answer, answer.ttl_s, False, elapsed + took)
+                    return _Try(answer.answer, answer.ttl_s, timed_out, elapsed + took, t)
             if res is not None and res.outcome is Outcome.REFUSED:
-                refused, original = True, None  # glibc closes the socket: a new one next
+                original = None  # ECONNREFUSED: glibc closes the socket, the next try reopens
                 continue
-            refused = False
+            timed_out = True
             elapsed += conf.timeout_s
-        return _Try(None, 0, refused, elapsed)
+        return _Try(None, 0, timed_out, elapsed, t)
 
     def dial(self, w: int, found: Lookup) -> Dial:
         """What the client dials with a successful lookup's first address."""

@@ -12,6 +12,7 @@ from svcsim.k8s.dns import (
     kubernetes_answer,
     pod_resolv_conf,
     query_names,
+    search_plan,
     service_of_name,
 )
 from svcsim.k8s.objects import (
@@ -135,3 +136,18 @@ SLICES = {
 )
 def test_kubernetes_answer(qname: str, answer: object) -> None:
     assert kubernetes_answer(qname, SERVICES, SLICES) == answer
+
+
+@pytest.mark.parametrize(
+    ("name", "as_is_first", "absolute", "searched"),
+    [
+        ("web", False, False, 3),
+        ("a.b.c.d.e", False, False, 3),
+        ("a.b.c.d.e.f", True, False, 3),
+        ("web.default.svc.cluster.local.", True, True, 0),
+    ],
+)
+def test_search_plan(name: str, as_is_first: bool, absolute: bool, searched: int) -> None:
+    plan = search_plan(name, pod_resolv_conf("default"))
+    assert (plan.name, plan.as_is_first, plan.absolute) == (name.rstrip("."), as_is_first, absolute)
+    assert len(plan.searched) == searched
