@@ -365,6 +365,7 @@ def _coredns(
     config = CoreDnsConfig(
         ttl_s=dns.ttl_s,
         cache_s=dns.cache_s,
+        cache_cluster_domain=dns.cache_cluster_domain,
         upstream={n.lower().rstrip("."): ip for n, ip in hosts.items()},
         service_ip=service.cluster_ip,
         service_port=spn.text,

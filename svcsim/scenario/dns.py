@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Final, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 
 from svcsim.scenario.base import IPv4, OmitNoneModel
 from svcsim.scenario.refs import ServiceRefText
@@ -44,6 +44,10 @@ class ClusterDns(OmitNoneModel):
     """``kubernetes { ttl N }``: TTL of the records, seconds (Kubernetes' Corefile: 30)."""
     cache_s: StrictInt = Field(default=CACHE_MAX_TTL_S, ge=0, le=86400, alias="cache")
     """``cache N``: longest an answer is cached by a CoreDNS Pod, seconds."""
+    cache_cluster_domain: StrictBool = False
+    """Cache the cluster's own records too: a plain ``cache 30`` (kubeadm before 1.32, the
+    coredns/deployment Corefile). False: ``disable success/denial cluster.local`` (kubeadm
+    1.32+), only external names are cached."""
 
 
 class WorkloadDns(OmitNoneModel):

@@ -7,7 +7,7 @@ Corefile of Kubernetes (kubeadm's ``cmd/kubeadm/app/phases/addons/dns/manifests.
 
     kubernetes cluster.local in-addr.arpa ip6.arpa { ... ttl 30 }
     forward . /etc/resolv.conf
-    cache 30
+    cache 30 { disable success cluster.local; disable denial cluster.local }
     loadbalance
 
 * ``kubernetes``: records from the plugin's informer, which sees Services and EndpointSlices
@@ -18,7 +18,11 @@ Corefile of Kubernetes (kubeadm's ``cmd/kubeadm/app/phases/addons/dns/manifests.
   hosts the workloads declare (``dns.hosts``); anything else is NXDOMAIN.
 * ``cache 30``: each Pod caches answers (positive and negative) for their TTL capped at 30 s
   (and at least the plugin's minimum, 5 s); a cached answer is served with its remaining TTL,
-  whole seconds (``plugin/cache/item.go``: ``origTTL - seconds since stored``).
+  whole seconds (``plugin/cache/item.go``: ``origTTL - seconds since stored``). Since
+  kubernetes/kubernetes#128359 (kubeadm 1.32) the cache is disabled for names in the cluster
+  domain, so only external names are cached; ``cache_cluster_domain`` restores the older
+  Corefile (a plain ``cache 30``, still that of many clusters), where the cluster's records
+  are cached too.
 * ``loadbalance``: A records are shuffled in every response, cached ones included
   (``plugin/loadbalance``; it runs before ``cache`` in ``plugin.cfg``). The shuffle is drawn
   from the query's seed, so both traffic engines see the same order.
@@ -65,6 +69,8 @@ class CoreDnsConfig:
     zone: str = CLUSTER_DOMAIN
     ttl_s: int = DEFAULT_TTL_S
     cache_s: int = CACHE_MAX_TTL_S
+    cache_cluster_domain: bool = False
+    """Cache names in ``zone`` too (a plain ``cache 30``, as before kubeadm 1.32)."""
     upstream: Mapping[str, str] = field(default_factory=dict)
     """External host name -> its IPv4 address (what ``forward`` finds)."""
     service_ip: str = ""
@@ -171,9 +177,13 @@ class CoreDns:
     def answer(self, pod: str, qname: str, t_s: float, seed: int) -> Reply:
         """What CoreDNS Pod ``pod`` answers at ``t_s`` to an A query for ``qname``.
 
-        From its cache while the entry lives, else from :meth:`lookup` (then cached); the A
-        records shuffled with ``seed`` (``loadbalance``).
+        From its cache while the entry lives, else from :meth:`lookup` (then cached; names in
+        the cluster domain only with ``cache_cluster_domain``); the A records shuffled with
+        ``seed`` (``loadbalance``).
         """
+        if in_zone(qname, self.config.zone) and not self.config.cache_cluster_domain:
+            found, ttl = self.lookup(qname)  # disable success/denial <zone>: never cached
+            return Reply(self._shuffled(found, seed), ttl)
         cache = self._caches.setdefault(pod, {})
         entry = cache.get(qname)
         if entry is None or t_s >= entry.stored_s + entry.ttl_s:
@@ -183,8 +193,12 @@ class CoreDns:
             remaining = ttl if ttl <= cached else cached
         else:
             remaining = entry.ttl_s - math.floor(t_s - entry.stored_s)
-        answer = entry.answer
-        if isinstance(answer, Addresses) and len(answer.ips) > 1:
-            order = np.random.default_rng(seed).permutation(len(answer.ips))
-            answer = Addresses(tuple(answer.ips[i] for i in order), answer.service, answer.headless)
-        return Reply(answer, remaining)
+        return Reply(self._shuffled(entry.answer, seed), remaining)
+
+    @staticmethod
+    def _shuffled(answer: Answer, seed: int) -> Answer:
+        """``answer`` with its A records in a random order drawn from ``seed`` (loadbalance)."""
+        if not isinstance(answer, Addresses) or len(answer.ips) < 2:
+            return answer
+        order = np.random.default_rng(seed).permutation(len(answer.ips))
+        return Addresses(tuple(answer.ips[i] for i in order), answer.service, answer.headless)

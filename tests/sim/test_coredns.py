@@ -27,13 +27,17 @@ def _slice(name: str, service: str, *ips: str) -> EndpointSlice:
     return EndpointSlice(meta, endpoints=tuple(Endpoint((ip,)) for ip in ips))
 
 
-def _world(config: CoreDnsConfig | None = None) -> tuple[simpy.Environment, ApiServer, CoreDns]:
+CACHED = CoreDnsConfig(cache_cluster_domain=True)
+"""A plain ``cache 30`` (the Corefile before kubeadm 1.32): the cluster's records cached too."""
+
+
+def _world(config: CoreDnsConfig = CACHED) -> tuple[simpy.Environment, ApiServer, CoreDns]:
     env = simpy.Environment()
     api = ApiServer(env)
     api.apply("Service", Service(ObjectMeta("web"), cluster_ip="10.96.0.80"))
     api.apply("Service", Service(ObjectMeta("db"), cluster_ip="None"))
     api.apply("EndpointSlice", _slice("db-1", "db", "10.244.0.5", "10.244.1.5", "10.244.2.5"))
-    return env, api, CoreDns(api, 0.05, config or CoreDnsConfig())
+    return env, api, CoreDns(api, 0.05, config)
 
 
 def test_the_informer_sees_changes_one_watch_delay_late() -> None:
@@ -61,7 +65,7 @@ def test_a_cached_answer_carries_its_remaining_ttl(t_s: float, ttl_s: int) -> No
 
 
 def test_the_cache_holds_answers_for_their_ttl_at_most() -> None:
-    env, api, dns = _world(CoreDnsConfig(ttl_s=5, cache_s=30))
+    env, api, dns = _world(CoreDnsConfig(ttl_s=5, cache_s=30, cache_cluster_domain=True))
     assert dns.answer("a", WEB, 0.0, 1).ttl_s == 5
     api.apply("Service", Service(ObjectMeta("web"), cluster_ip="10.96.0.81"))
     env.run(until=1.0)
@@ -80,6 +84,7 @@ def test_loadbalance_shuffles_every_answer_from_the_seed() -> None:
 
 def test_cnames_are_followed_in_the_cluster_and_upstream() -> None:
     env, api, dns = _world(CoreDnsConfig(upstream={"api.example.com": "198.51.100.7"}))
+
     for name, target in (("to-web", WEB), ("to-api", "api.example.com"), ("to-none", "x.invalid")):
         svc = Service(ObjectMeta(name), ServiceType.EXTERNAL_NAME, external_name=target)
         api.apply("Service", svc)
@@ -100,3 +105,16 @@ def test_slices_derived_for_the_warm_start_give_way_to_the_controllers() -> None
     api.apply("EndpointSlice", _slice("db-abcde", "db", "10.244.1.5"))
     env.run(until=1.0)
     assert dns.lookup(DB)[0].ips == ("10.244.1.5",)  # type: ignore[union-attr]
+
+
+def test_kubeadms_corefile_caches_external_names_only() -> None:
+    env, api, dns = _world(CoreDnsConfig(upstream={"api.example.com": "198.51.100.7"}))
+    assert dns.answer("a", WEB, 1.0, 1).ttl_s == 30
+    api.apply("Service", Service(ObjectMeta("web"), cluster_ip="10.96.0.81"))
+    env.run(until=2.0)
+    # disable success/denial cluster.local: the informer's view at once, full TTL every time.
+    reply = dns.answer("a", WEB, 2.0, 1)
+    assert reply.answer.ips == ("10.96.0.81",)  # type: ignore[union-attr]
+    assert reply.ttl_s == 30
+    assert dns.answer("a", "api.example.com", 2.0, 1).ttl_s == 30
+    assert dns.answer("a", "api.example.com", 13.5, 1).ttl_s == 19  # cached: 30 - 11
