@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 from svcsim.k8s import Manifests, effective_endpoint_slices
-from svcsim.k8s.objects import EndpointSlice, Node, ObjectMeta, Service
+from svcsim.k8s.objects import EndpointSlice, Node, ObjectMeta, Service, ServiceType
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.nft_parse import ParseMemo, parse_table
@@ -32,6 +32,7 @@ from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
 from svcsim.scenario.dns import DNS_ORIGIN, ClusterDns, coredns_app
+from svcsim.scenario.dns_checks import client_namespaces, named_service
 from svcsim.scenario.fault_order import outside_addresses
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
@@ -195,7 +196,7 @@ def build_world(
 
     world.view = ApiView(api, network)
     node_ips = [n.ip for n in cluster.nodes]
-    specs = [_workload(w, initial.services, node_ips) for w in sc.workloads]
+    specs = [_workload(w, initial.services, node_ips, manifests) for w in sc.workloads]
     if any(isinstance(s.target, ts.NameTarget) for s in specs):
         world.coredns = _coredns(world, sc, delays.api_watch_s, initial_slices)
         for w in sc.workloads:
@@ -385,7 +386,7 @@ def _api_manifests(world: World) -> Manifests:
 
 
 def _workload(
-    w: wl.Workload, services: Sequence[Service], node_ips: Sequence[str]
+    w: wl.Workload, services: Sequence[Service], node_ips: Sequence[str], manifests: Manifests
 ) -> ts.WorkloadSpec:
     src = w.source
     source: ts.Source
@@ -400,7 +401,10 @@ def _workload(
     target_ref = w.target
     target: ts.Target
     if isinstance(target_ref, ScenarioName):
-        target = _name_target(target_ref, services)
+        selector = tuple(sorted((w.source.pods or {}).items()))
+        namespaces = client_namespaces(selector, manifests)
+        named = named_service(target_ref, namespaces, {s.meta.key: s for s in services})
+        target = _name_target(target_ref, named)
     elif isinstance(target_ref, ScenarioAddress):
         # A literal address that is a Service's (ClusterIP, NodePort, LB IP...) counts as it.
         owner = service_port_at(
@@ -434,20 +438,16 @@ def _workload(
     )
 
 
-def _name_target(ref: ScenarioName, services: Sequence[Service]) -> ts.NameTarget:
+def _name_target(ref: ScenarioName, svc: Service | None) -> ts.NameTarget:
     """The traffic's NameTarget, labelled with the Service port the name should reach.
 
-    The label is the ServicePortName of the Service whose ``<name>.<ns>.svc`` name ends the
-    name's search (any namespace), port matched by number, if there is one.
+    ``svc`` is the Service the name's search ends at (:func:`named_service`); its port is
+    matched by number and protocol. Without one, the label is ``NAME:PORT/protocol``.
     """
-    for svc in services:
-        short = f"{svc.meta.name}.{svc.meta.namespace}"
-        if ref.name.rstrip(".") in (svc.meta.name, short) or ref.name.startswith(f"{short}."):
-            for sp in svc.ports:
-                if sp.port == ref.port and str(sp.protocol).lower() == ref.protocol:
-                    spn = ServicePortName(svc.meta.namespace, svc.meta.name, sp.name, sp.protocol)
-                    return ts.NameTarget(
-                        ref.name, ref.port, ref.protocol, spn.text, svc.meta.key, spn.text
-                    )
-            return ts.NameTarget(ref.name, ref.port, ref.protocol, "", svc.meta.key)
-    return ts.NameTarget(ref.name, ref.port, ref.protocol)
+    if svc is None or svc.type is ServiceType.EXTERNAL_NAME:
+        return ts.NameTarget(ref.name, ref.port, ref.protocol)
+    for sp in svc.ports:
+        if sp.port == ref.port and str(sp.protocol).lower() == ref.protocol:
+            spn = ServicePortName(svc.meta.namespace, svc.meta.name, sp.name, sp.protocol)
+            return ts.NameTarget(ref.name, ref.port, ref.protocol, spn.text, svc.meta.key, spn.text)
+    return ts.NameTarget(ref.name, ref.port, ref.protocol, "", svc.meta.key)

@@ -29,7 +29,8 @@ from svcsim.k8s.objects import (
 from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, UNSUPPORTED_NFT_DETECTORS
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
-from svcsim.scenario.dns_checks import name_problem
+from svcsim.scenario.dns import ClusterDns
+from svcsim.scenario.dns_checks import name_problem, nameserver_problem
 from svcsim.scenario.durations import format_duration
 from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
@@ -463,6 +464,9 @@ class _Checks:
             services.update((s.meta.key, s) for s in added)
         hosts = w.dns.hosts if w.dns is not None else {}
         why = name_problem(target, namespaces, services, hosts)
+        dns = self.scenario.cluster.dns or ClusterDns()
+        key = dns.service if "/" in dns.service else f"default/{dns.service}"
+        why = why or nameserver_problem(key, services)
         if why is not None:
             self.problem(("workloads", i, "to"), why)
 

@@ -9,14 +9,57 @@ declared host: anything else has no address, whatever the timing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from svcsim.k8s.controllers import selector_matches
 from svcsim.k8s.dns import CLUSTER_DOMAIN, in_zone, pod_resolv_conf, query_names, service_of_name
+from svcsim.k8s.load import Manifests
 from svcsim.k8s.objects import Service, ServiceType
 from svcsim.scenario.refs import NameTarget
 
 MAX_ALIASES = 8
 """ExternalName hops followed at most (as :data:`svcsim.sim.coredns.MAX_CNAME_HOPS`)."""
+DNS_PORT = 53
+
+
+def client_namespaces(selector: Sequence[tuple[str, str]], manifests: Manifests) -> list[str]:
+    """Namespaces of the Deployments' and bare Pods' Pods that ``selector`` picks, sorted."""
+    found = {
+        d.meta.namespace
+        for d in manifests.deployments
+        if selector_matches(selector, d.template.labels)
+    }
+    found |= {p.meta.namespace for p in manifests.pods if selector_matches(selector, p.meta.labels)}
+    return sorted(found)
+
+
+def named_service(
+    target: NameTarget, namespaces: Iterable[str], services: Mapping[str, Service]
+) -> Service | None:
+    """The Service whose name ends the resolver's search for ``target`` (no alias followed).
+
+    The first name tried, for the first client namespace, that is a Service's; None if none is.
+    """
+    for ns in sorted(set(namespaces)) or ["default"]:
+        for qname in query_names(target.name, pod_resolv_conf(ns)):
+            key = service_of_name(qname, CLUSTER_DOMAIN)
+            if key is not None and key in services:
+                return services[key]
+    return None
+
+
+def nameserver_problem(key: str, services: Mapping[str, Service]) -> str | None:
+    """Why Service ``key`` cannot be every Pod's nameserver (a ClusterIP with UDP port 53)."""
+    svc = services.get(key)
+    if svc is None:
+        return f"the DNS Service {key} (cluster.dns.service) does not exist"
+    udp53 = any(p.port == DNS_PORT and p.protocol.value == "UDP" for p in svc.ports)
+    if svc.cluster_ip in ("", "None") or not udp53:
+        return (
+            f"the DNS Service {key} (cluster.dns.service) must have a ClusterIP and a UDP "
+            "port 53: it is every Pod's nameserver"
+        )
+    return None
 
 
 def name_problem(

@@ -8,6 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from svcsim.cli.main import app
+from svcsim.k8s.objects import ObjectMeta, Service
+from svcsim.scenario.dns_checks import named_service
+from svcsim.scenario.refs import NameTarget
 from tests.scenario.texts import (
     FRONTEND_2,
     WEB,
@@ -143,3 +146,30 @@ def test_coredns_is_added_with_a_warning_when_only_a_workload_asks(tmp_path: Pat
         "deploys it (Service kube-system/kube-dns at 10.96.0.10, Deployment coredns with 2 "
         "replicas; docs/dns.md)"
     )
+
+
+def test_a_dns_service_without_udp_53_is_a_problem(tmp_path: Path) -> None:
+    tcp_only = (
+        "---\napiVersion: v1\nkind: Service\n"
+        "metadata: {name: kube-dns, namespace: kube-system}\n"
+        "spec: {selector: {k8s-app: kube-dns}, clusterIP: 10.96.0.10, "
+        "ports: [{name: dns-tcp, protocol: TCP, port: 53}]}\n"
+    )
+    text = _text("dns:web:80", manifests=tcp_only)
+    assert problems_of(tmp_path, text) == [
+        f"s.yaml:{_line(text, '- {name: fe,')}: workloads[0].to: the DNS Service "
+        "kube-system/kube-dns (cluster.dns.service) must have a ClusterIP and a UDP port 53: "
+        "it is every Pod's nameserver"
+    ]
+
+
+def test_the_label_is_the_service_the_clients_namespace_finds() -> None:
+    services = {
+        key: Service(ObjectMeta(key.split("/")[1], key.split("/")[0]), cluster_ip="10.96.0.9")
+        for key in ("default/web", "shop/web")
+    }
+    assert named_service(NameTarget("web", 80), ["shop"], services) is services["shop/web"]
+    assert named_service(NameTarget("web", 80), [], services) is services["default/web"]
+    found = named_service(NameTarget("web.shop", 80), ["default"], services)
+    assert found is services["shop/web"]
+    assert named_service(NameTarget("nope", 80), ["default"], services) is None
