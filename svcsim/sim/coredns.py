@@ -48,6 +48,7 @@ from svcsim.k8s.dns import (
     NoSuchName,
     in_zone,
     kubernetes_answer,
+    service_of_name,
 )
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.sim.api import ApiServer, EventType, WatchEvent
@@ -154,9 +155,11 @@ class CoreDns:
                         self._slices.get(owner, {}).pop(key, None)
             self._note_slice(event.key, event.new, event.old)
 
-    def _ordered_slices(self) -> dict[str, tuple[EndpointSlice, ...]]:
-        """Each Service's slices, by slice key."""
-        return {k: tuple(v[s] for s in sorted(v)) for k, v in self._slices.items()}
+    def _slices_of(self, qname: str) -> dict[str, tuple[EndpointSlice, ...]]:
+        """The slices of the Service ``qname`` names (if any), in slice-key order."""
+        key = service_of_name(qname, self.config.zone)
+        held = self._slices.get(key, {}) if key is not None else {}
+        return {key: tuple(held[k] for k in sorted(held))} if key is not None else {}
 
     def lookup(self, qname: str) -> tuple[Answer, int]:
         """The uncached answer for ``qname`` now and its TTL (the informer view, then upstream)."""
@@ -164,7 +167,7 @@ class CoreDns:
         name, ttl = qname, self.config.ttl_s
         for _ in range(MAX_CNAME_HOPS):
             if in_zone(name, zone):
-                found = kubernetes_answer(name, self._services, self._ordered_slices(), zone)
+                found = kubernetes_answer(name, self._services, self._slices_of(name), zone)
             else:
                 ip = self.config.upstream.get(name)
                 found = Addresses((ip,), "", headless=False) if ip else NoSuchName()
