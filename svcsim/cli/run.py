@@ -229,6 +229,8 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
 
     out.print("[bold]Spread over endpoints[/], by Service")
     for service, endpoints in sorted(summary["endpoints"].items()):
+        if not any(row["requests"] for row in endpoints.values()):
+            continue  # no workload dialled it (kube-dns behind dns: lookups, say)
         shares = _narrow_table(service, ("endpoint", "requests", "share"))
         rows = sorted(endpoints.items(), key=lambda kv: natural_key(kv[0]))
         if len(rows) > MAX_SPREAD_ROWS:
@@ -253,6 +255,8 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
     if uniformity:
         out.print("[bold]Uniformity in stable intervals[/], by Service")
         for row in _keyed_rows(uniformity, "service"):
+            if not row.get("flows"):
+                continue  # nothing dialled it: nothing to test, nothing to say
             table = _narrow_table(row["service"], ("new flows", "chi-square", "p-value", "verdict"))
             p = row.get("p_value")
             # summary.json holds the verdict; older run folders only the p-value.
