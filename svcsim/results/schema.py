@@ -94,6 +94,12 @@ class Cause(StrEnum):
     """The node's kube-proxy could not reach the API server, so its rules were out of date."""
     ENDPOINT_DOWN = "endpoint-down"
     """The chosen endpoint, hand-made and outside the Pod network, was down: nothing answered."""
+    REAL_SERVER_DELETED = "real-server-deleted"
+    """IPVS mode: the flow's IPVS connection entry named a real server kube-proxy had deleted;
+    with ``expire_nodest_conn=1`` the kernel dropped the packet and expired the entry."""
+    IPVS_ENTRY_EXPIRED = "ipvs-entry-expired"
+    """IPVS mode: a kept connection sat idle longer than the IPVS tcp timeout; its IPVS entry
+    was gone, so the request reached the node's own stack, which answered RST."""
 
 
 class EventKind(StrEnum):

@@ -20,6 +20,7 @@ from tests.scenarios.conftest import (
 
 EXPECTED = (
     "conntrack-full",
+    "ipvs-lc-keepalive",
     "keepalive-imbalance",
     "lb-drain-local",
     "lb-drain-local-prestop",
@@ -38,7 +39,7 @@ EXPECTED = (
 )
 """The scenarios issues 3, 9, 10 and 12 ask for (``seed-article``: built from the source
 article; ``thousand-services-rollout``: iptables vs nftables mode; ``proxy-modes``: every
-mode)."""
+mode; ``ipvs-lc-keepalive``: lc under keep-alive)."""
 
 SHIPPED = tuple(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
 
