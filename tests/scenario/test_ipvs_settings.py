@@ -89,3 +89,12 @@ def test_validate_and_run_agree_on_ipvs_mode(tmp_path: Path) -> None:
     ran = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
     assert ran.exit_code == 0, ran.stderr
     assert (tmp_path / "run" / "summary.json").exists()
+    # The run folder's readers: explain shows the virtual server; --at says it cannot.
+    explained = runner.invoke(app, ["explain", str(tmp_path / "run"), "--request", "0"])
+    assert explained.exit_code == 0, explained.output
+    assert "IPVS virtual server" in explained.stdout and "(rr)" in explained.stdout
+    at = runner.invoke(app, ["diff", str(tmp_path / "run"), "--node", "node-1", "--at", "5s"])
+    assert at.exit_code == 2
+    assert at.stderr.strip().endswith("--at reads iptables and nftables nodes only "
+                                      "(svcsim rules --mode ipvs prints a node's IPVS state "
+                                      "from manifests)")  # fmt: skip

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from svcsim.scenario.build import build_world
+from svcsim.scenario.load import load_scenario
 from svcsim.traffic import ReferenceEngine
 from tests.traffic.ipvs_cases import ipvs_scenario, run_ipvs
 
@@ -82,3 +84,63 @@ def test_a_kept_connection_idle_past_the_ipvs_timeout_is_reset(tmp_path: Path) -
     assert (gaps[expired.index] > 5.0).all()
     ok = requests[requests["outcome"] == "ok"]
     assert (ok["t_s"].diff().dropna() <= 5.0).sum() > 0
+
+
+DNS = """\
+apiVersion: svcsim/v1
+kind: Scenario
+seed: 3
+duration: 30s
+cluster: {nodes: 2, proxy: {mode: ipvs}}
+manifests:
+  - inline: |
+      apiVersion: v1
+      kind: Service
+      metadata: {name: dns}
+      spec:
+        selector: {app: dns}
+        clusterIP: 10.96.0.10
+        ports: [{name: dns, protocol: UDP, port: 53, targetPort: 53}]
+      ---
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: dns}
+      spec:
+        replicas: 1
+        selector: {matchLabels: {app: dns}}
+        template:
+          metadata: {labels: {app: dns}}
+          spec:
+            containers:
+              - {name: dns, image: dns, ports: [{containerPort: 53, protocol: UDP}]}
+      ---
+      apiVersion: v1
+      kind: Pod
+      metadata: {name: client, labels: {app: client}}
+      spec: {nodeName: node-2, containers: [{name: c, image: c}]}
+workloads:
+  - name: fixed
+    from: {pods: {app: client}}
+    to: dns:dns
+    rate: 20
+    connection: {model: udp, sourcePort: fixed}
+    requestTimeout: 2s
+timeline:
+  - {at: 5s, action: delete-pod, selector: {app: dns}}
+"""
+
+
+def test_a_udp_flow_loses_one_datagram_when_its_real_server_is_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(DNS, encoding="utf-8")
+    world = build_world(load_scenario(path), 3)
+    world.run()
+    requests = world.recorder.frames()["requests"].sort_values("t_s")
+    deleted = requests[requests["cause"] == "real-server-deleted"]
+    # kube-proxy deletes a UDP real server at once; the flow's next datagram meets its entry,
+    # is dropped and the entry expired (expire_nodest_conn); the one after goes to the new Pod.
+    assert len(deleted) == 1 and (deleted["outcome"] == "timeout").all()
+    after = requests[requests["t_s"] > float(deleted["t_s"].iloc[0])]
+    assert (after["outcome"] == "ok").all() and len(after) > 100
+    assert after["pod"].astype(str).nunique() == 1
+    assert after["new_flow"].sum() == 1  # one new IPVS entry, then the flow follows it
