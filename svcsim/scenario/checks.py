@@ -235,7 +235,10 @@ class _Checks:
             for key, reason in _IPVS_IGNORES.items():
                 if key in written:
                     self.warn((*where, key), f"ignored in ipvs mode: {reason}")
-        if "ipvs" in written and mode != "ipvs":
+        inherited = where == ("cluster", "proxy") and any(
+            o.mode == "ipvs" for o in self.scenario.cluster.proxy.nodes.values()
+        )
+        if "ipvs" in written and mode != "ipvs" and not inherited:
             self.problem((*where, "ipvs"), f"an IPVS-mode setting, not for mode {mode}")
         own = _COST_FIELDS.get(mode)
         for owner, key in _COST_FIELDS.items():

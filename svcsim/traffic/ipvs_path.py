@@ -3,7 +3,8 @@
 IPVS keeps state across flows - rr's per-service pointer, lc/wlc's active and inactive counts,
 persistence templates, the connection table - so an IPVS node's attempts are resolved one at
 a time, in time order, by :class:`IpvsFlows` (both engines use it, so they agree). A new flow
-is walked by :func:`~svcsim.netfilter.ipvs_trace.trace_ipvs` through the node's installed
+is walked as :func:`~svcsim.netfilter.ipvs_trace.trace_ipvs` walks it (the helper rules'
+verdicts memoised per installed state: :class:`IpvsWalks`) through the node's installed
 helper rules and its live :class:`~svcsim.netfilter.ipvs_kernel.IpvsKernel` at the attempt's
 time; what the IPVS entry goes through afterwards is told to the table as it happens or, for a
 time ahead (a request's end), planned (:meth:`IpvsKernel.plan`), so that every later read
@@ -34,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from svcsim.netfilter.conntrack_states import FlowTuple
+from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.ipvs_kernel import ConnKey, ConnState, Decision, IpvsKernel, Verdict
-from svcsim.netfilter.ipvs_trace import IpvsTrace, trace_ipvs
+from svcsim.netfilter.ipvs_trace import ipvs_hook, ipvs_network, walk_after, walk_before
+from svcsim.netfilter.packet import NodeNetwork, Packet, VerdictKind
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.netfilter.packet import Packet, VerdictKind
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.kernel import Kernel
 from svcsim.traffic.attempts import Client, Vocab
@@ -98,25 +100,26 @@ class IpvsPorts:
         raise RuntimeError(f"ephemeral ports of {key.src} to {key.vaddr}:{key.vport} exhausted")
 
 
-def ipvs_outcome(walked: IpvsTrace) -> NfOutcome:
+def ipvs_outcome(
+    decision: Decision | None, before: NfOutcome, after: NfOutcome | None
+) -> NfOutcome:
     """The walk's verdict as the data path reads it (:func:`~svcsim.traffic.classify.classify`).
 
     Forwarded: accepted and DNAT-ed to the real server (IPVS NAT rewrites the destination).
     No real server: ICMP port unreachable (``ip_vs_leave``), a REJECT. Dropped: a DROP. Never
     seen by IPVS (dropped by the helper rules, or no virtual server): the iptables walk's.
     """
-    d = walked.decision
-    before = walked.before.outcome
+    d = decision
     if d is None or d.verdict is Verdict.NO_SERVICE:
         return before
     if d.verdict is Verdict.FORWARDED and d.real_server is not None:
-        after = walked.after.outcome if walked.after is not None else before
+        last = after if after is not None else before
         return NfOutcome(
             VerdictKind.ACCEPT,
             d.real_server,
             dnat=d.real_server,
-            masquerade=after.masquerade,
-            mark=after.mark,
+            masquerade=last.masquerade,
+            mark=last.mark,
         )
     if d.verdict is Verdict.REFUSED:
         return NfOutcome(
@@ -128,19 +131,79 @@ def ipvs_outcome(walked: IpvsTrace) -> NfOutcome:
     return NfOutcome(VerdictKind.DROP, before.destination, decided_in=("ipvs", "ip_vs_in"))
 
 
-def ipvs_dispatch(kernel: Kernel, client: Client, dial: Dial, sport: int, t: float) -> IpvsDispatch:
-    """Walk a new flow's first packet through ``kernel``'s IPVS state at ``t``."""
-    state, table = kernel.ipvs, kernel.ipvs_table
-    if state is None or table is None:
+_BeforeKey = tuple[str, str, str, str, int]
+"""(source, origin, destination, protocol, port) of a new flow's first packet."""
+_AfterKey = tuple[str, str, str, str, int, int]
+"""(source, origin, real server, protocol, port, mark) of the packet IPVS rewrote."""
+
+
+@dataclass(slots=True)
+class _NodeWalks:
+    """One node's helper-rule walks under one installed IPVS state."""
+
+    state: IpvsState
+    network: NodeNetwork
+    """The node's network with the ``kube-ipvs0`` addresses local."""
+    before: dict[_BeforeKey, NfOutcome] = field(default_factory=dict)
+    after: dict[_AfterKey, NfOutcome] = field(default_factory=dict)
+
+
+class IpvsWalks:
+    """The run's memo of the helper iptables walks around IPVS, per node and installed state.
+
+    Those walks depend only on the packet's addresses, ports' protocol, origin and mark, and
+    on the state (no draws, no time-dependent match: see
+    :func:`~svcsim.netfilter.ipvs_trace.walk_before`); IPVS's own decision is never memoised.
+    Owned by whoever owns the run (DESIGN decision 8); a node's walks go when its state does.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, _NodeWalks] = {}
+
+    def of(self, kernel: Kernel) -> _NodeWalks:
+        """``kernel``'s walks under its current IPVS state."""
+        state = kernel.ipvs
+        if state is None:
+            raise ValueError(f"node {kernel.node} is not in IPVS mode")
+        found = self._nodes.get(kernel.node)
+        if found is None or found.state is not state:
+            found = self._nodes[kernel.node] = _NodeWalks(
+                state, ipvs_network(state, kernel.network)
+            )
+        return found
+
+
+def ipvs_dispatch(
+    kernel: Kernel, client: Client, dial: Dial, sport: int, t: float, walks: IpvsWalks
+) -> IpvsDispatch:
+    """Walk a new flow's first packet through ``kernel``'s IPVS state at ``t``.
+
+    The same steps as :func:`~svcsim.netfilter.ipvs_trace.trace_ipvs`, with the iptables
+    walks memoised in ``walks``.
+    """
+    table = kernel.ipvs_table
+    if table is None:
         raise ValueError(f"node {kernel.node} is not in IPVS mode")
+    memo = walks.of(kernel)
+    state = memo.state
     packet = Packet(client.ip, dial.ip, dial.protocol, dial.port, sport=sport, origin=client.origin)
-    walked = trace_ipvs(state, table, packet, kernel.network, now_s=t)
+    key_b = (client.ip, client.origin, dial.ip, dial.protocol, dial.port)
+    before = memo.before.get(key_b)
+    if before is None:
+        before = memo.before[key_b] = walk_before(state, packet, memo.network, t).outcome
+    decision, forwarded = ipvs_hook(state, table, packet, before, t)
+    after = None
+    if forwarded is not None:
+        key_a = (client.ip, client.origin, forwarded.dst, dial.protocol, forwarded.dport,
+                 forwarded.mark)  # fmt: skip
+        after = memo.after.get(key_a)
+        if after is None:
+            after = memo.after[key_a] = walk_after(state, forwarded, memo.network, t).outcome
     key = None
-    d = walked.decision
-    if d is not None and d.verdict is Verdict.FORWARDED:
-        vaddr, vport = walked.before.outcome.destination
+    if decision is not None and decision.verdict is Verdict.FORWARDED:
+        vaddr, vport = before.destination
         key = ConnKey(dial.protocol.upper(), client.ip, sport, vaddr, vport)
-    return IpvsDispatch(ipvs_outcome(walked), d, key)
+    return IpvsDispatch(ipvs_outcome(decision, before, after), decision, key)
 
 
 def _deleted(wait: Wait) -> Resolution:
@@ -155,6 +218,7 @@ class IpvsFlows(PerFlow):
     ) -> None:
         super().__init__(ctx, specs, path, vocab)
         self.ipvs_ports = IpvsPorts()
+        self.walks = IpvsWalks()
 
     def resolve(
         self, w: int, client_id: int, client: Client, dial: Dial, seed: int, t: float
@@ -180,7 +244,7 @@ class IpvsFlows(PerFlow):
         if sport is None:
             probe = ConnKey(dial.protocol.upper(), client.ip, 0, dial.ip, dial.port)
             sport = self.ipvs_ports.allocate(table, probe, t)
-        found = ipvs_dispatch(kernel, client, dial, sport, t)
+        found = ipvs_dispatch(kernel, client, dial, sport, t, self.walks)
         if found.decision is not None and found.decision.verdict is Verdict.DROPPED:
             return found, _deleted(Wait.CONNECT)
         return found, classify(found.outcome, dial, client.node, self.ctx)
