@@ -98,3 +98,15 @@ def test_validate_and_run_agree_on_ipvs_mode(tmp_path: Path) -> None:
     assert at.stderr.strip().endswith("--at reads iptables and nftables nodes only "
                                       "(svcsim rules --mode ipvs prints a node's IPVS state "
                                       "from manifests)")  # fmt: skip
+
+
+def test_cluster_ipvs_settings_serve_a_node_that_runs_ipvs(tmp_path: Path) -> None:
+    text = scenario_text(
+        BOTH,
+        TO_WEB,
+        cluster="\n  nodes: 2\n  proxy:\n    ipvs: {scheduler: wrr}\n    nodes:\n"
+        "      node-2: {mode: ipvs}",
+    )
+    world = build_world(load_scenario(write(tmp_path, text)), 1)
+    assert world.proxies["node-2"].config.ipvs_scheduler == "wrr"
+    assert world.kernels["node-1"].mode == "iptables"
