@@ -26,7 +26,7 @@ live then:
 Conntrack is kept as for the other modes (``net.ipv4.vs.conntrack=1``: IPVS connections have
 conntrack entries), through the engine's :class:`~svcsim.traffic.flows.KernelPath`, so a full
 table drops new flows alike. Source ports come from :class:`IpvsPorts`, which skips ports with
-a live IPVS entry to the same virtual server (the same in both engines).
+an open IPVS entry to the same virtual server (the same in both engines).
 """
 
 from __future__ import annotations
@@ -81,9 +81,18 @@ class IpvsDispatch:
     """The IPVS entry created (None unless forwarded)."""
 
 
+_REUSABLE: Final = frozenset({None, ConnState.TIME_WAIT, ConnState.CLOSE})
+"""Entry states a new connection may reuse the 5-tuple of (``conn_reuse_mode``)."""
+
+
 @dataclass(slots=True)
 class IpvsPorts:
-    """Ephemeral source ports per client IP, skipping tuples IPVS still has an entry for."""
+    """Ephemeral source ports per client IP, taken in turn (Linux' range).
+
+    A port whose IPVS entry to the same virtual server is still open is skipped; one whose
+    entry is closing (TIME_WAIT, CLOSE) may be taken again: IPVS then expires the entry and
+    schedules the new connection afresh (``conn_reuse_mode``, :meth:`IpvsKernel.connect`).
+    """
 
     next: dict[str, int] = field(default_factory=dict)
 
@@ -94,7 +103,7 @@ class IpvsPorts:
             candidate = port
             port = EPHEMERAL_FIRST if port >= EPHEMERAL_LAST else port + 1
             probe = ConnKey(key.protocol, key.src, candidate, key.vaddr, key.vport)
-            if table.entry(probe, t) is None:
+            if table.entry(probe, t) in _REUSABLE:
                 self.next[key.src] = port
                 return candidate
         raise RuntimeError(f"ephemeral ports of {key.src} to {key.vaddr}:{key.vport} exhausted")
@@ -294,8 +303,9 @@ class IpvsFlows(PerFlow):
         table = kernel.ipvs_table
         assert table is not None
         sport = FIXED_UDP_PORT_BASE + w
-        key: ConnKey | None = ConnKey("UDP", client.ip, sport, dial.ip, dial.port)
-        existing = table.forward(ConnKey("UDP", client.ip, sport, dial.ip, dial.port), t)
+        entry_key = ConnKey("UDP", client.ip, sport, dial.ip, dial.port)
+        key: ConnKey | None = entry_key
+        existing = table.forward(entry_key, t)
         if existing is not None and existing.verdict is Verdict.DROPPED:
             res, new_flow, key = _deleted(Wait.CONNECT), False, None
         elif existing is not None and existing.real_server is not None:
