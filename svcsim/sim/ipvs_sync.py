@@ -1,8 +1,8 @@
 """What one IPVS-mode kube-proxy sync does to the node, and the graceful-termination check.
 
 kube-proxy's IPVS proxier (kubernetes ``pkg/proxy/ipvs/proxier.go``; the order below is the
-same in the stored v1.11-era copy @00430b4b and the v1.33+ line :mod:`svcsim.proxy.ipvs`
-follows) has no partial sync: every ``syncProxyRules``
+same in the stored v1.11-era copy @00430b4b and in the current, ``proxier.logger``-era
+``syncProxyRules`` the search tool holds) has no partial sync: every ``syncProxyRules``
 
 1. walks every Service port: ``syncService`` adds or updates its virtual servers (binding the
    ClusterIP, external and load-balancer addresses to ``kube-ipvs0``), ``syncEndpoint`` adds
@@ -12,8 +12,9 @@ follows) has no partial sync: every ``syncProxyRules``
 2. ``syncIPSetEntries`` adds and deletes ip-set entries;
 3. restores its helper iptables rules with one ``iptables-restore``; **if that fails it
    returns here**: the servers and sets changed above stay changed, but
-4. ``cleanLegacyService`` (deleting virtual servers no Service wants) and the unbinding of
-   addresses no longer used only run after a successful restore.
+4. the unbinding of addresses no longer used, ``cleanLegacyService`` (deleting virtual
+   servers no Service wants), the healthz update and the UDP conntrack clean-up only run
+   after a successful restore.
 
 The simulation applies a sync's kernel changes at its end, in one step
 (:func:`install_sync`); :func:`sync_counts` gives the cost model
