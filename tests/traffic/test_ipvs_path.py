@@ -144,3 +144,28 @@ def test_a_udp_flow_loses_one_datagram_when_its_real_server_is_deleted(tmp_path:
     assert (after["outcome"] == "ok").all() and len(after) > 100
     assert after["pod"].astype(str).nunique() == 1
     assert after["new_flow"].sum() == 1  # one new IPVS entry, then the flow follows it
+
+
+def test_affinity_is_persistence_and_no_usable_server_refuses(tmp_path: Path) -> None:
+    text = ipvs_scenario(
+        PER_REQUEST,
+        "  - {at: 10s, action: fail-readiness, selector: {app: web}, count: 3, for: 400s}\n",
+        duration="30s",
+    ).replace(
+        " clusterIP: 10.96.0.10\n", " clusterIP: 10.96.0.10\n        sessionAffinity: ClientIP\n"
+    )
+    run = run_ipvs(tmp_path, text)
+    requests = run.requests.sort_values("t_s")
+    # One client: its persistence template sends every new connection to one real server.
+    before = requests[requests["t_s"] < 10.0]
+    assert (before["outcome"] == "ok").all() and len(before) > 900
+    assert before["pod"].astype(str).nunique() == 1
+    # Every Pod fails readiness: the servers still holding connections stay at weight 0, the
+    # others go, and the template no longer counts (expire_quiescent_template): the kernel
+    # finds no server of weight > 0 and refuses (ICMP port unreachable).
+    servers = run.servers
+    gone = float(servers.loc[servers["weight"] > 0, "t_s"].max()) + 1.0
+    assert 10.0 < gone < 20.0
+    after = requests[requests["t_s"] > gone]
+    assert len(after) > 900
+    assert set(zip(after["outcome"], after["cause"], strict=True)) == {("refused", "no-endpoints")}
