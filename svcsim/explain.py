@@ -208,6 +208,20 @@ def _rules(world: World, node: str, req: pd.Series, run: Run) -> tuple[str, ...]
         lines.append("(the client or the Service's address is gone at this instant)")
         return tuple(lines)
     ip, port, protocol = dial
+    if kernel.ipvs is not None and kernel.ipvs_table is not None:
+        # IPVS mode: the virtual server and what its scheduler picks from (live weights).
+        vs = kernel.ipvs.lookup(protocol, ip, port)
+        if vs is None:
+            lines.append(f"  no IPVS virtual server for {ip}:{port}/{protocol}")
+            return tuple(lines)
+        persistent = f", persistent {vs.persistent_timeout_s} s" if vs.persistent_timeout_s else ""
+        lines.append(f"  IPVS virtual server {vs.hostport} ({vs.scheduler}{persistent}):")
+        servers = kernel.ipvs_table.real_servers(vs.key)
+        # (explain re-simulates the control plane only: the connection counts are not known)
+        lines.extend(f"    -> {d.address}:{d.port} weight {d.weight}" for d in servers)
+        if not any(d.weight > 0 for d in servers):
+            lines.append("    no real server of weight > 0: ICMP port unreachable (refused)")
+        return tuple(lines)
     try:
         if kernel.nft is None:
             dispatch = kernel.index.lookup(src, "pod", ip, protocol, port)

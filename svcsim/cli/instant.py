@@ -45,6 +45,9 @@ def _state(run_dir: Path, node: str, at: str | None) -> tuple[RunAt, Kernel]:
     if kernel is None:
         known = ", ".join(sorted(state.world.kernels))
         fail([f"--node {node}: the run has no such node (nodes: {known})"])
+    if kernel.mode == "ipvs":
+        fail([f"--node {node}: an ipvs-mode node; --at reads iptables and nftables nodes only "
+              "(svcsim rules --mode ipvs prints a node's IPVS state from manifests)"])  # fmt: skip
     return state, kernel
 
 

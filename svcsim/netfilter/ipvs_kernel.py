@@ -40,6 +40,7 @@ The model follows the kernel line kube-proxy targets today (>= 5.9, where
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -140,14 +141,38 @@ class _Service:
     spec: VirtualServer
     dests: list[_Dest]
     scheduler: Scheduler
+    trash: dict[tuple[str, int], _Dest] = field(default_factory=dict)
+    """Deleted destinations, kept with their counters (``ip_vs_trash_get_dest``): a real
+    server added again is the same object, and entries still bound to it count on it."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Conn:
     dest: tuple[str, int]
     state: ConnState
     expires_s: float
     template: TemplateKey | None = None
+    owner: _Dest | None = None
+    """The destination the entry is bound to and counted on (``cp->dest``)."""
+    version: int = 0
+    """Bumped by :meth:`IpvsKernel.reset`: transitions planned before it no longer apply."""
+
+
+@dataclass(order=True, slots=True)
+class _Timer:
+    """A connection's expiry check, or a state change planned by the traffic model.
+
+    Timers run in (``at_s``, ``seq``) order; one whose entry was replaced, reset or removed
+    since it was set is skipped (so a timer is never cancelled, only outdated).
+    """
+
+    at_s: float
+    seq: int
+    key: ConnKey = field(compare=False)
+    conn: _Conn = field(compare=False)
+    version: int = field(compare=False)
+    state: ConnState | None = field(compare=False)
+    """The state entered at ``at_s`` (its timer restarts); None: an expiry check."""
 
 
 @dataclass(slots=True)
@@ -160,11 +185,18 @@ class _Template:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The result of :meth:`IpvsKernel.connect`, with the reason in words."""
+    """The result of :meth:`IpvsKernel.connect`, with the reason in words.
+
+    ``persistent``: a persistence template (or the connection it controls) chose the real
+    server, not the scheduler; ``weight`` is the chosen real server's weight then (0: a
+    draining server still reached through persistence).
+    """
 
     verdict: Verdict
     real_server: tuple[str, int] | None = None
     reason: str = ""
+    persistent: bool = False
+    weight: int = 1
 
 
 @dataclass(slots=True)
@@ -175,6 +207,10 @@ class IpvsKernel:
     services: dict[tuple[str, str, int], _Service] = field(default_factory=dict)
     conns: dict[ConnKey, _Conn] = field(default_factory=dict)
     templates: dict[TemplateKey, _Template] = field(default_factory=dict)
+    clock_s: float = 0.0
+    """The latest time the table was brought up to (:meth:`expire`)."""
+    _timers: list[_Timer] = field(default_factory=list)
+    _seq: int = 0
 
     # --- what kube-proxy does: add, update, delete ------------------------------------------
 
@@ -206,6 +242,7 @@ class IpvsKernel:
             d = svc.dests[i]
             if d.key not in wanted:
                 del svc.dests[i]
+                svc.trash[d.key] = d
                 sched.dests_changed(self._view(svc), removed_index=i)
                 continue
             if d.weight != wanted[d.key]:
@@ -217,7 +254,13 @@ class IpvsKernel:
         have = {d.key for d in svc.dests}
         for rs in reversed(vs.real_servers):
             if (rs.address, rs.port) not in have:
-                svc.dests.insert(0, _Dest(rs.address, rs.port, rs.weight, rs.weight))
+                dest = svc.trash.pop((rs.address, rs.port), None)
+                if dest is None:
+                    dest = _Dest(rs.address, rs.port, rs.weight, rs.weight)
+                dest.weight = rs.weight
+                if rs.weight:
+                    dest.last_weight = rs.weight
+                svc.dests.insert(0, dest)
                 sched.add_at_head()
                 sched.dests_changed(self._view(svc))
 
@@ -232,15 +275,9 @@ class IpvsKernel:
             for d in svc.dests
         )
 
-    def _dest_of(self, key: ConnKey, conn: _Conn) -> _Dest | None:
-        svc = self.services.get((key.protocol, key.vaddr, key.vport))
-        if svc is None:
-            return None
-        return next((d for d in svc.dests if d.key == conn.dest), None)
-
     def _count(self, key: ConnKey, conn: _Conn, delta: int) -> None:
-        """Add ``delta`` to the counter of the entry's state on its (still existing) server."""
-        dest = self._dest_of(key, conn)
+        """Add ``delta`` to the counter of the entry's state on the server it is bound to."""
+        dest = conn.owner
         if dest is None:
             return
         if conn.state is ConnState.ESTABLISHED:
@@ -279,13 +316,26 @@ class IpvsKernel:
                 f"{svc.spec.scheduler}: no destination available (ICMP port unreachable)",
             )
         state = ConnState.UDP if proto == "UDP" else ConnState.SYN_RECV
-        conn = _Conn(chosen, state, now_s + self._timeout(state), template)
+        owner = next(d for d in svc.dests if d.key == chosen)
+        conn = _Conn(chosen, state, now_s + self._timeout(state), template, owner)
         self.conns[key] = conn
+        self._arm(key, conn)
         self._count(key, conn, +1)
         if template is not None:
             self.templates[template].n_control += 1
         how = "persistence template" if template is not None else svc.spec.scheduler
-        return Decision(Verdict.FORWARDED, chosen, f"{how} chose {chosen[0]}:{chosen[1]}")
+        weight = self._weight(svc, chosen)
+        return Decision(
+            Verdict.FORWARDED,
+            chosen,
+            f"{how} chose {chosen[0]}:{chosen[1]}",
+            persistent=template is not None,
+            weight=weight,
+        )
+
+    @staticmethod
+    def _weight(svc: _Service, dest: tuple[str, int]) -> int:
+        return next((d.weight for d in svc.dests if d.key == dest), 0)
 
     def _reuse(self, key: ConnKey, conn: _Conn, svc: _Service | None) -> Decision | None:
         """An entry exists for this 5-tuple: reuse it, or expire it (None: schedule anew)."""
@@ -307,13 +357,26 @@ class IpvsKernel:
         )
         resched = not controlled and (quiesced or reusable)
         if not resched:
+            weight = dest.weight
             if conn.state is ConnState.UDP:
-                return Decision(Verdict.FORWARDED, conn.dest, "existing UDP entry")
+                # Every datagram restarts the entry's timer.
+                conn.expires_s = self.clock_s + self._timeout(ConnState.UDP)
+                self._arm(key, conn)
+                return Decision(
+                    Verdict.FORWARDED, conn.dest, "existing UDP entry", controlled, weight
+                )
             self._count(key, conn, -1)
             conn.state = ConnState.SYN_RECV
+            conn.version += 1
+            conn.expires_s = self.clock_s + self._timeout(ConnState.SYN_RECV)
+            self._arm(key, conn)
             self._count(key, conn, +1)
             return Decision(
-                Verdict.FORWARDED, conn.dest, "source port reused: same real server as before"
+                Verdict.FORWARDED,
+                conn.dest,
+                "source port reused: same real server as before",
+                controlled,
+                weight,
             )
         self._drop_conn(key)
         if self.sysctls.old_conntrack_drops:
@@ -362,15 +425,102 @@ class IpvsKernel:
         """The close completed: TIME_WAIT (reusable at once with ``conn_reuse_mode``)."""
         self._set_state(key, ConnState.TIME_WAIT, now_s)
 
+    def plan(self, key: ConnKey, at_s: float, state: ConnState) -> None:
+        """The connection's packets put its entry in ``state`` at ``at_s`` (maybe ahead).
+
+        What a simulation that knows a connection's future tells the table: the handshake,
+        the close, a UDP answer (``UDP`` again: its timer restarts). Planned changes apply in
+        time order whenever the table is read at or after ``at_s`` (:meth:`expire`), unless
+        the entry was replaced, reset or removed in between.
+        """
+        conn = self.conns.get(key)
+        if conn is None:
+            raise KeyError(f"no IPVS connection {key}")
+        if at_s <= self.clock_s:
+            self._enter(key, conn, state, at_s)
+            return
+        self._seq += 1
+        heapq.heappush(self._timers, _Timer(at_s, self._seq, key, conn, conn.version, state))
+
+    def reset(self, key: ConnKey, now_s: float) -> None:
+        """A RST ends the connection now: CLOSE; changes planned for it no longer apply."""
+        self.settle(key, now_s, ConnState.CLOSE)
+
+    def settle(self, key: ConnKey, now_s: float, state: ConnState) -> None:
+        """The TCP connection ends now in ``state``; changes planned for it no longer apply.
+
+        TIME_WAIT after the FIN exchange, CLOSE after a RST. No entry: nothing happens.
+        """
+        self.expire(now_s)
+        conn = self.conns.get(key)
+        if conn is None or conn.state is ConnState.UDP:
+            return
+        conn.version += 1
+        self._enter(key, conn, state, now_s)
+
+    def entry(self, key: ConnKey, now_s: float) -> ConnState | None:
+        """The state of the entry ``key`` at ``now_s`` (None: there is none, or it expired)."""
+        self.expire(now_s)
+        conn = self.conns.get(key)
+        return None if conn is None else conn.state
+
+    def forward(self, key: ConnKey, now_s: float) -> Decision | None:
+        """A packet of an existing connection that opens nothing (UDP, or TCP without SYN).
+
+        None if there is no entry (the packet would be scheduled as a new connection). With
+        ``expire_nodest_conn`` (kube-proxy sets 1), an entry whose real server was deleted is
+        expired and the packet dropped (``ip_vs_in_hook``: ``!(cp->dest->flags &
+        IP_VS_DEST_F_AVAILABLE)``); the next packet is scheduled afresh. Otherwise the
+        packet follows the entry (to its server even at weight 0) and restarts its timer.
+        """
+        self.expire(now_s)
+        conn = self.conns.get(key)
+        if conn is None:
+            return None
+        svc = self.services.get((key.protocol, key.vaddr, key.vport))
+        dest = None if svc is None else next((d for d in svc.dests if d.key == conn.dest), None)
+        if dest is None and self.sysctls.expire_nodest_conn:
+            self._drop_conn(key)
+            return Decision(
+                Verdict.DROPPED, None, "entry's real server was deleted: entry expired, dropped"
+            )
+        conn.expires_s = now_s + self._timeout(conn.state)
+        self._arm(key, conn)
+        weight = dest.weight if dest is not None else 0
+        return Decision(
+            Verdict.FORWARDED, conn.dest, "existing entry", conn.template is not None, weight
+        )
+
+    def touch(self, key: ConnKey, now_s: float) -> bool:
+        """A packet of an existing connection: its entry's timer restarts; False if none."""
+        self.expire(now_s)
+        conn = self.conns.get(key)
+        if conn is None:
+            return False
+        conn.expires_s = now_s + self._timeout(conn.state)
+        self._arm(key, conn)
+        return True
+
     def _set_state(self, key: ConnKey, state: ConnState, now_s: float) -> None:
         conn = self.conns.get(key)
         if conn is None:
             raise KeyError(f"no IPVS connection {key}")
+        self._enter(key, conn, state, now_s)
+
+    def _enter(self, key: ConnKey, conn: _Conn, state: ConnState, at_s: float) -> None:
         if conn.state is not ConnState.UDP:
             self._count(key, conn, -1)
             conn.state = state
             self._count(key, conn, +1)
-        conn.expires_s = now_s + self._timeout(conn.state)
+        conn.expires_s = at_s + self._timeout(conn.state)
+        self._arm(key, conn)
+
+    def _arm(self, key: ConnKey, conn: _Conn) -> None:
+        """Set the expiry check of ``conn``'s current timer."""
+        self._seq += 1
+        heapq.heappush(
+            self._timers, _Timer(conn.expires_s, self._seq, key, conn, conn.version, None)
+        )
 
     def _timeout(self, state: ConnState) -> float:
         return {
@@ -383,9 +533,23 @@ class IpvsKernel:
         }[state]
 
     def expire(self, now_s: float) -> None:
-        """Drop entries whose timer ran out; templates once they control nothing."""
-        for key in [k for k, c in self.conns.items() if c.expires_s <= now_s]:
-            self._drop_conn(key)
+        """Bring the table to ``now_s``: planned changes and timers due, in time order.
+
+        An entry whose timer ran out goes; a template goes once it controls nothing and its
+        own timer ran out.
+        """
+        self.clock_s = max(self.clock_s, now_s)
+        timers = self._timers
+        while timers and timers[0].at_s <= now_s:
+            timer = heapq.heappop(timers)
+            conn = self.conns.get(timer.key)
+            if conn is not timer.conn:
+                continue  # the entry went (or was replaced) since
+            if timer.state is not None:
+                if conn.version == timer.version:
+                    self._enter(timer.key, conn, timer.state, timer.at_s)
+            elif conn.expires_s <= now_s:
+                self._drop_conn(timer.key)
         for tkey in [
             k for k, t in self.templates.items() if t.expires_s <= now_s and t.n_control == 0
         ]:

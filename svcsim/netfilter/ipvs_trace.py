@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from svcsim.netfilter.interpreter import Trace, trace
 from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.ipvs_kernel import Decision, IpvsKernel, Verdict
-from svcsim.netfilter.packet import NodeNetwork, Packet
+from svcsim.netfilter.packet import NodeNetwork, Outcome, Packet
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.walk import KernelDecider, walk_output, walk_postrouting
 
@@ -48,6 +48,34 @@ class IpvsTrace:
         return "\n".join(lines)
 
 
+def ipvs_network(state: IpvsState, network: NodeNetwork) -> NodeNetwork:
+    """``network`` with the ``kube-ipvs0`` addresses local (the node routes them to itself)."""
+    local = tuple(dict.fromkeys((*network.node_ips, *state.dummy_addresses)))
+    return dataclasses.replace(network, node_ips=local)
+
+
+def walk_before(state: IpvsState, packet: Packet, node: NodeNetwork, now_s: float = 0.0) -> Trace:
+    """The iptables hooks a new connection's first packet meets before IPVS's hook.
+
+    ``node`` is :func:`ipvs_network`'s. The helper rules hold no time-dependent match (IPVS
+    mode has no xt_recent: persistence is IPVS's), so the walk depends on the packet alone.
+    """
+    if packet.origin == "host" and state.lookup(packet.protocol, packet.dst, packet.dport):
+        # IPVS's LOCAL_OUT hook takes the connection right after OUTPUT (whose nat table, in
+        # IPVS mode, never rewrites the destination).
+        decider = KernelDecider(None, RecentTable(), now_s)
+        out, steps = walk_output(state.ruleset, packet, node, decider, ipsets=state.ipsets)
+        return Trace(packet, tuple(steps), out)
+    return trace(state.ruleset, packet, node, ipsets=state.ipsets, now_s=now_s)
+
+
+def walk_after(state: IpvsState, forwarded: Packet, node: NodeNetwork, now_s: float = 0.0) -> Trace:
+    """POSTROUTING of the packet IPVS rewrote to its real server (masquerade or not)."""
+    decider = KernelDecider(None, RecentTable(), now_s)
+    after, steps = walk_postrouting(state.ruleset, forwarded, node, decider, ipsets=state.ipsets)
+    return Trace(forwarded, tuple(steps), after)
+
+
 def trace_ipvs(
     state: IpvsState,
     kernel: IpvsKernel,
@@ -62,26 +90,28 @@ def trace_ipvs(
     here. ``kernel`` must hold ``state.virtual_servers`` (:meth:`IpvsKernel.install`) and is
     updated (the new connection entry, rr's pointer).
     """
-    local = tuple(dict.fromkeys((*network.node_ips, *state.dummy_addresses)))
-    node = dataclasses.replace(network, node_ips=local)
-    decider = KernelDecider(None, RecentTable(), now_s)
-    if packet.origin == "host" and state.lookup(packet.protocol, packet.dst, packet.dport):
-        # IPVS's LOCAL_OUT hook takes the connection right after OUTPUT (whose nat table, in
-        # IPVS mode, never rewrites the destination).
-        out, steps = walk_output(state.ruleset, packet, node, decider, ipsets=state.ipsets)
-        before = Trace(packet, tuple(steps), out)
-    else:
-        before = trace(state.ruleset, packet, node, ipsets=state.ipsets, now_s=now_s)
-    outcome = before.outcome
-    if outcome.verdict != "ACCEPT":
-        return IpvsTrace(before, None, None)
-    dst, dport = outcome.destination
+    node = ipvs_network(state, network)
+    before = walk_before(state, packet, node, now_s)
+    decision, forwarded = ipvs_hook(state, kernel, packet, before.outcome, now_s)
+    if forwarded is None:
+        return IpvsTrace(before, decision, None)
+    return IpvsTrace(before, decision, walk_after(state, forwarded, node, now_s))
+
+
+def ipvs_hook(
+    state: IpvsState, kernel: IpvsKernel, packet: Packet, before: Outcome, now_s: float
+) -> tuple[Decision | None, Packet | None]:
+    """IPVS's hook for a packet the iptables hooks left as ``before``.
+
+    The decision (None: IPVS never saw it) and, if forwarded, the rewritten packet.
+    """
+    if before.verdict != "ACCEPT":
+        return None, None
+    dst, dport = before.destination
     if state.lookup(packet.protocol, dst, dport) is None:
-        return IpvsTrace(before, None, None)
+        return None, None
     decision = kernel.connect(packet.protocol, packet.src, packet.sport, dst, dport, now_s)
     if decision.verdict is not Verdict.FORWARDED or decision.real_server is None:
-        return IpvsTrace(before, decision, None)
+        return decision, None
     rip, rport = decision.real_server
-    forwarded = dataclasses.replace(packet, dst=rip, dport=rport, mark=outcome.mark)
-    after, steps = walk_postrouting(state.ruleset, forwarded, node, decider, ipsets=state.ipsets)
-    return IpvsTrace(before, decision, Trace(forwarded, tuple(steps), after))
+    return decision, dataclasses.replace(packet, dst=rip, dport=rport, mark=before.mark)

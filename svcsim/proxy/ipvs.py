@@ -28,7 +28,7 @@ are added in (IP, port) order, so the kernel list (newest first) is the reverse 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from svcsim.k8s.objects import EndpointSlice, Service
@@ -96,10 +96,26 @@ def compile_ipvs(
     show_draining: bool = True,
 ) -> IpvsState:
     """The node's IPVS state after a full sync on a clean node (see the module docstring)."""
+    return ipvs_from_maps(
+        build_service_port_map(services),
+        build_endpoints_map(endpoint_slices, ctx.node_name),
+        ctx,
+        scheduler,
+        show_draining=show_draining,
+    )
+
+
+def ipvs_from_maps(
+    port_map: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: Mapping[ServicePortName, tuple[EndpointInfo, ...]],
+    ctx: NodeContext,
+    scheduler: str = DEFAULT_SCHEDULER,
+    *,
+    show_draining: bool = True,
+) -> IpvsState:
+    """:func:`compile_ipvs` from kube-proxy's service-port and endpoints maps (a sync's input)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown IPVS scheduler {scheduler!r}: one of {', '.join(SCHEDULERS)}")
-    port_map = build_service_port_map(services)
-    endpoints_map = build_endpoints_map(endpoint_slices, ctx.node_name)
     build = _Build({info.name: set() for info in IPSET_INFO}, [], set(), [])
     node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
     for spn in sorted(port_map, key=lambda n: (n.text, str(n.protocol))):

@@ -106,6 +106,12 @@ class Cause(StrEnum):
     DNS_STALE = "dns-stale"
     """The client dialled a headless Service's Pod IP from a DNS answer (cached by CoreDNS or
     the client) that no Pod holds any more: nothing answered (``timeout``)."""
+    REAL_SERVER_DELETED = "real-server-deleted"
+    """IPVS mode: the flow's IPVS connection entry named a real server kube-proxy had deleted;
+    with ``expire_nodest_conn=1`` the kernel dropped the packet and expired the entry."""
+    IPVS_ENTRY_EXPIRED = "ipvs-entry-expired"
+    """IPVS mode: a kept connection sat idle longer than the IPVS tcp timeout; its IPVS entry
+    was gone, so the request reached the node's own stack, which answered RST."""
 
 
 class EventKind(StrEnum):

@@ -34,6 +34,7 @@ from svcsim.scenario.cluster import NodeSpec, for_node
 from svcsim.scenario.dns import DNS_ORIGIN, ClusterDns, coredns_app
 from svcsim.scenario.dns_checks import client_namespaces, named_service
 from svcsim.scenario.fault_order import outside_addresses
+from svcsim.scenario.ipvs_build import ipvs_cost, ipvs_sysctls, warm_ipvs
 from svcsim.scenario.load import LoadedScenario, parse_manifests
 from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import AddressTarget as ScenarioAddress
@@ -52,7 +53,7 @@ from svcsim.sim.coredns import CoreDns, CoreDnsConfig
 from svcsim.sim.deployments import DeploymentController
 from svcsim.sim.endpointslices import EndpointSliceController
 from svcsim.sim.fleet import PodFleet
-from svcsim.sim.kernel import Kernel
+from svcsim.sim.kernel import Kernel, KernelMode
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.loadbalancer import CloudLoadBalancer, LoadBalancerConfig, kube_proxy_probe
 from svcsim.sim.network import PodNetwork
@@ -155,9 +156,14 @@ def build_world(
                 udp_s=settings.conntrack.udp_timeout_s,
                 udp_stream_s=settings.conntrack.udp_stream_timeout_s,
             ),
-            mode="nftables" if settings.mode == "nftables" else "iptables",
+            mode=_kernel_mode(settings),
+            ipvs_sysctls=ipvs_sysctls(settings),
         )
-        if kernel.mode == "nftables":
+        if kernel.mode == "ipvs":
+            warm_ipvs(
+                kernel, initial.services, initial_slices, ctx, settings.ipvs.scheduler, env.now
+            )
+        elif kernel.mode == "nftables":
             table = compile_nftables(initial.services, initial_slices, ctx, service_cidrs)
             kernel.install_nft(table, parse_table(table, parse_memo), env.now)
         else:
@@ -172,6 +178,8 @@ def build_world(
             nft_cost=SyncCostModel(
                 settings.nft_sync_cost.base_s, settings.nft_sync_cost.per_object_s
             ),
+            ipvs_cost=ipvs_cost(settings),
+            ipvs_scheduler=settings.ipvs.scheduler,
         )
         proxy = KubeProxy(
             env,
@@ -335,6 +343,13 @@ def _service_time(t: wl.ServiceTime) -> ts.ServiceTime:
     if isinstance(t, wl.LognormalTime):
         return ts.LognormalTime(t.median_s, t.sigma)
     return ts.ExponentialTime(t.mean_s)
+
+
+def _kernel_mode(settings: ProxySettings) -> KernelMode:
+    """The data plane the node's kernel holds for its kube-proxy mode."""
+    if settings.mode == "nftables" or settings.mode == "ipvs":
+        return settings.mode
+    return "iptables"
 
 
 def _conntrack_max(configured: int | None) -> int:

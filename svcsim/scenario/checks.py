@@ -41,14 +41,21 @@ from svcsim.scenario.workload import Udp, Workload
 from svcsim.sim.network import pod_address_count, usable_pod_ip
 from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts
 
-SIMULATED_PROXY_MODES = ("iptables", "nftables")
+SIMULATED_PROXY_MODES = ("iptables", "nftables", "ipvs")
+"""kube-proxy modes the simulation has a data path for."""
 _IPTABLES_ONLY_FIELDS = {
     "localhost_nodeports": "localhostNodePorts",
     "random_fully": "randomFully",
     "nfacct": "nfacct",
 }
 """The scenario field of each :data:`~svcsim.proxy.flags.IPTABLES_ONLY_REASONS` setting."""
-"""kube-proxy modes the simulation has a data path for."""
+_IPVS_IGNORES = {
+    "localhostNodePorts": "IPVS mode has no localhost NodePorts (an iptables-mode setting)",
+    "nfacct": "IPVS mode writes no nfacct counter matches",
+}
+"""Node settings IPVS mode does not read, and why."""
+_COST_FIELDS = {"iptables": "syncCost", "nftables": "nftSyncCost", "ipvs": "ipvsSyncCost"}
+"""Each simulated mode's sync-cost field."""
 ADDABLE = ("Service", "Endpoints", "EndpointSlice")
 """Kinds an ``add-service`` action creates."""
 MAX_HINTS = 8
@@ -184,7 +191,7 @@ class _Checks:
 
     def proxy_modes(self) -> None:
         proxy = self.scenario.cluster.proxy
-        supported = " and ".join(SIMULATED_PROXY_MODES)
+        supported = f"{', '.join(SIMULATED_PROXY_MODES[:-1])} and {SIMULATED_PROXY_MODES[-1]}"
         if proxy.mode not in SIMULATED_PROXY_MODES:
             self.problem(
                 ("cluster", "proxy", "mode"),
@@ -226,17 +233,22 @@ class _Checks:
                 key = _IPTABLES_ONLY_FIELDS[field_name]
                 if key in written:
                     self.warn((*where, key), f"ignored in nftables mode: {reason}")
-            if "syncCost" in written:
+        if mode == "ipvs":
+            for key, reason in _IPVS_IGNORES.items():
+                if key in written:
+                    self.warn((*where, key), f"ignored in ipvs mode: {reason}")
+        inherited = where == ("cluster", "proxy") and any(
+            o.mode == "ipvs" for o in self.scenario.cluster.proxy.nodes.values()
+        )
+        if "ipvs" in written and mode != "ipvs" and not inherited:
+            self.problem((*where, "ipvs"), f"an IPVS-mode setting, not for mode {mode}")
+        own = _COST_FIELDS.get(mode)
+        for owner, key in _COST_FIELDS.items():
+            if key in written and owner != mode and own is not None:
                 self.warn(
-                    (*where, "syncCost"),
-                    "ignored in nftables mode (iptables mode's cost); nftables syncs cost "
-                    "nftSyncCost",
+                    (*where, key),
+                    f"ignored in {mode} mode ({owner} mode's cost); {mode} syncs cost {own}",
                 )
-        elif "nftSyncCost" in written:
-            self.warn(
-                (*where, "nftSyncCost"),
-                f"ignored in {mode} mode (nftables mode's cost); {mode} syncs cost syncCost",
-            )
 
     # --- references to objects --------------------------------------------------------------
 
@@ -619,6 +631,14 @@ class _Checks:
     def stale_rule(
         self, path: Loc, action: tl.InjectStaleRule, live: Mapping[str, Service]
     ) -> None:
+        mode = self.scenario.cluster.proxy.for_node(action.node).mode
+        if mode == "ipvs":
+            self.problem(
+                path,
+                f"not available in ipvs mode (node {action.node}): IPVS mode has no KUBE-SVC "
+                "chain to inject a rule into (its rules are virtual servers)",
+            )
+            return
         target = parse_service_target(action.service)
         key = f"{target.namespace}/{target.name}"
         where = (*path, "service")

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from svcsim.netfilter.ipvs_sched import SCHEDULERS
 from svcsim.proxy.context import (
     NODE_PORT_ADDRESSES_PRIMARY,
     interface_name_problem,
@@ -37,6 +38,7 @@ from svcsim.proxy.context import (
 )
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.scenario.base import (
+    IPv4CIDR,
     Loc,
     NodeName,
     OmitNoneModel,
@@ -45,6 +47,11 @@ from svcsim.scenario.base import (
     problems_at,
 )
 from svcsim.scenario.durations import Duration, PositiveDuration, format_duration
+from svcsim.sim.ipvs_cost import (
+    DEFAULT_IPVS_BASE_S,
+    DEFAULT_IPVS_PER_CHANGE_S,
+    DEFAULT_IPVS_PER_OBJECT_S,
+)
 from svcsim.sim.synccost import (
     DEFAULT_BASE_S,
     DEFAULT_NFT_BASE_S,
@@ -99,6 +106,54 @@ class NftSyncCost(SchemaModel):
     """Fixed part of every sync."""
     per_object_s: Duration = NFT_SYNC_COST_PER_OBJECT_S
     """Added per object (one ``nft -f`` line: add, flush or delete) in that sync's transaction."""
+
+
+class IpvsSyncCost(SchemaModel):
+    """How long one IPVS-mode sync takes (:mod:`svcsim.sim.ipvs_cost`)."""
+
+    base_s: Duration = DEFAULT_IPVS_BASE_S
+    """Fixed part of every sync (UNVERIFIED: iptables mode's)."""
+    per_object_s: Duration = DEFAULT_IPVS_PER_OBJECT_S
+    """Per virtual server, real server and ip-set entry of the wanted state."""
+    per_change_s: Duration = DEFAULT_IPVS_PER_CHANGE_S
+    """Per kernel change: a server added, re-weighted or deleted, an ip-set entry added or
+    deleted (UNVERIFIED)."""
+
+
+def _scheduler(value: str) -> str:
+    if value not in SCHEDULERS:
+        raise problem(
+            f"{value!r} is not an IPVS scheduler svcsim models (one of {', '.join(SCHEDULERS)})"
+        )
+    return value
+
+
+IpvsScheduler = Annotated[StrictStr, AfterValidator(_scheduler)]
+"""``ipvs.scheduler``: one of :data:`svcsim.netfilter.ipvs_sched.SCHEDULERS`."""
+
+
+class Ipvs(SchemaModel):
+    """``ipvs``: kube-proxy's ``KubeProxyIPVSConfiguration``.
+
+    Its ``syncPeriod`` and ``minSyncPeriod`` are the flattened ``proxy.syncPeriod`` /
+    ``proxy.minSyncPeriod``. A timeout of 0 leaves the kernel's (tcp 900 s, tcpfin 120 s,
+    udp 300 s), as kube-proxy does (``ipvsadm --set`` only for non-zero values).
+    """
+
+    scheduler: IpvsScheduler = "rr"
+    """``--ipvs-scheduler`` (an empty value means rr upstream; here write rr)."""
+    tcp_timeout_s: Duration = Field(default=0.0, ge=0)
+    """``--ipvs-tcp-timeout``: idle timeout of ESTABLISHED IPVS entries (0: kernel's 900 s)."""
+    tcp_fin_timeout_s: Duration = Field(default=0.0, ge=0)
+    """``--ipvs-tcpfin-timeout``: FIN_WAIT timeout (0: kernel's 120 s)."""
+    udp_timeout_s: Duration = Field(default=0.0, ge=0)
+    """``--ipvs-udp-timeout``: UDP entry timeout (0: kernel's 300 s)."""
+    strict_arp: StrictBool = Field(default=False, alias="strictARP")
+    """``--ipvs-strict-arp``: ARP only (arp_ignore/arp_announce): no effect on the data path
+    svcsim simulates."""
+    exclude_cidrs: list[IPv4CIDR] = Field(default_factory=list, alias="excludeCIDRs")
+    """``--ipvs-exclude-cidrs``: virtual servers kube-proxy's clean-up leaves alone; svcsim's
+    nodes hold no foreign virtual servers, so it changes nothing here."""
 
 
 class Conntrack(SchemaModel):
@@ -217,6 +272,10 @@ class ProxySettings(SchemaModel):
     """Sync duration model (iptables mode)."""
     nft_sync_cost: NftSyncCost = Field(default_factory=NftSyncCost)
     """Sync duration model (nftables mode)."""
+    ipvs_sync_cost: IpvsSyncCost = Field(default_factory=IpvsSyncCost)
+    """Sync duration model (IPVS mode)."""
+    ipvs: Ipvs = Field(default_factory=Ipvs)
+    """IPVS mode's settings (``KubeProxyIPVSConfiguration``); refused under other modes."""
     conntrack: Conntrack = Field(default_factory=Conntrack)
     """Conntrack limits and timeouts kube-proxy writes to the node's sysctls."""
 
@@ -266,6 +325,25 @@ class NftSyncCostPatch(OmitNoneModel):
     per_object_s: Duration | None = None
 
 
+class IpvsSyncCostPatch(OmitNoneModel):
+    """Per-node override of some :class:`IpvsSyncCost` fields."""
+
+    base_s: Duration | None = None
+    per_object_s: Duration | None = None
+    per_change_s: Duration | None = None
+
+
+class IpvsPatch(OmitNoneModel):
+    """Per-node override of some :class:`Ipvs` fields."""
+
+    scheduler: IpvsScheduler | None = None
+    tcp_timeout_s: Duration | None = Field(default=None, ge=0)
+    tcp_fin_timeout_s: Duration | None = Field(default=None, ge=0)
+    udp_timeout_s: Duration | None = Field(default=None, ge=0)
+    strict_arp: StrictBool | None = Field(default=None, alias="strictARP")
+    exclude_cidrs: list[IPv4CIDR] | None = Field(default=None, alias="excludeCIDRs")
+
+
 class ConntrackPatch(OmitNoneModel):
     """Per-node override of some :class:`Conntrack` fields."""
 
@@ -294,6 +372,8 @@ class ProxyOverride(OmitNoneModel):
     nfacct: StrictBool | None = None
     sync_cost: SyncCostPatch | None = None
     nft_sync_cost: NftSyncCostPatch | None = None
+    ipvs_sync_cost: IpvsSyncCostPatch | None = None
+    ipvs: IpvsPatch | None = None
     conntrack: ConntrackPatch | None = None
 
 

@@ -36,6 +36,10 @@ def replayable_scenario(loaded: LoadedScenario, seed: int) -> str:
     """The text of ``scenario.yaml`` for a run of ``loaded`` with ``seed``."""
     data: dict[str, Any] = loaded.scenario.model_dump(by_alias=True, mode="json")
     data["seed"] = seed
+    proxy = loaded.scenario.cluster.proxy
+    if proxy.mode != "ipvs" and all(o.mode != "ipvs" for o in proxy.nodes.values()):
+        # IPVS settings are refused where no node runs IPVS: their defaults are not written.
+        del data["cluster"]["proxy"]["ipvs"]
     data["manifests"] = [{"inline": m.text} for m in loaded.manifests]
     timeline = data.get("timeline") or []
     for index, text in loaded.timeline_manifests.items():

@@ -1,10 +1,14 @@
 """One node's kernel state: the installed rules, conntrack, and the rules' dynamic state.
 
 The node's kube-proxy mode decides what the rules are: an iptables :class:`Ruleset` (with its
-dispatch index and the xt_recent lists), or nf_tables' table ``ip kube-proxy``
+dispatch index and the xt_recent lists), nf_tables' table ``ip kube-proxy``
 (:class:`~svcsim.netfilter.nftables.NftTable`, its parsed form, and the dynamic sets'
-elements). Only kube-proxy's sync (or a hand-made fault) changes the rules, in one atomic step,
-as iptables-restore or one ``nft -f`` transaction does. The data path reads whatever is
+elements), or IPVS mode's state (:class:`~svcsim.netfilter.ipvs.IpvsState`: helper iptables
+rules, ip sets, virtual servers) with the node's live IPVS
+(:class:`~svcsim.netfilter.ipvs_kernel.IpvsKernel`: its connection table, counts and
+schedulers' state outlive syncs; only a reboot empties it). Only kube-proxy's sync (or a
+hand-made fault) changes the rules, in one atomic step, as iptables-restore or one ``nft -f``
+transaction does. The data path reads whatever is
 installed now, so traffic always meets the node's actual rules, stale or not.
 """
 
@@ -16,6 +20,9 @@ from typing import Literal
 from svcsim.netfilter.conntrack import ConntrackTable
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.index import MAX_PATHS, DispatchIndex
+from svcsim.netfilter.ipset import IpsetTable
+from svcsim.netfilter.ipvs import IpvsState
+from svcsim.netfilter.ipvs_kernel import IpvsKernel, IpvsSysctls
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_eval import DynamicSets
 from svcsim.netfilter.nft_index import dynamic_sets
@@ -25,7 +32,7 @@ from svcsim.netfilter.nftables import NftTable
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
 
-KernelMode = Literal["iptables", "nftables"]
+KernelMode = Literal["iptables", "nftables", "ipvs"]
 """The kube-proxy data planes a node's kernel can hold."""
 
 
@@ -53,7 +60,8 @@ class Kernel:
 
     ``generation`` counts installs, so consumers can cache per-ruleset derivations cheaply.
     In ``nftables`` mode ``ruleset`` stays empty and ``nft`` holds the table; in ``iptables``
-    mode ``nft`` is None.
+    mode ``nft`` is None. In ``ipvs`` mode ``ipvs`` holds the installed state and
+    ``ipvs_table`` the live IPVS (``ipvs_sysctls`` are kube-proxy's IPVS settings).
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class Kernel:
         conntrack_max: int,
         timeouts: ConntrackTimeouts,
         mode: KernelMode = "iptables",
+        ipvs_sysctls: IpvsSysctls | None = None,
     ) -> None:
         self.node = node
         self.network = network
@@ -75,6 +84,16 @@ class Kernel:
         """The installed nf_tables table (nftables mode: an empty table at first)."""
         if mode == "nftables":
             self.nft = NftRules.of(NftTable("ip", "kube-proxy"))
+        # --- ipvs mode (start) ---
+        self.ipvs_sysctls = ipvs_sysctls if ipvs_sysctls is not None else IpvsSysctls()
+        self.ipvs: IpvsState | None = None
+        """The installed IPVS state (ipvs mode: nothing programmed at first)."""
+        self.ipvs_table: IpvsKernel | None = None
+        """The node's live IPVS: virtual and real servers, connection table (ipvs mode)."""
+        if mode == "ipvs":
+            self.ipvs = empty_ipvs()
+            self.ipvs_table = IpvsKernel(self.ipvs_sysctls)
+        # --- ipvs mode (end) ---
         self.conntrack = ConntrackTable(conntrack_max, timeouts)
         self.recent = RecentTable()
         self.sets = DynamicSets()
@@ -88,14 +107,19 @@ class Kernel:
             table = NftTable("ip", "kube-proxy")
             self.install_nft(table, parse_table(table), now_s)
             self.sets = DynamicSets()
+        elif self.mode == "ipvs":
+            self.ipvs_table = IpvsKernel(self.ipvs_sysctls)
+            self.install_ipvs(empty_ipvs(), now_s)
         else:
             self.install(Ruleset(), now_s)
         self.conntrack.delete_matching()
         self.recent = RecentTable()
 
     @property
-    def rules(self) -> Ruleset | NftRules:
-        """What the data path evaluates now: the iptables ruleset or the nf_tables table."""
+    def rules(self) -> Ruleset | NftRules | IpvsState:
+        """What the data path evaluates now: the iptables ruleset, nf_tables table or IPVS."""
+        if self.ipvs is not None:
+            return self.ipvs
         return self.nft if self.nft is not None else self.ruleset
 
     def install(self, ruleset: Ruleset, now_s: float) -> None:
@@ -120,3 +144,21 @@ class Kernel:
             del self.sets.expiry[name]
         self.generation += 1
         self.installed_at_s = now_s
+
+    def install_ipvs(self, state: IpvsState, now_s: float) -> None:
+        """Record the IPVS state a sync left (its servers are already in :attr:`ipvs_table`).
+
+        kube-proxy changes the kernel's virtual and real servers and ip sets one call at a
+        time during its sync, and restores the helper iptables rules at its end; the model
+        applies all of it at the sync's end (:mod:`svcsim.sim.ipvs_sync`).
+        """
+        if self.mode != "ipvs":
+            raise ValueError(f"node {self.node}: IPVS state on a {self.mode} kernel")
+        self.ipvs = state
+        self.generation += 1
+        self.installed_at_s = now_s
+
+
+def empty_ipvs() -> IpvsState:
+    """A node's IPVS state before kube-proxy's first sync: no addresses, servers, sets, rules."""
+    return IpvsState((), (), IpsetTable.of(()), Ruleset())

@@ -44,6 +44,15 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   transaction of their own (:func:`~svcsim.sim.nft_sync.delete_stale_chains`); its failure
   counts in ``sync_proxy_rules_nftables_cleanup_failures_total`` and the sync goes on. A
   blocked sync fails as a whole (``sync_proxy_rules_nftables_sync_failures_total``).
+* **IPVS mode** (``pkg/proxy/ipvs/proxier.go``) shares the same machinery too. Every sync is
+  full (the IPVS proxier has no partial sync): it compiles the node's IPVS state
+  (:func:`svcsim.proxy.ipvs.ipvs_from_maps`), costs ``ipvs_cost`` per object walked and per
+  kernel change (:func:`svcsim.sim.ipvs_sync.sync_counts`) and at its end changes the servers
+  and ip sets through the life's graceful-termination manager
+  (:func:`svcsim.sim.ipvs_sync.install_sync`). A blocked sync fails at its
+  ``iptables-restore``, after the servers and sets were changed (as upstream). Each life runs
+  the manager's check every minute (``rsCheckDeleteInterval``); it dies with the process, and
+  the next life's first sync takes the weight-0 servers over again.
 """
 
 from __future__ import annotations
@@ -67,6 +76,8 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
 )
 from svcsim.proxy.iptables import sync_from_maps
+from svcsim.proxy.ipvs import ipvs_from_maps
+from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermination
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import NameMemo, table_from_maps
 from svcsim.results.records import EventKind, Recorder
@@ -81,6 +92,8 @@ from svcsim.sim.changes import (
     annotation_trigger_time_s,
 )
 from svcsim.sim.health import ProxyHealth, service_health
+from svcsim.sim.ipvs_cost import IpvsSyncCostModel
+from svcsim.sim.ipvs_sync import check_draining, install_sync, sync_counts
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.nft_sync import delete_stale_chains, plan_nft_sync, stale_endpoint_edit
 from svcsim.sim.restore import (
@@ -337,8 +350,12 @@ class KubeProxy:
         default a ``KUBE-SEP`` chain for the endpoint plus a jump to it at the top of the
         Service's ``KUBE-SVC`` chain, as kube-proxy would have written them. Returns that text.
         """
-        spn = self._resolve(service_port)
         kernel = self.kernel
+        if kernel.mode == "ipvs":
+            raise ValueError(
+                f"node {self.node}: IPVS mode has no KUBE-SVC chain to inject a stale rule into"
+            )
+        spn = self._resolve(service_port)
         if kernel.mode == "nftables":
             if kernel.nft is None:
                 raise ValueError(f"node {self.node}: no nf_tables table to edit yet")
@@ -410,6 +427,13 @@ class _Life:
         """This process's ``/healthz`` state (``healthTimeout`` = 2 x ``syncPeriod``)."""
         self.runner.start()
         self.main = env.process(self._main())
+        # --- ipvs mode (start) ---
+        self.graceful = GracefulTermination()
+        """IPVS mode: this process's graceful-termination manager (its list dies with it)."""
+        self.drain_check: simpy.Process | None = None
+        if proxy.kernel.mode == "ipvs":
+            self.drain_check = env.process(self._check_draining())
+        # --- ipvs mode (end) ---
 
     def disconnect(self) -> None:
         """The watch breaks (the API server is unreachable)."""
@@ -456,6 +480,8 @@ class _Life:
         self.runner.stop(cause)
         if self.main.is_alive:
             self.main.interrupt(cause)
+        if self.drain_check is not None and self.drain_check.is_alive:
+            self.drain_check.interrupt(cause)
 
     def _main(self) -> Generator[simpy.Event, Any, None]:
         try:
@@ -515,6 +541,9 @@ class _Life:
             ok = yield from self._sync_nftables(
                 start, through, full, changes, service_ports, endpoints_map
             )
+            return ok
+        if proxy.kernel.mode == "ipvs":
+            ok = yield from self._sync_ipvs(start, through, changes, service_ports, endpoints_map)
             return ok
         compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx)
         delete_stale = (
@@ -625,6 +654,60 @@ class _Life:
         )
         self._record(start, end, full, True, plan.objects_written, latency, through)
         return True
+
+    # --- ipvs mode (start) ---
+
+    def _sync_ipvs(
+        self,
+        start: float,
+        through: float,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        endpoints_map: EndpointsMap,
+    ) -> Generator[simpy.Event, Any, bool]:
+        """One IPVS-mode sync (always full; see the module docstring); True if it succeeded."""
+        proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
+        kernel, m = proxy.kernel, proxy.metrics
+        wanted = ipvs_from_maps(
+            service_ports, endpoints_map, proxy.ctx, cfg.ipvs_scheduler, show_draining=False
+        )
+        installed = kernel.ipvs
+        assert installed is not None  # an IPVS-mode kernel always holds a state
+        counts = sync_counts(installed, wanted)
+        cost = cfg.ipvs_cost if cfg.ipvs_cost is not None else IpvsSyncCostModel()
+        duration = cost.duration_s(counts.objects, counts.changes)
+        yield env.timeout(duration)
+        end = env.now
+        m.sync_proxy_rules_duration_seconds.append(duration)
+        m.sync_full_proxy_rules_duration_seconds.append(duration)
+        restored = end >= proxy.blocked_until_s
+        install_sync(kernel, self.graceful, wanted, end, restored=restored)
+        if not restored:
+            # The servers and sets changed; the helper rules' restore failed: retry in full.
+            self.need_full = True
+            proxy.last_error = "iptables-restore: another app is currently holding the xtables lock"
+            m.sync_proxy_rules_iptables_restore_failures_total += 1
+            self._record(start, end, True, False, counts.changes, math.nan, through)
+            return False
+        self._succeeded(start, end, True, changes, service_ports, endpoints_map)
+        latency = max(
+            (end - t for times in changes.trigger_times_s.values() for t in times),
+            default=math.nan,
+        )
+        self._record(start, end, True, True, counts.changes, latency, through)
+        return True
+
+    def _check_draining(self) -> Generator[simpy.Event, Any, None]:
+        """``gracefuldeleteManager.Run``: ``tryDeleteRs`` every ``rsCheckDeleteInterval``."""
+        env = self.proxy.env
+        try:
+            while True:
+                yield env.timeout(RS_CHECK_DELETE_INTERVAL_S)
+                check_draining(self.proxy.kernel, self.graceful, env.now)
+        except simpy.Interrupt:
+            return
+
+    # --- ipvs mode (end) ---
 
     def _succeeded(
         self,

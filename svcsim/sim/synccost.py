@@ -45,12 +45,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from svcsim.k8s.objects import Protocol
 from svcsim.netfilter.conntrack_states import ConntrackEntry
 from svcsim.proxy.endpoints import EndpointInfo, EndpointsMap, ServicePortInfo
 from svcsim.proxy.names import ServicePortName
+
+if TYPE_CHECKING:
+    from svcsim.sim.ipvs_cost import IpvsSyncCostModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,10 @@ class KubeProxyConfig:
     """iptables mode's sync cost (per rule written)."""
     nft_cost: SyncCostModel = DEFAULT_NFT_COST
     """nftables mode's sync cost (per transaction object written)."""
+    ipvs_cost: IpvsSyncCostModel | None = None
+    """IPVS mode's sync cost (per object walked and per kernel change); None: the defaults."""
+    ipvs_scheduler: str = "rr"
+    """IPVS mode's ``--ipvs-scheduler``."""
 
     def __post_init__(self) -> None:
         for name in ("min_sync_period_s", "informer_sync_s", "watch_delay_s"):

@@ -39,6 +39,7 @@ from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.draws import SeedStream
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
+from svcsim.traffic.ipvs_path import IpvsFlows
 from svcsim.traffic.spec import (
     ExternalSource,
     HostSource,
@@ -82,7 +83,8 @@ class EngineCore:
         self.nodes = sorted(ctx.kernels)
         self.node_index = {n: i for i, n in enumerate(self.nodes)}
         self.clients = ClientRegistry()
-        self.flows = PerFlow(ctx, specs, path, self.vocab)
+        ipvs = any(k.mode == "ipvs" for k in ctx.kernels.values())
+        self.flows = (IpvsFlows if ipvs else PerFlow)(ctx, specs, path, self.vocab)
         self.buffer = RecordBuffer(
             ctx.recorder, self.vocab, names, self.clients, self.nodes, flush_rows
         )

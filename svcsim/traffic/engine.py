@@ -28,7 +28,9 @@ Everything else goes through the shared per-flow path with :class:`IndexPath` (t
 index's exact ``resolve`` and the node's live recent lists): keep-alive and fixed-port UDP
 workloads, dispatches with recent matches (ClientIP affinity) or not shaped as a chain, and
 every attempt on a node whose conntrack table could fill up within the chunk. Those loops are
-per attempt, and small in the scenarios that need them.
+per attempt, and small in the scenarios that need them. Nodes in IPVS mode have no dispatch to
+group: their schedulers keep state across flows (rr's pointer, lc's counts, persistence), so
+all their attempts go per flow (:mod:`svcsim.traffic.ipvs_path`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from svcsim.netfilter.index import MAX_PATHS, Dispatch, DispatchTooLargeError
+from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
@@ -98,14 +101,19 @@ class _DispatchMemo:
     """What its walks read: ``(table, chain)`` of iptables chains, or nf_tables reads."""
 
 
-def _changed(old: Ruleset | NftRules, new: Ruleset | NftRules) -> frozenset[Any]:
+def _changed(
+    old: Ruleset | NftRules | IpvsState, new: Ruleset | NftRules | IpvsState
+) -> frozenset[Any]:
     """What a dispatch may have read that differs between ``old`` and ``new``.
 
     iptables: ``(table, chain)`` of every chain that is not the very same object in both;
-    nf_tables: :func:`~svcsim.traffic.nft_dispatch.nft_changes`.
+    nf_tables: :func:`~svcsim.traffic.nft_dispatch.nft_changes`. IPVS nodes have no
+    dispatches (their flows go per flow): asking is an error.
     """
     if old is new:
         return frozenset()
+    if isinstance(old, IpvsState) or isinstance(new, IpvsState):
+        raise ValueError("IPVS-mode nodes have no dispatches to keep")
     if isinstance(old, NftRules) and isinstance(new, NftRules):
         return nft_changes(old, new)
     if isinstance(old, NftRules) or isinstance(new, NftRules):  # pragma: no cover
@@ -144,7 +152,7 @@ class TrafficEngine(EngineCore):
         self._chain_sources: ChainSources = {}
         self._ruleset_sources: RulesetSources = {}
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
-        self._node_rules: list[Ruleset | NftRules] = []
+        self._node_rules: list[Ruleset | NftRules | IpvsState] = []
         """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
         self._spines: WeakKeyDictionary[Dispatch | NftDispatch, Spine | None] = WeakKeyDictionary()
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
@@ -172,6 +180,8 @@ class TrafficEngine(EngineCore):
         self._deferrable = False
         self._max_rate = sum(max((r for _, r in s.rate), default=0.0) for s in self.specs)
         self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
+        self._ipvs = frozenset(i for i, n in enumerate(nodes) if ctx.kernels[n].mode == "ipvs")
+        """Indices of IPVS-mode nodes: all their attempts go per flow."""
 
     def notices(self) -> list[str]:
         """One line per destination whose rules branched beyond the dispatch index's bound.
@@ -244,7 +254,7 @@ class TrafficEngine(EngineCore):
         self._states, self._dials = states, dials
         self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
         # Deferring needs every group of this state built now, while the state holds.
-        self._deferrable = not self._per_flow.any()
+        self._deferrable = not self._per_flow.any() and not self._ipvs
         if self._deferrable:
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
@@ -274,6 +284,8 @@ class TrafficEngine(EngineCore):
         kernels = self.ctx.kernels
         changed_of: dict[tuple[int, int], frozenset[Any]] = {}
         for i in nodes:
+            if i in self._ipvs:
+                continue  # no pair there has a group
             kernel = kernels[self.nodes[i]]
             old, new = self._node_rules[i], kernel.rules
             key = (id(old), id(new))  # nodes in step share both rulesets: one diff for all
@@ -389,11 +401,12 @@ class TrafficEngine(EngineCore):
         kernel = self.ctx.kernels[node]
         cached = self._classes.get(node)
         if cached is None or cached[0] != kernel.generation:
+            rules = kernel.rules
+            if isinstance(rules, IpvsState):
+                raise ValueError(f"node {node} is in IPVS mode: no source classes")
             cached = self._classes[node] = (
                 kernel.generation,
-                SourceClasses(
-                    kernel.rules, kernel.network, self._chain_sources, self._ruleset_sources
-                ),
+                SourceClasses(rules, kernel.network, self._chain_sources, self._ruleset_sources),
             )
         return cached[1].representative(src, self._known_sources)
 
@@ -416,6 +429,8 @@ class TrafficEngine(EngineCore):
         if self._per_flow[w]:
             return -1
         client = self.clients[client_id]
+        if self.node_index[client.node] in self._ipvs:
+            return -1
         dial = self.dials[w]
         assert dial is not None
         kernel = self.ctx.kernels[client.node]

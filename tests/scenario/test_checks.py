@@ -26,10 +26,10 @@ BOTH = WEB + "---\n" + FRONTEND_2
 
 PROBLEMS = [
     pytest.param(
-        scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {mode: ipvs}}"),
+        scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {mode: userspace}}"),
         [
-            "s.yaml:4: cluster.proxy.mode: only iptables and nftables modes are simulated so "
-            "far, got 'ipvs'"
+            "s.yaml:4: cluster.proxy.mode: only iptables, nftables and ipvs modes are simulated so "
+            "far, got 'userspace'"
         ],
         id="proxy-mode",
     ),
@@ -40,7 +40,7 @@ PROBLEMS = [
             cluster="\n  nodes: 2\n  proxy:\n    nodes:\n      node-2: {mode: userspace}",
         ),
         [
-            "s.yaml:8: cluster.proxy.nodes.node-2.mode: only iptables and nftables modes are "
+            "s.yaml:8: cluster.proxy.nodes.node-2.mode: only iptables, nftables and ipvs modes are "
             "simulated so far, got 'userspace'"
         ],
         id="proxy-mode-of-one-node",

@@ -22,6 +22,7 @@ EXPECTED = (
     "conntrack-full",
     "dns-coredns-rollout",
     "dns-headless",
+    "ipvs-lc-keepalive",
     "keepalive-imbalance",
     "lb-drain-local",
     "lb-drain-local-prestop",
@@ -40,7 +41,7 @@ EXPECTED = (
 )
 """The scenarios issues 3, 9, 10 and 12 ask for (``seed-article``: built from the source
 article; ``thousand-services-rollout``: iptables vs nftables mode; ``proxy-modes``: every
-mode; ``dns-*``: issue 12's DNS)."""
+mode; ``dns-*``: issue 12's DNS; ``ipvs-lc-keepalive``: lc under keep-alive)."""
 
 SHIPPED = tuple(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
 
