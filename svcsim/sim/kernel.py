@@ -3,7 +3,9 @@
 The node's kube-proxy mode decides what the rules are: an iptables :class:`Ruleset` (with its
 dispatch index and the xt_recent lists), or nf_tables' table ``ip kube-proxy``
 (:class:`~svcsim.netfilter.nftables.NftTable`, its parsed form, and the dynamic sets'
-elements). Only kube-proxy's sync (or a hand-made fault) changes the rules, in one atomic step,
+elements). In userspace mode the Ruleset holds the portal rules and :attr:`Kernel.sockets` the
+proxy sockets they redirect to (:mod:`svcsim.sim.proxy_sockets`). Only kube-proxy's sync
+(or a hand-made fault) changes the rules, in one atomic step,
 as iptables-restore or one ``nft -f`` transaction does. The data path reads whatever is
 installed now, so traffic always meets the node's actual rules, stale or not.
 """
@@ -24,8 +26,9 @@ from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.nftables import NftTable
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
+from svcsim.sim.proxy_sockets import SocketTable
 
-KernelMode = Literal["iptables", "nftables"]
+KernelMode = Literal["iptables", "nftables", "userspace"]
 """The kube-proxy data planes a node's kernel can hold."""
 
 
@@ -79,6 +82,8 @@ class Kernel:
         self.recent = RecentTable()
         self.sets = DynamicSets()
         """Elements ``update @set`` added (nftables mode's affinity sets)."""
+        self.sockets = SocketTable()
+        """Listening proxy sockets (userspace mode; empty otherwise)."""
         self.generation = 0
         self.installed_at_s = 0.0
 
@@ -99,8 +104,12 @@ class Kernel:
         return self.nft if self.nft is not None else self.ruleset
 
     def install(self, ruleset: Ruleset, now_s: float) -> None:
-        """Replace the ruleset atomically (what one iptables-restore commit does)."""
-        if self.mode != "iptables":
+        """Replace the ruleset atomically (what one iptables-restore commit does).
+
+        Userspace mode's portal rules are a Ruleset too (edited rule by rule upstream; each
+        sync's edits land here at once).
+        """
+        if self.mode == "nftables":
             raise ValueError(f"node {self.node}: an iptables ruleset on a {self.mode} kernel")
         self.ruleset = ruleset
         self.index = DispatchIndex(ruleset, self.network, max_paths=self.max_paths)
