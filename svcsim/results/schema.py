@@ -94,6 +94,12 @@ class Cause(StrEnum):
     """The node's kube-proxy could not reach the API server, so its rules were out of date."""
     ENDPOINT_DOWN = "endpoint-down"
     """The chosen endpoint, hand-made and outside the Pod network, was down: nothing answered."""
+    PROXY_NOT_LISTENING = "proxy-not-listening"
+    """userspace mode: the portal rules sent the connection to kube-proxy's proxy port, but the
+    kube-proxy process was down, so nothing listened there (TCP reset, UDP port unreachable)."""
+    PROXY_EXITED = "proxy-exited"
+    """userspace mode: the connection ran through the kube-proxy process, which stopped: its
+    sockets closed with it and the client got a reset."""
 
 
 class EventKind(StrEnum):
@@ -161,6 +167,9 @@ class EventKind(StrEnum):
     """A Deployment rollout step."""
     SCALE = "scale"
     """A Deployment was scaled."""
+    PROXY_DIAL_RETRY = "proxy-dial-retry"
+    """userspace mode: kube-proxy's dial to an endpoint failed (refused or timed out), so it
+    tried the next endpoint for that connection (detail: client, endpoint, how, seconds)."""
 
 
 class Kind(StrEnum):

@@ -28,7 +28,10 @@ Everything else goes through the shared per-flow path with :class:`IndexPath` (t
 index's exact ``resolve`` and the node's live recent lists): keep-alive and fixed-port UDP
 workloads, dispatches with recent matches (ClientIP affinity) or not shaped as a chain, and
 every attempt on a node whose conntrack table could fill up within the chunk. Those loops are
-per attempt, and small in the scenarios that need them.
+per attempt, and small in the scenarios that need them. So does every attempt whose client's
+node is in userspace mode: kube-proxy's round robin and dials there are process state that each
+connection changes (:mod:`svcsim.traffic.userspace_path`); such pairs get no group, and a run
+with userspace nodes never defers.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class TrafficEngine(EngineCore):
         self._deferrable = False
         self._max_rate = sum(max((r for _, r in s.rate), default=0.0) for s in self.specs)
         self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
+        self._userspace = {n for n in nodes if ctx.kernels[n].mode == "userspace"}
 
     def notices(self) -> list[str]:
         """One line per destination whose rules branched beyond the dispatch index's bound.
@@ -244,7 +248,7 @@ class TrafficEngine(EngineCore):
         self._states, self._dials = states, dials
         self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
         # Deferring needs every group of this state built now, while the state holds.
-        self._deferrable = not self._per_flow.any()
+        self._deferrable = not self._per_flow.any() and not self._userspace
         if self._deferrable:
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
@@ -413,9 +417,9 @@ class TrafficEngine(EngineCore):
         return gid
 
     def _group_of(self, w: int, client_id: int) -> int:
-        if self._per_flow[w]:
-            return -1
         client = self.clients[client_id]
+        if self._per_flow[w] or client.node in self._userspace:
+            return -1
         dial = self.dials[w]
         assert dial is not None
         kernel = self.ctx.kernels[client.node]

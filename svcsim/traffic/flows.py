@@ -20,6 +20,15 @@ lives, datagrams follow it without consulting the rules; one that gets no answer
 entry UNREPLIED and each new datagram refreshes its 30 s timeout, so a client that keeps asking
 a dead endpoint stays black-holed (``stale-conntrack``) until kube-proxy's clean-up deletes the
 entry or the client pauses longer than the timeout.
+
+userspace mode: a flow the portal rules redirected to kube-proxy's proxy port is resolved by
+:class:`~svcsim.traffic.userspace_path.ProxyPath` (kube-proxy's balancer and dials) instead of
+:func:`~svcsim.traffic.classify.classify`. The client's conntrack entry is to the proxy port
+(its reply tuple from the node); a keep-alive connection through the process is pinned to the
+endpoint kube-proxy dialled, pays the copy cost on every request, and breaks when the process
+exits (:meth:`PerFlow.proxy_exited`: ``reset`` / ``proxy-exited`` on its next request).
+kube-proxy's own connection to the endpoint (from the node's address) gets no conntrack entry
+here.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.fate import finish
 from svcsim.traffic.spec import KeepAlive, WorkloadSpec
 from svcsim.traffic.targets import Dial
+from svcsim.traffic.userspace_path import ProxyPath
 
 FIXED_UDP_PORT_BASE = 20000
 """Source port of workload ``w``'s fixed-port UDP socket: ``FIXED_UDP_PORT_BASE + w``."""
@@ -101,6 +111,10 @@ class Connection:
     pool: tuple[int, int]
     slot: int
     broken: bool = False
+    proxied: bool = False
+    """Through a userspace-mode kube-proxy (its copy cost on every request)."""
+    broken_by: Cause = Cause.BACKEND_EXITED
+    """What broke it: its Pod, or (userspace mode) the kube-proxy process it ran through."""
 
 
 @dataclass(slots=True)
@@ -143,6 +157,7 @@ class PerFlow:
         self._pools: dict[tuple[int, int], _Pool] = {}
         self._by_pod: dict[str, dict[int, Connection]] = {}
         self._next_conn = 0
+        self.userspace = ProxyPath(ctx)
 
     # --- one attempt ----------------------------------------------------------------------
 
@@ -183,12 +198,15 @@ class PerFlow:
         return FlowResult(Outcome.DROPPED, Cause.CONNTRACK_FULL, wait)
 
     def _new(
-        self, w: int, client: Client, dial: Dial, seed: int, t: float
+        self, w: int, client: Client, dial: Dial, seed: int, t: float, sport: int | None = None
     ) -> tuple[NfOutcome, Resolution] | None:
         """Capacity check, then the rules: the verdict and what it leads to; None if dropped."""
         if not self.path.room(client.node, t):
             return None
         nf = self.path.dispatch(client.node, client.ip, client.origin, dial, seed, t)
+        if self.userspace.redirected(client.node, nf):
+            port = nf.destination[1]
+            return nf, self.userspace.accept(client.node, port, client, dial, t, sport)
         return nf, classify(nf, dial, client.node, self.ctx)
 
     def _table(self, node: str) -> ConntrackTable:
@@ -224,12 +242,15 @@ class PerFlow:
         if entry is not None:
             table.update(original, "original", t)
             ip, port = entry.dnat_destination
-            res = at_destination(
-                ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
-            )
+            if self.userspace.local(client.node, ip):
+                res = self.userspace.accept(client.node, port, client, dial, t, original.src_port)
+            else:
+                res = at_destination(
+                    ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
+                )
             new_flow = False
         else:
-            new = self._new(w, client, dial, seed, t)
+            new = self._new(w, client, dial, seed, t, original.src_port)
             if new is None:
                 return self._dropped(w)
             nf, res = new
@@ -242,6 +263,11 @@ class PerFlow:
         if result.served and entry is not None:
             # The answer comes back at the end (stamped ahead: only its expiry matters).
             table.update(entry.reply, "reply", t + result.latency)
+            ip, port = entry.dnat_destination
+            if self.userspace.local(client.node, ip):
+                self.userspace.answered(
+                    client.node, port, client, original.src_port, t + result.latency
+                )
         return result
 
     # --- keep-alive ---------------------------------------------------------------------------
@@ -270,7 +296,7 @@ class PerFlow:
                 self._close(conn, t, "rst")
                 return FlowResult(
                     Outcome.RESET,
-                    Cause.BACKEND_EXITED,
+                    conn.broken_by,
                     0.0,
                     conn.endpoint,
                     conn.pod,
@@ -294,6 +320,7 @@ class PerFlow:
             if entry is not None and res.served:
                 table.update(reply, "syn_ack", t)
                 table.update(original, "ack", t)
+                proxied = self.userspace.redirected(client.node, nf)
                 conn = Connection(
                     self._next_conn,
                     client.node,
@@ -301,10 +328,11 @@ class PerFlow:
                     reply,
                     res.endpoint,
                     res.pod,
-                    ip,
+                    res.endpoint.rpartition(":")[0] if proxied else ip,
                     res.outcome is Outcome.MISROUTED,
                     key,
                     slot,
+                    proxied=proxied,
                 )
                 self._next_conn += 1
                 pool.slots[slot] = conn
@@ -320,7 +348,10 @@ class PerFlow:
     def _on_open(self, conn: Connection, backend: Backend) -> Resolution:
         outcome = Outcome.MISROUTED if conn.misrouted else Outcome.OK
         cause = Cause.IP_REUSED if conn.misrouted else Cause.NONE
-        return Resolution(outcome, cause, conn.endpoint, conn.pod, backend.app, Wait.NONE, True)
+        extra_s = self.userspace.copy.per_request_s if conn.proxied else 0.0
+        return Resolution(
+            outcome, cause, conn.endpoint, conn.pod, backend.app, Wait.NONE, True, extra_s
+        )
 
     def _close(self, conn: Connection, t: float, how: str) -> None:
         """Forget ``conn`` and move its conntrack entry as the close does (``fin`` or ``rst``)."""
@@ -361,6 +392,22 @@ class PerFlow:
                     self._close(conn, t, "rst")
                 else:
                     conn.broken = True
+
+    def proxy_exited(self, node: str, t: float, reset: set[int]) -> None:
+        """The userspace kube-proxy of ``node`` exited: every connection through it breaks.
+
+        ``reset`` holds ids of connections whose in-flight requests were just reset: those
+        close at once; the others stay broken until their next request (``proxy-exited``).
+        """
+        for pool in self._pools.values():
+            for conn in pool.slots:
+                if conn is None or not conn.proxied or conn.node != node:
+                    continue
+                if conn.conn_id in reset:
+                    self._close(conn, t, "rst")
+                else:
+                    conn.broken = True
+                    conn.broken_by = Cause.PROXY_EXITED
 
     def drop_clients(self, alive: set[int], t: float) -> None:
         """Close the connections of clients that no longer exist (their sockets are gone)."""
