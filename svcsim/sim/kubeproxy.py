@@ -477,19 +477,29 @@ class _Life:
         slices = {sl.meta.key: sl for sl in proxy.api.list(ENDPOINT_SLICE_KIND)}
         for key, old_slice in list(tracker.slices.items()):
             if key not in slices:
-                changed = tracker.slice_update(old_slice, removed=True) or changed
+                pending = tracker.slice_update(old_slice, removed=True)
                 if self.userspace is not None:
                     self.userspace.slice_seen(old_slice, removed=True)
+                    pending = False  # the balancers took it: no sync (see _on_event)
+                changed = pending or changed
         for key, sl in slices.items():
             if tracker.slices.get(key) != sl:
-                changed = tracker.slice_update(sl, removed=False) or changed
+                pending = tracker.slice_update(sl, removed=False)
                 if self.userspace is not None:
                     self.userspace.slice_seen(sl, removed=False)
+                    pending = False  # the balancers took it: no sync (see _on_event)
+                changed = pending or changed
         self.received_through_s = proxy.env.now
         self.watch = proxy.api.watch(
             WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
         )
-        if changed or tracker.has_pending():
+        # userspace mode: pending slice changes ask for no sync (the balancers took them).
+        waiting = (
+            bool(tracker.pending().service_changes)
+            if self.userspace is not None
+            else tracker.has_pending()
+        )
+        if changed or waiting:
             self.health.queued(proxy.env.now)
             self.runner.run()
 

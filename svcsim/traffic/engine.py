@@ -237,7 +237,7 @@ class TrafficEngine(EngineCore):
             resynced = [
                 i
                 for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
-                if a != b and i not in restated
+                if a != b and i not in restated and self.nodes[i] not in self._userspace
             ]
             if resynced:
                 self._keep_untouched(resynced, old[2])

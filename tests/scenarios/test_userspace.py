@@ -25,6 +25,12 @@ from tests.scenarios.causes import check_causes
 from tests.scenarios.conftest import SCENARIOS_DIR, ShippedRun
 from tests.scenarios.engines import shipped_requests, with_proxy_mode
 
+REFERENCE_SKIPPED = {
+    "thousand-services-rollout": "1,000 Services walked per request by the reference takes "
+    "~20 s; the other scenarios hold the two engines' per-flow paths to the same records",
+}
+"""Scenarios whose userspace run is not repeated by the per-request reference, and why."""
+
 MIN_OK_SHARE = 0.8
 """Lowest share of ok requests in a cut-short userspace run: proxy-crash loses node-3's third
 of the traffic (nothing listens on its proxy port) for the rest of the run, ~18 %."""
@@ -33,11 +39,12 @@ of the traffic (nothing listens on its proxy port) for the rest of the run, ~18 
 @pytest.mark.parametrize("path", sorted(SCENARIOS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_scenarios_run_in_userspace_mode(path: Path) -> None:
     batched = shipped_requests(path, TrafficEngine, mode="userspace")
-    reference = shipped_requests(path, ReferenceEngine, mode="userspace")
     assert len(batched) > 100
     assert (batched["outcome"] == "ok").mean() > MIN_OK_SHARE
     check_causes(batched)
-    pd.testing.assert_frame_equal(batched, reference, check_exact=True)
+    if path.stem not in REFERENCE_SKIPPED:
+        reference = shipped_requests(path, ReferenceEngine, mode="userspace")
+        pd.testing.assert_frame_equal(batched, reference, check_exact=True)
 
 
 def _between(frame: pd.DataFrame, start_s: float, end_s: float) -> pd.DataFrame:

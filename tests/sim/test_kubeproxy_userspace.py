@@ -145,3 +145,17 @@ def test_removing_a_service_closes_its_socket_and_deletes_its_portal_rules() -> 
     assert w.kernel.ruleset.rule_count() == rules_before - 2  # REDIRECT + DNAT of the ClusterIP
     assert w.kp.userspace is not None
     assert A not in w.kp.userspace.balancers.states
+
+
+def test_after_an_api_cut_the_relist_updates_the_balancer_without_a_sync() -> None:
+    w = World()
+    w.at(5.0, w.kp.api_cut)
+    w.at(6.0, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("a", ["10.244.2.9"])))
+    w.at(10.0, w.kp.api_back)
+    w.env.run(until=9.0)
+    assert w.kp.userspace is not None
+    balancer = w.kp.userspace.balancers.states[A]
+    assert sorted(balancer.endpoints) == ["10.244.2.1:8080", "10.244.2.2:8080"]
+    w.env.run(until=20.0)
+    assert balancer.endpoints == ["10.244.2.9:8080"]
+    assert w.sync_times() == [(2.25, True)]
