@@ -24,16 +24,16 @@ entry or the client pauses longer than the timeout.
 userspace mode: a flow the portal rules redirected to kube-proxy's proxy port is resolved by
 :class:`~svcsim.traffic.userspace_path.ProxyPath` (kube-proxy's balancer and dials) instead of
 :func:`~svcsim.traffic.classify.classify`. The client's conntrack entry is to the proxy port
-(its reply tuple from the node); a keep-alive connection through the process is pinned to the
+(its reply tuple from the node); kube-proxy's own connection to the endpoint, from the node's
+address, is a second entry (:meth:`PerFlow._upstream`; with no room for it, the dial's SYN is
+dropped and the dial times out). A keep-alive connection through the process is pinned to the
 endpoint kube-proxy dialled, pays the copy cost on every request, and breaks when the process
 exits (:meth:`PerFlow.proxy_exited`: ``reset`` / ``proxy-exited`` on its next request).
-kube-proxy's own connection to the endpoint (from the node's address) gets no conntrack entry
-here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -113,6 +113,8 @@ class Connection:
     broken: bool = False
     proxied: bool = False
     """Through a userspace-mode kube-proxy (its copy cost on every request)."""
+    upstream: FlowTuple | None = None
+    """userspace mode: kube-proxy's own connection to the endpoint (its conntrack entry)."""
     broken_by: Cause = Cause.BACKEND_EXITED
     """What broke it: its Pod, or (userspace mode) the kube-proxy process it ran through."""
 
@@ -206,7 +208,8 @@ class PerFlow:
         nf = self.path.dispatch(client.node, client.ip, client.origin, dial, seed, t)
         if self.userspace.redirected(client.node, nf):
             port = nf.destination[1]
-            return nf, self.userspace.accept(client.node, port, client, dial, t, sport)
+            res = self.userspace.accept(client.node, port, client, dial, t, sport, self.path.room)
+            return nf, res
         return nf, classify(nf, dial, client.node, self.ctx)
 
     def _table(self, node: str) -> ConntrackTable:
@@ -218,9 +221,11 @@ class PerFlow:
         new = self._new(w, client, dial, seed, t)
         if new is None:
             return self._dropped(w)
-        res = new[1]
+        nf, res = new
         result = self._result(w, res, seed, new_flow=True)
         handle = self.path.anonymous(client.node, client, dial, res, t, result.latency)
+        if self.userspace.redirected(client.node, nf):
+            self._upstream(client.node, dial, res, t, result.latency)
         return FlowResult(
             result.outcome,
             result.cause,
@@ -232,6 +237,21 @@ class PerFlow:
             result.served,
             handle,
         )
+
+    def _upstream(self, node: str, dial: Dial, res: Resolution, t: float, latency: float) -> None:
+        """The entry of kube-proxy's own connection to the endpoint it reached (userspace mode).
+
+        From the node's address to the endpoint, no NAT, the client's lifetime (the copy loop
+        closes both sides together). A TCP connection only if it connected; a UDP datagram
+        always leaves one (a UDP "dial" never fails).
+        """
+        if not res.endpoint or (dial.protocol == "tcp" and not res.served):
+            return
+        ip, _, port = res.endpoint.rpartition(":")
+        kernel = self.ctx.kernels[node]
+        source = Client(f"kube-proxy@{node}", kernel.network.node_ips[0], node, "host")
+        target = Dial(ip, int(port), dial.protocol, dial.label, None, None)
+        self.path.anonymous(node, source, target, replace(res, endpoint=""), t, latency)
 
     # --- UDP, fixed source port -------------------------------------------------------------
 
@@ -333,6 +353,7 @@ class PerFlow:
                     key,
                     slot,
                     proxied=proxied,
+                    upstream=self._upstream_entry(client.node, res, t) if proxied else None,
                 )
                 self._next_conn += 1
                 pool.slots[slot] = conn
@@ -344,6 +365,21 @@ class PerFlow:
                 # SYN retransmits keep the entry until the client gives up.
                 table.update(original, "syn", t + self.specs[w].failure_wait_s("connect"))
         return self._result(w, res, seed, new_flow=True, conn_id=conn_id, handle=handle)
+
+    def _upstream_entry(self, node: str, res: Resolution, t: float) -> FlowTuple | None:
+        """kube-proxy's established connection to ``res``'s endpoint (userspace mode)."""
+        table = self._table(node)
+        source = self.ctx.kernels[node].network.node_ips[0]
+        ip, _, port_text = res.endpoint.rpartition(":")
+        port = int(port_text)
+        sport = self.ports.allocate(table, "tcp", source, ip, port, t)
+        original = FlowTuple("tcp", source, sport, ip, port)
+        reply = FlowTuple("tcp", ip, port, source, sport)
+        if table.create(original, reply, t) is None:
+            return None  # pragma: no cover - the dial found room
+        table.update(reply, "syn_ack", t)
+        table.update(original, "ack", t)
+        return original
 
     def _on_open(self, conn: Connection, backend: Backend) -> Resolution:
         outcome = Outcome.MISROUTED if conn.misrouted else Outcome.OK
@@ -360,19 +396,20 @@ class PerFlow:
             pool.slots[conn.slot] = None
         self._by_pod.get(conn.pod, {}).pop(conn.conn_id, None)
         table = self._table(conn.node)
-        entry = table.lookup(conn.original, t)
-        if entry is None:
-            return
-        if how == "rst":
-            table.update(entry, "rst", t, direction="reply")
-        else:
-            steps: tuple[tuple[Direction, str], ...] = (
-                ("original", "fin"),
-                ("reply", "fin"),
-                ("original", "ack"),
-            )
-            for direction, event in steps:
-                table.update(entry, event, t, direction=direction)
+        for original in (conn.original, conn.upstream):
+            entry = table.lookup(original, t) if original is not None else None
+            if entry is None:
+                continue
+            if how == "rst":
+                table.update(entry, "rst", t, direction="reply")
+            else:
+                steps: tuple[tuple[Direction, str], ...] = (
+                    ("original", "fin"),
+                    ("reply", "fin"),
+                    ("original", "ack"),
+                )
+                for direction, event in steps:
+                    table.update(entry, event, t, direction=direction)
 
     # --- control-plane reactions --------------------------------------------------------------
 

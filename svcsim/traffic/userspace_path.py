@@ -23,6 +23,8 @@ space, picks and dials an endpoint. Sources: kubernetes ``pkg/proxy/userspace/pr
   refusing: kube-proxy's read fails, it tells the client nothing) leaves the client to its
   request timeout; an answer slower than ``udpIdleTimeout`` is lost too (the read deadline has
   closed the backend socket): ``timeout`` / ``slow-response``.
+* **Conntrack**: kube-proxy's own connection is tracked too; a dial finding the node's table
+  full has its SYN dropped (a silent dial, ``conntrack-full``).
 * **Every request** through the process pays the kernel -> user -> kernel copy both ways
   (:class:`~svcsim.proxy.userspace_lb.CopyCost`, a documented parameter).
 
@@ -33,6 +35,7 @@ refused dial and a connecting one take no time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from svcsim.netfilter.packet import Outcome as NfOutcome
@@ -49,6 +52,11 @@ NOT_LISTENING = Resolution(
     Outcome.REFUSED, Cause.PROXY_NOT_LISTENING, "", "", None, Wait.NONE, True
 )
 """A connection redirected to a proxy port nobody listens on (RST / ICMP port unreachable)."""
+FULL_TABLE = Resolution(Outcome.TIMEOUT, Cause.CONNTRACK_FULL, "", "", None, Wait.CONNECT, False)
+"""kube-proxy's own SYN dropped: the node's conntrack table had no room for its connection."""
+
+Room = Callable[[str, float], bool]
+"""Whether ``node``'s conntrack table takes one more entry at ``t``."""
 
 
 class ProxyPath:
@@ -72,19 +80,27 @@ class ProxyPath:
         )
 
     def accept(
-        self, node: str, port: int, client: Client, dial: Dial, t: float, sport: int | None
+        self,
+        node: str,
+        port: int,
+        client: Client,
+        dial: Dial,
+        t: float,
+        sport: int | None,
+        room: Room | None = None,
     ) -> Resolution:
         """What a flow delivered to ``node``'s ``port`` meets (see the module docstring).
 
         ``sport``: the client's source port when it is fixed (a UDP client socket kept
-        across requests); None for a fresh port.
+        across requests); None for a fresh port. ``room(node, t)``: whether the node's
+        conntrack table takes kube-proxy's own connection (None: always).
         """
         sock = self.ctx.kernels[node].sockets.lookup(dial.protocol, port)
         if sock is None:
             return NOT_LISTENING
         if sock.protocol == "udp":
             return self._udp(node, sock, client, dial, t, sport)
-        return self._tcp(node, sock, client, dial, t)
+        return self._tcp(node, sock, client, dial, t, room)
 
     def answered(self, node: str, port: int, client: Client, sport: int, t_answer: float) -> None:
         """A fixed-port UDP client's answer was read at ``t_answer``: its deadline moves."""
@@ -98,11 +114,21 @@ class ProxyPath:
         return at_destination(ip, int(port), True, dial, node, self.ctx)
 
     def _tcp(
-        self, node: str, sock: ProxySocket, client: Client, dial: Dial, t: float
+        self,
+        node: str,
+        sock: ProxySocket,
+        client: Client,
+        dial: Dial,
+        t: float,
+        room: Room | None,
     ) -> Resolution:
         met: dict[str, Resolution] = {}
 
         def dial_endpoint(endpoint: str, timeout_s: float) -> DialResult:
+            if room is not None and not room(node, t):
+                # kube-proxy's SYN finds the node's conntrack table full: dropped, no answer.
+                met[endpoint] = FULL_TABLE
+                return DialResult(DialOutcome.TIMEOUT)
             res = met[endpoint] = self._at(endpoint, node, dial)
             if res.served:
                 return DialResult(DialOutcome.CONNECTED)

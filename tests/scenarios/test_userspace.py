@@ -156,3 +156,17 @@ def test_the_run_folders_scenario_loads_again(tmp_path: Path) -> None:
         path.write_text(replayable_scenario(scenario, 3), encoding="utf-8")
         again = load_scenario(path)
         assert again.scenario.cluster.proxy == scenario.scenario.cluster.proxy
+
+
+def test_kube_proxys_own_connections_fill_conntrack_twice_as_fast() -> None:
+    """conntrack-full: each proxied connection is two entries (the client's, kube-proxy's)."""
+    first_drop = {}
+    for mode in ("iptables", "userspace"):
+        loaded = with_proxy_mode(load_scenario(SCENARIOS_DIR / "conntrack-full.yaml"), mode)
+        world = build_world(loaded, 1, engine=TrafficEngine)
+        world.end_s = 40.0
+        world.run()
+        requests = world.recorder.frames()["requests"]
+        first_drop[mode] = float(requests.loc[requests["outcome"] == "dropped", "t_s"].min())
+    assert 25.0 < first_drop["iptables"] < 40.0
+    assert first_drop["userspace"] == pytest.approx(first_drop["iptables"] / 2, rel=0.15)

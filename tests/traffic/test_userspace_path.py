@@ -113,3 +113,11 @@ def test_a_udp_client_keeps_its_backend_while_it_talks_within_the_idle_timeout()
     assert later.endpoint != first.endpoint
     other_port = path.accept("node-1", port, CLIENT, dial, 0.6, 20001)  # a new client
     assert other_port.endpoint == first.endpoint
+
+
+def test_a_full_conntrack_table_drops_kube_proxys_own_syns() -> None:
+    w, process, dial = _world()
+    path, port = ProxyPath(w), _port(process)
+    res = path.accept("node-1", port, CLIENT, dial, 1.0, None, lambda node, t: False)
+    assert (res.outcome, res.cause) == (Outcome.RESET, Cause.CONNTRACK_FULL)
+    assert res.extra_s == pytest.approx(sum(ENDPOINT_DIAL_TIMEOUTS_S))
