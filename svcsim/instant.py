@@ -79,7 +79,8 @@ def node_diff(state: RunAt, node: str) -> NodeDiff:
 
     The expected rules are compiled for the node (its kube-proxy's flags and facts) from the
     API's Services and EndpointSlices at that instant; the node's are its kernel's then
-    (:func:`svcsim.proxy.node_diff.diff_node` compares them per Service).
+    (:func:`svcsim.proxy.node_diff.diff_node` compares them per Service). A userspace-mode
+    node has no per-endpoint rule to compare: :class:`InstantError`.
     """
     from svcsim.netfilter.node_save import parse_node_save
     from svcsim.netfilter.text import render_save
@@ -88,6 +89,12 @@ def node_diff(state: RunAt, node: str) -> NodeDiff:
 
     world = state.world
     kernel = world.kernels[node]
+    if kernel.mode == "userspace":
+        raise InstantError(
+            f"--node {node}: kube-proxy ran in userspace mode there; its portal rules send each "
+            "Service to kube-proxy, which picks the endpoint: no per-endpoint rule to compare "
+            "(the run's endpoint_sets hold its balancers' endpoints)"
+        )
     proxy = world.proxies[node]
     services = world.api.list("Service")
     slices = world.api.list("EndpointSlice")

@@ -164,7 +164,8 @@ def _simulate_and_write(
     changes = endpoint_set_changes(frames["endpoint_sets"])
     # Per node: each node's flows are tested against the set its own rules choose from.
     intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
-    untested = untested_service_ports(world.api.list("Service"))
+    userspace = any(k.mode == "userspace" for k in world.kernels.values())
+    untested = untested_service_ports(world.api.list("Service"), userspace=userspace)
     summary = build_summary(frames, windows, seed=seed, intervals=intervals, untested=untested)
     manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
     notices = world.notices()

@@ -131,7 +131,10 @@ def diff_at(run_dir: Path, node: str, at: str | None) -> tuple[NodeDiff, Path]:
 
     See :func:`svcsim.instant.node_diff`; returns the diff and the label its findings cite.
     """
-    from svcsim.instant import node_diff
+    from svcsim.instant import InstantError, node_diff
 
     state, _ = _state(run_dir, node, at)
-    return node_diff(state, node), Path(f"{run_dir}@{state.t_s:g}s")
+    try:
+        return node_diff(state, node), Path(f"{run_dir}@{state.t_s:g}s")
+    except InstantError as exc:
+        fail([str(exc)])

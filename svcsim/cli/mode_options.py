@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from svcsim.cli.common import fail
+from svcsim.proxy.flags import parse_port_range
 
 SCHEDULER_NAMES: Final = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh")
 """Kept equal to :data:`svcsim.netfilter.ipvs_sched.SCHEDULERS` (a test checks); repeated here
@@ -31,13 +32,10 @@ def check_mode_options(
         problems.append(f"--proxy-port-range: a userspace-mode flag, not for --mode {mode}")
     parsed = None
     if port_range is not None:
-        first, sep, last = port_range.partition("-")
-        if not sep and first.isdigit():
-            last = first  # a single port, as utilnet.ParsePortRange takes it
-        if first.isdigit() and last.isdigit() and 0 < int(first) <= int(last) <= 65535:
-            parsed = (int(first), int(last))
-        else:
-            problems.append(f"--proxy-port-range {port_range!r}: not FIRST-LAST (1..65535)")
+        try:
+            parsed = parse_port_range(port_range)
+        except ValueError as exc:
+            problems.append(f"--proxy-port-range {exc}")
     if problems:
         fail(problems)
     return scheduler or "rr", parsed

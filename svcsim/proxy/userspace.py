@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -86,6 +86,37 @@ class UserspaceState:
     host_ip: str
 
 
+@dataclass(slots=True)
+class ProxyPortAllocator:
+    """Where kube-proxy's proxy sockets listen: the kernel's pick or ``rangeAllocator``'s.
+
+    ``port_range`` is ``--proxy-port-range`` / ``portRange`` as (first, last), inclusive; None
+    asks for port 0, so the kernel picks a free ephemeral port. Either way a uniform draw of a
+    port in the range, then a scan upwards (wrapping) past ports in use (``nextFreePort``);
+    :meth:`release` gives a port back when its Service port stops (``stopProxy``).
+    """
+
+    rng: np.random.Generator
+    port_range: tuple[int, int] | None = None
+    used: set[int] = field(default_factory=set)
+
+    def allocate(self) -> int:
+        """A free port, now in use."""
+        first, last = self.port_range if self.port_range is not None else EPHEMERAL_PORTS
+        size = last - first + 1
+        if len(self.used) >= size:
+            raise ValueError(f"{len(self.used) + 1} proxy ports do not fit in {first}-{last}")
+        j = int(self.rng.integers(size))
+        while first + j in self.used:
+            j = (j + 1) % size  # rangeAllocator.nextFreePort: scan on, wrapping
+        self.used.add(first + j)
+        return first + j
+
+    def release(self, port: int) -> None:
+        """The port's socket closed: free for another Service port."""
+        self.used.discard(port)
+
+
 def allocate_proxy_ports(
     count: int, rng: np.random.Generator, port_range: tuple[int, int] | None = None
 ) -> list[int]:
@@ -94,18 +125,68 @@ def allocate_proxy_ports(
     ``port_range`` is ``--proxy-port-range`` as (first, last), inclusive.
     """
     first, last = port_range if port_range is not None else EPHEMERAL_PORTS
-    size = last - first + 1
-    if count > size:
+    if count > last - first + 1:
         raise ValueError(f"{count} proxy ports do not fit in {first}-{last}")
-    used: set[int] = set()
-    out = []
-    for _ in range(count):
-        j = int(rng.integers(size))
-        while j in used:
-            j = (j + 1) % size  # rangeAllocator.nextFreePort: scan on, wrapping
-        used.add(j)
-        out.append(first + j)
-    return out
+    allocator = ProxyPortAllocator(rng, port_range)
+    return [allocator.allocate() for _ in range(count)]
+
+
+def init_ruleset() -> Ruleset:
+    """The portal chains and their jumps, no portal yet.
+
+    What ``iptablesInit`` + ``iptablesFlush`` leave when a kube-proxy process starts
+    (``createProxier``).
+    """
+    return _init_chains().build()
+
+
+def portal_ruleset(
+    entries: Iterable[tuple[ServicePortName, ServicePortInfo, int]], host_ip: str
+) -> Ruleset:
+    """The chains of :func:`init_ruleset` plus the portal rules of ``entries``.
+
+    ``entries`` are (Service port, its info, its proxy port), in the order kube-proxy opened
+    them (``EnsureRule(Append)`` per rule).
+    """
+    b = _init_chains()
+    for spn, svc, proxy_port in entries:
+        _portal_rules(b, svc, spn, proxy_port, host_ip)
+    return b.build()
+
+
+INIT_RULES: Final = 5
+"""Rules ``iptablesInit`` writes: the jumps from PREROUTING, OUTPUT (two each) and INPUT."""
+
+
+def portal_rule_count(svc: ServicePortInfo) -> int:
+    """Rules ``openPortal`` writes for one Service port (as :func:`portal_ruleset` renders).
+
+    Two per ClusterIP and LoadBalancer ingress IP, three per external IP, three for a
+    NodePort.
+    """
+    return (
+        2 * (1 + len(svc.load_balancer_vips))
+        + 3 * len(svc.external_ips)
+        + (3 if svc.node_port else 0)
+    )
+
+
+def same_config(a: ServicePortInfo, b: ServicePortInfo) -> bool:
+    """``sameConfig``: ``b`` needs no new proxy socket and portal where ``a`` has them.
+
+    Protocol, port, NodePort, ClusterIP, external IPs, load-balancer IPs and the affinity
+    *type* (upstream compares ``SessionAffinity`` only: a new ``timeoutSeconds`` alone is not
+    taken until the port is re-created).
+    """
+    return (
+        a.protocol == b.protocol
+        and a.port == b.port
+        and a.node_port == b.node_port
+        and a.cluster_ip == b.cluster_ip
+        and a.external_ips == b.external_ips
+        and a.load_balancer_vips == b.load_balancer_vips
+        and a.client_ip_affinity == b.client_ip_affinity
+    )
 
 
 def compile_userspace(

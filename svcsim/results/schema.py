@@ -112,6 +112,12 @@ class Cause(StrEnum):
     IPVS_ENTRY_EXPIRED = "ipvs-entry-expired"
     """IPVS mode: a kept connection sat idle longer than the IPVS tcp timeout; its IPVS entry
     was gone, so the request reached the node's own stack, which answered RST."""
+    PROXY_NOT_LISTENING = "proxy-not-listening"
+    """userspace mode: the portal rules sent the connection to kube-proxy's proxy port, but the
+    kube-proxy process was down, so nothing listened there (TCP reset, UDP port unreachable)."""
+    PROXY_EXITED = "proxy-exited"
+    """userspace mode: the connection ran through the kube-proxy process, which stopped: its
+    sockets closed with it and the client got a reset."""
 
 
 class EventKind(StrEnum):
@@ -179,6 +185,9 @@ class EventKind(StrEnum):
     """A Deployment rollout step."""
     SCALE = "scale"
     """A Deployment was scaled."""
+    PROXY_DIAL_RETRY = "proxy-dial-retry"
+    """userspace mode: kube-proxy's dial to an endpoint failed (refused or timed out), so it
+    tried the next endpoint for that connection (detail: client, endpoint, how, seconds)."""
 
 
 class Kind(StrEnum):

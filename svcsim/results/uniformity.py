@@ -14,6 +14,9 @@ choose from, uniformly". It does not hold by design for:
   IPs, load-balancer IPs): external flows go to the receiving node's local endpoints only, a
   set the recorded endpoint sets (the ClusterIP view) do not describe.
 
+* any Service when a node runs kube-proxy in userspace mode: its round robin is no random draw
+  (exact turns while all endpoints answer; a failed dial's turn goes to the next endpoint).
+
 Those Services get the verdict ``not tested (<reason>)`` instead of a p-value.
 ``internalTrafficPolicy: Local`` needs no exception: each node's recorded endpoint set is its
 local endpoints, and the test compares each node's flows with its own set.
@@ -55,15 +58,23 @@ def _reachable_from_outside(service: Service) -> bool:
     )
 
 
-def untested_service_ports(services: Iterable[Service]) -> dict[str, str]:
+USERSPACE_REASON: Final = "userspace round robin"
+"""Why no Service is tested when a node runs kube-proxy in userspace mode."""
+
+
+def untested_service_ports(
+    services: Iterable[Service], *, userspace: bool = False
+) -> dict[str, str]:
     """Service ports (ServicePortName text) whose spread is not uniform by design, with why.
 
-    See the module docstring for the two cases.
+    See the module docstring for the cases; ``userspace``: some node runs userspace mode.
     """
     out: dict[str, str] = {}
     for service in services:
         if service.session_affinity is SessionAffinity.CLIENT_IP:
             reason = "sessionAffinity ClientIP"
+        elif userspace:
+            reason = USERSPACE_REASON
         elif service.external_traffic_policy is TrafficPolicy.LOCAL and _reachable_from_outside(
             service
         ):

@@ -60,6 +60,7 @@ from svcsim.sim.network import PodNetwork
 from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.scheduling import Scheduler, start_bare_pod
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, SyncCostModel
+from svcsim.sim.userspace_proxy import UserspaceConfig
 from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView
 from svcsim.traffic.core import EngineCore
@@ -163,6 +164,7 @@ def build_world(
             warm_ipvs(
                 kernel, initial.services, initial_slices, ctx, settings.ipvs.scheduler, env.now
             )
+        # userspace: kube-proxy's process opens its ports and portals as it starts (warm)
         elif kernel.mode == "nftables":
             table = compile_nftables(initial.services, initial_slices, ctx, service_cidrs)
             kernel.install_nft(table, parse_table(table, parse_memo), env.now)
@@ -192,6 +194,7 @@ def build_world(
             service_cidrs=service_cidrs,
             parse_memo=parse_memo,
             chain_names=chain_names,
+            userspace=_userspace(world, spec.name, settings),
         )
         world.add_proxy(proxy)
         initial_view = ProgrammedView(
@@ -225,6 +228,18 @@ def build_world(
     _load_balancers(world, sc, [n.name for n in cluster.nodes])
     schedule_timeline(world, loaded, deployments, scheduler, fleet, plan, added)
     return world
+
+
+def _userspace(world: World, node: str, settings: ProxySettings) -> UserspaceConfig | None:
+    """A userspace-mode node's proxier settings and its random streams; None in other modes."""
+    if settings.mode != "userspace":
+        return None
+    return UserspaceConfig(
+        world.rng(f"kube-proxy/{node}/proxy-ports"),
+        world.rng(f"kube-proxy/{node}/shuffle"),
+        settings.proxy_port_range,
+        settings.udp_idle_timeout_s,
+    )
 
 
 def _load_balancers(world: World, sc: Scenario, nodes: Sequence[str]) -> None:
@@ -347,7 +362,7 @@ def _service_time(t: wl.ServiceTime) -> ts.ServiceTime:
 
 def _kernel_mode(settings: ProxySettings) -> KernelMode:
     """The data plane the node's kernel holds for its kube-proxy mode."""
-    if settings.mode == "nftables" or settings.mode == "ipvs":
+    if settings.mode in ("nftables", "ipvs", "userspace"):
         return settings.mode
     return "iptables"
 

@@ -26,7 +26,12 @@ from svcsim.k8s.objects import (
     ServiceType,
     TrafficPolicy,
 )
-from svcsim.proxy.flags import IPTABLES_ONLY_REASONS, UNSUPPORTED_NFT_DETECTORS
+from svcsim.proxy.flags import (
+    IPTABLES_ONLY_REASONS,
+    NOT_FOR_USERSPACE,
+    UNSUPPORTED_NFT_DETECTORS,
+    USERSPACE_ONLY_FIELDS,
+)
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.dns import ClusterDns
@@ -34,6 +39,7 @@ from svcsim.scenario.dns_checks import name_problem, nameserver_problem
 from svcsim.scenario.durations import format_duration
 from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
+from svcsim.scenario.proxy import ProxySettings
 from svcsim.scenario.refs import NameTarget, ServiceTarget, parse_object_ref, parse_service_target
 from svcsim.scenario.schema import Scenario
 from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_order
@@ -41,7 +47,7 @@ from svcsim.scenario.workload import Udp, Workload
 from svcsim.sim.network import pod_address_count, usable_pod_ip
 from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts
 
-SIMULATED_PROXY_MODES = ("iptables", "nftables", "ipvs")
+SIMULATED_PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 """kube-proxy modes the simulation has a data path for."""
 _IPTABLES_ONLY_FIELDS = {
     "localhost_nodeports": "localhostNodePorts",
@@ -191,7 +197,8 @@ class _Checks:
 
     def proxy_modes(self) -> None:
         proxy = self.scenario.cluster.proxy
-        supported = f"{', '.join(SIMULATED_PROXY_MODES[:-1])} and {SIMULATED_PROXY_MODES[-1]}"
+        *first, last = SIMULATED_PROXY_MODES
+        supported = f"{', '.join(first)} and {last}"
         if proxy.mode not in SIMULATED_PROXY_MODES:
             self.problem(
                 ("cluster", "proxy", "mode"),
@@ -206,6 +213,13 @@ class _Checks:
         self.mode_fields(("cluster", "proxy"), proxy.mode)
         for node, override in proxy.nodes.items():
             self.mode_fields(("cluster", "proxy", "nodes", node), override.mode or proxy.mode)
+        names = [spec.name for spec in self.scenario.cluster.nodes]
+        modes: set[str] = {proxy.for_node(n).mode for n in names} if names else {proxy.mode}
+        self.userspace_fields(("cluster", "proxy"), modes)
+        for node, override in proxy.nodes.items():
+            self.userspace_fields(
+                ("cluster", "proxy", "nodes", node), {override.mode or proxy.mode}
+            )
         refused: set[Loc] = set()
         for spec in self.scenario.cluster.nodes:
             settings = proxy.for_node(spec.name)
@@ -224,10 +238,37 @@ class _Checks:
                     "(use ClusterCIDR or NodeCIDR)",
                 )
 
+    def userspace_fields(self, where: Loc, modes: set[str]) -> None:
+        """Refuse fields written at ``where`` that none of the ``modes`` it applies to reads.
+
+        userspace-only fields where no node runs userspace mode; other modes' fields where every
+        node it applies to runs userspace mode. At ``cluster.proxy`` a field that holds its
+        default is not refused (a fully defaulted scenario, as run folders keep it, writes
+        every field and must load again); in ``nodes`` every field written counts.
+        """
+        depth = len(where)
+        written = {p[depth] for p in self.doc.lines if len(p) > depth and p[:depth] == where}
+        if where == ("cluster", "proxy"):
+            proxy = self.scenario.cluster.proxy
+            written = {k for k in written if not (isinstance(k, str) and _proxy_default(proxy, k))}
+        if "userspace" not in modes:
+            shown = " / ".join(sorted(modes))
+            for key, flag in USERSPACE_ONLY_FIELDS.items():
+                if key in written:
+                    self.problem(
+                        (*where, key), f"a userspace-mode field ({flag}), not for {shown} mode"
+                    )
+        elif modes == {"userspace"}:
+            for key, reason in NOT_FOR_USERSPACE.items():
+                if key in written:
+                    self.problem((*where, key), f"not read in userspace mode: {reason}")
+
     def mode_fields(self, where: Loc, mode: str) -> None:
         """Fields written at ``where`` that ``mode`` does not read: warned; unmodelled: refused."""
         depth = len(where)
         written = {p[depth] for p in self.doc.lines if len(p) > depth and p[:depth] == where}
+        if mode == "userspace":
+            return  # :meth:`userspace_fields` refuses what it does not read
         if mode == "nftables":
             for field_name, reason in IPTABLES_ONLY_REASONS.items():
                 key = _IPTABLES_ONLY_FIELDS[field_name]
@@ -429,9 +470,11 @@ class _Checks:
             if not later:
                 existing = [s.meta.key for s in plan.initial]
                 existing += [s.meta.key for ss in plan.added.values() for s in ss]
+                # dns:web reads as port "web" of a Service "dns": say how to write a name.
+                named = " (to look a name up, write dns:NAME:PORT)" if target.name == "dns" else ""
                 self.problem(
                     ("workloads", i, "to"),
-                    f"Service {key} does not exist (Services: {_hint(existing)})",
+                    f"Service {key} does not exist (Services: {_hint(existing)}){named}",
                 )
                 return
             at_s, index, service = later[0]
@@ -696,3 +739,12 @@ def _manual_endpoints(m: Manifests) -> set[str]:
     keys = {e.meta.key for e in m.endpoints}
     keys |= {f"{s.meta.namespace}/{s.service_name}" for s in m.endpoint_slices if s.service_name}
     return keys
+
+
+def _proxy_default(settings: ProxySettings, key: str) -> bool:
+    """True if the ``cluster.proxy`` field written as ``key`` holds its default value."""
+    for name, info in ProxySettings.model_fields.items():
+        if info.alias == key:
+            default = info.get_default(call_default_factory=True)
+            return bool(getattr(settings, name) == default)
+    return False

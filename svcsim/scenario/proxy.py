@@ -36,7 +36,7 @@ from svcsim.proxy.context import (
     interface_name_problem,
     node_port_address_problems,
 )
-from svcsim.proxy.flags import LocalDetectorMode
+from svcsim.proxy.flags import LocalDetectorMode, parse_port_range
 from svcsim.scenario.base import (
     IPv4CIDR,
     Loc,
@@ -74,6 +74,9 @@ DEFAULT_TCP_CLOSE_WAIT_TIMEOUT_S: Final = 3600.0
 # (nf_conntrack_udp_timeout, nf_conntrack_udp_timeout_stream on current kernels).
 DEFAULT_UDP_TIMEOUT_S: Final = 30.0
 DEFAULT_UDP_STREAM_TIMEOUT_S: Final = 120.0
+# userspace mode (kube-proxy <= v1.25): KubeProxyConfiguration ``udpIdleTimeout`` (default 250ms,
+# v1alpha1 defaults.go; must be > 0) and ``portRange`` ("" or 0-0: the kernel picks).
+DEFAULT_UDP_IDLE_TIMEOUT_S: Final = 0.25
 
 SYNC_COST_BASE_S: Final = DEFAULT_BASE_S
 """Fixed cost of one sync (compile + one iptables-restore): the two-point calibration of
@@ -190,6 +193,17 @@ def _node_port_address(value: str) -> str:
     return value
 
 
+def _port_range(value: str) -> str:
+    try:
+        parse_port_range(value)
+    except ValueError as exc:
+        raise problem(f"must be a port range BEGIN-END (e.g. 30000-30999): {exc}") from None
+    return value
+
+
+PortRange = Annotated[StrictStr, AfterValidator(_port_range)]
+"""``portRange``: ``beginPort-endPort`` inclusive, one port, or ``""`` / ``0-0`` (unset)."""
+
 NodePortAddress = Annotated[StrictStr, AfterValidator(_node_port_address)]
 """One ``nodePortAddresses`` entry: an IPv4 CIDR (host bits allowed, as kube-proxy's
 ``ParseCIDRSloppy``) or ``primary``."""
@@ -278,6 +292,17 @@ class ProxySettings(SchemaModel):
     """IPVS mode's settings (``KubeProxyIPVSConfiguration``); refused under other modes."""
     conntrack: Conntrack = Field(default_factory=Conntrack)
     """Conntrack limits and timeouts kube-proxy writes to the node's sysctls."""
+    port_range: PortRange = ""
+    """userspace mode: host ports the proxy sockets may take (``--proxy-port-range``); unset:
+    the kernel picks free ephemeral ports."""
+    udp_idle_timeout_s: PositiveDuration = DEFAULT_UDP_IDLE_TIMEOUT_S
+    """userspace mode: how long an idle UDP client's backend socket stays open
+    (``--udp-timeout``)."""
+
+    @property
+    def proxy_port_range(self) -> tuple[int, int] | None:
+        """``portRange`` parsed: (first, last), or None when unset."""
+        return parse_port_range(self.port_range)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ProxySettings:
@@ -375,6 +400,8 @@ class ProxyOverride(OmitNoneModel):
     ipvs_sync_cost: IpvsSyncCostPatch | None = None
     ipvs: IpvsPatch | None = None
     conntrack: ConntrackPatch | None = None
+    port_range: PortRange | None = None
+    udp_idle_timeout_s: PositiveDuration | None = None
 
 
 def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

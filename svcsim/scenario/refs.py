@@ -143,8 +143,12 @@ def parse_service_target(text: str) -> ServiceTarget:
 
 
 def parse_target(text: str) -> ServiceTarget | AddressTarget | NameTarget:
-    """A workload's ``to``: an IPv4 address, a ``dns:`` name, or else a Service."""
-    if text.startswith("dns:"):
+    """A workload's ``to``: an IPv4 address, a ``dns:`` name, or else a Service.
+
+    A Service target has at most one colon, so ``dns:http`` is port ``http`` of a Service named
+    ``dns`` (kube-dns's ports are called that), and only ``dns:NAME:PORT`` is a name.
+    """
+    if text.startswith("dns:") and text.count(":") >= 2:
         return parse_name_target(text)
     if re.match(r"[0-9.]+:", text):
         return parse_address(text)

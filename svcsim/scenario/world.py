@@ -138,6 +138,8 @@ class World:
         if node in self._restarting:
             self._restarting.discard(node)
             self.proxy_changed()  # its state is "up" again
+        if proxy is not None and proxy.kernel.mode == "userspace":
+            return  # its balancers record their sets as they change (no sync involved)
         seen = self._programmed_seen.setdefault(node, {})
         last_sets = self._last_sets
         endpoints_map = view.endpoints_map

@@ -6,9 +6,11 @@ dispatch index and the xt_recent lists), nf_tables' table ``ip kube-proxy``
 elements), or IPVS mode's state (:class:`~svcsim.netfilter.ipvs.IpvsState`: helper iptables
 rules, ip sets, virtual servers) with the node's live IPVS
 (:class:`~svcsim.netfilter.ipvs_kernel.IpvsKernel`: its connection table, counts and
-schedulers' state outlive syncs; only a reboot empties it). Only kube-proxy's sync (or a
-hand-made fault) changes the rules, in one atomic step, as iptables-restore or one ``nft -f``
-transaction does. The data path reads whatever is
+schedulers' state outlive syncs; only a reboot empties it). In userspace mode the Ruleset holds
+the portal rules and :attr:`Kernel.sockets` the proxy sockets they redirect to
+(:mod:`svcsim.sim.proxy_sockets`). Only kube-proxy's sync (or a hand-made fault) changes the
+rules, in one atomic step, as iptables-restore or one ``nft -f`` transaction does. The data
+path reads whatever is
 installed now, so traffic always meets the node's actual rules, stale or not.
 """
 
@@ -31,8 +33,9 @@ from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.nftables import NftTable
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
+from svcsim.sim.proxy_sockets import SocketTable
 
-KernelMode = Literal["iptables", "nftables", "ipvs"]
+KernelMode = Literal["iptables", "nftables", "ipvs", "userspace"]
 """The kube-proxy data planes a node's kernel can hold."""
 
 
@@ -98,6 +101,8 @@ class Kernel:
         self.recent = RecentTable()
         self.sets = DynamicSets()
         """Elements ``update @set`` added (nftables mode's affinity sets)."""
+        self.sockets = SocketTable()
+        """Listening proxy sockets (userspace mode; empty otherwise)."""
         self.generation = 0
         self.installed_at_s = 0.0
 
@@ -123,8 +128,12 @@ class Kernel:
         return self.nft if self.nft is not None else self.ruleset
 
     def install(self, ruleset: Ruleset, now_s: float) -> None:
-        """Replace the ruleset atomically (what one iptables-restore commit does)."""
-        if self.mode != "iptables":
+        """Replace the ruleset atomically (what one iptables-restore commit does).
+
+        Userspace mode's portal rules are a Ruleset too (edited rule by rule upstream; each
+        sync's edits land here at once).
+        """
+        if self.mode == "nftables":
             raise ValueError(f"node {self.node}: an iptables ruleset on a {self.mode} kernel")
         self.ruleset = ruleset
         self.index = DispatchIndex(ruleset, self.network, max_paths=self.max_paths)

@@ -1,4 +1,4 @@
-"""kube-proxy (iptables or nftables mode) on one node, as SimPy processes.
+"""kube-proxy (iptables, nftables, IPVS or userspace mode) on one node, as SimPy processes.
 
 One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, the
 :class:`~svcsim.sim.changes.ChangeTracker` and the
@@ -53,13 +53,18 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   ``iptables-restore``, after the servers and sets were changed (as upstream). Each life runs
   the manager's check every minute (``rsCheckDeleteInterval``); it dies with the process, and
   the next life's first sync takes the weight-0 servers over again.
+* **userspace mode** (kube-proxy <= v1.25; the node's kernel holds portal rules and proxy
+  sockets): each life runs a :class:`~svcsim.sim.userspace_proxy.UserspaceProcess` (see there:
+  the flush at start, balancers updated in the watch handler, the sync's sockets and portals,
+  what a crash closes). Only Service changes ask for a sync (upstream's endpoint handlers
+  update the balancers and never call ``Sync()``); a blocked sync fails as in iptables mode.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import simpy
@@ -81,7 +86,7 @@ from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermi
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import NameMemo, table_from_maps
 from svcsim.results.records import EventKind, Recorder
-from svcsim.sim.api import ApiServer, Watch, WatchEvent
+from svcsim.sim.api import ApiServer, EventType, Watch, WatchEvent
 from svcsim.sim.changes import (
     ENDPOINT_SLICE_KIND,
     SERVICE_KIND,
@@ -106,6 +111,7 @@ from svcsim.sim.restore import (
 )
 from svcsim.sim.runner import BoundedFrequencyRunner
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, ProxyMetrics, StaleUdpFilter
+from svcsim.sim.userspace_proxy import UserspaceConfig, UserspaceProcess
 
 __all__ = [
     "CleanupListener",
@@ -148,6 +154,7 @@ class KubeProxy:
         service_cidrs: tuple[str, ...] = (),
         parse_memo: ParseMemo | None = None,
         chain_names: NameMemo | None = None,
+        userspace: UserspaceConfig | None = None,
     ) -> None:
         if ctx.node_name != node:
             raise ValueError(f"NodeContext is for {ctx.node_name!r}, not node {node!r}")
@@ -165,6 +172,10 @@ class KubeProxy:
         """Parsed nf_tables chains, shared by the run's nodes (DESIGN decision 8)."""
         self.chain_names = chain_names if chain_names is not None else NameMemo()
         """Hashed nf_tables chain names, shared by the run's nodes."""
+        if (kernel.mode == "userspace") != (userspace is not None):
+            raise ValueError(f"node {node}: userspace settings iff a userspace-mode kernel")
+        self.userspace_config = userspace
+        """userspace mode: the settings and random streams each process starts with."""
         self.stale_chains: dict[str, float] = {}
         """nftables mode: flushed stale service chains and when (upstream ``staleChains``)."""
         self.metrics = ProxyMetrics()
@@ -217,6 +228,11 @@ class KubeProxy:
     def tracker(self) -> ChangeTracker | None:
         """The running life's change tracker (its informer view), or None when down."""
         return self._life.tracker if self._life is not None else None
+
+    @property
+    def userspace(self) -> UserspaceProcess | None:
+        """The running process's userspace proxier (None when down or in another mode)."""
+        return self._life.userspace if self._life is not None else None
 
     @property
     def runner(self) -> BoundedFrequencyRunner | None:
@@ -356,7 +372,13 @@ class KubeProxy:
                 f"node {self.node}: IPVS mode has no KUBE-SVC chain to inject a stale rule into"
             )
         spn = self._resolve(service_port)
-        if kernel.mode == "nftables":
+        if kernel.mode == "userspace":
+            # No per-endpoint rule exists: the stale state is the balancer's (kube-proxy's own).
+            if self.userspace is None:
+                raise ValueError(f"node {self.node}: kube-proxy is not running")
+            self.userspace.add_stale_endpoint(spn, endpoint)
+            text = f"# balancer of {spn.text} also holds {endpoint}\n"
+        elif kernel.mode == "nftables":
             if kernel.nft is None:
                 raise ValueError(f"node {self.node}: no nf_tables table to edit yet")
             text, table = stale_endpoint_edit(kernel.nft.table, spn, endpoint)
@@ -380,6 +402,11 @@ class KubeProxy:
         if len(hits) > 1:
             raise ValueError(f"{service_port!r} is ambiguous ({len(hits)} protocols)")
         return hits[0]
+
+    def _endpoint_set(self, spn: ServicePortName, endpoints: frozenset[str]) -> None:
+        """Userspace mode: a balancer's endpoints changed (the set this node spreads over)."""
+        if self.recorder is not None:
+            self.recorder.add_endpoint_set(self.env.now, self.node, spn.text, endpoints)
 
     def _event(self, kind: EventKind, detail: str, obj: str = "") -> None:
         if self.recorder is not None:
@@ -425,6 +452,19 @@ class _Life:
         """The informer wait ended while the API server was unreachable: listing waits."""
         self.health = ProxyHealth(2 * cfg.sync_period_s)
         """This process's ``/healthz`` state (``healthTimeout`` = 2 x ``syncPeriod``)."""
+        self.userspace: UserspaceProcess | None = None
+        """userspace mode: this process's proxier (sockets, balancers, portals)."""
+        if proxy.userspace_config is not None:
+            self.userspace = UserspaceProcess(
+                proxy.kernel,
+                proxy.ctx.node_ip or "127.0.0.1",
+                proxy.userspace_config,
+                proxy._endpoint_set,
+            )
+            if self.installed and proxy.programmed is not None:
+                self.userspace.adopt(proxy.programmed.service_ports, env.now)
+            else:
+                self.userspace.flush(env.now)  # createProxier: iptablesInit + iptablesFlush
         self.runner.start()
         self.main = env.process(self._main())
         # --- ipvs mode (start) ---
@@ -461,15 +501,29 @@ class _Life:
         slices = {sl.meta.key: sl for sl in proxy.api.list(ENDPOINT_SLICE_KIND)}
         for key, old_slice in list(tracker.slices.items()):
             if key not in slices:
-                changed = tracker.slice_update(old_slice, removed=True) or changed
+                pending = tracker.slice_update(old_slice, removed=True)
+                if self.userspace is not None:
+                    self.userspace.slice_seen(old_slice, removed=True)
+                    pending = False  # the balancers took it: no sync (see _on_event)
+                changed = pending or changed
         for key, sl in slices.items():
             if tracker.slices.get(key) != sl:
-                changed = tracker.slice_update(sl, removed=False) or changed
+                pending = tracker.slice_update(sl, removed=False)
+                if self.userspace is not None:
+                    self.userspace.slice_seen(sl, removed=False)
+                    pending = False  # the balancers took it: no sync (see _on_event)
+                changed = pending or changed
         self.received_through_s = proxy.env.now
         self.watch = proxy.api.watch(
             WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
         )
-        if changed or tracker.has_pending():
+        # userspace mode: pending slice changes ask for no sync (the balancers took them).
+        waiting = (
+            bool(tracker.pending().service_changes)
+            if self.userspace is not None
+            else tracker.has_pending()
+        )
+        if changed or waiting:
             self.health.queued(proxy.env.now)
             self.runner.run()
 
@@ -477,6 +531,8 @@ class _Life:
         """End this life: watches stop, the runner and the start-up process are interrupted."""
         if self.watch is not None:
             self.watch.stop()
+        if self.userspace is not None:
+            self.userspace.exit(self.proxy.env.now)
         self.runner.stop(cause)
         if self.main.is_alive:
             self.main.interrupt(cause)
@@ -501,6 +557,8 @@ class _Life:
                 self.tracker.service_update(None, svc)
             for sl in proxy.api.list(ENDPOINT_SLICE_KIND):
                 self.tracker.slice_update(sl, removed=False)
+                if self.userspace is not None:
+                    self.userspace.slice_seen(sl, removed=False)
             self.received_through_s = proxy.env.now  # the list is the API state of now
             self.watch = proxy.api.watch(
                 WATCHED_KINDS, self._on_event, delay_s=proxy.config.watch_delay_s
@@ -514,7 +572,12 @@ class _Life:
     def _on_event(self, event: WatchEvent) -> None:
         # A watch delivers in the API server's order: this is the newest change received.
         self.received_through_s = max(self.received_through_s, event.t_s)
-        if self.tracker.on_event(event) and self.initialized:
+        changed = self.tracker.on_event(event)
+        if self.userspace is not None and event.kind == ENDPOINT_SLICE_KIND:
+            removed = event.type is EventType.DELETED
+            self.userspace.slice_seen(event.old if removed else event.new, removed=removed)
+            changed = False  # the balancers took it; endpoint handlers never ask for a sync
+        if changed and self.initialized:
             self.health.queued(self.proxy.env.now)  # ``Sync()``: QueuedUpdate, then Run
             self.runner.run()
 
@@ -537,6 +600,11 @@ class _Life:
         changes = self.tracker.take()
         service_ports = build_service_port_map(self.tracker.services.values())
         endpoints_map = build_endpoints_map(self.tracker.slices.values(), proxy.node)
+        if self.userspace is not None:
+            ok = yield from self._sync_userspace(
+                start, through, full, changes, service_ports, endpoints_map
+            )
+            return ok
         if proxy.kernel.mode == "nftables":
             ok = yield from self._sync_nftables(
                 start, through, full, changes, service_ports, endpoints_map
@@ -708,6 +776,58 @@ class _Life:
             return
 
     # --- ipvs mode (end) ---
+
+    def _sync_userspace(
+        self,
+        start: float,
+        through: float,
+        full: bool,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        endpoints_map: EndpointsMap,
+    ) -> Generator[simpy.Event, Any, bool]:
+        """One userspace-mode sync (:mod:`svcsim.sim.userspace_proxy`); True if iptables took it.
+
+        ``full`` (at start, after a failure): every Service known or open is merged; those that
+        did not change keep their sockets (``sameConfig``), so this only catches up. (Upstream
+        has no full syncs: its sockets change even when iptables fails, as here.)
+        """
+        proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
+        process, m = self.userspace, proxy.metrics
+        assert process is not None
+        changed = set(changes.service_changes)
+        if full:
+            changed |= {spn.service for spn in (*service_ports, *process.portals)}
+        plan = process.plan(service_ports, changed)
+        rules = process.rules_ensured(plan)
+        duration = cfg.cost.duration_s(rules)
+        yield env.timeout(duration)
+        end = env.now
+        m.sync_proxy_rules_duration_seconds.append(duration)
+        if full:
+            m.sync_full_proxy_rules_duration_seconds.append(duration)
+        else:
+            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_iptables_last = rules
+        ok = end >= proxy.blocked_until_s
+        process.apply(plan, end, iptables_ok=ok)
+        if not ok:
+            self.need_full = True
+            proxy.last_error = "iptables: another app is currently holding the xtables lock"
+            m.sync_proxy_rules_iptables_restore_failures_total += 1
+            self._record(start, end, full, False, rules, math.nan, through)
+            return False
+        # Upstream's userspace sync clears UDP conntrack only for removed ports (done above).
+        self._succeeded(
+            start, end, full, replace(changes, conntrack_cleanup_required=False),
+            service_ports, endpoints_map,
+        )  # fmt: skip
+        latency = max(
+            (end - t for times in changes.trigger_times_s.values() for t in times),
+            default=math.nan,
+        )
+        self._record(start, end, full, True, rules, latency, through)
+        return True
 
     def _succeeded(
         self,

@@ -29,6 +29,7 @@ per-request reference (every time), so both attribute failures alike:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -59,6 +60,9 @@ class Resolution:
     ``app`` is the app that served it (``ok``/``misrouted``; its service time applies), else
     None. ``accepted`` says the packet passed the rules (ACCEPT): its conntrack entry is
     confirmed. ``backend`` is the Pod that received the packet, ``""`` if none.
+    ``extra_s`` and ``answer_within_s`` exist for userspace mode
+    (:mod:`svcsim.traffic.userspace_path`): time added before the answer (kube-proxy's dial
+    retries, the user-space copy), and how late an answer may come before the proxy drops it.
     """
 
     outcome: Outcome
@@ -68,6 +72,8 @@ class Resolution:
     app: str | None
     wait: Wait
     accepted: bool
+    extra_s: float = 0.0
+    answer_within_s: float = math.inf
 
     @property
     def served(self) -> bool:

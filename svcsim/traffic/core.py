@@ -12,12 +12,17 @@ before then resets them (``reset`` / ``backend-exited`` at that instant for TCP;
 just gets no answer: ``timeout``). Failed attempts (anything but ``ok`` and ``misrouted``) are
 retried with the workload's back-off, as new attempts from the same client, if it still exists.
 Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` records the rest.
+
+userspace mode: when a node's kube-proxy process exits, the requests in flight through it (served
+attempts of Service-targeted workloads from that node) are reset at that instant (UDP: no
+answer), cause ``proxy-exited``, and the connections through it break.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -56,6 +61,7 @@ CHUNK_MAX_ATTEMPTS: Final = PIECE_MAX_ARRIVALS
 """Most attempts resolved in one chunk, and most new arrivals expected in one flushed window:
 what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
+PROXY_EXITED = CAUSE_CODE[Cause.PROXY_EXITED]
 NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
@@ -118,6 +124,11 @@ class EngineCore:
         self._alive_mask = np.zeros(0, dtype=np.bool_)
         self._client_node = np.zeros(0, dtype=np.int32)
         ctx.network.on_state_change(self._on_backend)
+        # --- userspace mode: requests run through the node's kube-proxy process.
+        self._proxied_w = np.array([isinstance(s.target, ServiceTarget) for s in specs])
+        for node in self.nodes:
+            if ctx.kernels[node].mode == "userspace":
+                ctx.kernels[node].sockets.on_process_exit(partial(self._on_proxy_exit, node))
 
     # --- the per-window view of the world ---------------------------------------------------
 
@@ -478,6 +489,26 @@ class EngineCore:
                     reset_conns = self._kill(killed, now_s)
         self.flows.backend_changed(backend, now_s, reset_conns)
 
+    def _on_proxy_exit(self, node: str, now_s: float) -> None:
+        """A userspace kube-proxy exited: what ran through it is reset (module docstring)."""
+        self.flush()  # what is pending met the process alive
+        if not self.ctx.machine_up(node):
+            return  # the node failed: its clients died with it
+        reset_conns: set[int] = set()
+        if self._inflight is not None and len(self._inflight):
+            rows = self._inflight
+            hit = (
+                (rows.node == self.node_index[node])
+                & rows.served
+                & self._proxied_w[rows.w]
+                & (rows.end > now_s)
+            )
+            if hit.any():
+                killed = rows.take(hit)
+                self._inflight = rows.take(~hit)
+                reset_conns = self._kill(killed, now_s, PROXY_EXITED)
+        self.flows.proxy_exited(node, now_s, reset_conns)
+
     def _lose(self, rows: Rows) -> None:
         """In-flight requests whose Pod's node failed: no answer, no RST; clients time out."""
         rows.outcome[:] = TIMEOUT
@@ -488,10 +519,10 @@ class EngineCore:
         self.buffer.add(rows)
         self._retries = Attempts.concat([self._retries, self._retries_for(rows)])
 
-    def _kill(self, rows: Rows, now_s: float) -> set[int]:
+    def _kill(self, rows: Rows, now_s: float, cause: int = BACKEND_EXITED) -> set[int]:
         udp = self._udp[rows.w]
         rows.outcome[:] = np.where(udp, TIMEOUT, RESET)
-        rows.cause[:] = BACKEND_EXITED
+        rows.cause[:] = cause
         rows.latency[:] = np.where(udp, self._request_timeout[rows.w], now_s - rows.t)
         rows.end[:] = np.where(udp, rows.t + rows.latency, now_s)
         rows.served[:] = False

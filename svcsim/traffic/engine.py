@@ -30,7 +30,10 @@ workloads, dispatches with recent matches (ClientIP affinity) or not shaped as a
 every attempt on a node whose conntrack table could fill up within the chunk. Those loops are
 per attempt, and small in the scenarios that need them. Nodes in IPVS mode have no dispatch to
 group: their schedulers keep state across flows (rr's pointer, lc's counts, persistence), so
-all their attempts go per flow (:mod:`svcsim.traffic.ipvs_path`).
+all their attempts go per flow (:mod:`svcsim.traffic.ipvs_path`). So does every attempt whose
+client's node is in userspace mode: kube-proxy's round robin and dials there are process state
+that each connection changes (:mod:`svcsim.traffic.userspace_path`). Such pairs get no group,
+and a run with IPVS or userspace nodes never defers.
 """
 
 from __future__ import annotations
@@ -182,6 +185,7 @@ class TrafficEngine(EngineCore):
         self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
         self._ipvs = frozenset(i for i, n in enumerate(nodes) if ctx.kernels[n].mode == "ipvs")
         """Indices of IPVS-mode nodes: all their attempts go per flow."""
+        self._userspace = {n for n in nodes if ctx.kernels[n].mode == "userspace"}
 
     def notices(self) -> list[str]:
         """One line per destination whose rules branched beyond the dispatch index's bound.
@@ -243,7 +247,7 @@ class TrafficEngine(EngineCore):
             resynced = [
                 i
                 for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
-                if a != b and i not in restated
+                if a != b and i not in restated and self.nodes[i] not in self._userspace
             ]
             if resynced:
                 self._keep_untouched(resynced, old[2])
@@ -254,7 +258,7 @@ class TrafficEngine(EngineCore):
         self._states, self._dials = states, dials
         self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
         # Deferring needs every group of this state built now, while the state holds.
-        self._deferrable = not self._per_flow.any() and not self._ipvs
+        self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
@@ -426,10 +430,12 @@ class TrafficEngine(EngineCore):
         return gid
 
     def _group_of(self, w: int, client_id: int) -> int:
-        if self._per_flow[w]:
-            return -1
         client = self.clients[client_id]
-        if self.node_index[client.node] in self._ipvs:
+        if (
+            self._per_flow[w]
+            or client.node in self._userspace
+            or self.node_index[client.node] in self._ipvs
+        ):
             return -1
         dial = self.dials[w]
         assert dial is not None

@@ -44,15 +44,26 @@ def wait_s(spec: WorkloadSpec, wait: Wait) -> float:
 
 
 def finish(res: Resolution, spec: WorkloadSpec, service_s: float) -> tuple[Outcome, Cause, float]:
-    """Final outcome, cause and latency of one attempt (``service_s`` if served)."""
-    if not res.served:
-        return res.outcome, res.cause, wait_s(spec, res.wait)
+    """Final outcome, cause and latency of one attempt (``service_s`` if served).
+
+    ``res.extra_s`` (userspace mode) adds to the latency; past the request timeout the client
+    gives up (``timeout`` at the timeout). A served answer later than ``res.answer_within_s``
+    is lost in the proxy: ``timeout`` / ``slow-response`` at the request timeout.
+    """
     timeout_s = spec.request_timeout_s
-    if service_s > timeout_s:
+    if not res.served:
+        latency = wait_s(spec, res.wait) + res.extra_s
+        if res.extra_s > 0 and latency > timeout_s:
+            return Outcome.TIMEOUT, res.cause, timeout_s
+        return res.outcome, res.cause, latency
+    if service_s > res.answer_within_s:
+        return Outcome.TIMEOUT, Cause.SLOW_RESPONSE, timeout_s
+    total_s = service_s + res.extra_s
+    if total_s > timeout_s:
         if res.outcome is Outcome.OK:
             return Outcome.TIMEOUT, Cause.SLOW_RESPONSE, timeout_s
         return res.outcome, res.cause, timeout_s
-    return res.outcome, res.cause, service_s
+    return res.outcome, res.cause, total_s
 
 
 def finish_arrays(

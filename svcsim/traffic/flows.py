@@ -20,11 +20,20 @@ lives, datagrams follow it without consulting the rules; one that gets no answer
 entry UNREPLIED and each new datagram refreshes its 30 s timeout, so a client that keeps asking
 a dead endpoint stays black-holed (``stale-conntrack``) until kube-proxy's clean-up deletes the
 entry or the client pauses longer than the timeout.
+
+userspace mode: a flow the portal rules redirected to kube-proxy's proxy port is resolved by
+:class:`~svcsim.traffic.userspace_path.ProxyPath` (kube-proxy's balancer and dials) instead of
+:func:`~svcsim.traffic.classify.classify`. The client's conntrack entry is to the proxy port
+(its reply tuple from the node); kube-proxy's own connection to the endpoint, from the node's
+address, is a second entry (:meth:`PerFlow._upstream`; with no room for it, the dial's SYN is
+dropped and the dial times out). A keep-alive connection through the process is pinned to the
+endpoint kube-proxy dialled, pays the copy cost on every request, and breaks when the process
+exits (:meth:`PerFlow.proxy_exited`: ``reset`` / ``proxy-exited`` on its next request).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +52,7 @@ from svcsim.traffic.fate import finish
 from svcsim.traffic.resolver import Resolver
 from svcsim.traffic.spec import KeepAlive, NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial
+from svcsim.traffic.userspace_path import ProxyPath
 
 FIXED_UDP_PORT_BASE = 20000
 """Source port of workload ``w``'s fixed-port UDP socket: ``FIXED_UDP_PORT_BASE + w``."""
@@ -102,6 +112,12 @@ class Connection:
     pool: tuple[int, int]
     slot: int
     broken: bool = False
+    proxied: bool = False
+    """Through a userspace-mode kube-proxy (its copy cost on every request)."""
+    upstream: FlowTuple | None = None
+    """userspace mode: kube-proxy's own connection to the endpoint (its conntrack entry)."""
+    broken_by: Cause = Cause.BACKEND_EXITED
+    """What broke it: its Pod, or (userspace mode) the kube-proxy process it ran through."""
 
 
 @dataclass(slots=True)
@@ -145,6 +161,7 @@ class PerFlow:
         self._by_pod: dict[str, dict[int, Connection]] = {}
         self._next_conn = 0
         self._resolver: Resolver | None = None
+        self.userspace = ProxyPath(ctx)
 
     # --- one attempt ----------------------------------------------------------------------
 
@@ -218,12 +235,16 @@ class PerFlow:
         return FlowResult(Outcome.DROPPED, Cause.CONNTRACK_FULL, wait)
 
     def _new(
-        self, w: int, client: Client, dial: Dial, seed: int, t: float
+        self, w: int, client: Client, dial: Dial, seed: int, t: float, sport: int | None = None
     ) -> tuple[NfOutcome, Resolution] | None:
         """Capacity check, then the rules: the verdict and what it leads to; None if dropped."""
         if not self.path.room(client.node, t):
             return None
         nf = self.path.dispatch(client.node, client.ip, client.origin, dial, seed, t)
+        if self.userspace.redirected(client.node, nf):
+            port = nf.destination[1]
+            res = self.userspace.accept(client.node, port, client, dial, t, sport, self.path.room)
+            return nf, res
         return nf, classify(nf, dial, client.node, self.ctx)
 
     def _table(self, node: str) -> ConntrackTable:
@@ -235,9 +256,11 @@ class PerFlow:
         new = self._new(w, client, dial, seed, t)
         if new is None:
             return self._dropped(w)
-        res = new[1]
+        nf, res = new
         result = self._result(w, res, seed, new_flow=True)
         handle = self.path.anonymous(client.node, client, dial, res, t, result.latency)
+        if self.userspace.redirected(client.node, nf):
+            self._upstream(client.node, dial, res, t, result.latency)
         return FlowResult(
             result.outcome,
             result.cause,
@@ -250,6 +273,21 @@ class PerFlow:
             handle,
         )
 
+    def _upstream(self, node: str, dial: Dial, res: Resolution, t: float, latency: float) -> None:
+        """The entry of kube-proxy's own connection to the endpoint it reached (userspace mode).
+
+        From the node's address to the endpoint, no NAT, the client's lifetime (the copy loop
+        closes both sides together). A TCP connection only if it connected; a UDP datagram
+        always leaves one (a UDP "dial" never fails).
+        """
+        if not res.endpoint or (dial.protocol == "tcp" and not res.served):
+            return
+        ip, _, port = res.endpoint.rpartition(":")
+        kernel = self.ctx.kernels[node]
+        source = Client(f"kube-proxy@{node}", kernel.network.node_ips[0], node, "host")
+        target = Dial(ip, int(port), dial.protocol, dial.label, None, None)
+        self.path.anonymous(node, source, target, replace(res, endpoint=""), t, latency)
+
     # --- UDP, fixed source port -------------------------------------------------------------
 
     def _udp_fixed(self, w: int, client: Client, dial: Dial, seed: int, t: float) -> FlowResult:
@@ -259,12 +297,15 @@ class PerFlow:
         if entry is not None:
             table.update(original, "original", t)
             ip, port = entry.dnat_destination
-            res = at_destination(
-                ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
-            )
+            if self.userspace.local(client.node, ip):
+                res = self.userspace.accept(client.node, port, client, dial, t, original.src_port)
+            else:
+                res = at_destination(
+                    ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
+                )
             new_flow = False
         else:
-            new = self._new(w, client, dial, seed, t)
+            new = self._new(w, client, dial, seed, t, original.src_port)
             if new is None:
                 return self._dropped(w)
             nf, res = new
@@ -277,6 +318,11 @@ class PerFlow:
         if result.served and entry is not None:
             # The answer comes back at the end (stamped ahead: only its expiry matters).
             table.update(entry.reply, "reply", t + result.latency)
+            ip, port = entry.dnat_destination
+            if self.userspace.local(client.node, ip):
+                self.userspace.answered(
+                    client.node, port, client, original.src_port, t + result.latency
+                )
         return result
 
     # --- keep-alive ---------------------------------------------------------------------------
@@ -305,7 +351,7 @@ class PerFlow:
                 self._close(conn, t, "rst")
                 return FlowResult(
                     Outcome.RESET,
-                    Cause.BACKEND_EXITED,
+                    conn.broken_by,
                     0.0,
                     conn.endpoint,
                     conn.pod,
@@ -329,6 +375,7 @@ class PerFlow:
             if entry is not None and res.served:
                 table.update(reply, "syn_ack", t)
                 table.update(original, "ack", t)
+                proxied = self.userspace.redirected(client.node, nf)
                 conn = Connection(
                     self._next_conn,
                     client.node,
@@ -336,10 +383,12 @@ class PerFlow:
                     reply,
                     res.endpoint,
                     res.pod,
-                    ip,
+                    res.endpoint.rpartition(":")[0] if proxied else ip,
                     res.outcome is Outcome.MISROUTED,
                     key,
                     slot,
+                    proxied=proxied,
+                    upstream=self._upstream_entry(client.node, res, t) if proxied else None,
                 )
                 self._next_conn += 1
                 pool.slots[slot] = conn
@@ -352,10 +401,28 @@ class PerFlow:
                 table.update(original, "syn", t + self.specs[w].failure_wait_s("connect"))
         return self._result(w, res, seed, new_flow=True, conn_id=conn_id, handle=handle)
 
+    def _upstream_entry(self, node: str, res: Resolution, t: float) -> FlowTuple | None:
+        """kube-proxy's established connection to ``res``'s endpoint (userspace mode)."""
+        table = self._table(node)
+        source = self.ctx.kernels[node].network.node_ips[0]
+        ip, _, port_text = res.endpoint.rpartition(":")
+        port = int(port_text)
+        sport = self.ports.allocate(table, "tcp", source, ip, port, t)
+        original = FlowTuple("tcp", source, sport, ip, port)
+        reply = FlowTuple("tcp", ip, port, source, sport)
+        if table.create(original, reply, t) is None:
+            return None  # pragma: no cover - the dial found room
+        table.update(reply, "syn_ack", t)
+        table.update(original, "ack", t)
+        return original
+
     def _on_open(self, conn: Connection, backend: Backend) -> Resolution:
         outcome = Outcome.MISROUTED if conn.misrouted else Outcome.OK
         cause = Cause.IP_REUSED if conn.misrouted else Cause.NONE
-        return Resolution(outcome, cause, conn.endpoint, conn.pod, backend.app, Wait.NONE, True)
+        extra_s = self.userspace.copy.per_request_s if conn.proxied else 0.0
+        return Resolution(
+            outcome, cause, conn.endpoint, conn.pod, backend.app, Wait.NONE, True, extra_s
+        )
 
     def _close(self, conn: Connection, t: float, how: str) -> None:
         """Forget ``conn`` and move its conntrack entry as the close does (``fin`` or ``rst``)."""
@@ -364,19 +431,20 @@ class PerFlow:
             pool.slots[conn.slot] = None
         self._by_pod.get(conn.pod, {}).pop(conn.conn_id, None)
         table = self._table(conn.node)
-        entry = table.lookup(conn.original, t)
-        if entry is None:
-            return
-        if how == "rst":
-            table.update(entry, "rst", t, direction="reply")
-        else:
-            steps: tuple[tuple[Direction, str], ...] = (
-                ("original", "fin"),
-                ("reply", "fin"),
-                ("original", "ack"),
-            )
-            for direction, event in steps:
-                table.update(entry, event, t, direction=direction)
+        for original in (conn.original, conn.upstream):
+            entry = table.lookup(original, t) if original is not None else None
+            if entry is None:
+                continue
+            if how == "rst":
+                table.update(entry, "rst", t, direction="reply")
+            else:
+                steps: tuple[tuple[Direction, str], ...] = (
+                    ("original", "fin"),
+                    ("reply", "fin"),
+                    ("original", "ack"),
+                )
+                for direction, event in steps:
+                    table.update(entry, event, t, direction=direction)
 
     # --- control-plane reactions --------------------------------------------------------------
 
@@ -396,6 +464,22 @@ class PerFlow:
                     self._close(conn, t, "rst")
                 else:
                     conn.broken = True
+
+    def proxy_exited(self, node: str, t: float, reset: set[int]) -> None:
+        """The userspace kube-proxy of ``node`` exited: every connection through it breaks.
+
+        ``reset`` holds ids of connections whose in-flight requests were just reset: those
+        close at once; the others stay broken until their next request (``proxy-exited``).
+        """
+        for pool in self._pools.values():
+            for conn in pool.slots:
+                if conn is None or not conn.proxied or conn.node != node:
+                    continue
+                if conn.conn_id in reset:
+                    self._close(conn, t, "rst")
+                else:
+                    conn.broken = True
+                    conn.broken_by = Cause.PROXY_EXITED
 
     def drop_clients(self, alive: set[int], t: float) -> None:
         """Close the connections of clients that no longer exist (their sockets are gone)."""

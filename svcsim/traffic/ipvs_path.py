@@ -248,7 +248,7 @@ class IpvsFlows(PerFlow):
     # --- new flows ------------------------------------------------------------------------
 
     def _new(
-        self, w: int, client: Client, dial: Dial, seed: int, t: float
+        self, w: int, client: Client, dial: Dial, seed: int, t: float, sport: int | None = None
     ) -> tuple[NfOutcome, Resolution] | None:
         """:meth:`PerFlow._new`; on an IPVS node, IPVS schedules the flow (a DNS query).
 
@@ -258,10 +258,10 @@ class IpvsFlows(PerFlow):
         """
         kernel = self.ctx.kernels[client.node]
         if kernel.ipvs_table is None:
-            return super()._new(w, client, dial, seed, t)
+            return super()._new(w, client, dial, seed, t, sport)
         if not self.path.room(client.node, t):
             return None
-        found, res = self._connect(client, dial, None, t, kernel)
+        found, res = self._connect(client, dial, sport, t, kernel)
         return found.outcome, res
 
     def _anonymous(self, w: int, client: Client, dial: Dial, seed: int, t: float) -> FlowResult:

@@ -110,3 +110,25 @@ def test_at_needs_a_run_folder(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rules", str(manifest), "--node", "n", "--at", "1s"])
     assert result.exit_code == 2
     assert "--at: give one run folder" in result.output
+
+
+def test_diff_of_a_userspace_node_is_a_one_line_refusal(tmp_path: Path) -> None:
+    text = scenario_text(
+        WEB + "---\n" + FRONTEND_2,
+        "  - {name: fe, from: {pods: {app: frontend}}, to: web:http, rate: 100}\n",
+        "",
+        cluster="{nodes: 2, proxy: {mode: iptables, nodes: {node-2: {mode: userspace}}}}",
+    ).replace("duration: 10s", "duration: 10s\nseed: 4")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svcsim.runs, "render_all", lambda run: {})
+        result = runner.invoke(
+            app, ["run", str(write(tmp_path, text)), "--out", str(tmp_path / "r")]
+        )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["diff", str(tmp_path / "r"), "--node", "node-2", "--at", "5s"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("--node node-2: kube-proxy ran in userspace mode there;")
+    result = runner.invoke(app, ["diff", str(tmp_path / "r"), "--node", "node-1", "--at", "5s"])
+    assert result.exit_code == 0, result.output

@@ -26,24 +26,35 @@ BOTH = WEB + "---\n" + FRONTEND_2
 
 PROBLEMS = [
     pytest.param(
-        scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {mode: userspace}}"),
+        scenario_text(BOTH, TO_WEB, cluster="{nodes: 2, proxy: {portRange: 30000-30999}}"),
         [
-            "s.yaml:4: cluster.proxy.mode: only iptables, nftables and ipvs modes are simulated so "
-            "far, got 'userspace'"
+            "s.yaml:4: cluster.proxy.portRange: a userspace-mode field (--proxy-port-range), "
+            "not for iptables mode"
         ],
-        id="proxy-mode",
+        id="userspace-field-in-iptables-mode",
     ),
     pytest.param(
         scenario_text(
             BOTH,
             TO_WEB,
-            cluster="\n  nodes: 2\n  proxy:\n    nodes:\n      node-2: {mode: userspace}",
+            cluster="\n  nodes: 2\n  proxy:\n    nodes:\n      node-2: {mode: nftables, "
+            "udpIdleTimeout: 1s}",
         ),
         [
-            "s.yaml:8: cluster.proxy.nodes.node-2.mode: only iptables, nftables and ipvs modes are "
-            "simulated so far, got 'userspace'"
+            "s.yaml:8: cluster.proxy.nodes.node-2.udpIdleTimeout: a userspace-mode field "
+            "(--udp-timeout), not for nftables mode"
         ],
-        id="proxy-mode-of-one-node",
+        id="userspace-field-of-one-node",
+    ),
+    pytest.param(
+        scenario_text(
+            BOTH, TO_WEB, cluster="{nodes: 2, proxy: {mode: userspace, masqueradeAll: true}}"
+        ),
+        [
+            "s.yaml:4: cluster.proxy.masqueradeAll: not read in userspace mode: the userspace "
+            "proxier masquerades nothing (kube-proxy itself connects)"
+        ],
+        id="iptables-field-in-userspace-mode",
     ),
     pytest.param(
         scenario_text(

@@ -114,7 +114,11 @@ def test_an_externalname_to_nowhere_is_a_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("to", "extra", "problem"),
     [
-        pytest.param("dns:web", "", "to: must be dns:NAME:PORT[/tcp|udp], got 'dns:web'"),
+        # One colon: port "web" of a Service named "dns" (kube-dns's ports are named dns).
+        pytest.param("dns:web", "", "to: Service default/dns does not exist (Services: "
+                     "default/web, kube-system/kube-dns) (to look a name up, write dns:NAME:PORT)"),
+        pytest.param("dns:web:http", "", "to: must be dns:NAME:PORT[/tcp|udp], got "
+                     "'dns:web:http'"),
         pytest.param("dns:we_b:80", "", "to: name 'we_b': label 'we_b' must be lowercase letters"),
         pytest.param(
             "dns:web:80", ", connection: {model: keepalive}",

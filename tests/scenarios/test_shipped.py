@@ -38,10 +38,12 @@ EXPECTED = (
     "thousand-services-rollout",
     "topology-hints",
     "udp-dns-stale-conntrack",
+    "userspace-dead-pod",
 )
 """The scenarios issues 3, 9, 10 and 12 ask for (``seed-article``: built from the source
 article; ``thousand-services-rollout``: iptables vs nftables mode; ``proxy-modes``: every
-mode; ``dns-*``: issue 12's DNS; ``ipvs-lc-keepalive``: lc under keep-alive)."""
+mode; ``dns-*``: issue 12's DNS; ``ipvs-lc-keepalive``: lc under keep-alive;
+``userspace-dead-pod``: what only userspace mode does)."""
 
 SHIPPED = tuple(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
 
@@ -54,6 +56,8 @@ NOTHING_TO_TEST = {
     "lb-drain-local-prestop": "externalTrafficPolicy Local: each node sends to its one local "
     "endpoint",
     "udp-dns-stale-conntrack": "kube-dns has a single endpoint at a time",
+    "userspace-dead-pod": "userspace round robin is no random draw (its exact spread is tested "
+    "in test_userspace.py)",
 }
 """Scenarios without a multi-endpoint stable interval holding new flows, and why."""
 

@@ -1,0 +1,378 @@
+"""The userspace proxier inside one kube-proxy process: proxy sockets, balancers, portals.
+
+kube-proxy's userspace mode (last shipped in v1.25), kubernetes ``pkg/proxy/userspace``
+@0096f4a4 (``proxier.go``, ``roundrobin.go``, ``proxysocket.go``). One
+:class:`UserspaceProcess` lives as long as one kube-proxy process
+(:class:`~svcsim.sim.kubeproxy.KubeProxy` creates it with each life); the runner, informers,
+change tracking and failure handling are the shared ones of :mod:`svcsim.sim.kubeproxy`.
+
+* **Start** (``createProxier``): ``iptablesInit`` then ``iptablesFlush``: the portal chains are
+  emptied at once, because the ports of the previous process are gone; nothing is redirected
+  until the first sync opens portals again (:meth:`UserspaceProcess.flush`). A process that was
+  already running when the simulation starts adopts the node's state instead
+  (:meth:`UserspaceProcess.adopt`).
+* **Endpoints** (``LoadBalancerRR.OnEndpointsAdd/Update/Delete``): the balancer of each Service
+  port is updated *in the watch handler*, at once, independent of any sync: a changed set of
+  ready endpoints is shuffled and the round robin starts over; a port whose endpoints are gone is
+  reset. A balancer made by an endpoint event before its Service was synced keeps the default
+  affinity TTL (``newServiceInternal`` only sets the affinity *type* of an existing one).
+  Upstream's userspace mode reads ``Endpoints`` objects (it does not support EndpointSlices);
+  the simulation has no Endpoints controller, so the ready endpoints of the EndpointSlices stand
+  in for the Endpoints' ``addresses`` (the same Pods, one watch apart).
+* **Sync** (``syncProxyRules``): for each changed Service, ``mergeService`` keeps a Service
+  port whose configuration is the same (:func:`~svcsim.proxy.userspace.same_config`), else
+  closes its socket and portal and opens a new socket on a new port
+  (:class:`~svcsim.proxy.userspace.ProxyPortAllocator`) and its portal; ``unmergeService``
+  closes removed ports, deletes their balancers and clears the UDP conntrack entries of removed
+  UDP ClusterIPs; then ``ensurePortals`` re-adds any portal rule missing for the open sockets.
+  Portal rules are edited in place (``EnsureRule`` / ``DeleteRule``): rules that are not the
+  proxier's (a hand edit) stay. Sockets change whatever happens to iptables; if the sync's
+  iptables calls fail (the xtables lock is held: ``block-sync``) no rule changes, the closes are
+  lost (upstream only logs them), and the next sync ensures the open ports' portals.
+* **Exit** (crash, restart, node failure): the kernel closes every socket of the process and
+  every connection through it (:meth:`~svcsim.sim.proxy_sockets.SocketTable.process_exited`);
+  the portal rules stay, redirecting to ports nobody listens on.
+
+Cost: a sync costs the iptables mode's model (``syncCost``: base + per rule) over every portal
+rule the sync ensures (``ensurePortals`` checks each one with its own ``iptables`` call). That
+is the simple documented choice; no measurement of userspace syncs was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from svcsim.k8s.objects import EndpointSlice
+from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.proxy.endpoints import (
+    EndpointsMap,
+    ServicePortInfo,
+    build_endpoints_map,
+)
+from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.userspace import (
+    INIT_RULES,
+    ProxyPortAllocator,
+    init_ruleset,
+    portal_rule_count,
+    portal_ruleset,
+    same_config,
+)
+from svcsim.proxy.userspace_lb import DEFAULT_AFFINITY_S, UDP_IDLE_TIMEOUT_S, RoundRobinBalancer
+from svcsim.sim.changes import slice_service_key
+from svcsim.sim.kernel import Kernel
+from svcsim.sim.proxy_sockets import ProxySocket
+
+
+@dataclass(frozen=True, slots=True)
+class UserspaceConfig:
+    """A node's userspace-mode settings and its process's random streams.
+
+    ``port_range``: ``portRange`` / ``--proxy-port-range`` (None: the kernel picks ephemeral
+    ports). ``udp_idle_timeout_s``: ``udpIdleTimeout`` / ``--udp-timeout``. ``ports_rng`` draws
+    the proxy ports, ``shuffle_rng`` the balancers' ``ShuffleStrings`` (Go's ``math/rand``).
+    """
+
+    ports_rng: np.random.Generator
+    shuffle_rng: np.random.Generator
+    port_range: tuple[int, int] | None = None
+    udp_idle_timeout_s: float = UDP_IDLE_TIMEOUT_S
+
+
+EndpointSetListener = Callable[[ServicePortName, frozenset[str]], None]
+"""Told ``(service port, endpoints)`` whenever a balancer's set of endpoints changes."""
+
+
+class Balancers:
+    """``LoadBalancerRR``: one :class:`RoundRobinBalancer` per Service port, by its name."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.states: dict[ServicePortName, RoundRobinBalancer] = {}
+        self._ttl_s: dict[ServicePortName, int] = {}
+        """Each balancer's affinity TTL, fixed when it was made (``newServiceInternal``)."""
+
+    def new_service(self, spn: ServicePortName, info: ServicePortInfo) -> RoundRobinBalancer:
+        """``NewService``: make the balancer, or set the affinity type of an existing one."""
+        state = self._ensure(spn, info.sticky_max_age_s)
+        state.affinity_s = self._ttl_s[spn] if info.client_ip_affinity else 0
+        return state
+
+    def _ensure(self, spn: ServicePortName, ttl_s: int) -> RoundRobinBalancer:
+        state = self.states.get(spn)
+        if state is None:
+            state = self.states[spn] = RoundRobinBalancer()
+            self._ttl_s[spn] = ttl_s or DEFAULT_AFFINITY_S
+        return state
+
+    def update(self, spn: ServicePortName, endpoints: list[str]) -> bool:
+        """``OnEndpointsUpdate`` for one port with ready endpoints: a changed set reshuffles.
+
+        True if the set changed.
+        """
+        state = self.states.get(spn)
+        if state is None:
+            state = self._ensure(spn, 0)
+        return state.set_endpoints(endpoints, self.rng)
+
+    def reset(self, spn: ServicePortName) -> bool:
+        """``resetService``: the port lost its endpoints (the balancer stays, empty).
+
+        True if it had any.
+        """
+        state = self.states.get(spn)
+        if state is None:
+            return False
+        had = bool(state.endpoints)
+        state.endpoints = []
+        state.index = 0
+        state.affinity = {}
+        return had
+
+    def delete(self, spn: ServicePortName) -> None:
+        """``DeleteService``."""
+        self.states.pop(spn, None)
+        self._ttl_s.pop(spn, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Portal:
+    """One open portal: the Service port, its info when opened, the proxy port it sends to."""
+
+    spn: ServicePortName
+    info: ServicePortInfo
+    proxy_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserspacePlan:
+    """What one sync changes, decided from the changes it took at its start."""
+
+    close: tuple[ServicePortName, ...]
+    """Open Service ports whose socket and portal close (changed or removed)."""
+    open: tuple[tuple[ServicePortName, ServicePortInfo], ...]
+    """Service ports that get a new socket and portal."""
+    removed: tuple[ServicePortName, ...]
+    """Service ports that are gone (their balancers are deleted)."""
+
+
+class UserspaceProcess:
+    """The userspace proxier of one kube-proxy process on ``kernel``'s node."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        host_ip: str,
+        config: UserspaceConfig,
+        on_endpoint_set: EndpointSetListener | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.on_endpoint_set = on_endpoint_set
+        """Told each change of a balancer's endpoints (the set this node spreads over)."""
+        self.host_ip = host_ip
+        self.config = config
+        self.balancers = Balancers(config.shuffle_rng)
+        self.allocator = ProxyPortAllocator(config.ports_rng, config.port_range)
+        self.portals: dict[ServicePortName, Portal] = {}
+        """``serviceMap``: the open Service ports, with their sockets' ports."""
+        self.sockets: dict[ServicePortName, ProxySocket] = {}
+        self._slices: dict[str, dict[str, EndpointSlice]] = {}
+        """The informer's EndpointSlices by Service, then by slice key."""
+        self._ready_ports: dict[str, set[ServicePortName]] = {}
+        """Per Service, the ports its last update gave ready endpoints."""
+
+    # --- start and exit ---------------------------------------------------------------------
+
+    def flush(self, now_s: float) -> None:
+        """``iptablesInit`` + ``iptablesFlush`` at process start: no portal rule is left."""
+        self.kernel.install(init_ruleset(), now_s)
+
+    def adopt(self, service_ports: Mapping[ServicePortName, ServicePortInfo], now_s: float) -> None:
+        """Start as a process that has long been running: every port open, its portals set."""
+        self.flush(now_s)
+        self._apply(self.plan(service_ports, {spn.service for spn in service_ports}), now_s, True)
+
+    def exit(self, now_s: float) -> None:
+        """The process ends: the kernel closes its sockets and their connections."""
+        self.kernel.sockets.process_exited(now_s)
+        self.sockets.clear()
+
+    # --- endpoints (watch handlers) ---------------------------------------------------------
+
+    def slice_seen(self, endpoint_slice: EndpointSlice, *, removed: bool) -> None:
+        """An EndpointSlice event reached the informer: update its Service's balancers now."""
+        service = slice_service_key(endpoint_slice)
+        if service is None:
+            return
+        slices = self._slices.setdefault(service, {})
+        if removed:
+            slices.pop(endpoint_slice.meta.key, None)
+        else:
+            slices[endpoint_slice.meta.key] = endpoint_slice
+        self._endpoints_changed(service, slices.values())
+
+    def _endpoints_changed(self, service: str, slices: Iterable[EndpointSlice]) -> None:
+        ready = _ready_endpoints(build_endpoints_map(slices, self.kernel.node))
+        for spn in sorted(ready, key=_order):
+            if self.balancers.update(spn, ready[spn]):
+                self._set_changed(spn)
+        for spn in sorted(self._ready_ports.get(service, set()) - ready.keys(), key=_order):
+            if self.balancers.reset(spn):
+                self._set_changed(spn)
+        self._ready_ports[service] = set(ready)
+
+    def _set_changed(self, spn: ServicePortName) -> None:
+        if self.on_endpoint_set is not None:
+            self.on_endpoint_set(spn, frozenset(self.balancers.states[spn].endpoints))
+
+    def add_stale_endpoint(self, spn: ServicePortName, endpoint: str) -> None:
+        """A hand-made fault: the balancer of ``spn`` also holds ``endpoint`` (reshuffled)."""
+        state = self.balancers.states.get(spn)
+        current = list(state.endpoints) if state is not None else []
+        if endpoint not in current and self.balancers.update(spn, sorted([*current, endpoint])):
+            self._set_changed(spn)
+
+    # --- syncs ------------------------------------------------------------------------------
+
+    def plan(
+        self, service_ports: Mapping[ServicePortName, ServicePortInfo], changed: Iterable[str]
+    ) -> UserspacePlan:
+        """``mergeService`` / ``unmergeService`` for the ``changed`` Services (by key)."""
+        wanted = set(changed)
+        close: list[ServicePortName] = []
+        open_: list[tuple[ServicePortName, ServicePortInfo]] = []
+        for spn in sorted((s for s in service_ports if s.service in wanted), key=_order):
+            info = service_ports[spn]
+            portal = self.portals.get(spn)
+            if portal is not None and same_config(portal.info, info):
+                continue
+            if portal is not None:
+                close.append(spn)
+            open_.append((spn, info))
+        removed = sorted(
+            (s for s in self.portals if s.service in wanted and s not in service_ports), key=_order
+        )
+        return UserspacePlan((*close, *removed), tuple(open_), tuple(removed))
+
+    def rules_ensured(self, plan: UserspacePlan) -> int:
+        """Portal rules the sync checks or writes (what its cost is counted in)."""
+        closing = set(plan.close)
+        kept = [p.info for s, p in self.portals.items() if s not in closing]
+        opened = [info for _, info in plan.open]
+        return INIT_RULES + sum(portal_rule_count(info) for info in kept + opened)
+
+    def apply(self, plan: UserspacePlan, now_s: float, *, iptables_ok: bool) -> None:
+        """End of a sync: sockets change; portal rules too unless ``iptables_ok`` is False."""
+        self._apply(plan, now_s, iptables_ok)
+
+    def _apply(self, plan: UserspacePlan, now_s: float, iptables_ok: bool) -> None:
+        kernel = self.kernel
+        rules = kernel.ruleset
+        removed = set(plan.removed)
+        stale_udp_ips: set[str] = set()
+        for spn in plan.close:
+            portal = self.portals.pop(spn)
+            sock = self.sockets.pop(spn, None)
+            if sock is not None:
+                kernel.sockets.close(sock)
+            self.allocator.release(portal.proxy_port)
+            if iptables_ok:
+                rules = _delete_rules(rules, _portal_rules([portal], self.host_ip))
+            if spn in removed:
+                self.balancers.delete(spn)
+                if sock is not None and sock.protocol == "udp":
+                    stale_udp_ips.add(portal.info.cluster_ip)
+        if stale_udp_ips:
+            # unmergeService: conntrack.ClearEntriesForIP(portal IP, UDP) per removed UDP port.
+            kernel.conntrack.delete(
+                lambda e: e.original.proto == "udp" and e.original.dst_ip in stale_udp_ips
+            )
+        for spn, info in plan.open:
+            try:
+                port = self.allocator.allocate()
+            except ValueError:
+                continue  # upstream logs "failed to allocate proxy port" and skips the port
+            sock = ProxySocket(
+                spn,
+                spn.protocol.value.lower(),
+                port,
+                self.balancers.new_service(spn, info),
+                self.config.udp_idle_timeout_s,
+            )
+            kernel.sockets.listen(sock)
+            self.sockets[spn] = sock
+            self.portals[spn] = Portal(spn, info, port)
+        if iptables_ok:
+            ensured = _ensure_rules(rules, _portal_rules(list(self.portals.values()), self.host_ip))
+            if ensured is not kernel.ruleset:
+                kernel.install(ensured, now_s)
+        for state in self.balancers.states.values():
+            state.cleanup(now_s)  # cleanupStaleStickySessions
+
+
+def _order(spn: ServicePortName) -> tuple[str, str]:
+    return spn.text, str(spn.protocol)
+
+
+def _ready_endpoints(endpoints_map: EndpointsMap) -> dict[ServicePortName, list[str]]:
+    """Each port's ready endpoints as ``IP:port`` (an Endpoints object's ``addresses``)."""
+    out: dict[ServicePortName, list[str]] = {}
+    for spn, eps in endpoints_map.items():
+        ready = sorted({f"{ep.ip}:{ep.port}" for ep in eps if ep.ready})
+        if ready:
+            out[spn] = ready
+    return out
+
+
+def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
+    """The portal chains holding exactly the rules of ``portals`` (in that order)."""
+    return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
+
+
+def _chain_rules(ruleset: Ruleset) -> list[tuple[str, str, tuple[Rule, ...]]]:
+    return [(t.name, c.name, c.rules) for t in ruleset.tables for c in t.chains]
+
+
+def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...]) -> Ruleset:
+    """``ruleset`` with the rules of ``table``/``chain`` replaced (other chains shared)."""
+    tables = []
+    for t in ruleset.tables:
+        if t.name == table:
+            chains = tuple(replace(c, rules=rules) if c.name == chain else c for c in t.chains)
+            t = replace(t, chains=chains)
+        tables.append(t)
+    return Ruleset(tuple(tables))
+
+
+def _delete_rules(ruleset: Ruleset, doomed: Ruleset) -> Ruleset:
+    """``DeleteRule`` for each rule of ``doomed`` (its first occurrence, if any)."""
+    out = ruleset
+    for table, chain, rules in _chain_rules(doomed):
+        if not rules:
+            continue
+        current = out.chain(table, chain)
+        if current is None:
+            continue
+        kept = list(current.rules)
+        for rule in rules:
+            if rule in kept:
+                kept.remove(rule)
+        if len(kept) != len(current.rules):
+            out = _with_chain(out, table, chain, tuple(kept))
+    return out
+
+
+def _ensure_rules(ruleset: Ruleset, wanted: Ruleset) -> Ruleset:
+    """``EnsureRule(Append)`` for each rule of ``wanted``: appended where missing."""
+    out = ruleset
+    for table, chain, rules in _chain_rules(wanted):
+        current = out.chain(table, chain)
+        if current is None:
+            continue  # iptablesInit made every portal chain; a missing one is not ours
+        missing = tuple(r for r in rules if r not in current.rules)
+        if missing:
+            out = _with_chain(out, table, chain, current.rules + missing)
+    return out
