@@ -248,8 +248,11 @@ def test_a_real_ctrl_c_while_simulating(tmp_path: Path) -> None:
     long_run.write_text(text.replace("\nduration: 60s\n", "\nduration: 2h\n"))
     out = tmp_path / "runs" / "r"
     code = "from svcsim.cli.main import app; app(prog_name='svcsim')"
+    # A shell starts a command with SIGINT at its default; a child inherits an ignored SIGINT
+    # from its parent (and Python then never raises KeyboardInterrupt), so set the default.
     child = subprocess.Popen(
-        [sys.executable, "-c", code, "run", str(long_run), "--out", str(out)],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        args=[sys.executable, "-c", code, "run", str(long_run), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -262,7 +265,7 @@ def test_a_real_ctrl_c_while_simulating(tmp_path: Path) -> None:
     time.sleep(0.5)
     child.send_signal(signal.SIGINT)
     stdout, stderr = child.communicate(timeout=60)
-    assert child.returncode == 130, stderr
+    assert child.returncode == 130, (stdout, stderr)
     assert stderr == "interrupted; nothing was written\n"
     assert stdout == ""
     assert not out.parent.exists()
