@@ -46,14 +46,17 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, search_plan
+from svcsim.k8s.dns import Addresses, Answer, ResolvConf, in_zone, pod_resolv_conf, search_plan
+from svcsim.k8s.objects import Pod, PodDns
 from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.results.schema import Cause, Outcome
+from svcsim.results.schema import Cause, EventKind, Outcome
 from svcsim.sim.coredns import CoreDns
+from svcsim.sim.nodelocaldns import NodeLocalDns
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution, at_destination
 from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.dns_race import Clash, RaceSettings, draw_clash, resend_seeds
 from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.spec import NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial, service_port_at
@@ -136,6 +139,18 @@ class Resolver:
             cfg.service_port.partition(":")[0],
             cfg.service_port,
         )
+        self.nameserver_tcp: Dial | None = None
+        if cfg.service_tcp_port:
+            self.nameserver_tcp = Dial(
+                cfg.service_ip,
+                DNS_PORT,
+                "tcp",
+                cfg.service_tcp_port,
+                cfg.service_tcp_port.partition(":")[0],
+                cfg.service_tcp_port,
+            )
+        self.race: RaceSettings | None = getattr(ctx, "dns_race", None)
+        self.node_local: NodeLocalDns | None = getattr(ctx, "nodelocaldns", None)
         self._cache: dict[tuple[int, int], dict[str, tuple[Lookup, float]]] = {}
 
     def lookup(
@@ -157,7 +172,9 @@ class Resolver:
             if hit is not None and t < hit[1]:
                 found = hit[0]
                 return Lookup(found.ips, found.service, found.headless, Cause.NONE, 0.0)
-        conf = pod_resolv_conf(client.label.partition("/")[0], self.dns.config.zone)
+        conf = pod_resolv_conf(
+            client.label.partition("/")[0], self.dns.config.zone, self._pod_dns(client)
+        )
         plan = search_plan(target.name, conf)
         asked: list[_Try] = []
 
@@ -230,16 +247,22 @@ class Resolver:
         """One name: up to ``attempts`` tries of the A/AAAA pair from one socket.
 
         ``start_s``: how long the lookup had taken before this name (its tries start then).
+        With NodeLocal DNSCache the pair goes to the node's cache instead
+        (:meth:`_exchange_local`); with ``use-vc`` each try is a TCP connection to port 53.
         """
+        if self.node_local is not None:
+            return self._exchange_local(new_flow, query, seed, t, start_s)
         w, client, qname, conf = query.w, query.client, query.qname, query.conf
         table = self.ctx.kernels[client.node].conntrack
-        dial = self.nameserver
+        tcp = conf.use_vc and self.nameserver_tcp is not None
+        dial = self.nameserver_tcp if tcp and self.nameserver_tcp is not None else self.nameserver
         original: FlowTuple | None = None
         elapsed, timed_out = 0.0, False
         for attempt in range(conf.attempts):
             try_seed = split_seed(seed, 2 * attempt)
             at = t + start_s + elapsed
             res: Resolution | None = None
+            clash: Clash | None = None
             entry = table.lookup(original, t) if original is not None else None
             if original is not None and entry is not None:
                 table.update(original, "original", at)
@@ -248,21 +271,31 @@ class Resolver:
                     ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
                 )
             else:
-                sport = ports.allocate(table, "udp", client.ip, dial.ip, dial.port, t)
-                original = FlowTuple("udp", client.ip, sport, dial.ip, dial.port)
+                sport = ports.allocate(table, dial.protocol, client.ip, dial.ip, dial.port, t)
+                original = FlowTuple(dial.protocol, client.ip, sport, dial.ip, dial.port)
                 new = new_flow(w, client, dial, try_seed, t)
                 if new is not None:
                     nf, res = new
                     if res.accepted:
                         ip, port = nf.destination
-                        reply = FlowTuple("udp", ip, port, client.ip, sport)
+                        reply = FlowTuple(dial.protocol, ip, port, client.ip, sport)
                         entry = table.create(original, reply, t)
+                        if not tcp:
+                            winner = f"{ip}:{port}"
+                            clash = self._clash(new_flow, w, client, conf, winner, try_seed, t)
             if res is not None and res.served and res.app is not None:
                 pair = np.array([try_seed, split_seed(seed, 2 * attempt + 1)], dtype=np.uint64)
-                took = float(
-                    self.ctx.service_time_of(res.app).quantile(service_uniforms(pair)).max()
-                )
-                if took <= conf.timeout_s:
+                times = self.ctx.service_time_of(res.app).quantile(service_uniforms(pair))
+                # Both queries at once (UDP sendmmsg, TCP writev), or one after the other.
+                took = float(times.sum() if conf.sequential else times.max())
+                answered = took <= conf.timeout_s
+                if answered and clash is not None:
+                    # One answer in, the other lost: wait it out, then both again in turn.
+                    again = self._resend(query, res.app, clash, try_seed, at, conf.timeout_s)
+                    answered = again <= conf.timeout_s
+                    elapsed += conf.timeout_s
+                    took = again
+                if answered:
                     if entry is not None:
                         table.update(entry.reply, "reply", at + took)
                     answer = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
@@ -272,7 +305,122 @@ class Resolver:
                 continue
             timed_out = True
             elapsed += conf.timeout_s
+            if tcp:
+                original = None  # send_vc: a connection per try
         return _Try(None, 0, timed_out, elapsed, t)
+
+    def _exchange_local(
+        self, new_flow: NewFlow, query: _Query, seed: int, t: float, start_s: float
+    ) -> _Try:
+        """One name through the node's node-local-dns (:mod:`svcsim.sim.nodelocaldns`).
+
+        The queries are NOTRACKed: no conntrack entry, no kube-proxy rule, no race. A cached
+        answer comes back at once (node-local-dns's own processing time is not modelled); a
+        miss in the cluster domain is forwarded over TCP to CoreDNS through the node's rules
+        (:meth:`_forward`) and cached; other names go to the upstream resolvers directly. A
+        forward that gets no answer leaves the client's try unanswered (it waits ``timeout``).
+        """
+        cache = self.node_local
+        assert cache is not None
+        client, qname, conf = query.client, query.qname, query.conf
+        elapsed, timed_out = 0.0, False
+        for attempt in range(conf.attempts):
+            try_seed = split_seed(seed, 2 * attempt)
+            at = t + start_s + elapsed
+            hit = cache.cached(client.node, qname, at)
+            if hit is not None:
+                return _Try(hit[0], hit[1], timed_out, elapsed, t)
+            if not in_zone(qname, self.dns.config.zone):
+                found, ttl = self.dns.lookup(qname)  # .:53 forwards to the node's upstreams
+                ttl = cache.store(client.node, qname, found, ttl, at)
+                return _Try(found, ttl, timed_out, elapsed, t)
+            res = self._forward(new_flow, query, try_seed, t)
+            if res is not None and res.served and res.app is not None:
+                pair = np.array([try_seed, split_seed(seed, 2 * attempt + 1)], dtype=np.uint64)
+                times = self.ctx.service_time_of(res.app).quantile(service_uniforms(pair))
+                took = float(times.sum() if conf.sequential else times.max())
+                if took <= conf.timeout_s:
+                    reply = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
+                    ttl = cache.store(client.node, qname, reply.answer, reply.ttl_s, at + took)
+                    return _Try(reply.answer, ttl, timed_out, elapsed + took, t)
+            timed_out = True
+            elapsed += conf.timeout_s
+        return _Try(None, 0, timed_out, elapsed, t)
+
+    def _forward(
+        self, new_flow: NewFlow, query: _Query, try_seed: int, t: float
+    ) -> Resolution | None:
+        """node-local-dns's ``force_tcp`` forward of a miss: a TCP flow from the node.
+
+        Upstream forwards to the ``kube-dns-upstream`` Service (kube-dns's selector and
+        ports); svcsim sends it through kube-dns's own TCP port 53, whose rules choose among
+        the same endpoints alike. Its conntrack entry is not kept (node-local-dns reuses
+        its upstream connections).
+        """
+        dial = self.nameserver_tcp
+        if dial is None:
+            return None
+        node = query.client.node
+        host = Client(
+            f"node-local-dns@{node}", self.ctx.kernels[node].network.node_ips[0], node, "host"
+        )
+        new = new_flow(query.w, host, dial, try_seed, t)
+        return new[1] if new is not None else None
+
+    def _clash(
+        self,
+        new_flow: NewFlow,
+        w: int,
+        client: Client,
+        conf: ResolvConf,
+        winner: str,
+        try_seed: int,
+        t: float,
+    ) -> Clash | None:
+        """The clash that dropped a query of this new pair, if any (:mod:`.dns_race`)."""
+
+        def loser_dnat(seed: int) -> str | None:
+            other = new_flow(w, client, self.nameserver, seed, t)
+            if other is None or not other[1].accepted:
+                return None
+            ip, port = other[0].destination
+            return f"{ip}:{port}"
+
+        mode = self.ctx.kernels[client.node].mode
+        return draw_clash(
+            self.race, conf, client.node, mode, winner, try_seed, split_seed, loser_dnat
+        )
+
+    def _resend(
+        self, query: _Query, app: str, clash: Clash, try_seed: int, at: float, timeout_s: float
+    ) -> float:
+        """How long the queries sent again after a lost one take (after the timeout).
+
+        ``send_dg`` waits ``timeout`` for the missing answer, switches to single-request
+        mode and sends both queries again, one after the other, on the same socket (the
+        winner's conntrack entry, so the same CoreDNS Pod). Records a ``dns-retry`` event.
+        """
+        seeds = np.array(resend_seeds(try_seed, split_seed), dtype=np.uint64)
+        again = float(self.ctx.service_time_of(app).quantile(service_uniforms(seeds)).sum())
+        client = query.client
+        self.ctx.recorder.add_event(
+            at + timeout_s,
+            EventKind.DNS_RETRY,
+            node=client.node,
+            object=f"pod/{client.label}",
+            detail=(
+                f"client={client.ip} name={query.qname} {clash.lost} query lost in the "
+                f"conntrack insert race ({clash.why()}); retried after {timeout_s:g} s, "
+                "one query at a time"
+            ),
+        )
+        return again
+
+    def _pod_dns(self, client: Client) -> PodDns | None:
+        """The client Pod's ``dnsPolicy``/``dnsConfig`` as the API holds it (None if unset)."""
+        api = getattr(self.ctx, "api", None)
+        pod: Pod | None = api.get("Pod", client.label) if api is not None else None
+        return pod.dns if pod is not None else None
 
     def dial(self, w: int, found: Lookup) -> Dial:
         """What the client dials with a successful lookup's first address."""
