@@ -77,8 +77,8 @@ def parse_pod_dns(r: Reader, spec: YMap, path: str) -> PodDns | None:
 def _option(r: Reader, om: YMap, path: str) -> tuple[str, str | None] | None:
     name = r.string(om, "name", path, required=True)
     value = r.string(om, "value", path)
-    if not name:
-        return None
+    if not name or (value is None and om.get("value") is not None):
+        return None  # already a problem: no name, or a value that is not a string
     line = om.line_of("value") if om.get("value") is not None else om.line_of("name")
     if name in NUMERIC_OPTIONS:
         low, cap = NUMERIC_OPTIONS[name]

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-_VERSION: Final = re.compile(r"^v?(\d{1,3})\.(\d{1,3})(?:[.\-+~_ ].*)?$")
+_VERSION: Final = re.compile(r"^v?(\d{1,3})\.(\d{1,3})(?:[.\-+~_]\S*)?$")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -296,7 +296,9 @@ class Resolver:
                     elapsed += conf.timeout_s
                     took = again
                 if answered:
-                    if entry is not None:
+                    if entry is not None and not tcp:
+                        # A TCP query's entry is left as created: SYN_SENT's 120 s is about
+                        # the TIME_WAIT the closed connection would keep.
                         table.update(entry.reply, "reply", at + took)
                     answer = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
                     return _Try(answer.answer, answer.ttl_s, timed_out, elapsed + took, t)
