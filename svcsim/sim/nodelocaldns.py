@@ -1,12 +1,13 @@
 """NodeLocal DNSCache: node-local-dns on every node, its cache, and where its misses go.
 
-Upstream (kubernetes/dns ``cmd/node-cache``; the manifest
-cluster/addons/dns/nodelocaldns/nodelocaldns.yaml in kubernetes/kubernetes) runs a CoreDNS
-build as a hostNetwork DaemonSet. It binds a link-local address (169.254.20.10) and, in
-iptables mode, the kube-dns ClusterIP too, on a dummy interface, and adds ``NOTRACK`` rules
-for both in the raw table (``PREROUTING`` and ``OUTPUT``, UDP and TCP port 53). A Pod's query
-therefore creates no conntrack entry and meets no kube-proxy rule: it cannot lose the
-A/AAAA insert race (:mod:`svcsim.netfilter.conntrack_clash`). Its Corefile::
+Upstream (kubernetes/dns ``cmd/node-cache/app/cache_app.go`` ``initIptables``, read at
+894fe1592ff5; the manifest cluster/addons/dns/nodelocaldns/nodelocaldns.yaml in
+kubernetes/kubernetes, read at 028f956d2f93) runs a CoreDNS build as a hostNetwork DaemonSet.
+It binds a link-local address (169.254.20.10) and, in iptables mode, the kube-dns ClusterIP
+too, on a dummy interface, and adds ``NOTRACK`` rules for both in the raw table (``PREROUTING``
+and ``OUTPUT``, UDP and TCP port 53). A Pod's query therefore creates no conntrack entry and
+meets no kube-proxy rule: it cannot lose the A/AAAA insert race
+(:mod:`svcsim.netfilter.conntrack_clash`). Its Corefile::
 
     cluster.local:53 {
         cache { success 9984 30; denial 9984 5 }

@@ -294,6 +294,7 @@ class Resolver:
                     again = self._resend(query, res.app, clash, try_seed, at, conf.timeout_s)
                     answered = again <= conf.timeout_s
                     elapsed += conf.timeout_s
+                    at += conf.timeout_s
                     took = again
                 if answered:
                     if entry is not None and not tcp:
