@@ -6,8 +6,8 @@ Each finds no entry in the conntrack table, gets its own *unconfirmed* entry and
 iptables or nftables mode, its own DNAT choice (its own ``statistic``/``numgen`` draw). The
 first to reach ``__nf_conntrack_confirm`` inserts its entry; the second finds the original
 tuple taken: a clash. What happens to it is decided by ``nf_ct_resolve_clash``
-(net/netfilter/nf_conntrack_core.c, torvalds/linux, read at 011e3c63 and in the current
-tree):
+(net/netfilter/nf_conntrack_core.c: torvalds/linux's current tree and 3.x at 011e3c63; a 5.4
+tree, CodeLinaro-mirror/qsdk_oss_kernel_linux-ipq-5.4 at 079d07e49a96):
 
 * kernels before 5.0: a clash of entries with NAT in place is never resolved: the packet
   is dropped (``insert_failed``). Clash resolution for UDP came with 71d8c47fc653

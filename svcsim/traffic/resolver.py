@@ -32,6 +32,14 @@ Then the client dials the first address it got: a ClusterIP goes through the nod
 as usual; a headless Service's Pod IP is dialled directly (no DNAT), so the spread follows
 the order of CoreDNS's (shuffled) answers.
 
+The Pod's own ``dnsConfig`` options (:mod:`svcsim.k8s.pod_dns`) change this: ``ndots``,
+``timeout``, ``attempts``; ``single-request``/``single-request-reopen`` send A, then AAAA (the
+try takes both answers in turn); ``use-vc`` sends them over TCP, a connection per try. A new
+pair sent together may lose one query to the conntrack insert race
+(:mod:`svcsim.traffic.dns_race`): the try then ends ``timeout`` plus both answers in turn
+later, with a ``dns-retry`` event. With NodeLocal DNSCache the queries go to the node's cache
+instead (:mod:`svcsim.traffic.nodelocal_path`).
+
 Every try and the connect meet the state that held when the request started (the engines
 resolve an attempt against one state); only conntrack updates are stamped at their own time.
 The draws of the tries (rules, service times, CoreDNS's shuffle) come from the attempt's seed,
@@ -46,7 +54,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from svcsim.k8s.dns import Addresses, Answer, ResolvConf, in_zone, pod_resolv_conf, search_plan
+from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, search_plan
 from svcsim.k8s.objects import Pod, PodDns
 from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
@@ -58,6 +66,7 @@ from svcsim.traffic.classify import Resolution, at_destination
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.dns_race import Clash, RaceSettings, draw_clash, resend_seeds
 from svcsim.traffic.draws import service_uniforms
+from svcsim.traffic.nodelocal_path import NodeLocalPath
 from svcsim.traffic.spec import NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial, service_port_at
 
@@ -150,7 +159,12 @@ class Resolver:
                 cfg.service_tcp_port,
             )
         self.race: RaceSettings | None = getattr(ctx, "dns_race", None)
-        self.node_local: NodeLocalDns | None = getattr(ctx, "nodelocaldns", None)
+        cache: NodeLocalDns | None = getattr(ctx, "nodelocaldns", None)
+        self.node_local = (
+            NodeLocalPath(ctx, dns, cache, self.nameserver_tcp, split_seed)
+            if cache is not None
+            else None
+        )
         self._cache: dict[tuple[int, int], dict[str, tuple[Lookup, float]]] = {}
 
     def lookup(
@@ -248,10 +262,14 @@ class Resolver:
 
         ``start_s``: how long the lookup had taken before this name (its tries start then).
         With NodeLocal DNSCache the pair goes to the node's cache instead
-        (:meth:`_exchange_local`); with ``use-vc`` each try is a TCP connection to port 53.
+        (:class:`~svcsim.traffic.nodelocal_path.NodeLocalPath`); with ``use-vc`` each try is a
+        TCP connection to port 53.
         """
         if self.node_local is not None:
-            return self._exchange_local(new_flow, query, seed, t, start_s)
+            local = self.node_local.exchange(
+                new_flow, query.w, query.client, query.qname, query.conf, seed, t, start_s
+            )
+            return _Try(local.answer, local.ttl_s, local.timed_out, local.elapsed_s, t)
         w, client, qname, conf = query.w, query.client, query.qname, query.conf
         table = self.ctx.kernels[client.node].conntrack
         tcp = conf.use_vc and self.nameserver_tcp is not None
@@ -311,64 +329,6 @@ class Resolver:
             if tcp:
                 original = None  # send_vc: a connection per try
         return _Try(None, 0, timed_out, elapsed, t)
-
-    def _exchange_local(
-        self, new_flow: NewFlow, query: _Query, seed: int, t: float, start_s: float
-    ) -> _Try:
-        """One name through the node's node-local-dns (:mod:`svcsim.sim.nodelocaldns`).
-
-        The queries are NOTRACKed: no conntrack entry, no kube-proxy rule, no race. A cached
-        answer comes back at once (node-local-dns's own processing time is not modelled); a
-        miss in the cluster domain is forwarded over TCP to CoreDNS through the node's rules
-        (:meth:`_forward`) and cached; other names go to the upstream resolvers directly. A
-        forward that gets no answer leaves the client's try unanswered (it waits ``timeout``).
-        """
-        cache = self.node_local
-        assert cache is not None
-        client, qname, conf = query.client, query.qname, query.conf
-        elapsed, timed_out = 0.0, False
-        for attempt in range(conf.attempts):
-            try_seed = split_seed(seed, 2 * attempt)
-            at = t + start_s + elapsed
-            hit = cache.cached(client.node, qname, at)
-            if hit is not None:
-                return _Try(hit[0], hit[1], timed_out, elapsed, t)
-            if not in_zone(qname, self.dns.config.zone):
-                found, ttl = self.dns.lookup(qname)  # .:53 forwards to the node's upstreams
-                ttl = cache.store(client.node, qname, found, ttl, at)
-                return _Try(found, ttl, timed_out, elapsed, t)
-            res = self._forward(new_flow, query, try_seed, t)
-            if res is not None and res.served and res.app is not None:
-                pair = np.array([try_seed, split_seed(seed, 2 * attempt + 1)], dtype=np.uint64)
-                times = self.ctx.service_time_of(res.app).quantile(service_uniforms(pair))
-                took = float(times.sum() if conf.sequential else times.max())
-                if took <= conf.timeout_s:
-                    reply = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
-                    ttl = cache.store(client.node, qname, reply.answer, reply.ttl_s, at + took)
-                    return _Try(reply.answer, ttl, timed_out, elapsed + took, t)
-            timed_out = True
-            elapsed += conf.timeout_s
-        return _Try(None, 0, timed_out, elapsed, t)
-
-    def _forward(
-        self, new_flow: NewFlow, query: _Query, try_seed: int, t: float
-    ) -> Resolution | None:
-        """node-local-dns's ``force_tcp`` forward of a miss: a TCP flow from the node.
-
-        Upstream forwards to the ``kube-dns-upstream`` Service (kube-dns's selector and
-        ports); svcsim sends it through kube-dns's own TCP port 53, whose rules choose among
-        the same endpoints alike. Its conntrack entry is not kept (node-local-dns reuses
-        its upstream connections).
-        """
-        dial = self.nameserver_tcp
-        if dial is None:
-            return None
-        node = query.client.node
-        host = Client(
-            f"node-local-dns@{node}", self.ctx.kernels[node].network.node_ips[0], node, "host"
-        )
-        new = new_flow(query.w, host, dial, try_seed, t)
-        return new[1] if new is not None else None
 
     def _clash(
         self,

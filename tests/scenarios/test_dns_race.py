@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from svcsim.cli.main import app
 from svcsim.explain import explain
+from svcsim.scenario.errors import ScenarioErrors
+from svcsim.scenario.load import load_scenario
+from svcsim.scenario.overrides import parse_settings, single_overrides
 from svcsim.traffic.engine import TrafficEngine
 from svcsim.traffic.reference import ReferenceEngine
 from tests.scenarios.conftest import ShippedRun
@@ -180,3 +183,70 @@ def test_bad_input_is_one_line_exit_2(
     assert len(lines) == 1, result.output
     assert lines[0].startswith(str(path)) and message in lines[0], result.output
     assert not (tmp_path / "out").exists()
+
+
+UDP_ONLY_KUBE_DNS = """\
+      ---
+      apiVersion: v1
+      kind: Service
+      metadata: {name: kube-dns, namespace: kube-system}
+      spec:
+        clusterIP: 10.96.0.10
+        selector: {k8s-app: kube-dns}
+        ports: [{name: dns, protocol: UDP, port: 53}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("sets", "warning"),
+    [
+        pytest.param(
+            ("cluster.proxy.mode=ipvs", "cluster.dns.nodeLocalCache.enabled=true"),
+            "cluster.dns.nodeLocalCache: IPVS nodes (node-1, node-2, node-3): node-local-dns "
+            "cannot take over the kube-dns ClusterIP there; svcsim assumes the kubelet's "
+            "clusterDNS is 169.254.20.10",
+            id="NodeLocal DNSCache in IPVS mode",
+        ),
+        pytest.param(
+            ("cluster.proxy.mode=userspace",),
+            "cluster.dns.conntrackRace: the A/AAAA insert race is simulated on iptables and "
+            "nftables nodes only, not on node-1, node-2, node-3",
+            id="the race on userspace nodes",
+        ),
+    ],
+)
+def test_what_svcsim_assumes_or_leaves_out_is_a_warning(
+    tmp_path: Path, sets: tuple[str, ...], warning: str
+) -> None:
+    path = tmp_path / "race.yaml"
+    path.write_text(TEXT, encoding="utf-8")
+    loaded = load_scenario(path, overrides=single_overrides(parse_settings(sets)))
+    assert [w for w in loaded.warnings if warning in w], loaded.warnings
+
+
+@pytest.mark.parametrize(
+    ("sets", "problem"),
+    [
+        pytest.param(
+            ("cluster.dns.nodeLocalCache.enabled=true",),
+            "cluster.dns.nodeLocalCache: node-local-dns forwards to CoreDNS over TCP "
+            "(force_tcp), but kube-system/kube-dns has no TCP port 53",
+            id="NodeLocal DNSCache",
+        ),
+        pytest.param(
+            (),
+            "Deployment use-vc sets use-vc (DNS over TCP), but kube-system/kube-dns has no TCP "
+            "port 53",
+            id="use-vc",
+        ),
+    ],
+)
+def test_dns_over_tcp_needs_kube_dns_tcp_port(
+    tmp_path: Path, sets: tuple[str, ...], problem: str
+) -> None:
+    path = tmp_path / "race.yaml"
+    text = TEXT.replace("apps:\n", UDP_ONLY_KUBE_DNS + "apps:\n", 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioErrors) as caught:
+        load_scenario(path, overrides=single_overrides(parse_settings(sets)))
+    assert [p for p in caught.value.problems if problem in p], caught.value.problems
