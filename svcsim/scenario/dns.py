@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictInt
 
 from svcsim.netfilter.conntrack_clash import parse_kernel_version
 from svcsim.scenario.base import IPv4, OmitNoneModel, problem
@@ -54,7 +54,16 @@ def _kernel_version(text: str) -> str:
     return text
 
 
-KernelVersionText = Annotated[str, AfterValidator(_kernel_version)]
+def _quoted(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise problem(
+            f"write the kernel version as quoted text, like \"{value}\": read as a number, "
+            "5.10 would be 5.1"
+        )
+    return value
+
+
+KernelVersionText = Annotated[str, BeforeValidator(_quoted), AfterValidator(_kernel_version)]
 
 
 class ConntrackRace(OmitNoneModel):

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from svcsim.cli.main import app
+from svcsim.cli.run import print_summary
 from svcsim.explain import explain
 from svcsim.scenario.errors import ScenarioErrors
 from svcsim.scenario.load import load_scenario
@@ -92,6 +94,17 @@ def test_explain_names_the_lost_query(shipped_run: ShippedRun) -> None:
     assert "retried after 5 s, one query at a time" in found.cause
 
 
+def test_run_summary_counts_the_delayed_lookups(shipped_run: ShippedRun) -> None:
+    run = shipped_run("dns-5s-delay")
+    console = Console(record=True, width=250)
+    print_summary(run, console)
+    delayed = int((run.requests.latency_s > TIMEOUT_S).sum())
+    assert delayed > 0
+    assert f"DNS: {delayed:,} lookups lost a query to the conntrack insert race" in (
+        console.export_text()
+    )
+
+
 def test_both_engines_agree(old_kernel: RaceRun, tmp_path: Path) -> None:
     reference = race_run(tmp_path, ReferenceEngine)
     pd.testing.assert_frame_equal(reference.requests, old_kernel.requests)
@@ -150,6 +163,13 @@ BAD = [
         "    conntrackRace: {kernelVersion: latest}",
         ":8: cluster.dns.conntrackRace.kernelVersion: not a kernel version",
         id="bad kernel version",
+    ),
+    pytest.param(
+        '    conntrackRace: {probability: 0.3, kernelVersion: "4.19.0-26-amd64"}',
+        "    conntrackRace: {kernelVersion: 5.10}",
+        ":8: cluster.dns.conntrackRace.kernelVersion: write the kernel version as quoted text, "
+        'like "5.1"',
+        id="kernel version as a number",
     ),
     pytest.param(
         "dnsConfig: {options: [{name: single-request}]}",
