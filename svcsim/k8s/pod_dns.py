@@ -17,6 +17,8 @@
 
   Other option names (``rotate``, ``edns0``, ``trust-ad`` ...) are warnings: svcsim ignores
   them.
+* ``dnsConfig.searches`` follow the cluster's search domains; ``dnsConfig.nameservers`` after
+  the cluster DNS are a warning (glibc asks them only when it fails; svcsim does not).
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ def parse_pod_dns(r: Reader, spec: YMap, path: str) -> PodDns | None:
             option = _option(r, om, opath)
             if option is not None:
                 options.append(option)
+    if nameservers and policy.startswith("ClusterFirst") and config is not None:
+        r.warn(
+            config.line_of("nameservers"),
+            join(cpath, "nameservers"),
+            "svcsim asks only the "
+            "cluster DNS; glibc would try these after it, when it fails: ignored",
+        )
     if policy == "None" and not nameservers:
         line = spec.line_of("dnsConfig") if config is not None else spec.line_of("dnsPolicy")
         r.error(

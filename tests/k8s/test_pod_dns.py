@@ -116,3 +116,10 @@ def test_the_kubelet_merges_dns_config_into_resolv_conf() -> None:
     assert (conf.ndots, conf.attempts, conf.timeout_s) == (1, 3, 5.0)  # last ndots wins
     assert conf.sequential and not conf.use_vc
     assert pod_resolv_conf("shop") == pod_resolv_conf("shop", pod=PodDns())
+
+
+def test_extra_nameservers_after_cluster_dns_are_warned_and_ignored() -> None:
+    dns, warnings = _dns("  dnsConfig:\n    nameservers: [1.1.1.1]")
+    assert dns is not None and dns.nameservers == ("1.1.1.1",)
+    [warning] = warnings
+    assert "pod.yaml:6: " in warning and "nameservers: svcsim asks only the cluster DNS" in warning
