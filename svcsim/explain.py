@@ -114,7 +114,38 @@ def explain(run_dir: Path, row: int) -> Explanation:
     steps.append(Step(f"What did {node}'s kube-proxy last program?", _proxy(run, world, node, t)))
     steps.append(Step(f"Where do {node}'s rules send it?", _rules(world, node, req, run)))
     steps.append(Step("What was the destination doing?", _destination(run, world, endpoint, t)))
-    return Explanation(row, tuple(steps), _cause(run, req, node, t))
+    cause_text = _cause(run, req, node, t)
+    retries = _dns_retries(run, req)
+    if retries:
+        steps.append(Step("Did the DNS lookup wait for a lost query?", retries))
+        if not cause:
+            cause_text = (
+                f"nothing went wrong at the destination, but the DNS lookup was delayed: "
+                f"{retries[0]}"
+            )
+    return Explanation(row, tuple(steps), cause_text)
+
+
+def _dns_retries(run: Run, req: pd.Series) -> tuple[str, ...]:
+    """The ``dns-retry`` events of the request's lookup (the conntrack insert race), as text.
+
+    A retry belongs to the request when it names the request's client Pod and happened
+    while the request was in flight.
+    """
+    ev = run.events
+    t, end = float(req["t_s"]), float(req["end_s"])
+    mine = ev[
+        (ev["kind"].astype(str) == "dns-retry")
+        & (ev["object"].astype(str) == f"pod/{req['client']}")
+        & (ev["t_s"] >= t)
+        & (ev["t_s"] <= end + 1e-9)
+    ]
+    lines = []
+    for _, e in mine.iterrows():
+        detail = str(e["detail"])
+        lost = detail.partition(" name=")[2].partition(" ")[2] or detail
+        lines.append(f"{lost} (at {float(e['t_s']):.3f} s)")
+    return tuple(lines)
 
 
 def _endpoints(world: World, service_key: str) -> tuple[str, ...]:

@@ -226,6 +226,13 @@ def print_summary(run: Run, out: Console, *, wall_s: float | None = None) -> Non
             out.print(table)
     else:
         out.print("No failure windows: every request succeeded.\n")
+    events = run.events
+    retried = int((events["kind"].astype(str) == "dns-retry").sum()) if len(events) else 0
+    if retried:
+        out.print(
+            f"[bold]DNS[/]: {retried:,} lookups lost a query to the conntrack insert race and "
+            "waited out the resolver's timeout (dns-retry events; svcsim explain; docs/dns.md)\n"
+        )
 
     out.print("[bold]Spread over endpoints[/], by Service")
     for service, endpoints in sorted(summary["endpoints"].items()):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from svcsim.k8s.objects import EndpointSlice, Service, ServiceType
+from svcsim.k8s.objects import EndpointSlice, PodDns, Service, ServiceType
 
 CLUSTER_DOMAIN: Final = "cluster.local"
 """The kubelet's ``clusterDomain`` as kubeadm sets it, and the zone of CoreDNS's plugin."""
@@ -46,15 +46,49 @@ class ResolvConf:
     """Wait for the answers of one try."""
     attempts: int = RES_ATTEMPTS
     """Tries per name (one nameserver)."""
+    single_request: bool = False
+    """``single-request`` (``RES_SNGLKUP``): the AAAA query is sent only once the A answer is
+    in, so the two never race (``resolv/res_send.c`` ``send_dg``)."""
+    single_request_reopen: bool = False
+    """``single-request-reopen`` (``RES_SNGLKUPREOP``): sends one query at a time too, and
+    reopens the socket when an answer is missing."""
+    use_vc: bool = False
+    """``use-vc`` (``RES_USEVC``): queries go over TCP (``send_vc``) to port 53."""
+
+    @property
+    def sequential(self) -> bool:
+        """True if A and AAAA are sent one after the other (either single-request option)."""
+        return self.single_request or self.single_request_reopen
 
     def __post_init__(self) -> None:
         if self.ndots < 0 or self.attempts < 1 or not self.timeout_s > 0:
             raise ValueError(f"bad resolver options {self!r}")
 
 
-def pod_resolv_conf(namespace: str, zone: str = CLUSTER_DOMAIN) -> ResolvConf:
-    """The resolv.conf the kubelet writes into a ClusterFirst Pod of ``namespace``."""
-    return ResolvConf((f"{namespace}.svc.{zone}", f"svc.{zone}", zone))
+def pod_resolv_conf(
+    namespace: str, zone: str = CLUSTER_DOMAIN, pod: PodDns | None = None
+) -> ResolvConf:
+    """The resolv.conf the kubelet writes into a ClusterFirst Pod of ``namespace``.
+
+    With the Pod's ``dnsConfig`` (``pod``): its ``searches`` follow the cluster's (duplicates
+    dropped) and its ``options`` override the kubelet's ``ndots:5`` and glibc's defaults
+    (pkg/kubelet/network/dns/dns.go ``appendDNSConfig``); they were checked when the
+    manifest was read (:mod:`svcsim.k8s.pod_dns`).
+    """
+    search: tuple[str, ...] = (f"{namespace}.svc.{zone}", f"svc.{zone}", zone)
+    if pod is None:
+        return ResolvConf(search)
+    search = tuple(dict.fromkeys((*search, *pod.searches)))
+    values = dict(pod.options)  # a name given twice: the last one counts
+    return ResolvConf(
+        search,
+        ndots=int(values.get("ndots") or NDOTS),
+        timeout_s=float(values.get("timeout") or RES_TIMEOUT_S),
+        attempts=int(values.get("attempts") or RES_ATTEMPTS),
+        single_request="single-request" in values,
+        single_request_reopen="single-request-reopen" in values,
+        use_vc="use-vc" in values,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,6 +250,20 @@ class ContainerPort:
 
 
 @dataclass(frozen=True, slots=True)
+class PodDns:
+    """A Pod's ``spec.dnsPolicy`` and ``spec.dnsConfig`` (what the kubelet's resolv.conf uses).
+
+    ``options`` are ``dnsConfig.options`` as ``(name, value)`` pairs (value None for a flag
+    such as ``single-request``), in manifest order; :mod:`svcsim.k8s.pod_dns` parses them.
+    """
+
+    policy: str = "ClusterFirst"
+    options: tuple[tuple[str, str | None], ...] = ()
+    searches: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Pod:
     """A Pod (``v1``): where it runs, its IP, and whether it is Ready or being deleted."""
 
@@ -264,6 +278,8 @@ class Pod:
     """True when ``metadata.deletionTimestamp`` is set."""
     container_ports: tuple[ContainerPort, ...] = ()
     host_network: bool = False
+    dns: PodDns | None = None
+    """``dnsPolicy``/``dnsConfig``; None: neither is set (ClusterFirst, no options)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +405,8 @@ class PodTemplate:
     annotations: tuple[tuple[str, str], ...] = ()
     containers: tuple[Container, ...] = ()
     termination_grace_period_s: int = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+    dns: PodDns | None = None
+    """``dnsPolicy``/``dnsConfig`` of the template; None: neither is set."""
 
     @property
     def app_container(self) -> Container | None:
@@ -463,7 +481,12 @@ def _canonical(value: object) -> object:
         return str(value.value)
     slots = getattr(type(value), "__dataclass_fields__", None)
     if slots is not None:
-        return tuple((name, _canonical(getattr(value, name))) for name in slots)
+        # An unset ``dns`` is left out, so templates keep the hash they had before it existed.
+        return tuple(
+            (name, _canonical(getattr(value, name)))
+            for name in slots
+            if not (name == "dns" and getattr(value, name) is None)
+        )
     if isinstance(value, tuple):
         return tuple(_canonical(v) for v in value)
     return value

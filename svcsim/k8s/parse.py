@@ -39,6 +39,7 @@ from svcsim.k8s.objects import (
     Protocol,
     ServiceCIDR,
 )
+from svcsim.k8s.pod_dns import parse_pod_dns
 
 PROTOCOLS = tuple(p.value for p in Protocol)
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -391,6 +392,7 @@ def parse_pod(doc: YMap, r: Reader, origin: str) -> Pod:
         terminating=deleting,
         container_ports=tuple(ports),
         host_network=bool(r.boolean(spec, "hostNetwork", "spec")),
+        dns=parse_pod_dns(r, spec, "spec"),
     )
 
 

@@ -37,6 +37,7 @@ from svcsim.k8s.objects import (
     RollingUpdate,
 )
 from svcsim.k8s.parse import parse_meta, protocol
+from svcsim.k8s.pod_dns import parse_pod_dns
 
 MAX_INT32 = 2**31 - 1
 _TOP_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
@@ -241,7 +242,8 @@ def _template(r: Reader, spec: YMap) -> PodTemplate:
     for cpath, cm in r.maps(ps, "initContainers", path):
         if cm.get("restartPolicy") == "Always":
             containers.append(_container(r, cm, cpath, grace, sidecar=True))
-    return PodTemplate(labels, annotations, tuple(containers), grace)
+    dns = parse_pod_dns(r, ps, path)
+    return PodTemplate(labels, annotations, tuple(containers), grace, dns)
 
 
 def _container(r: Reader, cm: YMap, path: str, grace: int, *, sidecar: bool) -> Container:

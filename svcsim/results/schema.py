@@ -188,6 +188,10 @@ class EventKind(StrEnum):
     PROXY_DIAL_RETRY = "proxy-dial-retry"
     """userspace mode: kube-proxy's dial to an endpoint failed (refused or timed out), so it
     tried the next endpoint for that connection (detail: client, endpoint, how, seconds)."""
+    DNS_RETRY = "dns-retry"
+    """A client's A or AAAA query was dropped by the conntrack insert race; its resolver
+    waited ``timeout`` and sent both again, one at a time (object: the client Pod; detail:
+    client IP, name, which query, why the kernel dropped it)."""
 
 
 class Kind(StrEnum):

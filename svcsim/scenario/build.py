@@ -15,6 +15,7 @@ from typing import TypeAlias
 from svcsim.k8s import Manifests, effective_endpoint_slices
 from svcsim.k8s.objects import EndpointSlice, Node, ObjectMeta, Service, ServiceType
 from svcsim.netfilter.conntrack import kernel_default_max
+from svcsim.netfilter.conntrack_clash import parse_kernel_version
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.nft_parse import ParseMemo, parse_table
 from svcsim.proxy.context import (
@@ -57,6 +58,7 @@ from svcsim.sim.kernel import Kernel, KernelMode
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.loadbalancer import CloudLoadBalancer, LoadBalancerConfig, kube_proxy_probe
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodelocaldns import NodeLocalConfig, NodeLocalDns
 from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.scheduling import Scheduler, start_bare_pod
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, SyncCostModel
@@ -64,6 +66,7 @@ from svcsim.sim.userspace_proxy import UserspaceConfig
 from svcsim.traffic import spec as ts
 from svcsim.traffic.context import ApiView
 from svcsim.traffic.core import EngineCore
+from svcsim.traffic.dns_race import RaceSettings
 from svcsim.traffic.engine import TrafficEngine
 from svcsim.traffic.resolver import DNS_PORT
 from svcsim.traffic.targets import service_port_at
@@ -210,6 +213,7 @@ def build_world(
     specs = [_workload(w, initial.services, node_ips, manifests) for w in sc.workloads]
     if any(isinstance(s.target, ts.NameTarget) for s in specs):
         world.coredns = _coredns(world, sc, delays.api_watch_s, initial_slices)
+        _client_dns(world, sc)
         for w in sc.workloads:
             for ip in (w.dns.hosts if w.dns is not None else {}).values():
                 world.outside_hosts.setdefault(ip, "external")
@@ -392,6 +396,12 @@ def _coredns(
     if service is None or port is None or service.cluster_ip in ("", "None"):
         raise ValueError(f"Service {key} has no ClusterIP with UDP port 53: no cluster DNS")
     spn = ServicePortName(service.meta.namespace, service.meta.name, port.name, port.protocol)
+    tcp = next((p for p in service.ports if p.port == DNS_PORT and p.protocol == "TCP"), None)
+    tcp_spn = (
+        ServicePortName(service.meta.namespace, service.meta.name, tcp.name, tcp.protocol).text
+        if tcp is not None
+        else ""
+    )
     hosts = {n: ip for w in sc.workloads if w.dns is not None for n, ip in w.dns.hosts.items()}
     config = CoreDnsConfig(
         ttl_s=dns.ttl_s,
@@ -400,8 +410,25 @@ def _coredns(
         upstream={n.lower().rstrip("."): ip for n, ip in hosts.items()},
         service_ip=service.cluster_ip,
         service_port=spn.text,
+        service_tcp_port=tcp_spn,
     )
     return CoreDns(world.api, watch_delay_s, config, slices)
+
+
+def _client_dns(world: World, sc: Scenario) -> None:
+    """The client side of cluster DNS: the insert race's settings, NodeLocal DNSCache."""
+    dns = sc.cluster.dns or ClusterDns()
+    race = dns.conntrack_race
+    world.dns_race = RaceSettings(
+        race.probability,
+        parse_kernel_version(race.kernel_version),
+        frozenset(n.name for n in sc.cluster.nodes if n.cpus == 1),
+    )
+    local = dns.node_local_cache
+    if local.enabled:
+        world.nodelocaldns = NodeLocalDns(
+            NodeLocalConfig(local.ip, local.success_ttl_s, local.denial_ttl_s)
+        )
 
 
 def _api_manifests(world: World) -> Manifests:

@@ -26,6 +26,7 @@ from svcsim.k8s.objects import (
     ServiceType,
     TrafficPolicy,
 )
+from svcsim.netfilter.conntrack_clash import clash_drops, parse_kernel_version
 from svcsim.proxy.flags import (
     IPTABLES_ONLY_REASONS,
     NOT_FOR_USERSPACE,
@@ -35,7 +36,13 @@ from svcsim.proxy.flags import (
 from svcsim.scenario import timeline as tl
 from svcsim.scenario.base import Loc
 from svcsim.scenario.dns import ClusterDns
-from svcsim.scenario.dns_checks import name_problem, nameserver_problem
+from svcsim.scenario.dns_checks import (
+    has_tcp53,
+    name_problem,
+    nameserver_problem,
+    resolver_problem,
+    uses_vc,
+)
 from svcsim.scenario.durations import format_duration
 from svcsim.scenario.fault_order import check_fault_order, outside_addresses
 from svcsim.scenario.locate import YamlDoc, format_path
@@ -46,6 +53,7 @@ from svcsim.scenario.service_plan import ServicePlan, plan_services, timeline_or
 from svcsim.scenario.workload import Udp, Workload
 from svcsim.sim.network import pod_address_count, usable_pod_ip
 from svcsim.sim.rollout import check_rolling_update, resolve_fenceposts
+from svcsim.traffic.dns_race import RACING_MODES
 
 SIMULATED_PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 """kube-proxy modes the simulation has a data path for."""
@@ -178,6 +186,10 @@ class _Checks:
         self.manual: set[str] = set()
         """Services whose endpoints are written by hand (Endpoints, EndpointSlices)."""
         self.nodes_from_manifests = False
+        self._first_name = next(
+            (i for i, w in enumerate(scenario.workloads) if isinstance(w.target, NameTarget)), -1
+        )
+        """The first workload that dials a name (cluster-wide DNS warnings are given there)."""
 
     def _line(self, path: Loc) -> int:
         """The line of ``path``, or of its deepest part written in the file."""
@@ -524,6 +536,59 @@ class _Checks:
         why = why or nameserver_problem(key, services)
         if why is not None:
             self.problem(("workloads", i, "to"), why)
+        clients = [(f"Deployment {d.meta.name}", d.template.dns, False) for d in deps]
+        clients += [
+            (
+                f"Pod {self.bare_pods[k].meta.name}",
+                self.bare_pods[k].dns,
+                self.bare_pods[k].host_network,
+            )
+            for k in pods
+        ]
+        for owner, pod_dns, host_network in clients:
+            if (why := resolver_problem(owner, pod_dns, host_network)) is not None:
+                self.problem(("workloads", i, "from", "pods"), why)
+            elif uses_vc(pod_dns) and not has_tcp53(key, services):
+                self.problem(
+                    ("workloads", i, "from", "pods"),
+                    f"{owner} sets use-vc (DNS over TCP), but {key} has no TCP port 53",
+                )
+        local = dns.node_local_cache
+        if local.enabled and not has_tcp53(key, services):
+            self.problem(
+                ("cluster", "dns", "nodeLocalCache"),
+                f"node-local-dns forwards to "
+                f"CoreDNS over TCP (force_tcp), but {key} has no TCP port 53",
+            )
+        if local.enabled and i == self._first_name and self._ipvs_nodes():
+            self.warn(
+                ("cluster", "dns", "nodeLocalCache"),
+                "IPVS nodes "
+                f"({', '.join(self._ipvs_nodes())}): node-local-dns cannot take over the "
+                f"kube-dns ClusterIP there; svcsim assumes the kubelet's clusterDNS is "
+                f"{local.ip}, as upstream requires for IPVS mode",
+            )
+
+        race = dns.conntrack_race
+        kernel = parse_kernel_version(race.kernel_version)
+        if i == self._first_name and race.probability > 0 and clash_drops(kernel, False):
+            proxy = self.scenario.cluster.proxy
+            other = [
+                n
+                for n in self.scenario.cluster.node_names
+                if proxy.for_node(n).mode not in RACING_MODES
+            ]
+            if other and not local.enabled:
+                self.warn(
+                    ("cluster", "dns", "conntrackRace"),
+                    "the A/AAAA insert race is simulated on iptables and nftables nodes only, "
+                    f"not on {', '.join(other)} (IPVS and userspace mode translate without "
+                    "netfilter's DNAT)",
+                )
+
+    def _ipvs_nodes(self) -> list[str]:
+        proxy = self.scenario.cluster.proxy
+        return [n for n in self.scenario.cluster.node_names if proxy.for_node(n).mode == "ipvs"]
 
     def target_port(self, i: int, service: Service, port: ServicePort) -> None:
         """Warn when the Pods a workload reaches declare ports, but not the numeric targetPort.

@@ -12,11 +12,12 @@ SIGTERM (``health { lameduck 5s }``).
 from __future__ import annotations
 
 import ipaddress
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictInt
 
-from svcsim.scenario.base import IPv4, OmitNoneModel
+from svcsim.netfilter.conntrack_clash import parse_kernel_version
+from svcsim.scenario.base import IPv4, OmitNoneModel, problem
 from svcsim.scenario.refs import ServiceRefText
 from svcsim.sim.config import AppProfile
 from svcsim.sim.coredns import CACHE_MAX_TTL_S, DEFAULT_TTL_S
@@ -29,6 +30,70 @@ COREDNS_REPLICAS: Final = 2
 LAMEDUCK_S: Final = 5.0
 """``health { lameduck 5s }`` of the default Corefile: answers for 5 s after SIGTERM."""
 COREDNS_IMAGE: Final = "registry.k8s.io/coredns/coredns:v1.11.3"
+
+
+DEFAULT_KERNEL: Final = "6.8"
+"""The nodes' kernel unless ``conntrackRace.kernelVersion`` says otherwise (Ubuntu 24.04's:
+a current kernel, which resolves every clash, so scenarios without the setting see no race)."""
+DEFAULT_RACE_PROBABILITY: Final = 0.05
+"""ASSUMPTION, not from a source: the chance that the A and AAAA packets of one query pair
+are processed concurrently on two CPUs of a multi-CPU node. Set it from a real node: the
+growth of ``conntrack -S`` ``insert_failed`` over the DNS query pairs sent meanwhile."""
+NODE_LOCAL_DNS_IP: Final = "169.254.20.10"
+"""The link-local address node-local-dns listens on (cluster/addons/dns/nodelocaldns)."""
+NODE_LOCAL_SUCCESS_TTL_S: Final = 30
+"""nodelocaldns.yaml's Corefile: ``cache { success 9984 30; denial 9984 5 }``."""
+NODE_LOCAL_DENIAL_TTL_S: Final = 5
+
+
+def _kernel_version(text: str) -> str:
+    try:
+        parse_kernel_version(text)
+    except ValueError as exc:
+        raise problem(str(exc)) from None
+    return text
+
+
+def _quoted(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise problem(
+            f"write the kernel version as quoted text, like \"{value}\": read as a number, "
+            "5.10 would be 5.1"
+        )
+    return value
+
+
+KernelVersionText = Annotated[str, BeforeValidator(_quoted), AfterValidator(_kernel_version)]
+
+
+class ConntrackRace(OmitNoneModel):
+    """The A/AAAA conntrack insert race on the client nodes (docs/dns.md, "5-second delay")."""
+
+    probability: float = Field(default=DEFAULT_RACE_PROBABILITY, ge=0.0, le=1.0)
+    """Chance that a query pair's two packets are processed concurrently on two CPUs (an
+    assumption: see :data:`DEFAULT_RACE_PROBABILITY`); 0 on 1-CPU nodes whatever it says."""
+    kernel_version: KernelVersionText = DEFAULT_KERNEL
+    """The nodes' kernel (``uname -r``, or a Node's ``status.nodeInfo.kernelVersion``):
+    before 5.0 every clash drops a packet, 5.0-5.6 only clashes of different DNAT targets,
+    5.7 and later none (:mod:`svcsim.netfilter.conntrack_clash`)."""
+
+
+class NodeLocalCache(OmitNoneModel):
+    """NodeLocal DNSCache: node-local-dns on every node, the fix for the race (docs/dns.md)."""
+
+    enabled: StrictBool = False
+    """Run node-local-dns on every node (the kubernetes/dns ``node-cache`` DaemonSet)."""
+    ip: IPv4 = NODE_LOCAL_DNS_IP
+    """The link-local address it listens on (and, except in IPVS mode, the kube-dns
+    ClusterIP too)."""
+    success_ttl_s: StrictInt = Field(
+        default=NODE_LOCAL_SUCCESS_TTL_S, ge=0, le=86400, alias="successTTL"
+    )
+    """``cache { success 9984 30 }``: longest an answer is cached, seconds."""
+    denial_ttl_s: StrictInt = Field(
+        default=NODE_LOCAL_DENIAL_TTL_S, ge=0, le=86400, alias="denialTTL"
+    )
+    """``cache { denial 9984 5 }``: longest an NXDOMAIN is cached, seconds."""
 
 
 class ClusterDns(OmitNoneModel):
@@ -48,6 +113,10 @@ class ClusterDns(OmitNoneModel):
     """Cache the cluster's own records too: a plain ``cache 30`` (kubeadm before 1.32, the
     coredns/deployment Corefile). False: ``disable success/denial cluster.local`` (kubeadm
     1.32+), only external names are cached."""
+    conntrack_race: ConntrackRace = Field(default_factory=ConntrackRace)
+    """The A/AAAA conntrack insert race of the client nodes' kernel."""
+    node_local_cache: NodeLocalCache = Field(default_factory=NodeLocalCache)
+    """NodeLocal DNSCache (``enabled: true`` to run it)."""
 
 
 class WorkloadDns(OmitNoneModel):
@@ -123,6 +192,8 @@ __all__ = [
     "DEFAULT_DNS_SERVICE",
     "DNS_ORIGIN",
     "ClusterDns",
+    "ConntrackRace",
+    "NodeLocalCache",
     "WorkloadDns",
     "coredns_app",
     "coredns_manifest",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from svcsim.k8s.controllers import selector_matches
 from svcsim.k8s.dns import CLUSTER_DOMAIN, in_zone, pod_resolv_conf, query_names, service_of_name
 from svcsim.k8s.load import Manifests
-from svcsim.k8s.objects import Service, ServiceType
+from svcsim.k8s.objects import PodDns, Service, ServiceType
 from svcsim.scenario.refs import NameTarget
 
 MAX_ALIASES = 8
@@ -110,4 +110,37 @@ def _nowhere(qname: str, target: str) -> str:
     return (
         f"{qname} is an ExternalName Service for {target}, which no Service or dns.hosts "
         f"entry answers: say what answers there (dns: {{hosts: {{{target}: IP}}}})"
+    )
+
+
+def resolver_problem(owner: str, dns: PodDns | None, host_network: bool) -> str | None:
+    """Why the client Pods of ``owner`` do not ask cluster DNS (svcsim's only resolver), or None.
+
+    The kubelet (pkg/kubelet/network/dns/dns.go ``getPodDNSType``): ``ClusterFirst`` on a
+    hostNetwork Pod falls back to ``Default`` (the node's resolv.conf);
+    ``ClusterFirstWithHostNet`` asks cluster DNS either way; ``Default`` and ``None`` do not.
+    """
+    policy = dns.policy if dns is not None else "ClusterFirst"
+    if policy == "ClusterFirst" and host_network:
+        why = "hostNetwork with dnsPolicy ClusterFirst uses the node's resolv.conf"
+    elif policy in ("Default", "None"):
+        why = f"dnsPolicy {policy} does not use cluster DNS"
+    else:
+        return None
+    return (
+        f"{owner}: {why}; svcsim simulates cluster DNS clients only "
+        "(dnsPolicy ClusterFirst, or ClusterFirstWithHostNet)"
+    )
+
+
+def uses_vc(dns: PodDns | None) -> bool:
+    """True if the Pod's resolver sends its queries over TCP (``options: [{name: use-vc}]``)."""
+    return dns is not None and any(name == "use-vc" for name, _ in dns.options)
+
+
+def has_tcp53(key: str, services: Mapping[str, Service]) -> bool:
+    """True if Service ``key`` has a TCP port 53 (``dns-tcp`` of kube-dns)."""
+    svc = services.get(key)
+    return svc is not None and any(
+        p.port == DNS_PORT and p.protocol.value == "TCP" for p in svc.ports
     )

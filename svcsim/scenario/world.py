@@ -34,10 +34,12 @@ from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
 from svcsim.sim.loadbalancer import CloudLoadBalancer
 from svcsim.sim.network import PodNetwork
+from svcsim.sim.nodelocaldns import NodeLocalDns
 from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.synccost import ProgrammedView
 from svcsim.traffic.context import ApiView, ClientPod, ProxyState
 from svcsim.traffic.core import EngineCore
+from svcsim.traffic.dns_race import RaceSettings
 from svcsim.traffic.spec import ExponentialTime, ServiceTime
 
 DEFAULT_SERVICE_TIME = ExponentialTime(0.010)
@@ -89,6 +91,10 @@ class World:
         self.outside_hosts: dict[str, str] = {}
         self.coredns: CoreDns | None = None
         """The cluster's CoreDNS answers, when a workload dials names (docs/dns.md)."""
+        self.dns_race: RaceSettings | None = None
+        """The A/AAAA conntrack insert race of the client nodes (with :attr:`coredns`)."""
+        self.nodelocaldns: NodeLocalDns | None = None
+        """NodeLocal DNSCache's per-node caches, when ``cluster.dns.nodeLocalCache`` runs it."""
         self.outside_down: set[str] = set()
         """Hand-made endpoints outside the Pod network that are down now."""
         self.outside_version = 0

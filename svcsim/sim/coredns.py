@@ -78,6 +78,9 @@ class CoreDnsConfig:
     """The kube-dns ClusterIP: the nameserver of every Pod's resolv.conf."""
     service_port: str = ""
     """The ServicePortName text of kube-dns's UDP port 53 (for the records' attribution)."""
+    service_tcp_port: str = ""
+    """The same for its TCP port 53 (``use-vc`` queries, node-local-dns's forwards); "" if
+    kube-dns has none."""
 
     def __post_init__(self) -> None:
         if self.ttl_s < 0 or self.cache_s < 0:

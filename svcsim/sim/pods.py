@@ -208,6 +208,7 @@ class PodRunner:
             phase="Pending",
             ready=False,
             container_ports=spec.template.container_ports,
+            dns=spec.template.dns,
         )
         self._written: Pod | None = None
         if link != "up":

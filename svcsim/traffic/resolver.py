@@ -32,6 +32,14 @@ Then the client dials the first address it got: a ClusterIP goes through the nod
 as usual; a headless Service's Pod IP is dialled directly (no DNAT), so the spread follows
 the order of CoreDNS's (shuffled) answers.
 
+The Pod's own ``dnsConfig`` options (:mod:`svcsim.k8s.pod_dns`) change this: ``ndots``,
+``timeout``, ``attempts``; ``single-request``/``single-request-reopen`` send A, then AAAA (the
+try takes both answers in turn); ``use-vc`` sends them over TCP, a connection per try. A new
+pair sent together may lose one query to the conntrack insert race
+(:mod:`svcsim.traffic.dns_race`): the try then ends ``timeout`` plus both answers in turn
+later, with a ``dns-retry`` event. With NodeLocal DNSCache the queries go to the node's cache
+instead (:mod:`svcsim.traffic.nodelocal_path`).
+
 Every try and the connect meet the state that held when the request started (the engines
 resolve an attempt against one state); only conntrack updates are stamped at their own time.
 The draws of the tries (rules, service times, CoreDNS's shuffle) come from the attempt's seed,
@@ -47,14 +55,18 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from svcsim.k8s.dns import Addresses, Answer, ResolvConf, pod_resolv_conf, search_plan
+from svcsim.k8s.objects import Pod, PodDns
 from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.results.schema import Cause, Outcome
+from svcsim.results.schema import Cause, EventKind, Outcome
 from svcsim.sim.coredns import CoreDns
+from svcsim.sim.nodelocaldns import NodeLocalDns
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution, at_destination
 from svcsim.traffic.context import TrafficContext
+from svcsim.traffic.dns_race import Clash, RaceSettings, draw_clash, resend_seeds
 from svcsim.traffic.draws import service_uniforms
+from svcsim.traffic.nodelocal_path import NodeLocalPath
 from svcsim.traffic.spec import NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial, service_port_at
 
@@ -136,6 +148,23 @@ class Resolver:
             cfg.service_port.partition(":")[0],
             cfg.service_port,
         )
+        self.nameserver_tcp: Dial | None = None
+        if cfg.service_tcp_port:
+            self.nameserver_tcp = Dial(
+                cfg.service_ip,
+                DNS_PORT,
+                "tcp",
+                cfg.service_tcp_port,
+                cfg.service_tcp_port.partition(":")[0],
+                cfg.service_tcp_port,
+            )
+        self.race: RaceSettings | None = getattr(ctx, "dns_race", None)
+        cache: NodeLocalDns | None = getattr(ctx, "nodelocaldns", None)
+        self.node_local = (
+            NodeLocalPath(ctx, dns, cache, self.nameserver_tcp, split_seed)
+            if cache is not None
+            else None
+        )
         self._cache: dict[tuple[int, int], dict[str, tuple[Lookup, float]]] = {}
 
     def lookup(
@@ -157,7 +186,9 @@ class Resolver:
             if hit is not None and t < hit[1]:
                 found = hit[0]
                 return Lookup(found.ips, found.service, found.headless, Cause.NONE, 0.0)
-        conf = pod_resolv_conf(client.label.partition("/")[0], self.dns.config.zone)
+        conf = pod_resolv_conf(
+            client.label.partition("/")[0], self.dns.config.zone, self._pod_dns(client)
+        )
         plan = search_plan(target.name, conf)
         asked: list[_Try] = []
 
@@ -230,16 +261,26 @@ class Resolver:
         """One name: up to ``attempts`` tries of the A/AAAA pair from one socket.
 
         ``start_s``: how long the lookup had taken before this name (its tries start then).
+        With NodeLocal DNSCache the pair goes to the node's cache instead
+        (:class:`~svcsim.traffic.nodelocal_path.NodeLocalPath`); with ``use-vc`` each try is a
+        TCP connection to port 53.
         """
+        if self.node_local is not None:
+            local = self.node_local.exchange(
+                new_flow, query.w, query.client, query.qname, query.conf, seed, t, start_s
+            )
+            return _Try(local.answer, local.ttl_s, local.timed_out, local.elapsed_s, t)
         w, client, qname, conf = query.w, query.client, query.qname, query.conf
         table = self.ctx.kernels[client.node].conntrack
-        dial = self.nameserver
+        tcp = conf.use_vc and self.nameserver_tcp is not None
+        dial = self.nameserver_tcp if tcp and self.nameserver_tcp is not None else self.nameserver
         original: FlowTuple | None = None
         elapsed, timed_out = 0.0, False
         for attempt in range(conf.attempts):
             try_seed = split_seed(seed, 2 * attempt)
             at = t + start_s + elapsed
             res: Resolution | None = None
+            clash: Clash | None = None
             entry = table.lookup(original, t) if original is not None else None
             if original is not None and entry is not None:
                 table.update(original, "original", at)
@@ -248,22 +289,35 @@ class Resolver:
                     ip, port, entry.is_dnat, dial, client.node, self.ctx, via_conntrack=True
                 )
             else:
-                sport = ports.allocate(table, "udp", client.ip, dial.ip, dial.port, t)
-                original = FlowTuple("udp", client.ip, sport, dial.ip, dial.port)
+                sport = ports.allocate(table, dial.protocol, client.ip, dial.ip, dial.port, t)
+                original = FlowTuple(dial.protocol, client.ip, sport, dial.ip, dial.port)
                 new = new_flow(w, client, dial, try_seed, t)
                 if new is not None:
                     nf, res = new
                     if res.accepted:
                         ip, port = nf.destination
-                        reply = FlowTuple("udp", ip, port, client.ip, sport)
+                        reply = FlowTuple(dial.protocol, ip, port, client.ip, sport)
                         entry = table.create(original, reply, t)
+                        if not tcp:
+                            winner = f"{ip}:{port}"
+                            clash = self._clash(new_flow, w, client, conf, winner, try_seed, t)
             if res is not None and res.served and res.app is not None:
                 pair = np.array([try_seed, split_seed(seed, 2 * attempt + 1)], dtype=np.uint64)
-                took = float(
-                    self.ctx.service_time_of(res.app).quantile(service_uniforms(pair)).max()
-                )
-                if took <= conf.timeout_s:
-                    if entry is not None:
+                times = self.ctx.service_time_of(res.app).quantile(service_uniforms(pair))
+                # Both queries at once (UDP sendmmsg, TCP writev), or one after the other.
+                took = float(times.sum() if conf.sequential else times.max())
+                answered = took <= conf.timeout_s
+                if answered and clash is not None:
+                    # One answer in, the other lost: wait it out, then both again in turn.
+                    again = self._resend(query, res.app, clash, try_seed, at, conf.timeout_s)
+                    answered = again <= conf.timeout_s
+                    elapsed += conf.timeout_s
+                    at += conf.timeout_s
+                    took = again
+                if answered:
+                    if entry is not None and not tcp:
+                        # A TCP query's entry is left as created: SYN_SENT's 120 s is about
+                        # the TIME_WAIT the closed connection would keep.
                         table.update(entry.reply, "reply", at + took)
                     answer = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
                     return _Try(answer.answer, answer.ttl_s, timed_out, elapsed + took, t)
@@ -272,7 +326,64 @@ class Resolver:
                 continue
             timed_out = True
             elapsed += conf.timeout_s
+            if tcp:
+                original = None  # send_vc: a connection per try
         return _Try(None, 0, timed_out, elapsed, t)
+
+    def _clash(
+        self,
+        new_flow: NewFlow,
+        w: int,
+        client: Client,
+        conf: ResolvConf,
+        winner: str,
+        try_seed: int,
+        t: float,
+    ) -> Clash | None:
+        """The clash that dropped a query of this new pair, if any (:mod:`.dns_race`)."""
+
+        def loser_dnat(seed: int) -> str | None:
+            other = new_flow(w, client, self.nameserver, seed, t)
+            if other is None or not other[1].accepted:
+                return None
+            ip, port = other[0].destination
+            return f"{ip}:{port}"
+
+        mode = self.ctx.kernels[client.node].mode
+        return draw_clash(
+            self.race, conf, client.node, mode, winner, try_seed, split_seed, loser_dnat
+        )
+
+    def _resend(
+        self, query: _Query, app: str, clash: Clash, try_seed: int, at: float, timeout_s: float
+    ) -> float:
+        """How long the queries sent again after a lost one take (after the timeout).
+
+        ``send_dg`` waits ``timeout`` for the missing answer, switches to single-request
+        mode and sends both queries again, one after the other, on the same socket (the
+        winner's conntrack entry, so the same CoreDNS Pod). Records a ``dns-retry`` event.
+        """
+        seeds = np.array(resend_seeds(try_seed, split_seed), dtype=np.uint64)
+        again = float(self.ctx.service_time_of(app).quantile(service_uniforms(seeds)).sum())
+        client = query.client
+        self.ctx.recorder.add_event(
+            at + timeout_s,
+            EventKind.DNS_RETRY,
+            node=client.node,
+            object=f"pod/{client.label}",
+            detail=(
+                f"client={client.ip} name={query.qname} {clash.lost} query lost in the "
+                f"conntrack insert race ({clash.why()}); retried after {timeout_s:g} s, "
+                "one query at a time"
+            ),
+        )
+        return again
+
+    def _pod_dns(self, client: Client) -> PodDns | None:
+        """The client Pod's ``dnsPolicy``/``dnsConfig`` as the API holds it (None if unset)."""
+        api = getattr(self.ctx, "api", None)
+        pod: Pod | None = api.get("Pod", client.label) if api is not None else None
+        return pod.dns if pod is not None else None
 
     def dial(self, w: int, found: Lookup) -> Dial:
         """What the client dials with a successful lookup's first address."""

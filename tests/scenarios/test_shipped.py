@@ -20,6 +20,7 @@ from tests.scenarios.conftest import (
 
 EXPECTED = (
     "conntrack-full",
+    "dns-5s-delay",
     "dns-coredns-rollout",
     "dns-headless",
     "ipvs-lc-keepalive",
