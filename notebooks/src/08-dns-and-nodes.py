@@ -1,17 +1,22 @@
-"""Cells of notebooks/08-nodes-and-load-balancers.ipynb (see notebooks/build_notebooks.py)."""
+"""Cells of notebooks/08-dns-and-nodes.ipynb (see notebooks/build_notebooks.py)."""
 
 # One cell per entry, as the notebook shows it: not for the formatter to rearrange.
 # fmt: off
 CELLS = [
     ("md", r'''
-    # 08 · When nodes fail, lose the API server, or sit behind a cloud load balancer
+    # 08 · DNS, ICMP limits, and nodes that fail, lose the API server, or sit behind a load balancer
 
-    Most Service outages do not start in kube-proxy. A node loses power; a node loses the API
-    server while it keeps forwarding; a cloud load balancer keeps sending to a node whose Pods
-    are gone; topology hints keep a zone's traffic at home whether the zone can take it or not.
-    Each of those is timed by a component *around* kube-proxy, with its own timers, and this
-    notebook replays one scenario for each and derives every failure window from those timers:
+    Most Service outages do not start in kube-proxy alone. Clients find Services through
+    CoreDNS, which is a Deployment behind a Service like any other; the kernel rate-limits the
+    ICMP errors that make a REJECT an instant "connection refused"; a node loses power or the
+    API server while it keeps forwarding; a cloud load balancer keeps sending to a node whose
+    Pods are gone; topology hints keep a zone's traffic at home whether the zone can take it or
+    not. Each is timed by a component *around* kube-proxy, with its own timers, and this
+    notebook replays one scenario for each and derives what happens from those timers:
 
+    * `scenarios/dns-coredns-rollout.yaml`: CoreDNS rolled out while node-2's kube-proxy is down.
+    * `scenarios/dns-5s-delay.yaml`: the A/AAAA conntrack insert race, and its fixes.
+    * `scenarios/icmp-rate-limit.yaml`: REJECTs of a Service scaled to zero, rate-limited.
     * `scenarios/node-failure.yaml`: node-2 stops at 23 s and boots again at 150 s.
     * `scenarios/node-partition.yaml`: node-3 loses the API server for 90 s during a rollout.
     * `scenarios/lb-drain-local.yaml` and `lb-drain-local-prestop.yaml`: draining a node behind
@@ -33,17 +38,23 @@ CELLS = [
     from svcsim import plots
     from svcsim.runs import run_scenario
     from svcsim.scenario.load import load_scenario
+    from svcsim.scenario.overrides import parse_setting, single_overrides
 
     ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "scenarios").is_dir())
     SCENARIOS = ROOT / "scenarios"
     workdir = tempfile.TemporaryDirectory(prefix="svcsim-notebook-08-")
     pd.set_option("display.width", 160)
 
-    def run(name):
-        """Run scenarios/<name>.yaml into the temporary directory; return (scenario, run)."""
-        loaded = load_scenario(SCENARIOS / f"{name}.yaml")
-        outcome = run_scenario(loaded, seed=loaded.scenario.seed, out_dir=Path(workdir.name) / name)
-        print(f"{name}: {outcome.simulated_requests:,} requests, seed {loaded.scenario.seed}")
+    def run(name, *sets):
+        """Run scenarios/<name>.yaml (with `--set` overrides) in the temporary directory.
+
+        Returns (scenario, run)."""
+        overrides = single_overrides([parse_setting(s) for s in sets])
+        loaded = load_scenario(SCENARIOS / f"{name}.yaml", overrides=overrides)
+        folder = Path(workdir.name) / "-".join([name, *(s.split("=")[0] for s in sets)])
+        outcome = run_scenario(loaded, seed=loaded.scenario.seed, out_dir=folder)
+        print(f"{name} {' '.join(sets)}: {outcome.simulated_requests:,} requests, "
+              f"seed {loaded.scenario.seed}")
         return loaded.scenario, outcome.run
 
     def events(r, *kinds):
@@ -56,7 +67,84 @@ CELLS = [
         return r.windows[["service", "node", "start_s", "end_s", "failed", "causes"]].round(3)
     '''),
     ("md", r'''
-    ## 1. A node loses power
+    ## 1. CoreDNS rolled out while a node's kube-proxy is down
+
+    Every request of `dns-coredns-rollout` first resolves `web` as glibc does in a Pod
+    (`ndots:5`: `web.default.svc.cluster.local` is asked first), over UDP through the client
+    node's rules and conntrack to a CoreDNS Pod, then connects to the ClusterIP it got. CoreDNS
+    is rolled out at 20 s with every kube-proxy up, and again at 70 s while node-2's is down
+    (60 s to 120 s).
+    '''),
+    ("code", r'''
+    dr_scenario, dr = run("dns-coredns-rollout")
+    display(windows_table(dr))
+    failed = dr.requests[dr.requests["outcome"] != "ok"]
+    failed.groupby(["src_node", "workload", "cause", "outcome"], observed=True).size().rename("requests")
+    '''),
+    ("md", r'''
+    The first rollout costs nothing: each old CoreDNS Pod answers for 5 s after SIGTERM
+    (`lameduck`), long after every node dropped it. The second is different on node-2: its
+    rules still send queries to the old Pods. Once they are gone, glibc waits `timeout` (5 s) per
+    try, tries `attempts` (2) times on the same socket (the same conntrack entry, the same dead
+    Pod), gives up on the search-list name, asks `web` as is (two tries more) and fails: the
+    failed lookups' latency is 2 names × 2 tries × 5 s.
+    '''),
+    ("code", r'''
+    timeouts = failed[failed["cause"] == "dns-timeout"]
+    print(f"dns-timeout latency: {timeouts['latency_s'].min():.3f} s to {timeouts['latency_s'].max():.3f} s "
+          f"(2 names x 2 attempts x 5 s = {2 * 2 * 5} s)")
+    print("failed requests by node:", failed.groupby("src_node", observed=True).size().to_dict())
+    '''),
+    ("code", r'''
+    plots.outcome_timeline(dr)
+    '''),
+    ("md", r'''
+    ## 2. The 5-second delay: A and AAAA lose the conntrack insert race
+
+    glibc sends a lookup's A and AAAA queries together from one UDP socket. On a multi-CPU node
+    the two packets can pass netfilter at once: each gets its own unconfirmed conntrack entry
+    and its own DNAT draw between the CoreDNS Pods, and the second to be confirmed clashes with
+    the first. Kernel 5.4 merges a clash of identical entries but drops the packet when the
+    draws picked different Pods (fixed in 5.7). The client gets one answer, waits its 5 s
+    timeout for the other, then sends both again one at a time. How often two packets are
+    processed concurrently is not in any source: `cluster.dns.conntrackRace.probability` is an
+    assumption (0.05 here); with two CoreDNS Pods half of the races pick different Pods.
+    '''),
+    ("code", r'''
+    d5_scenario, d5 = run("dns-5s-delay")
+    race = d5_scenario.cluster.dns.conntrack_race
+    expected = race.probability * (1 - 1 / d5_scenario.cluster.dns.replicas)
+    retries = d5.events[d5.events["kind"] == "dns-retry"]
+    rows = []
+    for workload, reqs in d5.requests.groupby("workload", observed=True):
+        delayed = reqs[reqs["latency_s"] > 5]
+        rows.append({"workload": workload, "requests": len(reqs), "delayed > 5 s": len(delayed),
+                     "share %": round(100 * len(delayed) / len(reqs), 2),
+                     "p50 ms": round(1000 * reqs["latency_s"].median(), 1),
+                     "max s": round(reqs["latency_s"].max(), 3)})
+    print(f"kernel {race.kernel_version}, race probability {race.probability}: "
+          f"expected share {100 * expected:.2f} %; dns-retry events: {len(retries)}")
+    pd.DataFrame(rows)
+    '''),
+    ("code", r'''
+    print(retries["detail"].iloc[0])
+    '''),
+    ("md", r'''
+    A delayed request is late by exactly the timeout plus the two answers in turn. The
+    `single-request-reopen` client (its Pods set `dnsConfig.options`) never races. The other two
+    fixes apply to the whole cluster, as `--set` overrides of the same scenario: NodeLocal
+    DNSCache (Pods ask a cache on their own node over NOTRACK rules, so there is no conntrack
+    entry to race; misses go to CoreDNS over TCP), and a kernel that resolves every clash.
+    '''),
+    ("code", r'''
+    variants = {"kernel 5.4": d5,
+                "NodeLocal DNSCache": run("dns-5s-delay", "cluster.dns.nodeLocalCache.enabled=true")[1],
+                "kernel 6.8": run("dns-5s-delay", 'cluster.dns.conntrackRace.kernelVersion="6.8"')[1]}
+    pd.DataFrame({name: r.requests.groupby("workload", observed=True)["latency_s"]
+                  .apply(lambda s: int((s > 5).sum())) for name, r in variants.items()})
+    '''),
+    ("md", r'''
+    ## 4. A node loses power
 
     Nothing tells the control plane that node-2 stopped. Its kubelet renewed the node's Lease
     every 10 s (`nodeLeaseDurationSeconds` 40 × 0.25); the node lifecycle controller checks every
@@ -89,7 +177,7 @@ CELLS = [
     plots.outcome_timeline(nf)
     '''),
     ("md", r'''
-    ## 2. A node loses the API server during a rollout
+    ## 5. A node loses the API server during a rollout
 
     A partitioned node keeps running: its Pods serve, its kernel forwards with the rules it has.
     But its kube-proxy hears of nothing: while `web` is rolled out, node-3's client keeps
@@ -106,7 +194,7 @@ CELLS = [
     plots.outcome_timeline(npart)
     '''),
     ("md", r'''
-    ## 3. Draining a node behind a cloud load balancer
+    ## 6. Draining a node behind a cloud load balancer
 
     With `externalTrafficPolicy: Local`, a node only serves external traffic with its own Pods,
     and the cloud load balancer learns which nodes have some from kube-proxy's health check on
@@ -133,7 +221,7 @@ CELLS = [
     events(lbp, "node-drained", "lb-node-unhealthy")
     '''),
     ("md", r'''
-    ## 4. Topology hints: PreferClose against topology-mode Auto
+    ## 7. Topology hints: PreferClose against topology-mode Auto
 
     Three zones, one node each, equal CPU. `web-close` asks for `trafficDistribution:
     PreferClose`: every endpoint is hinted to its own zone, with no overload protection.
