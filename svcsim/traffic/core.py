@@ -44,6 +44,7 @@ from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.draws import SeedStream
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
+from svcsim.traffic.icmp import IcmpLimits
 from svcsim.traffic.ipvs_path import IpvsFlows
 from svcsim.traffic.spec import (
     ExternalSource,
@@ -101,6 +102,8 @@ class EngineCore:
         self._next_id = 0
         self._retries = Attempts.empty()
         self._inflight: Rows | None = None
+        self.icmp = IcmpLimits(specs, ctx, self.clients, self.nodes)
+        """What REJECTs' ICMP errors become (the nodes' ICMP rate limits)."""
         backoffs = [s.retries.backoff_s for s in specs if s.retries.max > 0]
         shortest = min(backoffs) if backoffs else CHUNK_MAX_S
         self.chunk_s = min(max(shortest, CHUNK_MIN_S), CHUNK_MAX_S)
@@ -300,8 +303,8 @@ class EngineCore:
         return np.zeros(len(self.nodes), dtype=np.int64)
 
     def notices(self) -> list[str]:
-        """What the user should know about how the traffic was resolved (nothing, here)."""
-        return []
+        """What the user should know about how the traffic was resolved."""
+        return self.icmp.notices()
 
     def finish(self) -> None:
         """Record everything still in flight (as if it completed) and flush the records."""
@@ -340,7 +343,7 @@ class EngineCore:
         pick = np.minimum((np.concatenate(uniforms) * per_row).astype(np.int64), per_row - 1)
         first = np.repeat(np.cumsum(sizes) - sizes, counts)  # each workload's clients' start
         n = int(counts.sum())
-        return Attempts(
+        return Attempts.first(
             self._new_ids(n),
             np.concatenate(times),
             np.repeat(np.array(ws, dtype=np.int32), counts),
@@ -367,7 +370,21 @@ class EngineCore:
             nodes = self._client_node[chunk.client]
             seeds = self._assign_seeds(nodes)
             results = self._resolve(chunk, nodes, seeds)
+            again = self.icmp.settle(chunk, nodes, results) if results.icmp.any() else None
             rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
+            if chunk.syn.any():
+                # Retransmitted SYNs: the attempt is recorded from its first SYN, waiting since.
+                rows.t = chunk.t0
+                rows.latency = rows.latency + (chunk.t - chunk.t0)
+                rows.end = rows.t + rows.latency
+            if again is not None and again.any():
+                resent = chunk.take(again)
+                kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes[again]]
+                rows = rows.take(~again)
+                syns = self.icmp.retransmits(resent, kernels, self._new_ids(len(resent)))
+                due = syns.t < t1
+                pending = Attempts.concat([pending, syns.take(due)]).sorted()
+                self._retries = Attempts.concat([self._retries, syns.take(~due)])
             retries = self._settle(rows, t1)
             if len(retries):
                 due = retries.t < t1
@@ -430,6 +447,7 @@ class EngineCore:
             results.conn_id[i] = r.conn_id
             results.served[i] = r.served
             results.handle[i] = r.handle
+            results.icmp[i] = r.icmp
 
     # --- outcomes, retries and in-flight requests ----------------------------------------------
 
@@ -455,7 +473,9 @@ class EngineCore:
             return Attempts.empty()
         r = rows.take(again)
         t = r.end + self._backoff[r.w] * np.exp2(r.attempt.astype(np.float64))
-        return Attempts(self._new_ids(len(r)), t, r.w, r.client, (r.attempt + 1).astype(np.int16))
+        return Attempts.first(
+            self._new_ids(len(r)), t, r.w, r.client, (r.attempt + 1).astype(np.int16)
+        )
 
     def _complete_inflight(self, t: float) -> None:
         if self._inflight is None:
