@@ -64,6 +64,7 @@ what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
 PROXY_EXITED = CAUSE_CODE[Cause.PROXY_EXITED]
 NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
+ICMP_RATE_LIMITED = CAUSE_CODE[Cause.ICMP_RATE_LIMITED]
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
@@ -113,6 +114,7 @@ class EngineCore:
         self._backoff = np.array([s.retries.backoff_s for s in specs])
         self._request_timeout = np.array([s.request_timeout_s for s in specs])
         self._udp = np.array([s.protocol == "udp" for s in specs], dtype=np.bool_)
+        self._connect_wait = np.array([s.failure_wait_s("connect") for s in specs])
         self._view_key: object = None
         self._old_view_key: object = None
         self._backend_changes = 0
@@ -312,8 +314,31 @@ class EngineCore:
         if self._inflight is not None:
             self.buffer.add(self._inflight)
             self._inflight = None
+        # Attempts still retransmitting their SYN: as if no later SYN got an answer.
+        waiting = self._retries.take(self._retries.syn > 0)
+        if len(waiting):
+            nodes = self._client_node[waiting.client]
+            kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes]
+            self._unanswered(waiting, waiting.t0 + self.icmp.give_up_s(waiting, kernels))
         self._retries = Attempts.empty()
         self.buffer.flush()
+
+    def _unanswered(self, attempts: Attempts, end: npt.NDArray[np.float64]) -> None:
+        """Record retransmitting ``attempts`` as ``timeout`` / ``icmp-rate-limited`` at ``end``.
+
+        For those whose client went away, or that were still waiting when the run ended.
+        """
+        if not len(attempts):
+            return
+        results = Results.blank(len(attempts))
+        results.outcome[:] = TIMEOUT
+        results.cause[:] = ICMP_RATE_LIMITED
+        nodes = self._client_node[attempts.client]
+        rows = Rows.of(attempts, results, nodes, self._dial_code[attempts.w])
+        rows.t = attempts.t0
+        rows.latency = end - attempts.t0
+        rows.end = end
+        self.buffer.add(rows)
 
     def _new_ids(self, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
@@ -364,6 +389,9 @@ class EngineCore:
             # A retry whose client has gone is abandoned.
             alive = self._alive_mask[chunk.client]
             if not alive.all():
+                # A retransmit whose client has gone ends its attempt unanswered.
+                gone = chunk.take(~alive)
+                self._unanswered(gone.take(gone.syn > 0), gone.t)
                 chunk = chunk.take(alive)
                 if not len(chunk):
                     continue
@@ -373,9 +401,12 @@ class EngineCore:
             again = self.icmp.settle(chunk, nodes, results) if results.icmp.any() else None
             rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
             if chunk.syn.any():
-                # Retransmitted SYNs: the attempt is recorded from its first SYN, waiting since.
+                # Retransmitted SYNs: the attempt is recorded from its first SYN, waiting since;
+                # a client that got no answer gave up at its connect timeout from that SYN.
+                waited = rows.latency + (chunk.t - chunk.t0)
+                limit = np.where(rows.served, np.inf, self._connect_wait[chunk.w])
                 rows.t = chunk.t0
-                rows.latency = rows.latency + (chunk.t - chunk.t0)
+                rows.latency = np.minimum(waited, limit)
                 rows.end = rows.t + rows.latency
             if again is not None and again.any():
                 resent = chunk.take(again)

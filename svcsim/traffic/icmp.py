@@ -126,6 +126,16 @@ class IcmpLimits:
             (resent.syn + 1).astype(np.int16),
         )
 
+    def give_up_s(self, attempts: Attempts, kernels: list[Kernel]) -> npt.NDArray[np.float64]:
+        """When each retransmitting attempt gives up, in seconds after its first SYN.
+
+        Its connect timeout, or the kernel's ``ETIMEDOUT`` if sooner (its client's node's
+        ``kernels``).
+        """
+        give_up = np.array([self._schedule(k).give_up_s for k in kernels])
+        out: npt.NDArray[np.float64] = np.minimum(self._wait[attempts.w], give_up)
+        return out
+
     def _schedule(self, kernel: Kernel) -> SynSchedule:
         found = self._schedules.get(kernel.node)
         if found is None:
