@@ -31,7 +31,8 @@ Simplifications, each without effect at the modelled rates: jiffies are ``floor(
 with ``HZ`` = 1000 (``icmp_ratelimit`` is in ms, so 1 ms = 1 jiffy); inet_peer entries are
 never garbage-collected (an idle peer's bucket is full after 6 x ``icmp_ratelimit`` anyway,
 the same as a new peer's); the global check is never skipped for a packet that came in on
-the loopback device (no simulated client sends over ``lo``).
+the loopback device (no simulated client sends over ``lo``); a call earlier than the bucket's
+last one (a DNS lookup's later tries are asked at the lookup's start) counts no elapsed time.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class PeerBucket:
 
     def allow(self, now: int, timeout: int) -> bool:
         """``inet_peer_xrlim_allow`` at jiffies ``now`` with ``icmp_ratelimit`` ``timeout``."""
-        token = min(self.tokens + (now - self.last), XRLIM_BURST_FACTOR * timeout)
-        self.last = now
+        # (A caller slightly out of time order, a DNS lookup's later try, adds no tokens.)
+        token = min(self.tokens + max(now - self.last, 0), XRLIM_BURST_FACTOR * timeout)
+        self.last = max(self.last, now)
         allowed = token >= timeout
         self.tokens = token - timeout if allowed else token
         return allowed
@@ -162,7 +164,7 @@ class IcmpRateLimit:
         """``icmp_global_allow``: checks (and refills) the host-wide credit, never consumes."""
         if self.credit > 0:
             return True
-        delta = HZ if self.stamp is None else min(now - self.stamp, HZ)
+        delta = HZ if self.stamp is None else min(max(now - self.stamp, 0), HZ)
         if delta < HZ // 50:
             return False
         incr = self.sysctls.msgs_per_sec * delta // HZ

@@ -13,6 +13,11 @@ just gets no answer: ``timeout``). Failed attempts (anything but ``ok`` and ``mi
 retried with the workload's back-off, as new attempts from the same client, if it still exists.
 Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` records the rest.
 
+REJECTed attempts meet the nodes' ICMP rate limits after each chunk is resolved, in the
+chunk's order (:mod:`svcsim.traffic.icmp`): one whose error was suppressed comes back as its
+client's next SYN, an attempt at a later time like a retry (but the same attempt, recorded
+once from its first SYN).
+
 userspace mode: when a node's kube-proxy process exits, the requests in flight through it (served
 attempts of Service-targeted workloads from that node) are reset at that instant (UDP: no
 answer), cause ``proxy-exited``, and the connections through it break.
@@ -398,21 +403,8 @@ class EngineCore:
             nodes = self._client_node[chunk.client]
             seeds = self._assign_seeds(nodes)
             results = self._resolve(chunk, nodes, seeds)
-            again = self.icmp.settle(chunk, nodes, results) if results.icmp.any() else None
-            rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
-            if chunk.syn.any():
-                # Retransmitted SYNs: the attempt is recorded from its first SYN, waiting since;
-                # a client that got no answer gave up at its connect timeout from that SYN.
-                waited = rows.latency + (chunk.t - chunk.t0)
-                limit = np.where(rows.served, np.inf, self._connect_wait[chunk.w])
-                rows.t = chunk.t0
-                rows.latency = np.minimum(waited, limit)
-                rows.end = rows.t + rows.latency
-            if again is not None and again.any():
-                resent = chunk.take(again)
-                kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes[again]]
-                rows = rows.take(~again)
-                syns = self.icmp.retransmits(resent, kernels, self._new_ids(len(resent)))
+            rows, syns = self._rows_after_icmp(chunk, nodes, results)
+            if len(syns):  # SYN retransmits: at least 1 s on, so after this chunk
                 due = syns.t < t1
                 pending = Attempts.concat([pending, syns.take(due)]).sorted()
                 self._retries = Attempts.concat([self._retries, syns.take(~due)])
@@ -421,6 +413,31 @@ class EngineCore:
                 due = retries.t < t1
                 pending = Attempts.concat([pending, retries.take(due)]).sorted()
                 self._retries = Attempts.concat([self._retries, retries.take(~due)])
+
+    def _rows_after_icmp(
+        self, chunk: Attempts, nodes: npt.NDArray[np.int32], results: Results
+    ) -> tuple[Rows, Attempts]:
+        """The chunk's rows once the nodes' ICMP limits had their say, and the SYNs resent.
+
+        REJECTed attempts whose error was suppressed are either final (``icmp-rate-limited``)
+        or not yet: their client retransmits (:mod:`svcsim.traffic.icmp`), and they leave the
+        rows. A retransmit's row is the attempt's: from its first SYN, with the time since in
+        its latency (a client that got no answer gave up at its connect timeout from then).
+        """
+        again = self.icmp.settle(chunk, nodes, results) if results.icmp.any() else None
+        rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
+        if chunk.syn.any():
+            waited = rows.latency + (chunk.t - chunk.t0)
+            limit = np.where(rows.served, np.inf, self._connect_wait[chunk.w])
+            rows.t = chunk.t0
+            rows.latency = np.minimum(waited, limit)
+            rows.end = rows.t + rows.latency
+        if again is None or not again.any():
+            return rows, Attempts.empty()
+        resent = chunk.take(again)
+        kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes[again]]
+        syns = self.icmp.retransmits(resent, kernels, self._new_ids(len(resent)))
+        return rows.take(~again), syns
 
     def _assign_seeds(
         self, nodes: np.ndarray[Any, np.dtype[np.int32]]

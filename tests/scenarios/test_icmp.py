@@ -8,10 +8,17 @@ engines give the same records on it: test_causes.py, and in every mode test_*mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
 
 from svcsim.explain import explain
 from svcsim.netfilter.tcp_syn import TcpSynSysctls
+from svcsim.scenario.build import build_world
+from svcsim.scenario.load import load_scenario
+from svcsim.traffic import ReferenceEngine, TrafficEngine
 from tests.scenarios.conftest import ShippedRun
 
 CONNECT_TIMEOUT_S = 5.0
@@ -65,3 +72,60 @@ def test_explain_names_the_reject_and_the_errors_sent(shipped_run: ShippedRun) -
     assert explained.cause.startswith("REJECT by node-")
     assert f"port-unreachable to {pod_ip}" in explained.cause
     assert "was rate-limited (" in explained.cause and "sent to it in the 6 s" in explained.cause
+
+
+DNS_WITHOUT_COREDNS = """\
+apiVersion: svcsim/v1
+kind: Scenario
+seed: 2
+duration: 12s
+cluster:
+  nodes: 2
+  dns: {replicas: 0}
+  sysctls: {SYSCTLS}
+manifests:
+  - inline: |
+      apiVersion: v1
+      kind: Service
+      metadata: {name: web}
+      spec:
+        clusterIP: 10.96.0.80
+        selector: {app: web}
+        ports: [{name: http, port: 80, targetPort: 8080}]
+      ---
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: client}
+      spec:
+        replicas: 1
+        selector: {matchLabels: {app: client}}
+        template:
+          metadata: {labels: {app: client}}
+          spec: {containers: [{name: c, image: c}]}
+workloads:
+  - {name: lookups, from: {pods: {app: client}}, to: "dns:web:80", rate: 4}
+"""
+"""kube-dns without a CoreDNS Pod: every query REJECTed, 4 lookups a second from one Pod."""
+
+
+@pytest.mark.parametrize(
+    ("sysctls", "causes"),
+    [
+        ("{}", {"dns-refused", "dns-timeout"}),  # limited tries get no answer: 5 s each
+        ("{net.ipv4.icmp_ratemask: 0}", {"dns-refused"}),  # no limit: refused at once
+    ],
+)
+def test_dns_queries_refused_only_while_the_errors_go_out(
+    tmp_path: Path, sysctls: str, causes: set[str]
+) -> None:
+    path = tmp_path / "dns.yaml"
+    path.write_text(DNS_WITHOUT_COREDNS.replace("{SYSCTLS}", sysctls), encoding="utf-8")
+    frames = []
+    for engine in (TrafficEngine, ReferenceEngine):
+        world = build_world(load_scenario(path), 2, engine=engine)
+        world.run()
+        frames.append(world.recorder.frames()["requests"])
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    requests = frames[0]
+    assert len(requests) > 20
+    assert set(requests["cause"].astype(str)) == causes
