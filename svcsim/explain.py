@@ -293,13 +293,18 @@ def _icmp_cause(run: Run, world: World, req: pd.Series, node: str) -> str:
     sent = r[(r["src_node"].astype(str) == node) & (r["client"].astype(str) == client)
              & (r["outcome"].astype(str) == "refused") & (r["cause"].astype(str) == "no-endpoints")
              & (r["end_s"] <= gave_up) & (r["end_s"] > gave_up - window_s)]  # fmt: skip
+    dial = _dial(world, str(req["service"]))
+    waited = (
+        "got no answer and waited its request timeout"
+        if dial is not None and dial[2] == "udp"
+        else "retransmitted its SYN until its connect timeout"
+    )
     return (
         f"REJECT by {node}'s rules (the Service had no endpoint there); the ICMP "
         f"port-unreachable to {ip or client} was rate-limited ({len(sent)} sent to it in the "
         f"{window_s:g} s before the client gave up; the kernel allows a burst of "
         f"{XRLIM_BURST_FACTOR}, then one per {limit.ratelimit_ms} ms, and "
-        f"{limit.msgs_per_sec}/s host-wide): the client retransmitted its SYN until its connect "
-        f"timeout and timed out at {gave_up:.3f} s"
+        f"{limit.msgs_per_sec}/s host-wide): the client {waited} and timed out at {gave_up:.3f} s"
     )
 
 
