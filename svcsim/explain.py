@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.instant import run_at
+from svcsim.netfilter.icmp_limit import XRLIM_BURST_FACTOR
 from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.results import Run, load
 from svcsim.scenario.world import World
@@ -114,7 +115,10 @@ def explain(run_dir: Path, row: int) -> Explanation:
     steps.append(Step(f"What did {node}'s kube-proxy last program?", _proxy(run, world, node, t)))
     steps.append(Step(f"Where do {node}'s rules send it?", _rules(world, node, req, run)))
     steps.append(Step("What was the destination doing?", _destination(run, world, endpoint, t)))
-    cause_text = _cause(run, req, node, t)
+    if cause == "icmp-rate-limited":
+        cause_text = _icmp_cause(run, world, req, node)
+    else:
+        cause_text = _cause(run, req, node, t)
     retries = _dns_retries(run, req)
     if retries:
         steps.append(Step("Did the DNS lookup wait for a lost query?", retries))
@@ -301,6 +305,39 @@ def _destination(run: Run, world: World, endpoint: str, t: float) -> tuple[str, 
     for _, e in history.iterrows():
         lines.append(f"  {float(e['t_s']):8.3f} s  {e['kind']}  {e['object']}")
     return tuple(lines)
+
+
+def _icmp_cause(run: Run, world: World, req: pd.Series, node: str) -> str:
+    """Why a REJECTed request timed out: the errors the node had just sent that client.
+
+    The ICMP errors that reached the client are its ``refused`` / ``no-endpoints`` records
+    from ``node``, each sent at its ``end_s``; the per-destination bucket holds at most
+    ``XRLIM_BURST_FACTOR`` x ``icmp_ratelimit`` of tokens (docs/icmp.md).
+    """
+    client = str(req["client"])
+    ip = next((p.pod_ip for p in world.api.list("Pod") if p.meta.key == client), None)
+    if ip is None and client.startswith(("host@", "external@")):
+        ip = "the node's own address" if client.startswith("host@") else "the external client"
+    limit = world.kernels[node].icmp.sysctls
+    window_s = XRLIM_BURST_FACTOR * limit.ratelimit_ms / 1000
+    r = run.requests
+    gave_up = float(req["end_s"])
+    sent = r[(r["src_node"].astype(str) == node) & (r["client"].astype(str) == client)
+             & (r["outcome"].astype(str) == "refused") & (r["cause"].astype(str) == "no-endpoints")
+             & (r["end_s"] <= gave_up) & (r["end_s"] > gave_up - window_s)]  # fmt: skip
+    dial = _dial(world, str(req["service"]))
+    waited = (
+        "got no answer and waited its request timeout"
+        if dial is not None and dial[2] == "udp"
+        else "retransmitted its SYN until its connect timeout"
+    )
+    return (
+        f"REJECT by {node}'s rules (the Service had no endpoint there); the ICMP "
+        f"port-unreachable to {ip or client} was rate-limited ({len(sent)} sent to it in the "
+        f"{window_s:g} s before the client gave up; the kernel allows a burst of "
+        f"{XRLIM_BURST_FACTOR}, then one per {limit.ratelimit_ms} ms, and "
+        f"{limit.msgs_per_sec}/s host-wide): the client {waited} and timed out at {gave_up:.3f} s"
+    )
 
 
 def _cause(run: Run, req: pd.Series, node: str, t: float) -> str:

@@ -118,6 +118,10 @@ class Cause(StrEnum):
     PROXY_EXITED = "proxy-exited"
     """userspace mode: the connection ran through the kube-proxy process, which stopped: its
     sockets closed with it and the client got a reset."""
+    ICMP_RATE_LIMITED = "icmp-rate-limited"
+    """The node's rules REJECTed the flow, but its ICMP rate limits suppressed the
+    port-unreachable: the client retransmitted its SYN (each met the rules afresh) until its
+    connect timeout, or waited its request timeout (UDP); docs/icmp.md."""
 
 
 class EventKind(StrEnum):

@@ -162,6 +162,8 @@ def build_world(
             ),
             mode=_kernel_mode(settings),
             ipvs_sysctls=ipvs_sysctls(settings),
+            icmp_sysctls=cluster.sysctls.icmp(),
+            tcp_syn=cluster.sysctls.tcp_syn(),
         )
         if kernel.mode == "ipvs":
             warm_ipvs(

@@ -34,6 +34,7 @@ from svcsim.scenario.dns import ClusterDns
 from svcsim.scenario.durations import DURATION_PATTERN, Duration, PositiveDuration
 from svcsim.scenario.problems import collapse_located, index_ranges
 from svcsim.scenario.proxy import ProxyConfig
+from svcsim.scenario.sysctls import NodeSysctls
 
 DEFAULT_NODE_COUNT: Final = 3
 DEFAULT_NODE_CPUS: Final = 4
@@ -293,6 +294,8 @@ class Cluster(OmitNoneModel):
     """Cloud load balancers' health checks (for ``from: {loadBalancer: ...}`` workloads)."""
     dns: ClusterDns | None = None
     """Cluster DNS (CoreDNS behind kube-dns), for workloads that dial names; docs/dns.md."""
+    sysctls: NodeSysctls = Field(default_factory=NodeSysctls)
+    """Kernel sysctls of every node: the ICMP error rate limits (docs/icmp.md)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Literal
 
 from svcsim.netfilter.conntrack import ConntrackTable
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.icmp_limit import IcmpRateLimit, IcmpSysctls
 from svcsim.netfilter.index import MAX_PATHS, DispatchIndex
 from svcsim.netfilter.ipset import IpsetTable
 from svcsim.netfilter.ipvs import IpvsState
@@ -33,6 +34,7 @@ from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.nftables import NftTable
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.recent import RecentTable
+from svcsim.netfilter.tcp_syn import TcpSynSysctls
 from svcsim.sim.proxy_sockets import SocketTable
 
 KernelMode = Literal["iptables", "nftables", "ipvs", "userspace"]
@@ -75,6 +77,8 @@ class Kernel:
         timeouts: ConntrackTimeouts,
         mode: KernelMode = "iptables",
         ipvs_sysctls: IpvsSysctls | None = None,
+        icmp_sysctls: IcmpSysctls | None = None,
+        tcp_syn: TcpSynSysctls | None = None,
     ) -> None:
         self.node = node
         self.network = network
@@ -103,6 +107,10 @@ class Kernel:
         """Elements ``update @set`` added (nftables mode's affinity sets)."""
         self.sockets = SocketTable()
         """Listening proxy sockets (userspace mode; empty otherwise)."""
+        self.icmp = IcmpRateLimit(icmp_sysctls if icmp_sysctls is not None else IcmpSysctls())
+        """The node's ICMP error rate limits (what its REJECTs' port-unreachables meet)."""
+        self.tcp_syn = tcp_syn if tcp_syn is not None else TcpSynSysctls()
+        """How the node's connecting sockets retransmit their SYNs."""
         self.generation = 0
         self.installed_at_s = 0.0
 
@@ -118,6 +126,7 @@ class Kernel:
         else:
             self.install(Ruleset(), now_s)
         self.conntrack.delete_matching()
+        self.icmp.reset()
         self.recent = RecentTable()
 
     @property

@@ -114,13 +114,20 @@ class _Arrays:
 
 @dataclass(slots=True)
 class Attempts(_Arrays):
-    """Request attempts: ``id`` orders ties, ``w`` is the workload index, ``client`` an id."""
+    """Request attempts: ``id`` orders ties, ``w`` is the workload index, ``client`` an id.
+
+    ``t0`` is when the attempt began and ``syn`` how many SYN retransmits it has sent: an
+    attempt whose ICMP error was rate-limited comes back at ``t`` > ``t0`` with its next SYN
+    (:mod:`svcsim.traffic.icmp`); otherwise ``t0 == t`` and ``syn == 0``.
+    """
 
     id: I64
     t: F64
     w: I32
     client: I32
     attempt: I16
+    t0: F64
+    syn: I16
 
     @classmethod
     def empty(cls) -> Attempts:
@@ -131,7 +138,14 @@ class Attempts(_Arrays):
             np.empty(0, np.int32),
             np.empty(0, np.int32),
             np.empty(0, np.int16),
+            np.empty(0),
+            np.empty(0, np.int16),
         )
+
+    @classmethod
+    def first(cls, id: I64, t: F64, w: I32, client: I32, attempt: I16) -> Attempts:
+        """Attempts starting with their first SYN at ``t``."""
+        return cls(id, t, w, client, attempt, t, np.zeros(len(t), np.int16))
 
     def sorted(self) -> Attempts:
         """The attempts in processing order: by time, then id."""
@@ -158,6 +172,8 @@ class Results(_Arrays):
     served: B
     handle: Obj
     expiry: F64
+    icmp: B
+    """The answer is a REJECT's ICMP error (:mod:`svcsim.traffic.icmp` decides its fate)."""
 
     @classmethod
     def blank(cls, n: int) -> Results:
@@ -173,6 +189,7 @@ class Results(_Arrays):
             np.zeros(n, np.bool_),
             np.full(n, None, dtype=object),
             np.full(n, np.nan),
+            np.zeros(n, np.bool_),
         )
 
 

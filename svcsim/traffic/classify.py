@@ -3,7 +3,8 @@
 One function, used by the batched engine (once per destination and state, cached) and by the
 per-request reference (every time), so both attribute failures alike:
 
-* REJECT verdict -> ``refused`` / ``no-endpoints`` (ICMP port-unreachable at once);
+* REJECT verdict -> ``refused`` / ``no-endpoints`` (ICMP port-unreachable at once, if the
+  node's ICMP rate limits let it out: :mod:`svcsim.traffic.icmp` decides afterwards);
   DROP in ``KUBE-PROXY-FIREWALL`` (nftables mode: in a Service's ``firewall-…`` chain) ->
   ``timeout`` / ``source-range`` (a client outside the Service's loadBalancerSourceRanges);
   any other DROP -> ``timeout`` / ``no-endpoints`` (kube-proxy's other drops are for "no
@@ -74,6 +75,9 @@ class Resolution:
     accepted: bool
     extra_s: float = 0.0
     answer_within_s: float = math.inf
+    icmp: bool = False
+    """The answer is an ICMP error the node sends (a REJECT): the node's ICMP rate limits
+    decide whether the client gets it (:mod:`svcsim.traffic.icmp`)."""
 
     @property
     def served(self) -> bool:
@@ -100,7 +104,9 @@ _BY_STATE = {
 def classify(outcome: NfOutcome, dial: Dial, node: str, ctx: TrafficContext) -> Resolution:
     """The result of a new flow whose first packet the node's rules decided as ``outcome``."""
     if outcome.verdict is VerdictKind.REJECT:
-        return Resolution(Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False)
+        return Resolution(
+            Outcome.REFUSED, Cause.NO_ENDPOINTS, "", "", None, Wait.NONE, False, icmp=True
+        )
     if outcome.verdict is VerdictKind.DROP:
         firewall = outcome.decided_in == ("filter", KUBE_PROXY_FIREWALL) or (
             outcome.decided_in is not None

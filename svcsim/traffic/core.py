@@ -13,6 +13,11 @@ just gets no answer: ``timeout``). Failed attempts (anything but ``ok`` and ``mi
 retried with the workload's back-off, as new attempts from the same client, if it still exists.
 Attempts are recorded when their outcome is final; :meth:`EngineCore.finish` records the rest.
 
+REJECTed attempts meet the nodes' ICMP rate limits after each chunk is resolved, in the
+chunk's order (:mod:`svcsim.traffic.icmp`): one whose error was suppressed comes back as its
+client's next SYN, an attempt at a later time like a retry (but the same attempt, recorded
+once from its first SYN).
+
 userspace mode: when a node's kube-proxy process exits, the requests in flight through it (served
 attempts of Service-targeted workloads from that node) are reset at that instant (UDP: no
 answer), cause ``proxy-exited``, and the connections through it break.
@@ -44,6 +49,7 @@ from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.draws import SeedStream
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
+from svcsim.traffic.icmp import IcmpLimits
 from svcsim.traffic.ipvs_path import IpvsFlows
 from svcsim.traffic.spec import (
     ExternalSource,
@@ -63,6 +69,7 @@ what bounds the traffic path's working memory whatever the rate."""
 BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
 PROXY_EXITED = CAUSE_CODE[Cause.PROXY_EXITED]
 NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
+ICMP_RATE_LIMITED = CAUSE_CODE[Cause.ICMP_RATE_LIMITED]
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
@@ -101,6 +108,8 @@ class EngineCore:
         self._next_id = 0
         self._retries = Attempts.empty()
         self._inflight: Rows | None = None
+        self.icmp = IcmpLimits(specs, ctx, self.clients, self.nodes)
+        """What REJECTs' ICMP errors become (the nodes' ICMP rate limits)."""
         backoffs = [s.retries.backoff_s for s in specs if s.retries.max > 0]
         shortest = min(backoffs) if backoffs else CHUNK_MAX_S
         self.chunk_s = min(max(shortest, CHUNK_MIN_S), CHUNK_MAX_S)
@@ -110,6 +119,7 @@ class EngineCore:
         self._backoff = np.array([s.retries.backoff_s for s in specs])
         self._request_timeout = np.array([s.request_timeout_s for s in specs])
         self._udp = np.array([s.protocol == "udp" for s in specs], dtype=np.bool_)
+        self._connect_wait = np.array([s.failure_wait_s("connect") for s in specs])
         self._view_key: object = None
         self._old_view_key: object = None
         self._backend_changes = 0
@@ -300,8 +310,8 @@ class EngineCore:
         return np.zeros(len(self.nodes), dtype=np.int64)
 
     def notices(self) -> list[str]:
-        """What the user should know about how the traffic was resolved (nothing, here)."""
-        return []
+        """What the user should know about how the traffic was resolved."""
+        return self.icmp.notices()
 
     def finish(self) -> None:
         """Record everything still in flight (as if it completed) and flush the records."""
@@ -309,8 +319,31 @@ class EngineCore:
         if self._inflight is not None:
             self.buffer.add(self._inflight)
             self._inflight = None
+        # Attempts still retransmitting their SYN: as if no later SYN got an answer.
+        waiting = self._retries.take(self._retries.syn > 0)
+        if len(waiting):
+            nodes = self._client_node[waiting.client]
+            kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes]
+            self._unanswered(waiting, waiting.t0 + self.icmp.give_up_s(waiting, kernels))
         self._retries = Attempts.empty()
         self.buffer.flush()
+
+    def _unanswered(self, attempts: Attempts, end: npt.NDArray[np.float64]) -> None:
+        """Record retransmitting ``attempts`` as ``timeout`` / ``icmp-rate-limited`` at ``end``.
+
+        For those whose client went away, or that were still waiting when the run ended.
+        """
+        if not len(attempts):
+            return
+        results = Results.blank(len(attempts))
+        results.outcome[:] = TIMEOUT
+        results.cause[:] = ICMP_RATE_LIMITED
+        nodes = self._client_node[attempts.client]
+        rows = Rows.of(attempts, results, nodes, self._dial_code[attempts.w])
+        rows.t = attempts.t0
+        rows.latency = end - attempts.t0
+        rows.end = end
+        self.buffer.add(rows)
 
     def _new_ids(self, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
@@ -340,7 +373,7 @@ class EngineCore:
         pick = np.minimum((np.concatenate(uniforms) * per_row).astype(np.int64), per_row - 1)
         first = np.repeat(np.cumsum(sizes) - sizes, counts)  # each workload's clients' start
         n = int(counts.sum())
-        return Attempts(
+        return Attempts.first(
             self._new_ids(n),
             np.concatenate(times),
             np.repeat(np.array(ws, dtype=np.int32), counts),
@@ -361,18 +394,50 @@ class EngineCore:
             # A retry whose client has gone is abandoned.
             alive = self._alive_mask[chunk.client]
             if not alive.all():
+                # A retransmit whose client has gone ends its attempt unanswered.
+                gone = chunk.take(~alive)
+                self._unanswered(gone.take(gone.syn > 0), gone.t)
                 chunk = chunk.take(alive)
                 if not len(chunk):
                     continue
             nodes = self._client_node[chunk.client]
             seeds = self._assign_seeds(nodes)
             results = self._resolve(chunk, nodes, seeds)
-            rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
+            rows, syns = self._rows_after_icmp(chunk, nodes, results)
+            if len(syns):  # SYN retransmits: at least 1 s on, so after this chunk
+                due = syns.t < t1
+                pending = Attempts.concat([pending, syns.take(due)]).sorted()
+                self._retries = Attempts.concat([self._retries, syns.take(~due)])
             retries = self._settle(rows, t1)
             if len(retries):
                 due = retries.t < t1
                 pending = Attempts.concat([pending, retries.take(due)]).sorted()
                 self._retries = Attempts.concat([self._retries, retries.take(~due)])
+
+    def _rows_after_icmp(
+        self, chunk: Attempts, nodes: npt.NDArray[np.int32], results: Results
+    ) -> tuple[Rows, Attempts]:
+        """The chunk's rows once the nodes' ICMP limits had their say, and the SYNs resent.
+
+        REJECTed attempts whose error was suppressed are either final (``icmp-rate-limited``)
+        or not yet: their client retransmits (:mod:`svcsim.traffic.icmp`), and they leave the
+        rows. A retransmit's row is the attempt's: from its first SYN, with the time since in
+        its latency (a client that got no answer gave up at its connect timeout from then).
+        """
+        again = self.icmp.settle(chunk, nodes, results) if results.icmp.any() else None
+        rows = Rows.of(chunk, results, nodes, self._dial_code[chunk.w])
+        if chunk.syn.any():
+            waited = rows.latency + (chunk.t - chunk.t0)
+            limit = np.where(rows.served, np.inf, self._connect_wait[chunk.w])
+            rows.t = chunk.t0
+            rows.latency = np.minimum(waited, limit)
+            rows.end = rows.t + rows.latency
+        if again is None or not again.any():
+            return rows, Attempts.empty()
+        resent = chunk.take(again)
+        kernels = [self.ctx.kernels[self.nodes[int(n)]] for n in nodes[again]]
+        syns = self.icmp.retransmits(resent, kernels, self._new_ids(len(resent)))
+        return rows.take(~again), syns
 
     def _assign_seeds(
         self, nodes: np.ndarray[Any, np.dtype[np.int32]]
@@ -430,6 +495,7 @@ class EngineCore:
             results.conn_id[i] = r.conn_id
             results.served[i] = r.served
             results.handle[i] = r.handle
+            results.icmp[i] = r.icmp
 
     # --- outcomes, retries and in-flight requests ----------------------------------------------
 
@@ -455,7 +521,9 @@ class EngineCore:
             return Attempts.empty()
         r = rows.take(again)
         t = r.end + self._backoff[r.w] * np.exp2(r.attempt.astype(np.float64))
-        return Attempts(self._new_ids(len(r)), t, r.w, r.client, (r.attempt + 1).astype(np.int16))
+        return Attempts.first(
+            self._new_ids(len(r)), t, r.w, r.client, (r.attempt + 1).astype(np.int16)
+        )
 
     def _complete_inflight(self, t: float) -> None:
         if self._inflight is None:

@@ -196,7 +196,7 @@ class TrafficEngine(EngineCore):
         for node, (_, _, dst, protocol, dport) in self.dispatches.too_large:
             nodes.setdefault((dst, protocol, dport), set()).add(node)
         bound = min((k.max_paths for k in self.ctx.kernels.values()), default=MAX_PATHS)
-        return [
+        return super().notices() + [
             f"new connections to {dst}:{dport}/{protocol} have more than {bound:,} ways "
             f"through the rules of {len(names)} node(s) ({', '.join(sorted(names)[:3])}"
             f"{', ...' if len(names) > 3 else ''}): too many to index, so each was walked rule "
@@ -536,6 +536,7 @@ class TrafficEngine(EngineCore):
             "endpoint": self.vocab.code(res.endpoint), "pod": self.vocab.code(res.pod),
             "time": time_id, "wait": int(res.wait), "accepted": int(res.accepted),
             "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
+            "icmp": int(res.icmp),
         }  # fmt: skip
         self._kept_rows[rid] = (deps, inputs, found)
         return found
@@ -620,6 +621,7 @@ class TrafficEngine(EngineCore):
             "pod": a["pod"][oid],
             "served": served,
             "expiry": kept,
+            "icmp": a["icmp"][oid],
         }
         if whole:
             for name, column in columns.items():

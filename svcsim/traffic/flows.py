@@ -95,6 +95,8 @@ class FlowResult:
     conn_id: int = -1
     served: bool = False
     handle: object = None
+    icmp: bool = False
+    """A REJECT's ICMP error answered it (subject to the node's ICMP rate limits)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -207,6 +209,7 @@ class PerFlow:
             r.conn_id,
             r.served,
             r.handle,
+            r.icmp,
         )
 
     def _service_s(self, res: Resolution, seed: int) -> float:
@@ -227,7 +230,16 @@ class PerFlow:
     ) -> FlowResult:
         outcome, cause, latency = finish(res, self.specs[w], self._service_s(res, seed))
         return FlowResult(
-            outcome, cause, latency, res.endpoint, res.pod, new_flow, conn_id, res.served, handle
+            outcome,
+            cause,
+            latency,
+            res.endpoint,
+            res.pod,
+            new_flow,
+            conn_id,
+            res.served,
+            handle,
+            res.icmp,
         )
 
     def _dropped(self, w: int) -> FlowResult:
@@ -271,6 +283,7 @@ class PerFlow:
             -1,
             result.served,
             handle,
+            result.icmp,
         )
 
     def _upstream(self, node: str, dial: Dial, res: Resolution, t: float, latency: float) -> None:

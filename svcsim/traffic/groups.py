@@ -378,6 +378,7 @@ _COLUMN_TYPES: dict[str, type[np.generic]] = {
     "accepted": np.bool_,
     "served": np.bool_,
     "refused": np.bool_,
+    "icmp": np.bool_,
 }
 """Each outcome-row column as the records and the resolution use it (no conversions)."""
 
@@ -404,6 +405,7 @@ class Groups:
                 "accepted",
                 "served",
                 "refused",
+                "icmp",
             )
         }
         self.time_ids: dict[ServiceTime, int] = {}

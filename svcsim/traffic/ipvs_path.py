@@ -318,7 +318,7 @@ class IpvsFlows(PerFlow):
             self._follow(kernel.ipvs_table, found.key, res, w, t, r.latency)
             handle = IpvsHandle(found.key, inner)
         return FlowResult(
-            r.outcome, r.cause, r.latency, r.endpoint, r.pod, True, -1, r.served, handle
+            r.outcome, r.cause, r.latency, r.endpoint, r.pod, True, -1, r.served, handle, r.icmp
         )
 
     # --- UDP, fixed source port -----------------------------------------------------------

@@ -24,7 +24,8 @@ slower of two service times). A try is one ``send_dg`` (``resolv/res_send.c``):
   on the same socket, so the retry follows the same conntrack entry while it lives (the entry
   of an unanswered query stays UNREPLIED);
 * refused (ICMP port unreachable, e.g. kube-dns has no endpoints): ``recvfrom`` fails, glibc
-  closes the socket at once and the next try opens a new one (a new flow).
+  closes the socket at once and the next try opens a new one (a new flow); unless the node
+  rate-limited that ICMP error (:func:`svcsim.traffic.icmp.icmp_delivered`): no answer then.
 
 After ``attempts`` tries a name is unanswered. A failed lookup is ``dns-timeout`` (some try
 of its deciding name timed out), ``dns-refused`` (every try refused) or ``dns-nxdomain``.
@@ -66,6 +67,7 @@ from svcsim.traffic.classify import Resolution, at_destination
 from svcsim.traffic.context import TrafficContext
 from svcsim.traffic.dns_race import Clash, RaceSettings, draw_clash, resend_seeds
 from svcsim.traffic.draws import service_uniforms
+from svcsim.traffic.icmp import icmp_delivered
 from svcsim.traffic.nodelocal_path import NodeLocalPath
 from svcsim.traffic.spec import NameTarget, WorkloadSpec
 from svcsim.traffic.targets import Dial, service_port_at
@@ -322,8 +324,11 @@ class Resolver:
                     answer = self.dns.answer(res.pod, qname, at, split_seed(try_seed, 0))
                     return _Try(answer.answer, answer.ttl_s, timed_out, elapsed + took, t)
             if res is not None and res.outcome is Outcome.REFUSED:
-                original = None  # ECONNREFUSED: glibc closes the socket, the next try reopens
-                continue
+                # A REJECT's ICMP error may be rate-limited (docs/icmp.md): then no answer.
+                kernel = self.ctx.kernels[client.node]
+                if not res.icmp or icmp_delivered(kernel, client, at, self.ctx).sent:
+                    original = None  # ECONNREFUSED: glibc closes the socket, the next reopens
+                    continue
             timed_out = True
             elapsed += conf.timeout_s
             if tcp:

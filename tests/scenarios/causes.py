@@ -28,3 +28,19 @@ def check_causes(requests: pd.DataFrame) -> None:
     misrouted = requests["outcome"] == Outcome.MISROUTED.value
     assert (requests.loc[misrouted, "cause"] == Cause.IP_REUSED.value).all()
     assert set(requests.loc[~ok, "cause"]) <= documented_causes()
+
+
+MIN_OK_SHARE = 0.9
+"""Lowest share of ok requests expected of a shipped scenario's cut-short run (any mode)."""
+DESIGNED_TO_FAIL = {
+    "icmp-rate-limit": 0.25,
+}
+"""Scenarios whose point is a long outage in the cut-short run, and the ok share they keep:
+icmp-rate-limit's Service has no endpoint for ~8 s of the 10 s after its first action; the
+connections REJECTed then wait out their connect timeout or connect late (docs/icmp.md), and
+in userspace mode kube-proxy itself accepts and resets every one (no REJECT)."""
+
+
+def min_ok_share(name: str, default: float = MIN_OK_SHARE) -> float:
+    """The lowest ok share scenario ``name`` must keep (:data:`DESIGNED_TO_FAIL`)."""
+    return min(default, DESIGNED_TO_FAIL.get(name, default))

@@ -23,6 +23,7 @@ EXPECTED = (
     "dns-5s-delay",
     "dns-coredns-rollout",
     "dns-headless",
+    "icmp-rate-limit",
     "ipvs-lc-keepalive",
     "keepalive-imbalance",
     "lb-drain-local",
@@ -44,7 +45,8 @@ EXPECTED = (
 """The scenarios issues 3, 9, 10 and 12 ask for (``seed-article``: built from the source
 article; ``thousand-services-rollout``: iptables vs nftables mode; ``proxy-modes``: every
 mode; ``dns-*``: issue 12's DNS; ``ipvs-lc-keepalive``: lc under keep-alive;
-``userspace-dead-pod``: what only userspace mode does)."""
+``userspace-dead-pod``: what only userspace mode does; ``icmp-rate-limit``: issue 12's ICMP
+rate limiting of REJECT answers)."""
 
 SHIPPED = tuple(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
 

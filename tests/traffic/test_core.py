@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from svcsim.netfilter.icmp_limit import IcmpSysctls
 from svcsim.traffic import PodSource, Retries, ServiceTarget, TrafficEngine, WorkloadSpec
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.reference import ReferenceEngine
@@ -16,7 +17,9 @@ CLIENTS = {"app": "client"}
 
 
 def _world(ready: bool = True) -> World:
-    w = World()
+    # Not ready: every attempt REJECTed; with the ICMP limits off (ratemask 0) each is
+    # refused at once, so its retries come within the run.
+    w = World(icmp=IcmpSysctls(ratemask=0))
     for i in range(2):
         w.add_pod(f"client-{i}", w.nodes[i], CLIENTS, app="client", port=9)
     for i in range(3):

@@ -146,6 +146,7 @@ def test_materialise_appends_what_was_added_since() -> None:
             "accepted",
             "served",
             "refused",
+            "icmp",
         )
     }
     spines = [

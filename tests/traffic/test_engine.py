@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from svcsim.netfilter.icmp_limit import IcmpSysctls
 from svcsim.sim.network import BackendState
 from svcsim.traffic import (
     FixedTime,
@@ -285,7 +286,8 @@ def test_conntrack_full_drops_new_flows_until_entries_expire() -> None:
 
 
 def test_retries_follow_the_backoff() -> None:
-    w = _world(endpoints=1, clients=1)
+    # ICMP limits off (ratemask 0): every REJECT is refused at once, so retries follow it.
+    w = _world(endpoints=1, clients=1, icmp=IcmpSysctls(ratemask=0))
     w.set_pod("web-0", ready=False)
     w.update_slices()
     w.program()

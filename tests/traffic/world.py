@@ -28,6 +28,7 @@ from svcsim.k8s.objects import (
     SessionAffinity,
 )
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+from svcsim.netfilter.icmp_limit import IcmpSysctls
 from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.packet import NodeNetwork
 from svcsim.proxy.context import NodeContext
@@ -59,6 +60,8 @@ class World:
     )
     mode: KernelMode = "iptables"
     """The nodes' kube-proxy mode: what :meth:`program` compiles and installs."""
+    icmp: IcmpSysctls = field(default_factory=IcmpSysctls)
+    """The nodes' ICMP rate limits (kernel defaults)."""
 
     def __post_init__(self) -> None:
         self.env = simpy.Environment()
@@ -71,7 +74,9 @@ class World:
             ip = f"192.168.0.{i + 10}"
             self.node_ips[n] = ip
             net = NodeNetwork((ip,), pod_cidr=cidrs[n])
-            self.kernels[n] = Kernel(n, net, self.conntrack_max, self.timeouts, self.mode)
+            self.kernels[n] = Kernel(
+                n, net, self.conntrack_max, self.timeouts, self.mode, icmp_sysctls=self.icmp
+            )
         self.recorder = Recorder()
         self.view = ApiView(self.api, self.network)
         self.proxy: dict[str, ProxyState] = dict.fromkeys(self.nodes, "up")
