@@ -57,7 +57,7 @@ def _kernel_version(text: str) -> str:
 def _quoted(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise problem(
-            f"write the kernel version as quoted text, like \"{value}\": read as a number, "
+            f'write the kernel version as quoted text, like "{value}": read as a number, '
             "5.10 would be 5.1"
         )
     return value
