@@ -6,6 +6,7 @@ import io
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 
 from svcsim.cli.run import MAX_NODE_ROWS, MAX_SPREAD_ROWS, natural_key, print_summary
@@ -23,7 +24,8 @@ def _printed(endpoints: int, nodes: int) -> str:
         "programming_latency": latency,
         "syncs": {n: {"total": 1, "failed": 0} for n in latency},
     }
-    run = SimpleNamespace(summary=summary, manifest={"name": "x"}, path="runs/x")
+    events = pd.DataFrame({"kind": pd.Series([], dtype=str)})
+    run = SimpleNamespace(summary=summary, manifest={"name": "x"}, path="runs/x", events=events)
     buffer = io.StringIO()
     print_summary(run, Console(file=buffer, width=100))  # type: ignore[arg-type]
     return buffer.getvalue()
