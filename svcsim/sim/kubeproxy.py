@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -138,6 +138,14 @@ CleanupListener = Callable[[StaleUdpFilter, float], None]
 """Told ``(filter, now_s)`` after kube-proxy cleaned conntrack (for flow state kept elsewhere)."""
 
 
+class _InformerView(NamedTuple):
+    """The endpoints map of one process life's informers at one version of its tracker."""
+
+    life: _Life
+    version: int
+    endpoints: EndpointsMap
+
+
 class KubeProxy:
     """kube-proxy on ``node``: call :meth:`start` once at t=0; faults are methods."""
 
@@ -193,7 +201,7 @@ class KubeProxy:
         """False while its Node is tainted ToBeDeletedByClusterAutoscaler (``/healthz`` 503)."""
         self._cleanup_listeners: list[CleanupListener] = []
         self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
-        self._informer_cache: tuple[tuple[int, int], EndpointsMap] | None = None
+        self._informer_cache: _InformerView | None = None
 
     # --- state the traffic layer reads ------------------------------------------------------
 
@@ -260,13 +268,13 @@ class KubeProxy:
         life = self._life
         if life is None:
             return ()
-        key = (id(life), life.tracker.version)
-        if self._informer_cache is None or self._informer_cache[0] != key:
+        view = self._informer_cache
+        if view is None or view.life is not life or view.version != life.tracker.version:
             endpoints = build_endpoints_map(
                 life.tracker.slices.values(), self.node, self.caches.compile
             )
-            self._informer_cache = (key, endpoints)
-        return self._informer_cache[1].get(spn, ())
+            view = self._informer_cache = _InformerView(life, life.tracker.version, endpoints)
+        return view.endpoints.get(spn, ())
 
     def on_programmed(self, listener: Callable[[str, ProgrammedView], None]) -> None:
         """Register a listener called as ``listener(node, view)`` after each successful sync."""
