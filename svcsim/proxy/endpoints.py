@@ -58,7 +58,10 @@ def parse_ipv4_sloppy(text: str) -> str | None:
 
 @functools.lru_cache(maxsize=1 << 12)
 def parse_ipv4_cidr_sloppy(text: str) -> str | None:
-    """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None."""
+    """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None.
+
+    Memoised at module level like :func:`parse_ipv4_sloppy` (strings only, bounded).
+    """
     addr, sep, prefix = text.partition("/")
     ip = parse_ipv4_sloppy(addr)
     if ip is None or not sep or not (prefix.isascii() and prefix.isdigit()) or int(prefix) > 32:
