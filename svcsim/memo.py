@@ -21,7 +21,7 @@ contents never change what a caller sees, only how fast it sees it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -36,7 +36,7 @@ class BoundedMemo(Generic[K, V]):
     taken by other objects while the entry lives, and a hit means the very same objects.
     """
 
-    __slots__ = ("_entries", "_held", "limit", "name")
+    __slots__ = ("_entries", "_held", "get", "limit", "name")
 
     def __init__(self, name: str, limit: int) -> None:
         if limit < 1:
@@ -48,10 +48,10 @@ class BoundedMemo(Generic[K, V]):
         self._entries: dict[K, V] = {}
         self._held: dict[K, object] = {}
         """What each identity-keyed entry keeps alive (see the class docstring)."""
-
-    def get(self, key: K) -> V | None:
-        """The stored value for ``key``, or None."""
-        return self._entries.get(key)
+        self.get: Callable[[K], V | None] = self._entries.get
+        """The stored value for a key, or None. The dict's own ``get`` (entries are only ever
+        deleted from that one dict, never replaced): memos are asked in the compiler's
+        per-service-port loops, where a Python call per lookup shows."""
 
     def put(self, key: K, value: V, holds: object = None) -> V:
         """Store ``value`` for ``key`` (dropping the oldest entries first if full); return it.

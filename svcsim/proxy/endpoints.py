@@ -311,8 +311,8 @@ def _service_endpoints(
     unique) also hands out the *same* tuples sync after sync, and to every node without a local
     endpoint of the Service, which makes later equality checks identity checks.
     """
-    key = NodeEndpointsKey(group_key, node_name)
-    hit = caches.node_endpoints.get(key)
+    # Asked with the plain tuple equal to the NodeEndpointsKey stored below (proxy/caches.py).
+    hit = caches.node_endpoints.get((group_key, node_name))
     if hit is not None:
         return hit
     placed = caches.placed_endpoints.get(group_key)
@@ -323,6 +323,7 @@ def _service_endpoints(
             holds=group,
         )
     built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed)
+    key = NodeEndpointsKey(group_key, node_name)
     return caches.node_endpoints.put(key, built, holds=group)
 
 

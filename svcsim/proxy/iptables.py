@@ -181,8 +181,8 @@ def _port_block(
     tuple objects (memoised in :mod:`svcsim.proxy.endpoints`), so their block is found without
     categorising again. The entry holds the keyed objects, so their ids stay theirs.
     """
-    key = PortBlockKey(id(svc), id(endpoints), id(ctx), large)
-    hit = caches.port_blocks.get(key)
+    # Asked with the plain tuple equal to the PortBlockKey stored below (see proxy/caches.py).
+    hit = caches.port_blocks.get((id(svc), id(endpoints), id(ctx), large))
     if hit is not None:
         return hit
     cat = categorize_endpoints_shared(
@@ -194,6 +194,7 @@ def _port_block(
         caches,
     )
     block = service_port_block(svc, cat, ctx, large, caches)
+    key = PortBlockKey(id(svc), id(endpoints), id(ctx), large)
     return caches.port_blocks.put(key, block, holds=(svc, endpoints, ctx))
 
 

@@ -143,6 +143,11 @@ class _PortKey(NamedTuple):
     context: NodeContext
 
 
+_PortTuple = tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext]
+"""A :class:`_PortKey` as a plain tuple: equal to it, and ten times cheaper to make (the
+compiler asks once per service port per sync)."""
+
+
 class NameMemo:
     """:func:`hash_and_truncate` and each service port's objects remembered, owned by a run.
 
@@ -156,13 +161,13 @@ class NameMemo:
     def __init__(self, limit: int = 1 << 18) -> None:
         self.names: BoundedMemo[str, str] = BoundedMemo("hashed nf_tables chain names", limit)
         """``hashAndTruncate`` by the name it hashes."""
-        self.parts: BoundedMemo[_PortKey, _PortPart] = BoundedMemo(
+        self.parts: BoundedMemo[_PortTuple, _PortPart] = BoundedMemo(
             "nf_tables objects of a service port by (port, endpoints, context)", limit
         )
         """A service port's objects by what they are written from (values)."""
 
-    def part(self, key: _PortKey) -> _PortPart | None:
-        """The objects remembered for ``key``, if any."""
+    def part(self, key: _PortTuple) -> _PortPart | None:
+        """The objects remembered for ``key`` (a :class:`_PortKey` or the equal tuple), if any."""
         return self.parts.get(key)
 
     def remember(self, key: _PortKey, part: _PortPart) -> None:
@@ -505,8 +510,8 @@ def _table(
         if names is None:
             _service_port(b, svc, endpoints, ctx)
             continue
-        key = _PortKey(svc, endpoints, ctx)
-        part = names.part(key)
+        # Asked with the plain tuple equal to the _PortKey stored below (see proxy/caches.py).
+        part = names.part((svc, endpoints, ctx))
         if part is None:
             # The port's objects on their own, then added as _service_port adds them.
             alone = _Builder(hashed=names)
@@ -517,7 +522,7 @@ def _table(
                 tuple(alone.rules),
                 tuple(alone.elements.items()),
             )
-            names.remember(key, part)
+            names.remember(_PortKey(svc, endpoints, ctx), part)
         for chain in part.chains:
             b.chains.setdefault(chain.name, chain)
         for nft_set in part.sets:
