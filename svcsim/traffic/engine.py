@@ -285,8 +285,9 @@ class TrafficEngine(EngineCore):
             ]
             if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
                 gids = np.concatenate(pairs)
-                # PER_FLOW: a pair walked per flow (its rules branch beyond the index's bound).
-                self._deferrable = bool((gids != PER_FLOW).all()) and bool(
+                # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
+                # bound, so it is walked per flow).
+                self._deferrable = bool((gids >= 0).all()) and bool(
                     self._groups.materialise()["fast"][gids].all()
                 )
 
