@@ -178,21 +178,24 @@ def _iptables_figures(
     from svcsim.netfilter.text import render_save
     from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
     from svcsim.proxy.iptables import sync_from_maps
+    from svcsim.sim.caches import RunCaches
     from svcsim.sim.restore import apply_plan, chain_names, plan_sync, service_chains
 
-    ports = build_service_port_map(svcs)
-    before = build_endpoints_map(slices, ctx.node_name)
-    after = build_endpoints_map(changed, ctx.node_name)
-    first, full_s = timed(lambda: sync_from_maps(ports, before, ctx))
+    caches = RunCaches()  # what a run's World owns: the change below reuses the full sync's
+    ports = build_service_port_map(svcs, caches.compile)
+    before = build_endpoints_map(slices, ctx.node_name, caches.compile)
+    after = build_endpoints_map(changed, ctx.node_name, caches.compile)
+    first, full_s = timed(lambda: sync_from_maps(ports, before, ctx, caches.compile))
     _, render_s = timed(lambda: render_save(first.ruleset))
     kernel = first.ruleset
     nat = kernel.table("nat")
 
     def partial() -> object:
-        compiled = sync_from_maps(ports, after, ctx)
-        chains = service_chains(ports, after, [f"default/svc{len(svcs) - 1}"])
-        plan = plan_sync(compiled, chains, full=False, existing_nat_chains=chain_names(nat))
-        return apply_plan(kernel, plan)
+        compiled = sync_from_maps(ports, after, ctx, caches.compile)
+        chains = service_chains(ports, after, [f"default/svc{len(svcs) - 1}"], caches)
+        existing = chain_names(nat, caches)
+        plan = plan_sync(compiled, chains, full=False, existing_nat_chains=existing, caches=caches)
+        return apply_plan(kernel, plan, caches)
 
     _, change_s = timed(partial)
     return [

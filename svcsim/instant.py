@@ -109,6 +109,6 @@ def node_diff(state: RunAt, node: str) -> NodeDiff:
         return diff_nft_node(
             services, parse_table(wanted), kernel.nft.parsed, kernel.network, pod_source=pod_source
         )
-    expected = compile_iptables(services, slices, proxy.ctx)
+    expected = compile_iptables(services, slices, proxy.ctx, proxy.caches.compile)
     dump = parse_node_save(render_save(kernel.ruleset))
     return diff_node(services, expected, dump, kernel.network, pod_source=pod_source)

@@ -266,10 +266,13 @@ def _compile_node(
     switches: ProxySwitches,
     service_cidr: str = DEFAULT_SERVICE_CIDR,
 ) -> NodeRules:
+    from svcsim.proxy.caches import CompileCaches
     from svcsim.proxy.iptables import compile_iptables_sync
 
     manifests, context = _prepare_node(manifests_paths, node, node_ip, switches, service_cidr)
-    sync = compile_iptables_sync(manifests.services, effective_endpoint_slices(manifests), context)
+    slices = effective_endpoint_slices(manifests)
+    # The command's own memos: one compile, no World (DESIGN.md decision 8).
+    sync = compile_iptables_sync(manifests.services, slices, context, CompileCaches())
     return NodeRules(manifests, context, sync.ruleset, sync.restore_text)
 
 

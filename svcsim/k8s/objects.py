@@ -466,7 +466,8 @@ def template_hash(template: PodTemplate) -> str:
     (``rand.SafeEncodeString``), so it is 1..10 characters of that alphabet. The hashed
     bytes are a canonical text of the template's fields, not Go's spew dump, so the value
     differs from the one a real cluster would compute for the same template. Memoised (every
-    Deployment sync asks; templates are frozen values).
+    Deployment sync asks; templates are frozen values hashed by value, so the module-level
+    memo is a bounded pure function holding no run's state).
     """
     text = repr(_canonical(template)).encode()
     h = 0x811C9DC5

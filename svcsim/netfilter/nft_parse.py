@@ -27,6 +27,7 @@ import ipaddress
 import re
 from typing import Literal
 
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.nft_statements import (
     L4_PROTOCOLS,
     SELECTORS,
@@ -290,20 +291,23 @@ class ParseMemo:
 
     Successive syncs and nodes in step write mostly the same chains; with a memo each is
     parsed once, and an unchanged chain is the same object in every table that holds it (so
-    "did this chain change" is an identity test).
+    "did this chain change" is an identity test). At most ``limit`` chains are kept
+    (:class:`~svcsim.memo.BoundedMemo`).
     """
 
+    __slots__ = ("chains",)
+
     def __init__(self, limit: int = 1 << 16) -> None:
-        self._chains: dict[ChainText, tuple[ParsedRule, ...]] = {}
-        self._limit = limit
+        self.chains: BoundedMemo[ChainText, tuple[ParsedRule, ...]] = BoundedMemo(
+            "parsed nf_tables chains by their text", limit
+        )
+        """Parsed rules by the chain's name and rule texts."""
 
     def chain(self, key: ChainText) -> tuple[ParsedRule, ...]:
         """The parsed rules of the chain ``key`` names (parsed on first use)."""
-        found = self._chains.get(key)
+        found = self.chains.get(key)
         if found is None:
-            if len(self._chains) >= self._limit:
-                self._chains.clear()
-            found = self._chains[key] = _parse_chain(key)
+            found = self.chains.put(key, _parse_chain(key))
         return found
 
 

@@ -35,7 +35,8 @@ class VerdictKind(StrEnum):
 def parse_ip(text: str) -> IPAddress:
     """Parse an IPv4 or IPv6 address; the ValueError names the bad text.
 
-    Memoised: walks parse the same few addresses over and over (addresses are immutable).
+    Memoised (module-level: strings in, immutable addresses out, bounded): walks parse the
+    same few addresses over and over.
     """
     try:
         return ipaddress.ip_address(text)

@@ -177,7 +177,9 @@ def parse_rule(text: str) -> Rule:
     Raises :class:`IptablesSyntaxError` for anything iptables would refuse or that the model
     does not know (an unknown extension is refused rather than silently ignored). Results are
     cached: a Rule is an immutable value, and every kube-proxy sync re-writes mostly the same
-    lines.
+    lines. The memo stays module-level: a pure, bounded function of a string whose values hold
+    no run's objects (runs may share the same immutable Rule; a run's own interning of rules
+    is :class:`~svcsim.proxy.caches.CompileCaches`).
     """
     return _parse(text, lenient=False)
 
@@ -193,7 +195,8 @@ def parse_node_rule(text: str) -> Rule:
     :class:`~svcsim.netfilter.other_extensions.UnknownMatch` (``UnknownTarget``) holding the
     tokens as read: the caller decides whether that is an error (a walk reaches it) or a
     warning. Malformed text (an unterminated quote, an option without its value, a stray
-    argument) still raises :class:`IptablesSyntaxError`.
+    argument) still raises :class:`IptablesSyntaxError`. Memoised at module level as
+    :func:`parse_rule` is.
     """
     return _parse(text, lenient=True)
 

@@ -12,15 +12,13 @@ Rule arguments are parsed by :func:`svcsim.netfilter.parse.parse_rule`, re-expor
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
 
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
 from svcsim.netfilter.parse import IptablesSyntaxError, parse_rule, tokenize
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 
 SAVE_TABLE_ORDER: Final = ("mangle", "security", "raw", "filter", "nat")
 """The order ``iptables-save`` prints tables in: iptables-nft's ``enum nft_table_type``
@@ -45,16 +43,82 @@ __all__ = [
     "SAVE_VERSION",
     "IptablesSyntaxError",
     "RulesetBuilder",
+    "RulesetInterner",
     "apply_restore",
-    "interned_chain",
-    "interned_ruleset",
-    "interned_table",
     "parse_rule",
     "parse_save",
     "render_restore",
     "render_save",
     "tokenize",
 ]
+
+
+class ChainKey(NamedTuple):
+    """What makes a chain: its name, its policy and the identities of its rule objects."""
+
+    name: str
+    policy: str | None
+    rule_ids: tuple[int, ...]
+
+
+class TableKey(NamedTuple):
+    """What makes a table: its name and the identities of its chain objects."""
+
+    name: str
+    chain_ids: tuple[int, ...]
+
+
+class RulesetKey(NamedTuple):
+    """What makes a ruleset: the identities of its table objects."""
+
+    table_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetInterner:
+    """Chains, tables and rulesets built from the same parts, handed out once; owned by a run.
+
+    Keys name the parts by ``id``; each value holds those parts (a chain its rules, a table its
+    chains, a ruleset its tables), so while it is stored no other object can take their ids and
+    a hit means the very same parts. Frozen values built from the same parts are equal, so
+    handing out the stored one changes no result; but rulesets that share chains then compare
+    by identity, and 20 nodes holding the same rules hold them once. A builder without an
+    interner makes a fresh one: equal values, no sharing with anything built before.
+    """
+
+    chains: BoundedMemo[ChainKey, Chain] = field(
+        default_factory=lambda: BoundedMemo("chains by name, policy and rule identities", 1 << 16)
+    )
+    tables: BoundedMemo[TableKey, Table] = field(
+        default_factory=lambda: BoundedMemo("tables by name and chain identities", 512)
+    )
+    rulesets: BoundedMemo[RulesetKey, Ruleset] = field(
+        default_factory=lambda: BoundedMemo("rulesets by table identities", 1024)
+    )
+
+    def chain(self, name: str, rules: tuple[Rule, ...], policy: str | None = None) -> Chain:
+        """The chain of these rule *objects* (the one handed out before, if any)."""
+        key = ChainKey(name, policy, tuple(map(id, rules)))
+        found = self.chains.get(key)
+        if found is None:
+            found = self.chains.put(key, Chain(name, rules, policy))
+        return found
+
+    def table(self, name: str, chains: tuple[Chain, ...]) -> Table:
+        """The table of these chain objects (the one handed out before, if any)."""
+        key = TableKey(name, tuple(map(id, chains)))
+        found = self.tables.get(key)
+        if found is None:
+            found = self.tables.put(key, Table(name, chains))
+        return found
+
+    def ruleset(self, tables: tuple[Table, ...]) -> Ruleset:
+        """The ruleset of these table objects (the one handed out before, if any)."""
+        key = RulesetKey(tuple(map(id, tables)))
+        found = self.rulesets.get(key)
+        if found is None:
+            found = self.rulesets.put(key, Ruleset(tables))
+        return found
 
 
 class RulesetBuilder:
@@ -64,7 +128,9 @@ class RulesetBuilder:
     exist once declared with :meth:`chain` or given a rule.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interner: RulesetInterner | None = None) -> None:
+        self.interner = interner if interner is not None else RulesetInterner()
+        """Where :meth:`build` finds chains, tables and rulesets built before (a run's)."""
         self._tables: dict[str, dict[str, list[Rule]]] = {}
         self._policies: dict[tuple[str, str], str] = {}
         self._unchanged: dict[tuple[str, str], Chain] = {}
@@ -149,29 +215,32 @@ class RulesetBuilder:
     def build(self) -> Ruleset:
         """The frozen ruleset.
 
-        Chains, tables and rulesets equal to ones built before (same names, same rule
-        *objects*) come back as those very objects (see :func:`_intern`), so rulesets that
-        share chains compare by identity, and 20 nodes holding the same rules hold them once.
+        Chains, tables and rulesets equal to ones built before with the same
+        :attr:`interner` (same names, same rule *objects*) come back as those very objects (see
+        :class:`RulesetInterner`).
         A chain copied by :meth:`from_ruleset` and untouched since is that chain itself (the
         same name, rules and policy).
         """
         policies = self._policies
         unchanged = self._unchanged
+        interner = self.interner
         tables = []
         for t, chains in self._tables.items():
             built = []
             for name, rules in chains.items():
                 same = unchanged.get((t, name))
                 if same is None:
-                    same = _intern_chain(name, tuple(rules), policies.get((t, name)))
+                    same = interner.chain(name, tuple(rules), policies.get((t, name)))
                 built.append(same)
-            tables.append(_intern_table(t, tuple(built)))
-        return _intern_ruleset(tuple(tables))
+            tables.append(interner.table(t, tuple(built)))
+        return interner.ruleset(tuple(tables))
 
     @classmethod
-    def from_ruleset(cls, ruleset: Ruleset) -> RulesetBuilder:
+    def from_ruleset(
+        cls, ruleset: Ruleset, interner: RulesetInterner | None = None
+    ) -> RulesetBuilder:
         """A builder holding a copy of ``ruleset`` (to edit it as iptables-restore would)."""
-        builder = cls()
+        builder = cls(interner)
         policies, unchanged = builder._policies, builder._unchanged
         for table in ruleset.tables:
             name = table.name
@@ -183,63 +252,6 @@ class RulesetBuilder:
                     policies[name, chain.name] = chain.policy
                 unchanged[name, chain.name] = chain
         return builder
-
-
-_chains: dict[tuple[str, str | None, tuple[int, ...]], Chain] = {}
-_tables: dict[tuple[str, tuple[int, ...]], Table] = {}
-_rulesets: dict[tuple[int, ...], Ruleset] = {}
-
-
-def _intern(cache: dict[_K, _V], key: _K, make: Callable[[], _V], limit: int) -> _V:
-    """The value cached under ``key``, made and cached on first use.
-
-    Keys name the parts by ``id``; the cached value holds those parts, so while it is cached
-    no other object can take their ids and a key hit means the very same parts. Frozen values
-    built from the same parts are equal, so handing out the cached one changes no result.
-    Beyond ``limit`` entries the oldest eighth is dropped (tables and rulesets are big) in one
-    batch: a dict iterates from its first slot over those of entries deleted since it last
-    resized, so dropping one oldest entry at a time would cost a scan each (quadratic).
-    """
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= limit:
-            for old in list(itertools.islice(cache, max(1, limit // 8))):
-                del cache[old]
-        found = cache[key] = make()
-    return found
-
-
-def interned_chain(name: str, rules: tuple[Rule, ...], policy: str | None = None) -> Chain:
-    """The chain :meth:`RulesetBuilder.build` hands out for these rule *objects*.
-
-    For code that assembles rulesets itself: equal parts give the very same object either
-    way, so identity checks between its rulesets and built ones hold.
-    """
-    return _intern_chain(name, rules, policy)
-
-
-def interned_table(name: str, chains: tuple[Chain, ...]) -> Table:
-    """The table :meth:`RulesetBuilder.build` hands out for these chain objects."""
-    return _intern_table(name, chains)
-
-
-def interned_ruleset(tables: tuple[Table, ...]) -> Ruleset:
-    """The ruleset :meth:`RulesetBuilder.build` hands out for these table objects."""
-    return _intern_ruleset(tables)
-
-
-def _intern_chain(name: str, rules: tuple[Rule, ...], policy: str | None) -> Chain:
-    return _intern(
-        _chains, (name, policy, tuple(map(id, rules))), lambda: Chain(name, rules, policy), 1 << 16
-    )
-
-
-def _intern_table(name: str, chains: tuple[Chain, ...]) -> Table:
-    return _intern(_tables, (name, tuple(map(id, chains))), lambda: Table(name, chains), 512)
-
-
-def _intern_ruleset(tables: tuple[Table, ...]) -> Ruleset:
-    return _intern(_rulesets, tuple(map(id, tables)), lambda: Ruleset(tables), 1024)
 
 
 def render_restore(
@@ -291,14 +303,21 @@ def render_save(ruleset: Ruleset, tables: Sequence[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def apply_restore(ruleset: Ruleset, text: str, *, noflush: bool = True) -> Ruleset:
+def apply_restore(
+    ruleset: Ruleset,
+    text: str,
+    *,
+    noflush: bool = True,
+    interner: RulesetInterner | None = None,
+) -> Ruleset:
     """The ruleset after ``iptables-restore [--noflush]`` of ``text`` on top of ``ruleset``.
 
     With ``noflush`` only the chains declared by ``:CHAIN`` lines are flushed; without it every
     table named in the input is emptied first. Handles ``:CHAIN``, ``-A``, ``-I``, ``-X``, ``-F``
-    and ``COMMIT``. Errors name the line (1-based) of the input.
+    and ``COMMIT``. Errors name the line (1-based) of the input. With a run's ``interner``,
+    chains equal to ones it built before are those objects (see :class:`RulesetInterner`).
     """
-    builder = RulesetBuilder.from_ruleset(ruleset)
+    builder = RulesetBuilder.from_ruleset(ruleset, interner)
     table: str | None = None
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -356,6 +375,6 @@ def _apply_line(builder: RulesetBuilder, table: str | None, line: str, noflush: 
     return table
 
 
-def parse_save(text: str) -> Ruleset:
+def parse_save(text: str, interner: RulesetInterner | None = None) -> Ruleset:
     """Parse ``iptables-save`` output (or restore input) into a ruleset on an empty kernel."""
-    return apply_restore(Ruleset(), text, noflush=True)
+    return apply_restore(Ruleset(), text, noflush=True, interner=interner)

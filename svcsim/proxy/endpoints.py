@@ -26,11 +26,15 @@ from svcsim.k8s.objects import (
     SessionAffinity,
     TrafficPolicy,
 )
-from svcsim.proxy.memo import BoundedMemo
+from svcsim.proxy.caches import (
+    CompileCaches,
+    NodeEndpoints,
+    NodeEndpointsKey,
+    PlacedEndpoints,
+    ServiceSlices,
+    ServiceSlicesKey,
+)
 from svcsim.proxy.names import ServicePortName
-
-_SERVICE_CACHE_LIMIT = 1 << 14
-"""Entries kept by each identity memo below before the oldest go."""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -40,7 +44,8 @@ def parse_ipv4_sloppy(text: str) -> str | None:
     Returns the canonical dotted quad, or None if ``text`` is not an IPv4 address (IPv6 included).
     kube-proxy writes the re-printed address, so ``10.180.00.001`` becomes ``10.180.0.1``
     (TestBadIPs). Memoised: a pure function of a string, called for every endpoint of every
-    slice at every sync of every node.
+    slice at every sync of every node. The memo stays module-level: it holds strings only,
+    no objects of a run, and is bounded.
     """
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
@@ -53,7 +58,10 @@ def parse_ipv4_sloppy(text: str) -> str | None:
 
 @functools.lru_cache(maxsize=1 << 12)
 def parse_ipv4_cidr_sloppy(text: str) -> str | None:
-    """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None."""
+    """``netutils.ParseCIDRSloppy`` + ``IPNet.String()`` for IPv4: the masked network, or None.
+
+    Memoised at module level like :func:`parse_ipv4_sloppy` (strings only, bounded).
+    """
     addr, sep, prefix = text.partition("/")
     ip = parse_ipv4_sloppy(addr)
     if ip is None or not sep or not (prefix.isascii() and prefix.isdigit()) or int(prefix) > 32:
@@ -131,28 +139,25 @@ def should_skip_service(svc: Service) -> bool:
     return svc.cluster_ip in ("", "None") or svc.type == ServiceType.EXTERNAL_NAME
 
 
-def service_port_infos(svc: Service) -> list[ServicePortInfo]:
-    """One :class:`ServicePortInfo` per ``spec.ports`` entry; none if kube-proxy skips ``svc``."""
-    return list(_port_infos(svc))
+def service_port_infos(svc: Service, caches: CompileCaches | None = None) -> list[ServicePortInfo]:
+    """One :class:`ServicePortInfo` per ``spec.ports`` entry; none if kube-proxy skips ``svc``.
+
+    ``caches``: the run's (:class:`~svcsim.proxy.caches.CompileCaches`); None computes afresh.
+    """
+    return list(_port_infos(svc, caches if caches is not None else CompileCaches()))
 
 
-_port_info_cache: BoundedMemo[int, tuple[Service, tuple[ServicePortInfo, ...]]] = BoundedMemo(
-    "port infos by Service identity", _SERVICE_CACHE_LIMIT
-)
-
-
-def _port_infos(svc: Service) -> tuple[ServicePortInfo, ...]:
+def _port_infos(svc: Service, caches: CompileCaches) -> tuple[ServicePortInfo, ...]:
     """:func:`service_port_infos` as a tuple, memoised by identity.
 
     Services are frozen values, and every node derives the same Service at every sync and
     every watch event.
     """
-    hit = _port_info_cache.get(id(svc))
-    if hit is not None and hit[0] is svc:
-        return hit[1]
-    infos = tuple(_derive_port_infos(svc))
-    _port_info_cache.put(id(svc), (svc, infos))
-    return infos
+    memo = caches.port_infos
+    hit = memo.get(id(svc))
+    if hit is None:
+        hit = memo.put(id(svc), tuple(_derive_port_infos(svc)), holds=svc)
+    return hit
 
 
 def _derive_port_infos(svc: Service) -> list[ServicePortInfo]:
@@ -199,15 +204,19 @@ def _derive_port_infos(svc: Service) -> list[ServicePortInfo]:
     ]
 
 
-def build_service_port_map(services: Iterable[Service]) -> dict[ServicePortName, ServicePortInfo]:
+def build_service_port_map(
+    services: Iterable[Service], caches: CompileCaches | None = None
+) -> dict[ServicePortName, ServicePortInfo]:
     """The proxier's ``svcPortMap``: every proxied Service port, keyed by ServicePortName.
 
     Headless and ExternalName Services and Services without an IPv4 ClusterIP contribute nothing
     (TestBuildServiceMapServiceHeadless, TestBuildServiceMapServiceTypeExternalName).
+    ``caches``: the run's; None computes afresh.
     """
+    caches = caches if caches is not None else CompileCaches()
     out: dict[ServicePortName, ServicePortInfo] = {}
     for svc in services:
-        for info in _port_infos(svc):
+        for info in _port_infos(svc, caches):
             out[info.name] = info
     return out
 
@@ -237,7 +246,9 @@ class EndpointInfo:
 EndpointsMap = dict[ServicePortName, tuple[EndpointInfo, ...]]
 
 
-def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> EndpointsMap:
+def build_endpoints_map(
+    slices: Iterable[EndpointSlice], node_name: str, caches: CompileCaches | None = None
+) -> EndpointsMap:
     """The proxier's ``endpointsMap`` from EndpointSlices (IPv4 slices only).
 
     A slice belongs to the Service named by its ``kubernetes.io/service-name`` label in its own
@@ -253,29 +264,26 @@ def build_endpoints_map(slices: Iterable[EndpointSlice], node_name: str) -> Endp
     visited in name order, which only matters for two *non-terminating* duplicates (undefined
     upstream). Each list is sorted by the ``"IP:port"`` string (``byEndpoint``), which is why
     ``10.1.1.11:11`` precedes ``10.1.1.1:11``.
+
+    ``caches``: the run's; None computes afresh.
     """
+    caches = caches if caches is not None else CompileCaches()
     out: EndpointsMap = {}
-    for group_key, group in _grouped(tuple(slices)):
-        out.update(_service_endpoints(group_key, group, node_name))
+    for group_key, group in _grouped(tuple(slices), caches):
+        out.update(_service_endpoints(group_key, group, node_name, caches))
     return out
 
 
-_Group = tuple["_GroupKey", tuple[EndpointSlice, ...]]
-_groups: BoundedMemo[tuple[int, ...], tuple[tuple[EndpointSlice, ...], tuple[_Group, ...]]] = (
-    BoundedMemo("IPv4 slices grouped by Service, by slice identities", 256)
-)
-
-
-def _grouped(slices: tuple[EndpointSlice, ...]) -> tuple[_Group, ...]:
+def _grouped(slices: tuple[EndpointSlice, ...], caches: CompileCaches) -> tuple[ServiceSlices, ...]:
     """The IPv4 slices of each Service (first-seen Service order), memoised by identity.
 
     Every node's informers hold the very same slice objects at a sync instant; the entry holds
     them, so their ids stay theirs.
     """
     key = tuple(map(id, slices))
-    hit = _groups.get(key)
+    hit = caches.slice_groups.get(key)
     if hit is not None:
-        return hit[1]
+        return hit
     by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
     for sl in slices:
         svc_name = sl.service_name
@@ -283,53 +291,40 @@ def _grouped(slices: tuple[EndpointSlice, ...]) -> tuple[_Group, ...]:
             continue
         by_service.setdefault((sl.meta.namespace, svc_name), []).append(sl)
     groups = tuple(
-        ((namespace, svc_name, tuple(map(id, group))), tuple(group))
+        (ServiceSlicesKey(namespace, svc_name, tuple(map(id, group))), tuple(group))
         for (namespace, svc_name), group in by_service.items()
     )
-    _groups.put(key, (slices, groups))
-    return groups
-
-
-_ServiceEndpoints = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...]], ...]
-_Placed = tuple[tuple[ServicePortName, tuple[EndpointInfo, ...], tuple[str | None, ...]], ...]
-"""Per service port: its endpoints as seen from no node, and each one's ``nodeName``."""
-
-_GroupKey = tuple[str, str, tuple[int, ...]]
-_placed_cache: BoundedMemo[_GroupKey, tuple[tuple[EndpointSlice, ...], _Placed]] = BoundedMemo(
-    "non-local endpoints by (namespace, service, slice ids)", _SERVICE_CACHE_LIMIT
-)
-_service_cache: BoundedMemo[
-    tuple[_GroupKey, str], tuple[tuple[EndpointSlice, ...], _ServiceEndpoints]
-] = BoundedMemo("endpoints by ((namespace, service, slice ids), node)", _SERVICE_CACHE_LIMIT)
-"""``((namespace, service, slice ids), node)`` -> (those slices, their endpoints).
-
-Every node rebuilds its endpoints map at every sync although only one Service's slices changed;
-slices are frozen values, so a Service whose slices are the very same objects has the very same
-endpoints. Keying by identity (and holding the slices, so their ids stay unique) also hands out
-the *same* tuples sync after sync, and to every node without a local endpoint of the Service,
-which makes later equality checks identity checks.
-"""
+    return caches.slice_groups.put(key, groups, holds=slices)
 
 
 def _service_endpoints(
-    group_key: _GroupKey, group: tuple[EndpointSlice, ...], node_name: str
-) -> _ServiceEndpoints:
+    group_key: ServiceSlicesKey,
+    group: tuple[EndpointSlice, ...],
+    node_name: str,
+    caches: CompileCaches,
+) -> NodeEndpoints:
     """The endpoints of one Service's IPv4 slices, per service port, memoised by identity.
 
-    ``group_key`` is ``(namespace, service, ids of group)``.
+    Every node rebuilds its endpoints map at every sync although only one Service's slices
+    changed; slices are frozen values, so a Service whose slices are the very same objects has
+    the very same endpoints. Keying by identity (the entries hold the slices, so their ids stay
+    unique) also hands out the *same* tuples sync after sync, and to every node without a local
+    endpoint of the Service, which makes later equality checks identity checks.
     """
-    namespace, svc_name = group_key[0], group_key[1]
-    hit = _service_cache.get((group_key, node_name))
+    # Asked with the plain tuple equal to the NodeEndpointsKey stored below (proxy/caches.py).
+    hit = caches.node_endpoints.get((group_key, node_name))
     if hit is not None:
-        return hit[1]
-    placed_hit = _placed_cache.get(group_key)
-    if placed_hit is None:
-        placed_hit = _placed_cache.put(
-            group_key, (group, _build_service_endpoints(namespace, svc_name, group))
+        return hit
+    placed = caches.placed_endpoints.get(group_key)
+    if placed is None:
+        placed = caches.placed_endpoints.put(
+            group_key,
+            _build_service_endpoints(group_key.namespace, group_key.service, group),
+            holds=group,
         )
-    built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed_hit[1])
-    _service_cache.put((group_key, node_name), (group, built))
-    return built
+    built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed)
+    key = NodeEndpointsKey(group_key, node_name)
+    return caches.node_endpoints.put(key, built, holds=group)
 
 
 def _localize(
@@ -353,7 +348,7 @@ def _local_twin(ep: EndpointInfo) -> EndpointInfo:
 
 def _build_service_endpoints(
     namespace: str, svc_name: str, group: tuple[EndpointSlice, ...]
-) -> _Placed:
+) -> PlacedEndpoints:
     """The endpoints map part of one Service, every endpoint non-local, with its node."""
     sets: dict[ServicePortName, dict[str, tuple[EndpointInfo, str | None]]] = {}
     for sl in sorted(group, key=lambda s: s.meta.name):

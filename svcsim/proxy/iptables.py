@@ -21,7 +21,9 @@ Every node compiles the whole state at every sync, so the compile is memoised (r
 unchanged): per service port on exactly what its rules depend on
 (:func:`~svcsim.proxy.iptables_service.service_port_block`), the fixed head and tail on the
 context facts they read, and the assembled ruleset and text on the identities of those parts.
-The fixed parts and the assembly are :mod:`svcsim.proxy.iptables_assembly`.
+The fixed parts and the assembly are :mod:`svcsim.proxy.iptables_assembly`. The memos are the
+run's :class:`~svcsim.proxy.caches.CompileCaches`, passed in; without one a call computes
+afresh.
 
 Out of scope: partial syncs and stale-chain deletion (a clean node has no stale chains), IPv6.
 """
@@ -35,6 +37,7 @@ from typing import Final
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import render_restore
+from svcsim.proxy.caches import CompileCaches, PortBlockKey
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
     EndpointInfo,
@@ -52,7 +55,6 @@ from svcsim.proxy.iptables_service import (
     ServicePortBlock,
     service_port_block,
 )
-from svcsim.proxy.memo import BoundedMemo
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 
@@ -101,35 +103,40 @@ def sync_from_maps(
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
+    caches: CompileCaches | None = None,
 ) -> IptablesSync:
     """A full sync from kube-proxy's own maps (``svcPortMap``, ``endpointsMap``).
 
     Written as fragments (fixed head, one block per service port, fixed tail) that are
-    memoised on exactly what they depend on, then assembled (also memoised): the result is
-    the same as writing every line afresh into one set of buffers. Built with the cyclic
-    garbage collector paused (:mod:`svcsim.proxy.gcpause`).
+    memoised (in the run's ``caches``; None: a throw-away set) on exactly what they depend on,
+    then assembled (also memoised): the result is the same as writing every line afresh into
+    one set of buffers. Built with the cyclic garbage collector paused
+    (:mod:`svcsim.proxy.gcpause`).
     """
     with collector_paused():
-        return _sync_from_maps(service_ports, endpoints_map, ctx)
+        return _sync_from_maps(
+            service_ports, endpoints_map, ctx, caches if caches is not None else CompileCaches()
+        )
 
 
 def _sync_from_maps(
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
+    caches: CompileCaches,
 ) -> IptablesSync:
-    head, tail = fixed_head_tail(ctx)
+    head, tail = fixed_head_tail(ctx, caches)
     n_endpoints = total_endpoints(service_ports, endpoints_map)
     large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
     no_local_internal = no_local_external = 0
     parts = [head]
-    for spn in _ordered(service_ports):
-        block = _port_block(service_ports[spn], endpoints_map.get(spn, ()), ctx, large)
+    for spn in _ordered(service_ports, caches):
+        block = _port_block(service_ports[spn], endpoints_map.get(spn, ()), ctx, large, caches)
         parts.append(block)
         no_local_internal += block.outcome.no_local_internal
         no_local_external += block.outcome.no_local_external
     parts.append(tail)
-    ruleset, text, buf, sections = assemble(tuple(parts))
+    ruleset, text, buf, sections = assemble(tuple(parts), caches)
     stats = SyncStats(
         service_ports=len(service_ports),
         total_endpoints=n_endpoints,
@@ -144,13 +151,8 @@ def _sync_from_maps(
     return IptablesSync(ruleset, text, stats, sections)
 
 
-_orders: BoundedMemo[tuple[int, ...], tuple[ServicePortName, ...]] = BoundedMemo(
-    "service port visiting orders by port name identities", 256
-)
-
-
 def _ordered(
-    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    service_ports: Mapping[ServicePortName, ServicePortInfo], caches: CompileCaches
 ) -> tuple[ServicePortName, ...]:
     """The service ports in visiting order, memoised by the identities of the names.
 
@@ -159,17 +161,11 @@ def _ordered(
     """
     names = tuple(service_ports)
     key = tuple(map(id, names))
-    hit = _orders.get(key)
+    memo = caches.visiting_orders
+    hit = memo.get(key)
     if hit is None:
-        hit = _orders.put(key, tuple(sorted(names, key=_service_order)))
+        hit = memo.put(key, tuple(sorted(names, key=_service_order)))
     return hit
-
-
-_PortKey = tuple[int, int, int, bool]
-_port_blocks: BoundedMemo[
-    _PortKey,
-    tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext, ServicePortBlock],
-] = BoundedMemo("service port blocks by (info id, endpoints id, context id, large)", 1 << 14)
 
 
 def _port_block(
@@ -177,6 +173,7 @@ def _port_block(
     endpoints: tuple[EndpointInfo, ...],
     ctx: NodeContext,
     large: bool,
+    caches: CompileCaches,
 ) -> ServicePortBlock:
     """Categorise ``endpoints`` for this node and write the port's block, memoised by identity.
 
@@ -184,36 +181,50 @@ def _port_block(
     tuple objects (memoised in :mod:`svcsim.proxy.endpoints`), so their block is found without
     categorising again. The entry holds the keyed objects, so their ids stay theirs.
     """
-    key = (id(svc), id(endpoints), id(ctx), large)
-    hit = _port_blocks.get(key)
+    # Asked with the plain tuple equal to the PortBlockKey stored below (see proxy/caches.py).
+    hit = caches.port_blocks.get((id(svc), id(endpoints), id(ctx), large))
     if hit is not None:
-        return hit[3]
+        return hit
     cat = categorize_endpoints_shared(
         endpoints,
         svc,
         ctx.node_name,
         ctx.node_zone or "",  # what categorize_endpoints reads from ctx.topology_labels
         ctx.prefer_same_traffic_distribution,
+        caches,
     )
-    block = service_port_block(svc, cat, ctx, large)
-    _port_blocks.put(key, (svc, endpoints, ctx, block))
-    return block
+    block = service_port_block(svc, cat, ctx, large, caches)
+    key = PortBlockKey(id(svc), id(endpoints), id(ctx), large)
+    return caches.port_blocks.put(key, block, holds=(svc, endpoints, ctx))
 
 
 def compile_iptables_sync(
-    services: Iterable[Service], endpoint_slices: Iterable[EndpointSlice], ctx: NodeContext
+    services: Iterable[Service],
+    endpoint_slices: Iterable[EndpointSlice],
+    ctx: NodeContext,
+    caches: CompileCaches | None = None,
 ) -> IptablesSync:
-    """A full sync on a clean node: kernel state, exact restore input and statistics."""
+    """A full sync on a clean node: kernel state, exact restore input and statistics.
+
+    ``caches``: the run's (or the command's); None computes afresh.
+    """
+    caches = caches if caches is not None else CompileCaches()
     return sync_from_maps(
-        build_service_port_map(services), build_endpoints_map(endpoint_slices, ctx.node_name), ctx
+        build_service_port_map(services, caches),
+        build_endpoints_map(endpoint_slices, ctx.node_name, caches),
+        ctx,
+        caches,
     )
 
 
 def compile_iptables(
-    services: Iterable[Service], endpoint_slices: Iterable[EndpointSlice], ctx: NodeContext
+    services: Iterable[Service],
+    endpoint_slices: Iterable[EndpointSlice],
+    ctx: NodeContext,
+    caches: CompileCaches | None = None,
 ) -> Ruleset:
     """The iptables state (mangle, nat, filter) of a clean node after kube-proxy's full sync."""
-    return compile_iptables_sync(services, endpoint_slices, ctx).ruleset
+    return compile_iptables_sync(services, endpoint_slices, ctx, caches).ruleset
 
 
 def restore_text(ruleset: Ruleset) -> str:

@@ -10,23 +10,21 @@ fixed head and tail of the restore input (top-level chains, ``KUBE-POSTROUTING``
 
 Rules are built as data (:mod:`svcsim.proxy.iptables_rules`), never parsed from text. Every node
 compiles at every sync, so the head and tail are memoised on the context facts they read and
-assembled results on the identities of their fragments; memoised results equal fresh ones.
+assembled results on the identities of their fragments, in the run's
+:class:`~svcsim.proxy.caches.CompileCaches`; memoised results equal fresh ones.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
-from svcsim.netfilter.text import (
-    RulesetBuilder,
-    interned_chain,
-    interned_ruleset,
-    interned_table,
-)
+from svcsim.netfilter.text import RulesetBuilder, RulesetInterner
+from svcsim.proxy.caches import CompileCaches, FixedKey, FixedParts
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables_rules import (
     NOTHING,
@@ -58,7 +56,6 @@ from svcsim.proxy.iptables_service import (
     ServicePortBlock,
     ServicePortOutcome,
 )
-from svcsim.proxy.memo import BoundedMemo
 
 CANARY_TABLES: Final = ("mangle", "nat", "filter")
 """Tables the iptables Monitor puts the canary chain in, in its order."""
@@ -210,10 +207,13 @@ def _fragment(buf: RestoreBuffers) -> ServicePortBlock:
 
 
 @functools.lru_cache(maxsize=256)
-def _fixed_key(ctx: NodeContext) -> tuple[object, ...]:
-    """Every :class:`NodeContext` fact the fixed head and tail read (not the node's name)."""
+def _fixed_key(ctx: NodeContext) -> FixedKey:
+    """Every :class:`NodeContext` fact the fixed head and tail read (not the node's name).
+
+    Module-level: a pure function of a frozen value, keyed by value (no identity), bounded.
+    """
     match_all = ctx.nodeport_match_all
-    return (
+    return FixedKey(
         ctx.mark,
         ctx.random_fully,
         ctx.effective_localhost_nodeports,
@@ -224,29 +224,25 @@ def _fixed_key(ctx: NodeContext) -> tuple[object, ...]:
     )
 
 
-_fixed_parts: BoundedMemo[tuple[object, ...], tuple[ServicePortBlock, ServicePortBlock]] = (
-    BoundedMemo("fixed head and tail by context facts", 256)
-)
+def fixed_head_tail(ctx: NodeContext, caches: CompileCaches | None = None) -> FixedParts:
+    """The fixed head and tail as fragments, one pair per distinct :func:`_fixed_key`.
 
-
-def fixed_head_tail(ctx: NodeContext) -> tuple[ServicePortBlock, ServicePortBlock]:
-    """The fixed head and tail as fragments, one pair per distinct :func:`_fixed_key`."""
+    ``caches``: the run's; None computes afresh.
+    """
     key = _fixed_key(ctx)
-    parts = _fixed_parts.get(key)
+    memo = (caches if caches is not None else CompileCaches()).fixed_parts
+    parts = memo.get(key)
     if parts is None:
         head, tail = RestoreBuffers(), RestoreBuffers()
         write_fixed_head(head, ctx)
         write_fixed_tail(tail, ctx)
-        parts = _fixed_parts.put(key, (_fragment(head), _fragment(tail)))
+        parts = memo.put(key, FixedParts(_fragment(head), _fragment(tail)))
     return parts
 
 
 Assembled = tuple[Ruleset, str, RestoreBuffers, "RestoreSections | None"]
 """Kernel state, restore text, the buffers they were made from, and the text's sections
 (None if a line holds a line break, so only splitting the text tells them)."""
-_assembled: BoundedMemo[tuple[int, ...], tuple[tuple[ServicePortBlock, ...], Assembled]] = (
-    BoundedMemo("assembled syncs by fragment identities", 64)  # each holds a whole restore text
-)
 
 _Parsed = tuple[tuple[str, Rule], ...]
 NatLine = tuple[str, str, bool]
@@ -257,7 +253,7 @@ nat table's chain and rule lines (without ``*nat`` and ``COMMIT``)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _PartLines:
+class PartLines:
     """One fragment's rules as restore lines and as parsed rules (``(chain, rule)``)."""
 
     filter_lines: tuple[str, ...]
@@ -276,38 +272,33 @@ class _PartLines:
     """The same for its filter rules."""
 
 
-_part_lines: BoundedMemo[int, tuple[ServicePortBlock, _PartLines]] = BoundedMemo(
-    "fragment lines and parsed rules by fragment identity", 1 << 14
-)
-
-
-def _lines_of(part: ServicePortBlock) -> _PartLines:
-    """:class:`_PartLines` of ``part``, memoised by identity (the entry holds the part).
+def _lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
+    """:class:`PartLines` of ``part``, memoised by identity (the entry holds the part).
 
     A sync changes few fragments, so a new assembly re-joins and re-parses only those.
     """
-    hit = _part_lines.get(id(part))
+    hit = caches.part_lines.get(id(part))
     if hit is not None:
-        return hit[1]
+        return hit
     filter_lines = tuple([f"-A {c} {r.text}" for c, r in part.filter_rules])
     nat_lines = tuple([f"-A {c} {r.text}" for c, r in part.nat_rules])
     every = [*_chain_lines(part.filter_chains), *filter_lines]
     every += [*_chain_lines(part.nat_chains), *nat_lines]
-    lines = _PartLines(
+    interner = caches.interner
+    lines = PartLines(
         filter_lines,
         nat_lines,
         part.filter_rules,
         part.nat_rules,
         tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
         "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
-        _grouped(part.nat_rules),
-        _grouped(part.filter_rules),
+        _grouped(part.nat_rules, interner),
+        _grouped(part.filter_rules, interner),
     )
-    _part_lines.put(id(part), (part, lines))
-    return lines
+    return caches.part_lines.put(id(part), lines, holds=part)
 
 
-def _grouped(rules: tuple[tuple[str, Rule], ...]) -> tuple[Chain, ...]:
+def _grouped(rules: tuple[tuple[str, Rule], ...], interner: RulesetInterner) -> tuple[Chain, ...]:
     """``(chain, rule)`` pairs as chains holding their rules in order (first write first)."""
     by_chain: dict[str, list[Rule]] = {}
     for chain, rule_ in rules:
@@ -315,11 +306,15 @@ def _grouped(rules: tuple[tuple[str, Rule], ...]) -> tuple[Chain, ...]:
         if held is None:
             held = by_chain[chain] = []
         held.append(rule_)
-    return tuple(interned_chain(name, tuple(held)) for name, held in by_chain.items())
+    return tuple(interner.chain(name, tuple(held)) for name, held in by_chain.items())
 
 
 def _table(
-    name: str, declared: list[str], groups: Iterable[tuple[Chain, ...]], builtin_head: Rules
+    name: str,
+    declared: list[str],
+    groups: Iterable[tuple[Chain, ...]],
+    builtin_head: Rules,
+    interner: RulesetInterner,
 ) -> Table:
     """Table ``name`` as :func:`_state`'s builder leaves it, from the fragments' chain groups.
 
@@ -355,50 +350,56 @@ def _table(
         if cname in builtins:
             written = multi.get(cname) or (single[cname].rules if cname in single else ())
             rules = (*builtin_head.get(cname, ()), *written)
-            chains.append(interned_chain(cname, rules, "ACCEPT"))
+            chains.append(interner.chain(cname, rules, "ACCEPT"))
         elif cname in multi:
-            chains.append(interned_chain(cname, tuple(multi[cname])))
+            chains.append(interner.chain(cname, tuple(multi[cname])))
         else:
-            chains.append(single.get(cname) or interned_chain(cname, ()))
-    return interned_table(name, tuple(chains))
+            chains.append(single.get(cname) or interner.chain(cname, ()))
+    return interner.table(name, tuple(chains))
 
 
-Rules = dict[str, tuple[Rule, ...]]
+Rules = Mapping[str, tuple[Rule, ...]]
 """Rules by chain name."""
 
 
 @functools.lru_cache(maxsize=1)
-def _builtin_heads() -> dict[str, Rules]:
+def _builtin_heads() -> Mapping[str, Rules]:
     """The jump rules each built-in chain holds first, by table.
 
-    Each is inserted at position 1, so the one ensured last comes first.
+    Each is inserted at position 1, so the one ensured last comes first. A constant, built
+    once (read-only mappings, so the module-level memo holds nothing that can change).
     """
     heads: dict[str, dict[str, list[Rule]]] = {}
     for jump_, rule_ in _jump_rules():
         heads.setdefault(jump_.table, {}).setdefault(jump_.src_chain, []).insert(0, rule_)
-    return {t: {c: tuple(rules) for c, rules in by.items()} for t, by in heads.items()}
+    return MappingProxyType(
+        {
+            t: MappingProxyType({c: tuple(rules) for c, rules in by.items()})
+            for t, by in heads.items()
+        }
+    )
 
 
-def _assembled_state(buf: RestoreBuffers, lines: list[_PartLines]) -> Ruleset:
+def _assembled_state(
+    buf: RestoreBuffers, lines: list[PartLines], interner: RulesetInterner
+) -> Ruleset:
     """:func:`_state` of the fragments (equal to it), reusing each fragment's chain objects.
 
     A sync that changes one service port builds only the chains several fragments write
     (``KUBE-SERVICES``, ...) and the tables anew, not every chain of every Service. Chains,
-    tables and the ruleset are interned as :meth:`RulesetBuilder.build` interns them, so a
-    chain equal to one a partial restore rebuilds is the very same object (the traffic
-    engine tells changed chains by identity).
+    tables and the ruleset are interned as :meth:`RulesetBuilder.build` interns them (with the
+    run's ``interner``), so a chain equal to one a partial restore rebuilds is the very same
+    object (the traffic engine tells changed chains by identity).
     """
     heads = _builtin_heads()
-    tables = [_table("mangle", [], (), heads.get("mangle", {}))]
+    tables = [_table("mangle", [], (), heads.get("mangle", {}), interner)]
+    nat_groups = (p.nat_chains for p in lines)
+    tables.append(_table("nat", buf.nat_chains, nat_groups, heads.get("nat", {}), interner))
+    filter_groups = (p.filter_chains for p in lines)
     tables.append(
-        _table("nat", buf.nat_chains, (p.nat_chains for p in lines), heads.get("nat", {}))
+        _table("filter", buf.filter_chains, filter_groups, heads.get("filter", {}), interner)
     )
-    tables.append(
-        _table(
-            "filter", buf.filter_chains, (p.filter_chains for p in lines), heads.get("filter", {})
-        )
-    )
-    return interned_ruleset(tuple(tables))
+    return interner.ruleset(tuple(tables))
 
 
 def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
@@ -418,7 +419,7 @@ def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
     return tuple((jump, jump.rule()) for jump in JUMP_RULES)
 
 
-def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
+def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None = None) -> Assembled:
     """Kernel state, restore text and buffers of the concatenated fragments, memoised.
 
     Keyed by the fragments' identities (the entry holds them, so the ids stay theirs): nodes
@@ -426,16 +427,18 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
     :func:`fixed_head_tail` and :func:`~svcsim.proxy.iptables_service.service_port_block`), hence
     one ruleset object and one restore text between them. The result equals
     ``(kernel_state(buf), buf.restore_text(), buf, sections)`` for the fragments replayed into
-    ``buf``; each fragment's lines and parsed rules are memoised on its own.
+    ``buf``; each fragment's lines and parsed rules are memoised on its own. ``caches``: the
+    run's; None computes afresh.
     """
+    caches = caches if caches is not None else CompileCaches()
     key = tuple(map(id, parts))
-    hit = _assembled.get(key)
+    hit = caches.assembled.get(key)
     if hit is not None:
-        return hit[1]
+        return hit
     buf = RestoreBuffers()
     for part in parts:
         part.replay(buf)
-    lines = [_lines_of(part) for part in parts]
+    lines = [_lines_of(part, caches) for part in parts]
     text = ["*filter", *_chain_lines(buf.filter_chains)]
     for of_part in lines:
         text += of_part.filter_lines
@@ -452,6 +455,6 @@ def assemble(parts: tuple[ServicePortBlock, ...]) -> Assembled:
         for of_part in lines:
             nat += of_part.nat_sections
         sections = (other, tuple(nat))
-    built = (_assembled_state(buf, lines), "\n".join(text) + "\n", buf, sections)
-    _assembled.put(key, (parts, built))
-    return built
+    state = _assembled_state(buf, lines, caches.interner)
+    built = (state, "\n".join(text) + "\n", buf, sections)
+    return caches.assembled.put(key, built, holds=parts)

@@ -15,6 +15,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from svcsim.netfilter.model import Rule
+from svcsim.proxy.caches import BlockContext, BlockKey, CompileCaches
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
 from svcsim.proxy.iptables_rules import (
@@ -35,7 +36,6 @@ from svcsim.proxy.iptables_rules import (
     statistic,
     verdict,
 )
-from svcsim.proxy.memo import BoundedMemo, drop_oldest
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.probability import compute_probability
 from svcsim.proxy.topology import CategorizedEndpoints
@@ -279,14 +279,13 @@ class ServicePortBlock:
         return self.outcome
 
 
-_BLOCK_CACHE_LIMIT = 1 << 14
-_block_cache: dict[tuple[object, ...], ServicePortBlock] = {}
-
-
 @functools.lru_cache(maxsize=256)
-def _context_key(ctx: NodeContext) -> tuple[object, ...]:
-    """Every :class:`NodeContext` fact :func:`write_service_port` reads, except ``node_ip``."""
-    return (
+def _context_key(ctx: NodeContext) -> BlockContext:
+    """Every :class:`NodeContext` fact :func:`write_service_port` reads, except ``node_ip``.
+
+    Module-level: a pure function of a frozen value, keyed by value (no identity), bounded.
+    """
+    return BlockContext(
         ctx.effective_localhost_nodeports,
         ctx.nfacct,
         ctx.masquerade_all,
@@ -301,18 +300,21 @@ def _endpoints_key(endpoints: tuple[EndpointInfo, ...]) -> tuple[tuple[str, int]
 
 
 def service_port_block(
-    svc: ServicePortInfo, cat: CategorizedEndpoints, ctx: NodeContext, large_cluster_mode: bool
+    svc: ServicePortInfo,
+    cat: CategorizedEndpoints,
+    ctx: NodeContext,
+    large_cluster_mode: bool,
+    caches: CompileCaches | None = None,
 ) -> ServicePortBlock:
     """:func:`write_service_port`'s output for one service port, memoised.
 
     Every node compiles every service port at every sync, though a sync changes only a few of
-    them and nodes mostly agree; the block is a pure function of the key below, so nodes and
-    syncs share one compile. The key holds exactly what the writer reads: the service port,
-    of each endpoint list only the IP and port (locality, readiness and hints were spent by
-    :func:`~svcsim.proxy.endpoints.categorize_endpoints`), the context's flags and detector
-    words, and the node IP only where loadBalancerSourceRanges make it matter.
+    them and nodes mostly agree; the block is a pure function of its :class:`BlockKey` (exactly
+    what the writer reads), so nodes and syncs of a run share one compile. ``caches``: the
+    run's; None computes afresh.
     """
-    key = (
+    caches = caches if caches is not None else CompileCaches()
+    key = BlockKey(
         svc,
         cat.has_any_endpoints,
         _endpoints_key(cat.cluster),
@@ -322,27 +324,22 @@ def service_port_block(
         ctx.node_ip if svc.load_balancer_source_ranges else None,
         large_cluster_mode,
     )
-    block = _block_cache.get(key)
+    block = caches.service_blocks.get(key)
     if block is None:
         buf = RestoreBuffers()
         outcome = write_service_port(buf, svc, cat, ctx, large_cluster_mode)
         block = ServicePortBlock(
             tuple(buf.filter_chains),
-            _canonical(buf.filter_rules),
+            _canonical(buf.filter_rules, caches),
             tuple(buf.nat_chains),
-            _canonical(buf.nat_rules),
+            _canonical(buf.nat_rules, caches),
             outcome,
         )
-        if len(_block_cache) >= _BLOCK_CACHE_LIMIT:
-            drop_oldest(_block_cache, _BLOCK_CACHE_LIMIT)
-        _block_cache[key] = block
+        caches.service_blocks.put(key, block)
     return block
 
 
-_rules_by_text: BoundedMemo[str, Rule] = BoundedMemo("rules by restore text", 1 << 16)
-
-
-def _canonical(rules: list[ChainRule]) -> tuple[ChainRule, ...]:
+def _canonical(rules: list[ChainRule], caches: CompileCaches) -> tuple[ChainRule, ...]:
     """``rules`` with each rule replaced by the earlier-built rule of the same text, if any.
 
     A rule's text determines it, so this changes no value; but a block written again (one
@@ -351,7 +348,7 @@ def _canonical(rules: list[ChainRule]) -> tuple[ChainRule, ...]:
     chains holding them stay the same objects (interned by rule identity) and whatever is
     keyed by chain identity (the traffic engine's dispatches) stays valid.
     """
-    memo = _rules_by_text
+    memo = caches.rules_by_text
     out = []
     for chain, written in rules:
         same = memo.get(written.text)

@@ -40,7 +40,8 @@ def _hash16(text: str) -> str:
     """First 16 characters of base32(sha256(text)); 16 < 56 so padding never appears.
 
     Base32 turns each 5 bytes into 8 characters on their own, so the first 16 characters are
-    those of the digest's first 10 bytes (encoding only those is faster, same text).
+    those of the digest's first 10 bytes (encoding only those is faster, same text). The
+    memo stays module-level: strings in, strings out, bounded, no run's objects.
     """
     digest = hashlib.sha256(text.encode()).digest()
     return base64.b32encode(digest[: HASH_CHARS * 5 // 8]).decode("ascii")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from svcsim.proxy.caches import CategorizeKey, CompileCaches
 from svcsim.proxy.context import TOPOLOGY_ZONE_LABEL
 from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
-from svcsim.proxy.memo import BoundedMemo
 
 PREFER_SAME_NODE = "PreferSameNode"
 PREFER_SAME_ZONE = "PreferSameZone"
@@ -135,33 +135,29 @@ def categorize_endpoints(
     return CategorizedEndpoints(tuple(cluster), tuple(local), reachable, has_any, mode)
 
 
-_SharedKey = tuple[int, int, str, bool, str | None]
-_shared: BoundedMemo[
-    _SharedKey, tuple[tuple[EndpointInfo, ...], ServicePortInfo, CategorizedEndpoints]
-] = BoundedMemo("categorized endpoints by (endpoints, port, zone, gate, hinted node)", 1 << 10)
-
-
 def categorize_endpoints_shared(
     endpoints: tuple[EndpointInfo, ...],
     svc: ServicePortInfo,
     node_name: str,
     zone: str = "",
     prefer_same_traffic_distribution: bool = True,
+    caches: CompileCaches | None = None,
 ) -> CategorizedEndpoints:
     """:func:`categorize_endpoints` (zone given directly), memoised by identity across nodes.
 
     The node's name only counts through node hints (``PreferSameNode``); locality is already
     in the endpoints (``is_local``). So when no endpoint carries node hints, every node that
     holds the very same endpoints tuple gets the very same answer, and it is computed once.
-    The entry holds the keyed objects, so their ids stay theirs.
+    The entry holds the keyed objects, so their ids stay theirs. ``caches``: the run's
+    (:class:`~svcsim.proxy.caches.CompileCaches`); None computes afresh.
     """
     hinted = any(ep.node_hints for ep in endpoints)
     prefer = prefer_same_traffic_distribution
-    key = (id(endpoints), id(svc), zone, prefer, node_name if hinted else None)
-    hit = _shared.get(key)
-    if hit is not None:
-        return hit[2]
-    labels = {TOPOLOGY_ZONE_LABEL: zone} if zone else None
-    cat = categorize_endpoints(endpoints, svc, node_name, labels, prefer)
-    _shared.put(key, (endpoints, svc, cat))
-    return cat
+    key = CategorizeKey(id(endpoints), id(svc), zone, prefer, node_name if hinted else None)
+    memo = (caches if caches is not None else CompileCaches()).categorized
+    hit = memo.get(key)
+    if hit is None:
+        labels = {TOPOLOGY_ZONE_LABEL: zone} if zone else None
+        cat = categorize_endpoints(endpoints, svc, node_name, labels, prefer)
+        hit = memo.put(key, cat, holds=(endpoints, svc))
+    return hit

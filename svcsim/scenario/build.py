@@ -17,7 +17,7 @@ from svcsim.k8s.objects import EndpointSlice, Node, ObjectMeta, Service, Service
 from svcsim.netfilter.conntrack import kernel_default_max
 from svcsim.netfilter.conntrack_clash import parse_kernel_version
 from svcsim.netfilter.conntrack_states import ConntrackTimeouts
-from svcsim.netfilter.nft_parse import ParseMemo, parse_table
+from svcsim.netfilter.nft_parse import parse_table
 from svcsim.proxy.context import (
     NODE_PORT_ADDRESSES_PRIMARY,
     NodeContext,
@@ -28,7 +28,7 @@ from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.flags import LocalDetectorMode
 from svcsim.proxy.iptables import compile_iptables
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import NameMemo, compile_nftables
+from svcsim.proxy.nftables import compile_nftables
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
@@ -142,8 +142,8 @@ def build_world(
 
     initial = _api_manifests(world)
     initial_slices = effective_endpoint_slices(initial)
-    # The run's parsed nf_tables chains: nodes in step share them (DESIGN decision 8).
-    parse_memo, chain_names = ParseMemo(), NameMemo()
+    # The run's memos (parsed nf_tables chains, compiled blocks, ...): nodes in step share them.
+    caches = world.caches
     # nftables mode's drop-unallocated range: the manifests' ServiceCIDR objects, else what
     # the API server's default ServiceCIDR holds (--service-cluster-ip-range).
     service_cidrs = manifests.ipv4_service_cidrs or (cluster.service_cidr,)
@@ -172,9 +172,10 @@ def build_world(
         # userspace: kube-proxy's process opens its ports and portals as it starts (warm)
         elif kernel.mode == "nftables":
             table = compile_nftables(initial.services, initial_slices, ctx, service_cidrs)
-            kernel.install_nft(table, parse_table(table, parse_memo), env.now)
+            kernel.install_nft(table, parse_table(table, caches.nft_chains), env.now)
         else:
-            kernel.install(compile_iptables(initial.services, initial_slices, ctx), env.now)
+            compiled = compile_iptables(initial.services, initial_slices, ctx, caches.compile)
+            kernel.install(compiled, env.now)
         world.add_kernel(kernel)
         config = KubeProxyConfig(
             min_sync_period_s=settings.min_sync_period_s,
@@ -197,16 +198,15 @@ def build_world(
             config,
             world.recorder,
             service_cidrs=service_cidrs,
-            parse_memo=parse_memo,
-            chain_names=chain_names,
+            caches=caches,
             userspace=_userspace(world, spec.name, settings),
         )
         world.add_proxy(proxy)
         initial_view = ProgrammedView(
             env.now,
             env.now,
-            build_service_port_map(initial.services),
-            build_endpoints_map(initial_slices, spec.name),
+            build_service_port_map(initial.services, caches.compile),
+            build_endpoints_map(initial_slices, spec.name, caches.compile),
         )
         proxy.start(warm=True, programmed=initial_view)
 

@@ -29,6 +29,7 @@ from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.coredns import CoreDns
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
@@ -80,6 +81,9 @@ class World:
         self.end_s = end_s
         self.env = simpy.Environment()
         self.api = ApiServer(self.env)
+        self.caches = RunCaches()
+        """This run's memos (DESIGN.md decision 8): handed to each node's kube-proxy and to the
+        compilers; no other World shares them (:mod:`svcsim.sim.caches`)."""
         self._recorder = Recorder()
         self._rngs: dict[str, np.random.Generator] = {}
         self._network = PodNetwork({})
@@ -161,7 +165,7 @@ class World:
                 # The very same frozen inputs as last time, whose set is still the one noted:
                 # computing it again would find it unchanged and record nothing.
                 continue
-            split = categorize_endpoints_shared(eps, info, node, zone, prefer)
+            split = categorize_endpoints_shared(eps, info, node, zone, prefer, self.caches.compile)
             chosen = split.local if info.internal_policy_local else split.cluster
             endpoints = frozenset(e.text for e in chosen)
             key = (node, spn.text)

@@ -36,8 +36,8 @@ from svcsim.k8s.objects import (
     Service,
 )
 from svcsim.proxy.endpoints import ServicePortInfo, build_endpoints_map, service_port_infos
-from svcsim.proxy.memo import BoundedMemo
 from svcsim.sim.api import EventType, WatchEvent
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.endpointslices import trigger_time_s
 
 SERVICE_KIND: Final = "Service"
@@ -112,6 +112,7 @@ class ChangeTracker:
 
     ``start_s`` is the tracker's creation time (``trackerStartTime``): trigger times not after
     it are ignored, so a restarted kube-proxy does not report latencies of old changes.
+    ``caches`` are the run's (:class:`~svcsim.sim.caches.RunCaches`); None: the tracker's own.
     """
 
     def __init__(
@@ -120,10 +121,12 @@ class ChangeTracker:
         *,
         start_s: float = 0.0,
         trigger_time: TriggerTimeFn = annotation_trigger_time_s,
+        caches: RunCaches | None = None,
     ) -> None:
         self.node_name = node_name
         self.start_s = start_s
         self._trigger_time = trigger_time
+        self._caches = caches if caches is not None else RunCaches()
         self._services: dict[str, Service] = {}
         self._slices: dict[str, EndpointSlice] = {}
         self._service_changes: dict[str, tuple[_PortMap, _PortMap]] = {}
@@ -165,10 +168,10 @@ class ChangeTracker:
         else:
             self._services[key] = new
         self.version += 1
-        new_map = _port_map(new)
+        new_map = _port_map(new, self._caches)
         first = self._service_changes.get(key)
         if first is None:
-            first = (_port_map(old), new_map)
+            first = (_port_map(old, self._caches), new_map)
         if first[0] == new_map:
             # Back where the last sync left it: the change undid itself.
             self._service_changes.pop(key, None)
@@ -264,21 +267,18 @@ class ChangeTracker:
         """
         held = tuple(slices)
         key = tuple(map(id, held))
-        hit = _udp_by_slices.get(key)
-        if hit is None:
-            endpoints_map = build_endpoints_map(held, "")
-            udp = any(spn.protocol == Protocol.UDP for spn in endpoints_map)
-            hit = _udp_by_slices.put(key, (held, udp))
-        return hit[1]
+        # Every node takes the same slice changes at the same instant: with the run's memo the
+        # answer for the same slice objects (held by the entry) is computed once.
+        memo = self._caches.udp_by_slices
+        udp = memo.get(key)
+        if udp is None:
+            endpoints_map = build_endpoints_map(held, "", self._caches.compile)
+            udp = memo.put(key, any(spn.protocol == Protocol.UDP for spn in endpoints_map), held)
+        return udp
 
 
-_udp_by_slices: BoundedMemo[tuple[int, ...], tuple[tuple[EndpointSlice, ...], bool]] = BoundedMemo(
-    "has-UDP by slice identities", 256
-)
-"""Every node takes the same slice changes at the same instant: the answer for the same slice
-objects (held in the entry, so their ids stay theirs) is computed once."""
-
-
-def _port_map(service: Service | None) -> _PortMap:
+def _port_map(service: Service | None, caches: RunCaches) -> _PortMap:
     """``serviceToServiceMap`` as a comparable value (empty for None or a skipped Service)."""
-    return frozenset(service_port_infos(service)) if service is not None else frozenset()
+    if service is None:
+        return frozenset()
+    return frozenset(service_port_infos(service, caches.compile))

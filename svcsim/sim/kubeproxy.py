@@ -65,12 +65,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
 from svcsim.k8s.objects import EndpointSlice, Service
-from svcsim.netfilter.nft_parse import ParseMemo, parse_table
+from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -84,9 +84,10 @@ from svcsim.proxy.iptables import sync_from_maps
 from svcsim.proxy.ipvs import ipvs_from_maps
 from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermination
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import NameMemo, table_from_maps
+from svcsim.proxy.nftables import table_from_maps
 from svcsim.results.records import EventKind, Recorder
 from svcsim.sim.api import ApiServer, EventType, Watch, WatchEvent
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.changes import (
     ENDPOINT_SLICE_KIND,
     SERVICE_KIND,
@@ -137,6 +138,14 @@ CleanupListener = Callable[[StaleUdpFilter, float], None]
 """Told ``(filter, now_s)`` after kube-proxy cleaned conntrack (for flow state kept elsewhere)."""
 
 
+class _InformerView(NamedTuple):
+    """The endpoints map of one process life's informers at one version of its tracker."""
+
+    life: _Life
+    version: int
+    endpoints: EndpointsMap
+
+
 class KubeProxy:
     """kube-proxy on ``node``: call :meth:`start` once at t=0; faults are methods."""
 
@@ -152,8 +161,7 @@ class KubeProxy:
         *,
         trigger_time: TriggerTimeFn = annotation_trigger_time_s,
         service_cidrs: tuple[str, ...] = (),
-        parse_memo: ParseMemo | None = None,
-        chain_names: NameMemo | None = None,
+        caches: RunCaches | None = None,
         userspace: UserspaceConfig | None = None,
     ) -> None:
         if ctx.node_name != node:
@@ -168,9 +176,11 @@ class KubeProxy:
         self.trigger_time = trigger_time
         self.service_cidrs = service_cidrs
         """The Service CIDRs kube-proxy knows (``OnServiceCIDRsChanged``; nftables mode)."""
-        self.parse_memo = parse_memo if parse_memo is not None else ParseMemo()
-        """Parsed nf_tables chains, shared by the run's nodes (DESIGN decision 8)."""
-        self.chain_names = chain_names if chain_names is not None else NameMemo()
+        self.caches = caches if caches is not None else RunCaches()
+        """The run's memos, shared by its nodes (DESIGN decision 8; :mod:`svcsim.sim.caches`)."""
+        self.parse_memo = self.caches.nft_chains
+        """Parsed nf_tables chains, shared by the run's nodes."""
+        self.chain_names = self.caches.nft_names
         """Hashed nf_tables chain names, shared by the run's nodes."""
         if (kernel.mode == "userspace") != (userspace is not None):
             raise ValueError(f"node {node}: userspace settings iff a userspace-mode kernel")
@@ -191,7 +201,7 @@ class KubeProxy:
         """False while its Node is tainted ToBeDeletedByClusterAutoscaler (``/healthz`` 503)."""
         self._cleanup_listeners: list[CleanupListener] = []
         self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
-        self._informer_cache: tuple[tuple[int, int], EndpointsMap] | None = None
+        self._informer_cache: _InformerView | None = None
 
     # --- state the traffic layer reads ------------------------------------------------------
 
@@ -258,11 +268,13 @@ class KubeProxy:
         life = self._life
         if life is None:
             return ()
-        key = (id(life), life.tracker.version)
-        if self._informer_cache is None or self._informer_cache[0] != key:
-            endpoints = build_endpoints_map(life.tracker.slices.values(), self.node)
-            self._informer_cache = (key, endpoints)
-        return self._informer_cache[1].get(spn, ())
+        view = self._informer_cache
+        if view is None or view.life is not life or view.version != life.tracker.version:
+            endpoints = build_endpoints_map(
+                life.tracker.slices.values(), self.node, self.caches.compile
+            )
+            view = self._informer_cache = _InformerView(life, life.tracker.version, endpoints)
+        return view.endpoints.get(spn, ())
 
     def on_programmed(self, listener: Callable[[str, ProgrammedView], None]) -> None:
         """Register a listener called as ``listener(node, view)`` after each successful sync."""
@@ -385,7 +397,10 @@ class KubeProxy:
             kernel.install_nft(table, parse_table(table, self.parse_memo), self.env.now)
         else:
             text = stale_rule_restore(kernel.ruleset, spn, endpoint, own_chain=own_chain)
-            kernel.install(apply_restore(kernel.ruleset, text, noflush=True), self.env.now)
+            edited = apply_restore(
+                kernel.ruleset, text, noflush=True, interner=self.caches.compile.interner
+            )
+            kernel.install(edited, self.env.now)
         self._event(EventKind.FAULT, f"inject-stale-rule {spn.text} -> {endpoint}", spn.text)
         return text
 
@@ -395,7 +410,7 @@ class KubeProxy:
         if isinstance(service_port, ServicePortName):
             return service_port
         known = set(self.programmed.service_ports) if self.programmed is not None else set()
-        known |= set(build_service_port_map(self.informer_services()))
+        known |= set(build_service_port_map(self.informer_services(), self.caches.compile))
         hits = sorted(spn for spn in known if spn.text == service_port)
         if not hits:
             raise ValueError(f"node {self.node}: no service port {service_port!r} known")
@@ -434,7 +449,9 @@ class _Life:
         self.installed = informer_sync_s == 0.0
         """True once the kernel's rules are this life's (its first successful sync ended)."""
         self.started_s = env.now
-        self.tracker = ChangeTracker(proxy.node, start_s=env.now, trigger_time=proxy.trigger_time)
+        self.tracker = ChangeTracker(
+            proxy.node, start_s=env.now, trigger_time=proxy.trigger_time, caches=proxy.caches
+        )
         self.runner = BoundedFrequencyRunner(
             env,
             self.sync,
@@ -460,6 +477,7 @@ class _Life:
                 proxy.ctx.node_ip or "127.0.0.1",
                 proxy.userspace_config,
                 proxy._endpoint_set,
+                proxy.caches.compile,
             )
             if self.installed and proxy.programmed is not None:
                 self.userspace.adopt(proxy.programmed.service_ports, env.now)
@@ -598,8 +616,11 @@ class _Life:
         # hourly run always finds strictly more than an hour elapsed.
         full = self.need_full or start - self.last_full_end_s >= cfg.full_sync_period_s
         changes = self.tracker.take()
-        service_ports = build_service_port_map(self.tracker.services.values())
-        endpoints_map = build_endpoints_map(self.tracker.slices.values(), proxy.node)
+        caches = proxy.caches
+        service_ports = build_service_port_map(self.tracker.services.values(), caches.compile)
+        endpoints_map = build_endpoints_map(
+            self.tracker.slices.values(), proxy.node, caches.compile
+        )
         if self.userspace is not None:
             ok = yield from self._sync_userspace(
                 start, through, full, changes, service_ports, endpoints_map
@@ -613,17 +634,18 @@ class _Life:
         if proxy.kernel.mode == "ipvs":
             ok = yield from self._sync_ipvs(start, through, changes, service_ports, endpoints_map)
             return ok
-        compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx)
+        compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx, caches.compile)
         delete_stale = (
             not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
         )
         nat = proxy.kernel.ruleset.table("nat")
         plan = plan_sync(
             compiled,
-            () if full else service_chains(service_ports, endpoints_map, changes.services),
+            () if full else service_chains(service_ports, endpoints_map, changes.services, caches),
             full=full,
-            existing_nat_chains=chain_names(nat),
+            existing_nat_chains=chain_names(nat, caches),
             delete_stale=delete_stale,
+            caches=caches,
         )
         if delete_stale:
             self.last_cleanup_s = start
@@ -642,7 +664,7 @@ class _Life:
             error = "iptables-restore: another app is currently holding the xtables lock"
         else:
             try:
-                ruleset = apply_plan(proxy.kernel.ruleset, plan)
+                ruleset = apply_plan(proxy.kernel.ruleset, plan, caches)
             except RestoreError as exc:
                 error = str(exc)
         if error is not None:

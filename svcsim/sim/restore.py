@@ -15,7 +15,8 @@ chain makes the next partial sync fail; the following full sync then succeeds.
 :func:`plan_sync` builds that input from the compiler's full-sync output; :func:`apply_plan`
 applies it to a kernel ruleset (with :func:`svcsim.netfilter.text.apply_restore`).
 :func:`stale_rule_restore` is the hand-made edit of the inject-stale-rule fault. What a sync
-costs is :mod:`svcsim.sim.synccost`.
+costs is :mod:`svcsim.sim.synccost`. Nodes in step plan the same sync: the memos are the run's
+(:class:`~svcsim.sim.caches.RunCaches`, passed in; without one a call computes afresh).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from svcsim.netfilter.model import JumpTarget, Ruleset, Table
-from svcsim.netfilter.text import RulesetBuilder, apply_restore
-from svcsim.proxy.endpoints import EndpointInfo, EndpointsMap, ServicePortInfo
+from svcsim.netfilter.text import RulesetBuilder, RulesetInterner, apply_restore
+from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
 from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.iptables import IptablesSync
-from svcsim.proxy.memo import BoundedMemo
+from svcsim.proxy.iptables_assembly import NatLine
 from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
 from svcsim.proxy.probability import compute_probability
+from svcsim.sim.caches import PortChainsKey, RestoreKey, RunCaches, SplitText, SyncPlanKey
 
 NODEPORTS_TAIL_COMMENT: Final = "kubernetes service nodeports; NOTE: this must be the last rule"
 
@@ -61,62 +63,57 @@ class SyncPlan:
     rules; None when that does not hold (the input is then applied line by line)."""
 
 
-_port_chains: BoundedMemo[
-    tuple[int, int], tuple[ServicePortName, tuple[EndpointInfo, ...], tuple[str, ...]]
-] = BoundedMemo("owned chains by (port name id, endpoints id)", 1 << 10)
-"""Every node lists the chains of every port at every partial sync; ports and endpoint tuples
-are shared frozen objects, so each (port, endpoints) pair is named once."""
-
-
 def service_chains(
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     services: Iterable[str],
+    caches: RunCaches | None = None,
 ) -> frozenset[str]:
     """Every chain the ports of ``services`` (``namespace/name``) may own this sync.
 
     ``KUBE-SVC/SVL/EXT/FW`` of each port and ``KUBE-SEP`` of each of its endpoints: the chains
     a partial sync rewrites for a changed Service (a superset of those it actually writes).
+    Every node lists the chains of every port at every partial sync; ports and endpoint tuples
+    are shared frozen objects, so each (port, endpoints) pair is named once per run.
     """
     wanted = frozenset(services)
     if not wanted:
         return frozenset()
+    memo = (caches if caches is not None else RunCaches()).port_chains
     chains: set[str] = set()
     for spn in service_ports:
         if spn.service not in wanted:
             continue
         eps = endpoints_map.get(spn, ())
-        hit = _port_chains.get((id(spn), id(eps)))
-        if hit is None:
-            owned: tuple[str, ...] = (
+        key = PortChainsKey(id(spn), id(eps))
+        owned = memo.get(key)
+        if owned is None:
+            owned = (
                 spn.cluster_chain,
                 spn.local_chain,
                 spn.external_chain,
                 spn.firewall_chain,
                 *(spn.endpoint_chain(ep.text) for ep in eps),
             )
-            hit = _port_chains.put((id(spn), id(eps)), (spn, eps, owned))
-        chains.update(hit[2])
+            memo.put(key, owned, holds=(spn, eps))
+        chains.update(owned)
     return frozenset(chains)
 
 
-_names_by_table: BoundedMemo[int, tuple[Table, tuple[str, ...]]] = BoundedMemo(
-    "chain names by table identity", 256
-)
-
-
-def chain_names(table: Table | None) -> tuple[str, ...]:
+def chain_names(table: Table | None, caches: RunCaches | None = None) -> tuple[str, ...]:
     """The chains ``iptables-save`` lists for ``table``, in order (none for no table).
 
-    Memoised by identity (the entry holds the table): tables are frozen and interned, so the
-    kernels of nodes in one state hold the very same nat table.
+    Memoised by identity in the run's ``caches`` (the entry holds the table): tables are frozen
+    and interned, so the kernels of nodes in one state hold the very same nat table.
     """
     if table is None:
         return ()
-    hit = _names_by_table.get(id(table))
+    if caches is None:
+        return tuple(c.name for c in table.chains)
+    hit = caches.chain_names.get(id(table))
     if hit is None:
-        hit = _names_by_table.put(id(table), (table, tuple(c.name for c in table.chains)))
-    return hit[1]
+        hit = caches.chain_names.put(id(table), tuple(c.name for c in table.chains), holds=table)
+    return hit
 
 
 def _chain_of(line: str) -> str | None:
@@ -128,27 +125,17 @@ def _chain_of(line: str) -> str | None:
     return None
 
 
-_CACHE_LIMIT: Final = 256
-"""Entries per memo below (each may hold a whole restore text); the oldest go first."""
-
-_NatLine = tuple[str, str, bool]
-"""A nat line of the compiled restore input: (line, its chain, True for a ``:CHAIN`` line)."""
-_split_texts: BoundedMemo[int, tuple[str, tuple[str, ...], tuple[_NatLine, ...]]] = BoundedMemo(
-    "split restore texts by text identity", _CACHE_LIMIT
-)
-
-
-def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
+def _split(text: str, caches: RunCaches) -> SplitText:
     """The lines outside the nat table, and the nat chain/rule lines, of a restore input.
 
     Memoised by identity (the entry holds the text): the compiler hands every node that syncs
     the same state the same text object.
     """
-    hit = _split_texts.get(id(text))
+    hit = caches.split_texts.get(id(text))
     if hit is not None:
-        return hit[1], hit[2]
+        return hit
     other: list[str] = []
-    nat: list[_NatLine] = []
+    nat: list[NatLine] = []
     table = ""
     for line in text.splitlines():
         if line.startswith("*"):
@@ -160,13 +147,7 @@ def _split(text: str) -> tuple[tuple[str, ...], tuple[_NatLine, ...]]:
         chain = _chain_of(line)
         if chain is not None:
             nat.append((line, chain, line.startswith(":")))
-    _split_texts.put(id(text), (text, tuple(other), tuple(nat)))
-    return tuple(other), tuple(nat)
-
-
-_plans: BoundedMemo[tuple[object, ...], tuple[IptablesSync, SyncPlan]] = BoundedMemo(
-    "sync plans by (text id, ruleset id, full, changed, existing, delete_stale)", _CACHE_LIMIT
-)
+    return caches.split_texts.put(id(text), SplitText(tuple(other), tuple(nat)), holds=text)
 
 
 def plan_sync(
@@ -176,6 +157,7 @@ def plan_sync(
     full: bool,
     existing_nat_chains: Iterable[str],
     delete_stale: bool = True,
+    caches: RunCaches | None = None,
 ) -> SyncPlan:
     """The restore input of a full or partial sync (see the module docstring).
 
@@ -183,29 +165,30 @@ def plan_sync(
     ``changed_chains`` the chains of the changed Services (:func:`service_chains`; unused by a
     full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment.
     The plan is a pure function of these (of ``compiled``, only its text and ruleset) and is
-    memoised, so nodes in the same state share one plan.
+    memoised in the run's ``caches`` (None: computed afresh), so nodes in the same state share
+    one plan.
     """
+    caches = caches if caches is not None else RunCaches()
     changed = frozenset(changed_chains)
     existing = tuple(existing_nat_chains)
     text, target = compiled.restore_text, compiled.ruleset
-    key = (id(text), id(target), full, changed, existing, delete_stale)
-    hit = _plans.get(key)
+    key = SyncPlanKey(id(text), id(target), full, changed, existing, delete_stale)
+    hit = caches.sync_plans.get(key)
     if hit is not None:
-        return hit[1]
+        return hit
     sections = compiled.restore_sections
     # Building big, acyclic state: the cyclic collector would mostly rescan it (gcpause.py).
     with collector_paused():
-        other, nat = sections if sections is not None else _split(text)
+        other, nat = sections if sections is not None else _split(text, caches)
         plan = _plan(
             other, nat, target, changed, full=full, existing=existing, delete_stale=delete_stale
         )
-    _plans.put(key, (compiled, plan))
-    return plan
+    return caches.sync_plans.put(key, plan, holds=compiled)
 
 
 def _plan(
     other: tuple[str, ...],
-    nat: tuple[_NatLine, ...],
+    nat: tuple[NatLine, ...],
     target: Ruleset,
     changed: frozenset[str],
     *,
@@ -263,12 +246,7 @@ def _declared(lines: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...] | Non
     return tuple((t, tuple(chains)) for t, chains in tables.items())
 
 
-_applied: BoundedMemo[tuple[int, int], tuple[Ruleset, SyncPlan, Ruleset]] = BoundedMemo(
-    "partial restores by (kernel ruleset id, plan id)", _CACHE_LIMIT
-)
-
-
-def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
+def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan, caches: RunCaches | None = None) -> Ruleset:
     """The kernel's ruleset after the restore; raises :class:`RestoreError` if it fails.
 
     A full sync leaves exactly the compiled ruleset (every kube-proxy chain rewritten, stale
@@ -278,20 +256,28 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
     from :attr:`SyncPlan.target`, not parsed back from the text; when
     :attr:`SyncPlan.declared` is None the text is applied line by line), then the ``-X``
     chains go. The result is a pure function of the two frozen inputs and is memoised by
-    their identities (successes only; the entry holds both inputs).
+    their identities in the run's ``caches`` (successes only; the entry holds both inputs),
+    and built with the run's interner, so a rewritten chain equal to a compiled one is that
+    very object. None: computed afresh.
     """
     if plan.full:
         # Every active kube-proxy chain is flushed in the same restore, so no -X can fail.
         return plan.target
-    key = (id(kernel_ruleset), id(plan))
-    hit = _applied.get(key)
+    caches = caches if caches is not None else RunCaches()
+    key = RestoreKey(id(kernel_ruleset), id(plan))
+    hit = caches.applied_restores.get(key)
     if hit is not None:
-        return hit[2]
+        return hit
+    interner = caches.compile.interner
     with collector_paused():  # copying a big ruleset: see plan_sync
         if plan.declared is None:
-            result = apply_restore(kernel_ruleset, plan.restore_text, noflush=True)
+            result = apply_restore(
+                kernel_ruleset, plan.restore_text, noflush=True, interner=interner
+            )
         else:
-            result = _rewritten(kernel_ruleset, plan.target, plan.declared, plan.deleted_chains)
+            result = _rewritten(
+                kernel_ruleset, plan.target, plan.declared, plan.deleted_chains, interner
+            )
     for chain in plan.deleted_chains:
         for table in result.tables:
             for holder in table.chains:
@@ -302,8 +288,7 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan) -> Ruleset:
                             f"iptables-restore: -X {chain}: chain is still referenced from "
                             f"{holder.name} (Too many links)"
                         )
-    _applied.put(key, (kernel_ruleset, plan, result))
-    return result
+    return caches.applied_restores.put(key, result, holds=(kernel_ruleset, plan))
 
 
 def _rewritten(
@@ -311,13 +296,14 @@ def _rewritten(
     compiled: Ruleset,
     declared: tuple[tuple[str, tuple[str, ...]], ...],
     deleted: tuple[str, ...],
+    interner: RulesetInterner,
 ) -> Ruleset:
     """``kernel_ruleset`` with the ``declared`` chains rewritten and the ``deleted`` ones gone.
 
     Each declared chain is flushed and refilled with ``compiled``'s rules (a new one is
     added after the existing chains, in declaration order), as iptables-restore does.
     """
-    builder = RulesetBuilder.from_ruleset(kernel_ruleset)
+    builder = RulesetBuilder.from_ruleset(kernel_ruleset, interner)
     for table, chains in declared:
         builder.table(table)
         for name in chains:

@@ -47,6 +47,7 @@ import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice
 from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import (
     EndpointsMap,
     ServicePortInfo,
@@ -168,8 +169,11 @@ class UserspaceProcess:
         host_ip: str,
         config: UserspaceConfig,
         on_endpoint_set: EndpointSetListener | None = None,
+        caches: CompileCaches | None = None,
     ) -> None:
         self.kernel = kernel
+        self.caches = caches if caches is not None else CompileCaches()
+        """The run's compiler memos (endpoints maps of the same slices are built once)."""
         self.on_endpoint_set = on_endpoint_set
         """Told each change of a balancer's endpoints (the set this node spreads over)."""
         self.host_ip = host_ip
@@ -215,7 +219,7 @@ class UserspaceProcess:
         self._endpoints_changed(service, slices.values())
 
     def _endpoints_changed(self, service: str, slices: Iterable[EndpointSlice]) -> None:
-        ready = _ready_endpoints(build_endpoints_map(slices, self.kernel.node))
+        ready = _ready_endpoints(build_endpoints_map(slices, self.kernel.node, self.caches))
         for spn in sorted(ready, key=_order):
             if self.balancers.update(spn, ready[spn]):
                 self._set_changed(spn)

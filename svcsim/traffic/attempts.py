@@ -84,6 +84,8 @@ class ClientRegistry:
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
+"""Field names of the array classes below, by class. Module-level on purpose: a constant per
+class of this module (a handful of entries), holding no run's objects."""
 
 
 def _names(cls: type) -> tuple[str, ...]:

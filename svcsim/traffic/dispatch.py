@@ -18,8 +18,9 @@ read has an ``-o`` match.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.index import Dispatch, DispatchTooLargeError, build_dispatch
 from svcsim.netfilter.model import Chain, Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
@@ -65,18 +66,18 @@ class _Built:
     def __post_init__(self) -> None:
         self.names = frozenset((table, name) for table, name, _ in self.chains)
 
-    def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int = -1) -> bool:
+    def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int | None = None) -> bool:
         """True if every chain and network answer is the same on ``kernel`` now.
 
-        ``token`` names the kernel's ruleset by its chain objects (-1: unknown).
+        ``token`` names the kernel's ruleset by its chain objects (None: unknown).
         """
         ruleset, network = kernel.ruleset, kernel.network
-        if token < 0 or token not in self.rulesets:
+        if token is None or token not in self.rulesets:
             for table, name, chain in self.chains:
                 found = ruleset.chain(table, name)
                 if found is not chain and not same(found, chain):
                     return False
-            if token >= 0:
+            if token is not None:
                 self.rulesets.add(token)
         for known in self.networks:
             if known is network:
@@ -88,6 +89,21 @@ class _Built:
         return True
 
 
+class ChainPair(NamedTuple):
+    """Two chains compared, by identity."""
+
+    a_id: int
+    b_id: int
+
+
+class _NodeToken(NamedTuple):
+    """A node's kernel at one generation, and its ruleset's token then."""
+
+    kernel: Kernel
+    generation: int
+    token: int
+
+
 class _ChainEquality:
     """``a == b`` for chains, remembered by identity.
 
@@ -95,21 +111,20 @@ class _ChainEquality:
     """
 
     def __init__(self, limit: int = 1 << 16) -> None:
-        self._known: dict[tuple[int, int], tuple[Chain, Chain, bool]] = {}
-        self._limit = limit
+        self._known: BoundedMemo[ChainPair, bool] = BoundedMemo(
+            "chain equality by the chains' identities", limit
+        )
 
     def __call__(self, a: Chain | None, b: Chain | None) -> bool:
         if a is b:
             return True
         if a is None or b is None:
             return False
-        key = (id(a), id(b))
+        key = ChainPair(id(a), id(b))
         found = self._known.get(key)
         if found is None:
-            if len(self._known) >= self._limit:
-                self._known.clear()
-            found = self._known[key] = (a, b, a == b)  # holding both keeps the ids unique
-        return found[2]
+            found = self._known.put(key, a == b, holds=(a, b))
+        return found
 
 
 class _RulesetTokens:
@@ -118,37 +133,36 @@ class _RulesetTokens:
     Nodes whose rules agree hold the same chain objects, so a dispatch's chains checked on one
     node's ruleset need no check on another's with the same token. A ruleset answers every
     chain lookup from its tables' names and chains in order, so equal keys answer alike.
-    Tokens are never reused (the count goes on when the memo is cleared).
+    Tokens are never reused (the count goes on when the memo drops entries).
     """
 
     def __init__(self, limit: int = 256) -> None:
-        self._by_key: dict[tuple[object, ...], tuple[int, Ruleset]] = {}
-        self._of_node: dict[str, tuple[Kernel, int, int]] = {}
+        self._by_key: BoundedMemo[tuple[tuple[str, tuple[int, ...]], ...], int] = BoundedMemo(
+            "ruleset tokens by (table name, chain identities) of each table", limit
+        )
+        self._of_node: dict[str, _NodeToken] = {}
         self._last: tuple[Ruleset, int] | None = None
         """The last ruleset given a token, and its token."""
         self._next = 0
-        self._limit = limit
 
     def of(self, kernel: Kernel) -> int:
         """The token of ``kernel``'s current ruleset."""
         known = self._of_node.get(kernel.node)
-        if known is not None and known[0] is kernel and known[1] == kernel.generation:
-            return known[2]
+        if known is not None and known.kernel is kernel and known.generation == kernel.generation:
+            return known.token
         ruleset = kernel.ruleset
         last = self._last
         if last is not None and last[0] is ruleset:  # nodes in step hold one ruleset object
-            self._of_node[kernel.node] = (kernel, kernel.generation, last[1])
+            self._of_node[kernel.node] = _NodeToken(kernel, kernel.generation, last[1])
             return last[1]
         key = tuple((t.name, tuple(map(id, t.chains))) for t in ruleset.tables)
         found = self._by_key.get(key)
         if found is None:
-            if len(self._by_key) >= self._limit:
-                self._by_key.clear()
-            found = self._by_key[key] = (self._next, ruleset)  # holding it keeps the ids unique
+            found = self._by_key.put(key, self._next, holds=ruleset)
             self._next += 1
-        self._of_node[kernel.node] = (kernel, kernel.generation, found[0])
-        self._last = (ruleset, found[0])
-        return found[0]
+        self._of_node[kernel.node] = _NodeToken(kernel, kernel.generation, found)
+        self._last = (ruleset, found)
+        return found
 
 
 _Key = tuple[str, Origin, str, str, int]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -67,10 +67,14 @@ from svcsim.traffic.fate import (
 )
 from svcsim.traffic.groups import (
     NO_SPINE,
-    ChainSources,
+    NOT_SERVED,
+    PER_FLOW,
+    REGROUPED,
+    UNGROUPED,
+    GroupKey,
     Groups,
-    RulesetSources,
     SourceClasses,
+    SourceMemos,
     Spine,
     chain_choice,
     chain_spine,
@@ -88,6 +92,17 @@ GROUPS_SPARE = 256
 """Outdated groups kept at most before all are built afresh (each adds to every materialise)."""
 KEPT_ROWS_MAX = 1 << 14
 """Classified outcomes kept across states at most (then they are classified afresh)."""
+
+
+class _KeptRow(NamedTuple):
+    """A row id's classification kept across states: what it depended on, read, and gave."""
+
+    deps: tuple[int, ...]
+    """The classification's dependency key (:func:`~svcsim.traffic.classify.classify_deps`)."""
+    inputs: tuple[object, ...]
+    """What it read (:func:`~svcsim.traffic.classify.classify_inputs`)."""
+    codes: dict[str, int]
+    """The row of codes it gave."""
 
 
 @dataclass(slots=True)
@@ -149,11 +164,10 @@ class TrafficEngine(EngineCore):
         )
         super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
         self._groups = Groups()
-        self._gid = np.full((len(self.specs), 0), -2, dtype=np.int32)
+        self._gid = np.full((len(self.specs), 0), UNGROUPED, dtype=np.int32)
         self._classes: dict[str, tuple[int, SourceClasses]] = {}
         self._known_sources: list[str] = []
-        self._chain_sources: ChainSources = {}
-        self._ruleset_sources: RulesetSources = {}
+        self._sources = SourceMemos()
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
         self._node_rules: list[Ruleset | NftRules | IpvsState] = []
         """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
@@ -161,8 +175,7 @@ class TrafficEngine(EngineCore):
         self._row_ids: dict[tuple[Dial, NfOutcome, ProxyState], int] = {}
         self._row_args: list[tuple[Dial, NfOutcome, ProxyState]] = []
         self._rows: dict[int, dict[str, int]] = {}
-        self._kept_rows: dict[int, tuple[tuple[int, ...], tuple[object, ...], dict[str, int]]] = {}
-        """Per row id: the classification's dependency key, its inputs and its codes."""
+        self._kept_rows: dict[int, _KeptRow] = {}
         self._rows_by_service: dict[str, set[int]] = {}
         self._rows_by_ip: dict[str, set[int]] = {}
         self._slices_seen: dict[str, int] = {}
@@ -223,7 +236,7 @@ class TrafficEngine(EngineCore):
             or len(self._groups.fast) > 2 * len(self._shared) + GROUPS_SPARE
         ):
             self._groups = self._new_groups()
-            self._gid = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+            self._gid = np.full((len(self.specs), len(self.clients)), UNGROUPED, dtype=np.int32)
             self._shared.clear()
             self._shared_rows.clear()
             self._rows.clear()
@@ -243,7 +256,7 @@ class TrafficEngine(EngineCore):
             restated = [
                 i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
             ]
-            self._gid[:, np.isin(self._client_node, restated)] = -2
+            self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
             resynced = [
                 i
                 for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
@@ -253,7 +266,7 @@ class TrafficEngine(EngineCore):
                 self._keep_untouched(resynced, old[2])
             for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
                 if was != now:
-                    self._gid[w] = -2
+                    self._gid[w] = UNGROUPED
             self._groups.keys.clear()
         self._states, self._dials = states, dials
         self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
@@ -263,7 +276,7 @@ class TrafficEngine(EngineCore):
             for w in range(len(self.specs)):
                 if self.dials[w] is not None:
                     clients = self._clients_of[w]
-                    for c in clients[self._gid[w, clients] == -2].tolist():
+                    for c in clients[self._gid[w, clients] == UNGROUPED].tolist():
                         self._gid[w, c] = self._group_of(w, c)
             pairs = [
                 self._gid[w, self._clients_of[w]]
@@ -272,7 +285,8 @@ class TrafficEngine(EngineCore):
             ]
             if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
                 gids = np.concatenate(pairs)
-                # -1: a pair walked per flow (its rules branch beyond the index's bound).
+                # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
+                # bound, so it is walked per flow).
                 self._deferrable = bool((gids >= 0).all()) and bool(
                     self._groups.materialise()["fast"][gids].all()
                 )
@@ -298,9 +312,9 @@ class TrafficEngine(EngineCore):
                 changed = changed_of[key] = _changed(old, new)
             for c in np.flatnonzero(self._client_node == i).tolist():
                 for w in range(len(self.specs)):
-                    if self._gid[w, c] < 0:
+                    if self._gid[w, c] < 0:  # UNGROUPED or PER_FLOW
                         if not self._per_flow[w]:
-                            self._gid[w, c] = -2  # walked per flow under the old rules: re-ask
+                            self._gid[w, c] = UNGROUPED  # per flow under the old rules: re-ask
                         continue
                     memo = self._dispatch_of.get((w, c))
                     if (
@@ -310,7 +324,7 @@ class TrafficEngine(EngineCore):
                     ):
                         memo.generation = kernel.generation
                     else:
-                        self._gid[w, c] = -2
+                        self._gid[w, c] = UNGROUPED
 
     def _reclassify(self, states: list[ProxyState]) -> None:
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
@@ -324,9 +338,10 @@ class TrafficEngine(EngineCore):
             # Rows read kube-proxy's state through a node in that state (any will do).
             node = groups.node[gid]
             if states[node] != state:
-                node = next((i for i, s in enumerate(states) if s == state), -1)
-                if node < 0:
+                in_state = next((i for i, s in enumerate(states) if s == state), None)
+                if in_state is None:
                     continue  # no pair can name it: theirs are regrouped (their state changed)
+                node = in_state
             rids, old_rows = self._shared_rows[key]
             if affected is not None and affected.isdisjoint(rids):
                 shared[key] = gid
@@ -338,7 +353,7 @@ class TrafficEngine(EngineCore):
                 continue
             spine = self._spines[dispatch]
             shared[key] = remap[gid] = groups.add(
-                (-1, "", ""),
+                REGROUPED,
                 node,
                 spine is not None,
                 spine if spine is not None else NO_SPINE,
@@ -381,7 +396,7 @@ class TrafficEngine(EngineCore):
 
     def _grow_gid(self) -> None:
         if self._gid.shape[1] < len(self.clients):
-            grown = np.full((len(self.specs), len(self.clients)), -2, dtype=np.int32)
+            grown = np.full((len(self.specs), len(self.clients)), UNGROUPED, dtype=np.int32)
             grown[:, : self._gid.shape[1]] = self._gid
             self._gid = grown
 
@@ -410,15 +425,15 @@ class TrafficEngine(EngineCore):
                 raise ValueError(f"node {node} is in IPVS mode: no source classes")
             cached = self._classes[node] = (
                 kernel.generation,
-                SourceClasses(rules, kernel.network, self._chain_sources, self._ruleset_sources),
+                SourceClasses(rules, kernel.network, self._sources),
             )
         return cached[1].representative(src, self._known_sources)
 
     def _group_ids(self, chunk: Attempts) -> I32:
-        """The group of each attempt; -1 for the per-flow workloads."""
+        """The group of each attempt; :data:`PER_FLOW` for the per-flow workloads."""
         self._grow_gid()
         gid = self._gid[chunk.w, chunk.client]
-        missing = gid == -2
+        missing = gid == UNGROUPED
         if missing.any():
             pairs = {
                 (int(w), int(c))
@@ -436,7 +451,7 @@ class TrafficEngine(EngineCore):
             or client.node in self._userspace
             or self.node_index[client.node] in self._ipvs
         ):
-            return -1
+            return PER_FLOW
         dial = self.dials[w]
         assert dial is not None
         kernel = self.ctx.kernels[client.node]
@@ -449,13 +464,13 @@ class TrafficEngine(EngineCore):
                     kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
                 )
             except DispatchTooLargeError:
-                return -1  # too many ways through the rules to index: walked per flow
+                return PER_FLOW  # too many ways through the rules to index: walked per flow
 
             memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
                 kernel.generation, dial, rep, dispatch, names
             )
         rep, dispatch = memo.rep, memo.dispatch
-        key = (w, client.node, rep)
+        key = GroupKey(w, client.node, rep)
         found = self._groups.keys.get(key)
         if found is not None:
             return found
@@ -511,26 +526,27 @@ class TrafficEngine(EngineCore):
         # so while what those inputs depend on did not change (most rows, most of the time).
         deps = classify_deps(outcome, dial, self.ctx)
         kept = self._kept_rows.get(rid)
-        if kept is not None and kept[0] == deps:
-            found = self._rows[rid] = kept[2]
+        if kept is not None and kept.deps == deps:
+            found = self._rows[rid] = kept.codes
             return found
         inputs = classify_inputs(outcome, dial, self.ctx)
-        if kept is not None and kept[1] == inputs:
-            found = self._rows[rid] = kept[2]
-            self._kept_rows[rid] = (deps, inputs, found)
+        if kept is not None and kept.inputs == inputs:
+            found = self._rows[rid] = kept.codes
+            self._kept_rows[rid] = _KeptRow(deps, inputs, found)
             return found
         res = classify(outcome, dial, node, self.ctx)
-        time_id = -1
+        time_id = NOT_SERVED
         if res.app is not None:
             # A row names the app's service-time distribution, not the app: apps with equal
             # distributions draw alike, so a chunk draws once per distinct distribution.
             # The ids outlive a state (kept rows hold them), so they are the engine's.
             times = self._groups.service_times
             service_time = self.ctx.service_time_of(res.app)
-            time_id = self._groups.time_ids.get(service_time, -1)
-            if time_id < 0:
-                time_id = self._groups.time_ids[service_time] = len(times)
+            known = self._groups.time_ids.get(service_time)
+            if known is None:
+                known = self._groups.time_ids[service_time] = len(times)
                 times.append(service_time)
+            time_id = known
         found = self._rows[rid] = {
             "outcome": OUTCOME_CODE[res.outcome], "cause": CAUSE_CODE[res.cause],
             "endpoint": self.vocab.code(res.endpoint), "pod": self.vocab.code(res.pod),
@@ -538,7 +554,7 @@ class TrafficEngine(EngineCore):
             "served": int(res.served), "refused": int(OUTCOME_CODE[res.outcome] == REFUSED),
             "icmp": int(res.icmp),
         }  # fmt: skip
-        self._kept_rows[rid] = (deps, inputs, found)
+        self._kept_rows[rid] = _KeptRow(deps, inputs, found)
         return found
 
     # --- resolution -----------------------------------------------------------------------------

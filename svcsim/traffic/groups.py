@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_network
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.index import Dispatch, StatisticCondition
 from svcsim.netfilter.model import Chain, IPNetwork, Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
@@ -49,6 +50,30 @@ class Spine:
 NO_SPINE: Spine = Spine((), (), (), 0)
 """The placeholder of a group that is not a chain (its attempts go per flow)."""
 
+UNGROUPED: Final = -2
+"""A (workload, client) pair's group id while it is not grouped under the current state (it is
+asked for its group when next needed). Group ids proper are ``>= 0``."""
+NOT_SERVED: Final = -1
+"""An outcome row's ``time`` when no app serves it (else the id of its service-time
+distribution, :attr:`Groups.time_ids`)."""
+PER_FLOW: Final = -1
+"""A pair's group id when it has no group: its attempts are walked per flow (per-flow
+workloads, IPVS and userspace nodes, dispatches too large to index)."""
+
+
+class GroupKey(NamedTuple):
+    """What asks for a group: a workload, the client's node and its source's representative."""
+
+    workload: int
+    node: str
+    source: str
+
+
+REGROUPED: Final = GroupKey(-1, "", "")
+"""The key a group is registered under when it is rebuilt for every pair that named the old one
+(new rows after an API change): those pairs are renumbered to it, not re-keyed, so no one pair's
+key names it."""
+
 
 class SourceClasses:
     """Sources that every rule of a node's ruleset treats alike: same signature, same dispatch.
@@ -64,33 +89,32 @@ class SourceClasses:
         self,
         ruleset: Ruleset | NftRules,
         network: NodeNetwork,
-        memo: ChainSources | None = None,
-        shared: RulesetSources | None = None,
+        memos: SourceMemos | None = None,
     ) -> None:
         # Nodes' rulesets hold the very same chain objects when their rules agree (nodes in
         # step hold the very same ruleset), so the networks read from one ruleset serve every
-        # ruleset of the same chains (``shared``), with the signatures worked out for them.
-        shared = shared if shared is not None else {}
+        # ruleset of the same chains (``memos.rulesets``), with the signatures worked out for
+        # them. Without the engine's memos, a throw-away set: the same answers.
+        memos = memos if memos is not None else SourceMemos()
+        shared = memos.rulesets
         if isinstance(ruleset, NftRules):
-            found = shared.get(("nft", id(ruleset)))
-            if found is None or found.held is not ruleset:
-                found = _share(
-                    shared, ("nft", id(ruleset)), _Sources(ruleset, *nft_sources(ruleset, memo))
-                )
-            self._init(found, network)
-            return
-        found = shared.get(("ruleset", id(ruleset)))
-        if found is None or found.held is not ruleset:
-            chains = [chain for table in ruleset.tables for chain in table.chains]
-            key = ("chains", *map(id, chains))
+            key = SourcesKey(NFT_TABLE, (id(ruleset),))
             found = shared.get(key)
             if found is None:
-                found = _share(shared, key, _Sources(chains, *_ruleset_sources(chains, memo)))
-            _share(
-                shared,
-                ("ruleset", id(ruleset)),
-                _Sources(ruleset, found.hosts, found.wide, found.signatures),
-            )
+                found = _Sources(*nft_sources(ruleset, memos.nft_chains))
+                shared.put(key, found, holds=ruleset)
+            self._init(found, network)
+            return
+        key = SourcesKey(RULESET, (id(ruleset),))
+        found = shared.get(key)
+        if found is None:
+            chains = [chain for table in ruleset.tables for chain in table.chains]
+            of_chains = SourcesKey(CHAINS, tuple(map(id, chains)))
+            found = shared.get(of_chains)
+            if found is None:
+                found = _Sources(*_ruleset_sources(chains, memos.chains))
+                shared.put(of_chains, found, holds=chains)
+            shared.put(key, found, holds=ruleset)
         self._init(found, network)
 
     def _init(self, found: _Sources, network: NodeNetwork) -> None:
@@ -141,33 +165,51 @@ NetKey = tuple[int, int, int]
 class _Sources:
     """A ruleset's single ``-s`` addresses and wider networks, and signature parts found."""
 
-    held: object
-    """What the key names by identity (the chains, or the ruleset): held, so ids stay unique."""
     hosts: set[tuple[int, int]]
     wide: tuple[tuple[NetKey, IPNetwork], ...]
     signatures: dict[str, tuple[object, ...]] = field(default_factory=dict)
     """Per source: its (single address, wider networks) part of the signature."""
 
 
-RulesetSources = dict[tuple[object, ...], _Sources]
-"""Sources of rulesets, by the identities of their chains or of the ruleset itself."""
+NFT_TABLE: Final = "nft table"
+RULESET: Final = "ruleset"
+CHAINS: Final = "chains"
 
-_SHARED_LIMIT = 64
+
+class SourcesKey(NamedTuple):
+    """What a ruleset's sources are memoised by: one of the kinds above, and its identities."""
+
+    kind: str
+    """:data:`NFT_TABLE` or :data:`RULESET` (one id: the object), :data:`CHAINS` (every
+    chain of an iptables ruleset, in order)."""
+    ids: tuple[int, ...]
 
 
-def _share(shared: RulesetSources, key: tuple[object, ...], sources: _Sources) -> _Sources:
-    """Store ``sources`` under ``key`` (starting afresh when full); return them.
+MEMO_LIMIT: Final = 1 << 14
+"""Chains whose sources each memo keeps."""
 
-    The entry holds what the key names by identity, so the ids stay unique while it lives.
+
+@dataclass(frozen=True, slots=True)
+class SourceMemos:
+    """The ``-s`` networks read from rules, by identity; owned by a traffic engine.
+
+    Every entry holds what its key names by identity (:meth:`~svcsim.memo.BoundedMemo.put`),
+    so the ids stay unique while it lives.
     """
-    if len(shared) >= _SHARED_LIMIT:
-        shared.clear()
-    shared[key] = sources
-    return sources
+
+    chains: BoundedMemo[int, Sources] = field(
+        default_factory=lambda: BoundedMemo("-s networks by iptables chain identity", MEMO_LIMIT)
+    )
+    nft_chains: BoundedMemo[int, NftChainSources] = field(
+        default_factory=lambda: BoundedMemo("saddr reads by nf_tables chain identity", MEMO_LIMIT)
+    )
+    rulesets: BoundedMemo[SourcesKey, _Sources] = field(
+        default_factory=lambda: BoundedMemo("sources by ruleset or chains identities", 64)
+    )
 
 
 def _ruleset_sources(
-    chains: list[Chain], memo: ChainSources | None
+    chains: list[Chain], memo: BoundedMemo[int, Sources] | None
 ) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
     # kube-proxy's -s matches are mostly single endpoint addresses (hairpin masquerade):
     # those are a set of addresses, the few wider networks are tested one by one.
@@ -184,24 +226,20 @@ def _ruleset_sources(
 
 Sources = tuple[tuple[tuple[int, int], ...], tuple[tuple[NetKey, IPNetwork], ...]]
 """A chain's ``-s`` networks: single addresses as (version, address), the others with keys."""
-
-ChainSources = dict[int, tuple[object, Sources]]
-"""A memo of :func:`chain_sources` (and of nf_tables chains' sources) by chain identity
-(holding the chain keeps its id unique)."""
-
-_MEMO_LIMIT = 1 << 14
+NftChainSources = tuple[tuple[IPNetwork, ...], tuple[str, ...], tuple[tuple[str, int], ...]]
+"""An nf_tables chain's ``ip saddr`` networks, the sets and (map, key position)s it reads."""
 
 
-def chain_sources(chain: Chain, memo: ChainSources | None = None) -> Sources:
+def chain_sources(chain: Chain, memo: BoundedMemo[int, Sources] | None = None) -> Sources:
     """The networks of the chain's ``-s`` matches: single addresses, and wider networks.
 
-    Rulesets of successive syncs share their unchanged chains, so with a ``memo`` a chain is
-    read once however many rulesets hold it.
+    Rulesets of successive syncs share their unchanged chains, so with a ``memo`` (an engine's
+    :attr:`SourceMemos.chains`) a chain is read once however many rulesets hold it.
     """
     if memo is not None:
         hit = memo.get(id(chain))
-        if hit is not None and hit[0] is chain:
-            return hit[1]
+        if hit is not None:
+            return hit
     hosts: list[tuple[int, int]] = []
     nets: list[tuple[NetKey, IPNetwork]] = []
     for rule in chain.rules:
@@ -213,14 +251,12 @@ def chain_sources(chain: Chain, memo: ChainSources | None = None) -> Sources:
                 nets.append(((n.version, int(n.network_address), n.prefixlen), n))
     found = (tuple(hosts), tuple(nets))
     if memo is not None:
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[id(chain)] = (chain, found)
+        memo.put(id(chain), found, holds=chain)
     return found
 
 
 def nft_sources(
-    rules: NftRules, memo: ChainSources | None = None
+    rules: NftRules, memo: BoundedMemo[int, NftChainSources] | None = None
 ) -> tuple[set[tuple[int, int]], tuple[tuple[NetKey, IPNetwork], ...]]:
     """What in an nf_tables table reads the source address: single addresses, wider networks.
 
@@ -256,16 +292,13 @@ def nft_sources(
     return hosts, tuple(wide.items())
 
 
-_NftChainSources = tuple[tuple[IPNetwork, ...], tuple[str, ...], tuple[tuple[str, int], ...]]
-
-
 def _nft_chain_sources(
-    rules: tuple[ParsedRule, ...], memo: ChainSources | None
-) -> _NftChainSources:
+    rules: tuple[ParsedRule, ...], memo: BoundedMemo[int, NftChainSources] | None
+) -> NftChainSources:
     if memo is not None:
         hit = memo.get(id(rules))
-        if hit is not None and hit[0] is rules:
-            return hit[1]  # type: ignore[return-value]
+        if hit is not None:
+            return hit
     nets: list[IPNetwork] = []
     sets: list[str] = []
     maps: list[tuple[str, int]] = []
@@ -283,9 +316,7 @@ def _nft_chain_sources(
                     nets.append(ip_network(key[position], strict=False))
     found = (tuple(nets), tuple(sets), tuple(maps))
     if memo is not None:
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[id(rules)] = (rules, found)  # type: ignore[assignment]
+        memo.put(id(rules), found, holds=rules)
     return found
 
 
@@ -387,7 +418,7 @@ class Groups:
     """The groups of one state (see the module docstring), also as padded arrays."""
 
     def __init__(self) -> None:
-        self.keys: dict[tuple[int, str, str], int] = {}
+        self.keys: dict[GroupKey, int] = {}
         self.fast: list[bool] = []
         self.spines: list[Spine] = []
         self.offsets: list[int] = []
@@ -409,13 +440,14 @@ class Groups:
             )
         }
         self.time_ids: dict[ServiceTime, int] = {}
-        """Each distinct service-time distribution's id (a row's ``time``; -1: not served)."""
+        """Each distinct service-time distribution's id (a row's ``time``; else
+        :data:`NOT_SERVED`)."""
         self.service_times: list[ServiceTime] = []
         self.arrays: dict[str, npt.NDArray[Any]] = {}
 
     def add(
         self,
-        key: tuple[int, str, str],
+        key: GroupKey,
         node: int,
         fast: bool,
         spine: Spine,
@@ -433,7 +465,7 @@ class Groups:
                 column.append(row[name])
         return gid
 
-    def alias(self, key: tuple[int, str, str], gid: int) -> None:
+    def alias(self, key: GroupKey, gid: int) -> None:
         """Let ``key`` name the existing group ``gid`` (same chain, same rows)."""
         self.keys[key] = gid
 

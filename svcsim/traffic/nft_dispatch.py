@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.nft_index import NftDispatch, build_nft_dispatch
 from svcsim.netfilter.nft_statements import ParsedTable
 from svcsim.netfilter.packet import NodeNetwork, Origin, Packet
@@ -127,9 +128,11 @@ class _Built:
     reads: tuple[tuple[ReadKey, object], ...]
     answers: tuple[tuple[tuple[str, Any], Any], ...]
     names: frozenset[ReadKey] = field(init=False)
-    holds: set[int] = field(default_factory=set)
-    """Ids of the :class:`NftRules` known to give every read (held in ``held``)."""
-    held: list[NftRules] = field(default_factory=list)
+    holds: BoundedMemo[int, NftRules] = field(
+        default_factory=lambda: BoundedMemo("nf_tables rules known to give every read", 8)
+    )
+    """The :class:`NftRules` known to give every read, by identity (each its own value, so
+    its id stays unique while it is kept)."""
     networks: list[NodeNetwork] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -140,11 +143,7 @@ class _Built:
         if id(rules) not in self.holds:
             if not all(_same(read_value(rules, k), v) for k, v in self.reads):
                 return False
-            if len(self.held) >= 8:
-                self.held.clear()
-                self.holds.clear()
-            self.held.append(rules)  # holding it keeps the id unique
-            self.holds.add(id(rules))
+            self.holds.put(id(rules), rules)
         if not any(n is network for n in self.networks):
             if any(getattr(network, m)(arg) != a for (m, arg), a in self.answers):
                 return False
@@ -208,8 +207,7 @@ class NftDispatchCache:
         answers = tuple((q, a) for q, a in network.answers.items() if q[0] != "out_interface")
         self.built += 1
         built = _Built(dispatch, tuple(reads.items()), answers)
-        built.held.append(rules)
-        built.holds.add(id(rules))
+        built.holds.put(id(rules), rules)
         return built
 
 

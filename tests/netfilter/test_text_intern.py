@@ -1,11 +1,15 @@
-"""Rulesets built from the same rule objects are the same objects; different ones are not."""
+"""Rulesets built with one interner from the same rule objects are the same objects.
+
+Different parts give different objects, and without a shared interner (a pure call) equal
+rulesets are equal values but not the same objects.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from svcsim.netfilter.model import Ruleset
-from svcsim.netfilter.text import RulesetBuilder, apply_restore, parse_save
+from svcsim.netfilter.text import RulesetBuilder, RulesetInterner, apply_restore, parse_save
 
 BASE = """*nat
 :PREROUTING ACCEPT [0:0]
@@ -22,10 +26,18 @@ COMMIT
 
 
 def test_same_parts_give_the_same_objects() -> None:
-    a, b = parse_save(BASE), parse_save(BASE)
+    interner = RulesetInterner()
+    a, b = parse_save(BASE, interner), parse_save(BASE, interner)
     assert a is b
-    copy = RulesetBuilder.from_ruleset(a).build()
+    copy = RulesetBuilder.from_ruleset(a, interner).build()
     assert copy is a
+
+
+def test_without_a_shared_interner_equal_rulesets_are_new_objects() -> None:
+    a, b = parse_save(BASE), parse_save(BASE)
+    assert a == b and a is not b
+    other = RulesetInterner()
+    assert parse_save(BASE, RulesetInterner()) is not parse_save(BASE, other)
 
 
 @pytest.mark.parametrize(
@@ -41,8 +53,9 @@ def test_same_parts_give_the_same_objects() -> None:
     ],
 )
 def test_an_edit_makes_new_objects_only_for_what_it_changed(edit: str, changed: str) -> None:
-    base = parse_save(BASE)
-    after = apply_restore(base, edit, noflush=True)
+    interner = RulesetInterner()
+    base = parse_save(BASE, interner)
+    after = apply_restore(base, edit, noflush=True, interner=interner)
     assert after is not base and after != base
     base_nat, after_nat = base.table("nat"), after.table("nat")
     assert base_nat is not None and after_nat is not None

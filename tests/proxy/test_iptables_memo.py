@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import RulesetBuilder, parse_rule
+from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
     EndpointInfo,
@@ -97,9 +98,12 @@ def fresh_compile(
 
 
 def _check_against_fresh(
-    services: Sequence[Service], slices: Sequence[EndpointSlice], ctx: NodeContext
+    services: Sequence[Service],
+    slices: Sequence[EndpointSlice],
+    ctx: NodeContext,
+    caches: CompileCaches | None = None,
 ) -> Ruleset:
-    sync = compile_iptables_sync(services, slices, ctx)
+    sync = compile_iptables_sync(services, slices, ctx, caches)
     ruleset, text, counts = fresh_compile(services, slices, ctx)
     assert sync.restore_text == text
     assert sync.ruleset == ruleset
@@ -125,8 +129,9 @@ def test_memoised_compile_equals_fresh_compile_for_every_context(
 ) -> None:
     services = [s for s, _ in pairs]
     slices = [sl for _, sl in pairs]
-    for ctx in CONTEXTS:  # warm caches from one node must not leak into the next
-        _check_against_fresh(services, slices, ctx)
+    caches = CompileCaches()  # one run's: warm caches from one node must not leak into the next
+    for ctx in CONTEXTS:
+        _check_against_fresh(services, slices, ctx, caches)
 
 
 def test_large_cluster_mode_blocks_are_not_shared_with_small_clusters() -> None:
@@ -139,9 +144,10 @@ def test_large_cluster_mode_blocks_are_not_shared_with_small_clusters() -> None:
     other = make_service("ns", "big", cluster_ip="172.30.0.2", ports=(ServicePort(80, name="p"),))
     big = make_slice("ns", "big", many, (port(8080, "p"),))
     ctx = fake_context()
-    with_comments = _check_against_fresh([svc], [small], ctx)
-    without = _check_against_fresh([svc, other], [small, big], ctx)
-    assert compile_iptables_sync([svc, other], [small, big], ctx).stats.large_cluster_mode
+    caches = CompileCaches()
+    with_comments = _check_against_fresh([svc], [small], ctx, caches)
+    without = _check_against_fresh([svc, other], [small, big], ctx, caches)
+    assert compile_iptables_sync([svc, other], [small, big], ctx, caches).stats.large_cluster_mode
     nat = without.table("nat")
     assert nat is not None
     sep = next(c for c in nat.chains if c.name.startswith("KUBE-SEP"))
@@ -152,9 +158,13 @@ def test_large_cluster_mode_blocks_are_not_shared_with_small_clusters() -> None:
 def test_nodes_in_the_same_state_share_one_ruleset_object() -> None:
     svc = make_service("ns", "svc", cluster_ip="172.30.0.1", ports=(ServicePort(80, name="p"),))
     sl = make_slice("ns", "svc", (ep("10.0.0.1", "a"), ep("10.0.0.2", "b")), (port(8080, "p"),))
-    a = compile_iptables_sync([svc], [sl], fake_context(node_name="a"))
-    b = compile_iptables_sync([svc], [sl], fake_context(node_name="b"))
+    caches = CompileCaches()  # one run's
+    a = compile_iptables_sync([svc], [sl], fake_context(node_name="a"), caches)
+    b = compile_iptables_sync([svc], [sl], fake_context(node_name="b"), caches)
     assert a.ruleset is b.ruleset and a.restore_text is b.restore_text
+    # Another run (or a pure call) gets an equal ruleset of its own.
+    other = compile_iptables_sync([svc], [sl], fake_context(node_name="a"))
+    assert other.ruleset == a.ruleset and other.ruleset is not a.ruleset
     # Locality matters under internalTrafficPolicy Local: then the nodes differ.
     local = make_service(
         "ns",
@@ -163,30 +173,34 @@ def test_nodes_in_the_same_state_share_one_ruleset_object() -> None:
         internal_traffic_policy="Local",
         ports=(ServicePort(80, name="p"),),
     )
-    la = _check_against_fresh([local], [sl], fake_context(node_name="a"))
-    lb = _check_against_fresh([local], [sl], fake_context(node_name="b"))
+    la = _check_against_fresh([local], [sl], fake_context(node_name="a"), caches)
+    lb = _check_against_fresh([local], [sl], fake_context(node_name="b"), caches)
     assert la != lb
 
 
 def test_endpoints_map_reuses_tuples_of_unchanged_slices_only() -> None:
     one = make_slice("ns", "one", (ep("10.0.0.1", "a"),), (port(80),))
     two = make_slice("ns", "two", (ep("10.0.0.2", "a"),), (port(80),))
-    first = build_endpoints_map([one, two], "a")
+    caches = CompileCaches()
+    first = build_endpoints_map([one, two], "a", caches)
     changed = make_slice("ns", "two", (ep("10.0.0.3", "a"),), (port(80),))
-    second = build_endpoints_map([one, changed], "a")
+    second = build_endpoints_map([one, changed], "a", caches)
     (spn_one, spn_two) = list(first)
     assert second[spn_one] is first[spn_one]
     assert second[spn_two] != first[spn_two]
     assert [e.ip for e in second[spn_two]] == ["10.0.0.3"]
     # Other nodes: same slices, different locality; nodes without a local endpoint share.
-    on_b = build_endpoints_map([one, two], "b")
+    on_b = build_endpoints_map([one, two], "b", caches)
     assert on_b[spn_one][0].is_local is False
     assert first[spn_one][0].is_local is True
-    assert build_endpoints_map([one, two], "c")[spn_one] is on_b[spn_one]
-    assert build_endpoints_map([one, two], "")[spn_one] is on_b[spn_one]
+    assert build_endpoints_map([one, two], "c", caches)[spn_one] is on_b[spn_one]
+    assert build_endpoints_map([one, two], "", caches)[spn_one] is on_b[spn_one]
+    # Without the run's caches: equal tuples, not the same ones.
+    alone = build_endpoints_map([one, two], "a")
+    assert alone == first and alone[spn_one] is not first[spn_one]
     # The result is the caller's to change; the memo is not.
     first.clear()
-    again = build_endpoints_map([one, two], "a")
+    again = build_endpoints_map([one, two], "a", caches)
     assert list(again) == [spn_one, spn_two] and again[spn_one] is second[spn_one]
 
 
@@ -259,8 +273,9 @@ def test_memoised_endpoints_map_equals_the_reference_on_every_node(
         )
         for i, (service, _, eps) in enumerate(specs)
     ]
+    caches = CompileCaches()
     for node in ("a", "b", "", "c"):
-        got = build_endpoints_map(slices, node)
+        got = build_endpoints_map(slices, node, caches)
         want = reference_endpoints_map(slices, node)
         assert got == want
         assert {k: [e.is_local for e in v] for k, v in got.items()} == {

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
+from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import build_service_port_map
 from svcsim.proxy.iptables import compile_iptables_sync
 from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail, kernel_state
@@ -80,11 +81,12 @@ def test_unchanged_service_ports_reuse_their_block_and_assembly() -> None:
     sl = make_slice("ns", "svc", (ep("10.0.0.1", "a"),), (port(8080, "p"),))
     sl2 = make_slice("ns", "two", (ep("10.0.0.2", "b"),), (port(8080, "p"),))
     ctx = fake_context(node_name="a")
-    first = compile_iptables_sync([svc, other], [sl, sl2], ctx)
-    again = compile_iptables_sync([svc, other], [sl, sl2], ctx)
+    caches = CompileCaches()  # one run's
+    first = compile_iptables_sync([svc, other], [sl, sl2], ctx, caches)
+    again = compile_iptables_sync([svc, other], [sl, sl2], ctx, caches)
     assert again.ruleset is first.ruleset and again.restore_sections is first.restore_sections
     moved = make_slice("ns", "two", (ep("10.0.0.3", "b"),), (port(8080, "p"),))
-    changed = compile_iptables_sync([svc, other], [sl, moved], ctx)
+    changed = compile_iptables_sync([svc, other], [sl, moved], ctx, caches)
     assert "10.0.0.3:8080" in changed.restore_text and "10.0.0.2:8080" not in changed.restore_text
     assert changed.restore_sections == split_text(changed.restore_text)
 
@@ -97,9 +99,10 @@ def test_chains_a_change_leaves_equal_are_the_very_same_objects() -> None:
     sl = make_slice("ns", "svc", (ep("10.0.0.1", "a"), ep("10.0.0.5", "b")), (port(8080, "p"),))
     sl2 = make_slice("ns", "two", (ep("10.0.0.2", "b"),), (port(8080, "p"),))
     ctx = fake_context(node_name="a")
-    first = compile_iptables_sync([svc, other], [sl, sl2], ctx).ruleset
+    caches = CompileCaches()  # one run's
+    first = compile_iptables_sync([svc, other], [sl, sl2], ctx, caches).ruleset
     moved = make_slice("ns", "svc", (ep("10.0.0.1", "a"), ep("10.0.0.6", "b")), (port(8080, "p"),))
-    second = compile_iptables_sync([svc, other], [moved, sl2], ctx).ruleset
+    second = compile_iptables_sync([svc, other], [moved, sl2], ctx, caches).ruleset
     nat1, nat2 = first.table("nat"), second.table("nat")
     assert nat1 is not None and nat2 is not None
     same = {c.name for c in nat1.chains if nat2.chain(c.name) is c}

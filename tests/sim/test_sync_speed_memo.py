@@ -10,6 +10,7 @@ import pytest
 from svcsim.k8s.objects import Protocol
 from svcsim.proxy.iptables import IptablesSync
 from svcsim.sim import restore
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.changes import ChangeTracker
 from svcsim.sim.restore import chain_names, plan_sync, service_chains
 from tests.sim.restore_cases import SERVICES, SLICES, compile_, eps, nat_chains, svc
@@ -65,9 +66,9 @@ def test_compiler_sections_are_the_split_of_its_text(index: int) -> None:
     ],
 )
 def test_split_shortcut_equals_line_by_line_split(text: str) -> None:
-    restore._split_texts.clear()
-    assert restore._split(text) == reference_split(text)
-    assert restore._split(text) == reference_split(text)  # memoised answer too
+    caches = RunCaches()
+    assert restore._split(text, caches) == reference_split(text)
+    assert restore._split(text, caches) == reference_split(text)  # memoised answer too
 
 
 def test_plans_from_sections_equal_plans_from_text() -> None:
@@ -76,12 +77,9 @@ def test_plans_from_sections_equal_plans_from_text() -> None:
     for changed in (chains_of([]), chains_of(["default/a"])):
         for full in (True, False):
             kwargs = {"full": full, "existing_nat_chains": nat_chains(before.ruleset)}
-            restore._plans.clear()
-            with_sections = plan_sync(after, changed, **kwargs)  # type: ignore[arg-type]
-            restore._plans.clear()
-            restore._split_texts.clear()
+            with_sections = plan_sync(after, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
             bare = replace(after, restore_sections=None)
-            from_text = plan_sync(bare, changed, **kwargs)  # type: ignore[arg-type]
+            from_text = plan_sync(bare, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
             assert with_sections == from_text
             assert with_sections.rules_written > 0
 
@@ -104,8 +102,9 @@ def test_service_chains_memo_equals_the_definition(services: list[str]) -> None:
     assert isinstance(chains_of, partial)
     ports, endpoints = chains_of.args
     expected = reference_service_chains((ports, endpoints), services)
-    assert chains_of(services) == expected
-    restore._port_chains.clear()
+    caches = RunCaches()
+    assert service_chains(ports, endpoints, services, caches) == expected
+    assert service_chains(ports, endpoints, services, caches) == expected  # memoised
     assert chains_of(services) == expected
     assert service_chains(ports, endpoints, iter(services)) == expected
     if services == ["default/a"]:
@@ -129,7 +128,9 @@ def test_chain_names_list_the_table_in_order() -> None:
     compiled = compile_(SERVICES, SLICES)[0]
     nat = compiled.ruleset.table("nat")
     assert nat is not None
-    names = chain_names(nat)
+    caches = RunCaches()
+    names = chain_names(nat, caches)
     assert list(names) == [c.name for c in nat.chains] and "KUBE-SERVICES" in names
-    assert chain_names(nat) is names
+    assert chain_names(nat, caches) is names
+    assert chain_names(nat) == names
     assert chain_names(None) == ()

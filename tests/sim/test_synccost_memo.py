@@ -11,7 +11,7 @@ from svcsim.k8s.objects import Protocol
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.names import ServicePortName
-from svcsim.sim import restore
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.restore import (
     RestoreError,
     SyncPlan,
@@ -26,9 +26,7 @@ SPN_B = ServicePortName("default", "b", "p", Protocol.TCP)
 
 
 def _fresh_plan(compiled: IptablesSync, changed: frozenset[str], **kwargs: object) -> SyncPlan:
-    restore._plans.clear()
-    restore._split_texts.clear()
-    return plan_sync(compiled, changed, **kwargs)  # type: ignore[arg-type]
+    return plan_sync(compiled, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
 
 
 def test_plans_for_every_input_combination_equal_fresh_ones() -> None:
@@ -42,8 +40,9 @@ def test_plans_for_every_input_combination_equal_fresh_ones() -> None:
     )
     changes = (chains_of([]), chains_of(["default/a"]), chains_of(["default/a", "default/b"]))
     combos = list(itertools.product(changes, existings, (True, False), (True, False)))
+    caches = RunCaches()
     memo = [
-        plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+        plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds, caches=caches)
         for ch, ex, full, ds in combos
     ]
     assert len({p.restore_text for p in memo}) > 4  # the inputs do matter
@@ -52,8 +51,10 @@ def test_plans_for_every_input_combination_equal_fresh_ones() -> None:
         assert plan == fresh
     # Asking again hands out the very plan (nodes in one state share it).
     ch, ex, full, ds = combos[5]
-    again = plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
-    assert again is plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds)
+    again = plan_sync(after, ch, full=full, existing_nat_chains=ex, delete_stale=ds, caches=caches)
+    kwargs = {"full": full, "existing_nat_chains": ex, "delete_stale": ds}
+    assert again is plan_sync(after, ch, caches=caches, **kwargs)  # type: ignore[arg-type]
+    assert again is memo[5]
 
 
 @pytest.mark.parametrize("repeat", [1, 2])
@@ -65,15 +66,16 @@ def test_partial_restores_are_memoised_and_failures_repeat(repeat: int) -> None:
     bad = plan_sync(
         before, chains_of(["default/a"]), full=False, existing_nat_chains=nat_chains(kernel)
     )
+    caches = RunCaches()
     for _ in range(repeat):
         with pytest.raises(RestoreError):
-            apply_plan(kernel, bad)
+            apply_plan(kernel, bad, caches)
     good = plan_sync(
         before, chains_of(["default/b"]), full=False, existing_nat_chains=nat_chains(kernel)
     )
-    first = apply_plan(kernel, good)
-    assert apply_plan(kernel, good) is first
-    restore._applied.clear()
+    first = apply_plan(kernel, good, caches)
+    assert apply_plan(kernel, good, caches) is first
+    assert apply_plan(kernel, good, RunCaches()) == first
     assert apply_plan(kernel, good) == first
     assert first.chain("nat", SPN_B.cluster_chain) == before.ruleset.chain(
         "nat", SPN_B.cluster_chain

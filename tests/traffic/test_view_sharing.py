@@ -14,7 +14,7 @@ from svcsim.netfilter.packet import Packet
 from svcsim.sim.network import BackendState
 from svcsim.traffic import PodSource, ServiceTarget, TrafficEngine, WorkloadSpec
 from svcsim.traffic.dispatch import DispatchCache
-from svcsim.traffic.groups import ChainSources, SourceClasses
+from svcsim.traffic.groups import SourceClasses, SourceMemos
 from tests.traffic.world import World
 
 CLIENTS = {"app": "client"}
@@ -56,7 +56,7 @@ def test_source_classes_partition_sources_like_the_plain_signature(
     sources: list[str], node: str, drop: int
 ) -> None:
     w = _world(endpoints=4, clients=0)
-    memo: ChainSources = {}
+    memo = SourceMemos()
     for step in range(2):  # the memo carries over to the next ruleset's unchanged chains
         kernel = w.kernels[node]
         fresh = SourceClasses(kernel.ruleset, kernel.network)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svcsim.proxy.memo import BoundedMemo
+from svcsim.memo import BoundedMemo
 
 
 def test_put_returns_value_and_get_finds_it() -> None:
@@ -23,8 +23,6 @@ def test_full_memo_drops_oldest_inserted_not_least_recently_used() -> None:
     assert memo.get("a") == 1  # a use does not refresh "a"
     memo.put("c", 3)
     assert (memo.get("a"), memo.get("b"), memo.get("c")) == (None, 2, 3)
-    memo.clear()
-    assert len(memo) == 0
 
 
 @pytest.mark.parametrize("limit", [0, -1])
@@ -51,3 +49,15 @@ def test_a_full_memo_drops_its_oldest_eighth_in_one_batch() -> None:
     assert len(memo) == 15
     memo.put(2, 20)  # storing a key it holds drops nothing
     assert len(memo) == 15 and memo.get(2) == 20 and 2 in memo
+
+
+def test_an_identity_keyed_entry_keeps_what_it_holds_until_it_is_dropped() -> None:
+    memo: BoundedMemo[int, str] = BoundedMemo("test", 8)
+    held = [object() for _ in range(9)]
+    for i, obj in enumerate(held):
+        memo.put(id(obj), f"v{i}", holds=obj)
+    # Storing the ninth dropped the oldest (8 // 8 = 1 entry) and what it held.
+    assert memo._held.keys() == memo._entries.keys()
+    assert id(held[0]) not in memo._held and memo._held[id(held[8])] is held[8]
+    memo.put(-1, "no holds")
+    assert -1 not in memo._held and memo.get(-1) == "no holds"

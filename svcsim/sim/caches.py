@@ -1,0 +1,113 @@
+"""The speed state of one run: every memo, interner and parse cache, and who owns it.
+
+DESIGN.md decision 8: memo caches belong to the run. The World creates one :class:`RunCaches`
+(:class:`svcsim.scenario.world.World` ``.caches``) and hands it to each node's kube-proxy
+(:class:`~svcsim.sim.kubeproxy.KubeProxy`, its change tracker and sync planner) and to the
+compilers it calls; nodes in step then share one compile, one plan and one ruleset object. Two
+Worlds in one process share nothing mutable, and a run's memos are freed with it. Every memo is
+a :class:`~svcsim.memo.BoundedMemo` (one eviction idiom: the oldest eighth goes when full) and a
+named field, so what is cached where reads off the class:
+
+========================  ===================================================================
+``compile``               the compilers' memos (:class:`~svcsim.proxy.caches.CompileCaches`):
+                          port infos, endpoints maps, categorised endpoints, iptables blocks,
+                          rules by text, fixed parts, assembled syncs, and the
+                          :class:`~svcsim.netfilter.text.RulesetInterner` every iptables
+                          ruleset of the run is built with (compiled, restored, edited)
+``nft_names``             nftables mode: hashed chain names and each port's objects
+``nft_chains``            nftables mode: parsed chains of installed tables
+``port_chains``           the chains a partial sync may rewrite, per (port, endpoints)
+``chain_names``           the chains ``iptables-save -t nat`` lists, per nat table
+``split_texts``           restore texts split into non-nat and nat lines
+``sync_plans``            sync plans (restore input of a full or partial sync)
+``applied_restores``      kernel rulesets after a partial restore
+``udp_by_slices``         whether a Service's slices have a UDP port (conntrack cleanup)
+========================  ===================================================================
+
+The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
+and the engine's group memos), made with the engine. CLI commands and benchmarks that compile
+without a World make one cache object for their call. A pure function called without one makes a
+throw-away one: the same result, computed afresh.
+
+What stays at module level is pure, bounded and holds no object of a run: ``functools``
+memos of a function of strings or frozen values (parsing a rule text, ``parse_ip``, chain-name
+hashes, re-printed IPs, a context's key facts) and constant tables built once; each says so where
+it is defined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from svcsim.memo import BoundedMemo
+from svcsim.netfilter.nft_parse import ParseMemo
+from svcsim.proxy.caches import CompileCaches
+from svcsim.proxy.nftables import NameMemo
+
+if TYPE_CHECKING:
+    from svcsim.netfilter.model import Ruleset
+    from svcsim.proxy.iptables_assembly import NatLine
+    from svcsim.sim.restore import SyncPlan
+
+SYNC_LIMIT: Final = 256
+"""Entries per sync-level memo (each may hold a whole restore text); the oldest go first."""
+
+
+class PortChainsKey(NamedTuple):
+    """A service port and its endpoints tuple, by identity."""
+
+    port_name_id: int
+    endpoints_id: int
+
+
+class SyncPlanKey(NamedTuple):
+    """Everything a sync plan is computed from (the compiled text and ruleset by identity)."""
+
+    restore_text_id: int
+    ruleset_id: int
+    full: bool
+    changed_chains: frozenset[str]
+    existing_nat_chains: tuple[str, ...]
+    delete_stale: bool
+
+
+class RestoreKey(NamedTuple):
+    """A partial restore: the kernel's ruleset before it and the plan, by identity."""
+
+    kernel_ruleset_id: int
+    plan_id: int
+
+
+class SplitText(NamedTuple):
+    """A restore input as its lines outside the nat table and its nat chain and rule lines."""
+
+    other: tuple[str, ...]
+    nat: tuple[NatLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunCaches:
+    """Every memo of one run, by what it holds (see the module docstring)."""
+
+    compile: CompileCaches = field(default_factory=CompileCaches)
+    nft_names: NameMemo = field(default_factory=NameMemo)
+    nft_chains: ParseMemo = field(default_factory=ParseMemo)
+    port_chains: BoundedMemo[PortChainsKey, tuple[str, ...]] = field(
+        default_factory=lambda: BoundedMemo("owned chains by (port name, endpoints)", 1 << 10)
+    )
+    chain_names: BoundedMemo[int, tuple[str, ...]] = field(
+        default_factory=lambda: BoundedMemo("chain names by table identity", SYNC_LIMIT)
+    )
+    split_texts: BoundedMemo[int, SplitText] = field(
+        default_factory=lambda: BoundedMemo("split restore texts by text identity", SYNC_LIMIT)
+    )
+    sync_plans: BoundedMemo[SyncPlanKey, SyncPlan] = field(
+        default_factory=lambda: BoundedMemo("sync plans by what they are made of", SYNC_LIMIT)
+    )
+    applied_restores: BoundedMemo[RestoreKey, Ruleset] = field(
+        default_factory=lambda: BoundedMemo("partial restores by (ruleset, plan)", SYNC_LIMIT)
+    )
+    udp_by_slices: BoundedMemo[tuple[int, ...], bool] = field(
+        default_factory=lambda: BoundedMemo("has-UDP by slice identities", SYNC_LIMIT)
+    )
