@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from svcsim.results.aggregate import COUNT_KEYS, CountAggregator, CountBlock
+from svcsim.results.bins import grid_cuts
 from svcsim.results.schema import (
     CONNTRACK,
     EVENTS,
@@ -29,6 +31,7 @@ from svcsim.results.schema import (
     EventKind,
     Kind,
     Outcome,
+    RecordLevel,
     accepted_kinds,
     check_int_range,
     conform,
@@ -50,6 +53,10 @@ __all__ = [
     "Recorder",
 ]
 
+REQUEST_NUMBER: Final = "request"
+"""Extra column of ``requests`` at record level ``failures-and-aggregates``: each kept attempt's
+row number at ``every-request`` (its place among all attempts, in record order)."""
+
 _STRING_KINDS: Final = "UOT"
 """numpy dtype kinds that hold strings: unicode, object, StringDType."""
 
@@ -65,10 +72,26 @@ class Recorder:
     samples one at a time. Rows keep their append order. :meth:`frames` may be called at any
     time (appending can continue afterwards); it concatenates once and keeps the result, so
     calling it again is cheap.
+
+    At ``level`` :attr:`~RecordLevel.FAILURES_AND_AGGREGATES` only failed attempts are kept
+    as ``requests`` rows and every attempt is counted in ``request_counts``
+    (:mod:`svcsim.results.aggregate`; ``span_s``, the run's duration, sets the figures' time
+    bins the counts are cut at). The simulation then calls :meth:`advance` now and then with
+    the time before which every attempt has been added, and :meth:`finish` at the end.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, level: RecordLevel = RecordLevel.EVERY_REQUEST, span_s: float | None = None
+    ) -> None:
+        self.level = level
+        self._counts: CountAggregator | None = None
+        self._count_blocks: list[CountBlock] = []
+        if level is RecordLevel.FAILURES_AND_AGGREGATES:
+            if span_s is None or not span_s > 0:
+                raise ValueError(f"{level.value}: needs the run's duration, got {span_s!r}")
+            self._counts = CountAggregator(grid_cuts(span_s))
         self._chunks: dict[str, list[npt.NDArray[np.generic]]] = {c.name: [] for c in REQUESTS}
+        self._chunks[REQUEST_NUMBER] = []
         # Per category column: value -> code in first-seen order; frames() sorts them.
         self._vocab: dict[str, dict[str, int]] = {
             c.name: {} for c in REQUESTS if c.kind is Kind.CATEGORY
@@ -79,8 +102,11 @@ class Recorder:
             if c.kind is Kind.ENUM
         }
         self._n_requests = 0
+        self._n_stored = 0
         self._rows: dict[str, dict[str, list[object]]] = {
-            table: {c.name: [] for c in TABLES[table]} for table in TABLES if table != "requests"
+            table: {c.name: [] for c in TABLES[table]}
+            for table in TABLES
+            if table not in ("requests", "request_counts")
         }
 
     @property
@@ -139,9 +165,34 @@ class Recorder:
             for c in REQUESTS
         }
         _check_times(batch)
+        first = self._n_requests
+        self._n_requests += n
+        if self._counts is not None:
+            self._counts.add(batch["t_s"], {k: batch[k] for k in COUNT_KEYS}, batch["new_flow"])
+            failed = batch["outcome"] != 0  # Outcome.OK is code 0
+            batch = {name: array[failed] for name, array in batch.items()}
+            # The row each kept attempt has at every-request: what `explain --request` names.
+            batch[REQUEST_NUMBER] = np.flatnonzero(failed).astype(np.int64) + first
+            n = int(np.count_nonzero(failed))
+            if not n:
+                return
         for name, array in batch.items():
             self._chunks[name].append(array)
-        self._n_requests += n
+        self._n_stored += n
+
+    def advance(self, watermark: float) -> None:
+        """Every attempt sent before ``watermark`` has been added: make those counts final."""
+        if self._counts is not None:
+            block = self._counts.finalize(watermark)
+            if block is not None:
+                self._count_blocks.append(block)
+
+    def finish(self) -> None:
+        """The run is over: make every count final."""
+        if self._counts is not None:
+            block = self._counts.finish()
+            if block is not None:
+                self._count_blocks.append(block)
 
     def _convert(self, column: Column, array: npt.NDArray[np.generic], n: int) -> npt.NDArray[Any]:
         """Validate one column of a batch and return the array to store (a fresh copy)."""
@@ -235,6 +286,8 @@ class Recorder:
         """Append one control-plane event; ``kind`` must be an :class:`EventKind` value."""
         rows = self._rows["events"]
         kind_value = EventKind(kind).value
+        if self._counts is not None:
+            self._counts.add_cuts((t_s,))
         for name, value in (
             ("t_s", float(t_s)),
             ("kind", kind_value),
@@ -265,6 +318,8 @@ class Recorder:
         if end_s < start_s:
             raise ValueError(f"add_sync: end_s {end_s!r} before start_s {start_s!r}")
         rows = self._rows["syncs"]
+        if self._counts is not None:
+            self._counts.add_cuts((start_s, end_s))
         for name, value in (
             ("node", str(node)),
             ("start_s", float(start_s)),
@@ -283,6 +338,8 @@ class Recorder:
     ) -> None:
         """Append a change of the endpoint set ``node``'s rules spread ``service`` over."""
         rows = self._rows["endpoint_sets"]
+        if self._counts is not None:
+            self._counts.add_cuts((t_s,))
         for name, value in (
             ("t_s", float(t_s)),
             ("node", str(node)),
@@ -309,7 +366,7 @@ class Recorder:
         categoricals whose categories are the Enum's values in declaration order; other
         categorical columns have their distinct values, sorted, as categories.
         """
-        out = {"requests": self._requests_frame()}
+        out = {"requests": self._requests_frame(), "request_counts": self._counts_frame()}
         for table, rows in self._rows.items():
             if rows[TABLES[table][0].name]:
                 out[table] = conform(pd.DataFrame(rows), table)
@@ -317,8 +374,28 @@ class Recorder:
                 out[table] = empty_frame(table)
         return out
 
+    def _counts_frame(self) -> pd.DataFrame:
+        if self._counts is None:
+            return empty_frame("request_counts")
+        held = self._counts.peek()
+        blocks = [*self._count_blocks, *([held] if held is not None else [])]
+        if not blocks:
+            return empty_frame("request_counts")
+        data: dict[str, object] = {
+            "t_s": np.concatenate([b.t_s for b in blocks]),
+            "first_t_s": np.concatenate([b.first_t_s for b in blocks]),
+        }
+        for name in ("src_node", "service", "endpoint", "pod"):
+            codes = np.concatenate([b.codes[name] for b in blocks])
+            data[name] = _sorted_categorical(codes, self._vocab[name])
+        outcomes = np.concatenate([b.codes["outcome"] for b in blocks]).astype(np.int8)
+        data["outcome"] = pd.Categorical.from_codes(outcomes, categories=[o.value for o in Outcome])
+        data["new_flow"] = np.concatenate([b.new_flow for b in blocks])
+        data["requests"] = np.concatenate([b.requests for b in blocks])
+        return pd.DataFrame(data)
+
     def _requests_frame(self) -> pd.DataFrame:
-        if self._n_requests == 0:
+        if self._n_stored == 0:
             return empty_frame("requests")
         data: dict[str, object] = {}
         for column in REQUESTS:
@@ -335,6 +412,10 @@ class Recorder:
                 )
             else:
                 data[column.name] = values
+        if self._counts is not None:
+            chunks = self._chunks[REQUEST_NUMBER]
+            chunks[:] = [np.concatenate(chunks)]
+            data[REQUEST_NUMBER] = chunks[0]
         return pd.DataFrame(data)
 
 

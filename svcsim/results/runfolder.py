@@ -39,6 +39,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.layout import (
     FIGURES,
+    LEVEL_TABLES,
     MANIFEST,
     PARTIAL_MARK,
     REQUIRED_FILES,
@@ -52,6 +53,7 @@ from svcsim.results.layout import (
 from svcsim.results.outdir import Reservation, reserve
 from svcsim.results.schema import TABLES, conform, empty_frame
 from svcsim.results.summary import build_summary, dumps_json
+from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow, failure_windows
 
 __all__ = [
@@ -90,10 +92,11 @@ def write_run(
 
     ``out_dir`` is a path, or a :class:`~svcsim.results.outdir.Reservation` made before the
     simulation started (:func:`~svcsim.results.outdir.reserve`). ``frames`` maps table names
-    (``requests``, ``events``, ``syncs``, ``conntrack``) to DataFrames with the schema's
+    (``requests``, ``events``, ``syncs``, ``conntrack``, ...) to DataFrames with the schema's
     columns; they are conformed to the spec dtypes (:func:`~svcsim.results.schema.conform`)
-    and a missing table is written empty. ``windows`` defaults to
-    ``failure_windows(frames["requests"])``. ``figures`` maps a name (``"shares"`` or
+    and a missing table is written empty (``request_counts`` is written only when it has rows:
+    record level ``failures-and-aggregates``). ``windows`` defaults to
+    ``failure_windows`` of the frames. ``figures`` maps a name (``"shares"`` or
     ``"shares.png"``) to PNG bytes. ``on_file_written`` is called with each file's relative
     path once it is durable (progress reporting). ``scenario_text`` is written as
     ``scenario.yaml`` (the self-contained scenario a replay reads).
@@ -110,8 +113,9 @@ def write_run(
     if unknown:
         raise ValueError(f"unknown record tables {unknown}; expected {list(TABLES)}")
     tables = {t: conform(frames[t], t) if t in frames else empty_frame(t) for t in TABLES}
+    counted = len(tables["request_counts"]) > 0
     if windows is None:
-        windows = failure_windows(tables["requests"])
+        windows = failure_windows(tables["requests"], traffic=traffic_table(tables))
     # Serialise the small files first: a bad value fails before anything touches the disk.
     texts = {
         WINDOWS: dumps_json([w.to_dict() for w in windows]),
@@ -123,6 +127,8 @@ def write_run(
 
     def fill(tmp: Path) -> None:
         for table, frame in tables.items():
+            if table in LEVEL_TABLES and not counted:
+                continue  # a table of the other record level
             _write_parquet(frame, tmp / TABLE_FILES[table])
             done(TABLE_FILES[table])
         for name in (WINDOWS, SUMMARY):
