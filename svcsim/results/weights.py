@@ -21,7 +21,8 @@ COUNT_COLUMN = "requests"
 def attempt_weights(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
     """Attempts per row: the ``requests`` column of counted rows, else 1 per row."""
     if COUNT_COLUMN in frame.columns:
-        return frame[COUNT_COLUMN].to_numpy(dtype=np.int64)
+        counts: npt.NDArray[np.int64] = frame[COUNT_COLUMN].to_numpy(dtype=np.int64)
+        return counts
     return np.ones(len(frame), dtype=np.int64)
 
 

@@ -235,7 +235,7 @@ def _nonzero(names: list[str], counts: npt.NDArray[np.int64]) -> dict[str, int]:
 
 def _codes_in(values: pd.Series, names: list[str]) -> npt.NDArray[np.int64]:
     """Index of each value in ``names``; -1 for a value not among them."""
-    codes = pd.Categorical(np.asarray(values.astype(str)), categories=names).codes
+    codes = pd.Index(names).get_indexer(np.asarray(values.astype(str)))
     return np.asarray(codes, dtype=np.int64)
 
 
