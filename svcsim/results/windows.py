@@ -264,4 +264,5 @@ def _attempts_between(
         running[np.searchsorted(combined, high, side="right")]
         - running[np.searchsorted(combined, low, side="left")]
     )
-    return counts.astype(np.int64)
+    out: npt.NDArray[np.int64] = counts.astype(np.int64)
+    return out
