@@ -143,10 +143,17 @@ def _simulate_and_write(
     sc = loaded.scenario
     started = time.perf_counter()
     phase(RunPhase.SIMULATING)
+    world = None
     try:
         world = build_world(loaded, seed)
+        # Records go to the run folder as the run goes: memory does not grow with its length.
+        world.recorder.stream_to(spot.partial)
         world.run(progress)
-    except Exception as exc:
+    except BaseException as exc:
+        if world is not None:
+            world.recorder.discard()
+        if not isinstance(exc, Exception):
+            raise
         # A bug or an impossible scenario: keep the evidence, in a folder that never looks
         # complete (Ctrl-C, a BaseException, writes nothing at all).
         wall_s = time.perf_counter() - started
@@ -186,6 +193,7 @@ def _simulate_and_write(
         windows=windows,
         overwrite=replace,
         scenario_text=replayable_scenario(loaded, seed),
+        streamed=world.recorder.streamed_tables(),
     )
     phase(RunPhase.WRITTEN)
     return path, wall_s, world.recorder.request_count

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -87,6 +87,7 @@ def write_run(
     overwrite: bool = False,
     on_file_written: Callable[[str], None] | None = None,
     scenario_text: str | None = None,
+    streamed: Collection[str] = (),
 ) -> Path:
     """Write a complete run folder at ``out_dir`` and return its path.
 
@@ -99,7 +100,9 @@ def write_run(
     ``failure_windows`` of the frames. ``figures`` maps a name (``"shares"`` or
     ``"shares.png"``) to PNG bytes. ``on_file_written`` is called with each file's relative
     path once it is durable (progress reporting). ``scenario_text`` is written as
-    ``scenario.yaml`` (the self-contained scenario a replay reads).
+    ``scenario.yaml`` (the self-contained scenario a replay reads). ``streamed`` names the
+    tables the recorder already wrote into the reservation's partial folder
+    (:meth:`~svcsim.results.records.Recorder.stream_to`): they are not written again.
 
     An existing empty directory is replaced. A non-empty one raises :class:`RunFolderError`
     unless ``overwrite`` and it is a previous svcsim run (see :mod:`svcsim.results.outdir`);
@@ -109,6 +112,8 @@ def write_run(
     :class:`RunFolderError` with one line. On any error nothing is left at ``out_dir`` that
     was not there before, and the partial directory is removed. The folder gets mode 0755.
     """
+    if streamed and not isinstance(out_dir, Reservation):
+        raise ValueError("streamed tables live in a reservation's partial folder: pass it")
     unknown = sorted(set(frames) - set(TABLES))
     if unknown:
         raise ValueError(f"unknown record tables {unknown}; expected {list(TABLES)}")
@@ -127,9 +132,10 @@ def write_run(
 
     def fill(tmp: Path) -> None:
         for table, frame in tables.items():
-            if table in LEVEL_TABLES and not counted:
+            if table in LEVEL_TABLES and not counted and table not in streamed:
                 continue  # a table of the other record level
-            _write_parquet(frame, tmp / TABLE_FILES[table])
+            if table not in streamed:
+                _write_parquet(frame, tmp / TABLE_FILES[table])
             done(TABLE_FILES[table])
         for name in (WINDOWS, SUMMARY):
             _write_bytes(tmp / name, texts[name].encode())
