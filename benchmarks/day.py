@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--no-figures", action="store_true", help="write no figures/")
     args = parser.parse_args()
     marks: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "day.yaml"
         path.write_text(day_yaml(args.hours, args.records))
@@ -79,6 +80,7 @@ def main() -> None:
 
         def on_phase(phase: RunPhase) -> None:
             marks.setdefault(phase.name, time.perf_counter())
+            peaks.setdefault(phase.name, _peak_mib())
 
         outcome = run_scenario(
             loaded,
@@ -89,7 +91,7 @@ def main() -> None:
         )
         done = time.perf_counter()
         folder_mib = sum(f.stat().st_size for f in outcome.path.rglob("*") if f.is_file()) / 2**20
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = _peak_mib()
     simulated_s = args.hours * 3600.0
     wall = done - started
     build = marks["built"] - started
@@ -107,7 +109,16 @@ def main() -> None:
         f"{marks['WRITING'] - marks.get('DRAWING', marks['WRITING']):.1f}, files "
         f"{marks['WRITTEN'] - marks['WRITING']:.1f}) run_folder_mib={folder_mib:.0f}"
     )
+    print(
+        f"peak RSS by the end of: simulating {peaks['ANALYSING']:.0f} MiB, analysing "
+        f"{peaks.get('DRAWING', peaks['WRITING']):.0f} MiB, drawing {peaks['WRITING']:.0f} MiB"
+    )
     print(f"simulated_s_per_wall_s={simulated_s / wall:.1f} peak_rss_mib={peak_mib:.0f}")
+
+
+def _peak_mib() -> float:
+    """This process's peak resident set size so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """What a run will cost, estimated before it starts, and the limits a scenario must stay under.
 
-A run keeps every record in memory until it writes its run folder, then builds DataFrames,
-the summary, the figures and the Parquet files from them, so its peak memory grows with its
-records. Two kinds of record grow without bound: request attempts (the workloads' expected
+A run streams its records to its run folder while it simulates, then reads them back to build
+the summary and the figures, so its peak memory still grows with its records (at record level
+``failures-and-aggregates`` with the rows of ``request_counts``, which at most equal the
+attempts: the estimate below does not count on fewer). Two kinds of record grow without bound: request attempts (the workloads' expected
 arrivals, :func:`expected_requests`; failed attempts that are retried add more) and conntrack
 samples (one per node per simulated second). Nodes cost too, whatever the duration (each has
 a kube-proxy, a kernel and series in the figures). :class:`RunCost` turns these counts into
