@@ -42,7 +42,7 @@ from svcsim.results.schema import (
     empty_frame,
     numpy_dtype,
 )
-from svcsim.results.stream import ROW_GROUP_ROWS, TableStream, coded_strings
+from svcsim.results.stream import HAND_OFF_ROWS, ROW_GROUP_ROWS, TableStream, coded_strings
 
 __all__ = [
     "CONNTRACK",
@@ -225,7 +225,7 @@ class Recorder:
         the rest and closes the files, which :meth:`frames` then reads back.
         :meth:`discard` removes them (a failed run).
         """
-        self._stream_rows = row_group_rows
+        self._stream_rows = min(row_group_rows, HAND_OFF_ROWS)
         for table in TABLES:
             if table == "request_counts" and self._counts is None:
                 continue  # the other record level's table

@@ -32,6 +32,10 @@ from svcsim.results.schema import TABLES, Kind
 ROW_GROUP_ROWS: Final = 1 << 18
 """Rows per Parquet row group: what a stream holds at most before writing (a few MiB)."""
 
+HAND_OFF_ROWS: Final = 1 << 14
+"""Rows a recorder gathers in its own form before handing them to the stream (which keeps
+them compactly, as Arrow arrays, until a row group is full)."""
+
 PARQUET_COMPRESSION: Final = "zstd"
 """The codec of every Parquet file of a run folder."""
 
