@@ -235,8 +235,10 @@ def _nonzero(names: list[str], counts: npt.NDArray[np.int64]) -> dict[str, int]:
 
 def _codes_in(values: pd.Series, names: list[str]) -> npt.NDArray[np.int64]:
     """Index of each value in ``names``; -1 for a value not among them."""
-    codes = pd.Index(names).get_indexer(np.asarray(values.astype(str)))
-    return np.asarray(codes, dtype=np.int64)
+    cat = as_categorical(values)
+    # Look up the few categories, not the many rows.
+    index = pd.Index(names).get_indexer([str(c) for c in cat.categories])
+    return np.asarray(np.asarray(index, dtype=np.int64)[np.asarray(cat.codes)], dtype=np.int64)
 
 
 def _attempts_between(
