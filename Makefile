@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-compile clean browser kernel-tools
+.PHONY: run test lint format bench bench-compile bench-day clean browser kernel-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate.py
+
+# A simulated day: 100 nodes, 20 Services x 10 Pods, 1,000 requests/s, churn, 24 h.
+bench-day: $(STAMP)
+	$(BIN)/python benchmarks/day.py
 
 # Big clusters: one node's rules for 10,000 Services x 10 endpoints (iptables and nftables),
 # `svcsim rules` on that cluster's 12 MB manifest, and a 1,000-node x 1,000-Service run.

@@ -45,8 +45,15 @@ def reference_yaml(
     pods: int = 10,
     rate: float = 5000.0,
     mode: str = "iptables",
+    *,
+    rollout_every: int = 12,
+    name: str = "benchmark",
 ) -> str:
-    """The reference scenario as scenario YAML."""
+    """The reference scenario as scenario YAML.
+
+    One Pod is deleted every 10 s (round robin over the Services) and one Service rolled out
+    at every ``rollout_every``-th deletion (12: every 2 minutes).
+    """
     docs = []
     for s in range(services):
         docs.append(f"""apiVersion: v1
@@ -95,14 +102,16 @@ spec:
     while t < duration_s:
         victim = f"svc{k % services}"
         timeline.append(f"  - {{at: {t:g}s, action: delete-pod, selector: {{app: {victim}}}}}")
-        if k % 12 == 11:
-            rolled = f"svc{(k // 12) % services}"
+        if k % rollout_every == rollout_every - 1:
+            rolled = f"svc{(k // rollout_every) % services}"
             timeline.append(f"  - {{at: {t:g}s, action: rollout, deployment: {rolled}}}")
         t += 10.0
         k += 1
     return f"""apiVersion: svcsim/v1
 kind: Scenario
-metadata: {{name: benchmark, description: "20 nodes, 10 Services x 10 Pods, 5000 req/s, churn"}}
+metadata:
+  name: {name}
+  description: "{nodes} nodes, {services} Services x {pods} Pods, {rate:g} req/s, churn"
 seed: 1
 duration: {duration_s:g}s
 cluster:

@@ -22,12 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.instant import run_at
 from svcsim.netfilter.icmp_limit import XRLIM_BURST_FACTOR
 from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.results import Run, load
+from svcsim.results.records import REQUEST_NUMBER
+from svcsim.results.schema import RecordLevel
 from svcsim.scenario.world import World
 
 
@@ -54,12 +57,29 @@ class ExplainError(ValueError):
 
 
 def pick_request(run: Run, *, request: int | None, first_failure: bool, service: str | None) -> int:
-    """The row of ``requests`` to explain: given, or the first failure (of ``service``)."""
+    """The row of ``requests`` to explain: given, or the first failure (of ``service``).
+
+    ``request`` numbers every attempt of the run in record order (the rows of
+    ``requests.parquet`` at record level ``every-request``). A run at
+    ``failures-and-aggregates`` kept only its failed attempts, with that number in the
+    ``request`` column: any other attempt cannot be explained, and the error says so.
+    """
     r = run.requests
     if request is not None:
-        if not 0 <= request < len(r):
-            raise ExplainError(f"--request {request}: the run has requests 0..{len(r) - 1}")
-        return request
+        total = int(run.summary.get("requests", {}).get("total", len(r)))
+        if not 0 <= request < total:
+            raise ExplainError(f"--request {request}: the run has requests 0..{total - 1}")
+        if run.manifest.get("records") != RecordLevel.FAILURES_AND_AGGREGATES.value:
+            return request
+        numbers = r[REQUEST_NUMBER].to_numpy() if REQUEST_NUMBER in r.columns else []
+        found = np.flatnonzero(np.asarray(numbers) == request)
+        if not len(found):
+            raise ExplainError(
+                f"--request {request}: not kept; this run's record level "
+                f"{RecordLevel.FAILURES_AND_AGGREGATES.value} keeps only failed attempts (it "
+                f"did not fail): run the scenario with records: every-request to explain it"
+            )
+        return int(found[0])
     failed = r["outcome"].astype(str) != "ok"
     if service is not None:
         key = service if ":" in service else None
@@ -90,8 +110,8 @@ def explain(run_dir: Path, row: int) -> Explanation:
         Step(
             "The request",
             (
-                f"#{row}: {req['workload']} from {req['client']} on {node} to {service_port} "
-                f"at {t:.3f} s",
+                f"#{_number(req, row)}: {req['workload']} from {req['client']} on {node} "
+                f"to {service_port} at {t:.3f} s",
                 f"outcome {outcome}"
                 + (f" (cause {cause})" if cause else "")
                 + f" after {float(req['latency_s']):.3f} s"
@@ -127,7 +147,7 @@ def explain(run_dir: Path, row: int) -> Explanation:
                 f"nothing went wrong at the destination, but the DNS lookup was delayed: "
                 f"{retries[0]}"
             )
-    return Explanation(row, tuple(steps), cause_text)
+    return Explanation(_number(req, row), tuple(steps), cause_text)
 
 
 def _dns_retries(run: Run, req: pd.Series) -> tuple[str, ...]:
@@ -150,6 +170,11 @@ def _dns_retries(run: Run, req: pd.Series) -> tuple[str, ...]:
         lost = detail.partition(" name=")[2].partition(" ")[2] or detail
         lines.append(f"{lost} (at {float(e['t_s']):.3f} s)")
     return tuple(lines)
+
+
+def _number(req: pd.Series, row: int) -> int:
+    """The request's number among all attempts (its row unless only failures were kept)."""
+    return int(req[REQUEST_NUMBER]) if REQUEST_NUMBER in req.index else row
 
 
 def _endpoints(world: World, service_key: str) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ from svcsim.results import (
 )
 from svcsim.results.outdir import OutDirState, Reservation, reserve
 from svcsim.results.uniformity import untested_service_ports
+from svcsim.results.weights import traffic_table
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import LoadedScenario, load_scenario
 from svcsim.scenario.replay import replayable_scenario
@@ -142,10 +143,17 @@ def _simulate_and_write(
     sc = loaded.scenario
     started = time.perf_counter()
     phase(RunPhase.SIMULATING)
+    world = None
     try:
         world = build_world(loaded, seed)
+        # Records go to the run folder as the run goes: memory does not grow with its length.
+        world.recorder.stream_to(spot.partial)
         world.run(progress)
-    except Exception as exc:
+    except BaseException as exc:
+        if world is not None:
+            world.recorder.discard()
+        if not isinstance(exc, Exception):
+            raise
         # A bug or an impossible scenario: keep the evidence, in a folder that never looks
         # complete (Ctrl-C, a BaseException, writes nothing at all).
         wall_s = time.perf_counter() - started
@@ -160,7 +168,7 @@ def _simulate_and_write(
 
     phase(RunPhase.ANALYSING)
     frames = world.recorder.frames()
-    windows = failure_windows(frames["requests"])
+    windows = failure_windows(frames["requests"], traffic=traffic_table(frames))
     changes = endpoint_set_changes(frames["endpoint_sets"])
     # Per node: each node's flows are tested against the set its own rules choose from.
     intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
@@ -185,9 +193,10 @@ def _simulate_and_write(
         windows=windows,
         overwrite=replace,
         scenario_text=replayable_scenario(loaded, seed),
+        streamed=world.recorder.streamed_tables(),
     )
     phase(RunPhase.WRITTEN)
-    return path, wall_s, len(frames["requests"])
+    return path, wall_s, world.recorder.request_count
 
 
 def _manifest(
@@ -210,6 +219,7 @@ def _manifest(
         "duration_s": sc.duration_s,
         "proxy_mode": proxy_mode_text(sc),
         "seed": seed,
+        "records": sc.records.value,
         "random_streams": streams,
         "versions": {
             "svcsim": _version("svcsim"),

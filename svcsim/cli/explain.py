@@ -14,7 +14,12 @@ def explain(
     run_folder: Annotated[Path, typer.Argument(help="A run folder (svcsim run's output).")],
     request: Annotated[
         int | None,
-        typer.Option("--request", min=0, help="Row of requests.parquet to explain."),
+        typer.Option(
+            "--request",
+            min=0,
+            help="Request to explain: its row of requests.parquet (the run's attempts in "
+            "record order; a run with records: failures-and-aggregates keeps only failed ones).",
+        ),
     ] = None,
     first_failure: Annotated[
         bool, typer.Option("--first-failure", help="The run's first failed request (default).")

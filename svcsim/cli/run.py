@@ -70,8 +70,20 @@ def run(
     sets: Annotated[
         list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)
     ] = None,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            metavar="LEVEL",
+            help="What the run folder keeps: every-request, or failures-and-aggregates (failed "
+            "attempts and counts: same summary, windows and figures). Same as --set records=LEVEL.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario: where every request went, which failed, when, and why."""
+    if records is not None:
+        sets = [*(sets or []), f"records={records}"]
     try:
         loaded = _load(scenario if scenario is not None else builtin_scenario(),
                        allow_outside_paths=allow_outside_paths, sets=sets or [])  # fmt: skip

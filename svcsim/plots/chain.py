@@ -41,6 +41,7 @@ from svcsim.plots.style import (
     series_colour,
 )
 from svcsim.results import Run
+from svcsim.results.weights import attempt_weights
 
 MAX_SETS: Final = 4
 """Endpoint sets drawn per Service: those with the most new flows."""
@@ -117,11 +118,12 @@ def endpoint_set_checks(run: Run, service: str) -> list[EndpointSetCheck]:
 
     Sorted by flows, most first.
     """
-    requests = run.requests
+    requests = run.traffic
     mask = np.array(requests["service"] == service, dtype=bool)
     mask &= np.asarray(requests["new_flow"], dtype=bool)
     mask &= np.asarray(requests["endpoint"] != "", dtype=bool)
     t = requests.loc[mask, "t_s"].to_numpy(dtype=np.float64)
+    weights = attempt_weights(requests.loc[mask])
     # Integer codes, not strings: there may be millions of flows.
     endpoint_cat = pd.Categorical(requests.loc[mask, "endpoint"])
     names_of = np.asarray([str(c) for c in endpoint_cat.categories], dtype=object)
@@ -129,7 +131,9 @@ def endpoint_set_checks(run: Run, service: str) -> list[EndpointSetCheck]:
     pooled: dict[tuple[str, ...], tuple[dict[str, int], list[tuple[float, float]]]] = {}
     for lo, hi in stable_windows(run, service):
         inside = (t >= lo) & (t < hi)
-        codes, counts = np.unique(endpoint[inside], return_counts=True)
+        per_code = np.bincount(endpoint[inside], weights=weights[inside], minlength=len(names_of))
+        codes = np.flatnonzero(per_code)
+        counts = per_code[codes].round().astype(np.int64)
         if counts.sum() < MIN_FLOWS_PER_ENDPOINT * len(codes) or not len(codes):
             continue  # too few flows to trust that every endpoint showed up
         order = np.argsort(names_of[codes], kind="stable")
@@ -180,7 +184,7 @@ def _draw_checks(ax: Axes, run: Run, service: str) -> None:
     if not checks:
         empty_note(ax, "no new flows in stable intervals")
         return
-    service_requests = run.requests.loc[np.asarray(run.requests["service"] == service, dtype=bool)]
+    service_requests = run.traffic.loc[np.asarray(run.traffic["service"] == service, dtype=bool)]
     labels = endpoint_labels(service_requests)
     ticks: list[float] = []
     tick_labels: list[str] = []

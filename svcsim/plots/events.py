@@ -53,7 +53,7 @@ def service_key(service: str) -> str:
 
 def services(run: Run) -> list[str]:
     """The Service ports of a run's requests, sorted (``"ns/name:port"``)."""
-    return sorted({str(s) for s in run.requests["service"].unique()})
+    return sorted({str(s) for s in run.traffic["service"].unique()})
 
 
 def _kinds(run: Run) -> npt.NDArray[np.str_]:
@@ -126,7 +126,7 @@ def pod_events(run: Run, service: str | None = None) -> pd.DataFrame:
 
 def pods_reached(run: Run) -> list[tuple[str, str]]:
     """Distinct (Pod name, service) pairs of the requests that reached a Pod, sorted."""
-    requests = run.requests
+    requests = run.traffic
     # Group the categorical columns first: millions of rows, a handful of pairs.
     pairs = requests.groupby(["pod", "service"], observed=True, sort=False).size().index
     found = {(pod_name(str(pod)), str(svc)) for pod, svc in pairs if str(pod)}
@@ -217,7 +217,7 @@ def nodes(run: Run) -> list[str]:
     for values in (
         run.syncs["node"],
         run.conntrack["node"],
-        run.requests["src_node"],
+        run.traffic["src_node"],
         run.events["node"],
     ):
         names.update(str(v) for v in values.unique())

@@ -21,10 +21,10 @@ from svcsim.plots.style import (
     time_bin_s,
 )
 from svcsim.results import Run, shares_over_time
+from svcsim.results.bins import SHARES_BINS
+from svcsim.results.weights import first_sent
 
 _PANEL_HEIGHT_IN: Final = 3.2
-_TARGET_BINS: Final = 60
-"""Coarser than the outcome timeline: a share needs a few requests per bin to mean anything."""
 
 
 def endpoint_labels(requests: pd.DataFrame) -> dict[str, str]:
@@ -36,8 +36,8 @@ def endpoint_labels(requests: pd.DataFrame) -> dict[str, str]:
     """
     routed = requests.loc[np.asarray(requests["endpoint"] != "", dtype=bool)]
     # Group on the categorical columns first: millions of rows, a handful of groups.
-    grouped = routed.groupby(["endpoint", "pod", "service"], observed=True, sort=False)["t_s"]
-    first = grouped.min()
+    keys = [routed["endpoint"], routed["pod"], routed["service"]]
+    first = first_sent(routed).groupby(keys, observed=True, sort=False).min()
     pods: dict[str, list[tuple[float, str]]] = {}
     endpoints: set[str] = set()
     for (endpoint, pod, service), t in first.items():
@@ -63,7 +63,7 @@ def endpoint_order(requests: pd.DataFrame, resolution_s: float = 0.0) -> list[st
     label (:func:`endpoint_labels`), so Pods that started together are listed by name.
     """
     routed = requests.loc[np.asarray(requests["endpoint"] != "", dtype=bool)]
-    first = routed.groupby("endpoint", observed=True, sort=False)["t_s"].min()
+    first = first_sent(routed).groupby(routed["endpoint"], observed=True, sort=False).min()
     labels = endpoint_labels(requests)
 
     def key(item: tuple[str, float]) -> tuple[float, str]:
@@ -83,7 +83,7 @@ def endpoint_shares(run: Run, service: str | None = None) -> Figure:
     """
     names = [service] if service is not None else services(run)
     span_s = run_span_s(run)
-    bin_s = time_bin_s(span_s, _TARGET_BINS)
+    bin_s = time_bin_s(span_s, SHARES_BINS)
     panels: list[str | None] = [*names] if names else [None]
     fig = new_figure(_PANEL_HEIGHT_IN * len(panels) + 0.3)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
@@ -99,7 +99,7 @@ def endpoint_shares(run: Run, service: str | None = None) -> Figure:
 
 
 def _draw_shares(ax: Axes, run: Run, service: str, bin_s: float) -> None:
-    requests = run.requests.loc[np.asarray(run.requests["service"] == service, dtype=bool)]
+    requests = run.traffic.loc[np.asarray(run.traffic["service"] == service, dtype=bool)]
     ax.set_title(f"{service}: share of requests per endpoint (per {seconds(bin_s)} bin)")
     ax.set_ylabel("share of requests")
     shares = shares_over_time(requests, bin_s)

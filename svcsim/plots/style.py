@@ -12,7 +12,6 @@ without the ``Software`` metadata chunk, so one run always gives byte-identical 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
@@ -23,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from svcsim.results import Outcome, Run
+from svcsim.results.bins import time_bin_s as time_bin_s  # re-exported for the figures
 
 OKABE_ITO: Final[tuple[str, ...]] = (
     "#E69F00",  # orange
@@ -75,11 +75,6 @@ WIDTH_IN: Final = 11.0
 TIME_LABEL: Final = "simulated time (s)"
 """The x label of every time axis."""
 
-_NICE_BINS_S: Final = (
-    0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0,
-    300.0, 600.0, 900.0, 1800.0, 3600.0,
-)  # fmt: skip
-
 
 def series_colour(index: int) -> str:
     """The colour of the ``index``-th series of a figure (cycles past 18)."""
@@ -90,19 +85,6 @@ def series_colour(index: int) -> str:
 def endpoint_colours(endpoints: Sequence[str]) -> dict[str, str]:
     """A colour per endpoint, in the given order (see :func:`series_colour`)."""
     return {e: series_colour(i) for i, e in enumerate(endpoints)}
-
-
-def time_bin_s(span_s: float, target_bins: int = 120) -> float:
-    """A round bin width giving about ``target_bins`` bins over ``span_s`` seconds.
-
-    Picks the largest "nice" width (1, 2, 5 × a power of ten, or a whole number of minutes)
-    that gives at least ``target_bins`` bins, so short runs still show sub-second detail.
-    """
-    if not span_s > 0 or not math.isfinite(span_s):
-        return 1.0
-    ideal = span_s / target_bins
-    fitting = [b for b in _NICE_BINS_S if b <= ideal]
-    return fitting[-1] if fitting else _NICE_BINS_S[0]
 
 
 def run_span_s(run: Run) -> float:

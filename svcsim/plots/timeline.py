@@ -46,6 +46,8 @@ from svcsim.plots.style import (
     time_bin_s,
 )
 from svcsim.results import EventKind, Outcome, Run
+from svcsim.results.bins import bin_edges
+from svcsim.results.weights import attempt_weights
 
 STACK_ORDER: Final[tuple[str, ...]] = (
     Outcome.REFUSED.value,
@@ -129,18 +131,21 @@ def outcome_timeline(run: Run, service: str | None = None) -> Figure:
 
 
 def _draw_outcomes(ax: Axes, run: Run, service: str, bin_s: float) -> None:
-    requests = run.requests
-    mine = requests.loc[np.asarray(requests["service"] == service, dtype=bool)]
+    traffic = run.traffic
+    mine = traffic.loc[np.asarray(traffic["service"] == service, dtype=bool)]
     t = mine["t_s"].to_numpy(dtype=np.float64)
+    weights = attempt_weights(mine)
     outcome = mine["outcome"]
     span_s = run_span_s(run)
-    edges = np.arange(0.0, span_s + bin_s, bin_s)
+    edges = bin_edges(span_s, bin_s)
     bottom = np.zeros(len(edges) - 1)
     for name in STACK_ORDER:
-        selected = t[np.asarray(outcome == name, dtype=bool)]
+        chosen = np.asarray(outcome == name, dtype=bool)
+        selected = t[chosen]
         if not selected.size:
             continue
-        counts, _ = np.histogram(selected, bins=edges)
+        sent = int(weights[chosen].sum())
+        counts, _ = np.histogram(selected, bins=edges, weights=weights[chosen])
         rate = counts / bin_s
         # One stepped band per outcome (not a bar per bin): fast, and no seams between bins.
         ax.stairs(
@@ -150,7 +155,7 @@ def _draw_outcomes(ax: Axes, run: Run, service: str, bin_s: float) -> None:
             fill=True,
             color=OUTCOME_COLOURS[name],
             linewidth=0,
-            label=f"{name} ({selected.size:,})",
+            label=f"{name} ({sent:,})",
         )
         bottom = bottom + rate
     ax.set_ylabel(f"requests per second\n(per {seconds(bin_s)} bin)")

@@ -152,7 +152,7 @@ def window_table(run: Run) -> Table:
 
 def endpoint_table(run: Run) -> Table:
     """Each endpoint's share of its Service's routed attempts, labelled with its Pod."""
-    labels = endpoint_labels(run.requests)
+    labels = endpoint_labels(run.traffic)
     rows = [
         (
             str(e.service),

@@ -23,9 +23,19 @@ FIGURES: Final = "figures"
 REPORT: Final = "report.html"
 """The HTML page ``svcsim report`` writes into a run folder by default."""
 TABLE_FILES: Final[Mapping[str, str]] = {table: f"{table}.parquet" for table in TABLES}
-REQUIRED_FILES: Final[tuple[str, ...]] = (MANIFEST, SUMMARY, WINDOWS, *TABLE_FILES.values())
+LEVEL_TABLES: Final[frozenset[str]] = frozenset({"request_counts"})
+"""Tables a run folder holds only at some record levels (``request_counts``: only at
+``failures-and-aggregates``); a folder without one reads it as empty."""
+REQUIRED_FILES: Final[tuple[str, ...]] = (
+    MANIFEST,
+    SUMMARY,
+    WINDOWS,
+    *(name for table, name in TABLE_FILES.items() if table not in LEVEL_TABLES),
+)
 """Files every complete run folder holds."""
-KNOWN_ENTRIES: Final[frozenset[str]] = frozenset((*REQUIRED_FILES, SCENARIO, FIGURES, REPORT))
+KNOWN_ENTRIES: Final[frozenset[str]] = frozenset(
+    (*REQUIRED_FILES, *TABLE_FILES.values(), SCENARIO, FIGURES, REPORT)
+)
 """Every name svcsim itself puts in a run folder (the run, then ``svcsim plot`` / ``report``)."""
 
 PARTIAL_MARK: Final = ".partial-"

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.layout import (
     FIGURES,
+    LEVEL_TABLES,
     MANIFEST,
     PARTIAL_MARK,
     REQUIRED_FILES,
@@ -26,6 +27,7 @@ from svcsim.results.layout import (
 )
 from svcsim.results.schema import conform, empty_frame
 from svcsim.results.stats import endpoint_shares
+from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow
 
 WINDOW_COLUMNS = (
@@ -88,6 +90,12 @@ class Run:
             ClusterIP traffic over: t_s (float64, s, when the rules took it); node, service
             (category); endpoints (str: sorted "IP:port" list, comma-separated; "" for none).
             Endpoints held but never reached appear in ``endpoints`` with 0 requests.
+        request_counts: at record level ``failures-and-aggregates`` (``manifest["records"]``),
+            where ``requests`` holds only the failed attempts, every attempt counted: t_s
+            (float64, s, start of the span counted; spans are cut at whole seconds, figure
+            bins, control-plane instants and the pair's failures), first_t_s (float64, s);
+            src_node, service, endpoint, pod (category); outcome (category); new_flow (bool);
+            requests (int64, count). Empty at ``every-request``. See :attr:`traffic`.
     """
 
     path: Path
@@ -101,6 +109,17 @@ class Run:
     endpoints: pd.DataFrame
     figures: dict[str, Path]
     endpoint_sets: pd.DataFrame = field(default_factory=lambda: empty_frame("endpoint_sets"))
+    request_counts: pd.DataFrame = field(default_factory=lambda: empty_frame("request_counts"))
+
+    @property
+    def traffic(self) -> pd.DataFrame:
+        """Every attempt of the run: ``request_counts`` when it counted them, else ``requests``.
+
+        Rows of counted attempts weigh their ``requests`` column
+        (:func:`svcsim.results.weights.attempt_weights`); the columns t_s, src_node, service,
+        endpoint, pod, outcome and new_flow are in both.
+        """
+        return traffic_table({"requests": self.requests, "request_counts": self.request_counts})
 
     @classmethod
     def from_frames(
@@ -155,6 +174,9 @@ def load(path: str | os.PathLike[str]) -> Run:
         raise fail(f"{WINDOWS} is not a JSON list")
     tables = {}
     for table, name in TABLE_FILES.items():
+        if table in LEVEL_TABLES and not (root / name).is_file():
+            tables[table] = empty_frame(table)  # the other record level's table
+            continue
         try:
             frame = pq.read_table(root / name).to_pandas()
             tables[table] = conform(frame, table)
@@ -236,9 +258,10 @@ def _run(
         syncs=tables["syncs"],
         conntrack=tables["conntrack"],
         windows=windows,
-        endpoints=endpoint_shares(tables["requests"], endpoint_sets=tables["endpoint_sets"]),
+        endpoints=endpoint_shares(traffic_table(tables), endpoint_sets=tables["endpoint_sets"]),
         figures=figures,
         endpoint_sets=tables["endpoint_sets"],
+        request_counts=tables["request_counts"],
     )
 
 

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
+from svcsim.results.aggregate import COUNT_KEYS, CountAggregator, CountBlock
+from svcsim.results.bins import grid_cuts
 from svcsim.results.schema import (
     CONNTRACK,
     EVENTS,
@@ -29,12 +35,14 @@ from svcsim.results.schema import (
     EventKind,
     Kind,
     Outcome,
+    RecordLevel,
     accepted_kinds,
     check_int_range,
     conform,
     empty_frame,
     numpy_dtype,
 )
+from svcsim.results.stream import HAND_OFF_ROWS, ROW_GROUP_ROWS, TableStream, coded_strings
 
 __all__ = [
     "CONNTRACK",
@@ -49,6 +57,10 @@ __all__ = [
     "Outcome",
     "Recorder",
 ]
+
+REQUEST_NUMBER: Final = "request"
+"""Extra column of ``requests`` at record level ``failures-and-aggregates``: each kept attempt's
+row number at ``every-request`` (its place among all attempts, in record order)."""
 
 _STRING_KINDS: Final = "UOT"
 """numpy dtype kinds that hold strings: unicode, object, StringDType."""
@@ -65,10 +77,26 @@ class Recorder:
     samples one at a time. Rows keep their append order. :meth:`frames` may be called at any
     time (appending can continue afterwards); it concatenates once and keeps the result, so
     calling it again is cheap.
+
+    At ``level`` :attr:`~RecordLevel.FAILURES_AND_AGGREGATES` only failed attempts are kept
+    as ``requests`` rows and every attempt is counted in ``request_counts``
+    (:mod:`svcsim.results.aggregate`; ``span_s``, the run's duration, sets the figures' time
+    bins the counts are cut at). The simulation then calls :meth:`advance` now and then with
+    the time before which every attempt has been added, and :meth:`finish` at the end.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, level: RecordLevel = RecordLevel.EVERY_REQUEST, span_s: float | None = None
+    ) -> None:
+        self.level = level
+        self._counts: CountAggregator | None = None
+        self._count_blocks: list[CountBlock] = []
+        if level is RecordLevel.FAILURES_AND_AGGREGATES:
+            if span_s is None or not span_s > 0:
+                raise ValueError(f"{level.value}: needs the run's duration, got {span_s!r}")
+            self._counts = CountAggregator(grid_cuts(span_s))
         self._chunks: dict[str, list[npt.NDArray[np.generic]]] = {c.name: [] for c in REQUESTS}
+        self._chunks[REQUEST_NUMBER] = []
         # Per category column: value -> code in first-seen order; frames() sorts them.
         self._vocab: dict[str, dict[str, int]] = {
             c.name: {} for c in REQUESTS if c.kind is Kind.CATEGORY
@@ -79,8 +107,16 @@ class Recorder:
             if c.kind is Kind.ENUM
         }
         self._n_requests = 0
+        self._n_stored = 0
+        self._n_held = 0
+        """Requests rows in ``_chunks`` (not yet handed to a stream)."""
+        self._streams: dict[str, TableStream] = {}
+        self._stream_rows = ROW_GROUP_ROWS
+        self._streamed: dict[str, pd.DataFrame] | None = None
         self._rows: dict[str, dict[str, list[object]]] = {
-            table: {c.name: [] for c in TABLES[table]} for table in TABLES if table != "requests"
+            table: {c.name: [] for c in TABLES[table]}
+            for table in TABLES
+            if table not in ("requests", "request_counts")
         }
 
     @property
@@ -139,9 +175,126 @@ class Recorder:
             for c in REQUESTS
         }
         _check_times(batch)
+        first = self._n_requests
+        self._n_requests += n
+        if self._counts is not None:
+            self._counts.add(batch["t_s"], {k: batch[k] for k in COUNT_KEYS}, batch["new_flow"])
+            failed = batch["outcome"] != 0  # Outcome.OK is code 0
+            batch = {name: array[failed] for name, array in batch.items()}
+            # The row each kept attempt has at every-request: what `explain --request` names.
+            batch[REQUEST_NUMBER] = np.flatnonzero(failed).astype(np.int64) + first
+            n = int(np.count_nonzero(failed))
+            if not n:
+                return
         for name, array in batch.items():
             self._chunks[name].append(array)
-        self._n_requests += n
+        self._n_stored += n
+        self._n_held += n
+        if self._streams and self._n_held >= self._stream_rows:
+            self._stream_requests()
+
+    def advance(self, watermark: float) -> None:
+        """Every attempt sent before ``watermark`` has been added: make those counts final."""
+        if self._counts is not None:
+            block = self._counts.finalize(watermark)
+            if block is not None:
+                self._count_blocks.append(block)
+                if self._streams and sum(map(len, self._count_blocks)) >= self._stream_rows:
+                    self._stream_counts()
+
+    def finish(self) -> None:
+        """The run is over: make every count final; write and close the streams, if any."""
+        if self._counts is not None:
+            block = self._counts.finish()
+            if block is not None:
+                self._count_blocks.append(block)
+        if self._streams:
+            self._stream_requests()
+            self._stream_counts()
+            for table in self._rows:
+                self._stream_rows_of(table)
+            for stream in self._streams.values():
+                stream.close()
+
+    # --- streaming to the run folder ---------------------------------------------------------
+
+    def stream_to(self, folder: Path, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        """Write every table into ``folder`` in row groups as the run goes (from now on).
+
+        The recorder then holds at most about a row group per table; :meth:`finish` writes
+        the rest and closes the files, which :meth:`frames` then reads back.
+        :meth:`discard` removes them (a failed run).
+        """
+        self._stream_rows = min(row_group_rows, HAND_OFF_ROWS)
+        for table in TABLES:
+            if table == "request_counts" and self._counts is None:
+                continue  # the other record level's table
+            extra = {REQUEST_NUMBER: pa.int64()} if table == "requests" and self._counts else None
+            self._streams[table] = TableStream(
+                folder, table, extra=extra, row_group_rows=row_group_rows
+            )
+
+    @property
+    def streams(self) -> Mapping[str, TableStream]:
+        """The open table streams, by table (empty unless :meth:`stream_to` was called)."""
+        return MappingProxyType(self._streams)
+
+    def streamed_tables(self) -> frozenset[str]:
+        """The tables already written to the run folder (:meth:`stream_to`)."""
+        return frozenset(self._streams)
+
+    def discard(self) -> None:
+        """Close and remove the streamed files (the run failed)."""
+        for stream in self._streams.values():
+            stream.discard()
+
+    def _stream_requests(self) -> None:
+        if not self._n_held:
+            return
+        columns: dict[str, object] = {}
+        for column in REQUESTS:
+            chunks = self._chunks[column.name]
+            values = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            if column.kind is Kind.CATEGORY:
+                columns[column.name] = coded_strings(values, list(self._vocab[column.name]))
+            elif column.kind is Kind.ENUM:
+                columns[column.name] = coded_strings(values, list(column.categories))
+            else:
+                columns[column.name] = values
+        if self._counts is not None:
+            columns[REQUEST_NUMBER] = np.concatenate(self._chunks[REQUEST_NUMBER])
+        for chunks in self._chunks.values():
+            chunks.clear()
+        self._n_held = 0
+        self._streams["requests"].add(columns)
+
+    def _stream_counts(self) -> None:
+        blocks, self._count_blocks = self._count_blocks, []
+        if not blocks or "request_counts" not in self._streams:
+            return
+        columns: dict[str, object] = {
+            "t_s": np.concatenate([b.t_s for b in blocks]),
+            "first_t_s": np.concatenate([b.first_t_s for b in blocks]),
+            "new_flow": np.concatenate([b.new_flow for b in blocks]),
+            "requests": np.concatenate([b.requests for b in blocks]),
+        }
+        for name in ("src_node", "service", "endpoint", "pod"):
+            codes = np.concatenate([b.codes[name] for b in blocks])
+            columns[name] = coded_strings(codes, list(self._vocab[name]))
+        outcomes = np.concatenate([b.codes["outcome"] for b in blocks])
+        columns["outcome"] = coded_strings(outcomes, [o.value for o in Outcome])
+        self._streams["request_counts"].add(columns)
+
+    def _stream_rows_of(self, table: str) -> None:
+        rows = self._rows[table]
+        if self._streams and rows[TABLES[table][0].name]:
+            self._streams[table].add(rows)
+            for values in rows.values():
+                values.clear()
+
+    def _added_row(self, table: str) -> None:
+        if self._streams and len(self._rows[table][TABLES[table][0].name]) >= self._stream_rows:
+            self._stream_rows_of(table)
 
     def _convert(self, column: Column, array: npt.NDArray[np.generic], n: int) -> npt.NDArray[Any]:
         """Validate one column of a batch and return the array to store (a fresh copy)."""
@@ -235,6 +388,8 @@ class Recorder:
         """Append one control-plane event; ``kind`` must be an :class:`EventKind` value."""
         rows = self._rows["events"]
         kind_value = EventKind(kind).value
+        if self._counts is not None:
+            self._counts.add_cuts((t_s,))
         for name, value in (
             ("t_s", float(t_s)),
             ("kind", kind_value),
@@ -243,6 +398,7 @@ class Recorder:
             ("detail", str(detail)),
         ):
             rows[name].append(value)
+        self._added_row("events")
 
     def add_sync(
         self,
@@ -265,6 +421,8 @@ class Recorder:
         if end_s < start_s:
             raise ValueError(f"add_sync: end_s {end_s!r} before start_s {start_s!r}")
         rows = self._rows["syncs"]
+        if self._counts is not None:
+            self._counts.add_cuts((start_s, end_s))
         for name, value in (
             ("node", str(node)),
             ("start_s", float(start_s)),
@@ -277,12 +435,15 @@ class Recorder:
             ("applied_through_s", float(applied_through_s)),
         ):
             rows[name].append(value)
+        self._added_row("syncs")
 
     def add_endpoint_set(
         self, t_s: float, node: str, service: str, endpoints: Iterable[str]
     ) -> None:
         """Append a change of the endpoint set ``node``'s rules spread ``service`` over."""
         rows = self._rows["endpoint_sets"]
+        if self._counts is not None:
+            self._counts.add_cuts((t_s,))
         for name, value in (
             ("t_s", float(t_s)),
             ("node", str(node)),
@@ -290,6 +451,7 @@ class Recorder:
             ("endpoints", ",".join(sorted(endpoints))),
         ):
             rows[name].append(value)
+        self._added_row("endpoint_sets")
 
     def add_conntrack_sample(self, t_s: float, node: str, entries: int, max_entries: int) -> None:
         """Append one sample of a node's conntrack table size."""
@@ -301,6 +463,7 @@ class Recorder:
             ("max_entries", int(max_entries)),
         ):
             rows[name].append(value)
+        self._added_row("conntrack")
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """All four tables as DataFrames with the spec dtypes (see :mod:`.schema`).
@@ -309,7 +472,9 @@ class Recorder:
         categoricals whose categories are the Enum's values in declaration order; other
         categorical columns have their distinct values, sorted, as categories.
         """
-        out = {"requests": self._requests_frame()}
+        if self._streams:
+            return self._read_streamed()
+        out = {"requests": self._requests_frame(), "request_counts": self._counts_frame()}
         for table, rows in self._rows.items():
             if rows[TABLES[table][0].name]:
                 out[table] = conform(pd.DataFrame(rows), table)
@@ -317,8 +482,43 @@ class Recorder:
                 out[table] = empty_frame(table)
         return out
 
+    def _read_streamed(self) -> dict[str, pd.DataFrame]:
+        """The streamed tables, read back from the run folder (after :meth:`finish`)."""
+        if not all(s.closed for s in self._streams.values()):
+            raise RuntimeError("frames() of a streamed run: call finish() first")
+        if self._streamed is None:
+            self._streamed = {}
+            for table in TABLES:
+                stream = self._streams.get(table)
+                if stream is None:
+                    self._streamed[table] = empty_frame(table)
+                else:
+                    frame = pq.read_table(stream.path).to_pandas()
+                    self._streamed[table] = conform(frame, table)
+        return dict(self._streamed)
+
+    def _counts_frame(self) -> pd.DataFrame:
+        if self._counts is None:
+            return empty_frame("request_counts")
+        held = self._counts.peek()
+        blocks = [*self._count_blocks, *([held] if held is not None else [])]
+        if not blocks:
+            return empty_frame("request_counts")
+        data: dict[str, object] = {
+            "t_s": np.concatenate([b.t_s for b in blocks]),
+            "first_t_s": np.concatenate([b.first_t_s for b in blocks]),
+        }
+        for name in ("src_node", "service", "endpoint", "pod"):
+            codes = np.concatenate([b.codes[name] for b in blocks])
+            data[name] = _sorted_categorical(codes, self._vocab[name])
+        outcomes = np.concatenate([b.codes["outcome"] for b in blocks]).astype(np.int8)
+        data["outcome"] = pd.Categorical.from_codes(outcomes, categories=[o.value for o in Outcome])
+        data["new_flow"] = np.concatenate([b.new_flow for b in blocks])
+        data["requests"] = np.concatenate([b.requests for b in blocks])
+        return pd.DataFrame(data)
+
     def _requests_frame(self) -> pd.DataFrame:
-        if self._n_requests == 0:
+        if self._n_stored == 0:
             return empty_frame("requests")
         data: dict[str, object] = {}
         for column in REQUESTS:
@@ -335,6 +535,10 @@ class Recorder:
                 )
             else:
                 data[column.name] = values
+        if self._counts is not None:
+            chunks = self._chunks[REQUEST_NUMBER]
+            chunks[:] = [np.concatenate(chunks)]
+            data[REQUEST_NUMBER] = chunks[0]
         return pd.DataFrame(data)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.layout import (
     FIGURES,
+    LEVEL_TABLES,
     MANIFEST,
     PARTIAL_MARK,
     REQUIRED_FILES,
@@ -52,6 +53,7 @@ from svcsim.results.layout import (
 from svcsim.results.outdir import Reservation, reserve
 from svcsim.results.schema import TABLES, conform, empty_frame
 from svcsim.results.summary import build_summary, dumps_json
+from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow, failure_windows
 
 __all__ = [
@@ -85,18 +87,22 @@ def write_run(
     overwrite: bool = False,
     on_file_written: Callable[[str], None] | None = None,
     scenario_text: str | None = None,
+    streamed: Collection[str] = (),
 ) -> Path:
     """Write a complete run folder at ``out_dir`` and return its path.
 
     ``out_dir`` is a path, or a :class:`~svcsim.results.outdir.Reservation` made before the
     simulation started (:func:`~svcsim.results.outdir.reserve`). ``frames`` maps table names
-    (``requests``, ``events``, ``syncs``, ``conntrack``) to DataFrames with the schema's
+    (``requests``, ``events``, ``syncs``, ``conntrack``, ...) to DataFrames with the schema's
     columns; they are conformed to the spec dtypes (:func:`~svcsim.results.schema.conform`)
-    and a missing table is written empty. ``windows`` defaults to
-    ``failure_windows(frames["requests"])``. ``figures`` maps a name (``"shares"`` or
+    and a missing table is written empty (``request_counts`` is written only when it has rows:
+    record level ``failures-and-aggregates``). ``windows`` defaults to
+    ``failure_windows`` of the frames. ``figures`` maps a name (``"shares"`` or
     ``"shares.png"``) to PNG bytes. ``on_file_written`` is called with each file's relative
     path once it is durable (progress reporting). ``scenario_text`` is written as
-    ``scenario.yaml`` (the self-contained scenario a replay reads).
+    ``scenario.yaml`` (the self-contained scenario a replay reads). ``streamed`` names the
+    tables the recorder already wrote into the reservation's partial folder
+    (:meth:`~svcsim.results.records.Recorder.stream_to`): they are not written again.
 
     An existing empty directory is replaced. A non-empty one raises :class:`RunFolderError`
     unless ``overwrite`` and it is a previous svcsim run (see :mod:`svcsim.results.outdir`);
@@ -106,12 +112,15 @@ def write_run(
     :class:`RunFolderError` with one line. On any error nothing is left at ``out_dir`` that
     was not there before, and the partial directory is removed. The folder gets mode 0755.
     """
+    if streamed and not isinstance(out_dir, Reservation):
+        raise ValueError("streamed tables live in a reservation's partial folder: pass it")
     unknown = sorted(set(frames) - set(TABLES))
     if unknown:
         raise ValueError(f"unknown record tables {unknown}; expected {list(TABLES)}")
     tables = {t: conform(frames[t], t) if t in frames else empty_frame(t) for t in TABLES}
+    counted = len(tables["request_counts"]) > 0
     if windows is None:
-        windows = failure_windows(tables["requests"])
+        windows = failure_windows(tables["requests"], traffic=traffic_table(tables))
     # Serialise the small files first: a bad value fails before anything touches the disk.
     texts = {
         WINDOWS: dumps_json([w.to_dict() for w in windows]),
@@ -123,7 +132,10 @@ def write_run(
 
     def fill(tmp: Path) -> None:
         for table, frame in tables.items():
-            _write_parquet(frame, tmp / TABLE_FILES[table])
+            if table in LEVEL_TABLES and not counted and table not in streamed:
+                continue  # a table of the other record level
+            if table not in streamed:
+                _write_parquet(frame, tmp / TABLE_FILES[table])
             done(TABLE_FILES[table])
         for name in (WINDOWS, SUMMARY):
             _write_bytes(tmp / name, texts[name].encode())

@@ -198,6 +198,17 @@ class EventKind(StrEnum):
     client IP, name, which query, why the kernel dropped it)."""
 
 
+class RecordLevel(StrEnum):
+    """How much of a run's traffic its run folder keeps (the scenario's ``records`` field)."""
+
+    EVERY_REQUEST = "every-request"
+    """Every attempt is a row of ``requests``; ``request_counts`` is empty."""
+    FAILURES_AND_AGGREGATES = "failures-and-aggregates"
+    """Only failed attempts are rows of ``requests``; every attempt is counted in
+    ``request_counts``. The summary, the failure windows and the figures are the same as at
+    ``every-request`` (the counts are cut at every instant a reader compares times with)."""
+
+
 class Kind(StrEnum):
     """Storage kind of a column; decides its pandas dtype."""
 
@@ -317,6 +328,26 @@ ENDPOINT_SETS: Final[tuple[Column, ...]] = (
 )
 """Columns of the ``endpoint_sets`` table: each change of a node's endpoint set per Service."""
 
+REQUEST_COUNTS: Final[tuple[Column, ...]] = (
+    _c(
+        "t_s",
+        _F,
+        "s",
+        "Start of the span counted: a whole second (or a figure's time-bin edge), or an instant "
+        "inside it where the control plane acted or the pair's attempt failed.",
+    ),
+    _c("first_t_s", _F, "s", "Send time of the first attempt counted in the row."),
+    _c("src_node", _CAT, "", "Node whose rules and conntrack handled the attempts."),
+    _c("service", _CAT, "", 'Target Service port: "namespace/name:port".'),
+    _c("endpoint", _CAT, "", 'Endpoint "IP:port" chosen by the node\'s rules; "" if none.'),
+    _c("pod", _CAT, "", 'Pod that received the attempts; "" if none.'),
+    _c("outcome", _E, "", "How the attempts ended (Outcome).", Outcome),
+    _c("new_flow", _B, "", "True if the attempts created conntrack entries (rules decided)."),
+    _c("requests", _I64, "count", "Attempts sent in the span with these values."),
+)
+"""Columns of the ``request_counts`` table (record level ``failures-and-aggregates``): attempts
+counted per span, source node, Service, endpoint, Pod, outcome and new_flow, sorted by t_s."""
+
 TABLES: Final[Mapping[str, tuple[Column, ...]]] = MappingProxyType(
     {
         "requests": REQUESTS,
@@ -324,6 +355,7 @@ TABLES: Final[Mapping[str, tuple[Column, ...]]] = MappingProxyType(
         "syncs": SYNCS,
         "conntrack": CONNTRACK,
         "endpoint_sets": ENDPOINT_SETS,
+        "request_counts": REQUEST_COUNTS,
     }
 )
 """Every record table by name, in a fixed order."""

@@ -22,6 +22,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from scipy import stats as scipy_stats
 
 from svcsim.results.schema import as_categorical
+from svcsim.results.weights import attempt_weights
 
 
 def _routed(requests: pd.DataFrame, new_flow_only: bool) -> pd.DataFrame:
@@ -32,9 +33,16 @@ def _routed(requests: pd.DataFrame, new_flow_only: bool) -> pd.DataFrame:
     return requests.loc[mask]
 
 
-def _count(routed: pd.DataFrame, keys: list[str], within: list[str]) -> pd.DataFrame:
-    """Rows per ``keys`` (as str), with each group's share of its ``within`` group."""
-    counts = routed.groupby(keys, sort=False, observed=True).size().rename("requests").reset_index()
+def _count(
+    routed: pd.DataFrame, keys: list[str], within: list[str], weights: np.ndarray[Any, Any]
+) -> pd.DataFrame:
+    """Attempts (rows times ``weights``) per ``keys`` (as str), and each group's share.
+
+    The share is of the group's ``within`` group.
+    """
+    weighed = routed[keys].assign(requests=weights)
+    grouped = weighed.groupby(keys, sort=False, observed=True)["requests"]
+    counts = grouped.sum().reset_index()
     for key in keys:
         if counts[key].dtype.kind != "f":
             counts[key] = counts[key].astype(str)
@@ -55,13 +63,14 @@ def endpoint_shares(
 
     Counts attempts whose ``endpoint`` is not ``""`` (any outcome: a failed attempt still went
     where the rules sent it); with ``new_flow_only``, only attempts that created a conntrack
-    entry. With ``endpoint_sets`` (the ``endpoint_sets`` table), endpoints some node's rules
+    entry. ``requests`` may be a table of counted attempts (``request_counts``). With
+    ``endpoint_sets`` (the ``endpoint_sets`` table), endpoints some node's rules
     held but that got no attempt are listed too, with 0 (an endpoint nobody reaches is news).
     Returns columns service (str), endpoint (str), requests (int64), share (float64, in
     [0, 1], summing to 1 per service with attempts), sorted by service then endpoint.
     """
-    routed = _routed(requests, new_flow_only)[["service", "endpoint"]]
-    counted = _count(routed, ["service", "endpoint"], ["service"])
+    routed = _routed(requests, new_flow_only)
+    counted = _count(routed, ["service", "endpoint"], ["service"], attempt_weights(routed))
     if endpoint_sets is None or not len(endpoint_sets):
         return counted
     held = {
@@ -105,7 +114,8 @@ def shares_over_time(
             "endpoint": routed["endpoint"].to_numpy(),
         }
     )
-    return _count(frame, ["service", "bin_start_s", "endpoint"], ["service", "bin_start_s"])
+    keys = ["service", "bin_start_s", "endpoint"]
+    return _count(frame, keys, ["service", "bin_start_s"], attempt_weights(routed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +239,8 @@ def uniformity_tests(requests: pd.DataFrame, intervals: pd.DataFrame) -> pd.Data
     with ``start_s <= t_s < end_s`` counts for its endpoint. Counts of intervals with the same
     endpoint set are pooled; each set of k endpoints with n flows expects n/k per endpoint, and
     :func:`scipy.stats.chisquare` gets all sets at once with ``ddof`` so that the degrees of
-    freedom are the sum of (k - 1). Flows to an endpoint outside the interval's set are not
+    freedom are the sum of (k - 1); ``requests`` may be a table of counted attempts. Flows to
+    an endpoint outside the interval's set are not
     tested but reported in ``outside``.
 
     Returns one row per service in ``intervals``: service, flows (tested), outside, sets,
@@ -241,6 +252,7 @@ def uniformity_tests(requests: pd.DataFrame, intervals: pd.DataFrame) -> pd.Data
     src, _, src_code = _encoded(flows["src_node"])
     endpoint, endpoint_names, _ = _encoded(flows["endpoint"])
     t = flows["t_s"].to_numpy(dtype=np.float64)
+    weights = attempt_weights(flows)
     has_node = "node" in intervals.columns
     rows = []
     for service, group in intervals.groupby(intervals["service"].astype(str), sort=True):
@@ -256,16 +268,18 @@ def uniformity_tests(requests: pd.DataFrame, intervals: pd.DataFrame) -> pd.Data
             inside = index >= 0
             n_names = max(len(endpoint_names), 1)
             sizes = np.bincount(
-                index[inside] * n_names + endpoint[mask][inside], minlength=len(scope) * n_names
+                index[inside] * n_names + endpoint[mask][inside],
+                weights=weights[mask][inside],
+                minlength=len(scope) * n_names,
             ).reshape(len(scope), n_names)
             for i, eps in enumerate(scope["endpoints"]):
                 counts = pooled.setdefault(tuple(sorted(eps)), dict.fromkeys(sorted(eps), 0))
                 for j in np.flatnonzero(sizes[i]):
                     name = endpoint_names[int(j)]
                     if name in counts:
-                        counts[name] += int(sizes[i, j])
+                        counts[name] += round(sizes[i, j])
                     else:
-                        outside += int(sizes[i, j])
+                        outside += round(sizes[i, j])
         rows.append((service, *_chisquare(pooled), outside))
     columns = ["service", "flows", "sets", "statistic", "dof", "p_value", "outside"]
     frame = pd.DataFrame(rows, columns=columns)

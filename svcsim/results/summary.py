@@ -21,6 +21,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from svcsim.results.schema import Cause, EventKind, Outcome, as_categorical
 from svcsim.results.stats import endpoint_shares, programming_latency, uniformity_tests
 from svcsim.results.uniformity import uniformity_verdict
+from svcsim.results.weights import attempt_weights, traffic_table
 from svcsim.results.windows import FailureWindow
 
 
@@ -66,9 +67,11 @@ def dumps_json(value: object) -> str:
     return text + "\n"
 
 
-def _counts(values: pd.Series, categories: list[str]) -> dict[str, int]:
+def _counts(
+    values: pd.Series, categories: list[str], weights: np.ndarray[Any, Any] | None = None
+) -> dict[str, int]:
     codes = np.asarray(as_categorical(values, categories).codes, dtype=np.int64)
-    counts = np.bincount(codes, minlength=len(categories))
+    counts = np.bincount(codes, weights=weights, minlength=len(categories)).round()
     return {name: int(n) for name, n in zip(categories, counts, strict=True)}
 
 
@@ -83,7 +86,9 @@ def build_summary(
     """The ``summary.json`` content of a run, as JSON-ready data.
 
     ``frames`` are the record tables (``requests``, ``syncs``, ``events``, ``conntrack``; see
-    :mod:`svcsim.results.schema`), ``windows`` the run's failure windows, ``intervals`` the
+    :mod:`svcsim.results.schema`; a run at record level ``failures-and-aggregates`` counts its
+    attempts in ``request_counts`` and keeps only the failed ones in ``requests``, which
+    gives the same summary), ``windows`` the run's failure windows, ``intervals`` the
     stable intervals for the uniformity test (:func:`~svcsim.results.stats.stable_intervals`;
     without them ``uniformity`` is empty), ``untested`` the Service ports whose spread is not
     uniform by design, with the reason
@@ -112,12 +117,14 @@ def build_summary(
     NaN values become ``null`` when written (:func:`dumps_json`).
     """
     requests = frames["requests"]
+    traffic = traffic_table(frames)
+    weights = attempt_weights(traffic)
     outcomes = [o.value for o in Outcome]
-    by_outcome = _counts(requests["outcome"], outcomes)
+    by_outcome = _counts(traffic["outcome"], outcomes, weights)
     failed = requests.loc[(requests["outcome"] != Outcome.OK.value).to_numpy(dtype=bool)]
     by_cause = _counts(failed["cause"], [c.value for c in Cause])
     endpoints: dict[str, dict[str, dict[str, Any]]] = {}
-    shares = endpoint_shares(requests, endpoint_sets=frames.get("endpoint_sets"))
+    shares = endpoint_shares(traffic, endpoint_sets=frames.get("endpoint_sets"))
     for row in shares.itertuples(index=False):
         endpoints.setdefault(row.service, {})[row.endpoint] = {
             "requests": int(row.requests),
@@ -126,7 +133,7 @@ def build_summary(
     uniformity: dict[str, dict[str, Any]] = {}
     if intervals is not None:
         reasons = untested or {}
-        for row in uniformity_tests(requests, intervals).itertuples(index=False):
+        for row in uniformity_tests(traffic, intervals).itertuples(index=False):
             reason = reasons.get(row.service)
             tested = reason is None
             uniformity[row.service] = {
@@ -141,7 +148,7 @@ def build_summary(
     summary = {
         "seed": seed,
         "requests": {
-            "total": len(requests),
+            "total": int(weights.sum()),
             "failed": len(failed),
             "by_outcome": by_outcome,
             "by_cause": {k: v for k, v in by_cause.items() if v},

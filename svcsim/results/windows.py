@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.schema import Cause, Outcome, as_categorical
+from svcsim.results.weights import attempt_weights
 
 MIN_GAP_S: Final = 0.5
 """Smallest adaptive gap (seconds): with the adaptive gap, half a second between two failures
@@ -105,7 +106,9 @@ def _codes(values: pd.Series, categories: list[str] | None = None) -> tuple[Any,
     return np.asarray(cat.codes, dtype=np.int64), list(cat.categories)
 
 
-def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[FailureWindow]:
+def failure_windows(
+    requests: pd.DataFrame, gap_s: float | None = None, *, traffic: pd.DataFrame | None = None
+) -> list[FailureWindow]:
     """Group the failed attempts of ``requests`` into failure windows.
 
     A failed attempt is one whose ``outcome`` is not ``ok``. Per (``service``, ``src_node``),
@@ -118,6 +121,11 @@ def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[
     ``gap_s`` fixes the gap (seconds) for every pair. ``None`` (the default) picks it per pair:
     ``GAP_SPACINGS * median spacing between the pair's consecutive failures``, clipped to
     [``MIN_GAP_S``, ``MAX_GAP_S``]; :data:`MIN_GAP_S` for a pair with a single failure.
+
+    ``traffic`` is the table the windows' ``total`` counts attempts in, when ``requests``
+    holds only the failed ones (record level ``failures-and-aggregates``: the
+    ``request_counts`` table, whose spans are cut at every failure); by default
+    ``requests`` itself.
 
     Uses columns t_s, end_s, service, src_node, outcome, cause. Returns the windows sorted by
     (start_s, service, node). Raises :class:`ValueError` if ``gap_s`` is given and not
@@ -160,7 +168,20 @@ def failure_windows(requests: pd.DataFrame, gap_s: float | None = None) -> list[
     w_failed = np.bincount(window, minlength=n_windows)
     by_outcome = _crosstab(window, fo, n_windows, len(_OUTCOMES))
     by_cause = _crosstab(window, fc, n_windows, len(_CAUSES))
-    w_total = _attempts_between(key, t, w_key, w_start, w_end)
+    if traffic is None or traffic is requests:
+        w_total = _attempts_between(key, t, np.ones(len(t), np.int64), w_key, w_start, w_end)
+    else:
+        t_svc = _codes_in(traffic["service"], services)
+        t_node = _codes_in(traffic["src_node"], nodes)
+        known = (t_svc >= 0) & (t_node >= 0)
+        w_total = _attempts_between(
+            (t_svc * n_nodes + t_node)[known],
+            traffic["t_s"].to_numpy(dtype=np.float64)[known],
+            attempt_weights(traffic)[known],
+            w_key,
+            w_start,
+            w_end,
+        )
 
     windows = [
         FailureWindow(
@@ -212,24 +233,38 @@ def _nonzero(names: list[str], counts: npt.NDArray[np.int64]) -> dict[str, int]:
     return {name: int(n) for name, n in zip(names, counts, strict=True) if n}
 
 
+def _codes_in(values: pd.Series, names: list[str]) -> npt.NDArray[np.int64]:
+    """Index of each value in ``names``; -1 for a value not among them."""
+    cat = as_categorical(values)
+    # Look up the few categories, not the many rows.
+    index = pd.Index(names).get_indexer([str(c) for c in cat.categories])
+    return np.asarray(np.asarray(index, dtype=np.int64)[np.asarray(cat.codes)], dtype=np.int64)
+
+
 def _attempts_between(
     key: npt.NDArray[np.int64],
     t: npt.NDArray[np.float64],
+    weight: npt.NDArray[np.int64],
     w_key: npt.NDArray[np.int64],
     w_start: npt.NDArray[np.float64],
     w_end: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.int64]:
-    """Per window, attempts of its key with ``w_start <= t <= w_end``.
+    """Per window, attempts (rows times ``weight``) of its key with ``w_start <= t <= w_end``.
 
     (key, t) pairs are mapped to exact integers ``key * R + rank(t)`` (R distinct times), so
-    one sorted array and two ``searchsorted`` calls answer every window at once.
+    one sorted array, its running total and two ``searchsorted`` calls answer every window.
     """
     times, rank = np.unique(t, return_inverse=True)
     n_times = len(times)
-    combined = np.sort(key * n_times + rank.reshape(-1))
+    combined = key * n_times + rank.reshape(-1)
+    order = np.argsort(combined, kind="stable")
+    combined = combined[order]
+    running = np.r_[0, np.cumsum(weight[order])]
     low = w_key * n_times + np.searchsorted(times, w_start, side="left")
     high = w_key * n_times + np.searchsorted(times, w_end, side="right") - 1
-    counts = np.searchsorted(combined, high, side="right") - np.searchsorted(
-        combined, low, side="left"
+    counts = (
+        running[np.searchsorted(combined, high, side="right")]
+        - running[np.searchsorted(combined, low, side="left")]
     )
-    return counts.astype(np.int64)
+    out: npt.NDArray[np.int64] = counts.astype(np.int64)
+    return out

@@ -89,7 +89,7 @@ def build_world(
     """
     sc = loaded.scenario
     cluster = sc.cluster
-    world = World(seed, sc.duration_s)
+    world = World(seed, sc.duration_s, sc.records)
     env, api = world.env, world.api
     manifests = parse_manifests(loaded.manifests)
     added = {index: parse_manifests([text]) for index, text in loaded.timeline_manifests.items()}

@@ -1,14 +1,15 @@
 """What a run will cost, estimated before it starts, and the limits a scenario must stay under.
 
-A run keeps every record in memory until it writes its run folder, then builds DataFrames,
-the summary, the figures and the Parquet files from them, so its peak memory grows with its
-records. Two kinds of record grow without bound: request attempts (the workloads' expected
-arrivals, :func:`expected_requests`; failed attempts that are retried add more) and conntrack
-samples (one per node per simulated second). Nodes cost too, whatever the duration (each has
-a kube-proxy, a kernel and series in the figures). :class:`RunCost` turns these counts into
-memory and wall time with the figures below, measured on whole ``svcsim run`` invocations by
-``benchmarks/record_memory.py`` and rounded up. They are what a run needs beyond the ~350 MiB
-any run takes.
+A run streams its records to its run folder while it simulates, then reads them back to build
+the summary and the figures, so its peak memory still grows with its records (at record level
+``failures-and-aggregates`` with the rows of ``request_counts``, which at most equal the
+attempts: the estimate below does not count on fewer). Two kinds of record grow without
+bound: request attempts (the workloads' expected arrivals, :func:`expected_requests`; failed
+attempts that are retried add more) and conntrack samples (one per node per simulated
+second). Nodes cost too, whatever the duration (each has a kube-proxy, a kernel and series in
+the figures). :class:`RunCost` turns these counts into memory and wall time with the figures
+below, measured on whole ``svcsim run`` invocations by ``benchmarks/record_memory.py`` and
+rounded up. They are what a run needs beyond the ~350 MiB any run takes.
 
 The limits are checked where the scenario is validated (:func:`limit_problems`, called by the
 Scenario model), so ``svcsim validate`` and ``svcsim run`` refuse the same files:

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 
+from svcsim.results.schema import RecordLevel
 from svcsim.scenario.base import Loc, ObjectName, OptionalName, SchemaModel, problems_at
 from svcsim.scenario.cluster import Cluster, unknown_node_message
 from svcsim.scenario.cost import limit_problems
@@ -62,6 +63,10 @@ class Scenario(SchemaModel):
     """Random seed; when absent the runner draws one and records it in the run manifest."""
     duration_s: PositiveDuration = DEFAULT_DURATION_S
     """Simulated time span."""
+    records: RecordLevel = RecordLevel.EVERY_REQUEST
+    """What the run folder keeps of the traffic: ``every-request`` (every attempt), or
+    ``failures-and-aggregates`` (every failed attempt, and counts of all of them: same
+    summary, windows and figures, a much smaller run; docs/results.md)."""
     cluster: Cluster = Field(default_factory=Cluster)
     """Nodes, address ranges, kube-proxy configuration, delays."""
     manifests: tuple[ManifestRef, ...] = ()

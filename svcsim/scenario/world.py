@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import simpy
@@ -28,6 +28,7 @@ from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.topology import categorize_endpoints_shared
 from svcsim.results.records import Recorder
+from svcsim.results.schema import RecordLevel
 from svcsim.sim.api import ApiServer
 from svcsim.sim.caches import RunCaches
 from svcsim.sim.coredns import CoreDns
@@ -66,6 +67,11 @@ def stream_key(name: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
+RECORDS_FINAL_EVERY_S: Final = 10.0
+"""How often (simulated seconds) the main loop hands the recorder a watermark: the counts of
+``failures-and-aggregates`` are held at most about this long plus the longest attempt."""
+
+
 class World:
     """Everything simulated in one run, and the main loop.
 
@@ -74,7 +80,9 @@ class World:
     network that answer) before :meth:`run`.
     """
 
-    def __init__(self, seed: int, end_s: float) -> None:
+    def __init__(
+        self, seed: int, end_s: float, records: RecordLevel = RecordLevel.EVERY_REQUEST
+    ) -> None:
         if end_s <= 0:
             raise ValueError(f"non-positive duration {end_s!r}")
         self.seed = seed
@@ -84,7 +92,7 @@ class World:
         self.caches = RunCaches()
         """This run's memos (DESIGN.md decision 8): handed to each node's kube-proxy and to the
         compilers; no other World shares them (:mod:`svcsim.sim.caches`)."""
-        self._recorder = Recorder()
+        self._recorder = Recorder(records, span_s=end_s)
         self._rngs: dict[str, np.random.Generator] = {}
         self._network = PodNetwork({})
         self._kernels: dict[str, Kernel] = {}
@@ -330,17 +338,25 @@ class World:
         # cyclic garbage collector need not scan it again at every full collection. The objects
         # go back to the collector's care when the run ends (CPython's gc.freeze/unfreeze).
         gc.freeze()
+        recorder = self._recorder
+        counting = recorder.level is RecordLevel.FAILURES_AND_AGGREGATES
+        next_final_s = RECORDS_FINAL_EVERY_S
         try:
             while True:
                 t_next = min(env.peek(), self.end_s)
                 traffic.advance_to(t_next)
                 if t_next >= self.end_s:
                     break
+                if counting and t_next >= next_final_s:
+                    # What was sent before the watermark is all recorded: its counts are final.
+                    recorder.advance(traffic.recorded_through())
+                    next_final_s = t_next + RECORDS_FINAL_EVERY_S
                 while env.peek() == t_next:
                     env.step()
                 if progress is not None:
                     progress(t_next)
             traffic.finish()
+            recorder.finish()
         finally:
             gc.unfreeze()
         if progress is not None:

@@ -313,6 +313,18 @@ class EngineCore:
         """What the user should know about how the traffic was resolved."""
         return self.icmp.notices()
 
+    def recorded_through(self) -> float:
+        """A time before which every attempt sent is with the Recorder (flushes the records).
+
+        Attempts are recorded when their outcome is known: the earliest one still in flight,
+        or not yet resolved, bounds it.
+        """
+        self.buffer.flush()
+        through = self._span_start
+        if self._inflight is not None and len(self._inflight):
+            through = min(through, float(self._inflight.t.min()))
+        return through
+
     def finish(self) -> None:
         """Record everything still in flight (as if it completed) and flush the records."""
         self.flush()

@@ -14,7 +14,7 @@ from svcsim.scenario import ScenarioErrors, load_scenario
 from .input_cases import BILLION_LAUGHS, HEAD, MERGE_BOMB, problems_of
 
 TOP_FIELDS = (
-    "(fields here: apiVersion, apps, cluster, duration, kind, manifests, metadata, seed, "
+    "(fields here: apiVersion, apps, cluster, duration, kind, manifests, metadata, records, seed, "
     "timeline, workloads)"
 )
 """What an unknown top-level key is told."""

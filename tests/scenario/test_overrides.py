@@ -153,7 +153,7 @@ def test_a_mapping_missing_in_the_file_is_created_for_a_schema_key(tmp_path: Pat
             "nosuchfield=1",
             "apiVersion",
             "nosuchfield: unknown field (fields here: apiVersion, apps, cluster, duration, kind, "
-            "manifests, metadata, seed, timeline, workloads) (from --set nosuchfield=1)",
+            "manifests, metadata, records, seed, timeline, workloads) (from --set nosuchfield=1)",
         ),
         (
             "cluster.proxyy.minSyncPeriod=1s",

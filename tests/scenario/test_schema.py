@@ -366,6 +366,7 @@ def test_json_schema_is_json_and_mentions_every_top_level_key() -> None:
         "apps",
         "workloads",
         "timeline",
+        "records",
     }
     assert set(schema["required"]) == {"apiVersion", "kind"}
     assert schema["additionalProperties"] is False

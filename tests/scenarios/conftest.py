@@ -15,6 +15,7 @@ import pytest
 import svcsim.runs
 from svcsim.results import Run
 from svcsim.runs import run_scenario
+from svcsim.scenario.load import LoadedScenario
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 """The repository's ``scenarios/`` folder."""
@@ -25,8 +26,10 @@ def scenario_path(name: str) -> Path:
     return SCENARIOS_DIR / f"{name}.yaml"
 
 
-def run_without_figures(path: Path, out_dir: Path, *, seed: int | None = None) -> Run:
-    """Run ``path`` into ``out_dir`` with :func:`run_scenario`, skipping the figures."""
+def run_without_figures(
+    path: Path | LoadedScenario, out_dir: Path, *, seed: int | None = None
+) -> Run:
+    """Run ``path`` (or a loaded scenario) into ``out_dir``, skipping the figures."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(svcsim.runs, "render_all", lambda run: {})
         return run_scenario(path, out_dir=out_dir, seed=seed).run

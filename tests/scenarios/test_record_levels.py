@@ -1,0 +1,108 @@
+"""The record level failures-and-aggregates gives every shipped scenario the same results.
+
+Every shipped run is re-recorded at that level (:func:`tests.results.levels.recount`, no new
+simulation) and its summary and windows compared with the every-request run's; a few are
+simulated at that level (the main loop's watermark, all proxy modes, DNS) and compared file by
+file, figures included for one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from svcsim.explain import ExplainError, pick_request
+from svcsim.plots import render_all
+from svcsim.results import Run, build_summary, endpoint_set_changes, stable_intervals
+from svcsim.results.schema import TABLES, RecordLevel
+from svcsim.results.weights import attempt_weights, traffic_table
+from svcsim.results.windows import failure_windows
+from svcsim.scenario.load import load_scenario
+from tests.results.levels import recount
+from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
+from tests.scenarios.test_shipped import SHIPPED
+
+SIMULATED = ("proxy-modes", "rolling-update")
+"""Shipped scenarios also simulated at failures-and-aggregates: every proxy mode (userspace
+and IPVS in flight included), a rollout with failures."""
+
+
+def _untested(summary: dict) -> dict[str, str]:
+    """The Services a run's summary says were not tested by design, with the reason."""
+    out = {}
+    for service, row in summary["uniformity"].items():
+        reason = row["verdict"].removeprefix("not tested (").removesuffix(")")
+        if row["verdict"].startswith("not tested") and reason != "no spread to test":
+            out[service] = reason
+    return out
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_counts_give_the_same_summary_and_windows(name: str, shipped_run: ShippedRun) -> None:
+    run = shipped_run(name)
+    span_s = float(run.manifest["duration_s"])
+    counted = recount({t: getattr(run, t) for t in TABLES}, span_s)
+    assert len(counted["requests"]) == run.summary["requests"]["failed"]
+    assert int(attempt_weights(counted["request_counts"]).sum()) == len(run.requests)
+    changes = endpoint_set_changes(counted["endpoint_sets"])
+    intervals = stable_intervals(changes, end_s=span_s, per_node=True)
+    windows = failure_windows(counted["requests"], traffic=traffic_table(counted))
+    assert [w.to_dict() for w in windows] == run.windows.to_dict("records")
+    summary = build_summary(
+        counted, windows, seed=run.summary["seed"], intervals=intervals,
+        untested=_untested(run.summary),
+    )  # fmt: skip
+    assert summary == run.summary
+
+
+@pytest.fixture(scope="module")
+def counted_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures off)."""
+    root = tmp_path_factory.mktemp("counted")
+    level = RecordLevel.FAILURES_AND_AGGREGATES
+    out = {}
+    for name in SIMULATED:
+        loaded = load_scenario(scenario_path(name))
+        scenario = loaded.scenario.model_copy(update={"records": level})
+        out[name] = run_without_figures(dataclasses.replace(loaded, scenario=scenario), root / name)
+    return out
+
+
+@pytest.mark.parametrize("name", SIMULATED)
+def test_simulated_at_both_levels_same_folder_files(
+    name: str, shipped_run: ShippedRun, counted_runs: dict[str, Run]
+) -> None:
+    every, counted = shipped_run(name), counted_runs[name]
+    assert counted.manifest["records"] == "failures-and-aggregates"
+    assert (counted.path / "request_counts.parquet").is_file()
+    assert not (every.path / "request_counts.parquet").exists()
+    for file in ("summary.json", "windows.json"):
+        assert (counted.path / file).read_bytes() == (every.path / file).read_bytes()
+    assert len(counted.requests) < len(every.requests)
+
+
+def test_figures_are_the_same_at_both_levels(
+    shipped_run: ShippedRun, counted_runs: dict[str, Run]
+) -> None:
+    name = "rolling-update"
+    every, counted = render_all(shipped_run(name)), render_all(counted_runs[name])
+    assert every.keys() == counted.keys()
+    for figure, png in every.items():
+        assert counted[figure] == png, figure
+
+
+def test_explain_numbers_attempts_alike_and_refuses_what_was_not_kept(
+    shipped_run: ShippedRun, counted_runs: dict[str, Run]
+) -> None:
+    every, counted = shipped_run("rolling-update"), counted_runs["rolling-update"]
+    row = pick_request(counted, request=None, first_failure=True, service=None)
+    number = int(counted.requests["request"].iloc[row])
+    assert number == pick_request(every, request=None, first_failure=True, service=None)
+    for column in ("t_s", "client", "outcome", "cause"):
+        assert counted.requests[column].iloc[row] == every.requests[column].iloc[number]
+    assert pick_request(counted, request=number, first_failure=False, service=None) == row
+    ok = int(np.flatnonzero(np.asarray(every.requests["outcome"] == "ok"))[0])
+    with pytest.raises(ExplainError, match="keeps only failed attempts"):
+        pick_request(counted, request=ok, first_failure=False, service=None)
