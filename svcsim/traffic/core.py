@@ -317,12 +317,18 @@ class EngineCore:
         """A time before which every attempt sent is with the Recorder (flushes the records).
 
         Attempts are recorded when their outcome is known: the earliest one still in flight,
-        or not yet resolved, bounds it.
+        or not yet resolved, bounds it; so does the earliest start (``t0``) of an attempt
+        still retransmitting its SYN after a rate-limited ICMP error (it is recorded as sent
+        then, once a later SYN is answered or the client gives up).
         """
         self.buffer.flush()
         through = self._span_start
         if self._inflight is not None and len(self._inflight):
             through = min(through, float(self._inflight.t.min()))
+        if len(self._retries):
+            began = self._retries.t0[self._retries.syn > 0]
+            if len(began):
+                through = min(through, float(began.min()))
         return through
 
     def finish(self) -> None:

@@ -24,9 +24,10 @@ from tests.results.levels import recount
 from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
 from tests.scenarios.test_shipped import SHIPPED
 
-SIMULATED = ("proxy-modes", "rolling-update")
+SIMULATED = ("proxy-modes", "rolling-update", "icmp-rate-limit", "dns-5s-delay")
 """Shipped scenarios also simulated at failures-and-aggregates: every proxy mode (userspace
-and IPVS in flight included), a rollout with failures."""
+and IPVS in flight included), a rollout with failures, attempts held back for seconds while
+they retransmit their SYN (a rate-limited ICMP error), DNS lookups delayed by the race."""
 
 
 def _untested(summary: dict) -> dict[str, str]:
