@@ -194,7 +194,16 @@ def _iptables_figures(
         compiled = sync_from_maps(ports, after, ctx, caches.compile)
         chains = service_chains(ports, after, [f"default/svc{len(svcs) - 1}"], caches)
         existing = chain_names(nat, caches)
-        plan = plan_sync(compiled, chains, full=False, existing_nat_chains=existing, caches=caches)
+        plan = plan_sync(
+            compiled,
+            chains,
+            full=False,
+            existing_nat_chains=existing,
+            # As the simulated kube-proxy decides (sim/kubeproxy.py): in large-cluster mode
+            # stale chains go only once per syncPeriod, not at a sync right after another.
+            delete_stale=not compiled.stats.large_cluster_mode,
+            caches=caches,
+        )
         return apply_plan(kernel, plan, caches)
 
     _, change_s = timed(partial)
