@@ -26,15 +26,17 @@ def splice_range(base: Table, start: int, stop: int, new: Sequence[Chain]) -> Ta
     is the kernel's, and copying ~110,000 counts at every compile would cost more.
     """
     old = base.chains[start:stop]
-    chains = (*base.chains[:start], *new, *base.chains[stop:])
+    added = tuple(new)
+    # Tuple slicing and + copy pointers at C speed; star-unpacking would go through a list.
+    chains = base.chains[:start] + added + base.chains[stop:]
     index = base._index.copy()
     for gone in old:
         del index[gone.name]
-    for chain in new:
+    for chain in added:
         index[chain.name] = chain
     names = base._names
     if names is not None:
-        names = (*names[:start], *(c.name for c in new), *names[stop:])
+        names = names[:start] + tuple(c.name for c in added) + names[stop:]
     return Table.derived(base.name, chains, index, names, None)
 
 
@@ -66,8 +68,8 @@ def rewrite_chains(
             chains = tuple(itertools.compress(chains, keep))
             names = tuple(itertools.compress(names, keep))
     if appended:
-        chains = (*chains, *appended)
-        names = (*names, *(c.name for c in appended))
+        chains = chains + tuple(appended)
+        names = names + tuple(c.name for c in appended)
     index = index.copy()
     old: list[Chain] = []
     new: list[Chain] = []
@@ -97,15 +99,14 @@ def _edited_in_place(
     deleted: Collection[str],
 ) -> tuple[tuple[Chain, ...], tuple[str, ...]]:
     """``chains`` (named ``names``) with a few replaced by name and a few deleted."""
-    chain_list = list(chains)
-    name_list = list(names)
     for name, chain in replaced.items():
-        chain_list[names.index(name)] = chain
+        at = names.index(name)
+        chains = chains[:at] + (chain,) + chains[at + 1 :]  # noqa: RUF005 (C-level copy; same name)
     for name in deleted:
-        at = name_list.index(name)
-        del chain_list[at]
-        del name_list[at]
-    return tuple(chain_list), tuple(name_list)
+        at = names.index(name)
+        chains = chains[:at] + chains[at + 1 :]
+        names = names[:at] + names[at + 1 :]
+    return chains, names
 
 
 def _jumps_after(base: Table, old: Sequence[Chain], new: Sequence[Chain]) -> dict[str, int] | None:

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Table
 from svcsim.netfilter.table_splice import splice_range
 from svcsim.netfilter.text import RulesetInterner
+
+FOLD_AT: Final = 4096
+"""Owner changes kept apart from the full map before a splice folds them in (one copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +35,22 @@ class TableLayout:
 
     table: Table
     own: Mapping[str, int]
-    """Chains declared, and written only, by one fragment: name -> that fragment's index."""
+    """Chains declared, and written only, by one fragment: name -> that fragment's index,
+    as of the layout a splice started from (see :attr:`own_changes`)."""
+    own_changes: Mapping[str, int | None]
+    """What splices since changed in :attr:`own` (None: no longer anyone's). Kept apart so
+    that a splice copies this small map, not ~110,000 names; folded in when it grows."""
     counts: tuple[int, ...]
     """Per fragment: how many chains it declares (they follow each other in the table)."""
     first: int
     """Index in :attr:`Table.chains` of the first declared chain (after built-ins, canary)."""
+
+    def owner(self, name: str) -> int | None:
+        """The fragment that alone declares and writes chain ``name``, or None."""
+        changes = self.own_changes
+        if name in changes:
+            return changes[name]
+        return self.own.get(name)
 
     def start_of(self, part: int) -> int:
         """Index in :attr:`Table.chains` of fragment ``part``'s first declared chain."""
@@ -78,7 +93,7 @@ def layout_of(
     if chain_names[first : first + sum(counts)] != tuple(n for names in declared for n in names):
         return None
     own = {name: i for name, i in declared_by.items() if name not in shared}
-    return TableLayout(table, own, counts, first)
+    return TableLayout(table, own, {}, counts, first)
 
 
 def fixed_chain_names(table: str, canary: str) -> tuple[str, ...]:
@@ -104,32 +119,41 @@ def splice_part(
     """
     old_declared, old_written = old
     new_declared, new_written = new
-    own, table = layout.own, layout.table
-    if any(own.get(name) != part for name in old_declared):
+    owner, table = layout.owner, layout.table
+    if any(owner(name) != part for name in old_declared):
         return None
     if any(name in protected for name in old_declared):
         return None
     if len(set(new_declared)) != len(new_declared):
         return None
     for name in new_declared:
-        if name in table and own.get(name) != part:
+        if name in table and owner(name) != part:
             return None
     declared_set = set(new_declared)
     for name, chain in old_written.items():
-        if own.get(name) != part:
+        if owner(name) != part:
             other = new_written.get(name)
             if other is None or other.rules != chain.rules:
                 return None
     for name in new_written:
-        if name not in declared_set and (own.get(name) == part or name not in old_written):
+        if name not in declared_set and (owner(name) == part or name not in old_written):
             return None
     chains = [new_written.get(name) or interner.chain(name, ()) for name in new_declared]
     start = layout.start_of(part)
     spliced = splice_range(table, start, start + layout.counts[part], chains)
-    new_own = dict(own)
+    changes: dict[str, int | None] = dict(layout.own_changes)
     for name in old_declared:
-        del new_own[name]
+        changes[name] = None
     for name in new_declared:
-        new_own[name] = part
+        changes[name] = part
+    own = layout.own
+    if len(changes) > FOLD_AT:
+        folded = dict(own)
+        for name, holder in changes.items():
+            if holder is None:
+                folded.pop(name, None)
+            else:
+                folded[name] = holder
+        own, changes = folded, {}
     counts = (*layout.counts[:part], len(new_declared), *layout.counts[part + 1 :])
-    return TableLayout(spliced, new_own, counts, layout.first)
+    return TableLayout(spliced, own, changes, counts, layout.first)

@@ -64,11 +64,10 @@ def plan_shape(
         declared = [c for part in assembly.parts for c in part.nat_chains]
         rules = assembly.counts.filter_rules + assembly.counts.nat_rules
     else:
-        own = layout.own
         holders = set(assembly.nat_fixed_parts)
         rules = assembly.counts.filter_rules + assembly.nat_fixed_rules
         for name in changed:
-            holder = own.get(name)
+            holder = layout.owner(name)
             if holder is None:
                 if name in by_name:
                     return None  # written by several fragments: only the text tells
