@@ -20,10 +20,14 @@ what upstream's own tests normalise away (``sortIPTablesRules``).
 Every node compiles the whole state at every sync, so the compile is memoised (results are
 unchanged): per service port on exactly what its rules depend on
 (:func:`~svcsim.proxy.iptables_service.service_port_block`), the fixed head and tail on the
-context facts they read, and the assembled ruleset and text on the identities of those parts.
-The fixed parts and the assembly are :mod:`svcsim.proxy.iptables_assembly`. The memos are the
-run's :class:`~svcsim.proxy.caches.CompileCaches`, passed in; without one a call computes
-afresh.
+context facts they read, and the assembled ruleset on the identities of those parts. A node's
+compile starts from its previous one: only service ports whose objects are new are written,
+and their chains replace the old ones in the previous state
+(:func:`~svcsim.proxy.iptables_assembled.reassemble`), so a one-Service change costs that
+Service, as kube-proxy's partial sync writes only changed Services. The restore text is
+written only when read. The fixed parts are :mod:`svcsim.proxy.iptables_assembly`, the
+assembly :mod:`svcsim.proxy.iptables_assembled`. The memos are the run's
+:class:`~svcsim.proxy.caches.CompileCaches`, passed in; without one a call computes afresh.
 
 Out of scope: partial syncs and stale-chain deletion (a clean node has no stale chains), IPv6.
 """
