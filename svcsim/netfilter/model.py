@@ -220,45 +220,74 @@ class Table:
     name: str
     chains: tuple[Chain, ...] = ()
     _index: dict[str, Chain] = field(init=False, repr=False, compare=False, hash=False)
+    _index_changes: dict[str, Chain | None] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    """Chains by name changed since :attr:`_index` (None: gone); :attr:`_index` is shared
+    with the table this one was derived from and never changed."""
     _names: tuple[str, ...] | None = field(init=False, repr=False, compare=False, hash=False)
     _jumps: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
+    _jump_changes: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    """Jump counts to add to :attr:`_jumps` (shared the same way)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {c.name: c for c in self.chains})
+        object.__setattr__(self, "_index_changes", {})
         object.__setattr__(self, "_names", None)
         object.__setattr__(self, "_jumps", None)
+        object.__setattr__(self, "_jump_changes", {})
 
     @classmethod
     def derived(
         cls,
         name: str,
         chains: tuple[Chain, ...],
-        index: dict[str, Chain],
+        index: tuple[dict[str, Chain], dict[str, Chain | None]],
         names: tuple[str, ...] | None,
-        jumps: dict[str, int] | None,
+        jumps: tuple[dict[str, int], dict[str, int]] | None,
     ) -> Table:
         """A table whose by-name index (and names, jump counts) the caller already derived.
 
-        For :mod:`svcsim.netfilter.table_splice` only: ``index`` must be ``chains`` by name,
-        ``names`` (None: derived on use) their names in order, ``jumps`` (None: counted on use)
-        :meth:`jump_count`'s counts; the caller hands them over (nothing else may hold them).
+        For :mod:`svcsim.netfilter.table_splice` only: ``index`` is a shared by-name map and
+        this table's changes to it (together: ``chains`` by name), ``names`` (None: derived on
+        use) the chains' names in order, ``jumps`` (None: counted on use) shared jump counts
+        and this table's changes to them. Shared maps are never changed afterwards.
         """
         table = object.__new__(cls)
         object.__setattr__(table, "name", name)
         object.__setattr__(table, "chains", chains)
-        object.__setattr__(table, "_index", index)
+        object.__setattr__(table, "_index", index[0])
+        object.__setattr__(table, "_index_changes", index[1])
         object.__setattr__(table, "_names", names)
-        object.__setattr__(table, "_jumps", jumps)
+        object.__setattr__(table, "_jumps", None if jumps is None else jumps[0])
+        object.__setattr__(table, "_jump_changes", {} if jumps is None else jumps[1])
         return table
 
     def chain(self, name: str) -> Chain | None:
         """The chain called ``name``, or None."""
+        changes = self._index_changes
+        if changes and name in changes:
+            return changes[name]
         return self._index.get(name)
 
     @property
     def by_name(self) -> Mapping[str, Chain]:
         """The chains by name (read only; its ``__contains__`` is a fast membership test)."""
+        changes = self._index_changes
+        if changes:
+            merged = self._index.copy()
+            for name, chain in changes.items():
+                if chain is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = chain
+            object.__setattr__(self, "_index", merged)
+            object.__setattr__(self, "_index_changes", {})
         return self._index
+
+    def index_parts(self) -> tuple[dict[str, Chain], dict[str, Chain | None]]:
+        """The shared by-name map and this table's changes to it (read only)."""
+        return self._index, self._index_changes
 
     def names(self) -> tuple[str, ...]:
         """The chains' names in order (what ``iptables-save`` lists), derived once."""
@@ -276,13 +305,17 @@ class Table:
             for held in self.chains:
                 add_jumps(jumps, held.rules, 1)
             object.__setattr__(self, "_jumps", jumps)
-        return jumps.get(chain, 0)
+            object.__setattr__(self, "_jump_changes", {})
+        return jumps.get(chain, 0) + self._jump_changes.get(chain, 0)
 
-    def jump_counts_known(self) -> dict[str, int] | None:
-        """The jump counts if :meth:`jump_count` counted them already, else None (read only)."""
-        return self._jumps
+    def jump_parts(self) -> tuple[dict[str, int], dict[str, int]] | None:
+        """The shared jump counts and this table's changes, if counted yet (read only)."""
+        return None if self._jumps is None else (self._jumps, self._jump_changes)
 
     def __contains__(self, name: object) -> bool:
+        changes = self._index_changes
+        if changes and name in changes:
+            return changes[name] is not None
         return name in self._index
 
 

@@ -67,7 +67,10 @@ class SyncPlanKey(NamedTuple):
     ruleset_id: int
     full: bool
     changed_chains: frozenset[str]
-    existing_nat_chains: tuple[str, ...]
+    existing_nat_chains_id: int
+    """The names ``iptables-save -t nat`` lists, by identity: a node's kernel table hands out
+    one names tuple (``Table.names``), and hashing ~110,000 names at every plan would cost
+    more than the plan."""
     delete_stale: bool
 
 

@@ -184,7 +184,7 @@ def plan_sync(
     changed = frozenset(changed_chains)
     existing = tuple(existing_nat_chains)
     key = SyncPlanKey(
-        id(compiled.assembly), id(compiled.ruleset), full, changed, existing, delete_stale
+        id(compiled.assembly), id(compiled.ruleset), full, changed, id(existing), delete_stale
     )
     hit = caches.sync_plans.get(key)
     if hit is not None:
@@ -203,7 +203,7 @@ def plan_sync(
                 existing=existing,
                 delete_stale=delete_stale,
             )
-    return caches.sync_plans.put(key, plan, holds=compiled)
+    return caches.sync_plans.put(key, plan, holds=(compiled, existing))
 
 
 def _sections(compiled: IptablesSync, caches: RunCaches) -> SplitText:

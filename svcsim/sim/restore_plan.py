@@ -59,7 +59,6 @@ def plan_shape(
         return None
     if not assembly.single_lines:
         return None
-    by_name = nat_table.by_name
     if full:
         declared = [c for part in assembly.parts for c in part.nat_chains]
         rules = assembly.counts.filter_rules + assembly.counts.nat_rules
@@ -69,12 +68,13 @@ def plan_shape(
         for name in changed:
             holder = layout.owner(name)
             if holder is None:
-                if name in by_name:
+                if name in nat_table:
                     return None  # written by several fragments: only the text tells
                 continue  # not active: stale, or never there
             holders.add(holder)
-            if is_service_chain(name):
-                rules += len(by_name[name].rules)
+            held = nat_table.chain(name)
+            if held is not None and is_service_chain(name):
+                rules += len(held.rules)
         parts = assembly.parts
         declared = [
             c
@@ -85,7 +85,7 @@ def plan_shape(
     gone: tuple[str, ...] = ()
     if stale:
         # Active service chains are exactly the compiled table's service chains (plain shape).
-        inactive = itertools.filterfalse(by_name.__contains__, existing)
+        inactive = itertools.filterfalse(nat_table.by_name.__contains__, existing)
         gone = tuple(sorted(c for c in inactive if is_service_chain(c)))
     return PlanShape(full, assembly.filter_declared, (*declared, *gone), rules, gone)
 
@@ -109,13 +109,12 @@ def rewritten(
         return _rebuilt(kernel_ruleset, compiled, declared, deleted, interner)
     for name, chains in declared:
         base = tables[name]
-        kernel_chains = base.by_name
         replaced: dict[str, Chain] = {}
         appended: dict[str, Chain] = {}
         for chain in chains:
             source = compiled.chain(name, chain)
             rules = source.rules if source is not None else ()
-            held = kernel_chains.get(chain)
+            held = base.chain(chain)
             policy = held.policy if held is not None else None
             if source is not None and source.policy == policy:
                 new = source  # what the builder would intern: the compiled chain's very rules
@@ -125,7 +124,7 @@ def rewritten(
                 replaced[chain] = new
             else:
                 appended[chain] = new
-        gone = [c for c in deleted if c in kernel_chains] if name == "nat" else []
+        gone = [c for c in deleted if c in base] if name == "nat" else []
         for chain in deleted if name == "nat" else ():
             appended.pop(chain, None)  # declared, then deleted: never there
         tables[name] = rewrite_chains(base, replaced, gone, list(appended.values()))
