@@ -597,10 +597,12 @@ def _nftables_text(
 
 def _run_folder(paths: list[Path] | None, at: str | None) -> bool:
     """True if the one path given is a run folder (then ``--at`` is needed); checks ``--at``."""
-    from svcsim.instant import is_run_folder
+    if paths and len(paths) == 1 and paths[0].is_dir():
+        # svcsim.instant imports the whole World (~2 s): only a folder can be a run folder.
+        from svcsim.instant import is_run_folder
 
-    if paths and len(paths) == 1 and is_run_folder(paths[0]):
-        return True
+        if is_run_folder(paths[0]):
+            return True
     if at is not None:
         fail(["--at: give one run folder (not manifests): the instant is one of its run"])
     return False

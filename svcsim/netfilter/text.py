@@ -87,7 +87,9 @@ class RulesetInterner:
     """
 
     chains: BoundedMemo[ChainKey, Chain] = field(
-        default_factory=lambda: BoundedMemo("chains by name, policy and rule identities", 1 << 16)
+        # 10,000 Services x 10 endpoints make ~110,000 nat chains: they must all fit, or the
+        # big shared chains (KUBE-SERVICES) drop out and are rebuilt as new objects.
+        default_factory=lambda: BoundedMemo("chains by name, policy and rule identities", 1 << 18)
     )
     tables: BoundedMemo[TableKey, Table] = field(
         default_factory=lambda: BoundedMemo("tables by name and chain identities", 512)

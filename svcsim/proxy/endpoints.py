@@ -156,11 +156,11 @@ def _port_infos(svc: Service, caches: CompileCaches) -> tuple[ServicePortInfo, .
     memo = caches.port_infos
     hit = memo.get(id(svc))
     if hit is None:
-        hit = memo.put(id(svc), tuple(_derive_port_infos(svc)), holds=svc)
+        hit = memo.put(id(svc), tuple(_derive_port_infos(svc, caches)), holds=svc)
     return hit
 
 
-def _derive_port_infos(svc: Service) -> list[ServicePortInfo]:
+def _derive_port_infos(svc: Service, caches: CompileCaches) -> list[ServicePortInfo]:
     if should_skip_service(svc):
         return []
     cluster_ip = _cluster_ipv4(svc)
@@ -187,7 +187,7 @@ def _derive_port_infos(svc: Service) -> list[ServicePortInfo]:
     affinity = svc.session_affinity == SessionAffinity.CLIENT_IP
     return [
         ServicePortInfo(
-            name=ServicePortName(svc.meta.namespace, svc.meta.name, p.name, p.protocol),
+            name=caches.port_name(svc.meta.namespace, svc.meta.name, p.name, p.protocol),
             cluster_ip=cluster_ip,
             port=p.port,
             node_port=p.node_port,
@@ -319,7 +319,7 @@ def _service_endpoints(
     if placed is None:
         placed = caches.placed_endpoints.put(
             group_key,
-            _build_service_endpoints(group_key.namespace, group_key.service, group),
+            _build_service_endpoints(group_key.namespace, group_key.service, group, caches),
             holds=group,
         )
     built = tuple((spn, _localize(eps, nodes, node_name)) for spn, eps, nodes in placed)
@@ -347,7 +347,7 @@ def _local_twin(ep: EndpointInfo) -> EndpointInfo:
 
 
 def _build_service_endpoints(
-    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...]
+    namespace: str, svc_name: str, group: tuple[EndpointSlice, ...], caches: CompileCaches
 ) -> PlacedEndpoints:
     """The endpoints map part of one Service, every endpoint non-local, with its node."""
     sets: dict[ServicePortName, dict[str, tuple[EndpointInfo, str | None]]] = {}
@@ -355,7 +355,7 @@ def _build_service_endpoints(
         for port in sl.ports:
             if port.port == 0:
                 continue
-            spn = ServicePortName(namespace, svc_name, port.name, port.protocol)
+            spn = caches.port_name(namespace, svc_name, port.name, port.protocol)
             endpoint_set = sets.setdefault(spn, {})
             for ep in sl.endpoints:
                 if not ep.addresses:

@@ -20,10 +20,14 @@ what upstream's own tests normalise away (``sortIPTablesRules``).
 Every node compiles the whole state at every sync, so the compile is memoised (results are
 unchanged): per service port on exactly what its rules depend on
 (:func:`~svcsim.proxy.iptables_service.service_port_block`), the fixed head and tail on the
-context facts they read, and the assembled ruleset and text on the identities of those parts.
-The fixed parts and the assembly are :mod:`svcsim.proxy.iptables_assembly`. The memos are the
-run's :class:`~svcsim.proxy.caches.CompileCaches`, passed in; without one a call computes
-afresh.
+context facts they read, and the assembled ruleset on the identities of those parts. A node's
+compile starts from its previous one: only service ports whose objects are new are written,
+and their chains replace the old ones in the previous state
+(:func:`~svcsim.proxy.iptables_assembled.reassemble`), so a one-Service change costs that
+Service, as kube-proxy's partial sync writes only changed Services. The restore text is
+written only when read. The fixed parts are :mod:`svcsim.proxy.iptables_assembly`, the
+assembly :mod:`svcsim.proxy.iptables_assembled`. The memos are the run's
+:class:`~svcsim.proxy.caches.CompileCaches`, passed in; without one a call computes afresh.
 
 Out of scope: partial syncs and stale-chain deletion (a clean node has no stale chains), IPv6.
 """
@@ -32,7 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from itertools import compress, count, repeat
+from operator import is_not, or_
+from typing import Final, NamedTuple
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.netfilter.model import Ruleset
@@ -45,10 +51,10 @@ from svcsim.proxy.endpoints import (
     ServicePortInfo,
     build_endpoints_map,
     build_service_port_map,
-    total_endpoints,
 )
 from svcsim.proxy.gcpause import collector_paused
-from svcsim.proxy.iptables_assembly import RestoreSections, assemble, fixed_head_tail
+from svcsim.proxy.iptables_assembled import Assembly, assemble, reassemble
+from svcsim.proxy.iptables_assembly import RestoreSections, fixed_head_tail
 from svcsim.proxy.iptables_service import (
     KUBE_FIREWALL,
     KUBE_PROXY_CANARY,
@@ -83,16 +89,40 @@ class SyncStats:
 
 @dataclass(frozen=True, slots=True)
 class IptablesSync:
-    """Everything one full sync produces: the kernel state, the restore input, statistics."""
+    """Everything one full sync produces: the kernel state, statistics, the restore input."""
 
     ruleset: Ruleset
-    restore_text: str
-    """The iptables-restore input in kube-proxy's exact line order (for the visiting order
-    described in the module docstring)."""
     stats: SyncStats
-    restore_sections: RestoreSections | None = None
-    """:attr:`restore_text` split into the lines outside the nat table and the nat table's
-    ``(line, chain, is_chain_line)`` lines, when the compiler knows them (saves re-splitting)."""
+    assembly: Assembly
+    """What the state was assembled from (fragments, where their chains are)."""
+
+    @property
+    def restore_text(self) -> str:
+        """The iptables-restore input in kube-proxy's exact line order, written when first read.
+
+        (For the visiting order described in the module docstring.)
+        """
+        return self.assembly.restore_text()
+
+    @property
+    def restore_sections(self) -> RestoreSections | None:
+        """:attr:`restore_text` as its lines outside the nat table and its nat lines.
+
+        The nat lines are ``(line, chain, is_chain_line)``; None if a line holds a line break.
+        """
+        return self.assembly.sections()
+
+
+class LatestSync(NamedTuple):
+    """One node's (one context's) latest compile: what the next one starts from."""
+
+    order: tuple[ServicePortName, ...]
+    """The service ports in visiting order (:func:`_ordered`'s shared tuple)."""
+    infos: tuple[ServicePortInfo, ...]
+    """Each port's info object, in :attr:`order`."""
+    endpoints: tuple[tuple[EndpointInfo, ...], ...]
+    """Each port's endpoints tuple, in :attr:`order`."""
+    sync: IptablesSync
 
 
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
@@ -109,9 +139,14 @@ def sync_from_maps(
 
     Written as fragments (fixed head, one block per service port, fixed tail) that are
     memoised (in the run's ``caches``; None: a throw-away set) on exactly what they depend on,
-    then assembled (also memoised): the result is the same as writing every line afresh into
-    one set of buffers. Built with the cyclic garbage collector paused
-    (:mod:`svcsim.proxy.gcpause`).
+    then assembled: the result is the same as writing every line afresh into one set of
+    buffers. With the run's caches, the compile starts from this context's previous one
+    (:class:`LatestSync`): the service ports whose info or endpoints objects are new are
+    written again and their chains replaced in the previous state
+    (:func:`~svcsim.proxy.iptables_assembled.reassemble`), so a one-Service change costs a
+    pass over the ports' identities plus that Service's chains, as kube-proxy's partial sync
+    writes only changed Services (``pkg/proxy/iptables/proxier.go`` @531be812). Built with the
+    cyclic garbage collector paused (:mod:`svcsim.proxy.gcpause`).
     """
     with collector_paused():
         return _sync_from_maps(
@@ -125,30 +160,106 @@ def _sync_from_maps(
     ctx: NodeContext,
     caches: CompileCaches,
 ) -> IptablesSync:
+    order = _ordered(service_ports, caches)
+    infos = tuple(map(service_ports.__getitem__, order))
+    # dict.get(name, ()) at C level: a port without endpoints has the shared empty tuple.
+    endpoints = tuple(map(endpoints_map.get, order, repeat((), len(order))))
+    latest = caches.latest_syncs.get(id(ctx))
+    sync = None
+    if latest is not None and latest.order is order:
+        sync = _incremental(latest, infos, endpoints, ctx, caches)
+    if sync is None:
+        sync = _full(infos, endpoints, ctx, caches)
+    caches.latest_syncs.put(id(ctx), LatestSync(order, infos, endpoints, sync), holds=ctx)
+    return sync
+
+
+def _full(
+    infos: tuple[ServicePortInfo, ...],
+    endpoints: tuple[tuple[EndpointInfo, ...], ...],
+    ctx: NodeContext,
+    caches: CompileCaches,
+) -> IptablesSync:
+    """Every service port's block (memoised each), assembled."""
     head, tail = fixed_head_tail(ctx, caches)
-    n_endpoints = total_endpoints(service_ports, endpoints_map)
+    n_endpoints = sum(map(len, endpoints))
     large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
     no_local_internal = no_local_external = 0
     parts = [head]
-    for spn in _ordered(service_ports, caches):
-        block = _port_block(service_ports[spn], endpoints_map.get(spn, ()), ctx, large, caches)
+    for info, eps in zip(infos, endpoints, strict=True):
+        block = _port_block(info, eps, ctx, large, caches)
         parts.append(block)
         no_local_internal += block.outcome.no_local_internal
         no_local_external += block.outcome.no_local_external
     parts.append(tail)
-    ruleset, text, buf, sections = assemble(tuple(parts), caches)
-    stats = SyncStats(
-        service_ports=len(service_ports),
+    assembly = assemble(tuple(parts), caches)
+    stats = _stats(assembly, len(infos), n_endpoints, large, no_local_internal, no_local_external)
+    return IptablesSync(assembly.ruleset, stats, assembly)
+
+
+def _incremental(
+    latest: LatestSync,
+    infos: tuple[ServicePortInfo, ...],
+    endpoints: tuple[tuple[EndpointInfo, ...], ...],
+    ctx: NodeContext,
+    caches: CompileCaches,
+) -> IptablesSync | None:
+    """The sync from ``latest``: only ports with new info or endpoints objects are written.
+
+    None when the fixed parts or the large-cluster mode changed, or the assembly cannot be
+    spliced: compile in full then.
+    """
+    before = latest.sync
+    head, tail = fixed_head_tail(ctx, caches)
+    parts = before.assembly.parts
+    if parts[0] is not head or parts[-1] is not tail:
+        return None
+    stats = before.stats
+    new_info = map(is_not, infos, latest.infos)
+    new_endpoints = map(is_not, endpoints, latest.endpoints)
+    changed = list(compress(count(), map(or_, new_info, new_endpoints)))
+    n_endpoints = stats.total_endpoints + sum(
+        len(endpoints[i]) - len(latest.endpoints[i]) for i in changed
+    )
+    large = n_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+    if large != stats.large_cluster_mode:
+        return None
+    no_local_internal = stats.no_local_endpoints_internal
+    no_local_external = stats.no_local_endpoints_external
+    blocks: dict[int, ServicePortBlock] = {}
+    for i in changed:
+        old = parts[i + 1].outcome  # parts[0] is the head
+        block = _port_block(infos[i], endpoints[i], ctx, large, caches)
+        blocks[i + 1] = block
+        no_local_internal += block.outcome.no_local_internal - old.no_local_internal
+        no_local_external += block.outcome.no_local_external - old.no_local_external
+    assembly = reassemble(before.assembly, blocks, caches)
+    if assembly is None:
+        return None
+    stats = _stats(assembly, len(infos), n_endpoints, large, no_local_internal, no_local_external)
+    return IptablesSync(assembly.ruleset, stats, assembly)
+
+
+def _stats(
+    assembly: Assembly,
+    service_ports: int,
+    n_endpoints: int,
+    large: bool,
+    no_local_internal: int,
+    no_local_external: int,
+) -> SyncStats:
+    counts = assembly.counts
+    return SyncStats(
+        service_ports=service_ports,
         total_endpoints=n_endpoints,
         large_cluster_mode=large,
-        filter_chains=len(buf.filter_chains),
-        filter_rules=len(buf.filter_rules),
-        nat_chains=len(buf.nat_chains),
-        nat_rules=len(buf.nat_rules),
+        filter_chains=counts.filter_chains,
+        filter_rules=counts.filter_rules,
+        nat_chains=counts.nat_chains,
+        nat_rules=counts.nat_rules,
         no_local_endpoints_internal=no_local_internal,
         no_local_endpoints_external=no_local_external,
     )
-    return IptablesSync(ruleset, text, stats, sections)
 
 
 def _ordered(

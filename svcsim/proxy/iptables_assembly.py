@@ -5,8 +5,9 @@ What every node writes whatever its Services (kubernetes ``pkg/proxy/iptables/pr
 jump rules from built-in chains (``iptablesJumpChains``, ``iptablesKubeletJumpChains``), and the
 fixed head and tail of the restore input (top-level chains, ``KUBE-POSTROUTING``,
 ``KUBE-MARK-MASQ``, ``KUBE-FIREWALL``, the must-be-last ``KUBE-SERVICES`` rule and
-``KUBE-FORWARD``). :func:`assemble` concatenates those with the per-service-port blocks of
-:mod:`svcsim.proxy.iptables_service` into the kernel state a clean node holds afterwards.
+``KUBE-FORWARD``). :func:`assembled_state` puts those and the per-service-port blocks of
+:mod:`svcsim.proxy.iptables_service` together into the kernel state a clean node holds
+afterwards (:mod:`svcsim.proxy.iptables_assembled` memoises it and writes the text).
 
 Rules are built as data (:mod:`svcsim.proxy.iptables_rules`), never parsed from text. Every node
 compiles at every sync, so the head and tail are memoised on the context facts they read and
@@ -56,6 +57,7 @@ from svcsim.proxy.iptables_service import (
     ServicePortBlock,
     ServicePortOutcome,
 )
+from svcsim.proxy.names import is_service_chain
 
 CANARY_TABLES: Final = ("mangle", "nat", "filter")
 """Tables the iptables Monitor puts the canary chain in, in its order."""
@@ -190,7 +192,7 @@ def _state(
     b.chains("filter", buf.filter_chains)
     b.extend("nat", nat)
     b.extend("filter", filter_)
-    for ensured, ensured_rule in _jump_rules():
+    for ensured, ensured_rule in jump_rules():
         b.chain(ensured.table, ensured.dst_chain)
         b.insert(ensured.table, ensured.src_chain, ensured_rule, 0)
     return b.build()
@@ -240,10 +242,6 @@ def fixed_head_tail(ctx: NodeContext, caches: CompileCaches | None = None) -> Fi
     return parts
 
 
-Assembled = tuple[Ruleset, str, RestoreBuffers, "RestoreSections | None"]
-"""Kernel state, restore text, the buffers they were made from, and the text's sections
-(None if a line holds a line break, so only splitting the text tells them)."""
-
 _Parsed = tuple[tuple[str, Rule], ...]
 NatLine = tuple[str, str, bool]
 """A nat line of a restore input: (the line, its chain, True for a ``:CHAIN`` line)."""
@@ -270,9 +268,17 @@ class PartLines:
     only this fragment writes is this very object in every assembly that holds it."""
     filter_chains: tuple[Chain, ...]
     """The same for its filter rules."""
+    nat_fixed_rules: int
+    """How many of its nat rules go to chains that are no service chain (a partial sync
+    writes those whatever changed)."""
+
+    def written(self, table: str) -> dict[str, Chain]:
+        """The chains of :attr:`nat_chains` (``table`` "nat") or :attr:`filter_chains`, by name."""
+        chains = self.nat_chains if table == "nat" else self.filter_chains
+        return {c.name: c for c in chains}
 
 
-def _lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
+def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
     """:class:`PartLines` of ``part``, memoised by identity (the entry holds the part).
 
     A sync changes few fragments, so a new assembly re-joins and re-parses only those.
@@ -282,8 +288,8 @@ def _lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
         return hit
     filter_lines = tuple([f"-A {c} {r.text}" for c, r in part.filter_rules])
     nat_lines = tuple([f"-A {c} {r.text}" for c, r in part.nat_rules])
-    every = [*_chain_lines(part.filter_chains), *filter_lines]
-    every += [*_chain_lines(part.nat_chains), *nat_lines]
+    every = [*chain_lines(part.filter_chains), *filter_lines]
+    every += [*chain_lines(part.nat_chains), *nat_lines]
     interner = caches.interner
     lines = PartLines(
         filter_lines,
@@ -294,6 +300,7 @@ def _lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
         "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
         _grouped(part.nat_rules, interner),
         _grouped(part.filter_rules, interner),
+        sum(1 for c, _ in part.nat_rules if not is_service_chain(c)),
     )
     return caches.part_lines.put(id(part), lines, holds=part)
 
@@ -370,7 +377,7 @@ def _builtin_heads() -> Mapping[str, Rules]:
     once (read-only mappings, so the module-level memo holds nothing that can change).
     """
     heads: dict[str, dict[str, list[Rule]]] = {}
-    for jump_, rule_ in _jump_rules():
+    for jump_, rule_ in jump_rules():
         heads.setdefault(jump_.table, {}).setdefault(jump_.src_chain, []).insert(0, rule_)
     return MappingProxyType(
         {
@@ -380,8 +387,11 @@ def _builtin_heads() -> Mapping[str, Rules]:
     )
 
 
-def _assembled_state(
-    buf: RestoreBuffers, lines: list[PartLines], interner: RulesetInterner
+def assembled_state(
+    nat_declared: list[str],
+    filter_declared: list[str],
+    lines: Iterable[PartLines],
+    interner: RulesetInterner,
 ) -> Ruleset:
     """:func:`_state` of the fragments (equal to it), reusing each fragment's chain objects.
 
@@ -392,17 +402,19 @@ def _assembled_state(
     object (the traffic engine tells changed chains by identity).
     """
     heads = _builtin_heads()
+    lines = tuple(lines)
     tables = [_table("mangle", [], (), heads.get("mangle", {}), interner)]
     nat_groups = (p.nat_chains for p in lines)
-    tables.append(_table("nat", buf.nat_chains, nat_groups, heads.get("nat", {}), interner))
+    tables.append(_table("nat", nat_declared, nat_groups, heads.get("nat", {}), interner))
     filter_groups = (p.filter_chains for p in lines)
     tables.append(
-        _table("filter", buf.filter_chains, filter_groups, heads.get("filter", {}), interner)
+        _table("filter", filter_declared, filter_groups, heads.get("filter", {}), interner)
     )
     return interner.ruleset(tuple(tables))
 
 
-def _chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
+def chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
+    """The restore lines declaring ``chains`` (``:CHAIN - [0:0]``)."""
     return [f":{c} - [0:0]" for c in chains]
 
 
@@ -414,47 +426,6 @@ def _chains_of(part: ServicePortBlock) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
+def jump_rules() -> tuple[tuple[JumpRule, Rule], ...]:
     """:data:`JUMP_RULES` with their rules (fixed, so built once)."""
     return tuple((jump, jump.rule()) for jump in JUMP_RULES)
-
-
-def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None = None) -> Assembled:
-    """Kernel state, restore text and buffers of the concatenated fragments, memoised.
-
-    Keyed by the fragments' identities (the entry holds them, so the ids stay theirs): nodes
-    that compile the same informer state get the very same fragment objects (from
-    :func:`fixed_head_tail` and :func:`~svcsim.proxy.iptables_service.service_port_block`), hence
-    one ruleset object and one restore text between them. The result equals
-    ``(kernel_state(buf), buf.restore_text(), buf, sections)`` for the fragments replayed into
-    ``buf``; each fragment's lines and parsed rules are memoised on its own. ``caches``: the
-    run's; None computes afresh.
-    """
-    caches = caches if caches is not None else CompileCaches()
-    key = tuple(map(id, parts))
-    hit = caches.assembled.get(key)
-    if hit is not None:
-        return hit
-    buf = RestoreBuffers()
-    for part in parts:
-        part.replay(buf)
-    lines = [_lines_of(part, caches) for part in parts]
-    text = ["*filter", *_chain_lines(buf.filter_chains)]
-    for of_part in lines:
-        text += of_part.filter_lines
-    text.append("COMMIT")
-    other = tuple(text)
-    nat_chain_lines = _chain_lines(buf.nat_chains)
-    text += ["*nat", *nat_chain_lines]
-    for of_part in lines:
-        text += of_part.nat_lines
-    text.append("COMMIT")
-    sections: RestoreSections | None = None
-    if all(of_part.single_lines for of_part in lines):
-        nat = [(line, c, True) for line, c in zip(nat_chain_lines, buf.nat_chains, strict=True)]
-        for of_part in lines:
-            nat += of_part.nat_sections
-        sections = (other, tuple(nat))
-    state = _assembled_state(buf, lines, caches.interner)
-    built = (state, "\n".join(text) + "\n", buf, sections)
-    return caches.assembled.put(key, built, holds=parts)

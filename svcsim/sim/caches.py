@@ -17,7 +17,6 @@ named field, so what is cached where reads off the class:
 ``nft_names``             nftables mode: hashed chain names and each port's objects
 ``nft_chains``            nftables mode: parsed chains of installed tables
 ``port_chains``           the chains a partial sync may rewrite, per (port, endpoints)
-``chain_names``           the chains ``iptables-save -t nat`` lists, per nat table
 ``split_texts``           restore texts split into non-nat and nat lines
 ``sync_plans``            sync plans (restore input of a full or partial sync)
 ``applied_restores``      kernel rulesets after a partial restore
@@ -62,13 +61,16 @@ class PortChainsKey(NamedTuple):
 
 
 class SyncPlanKey(NamedTuple):
-    """Everything a sync plan is computed from (the compiled text and ruleset by identity)."""
+    """Everything a sync plan is computed from (the compiled assembly and ruleset by identity)."""
 
-    restore_text_id: int
+    assembly_id: int
     ruleset_id: int
     full: bool
     changed_chains: frozenset[str]
-    existing_nat_chains: tuple[str, ...]
+    existing_nat_chains_id: int
+    """The names ``iptables-save -t nat`` lists, by identity: a node's kernel table hands out
+    one names tuple (``Table.names``), and hashing ~110,000 names at every plan would cost
+    more than the plan."""
     delete_stale: bool
 
 
@@ -95,9 +97,6 @@ class RunCaches:
     nft_chains: ParseMemo = field(default_factory=ParseMemo)
     port_chains: BoundedMemo[PortChainsKey, tuple[str, ...]] = field(
         default_factory=lambda: BoundedMemo("owned chains by (port name, endpoints)", 1 << 10)
-    )
-    chain_names: BoundedMemo[int, tuple[str, ...]] = field(
-        default_factory=lambda: BoundedMemo("chain names by table identity", SYNC_LIMIT)
     )
     split_texts: BoundedMemo[int, SplitText] = field(
         default_factory=lambda: BoundedMemo("split restore texts by text identity", SYNC_LIMIT)

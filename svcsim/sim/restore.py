@@ -21,12 +21,12 @@ costs is :mod:`svcsim.sim.synccost`. Nodes in step plan the same sync: the memos
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from svcsim.netfilter.model import JumpTarget, Ruleset, Table
-from svcsim.netfilter.text import RulesetBuilder, RulesetInterner, apply_restore
+from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
 from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.iptables import IptablesSync
@@ -34,6 +34,7 @@ from svcsim.proxy.iptables_assembly import NatLine
 from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
 from svcsim.proxy.probability import compute_probability
 from svcsim.sim.caches import PortChainsKey, RestoreKey, RunCaches, SplitText, SyncPlanKey
+from svcsim.sim.restore_plan import PlanShape, plan_shape, rewritten
 
 NODEPORTS_TAIL_COMMENT: Final = "kubernetes service nodeports; NOTE: this must be the last rule"
 
@@ -47,7 +48,6 @@ class SyncPlan:
     """The restore input of one sync and what it touches."""
 
     full: bool
-    restore_text: str
     rules_written: int
     """``-A`` lines in :attr:`restore_text` (the cost model's input)."""
     rewritten_nat_chains: frozenset[str]
@@ -57,10 +57,25 @@ class SyncPlan:
     target: Ruleset
     """The compiled ruleset: for a full sync, what the kernel ends up with; for a partial one,
     where the chains the input rewrites come from."""
-    declared: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    declared: tuple[tuple[str, tuple[str, ...]], ...] | None
     """``(table, chains)`` in the order the input declares them (``:CHAIN``), when every
     ``-A`` line of the input appends to a chain it declares, each with all of its compiled
     rules; None when that does not hold (the input is then applied line by line)."""
+    write_text: Callable[[], str] = field(repr=False, compare=False)
+    """Writes :attr:`restore_text` (called once, when it is first read)."""
+    _text: list[str] = field(default_factory=list, repr=False, compare=False)
+    """:attr:`restore_text` once written (a one-element list: the frozen object's cache)."""
+
+    @property
+    def restore_text(self) -> str:
+        """The ``iptables-restore --noflush`` input, written when first read.
+
+        The simulation needs only the plan's counts and chains; the text of a 10,000-Service
+        sync is ~40 MB, so it is written only for whoever reads it (tests, the CLI).
+        """
+        if not self._text:
+            self._text.append(self.write_text())
+        return self._text[0]
 
 
 def service_chains(
@@ -103,17 +118,11 @@ def service_chains(
 def chain_names(table: Table | None, caches: RunCaches | None = None) -> tuple[str, ...]:
     """The chains ``iptables-save`` lists for ``table``, in order (none for no table).
 
-    Memoised by identity in the run's ``caches`` (the entry holds the table): tables are frozen
-    and interned, so the kernels of nodes in one state hold the very same nat table.
+    :meth:`Table.names`: derived once per table, and carried over (not recounted) to tables
+    made from it by a partial restore. ``caches`` is accepted for the callers' symmetry.
     """
-    if table is None:
-        return ()
-    if caches is None:
-        return tuple(c.name for c in table.chains)
-    hit = caches.chain_names.get(id(table))
-    if hit is None:
-        hit = caches.chain_names.put(id(table), tuple(c.name for c in table.chains), holds=table)
-    return hit
+    del caches  # the table holds its names itself
+    return () if table is None else table.names()
 
 
 def _chain_of(line: str) -> str | None:
@@ -164,26 +173,89 @@ def plan_sync(
     ``compiled`` is the full-sync output for the informer state at the sync's start;
     ``changed_chains`` the chains of the changed Services (:func:`service_chains`; unused by a
     full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment.
-    The plan is a pure function of these (of ``compiled``, only its text and ruleset) and is
-    memoised in the run's ``caches`` (None: computed afresh), so nodes in the same state share
-    one plan.
+    The plan is a pure function of these (of ``compiled``, only its assembly and ruleset) and
+    is memoised in the run's ``caches`` (None: computed afresh), so nodes in the same state
+    share one plan. Its counts and chains are worked out from where each service port's
+    chains are in the compiled state (:mod:`svcsim.sim.restore_plan`), so a partial plan
+    costs what changed, not the whole ruleset; its text is written only when read. A
+    compiled state of another shape is planned from its text.
     """
     caches = caches if caches is not None else RunCaches()
     changed = frozenset(changed_chains)
     existing = tuple(existing_nat_chains)
-    text, target = compiled.restore_text, compiled.ruleset
-    key = SyncPlanKey(id(text), id(target), full, changed, existing, delete_stale)
+    key = SyncPlanKey(
+        id(compiled.assembly), id(compiled.ruleset), full, changed, id(existing), delete_stale
+    )
     hit = caches.sync_plans.get(key)
     if hit is not None:
         return hit
-    sections = compiled.restore_sections
     # Building big, acyclic state: the cyclic collector would mostly rescan it (gcpause.py).
     with collector_paused():
-        other, nat = sections if sections is not None else _split(text, caches)
-        plan = _plan(
-            other, nat, target, changed, full=full, existing=existing, delete_stale=delete_stale
-        )
-    return caches.sync_plans.put(key, plan, holds=compiled)
+        shape = plan_shape(compiled, changed, full=full, existing=existing, stale=delete_stale)
+        if shape is not None:
+            plan = _plan_of_shape(compiled, changed, shape, caches)
+        else:
+            plan = _plan(
+                *_sections(compiled, caches),
+                compiled.ruleset,
+                changed,
+                full=full,
+                existing=existing,
+                delete_stale=delete_stale,
+            )
+    return caches.sync_plans.put(key, plan, holds=(compiled, existing))
+
+
+def _sections(compiled: IptablesSync, caches: RunCaches) -> SplitText:
+    sections = compiled.restore_sections
+    if sections is not None:
+        return SplitText(*sections)
+    return _split(compiled.restore_text, caches)
+
+
+def _plan_of_shape(
+    compiled: IptablesSync, changed: frozenset[str], shape: PlanShape, caches: RunCaches
+) -> SyncPlan:
+    """The plan of ``shape``; its text, when read, is written from the compiled sections."""
+
+    def write_text() -> str:
+        other, nat = _sections(compiled, caches)
+        return _plan_lines(other, nat, changed, full=shape.full, stale=shape.stale)
+
+    return SyncPlan(
+        shape.full,
+        shape.rules_written,
+        frozenset(shape.nat_declared),
+        shape.stale,
+        compiled.ruleset,
+        (("filter", shape.filter_declared), ("nat", shape.nat_declared)),
+        write_text,
+    )
+
+
+def _plan_lines(
+    other: tuple[str, ...],
+    nat: tuple[NatLine, ...],
+    changed: frozenset[str],
+    *,
+    full: bool,
+    stale: tuple[str, ...],
+) -> str:
+    """The restore input: ``other`` (the filter table), then the nat lines a sync writes."""
+    out = list(other)
+    nat_chain_lines: list[str] = []
+    nat_rule_lines: list[str] = []
+    for line, chain, is_decl in nat:
+        if full or chain in changed or not is_service_chain(chain):
+            (nat_chain_lines if is_decl else nat_rule_lines).append(line)
+    nat_chain_lines += [f":{c} - [0:0]" for c in stale]
+    tail = next(
+        (i for i, line in enumerate(nat_rule_lines) if NODEPORTS_TAIL_COMMENT in line),
+        len(nat_rule_lines),
+    )
+    nat_rule_lines[tail:tail] = [f"-X {c}" for c in stale]
+    out += ["*nat", *nat_chain_lines, *nat_rule_lines, "COMMIT"]
+    return "\n".join(out) + "\n"
 
 
 def _plan(
@@ -196,31 +268,22 @@ def _plan(
     existing: tuple[str, ...],
     delete_stale: bool,
 ) -> SyncPlan:
-    out = list(other)
-    nat_chain_lines: list[str] = []
-    nat_rule_lines: list[str] = []
-    active: set[str] = set()
-    for line, chain, is_decl in nat:
-        if is_decl:
-            active.add(chain)
-        if full or chain in changed or not is_service_chain(chain):
-            (nat_chain_lines if is_decl else nat_rule_lines).append(line)
+    """The plan worked out from the compiled text's lines (any shape of compiled state)."""
+    active = {chain for _, chain, is_decl in nat if is_decl}
     stale = (
         tuple(sorted(c for c in existing if is_service_chain(c) and c not in active))
         if delete_stale
         else ()
     )
-    nat_chain_lines += [f":{c} - [0:0]" for c in stale]
-    tail = next(
-        (i for i, line in enumerate(nat_rule_lines) if NODEPORTS_TAIL_COMMENT in line),
-        len(nat_rule_lines),
-    )
-    nat_rule_lines[tail:tail] = [f"-X {c}" for c in stale]
-    out += ["*nat", *nat_chain_lines, *nat_rule_lines, "COMMIT"]
+    text = _plan_lines(other, nat, changed, full=full, stale=stale)
+    out = text.splitlines()
     rules = sum(1 for line in out if line.startswith("-A "))
-    rewritten = frozenset(c for line in nat_chain_lines if (c := _chain_of(line)) is not None)
-    declared = _declared(out)
-    return SyncPlan(full, "\n".join(out) + "\n", rules, rewritten, stale, target, declared)
+    rewritten = frozenset(
+        c
+        for line in out[out.index("*nat") :]
+        if line.startswith(":") and (c := _chain_of(line)) is not None
+    )
+    return SyncPlan(full, rules, rewritten, stale, target, _declared(out), lambda: text)
 
 
 def _declared(lines: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
@@ -275,45 +338,29 @@ def apply_plan(kernel_ruleset: Ruleset, plan: SyncPlan, caches: RunCaches | None
                 kernel_ruleset, plan.restore_text, noflush=True, interner=interner
             )
         else:
-            result = _rewritten(
+            result = rewritten(
                 kernel_ruleset, plan.target, plan.declared, plan.deleted_chains, interner
             )
     for chain in plan.deleted_chains:
-        for table in result.tables:
-            for holder in table.chains:
-                for rule in holder.rules:
-                    target = rule.target
-                    if isinstance(target, JumpTarget) and target.chain == chain:
-                        raise RestoreError(
-                            f"iptables-restore: -X {chain}: chain is still referenced from "
-                            f"{holder.name} (Too many links)"
-                        )
+        # Counted jumps (carried over from table to table) tell whether any rule is left.
+        if any(table.jump_count(chain) for table in result.tables):
+            holder = _first_referrer(result, chain)
+            raise RestoreError(
+                f"iptables-restore: -X {chain}: chain is still referenced from "
+                f"{holder} (Too many links)"
+            )
     return caches.applied_restores.put(key, result, holds=(kernel_ruleset, plan))
 
 
-def _rewritten(
-    kernel_ruleset: Ruleset,
-    compiled: Ruleset,
-    declared: tuple[tuple[str, tuple[str, ...]], ...],
-    deleted: tuple[str, ...],
-    interner: RulesetInterner,
-) -> Ruleset:
-    """``kernel_ruleset`` with the ``declared`` chains rewritten and the ``deleted`` ones gone.
-
-    Each declared chain is flushed and refilled with ``compiled``'s rules (a new one is
-    added after the existing chains, in declaration order), as iptables-restore does.
-    """
-    builder = RulesetBuilder.from_ruleset(kernel_ruleset, interner)
-    for table, chains in declared:
-        builder.table(table)
-        for name in chains:
-            builder.flush(table, name)
-            source = compiled.chain(table, name)
-            if source is not None:
-                builder.extend(table, ((name, rule) for rule in source.rules))
-    for name in deleted:
-        builder.delete_chain("nat", name)
-    return builder.build()
+def _first_referrer(ruleset: Ruleset, chain: str) -> str:
+    """The first chain (in table and chain order) holding a rule that jumps to ``chain``."""
+    for table in ruleset.tables:
+        for holder in table.chains:
+            for rule in holder.rules:
+                target = rule.target
+                if isinstance(target, JumpTarget) and target.chain == chain:
+                    return holder.name
+    raise AssertionError(f"no rule jumps to {chain}")
 
 
 def stale_rule_restore(

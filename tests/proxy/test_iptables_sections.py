@@ -10,7 +10,8 @@ from svcsim.k8s.objects import EndpointSlice, Service, ServicePort
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import build_service_port_map
 from svcsim.proxy.iptables import compile_iptables_sync
-from svcsim.proxy.iptables_assembly import assemble, fixed_head_tail, kernel_state
+from svcsim.proxy.iptables_assembled import assemble
+from svcsim.proxy.iptables_assembly import fixed_head_tail, kernel_state
 from svcsim.proxy.iptables_rules import Part, comment, jump, rule
 from svcsim.proxy.iptables_service import RestoreBuffers, ServicePortBlock, ServicePortOutcome
 from tests.proxy.test_iptables_kernel import service_and_slice
@@ -64,7 +65,13 @@ def _block(*parts: Part) -> ServicePortBlock:
 def test_sections_are_left_unknown_when_a_line_would_split(text: str, known: bool) -> None:
     head, tail = fixed_head_tail(fake_context())
     block = _block(comment(text), jump("RETURN"))
-    ruleset, text, buf, sections = assemble((head, block, tail))
+    built = assemble((head, block, tail))
+    ruleset, text, buf, sections = (
+        built.ruleset,
+        built.restore_text(),
+        built.buffers(),
+        built.sections(),
+    )
     assert (sections is not None) == known
     # The text and kernel state are what the buffers say, either way.
     fresh = RestoreBuffers()

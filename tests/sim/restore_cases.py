@@ -21,7 +21,9 @@ from svcsim.netfilter.model import Ruleset
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.iptables import IptablesSync, sync_from_maps
-from svcsim.sim.restore import service_chains
+from svcsim.sim import restore
+from svcsim.sim.caches import RunCaches
+from svcsim.sim.restore import SyncPlan, service_chains
 
 CTX = NodeContext.with_cluster_cidr("n1", "10.244.0.0/16", node_ips=("10.0.0.1",))
 
@@ -67,3 +69,29 @@ def nat_chains(ruleset: Ruleset) -> list[str]:
     nat = ruleset.table("nat")
     assert nat is not None
     return [c.name for c in nat.chains]
+
+
+def text_plan(
+    compiled: IptablesSync,
+    changed: frozenset[str],
+    *,
+    full: bool,
+    existing_nat_chains: list[str],
+    delete_stale: bool = True,
+) -> SyncPlan:
+    """The plan worked out from the compiled restore text's lines (the reference path)."""
+    caches = RunCaches()
+    return restore._plan(
+        *restore._sections(compiled, caches),
+        compiled.ruleset,
+        changed,
+        full=full,
+        existing=tuple(existing_nat_chains),
+        delete_stale=delete_stale,
+    )
+
+
+def same_plan(got: SyncPlan, want: SyncPlan) -> None:
+    """Assert two plans agree in every field, the text included."""
+    assert got == want
+    assert got.restore_text == want.restore_text

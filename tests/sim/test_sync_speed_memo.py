@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -13,7 +12,16 @@ from svcsim.sim import restore
 from svcsim.sim.caches import RunCaches
 from svcsim.sim.changes import ChangeTracker
 from svcsim.sim.restore import chain_names, plan_sync, service_chains
-from tests.sim.restore_cases import SERVICES, SLICES, compile_, eps, nat_chains, svc
+from tests.sim.restore_cases import (
+    SERVICES,
+    SLICES,
+    compile_,
+    eps,
+    nat_chains,
+    same_plan,
+    svc,
+    text_plan,
+)
 
 NatLine = tuple[str, str, bool]
 
@@ -71,17 +79,22 @@ def test_split_shortcut_equals_line_by_line_split(text: str) -> None:
     assert restore._split(text, caches) == reference_split(text)  # memoised answer too
 
 
-def test_plans_from_sections_equal_plans_from_text() -> None:
+@pytest.mark.parametrize("delete_stale", [True, False])
+def test_plans_from_the_assembly_equal_plans_from_the_text(delete_stale: bool) -> None:
     before = compile_(SERVICES, SLICES)[0]
     after, chains_of = compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])
-    for changed in (chains_of([]), chains_of(["default/a"])):
+    stale = ["KUBE-SEP-STALESTALESTALE", "KUBE-OTHER"]
+    for changed in (chains_of([]), chains_of(["default/a"]), chains_of(["default/a", "x/y"])):
         for full in (True, False):
-            kwargs = {"full": full, "existing_nat_chains": nat_chains(before.ruleset)}
-            with_sections = plan_sync(after, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
-            bare = replace(after, restore_sections=None)
-            from_text = plan_sync(bare, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
-            assert with_sections == from_text
-            assert with_sections.rules_written > 0
+            for existing in (nat_chains(before.ruleset), [*nat_chains(after.ruleset), *stale]):
+                kwargs = {
+                    "full": full,
+                    "existing_nat_chains": existing,
+                    "delete_stale": delete_stale,
+                }
+                shaped = plan_sync(after, changed, caches=RunCaches(), **kwargs)  # type: ignore[arg-type]
+                same_plan(shaped, text_plan(after, changed, **kwargs))  # type: ignore[arg-type]
+                assert shaped.rules_written > 0
 
 
 def reference_service_chains(compiled_inputs: tuple[object, ...], services: list[str]) -> set[str]:

@@ -33,10 +33,11 @@ def test_plans_for_every_input_combination_equal_fresh_ones() -> None:
     before, _ = compile_(SERVICES, SLICES)
     after, chains_of = compile_(SERVICES, [eps("a", ["10.244.1.1"]), SLICES[1]])
     stale = SPN_A.endpoint_chain("10.244.1.9:8080")
-    existings: tuple[list[str], ...] = (
-        [],
-        nat_chains(before.ruleset),
-        [*nat_chains(after.ruleset), stale],
+    # Tuples, as a kernel table hands out its names (the memo knows them by identity).
+    existings: tuple[tuple[str, ...], ...] = (
+        (),
+        tuple(nat_chains(before.ruleset)),
+        (*nat_chains(after.ruleset), stale),
     )
     changes = (chains_of([]), chains_of(["default/a"]), chains_of(["default/a", "default/b"]))
     combos = list(itertools.product(changes, existings, (True, False), (True, False)))
