@@ -21,9 +21,19 @@ from svcsim.results import EventKind, Run
 LIMIT_IN_VIEW: Final = 4.0
 """The limit line is drawn when it is at most this many times the peak size; else noted."""
 
+MAX_NAMED_NODES: Final = 10
+"""Nodes drawn in colour and named in the legend: those with the largest peaks. Any others are
+thin grey lines under one legend entry (a legend of 100 nodes does not fit the figure)."""
+
+OTHER_NODES_COLOUR: Final = "#b8b8b8"
+"""The colour of the nodes not named in the legend."""
+
 
 def conntrack_usage(run: Run) -> Figure:
     """Conntrack entries per node over time (one step line per node) against the limit.
+
+    The :data:`MAX_NAMED_NODES` nodes with the largest peaks are in colour and in the legend;
+    any others are grey lines under one legend entry.
 
     Each distinct limit (``nf_conntrack_max``) is a black dashed line when the largest table
     came within 1/:data:`LIMIT_IN_VIEW` of it; otherwise the y-axis stays on the data and the
@@ -42,14 +52,27 @@ def conntrack_usage(run: Run) -> Figure:
         return fig
     names = [n for n in nodes(run) if (samples["node"] == n).any()]
     peak = int(samples["entries"].max())
+    peaks = samples.groupby("node", observed=True)["entries"].max()
+    by_peak = sorted(names, key=lambda n: -int(peaks[n]))  # stable: node order among equals
+    named = set(by_peak[:MAX_NAMED_NODES])
     limit_of: dict[str, int] = {}
-    for i, node in enumerate(names):
+    colour = 0
+    for node in names:
         mine = samples.loc[np.asarray(samples["node"] == node, dtype=bool)].sort_values("t_s")
         t = mine["t_s"].to_numpy(dtype=np.float64)
         entries = mine["entries"].to_numpy(dtype=np.int64)
         limit_of[node] = int(mine["max_entries"].max())
-        ax.step(t, entries, where="post", color=series_colour(i), linewidth=1.4,
-                label=f"{node} (peak {int(entries.max()):,} of {limit_of[node]:,})")  # fmt: skip
+        if node in named:
+            label = f"{node} (peak {int(entries.max()):,} of {limit_of[node]:,})"
+            ax.step(t, entries, where="post", color=series_colour(colour), linewidth=1.4,
+                    zorder=2.1, label=label)  # fmt: skip
+            colour += 1
+        else:
+            ax.step(t, entries, where="post", color=OTHER_NODES_COLOUR, linewidth=0.8, zorder=2.0)
+    others = [n for n in names if n not in named]
+    if others:
+        label = f"{len(others)} other nodes (peaks up to {int(peaks[others].max()):,})"
+        ax.plot([], [], color=OTHER_NODES_COLOUR, linewidth=0.8, label=label)
     limits = sorted(set(limit_of.values()))
     for limit in limits:
         holders = [n for n in names if limit_of[n] == limit]

@@ -253,6 +253,32 @@ def test_conntrack_usage_lines_and_limit(rolling_run: Run) -> None:
     assert right and "% of nf_conntrack_max" in right[0].get_ylabel()
 
 
+def test_conntrack_usage_names_the_largest_peaks_of_many_nodes() -> None:
+    """100 nodes: 10 in colour and in the legend, the rest grey under one entry; it renders."""
+    import warnings
+
+    from svcsim.plots.conntrack import MAX_NAMED_NODES, OTHER_NODES_COLOUR
+    from svcsim.plots.style import png_bytes
+
+    rec = Recorder()
+    for t in range(3):
+        for n in range(1, 101):
+            rec.add_conntrack_sample(float(t), f"node-{n}", t * (n % 37), 1000)
+    ax_fig = conntrack_usage(mem_run(rec))
+    (ax,) = _axes(ax_fig)
+    labels = _legend_labels(ax)
+    named = [label.split(" ")[0] for label in labels if label.startswith("node-")]
+    # Peaks are 2 * (n % 37): largest for n = 36, 73, then 35, 72, ...
+    assert len(named) == MAX_NAMED_NODES
+    assert {"node-36", "node-73", "node-35", "node-72"} <= set(named)
+    assert "90 other nodes (peaks up to 62)" in labels
+    grey = [line for line in ax.get_lines() if line.get_color() == OTHER_NODES_COLOUR]
+    assert len(grey) == 90 + 1  # the 90 lines and the legend's stand-in
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a legend squeezes the axes away
+        assert png_bytes(ax_fig)[:4] == b"\x89PNG"
+
+
 def test_conntrack_limit_far_off_scale_is_only_named(make_run: RunFactory) -> None:
     run = make_run(Spec(conntrack_max=10_000_000, rollout=False, crash=False, block=False))
     (ax,) = _axes(conntrack_usage(run))
