@@ -17,8 +17,11 @@ from svcsim.k8s.objects import EndpointSlice, Pod, Service
 from svcsim.proxy.endpoints import build_endpoints_map
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer, WatchEvent
+from svcsim.sim.coredns import CoreDns
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.network import Backend, BackendState, PodNetwork
+from svcsim.sim.nodelocaldns import NodeLocalDns
+from svcsim.traffic.dns_race import RaceSettings
 from svcsim.traffic.spec import ServiceTime
 
 ProxyState = Literal["up", "down", "blocked", "cut"]
@@ -34,6 +37,13 @@ RUNNING = frozenset({BackendState.SERVING, BackendState.DRAINING})
 
 class TrafficContext(Protocol):
     """The world as the traffic engine sees it. Every call answers for the current instant."""
+
+    coredns: CoreDns | None
+    """The cluster's DNS (``cluster.dns``), which name-addressed workloads ask; None without."""
+    dns_race: RaceSettings | None
+    """The A/AAAA conntrack insert race's settings (:mod:`svcsim.traffic.dns_race`), if any."""
+    nodelocaldns: NodeLocalDns | None
+    """NodeLocal DNSCache on every node (``cluster.dns.nodeLocalCache``), if enabled."""
 
     @property
     def kernels(self) -> Mapping[str, Kernel]:

@@ -184,7 +184,7 @@ class PerFlow:
 
     def _named(self, w: int, client_id: int, client: Client, seed: int, t: float) -> FlowResult:
         """Look the name up (:mod:`~svcsim.traffic.resolver`), then dial its first address."""
-        dns = getattr(self.ctx, "coredns", None)
+        dns = self.ctx.coredns
         if dns is None:
             raise RuntimeError(f"workload {self.specs[w].name} dials a name, but no CoreDNS runs")
         if self._resolver is None:

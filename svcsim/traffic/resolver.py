@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
@@ -61,11 +61,10 @@ from svcsim.netfilter.conntrack_states import FlowTuple
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.results.schema import Cause, EventKind, Outcome
 from svcsim.sim.coredns import CoreDns
-from svcsim.sim.nodelocaldns import NodeLocalDns
 from svcsim.traffic.attempts import Client
 from svcsim.traffic.classify import Resolution, at_destination
 from svcsim.traffic.context import TrafficContext
-from svcsim.traffic.dns_race import Clash, RaceSettings, draw_clash, resend_seeds
+from svcsim.traffic.dns_race import Clash, draw_clash, resend_seeds
 from svcsim.traffic.draws import service_uniforms
 from svcsim.traffic.icmp import icmp_delivered
 from svcsim.traffic.nodelocal_path import NodeLocalPath
@@ -134,6 +133,11 @@ NewFlow = Callable[[int, Client, Dial, int, float], "tuple[NfOutcome, Resolution
 """Room, rules and classification of a new flow (``PerFlow``'s); None if conntrack dropped it."""
 
 
+def _nameserver(ip: str, protocol: Literal["udp", "tcp"], service_port: str) -> Dial:
+    """The dial of kube-dns's port ``service_port`` (``ns/name:port``) at ``ip``:53."""
+    return Dial(ip, DNS_PORT, protocol, service_port, service_port.partition(":")[0], service_port)
+
+
 class Resolver:
     """Name lookups of every name-addressed workload (see the module docstring)."""
 
@@ -142,26 +146,14 @@ class Resolver:
         self.specs = specs
         self.dns = dns
         cfg = dns.config
-        self.nameserver = Dial(
-            cfg.service_ip,
-            DNS_PORT,
-            "udp",
-            cfg.service_port,
-            cfg.service_port.partition(":")[0],
-            cfg.service_port,
+        self.nameserver = _nameserver(cfg.service_ip, "udp", cfg.service_port)
+        self.nameserver_tcp = (
+            _nameserver(cfg.service_ip, "tcp", cfg.service_tcp_port)
+            if cfg.service_tcp_port
+            else None
         )
-        self.nameserver_tcp: Dial | None = None
-        if cfg.service_tcp_port:
-            self.nameserver_tcp = Dial(
-                cfg.service_ip,
-                DNS_PORT,
-                "tcp",
-                cfg.service_tcp_port,
-                cfg.service_tcp_port.partition(":")[0],
-                cfg.service_tcp_port,
-            )
-        self.race: RaceSettings | None = getattr(ctx, "dns_race", None)
-        cache: NodeLocalDns | None = getattr(ctx, "nodelocaldns", None)
+        self.race = ctx.dns_race
+        cache = ctx.nodelocaldns
         self.node_local = (
             NodeLocalPath(ctx, dns, cache, self.nameserver_tcp, split_seed)
             if cache is not None
