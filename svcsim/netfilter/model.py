@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from svcsim.netfilter.addresses import cidr_text
 from svcsim.netfilter.extensions import (
     STANDARD_VERDICTS,
     AddrTypeMatch,
@@ -164,9 +165,9 @@ class Rule:
         """The rule's tokens as iptables-save prints them (without ``-A CHAIN``)."""
         out: list[str] = []
         if self.source is not None:
-            out += [*negation(self.source.negated), "-s", _cidr_text(self.source.network)]
+            out += [*negation(self.source.negated), "-s", cidr_text(self.source.network)]
         if self.destination is not None:
-            out += [*negation(self.destination.negated), "-d", _cidr_text(self.destination.network)]
+            out += [*negation(self.destination.negated), "-d", cidr_text(self.destination.network)]
         if self.in_interface is not None:
             out += [*negation(self.in_interface.negated), "-i", self.in_interface.name]
         if self.out_interface is not None:
@@ -179,17 +180,37 @@ class Rule:
             out += self.target.save_args()
         return out
 
-    def save_text(self) -> str:
-        """The rule as iptables-save prints it (without ``-A CHAIN``)."""
-        return " ".join(self.save_args())
+    def save_text(self, memo: dict[int, str] | None = None) -> str:
+        """The rule as iptables-save prints it (without ``-A CHAIN``): :meth:`save_args` joined.
+
+        ``memo``: the printed words of match and target objects by identity, for a caller
+        printing many rules that share those objects (a ruleset's); it must not outlive them.
+        """
+        if memo is None or self.in_interface is not None or self.out_interface is not None:
+            return " ".join(self.save_args())
+        out: list[str] = []
+        if self.source is not None:
+            out.append(_address_words("-s", self.source))
+        if self.destination is not None:
+            out.append(_address_words("-d", self.destination))
+        if self.protocol is not None:
+            out.append(
+                f"! -p {self.protocol.name}"
+                if self.protocol.negated
+                else "-p " + self.protocol.name
+            )
+        for extension in (*self.matches, self.target):
+            if extension is None:
+                continue
+            words = memo.get(id(extension))
+            if words is None:
+                words = memo[id(extension)] = " ".join(extension.save_args())
+            out.append(words)
+        return " ".join(out)
 
     def find(self, kind: type[Match]) -> Match | None:
         """The first match extension of type ``kind``, or None."""
         return next((m for m in self.matches if isinstance(m, kind)), None)
-
-
-def _cidr_text(network: IPNetwork) -> str:
-    return f"{network.network_address}/{network.prefixlen}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +338,12 @@ class Table:
         if changes and name in changes:
             return changes[name] is not None
         return name in self._index
+
+
+def _address_words(option: str, match: AddressMatch) -> str:
+    """``[!] -s/-d ADDR/PREFIX`` as iptables-save prints an address match."""
+    words = f"{option} {cidr_text(match.network)}"
+    return f"! {words}" if match.negated else words
 
 
 _NAME_OF: Final = operator.attrgetter("name")

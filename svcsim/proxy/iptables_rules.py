@@ -16,9 +16,9 @@ the ``-m tcp|udp|sctp`` written with it.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from svcsim.netfilter.addresses import IPNetwork, network_of
 from svcsim.netfilter.extensions import (
     AddrTypeMatch,
     CommentMatch,
@@ -104,9 +104,9 @@ def comment(text: str, *, quote: bool = True) -> Part:
     return Part(f"-m comment --comment {written}", matches=(CommentMatch(text),))
 
 
-def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def network(text: str) -> IPNetwork:
     """The address match iptables stores for ``-s/-d TEXT`` (a bare address is a /32)."""
-    return ipaddress.ip_network(text, strict=False)
+    return network_of(text)
 
 
 def source(cidr: str, *, negated: bool = False) -> Part:
