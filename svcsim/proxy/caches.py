@@ -31,7 +31,7 @@ from svcsim.proxy.names import ServicePortName
 if TYPE_CHECKING:
     from svcsim.k8s.objects import EndpointSlice
     from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
-    from svcsim.proxy.iptables import LatestSync
+    from svcsim.proxy.iptables import LatestSync, VisitingOrder
     from svcsim.proxy.iptables_assembled import Assembly
     from svcsim.proxy.iptables_assembly import PartLines
     from svcsim.proxy.iptables_service import ServicePortBlock
@@ -161,7 +161,7 @@ class CompileCaches:
     categorized: BoundedMemo[CategorizeKey, CategorizedEndpoints] = field(
         default_factory=lambda: BoundedMemo("categorized endpoints by what they read", 1 << 10)
     )
-    visiting_orders: BoundedMemo[tuple[int, ...], tuple[ServicePortName, ...]] = field(
+    visiting_orders: BoundedMemo[tuple[int, ...], VisitingOrder] = field(
         default_factory=lambda: BoundedMemo("service port orders by port name identities", 256)
     )
     port_blocks: BoundedMemo[tuple[int, int, int, bool], ServicePortBlock] = field(

@@ -181,6 +181,8 @@ def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None =
         # Counted once here, then carried through every table spliced from it: a partial
         # restore's -X check asks how many rules jump to a chain (Table.jump_count).
         table.jump_count("")
+        # The same for the chains' places (a partial restore finds the chains it rewrites).
+        table.position("")
     return caches.assembled.put(key, built, holds=parts)
 
 
