@@ -52,7 +52,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
-from svcsim.proxy.gcpause import collector_paused
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
 from svcsim.proxy.iptables_assembled import Assembly, assemble, reassemble
 from svcsim.proxy.iptables_assembly import RestoreSections, fixed_head_tail
 from svcsim.proxy.iptables_service import (
@@ -210,7 +210,11 @@ def _full(
         no_local_internal += block.outcome.no_local_internal
         no_local_external += block.outcome.no_local_external
     parts.append(tail)
+    known = len(caches.assembled)
     assembly = assemble(tuple(parts), caches)
+    if len(caches.assembled) != known:
+        # A new state of every chain, which lives on: not worth a young collection's walk.
+        promote_to_oldest()
     stats = _stats(assembly, len(infos), n_endpoints, large, no_local_internal, no_local_external)
     return IptablesSync(assembly.ruleset, stats, assembly)
 
