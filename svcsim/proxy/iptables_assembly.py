@@ -292,14 +292,12 @@ def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
     if hit is not None:
         return hit
     interner = caches.interner
-    names = _chains_of(part)
     # A line of the text is "-A CHAIN TEXT" or ":CHAIN - [0:0]": it breaks only where a
     # chain name or a rule text holds a line break; a chain name with a space would not
     # read back as one word.
+    names = "".join(_chains_of(part))
     words = "".join([r.text for _, r in part.filter_rules] + [r.text for _, r in part.nat_rules])
-    single = _LINE_BREAK.search(words) is None and not any(
-        " " in c or _LINE_BREAK.search(c) for c in set(names)
-    )
+    single = " " not in names and _LINE_BREAK.search(names + words) is None
     nat_chains = _grouped(part.nat_rules, interner)
     lines = PartLines(
         single,

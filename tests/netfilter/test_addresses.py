@@ -22,6 +22,10 @@ def _same_as_ipaddress(text: str) -> None:
         return
     got = network_of(text)
     assert type(got) is type(want)
+    assert {k: v for k, v in vars(got).items() if k != "hosts"} == {
+        k: v for k, v in vars(want).items() if k != "hosts"
+    }
+    assert ("hosts" in vars(got)) == ("hosts" in vars(want))
     assert got == want and hash(got) == hash(want)
     assert (got.network_address, got.prefixlen, got.netmask) == (
         want.network_address,
