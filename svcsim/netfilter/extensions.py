@@ -16,7 +16,10 @@ from svcsim.netfilter.statistic import format_saved_probability
 
 STANDARD_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN"})
 
-_NO_QUOTE_CHARS = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NO_QUOTE_TEXT = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+"""The characters iptables-save prints a string of bare."""
+_ESCAPED = str.maketrans({c: "\\" + c for c in "\"\\'"})
+"""What it backslash-escapes inside double quotes."""
 
 
 def save_string(value: str) -> str:
@@ -25,10 +28,9 @@ def save_string(value: str) -> str:
     Strings made only of ``[A-Za-z0-9_-]`` are printed bare; anything else is wrapped in double
     quotes with ``"``, ``\\`` and ``'`` backslash-escaped (iptables libxtables/xtables.c).
     """
-    if value and all(c in _NO_QUOTE_CHARS for c in value):
+    if value and not value.strip(_NO_QUOTE_TEXT):  # every character is one of them
         return value
-    escaped = "".join("\\" + c if c in "\"\\'" else c for c in value)
-    return f'"{escaped}"'
+    return f'"{value.translate(_ESCAPED)}"'
 
 
 def negation(negated: bool) -> list[str]:

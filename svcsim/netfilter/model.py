@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from svcsim.netfilter.addresses import cidr_text
 from svcsim.netfilter.extensions import (
     STANDARD_VERDICTS,
     AddrTypeMatch,
@@ -164,9 +165,9 @@ class Rule:
         """The rule's tokens as iptables-save prints them (without ``-A CHAIN``)."""
         out: list[str] = []
         if self.source is not None:
-            out += [*negation(self.source.negated), "-s", _cidr_text(self.source.network)]
+            out += [*negation(self.source.negated), "-s", cidr_text(self.source.network)]
         if self.destination is not None:
-            out += [*negation(self.destination.negated), "-d", _cidr_text(self.destination.network)]
+            out += [*negation(self.destination.negated), "-d", cidr_text(self.destination.network)]
         if self.in_interface is not None:
             out += [*negation(self.in_interface.negated), "-i", self.in_interface.name]
         if self.out_interface is not None:
@@ -179,17 +180,37 @@ class Rule:
             out += self.target.save_args()
         return out
 
-    def save_text(self) -> str:
-        """The rule as iptables-save prints it (without ``-A CHAIN``)."""
-        return " ".join(self.save_args())
+    def save_text(self, memo: dict[int, str] | None = None) -> str:
+        """The rule as iptables-save prints it (without ``-A CHAIN``): :meth:`save_args` joined.
+
+        ``memo``: the printed words of match and target objects by identity, for a caller
+        printing many rules that share those objects (a ruleset's); it must not outlive them.
+        """
+        if memo is None or self.in_interface is not None or self.out_interface is not None:
+            return " ".join(self.save_args())
+        out: list[str] = []
+        if self.source is not None:
+            out.append(_address_words("-s", self.source))
+        if self.destination is not None:
+            out.append(_address_words("-d", self.destination))
+        if self.protocol is not None:
+            out.append(
+                f"! -p {self.protocol.name}"
+                if self.protocol.negated
+                else "-p " + self.protocol.name
+            )
+        for extension in (*self.matches, self.target):
+            if extension is None:
+                continue
+            words = memo.get(id(extension))
+            if words is None:
+                words = memo[id(extension)] = " ".join(extension.save_args())
+            out.append(words)
+        return " ".join(out)
 
     def find(self, kind: type[Match]) -> Match | None:
         """The first match extension of type ``kind``, or None."""
         return next((m for m in self.matches if isinstance(m, kind)), None)
-
-
-def _cidr_text(network: IPNetwork) -> str:
-    return f"{network.network_address}/{network.prefixlen}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +250,11 @@ class Table:
     _jumps: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
     _jump_changes: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     """Jump counts to add to :attr:`_jumps` (shared the same way)."""
+    _positions: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
+    """Each chain's index in :attr:`chains` by name, once made; shared (never changed) with
+    tables derived from this one whose chains keep those places."""
+    _positions_added: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    """Places of chains a derived table added after the shared ones."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {c.name: c for c in self.chains})
@@ -236,6 +262,8 @@ class Table:
         object.__setattr__(self, "_names", None)
         object.__setattr__(self, "_jumps", None)
         object.__setattr__(self, "_jump_changes", {})
+        object.__setattr__(self, "_positions", None)
+        object.__setattr__(self, "_positions_added", {})
 
     @classmethod
     def derived(
@@ -245,13 +273,15 @@ class Table:
         index: tuple[dict[str, Chain], dict[str, Chain | None]],
         names: tuple[str, ...] | None,
         jumps: tuple[dict[str, int], dict[str, int]] | None,
+        positions: tuple[dict[str, int], dict[str, int]] | None = None,
     ) -> Table:
         """A table whose by-name index (and names, jump counts) the caller already derived.
 
         For :mod:`svcsim.netfilter.table_splice` only: ``index`` is a shared by-name map and
         this table's changes to it (together: ``chains`` by name), ``names`` (None: derived on
         use) the chains' names in order, ``jumps`` (None: counted on use) shared jump counts
-        and this table's changes to them. Shared maps are never changed afterwards.
+        and this table's changes to them, ``positions`` (None: made on use) shared places
+        and the places of chains added after them. Shared maps are never changed afterwards.
         """
         table = object.__new__(cls)
         object.__setattr__(table, "name", name)
@@ -261,6 +291,8 @@ class Table:
         object.__setattr__(table, "_names", names)
         object.__setattr__(table, "_jumps", None if jumps is None else jumps[0])
         object.__setattr__(table, "_jump_changes", {} if jumps is None else jumps[1])
+        object.__setattr__(table, "_positions", None if positions is None else positions[0])
+        object.__setattr__(table, "_positions_added", {} if positions is None else positions[1])
         return table
 
     def chain(self, name: str) -> Chain | None:
@@ -297,6 +329,29 @@ class Table:
             object.__setattr__(self, "_names", names)
         return names
 
+    def position(self, chain: str) -> int | None:
+        """The index of chain ``chain`` in :attr:`chains` (None: no such chain).
+
+        The places of all chains are mapped once (a C-level pass), then carried over to
+        tables made from this one that keep them (:mod:`svcsim.netfilter.table_splice`), so a
+        one-Service restore into a 110,000-chain table finds its chains without a scan.
+        """
+        added = self._positions_added
+        if added and chain in added:
+            return added[chain]
+        positions = self._positions
+        if positions is None:
+            names = self.names()
+            # Built backwards so that, were a name held twice, its first place wins.
+            positions = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+            object.__setattr__(self, "_positions", positions)
+            object.__setattr__(self, "_positions_added", {})
+        return positions.get(chain)
+
+    def position_parts(self) -> tuple[dict[str, int], dict[str, int]] | None:
+        """The shared places and this table's added ones, if mapped yet (read only)."""
+        return None if self._positions is None else (self._positions, self._positions_added)
+
     def jump_count(self, chain: str) -> int:
         """How many rules of this table jump (``-j``/``-g``) to ``chain``; counted once."""
         jumps = self._jumps
@@ -317,6 +372,12 @@ class Table:
         if changes and name in changes:
             return changes[name] is not None
         return name in self._index
+
+
+def _address_words(option: str, match: AddressMatch) -> str:
+    """``[!] -s/-d ADDR/PREFIX`` as iptables-save prints an address match."""
+    words = f"{option} {cidr_text(match.network)}"
+    return f"! {words}" if match.negated else words
 
 
 _NAME_OF: Final = operator.attrgetter("name")

@@ -8,10 +8,10 @@ them, ``-p tcp`` implicitly loading the ``tcp`` match, and ``!`` negation. Both 
 from __future__ import annotations
 
 import functools
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Final
 
+from svcsim.netfilter.addresses import IPNetwork, network_of
 from svcsim.netfilter.ipset import SetMatch
 from svcsim.netfilter.ipvs_matches import IpvsMatch, PhysdevMatch
 from svcsim.netfilter.model import (
@@ -368,9 +368,9 @@ def _owner(
     return None
 
 
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _network(text: str) -> IPNetwork:
     try:
-        return ipaddress.ip_network(text, strict=False)
+        return network_of(text)
     except ValueError as exc:
         raise IptablesSyntaxError(f"invalid address {text!r}") from exc
 

@@ -21,8 +21,9 @@ from svcsim.netfilter.model import Chain, Table, add_jumps
 V = TypeVar("V")
 
 FEW: Final = 16
-"""Up to this many chains replaced or deleted, each is found by name (``tuple.index``, a
-C-level scan that stops at it) instead of mapping every chain of the table."""
+"""Up to this many chains replaced or deleted, each is found by its place
+(:meth:`~svcsim.netfilter.model.Table.position`) instead of mapping every chain of the
+table."""
 
 FOLD_AT: Final = 4096
 """Changes kept beside a shared map before a derived table folds them into its own copy."""
@@ -67,7 +68,7 @@ def rewrite_chains(
     replaced = {n: c for n, c in replaced.items() if base.chain(n) is not c}  # really replaced
     names = base.names()
     if len(replaced) + len(deleted) <= FEW:
-        chain_list, names = _edited_in_place(base.chains, names, replaced, deleted)
+        chain_list, names = _edited_in_place(base, replaced, deleted)
     else:
         # dict.get(name, chain): the replacement, or the chain itself; one C-level pass.
         chain_list = list(map(replaced.get, names, base.chains))
@@ -99,26 +100,42 @@ def rewrite_chains(
     new += appended
     index = _folded(shared, index_changes)
     jumps = _jumps_after(base, old, new)
-    return Table.derived(base.name, tuple(chain_list), index, names, jumps)
+    positions = None
+    known = base.position_parts()
+    if known is not None and not deleted:
+        # Replaced chains keep their places; appended ones follow: the shared map holds.
+        shared_places, added = known
+        if appended:
+            added = dict(added)
+            first = len(base.chains)
+            for offset, chain in enumerate(appended):
+                added[chain.name] = first + offset
+        positions = (shared_places, added) if len(added) <= FOLD_AT else None
+    return Table.derived(base.name, tuple(chain_list), index, names, jumps, positions)
 
 
 def _edited_in_place(
-    chains: tuple[Chain, ...],
-    names: tuple[str, ...],
-    replaced: Mapping[str, Chain],
-    deleted: Collection[str],
+    base: Table, replaced: Mapping[str, Chain], deleted: Collection[str]
 ) -> tuple[list[Chain], tuple[str, ...]]:
-    """``chains`` (named ``names``, which a replacement keeps) edited: a list, and the names."""
-    chain_list = list(chains)
+    """``base``'s chains edited: a list, and their names (a replacement keeps its name)."""
+    chain_list = list(base.chains)
+    names = base.names()
     for name, chain in replaced.items():
-        chain_list[names.index(name)] = chain
+        chain_list[_place(base, name)] = chain
     if deleted:
         name_list = list(names)
-        for at in sorted((names.index(name) for name in deleted), reverse=True):
+        for at in sorted((_place(base, name) for name in deleted), reverse=True):
             del chain_list[at]
             del name_list[at]
         names = tuple(name_list)
     return chain_list, names
+
+
+def _place(table: Table, name: str) -> int:
+    """The index of chain ``name``, which ``table`` holds."""
+    at = table.position(name)
+    assert at is not None  # replaced and deleted names are chains of the table
+    return at
 
 
 def _jumps_after(

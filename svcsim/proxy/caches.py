@@ -30,9 +30,8 @@ from svcsim.proxy.names import ServicePortName
 
 if TYPE_CHECKING:
     from svcsim.k8s.objects import EndpointSlice
-    from svcsim.netfilter.model import Rule
     from svcsim.proxy.endpoints import EndpointInfo, ServicePortInfo
-    from svcsim.proxy.iptables import LatestSync
+    from svcsim.proxy.iptables import LatestSync, VisitingOrder
     from svcsim.proxy.iptables_assembled import Assembly
     from svcsim.proxy.iptables_assembly import PartLines
     from svcsim.proxy.iptables_service import ServicePortBlock
@@ -162,7 +161,7 @@ class CompileCaches:
     categorized: BoundedMemo[CategorizeKey, CategorizedEndpoints] = field(
         default_factory=lambda: BoundedMemo("categorized endpoints by what they read", 1 << 10)
     )
-    visiting_orders: BoundedMemo[tuple[int, ...], tuple[ServicePortName, ...]] = field(
+    visiting_orders: BoundedMemo[tuple[int, ...], VisitingOrder] = field(
         default_factory=lambda: BoundedMemo("service port orders by port name identities", 256)
     )
     port_blocks: BoundedMemo[tuple[int, int, int, bool], ServicePortBlock] = field(
@@ -173,8 +172,10 @@ class CompileCaches:
     service_blocks: BoundedMemo[BlockKey, ServicePortBlock] = field(
         default_factory=lambda: BoundedMemo("service port blocks by value", PER_SERVICE_LIMIT)
     )
-    rules_by_text: BoundedMemo[str, Rule] = field(
-        default_factory=lambda: BoundedMemo("rules by restore text", 1 << 16)
+    latest_blocks: BoundedMemo[ServicePortName, ServicePortBlock] = field(
+        default_factory=lambda: BoundedMemo(
+            "each service port's latest written block, by name", PER_SERVICE_LIMIT
+        )
     )
     fixed_parts: BoundedMemo[FixedKey, FixedParts] = field(
         default_factory=lambda: BoundedMemo("fixed head and tail by context facts", 256)

@@ -7,6 +7,13 @@ s, measured with ``benchmarks/compile.py``) looking for cycles that do not exist
 state is frozen dataclasses and tuples referring only downwards. Reference counting still frees
 everything promptly while the collector is paused; it is switched back on (if it was on) when
 the block ends, so any cycles made meanwhile are collected then.
+
+Switched back on, the collector would still walk the whole new state once it next runs: every
+object made while it was paused is in its youngest generation, and the first collection after
+the block looks at all of them (~0.4 s after a 10,000-Service full compile), then the middle
+generation's at all of them again. A compiler that just built such a long-lived state calls
+:func:`promote_to_oldest`: the objects go straight to the oldest generation, which the
+collector walks only in its rare full collections (as it would have once they got there).
 """
 
 from __future__ import annotations
@@ -26,3 +33,16 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def promote_to_oldest() -> None:
+    """Move every object the collector tracks into its oldest generation, without a walk.
+
+    ``gc.freeze`` moves all tracked objects to the permanent generation and ``gc.unfreeze``
+    puts them back into the oldest one (both documented, constant time). Young objects of
+    other code move too: a garbage cycle among them is then found at the next full
+    collection instead of a young one. Call it after building a big state that stays alive
+    (a full compile), not after every small one.
+    """
+    gc.freeze()
+    gc.unfreeze()

@@ -52,7 +52,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
-from svcsim.proxy.gcpause import collector_paused
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
 from svcsim.proxy.iptables_assembled import Assembly, assemble, reassemble
 from svcsim.proxy.iptables_assembly import RestoreSections, fixed_head_tail
 from svcsim.proxy.iptables_service import (
@@ -117,12 +117,20 @@ class LatestSync(NamedTuple):
     """One node's (one context's) latest compile: what the next one starts from."""
 
     order: tuple[ServicePortName, ...]
-    """The service ports in visiting order (:func:`_ordered`'s shared tuple)."""
+    """The service ports in visiting order (:func:`_ordered`'s shared names)."""
     infos: tuple[ServicePortInfo, ...]
     """Each port's info object, in :attr:`order`."""
     endpoints: tuple[tuple[EndpointInfo, ...], ...]
     """Each port's endpoints tuple, in :attr:`order`."""
     sync: IptablesSync
+
+
+class VisitingOrder(NamedTuple):
+    """A service port map's keys in visiting order, and where each was in the map."""
+
+    names: tuple[ServicePortName, ...]
+    places: tuple[int, ...]
+    """``names[i]`` is the map's ``places[i]``-th key (in its iteration order)."""
 
 
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
@@ -160,10 +168,20 @@ def _sync_from_maps(
     ctx: NodeContext,
     caches: CompileCaches,
 ) -> IptablesSync:
-    order = _ordered(service_ports, caches)
-    infos = tuple(map(service_ports.__getitem__, order))
-    # dict.get(name, ()) at C level: a port without endpoints has the shared empty tuple.
-    endpoints = tuple(map(endpoints_map.get, order, repeat((), len(order))))
+    names = tuple(service_ports)
+    ids = tuple(map(id, names))
+    visit = _ordered(names, ids, caches)
+    order = visit.names
+    # Picked by place from the maps' values, not looked up by name: a lookup calls
+    # ServicePortName.__hash__ (Python) for each of 10,000 ports at every sync.
+    infos = tuple(map(tuple(service_ports.values()).__getitem__, visit.places))
+    endpoint_names = tuple(endpoints_map)
+    if len(endpoint_names) == len(names) and tuple(map(id, endpoint_names)) == ids:
+        # The same name objects in the same order (the maps are built in Service order).
+        endpoints = tuple(map(tuple(endpoints_map.values()).__getitem__, visit.places))
+    else:
+        # dict.get(name, ()) at C level: a port without endpoints has the shared empty tuple.
+        endpoints = tuple(map(endpoints_map.get, order, repeat((), len(order))))
     latest = caches.latest_syncs.get(id(ctx))
     sync = None
     if latest is not None and latest.order is order:
@@ -192,7 +210,11 @@ def _full(
         no_local_internal += block.outcome.no_local_internal
         no_local_external += block.outcome.no_local_external
     parts.append(tail)
+    known = len(caches.assembled)
     assembly = assemble(tuple(parts), caches)
+    if len(caches.assembled) != known:
+        # A new state of every chain, which lives on: not worth a young collection's walk.
+        promote_to_oldest()
     stats = _stats(assembly, len(infos), n_endpoints, large, no_local_internal, no_local_external)
     return IptablesSync(assembly.ruleset, stats, assembly)
 
@@ -263,19 +285,18 @@ def _stats(
 
 
 def _ordered(
-    service_ports: Mapping[ServicePortName, ServicePortInfo], caches: CompileCaches
-) -> tuple[ServicePortName, ...]:
-    """The service ports in visiting order, memoised by the identities of the names.
+    names: tuple[ServicePortName, ...], ids: tuple[int, ...], caches: CompileCaches
+) -> VisitingOrder:
+    """The service ports ``names`` (a map's keys, ``ids`` theirs) in visiting order, memoised.
 
     Every node visits the same (shared) ServicePortName objects at every sync. The value holds
     those names (it is them, sorted), so their ids stay theirs.
     """
-    names = tuple(service_ports)
-    key = tuple(map(id, names))
     memo = caches.visiting_orders
-    hit = memo.get(key)
+    hit = memo.get(ids)
     if hit is None:
-        hit = memo.put(key, tuple(sorted(names, key=_service_order)))
+        places = tuple(sorted(range(len(names)), key=lambda i: _service_order(names[i])))
+        hit = memo.put(ids, VisitingOrder(tuple(map(names.__getitem__, places)), places))
     return hit
 
 

@@ -31,6 +31,7 @@ from svcsim.proxy.iptables_assembly import (
     assembled_state,
     chain_lines,
     lines_of,
+    rule_lines,
 )
 from svcsim.proxy.iptables_layout import TableLayout, fixed_chain_names, layout_of, splice_part
 from svcsim.proxy.iptables_service import KUBE_PROXY_CANARY, RestoreBuffers, ServicePortBlock
@@ -96,11 +97,11 @@ class Assembly:
     def _write_text(self) -> str:
         nat_declared = [c for p in self.parts for c in p.nat_chains]
         text = ["*filter", *chain_lines(self.filter_declared)]
-        for of_part in self.lines:
-            text += of_part.filter_lines
+        for part in self.parts:
+            text += rule_lines(part.filter_rules)
         text += ["COMMIT", "*nat", *chain_lines(nat_declared)]
-        for of_part in self.lines:
-            text += of_part.nat_lines
+        for part in self.parts:
+            text += rule_lines(part.nat_rules)
         text.append("COMMIT")
         return "\n".join(text) + "\n"
 
@@ -118,15 +119,15 @@ class Assembly:
         if not self.single_lines:
             return None
         other = ["*filter", *chain_lines(self.filter_declared)]
-        for of_part in self.lines:
-            other += of_part.filter_lines
+        for part in self.parts:
+            other += rule_lines(part.filter_rules)
         other.append("COMMIT")
         nat_declared = [c for p in self.parts for c in p.nat_chains]
         nat: list[NatLine] = [
             (line, c, True) for line, c in zip(chain_lines(nat_declared), nat_declared, strict=True)
         ]
-        for of_part in self.lines:
-            nat += of_part.nat_sections
+        for part in self.parts:
+            nat += [(f"-A {c} {r.text}", c, False) for c, r in part.nat_rules]
         return tuple(other), tuple(nat)
 
 
@@ -180,6 +181,8 @@ def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None =
         # Counted once here, then carried through every table spliced from it: a partial
         # restore's -X check asks how many rules jump to a chain (Table.jump_count).
         table.jump_count("")
+        # The same for the chains' places (a partial restore finds the chains it rewrites).
+        table.position("")
     return caches.assembled.put(key, built, holds=parts)
 
 

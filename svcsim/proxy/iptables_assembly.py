@@ -18,6 +18,7 @@ assembled results on the identities of their fragments, in the run's
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -242,24 +243,23 @@ def fixed_head_tail(ctx: NodeContext, caches: CompileCaches | None = None) -> Fi
     return parts
 
 
-_Parsed = tuple[tuple[str, Rule], ...]
 NatLine = tuple[str, str, bool]
 """A nat line of a restore input: (the line, its chain, True for a ``:CHAIN`` line)."""
 RestoreSections = tuple[tuple[str, ...], tuple[NatLine, ...]]
 """A restore input as the lines outside the nat table (``*filter`` to its ``COMMIT``) and the
 nat table's chain and rule lines (without ``*nat`` and ``COMMIT``)."""
 
+_LINE_BREAK: Final = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+"""Every character ``str.splitlines`` ends a line at."""
+
 
 @dataclass(frozen=True, slots=True)
 class PartLines:
-    """One fragment's rules as restore lines and as parsed rules (``(chain, rule)``)."""
+    """One fragment's rules as chains, and what its restore lines are like.
 
-    filter_lines: tuple[str, ...]
-    nat_lines: tuple[str, ...]
-    filter_parsed: _Parsed
-    nat_parsed: _Parsed
-    nat_sections: tuple[NatLine, ...]
-    """:attr:`nat_lines` with their chains."""
+    The lines themselves are written only when a text is asked for (:func:`rule_lines`).
+    """
+
     single_lines: bool
     """Every chain and rule line is one line for ``str.splitlines`` (no line breaks inside),
     so the sections of a text made from the fragment are known without splitting it."""
@@ -278,29 +278,32 @@ class PartLines:
         return {c.name: c for c in chains}
 
 
+def rule_lines(rules: tuple[tuple[str, Rule], ...]) -> list[str]:
+    """The restore lines of ``(chain, rule)`` pairs: ``-A CHAIN TEXT``."""
+    return [f"-A {c} {r.text}" for c, r in rules]
+
+
 def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
     """:class:`PartLines` of ``part``, memoised by identity (the entry holds the part).
 
-    A sync changes few fragments, so a new assembly re-joins and re-parses only those.
+    A sync changes few fragments, so a new assembly groups only those into chains.
     """
     hit = caches.part_lines.get(id(part))
     if hit is not None:
         return hit
-    filter_lines = tuple([f"-A {c} {r.text}" for c, r in part.filter_rules])
-    nat_lines = tuple([f"-A {c} {r.text}" for c, r in part.nat_rules])
-    every = [*chain_lines(part.filter_chains), *filter_lines]
-    every += [*chain_lines(part.nat_chains), *nat_lines]
     interner = caches.interner
+    # A line of the text is "-A CHAIN TEXT" or ":CHAIN - [0:0]": it breaks only where a
+    # chain name or a rule text holds a line break; a chain name with a space would not
+    # read back as one word.
+    names = "".join(_chains_of(part))
+    words = "".join([r.text for _, r in part.filter_rules] + [r.text for _, r in part.nat_rules])
+    single = " " not in names and _LINE_BREAK.search(names + words) is None
+    nat_chains = _grouped(part.nat_rules, interner)
     lines = PartLines(
-        filter_lines,
-        nat_lines,
-        part.filter_rules,
-        part.nat_rules,
-        tuple((line, c, False) for line, (c, _) in zip(nat_lines, part.nat_rules, strict=True)),
-        "\n".join(every).splitlines() == every and all(" " not in c for c in _chains_of(part)),
-        _grouped(part.nat_rules, interner),
+        single,
+        nat_chains,
         _grouped(part.filter_rules, interner),
-        sum(1 for c, _ in part.nat_rules if not is_service_chain(c)),
+        sum(len(c.rules) for c in nat_chains if not is_service_chain(c.name)),
     )
     return caches.part_lines.put(id(part), lines, holds=part)
 

@@ -122,6 +122,20 @@ class ServicePortOutcome:
     """Counted in ``sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}``."""
 
 
+_TO_MARK_MASQ = jump(KUBE_MARK_MASQ)
+"""``-j KUBE-MARK-MASQ``: one part for every rule that writes it (parts are frozen values)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _draw(remaining: int) -> Part:
+    """``-m statistic --mode random --probability P`` taking one in ``remaining``.
+
+    The same few parts serve every Service (a rule of an N-endpoint chain takes 1/(N-i));
+    module-level: a pure function of an int, frozen values out, bounded.
+    """
+    return statistic(compute_probability(remaining))
+
+
 def _comment(large_cluster_mode: bool, text: str, *, quote: bool = True) -> Part:
     """``appendServiceCommentLocked``: no comment at all in large-cluster mode."""
     return NOTHING if large_cluster_mode else comment(text, quote=quote)
@@ -230,7 +244,7 @@ def write_service_port(
     # Masquerade off-cluster sources of ClusterIP traffic (written before the chain's own line).
     if pol.has_internal:
         cluster_ip = comment(f"{name} cluster IP")
-        to_mark_masq = jump(KUBE_MARK_MASQ)
+        to_mark_masq = _TO_MARK_MASQ
         if ctx.masquerade_all:
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, to_mark_masq)
         elif ctx.local_detector_implemented:
@@ -328,34 +342,41 @@ def service_port_block(
     if block is None:
         buf = RestoreBuffers()
         outcome = write_service_port(buf, svc, cat, ctx, large_cluster_mode)
+        same = _rules_by_text(caches.latest_blocks.get(svc.name))
         block = ServicePortBlock(
             tuple(buf.filter_chains),
-            _canonical(buf.filter_rules, caches),
+            _canonical(buf.filter_rules, same),
             tuple(buf.nat_chains),
-            _canonical(buf.nat_rules, caches),
+            _canonical(buf.nat_rules, same),
             outcome,
         )
         caches.service_blocks.put(key, block)
+        caches.latest_blocks.put(svc.name, block)
     return block
 
 
-def _canonical(rules: list[ChainRule], caches: CompileCaches) -> tuple[ChainRule, ...]:
-    """``rules`` with each rule replaced by the earlier-built rule of the same text, if any.
+def _rules_by_text(block: ServicePortBlock | None) -> dict[str, Rule]:
+    """The rules of ``block`` (none: no block) by their text."""
+    if block is None:
+        return {}
+    return {r.text: r for _, r in (*block.filter_rules, *block.nat_rules)}
+
+
+def _canonical(rules: list[ChainRule], same: dict[str, Rule]) -> tuple[ChainRule, ...]:
+    """``rules`` with each rule replaced by the rule of ``same`` with that text, if any.
 
     A rule's text determines it, so this changes no value; but a block written again (one
     endpoint of its Service changed) then shares the very rule objects of the lines it
-    writes unchanged (``KUBE-SERVICES``' line for it, its other endpoints' rules), so the
-    chains holding them stay the same objects (interned by rule identity) and whatever is
-    keyed by chain identity (the traffic engine's dispatches) stays valid.
+    writes unchanged (``KUBE-SERVICES``' line for it, its other endpoints' rules) with the
+    port's previous block (``same``), so the chains holding them stay the same objects
+    (interned by rule identity) and whatever is keyed by chain identity (the traffic engine's
+    dispatches) stays valid. Only the port's own previous block is asked (a full compile on
+    a fresh cache asks nothing): another port's rule of the same text (large-cluster mode
+    drops the comments naming the port) is an equal value, only another object.
     """
-    memo = caches.rules_by_text
-    out = []
-    for chain, written in rules:
-        same = memo.get(written.text)
-        if same is None:
-            same = memo.put(written.text, written)
-        out.append((chain, same))
-    return tuple(out)
+    if not same:
+        return tuple(rules)
+    return tuple([(chain, same.get(written.text, written)) for chain, written in rules])
 
 
 def _write_external_chain(
@@ -425,7 +446,7 @@ def _write_endpoint_chain(
     mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
     """
     buf.nat_chains.append(sep)
-    buf.nat(sep, head, source(ep.ip), jump(KUBE_MARK_MASQ))
+    buf.nat(sep, head, source(ep.ip), _TO_MARK_MASQ)
     affinity = recent_set(sep) if svc.client_ip_affinity else NOTHING
     buf.nat(sep, head, affinity, dnat_match, dnat(ep.text))
 
@@ -450,7 +471,7 @@ def _write_endpoint_dispatch(
     for i, ep in enumerate(endpoints):
         head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
         # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
-        draw = statistic(compute_probability(n - i)) if i < n - 1 else NOTHING
+        draw = _draw(n - i) if i < n - 1 else NOTHING
         buf.nat(chain, head, draw, jump(_sep(spn, ep, seps)))
 
 

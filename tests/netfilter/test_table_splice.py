@@ -37,6 +37,7 @@ def _same(got: Table, chains: list[Chain]) -> None:
         assert got.chain(name) is want.chain(name) or got.chain(name) == want.chain(name)
         assert (name in got) == (name in want)
         assert got.jump_count(name) == want.jump_count(name)
+        assert got.position(name) == want.position(name)
     assert dict(got.by_name) == dict(want.by_name)
 
 
@@ -52,6 +53,7 @@ def test_spliced_tables_equal_fresh_ones(
     chains = [_chain(NAMES[0], (NAMES[1],)), _chain(NAMES[1], ())]
     table = Table("nat", tuple(chains))
     table.jump_count("")  # counted: derived tables carry the counts on
+    table.position("")  # mapped: derived tables carry the places on while they hold
     for op, chain, at in ops:
         present = {c.name for c in chains}
         if op == "replace" and chain.name in present:
@@ -83,3 +85,17 @@ def test_many_replacements_take_the_mapping_path() -> None:
     )
     want = [replaced[n] for n in NAMES[4:]] + [_chain(f"NEW-{i}", ()) for i in range(12)]
     _same(got, want)
+
+
+def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
+    table = Table("nat", tuple(_chain(n, ()) for n in NAMES[:4]))
+    assert table.position(NAMES[2]) == 2 and table.position("KUBE-OTHER") is None
+    kept = table_splice.rewrite_chains(
+        table, {NAMES[1]: _chain(NAMES[1], (NAMES[0],))}, (), (_chain("NEW", ()),)
+    )
+    shared, added = kept.position_parts() or ({}, {})
+    assert shared is table.position_parts()[0] and added == {"NEW": 4}  # type: ignore[index]
+    assert [kept.position(n) for n in [*NAMES[:4], "NEW"]] == [0, 1, 2, 3, 4]
+    shifted = table_splice.rewrite_chains(kept, {}, (NAMES[0],), ())
+    assert shifted.position_parts() is None  # places moved: mapped afresh when asked
+    assert [shifted.position(n) for n in [*NAMES[1:4], "NEW"]] == [0, 1, 2, 3]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from svcsim.proxy.gcpause import collector_paused
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
 
 
 @pytest.fixture
@@ -30,3 +30,14 @@ def test_restored_after_an_exception(restore_gc: None) -> None:
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+def test_promoted_objects_skip_the_young_generations(restore_gc: None) -> None:
+    gc.collect()
+    gc.disable()
+    built = [[i] for i in range(1000)]  # tracked, young
+    assert gc.get_count()[0] >= 1000
+    promote_to_oldest()
+    assert gc.get_count()[0] < 1000  # nothing young left to walk
+    assert gc.get_freeze_count() == 0  # and nothing frozen for good
+    assert all(gc.is_tracked(item) for item in built)  # still collected, in full collections

@@ -96,3 +96,24 @@ def test_a_changed_service_replaces_only_its_own_chains(
     for chain in nat_after.chains:
         if chain.rules and untouched in chain.rules[0].text and chain.name.startswith("KUBE-S"):
             assert nat_before.chain(chain.name) is chain  # shared, not rebuilt
+
+
+def test_maps_in_any_order_compile_the_same() -> None:
+    """Ports and endpoints are picked by place when both maps hold the same names in the same
+    order, else looked up by name: the same sync either way, whatever order the maps have."""
+    caches = CompileCaches()
+    ports = build_service_port_map(services(), caches)
+    slices = [endpoint_slice(s, START) for s in range(SERVICES)]
+    endpoints = build_endpoints_map(slices, NODE, caches)
+    assert list(endpoints) == list(ports)  # the by-place case
+    want = sync_from_maps(ports, endpoints, context())
+    reversed_ports = dict(reversed(list(ports.items())))
+    reversed_endpoints = dict(reversed(list(endpoints.items())))
+    for port_map, endpoints_map in [
+        (ports, reversed_endpoints),
+        (reversed_ports, endpoints),
+        (reversed_ports, reversed_endpoints),
+    ]:
+        got = sync_from_maps(port_map, endpoints_map, context(), caches)
+        assert got.ruleset == want.ruleset
+        assert got.restore_text == want.restore_text

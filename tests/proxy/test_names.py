@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 from svcsim.k8s.objects import Protocol
 from svcsim.proxy.names import (
     ServicePortName,
+    _hash16,
     cluster_policy_chain,
     endpoint_chain,
     external_chain,
@@ -121,3 +125,9 @@ def test_names_fit_iptables_and_use_base32(
         assert is_service_chain(chain)
     assert not is_service_chain("KUBE-SERVICES")
     assert not is_service_chain("KUBE-MARK-MASQ")
+
+
+@given(st.text())
+def test_hash_is_base32_of_sha256(text: str) -> None:
+    digest = hashlib.sha256(text.encode()).digest()
+    assert _hash16.__wrapped__(text) == base64.b32encode(digest).decode()[:16]

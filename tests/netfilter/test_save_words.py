@@ -1,0 +1,39 @@
+"""A rule's iptables-save words with a render's memo are the words of its structure, joined."""
+
+from __future__ import annotations
+
+import pytest
+
+from svcsim.k8s.objects import TrafficPolicy
+from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.node_save import parse_node_save
+from svcsim.proxy.iptables import compile_iptables
+from tests.netfilter.node_dumps import DUMPS
+from tests.proxy.flow_cases import cluster_ip_general, lb_with_policy, masquerade
+from tests.proxy.test_iptables_cases import CTX
+
+
+def _rulesets() -> dict[str, Ruleset]:
+    out = {name: parse_node_save(path.read_text()).ruleset for name, path in DUMPS.items()}
+    for name, (services, slices) in {
+        "cluster_ip_general": cluster_ip_general(),
+        "lb_local": lb_with_policy(TrafficPolicy.LOCAL),
+        "masquerade": masquerade(),
+    }.items():
+        out[name] = compile_iptables(services, slices, CTX)
+    return out
+
+
+RULESETS = _rulesets()
+
+
+@pytest.mark.parametrize("name", sorted(RULESETS))
+def test_memoised_save_text_is_the_joined_save_args(name: str) -> None:
+    ruleset = RULESETS[name]
+    memo: dict[int, str] = {}  # one for the whole ruleset, as render_save keeps it
+    rules = [rule for _, _, rule in ruleset.rules()]
+    assert rules
+    for rule in rules:
+        want = " ".join(rule.save_args())
+        assert rule.save_text(memo) == want
+        assert rule.save_text() == want
