@@ -239,12 +239,11 @@ def _nftables_figures(
     changed: list[EndpointSlice],
     ctx: NodeContext,
 ) -> list[tuple[str, float]]:
-    from svcsim.netfilter.nft_parse import parse_table
     from svcsim.netfilter.nftables import dump
     from svcsim.proxy import nftables
     from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
     from svcsim.sim.caches import RunCaches
-    from svcsim.sim.nft_sync import plan_nft_sync
+    from svcsim.sim.nft_sync import parse_installed, plan_nft_sync
 
     cidrs = (SERVICE_CIDR,)
     caches = RunCaches()  # what a run's World owns: the change below reuses the full sync's
@@ -256,7 +255,7 @@ def _nftables_figures(
     )
     _, render_s = timed(lambda: dump(table))
     installed = plan_nft_sync(None, table, (), full=True, now_s=0.0, stale_chains={}).table
-    parse_table(installed, caches.nft_chains)
+    parse_installed(installed, caches.nft_chains)
 
     def partial() -> object:
         """As sim/kubeproxy.py's nftables sync: compile, plan the transaction, parse to install."""
@@ -269,7 +268,7 @@ def _nftables_figures(
             now_s=1.0,
             stale_chains={},
         )
-        return parse_table(plan.table, caches.nft_chains)
+        return parse_installed(plan.table, caches.nft_chains)
 
     _, change_s = timed(partial)
     return [
@@ -311,13 +310,13 @@ def _ipvs_figures(
     _, render_s = timed(lambda: ipvs_text(state, "ipvsadm"))
     kernel = _kernel(ctx, "ipvs")
     graceful = GracefulTermination()
-    wanted = ipvs_from_maps(ports, before, ctx, show_draining=False)
+    wanted = ipvs_from_maps(ports, before, ctx, show_draining=False, memo=caches.ipvs_ports)
     install_sync(kernel, graceful, wanted, 0.0, restored=True)
 
     def partial() -> object:
         """As sim/kubeproxy.py's IPVS sync: compile, count the changes, install at the end."""
         assert kernel.ipvs is not None
-        new = ipvs_from_maps(ports, after, ctx, show_draining=False)
+        new = ipvs_from_maps(ports, after, ctx, show_draining=False, memo=caches.ipvs_ports)
         sync_counts(kernel.ipvs, new)
         return install_sync(kernel, graceful, new, 1.0, restored=True)
 

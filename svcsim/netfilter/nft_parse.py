@@ -297,7 +297,7 @@ class ParseMemo:
 
     __slots__ = ("chains",)
 
-    def __init__(self, limit: int = 1 << 16) -> None:
+    def __init__(self, limit: int = 1 << 18) -> None:
         self.chains: BoundedMemo[ChainText, tuple[ParsedRule, ...]] = BoundedMemo(
             "parsed nf_tables chains by their text", limit
         )

@@ -70,7 +70,6 @@ from typing import Any, NamedTuple
 import simpy
 
 from svcsim.k8s.objects import EndpointSlice, Service
-from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -101,7 +100,12 @@ from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.ipvs_cost import IpvsSyncCostModel
 from svcsim.sim.ipvs_sync import check_draining, install_sync, sync_counts
 from svcsim.sim.kernel import Kernel
-from svcsim.sim.nft_sync import delete_stale_chains, plan_nft_sync, stale_endpoint_edit
+from svcsim.sim.nft_sync import (
+    delete_stale_chains,
+    parse_installed,
+    plan_nft_sync,
+    stale_endpoint_edit,
+)
 from svcsim.sim.restore import (
     RestoreError,
     apply_plan,
@@ -394,7 +398,7 @@ class KubeProxy:
             if kernel.nft is None:
                 raise ValueError(f"node {self.node}: no nf_tables table to edit yet")
             text, table = stale_endpoint_edit(kernel.nft.table, spn, endpoint)
-            kernel.install_nft(table, parse_table(table, self.parse_memo), self.env.now)
+            kernel.install_nft(table, parse_installed(table, self.parse_memo), self.env.now)
         else:
             text = stale_rule_restore(kernel.ruleset, spn, endpoint, own_chain=own_chain)
             edited = apply_restore(
@@ -705,7 +709,7 @@ class _Life:
             if failed:
                 m.sync_proxy_rules_nftables_cleanup_failures_total += 1
             elif cleaned is not installed:
-                kernel.install_nft(cleaned, parse_table(cleaned, proxy.parse_memo), start)
+                kernel.install_nft(cleaned, parse_installed(cleaned, proxy.parse_memo), start)
                 installed = cleaned
         compiled = table_from_maps(
             service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs, proxy.chain_names
@@ -736,7 +740,7 @@ class _Life:
             self._record(start, end, full, False, plan.objects_written, math.nan, through)
             return False
         proxy.stale_chains = plan.stale_chains
-        kernel.install_nft(plan.table, parse_table(plan.table, proxy.parse_memo), end)
+        kernel.install_nft(plan.table, parse_installed(plan.table, proxy.parse_memo), end)
         self._succeeded(start, end, full, changes, service_ports, endpoints_map)
         latency = max(
             (end - t for times in changes.trigger_times_s.values() for t in times),
@@ -759,7 +763,12 @@ class _Life:
         proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
         kernel, m = proxy.kernel, proxy.metrics
         wanted = ipvs_from_maps(
-            service_ports, endpoints_map, proxy.ctx, cfg.ipvs_scheduler, show_draining=False
+            service_ports,
+            endpoints_map,
+            proxy.ctx,
+            cfg.ipvs_scheduler,
+            show_draining=False,
+            memo=proxy.caches.ipvs_ports,
         )
         installed = kernel.ipvs
         assert installed is not None  # an IPVS-mode kernel always holds a state
