@@ -100,6 +100,7 @@ from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.ipvs_cost import IpvsSyncCostModel
 from svcsim.sim.ipvs_sync import check_draining, install_sync, sync_counts
 from svcsim.sim.kernel import Kernel
+from svcsim.sim.nft_splice import Spliced, install_planned, splice_sync
 from svcsim.sim.nft_sync import (
     delete_stale_chains,
     parse_installed,
@@ -192,6 +193,8 @@ class KubeProxy:
         """userspace mode: the settings and random streams each process starts with."""
         self.stale_chains: dict[str, float] = {}
         """nftables mode: flushed stale service chains and when (upstream ``staleChains``)."""
+        self.spliced: Spliced | None = None
+        """nftables mode: the last sync's install as blocks (:mod:`svcsim.sim.nft_splice`)."""
         self.metrics = ProxyMetrics()
         self.programmed: ProgrammedView | None = None
         """What the rules were last programmed from; None before the first successful sync."""
@@ -714,13 +717,37 @@ class _Life:
         compiled = table_from_maps(
             service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs, proxy.chain_names
         )
-        plan = plan_nft_sync(
-            installed,
-            compiled,
-            changes.services,
-            full=full,
-            now_s=start,
-            stale_chains=proxy.stale_chains,
+        layout = proxy.chain_names.layout(compiled)
+        # A partial sync spliced from the last install where it can be (sim/nft_splice.py).
+        fast = (
+            None
+            if proxy.spliced is None or installed is None
+            else splice_sync(
+                proxy.spliced,
+                installed,
+                compiled,
+                layout,
+                changes.services,
+                full=full,
+                now_s=start,
+                stale_chains=proxy.stale_chains,
+                memo=proxy.parse_memo,
+            )
+        )
+        plan, next_spliced = (
+            fast
+            if fast is not None
+            else (
+                plan_nft_sync(
+                    installed,
+                    compiled,
+                    changes.services,
+                    full=full,
+                    now_s=start,
+                    stale_chains=proxy.stale_chains,
+                ),
+                None,
+            )
         )
         duration = cfg.nft_cost.duration_s(plan.objects_written)
         yield env.timeout(duration)
@@ -740,7 +767,7 @@ class _Life:
             self._record(start, end, full, False, plan.objects_written, math.nan, through)
             return False
         proxy.stale_chains = plan.stale_chains
-        kernel.install_nft(plan.table, parse_installed(plan.table, proxy.parse_memo), end)
+        proxy.spliced = install_planned(kernel, plan, next_spliced, layout, proxy.parse_memo, end)
         self._succeeded(start, end, full, changes, service_ports, endpoints_map)
         latency = max(
             (end - t for times in changes.trigger_times_s.values() for t in times),

@@ -36,24 +36,15 @@ from svcsim.netfilter.nftables import NftChain, NftRule, NftTable
 from svcsim.proxy.endpoints import EndpointInfo
 from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import endpoint_chain_base, service_chain_base
+from svcsim.proxy.nftables import chain_service, endpoint_chain_base, service_chain_base
 
 STALE_CHAIN_DELAY_S: Final = 1.0
 """A flushed stale chain is deleted by the first sync starting more than this after it."""
 AFFINITY_PREFIX: Final = "affinity-"
 
 
-def service_of(name: str) -> str | None:
-    """``namespace/name`` of the Service owning a service chain or affinity set, else None.
-
-    Those names are ``<prefix>-<8-char hash>-<namespace>/<name>/<protocol>/<port>[...]``
-    (``servicePortChainNameBase``); no stock chain has a ``/`` (``isServiceChainName``).
-    """
-    if "/" not in name:
-        return None
-    _, _, rest = name.partition("-")
-    parts = rest[9:].split("/")
-    return f"{parts[0]}/{parts[1]}" if len(parts) > 1 else None
+service_of = chain_service
+"""``namespace/name`` of the Service owning a service chain or affinity set, else None."""
 
 
 def is_service_chain(name: str) -> bool:
