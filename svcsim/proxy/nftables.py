@@ -25,6 +25,9 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain as concat
+from itertools import compress, count, repeat
+from operator import and_, attrgetter, is_, not_
 from typing import Final, NamedTuple
 
 from svcsim.k8s.objects import EndpointSlice, Service
@@ -165,7 +168,12 @@ class PortPart:
         object.__setattr__(self, "grouped", tuple(r for rs in by_chain.values() for r in rs))
         names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
         owners = {chain_service(n) for n in names} or {""}
-        own = len(by_chain) == len(self.chains) and len(owners) == 1
+        # A truncated name (hashAndTruncate's "...") no longer names its port.
+        own = (
+            len(by_chain) == len(self.chains)
+            and len(owners) == 1
+            and not any(n.endswith("...") for n in names)
+        )
         object.__setattr__(self, "owner", owners.pop() if own else None)
 
     def owned_by(self, service: str) -> bool:
@@ -208,7 +216,7 @@ class NameMemo:
     Each memo holds at most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`).
     """
 
-    __slots__ = ("by_identity", "layouts", "names", "orders", "parts")
+    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts")
 
     def __init__(self, limit: int = 1 << 18) -> None:
         self.names: BoundedMemo[str, str] = BoundedMemo("hashed nf_tables chain names", limit)
@@ -231,6 +239,10 @@ class NameMemo:
             "how the last tables were assembled, by table identity", 16
         )
         """:class:`TableLayout` of the tables compiled last (see :meth:`layout`)."""
+        self.assemblies: BoundedMemo[int, _Assembly] = BoundedMemo(
+            "the last table assembled per node context (identity), with its inputs", 64
+        )
+        """What the next compile for the same context remakes only the changed ports of."""
 
     def layout(self, table: NftTable) -> TableLayout | None:
         """How ``table`` was assembled, if it is one of the last tables compiled with this."""
@@ -576,6 +588,10 @@ def _table(
     b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
     layout: TableLayout | None = None
+    if names is not None:
+        spliced = _reassemble(b, service_ports, endpoints_map, ctx, names)
+        if spliced is not None:
+            return spliced
     if names is None:
         for spn in sorted(service_ports, key=_service_order):
             _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
@@ -603,6 +619,86 @@ def _table(
     )
     if layout is not None and names is not None:
         names.layouts.put(id(table), layout, holds=table)
+        _remember_assembly(names, ctx, layout, service_ports, endpoints_map)
+    return table
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Assembly:
+    """What the last collision-free table of a node context was assembled from."""
+
+    layout: TableLayout
+    infos: tuple[ServicePortInfo, ...]
+    endpoints: tuple[tuple[EndpointInfo, ...], ...]
+
+
+def _inputs(
+    ports: tuple[ServicePortName, ...],
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> tuple[tuple[ServicePortInfo, ...], tuple[tuple[EndpointInfo, ...], ...]]:
+    infos = tuple(map(service_ports.__getitem__, ports))
+    endpoints = tuple(map(endpoints_map.get, ports, repeat((), len(ports))))
+    return infos, endpoints
+
+
+def _remember_assembly(
+    names: NameMemo,
+    ctx: NodeContext,
+    layout: TableLayout,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> None:
+    infos, endpoints = _inputs(layout.ports, service_ports, endpoints_map)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+
+
+def _reassemble(
+    b: _Builder,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    names: NameMemo,
+) -> NftTable | None:
+    """The table from the last one of this context, remaking only the ports that changed.
+
+    ``b`` holds the fixed part. None (assemble in full) unless the fixed part and the ports
+    are the last table's and each remade port's chains and sets are its own Service's (named
+    after its port, so no two ports' names meet). Objects are concatenated block by block,
+    elements merged as ``dict.update`` does: the table :func:`_assemble` would make.
+    """
+    last = names.assemblies.get(id(ctx))
+    if last is None:
+        return None
+    old = last.layout
+    ports = _ordered(service_ports, names)
+    setup = PortPart(
+        tuple(b.chains.values()), tuple(b.sets.values()), tuple(b.rules), tuple(b.elements.items())
+    )
+    if ports != old.ports or setup != old.setup:
+        return None
+    infos, endpoints = _inputs(ports, service_ports, endpoints_map)
+    same = map(and_, map(is_, infos, last.infos), map(is_, endpoints, last.endpoints))
+    parts = list(old.parts)
+    for i in compress(count(), map(not_, same)):
+        part = _port_part(infos[i], endpoints[i], ctx, names)
+        if not part.owned_by(ports[i].service):
+            return None
+        parts[i] = part
+    blocks = (old.setup, *parts)
+    elements = dict(concat.from_iterable(map(attrgetter("elements"), blocks)))
+    table = NftTable(
+        family=TABLE_FAMILY,
+        name=TABLE_NAME,
+        comment=TABLE_COMMENT,
+        chains=tuple(concat.from_iterable(map(attrgetter("chains"), blocks))),
+        sets=tuple(concat.from_iterable(map(attrgetter("sets"), blocks))),
+        rules=tuple(concat.from_iterable(map(attrgetter("rules"), blocks))),
+        elements=tuple(elements.values()),
+    )
+    layout = TableLayout(old.setup, ports, tuple(parts), elements)
+    names.layouts.put(id(table), layout, holds=table)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
     return table
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import chain
+from operator import attrgetter, itemgetter
 
 from svcsim.netfilter.nft_parse import ParseMemo, parse_element
 from svcsim.netfilter.nft_statements import ParsedRule, ParsedTable, SetUpdate, Verdict
@@ -61,8 +62,8 @@ def _updates(parsed: ParsedChain) -> set[str]:
 def _expected(layout: TableLayout) -> tuple[tuple[NftChain, ...], tuple[NftRule, ...]]:
     """The chains and rules a planned table holds for ``layout`` (before stale chains)."""
     blocks = (layout.setup, *layout.parts)
-    chains = tuple(chain.from_iterable(b.chains for b in blocks))
-    rules = tuple(chain.from_iterable(b.grouped for b in blocks))
+    chains = tuple(chain.from_iterable(map(attrgetter("chains"), blocks)))
+    rules = tuple(chain.from_iterable(map(attrgetter("grouped"), blocks)))
     return chains, rules
 
 
@@ -197,8 +198,9 @@ def _splice(
         for s in old_parts[i].sets
         if s.name.startswith(AFFINITY_PREFIX) and s.name not in new_sets
     )
-    chains, rules = _expected(layout)
-    table = replace(compiled, chains=chains + stale_chain_list, rules=rules)
+    # The compiled chains are the blocks' chains in order (a collision-free layout).
+    rules = tuple(chain.from_iterable(map(attrgetter("grouped"), (layout.setup, *new_parts))))
+    table = replace(compiled, chains=compiled.chains + stale_chain_list, rules=rules)
     parsed = _parse(last, layout, moved, stale_chain_list, touched, memo)
     if parsed is None:
         return None
@@ -232,17 +234,10 @@ def _parse(
             for name in _updates(parsed_chain):
                 updated[name] = updated.get(name, 0) + 1
     all_blocks = (layout.setup, *layout.parts)
-    empty = memo.chain
-    chains = dict(
-        chain(
-            zip(
-                (c.name for b in all_blocks for c in b.chains),
-                chain.from_iterable(blocks),
-                strict=True,
-            ),
-            ((c.name, empty((c.name, ()))) for c in stale),
-        )
-    )
+    names = map(itemgetter(0), chain.from_iterable(map(attrgetter("chain_items"), all_blocks)))
+    chains = dict(zip(names, chain.from_iterable(blocks), strict=True))
+    for c in stale:
+        chains[c.name] = memo.chain((c.name, ()))
     sets_changed = any(layout.parts[i].sets != last.layout.parts[i].sets for i in moved)
     timeouts, set_types = old.timeouts, None
     sets, maps = dict(old.sets), dict(old.maps)
@@ -300,8 +295,11 @@ def _container_type(
     """The ``type`` of set or map ``name`` (the last declared of that name, as parse_table)."""
     if set_types is not None:
         return set_types.get(name)
+    for s in layout.setup.sets:  # where kube-proxy's elements go (no port's set has its name)
+        if s.name == name:
+            return s.type
     found = None
-    for s in chain(layout.setup.sets, *(p.sets for p in layout.parts)):
+    for s in chain.from_iterable(map(attrgetter("sets"), layout.parts)):
         if s.name == name:
             found = s.type
     return found
