@@ -2,14 +2,21 @@
 
 The cluster (issue 13, item 2): ``--services`` ClusterIP Services (default 10,000) of
 ``--endpoints`` ready endpoints each (default 10), one named port each, the endpoints spread
-round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftables) it prints:
+round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftables, ipvs,
+userspace) it prints:
 
 * ``full_compile_s``: the compiler's full sync on a fresh cache (rules as data);
-* ``render_s``: the text of that state (iptables-save output / ``nft -f`` input);
+* ``render_s``: the text of that state (iptables-save output / ``nft -f`` input / what
+  ``svcsim rules`` prints in IPVS mode, ``--format ipvsadm``: ipvsadm -Ln, ipset list,
+  iptables-save / in userspace mode: the portal rules and the proxy-port table);
 * ``one_endpoint_change_ms``: the sync after one endpoint of one Service moved, against the
   previous sync's cache (iptables: the compile plus the partial sync plan and its application
   to the kernel's ruleset, without stale-chain cleanup as kube-proxy in large-cluster mode
-  does between two cleanups; nftables: the compile);
+  does between two cleanups; nftables: the compile, the transaction spliced from the last
+  install (:mod:`svcsim.sim.nft_splice`) and the install of the table and its parse; ipvs:
+  the compile, the change count and the install through graceful termination; userspace:
+  the watch handler's balancer update, then the sync's plan and portal-rule edits), as the
+  simulated kube-proxy does them, after a garbage collection (see :func:`settled`);
 * ``one_endpoint_change_with_cleanup_ms`` (iptables): the same sync when it also deletes stale
   chains (on a second fresh cache, after a second full compile);
 * ``rules_wall_s`` / ``rules_peak_rss_mib``: ``svcsim rules`` end to end in a subprocess on the

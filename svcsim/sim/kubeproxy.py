@@ -39,8 +39,10 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   metrics' names, the UDP conntrack clean-up (upstream shares ``pkg/proxy/conntrack``). A sync
   compiles the table (:func:`svcsim.proxy.nftables.table_from_maps`) and plans its one
   transaction (:func:`svcsim.sim.nft_sync.plan_nft_sync`: partial syncs write only the chains
-  of changed Services and the elements that differ); its cost is per object written
-  (``nft_cost``). Before it, stale chains flushed over a second ago are deleted in a
+  of changed Services and the elements that differ; the same transaction is spliced from the
+  node's last install when it can be, :func:`svcsim.sim.nft_splice.splice_sync`, so a partial
+  sync's work follows the changed ports); its cost is per object written (``nft_cost``).
+  Before it, stale chains flushed over a second ago are deleted in a
   transaction of their own (:func:`~svcsim.sim.nft_sync.delete_stale_chains`); its failure
   counts in ``sync_proxy_rules_nftables_cleanup_failures_total`` and the sync goes on. A
   blocked sync fails as a whole (``sync_proxy_rules_nftables_sync_failures_total``).
