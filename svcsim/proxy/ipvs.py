@@ -309,7 +309,13 @@ def _service_port(
             members[KUBE_LOOP_BACK].add(f"{ep.ip},{proto}:{ep.port},{ep.ip}")
     members[KUBE_CLUSTER_IP].add(f"{svc.cluster_ip},{proto}:{svc.port}")
     internal = _real_servers(svc, endpoints, ctx, svc.internal_policy_local, show_draining)
-    external = _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
+    # Only external, load-balancer and NodePort virtual servers use the external policy's.
+    external_used = bool(svc.external_ips or svc.load_balancer_vips or (svc.node_port and node_ips))
+    external = (
+        _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
+        if external_used
+        else ()
+    )
 
     def server(address: str, port: int, real: tuple[RealServer, ...]) -> None:
         build.servers.append(
@@ -388,7 +394,9 @@ def _real_servers(
         for ep in pool:
             if ep.terminating and ep.text not in used:
                 weights[ep.text] = (ep, 0)
+    # Dotted-quad octets as numbers order IPv4 addresses as their integers do.
     added = sorted(
-        weights.values(), key=lambda pair: (int(ipaddress.IPv4Address(pair[0].ip)), pair[0].port)
+        weights.values(),
+        key=lambda pair: (tuple(map(int, pair[0].ip.split("."))), pair[0].port),
     )
     return tuple(RealServer(ep.ip, ep.port, w) for ep, w in reversed(added))

@@ -240,9 +240,10 @@ class NameMemo:
         )
         """:class:`TableLayout` of the tables compiled last (see :meth:`layout`)."""
         self.assemblies: BoundedMemo[int, _Assembly] = BoundedMemo(
-            "the last table assembled per node context (identity), with its inputs", 64
+            "the last table assembled per node context (identity), with its inputs", 1 << 10
         )
-        """What the next compile for the same context remakes only the changed ports of."""
+        """What the next compile for the same context remakes only the changed ports of (one
+        per node: a run's nodes each have their context)."""
 
     def layout(self, table: NftTable) -> TableLayout | None:
         """How ``table`` was assembled, if it is one of the last tables compiled with this."""
