@@ -2,14 +2,21 @@
 
 The cluster (issue 13, item 2): ``--services`` ClusterIP Services (default 10,000) of
 ``--endpoints`` ready endpoints each (default 10), one named port each, the endpoints spread
-round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftables) it prints:
+round robin over 100 Nodes; ``node-1`` compiles. For each mode (iptables, nftables, ipvs,
+userspace) it prints:
 
 * ``full_compile_s``: the compiler's full sync on a fresh cache (rules as data);
-* ``render_s``: the text of that state (iptables-save output / ``nft -f`` input);
+* ``render_s``: the text of that state (iptables-save output / ``nft -f`` input / what
+  ``svcsim rules`` prints in IPVS mode, ``--format ipvsadm``: ipvsadm -Ln, ipset list,
+  iptables-save / in userspace mode: the portal rules and the proxy-port table);
 * ``one_endpoint_change_ms``: the sync after one endpoint of one Service moved, against the
   previous sync's cache (iptables: the compile plus the partial sync plan and its application
   to the kernel's ruleset, without stale-chain cleanup as kube-proxy in large-cluster mode
-  does between two cleanups; nftables: the compile);
+  does between two cleanups; nftables: the compile, the transaction spliced from the last
+  install (:mod:`svcsim.sim.nft_splice`) and the install of the table and its parse; ipvs:
+  the compile, the change count and the install through graceful termination; userspace:
+  the watch handler's balancer update, then the sync's plan and portal-rule edits), as the
+  simulated kube-proxy does them, after a garbage collection (see :func:`settled`);
 * ``one_endpoint_change_with_cleanup_ms`` (iptables): the same sync when it also deletes stale
   chains (on a second fresh cache, after a second full compile);
 * ``rules_wall_s`` / ``rules_peak_rss_mib``: ``svcsim rules`` end to end in a subprocess on the
@@ -27,6 +34,7 @@ nothing is asserted. Run: ``make bench-compile`` or
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import resource
 import subprocess
@@ -35,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from svcsim.k8s.objects import (
     SERVICE_NAME_LABEL,
@@ -49,11 +57,14 @@ from svcsim.k8s.objects import (
 )
 from svcsim.proxy.context import NodeContext
 
+if TYPE_CHECKING:
+    from svcsim.sim.kernel import Kernel
+
 NODES = 100
 """Nodes the endpoints are spread over (round robin)."""
 SERVICE_CIDR = "10.96.0.0/12"
 CLUSTER_CIDR = "10.0.0.0/8"
-MODES = ("iptables", "nftables")
+MODES = ("iptables", "nftables", "ipvs", "userspace")
 
 T = TypeVar("T")
 
@@ -169,6 +180,10 @@ def compile_figures(mode: str, services: int, endpoints: int) -> list[tuple[str,
     ctx = context()
     if mode == "iptables":
         return _iptables_figures(svcs, slices, changed, ctx)
+    if mode == "ipvs":
+        return _ipvs_figures(svcs, slices, changed, ctx)
+    if mode == "userspace":
+        return _userspace_figures(svcs, slices, changed, ctx)
     return _nftables_figures(svcs, slices, changed, ctx)
 
 
@@ -226,6 +241,16 @@ def _iptables_figures(
     ]
 
 
+def settled() -> None:
+    """Collect garbage before a timed sync (nftables, ipvs, userspace figures).
+
+    The full sync above leaves millions of objects young; the collector's first passes over
+    them (seconds at 10,000 Services, once per run in a simulation) would land in whatever is
+    timed next. ``pyperf`` collects before each measurement too.
+    """
+    gc.collect()
+
+
 def _nftables_figures(
     svcs: list[Service],
     slices: list[EndpointSlice],
@@ -235,17 +260,146 @@ def _nftables_figures(
     from svcsim.netfilter.nftables import dump
     from svcsim.proxy import nftables
     from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+    from svcsim.sim.caches import RunCaches
+    from svcsim.sim.nft_splice import install_planned, splice_sync
+    from svcsim.sim.nft_sync import plan_nft_sync
 
     cidrs = (SERVICE_CIDR,)
-    ports = build_service_port_map(svcs)
-    before = build_endpoints_map(slices, ctx.node_name)
-    after = build_endpoints_map(changed, ctx.node_name)
-    # Side by side with an implementation without a memo: compile without one there.
-    memo_type = getattr(nftables, "NameMemo", None)
-    memo = () if memo_type is None else (memo_type(),)
-    table, full_s = timed(lambda: nftables.table_from_maps(ports, before, ctx, cidrs, *memo))
+    caches = RunCaches()  # what a run's World owns: the change below reuses the full sync's
+    ports = build_service_port_map(svcs, caches.compile)
+    before = build_endpoints_map(slices, ctx.node_name, caches.compile)
+    after = build_endpoints_map(changed, ctx.node_name, caches.compile)
+    table, full_s = timed(
+        lambda: nftables.table_from_maps(ports, before, ctx, cidrs, caches.nft_names)
+    )
     _, render_s = timed(lambda: dump(table))
-    _, change_s = timed(lambda: nftables.table_from_maps(ports, after, ctx, cidrs, *memo))
+    kernel = _kernel(ctx, "nftables")
+    first = plan_nft_sync(None, table, (), full=True, now_s=0.0, stale_chains={})
+    layout = caches.nft_names.layout(table)
+    last = install_planned(kernel, first, None, layout, caches.nft_chains, 0.0)
+    svc = [f"default/svc{len(svcs) - 1}"]
+
+    def partial() -> object:
+        """As sim/kubeproxy.py's nftables sync: compile, plan (spliced from the last install
+        where it can be), install the table and its parse."""
+        assert kernel.nft is not None and last is not None
+        compiled = nftables.table_from_maps(ports, after, ctx, cidrs, caches.nft_names)
+        new_layout = caches.nft_names.layout(compiled)
+        fast = splice_sync(
+            last,
+            kernel.nft.table,
+            compiled,
+            new_layout,
+            svc,
+            full=False,
+            now_s=1.0,
+            stale_chains={},
+            memo=caches.nft_chains,
+        )
+        if fast is None:
+            sys.exit("nftables: the one-endpoint change was not spliced")
+        plan, spliced = fast
+        return install_planned(kernel, plan, spliced, new_layout, caches.nft_chains, 1.0)
+
+    settled()
+    _, change_s = timed(partial)
+    return [
+        ("full_compile_s", full_s),
+        ("render_s", render_s),
+        ("one_endpoint_change_ms", change_s * 1e3),
+    ]
+
+
+def _kernel(ctx: NodeContext, mode: str) -> Kernel:
+    """node-1's kernel as scenario/build.py makes it (default conntrack settings)."""
+    from svcsim.netfilter.conntrack_states import ConntrackTimeouts
+    from svcsim.proxy.context import node_network
+    from svcsim.sim.kernel import Kernel
+
+    network = node_network(ctx, None)
+    return Kernel("node-1", network, 131072, ConntrackTimeouts.kube_proxy_defaults(), mode=mode)
+
+
+def _ipvs_figures(
+    svcs: list[Service],
+    slices: list[EndpointSlice],
+    changed: list[EndpointSlice],
+    ctx: NodeContext,
+) -> list[tuple[str, float]]:
+    from svcsim.cli.ipvs_rules import ipvs_text
+    from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
+    from svcsim.proxy.ipvs import ipvs_from_maps
+    from svcsim.proxy.ipvs_graceful import GracefulTermination
+    from svcsim.sim.caches import RunCaches
+    from svcsim.sim.ipvs_sync import install_sync, sync_counts
+
+    caches = RunCaches()
+    ports = build_service_port_map(svcs, caches.compile)
+    before = build_endpoints_map(slices, ctx.node_name, caches.compile)
+    after = build_endpoints_map(changed, ctx.node_name, caches.compile)
+    state, full_s = timed(lambda: ipvs_from_maps(ports, before, ctx))
+    # What svcsim rules --mode ipvs --format ipvsadm prints: ipvsadm -Ln, ipset list, iptables-save.
+    _, render_s = timed(lambda: ipvs_text(state, "ipvsadm"))
+    kernel = _kernel(ctx, "ipvs")
+    graceful = GracefulTermination()
+    wanted = ipvs_from_maps(ports, before, ctx, show_draining=False, memo=caches.ipvs_ports)
+    install_sync(kernel, graceful, wanted, 0.0, restored=True)
+
+    def partial() -> object:
+        """As sim/kubeproxy.py's IPVS sync: compile, count the changes, install at the end."""
+        assert kernel.ipvs is not None
+        new = ipvs_from_maps(ports, after, ctx, show_draining=False, memo=caches.ipvs_ports)
+        sync_counts(kernel.ipvs, new)
+        return install_sync(kernel, graceful, new, 1.0, restored=True)
+
+    settled()
+    _, change_s = timed(partial)
+    return [
+        ("full_compile_s", full_s),
+        ("render_s", render_s),
+        ("one_endpoint_change_ms", change_s * 1e3),
+    ]
+
+
+def _userspace_figures(
+    svcs: list[Service],
+    slices: list[EndpointSlice],
+    changed: list[EndpointSlice],
+    ctx: NodeContext,
+) -> list[tuple[str, float]]:
+    import numpy as np
+
+    from svcsim.cli.userspace_rules import userspace_text
+    from svcsim.proxy.endpoints import build_service_port_map
+    from svcsim.proxy.userspace import compile_userspace
+    from svcsim.sim.caches import RunCaches
+    from svcsim.sim.userspace_proxy import UserspaceConfig, UserspaceProcess
+
+    state, full_s = timed(lambda: compile_userspace(svcs, slices, ctx, np.random.default_rng(1)))
+    # What svcsim rules --mode userspace prints: the portal rules, then the proxy port table.
+    _, render_s = timed(lambda: userspace_text(state, "save"))
+    caches = RunCaches()
+    ports = build_service_port_map(svcs, caches.compile)
+    config = UserspaceConfig(np.random.default_rng(1), np.random.default_rng(2))
+    process = UserspaceProcess(
+        _kernel(ctx, "userspace"), "192.168.0.1", config, None, caches.compile
+    )
+    for sl in slices:
+        process.slice_seen(sl, removed=False)
+    process.adopt(ports, 0.0)
+    moved = changed[-1]
+    key = f"default/svc{len(svcs) - 1}"
+
+    def partial() -> object:
+        """As sim/kubeproxy.py: the watch handler updates the balancer, then the sync runs."""
+        process.slice_seen(moved, removed=False)
+        plan = process.plan(ports, {key})
+        process.rules_ensured(plan)
+        process.apply(plan, 1.0, iptables_ok=True)
+        return plan
+
+    settled()
+    _, change_s = timed(partial)
     return [
         ("full_compile_s", full_s),
         ("render_s", render_s),

@@ -227,6 +227,8 @@ class IpvsKernel:
             del self.services[key]
         for key, vs in wanted.items():
             svc = self.services.get(key)
+            if svc is not None and svc.spec is vs:
+                continue  # its destinations are this very spec's already (_sync_dests)
             if svc is None or svc.spec.scheduler != vs.scheduler:
                 svc = _Service(vs, [], make_scheduler(vs.scheduler))
                 svc.scheduler.dests_changed([])

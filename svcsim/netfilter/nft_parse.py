@@ -51,7 +51,7 @@ from svcsim.netfilter.nft_statements import (
     Statement,
     Verdict,
 )
-from svcsim.netfilter.nftables import NftTable
+from svcsim.netfilter.nftables import NftElement, NftTable
 
 
 class NftParseError(ValueError):
@@ -297,7 +297,7 @@ class ParseMemo:
 
     __slots__ = ("chains",)
 
-    def __init__(self, limit: int = 1 << 16) -> None:
+    def __init__(self, limit: int = 1 << 18) -> None:
         self.chains: BoundedMemo[ChainText, tuple[ParsedRule, ...]] = BoundedMemo(
             "parsed nf_tables chains by their text", limit
         )
@@ -321,6 +321,28 @@ def _parse_chain(key: ChainText) -> tuple[ParsedRule, ...]:
     return tuple(rules)
 
 
+def parse_element(
+    element: NftElement, container_type: str | None, is_map: bool
+) -> tuple[str, ...] | Verdict:
+    """One element as :func:`parse_table` reads it: a set's key, or a verdict map's verdict.
+
+    ``container_type`` is its set's or map's ``type`` (None: no such container, an error).
+    """
+    where = _Tokens("", f"element {' . '.join(element.key)} of {element.container}")
+    if container_type is None:
+        raise where.error("its set or map does not exist")
+    if is_map:
+        return _verdict(" ".join(element.value).split(), where)
+    if container_type == "ipv4_addr":
+        # Lookups compare whole addresses: an interval element would never match.
+        for part in element.key:
+            try:
+                ipaddress.IPv4Address(part)
+            except ValueError:
+                raise where.error(f"{part!r} is not an IPv4 address") from None
+    return element.key
+
+
 def parse_table(table: NftTable, memo: ParseMemo | None = None) -> ParsedTable:
     """Parse every rule and element of ``table``; the first problem raises NftParseError.
 
@@ -337,21 +359,14 @@ def parse_table(table: NftTable, memo: ParseMemo | None = None) -> ParsedTable:
     set_types = {s.name: s.type for s in table.sets}
     maps: dict[str, dict[tuple[str, ...], Verdict]] = {s.name: {} for s in table.sets if s.is_map}
     for element in table.elements:
-        where = _Tokens("", f"element {' . '.join(element.key)} of {element.container}")
-        if element.container in sets:
-            if set_types[element.container] == "ipv4_addr":
-                # Lookups compare whole addresses: an interval element would never match.
-                for part in element.key:
-                    try:
-                        ipaddress.IPv4Address(part)
-                    except ValueError:
-                        raise where.error(f"{part!r} is not an IPv4 address") from None
-            sets[element.container].add(element.key)
-        elif element.container in maps:
-            words = " ".join(element.value).split()
-            maps[element.container][element.key] = _verdict(words, where)
+        is_map = element.container in maps and element.container not in sets
+        entry = parse_element(element, set_types.get(element.container), is_map)
+        if is_map:
+            assert isinstance(entry, Verdict)
+            maps[element.container][element.key] = entry
         else:
-            raise where.error("its set or map does not exist")
+            assert not isinstance(entry, Verdict)
+            sets[element.container].add(entry)
     return ParsedTable(
         name=table.name,
         chains=parsed_chains,

@@ -32,9 +32,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from svcsim.k8s.objects import EndpointSlice, Service
+from svcsim.memo import BoundedMemo
 from svcsim.netfilter.ipset import Ipset, IpsetTable
 from svcsim.netfilter.ipvs import IpvsState, RealServer, VirtualServer
 from svcsim.netfilter.ipvs_sched import SCHEDULERS
+from svcsim.netfilter.model import Ruleset
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
     EndpointInfo,
@@ -42,6 +44,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.ipvs_rules import (
     IPSET_INFO,
     KUBE_CLUSTER_IP,
@@ -87,6 +90,55 @@ class _Build:
     no_node_access: list[NoNodeAccess]
 
 
+@dataclass(frozen=True, slots=True)
+class _PortPart:
+    """What one service port adds to a sync: :class:`_Build`'s four parts, as values."""
+
+    members: tuple[tuple[str, tuple[str, ...]], ...]
+    """(set name, entries added to it), in the order they were added."""
+    servers: tuple[VirtualServer, ...]
+    bound: tuple[str, ...]
+    no_node_access: tuple[NoNodeAccess, ...]
+
+
+_PortKey = tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext, str, bool, tuple[str, ...]]
+"""(port, endpoints, node context, scheduler, show_draining, NodePort IPs): what a port's
+objects are made from."""
+
+
+class IpvsMemo:
+    """Each service port's IPVS objects and the ip sets and tables built, owned by a run.
+
+    A simulated kube-proxy in IPVS mode compiles every Service at every sync; a port's virtual
+    servers and set entries for the same inputs are the same each time, and so are the ip sets
+    (validated once) and the sorted dummy addresses for the same members. Each memo holds at
+    most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`). Without one, a compile
+    computes everything afresh (the same result).
+    """
+
+    __slots__ = ("bound", "by_identity", "ipsets", "parts", "rulesets", "tables")
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.parts: BoundedMemo[_PortKey, _PortPart] = BoundedMemo(
+            "IPVS objects of a service port by what they are made from", limit
+        )
+        self.by_identity: BoundedMemo[tuple[object, ...], _PortPart] = BoundedMemo(
+            "IPVS objects of a service port by the identities of what they are made from", limit
+        )
+        self.ipsets: BoundedMemo[tuple[str, frozenset[str]], Ipset] = BoundedMemo(
+            "ip sets by name and members", 64
+        )
+        self.tables: BoundedMemo[tuple[int, ...], IpsetTable] = BoundedMemo(
+            "ip-set tables by the identities of their sets", 16
+        )
+        self.bound: BoundedMemo[frozenset[str], tuple[str, ...]] = BoundedMemo(
+            "dummy-interface addresses in address order, by the set of them", 16
+        )
+        self.rulesets: BoundedMemo[tuple[object, ...], Ruleset] = BoundedMemo(
+            "helper iptables rules by (context, ip-set table identity, out-filter)", 16
+        )
+
+
 def compile_ipvs(
     services: Iterable[Service],
     endpoint_slices: Iterable[EndpointSlice],
@@ -112,23 +164,125 @@ def ipvs_from_maps(
     scheduler: str = DEFAULT_SCHEDULER,
     *,
     show_draining: bool = True,
+    memo: IpvsMemo | None = None,
 ) -> IpvsState:
-    """:func:`compile_ipvs` from kube-proxy's service-port and endpoints maps (a sync's input)."""
+    """:func:`compile_ipvs` from kube-proxy's service-port and endpoints maps (a sync's input).
+
+    ``memo`` (a run's) remembers each port's objects and the sets built; without one
+    everything is computed afresh, with the same result.
+    """
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown IPVS scheduler {scheduler!r}: one of {', '.join(SCHEDULERS)}")
+    with collector_paused():
+        return _state(port_map, endpoints_map, ctx, scheduler, show_draining, memo)
+
+
+def _state(
+    port_map: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: Mapping[ServicePortName, tuple[EndpointInfo, ...]],
+    ctx: NodeContext,
+    scheduler: str,
+    show_draining: bool,
+    memo: IpvsMemo | None,
+) -> IpvsState:
     build = _Build({info.name: set() for info in IPSET_INFO}, [], set(), [])
     node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
+    node_key = tuple(node_ips)
     for spn in sorted(port_map, key=lambda n: (n.text, str(n.protocol))):
-        eps = endpoints_map.get(spn, ())
-        _service_port(build, port_map[spn], spn, eps, ctx, scheduler, node_ips, show_draining)
+        svc, eps = port_map[spn], endpoints_map.get(spn, ())
+        if memo is None:
+            _service_port(build, svc, spn, eps, ctx, scheduler, node_ips, show_draining)
+            continue
+        # By identity first: the maps of successive syncs hold the same objects for what did
+        # not change, and hashing a port's endpoints by value costs more than the lookup saves.
+        ikey = (id(svc), id(eps), id(ctx), scheduler, show_draining, node_key)
+        part = memo.by_identity.get(ikey)
+        if part is None:
+            part = _part(memo, (svc, eps, ctx, scheduler, show_draining, node_key), spn, node_ips)
+            memo.by_identity.put(ikey, part, holds=(svc, eps, ctx))
+        members = build.members
+        for name, entries in part.members:
+            members[name].update(entries)
+        build.servers += part.servers
+        build.bound.update(part.bound)
+        build.no_node_access += part.no_node_access
     build.members[KUBE_IPVS_IPS] = set(build.bound)
-    ipsets = IpsetTable.of(
-        Ipset(info.name, info.set_type, info.comment, tuple(sorted(build.members[info.name])))
-        for info in IPSET_INFO
-    )
-    ruleset = ipvs_ruleset(ctx, ipsets.as_dict(), tuple(build.no_node_access))
-    dummy = tuple(sorted(build.bound, key=lambda a: int(ipaddress.IPv4Address(a))))
+    ipsets = _ipset_table(build.members, memo)
+    no_node_access = tuple(build.no_node_access)
+    if memo is None:
+        ruleset = ipvs_ruleset(ctx, ipsets.as_dict(), no_node_access)
+        dummy = _address_order(build.bound)
+    else:
+        rkey = (ctx, id(ipsets), no_node_access)
+        found = memo.rulesets.get(rkey)
+        if found is None:
+            found = memo.rulesets.put(
+                rkey, ipvs_ruleset(ctx, ipsets.as_dict(), no_node_access), holds=ipsets
+            )
+        ruleset = found
+        bound = frozenset(build.bound)
+        dummy = memo.bound.get(bound) or memo.bound.put(bound, _address_order(bound))
     return IpvsState(dummy, tuple(build.servers), ipsets, ruleset)
+
+
+def _part(memo: IpvsMemo, key: _PortKey, spn: ServicePortName, node_ips: list[str]) -> _PortPart:
+    """A port's objects: remembered by value, else made on their own."""
+    found = memo.parts.get(key)
+    if found is None:
+        svc, eps, ctx, scheduler, show_draining, _ = key
+        recorded = _RecordingMembers()
+        alone = _Build(recorded, [], set(), [])
+        _service_port(alone, svc, spn, eps, ctx, scheduler, node_ips, show_draining)
+        found = memo.parts.put(
+            key,
+            _PortPart(
+                recorded.added(),
+                tuple(alone.servers),
+                tuple(alone.bound),
+                tuple(alone.no_node_access),
+            ),
+        )
+    return found
+
+
+def _address_order(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(addresses, key=lambda a: int(ipaddress.IPv4Address(a))))
+
+
+def _ipset_table(members: Mapping[str, set[str]], memo: IpvsMemo | None) -> IpsetTable:
+    """The ip sets of ``members`` (made and validated once per name and members with a memo)."""
+    if memo is None:
+        return IpsetTable.of(
+            Ipset(info.name, info.set_type, info.comment, tuple(sorted(members[info.name])))
+            for info in IPSET_INFO
+        )
+    sets = []
+    for info in IPSET_INFO:
+        key = (info.name, frozenset(members[info.name]))
+        found = memo.ipsets.get(key)
+        if found is None:
+            found = memo.ipsets.put(
+                key, Ipset(info.name, info.set_type, info.comment, tuple(sorted(key[1])))
+            )
+        sets.append(found)
+    tkey = tuple(id(s) for s in sets)
+    table = memo.tables.get(tkey)
+    if table is None:
+        table = memo.tables.put(tkey, IpsetTable.of(sets), holds=tuple(sets))
+    return table
+
+
+class _RecordingMembers(dict[str, set[str]]):
+    """A :class:`_Build`'s members that also record what was added, in order (a port's part)."""
+
+    def __missing__(self, name: str) -> set[str]:
+        found: set[str] = set()
+        self[name] = found
+        return found
+
+    def added(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(set name, its entries), for each set the port added to."""
+        return tuple((name, tuple(sorted(entries))) for name, entries in self.items())
 
 
 def _nodeport_ips(ctx: NodeContext) -> list[str]:
@@ -155,7 +309,13 @@ def _service_port(
             members[KUBE_LOOP_BACK].add(f"{ep.ip},{proto}:{ep.port},{ep.ip}")
     members[KUBE_CLUSTER_IP].add(f"{svc.cluster_ip},{proto}:{svc.port}")
     internal = _real_servers(svc, endpoints, ctx, svc.internal_policy_local, show_draining)
-    external = _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
+    # Only external, load-balancer and NodePort virtual servers use the external policy's.
+    external_used = bool(svc.external_ips or svc.load_balancer_vips or (svc.node_port and node_ips))
+    external = (
+        _real_servers(svc, endpoints, ctx, svc.external_policy_local, show_draining)
+        if external_used
+        else ()
+    )
 
     def server(address: str, port: int, real: tuple[RealServer, ...]) -> None:
         build.servers.append(
@@ -234,7 +394,9 @@ def _real_servers(
         for ep in pool:
             if ep.terminating and ep.text not in used:
                 weights[ep.text] = (ep, 0)
+    # Dotted-quad octets as numbers order IPv4 addresses as their integers do.
     added = sorted(
-        weights.values(), key=lambda pair: (int(ipaddress.IPv4Address(pair[0].ip)), pair[0].port)
+        weights.values(),
+        key=lambda pair: (tuple(map(int, pair[0].ip.split("."))), pair[0].port),
     )
     return tuple(RealServer(ep.ip, ep.port, w) for ep, w in reversed(added))

@@ -50,6 +50,12 @@ class GracefulTermination:
         """
         out = []
         for vs in wanted:
+            installed = kernel.services.get(vs.key)
+            if installed is not None and installed.spec is vs and not self.draining:
+                # The kernel holds exactly this spec's real servers (IpvsKernel.install keeps
+                # them so): nothing to drain, nothing came back.
+                out.append(vs)
+                continue
             keep = list(vs.real_servers)
             wanted_keys = {(rs.address, rs.port) for rs in vs.real_servers}
             for key in list(self.draining):
@@ -66,7 +72,9 @@ class GracefulTermination:
                     keep.append(draining)
                 else:
                     self.draining.pop((vs.key, rkey), None)
-            out.append(dataclasses.replace(vs, real_servers=tuple(keep)))
+            # The spec itself when nothing drains (an unchanged spec stays the same object).
+            same = len(keep) == len(vs.real_servers)
+            out.append(vs if same else dataclasses.replace(vs, real_servers=tuple(keep)))
         kernel.install(out)
         self.draining = {k: v for k, v in self.draining.items() if k[0] in kernel.services}
         return out

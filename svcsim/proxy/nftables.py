@@ -25,6 +25,9 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain as concat
+from itertools import compress, count, repeat
+from operator import and_, attrgetter, is_, not_
 from typing import Final, NamedTuple
 
 from svcsim.k8s.objects import EndpointSlice, Service
@@ -125,14 +128,71 @@ def is_firewall_chain(name: str) -> bool:
     return name.startswith("firewall-") and "/" in name
 
 
+def chain_service(name: str) -> str | None:
+    """``namespace/name`` of the Service owning a service chain or affinity set, else None.
+
+    Those names are ``<prefix>-<8-char hash>-<namespace>/<name>/<protocol>/<port>[...]``
+    (``servicePortChainNameBase``); no stock chain has a ``/`` (``isServiceChainName``).
+    """
+    if "/" not in name:
+        return None
+    _, _, rest = name.partition("-")
+    parts = rest[9:].split("/")
+    return f"{parts[0]}/{parts[1]}" if len(parts) > 1 else None
+
+
 @dataclass(frozen=True, slots=True)
-class _PortPart:
+class PortPart:
     """What one service port adds to the transaction: its chains, sets, rules and elements."""
 
     chains: tuple[NftChain, ...]
     sets: tuple[NftSet, ...]
     rules: tuple[NftRule, ...]
     elements: tuple[tuple[tuple[str, tuple[str, ...]], NftElement], ...]
+    chain_items: tuple[tuple[str, NftChain], ...] = field(init=False, repr=False, compare=False)
+    """``chains`` by name (what ``dict.update`` takes)."""
+    set_items: tuple[tuple[str, NftSet], ...] = field(init=False, repr=False, compare=False)
+    """``sets`` by name."""
+    grouped: tuple[NftRule, ...] = field(init=False, repr=False, compare=False)
+    """``rules`` grouped by chain, chains in ``chains`` order (as a sync's plan lays them)."""
+    owner: str | None = field(init=False, repr=False, compare=False)
+    """The Service (``namespace/name``) all its chains and sets are named after, if one, and
+    its rules are all in its own chains (``""``: it has no chain or set); else None."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chain_items", tuple((c.name, c) for c in self.chains))
+        object.__setattr__(self, "set_items", tuple((s.name, s) for s in self.sets))
+        by_chain: dict[str, list[NftRule]] = {c.name: [] for c in self.chains}
+        for rule in self.rules:
+            by_chain.setdefault(rule.chain, []).append(rule)
+        object.__setattr__(self, "grouped", tuple(r for rs in by_chain.values() for r in rs))
+        names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
+        owners = {chain_service(n) for n in names} or {""}
+        # A truncated name (hashAndTruncate's "...") no longer names its port.
+        own = (
+            len(by_chain) == len(self.chains)
+            and len(owners) == 1
+            and not any(n.endswith("...") for n in names)
+        )
+        object.__setattr__(self, "owner", owners.pop() if own else None)
+
+    def owned_by(self, service: str) -> bool:
+        """True if every chain and set of this part is ``service``'s and holds its own rules."""
+        return self.owner == service or self.owner == ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TableLayout:
+    """How a table compiled with a :class:`NameMemo` was assembled (a partial sync splices it).
+
+    ``setup`` is the fixed part (``setupNFTables``), then each port's part in sync order;
+    ``elements`` maps ``(container, key)`` to the table's element for it.
+    """
+
+    setup: PortPart
+    ports: tuple[ServicePortName, ...]
+    parts: tuple[PortPart, ...]
+    elements: Mapping[tuple[str, tuple[str, ...]], NftElement]
 
 
 class _PortKey(NamedTuple):
@@ -156,21 +216,44 @@ class NameMemo:
     Each memo holds at most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`).
     """
 
-    __slots__ = ("names", "parts")
+    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts")
 
     def __init__(self, limit: int = 1 << 18) -> None:
         self.names: BoundedMemo[str, str] = BoundedMemo("hashed nf_tables chain names", limit)
         """``hashAndTruncate`` by the name it hashes."""
-        self.parts: BoundedMemo[_PortTuple, _PortPart] = BoundedMemo(
+        self.parts: BoundedMemo[_PortTuple, PortPart] = BoundedMemo(
             "nf_tables objects of a service port by (port, endpoints, context)", limit
         )
         """A service port's objects by what they are written from (values)."""
+        self.by_identity: BoundedMemo[tuple[int, int, int], PortPart] = BoundedMemo(
+            "nf_tables objects of a service port by the identities of (port, endpoints, context)",
+            limit,
+        )
+        """The same, asked first by identity: successive syncs' maps hold the same objects for
+        what did not change, and hashing a port's endpoints by value costs more than a lookup."""
+        self.orders: BoundedMemo[int, tuple[ServicePortName, ...]] = BoundedMemo(
+            "the last service ports in sync order, by their number", 16
+        )
+        """Port names in ServicePortName order (sorted once per set of names)."""
+        self.layouts: BoundedMemo[int, TableLayout] = BoundedMemo(
+            "how the last tables were assembled, by table identity", 16
+        )
+        """:class:`TableLayout` of the tables compiled last (see :meth:`layout`)."""
+        self.assemblies: BoundedMemo[int, _Assembly] = BoundedMemo(
+            "the last table assembled per node context (identity), with its inputs", 1 << 10
+        )
+        """What the next compile for the same context remakes only the changed ports of (one
+        per node: a run's nodes each have their context)."""
 
-    def part(self, key: _PortTuple) -> _PortPart | None:
+    def layout(self, table: NftTable) -> TableLayout | None:
+        """How ``table`` was assembled, if it is one of the last tables compiled with this."""
+        return self.layouts.get(id(table))
+
+    def part(self, key: _PortTuple) -> PortPart | None:
         """The objects remembered for ``key`` (a :class:`_PortKey` or the equal tuple), if any."""
         return self.parts.get(key)
 
-    def remember(self, key: _PortKey, part: _PortPart) -> None:
+    def remember(self, key: _PortKey, part: PortPart) -> None:
         """Remember ``part`` for ``key``."""
         self.parts.put(key, part)
 
@@ -505,31 +588,28 @@ def _table(
 ) -> NftTable:
     b = _Builder() if names is None else _Builder(hashed=names)
     _setup(b, ctx, service_cidrs)
-    for spn in sorted(service_ports, key=_service_order):
-        svc, endpoints = service_ports[spn], endpoints_map.get(spn, ())
-        if names is None:
-            _service_port(b, svc, endpoints, ctx)
-            continue
-        # Asked with the plain tuple equal to the _PortKey stored below (see proxy/caches.py).
-        part = names.part((svc, endpoints, ctx))
-        if part is None:
-            # The port's objects on their own, then added as _service_port adds them.
-            alone = _Builder(hashed=names)
-            _service_port(alone, svc, endpoints, ctx)
-            part = _PortPart(
-                tuple(alone.chains.values()),
-                tuple(alone.sets.values()),
-                tuple(alone.rules),
-                tuple(alone.elements.items()),
-            )
-            names.remember(_PortKey(svc, endpoints, ctx), part)
-        for chain in part.chains:
-            b.chains.setdefault(chain.name, chain)
-        for nft_set in part.sets:
-            b.sets[nft_set.name] = nft_set
-        b.rules.extend(part.rules)
-        b.elements.update(part.elements)
-    return NftTable(
+    layout: TableLayout | None = None
+    if names is not None:
+        spliced = _reassemble(b, service_ports, endpoints_map, ctx, names)
+        if spliced is not None:
+            return spliced
+    if names is None:
+        for spn in sorted(service_ports, key=_service_order):
+            _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
+    elif (layout := _assemble(b, service_ports, endpoints_map, ctx, names)) is None:
+        # Two ports wrote a chain of the same name (the first one stays, as _service_port
+        # adds them): assembled one object at a time instead.
+        b = _Builder(hashed=names)
+        _setup(b, ctx, service_cidrs)
+        for spn in _ordered(service_ports, names):
+            part = _port_part(service_ports[spn], endpoints_map.get(spn, ()), ctx, names)
+            for chain in part.chains:
+                b.chains.setdefault(chain.name, chain)
+            for nft_set in part.sets:
+                b.sets[nft_set.name] = nft_set
+            b.rules.extend(part.rules)
+            b.elements.update(part.elements)
+    table = NftTable(
         family=TABLE_FAMILY,
         name=TABLE_NAME,
         comment=TABLE_COMMENT,
@@ -538,6 +618,163 @@ def _table(
         rules=tuple(b.rules),
         elements=tuple(b.elements.values()),
     )
+    if layout is not None and names is not None:
+        names.layouts.put(id(table), layout, holds=table)
+        _remember_assembly(names, ctx, layout, service_ports, endpoints_map)
+    return table
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Assembly:
+    """What the last collision-free table of a node context was assembled from."""
+
+    layout: TableLayout
+    infos: tuple[ServicePortInfo, ...]
+    endpoints: tuple[tuple[EndpointInfo, ...], ...]
+
+
+def _inputs(
+    ports: tuple[ServicePortName, ...],
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> tuple[tuple[ServicePortInfo, ...], tuple[tuple[EndpointInfo, ...], ...]]:
+    infos = tuple(map(service_ports.__getitem__, ports))
+    endpoints = tuple(map(endpoints_map.get, ports, repeat((), len(ports))))
+    return infos, endpoints
+
+
+def _remember_assembly(
+    names: NameMemo,
+    ctx: NodeContext,
+    layout: TableLayout,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> None:
+    infos, endpoints = _inputs(layout.ports, service_ports, endpoints_map)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+
+
+def _reassemble(
+    b: _Builder,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    names: NameMemo,
+) -> NftTable | None:
+    """The table from the last one of this context, remaking only the ports that changed.
+
+    ``b`` holds the fixed part. None (assemble in full) unless the fixed part and the ports
+    are the last table's and each remade port's chains and sets are its own Service's (named
+    after its port, so no two ports' names meet). Objects are concatenated block by block,
+    elements merged as ``dict.update`` does: the table :func:`_assemble` would make.
+    """
+    last = names.assemblies.get(id(ctx))
+    if last is None:
+        return None
+    old = last.layout
+    ports = _ordered(service_ports, names)
+    setup = PortPart(
+        tuple(b.chains.values()), tuple(b.sets.values()), tuple(b.rules), tuple(b.elements.items())
+    )
+    if ports != old.ports or setup != old.setup:
+        return None
+    infos, endpoints = _inputs(ports, service_ports, endpoints_map)
+    same = map(and_, map(is_, infos, last.infos), map(is_, endpoints, last.endpoints))
+    parts = list(old.parts)
+    for i in compress(count(), map(not_, same)):
+        part = _port_part(infos[i], endpoints[i], ctx, names)
+        if not part.owned_by(ports[i].service):
+            return None
+        parts[i] = part
+    blocks = (old.setup, *parts)
+    elements = dict(concat.from_iterable(map(attrgetter("elements"), blocks)))
+    table = NftTable(
+        family=TABLE_FAMILY,
+        name=TABLE_NAME,
+        comment=TABLE_COMMENT,
+        chains=tuple(concat.from_iterable(map(attrgetter("chains"), blocks))),
+        sets=tuple(concat.from_iterable(map(attrgetter("sets"), blocks))),
+        rules=tuple(concat.from_iterable(map(attrgetter("rules"), blocks))),
+        elements=tuple(elements.values()),
+    )
+    layout = TableLayout(old.setup, ports, tuple(parts), elements)
+    names.layouts.put(id(table), layout, holds=table)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+    return table
+
+
+def _ordered(
+    service_ports: Mapping[ServicePortName, ServicePortInfo], names: NameMemo
+) -> tuple[ServicePortName, ...]:
+    """The port map's names in sync order, sorted once per set of names.
+
+    The last order of as many names is reused when the map holds each of its names (then it
+    holds exactly those): successive syncs mostly see the same ports.
+    """
+    found = names.orders.get(len(service_ports))
+    if found is None or not all(map(service_ports.__contains__, found)):
+        found = tuple(sorted(service_ports, key=_service_order))
+        names.orders.put(len(service_ports), found)
+    return found
+
+
+def _port_part(
+    svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext, names: NameMemo
+) -> PortPart:
+    """One port's objects: remembered by identity, else by value, else written on their own."""
+    ikey = (id(svc), id(endpoints), id(ctx))
+    part = names.by_identity.get(ikey)
+    if part is not None:
+        return part
+    # Asked with the plain tuple equal to the _PortKey stored below (see proxy/caches.py).
+    part = names.part((svc, endpoints, ctx))
+    if part is None:
+        alone = _Builder(hashed=names)
+        _service_port(alone, svc, endpoints, ctx)
+        part = PortPart(
+            tuple(alone.chains.values()),
+            tuple(alone.sets.values()),
+            tuple(alone.rules),
+            tuple(alone.elements.items()),
+        )
+        names.remember(_PortKey(svc, endpoints, ctx), part)
+    names.by_identity.put(ikey, part, holds=(svc, endpoints, ctx))
+    return part
+
+
+def _assemble(
+    b: _Builder,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    names: NameMemo,
+) -> TableLayout | None:
+    """Add every port's remembered objects to ``b`` as :func:`_service_port` adds them.
+
+    Chains are added a port at a time (``dict.update``: the last of two equal names would
+    win, where ``_service_port`` keeps the first). Returns how the table is assembled, or
+    None if two chain or set names met (``b`` is then to be thrown away).
+    """
+    chains, sets, rules, elements = b.chains, b.sets, b.rules, b.elements
+    setup = PortPart(
+        tuple(chains.values()), tuple(sets.values()), tuple(rules), tuple(elements.items())
+    )
+    expected_chains, expected_sets = len(chains), len(sets)
+    get = endpoints_map.get
+    ports = _ordered(service_ports, names)
+    parts = []
+    for spn in ports:
+        part = _port_part(service_ports[spn], get(spn, ()), ctx, names)
+        parts.append(part)
+        chains.update(part.chain_items)
+        expected_chains += len(part.chains)
+        sets.update(part.set_items)
+        expected_sets += len(part.sets)
+        rules.extend(part.rules)
+        elements.update(part.elements)
+    if len(chains) != expected_chains or len(sets) != expected_sets:
+        return None
+    return TableLayout(setup, ports, tuple(parts), elements)
 
 
 def compile_nftables(

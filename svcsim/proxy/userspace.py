@@ -28,7 +28,6 @@ Traffic policies and topology do not exist in this mode: every ready endpoint is
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -208,7 +207,8 @@ def compile_userspace(
         svc = port_map[spn]
         ready = sorted(
             {(ep.ip, ep.port) for ep in endpoints_map.get(spn, ()) if ep.ready},
-            key=lambda e: (int(ipaddress.IPv4Address(e[0])), e[1]),
+            # Dotted-quad octets as numbers order IPv4 addresses as their integers do.
+            key=lambda e: (tuple(map(int, e[0].split("."))), e[1]),
         )
         rows.append(
             ProxyPort(

@@ -16,6 +16,7 @@ named field, so what is cached where reads off the class:
                           ruleset of the run is built with (compiled, restored, edited)
 ``nft_names``             nftables mode: hashed chain names and each port's objects
 ``nft_chains``            nftables mode: parsed chains of installed tables
+``ipvs_ports``            IPVS mode: each port's servers and set entries, ip sets, tables
 ``port_chains``           the chains a partial sync may rewrite, per (port, endpoints)
 ``split_texts``           restore texts split into non-nat and nat lines
 ``sync_plans``            sync plans (restore input of a full or partial sync)
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from svcsim.memo import BoundedMemo
 from svcsim.netfilter.nft_parse import ParseMemo
 from svcsim.proxy.caches import CompileCaches
+from svcsim.proxy.ipvs import IpvsMemo
 from svcsim.proxy.nftables import NameMemo
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ class RunCaches:
     compile: CompileCaches = field(default_factory=CompileCaches)
     nft_names: NameMemo = field(default_factory=NameMemo)
     nft_chains: ParseMemo = field(default_factory=ParseMemo)
+    ipvs_ports: IpvsMemo = field(default_factory=IpvsMemo)
     port_chains: BoundedMemo[PortChainsKey, tuple[str, ...]] = field(
         default_factory=lambda: BoundedMemo("owned chains by (port name, endpoints)", 1 << 10)
     )

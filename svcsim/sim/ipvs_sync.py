@@ -64,6 +64,8 @@ def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
     changes += sum(1 + len(after[k].real_servers) for k in after.keys() - before.keys())
     for key in before.keys() & after.keys():
         old, new = before[key], after[key]
+        if old is new:
+            continue  # the very spec installed: no change
         if dataclasses.replace(old, real_servers=()) != dataclasses.replace(new, real_servers=()):
             changes += 1  # scheduler or persistence: UpdateVirtualServer
         old_w = {(r.address, r.port): r.weight for r in old.real_servers}
@@ -73,6 +75,8 @@ def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
     names = {s.name for s in (*installed.ipsets.sets, *wanted.ipsets.sets)}
     for name in names:
         old_set, new_set = installed.ipsets.get(name), wanted.ipsets.get(name)
+        if old_set is new_set:
+            continue
         old_members = set(old_set.members) if old_set is not None else set()
         changes += len(old_members ^ (set(new_set.members) if new_set is not None else set()))
     return IpvsSyncCounts(objects, changes)

@@ -149,15 +149,25 @@ class Kernel:
         self.generation += 1
         self.installed_at_s = now_s
 
-    def install_nft(self, table: NftTable, parsed: ParsedTable, now_s: float) -> None:
+    def install_nft(
+        self,
+        table: NftTable,
+        parsed: ParsedTable,
+        now_s: float,
+        dynamic: frozenset[str] | None = None,
+    ) -> None:
         """Replace the table atomically (what one ``nft -f`` transaction does).
 
         Elements of sets the new table no longer has go with their sets (kube-proxy deletes
         stale affinity sets in the same transaction); the others keep their elements.
+        ``dynamic``: the parse's :func:`dynamic_sets` when the caller knows them already.
         """
         if self.mode != "nftables":
             raise ValueError(f"node {self.node}: an nf_tables table on a {self.mode} kernel")
-        self.nft = NftRules.of(table, parsed)
+        if dynamic is None:
+            self.nft = NftRules.of(table, parsed)
+        else:
+            self.nft = NftRules(table, parsed, dynamic)
         for name in [n for n in self.sets.expiry if n not in parsed.timeouts]:
             del self.sets.expiry[name]
         self.generation += 1

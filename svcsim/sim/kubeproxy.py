@@ -39,8 +39,10 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   metrics' names, the UDP conntrack clean-up (upstream shares ``pkg/proxy/conntrack``). A sync
   compiles the table (:func:`svcsim.proxy.nftables.table_from_maps`) and plans its one
   transaction (:func:`svcsim.sim.nft_sync.plan_nft_sync`: partial syncs write only the chains
-  of changed Services and the elements that differ); its cost is per object written
-  (``nft_cost``). Before it, stale chains flushed over a second ago are deleted in a
+  of changed Services and the elements that differ; the same transaction is spliced from the
+  node's last install when it can be, :func:`svcsim.sim.nft_splice.splice_sync`, so a partial
+  sync's work follows the changed ports); its cost is per object written (``nft_cost``).
+  Before it, stale chains flushed over a second ago are deleted in a
   transaction of their own (:func:`~svcsim.sim.nft_sync.delete_stale_chains`); its failure
   counts in ``sync_proxy_rules_nftables_cleanup_failures_total`` and the sync goes on. A
   blocked sync fails as a whole (``sync_proxy_rules_nftables_sync_failures_total``).
@@ -70,7 +72,6 @@ from typing import Any, NamedTuple
 import simpy
 
 from svcsim.k8s.objects import EndpointSlice, Service
-from svcsim.netfilter.nft_parse import parse_table
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -101,7 +102,13 @@ from svcsim.sim.health import ProxyHealth, service_health
 from svcsim.sim.ipvs_cost import IpvsSyncCostModel
 from svcsim.sim.ipvs_sync import check_draining, install_sync, sync_counts
 from svcsim.sim.kernel import Kernel
-from svcsim.sim.nft_sync import delete_stale_chains, plan_nft_sync, stale_endpoint_edit
+from svcsim.sim.nft_splice import Spliced, install_planned, splice_sync
+from svcsim.sim.nft_sync import (
+    delete_stale_chains,
+    parse_installed,
+    plan_nft_sync,
+    stale_endpoint_edit,
+)
 from svcsim.sim.restore import (
     RestoreError,
     apply_plan,
@@ -188,6 +195,8 @@ class KubeProxy:
         """userspace mode: the settings and random streams each process starts with."""
         self.stale_chains: dict[str, float] = {}
         """nftables mode: flushed stale service chains and when (upstream ``staleChains``)."""
+        self.spliced: Spliced | None = None
+        """nftables mode: the last sync's install as blocks (:mod:`svcsim.sim.nft_splice`)."""
         self.metrics = ProxyMetrics()
         self.programmed: ProgrammedView | None = None
         """What the rules were last programmed from; None before the first successful sync."""
@@ -394,7 +403,7 @@ class KubeProxy:
             if kernel.nft is None:
                 raise ValueError(f"node {self.node}: no nf_tables table to edit yet")
             text, table = stale_endpoint_edit(kernel.nft.table, spn, endpoint)
-            kernel.install_nft(table, parse_table(table, self.parse_memo), self.env.now)
+            kernel.install_nft(table, parse_installed(table, self.parse_memo), self.env.now)
         else:
             text = stale_rule_restore(kernel.ruleset, spn, endpoint, own_chain=own_chain)
             edited = apply_restore(
@@ -705,18 +714,42 @@ class _Life:
             if failed:
                 m.sync_proxy_rules_nftables_cleanup_failures_total += 1
             elif cleaned is not installed:
-                kernel.install_nft(cleaned, parse_table(cleaned, proxy.parse_memo), start)
+                kernel.install_nft(cleaned, parse_installed(cleaned, proxy.parse_memo), start)
                 installed = cleaned
         compiled = table_from_maps(
             service_ports, endpoints_map, proxy.ctx, proxy.service_cidrs, proxy.chain_names
         )
-        plan = plan_nft_sync(
-            installed,
-            compiled,
-            changes.services,
-            full=full,
-            now_s=start,
-            stale_chains=proxy.stale_chains,
+        layout = proxy.chain_names.layout(compiled)
+        # A partial sync spliced from the last install where it can be (sim/nft_splice.py).
+        fast = (
+            None
+            if proxy.spliced is None or installed is None
+            else splice_sync(
+                proxy.spliced,
+                installed,
+                compiled,
+                layout,
+                changes.services,
+                full=full,
+                now_s=start,
+                stale_chains=proxy.stale_chains,
+                memo=proxy.parse_memo,
+            )
+        )
+        plan, next_spliced = (
+            fast
+            if fast is not None
+            else (
+                plan_nft_sync(
+                    installed,
+                    compiled,
+                    changes.services,
+                    full=full,
+                    now_s=start,
+                    stale_chains=proxy.stale_chains,
+                ),
+                None,
+            )
         )
         duration = cfg.nft_cost.duration_s(plan.objects_written)
         yield env.timeout(duration)
@@ -736,7 +769,7 @@ class _Life:
             self._record(start, end, full, False, plan.objects_written, math.nan, through)
             return False
         proxy.stale_chains = plan.stale_chains
-        kernel.install_nft(plan.table, parse_table(plan.table, proxy.parse_memo), end)
+        proxy.spliced = install_planned(kernel, plan, next_spliced, layout, proxy.parse_memo, end)
         self._succeeded(start, end, full, changes, service_ports, endpoints_map)
         latency = max(
             (end - t for times in changes.trigger_times_s.values() for t in times),
@@ -759,7 +792,12 @@ class _Life:
         proxy, env, cfg = self.proxy, self.proxy.env, self.proxy.config
         kernel, m = proxy.kernel, proxy.metrics
         wanted = ipvs_from_maps(
-            service_ports, endpoints_map, proxy.ctx, cfg.ipvs_scheduler, show_draining=False
+            service_ports,
+            endpoints_map,
+            proxy.ctx,
+            cfg.ipvs_scheduler,
+            show_draining=False,
+            memo=proxy.caches.ipvs_ports,
         )
         installed = kernel.ipvs
         assert installed is not None  # an IPVS-mode kernel always holds a state

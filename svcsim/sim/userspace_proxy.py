@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice
-from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import (
     EndpointsMap,
@@ -182,11 +182,15 @@ class UserspaceProcess:
         self.allocator = ProxyPortAllocator(config.ports_rng, config.port_range)
         self.portals: dict[ServicePortName, Portal] = {}
         """``serviceMap``: the open Service ports, with their sockets' ports."""
+        self._open_rule_count = 0
+        """:func:`portal_rule_count` summed over :attr:`portals` (kept as they open and close)."""
         self.sockets: dict[ServicePortName, ProxySocket] = {}
         self._slices: dict[str, dict[str, EndpointSlice]] = {}
         """The informer's EndpointSlices by Service, then by slice key."""
         self._ready_ports: dict[str, set[ServicePortName]] = {}
         """Per Service, the ports its last update gave ready endpoints."""
+        self._rules_by_portal: dict[ServicePortName, tuple[Portal, PortalRules]] = {}
+        """Each open portal's rules, made once when it opens (a sync ensures them all)."""
 
     # --- start and exit ---------------------------------------------------------------------
 
@@ -263,14 +267,29 @@ class UserspaceProcess:
 
     def rules_ensured(self, plan: UserspacePlan) -> int:
         """Portal rules the sync checks or writes (what its cost is counted in)."""
-        closing = set(plan.close)
-        kept = [p.info for s, p in self.portals.items() if s not in closing]
-        opened = [info for _, info in plan.open]
-        return INIT_RULES + sum(portal_rule_count(info) for info in kept + opened)
+        closed = sum(portal_rule_count(self.portals[s].info) for s in set(plan.close))
+        opened = sum(portal_rule_count(info) for _, info in plan.open)
+        return INIT_RULES + self._open_rule_count - closed + opened
 
     def apply(self, plan: UserspacePlan, now_s: float, *, iptables_ok: bool) -> None:
         """End of a sync: sockets change; portal rules too unless ``iptables_ok`` is False."""
         self._apply(plan, now_s, iptables_ok)
+
+    def _rules_of(self, portal: Portal) -> PortalRules:
+        """``portal``'s rules as ``(table, chain, rule)``, in the order ``openPortal`` adds them."""
+        found = self._rules_by_portal.get(portal.spn)
+        if found is not None and found[0] is portal:
+            return found[1]
+        rules = _chain_rules(_portal_rules([portal], self.host_ip), with_init=False)
+        self._rules_by_portal[portal.spn] = (portal, rules)
+        return rules
+
+    def _wanted_rules(self) -> PortalRules:
+        """What ``ensurePortals`` checks: the init jumps, then every open portal's rules."""
+        out = list(_INIT_RULES)
+        for portal in self.portals.values():
+            out += self._rules_of(portal)
+        return tuple(out)
 
     def _apply(self, plan: UserspacePlan, now_s: float, iptables_ok: bool) -> None:
         kernel = self.kernel
@@ -279,12 +298,16 @@ class UserspaceProcess:
         stale_udp_ips: set[str] = set()
         for spn in plan.close:
             portal = self.portals.pop(spn)
+            self._open_rule_count -= portal_rule_count(portal.info)
             sock = self.sockets.pop(spn, None)
             if sock is not None:
                 kernel.sockets.close(sock)
             self.allocator.release(portal.proxy_port)
             if iptables_ok:
-                rules = _delete_rules(rules, _portal_rules([portal], self.host_ip))
+                # The portal's rules and, as the whole ruleset of _portal_rules([portal]) this
+                # model has always deleted, the init jumps (the ensure below appends them again).
+                rules = _delete_rules(rules, _INIT_RULES + self._rules_of(portal))
+            self._rules_by_portal.pop(spn, None)
             if spn in removed:
                 self.balancers.delete(spn)
                 if sock is not None and sock.protocol == "udp":
@@ -309,12 +332,14 @@ class UserspaceProcess:
             kernel.sockets.listen(sock)
             self.sockets[spn] = sock
             self.portals[spn] = Portal(spn, info, port)
+            self._open_rule_count += portal_rule_count(info)
         if iptables_ok:
-            ensured = _ensure_rules(rules, _portal_rules(list(self.portals.values()), self.host_ip))
+            ensured = _ensure_rules(rules, self._wanted_rules())
             if ensured is not kernel.ruleset:
                 kernel.install(ensured, now_s)
         for state in self.balancers.states.values():
-            state.cleanup(now_s)  # cleanupStaleStickySessions
+            if state.affinity:  # nothing to expire otherwise
+                state.cleanup(now_s)  # cleanupStaleStickySessions
 
 
 def _order(spn: ServicePortName) -> tuple[str, str]:
@@ -336,8 +361,24 @@ def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
     return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
 
 
-def _chain_rules(ruleset: Ruleset) -> list[tuple[str, str, tuple[Rule, ...]]]:
-    return [(t.name, c.name, c.rules) for t in ruleset.tables for c in t.chains]
+PortalRules = tuple[tuple[str, str, Rule], ...]
+"""Rules as ``(table, chain, rule)``, in the order they are appended."""
+
+
+def _chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> PortalRules:
+    """Every rule of ``ruleset`` in order; without the built-in chains' unless ``with_init``.
+
+    A portal's rules are all in the portal chains; only ``iptablesInit`` writes to the
+    built-in chains (its jumps).
+    """
+    return tuple(
+        (t.name, c.name, r) for t in ruleset.tables for c in t.chains for r in c.rules
+        if with_init or c.name not in BUILTIN_CHAINS[t.name]
+    )  # fmt: skip
+
+
+_INIT_RULES: PortalRules = _chain_rules(init_ruleset())
+"""``iptablesInit``'s jumps (immutable rules)."""
 
 
 def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...]) -> Ruleset:
@@ -351,32 +392,56 @@ def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...
     return Ruleset(tuple(tables))
 
 
-def _delete_rules(ruleset: Ruleset, doomed: Ruleset) -> Ruleset:
+def _by_chain(rules: PortalRules) -> dict[tuple[str, str], list[Rule]]:
+    out: dict[tuple[str, str], list[Rule]] = {}
+    for table, chain, rule in rules:
+        out.setdefault((table, chain), []).append(rule)
+    return out
+
+
+def _delete_rules(ruleset: Ruleset, doomed: PortalRules) -> Ruleset:
     """``DeleteRule`` for each rule of ``doomed`` (its first occurrence, if any)."""
     out = ruleset
-    for table, chain, rules in _chain_rules(doomed):
-        if not rules:
-            continue
+    for (table, chain), rules in _by_chain(doomed).items():
         current = out.chain(table, chain)
         if current is None:
             continue
         kept = list(current.rules)
         for rule in rules:
-            if rule in kept:
-                kept.remove(rule)
+            at = _first(kept, rule)
+            if at is not None:
+                del kept[at]
         if len(kept) != len(current.rules):
             out = _with_chain(out, table, chain, tuple(kept))
     return out
 
 
-def _ensure_rules(ruleset: Ruleset, wanted: Ruleset) -> Ruleset:
+def _first(rules: list[Rule], rule: Rule) -> int | None:
+    """Where ``rule`` first is in ``rules`` (by equality), or None.
+
+    Found by identity first: the kernel's rules are the very objects the portals were made
+    with, and comparing rule values one by one is slow on a long chain.
+    """
+    ids = [id(r) for r in rules]
+    if id(rule) in ids:
+        same = ids.index(id(rule))
+        # An equal rule (not the same object) may come earlier.
+        if rule not in rules[:same]:
+            return same
+    return rules.index(rule) if rule in rules else None
+
+
+def _ensure_rules(ruleset: Ruleset, wanted: PortalRules) -> Ruleset:
     """``EnsureRule(Append)`` for each rule of ``wanted``: appended where missing."""
     out = ruleset
-    for table, chain, rules in _chain_rules(wanted):
+    for (table, chain), rules in _by_chain(wanted).items():
         current = out.chain(table, chain)
         if current is None:
             continue  # iptablesInit made every portal chain; a missing one is not ours
-        missing = tuple(r for r in rules if r not in current.rules)
+        held = {id(r) for r in current.rules}
+        # By identity first (the kernel holds the objects the portals were made with); a
+        # rule not held as such object is looked for by value.
+        missing = tuple(r for r in rules if id(r) not in held and r not in current.rules)
         if missing:
             out = _with_chain(out, table, chain, current.rules + missing)
     return out

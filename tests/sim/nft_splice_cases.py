@@ -1,0 +1,96 @@
+"""A small nftables cluster whose endpoints change at random, for the splice property tests.
+
+Five Services cover what a port's objects can hold: a plain ClusterIP, ClientIP affinity
+(affinity sets and ``update`` rules), a NodePort with ``externalTrafficPolicy: Local`` (external
+and local chains, NodePort map elements), a two-port Service (both ports add the same
+``cluster-ips`` element) and a LoadBalancer with source ranges (firewall chain and map).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from svcsim.k8s.objects import (
+    SERVICE_NAME_LABEL,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    LoadBalancerIngress,
+    ObjectMeta,
+    Service,
+    ServicePort,
+    ServiceType,
+    SessionAffinity,
+    TrafficPolicy,
+)
+
+NODES = ("node-a", "node-b", "node-c")
+"""The node compiling is ``node-a`` (local endpoints are the ones there)."""
+
+
+def services() -> list[Service]:
+    """The five Services (see the module docstring)."""
+    return [
+        Service(
+            meta=ObjectMeta("plain"), cluster_ip="10.96.0.10", ports=(ServicePort(80, name="p"),)
+        ),
+        Service(
+            meta=ObjectMeta("sticky"),
+            cluster_ip="10.96.0.11",
+            ports=(ServicePort(80, name="p"),),
+            session_affinity=SessionAffinity.CLIENT_IP,
+            session_affinity_timeout_s=60,
+        ),
+        Service(
+            meta=ObjectMeta("local"),
+            type=ServiceType.NODE_PORT,
+            cluster_ip="10.96.0.12",
+            ports=(ServicePort(80, name="p", node_port=30080),),
+            external_traffic_policy=TrafficPolicy.LOCAL,
+        ),
+        Service(
+            meta=ObjectMeta("two"),
+            cluster_ip="10.96.0.13",
+            ports=(ServicePort(80, name="p"), ServicePort(443, name="q", target_port=8443)),
+        ),
+        Service(
+            meta=ObjectMeta("lb"),
+            type=ServiceType.LOAD_BALANCER,
+            cluster_ip="10.96.0.14",
+            ports=(ServicePort(80, name="p", node_port=30081),),
+            load_balancer_source_ranges=("192.0.2.0/24",),
+            load_balancer_ingress=(LoadBalancerIngress(ip="203.0.113.7"),),
+        ),
+    ]
+
+
+def endpoint_slice(service: Service, ips: list[tuple[str, str, bool]]) -> EndpointSlice:
+    """``service``'s slice: (IP, node, terminating) endpoints on every port the Service has."""
+    name = service.meta.name
+    ports = tuple(
+        EndpointPort(port=p.target_port if p.target_port else 8080, name=p.name)
+        for p in service.ports
+    )
+    return EndpointSlice(
+        meta=ObjectMeta(f"{name}-1", labels=((SERVICE_NAME_LABEL, name),)),
+        endpoints=tuple(
+            Endpoint(
+                (ip,),
+                EndpointConditions(ready=not term, serving=True, terminating=term),
+                node_name=node,
+            )
+            for ip, node, term in ips
+        ),
+        ports=ports,
+    )
+
+
+def random_endpoints(rng: np.random.Generator, service: int) -> list[tuple[str, str, bool]]:
+    """0-4 endpoints of ``service`` from a small pool, on random nodes, some terminating."""
+    count = int(rng.integers(0, 5))
+    picks = sorted({int(x) for x in rng.integers(1, 9, size=count)})
+    return [
+        (f"10.1.{service}.{i}", NODES[int(rng.integers(0, 3))], bool(rng.random() < 0.15))
+        for i in picks
+    ]

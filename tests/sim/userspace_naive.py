@@ -1,0 +1,53 @@
+"""The userspace sync's rule edits written the plain way (whole rulesets, list scans).
+
+What :mod:`svcsim.sim.userspace_proxy` did before it kept each portal's rules and looked
+rules up by identity; the tests compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from svcsim.netfilter.model import Rule, Ruleset
+
+
+def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...]) -> Ruleset:
+    tables = []
+    for t in ruleset.tables:
+        if t.name == table:
+            t = replace(
+                t, chains=tuple(replace(c, rules=rules) if c.name == chain else c for c in t.chains)
+            )
+        tables.append(t)
+    return Ruleset(tuple(tables))
+
+
+def ensure_rules(ruleset: Ruleset, wanted: Ruleset) -> Ruleset:
+    """``EnsureRule(Append)`` for each rule of ``wanted``, by value."""
+    out = ruleset
+    for t in wanted.tables:
+        for c in t.chains:
+            current = out.chain(t.name, c.name)
+            if current is None:
+                continue
+            missing = tuple(r for r in c.rules if r not in current.rules)
+            if missing:
+                out = _with_chain(out, t.name, c.name, current.rules + missing)
+    return out
+
+
+def delete_rules(ruleset: Ruleset, doomed: Ruleset) -> Ruleset:
+    """``DeleteRule`` for each rule of ``doomed`` (its first occurrence by value)."""
+    out = ruleset
+    for t in doomed.tables:
+        for c in t.chains:
+            current = out.chain(t.name, c.name)
+            if current is None or not c.rules:
+                continue
+            kept = list(current.rules)
+            for rule in c.rules:
+                if rule in kept:
+                    kept.remove(rule)
+            if len(kept) != len(current.rules):
+                out = _with_chain(out, t.name, c.name, tuple(kept))
+    return out
