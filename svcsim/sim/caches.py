@@ -24,6 +24,7 @@ named field, so what is cached where reads off the class:
 ``shared_contexts``       one node context per kind of alike nodes (``sim/shared_sync.py``)
 ``shared_syncs``          iptables compiles shared by nodes in step, by their inputs' identities
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
+``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ========================  ===================================================================
 
 The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from svcsim.proxy.context import NodeContext
     from svcsim.proxy.iptables import IptablesSync
     from svcsim.proxy.iptables_assembly import NatLine
+    from svcsim.proxy.names import ServicePortName
     from svcsim.sim.restore import SyncPlan
 
 SYNC_LIMIT: Final = 256
@@ -120,6 +122,9 @@ class RunCaches:
     )
     shared_syncs: BoundedMemo[tuple[int, int, int], IptablesSync] = field(
         default_factory=lambda: BoundedMemo("shared compiles by (context, maps) ids", SYNC_LIMIT)
+    )
+    ports_by_service: BoundedMemo[int, dict[str, list[tuple[int, ServicePortName]]]] = field(
+        default_factory=lambda: BoundedMemo("ports by Service, by port map identity", SYNC_LIMIT)
     )
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)

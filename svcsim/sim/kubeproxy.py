@@ -877,7 +877,9 @@ class _Life:
         latencies = [end - t for times in changes.trigger_times_s.values() for t in times]
         m.network_programming_duration_seconds.extend(latencies)
         m.sync_proxy_rules_last_timestamp_seconds = end
-        proxy.programmed = ProgrammedView(start, end, service_ports, endpoints_map)
+        proxy.programmed = ProgrammedView(
+            start, end, service_ports, endpoints_map, None if full else changes.services
+        )
         for listener in proxy._programmed_listeners:
             listener(proxy.node, proxy.programmed)
         if changes.conntrack_cleanup_required:
