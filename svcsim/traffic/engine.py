@@ -568,7 +568,7 @@ class TrafficEngine(EngineCore):
             fast[fast] = arrays["fast"][gid[fast]]
         t0 = float(chunk.t[0])
         counts = np.bincount(nodes, minlength=len(self.nodes))
-        for node in np.flatnonzero(counts).tolist():
+        for node in self._path.crowded(self.nodes, counts):
             if not self._path.has_room(self.nodes[node], t0, int(counts[node])):
                 fast[nodes == node] = False  # could fill up: every flow there in order
         slow = np.flatnonzero(~fast)
