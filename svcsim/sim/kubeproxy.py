@@ -13,7 +13,8 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   not the runner's, a failure of it schedules no retry: the next change (or the runner's max
   interval) brings the next, full, sync.
 * **A sync** takes all pending changes at its start, compiles the complete ruleset from the
-  informer state (:func:`svcsim.proxy.iptables.sync_from_maps`), plans the restore input
+  informer state (:func:`svcsim.proxy.iptables.sync_from_maps`; nodes in step share their maps
+  and that compile, :mod:`svcsim.sim.shared_sync`), plans the restore input
   (full, or partial per KEP-3453: :mod:`svcsim.sim.synccost`), waits the cost model's duration,
   and at its end either installs the result in the node's kernel atomically or fails (the xtables
   lock is held by :meth:`KubeProxy.block_sync`, or the restore was rejected). Changes that arrive
