@@ -20,6 +20,8 @@ Origin = Literal["pod", "host", "external"]
 ORIGINS: tuple[Origin, ...] = ("pod", "host", "external")
 PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_SPORT = 32768
+IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+"""The limited broadcast address (route type BROADCAST); made once, not per question."""
 """Source port of a packet that names none: the start of Linux' ``ip_local_port_range``."""
 
 
@@ -122,7 +124,7 @@ class NodeNetwork:
             return "LOCAL"
         if address.is_multicast:
             return "MULTICAST"
-        if address == ipaddress.IPv4Address("255.255.255.255"):
+        if address == IPV4_BROADCAST:
             return "BROADCAST"
         if address.is_unspecified:
             return "UNSPEC"

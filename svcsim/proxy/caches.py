@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from svcsim.proxy.iptables_assembled import Assembly
     from svcsim.proxy.iptables_assembly import PartLines
     from svcsim.proxy.iptables_service import ServicePortBlock
+    from svcsim.proxy.shared_maps import SharedEndpoints
     from svcsim.proxy.topology import CategorizedEndpoints
 
 PER_SERVICE_LIMIT: Final = 1 << 14
@@ -189,6 +190,14 @@ class CompileCaches:
         # Each entry may hold a whole restore text (once written).
         default_factory=lambda: BoundedMemo("assembled syncs by fragment identities", 64)
     )
+    port_maps: BoundedMemo[tuple[int, ...], dict[ServicePortName, ServicePortInfo]] = field(
+        default_factory=lambda: BoundedMemo("service-port maps by Service identities", 64)
+    )
+    """Nodes in step share one service-port map (:mod:`svcsim.proxy.shared_maps`)."""
+    shared_endpoints: BoundedMemo[tuple[int, ...], SharedEndpoints] = field(
+        default_factory=lambda: BoundedMemo("endpoints seen from no node, by slice identities", 64)
+    )
+    """Nodes in step share one base endpoints map (:mod:`svcsim.proxy.shared_maps`)."""
     latest_syncs: BoundedMemo[int, LatestSync] = field(
         default_factory=lambda: BoundedMemo(
             "each node's latest iptables compile, by context identity", 1 << 12

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -161,7 +161,7 @@ class World:
         seen = self._programmed_seen.setdefault(node, {})
         last_sets = self._last_sets
         endpoints_map = view.endpoints_map
-        for spn, info in view.service_ports.items():
+        for spn, info in self._ports_to_check(view):
             eps = endpoints_map.get(spn, ())
             last = seen.get(spn)
             if (
@@ -181,6 +181,29 @@ class World:
                 last_sets[key] = endpoints
                 self._recorder.add_endpoint_set(view.installed_at_s, node, spn.text, endpoints)
             seen[spn] = (info, eps, last_sets[key], key)
+
+    def _ports_to_check(
+        self, view: ProgrammedView
+    ) -> Iterable[tuple[ServicePortName, ServicePortInfo]]:
+        """The service ports of ``view`` whose set may have changed, in the view's order.
+
+        After a partial sync only the Services it took changes of: every other port has the
+        same Service and slices as in the node's previous view, hence the same set, and
+        looking at it would record nothing. (Nodes in step share the map, and its index.)
+        """
+        ports = view.service_ports
+        changed = view.changed_services
+        if changed is None:
+            return ports.items()
+        memo = self.caches.ports_by_service
+        index = memo.get(id(ports))
+        if index is None:
+            built: dict[str, list[tuple[int, ServicePortName]]] = {}
+            for position, spn in enumerate(ports):
+                built.setdefault(spn.service, []).append((position, spn))
+            index = memo.put(id(ports), built, holds=ports)
+        picked = sorted(p for service in changed for p in index.get(service, ()))
+        return [(spn, ports[spn]) for _, spn in picked]
 
     def proxy_changed(self) -> None:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""

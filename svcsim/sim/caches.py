@@ -22,6 +22,10 @@ named field, so what is cached where reads off the class:
 ``sync_plans``            sync plans (restore input of a full or partial sync)
 ``applied_restores``      kernel rulesets after a partial restore
 ``udp_by_slices``         whether a Service's slices have a UDP port (conntrack cleanup)
+``shared_contexts``       one node context per kind of alike nodes (``sim/shared_sync.py``)
+``shared_syncs``          iptables compiles shared by nodes in step, by their inputs' identities
+``source_ranges``         whether a service-port map has loadBalancerSourceRanges
+``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ========================  ===================================================================
 
 The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
@@ -48,7 +52,10 @@ from svcsim.proxy.nftables import NameMemo
 
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
+    from svcsim.proxy.context import NodeContext
+    from svcsim.proxy.iptables import IptablesSync
     from svcsim.proxy.iptables_assembly import NatLine
+    from svcsim.proxy.names import ServicePortName
     from svcsim.sim.restore import SyncPlan
 
 SYNC_LIMIT: Final = 256
@@ -112,4 +119,16 @@ class RunCaches:
     )
     udp_by_slices: BoundedMemo[tuple[int, ...], bool] = field(
         default_factory=lambda: BoundedMemo("has-UDP by slice identities", SYNC_LIMIT)
+    )
+    shared_contexts: BoundedMemo[NodeContext, NodeContext] = field(
+        default_factory=lambda: BoundedMemo("node contexts without name and IPs", 1 << 12)
+    )
+    shared_syncs: BoundedMemo[tuple[int, int, int], IptablesSync] = field(
+        default_factory=lambda: BoundedMemo("shared compiles by (context, maps) ids", SYNC_LIMIT)
+    )
+    ports_by_service: BoundedMemo[int, dict[str, list[tuple[int, ServicePortName]]]] = field(
+        default_factory=lambda: BoundedMemo("ports by Service, by port map identity", SYNC_LIMIT)
+    )
+    source_ranges: BoundedMemo[int, bool] = field(
+        default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)
     )

@@ -13,7 +13,8 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   not the runner's, a failure of it schedules no retry: the next change (or the runner's max
   interval) brings the next, full, sync.
 * **A sync** takes all pending changes at its start, compiles the complete ruleset from the
-  informer state (:func:`svcsim.proxy.iptables.sync_from_maps`), plans the restore input
+  informer state (:func:`svcsim.proxy.iptables.sync_from_maps`; nodes in step share their maps
+  and that compile, :mod:`svcsim.sim.shared_sync`), plans the restore input
   (full, or partial per KEP-3453: :mod:`svcsim.sim.synccost`), waits the cost model's duration,
   and at its end either installs the result in the node's kernel atomically or fails (the xtables
   lock is held by :meth:`KubeProxy.block_sync`, or the restore was rejected). Changes that arrive
@@ -81,11 +82,11 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
-from svcsim.proxy.iptables import sync_from_maps
 from svcsim.proxy.ipvs import ipvs_from_maps
 from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermination
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import table_from_maps
+from svcsim.proxy.shared_maps import node_endpoints_map, shared_endpoints, shared_service_port_map
 from svcsim.results.records import EventKind, Recorder
 from svcsim.sim.api import ApiServer, EventType, Watch, WatchEvent
 from svcsim.sim.caches import RunCaches
@@ -118,6 +119,7 @@ from svcsim.sim.restore import (
     stale_rule_restore,
 )
 from svcsim.sim.runner import BoundedFrequencyRunner
+from svcsim.sim.shared_sync import iptables_compile, shared_context
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, ProxyMetrics, StaleUdpFilter
 from svcsim.sim.userspace_proxy import UserspaceConfig, UserspaceProcess
 
@@ -211,6 +213,8 @@ class KubeProxy:
         self._cleanup_listeners: list[CleanupListener] = []
         self._programmed_listeners: list[Callable[[str, ProgrammedView], None]] = []
         self._informer_cache: _InformerView | None = None
+        self.alike_ctx = shared_context(ctx, self.caches)
+        """The context this node shares compiles with (:mod:`svcsim.sim.shared_sync`)."""
 
     # --- state the traffic layer reads ------------------------------------------------------
 
@@ -626,10 +630,10 @@ class _Life:
         full = self.need_full or start - self.last_full_end_s >= cfg.full_sync_period_s
         changes = self.tracker.take()
         caches = proxy.caches
-        service_ports = build_service_port_map(self.tracker.services.values(), caches.compile)
-        endpoints_map = build_endpoints_map(
-            self.tracker.slices.values(), proxy.node, caches.compile
-        )
+        # Nodes in step hold the same objects: they share both maps (svcsim.proxy.shared_maps).
+        service_ports = shared_service_port_map(self.tracker.services.values(), caches.compile)
+        shared = shared_endpoints(self.tracker.slices.values(), caches.compile)
+        endpoints_map = node_endpoints_map(shared, proxy.node, caches.compile)
         if self.userspace is not None:
             ok = yield from self._sync_userspace(
                 start, through, full, changes, service_ports, endpoints_map
@@ -643,14 +647,17 @@ class _Life:
         if proxy.kernel.mode == "ipvs":
             ok = yield from self._sync_ipvs(start, through, changes, service_ports, endpoints_map)
             return ok
-        compiled = sync_from_maps(service_ports, endpoints_map, proxy.ctx, caches.compile)
+        compiled = iptables_compile(
+            service_ports, shared, endpoints_map, proxy.node, proxy.ctx, proxy.alike_ctx, caches
+        )
         delete_stale = (
             not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
         )
         nat = proxy.kernel.ruleset.table("nat")
         plan = plan_sync(
             compiled,
-            () if full else service_chains(service_ports, endpoints_map, changes.services, caches),
+            # Chain names do not depend on locality: the shared map names them for every node.
+            () if full else service_chains(service_ports, shared.base, changes.services, caches),
             full=full,
             existing_nat_chains=chain_names(nat, caches),
             delete_stale=delete_stale,
@@ -909,7 +916,9 @@ class _Life:
         latencies = [end - t for times in changes.trigger_times_s.values() for t in times]
         m.network_programming_duration_seconds.extend(latencies)
         m.sync_proxy_rules_last_timestamp_seconds = end
-        proxy.programmed = ProgrammedView(start, end, service_ports, endpoints_map)
+        proxy.programmed = ProgrammedView(
+            start, end, service_ports, endpoints_map, None if full else changes.services
+        )
         for listener in proxy._programmed_listeners:
             listener(proxy.node, proxy.programmed)
         if changes.conntrack_cleanup_required:

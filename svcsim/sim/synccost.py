@@ -209,6 +209,10 @@ class ProgrammedView:
     """End of that sync: when the kernel got the rules."""
     service_ports: Mapping[ServicePortName, ServicePortInfo]
     endpoints_map: EndpointsMap
+    changed_services: frozenset[str] | None = None
+    """Services (``namespace/name``) whose ports or endpoints may differ from the node's
+    previous view: those its sync took changes of (a partial sync after a successful one).
+    None: any may (a full sync: the first, one after a failure, the hourly one)."""
 
     def endpoints(self, spn: ServicePortName) -> tuple[EndpointInfo, ...]:
         """Endpoints of ``spn`` (all conditions, as the endpoints map holds them)."""

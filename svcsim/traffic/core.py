@@ -46,7 +46,7 @@ from svcsim.traffic.attempts import (
     Vocab,
 )
 from svcsim.traffic.context import TrafficContext
-from svcsim.traffic.draws import SeedStream
+from svcsim.traffic.draws import SeedBank
 from svcsim.traffic.fate import CAUSE_CODE, MISROUTED, OK, OUTCOME_CODE, RESET, TIMEOUT
 from svcsim.traffic.flows import Connection, KernelPath, PerFlow
 from svcsim.traffic.icmp import IcmpLimits
@@ -104,7 +104,9 @@ class EngineCore:
         self._arrivals = [
             ArrivalStream(s.rate, ctx.rng(f"workload/{s.name}"), block_s) for s in specs
         ]
-        self._seeds: dict[int, SeedStream] = {}
+        self._seeds = SeedBank(
+            len(self.nodes), lambda i: ctx.rng(f"kernel/{self.nodes[i]}/statistic")
+        )
         self._next_id = 0
         self._retries = Attempts.empty()
         self._inflight: Rows | None = None
@@ -461,21 +463,7 @@ class EngineCore:
         self, nodes: np.ndarray[Any, np.dtype[np.int32]]
     ) -> np.ndarray[Any, np.dtype[np.uint64]]:
         # Each node's attempts, in their (chronological) order, take its next seeds.
-        if not len(nodes):
-            return np.empty(0, dtype=np.uint64)
-        counts = np.bincount(nodes, minlength=len(self.nodes))
-        parts = []
-        for node in np.flatnonzero(counts).tolist():
-            stream = self._seeds.get(node)
-            if stream is None:
-                name = self.nodes[node]
-                stream = self._seeds[node] = SeedStream(self.ctx.rng(f"kernel/{name}/statistic"))
-            parts.append(stream.take(int(counts[node])))
-        seeds = np.empty(len(nodes), dtype=np.uint64)
-        # (Node indices as 16-bit keys when they fit: numpy radix-sorts those.)
-        keys = nodes.astype(np.uint16) if len(self.nodes) <= 1 << 16 else nodes
-        seeds[np.argsort(keys, kind="stable")] = np.concatenate(parts)
-        return seeds
+        return self._seeds.take(nodes)
 
     def _resolve(
         self,

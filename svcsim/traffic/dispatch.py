@@ -56,10 +56,13 @@ class _Built:
     dispatch: Dispatch
     chains: Snapshot
     answers: tuple[tuple[tuple[str, Any], Any], ...]
-    networks: list[NodeNetwork] = field(default_factory=list)
-    """Networks known to give every answer (a NodeNetwork is frozen: it answers alike forever)."""
+    networks: dict[int, NodeNetwork] = field(default_factory=dict)
+    """Networks known to give every answer, by identity (a NodeNetwork is frozen: it answers
+    alike forever; the entry holds it, so its id stays its own)."""
     rulesets: set[int] = field(default_factory=set)
     """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain."""
+    not_rulesets: set[int] = field(default_factory=set)
+    """Tokens of rulesets known to differ in some chain (nodes in step ask once)."""
     names: frozenset[tuple[str, str]] = field(init=False)
     """``(table, chain)`` of :attr:`chains`: what the walks asked the ruleset for."""
 
@@ -73,19 +76,22 @@ class _Built:
         """
         ruleset, network = kernel.ruleset, kernel.network
         if token is None or token not in self.rulesets:
+            if token is not None and token in self.not_rulesets:
+                return False
             for table, name, chain in self.chains:
                 found = ruleset.chain(table, name)
                 if found is not chain and not same(found, chain):
+                    if token is not None:
+                        self.not_rulesets.add(token)
                     return False
             if token is not None:
                 self.rulesets.add(token)
-        for known in self.networks:
-            if known is network:
-                return True
+        if id(network) in self.networks:
+            return True
         for (method, arg), answer in self.answers:
             if getattr(network, method)(arg) != answer:
                 return False
-        self.networks.append(network)
+        self.networks[id(network)] = network
         return True
 
 

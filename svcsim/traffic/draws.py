@@ -16,6 +16,7 @@ change never shifts another attempt's draws.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -141,3 +142,69 @@ class SeedStream:
             return np.empty(0, dtype=np.uint64)
         raw = self._bits.random_raw(n)
         return np.asarray(raw, dtype=np.uint64).reshape(n)
+
+
+SEED_BLOCK: Final = 512
+"""Seeds a :class:`SeedBank` fetches ahead per node (at least; more for a larger chunk)."""
+
+
+class SeedBank:
+    """Every node's :class:`SeedStream` at once: each attempt gets its node's next seed.
+
+    The seeds of each node are fetched ahead into one row of a matrix (a stream's values are
+    the same however they are split into fetches, and nothing else reads these streams), so a
+    chunk's seeds are one gather rather than a call per node. ``open_stream(node)`` gives a
+    node's Generator; it is asked the first time the node has an attempt, in node order (as
+    taking seed by seed would).
+    """
+
+    def __init__(self, nodes: int, open_stream: Callable[[int], np.random.Generator]) -> None:
+        self._open = open_stream
+        self._bits: list[np.random.BitGenerator | None] = [None] * nodes
+        self._width = SEED_BLOCK
+        self._rows = np.zeros((nodes, self._width), dtype=np.uint64)
+        self._pos = np.full(nodes, self._width, dtype=np.int64)
+        """Per node, the first seed of its row not handed out (the width: none left)."""
+
+    def take(self, nodes: npt.NDArray[np.int32]) -> U64:
+        """One seed per entry of ``nodes`` (node indices): each node's next, in this order."""
+        n = len(self._bits)
+        if not len(nodes):
+            return np.empty(0, dtype=np.uint64)
+        counts = np.bincount(nodes, minlength=n)
+        widest = int(counts.max())
+        if widest > self._width:
+            self._widen(max(2 * self._width, widest))
+        for node in np.flatnonzero(self._pos + counts > self._width).tolist():
+            self._refill(node)
+        # Each attempt's rank among its node's attempts, in chunk order (a stable sort).
+        keys = nodes.astype(np.uint16) if n <= 1 << 16 else nodes  # numpy radix-sorts 16 bits
+        order = np.argsort(keys, kind="stable")
+        starts = np.cumsum(counts) - counts
+        rank = np.empty(len(nodes), dtype=np.int64)
+        rank[order] = np.arange(len(nodes)) - starts[nodes[order]]
+        seeds: U64 = self._rows[nodes, self._pos[nodes] + rank]
+        self._pos += counts
+        return seeds
+
+    def _refill(self, node: int) -> None:
+        """The node's row: its seeds not yet handed out, then fresh ones from its stream."""
+        bits = self._bits[node]
+        if bits is None:
+            bits = self._bits[node] = self._open(node).bit_generator
+        left = self._rows[node, self._pos[node] :].copy()
+        fresh = np.asarray(bits.random_raw(self._width - len(left)), dtype=np.uint64)
+        self._rows[node, : len(left)] = left
+        self._rows[node, len(left) :] = fresh
+        self._pos[node] = 0
+
+    def _widen(self, width: int) -> None:
+        """Rows of ``width`` seeds (for a chunk with more attempts on one node than a row)."""
+        rows = np.zeros((len(self._bits), width), dtype=np.uint64)
+        pos = np.full(len(self._bits), width, dtype=np.int64)
+        for node, bits in enumerate(self._bits):
+            if bits is not None:  # keep what it has fetched, in order, at the row's end
+                left = self._rows[node, self._pos[node] :]
+                rows[node, width - len(left) :] = left
+                pos[node] = width - len(left)
+        self._rows, self._pos, self._width = rows, pos, width

@@ -301,6 +301,17 @@ class TrafficEngine(EngineCore):
         """
         kernels = self.ctx.kernels
         changed_of: dict[tuple[int, int], frozenset[Any]] = {}
+        # Nodes in step share their rules, so their pairs' dispatches share the chains they
+        # read: each (changed chains, names read) pair is tested once, by identity.
+        disjoint: dict[tuple[int, int], bool] = {}
+        gid = self._gid.tolist()  # Python ints: read per pair, far faster than numpy scalars
+        per_flow = self._per_flow.tolist()
+        clients_of_node: dict[int, list[int]] = {}
+        for c, i in enumerate(self._client_node.tolist()):
+            clients_of_node.setdefault(i, []).append(c)
+        ungroup_w: list[int] = []
+        ungroup_c: list[int] = []
+        workloads = range(len(self.specs))
         for i in nodes:
             if i in self._ipvs:
                 continue  # no pair there has a group
@@ -310,21 +321,26 @@ class TrafficEngine(EngineCore):
             changed = changed_of.get(key)
             if changed is None:
                 changed = changed_of[key] = _changed(old, new)
-            for c in np.flatnonzero(self._client_node == i).tolist():
-                for w in range(len(self.specs)):
-                    if self._gid[w, c] < 0:  # UNGROUPED or PER_FLOW
-                        if not self._per_flow[w]:
-                            self._gid[w, c] = UNGROUPED  # per flow under the old rules: re-ask
+            for c in clients_of_node.get(i, ()):
+                for w in workloads:
+                    if gid[w][c] < 0:  # UNGROUPED or PER_FLOW
+                        if not per_flow[w]:
+                            ungroup_w.append(w)  # per flow under the old rules: re-ask
+                            ungroup_c.append(c)
                         continue
                     memo = self._dispatch_of.get((w, c))
-                    if (
-                        memo is not None
-                        and memo.generation == generations[i]
-                        and changed.isdisjoint(memo.names)
-                    ):
-                        memo.generation = kernel.generation
-                    else:
-                        self._gid[w, c] = UNGROUPED
+                    if memo is not None and memo.generation == generations[i]:
+                        both = (id(changed), id(memo.names))
+                        kept = disjoint.get(both)
+                        if kept is None:
+                            kept = disjoint[both] = changed.isdisjoint(memo.names)
+                        if kept:
+                            memo.generation = kernel.generation
+                            continue
+                    ungroup_w.append(w)
+                    ungroup_c.append(c)
+        if ungroup_w:
+            self._gid[ungroup_w, ungroup_c] = UNGROUPED
 
     def _reclassify(self, states: list[ProxyState]) -> None:
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
@@ -568,7 +584,7 @@ class TrafficEngine(EngineCore):
             fast[fast] = arrays["fast"][gid[fast]]
         t0 = float(chunk.t[0])
         counts = np.bincount(nodes, minlength=len(self.nodes))
-        for node in np.flatnonzero(counts).tolist():
+        for node in self._path.crowded(self.nodes, counts):
             if not self._path.has_room(self.nodes[node], t0, int(counts[node])):
                 fast[nodes == node] = False  # could fill up: every flow there in order
         slow = np.flatnonzero(~fast)

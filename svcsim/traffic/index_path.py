@@ -8,6 +8,11 @@ with the node's live recent lists, and anonymous conntrack entries kept as expir
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
 from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Origin
@@ -48,6 +53,18 @@ class IndexPath:
             return True
         table.expire(t)
         return self.occupancy.live(i, t) + len(table) + arriving <= table.max_entries
+
+    def crowded(self, nodes: Sequence[str], arriving: npt.NDArray[np.int64]) -> list[int]:
+        """Indices of ``nodes`` where ``arriving[i]`` more entries might not fit.
+
+        :meth:`has_room`'s first test for every node at once (a limit of 0 or a bound with
+        room: it fits); only the nodes it leaves in doubt need :meth:`has_room` itself.
+        """
+        tables = [self.ctx.kernels[n].conntrack for n in nodes]
+        limits = np.array([table.max_entries for table in tables], dtype=np.int64)
+        held = np.array([len(table) for table in tables], dtype=np.int64)
+        doubt = (arriving > 0) & (limits > 0) & (self.occupancy.bounds() + held + arriving > limits)
+        return np.flatnonzero(doubt).tolist()
 
     def room(self, node: str, t: float) -> bool:
         """Tracked entries plus anonymous ones stay below the table's maximum."""

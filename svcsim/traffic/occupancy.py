@@ -54,6 +54,10 @@ class OccupancyBook:
         self._loose[node].append(expiry)
         self._bound[node] += 1
 
+    def bounds(self) -> npt.NDArray[np.int64]:
+        """:meth:`bound` of every node, by node index (read only)."""
+        return self._bound
+
     def bound(self, node: int) -> int:
         """At least as many as the node's live entries, now and later (barring additions)."""
         return int(self._bound[node])

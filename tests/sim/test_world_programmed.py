@@ -50,8 +50,13 @@ def recorded(views: list[tuple[str, ProgrammedView]]) -> list[Row]:
     return list(zip(frame["t_s"], frame["node"], frame["service"], frame["endpoints"], strict=True))
 
 
-def view(t_s: float, endpoints: EndpointsMap, ports: tuple[ServicePortName, ...]) -> ProgrammedView:
-    return ProgrammedView(t_s, t_s + 0.5, {spn: INFO[spn] for spn in ports}, endpoints)
+def view(
+    t_s: float,
+    endpoints: EndpointsMap,
+    ports: tuple[ServicePortName, ...],
+    changed: frozenset[str] | None = None,
+) -> ProgrammedView:
+    return ProgrammedView(t_s, t_s + 0.5, {spn: INFO[spn] for spn in ports}, endpoints, changed)
 
 
 SCENARIOS: dict[str, list[tuple[str, ProgrammedView]]] = {
@@ -69,6 +74,13 @@ SCENARIOS: dict[str, list[tuple[str, ProgrammedView]]] = {
         ("n1", view(1, {TCP: A}, (TCP,))),
         ("n1", view(2, {}, ())),
         ("n1", view(3, {TCP: A}, (TCP,))),
+    ],
+    "partial syncs name what changed": [
+        ("n1", view(1, {TCP: A, UDP: B, WEB: W1}, (TCP, UDP, WEB))),
+        ("n1", view(2, {TCP: B, UDP: B, WEB: W1}, (TCP, UDP, WEB), frozenset({"ns/svc"}))),
+        ("n1", view(3, {TCP: B, UDP: B, WEB: W2}, (TCP, UDP, WEB), frozenset({"ns/web"}))),
+        ("n1", view(4, {TCP: A, UDP: A, WEB: W2}, (WEB, UDP, TCP), frozenset({"ns/svc"}))),
+        ("n1", view(5, {TCP: A, UDP: A, WEB: W2}, (TCP, UDP, WEB), frozenset())),
     ],
     "nodes are separate": [
         ("n1", view(1, {WEB: W1}, (WEB,))),
