@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from yaml.constructor import SafeConstructor
+from yaml.error import Mark
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
@@ -77,6 +78,9 @@ _SINGLE: Final = re.compile(r"'([\x20-\x26\x28-\x7e]*)'$")
 
 _STR_TAG: Final = YAML_TAG + "str"
 """The tag of a plain scalar no implicit resolver claims (Resolver.DEFAULT_SCALAR_TAG)."""
+
+_NO_MARK: Final = Mark("", 0, 0, 0, None, None)
+"""The mark of the scalar nodes built here (a problem hands the document over anyway)."""
 
 _MISSING: Final = object()
 """What the scalar memo's ``get`` returns for a text not read yet (None is a value)."""
@@ -262,7 +266,7 @@ class _FastReader:
                 value = text  # what SafeConstructor.construct_yaml_str gives
             else:
                 try:
-                    value = scalar_value(ScalarNode(tag, text), self.constructor)
+                    value = scalar_value(ScalarNode(tag, text, _NO_MARK), self.constructor)
                 except YamlValueError:
                     raise _NotPlainError from None
         self.scalars[text] = value
