@@ -79,7 +79,7 @@ _SINGLE: Final = re.compile(r"'([\x20-\x26\x28-\x7e]*)'$")
 _STR_TAG: Final = YAML_TAG + "str"
 """The tag of a plain scalar no implicit resolver claims (Resolver.DEFAULT_SCALAR_TAG)."""
 
-_NO_MARK: Final = Mark("", 0, 0, 0, None, None)
+_NO_MARK: Final = Mark("", 0, 0, 0, "", 0)
 """The mark of the scalar nodes built here (a problem hands the document over anyway)."""
 
 _MISSING: Final = object()
