@@ -9,7 +9,8 @@ share can be followed apart (issue 13, item 2):
 * ``slices_s``: the EndpointSlices kube-proxy would see (``effective_endpoint_slices``);
 * ``compile_s``: the mode's compiler (rules as data);
 * ``render_s``: the text the command prints, and writing it (to ``/dev/null``);
-* ``peak_rss_mib``: this process's peak RSS after all phases (``ru_maxrss``).
+* ``peak_rss_mib``: this process's peak RSS after all phases (``ru_maxrss``); after each
+  phase, ``mode.phase_rss_mib`` is the RSS then (``VmRSS``).
 
 Each phase runs with the cyclic collector paused, as the command runs. Figures are
 printed as ``mode.phase=value``, wall seconds and, beside them, CPU seconds
@@ -36,12 +37,20 @@ CLUSTER_CIDR = "10.0.0.0/8"
 """The ClusterCIDR detector of benchmarks/compile.py's rules section."""
 
 
+def rss_mib() -> float:
+    """This process's resident memory now (``VmRSS``), MiB."""
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+    return int(kib) / 1024
+
+
 def phase(name: str, fn: Callable[[], T]) -> T:
-    """Run ``fn``, print its wall and CPU seconds as ``name`` and ``name_cpu``; its result."""
+    """Run ``fn``; print its wall and CPU seconds and the RSS after it; return its result."""
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
     print(f"{name}={time.perf_counter() - wall:.3f}")
     print(f"{name}_cpu={time.process_time() - cpu:.3f}")
+    print(f"{name.removesuffix('_s')}_rss_mib={rss_mib():.0f}")
     return out
 
 
