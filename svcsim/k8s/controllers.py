@@ -391,13 +391,13 @@ def effective_endpoint_slices(manifests: Manifests) -> tuple[EndpointSlice, ...]
     covered = {(s.meta.namespace, s.service_name) for s in given if s.service_name}
     out = list(given)
     nodes = manifests.nodes or None
-    index = PodIndex(manifests.pods)
+    index = PodIndex(enumerate(manifests.pods))
     for service in manifests.services:
         ns = service.meta.namespace
         if (ns, service.meta.name) in covered or service.selector is None:
             continue
         # The controller walks only the matching Pods (as it lists them by selector).
-        selected = index.select(ns, service.selector)
+        selected = [pod for _, pod in index.select(ns, service.selector)]
         if selected:
             out.extend(endpoint_slices_for_service(service, selected, nodes=nodes))
     legacy = [e for e in manifests.endpoints if (e.meta.namespace, e.meta.name) not in covered]

@@ -9,7 +9,7 @@ rarest pair to check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable
 
 from svcsim.k8s.objects import Pod, pair_value
 
@@ -27,33 +27,63 @@ def selector_matches(
 
 
 class PodIndex:
-    """The Pods of a set, by namespace and by ``(namespace, key, value)`` label pair."""
+    """Pods by key, and by namespace and ``(namespace, key, value)`` label pair; kept up to date.
+
+    :meth:`put` and :meth:`drop` follow a changing set (an informer's cache); a Pod put
+    again under its key replaces the earlier one. Keys are whatever names the Pods in the
+    set (the informer's ``namespace/name``, a position in a list).
+    """
 
     __slots__ = ("by_label", "by_namespace", "pods")
 
-    def __init__(self, pods: Sequence[Pod]) -> None:
-        self.pods = tuple(pods)
-        self.by_namespace: dict[str, list[int]] = {}
-        self.by_label: dict[tuple[str, str, str], list[int]] = {}
-        for i, pod in enumerate(self.pods):
-            ns = pod.meta.namespace
-            self.by_namespace.setdefault(ns, []).append(i)
-            # As selector_matches reads labels: a repeated key counts with its last value.
-            for key, value in dict(pod.meta.labels).items():
-                self.by_label.setdefault((ns, key, value), []).append(i)
+    def __init__(self, pods: Iterable[tuple[Hashable, Pod]] = ()) -> None:
+        self.pods: dict[Hashable, Pod] = {}
+        # Dicts as ordered sets: the order Pods were put in.
+        self.by_namespace: dict[str, dict[Hashable, None]] = {}
+        self.by_label: dict[tuple[str, str, str], dict[Hashable, None]] = {}
+        for key, pod in pods:
+            self.put(key, pod)
 
-    def select(self, namespace: str, selector: Iterable[tuple[str, str]]) -> list[Pod]:
-        """The Pods of ``namespace`` whose labels match ``selector``, in the set's order.
+    @staticmethod
+    def _pairs(pod: Pod) -> list[tuple[str, str, str]]:
+        ns = pod.meta.namespace
+        # As selector_matches reads labels: a repeated key counts with its last value.
+        return [(ns, key, value) for key, value in dict(pod.meta.labels).items()]
 
-        The same Pods, in the same order, as ``[p for p in pods if p.meta.namespace ==
-        namespace and selector_matches(selector, p.meta.labels)]``.
+    def put(self, key: Hashable, pod: Pod) -> None:
+        """Add ``pod`` under ``key`` (replacing the Pod held under it)."""
+        self.drop(key)
+        self.pods[key] = pod
+        self.by_namespace.setdefault(pod.meta.namespace, {})[key] = None
+        for pair in self._pairs(pod):
+            self.by_label.setdefault(pair, {})[key] = None
+
+    def drop(self, key: Hashable) -> None:
+        """Forget the Pod held under ``key``, if any."""
+        pod = self.pods.pop(key, None)
+        if pod is None:
+            return
+        self.by_namespace[pod.meta.namespace].pop(key, None)
+        for pair in self._pairs(pod):
+            self.by_label[pair].pop(key, None)
+
+    def select(
+        self, namespace: str, selector: Iterable[tuple[str, str]]
+    ) -> list[tuple[Hashable, Pod]]:
+        """``(key, Pod)`` of the Pods of ``namespace`` whose labels match ``selector``.
+
+        In the order they were put in: the same Pods, in the same order, as a walk over
+        every Pod checking ``p.meta.namespace == namespace and selector_matches(selector,
+        p.meta.labels)``; only the Pods carrying the selector's rarest pair are checked.
         """
         pairs = tuple(selector)
         if not pairs:
-            candidates = self.by_namespace.get(namespace, [])
+            candidates = self.by_namespace.get(namespace, {})
         else:
-            found = [self.by_label.get((namespace, key, value), []) for key, value in pairs]
+            found = [self.by_label.get((namespace, key, value), {}) for key, value in pairs]
             candidates = min(found, key=len)
         return [
-            self.pods[i] for i in candidates if selector_matches(pairs, self.pods[i].meta.labels)
+            (key, self.pods[key])
+            for key in candidates
+            if selector_matches(pairs, self.pods[key].meta.labels)
         ]
