@@ -194,7 +194,7 @@ def _block(draw: st.DrawFn, indent: int, depth: int, tricky: bool) -> list[str]:
     return lines
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.booleans().flatmap(lambda tricky: _block(0, 0, tricky)), min_size=1, max_size=3),
     st.sampled_from(["", "---\n"]),

@@ -22,7 +22,7 @@ def test_special_ranges_at_their_edges(ip: str) -> None:
     assert special_ip_problem(ip) == reference_special_ip_problem(ip)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)))
 def test_special_ip_problem_is_ipaddress_membership(
     addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
@@ -30,7 +30,7 @@ def test_special_ip_problem_is_ipaddress_membership(
     assert special_ip_problem(str(addr)) == reference_special_ip_problem(str(addr))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), min_size=3, max_size=5))
 def test_normalize_ipv4_shortcut_reads_as_the_octets(octets: list[str]) -> None:
     text = ".".join(octets)

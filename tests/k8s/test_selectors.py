@@ -22,7 +22,7 @@ def _pods(drawn: list[tuple[str, list[tuple[str, str]]]]) -> list[Pod]:
     ]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(_PODS, st.sampled_from(["default", "other", "none"]), st.lists(_PAIRS, max_size=3))
 def test_select_is_the_walk(
     drawn: list[tuple[str, list[tuple[str, str]]]], ns: str, selector: list[tuple[str, str]]
@@ -40,7 +40,7 @@ def test_repeated_label_key_counts_with_its_last_value() -> None:
     assert index.select("default", []) == [(0, pods[0])]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from("abcd"), st.one_of(st.none(), _PODS.map(_pods))), max_size=8

@@ -11,7 +11,7 @@ from tests.sim.scheduling_cases import reference_pick
 _NODES = [f"node-{i}" for i in range(1, 8)]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.tuples(
