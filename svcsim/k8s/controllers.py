@@ -14,7 +14,7 @@ and endpoints are sorted, so the same input always gives the same slices.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from svcsim.k8s.fields import ip_family, normalize_ip
@@ -34,8 +34,9 @@ from svcsim.k8s.objects import (
     Service,
     ServicePort,
     ServiceType,
-    pair_value,
 )
+from svcsim.k8s.selectors import PodIndex
+from svcsim.k8s.selectors import selector_matches as selector_matches  # its home until now
 from svcsim.k8s.topology_hints import hint_endpoints
 
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -58,18 +59,6 @@ _RESERVED_LABELS = frozenset({SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LAB
 # apimachinery util/rand alphabet, used by generateName (no vowels, no confusable digits).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_GENERATED_BASE = 58  # 63-character names minus the 5-character random suffix
-
-
-def selector_matches(
-    selector: Iterable[tuple[str, str]], labels: Iterable[tuple[str, str]]
-) -> bool:
-    """True when every ``key=value`` of ``selector`` is among ``labels``.
-
-    As ``dict(labels)`` reads them (a repeated key: its last value), without building one:
-    label sets are small and this runs for every Pod at every controller sync.
-    """
-    have = labels if isinstance(labels, tuple) else tuple(labels)  # read once per key
-    return all(pair_value(have, key) == value for key, value in selector)
 
 
 def resolve_target_port(port: ServicePort, pod: Pod) -> int | None:
@@ -402,15 +391,15 @@ def effective_endpoint_slices(manifests: Manifests) -> tuple[EndpointSlice, ...]
     covered = {(s.meta.namespace, s.service_name) for s in given if s.service_name}
     out = list(given)
     nodes = manifests.nodes or None
+    index = PodIndex(enumerate(manifests.pods))
     for service in manifests.services:
         ns = service.meta.namespace
         if (ns, service.meta.name) in covered or service.selector is None:
             continue
-        if any(
-            p.meta.namespace == ns and selector_matches(service.selector, p.meta.labels)
-            for p in manifests.pods
-        ):
-            out.extend(endpoint_slices_for_service(service, manifests.pods, nodes=nodes))
+        # The controller walks only the matching Pods (as it lists them by selector).
+        selected = [pod for _, pod in index.select(ns, service.selector)]
+        if selected:
+            out.extend(endpoint_slices_for_service(service, selected, nodes=nodes))
     legacy = [e for e in manifests.endpoints if (e.meta.namespace, e.meta.name) not in covered]
     out.extend(mirror_endpoints(legacy, manifests.services))
     return tuple(out)

@@ -46,6 +46,11 @@ class YList(list[Any]):
 # --- IP spellings -------------------------------------------------------------------------
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+"""An IPv4 address in dotted decimal without leading zeros (``[0-9]``: not Unicode digits)."""
+
+
 def normalize_ip(text: str) -> str:
     """The canonical spelling of an IP address, read the way kube-proxy reads it.
 
@@ -56,6 +61,8 @@ def normalize_ip(text: str) -> str:
     Raises ValueError for anything else (zones such as ``%eth0`` included).
     """
     if ":" not in text:
+        if _CANONICAL_IPV4.fullmatch(text):
+            return text  # the common case, already as kube-proxy prints it
         parts = text.split(".")
         if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
             raise ValueError(f"not a valid IP address: {text!r}")
@@ -115,11 +122,28 @@ _SPECIAL_NETS = (
 )
 
 
+_SPECIAL_RANGES = {
+    version: tuple(
+        (int(net.network_address), int(net.broadcast_address), why)
+        for net, why in _SPECIAL_NETS
+        if net.version == version
+    )
+    for version in (4, 6)
+}
+""":data:`_SPECIAL_NETS` by IP version, as (first address, last address, why) integers."""
+
+
 def special_ip_problem(ip: str) -> str | None:
     """Why ``ip`` (normalised) cannot be an endpoint address, or None if it can."""
-    addr = ipaddress.ip_address(ip)
-    for net, why in _SPECIAL_NETS:
-        if addr.version == net.version and addr in net:
+    if ":" in ip:
+        ranges, value = _SPECIAL_RANGES[6], int(ipaddress.IPv6Address(ip))
+    else:
+        # Normalised IPv4 (dotted decimal): integer arithmetic, ~10x faster than ipaddress
+        # (a 10,000-Service manifest has 100,000 endpoint addresses).
+        a, b, c, d = map(int, ip.split("."))
+        ranges, value = _SPECIAL_RANGES[4], (a << 24) | (b << 16) | (c << 8) | d
+    for first, last, why in ranges:
+        if first <= value <= last:
             return why
     return None
 
@@ -310,6 +334,8 @@ class Reader:
         value = m.get(key)
         if value is None:
             return None
+        if type(value) is kind:
+            return value  # the common case (an exact bool is asked for as bool)
         kinds = kind if isinstance(kind, tuple) else (kind,)
         # YAML `true` is a Python int too; the API never takes a boolean for a number.
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):

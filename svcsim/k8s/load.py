@@ -26,6 +26,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from svcsim.k8s import objects as k8s
+from svcsim.k8s.blockyaml import Handover, fast_documents
 from svcsim.k8s.errors import (
     MAX_EXCERPT_CHARS,
     ManifestError,
@@ -50,6 +51,7 @@ from svcsim.k8s.yamlread import (
     YamlValueError,
     check_aliases,
     check_collection_tag,
+    check_text_size,
     compose_all,
     key_text,
     mapping_pairs,
@@ -276,12 +278,28 @@ class _Loader:
 
 
 def _documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[Any, int]]:
-    """The documents of ``text`` as YMap/YList trees with their first line.
+    """The documents of ``text`` as YMap/YList trees with their first line, one at a time.
 
-    A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is recorded as a
-    problem and ends the file; a document with a value that cannot be read (an unknown tag)
-    is reported and skipped.
+    Documents of plain block YAML (most big manifests) are read by the fast path
+    (:mod:`svcsim.k8s.blockyaml`); from the first document that is not, the full reader
+    reads the rest. A syntax error or an exceeded limit (:mod:`svcsim.k8s.yamlread`) is
+    recorded as a problem and ends the file; a document with a value that cannot be read
+    (an unknown tag) is reported and skipped.
     """
+    try:
+        check_text_size(text)
+    except YamlFileError as exc:
+        problems.append(str(ManifestError(source, exc.line, "", "", exc.message)))
+        return
+    for read in fast_documents(text):
+        if isinstance(read, Handover):
+            yield from _composed_documents(read.text, source, problems)
+        else:
+            yield read.data, read.line
+
+
+def _composed_documents(text: str, source: str, problems: list[str]) -> Iterable[tuple[Any, int]]:
+    """The documents of ``text`` read by the full reader (libyaml's composer, then converted)."""
     converter = _Converter(source, problems)
     may_alias = "*" in text  # an alias is written *name: without a star there is none
     try:

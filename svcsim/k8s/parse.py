@@ -242,6 +242,8 @@ def _slice_endpoint(r: Reader, em: YMap, path: str, address_type: str, ns: str) 
     zone = r.string(em, "zone", path)
     # v1beta1 carried node and zone in `topology`; v1 keeps it as deprecatedTopology.
     for key in ("topology", "deprecatedTopology"):
+        if key not in em:
+            continue
         topo = r.string_map(em, key, path) or ()
         node_name = node_name or dict(topo).get("kubernetes.io/hostname")
         zone = zone or dict(topo).get("topology.kubernetes.io/zone")

@@ -57,6 +57,7 @@ from svcsim.k8s.objects import (
     Service,
     ServiceType,
 )
+from svcsim.k8s.selectors import PodIndex
 from svcsim.k8s.topology_hints import (
     auto_hints_requested,
     cpu_ratios,
@@ -213,6 +214,9 @@ class EndpointSliceController:
         self.nodes = tuple(nodes) if nodes is not None else None
         self.tracker = TriggerTimeTracker(trigger_time)
         self._cache: dict[str, dict[str, Any]] = {"Service": {}, "Pod": {}, "Endpoints": {}}
+        # The Pod cache again, by label pair: a Service's sync checks only the Pods that
+        # carry its selector's rarest pair (1,000 Services x 11,000 Pods: 11 million checks).
+        self._pods = PodIndex()
         self._service_s: dict[str, float] = {}
         # Per queue key: slice name -> (slice as written, slice as computed, no trigger time).
         self._owned: dict[tuple[str, str], dict[str, _Owned]] = {}
@@ -233,6 +237,8 @@ class EndpointSliceController:
         for cache_kind, store in self._cache.items():
             for obj in self.api.list(cache_kind):
                 store[obj.meta.key] = obj
+        for pod_key, pod in self._cache["Pod"].items():
+            self._pods.put(pod_key, pod)
         for svc_key in self._cache["Service"]:
             self._service_s[svc_key] = now
         for pod in self._cache["Pod"].values():
@@ -258,6 +264,11 @@ class EndpointSliceController:
             store.pop(event.key, None)
         else:
             store[event.key] = event.new
+        if event.kind == "Pod":
+            if event.type is EventType.DELETED:
+                self._pods.drop(event.key)
+            else:
+                self._pods.put(event.key, event.new)
         if event.kind == "Service":
             if event.type is EventType.ADDED or self.tracker.mode is TriggerTimeMode.ANY_CHANGE:
                 self._service_s[event.key] = event.t_s
@@ -354,12 +365,9 @@ class EndpointSliceController:
             self._hinted.pop(key, None)
             self._write(("svc", key), (), None)
             return
-        pods = [
-            p
-            for k, p in sorted(self._cache["Pod"].items())
-            if p.meta.namespace == svc.meta.namespace
-            and selector_matches(svc.selector, p.meta.labels)
-        ]
+        # In key order, as the walk over the sorted cache gave them.
+        selected = self._pods.select(svc.meta.namespace, svc.selector)
+        pods: list[Pod] = [p for _, p in sorted(selected, key=lambda kp: str(kp[0]))]
         why: list[str] = []
         desired = endpoint_slices_for_service(
             svc, pods, self.max_endpoints_per_slice, nodes=self._ready_nodes(), notes=why

@@ -7,6 +7,7 @@ controller (created from a manifest) also live here, since both are about placin
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 
 from svcsim.k8s.objects import Pod
@@ -44,16 +45,17 @@ class Scheduler:
         are skipped: a Pod that fits nowhere is not created (its ReplicaSet tries again at its
         next sync), as a Pending Pod waits for a node.
         """
-        ok = [
-            n
-            for n in self.nodes
-            if n not in self.cordoned and not self.taints.get(n) and self.room(n)
-        ]
-        if not ok:
-            return None
-        after = [n for n in ok if self._last is None or n > self._last]
-        self._last = after[0] if after else ok[0]
-        return self._last
+        # Round robin over the sorted names: the first schedulable node after the last one
+        # picked, wrapping around. Only the nodes passed over are looked at (a 1,000-node
+        # cluster starting 11,000 Pods would otherwise check 11 million nodes).
+        start = 0 if self._last is None else bisect.bisect_right(self.nodes, self._last)
+        count = len(self.nodes)
+        for step in range(count):
+            n = self.nodes[(start + step) % count]
+            if n not in self.cordoned and not self.taints.get(n) and self.room(n):
+                self._last = n
+                return n
+        return None
 
     def cordon(self, node: str) -> None:
         """Mark ``node`` unschedulable (``kubectl cordon``)."""
