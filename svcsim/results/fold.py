@@ -158,52 +158,47 @@ class _Uniformity:
 
     def __init__(self, intervals: pd.DataFrame) -> None:
         has_node = "node" in intervals.columns
-        self._services: list[str] = []
-        self._nodes: list[str] = []
-        node_index: dict[str, int] = {}
-        scope: list[tuple[int, str]] = []  # (service index, node name) per interval
-        starts: list[float] = []
-        ends: list[float] = []
-        set_of: list[int] = []
-        # Per service: endpoint set -> set id, in first-visit order.
-        self._sets: list[tuple[int, tuple[str, ...]]] = []
-        for service, group in intervals.groupby(intervals["service"].astype(str), sort=True):
-            s = len(self._services)
-            self._services.append(str(service))
-            ids: dict[tuple[str, ...], int] = {}
-            scopes = group.groupby(group["node"].astype(str)) if has_node else [("", group)]
-            for node, rows in scopes:
-                node_index.setdefault(str(node), len(node_index))
-                lo = rows["start_s"].to_numpy(dtype=np.float64)
-                hi = rows["end_s"].to_numpy(dtype=np.float64)
-                order = np.argsort(lo, kind="stable")
-                if (lo[order][1:] < hi[order][:-1]).any():
-                    raise ValueError("intervals overlap")
-                for i, eps in enumerate(rows["endpoints"]):
-                    key = tuple(sorted(eps))
-                    if key not in ids:
-                        ids[key] = len(self._sets)
-                        self._sets.append((s, key))
-                    scope.append((s, str(node)))
-                    starts.append(float(lo[i]))
-                    ends.append(float(hi[i]))
-                    set_of.append(ids[key])
-        self._nodes = list(node_index)
+        svc_codes, services = pd.factorize(
+            intervals["service"].astype(str).to_numpy(object), sort=True
+        )
+        node_values = (
+            intervals["node"].astype(str).to_numpy(object)
+            if has_node
+            else np.full(len(intervals), "", dtype=object)
+        )
+        node_codes, nodes = pd.factorize(node_values, sort=True)
+        svc_codes = np.asarray(svc_codes, dtype=np.int64)
+        node_codes = np.asarray(node_codes, dtype=np.int64)
+        self._services = [str(v) for v in services]
+        self._nodes = [str(v) for v in nodes]
         self._has_node = has_node
         n_nodes = max(len(self._nodes), 1)
-        scope_key = np.asarray([s * n_nodes + node_index[n] for s, n in scope], dtype=np.int64)
-        start = np.asarray(starts, dtype=np.float64)
-        order = np.lexsort((start, scope_key))
-        self._scope = scope_key[order]
-        self._start = start[order]
+        # uniformity_tests visits Service, then node (both sorted), then rows in order.
+        visit = np.lexsort((node_codes, svc_codes))
+        lo = intervals["start_s"].to_numpy(dtype=np.float64)
+        hi = intervals["end_s"].to_numpy(dtype=np.float64)
+        scope_key = svc_codes * n_nodes + node_codes
+        by_start = np.lexsort((lo, scope_key))
+        same = scope_key[by_start][1:] == scope_key[by_start][:-1]
+        if (same & (lo[by_start][1:] < hi[by_start][:-1])).any():
+            raise ValueError("intervals overlap")
+        # Per Service, its endpoint sets in first-visit order: the order they are pooled in.
+        eps = intervals["endpoints"].to_numpy(object)
+        keys = [(int(svc_codes[i]), tuple(sorted(eps[i]))) for i in visit.tolist()]
+        ids, uniques = pd.factorize(pd.Series(keys, dtype=object))
+        set_of = np.empty(len(intervals), dtype=np.int64)
+        set_of[visit] = ids
+        self._sets: list[tuple[int, tuple[str, ...]]] = [(int(k[0]), k[1]) for k in uniques]
+        self._scope = scope_key[by_start]
+        self._start = lo[by_start]
+        self._end = hi[by_start]
+        self._set = set_of[by_start]
         # Exact integer keys (scope, rank of the start among all starts): one sorted search
         # finds every flow's interval, as stats._interval_of does per scope.
         self._starts = np.unique(self._start)
         self._keys = self._scope * (len(self._starts) + 1) + np.searchsorted(
             self._starts, self._start, side="right"
         )
-        self._end = np.asarray(ends, dtype=np.float64)[order]
-        self._set = np.asarray(set_of, dtype=np.int64)[order]
         self._n_nodes = n_nodes
         self._endpoint_ids: dict[str, int] = {}
         self._counts: dict[tuple[int, int], int] = {}
