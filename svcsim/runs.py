@@ -26,16 +26,15 @@ from svcsim.results import (
     Run,
     RunFolderError,
     build_summary,
-    endpoint_set_changes,
     failure_windows,
     load,
-    stable_intervals,
     write_failed_run,
     write_run,
 )
 from svcsim.results.fold import fold_traffic
 from svcsim.results.outdir import OutDirState, Reservation, reserve
 from svcsim.results.schema import empty_frame
+from svcsim.results.stats import node_intervals
 from svcsim.results.uniformity import untested_service_ports
 from svcsim.results.weights import traffic_table
 from svcsim.scenario.build import build_world
@@ -174,9 +173,8 @@ def _simulate_and_write(
     counts = world.recorder.counted_attempts()
     # Counted attempts stay in their file: the analysis folds over its row groups, once.
     frames = world.recorder.frames(skip=("request_counts",) if counts is not None else ())
-    changes = endpoint_set_changes(frames["endpoint_sets"])
     # Per node: each node's flows are tested against the set its own rules choose from.
-    intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
+    intervals = node_intervals(frames["endpoint_sets"], end_s=sc.duration_s)
     userspace = any(k.mode == "userspace" for k in world.kernels.values())
     untested = untested_service_ports(world.api.list("Service"), userspace=userspace)
     if counts is None:

@@ -28,6 +28,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results import Run
 from svcsim.results.bins import SHARES_BINS, TIMELINE_BINS, grid_cuts, time_bin_s
+from svcsim.results.counted import CodedBatch
 from svcsim.results.schema import conform
 from svcsim.results.weights import COUNT_COLUMN
 
@@ -89,17 +90,15 @@ def _fold(run: Run) -> pd.DataFrame:
     return conform(merged, "request_counts")
 
 
-def _reduce_batch(
-    batch: pd.DataFrame, grid: npt.NDArray[np.float64], per_service: dict[str, F64]
-) -> pd.DataFrame:
+def _reduce_batch(batch: CodedBatch, grid: F64, per_service: dict[str, F64]) -> pd.DataFrame:
     """One batch's rows merged per key and span (t_s becomes the span's start)."""
-    t = batch["t_s"].to_numpy(dtype=np.float64)
+    t = np.asarray(batch.numbers["t_s"], dtype=np.float64)
     start = grid[np.maximum(np.searchsorted(grid, t, side="right") - 1, 0)]
-    cats = {k: _categorical(batch[k]) for k in ("service", "endpoint", "pod", "outcome")}
-    codes = {k: np.asarray(c.codes, dtype=np.int64) for k, c in cats.items()}
-    for code, name in enumerate(cats["service"].categories):
-        cuts = per_service.get(str(name))
-        mine = codes["service"] == code
+    coded = {k: batch.codes(k) for k in ("service", "endpoint", "pod", "outcome")}
+    service_codes, service_names = coded["service"]
+    for code, name in enumerate(service_names):
+        cuts = per_service.get(name)
+        mine = service_codes == code
         if cuts is None or not len(cuts) or not mine.any():
             continue
         index = np.searchsorted(cuts, t[mine], side="right") - 1
@@ -107,11 +106,11 @@ def _reduce_batch(
         start[mine] = np.maximum(start[mine], found)
     # Sort by every key (the last is the primary one), then one row per run of equal keys.
     keys = [
-        batch["new_flow"].to_numpy(dtype=bool),
-        codes["outcome"],
-        codes["pod"],
-        codes["endpoint"],
-        codes["service"],
+        np.asarray(batch.numbers["new_flow"], dtype=bool),
+        coded["outcome"][0],
+        coded["pod"][0],
+        coded["endpoint"][0],
+        service_codes,
         start,
     ]
     order = np.lexsort(keys)
@@ -123,28 +122,19 @@ def _reduce_batch(
     heads = np.flatnonzero(change)
     frame = pd.DataFrame(
         {
-            name: np.asarray(cats[name].categories.astype(str), dtype=object)[
-                codes[name][order][heads]
-            ]
+            name: np.asarray(coded[name][1], dtype=object)[coded[name][0][order][heads]]
             for name in ("service", "endpoint", "pod", "outcome")
         }
     )
     frame["new_flow"] = ordered[0][heads]
     frame["t_s"] = ordered[-1][heads]
     frame["first_t_s"] = np.minimum.reduceat(
-        batch["first_t_s"].to_numpy(dtype=np.float64)[order], heads
+        np.asarray(batch.numbers["first_t_s"], dtype=np.float64)[order], heads
     )
     frame[COUNT_COLUMN] = np.add.reduceat(
-        batch[COUNT_COLUMN].to_numpy(dtype=np.int64)[order], heads
+        np.asarray(batch.numbers[COUNT_COLUMN], dtype=np.int64)[order], heads
     )
     return frame
-
-
-def _categorical(values: pd.Series) -> pd.Categorical:
-    """The column as a categorical, its categories as they come (no sorting: a hot path)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.array
-    return pd.Categorical(values)
 
 
 def _merge(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -21,10 +21,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from svcsim.results.schema import Outcome, as_categorical
+from svcsim.results.counted import CodedBatch
+from svcsim.results.schema import Outcome
 from svcsim.results.stats import _chisquare, endpoint_shares
-from svcsim.results.weights import COUNT_COLUMN, attempt_weights
-from svcsim.results.windows import FailureWindow, _attempts_between, _codes_in
+from svcsim.results.weights import COUNT_COLUMN
+from svcsim.results.windows import FailureWindow
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -51,7 +52,7 @@ class TrafficFold:
 
 
 def fold_traffic(
-    batches: Iterable[pd.DataFrame],
+    batches: Iterable[CodedBatch],
     *,
     endpoint_sets: pd.DataFrame | None = None,
     intervals: pd.DataFrame | None = None,
@@ -65,6 +66,7 @@ def fold_traffic(
     :func:`~svcsim.results.stats.endpoint_shares`.
     """
     outcomes = [o.value for o in Outcome]
+    outcome_index = {name: i for i, name in enumerate(outcomes)}
     by_outcome = np.zeros(len(outcomes), dtype=np.int64)
     pairs: dict[tuple[str, str], int] = {}
     uniformity = _Uniformity(intervals) if intervals is not None else None
@@ -72,24 +74,24 @@ def fold_traffic(
     for batch in batches:
         if not len(batch):
             continue
-        weights = attempt_weights(batch)
-        codes = np.asarray(as_categorical(batch["outcome"], outcomes).codes, dtype=np.int64)
+        weights = np.asarray(batch.numbers[COUNT_COLUMN], dtype=np.int64)
+        codes = batch.lookup("outcome", outcome_index)
+        if (codes < 0).any():
+            raise ValueError("request_counts: an outcome that is not one of Outcome")
         by_outcome += np.bincount(codes, weights=weights, minlength=len(outcomes)).astype(np.int64)
-        routed = np.asarray(batch["endpoint"] != "", dtype=bool)
-        grouped = (
-            pd.DataFrame(
-                {
-                    "service": batch["service"].to_numpy()[routed],
-                    "endpoint": batch["endpoint"].to_numpy()[routed],
-                    "requests": weights[routed],
-                }
-            )
-            .groupby(["service", "endpoint"], sort=False, observed=True)["requests"]
-            .sum()
+        routed = ~batch.where("endpoint", "")
+        svc, services = batch.codes("service")
+        endpoint, endpoints = batch.codes("endpoint")
+        width = max(len(endpoints), 1)
+        # Few names per batch: count over every (service, endpoint) code pair, no sort.
+        sums = np.bincount(
+            svc[routed] * width + endpoint[routed],
+            weights=weights[routed],
+            minlength=len(services) * width,
         )
-        for (service, endpoint), n in grouped.items():
-            key = (str(service), str(endpoint))
-            pairs[key] = pairs.get(key, 0) + int(n)
+        for k in np.flatnonzero(sums).tolist():
+            name = (services[k // width], endpoints[k % width])
+            pairs[name] = pairs.get(name, 0) + round(float(sums[k]))
         if uniformity is not None:
             uniformity.add(batch, weights)
         totals.add(batch, weights)
@@ -119,6 +121,7 @@ class _WindowTotals:
         n_nodes = max(len(self._nodes), 1)
         svc = {s: i for i, s in enumerate(self._services)}
         node = {n: i for i, n in enumerate(self._nodes)}
+        self._service_index, self._node_index = svc, node
         self._n_nodes = n_nodes
         self._key = np.asarray(
             [svc[w.service] * n_nodes + node[w.node] for w in windows], dtype=np.int64
@@ -126,23 +129,37 @@ class _WindowTotals:
         self._start = np.asarray([w.start_s for w in windows], dtype=np.float64)
         self._end = np.asarray([w.end_s for w in windows], dtype=np.float64)
         self._total = np.zeros(len(windows), dtype=np.int64)
+        # A pair's windows never overlap (failure_windows), so each attempt is in at most one.
+        order = np.lexsort((self._start, self._key))
+        self._sorted_window = order
+        self._sorted_key = self._key[order]
+        self._sorted_end = self._end[order]
+        self._starts = np.unique(self._start)
+        self._keys = self._sorted_key * (len(self._starts) + 1) + np.searchsorted(
+            self._starts, self._start[order], side="right"
+        )
 
-    def add(self, batch: pd.DataFrame, weights: I64) -> None:
+    def add(self, batch: CodedBatch, weights: I64) -> None:
         if not self._windows:
             return
-        t_svc = _codes_in(batch["service"], self._services)
-        t_node = _codes_in(batch["src_node"], self._nodes)
+        t_svc = batch.lookup("service", self._service_index)
+        t_node = batch.lookup("src_node", self._node_index)
         known = (t_svc >= 0) & (t_node >= 0)
         if not known.any():
             return
-        self._total += _attempts_between(
-            (t_svc * self._n_nodes + t_node)[known],
-            batch["t_s"].to_numpy(dtype=np.float64)[known],
-            weights[known],
-            self._key,
-            self._start,
-            self._end,
-        )
+        t = np.asarray(batch.numbers["t_s"], dtype=np.float64)[known]
+        pair = (t_svc * self._n_nodes + t_node)[known]
+        # The pair's last window starting at or before t (exact integer keys: pair, rank of
+        # the time among the window starts), then whether t is at or before its end.
+        keys = pair * (len(self._starts) + 1) + np.searchsorted(self._starts, t, side="right")
+        pos = np.searchsorted(self._keys, keys, side="right") - 1
+        at = np.maximum(pos, 0)
+        inside = (pos >= 0) & (self._sorted_key[at] == pair) & (t <= self._sorted_end[at])
+        self._total += np.bincount(
+            self._sorted_window[at[inside]],
+            weights=weights[known][inside],
+            minlength=len(self._total),
+        ).astype(np.int64)
 
     def result(self) -> list[FailureWindow]:
         return [replace(w, total=int(n)) for w, n in zip(self._windows, self._total, strict=True)]
@@ -171,6 +188,8 @@ class _Uniformity:
         node_codes = np.asarray(node_codes, dtype=np.int64)
         self._services = [str(v) for v in services]
         self._nodes = [str(v) for v in nodes]
+        self._service_index = {n: i for i, n in enumerate(self._services)}
+        self._node_index = {n: i for i, n in enumerate(self._nodes)}
         self._has_node = has_node
         n_nodes = max(len(self._nodes), 1)
         # uniformity_tests visits Service, then node (both sorted), then rows in order.
@@ -203,24 +222,21 @@ class _Uniformity:
         self._endpoint_ids: dict[str, int] = {}
         self._counts: dict[tuple[int, int], int] = {}
 
-    def add(self, batch: pd.DataFrame, weights: I64) -> None:
-        flows = np.asarray(batch["endpoint"] != "", dtype=bool) & np.asarray(
-            batch["new_flow"], dtype=bool
-        )
+    def add(self, batch: CodedBatch, weights: I64) -> None:
+        flows = ~batch.where("endpoint", "") & np.asarray(batch.numbers["new_flow"], dtype=bool)
         if not flows.any() or not len(self._scope):
             return
-        svc = _codes_in(batch["service"], self._services)[flows]
+        svc = batch.lookup("service", self._service_index)[flows]
         node = (
-            _codes_in(batch["src_node"], self._nodes)[flows]
+            batch.lookup("src_node", self._node_index)[flows]
             if self._has_node
             else np.zeros(int(flows.sum()), dtype=np.int64)
         )
         known = (svc >= 0) & (node >= 0)
-        t = batch["t_s"].to_numpy(dtype=np.float64)[flows][known]
+        t = np.asarray(batch.numbers["t_s"], dtype=np.float64)[flows][known]
         scope = (svc * self._n_nodes + node)[known]
-        endpoint_cat = as_categorical(batch["endpoint"])
-        names = [str(c) for c in endpoint_cat.categories]
-        local = np.asarray(endpoint_cat.codes, dtype=np.int64)[flows][known]
+        local_all, names = batch.codes("endpoint")
+        local = local_all[flows][known]
         weight = weights[flows][known]
         flow_keys = scope * (len(self._starts) + 1) + np.searchsorted(self._starts, t, side="right")
         pos = np.searchsorted(self._keys, flow_keys, side="right") - 1

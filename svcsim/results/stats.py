@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from scipy import stats as scipy_stats
 
@@ -73,10 +74,12 @@ def endpoint_shares(
     counted = _count(routed, ["service", "endpoint"], ["service"], attempt_weights(routed))
     if endpoint_sets is None or not len(endpoint_sets):
         return counted
+    # Each distinct (service, set) once: a day-long run has a million changes, few sets.
+    distinct = endpoint_sets[["service", "endpoints"]].astype(str).drop_duplicates()
     held = {
-        (change.service, endpoint)
-        for change in endpoint_set_changes(endpoint_sets)
-        for endpoint in change.endpoints
+        (service, endpoint)
+        for service, text in zip(distinct["service"], distinct["endpoints"], strict=True)
+        for endpoint in filter(None, text.split(","))
     }
     seen = set(zip(counted["service"], counted["endpoint"], strict=True))
     missing = sorted(held - seen)
@@ -179,7 +182,7 @@ def stable_intervals(
     parsed.sort(key=lambda c: c.t_s)  # stable: equal times keep their input order
     columns = ["service", "node", "start_s", "end_s", "endpoints"]
     if per_node:
-        rows = _per_node_rows(parsed, start_s, end_s)
+        rows = _per_node_rows(_Changes.of(parsed), start_s, end_s)
         frame = pd.DataFrame(rows, columns=columns)
         frame["start_s"] = frame["start_s"].astype(np.float64)
         frame["end_s"] = frame["end_s"].astype(np.float64)
@@ -210,9 +213,50 @@ def stable_intervals(
     return frame if per_node else frame.drop(columns="node")
 
 
-def _per_node_rows(
-    parsed: Sequence[EndpointSetChange], start_s: float, end_s: float
-) -> list[tuple[Any, ...]]:
+def node_intervals(
+    endpoint_sets: pd.DataFrame, *, start_s: float = 0.0, end_s: float = float("inf")
+) -> pd.DataFrame:
+    """``stable_intervals(endpoint_set_changes(endpoint_sets), per_node=True, ...)``, cheaply.
+
+    The same rows, built from the ``endpoint_sets`` table without an object per change:
+    each distinct ``endpoints`` text is parsed once, and rows of one set share one tuple.
+    """
+    texts = endpoint_sets["endpoints"].astype(str).to_numpy(object)
+    codes, distinct = pd.factorize(texts)
+    parsed_sets = [frozenset(filter(None, str(text).split(","))) for text in distinct]
+    changes = _Changes(
+        t=endpoint_sets["t_s"].to_numpy(dtype=np.float64),
+        service=endpoint_sets["service"].astype(str).to_numpy(object),
+        node=endpoint_sets["node"].astype(str).to_numpy(object),
+        sets=[parsed_sets[int(c)] for c in codes],
+    )
+    columns = ["service", "node", "start_s", "end_s", "endpoints"]
+    frame = pd.DataFrame(_per_node_rows(changes, start_s, end_s), columns=columns)
+    frame["start_s"] = frame["start_s"].astype(np.float64)
+    frame["end_s"] = frame["end_s"].astype(np.float64)
+    return frame
+
+
+@dataclass(frozen=True, slots=True)
+class _Changes:
+    """Endpoint-set changes as columns, in time order (equal times in input order)."""
+
+    t: npt.NDArray[np.float64]
+    service: npt.NDArray[np.object_]
+    node: npt.NDArray[np.object_]
+    sets: list[frozenset[str]]
+
+    @classmethod
+    def of(cls, parsed: Sequence[EndpointSetChange]) -> _Changes:
+        return cls(
+            t=np.fromiter((c.t_s for c in parsed), dtype=np.float64, count=len(parsed)),
+            service=np.asarray([c.service for c in parsed], dtype=object),
+            node=np.asarray([c.node for c in parsed], dtype=object),
+            sets=[c.endpoints for c in parsed],
+        )
+
+
+def _per_node_rows(changes: _Changes, start_s: float, end_s: float) -> list[tuple[Any, ...]]:
     """:func:`stable_intervals`' rows with ``per_node``, with array operations.
 
     Per (service, node) each change sets the node's endpoint set (the last one of an
@@ -220,17 +264,15 @@ def _per_node_rows(
     until the pair's next one, the last until ``max(end_s, t)``; then clipped as there. A
     day-long run has a million such changes, which the general loop takes a minute over.
     """
-    if not parsed:
+    n = len(changes.t)
+    if not n:
         return []
-    n = len(parsed)
-    t = np.fromiter((c.t_s for c in parsed), dtype=np.float64, count=n)
-    svc_codes, services = pd.factorize(
-        np.asarray([c.service for c in parsed], dtype=object), sort=True
-    )
-    node_codes, nodes = pd.factorize(np.asarray([c.node for c in parsed], dtype=object), sort=True)
-    set_codes, sets = pd.factorize(pd.Series([c.endpoints for c in parsed], dtype=object))
+    t = changes.t
+    svc_codes, services = pd.factorize(changes.service, sort=True)
+    node_codes, nodes = pd.factorize(changes.node, sort=True)
+    set_codes, sets = pd.factorize(pd.Series(changes.sets, dtype=object))
     group = np.asarray(svc_codes, dtype=np.int64) * max(len(nodes), 1) + node_codes
-    # parsed is in time order (stable), so this keeps input order among equal times.
+    # Stable on the input order among equal times (stable_intervals sorts its changes so).
     order = np.lexsort((np.arange(n), t, group))
     g, tt, sc = group[order], t[order], np.asarray(set_codes, dtype=np.int64)[order]
     last_of_instant = np.r_[(g[1:] != g[:-1]) | (tt[1:] != tt[:-1]), True]
