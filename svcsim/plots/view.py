@@ -28,7 +28,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results import Run
 from svcsim.results.bins import SHARES_BINS, TIMELINE_BINS, grid_cuts, time_bin_s
-from svcsim.results.counted import CodedBatch
+from svcsim.results.counted import BATCH_ROWS, CodedBatch
 from svcsim.results.schema import conform
 from svcsim.results.weights import COUNT_COLUMN
 
@@ -47,7 +47,7 @@ def figure_traffic(run: Run) -> pd.DataFrame:
         return run.requests
     cached = run.memo.get(_MEMO)
     if cached is None:
-        cached = _fold(run)
+        cached = fold_view(run)
         run.memo[_MEMO] = cached
     frame: pd.DataFrame = cached
     return frame
@@ -65,7 +65,8 @@ def traffic_nodes(run: Run) -> set[str]:
     return nodes
 
 
-def _fold(run: Run) -> pd.DataFrame:
+def fold_view(run: Run, rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """The folded view of a counted run's attempts (module docstring), read ``rows`` at a time."""
     # Imported here: chain and style import this module's readers (events), not the reverse.
     from svcsim.plots.chain import stable_windows
     from svcsim.plots.style import run_span_s
@@ -79,7 +80,7 @@ def _fold(run: Run) -> pd.DataFrame:
         for s in services
     }
     parts: list[pd.DataFrame] = []
-    for i, batch in enumerate(run.counts.batches()):
+    for i, batch in enumerate(run.counts.batches(rows)):
         if not len(batch):
             continue
         parts.append(_reduce_batch(batch, grid, per_service))
