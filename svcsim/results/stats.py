@@ -182,8 +182,7 @@ def stable_intervals(
     parsed.sort(key=lambda c: c.t_s)  # stable: equal times keep their input order
     columns = ["service", "node", "start_s", "end_s", "endpoints"]
     if per_node:
-        rows = _per_node_rows(_Changes.of(parsed), start_s, end_s)
-        frame = pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(_per_node_rows(_Changes.of(parsed), start_s, end_s), columns=columns)
         frame["start_s"] = frame["start_s"].astype(np.float64)
         frame["end_s"] = frame["end_s"].astype(np.float64)
         return frame
