@@ -83,8 +83,8 @@ def services_note(shown: Shown) -> str:
     if not shown.hidden:
         return ""
     return (
-        f"{len(shown.shown)} of {shown.total} Services shown (most failed attempts first); "
-        f"draw the others with {SERVICE_OPTION}"
+        f"{len(shown.shown)} of {shown.total} Services shown (those with the most failed "
+        f"attempts); draw the others with {SERVICE_OPTION}"
     )
 
 
@@ -105,8 +105,8 @@ def figure_notices(run: Run, names: Sequence[str]) -> list[str]:
     if shown.hidden:
         out.append(
             f"figures: the outcome timeline, endpoint shares and chain check show "
-            f"{len(shown.shown)} of {shown.total} Services (cap {MAX_SERVICE_PANELS}, most "
-            f"failed attempts first); draw the others with {SERVICE_OPTION}"
+            f"{len(shown.shown)} of {shown.total} Services (cap {MAX_SERVICE_PANELS}: those "
+            f"with the most failed attempts); draw the others with {SERVICE_OPTION}"
         )
     n_nodes = len(nodes(run))
     if n_nodes > MAX_NODE_ROWS:
