@@ -11,10 +11,11 @@ day benchmark's shape; the failed attempts are kept whole, as at ``every-request
 which most attempts fail needs up to :data:`REQUEST_PEAK_BYTES` each, which the estimate does
 not assume). Two kinds of record grow without bound: request attempts (the workloads'
 expected arrivals, :func:`expected_requests`; failed attempts that are retried add more) and
-conntrack samples (one per node per simulated second). Nodes cost too, whatever the duration (each has a kube-proxy, a kernel and series in
-the figures). :class:`RunCost` turns these counts into memory and wall time with the figures
-below, measured on whole ``svcsim run`` invocations by ``benchmarks/record_memory.py`` and
-rounded up. They are what a run needs beyond the ~350 MiB any run takes.
+conntrack samples (one per node per simulated second). Nodes cost too, whatever the duration
+(each has a kube-proxy, a kernel and series in the figures). :class:`RunCost` turns these
+counts into memory and wall time with the figures below, measured on whole ``svcsim run``
+invocations by ``benchmarks/record_memory.py`` (``benchmarks/day.py`` for the counted level)
+and rounded up. They are what a run needs beyond the ~350 MiB any run takes.
 
 The limits are checked where the scenario is validated (:func:`limit_problems`, called by the
 Scenario model), so ``svcsim validate`` and ``svcsim run`` refuse the same files:
