@@ -20,18 +20,21 @@ from typing import Any
 import numpy as np
 
 from svcsim.plots import render_all
+from svcsim.plots.events import services
+from svcsim.plots.select import figure_notices
 from svcsim.results import (
     Run,
     RunFolderError,
     build_summary,
-    endpoint_set_changes,
     failure_windows,
     load,
-    stable_intervals,
     write_failed_run,
     write_run,
 )
+from svcsim.results.fold import fold_traffic
 from svcsim.results.outdir import OutDirState, Reservation, reserve
+from svcsim.results.schema import empty_frame
+from svcsim.results.stats import node_intervals
 from svcsim.results.uniformity import untested_service_ports
 from svcsim.results.weights import traffic_table
 from svcsim.scenario.build import build_world
@@ -167,14 +170,29 @@ def _simulate_and_write(
     wall_s = time.perf_counter() - started
 
     phase(RunPhase.ANALYSING)
-    frames = world.recorder.frames()
-    windows = failure_windows(frames["requests"], traffic=traffic_table(frames))
-    changes = endpoint_set_changes(frames["endpoint_sets"])
+    counts = world.recorder.counted_attempts()
+    # Counted attempts stay in their file: the analysis folds over its row groups, once.
+    frames = world.recorder.frames(skip=("request_counts",) if counts is not None else ())
     # Per node: each node's flows are tested against the set its own rules choose from.
-    intervals = stable_intervals(changes, end_s=sc.duration_s, per_node=True)
+    intervals = node_intervals(frames["endpoint_sets"], end_s=sc.duration_s)
     userspace = any(k.mode == "userspace" for k in world.kernels.values())
     untested = untested_service_ports(world.api.list("Service"), userspace=userspace)
-    summary = build_summary(frames, windows, seed=seed, intervals=intervals, untested=untested)
+    if counts is None:
+        windows = failure_windows(frames["requests"], traffic=traffic_table(frames))
+        folded = None
+    else:
+        # The windows' other fields come from the failed attempts; their totals from the fold.
+        windows = failure_windows(frames["requests"], traffic=empty_frame("request_counts"))
+        folded = fold_traffic(
+            counts.batches(),
+            endpoint_sets=frames["endpoint_sets"],
+            intervals=intervals,
+            windows=windows,
+        )
+        windows = folded.windows
+    summary = build_summary(
+        frames, windows, seed=seed, intervals=intervals, untested=untested, traffic=folded
+    )
     manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
     notices = world.notices()
     if notices:  # other runs' manifests stay as they were
@@ -182,7 +200,11 @@ def _simulate_and_write(
     drawn = None
     if figures:
         phase(RunPhase.DRAWING)
-        drawn = render_all(Run.from_frames(spot.out, manifest, frames, summary, windows))
+        drawn_run = Run.from_frames(spot.out, manifest, frames, summary, windows, counts=counts)
+        drawn = render_all(drawn_run)
+        capped = figure_notices(drawn_run, services(drawn_run))
+        if capped:  # what the figures leave out; other runs' manifests stay as they were
+            manifest["notices"] = [*manifest.get("notices", []), *capped]
     phase(RunPhase.WRITING)
     path = write_run(
         spot,

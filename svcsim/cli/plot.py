@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from svcsim.cli.common import fail, interrupted
+from svcsim.cli.common import fail, interrupted, warn
 
 if TYPE_CHECKING:
     from svcsim.results import Run
@@ -47,14 +47,35 @@ def plot(
             "--output", "-o", file_okay=False, help="Directory for the PNGs [RUN_DIR/figures]."
         ),
     ] = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            help="Draw only the per-Service figures (outcome timeline, endpoint shares, chain "
+            "check) of this Service port, ns/name:port (repeatable); big runs' figures show "
+            "only some Services.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Re-draw a run's figures (PNG) from its run folder."""
     target = output if output is not None else run_dir / FIGURES_DIR
     try:
         from svcsim.plots import save_all
+        from svcsim.plots.events import services
+        from svcsim.plots.select import figure_notices
 
         run = _load(run_dir)
-        written = save_all(run, target)
+        known = services(run)
+        unknown = [s for s in service or [] if s not in known]
+        if unknown:
+            more = f" and {len(known) - 5} more" if len(known) > 5 else ""
+            listed = ", ".join(known[:5]) + more
+            fail([f"--service {s}: no requests to this Service port in the run "
+                  f"(it has {listed or 'none'})" for s in unknown])  # fmt: skip
+        written = save_all(run, target, services=service or ())
+        if not service:
+            warn(figure_notices(run, known))
     except OSError as exc:
         fail(_cannot_write(target, exc))
     except KeyboardInterrupt:

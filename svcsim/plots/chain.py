@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats as scipy_stats
 
 from svcsim.plots.events import services
+from svcsim.plots.select import NOTE_COLOUR, services_note, shown_services
 from svcsim.plots.shares import endpoint_labels
 from svcsim.plots.staleness import STALE, merge_intervals, stale_intervals
 from svcsim.plots.style import (
@@ -40,6 +41,7 @@ from svcsim.plots.style import (
     seconds,
     series_colour,
 )
+from svcsim.plots.view import figure_traffic
 from svcsim.results import Run
 from svcsim.results.weights import attempt_weights
 
@@ -118,7 +120,7 @@ def endpoint_set_checks(run: Run, service: str) -> list[EndpointSetCheck]:
 
     Sorted by flows, most first.
     """
-    requests = run.traffic
+    requests = figure_traffic(run)
     mask = np.array(requests["service"] == service, dtype=bool)
     mask &= np.asarray(requests["new_flow"], dtype=bool)
     mask &= np.asarray(requests["endpoint"] != "", dtype=bool)
@@ -162,7 +164,8 @@ def chain_check(run: Run, service: str | None = None) -> Figure:
     1/N and a note of its time span, flows and chi-square p-value. The panel title carries the
     run summary's pooled uniformity p-value when the summary has one.
     """
-    names = [service] if service is not None else services(run)
+    chosen = shown_services(run, [service] if service is not None else services(run))
+    names = list(chosen.shown)
     panels: list[str | None] = [*names] if names else [None]
     fig = new_figure(_PANEL_HEIGHT_IN * len(panels) + 0.3)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
@@ -172,6 +175,9 @@ def chain_check(run: Run, service: str | None = None) -> Figure:
             empty_note(ax, "no requests recorded")
             continue
         _draw_checks(ax, run, name)
+    note = services_note(chosen)
+    if note:
+        fig.suptitle(note, fontsize="small", color=NOTE_COLOUR)
     return fig
 
 
@@ -184,7 +190,8 @@ def _draw_checks(ax: Axes, run: Run, service: str) -> None:
     if not checks:
         empty_note(ax, "no new flows in stable intervals")
         return
-    service_requests = run.traffic.loc[np.asarray(run.traffic["service"] == service, dtype=bool)]
+    traffic = figure_traffic(run)
+    service_requests = traffic.loc[np.asarray(traffic["service"] == service, dtype=bool)]
     labels = endpoint_labels(service_requests)
     ticks: list[float] = []
     tick_labels: list[str] = []

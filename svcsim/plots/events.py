@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from svcsim.plots.view import figure_traffic, traffic_nodes
 from svcsim.results import EventKind, Run
 
 POD_EVENT_KINDS: Final[tuple[str, ...]] = (
@@ -53,7 +54,7 @@ def service_key(service: str) -> str:
 
 def services(run: Run) -> list[str]:
     """The Service ports of a run's requests, sorted (``"ns/name:port"``)."""
-    return sorted({str(s) for s in run.traffic["service"].unique()})
+    return sorted({str(s) for s in figure_traffic(run)["service"].unique()})
 
 
 def _kinds(run: Run) -> npt.NDArray[np.str_]:
@@ -126,7 +127,7 @@ def pod_events(run: Run, service: str | None = None) -> pd.DataFrame:
 
 def pods_reached(run: Run) -> list[tuple[str, str]]:
     """Distinct (Pod name, service) pairs of the requests that reached a Pod, sorted."""
-    requests = run.traffic
+    requests = figure_traffic(run)
     # Group the categorical columns first: millions of rows, a handful of pairs.
     pairs = requests.groupby(["pod", "service"], observed=True, sort=False).size().index
     found = {(pod_name(str(pod)), str(svc)) for pod, svc in pairs if str(pod)}
@@ -214,13 +215,9 @@ def node_outages(run: Run, span_s: float) -> list[NodeOutage]:
 def nodes(run: Run) -> list[str]:
     """Every node named by syncs, conntrack samples, request sources or events, sorted."""
     names: set[str] = set()
-    for values in (
-        run.syncs["node"],
-        run.conntrack["node"],
-        run.traffic["src_node"],
-        run.events["node"],
-    ):
+    for values in (run.syncs["node"], run.conntrack["node"], run.events["node"]):
         names.update(str(v) for v in values.unique())
+    names.update(traffic_nodes(run))
     names.discard("")
     return sorted(names, key=_natural)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -81,21 +81,50 @@ FIGURES: Final[tuple[FigureSpec, ...]] = (
 """The standard figures, in report order."""
 
 
+PER_SERVICE: Final[tuple[str, ...]] = ("outcome_timeline", "endpoint_shares", "chain_check")
+"""The standard figures drawn per Service (``svcsim plot --service``; capped panels)."""
+
+_PER_SERVICE_DRAW: Final[dict[str, Callable[[Run, str], Figure]]] = {
+    "outcome_timeline": outcome_timeline,
+    "endpoint_shares": endpoint_shares,
+    "chain_check": chain_check,
+}
+
+
 def render_all(run: Run) -> dict[str, bytes]:
     """Every standard figure of ``run`` as PNG bytes, keyed by name."""
     return {spec.name: png_bytes(spec.draw(run)) for spec in FIGURES}
 
 
-def save_all(run: Run, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def render_service(run: Run, service: str) -> dict[str, bytes]:
+    """The per-Service figures (:data:`PER_SERVICE`) of one Service port, as PNG bytes.
+
+    Keyed ``<figure>-<service>`` with the port's ``/`` and ``:`` written ``_``
+    (``outcome_timeline-default_web_80``).
+    """
+    slug = service.replace("/", "_").replace(":", "_")
+    return {
+        f"{name}-{slug}": png_bytes(_PER_SERVICE_DRAW[name](run, service)) for name in PER_SERVICE
+    }
+
+
+def save_all(
+    run: Run, out_dir: str | os.PathLike[str], *, services: Sequence[str] = ()
+) -> dict[str, Path]:
     """Write every standard figure as ``<out_dir>/<name>.png``; return name -> path.
 
-    Creates ``out_dir``. Each file is written to a temporary name and renamed into place, so
-    a reader never sees half a PNG; existing files of the same names are replaced.
+    With ``services``, only the per-Service figures of those Service ports
+    (:func:`render_service`) are written instead. Creates ``out_dir``. Each file is written
+    to a temporary name and renamed into place, so a reader never sees half a PNG; existing
+    files of the same names are replaced.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, data in render_all(run).items():
+    drawn: dict[str, bytes] = {}
+    for service in services:
+        drawn.update(render_service(run, service))
+    for name, data in (drawn if services else render_all(run)).items():
         target = out / f"{name}.png"
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".png.tmp", dir=out)
         try:

@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from svcsim.plots.events import services
+from svcsim.plots.select import NOTE_COLOUR, services_note, shown_services
 from svcsim.plots.style import (
     TIME_LABEL,
     empty_note,
@@ -20,6 +21,7 @@ from svcsim.plots.style import (
     seconds,
     time_bin_s,
 )
+from svcsim.plots.view import figure_traffic
 from svcsim.results import Run, shares_over_time
 from svcsim.results.bins import SHARES_BINS
 from svcsim.results.weights import first_sent
@@ -81,7 +83,8 @@ def endpoint_shares(run: Run, service: str | None = None) -> Figure:
     the bars of one bin stack to 1. Endpoints are labelled with their Pod name and
     ``IP:port`` and coloured in the order they first appeared. Bins without requests are empty.
     """
-    names = [service] if service is not None else services(run)
+    chosen = shown_services(run, [service] if service is not None else services(run))
+    names = list(chosen.shown)
     span_s = run_span_s(run)
     bin_s = time_bin_s(span_s, SHARES_BINS)
     panels: list[str | None] = [*names] if names else [None]
@@ -95,11 +98,15 @@ def endpoint_shares(run: Run, service: str | None = None) -> Figure:
             continue
         _draw_shares(ax, run, name, bin_s)
     axes[-1].set_xlabel(TIME_LABEL)
+    note = services_note(chosen)
+    if note:
+        fig.suptitle(note, fontsize="small", color=NOTE_COLOUR)
     return fig
 
 
 def _draw_shares(ax: Axes, run: Run, service: str, bin_s: float) -> None:
-    requests = run.traffic.loc[np.asarray(run.traffic["service"] == service, dtype=bool)]
+    traffic = figure_traffic(run)
+    requests = traffic.loc[np.asarray(traffic["service"] == service, dtype=bool)]
     ax.set_title(f"{service}: share of requests per endpoint (per {seconds(bin_s)} bin)")
     ax.set_ylabel("share of requests")
     shares = shares_over_time(requests, bin_s)

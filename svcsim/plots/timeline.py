@@ -31,6 +31,14 @@ from svcsim.plots.events import (
     services,
     slice_update_times,
 )
+from svcsim.plots.select import (
+    NOTE_COLOUR,
+    nodes_note,
+    notable_nodes,
+    services_note,
+    shown_nodes,
+    shown_services,
+)
 from svcsim.plots.style import (
     DOWN_COLOUR,
     FAILURE_SHADE,
@@ -45,6 +53,7 @@ from svcsim.plots.style import (
     seconds,
     time_bin_s,
 )
+from svcsim.plots.view import figure_traffic
 from svcsim.results import EventKind, Outcome, Run
 from svcsim.results.bins import bin_edges
 from svcsim.results.weights import attempt_weights
@@ -92,13 +101,18 @@ def outcome_timeline(run: Run, service: str | None = None) -> Figure:
 
     Failure windows are shaded and labelled ``cause @ node (failed)``; control-plane events
     are marked in a strip below each panel (see the module docstring). A run without
-    requests gets one panel with the control-plane strip and a note.
+    requests gets one panel with the control-plane strip and a note. At most
+    :data:`~svcsim.plots.select.MAX_SERVICE_PANELS` panels and
+    :data:`~svcsim.plots.select.MAX_NODE_ROWS` node rows per strip are drawn; the figure says
+    what it left out (:mod:`svcsim.plots.select`).
     """
-    names = [service] if service is not None else services(run)
-    node_names = nodes(run)
+    chosen = shown_services(run, [service] if service is not None else services(run))
+    names = list(chosen.shown)
+    all_nodes = nodes(run)
     span_s = run_span_s(run)
     bin_s = time_bin_s(span_s)
-    rows = 2 + len(node_names)
+    capped = shown_nodes(all_nodes, ())
+    rows = 2 + len(capped.shown) + (1 if capped.hidden else 0)  # a row names the rest
     # Many nodes: thinner rows, so the strip stays a strip.
     strip_in = max(_MIN_ROW_HEIGHT_IN, min(_ROW_HEIGHT_IN, 3.0 / rows)) * rows + 0.5
     panels: list[str | None] = [*names] if names else [None]
@@ -119,19 +133,23 @@ def outcome_timeline(run: Run, service: str | None = None) -> Figure:
             mine = run.windows.loc[run.windows["service"] == name]
             labels += _draw_windows(main, mine, min_width_s=bin_s)
             main.set_title(f"{name}: requests per second by outcome")
-        _draw_strip(strip, run, name, node_names, span_s)
+        node_rows = shown_nodes(all_nodes, notable_nodes(run, name, span_s))
+        _draw_strip(strip, run, name, list(node_rows.shown), span_s, nodes_note(node_rows))
         _draw_outages(main, strip, run, span_s)
         main.set_xlim(0.0, span_s)
         main.tick_params(labelbottom=False)
         strip.set_xlabel(TIME_LABEL)
         legend_outside(main)
         legend_outside(strip)
+    note = services_note(chosen)
+    if note:
+        fig.suptitle(note, fontsize="small", color=NOTE_COLOUR)
     _declutter(fig, labels)
     return fig
 
 
 def _draw_outcomes(ax: Axes, run: Run, service: str, bin_s: float) -> None:
-    traffic = run.traffic
+    traffic = figure_traffic(run)
     mine = traffic.loc[np.asarray(traffic["service"] == service, dtype=bool)]
     t = mine["t_s"].to_numpy(dtype=np.float64)
     weights = attempt_weights(mine)
@@ -264,10 +282,19 @@ def _clusters(windows: pd.DataFrame, min_width_s: float = 0.0) -> list[list[Any]
 
 
 def _draw_strip(
-    ax: Axes, run: Run, service: str | None, node_names: list[str], span_s: float
+    ax: Axes,
+    run: Run,
+    service: str | None,
+    node_names: list[str],
+    span_s: float,
+    more_nodes: str = "",
 ) -> None:
-    """Control-plane rows: Pods, EndpointSlice, then one row per node (syncs, outages)."""
-    labels = ["Pods", "EndpointSlice", *node_names]
+    """Control-plane rows: Pods, EndpointSlice, then one row per node (syncs, outages).
+
+    Only the nodes in ``node_names`` get a row; ``more_nodes``, if given, labels a last, empty
+    row saying what was left out.
+    """
+    labels = ["Pods", "EndpointSlice", *node_names, *([more_nodes] if more_nodes else [])]
     pods = pod_events(run, service)
     for kind, (marker, colour, label) in _POD_MARKERS.items():
         times = pods.loc[pods["kind"] == kind, "t_s"].to_numpy(dtype=np.float64)
@@ -282,23 +309,29 @@ def _draw_strip(
     syncs = run.syncs
     y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
     ends = syncs["end_s"].to_numpy(dtype=np.float64)
-    ok = np.asarray(syncs["ok"], dtype=bool)
+    drawn = y >= 0  # nodes left out of the strip have no row
+    ok = np.asarray(syncs["ok"], dtype=bool) & drawn
     if ok.any():
         ax.scatter(ends[ok], y[ok], marker="|", s=60, color=SYNC_COLOUR, linewidths=0.8,
                    label="sync ended", clip_on=False)  # fmt: skip
-    if (~ok).any():
-        ax.scatter(ends[~ok], y[~ok], marker="x", s=20, color=DOWN_COLOUR, label="sync failed")
+    failed = ~np.asarray(syncs["ok"], dtype=bool) & drawn
+    if failed.any():
+        ax.scatter(ends[failed], y[failed], marker="x", s=20, color=DOWN_COLOUR,
+                   label="sync failed")  # fmt: skip
     events = run.events
     for kind, (lb_marker, lb_colour, lb_label) in _LB_MARKERS.items():
         rows = events.loc[(events["kind"] == kind).to_numpy(dtype=bool)]
         if service is not None:
             rows = rows.loc[(rows["object"] == service_key(service)).to_numpy(dtype=bool)]
+        rows = rows.loc[np.asarray([str(n) in row for n in rows["node"]], dtype=bool)]
         if len(rows):
-            ys = [row.get(str(n), -1) for n in rows["node"]]
+            ys = [row[str(n)] for n in rows["node"]]
             ax.scatter(rows["t_s"].to_numpy(dtype=np.float64), ys, marker=lb_marker, s=40,
                        color=lb_colour, label=lb_label, clip_on=False, zorder=3)  # fmt: skip
     shown: set[str] = set()
     for fault in node_outages(run, span_s):
+        if fault.node not in row:
+            continue
         colour = _NODE_FAULT_COLOURS[fault.kind]
         ax.broken_barh(
             [(fault.start_s, fault.end_s - fault.start_s)],
@@ -309,16 +342,20 @@ def _draw_strip(
             zorder=0,
         )
         shown.add(fault.kind)
-    for i, outage in enumerate(proxy_outages(run, span_s)):
+    down_label: str | None = "kube-proxy down"
+    for outage in proxy_outages(run, span_s):
+        if outage.node not in row:
+            continue
         ax.broken_barh(
             [(outage.start_s, outage.end_s - outage.start_s)],
-            (row.get(outage.node, 0) - 0.3, 0.6),
+            (row[outage.node] - 0.3, 0.6),
             facecolors="none",
             edgecolors=DOWN_COLOUR,
             hatch="////",
             linewidth=0.8,
-            label="kube-proxy down" if i == 0 else None,
+            label=down_label,
         )
+        down_label = None
     ax.set_yticks(range(len(labels)), labels, fontsize="small")
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.grid(axis="y", color="#DDDDDD", linewidth=0.6)

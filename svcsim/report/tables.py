@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from svcsim.plots import endpoint_labels
+from svcsim.plots.view import figure_traffic
 from svcsim.results import Outcome, Run
 from svcsim.results.uniformity import uniformity_verdict
 
@@ -152,7 +153,7 @@ def window_table(run: Run) -> Table:
 
 def endpoint_table(run: Run) -> Table:
     """Each endpoint's share of its Service's routed attempts, labelled with its Pod."""
-    labels = endpoint_labels(run.traffic)
+    labels = endpoint_labels(figure_traffic(run))
     rows = [
         (
             str(e.service),

@@ -9,6 +9,7 @@ never straddle a bin edge and the figures drawn from them are those drawn from e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -54,15 +55,16 @@ def bin_edges(span_s: float, bin_s: float) -> npt.NDArray[np.float64]:
     return np.arange(0.0, span_s + bin_s, bin_s)
 
 
-def grid_cuts(span_s: float) -> npt.NDArray[np.float64]:
+def grid_cuts(span_s: float, widths: Sequence[float] | None = None) -> npt.NDArray[np.float64]:
     """Every instant in ``[0, span_s]`` where a figure bin of a ``span_s`` run may start.
 
-    For each width of :func:`figure_bins_s`: the histogram edges :func:`bin_edges` and, for
-    readers that bin by ``floor(t / bin_s)``, the smallest float ``t`` with each next
-    quotient (rounding puts it a few ulps off ``k * bin_s``). Sorted, unique.
+    For each width of :func:`figure_bins_s` (or of ``widths``): the histogram edges
+    :func:`bin_edges` and, for readers that bin by ``floor(t / bin_s)``, the smallest float
+    ``t`` with each next quotient (rounding puts it a few ulps off ``k * bin_s``). Sorted,
+    unique.
     """
     parts = []
-    for bin_s in figure_bins_s(span_s):
+    for bin_s in figure_bins_s(span_s) if widths is None else widths:
         edges = bin_edges(span_s, bin_s)
         parts.append(edges)
         parts.append(_floor_starts(edges, bin_s))

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
+from svcsim.results.counted import CountedAttempts
 from svcsim.results.layout import (
     FIGURES,
     LEVEL_TABLES,
@@ -25,7 +27,7 @@ from svcsim.results.layout import (
     WINDOWS,
     RunFolderError,
 )
-from svcsim.results.schema import conform, empty_frame
+from svcsim.results.schema import TABLES, conform, empty_frame
 from svcsim.results.stats import endpoint_shares
 from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow
@@ -90,12 +92,19 @@ class Run:
             ClusterIP traffic over: t_s (float64, s, when the rules took it); node, service
             (category); endpoints (str: sorted "IP:port" list, comma-separated; "" for none).
             Endpoints held but never reached appear in ``endpoints`` with 0 requests.
-        request_counts: at record level ``failures-and-aggregates`` (``manifest["records"]``),
-            where ``requests`` holds only the failed attempts, every attempt counted: t_s
-            (float64, s, start of the span counted; spans are cut at whole seconds, figure
-            bins, control-plane instants and the pair's failures), first_t_s (float64, s);
-            src_node, service, endpoint, pod (category); outcome (category); new_flow (bool);
-            requests (int64, count). Empty at ``every-request``. See :attr:`traffic`.
+        request_counts: (read on first use) at record level ``failures-and-aggregates``
+            (``manifest["records"]``), where ``requests`` holds only the failed attempts,
+            every attempt counted: t_s (float64, s, start of the span counted; spans are cut
+            at whole seconds, figure bins, control-plane instants and the pair's failures),
+            first_t_s (float64, s); src_node, service, endpoint, pod (category); outcome
+            (category); new_flow (bool); requests (int64, count). Empty at
+            ``every-request``. See :attr:`traffic`.
+        counts: the ``request_counts`` table (:attr:`request_counts`), in memory or still
+            in the run folder's file: :meth:`~svcsim.results.counted.CountedAttempts.batches`
+            reads it in pieces (what the figures do), so loading a day-long run does not read
+            tens of millions of rows.
+        memo: what readers computed from the run and keep for the next reader (the figures'
+            folded view of the attempts, :mod:`svcsim.plots.view`); one per Run.
     """
 
     path: Path
@@ -109,7 +118,21 @@ class Run:
     endpoints: pd.DataFrame
     figures: dict[str, Path]
     endpoint_sets: pd.DataFrame = field(default_factory=lambda: empty_frame("endpoint_sets"))
-    request_counts: pd.DataFrame = field(default_factory=lambda: empty_frame("request_counts"))
+    counts: CountedAttempts = field(default_factory=CountedAttempts.empty)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def request_counts(self) -> pd.DataFrame:
+        """Every attempt, counted (see the class docstring); read from the folder on first use.
+
+        A day-long run's table takes gigabytes in memory; :attr:`counts` reads it in pieces.
+        """
+        return self.counts.frame()
+
+    @property
+    def counted(self) -> bool:
+        """Whether the run counted its attempts (``request_counts`` has rows)."""
+        return len(self.counts) > 0
 
     @property
     def traffic(self) -> pd.DataFrame:
@@ -119,7 +142,7 @@ class Run:
         (:func:`svcsim.results.weights.attempt_weights`); the columns t_s, src_node, service,
         endpoint, pod, outcome and new_flow are in both.
         """
-        return traffic_table({"requests": self.requests, "request_counts": self.request_counts})
+        return self.request_counts if self.counted else self.requests
 
     @classmethod
     def from_frames(
@@ -129,11 +152,17 @@ class Run:
         frames: Mapping[str, pd.DataFrame],
         summary: dict[str, Any],
         windows: Sequence[FailureWindow],
+        *,
+        counts: CountedAttempts | None = None,
     ) -> Run:
-        """The run a folder at ``path`` will hold, before it is written (to draw its figures)."""
-        tables = {name: conform(frames[name], name) for name in TABLE_FILES}
+        """The run a folder at ``path`` will hold, before it is written (to draw its figures).
+
+        ``counts``: the counted attempts, when they are not in ``frames`` (a streamed file).
+        """
+        names = [n for n in TABLE_FILES if counts is None or n != "request_counts"]
+        tables = {name: conform(frames[name], name) for name in names}
         window_frame = _windows_frame([w.to_dict() for w in windows])
-        return _run(Path(path), manifest, summary, tables, window_frame, {})
+        return _run(Path(path), manifest, summary, tables, window_frame, {}, counts=counts)
 
 
 def load(path: str | os.PathLike[str]) -> Run:
@@ -173,9 +202,18 @@ def load(path: str | os.PathLike[str]) -> Run:
     if not isinstance(windows, list):
         raise fail(f"{WINDOWS} is not a JSON list")
     tables = {}
+    counts = None
     for table, name in TABLE_FILES.items():
         if table in LEVEL_TABLES and not (root / name).is_file():
             tables[table] = empty_frame(table)  # the other record level's table
+            continue
+        if table == "request_counts":
+            # Left on disk: read in pieces by whoever needs it (see Run.counts).
+            counts = CountedAttempts(path=root / name)
+            try:
+                _check_counts(counts)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise fail(f"{name}: {_one_line(exc)}") from exc
             continue
         try:
             frame = pq.read_table(root / name).to_pandas()
@@ -193,7 +231,18 @@ def load(path: str | os.PathLike[str]) -> Run:
         raise fail(f"{WINDOWS}: {_one_line(exc)}") from exc
     figures_dir = root / FIGURES
     figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))} if figures_dir.is_dir() else {}
-    return _run(root, manifest, summary, tables, window_frame, figures)
+    return _run(root, manifest, summary, tables, window_frame, figures, counts=counts)
+
+
+def _check_counts(counts: CountedAttempts) -> None:
+    """Raise if a ``request_counts`` file is unreadable or lacks a column (reads the footer)."""
+    if counts.path is None:
+        return
+    names = set(pq.read_schema(counts.path).names)
+    missing = [c.name for c in TABLES["request_counts"] if c.name not in names]
+    if missing:
+        raise ValueError(f"request_counts: missing column(s) {', '.join(missing)}")
+    len(counts)
 
 
 SUMMARY_SECTIONS: Final[Mapping[str, type]] = {
@@ -247,8 +296,19 @@ def _run(
     tables: Mapping[str, pd.DataFrame],
     windows: pd.DataFrame,
     figures: dict[str, Path],
+    *,
+    counts: CountedAttempts | None = None,
 ) -> Run:
-    """A Run from conformed tables; endpoint shares include endpoints never reached."""
+    """A Run from conformed tables; endpoint shares include endpoints never reached.
+
+    ``counts`` (counted attempts left in their file) are not read: the endpoint shares come
+    from the summary, which holds exactly what :func:`endpoint_shares` gives.
+    """
+    if counts is None:
+        counts = CountedAttempts(tables["request_counts"])
+        endpoints = endpoint_shares(traffic_table(tables), endpoint_sets=tables["endpoint_sets"])
+    else:
+        endpoints = endpoints_frame(summary)
     return Run(
         path=path,
         manifest=manifest,
@@ -258,11 +318,29 @@ def _run(
         syncs=tables["syncs"],
         conntrack=tables["conntrack"],
         windows=windows,
-        endpoints=endpoint_shares(traffic_table(tables), endpoint_sets=tables["endpoint_sets"]),
+        endpoints=endpoints,
         figures=figures,
         endpoint_sets=tables["endpoint_sets"],
-        request_counts=tables["request_counts"],
+        counts=counts,
     )
+
+
+def endpoints_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """:attr:`Run.endpoints` from summary.json's ``endpoints`` section (same rows, same order)."""
+    rows = [
+        (str(service), str(endpoint), int(v["requests"]), _number(v["share"]))
+        for service, by_endpoint in summary.get("endpoints", {}).items()
+        for endpoint, v in by_endpoint.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["service", "endpoint", "requests", "share"])
+    frame["requests"] = frame["requests"].astype(np.int64)
+    frame["share"] = frame["share"].astype(np.float64)
+    return frame.sort_values(["service", "endpoint"], kind="stable").reset_index(drop=True)
+
+
+def _number(value: Any) -> float:
+    """A JSON number as written by :func:`~svcsim.results.summary.dumps_json` (null: NaN)."""
+    return float("nan") if value is None else float(value)
 
 
 def _read_json(path: Path, fail: Callable[[str], RunFolderError]) -> Any:

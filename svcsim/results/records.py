@@ -11,7 +11,7 @@ few and come one at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.aggregate import COUNT_KEYS, CountAggregator, CountBlock
 from svcsim.results.bins import grid_cuts
+from svcsim.results.counted import CountedAttempts
 from svcsim.results.schema import (
     CONNTRACK,
     EVENTS,
@@ -465,15 +466,28 @@ class Recorder:
             rows[name].append(value)
         self._added_row("conntrack")
 
-    def frames(self) -> dict[str, pd.DataFrame]:
+    def counted_attempts(self) -> CountedAttempts | None:
+        """The streamed ``request_counts`` file, to read in pieces (after :meth:`finish`).
+
+        None unless the run counted its attempts into a stream (:meth:`stream_to` at
+        ``failures-and-aggregates``) and counted some.
+        """
+        stream = self._streams.get("request_counts")
+        if stream is None or not stream.closed or not stream.rows_written:
+            return None
+        return CountedAttempts(path=stream.path)
+
+    def frames(self, skip: Collection[str] = ()) -> dict[str, pd.DataFrame]:
         """All four tables as DataFrames with the spec dtypes (see :mod:`.schema`).
 
         Keys: ``requests``, ``events``, ``syncs``, ``conntrack``. String-enum columns are
         categoricals whose categories are the Enum's values in declaration order; other
-        categorical columns have their distinct values, sorted, as categories.
+        categorical columns have their distinct values, sorted, as categories. A streamed
+        table named in ``skip`` is not read back (nor returned): see
+        :meth:`counted_attempts`.
         """
         if self._streams:
-            return self._read_streamed()
+            return {k: v for k, v in self._read_streamed(skip).items() if k not in skip}
         out = {"requests": self._requests_frame(), "request_counts": self._counts_frame()}
         for table, rows in self._rows.items():
             if rows[TABLES[table][0].name]:
@@ -482,19 +496,21 @@ class Recorder:
                 out[table] = empty_frame(table)
         return out
 
-    def _read_streamed(self) -> dict[str, pd.DataFrame]:
+    def _read_streamed(self, skip: Collection[str] = ()) -> dict[str, pd.DataFrame]:
         """The streamed tables, read back from the run folder (after :meth:`finish`)."""
         if not all(s.closed for s in self._streams.values()):
             raise RuntimeError("frames() of a streamed run: call finish() first")
         if self._streamed is None:
             self._streamed = {}
-            for table in TABLES:
-                stream = self._streams.get(table)
-                if stream is None:
-                    self._streamed[table] = empty_frame(table)
-                else:
-                    frame = pq.read_table(stream.path).to_pandas()
-                    self._streamed[table] = conform(frame, table)
+        for table in TABLES:
+            if table in self._streamed or table in skip:
+                continue
+            stream = self._streams.get(table)
+            if stream is None:
+                self._streamed[table] = empty_frame(table)
+            else:
+                frame = pq.read_table(stream.path).to_pandas()
+                self._streamed[table] = conform(frame, table)
         return dict(self._streamed)
 
     def _counts_frame(self) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -23,6 +23,9 @@ from svcsim.results.stats import endpoint_shares, programming_latency, uniformit
 from svcsim.results.uniformity import uniformity_verdict
 from svcsim.results.weights import attempt_weights, traffic_table
 from svcsim.results.windows import FailureWindow
+
+if TYPE_CHECKING:
+    from svcsim.results.fold import TrafficFold
 
 
 def to_jsonable(value: object) -> Any:
@@ -82,6 +85,7 @@ def build_summary(
     seed: int | None,
     intervals: pd.DataFrame | None = None,
     untested: Mapping[str, str] | None = None,
+    traffic: TrafficFold | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` content of a run, as JSON-ready data.
 
@@ -114,26 +118,37 @@ def build_summary(
       ``events``: {kind: count} (non-zero only);
       ``conntrack``: {node: {peak_entries, max_entries}}.
 
+    ``traffic``, when given, is the attempts already folded
+    (:func:`~svcsim.results.fold.fold_traffic`, with ``intervals`` if any): the request
+    counts, endpoints and uniformity come from it and the attempt tables of ``frames`` are
+    not read (a long run's counted attempts stay on disk); the summary is the same.
+
     NaN values become ``null`` when written (:func:`dumps_json`).
     """
     requests = frames["requests"]
-    traffic = traffic_table(frames)
-    weights = attempt_weights(traffic)
-    outcomes = [o.value for o in Outcome]
-    by_outcome = _counts(traffic["outcome"], outcomes, weights)
+    if traffic is None:
+        table = traffic_table(frames)
+        weights = attempt_weights(table)
+        outcomes = [o.value for o in Outcome]
+        by_outcome = _counts(table["outcome"], outcomes, weights)
+        total = int(weights.sum())
+        shares = endpoint_shares(table, endpoint_sets=frames.get("endpoint_sets"))
+        tests = uniformity_tests(table, intervals) if intervals is not None else None
+    else:
+        by_outcome, total, shares = traffic.by_outcome, traffic.total, traffic.endpoints
+        tests = traffic.uniformity
     failed = requests.loc[(requests["outcome"] != Outcome.OK.value).to_numpy(dtype=bool)]
     by_cause = _counts(failed["cause"], [c.value for c in Cause])
     endpoints: dict[str, dict[str, dict[str, Any]]] = {}
-    shares = endpoint_shares(traffic, endpoint_sets=frames.get("endpoint_sets"))
     for row in shares.itertuples(index=False):
         endpoints.setdefault(row.service, {})[row.endpoint] = {
             "requests": int(row.requests),
             "share": float(row.share),
         }
     uniformity: dict[str, dict[str, Any]] = {}
-    if intervals is not None:
+    if tests is not None:
         reasons = untested or {}
-        for row in uniformity_tests(traffic, intervals).itertuples(index=False):
+        for row in tests.itertuples(index=False):
             reason = reasons.get(row.service)
             tested = reason is None
             uniformity[row.service] = {
@@ -148,7 +163,7 @@ def build_summary(
     summary = {
         "seed": seed,
         "requests": {
-            "total": int(weights.sum()),
+            "total": total,
             "failed": len(failed),
             "by_outcome": by_outcome,
             "by_cause": {k: v for k, v in by_cause.items() if v},

@@ -1,15 +1,21 @@
 """What a run will cost, estimated before it starts, and the limits a scenario must stay under.
 
-A run streams its records to its run folder while it simulates, then reads them back to build
-the summary and the figures, so its peak memory still grows with its records (at record level
-``failures-and-aggregates`` with the rows of ``request_counts``, which at most equal the
-attempts: the estimate below does not count on fewer). Two kinds of record grow without
-bound: request attempts (the workloads' expected arrivals, :func:`expected_requests`; failed
-attempts that are retried add more) and conntrack samples (one per node per simulated
-second). Nodes cost too, whatever the duration (each has a kube-proxy, a kernel and series in
-the figures). :class:`RunCost` turns these counts into memory and wall time with the figures
-below, measured on whole ``svcsim run`` invocations by ``benchmarks/record_memory.py`` and
-rounded up. They are what a run needs beyond the ~350 MiB any run takes.
+A run streams its records to its run folder while it simulates. At record level
+``every-request`` it then reads them back whole to build the summary and the figures, so its
+peak memory grows with its attempts (:data:`REQUEST_PEAK_BYTES` each). At
+``failures-and-aggregates`` the counted attempts stay in their file: the summary, the windows
+and the figures fold over it in batches (:mod:`svcsim.results.fold`,
+:mod:`svcsim.plots.view`), and what grows with the run is what those outputs keep and the
+control plane's records (:data:`COUNTED_REQUEST_PEAK_BYTES` per attempt covers both at the
+day benchmark's shape; the failed attempts are kept whole, as at ``every-request``: a run in
+which most attempts fail needs up to :data:`REQUEST_PEAK_BYTES` each, which the estimate does
+not assume). Two kinds of record grow without bound: request attempts (the workloads'
+expected arrivals, :func:`expected_requests`; failed attempts that are retried add more) and
+conntrack samples (one per node per simulated second). Nodes cost too, whatever the duration
+(each has a kube-proxy, a kernel and series in the figures). :class:`RunCost` turns these
+counts into memory and wall time with the figures below, measured on whole ``svcsim run``
+invocations by ``benchmarks/record_memory.py`` (``benchmarks/day.py`` for the counted level)
+and rounded up. They are what a run needs beyond the ~350 MiB any run takes.
 
 The limits are checked where the scenario is validated (:func:`limit_problems`, called by the
 Scenario model), so ``svcsim validate`` and ``svcsim run`` refuse the same files:
@@ -26,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from svcsim.results.schema import RecordLevel
 from svcsim.scenario.base import Loc
 from svcsim.scenario.durations import format_duration
 
@@ -39,6 +46,13 @@ REQUEST_PEAK_BYTES: Final = 400
 """Peak memory per request attempt (measured: 367-402 bytes between 0.3, 1.2 and 6 million
 requests; ~61 of them are the recorder's own arrays, the rest the DataFrames, summary and
 Parquet writing that follow)."""
+COUNTED_REQUEST_PEAK_BYTES: Final = 50
+"""Peak memory per request attempt at record level ``failures-and-aggregates`` (measured with
+``benchmarks/day.py``'s shape, 100 nodes x 20 Services: whole-run peaks of 473, 548 and 660 MiB
+after 10, 30 and 60 simulated minutes, i.e. 65 bytes per added attempt, of which the
+conntrack samples take 16 at :data:`NODE_SECOND_PEAK_BYTES`; of the rest, about two thirds
+is the simulation's own growth, a third the control-plane records, per-node intervals and
+folded views the analysis and figures keep; the counted attempts themselves are never held)."""
 NODE_SECOND_PEAK_BYTES: Final = 160
 """Peak memory per node per simulated second: the conntrack sample every node records each
 second (measured: 145-159 bytes per sample)."""
@@ -80,6 +94,13 @@ class RunCost:
     nodes: int
     duration_s: float
     retries: bool = False
+    counted: bool = False
+    """Record level ``failures-and-aggregates``: attempts are counted, not kept."""
+
+    @property
+    def request_bytes(self) -> int:
+        """Peak memory per attempt at the run's record level."""
+        return COUNTED_REQUEST_PEAK_BYTES if self.counted else REQUEST_PEAK_BYTES
 
     @property
     def node_seconds(self) -> float:
@@ -90,7 +111,7 @@ class RunCost:
     def memory_bytes(self) -> float:
         """Estimated peak memory, beyond what any run takes."""
         return (
-            self.requests * REQUEST_PEAK_BYTES
+            self.requests * self.request_bytes
             + self.nodes * NODE_PEAK_BYTES
             + self.node_seconds * NODE_SECOND_PEAK_BYTES
         )
@@ -141,6 +162,7 @@ def _cost_at(scenario: Scenario, duration_s: float) -> RunCost:
         nodes=len(scenario.cluster.nodes),
         duration_s=duration_s,
         retries=any(w.retries.max > 0 for w in scenario.workloads),
+        counted=scenario.records is RecordLevel.FAILURES_AND_AGGREGATES,
     )
 
 
@@ -158,9 +180,9 @@ def limit_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
     parts = [f"~{_count(cost.requests)} requests"] if cost.requests else []
     parts.append(f"{cost.nodes} nodes x {format_duration(duration)} of conntrack samples")
     fixes = [f"set duration to at most {format_duration(_longest_fitting(scenario))}"]
-    other = cost.memory_bytes - cost.requests * REQUEST_PEAK_BYTES
+    other = cost.memory_bytes - cost.requests * cost.request_bytes
     if cost.requests and other < MEMORY_LIMIT_BYTES:
-        scale = (MEMORY_LIMIT_BYTES - other) / (cost.requests * REQUEST_PEAK_BYTES)
+        scale = (MEMORY_LIMIT_BYTES - other) / (cost.requests * cost.request_bytes)
         fixes.append(
             f"lower the rates to at most ~{_count(cost.requests * scale / duration)} "
             f"requests/s in all"

@@ -8,11 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svcsim.results.schema import conform
 from svcsim.results.stats import (
     EndpointSetChange,
     endpoint_shares,
+    node_intervals,
     programming_latency,
     shares_over_time,
     stable_intervals,
@@ -265,3 +268,43 @@ def test_programming_latency_per_node() -> None:
     assert (n1["syncs_with_trigger"], n1["p50_s"], n1["p90_s"], n1["max_s"]) == (3, 2.0, 3.6, 4.0)
     assert table.iloc[1]["syncs_with_trigger"] == 0
     assert math.isnan(table.iloc[1]["p50_s"])
+
+
+_NODES = ("node-a", "node-b")
+_SETS = ((), ("10.0.0.1:80",), ("10.0.0.1:80", "10.0.0.2:80"), ("10.0.0.2:80",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 12).map(float),
+            st.sampled_from(_NODES),
+            st.sampled_from((SVC_A, SVC_B)),
+            st.sampled_from(_SETS),
+        ),
+        max_size=30,
+    ),
+    st.sampled_from((0.0, 3.0)),
+    st.sampled_from((8.0, 11.5, math.inf)),
+)
+def test_per_node_intervals_are_the_one_node_intervals(
+    changes: list[tuple[float, str, str, tuple[str, ...]]], start_s: float, end_s: float
+) -> None:
+    # The per-node path (array operations) against the general loop fed one node at a time.
+    per_node = stable_intervals(changes, start_s=start_s, end_s=end_s, per_node=True)
+    for node in _NODES:
+        mine = [(t, svc, eps) for t, n, svc, eps in changes if n == node]
+        alone = stable_intervals(mine, start_s=start_s, end_s=end_s)
+        got = per_node.loc[per_node["node"] == node].drop(columns="node")
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), alone, check_dtype=False)
+    table = pd.DataFrame(
+        {
+            "t_s": [c[0] for c in changes],
+            "node": [c[1] for c in changes],
+            "service": [c[2] for c in changes],
+            "endpoints": [",".join(sorted(c[3])) for c in changes],
+        }
+    )
+    from_table = node_intervals(table, start_s=start_s, end_s=end_s)
+    pd.testing.assert_frame_equal(from_table, per_node, check_dtype=False)

@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 from svcsim.cli.main import app
 from svcsim.scenario import ScenarioErrors, load_scenario
 from svcsim.scenario.cost import (
+    COUNTED_REQUEST_PEAK_BYTES,
     MAX_RATE_PER_S,
     MEMORY_LIMIT_BYTES,
+    NODE_PEAK_BYTES,
+    NODE_SECOND_PEAK_BYTES,
     PREVIEW_MEMORY_BYTES,
     REQUEST_PEAK_BYTES,
     estimate,
@@ -133,6 +136,28 @@ def test_estimate_counts_requests_and_node_seconds() -> None:
     assert cost.memory_bytes > 3_000_000 * REQUEST_PEAK_BYTES
     assert cost.large  # ~1.1 GiB
     assert cost.describe().startswith("~3.0 million requests, 20 nodes, ~1.1 GiB of memory, ~")
+
+
+@pytest.mark.parametrize(
+    ("records", "refused"),
+    [("every-request", True), ("failures-and-aggregates", False)],
+)
+def test_the_day_fits_only_when_attempts_are_counted(records: str, refused: bool) -> None:
+    # issue 13's day: 100 nodes, 1,000 requests/s, 24 h: ~86 million attempts.
+    day = {"duration": "24h", "cluster": {"nodes": 100}, "records": records,
+           "workloads": [_workload(rate=1000.0)]}  # fmt: skip
+    if refused:
+        [(where, _)] = problems(**day)
+        assert where == ("duration",)
+        return
+    cost = estimate(validate(**day))
+    assert cost.counted and cost.request_bytes == COUNTED_REQUEST_PEAK_BYTES
+    assert cost.memory_bytes == pytest.approx(
+        86_400_000 * COUNTED_REQUEST_PEAK_BYTES
+        + 100 * NODE_PEAK_BYTES
+        + 100 * 86_400 * NODE_SECOND_PEAK_BYTES
+    )
+    assert cost.memory_bytes <= MEMORY_LIMIT_BYTES
 
 
 def _cli(*args: str) -> tuple[int, str, str]:

@@ -11,18 +11,28 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from svcsim.explain import ExplainError, pick_request
 from svcsim.plots import render_all
+from svcsim.plots.view import figure_traffic, fold_view
 from svcsim.results import Run, build_summary, endpoint_set_changes, stable_intervals
-from svcsim.results.schema import TABLES, RecordLevel
+from svcsim.results.counted import CountedAttempts
+from svcsim.results.fold import fold_traffic
+from svcsim.results.load import endpoints_frame
+from svcsim.results.schema import TABLES, RecordLevel, empty_frame
+from svcsim.results.stats import node_intervals
 from svcsim.results.weights import attempt_weights, traffic_table
 from svcsim.results.windows import failure_windows
 from svcsim.scenario.load import load_scenario
 from tests.results.levels import recount
 from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
 from tests.scenarios.test_shipped import SHIPPED
+
+FOLD_ROWS = 997
+"""Rows per batch when a test folds counted attempts: many batches, none aligned to anything."""
 
 SIMULATED = ("proxy-modes", "rolling-update", "icmp-rate-limit", "dns-5s-delay")
 """Shipped scenarios also simulated at failures-and-aggregates: every proxy mode (userspace
@@ -56,6 +66,23 @@ def test_counts_give_the_same_summary_and_windows(name: str, shipped_run: Shippe
         untested=_untested(run.summary),
     )  # fmt: skip
     assert summary == run.summary
+    # What `svcsim run` does with a streamed file: fold over batches (small ones here, so
+    # every path of the fold crosses batch boundaries), the table never whole in memory.
+    assert node_intervals(counted["endpoint_sets"], end_s=span_s).equals(intervals)
+    folded = fold_traffic(
+        CountedAttempts(counted["request_counts"]).batches(FOLD_ROWS),
+        endpoint_sets=counted["endpoint_sets"],
+        intervals=intervals,
+        windows=failure_windows(counted["requests"], traffic=empty_frame("request_counts")),
+    )
+    assert [w.to_dict() for w in folded.windows] == run.windows.to_dict("records")
+    frames = {t: f for t, f in counted.items() if t != "request_counts"}
+    assert build_summary(
+        frames, folded.windows, seed=run.summary["seed"], intervals=intervals,
+        untested=_untested(run.summary), traffic=folded,
+    ) == run.summary  # fmt: skip
+    # A counted run loaded from its folder takes its endpoint table from the summary.
+    pd.testing.assert_frame_equal(endpoints_frame(run.summary), run.endpoints)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +119,26 @@ def test_figures_are_the_same_at_both_levels(
     assert every.keys() == counted.keys()
     for figure, png in every.items():
         assert counted[figure] == png, figure
+
+
+def test_counted_run_loads_without_reading_its_counts(counted_runs: dict[str, Run]) -> None:
+    run = counted_runs["rolling-update"]
+    path = run.path / "request_counts.parquet"
+    assert run.counts.path == path
+    assert len(run.counts) == pq.ParquetFile(path).metadata.num_rows > 0
+    whole = run.counts.frame()
+    pieces = list(run.counts.batches(FOLD_ROWS))
+    assert sum(map(len, pieces)) == len(whole)
+    assert run.counts.distinct("src_node") == {str(n) for n in whole["src_node"].unique()}
+
+
+@pytest.mark.parametrize("name", SIMULATED)
+def test_figure_view_is_the_same_in_small_batches(name: str, counted_runs: dict[str, Run]) -> None:
+    run = counted_runs[name]
+    view = figure_traffic(run)
+    assert view.equals(fold_view(run, rows=FOLD_ROWS))
+    assert int(view["requests"].sum()) == run.summary["requests"]["total"]
+    assert len(view) <= len(run.counts)
 
 
 def test_explain_numbers_attempts_alike_and_refuses_what_was_not_kept(
