@@ -194,12 +194,15 @@ class UserspaceProcess:
         """Per Service, the ports its last update gave ready endpoints."""
         self._rules_by_portal: dict[ServicePortName, tuple[Portal, PortalRules]] = {}
         """Each open portal's rules, made once when it opens (a sync ensures them all)."""
+        self._ensured: Ruleset | None = None
+        """The ruleset the last successful sync left in the kernel, every wanted rule in it."""
 
     # --- start and exit ---------------------------------------------------------------------
 
     def flush(self, now_s: float) -> None:
         """``iptablesInit`` + ``iptablesFlush`` at process start: no portal rule is left."""
         self.kernel.install(init_ruleset(), now_s)
+        self._ensured = None
 
     def adopt(self, service_ports: Mapping[ServicePortName, ServicePortInfo], now_s: float) -> None:
         """Start as a process that has long been running: every port open, its portals set."""
@@ -297,6 +300,11 @@ class UserspaceProcess:
     def _apply(self, plan: UserspacePlan, now_s: float, iptables_ok: bool) -> None:
         kernel = self.kernel
         rules = kernel.ruleset
+        # Nobody touched the ruleset since the last ensure left every open portal's rules and
+        # the init jumps in it: only the ports opened now can miss rules (same result as
+        # ensuring all, without walking every portal).
+        untouched = rules is self._ensured
+        opened: list[Portal] = []
         removed = set(plan.removed)
         stale_udp_ips: set[str] = set()
         for spn in plan.close:
@@ -334,12 +342,19 @@ class UserspaceProcess:
             )
             kernel.sockets.listen(sock)
             self.sockets[spn] = sock
-            self.portals[spn] = Portal(spn, info, port)
+            self.portals[spn] = portal = Portal(spn, info, port)
+            opened.append(portal)
             self._open_rule_count += portal_rule_count(info)
         if iptables_ok:
-            ensured = _ensure_rules(_ensure_init(rules), self._wanted_rules())
+            if untouched:
+                ensured = _ensure_rules(rules, tuple(r for p in opened for r in self._rules_of(p)))
+            else:
+                ensured = _ensure_rules(_ensure_init(rules), self._wanted_rules())
             if ensured is not kernel.ruleset:
                 kernel.install(ensured, now_s)
+            self._ensured = kernel.ruleset
+        else:
+            self._ensured = None  # the new portals' rules are missing: ensure all next time
         for state in self.balancers.states.values():
             if state.affinity:  # nothing to expire otherwise
                 state.cleanup(now_s)  # cleanupStaleStickySessions

@@ -8,6 +8,8 @@ what the plain value-comparing versions in tests/sim/userspace_naive.py do.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,42 @@ def test_a_missing_init_jump_is_prepended_or_appended_as_iptables_init_does() ->
         FOREIGN.text,
         nodeports_jump.text,
     )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -> None:
+    """Random syncs (ports re-opened, removed, added back, failed iptables calls, hand edits):
+    ensuring only the new portals after an untouched sync == ensuring every portal each time.
+    """
+    rng = np.random.default_rng(seed)
+    fast, ports = _process()
+    full, _ = _process()
+    names = sorted(ports, key=lambda n: n.text)
+    current = dict(ports)
+    for step in range(12):
+        spn = names[int(rng.integers(0, len(names)))]
+        roll = rng.random()
+        if roll < 0.35:
+            current[spn] = replace(ports[spn], port=ports[spn].port + 1 + step)
+        elif roll < 0.6:
+            current.pop(spn, None)
+        else:
+            current[spn] = ports[spn]
+        ok = rng.random() > 0.2
+        if rng.random() < 0.2:  # someone deletes one rule of a portal chain
+            chain = fast.kernel.ruleset.chain("nat", "KUBE-PORTALS-CONTAINER")
+            assert chain is not None
+            if chain.rules:
+                kept = list(chain.rules)
+                del kept[int(rng.integers(0, len(kept)))]
+                for process in (fast, full):
+                    _hand_edit(process, "KUBE-PORTALS-CONTAINER", tuple(kept))
+        for process in (fast, full):
+            if process is full:
+                process._ensured = None  # the reference ensures every portal each sync
+            process.apply(process.plan(current, {spn.service}), 2.0 + step, iptables_ok=ok)
+        assert fast.kernel.ruleset == full.kernel.ruleset
+        assert fast.portals == full.portals
+        if ok:  # ensurePortals: every open portal's rules are in the kernel after the sync
+            held = set(_chain_rules(fast.kernel.ruleset))
+            assert all(r in held for r in fast._wanted_rules())
