@@ -278,10 +278,16 @@ def _from_last(
     parts_now = list(last.parts)
     servers: list[VirtualServer] | None = None
     changed: list[VirtualServer] = []
-    for i, spn in enumerate(last.names):
-        eps = endpoints_map.get(spn, ())
-        if eps is last.endpoints[i]:
-            continue
+    get = endpoints_map.get
+    # The one walk over every port: which ones hold other endpoint objects than last time.
+    moved = [
+        i
+        for i, (spn, eps) in enumerate(zip(last.names, last.endpoints, strict=True))
+        if get(spn, ()) is not eps
+    ]
+    for i in moved:
+        spn = last.names[i]
+        eps = get(spn, ())
         if node_key is None:
             node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
             node_key = tuple(node_ips)
