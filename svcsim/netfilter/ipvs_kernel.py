@@ -211,7 +211,7 @@ class IpvsKernel:
     """The latest time the table was brought up to (:meth:`expire`)."""
     _timers: list[_Timer] = field(default_factory=list)
     _seq: int = 0
-    installed: tuple[VirtualServer, ...] | None = None
+    installed: tuple[VirtualServer, ...] | None = field(default=None, repr=False, compare=False)
     """The specs of the last :meth:`install`, in its order, when their keys were unique (the
     services hold exactly them); None otherwise."""
 

@@ -124,8 +124,10 @@ class IpvsMemo:
     A simulated kube-proxy in IPVS mode compiles every Service at every sync; a port's virtual
     servers and set entries for the same inputs are the same each time, and so are the ip sets
     (validated once) and the sorted dummy addresses for the same members. Each memo holds at
-    most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`). Without one, a compile
-    computes everything afresh (the same result).
+    most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`). The last compile of each
+    (port map, node context) pair is kept too: when only endpoints changed, the next compile
+    of that pair re-does the ports whose endpoint tuples are other objects and reuses the rest
+    (``_from_last``). Without a memo, a compile computes everything afresh (the same result).
     """
 
     __slots__ = ("bound", "by_identity", "ipsets", "last", "parts", "rulesets", "tables")
