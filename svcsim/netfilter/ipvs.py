@@ -16,7 +16,7 @@ unless ``--nosort``, by protocol number, address, port. Forwarding is always mas
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -72,8 +72,12 @@ class VirtualServer:
     real_servers: tuple[RealServer, ...] = ()
     persistent_timeout_s: int | None = None
     sched_flags: tuple[str, ...] = ()
+    key: tuple[str, str, int] = field(init=False, repr=False, compare=False)
+    """What the kernel looks a service up by: (protocol, address, port). Stored, not a
+    property: every sync indexes tens of thousands of servers by it."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.protocol, self.address, self.port))
         if self.protocol not in PROTOCOL_NUMBERS:
             raise ValueError(f"virtual server protocol {self.protocol!r} is not TCP, UDP or SCTP")
         if self.scheduler not in SCHEDULERS:
@@ -83,11 +87,6 @@ class VirtualServer:
         ipaddress.IPv4Address(self.address)
         if self.persistent_timeout_s is not None and self.persistent_timeout_s <= 0:
             raise ValueError(f"persistence timeout {self.persistent_timeout_s!r} is not > 0")
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """What the kernel looks a service up by: (protocol, address, port)."""
-        return self.protocol, self.address, self.port
 
     @property
     def hostport(self) -> str:
@@ -108,16 +107,38 @@ class IpvsState:
     virtual_servers: tuple[VirtualServer, ...]
     ipsets: IpsetTable
     ruleset: Ruleset
-    _index: dict[tuple[str, str, int], VirtualServer] = field(
-        init=False, repr=False, compare=False, hash=False
+    _index: dict[tuple[str, str, int], VirtualServer] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
     )
+    """Built on first use (:attr:`by_key`), or handed on by :meth:`replacing`."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {vs.key: vs for vs in self.virtual_servers})
+    @property
+    def by_key(self) -> Mapping[tuple[str, str, int], VirtualServer]:
+        """The virtual servers by :attr:`VirtualServer.key` (do not modify)."""
+        index = self._index
+        if index is None:
+            index = {vs.key: vs for vs in self.virtual_servers}
+            object.__setattr__(self, "_index", index)
+        return index
+
+    def replacing(
+        self, servers: tuple[VirtualServer, ...], changed: Iterable[VirtualServer]
+    ) -> IpvsState:
+        """The state with ``servers``, which differ from its own only by ``changed``.
+
+        Each server of ``changed`` replaces the one of the same key (the keys are the same);
+        the index is this state's, updated, not rebuilt.
+        """
+        out = IpvsState(self.dummy_addresses, servers, self.ipsets, self.ruleset)
+        index = dict(self.by_key)
+        for vs in changed:
+            index[vs.key] = vs
+        object.__setattr__(out, "_index", index)
+        return out
 
     def lookup(self, protocol: str, address: str, port: int) -> VirtualServer | None:
         """The virtual server for a packet to ``address:port`` over ``protocol`` (tcp/udp/…)."""
-        return self._index.get((protocol.upper(), address, port))
+        return self.by_key.get((protocol.upper(), address, port))
 
 
 def _sort_key(address: str, port: int) -> tuple[int, int]:

@@ -211,6 +211,9 @@ class IpvsKernel:
     """The latest time the table was brought up to (:meth:`expire`)."""
     _timers: list[_Timer] = field(default_factory=list)
     _seq: int = 0
+    installed: tuple[VirtualServer, ...] | None = field(default=None, repr=False, compare=False)
+    """The specs of the last :meth:`install`, in its order, when their keys were unique (the
+    services hold exactly them); None otherwise."""
 
     # --- what kube-proxy does: add, update, delete ------------------------------------------
 
@@ -222,19 +225,45 @@ class IpvsKernel:
         (kube-proxy's graceful termination decides *when* to omit one: keep it at weight 0
         while it has connections).
         """
-        wanted = {vs.key: vs for vs in virtual_servers}
+        specs = tuple(virtual_servers)
+        changed = self._changed_in_place(specs)
+        if changed is not None:
+            # The same keys as the last install, in order: only the specs that changed.
+            for vs in changed:
+                self._install_one(vs.key, vs)
+            self.installed = specs
+            return
+        wanted = {vs.key: vs for vs in specs}
         for key in [k for k in self.services if k not in wanted]:
             del self.services[key]
         for key, vs in wanted.items():
-            svc = self.services.get(key)
-            if svc is not None and svc.spec is vs:
-                continue  # its destinations are this very spec's already (_sync_dests)
-            if svc is None or svc.spec.scheduler != vs.scheduler:
-                svc = _Service(vs, [], make_scheduler(vs.scheduler))
-                svc.scheduler.dests_changed([])
-                self.services[key] = svc
-            svc.spec = vs
-            self._sync_dests(svc, vs)
+            self._install_one(key, vs)
+        self.installed = specs if len(wanted) == len(specs) else None
+
+    def _changed_in_place(self, specs: tuple[VirtualServer, ...]) -> list[VirtualServer] | None:
+        """The specs that differ from the last install's, if only same-key ones do; else None."""
+        last = self.installed
+        if last is None or len(last) != len(specs) or len(self.services) != len(specs):
+            return None
+        changed = []
+        for old, new in zip(last, specs, strict=True):
+            if old is not new:
+                if old.key != new.key:
+                    return None
+                changed.append(new)
+        return changed
+
+    def _install_one(self, key: tuple[str, str, int], vs: VirtualServer) -> None:
+        """Make the service ``key`` hold ``vs`` (added, or its real servers synced)."""
+        svc = self.services.get(key)
+        if svc is not None and svc.spec is vs:
+            return  # its destinations are this very spec's already (_sync_dests)
+        if svc is None or svc.spec.scheduler != vs.scheduler:
+            svc = _Service(vs, [], make_scheduler(vs.scheduler))
+            svc.scheduler.dests_changed([])
+            self.services[key] = svc
+        svc.spec = vs
+        self._sync_dests(svc, vs)
 
     def _sync_dests(self, svc: _Service, vs: VirtualServer) -> None:
         sched = svc.scheduler

@@ -101,6 +101,18 @@ class _PortPart:
     no_node_access: tuple[NoNodeAccess, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _LastCompile:
+    """A compile's inputs per port (in its order) and its result, for the next one to reuse."""
+
+    names: tuple[ServicePortName, ...]
+    endpoints: tuple[tuple[EndpointInfo, ...], ...]
+    parts: tuple[_PortPart, ...]
+    offsets: tuple[int, ...]
+    """Where each port's servers start in ``state.virtual_servers``."""
+    state: IpvsState
+
+
 _PortKey = tuple[ServicePortInfo, tuple[EndpointInfo, ...], NodeContext, str, bool, tuple[str, ...]]
 """(port, endpoints, node context, scheduler, show_draining, NodePort IPs): what a port's
 objects are made from."""
@@ -112,11 +124,13 @@ class IpvsMemo:
     A simulated kube-proxy in IPVS mode compiles every Service at every sync; a port's virtual
     servers and set entries for the same inputs are the same each time, and so are the ip sets
     (validated once) and the sorted dummy addresses for the same members. Each memo holds at
-    most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`). Without one, a compile
-    computes everything afresh (the same result).
+    most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`). The last compile of each
+    (port map, node context) pair is kept too: when only endpoints changed, the next compile
+    of that pair re-does the ports whose endpoint tuples are other objects and reuses the rest
+    (``_from_last``). Without a memo, a compile computes everything afresh (the same result).
     """
 
-    __slots__ = ("bound", "by_identity", "ipsets", "parts", "rulesets", "tables")
+    __slots__ = ("bound", "by_identity", "ipsets", "last", "parts", "rulesets", "tables")
 
     def __init__(self, limit: int = 1 << 16) -> None:
         self.parts: BoundedMemo[_PortKey, _PortPart] = BoundedMemo(
@@ -136,6 +150,9 @@ class IpvsMemo:
         )
         self.rulesets: BoundedMemo[tuple[object, ...], Ruleset] = BoundedMemo(
             "helper iptables rules by (context, ip-set table identity, out-filter)", 16
+        )
+        self.last: BoundedMemo[tuple[object, ...], _LastCompile] = BoundedMemo(
+            "the last compile per (port map, node context) identities", 64
         )
 
 
@@ -185,14 +202,26 @@ def _state(
     show_draining: bool,
     memo: IpvsMemo | None,
 ) -> IpvsState:
+    lkey = (id(port_map), id(ctx), scheduler, show_draining)
+    last = memo.last.get(lkey) if memo is not None else None
+    if memo is not None and last is not None:
+        again = _from_last(last, port_map, endpoints_map, ctx, scheduler, show_draining, memo)
+        if again is not None:
+            return again
     build = _Build({info.name: set() for info in IPSET_INFO}, [], set(), [])
     node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
     node_key = tuple(node_ips)
-    for spn in sorted(port_map, key=lambda n: (n.text, str(n.protocol))):
+    names = sorted(port_map, key=lambda n: (n.text, str(n.protocol)))
+    seen_eps: list[tuple[EndpointInfo, ...]] = []
+    parts: list[_PortPart] = []
+    offsets: list[int] = []
+    for spn in names:
         svc, eps = port_map[spn], endpoints_map.get(spn, ())
         if memo is None:
             _service_port(build, svc, spn, eps, ctx, scheduler, node_ips, show_draining)
             continue
+        seen_eps.append(eps)
+        offsets.append(len(build.servers))
         # By identity first: the maps of successive syncs hold the same objects for what did
         # not change, and hashing a port's endpoints by value costs more than the lookup saves.
         ikey = (id(svc), id(eps), id(ctx), scheduler, show_draining, node_key)
@@ -200,6 +229,7 @@ def _state(
         if part is None:
             part = _part(memo, (svc, eps, ctx, scheduler, show_draining, node_key), spn, node_ips)
             memo.by_identity.put(ikey, part, holds=(svc, eps, ctx))
+        parts.append(part)
         members = build.members
         for name, entries in part.members:
             members[name].update(entries)
@@ -222,7 +252,76 @@ def _state(
         ruleset = found
         bound = frozenset(build.bound)
         dummy = memo.bound.get(bound) or memo.bound.put(bound, _address_order(bound))
-    return IpvsState(dummy, tuple(build.servers), ipsets, ruleset)
+    state = IpvsState(dummy, tuple(build.servers), ipsets, ruleset)
+    if memo is not None:
+        done = _LastCompile(tuple(names), tuple(seen_eps), tuple(parts), tuple(offsets), state)
+        memo.last.put(lkey, done, holds=(port_map, ctx))
+    return state
+
+
+def _from_last(
+    last: _LastCompile,
+    port_map: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: Mapping[ServicePortName, tuple[EndpointInfo, ...]],
+    ctx: NodeContext,
+    scheduler: str,
+    show_draining: bool,
+    memo: IpvsMemo,
+) -> IpvsState | None:
+    """The compile of the same port map and context as ``last``, only endpoints changed.
+
+    The ports whose endpoints are other objects than last time are compiled again; when each
+    adds the same set entries, addresses and out-filter as before and servers of the same keys,
+    its servers are swapped in place and everything else is ``last``'s (the same result as a
+    full compile). None when a port's part changed otherwise (the caller compiles in full).
+    """
+    node_key: tuple[str, ...] | None = None
+    eps_now = list(last.endpoints)
+    parts_now = list(last.parts)
+    servers: list[VirtualServer] | None = None
+    changed: list[VirtualServer] = []
+    get = endpoints_map.get
+    # The one walk over every port: which ones hold other endpoint objects than last time.
+    moved = [
+        i
+        for i, (spn, eps) in enumerate(zip(last.names, last.endpoints, strict=True))
+        if get(spn, ()) is not eps
+    ]
+    for i in moved:
+        spn = last.names[i]
+        eps = get(spn, ())
+        if node_key is None:
+            node_ips = _nodeport_ips(ctx) if any(p.node_port for p in port_map.values()) else []
+            node_key = tuple(node_ips)
+        svc = port_map[spn]
+        ikey = (id(svc), id(eps), id(ctx), scheduler, show_draining, node_key)
+        part = memo.by_identity.get(ikey)
+        if part is None:
+            key = (svc, eps, ctx, scheduler, show_draining, node_key)
+            part = _part(memo, key, spn, list(node_key))
+            memo.by_identity.put(ikey, part, holds=(svc, eps, ctx))
+        old = last.parts[i]
+        if part is not old:
+            if (
+                part.members != old.members
+                or part.bound != old.bound
+                or part.no_node_access != old.no_node_access
+                or [vs.key for vs in part.servers] != [vs.key for vs in old.servers]
+            ):
+                return None
+            if servers is None:
+                servers = list(last.state.virtual_servers)
+            at = last.offsets[i]
+            servers[at : at + len(part.servers)] = part.servers
+            changed += part.servers
+        eps_now[i] = eps
+        parts_now[i] = part
+    if node_key is None:
+        return last.state  # every port's endpoints are the very same objects
+    state = last.state if servers is None else last.state.replacing(tuple(servers), changed)
+    done = _LastCompile(last.names, tuple(eps_now), tuple(parts_now), last.offsets, state)
+    memo.last.put((id(port_map), id(ctx), scheduler, show_draining), done, holds=(port_map, ctx))
+    return state
 
 
 def _part(memo: IpvsMemo, key: _PortKey, spn: ServicePortName, node_ips: list[str]) -> _PortPart:

@@ -48,6 +48,17 @@ class GracefulTermination:
 
         Returns the virtual servers as installed (wanted, plus the draining real servers).
         """
+        last = kernel.installed
+        if not self.draining and last is not None and len(last) == len(wanted):
+            # Nothing drains and the kernel holds exactly the last specs: only the ones that
+            # differ can drain (IpvsKernel.install then takes the same quick way, or the full).
+            out = list(wanted)
+            for i, (old, vs) in enumerate(zip(last, wanted, strict=True)):
+                if old is not vs:
+                    out[i] = self._placed(kernel, vs)
+            kernel.install(out)
+            self.draining = {k: v for k, v in self.draining.items() if k[0] in kernel.services}
+            return out
         out = []
         for vs in wanted:
             installed = kernel.services.get(vs.key)
@@ -56,28 +67,32 @@ class GracefulTermination:
                 # them so): nothing to drain, nothing came back.
                 out.append(vs)
                 continue
-            keep = list(vs.real_servers)
-            wanted_keys = {(rs.address, rs.port) for rs in vs.real_servers}
-            for key in list(self.draining):
-                if key[0] == vs.key and key[1] in wanted_keys:
-                    del self.draining[key]  # it came back: off the list, weight 1 again
-            for dest in kernel.real_servers(vs.key):
-                rkey = (dest.address, dest.port)
-                if rkey in wanted_keys:
-                    continue
-                busy = dest.active + dest.inactive > 0
-                if vs.protocol in GRACEFUL_PROTOCOLS and busy:
-                    draining = RealServer(dest.address, dest.port, 0)
-                    self.draining[(vs.key, rkey)] = draining
-                    keep.append(draining)
-                else:
-                    self.draining.pop((vs.key, rkey), None)
-            # The spec itself when nothing drains (an unchanged spec stays the same object).
-            same = len(keep) == len(vs.real_servers)
-            out.append(vs if same else dataclasses.replace(vs, real_servers=tuple(keep)))
+            out.append(self._placed(kernel, vs))
         kernel.install(out)
         self.draining = {k: v for k, v in self.draining.items() if k[0] in kernel.services}
         return out
+
+    def _placed(self, kernel: IpvsKernel, vs: VirtualServer) -> VirtualServer:
+        """``vs`` as installed: plus its removed TCP real servers that still have connections."""
+        keep = list(vs.real_servers)
+        wanted_keys = {(rs.address, rs.port) for rs in vs.real_servers}
+        for key in list(self.draining):
+            if key[0] == vs.key and key[1] in wanted_keys:
+                del self.draining[key]  # it came back: off the list, weight 1 again
+        for dest in kernel.real_servers(vs.key):
+            rkey = (dest.address, dest.port)
+            if rkey in wanted_keys:
+                continue
+            busy = dest.active + dest.inactive > 0
+            if vs.protocol in GRACEFUL_PROTOCOLS and busy:
+                draining = RealServer(dest.address, dest.port, 0)
+                self.draining[(vs.key, rkey)] = draining
+                keep.append(draining)
+            else:
+                self.draining.pop((vs.key, rkey), None)
+        # The spec itself when nothing drains (an unchanged spec stays the same object).
+        same = len(keep) == len(vs.real_servers)
+        return vs if same else dataclasses.replace(vs, real_servers=tuple(keep))
 
     def sweep(self, kernel: IpvsKernel) -> list[tuple[str, int]]:
         """``tryDeleteRs``: delete the draining servers without connections; the ones deleted."""

@@ -35,7 +35,7 @@ from typing import Final
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice, Service
-from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.model import Rule, Ruleset
 from svcsim.netfilter.parse import parse_rule
 from svcsim.netfilter.text import RulesetBuilder
 from svcsim.proxy.context import NodeContext
@@ -153,10 +153,6 @@ def portal_ruleset(
     return b.build()
 
 
-INIT_RULES: Final = 5
-"""Rules ``iptablesInit`` writes: the jumps from PREROUTING, OUTPUT (two each) and INPUT."""
-
-
 def portal_rule_count(svc: ServicePortInfo) -> int:
     """Rules ``openPortal`` writes for one Service port (as :func:`portal_ruleset` renders).
 
@@ -230,22 +226,48 @@ def _portal_addresses(svc: ServicePortInfo) -> tuple[str, ...]:
     return tuple(f"{ip}:{svc.port}" for ip in ips)
 
 
+@dataclass(frozen=True, slots=True)
+class InitJump:
+    """One jump ``iptablesInit`` ensures from a built-in chain to a portal chain."""
+
+    table: str
+    chain: str
+    rule: Rule
+    prepend: bool
+    """``EnsureRule(Prepend)`` (inserted first when missing) rather than ``Append``."""
+
+
+def _init_jumps() -> tuple[InitJump, ...]:
+    portals = f'-m comment --comment "{_CLUSTER_IPS_COMMENT}"'
+    nodeports = f'-m addrtype --dst-type LOCAL -m comment --comment "{_NODEPORTS_COMMENT}"'
+    non_local = f'-m comment --comment "{_NON_LOCAL_COMMENT}"'
+    return (
+        InitJump("nat", "PREROUTING", parse_rule(f"{portals} -j {PORTALS_CONTAINER}"), True),
+        InitJump("nat", "OUTPUT", parse_rule(f"{portals} -j {PORTALS_HOST}"), True),
+        InitJump("nat", "PREROUTING", parse_rule(f"{nodeports} -j {NODEPORT_CONTAINER}"), False),
+        InitJump("nat", "OUTPUT", parse_rule(f"{nodeports} -j {NODEPORT_HOST}"), False),
+        InitJump("filter", "INPUT", parse_rule(f"{non_local} -j {NODEPORT_NON_LOCAL}"), True),
+    )
+
+
+INIT_JUMPS: Final = _init_jumps()
+"""``iptablesInit``'s jumps in the order it ensures them (``pkg/proxy/userspace/proxier.go``
+@0096f4a4); every sync ensures them again before ``ensurePortals``."""
+
+INIT_RULES: Final = len(INIT_JUMPS)
+"""Rules ``iptablesInit`` writes: the jumps from PREROUTING, OUTPUT (two each) and INPUT."""
+
+
 def _init_chains() -> RulesetBuilder:
     """``iptablesInit``: the five chains and the jumps to them."""
     b = RulesetBuilder()
     b.chains("nat", (PORTALS_CONTAINER, PORTALS_HOST, NODEPORT_CONTAINER, NODEPORT_HOST))
     b.chains("filter", (NODEPORT_NON_LOCAL,))
-    portals = f'-m comment --comment "{_CLUSTER_IPS_COMMENT}"'
-    b.insert("nat", "PREROUTING", parse_rule(f"{portals} -j {PORTALS_CONTAINER}"))
-    b.insert("nat", "OUTPUT", parse_rule(f"{portals} -j {PORTALS_HOST}"))
-    nodeports = f'-m addrtype --dst-type LOCAL -m comment --comment "{_NODEPORTS_COMMENT}"'
-    b.rule("nat", "PREROUTING", f"{nodeports} -j {NODEPORT_CONTAINER}")
-    b.rule("nat", "OUTPUT", f"{nodeports} -j {NODEPORT_HOST}")
-    b.insert(
-        "filter",
-        "INPUT",
-        parse_rule(f'-m comment --comment "{_NON_LOCAL_COMMENT}" -j {NODEPORT_NON_LOCAL}'),
-    )
+    for jump in INIT_JUMPS:
+        if jump.prepend:
+            b.insert(jump.table, jump.chain, jump.rule)
+        else:
+            b.append(jump.table, jump.chain, jump.rule)
     return b
 
 

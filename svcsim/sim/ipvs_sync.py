@@ -26,6 +26,7 @@ The simulation applies a sync's kernel changes at its end, in one step
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 
 from svcsim.netfilter.ipvs import IpvsState, VirtualServer
@@ -44,10 +45,6 @@ class IpvsSyncCounts:
     deleted, ip-set entries added or deleted: one netlink call or ``ipset`` exec each."""
 
 
-def _servers(vss: tuple[VirtualServer, ...]) -> dict[tuple[str, str, int], VirtualServer]:
-    return {vs.key: vs for vs in vss}
-
-
 def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
     """The walk's size and the kernel changes from ``installed`` to ``wanted``.
 
@@ -57,21 +54,16 @@ def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
     entries = sum(len(s.members) for s in wanted.ipsets.sets)
     objects = len(wanted.virtual_servers) + entries
     objects += sum(len(vs.real_servers) for vs in wanted.virtual_servers)
-    before, after = _servers(installed.virtual_servers), _servers(wanted.virtual_servers)
-    # A virtual server deleted goes with its real servers in one call; one added is one call,
-    # plus one per real server.
-    changes = len(before.keys() - after.keys())
-    changes += sum(1 + len(after[k].real_servers) for k in after.keys() - before.keys())
-    for key in before.keys() & after.keys():
-        old, new = before[key], after[key]
-        if old is new:
-            continue  # the very spec installed: no change
-        if dataclasses.replace(old, real_servers=()) != dataclasses.replace(new, real_servers=()):
-            changes += 1  # scheduler or persistence: UpdateVirtualServer
-        old_w = {(r.address, r.port): r.weight for r in old.real_servers}
-        new_w = {(r.address, r.port): r.weight for r in new.real_servers}
-        changes += len(old_w.keys() ^ new_w.keys())
-        changes += sum(1 for k in old_w.keys() & new_w.keys() if old_w[k] != new_w[k])
+    pairs = _same_keys_pairs(installed, wanted)
+    if pairs is not None:
+        changes = sum(_server_changes(old, new) for old, new in pairs)
+    else:
+        before, after = installed.by_key, wanted.by_key
+        # A virtual server deleted goes with its real servers in one call; one added is one
+        # call, plus one per real server.
+        changes = len(before.keys() - after.keys())
+        changes += sum(1 + len(after[k].real_servers) for k in after.keys() - before.keys())
+        changes += sum(_server_changes(before[k], after[k]) for k in before.keys() & after.keys())
     names = {s.name for s in (*installed.ipsets.sets, *wanted.ipsets.sets)}
     for name in names:
         old_set, new_set = installed.ipsets.get(name), wanted.ipsets.get(name)
@@ -80,6 +72,38 @@ def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
         old_members = set(old_set.members) if old_set is not None else set()
         changes += len(old_members ^ (set(new_set.members) if new_set is not None else set()))
     return IpvsSyncCounts(objects, changes)
+
+
+def _same_keys_pairs(
+    installed: IpvsState, wanted: IpvsState
+) -> list[tuple[VirtualServer, VirtualServer]] | None:
+    """The (installed, wanted) servers that differ, when both hold the same keys in order.
+
+    None unless the two tuples are as long, hold unique keys (as long as their indexes) and
+    every pair that differs has the same key: then no server is added or deleted, and the
+    pairs are the ones the by-key comparison would look at (a quick walk by position).
+    """
+    olds, news = installed.virtual_servers, wanted.virtual_servers
+    if len(olds) != len(news) or len(installed.by_key) != len(olds):
+        return None
+    if len(wanted.by_key) != len(news):
+        return None
+    pairs = [(old, new) for old, new in zip(olds, news, strict=True) if old is not new]
+    return pairs if all(old.key == new.key for old, new in pairs) else None
+
+
+def _server_changes(old: VirtualServer, new: VirtualServer) -> int:
+    """Kernel calls from ``old`` to ``new`` (the same key): update, real servers changed."""
+    if old is new:
+        return 0  # the very spec installed: no change
+    changes = 0
+    if dataclasses.replace(old, real_servers=()) != dataclasses.replace(new, real_servers=()):
+        changes += 1  # scheduler or persistence: UpdateVirtualServer
+    old_w = {(r.address, r.port): r.weight for r in old.real_servers}
+    new_w = {(r.address, r.port): r.weight for r in new.real_servers}
+    changes += len(old_w.keys() ^ new_w.keys())
+    changes += sum(1 for k in old_w.keys() & new_w.keys() if old_w[k] != new_w[k])
+    return changes
 
 
 def install_sync(
@@ -109,7 +133,9 @@ def install_sync(
         servers += [vs for vs in installed.virtual_servers if vs.key not in wanted_keys]
     placed = graceful.sync(table, servers)
     if restored:
-        state = dataclasses.replace(wanted, virtual_servers=tuple(placed))
+        same = len(placed) == len(servers) and all(map(operator.is_, placed, servers))
+        # Nothing drains: the wanted state itself (its index of servers is built already).
+        state = wanted if same else dataclasses.replace(wanted, virtual_servers=tuple(placed))
     else:
         bound = tuple(dict.fromkeys((*installed.dummy_addresses, *wanted.dummy_addresses)))
         state = IpvsState(bound, tuple(placed), wanted.ipsets, installed.ruleset)

@@ -24,7 +24,9 @@ change tracking and failure handling are the shared ones of :mod:`svcsim.sim.kub
   closes its socket and portal and opens a new socket on a new port
   (:class:`~svcsim.proxy.userspace.ProxyPortAllocator`) and its portal; ``unmergeService``
   closes removed ports, deletes their balancers and clears the UDP conntrack entries of removed
-  UDP ClusterIPs; then ``ensurePortals`` re-adds any portal rule missing for the open sockets.
+  UDP ClusterIPs; then ``iptablesInit`` re-adds a missing jump from a built-in chain (prepended
+  or appended as it first wrote it) and ``ensurePortals`` re-adds any portal rule missing for the
+  open sockets. Closing a portal (``closePortal``) deletes only that portal's rules.
   Portal rules are edited in place (``EnsureRule`` / ``DeleteRule``): rules that are not the
   proxier's (a hand edit) stay. Sockets change whatever happens to iptables; if the sync's
   iptables calls fail (the xtables lock is held: ``block-sync``) no rule changes, the closes are
@@ -55,6 +57,7 @@ from svcsim.proxy.endpoints import (
 )
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.userspace import (
+    INIT_JUMPS,
     INIT_RULES,
     ProxyPortAllocator,
     init_ruleset,
@@ -191,12 +194,15 @@ class UserspaceProcess:
         """Per Service, the ports its last update gave ready endpoints."""
         self._rules_by_portal: dict[ServicePortName, tuple[Portal, PortalRules]] = {}
         """Each open portal's rules, made once when it opens (a sync ensures them all)."""
+        self._ensured: Ruleset | None = None
+        """The ruleset the last successful sync left in the kernel, every wanted rule in it."""
 
     # --- start and exit ---------------------------------------------------------------------
 
     def flush(self, now_s: float) -> None:
         """``iptablesInit`` + ``iptablesFlush`` at process start: no portal rule is left."""
         self.kernel.install(init_ruleset(), now_s)
+        self._ensured = None
 
     def adopt(self, service_ports: Mapping[ServicePortName, ServicePortInfo], now_s: float) -> None:
         """Start as a process that has long been running: every port open, its portals set."""
@@ -285,8 +291,8 @@ class UserspaceProcess:
         return rules
 
     def _wanted_rules(self) -> PortalRules:
-        """What ``ensurePortals`` checks: the init jumps, then every open portal's rules."""
-        out = list(_INIT_RULES)
+        """What ``ensurePortals`` checks: every open portal's rules."""
+        out: list[tuple[str, str, Rule]] = []
         for portal in self.portals.values():
             out += self._rules_of(portal)
         return tuple(out)
@@ -294,6 +300,11 @@ class UserspaceProcess:
     def _apply(self, plan: UserspacePlan, now_s: float, iptables_ok: bool) -> None:
         kernel = self.kernel
         rules = kernel.ruleset
+        # Nobody touched the ruleset since the last ensure left every open portal's rules and
+        # the init jumps in it: only the ports opened now can miss rules (same result as
+        # ensuring all, without walking every portal).
+        untouched = rules is self._ensured
+        opened: list[Portal] = []
         removed = set(plan.removed)
         stale_udp_ips: set[str] = set()
         for spn in plan.close:
@@ -304,9 +315,9 @@ class UserspaceProcess:
                 kernel.sockets.close(sock)
             self.allocator.release(portal.proxy_port)
             if iptables_ok:
-                # The portal's rules and, as the whole ruleset of _portal_rules([portal]) this
-                # model has always deleted, the init jumps (the ensure below appends them again).
-                rules = _delete_rules(rules, _INIT_RULES + self._rules_of(portal))
+                # closePortal deletes the portal's own rules only, never iptablesInit's jumps
+                # (proxier.go @0096f4a4: closeOnePortal / closeNodePort).
+                rules = _delete_rules(rules, self._rules_of(portal))
             self._rules_by_portal.pop(spn, None)
             if spn in removed:
                 self.balancers.delete(spn)
@@ -331,12 +342,19 @@ class UserspaceProcess:
             )
             kernel.sockets.listen(sock)
             self.sockets[spn] = sock
-            self.portals[spn] = Portal(spn, info, port)
+            self.portals[spn] = portal = Portal(spn, info, port)
+            opened.append(portal)
             self._open_rule_count += portal_rule_count(info)
         if iptables_ok:
-            ensured = _ensure_rules(rules, self._wanted_rules())
+            if untouched:
+                ensured = _ensure_rules(rules, tuple(r for p in opened for r in self._rules_of(p)))
+            else:
+                ensured = _ensure_rules(_ensure_init(rules), self._wanted_rules())
             if ensured is not kernel.ruleset:
                 kernel.install(ensured, now_s)
+            self._ensured = kernel.ruleset
+        else:
+            self._ensured = None  # the new portals' rules are missing: ensure all next time
         for state in self.balancers.states.values():
             if state.affinity:  # nothing to expire otherwise
                 state.cleanup(now_s)  # cleanupStaleStickySessions
@@ -379,6 +397,22 @@ def _chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> PortalRules:
 
 _INIT_RULES: PortalRules = _chain_rules(init_ruleset())
 """``iptablesInit``'s jumps (immutable rules)."""
+
+
+def _ensure_init(ruleset: Ruleset) -> Ruleset:
+    """``iptablesInit`` at the start of a sync: each missing jump prepended or appended.
+
+    Upstream runs it before ``ensurePortals`` on every sync; a jump already present stays
+    where it is.
+    """
+    out = ruleset
+    for jump in INIT_JUMPS:
+        current = out.chain(jump.table, jump.chain)
+        if current is None or jump.rule in current.rules:
+            continue
+        rules = (jump.rule, *current.rules) if jump.prepend else (*current.rules, jump.rule)
+        out = _with_chain(out, jump.table, jump.chain, rules)
+    return out
 
 
 def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...]) -> Ruleset:

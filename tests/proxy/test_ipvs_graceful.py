@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+import pytest
+
 from svcsim.netfilter.ipvs import RealServer, VirtualServer
 from svcsim.netfilter.ipvs_kernel import ConnKey, IpvsKernel
 from svcsim.proxy.ipvs_graceful import GracefulTermination
@@ -50,3 +55,54 @@ def test_a_server_that_comes_back_is_taken_off_the_list_at_weight_1() -> None:
     assert weights(kernel) == {"10.0.0.1": 1, "10.0.0.2": 1}
     assert not gt.draining
     assert ConnKey("TCP", "10.1.0.9", 1, VIP, 80) in kernel.conns
+
+
+def _specs(rng: np.random.Generator, servers: list[VirtualServer]) -> list[VirtualServer]:
+    """One sync's wanted servers: some of ``servers`` get new real servers (new objects), the
+    rest are the very same objects; now and then one is dropped or moves (keys out of line)."""
+    out = []
+    for spec in servers:
+        if rng.random() < 0.2:
+            ips = sorted({f"10.0.0.{int(x)}" for x in rng.integers(1, 6, size=3)})
+            spec = dataclasses.replace(spec, real_servers=tuple(RealServer(i, 8080) for i in ips))
+        out.append(spec)
+    if rng.random() < 0.15:
+        out.pop(int(rng.integers(0, len(out))))
+    if rng.random() < 0.15:
+        out.reverse()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_syncing_only_the_changed_specs_equals_walking_all(seed: int) -> None:
+    """Random syncs with connections (some servers drain): a kernel that takes the quick way
+    (same keys in order as its last install) ends as one made to walk every spec."""
+    rng = np.random.default_rng(seed)
+    servers = [
+        VirtualServer("TCP" if i % 3 else "UDP", f"10.96.0.{i + 1}", 80, "rr",
+                      (RealServer("10.0.0.1", 8080), RealServer("10.0.0.2", 8080)))
+        for i in range(6)
+    ]  # fmt: skip
+    quick, walked = (IpvsKernel(), GracefulTermination()), (IpvsKernel(), GracefulTermination())
+    for step in range(40):
+        specs = _specs(rng, servers)
+        servers = specs if len(specs) == len(servers) else servers
+        connect = rng.random() < 0.5
+        pick = int(rng.integers(0, 1 << 20))
+        for kernel, gt in (quick, walked):
+            if kernel is walked[0]:
+                kernel.installed = None  # the reference walks every spec
+            kernel.expire(float(step))
+            placed = gt.sync(kernel, specs)
+            if connect and placed:
+                target = placed[pick % len(placed)]
+                kernel.connect(target.protocol.lower(), "10.1.0.9", step, target.address, 80,
+                               float(step))  # fmt: skip
+            if step % 7 == 6:
+                gt.sweep(kernel)
+        assert {k: s.spec for k, s in quick[0].services.items()} == {
+            k: s.spec for k, s in walked[0].services.items()
+        }
+        for key in quick[0].services:
+            assert quick[0].real_servers(key) == walked[0].real_servers(key)
+        assert quick[1].draining == walked[1].draining

@@ -8,19 +8,28 @@ what the plain value-comparing versions in tests/sim/userspace_naive.py do.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from svcsim.netfilter.conntrack_states import ConntrackTimeouts
 from svcsim.netfilter.model import Rule, Ruleset, Table
+from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.parse import _parse
-from svcsim.proxy.endpoints import build_service_port_map
+from svcsim.proxy.endpoints import ServicePortInfo, build_service_port_map
+from svcsim.proxy.names import ServicePortName
+from svcsim.sim.kernel import Kernel
 from svcsim.sim.userspace_proxy import (
     _INIT_RULES,
     Portal,
+    UserspaceConfig,
+    UserspaceProcess,
     _chain_rules,
     _delete_rules,
     _ensure_rules,
     _portal_rules,
+    _with_chain,
 )
 from tests.sim.nft_splice_cases import services
 from tests.sim.userspace_naive import delete_rules, ensure_rules
@@ -77,3 +86,100 @@ def test_ensure_and_delete_match_the_plain_edits(seed: int) -> None:
     gone = portals[int(rng.integers(0, len(portals)))]
     doomed = _INIT_RULES + _chain_rules(_portal_rules([gone], HOST), with_init=False)
     assert _delete_rules(kernel, doomed) == delete_rules(kernel, _portal_rules([gone], HOST))
+
+
+def _process() -> tuple[UserspaceProcess, dict[ServicePortName, ServicePortInfo]]:
+    kernel = Kernel("n1", NodeNetwork((HOST,)), 1000, ConntrackTimeouts(), mode="userspace")
+    config = UserspaceConfig(np.random.default_rng(1), np.random.default_rng(2))
+    process = UserspaceProcess(kernel, HOST, config)
+    ports = build_service_port_map(services())
+    process.adopt(ports, 0.0)
+    return process, ports
+
+
+def _hand_edit(process: UserspaceProcess, chain: str, rules: tuple[Rule, ...]) -> None:
+    process.kernel.install(_with_chain(process.kernel.ruleset, "nat", chain, rules), 1.0)
+
+
+def _builtin(process: UserspaceProcess, chain: str) -> tuple[str, ...]:
+    found = process.kernel.ruleset.chain("nat", chain)
+    assert found is not None
+    return tuple(r.text for r in found.rules)
+
+
+FOREIGN = _parse("-s 10.9.9.9/32 -j ACCEPT", lenient=False)
+"""A rule someone else appended to PREROUTING after kube-proxy's jumps."""
+
+
+def test_closing_a_portal_keeps_the_init_jumps_where_they_are() -> None:
+    """kubernetes pkg/proxy/userspace/proxier.go @v1.25.0 (0096f4a4): ``closePortal`` ->
+    ``closeOnePortal`` / ``closeNodePort`` delete the portal's own rules only; the jumps
+    ``iptablesInit`` wrote stay in place (they used to be deleted and re-appended after the
+    foreign rule)."""
+    process, ports = _process()
+    before = process.kernel.ruleset.chain("nat", "PREROUTING")
+    assert before is not None and len(before.rules) == 2
+    _hand_edit(process, "PREROUTING", (*before.rules, FOREIGN))
+    expected = _builtin(process, "PREROUTING")
+    gone = sorted(ports, key=lambda n: n.text)[0]
+    plan = process.plan({k: v for k, v in ports.items() if k != gone}, {gone.service})
+    assert plan.close
+    process.apply(plan, 2.0, iptables_ok=True)
+    assert _builtin(process, "PREROUTING") == expected
+    assert gone not in process.portals
+    assert not any(gone.text in r for r in _builtin(process, "KUBE-PORTALS-CONTAINER"))
+
+
+def test_a_missing_init_jump_is_prepended_or_appended_as_iptables_init_does() -> None:
+    """``iptablesInit`` (same file) runs on every sync: ``EnsureRule(Prepend)`` for the portal
+    jumps of PREROUTING/OUTPUT and INPUT, ``Append`` for the NodePort jumps."""
+    process, ports = _process()
+    prerouting = process.kernel.ruleset.chain("nat", "PREROUTING")
+    assert prerouting is not None
+    portals_jump, nodeports_jump = prerouting.rules
+    _hand_edit(process, "PREROUTING", (FOREIGN,))  # both jumps deleted by hand
+    process.apply(process.plan(ports, ()), 2.0, iptables_ok=True)
+    assert _builtin(process, "PREROUTING") == (
+        portals_jump.text,
+        FOREIGN.text,
+        nodeports_jump.text,
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -> None:
+    """Random syncs (ports re-opened, removed, added back, failed iptables calls, hand edits):
+    ensuring only the new portals after an untouched sync == ensuring every portal each time.
+    """
+    rng = np.random.default_rng(seed)
+    fast, ports = _process()
+    full, _ = _process()
+    names = sorted(ports, key=lambda n: n.text)
+    current = dict(ports)
+    for step in range(12):
+        spn = names[int(rng.integers(0, len(names)))]
+        roll = rng.random()
+        if roll < 0.35:
+            current[spn] = replace(ports[spn], port=ports[spn].port + 1 + step)
+        elif roll < 0.6:
+            current.pop(spn, None)
+        else:
+            current[spn] = ports[spn]
+        ok = rng.random() > 0.2
+        if rng.random() < 0.2:  # someone deletes one rule of a portal chain
+            chain = fast.kernel.ruleset.chain("nat", "KUBE-PORTALS-CONTAINER")
+            assert chain is not None
+            if chain.rules:
+                kept = list(chain.rules)
+                del kept[int(rng.integers(0, len(kept)))]
+                for process in (fast, full):
+                    _hand_edit(process, "KUBE-PORTALS-CONTAINER", tuple(kept))
+        for process in (fast, full):
+            if process is full:
+                process._ensured = None  # the reference ensures every portal each sync
+            process.apply(process.plan(current, {spn.service}), 2.0 + step, iptables_ok=ok)
+        assert fast.kernel.ruleset == full.kernel.ruleset
+        assert fast.portals == full.portals
+        if ok:  # ensurePortals: every open portal's rules are in the kernel after the sync
+            held = set(_chain_rules(fast.kernel.ruleset))
+            assert all(r in held for r in fast._wanted_rules())
