@@ -222,6 +222,7 @@ def _iptables_figures(
                 existing_nat_chains=existing,
                 delete_stale=cleanup,
                 caches=caches,
+                kernel_nat=nat,
             )
             return apply_plan(kernel, plan, caches)
 
