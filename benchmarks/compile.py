@@ -222,6 +222,7 @@ def _iptables_figures(
                 existing_nat_chains=existing,
                 delete_stale=cleanup,
                 caches=caches,
+                kernel_nat=nat,
             )
             return apply_plan(kernel, plan, caches)
 
@@ -231,7 +232,7 @@ def _iptables_figures(
     # As the simulated kube-proxy decides (sim/kubeproxy.py): in large-cluster mode stale
     # chains go only once per syncPeriod, not at a sync right after another ...
     full_s, render_s, change = change_ms(None)
-    # ... and the sync that also deletes them (scans the node's chains, -X the moved one).
+    # ... and the sync that also deletes them (stale ones found from the tables' changes).
     _, _, with_cleanup = change_ms(True)
     return [
         ("full_compile_s", full_s),

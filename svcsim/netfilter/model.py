@@ -9,6 +9,7 @@ structure is what the interpreter evaluates and what iptables-save prints back
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import operator
 from collections.abc import Iterator, Mapping
@@ -227,6 +228,10 @@ class Chain:
         return self.policy is not None
 
 
+Positions: TypeAlias = tuple[dict[str, int], dict[str, int | None], tuple[int, ...]]
+"""A table's chain places: shared, its own added (None: deleted), deleted places ascending."""
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """A table (filter, nat, mangle, raw) and its chains in order.
@@ -253,8 +258,13 @@ class Table:
     _positions: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
     """Each chain's index in :attr:`chains` by name, once made; shared (never changed) with
     tables derived from this one whose chains keep those places."""
-    _positions_added: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
-    """Places of chains a derived table added after the shared ones."""
+    _positions_added: dict[str, int | None] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    """Places of chains a derived table added after the shared ones (None: deleted)."""
+    _positions_gone: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+    """Places (in the shared numbering) of chains a derived table deleted, ascending: a
+    chain's index is its place less the deleted places before it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {c.name: c for c in self.chains})
@@ -264,6 +274,7 @@ class Table:
         object.__setattr__(self, "_jump_changes", {})
         object.__setattr__(self, "_positions", None)
         object.__setattr__(self, "_positions_added", {})
+        object.__setattr__(self, "_positions_gone", ())
 
     @classmethod
     def derived(
@@ -273,15 +284,16 @@ class Table:
         index: tuple[dict[str, Chain], dict[str, Chain | None]],
         names: tuple[str, ...] | None,
         jumps: tuple[dict[str, int], dict[str, int]] | None,
-        positions: tuple[dict[str, int], dict[str, int]] | None = None,
+        positions: Positions | None = None,
     ) -> Table:
         """A table whose by-name index (and names, jump counts) the caller already derived.
 
         For :mod:`svcsim.netfilter.table_splice` only: ``index`` is a shared by-name map and
         this table's changes to it (together: ``chains`` by name), ``names`` (None: derived on
         use) the chains' names in order, ``jumps`` (None: counted on use) shared jump counts
-        and this table's changes to them, ``positions`` (None: made on use) shared places
-        and the places of chains added after them. Shared maps are never changed afterwards.
+        and this table's changes to them, ``positions`` (None: made on use) shared places,
+        the places of chains added (or deleted) since and the places deleted
+        (:meth:`position_parts`). Shared maps are never changed afterwards.
         """
         table = object.__new__(cls)
         object.__setattr__(table, "name", name)
@@ -293,6 +305,7 @@ class Table:
         object.__setattr__(table, "_jump_changes", {} if jumps is None else jumps[1])
         object.__setattr__(table, "_positions", None if positions is None else positions[0])
         object.__setattr__(table, "_positions_added", {} if positions is None else positions[1])
+        object.__setattr__(table, "_positions_gone", () if positions is None else positions[2])
         return table
 
     def chain(self, name: str) -> Chain | None:
@@ -336,9 +349,6 @@ class Table:
         tables made from this one that keep them (:mod:`svcsim.netfilter.table_splice`), so a
         one-Service restore into a 110,000-chain table finds its chains without a scan.
         """
-        added = self._positions_added
-        if added and chain in added:
-            return added[chain]
         positions = self._positions
         if positions is None:
             names = self.names()
@@ -346,11 +356,22 @@ class Table:
             positions = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
             object.__setattr__(self, "_positions", positions)
             object.__setattr__(self, "_positions_added", {})
-        return positions.get(chain)
+            object.__setattr__(self, "_positions_gone", ())
+        added = self._positions_added
+        place = added[chain] if added and chain in added else positions.get(chain)
+        gone = self._positions_gone
+        if place is None or not gone:
+            return place
+        return place - bisect.bisect_left(gone, place)
 
-    def position_parts(self) -> tuple[dict[str, int], dict[str, int]] | None:
-        """The shared places and this table's added ones, if mapped yet (read only)."""
-        return None if self._positions is None else (self._positions, self._positions_added)
+    def position_parts(self) -> Positions | None:
+        """The places: shared, added (None: deleted) and deleted (see :meth:`position`).
+
+        None if not mapped yet. Read only.
+        """
+        if self._positions is None:
+            return None
+        return self._positions, self._positions_added, self._positions_gone
 
     def jump_count(self, chain: str) -> int:
         """How many rules of this table jump (``-j``/``-g``) to ``chain``; counted once."""

@@ -102,16 +102,30 @@ def rewrite_chains(
     jumps = _jumps_after(base, old, new)
     positions = None
     known = base.position_parts()
-    if known is not None and not deleted:
-        # Replaced chains keep their places; appended ones follow: the shared map holds.
-        shared_places, added = known
-        if appended:
+    if known is not None:
+        # Replaced chains keep their places; deleted ones leave their places noted (a later
+        # chain's index is its place less the deleted places before it); appended ones
+        # follow all places so far: the shared map holds.
+        shared_places, added, gone_places = known
+        if appended or deleted:
             added = dict(added)
-            first = len(base.chains)
-            for offset, chain in enumerate(appended):
-                added[chain.name] = first + offset
-        positions = (shared_places, added) if len(added) <= FOLD_AT else None
+        if deleted:
+            places = [p for name in deleted if (p := _place_of(shared_places, added, name)) >= 0]
+            gone_places = tuple(sorted((*gone_places, *places)))
+            for name in deleted:
+                added[name] = None
+        first = len(base.chains) + len(known[2])
+        for offset, chain in enumerate(appended):
+            added[chain.name] = first + offset
+        if len(added) + len(gone_places) <= FOLD_AT:
+            positions = (shared_places, added, gone_places)
     return Table.derived(base.name, tuple(chain_list), index, names, jumps, positions)
+
+
+def _place_of(shared: Mapping[str, int], added: Mapping[str, int | None], name: str) -> int:
+    """``name``'s place in the shared numbering (-1: none)."""
+    place = added[name] if name in added else shared.get(name)
+    return -1 if place is None else place
 
 
 def _edited_in_place(

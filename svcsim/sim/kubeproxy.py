@@ -662,6 +662,7 @@ class _Life:
             existing_nat_chains=chain_names(nat, caches),
             delete_stale=delete_stale,
             caches=caches,
+            kernel_nat=nat,
         )
         if delete_stale:
             self.last_cleanup_s = start

@@ -173,12 +173,16 @@ def plan_sync(
     existing_nat_chains: Iterable[str],
     delete_stale: bool = True,
     caches: RunCaches | None = None,
+    kernel_nat: Table | None = None,
 ) -> SyncPlan:
     """The restore input of a full or partial sync (see the module docstring).
 
     ``compiled`` is the full-sync output for the informer state at the sync's start;
     ``changed_chains`` the chains of the changed Services (:func:`service_chains`; unused by a
-    full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment.
+    full sync); ``existing_nat_chains`` what ``iptables-save -t nat`` lists at that moment, and
+    ``kernel_nat`` (optional) the kernel's nat table it lists: given, stale chains are found
+    from the two tables' changes rather than by a scan of every name
+    (:func:`~svcsim.sim.restore_plan.stale_chains`; same result).
     The plan is a pure function of these (of ``compiled``, only its assembly and ruleset) and
     is memoised in the run's ``caches`` (None: computed afresh), so nodes in the same state
     share one plan. Its counts and chains are worked out from where each service port's
@@ -197,7 +201,14 @@ def plan_sync(
         return hit
     # Building big, acyclic state: the cyclic collector would mostly rescan it (gcpause.py).
     with collector_paused():
-        shape = plan_shape(compiled, changed, full=full, existing=existing, stale=delete_stale)
+        shape = plan_shape(
+            compiled,
+            changed,
+            full=full,
+            existing=existing,
+            stale=delete_stale,
+            kernel_nat=kernel_nat,
+        )
         if shape is not None:
             plan = _plan_of_shape(compiled, changed, shape, caches)
         else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
-from svcsim.netfilter.model import Chain, Ruleset
+from svcsim.netfilter.model import Chain, Ruleset, Table
 from svcsim.netfilter.table_splice import rewrite_chains
 from svcsim.netfilter.text import RulesetBuilder, RulesetInterner
 from svcsim.proxy.iptables import IptablesSync
@@ -46,11 +46,14 @@ def plan_shape(
     full: bool,
     existing: tuple[str, ...],
     stale: bool,
+    kernel_nat: Table | None = None,
 ) -> PlanShape | None:
     """The shape of the restore input for ``compiled`` (see :func:`svcsim.sim.restore.plan_sync`).
 
-    ``stale``: delete stale chains. None when the compiled state is not of the plain shape
-    (no layout, a line holding a line break, a changed chain shared by several fragments).
+    ``stale``: delete stale chains; ``kernel_nat``: the kernel's nat table ``existing`` lists
+    (None: unknown), which lets them be found without a scan (:func:`stale_chains`). None
+    when the compiled state is not of the plain shape (no layout, a line holding a line
+    break, a changed chain shared by several fragments).
     """
     assembly = compiled.assembly
     layout = assembly.nat
@@ -82,12 +85,37 @@ def plan_shape(
             for c in parts[holder].nat_chains
             if c in changed or not is_service_chain(c)
         ]
-    gone: tuple[str, ...] = ()
-    if stale:
-        # Active service chains are exactly the compiled table's service chains (plain shape).
-        inactive = itertools.filterfalse(nat_table.by_name.__contains__, existing)
-        gone = tuple(sorted(c for c in inactive if is_service_chain(c)))
+    gone = stale_chains(existing, nat_table, kernel_nat) if stale else ()
     return PlanShape(full, assembly.filter_declared, (*declared, *gone), rules, gone)
+
+
+def stale_chains(
+    existing: tuple[str, ...], active: Table, kernel_nat: Table | None = None
+) -> tuple[str, ...]:
+    """The service chains of ``existing`` (the kernel's nat chains) not in ``active``, sorted.
+
+    ``active`` is the compiled nat table (in the plain shape its service chains are exactly the
+    active ones). When ``kernel_nat`` (the table ``existing`` lists) and ``active`` are both
+    derived from the same shared by-name map (:meth:`~svcsim.netfilter.model.Table.index_parts`:
+    a partial restore's table and an incremental compile's keep the map of the full sync they
+    come from, with their own changes beside it), a name in neither table's changes is in both
+    or in neither, so only the changed names can be stale: a few dozen lookups instead of one
+    per chain (~110,000 at 10,000 Services). Otherwise every name is checked. Same result.
+    """
+    if kernel_nat is not None:
+        kernel_shared, kernel_changes = kernel_nat.index_parts()
+        active_shared, active_changes = active.index_parts()
+        if kernel_shared is active_shared:
+            candidates = kernel_changes.keys() | active_changes.keys()
+            return tuple(
+                sorted(
+                    c
+                    for c in candidates
+                    if c in kernel_nat and c not in active and is_service_chain(c)
+                )
+            )
+    inactive = itertools.filterfalse(active.by_name.__contains__, existing)
+    return tuple(sorted(c for c in inactive if is_service_chain(c)))
 
 
 def rewritten(

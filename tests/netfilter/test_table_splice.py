@@ -93,9 +93,14 @@ def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
     kept = table_splice.rewrite_chains(
         table, {NAMES[1]: _chain(NAMES[1], (NAMES[0],))}, (), (_chain("NEW", ()),)
     )
-    shared, added = kept.position_parts() or ({}, {})
+    shared, added, gone = kept.position_parts() or ({}, {}, ())
     assert shared is table.position_parts()[0] and added == {"NEW": 4}  # type: ignore[index]
+    assert gone == ()
     assert [kept.position(n) for n in [*NAMES[:4], "NEW"]] == [0, 1, 2, 3, 4]
-    shifted = table_splice.rewrite_chains(kept, {}, (NAMES[0],), ())
-    assert shifted.position_parts() is None  # places moved: mapped afresh when asked
-    assert [shifted.position(n) for n in [*NAMES[1:4], "NEW"]] == [0, 1, 2, 3]
+    shifted = table_splice.rewrite_chains(kept, {}, (NAMES[2], "NEW"), (_chain(NAMES[2], ()),))
+    # Deleted places are noted, not remapped: a later chain's index is its place less them.
+    assert shifted.position_parts() == (shared, {"NEW": None, NAMES[2]: 5}, (2, 4))
+    assert [shifted.position(n) for n in [*NAMES[:4], "NEW"]] == [0, 1, 3, 2, None]
+    again = table_splice.rewrite_chains(shifted, {}, (NAMES[0],), (_chain("LAST", ()),))
+    assert [again.position(n) for n in [*NAMES[1:4], "LAST"]] == [0, 2, 1, 3]
+    assert again.position(NAMES[0]) is None
