@@ -31,6 +31,7 @@ from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.results import Run, load
 from svcsim.results.records import REQUEST_NUMBER
 from svcsim.results.schema import RecordLevel
+from svcsim.scenario.refs import matching_service_ports
 from svcsim.scenario.world import World
 
 
@@ -82,9 +83,12 @@ def pick_request(run: Run, *, request: int | None, first_failure: bool, service:
         return int(found[0])
     failed = r["outcome"].astype(str) != "ok"
     if service is not None:
-        key = service if ":" in service else None
         names = r["service"].astype(str)
-        mask = names == key if key else names.str.rpartition(":")[0] == service
+        try:
+            ports = matching_service_ports(service, names.unique())
+        except ValueError as exc:
+            raise ExplainError(f"--service {service}: {exc}") from None
+        mask = names.isin(ports)
         if not mask.any():
             raise ExplainError(f"--service {service}: no request of the run went to it")
         failed &= mask

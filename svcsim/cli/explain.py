@@ -26,7 +26,9 @@ def explain(
     ] = False,
     service: Annotated[
         str | None,
-        typer.Option("--service", help="The first failed request to NS/NAME[:PORT]."),
+        typer.Option(
+            "--service", help="The first failed request to [NS/]NAME[:PORT] (NS: default)."
+        ),
     ] = None,
 ) -> None:
     """Walk the troubleshooting path for one request, with the cluster as it was then.

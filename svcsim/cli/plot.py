@@ -39,6 +39,29 @@ def _cannot_write(path: Path, exc: OSError) -> list[str]:
     return [f"{path}: cannot write: {exc.strerror or exc}"]
 
 
+def _chosen_services(spellings: list[str], known: list[str]) -> tuple[list[str], list[str]]:
+    """The Service ports ``--service`` names, in the run's order, and a line per bad one."""
+    from svcsim.scenario.refs import matching_service_ports
+
+    chosen: set[str] = set()
+    problems: list[str] = []
+    more = f" and {len(known) - 5} more" if len(known) > 5 else ""
+    listed = ", ".join(known[:5]) + more
+    for spelling in spellings:
+        try:
+            found = matching_service_ports(spelling, known)
+        except ValueError as exc:
+            problems.append(f"--service {spelling}: {exc}")
+            continue
+        if not found:
+            problems.append(
+                f"--service {spelling}: no requests to this Service port in the run "
+                f"(it has {listed or 'none'})"
+            )
+        chosen.update(found)
+    return [k for k in known if k in chosen], problems
+
+
 def plot(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder.")],
     output: Annotated[
@@ -52,8 +75,8 @@ def plot(
         typer.Option(
             "--service",
             help="Draw only the per-Service figures (outcome timeline, endpoint shares, chain "
-            "check) of this Service port, ns/name:port (repeatable); big runs' figures show "
-            "only some Services.",
+            "check) of this Service, [ns/]name[:port] (every port without one; repeatable); "
+            "big runs' figures show only some Services.",
             show_default=False,
         ),
     ] = None,
@@ -67,13 +90,10 @@ def plot(
 
         run = _load(run_dir)
         known = services(run)
-        unknown = [s for s in service or [] if s not in known]
-        if unknown:
-            more = f" and {len(known) - 5} more" if len(known) > 5 else ""
-            listed = ", ".join(known[:5]) + more
-            fail([f"--service {s}: no requests to this Service port in the run "
-                  f"(it has {listed or 'none'})" for s in unknown])  # fmt: skip
-        written = save_all(run, target, services=service or ())
+        chosen, problems = _chosen_services(service or [], known)
+        if problems:
+            fail(problems)
+        written = save_all(run, target, services=chosen)
         if not service:
             warn(figure_notices(run, known))
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -140,6 +141,19 @@ def parse_service_target(text: str) -> ServiceTarget:
         if why is not None:
             raise ValueError(f"port name {why}")
     return ServiceTarget(ns, name, port)
+
+
+def matching_service_ports(text: str, known: Iterable[str]) -> list[str]:
+    """The ``namespace/name:port`` keys of ``known`` that ``[namespace/]service[:port]`` names.
+
+    Spelled as a workload's ``to`` (the namespace defaults to ``default``); without a port,
+    every port of the Service matches, as ``kubectl get svc NAME`` shows all of them. In the
+    order of ``known``; ValueError if ``text`` is not such a spelling.
+    """
+    target = parse_service_target(text)
+    prefix = f"{target.namespace}/{target.name}:"
+    port = None if target.port is None else str(target.port)
+    return [k for k in known if k.startswith(prefix) and port in (None, k[len(prefix) :])]
 
 
 def parse_target(text: str) -> ServiceTarget | AddressTarget | NameTarget:

@@ -94,6 +94,14 @@ def test_plot_service_draws_one_service_and_refuses_unknown(many: Run, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{name}-{slug}.png" for name in PER_SERVICE
     )
+    # kubectl's spelling: the namespace defaults to "default", no port means every port.
+    short = left_out[0].removeprefix("default/").rpartition(":")[0]
+    for path in tmp_path.iterdir():
+        path.unlink()
+    result = runner.invoke(app, ["plot", str(many.path), "-o", str(tmp_path), "--service",
+                                 short])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.iterdir())) == len(PER_SERVICE)
     result = runner.invoke(app, ["plot", str(many.path), "-o", str(tmp_path), "--service",
                                  "default/nope:80"])  # fmt: skip
     assert result.exit_code == 2
