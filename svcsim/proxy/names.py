@@ -31,9 +31,6 @@ SEP_PREFIX: Final = "KUBE-SEP-"
 SERVICE_CHAIN_PREFIXES: Final = (SVC_PREFIX, SVL_PREFIX, SEP_PREFIX, FW_PREFIX, EXT_PREFIX)
 """Prefixes of per-service chains, which kube-proxy deletes when stale (``isServiceChainName``)."""
 
-HASH_CHARS: Final = 16
-
-
 _BASE32: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 """RFC 4648's base32 alphabet (Go's ``base32.StdEncoding``)."""
 _BASE32_PAIRS: Final = tuple(a + b for a in _BASE32 for b in _BASE32)

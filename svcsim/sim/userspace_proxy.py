@@ -395,10 +395,6 @@ def _chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> PortalRules:
     )  # fmt: skip
 
 
-_INIT_RULES: PortalRules = _chain_rules(init_ruleset())
-"""``iptablesInit``'s jumps (immutable rules)."""
-
-
 def _ensure_init(ruleset: Ruleset) -> Ruleset:
     """``iptablesInit`` at the start of a sync: each missing jump prepended or appended.
 

@@ -19,9 +19,9 @@ from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.parse import _parse
 from svcsim.proxy.endpoints import ServicePortInfo, build_service_port_map
 from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.userspace import init_ruleset
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.userspace_proxy import (
-    _INIT_RULES,
     Portal,
     UserspaceConfig,
     UserspaceProcess,
@@ -77,14 +77,15 @@ def test_ensure_and_delete_match_the_plain_edits(seed: int) -> None:
     rng = np.random.default_rng(seed)
     portals = _portals(rng)
     kernel = _kernel(rng, portals)
-    wanted = _INIT_RULES + tuple(
+    init = _chain_rules(init_ruleset())  # iptablesInit's jumps
+    wanted = init + tuple(
         r for p in portals for r in _chain_rules(_portal_rules([p], HOST), with_init=False)
     )
     full = _portal_rules(portals, HOST)
     assert _grouped(wanted) == _grouped(_chain_rules(full))  # each chain's rules, in order
     assert _ensure_rules(kernel, wanted) == ensure_rules(kernel, full)
     gone = portals[int(rng.integers(0, len(portals)))]
-    doomed = _INIT_RULES + _chain_rules(_portal_rules([gone], HOST), with_init=False)
+    doomed = init + _chain_rules(_portal_rules([gone], HOST), with_init=False)
     assert _delete_rules(kernel, doomed) == delete_rules(kernel, _portal_rules([gone], HOST))
 
 
