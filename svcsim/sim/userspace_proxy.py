@@ -62,6 +62,7 @@ from svcsim.proxy.userspace import (
     ProxyPortAllocator,
     init_ruleset,
     portal_rule_count,
+    portal_rules,
     portal_ruleset,
     same_config,
 )
@@ -286,7 +287,7 @@ class UserspaceProcess:
         found = self._rules_by_portal.get(portal.spn)
         if found is not None and found[0] is portal:
             return found[1]
-        rules = _chain_rules(_portal_rules([portal], self.host_ip), with_init=False)
+        rules = portal_rules(portal.spn, portal.info, portal.proxy_port, self.host_ip)
         self._rules_by_portal[portal.spn] = (portal, rules)
         return rules
 
