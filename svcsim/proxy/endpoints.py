@@ -17,6 +17,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from socket import inet_aton, inet_ntoa
 
 from svcsim.k8s.objects import (
     EndpointSlice,
@@ -37,15 +38,30 @@ from svcsim.proxy.caches import (
 from svcsim.proxy.names import ServicePortName
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def parse_ipv4_sloppy(text: str) -> str | None:
     """``netutils.ParseIPSloppy`` for IPv4: leading zeros are decimal (``010`` is 10).
 
     Returns the canonical dotted quad, or None if ``text`` is not an IPv4 address (IPv6 included).
     kube-proxy writes the re-printed address, so ``10.180.00.001`` becomes ``10.180.0.1``
-    (TestBadIPs). Memoised: a pure function of a string, called for every endpoint of every
-    slice at every sync of every node. The memo stays module-level: it holds strings only,
-    no objects of a run, and is bounded.
+    (TestBadIPs). Called for every endpoint of every slice at every sync of every node: an
+    address that is already canonical (the C library reads it and prints it back unchanged;
+    what printing gives is always canonical) is returned as it is, without splitting it; any
+    other text takes the full reading.
+    """
+    try:
+        if inet_ntoa(inet_aton(text)) == text:
+            return text
+    except (OSError, ValueError):  # not an address to the C library; a NUL inside
+        pass
+    return _parse_ipv4_sloppy_words(text)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _parse_ipv4_sloppy_words(text: str) -> str | None:
+    """:func:`parse_ipv4_sloppy` read word by word (any text).
+
+    Memoised: a pure function of a string. The memo stays module-level: it holds strings
+    only, no objects of a run, and is bounded.
     """
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):

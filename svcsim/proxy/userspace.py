@@ -45,7 +45,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
-from svcsim.proxy.gcpause import collector_paused
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
 from svcsim.proxy.iptables_rules import (
     addrtype,
     comment,
@@ -268,7 +268,10 @@ def _from_maps(
         rules += portal_rules(spn, svc, proxy_port, host_ip)
     b = _init_chains()
     _append(b, rules)
-    return UserspaceState(tuple(rows), b.build(), host_ip)
+    state = UserspaceState(tuple(rows), b.build(), host_ip)
+    # A whole node's state, which lives on: not worth a young collection's walk.
+    promote_to_oldest()
+    return state
 
 
 def _portal_addresses(svc: ServicePortInfo) -> tuple[str, ...]:

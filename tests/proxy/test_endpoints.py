@@ -23,6 +23,7 @@ from svcsim.k8s.objects import (
 from svcsim.proxy.endpoints import (
     EndpointInfo,
     ServicePortInfo,
+    _parse_ipv4_sloppy_words,
     build_endpoints_map,
     build_service_port_map,
     parse_ipv4_cidr_sloppy,
@@ -57,6 +58,19 @@ ZONE = {"topology.kubernetes.io/zone": "zone-a"}
 )
 def test_parse_ipv4_sloppy(text: str, expected: str | None) -> None:
     assert parse_ipv4_sloppy(text) == expected
+
+
+_ADDRESSISH = st.one_of(
+    st.text(alphabet="0123456789.x \x00", max_size=20),
+    st.lists(st.integers(0, 999).map(str), min_size=1, max_size=5).map(".".join),
+    st.lists(st.integers(0, 255).map(lambda n: f"{n:03d}"), min_size=4, max_size=4).map(".".join),
+)
+
+
+@given(_ADDRESSISH)
+def test_parse_ipv4_sloppy_shortcut_reads_as_the_words_do(text: str) -> None:
+    """Canonical addresses take the C library's round trip; the answer is the same."""
+    assert parse_ipv4_sloppy(text) == _parse_ipv4_sloppy_words(text)
 
 
 @pytest.mark.parametrize(
