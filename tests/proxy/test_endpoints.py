@@ -21,6 +21,7 @@ from svcsim.k8s.objects import (
     TrafficPolicy,
 )
 from svcsim.proxy.endpoints import (
+    NO_HINTS,
     EndpointInfo,
     ServicePortInfo,
     _parse_ipv4_sloppy_words,
@@ -320,6 +321,13 @@ def test_nil_conditions_mean_ready_serving_not_terminating() -> None:
         False,
         False,
     )
+
+
+def test_endpoints_without_hints_share_one_empty_set() -> None:
+    slices = [make_slice("ns", "s", (ep("10.0.0.1"), ep("10.0.0.2", zones=("z",))), (port(80),))]
+    plain, hinted = build_endpoints_map(slices, NODE)[ServicePortName("ns", "s")]
+    assert plain.zone_hints is NO_HINTS and plain.node_hints is NO_HINTS
+    assert hinted.zone_hints == {"z"} and hinted.node_hints is NO_HINTS
 
 
 # --- CategorizeEndpoints ------------------------------------------------------------------
