@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice
-from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset
+from svcsim.netfilter.model import Rule, Ruleset
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import (
     EndpointsMap,
@@ -59,11 +59,11 @@ from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.userspace import (
     INIT_JUMPS,
     INIT_RULES,
+    PortalRule,
     ProxyPortAllocator,
     init_ruleset,
     portal_rule_count,
     portal_rules,
-    portal_ruleset,
     same_config,
 )
 from svcsim.proxy.userspace_lb import DEFAULT_AFFINITY_S, UDP_IDLE_TIMEOUT_S, RoundRobinBalancer
@@ -375,25 +375,8 @@ def _ready_endpoints(endpoints_map: EndpointsMap) -> dict[ServicePortName, list[
     return out
 
 
-def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
-    """The portal chains holding exactly the rules of ``portals`` (in that order)."""
-    return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
-
-
-PortalRules = tuple[tuple[str, str, Rule], ...]
+PortalRules = tuple[PortalRule, ...]
 """Rules as ``(table, chain, rule)``, in the order they are appended."""
-
-
-def _chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> PortalRules:
-    """Every rule of ``ruleset`` in order; without the built-in chains' unless ``with_init``.
-
-    A portal's rules are all in the portal chains; only ``iptablesInit`` writes to the
-    built-in chains (its jumps).
-    """
-    return tuple(
-        (t.name, c.name, r) for t in ruleset.tables for c in t.chains for r in c.rules
-        if with_init or c.name not in BUILTIN_CHAINS[t.name]
-    )  # fmt: skip
 
 
 def _ensure_init(ruleset: Ruleset) -> Ruleset:

@@ -19,20 +19,18 @@ from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.parse import _parse
 from svcsim.proxy.endpoints import ServicePortInfo, build_service_port_map
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.userspace import init_ruleset
+from svcsim.proxy.userspace import init_ruleset, portal_rules, portal_ruleset
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.userspace_proxy import (
     Portal,
     UserspaceConfig,
     UserspaceProcess,
-    _chain_rules,
     _delete_rules,
     _ensure_rules,
-    _portal_rules,
     _with_chain,
 )
 from tests.sim.nft_splice_cases import services
-from tests.sim.userspace_naive import delete_rules, ensure_rules
+from tests.sim.userspace_naive import chain_rules, delete_rules, ensure_rules
 
 HOST = "192.168.0.2"
 
@@ -42,6 +40,11 @@ def _portals(rng: np.random.Generator) -> list[Portal]:
     names = sorted(ports, key=lambda n: n.text)
     order = rng.permutation(len(names))
     return [Portal(names[i], ports[names[i]], 30000 + int(i)) for i in order]
+
+
+def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
+    """The portal chains holding exactly the rules of ``portals`` (in that order)."""
+    return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
 
 
 def _kernel(rng: np.random.Generator, portals: list[Portal]) -> Ruleset:
@@ -77,15 +80,19 @@ def test_ensure_and_delete_match_the_plain_edits(seed: int) -> None:
     rng = np.random.default_rng(seed)
     portals = _portals(rng)
     kernel = _kernel(rng, portals)
-    init = _chain_rules(init_ruleset())  # iptablesInit's jumps
+    init = chain_rules(init_ruleset())  # iptablesInit's jumps
+    # What the sync ensures: each portal's rules as portal_rules makes them when it opens.
     wanted = init + tuple(
-        r for p in portals for r in _chain_rules(_portal_rules([p], HOST), with_init=False)
+        r for p in portals for r in portal_rules(p.spn, p.info, p.proxy_port, HOST)
     )
     full = _portal_rules(portals, HOST)
-    assert _grouped(wanted) == _grouped(_chain_rules(full))  # each chain's rules, in order
+    assert _grouped(wanted) == _grouped(chain_rules(full))  # each chain's rules, in order
     assert _ensure_rules(kernel, wanted) == ensure_rules(kernel, full)
     gone = portals[int(rng.integers(0, len(portals)))]
-    doomed = init + _chain_rules(_portal_rules([gone], HOST), with_init=False)
+    assert chain_rules(_portal_rules([gone], HOST), with_init=False) == portal_rules(
+        gone.spn, gone.info, gone.proxy_port, HOST
+    )
+    doomed = init + portal_rules(gone.spn, gone.info, gone.proxy_port, HOST)
     assert _delete_rules(kernel, doomed) == delete_rules(kernel, _portal_rules([gone], HOST))
 
 
@@ -182,5 +189,5 @@ def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -
         assert fast.kernel.ruleset == full.kernel.ruleset
         assert fast.portals == full.portals
         if ok:  # ensurePortals: every open portal's rules are in the kernel after the sync
-            held = set(_chain_rules(fast.kernel.ruleset))
+            held = set(chain_rules(fast.kernel.ruleset))
             assert all(r in held for r in fast._wanted_rules())

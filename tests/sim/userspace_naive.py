@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset
+
+
+def chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> tuple[tuple[str, str, Rule], ...]:
+    """Every rule of ``ruleset`` as ``(table, chain, rule)`` in order; the built-in chains'
+    (``iptablesInit``'s jumps) only ``with_init``."""
+    return tuple(
+        (t.name, c.name, r)
+        for t in ruleset.tables
+        for c in t.chains
+        for r in c.rules
+        if with_init or c.name not in BUILTIN_CHAINS[t.name]
+    )
 
 
 def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...]) -> Ruleset:
