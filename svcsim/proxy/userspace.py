@@ -22,6 +22,10 @@ What :func:`compile_userspace` returns, as a clean node holds it after the first
   port in filter KUBE-NODEPORT-NON-LOCAL; plus ``iptablesInit``'s jumps from the built-in chains.
   kube-proxy listens on ``--bind-address`` 0.0.0.0 (the default), hence REDIRECT for Pods.
   Rules are appended in Service-port-name order (kube-proxy walks a Go map: random order).
+  Each rule is built as data from :mod:`svcsim.proxy.iptables_rules` parts (the words
+  ``iptablesCommonPortalArgs`` and its callers write, and what iptables stores for them), never
+  written as text and parsed back (DESIGN decision 7); the tests hold every rule to
+  ``parse_rule`` of its own text.
 
 Traffic policies and topology do not exist in this mode: every ready endpoint is used.
 """
