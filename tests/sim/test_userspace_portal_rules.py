@@ -20,8 +20,10 @@ from svcsim.netfilter.parse import _parse
 from svcsim.proxy.endpoints import ServicePortInfo, build_service_port_map
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.userspace import init_ruleset, portal_rules, portal_ruleset
+from svcsim.proxy.userspace_lb import DEFAULT_AFFINITY_S
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.userspace_proxy import (
+    Balancers,
     Portal,
     UserspaceConfig,
     UserspaceProcess,
@@ -29,8 +31,9 @@ from svcsim.sim.userspace_proxy import (
     _ensure_rules,
     _with_chain,
 )
+from tests.proxy.ipvs_cases import AFFINITY, cluster_service
 from tests.sim.nft_splice_cases import services
-from tests.sim.userspace_naive import chain_rules, delete_rules, ensure_rules
+from tests.sim.userspace_naive import chain_rules, delete_rules, ensure_rules, scan_plan
 
 HOST = "192.168.0.2"
 
@@ -191,3 +194,53 @@ def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -
         if ok:  # ensurePortals: every open portal's rules are in the kernel after the sync
             held = set(chain_rules(fast.kernel.ruleset))
             assert all(r in held for r in fast._wanted_rules())
+        # Planned from the ports indexed by Service == planned by scanning everything (the
+        # map is edited in place here, between plans).
+        some = {n.service for n in names if rng.random() < 0.3} | {spn.service, "ns/absent"}
+        assert fast.plan(current, some) == scan_plan(fast, current, some)
+        assert fast.plan(dict(current), some) == scan_plan(fast, current, some)
+
+
+def test_a_port_added_in_place_to_the_map_planned_from_is_opened() -> None:
+    """The plan's ports-by-Service index follows the map: a key added to the very map
+    planned from before (or a new map of the same size) is merged like any other."""
+    process, ports = _process()
+    gone = sorted(ports, key=lambda n: n.text)[0]
+    current = {k: v for k, v in ports.items() if k != gone}
+    process.apply(process.plan(current, {gone.service}), 1.0, iptables_ok=True)
+    assert gone not in process.portals
+    current[gone] = ports[gone]
+    plan = process.plan(current, {gone.service})
+    assert plan == scan_plan(process, current, {gone.service})
+    assert gone in dict(plan.open)
+    other = next(k for k in ports if k != gone)
+    swapped = {k: v for k, v in current.items() if k != other}
+    swapped[gone] = ports[gone]
+    assert len(swapped) == len(current) - 1
+    assert process.plan(swapped, {other.service}) == scan_plan(process, swapped, {other.service})
+
+
+def test_sync_cleanup_expires_records_of_balancers_sticky_now_or_before() -> None:
+    """``CleanupStaleStickySessions`` at a sync: a sticky port's records expire after its
+    timeout (300 s here); a port made non-sticky keeps records already made, and they expire
+    after the default 10800 s; a port never sticky has none to expire."""
+    (sticky_info,) = build_service_port_map(cluster_service(**AFFINITY)[0]).values()
+    (plain_info,) = build_service_port_map(cluster_service()[0]).values()
+    spn = sticky_info.name
+    balancers = Balancers(np.random.default_rng(0))
+    state = balancers.new_service(spn, sticky_info)
+    balancers.update(spn, ["10.0.0.1:80", "10.0.0.2:80"])
+    state.next_endpoint("10.9.0.1", 0.0, affinity_reset=False)
+    balancers.cleanup(299.9)
+    assert set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(300.0)
+    assert state.affinity == {}
+    state.next_endpoint("10.9.0.1", 400.0, affinity_reset=False)
+    balancers.new_service(spn, plain_info)  # affinity off: the record made before stays
+    assert state.affinity_s == 0 and set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(400.0 + DEFAULT_AFFINITY_S - 0.1)
+    assert set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(400.0 + DEFAULT_AFFINITY_S)
+    assert state.affinity == {}
+    state.next_endpoint("10.9.0.1", 20000.0, affinity_reset=False)
+    assert state.affinity == {}  # not sticky: no record made
