@@ -223,18 +223,6 @@ def compile_userspace(
     with collector_paused():
         port_map = build_service_port_map(services)
         endpoints_map = build_endpoints_map(endpoint_slices, ctx.node_name)
-        return userspace_from_maps(port_map, endpoints_map, ctx, rng, port_range)
-
-
-def userspace_from_maps(
-    port_map: Mapping[ServicePortName, ServicePortInfo],
-    endpoints_map: EndpointsMap,
-    ctx: NodeContext,
-    rng: np.random.Generator,
-    port_range: tuple[int, int] | None = None,
-) -> UserspaceState:
-    """:func:`compile_userspace` from the proxier's service port and endpoints maps."""
-    with collector_paused():
         return _from_maps(port_map, endpoints_map, ctx, rng, port_range)
 
 
@@ -245,6 +233,7 @@ def _from_maps(
     rng: np.random.Generator,
     port_range: tuple[int, int] | None,
 ) -> UserspaceState:
+    """:func:`compile_userspace` from the proxier's service-port and endpoints maps."""
     names = sorted(port_map, key=lambda n: (n.text, str(n.protocol)))
     proxy_ports = allocate_proxy_ports(len(names), rng, port_range)
     host_ip = ctx.node_ip or "127.0.0.1"
