@@ -98,11 +98,11 @@ class Balancers:
         self.rng = rng
         self.states: dict[ServicePortName, RoundRobinBalancer] = {}
         self._ttl_s: dict[ServicePortName, int] = {}
+        """Each balancer's affinity TTL, fixed when it was made (``newServiceInternal``)."""
         self._may_remember: set[ServicePortName] = set()
         """Ports whose balancer may hold ClientIP affinity records: made sticky since it was
-        last found without records and without affinity (records are only ever added while
-        it is sticky). The sync's cleanup visits these, not every balancer."""
-        """Each balancer's affinity TTL, fixed when it was made (``newServiceInternal``)."""
+        last seen with neither records nor affinity (a balancer records clients only while it
+        is sticky). The sync's cleanup visits these, not every balancer."""
 
     def new_service(self, spn: ServicePortName, info: ServicePortInfo) -> RoundRobinBalancer:
         """``NewService``: make the balancer, or set the affinity type of an existing one."""
@@ -301,8 +301,9 @@ class UserspaceProcess:
 
         kube-proxy's maps are made anew when a Service changes, never edited, and the nodes in
         step share one (:mod:`svcsim.proxy.shared_maps`); an endpoint-only sync plans from the
-        very map it planned from before. A map edited in place between plans must keep its
-        keys (:meth:`plan` skips keys no longer in it), else pass a new map.
+        very map it planned from before. A map edited in place is indexed again when its size
+        changed (:meth:`plan` skips indexed keys no longer in it); an edit that swaps keys at
+        the same size must come as a new map.
         """
         held = self._port_index
         if held is not None and held[0] is service_ports and held[1] == len(service_ports):
