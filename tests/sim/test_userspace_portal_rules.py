@@ -203,7 +203,7 @@ def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -
 
 def test_a_port_added_in_place_to_the_map_planned_from_is_opened() -> None:
     """The plan's ports-by-Service index follows the map: a key added to the very map
-    planned from before (or a new map of the same size) is merged like any other."""
+    planned from before is merged like any other, and so is a port of another map."""
     process, ports = _process()
     gone = sorted(ports, key=lambda n: n.text)[0]
     current = {k: v for k, v in ports.items() if k != gone}
