@@ -440,7 +440,12 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
         mode,
     ]
     start = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    # ``python -c`` puts its working directory first on sys.path: run it in the manifest's
+    # directory, so the svcsim imported is the one PYTHONPATH names (not a checkout that
+    # happens to be the current directory, which made side-by-side runs measure one tree).
+    done = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, cwd=path.parent
+    )
     wall = time.perf_counter() - start
     last = done.stderr.decode().rstrip("\n").rpartition("\n")[2]
     if done.returncode != 0 or not last.startswith("peak_rss_kib="):

@@ -37,7 +37,9 @@ from svcsim.netfilter.extensions import (
     StatisticMatch,
     Target,
 )
+from svcsim.netfilter.ipvs_matches import PhysdevMatch
 from svcsim.netfilter.model import AddressMatch, InterfaceMatch, ProtocolMatch, Rule
+from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.statistic import threshold_from_probability
 
 
@@ -241,3 +243,33 @@ def masquerade(*, random_fully: bool) -> Part:
     """``-j MASQUERADE [--random-fully]``."""
     text = "-j MASQUERADE --random-fully" if random_fully else "-j MASQUERADE"
     return Part(text, target=MasqueradeTarget(random_fully=random_fully))
+
+
+# --- The userspace proxier's portal rules (svcsim.proxy.userspace) ---------------------------
+# Its ``iptablesCommonPortalArgs`` writes ``-p`` before ``-m PROTO --dport`` and ``-d`` after
+# them (kubernetes pkg/proxy/userspace/proxier.go @0096f4a4); the parts below write that order.
+
+
+def protocol_dport(proto: str, port: int) -> Part:
+    """``-p PROTO -m PROTO --dport PORT`` (``proto`` in lower case), the userspace order."""
+    return Part(
+        f"-p {proto} -m {proto} --dport {port}",
+        protocol=ProtocolMatch(proto),
+        matches=(PortMatch(proto, None, PortRange(port, port)),),
+    )
+
+
+def physdev_is_in(*, negated: bool = False) -> Part:
+    """``-m physdev [!] --physdev-is-in``: the packet came (not) through a bridge port."""
+    bang = "! " if negated else ""
+    return Part(f"-m physdev {bang}--physdev-is-in", matches=(PhysdevMatch(negated=negated),))
+
+
+def state(states: str) -> Part:
+    """``-m state --state S1,S2`` (the older spelling of ``-m conntrack --ctstate``)."""
+    return Part(f"-m state --state {states}", matches=(StateMatch(frozenset(states.split(","))),))
+
+
+def redirect(port: int) -> Part:
+    """``-j REDIRECT --to-ports PORT``: to a local address, port ``port``."""
+    return Part(f"-j REDIRECT --to-ports {port}", target=RedirectTarget(port))

@@ -22,24 +22,46 @@ What :func:`compile_userspace` returns, as a clean node holds it after the first
   port in filter KUBE-NODEPORT-NON-LOCAL; plus ``iptablesInit``'s jumps from the built-in chains.
   kube-proxy listens on ``--bind-address`` 0.0.0.0 (the default), hence REDIRECT for Pods.
   Rules are appended in Service-port-name order (kube-proxy walks a Go map: random order).
+  Each rule is built as data from :mod:`svcsim.proxy.iptables_rules` parts (the words
+  ``iptablesCommonPortalArgs`` and its callers write, and what iptables stores for them), never
+  written as text and parsed back (DESIGN decision 7); the tests hold every rule to
+  ``parse_rule`` of its own text.
 
 Traffic policies and topology do not exist in this mode: every ready endpoint is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from socket import inet_aton
+from typing import Final, TypeAlias
 
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.netfilter.model import Rule, Ruleset
-from svcsim.netfilter.parse import parse_rule
 from svcsim.netfilter.text import RulesetBuilder
 from svcsim.proxy.context import NodeContext
-from svcsim.proxy.endpoints import ServicePortInfo, build_endpoints_map, build_service_port_map
+from svcsim.proxy.endpoints import (
+    EndpointsMap,
+    ServicePortInfo,
+    build_endpoints_map,
+    build_service_port_map,
+)
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
+from svcsim.proxy.iptables_rules import (
+    addrtype,
+    comment,
+    destination,
+    dnat,
+    jump,
+    physdev_is_in,
+    protocol_dport,
+    redirect,
+    rule,
+    state,
+)
 from svcsim.proxy.names import ServicePortName
 
 EPHEMERAL_PORTS: Final = (32768, 60999)
@@ -139,6 +161,10 @@ def init_ruleset() -> Ruleset:
     return _init_chains().build()
 
 
+PortalRule: TypeAlias = tuple[str, str, Rule]
+"""A rule as ``(table, chain, rule)``."""
+
+
 def portal_ruleset(
     entries: Iterable[tuple[ServicePortName, ServicePortInfo, int]], host_ip: str
 ) -> Ruleset:
@@ -148,8 +174,7 @@ def portal_ruleset(
     them (``EnsureRule(Append)`` per rule).
     """
     b = _init_chains()
-    for spn, svc, proxy_port in entries:
-        _portal_rules(b, svc, spn, proxy_port, host_ip)
+    _append(b, (r for spn, svc, port in entries for r in portal_rules(spn, svc, port, host_ip)))
     return b.build()
 
 
@@ -191,20 +216,36 @@ def compile_userspace(
     rng: np.random.Generator,
     port_range: tuple[int, int] | None = None,
 ) -> UserspaceState:
-    """The port table and portal rules after the first sync (see the module docstring)."""
-    port_map = build_service_port_map(services)
-    endpoints_map = build_endpoints_map(endpoint_slices, ctx.node_name)
+    """The port table and portal rules after the first sync (see the module docstring).
+
+    Built with the cyclic garbage collector paused (:mod:`svcsim.proxy.gcpause`).
+    """
+    with collector_paused():
+        port_map = build_service_port_map(services)
+        endpoints_map = build_endpoints_map(endpoint_slices, ctx.node_name)
+        return _from_maps(port_map, endpoints_map, ctx, rng, port_range)
+
+
+def _from_maps(
+    port_map: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    ctx: NodeContext,
+    rng: np.random.Generator,
+    port_range: tuple[int, int] | None,
+) -> UserspaceState:
+    """:func:`compile_userspace` from the proxier's service-port and endpoints maps."""
     names = sorted(port_map, key=lambda n: (n.text, str(n.protocol)))
     proxy_ports = allocate_proxy_ports(len(names), rng, port_range)
     host_ip = ctx.node_ip or "127.0.0.1"
-    b = _init_chains()
     rows = []
+    rules: list[PortalRule] = []
     for spn, proxy_port in zip(names, proxy_ports, strict=True):
         svc = port_map[spn]
+        # The map holds each "IP:port" once; the table lists them in address order (the
+        # packed address orders IPv4 addresses as their integers do).
         ready = sorted(
-            {(ep.ip, ep.port) for ep in endpoints_map.get(spn, ()) if ep.ready},
-            # Dotted-quad octets as numbers order IPv4 addresses as their integers do.
-            key=lambda e: (tuple(map(int, e[0].split("."))), e[1]),
+            (ep for ep in endpoints_map.get(spn, ()) if ep.ready),
+            key=lambda ep: (inet_aton(ep.ip), ep.port),
         )
         rows.append(
             ProxyPort(
@@ -213,12 +254,17 @@ def compile_userspace(
                 proxy_port=proxy_port,
                 portals=_portal_addresses(svc),
                 node_port=svc.node_port,
-                endpoints=tuple(f"{ip}:{port}" for ip, port in ready),
+                endpoints=tuple(ep.text for ep in ready),
                 session_affinity_s=svc.sticky_max_age_s if svc.client_ip_affinity else 0,
             )
         )
-        _portal_rules(b, svc, spn, proxy_port, host_ip)
-    return UserspaceState(tuple(rows), b.build(), host_ip)
+        rules += portal_rules(spn, svc, proxy_port, host_ip)
+    b = _init_chains()
+    _append(b, rules)
+    state = UserspaceState(tuple(rows), b.build(), host_ip)
+    # A whole node's state, which lives on: not worth a young collection's walk.
+    promote_to_oldest()
+    return state
 
 
 def _portal_addresses(svc: ServicePortInfo) -> tuple[str, ...]:
@@ -238,15 +284,15 @@ class InitJump:
 
 
 def _init_jumps() -> tuple[InitJump, ...]:
-    portals = f'-m comment --comment "{_CLUSTER_IPS_COMMENT}"'
-    nodeports = f'-m addrtype --dst-type LOCAL -m comment --comment "{_NODEPORTS_COMMENT}"'
-    non_local = f'-m comment --comment "{_NON_LOCAL_COMMENT}"'
+    portals = comment(_CLUSTER_IPS_COMMENT)
+    nodeports = (addrtype(dst_type="LOCAL"), comment(_NODEPORTS_COMMENT))
+    non_local = comment(_NON_LOCAL_COMMENT)
     return (
-        InitJump("nat", "PREROUTING", parse_rule(f"{portals} -j {PORTALS_CONTAINER}"), True),
-        InitJump("nat", "OUTPUT", parse_rule(f"{portals} -j {PORTALS_HOST}"), True),
-        InitJump("nat", "PREROUTING", parse_rule(f"{nodeports} -j {NODEPORT_CONTAINER}"), False),
-        InitJump("nat", "OUTPUT", parse_rule(f"{nodeports} -j {NODEPORT_HOST}"), False),
-        InitJump("filter", "INPUT", parse_rule(f"{non_local} -j {NODEPORT_NON_LOCAL}"), True),
+        InitJump("nat", "PREROUTING", rule(portals, jump(PORTALS_CONTAINER)), True),
+        InitJump("nat", "OUTPUT", rule(portals, jump(PORTALS_HOST)), True),
+        InitJump("nat", "PREROUTING", rule(*nodeports, jump(NODEPORT_CONTAINER)), False),
+        InitJump("nat", "OUTPUT", rule(*nodeports, jump(NODEPORT_HOST)), False),
+        InitJump("filter", "INPUT", rule(non_local, jump(NODEPORT_NON_LOCAL)), True),
     )
 
 
@@ -263,53 +309,66 @@ def _init_chains() -> RulesetBuilder:
     b = RulesetBuilder()
     b.chains("nat", (PORTALS_CONTAINER, PORTALS_HOST, NODEPORT_CONTAINER, NODEPORT_HOST))
     b.chains("filter", (NODEPORT_NON_LOCAL,))
-    for jump in INIT_JUMPS:
-        if jump.prepend:
-            b.insert(jump.table, jump.chain, jump.rule)
+    for init in INIT_JUMPS:
+        if init.prepend:
+            b.insert(init.table, init.chain, init.rule)
         else:
-            b.append(jump.table, jump.chain, jump.rule)
+            b.append(init.table, init.chain, init.rule)
     return b
 
 
-def _common(spn: ServicePortName, port: int, dst: str | None, bridge: bool, local: bool) -> str:
-    """``iptablesCommonPortalArgs``."""
+def _append(b: RulesetBuilder, rules: Iterable[PortalRule]) -> None:
+    """Append ``rules`` to their chains, in order (the chains exist: :func:`_init_chains`)."""
+    by_table: dict[str, list[tuple[str, Rule]]] = {}
+    for table, chain, r in rules:
+        held = by_table.get(table)
+        if held is None:
+            held = by_table[table] = []
+        held.append((chain, r))
+    for table, held in by_table.items():
+        b.extend(table, held)
+
+
+_PHYSDEV_NOT_IN: Final = physdev_is_in(negated=True)
+_DST_LOCAL: Final = addrtype(dst_type="LOCAL")
+_STATE_NEW_ACCEPT: Final = (state("NEW"), jump("ACCEPT"))
+
+
+def portal_rules(
+    spn: ServicePortName, svc: ServicePortInfo, proxy_port: int, host_ip: str
+) -> tuple[PortalRule, ...]:
+    """The rules ``openPortal`` (and ``openNodePort``) write for one Service port, in order.
+
+    Built as data (:mod:`svcsim.proxy.iptables_rules`): each rule's text is what
+    ``iptablesCommonPortalArgs`` plus the container/host/non-local suffix write, its structure
+    what iptables reads from that text. Parts shared by several rules (the comment, the port
+    match, a portal address, the two targets) are made once.
+    """
     proto = str(spn.protocol).lower()
-    words = f'-m comment --comment "{spn.text}" -p {proto} -m {proto} --dport {port}'
-    if dst is not None:
-        words += f" -d {dst}/32"
-    if bridge:
-        words += " -m physdev ! --physdev-is-in"
-    if local:
-        words += " -m addrtype --dst-type LOCAL"
-    return words
-
-
-def _portal_rules(
-    b: RulesetBuilder, svc: ServicePortInfo, spn: ServicePortName, proxy_port: int, host_ip: str
-) -> None:
-    redirect = f"-j REDIRECT --to-ports {proxy_port}"
-    dnat = f"-j DNAT --to-destination {host_ip}:{proxy_port}"
+    named = comment(spn.text)
+    port = protocol_dport(proto, svc.port)
+    to_proxy = redirect(proxy_port)
+    to_host = dnat(f"{host_ip}:{proxy_port}")
+    out: list[PortalRule] = []
+    add = out.append
 
     def plain(ip: str) -> None:
-        b.rule("nat", PORTALS_CONTAINER, f"{_common(spn, svc.port, ip, False, False)} {redirect}")
-        b.rule("nat", PORTALS_HOST, f"{_common(spn, svc.port, ip, False, False)} {dnat}")
+        dst = destination(f"{ip}/32")
+        add(("nat", PORTALS_CONTAINER, rule(named, port, dst, to_proxy)))
+        add(("nat", PORTALS_HOST, rule(named, port, dst, to_host)))
 
     plain(svc.cluster_ip)
     for ip in svc.external_ips:
-        b.rule("nat", PORTALS_CONTAINER, f"{_common(spn, svc.port, ip, True, False)} {redirect}")
-        b.rule("nat", PORTALS_CONTAINER, f"{_common(spn, svc.port, ip, False, True)} {redirect}")
-        b.rule("nat", PORTALS_HOST, f"{_common(spn, svc.port, ip, False, True)} {dnat}")
+        dst = destination(f"{ip}/32")
+        add(("nat", PORTALS_CONTAINER, rule(named, port, dst, _PHYSDEV_NOT_IN, to_proxy)))
+        add(("nat", PORTALS_CONTAINER, rule(named, port, dst, _DST_LOCAL, to_proxy)))
+        add(("nat", PORTALS_HOST, rule(named, port, dst, _DST_LOCAL, to_host)))
     for ip in svc.load_balancer_vips:
         plain(ip)
     if svc.node_port:
-        b.rule(
-            "nat",
-            NODEPORT_CONTAINER,
-            f"{_common(spn, svc.node_port, None, False, False)} {redirect}",
-        )
-        b.rule("nat", NODEPORT_HOST, f"{_common(spn, svc.node_port, None, False, False)} {dnat}")
-        b.rule(
-            "filter",
-            NODEPORT_NON_LOCAL,
-            f"{_common(spn, proxy_port, None, False, False)} -m state --state NEW -j ACCEPT",
-        )
+        node_port = protocol_dport(proto, svc.node_port)
+        add(("nat", NODEPORT_CONTAINER, rule(named, node_port, to_proxy)))
+        add(("nat", NODEPORT_HOST, rule(named, node_port, to_host)))
+        accept = rule(named, protocol_dport(proto, proxy_port), *_STATE_NEW_ACCEPT)
+        add(("filter", NODEPORT_NON_LOCAL, accept))
+    return tuple(out)

@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice
-from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset
+from svcsim.netfilter.model import Rule, Ruleset
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import (
     EndpointsMap,
@@ -59,10 +59,11 @@ from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.userspace import (
     INIT_JUMPS,
     INIT_RULES,
+    PortalRule,
     ProxyPortAllocator,
     init_ruleset,
     portal_rule_count,
-    portal_ruleset,
+    portal_rules,
     same_config,
 )
 from svcsim.proxy.userspace_lb import DEFAULT_AFFINITY_S, UDP_IDLE_TIMEOUT_S, RoundRobinBalancer
@@ -98,11 +99,17 @@ class Balancers:
         self.states: dict[ServicePortName, RoundRobinBalancer] = {}
         self._ttl_s: dict[ServicePortName, int] = {}
         """Each balancer's affinity TTL, fixed when it was made (``newServiceInternal``)."""
+        self._may_remember: set[ServicePortName] = set()
+        """Ports whose balancer may hold ClientIP affinity records: made sticky since it was
+        last seen with neither records nor affinity (a balancer records clients only while it
+        is sticky). The sync's cleanup visits these, not every balancer."""
 
     def new_service(self, spn: ServicePortName, info: ServicePortInfo) -> RoundRobinBalancer:
         """``NewService``: make the balancer, or set the affinity type of an existing one."""
         state = self._ensure(spn, info.sticky_max_age_s)
         state.affinity_s = self._ttl_s[spn] if info.client_ip_affinity else 0
+        if state.affinity_s:
+            self._may_remember.add(spn)
         return state
 
     def _ensure(self, spn: ServicePortName, ttl_s: int) -> RoundRobinBalancer:
@@ -140,6 +147,16 @@ class Balancers:
         """``DeleteService``."""
         self.states.pop(spn, None)
         self._ttl_s.pop(spn, None)
+        self._may_remember.discard(spn)
+
+    def cleanup(self, now_s: float) -> None:
+        """``CleanupStaleStickySessions``: expired affinity records dropped, every balancer."""
+        for spn in tuple(self._may_remember):
+            state = self.states[spn]
+            if state.affinity:  # nothing to expire otherwise
+                state.cleanup(now_s)
+            if not state.affinity and not state.affinity_s:
+                self._may_remember.discard(spn)  # no records, and none can come
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +202,11 @@ class UserspaceProcess:
         self.allocator = ProxyPortAllocator(config.ports_rng, config.port_range)
         self.portals: dict[ServicePortName, Portal] = {}
         """``serviceMap``: the open Service ports, with their sockets' ports."""
+        self._open_by_service: dict[str, set[ServicePortName]] = {}
+        """The keys of :attr:`portals` by Service (a plan looks at its changed Services only)."""
+        self._port_index: tuple[Mapping[ServicePortName, ServicePortInfo], int, PortIndex] | None
+        self._port_index = None
+        """The last service-port map planned from, its size, and its ports by Service."""
         self._open_rule_count = 0
         """:func:`portal_rule_count` summed over :attr:`portals` (kept as they open and close)."""
         self.sockets: dict[ServicePortName, ProxySocket] = {}
@@ -256,9 +278,11 @@ class UserspaceProcess:
     ) -> UserspacePlan:
         """``mergeService`` / ``unmergeService`` for the ``changed`` Services (by key)."""
         wanted = set(changed)
+        by_service = self._ports_by_service(service_ports)
         close: list[ServicePortName] = []
         open_: list[tuple[ServicePortName, ServicePortInfo]] = []
-        for spn in sorted((s for s in service_ports if s.service in wanted), key=_order):
+        merged = (s for svc in wanted for s in by_service.get(svc, ()) if s in service_ports)
+        for spn in sorted(merged, key=_order):
             info = service_ports[spn]
             portal = self.portals.get(spn)
             if portal is not None and same_config(portal.info, info):
@@ -266,10 +290,33 @@ class UserspaceProcess:
             if portal is not None:
                 close.append(spn)
             open_.append((spn, info))
-        removed = sorted(
-            (s for s in self.portals if s.service in wanted and s not in service_ports), key=_order
-        )
+        gone = (s for svc in wanted for s in self._open_by_service.get(svc, ()))
+        removed = sorted((s for s in gone if s not in service_ports), key=_order)
         return UserspacePlan((*close, *removed), tuple(open_), tuple(removed))
+
+    def _ports_by_service(
+        self, service_ports: Mapping[ServicePortName, ServicePortInfo]
+    ) -> PortIndex:
+        """``service_ports``' keys by Service, made again only for another map (or size).
+
+        kube-proxy's maps are made anew when a Service changes, never edited, and the nodes in
+        step share one (:mod:`svcsim.proxy.shared_maps`); an endpoint-only sync plans from the
+        very map it planned from before. A map edited in place is indexed again when its size
+        changed (:meth:`plan` skips indexed keys no longer in it); an edit that swaps keys at
+        the same size must come as a new map.
+        """
+        held = self._port_index
+        if held is not None and held[0] is service_ports and held[1] == len(service_ports):
+            return held[2]
+        index: dict[str, list[ServicePortName]] = {}
+        for spn in service_ports:
+            found = index.get(spn.service)
+            if found is None:
+                index[spn.service] = [spn]
+            else:
+                found.append(spn)
+        self._port_index = (service_ports, len(service_ports), index)
+        return index
 
     def rules_ensured(self, plan: UserspacePlan) -> int:
         """Portal rules the sync checks or writes (what its cost is counted in)."""
@@ -286,7 +333,7 @@ class UserspaceProcess:
         found = self._rules_by_portal.get(portal.spn)
         if found is not None and found[0] is portal:
             return found[1]
-        rules = _chain_rules(_portal_rules([portal], self.host_ip), with_init=False)
+        rules = portal_rules(portal.spn, portal.info, portal.proxy_port, self.host_ip)
         self._rules_by_portal[portal.spn] = (portal, rules)
         return rules
 
@@ -309,6 +356,10 @@ class UserspaceProcess:
         stale_udp_ips: set[str] = set()
         for spn in plan.close:
             portal = self.portals.pop(spn)
+            still_open = self._open_by_service[spn.service]
+            still_open.discard(spn)
+            if not still_open:
+                del self._open_by_service[spn.service]
             self._open_rule_count -= portal_rule_count(portal.info)
             sock = self.sockets.pop(spn, None)
             if sock is not None:
@@ -343,6 +394,7 @@ class UserspaceProcess:
             kernel.sockets.listen(sock)
             self.sockets[spn] = sock
             self.portals[spn] = portal = Portal(spn, info, port)
+            self._open_by_service.setdefault(spn.service, set()).add(spn)
             opened.append(portal)
             self._open_rule_count += portal_rule_count(info)
         if iptables_ok:
@@ -355,9 +407,11 @@ class UserspaceProcess:
             self._ensured = kernel.ruleset
         else:
             self._ensured = None  # the new portals' rules are missing: ensure all next time
-        for state in self.balancers.states.values():
-            if state.affinity:  # nothing to expire otherwise
-                state.cleanup(now_s)  # cleanupStaleStickySessions
+        self.balancers.cleanup(now_s)
+
+
+PortIndex = dict[str, list[ServicePortName]]
+"""Service ports by their Service's ``namespace/name``."""
 
 
 def _order(spn: ServicePortName) -> tuple[str, str]:
@@ -374,25 +428,8 @@ def _ready_endpoints(endpoints_map: EndpointsMap) -> dict[ServicePortName, list[
     return out
 
 
-def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
-    """The portal chains holding exactly the rules of ``portals`` (in that order)."""
-    return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
-
-
-PortalRules = tuple[tuple[str, str, Rule], ...]
+PortalRules = tuple[PortalRule, ...]
 """Rules as ``(table, chain, rule)``, in the order they are appended."""
-
-
-def _chain_rules(ruleset: Ruleset, *, with_init: bool = True) -> PortalRules:
-    """Every rule of ``ruleset`` in order; without the built-in chains' unless ``with_init``.
-
-    A portal's rules are all in the portal chains; only ``iptablesInit`` writes to the
-    built-in chains (its jumps).
-    """
-    return tuple(
-        (t.name, c.name, r) for t in ruleset.tables for c in t.chains for r in c.rules
-        if with_init or c.name not in BUILTIN_CHAINS[t.name]
-    )  # fmt: skip
 
 
 def _ensure_init(ruleset: Ruleset) -> Ruleset:

@@ -21,8 +21,10 @@ from svcsim.k8s.objects import (
     TrafficPolicy,
 )
 from svcsim.proxy.endpoints import (
+    NO_HINTS,
     EndpointInfo,
     ServicePortInfo,
+    _parse_ipv4_sloppy_words,
     build_endpoints_map,
     build_service_port_map,
     parse_ipv4_cidr_sloppy,
@@ -57,6 +59,19 @@ ZONE = {"topology.kubernetes.io/zone": "zone-a"}
 )
 def test_parse_ipv4_sloppy(text: str, expected: str | None) -> None:
     assert parse_ipv4_sloppy(text) == expected
+
+
+_ADDRESSISH = st.one_of(
+    st.text(alphabet="0123456789.x \x00", max_size=20),
+    st.lists(st.integers(0, 999).map(str), min_size=1, max_size=5).map(".".join),
+    st.lists(st.integers(0, 255).map(lambda n: f"{n:03d}"), min_size=4, max_size=4).map(".".join),
+)
+
+
+@given(_ADDRESSISH)
+def test_parse_ipv4_sloppy_shortcut_reads_as_the_words_do(text: str) -> None:
+    """Canonical addresses take the C library's round trip; the answer is the same."""
+    assert parse_ipv4_sloppy(text) == _parse_ipv4_sloppy_words(text)
 
 
 @pytest.mark.parametrize(
@@ -306,6 +321,13 @@ def test_nil_conditions_mean_ready_serving_not_terminating() -> None:
         False,
         False,
     )
+
+
+def test_endpoints_without_hints_share_one_empty_set() -> None:
+    slices = [make_slice("ns", "s", (ep("10.0.0.1"), ep("10.0.0.2", zones=("z",))), (port(80),))]
+    plain, hinted = build_endpoints_map(slices, NODE)[ServicePortName("ns", "s")]
+    assert plain.zone_hints is NO_HINTS and plain.node_hints is NO_HINTS
+    assert hinted.zone_hints == {"z"} and hinted.node_hints is NO_HINTS
 
 
 # --- CategorizeEndpoints ------------------------------------------------------------------

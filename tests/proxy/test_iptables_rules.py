@@ -21,12 +21,16 @@ from svcsim.proxy.iptables_rules import (
     mark_xor,
     masquerade,
     nfacct,
+    physdev_is_in,
+    protocol_dport,
     protocol_port,
     recent_rcheck,
     recent_set,
+    redirect,
     reject,
     rule,
     source,
+    state,
     statistic,
     verdict,
 )
@@ -75,3 +79,27 @@ def test_rule_built_as_data_is_what_iptables_reads_from_its_text(parts: tuple[Pa
 def test_detector_refuses_words_that_are_no_detector(words: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="not a local-traffic detector"):
         detector(words)
+
+
+USERSPACE_CASES: list[tuple[Part, ...]] = [
+    (comment("ns/svc:p"), protocol_dport("tcp", 80), destination("10.0.0.1/32"), redirect(4000)),
+    (comment("ns/svc"), protocol_dport("udp", 53), destination("10.0.0.1/32"), dnat("1.2.3.4:40")),
+    (
+        comment("ns/svc:p"),
+        protocol_dport("sctp", 80),
+        destination("192.168.99.11/32"),
+        physdev_is_in(negated=True),
+        redirect(4000),
+    ),
+    (comment("x"), protocol_dport("tcp", 80), addrtype(dst_type="LOCAL"), redirect(1)),
+    (physdev_is_in(), jump("ACCEPT")),
+    (comment("ns/svc:p"), protocol_dport("tcp", 40000), state("NEW"), jump("ACCEPT")),
+    (state("NEW,ESTABLISHED"), jump("ACCEPT")),
+]
+
+
+@pytest.mark.parametrize("parts", USERSPACE_CASES, ids=lambda parts: rule(*parts).text)
+def test_userspace_parts_are_what_iptables_reads_from_their_text(parts: tuple[Part, ...]) -> None:
+    built = rule(*parts)
+    assert "  " not in built.text and built.text == built.text.strip()
+    assert built == parse_rule(built.text)

@@ -7,12 +7,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from svcsim.k8s.objects import (
+    EndpointSlice,
+    LoadBalancerIngress,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+)
 from svcsim.netfilter.interpreter import trace
 from svcsim.netfilter.packet import NodeNetwork, Packet
+from svcsim.netfilter.parse import parse_rule
 from svcsim.netfilter.text import render_save
 from svcsim.proxy.context import NodeContext
-from svcsim.proxy.userspace import EPHEMERAL_PORTS, allocate_proxy_ports, compile_userspace
-from tests.proxy.ipvs_cases import AFFINITY, NODE_IP, cluster_service, everything_service
+from svcsim.proxy.endpoints import build_service_port_map
+from svcsim.proxy.userspace import (
+    EPHEMERAL_PORTS,
+    INIT_RULES,
+    allocate_proxy_ports,
+    compile_userspace,
+    portal_rule_count,
+)
+from tests.proxy.ipvs_cases import (
+    AFFINITY,
+    NODE_IP,
+    UDP_PORT,
+    cluster_service,
+    everything_service,
+)
 from tests.proxy.test_iptables_support import TEST_NODE_NAME
 
 CTX = NodeContext(TEST_NODE_NAME, node_ips=(NODE_IP,))
@@ -116,3 +138,38 @@ def test_services_without_ports_of_their_own_are_skipped() -> None:
     services, slices = cluster_service()
     state = compile_userspace(services, slices, CTX, np.random.default_rng(0))
     assert [r.service_port for r in state.ports] == ["ns1/svc1:p80"]
+
+
+def _two_of_everything() -> tuple[list[Service], list[EndpointSlice]]:
+    """SCTP and UDP ports, one unnamed; two external and two ingress IPs; two NodePorts."""
+    return cluster_service(
+        type=ServiceType.LOAD_BALANCER,
+        external_ips=("192.168.99.11", "192.168.99.12"),
+        ports=(
+            ServicePort(9000, Protocol.SCTP, node_port=30090, target_port=8080),
+            ServicePort(53, Protocol.UDP, name="dns", node_port=30053, target_port=8080),
+        ),
+        load_balancer_ingress=(
+            LoadBalancerIngress(ip="1.2.3.4"),
+            LoadBalancerIngress(ip="5.6.7.8"),
+        ),
+    )
+
+
+RULE_CASES = {
+    "cluster IP": cluster_service,
+    "udp cluster IP": lambda: cluster_service(ports=UDP_PORT),
+    "load balancer, NodePort, external IP": everything_service,
+    "two of everything": _two_of_everything,
+}
+
+
+@pytest.mark.parametrize("case", RULE_CASES)
+def test_every_rule_the_compiler_writes_is_what_iptables_reads_from_its_text(case: str) -> None:
+    services, slices = RULE_CASES[case]()
+    state = compile_userspace(services, slices, CTX, np.random.default_rng(0))
+    rules = [r for t in state.ruleset.tables for c in t.chains for r in c.rules]
+    infos = build_service_port_map(services).values()
+    assert len(rules) == INIT_RULES + sum(portal_rule_count(info) for info in infos)
+    for built in rules:
+        assert built == parse_rule(built.text)

@@ -19,20 +19,21 @@ from svcsim.netfilter.packet import NodeNetwork
 from svcsim.netfilter.parse import _parse
 from svcsim.proxy.endpoints import ServicePortInfo, build_service_port_map
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.userspace import init_ruleset
+from svcsim.proxy.userspace import init_ruleset, portal_rules, portal_ruleset
+from svcsim.proxy.userspace_lb import DEFAULT_AFFINITY_S
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.userspace_proxy import (
+    Balancers,
     Portal,
     UserspaceConfig,
     UserspaceProcess,
-    _chain_rules,
     _delete_rules,
     _ensure_rules,
-    _portal_rules,
     _with_chain,
 )
+from tests.proxy.ipvs_cases import AFFINITY, cluster_service
 from tests.sim.nft_splice_cases import services
-from tests.sim.userspace_naive import delete_rules, ensure_rules
+from tests.sim.userspace_naive import chain_rules, delete_rules, ensure_rules, scan_plan
 
 HOST = "192.168.0.2"
 
@@ -42,6 +43,11 @@ def _portals(rng: np.random.Generator) -> list[Portal]:
     names = sorted(ports, key=lambda n: n.text)
     order = rng.permutation(len(names))
     return [Portal(names[i], ports[names[i]], 30000 + int(i)) for i in order]
+
+
+def _portal_rules(portals: list[Portal], host_ip: str) -> Ruleset:
+    """The portal chains holding exactly the rules of ``portals`` (in that order)."""
+    return portal_ruleset(((p.spn, p.info, p.proxy_port) for p in portals), host_ip)
 
 
 def _kernel(rng: np.random.Generator, portals: list[Portal]) -> Ruleset:
@@ -77,15 +83,19 @@ def test_ensure_and_delete_match_the_plain_edits(seed: int) -> None:
     rng = np.random.default_rng(seed)
     portals = _portals(rng)
     kernel = _kernel(rng, portals)
-    init = _chain_rules(init_ruleset())  # iptablesInit's jumps
+    init = chain_rules(init_ruleset())  # iptablesInit's jumps
+    # What the sync ensures: each portal's rules as portal_rules makes them when it opens.
     wanted = init + tuple(
-        r for p in portals for r in _chain_rules(_portal_rules([p], HOST), with_init=False)
+        r for p in portals for r in portal_rules(p.spn, p.info, p.proxy_port, HOST)
     )
     full = _portal_rules(portals, HOST)
-    assert _grouped(wanted) == _grouped(_chain_rules(full))  # each chain's rules, in order
+    assert _grouped(wanted) == _grouped(chain_rules(full))  # each chain's rules, in order
     assert _ensure_rules(kernel, wanted) == ensure_rules(kernel, full)
     gone = portals[int(rng.integers(0, len(portals)))]
-    doomed = init + _chain_rules(_portal_rules([gone], HOST), with_init=False)
+    assert chain_rules(_portal_rules([gone], HOST), with_init=False) == portal_rules(
+        gone.spn, gone.info, gone.proxy_port, HOST
+    )
+    doomed = init + portal_rules(gone.spn, gone.info, gone.proxy_port, HOST)
     assert _delete_rules(kernel, doomed) == delete_rules(kernel, _portal_rules([gone], HOST))
 
 
@@ -182,5 +192,55 @@ def test_a_sync_after_an_untouched_one_equals_ensuring_every_portal(seed: int) -
         assert fast.kernel.ruleset == full.kernel.ruleset
         assert fast.portals == full.portals
         if ok:  # ensurePortals: every open portal's rules are in the kernel after the sync
-            held = set(_chain_rules(fast.kernel.ruleset))
+            held = set(chain_rules(fast.kernel.ruleset))
             assert all(r in held for r in fast._wanted_rules())
+        # Planned from the ports indexed by Service == planned by scanning everything (the
+        # map is edited in place here, between plans).
+        some = {n.service for n in names if rng.random() < 0.3} | {spn.service, "ns/absent"}
+        assert fast.plan(current, some) == scan_plan(fast, current, some)
+        assert fast.plan(dict(current), some) == scan_plan(fast, current, some)
+
+
+def test_a_port_added_in_place_to_the_map_planned_from_is_opened() -> None:
+    """The plan's ports-by-Service index follows the map: a key added to the very map
+    planned from before is merged like any other, and so is a port of another map."""
+    process, ports = _process()
+    gone = sorted(ports, key=lambda n: n.text)[0]
+    current = {k: v for k, v in ports.items() if k != gone}
+    process.apply(process.plan(current, {gone.service}), 1.0, iptables_ok=True)
+    assert gone not in process.portals
+    current[gone] = ports[gone]
+    plan = process.plan(current, {gone.service})
+    assert plan == scan_plan(process, current, {gone.service})
+    assert gone in dict(plan.open)
+    other = next(k for k in ports if k != gone)
+    swapped = {k: v for k, v in current.items() if k != other}
+    swapped[gone] = ports[gone]
+    assert len(swapped) == len(current) - 1
+    assert process.plan(swapped, {other.service}) == scan_plan(process, swapped, {other.service})
+
+
+def test_sync_cleanup_expires_records_of_balancers_sticky_now_or_before() -> None:
+    """``CleanupStaleStickySessions`` at a sync: a sticky port's records expire after its
+    timeout (300 s here); a port made non-sticky keeps records already made, and they expire
+    after the default 10800 s; a port never sticky has none to expire."""
+    (sticky_info,) = build_service_port_map(cluster_service(**AFFINITY)[0]).values()
+    (plain_info,) = build_service_port_map(cluster_service()[0]).values()
+    spn = sticky_info.name
+    balancers = Balancers(np.random.default_rng(0))
+    state = balancers.new_service(spn, sticky_info)
+    balancers.update(spn, ["10.0.0.1:80", "10.0.0.2:80"])
+    state.next_endpoint("10.9.0.1", 0.0, affinity_reset=False)
+    balancers.cleanup(299.9)
+    assert set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(300.0)
+    assert state.affinity == {}
+    state.next_endpoint("10.9.0.1", 400.0, affinity_reset=False)
+    balancers.new_service(spn, plain_info)  # affinity off: the record made before stays
+    assert state.affinity_s == 0 and set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(400.0 + DEFAULT_AFFINITY_S - 0.1)
+    assert set(state.affinity) == {"10.9.0.1"}
+    balancers.cleanup(400.0 + DEFAULT_AFFINITY_S)
+    assert state.affinity == {}
+    state.next_endpoint("10.9.0.1", 20000.0, affinity_reset=False)
+    assert state.affinity == {}  # not sticky: no record made
