@@ -15,6 +15,7 @@ order they were added). Objects come before their users, so the text loads with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -81,16 +82,18 @@ class NftTable:
     """One nf_tables table with everything in it.
 
     ``rules`` and ``elements`` keep the order they were added in: rules of one chain run in
-    that order; elements' order only shows in the text.
+    that order; elements' order only shows in the text. Each of the four is a tuple, or a
+    :class:`~svcsim.netfilter.derived.LazyTuple` (equal to the tuple it stands for) when the
+    table was spliced from another one's parts.
     """
 
     family: str
     name: str
     comment: str | None = None
-    chains: tuple[NftChain, ...] = ()
-    sets: tuple[NftSet, ...] = ()
-    rules: tuple[NftRule, ...] = ()
-    elements: tuple[NftElement, ...] = ()
+    chains: Sequence[NftChain] = ()
+    sets: Sequence[NftSet] = ()
+    rules: Sequence[NftRule] = ()
+    elements: Sequence[NftElement] = ()
 
     def chain(self, name: str) -> NftChain | None:
         """The chain called ``name``, or None."""

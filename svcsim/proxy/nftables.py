@@ -24,14 +24,16 @@ import base64
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import chain as concat
 from itertools import compress, count, repeat
-from operator import and_, attrgetter, is_, not_
-from typing import Final, NamedTuple
+from operator import and_, attrgetter, is_, is_not, not_
+from typing import Any, Final, NamedTuple, overload
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.memo import BoundedMemo
+from svcsim.netfilter.derived import LazyTuple
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftSet, NftTable
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -44,6 +46,14 @@ from svcsim.proxy.endpoints import (
 from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
 from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.nft_elements import (
+    ElementItems,
+    ElementKey,
+    TableElements,
+    assembled_elements,
+    flat_elements,
+    replaced_elements,
+)
 from svcsim.proxy.topology import categorize_endpoints_shared
 
 TABLE_NAME: Final = "kube-proxy"
@@ -185,14 +195,21 @@ class PortPart:
 class TableLayout:
     """How a table compiled with a :class:`NameMemo` was assembled (a partial sync splices it).
 
-    ``setup`` is the fixed part (``setupNFTables``), then each port's part in sync order;
-    ``elements`` maps ``(container, key)`` to the table's element for it.
+    ``setup`` is the fixed part (``setupNFTables``, block 0), then each port's part in sync
+    order (block ``i + 1`` for port ``i``); ``written`` the table's elements by key (and the
+    keys several blocks write); ``services`` each Service's port numbers in ``ports``.
     """
 
     setup: PortPart
     ports: tuple[ServicePortName, ...]
     parts: tuple[PortPart, ...]
-    elements: Mapping[tuple[str, tuple[str, ...]], NftElement]
+    written: TableElements
+    services: Mapping[str, tuple[int, ...]]
+
+    @property
+    def elements(self) -> Mapping[ElementKey, NftElement]:
+        """The table's element for each ``(container, key)`` (read only)."""
+        return self.written.by_key
 
 
 class _PortKey(NamedTuple):
@@ -625,12 +642,31 @@ def _table(
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class _MapsSeen:
+    """The compiler's two input maps as the last compile saw them, in their own key order.
+
+    A compile given maps with the very same keys in the same order (a sync's maps mostly are)
+    finds the ports whose inputs changed by identity of values, hashing no key.
+    """
+
+    port_keys: tuple[ServicePortName, ...]
+    port_values: tuple[ServicePortInfo, ...]
+    port_places: tuple[int, ...]
+    """Each port key's number in sync order."""
+    endpoint_keys: tuple[ServicePortName, ...]
+    endpoint_values: tuple[tuple[EndpointInfo, ...], ...]
+    endpoint_places: tuple[int | None, ...]
+    """Each endpoint key's port number in sync order (None: endpoints of no service port)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class _Assembly:
     """What the last collision-free table of a node context was assembled from."""
 
     layout: TableLayout
     infos: tuple[ServicePortInfo, ...]
     endpoints: tuple[tuple[EndpointInfo, ...], ...]
+    seen: _MapsSeen
 
 
 def _inputs(
@@ -643,6 +679,23 @@ def _inputs(
     return infos, endpoints
 
 
+def _seen(
+    ports: tuple[ServicePortName, ...],
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> _MapsSeen:
+    place = dict(zip(ports, count()))
+    port_keys, endpoint_keys = tuple(service_ports), tuple(endpoints_map)
+    return _MapsSeen(
+        port_keys,
+        tuple(service_ports.values()),
+        tuple(map(place.__getitem__, port_keys)),
+        endpoint_keys,
+        tuple(endpoints_map.values()),
+        tuple(map(place.get, endpoint_keys)),
+    )
+
+
 def _remember_assembly(
     names: NameMemo,
     ctx: NodeContext,
@@ -651,7 +704,86 @@ def _remember_assembly(
     endpoints_map: EndpointsMap,
 ) -> None:
     infos, endpoints = _inputs(layout.ports, service_ports, endpoints_map)
-    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+    seen = _seen(layout.ports, service_ports, endpoints_map)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints, seen), holds=ctx)
+
+
+def _changed_ports(
+    last: _Assembly,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    names: NameMemo,
+) -> tuple[_Assembly, list[int]] | None:
+    """The numbers of the ports whose inputs changed since ``last`` (ascending), and the
+    inputs now (``layout`` still ``last``'s); None if the ports are not ``last``'s."""
+    seen = last.seen
+    port_keys, endpoint_keys = tuple(service_ports), tuple(endpoints_map)
+    port_values, endpoint_values = tuple(service_ports.values()), tuple(endpoints_map.values())
+    if port_keys == seen.port_keys and endpoint_keys == seen.endpoint_keys:
+        ports = last.layout.ports
+        changed: set[int | None] = set(
+            compress(seen.port_places, map(is_not, port_values, seen.port_values))
+        )
+        changed.update(
+            compress(seen.endpoint_places, map(is_not, endpoint_values, seen.endpoint_values))
+        )
+        numbers = sorted(i for i in changed if i is not None)  # None: of no service port
+        infos, endpoints = list(last.infos), list(last.endpoints)
+        for i in numbers:
+            infos[i] = service_ports[ports[i]]
+            endpoints[i] = endpoints_map.get(ports[i], ())
+        seen = replace(seen, port_values=port_values, endpoint_values=endpoint_values)
+        now = _Assembly(last.layout, tuple(infos), tuple(endpoints), seen)
+        return now, numbers
+    ports = _ordered(service_ports, names)
+    if ports != last.layout.ports:
+        return None
+    infos_now, endpoints_now = _inputs(ports, service_ports, endpoints_map)
+    same = map(and_, map(is_, infos_now, last.infos), map(is_, endpoints_now, last.endpoints))
+    numbers = list(compress(count(), map(not_, same)))
+    seen = _seen(ports, service_ports, endpoints_map)
+    return _Assembly(last.layout, infos_now, endpoints_now, seen), numbers
+
+
+class _ElementBlocks(Sequence[ElementItems]):
+    """Each block's element items, block 0 the fixed part (a view: nothing copied)."""
+
+    __slots__ = ("parts", "setup")
+
+    def __init__(self, setup: PortPart, parts: Sequence[PortPart]) -> None:
+        self.setup, self.parts = setup, parts
+
+    def __len__(self) -> int:
+        return len(self.parts) + 1
+
+    @overload
+    def __getitem__(self, number: int) -> ElementItems: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> Sequence[ElementItems]: ...
+
+    def __getitem__(self, number: int | slice) -> ElementItems | Sequence[ElementItems]:
+        if isinstance(number, slice):
+            return [self[n] for n in range(*number.indices(len(self)))]
+        return self.setup.elements if number == 0 else self.parts[number - 1].elements
+
+
+def _joined(blocks: tuple[PortPart, ...], field_name: str) -> tuple[Any, ...]:
+    """One field (``chains``, ``sets``, ``rules``) of every block, concatenated."""
+    return tuple(concat.from_iterable(map(attrgetter(field_name), blocks)))
+
+
+def _assembled_table(blocks: tuple[PortPart, ...]) -> NftTable:
+    """The table of ``blocks`` as :func:`_assemble` makes it, listed only when read."""
+    return NftTable(
+        family=TABLE_FAMILY,
+        name=TABLE_NAME,
+        comment=TABLE_COMMENT,
+        chains=LazyTuple(partial(_joined, blocks, "chains")),
+        sets=LazyTuple(partial(_joined, blocks, "sets")),
+        rules=LazyTuple(partial(_joined, blocks, "rules")),
+        elements=LazyTuple(lambda: flat_elements(map(attrgetter("elements"), blocks))),
+    )
 
 
 def _reassemble(
@@ -665,41 +797,44 @@ def _reassemble(
 
     ``b`` holds the fixed part. None (assemble in full) unless the fixed part and the ports
     are the last table's and each remade port's chains and sets are its own Service's (named
-    after its port, so no two ports' names meet). Objects are concatenated block by block,
-    elements merged as ``dict.update`` does: the table :func:`_assemble` would make.
+    after its port, so no two ports' names meet). The table is the blocks' objects
+    concatenated, elements merged as ``dict.update`` does (:func:`_assemble`'s table), listed
+    only when read (:class:`~svcsim.netfilter.derived.LazyTuple`); the elements by key are
+    the last table's with the remade ports' changes (:mod:`svcsim.proxy.nft_elements`).
     """
     last = names.assemblies.get(id(ctx))
     if last is None:
         return None
     old = last.layout
-    ports = _ordered(service_ports, names)
     setup = PortPart(
         tuple(b.chains.values()), tuple(b.sets.values()), tuple(b.rules), tuple(b.elements.items())
     )
-    if ports != old.ports or setup != old.setup:
+    if setup != old.setup:
         return None
-    infos, endpoints = _inputs(ports, service_ports, endpoints_map)
-    same = map(and_, map(is_, infos, last.infos), map(is_, endpoints, last.endpoints))
+    found = _changed_ports(last, service_ports, endpoints_map, names)
+    if found is None:
+        return None
+    now, numbers = found
     parts = list(old.parts)
-    for i in compress(count(), map(not_, same)):
-        part = _port_part(infos[i], endpoints[i], ctx, names)
-        if not part.owned_by(ports[i].service):
+    replaced: list[int] = []
+    for i in numbers:
+        part = _port_part(now.infos[i], now.endpoints[i], ctx, names)
+        if not part.owned_by(old.ports[i].service):
             return None
-        parts[i] = part
-    blocks = (old.setup, *parts)
-    elements = dict(concat.from_iterable(map(attrgetter("elements"), blocks)))
-    table = NftTable(
-        family=TABLE_FAMILY,
-        name=TABLE_NAME,
-        comment=TABLE_COMMENT,
-        chains=tuple(concat.from_iterable(map(attrgetter("chains"), blocks))),
-        sets=tuple(concat.from_iterable(map(attrgetter("sets"), blocks))),
-        rules=tuple(concat.from_iterable(map(attrgetter("rules"), blocks))),
-        elements=tuple(elements.values()),
+        if part is not parts[i]:
+            parts[i] = part
+            replaced.append(i + 1)
+    new_parts = tuple(parts)
+    written = replaced_elements(
+        old.written,
+        _ElementBlocks(old.setup, old.parts),
+        _ElementBlocks(old.setup, new_parts),
+        replaced,
     )
-    layout = TableLayout(old.setup, ports, tuple(parts), elements)
+    table = _assembled_table((old.setup, *new_parts))
+    layout = TableLayout(old.setup, old.ports, new_parts, written, old.services)
     names.layouts.put(id(table), layout, holds=table)
-    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+    names.assemblies.put(id(ctx), replace(now, layout=layout), holds=ctx)
     return table
 
 
@@ -774,7 +909,16 @@ def _assemble(
         elements.update(part.elements)
     if len(chains) != expected_chains or len(sets) != expected_sets:
         return None
-    return TableLayout(setup, ports, tuple(parts), elements)
+    written = assembled_elements(elements, _ElementBlocks(setup, parts))
+    return TableLayout(setup, ports, tuple(parts), written, _by_service(ports))
+
+
+def _by_service(ports: Sequence[ServicePortName]) -> dict[str, tuple[int, ...]]:
+    """Each Service's port numbers in ``ports``."""
+    found: dict[str, list[int]] = {}
+    for i, spn in enumerate(ports):
+        found.setdefault(spn.service, []).append(i)
+    return {service: tuple(numbers) for service, numbers in found.items()}
 
 
 def compile_nftables(
