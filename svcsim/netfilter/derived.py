@@ -18,7 +18,7 @@ Both compare equal to the plain tuple / any mapping with the same contents, and 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, Generic, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -177,7 +177,7 @@ class LayeredMap(Mapping[K, V]):
         removed: Iterable[K] = (),
         order: Callable[[], Iterable[K]] | None = None,
     ) -> LayeredMap[K, V]:
-        """This map with ``changes`` set and ``removed`` keys gone (removed before set).
+        """A map of this one's keys with ``changes`` set and ``removed`` keys gone (removed first).
 
         Copies this map's own changes (not its base), unless they have grown past an eighth of
         the base: then the result gets a base of its own (one pass over the whole map).
@@ -209,8 +209,10 @@ def as_tuple(items: Sequence[T]) -> tuple[T, ...]:
 
 
 def layered(mapping: Mapping[K, V]) -> LayeredMap[K, V]:
-    """``mapping`` as a :class:`LayeredMap` (itself if it is one; a plain dict becomes its base,
-    so it must not be changed afterwards)."""
+    """``mapping`` as a :class:`LayeredMap` (itself if it is one).
+
+    A plain dict becomes the base: it must not be changed afterwards.
+    """
     if isinstance(mapping, LayeredMap):
         return mapping
     return LayeredMap(mapping if isinstance(mapping, dict) else dict(mapping))

@@ -41,8 +41,10 @@ class TableElements:
 def assembled_elements(
     by_key: dict[ElementKey, NftElement], blocks: Sequence[ElementItems]
 ) -> TableElements:
-    """The elements of the table assembled from ``blocks``; ``by_key`` is their ``dict.update``
-    (taken over: not to be changed afterwards)."""
+    """The elements of the table assembled from ``blocks``.
+
+    ``by_key`` is their ``dict.update`` (taken over: not to be changed afterwards).
+    """
     shared: dict[ElementKey, tuple[int, ...]] = {}
     if sum(map(len, blocks)) != len(by_key):  # some key has two writers (or one writes twice)
         writers: dict[ElementKey, list[int]] = {}

@@ -714,8 +714,11 @@ def _changed_ports(
     endpoints_map: EndpointsMap,
     names: NameMemo,
 ) -> tuple[_Assembly, list[int]] | None:
-    """The numbers of the ports whose inputs changed since ``last`` (ascending), and the
-    inputs now (``layout`` still ``last``'s); None if the ports are not ``last``'s."""
+    """The numbers of the ports whose inputs changed since ``last`` (ascending), and the inputs.
+
+    The returned assembly holds the inputs now (its ``layout`` still ``last``'s). None if the
+    ports are not ``last``'s.
+    """
     seen = last.seen
     port_keys, endpoint_keys = tuple(service_ports), tuple(endpoints_map)
     port_values, endpoint_values = tuple(service_ports.values()), tuple(endpoints_map.values())

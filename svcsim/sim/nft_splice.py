@@ -10,7 +10,10 @@ after it and its parse from whole tables, which at 10,000 Services walks 10^5 ch
 from what changed: the node's last install is kept as :class:`Spliced` (the table as blocks: the
 fixed part, then one block per service port, as the compiler assembled them,
 :class:`~svcsim.proxy.nftables.TableLayout`), and only the blocks of ports whose objects
-changed are replaced.
+changed are replaced. Nothing whole is copied: the planned table lists its chains and rules
+only when read (:class:`~svcsim.netfilter.derived.LazyTuple`), the parse's chains and maps are
+the last parse's with the replaced ones over them
+(:class:`~svcsim.netfilter.derived.LayeredMap`), and only elements that differ are parsed.
 
 It answers None (the caller then takes the general path) unless the kernel holds the very table
 the last sync installed, the sync is partial, the fixed part and the ports are the same, every
