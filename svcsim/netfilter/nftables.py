@@ -146,13 +146,6 @@ def _set_line(table: NftTable, s: NftSet) -> str:
     return line + " }"
 
 
-def _rule_line(table: NftTable, rule: NftRule) -> str:
-    line = _prefix("rule", table) + f"{rule.chain} {rule.rule}"
-    if rule.comment is not None:
-        line += f" comment {_quoted(rule.comment)}"
-    return line
-
-
 def _element_line(table: NftTable, element: NftElement) -> str:
     body = " . ".join(element.key)
     if element.comment is not None:
@@ -163,22 +156,44 @@ def _element_line(table: NftTable, element: NftElement) -> str:
 
 
 def dump(table: NftTable) -> str:
-    """The table as knftables' fake ``Dump()`` writes it: one ``add ...`` line per object."""
+    """The table as knftables' fake ``Dump()`` writes it: one ``add ...`` line per object.
+
+    Each rule's line is written as the rules are grouped by chain, in one pass (a
+    10,000-Service table has ~220,000 rules).
+    """
     chains = {c.name: c for c in table.chains}
     sets = {s.name: s for s in table.sets if not s.is_map}
     maps = {s.name: s for s in table.sets if s.is_map}
-    rules: dict[str, list[NftRule]] = {}
+    add_rule = _prefix("rule", table)
+    rule_lines: dict[str, list[str]] = {}
     for rule in table.rules:
-        rules.setdefault(rule.chain, []).append(rule)
+        line = (
+            f"{add_rule}{rule.chain} {rule.rule}"
+            if rule.comment is None
+            else f"{add_rule}{rule.chain} {rule.rule} comment {_quoted(rule.comment)}"
+        )
+        found = rule_lines.get(rule.chain)
+        if found is None:
+            rule_lines[rule.chain] = [line]
+        else:
+            found.append(line)
     elements: dict[str, list[NftElement]] = {}
     for element in table.elements:
         elements.setdefault(element.container, []).append(element)
+    chain_names = sorted(chains)
+    add_chain = _prefix("chain", table)
     lines = [_table_line(table)]
-    lines += [_chain_line(table, chains[n]) for n in sorted(chains)]
+    lines += [
+        add_chain + name
+        if (c := chains[name]).type is None and c.comment is None
+        else _chain_line(table, c)
+        for name in chain_names
+    ]
     lines += [_set_line(table, sets[n]) for n in sorted(sets)]
     lines += [_set_line(table, maps[n]) for n in sorted(maps)]
-    for name in sorted(chains):
-        lines += [_rule_line(table, r) for r in rules.get(name, ())]
+    no_lines: list[str] = []
+    for name in chain_names:
+        lines += rule_lines.get(name, no_lines)
     for name in [*sorted(sets), *sorted(maps)]:
         lines += [_element_line(table, e) for e in elements.get(name, ())]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,6 @@ interface-name local-traffic detectors.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,8 +43,8 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
 )
 from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
-from svcsim.proxy.gcpause import collector_paused
-from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
+from svcsim.proxy.names import ServicePortName, base32_head8
 from svcsim.proxy.nft_elements import (
     ElementItems,
     ElementKey,
@@ -126,8 +125,7 @@ class UnsupportedContextError(ValueError):
 
 def hash_and_truncate(name: str) -> str:
     """``hashAndTruncate``: 8 base32 characters of sha256(name), ``-``, name, cut to 240."""
-    digest = hashlib.sha256(name.encode()).digest()
-    out = base64.b32encode(digest).decode("ascii")[:8] + "-" + name
+    out = base32_head8(hashlib.sha256(name.encode()).digest()) + "-" + name
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[: CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out
@@ -151,6 +149,16 @@ def chain_service(name: str) -> str | None:
     return f"{parts[0]}/{parts[1]}" if len(parts) > 1 else None
 
 
+class _PartShape(NamedTuple):
+    """What a sync asks of a :class:`PortPart` beyond its objects (made on first ask)."""
+
+    grouped: tuple[NftRule, ...]
+    owner: str | None
+
+
+_NAME = attrgetter("name")
+
+
 @dataclass(frozen=True, slots=True)
 class PortPart:
     """What one service port adds to the transaction: its chains, sets, rules and elements."""
@@ -163,28 +171,49 @@ class PortPart:
     """``chains`` by name (what ``dict.update`` takes)."""
     set_items: tuple[tuple[str, NftSet], ...] = field(init=False, repr=False, compare=False)
     """``sets`` by name."""
-    grouped: tuple[NftRule, ...] = field(init=False, repr=False, compare=False)
-    """``rules`` grouped by chain, chains in ``chains`` order (as a sync's plan lays them)."""
-    owner: str | None = field(init=False, repr=False, compare=False)
-    """The Service (``namespace/name``) all its chains and sets are named after, if one, and
-    its rules are all in its own chains (``""``: it has no chain or set); else None."""
+    _shape: _PartShape | None = field(default=None, init=False, repr=False, compare=False)
+    """:attr:`grouped` and :attr:`owner` once asked (a full compile never asks)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chain_items", tuple((c.name, c) for c in self.chains))
-        object.__setattr__(self, "set_items", tuple((s.name, s) for s in self.sets))
-        by_chain: dict[str, list[NftRule]] = {c.name: [] for c in self.chains}
-        for rule in self.rules:
-            by_chain.setdefault(rule.chain, []).append(rule)
-        object.__setattr__(self, "grouped", tuple(r for rs in by_chain.values() for r in rs))
-        names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
-        owners = {chain_service(n) for n in names} or {""}
-        # A truncated name (hashAndTruncate's "...") no longer names its port.
-        own = (
-            len(by_chain) == len(self.chains)
-            and len(owners) == 1
-            and not any(n.endswith("...") for n in names)
+        object.__setattr__(
+            self, "chain_items", tuple(zip(map(_NAME, self.chains), self.chains, strict=True))
         )
-        object.__setattr__(self, "owner", owners.pop() if own else None)
+        object.__setattr__(
+            self, "set_items", tuple(zip(map(_NAME, self.sets), self.sets, strict=True))
+        )
+
+    def _shaped(self) -> _PartShape:
+        shape = self._shape
+        if shape is None:
+            by_chain: dict[str, list[NftRule]] = {c.name: [] for c in self.chains}
+            for rule in self.rules:
+                by_chain.setdefault(rule.chain, []).append(rule)
+            grouped = tuple(r for rs in by_chain.values() for r in rs)
+            names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
+            owners = {chain_service(n) for n in names} or {""}
+            # A truncated name (hashAndTruncate's "...") no longer names its port.
+            own = (
+                len(by_chain) == len(self.chains)
+                and len(owners) == 1
+                and not any(n.endswith("...") for n in names)
+            )
+            shape = _PartShape(grouped, owners.pop() if own else None)
+            object.__setattr__(self, "_shape", shape)
+        return shape
+
+    @property
+    def grouped(self) -> tuple[NftRule, ...]:
+        """``rules`` grouped by chain, chains in ``chains`` order (as a sync's plan lays them)."""
+        return self._shaped().grouped
+
+    @property
+    def owner(self) -> str | None:
+        """The Service (``namespace/name``) its chains and sets are all named after, if one.
+
+        Only if its rules are all in its own chains too (``""``: it has no chain or set);
+        else None.
+        """
+        return self._shaped().owner
 
     def owned_by(self, service: str) -> bool:
         """True if every chain and set of this part is ``service``'s and holds its own rules."""
@@ -431,18 +460,22 @@ def _setup(b: _Builder, ctx: NodeContext, service_cidrs: Sequence[str]) -> None:
 
 
 def _service_to_endpoints(
-    b: _Builder, svc: ServicePortInfo, chain: str, endpoints: Sequence[EndpointInfo]
+    b: _Builder,
+    svc: ServicePortInfo,
+    chain: str,
+    endpoints: Sequence[EndpointInfo],
+    bases: Mapping[int, str],
 ) -> None:
-    """``writeServiceToEndpointRules``: affinity lookups, then one numgen vmap."""
+    """``writeServiceToEndpointRules``: affinity lookups, then one numgen vmap.
+
+    ``bases``: each endpoint's chain name base by its ``id`` (see :func:`_service_port`).
+    """
     spn = svc.name
+    names = [bases.get(id(ep)) or endpoint_chain_base(spn, ep, b.hashed) for ep in endpoints]
     if svc.client_ip_affinity:
-        for ep in endpoints:
-            base = endpoint_chain_base(spn, ep, b.hashed)
+        for base in names:
             b.rule(chain, f"ip saddr @affinity-{base} goto endpoint-{base}")
-    choices = " , ".join(
-        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep, b.hashed)}"
-        for i, ep in enumerate(endpoints)
-    )
+    choices = " , ".join(f"{i} : goto endpoint-{base}" for i, base in enumerate(names))
     b.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
 
 
@@ -460,8 +493,10 @@ def _service_port(
         endpoints, svc, ctx.node_name, ctx.node_zone or "", ctx.prefer_same_traffic_distribution
     )
     has_endpoints = cat.has_any_endpoints
+    # Each reachable endpoint's chain name base, made once (by id: they live through the call).
+    bases = {id(ep): endpoint_chain_base(spn, ep, b.hashed) for ep in cat.all_reachable}
     for ep in cat.all_reachable:
-        b.chain(f"endpoint-{endpoint_chain_base(spn, ep, b.hashed)}")
+        b.chain(f"endpoint-{bases[id(ep)]}")
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
     if uses_cluster:
         b.chain(cluster_chain)
@@ -553,16 +588,16 @@ def _service_port(
         b.rule(firewall_chain, f"ip saddr != {{ {' , '.join(sources)} }} drop")
     if svc.client_ip_affinity:
         for ep in cat.all_reachable:
-            name = f"affinity-{endpoint_chain_base(spn, ep, b.hashed)}"
+            name = f"affinity-{bases[id(ep)]}"
             b.sets[name] = NftSet(
                 name, "ipv4_addr", flags=("dynamic", "timeout"), timeout_s=svc.sticky_max_age_s
             )
     if uses_cluster:
-        _service_to_endpoints(b, svc, cluster_chain, cat.cluster)
+        _service_to_endpoints(b, svc, cluster_chain, cat.cluster, bases)
     if uses_local:
-        _service_to_endpoints(b, svc, local_chain, cat.local)
+        _service_to_endpoints(b, svc, local_chain, cat.local, bases)
     for ep in cat.all_reachable:
-        ep_base = endpoint_chain_base(spn, ep, b.hashed)
+        ep_base = bases[id(ep)]
         chain = f"endpoint-{ep_base}"
         b.rule(chain, f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
         if svc.client_ip_affinity:
@@ -638,6 +673,8 @@ def _table(
     if layout is not None and names is not None:
         names.layouts.put(id(table), layout, holds=table)
         _remember_assembly(names, ctx, layout, service_ports, endpoints_map)
+    # A whole new table, which lives on: not worth a young collection's walk.
+    promote_to_oldest()
     return table
 
 
