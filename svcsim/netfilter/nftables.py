@@ -15,8 +15,12 @@ order they were added). Objects come before their users, so the text loads with 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain as concat
+from itertools import groupby, repeat
+from operator import attrgetter
 
 
 def _quoted(text: str) -> str:
@@ -112,6 +116,9 @@ class NftTable:
         return tuple(e for e in self.elements if e.container == name)
 
 
+_CHAIN_OF = attrgetter("chain")
+
+
 def _prefix(kind: str, table: NftTable) -> str:
     return f"add {kind} {table.family} {table.name} "
 
@@ -158,42 +165,37 @@ def _element_line(table: NftTable, element: NftElement) -> str:
 def dump(table: NftTable) -> str:
     """The table as knftables' fake ``Dump()`` writes it: one ``add ...`` line per object.
 
-    Each rule's line is written as the rules are grouped by chain, in one pass (a
-    10,000-Service table has ~220,000 rules).
+    Rules are written a run of one chain's rules at a time (a 10,000-Service table has
+    ~220,000 rules in ~110,000 runs), each line its chain's head plus the rule.
     """
     chains = {c.name: c for c in table.chains}
     sets = {s.name: s for s in table.sets if not s.is_map}
     maps = {s.name: s for s in table.sets if s.is_map}
     add_rule = _prefix("rule", table)
     rule_lines: dict[str, list[str]] = {}
-    for rule in table.rules:
-        line = (
-            f"{add_rule}{rule.chain} {rule.rule}"
-            if rule.comment is None
-            else f"{add_rule}{rule.chain} {rule.rule} comment {_quoted(rule.comment)}"
-        )
-        found = rule_lines.get(rule.chain)
+    for chain_name, run in groupby(table.rules, key=_CHAIN_OF):
+        head = f"{add_rule}{chain_name} "
+        found = rule_lines.get(chain_name)
         if found is None:
-            rule_lines[rule.chain] = [line]
-        else:
-            found.append(line)
+            found = rule_lines[chain_name] = []
+        found += [
+            head + r.rule if r.comment is None else f"{head}{r.rule} comment {_quoted(r.comment)}"
+            for r in run
+        ]
     elements: dict[str, list[NftElement]] = {}
     for element in table.elements:
         elements.setdefault(element.container, []).append(element)
     chain_names = sorted(chains)
-    add_chain = _prefix("chain", table)
     lines = [_table_line(table)]
-    lines += [
-        add_chain + name
-        if (c := chains[name]).type is None and c.comment is None
-        else _chain_line(table, c)
-        for name in chain_names
-    ]
+    first = len(lines)
+    lines += map(_prefix("chain", table).__add__, chain_names)
+    # Base chains and commented ones (a few) get their braces in place.
+    for c in chains.values():
+        if c.type is not None or c.comment is not None:
+            lines[first + bisect.bisect_left(chain_names, c.name)] = _chain_line(table, c)
     lines += [_set_line(table, sets[n]) for n in sorted(sets)]
     lines += [_set_line(table, maps[n]) for n in sorted(maps)]
-    no_lines: list[str] = []
-    for name in chain_names:
-        lines += rule_lines.get(name, no_lines)
+    lines += concat.from_iterable(map(rule_lines.get, chain_names, repeat(())))
     for name in [*sorted(sets), *sorted(maps)]:
         lines += [_element_line(table, e) for e in elements.get(name, ())]
     return "\n".join(lines) + "\n"
