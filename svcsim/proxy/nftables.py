@@ -493,8 +493,13 @@ def _service_port(
         endpoints, svc, ctx.node_name, ctx.node_zone or "", ctx.prefer_same_traffic_distribution
     )
     has_endpoints = cat.has_any_endpoints
-    # Each reachable endpoint's chain name base, made once (by id: they live through the call).
-    bases = {id(ep): endpoint_chain_base(spn, ep, b.hashed) for ep in cat.all_reachable}
+    # Each reachable endpoint's chain name base (endpoint_chain_base), made once, by id (they
+    # live through the call).
+    head = f"{spn.namespace}/{spn.name}/{proto}/{spn.port}__"
+    hashed = b.hashed
+    bases = {
+        id(ep): hashed(f"{head}{ep.ip.replace(':', '.')}/{ep.port}") for ep in cat.all_reachable
+    }
     for ep in cat.all_reachable:
         b.chain(f"endpoint-{bases[id(ep)]}")
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
