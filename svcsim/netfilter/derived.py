@@ -17,7 +17,17 @@ Both compare equal to the plain tuple / any mapping with the same contents, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Hashable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from typing import Any, Final, TypeVar, overload
 
 T = TypeVar("T")
@@ -95,10 +105,12 @@ class LayeredMap(Mapping[K, V]):
 
     ``order`` (optional) gives the keys in the order iteration should list them (the map's
     keys, each once); without it the base's keys come first, then the added ones. Lookups never
-    build anything; ``len`` and iteration fold base and changes into one dict once.
+    build anything; ``len``, iteration and the views fold base and changes into one dict once
+    (then ``get`` is that dict's own, and the views are its views: a reader going through the
+    whole map pays what it would for a dict).
     """
 
-    __slots__ = ("_base", "_flat", "_order", "_removed", "_set")
+    __slots__ = ("_base", "_flat", "_order", "_removed", "_set", "get")
 
     def __init__(
         self,
@@ -115,6 +127,8 @@ class LayeredMap(Mapping[K, V]):
         """Base keys this map does not hold (none of them in :attr:`_set`)."""
         self._order = order
         self._flat: dict[K, V] | None = None if self._set or removed or order else base
+        self.get: Callable[..., Any] = self._layered_get if self._flat is None else base.get
+        """The value for a key, else the default (None): ``dict.get``'s signature."""
 
     def __getitem__(self, key: K) -> V:
         changes = self._set
@@ -124,8 +138,7 @@ class LayeredMap(Mapping[K, V]):
             raise KeyError(key)
         return self._base[key]
 
-    def get(self, key: K, default: Any = None) -> Any:
-        """The value for ``key``, else ``default``."""
+    def _layered_get(self, key: K, default: Any = None) -> Any:
         changes = self._set
         if changes and key in changes:
             return changes[key]
@@ -150,7 +163,20 @@ class LayeredMap(Mapping[K, V]):
                 flat.update(self._set)
             self._flat = flat
             self._order = None
+            self.get = flat.get
         return flat
+
+    def keys(self) -> KeysView[K]:
+        """The keys (the folded dict's view)."""
+        return self.flat().keys()
+
+    def values(self) -> ValuesView[V]:
+        """The values (the folded dict's view)."""
+        return self.flat().values()
+
+    def items(self) -> ItemsView[K, V]:
+        """The items (the folded dict's view)."""
+        return self.flat().items()
 
     def __len__(self) -> int:
         return len(self.flat())

@@ -80,3 +80,13 @@ def test_layered_map_iterates_in_the_order_given() -> None:
     assert list(mapping) == ["c", "a"]
     assert list(mapping.items()) == [("c", 3), ("a", 0)]
     assert pickle.loads(pickle.dumps(mapping)) == {"a": 0, "c": 3}
+
+
+def test_layered_map_reads_through_its_folded_dict_once_folded() -> None:
+    """Once folded (len, iteration, a view), ``get`` and the views are the dict's own."""
+    mapping = layered({"a": 1}).derive({"b": 2}, ["a"])
+    assert mapping.get("a") is None and mapping.get("b") == 2 and mapping.get("a", 0) == 0
+    assert mapping.keys() == {"b"}
+    assert mapping.get == mapping.flat().get
+    assert mapping.get("b") == 2 and mapping.get("a", 7) == 7
+    assert dict(mapping.items()) == {"b": 2} and list(mapping.values()) == [2]
