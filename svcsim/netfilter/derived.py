@@ -227,6 +227,30 @@ class LayeredMap(Mapping[K, V]):
         return LayeredMap(base, own, frozenset(gone), order)
 
 
+DIFFERING_RUN: Final = 128
+"""Runs of this many items :func:`differing` compares whole before looking inside."""
+
+
+def differing(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[int]:
+    """The positions (ascending) where two tuples of one length hold unequal items.
+
+    The tuples are compared whole, then run by run, and only unequal runs item by item: tuple
+    comparison is a C-level pass that takes identical items as equal without asking them, so
+    a few changes among 10,000 items cost about two passes, not 10,000 calls.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"tuples of {len(before)} and {len(after)} items")
+    if before == after:
+        return []
+    found: list[int] = []
+    step = DIFFERING_RUN
+    for lo in range(0, len(before), step):
+        hi = lo + step
+        if before[lo:hi] != after[lo:hi]:
+            found += (i for i in range(lo, min(hi, len(before))) if before[i] != after[i])
+    return found
+
+
 def as_tuple(items: Sequence[T]) -> tuple[T, ...]:
     """``items`` as a tuple (a :class:`LazyTuple`'s own, made if not yet)."""
     if isinstance(items, tuple):

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain as concat
 from itertools import compress, count, repeat
-from operator import and_, attrgetter, is_, is_not, not_
+from operator import and_, attrgetter, is_, not_
 from typing import Any, Final, NamedTuple, overload
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.memo import BoundedMemo
-from svcsim.netfilter.derived import LazyTuple
+from svcsim.netfilter.derived import LazyTuple, differing
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftSet, NftTable
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -226,7 +226,9 @@ class TableLayout:
 
     ``setup`` is the fixed part (``setupNFTables``, block 0), then each port's part in sync
     order (block ``i + 1`` for port ``i``); ``written`` the table's elements by key (and the
-    keys several blocks write); ``services`` each Service's port numbers in ``ports``.
+    keys several blocks write); ``services`` each Service's port numbers in ``ports``;
+    ``serial`` numbers the layouts a :class:`NameMemo` made, and ``derivation`` says which
+    ports' parts were replaced in which earlier layout to make this one (None: assembled whole).
     """
 
     setup: PortPart
@@ -234,11 +236,22 @@ class TableLayout:
     parts: tuple[PortPart, ...]
     written: TableElements
     services: Mapping[str, tuple[int, ...]]
+    serial: int
+    derivation: LayoutDerivation | None
 
     @property
     def elements(self) -> Mapping[ElementKey, NftElement]:
         """The table's element for each ``(container, key)`` (read only)."""
         return self.written.by_key
+
+
+class LayoutDerivation(NamedTuple):
+    """How a :class:`TableLayout` was made from an earlier one."""
+
+    base: int
+    """The earlier layout's ``serial``."""
+    replaced: tuple[int, ...]
+    """The ports (numbers in ``ports``, ascending) whose part is another object now."""
 
 
 class _PortKey(NamedTuple):
@@ -262,7 +275,7 @@ class NameMemo:
     Each memo holds at most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`).
     """
 
-    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts")
+    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts", "serials")
 
     def __init__(self, limit: int = 1 << 18) -> None:
         self.names: BoundedMemo[str, str] = BoundedMemo("hashed nf_tables chain names", limit)
@@ -290,6 +303,8 @@ class NameMemo:
         )
         """What the next compile for the same context remakes only the changed ports of (one
         per node: a run's nodes each have their context)."""
+        self.serials = count(1)
+        """Numbers for the layouts made (:attr:`TableLayout.serial`)."""
 
     def layout(self, table: NftTable) -> TableLayout | None:
         """How ``table`` was assembled, if it is one of the last tables compiled with this."""
@@ -766,11 +781,12 @@ def _changed_ports(
     port_values, endpoint_values = tuple(service_ports.values()), tuple(endpoints_map.values())
     if port_keys == seen.port_keys and endpoint_keys == seen.endpoint_keys:
         ports = last.layout.ports
-        changed: set[int | None] = set(
-            compress(seen.port_places, map(is_not, port_values, seen.port_values))
-        )
+        # Equal inputs write equal objects: a value-equal new object counts as unchanged.
+        changed: set[int | None] = {
+            seen.port_places[d] for d in differing(seen.port_values, port_values)
+        }
         changed.update(
-            compress(seen.endpoint_places, map(is_not, endpoint_values, seen.endpoint_values))
+            seen.endpoint_places[d] for d in differing(seen.endpoint_values, endpoint_values)
         )
         numbers = sorted(i for i in changed if i is not None)  # None: of no service port
         infos, endpoints = list(last.infos), list(last.endpoints)
@@ -877,7 +893,10 @@ def _reassemble(
         replaced,
     )
     table = _assembled_table((old.setup, *new_parts))
-    layout = TableLayout(old.setup, old.ports, new_parts, written, old.services)
+    derivation = LayoutDerivation(old.serial, tuple(n - 1 for n in replaced))
+    layout = TableLayout(
+        old.setup, old.ports, new_parts, written, old.services, next(names.serials), derivation
+    )
     names.layouts.put(id(table), layout, holds=table)
     names.assemblies.put(id(ctx), replace(now, layout=layout), holds=ctx)
     return table
@@ -955,7 +974,9 @@ def _assemble(
     if len(chains) != expected_chains or len(sets) != expected_sets:
         return None
     written = assembled_elements(elements, _ElementBlocks(setup, parts))
-    return TableLayout(setup, ports, tuple(parts), written, _by_service(ports))
+    return TableLayout(
+        setup, ports, tuple(parts), written, _by_service(ports), next(names.serials), None
+    )
 
 
 def _by_service(ports: Sequence[ServicePortName]) -> dict[str, tuple[int, ...]]:

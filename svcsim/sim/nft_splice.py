@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from itertools import chain, compress, count
-from operator import attrgetter, is_not, itemgetter
+from itertools import chain
+from operator import attrgetter, itemgetter
 
-from svcsim.netfilter.derived import LazyTuple, as_tuple, layered
+from svcsim.netfilter.derived import LazyTuple, as_tuple, differing, layered
 from svcsim.netfilter.nft_parse import ParseMemo, parse_element
 from svcsim.netfilter.nft_statements import ParsedRule, ParsedTable, SetUpdate, Verdict
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftTable
@@ -154,7 +154,11 @@ def _splice(
 ) -> tuple[NftSyncPlan, Spliced] | None:
     old = last.layout
     new_parts, old_parts = layout.parts, old.parts
-    moved = list(compress(count(), map(is_not, new_parts, old_parts)))
+    made = layout.derivation
+    if made is not None and made.base == old.serial:  # the compiler says which it replaced
+        moved = list(made.replaced)
+    else:  # a remade part equal to the last one writes the same objects: not moved
+        moved = differing(old_parts, new_parts)
     for i in moved:
         a, b = new_parts[i], old_parts[i]
         service = layout.ports[i].service

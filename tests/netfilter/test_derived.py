@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from svcsim.netfilter import derived
-from svcsim.netfilter.derived import LayeredMap, LazyTuple, as_tuple, layered
+from svcsim.netfilter.derived import LayeredMap, LazyTuple, as_tuple, differing, layered
 
 _KEYS = st.integers(0, 40)
 _STEP = st.tuples(st.dictionaries(_KEYS, st.integers()), st.lists(_KEYS, max_size=8))
@@ -90,3 +90,14 @@ def test_layered_map_reads_through_its_folded_dict_once_folded() -> None:
     assert mapping.get == mapping.flat().get
     assert mapping.get("b") == 2 and mapping.get("a", 7) == 7
     assert dict(mapping.items()) == {"b": 2} and list(mapping.values()) == [2]
+
+
+@given(st.lists(st.integers(0, 3), max_size=300), st.data())
+def test_differing_finds_every_changed_position(items: list[int], data: st.DataObject) -> None:
+    """Exactly the positions whose items differ, ascending, whatever the run sizes."""
+    changed = list(items)
+    for i in data.draw(st.lists(st.integers(0, max(len(items) - 1, 0)), max_size=20)):
+        if items:
+            changed[i] = data.draw(st.integers(0, 3))
+    expected = [i for i, (a, b) in enumerate(zip(items, changed, strict=True)) if a != b]
+    assert differing(tuple(items), tuple(changed)) == expected
