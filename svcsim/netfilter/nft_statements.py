@@ -7,6 +7,7 @@ evaluates them. One class per statement kind kube-proxy's nftables proxier write
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -164,10 +165,12 @@ class ParsedTable:
     """A table ready to evaluate: rules per chain, base chains, set and map contents."""
 
     name: str
-    chains: dict[str, tuple[ParsedRule, ...]]
+    chains: Mapping[str, tuple[ParsedRule, ...]]
+    """Read only (a :class:`~svcsim.netfilter.derived.LayeredMap` when spliced)."""
     base_chains: tuple[NftChain, ...]
     sets: dict[str, frozenset[tuple[str, ...]]]
-    maps: dict[str, dict[tuple[str, ...], Verdict]]
+    maps: Mapping[str, Mapping[tuple[str, ...], Verdict]]
+    """Each map's entries (read only; a map may be a ``LayeredMap``)."""
     timeouts: dict[str, int | None]
     """Each set's element timeout in seconds (None: elements never expire)."""
 

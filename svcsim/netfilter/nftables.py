@@ -15,7 +15,12 @@ order they were added). Objects come before their users, so the text loads with 
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain as concat
+from itertools import groupby, repeat
+from operator import attrgetter
 
 
 def _quoted(text: str) -> str:
@@ -81,16 +86,18 @@ class NftTable:
     """One nf_tables table with everything in it.
 
     ``rules`` and ``elements`` keep the order they were added in: rules of one chain run in
-    that order; elements' order only shows in the text.
+    that order; elements' order only shows in the text. Each of the four is a tuple, or a
+    :class:`~svcsim.netfilter.derived.LazyTuple` (equal to the tuple it stands for) when the
+    table was spliced from another one's parts.
     """
 
     family: str
     name: str
     comment: str | None = None
-    chains: tuple[NftChain, ...] = ()
-    sets: tuple[NftSet, ...] = ()
-    rules: tuple[NftRule, ...] = ()
-    elements: tuple[NftElement, ...] = ()
+    chains: Sequence[NftChain] = ()
+    sets: Sequence[NftSet] = ()
+    rules: Sequence[NftRule] = ()
+    elements: Sequence[NftElement] = ()
 
     def chain(self, name: str) -> NftChain | None:
         """The chain called ``name``, or None."""
@@ -107,6 +114,9 @@ class NftTable:
     def elements_of(self, name: str) -> tuple[NftElement, ...]:
         """The elements of set or map ``name``, in the order they were added."""
         return tuple(e for e in self.elements if e.container == name)
+
+
+_CHAIN_OF = attrgetter("chain")
 
 
 def _prefix(kind: str, table: NftTable) -> str:
@@ -143,13 +153,6 @@ def _set_line(table: NftTable, s: NftSet) -> str:
     return line + " }"
 
 
-def _rule_line(table: NftTable, rule: NftRule) -> str:
-    line = _prefix("rule", table) + f"{rule.chain} {rule.rule}"
-    if rule.comment is not None:
-        line += f" comment {_quoted(rule.comment)}"
-    return line
-
-
 def _element_line(table: NftTable, element: NftElement) -> str:
     body = " . ".join(element.key)
     if element.comment is not None:
@@ -160,22 +163,39 @@ def _element_line(table: NftTable, element: NftElement) -> str:
 
 
 def dump(table: NftTable) -> str:
-    """The table as knftables' fake ``Dump()`` writes it: one ``add ...`` line per object."""
+    """The table as knftables' fake ``Dump()`` writes it: one ``add ...`` line per object.
+
+    Rules are written a run of one chain's rules at a time (a 10,000-Service table has
+    ~220,000 rules in ~110,000 runs), each line its chain's head plus the rule.
+    """
     chains = {c.name: c for c in table.chains}
     sets = {s.name: s for s in table.sets if not s.is_map}
     maps = {s.name: s for s in table.sets if s.is_map}
-    rules: dict[str, list[NftRule]] = {}
-    for rule in table.rules:
-        rules.setdefault(rule.chain, []).append(rule)
+    add_rule = _prefix("rule", table)
+    rule_lines: dict[str, list[str]] = {}
+    for chain_name, run in groupby(table.rules, key=_CHAIN_OF):
+        head = f"{add_rule}{chain_name} "
+        found = rule_lines.get(chain_name)
+        if found is None:
+            found = rule_lines[chain_name] = []
+        found += [
+            head + r.rule if r.comment is None else f"{head}{r.rule} comment {_quoted(r.comment)}"
+            for r in run
+        ]
     elements: dict[str, list[NftElement]] = {}
     for element in table.elements:
         elements.setdefault(element.container, []).append(element)
+    chain_names = sorted(chains)
     lines = [_table_line(table)]
-    lines += [_chain_line(table, chains[n]) for n in sorted(chains)]
+    first = len(lines)
+    lines += map(_prefix("chain", table).__add__, chain_names)
+    # Base chains and commented ones (a few) get their braces in place.
+    for c in chains.values():
+        if c.type is not None or c.comment is not None:
+            lines[first + bisect.bisect_left(chain_names, c.name)] = _chain_line(table, c)
     lines += [_set_line(table, sets[n]) for n in sorted(sets)]
     lines += [_set_line(table, maps[n]) for n in sorted(maps)]
-    for name in sorted(chains):
-        lines += [_rule_line(table, r) for r in rules.get(name, ())]
+    lines += concat.from_iterable(map(rule_lines.get, chain_names, repeat(())))
     for name in [*sorted(sets), *sorted(maps)]:
         lines += [_element_line(table, e) for e in elements.get(name, ())]
     return "\n".join(lines) + "\n"

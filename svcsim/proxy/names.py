@@ -60,6 +60,19 @@ def _hash16(text: str) -> str:
     )
 
 
+def base32_head8(digest: bytes) -> str:
+    """The first 8 characters of base32(``digest``): its first 5 bytes as four 10-bit pairs.
+
+    ``base64.b32encode(digest)[:8]`` (what nftables-mode chain names take), without encoding
+    the rest.
+    """
+    bits = int.from_bytes(digest[:5], "big")
+    pairs = _BASE32_PAIRS
+    return (
+        pairs[bits >> 30] + pairs[bits >> 20 & 1023] + pairs[bits >> 10 & 1023] + pairs[bits & 1023]
+    )
+
+
 def protocol_name(protocol: Protocol | str) -> str:
     """The lower-case protocol kube-proxy writes and hashes (``strings.ToLower``)."""
     return str(protocol).lower()

@@ -20,18 +20,19 @@ interface-name local-traffic detectors.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import chain as concat
 from itertools import compress, count, repeat
 from operator import and_, attrgetter, is_, not_
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, overload
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.memo import BoundedMemo
+from svcsim.netfilter.derived import LazyTuple, differing
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftSet, NftTable
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -42,8 +43,16 @@ from svcsim.proxy.endpoints import (
     build_service_port_map,
 )
 from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
-from svcsim.proxy.gcpause import collector_paused
-from svcsim.proxy.names import ServicePortName
+from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
+from svcsim.proxy.names import ServicePortName, base32_head8
+from svcsim.proxy.nft_elements import (
+    ElementItems,
+    ElementKey,
+    TableElements,
+    assembled_elements,
+    flat_elements,
+    replaced_elements,
+)
 from svcsim.proxy.topology import categorize_endpoints_shared
 
 TABLE_NAME: Final = "kube-proxy"
@@ -116,8 +125,7 @@ class UnsupportedContextError(ValueError):
 
 def hash_and_truncate(name: str) -> str:
     """``hashAndTruncate``: 8 base32 characters of sha256(name), ``-``, name, cut to 240."""
-    digest = hashlib.sha256(name.encode()).digest()
-    out = base64.b32encode(digest).decode("ascii")[:8] + "-" + name
+    out = base32_head8(hashlib.sha256(name.encode()).digest()) + "-" + name
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[: CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out
@@ -141,6 +149,16 @@ def chain_service(name: str) -> str | None:
     return f"{parts[0]}/{parts[1]}" if len(parts) > 1 else None
 
 
+class _PartShape(NamedTuple):
+    """What a sync asks of a :class:`PortPart` beyond its objects (made on first ask)."""
+
+    grouped: tuple[NftRule, ...]
+    owner: str | None
+
+
+_NAME = attrgetter("name")
+
+
 @dataclass(frozen=True, slots=True)
 class PortPart:
     """What one service port adds to the transaction: its chains, sets, rules and elements."""
@@ -153,28 +171,49 @@ class PortPart:
     """``chains`` by name (what ``dict.update`` takes)."""
     set_items: tuple[tuple[str, NftSet], ...] = field(init=False, repr=False, compare=False)
     """``sets`` by name."""
-    grouped: tuple[NftRule, ...] = field(init=False, repr=False, compare=False)
-    """``rules`` grouped by chain, chains in ``chains`` order (as a sync's plan lays them)."""
-    owner: str | None = field(init=False, repr=False, compare=False)
-    """The Service (``namespace/name``) all its chains and sets are named after, if one, and
-    its rules are all in its own chains (``""``: it has no chain or set); else None."""
+    _shape: _PartShape | None = field(default=None, init=False, repr=False, compare=False)
+    """:attr:`grouped` and :attr:`owner` once asked (a full compile never asks)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chain_items", tuple((c.name, c) for c in self.chains))
-        object.__setattr__(self, "set_items", tuple((s.name, s) for s in self.sets))
-        by_chain: dict[str, list[NftRule]] = {c.name: [] for c in self.chains}
-        for rule in self.rules:
-            by_chain.setdefault(rule.chain, []).append(rule)
-        object.__setattr__(self, "grouped", tuple(r for rs in by_chain.values() for r in rs))
-        names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
-        owners = {chain_service(n) for n in names} or {""}
-        # A truncated name (hashAndTruncate's "...") no longer names its port.
-        own = (
-            len(by_chain) == len(self.chains)
-            and len(owners) == 1
-            and not any(n.endswith("...") for n in names)
+        object.__setattr__(
+            self, "chain_items", tuple(zip(map(_NAME, self.chains), self.chains, strict=True))
         )
-        object.__setattr__(self, "owner", owners.pop() if own else None)
+        object.__setattr__(
+            self, "set_items", tuple(zip(map(_NAME, self.sets), self.sets, strict=True))
+        )
+
+    def _shaped(self) -> _PartShape:
+        shape = self._shape
+        if shape is None:
+            by_chain: dict[str, list[NftRule]] = {c.name: [] for c in self.chains}
+            for rule in self.rules:
+                by_chain.setdefault(rule.chain, []).append(rule)
+            grouped = tuple(r for rs in by_chain.values() for r in rs)
+            names = [*(c.name for c in self.chains), *(s.name for s in self.sets)]
+            owners = {chain_service(n) for n in names} or {""}
+            # A truncated name (hashAndTruncate's "...") no longer names its port.
+            own = (
+                len(by_chain) == len(self.chains)
+                and len(owners) == 1
+                and not any(n.endswith("...") for n in names)
+            )
+            shape = _PartShape(grouped, owners.pop() if own else None)
+            object.__setattr__(self, "_shape", shape)
+        return shape
+
+    @property
+    def grouped(self) -> tuple[NftRule, ...]:
+        """``rules`` grouped by chain, chains in ``chains`` order (as a sync's plan lays them)."""
+        return self._shaped().grouped
+
+    @property
+    def owner(self) -> str | None:
+        """The Service (``namespace/name``) its chains and sets are all named after, if one.
+
+        Only if its rules are all in its own chains too (``""``: it has no chain or set);
+        else None.
+        """
+        return self._shaped().owner
 
     def owned_by(self, service: str) -> bool:
         """True if every chain and set of this part is ``service``'s and holds its own rules."""
@@ -185,14 +224,34 @@ class PortPart:
 class TableLayout:
     """How a table compiled with a :class:`NameMemo` was assembled (a partial sync splices it).
 
-    ``setup`` is the fixed part (``setupNFTables``), then each port's part in sync order;
-    ``elements`` maps ``(container, key)`` to the table's element for it.
+    ``setup`` is the fixed part (``setupNFTables``, block 0), then each port's part in sync
+    order (block ``i + 1`` for port ``i``); ``written`` the table's elements by key (and the
+    keys several blocks write); ``services`` each Service's port numbers in ``ports``;
+    ``serial`` numbers the layouts a :class:`NameMemo` made, and ``derivation`` says which
+    ports' parts were replaced in which earlier layout to make this one (None: assembled whole).
     """
 
     setup: PortPart
     ports: tuple[ServicePortName, ...]
     parts: tuple[PortPart, ...]
-    elements: Mapping[tuple[str, tuple[str, ...]], NftElement]
+    written: TableElements
+    services: Mapping[str, tuple[int, ...]]
+    serial: int
+    derivation: LayoutDerivation | None
+
+    @property
+    def elements(self) -> Mapping[ElementKey, NftElement]:
+        """The table's element for each ``(container, key)`` (read only)."""
+        return self.written.by_key
+
+
+class LayoutDerivation(NamedTuple):
+    """How a :class:`TableLayout` was made from an earlier one."""
+
+    base: int
+    """The earlier layout's ``serial``."""
+    replaced: tuple[int, ...]
+    """The ports (numbers in ``ports``, ascending) whose part is another object now."""
 
 
 class _PortKey(NamedTuple):
@@ -216,7 +275,7 @@ class NameMemo:
     Each memo holds at most ``limit`` entries (:class:`~svcsim.memo.BoundedMemo`).
     """
 
-    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts")
+    __slots__ = ("assemblies", "by_identity", "layouts", "names", "orders", "parts", "serials")
 
     def __init__(self, limit: int = 1 << 18) -> None:
         self.names: BoundedMemo[str, str] = BoundedMemo("hashed nf_tables chain names", limit)
@@ -244,6 +303,8 @@ class NameMemo:
         )
         """What the next compile for the same context remakes only the changed ports of (one
         per node: a run's nodes each have their context)."""
+        self.serials = count(1)
+        """Numbers for the layouts made (:attr:`TableLayout.serial`)."""
 
     def layout(self, table: NftTable) -> TableLayout | None:
         """How ``table`` was assembled, if it is one of the last tables compiled with this."""
@@ -414,18 +475,22 @@ def _setup(b: _Builder, ctx: NodeContext, service_cidrs: Sequence[str]) -> None:
 
 
 def _service_to_endpoints(
-    b: _Builder, svc: ServicePortInfo, chain: str, endpoints: Sequence[EndpointInfo]
+    b: _Builder,
+    svc: ServicePortInfo,
+    chain: str,
+    endpoints: Sequence[EndpointInfo],
+    bases: Mapping[int, str],
 ) -> None:
-    """``writeServiceToEndpointRules``: affinity lookups, then one numgen vmap."""
+    """``writeServiceToEndpointRules``: affinity lookups, then one numgen vmap.
+
+    ``bases``: each endpoint's chain name base by its ``id`` (see :func:`_service_port`).
+    """
     spn = svc.name
+    names = [bases.get(id(ep)) or endpoint_chain_base(spn, ep, b.hashed) for ep in endpoints]
     if svc.client_ip_affinity:
-        for ep in endpoints:
-            base = endpoint_chain_base(spn, ep, b.hashed)
+        for base in names:
             b.rule(chain, f"ip saddr @affinity-{base} goto endpoint-{base}")
-    choices = " , ".join(
-        f"{i} : goto endpoint-{endpoint_chain_base(spn, ep, b.hashed)}"
-        for i, ep in enumerate(endpoints)
-    )
+    choices = " , ".join(f"{i} : goto endpoint-{base}" for i, base in enumerate(names))
     b.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
 
 
@@ -443,8 +508,15 @@ def _service_port(
         endpoints, svc, ctx.node_name, ctx.node_zone or "", ctx.prefer_same_traffic_distribution
     )
     has_endpoints = cat.has_any_endpoints
+    # Each reachable endpoint's chain name base (endpoint_chain_base), made once, by id (they
+    # live through the call).
+    head = f"{spn.namespace}/{spn.name}/{proto}/{spn.port}__"
+    hashed = b.hashed
+    bases = {
+        id(ep): hashed(f"{head}{ep.ip.replace(':', '.')}/{ep.port}") for ep in cat.all_reachable
+    }
     for ep in cat.all_reachable:
-        b.chain(f"endpoint-{endpoint_chain_base(spn, ep, b.hashed)}")
+        b.chain(f"endpoint-{bases[id(ep)]}")
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
     if uses_cluster:
         b.chain(cluster_chain)
@@ -536,16 +608,16 @@ def _service_port(
         b.rule(firewall_chain, f"ip saddr != {{ {' , '.join(sources)} }} drop")
     if svc.client_ip_affinity:
         for ep in cat.all_reachable:
-            name = f"affinity-{endpoint_chain_base(spn, ep, b.hashed)}"
+            name = f"affinity-{bases[id(ep)]}"
             b.sets[name] = NftSet(
                 name, "ipv4_addr", flags=("dynamic", "timeout"), timeout_s=svc.sticky_max_age_s
             )
     if uses_cluster:
-        _service_to_endpoints(b, svc, cluster_chain, cat.cluster)
+        _service_to_endpoints(b, svc, cluster_chain, cat.cluster, bases)
     if uses_local:
-        _service_to_endpoints(b, svc, local_chain, cat.local)
+        _service_to_endpoints(b, svc, local_chain, cat.local, bases)
     for ep in cat.all_reachable:
-        ep_base = endpoint_chain_base(spn, ep, b.hashed)
+        ep_base = bases[id(ep)]
         chain = f"endpoint-{ep_base}"
         b.rule(chain, f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
         if svc.client_ip_affinity:
@@ -621,7 +693,27 @@ def _table(
     if layout is not None and names is not None:
         names.layouts.put(id(table), layout, holds=table)
         _remember_assembly(names, ctx, layout, service_ports, endpoints_map)
+    # A whole new table, which lives on: not worth a young collection's walk.
+    promote_to_oldest()
     return table
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _MapsSeen:
+    """The compiler's two input maps as the last compile saw them, in their own key order.
+
+    A compile given maps with the very same keys in the same order (a sync's maps mostly are)
+    finds the ports whose inputs changed by identity of values, hashing no key.
+    """
+
+    port_keys: tuple[ServicePortName, ...]
+    port_values: tuple[ServicePortInfo, ...]
+    port_places: tuple[int, ...]
+    """Each port key's number in sync order."""
+    endpoint_keys: tuple[ServicePortName, ...]
+    endpoint_values: tuple[tuple[EndpointInfo, ...], ...]
+    endpoint_places: tuple[int | None, ...]
+    """Each endpoint key's port number in sync order (None: endpoints of no service port)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -631,6 +723,7 @@ class _Assembly:
     layout: TableLayout
     infos: tuple[ServicePortInfo, ...]
     endpoints: tuple[tuple[EndpointInfo, ...], ...]
+    seen: _MapsSeen
 
 
 def _inputs(
@@ -643,6 +736,23 @@ def _inputs(
     return infos, endpoints
 
 
+def _seen(
+    ports: tuple[ServicePortName, ...],
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+) -> _MapsSeen:
+    place = dict(zip(ports, count()))
+    port_keys, endpoint_keys = tuple(service_ports), tuple(endpoints_map)
+    return _MapsSeen(
+        port_keys,
+        tuple(service_ports.values()),
+        tuple(map(place.__getitem__, port_keys)),
+        endpoint_keys,
+        tuple(endpoints_map.values()),
+        tuple(map(place.get, endpoint_keys)),
+    )
+
+
 def _remember_assembly(
     names: NameMemo,
     ctx: NodeContext,
@@ -651,7 +761,90 @@ def _remember_assembly(
     endpoints_map: EndpointsMap,
 ) -> None:
     infos, endpoints = _inputs(layout.ports, service_ports, endpoints_map)
-    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+    seen = _seen(layout.ports, service_ports, endpoints_map)
+    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints, seen), holds=ctx)
+
+
+def _changed_ports(
+    last: _Assembly,
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    names: NameMemo,
+) -> tuple[_Assembly, list[int]] | None:
+    """The numbers of the ports whose inputs changed since ``last`` (ascending), and the inputs.
+
+    The returned assembly holds the inputs now (its ``layout`` still ``last``'s). None if the
+    ports are not ``last``'s.
+    """
+    seen = last.seen
+    port_keys, endpoint_keys = tuple(service_ports), tuple(endpoints_map)
+    port_values, endpoint_values = tuple(service_ports.values()), tuple(endpoints_map.values())
+    if port_keys == seen.port_keys and endpoint_keys == seen.endpoint_keys:
+        ports = last.layout.ports
+        # Equal inputs write equal objects: a value-equal new object counts as unchanged.
+        changed: set[int | None] = {
+            seen.port_places[d] for d in differing(seen.port_values, port_values)
+        }
+        changed.update(
+            seen.endpoint_places[d] for d in differing(seen.endpoint_values, endpoint_values)
+        )
+        numbers = sorted(i for i in changed if i is not None)  # None: of no service port
+        infos, endpoints = list(last.infos), list(last.endpoints)
+        for i in numbers:
+            infos[i] = service_ports[ports[i]]
+            endpoints[i] = endpoints_map.get(ports[i], ())
+        seen = replace(seen, port_values=port_values, endpoint_values=endpoint_values)
+        now = _Assembly(last.layout, tuple(infos), tuple(endpoints), seen)
+        return now, numbers
+    ports = _ordered(service_ports, names)
+    if ports != last.layout.ports:
+        return None
+    infos_now, endpoints_now = _inputs(ports, service_ports, endpoints_map)
+    same = map(and_, map(is_, infos_now, last.infos), map(is_, endpoints_now, last.endpoints))
+    numbers = list(compress(count(), map(not_, same)))
+    seen = _seen(ports, service_ports, endpoints_map)
+    return _Assembly(last.layout, infos_now, endpoints_now, seen), numbers
+
+
+class _ElementBlocks(Sequence[ElementItems]):
+    """Each block's element items, block 0 the fixed part (a view: nothing copied)."""
+
+    __slots__ = ("parts", "setup")
+
+    def __init__(self, setup: PortPart, parts: Sequence[PortPart]) -> None:
+        self.setup, self.parts = setup, parts
+
+    def __len__(self) -> int:
+        return len(self.parts) + 1
+
+    @overload
+    def __getitem__(self, number: int) -> ElementItems: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> Sequence[ElementItems]: ...
+
+    def __getitem__(self, number: int | slice) -> ElementItems | Sequence[ElementItems]:
+        if isinstance(number, slice):
+            return [self[n] for n in range(*number.indices(len(self)))]
+        return self.setup.elements if number == 0 else self.parts[number - 1].elements
+
+
+def _joined(blocks: tuple[PortPart, ...], field_name: str) -> tuple[Any, ...]:
+    """One field (``chains``, ``sets``, ``rules``) of every block, concatenated."""
+    return tuple(concat.from_iterable(map(attrgetter(field_name), blocks)))
+
+
+def _assembled_table(blocks: tuple[PortPart, ...]) -> NftTable:
+    """The table of ``blocks`` as :func:`_assemble` makes it, listed only when read."""
+    return NftTable(
+        family=TABLE_FAMILY,
+        name=TABLE_NAME,
+        comment=TABLE_COMMENT,
+        chains=LazyTuple(partial(_joined, blocks, "chains")),
+        sets=LazyTuple(partial(_joined, blocks, "sets")),
+        rules=LazyTuple(partial(_joined, blocks, "rules")),
+        elements=LazyTuple(lambda: flat_elements(map(attrgetter("elements"), blocks))),
+    )
 
 
 def _reassemble(
@@ -665,41 +858,47 @@ def _reassemble(
 
     ``b`` holds the fixed part. None (assemble in full) unless the fixed part and the ports
     are the last table's and each remade port's chains and sets are its own Service's (named
-    after its port, so no two ports' names meet). Objects are concatenated block by block,
-    elements merged as ``dict.update`` does: the table :func:`_assemble` would make.
+    after its port, so no two ports' names meet). The table is the blocks' objects
+    concatenated, elements merged as ``dict.update`` does (:func:`_assemble`'s table), listed
+    only when read (:class:`~svcsim.netfilter.derived.LazyTuple`); the elements by key are
+    the last table's with the remade ports' changes (:mod:`svcsim.proxy.nft_elements`).
     """
     last = names.assemblies.get(id(ctx))
     if last is None:
         return None
     old = last.layout
-    ports = _ordered(service_ports, names)
     setup = PortPart(
         tuple(b.chains.values()), tuple(b.sets.values()), tuple(b.rules), tuple(b.elements.items())
     )
-    if ports != old.ports or setup != old.setup:
+    if setup != old.setup:
         return None
-    infos, endpoints = _inputs(ports, service_ports, endpoints_map)
-    same = map(and_, map(is_, infos, last.infos), map(is_, endpoints, last.endpoints))
+    found = _changed_ports(last, service_ports, endpoints_map, names)
+    if found is None:
+        return None
+    now, numbers = found
     parts = list(old.parts)
-    for i in compress(count(), map(not_, same)):
-        part = _port_part(infos[i], endpoints[i], ctx, names)
-        if not part.owned_by(ports[i].service):
+    replaced: list[int] = []
+    for i in numbers:
+        part = _port_part(now.infos[i], now.endpoints[i], ctx, names)
+        if not part.owned_by(old.ports[i].service):
             return None
-        parts[i] = part
-    blocks = (old.setup, *parts)
-    elements = dict(concat.from_iterable(map(attrgetter("elements"), blocks)))
-    table = NftTable(
-        family=TABLE_FAMILY,
-        name=TABLE_NAME,
-        comment=TABLE_COMMENT,
-        chains=tuple(concat.from_iterable(map(attrgetter("chains"), blocks))),
-        sets=tuple(concat.from_iterable(map(attrgetter("sets"), blocks))),
-        rules=tuple(concat.from_iterable(map(attrgetter("rules"), blocks))),
-        elements=tuple(elements.values()),
+        if part is not parts[i]:
+            parts[i] = part
+            replaced.append(i + 1)
+    new_parts = tuple(parts)
+    written = replaced_elements(
+        old.written,
+        _ElementBlocks(old.setup, old.parts),
+        _ElementBlocks(old.setup, new_parts),
+        replaced,
     )
-    layout = TableLayout(old.setup, ports, tuple(parts), elements)
+    table = _assembled_table((old.setup, *new_parts))
+    derivation = LayoutDerivation(old.serial, tuple(n - 1 for n in replaced))
+    layout = TableLayout(
+        old.setup, old.ports, new_parts, written, old.services, next(names.serials), derivation
+    )
     names.layouts.put(id(table), layout, holds=table)
-    names.assemblies.put(id(ctx), _Assembly(layout, infos, endpoints), holds=ctx)
+    names.assemblies.put(id(ctx), replace(now, layout=layout), holds=ctx)
     return table
 
 
@@ -774,7 +973,18 @@ def _assemble(
         elements.update(part.elements)
     if len(chains) != expected_chains or len(sets) != expected_sets:
         return None
-    return TableLayout(setup, ports, tuple(parts), elements)
+    written = assembled_elements(elements, _ElementBlocks(setup, parts))
+    return TableLayout(
+        setup, ports, tuple(parts), written, _by_service(ports), next(names.serials), None
+    )
+
+
+def _by_service(ports: Sequence[ServicePortName]) -> dict[str, tuple[int, ...]]:
+    """Each Service's port numbers in ``ports``."""
+    found: dict[str, list[int]] = {}
+    for i, spn in enumerate(ports):
+        found.setdefault(spn.service, []).append(i)
+    return {service: tuple(numbers) for service, numbers in found.items()}
 
 
 def compile_nftables(

@@ -151,13 +151,15 @@ def categorize_endpoints_shared(
     The entry holds the keyed objects, so their ids stay theirs. ``caches``: the run's
     (:class:`~svcsim.proxy.caches.CompileCaches`); None computes afresh.
     """
-    hinted = any(ep.node_hints for ep in endpoints)
     prefer = prefer_same_traffic_distribution
+    labels = {TOPOLOGY_ZONE_LABEL: zone} if zone else None
+    if caches is None:  # not a whole CompileCaches per call (the nftables compiler's case)
+        return categorize_endpoints(endpoints, svc, node_name, labels, prefer)
+    hinted = any(ep.node_hints for ep in endpoints)
     key = CategorizeKey(id(endpoints), id(svc), zone, prefer, node_name if hinted else None)
-    memo = (caches if caches is not None else CompileCaches()).categorized
+    memo = caches.categorized
     hit = memo.get(key)
     if hit is None:
-        labels = {TOPOLOGY_ZONE_LABEL: zone} if zone else None
         cat = categorize_endpoints(endpoints, svc, node_name, labels, prefer)
         hit = memo.put(key, cat, holds=(endpoints, svc))
     return hit

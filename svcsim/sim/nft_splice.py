@@ -10,7 +10,10 @@ after it and its parse from whole tables, which at 10,000 Services walks 10^5 ch
 from what changed: the node's last install is kept as :class:`Spliced` (the table as blocks: the
 fixed part, then one block per service port, as the compiler assembled them,
 :class:`~svcsim.proxy.nftables.TableLayout`), and only the blocks of ports whose objects
-changed are replaced.
+changed are replaced. Nothing whole is copied: the planned table lists its chains and rules
+only when read (:class:`~svcsim.netfilter.derived.LazyTuple`), the parse's chains and maps are
+the last parse's with the replaced ones over them
+(:class:`~svcsim.netfilter.derived.LayeredMap`), and only elements that differ are parsed.
 
 It answers None (the caller then takes the general path) unless the kernel holds the very table
 the last sync installed, the sync is partial, the fixed part and the ports are the same, every
@@ -21,11 +24,13 @@ changed port belongs to a changed Service, and each port's chains, sets and rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import chain
 from operator import attrgetter, itemgetter
 
+from svcsim.netfilter.derived import LazyTuple, as_tuple, differing, layered
 from svcsim.netfilter.nft_parse import ParseMemo, parse_element
 from svcsim.netfilter.nft_statements import ParsedRule, ParsedTable, SetUpdate, Verdict
 from svcsim.netfilter.nftables import NftChain, NftElement, NftRule, NftTable
@@ -83,7 +88,7 @@ def spliced(
         n = len(chains)
         if table.chains[:n] != chains or table.rules != rules:
             return None
-        stale = table.chains[n:]
+        stale = tuple(table.chains[n:])
         if any("/" not in c.name or parsed.chains.get(c.name) for c in stale):
             return None  # stale chains are flushed service chains
         if len(table.elements) != len(layout.elements):
@@ -149,7 +154,11 @@ def _splice(
 ) -> tuple[NftSyncPlan, Spliced] | None:
     old = last.layout
     new_parts, old_parts = layout.parts, old.parts
-    moved = [i for i, (a, b) in enumerate(zip(new_parts, old_parts, strict=True)) if a is not b]
+    made = layout.derivation
+    if made is not None and made.base == old.serial:  # the compiler says which it replaced
+        moved = list(made.replaced)
+    else:  # a remade part equal to the last one writes the same objects: not moved
+        moved = differing(old_parts, new_parts)
     for i in moved:
         a, b = new_parts[i], old_parts[i]
         service = layout.ports[i].service
@@ -157,12 +166,11 @@ def _splice(
             return None
     # Chains of a changed Service are written whole (2 + rules each: add, flush, rules).
     objects = 0
-    affinity_written = 0
-    for spn, part in zip(layout.ports, new_parts, strict=True):
-        if spn.service in changed:
+    for service in changed:
+        for i in layout.services.get(service, ()):
+            part = new_parts[i]
             objects += 2 * len(part.chains) + len(part.rules)
-            affinity_written += sum(1 for s in part.sets if s.name.startswith(AFFINITY_PREFIX))
-    objects += affinity_written
+            objects += sum(1 for s in part.sets if s.name.startswith(AFFINITY_PREFIX))
     # Stale chains: the moved ports' old chains they no longer have, then the earlier ones.
     new_names: set[str] = set()
     for i in moved:
@@ -182,8 +190,12 @@ def _splice(
         touched.update(dict.fromkeys(k for k, _ in old_parts[i].elements))
         touched.update(dict.fromkeys(k for k, _ in new_parts[i].elements))
     before, after = old.elements, layout.elements
+    differ: list[tuple[str, tuple[str, ...]]] = []
     for key in touched:
         x, y = before.get(key), after.get(key)
+        if x is y:
+            continue
+        differ.append(key)
         if y is not None and x is None:
             objects += 1
         elif y is not None and x is not None and x.value != y.value:
@@ -199,16 +211,38 @@ def _splice(
         if s.name.startswith(AFFINITY_PREFIX) and s.name not in new_sets
     )
     # The compiled chains are the blocks' chains in order (a collision-free layout).
-    rules = tuple(chain.from_iterable(map(attrgetter("grouped"), (layout.setup, *new_parts))))
-    table = replace(compiled, chains=compiled.chains + stale_chain_list, rules=rules)
-    parsed = _parse(last, layout, moved, stale_chain_list, touched, memo)
+    blocks = (layout.setup, *new_parts)
+    table = replace(
+        compiled,
+        chains=LazyTuple(partial(_with_stale, compiled.chains, stale_chain_list)),
+        rules=LazyTuple(partial(_grouped_rules, blocks)),
+    )
+    parsed = _parse(last, layout, moved, stale_chain_list, newly_stale, differ, memo)
     if parsed is None:
         return None
-    parsed_table, blocks, updated = parsed
+    parsed_table, parsed_blocks, updated = parsed
     timed = {n for n, t in parsed_table.timeouts.items() if t is not None}
     dynamic = frozenset(timed | {n for n, count in updated.items() if count})
     plan = NftSyncPlan(False, table, objects, stale)
-    return plan, Spliced(table, parsed_table, dynamic, layout, blocks, stale_chain_list, updated)
+    return plan, Spliced(
+        table, parsed_table, dynamic, layout, parsed_blocks, stale_chain_list, updated
+    )
+
+
+def _with_stale(chains: Sequence[NftChain], stale: tuple[NftChain, ...]) -> tuple[NftChain, ...]:
+    return as_tuple(chains) + stale
+
+
+def _grouped_rules(blocks: tuple[PortPart, ...]) -> tuple[NftRule, ...]:
+    """The rules of ``blocks``, each block's grouped by chain (the plan's order)."""
+    return tuple(chain.from_iterable(map(attrgetter("grouped"), blocks)))
+
+
+def _chain_order(layout: TableLayout, stale: tuple[NftChain, ...]) -> Iterator[str]:
+    """The chains' names in the table's order: the blocks' chains, then the stale ones."""
+    blocks = (layout.setup, *layout.parts)
+    names = map(itemgetter(0), chain.from_iterable(map(attrgetter("chain_items"), blocks)))
+    return chain(names, (c.name for c in stale))
 
 
 def _parse(
@@ -216,31 +250,44 @@ def _parse(
     layout: TableLayout,
     moved: list[int],
     stale: tuple[NftChain, ...],
-    touched: Mapping[tuple[str, tuple[str, ...]], None],
+    newly_stale: Sequence[NftChain],
+    differ: Sequence[tuple[str, tuple[str, ...]]],
     memo: ParseMemo,
 ) -> tuple[ParsedTable, tuple[tuple[ParsedChain, ...], ...], dict[str, int]] | None:
-    """:func:`~svcsim.netfilter.nft_parse.parse_table` of the spliced table, from ``last``'s."""
+    """:func:`~svcsim.netfilter.nft_parse.parse_table` of the spliced table, from ``last``'s.
+
+    The chains by name are ``last``'s with the moved ports' chains replaced
+    (:class:`~svcsim.netfilter.derived.LayeredMap`); only the elements that ``differ`` are
+    parsed, into the maps and sets holding them.
+    """
     old = last.parsed
     blocks = list(last.parsed_blocks)
     updated = dict(last.updated)
+    chain_changes: dict[str, ParsedChain] = {}
+    gone: list[str] = []
     for i in moved:
         for parsed_chain in blocks[i + 1]:
             for name in _updates(parsed_chain):
                 updated[name] -= 1
+        gone.extend(c.name for c in last.layout.parts[i].chains)
         part = layout.parts[i]
         block = _parse_part(part, memo)
         blocks[i + 1] = block
+        chain_changes.update(zip((c.name for c in part.chains), block, strict=True))
         for parsed_chain in block:
             for name in _updates(parsed_chain):
                 updated[name] = updated.get(name, 0) + 1
-    all_blocks = (layout.setup, *layout.parts)
-    names = map(itemgetter(0), chain.from_iterable(map(attrgetter("chain_items"), all_blocks)))
-    chains = dict(zip(names, chain.from_iterable(blocks), strict=True))
-    for c in stale:
-        chains[c.name] = memo.chain((c.name, ()))
+    for c in newly_stale:
+        chain_changes[c.name] = memo.chain((c.name, ()))
+    chains = layered(old.chains).derive(
+        chain_changes,
+        [n for n in gone if n not in chain_changes],
+        partial(_chain_order, layout, stale),
+    )
     sets_changed = any(layout.parts[i].sets != last.layout.parts[i].sets for i in moved)
     timeouts, set_types = old.timeouts, None
-    sets, maps = dict(old.sets), dict(old.maps)
+    sets: dict[str, frozenset[tuple[str, ...]]] = dict(old.sets)
+    maps: dict[str, Mapping[tuple[str, ...], Verdict]] = dict(old.maps)
     if sets_changed:
         compiled_sets = tuple(chain(layout.setup.sets, *(p.sets for p in layout.parts)))
         timeouts = {s.name: s.timeout_s for s in compiled_sets}
@@ -248,23 +295,22 @@ def _parse(
         sets = {s.name: old.sets.get(s.name, frozenset()) for s in compiled_sets if not s.is_map}
         maps = {s.name: old.maps.get(s.name, {}) for s in compiled_sets if s.is_map}
     changed_sets: dict[str, set[tuple[str, ...]]] = {}
-    changed_maps: dict[str, dict[tuple[str, ...], Verdict]] = {}
-    for key in touched:
+    map_set: dict[str, dict[tuple[str, ...], Verdict]] = {}
+    map_gone: dict[str, list[tuple[str, ...]]] = {}
+    for key in differ:
         container = key[0]
         element: NftElement | None = layout.elements.get(key)
         is_map = container in maps and container not in sets
         if element is not None and not is_map and container not in sets:
             return None  # an element of no set: the general path raises its error
         if is_map:
-            target = changed_maps.get(container)
-            if target is None:
-                target = changed_maps[container] = dict(maps[container])
             if element is None:
-                target.pop(key[1], None)
+                map_set.get(container, {}).pop(key[1], None)
+                map_gone.setdefault(container, []).append(key[1])
                 continue
             entry = parse_element(element, _container_type(container, set_types, layout), True)
             if isinstance(entry, Verdict):
-                target[key[1]] = entry
+                map_set.setdefault(container, {})[key[1]] = entry
         elif container in sets:
             members = changed_sets.get(container)
             if members is None:
@@ -277,7 +323,8 @@ def _parse(
                 members.add(found)
     for name, entries in changed_sets.items():
         sets[name] = frozenset(entries)
-    maps.update(changed_maps)
+    for name in map_set.keys() | map_gone.keys():
+        maps[name] = layered(maps[name]).derive(map_set.get(name, {}), map_gone.get(name, ()))
     parsed = ParsedTable(
         name=old.name,
         chains=chains,

@@ -13,6 +13,7 @@ from svcsim.k8s.objects import Protocol
 from svcsim.proxy.names import (
     ServicePortName,
     _hash16,
+    base32_head8,
     cluster_policy_chain,
     endpoint_chain,
     external_chain,
@@ -131,3 +132,9 @@ def test_names_fit_iptables_and_use_base32(
 def test_hash_is_base32_of_sha256(text: str) -> None:
     digest = hashlib.sha256(text.encode()).digest()
     assert _hash16.__wrapped__(text) == base64.b32encode(digest).decode()[:16]
+
+
+@given(st.binary(min_size=5, max_size=40))
+def test_base32_head8_is_base32s_first_8(digest: bytes) -> None:
+    """The first 8 characters nftables-mode names take, as ``base64.b32encode`` writes them."""
+    assert base32_head8(digest) == base64.b32encode(digest).decode()[:8]

@@ -8,6 +8,8 @@ and local chains, NodePort map elements), a two-port Service (both ports add the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from svcsim.k8s.objects import (
@@ -94,3 +96,32 @@ def random_endpoints(rng: np.random.Generator, service: int) -> list[tuple[str, 
         (f"10.1.{service}.{i}", NODES[int(rng.integers(0, 3))], bool(rng.random() < 0.15))
         for i in picks
     ]
+
+
+SHARED_EXTERNAL_IP = "198.51.100.1"
+"""An external IP ``plain`` and ``two`` may both take on port 80 (the API allows it): then two
+ports write the same ``service-ips`` key."""
+
+
+def changed_service(rng: np.random.Generator, service: Service) -> Service:
+    """``service`` with one of its specs changed at random (what each Service may change)."""
+    name = service.meta.name
+    if name in ("plain", "two"):
+        if rng.random() < 0.5 and name == "plain":
+            sticky = service.session_affinity is SessionAffinity.NONE
+            return replace(
+                service,
+                session_affinity=SessionAffinity.CLIENT_IP if sticky else SessionAffinity.NONE,
+            )
+        return replace(service, external_ips=() if service.external_ips else (SHARED_EXTERNAL_IP,))
+    if name == "sticky":
+        timeout = 120 if service.session_affinity_timeout_s == 60 else 60
+        return replace(service, session_affinity_timeout_s=timeout)
+    if name == "local":
+        local = service.external_traffic_policy is TrafficPolicy.LOCAL
+        policy = TrafficPolicy.CLUSTER if local else TrafficPolicy.LOCAL
+        return replace(service, external_traffic_policy=policy)
+    ranges = ("192.0.2.0/24",)
+    if service.load_balancer_source_ranges == ranges:
+        ranges = ("192.0.2.0/24", "198.51.100.0/24")
+    return replace(service, load_balancer_source_ranges=ranges)
