@@ -67,12 +67,26 @@ CASES = [
     ("explicit key", "? a\n: 1\n", 0),
     ("tagged value", "a: !!str 80\n", 0),
     ("huge int", "a: " + "9" * 5000 + "\n", 0),
+    # Lines are read once and remembered: the same line in other places, other documents.
+    ("lines repeated", "a:\n  b: []\n  c: x\nd:\n  b: []\n  c: x\n---\na:\n  b: {}\n", None),
+    ("--- with trailing spaces", "a: 1\n---   \nb: 2\n", None),
+    ("a line read before, out of place", "a:\n  - x\n---\n  - x\n", 1),
+    ("a comment line repeated", "# c\na: 1\n---\n# c\nb: 1\n", None),
 ]
 
 
 @pytest.mark.parametrize(("text", "handed"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_fast_path_reads_as_the_full_reader(text: str, handed: int | None) -> None:
     assert assert_same_reading(text) == handed
+
+
+def test_repeated_empty_collections_are_distinct_objects() -> None:
+    # The line `  b: []` is read once; each place it appears holds its own (mutable) list.
+    docs, _, handed = fast_then_full("a:\n  b: []\n---\na:\n  b: []\n")
+    assert handed is None
+    first, second = docs[0][0]["a"]["b"], docs[1][0]["a"]["b"]
+    assert first is not second
+    assert (first.line, second.line) == (2, 5)
 
 
 def test_duplicate_key_is_reported_at_its_line_after_fast_documents() -> None:
