@@ -111,6 +111,17 @@ class IpvsState:
         default=None, init=False, repr=False, compare=False, hash=False
     )
     """Built on first use (:attr:`by_key`), or handed on by :meth:`replacing`."""
+    _reals: int | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    """:attr:`real_server_count` once counted, or handed on by :meth:`replacing`."""
+
+    @property
+    def real_server_count(self) -> int:
+        """The real servers of every virtual server together."""
+        reals = self._reals
+        if reals is None:
+            reals = sum(len(vs.real_servers) for vs in self.virtual_servers)
+            object.__setattr__(self, "_reals", reals)
+        return reals
 
     @property
     def by_key(self) -> Mapping[tuple[str, str, int], VirtualServer]:
@@ -131,9 +142,13 @@ class IpvsState:
         """
         out = IpvsState(self.dummy_addresses, servers, self.ipsets, self.ruleset)
         index = dict(self.by_key)
+        reals = self._reals
         for vs in changed:
+            if reals is not None:
+                reals += len(vs.real_servers) - len(index[vs.key].real_servers)
             index[vs.key] = vs
         object.__setattr__(out, "_index", index)
+        object.__setattr__(out, "_reals", reals)
         return out
 
     def lookup(self, protocol: str, address: str, port: int) -> VirtualServer | None:
