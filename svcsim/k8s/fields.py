@@ -51,6 +51,11 @@ _CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 """An IPv4 address in dotted decimal without leading zeros (``[0-9]``: not Unicode digits)."""
 
 
+def is_canonical_ipv4(text: str) -> bool:
+    """True if ``text`` is an IPv4 address as kube-proxy prints it (then ``normalize_ip`` is it)."""
+    return _CANONICAL_IPV4.fullmatch(text) is not None
+
+
 def normalize_ip(text: str) -> str:
     """The canonical spelling of an IP address, read the way kube-proxy reads it.
 
@@ -61,7 +66,7 @@ def normalize_ip(text: str) -> str:
     Raises ValueError for anything else (zones such as ``%eth0`` included).
     """
     if ":" not in text:
-        if _CANONICAL_IPV4.fullmatch(text):
+        if is_canonical_ipv4(text):
             return text  # the common case, already as kube-proxy prints it
         parts = text.split(".")
         if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
