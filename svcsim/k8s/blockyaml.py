@@ -70,6 +70,11 @@ _DOUBLE: Final = re.compile(r'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"$')
 _SINGLE: Final = re.compile(r"'([\x20-\x26\x28-\x7e]*)'$")
 """A single-quoted scalar without ``''`` inside."""
 
+_DOTTED: Final = re.compile(r"[0-9]+(?:\.[0-9]+){2,}")
+"""Digits with two dots or more (IPv4 addresses): no YAML 1.1 implicit type takes them (a
+float has one dot, an int none, a timestamp has dashes), so they are text. 110,000 of the
+130,000 distinct scalars of a 10,000-Service manifest; tested against the resolvers."""
+
 _STR_TAG: Final = YAML_TAG + "str"
 """The tag of a plain scalar no implicit resolver claims (Resolver.DEFAULT_SCALAR_TAG)."""
 
@@ -173,9 +178,7 @@ class _FastReader:
         held_line = 0
         known = self.rows.get
         read_row = self.row
-        number = start
-        for text in body.split("\n"):
-            number += 1
+        for number, text in enumerate(body.split("\n"), start + 1):
             row = known(text)
             col, dash, key, kind, value = read_row(text) if row is None else row
             if kind == _SKIP:
@@ -281,6 +284,8 @@ class _FastReader:
         resolvers of the first character, then the wildcard ones, else ``str`` (no path
         resolvers are registered). ~130,000 distinct scalars in a 12 MB manifest.
         """
+        if _DOTTED.fullmatch(text):
+            return _STR_TAG
         for tag, regexp in self.implicit.get(text[0], ()):
             if regexp.match(text):
                 return str(tag)

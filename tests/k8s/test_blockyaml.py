@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
 
 from svcsim.k8s import load_manifest_text
+from svcsim.k8s.blockyaml import _FastReader
 from tests.k8s.yaml_trees import assert_same_reading, fast_then_full
 
 SLICE = """\
@@ -216,3 +219,12 @@ def _block(draw: st.DrawFn, indent: int, depth: int, tricky: bool) -> list[str]:
 def test_any_block_text_reads_the_same(docs: list[list[str]], lead: str) -> None:
     text = lead + "---\n".join("\n".join(lines) + "\n" for lines in docs)
     assert_same_reading(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), min_size=3, max_size=6))
+def test_dotted_digits_are_text_as_the_resolvers_say(parts: list[str]) -> None:
+    # The shortcut for IPv4-like scalars agrees with YAML 1.1 resolution itself.
+    text = ".".join(parts)
+    assert _FastReader().plain_tag(text) == Resolver().resolve(ScalarNode, text, (True, False))
+    assert _FastReader().plain_tag(text) == "tag:yaml.org,2002:str"
