@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from svcsim.k8s.fields import is_canonical_ipv4
 from svcsim.k8s.objects import (
     EndpointSlice,
     Protocol,
@@ -47,6 +48,8 @@ def parse_ipv4_sloppy(text: str) -> str | None:
     slice at every sync of every node. The memo stays module-level: it holds strings only,
     no objects of a run, and is bounded.
     """
+    if is_canonical_ipv4(text):
+        return text  # the common case: already as kube-proxy re-prints it
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
         return None

@@ -247,3 +247,23 @@ def test_ipvsadm_sorts_addresses_as_numbers(pairs: list[tuple[IPv4Address, int]]
     # ipvsadm sorts by the address as a number, then the port (not as text).
     got = sorted(pairs, key=lambda p: _sort_key(str(p[0]), p[1]))
     assert got == sorted(pairs, key=lambda p: (int(p[0]), p[1]))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.0.0.1", "0.0.0.0", "255.255.255.255", "010.0.0.1", "10.0.0", "10.0.0.256", "", "::1",
+     "1.2.3.4 ", "١.2.3.4", "10.0.0.01", "a.b.c.d"],
+)  # fmt: skip
+def test_server_addresses_are_checked_as_ipaddress_checks_them(address: str) -> None:
+    try:
+        IPv4Address(address)
+        valid = True
+    except ValueError:
+        valid = False
+    try:
+        RealServer(address, 80)
+        VirtualServer("TCP", address, 80, "rr")
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted is valid
