@@ -176,12 +176,22 @@ class _FastReader:
         held_map: YMap | None = None
         held_indent = 0
         held_line = 0
+        mapping: YMap  # the mapping a line's key goes into
         known = self.rows.get
         read_row = self.row
         for number, text in enumerate(body.split("\n"), start + 1):
             row = known(text)
             col, dash, key, kind, value = read_row(text) if row is None else row
             if kind == _SKIP:
+                continue
+            if kind == _SCALAR and held is None and col == top_indent and not top_list and not dash:
+                # The most common line, `key: value` in the open mapping: what the general
+                # steps below would do for it (nothing to open or close), without them.
+                mapping = top_node  # type: ignore[assignment]
+                if key in mapping:
+                    raise _NotPlainError  # a duplicate key: the full reader reports it
+                mapping.key_lines[key] = number
+                mapping[key] = value
                 continue
             if held is not None:
                 if col > held_indent or (col == held_indent and dash):
