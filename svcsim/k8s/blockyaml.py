@@ -294,8 +294,6 @@ class _FastReader:
         resolvers of the first character, then the wildcard ones, else ``str`` (no path
         resolvers are registered). ~130,000 distinct scalars in a 12 MB manifest.
         """
-        if _DOTTED.fullmatch(text):
-            return _STR_TAG
         for tag, regexp in self.implicit.get(text[0], ()):
             if regexp.match(text):
                 return str(tag)
@@ -312,9 +310,10 @@ class _FastReader:
         known = self.scalars.get(text, _MISSING)
         if known is not _MISSING:
             return known
-        found = _DOUBLE.match(text) or _SINGLE.match(text)
-        if found is not None:
-            value: Any = found.group(1)
+        if _DOTTED.fullmatch(text):
+            value: Any = text  # plain text (see _DOTTED): the steps below would say the same
+        elif (found := _DOUBLE.match(text) or _SINGLE.match(text)) is not None:
+            value = found.group(1)
         else:
             if (
                 text in ("[]", "{}")
