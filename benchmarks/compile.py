@@ -431,7 +431,7 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
         "-c",
         RULES_CHILD,
         "rules",
-        str(path),
+        str(path.resolve()),
         "--node",
         "node-1",
         "--cluster-cidr",
@@ -440,7 +440,15 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
         mode,
     ]
     start = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    # Run from the manifest's folder: ``python -c`` puts the working directory first on
+    # sys.path, so from a checkout it would import that checkout's svcsim, not PYTHONPATH's.
+    done = subprocess.run(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+        cwd=path.resolve().parent,
+    )
     wall = time.perf_counter() - start
     last = done.stderr.decode().rstrip("\n").rpartition("\n")[2]
     if done.returncode != 0 or not last.startswith("peak_rss_kib="):
