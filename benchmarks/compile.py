@@ -431,7 +431,7 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
         "-c",
         RULES_CHILD,
         "rules",
-        str(path),
+        str(path.resolve()),
         "--node",
         "node-1",
         "--cluster-cidr",
@@ -440,11 +440,14 @@ def rules_end_to_end(path: Path, mode: str) -> tuple[float, float]:
         mode,
     ]
     start = time.perf_counter()
-    # ``python -c`` puts its working directory first on sys.path: run it in the manifest's
-    # directory, so the svcsim imported is the one PYTHONPATH names (not a checkout that
-    # happens to be the current directory, which made side-by-side runs measure one tree).
+    # Run from the manifest's folder: ``python -c`` puts the working directory first on
+    # sys.path, so from a checkout it would import that checkout's svcsim, not PYTHONPATH's.
     done = subprocess.run(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, cwd=path.parent
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+        cwd=path.resolve().parent,
     )
     wall = time.perf_counter() - start
     last = done.stderr.decode().rstrip("\n").rpartition("\n")[2]

@@ -10,7 +10,8 @@ scheduler's choice, then POSTROUTING.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +21,7 @@ from svcsim.cli.common import fail
 
 if TYPE_CHECKING:
     from svcsim.cli.rules import ProxySwitches
-    from svcsim.netfilter.ipvs import IpvsState
+    from svcsim.netfilter.ipvs import IpvsState, VirtualServer
 
 
 def ipvs_state(
@@ -63,24 +64,59 @@ def ipvs_text(state: IpvsState, output_format: str) -> str:
         state.virtual_servers,
         key=lambda vs: (PROTOCOL_NUMBERS[vs.protocol], _ip_key(vs.address), vs.port),
     )
-    doc = {
-        "virtual_servers": [
-            {
-                "address": vs.address,
-                "port": vs.port,
-                "protocol": vs.protocol,
-                "scheduler": vs.scheduler,
-                "persistent_timeout_s": vs.persistent_timeout_s,
-                "real_servers": [
-                    {"address": rs.address, "port": rs.port, "weight": rs.weight}
+    return _json_text(ordered, state.ipsets.as_dict())
+
+
+def _json_text(ordered: list[VirtualServer], ipsets: Mapping[str, tuple[str, ...]]) -> str:
+    """``--format json``: ``{"virtual_servers": [...], "ipsets": {...}}`` as json.dumps writes it.
+
+    That is ``json.dumps(doc, indent=2)`` and a newline, written line by line: with
+    ``indent`` the json module encodes in Python, value by value (~0.8 s for 10,000 Services
+    x 10 endpoints); the shape here is fixed, so its lines are formatted directly. Strings
+    are escaped by json's own encoder, numbers and null spelled as json spells them.
+    """
+    text = encode_basestring_ascii
+    lines = ["{", '  "virtual_servers": [' if ordered else '  "virtual_servers": [],']
+    for n, vs in enumerate(ordered, 1):
+        timeout = "null" if vs.persistent_timeout_s is None else int(vs.persistent_timeout_s)
+        lines += [
+            "    {",
+            f'      "address": {text(vs.address)},',
+            f'      "port": {int(vs.port)},',
+            f'      "protocol": {text(vs.protocol)},',
+            f'      "scheduler": {text(vs.scheduler)},',
+            f'      "persistent_timeout_s": {timeout},',
+        ]
+        if vs.real_servers:
+            lines.append('      "real_servers": [')
+            lines.append(
+                "\n        },\n".join(
+                    f'        {{\n          "address": {text(rs.address)},\n'
+                    f'          "port": {int(rs.port)},\n'
+                    f'          "weight": {int(rs.weight)}'
                     for rs in vs.real_servers
-                ],
-            }
-            for vs in ordered
-        ],
-        "ipsets": {name: list(members) for name, members in state.ipsets.as_dict().items()},
-    }
-    return json.dumps(doc, indent=2) + "\n"
+                )
+                + "\n        }"
+            )
+            lines.append("      ]")
+        else:
+            lines.append('      "real_servers": []')
+        lines.append("    }," if n < len(ordered) else "    }")
+    if ordered:
+        lines.append("  ],")
+    lines.append('  "ipsets": {' if ipsets else '  "ipsets": {}')
+    for n, (name, members) in enumerate(ipsets.items(), 1):
+        end = "," if n < len(ipsets) else ""
+        if members:
+            lines.append(f"    {text(name)}: [")
+            lines.append(",\n".join(f"      {text(m)}" for m in members))
+            lines.append(f"    ]{end}")
+        else:
+            lines.append(f"    {text(name)}: []{end}")
+    if ipsets:
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def _ip_key(address: str) -> tuple[int, ...]:

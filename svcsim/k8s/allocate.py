@@ -281,7 +281,8 @@ class ServiceAllocator:
                     continue
                 node_port = value + self.node_ports.first
                 admission.filled(field, str(node_port))
-            ports[i] = dataclasses.replace(port, node_port=node_port)
+            if node_port != port.node_port:
+                ports[i] = dataclasses.replace(port, node_port=node_port)
 
         field = "spec.healthCheckNodePort"
         hc_port = svc.health_check_node_port
@@ -299,6 +300,15 @@ class ServiceAllocator:
         if admission.problems:
             admission.undo()
             return Admitted(svc, (), tuple(admission.problems))
+        unchanged = (
+            cluster_ip == svc.cluster_ip
+            and cluster_ips == svc.cluster_ips
+            and hc_port == svc.health_check_node_port
+            and all(new is old for new, old in zip(ports, svc.ports, strict=True))
+        )
+        if unchanged:
+            # Every value was given (a manifest from a live cluster): the object as it is.
+            return Admitted(svc, tuple(admission.allocations))
         admitted = dataclasses.replace(
             svc,
             cluster_ip=cluster_ip,

@@ -10,6 +10,8 @@ what kube-proxy does.
 
 from __future__ import annotations
 
+from typing import Final
+
 from svcsim.k8s.fields import (
     Reader,
     YMap,
@@ -64,6 +66,10 @@ TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
 since Kubernetes 1.33, KEP-3015)."""
 _PORT_KEYS = frozenset({"name", "protocol", "appProtocol", "port", "targetPort", "nodePort"})
 _EXTERNAL = (ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER)
+_SERVICE_TYPES: Final = tuple(t.value for t in ServiceType)
+_AFFINITIES: Final = tuple(a.value for a in SessionAffinity)
+_POLICIES: Final = tuple(p.value for p in TrafficPolicy)
+"""The spellings ``r.choice`` accepts (the enums' values, listed once)."""
 _TOLERATED = "ignored, as kube-proxy ignores it (the API server would refuse the object)"
 """Start of the warning for fields the API server refuses and kube-proxy does not use."""
 
@@ -87,7 +93,7 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
             r.error(doc.line, "spec", "required")
         spec = YMap(doc.line)
     r.known(spec, "spec", _SPEC_KEYS)
-    types = [t.value for t in ServiceType]
+    types = _SERVICE_TYPES
     svc_type = ServiceType(r.choice(spec, "type", "spec", types, ServiceType.CLUSTER_IP))
     # With a misspelt type, checks that depend on the type would only add noise.
     type_ok = spec.get("type") in (None, "", *types)
@@ -121,14 +127,12 @@ def parse_service(doc: YMap, r: Reader, origin: str) -> Service:
             f"{_TOLERATED}: it applies only when type is LoadBalancer, not {svc_type.value}",
         )
 
-    affinity = SessionAffinity(
-        r.choice(spec, "sessionAffinity", "spec", [a.value for a in SessionAffinity], "None")
-    )
+    affinity = SessionAffinity(r.choice(spec, "sessionAffinity", "spec", _AFFINITIES, "None"))
     timeout_s = DEFAULT_CLIENT_IP_AFFINITY_SECONDS
     if affinity is SessionAffinity.CLIENT_IP:
         timeout_s = _affinity_timeout(r, spec)
 
-    policies = [p.value for p in TrafficPolicy]
+    policies = _POLICIES
     etp = TrafficPolicy(r.choice(spec, "externalTrafficPolicy", "spec", policies, "Cluster"))
     itp = TrafficPolicy(r.choice(spec, "internalTrafficPolicy", "spec", policies, "Cluster"))
     distribution = r.choice(spec, "trafficDistribution", "spec", TRAFFIC_DISTRIBUTIONS, "") or None

@@ -139,14 +139,13 @@ class IpsetTable:
     _parsed: dict[str, frozenset[tuple[object, ...]]] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    """Each set's members as parsed, filled on first use (:meth:`_members`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {s.name: s for s in self.sets})
-        parsed = {
-            s.name: frozenset(parse_member(s.set_type, m).parts for m in s.members)
-            for s in self.sets
-        }
-        object.__setattr__(self, "_parsed", parsed)
+        # Each set's members are parsed for matching when a match first asks for that set:
+        # ``svcsim rules`` never does (~20,000 members at 10,000 Services), a run once.
+        object.__setattr__(self, "_parsed", {})
 
     @classmethod
     def of(cls, sets: Iterable[Ipset]) -> IpsetTable:
@@ -189,11 +188,19 @@ class IpsetTable:
                 member[:-1] == tuple(wanted[:-1])
                 and isinstance(member[-1], ipaddress.IPv4Network)
                 and wanted[-1] in member[-1]
-                for member in self._parsed[match.name]
+                for member in self._members(ipset)
             )
         else:
-            hit = tuple(wanted) in self._parsed[match.name]
+            hit = tuple(wanted) in self._members(ipset)
         return hit != match.negated
+
+    def _members(self, ipset: Ipset) -> frozenset[tuple[object, ...]]:
+        """``ipset``'s members parsed (each checked already by :class:`Ipset`), remembered."""
+        found = self._parsed.get(ipset.name)
+        if found is None:
+            found = frozenset(parse_member(ipset.set_type, m).parts for m in ipset.members)
+            self._parsed[ipset.name] = found
+        return found
 
 
 def render_ipset_list(table: IpsetTable) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from svcsim.k8s.fields import is_canonical_ipv4
 from svcsim.netfilter.ipset import IpsetTable
 from svcsim.netfilter.ipvs_sched import SCHEDULERS
 from svcsim.netfilter.model import Ruleset
@@ -35,6 +36,14 @@ SCHED_FLAG_NAMES: Final = {"sh": ("sh-fallback", "sh-port"), "mh": ("mh-fallback
 """How ipvsadm names a scheduler's flag-1 and flag-2 (``IP_VS_SVC_F_SCHED1``/``2``)."""
 
 
+def _check_ipv4(address: str) -> None:
+    """Raise ValueError unless ``address`` is an IPv4 address (as ipaddress reads one)."""
+    # The dotted quads kube-proxy prints pass the regex (~10x faster than ipaddress, for
+    # 110,000 servers at 10,000 Services); anything else is ipaddress's to judge.
+    if not is_canonical_ipv4(address):
+        ipaddress.IPv4Address(address)
+
+
 @dataclass(frozen=True, slots=True)
 class RealServer:
     """A destination of a virtual server (always masqueraded in kube-proxy)."""
@@ -44,7 +53,7 @@ class RealServer:
     weight: int = 1
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.address)
+        _check_ipv4(self.address)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"real server port {self.port!r} is outside [0, 65535]")
         if self.weight < 0:
@@ -84,7 +93,7 @@ class VirtualServer:
             raise ValueError(
                 f"unknown IPVS scheduler {self.scheduler!r}: one of {', '.join(SCHEDULERS)}"
             )
-        ipaddress.IPv4Address(self.address)
+        _check_ipv4(self.address)
         if self.persistent_timeout_s is not None and self.persistent_timeout_s <= 0:
             raise ValueError(f"persistence timeout {self.persistent_timeout_s!r} is not > 0")
 
@@ -111,6 +120,17 @@ class IpvsState:
         default=None, init=False, repr=False, compare=False, hash=False
     )
     """Built on first use (:attr:`by_key`), or handed on by :meth:`replacing`."""
+    _reals: int | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    """:attr:`real_server_count` once counted, or handed on by :meth:`replacing`."""
+
+    @property
+    def real_server_count(self) -> int:
+        """The real servers of every virtual server together."""
+        reals = self._reals
+        if reals is None:
+            reals = sum(len(vs.real_servers) for vs in self.virtual_servers)
+            object.__setattr__(self, "_reals", reals)
+        return reals
 
     @property
     def by_key(self) -> Mapping[tuple[str, str, int], VirtualServer]:
@@ -131,9 +151,13 @@ class IpvsState:
         """
         out = IpvsState(self.dummy_addresses, servers, self.ipsets, self.ruleset)
         index = dict(self.by_key)
+        reals = self._reals
         for vs in changed:
+            if reals is not None:
+                reals += len(vs.real_servers) - len(index[vs.key].real_servers)
             index[vs.key] = vs
         object.__setattr__(out, "_index", index)
+        object.__setattr__(out, "_reals", reals)
         return out
 
     def lookup(self, protocol: str, address: str, port: int) -> VirtualServer | None:
@@ -141,8 +165,10 @@ class IpvsState:
         return self.by_key.get((protocol.upper(), address, port))
 
 
-def _sort_key(address: str, port: int) -> tuple[int, int]:
-    return int(ipaddress.IPv4Address(address)), port
+def _sort_key(address: str, port: int) -> tuple[int, ...]:
+    # A normalised dotted IPv4 address sorts as its octets do (~10x faster than ipaddress,
+    # 110,000 addresses at 10,000 Services).
+    return (*map(int, address.split(".")), port)
 
 
 def render_ipvsadm(

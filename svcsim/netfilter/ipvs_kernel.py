@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import enum
 import heapq
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Final
 
 from svcsim.netfilter.ipvs import VirtualServer
@@ -245,12 +247,11 @@ class IpvsKernel:
         last = self.installed
         if last is None or len(last) != len(specs) or len(self.services) != len(specs):
             return None
-        changed = []
-        for old, new in zip(last, specs, strict=True):
-            if old is not new:
-                if old.key != new.key:
-                    return None
-                changed.append(new)
+        # The specs that are other objects, found by identity in C (10,000 in a big cluster).
+        changed = list(compress(specs, map(operator.is_not, last, specs)))
+        olds = compress(last, map(operator.is_not, last, specs))
+        if any(old.key != new.key for old, new in zip(olds, changed, strict=True)):
+            return None
         return changed
 
     def _install_one(self, key: tuple[str, str, int], vs: VirtualServer) -> None:

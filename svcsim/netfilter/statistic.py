@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final, overload
+from typing import TYPE_CHECKING, Final, overload
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy is imported by the two functions that draw and decide on arrays: the rule writers
+# (``svcsim rules``) only encode and print thresholds, and start ~0.1 s faster without it.
 
 RANDOM_BITS: Final = 31
 """Bits of randomness the kernel compares: ``get_random_u32() & 0x7FFFFFFF``."""
@@ -117,6 +121,8 @@ def draw_u31(rng: np.random.Generator, size: int | tuple[int, ...]) -> npt.NDArr
     words are the two halves of the generator's raw 64-bit outputs (what numpy's own ``uint32``
     draws use too), taken directly because this is the simulator's hottest loop.
     """
+    import numpy as np
+
     shape = (size,) if isinstance(size, int) else tuple(size)
     count = math.prod(shape)
     if count < 0 or any(dim < 0 for dim in shape):
@@ -143,6 +149,10 @@ def matches(
     draw; a threshold of 0 matches none.
     """
     limit = _check_threshold(threshold)
+    if isinstance(draw, int):
+        return draw < limit
+    import numpy as np
+
     if isinstance(draw, np.ndarray):
         return draw < np.uint32(limit)
     return int(draw) < limit

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from socket import inet_aton, inet_ntoa
 from typing import Final
 
+from svcsim.k8s.fields import is_canonical_ipv4
 from svcsim.k8s.objects import (
     EndpointSlice,
     Protocol,
@@ -64,6 +65,8 @@ def _parse_ipv4_sloppy_words(text: str) -> str | None:
     Memoised: a pure function of a string. The memo stays module-level: it holds strings
     only, no objects of a run, and is bounded.
     """
+    if is_canonical_ipv4(text):
+        return text  # the common case: already as kube-proxy re-prints it
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
         return None

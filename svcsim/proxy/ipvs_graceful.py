@@ -20,8 +20,10 @@ simulation) calls :meth:`GracefulTermination.sweep` every :data:`RS_CHECK_DELETE
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Final
 
 from svcsim.netfilter.ipvs import RealServer, VirtualServer
@@ -53,9 +55,9 @@ class GracefulTermination:
             # Nothing drains and the kernel holds exactly the last specs: only the ones that
             # differ can drain (IpvsKernel.install then takes the same quick way, or the full).
             out = list(wanted)
-            for i, (old, vs) in enumerate(zip(last, wanted, strict=True)):
-                if old is not vs:
-                    out[i] = self._placed(kernel, vs)
+            # Which differ, found by identity in C (a Python walk is ~1 ms at 10,000).
+            for i in compress(range(len(out)), map(operator.is_not, last, wanted)):
+                out[i] = self._placed(kernel, out[i])
             kernel.install(out)
             self.draining = {k: v for k, v in self.draining.items() if k[0] in kernel.services}
             return out

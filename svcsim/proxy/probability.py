@@ -19,10 +19,14 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy (like scipy) is imported by the functions that simulate and test: kube-proxy's
+# compiler imports this module only for compute_probability.
 
 from svcsim.netfilter.statistic import (
     RANDOM_BITS,
@@ -242,6 +246,8 @@ def simulate_picks(
         raise ValueError(f"negative samples {samples!r}")
     if chunk_draws < 1:
         raise ValueError(f"chunk_draws {chunk_draws!r} must be >= 1")
+    import numpy as np
+
     counts = np.zeros(len(thresholds) + 1, dtype=np.int64)
     reaching = samples
     for k, threshold in enumerate(thresholds):
@@ -265,6 +271,8 @@ def uniformity_test(counts: Sequence[int] | npt.NDArray[np.integer]) -> tuple[fl
     ``scipy.stats.chisquare`` with ``len(counts) - 1`` degrees of freedom. A single endpoint
     cannot be non-uniform: ``(0.0, 1.0)``.
     """
+    import numpy as np
+
     observed = np.asarray(counts, dtype=np.float64)
     if observed.ndim != 1 or observed.size == 0:
         raise ValueError(f"counts must be a non-empty 1-D sequence, got shape {observed.shape}")
@@ -287,6 +295,7 @@ def binomial_confidence_intervals(
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level {level!r} is outside (0, 1)")
+    import numpy as np
     from scipy import stats  # here: kube-proxy's compiler imports this module, not scipy
 
     k = np.asarray(counts, dtype=np.float64)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from dataclasses import dataclass
+from itertools import compress
 
 from svcsim.netfilter.ipvs import IpvsState, VirtualServer
 from svcsim.proxy.ipvs_graceful import GracefulTermination
@@ -53,7 +54,7 @@ def sync_counts(installed: IpvsState, wanted: IpvsState) -> IpvsSyncCounts:
     """
     entries = sum(len(s.members) for s in wanted.ipsets.sets)
     objects = len(wanted.virtual_servers) + entries
-    objects += sum(len(vs.real_servers) for vs in wanted.virtual_servers)
+    objects += wanted.real_server_count
     pairs = _same_keys_pairs(installed, wanted)
     if pairs is not None:
         changes = sum(_server_changes(old, new) for old, new in pairs)
@@ -88,7 +89,14 @@ def _same_keys_pairs(
         return None
     if len(wanted.by_key) != len(news):
         return None
-    pairs = [(old, new) for old, new in zip(olds, news, strict=True) if old is not new]
+    # The pairs that differ, found by identity in C (10,000 servers in a big cluster).
+    pairs = list(
+        zip(
+            compress(olds, map(operator.is_not, olds, news)),
+            compress(news, map(operator.is_not, olds, news)),
+            strict=True,
+        )
+    )
     return pairs if all(old.key == new.key for old, new in pairs) else None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,19 @@ def test_unknown_node_without_ip_is_a_clear_error() -> None:
     code, _, err = run("rules", str(EXAMPLES), "--node", "node-9")
     assert code == 2
     assert err.strip().startswith("--node-ip: node 'node-9' has no InternalIP")
+
+
+def test_rules_writers_start_without_numpy() -> None:
+    # iptables, nftables and ipvs rules only encode thresholds: numpy (~0.1 s to import) is
+    # left to the commands that draw (userspace mode draws its proxy ports). Files, not the
+    # folder: a folder may be a run folder, and telling that imports the simulator.
+    files = [str(p) for p in sorted(EXAMPLES.glob("*.yaml"))]
+    code = (
+        "import sys; from typer.testing import CliRunner; from svcsim.cli.main import app; "
+        f"args = ['rules', *{files!r}, '--node', 'node-1']; "
+        "codes = [CliRunner().invoke(app, [*args, '--mode', m]).exit_code "
+        "for m in ('iptables', 'nftables', 'ipvs')]; "
+        "print(codes, 'numpy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[0, 0, 0] False"

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from svcsim.cli.ipvs_rules import _json_text
 from svcsim.cli.main import app
 from svcsim.cli.mode_options import SCHEDULER_NAMES
+from svcsim.netfilter.ipvs import RealServer, VirtualServer
 from svcsim.netfilter.ipvs_sched import SCHEDULERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "seed-article"
@@ -138,3 +140,57 @@ def test_trace_userspace_shows_the_portal_and_the_endpoint_dialled() -> None:
     assert (code, err) == (0, "")
     assert "REDIRECT 192.168.0.11:" in out
     assert "kube-proxy dials 172.200." in out
+
+
+def _reference_json(servers: list[VirtualServer], ipsets: dict[str, tuple[str, ...]]) -> str:
+    """What ``--format json`` prints, as the json module writes the document."""
+    doc = {
+        "virtual_servers": [
+            {
+                "address": vs.address,
+                "port": vs.port,
+                "protocol": vs.protocol,
+                "scheduler": vs.scheduler,
+                "persistent_timeout_s": vs.persistent_timeout_s,
+                "real_servers": [
+                    {"address": rs.address, "port": rs.port, "weight": rs.weight}
+                    for rs in vs.real_servers
+                ],
+            }
+            for vs in servers
+        ],
+        "ipsets": {name: list(members) for name, members in ipsets.items()},
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+_WEB = VirtualServer(
+    "TCP", "10.96.0.10", 80, "rr", (RealServer("10.1.0.1", 8080), RealServer("10.1.0.2", 8080, 0))
+)
+_STICKY = VirtualServer("UDP", "10.96.0.11", 53, "sh", persistent_timeout_s=10800)
+
+
+@pytest.mark.parametrize(
+    ("servers", "ipsets"),
+    [
+        ([], {}),
+        ([_WEB], {}),
+        ([], {"KUBE-CLUSTER-IP": ("10.96.0.10,tcp:80",)}),
+        ([_WEB, _STICKY], {"KUBE-CLUSTER-IP": ("10.96.0.10,tcp:80", "x"), "KUBE-EMPTY": ()}),
+        ([_STICKY, _WEB], {"KUBE-EMPTY": (), "KUBE-LOOP-BACK": ('a"b\\c\u00e9',)}),
+    ],
+)
+def test_ipvs_json_is_what_the_json_module_writes(
+    servers: list[VirtualServer], ipsets: dict[str, tuple[str, ...]]
+) -> None:
+    assert _json_text(servers, ipsets) == _reference_json(servers, ipsets)
+
+
+def test_ipvs_json_of_the_seed_article_is_what_the_json_module_writes() -> None:
+    # The files, not the folder (telling a folder from a run folder imports the simulator).
+    files = [str(p) for p in sorted(EXAMPLES.glob("*.yaml"))]
+    code, out, _ = run("rules", *files, *NODE, "--mode", "ipvs", "--ipvs-scheduler", "sh")
+    assert code == 0
+    doc = json.loads(out)
+    assert out == json.dumps(doc, indent=2) + "\n"
+    assert doc["virtual_servers"] and doc["ipsets"]

@@ -207,3 +207,28 @@ def test_an_update_to_cluster_ip_type_drops_the_node_ports() -> None:
     again = alloc.admit(svc("web"), stored)
     assert again.service.cluster_ip == stored.cluster_ip
     assert again.service.ports[0].node_port == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "same"),
+    [
+        (svc("web", "10.96.0.10"), True),  # every value given: the object as it was
+        (svc("web"), False),  # a cluster IP filled in
+        (svc("web", "10.96.0.10", type=ServiceType.NODE_PORT), False),  # a NodePort filled in
+        (
+            svc(
+                "web",
+                "10.96.0.10",
+                type=ServiceType.NODE_PORT,
+                ports=(ServicePort(80, Protocol.TCP, "http", node_port=30080),),
+            ),
+            True,
+        ),
+    ],
+)
+def test_admitted_service_is_the_given_object_when_nothing_is_filled_in(
+    given: Service, same: bool
+) -> None:
+    admitted = ServiceAllocator(CIDR).admit(given)
+    assert (admitted.service is given) is same
+    assert bool(admitted.allocations) is not same

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
 
 from svcsim.k8s import load_manifest_text
+from svcsim.k8s.blockyaml import _FastReader
 from tests.k8s.yaml_trees import assert_same_reading, fast_then_full
 
 SLICE = """\
@@ -67,12 +70,26 @@ CASES = [
     ("explicit key", "? a\n: 1\n", 0),
     ("tagged value", "a: !!str 80\n", 0),
     ("huge int", "a: " + "9" * 5000 + "\n", 0),
+    # Lines are read once and remembered: the same line in other places, other documents.
+    ("lines repeated", "a:\n  b: []\n  c: x\nd:\n  b: []\n  c: x\n---\na:\n  b: {}\n", None),
+    ("--- with trailing spaces", "a: 1\n---   \nb: 2\n", None),
+    ("a line read before, out of place", "a:\n  - x\n---\n  - x\n", 1),
+    ("a comment line repeated", "# c\na: 1\n---\n# c\nb: 1\n", None),
 ]
 
 
 @pytest.mark.parametrize(("text", "handed"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_fast_path_reads_as_the_full_reader(text: str, handed: int | None) -> None:
     assert assert_same_reading(text) == handed
+
+
+def test_repeated_empty_collections_are_distinct_objects() -> None:
+    # The line `  b: []` is read once; each place it appears holds its own (mutable) list.
+    docs, _, handed = fast_then_full("a:\n  b: []\n---\na:\n  b: []\n")
+    assert handed is None
+    first, second = docs[0][0]["a"]["b"], docs[1][0]["a"]["b"]
+    assert first is not second
+    assert (first.line, second.line) == (2, 5)
 
 
 def test_duplicate_key_is_reported_at_its_line_after_fast_documents() -> None:
@@ -202,3 +219,12 @@ def _block(draw: st.DrawFn, indent: int, depth: int, tricky: bool) -> list[str]:
 def test_any_block_text_reads_the_same(docs: list[list[str]], lead: str) -> None:
     text = lead + "---\n".join("\n".join(lines) + "\n" for lines in docs)
     assert_same_reading(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), min_size=3, max_size=6))
+def test_dotted_digits_are_text_as_the_resolvers_say(parts: list[str]) -> None:
+    # The shortcut for IPv4-like scalars agrees with YAML 1.1 resolution itself.
+    text = ".".join(parts)
+    assert Resolver().resolve(ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
+    assert _FastReader().scalar(text) == text

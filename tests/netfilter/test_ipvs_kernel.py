@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcsim.netfilter.ipvs import RealServer, VirtualServer, render_ipvsadm
+from svcsim.netfilter.ipvs import RealServer, VirtualServer, _sort_key, render_ipvsadm
 from svcsim.netfilter.ipvs_kernel import ConnKey, ConnState, IpvsKernel, IpvsSysctls, Verdict
 
 VIP = "10.96.0.10"
@@ -237,3 +239,31 @@ def test_counters_always_equal_a_recount_of_the_table(ops: list[tuple[str, int]]
             recount[conn.dest[0]][0 if conn.state is ConnState.ESTABLISHED else 1] += 1
         live = {d.address: [d.active, d.inactive] for d in k.real_servers(("TCP", VIP, 80))}
         assert live == recount
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.ip_addresses(v=4), st.integers(0, 65535)), min_size=2, max_size=8))
+def test_ipvsadm_sorts_addresses_as_numbers(pairs: list[tuple[IPv4Address, int]]) -> None:
+    # ipvsadm sorts by the address as a number, then the port (not as text).
+    got = sorted(pairs, key=lambda p: _sort_key(str(p[0]), p[1]))
+    assert got == sorted(pairs, key=lambda p: (int(p[0]), p[1]))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.0.0.1", "0.0.0.0", "255.255.255.255", "010.0.0.1", "10.0.0", "10.0.0.256", "", "::1",
+     "1.2.3.4 ", "١.2.3.4", "10.0.0.01", "a.b.c.d"],
+)  # fmt: skip
+def test_server_addresses_are_checked_as_ipaddress_checks_them(address: str) -> None:
+    try:
+        IPv4Address(address)
+        valid = True
+    except ValueError:
+        valid = False
+    try:
+        RealServer(address, 80)
+        VirtualServer("TCP", address, 80, "rr")
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted is valid
