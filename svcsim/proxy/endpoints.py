@@ -17,7 +17,6 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from socket import inet_aton, inet_ntoa
 from typing import Final
 
 from svcsim.k8s.fields import is_canonical_ipv4
@@ -46,15 +45,11 @@ def parse_ipv4_sloppy(text: str) -> str | None:
     Returns the canonical dotted quad, or None if ``text`` is not an IPv4 address (IPv6 included).
     kube-proxy writes the re-printed address, so ``10.180.00.001`` becomes ``10.180.0.1``
     (TestBadIPs). Called for every endpoint of every slice at every sync of every node: an
-    address that is already canonical (the C library reads it and prints it back unchanged;
-    what printing gives is always canonical) is returned as it is, without splitting it; any
+    address already as kube-proxy prints it is returned as it is, without splitting it; any
     other text takes the full reading.
     """
-    try:
-        if inet_ntoa(inet_aton(text)) == text:
-            return text
-    except (OSError, ValueError):  # not an address to the C library; a NUL inside
-        pass
+    if is_canonical_ipv4(text):
+        return text  # the common case
     return _parse_ipv4_sloppy_words(text)
 
 
@@ -65,8 +60,6 @@ def _parse_ipv4_sloppy_words(text: str) -> str | None:
     Memoised: a pure function of a string. The memo stays module-level: it holds strings
     only, no objects of a run, and is bounded.
     """
-    if is_canonical_ipv4(text):
-        return text  # the common case: already as kube-proxy re-prints it
     parts = text.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
         return None

@@ -70,7 +70,7 @@ _ADDRESSISH = st.one_of(
 
 @given(_ADDRESSISH)
 def test_parse_ipv4_sloppy_shortcut_reads_as_the_words_do(text: str) -> None:
-    """Canonical addresses take the C library's round trip; the answer is the same."""
+    """Addresses already canonical are returned as they are; the answer is the same."""
     assert parse_ipv4_sloppy(text) == _parse_ipv4_sloppy_words(text)
 
 
