@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from functools import partial
 from typing import Any, Final
 
@@ -70,6 +71,7 @@ BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
 PROXY_EXITED = CAUSE_CODE[Cause.PROXY_EXITED]
 NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
 ICMP_RATE_LIMITED = CAUSE_CODE[Cause.ICMP_RATE_LIMITED]
+_GENERATION = operator.attrgetter("generation")
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
@@ -95,6 +97,8 @@ class EngineCore:
         self.vocab = Vocab()
         self.nodes = sorted(ctx.kernels)
         self.node_index = {n: i for i, n in enumerate(self.nodes)}
+        self._kernel_list = [ctx.kernels[n] for n in self.nodes]
+        """Each node's kernel, in node order (a node keeps its kernel)."""
         self.clients = ClientRegistry()
         ipvs = any(k.mode == "ipvs" for k in ctx.kernels.values())
         self.flows = (IpvsFlows if ipvs else PerFlow)(ctx, specs, path, self.vocab)
@@ -147,11 +151,10 @@ class EngineCore:
     # --- the per-window view of the world ---------------------------------------------------
 
     def _state_key(self) -> object:
-        kernels = self.ctx.kernels
         return (
             self.ctx.state_version(),
             self._backend_changes,
-            tuple(kernels[n].generation for n in self.nodes),
+            tuple(map(_GENERATION, self._kernel_list)),
         )
 
     def _refresh_view(self, key: object) -> None:

@@ -180,6 +180,16 @@ class TrafficEngine(EngineCore):
         self._names: list[frozenset[Any]] = []
         self._names_index: dict[int, int] = {}
         """:attr:`_names` entries by identity (each entry holds its object)."""
+        self._pairs_of: (
+            tuple[
+                object,
+                npt.NDArray[np.intp],
+                npt.NDArray[np.intp],
+                list[np.ndarray[Any, np.dtype[np.int32]]],
+            ]
+            | None
+        ) = None
+        """:meth:`_pairs`: its key, the pairs, and the client arrays (held: ids stay theirs)."""
         self._node_rules: list[Ruleset | NftRules | IpvsState] = []
         """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
         self._spines: WeakKeyDictionary[Dispatch | NftDispatch, Spine | None] = WeakKeyDictionary()
@@ -297,23 +307,35 @@ class TrafficEngine(EngineCore):
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
-            for w in range(len(self.specs)):
-                if self.dials[w] is not None:
-                    clients = self._clients_of[w]
-                    for c in clients[self._gid[w, clients] == UNGROUPED].tolist():
-                        self._gid[w, c] = self._group_of(w, c)
-            pairs = [
-                self._gid[w, self._clients_of[w]]
-                for w in range(len(self.specs))
-                if self.dials[w] is not None
-            ]
-            if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
-                gids = np.concatenate(pairs)
+            ws, cs = self._pairs()
+            gids = self._gid[ws, cs]
+            for k in np.flatnonzero(gids == UNGROUPED).tolist():
+                w, c = int(ws[k]), int(cs[k])
+                self._gid[w, c] = self._group_of(w, c)
+            if len(ws):  # a workload may have no clients yet (0 replicas)
+                gids = self._gid[ws, cs]
                 # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
                 # bound, so it is walked per flow).
                 self._deferrable = bool((gids >= 0).all()) and bool(
                     self._groups.materialise()["fast"][gids].all()
                 )
+
+    def _pairs(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Every (workload, client) pair in play now (workloads with a dial), as two arrays.
+
+        Kept while the workloads' client arrays (replaced when their clients change) and which
+        workloads have a dial stay the same.
+        """
+        key = (tuple(map(id, self._clients_of)), tuple(d is None for d in self.dials))
+        if self._pairs_of is None or self._pairs_of[0] != key:
+            live = [w for w in range(len(self.specs)) if self.dials[w] is not None]
+            sizes = [len(self._clients_of[w]) for w in live]
+            ws = np.repeat(np.array(live, dtype=np.intp), sizes)
+            cs = np.concatenate(
+                [self._clients_of[w].astype(np.intp) for w in live] or [np.empty(0, np.intp)]
+            )
+            self._pairs_of = (key, ws, cs, list(self._clients_of))
+        return self._pairs_of[1], self._pairs_of[2]
 
     def _keep_untouched(self, nodes: list[int], generations: tuple[int, ...]) -> None:
         """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.

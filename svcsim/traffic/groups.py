@@ -134,7 +134,7 @@ def sources_of(ruleset: Ruleset | NftRules, memos: SourceMemos) -> _Sources:
         key = SourcesKey(NFT_TABLE, (id(ruleset),))
         found = shared.get(key)
         if found is None:
-            found = _Sources(*nft_sources(ruleset, memos.nft_chains))
+            found = memos.sources(*nft_sources(ruleset, memos.nft_chains))
             shared.put(key, found, holds=ruleset)
         return found
     key = SourcesKey(RULESET, (id(ruleset),))
@@ -144,7 +144,7 @@ def sources_of(ruleset: Ruleset | NftRules, memos: SourceMemos) -> _Sources:
         of_chains = SourcesKey(CHAINS, tuple(map(id, chains)))
         found = shared.get(of_chains)
         if found is None:
-            found = _Sources(*_ruleset_sources(chains, memos.chains))
+            found = memos.sources(*_ruleset_sources(chains, memos.chains))
             shared.put(of_chains, found, holds=chains)
         shared.put(key, found, holds=ruleset)
     return found
@@ -220,6 +220,10 @@ class _Sources:
     wide: tuple[tuple[NetKey, IPNetwork], ...]
     signatures: dict[str, tuple[object, ...]] = field(default_factory=dict)
     """Per source: its (single address, wider networks) part of the signature."""
+    in_wide: dict[str, tuple[tuple[int, int], tuple[NetKey, ...]]] = field(default_factory=dict)
+    """Per source: its address as (version, integer) and the keys of the :attr:`wide`
+    networks holding it; shared by every :class:`_Sources` of equal ``wide``
+    (:meth:`SourceMemos.sources`): syncs change endpoints (``hosts``), rarely networks."""
 
     def part(self, src: str) -> tuple[object, ...]:
         """What the rules say about ``src``: the single address, the wider networks holding it.
@@ -228,16 +232,19 @@ class _Sources:
         """
         found = self.signatures.get(src)
         if found is None:
-            address = parse_ip(src)
-            host = (address.version, int(address))
-            found = self.signatures[src] = (
-                host if host in self.hosts else None,
-                tuple(
-                    key
-                    for key, net in self.wide
-                    if address.version == net.version and address in net
-                ),
-            )
+            known = self.in_wide.get(src)
+            if known is None:
+                address = parse_ip(src)
+                known = self.in_wide[src] = (
+                    (address.version, int(address)),
+                    tuple(
+                        key
+                        for key, net in self.wide
+                        if address.version == net.version and address in net
+                    ),
+                )
+            host, nets = known
+            found = self.signatures[src] = (host if host in self.hosts else None, nets)
         return found
 
 
@@ -276,11 +283,24 @@ class SourceMemos:
     rulesets: BoundedMemo[SourcesKey, _Sources] = field(
         default_factory=lambda: BoundedMemo("sources by ruleset or chains identities", 64)
     )
+    wides: BoundedMemo[
+        tuple[NetKey, ...], dict[str, tuple[tuple[int, int], tuple[NetKey, ...]]]
+    ] = field(default_factory=lambda: BoundedMemo("sources in wide -s networks, by networks", 64))
     address_types: BoundedMemo[tuple[int, str], str] = field(
         default_factory=lambda: BoundedMemo(
             "address types of sources by (node network identity, source)", MEMO_LIMIT
         )
     )
+
+    def sources(
+        self, hosts: set[tuple[int, int]], wide: tuple[tuple[NetKey, IPNetwork], ...]
+    ) -> _Sources:
+        """A :class:`_Sources`; which sources ``wide`` holds is shared by all of equal ``wide``."""
+        keys = tuple(key for key, _ in wide)
+        shared = self.wides.get(keys)
+        if shared is None:
+            shared = self.wides.put(keys, {})
+        return _Sources(hosts, wide, in_wide=shared)
 
     def address_type(self, network: NodeNetwork, src: str) -> str:
         """``src``'s address type on ``network`` (a node's network never changes: asked once)."""
