@@ -253,16 +253,9 @@ class TrafficEngine(EngineCore):
 
     def _view_changed(self) -> None:
         old, new = self._old_view_key, self._view_key
-        if (
-            isinstance(old, tuple)
-            and isinstance(new, tuple)
-            and old[:2] == new[:2]
-            and len(self._states) == len(self.nodes)
-        ):
-            # The state version counts every kube-proxy state change: the same states.
-            states = self._states
-        else:
-            states = [self.ctx.proxy_state(n) for n in self.nodes]
+        # Read afresh: a failed or succeeding sync attempt changes a kube-proxy's state
+        # without a state version of its own (only with the rules' generation, if at all).
+        states = [self.ctx.proxy_state(n) for n in self.nodes]
         dials = list(self.dials)
         if (
             not isinstance(old, tuple)
