@@ -283,7 +283,8 @@ class TrafficEngine(EngineCore):
             restated = [
                 i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
             ]
-            self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
+            if restated:
+                self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
             resynced = [
                 i
                 for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
@@ -304,7 +305,7 @@ class TrafficEngine(EngineCore):
             gids = self._gid[ws, cs]
             for k in np.flatnonzero(gids == UNGROUPED).tolist():
                 w, c = int(ws[k]), int(cs[k])
-                self._gid[w, c] = self._group_of(w, c)
+                self._gid[w, c] = self._group_of(w, c, states)
             if len(ws):  # a workload may have no clients yet (0 replicas)
                 gids = self._gid[ws, cs]
                 # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
@@ -522,7 +523,11 @@ class TrafficEngine(EngineCore):
             gid = self._gid[chunk.w, chunk.client]
         return gid
 
-    def _group_of(self, w: int, client_id: int) -> int:
+    def _group_of(self, w: int, client_id: int, states: list[ProxyState] | None = None) -> int:
+        """The pair's group id (:data:`PER_FLOW` if it has none).
+
+        ``states``: every node's kube-proxy state read just now, by node index (else read here).
+        """
         client = self.clients[client_id]
         if (
             self._per_flow[w]
@@ -556,7 +561,11 @@ class TrafficEngine(EngineCore):
         # A group is its dispatch's chain and the rows of its outcomes; rows depend on the node
         # only through kube-proxy's state there. So groups of equal (dispatch, dial, state) are
         # one group: nodes sharing a dispatch (DispatchCache) share it, built once per state.
-        state = self.ctx.proxy_state(client.node)
+        state = (
+            self.ctx.proxy_state(client.node)
+            if states is None
+            else states[self.node_index[client.node]]
+        )
         shared_key = (dispatch, dial, state)
         found = self._shared.get(shared_key)
         if found is not None:
