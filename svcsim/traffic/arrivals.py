@@ -31,6 +31,14 @@ PIECE_MAX_ARRIVALS: Final = 1_000_000
 """Most arrivals one piece is expected to hold (about 16 MB of times and client uniforms);
 a piece of constant rate expected to hold more is cut into equal parts."""
 
+AHEAD_PIECES: Final = 16
+"""Pieces drawn past the end a window asks for (at most; fewer past the piece cap's
+expected arrivals): per-piece work is then done in batches, not per window."""
+
+AHEAD_MAX_ARRIVALS: Final = 1 << 15
+"""Expected arrivals drawn ahead at most, and never more than one piece's cap (a piece
+expected to hold more is not drawn ahead)."""
+
 Piece = tuple[float, float, float]
 """``(start_s, end_s, rate_per_s)``: an interval of constant rate on the generation grid."""
 
@@ -77,6 +85,8 @@ class ArrivalStream:
 
     def max_rate(self, t0: float, t1: float) -> float:
         """The highest rate in force anywhere in ``[t0, t1)``."""
+        if self._rate and self._rate[-1][0] <= t0:  # past the last change (as _pieces)
+            return self._rate[-1][1]
         return max(rate for _, _, rate in self._pieces(t0, t1))
 
     def _grid_pieces(self) -> Iterator[Piece]:
@@ -100,15 +110,53 @@ class ArrivalStream:
             a = b
 
     def _generate(self, until_s: float) -> None:
-        times, us = [self._times], [self._u]
-        while self._generated_to < until_s:
+        """Draw pieces up to ``until_s``, and on for up to :data:`AHEAD_PIECES` more.
+
+        Each piece draws its count, then its times' uniforms, then its clients' uniforms
+        (one ``random(2 n)``: the same numbers as two ``random(n)``); drawing ahead only
+        moves draws earlier, never reorders them. Pieces are sorted together: they cover
+        disjoint, increasing intervals, so one sort gives what one sort per piece gives
+        (checked; otherwise piece by piece).
+        """
+        rng = self._rng
+        starts: list[float] = []
+        lengths: list[float] = []
+        counts: list[int] = []
+        draws: list[FloatArray] = []
+        us: list[FloatArray] = []
+        ahead = 0
+        expected = last = 0.0
+        while self._generated_to < until_s or (
+            ahead < AHEAD_PIECES and expected + last <= min(AHEAD_MAX_ARRIVALS, self._piece_max)
+        ):
             start, end, rate = next(self._grid)
-            if rate > 0 and end > start:
-                n = int(self._rng.poisson(rate * (end - start)))
-                times.append(np.sort(start + (end - start) * self._rng.random(n)))
-                us.append(self._rng.random(n))
+            if self._generated_to >= until_s:
+                ahead += 1
             self._generated_to = end
-        self._times, self._u = np.concatenate(times), np.concatenate(us)
+            if rate > 0 and end > start:
+                last = rate * (end - start)
+                n = int(rng.poisson(last))
+                both = rng.random(2 * n)
+                draws.append(both[:n])
+                us.append(both[n:])
+                starts.append(start)
+                lengths.append(end - start)
+                counts.append(n)
+                if ahead:
+                    expected += last
+        if not draws:
+            return
+        if len(draws) == 1:
+            times = np.sort(starts[0] + lengths[0] * draws[0])
+        else:
+            n_all = np.array(counts)
+            times = _sorted_pieces(
+                np.repeat(np.array(starts), n_all)
+                + np.repeat(np.array(lengths), n_all) * np.concatenate(draws),
+                n_all,
+            )
+        self._times = np.concatenate([self._times, times])
+        self._u = np.concatenate([self._u, *us])
 
     def take(self, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
         """Arrival times in ``[t0, t1)`` and their client uniforms; windows must not go back.
@@ -117,8 +165,30 @@ class ArrivalStream:
         """
         if t1 > self._generated_to:
             self._generate(t1)
-        start = int(np.searchsorted(self._times, t0, side="left"))
-        stop = int(np.searchsorted(self._times, t1, side="left"))
-        out = self._times[start:stop], self._u[start:stop]
-        self._times, self._u = self._times[stop:], self._u[stop:]
-        return out
+        times, u = self._times, self._u
+        if not len(times):
+            return times, u
+        stop = int(times.searchsorted(t1, side="left"))
+        # Windows follow each other: what is left usually starts in this one.
+        start = 0 if times[0] >= t0 else int(times.searchsorted(t0, side="left"))
+        self._times, self._u = times[stop:], u[stop:]
+        return times[start:stop], u[start:stop]
+
+
+def _sorted_pieces(times: FloatArray, counts: npt.NDArray[np.int64]) -> FloatArray:
+    """``times`` (consecutive pieces of ``counts`` each) sorted within each piece.
+
+    The pieces' intervals follow each other, so sorting all at once gives the same array
+    unless rounding put a time of one piece past one of the next (then piece by piece).
+    """
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    filled = counts > 0
+    starts = bounds[:-1][filled]
+    if len(starts) > 1:
+        highs = np.maximum.reduceat(times, starts)
+        lows = np.minimum.reduceat(times, starts)
+        if not bool((highs[:-1] <= lows[1:]).all()):
+            return np.concatenate(
+                [np.sort(times[a:b]) for a, b in itertools.pairwise(bounds.tolist())]
+            )
+    return np.sort(times)

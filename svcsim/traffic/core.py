@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from functools import partial
 from typing import Any, Final
 
@@ -70,6 +71,7 @@ BACKEND_EXITED = CAUSE_CODE[Cause.BACKEND_EXITED]
 PROXY_EXITED = CAUSE_CODE[Cause.PROXY_EXITED]
 NODE_DOWN = CAUSE_CODE[Cause.NODE_DOWN]
 ICMP_RATE_LIMITED = CAUSE_CODE[Cause.ICMP_RATE_LIMITED]
+_GENERATION = operator.attrgetter("generation")
 _KILLING = frozenset({BackendState.CRASHED, BackendState.EXITED, BackendState.UNREACHABLE})
 
 
@@ -95,6 +97,8 @@ class EngineCore:
         self.vocab = Vocab()
         self.nodes = sorted(ctx.kernels)
         self.node_index = {n: i for i, n in enumerate(self.nodes)}
+        self._kernel_list = [ctx.kernels[n] for n in self.nodes]
+        """Each node's kernel, in node order (a node keeps its kernel)."""
         self.clients = ClientRegistry()
         ipvs = any(k.mode == "ipvs" for k in ctx.kernels.values())
         self.flows = (IpvsFlows if ipvs else PerFlow)(ctx, specs, path, self.vocab)
@@ -132,6 +136,8 @@ class EngineCore:
         """What each workload's clients were last made from (client Pods; () for others)."""
         self.dials: list[Dial | None] = [None] * len(specs)
         self._dial_code = np.zeros(len(specs), dtype=np.int32)
+        self._dial_made: list[tuple[object, str, Dial | None] | None] = [None] * len(specs)
+        """Per workload: the Service object and node address its last dial was made from."""
         self._alive: set[int] = set()
         self._alive_mask = np.zeros(0, dtype=np.bool_)
         self._client_node = np.zeros(0, dtype=np.int32)
@@ -145,11 +151,10 @@ class EngineCore:
     # --- the per-window view of the world ---------------------------------------------------
 
     def _state_key(self) -> object:
-        kernels = self.ctx.kernels
         return (
             self.ctx.state_version(),
             self._backend_changes,
-            tuple(kernels[n].generation for n in self.nodes),
+            tuple(map(_GENERATION, self._kernel_list)),
         )
 
     def _refresh_view(self, key: object) -> None:
@@ -179,18 +184,28 @@ class EngineCore:
             node_ip = ""
             if isinstance(spec.source, ExternalSource | HostSource):
                 node_ip = kernels[spec.source.node].network.node_ips[0]
-            dial = dial_for(spec.target, spec.source, spec.protocol, service, node_ip)
+            # dial_for is a pure function of frozen values: the same Service object and node
+            # address give the same dial (most API changes touch no workload's Service).
+            made = self._dial_made[w]
+            if made is not None and made[0] is service and made[1] == node_ip:
+                dial = made[2]
+            else:
+                dial = dial_for(spec.target, spec.source, spec.protocol, service, node_ip)
+                self._dial_made[w] = (service, node_ip, dial)
             # A Service that disappears is still dialled at its last address (cached DNS).
             self.dials[w] = dial if dial is not None else self.dials[w]
             current = self.dials[w]
             self._dial_code[w] = self.vocab.code(current.label) if current is not None else 0
-        self._alive = alive
         n = len(self.clients)
+        if len(self._client_node) != n:  # clients are only ever added; a client keeps its node
+            self._client_node = np.array(
+                [self.node_index[c.node] for c in self.clients.clients], dtype=np.int32
+            )
+        if alive == self._alive and len(self._alive_mask) == n:
+            return  # the same clients alive: nothing to drop, the same mask
+        self._alive = alive
         self._alive_mask = np.zeros(n, dtype=np.bool_)
         self._alive_mask[list(alive)] = True
-        self._client_node = np.array(
-            [self.node_index[c.node] for c in self.clients.clients], dtype=np.int32
-        )
         self.flows.drop_clients(alive, self.now)
 
     def _members(self, spec: WorkloadSpec) -> tuple[object, ...]:
@@ -301,11 +316,13 @@ class EngineCore:
         Resolves pending attempts first, so every flow started before ``t_s`` is counted.
         """
         self.flush()
-        untracked = self._untracked_counts(t_s)
-        return {
-            node: self.ctx.kernels[node].conntrack.count(t_s) + int(untracked[i])
-            for i, node in enumerate(self.nodes)
-        }
+        untracked = self._untracked_counts(t_s).tolist()
+        kernels = self.ctx.kernels
+        counts: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            table = kernels[node].conntrack
+            counts[node] = (table.count(t_s) if len(table) else 0) + untracked[i]
+        return counts
 
     def _untracked_counts(self, t_s: float) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Entries counted outside the nodes' ConntrackTables, by node index (none here)."""

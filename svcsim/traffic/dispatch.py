@@ -46,6 +46,9 @@ class _RecordingRuleset(Ruleset):
         return super().chain(table, name)
 
 
+BEYOND_KEEP = 16
+"""Other dispatches whose unshared answers one dispatch remembers (then it starts over)."""
+
 Snapshot = tuple[tuple[str, str, Chain | None], ...]
 
 
@@ -65,14 +68,27 @@ class _Built:
     """Tokens of rulesets known to differ in some chain (nodes in step ask once)."""
     names: frozenset[tuple[str, str]] = field(init=False)
     """``(table, chain)`` of :attr:`chains`: what the walks asked the ruleset for."""
+    serial: int = -1
+    """A number of its own (the cache's build count when built): never reused."""
+    beyond: dict[int, tuple[tuple[tuple[str, Any], Any], ...]] = field(default_factory=dict)
+    """Per other dispatch (by :attr:`serial`): the answers of this one it does not share."""
 
     def __post_init__(self) -> None:
         self.names = frozenset((table, name) for table, name, _ in self.chains)
 
-    def holds_on(self, kernel: Kernel, same: _ChainEquality, token: int | None = None) -> bool:
+    def holds_on(
+        self,
+        kernel: Kernel,
+        same: _ChainEquality,
+        token: int | None = None,
+        known: _Built | None = None,
+    ) -> bool:
         """True if every chain and network answer is the same on ``kernel`` now.
 
-        ``token`` names the kernel's ruleset by its chain objects (None: unknown).
+        ``token`` names the kernel's ruleset by its chain objects (None: unknown). ``known``:
+        a dispatch whose answers are known to hold on the kernel's network (the node's last
+        one); then only the answers it does not share are asked (after a sync, mostly none
+        or one: the walks ask the same questions of a node's network, sync after sync).
         """
         ruleset, network = kernel.ruleset, kernel.network
         if token is None or token not in self.rulesets:
@@ -88,11 +104,24 @@ class _Built:
                 self.rulesets.add(token)
         if id(network) in self.networks:
             return True
-        for (method, arg), answer in self.answers:
+        answers = self.answers
+        if known is not None and id(network) in known.networks:
+            answers = self._beyond(known)
+        for (method, arg), answer in answers:
             if getattr(network, method)(arg) != answer:
                 return False
         self.networks[id(network)] = network
         return True
+
+    def _beyond(self, known: _Built) -> tuple[tuple[tuple[str, Any], Any], ...]:
+        """The answers of this dispatch that ``known``'s answers do not include."""
+        found = self.beyond.get(known.serial)
+        if found is None:
+            if len(self.beyond) >= BEYOND_KEEP:
+                self.beyond.clear()
+            shared = set(known.answers)
+            found = self.beyond[known.serial] = tuple(qa for qa in self.answers if qa not in shared)
+        return found
 
 
 class ChainPair(NamedTuple):
@@ -243,8 +272,9 @@ class DispatchCache:
             self.reused += 1
             return entry
         candidates = self._shared.setdefault(key, [])
+        known = entry.built if entry is not None else None
         for built in candidates:
-            if built.holds_on(kernel, self._same, token):
+            if built.holds_on(kernel, self._same, token, known):
                 self.reused += 1
                 break
         else:
@@ -266,4 +296,6 @@ class DispatchCache:
             (q, a) for q, a in network.answers.items() if uses_out or q[0] != "out_interface"
         )
         self.built += 1
-        return _Built(dispatch, chains, answers)
+        built = _Built(dispatch, chains, answers, serial=self.built)
+        built.networks[id(kernel.network)] = kernel.network  # its answers came from it
+        return built

@@ -73,7 +73,7 @@ from svcsim.traffic.groups import (
     UNGROUPED,
     GroupKey,
     Groups,
-    SourceClasses,
+    Representatives,
     SourceMemos,
     Spine,
     chain_choice,
@@ -90,6 +90,8 @@ DEFER_MAX_ATTEMPTS = 50_000
 """Pending attempts at most (expected) before they are resolved anyway."""
 GROUPS_SPARE = 256
 """Outdated groups kept at most before all are built afresh (each adds to every materialise)."""
+NAMES_MAX = 1 << 12
+"""Distinct sets of names read kept before those no memo uses are dropped."""
 KEPT_ROWS_MAX = 1 << 14
 """Classified outcomes kept across states at most (then they are classified afresh)."""
 
@@ -107,10 +109,12 @@ class _KeptRow(NamedTuple):
 
 @dataclass(slots=True)
 class _DispatchMemo:
-    """A (workload, client) pair's dispatch, and what it was found with."""
+    """A (workload, client) pair's dispatch, and what it was found with.
 
-    generation: int
-    """The node's kernel generation it is known to hold for."""
+    The node's kernel generation it is known to hold for is the engine's ``_memo_gen`` entry
+    of the pair (an array, so that a sync's pairs are checked at once).
+    """
+
     dial: Dial
     rep: str
     """The source it was looked up for (:meth:`TrafficEngine._representative`)."""
@@ -165,10 +169,27 @@ class TrafficEngine(EngineCore):
         super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
         self._groups = Groups()
         self._gid = np.full((len(self.specs), 0), UNGROUPED, dtype=np.int32)
-        self._classes: dict[str, tuple[int, SourceClasses]] = {}
         self._known_sources: list[str] = []
         self._sources = SourceMemos()
+        self._reps = Representatives(self._sources)
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
+        self._memo_gen = np.full((len(self.specs), 0), -1, dtype=np.int64)
+        """Per pair: the kernel generation its dispatch memo holds for (-1: no memo)."""
+        self._memo_names = np.zeros((len(self.specs), 0), dtype=np.int32)
+        """Per pair: the index in :attr:`_names` of what its memo's walks read."""
+        self._names: list[frozenset[Any]] = []
+        self._names_index: dict[int, int] = {}
+        """:attr:`_names` entries by identity (each entry holds its object)."""
+        self._pairs_of: (
+            tuple[
+                object,
+                npt.NDArray[np.intp],
+                npt.NDArray[np.intp],
+                list[np.ndarray[Any, np.dtype[np.int32]]],
+            ]
+            | None
+        ) = None
+        """:meth:`_pairs`: its key, the pairs, and the client arrays (held: ids stay theirs)."""
         self._node_rules: list[Ruleset | NftRules | IpvsState] = []
         """Each node's ruleset when the view last changed (what its pairs were grouped on)."""
         self._spines: WeakKeyDictionary[Dispatch | NftDispatch, Spine | None] = WeakKeyDictionary()
@@ -195,7 +216,11 @@ class TrafficEngine(EngineCore):
         self._udp_s = np.array([t.udp_s for t in timeouts])
         self._deferrable = False
         self._max_rate = sum(max((r for _, r in s.rate), default=0.0) for s in self.specs)
-        self._limited = [n for n in nodes if ctx.kernels[n].conntrack.max_entries > 0]
+        limited = [i for i, n in enumerate(nodes) if ctx.kernels[n].conntrack.max_entries > 0]
+        self._limited = np.array(limited, dtype=np.intp)
+        """Indices of the nodes whose conntrack table has a limit (limits never change)."""
+        self._limited_tables = [ctx.kernels[nodes[i]].conntrack for i in limited]
+        self._limited_max = np.array([t.max_entries for t in self._limited_tables], dtype=np.int64)
         self._ipvs = frozenset(i for i, n in enumerate(nodes) if ctx.kernels[n].mode == "ipvs")
         """Indices of IPVS-mode nodes: all their attempts go per flow."""
         self._userspace = {n for n in nodes if ctx.kernels[n].mode == "userspace"}
@@ -228,6 +253,8 @@ class TrafficEngine(EngineCore):
 
     def _view_changed(self) -> None:
         old, new = self._old_view_key, self._view_key
+        # Read afresh: a failed or succeeding sync attempt changes a kube-proxy's state
+        # without a state version of its own (only with the rules' generation, if at all).
         states = [self.ctx.proxy_state(n) for n in self.nodes]
         dials = list(self.dials)
         if (
@@ -256,7 +283,8 @@ class TrafficEngine(EngineCore):
             restated = [
                 i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
             ]
-            self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
+            if restated:
+                self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
             resynced = [
                 i
                 for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
@@ -273,23 +301,35 @@ class TrafficEngine(EngineCore):
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
-            for w in range(len(self.specs)):
-                if self.dials[w] is not None:
-                    clients = self._clients_of[w]
-                    for c in clients[self._gid[w, clients] == UNGROUPED].tolist():
-                        self._gid[w, c] = self._group_of(w, c)
-            pairs = [
-                self._gid[w, self._clients_of[w]]
-                for w in range(len(self.specs))
-                if self.dials[w] is not None
-            ]
-            if any(len(p) for p in pairs):  # a workload may have no clients yet (0 replicas)
-                gids = np.concatenate(pairs)
+            ws, cs = self._pairs()
+            gids = self._gid[ws, cs]
+            for k in np.flatnonzero(gids == UNGROUPED).tolist():
+                w, c = int(ws[k]), int(cs[k])
+                self._gid[w, c] = self._group_of(w, c, states)
+            if len(ws):  # a workload may have no clients yet (0 replicas)
+                gids = self._gid[ws, cs]
                 # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
                 # bound, so it is walked per flow).
                 self._deferrable = bool((gids >= 0).all()) and bool(
                     self._groups.materialise()["fast"][gids].all()
                 )
+
+    def _pairs(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Every (workload, client) pair in play now (workloads with a dial), as two arrays.
+
+        Kept while the workloads' client arrays (replaced when their clients change) and which
+        workloads have a dial stay the same.
+        """
+        key = (tuple(map(id, self._clients_of)), tuple(d is None for d in self.dials))
+        if self._pairs_of is None or self._pairs_of[0] != key:
+            live = [w for w in range(len(self.specs)) if self.dials[w] is not None]
+            sizes = [len(self._clients_of[w]) for w in live]
+            ws = np.repeat(np.array(live, dtype=np.intp), sizes)
+            cs = np.concatenate(
+                [self._clients_of[w].astype(np.intp) for w in live] or [np.empty(0, np.intp)]
+            )
+            self._pairs_of = (key, ws, cs, list(self._clients_of))
+        return self._pairs_of[1], self._pairs_of[2]
 
     def _keep_untouched(self, nodes: list[int], generations: tuple[int, ...]) -> None:
         """Regroup the pairs on ``nodes`` (new rules) whose dispatch may have changed.
@@ -298,49 +338,49 @@ class TrafficEngine(EngineCore):
         chains that changed keeps its dispatch, hence its group (chains are interned, so an
         unchanged chain is the very same object; anything else counts as changed).
         ``generations`` are the nodes' kernel generations the pairs were grouped at.
+
+        Nodes in step share both rulesets, hence what changed: the pairs of all nodes with the
+        same change are tested at once, each distinct set of names read once.
         """
         kernels = self.ctx.kernels
-        changed_of: dict[tuple[int, int], frozenset[Any]] = {}
-        # Nodes in step share their rules, so their pairs' dispatches share the chains they
-        # read: each (changed chains, names read) pair is tested once, by identity.
-        disjoint: dict[tuple[int, int], bool] = {}
-        gid = self._gid.tolist()  # Python ints: read per pair, far faster than numpy scalars
-        per_flow = self._per_flow.tolist()
-        clients_of_node: dict[int, list[int]] = {}
-        for c, i in enumerate(self._client_node.tolist()):
-            clients_of_node.setdefault(i, []).append(c)
-        ungroup_w: list[int] = []
-        ungroup_c: list[int] = []
-        workloads = range(len(self.specs))
+        by_change: dict[tuple[int, int], tuple[frozenset[Any], list[int]]] = {}
         for i in nodes:
             if i in self._ipvs:
                 continue  # no pair there has a group
-            kernel = kernels[self.nodes[i]]
-            old, new = self._node_rules[i], kernel.rules
-            key = (id(old), id(new))  # nodes in step share both rulesets: one diff for all
-            changed = changed_of.get(key)
-            if changed is None:
-                changed = changed_of[key] = _changed(old, new)
-            for c in clients_of_node.get(i, ()):
-                for w in workloads:
-                    if gid[w][c] < 0:  # UNGROUPED or PER_FLOW
-                        if not per_flow[w]:
-                            ungroup_w.append(w)  # per flow under the old rules: re-ask
-                            ungroup_c.append(c)
-                        continue
-                    memo = self._dispatch_of.get((w, c))
-                    if memo is not None and memo.generation == generations[i]:
-                        both = (id(changed), id(memo.names))
-                        kept = disjoint.get(both)
-                        if kept is None:
-                            kept = disjoint[both] = changed.isdisjoint(memo.names)
-                        if kept:
-                            memo.generation = kernel.generation
-                            continue
-                    ungroup_w.append(w)
-                    ungroup_c.append(c)
-        if ungroup_w:
-            self._gid[ungroup_w, ungroup_c] = UNGROUPED
+            old, new = self._node_rules[i], kernels[self.nodes[i]].rules
+            key = (id(old), id(new))
+            found = by_change.get(key)
+            if found is None:
+                found = by_change[key] = (_changed(old, new), [])
+            found[1].append(i)
+        if not by_change:
+            return
+        node_gen = np.array(generations, dtype=np.int64)
+        new_gen = np.array([kernels[n].generation for n in self.nodes], dtype=np.int64)
+        not_per_flow = ~self._per_flow[:, None]
+        for changed, members in by_change.values():
+            cols = np.flatnonzero(np.isin(self._client_node, members))
+            if not len(cols):
+                continue
+            node = self._client_node[cols]
+            gid = self._gid[:, cols]
+            names = self._memo_names[:, cols]
+            # A memo made under the rules the pair was grouped at, that read nothing changed.
+            held = (gid >= 0) & (self._memo_gen[:, cols] == node_gen[node])
+            kept = np.zeros_like(held)
+            if held.any():
+                distinct = np.unique(names[held])
+                ok = np.zeros(len(self._names), dtype=np.bool_)
+                ok[distinct] = [changed.isdisjoint(self._names[j]) for j in distinct.tolist()]
+                kept = held & ok[names]
+                if kept.any():
+                    w_kept, c_kept = np.nonzero(kept)
+                    self._memo_gen[w_kept, cols[c_kept]] = new_gen[node[c_kept]]
+            # Pairs per flow under the old rules are asked again, but not per-flow workloads.
+            again = ~kept & ((gid >= 0) | not_per_flow)
+            if again.any():
+                w_again, c_again = np.nonzero(again)
+                self._gid[w_again, cols[c_again]] = UNGROUPED
 
     def _reclassify(self, states: list[ProxyState]) -> None:
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
@@ -411,10 +451,38 @@ class TrafficEngine(EngineCore):
         return groups
 
     def _grow_gid(self) -> None:
-        if self._gid.shape[1] < len(self.clients):
-            grown = np.full((len(self.specs), len(self.clients)), UNGROUPED, dtype=np.int32)
+        """Room in the per-pair arrays for every client registered."""
+        n = len(self.clients)
+        if self._gid.shape[1] < n:
+            grown = np.full((len(self.specs), n), UNGROUPED, dtype=np.int32)
             grown[:, : self._gid.shape[1]] = self._gid
             self._gid = grown
+        had = self._memo_gen.shape[1]
+        if had < n:
+            width = max(n, 2 * had)  # grown by doubling: a column per new client is quadratic
+            gen = np.full((len(self.specs), width), -1, dtype=np.int64)
+            gen[:, :had] = self._memo_gen
+            names = np.zeros((len(self.specs), width), dtype=np.int32)
+            names[:, :had] = self._memo_names
+            self._memo_gen, self._memo_names = gen, names
+
+    def _names_id(self, names: frozenset[Any]) -> int:
+        """The index of ``names`` (by identity) in :attr:`_names`."""
+        found = self._names_index.get(id(names))
+        if found is None or self._names[found] is not names:
+            if len(self._names) >= NAMES_MAX:
+                self._renumber_names()
+            found = self._names_index[id(names)] = len(self._names)
+            self._names.append(names)
+        return found
+
+    def _renumber_names(self) -> None:
+        """Keep only the names some memo still uses (the list grows with every build)."""
+        used = sorted({memo.names for memo in self._dispatch_of.values()}, key=id)
+        self._names = list(used)
+        self._names_index = {id(n): j for j, n in enumerate(self._names)}
+        for (w, c), memo in self._dispatch_of.items():
+            self._memo_names[w, c] = self._names_index[id(memo.names)]
 
     def _can_defer(self, t_s: float) -> bool:
         """Only anonymous fast-path traffic, for at most a chunk, far from a full table."""
@@ -423,27 +491,22 @@ class TrafficEngine(EngineCore):
         expected = self._max_rate * (t_s - self._span_start)
         if t_s - self._span_start >= CHUNK_MAX_S or expected > DEFER_MAX_ATTEMPTS:
             return False
-        for node in self._limited:
-            table = self.ctx.kernels[node].conntrack
-            margin = self.occupancy.bound(self.node_index[node]) + len(table) + 2 * expected
-            if margin + 100 >= table.max_entries:
-                return False
-        return True
+        if not len(self._limited):
+            return True
+        # Every limited node at once (a Python test per node and call shows at 100 nodes).
+        tables = self._limited_tables
+        held = np.fromiter(map(len, tables), dtype=np.int64, count=len(tables))
+        margin = self.occupancy.bounds()[self._limited] + held + 2 * expected
+        return not bool((margin + 100 >= self._limited_max).any())
 
     # --- groups ---------------------------------------------------------------------------------
 
     def _representative(self, node: str, src: str) -> str:
         kernel = self.ctx.kernels[node]
-        cached = self._classes.get(node)
-        if cached is None or cached[0] != kernel.generation:
-            rules = kernel.rules
-            if isinstance(rules, IpvsState):
-                raise ValueError(f"node {node} is in IPVS mode: no source classes")
-            cached = self._classes[node] = (
-                kernel.generation,
-                SourceClasses(rules, kernel.network, self._sources),
-            )
-        return cached[1].representative(src, self._known_sources)
+        rules = kernel.rules
+        if isinstance(rules, IpvsState):
+            raise ValueError(f"node {node} is in IPVS mode: no source classes")
+        return self._reps.of(rules, kernel.network, src, self._known_sources)
 
     def _group_ids(self, chunk: Attempts) -> I32:
         """The group of each attempt; :data:`PER_FLOW` for the per-flow workloads."""
@@ -460,7 +523,11 @@ class TrafficEngine(EngineCore):
             gid = self._gid[chunk.w, chunk.client]
         return gid
 
-    def _group_of(self, w: int, client_id: int) -> int:
+    def _group_of(self, w: int, client_id: int, states: list[ProxyState] | None = None) -> int:
+        """The pair's group id (:data:`PER_FLOW` if it has none).
+
+        ``states``: every node's kube-proxy state read just now, by node index (else read here).
+        """
         client = self.clients[client_id]
         if (
             self._per_flow[w]
@@ -473,7 +540,7 @@ class TrafficEngine(EngineCore):
         kernel = self.ctx.kernels[client.node]
         # The dispatch stays valid while the node's rules and the dial do (across API changes).
         memo = self._dispatch_of.get((w, client_id))
-        if memo is None or memo.generation != kernel.generation or memo.dial != dial:
+        if memo is None or self._memo_gen[w, client_id] != kernel.generation or memo.dial != dial:
             rep = self._representative(client.node, client.ip)
             try:
                 dispatch, names = self.dispatches.lookup_reads(
@@ -482,9 +549,10 @@ class TrafficEngine(EngineCore):
             except DispatchTooLargeError:
                 return PER_FLOW  # too many ways through the rules to index: walked per flow
 
-            memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
-                kernel.generation, dial, rep, dispatch, names
-            )
+            memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(dial, rep, dispatch, names)
+            self._grow_gid()
+            self._memo_gen[w, client_id] = kernel.generation
+            self._memo_names[w, client_id] = self._names_id(names)
         rep, dispatch = memo.rep, memo.dispatch
         key = GroupKey(w, client.node, rep)
         found = self._groups.keys.get(key)
@@ -493,7 +561,11 @@ class TrafficEngine(EngineCore):
         # A group is its dispatch's chain and the rows of its outcomes; rows depend on the node
         # only through kube-proxy's state there. So groups of equal (dispatch, dial, state) are
         # one group: nodes sharing a dispatch (DispatchCache) share it, built once per state.
-        state = self.ctx.proxy_state(client.node)
+        state = (
+            self.ctx.proxy_state(client.node)
+            if states is None
+            else states[self.node_index[client.node]]
+        )
         shared_key = (dispatch, dial, state)
         found = self._shared.get(shared_key)
         if found is not None:

@@ -91,35 +91,11 @@ class SourceClasses:
         network: NodeNetwork,
         memos: SourceMemos | None = None,
     ) -> None:
-        # Nodes' rulesets hold the very same chain objects when their rules agree (nodes in
-        # step hold the very same ruleset), so the networks read from one ruleset serve every
-        # ruleset of the same chains (``memos.rulesets``), with the signatures worked out for
-        # them. Without the engine's memos, a throw-away set: the same answers.
+        # Without the engine's memos, a throw-away set: the same answers.
         memos = memos if memos is not None else SourceMemos()
-        shared = memos.rulesets
-        if isinstance(ruleset, NftRules):
-            key = SourcesKey(NFT_TABLE, (id(ruleset),))
-            found = shared.get(key)
-            if found is None:
-                found = _Sources(*nft_sources(ruleset, memos.nft_chains))
-                shared.put(key, found, holds=ruleset)
-            self._init(found, network)
-            return
-        key = SourcesKey(RULESET, (id(ruleset),))
-        found = shared.get(key)
-        if found is None:
-            chains = [chain for table in ruleset.tables for chain in table.chains]
-            of_chains = SourcesKey(CHAINS, tuple(map(id, chains)))
-            found = shared.get(of_chains)
-            if found is None:
-                found = _Sources(*_ruleset_sources(chains, memos.chains))
-                shared.put(of_chains, found, holds=chains)
-            shared.put(key, found, holds=ruleset)
-        self._init(found, network)
-
-    def _init(self, found: _Sources, network: NodeNetwork) -> None:
-        self._sources = found
+        self._sources = sources_of(ruleset, memos)
         self._network = network
+        self._memos = memos
         self._by_signature: dict[tuple[object, ...], str] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
 
@@ -127,20 +103,9 @@ class SourceClasses:
         """Which distinct ``-s`` networks hold ``src``, and its address type on the node."""
         found = self._signatures.get(src)
         if found is None:
-            address = parse_ip(src)
-            sources = self._sources
-            part = sources.signatures.get(src)  # what the rules say: the same on every node
-            if part is None:
-                host = (address.version, int(address))
-                part = sources.signatures[src] = (
-                    host if host in sources.hosts else None,
-                    tuple(
-                        key
-                        for key, net in sources.wide
-                        if address.version == net.version and address in net
-                    ),
-                )
-            found = self._signatures[src] = (*part, self._network.address_type(address))
+            part = self._sources.part(src)
+            kind = self._memos.address_type(self._network, src)
+            found = self._signatures[src] = (*part, kind)
         return found
 
     def representative(self, src: str, known: list[str] | None = None) -> str:
@@ -157,6 +122,92 @@ class SourceClasses:
         return found
 
 
+def sources_of(ruleset: Ruleset | NftRules, memos: SourceMemos) -> _Sources:
+    """The ruleset's ``-s`` addresses and networks (:class:`_Sources`), memoised in ``memos``.
+
+    Nodes' rulesets hold the very same chain objects when their rules agree (nodes in step
+    hold the very same ruleset), so the networks read from one ruleset serve every ruleset of
+    the same chains (``memos.rulesets``), with the signature parts worked out for them.
+    """
+    shared = memos.rulesets
+    if isinstance(ruleset, NftRules):
+        key = SourcesKey(NFT_TABLE, (id(ruleset),))
+        found = shared.get(key)
+        if found is None:
+            found = memos.sources(*nft_sources(ruleset, memos.nft_chains))
+            shared.put(key, found, holds=ruleset)
+        return found
+    key = SourcesKey(RULESET, (id(ruleset),))
+    found = shared.get(key)
+    if found is None:
+        chains = [chain for table in ruleset.tables for chain in table.chains]
+        of_chains = SourcesKey(CHAINS, tuple(map(id, chains)))
+        found = shared.get(of_chains)
+        if found is None:
+            found = memos.sources(*_ruleset_sources(chains, memos.chains))
+            shared.put(of_chains, found, holds=chains)
+        shared.put(key, found, holds=ruleset)
+    return found
+
+
+class Representatives:
+    """:meth:`SourceClasses.representative` for every node at once, memoised across nodes.
+
+    A source's representative on a node is the first ``known`` source with its signature
+    there: its ``-s`` part (the ruleset's, :meth:`_Sources.part`) and its address type on the
+    node. So it is a function of the ruleset's sources, the address types of the known sources
+    on the node, and the source's own signature: nodes in step, whose networks type the known
+    sources alike, share one answer, however many nodes and sources ask (a view change asks
+    once per node). The same answers as one :class:`SourceClasses` per node and rules.
+    """
+
+    def __init__(self, memos: SourceMemos) -> None:
+        self._memos = memos
+        self._reps: BoundedMemo[tuple[int, tuple[str, ...], tuple[object, ...], str], str] = (
+            BoundedMemo("representative sources by (sources identity, types, signature)", 4096)
+        )
+        self._types: dict[int, tuple[NodeNetwork, tuple[str, ...]]] = {}
+        """Per node network (by identity, held): the address types of the known sources."""
+
+    def of(
+        self, ruleset: Ruleset | NftRules, network: NodeNetwork, src: str, known: list[str]
+    ) -> str:
+        """The representative of ``src`` on a node with ``ruleset`` and ``network``.
+
+        As :meth:`SourceClasses.representative`: ``src`` is added to ``known`` if no known
+        source is alike.
+        """
+        memos = self._memos
+        sources = sources_of(ruleset, memos)
+        part = sources.part(src)
+        kind = memos.address_type(network, src)
+        types = self._types_of(network, known)
+        key = (id(sources), types, part, kind)
+        found = self._reps.get(key)
+        if found is None:
+            found = next(
+                (
+                    r
+                    for r, t in zip(known, types, strict=True)
+                    if t == kind and sources.part(r) == part
+                ),
+                None,
+            )
+            if found is None:
+                found = src
+                known.append(src)
+            self._reps.put(key, found, holds=sources)
+        return found
+
+    def _types_of(self, network: NodeNetwork, known: list[str]) -> tuple[str, ...]:
+        cached = self._types.get(id(network))
+        if cached is not None and len(cached[1]) == len(known):
+            return cached[1]  # known sources are only ever appended
+        types = tuple(self._memos.address_type(network, r) for r in known)
+        self._types[id(network)] = (network, types)
+        return types
+
+
 NetKey = tuple[int, int, int]
 """A network as (IP version, network address, prefix length): what network equality compares."""
 
@@ -169,6 +220,32 @@ class _Sources:
     wide: tuple[tuple[NetKey, IPNetwork], ...]
     signatures: dict[str, tuple[object, ...]] = field(default_factory=dict)
     """Per source: its (single address, wider networks) part of the signature."""
+    in_wide: dict[str, tuple[tuple[int, int], tuple[NetKey, ...]]] = field(default_factory=dict)
+    """Per source: its address as (version, integer) and the keys of the :attr:`wide`
+    networks holding it; shared by every :class:`_Sources` of equal ``wide``
+    (:meth:`SourceMemos.sources`): syncs change endpoints (``hosts``), rarely networks."""
+
+    def part(self, src: str) -> tuple[object, ...]:
+        """What the rules say about ``src``: the single address, the wider networks holding it.
+
+        The same on every node holding these sources (memoised in :attr:`signatures`).
+        """
+        found = self.signatures.get(src)
+        if found is None:
+            known = self.in_wide.get(src)
+            if known is None:
+                address = parse_ip(src)
+                known = self.in_wide[src] = (
+                    (address.version, int(address)),
+                    tuple(
+                        key
+                        for key, net in self.wide
+                        if address.version == net.version and address in net
+                    ),
+                )
+            host, nets = known
+            found = self.signatures[src] = (host if host in self.hosts else None, nets)
+        return found
 
 
 NFT_TABLE: Final = "nft table"
@@ -206,6 +283,33 @@ class SourceMemos:
     rulesets: BoundedMemo[SourcesKey, _Sources] = field(
         default_factory=lambda: BoundedMemo("sources by ruleset or chains identities", 64)
     )
+    wides: BoundedMemo[
+        tuple[NetKey, ...], dict[str, tuple[tuple[int, int], tuple[NetKey, ...]]]
+    ] = field(default_factory=lambda: BoundedMemo("sources in wide -s networks, by networks", 64))
+    address_types: BoundedMemo[tuple[int, str], str] = field(
+        default_factory=lambda: BoundedMemo(
+            "address types of sources by (node network identity, source)", MEMO_LIMIT
+        )
+    )
+
+    def sources(
+        self, hosts: set[tuple[int, int]], wide: tuple[tuple[NetKey, IPNetwork], ...]
+    ) -> _Sources:
+        """A :class:`_Sources`; which sources ``wide`` holds is shared by all of equal ``wide``."""
+        keys = tuple(key for key, _ in wide)
+        shared = self.wides.get(keys)
+        if shared is None:
+            shared = self.wides.put(keys, {})
+        return _Sources(hosts, wide, in_wide=shared)
+
+    def address_type(self, network: NodeNetwork, src: str) -> str:
+        """``src``'s address type on ``network`` (a node's network never changes: asked once)."""
+        found = self.address_types.get((id(network), src))
+        if found is None:
+            found = self.address_types.put(
+                (id(network), src), network.address_type(parse_ip(src)), holds=network
+            )
+        return found
 
 
 def _ruleset_sources(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from svcsim.netfilter.conntrack import ConntrackTable
 from svcsim.netfilter.index import DispatchTooLargeError
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Origin
@@ -42,6 +43,9 @@ class IndexPath:
         self.occupancy = occupancy
         self.dispatches = dispatches
         self.node_index = node_index
+        self._tables: tuple[Sequence[str], list[str], list[ConntrackTable]] | None = None
+        """The nodes asked about last (the object and its names then), and their tables."""
+        self._limits = np.zeros(0, dtype=np.int64)
 
     def has_room(self, node: str, t: float, arriving: int) -> bool:
         """True if ``arriving`` more entries fit in the node's table at ``t``."""
@@ -60,11 +64,21 @@ class IndexPath:
         :meth:`has_room`'s first test for every node at once (a limit of 0 or a bound with
         room: it fits); only the nodes it leaves in doubt need :meth:`has_room` itself.
         """
-        tables = [self.ctx.kernels[n].conntrack for n in nodes]
-        limits = np.array([table.max_entries for table in tables], dtype=np.int64)
-        held = np.array([len(table) for table in tables], dtype=np.int64)
+        tables = self._tables_of(nodes)
+        limits = self._limits
+        held = np.fromiter(map(len, tables), dtype=np.int64, count=len(tables))
         doubt = (arriving > 0) & (limits > 0) & (self.occupancy.bounds() + held + arriving > limits)
         return np.flatnonzero(doubt).tolist()
+
+    def _tables_of(self, nodes: Sequence[str]) -> list[ConntrackTable]:
+        """The nodes' conntrack tables (a kernel keeps its table), and their limits."""
+        cached = self._tables
+        if cached is None or (cached[0] is not nodes and cached[1] != list(nodes)):
+            tables = [self.ctx.kernels[n].conntrack for n in nodes]
+            self._tables = (nodes, list(nodes), tables)
+            self._limits = np.array([table.max_entries for table in tables], dtype=np.int64)
+            return tables
+        return cached[2]
 
     def room(self, node: str, t: float) -> bool:
         """Tracked entries plus anonymous ones stay below the table's maximum."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalStream
+from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalStream, _sorted_pieces
 from tests.traffic.arrival_reference import uncapped_arrivals
 
 
@@ -64,7 +64,8 @@ def test_no_draw_is_larger_than_the_cap_needs(rate: float, window_s: float) -> N
     stream = ArrivalStream(((0.0, rate),), spy, piece_max_arrivals=CAP)  # type: ignore[arg-type]
     times, _ = stream.take(0.0, window_s)
     # A part's count is Poisson(<= CAP): 8 standard deviations above is never reached.
-    assert max(spy.sizes) < CAP + 8 * math.sqrt(CAP)
+    # (One draw holds a part's times' and clients' uniforms: twice its count.)
+    assert max(spy.sizes) < 2 * (CAP + 8 * math.sqrt(CAP))
     # Only what the window needs was drawn: at most one part beyond it.
     assert sum(spy.sizes) / 2 < rate * window_s + 2 * CAP
     assert abs(len(times) - rate * window_s) < 6 * math.sqrt(rate * window_s)
@@ -109,3 +110,33 @@ def test_max_rate_over_a_window() -> None:
 def test_a_cap_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="piece_max_arrivals"):
         ArrivalStream(((0.0, 1.0),), np.random.default_rng(0), piece_max_arrivals=0)
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    cuts=st.lists(st.floats(0.0, 40.0), max_size=12),
+    schedule=st.sampled_from(
+        [((0.0, 50.0),), ((0.0, 30.0), (7.25, 0.0), (9.5, 400.0)), ((3.3, 5.0), (20.0, 80.0))]
+    ),
+)
+def test_arrivals_drawn_ahead_are_those_drawn_piece_by_piece(
+    cuts: list[float], schedule: tuple[tuple[float, float], ...]
+) -> None:
+    # Windows take what they need; the stream draws pieces ahead in batches: the same numbers.
+    want_t, want_u = uncapped_arrivals(schedule, np.random.default_rng(3), 40.0)
+    stream = ArrivalStream(schedule, np.random.default_rng(3))
+    bounds = [0.0, *sorted(cuts), 40.0]
+    taken = [stream.take(a, b) for a, b in itertools.pairwise(bounds)]
+    assert np.array_equal(np.concatenate([t for t, _ in taken]), want_t)
+    assert np.array_equal(np.concatenate([u for _, u in taken]), want_u)
+
+
+def test_pieces_sorted_together_only_when_their_times_do_not_overlap() -> None:
+    counts = np.array([3, 0, 2, 2])
+    apart = np.array([0.5, 0.1, 0.9, 1.7, 1.2, 2.0, 2.5])
+    assert np.array_equal(_sorted_pieces(apart, counts), np.sort(apart))
+    # Rounding put a time of the first piece past one of the next: sorted piece by piece.
+    overlapping = np.array([0.5, 1.0000001, 0.9, 1.7, 1.0, 2.0, 2.5])
+    assert np.array_equal(
+        _sorted_pieces(overlapping, counts), [0.5, 0.9, 1.0000001, 1.0, 1.7, 2.0, 2.5]
+    )

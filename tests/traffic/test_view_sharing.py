@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -10,11 +11,11 @@ from hypothesis import strategies as st
 
 from svcsim.netfilter.index import build_dispatch
 from svcsim.netfilter.model import AddressMatch, Ruleset
-from svcsim.netfilter.packet import Packet
+from svcsim.netfilter.packet import NodeNetwork, Packet
 from svcsim.sim.network import BackendState
 from svcsim.traffic import PodSource, ServiceTarget, TrafficEngine, WorkloadSpec
-from svcsim.traffic.dispatch import DispatchCache
-from svcsim.traffic.groups import SourceClasses, SourceMemos
+from svcsim.traffic.dispatch import DispatchCache, _Built, _ChainEquality
+from svcsim.traffic.groups import Representatives, SourceClasses, SourceMemos
 from tests.traffic.world import World
 
 CLIENTS = {"app": "client"}
@@ -146,3 +147,77 @@ def test_client_pods_follow_pods_and_the_network() -> None:
     assert w.view.client_pods(CLIENTS) is before  # cached while nothing changed
     w.network.set_state(w.backend("client-1"), BackendState.EXITED, w.env.now)
     assert [key for key, _, _ in w.view.client_pods(CLIENTS)] == ["default/client-0"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(sources=st.lists(st.sampled_from(_SOURCES), min_size=1, max_size=10), drop=st.integers(0, 3))
+def test_representatives_are_those_of_one_source_classes_per_node_and_rules(
+    sources: list[str], drop: int
+) -> None:
+    w = _world(endpoints=4, clients=0)
+    memos = SourceMemos()
+    reps = Representatives(memos)
+    known: list[str] = []
+    plain_known: list[str] = []
+    for step in range(2):
+        plain = {n: SourceClasses(w.kernels[n].ruleset, w.kernels[n].network) for n in w.nodes}
+        for src in sources:
+            for node in w.nodes:  # node-1's and node-2's own IPs type as LOCAL only there
+                kernel = w.kernels[node]
+                want = plain[node].representative(src, plain_known)
+                assert reps.of(kernel.ruleset, kernel.network, src, known) == want, (src, node)
+                assert known == plain_known
+        if step == 0:  # new rules: other -s addresses (hairpin masquerade per endpoint)
+            w.delete_pod(f"web-{drop}")
+            w.add_pod("web-9", "node-1", {"app": "web"})
+            w.update_slices()
+            w.program()
+
+
+def test_a_dispatch_is_refused_for_an_answer_the_nodes_last_dispatch_did_not_give() -> None:
+    pod, own = ipaddress.ip_address("10.244.1.2"), ipaddress.ip_address("192.168.0.10")
+    node_1, node_2 = NodeNetwork(("192.168.0.10",)), NodeNetwork(("192.168.0.11",))
+    kernel_2 = SimpleNamespace(ruleset=None, network=node_2)
+    dispatch = build_dispatch(Ruleset(()), Packet("10.244.1.2", "10.96.0.10", "tcp", 80), node_2)
+    last = _Built(dispatch, (), ((("is_local", pod), False),), serial=1)
+    last.networks[id(node_2)] = node_2  # node-2's last dispatch held there
+    same = _ChainEquality()
+    cases = [
+        (((("is_local", pod), False), (("is_local", own), True)), False),  # node-1's answer
+        (((("is_local", pod), False), (("is_local", own), False)), True),
+        (((("is_local", pod), True),), False),  # a shared question, answered otherwise
+    ]
+    for serial, (answers, holds) in enumerate(cases, start=2):
+        built = _Built(dispatch, (), answers, serial=serial)
+        built.networks[id(node_1)] = node_1
+        got = built.holds_on(kernel_2, same, None, last)  # type: ignore[arg-type]
+        assert got is holds
+        assert built.holds_on(kernel_2, same) is holds  # the same without the shortcut
+
+
+@pytest.mark.parametrize("order", [("node-1", "node-2"), ("node-2", "node-1")])
+def test_after_a_sync_a_dispatch_is_checked_for_the_answers_the_nodes_last_one_lacked(
+    order: tuple[str, str],
+) -> None:
+    # node-1 answers "local" for its own address, node-2 does not: a dispatch built on one
+    # must not be taken on the other, even when each node's previous dispatch held there.
+    w = _world(endpoints=3, clients=0)
+    cache = DispatchCache()
+    key = ("203.0.113.10", "external", "192.168.0.10", "tcp", 30080)
+    for step in range(3):
+        for node in order:
+            kernel = w.kernels[node]
+            got = cache.lookup(kernel, *key)  # type: ignore[arg-type]
+            fresh = build_dispatch(
+                kernel.ruleset,
+                Packet(key[0], key[2], key[3], key[4], origin="external"),
+                kernel.network,
+            )
+            assert got.outcomes == fresh.outcomes
+        w.delete_pod(f"web-{step}")  # the Service's chains change: every dispatch is new
+        w.add_pod(f"web-new-{step}", "node-2", {"app": "web"})
+        w.update_slices()
+        w.program()
+    # node-1's dispatch is new at every sync; node-2's (no DNAT: the address is not its
+    # own) reads no chain the syncs change, so it holds on.
+    assert cache.built == 4
