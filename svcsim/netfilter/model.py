@@ -214,6 +214,53 @@ class Rule:
         return next((m for m in self.matches if isinstance(m, kind)), None)
 
 
+_RULE_FIELDS: Final = (
+    "text",
+    "source",
+    "destination",
+    "in_interface",
+    "out_interface",
+    "protocol",
+    "matches",
+    "target",
+)
+_SET_RULE_FIELDS: Final = tuple(getattr(Rule, name).__set__ for name in _RULE_FIELDS)
+
+
+def new_rule(
+    text: str,
+    source: AddressMatch | None,
+    destination: AddressMatch | None,
+    in_interface: InterfaceMatch | None,
+    out_interface: InterfaceMatch | None,
+    protocol: ProtocolMatch | None,
+    matches: tuple[Match, ...],
+    target: Target | None,
+) -> Rule:
+    """``Rule(text, source, ..., target)``: the same value, made in half the time.
+
+    The frozen dataclass's ``__init__`` stores each field through ``object.__setattr__``; a
+    compiler making 320,000 rules (10,000 Services) stores them through the slots' own
+    descriptors instead (Rule has no ``__post_init__``, so nothing else differs).
+    """
+    made = _new_object(Rule)
+    set_text, set_source, set_dst, set_in, set_out, set_protocol, set_matches, set_target = (
+        _SET_RULE_FIELDS
+    )
+    set_text(made, text)
+    set_source(made, source)
+    set_dst(made, destination)
+    set_in(made, in_interface)
+    set_out(made, out_interface)
+    set_protocol(made, protocol)
+    set_matches(made, matches)
+    set_target(made, target)
+    return made
+
+
+_new_object: Final = object.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class Chain:
     """A chain: built-in ones have a ``policy`` (ACCEPT/DROP), user chains have None."""
