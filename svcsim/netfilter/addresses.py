@@ -71,7 +71,9 @@ def _ipv4_network(value: int, prefix: int) -> ipaddress.IPv4Network:
 def cidr_text(network: IPNetwork) -> str:
     """``ADDR/PREFIX`` as iptables-save prints an address match (``10.0.0.1/32``)."""
     if type(network) is ipaddress.IPv4Network:
-        # The address's int and the prefix as stored (the public properties cost two calls).
-        packed = network.network_address._ip.to_bytes(4, "big")  # type: ignore[attr-defined]
-        return f"{socket.inet_ntoa(packed)}/{network._prefixlen}"  # type: ignore[attr-defined]
+        # The address's int and the prefix as stored (the public properties cost two calls),
+        # the dotted quad written here (inet_ntoa goes through snprintf: ~3 times slower).
+        value = network.network_address._ip  # type: ignore[attr-defined]
+        prefix = network._prefixlen  # type: ignore[attr-defined]
+        return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}/{prefix}"
     return f"{network.network_address}/{network.prefixlen}"
