@@ -25,6 +25,8 @@ _NETMASKS = tuple(ipaddress.IPv4Network(f"0.0.0.0/{p}").netmask for p in range(3
 _MASK_VALUES = tuple(int(mask) for mask in _NETMASKS)
 """The netmask of each prefix length as an int."""
 _new = object.__new__
+_OCTETS = tuple(str(n) for n in range(256))
+"""The decimal text of each byte value (and prefix length)."""
 
 
 def network_of(text: str) -> IPNetwork:
@@ -75,5 +77,9 @@ def cidr_text(network: IPNetwork) -> str:
         # the dotted quad written here (inet_ntoa goes through snprintf: ~3 times slower).
         value = network.network_address._ip  # type: ignore[attr-defined]
         prefix = network._prefixlen  # type: ignore[attr-defined]
-        return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}/{prefix}"
+        octets = _OCTETS
+        return (
+            f"{octets[value >> 24]}.{octets[value >> 16 & 255]}.{octets[value >> 8 & 255]}."
+            f"{octets[value & 255]}/{octets[prefix]}"
+        )
     return f"{network.network_address}/{network.prefixlen}"

@@ -196,9 +196,13 @@ class Rule:
         if words is None:
             words = memo[id(matches)] = " ".join([_words(match, memo) for match in matches])
         if target is not None:
-            said = memo.get(id(target))
-            if said is None:
-                said = memo[id(target)] = target_words(target)
+            if type(target) is JumpTarget and not target.goto:
+                said = "-j " + target.chain  # as cheap as a memo lookup, and not stored
+            else:
+                found = memo.get(id(target))
+                if found is None:
+                    found = memo[id(target)] = target_words(target)
+                said = found
             words = f"{words} {said}" if words else said
         source, destination, protocol = self.source, self.destination, self.protocol
         if source is None and destination is None and protocol is None:

@@ -18,6 +18,8 @@ assembled results on the identities of their fragments, in the run's
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -324,12 +326,19 @@ def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
 def _grouped(rules: tuple[tuple[str, Rule], ...], interner: RulesetInterner) -> tuple[Chain, ...]:
     """``(chain, rule)`` pairs as chains holding their rules in order (first write first)."""
     by_chain: dict[str, list[Rule]] = {}
-    for chain, rule_ in rules:
+    # A block writes each KUBE-SEP chain's rules one after the other: runs, not single rules,
+    # are looked up (groupby and the rules' list are made in C).
+    for chain, run in itertools.groupby(rules, key=_CHAIN_OF):
         held = by_chain.get(chain)
         if held is None:
-            held = by_chain[chain] = []
-        held.append(rule_)
-    return tuple(interner.chain(name, tuple(held)) for name, held in by_chain.items())
+            by_chain[chain] = list(map(_RULE_OF, run))
+        else:
+            held.extend(map(_RULE_OF, run))
+    return tuple([interner.chain(name, tuple(held)) for name, held in by_chain.items()])
+
+
+_CHAIN_OF: Final = operator.itemgetter(0)
+_RULE_OF: Final = operator.itemgetter(1)
 
 
 def _table(

@@ -140,6 +140,15 @@ def _draw(remaining: int) -> Part:
     return statistic(compute_probability(remaining))
 
 
+@functools.lru_cache(maxsize=64)
+def _detector(words: tuple[str, ...]) -> Part:
+    """:func:`detector` of ``words``: one part for every Service of a node.
+
+    Module-level like :func:`_draw`: a pure function of strings, frozen value out, bounded.
+    """
+    return detector(words)
+
+
 def _comment(large_cluster_mode: bool, text: str, *, quote: bool = True) -> Part:
     """``appendServiceCommentLocked``: no comment at all in large-cluster mode."""
     return NOTHING if large_cluster_mode else comment(text, quote=quote)
@@ -252,7 +261,7 @@ def write_service_port(
         if ctx.masquerade_all:
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, to_mark_masq)
         elif ctx.local_detector_implemented:
-            not_local = detector(ctx.if_not_local())
+            not_local = _detector(ctx.if_not_local())
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, not_local, to_mark_masq)
 
     if pol.uses_ext_chain:
