@@ -104,18 +104,3 @@ def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
     again = table_splice.rewrite_chains(shifted, {}, (NAMES[0],), (_chain("LAST", ()),))
     assert [again.position(n) for n in [*NAMES[1:4], "LAST"]] == [0, 2, 1, 3]
     assert again.position(NAMES[0]) is None
-
-
-@given(
-    items=st.lists(st.integers(), max_size=12).map(tuple),
-    edits=st.dictionaries(st.integers(0, 11), st.lists(st.integers(), max_size=2).map(tuple)),
-    tail=st.lists(st.integers(), max_size=3).map(tuple),
-)
-def test_edited_items_are_what_editing_a_list_gives(
-    items: tuple[int, ...], edits: dict[int, tuple[int, ...]], tail: tuple[int, ...]
-) -> None:
-    edits = {place: new for place, new in edits.items() if place < len(items)}
-    want: list[int] = []
-    for place, item in enumerate(items):
-        want += edits.get(place, (item,))
-    assert table_splice._edited(items, edits, tail) == (*want, *tail)
