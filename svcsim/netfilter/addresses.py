@@ -7,7 +7,7 @@ that is the canonical dotted quad of its own four bytes (``socket.inet_aton`` th
 ``socket.inet_ntoa`` gives it back) is exactly what ``ip_network`` accepts as that address, so
 it is built from the integer (public ``IPv4Network((int, prefix))``); anything else (IPv6,
 leading zeros, short forms, bad text) goes to ``ip_network`` itself, which decides as before.
-Printing (:func:`cidr_text`) uses ``inet_ntoa`` for IPv4 the same way.
+Printing (:func:`cidr_text`) writes the dotted quad of an IPv4 network from its stored integer.
 """
 
 from __future__ import annotations
