@@ -30,7 +30,10 @@ def save_string(value: str) -> str:
     """
     if value and not value.strip(_NO_QUOTE_TEXT):  # every character is one of them
         return value
-    return f'"{value.translate(_ESCAPED)}"'
+    if '"' in value or "\\" in value or "'" in value:
+        # (str.translate with a dict looks every character up: only when there is one.)
+        value = value.translate(_ESCAPED)
+    return f'"{value}"'
 
 
 def negation(negated: bool) -> list[str]:

@@ -95,6 +95,7 @@ __all__ = [
     "UnknownMatch",
     "UnknownTarget",
     "save_string",
+    "target_words",
 ]
 
 
@@ -184,34 +185,89 @@ class Rule:
     def save_text(self, memo: dict[int, str] | None = None) -> str:
         """The rule as iptables-save prints it (without ``-A CHAIN``): :meth:`save_args` joined.
 
-        ``memo``: the printed words of match and target objects by identity, for a caller
-        printing many rules that share those objects (a ruleset's); it must not outlive them.
+        ``memo``: printed words by object identity, for a caller printing many rules that
+        share objects (a ruleset's: a Service's comment, the jump to KUBE-MARK-MASQ, the
+        very same tuple of match extensions); it must not outlive them.
         """
         if memo is None or self.in_interface is not None or self.out_interface is not None:
             return " ".join(self.save_args())
-        out: list[str] = []
-        if self.source is not None:
-            out.append(_address_words("-s", self.source))
-        if self.destination is not None:
-            out.append(_address_words("-d", self.destination))
-        if self.protocol is not None:
-            out.append(
-                f"! -p {self.protocol.name}"
-                if self.protocol.negated
-                else "-p " + self.protocol.name
-            )
-        for extension in (*self.matches, self.target):
-            if extension is None:
-                continue
-            words = memo.get(id(extension))
-            if words is None:
-                words = memo[id(extension)] = " ".join(extension.save_args())
+        matches, target = self.matches, self.target
+        words = memo.get(id(matches))
+        if words is None:
+            words = memo[id(matches)] = " ".join([_words(match, memo) for match in matches])
+        if target is not None:
+            if type(target) is JumpTarget and not target.goto:
+                said = "-j " + target.chain  # as cheap as a memo lookup, and not stored
+            else:
+                found = memo.get(id(target))
+                if found is None:
+                    found = memo[id(target)] = target_words(target)
+                said = found
+            words = f"{words} {said}" if words else said
+        source, destination, protocol = self.source, self.destination, self.protocol
+        if source is None and destination is None and protocol is None:
+            return words
+        out = []
+        if source is not None:
+            out.append(_address_words("-s", source))
+        if destination is not None:
+            out.append(_address_words("-d", destination))
+        if protocol is not None:
+            out.append(f"! -p {protocol.name}" if protocol.negated else "-p " + protocol.name)
+        if words:
             out.append(words)
         return " ".join(out)
 
     def find(self, kind: type[Match]) -> Match | None:
         """The first match extension of type ``kind``, or None."""
         return next((m for m in self.matches if isinstance(m, kind)), None)
+
+
+_RULE_FIELDS: Final = (
+    "text",
+    "source",
+    "destination",
+    "in_interface",
+    "out_interface",
+    "protocol",
+    "matches",
+    "target",
+)
+_SET_RULE_FIELDS: Final = tuple(getattr(Rule, name).__set__ for name in _RULE_FIELDS)
+
+
+def new_rule(
+    text: str,
+    source: AddressMatch | None,
+    destination: AddressMatch | None,
+    in_interface: InterfaceMatch | None,
+    out_interface: InterfaceMatch | None,
+    protocol: ProtocolMatch | None,
+    matches: tuple[Match, ...],
+    target: Target | None,
+) -> Rule:
+    """``Rule(text, source, ..., target)``: the same value, made in half the time.
+
+    The frozen dataclass's ``__init__`` stores each field through ``object.__setattr__``; a
+    compiler making 320,000 rules (10,000 Services) stores them through the slots' own
+    descriptors instead (Rule has no ``__post_init__``, so nothing else differs).
+    """
+    made = _new_object(Rule)
+    set_text, set_source, set_dst, set_in, set_out, set_protocol, set_matches, set_target = (
+        _SET_RULE_FIELDS
+    )
+    set_text(made, text)
+    set_source(made, source)
+    set_dst(made, destination)
+    set_in(made, in_interface)
+    set_out(made, out_interface)
+    set_protocol(made, protocol)
+    set_matches(made, matches)
+    set_target(made, target)
+    return made
+
+
+_new_object: Final = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +449,31 @@ class Table:
         if changes and name in changes:
             return changes[name] is not None
         return name in self._index
+
+
+def _words(extension: Match, memo: dict[int, str]) -> str:
+    """``extension``'s printed words, memoised in ``memo`` by its identity."""
+    words = memo.get(id(extension))
+    if words is None:
+        words = memo[id(extension)] = " ".join(extension.save_args())
+    return words
+
+
+def target_words(target: Target) -> str:
+    """``" ".join(target.save_args())``, written directly for the targets kube-proxy writes most.
+
+    A 10,000-Service ruleset holds ~200,000 targets of their own (each endpoint's DNAT, each
+    jump to its KUBE-SEP chain): each is printed once per render.
+    """
+    kind = type(target)
+    if kind is JumpTarget:
+        return f"-g {target.chain}" if target.goto else "-j " + target.chain  # type: ignore[union-attr]
+    if kind is DnatTarget:
+        address, port = target.address, target.port  # type: ignore[union-attr]
+        if port is not None and ":" not in address:
+            return f"-j DNAT --to-destination {address}:{port}"
+        return "-j DNAT --to-destination " + target.to_destination  # type: ignore[union-attr]
+    return " ".join(target.save_args())
 
 
 def _address_words(option: str, match: AddressMatch) -> str:

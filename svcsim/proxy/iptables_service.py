@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from svcsim.netfilter.model import Rule
 from svcsim.proxy.caches import BlockContext, BlockKey, CompileCaches
@@ -24,8 +25,10 @@ from svcsim.proxy.iptables_rules import (
     addrtype,
     comment,
     detector,
-    dnat,
+    dnat_to,
+    joined,
     jump,
+    matched_jump,
     nfacct,
     protocol_port,
     quoted,
@@ -33,6 +36,7 @@ from svcsim.proxy.iptables_rules import (
     recent_set,
     rule,
     source,
+    sourced,
     statistic,
     verdict,
 )
@@ -134,6 +138,15 @@ def _draw(remaining: int) -> Part:
     module-level: a pure function of an int, frozen values out, bounded.
     """
     return statistic(compute_probability(remaining))
+
+
+@functools.lru_cache(maxsize=64)
+def _detector(words: tuple[str, ...]) -> Part:
+    """:func:`detector` of ``words``: one part for every Service of a node.
+
+    Module-level like :func:`_draw`: a pure function of strings, frozen value out, bounded.
+    """
+    return detector(words)
 
 
 def _comment(large_cluster_mode: bool, text: str, *, quote: bool = True) -> Part:
@@ -248,7 +261,7 @@ def write_service_port(
         if ctx.masquerade_all:
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, to_mark_masq)
         elif ctx.local_detector_implemented:
-            not_local = detector(ctx.if_not_local())
+            not_local = _detector(ctx.if_not_local())
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, not_local, to_mark_masq)
 
     if pol.uses_ext_chain:
@@ -256,7 +269,7 @@ def write_service_port(
     if pol.uses_fw_chain:
         _write_firewall_chain(buf, svc, ctx)
     # Each endpoint's KUBE-SEP name (a hash) is made once and shared by every rule naming it.
-    seps: dict[str, str] = {}
+    seps: dict[str, _Sep] = {}
     if cat.cluster and svc.uses_cluster_endpoints:
         buf.nat_chains.append(spn.cluster_chain)
         _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode, seps)
@@ -266,7 +279,7 @@ def write_service_port(
     head = _comment(large_cluster_mode, name, quote=False)
     dnat_match = protocol_port(proto, None)
     for ep in cat.all_reachable:
-        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps), head, dnat_match)
+        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps).name, head, dnat_match)
 
     return ServicePortOutcome(
         no_local_internal=has_endpoints and not pol.has_internal,
@@ -424,11 +437,20 @@ def _write_firewall_chain(buf: RestoreBuffers, svc: ServicePortInfo, ctx: NodeCo
     buf.nat(fw, comment(other))
 
 
-def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, str]) -> str:
-    """``ep``'s KUBE-SEP chain name, made once per service port (``seps`` keeps them)."""
+class _Sep(NamedTuple):
+    """An endpoint's KUBE-SEP chain: its name and the part jumping to it (shared)."""
+
+    name: str
+    to: Part
+    """``-j KUBE-SEP-...``: one part (one target object) for every rule jumping there."""
+
+
+def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, _Sep]) -> _Sep:
+    """``ep``'s KUBE-SEP chain, made once per service port (``seps`` keeps them)."""
     sep = seps.get(ep.text)
     if sep is None:
-        sep = seps[ep.text] = spn.endpoint_chain(ep.text)
+        name = spn.endpoint_chain(ep.text)
+        sep = seps[ep.text] = _Sep(name, jump(name))
     return sep
 
 
@@ -446,9 +468,11 @@ def _write_endpoint_chain(
     mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
     """
     buf.nat_chains.append(sep)
-    buf.nat(sep, head, source(ep.ip), _TO_MARK_MASQ)
-    affinity = recent_set(sep) if svc.client_ip_affinity else NOTHING
-    buf.nat(sep, head, affinity, dnat_match, dnat(ep.text))
+    nat_rules = buf.nat_rules
+    nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
+    if svc.client_ip_affinity:
+        head = joined(head, recent_set(sep))
+    nat_rules.append((sep, dnat_to(head, dnat_match, ep.ip, ep.port)))
 
 
 def _write_endpoint_dispatch(
@@ -457,22 +481,24 @@ def _write_endpoint_dispatch(
     chain: str,
     endpoints: tuple[EndpointInfo, ...],
     large_cluster_mode: bool,
-    seps: dict[str, str],
+    seps: dict[str, _Sep],
 ) -> None:
     """``writeServiceToEndpointRules``: affinity checks, then the probability cascade."""
     spn = svc.name
+    nat_rules = buf.nat_rules
     if svc.client_ip_affinity:
         for ep in endpoints:
             sep = _sep(spn, ep, seps)
             head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
-            check = recent_rcheck(sep, svc.sticky_max_age_s)
-            buf.nat(chain, head, check, jump(sep))
+            check = recent_rcheck(sep.name, svc.sticky_max_age_s)
+            nat_rules.append((chain, matched_jump(head, check, sep.to)))
     n = len(endpoints)
+    last = n - 1
     for i, ep in enumerate(endpoints):
         head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
         # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
-        draw = _draw(n - i) if i < n - 1 else NOTHING
-        buf.nat(chain, head, draw, jump(_sep(spn, ep, seps)))
+        draw = _draw(n - i) if i < last else NOTHING
+        nat_rules.append((chain, matched_jump(head, draw, _sep(spn, ep, seps).to)))
 
 
 def _cidr_contains(cidr: str, ip: str) -> bool:

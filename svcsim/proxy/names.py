@@ -139,6 +139,8 @@ class ServicePortName:
     """``ServicePortName.String()``: ``ns/name:port``, or ``ns/name`` for an unnamed port."""
     service: str = field(init=False, repr=False, compare=False)
     """The Service's ``namespace/name``."""
+    protocol_lower: str = field(init=False, repr=False, compare=False)
+    """The protocol as kube-proxy writes it in rules (``tcp``, ``udp``, ``sctp``)."""
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +148,7 @@ class ServicePortName:
         base = f"{self.namespace}/{self.name}"
         object.__setattr__(self, "service", base)
         object.__setattr__(self, "text", f"{base}:{self.port}" if self.port else base)
+        object.__setattr__(self, "protocol_lower", protocol_name(self.protocol))
         object.__setattr__(
             self, "_hash", hash((self.namespace, self.name, self.port, self.protocol))
         )
@@ -155,11 +158,6 @@ class ServicePortName:
 
     def __str__(self) -> str:
         return self.text
-
-    @property
-    def protocol_lower(self) -> str:
-        """The protocol as kube-proxy writes it in rules (``tcp``, ``udp``, ``sctp``)."""
-        return protocol_name(self.protocol)
 
     @property
     def cluster_chain(self) -> str:
@@ -183,4 +181,5 @@ class ServicePortName:
 
     def endpoint_chain(self, endpoint: str) -> str:
         """The ``KUBE-SEP-`` chain of ``endpoint`` (``"IP:port"``) for this port."""
-        return endpoint_chain(self.text, self.protocol, endpoint)
+        # endpoint_chain's hashed text, without re-spelling the protocol per endpoint.
+        return SEP_PREFIX + _hash16(self.text + self.protocol_lower + endpoint)

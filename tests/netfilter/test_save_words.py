@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from svcsim.k8s.objects import TrafficPolicy
-from svcsim.netfilter.model import Ruleset
+from svcsim.netfilter.model import (
+    DnatTarget,
+    JumpTarget,
+    MarkTarget,
+    MasqueradeTarget,
+    RejectTarget,
+    Ruleset,
+    Target,
+    save_string,
+    target_words,
+)
 from svcsim.netfilter.node_save import parse_node_save
 from svcsim.proxy.iptables import compile_iptables
 from tests.netfilter.node_dumps import DUMPS
@@ -37,3 +47,31 @@ def test_memoised_save_text_is_the_joined_save_args(name: str) -> None:
         want = " ".join(rule.save_args())
         assert rule.save_text(memo) == want
         assert rule.save_text() == want
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        JumpTarget("KUBE-SEP-X"),
+        JumpTarget("KUBE-SEP-X", goto=True),
+        JumpTarget("ACCEPT"),
+        DnatTarget("10.0.0.1", 8080),
+        DnatTarget("10.0.0.1"),
+        DnatTarget("fd00::1", 53),
+        MarkTarget(0x4000, 0x4000),
+        MasqueradeTarget(random_fully=True),
+        RejectTarget(),
+    ],
+    ids=repr,
+)
+def test_target_words_are_the_joined_save_args(target: Target) -> None:
+    assert target_words(target) == " ".join(target.save_args())
+
+
+@pytest.mark.parametrize(
+    "comment", ["plain", "ns/svc:p -> 10.0.0.1:80", 'say "hi"', "a\\b", "it's", ""]
+)
+def test_saved_comment_is_escaped_as_iptables_escapes_it(comment: str) -> None:
+    escaped = "".join("\\" + c if c in "\"\\'" else c for c in comment)
+    bare = bool(comment) and all(c.isascii() and (c.isalnum() or c in "_-") for c in comment)
+    assert save_string(comment) == (comment if bare else f'"{escaped}"')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from svcsim.netfilter.model import Rule
 from svcsim.netfilter.parse import parse_rule
 from svcsim.proxy.iptables_rules import (
     NOTHING,
@@ -14,12 +15,15 @@ from svcsim.proxy.iptables_rules import (
     destination,
     detector,
     dnat,
+    dnat_to,
     in_interface,
+    joined,
     jump,
     mark,
     mark_or,
     mark_xor,
     masquerade,
+    matched_jump,
     nfacct,
     physdev_is_in,
     protocol_dport,
@@ -30,6 +34,7 @@ from svcsim.proxy.iptables_rules import (
     reject,
     rule,
     source,
+    sourced,
     state,
     statistic,
     verdict,
@@ -103,3 +108,69 @@ def test_userspace_parts_are_what_iptables_reads_from_their_text(parts: tuple[Pa
     built = rule(*parts)
     assert "  " not in built.text and built.text == built.text.strip()
     assert built == parse_rule(built.text)
+
+
+# The shapes the service writer builds directly, each with the parts whose join it replaces.
+_HEAD = comment("ns/svc:p", quote=False)
+_AFFINITY = joined(_HEAD, recent_set("KUBE-SEP-Y"))
+SHAPES: list[tuple[Rule, tuple[Part, ...]]] = [
+    (
+        sourced(_HEAD, "10.0.0.1", jump("KUBE-MARK-MASQ")),
+        (_HEAD, source("10.0.0.1"), jump("KUBE-MARK-MASQ")),
+    ),
+    (
+        sourced(NOTHING, "10.0.0.1", jump("KUBE-MARK-MASQ")),
+        (source("10.0.0.1"), jump("KUBE-MARK-MASQ")),
+    ),
+    (
+        dnat_to(_HEAD, protocol_port("tcp", None), "10.0.0.1", 8080),
+        (_HEAD, protocol_port("tcp", None), dnat("10.0.0.1:8080")),
+    ),
+    (
+        dnat_to(NOTHING, protocol_port("udp", None), "10.0.0.1", 53),
+        (protocol_port("udp", None), dnat("10.0.0.1:53")),
+    ),
+    (
+        dnat_to(_AFFINITY, protocol_port("sctp", None), "10.0.0.1", 99),
+        (_HEAD, recent_set("KUBE-SEP-Y"), protocol_port("sctp", None), dnat("10.0.0.1:99")),
+    ),
+    (
+        dnat_to(
+            joined(NOTHING, recent_set("KUBE-SEP-Y")), protocol_port("tcp", None), "10.0.0.1", 1
+        ),
+        (recent_set("KUBE-SEP-Y"), protocol_port("tcp", None), dnat("10.0.0.1:1")),
+    ),
+    (
+        matched_jump(comment("a -> b"), statistic("0.3333333333"), jump("KUBE-SEP-Y")),
+        (comment("a -> b"), statistic("0.3333333333"), jump("KUBE-SEP-Y")),
+    ),
+    (
+        matched_jump(comment("a -> b"), NOTHING, jump("KUBE-SEP-Y")),
+        (comment("a -> b"), jump("KUBE-SEP-Y")),
+    ),
+    (
+        matched_jump(NOTHING, statistic("0.5000000000"), jump("KUBE-SEP-Y")),
+        (statistic("0.5000000000"), jump("KUBE-SEP-Y")),
+    ),
+    (matched_jump(NOTHING, NOTHING, jump("KUBE-SEP-Y")), (jump("KUBE-SEP-Y"),)),
+    (
+        matched_jump(comment("a -> b"), recent_rcheck("KUBE-SEP-Y", 10800), jump("KUBE-SEP-Y")),
+        (comment("a -> b"), recent_rcheck("KUBE-SEP-Y", 10800), jump("KUBE-SEP-Y")),
+    ),
+]
+
+
+@pytest.mark.parametrize(("built", "parts"), SHAPES, ids=lambda case: getattr(case, "text", ""))
+def test_rule_shapes_built_directly_equal_the_joined_parts_and_the_parsed_text(
+    built: Rule, parts: tuple[Part, ...]
+) -> None:
+    assert built == rule(*parts)
+    assert built == parse_rule(built.text)
+    assert type(built) is Rule and type(built.matches) is tuple
+
+
+@pytest.mark.parametrize("first", [NOTHING, _HEAD, statistic("0.5000000000")])
+@pytest.mark.parametrize("second", [NOTHING, recent_set("KUBE-SEP-Y")])
+def test_joined_parts_write_both_parts_words(first: Part, second: Part) -> None:
+    both = joined(first, second)
+    assert rule(both) == rule(first, second)
