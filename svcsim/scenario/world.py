@@ -333,13 +333,19 @@ class World:
 
     def _sample_conntrack(self) -> Generator[simpy.Event, Any, None]:
         """Every :data:`CONNTRACK_SAMPLE_S`, each node's conntrack table size and limit."""
+        names: list[str] = []
         while True:
             if self.traffic is not None:
+                if len(names) != len(self._kernels):
+                    names = sorted(self._kernels)
                 counts = self.traffic.conntrack_counts(self.env.now)
-                for node, kernel in sorted(self._kernels.items()):
-                    self._recorder.add_conntrack_sample(
-                        self.env.now, node, counts[node], kernel.conntrack.max_entries
-                    )
+                kernels = self._kernels
+                self._recorder.add_conntrack_samples(
+                    self.env.now,
+                    names,
+                    [counts[node] for node in names],
+                    [kernels[node].conntrack.max_entries for node in names],
+                )
             yield self.env.timeout(CONNTRACK_SAMPLE_S)
 
     def notices(self) -> list[str]:
