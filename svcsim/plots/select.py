@@ -157,7 +157,8 @@ def figure_notices(run: Run, names: Sequence[str]) -> list[str]:
         out.append(
             f"figures: the outcome timeline's control-plane strip shows {MAX_NODE_ROWS} of "
             f"{n_nodes} nodes per Service (nodes with failure windows, outages or failed "
-            "syncs first); rule_staleness and conntrack_usage show every node"
+            f"syncs first); rule_staleness shows {MAX_NODE_ROWS} of {n_nodes} nodes (outages "
+            "and failed syncs first, then the longest stale); conntrack_usage shows every node"
         )
     conntrack = conntrack_notice(run)
     if conntrack is not None:

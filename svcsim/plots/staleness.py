@@ -44,6 +44,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from svcsim.plots.events import nodes, proxy_outages, slice_update_times
+from svcsim.plots.select import MAX_NODE_ROWS, NOTE_COLOUR, Shown, notable_nodes
 from svcsim.plots.style import (
     DOWN_COLOUR,
     STALE_COLOUR,
@@ -138,25 +139,58 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     return frame.sort_values(["node", "reason", "start_s"], kind="stable").reset_index(drop=True)
 
 
+def staleness_rows(
+    run: Run, names: list[str], intervals: pd.DataFrame | None, span_s: float
+) -> Shown:
+    """The nodes :func:`rule_staleness` draws: all of them, or :data:`MAX_NODE_ROWS` of them.
+
+    Beyond the cap, nodes with an outage or a failed sync come first, then those whose rules
+    were stale longest (ties: by name); they are drawn in node order.
+    """
+    if len(names) <= MAX_NODE_ROWS or intervals is None:
+        return Shown(tuple(names), len(names))
+    stale = (intervals["end_s"] - intervals["start_s"]).groupby(intervals["node"]).sum()
+    totals = {str(n): float(v) for n, v in stale.items()}
+    marked = set(notable_nodes(run, None, span_s))
+    ranked = sorted(names, key=lambda n: (n not in marked, -totals.get(n, 0.0), n))
+    keep = set(ranked[:MAX_NODE_ROWS])
+    return Shown(tuple(n for n in names if n in keep), len(names))
+
+
+def staleness_note(shown: Shown) -> str:
+    """The line :func:`rule_staleness` carries when it leaves nodes out."""
+    return (
+        f"{len(shown.shown)} of {shown.total} nodes shown (outages and failed syncs first, "
+        "then the longest stale)"
+    )
+
+
 def rule_staleness(run: Run) -> Figure:
     """Per node, a bar timeline of when its programmed rules were stale or kube-proxy was down.
 
-    One row per node: orange bars where an EndpointSlice update had not yet been programmed
-    there, red bars (drawn thinner, on top) where kube-proxy was down, grey ticks at the end
-    of each successful sync, red crosses at failed syncs; dotted vertical lines mark the
-    EndpointSlice updates (up to 200 of them). See :func:`stale_intervals` for the derivation.
+    One row per node, :data:`~svcsim.plots.select.MAX_NODE_ROWS` at most
+    (:func:`staleness_rows`; a note names the cap): orange bars where an EndpointSlice update
+    had not yet been programmed there, red bars (drawn thinner, on top) where kube-proxy was
+    down, grey ticks at the end of each successful sync, red crosses at failed syncs; dotted
+    vertical lines mark the EndpointSlice updates (up to 200 of them). See
+    :func:`stale_intervals` for the derivation.
     """
-    names = nodes(run)
+    every = nodes(run)
     span_s = run_span_s(run)
+    intervals = stale_intervals(run) if every else None
+    shown = staleness_rows(run, every, intervals, span_s)
+    names = list(shown.shown)
     fig = new_figure(1.6 + 0.45 * max(len(names), 1))
     ax = fig.add_subplot()
     ax.set_title("Rule staleness per node: programmed rules behind the API state")
     ax.set_xlabel(TIME_LABEL)
     ax.set_xlim(0.0, span_s)
-    if not names:
+    if intervals is None:
         empty_note(ax, "no nodes in this run", keep_x=True)
         return fig
-    intervals = stale_intervals(run)
+    if shown.hidden:
+        intervals = intervals.loc[intervals["node"].isin(names)]
+        fig.suptitle(staleness_note(shown), fontsize="small", color=NOTE_COLOUR)
     row = {n: i for i, n in enumerate(names)}
     for (node, reason), group in intervals.groupby(["node", "reason"], sort=True):
         y = row[str(node)]
@@ -166,6 +200,8 @@ def rule_staleness(run: Run) -> Figure:
         else:
             ax.broken_barh(ranges, (y - 0.15, 0.3), facecolors=DOWN_COLOUR, hatch="//", zorder=3)
     syncs = run.syncs
+    if shown.hidden:
+        syncs = syncs.loc[np.asarray(syncs["node"].isin(names), dtype=bool)]
     ok = np.asarray(syncs["ok"], dtype=bool)
     sync_y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
     ends = syncs["end_s"].to_numpy(dtype=np.float64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -169,3 +170,43 @@ def test_long_conntrack_series_are_drawn_as_peaks_and_noticed() -> None:
     few = Recorder()
     few.add_conntrack_samples(0.0, ["node-1"], [1], [10])
     assert not [n for n in figure_notices(mem_run(few), []) if "conntrack" in n]
+
+
+def _many_nodes_run(count: int, failed: str) -> Run:
+    rec = Recorder()
+    for i in range(1, count + 1):
+        rec.add_sync(node=f"node-{i:02d}", start_s=1.0, end_s=1.5, full=True, ok=True,
+                     rules_written=10)  # fmt: skip
+    rec.add_sync(node=failed, start_s=5.0, end_s=5.5, full=False, ok=False, rules_written=10)
+    return mem_run(rec, manifest={"duration_s": 100.0})
+
+
+def test_staleness_rows_keep_failed_syncs_then_the_longest_stale() -> None:
+    from svcsim.plots.staleness import staleness_rows
+
+    names = [f"node-{i:02d}" for i in range(1, 31)]
+    run = _many_nodes_run(30, failed="node-01")
+    # node-i was stale for i seconds (in two pieces for node-05, which add up).
+    rows = [(n, 10.0, 10.0 + i, "stale") for i, n in enumerate(names, start=1) if i != 5]
+    rows += [("node-05", 10.0, 12.0, "stale"), ("node-05", 20.0, 60.0, "stale")]
+    intervals = pd.DataFrame(rows, columns=["node", "start_s", "end_s", "reason"])
+    shown = staleness_rows(run, names, intervals, 100.0)
+    assert shown.total == 30 and len(shown.shown) == MAX_NODE_ROWS
+    # The failed sync's node, node-05 (42 s), then node-30 down to node-09.
+    assert shown.shown == ("node-01", "node-05", *names[8:])
+    few = staleness_rows(run, names[:3], intervals, 100.0)
+    assert few.shown == tuple(names[:3]) and not few.hidden
+
+
+def test_rule_staleness_draws_at_most_the_cap_and_says_so() -> None:
+    from svcsim.plots.staleness import rule_staleness
+
+    run = _many_nodes_run(MAX_NODE_ROWS + 6, failed="node-03")
+    fig = rule_staleness(run)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == MAX_NODE_ROWS and "node-03" in labels
+    assert fig._suptitle is not None
+    assert fig._suptitle.get_text().startswith(f"{MAX_NODE_ROWS} of {MAX_NODE_ROWS + 6} nodes")
+    (line,) = (n for n in figure_notices(run, []) if "rule_staleness" in n)
+    assert f"rule_staleness shows {MAX_NODE_ROWS} of {MAX_NODE_ROWS + 6} nodes" in line
