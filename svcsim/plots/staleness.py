@@ -34,6 +34,7 @@ reached the node).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -61,6 +62,8 @@ STALE: Final = "stale"
 PROXY_DOWN: Final = "proxy-down"
 """Reason: kube-proxy on the node was down."""
 _MAX_UPDATE_LINES: Final = 200
+_SYNCS_MEMO: Final = "staleness_syncs"
+"""Key of :func:`_syncs_by_node`'s result in ``Run.memo``."""
 
 
 def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -81,23 +84,58 @@ def programmed_at(
 
     See the module docstring; ``span_s`` (or the update time, if later) where no sync did.
     """
-    ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
-    start = ok["start_s"].to_numpy(dtype=np.float64)
-    end = ok["end_s"].to_numpy(dtype=np.float64)
-    known = "applied_through_s" in ok
-    through = ok["applied_through_s"].to_numpy(dtype=np.float64) if known else np.array([np.nan])
-    if known and len(through) and np.isfinite(through).all():
+    return _programmed_at(updates, _NodeSyncs.of(node_syncs), span_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeSyncs:
+    """One node's successful syncs as :func:`programmed_at` reads them (in table order)."""
+
+    start: npt.NDArray[np.float64]
+    end: npt.NDArray[np.float64]
+    latency: npt.NDArray[np.float64]
+    full: npt.NDArray[np.bool_]
+    order: npt.NDArray[np.intp] | None
+    """Sync ends sorted (stable), when every sync says what it applied (the exact rule)."""
+    best: npt.NDArray[np.float64] | None
+    """The newest API time applied by the syncs ended so far, along :attr:`order`."""
+
+    @staticmethod
+    def of(node_syncs: pd.DataFrame) -> _NodeSyncs:
+        """The arrays of one node's syncs (all rows of ``node_syncs``; failed ones dropped)."""
+        ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
+        end = ok["end_s"].to_numpy(dtype=np.float64)
+        order = best = None
+        if "applied_through_s" in ok:
+            through = ok["applied_through_s"].to_numpy(dtype=np.float64)
+            if len(through) and np.isfinite(through).all():
+                order = np.argsort(end, kind="stable")
+                best = np.maximum.accumulate(through[order])
+        return _NodeSyncs(
+            start=ok["start_s"].to_numpy(dtype=np.float64),
+            end=end,
+            latency=ok["programming_latency_s"].to_numpy(dtype=np.float64),
+            full=np.asarray(ok["full"], dtype=bool),
+            order=order,
+            best=best,
+        )
+
+
+def _programmed_at(
+    updates: npt.NDArray[np.float64], syncs: _NodeSyncs, span_s: float
+) -> npt.NDArray[np.float64]:
+    start, end = syncs.start, syncs.end
+    if syncs.order is not None and syncs.best is not None:
         # Exact: the first successful sync whose state included the update installed it.
-        order = np.argsort(end, kind="stable")
-        best = np.maximum.accumulate(through[order])
-        first = np.searchsorted(best, updates, side="left")
+        order = syncs.order
+        first = np.searchsorted(syncs.best, updates, side="left")
         found = first < len(order)
         out = np.full(len(updates), span_s, dtype=np.float64)
         out[found] = end[order][first[found]]
         return np.maximum(out, updates)
-    latency = ok["programming_latency_s"].to_numpy(dtype=np.float64)
+    latency = syncs.latency
     oldest = end - latency  # NaN where the sync applied no change with a trigger time
-    full = np.asarray(ok["full"], dtype=bool)
+    full = syncs.full
     applies = np.isfinite(latency) | full if np.isfinite(latency).any() else np.ones_like(full)
     out = np.empty(len(updates), dtype=np.float64)
     for i, u in enumerate(updates):
@@ -111,6 +149,22 @@ def programmed_at(
     return out
 
 
+def _syncs_by_node(run: Run) -> dict[str, _NodeSyncs]:
+    """Each node's :class:`_NodeSyncs`, computed once per run (kept in ``run.memo``).
+
+    Every Service's stable windows ask for every node's (the chain check, the folded view of
+    a counted run): a 100-node run would otherwise split its syncs table 30 times over.
+    """
+    found = run.memo.get(_SYNCS_MEMO)
+    if found is None:
+        found = {
+            str(n): _NodeSyncs.of(g) for n, g in run.syncs.groupby("node", observed=True, sort=True)
+        }
+        run.memo[_SYNCS_MEMO] = found
+    by_node: dict[str, _NodeSyncs] = found
+    return by_node
+
+
 def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     """Per node, when its rules were stale relative to the API state (see the module docstring).
 
@@ -121,11 +175,13 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     span_s = run_span_s(run)
     updates = slice_update_times(run, service)
     rows: list[tuple[str, float, float, str]] = []
-    syncs_by_node = {str(n): g for n, g in run.syncs.groupby("node", observed=True, sort=True)}
+    syncs_by_node = _syncs_by_node(run)
     for node in nodes(run):
-        node_syncs = syncs_by_node.get(node, run.syncs.iloc[:0])
         if len(updates):
-            done = programmed_at(updates, node_syncs, span_s)
+            node_syncs = syncs_by_node.get(node)
+            if node_syncs is None:
+                node_syncs = _NodeSyncs.of(run.syncs.iloc[:0])
+            done = _programmed_at(updates, node_syncs, span_s)
             pairs = [(float(u), float(d)) for u, d in zip(updates, done, strict=True) if d > u]
             rows.extend((node, lo, hi, STALE) for lo, hi in merge_intervals(pairs))
     outages: dict[str, list[tuple[float, float]]] = {}
