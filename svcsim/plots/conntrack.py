@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from svcsim.plots.events import nodes
+from svcsim.plots.select import MAX_POINTS_PER_NODE, peak_envelope
 from svcsim.plots.style import (
     TIME_LABEL,
     empty_note,
@@ -32,8 +33,10 @@ OTHER_NODES_COLOUR: Final = "#b8b8b8"
 def conntrack_usage(run: Run) -> Figure:
     """Conntrack entries per node over time (one step line per node) against the limit.
 
-    The :data:`MAX_NAMED_NODES` nodes with the largest peaks are in colour and in the legend;
-    any others are grey lines under one legend entry.
+    A node with more than :data:`MAX_POINTS_PER_NODE` samples is drawn as its peak per bin
+    (:func:`~svcsim.plots.select.peak_envelope`). The :data:`MAX_NAMED_NODES` nodes with the
+    largest peaks are in colour and in the legend; any others are grey lines under one legend
+    entry.
 
     Each distinct limit (``nf_conntrack_max``) is a black dashed line when the largest table
     came within 1/:data:`LIMIT_IN_VIEW` of it; otherwise the y-axis stays on the data and the
@@ -61,6 +64,8 @@ def conntrack_usage(run: Run) -> Figure:
         mine = samples.loc[np.asarray(samples["node"] == node, dtype=bool)].sort_values("t_s")
         t = mine["t_s"].to_numpy(dtype=np.float64)
         entries = mine["entries"].to_numpy(dtype=np.int64)
+        if len(t) > MAX_POINTS_PER_NODE:
+            t, entries = peak_envelope(t, entries, run_span_s(run), MAX_POINTS_PER_NODE)
         limit_of[node] = int(mine["max_entries"].max())
         if node in named:
             label = f"{node} (peak {int(entries.max()):,} of {limit_of[node]:,})"

@@ -44,6 +44,9 @@ POD_EVENT_KINDS: Final[tuple[str, ...]] = (
 
 _GENERATED_SUFFIX: Final = re.compile(r"-[a-z0-9]{5}$")
 _SERVICE_TOKEN: Final = re.compile(r"(?:^|\s)service=(\S+)")
+_KINDS_MEMO: Final = "event_kinds"
+_SLICE_UPDATES_MEMO: Final = "slice_updates"
+"""Keys of what this module computes once per run, in ``Run.memo``."""
 
 
 def service_key(service: str) -> str:
@@ -58,7 +61,26 @@ def services(run: Run) -> list[str]:
 
 
 def _kinds(run: Run) -> npt.NDArray[np.str_]:
-    return np.asarray(run.events["kind"].astype(str), dtype=str)
+    """Every event's kind as a string array (computed once per run; callers only compare)."""
+    found = run.memo.get(_KINDS_MEMO)
+    if found is None:
+        found = run.memo[_KINDS_MEMO] = np.asarray(run.events["kind"].astype(str), dtype=str)
+    kinds: npt.NDArray[np.str_] = found
+    return kinds
+
+
+def _slice_updates(run: Run) -> tuple[npt.NDArray[np.float64], list[set[str]]]:
+    """The slice-updated events' times and the Services each names (once per run)."""
+    found = run.memo.get(_SLICE_UPDATES_MEMO)
+    if found is None:
+        table = run.events.loc[_kinds(run) == EventKind.SLICE_UPDATED.value]
+        named = [
+            _slice_services(str(o), str(d))
+            for o, d in zip(table["object"], table["detail"], strict=True)
+        ]
+        found = run.memo[_SLICE_UPDATES_MEMO] = (table["t_s"].to_numpy(dtype=np.float64), named)
+    updates: tuple[npt.NDArray[np.float64], list[set[str]]] = found
+    return updates
 
 
 def _slice_services(obj: str, detail: str) -> set[str]:
@@ -77,15 +99,9 @@ def _slice_services(obj: str, detail: str) -> set[str]:
 
 def slice_update_times(run: Run, service: str | None = None) -> npt.NDArray[np.float64]:
     """Sorted times (s) of EndpointSlice updates concerning ``service`` (all when None)."""
-    mask = _kinds(run) == EventKind.SLICE_UPDATED.value
-    table = run.events.loc[mask]
-    times = table["t_s"].to_numpy(dtype=np.float64)
-    if service is None or not len(table):
+    times, named = _slice_updates(run)
+    if service is None or not len(times):
         return np.sort(times)
-    named = [
-        _slice_services(str(o), str(d))
-        for o, d in zip(table["object"], table["detail"], strict=True)
-    ]
     if not any(named):
         return np.sort(times)
     key = service_key(service)

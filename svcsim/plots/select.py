@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from svcsim.plots.events import node_outages, nodes, proxy_outages
+from svcsim.plots.style import run_span_s
 from svcsim.results import Run
 
 MAX_SERVICE_PANELS: Final = 8
@@ -95,6 +97,48 @@ def nodes_note(shown: Shown) -> str:
     return f"+{shown.hidden} more nodes"
 
 
+MAX_POINTS_PER_NODE: Final = 2000
+"""A node with more samples than this (a run longer than about half an hour) is drawn as its
+peak per bin, :data:`MAX_POINTS_PER_NODE` bins over the run: a day of 1-s samples of 100 nodes
+is 8.6 M points, far more than the figure's pixels. The peaks (and the legend's) stay exact;
+:func:`conntrack_notice` says so in the run's notices."""
+
+
+def peak_envelope(
+    t: npt.NDArray[np.float64], entries: npt.NDArray[np.int64], span_s: float, bins: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The largest of ``entries`` (sampled at ``t``, sorted) in each of ``bins`` equal bins.
+
+    Returns the start of each bin holding a sample and its peak: a step line through them
+    rises to every peak of the samples. ``span_s`` is the run's end (the bins cover 0..end).
+    """
+    if not len(t):
+        return t.astype(np.float64), entries.astype(np.int64)
+    width = max(span_s, float(t[-1])) / bins
+    if width <= 0:
+        return np.zeros(1), np.array([entries.max()], dtype=np.int64)
+    index = np.minimum((t // width).astype(np.int64), bins - 1)
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    peaks = np.maximum.reduceat(entries, starts)
+    return index[starts].astype(np.float64) * width, peaks.astype(np.int64)
+
+
+def conntrack_notice(run: Run) -> str | None:
+    """The run notice for a conntrack figure drawn as peaks per bin, or None when it is not."""
+    samples = run.conntrack
+    if not len(samples):
+        return None
+    most = int(samples.groupby("node", observed=True).size().max())
+    if most <= MAX_POINTS_PER_NODE:
+        return None
+    bin_s = run_span_s(run) / MAX_POINTS_PER_NODE
+    return (
+        f"figures: conntrack_usage draws each node's peak per {bin_s:g}-s bin "
+        f"({MAX_POINTS_PER_NODE:,} bins), not each of its up to {most:,} samples; the "
+        "conntrack table has them all"
+    )
+
+
 def figure_notices(run: Run, names: Sequence[str]) -> list[str]:
     """One line per cap the standard figures of ``run`` apply (empty for a small run).
 
@@ -113,8 +157,12 @@ def figure_notices(run: Run, names: Sequence[str]) -> list[str]:
         out.append(
             f"figures: the outcome timeline's control-plane strip shows {MAX_NODE_ROWS} of "
             f"{n_nodes} nodes per Service (nodes with failure windows, outages or failed "
-            "syncs first); rule_staleness and conntrack_usage show every node"
+            f"syncs first); rule_staleness shows {MAX_NODE_ROWS} of {n_nodes} nodes (outages "
+            "and failed syncs first, then the longest stale); conntrack_usage shows every node"
         )
+    conntrack = conntrack_notice(run)
+    if conntrack is not None:
+        out.append(conntrack)
     return out
 
 

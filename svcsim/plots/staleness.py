@@ -34,6 +34,7 @@ reached the node).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -44,6 +45,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from svcsim.plots.events import nodes, proxy_outages, slice_update_times
+from svcsim.plots.select import MAX_NODE_ROWS, NOTE_COLOUR, Shown, notable_nodes
 from svcsim.plots.style import (
     DOWN_COLOUR,
     STALE_COLOUR,
@@ -60,6 +62,8 @@ STALE: Final = "stale"
 PROXY_DOWN: Final = "proxy-down"
 """Reason: kube-proxy on the node was down."""
 _MAX_UPDATE_LINES: Final = 200
+_SYNCS_MEMO: Final = "staleness_syncs"
+"""Key of :func:`_syncs_by_node`'s result in ``Run.memo``."""
 
 
 def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -80,23 +84,58 @@ def programmed_at(
 
     See the module docstring; ``span_s`` (or the update time, if later) where no sync did.
     """
-    ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
-    start = ok["start_s"].to_numpy(dtype=np.float64)
-    end = ok["end_s"].to_numpy(dtype=np.float64)
-    known = "applied_through_s" in ok
-    through = ok["applied_through_s"].to_numpy(dtype=np.float64) if known else np.array([np.nan])
-    if known and len(through) and np.isfinite(through).all():
+    return _programmed_at(updates, _NodeSyncs.of(node_syncs), span_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeSyncs:
+    """One node's successful syncs as :func:`programmed_at` reads them (in table order)."""
+
+    start: npt.NDArray[np.float64]
+    end: npt.NDArray[np.float64]
+    latency: npt.NDArray[np.float64]
+    full: npt.NDArray[np.bool_]
+    order: npt.NDArray[np.intp] | None
+    """Sync ends sorted (stable), when every sync says what it applied (the exact rule)."""
+    best: npt.NDArray[np.float64] | None
+    """The newest API time applied by the syncs ended so far, along :attr:`order`."""
+
+    @staticmethod
+    def of(node_syncs: pd.DataFrame) -> _NodeSyncs:
+        """The arrays of one node's syncs (all rows of ``node_syncs``; failed ones dropped)."""
+        ok = node_syncs.loc[np.asarray(node_syncs["ok"], dtype=bool)]
+        end = ok["end_s"].to_numpy(dtype=np.float64)
+        order = best = None
+        if "applied_through_s" in ok:
+            through = ok["applied_through_s"].to_numpy(dtype=np.float64)
+            if len(through) and np.isfinite(through).all():
+                order = np.argsort(end, kind="stable")
+                best = np.maximum.accumulate(through[order])
+        return _NodeSyncs(
+            start=ok["start_s"].to_numpy(dtype=np.float64),
+            end=end,
+            latency=ok["programming_latency_s"].to_numpy(dtype=np.float64),
+            full=np.asarray(ok["full"], dtype=bool),
+            order=order,
+            best=best,
+        )
+
+
+def _programmed_at(
+    updates: npt.NDArray[np.float64], syncs: _NodeSyncs, span_s: float
+) -> npt.NDArray[np.float64]:
+    start, end = syncs.start, syncs.end
+    if syncs.order is not None and syncs.best is not None:
         # Exact: the first successful sync whose state included the update installed it.
-        order = np.argsort(end, kind="stable")
-        best = np.maximum.accumulate(through[order])
-        first = np.searchsorted(best, updates, side="left")
+        order = syncs.order
+        first = np.searchsorted(syncs.best, updates, side="left")
         found = first < len(order)
         out = np.full(len(updates), span_s, dtype=np.float64)
         out[found] = end[order][first[found]]
         return np.maximum(out, updates)
-    latency = ok["programming_latency_s"].to_numpy(dtype=np.float64)
+    latency = syncs.latency
     oldest = end - latency  # NaN where the sync applied no change with a trigger time
-    full = np.asarray(ok["full"], dtype=bool)
+    full = syncs.full
     applies = np.isfinite(latency) | full if np.isfinite(latency).any() else np.ones_like(full)
     out = np.empty(len(updates), dtype=np.float64)
     for i, u in enumerate(updates):
@@ -110,6 +149,22 @@ def programmed_at(
     return out
 
 
+def _syncs_by_node(run: Run) -> dict[str, _NodeSyncs]:
+    """Each node's :class:`_NodeSyncs`, computed once per run (kept in ``run.memo``).
+
+    Every Service's stable windows ask for every node's (the chain check, the folded view of
+    a counted run): a 100-node run would otherwise split its syncs table 30 times over.
+    """
+    found = run.memo.get(_SYNCS_MEMO)
+    if found is None:
+        found = {
+            str(n): _NodeSyncs.of(g) for n, g in run.syncs.groupby("node", observed=True, sort=True)
+        }
+        run.memo[_SYNCS_MEMO] = found
+    by_node: dict[str, _NodeSyncs] = found
+    return by_node
+
+
 def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     """Per node, when its rules were stale relative to the API state (see the module docstring).
 
@@ -120,11 +175,13 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     span_s = run_span_s(run)
     updates = slice_update_times(run, service)
     rows: list[tuple[str, float, float, str]] = []
-    syncs_by_node = {str(n): g for n, g in run.syncs.groupby("node", observed=True, sort=True)}
+    syncs_by_node = _syncs_by_node(run)
     for node in nodes(run):
-        node_syncs = syncs_by_node.get(node, run.syncs.iloc[:0])
         if len(updates):
-            done = programmed_at(updates, node_syncs, span_s)
+            node_syncs = syncs_by_node.get(node)
+            if node_syncs is None:
+                node_syncs = _NodeSyncs.of(run.syncs.iloc[:0])
+            done = _programmed_at(updates, node_syncs, span_s)
             pairs = [(float(u), float(d)) for u, d in zip(updates, done, strict=True) if d > u]
             rows.extend((node, lo, hi, STALE) for lo, hi in merge_intervals(pairs))
     outages: dict[str, list[tuple[float, float]]] = {}
@@ -138,25 +195,58 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     return frame.sort_values(["node", "reason", "start_s"], kind="stable").reset_index(drop=True)
 
 
+def staleness_rows(
+    run: Run, names: list[str], intervals: pd.DataFrame | None, span_s: float
+) -> Shown:
+    """The nodes :func:`rule_staleness` draws: all of them, or :data:`MAX_NODE_ROWS` of them.
+
+    Beyond the cap, nodes with an outage or a failed sync come first, then those whose rules
+    were stale longest (ties: by name); they are drawn in node order.
+    """
+    if len(names) <= MAX_NODE_ROWS or intervals is None:
+        return Shown(tuple(names), len(names))
+    stale = (intervals["end_s"] - intervals["start_s"]).groupby(intervals["node"]).sum()
+    totals = {str(n): float(v) for n, v in stale.items()}
+    marked = set(notable_nodes(run, None, span_s))
+    ranked = sorted(names, key=lambda n: (n not in marked, -totals.get(n, 0.0), n))
+    keep = set(ranked[:MAX_NODE_ROWS])
+    return Shown(tuple(n for n in names if n in keep), len(names))
+
+
+def staleness_note(shown: Shown) -> str:
+    """The line :func:`rule_staleness` carries when it leaves nodes out."""
+    return (
+        f"{len(shown.shown)} of {shown.total} nodes shown (outages and failed syncs first, "
+        "then the longest stale)"
+    )
+
+
 def rule_staleness(run: Run) -> Figure:
     """Per node, a bar timeline of when its programmed rules were stale or kube-proxy was down.
 
-    One row per node: orange bars where an EndpointSlice update had not yet been programmed
-    there, red bars (drawn thinner, on top) where kube-proxy was down, grey ticks at the end
-    of each successful sync, red crosses at failed syncs; dotted vertical lines mark the
-    EndpointSlice updates (up to 200 of them). See :func:`stale_intervals` for the derivation.
+    One row per node, :data:`~svcsim.plots.select.MAX_NODE_ROWS` at most
+    (:func:`staleness_rows`; a note names the cap): orange bars where an EndpointSlice update
+    had not yet been programmed there, red bars (drawn thinner, on top) where kube-proxy was
+    down, grey ticks at the end of each successful sync, red crosses at failed syncs; dotted
+    vertical lines mark the EndpointSlice updates (up to 200 of them). See
+    :func:`stale_intervals` for the derivation.
     """
-    names = nodes(run)
+    every = nodes(run)
     span_s = run_span_s(run)
+    intervals = stale_intervals(run) if every else None
+    shown = staleness_rows(run, every, intervals, span_s)
+    names = list(shown.shown)
     fig = new_figure(1.6 + 0.45 * max(len(names), 1))
     ax = fig.add_subplot()
     ax.set_title("Rule staleness per node: programmed rules behind the API state")
     ax.set_xlabel(TIME_LABEL)
     ax.set_xlim(0.0, span_s)
-    if not names:
+    if intervals is None:
         empty_note(ax, "no nodes in this run", keep_x=True)
         return fig
-    intervals = stale_intervals(run)
+    if shown.hidden:
+        intervals = intervals.loc[intervals["node"].isin(names)]
+        fig.suptitle(staleness_note(shown), fontsize="small", color=NOTE_COLOUR)
     row = {n: i for i, n in enumerate(names)}
     for (node, reason), group in intervals.groupby(["node", "reason"], sort=True):
         y = row[str(node)]
@@ -166,6 +256,8 @@ def rule_staleness(run: Run) -> Figure:
         else:
             ax.broken_barh(ranges, (y - 0.15, 0.3), facecolors=DOWN_COLOUR, hatch="//", zorder=3)
     syncs = run.syncs
+    if shown.hidden:
+        syncs = syncs.loc[np.asarray(syncs["node"].isin(names), dtype=bool)]
     ok = np.asarray(syncs["ok"], dtype=bool)
     sync_y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
     ends = syncs["end_s"].to_numpy(dtype=np.float64)

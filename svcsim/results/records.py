@@ -466,6 +466,42 @@ class Recorder:
             rows[name].append(value)
         self._added_row("conntrack")
 
+    def add_conntrack_samples(
+        self, t_s: float, nodes: Sequence[str], entries: Sequence[int], max_entries: Sequence[int]
+    ) -> None:
+        """Append one sample of each of ``nodes`` taken at ``t_s`` (one row per node, in order).
+
+        The same rows, handed to the stream at the same places, as :meth:`add_conntrack_sample`
+        called for each node in turn; a sampling tick of a 100-node cluster is one call.
+        """
+        if not len(nodes) == len(entries) == len(max_entries):
+            raise ValueError(
+                f"add_conntrack_samples: {len(nodes)} nodes, {len(entries)} entries, "
+                f"{len(max_entries)} max_entries"
+            )
+        columns: dict[str, list[object]] = {
+            "t_s": [float(t_s)] * len(nodes),
+            "node": [str(n) for n in nodes],
+            "entries": [int(e) for e in entries],
+            "max_entries": [int(m) for m in max_entries],
+        }
+        self._add_rows("conntrack", columns)
+
+    def _add_rows(self, table: str, columns: Mapping[str, list[object]]) -> None:
+        """Append rows column-wise, handing them to the stream where row-by-row adds would."""
+        rows = self._rows[table]
+        first = TABLES[table][0].name
+        n = len(columns[first])
+        done = 0
+        while done < n:
+            # Up to the next hand-off (a streamed recorder hands off at _stream_rows rows).
+            room = self._stream_rows - len(rows[first]) if self._streams else n - done
+            take = min(n - done, max(room, 1))
+            for name, values in columns.items():
+                rows[name].extend(values[done : done + take])
+            done += take
+            self._added_row(table)
+
     def counted_attempts(self) -> CountedAttempts | None:
         """The streamed ``request_counts`` file, to read in pieces (after :meth:`finish`).
 

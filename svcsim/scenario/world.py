@@ -30,7 +30,7 @@ from svcsim.proxy.topology import categorize_endpoints_shared
 from svcsim.results.records import Recorder
 from svcsim.results.schema import RecordLevel
 from svcsim.sim.api import ApiServer
-from svcsim.sim.caches import RunCaches
+from svcsim.sim.caches import PortsOfServicesKey, RunCaches
 from svcsim.sim.coredns import CoreDns
 from svcsim.sim.kernel import Kernel
 from svcsim.sim.kubeproxy import KubeProxy
@@ -195,6 +195,10 @@ class World:
         changed = view.changed_services
         if changed is None:
             return ports.items()
+        key = PortsOfServicesKey(id(ports), changed)
+        found = self.caches.ports_of_services.get(key)
+        if found is not None:
+            return found  # another node in step asked the same an instant ago
         memo = self.caches.ports_by_service
         index = memo.get(id(ports))
         if index is None:
@@ -203,7 +207,9 @@ class World:
                 built.setdefault(spn.service, []).append((position, spn))
             index = memo.put(id(ports), built, holds=ports)
         picked = sorted(p for service in changed for p in index.get(service, ()))
-        return [(spn, ports[spn]) for _, spn in picked]
+        return self.caches.ports_of_services.put(
+            key, [(spn, ports[spn]) for _, spn in picked], holds=ports
+        )
 
     def proxy_changed(self) -> None:
         """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
@@ -333,13 +339,19 @@ class World:
 
     def _sample_conntrack(self) -> Generator[simpy.Event, Any, None]:
         """Every :data:`CONNTRACK_SAMPLE_S`, each node's conntrack table size and limit."""
+        names: list[str] = []
         while True:
             if self.traffic is not None:
+                if len(names) != len(self._kernels):
+                    names = sorted(self._kernels)
                 counts = self.traffic.conntrack_counts(self.env.now)
-                for node, kernel in sorted(self._kernels.items()):
-                    self._recorder.add_conntrack_sample(
-                        self.env.now, node, counts[node], kernel.conntrack.max_entries
-                    )
+                kernels = self._kernels
+                self._recorder.add_conntrack_samples(
+                    self.env.now,
+                    names,
+                    [counts[node] for node in names],
+                    [kernels[node].conntrack.max_entries for node in names],
+                )
             yield self.env.timeout(CONNTRACK_SAMPLE_S)
 
     def notices(self) -> list[str]:

@@ -18,6 +18,8 @@ named field, so what is cached where reads off the class:
 ``nft_chains``            nftables mode: parsed chains of installed tables
 ``ipvs_ports``            IPVS mode: each port's servers and set entries, ip sets, tables
 ``port_chains``           the chains a partial sync may rewrite, per (port, endpoints)
+``service_chain_sets``    the same for a sync's changed Services, per (port map, endpoints
+                          map, Services): nodes in step ask it once
 ``split_texts``           restore texts split into non-nat and nat lines
 ``sync_plans``            sync plans (restore input of a full or partial sync)
 ``applied_restores``      kernel rulesets after a partial restore
@@ -26,6 +28,7 @@ named field, so what is cached where reads off the class:
 ``shared_syncs``          iptables compiles shared by nodes in step, by their inputs' identities
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
 ``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
+``ports_of_services``     the ports of some Services, in the map's order (``World``)
 ========================  ===================================================================
 
 The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
@@ -53,6 +56,7 @@ from svcsim.proxy.nftables import NameMemo
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
     from svcsim.proxy.context import NodeContext
+    from svcsim.proxy.endpoints import ServicePortInfo
     from svcsim.proxy.iptables import IptablesSync
     from svcsim.proxy.iptables_assembly import NatLine
     from svcsim.proxy.names import ServicePortName
@@ -67,6 +71,21 @@ class PortChainsKey(NamedTuple):
 
     port_name_id: int
     endpoints_id: int
+
+
+class ServiceChainsKey(NamedTuple):
+    """A sync's service-port map and endpoints map by identity, and its changed Services."""
+
+    service_ports_id: int
+    endpoints_map_id: int
+    services: frozenset[str]
+
+
+class PortsOfServicesKey(NamedTuple):
+    """A service-port map by identity, and some of its Services."""
+
+    service_ports_id: int
+    services: frozenset[str]
 
 
 class SyncPlanKey(NamedTuple):
@@ -108,6 +127,9 @@ class RunCaches:
     port_chains: BoundedMemo[PortChainsKey, tuple[str, ...]] = field(
         default_factory=lambda: BoundedMemo("owned chains by (port name, endpoints)", 1 << 10)
     )
+    service_chain_sets: BoundedMemo[ServiceChainsKey, frozenset[str]] = field(
+        default_factory=lambda: BoundedMemo("owned chains by (maps, Services)", SYNC_LIMIT)
+    )
     split_texts: BoundedMemo[int, SplitText] = field(
         default_factory=lambda: BoundedMemo("split restore texts by text identity", SYNC_LIMIT)
     )
@@ -128,6 +150,13 @@ class RunCaches:
     )
     ports_by_service: BoundedMemo[int, dict[str, list[tuple[int, ServicePortName]]]] = field(
         default_factory=lambda: BoundedMemo("ports by Service, by port map identity", SYNC_LIMIT)
+    )
+    ports_of_services: BoundedMemo[
+        PortsOfServicesKey, list[tuple[ServicePortName, ServicePortInfo]]
+    ] = field(
+        default_factory=lambda: BoundedMemo(
+            "ports of Services, by port map and Services", SYNC_LIMIT
+        )
     )
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)

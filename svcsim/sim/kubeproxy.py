@@ -670,11 +670,11 @@ class _Life:
         yield env.timeout(duration)
         end = env.now
         m = proxy.metrics
-        m.sync_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_duration_seconds.observe(duration)
         if full:
-            m.sync_full_proxy_rules_duration_seconds.append(duration)
+            m.sync_full_proxy_rules_duration_seconds.observe(duration)
         else:
-            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+            m.sync_partial_proxy_rules_duration_seconds.observe(duration)
         m.sync_proxy_rules_iptables_last = plan.rules_written
         error: str | None = None
         if end < proxy.blocked_until_s:
@@ -762,11 +762,11 @@ class _Life:
         duration = cfg.nft_cost.duration_s(plan.objects_written)
         yield env.timeout(duration)
         end = env.now
-        m.sync_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_duration_seconds.observe(duration)
         if full:
-            m.sync_full_proxy_rules_duration_seconds.append(duration)
+            m.sync_full_proxy_rules_duration_seconds.observe(duration)
         else:
-            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+            m.sync_partial_proxy_rules_duration_seconds.observe(duration)
         m.nftables_objects_last = plan.objects_written
         if end < proxy.blocked_until_s:
             # The transaction fails as a whole; staleChains is recomputed next time.
@@ -814,8 +814,8 @@ class _Life:
         duration = cost.duration_s(counts.objects, counts.changes)
         yield env.timeout(duration)
         end = env.now
-        m.sync_proxy_rules_duration_seconds.append(duration)
-        m.sync_full_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_duration_seconds.observe(duration)
+        m.sync_full_proxy_rules_duration_seconds.observe(duration)
         restored = end >= proxy.blocked_until_s
         install_sync(kernel, self.graceful, wanted, end, restored=restored)
         if not restored:
@@ -871,11 +871,11 @@ class _Life:
         duration = cfg.cost.duration_s(rules)
         yield env.timeout(duration)
         end = env.now
-        m.sync_proxy_rules_duration_seconds.append(duration)
+        m.sync_proxy_rules_duration_seconds.observe(duration)
         if full:
-            m.sync_full_proxy_rules_duration_seconds.append(duration)
+            m.sync_full_proxy_rules_duration_seconds.observe(duration)
         else:
-            m.sync_partial_proxy_rules_duration_seconds.append(duration)
+            m.sync_partial_proxy_rules_duration_seconds.observe(duration)
         m.sync_proxy_rules_iptables_last = rules
         ok = end >= proxy.blocked_until_s
         process.apply(plan, end, iptables_ok=ok)
@@ -915,7 +915,7 @@ class _Life:
         if full:
             self.last_full_end_s = end
         latencies = [end - t for times in changes.trigger_times_s.values() for t in times]
-        m.network_programming_duration_seconds.extend(latencies)
+        m.network_programming_duration_seconds.observe_all(latencies)
         m.sync_proxy_rules_last_timestamp_seconds = end
         proxy.programmed = ProgrammedView(
             start, end, service_ports, endpoints_map, None if full else changes.services

@@ -35,7 +35,14 @@ from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.iptables_assembly import NatLine
 from svcsim.proxy.names import SEP_PREFIX, ServicePortName, is_service_chain
 from svcsim.proxy.probability import compute_probability
-from svcsim.sim.caches import PortChainsKey, RestoreKey, RunCaches, SplitText, SyncPlanKey
+from svcsim.sim.caches import (
+    PortChainsKey,
+    RestoreKey,
+    RunCaches,
+    ServiceChainsKey,
+    SplitText,
+    SyncPlanKey,
+)
 from svcsim.sim.restore_plan import PlanShape, plan_shape, rewritten
 
 NODEPORTS_TAIL_COMMENT: Final = "kubernetes service nodeports; NOTE: this must be the last rule"
@@ -99,7 +106,27 @@ def service_chains(
     wanted = frozenset(services)
     if not wanted:
         return frozenset()
-    memo = (caches if caches is not None else RunCaches()).port_chains
+    caches = caches if caches is not None else RunCaches()
+    # Nodes in step ask with the same shared maps and the same changes: named once for all.
+    key = ServiceChainsKey(id(service_ports), id(endpoints_map), wanted)
+    found = caches.service_chain_sets.get(key)
+    if found is None:
+        found = caches.service_chain_sets.put(
+            key,
+            _service_chains(service_ports, endpoints_map, wanted, caches),
+            holds=(service_ports, endpoints_map),
+        )
+    return found
+
+
+def _service_chains(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    endpoints_map: EndpointsMap,
+    wanted: frozenset[str],
+    caches: RunCaches,
+) -> frozenset[str]:
+    """:func:`service_chains` computed (each port's chains memoised by identity)."""
+    memo = caches.port_chains
     chains: set[str] = set()
     names = tuple(service_ports)
     # The changed Services' ports picked at C level: 10,000 ports, a few wanted.

@@ -55,6 +55,10 @@ class BoundedFrequencyRunner:
     ``retry_interval_s`` is kube-proxy's ``syncPeriod``; ``max_interval_s`` its
     ``FullSyncPeriod`` (1 h). Construct, then :meth:`start`; :meth:`stop` ends the loop
     (interrupting a run in progress, which then never completes).
+
+    ``keep_history``: keep every run in :attr:`history` (tests). A simulation's runners do
+    not: the syncs are recorded elsewhere, and a list of every run grows with simulated time
+    (DESIGN.md decision 9). :attr:`runs` and :attr:`last_run` are kept either way.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class BoundedFrequencyRunner:
         retry_interval_s: float,
         max_interval_s: float,
         name: str = "sync-runner",
+        keep_history: bool = False,
     ) -> None:
         if min_interval_s < 0:
             raise ValueError(f"negative min_interval_s {min_interval_s!r}")
@@ -87,8 +92,13 @@ class BoundedFrequencyRunner:
         self._requested = False
         self._wake: simpy.Event | None = None
         self._process: simpy.Process | None = None
+        self._keep_history = keep_history
         self.history: list[RunRecord] = []
-        """Every completed run, in order."""
+        """Every completed run, in order (empty unless ``keep_history``)."""
+        self.runs = 0
+        """Completed runs so far."""
+        self.last_run: RunRecord | None = None
+        """The latest completed run, or None before the first."""
         self.running_since_s: float | None = None
         """Start of the run in progress, or None between runs."""
 
@@ -139,7 +149,11 @@ class BoundedFrequencyRunner:
                 ok = yield from self._fn()
                 self.running_since_s = None
                 end = env.now
-                self.history.append(RunRecord(start, end, ok, trigger))
+                record = RunRecord(start, end, ok, trigger)
+                self.runs += 1
+                self.last_run = record
+                if self._keep_history:
+                    self.history.append(record)
                 retry_at = None if ok else end + self.retry_interval_s
                 max_at = end + self.max_interval_s
                 if self.min_interval_s > 0:

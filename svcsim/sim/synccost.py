@@ -177,14 +177,42 @@ class KubeProxyConfig:
 
 
 @dataclass(slots=True)
+class Observations:
+    """A histogram metric's running figures: how many values were observed, their sum, the last.
+
+    Upstream's duration metrics are Prometheus histograms (``pkg/proxy/metrics/metrics.go``,
+    kubernetes @531be812): a count, a sum and bucket counts, never the values themselves. So is
+    this, without the buckets (nothing reads them): a day-long run observes millions of syncs,
+    and keeping each value would grow with simulated time (DESIGN.md decision 9). The syncs
+    table of the run folder has every sync's duration.
+    """
+
+    count: int = 0
+    sum: float = 0.0
+    last: float = math.nan
+    """The latest value observed (NaN before the first)."""
+
+    def observe(self, value: float) -> None:
+        """Count one value (Prometheus ``Observe``)."""
+        self.count += 1
+        self.sum += value
+        self.last = value
+
+    def observe_all(self, values: list[float]) -> None:
+        """Count each of ``values``, in order."""
+        for value in values:
+            self.observe(value)
+
+
+@dataclass(slots=True)
 class ProxyMetrics:
     """kube-proxy's metrics for one node, cumulative over restarts (upstream resets on restart)."""
 
-    sync_proxy_rules_duration_seconds: list[float] = field(default_factory=list)
+    sync_proxy_rules_duration_seconds: Observations = field(default_factory=Observations)
     """Every sync attempt, failed ones included (upstream observes in a defer)."""
-    sync_full_proxy_rules_duration_seconds: list[float] = field(default_factory=list)
-    sync_partial_proxy_rules_duration_seconds: list[float] = field(default_factory=list)
-    network_programming_duration_seconds: list[float] = field(default_factory=list)
+    sync_full_proxy_rules_duration_seconds: Observations = field(default_factory=Observations)
+    sync_partial_proxy_rules_duration_seconds: Observations = field(default_factory=Observations)
+    network_programming_duration_seconds: Observations = field(default_factory=Observations)
     """Sync end - trigger time, one per trigger time applied by a successful sync."""
     sync_proxy_rules_last_timestamp_seconds: float = math.nan
     sync_proxy_rules_iptables_restore_failures_total: int = 0

@@ -82,3 +82,33 @@ def test_same_records_same_bytes_and_discard_removes_the_files(tmp_path: Path) -
     recorder.add_requests(**batch(20, np.random.default_rng(1)))
     recorder.discard()
     assert not (tmp_path / "c" / "events.parquet").exists()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_conntrack_samples_in_one_call_are_the_rows_one_at_a_time(
+    streamed: bool, tmp_path: Path
+) -> None:
+    """A tick's samples added at once: same rows, same hand-offs, hence the same file bytes."""
+    one, bulk = Recorder(), Recorder()
+    if streamed:
+        for recorder, name in ((one, "one"), (bulk, "bulk")):
+            (tmp_path / name).mkdir()
+            recorder.stream_to(tmp_path / name, row_group_rows=ROWS)
+    nodes = [f"node-{j}" for j in range(5)]
+    for tick in range(6):  # 30 rows: hand-offs fall inside ticks
+        entries = [tick * j for j in range(5)]
+        limits = [100 + j for j in range(5)]
+        for node, n, limit in zip(nodes, entries, limits, strict=True):
+            one.add_conntrack_sample(float(tick), node, n, limit)
+        bulk.add_conntrack_samples(float(tick), nodes, entries, limits)
+    one.finish()
+    bulk.finish()
+    pd.testing.assert_frame_equal(bulk.frames()["conntrack"], one.frames()["conntrack"])
+    if streamed:
+        name = "conntrack.parquet"
+        assert (tmp_path / "bulk" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_conntrack_samples_need_one_value_per_node() -> None:
+    with pytest.raises(ValueError, match="2 nodes, 1 entries"):
+        Recorder().add_conntrack_samples(0.0, ["a", "b"], [1], [2, 2])

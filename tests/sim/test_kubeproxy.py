@@ -153,10 +153,12 @@ def test_rules_appear_at_sync_end_not_before() -> None:
     assert w.kernel_endpoints(A) == ["10.244.2.1:8080", "10.244.2.3:8080"]
     assert [ep.ip for ep in w.kp.programmed_endpoints(A)] == ["10.244.2.1", "10.244.2.3"]
     assert w.syncs() == [(2.0, 2.25, True, True), (5.125, 5.375, False, True)]
-    assert w.kp.metrics.network_programming_duration_seconds == [0.875]
+    programming = w.kp.metrics.network_programming_duration_seconds
+    assert (programming.count, programming.sum, programming.last) == (1, 0.875, 0.875)
     assert w.rec.frames()["syncs"]["programming_latency_s"].iloc[1] == 0.875
     assert math.isnan(w.rec.frames()["syncs"]["programming_latency_s"].iloc[0])
-    assert w.kp.metrics.sync_proxy_rules_duration_seconds == [0.25, 0.25]
+    durations = w.kp.metrics.sync_proxy_rules_duration_seconds
+    assert (durations.count, durations.sum) == (2, 0.5)
     assert w.kp.metrics.sync_proxy_rules_last_timestamp_seconds == 5.375
 
 
@@ -224,7 +226,7 @@ def test_restart_does_a_full_sync_after_the_informers_sync() -> None:
     assert w.kernel_endpoints(A) == ["10.244.2.7:8080"]
     assert (20.0, "proxy-restarted", "restart") in w.events()
     # The trigger time predates the new tracker: no latency is reported for it.
-    assert w.kp.metrics.network_programming_duration_seconds == []
+    assert w.kp.metrics.network_programming_duration_seconds.count == 0
 
 
 def test_restart_while_running_replaces_the_life() -> None:
@@ -255,7 +257,11 @@ def test_block_sync_fails_then_recovers_with_a_full_sync() -> None:
     m = w.kp.metrics
     assert m.sync_proxy_rules_iptables_restore_failures_total == 2
     assert m.sync_proxy_rules_iptables_partial_restore_failures_total == 1
-    assert m.sync_proxy_rules_duration_seconds == [0.25] * 4
+    assert (m.sync_proxy_rules_duration_seconds.count, m.sync_proxy_rules_duration_seconds.sum) == (
+        4,
+        1.0,
+    )
+    assert m.sync_full_proxy_rules_duration_seconds.count == 3
     assert (w.kp.failing, w.kp.blocked) == (False, False)
     assert (5.0, "fault", "block-sync for=40s") in w.events()
 

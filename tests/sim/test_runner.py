@@ -43,7 +43,12 @@ def simulate(
         return oks[min(k, len(oks) - 1)]
 
     runner = BoundedFrequencyRunner(
-        env, fn, min_interval_s=min_s, retry_interval_s=retry_s, max_interval_s=max_s
+        env,
+        fn,
+        min_interval_s=min_s,
+        retry_interval_s=retry_s,
+        max_interval_s=max_s,
+        keep_history=True,
     )
     runner.start()
     for t in requests:
@@ -138,7 +143,7 @@ def test_run_before_start_is_dropped() -> None:
         return True
 
     runner = BoundedFrequencyRunner(
-        env, fn, min_interval_s=1.0, retry_interval_s=30.0, max_interval_s=20.0
+        env, fn, min_interval_s=1.0, retry_interval_s=30.0, max_interval_s=20.0, keep_history=True
     )
     runner.run()  # the loop is not ready: upstream returns without queueing
     assert not runner.requested
@@ -159,7 +164,7 @@ def test_stop_interrupts_a_run_in_progress() -> None:
         return True
 
     runner = BoundedFrequencyRunner(
-        env, fn, min_interval_s=0.0, retry_interval_s=30.0, max_interval_s=3600.0
+        env, fn, min_interval_s=0.0, retry_interval_s=30.0, max_interval_s=3600.0, keep_history=True
     )
     runner.start()
     runner.run()
@@ -251,3 +256,25 @@ def test_runner_invariants(
         if h.trigger == "request":
             lo = history[i - 1].start_s if i else -1.0
             assert any(lo <= r <= h.start_s + EPS for r in requests)
+
+
+def test_without_history_only_the_count_and_the_last_run_are_kept() -> None:
+    """A simulation's runner keeps no list of runs (it would grow with simulated time)."""
+    env = simpy.Environment()
+
+    def fn() -> Generator[simpy.Event, Any, bool]:
+        yield env.timeout(0.25)
+        return env.now < 3.0
+
+    runner = BoundedFrequencyRunner(
+        env, fn, min_interval_s=1.0, retry_interval_s=2.0, max_interval_s=3600.0
+    )
+    runner.start()
+    for t in (0.0, 1.5, 3.0):
+        env.timeout(t).callbacks.append(lambda _: runner.run())
+    env.run(until=9.0)
+    # Requests at 0, 1.5 and 3 (the last fails at 3.25), then retries 2 s after each failed
+    # run's end: 5.25 and 7.5 (both fail).
+    assert runner.history == []
+    assert runner.runs == 5
+    assert runner.last_run == RunRecord(7.5, 7.75, False, "retry")
