@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcsim.netfilter.index import build_dispatch
+from svcsim.netfilter.index import Dispatch, build_dispatch
 from svcsim.netfilter.model import AddressMatch, Ruleset
 from svcsim.netfilter.packet import NodeNetwork, Packet
 from svcsim.sim.network import BackendState
@@ -95,6 +95,23 @@ def test_nodes_with_one_dispatch_and_proxy_state_share_a_group() -> None:
     assert len(frame) > 50 and (frame.outcome == "ok").all()
 
 
+_EXTERNAL_KEY = tuple[str, str, str, str, int]
+
+
+def _lookup_as_fresh(cache: DispatchCache, w: World, node: str, key: _EXTERNAL_KEY) -> Dispatch:
+    """``cache``'s dispatch for an external packet ``key`` on ``node``, checked against one
+    built afresh on that node's rules and network."""
+    kernel = w.kernels[node]
+    got = cache.lookup(kernel, *key)  # type: ignore[arg-type]
+    assert isinstance(got, Dispatch)  # an iptables world
+    src, _origin, dst, proto, port = key
+    fresh = build_dispatch(
+        kernel.ruleset, Packet(src, dst, proto, port, origin="external"), kernel.network
+    )
+    assert got.outcomes == fresh.outcomes
+    return got
+
+
 @pytest.mark.parametrize("order", [("node-1", "node-2"), ("node-2", "node-1")])
 def test_a_dispatch_verified_on_one_network_is_not_reused_where_answers_differ(
     order: tuple[str, str],
@@ -104,14 +121,7 @@ def test_a_dispatch_verified_on_one_network_is_not_reused_where_answers_differ(
     key = ("203.0.113.10", "external", "192.168.0.10", "tcp", 30080)  # local only on node-1
     for _ in range(2):
         for node in order:
-            kernel = w.kernels[node]
-            got = cache.lookup(kernel, *key)  # type: ignore[arg-type]
-            fresh = build_dispatch(
-                kernel.ruleset,
-                Packet(key[0], key[2], key[3], key[4], origin="external"),
-                kernel.network,
-            )
-            assert got.outcomes == fresh.outcomes
+            got = _lookup_as_fresh(cache, w, node, key)
             assert {o.dnat is not None for o in got.outcomes} == {node == "node-1"}
         w.program()  # new generations: every lookup revalidates
     assert cache.built == 2
@@ -206,14 +216,7 @@ def test_after_a_sync_a_dispatch_is_checked_for_the_answers_the_nodes_last_one_l
     key = ("203.0.113.10", "external", "192.168.0.10", "tcp", 30080)
     for step in range(3):
         for node in order:
-            kernel = w.kernels[node]
-            got = cache.lookup(kernel, *key)  # type: ignore[arg-type]
-            fresh = build_dispatch(
-                kernel.ruleset,
-                Packet(key[0], key[2], key[3], key[4], origin="external"),
-                kernel.network,
-            )
-            assert got.outcomes == fresh.outcomes
+            _lookup_as_fresh(cache, w, node, key)
         w.delete_pod(f"web-{step}")  # the Service's chains change: every dispatch is new
         w.add_pod(f"web-new-{step}", "node-2", {"app": "web"})
         w.update_slices()
