@@ -21,7 +21,7 @@ contents never change what a caller sees, only how fast it sees it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -69,6 +69,10 @@ class BoundedMemo(Generic[K, V]):
         if holds is not None:
             self._held[key] = holds
         return value
+
+    def values(self) -> Iterator[V]:
+        """The stored values, oldest first."""
+        return iter(self._entries.values())
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries

@@ -49,6 +49,9 @@ class _RecordingRuleset(Ruleset):
 BEYOND_KEEP = 16
 """Other dispatches whose unshared answers one dispatch remembers (then it starts over)."""
 
+TOKENS_SWEEP_EVERY = 256
+"""New ruleset tokens between two sweeps of dead tokens out of the dispatches' token sets."""
+
 Snapshot = tuple[tuple[str, str, Chain | None], ...]
 
 
@@ -63,7 +66,8 @@ class _Built:
     """Networks known to give every answer, by identity (a NodeNetwork is frozen: it answers
     alike forever; the entry holds it, so its id stays its own)."""
     rulesets: set[int] = field(default_factory=set)
-    """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain."""
+    """Tokens (:class:`_RulesetTokens`) of rulesets known to hold every chain (dead tokens are
+    swept out: see :meth:`DispatchCache._sweep_tokens`)."""
     not_rulesets: set[int] = field(default_factory=set)
     """Tokens of rulesets known to differ in some chain (nodes in step ask once)."""
     names: frozenset[tuple[str, str]] = field(init=False)
@@ -180,6 +184,23 @@ class _RulesetTokens:
         """The last ruleset given a token, and its token."""
         self._next = 0
 
+    @property
+    def minted(self) -> int:
+        """Tokens given out so far (each new one is this count then)."""
+        return self._next
+
+    def live(self) -> frozenset[int]:
+        """Every token :meth:`of` may still return; any other one is never asked about again.
+
+        :meth:`of` answers from a node's own entry, the last ruleset, or the key memo, and
+        mints only new numbers, so a token in none of them is gone for good.
+        """
+        found = set(self._by_key.values())
+        found.update(known.token for known in self._of_node.values())
+        if self._last is not None:
+            found.add(self._last[1])
+        return frozenset(found)
+
     def of(self, kernel: Kernel) -> int:
         """The token of ``kernel``'s current ruleset."""
         known = self._of_node.get(kernel.node)
@@ -223,6 +244,8 @@ class DispatchCache:
         self._keep = keep
         self._same = _ChainEquality()
         self._tokens = _RulesetTokens()
+        self._swept_at = 0
+        """:attr:`_RulesetTokens.minted` at the last sweep of dead tokens."""
         self.nft = NftDispatchCache(keep)
         """The nf_tables kernels' dispatches (nftables mode)."""
         self.built = 0
@@ -267,6 +290,8 @@ class DispatchCache:
         if entry is not None and entry.generation == kernel.generation:
             return entry
         token = self._tokens.of(kernel)
+        if self._tokens.minted - self._swept_at >= TOKENS_SWEEP_EVERY:
+            self._sweep_tokens()
         if entry is not None and entry.built.holds_on(kernel, self._same, token):
             entry.generation = kernel.generation
             self.reused += 1
@@ -284,6 +309,26 @@ class DispatchCache:
             del candidates[self._keep :]
         entry = self._nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
         return entry
+
+    def _sweep_tokens(self) -> None:
+        """Drop the tokens no ruleset can be given again from every dispatch's token sets.
+
+        Every sync mints a token, and a dispatch that outlives many syncs would otherwise
+        remember each of them for good (memory growing with simulated time). Only tokens that
+        can never be asked about go, so no answer changes; the sets then hold at most the live
+        tokens (the key memo's limit plus one per node and the last one).
+        """
+        live = self._tokens.live()
+        seen: set[int] = set()
+        builts = [b for shared in self._shared.values() for b in shared]
+        builts.extend(entry.built for entry in self._nodes.values())
+        for built in builts:
+            if id(built) not in seen:
+                seen.add(id(built))
+                # ``&=`` builds a new table: a set never shrinks by removals alone.
+                built.rulesets &= live
+                built.not_rulesets &= live
+        self._swept_at = self._tokens.minted
 
     def _build(self, kernel: Kernel, packet: Packet) -> _Built:
         ruleset, network = _RecordingRuleset(kernel.ruleset), RecordingNetwork(kernel.network)

@@ -9,7 +9,13 @@ from __future__ import annotations
 import pytest
 
 from svcsim.netfilter.model import Ruleset
-from svcsim.netfilter.text import RulesetBuilder, RulesetInterner, apply_restore, parse_save
+from svcsim.netfilter.text import (
+    RULESETS_KEPT,
+    RulesetBuilder,
+    RulesetInterner,
+    apply_restore,
+    parse_save,
+)
 
 BASE = """*nat
 :PREROUTING ACCEPT [0:0]
@@ -67,3 +73,20 @@ def test_an_edit_makes_new_objects_only_for_what_it_changed(edit: str, changed: 
 
 def test_empty_rulesets_compare_equal() -> None:
     assert RulesetBuilder().build() == Ruleset()
+
+
+def test_the_interner_keeps_a_bounded_number_of_rulesets() -> None:
+    # Every sync makes a new ruleset; the interner must not keep every superseded one (and its
+    # index) alive for the whole run: at most RULESETS_KEPT, the newest still handed out again.
+    interner = RulesetInterner()
+    made = []
+    for i in range(RULESETS_KEPT + 40):
+        edit = (
+            f"*nat\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.{i // 250}.{i % 250}:80\nCOMMIT\n"
+        )
+        made.append(
+            apply_restore(parse_save(BASE, interner), edit, noflush=True, interner=interner)
+        )
+    assert len(interner.rulesets) <= RULESETS_KEPT < len({id(r) for r in made})
+    newest = made[-1]
+    assert RulesetBuilder.from_ruleset(newest, interner).build() is newest

@@ -7,6 +7,7 @@ import pytest
 
 from svcsim.netfilter.index import build_dispatch
 from svcsim.netfilter.packet import Packet
+from svcsim.traffic import dispatch as dispatch_module
 from svcsim.traffic.dispatch import DispatchCache
 from svcsim.traffic.draws import SeedStream, draws32_i64, statistic_draws
 from svcsim.traffic.groups import Groups, SourceClasses, Spine, chain_choice, chain_spine
@@ -200,3 +201,39 @@ def test_chain_choice_with_rules_that_stop_at_or_above_their_threshold(seed: int
             final,
         )
         assert got == expected
+
+
+@pytest.mark.parametrize("sweep_every", [4, 10**9])
+def test_a_dispatch_forgets_the_tokens_of_rulesets_no_node_can_hold_again(
+    sweep_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every sync mints a ruleset token; a dispatch untouched by the syncs is asked on each new
+    # ruleset and used to keep every token for good. With sweeps, its sets stay within the
+    # live tokens (the key memo's 3 + one node + the last) and the tokens minted since the
+    # last sweep; without sweeps, they grow by one per sync.
+    monkeypatch.setattr(dispatch_module, "TOKENS_SWEEP_EVERY", sweep_every)
+    w = World(nodes=("node-1",))
+    _service(w, "a", "10.96.0.1", 2)
+    _service(w, "b", "10.96.0.2", 2)
+    w.update_slices()
+    w.program()
+    kernel = w.kernels["node-1"]
+    cache = DispatchCache()
+    cache._tokens = dispatch_module._RulesetTokens(limit=3)
+    key = ("10.244.1.99", "pod", "10.96.0.1", "tcp", 80)
+    first = cache.lookup(kernel, *key)
+    syncs = 24
+    for i in range(syncs):
+        w.set_pod("b-0", ready=i % 2 == 1)  # only b's chains change: a's dispatch holds
+        w.update_slices()
+        w.program()
+        assert cache.lookup(kernel, *key) is first
+    built = cache._nodes[("node-1", key)].built
+    assert cache.built == 1 and cache._tokens.minted == syncs + 1
+    if sweep_every < syncs:
+        # Live at the last sweep, plus the tokens minted since.
+        assert len(built.rulesets) <= 3 + 1 + 1 + sweep_every
+        cache._sweep_tokens()
+        assert built.rulesets == cache._tokens.live() and not built.not_rulesets
+    else:
+        assert len(built.rulesets) == syncs  # the first lookup built it: no check, no token
