@@ -8,6 +8,7 @@ and local chains, NodePort map elements), a two-port Service (both ports add the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +27,11 @@ from svcsim.k8s.objects import (
     SessionAffinity,
     TrafficPolicy,
 )
+from svcsim.netfilter.nftables import NftTable
+from svcsim.proxy.nftables import TableLayout
+from svcsim.sim.caches import RunCaches
+from svcsim.sim.nft_splice import Spliced, splice_sync
+from svcsim.sim.nft_sync import NftSyncPlan, plan_nft_sync
 
 NODES = ("node-a", "node-b", "node-c")
 """The node compiling is ``node-a`` (local endpoints are the ones there)."""
@@ -125,3 +131,35 @@ def changed_service(rng: np.random.Generator, service: Service) -> Service:
     if service.load_balancer_source_ranges == ranges:
         ranges = ("192.0.2.0/24", "198.51.100.0/24")
     return replace(service, load_balancer_source_ranges=ranges)
+
+
+def both_plans(
+    last: Spliced | None,
+    installed: NftTable,
+    compiled: NftTable,
+    layout: TableLayout | None,
+    names: list[str],
+    *,
+    full: bool,
+    now_s: float,
+    stale: Mapping[str, float],
+    caches: RunCaches,
+) -> tuple[NftSyncPlan, tuple[NftSyncPlan, Spliced] | None]:
+    """The sync planned both ways: the general path's plan, and the splice from ``last``'s
+    install (None without a last install, or where the splice declines); ``layout`` is
+    ``compiled``'s (``caches.nft_names.layout``)."""
+    general = plan_nft_sync(installed, compiled, names, full=full, now_s=now_s, stale_chains=stale)
+    if last is None:
+        return general, None
+    fast = splice_sync(
+        last,
+        installed,
+        compiled,
+        layout,
+        names,
+        full=full,
+        now_s=now_s,
+        stale_chains=stale,
+        memo=caches.nft_chains,
+    )
+    return general, fast

@@ -29,11 +29,12 @@ from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.nftables import table_from_maps
 from svcsim.sim.caches import RunCaches
 from svcsim.sim.kernel import Kernel
-from svcsim.sim.nft_splice import Spliced, install_planned, splice_sync
-from svcsim.sim.nft_sync import delete_stale_chains, parse_installed, plan_nft_sync
+from svcsim.sim.nft_splice import Spliced, install_planned
+from svcsim.sim.nft_sync import delete_stale_chains, parse_installed
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, nft_fake_context
 from tests.sim.nft_dump_read import read_dump
 from tests.sim.nft_splice_cases import (
+    both_plans,
     changed_service,
     endpoint_slice,
     random_endpoints,
@@ -97,23 +98,16 @@ def _run(seed: int) -> tuple[int, int]:
         full = step == 0 or rng.random() < 0.1
         partial_syncs += not full
         names = [f"default/{svcs[i].meta.name}" for i in sorted(changed)]
-        general = plan_nft_sync(
-            installed, compiled, names, full=full, now_s=now, stale_chains=stale
-        )
-        fast = (
-            None
-            if last is None
-            else splice_sync(
-                last,
-                installed,
-                compiled,
-                layout,
-                names,
-                full=full,
-                now_s=now,
-                stale_chains=stale,
-                memo=caches.nft_chains,
-            )
+        general, fast = both_plans(
+            last,
+            installed,
+            compiled,
+            layout,
+            names,
+            full=full,
+            now_s=now,
+            stale=stale,
+            caches=caches,
         )
         plan, following = (general, None) if fast is None else fast
         spliced_syncs += fast is not None

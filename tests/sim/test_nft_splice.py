@@ -20,7 +20,7 @@ from svcsim.sim.caches import RunCaches
 from svcsim.sim.nft_splice import Spliced, splice_sync, spliced
 from svcsim.sim.nft_sync import delete_stale_chains, plan_nft_sync
 from tests.proxy.nftables_support import FAKE_SERVICE_CIDRS, nft_fake_context
-from tests.sim.nft_splice_cases import endpoint_slice, random_endpoints, services
+from tests.sim.nft_splice_cases import both_plans, endpoint_slice, random_endpoints, services
 
 STEPS = 40
 
@@ -67,25 +67,18 @@ def _run(seed: int) -> tuple[int, int]:
         names = [f"default/{svcs[i].meta.name}" for i in sorted(changed)]
         compiled = compiled_now()
         layout = caches.nft_names.layout(compiled)
-        general = plan_nft_sync(
-            installed, compiled, names, full=False, now_s=now, stale_chains=stale
+        general, fast = both_plans(
+            last,
+            installed,
+            compiled,
+            layout,
+            names,
+            full=False,
+            now_s=now,
+            stale=stale,
+            caches=caches,
         )
         expected = parse_table(general.table)
-        fast = (
-            None
-            if last is None
-            else splice_sync(
-                last,
-                installed,
-                compiled,
-                layout,
-                names,
-                full=False,
-                now_s=now,
-                stale_chains=stale,
-                memo=caches.nft_chains,
-            )
-        )
         if fast is None:
             last = spliced(general.table, expected, dynamic_sets(expected), layout)
         else:
