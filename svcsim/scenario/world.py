@@ -140,6 +140,7 @@ class World:
         """Add a node's kube-proxy and follow the endpoint sets it programs."""
         self.proxies[proxy.node] = proxy
         proxy.on_programmed(self._programmed)
+        proxy.on_failing_change(self.proxy_changed)
 
     def _programmed(self, node: str, view: ProgrammedView) -> None:
         """Note the endpoint sets of a sync that just installed its rules.
@@ -212,7 +213,7 @@ class World:
         )
 
     def proxy_changed(self) -> None:
-        """Note a kube-proxy state change (crash, restart, block) for the traffic path."""
+        """Note a kube-proxy state change (crash, restart, block, failing) for the traffic path."""
         self._proxy_changes += 1
 
     def node_changed(self, node: str, change: str) -> None:

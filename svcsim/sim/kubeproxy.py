@@ -203,8 +203,8 @@ class KubeProxy:
         self.programmed: ProgrammedView | None = None
         """What the rules were last programmed from; None before the first successful sync."""
         self.blocked_until_s = -math.inf
-        self.last_error: str | None = None
-        """Why the last sync attempt failed; None after a success."""
+        self._last_error: str | None = None
+        self._failing_listeners: list[Callable[[], None]] = []
         self._life: _Life | None = None
         self.api_reachable = True
         """False while the node cannot reach the API server (:meth:`api_cut`)."""
@@ -229,9 +229,25 @@ class KubeProxy:
         return self.env.now < self.blocked_until_s
 
     @property
+    def last_error(self) -> str | None:
+        """Why the last sync attempt failed; None after a success."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, error: str | None) -> None:
+        flips = (error is None) != (self._last_error is None)
+        self._last_error = error
+        if flips:
+            # The traffic path reads :attr:`failing` ("blocked" vs "up"): a sync that fails
+            # without installing, or succeeds without a new kernel generation, is still a new
+            # state it must see.
+            for listener in self._failing_listeners:
+                listener()
+
+    @property
     def failing(self) -> bool:
         """True if the last sync attempt failed and no sync has succeeded since."""
-        return self.last_error is not None
+        return self._last_error is not None
 
     @property
     def rules_current(self) -> bool:
@@ -292,6 +308,10 @@ class KubeProxy:
     def on_programmed(self, listener: Callable[[str, ProgrammedView], None]) -> None:
         """Register a listener called as ``listener(node, view)`` after each successful sync."""
         self._programmed_listeners.append(listener)
+
+    def on_failing_change(self, listener: Callable[[], None]) -> None:
+        """Register a listener called whenever :attr:`failing` turns True or False."""
+        self._failing_listeners.append(listener)
 
     def on_conntrack_cleanup(self, listener: CleanupListener) -> None:
         """Register a listener called after each UDP conntrack clean-up."""

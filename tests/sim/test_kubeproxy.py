@@ -266,6 +266,19 @@ def test_block_sync_fails_then_recovers_with_a_full_sync() -> None:
     assert (5.0, "fault", "block-sync for=40s") in w.events()
 
 
+def test_failing_listeners_hear_each_flip_once() -> None:
+    # The traffic path's "blocked" state: a failed sync installs nothing (no new kernel
+    # generation), so the flip itself must be told.
+    w = world_ab()
+    flips: list[tuple[float, bool]] = []
+    w.kp.on_failing_change(lambda: flips.append((w.env.now, w.kp.failing)))
+    w.at(5.0, lambda: w.kp.block_sync(40.0))
+    w.at(6.0, lambda: w.put(eps("a", ["10.244.2.7"])))
+    w.run(100.0)
+    # Two failed syncs (6.375, 36.625), one flip; the recovery at 66.875 flips back.
+    assert flips == [(6.375, True), (66.875, False)]
+
+
 def test_a_change_during_the_retry_wait_syncs_at_once() -> None:
     w = world_ab()
     w.at(5.0, lambda: w.kp.block_sync(10.0))
