@@ -26,3 +26,25 @@ def test_failures_have_documented_causes_in_both_engines(path: Path) -> None:
     check_causes(batched)
     check_causes(reference)
     pd.testing.assert_frame_equal(batched, reference, check_exact=True)
+
+
+def test_a_failed_sync_alone_turns_its_node_blocked_in_both_engines(tmp_path: Path) -> None:
+    # stale-rules' second round on a one-node cluster: the partial sync that fails on the
+    # injected chain installs nothing and no other node installs anything at that instant, so
+    # only the failure itself can tell the batched engine that node-1 is now "blocked".
+    text = (SCENARIOS_DIR / "stale-rules.yaml").read_text()
+    head, _ = text.split("\ntimeline:\n")
+    head = head.replace("  nodes: 3\n", "  nodes: 1\n").replace("duration: 150s", "duration: 9s")
+    path = tmp_path / "one-node.yaml"
+    path.write_text(
+        head
+        + "\ntimeline:\n"
+        + "  - {at: 3s, action: inject-stale-rule, node: node-1, service: web:http,"
+        + " endpoint: 10.244.0.250:8080}\n"
+        + "  - {at: 5s, action: scale, deployment: api, replicas: 3}\n"
+    )
+    batched = shipped_requests(path, TrafficEngine)
+    reference = shipped_requests(path, ReferenceEngine)
+    pd.testing.assert_frame_equal(batched, reference, check_exact=True)
+    causes = set(batched["cause"])
+    assert {Cause.STALE_RULE.value, Cause.SYNC_BLOCKED.value} <= causes
