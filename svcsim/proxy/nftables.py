@@ -2,33 +2,32 @@
 
 A pure function from (Services, EndpointSlices, :class:`NodeContext`, Service CIDRs) to an
 :class:`~svcsim.netfilter.nftables.NftTable`, modelled on kubernetes
-``pkg/proxy/nftables/proxier.go`` @b0f823e6 (``setupNFTables``, ``syncProxyRules``,
-``writeServiceToEndpointRules``, ``servicePortChainNameBase``, ``hashAndTruncate``). That is
-the one version of the file read for this module; its base chains are ``filter-prerouting``,
-``filter-input``, ``filter-forward``, ``filter-output`` (priority dstnat-10),
-``filter-output-post-dnat`` (dstnat+10), ``nat-prerouting``, ``nat-output`` (dstnat) and
-``nat-postrouting`` (srcnat). Later kube-proxy versions renamed and re-prioritised the filter
-chains (``filter-prerouting-pre-dnat`` ...); those are not modelled.
+``pkg/proxy/nftables/proxier.go`` @b0f823e6. That is the one version of the file read for
+this package's nftables modules; later kube-proxy versions renamed and re-prioritised the
+filter chains (``filter-prerouting-pre-dnat`` ...); those are not modelled.
+
+This module assembles the table: the fixed part (``setupNFTables``) and one part per service
+port, written by :mod:`svcsim.proxy.nftables_rules` and named by
+:mod:`svcsim.proxy.nftables_names`. With a run's :class:`NameMemo` it remembers each port's
+part and remakes only the ports whose inputs changed (what a partial sync's transaction is
+spliced from: :mod:`svcsim.sim.nft_splice`).
 
 Which endpoints a node uses is the shared categorisation (:mod:`svcsim.proxy.topology`), as for
 iptables mode. Service ports are visited in ServicePortName order (upstream iterates a Go map);
 the order only changes the order of elements in the text, which upstream's tests sort away.
 
-Not modelled (yet): partial syncs, stale chains and sets (a clean node has none), IPv6, the
-interface-name local-traffic detectors.
+Not modelled (yet): IPv6 and the interface-name local-traffic detectors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain as concat
 from itertools import compress, count, repeat
 from operator import and_, attrgetter, is_, not_
-from typing import Any, Final, NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from svcsim.k8s.objects import EndpointSlice, Service
 from svcsim.memo import BoundedMemo
@@ -42,9 +41,8 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
-from svcsim.proxy.flags import UNSUPPORTED_NFT_DETECTORS
 from svcsim.proxy.gcpause import collector_paused, promote_to_oldest
-from svcsim.proxy.names import ServicePortName, base32_head8
+from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nft_elements import (
     ElementItems,
     ElementKey,
@@ -53,100 +51,14 @@ from svcsim.proxy.nft_elements import (
     flat_elements,
     replaced_elements,
 )
-from svcsim.proxy.topology import categorize_endpoints_shared
-
-TABLE_NAME: Final = "kube-proxy"
-TABLE_FAMILY: Final = "ip"
-TABLE_COMMENT: Final = "rules for kube-proxy"
-
-DSTNAT_PRIORITY: Final = -100
-"""nft's named priority ``dstnat`` (knftables writes names as numbers)."""
-SRCNAT_PRIORITY: Final = 100
-"""nft's named priority ``srcnat``."""
-
-SERVICES_CHAIN: Final = "services"
-SERVICE_IPS_MAP: Final = "service-ips"
-SERVICE_NODEPORTS_MAP: Final = "service-nodeports"
-NODEPORT_IPS_SET: Final = "nodeport-ips"
-CLUSTER_IPS_SET: Final = "cluster-ips"
-SERVICE_ENDPOINTS_CHECK_CHAIN: Final = "service-endpoints-check"
-NODEPORT_ENDPOINTS_CHECK_CHAIN: Final = "nodeport-endpoints-check"
-NO_ENDPOINT_SERVICES_MAP: Final = "no-endpoint-services"
-NO_ENDPOINT_NODEPORTS_MAP: Final = "no-endpoint-nodeports"
-REJECT_CHAIN: Final = "reject-chain"
-CLUSTER_IPS_CHECK_CHAIN: Final = "cluster-ips-check"
-FIREWALL_IPS_MAP: Final = "firewall-ips"
-FIREWALL_CHECK_CHAIN: Final = "firewall-check"
-MARK_MASQ_CHAIN: Final = "mark-for-masquerade"
-MASQUERADING_CHAIN: Final = "masquerading"
-
-NO_LOCALHOST: Final = "ip daddr != 127.0.0.0/8"
-"""kube-proxy never accepts NodePorts on localhost in nftables mode."""
-
-BASE_CHAINS: Final = (
-    NftChain("filter-prerouting", "filter", "prerouting", DSTNAT_PRIORITY - 10),
-    NftChain("filter-input", "filter", "input", DSTNAT_PRIORITY - 10),
-    NftChain("filter-forward", "filter", "forward", DSTNAT_PRIORITY - 10),
-    NftChain("filter-output", "filter", "output", DSTNAT_PRIORITY - 10),
-    NftChain("filter-output-post-dnat", "filter", "output", DSTNAT_PRIORITY + 10),
-    NftChain("nat-prerouting", "nat", "prerouting", DSTNAT_PRIORITY),
-    NftChain("nat-output", "nat", "output", DSTNAT_PRIORITY),
-    NftChain("nat-postrouting", "nat", "postrouting", SRCNAT_PRIORITY),
+from svcsim.proxy.nftables_names import (
+    TABLE_COMMENT,
+    TABLE_FAMILY,
+    TABLE_NAME,
+    chain_service,
+    hash_and_truncate,
 )
-"""``nftablesBaseChains``: every base chain with its type, hook and numeric priority."""
-
-JUMP_CHAINS: Final = (
-    (NODEPORT_ENDPOINTS_CHECK_CHAIN, "filter-input", "ct state new"),
-    (SERVICE_ENDPOINTS_CHECK_CHAIN, "filter-input", "ct state new"),
-    (SERVICE_ENDPOINTS_CHECK_CHAIN, "filter-forward", "ct state new"),
-    (SERVICE_ENDPOINTS_CHECK_CHAIN, "filter-output", "ct state new"),
-    (FIREWALL_CHECK_CHAIN, "filter-prerouting", "ct state new"),
-    (FIREWALL_CHECK_CHAIN, "filter-output", "ct state new"),
-    (SERVICES_CHAIN, "nat-output", ""),
-    (SERVICES_CHAIN, "nat-prerouting", ""),
-    (MASQUERADING_CHAIN, "nat-postrouting", ""),
-    (CLUSTER_IPS_CHECK_CHAIN, "filter-forward", "ct state new"),
-    (CLUSTER_IPS_CHECK_CHAIN, "filter-output-post-dnat", "ct state new"),
-)
-"""``nftablesJumpChains``: (target chain, base chain, match before the jump), in order."""
-
-NAME_LENGTH_MAX: Final = 256
-"""knftables' ``NameLengthMax`` (the kernel's ``NFT_NAME_MAXLEN``)."""
-CHAIN_NAME_BASE_LENGTH_MAX: Final = NAME_LENGTH_MAX - 16
-"""``chainNameBaseLengthMax``: room left after the longest prefix (16 characters)."""
-
-SERVICE_ADDR_TYPE: Final = "ipv4_addr . inet_proto . inet_service : verdict"
-NODEPORT_TYPE: Final = "inet_proto . inet_service : verdict"
-
-
-class UnsupportedContextError(ValueError):
-    """The node context asks for something this nftables model does not cover."""
-
-
-def hash_and_truncate(name: str) -> str:
-    """``hashAndTruncate``: 8 base32 characters of sha256(name), ``-``, name, cut to 240."""
-    out = base32_head8(hashlib.sha256(name.encode()).digest()) + "-" + name
-    if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
-        out = out[: CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
-    return out
-
-
-def is_firewall_chain(name: str) -> bool:
-    """A Service's ``firewall-HASH-...`` chain (its LoadBalancerSourceRanges drop), by name."""
-    return name.startswith("firewall-") and "/" in name
-
-
-def chain_service(name: str) -> str | None:
-    """``namespace/name`` of the Service owning a service chain or affinity set, else None.
-
-    Those names are ``<prefix>-<8-char hash>-<namespace>/<name>/<protocol>/<port>[...]``
-    (``servicePortChainNameBase``); no stock chain has a ``/`` (``isServiceChainName``).
-    """
-    if "/" not in name:
-        return None
-    _, _, rest = name.partition("-")
-    parts = rest[9:].split("/")
-    return f"{parts[0]}/{parts[1]}" if len(parts) > 1 else None
+from svcsim.proxy.nftables_rules import Builder, check_context, write_service_port, write_setup
 
 
 class _PartShape(NamedTuple):
@@ -326,309 +238,6 @@ class NameMemo:
         return found
 
 
-def service_chain_base(
-    spn: ServicePortName, hashed: Callable[[str], str] = hash_and_truncate
-) -> str:
-    """``servicePortChainNameBase``: ``HASH-namespace/name/protocol/port``."""
-    return hashed(f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}")
-
-
-def endpoint_chain_base(
-    spn: ServicePortName, endpoint: EndpointInfo, hashed: Callable[[str], str] = hash_and_truncate
-) -> str:
-    """``servicePortEndpointChainNameBase``: ``HASH-namespace/name/protocol/port__IP/port``."""
-    ip = endpoint.ip.replace(":", ".")
-    return hashed(
-        f"{spn.namespace}/{spn.name}/{spn.protocol_lower}/{spn.port}__{ip}/{endpoint.port}"
-    )
-
-
-@dataclass(slots=True)
-class _Builder:
-    """The objects of one transaction, in the order kube-proxy adds them."""
-
-    chains: dict[str, NftChain] = field(default_factory=dict)
-    sets: dict[str, NftSet] = field(default_factory=dict)
-    rules: list[NftRule] = field(default_factory=list)
-    elements: dict[tuple[str, tuple[str, ...]], NftElement] = field(default_factory=dict)
-    hashed: Callable[[str], str] = hash_and_truncate
-    """``hashAndTruncate`` (or a run's :class:`NameMemo` of it)."""
-
-    def chain(self, name: str, comment: str | None = None) -> None:
-        self.chains.setdefault(name, NftChain(name, comment=comment))
-
-    def rule(self, chain: str, rule: str, comment: str | None = None) -> None:
-        self.rules.append(NftRule(chain, rule, comment))
-
-    def element(
-        self,
-        container: str,
-        key: Sequence[str],
-        value: Sequence[str] = (),
-        comment: str | None = None,
-    ) -> None:
-        # Adding an element whose key is present replaces it (nft and the fake agree).
-        self.elements[(container, tuple(key))] = NftElement(
-            container, tuple(key), tuple(value), comment
-        )
-
-
-def _if_local(ctx: NodeContext) -> str:
-    """``IfLocalNFT``; only the CIDR detectors are modelled."""
-    return f"ip saddr {ctx.local_detector_value}"
-
-
-def _if_not_local(ctx: NodeContext) -> str:
-    """``IfNotLocalNFT``."""
-    return f"ip saddr != {ctx.local_detector_value}"
-
-
-def check_context(ctx: NodeContext) -> None:
-    """Raise :class:`UnsupportedContextError` for settings the nftables model cannot compile."""
-    if ctx.local_detector in UNSUPPORTED_NFT_DETECTORS:
-        raise UnsupportedContextError(
-            f"--detect-local-mode {ctx.local_detector} is not modelled in nftables mode yet "
-            "(use ClusterCIDR or NodeCIDR)"
-        )
-
-
-def _setup(b: _Builder, ctx: NodeContext, service_cidrs: Sequence[str]) -> None:
-    """``setupNFTables`` on a clean node."""
-    mark = ctx.mark
-    for chain in BASE_CHAINS:
-        b.chains[chain.name] = chain
-    for target, source, extra in JUMP_CHAINS:
-        b.chain(target)
-        b.rule(source, f"{extra} jump {target}".strip())
-    for name in (SERVICES_CHAIN, CLUSTER_IPS_CHECK_CHAIN, MASQUERADING_CHAIN, MARK_MASQ_CHAIN):
-        b.chain(name)
-    b.rule(MARK_MASQ_CHAIN, f"mark set mark or {mark}")
-    b.rule(MASQUERADING_CHAIN, f"mark and {mark} == 0 return")
-    b.rule(MASQUERADING_CHAIN, f"mark set mark xor {mark}")
-    b.rule(MASQUERADING_CHAIN, "masquerade fully-random")
-    b.sets[CLUSTER_IPS_SET] = NftSet(CLUSTER_IPS_SET, "ipv4_addr", comment="Active ClusterIPs")
-    b.rule(
-        CLUSTER_IPS_CHECK_CHAIN,
-        f"ip daddr @{CLUSTER_IPS_SET} reject",
-        "Reject traffic to invalid ports of ClusterIPs",
-    )
-    if service_cidrs:
-        b.rule(
-            CLUSTER_IPS_CHECK_CHAIN,
-            f"ip daddr {{ {','.join(service_cidrs)} }} drop",
-            "Drop traffic to unallocated ClusterIPs",
-        )
-    match_all = ctx.nodeport_match_all
-    if not match_all:
-        b.sets[NODEPORT_IPS_SET] = NftSet(
-            NODEPORT_IPS_SET, "ipv4_addr", comment="IPs that accept NodePort traffic"
-        )
-        for ip in ctx.nodeport_ips():
-            # kube-proxy logs "localhost NodePorts are not supported" and skips them.
-            if not ip.startswith("127."):
-                b.element(NODEPORT_IPS_SET, (ip,))
-    b.sets[NO_ENDPOINT_SERVICES_MAP] = NftSet(
-        NO_ENDPOINT_SERVICES_MAP,
-        SERVICE_ADDR_TYPE,
-        is_map=True,
-        comment="vmap to drop or reject packets to services with no endpoints",
-    )
-    b.sets[NO_ENDPOINT_NODEPORTS_MAP] = NftSet(
-        NO_ENDPOINT_NODEPORTS_MAP,
-        NODEPORT_TYPE,
-        is_map=True,
-        comment="vmap to drop or reject packets to service nodeports with no endpoints",
-    )
-    b.chain(REJECT_CHAIN, "helper for @no-endpoint-services / @no-endpoint-nodeports")
-    b.rule(REJECT_CHAIN, "reject")
-    b.rule(
-        SERVICE_ENDPOINTS_CHECK_CHAIN,
-        f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES_MAP}",
-    )
-    nodeport_match = NO_LOCALHOST if match_all else f"ip daddr @{NODEPORT_IPS_SET}"
-    b.rule(
-        NODEPORT_ENDPOINTS_CHECK_CHAIN,
-        f"{nodeport_match} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS_MAP}",
-    )
-    b.sets[FIREWALL_IPS_MAP] = NftSet(
-        FIREWALL_IPS_MAP,
-        SERVICE_ADDR_TYPE,
-        is_map=True,
-        comment="destinations that are subject to LoadBalancerSourceRanges",
-    )
-    b.chain(FIREWALL_CHECK_CHAIN)
-    b.rule(FIREWALL_CHECK_CHAIN, f"ip daddr . meta l4proto . th dport vmap @{FIREWALL_IPS_MAP}")
-    b.sets[SERVICE_IPS_MAP] = NftSet(
-        SERVICE_IPS_MAP,
-        SERVICE_ADDR_TYPE,
-        is_map=True,
-        comment="ClusterIP, ExternalIP and LoadBalancer IP traffic",
-    )
-    b.sets[SERVICE_NODEPORTS_MAP] = NftSet(
-        SERVICE_NODEPORTS_MAP, NODEPORT_TYPE, is_map=True, comment="NodePort traffic"
-    )
-    b.rule(SERVICES_CHAIN, f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}")
-    dispatch = (
-        f"fib daddr type local {NO_LOCALHOST}" if match_all else f"ip daddr @{NODEPORT_IPS_SET}"
-    )
-    b.rule(SERVICES_CHAIN, f"{dispatch} meta l4proto . th dport vmap @{SERVICE_NODEPORTS_MAP}")
-
-
-def _service_to_endpoints(
-    b: _Builder,
-    svc: ServicePortInfo,
-    chain: str,
-    endpoints: Sequence[EndpointInfo],
-    bases: Mapping[int, str],
-) -> None:
-    """``writeServiceToEndpointRules``: affinity lookups, then one numgen vmap.
-
-    ``bases``: each endpoint's chain name base by its ``id`` (see :func:`_service_port`).
-    """
-    spn = svc.name
-    names = [bases.get(id(ep)) or endpoint_chain_base(spn, ep, b.hashed) for ep in endpoints]
-    if svc.client_ip_affinity:
-        for base in names:
-            b.rule(chain, f"ip saddr @affinity-{base} goto endpoint-{base}")
-    choices = " , ".join(f"{i} : goto endpoint-{base}" for i, base in enumerate(names))
-    b.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
-
-
-def _service_port(
-    b: _Builder, svc: ServicePortInfo, endpoints: tuple[EndpointInfo, ...], ctx: NodeContext
-) -> None:
-    """The ``syncProxyRules`` loop body for one service port (full sync)."""
-    spn = svc.name
-    proto = spn.protocol_lower
-    port = str(svc.port)
-    base = service_chain_base(spn, b.hashed)
-    cluster_chain, local_chain = f"service-{base}", f"local-{base}"
-    external_chain, firewall_chain = f"external-{base}", f"firewall-{base}"
-    cat = categorize_endpoints_shared(
-        endpoints, svc, ctx.node_name, ctx.node_zone or "", ctx.prefer_same_traffic_distribution
-    )
-    has_endpoints = cat.has_any_endpoints
-    # Each reachable endpoint's chain name base (endpoint_chain_base), made once, by id (they
-    # live through the call).
-    head = f"{spn.namespace}/{spn.name}/{proto}/{spn.port}__"
-    hashed = b.hashed
-    bases = {
-        id(ep): hashed(f"{head}{ep.ip.replace(':', '.')}/{ep.port}") for ep in cat.all_reachable
-    }
-    for ep in cat.all_reachable:
-        b.chain(f"endpoint-{bases[id(ep)]}")
-    uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
-    if uses_cluster:
-        b.chain(cluster_chain)
-    uses_local = bool(cat.local) and svc.uses_local_endpoints
-    if uses_local:
-        b.chain(local_chain)
-    internal_chain, has_internal = cluster_chain, has_endpoints
-    if svc.internal_policy_local:
-        internal_chain = local_chain
-        has_internal = has_internal and bool(cat.local)
-    external_policy_chain, has_external = cluster_chain, has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain = local_chain
-        has_external = has_external and bool(cat.local)
-    uses_external = has_endpoints and svc.externally_accessible
-    if uses_external:
-        b.chain(external_chain)
-    if not has_endpoints:
-        internal_verdict = external_verdict = f"goto {REJECT_CHAIN}"
-    else:
-        internal_verdict = "" if has_internal else "drop"
-        external_verdict = "" if has_external else "drop"
-
-    comment = spn.text
-    b.element(CLUSTER_IPS_SET, (svc.cluster_ip,))
-    if has_internal:
-        b.element(SERVICE_IPS_MAP, (svc.cluster_ip, proto, port), (f"goto {internal_chain}",))
-    else:
-        b.element(
-            NO_ENDPOINT_SERVICES_MAP, (svc.cluster_ip, proto, port), (internal_verdict,), comment
-        )
-    for ip in svc.external_ips:
-        if has_endpoints:
-            b.element(SERVICE_IPS_MAP, (ip, proto, port), (f"goto {external_chain}",))
-        if not has_external:
-            b.element(NO_ENDPOINT_SERVICES_MAP, (ip, proto, port), (external_verdict,), comment)
-    uses_firewall = bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
-    if uses_firewall:
-        b.chain(firewall_chain)
-    for ip in svc.load_balancer_vips:
-        if has_endpoints:
-            b.element(SERVICE_IPS_MAP, (ip, proto, port), (f"goto {external_chain}",))
-        if uses_firewall:
-            b.element(FIREWALL_IPS_MAP, (ip, proto, port), (f"goto {firewall_chain}",))
-    if not has_external:
-        for ip in svc.load_balancer_vips:
-            b.element(NO_ENDPOINT_SERVICES_MAP, (ip, proto, port), (external_verdict,), comment)
-    if svc.node_port:
-        node_port = str(svc.node_port)
-        if has_endpoints:
-            b.element(SERVICE_NODEPORTS_MAP, (proto, node_port), (f"goto {external_chain}",))
-        if not has_external:
-            b.element(NO_ENDPOINT_NODEPORTS_MAP, (proto, node_port), (external_verdict,), comment)
-
-    if has_internal:
-        head = f"ip daddr {svc.cluster_ip} {proto} dport {port}"
-        if ctx.masquerade_all:
-            b.rule(internal_chain, f"{head} jump {MARK_MASQ_CHAIN}")
-        elif ctx.local_detector_implemented:
-            b.rule(internal_chain, f"{head} {_if_not_local(ctx)} jump {MARK_MASQ_CHAIN}")
-    if uses_external:
-        if not svc.external_policy_local:
-            b.rule(external_chain, f"jump {MARK_MASQ_CHAIN}")
-        else:
-            if ctx.local_detector_implemented:
-                b.rule(
-                    external_chain,
-                    f"{_if_local(ctx)} goto {cluster_chain}",
-                    "short-circuit pod traffic",
-                )
-            b.rule(
-                external_chain,
-                f"fib saddr type local jump {MARK_MASQ_CHAIN}",
-                "masquerade local traffic",
-            )
-            b.rule(
-                external_chain,
-                f"fib saddr type local goto {cluster_chain}",
-                "short-circuit local traffic",
-            )
-        if has_external:
-            b.rule(external_chain, f"goto {external_policy_chain}")
-    if uses_firewall:
-        sources = list(svc.load_balancer_source_ranges)
-        if ctx.node_ip is not None and any(
-            _contains(cidr, ctx.node_ip) for cidr in svc.load_balancer_source_ranges
-        ):
-            sources += svc.load_balancer_vips
-        b.rule(firewall_chain, f"ip saddr != {{ {' , '.join(sources)} }} drop")
-    if svc.client_ip_affinity:
-        for ep in cat.all_reachable:
-            name = f"affinity-{bases[id(ep)]}"
-            b.sets[name] = NftSet(
-                name, "ipv4_addr", flags=("dynamic", "timeout"), timeout_s=svc.sticky_max_age_s
-            )
-    if uses_cluster:
-        _service_to_endpoints(b, svc, cluster_chain, cat.cluster, bases)
-    if uses_local:
-        _service_to_endpoints(b, svc, local_chain, cat.local, bases)
-    for ep in cat.all_reachable:
-        ep_base = bases[id(ep)]
-        chain = f"endpoint-{ep_base}"
-        b.rule(chain, f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
-        if svc.client_ip_affinity:
-            b.rule(chain, f"update @affinity-{ep_base} {{ ip saddr }}")
-        b.rule(chain, f"meta l4proto {proto} dnat to {ep.text}")
-
-
-def _contains(cidr: str, ip: str) -> bool:
-    return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(cidr, strict=False)
-
-
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
     return spn.text, str(spn.protocol)
 
@@ -658,8 +267,8 @@ def _table(
     service_cidrs: Sequence[str],
     names: NameMemo | None,
 ) -> NftTable:
-    b = _Builder() if names is None else _Builder(hashed=names)
-    _setup(b, ctx, service_cidrs)
+    b = Builder() if names is None else Builder(hashed=names)
+    write_setup(b, ctx, service_cidrs)
     layout: TableLayout | None = None
     if names is not None:
         spliced = _reassemble(b, service_ports, endpoints_map, ctx, names)
@@ -667,12 +276,12 @@ def _table(
             return spliced
     if names is None:
         for spn in sorted(service_ports, key=_service_order):
-            _service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
+            write_service_port(b, service_ports[spn], endpoints_map.get(spn, ()), ctx)
     elif (layout := _assemble(b, service_ports, endpoints_map, ctx, names)) is None:
-        # Two ports wrote a chain of the same name (the first one stays, as _service_port
+        # Two ports wrote a chain of the same name (the first one stays, as write_service_port
         # adds them): assembled one object at a time instead.
-        b = _Builder(hashed=names)
-        _setup(b, ctx, service_cidrs)
+        b = Builder(hashed=names)
+        write_setup(b, ctx, service_cidrs)
         for spn in _ordered(service_ports, names):
             part = _port_part(service_ports[spn], endpoints_map.get(spn, ()), ctx, names)
             for chain in part.chains:
@@ -848,7 +457,7 @@ def _assembled_table(blocks: tuple[PortPart, ...]) -> NftTable:
 
 
 def _reassemble(
-    b: _Builder,
+    b: Builder,
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
@@ -928,8 +537,8 @@ def _port_part(
     # Asked with the plain tuple equal to the _PortKey stored below (see proxy/caches.py).
     part = names.part((svc, endpoints, ctx))
     if part is None:
-        alone = _Builder(hashed=names)
-        _service_port(alone, svc, endpoints, ctx)
+        alone = Builder(hashed=names)
+        write_service_port(alone, svc, endpoints, ctx)
         part = PortPart(
             tuple(alone.chains.values()),
             tuple(alone.sets.values()),
@@ -942,16 +551,16 @@ def _port_part(
 
 
 def _assemble(
-    b: _Builder,
+    b: Builder,
     service_ports: Mapping[ServicePortName, ServicePortInfo],
     endpoints_map: EndpointsMap,
     ctx: NodeContext,
     names: NameMemo,
 ) -> TableLayout | None:
-    """Add every port's remembered objects to ``b`` as :func:`_service_port` adds them.
+    """Add every port's remembered objects to ``b`` as :func:`write_service_port` adds them.
 
     Chains are added a port at a time (``dict.update``: the last of two equal names would
-    win, where ``_service_port`` keeps the first). Returns how the table is assembled, or
+    win, where ``write_service_port`` keeps the first). Returns how the table is assembled, or
     None if two chain or set names met (``b`` is then to be thrown away).
     """
     chains, sets, rules, elements = b.chains, b.sets, b.rules, b.elements

@@ -36,7 +36,7 @@ from svcsim.netfilter.nftables import NftChain, NftRule, NftTable
 from svcsim.proxy.endpoints import EndpointInfo
 from svcsim.proxy.gcpause import collector_paused
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import chain_service, endpoint_chain_base, service_chain_base
+from svcsim.proxy.nftables_names import chain_service, endpoint_chain_base, service_chain_base
 
 STALE_CHAIN_DELAY_S: Final = 1.0
 """A flushed stale chain is deleted by the first sync starting more than this after it."""

@@ -37,8 +37,8 @@ from enum import IntEnum
 from svcsim.netfilter.packet import Outcome as NfOutcome
 from svcsim.netfilter.packet import VerdictKind
 from svcsim.proxy.iptables_service import KUBE_PROXY_FIREWALL
-from svcsim.proxy.nftables import TABLE_NAME as NFT_TABLE_NAME
-from svcsim.proxy.nftables import is_firewall_chain
+from svcsim.proxy.nftables_names import TABLE_NAME as NFT_TABLE_NAME
+from svcsim.proxy.nftables_names import is_firewall_chain
 from svcsim.results.schema import Cause, Outcome
 from svcsim.sim.network import Backend, BackendState
 from svcsim.traffic.context import TrafficContext

@@ -12,13 +12,13 @@ import pytest
 from svcsim.k8s.objects import Protocol
 from svcsim.netfilter.nftables import NftTable, dump
 from svcsim.proxy.names import ServicePortName
-from svcsim.proxy.nftables import (
+from svcsim.proxy.nftables import compile_nftables
+from svcsim.proxy.nftables_names import (
     CHAIN_NAME_BASE_LENGTH_MAX,
-    UnsupportedContextError,
-    compile_nftables,
     hash_and_truncate,
     service_chain_base,
 )
+from svcsim.proxy.nftables_rules import UnsupportedContextError
 from tests.proxy.nftables_cases import KERNEL_CASES
 from tests.proxy.nftables_support import nft_fake_context
 
