@@ -51,8 +51,8 @@ from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.sim.kernel import NftRules
-from svcsim.traffic.attempts import Attempts, Results
+from svcsim.sim.kernel import Kernel, NftRules
+from svcsim.traffic.attempts import Attempts, Client, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
@@ -74,10 +74,12 @@ from svcsim.traffic.groups import (
     GroupKey,
     Groups,
     Representatives,
+    RulesetSources,
     SourceMemos,
     Spine,
     chain_choice,
     chain_spine,
+    sources_of,
 )
 from svcsim.traffic.index_path import IndexPath
 from svcsim.traffic.nft_dispatch import nft_changes
@@ -94,6 +96,10 @@ NAMES_MAX = 1 << 12
 """Distinct sets of names read kept before those no memo uses are dropped."""
 KEPT_ROWS_MAX = 1 << 14
 """Classified outcomes kept across states at most (then they are classified afresh)."""
+ALIKE_MAX = 1 << 12
+"""Lookups kept for nodes in step (:meth:`TrafficEngine._new_memo`) before starting over."""
+PARTS_ALIKE_MAX = 256
+"""Pairs of sources compared (:meth:`TrafficEngine._rep_kept`) kept before starting over."""
 
 
 class _KeptRow(NamedTuple):
@@ -121,6 +127,23 @@ class _DispatchMemo:
     dispatch: Dispatch | NftDispatch
     names: frozenset[Any]
     """What its walks read: ``(table, chain)`` of iptables chains, or nf_tables reads."""
+    sources: RulesetSources
+    """The rules' sources :attr:`rep` was found with (:func:`~svcsim.traffic.groups.sources_of`)."""
+
+
+_PartsAlike = tuple[RulesetSources, RulesetSources, int, bool]
+"""Two sources (held), the known sources compared, and whether all have the same parts."""
+
+
+class _Alike(NamedTuple):
+    """A pair's dispatch lookup, for pairs on nodes holding the very same rules."""
+
+    rules: Ruleset | NftRules
+    """The rules it was looked up under (held: the key names them by identity)."""
+    kernel: Kernel
+    """The node's kernel it was looked up on."""
+    dispatch: Dispatch | NftDispatch
+    names: frozenset[Any]
 
 
 def _changed(
@@ -173,6 +196,12 @@ class TrafficEngine(EngineCore):
         self._sources = SourceMemos()
         self._reps = Representatives(self._sources)
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
+        self._alike: dict[tuple[int, str, str, Dial], _Alike] = {}
+        """The last lookup per (rules identity, representative, origin, dial) (see
+        :meth:`_new_memo`)."""
+        self._parts_alike: dict[tuple[int, int], _PartsAlike] = {}
+        """Per (old, new) sources by identity (held): the known sources counted, and whether
+        each of them has the same ``-s`` part under both (see :meth:`_rep_kept`)."""
         self._memo_gen = np.full((len(self.specs), 0), -1, dtype=np.int64)
         """Per pair: the kernel generation its dispatch memo holds for (-1: no memo)."""
         self._memo_names = np.zeros((len(self.specs), 0), dtype=np.int32)
@@ -209,6 +238,7 @@ class TrafficEngine(EngineCore):
         self._states: list[ProxyState] = []
         self._dials: list[Dial | None] = []
         self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
+        self._per_flow_w = [s.per_flow for s in self.specs]
         self._fail_wait = np.array([s.failure_wait_s("connect") for s in self.specs])
         timeouts = [ctx.kernels[n].conntrack.timeouts for n in nodes]
         self._time_wait = np.array([t.tcp_time_wait_s for t in timeouts])
@@ -255,7 +285,7 @@ class TrafficEngine(EngineCore):
         old, new = self._old_view_key, self._view_key
         # Read afresh: a failed or succeeding sync attempt changes a kube-proxy's state
         # without a state version of its own (only with the rules' generation, if at all).
-        states = [self.ctx.proxy_state(n) for n in self.nodes]
+        states = list(map(self.ctx.proxy_state, self.nodes))
         dials = list(self.dials)
         if (
             not isinstance(old, tuple)
@@ -297,7 +327,7 @@ class TrafficEngine(EngineCore):
                     self._gid[w] = UNGROUPED
             self._groups.keys.clear()
         self._states, self._dials = states, dials
-        self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
+        self._node_rules = [kernel.rules for kernel in self._kernel_list]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
@@ -508,6 +538,32 @@ class TrafficEngine(EngineCore):
             raise ValueError(f"node {node} is in IPVS mode: no source classes")
         return self._reps.of(rules, kernel.network, src, self._known_sources)
 
+    def _rep_kept(self, memo: _DispatchMemo, sources: RulesetSources, src: str) -> bool:
+        """True if ``memo.rep`` is still ``src``'s representative on its node under ``sources``.
+
+        A representative is the first known source whose signature (its ``-s`` part and its
+        address type on the node) is ``src``'s (:class:`~svcsim.traffic.groups.Representatives`).
+        Address types on a node never change, and known sources are only appended after the
+        memo's; so if ``src`` and every known source have the same ``-s`` part under both
+        sources, the first alike is the same source. Syncs mostly change endpoints, whose
+        addresses are rarely clients': one set comparison per pair of sources, not a
+        representative per pair.
+        """
+        old = memo.sources
+        if old is sources:
+            return True
+        if old.part(src) != sources.part(src):
+            return False
+        known = self._known_sources
+        key = (id(old), id(sources))
+        found = self._parts_alike.get(key)
+        if found is None or found[2] != len(known):
+            if len(self._parts_alike) >= PARTS_ALIKE_MAX:
+                self._parts_alike.clear()
+            same = all(old.part(r) == sources.part(r) for r in known)
+            found = self._parts_alike[key] = (old, sources, len(known), same)
+        return found[3]
+
     def _group_ids(self, chunk: Attempts) -> I32:
         """The group of each attempt; :data:`PER_FLOW` for the per-flow workloads."""
         self._grow_gid()
@@ -528,31 +584,19 @@ class TrafficEngine(EngineCore):
 
         ``states``: every node's kube-proxy state read just now, by node index (else read here).
         """
-        client = self.clients[client_id]
-        if (
-            self._per_flow[w]
-            or client.node in self._userspace
-            or self.node_index[client.node] in self._ipvs
-        ):
+        client = self.clients.clients[client_id]
+        i = self.node_index[client.node]
+        if self._per_flow_w[w] or client.node in self._userspace or i in self._ipvs:
             return PER_FLOW
         dial = self.dials[w]
         assert dial is not None
-        kernel = self.ctx.kernels[client.node]
+        kernel = self._kernel_list[i]
         # The dispatch stays valid while the node's rules and the dial do (across API changes).
         memo = self._dispatch_of.get((w, client_id))
         if memo is None or self._memo_gen[w, client_id] != kernel.generation or memo.dial != dial:
-            rep = self._representative(client.node, client.ip)
-            try:
-                dispatch, names = self.dispatches.lookup_reads(
-                    kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
-                )
-            except DispatchTooLargeError:
+            memo = self._new_memo(w, client_id, client, kernel, dial, memo)
+            if memo is None:
                 return PER_FLOW  # too many ways through the rules to index: walked per flow
-
-            memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(dial, rep, dispatch, names)
-            self._grow_gid()
-            self._memo_gen[w, client_id] = kernel.generation
-            self._memo_names[w, client_id] = self._names_id(names)
         rep, dispatch = memo.rep, memo.dispatch
         key = GroupKey(w, client.node, rep)
         found = self._groups.keys.get(key)
@@ -587,6 +631,55 @@ class TrafficEngine(EngineCore):
         )
         self._shared_rows[shared_key] = (rids, rows)
         return found
+
+    def _new_memo(
+        self,
+        w: int,
+        client_id: int,
+        client: Client,
+        kernel: Kernel,
+        dial: Dial,
+        old: _DispatchMemo | None,
+    ) -> _DispatchMemo | None:
+        """The pair's dispatch under the node's current rules (None: too large to index).
+
+        Nodes in step hold the very same rules object: the first pair asks the dispatch
+        cache, the pairs of the other nodes with the same representative and dial take that
+        dispatch if their network answers alike (:meth:`DispatchCache.adopt`), and keep their
+        representative if the rules' sources leave it so (:meth:`_rep_kept`). The same
+        dispatch and representative as asking afresh, with a few checks per pair.
+        """
+        rules = kernel.rules
+        assert not isinstance(rules, IpvsState)  # IPVS nodes' pairs go per flow
+        sources = sources_of(rules, self._sources)
+        if old is not None and self._rep_kept(old, sources, client.ip):
+            rep = old.rep
+        else:
+            rep = self._representative(client.node, client.ip)
+        alike_key = (id(rules), rep, client.origin, dial)
+        like = self._alike.get(alike_key)
+        args = (rep, client.origin, dial.ip, dial.protocol, dial.port)
+        if (
+            like is not None
+            and like.rules is rules
+            and self.dispatches.adopt(kernel, like.kernel, *args)
+        ):
+            dispatch, names = like.dispatch, like.names
+        else:
+            try:
+                dispatch, names = self.dispatches.lookup_reads(kernel, *args)
+            except DispatchTooLargeError:
+                return None
+            if len(self._alike) >= ALIKE_MAX:
+                self._alike.clear()
+            self._alike[alike_key] = _Alike(rules, kernel, dispatch, names)
+        memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
+            dial, rep, dispatch, names, sources
+        )
+        self._grow_gid()
+        self._memo_gen[w, client_id] = kernel.generation
+        self._memo_names[w, client_id] = self._names_id(names)
+        return memo
 
     def _row_id(self, dial: Dial, outcome: NfOutcome, state: ProxyState) -> int:
         """A number for ``(dial, outcome, state)``, so that rows are memoised by a cheap key."""
