@@ -311,21 +311,41 @@ class DispatchCache:
         (as :meth:`lookup_reads` would) and True is returned; else nothing changes (ask
         :meth:`lookup_reads`). One check per node instead of a lookup.
         """
-        if kernel.nft is not None or like.ruleset is not kernel.ruleset:
-            return False
+        return self.adopt_many([kernel], like, src, origin, dst, protocol, dport)[0]
+
+    def adopt_many(
+        self,
+        kernels: list[Kernel],
+        like: Kernel,
+        src: str,
+        origin: Origin,
+        dst: str,
+        protocol: str,
+        dport: int,
+    ) -> list[bool]:
+        """:meth:`adopt` for each of ``kernels`` (the same ``like`` and key for all)."""
         key = (src, origin, dst, protocol, dport)
         found = self._nodes.get((like.node, key))
-        if found is None or found.generation != like.generation:
-            return False
-        mine = self._nodes.get((kernel.node, key))
-        if mine is not None and mine.generation == kernel.generation:
-            return mine.built is found.built
-        known = mine.built if mine is not None else None
-        if not found.built.answers_alike(kernel.network, known):
-            return False
-        self.reused += 1
-        self._nodes[(kernel.node, key)] = _NodeEntry(found.built, kernel.generation)
-        return True
+        if found is None or found.generation != like.generation or like.nft is not None:
+            return [False] * len(kernels)
+        built, ruleset, nodes = found.built, like.ruleset, self._nodes
+        out: list[bool] = []
+        for kernel in kernels:
+            if kernel.ruleset is not ruleset or kernel.nft is not None:
+                out.append(False)
+                continue
+            mine = nodes.get((kernel.node, key))
+            if mine is not None and mine.generation == kernel.generation:
+                out.append(mine.built is built)
+                continue
+            known = mine.built if mine is not None else None
+            if not built.answers_alike(kernel.network, known):
+                out.append(False)
+                continue
+            self.reused += 1
+            nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
+            out.append(True)
+        return out
 
     def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
         entry = self._nodes.get((kernel.node, key))

@@ -51,6 +51,7 @@ from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
+from svcsim.netfilter.packet import parse_ip
 from svcsim.sim.kernel import Kernel, NftRules
 from svcsim.traffic.attempts import Attempts, Client, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
@@ -100,6 +101,8 @@ ALIKE_MAX = 1 << 12
 """Lookups kept for nodes in step (:meth:`TrafficEngine._new_memo`) before starting over."""
 PARTS_ALIKE_MAX = 256
 """Pairs of sources compared (:meth:`TrafficEngine._rep_kept`) kept before starting over."""
+HOST_KEYS_MAX = 1 << 16
+"""Sources' parsed addresses kept before starting over."""
 
 
 class _KeptRow(NamedTuple):
@@ -131,8 +134,18 @@ class _DispatchMemo:
     """The rules' sources :attr:`rep` was found with (:func:`~svcsim.traffic.groups.sources_of`)."""
 
 
-_PartsAlike = tuple[RulesetSources, RulesetSources, int, bool]
-"""Two sources (held), the known sources compared, and whether all have the same parts."""
+class _PartsAlike(NamedTuple):
+    """Two rules' sources compared (see :meth:`TrafficEngine._reps_kept`)."""
+
+    old: RulesetSources
+    new: RulesetSources
+    """Both held: the key names them by identity."""
+    known: int
+    """How many known sources were compared."""
+    alike: bool
+    """Whether every known source has the same ``-s`` part under both."""
+    moved: set[tuple[int, int]]
+    """The single addresses in one ``hosts`` only (a source there changes its part)."""
 
 
 class _Alike(NamedTuple):
@@ -200,6 +213,7 @@ class TrafficEngine(EngineCore):
         """The last lookup per (rules identity, representative, origin, dial) (see
         :meth:`_new_memo`)."""
         self._parts_alike: dict[tuple[int, int], _PartsAlike] = {}
+        self._host_keys: dict[str, tuple[int, int]] = {}
         """Per (old, new) sources by identity (held): the known sources counted, and whether
         each of them has the same ``-s`` part under both (see :meth:`_rep_kept`)."""
         self._memo_gen = np.full((len(self.specs), 0), -1, dtype=np.int64)
@@ -333,9 +347,9 @@ class TrafficEngine(EngineCore):
         if self._deferrable:
             ws, cs = self._pairs()
             gids = self._gid[ws, cs]
-            for k in np.flatnonzero(gids == UNGROUPED).tolist():
-                w, c = int(ws[k]), int(cs[k])
-                self._gid[w, c] = self._group_of(w, c, states)
+            ungrouped = np.flatnonzero(gids == UNGROUPED)
+            if len(ungrouped):
+                self._regroup(ws[ungrouped].tolist(), cs[ungrouped].tolist(), states)
             if len(ws):  # a workload may have no clients yet (0 replicas)
                 gids = self._gid[ws, cs]
                 # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
@@ -549,20 +563,43 @@ class TrafficEngine(EngineCore):
         addresses are rarely clients': one set comparison per pair of sources, not a
         representative per pair.
         """
-        old = memo.sources
-        if old is sources:
-            return True
-        if old.part(src) != sources.part(src):
-            return False
+        return self._reps_kept(memo.sources, sources, [src])[0]
+
+    def _reps_kept(self, old: RulesetSources, new: RulesetSources, srcs: list[str]) -> list[bool]:
+        """For each of ``srcs``: True if its representative under ``old`` is its one under ``new``.
+
+        See :meth:`_rep_kept`. A source's ``-s`` part is whether its address is one of the
+        single addresses (``hosts``), and the wider networks holding it: the same under both
+        when the wider networks are (one shared :attr:`RulesetSources.in_wide`) and the
+        address is in both ``hosts`` or in neither.
+        """
+        if old is new:
+            return [True] * len(srcs)
+        if old.in_wide is not new.in_wide:
+            return [False] * len(srcs)  # other wider networks: found afresh (rare)
         known = self._known_sources
-        key = (id(old), id(sources))
+        key = (id(old), id(new))
         found = self._parts_alike.get(key)
-        if found is None or found[2] != len(known):
+        if found is None or found.known != len(known):
             if len(self._parts_alike) >= PARTS_ALIKE_MAX:
                 self._parts_alike.clear()
-            same = all(old.part(r) == sources.part(r) for r in known)
-            found = self._parts_alike[key] = (old, sources, len(known), same)
-        return found[3]
+            moved = old.hosts ^ new.hosts
+            alike = all(self._host_key(r) not in moved for r in known)
+            found = self._parts_alike[key] = _PartsAlike(old, new, len(known), alike, moved)
+        if not found.alike:
+            return [False] * len(srcs)
+        moved = found.moved
+        return [self._host_key(src) not in moved for src in srcs]
+
+    def _host_key(self, src: str) -> tuple[int, int]:
+        """``src`` as ``hosts`` holds addresses: (IP version, integer)."""
+        found = self._host_keys.get(src)
+        if found is None:
+            if len(self._host_keys) >= HOST_KEYS_MAX:
+                self._host_keys.clear()
+            address = parse_ip(src)
+            found = self._host_keys[src] = (address.version, int(address))
+        return found
 
     def _group_ids(self, chunk: Attempts) -> I32:
         """The group of each attempt; :data:`PER_FLOW` for the per-flow workloads."""
@@ -578,6 +615,79 @@ class TrafficEngine(EngineCore):
                 self._gid[w, c] = self._group_of(w, c)
             gid = self._gid[chunk.w, chunk.client]
         return gid
+
+    def _regroup(self, ws: list[int], cs: list[int], states: list[ProxyState]) -> None:
+        """Group the pairs ``(ws[k], cs[k])`` (as :meth:`_group_of`), nodes in step at once.
+
+        After a sync of nodes in step, a workload's pairs on those nodes mostly had one
+        dispatch and representative and now hold one ruleset object: such pairs form a class,
+        whose first pair is grouped alone and the others after it (:meth:`_regroup_alike`).
+        """
+        clients, node_index, kernels = self.clients.clients, self.node_index, self._kernel_list
+        classes: dict[tuple[int, int, int, str, str], list[int]] = {}
+        for w, c in zip(ws, cs, strict=True):
+            memo = self._dispatch_of.get((w, c))
+            if memo is None or self._per_flow_w[w]:
+                self._gid[w, c] = self._group_of(w, c, states)
+                continue
+            client = clients[c]
+            rules = kernels[node_index[client.node]].rules
+            key = (w, id(rules), id(memo.sources), memo.rep, client.origin)
+            classes.setdefault(key, []).append(c)
+        for (w, _, _, rep, _), members in classes.items():
+            self._regroup_alike(w, rep, members, states)
+
+    def _regroup_alike(
+        self, w: int, rep: str, members: list[int], states: list[ProxyState]
+    ) -> None:
+        """Group workload ``w``'s pairs of ``members``: the first alone, the others as it.
+
+        ``members``: clients whose memos had ``rep`` and one sources, on nodes holding one
+        rules object. A pair is grouped like the first if its representative stays ``rep``
+        (:meth:`_reps_kept`), its node takes the first's dispatch
+        (:meth:`~svcsim.traffic.dispatch.DispatchCache.adopt_many`) and a group of that
+        dispatch, dial and its kube-proxy state exists; any other pair is grouped alone.
+        """
+        first, rest = members[0], members[1:]
+        self._gid[w, first] = self._group_of(w, first, states)
+        clients, node_index, kernels = self.clients.clients, self.node_index, self._kernel_list
+        like = kernels[node_index[clients[first].node]]
+        memo = self._dispatch_of.get((w, first))
+        if (
+            not rest
+            or memo is None
+            or memo.rep != rep
+            or self._gid[w, first] < 0
+            or isinstance(like.rules, IpvsState)
+            # Found under the rules the class holds (not a memo kept from earlier rules).
+            or memo.sources is not sources_of(like.rules, self._sources)
+        ):
+            for c in rest:
+                self._gid[w, c] = self._group_of(w, c, states)
+            return
+        dial = memo.dial
+        old_sources = self._dispatch_of[(w, rest[0])].sources  # the class's: one object
+        kept = self._reps_kept(old_sources, memo.sources, [clients[c].ip for c in rest])
+        nodes = [node_index[clients[c].node] for c in rest]
+        took = self.dispatches.adopt_many(
+            [kernels[i] for i in nodes],
+            like,
+            rep,
+            clients[first].origin,
+            dial.ip,
+            dial.protocol,
+            dial.port,
+        )
+        names = self._memo_names[w, first]
+        for c, i, k, t in zip(rest, nodes, kept, took, strict=True):
+            gid = self._shared.get((memo.dispatch, dial, states[i])) if k and t else None
+            if gid is None:
+                self._gid[w, c] = self._group_of(w, c, states)
+                continue
+            self._dispatch_of[(w, c)] = memo  # the same dial, rep, dispatch, reads, sources
+            self._memo_gen[w, c] = kernels[i].generation
+            self._memo_names[w, c] = names
+            self._gid[w, c] = gid
 
     def _group_of(self, w: int, client_id: int, states: list[ProxyState] | None = None) -> int:
         """The pair's group id (:data:`PER_FLOW` if it has none).
