@@ -30,7 +30,8 @@ def _in_step(w: World) -> None:
 def _world(endpoints: int = 3) -> World:
     w = World(nodes=NODES)
     for i, node in enumerate(NODES):
-        w.add_pod(f"client-{i}", node, CLIENTS, app="client", port=9)
+        labels = {**CLIENTS, "solo": "yes"} if i == 1 else CLIENTS
+        w.add_pod(f"client-{i}", node, labels, app="client", port=9)
     for i in range(endpoints):
         w.add_pod(f"web-{i}", NODES[i % len(NODES)], {"app": "web"})
     w.add_service("web", "10.96.0.10", {"app": "web"})
@@ -101,6 +102,9 @@ def test_a_sync_of_nodes_in_step_asks_once_and_keeps_representatives_right() -> 
     steps = [
         # Endpoints change: representatives are kept, the other nodes take node-1's dispatch.
         (lambda: w.delete_pod("web-0"), ["node-1"], 1),
+        # client-1 becomes an endpoint (its -s part moves): its own representative, lookup and
+        # group; client-2 keeps client-0 as its representative and takes node-1's dispatch.
+        (lambda: w.add_service("solo", "10.96.0.13", {"solo": "yes"}), ["node-1", "node-2"], 2),
         # Every client Pod becomes an endpoint too: their -s parts differ, so each is its own
         # representative, with a lookup and a group of its own.
         (lambda: w.add_service("self", "10.96.0.12", CLIENTS), list(NODES), 3),
@@ -111,7 +115,7 @@ def test_a_sync_of_nodes_in_step_asks_once_and_keeps_representatives_right() -> 
         w.update_slices()
         _in_step(w)
         w.run_to(2.0 + k)
-        assert asked == lookups
+        assert sorted(asked) == lookups
         assert len({int(engine._gid[0, c]) for c in clients}) == groups
         for c in clients:
             assert engine._dispatch_of[(0, c)].rep == _fresh_rep(engine, w, c)
