@@ -11,7 +11,10 @@ and the classified outcome of each of its endpoints. Groups of equal dispatch, d
 kube-proxy state are one group, so nodes with the same rules share it (built once per state).
 A group outlives a change of state when nothing it reads changed: its node's rules and
 kube-proxy state, the dial, and what :func:`~svcsim.traffic.classify.classify_inputs` reads
-for each of its outcomes; the other groups are rebuilt.
+for each of its outcomes; the other groups are rebuilt. After a sync of nodes in step (one
+ruleset object), a workload's pairs there are regrouped as one class: the first pair looks its
+dispatch up, the others take it where their network answers alike and their representative
+is kept (a check each, not a lookup each).
 A chunk is then resolved for all groups at once (:mod:`svcsim.traffic.groups`): one draws
 matrix (row = attempt, from the attempt's seed), the first statistic rule whose draw decides
 (as ``Dispatch.choose``), a gather of the classified outcomes, service times by app, and the
@@ -213,9 +216,9 @@ class TrafficEngine(EngineCore):
         """The last lookup per (rules identity, representative, origin, dial) (see
         :meth:`_new_memo`)."""
         self._parts_alike: dict[tuple[int, int], _PartsAlike] = {}
+        """Per (old, new) sources by identity (held): how they compare (:meth:`_reps_kept`)."""
         self._host_keys: dict[str, tuple[int, int]] = {}
-        """Per (old, new) sources by identity (held): the known sources counted, and whether
-        each of them has the same ``-s`` part under both (see :meth:`_rep_kept`)."""
+        """Sources' addresses as ``hosts`` holds them (:meth:`_host_key`)."""
         self._memo_gen = np.full((len(self.specs), 0), -1, dtype=np.int64)
         """Per pair: the kernel generation its dispatch memo holds for (-1: no memo)."""
         self._memo_names = np.zeros((len(self.specs), 0), dtype=np.int32)
