@@ -109,24 +109,8 @@ class ArrivalStream:
                     yield s, e, rate
             a = b
 
-    @property
-    def generated_to(self) -> float:
-        """The end of the pieces drawn so far (a window ending later draws more)."""
-        return self._generated_to
-
     def _generate(self, until_s: float) -> None:
-        """Draw pieces up to ``until_s`` (see :meth:`draw`) into the stream's own buffer."""
-        drawn = self.draw(until_s)
-        if drawn is not None:
-            self._times = np.concatenate([self._times, drawn[0]])
-            self._u = np.concatenate([self._u, drawn[1]])
-
-    def draw(self, until_s: float) -> tuple[FloatArray, FloatArray] | None:
         """Draw pieces up to ``until_s``, and on for up to :data:`AHEAD_PIECES` more.
-
-        Returns the new arrivals' times and client uniforms (None if none were drawn): what
-        comes after everything drawn before. :meth:`take` keeps them itself; an
-        :class:`ArrivalBook` keeps them for all its streams.
 
         Each piece draws its count, then its times' uniforms, then its clients' uniforms
         (one ``random(2 n)``: the same numbers as two ``random(n)``); drawing ahead only
@@ -161,7 +145,7 @@ class ArrivalStream:
                 if ahead:
                     expected += last
         if not draws:
-            return None
+            return
         if len(draws) == 1:
             times = np.sort(starts[0] + lengths[0] * draws[0])
         else:
@@ -171,7 +155,8 @@ class ArrivalStream:
                 + np.repeat(np.array(lengths), n_all) * np.concatenate(draws),
                 n_all,
             )
-        return times, us[0] if len(us) == 1 else np.concatenate(us)
+        self._times = np.concatenate([self._times, times])
+        self._u = np.concatenate([self._u, *us])
 
     def take(self, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
         """Arrival times in ``[t0, t1)`` and their client uniforms; windows must not go back.
@@ -188,64 +173,6 @@ class ArrivalStream:
         start = 0 if times[0] >= t0 else int(times.searchsorted(t0, side="left"))
         self._times, self._u = times[stop:], u[stop:]
         return times[start:stop], u[start:stop]
-
-
-class ArrivalBook:
-    """Every workload's :class:`ArrivalStream` at once: a window's arrivals in one cut.
-
-    The streams draw as they would alone (each from its own generator, piece by piece, when a
-    window ends past what it drew); the book keeps what all of them drew in one buffer sorted
-    by time, so a window is one search instead of one per workload. :meth:`take` gives what
-    each stream's :meth:`ArrivalStream.take` would, workload after workload.
-    """
-
-    def __init__(self, streams: list[ArrivalStream]) -> None:
-        self.streams = streams
-        self._t: FloatArray = np.empty(0)
-        self._u: FloatArray = np.empty(0)
-        self._w: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
-        self._drawn_to = 0.0
-        """The earliest end of what the streams drew (a window ending later draws more)."""
-
-    def take(self, t0: float, t1: float) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int32]]:
-        """Arrival times in ``[t0, t1)``, their client uniforms and workloads.
-
-        Workload after workload, each in time order: the concatenation of every stream's
-        :meth:`ArrivalStream.take` in workload order. Windows must not go back; arrivals
-        before ``t0`` that were never taken are discarded.
-        """
-        if t1 > self._drawn_to:
-            self._draw(t1)
-        t = self._t
-        stop = int(t.searchsorted(t1, side="left"))
-        start = 0 if not len(t) or t[0] >= t0 else int(t.searchsorted(t0, side="left"))
-        times, u, w = t[start:stop], self._u[start:stop], self._w[start:stop]
-        self._t, self._u, self._w = t[stop:], self._u[stop:], self._w[stop:]
-        if len(w) > 1:
-            # Time order across workloads; a stable sort by workload keeps each one's order.
-            order = np.argsort(w, kind="stable")
-            times, u, w = times[order], u[order], w[order]
-        return times, u, w
-
-    def _draw(self, until_s: float) -> None:
-        """Let every stream that drew less than ``until_s`` draw on; merge in time order."""
-        parts_t, parts_u, parts_w = [self._t], [self._u], [self._w]
-        for k, stream in enumerate(self.streams):
-            if until_s > stream.generated_to:
-                drawn = stream.draw(until_s)
-                if drawn is not None:
-                    parts_t.append(drawn[0])
-                    parts_u.append(drawn[1])
-                    parts_w.append(np.full(len(drawn[0]), k, dtype=np.int32))
-        self._drawn_to = min((s.generated_to for s in self.streams), default=math.inf)
-        if len(parts_t) == 1:
-            return
-        t = np.concatenate(parts_t)
-        # Stable: a stream's own arrivals keep their order (equal times keep their uniforms).
-        order = np.argsort(t, kind="stable")
-        self._t = t[order]
-        self._u = np.concatenate(parts_u)[order]
-        self._w = np.concatenate(parts_w)[order]
 
 
 def _sorted_pieces(times: FloatArray, counts: npt.NDArray[np.int64]) -> FloatArray:

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from svcsim.results.schema import Cause
 from svcsim.sim.network import Backend, BackendState
-from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalBook, ArrivalStream
+from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalStream
 from svcsim.traffic.attempts import (
     Attempts,
     Client,
@@ -108,7 +108,6 @@ class EngineCore:
         self._arrivals = [
             ArrivalStream(s.rate, ctx.rng(f"workload/{s.name}"), block_s) for s in specs
         ]
-        self._book = ArrivalBook(self._arrivals)
         self._seeds = SeedBank(
             len(self.nodes), lambda i: ctx.rng(f"kernel/{self.nodes[i]}/statistic")
         )
@@ -394,28 +393,28 @@ class EngineCore:
         Each arrival's uniform picks one of the workload's current clients; a workload with no
         client (or no address to dial) loses its arrivals.
         """
-        # Taken even if unused: streams never go back.
-        times, uniforms, ws = self._book.take(t0, t1)
-        if not len(times):
+        times, uniforms, ws, clients = [], [], [], []
+        for w, stream in enumerate(self._arrivals):
+            t, u = stream.take(t0, t1)  # taken even if unused: streams never go back
+            of_w = self._clients_of[w]
+            if len(t) and len(of_w) and self.dials[w] is not None:
+                times.append(t)
+                uniforms.append(u)
+                ws.append(w)
+                clients.append(of_w)
+        if not times:
             return Attempts.empty()
-        # A workload with no client, or no address to dial, loses its arrivals.
-        of = self._clients_of
-        sizes = np.array([len(c) for c in of])
-        lost = [w for w, d in enumerate(self.dials) if d is None or not len(of[w])]
-        if lost:
-            kept = ~np.isin(ws, lost)
-            times, uniforms, ws = times[kept], uniforms[kept], ws[kept]
-            if not len(times):
-                return Attempts.empty()
-        per_row = sizes[ws]
-        pick = np.minimum((uniforms * per_row).astype(np.int64), per_row - 1)
-        first = (np.cumsum(sizes) - sizes)[ws]  # each workload's clients' start
-        n = len(times)
+        counts = np.array([len(t) for t in times])
+        sizes = np.array([len(c) for c in clients])
+        per_row = np.repeat(sizes, counts)
+        pick = np.minimum((np.concatenate(uniforms) * per_row).astype(np.int64), per_row - 1)
+        first = np.repeat(np.cumsum(sizes) - sizes, counts)  # each workload's clients' start
+        n = int(counts.sum())
         return Attempts.first(
             self._new_ids(n),
-            times,
-            ws,
-            np.concatenate(of)[first + pick],
+            np.concatenate(times),
+            np.repeat(np.array(ws, dtype=np.int32), counts),
+            np.concatenate(clients)[first + pick],
             np.zeros(n, np.int16),
         )
 

@@ -11,12 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcsim.traffic.arrivals import (
-    PIECE_MAX_ARRIVALS,
-    ArrivalBook,
-    ArrivalStream,
-    _sorted_pieces,
-)
+from svcsim.traffic.arrivals import PIECE_MAX_ARRIVALS, ArrivalStream, _sorted_pieces
 from tests.traffic.arrival_reference import uncapped_arrivals
 
 
@@ -145,41 +140,3 @@ def test_pieces_sorted_together_only_when_their_times_do_not_overlap() -> None:
     assert np.array_equal(
         _sorted_pieces(overlapping, counts), [0.5, 0.9, 1.0000001, 1.0, 1.7, 2.0, 2.5]
     )
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    rates=st.lists(
-        st.lists(
-            st.tuples(st.floats(0.0, 8.0), st.sampled_from([0.0, 3.0, 40.0, 900.0])),
-            min_size=1,
-            max_size=3,
-        ),
-        min_size=1,
-        max_size=4,
-    ),
-    cuts=st.lists(st.floats(0.0, 30.0), min_size=1, max_size=12),
-    skip=st.integers(0, 3),
-)
-def test_a_book_takes_what_its_streams_would_one_by_one(
-    rates: list[list[tuple[float, float]]], cuts: list[float], skip: int
-) -> None:
-    schedules = [tuple(sorted(r)) for r in rates]
-    alone = [ArrivalStream(s, np.random.default_rng(k)) for k, s in enumerate(schedules)]
-    book = ArrivalBook(
-        [ArrivalStream(s, np.random.default_rng(k)) for k, s in enumerate(schedules)]
-    )
-    bounds = sorted(cuts)
-    # Windows follow each other, but one may start later than the last ended (a gap: what
-    # fell in it is discarded by both).
-    windows = [
-        (a + (0.1 if j == skip else 0.0), b)
-        for j, (a, b) in enumerate(itertools.pairwise([0.0, *bounds]))
-    ]
-    for t0, t1 in windows:
-        parts = [stream.take(t0, t1) for stream in alone]
-        t, u, w = book.take(t0, t1)
-        assert np.array_equal(t, np.concatenate([p[0] for p in parts]))
-        assert np.array_equal(u, np.concatenate([p[1] for p in parts]))
-        want_w = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts])
-        assert np.array_equal(w, want_w) and w.dtype == np.int32
