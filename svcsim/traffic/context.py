@@ -9,7 +9,7 @@ world (or a test) only adds kernels, kube-proxy states, app service times and ra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 
@@ -161,11 +161,11 @@ class ApiView:
         self._owners: dict[tuple[str, str], str] = {}
         self._serving: dict[str, dict[str, frozenset[str]]] = {}
         """Serving endpoints per Service (``namespace/name``), then per service port name."""
-        self._clients: dict[tuple[tuple[str, str], ...], tuple[ClientPod, ...]] = {}
-        self._pod_changes = 0
-        """Pod events and :meth:`bump` calls (what client Pods read besides the network)."""
-        self._clients_at = (-1, -1)
-        """The (Pod changes, Pod network version) :attr:`_clients` holds answers for."""
+        self._clients: dict[tuple[tuple[str, str], ...], _ClientsOf] = {}
+        """Client Pods per selector, kept until a change that may touch them (see
+        :meth:`client_pods`)."""
+        self._clients_net = network.version
+        """The Pod network version :attr:`_clients` was last brought up to."""
         self._slices: dict[tuple[str, str | None], list[EndpointSlice]] | None = None
         self._slice_versions: dict[str, int] = {}
         for sl in api.list("EndpointSlice"):
@@ -176,12 +176,15 @@ class ApiView:
     def bump(self) -> None:
         """Note a change the view cannot see (IP release, kube-proxy state...)."""
         self.version += 1
-        self._pod_changes += 1
+        self._clients.clear()
 
     def _on_event(self, event: WatchEvent) -> None:
         self.version += 1
-        if event.kind == "Pod":
-            self._pod_changes += 1
+        if event.kind == "Pod" and self._clients:
+            # Only the selectors matching the Pod, before or after, can list other clients.
+            labels = [pod.meta.labels for pod in (event.old, event.new) if pod is not None]
+            for key in [k for k in self._clients if any(_matches(k, m) for m in labels)]:
+                del self._clients[key]
         if event.kind == "EndpointSlice":
             if event.new is not None:
                 self._note_slice(event.new)
@@ -246,18 +249,33 @@ class ApiView:
 
     def client_pods(self, selector: Mapping[str, str]) -> tuple[ClientPod, ...]:
         """Pods matching ``selector`` whose process runs (see :class:`TrafficContext`)."""
-        at = (self._pod_changes, self.network.version)
-        if self._clients_at != at:
-            self._clients.clear()
-            self._clients_at = at
+        self._follow_network()
         key = tuple(sorted(selector.items()))
         found = self._clients.get(key)
         if found is None:
-            found = self._clients[key] = tuple(self._compute_clients(selector))
-        return found
+            found = self._clients[key] = self._compute_clients(selector)
+        return found.clients
 
-    def _compute_clients(self, selector: Mapping[str, str]) -> list[ClientPod]:
+    def _follow_network(self) -> None:
+        """Drop the client lists a Pod network change since the last call may have touched.
+
+        A selector's list reads the network only at the addresses of the Pods it matches (a
+        Pod's address changes with a Pod event, which drops the list itself).
+        """
+        network = self.network
+        if self._clients_net == network.version:
+            return
+        changed = network.changed_ips_since(self._clients_net)
+        self._clients_net = network.version
+        if changed is None:
+            self._clients.clear()  # too long ago to tell
+            return
+        for key in [k for k, found in self._clients.items() if not changed.isdisjoint(found.ips)]:
+            del self._clients[key]
+
+    def _compute_clients(self, selector: Mapping[str, str]) -> _ClientsOf:
         out: list[ClientPod] = []
+        ips: set[str] = set()
         wanted = set(selector.items())  # labels are unique (key, value) pairs
         pod: Pod
         for pod in self.api.list("Pod"):
@@ -265,8 +283,21 @@ class ApiView:
                 continue
             if not wanted.issubset(pod.meta.labels):
                 continue
+            ips.add(pod.pod_ip)
             backend = self.network.lookup(pod.pod_ip)
             if backend is None or backend.pod != pod.meta.key or backend.state not in RUNNING:
                 continue
             out.append((pod.meta.key, pod.pod_ip, pod.node_name))
-        return out
+        return _ClientsOf(tuple(out), frozenset(ips))
+
+
+class _ClientsOf(NamedTuple):
+    """A selector's client Pods, and the addresses of every Pod it matches (what it read)."""
+
+    clients: tuple[ClientPod, ...]
+    ips: frozenset[str]
+
+
+def _matches(selector: tuple[tuple[str, str], ...], labels: tuple[tuple[str, str], ...]) -> bool:
+    """True if ``labels`` hold every ``(key, value)`` of ``selector``."""
+    return set(selector).issubset(labels)

@@ -106,6 +106,13 @@ class _Built:
                     return False
             if token is not None:
                 self.rulesets.add(token)
+        return self.answers_alike(network, known)
+
+    def answers_alike(self, network: NodeNetwork, known: _Built | None = None) -> bool:
+        """True if ``network`` gives every answer the walks got.
+
+        The network half of :meth:`holds_on` (``known`` as there).
+        """
         if id(network) in self.networks:
             return True
         answers = self.answers
@@ -284,6 +291,61 @@ class DispatchCache:
             self.too_large[(kernel.node, key)] = (kernel.generation, str(exc))
             raise
         return built.dispatch, built.names
+
+    def adopt(
+        self,
+        kernel: Kernel,
+        like: Kernel,
+        src: str,
+        origin: Origin,
+        dst: str,
+        protocol: str,
+        dport: int,
+    ) -> bool:
+        """Give ``kernel`` the dispatch ``like`` holds for this key, if it surely is its own.
+
+        For nodes in step: ``like`` (an iptables kernel) looked the key up under its current
+        rules, and ``kernel`` holds the very same ruleset object, so the walks would ask the
+        same chains; the dispatch is ``kernel``'s too if its network gives the same answers
+        (the network half of :meth:`_Built.holds_on`). Then it is noted as ``kernel``'s entry
+        (as :meth:`lookup_reads` would) and True is returned; else nothing changes (ask
+        :meth:`lookup_reads`). One check per node instead of a lookup.
+        """
+        return self.adopt_many([kernel], like, src, origin, dst, protocol, dport)[0]
+
+    def adopt_many(
+        self,
+        kernels: list[Kernel],
+        like: Kernel,
+        src: str,
+        origin: Origin,
+        dst: str,
+        protocol: str,
+        dport: int,
+    ) -> list[bool]:
+        """:meth:`adopt` for each of ``kernels`` (the same ``like`` and key for all)."""
+        key = (src, origin, dst, protocol, dport)
+        found = self._nodes.get((like.node, key))
+        if found is None or found.generation != like.generation or like.nft is not None:
+            return [False] * len(kernels)
+        built, ruleset, nodes = found.built, like.ruleset, self._nodes
+        out: list[bool] = []
+        for kernel in kernels:
+            if kernel.ruleset is not ruleset or kernel.nft is not None:
+                out.append(False)
+                continue
+            mine = nodes.get((kernel.node, key))
+            if mine is not None and mine.generation == kernel.generation:
+                out.append(mine.built is built)
+                continue
+            known = mine.built if mine is not None else None
+            if not built.answers_alike(kernel.network, known):
+                out.append(False)
+                continue
+            self.reused += 1
+            nodes[(kernel.node, key)] = _NodeEntry(built, kernel.generation)
+            out.append(True)
+        return out
 
     def _entry(self, kernel: Kernel, key: _Key) -> _NodeEntry:
         entry = self._nodes.get((kernel.node, key))

@@ -11,7 +11,10 @@ and the classified outcome of each of its endpoints. Groups of equal dispatch, d
 kube-proxy state are one group, so nodes with the same rules share it (built once per state).
 A group outlives a change of state when nothing it reads changed: its node's rules and
 kube-proxy state, the dial, and what :func:`~svcsim.traffic.classify.classify_inputs` reads
-for each of its outcomes; the other groups are rebuilt.
+for each of its outcomes; the other groups are rebuilt. After a sync of nodes in step (one
+ruleset object), a workload's pairs there are regrouped as one class: the first pair looks its
+dispatch up, the others take it where their network answers alike and their representative
+is kept (a check each, not a lookup each).
 A chunk is then resolved for all groups at once (:mod:`svcsim.traffic.groups`): one draws
 matrix (row = attempt, from the attempt's seed), the first statistic rule whose draw decides
 (as ``Dispatch.choose``), a gather of the classified outcomes, service times by app, and the
@@ -51,8 +54,9 @@ from svcsim.netfilter.ipvs import IpvsState
 from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.nft_index import NftDispatch
 from svcsim.netfilter.packet import Outcome as NfOutcome
-from svcsim.sim.kernel import NftRules
-from svcsim.traffic.attempts import Attempts, Results
+from svcsim.netfilter.packet import parse_ip
+from svcsim.sim.kernel import Kernel, NftRules
+from svcsim.traffic.attempts import Attempts, Client, Results
 from svcsim.traffic.classify import Wait, classify, classify_deps, classify_inputs
 from svcsim.traffic.context import ProxyState, TrafficContext
 from svcsim.traffic.core import CHUNK_MAX_S, EngineCore
@@ -74,10 +78,12 @@ from svcsim.traffic.groups import (
     GroupKey,
     Groups,
     Representatives,
+    RulesetSources,
     SourceMemos,
     Spine,
     chain_choice,
     chain_spine,
+    sources_of,
 )
 from svcsim.traffic.index_path import IndexPath
 from svcsim.traffic.nft_dispatch import nft_changes
@@ -94,6 +100,12 @@ NAMES_MAX = 1 << 12
 """Distinct sets of names read kept before those no memo uses are dropped."""
 KEPT_ROWS_MAX = 1 << 14
 """Classified outcomes kept across states at most (then they are classified afresh)."""
+ALIKE_MAX = 1 << 12
+"""Lookups kept for nodes in step (:meth:`TrafficEngine._new_memo`) before starting over."""
+PARTS_ALIKE_MAX = 256
+"""Pairs of sources compared (:meth:`TrafficEngine._rep_kept`) kept before starting over."""
+HOST_KEYS_MAX = 1 << 16
+"""Sources' parsed addresses kept before starting over."""
 
 
 class _KeptRow(NamedTuple):
@@ -121,6 +133,33 @@ class _DispatchMemo:
     dispatch: Dispatch | NftDispatch
     names: frozenset[Any]
     """What its walks read: ``(table, chain)`` of iptables chains, or nf_tables reads."""
+    sources: RulesetSources
+    """The rules' sources :attr:`rep` was found with (:func:`~svcsim.traffic.groups.sources_of`)."""
+
+
+class _PartsAlike(NamedTuple):
+    """Two rules' sources compared (see :meth:`TrafficEngine._reps_kept`)."""
+
+    old: RulesetSources
+    new: RulesetSources
+    """Both held: the key names them by identity."""
+    known: int
+    """How many known sources were compared."""
+    alike: bool
+    """Whether every known source has the same ``-s`` part under both."""
+    moved: set[tuple[int, int]]
+    """The single addresses in one ``hosts`` only (a source there changes its part)."""
+
+
+class _Alike(NamedTuple):
+    """A pair's dispatch lookup, for pairs on nodes holding the very same rules."""
+
+    rules: Ruleset | NftRules
+    """The rules it was looked up under (held: the key names them by identity)."""
+    kernel: Kernel
+    """The node's kernel it was looked up on."""
+    dispatch: Dispatch | NftDispatch
+    names: frozenset[Any]
 
 
 def _changed(
@@ -173,6 +212,13 @@ class TrafficEngine(EngineCore):
         self._sources = SourceMemos()
         self._reps = Representatives(self._sources)
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
+        self._alike: dict[tuple[int, str, str, Dial], _Alike] = {}
+        """The last lookup per (rules identity, representative, origin, dial) (see
+        :meth:`_new_memo`)."""
+        self._parts_alike: dict[tuple[int, int], _PartsAlike] = {}
+        """Per (old, new) sources by identity (held): how they compare (:meth:`_reps_kept`)."""
+        self._host_keys: dict[str, tuple[int, int]] = {}
+        """Sources' addresses as ``hosts`` holds them (:meth:`_host_key`)."""
         self._memo_gen = np.full((len(self.specs), 0), -1, dtype=np.int64)
         """Per pair: the kernel generation its dispatch memo holds for (-1: no memo)."""
         self._memo_names = np.zeros((len(self.specs), 0), dtype=np.int32)
@@ -209,6 +255,7 @@ class TrafficEngine(EngineCore):
         self._states: list[ProxyState] = []
         self._dials: list[Dial | None] = []
         self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
+        self._per_flow_w = [s.per_flow for s in self.specs]
         self._fail_wait = np.array([s.failure_wait_s("connect") for s in self.specs])
         timeouts = [ctx.kernels[n].conntrack.timeouts for n in nodes]
         self._time_wait = np.array([t.tcp_time_wait_s for t in timeouts])
@@ -255,7 +302,7 @@ class TrafficEngine(EngineCore):
         old, new = self._old_view_key, self._view_key
         # Read afresh: a failed or succeeding sync attempt changes a kube-proxy's state
         # without a state version of its own (only with the rules' generation, if at all).
-        states = [self.ctx.proxy_state(n) for n in self.nodes]
+        states = list(map(self.ctx.proxy_state, self.nodes))
         dials = list(self.dials)
         if (
             not isinstance(old, tuple)
@@ -297,15 +344,15 @@ class TrafficEngine(EngineCore):
                     self._gid[w] = UNGROUPED
             self._groups.keys.clear()
         self._states, self._dials = states, dials
-        self._node_rules = [self.ctx.kernels[n].rules for n in self.nodes]
+        self._node_rules = [kernel.rules for kernel in self._kernel_list]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
             ws, cs = self._pairs()
             gids = self._gid[ws, cs]
-            for k in np.flatnonzero(gids == UNGROUPED).tolist():
-                w, c = int(ws[k]), int(cs[k])
-                self._gid[w, c] = self._group_of(w, c, states)
+            ungrouped = np.flatnonzero(gids == UNGROUPED)
+            if len(ungrouped):
+                self._regroup(ws[ungrouped].tolist(), cs[ungrouped].tolist(), states)
             if len(ws):  # a workload may have no clients yet (0 replicas)
                 gids = self._gid[ws, cs]
                 # Every pair was asked: < 0 is PER_FLOW (its rules branch beyond the index's
@@ -508,6 +555,55 @@ class TrafficEngine(EngineCore):
             raise ValueError(f"node {node} is in IPVS mode: no source classes")
         return self._reps.of(rules, kernel.network, src, self._known_sources)
 
+    def _rep_kept(self, memo: _DispatchMemo, sources: RulesetSources, src: str) -> bool:
+        """True if ``memo.rep`` is still ``src``'s representative on its node under ``sources``.
+
+        A representative is the first known source whose signature (its ``-s`` part and its
+        address type on the node) is ``src``'s (:class:`~svcsim.traffic.groups.Representatives`).
+        Address types on a node never change, and known sources are only appended after the
+        memo's; so if ``src`` and every known source have the same ``-s`` part under both
+        sources, the first alike is the same source. Syncs mostly change endpoints, whose
+        addresses are rarely clients': one set comparison per pair of sources, not a
+        representative per pair.
+        """
+        return self._reps_kept(memo.sources, sources, [src])[0]
+
+    def _reps_kept(self, old: RulesetSources, new: RulesetSources, srcs: list[str]) -> list[bool]:
+        """For each of ``srcs``: True if its representative under ``old`` is its one under ``new``.
+
+        See :meth:`_rep_kept`. A source's ``-s`` part is whether its address is one of the
+        single addresses (``hosts``), and the wider networks holding it: the same under both
+        when the wider networks are (one shared :attr:`RulesetSources.in_wide`) and the
+        address is in both ``hosts`` or in neither.
+        """
+        if old is new:
+            return [True] * len(srcs)
+        if old.in_wide is not new.in_wide:
+            return [False] * len(srcs)  # other wider networks: found afresh (rare)
+        known = self._known_sources
+        key = (id(old), id(new))
+        found = self._parts_alike.get(key)
+        if found is None or found.known != len(known):
+            if len(self._parts_alike) >= PARTS_ALIKE_MAX:
+                self._parts_alike.clear()
+            moved = old.hosts ^ new.hosts
+            alike = all(self._host_key(r) not in moved for r in known)
+            found = self._parts_alike[key] = _PartsAlike(old, new, len(known), alike, moved)
+        if not found.alike:
+            return [False] * len(srcs)
+        moved = found.moved
+        return [self._host_key(src) not in moved for src in srcs]
+
+    def _host_key(self, src: str) -> tuple[int, int]:
+        """``src`` as ``hosts`` holds addresses: (IP version, integer)."""
+        found = self._host_keys.get(src)
+        if found is None:
+            if len(self._host_keys) >= HOST_KEYS_MAX:
+                self._host_keys.clear()
+            address = parse_ip(src)
+            found = self._host_keys[src] = (address.version, int(address))
+        return found
+
     def _group_ids(self, chunk: Attempts) -> I32:
         """The group of each attempt; :data:`PER_FLOW` for the per-flow workloads."""
         self._grow_gid()
@@ -523,36 +619,97 @@ class TrafficEngine(EngineCore):
             gid = self._gid[chunk.w, chunk.client]
         return gid
 
+    def _regroup(self, ws: list[int], cs: list[int], states: list[ProxyState]) -> None:
+        """Group the pairs ``(ws[k], cs[k])`` (as :meth:`_group_of`), nodes in step at once.
+
+        After a sync of nodes in step, a workload's pairs on those nodes mostly had one
+        dispatch and representative and now hold one ruleset object: such pairs form a class,
+        whose first pair is grouped alone and the others after it (:meth:`_regroup_alike`).
+        """
+        clients, node_index, kernels = self.clients.clients, self.node_index, self._kernel_list
+        classes: dict[tuple[int, int, int, str, str], list[int]] = {}
+        for w, c in zip(ws, cs, strict=True):
+            memo = self._dispatch_of.get((w, c))
+            if memo is None or self._per_flow_w[w]:
+                self._gid[w, c] = self._group_of(w, c, states)
+                continue
+            client = clients[c]
+            rules = kernels[node_index[client.node]].rules
+            key = (w, id(rules), id(memo.sources), memo.rep, client.origin)
+            classes.setdefault(key, []).append(c)
+        for (w, _, _, rep, _), members in classes.items():
+            self._regroup_alike(w, rep, members, states)
+
+    def _regroup_alike(
+        self, w: int, rep: str, members: list[int], states: list[ProxyState]
+    ) -> None:
+        """Group workload ``w``'s pairs of ``members``: the first alone, the others as it.
+
+        ``members``: clients whose memos had ``rep`` and one sources, on nodes holding one
+        rules object. A pair is grouped like the first if its representative stays ``rep``
+        (:meth:`_reps_kept`), its node takes the first's dispatch
+        (:meth:`~svcsim.traffic.dispatch.DispatchCache.adopt_many`) and a group of that
+        dispatch, dial and its kube-proxy state exists; any other pair is grouped alone.
+        """
+        first, rest = members[0], members[1:]
+        self._gid[w, first] = self._group_of(w, first, states)
+        clients, node_index, kernels = self.clients.clients, self.node_index, self._kernel_list
+        like = kernels[node_index[clients[first].node]]
+        memo = self._dispatch_of.get((w, first))
+        if (
+            not rest
+            or memo is None
+            or memo.rep != rep
+            or self._gid[w, first] < 0
+            or isinstance(like.rules, IpvsState)
+            # Found under the rules the class holds (not a memo kept from earlier rules).
+            or memo.sources is not sources_of(like.rules, self._sources)
+        ):
+            for c in rest:
+                self._gid[w, c] = self._group_of(w, c, states)
+            return
+        dial = memo.dial
+        old_sources = self._dispatch_of[(w, rest[0])].sources  # the class's: one object
+        kept = self._reps_kept(old_sources, memo.sources, [clients[c].ip for c in rest])
+        nodes = [node_index[clients[c].node] for c in rest]
+        took = self.dispatches.adopt_many(
+            [kernels[i] for i in nodes],
+            like,
+            rep,
+            clients[first].origin,
+            dial.ip,
+            dial.protocol,
+            dial.port,
+        )
+        names = self._memo_names[w, first]
+        for c, i, k, t in zip(rest, nodes, kept, took, strict=True):
+            gid = self._shared.get((memo.dispatch, dial, states[i])) if k and t else None
+            if gid is None:
+                self._gid[w, c] = self._group_of(w, c, states)
+                continue
+            self._dispatch_of[(w, c)] = memo  # the same dial, rep, dispatch, reads, sources
+            self._memo_gen[w, c] = kernels[i].generation
+            self._memo_names[w, c] = names
+            self._gid[w, c] = gid
+
     def _group_of(self, w: int, client_id: int, states: list[ProxyState] | None = None) -> int:
         """The pair's group id (:data:`PER_FLOW` if it has none).
 
         ``states``: every node's kube-proxy state read just now, by node index (else read here).
         """
-        client = self.clients[client_id]
-        if (
-            self._per_flow[w]
-            or client.node in self._userspace
-            or self.node_index[client.node] in self._ipvs
-        ):
+        client = self.clients.clients[client_id]
+        i = self.node_index[client.node]
+        if self._per_flow_w[w] or client.node in self._userspace or i in self._ipvs:
             return PER_FLOW
         dial = self.dials[w]
         assert dial is not None
-        kernel = self.ctx.kernels[client.node]
+        kernel = self._kernel_list[i]
         # The dispatch stays valid while the node's rules and the dial do (across API changes).
         memo = self._dispatch_of.get((w, client_id))
         if memo is None or self._memo_gen[w, client_id] != kernel.generation or memo.dial != dial:
-            rep = self._representative(client.node, client.ip)
-            try:
-                dispatch, names = self.dispatches.lookup_reads(
-                    kernel, rep, client.origin, dial.ip, dial.protocol, dial.port
-                )
-            except DispatchTooLargeError:
+            memo = self._new_memo(w, client_id, client, kernel, dial, memo)
+            if memo is None:
                 return PER_FLOW  # too many ways through the rules to index: walked per flow
-
-            memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(dial, rep, dispatch, names)
-            self._grow_gid()
-            self._memo_gen[w, client_id] = kernel.generation
-            self._memo_names[w, client_id] = self._names_id(names)
         rep, dispatch = memo.rep, memo.dispatch
         key = GroupKey(w, client.node, rep)
         found = self._groups.keys.get(key)
@@ -587,6 +744,55 @@ class TrafficEngine(EngineCore):
         )
         self._shared_rows[shared_key] = (rids, rows)
         return found
+
+    def _new_memo(
+        self,
+        w: int,
+        client_id: int,
+        client: Client,
+        kernel: Kernel,
+        dial: Dial,
+        old: _DispatchMemo | None,
+    ) -> _DispatchMemo | None:
+        """The pair's dispatch under the node's current rules (None: too large to index).
+
+        Nodes in step hold the very same rules object: the first pair asks the dispatch
+        cache, the pairs of the other nodes with the same representative and dial take that
+        dispatch if their network answers alike (:meth:`DispatchCache.adopt`), and keep their
+        representative if the rules' sources leave it so (:meth:`_rep_kept`). The same
+        dispatch and representative as asking afresh, with a few checks per pair.
+        """
+        rules = kernel.rules
+        assert not isinstance(rules, IpvsState)  # IPVS nodes' pairs go per flow
+        sources = sources_of(rules, self._sources)
+        if old is not None and self._rep_kept(old, sources, client.ip):
+            rep = old.rep
+        else:
+            rep = self._representative(client.node, client.ip)
+        alike_key = (id(rules), rep, client.origin, dial)
+        like = self._alike.get(alike_key)
+        args = (rep, client.origin, dial.ip, dial.protocol, dial.port)
+        if (
+            like is not None
+            and like.rules is rules
+            and self.dispatches.adopt(kernel, like.kernel, *args)
+        ):
+            dispatch, names = like.dispatch, like.names
+        else:
+            try:
+                dispatch, names = self.dispatches.lookup_reads(kernel, *args)
+            except DispatchTooLargeError:
+                return None
+            if len(self._alike) >= ALIKE_MAX:
+                self._alike.clear()
+            self._alike[alike_key] = _Alike(rules, kernel, dispatch, names)
+        memo = self._dispatch_of[(w, client_id)] = _DispatchMemo(
+            dial, rep, dispatch, names, sources
+        )
+        self._grow_gid()
+        self._memo_gen[w, client_id] = kernel.generation
+        self._memo_names[w, client_id] = self._names_id(names)
+        return memo
 
     def _row_id(self, dial: Dial, outcome: NfOutcome, state: ProxyState) -> int:
         """A number for ``(dial, outcome, state)``, so that rows are memoised by a cheap key."""

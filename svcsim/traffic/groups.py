@@ -122,8 +122,8 @@ class SourceClasses:
         return found
 
 
-def sources_of(ruleset: Ruleset | NftRules, memos: SourceMemos) -> _Sources:
-    """The ruleset's ``-s`` addresses and networks (:class:`_Sources`), memoised in ``memos``.
+def sources_of(ruleset: Ruleset | NftRules, memos: SourceMemos) -> RulesetSources:
+    """The ruleset's ``-s`` addresses and networks (:class:`RulesetSources`), memoised in ``memos``.
 
     Nodes' rulesets hold the very same chain objects when their rules agree (nodes in step
     hold the very same ruleset), so the networks read from one ruleset serve every ruleset of
@@ -154,7 +154,7 @@ class Representatives:
     """:meth:`SourceClasses.representative` for every node at once, memoised across nodes.
 
     A source's representative on a node is the first ``known`` source with its signature
-    there: its ``-s`` part (the ruleset's, :meth:`_Sources.part`) and its address type on the
+    there: its ``-s`` part (the ruleset's, :meth:`RulesetSources.part`) and its address type on the
     node. So it is a function of the ruleset's sources, the address types of the known sources
     on the node, and the source's own signature: nodes in step, whose networks type the known
     sources alike, share one answer, however many nodes and sources ask (a view change asks
@@ -213,7 +213,7 @@ NetKey = tuple[int, int, int]
 
 
 @dataclass(slots=True)
-class _Sources:
+class RulesetSources:
     """A ruleset's single ``-s`` addresses and wider networks, and signature parts found."""
 
     hosts: set[tuple[int, int]]
@@ -222,7 +222,7 @@ class _Sources:
     """Per source: its (single address, wider networks) part of the signature."""
     in_wide: dict[str, tuple[tuple[int, int], tuple[NetKey, ...]]] = field(default_factory=dict)
     """Per source: its address as (version, integer) and the keys of the :attr:`wide`
-    networks holding it; shared by every :class:`_Sources` of equal ``wide``
+    networks holding it; shared by every :class:`RulesetSources` of equal ``wide``
     (:meth:`SourceMemos.sources`): syncs change endpoints (``hosts``), rarely networks."""
 
     def part(self, src: str) -> tuple[object, ...]:
@@ -280,7 +280,7 @@ class SourceMemos:
     nft_chains: BoundedMemo[int, NftChainSources] = field(
         default_factory=lambda: BoundedMemo("saddr reads by nf_tables chain identity", MEMO_LIMIT)
     )
-    rulesets: BoundedMemo[SourcesKey, _Sources] = field(
+    rulesets: BoundedMemo[SourcesKey, RulesetSources] = field(
         default_factory=lambda: BoundedMemo("sources by ruleset or chains identities", 64)
     )
     wides: BoundedMemo[
@@ -294,13 +294,13 @@ class SourceMemos:
 
     def sources(
         self, hosts: set[tuple[int, int]], wide: tuple[tuple[NetKey, IPNetwork], ...]
-    ) -> _Sources:
-        """A :class:`_Sources`; which sources ``wide`` holds is shared by all of equal ``wide``."""
+    ) -> RulesetSources:
+        """A :class:`RulesetSources`; which sources ``wide`` holds is shared by equal ``wide``."""
         keys = tuple(key for key, _ in wide)
         shared = self.wides.get(keys)
         if shared is None:
             shared = self.wides.put(keys, {})
-        return _Sources(hosts, wide, in_wide=shared)
+        return RulesetSources(hosts, wide, in_wide=shared)
 
     def address_type(self, network: NodeNetwork, src: str) -> str:
         """``src``'s address type on ``network`` (a node's network never changes: asked once)."""
