@@ -208,6 +208,8 @@ class TrafficEngine(EngineCore):
         super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
         self._groups = Groups()
         self._gid = np.full((len(self.specs), 0), UNGROUPED, dtype=np.int32)
+        self._read_states: tuple[int, list[ProxyState]] | None = None
+        """Each node's kube-proxy state and the state version it was read at."""
         self._known_sources: list[str] = []
         self._sources = SourceMemos()
         self._reps = Representatives(self._sources)
@@ -300,9 +302,12 @@ class TrafficEngine(EngineCore):
 
     def _view_changed(self) -> None:
         old, new = self._old_view_key, self._view_key
-        # Read afresh: a failed or succeeding sync attempt changes a kube-proxy's state
-        # without a state version of its own (only with the rules' generation, if at all).
-        states = list(map(self.ctx.proxy_state, self.nodes))
+        # Every kube-proxy state change (crash, restart, block, a sync starting or ceasing
+        # to fail, a cut) changes the state version: a change of rules alone keeps them.
+        version = self.ctx.state_version()
+        if self._read_states is None or self._read_states[0] != version:
+            self._read_states = (version, list(map(self.ctx.proxy_state, self.nodes)))
+        states = self._read_states[1]
         dials = list(self.dials)
         if (
             not isinstance(old, tuple)
