@@ -29,6 +29,7 @@ from svcsim.results.layout import (
 )
 from svcsim.results.schema import TABLES, conform, empty_frame
 from svcsim.results.stats import endpoint_shares
+from svcsim.results.tableread import read_frame
 from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow
 
@@ -216,8 +217,7 @@ def load(path: str | os.PathLike[str]) -> Run:
                 raise fail(f"{name}: {_one_line(exc)}") from exc
             continue
         try:
-            frame = pq.read_table(root / name).to_pandas()
-            tables[table] = conform(frame, table)
+            tables[table] = read_frame(root / name, table)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise fail(f"{name}: {_one_line(exc)}") from exc
     for i, window in enumerate(windows):
