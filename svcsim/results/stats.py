@@ -465,15 +465,13 @@ def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
     row per node in ``syncs``, sorted by node. Percentiles interpolate linearly (numpy's
     default).
     """
-    frame = pd.DataFrame(
-        {
-            "node": syncs["node"].astype(str).to_numpy(),
-            "latency": syncs["programming_latency_s"].to_numpy(dtype=np.float64),
-        }
-    )
+    # Grouped on the node's codes, not a string per row: a day has millions of syncs.
+    keys = pd.Series(as_categorical(syncs["node"]), index=syncs.index)
+    latency = pd.Series(syncs["programming_latency_s"].to_numpy(dtype=np.float64), index=keys.index)
     rows = []
-    for node, group in frame.groupby("node", sort=True):
-        values = group["latency"].to_numpy()
+    for name, group in latency.groupby(keys, sort=True, observed=True):
+        node = str(name)
+        values = group.to_numpy()
         values = values[~np.isnan(values)]
         if len(values):
             p50, p90, p99 = np.percentile(values, [50, 90, 99])
