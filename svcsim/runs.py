@@ -207,7 +207,10 @@ def _simulate_and_write(
     drawn = None
     if figures:
         phase(RunPhase.DRAWING)
-        drawn_run = Run.from_frames(spot.out, manifest, frames, summary, windows, counts=counts)
+        # A streamed run's frames were conformed as they were read back.
+        drawn_run = Run.from_frames(
+            spot.out, manifest, frames, summary, windows, counts=counts, conformed=True
+        )
         drawn = render_all(drawn_run)
         capped = figure_notices(drawn_run, services(drawn_run))
         if capped:  # what the figures leave out; other runs' manifests stay as they were
