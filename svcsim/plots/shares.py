@@ -20,6 +20,7 @@ from svcsim.plots.style import (
     TIME_LABEL,
     empty_note,
     endpoint_colours,
+    filled_steps,
     legend_outside,
     new_figure,
     run_span_s,
@@ -136,15 +137,8 @@ def _draw_shares(ax: Axes, run: Run, service: str, bin_s: float) -> None:
     for endpoint in drawn:
         share = np.zeros(n_bins)
         share[index] = table[endpoint].to_numpy(dtype=np.float64)
-        ax.stairs(
-            bottom + share,
-            edges,
-            baseline=bottom,
-            fill=True,
-            color=colours[endpoint],
-            linewidth=0,
-            label=labels[endpoint] if endpoint in named else None,
-        )
+        label = labels[endpoint] if endpoint in named else None
+        filled_steps(ax, bottom + share, edges, bottom, colours[endpoint], label)
         bottom = bottom + share
     unnamed = len(drawn) - len(named)
     if unnamed:

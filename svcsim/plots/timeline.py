@@ -50,6 +50,7 @@ from svcsim.plots.style import (
     SYNC_COLOUR,
     TIME_LABEL,
     empty_note,
+    filled_steps,
     legend_outside,
     new_figure,
     run_span_s,
@@ -169,15 +170,7 @@ def _draw_outcomes(ax: Axes, run: Run, service: str, bin_s: float) -> None:
         counts, _ = np.histogram(selected, bins=edges, weights=weights[chosen])
         rate = counts / bin_s
         # One stepped band per outcome (not a bar per bin): fast, and no seams between bins.
-        ax.stairs(
-            bottom + rate,
-            edges,
-            baseline=bottom,
-            fill=True,
-            color=OUTCOME_COLOURS[name],
-            linewidth=0,
-            label=f"{name} ({sent:,})",
-        )
+        filled_steps(ax, bottom + rate, edges, bottom, OUTCOME_COLOURS[name], f"{name} ({sent:,})")
         bottom = bottom + rate
     ax.set_ylabel(f"requests per second\n(per {seconds(bin_s)} bin)")
     if not len(t):

@@ -138,3 +138,39 @@ def test_endpoint_legend_names_the_most_routed_and_counts_the_rest(endpoints: in
         assert notices and f"of up to {endpoints}" in notices[0]
     else:
         assert not notices and len(labels) == endpoints
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom"),
+    [
+        ([1.0, 3.0, 2.0], [0.0, 0.0, 0.0]),
+        ([1.5, 3.0, 2.5], [0.5, 1.0, 0.5]),  # a band stacked on another
+        ([0.0, 0.0], [0.0, 0.0]),  # nothing in any bin
+    ],
+)
+def test_filled_steps_is_stairs(top: list[float], bottom: list[float]) -> None:
+    """The patch, its legend entry and the data limits of ``ax.stairs``, drawn the same."""
+    from svcsim.plots.style import filled_steps, new_figure, png_bytes
+
+    edges = np.arange(len(top) + 1, dtype=np.float64) * 2.0
+    figs = []
+    for fast in (False, True):
+        fig = new_figure(2.0, 3.0)
+        ax = fig.add_subplot()
+        if fast:
+            filled_steps(ax, np.array(top), edges, np.array(bottom), "#009E73", "ok")
+        else:
+            ax.stairs(top, edges, baseline=bottom, fill=True, color="#009E73", linewidth=0,
+                      label="ok")  # fmt: skip
+        ax.legend()
+        figs.append(fig)
+    (slow_ax,), (fast_ax,) = (f.axes for f in figs)
+    assert fast_ax.dataLim.bounds == slow_ax.dataLim.bounds
+    (slow,), (fast,) = slow_ax.patches, fast_ax.patches
+    assert np.array_equal(fast.get_path().vertices, slow.get_path().vertices)
+    assert fast.get_facecolor() == slow.get_facecolor() and fast.get_label() == "ok"
+    assert fast.sticky_edges.y == slow.sticky_edges.y
+    for fig in figs:  # the figures set their limits: then the pictures are the same
+        fig.axes[0].set_xlim(0.0, edges[-1])
+        fig.axes[0].set_ylim(0.0, 4.0)
+    assert png_bytes(figs[0]) == png_bytes(figs[1])
