@@ -113,6 +113,11 @@ def main() -> None:
         f"peak RSS by the end of: simulating {peaks['ANALYSING']:.0f} MiB, analysing "
         f"{peaks.get('DRAWING', peaks['WRITING']):.0f} MiB, drawing {peaks['WRITING']:.0f} MiB"
     )
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if children:
+        # Figures are drawn by forked workers too (svcsim.plots.parallel); their pages are
+        # shared with this process until written, so this counts shared pages again.
+        print(f"peak RSS of the largest figure-drawing worker: {children:.0f} MiB")
     print(f"simulated_s_per_wall_s={simulated_s / wall:.1f} peak_rss_mib={peak_mib:.0f}")
 
 

@@ -9,6 +9,7 @@ nothing, a failed one a folder holding only its manifest, which never looks comp
 from __future__ import annotations
 
 import enum
+import gc
 import importlib.metadata
 import platform
 import time
@@ -168,15 +169,22 @@ def _simulate_and_write(
             exc.add_note(f"and its run folder could not be written: {folder_exc}")
         raise
     wall_s = time.perf_counter() - started
-
-    phase(RunPhase.ANALYSING)
-    counts = world.recorder.counted_attempts()
-    # Counted attempts stay in their file: the analysis folds over its row groups, once.
-    frames = world.recorder.frames(skip=("request_counts",) if counts is not None else ())
-    # Per node: each node's flows are tested against the set its own rules choose from.
-    intervals = node_intervals(frames["endpoint_sets"], end_s=sc.duration_s)
+    # What the rest needs of the world; then the world goes (its kernels, rules, conntrack
+    # tables and traffic state are most of a long run's memory), before the records are read.
+    recorder = world.recorder
     userspace = any(k.mode == "userspace" for k in world.kernels.values())
     untested = untested_service_ports(world.api.list("Service"), userspace=userspace)
+    streams = sorted(world.stream_names())
+    notices = world.notices()
+    world = None
+    gc.collect()  # SimPy processes and their environment hold each other in cycles
+
+    phase(RunPhase.ANALYSING)
+    counts = recorder.counted_attempts()
+    # Counted attempts stay in their file: the analysis folds over its row groups, once.
+    frames = recorder.frames(skip=("request_counts",) if counts is not None else ())
+    # Per node: each node's flows are tested against the set its own rules choose from.
+    intervals = node_intervals(frames["endpoint_sets"], end_s=sc.duration_s)
     if counts is None:
         windows = failure_windows(frames["requests"], traffic=traffic_table(frames))
         folded = None
@@ -193,14 +201,16 @@ def _simulate_and_write(
     summary = build_summary(
         frames, windows, seed=seed, intervals=intervals, untested=untested, traffic=folded
     )
-    manifest = _manifest(loaded, seed, sorted(world.stream_names()), wall_s)
-    notices = world.notices()
+    manifest = _manifest(loaded, seed, streams, wall_s)
     if notices:  # other runs' manifests stay as they were
         manifest["notices"] = notices
     drawn = None
     if figures:
         phase(RunPhase.DRAWING)
-        drawn_run = Run.from_frames(spot.out, manifest, frames, summary, windows, counts=counts)
+        # A streamed run's frames were conformed as they were read back.
+        drawn_run = Run.from_frames(
+            spot.out, manifest, frames, summary, windows, counts=counts, conformed=True
+        )
         drawn = render_all(drawn_run)
         capped = figure_notices(drawn_run, services(drawn_run))
         if capped:  # what the figures leave out; other runs' manifests stay as they were
@@ -215,10 +225,10 @@ def _simulate_and_write(
         windows=windows,
         overwrite=replace,
         scenario_text=replayable_scenario(loaded, seed),
-        streamed=world.recorder.streamed_tables(),
+        streamed=recorder.streamed_tables(),
     )
     phase(RunPhase.WRITTEN)
-    return path, wall_s, world.recorder.request_count
+    return path, wall_s, recorder.request_count
 
 
 def _manifest(

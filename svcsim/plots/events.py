@@ -19,6 +19,7 @@ follows these conventions, all of which the simulation's recorder is free to use
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -241,3 +242,18 @@ def nodes(run: Run) -> list[str]:
 def _natural(name: str) -> tuple[object, ...]:
     """Sort key putting node-2 before node-10."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def node_rows(values: pd.Series, row: Mapping[str, int]) -> npt.NDArray[np.float64]:
+    """Per row of a node column, its row in a figure (``row[node]``), -1 for nodes not drawn.
+
+    Looks each distinct node up once, not each row: a day's syncs table has millions of rows
+    and a handful of nodes, and the timeline asks once per Service panel.
+    """
+    cat = values.array if isinstance(values.dtype, pd.CategoricalDtype) else None
+    if cat is None:
+        cat = pd.Categorical(values)
+    # Code -1 (a missing node) takes the table's last entry: not drawn.
+    table = np.asarray([row.get(str(n), -1) for n in cat.categories] + [-1], dtype=np.float64)
+    out: npt.NDArray[np.float64] = table[np.asarray(cat.codes, dtype=np.int64)]
+    return out

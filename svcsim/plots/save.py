@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 
 from svcsim.plots.chain import chain_check
 from svcsim.plots.conntrack import conntrack_usage
+from svcsim.plots.events import nodes, services
+from svcsim.plots.parallel import draw_in_parallel
 from svcsim.plots.shares import endpoint_shares
 from svcsim.plots.staleness import rule_staleness
 from svcsim.plots.style import png_bytes
@@ -80,6 +82,8 @@ FIGURES: Final[tuple[FigureSpec, ...]] = (
 )
 """The standard figures, in report order."""
 
+_BY_NAME: Final[Mapping[str, FigureSpec]] = {spec.name: spec for spec in FIGURES}
+
 
 PER_SERVICE: Final[tuple[str, ...]] = ("outcome_timeline", "endpoint_shares", "chain_check")
 """The standard figures drawn per Service (``svcsim plot --service``; capped panels)."""
@@ -91,9 +95,21 @@ _PER_SERVICE_DRAW: Final[dict[str, Callable[[Run, str], Figure]]] = {
 }
 
 
-def render_all(run: Run) -> dict[str, bytes]:
-    """Every standard figure of ``run`` as PNG bytes, keyed by name."""
-    return {spec.name: png_bytes(spec.draw(run)) for spec in FIGURES}
+def render_all(run: Run, *, jobs: int | None = None) -> dict[str, bytes]:
+    """Every standard figure of ``run`` as PNG bytes, keyed by name (in :data:`FIGURES` order).
+
+    Drawn by ``jobs`` processes at once (default: every usable core; see
+    :mod:`svcsim.plots.parallel`): the same bytes for any ``jobs``.
+    """
+    # What every figure reads first, computed once here rather than once per worker.
+    nodes(run)
+    services(run)
+    return draw_in_parallel(run, [spec.name for spec in FIGURES], _render, jobs=jobs)
+
+
+def _render(run: Run, name: str) -> bytes:
+    """One standard figure of ``run`` as PNG bytes."""
+    return png_bytes(_BY_NAME[name].draw(run))
 
 
 def render_service(run: Run, service: str) -> dict[str, bytes]:

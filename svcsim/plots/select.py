@@ -123,6 +123,86 @@ def peak_envelope(
     return index[starts].astype(np.float64) * width, peaks.astype(np.int64)
 
 
+MAX_TICKS_PER_ROW: Final = 500
+"""Sync ticks drawn at most per node row (the outcome timeline's strip, rule staleness): a row
+with more keeps its first tick in each of this many equal bins over the run. A row is about
+900 pixels wide and a tick about one, so more ticks only paint the same grey bar again: a
+day of 1-s syncs drew 16 M markers. :func:`ticks_notice` says so in the run's notices."""
+
+MAX_LEGEND_ENDPOINTS: Final = 24
+"""Endpoints named at most in a Service's legend in the endpoint-share figure (those with the
+most routed attempts); the rest are drawn, not named. A legend of a day's hundreds of
+replaced Pods grew past its panel and cost more to draw than the data."""
+
+
+def thin_ticks(
+    t: npt.NDArray[np.float64], row: npt.NDArray[np.float64], span_s: float, bins: int
+) -> npt.NDArray[np.bool_]:
+    """Which ticks (at times ``t`` in rows ``row``) to draw: all of a row with at most ``bins``.
+
+    A row with more keeps its earliest tick in each of ``bins`` equal bins over
+    ``[0, span_s]`` (the run's end, or the last tick if later). Rows below 0 are not drawn
+    and keep all their ticks (their caller drops them).
+    """
+    keep = np.ones(len(t), dtype=np.bool_)
+    if not len(t):
+        return keep
+    rows = np.asarray(row, dtype=np.int64)
+    drawn = rows >= 0
+    per_row = np.bincount(rows[drawn], minlength=1)
+    crowded = drawn & (per_row[np.where(drawn, rows, 0)] > bins)
+    if not crowded.any():
+        return keep
+    width = max(span_s, float(t.max())) / bins
+    index = np.zeros(len(t), dtype=np.int64)
+    if width > 0:
+        index = np.minimum((t // width).astype(np.int64), bins - 1)
+    key = rows * bins + index
+    where = np.flatnonzero(crowded)
+    order = where[np.lexsort((t[where], key[where]))]
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    keep[where] = False
+    keep[order[first]] = True
+    return keep
+
+
+def ticks_notice(run: Run) -> str | None:
+    """The run notice for sync ticks drawn one per bin (:data:`MAX_TICKS_PER_ROW`), or None."""
+    syncs = run.syncs
+    ok = syncs.loc[np.asarray(syncs["ok"], dtype=bool)]
+    if not len(ok):
+        return None
+    most = int(ok.groupby("node", observed=True).size().max())
+    if most <= MAX_TICKS_PER_ROW:
+        return None
+    bin_s = run_span_s(run) / MAX_TICKS_PER_ROW
+    return (
+        f"figures: the outcome timeline's strip and rule_staleness draw a node's first "
+        f"successful sync per {bin_s:g}-s bin ({MAX_TICKS_PER_ROW:,} bins), not each of its "
+        f"up to {most:,}; failed syncs are all drawn, and the syncs table has them all"
+    )
+
+
+def legend_notice(run: Run, names: Sequence[str]) -> str | None:
+    """The run notice for endpoint-share legends capped at :data:`MAX_LEGEND_ENDPOINTS`."""
+    endpoints = run.endpoints
+    if not len(endpoints) or not names:
+        return None
+    routed = np.asarray(endpoints["requests"], dtype=np.int64) > 0
+    mine = np.asarray(endpoints["service"].isin(list(names)), dtype=bool)
+    shown = endpoints.loc[routed & mine]
+    if not len(shown):
+        return None
+    most = int(shown.groupby("service").size().max())
+    if most <= MAX_LEGEND_ENDPOINTS:
+        return None
+    return (
+        f"figures: endpoint_shares names at most {MAX_LEGEND_ENDPOINTS} endpoints per Service "
+        f"in its legend (most routed attempts first), of up to {most:,}; the rest are drawn "
+        "unnamed"
+    )
+
+
 def conntrack_notice(run: Run) -> str | None:
     """The run notice for a conntrack figure drawn as peaks per bin, or None when it is not."""
     samples = run.conntrack
@@ -160,9 +240,13 @@ def figure_notices(run: Run, names: Sequence[str]) -> list[str]:
             f"syncs first); rule_staleness shows {MAX_NODE_ROWS} of {n_nodes} nodes (outages "
             "and failed syncs first, then the longest stale); conntrack_usage shows every node"
         )
-    conntrack = conntrack_notice(run)
-    if conntrack is not None:
-        out.append(conntrack)
+    for notice in (
+        conntrack_notice(run),
+        ticks_notice(run),
+        legend_notice(run, shown.shown),
+    ):
+        if notice is not None:
+            out.append(notice)
     return out
 
 

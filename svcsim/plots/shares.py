@@ -10,11 +10,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from svcsim.plots.events import services
-from svcsim.plots.select import NOTE_COLOUR, services_note, shown_services
+from svcsim.plots.select import (
+    MAX_LEGEND_ENDPOINTS,
+    NOTE_COLOUR,
+    services_note,
+    shown_services,
+)
 from svcsim.plots.style import (
     TIME_LABEL,
     empty_note,
     endpoint_colours,
+    filled_steps,
     legend_outside,
     new_figure,
     run_span_s,
@@ -24,7 +30,7 @@ from svcsim.plots.style import (
 from svcsim.plots.view import figure_traffic
 from svcsim.results import Run, shares_over_time
 from svcsim.results.bins import SHARES_BINS
-from svcsim.results.weights import first_sent
+from svcsim.results.weights import attempt_weights, first_sent
 
 _PANEL_HEIGHT_IN: Final = 3.2
 
@@ -81,7 +87,9 @@ def endpoint_shares(run: Run, service: str | None = None) -> Figure:
 
     Counts every attempt the node's rules routed to an endpoint (any outcome), per time bin;
     the bars of one bin stack to 1. Endpoints are labelled with their Pod name and
-    ``IP:port`` and coloured in the order they first appeared. Bins without requests are empty.
+    ``IP:port`` and coloured in the order they first appeared; a legend names at most
+    :data:`~svcsim.plots.select.MAX_LEGEND_ENDPOINTS` of them (the most routed) and says how
+    many more it leaves out. Bins without requests are empty.
     """
     chosen = shown_services(run, [service] if service is not None else services(run))
     names = list(chosen.shown)
@@ -123,22 +131,31 @@ def _draw_shares(ax: Axes, run: Run, service: str, bin_s: float) -> None:
     index = np.rint(table.index.to_numpy(dtype=np.float64) / bin_s).astype(np.int64)
     n_bins = max(int(np.ceil(run_span_s(run) / bin_s)), int(index.max()) + 1)
     edges = np.arange(n_bins + 1, dtype=np.float64) * bin_s
+    drawn = [e for e in order if e in table.columns]
+    named = _named(requests, drawn)
     bottom = np.zeros(n_bins)
-    for endpoint in order:
-        if endpoint not in table.columns:
-            continue
+    for endpoint in drawn:
         share = np.zeros(n_bins)
         share[index] = table[endpoint].to_numpy(dtype=np.float64)
-        ax.stairs(
-            bottom + share,
-            edges,
-            baseline=bottom,
-            fill=True,
-            color=colours[endpoint],
-            linewidth=0,
-            label=labels[endpoint],
-        )
+        label = labels[endpoint] if endpoint in named else None
+        filled_steps(ax, bottom + share, edges, bottom, colours[endpoint], label)
         bottom = bottom + share
+    unnamed = len(drawn) - len(named)
+    if unnamed:
+        ax.plot([], [], linestyle="", label=f"+{unnamed:,} more endpoints, not named")
     ax.set_ylim(0.0, 1.0)
     ax.yaxis.set_major_formatter("{x:.0%}")
     legend_outside(ax, ncols=2 if len(order) > 12 else 1)
+
+
+def _named(requests: pd.DataFrame, drawn: list[str]) -> set[str]:
+    """The endpoints the legend names: all, or the :data:`MAX_LEGEND_ENDPOINTS` most routed.
+
+    Ties go to the endpoint that appeared first (``drawn`` is in order of appearance).
+    """
+    if len(drawn) <= MAX_LEGEND_ENDPOINTS:
+        return set(drawn)
+    weights = pd.Series(attempt_weights(requests), index=requests.index)
+    routed = weights.groupby(requests["endpoint"].astype(str), sort=False).sum()
+    ranked = sorted(range(len(drawn)), key=lambda i: (-int(routed.get(drawn[i], 0)), i))
+    return {drawn[i] for i in ranked[:MAX_LEGEND_ENDPOINTS]}

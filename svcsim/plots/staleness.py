@@ -44,8 +44,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from svcsim.plots.events import nodes, proxy_outages, slice_update_times
-from svcsim.plots.select import MAX_NODE_ROWS, NOTE_COLOUR, Shown, notable_nodes
+from svcsim.plots.events import node_rows, nodes, proxy_outages, slice_update_times
+from svcsim.plots.select import (
+    MAX_NODE_ROWS,
+    MAX_TICKS_PER_ROW,
+    NOTE_COLOUR,
+    Shown,
+    notable_nodes,
+    thin_ticks,
+)
 from svcsim.plots.style import (
     DOWN_COLOUR,
     STALE_COLOUR,
@@ -259,9 +266,11 @@ def rule_staleness(run: Run) -> Figure:
     if shown.hidden:
         syncs = syncs.loc[np.asarray(syncs["node"].isin(names), dtype=bool)]
     ok = np.asarray(syncs["ok"], dtype=bool)
-    sync_y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
+    sync_y = node_rows(syncs["node"], row)
     ends = syncs["end_s"].to_numpy(dtype=np.float64)
-    ax.scatter(ends[ok], sync_y[ok], marker="|", s=120, color=SYNC_COLOUR, linewidths=1.0)
+    ticks = ok.copy()
+    ticks[ok] = thin_ticks(ends[ok], sync_y[ok], span_s, MAX_TICKS_PER_ROW)
+    ax.scatter(ends[ticks], sync_y[ticks], marker="|", s=120, color=SYNC_COLOUR, linewidths=1.0)
     ax.scatter(ends[~ok], sync_y[~ok], marker="x", s=30, color=DOWN_COLOUR, linewidths=1.2)
     updates = slice_update_times(run)
     if len(updates) <= _MAX_UPDATE_LINES:  # beyond that they only grey the background

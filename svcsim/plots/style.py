@@ -17,9 +17,11 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
 
 from svcsim.results import Outcome, Run
 from svcsim.results.bins import time_bin_s as time_bin_s  # re-exported for the figures
@@ -156,3 +158,31 @@ def seconds(value: float) -> str:
     if value != 0 and abs(value) < 1:
         return f"{value * 1000:.3g} ms"
     return f"{value:.4g} s"
+
+
+def filled_steps(
+    ax: Axes,
+    top: npt.NDArray[np.float64],
+    edges: npt.NDArray[np.float64],
+    bottom: npt.NDArray[np.float64],
+    colour: str,
+    label: str | None,
+) -> StepPatch:
+    """A filled band between ``bottom`` and ``top`` over bins ``edges``: ``ax.stairs``, fast.
+
+    The patch ``ax.stairs(top, edges, baseline=bottom, fill=True, color=colour,
+    linewidth=0, label=label)`` makes, with the same data limits, taken from the values
+    rather than by walking every segment of its path as ``Axes.add_patch`` does (that walk
+    was 6 of the 10 s a 4-hour day's endpoint shares took: a hundred bands of hundreds of
+    steps per panel). For axes whose limits are then set explicitly, as every figure's are.
+    """
+    # An array baseline, as Axes.stairs passes it (the stubs say float).
+    patch = StepPatch(top, edges, baseline=bottom, fill=True,  # type: ignore[arg-type]
+                      linewidth=0, facecolor=colour, label=label)  # fmt: skip
+    ax.add_artist(patch)
+    values = np.r_[np.asarray(top, dtype=np.float64), np.asarray(bottom, dtype=np.float64)]
+    values = values[np.isfinite(values)]
+    if len(edges) and len(values):
+        ax.update_datalim([(float(edges[0]), values.min()), (float(edges[-1]), values.max())])
+    patch.sticky_edges.y.append(float(np.min(bottom)))
+    return patch

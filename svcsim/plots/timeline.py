@@ -24,6 +24,7 @@ from matplotlib.transforms import Bbox, blended_transform_factory
 
 from svcsim.plots.events import (
     node_outages,
+    node_rows,
     nodes,
     pod_events,
     proxy_outages,
@@ -32,12 +33,14 @@ from svcsim.plots.events import (
     slice_update_times,
 )
 from svcsim.plots.select import (
+    MAX_TICKS_PER_ROW,
     NOTE_COLOUR,
     nodes_note,
     notable_nodes,
     services_note,
     shown_nodes,
     shown_services,
+    thin_ticks,
 )
 from svcsim.plots.style import (
     DOWN_COLOUR,
@@ -47,6 +50,7 @@ from svcsim.plots.style import (
     SYNC_COLOUR,
     TIME_LABEL,
     empty_note,
+    filled_steps,
     legend_outside,
     new_figure,
     run_span_s,
@@ -166,15 +170,7 @@ def _draw_outcomes(ax: Axes, run: Run, service: str, bin_s: float) -> None:
         counts, _ = np.histogram(selected, bins=edges, weights=weights[chosen])
         rate = counts / bin_s
         # One stepped band per outcome (not a bar per bin): fast, and no seams between bins.
-        ax.stairs(
-            bottom + rate,
-            edges,
-            baseline=bottom,
-            fill=True,
-            color=OUTCOME_COLOURS[name],
-            linewidth=0,
-            label=f"{name} ({sent:,})",
-        )
+        filled_steps(ax, bottom + rate, edges, bottom, OUTCOME_COLOURS[name], f"{name} ({sent:,})")
         bottom = bottom + rate
     ax.set_ylabel(f"requests per second\n(per {seconds(bin_s)} bin)")
     if not len(t):
@@ -243,13 +239,17 @@ def _draw_windows(ax: Axes, windows: pd.DataFrame, min_width_s: float) -> list[T
 def _declutter(fig: Figure, labels: list[Text]) -> None:
     """Move window labels that would overlap an earlier one down a level; hide the rest.
 
-    Runs after layout (``draw_without_rendering``), so extents are the final ones; labels are
-    clipped to their axes, so moving them does not change the layout.
+    Runs after layout, so extents are the final ones; labels are clipped to their axes, so
+    moving them does not change the layout. Only the layout is run here, not a whole draw
+    without rendering: a label's extent needs its axes' final place and nothing else drawn
+    (that draw was a third of the figure's cost).
     """
     if not labels:
         return
-    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
     placed: dict[int, list[Bbox]] = {}
     for text in labels:
         taken = placed.setdefault(id(text.axes), [])
@@ -307,10 +307,11 @@ def _draw_strip(
                    label="EndpointSlice updated", clip_on=False)  # fmt: skip
     row = {n: 2 + i for i, n in enumerate(node_names)}
     syncs = run.syncs
-    y = np.array([row.get(str(n), -1) for n in syncs["node"]], dtype=np.float64)
+    y = node_rows(syncs["node"], row)
     ends = syncs["end_s"].to_numpy(dtype=np.float64)
     drawn = y >= 0  # nodes left out of the strip have no row
     ok = np.asarray(syncs["ok"], dtype=bool) & drawn
+    ok[ok] = thin_ticks(ends[ok], y[ok], span_s, MAX_TICKS_PER_ROW)
     if ok.any():
         ax.scatter(ends[ok], y[ok], marker="|", s=60, color=SYNC_COLOUR, linewidths=0.8,
                    label="sync ended", clip_on=False)  # fmt: skip

@@ -138,16 +138,29 @@ class _WindowTotals:
         self._keys = self._sorted_key * (len(self._starts) + 1) + np.searchsorted(
             self._starts, self._start[order], side="right"
         )
+        # The union of every window's [start_s, end_s], as sorted disjoint spans: most
+        # attempts are in none, and one search against these few bounds says which.
+        by_start = np.argsort(self._start, kind="stable")
+        lo, hi = self._start[by_start], self._end[by_start]
+        reach = np.maximum.accumulate(hi) if len(hi) else hi
+        opens = np.r_[True, lo[1:] > reach[:-1]] if len(lo) else np.zeros(0, dtype=np.bool_)
+        self._span_lo = lo[opens]
+        self._span_hi = np.maximum.reduceat(hi, np.flatnonzero(opens)) if len(lo) else hi
 
     def add(self, batch: CodedBatch, weights: I64) -> None:
         if not self._windows:
             return
+        t_all = np.asarray(batch.numbers["t_s"], dtype=np.float64)
+        span = np.searchsorted(self._span_lo, t_all, side="right") - 1
+        near = (span >= 0) & (t_all <= self._span_hi[np.maximum(span, 0)])
+        if not near.any():
+            return
         t_svc = batch.lookup("service", self._service_index)
         t_node = batch.lookup("src_node", self._node_index)
-        known = (t_svc >= 0) & (t_node >= 0)
+        known = near & (t_svc >= 0) & (t_node >= 0)
         if not known.any():
             return
-        t = np.asarray(batch.numbers["t_s"], dtype=np.float64)[known]
+        t = t_all[known]
         pair = (t_svc * self._n_nodes + t_node)[known]
         # The pair's last window starting at or before t (exact integer keys: pair, rank of
         # the time among the window starts), then whether t is at or before its end.
@@ -239,7 +252,11 @@ class _Uniformity:
         local = local_all[flows][known]
         weight = weights[flows][known]
         flow_keys = scope * (len(self._starts) + 1) + np.searchsorted(self._starts, t, side="right")
-        pos = np.searchsorted(self._keys, flow_keys, side="right") - 1
+        # Searched in sorted order (numpy's search is far faster for sorted needles against
+        # a large table: a day has a million intervals), then put back in row order.
+        by_key = np.argsort(flow_keys)
+        pos = np.empty(len(flow_keys), dtype=np.int64)
+        pos[by_key] = np.searchsorted(self._keys, flow_keys[by_key], side="right") - 1
         at = np.maximum(pos, 0)
         inside = (pos >= 0) & (self._scope[at] == scope) & (t < self._end[at])
         if not inside.any():

@@ -29,6 +29,7 @@ from svcsim.results.layout import (
 )
 from svcsim.results.schema import TABLES, conform, empty_frame
 from svcsim.results.stats import endpoint_shares
+from svcsim.results.tableread import read_frame
 from svcsim.results.weights import traffic_table
 from svcsim.results.windows import FailureWindow
 
@@ -154,13 +155,17 @@ class Run:
         windows: Sequence[FailureWindow],
         *,
         counts: CountedAttempts | None = None,
+        conformed: bool = False,
     ) -> Run:
         """The run a folder at ``path`` will hold, before it is written (to draw its figures).
 
         ``counts``: the counted attempts, when they are not in ``frames`` (a streamed file).
+        ``conformed``: the frames already have their tables' columns and dtypes (a
+        recorder's :meth:`~svcsim.results.records.Recorder.frames` of a streamed run) and are
+        used as they are: conforming makes a copy of each, which a long run cannot spare.
         """
         names = [n for n in TABLE_FILES if counts is None or n != "request_counts"]
-        tables = {name: conform(frames[name], name) for name in names}
+        tables = {n: frames[n] if conformed else conform(frames[n], n) for n in names}
         window_frame = _windows_frame([w.to_dict() for w in windows])
         return _run(Path(path), manifest, summary, tables, window_frame, {}, counts=counts)
 
@@ -216,8 +221,7 @@ def load(path: str | os.PathLike[str]) -> Run:
                 raise fail(f"{name}: {_one_line(exc)}") from exc
             continue
         try:
-            frame = pq.read_table(root / name).to_pandas()
-            tables[table] = conform(frame, table)
+            tables[table] = read_frame(root / name, table)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise fail(f"{name}: {_one_line(exc)}") from exc
     for i, window in enumerate(windows):

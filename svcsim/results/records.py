@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.aggregate import COUNT_KEYS, CountAggregator, CountBlock
 from svcsim.results.bins import grid_cuts
@@ -44,6 +43,7 @@ from svcsim.results.schema import (
     numpy_dtype,
 )
 from svcsim.results.stream import HAND_OFF_ROWS, ROW_GROUP_ROWS, TableStream, coded_strings
+from svcsim.results.tableread import read_frame
 
 __all__ = [
     "CONNTRACK",
@@ -545,8 +545,7 @@ class Recorder:
             if stream is None:
                 self._streamed[table] = empty_frame(table)
             else:
-                frame = pq.read_table(stream.path).to_pandas()
-                self._streamed[table] = conform(frame, table)
+                self._streamed[table] = read_frame(stream.path, table)
         return dict(self._streamed)
 
     def _counts_frame(self) -> pd.DataFrame:

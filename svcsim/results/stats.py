@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -180,12 +180,9 @@ def stable_intervals(
     """
     parsed = [_change(c) for c in changes]
     parsed.sort(key=lambda c: c.t_s)  # stable: equal times keep their input order
-    columns = ["service", "node", "start_s", "end_s", "endpoints"]
+    columns = list(_PER_NODE_COLUMNS)
     if per_node:
-        frame = pd.DataFrame(_per_node_rows(_Changes.of(parsed), start_s, end_s), columns=columns)
-        frame["start_s"] = frame["start_s"].astype(np.float64)
-        frame["end_s"] = frame["end_s"].astype(np.float64)
-        return frame
+        return _per_node_frame(_Changes.of(parsed), start_s, end_s)
     rows: list[tuple[Any, ...]] = []
     groups: dict[tuple[str, str], list[EndpointSetChange]] = {}
     for change in parsed:
@@ -217,68 +214,100 @@ def node_intervals(
 ) -> pd.DataFrame:
     """``stable_intervals(endpoint_set_changes(endpoint_sets), per_node=True, ...)``, cheaply.
 
-    The same rows, built from the ``endpoint_sets`` table without an object per change:
-    each distinct ``endpoints`` text is parsed once, and rows of one set share one tuple.
+    The same rows, built from the ``endpoint_sets`` table without an object per change or
+    per row: service, node and endpoint texts are read as codes (a day's table has millions
+    of rows and a few thousand distinct values), each distinct text is parsed once, and the
+    result's rows share their strings and tuples.
     """
-    texts = endpoint_sets["endpoints"].astype(str).to_numpy(object)
-    codes, distinct = pd.factorize(texts)
-    parsed_sets = [frozenset(filter(None, str(text).split(","))) for text in distinct]
+    services, service_names = _sorted_codes(endpoint_sets["service"])
+    nodes, node_names = _sorted_codes(endpoint_sets["node"])
+    texts, distinct = _sorted_codes(endpoint_sets["endpoints"])
+    parsed = [frozenset(filter(None, text.split(","))) for text in distinct]
+    # Texts that parse to one set are one set (as for the changes' frozensets).
+    set_of_text, sets = pd.factorize(pd.Series(parsed, dtype=object))
     changes = _Changes(
         t=endpoint_sets["t_s"].to_numpy(dtype=np.float64),
-        service=endpoint_sets["service"].astype(str).to_numpy(object),
-        node=endpoint_sets["node"].astype(str).to_numpy(object),
-        sets=[parsed_sets[int(c)] for c in codes],
+        service=services,
+        services=service_names,
+        node=nodes,
+        nodes=node_names,
+        set_codes=np.asarray(set_of_text, dtype=np.int64)[texts],
+        sets=list(sets),
     )
-    columns = ["service", "node", "start_s", "end_s", "endpoints"]
-    frame = pd.DataFrame(_per_node_rows(changes, start_s, end_s), columns=columns)
-    frame["start_s"] = frame["start_s"].astype(np.float64)
-    frame["end_s"] = frame["end_s"].astype(np.float64)
-    return frame
+    return _per_node_frame(changes, start_s, end_s)
+
+
+def _sorted_codes(values: pd.Series) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Codes of a string column into its distinct values, sorted (no string per row)."""
+    cat = as_categorical(values)
+    return np.asarray(cat.codes, dtype=np.int64), [str(v) for v in cat.categories]
 
 
 @dataclass(frozen=True, slots=True)
 class _Changes:
-    """Endpoint-set changes as columns, in time order (equal times in input order)."""
+    """Endpoint-set changes as coded columns, in input order.
+
+    ``service``, ``node`` and ``set_codes`` index ``services`` and ``nodes`` (both sorted)
+    and ``sets``.
+    """
 
     t: npt.NDArray[np.float64]
-    service: npt.NDArray[np.object_]
-    node: npt.NDArray[np.object_]
+    service: npt.NDArray[np.int64]
+    services: list[str]
+    node: npt.NDArray[np.int64]
+    nodes: list[str]
+    set_codes: npt.NDArray[np.int64]
     sets: list[frozenset[str]]
 
     @classmethod
     def of(cls, parsed: Sequence[EndpointSetChange]) -> _Changes:
+        services, service_names = pd.factorize(
+            np.asarray([c.service for c in parsed], dtype=object), sort=True
+        )
+        nodes, node_names = pd.factorize(
+            np.asarray([c.node for c in parsed], dtype=object), sort=True
+        )
+        set_codes, sets = pd.factorize(pd.Series([c.endpoints for c in parsed], dtype=object))
         return cls(
             t=np.fromiter((c.t_s for c in parsed), dtype=np.float64, count=len(parsed)),
-            service=np.asarray([c.service for c in parsed], dtype=object),
-            node=np.asarray([c.node for c in parsed], dtype=object),
-            sets=[c.endpoints for c in parsed],
+            service=np.asarray(services, dtype=np.int64),
+            services=[str(v) for v in service_names],
+            node=np.asarray(nodes, dtype=np.int64),
+            nodes=[str(v) for v in node_names],
+            set_codes=np.asarray(set_codes, dtype=np.int64),
+            sets=list(sets),
         )
 
 
-def _per_node_rows(changes: _Changes, start_s: float, end_s: float) -> list[tuple[Any, ...]]:
+_PER_NODE_COLUMNS: Final = ("service", "node", "start_s", "end_s", "endpoints")
+
+
+def _per_node_frame(changes: _Changes, start_s: float, end_s: float) -> pd.DataFrame:
     """:func:`stable_intervals`' rows with ``per_node``, with array operations.
 
     Per (service, node) each change sets the node's endpoint set (the last one of an
     instant wins; an empty set holds no interval); runs of equal sets merge; each step lasts
     until the pair's next one, the last until ``max(end_s, t)``; then clipped as there. A
     day-long run has a million such changes, which the general loop takes a minute over.
+    The columns are built from codes: rows share their strings and endpoint tuples.
     """
     n = len(changes.t)
     if not n:
-        return []
+        frame = pd.DataFrame([], columns=list(_PER_NODE_COLUMNS))
+        frame["start_s"] = frame["start_s"].astype(np.float64)
+        frame["end_s"] = frame["end_s"].astype(np.float64)
+        return frame
     t = changes.t
-    svc_codes, services = pd.factorize(changes.service, sort=True)
-    node_codes, nodes = pd.factorize(changes.node, sort=True)
-    set_codes, sets = pd.factorize(pd.Series(changes.sets, dtype=object))
-    group = np.asarray(svc_codes, dtype=np.int64) * max(len(nodes), 1) + node_codes
+    n_nodes = max(len(changes.nodes), 1)
+    group = changes.service * n_nodes + changes.node
     # Stable on the input order among equal times (stable_intervals sorts its changes so).
     order = np.lexsort((np.arange(n), t, group))
-    g, tt, sc = group[order], t[order], np.asarray(set_codes, dtype=np.int64)[order]
+    g, tt, sc = group[order], t[order], changes.set_codes[order]
     last_of_instant = np.r_[(g[1:] != g[:-1]) | (tt[1:] != tt[:-1]), True]
     g, tt, sc = g[last_of_instant], tt[last_of_instant], sc[last_of_instant]
     last_of_group = np.r_[g[1:] != g[:-1], True]
     hi = np.where(last_of_group, np.maximum(end_s, tt), np.r_[tt[1:], 0.0])
-    empty = np.asarray([not sets[int(k)] for k in range(len(sets))], dtype=bool)[sc]
+    empty = np.asarray([not s for s in changes.sets], dtype=bool)[sc]
     first_of_group = np.r_[True, g[1:] != g[:-1]]
     prev_empty = np.r_[True, empty[:-1]]
     opens = ~empty & (first_of_group | prev_empty | np.r_[True, sc[1:] != sc[:-1]])
@@ -290,18 +319,18 @@ def _per_node_rows(changes: _Changes, start_s: float, end_s: float) -> list[tupl
     lo = np.maximum(tt[starts], start_s)
     top = np.minimum(run_hi, end_s)
     shown = top > lo
-    tuples = [tuple(sorted(e)) for e in sets]
-    n_nodes = max(len(nodes), 1)
-    return [
-        (str(services[k // n_nodes]), str(nodes[k % n_nodes]), a, b, tuples[c])
-        for k, a, b, c in zip(
-            g[starts][shown].tolist(),
-            lo[shown].tolist(),
-            top[shown].tolist(),
-            sc[starts][shown].tolist(),
-            strict=True,
-        )
-    ]
+    key = g[starts][shown]
+    tuples = np.empty(len(changes.sets), dtype=object)
+    tuples[:] = [tuple(sorted(e)) for e in changes.sets]
+    return pd.DataFrame(
+        {
+            "service": np.asarray(changes.services, dtype=object)[key // n_nodes],
+            "node": np.asarray(changes.nodes, dtype=object)[key % n_nodes],
+            "start_s": lo[shown].astype(np.float64),
+            "end_s": top[shown].astype(np.float64),
+            "endpoints": tuples[sc[starts][shown]],
+        }
+    )
 
 
 def _change(change: ChangeLike) -> EndpointSetChange:
@@ -436,15 +465,13 @@ def programming_latency(syncs: pd.DataFrame) -> pd.DataFrame:
     row per node in ``syncs``, sorted by node. Percentiles interpolate linearly (numpy's
     default).
     """
-    frame = pd.DataFrame(
-        {
-            "node": syncs["node"].astype(str).to_numpy(),
-            "latency": syncs["programming_latency_s"].to_numpy(dtype=np.float64),
-        }
-    )
+    # Grouped on the node's codes, not a string per row: a day has millions of syncs.
+    keys = pd.Series(as_categorical(syncs["node"]), index=syncs.index)
+    latency = pd.Series(syncs["programming_latency_s"].to_numpy(dtype=np.float64), index=keys.index)
     rows = []
-    for node, group in frame.groupby("node", sort=True):
-        values = group["latency"].to_numpy()
+    for name, group in latency.groupby(keys, sort=True, observed=True):
+        node = str(name)
+        values = group.to_numpy()
         values = values[~np.isnan(values)]
         if len(values):
             p50, p90, p99 = np.percentile(values, [50, 90, 99])

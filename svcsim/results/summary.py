@@ -202,7 +202,8 @@ def _programming_latency(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
 def _programming_latency_all_nodes(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     if "syncs" not in frames or len(frames["syncs"]) == 0:
         return {}
-    pooled = frames["syncs"].assign(node="all")  # one group: percentiles over every sync
+    # One group: percentiles over every sync (no copy of the table with a constant node).
+    pooled = frames["syncs"][["programming_latency_s"]].assign(node="all")
     latency: dict[str, Any] = _programming_latency({"syncs": pooled})["all"]
     return latency
 
@@ -210,10 +211,11 @@ def _programming_latency_all_nodes(frames: Mapping[str, pd.DataFrame]) -> dict[s
 def _syncs(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     if "syncs" not in frames or len(frames["syncs"]) == 0:
         return {}
-    syncs = pd.DataFrame(
-        {"node": frames["syncs"]["node"].astype(str), "failed": ~frames["syncs"]["ok"].astype(bool)}
-    )
-    grouped = syncs.groupby("node", sort=True)["failed"].agg(["size", "sum"])
+    table = frames["syncs"]
+    # Grouped on the node's codes, not a string per row: a day has millions of syncs.
+    node = pd.Series(as_categorical(table["node"]), index=table.index)
+    failed = ~table["ok"].astype(bool)
+    grouped = failed.groupby(node, sort=True, observed=True).agg(["size", "sum"])
     return {
         str(node): {"total": int(row["size"]), "failed": int(row["sum"])}
         for node, row in grouped.iterrows()
@@ -230,14 +232,16 @@ def _events(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
 def _conntrack(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     if "conntrack" not in frames or len(frames["conntrack"]) == 0:
         return {}
+    samples = frames["conntrack"]
+    # Grouped on the node's codes, not a string per row: a day has millions of samples.
+    node = pd.Series(as_categorical(samples["node"]), index=samples.index)
     table = pd.DataFrame(
         {
-            "node": frames["conntrack"]["node"].astype(str),
-            "entries": frames["conntrack"]["entries"].astype(np.int64),
-            "max_entries": frames["conntrack"]["max_entries"].astype(np.int64),
+            "entries": samples["entries"].astype(np.int64),
+            "max_entries": samples["max_entries"].astype(np.int64),
         }
     )
-    grouped = table.groupby("node", sort=True).agg(
+    grouped = table.groupby(node, sort=True, observed=True).agg(
         peak_entries=("entries", "max"), max_entries=("max_entries", "max")
     )
     return {
