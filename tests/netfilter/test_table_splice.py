@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svcsim.netfilter import table_splice
+from svcsim.netfilter import model, table_splice
 from svcsim.netfilter.model import Chain, Table
 from svcsim.netfilter.text import parse_rule
 
@@ -31,6 +31,9 @@ OPS = st.lists(
 def _same(got: Table, chains: list[Chain]) -> None:
     """``got`` behaves exactly as ``Table("nat", chains)`` does."""
     want = Table("nat", tuple(chains))
+    pieces = got.chunks()  # before == joins them: the pieces as spliced
+    assert all(pieces) and tuple(c for piece in pieces for c in piece) == want.chains
+    assert got.chain_count() == len(chains)
     assert got == want
     assert got.names() == want.names()
     for name in [*NAMES, "KUBE-OTHER"]:
@@ -41,15 +44,18 @@ def _same(got: Table, chains: list[Chain]) -> None:
     assert dict(got.by_name) == dict(want.by_name)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 1024])
 @pytest.mark.parametrize("fold_at", [1, 4096])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=OPS)
 def test_spliced_tables_equal_fresh_ones(
-    ops: list[tuple[str, Chain, int]], fold_at: int, monkeypatch: pytest.MonkeyPatch
+    ops: list[tuple[str, Chain, int]], fold_at: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(table_splice, "FOLD_AT", fold_at)  # fold at once, or keep changes apart
+    # Pieces of one or two chains: every splice crosses, joins and cuts pieces.
+    monkeypatch.setattr(model, "CHUNK", chunk)
     chains = [_chain(NAMES[0], (NAMES[1],)), _chain(NAMES[1], ())]
     table = Table("nat", tuple(chains))
     table.jump_count("")  # counted: derived tables carry the counts on
