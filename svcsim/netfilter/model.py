@@ -13,9 +13,9 @@ import bisect
 import ipaddress
 import itertools
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, overload
 
 from svcsim.netfilter.addresses import cidr_text
 from svcsim.netfilter.extensions import (
@@ -355,6 +355,7 @@ class Table:
         "_positions",
         "_positions_added",
         "_positions_gone",
+        "_view",
         "name",
     )
     name: str
@@ -380,6 +381,8 @@ class Table:
     _positions_gone: tuple[int, ...]
     """Places (in the shared numbering) of chains a derived table deleted, ascending: a
     chain's index is its place less the deleted places before it."""
+    _view: ChainNames | None
+    """:meth:`names_view`, once made."""
 
     def __init__(self, name: str, chains: tuple[Chain, ...] = ()) -> None:
         setter = object.__setattr__
@@ -395,6 +398,7 @@ class Table:
         setter(self, "_positions", None)
         setter(self, "_positions_added", {})
         setter(self, "_positions_gone", ())
+        setter(self, "_view", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"cannot assign to field {name!r} of a frozen Table")
@@ -479,6 +483,7 @@ class Table:
         setter(table, "_positions", None if positions is None else positions[0])
         setter(table, "_positions_added", {} if positions is None else positions[1])
         setter(table, "_positions_gone", () if positions is None else positions[2])
+        setter(table, "_view", None)
         return table
 
     def chain(self, name: str) -> Chain | None:
@@ -514,6 +519,22 @@ class Table:
             names = tuple(map(_NAME_OF, self._each_chain()))
             object.__setattr__(self, "_names", names)
         return names
+
+    def known_names(self) -> tuple[str, ...] | None:
+        """:meth:`names` if derived (or carried over) already, else None."""
+        return self._names
+
+    def names_view(self) -> ChainNames:
+        """The chains' names as a sequence that reads :meth:`names` only when used.
+
+        One view per table (made on first call), so whatever is keyed by its identity
+        (a sync plan) is shared by everyone asking about the same table.
+        """
+        view = self._view
+        if view is None:
+            view = ChainNames(self)
+            object.__setattr__(self, "_view", view)
+        return view
 
     def position(self, chain: str) -> int | None:
         """The index of chain ``chain`` in :attr:`chains` (None: no such chain).
@@ -608,6 +629,52 @@ def add_jumps(counts: dict[str, int], rules: tuple[Rule, ...], sign: int) -> Non
         target = held.target
         if isinstance(target, JumpTarget):
             counts[target.chain] = counts.get(target.chain, 0) + sign
+
+
+class ChainNames(Sequence[str]):
+    """A table's chain names in order (:meth:`Table.names`), read from the table when used.
+
+    What ``iptables-save`` lists for the table. A sync passes them to its plan, which reads
+    them only on a slow path: the view keeps a table whose names are not derived yet (one
+    that a partial restore deleted chains from) from deriving ~110,000 of them for nothing.
+    Equal to a tuple (or view) of the same names; membership asks the table's index.
+    """
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        """The table named."""
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self.table.names()[index]
+
+    def __len__(self) -> int:
+        return self.table.chain_count()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChainNames):
+            return self.table.names() == other.table.names()
+        if isinstance(other, tuple):
+            return self.table.names() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to tuples, but no stable value
+
+    def __repr__(self) -> str:
+        return f"ChainNames({self.table.name!r}, {len(self)} chains)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,10 +101,11 @@ def rewrite_chains(
     and ``deleted`` must be a chain of ``base``; no name of ``appended`` may be.
     """
     replaced = {n: c for n, c in replaced.items() if base.chain(n) is not c}  # really replaced
-    names = base.names()
+    names: tuple[str, ...] | None
     if len(replaced) + len(deleted) <= FEW:
         chunks, names = _edited_in_place(base, replaced, deleted)
     else:
+        names = base.names()
         # dict.get(name, chain): the replacement, or the chain itself; one C-level pass.
         chain_list = list(map(replaced.get, names, base.chains))
         if deleted:
@@ -114,8 +115,10 @@ def rewrite_chains(
             names = tuple(itertools.compress(names, keep))
         chunks = _cut(chain_list)
     if appended:
-        chunks, _ = replace_range(chunks, len(names), len(names), tuple(appended))
-        names = names + tuple(c.name for c in appended)
+        count = sum(map(len, chunks))
+        chunks, _ = replace_range(chunks, count, count, tuple(appended))
+        if names is not None:
+            names = names + tuple(c.name for c in appended)
     shared, changes = base.index_parts()
     index_changes: dict[str, Chain | None] = dict(changes)
     old: list[Chain] = []
@@ -166,10 +169,14 @@ def _place_of(shared: Mapping[str, int], added: Mapping[str, int | None], name: 
 
 def _edited_in_place(
     base: Table, replaced: Mapping[str, Chain], deleted: Collection[str]
-) -> tuple[Chunks, tuple[str, ...]]:
+) -> tuple[Chunks, tuple[str, ...] | None]:
     """``base``'s chains edited, in pieces, and their names (a replacement keeps its name).
 
     Only the pieces holding an edited chain are copied; the others are shared with ``base``.
+    The names are ``base``'s when nothing is deleted; after a deletion they are left to be
+    derived when asked (None): copying ~110,000 names at every restore that deletes a stale
+    chain would cost more than the edit, and a sync asks for them only on a slow path
+    (:func:`svcsim.sim.restore.chain_names` hands out a view that reads them when used).
     """
     chunks = base.chunks()
     ends = list(itertools.accumulate(map(len, chunks)))
@@ -183,7 +190,7 @@ def _edited_in_place(
             copy = edits[piece] = list(chunks[piece])
         return copy, at - (ends[piece - 1] if piece else 0)
 
-    names = base.names()
+    names = None if deleted else base.known_names()
     for name, chain in replaced.items():
         copy, at = held(_place(base, name))
         copy[at] = chain
@@ -192,10 +199,6 @@ def _edited_in_place(
         for place in places:
             copy, at = held(place)
             del copy[at]
-        name_list = list(names)
-        for place in places:
-            del name_list[place]
-        names = tuple(name_list)
     pieces = list(chunks)
     for piece, copy in edits.items():
         pieces[piece] = tuple(copy)

@@ -110,3 +110,20 @@ def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
     again = table_splice.rewrite_chains(shifted, {}, (NAMES[0],), (_chain("LAST", ()),))
     assert [again.position(n) for n in [*NAMES[1:4], "LAST"]] == [0, 2, 1, 3]
     assert again.position(NAMES[0]) is None
+
+
+def test_a_deletion_leaves_the_names_to_be_derived_and_the_view_reads_them() -> None:
+    table = Table("nat", tuple(_chain(n, ()) for n in NAMES[:4]))
+    table.names()
+    kept = table_splice.rewrite_chains(table, {NAMES[1]: _chain(NAMES[1], (NAMES[0],))}, (), ())
+    assert kept.known_names() is table.names()  # carried over, not copied
+    deleted = table_splice.rewrite_chains(kept, {}, (NAMES[2],), ())
+    assert deleted.known_names() is None  # not copied at the restore
+    view = deleted.names_view()
+    assert deleted.names_view() is view  # one view per table
+    assert deleted.known_names() is None  # made without deriving the names
+    assert NAMES[0] in view and NAMES[2] not in view and len(view) == 3
+    assert view == (NAMES[0], NAMES[1], NAMES[3]) and view[1] == NAMES[1]
+    assert list(view) == [NAMES[0], NAMES[1], NAMES[3]] and view[1:] == (NAMES[1], NAMES[3])
+    assert view != kept.names_view() and view != [NAMES[0]]
+    assert deleted.known_names() == (NAMES[0], NAMES[1], NAMES[3])  # derived when read
