@@ -117,8 +117,7 @@ def rewrite_chains(
     if appended:
         count = sum(map(len, chunks))
         chunks, _ = replace_range(chunks, count, count, tuple(appended))
-        if names is not None:
-            names = names + tuple(c.name for c in appended)
+        names = None  # derived when read, as after a deletion (see _edited_in_place)
     shared, changes = base.index_parts()
     index_changes: dict[str, Chain | None] = dict(changes)
     old: list[Chain] = []

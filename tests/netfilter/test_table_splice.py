@@ -112,13 +112,15 @@ def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
     assert again.position(NAMES[0]) is None
 
 
-def test_a_deletion_leaves_the_names_to_be_derived_and_the_view_reads_them() -> None:
+def test_a_deletion_or_addition_leaves_the_names_to_be_derived_and_the_view_reads_them() -> None:
     table = Table("nat", tuple(_chain(n, ()) for n in NAMES[:4]))
     table.names()
     kept = table_splice.rewrite_chains(table, {NAMES[1]: _chain(NAMES[1], (NAMES[0],))}, (), ())
     assert kept.known_names() is table.names()  # carried over, not copied
     deleted = table_splice.rewrite_chains(kept, {}, (NAMES[2],), ())
     assert deleted.known_names() is None  # not copied at the restore
+    appended = table_splice.rewrite_chains(kept, {}, (), (_chain("NEW", ()),))
+    assert appended.known_names() is None and appended.names() == (*NAMES[:4], "NEW")
     view = deleted.names_view()
     assert deleted.names_view() is view  # one view per table
     assert deleted.known_names() is None  # made without deriving the names
