@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, overload
 
 from svcsim.netfilter.addresses import cidr_text
 from svcsim.netfilter.extensions import (
@@ -112,6 +113,23 @@ class AddressMatch:
         return inside != self.negated
 
 
+_SET_ADDRESS_NETWORK, _SET_ADDRESS_NEGATED = (
+    getattr(AddressMatch, field).__set__ for field in ("network", "negated")
+)
+
+
+def new_address(network: IPNetwork, negated: bool = False) -> AddressMatch:
+    """``AddressMatch(network, negated)`` made through its slots' descriptors.
+
+    As :func:`new_rule` does for rules: one per endpoint's hairpin rule (~100,000 at 10,000
+    Services). AddressMatch has no ``__post_init__`` (the tests compare the two).
+    """
+    made = object.__new__(AddressMatch)
+    _SET_ADDRESS_NETWORK(made, network)
+    _SET_ADDRESS_NEGATED(made, negated)
+    return made
+
+
 @dataclass(frozen=True, slots=True)
 class InterfaceMatch:
     """``[!] -i/-o NAME``; a trailing ``+`` matches any interface with that prefix."""
@@ -196,8 +214,11 @@ class Rule:
         if words is None:
             words = memo[id(matches)] = " ".join([_words(match, memo) for match in matches])
         if target is not None:
-            if type(target) is JumpTarget and not target.goto:
-                said = "-j " + target.chain  # as cheap as a memo lookup, and not stored
+            kind = type(target)
+            if kind is JumpTarget and not target.goto:  # type: ignore[union-attr]
+                said = "-j " + target.chain  # type: ignore[union-attr]  # cheaper than a memo
+            elif kind is DnatTarget:
+                said = target_words(target)  # each endpoint's own: a memo entry is never hit
             else:
                 found = memo.get(id(target))
                 if found is None:
@@ -284,59 +305,155 @@ class Chain:
         return self.policy is not None
 
 
+_SET_CHAIN_NAME, _SET_CHAIN_RULES, _SET_CHAIN_POLICY = (
+    getattr(Chain, field).__set__ for field in ("name", "rules", "policy")
+)
+
+
+def new_chain(name: str, rules: tuple[Rule, ...], policy: str | None = None) -> Chain:
+    """``Chain(name, rules, policy)`` made through its slots' descriptors (see :func:`new_rule`).
+
+    ~110,000 chains at 10,000 Services x 10 endpoints; Chain has no ``__post_init__``.
+    """
+    made = _new_object(Chain)
+    _SET_CHAIN_NAME(made, name)
+    _SET_CHAIN_RULES(made, rules)
+    _SET_CHAIN_POLICY(made, policy)
+    return made
+
+
 Positions: TypeAlias = tuple[dict[str, int], dict[str, int | None], tuple[int, ...]]
 """A table's chain places: shared, its own added (None: deleted), deleted places ascending."""
 
 
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A table (filter, nat, mangle, raw) and its chains in order.
+CHUNK: Final = 1024
+"""Chains per piece of a table's chunked storage (:meth:`Table.chunks`)."""
 
-    Besides the chains it keeps, derived once and never changed: the chains by name, and on
-    first use their names in order (:meth:`names`) and how many rules jump to each chain
+
+class Table:
+    """A table (filter, nat, mangle, raw) and its chains in order: a frozen value.
+
+    Equal (and hashed) as the frozen dataclass ``Table(name, chains)`` would be. Besides the
+    chains it keeps, derived once and never changed: the chains by name, and on first use
+    their names in order (:meth:`names`) and how many rules jump to each chain
     (:meth:`jump_count`). :mod:`svcsim.netfilter.table_splice` makes a table from another one
     with a few chains changed and derives those from the other's without a pass over every
-    chain (a 10,000-Service nat table holds ~110,000 chains).
+    chain (a 10,000-Service nat table holds ~110,000 chains). For that the chains are also
+    kept in pieces of about :data:`CHUNK` (:meth:`chunks`): a table spliced from another
+    shares its unchanged pieces and makes its flat :attr:`chains` only when read.
     """
 
-    name: str
-    chains: tuple[Chain, ...] = ()
-    _index: dict[str, Chain] = field(init=False, repr=False, compare=False, hash=False)
-    _index_changes: dict[str, Chain | None] = field(
-        init=False, repr=False, compare=False, hash=False
+    __slots__ = (
+        "_chains",
+        "_chunks",
+        "_count",
+        "_index",
+        "_index_changes",
+        "_jump_changes",
+        "_jumps",
+        "_names",
+        "_positions",
+        "_positions_added",
+        "_positions_gone",
+        "_view",
+        "name",
     )
+    name: str
+    _chains: tuple[Chain, ...] | None
+    """The chains in order, once made (None: only :attr:`_chunks` so far)."""
+    _chunks: tuple[tuple[Chain, ...], ...] | None
+    """The same chains in pieces, once made (None: only :attr:`_chains` so far)."""
+    _count: int
+    """How many chains."""
+    _index: dict[str, Chain]
+    _index_changes: dict[str, Chain | None]
     """Chains by name changed since :attr:`_index` (None: gone); :attr:`_index` is shared
     with the table this one was derived from and never changed."""
-    _names: tuple[str, ...] | None = field(init=False, repr=False, compare=False, hash=False)
-    _jumps: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
-    _jump_changes: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    _names: tuple[str, ...] | None
+    _jumps: dict[str, int] | None
+    _jump_changes: dict[str, int]
     """Jump counts to add to :attr:`_jumps` (shared the same way)."""
-    _positions: dict[str, int] | None = field(init=False, repr=False, compare=False, hash=False)
+    _positions: dict[str, int] | None
     """Each chain's index in :attr:`chains` by name, once made; shared (never changed) with
     tables derived from this one whose chains keep those places."""
-    _positions_added: dict[str, int | None] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
+    _positions_added: dict[str, int | None]
     """Places of chains a derived table added after the shared ones (None: deleted)."""
-    _positions_gone: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+    _positions_gone: tuple[int, ...]
     """Places (in the shared numbering) of chains a derived table deleted, ascending: a
     chain's index is its place less the deleted places before it."""
+    _view: ChainNames | None
+    """:meth:`names_view`, once made."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {c.name: c for c in self.chains})
-        object.__setattr__(self, "_index_changes", {})
-        object.__setattr__(self, "_names", None)
-        object.__setattr__(self, "_jumps", None)
-        object.__setattr__(self, "_jump_changes", {})
-        object.__setattr__(self, "_positions", None)
-        object.__setattr__(self, "_positions_added", {})
-        object.__setattr__(self, "_positions_gone", ())
+    def __init__(self, name: str, chains: tuple[Chain, ...] = ()) -> None:
+        setter = object.__setattr__
+        setter(self, "name", name)
+        setter(self, "_chains", chains)
+        setter(self, "_chunks", None)
+        setter(self, "_count", len(chains))
+        setter(self, "_index", {c.name: c for c in chains})
+        setter(self, "_index_changes", {})
+        setter(self, "_names", None)
+        setter(self, "_jumps", None)
+        setter(self, "_jump_changes", {})
+        setter(self, "_positions", None)
+        setter(self, "_positions_added", {})
+        setter(self, "_positions_gone", ())
+        setter(self, "_view", None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a frozen Table")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a frozen Table")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Table)
+        return (self.name, self.chains) == (other.name, other.chains)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.chains))
+
+    def __repr__(self) -> str:
+        return f"Table(name={self.name!r}, chains={self.chains!r})"
+
+    @property
+    def chains(self) -> tuple[Chain, ...]:
+        """The chains in order (joined from :meth:`chunks` when first read)."""
+        chains = self._chains
+        if chains is None:
+            chunks = self._chunks
+            assert chunks is not None  # a table holds one form or the other
+            chains = tuple(itertools.chain.from_iterable(chunks))
+            object.__setattr__(self, "_chains", chains)
+        return chains
+
+    def chunks(self) -> tuple[tuple[Chain, ...], ...]:
+        """:attr:`chains` in consecutive pieces of about :data:`CHUNK` (no empty piece)."""
+        chunks = self._chunks
+        if chunks is None:
+            chains = self.chains
+            chunks = tuple(chains[i : i + CHUNK] for i in range(0, len(chains), CHUNK))
+            object.__setattr__(self, "_chunks", chunks)
+        return chunks
+
+    def chain_count(self) -> int:
+        """``len(self.chains)``, without joining the pieces."""
+        return self._count
+
+    def _each_chain(self) -> Iterable[Chain]:
+        """The chains in order, from whichever form the table holds (nothing joined)."""
+        chains = self._chains
+        if chains is not None:
+            return chains
+        return itertools.chain.from_iterable(self.chunks())
 
     @classmethod
     def derived(
         cls,
         name: str,
-        chains: tuple[Chain, ...],
+        chunks: tuple[tuple[Chain, ...], ...],
         index: tuple[dict[str, Chain], dict[str, Chain | None]],
         names: tuple[str, ...] | None,
         jumps: tuple[dict[str, int], dict[str, int]] | None,
@@ -344,24 +461,29 @@ class Table:
     ) -> Table:
         """A table whose by-name index (and names, jump counts) the caller already derived.
 
-        For :mod:`svcsim.netfilter.table_splice` only: ``index`` is a shared by-name map and
-        this table's changes to it (together: ``chains`` by name), ``names`` (None: derived on
+        For :mod:`svcsim.netfilter.table_splice` only: ``chunks`` are the chains in pieces
+        (:meth:`chunks`; none empty), ``index`` a shared by-name map and
+        this table's changes to it (together: the chains by name), ``names`` (None: derived on
         use) the chains' names in order, ``jumps`` (None: counted on use) shared jump counts
         and this table's changes to them, ``positions`` (None: made on use) shared places,
         the places of chains added (or deleted) since and the places deleted
         (:meth:`position_parts`). Shared maps are never changed afterwards.
         """
         table = object.__new__(cls)
-        object.__setattr__(table, "name", name)
-        object.__setattr__(table, "chains", chains)
-        object.__setattr__(table, "_index", index[0])
-        object.__setattr__(table, "_index_changes", index[1])
-        object.__setattr__(table, "_names", names)
-        object.__setattr__(table, "_jumps", None if jumps is None else jumps[0])
-        object.__setattr__(table, "_jump_changes", {} if jumps is None else jumps[1])
-        object.__setattr__(table, "_positions", None if positions is None else positions[0])
-        object.__setattr__(table, "_positions_added", {} if positions is None else positions[1])
-        object.__setattr__(table, "_positions_gone", () if positions is None else positions[2])
+        setter = object.__setattr__
+        setter(table, "name", name)
+        setter(table, "_chains", None)
+        setter(table, "_chunks", chunks)
+        setter(table, "_count", sum(map(len, chunks)))
+        setter(table, "_index", index[0])
+        setter(table, "_index_changes", index[1])
+        setter(table, "_names", names)
+        setter(table, "_jumps", None if jumps is None else jumps[0])
+        setter(table, "_jump_changes", {} if jumps is None else jumps[1])
+        setter(table, "_positions", None if positions is None else positions[0])
+        setter(table, "_positions_added", {} if positions is None else positions[1])
+        setter(table, "_positions_gone", () if positions is None else positions[2])
+        setter(table, "_view", None)
         return table
 
     def chain(self, name: str) -> Chain | None:
@@ -394,9 +516,25 @@ class Table:
         """The chains' names in order (what ``iptables-save`` lists), derived once."""
         names = self._names
         if names is None:
-            names = tuple(map(_NAME_OF, self.chains))
+            names = tuple(map(_NAME_OF, self._each_chain()))
             object.__setattr__(self, "_names", names)
         return names
+
+    def known_names(self) -> tuple[str, ...] | None:
+        """:meth:`names` if derived (or carried over) already, else None."""
+        return self._names
+
+    def names_view(self) -> ChainNames:
+        """The chains' names as a sequence that reads :meth:`names` only when used.
+
+        One view per table (made on first call), so whatever is keyed by its identity
+        (a sync plan) is shared by everyone asking about the same table.
+        """
+        view = self._view
+        if view is None:
+            view = ChainNames(self)
+            object.__setattr__(self, "_view", view)
+        return view
 
     def position(self, chain: str) -> int | None:
         """The index of chain ``chain`` in :attr:`chains` (None: no such chain).
@@ -434,7 +572,7 @@ class Table:
         jumps = self._jumps
         if jumps is None:
             jumps = {}
-            for held in self.chains:
+            for held in self._each_chain():
                 add_jumps(jumps, held.rules, 1)
             object.__setattr__(self, "_jumps", jumps)
             object.__setattr__(self, "_jump_changes", {})
@@ -491,6 +629,52 @@ def add_jumps(counts: dict[str, int], rules: tuple[Rule, ...], sign: int) -> Non
         target = held.target
         if isinstance(target, JumpTarget):
             counts[target.chain] = counts.get(target.chain, 0) + sign
+
+
+class ChainNames(Sequence[str]):
+    """A table's chain names in order (:meth:`Table.names`), read from the table when used.
+
+    What ``iptables-save`` lists for the table. A sync passes them to its plan, which reads
+    them only on a slow path: the view keeps a table whose names are not derived yet (one
+    that a partial restore deleted chains from) from deriving ~110,000 of them for nothing.
+    Equal to a tuple (or view) of the same names; membership asks the table's index.
+    """
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        """The table named."""
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self.table.names()[index]
+
+    def __len__(self) -> int:
+        return self.table.chain_count()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChainNames):
+            return self.table.names() == other.table.names()
+        if isinstance(other, tuple):
+            return self.table.names() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to tuples, but no stable value
+
+    def __repr__(self) -> str:
+        return f"ChainNames({self.table.name!r}, {len(self)} chains)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,13 @@ grow past :data:`FOLD_AT`), plus work per changed chain. The result equals
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final, TypeVar
 
+from svcsim.netfilter import model
 from svcsim.netfilter.model import Chain, Table, add_jumps
 
 V = TypeVar("V")
@@ -35,14 +37,11 @@ def splice_range(base: Table, start: int, stop: int, new: Sequence[Chain]) -> Ta
     No name of ``new`` may be held by a chain of ``base`` outside ``[start:stop]``. The names
     and jump counts are left to be derived on use: a compiled table is only asked for them
     once it is the kernel's (after a full sync), and carrying them through every compile
-    would cost more.
+    would cost more. Only the pieces of ``base`` (:meth:`~svcsim.netfilter.model.Table.chunks`)
+    holding the range are copied; the others are shared.
     """
-    old = base.chains[start:stop]
     added = tuple(new)
-    # One copy into a list, the slice replaced in place, one copy back: each pass touches
-    # every chain's reference count, so fewer passes (not slices concatenated) is faster.
-    chain_list = list(base.chains)
-    chain_list[start:stop] = added
+    chunks, old = replace_range(base.chunks(), start, stop, added)
     shared, changes = base.index_parts()
     index_changes: dict[str, Chain | None] = dict(changes)
     for gone in old:
@@ -50,7 +49,43 @@ def splice_range(base: Table, start: int, stop: int, new: Sequence[Chain]) -> Ta
     for chain in added:
         index_changes[chain.name] = chain
     index = _folded(shared, index_changes)
-    return Table.derived(base.name, tuple(chain_list), index, None, None)
+    return Table.derived(base.name, chunks, index, None, None)
+
+
+Chunks = tuple[tuple[Chain, ...], ...]
+"""A table's chains in consecutive pieces, none empty (:meth:`Table.chunks`)."""
+
+
+def replace_range(
+    chunks: Chunks, start: int, stop: int, new: tuple[Chain, ...]
+) -> tuple[Chunks, tuple[Chain, ...]]:
+    """``chunks`` with chains ``[start:stop]`` (of all of them, in order) replaced by ``new``.
+
+    Returns the new pieces and the chains replaced. Only the pieces holding the range (or,
+    for an empty range, the piece it starts in) are joined and cut again; a piece past
+    twice :data:`~svcsim.netfilter.model.CHUNK` is cut into pieces of that size, and no
+    piece is left empty.
+    """
+    ends = list(itertools.accumulate(map(len, chunks)))
+    if not ends:
+        return _cut(new), ()
+    first = min(bisect.bisect_right(ends, start), len(ends) - 1)
+    last = max(first, min(bisect.bisect_left(ends, stop), len(ends) - 1))
+    begin = ends[first - 1] if first else 0
+    held = list(itertools.chain.from_iterable(chunks[first : last + 1]))
+    old = tuple(held[start - begin : stop - begin])
+    held[start - begin : stop - begin] = new
+    return chunks[:first] + _cut(held) + chunks[last + 1 :], old
+
+
+def _cut(chains: Sequence[Chain]) -> Chunks:
+    """``chains`` as one piece, or in pieces of :data:`CHUNK` when past twice that (none empty)."""
+    if not chains:
+        return ()
+    if len(chains) <= 2 * model.CHUNK:
+        return (tuple(chains),)
+    size = model.CHUNK
+    return tuple(tuple(chains[i : i + size]) for i in range(0, len(chains), size))
 
 
 def rewrite_chains(
@@ -66,10 +101,11 @@ def rewrite_chains(
     and ``deleted`` must be a chain of ``base``; no name of ``appended`` may be.
     """
     replaced = {n: c for n, c in replaced.items() if base.chain(n) is not c}  # really replaced
-    names = base.names()
+    names: tuple[str, ...] | None
     if len(replaced) + len(deleted) <= FEW:
-        chain_list, names = _edited_in_place(base, replaced, deleted)
+        chunks, names = _edited_in_place(base, replaced, deleted)
     else:
+        names = base.names()
         # dict.get(name, chain): the replacement, or the chain itself; one C-level pass.
         chain_list = list(map(replaced.get, names, base.chains))
         if deleted:
@@ -77,9 +113,11 @@ def rewrite_chains(
             keep = list(map(operator.not_, map(gone.__contains__, names)))
             chain_list = list(itertools.compress(chain_list, keep))
             names = tuple(itertools.compress(names, keep))
+        chunks = _cut(chain_list)
     if appended:
-        chain_list += appended
-        names = names + tuple(c.name for c in appended)
+        count = sum(map(len, chunks))
+        chunks, _ = replace_range(chunks, count, count, tuple(appended))
+        names = None  # derived when read, as after a deletion (see _edited_in_place)
     shared, changes = base.index_parts()
     index_changes: dict[str, Chain | None] = dict(changes)
     old: list[Chain] = []
@@ -114,12 +152,12 @@ def rewrite_chains(
             gone_places = tuple(sorted((*gone_places, *places)))
             for name in deleted:
                 added[name] = None
-        first = len(base.chains) + len(known[2])
+        first = base.chain_count() + len(known[2])
         for offset, chain in enumerate(appended):
             added[chain.name] = first + offset
         if len(added) + len(gone_places) <= FOLD_AT:
             positions = (shared_places, added, gone_places)
-    return Table.derived(base.name, tuple(chain_list), index, names, jumps, positions)
+    return Table.derived(base.name, chunks, index, names, jumps, positions)
 
 
 def _place_of(shared: Mapping[str, int], added: Mapping[str, int | None], name: str) -> int:
@@ -130,19 +168,40 @@ def _place_of(shared: Mapping[str, int], added: Mapping[str, int | None], name: 
 
 def _edited_in_place(
     base: Table, replaced: Mapping[str, Chain], deleted: Collection[str]
-) -> tuple[list[Chain], tuple[str, ...]]:
-    """``base``'s chains edited: a list, and their names (a replacement keeps its name)."""
-    chain_list = list(base.chains)
-    names = base.names()
+) -> tuple[Chunks, tuple[str, ...] | None]:
+    """``base``'s chains edited, in pieces, and their names (a replacement keeps its name).
+
+    Only the pieces holding an edited chain are copied; the others are shared with ``base``.
+    The names are ``base``'s when nothing is deleted; after a deletion they are left to be
+    derived when asked (None): copying ~110,000 names at every restore that deletes a stale
+    chain would cost more than the edit, and a sync asks for them only on a slow path
+    (:func:`svcsim.sim.restore.chain_names` hands out a view that reads them when used).
+    """
+    chunks = base.chunks()
+    ends = list(itertools.accumulate(map(len, chunks)))
+    edits: dict[int, list[Chain]] = {}
+
+    def held(at: int) -> tuple[list[Chain], int]:
+        """The (copied) piece holding chain ``at`` and ``at``'s index in it."""
+        piece = bisect.bisect_right(ends, at)
+        copy = edits.get(piece)
+        if copy is None:
+            copy = edits[piece] = list(chunks[piece])
+        return copy, at - (ends[piece - 1] if piece else 0)
+
+    names = None if deleted else base.known_names()
     for name, chain in replaced.items():
-        chain_list[_place(base, name)] = chain
+        copy, at = held(_place(base, name))
+        copy[at] = chain
     if deleted:
-        name_list = list(names)
-        for at in sorted((_place(base, name) for name in deleted), reverse=True):
-            del chain_list[at]
-            del name_list[at]
-        names = tuple(name_list)
-    return chain_list, names
+        places = sorted((_place(base, name) for name in deleted), reverse=True)
+        for place in places:
+            copy, at = held(place)
+            del copy[at]
+    pieces = list(chunks)
+    for piece, copy in edits.items():
+        pieces[piece] = tuple(copy)
+    return tuple([piece for piece in pieces if piece]), names
 
 
 def _place(table: Table, name: str) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from svcsim.memo import BoundedMemo
-from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table
+from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Rule, Ruleset, Table, new_chain
 from svcsim.netfilter.parse import IptablesSyntaxError, parse_rule, tokenize
 
 SAVE_TABLE_ORDER: Final = ("mangle", "security", "raw", "filter", "nat")
@@ -115,7 +115,7 @@ class RulesetInterner:
         # make than the lookup; ~110,000 chains per 10,000-Service sync).
         found = self.chains.get((name, policy, ids))  # type: ignore[arg-type]
         if found is None:
-            found = self.chains.put(ChainKey(name, policy, ids), Chain(name, rules, policy))
+            found = self.chains.put(ChainKey(name, policy, ids), new_chain(name, rules, policy))
         return found
 
     def table(self, name: str, chains: tuple[Chain, ...]) -> Table:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import compress, count, repeat
-from operator import is_not, or_
+from operator import is_, is_not, or_
 from typing import Final, NamedTuple
 
 from svcsim.k8s.objects import EndpointSlice, Service
@@ -113,6 +113,14 @@ class IptablesSync:
         return self.assembly.sections()
 
 
+class VisitingOrder(NamedTuple):
+    """A service port map's keys in visiting order, and where each was in the map."""
+
+    names: tuple[ServicePortName, ...]
+    places: tuple[int, ...]
+    """``names[i]`` is the map's ``places[i]``-th key (in its iteration order)."""
+
+
 class LatestSync(NamedTuple):
     """One node's (one context's) latest compile: what the next one starts from."""
 
@@ -123,14 +131,10 @@ class LatestSync(NamedTuple):
     endpoints: tuple[tuple[EndpointInfo, ...], ...]
     """Each port's endpoints tuple, in :attr:`order`."""
     sync: IptablesSync
-
-
-class VisitingOrder(NamedTuple):
-    """A service port map's keys in visiting order, and where each was in the map."""
-
-    names: tuple[ServicePortName, ...]
-    places: tuple[int, ...]
-    """``names[i]`` is the map's ``places[i]``-th key (in its iteration order)."""
+    keys: tuple[ServicePortName, ...]
+    """The service port map's keys, in its order."""
+    visit: VisitingOrder
+    """Their visiting order (:func:`_ordered`)."""
 
 
 def _service_order(spn: ServicePortName) -> tuple[str, str]:
@@ -169,27 +173,37 @@ def _sync_from_maps(
     caches: CompileCaches,
 ) -> IptablesSync:
     names = tuple(service_ports)
-    ids = tuple(map(id, names))
-    visit = _ordered(names, ids, caches)
+    latest = caches.latest_syncs.get(id(ctx))
+    if latest is not None and _same_objects(names, latest.keys):
+        # The very name objects of the previous sync, in the same order: its visiting order
+        # holds (checked by identity at C level, without the ids of 10,000 names).
+        visit = latest.visit
+    else:
+        visit = _ordered(names, tuple(map(id, names)), caches)
     order = visit.names
     # Picked by place from the maps' values, not looked up by name: a lookup calls
     # ServicePortName.__hash__ (Python) for each of 10,000 ports at every sync.
     infos = tuple(map(tuple(service_ports.values()).__getitem__, visit.places))
     endpoint_names = tuple(endpoints_map)
-    if len(endpoint_names) == len(names) and tuple(map(id, endpoint_names)) == ids:
+    if _same_objects(endpoint_names, names):
         # The same name objects in the same order (the maps are built in Service order).
         endpoints = tuple(map(tuple(endpoints_map.values()).__getitem__, visit.places))
     else:
         # dict.get(name, ()) at C level: a port without endpoints has the shared empty tuple.
         endpoints = tuple(map(endpoints_map.get, order, repeat((), len(order))))
-    latest = caches.latest_syncs.get(id(ctx))
     sync = None
     if latest is not None and latest.order is order:
         sync = _incremental(latest, infos, endpoints, ctx, caches)
     if sync is None:
         sync = _full(infos, endpoints, ctx, caches)
-    caches.latest_syncs.put(id(ctx), LatestSync(order, infos, endpoints, sync), holds=ctx)
+    latest = LatestSync(order, infos, endpoints, sync, names, visit)
+    caches.latest_syncs.put(id(ctx), latest, holds=ctx)
     return sync
+
+
+def _same_objects(these: tuple[object, ...], those: tuple[object, ...]) -> bool:
+    """True if ``these`` holds the very objects of ``those``, in the same order."""
+    return len(these) == len(those) and all(map(is_, these, those))
 
 
 def _full(

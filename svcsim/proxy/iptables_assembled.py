@@ -183,6 +183,8 @@ def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None =
         table.jump_count("")
         # The same for the chains' places (a partial restore finds the chains it rewrites).
         table.position("")
+        # And the chains in pieces: a splice copies the pieces it changes, not ~110,000 chains.
+        table.chunks()
     return caches.assembled.put(key, built, holds=parts)
 
 

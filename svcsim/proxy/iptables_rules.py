@@ -24,7 +24,6 @@ from svcsim.netfilter.extensions import (
     CommentMatch,
     ConntrackMatch,
     DnatTarget,
-    JumpTarget,
     MarkMatch,
     MarkTarget,
     MasqueradeTarget,
@@ -36,9 +35,18 @@ from svcsim.netfilter.extensions import (
     RejectTarget,
     StatisticMatch,
     Target,
+    new_dnat,
+    new_jump,
 )
 from svcsim.netfilter.ipvs_matches import PhysdevMatch
-from svcsim.netfilter.model import AddressMatch, InterfaceMatch, ProtocolMatch, Rule, new_rule
+from svcsim.netfilter.model import (
+    AddressMatch,
+    InterfaceMatch,
+    ProtocolMatch,
+    Rule,
+    new_address,
+    new_rule,
+)
 from svcsim.netfilter.portal_extensions import RedirectTarget, StateMatch
 from svcsim.netfilter.statistic import threshold_from_probability
 
@@ -105,7 +113,7 @@ def sourced(head: Part, cidr: str, tail: Part) -> Rule:
     join (the tests compare it with :func:`rule` and with parsing its text).
     """
     text = f"{head.text} -s {cidr} {tail.text}" if head.text else f"-s {cidr} {tail.text}"
-    source_match = AddressMatch(network_of(cidr))
+    source_match = new_address(network_of(cidr))
     return new_rule(text, source_match, None, None, None, None, head.matches, tail.target)
 
 
@@ -117,7 +125,7 @@ def dnat_to(head: Part, matched: Part, ip: str, port: int) -> Rule:
     """
     text = f"{head.text} {matched.text}" if head.text else matched.text
     matches = head.matches + matched.matches if head.matches else matched.matches
-    target = DnatTarget(ip, port)
+    target = new_dnat(ip, port)
     return new_rule(
         f"{text} -j DNAT --to-destination {ip}:{port}",
         None,
@@ -267,7 +275,7 @@ def recent_rcheck(name: str, seconds: int) -> Part:
 
 def jump(chain: str) -> Part:
     """``-j CHAIN`` (or a verdict: ``ACCEPT``, ``DROP``, ``RETURN``)."""
-    return Part(f"-j {chain}", target=JumpTarget(chain))
+    return Part("-j " + chain, None, None, None, None, (), new_jump(chain))
 
 
 def reject() -> Part:

@@ -215,8 +215,9 @@ def write_service_port(
 
     # Capture the ClusterIP, external IPs and load-balancer IPs.
     to_cluster_ip = to(svc.cluster_ip)
+    # One comment part for both rules that write it (the masquerade rule below shares it).
+    cluster_ip = comment(f"{name} cluster IP")
     if pol.has_internal:
-        cluster_ip = comment(f"{name} cluster IP")
         buf.nat(KUBE_SERVICES, cluster_ip, to_cluster_ip, jump(pol.internal_chain))
     else:
         buf.filter(KUBE_SERVICES, no_eps, to_cluster_ip, refuse)
@@ -256,7 +257,6 @@ def write_service_port(
 
     # Masquerade off-cluster sources of ClusterIP traffic (written before the chain's own line).
     if pol.has_internal:
-        cluster_ip = comment(f"{name} cluster IP")
         to_mark_masq = _TO_MARK_MASQ
         if ctx.masquerade_all:
             buf.nat(pol.internal_chain, cluster_ip, to_cluster_ip, to_mark_masq)

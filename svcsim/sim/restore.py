@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from svcsim.netfilter.model import JumpTarget, Ruleset, Table
+from svcsim.netfilter.model import ChainNames, JumpTarget, Ruleset, Table
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
 from svcsim.proxy.gcpause import collector_paused
@@ -148,14 +148,17 @@ def _service_chains(
     return frozenset(chains)
 
 
-def chain_names(table: Table | None, caches: RunCaches | None = None) -> tuple[str, ...]:
+def chain_names(table: Table | None, caches: RunCaches | None = None) -> Sequence[str]:
     """The chains ``iptables-save`` lists for ``table``, in order (none for no table).
 
-    :meth:`Table.names`: derived once per table, and carried over (not recounted) to tables
-    made from it by a partial restore. ``caches`` is accepted for the callers' symmetry.
+    The table's :meth:`~svcsim.netfilter.model.Table.names_view`: one view per table, which
+    reads :meth:`Table.names` (derived once, carried over to tables made from it by a
+    partial restore that keeps them) only when used. A plan reads it only on its slow path,
+    so a kernel table whose names a restore left underived (it deleted chains) never derives
+    ~110,000 of them for a sync. ``caches`` is accepted for the callers' symmetry.
     """
     del caches  # the table holds its names itself
-    return () if table is None else table.names()
+    return () if table is None else table.names_view()
 
 
 def _chain_of(line: str) -> str | None:
@@ -219,7 +222,11 @@ def plan_sync(
     """
     caches = caches if caches is not None else RunCaches()
     changed = frozenset(changed_chains)
-    existing = tuple(existing_nat_chains)
+    existing = (
+        existing_nat_chains
+        if isinstance(existing_nat_chains, tuple | ChainNames)
+        else tuple(existing_nat_chains)
+    )
     key = SyncPlanKey(
         id(compiled.assembly), id(compiled.ruleset), full, changed, id(existing), delete_stale
     )
@@ -309,7 +316,7 @@ def _plan(
     changed: frozenset[str],
     *,
     full: bool,
-    existing: tuple[str, ...],
+    existing: Sequence[str],
     delete_stale: bool,
 ) -> SyncPlan:
     """The plan worked out from the compiled text's lines (any shape of compiled state)."""

@@ -15,6 +15,7 @@ the two).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from svcsim.netfilter.model import Chain, Ruleset, Table
@@ -44,7 +45,7 @@ def plan_shape(
     changed: frozenset[str],
     *,
     full: bool,
-    existing: tuple[str, ...],
+    existing: Sequence[str],
     stale: bool,
     kernel_nat: Table | None = None,
 ) -> PlanShape | None:
@@ -90,7 +91,7 @@ def plan_shape(
 
 
 def stale_chains(
-    existing: tuple[str, ...], active: Table, kernel_nat: Table | None = None
+    existing: Sequence[str], active: Table, kernel_nat: Table | None = None
 ) -> tuple[str, ...]:
     """The service chains of ``existing`` (the kernel's nat chains) not in ``active``, sorted.
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice
-from svcsim.netfilter.model import Rule, Ruleset
+from svcsim.netfilter.model import Rule, Ruleset, Table
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import (
     EndpointsMap,
@@ -454,7 +454,7 @@ def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...
     for t in ruleset.tables:
         if t.name == table:
             chains = tuple(replace(c, rules=rules) if c.name == chain else c for c in t.chains)
-            t = replace(t, chains=chains)
+            t = Table(t.name, chains)
         tables.append(t)
     return Ruleset(tuple(tables))
 

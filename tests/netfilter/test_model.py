@@ -1,21 +1,29 @@
-"""The rule model's fast constructor makes the very value the dataclass makes."""
+"""The rule model's fast constructors make the very values the dataclasses make."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 
+from svcsim.netfilter.extensions import new_dnat, new_jump
 from svcsim.netfilter.model import (
     AddressMatch,
+    Chain,
     CommentMatch,
+    DnatTarget,
     InterfaceMatch,
     JumpTarget,
     PortMatch,
     ProtocolMatch,
     Rule,
+    new_address,
+    new_chain,
     new_rule,
 )
+from svcsim.netfilter.text import parse_rule
 
 FIELDS = [
     ("-j X", None, None, None, None, None, (), JumpTarget("X")),
@@ -40,3 +48,32 @@ def test_new_rule_is_the_dataclass_value(fields: tuple[object, ...]) -> None:
     assert type(made) is Rule
     with pytest.raises(AttributeError):
         made.text = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("made", "want"),
+    [
+        (lambda: new_jump("KUBE-SEP-X"), lambda: JumpTarget("KUBE-SEP-X")),
+        (lambda: new_dnat("10.0.0.1", 8080), lambda: DnatTarget("10.0.0.1", 8080)),
+        (lambda: new_dnat("10.0.0.1", None), lambda: DnatTarget("10.0.0.1")),
+        (
+            lambda: new_address(ipaddress.ip_network("10.0.0.1/32")),
+            lambda: AddressMatch(ipaddress.ip_network("10.0.0.1/32")),
+        ),
+        (
+            lambda: new_address(ipaddress.ip_network("10.0.0.0/8"), negated=True),
+            lambda: AddressMatch(ipaddress.ip_network("10.0.0.0/8"), negated=True),
+        ),
+        (lambda: new_chain("C", (parse_rule("-j X"),)), lambda: Chain("C", (parse_rule("-j X"),))),
+        (lambda: new_chain("INPUT", (), "DROP"), lambda: Chain("INPUT", (), "DROP")),
+    ],
+    ids=["jump", "dnat", "dnat-no-port", "address", "negated-address", "chain", "policy"],
+)
+def test_fast_constructors_make_the_dataclass_value(
+    made: Callable[[], object], want: Callable[[], object]
+) -> None:
+    got, expected = made(), want()
+    assert got == expected and hash(got) == hash(expected) and repr(got) == repr(expected)
+    assert type(got) is type(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(got, dataclasses.fields(got)[0].name, "changed")  # type: ignore[arg-type]

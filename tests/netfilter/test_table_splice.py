@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svcsim.netfilter import table_splice
+from svcsim.netfilter import model, table_splice
 from svcsim.netfilter.model import Chain, Table
 from svcsim.netfilter.text import parse_rule
 
@@ -31,6 +31,9 @@ OPS = st.lists(
 def _same(got: Table, chains: list[Chain]) -> None:
     """``got`` behaves exactly as ``Table("nat", chains)`` does."""
     want = Table("nat", tuple(chains))
+    pieces = got.chunks()  # before == joins them: the pieces as spliced
+    assert all(pieces) and tuple(c for piece in pieces for c in piece) == want.chains
+    assert got.chain_count() == len(chains)
     assert got == want
     assert got.names() == want.names()
     for name in [*NAMES, "KUBE-OTHER"]:
@@ -41,15 +44,18 @@ def _same(got: Table, chains: list[Chain]) -> None:
     assert dict(got.by_name) == dict(want.by_name)
 
 
+@pytest.mark.parametrize("chunk", [2, 1024])
 @pytest.mark.parametrize("fold_at", [1, 4096])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=OPS)
 def test_spliced_tables_equal_fresh_ones(
-    ops: list[tuple[str, Chain, int]], fold_at: int, monkeypatch: pytest.MonkeyPatch
+    ops: list[tuple[str, Chain, int]], fold_at: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(table_splice, "FOLD_AT", fold_at)  # fold at once, or keep changes apart
+    # Pieces of two chains: splices cross, join and cut pieces.
+    monkeypatch.setattr(model, "CHUNK", chunk)
     chains = [_chain(NAMES[0], (NAMES[1],)), _chain(NAMES[1], ())]
     table = Table("nat", tuple(chains))
     table.jump_count("")  # counted: derived tables carry the counts on
@@ -104,3 +110,22 @@ def test_places_carry_over_to_a_restore_that_keeps_them() -> None:
     again = table_splice.rewrite_chains(shifted, {}, (NAMES[0],), (_chain("LAST", ()),))
     assert [again.position(n) for n in [*NAMES[1:4], "LAST"]] == [0, 2, 1, 3]
     assert again.position(NAMES[0]) is None
+
+
+def test_a_deletion_or_addition_leaves_the_names_to_be_derived_and_the_view_reads_them() -> None:
+    table = Table("nat", tuple(_chain(n, ()) for n in NAMES[:4]))
+    table.names()
+    kept = table_splice.rewrite_chains(table, {NAMES[1]: _chain(NAMES[1], (NAMES[0],))}, (), ())
+    assert kept.known_names() is table.names()  # carried over, not copied
+    deleted = table_splice.rewrite_chains(kept, {}, (NAMES[2],), ())
+    assert deleted.known_names() is None  # not copied at the restore
+    appended = table_splice.rewrite_chains(kept, {}, (), (_chain("NEW", ()),))
+    assert appended.known_names() is None and appended.names() == (*NAMES[:4], "NEW")
+    view = deleted.names_view()
+    assert deleted.names_view() is view  # one view per table
+    assert deleted.known_names() is None  # made without deriving the names
+    assert NAMES[0] in view and NAMES[2] not in view and len(view) == 3
+    assert view == (NAMES[0], NAMES[1], NAMES[3]) and view[1] == NAMES[1]
+    assert list(view) == [NAMES[0], NAMES[1], NAMES[3]] and view[1:] == (NAMES[1], NAMES[3])
+    assert view != kept.names_view() and view != [NAMES[0]]
+    assert deleted.known_names() == (NAMES[0], NAMES[1], NAMES[3])  # derived when read

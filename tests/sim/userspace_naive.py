@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset
+from svcsim.netfilter.model import BUILTIN_CHAINS, Rule, Ruleset, Table
 from svcsim.proxy.endpoints import ServicePortInfo
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.userspace import same_config
@@ -33,8 +33,8 @@ def _with_chain(ruleset: Ruleset, table: str, chain: str, rules: tuple[Rule, ...
     tables = []
     for t in ruleset.tables:
         if t.name == table:
-            t = replace(
-                t, chains=tuple(replace(c, rules=rules) if c.name == chain else c for c in t.chains)
+            t = Table(
+                t.name, tuple(replace(c, rules=rules) if c.name == chain else c for c in t.chains)
             )
         tables.append(t)
     return Ruleset(tuple(tables))
