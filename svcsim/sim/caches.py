@@ -29,6 +29,8 @@ named field, so what is cached where reads off the class:
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
 ``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ``ports_of_services``     the ports of some Services, in the map's order (``World``)
+``alarms``                the sync runners' pending timers, one per due time
+                          (:mod:`svcsim.sim.alarms`): runners in step share them
 ========================  ===================================================================
 
 The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
@@ -52,6 +54,7 @@ from svcsim.netfilter.nft_parse import ParseMemo
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.ipvs import IpvsMemo
 from svcsim.proxy.nftables import NameMemo
+from svcsim.sim.alarms import SharedAlarms
 
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
@@ -161,3 +164,4 @@ class RunCaches:
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)
     )
+    alarms: SharedAlarms = field(default_factory=SharedAlarms)
