@@ -29,6 +29,8 @@ named field, so what is cached where reads off the class:
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
 ``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ``ports_of_services``     the ports of some Services, in the map's order (``World``)
+``slice_facts``           each EndpointSlice's Service key and trigger time, read once for
+                          all nodes' change trackers (the same objects reach every node)
 ``alarms``                the sync runners' pending timers, one per due time
                           (:mod:`svcsim.sim.alarms`): runners in step share them
 ========================  ===================================================================
@@ -64,6 +66,10 @@ if TYPE_CHECKING:
     from svcsim.proxy.iptables_assembly import NatLine
     from svcsim.proxy.names import ServicePortName
     from svcsim.sim.restore import SyncPlan
+
+SLICE_FACTS_LIMIT: Final = 1 << 11
+"""EndpointSlices whose facts are kept: every slice of a 1,000-Service informer list fits, and
+the superseded slices an entry keeps alive stay few (a day's churn makes thousands)."""
 
 SYNC_LIMIT: Final = 256
 """Entries per sync-level memo (each may hold a whole restore text); the oldest go first."""
@@ -110,6 +116,15 @@ class RestoreKey(NamedTuple):
 
     kernel_ruleset_id: int
     plan_id: int
+
+
+class SliceFacts(NamedTuple):
+    """What a change tracker reads of an EndpointSlice besides its identity."""
+
+    service: str | None
+    """``namespace/service`` (``slice_service_key``), None if unlabelled."""
+    trigger_time_s: float | None
+    """Its last-change-trigger-time annotation in simulated seconds (None: absent)."""
 
 
 class SplitText(NamedTuple):
@@ -163,5 +178,8 @@ class RunCaches:
     )
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)
+    )
+    slice_facts: BoundedMemo[int, SliceFacts] = field(
+        default_factory=lambda: BoundedMemo("slice facts by slice identity", SLICE_FACTS_LIMIT)
     )
     alarms: SharedAlarms = field(default_factory=SharedAlarms)
