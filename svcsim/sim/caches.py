@@ -31,6 +31,8 @@ named field, so what is cached where reads off the class:
 ``ports_of_services``     the ports of some Services, in the map's order (``World``)
 ``slice_facts``           each EndpointSlice's Service key and trigger time, read once for
                           all nodes' change trackers (the same objects reach every node)
+``service_port_sets``     each Service's service-port map as a set (change trackers compare
+                          them), one per Service object for all nodes
 ``alarms``                the sync runners' pending timers, one per due time
                           (:mod:`svcsim.sim.alarms`): runners in step share them
 ========================  ===================================================================
@@ -68,8 +70,9 @@ if TYPE_CHECKING:
     from svcsim.sim.restore import SyncPlan
 
 SLICE_FACTS_LIMIT: Final = 1 << 11
-"""EndpointSlices whose facts are kept: every slice of a 1,000-Service informer list fits, and
-the superseded slices an entry keeps alive stay few (a day's churn makes thousands)."""
+"""EndpointSlices (and Services) whose facts are kept: every object of a 1,000-Service informer
+list fits, and the superseded objects entries keep alive stay few (a day's churn makes
+thousands of slices)."""
 
 SYNC_LIMIT: Final = 256
 """Entries per sync-level memo (each may hold a whole restore text); the oldest go first."""
@@ -181,5 +184,8 @@ class RunCaches:
     )
     slice_facts: BoundedMemo[int, SliceFacts] = field(
         default_factory=lambda: BoundedMemo("slice facts by slice identity", SLICE_FACTS_LIMIT)
+    )
+    service_port_sets: BoundedMemo[int, frozenset[ServicePortInfo]] = field(
+        default_factory=lambda: BoundedMemo("port-map sets by Service identity", SLICE_FACTS_LIMIT)
     )
     alarms: SharedAlarms = field(default_factory=SharedAlarms)

@@ -304,4 +304,11 @@ def _port_map(service: Service | None, caches: RunCaches) -> _PortMap:
     """``serviceToServiceMap`` as a comparable value (empty for None or a skipped Service)."""
     if service is None:
         return frozenset()
-    return frozenset(service_port_infos(service, caches.compile))
+    # Every node's tracker is handed the very same Service objects: one set for all of them.
+    memo = caches.service_port_sets
+    found = memo.get(id(service))
+    if found is None:
+        found = memo.put(
+            id(service), frozenset(service_port_infos(service, caches.compile)), holds=service
+        )
+    return found
