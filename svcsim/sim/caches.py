@@ -161,7 +161,9 @@ class RunCaches:
         default_factory=lambda: BoundedMemo("partial restores by (ruleset, plan)", SYNC_LIMIT)
     )
     udp_by_slices: BoundedMemo[tuple[int, ...], bool] = field(
-        default_factory=lambda: BoundedMemo("has-UDP by slice identities", SYNC_LIMIT)
+        # A first (full) sync asks once per Service, and every node asks the same: the cap
+        # must hold a whole informer list's Services, or each node recomputes them all.
+        default_factory=lambda: BoundedMemo("has-UDP by slice identities", SLICE_FACTS_LIMIT)
     )
     shared_contexts: BoundedMemo[NodeContext, NodeContext] = field(
         default_factory=lambda: BoundedMemo("node contexts without name and IPs", 1 << 12)
