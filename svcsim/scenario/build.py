@@ -24,11 +24,10 @@ from svcsim.proxy.context import (
     node_network,
     resolve_node_port_addresses,
 )
-from svcsim.proxy.endpoints import build_endpoints_map, build_service_port_map
 from svcsim.proxy.flags import LocalDetectorMode
-from svcsim.proxy.iptables import compile_iptables
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import compile_nftables
+from svcsim.proxy.shared_maps import node_endpoints_map, shared_endpoints, shared_service_port_map
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
@@ -61,6 +60,7 @@ from svcsim.sim.network import PodNetwork
 from svcsim.sim.nodelocaldns import NodeLocalConfig, NodeLocalDns
 from svcsim.sim.nodes import NodeLifecycle
 from svcsim.sim.scheduling import Scheduler, start_bare_pod
+from svcsim.sim.shared_sync import iptables_compile, shared_context
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, SyncCostModel
 from svcsim.sim.userspace_proxy import UserspaceConfig
 from svcsim.traffic import spec as ts
@@ -147,7 +147,11 @@ def build_world(
     # nftables mode's drop-unallocated range: the manifests' ServiceCIDR objects, else what
     # the API server's default ServiceCIDR holds (--service-cluster-ip-range).
     service_cidrs = manifests.ipv4_service_cidrs or (cluster.service_cidr,)
+    # kube-proxy's two maps of the initial state, shared by every node (proxy/shared_maps.py).
+    initial_ports = shared_service_port_map(initial.services, caches.compile)
+    initial_shared = shared_endpoints(initial_slices, caches.compile)
     for spec in cluster.nodes:
+        initial_endpoints = node_endpoints_map(initial_shared, spec.name, caches.compile)
         settings = cluster.proxy.for_node(spec.name)
         ctx = _node_context(spec, settings, cluster.cluster_cidr)
         kernel = Kernel(
@@ -174,8 +178,18 @@ def build_world(
             table = compile_nftables(initial.services, initial_slices, ctx, service_cidrs)
             kernel.install_nft(table, parse_table(table, caches.nft_chains), env.now)
         else:
-            compiled = compile_iptables(initial.services, initial_slices, ctx, caches.compile)
-            kernel.install(compiled, env.now)
+            # The warm start's full sync, compiled once for all nodes alike (sim/shared_sync.py):
+            # the same ruleset as compile_iptables(initial.services, initial_slices, ctx).
+            compiled = iptables_compile(
+                initial_ports,
+                initial_shared,
+                initial_endpoints,
+                spec.name,
+                ctx,
+                shared_context(ctx, caches),
+                caches,
+            )
+            kernel.install(compiled.ruleset, env.now)
         world.add_kernel(kernel)
         config = KubeProxyConfig(
             min_sync_period_s=settings.min_sync_period_s,
@@ -202,12 +216,7 @@ def build_world(
             userspace=_userspace(world, spec.name, settings),
         )
         world.add_proxy(proxy)
-        initial_view = ProgrammedView(
-            env.now,
-            env.now,
-            build_service_port_map(initial.services, caches.compile),
-            build_endpoints_map(initial_slices, spec.name, caches.compile),
-        )
+        initial_view = ProgrammedView(env.now, env.now, initial_ports, initial_endpoints)
         proxy.start(warm=True, programmed=initial_view)
 
     world.view = ApiView(api, network)

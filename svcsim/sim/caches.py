@@ -29,6 +29,12 @@ named field, so what is cached where reads off the class:
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
 ``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ``ports_of_services``     the ports of some Services, in the map's order (``World``)
+``slice_facts``           each EndpointSlice's Service key and trigger time, read once for
+                          all nodes' change trackers (the same objects reach every node)
+``service_port_sets``     each Service's service-port map as a set (change trackers compare
+                          them), one per Service object for all nodes
+``alarms``                the sync runners' pending timers, one per due time
+                          (:mod:`svcsim.sim.alarms`): runners in step share them
 ========================  ===================================================================
 
 The traffic engine owns its own dispatch caches (:class:`~svcsim.traffic.dispatch.DispatchCache`
@@ -52,6 +58,7 @@ from svcsim.netfilter.nft_parse import ParseMemo
 from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.ipvs import IpvsMemo
 from svcsim.proxy.nftables import NameMemo
+from svcsim.sim.alarms import SharedAlarms
 
 if TYPE_CHECKING:
     from svcsim.netfilter.model import Ruleset
@@ -61,6 +68,11 @@ if TYPE_CHECKING:
     from svcsim.proxy.iptables_assembly import NatLine
     from svcsim.proxy.names import ServicePortName
     from svcsim.sim.restore import SyncPlan
+
+SLICE_FACTS_LIMIT: Final = 1 << 11
+"""EndpointSlices (and Services) whose facts are kept: every object of a 1,000-Service informer
+list fits, and the superseded objects entries keep alive stay few (a day's churn makes
+thousands of slices)."""
 
 SYNC_LIMIT: Final = 256
 """Entries per sync-level memo (each may hold a whole restore text); the oldest go first."""
@@ -109,6 +121,15 @@ class RestoreKey(NamedTuple):
     plan_id: int
 
 
+class SliceFacts(NamedTuple):
+    """What a change tracker reads of an EndpointSlice besides its identity."""
+
+    service: str | None
+    """``namespace/service`` (``slice_service_key``), None if unlabelled."""
+    trigger_time_s: float | None
+    """Its last-change-trigger-time annotation in simulated seconds (None: absent)."""
+
+
 class SplitText(NamedTuple):
     """A restore input as its lines outside the nat table and its nat chain and rule lines."""
 
@@ -140,7 +161,9 @@ class RunCaches:
         default_factory=lambda: BoundedMemo("partial restores by (ruleset, plan)", SYNC_LIMIT)
     )
     udp_by_slices: BoundedMemo[tuple[int, ...], bool] = field(
-        default_factory=lambda: BoundedMemo("has-UDP by slice identities", SYNC_LIMIT)
+        # A first (full) sync asks once per Service, and every node asks the same: the cap
+        # must hold a whole informer list's Services, or each node recomputes them all.
+        default_factory=lambda: BoundedMemo("has-UDP by slice identities", SLICE_FACTS_LIMIT)
     )
     shared_contexts: BoundedMemo[NodeContext, NodeContext] = field(
         default_factory=lambda: BoundedMemo("node contexts without name and IPs", 1 << 12)
@@ -161,3 +184,10 @@ class RunCaches:
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)
     )
+    slice_facts: BoundedMemo[int, SliceFacts] = field(
+        default_factory=lambda: BoundedMemo("slice facts by slice identity", SLICE_FACTS_LIMIT)
+    )
+    service_port_sets: BoundedMemo[int, frozenset[ServicePortInfo]] = field(
+        default_factory=lambda: BoundedMemo("port-map sets by Service identity", SLICE_FACTS_LIMIT)
+    )
+    alarms: SharedAlarms = field(default_factory=SharedAlarms)

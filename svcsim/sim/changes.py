@@ -37,7 +37,7 @@ from svcsim.k8s.objects import (
 )
 from svcsim.proxy.endpoints import ServicePortInfo, build_endpoints_map, service_port_infos
 from svcsim.sim.api import EventType, WatchEvent
-from svcsim.sim.caches import RunCaches
+from svcsim.sim.caches import RunCaches, SliceFacts
 from svcsim.sim.endpointslices import trigger_time_s
 
 SERVICE_KIND: Final = "Service"
@@ -187,7 +187,8 @@ class ChangeTracker:
         else:
             self._slices[key] = endpoint_slice
         self.version += 1
-        service = slice_service_key(endpoint_slice)
+        facts = self._facts(endpoint_slice)
+        service = facts.service
         if endpoint_slice.address_type not in SUPPORTED_ADDRESS_TYPES or service is None:
             return False
         name = endpoint_slice.meta.name
@@ -206,10 +207,32 @@ class ChangeTracker:
         if removed:
             self._triggers.pop(service, None)
         else:
-            t = self._trigger_time(endpoint_slice)
+            t = (
+                facts.trigger_time_s
+                if self._trigger_time is annotation_trigger_time_s
+                else self._trigger_time(endpoint_slice)
+            )
             if t is not None and t > self.start_s:
                 self._triggers.setdefault(service, []).append(t)
         return True
+
+    def _facts(self, endpoint_slice: EndpointSlice) -> SliceFacts:
+        """The slice's Service key and annotated trigger time, read once per slice object.
+
+        Every node's tracker is handed the very same slice objects (one watch event, one
+        list), so with the run's memo the annotation is parsed once for all of them.
+        """
+        memo = self._caches.slice_facts
+        found = memo.get(id(endpoint_slice))
+        if found is None:
+            found = memo.put(
+                id(endpoint_slice),
+                SliceFacts(
+                    slice_service_key(endpoint_slice), annotation_trigger_time_s(endpoint_slice)
+                ),
+                holds=endpoint_slice,
+            )
+        return found
 
     # --- what a sync takes ------------------------------------------------------------------
 
@@ -281,4 +304,11 @@ def _port_map(service: Service | None, caches: RunCaches) -> _PortMap:
     """``serviceToServiceMap`` as a comparable value (empty for None or a skipped Service)."""
     if service is None:
         return frozenset()
-    return frozenset(service_port_infos(service, caches.compile))
+    # Every node's tracker is handed the very same Service objects: one set for all of them.
+    memo = caches.service_port_sets
+    found = memo.get(id(service))
+    if found is None:
+        found = memo.put(
+            id(service), frozenset(service_port_infos(service, caches.compile)), holds=service
+        )
+    return found

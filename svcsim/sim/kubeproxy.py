@@ -491,6 +491,7 @@ class _Life:
             min_interval_s=cfg.min_sync_period_s,
             retry_interval_s=cfg.sync_period_s,
             max_interval_s=cfg.full_sync_period_s,
+            alarms=proxy.caches.alarms,
         )
         self.mutex = simpy.Resource(env, capacity=1)
         self.initialized = False

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import simpy
 
+from svcsim.sim.alarms import Alarm, SharedAlarms
+
 SyncFn = Callable[[], Generator[simpy.Event, Any, bool]]
 """A run: a SimPy generator that takes simulated time and returns True on success."""
 
@@ -59,6 +61,9 @@ class BoundedFrequencyRunner:
     ``keep_history``: keep every run in :attr:`history` (tests). A simulation's runners do
     not: the syncs are recorded elsewhere, and a list of every run grows with simulated time
     (DESIGN.md decision 9). :attr:`runs` and :attr:`last_run` are kept either way.
+
+    ``alarms``: the run's shared timers (:mod:`svcsim.sim.alarms`), so that runners in step
+    share the timer of each wait; None: the runner's own.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class BoundedFrequencyRunner:
         max_interval_s: float,
         name: str = "sync-runner",
         keep_history: bool = False,
+        alarms: SharedAlarms | None = None,
     ) -> None:
         if min_interval_s < 0:
             raise ValueError(f"negative min_interval_s {min_interval_s!r}")
@@ -91,6 +97,12 @@ class BoundedFrequencyRunner:
         self._ready = False
         self._requested = False
         self._wake: simpy.Event | None = None
+        """Triggered by :meth:`run` while the loop waits (the request's first hop)."""
+        self._resume: simpy.Event | None = None
+        """What the waiting loop yields: triggered by the wake or by its alarm."""
+        self._alarm: Alarm | None = None
+        """The alarm the waiting loop joined."""
+        self._alarms = alarms if alarms is not None else SharedAlarms()
         self._process: simpy.Process | None = None
         self._keep_history = keep_history
         self.history: list[RunRecord] = []
@@ -161,6 +173,9 @@ class BoundedFrequencyRunner:
         except simpy.Interrupt:
             self._ready = False
             self.running_since_s = None
+            if self._alarm is not None:
+                self._alarm.leave(self)
+                self._alarm = None
 
     def _wait(self, max_at: float, retry_at: float | None) -> Generator[simpy.Event, Any, Trigger]:
         """Block until a request or a timer is due; return what is due (requests first)."""
@@ -175,10 +190,26 @@ class BoundedFrequencyRunner:
                 return "periodic"
             retry = retry_at if retry_at is not None else math.inf
             due: Trigger = "retry" if retry <= max_at else "periodic"
-            timer = env.timeout(min(retry, max_at) - now)
-            self._wake = env.event()
-            yield self._wake | timer
-            self._wake = None
-            if not self._requested and timer.processed:
+            # Two hops either way, as ``wake | timer`` had: the wake (or the timer) is
+            # processed, then the resume event it triggers; other events of the same instant
+            # keep their order relative to this loop's.
+            alarm = self._alarm = self._alarms.alarm(env, min(retry, max_at) - now)
+            resume = self._resume = env.event()
+            wake = self._wake = env.event()
+            wake.callbacks.append(self._woken)
+            alarm.join(self, self._rung)
+            yield resume
+            alarm.leave(self)
+            self._wake = self._resume = self._alarm = None
+            if not self._requested and alarm.rang:
                 # The timer is due even if float rounding left now a hair before it.
                 return due
+
+    def _woken(self, _: simpy.Event) -> None:
+        """The wake was processed: resume the waiting loop (unless its alarm did already)."""
+        self._rung()
+
+    def _rung(self) -> None:
+        resume = self._resume
+        if resume is not None and not resume.triggered:
+            resume.succeed()

@@ -24,7 +24,9 @@ from svcsim.k8s.objects import (
     Service,
     ServicePort,
 )
+from svcsim.sim import changes
 from svcsim.sim.api import ApiServer, WatchEvent
+from svcsim.sim.caches import RunCaches
 from svcsim.sim.changes import (
     ENDPOINT_SLICE_KIND,
     SERVICE_KIND,
@@ -275,3 +277,30 @@ def test_custom_trigger_reader() -> None:
     t = ChangeTracker("n1", trigger_time=lambda sl: 42.0)
     t.slice_update(eps(), removed=False)
     assert dict(t.take().trigger_times_s) == {"default/web": (42.0,)}
+
+
+def test_trackers_of_one_run_read_a_slice_once_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[EndpointSlice] = []
+    real = changes.trigger_time_s
+
+    def counted(endpoint_slice: EndpointSlice) -> float | None:
+        parsed.append(endpoint_slice)
+        return real(endpoint_slice)
+
+    monkeypatch.setattr(changes, "trigger_time_s", counted)
+    caches = RunCaches()
+    first, second = eps(trigger=5.0), eps(ips=("10.244.1.6",), trigger=6.0)
+    shared = [ChangeTracker(f"n{i}", caches=caches) for i in range(3)]
+    alone = ChangeTracker("n9")  # its own caches: reads afresh
+    for tracker in (*shared, alone):
+        assert tracker.slice_update(first, removed=False)
+        assert tracker.slice_update(second, removed=False)
+    assert len(parsed) == 2 + 2  # once per slice object for the run's trackers, + n9's
+    taken = [t.take().trigger_times_s for t in (*shared, alone)]
+    assert all(times == {"default/web": (5.0, 6.0)} for times in taken)
+    # A tracker with its own trigger-time reader still gets that reader's answers.
+    custom = ChangeTracker("n8", caches=caches, trigger_time=lambda _s: 7.0)
+    custom.slice_update(first, removed=False)
+    assert custom.take().trigger_times_s == {"default/web": (7.0,)}

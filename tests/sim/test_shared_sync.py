@@ -12,6 +12,7 @@ from svcsim.k8s.objects import Endpoint, EndpointSlice, Service, ServicePort, Tr
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.iptables import IptablesSync, sync_from_maps
 from svcsim.proxy.shared_maps import node_endpoints_map, shared_endpoints, shared_service_port_map
+from svcsim.scenario import build
 from svcsim.sim import kubeproxy, shared_sync
 from svcsim.sim.caches import RunCaches
 from svcsim.sim.shared_sync import iptables_compile, shared_context
@@ -92,21 +93,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for key, nodes, share in (("2", 2, True), ("6", 6, True), ("6 alone", 6, False)):
             if not share:  # no node has a context to share: each compiles its own
                 mp.setattr(kubeproxy, "shared_context", lambda *_: None)
+                mp.setattr(build, "shared_context", lambda *_: None)
             calls[0] = 0
             world = in_step_world(tmp, nodes)
             world.run()
             syncs = world.recorder.frames()["syncs"]
-            out[key] = (calls[0], len(syncs), records(world))
+            out[key] = (calls[0], len(syncs), records(world), nodes)
     return out
 
 
 def test_six_nodes_in_step_compile_as_often_as_two(runs: dict[str, Any]) -> None:
-    calls2, syncs2, _ = runs["2"]
-    calls6, syncs6, _ = runs["6"]
-    alone, syncs_alone, _ = runs["6 alone"]
+    calls2, syncs2, _, _ = runs["2"]
+    calls6, syncs6, _, _ = runs["6"]
+    alone, syncs_alone, _, nodes = runs["6 alone"]
     assert syncs6 == 3 * syncs2  # every node syncs ...
-    assert calls6 == calls2  # ... and nodes in step compile once for all
-    assert alone == syncs_alone  # without sharing, once per node and sync
+    assert calls6 == calls2  # ... and nodes in step compile once for all (the warm start too)
+    # Without sharing, once per node and sync, and once per node for the warm start's rules.
+    assert alone == syncs_alone + nodes
     assert alone > 2 * calls6
 
 
