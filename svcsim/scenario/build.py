@@ -219,7 +219,7 @@ def build_world(
         initial_view = ProgrammedView(env.now, env.now, initial_ports, initial_endpoints)
         proxy.start(warm=True, programmed=initial_view)
 
-    world.view = ApiView(api, network)
+    world.view = ApiView(api, network, caches.compile)
     node_ips = [n.ip for n in cluster.nodes]
     specs = [_workload(w, initial.services, node_ips, manifests) for w in sc.workloads]
     if any(isinstance(s.target, ts.NameTarget) for s in specs):

@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple, Protocol
 import numpy as np
 
 from svcsim.k8s.objects import EndpointSlice, Pod, Service
+from svcsim.proxy.caches import CompileCaches
 from svcsim.proxy.endpoints import build_endpoints_map
 from svcsim.results.records import Recorder
 from svcsim.sim.api import ApiServer, WatchEvent
@@ -154,9 +155,13 @@ class ApiView:
     EndpointSlices changes; client Pods until a Pod (or the Pod network) does.
     """
 
-    def __init__(self, api: ApiServer, network: PodNetwork) -> None:
+    def __init__(
+        self, api: ApiServer, network: PodNetwork, caches: CompileCaches | None = None
+    ) -> None:
         self.api = api
         self.network = network
+        self.caches = caches if caches is not None else CompileCaches()
+        """The run's compile memos (:mod:`svcsim.proxy.caches`), shared with its kube-proxies."""
         self.version = 0
         self._owners: dict[tuple[str, str], str] = {}
         self._serving: dict[str, dict[str, frozenset[str]]] = {}
@@ -240,7 +245,7 @@ class ApiView:
                 self._slices.setdefault((sl.meta.namespace, sl.service_name), []).append(sl)
         slices = self._slices.get((namespace, name), [])
         out: set[str] = set()
-        for spn, endpoints in build_endpoints_map(slices, "").items():
+        for spn, endpoints in build_endpoints_map(slices, "", self.caches).items():
             if spn.port != port:
                 continue
             ready = [e.text for e in endpoints if e.ready]
