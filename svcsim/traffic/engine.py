@@ -208,8 +208,6 @@ class TrafficEngine(EngineCore):
         super().__init__(tuple(specs), ctx, self._path, block_s=block_s, flush_rows=flush_rows)
         self._groups = Groups()
         self._gid = np.full((len(self.specs), 0), UNGROUPED, dtype=np.int32)
-        self._read_states: tuple[int, list[ProxyState]] | None = None
-        """Each node's kube-proxy state and the state version it was read at."""
         self._known_sources: list[str] = []
         self._sources = SourceMemos()
         self._reps = Representatives(self._sources)
@@ -255,6 +253,8 @@ class TrafficEngine(EngineCore):
             tuple[Dispatch | NftDispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
         ] = {}
         self._states: list[ProxyState] = []
+        self._states_version: int | None = None
+        """The state version :attr:`_states` was read at."""
         self._dials: list[Dial | None] = []
         self._per_flow = np.array([s.per_flow for s in self.specs], dtype=np.bool_)
         self._per_flow_w = [s.per_flow for s in self.specs]
@@ -305,9 +305,10 @@ class TrafficEngine(EngineCore):
         # Every kube-proxy state change (crash, restart, block, a sync starting or ceasing
         # to fail, a cut) changes the state version: a change of rules alone keeps them.
         version = self.ctx.state_version()
-        if self._read_states is None or self._read_states[0] != version:
-            self._read_states = (version, list(map(self.ctx.proxy_state, self.nodes)))
-        states = self._read_states[1]
+        if version == self._states_version:
+            states = self._states
+        else:
+            states = list(map(self.ctx.proxy_state, self.nodes))
         dials = list(self.dials)
         if (
             not isinstance(old, tuple)
@@ -348,7 +349,7 @@ class TrafficEngine(EngineCore):
                 if was != now:
                     self._gid[w] = UNGROUPED
             self._groups.keys.clear()
-        self._states, self._dials = states, dials
+        self._states, self._states_version, self._dials = states, version, dials
         self._node_rules = [kernel.rules for kernel in self._kernel_list]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
