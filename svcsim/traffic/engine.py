@@ -137,6 +137,21 @@ class _DispatchMemo:
     """The rules' sources :attr:`rep` was found with (:func:`~svcsim.traffic.groups.sources_of`)."""
 
 
+SharedKey = tuple[Dispatch | NftDispatch, Dial, ProxyState]
+"""What groups alike share: a dispatch, a dial and kube-proxy's state on the node."""
+
+
+class _SharedRows(NamedTuple):
+    """A shared group's outcome rows, and its place among the shared groups."""
+
+    rids: list[int]
+    """Its rows' ids (:meth:`TrafficEngine._row_id`), one per dispatch outcome."""
+    rows: list[dict[str, int]]
+    """The rows it was built with (kept row objects: unchanged rows are the very same)."""
+    seq: int
+    """When its key entered :attr:`TrafficEngine._shared` (the dict's order)."""
+
+
 class _PartsAlike(NamedTuple):
     """Two rules' sources compared (see :meth:`TrafficEngine._reps_kept`)."""
 
@@ -248,10 +263,12 @@ class TrafficEngine(EngineCore):
         self._slices_seen: dict[str, int] = {}
         self._network_seen = -1
         self._outside_seen = 0
-        self._shared: dict[tuple[Dispatch | NftDispatch, Dial, ProxyState], int] = {}
-        self._shared_rows: dict[
-            tuple[Dispatch | NftDispatch, Dial, ProxyState], tuple[list[int], list[dict[str, int]]]
-        ] = {}
+        self._shared: dict[SharedKey, int] = {}
+        self._shared_rows: dict[SharedKey, _SharedRows] = {}
+        self._shared_seq = 0
+        """The next :attr:`_SharedRows.seq`."""
+        self._keys_of_row: dict[int, dict[SharedKey, None]] = {}
+        """Per row id: the shared keys whose groups were built with it (some maybe gone)."""
         self._states: list[ProxyState] = []
         self._states_version: int | None = None
         """The state version :attr:`_states` was read at."""
@@ -319,6 +336,7 @@ class TrafficEngine(EngineCore):
             self._gid = np.full((len(self.specs), len(self.clients)), UNGROUPED, dtype=np.int32)
             self._shared.clear()
             self._shared_rows.clear()
+            self._keys_of_row.clear()
             self._rows.clear()
             if len(self._row_args) > KEPT_ROWS_MAX:
                 self._row_ids.clear()  # no group names a row id any more
@@ -333,24 +351,30 @@ class TrafficEngine(EngineCore):
             self._grow_gid()
             if old[:2] != new[:2]:
                 self._reclassify(states)
-            restated = [
-                i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
-            ]
+            # Both per-node scans only when something per node changed (cost by what changed).
+            restated: list[int] = []
+            if states != self._states:
+                restated = [
+                    i for i, (x, y) in enumerate(zip(self._states, states, strict=True)) if x != y
+                ]
             if restated:
                 self._gid[:, np.isin(self._client_node, restated)] = UNGROUPED
-            resynced = [
-                i
-                for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
-                if a != b and i not in restated and self.nodes[i] not in self._userspace
-            ]
-            if resynced:
-                self._keep_untouched(resynced, old[2])
+            if old[2] != new[2]:
+                resynced = [
+                    i
+                    for i, (a, b) in enumerate(zip(old[2], new[2], strict=True))
+                    if a != b and i not in restated and self.nodes[i] not in self._userspace
+                ]
+                if resynced:
+                    self._keep_untouched(resynced, old[2])
             for w, (was, now) in enumerate(zip(self._dials, dials, strict=True)):
                 if was != now:
                     self._gid[w] = UNGROUPED
             self._groups.keys.clear()
         self._states, self._states_version, self._dials = states, version, dials
-        self._node_rules = [kernel.rules for kernel in self._kernel_list]
+        # A node's rules change only with its kernel generation (the key's last part).
+        if not (isinstance(old, tuple) and isinstance(new, tuple) and old[2] == new[2]):
+            self._node_rules = [kernel.rules for kernel in self._kernel_list]
         # Deferring needs every group of this state built now, while the state holds.
         self._deferrable = not self._per_flow.any() and not self._ipvs and not self._userspace
         if self._deferrable:
@@ -439,9 +463,12 @@ class TrafficEngine(EngineCore):
         """Rebuild the groups whose rows changed with the API/network truth; renumber pairs."""
         self._rows.clear()
         affected = self._affected_rows()
+        if affected is not None and states == self._states:
+            self._reclassify_rows(affected)
+            return
         groups = self._groups
         remap = np.arange(len(groups.fast), dtype=np.int32)
-        shared: dict[tuple[Dispatch | NftDispatch, Dial, ProxyState], int] = {}
+        shared: dict[SharedKey, int] = {}
         for key, gid in self._shared.items():
             dispatch, _, state = key
             # Rows read kube-proxy's state through a node in that state (any will do).
@@ -451,7 +478,7 @@ class TrafficEngine(EngineCore):
                 if in_state is None:
                     continue  # no pair can name it: theirs are regrouped (their state changed)
                 node = in_state
-            rids, old_rows = self._shared_rows[key]
+            rids, old_rows, seq = self._shared_rows[key]
             if affected is not None and affected.isdisjoint(rids):
                 shared[key] = gid
                 continue
@@ -468,10 +495,52 @@ class TrafficEngine(EngineCore):
                 spine if spine is not None else NO_SPINE,
                 rows,
             )
-            self._shared_rows[key] = (rids, rows)
+            self._shared_rows[key] = _SharedRows(rids, rows, seq)
         self._shared = shared
         held = self._gid >= 0
         self._gid[held] = remap[self._gid[held]]
+
+    def _reclassify_rows(self, affected: set[int]) -> None:
+        """:meth:`_reclassify` when kube-proxy's states stayed: only groups of ``affected`` rows.
+
+        Every shared group then has a node in its state (states changed only at a reclassify,
+        which drops the groups left without one), so the others are kept as they are, as the
+        full pass keeps them; the groups holding an affected row are looked at in the order of
+        :attr:`_shared` (so rebuilt groups are numbered as that pass numbers them). Their
+        other rows are kept: a row not affected classifies as it did (the very same object).
+        """
+        of_row = self._keys_of_row
+        shared, shared_rows = self._shared, self._shared_rows
+        keys = {key for r in affected for key in of_row.get(r, ()) if key in shared}
+        if not keys:
+            return
+        groups = self._groups
+        remap: npt.NDArray[np.int32] | None = None
+        for key in sorted(keys, key=lambda k: shared_rows[k].seq):
+            gid = shared[key]
+            rids, old_rows, seq = shared_rows[key]
+            node = groups.node[gid]
+            name = self.nodes[node]
+            rows = [
+                self._row_at(r, name) if r in affected else old
+                for r, old in zip(rids, old_rows, strict=True)
+            ]
+            if all(a is b for a, b in zip(rows, old_rows, strict=True)):
+                continue
+            if remap is None:
+                remap = np.arange(len(groups.fast), dtype=np.int32)
+            spine = self._spines[key[0]]
+            shared[key] = remap[gid] = groups.add(
+                REGROUPED,
+                node,
+                spine is not None,
+                spine if spine is not None else NO_SPINE,
+                rows,
+            )
+            shared_rows[key] = _SharedRows(rids, rows, seq)
+        if remap is not None:
+            held = self._gid >= 0
+            self._gid[held] = remap[self._gid[held]]
 
     def _affected_rows(self) -> set[int] | None:
         """Row ids whose dependencies moved since the last call (None: maybe any).
@@ -748,7 +817,10 @@ class TrafficEngine(EngineCore):
             spine if spine is not None else NO_SPINE,
             rows,
         )
-        self._shared_rows[shared_key] = (rids, rows)
+        self._shared_rows[shared_key] = _SharedRows(rids, rows, self._shared_seq)
+        self._shared_seq += 1
+        for r in rids:
+            self._keys_of_row.setdefault(r, {})[shared_key] = None
         return found
 
     def _new_memo(
