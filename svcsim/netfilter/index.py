@@ -372,6 +372,15 @@ class DispatchIndex:
         return found
 
 
+REFUSE_CHECK_AFTER: Final = 16
+"""Paths :func:`build_dispatch` enumerates before one walk checks the key is within the bound.
+
+A key with fewer paths needs no check (most keys: one path per endpoint): its enumeration ends
+within the bound, or passes it and fails with the very error the check raises, since a walk
+meeting ``c`` choices proves ``c + 1`` paths. A longer chain is still refused after a few
+short walks, not after enumerating the bound."""
+
+
 def build_dispatch(
     ruleset: Ruleset, packet: Packet, network: NodeNetwork, *, max_paths: int = MAX_PATHS
 ) -> Dispatch:
@@ -379,13 +388,16 @@ def build_dispatch(
 
     Raises :class:`DispatchTooLargeError` if there are more than ``max_paths`` paths.
     """
-    _refuse_long_walks(ruleset, packet, network, max_paths)
     outcomes: dict[Outcome, int] = {}
     paths: list[DispatchPath] = []
     root = _Node()
     set_then_check = False
     pending: list[list[bool]] = [[]]
+    checked = False
     while pending:
+        if not checked and len(paths) >= REFUSE_CHECK_AFTER:
+            _refuse_long_walks(ruleset, packet, network, max_paths)
+            checked = True
         prefix = pending.pop()
         decider = _ForcedDecider(prefix)
         outcome, _ = walk(ruleset, packet, network, decider, record=False)

@@ -208,7 +208,8 @@ class _Walker(OtherSoftware):
             matched, detail = self.rule_matches(rule, hook)
             depth = len(stack) - 1
             if not matched:
-                self.step(hook, table, chain, index, rule, False, "no match", detail, depth)
+                if self.record:  # a call per rule not taken shows in every dispatch build
+                    self.step(hook, table, chain, index, rule, False, "no match", detail, depth)
                 continue
             target = rule.target
             end: _End | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from svcsim.netfilter import index as index_module
 from svcsim.netfilter.index import (
     MAX_PATHS,
+    REFUSE_CHECK_AFTER,
     DispatchIndex,
     DispatchTooLargeError,
     RecentCondition,
@@ -389,3 +392,44 @@ def test_choose_checks_the_draw_matrix() -> None:
         dispatch.choose(np.zeros((3, 1), dtype=np.uint32))
     with pytest.raises(ValueError, match="size"):
         dispatch.choose(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("rules", "target", "max_paths", "paths", "walks"),
+    [
+        (3, "", MAX_PATHS, 8, 8),  # under REFUSE_CHECK_AFTER paths: no check walk
+        (6, "", MAX_PATHS, 64, 65),  # the check walk once, at the 16th path
+        (6, "", 40, None, 38),  # 6 choices pass the check; refused past 40 paths
+        (60, "", 40, None, 1),  # the first walk leaves too many to explore: refused at once
+        (60, " -j DROP", 40, None, REFUSE_CHECK_AFTER + 1),  # a chain of 61 ways: the check
+        (60, " -j DROP", MAX_PATHS, 61, 62),
+    ],
+)
+def test_the_bound_check_walk_comes_only_for_many_paths(
+    rules: int,
+    target: str,
+    max_paths: int,
+    paths: int | None,
+    walks: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same dispatch or same error as checking first; no check walk for keys of few paths."""
+    line = f"-A FORWARD -m statistic --mode random --probability 0.5{target}"
+    ruleset = parse_save(
+        f"*filter\n:FORWARD ACCEPT [0:0]\n{chr(10).join([line] * rules)}\nCOMMIT\n"
+    )
+    packet = Packet("10.244.1.2", "10.244.2.2", "tcp", 80)
+    calls = itertools.count()
+    real = index_module.walk
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        next(calls)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_module, "walk", counted)
+    if paths is not None:
+        assert len(build_dispatch(ruleset, packet, NETWORK, max_paths=max_paths).paths) == paths
+    else:
+        with pytest.raises(DispatchTooLargeError, match=f"more than {max_paths} paths"):
+            build_dispatch(ruleset, packet, NETWORK, max_paths=max_paths)
+    assert next(calls) == walks

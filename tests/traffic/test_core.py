@@ -11,6 +11,7 @@ from svcsim.netfilter.icmp_limit import IcmpSysctls
 from svcsim.traffic import PodSource, Retries, ServiceTarget, TrafficEngine, WorkloadSpec
 from svcsim.traffic.core import EngineCore
 from svcsim.traffic.reference import ReferenceEngine
+from tests.traffic.scenarios import SCENARIOS
 from tests.traffic.world import World
 
 CLIENTS = {"app": "client"}
@@ -95,3 +96,22 @@ def test_a_capped_run_is_deterministic() -> None:
         w.run_to(2.0)
         frames.append(w.finish())
     assert frames[0].equals(frames[1])
+
+
+@pytest.mark.parametrize("name", ["cluster_ip_churn", "keepalive", "conntrack_full"])
+def test_conntrack_counts_agree_between_engines(name: str) -> None:
+    """Tracked entries plus anonymous ones (batched) are the reference's table sizes.
+
+    (Not after kube-proxy's UDP clean-up: anonymous entries it would delete are counted until
+    they expire, as :meth:`EngineCore.conntrack_flushed` says.)
+    """
+    counts = {}
+    for engine in (TrafficEngine, ReferenceEngine):
+        world = SCENARIOS[name](engine)
+        t_s = world.env.now
+        counts[engine] = world.engines[0].conntrack_counts(t_s)
+        tables = {node: kernel.conntrack.count(t_s) for node, kernel in world.kernels.items()}
+        if engine is ReferenceEngine:  # every flow is in its node's table
+            assert counts[engine] == tables
+    assert counts[TrafficEngine] == counts[ReferenceEngine]
+    assert sum(counts[TrafficEngine].values()) > 0
