@@ -378,7 +378,8 @@ REFUSE_CHECK_AFTER: Final = 16
 A key with fewer paths needs no check (most keys: one path per endpoint): its enumeration ends
 within the bound, or passes it and fails with the very error the check raises, since a walk
 meeting ``c`` choices proves ``c + 1`` paths. A longer chain is still refused after a few
-short walks, not after enumerating the bound."""
+short walks, not after enumerating the bound. An enumeration that fails before the check
+runs the check first, so a key fails with the error checking first gives."""
 
 
 def build_dispatch(
@@ -394,26 +395,31 @@ def build_dispatch(
     set_then_check = False
     pending: list[list[bool]] = [[]]
     checked = False
-    while pending:
-        if not checked and len(paths) >= REFUSE_CHECK_AFTER:
+    try:
+        while pending:
+            if not checked and len(paths) >= REFUSE_CHECK_AFTER:
+                checked = True
+                _refuse_long_walks(ruleset, packet, network, max_paths)
+            prefix = pending.pop()
+            decider = _ForcedDecider(prefix)
+            outcome, _ = walk(ruleset, packet, network, decider, record=False)
+            queries, results = decider.queries, decider.results
+            # Alternatives are pushed shallow first so the deepest is explored next (DFS order).
+            for position in range(len(prefix), len(queries)):
+                if queries[position].kind != "set":
+                    pending.append([*results[:position], not results[position]])
+            if len(paths) + 1 + len(pending) > max_paths:
+                raise DispatchTooLargeError(
+                    f"{packet.describe()}: more than {max_paths} paths through the rules"
+                )
+            index = outcomes.setdefault(outcome, len(outcomes))
+            paths.append(_path(queries, results, index))
+            set_then_check |= _sets_then_checks(queries)
+            _insert(root, queries, results, index)
+    except Exception:
+        if not checked:  # what checking first would have raised, if anything; else this
             _refuse_long_walks(ruleset, packet, network, max_paths)
-            checked = True
-        prefix = pending.pop()
-        decider = _ForcedDecider(prefix)
-        outcome, _ = walk(ruleset, packet, network, decider, record=False)
-        queries, results = decider.queries, decider.results
-        # Alternatives are pushed shallow first so the deepest is explored next (DFS order).
-        for position in range(len(prefix), len(queries)):
-            if queries[position].kind != "set":
-                pending.append([*results[:position], not results[position]])
-        if len(paths) + 1 + len(pending) > max_paths:
-            raise DispatchTooLargeError(
-                f"{packet.describe()}: more than {max_paths} paths through the rules"
-            )
-        index = outcomes.setdefault(outcome, len(outcomes))
-        paths.append(_path(queries, results, index))
-        set_then_check |= _sets_then_checks(queries)
-        _insert(root, queries, results, index)
+        raise
     return Dispatch(packet, tuple(outcomes), tuple(paths), root, set_then_check)
 
 

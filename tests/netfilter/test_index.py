@@ -28,6 +28,7 @@ from svcsim.netfilter.packet import NodeNetwork, Origin, Packet, VerdictKind
 from svcsim.netfilter.recent import RecentTable
 from svcsim.netfilter.statistic import threshold_from_probability
 from svcsim.netfilter.text import parse_save
+from svcsim.netfilter.walk_other import TraceError
 
 NODE_IP = "192.168.0.10"
 NETWORK = NodeNetwork((NODE_IP,), pod_cidr="10.244.1.0/24")
@@ -400,7 +401,7 @@ def test_choose_checks_the_draw_matrix() -> None:
         (3, "", MAX_PATHS, 8, 8),  # under REFUSE_CHECK_AFTER paths: no check walk
         (6, "", MAX_PATHS, 64, 65),  # the check walk once, at the 16th path
         (6, "", 40, None, 38),  # 6 choices pass the check; refused past 40 paths
-        (60, "", 40, None, 1),  # the first walk leaves too many to explore: refused at once
+        (60, "", 40, None, 2),  # the first walk leaves too many to explore: checked, refused
         (60, " -j DROP", 40, None, REFUSE_CHECK_AFTER + 1),  # a chain of 61 ways: the check
         (60, " -j DROP", MAX_PATHS, 61, 62),
     ],
@@ -433,3 +434,15 @@ def test_the_bound_check_walk_comes_only_for_many_paths(
         with pytest.raises(DispatchTooLargeError, match=f"more than {max_paths} paths"):
             build_dispatch(ruleset, packet, NETWORK, max_paths=max_paths)
     assert next(calls) == walks
+
+
+def test_a_failing_enumeration_fails_as_checking_first_would() -> None:
+    """The "matched" walk meets a missing chain, the other one too many choices: too large."""
+    rules = ["-A FORWARD -m statistic --mode random --probability 0.5 -j MISSING"]
+    rules += ["-A FORWARD -m statistic --mode random --probability 0.5 -j DROP"] * 60
+    ruleset = parse_save(f"*filter\n:FORWARD ACCEPT [0:0]\n{chr(10).join(rules)}\nCOMMIT\n")
+    packet = Packet("10.244.1.2", "10.244.2.2", "tcp", 80)
+    with pytest.raises(DispatchTooLargeError, match="more than 40 paths"):
+        build_dispatch(ruleset, packet, NETWORK, max_paths=40)
+    with pytest.raises(TraceError, match="missing chain"):
+        build_dispatch(ruleset, packet, NETWORK)
