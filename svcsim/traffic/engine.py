@@ -465,7 +465,15 @@ class TrafficEngine(EngineCore):
         affected = self._affected_rows()
         if affected is not None and states == self._states:
             self._reclassify_rows(affected)
-            return
+        else:
+            self._reclassify_all(states, affected)
+
+    def _reclassify_all(self, states: list[ProxyState], affected: set[int] | None) -> None:
+        """:meth:`_reclassify` looking at every shared group (``affected``: None for every row).
+
+        A group whose key's kube-proxy state no node is in any more is dropped (no pair can
+        name it: theirs are regrouped, their state changed).
+        """
         groups = self._groups
         remap = np.arange(len(groups.fast), dtype=np.int32)
         shared: dict[SharedKey, int] = {}

@@ -20,6 +20,7 @@ from svcsim.traffic import (
     WorkloadSpec,
 )
 from svcsim.traffic.spec import AddressTarget
+from tests.traffic.scenarios import SCENARIOS
 from tests.traffic.world import World
 
 CLIENTS = {"app": "client"}
@@ -401,3 +402,28 @@ def test_a_flushed_conntrack_table_takes_new_flows_again(engine: str) -> None:
     frame = w.finish()
     assert (frame[(frame.t_s > 3.0) & (frame.t_s < 5.0)].outcome == "dropped").all()
     assert (frame[frame.t_s >= 5.0].outcome == "ok").sum() > 10
+
+
+def test_reclassifying_only_affected_groups_gives_what_looking_at_all_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reclassify fast path (kube-proxy states unchanged) against the full pass."""
+    rebuilt: list[int] = []
+    fast = TrafficEngine._reclassify_rows
+
+    def counted(self: TrafficEngine, affected: set[int]) -> None:
+        before = len(self._groups.fast)
+        fast(self, affected)
+        rebuilt.append(len(self._groups.fast) - before)
+
+    monkeypatch.setattr(TrafficEngine, "_reclassify_rows", counted)
+    quick = SCENARIOS["cluster_ip_churn"](TrafficEngine).finish()
+    assert len(rebuilt) >= 3 and any(rebuilt)  # taken, and some groups' rows changed
+
+    def full(self: TrafficEngine, affected: set[int]) -> None:
+        self._reclassify_all(self._states, affected)
+
+    monkeypatch.setattr(TrafficEngine, "_reclassify_rows", full)
+    slow = SCENARIOS["cluster_ip_churn"](TrafficEngine).finish()
+    pd.testing.assert_frame_equal(quick, slow, check_exact=True)
+    assert {"refused", "misrouted"} <= set(quick["outcome"].astype(str))
