@@ -25,7 +25,8 @@ from svcsim.proxy.iptables_rules import (
     addrtype,
     comment,
     detector,
-    dnat_to,
+    dnat_head,
+    dnat_rule,
     joined,
     jump,
     matched_jump,
@@ -277,9 +278,7 @@ def write_service_port(
         buf.nat_chains.append(spn.local_chain)
         _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode, seps)
     head = _comment(large_cluster_mode, name, quote=False)
-    dnat_match = protocol_port(proto, None)
-    for ep in cat.all_reachable:
-        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps).name, head, dnat_match)
+    _write_endpoint_chains(buf, svc, cat.all_reachable, head, protocol_port(proto, None), seps)
 
     return ServicePortOutcome(
         no_local_internal=has_endpoints and not pol.has_internal,
@@ -454,25 +453,31 @@ def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, _Sep]) -> _Sep:
     return sep
 
 
-def _write_endpoint_chain(
+def _write_endpoint_chains(
     buf: RestoreBuffers,
     svc: ServicePortInfo,
-    ep: EndpointInfo,
-    sep: str,
+    endpoints: tuple[EndpointInfo, ...],
     head: Part,
     dnat_match: Part,
+    seps: dict[str, _Sep],
 ) -> None:
-    """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``).
+    """Each endpoint's KUBE-SEP chain: hairpin masquerade, then DNAT (+ affinity ``--set``).
 
-    ``sep`` is the chain's name, ``head`` the per-endpoint comment (nothing in large-cluster
-    mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
+    The hairpin rule masquerades a pod reaching itself. ``head`` is the per-endpoint comment
+    (nothing in large-cluster mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
     """
-    buf.nat_chains.append(sep)
-    nat_rules = buf.nat_rules
-    nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
-    if svc.client_ip_affinity:
-        head = joined(head, recent_set(sep))
-    nat_rules.append((sep, dnat_to(head, dnat_match, ep.ip, ep.port)))
+    spn = svc.name
+    nat_chains, nat_rules = buf.nat_chains, buf.nat_rules
+    # Without affinity every DNAT rule writes the same words before its target: joined once.
+    shared = None if svc.client_ip_affinity else dnat_head(head, dnat_match)
+    for ep in endpoints:
+        sep = _sep(spn, ep, seps).name
+        nat_chains.append(sep)
+        nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
+        words = shared
+        if words is None:
+            words = dnat_head(joined(head, recent_set(sep)), dnat_match)
+        nat_rules.append((sep, dnat_rule(words, ep.ip, ep.port)))
 
 
 def _write_endpoint_dispatch(
