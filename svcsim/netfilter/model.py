@@ -13,6 +13,7 @@ import bisect
 import ipaddress
 import itertools
 import operator
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias, overload
@@ -580,9 +581,11 @@ class Table:
         """How many rules of this table jump (``-j``/``-g``) to ``chain``; counted once."""
         jumps = self._jumps
         if jumps is None:
-            jumps = {}
-            for held in self._each_chain():
-                add_jumps(jumps, held.rules, 1)
+            # Every rule's target, the jumps among them, their chains, counted: all in C
+            # (a 10,000-Service nat table holds ~320,000 rules).
+            rules = itertools.chain.from_iterable(map(_RULES_OF, self._each_chain()))
+            targets = map(_TARGET_OF, rules)
+            jumps = dict(Counter(map(_NAME_OF_CHAIN, filter(_IS_JUMP, targets))))
             object.__setattr__(self, "_jumps", jumps)
             object.__setattr__(self, "_jump_changes", {})
         return jumps.get(chain, 0) + self._jump_changes.get(chain, 0)
@@ -637,6 +640,11 @@ def _address_words(option: str, match: AddressMatch) -> str:
 
 
 _NAME_OF: Final = operator.attrgetter("name")
+_RULES_OF: Final = operator.attrgetter("rules")
+_TARGET_OF: Final = operator.attrgetter("target")
+_NAME_OF_CHAIN: Final = operator.attrgetter("chain")
+_IS_JUMP: Final = JumpTarget.__instancecheck__
+"""``isinstance(target, JumpTarget)`` as a C-level callable (what :func:`add_jumps` asks)."""
 
 
 def add_jumps(counts: dict[str, int], rules: tuple[Rule, ...], sign: int) -> None:

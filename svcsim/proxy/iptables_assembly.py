@@ -60,7 +60,7 @@ from svcsim.proxy.iptables_service import (
     ServicePortBlock,
     ServicePortOutcome,
 )
-from svcsim.proxy.names import is_service_chain
+from svcsim.proxy.names import SERVICE_CHAIN_PREFIXES
 
 CANARY_TABLES: Final = ("mangle", "nat", "filter")
 """Tables the iptables Monitor puts the canary chain in, in its order."""
@@ -310,15 +310,18 @@ def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
     # A line of the text is "-A CHAIN TEXT" or ":CHAIN - [0:0]": it breaks only where a
     # chain name or a rule text holds a line break; a chain name with a space would not
     # read back as one word.
-    names = "".join(_chains_of(part))
-    words = "".join([r.text for _, r in part.filter_rules] + [r.text for _, r in part.nat_rules])
-    single = " " not in names and not _has_line_break(names + words)
-    nat_chains = _grouped(part.nat_rules, interner)
+    # (Names and texts gathered by C-level maps: ~320,000 rules at 10,000 Services.)
+    filter_rules, nat_rules = part.filter_rules, part.nat_rules
+    declared = (*part.filter_chains, *part.nat_chains)
+    names = "".join([*declared, *map(_CHAIN_OF, filter_rules), *map(_CHAIN_OF, nat_rules)])
+    texts = [*map(_TEXT_OF, map(_RULE_OF, filter_rules)), *map(_TEXT_OF, map(_RULE_OF, nat_rules))]
+    single = " " not in names and not _has_line_break(names + "".join(texts))
+    nat_chains = _grouped(nat_rules, interner)
     lines = PartLines(
         single,
         nat_chains,
-        _grouped(part.filter_rules, interner),
-        sum(len(c.rules) for c in nat_chains if not is_service_chain(c.name)),
+        _grouped(filter_rules, interner) if filter_rules else (),
+        sum([len(c.rules) for c in nat_chains if not c.name.startswith(SERVICE_CHAIN_PREFIXES)]),
     )
     return caches.part_lines.put(id(part), lines, holds=part)
 
@@ -334,11 +337,12 @@ def _grouped(rules: tuple[tuple[str, Rule], ...], interner: RulesetInterner) -> 
             by_chain[chain] = list(map(_RULE_OF, run))
         else:
             held.extend(map(_RULE_OF, run))
-    return tuple([interner.chain(name, tuple(held)) for name, held in by_chain.items()])
+    return interner.chains_of(by_chain)
 
 
 _CHAIN_OF: Final = operator.itemgetter(0)
 _RULE_OF: Final = operator.itemgetter(1)
+_TEXT_OF: Final = operator.attrgetter("text")
 
 
 def _table(
@@ -441,13 +445,6 @@ def assembled_state(
 def chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
     """The restore lines declaring ``chains`` (``:CHAIN - [0:0]``)."""
     return [f":{c} - [0:0]" for c in chains]
-
-
-def _chains_of(part: ServicePortBlock) -> list[str]:
-    """Every chain ``part`` declares or writes to."""
-    return [*part.filter_chains, *part.nat_chains, *(c for c, _ in part.filter_rules)] + [
-        c for c, _ in part.nat_rules
-    ]
 
 
 @functools.lru_cache(maxsize=1)
