@@ -449,8 +449,12 @@ def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, _Sep]) -> _Sep:
     sep = seps.get(ep.text)
     if sep is None:
         name = spn.endpoint_chain(ep.text)
-        sep = seps[ep.text] = _Sep(name, jump(name))
+        # (Made without the NamedTuple's Python-level __new__: one per endpoint.)
+        sep = seps[ep.text] = _new_tuple(_Sep, (name, jump(name)))
     return sep
+
+
+_new_tuple = tuple.__new__
 
 
 def _write_endpoint_chains(
@@ -470,8 +474,10 @@ def _write_endpoint_chains(
     nat_chains, nat_rules = buf.nat_chains, buf.nat_rules
     # Without affinity every DNAT rule writes the same words before its target: joined once.
     shared = None if svc.client_ip_affinity else dnat_head(head, dnat_match)
+    known = seps.get
     for ep in endpoints:
-        sep = _sep(spn, ep, seps).name
+        # (The dispatch named every endpoint it writes a rule for already.)
+        sep = (known(ep.text) or _sep(spn, ep, seps)).name
         nat_chains.append(sep)
         nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
         words = shared
@@ -500,7 +506,7 @@ def _write_endpoint_dispatch(
     n = len(endpoints)
     last = n - 1
     for i, ep in enumerate(endpoints):
-        head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
+        head = NOTHING if large_cluster_mode else comment(f"{spn.text} -> {ep.text}")
         # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
         draw = _draw(n - i) if i < last else NOTHING
         nat_rules.append((chain, matched_jump(head, draw, _sep(spn, ep, seps).to)))
