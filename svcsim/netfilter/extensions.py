@@ -72,7 +72,7 @@ class CommentMatch:
         return ["-m", "comment", "--comment", save_string(self.comment)]
 
 
-_SET_COMMENT: Final = CommentMatch.comment.__set__  # type: ignore[attr-defined]
+_SET_COMMENT: Final = getattr(CommentMatch, "comment").__set__  # noqa: B009  # the slot
 
 
 def new_comment(comment: str) -> CommentMatch:
