@@ -72,6 +72,20 @@ class CommentMatch:
         return ["-m", "comment", "--comment", save_string(self.comment)]
 
 
+_SET_COMMENT: Final = getattr(CommentMatch, "comment").__set__  # noqa: B009  # the slot
+
+
+def new_comment(comment: str) -> CommentMatch:
+    """``CommentMatch(comment)`` made through its slot's descriptor (see :func:`new_jump`).
+
+    One per endpoint's dispatch rule (``"ns/svc:p -> IP:PORT"``): ~100,000 at 10,000
+    Services x 10 endpoints. CommentMatch has no ``__post_init__``.
+    """
+    made = _new_object(CommentMatch)
+    _SET_COMMENT(made, comment)
+    return made
+
+
 @dataclass(frozen=True, slots=True)
 class PortMatch:
     """``-m tcp|udp|sctp [--sport P] [--dport P]``."""

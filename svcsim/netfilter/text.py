@@ -13,7 +13,7 @@ Rule arguments are parsed by :func:`svcsim.netfilter.parse.parse_rule`, re-expor
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -72,6 +72,11 @@ class TableKey(NamedTuple):
     chain_ids: tuple[int, ...]
 
 
+_new_key: Final = tuple.__new__
+"""``_new_key(ChainKey, (name, policy, ids))``: the key without the NamedTuple's ``__new__``
+(a Python function; ~110,000 chains per 10,000-Service compile)."""
+
+
 RULESETS_KEPT = 256
 """Rulesets the interner keeps: each node's current and previous one in a cluster of 100+
 nodes (nodes in step share one). More only keeps superseded rulesets, and their indexes,
@@ -117,6 +122,24 @@ class RulesetInterner:
         if found is None:
             found = self.chains.put(ChainKey(name, policy, ids), new_chain(name, rules, policy))
         return found
+
+    def chains_of(self, rules: Mapping[str, list[Rule]]) -> tuple[Chain, ...]:
+        """:meth:`chain` of each name and its rules (no policy), in order.
+
+        One call for the ~12 chains of a service port's block (~110,000 chains at 10,000
+        Services): the memo's methods are looked up once.
+        """
+        memo = self.chains
+        get, put = memo.get, memo.put
+        made = []
+        for name, held in rules.items():
+            written = tuple(held)
+            ids = tuple(map(id, written))
+            found = get((name, None, ids))  # type: ignore[arg-type]  # equal to the ChainKey
+            if found is None:
+                found = put(_new_key(ChainKey, (name, None, ids)), new_chain(name, written, None))
+            made.append(found)
+        return tuple(made)
 
     def table(self, name: str, chains: tuple[Chain, ...]) -> Table:
         """The table of these chain objects (the one handed out before, if any)."""

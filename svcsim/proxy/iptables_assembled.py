@@ -154,7 +154,7 @@ def assemble(parts: tuple[ServicePortBlock, ...], caches: CompileCaches | None =
         layout_of(
             table,
             [p.nat_chains if name == "nat" else p.filter_chains for p in parts],
-            [list(of_part.written(name)) for of_part in lines],
+            [of_part.written_names(name) for of_part in lines],
             fixed_chain_names(name, KUBE_PROXY_CANARY),
         )
         for name in ("nat", "filter")

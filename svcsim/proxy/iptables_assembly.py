@@ -21,8 +21,10 @@ import functools
 import itertools
 import operator
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import is_
 from types import MappingProxyType
 from typing import Final
 
@@ -60,7 +62,7 @@ from svcsim.proxy.iptables_service import (
     ServicePortBlock,
     ServicePortOutcome,
 )
-from svcsim.proxy.names import is_service_chain
+from svcsim.proxy.names import SERVICE_CHAIN_PREFIXES
 
 CANARY_TABLES: Final = ("mangle", "nat", "filter")
 """Tables the iptables Monitor puts the canary chain in, in its order."""
@@ -292,6 +294,10 @@ class PartLines:
         chains = self.nat_chains if table == "nat" else self.filter_chains
         return {c.name: c for c in chains}
 
+    def written_names(self, table: str) -> list[str]:
+        """The names of :meth:`written`'s chains, in order (each once: they are grouped)."""
+        return list(map(_NAME_OF, self.nat_chains if table == "nat" else self.filter_chains))
+
 
 def rule_lines(rules: tuple[tuple[str, Rule], ...]) -> list[str]:
     """The restore lines of ``(chain, rule)`` pairs: ``-A CHAIN TEXT``."""
@@ -310,15 +316,18 @@ def lines_of(part: ServicePortBlock, caches: CompileCaches) -> PartLines:
     # A line of the text is "-A CHAIN TEXT" or ":CHAIN - [0:0]": it breaks only where a
     # chain name or a rule text holds a line break; a chain name with a space would not
     # read back as one word.
-    names = "".join(_chains_of(part))
-    words = "".join([r.text for _, r in part.filter_rules] + [r.text for _, r in part.nat_rules])
-    single = " " not in names and not _has_line_break(names + words)
-    nat_chains = _grouped(part.nat_rules, interner)
+    # (Names and texts gathered by C-level maps: ~320,000 rules at 10,000 Services.)
+    filter_rules, nat_rules = part.filter_rules, part.nat_rules
+    declared = (*part.filter_chains, *part.nat_chains)
+    names = "".join([*declared, *map(_CHAIN_OF, filter_rules), *map(_CHAIN_OF, nat_rules)])
+    texts = [*map(_TEXT_OF, map(_RULE_OF, filter_rules)), *map(_TEXT_OF, map(_RULE_OF, nat_rules))]
+    single = " " not in names and not _has_line_break(names + "".join(texts))
+    nat_chains = _grouped(nat_rules, interner)
     lines = PartLines(
         single,
         nat_chains,
-        _grouped(part.filter_rules, interner),
-        sum(len(c.rules) for c in nat_chains if not is_service_chain(c.name)),
+        _grouped(filter_rules, interner) if filter_rules else (),
+        sum([len(c.rules) for c in nat_chains if not c.name.startswith(SERVICE_CHAIN_PREFIXES)]),
     )
     return caches.part_lines.put(id(part), lines, holds=part)
 
@@ -334,11 +343,13 @@ def _grouped(rules: tuple[tuple[str, Rule], ...], interner: RulesetInterner) -> 
             by_chain[chain] = list(map(_RULE_OF, run))
         else:
             held.extend(map(_RULE_OF, run))
-    return tuple([interner.chain(name, tuple(held)) for name, held in by_chain.items()])
+    return interner.chains_of(by_chain)
 
 
 _CHAIN_OF: Final = operator.itemgetter(0)
 _RULE_OF: Final = operator.itemgetter(1)
+_TEXT_OF: Final = operator.attrgetter("text")
+_NAME_OF: Final = operator.attrgetter("name")
 
 
 def _table(
@@ -355,39 +366,36 @@ def _table(
     written by one fragment only is that fragment's chain object; a built-in chain holds
     ``builtin_head[chain]`` (the jump rules, inserted at position 1) before what is written.
     """
+    # Passes over the ~110,000 chains of a 10,000-Service nat table are C-level maps; only
+    # the few chains several fragments write (KUBE-SERVICES ...) are walked one by one.
     order = dict.fromkeys(BUILTIN_CHAINS[name])
     order[KUBE_PROXY_CANARY] = None
-    for declared_name in declared:
-        if declared_name not in order:
-            order[declared_name] = None
-    single: dict[str, Chain] = {}
+    order.update(dict.fromkeys(declared))
+    written = list(itertools.chain.from_iterable(groups))
+    names = list(map(_NAME_OF, written))
+    single = dict(zip(names, written, strict=True))
     multi: dict[str, list[Rule]] = {}
-    for group in groups:
-        for chain in group:
-            cname = chain.name
-            if cname in multi:
-                multi[cname].extend(chain.rules)
-            elif cname in single:
-                multi[cname] = [*single.pop(cname).rules, *chain.rules]
-            else:
-                single[cname] = chain
-                if cname not in order:
-                    order[cname] = None
+    if len(single) != len(names):
+        several = {cname for cname, times in Counter(names).items() if times > 1}
+        for chain in itertools.compress(written, map(several.__contains__, names)):
+            multi.setdefault(chain.name, []).extend(chain.rules)
+        for cname in several:
+            del single[cname]
+    order.update(dict.fromkeys(names))  # chains written without a declaration, first first
     for jump_ in JUMP_RULES:
         if jump_.table == name and jump_.dst_chain not in order:
             order[jump_.dst_chain] = None
-    builtins = set(BUILTIN_CHAINS[name])
-    chains: list[Chain] = []
-    for cname in order:
-        if cname in builtins:
-            written = multi.get(cname) or (single[cname].rules if cname in single else ())
-            rules = (*builtin_head.get(cname, ()), *written)
-            chains.append(interner.chain(cname, rules, "ACCEPT"))
-        elif cname in multi:
-            chains.append(interner.chain(cname, tuple(multi[cname])))
-        else:
-            chains.append(single.get(cname) or interner.chain(cname, ()))
-    return interner.table(name, tuple(chains))
+    keys = list(order)
+    chains: list[Chain | None] = list(map(single.get, keys))
+    builtins = len(BUILTIN_CHAINS[name])  # the first chains of ``order``
+    for i in range(builtins):
+        cname = keys[i]
+        held = multi.get(cname) or (single[cname].rules if cname in single else ())
+        chains[i] = interner.chain(cname, (*builtin_head.get(cname, ()), *held), "ACCEPT")
+    for i in itertools.compress(range(len(keys)), map(is_, chains, itertools.repeat(None))):
+        cname = keys[i]
+        chains[i] = interner.chain(cname, tuple(multi.get(cname, ())))
+    return interner.table(name, tuple(chains))  # type: ignore[arg-type]  # no None left
 
 
 Rules = Mapping[str, tuple[Rule, ...]]
@@ -441,13 +449,6 @@ def assembled_state(
 def chain_lines(chains: tuple[str, ...] | list[str]) -> list[str]:
     """The restore lines declaring ``chains`` (``:CHAIN - [0:0]``)."""
     return [f":{c} - [0:0]" for c in chains]
-
-
-def _chains_of(part: ServicePortBlock) -> list[str]:
-    """Every chain ``part`` declares or writes to."""
-    return [*part.filter_chains, *part.nat_chains, *(c for c, _ in part.filter_rules)] + [
-        c for c, _ in part.nat_rules
-    ]
 
 
 @functools.lru_cache(maxsize=1)

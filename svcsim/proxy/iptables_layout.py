@@ -17,8 +17,10 @@ assembles afresh).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import ne
 from typing import Final
 
 from svcsim.netfilter.model import BUILTIN_CHAINS, Chain, Table
@@ -71,29 +73,32 @@ def layout_of(
     written chain is declared (so a restore input of the fragments appends only to chains it
     declares), and the declared chains follow ``fixed_names``.
     """
-    touched: dict[str, int] = {}
-    shared: set[str] = set()
-    declared_by: dict[str, int] = {}
-    for i, names in enumerate(declared):
-        for name in names:
-            if name in declared_by or name in fixed_names:
-                return None
-            declared_by[name] = i
-            touched[name] = i
-    for i, writes in enumerate(written):
-        for name in writes:
-            if name not in declared_by:
-                return None
-            if touched.get(name, i) != i:
-                shared.add(name)
-            touched[name] = i
-    counts = tuple(len(names) for names in declared)
+    # Done with C-level maps over the ~110,000 chains of a 10,000-Service nat table.
+    parts = range(len(declared))
+    all_declared = tuple(itertools.chain.from_iterable(declared))
+    declared_by = dict(zip(all_declared, _places(parts, declared), strict=True))
+    if len(declared_by) != len(all_declared) or not declared_by.keys().isdisjoint(fixed_names):
+        return None
+    all_written = list(itertools.chain.from_iterable(written))
+    owners = list(map(declared_by.get, all_written))
+    if None in owners:
+        return None  # a chain written without a declaration
+    # A chain is shared if anyone but its declarer writes to it.
+    shared = set(itertools.compress(all_written, map(ne, owners, _places(parts, written))))
+    counts = tuple(map(len, declared))
     first = len(fixed_names)
     chain_names = table.names()
-    if chain_names[first : first + sum(counts)] != tuple(n for names in declared for n in names):
+    if chain_names[first : first + len(all_declared)] != all_declared:
         return None
-    own = {name: i for name, i in declared_by.items() if name not in shared}
+    own = declared_by
+    for name in shared:
+        del own[name]
     return TableLayout(table, own, {}, counts, first)
+
+
+def _places(parts: range, names: Sequence[Collection[str]]) -> Iterator[int]:
+    """Each fragment's index once per name of its ``names[i]``, in order."""
+    return itertools.chain.from_iterable(map(itertools.repeat, parts, map(len, names)))
 
 
 def fixed_chain_names(table: str, canary: str) -> tuple[str, ...]:

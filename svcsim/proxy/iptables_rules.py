@@ -21,7 +21,6 @@ from typing import NamedTuple
 from svcsim.netfilter.addresses import IPNetwork, network_of
 from svcsim.netfilter.extensions import (
     AddrTypeMatch,
-    CommentMatch,
     ConntrackMatch,
     DnatTarget,
     MarkMatch,
@@ -35,6 +34,7 @@ from svcsim.netfilter.extensions import (
     RejectTarget,
     StatisticMatch,
     Target,
+    new_comment,
     new_dnat,
     new_jump,
 )
@@ -67,6 +67,11 @@ class Part(NamedTuple):
     matches: tuple[Match, ...] = ()
     target: Target | None = None
 
+
+_new_part = tuple.__new__
+"""``_new_part(Part, (text, source, destination, in_interface, protocol, matches, target))``:
+a Part made without the NamedTuple's ``__new__`` (a Python function taking keywords); the
+parts made once per endpoint (comments, jumps) are made this way."""
 
 NOTHING = Part("")
 """A part that writes nothing (a comment left out in large-cluster mode, no detector)."""
@@ -123,18 +128,32 @@ def dnat_to(head: Part, matched: Part, ip: str, port: int) -> Rule:
     ``head`` writes only match extensions (a comment, a ``recent --set``, or both, or
     :data:`NOTHING`); ``matched`` is a :func:`protocol_port` part without a destination.
     """
+    return dnat_rule(dnat_head(head, matched), ip, port)
+
+
+def dnat_head(head: Part, matched: Part) -> Part:
+    """The words of a DNAT rule before its target: ``head``'s, then ``matched``'s.
+
+    ``head`` and ``matched`` as for :func:`dnat_to`. Made once per service port when its
+    endpoints' DNAT rules share it (no session affinity), so that they share one tuple of
+    match extensions too (a render prints its words once).
+    """
     text = f"{head.text} {matched.text}" if head.text else matched.text
     matches = head.matches + matched.matches if head.matches else matched.matches
-    target = new_dnat(ip, port)
+    return _new_part(Part, (text, None, None, None, matched.protocol, matches, None))
+
+
+def dnat_rule(head: Part, ip: str, port: int) -> Rule:
+    """``dnat_to`` of the parts ``head`` joins (:func:`dnat_head`): ``HEAD -j DNAT ...``."""
     return new_rule(
-        f"{text} -j DNAT --to-destination {ip}:{port}",
+        f"{head.text} -j DNAT --to-destination {ip}:{port}",
         None,
         None,
         None,
         None,
-        matched.protocol,
-        matches,
-        target,
+        head.protocol,
+        head.matches,
+        new_dnat(ip, port),
     )
 
 
@@ -162,7 +181,8 @@ def quoted(text: str) -> str:
 def comment(text: str, *, quote: bool = True) -> Part:
     """``-m comment --comment "TEXT"`` (``quote=False``: the text written bare, one word)."""
     written = quoted(text) if quote else text
-    return Part(f"-m comment --comment {written}", matches=(CommentMatch(text),))
+    said = f"-m comment --comment {written}"
+    return _new_part(Part, (said, None, None, None, None, (new_comment(text),), None))
 
 
 def network(text: str) -> IPNetwork:
@@ -275,7 +295,7 @@ def recent_rcheck(name: str, seconds: int) -> Part:
 
 def jump(chain: str) -> Part:
     """``-j CHAIN`` (or a verdict: ``ACCEPT``, ``DROP``, ``RETURN``)."""
-    return Part("-j " + chain, None, None, None, None, (), new_jump(chain))
+    return _new_part(Part, ("-j " + chain, None, None, None, None, (), new_jump(chain)))
 
 
 def reject() -> Part:

@@ -25,7 +25,8 @@ from svcsim.proxy.iptables_rules import (
     addrtype,
     comment,
     detector,
-    dnat_to,
+    dnat_head,
+    dnat_rule,
     joined,
     jump,
     matched_jump,
@@ -140,6 +141,15 @@ def _draw(remaining: int) -> Part:
     return statistic(compute_probability(remaining))
 
 
+@functools.lru_cache(maxsize=8)
+def _dnat_match(proto: str) -> Part:
+    """``-m PROTO -p PROTO``: what a DNAT rule matches before its target (one per protocol).
+
+    Module-level like :func:`_draw`: a pure function of a string, frozen value out, bounded.
+    """
+    return protocol_port(proto, None)
+
+
 @functools.lru_cache(maxsize=64)
 def _detector(words: tuple[str, ...]) -> Part:
     """:func:`detector` of ``words``: one part for every Service of a node.
@@ -158,6 +168,10 @@ def _comment(large_cluster_mode: bool, text: str, *, quote: bool = True) -> Part
 class _Policy:
     """The chain decisions ``syncProxyRules`` makes for a service port before writing rules."""
 
+    cluster_chain: str
+    """The port's KUBE-SVC chain (its name, hashed once here)."""
+    local_chain: str
+    """Its KUBE-SVL chain."""
     internal_chain: str
     has_internal: bool
     external_policy_chain: str
@@ -165,23 +179,32 @@ class _Policy:
     uses_ext_chain: bool
     uses_fw_chain: bool
     filter_comment: Part
+    """The comment of the filter rules refusing the port's traffic (:data:`NOTHING` if it
+    has both internal and external endpoints: no such rule is written then)."""
     filter_target: Part
+    """Their target (:data:`NOTHING` likewise)."""
 
 
 def _policy(svc: ServicePortInfo, cat: CategorizedEndpoints) -> _Policy:
     spn = svc.name
+    cluster_chain, local_chain = spn.cluster_chain, spn.local_chain
     has_endpoints = cat.has_any_endpoints
-    internal_chain, has_internal = spn.cluster_chain, has_endpoints
+    internal_chain, has_internal = cluster_chain, has_endpoints
     if svc.internal_policy_local:
-        internal_chain, has_internal = spn.local_chain, has_endpoints and bool(cat.local)
-    external_chain, has_external = spn.cluster_chain, has_endpoints
+        internal_chain, has_internal = local_chain, has_endpoints and bool(cat.local)
+    external_chain, has_external = cluster_chain, has_endpoints
     if svc.external_policy_local:
-        external_chain, has_external = spn.local_chain, has_endpoints and bool(cat.local)
-    if has_endpoints:
-        text, target = f"{spn.text} has no local endpoints", "DROP"
-    else:
-        text, target = f"{spn.text} has no endpoints", "REJECT"
+        external_chain, has_external = local_chain, has_endpoints and bool(cat.local)
+    filter_comment = filter_target = NOTHING
+    if not (has_internal and has_external):
+        if has_endpoints:
+            text, target = f"{spn.text} has no local endpoints", "DROP"
+        else:
+            text, target = f"{spn.text} has no endpoints", "REJECT"
+        filter_comment, filter_target = comment(text), verdict(target)
     return _Policy(
+        cluster_chain=cluster_chain,
+        local_chain=local_chain,
         internal_chain=internal_chain,
         has_internal=has_internal,
         external_policy_chain=external_chain,
@@ -191,8 +214,8 @@ def _policy(svc: ServicePortInfo, cat: CategorizedEndpoints) -> _Policy:
         uses_fw_chain=has_endpoints
         and bool(svc.load_balancer_vips)
         and bool(svc.load_balancer_source_ranges),
-        filter_comment=comment(text),
-        filter_target=verdict(target),
+        filter_comment=filter_comment,
+        filter_target=filter_target,
     )
 
 
@@ -206,8 +229,10 @@ def write_service_port(
     """Append the rules and chains of one service port to ``buf``, in kube-proxy's order."""
     spn, pol = svc.name, _policy(svc, cat)
     name, proto, has_endpoints = spn.text, spn.protocol_lower, cat.has_any_endpoints
-    ext_chain, fw_chain = spn.external_chain, spn.firewall_chain
-    lb_chain = fw_chain if pol.uses_fw_chain else ext_chain
+    ext_chain = fw_chain = lb_chain = ""  # (hashed below only if the port uses them)
+    if svc.externally_accessible:
+        ext_chain, fw_chain = spn.external_chain, spn.firewall_chain
+        lb_chain = fw_chain if pol.uses_fw_chain else ext_chain
     no_eps, refuse = pol.filter_comment, pol.filter_target
 
     def to(ip: str) -> Part:
@@ -271,15 +296,13 @@ def write_service_port(
     # Each endpoint's KUBE-SEP name (a hash) is made once and shared by every rule naming it.
     seps: dict[str, _Sep] = {}
     if cat.cluster and svc.uses_cluster_endpoints:
-        buf.nat_chains.append(spn.cluster_chain)
-        _write_endpoint_dispatch(buf, svc, spn.cluster_chain, cat.cluster, large_cluster_mode, seps)
+        buf.nat_chains.append(pol.cluster_chain)
+        _write_endpoint_dispatch(buf, svc, pol.cluster_chain, cat.cluster, large_cluster_mode, seps)
     if cat.local and svc.uses_local_endpoints:
-        buf.nat_chains.append(spn.local_chain)
-        _write_endpoint_dispatch(buf, svc, spn.local_chain, cat.local, large_cluster_mode, seps)
+        buf.nat_chains.append(pol.local_chain)
+        _write_endpoint_dispatch(buf, svc, pol.local_chain, cat.local, large_cluster_mode, seps)
     head = _comment(large_cluster_mode, name, quote=False)
-    dnat_match = protocol_port(proto, None)
-    for ep in cat.all_reachable:
-        _write_endpoint_chain(buf, svc, ep, _sep(spn, ep, seps).name, head, dnat_match)
+    _write_endpoint_chains(buf, svc, cat.all_reachable, head, _dnat_match(proto), seps)
 
     return ServicePortOutcome(
         no_local_internal=has_endpoints and not pol.has_internal,
@@ -450,29 +473,41 @@ def _sep(spn: ServicePortName, ep: EndpointInfo, seps: dict[str, _Sep]) -> _Sep:
     sep = seps.get(ep.text)
     if sep is None:
         name = spn.endpoint_chain(ep.text)
-        sep = seps[ep.text] = _Sep(name, jump(name))
+        # (Made without the NamedTuple's Python-level __new__: one per endpoint.)
+        sep = seps[ep.text] = _new_tuple(_Sep, (name, jump(name)))
     return sep
 
 
-def _write_endpoint_chain(
+_new_tuple = tuple.__new__
+
+
+def _write_endpoint_chains(
     buf: RestoreBuffers,
     svc: ServicePortInfo,
-    ep: EndpointInfo,
-    sep: str,
+    endpoints: tuple[EndpointInfo, ...],
     head: Part,
     dnat_match: Part,
+    seps: dict[str, _Sep],
 ) -> None:
-    """KUBE-SEP: hairpin masquerade (a pod reaching itself), then DNAT (+ affinity ``--set``).
+    """Each endpoint's KUBE-SEP chain: hairpin masquerade, then DNAT (+ affinity ``--set``).
 
-    ``sep`` is the chain's name, ``head`` the per-endpoint comment (nothing in large-cluster
-    mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
+    The hairpin rule masquerades a pod reaching itself. ``head`` is the per-endpoint comment
+    (nothing in large-cluster mode), ``dnat_match`` the ``-m PROTO -p PROTO`` of the DNAT rule.
     """
-    buf.nat_chains.append(sep)
-    nat_rules = buf.nat_rules
-    nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
-    if svc.client_ip_affinity:
-        head = joined(head, recent_set(sep))
-    nat_rules.append((sep, dnat_to(head, dnat_match, ep.ip, ep.port)))
+    spn = svc.name
+    nat_chains, nat_rules = buf.nat_chains, buf.nat_rules
+    # Without affinity every DNAT rule writes the same words before its target: joined once.
+    shared = None if svc.client_ip_affinity else dnat_head(head, dnat_match)
+    known = seps.get
+    for ep in endpoints:
+        # (The dispatch named every endpoint it writes a rule for already.)
+        sep = (known(ep.text) or _sep(spn, ep, seps)).name
+        nat_chains.append(sep)
+        nat_rules.append((sep, sourced(head, ep.ip, _TO_MARK_MASQ)))
+        words = shared
+        if words is None:
+            words = dnat_head(joined(head, recent_set(sep)), dnat_match)
+        nat_rules.append((sep, dnat_rule(words, ep.ip, ep.port)))
 
 
 def _write_endpoint_dispatch(
@@ -495,7 +530,7 @@ def _write_endpoint_dispatch(
     n = len(endpoints)
     last = n - 1
     for i, ep in enumerate(endpoints):
-        head = _comment(large_cluster_mode, f"{spn.text} -> {ep.text}")
+        head = NOTHING if large_cluster_mode else comment(f"{spn.text} -> {ep.text}")
         # Rule i takes 1/(n-i) of what reaches it; the last rule always matches.
         draw = _draw(n - i) if i < last else NOTHING
         nat_rules.append((chain, matched_jump(head, draw, _sep(spn, ep, seps).to)))

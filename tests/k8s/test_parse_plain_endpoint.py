@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svcsim.k8s.fields import Reader, YList, YMap
-from svcsim.k8s.parse import _SLICE_ENDPOINT_KEYS, _slice_endpoint, plain_endpoint
+from svcsim.k8s.objects import Endpoint, EndpointConditions
+from svcsim.k8s.parse import _SLICE_ENDPOINT_KEYS, _plain_endpoint, _slice_endpoint, plain_endpoint
 
 
 def tree(value: Any) -> Any:
@@ -55,6 +56,26 @@ def test_the_usual_shapes_take_the_shortcut(value: dict[str, Any]) -> None:
     plain = plain_endpoint(em)
     assert plain is not None
     assert checked(em) == (plain, [])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("10.0.0.1", EndpointConditions(True), "node-1", "zone-a"),
+        ("10.0.0.2", EndpointConditions(), None, None),
+    ],
+)
+def test_plain_endpoint_is_made_as_the_dataclass_makes_it(fields: tuple[Any, ...]) -> None:
+    ip, conditions, node_name, zone = fields
+    made = _plain_endpoint(ip, conditions, node_name, zone)
+    want = Endpoint((ip,), conditions, node_name, zone)
+    assert made == want and hash(made) == hash(want) and repr(made) == repr(want)
+    assert type(made) is Endpoint
+
+
+@pytest.mark.parametrize("value", [1, 0, 1.0, 0.0, "true"])
+def test_conditions_equal_to_a_bool_but_not_one_leave_the_shortcut(value: Any) -> None:
+    assert plain_endpoint(tree({**USUAL, "conditions": {"ready": value}})) is None
 
 
 _VALUES = st.sampled_from([None, "", "n1", 5, True, [], {}])

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from svcsim.netfilter.extensions import new_dnat, new_jump
+from svcsim.netfilter.extensions import new_comment, new_dnat, new_jump
 from svcsim.netfilter.model import (
     AddressMatch,
     Chain,
@@ -66,8 +66,21 @@ def test_new_rule_is_the_dataclass_value(fields: tuple[object, ...]) -> None:
         ),
         (lambda: new_chain("C", (parse_rule("-j X"),)), lambda: Chain("C", (parse_rule("-j X"),))),
         (lambda: new_chain("INPUT", (), "DROP"), lambda: Chain("INPUT", (), "DROP")),
+        (
+            lambda: new_comment("ns/svc:p -> 10.0.0.1:80"),
+            lambda: CommentMatch("ns/svc:p -> 10.0.0.1:80"),
+        ),
     ],
-    ids=["jump", "dnat", "dnat-no-port", "address", "negated-address", "chain", "policy"],
+    ids=[
+        "jump",
+        "dnat",
+        "dnat-no-port",
+        "address",
+        "negated-address",
+        "chain",
+        "policy",
+        "comment",
+    ],
 )
 def test_fast_constructors_make_the_dataclass_value(
     made: Callable[[], object], want: Callable[[], object]

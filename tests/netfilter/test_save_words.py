@@ -17,6 +17,7 @@ from svcsim.netfilter.model import (
     target_words,
 )
 from svcsim.netfilter.node_save import parse_node_save
+from svcsim.netfilter.parse import parse_rule
 from svcsim.proxy.iptables import compile_iptables
 from tests.netfilter.node_dumps import DUMPS
 from tests.proxy.flow_cases import cluster_ip_general, lb_with_policy, masquerade
@@ -75,3 +76,27 @@ def test_saved_comment_is_escaped_as_iptables_escapes_it(comment: str) -> None:
     escaped = "".join("\\" + c if c in "\"\\'" else c for c in comment)
     bare = bool(comment) and all(c.isascii() and (c.isalnum() or c in "_-") for c in comment)
     assert save_string(comment) == (comment if bare else f'"{escaped}"')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-s 10.0.0.1 -j KUBE-MARK-MASQ",
+        "! -s 10.0.0.0/8 -j KUBE-MARK-MASQ",
+        "! -s 10.0.0.0/8",
+        "-s 10.0.0.1 -m comment --comment ns/svc:p -j KUBE-MARK-MASQ",
+        "-m tcp -p tcp -j DNAT --to-destination 10.0.0.1:80",
+        "! -p udp -j DROP",
+        "-p tcp",
+        "-m comment --comment x -m udp -p udp -j DNAT --to-destination 10.0.0.1:53",
+        "-s 10.0.0.1 -p tcp -j ACCEPT",
+        "-d 10.96.0.1 -j ACCEPT",
+        "-m statistic --mode random --probability 0.5 -j KUBE-SEP-X",
+    ],
+)
+def test_save_text_of_each_shape_is_the_joined_save_args(text: str) -> None:
+    rule = parse_rule(text)
+    memo: dict[int, str] = {}
+    want = " ".join(rule.save_args())
+    assert rule.save_text(memo) == want
+    assert rule.save_text(memo) == want  # memo hits give the same words

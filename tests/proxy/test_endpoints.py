@@ -3,7 +3,8 @@ endpointslicecache,topology}.go)."""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import FrozenInstanceError, fields, replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -581,6 +582,24 @@ def test_precomputed_texts_follow_their_fields() -> None:
     assert hash(named) == hash(ServicePortName("ns", "svc", "http")) != hash(unnamed)
     assert {named: 1}[ServicePortName("ns", "svc", "http")] == 1
     assert sorted([named, unnamed]) == [unnamed, named]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("10.1.1.1", 80, False, True, True, False, frozenset(), frozenset()),
+        ("10.1.1.2", 53, True, False, True, True, frozenset({"z"}), frozenset({"n1"})),
+    ],
+    ids=["plain", "local-terminating-hinted"],
+)
+def test_new_endpoint_info_is_the_dataclass_value(values: tuple[Any, ...]) -> None:
+    from svcsim.proxy.endpoints import new_endpoint_info
+
+    made, want = new_endpoint_info(*values), EndpointInfo(*values)
+    assert made == want and hash(made) == hash(want) and repr(made) == repr(want)
+    assert type(made) is EndpointInfo and made.text == want.text
+    with pytest.raises(FrozenInstanceError):
+        made.port = 1  # type: ignore[misc]
 
 
 def test_local_twin_is_replace_with_is_local() -> None:

@@ -15,6 +15,8 @@ from svcsim.proxy.iptables_rules import (
     destination,
     detector,
     dnat,
+    dnat_head,
+    dnat_rule,
     dnat_to,
     in_interface,
     joined,
@@ -139,6 +141,14 @@ SHAPES: list[tuple[Rule, tuple[Part, ...]]] = [
             joined(NOTHING, recent_set("KUBE-SEP-Y")), protocol_port("tcp", None), "10.0.0.1", 1
         ),
         (recent_set("KUBE-SEP-Y"), protocol_port("tcp", None), dnat("10.0.0.1:1")),
+    ),
+    (
+        dnat_rule(dnat_head(_HEAD, protocol_port("tcp", None)), "10.0.0.2", 80),
+        (_HEAD, protocol_port("tcp", None), dnat("10.0.0.2:80")),
+    ),
+    (
+        dnat_rule(dnat_head(_AFFINITY, protocol_port("udp", None)), "10.0.0.2", 53),
+        (_HEAD, recent_set("KUBE-SEP-Y"), protocol_port("udp", None), dnat("10.0.0.2:53")),
     ),
     (
         matched_jump(comment("a -> b"), statistic("0.3333333333"), jump("KUBE-SEP-Y")),
