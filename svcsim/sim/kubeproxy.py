@@ -83,6 +83,7 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.ipvs import ipvs_from_maps
 from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermination
 from svcsim.proxy.names import ServicePortName
@@ -126,7 +127,7 @@ from svcsim.sim.restore import (
     stale_rule_restore,
 )
 from svcsim.sim.runner import BoundedFrequencyRunner
-from svcsim.sim.shared_sync import iptables_compile, shared_context
+from svcsim.sim.shared_sync import iptables_compile, shared_context, uniform_compile
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, ProxyMetrics, StaleUdpFilter
 from svcsim.sim.userspace_proxy import UserspaceConfig, UserspaceProcess
 
@@ -794,8 +795,19 @@ class _Life:
         """
         env, cfg = self.proxy.env, self.proxy.config
         members = self.members
+        caches = self.proxy.caches
+        # A cohort whose members compile alike: one compile, and one plan per kernel ruleset
+        # (members in step hold the same one), not one of each per member.
+        uniform = (
+            uniform_compile(service_ports, shared, self.proxy.alike_ctx, caches)
+            if len(members) > 1
+            else None
+        )
+        plans: dict[int, tuple[SyncPlan, bool]] = {}
         prepared = [
-            self._prepare_iptables(member, start, full, changes, service_ports, shared)
+            self._prepare_iptables(
+                member, start, full, changes, service_ports, shared, uniform, plans
+            )
             for member in members
         ]
         ours = prepared[0]
@@ -848,17 +860,33 @@ class _Life:
         changes: PendingChanges,
         service_ports: Mapping[ServicePortName, ServicePortInfo],
         shared: SharedEndpoints,
+        uniform: IptablesSync | None,
+        plans: dict[int, tuple[SyncPlan, bool]],
     ) -> _Prepared:
-        """One member's iptables-mode compile and restore plan at the start of a sync."""
+        """One member's iptables-mode compile and restore plan at the start of a sync.
+
+        ``uniform``: every member's compile (:func:`~svcsim.sim.shared_sync.uniform_compile`),
+        or None; ``plans``: this sync's plans so far by kernel ruleset (with ``uniform``).
+        """
         caches, cfg = proxy.caches, proxy.config
         endpoints_map = node_endpoints_map(shared, proxy.node, caches.compile)
-        compiled = iptables_compile(
-            service_ports, shared, endpoints_map, proxy.node, proxy.ctx, proxy.alike_ctx, caches
+        kernel_ruleset = proxy.kernel.ruleset
+        if uniform is not None:
+            found = plans.get(id(kernel_ruleset))
+            if found is not None:
+                plan, delete_stale = found
+                return _Prepared(proxy, endpoints_map, plan, plan.rules_written, delete_stale)
+        compiled = (
+            uniform
+            if uniform is not None
+            else iptables_compile(
+                service_ports, shared, endpoints_map, proxy.node, proxy.ctx, proxy.alike_ctx, caches
+            )
         )
         delete_stale = (
             not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
         )
-        nat = proxy.kernel.ruleset.table("nat")
+        nat = kernel_ruleset.table("nat")
         plan = plan_sync(
             compiled,
             # Chain names do not depend on locality: the shared map names them for every node.
@@ -869,6 +897,8 @@ class _Life:
             caches=caches,
             kernel_nat=nat,
         )
+        if uniform is not None:
+            plans[id(kernel_ruleset)] = (plan, delete_stale)  # its kernel holds it through the sync
         return _Prepared(proxy, endpoints_map, plan, plan.rules_written, delete_stale)
 
     def _restore_iptables(self, p: _Prepared, end: float) -> tuple[Ruleset | None, str | None]:
