@@ -13,8 +13,9 @@ their syncs differ, which this module decides from the scenario before anything 
   its cohort, and a restarted kube-proxy lives on its own);
 * no cohort forms when some Service's rules depend on the node they are compiled for in a
   way that can change how many rules a sync writes: local endpoints
-  (``internalTrafficPolicy``/``externalTrafficPolicy: Local``) or node hints
-  (``trafficDistribution: PreferSameNode``, ``hints.forNodes``).
+  (``internalTrafficPolicy``/``externalTrafficPolicy: Local``), node hints
+  (``trafficDistribution: PreferSameNode``, ``hints.forNodes``) or
+  ``loadBalancerSourceRanges`` (a rule per node IP).
 
 A cohort is a run of consecutive nodes (in the order the builder starts their kube-proxies):
 its life stands in SimPy's queue where its first member's would, and its members' installs
@@ -47,6 +48,7 @@ def node_dependent(
     for svc in services:
         if svc.traffic_distribution == "PreferSameNode":
             return True
-        if any(info.uses_local_endpoints for info in service_port_infos(svc, caches)):
-            return True
+        for info in service_port_infos(svc, caches):
+            if info.uses_local_endpoints or info.load_balancer_source_ranges:
+                return True
     return any(ep.hint_nodes for sl in slices for ep in sl.endpoints)

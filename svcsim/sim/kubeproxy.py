@@ -35,6 +35,12 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   differences to the handlers as add/update/delete events: here, every Service and
   EndpointSlice that differs from the informer's copy is fed to the change tracker at that
   instant, then the watch resumes. A (re)start while cut lists only once the API answers.
+* **Cohorts** (:meth:`KubeProxy.start_in_step`): kube-proxies of nodes in step share one life
+  - one watch delivery, change tracker, runner and sync process - and an iptables-mode sync
+  compiles and plans once for them; its end installs, measures and records for each member in
+  the order they started, as their own lives (whose SimPy events would have followed one
+  another at each instant) would have. A crash or restart takes a member out; the life ends
+  with its last member.
 * **nftables mode** (the node's kernel holds nf_tables; ``pkg/proxy/nftables/proxier.go``
   @b0f823e6) shares all of the above - runner, informers, change tracking, failure handling,
   metrics' names, the UDP conntrack clean-up (upstream shares ``pkg/proxy/conntrack``). A sync
@@ -762,7 +768,9 @@ class _Life:
         service_ports = shared_service_port_map(self.tracker.services.values(), caches.compile)
         shared = shared_endpoints(self.tracker.slices.values(), caches.compile)
         if proxy.kernel.mode == "iptables":
-            ok = yield from self._sync_iptables(start, through, full, changes, service_ports, shared)
+            ok = yield from self._sync_iptables(
+                start, through, full, changes, service_ports, shared
+            )
             return ok
         endpoints_map = node_endpoints_map(shared, proxy.node, caches.compile)
         if self.userspace is not None:
@@ -820,7 +828,8 @@ class _Life:
         end = env.now
         # Members that crashed or restarted during the sync have left (their sync never ends).
         done = [p for p in prepared if p.proxy._life is self]
-        outcomes = [self._restore_iptables(p, end) for p in done]
+        restored: dict[tuple[int, int], Ruleset] = {}
+        outcomes = [self._restore_iptables(p, end, restored) for p in done]
         if any((error is None) != (outcomes[0][1] is None) for _, error in outcomes):
             raise RuntimeError(self._diverged("end their restores differently"))
         latency = max(
@@ -901,15 +910,27 @@ class _Life:
             plans[id(kernel_ruleset)] = (plan, delete_stale)  # its kernel holds it through the sync
         return _Prepared(proxy, endpoints_map, plan, plan.rules_written, delete_stale)
 
-    def _restore_iptables(self, p: _Prepared, end: float) -> tuple[Ruleset | None, str | None]:
-        """The ruleset one member's restore leaves at the sync's end, or why it failed."""
+    def _restore_iptables(
+        self, p: _Prepared, end: float, restored: dict[tuple[int, int], Ruleset]
+    ) -> tuple[Ruleset | None, str | None]:
+        """The ruleset one member's restore leaves at the sync's end, or why it failed.
+
+        ``restored``: this sync's results so far by (kernel ruleset, plan) identities (members
+        in step restore the same plan onto the same ruleset; their kernels hold both).
+        """
         proxy = p.proxy
         if end < proxy.blocked_until_s:
             return None, "iptables-restore: another app is currently holding the xtables lock"
+        kernel_ruleset = proxy.kernel.ruleset
+        key = (id(kernel_ruleset), id(p.plan))
+        found = restored.get(key)
+        if found is not None:
+            return found, None
         try:
-            return apply_plan(proxy.kernel.ruleset, p.plan, proxy.caches), None
+            found = restored[key] = apply_plan(kernel_ruleset, p.plan, proxy.caches)
         except RestoreError as exc:
             return None, str(exc)
+        return found, None
 
     def _diverged(self, how: str) -> str:
         nodes = ", ".join(m.node for m in self.members)

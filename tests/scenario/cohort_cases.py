@@ -7,7 +7,8 @@ FAULTS = """\
   - {at: 4s, action: fail-node, node: node-1}
   - {at: 5s, action: block-sync, node: node-5, for: 3s}
   - {at: 6s, action: partition-node, node: node-6, for: 4s}
-  - {at: 7s, action: inject-stale-rule, node: node-7, service: web:http, endpoint: 10.244.0.250:8080}
+  - {at: 7s, action: inject-stale-rule, node: node-7, service: web:http,
+     endpoint: 10.244.0.250:8080}
   - {at: 8s, action: taint-node, node: node-8}
   - {at: 9s, action: restart-proxy, node: node-2}
   - {at: 10s, action: delete-pod, selector: {app: web}}
@@ -80,15 +81,25 @@ timeline:
 {timeline}"""
 
 
-LOCAL_SERVICE = """\
+def extra_service(spec: str) -> str:
+    """A second Service of web's Pods with ``spec`` lines added (indented as in the YAML)."""
+    return f"""\
       ---
       apiVersion: v1
       kind: Service
-      metadata: {name: web-local}
+      metadata: {{name: web-2}}
       spec:
-        selector: {app: web}
-        clusterIP: 10.96.0.11
-        internalTrafficPolicy: Local
-        ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
-"""
-"""A Service whose rules depend on the node: no cohorts in a scenario with it."""
+        selector: {{app: web}}
+        ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]
+{spec}"""
+
+
+NODE_DEPENDENT = {
+    "internal-local": "        internalTrafficPolicy: Local\n",
+    "external-local": "        type: NodePort\n        externalTrafficPolicy: Local\n",
+    "prefer-same-node": "        trafficDistribution: PreferSameNode\n",
+    "source-ranges": (
+        "        type: LoadBalancer\n        loadBalancerSourceRanges: [192.0.2.0/24]\n"
+    ),
+}
+"""Second Services whose rules depend on the node: no cohorts in a scenario with one."""

@@ -10,7 +10,13 @@ import pytest
 from svcsim.scenario.build import build_world
 from svcsim.scenario.load import load_scenario
 from svcsim.scenario.world import World
-from tests.scenario.cohort_cases import FAULTS, LOCAL_SERVICE, NONE, scenario_yaml
+from tests.scenario.cohort_cases import (
+    FAULTS,
+    NODE_DEPENDENT,
+    NONE,
+    extra_service,
+    scenario_yaml,
+)
 
 
 def _world(tmp: Path, text: str, *, cohorts: bool) -> World:
@@ -87,14 +93,16 @@ def test_the_run_is_the_same_without_cohorts(
 
 
 @pytest.mark.parametrize(
-    ("extra", "cohorts", "lives"),
+    ("spec", "cohorts", "lives"),
     [
         ("", True, 1),
+        ("        type: NodePort\n", True, 1),
         ("", False, 10),
-        # Its rules depend on the node (local endpoints): no node shares a life.
-        (LOCAL_SERVICE, True, 10),
+        *((spec, True, 10) for spec in NODE_DEPENDENT.values()),
     ],
+    ids=["alike", "nodeport", "cohorts-off", *NODE_DEPENDENT],
 )
-def test_who_shares(tmp_path: Path, extra: str, cohorts: bool, lives: int) -> None:
-    world = _world(tmp_path, scenario_yaml(NONE, extra_service=extra), cohorts=cohorts)
+def test_who_shares(tmp_path: Path, spec: str, cohorts: bool, lives: int) -> None:
+    text = scenario_yaml(NONE, extra_service=extra_service(spec))
+    world = _world(tmp_path, text, cohorts=cohorts)
     assert len(_sharing(world)) == lives

@@ -42,7 +42,9 @@ class Nodes:
             ctx = NodeContext.with_cluster_cidr(node, "10.244.0.0/16", node_ips=(ip,))
             timeouts = ConntrackTimeouts(udp_s=300.0, udp_stream_s=300.0)
             kernel = Kernel(node, NodeNetwork((ip,), pod_cidr=f"10.244.{i}.0/24"), 1000, timeouts)
-            proxy = KubeProxy(self.env, node, self.api, kernel, ctx, config, self.rec, caches=caches)
+            proxy = KubeProxy(
+                self.env, node, self.api, kernel, ctx, config, self.rec, caches=caches
+            )
             if cohort and leader is not None:
                 proxy.start_in_step(leader)
             else:
