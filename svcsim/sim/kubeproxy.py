@@ -836,6 +836,9 @@ class _Life:
             (end - t for times in changes.trigger_times_s.values() for t in times),
             default=math.nan,
         )
+        # kube-proxy's UDP clean-up reads endpoint IPs and serving, never locality: one filter
+        # serves every member (made at the first success that needs it).
+        udp_filter: StaleUdpFilter | None = None
         ok = True
         for p, (ruleset, error) in zip(done, outcomes, strict=True):
             member, m = p.proxy, p.proxy.metrics
@@ -857,7 +860,11 @@ class _Life:
                 continue
             assert ruleset is not None
             member.kernel.install(ruleset, end)
-            self._succeeded(start, end, full, changes, service_ports, p.endpoints_map, member)
+            if udp_filter is None and changes.conntrack_cleanup_required:
+                udp_filter = StaleUdpFilter.from_maps(service_ports, p.endpoints_map)
+            self._succeeded(
+                start, end, full, changes, service_ports, p.endpoints_map, member, udp_filter
+            )
             self._record(start, end, full, True, p.rules_written, latency, through, member)
         return ok
 
@@ -1143,10 +1150,12 @@ class _Life:
         service_ports: Mapping[ServicePortName, ServicePortInfo],
         endpoints_map: EndpointsMap,
         member: KubeProxy | None = None,
+        udp_filter: StaleUdpFilter | None = None,
     ) -> None:
         """What follows a successful sync in either mode: state, metrics, listeners, clean-up.
 
         ``member``: whose sync (a cohort's member); None: the life's own proxy.
+        ``udp_filter``: the UDP clean-up's filter if already made from these maps.
         """
         proxy = self.proxy if member is None else member
         m = proxy.metrics
@@ -1164,7 +1173,9 @@ class _Life:
         for listener in proxy._programmed_listeners:
             listener(proxy.node, proxy.programmed)
         if changes.conntrack_cleanup_required:
-            proxy._clean_udp_conntrack(StaleUdpFilter.from_maps(service_ports, endpoints_map), end)
+            if udp_filter is None:
+                udp_filter = StaleUdpFilter.from_maps(service_ports, endpoints_map)
+            proxy._clean_udp_conntrack(udp_filter, end)
         self.installed = True
 
     def _record(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from svcsim.k8s.objects import Protocol
 from svcsim.sim.changes import ENDPOINT_SLICE_KIND, SERVICE_KIND
 from svcsim.sim.synccost import KubeProxyConfig
 from tests.sim.cohort_world import CFG, Nodes
@@ -22,6 +23,11 @@ def _changes(w: Nodes) -> None:
         w.at(t, lambda ips=ips, t=t: w.api.apply(ENDPOINT_SLICE_KIND, eps("a", ips, trigger=t)))
     w.at(7.0, lambda: w.api.apply(SERVICE_KIND, svc("b", "10.96.0.2")))
     w.at(7.0, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("b", ["10.244.3.9"])))
+    # A UDP Service: its slice changes clean conntrack on every node.
+    udp = Protocol.UDP
+    w.at(7.5, lambda: w.api.apply(SERVICE_KIND, svc("d", "10.96.0.3", udp)))
+    w.at(7.5, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("d", ["10.244.3.1"], proto=udp)))
+    w.at(11.0, lambda: w.api.apply(ENDPOINT_SLICE_KIND, eps("d", ["10.244.3.2"], proto=udp)))
 
 
 def _crash_member(w: Nodes) -> None:
@@ -74,7 +80,9 @@ def test_a_cohort_and_separate_lives_give_the_same_records_and_kernels(fault: st
         worlds.append(w)
     alone, shared = worlds
     shared.assert_same_records(alone)
-    assert len(alone.rec.frames()["syncs"]) > 10  # something was synced
+    frames = alone.rec.frames()
+    assert len(frames["syncs"]) > 10  # something was synced
+    assert (frames["events"]["kind"].astype(str) == "conntrack-cleanup").any()
     for node in alone.proxies:
         a, s = alone.proxies[node], shared.proxies[node]
         assert s.kernel.ruleset == a.kernel.ruleset
