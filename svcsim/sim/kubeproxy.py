@@ -389,7 +389,8 @@ class KubeProxy:
         ``leader`` must be running (started at this instant); ``warm`` as for :meth:`start`.
         """
         life = leader._life
-        assert life is not None
+        if life is None:
+            return f"{leader.node}'s kube-proxy is not running"
         checks = (
             (self.kernel.mode == "iptables" and leader.kernel.mode == "iptables", "mode"),
             (self.userspace_config is None, "userspace settings"),
