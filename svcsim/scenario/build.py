@@ -31,6 +31,7 @@ from svcsim.proxy.shared_maps import node_endpoints_map, shared_endpoints, share
 from svcsim.scenario import workload as wl
 from svcsim.scenario.cluster import NodeLifecycle as NodeLifecycleSpec
 from svcsim.scenario.cluster import NodeSpec, for_node
+from svcsim.scenario.cohorts import node_dependent, solo_nodes
 from svcsim.scenario.dns import DNS_ORIGIN, ClusterDns, coredns_app
 from svcsim.scenario.dns_checks import client_namespaces, named_service
 from svcsim.scenario.fault_order import outside_addresses
@@ -80,12 +81,18 @@ EngineFactory: TypeAlias = Callable[[list[ts.WorkloadSpec], World], EngineCore]
 
 
 def build_world(
-    loaded: LoadedScenario, seed: int, *, engine: EngineFactory = TrafficEngine
+    loaded: LoadedScenario,
+    seed: int,
+    *,
+    engine: EngineFactory = TrafficEngine,
+    cohorts: bool = True,
 ) -> World:
     """Assemble every component of the scenario's world (nothing runs yet).
 
     ``engine`` resolves the traffic: the batched :class:`TrafficEngine`, or the per-request
     :class:`~svcsim.traffic.reference.ReferenceEngine` (tests and the benchmark's baseline).
+    ``cohorts``: nodes in step share their kube-proxy's life (:mod:`svcsim.scenario.cohorts`;
+    the results are the same without, which tests compare).
     """
     sc = loaded.scenario
     cluster = sc.cluster
@@ -150,6 +157,14 @@ def build_world(
     # kube-proxy's two maps of the initial state, shared by every node (proxy/shared_maps.py).
     initial_ports = shared_service_port_map(initial.services, caches.compile)
     initial_shared = shared_endpoints(initial_slices, caches.compile)
+    solo = solo_nodes(sc)
+    if not cohorts or node_dependent(
+        [*plan.initial, *(svc for svcs in plan.added.values() for svc in svcs)],
+        [*initial_slices, *(sl for m in added.values() for sl in m.endpoint_slices)],
+        caches.compile,
+    ):
+        solo = frozenset(n.name for n in cluster.nodes)
+    leader: KubeProxy | None = None
     for spec in cluster.nodes:
         initial_endpoints = node_endpoints_map(initial_shared, spec.name, caches.compile)
         settings = cluster.proxy.for_node(spec.name)
@@ -217,7 +232,14 @@ def build_world(
         )
         world.add_proxy(proxy)
         initial_view = ProgrammedView(env.now, env.now, initial_ports, initial_endpoints)
-        proxy.start(warm=True, programmed=initial_view)
+        if spec.name in solo:
+            proxy.start(warm=True, programmed=initial_view)
+            leader = None
+        elif leader is not None and proxy.unlike(leader, warm=True) is None:
+            proxy.start_in_step(leader, warm=True, programmed=initial_view)
+        else:
+            proxy.start(warm=True, programmed=initial_view)
+            leader = proxy
 
     world.view = ApiView(api, network, caches.compile)
     node_ips = [n.ip for n in cluster.nodes]

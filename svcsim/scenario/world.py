@@ -161,6 +161,7 @@ class World:
             return  # its balancers record their sets as they change (no sync involved)
         seen = self._programmed_seen.setdefault(node, {})
         last_sets = self._last_sets
+        texts = self.caches.endpoint_texts
         endpoints_map = view.endpoints_map
         for spn, info in self._ports_to_check(view):
             eps = endpoints_map.get(spn, ())
@@ -176,7 +177,10 @@ class World:
                 continue
             split = categorize_endpoints_shared(eps, info, node, zone, prefer, self.caches.compile)
             chosen = split.local if info.internal_policy_local else split.cluster
-            endpoints = frozenset(e.text for e in chosen)
+            # Nodes in step meet the very same endpoints: their texts are collected once.
+            endpoints = texts.get(id(chosen))
+            if endpoints is None:
+                endpoints = texts.put(id(chosen), frozenset(e.text for e in chosen), chosen)
             key = (node, spn.text)
             if last_sets.get(key) != endpoints:
                 last_sets[key] = endpoints

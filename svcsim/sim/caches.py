@@ -27,6 +27,8 @@ named field, so what is cached where reads off the class:
 ``shared_contexts``       one node context per kind of alike nodes (``sim/shared_sync.py``)
 ``shared_syncs``          iptables compiles shared by nodes in step, by their inputs' identities
 ``source_ranges``         whether a service-port map has loadBalancerSourceRanges
+``local_ports``           whether a service-port map has a port using local endpoints
+``endpoint_texts``        the texts of a tuple of endpoints (``World``: a set noted per node)
 ``ports_by_service``      a service-port map's ports by Service (``namespace/name``)
 ``ports_of_services``     the ports of some Services, in the map's order (``World``)
 ``slice_facts``           each EndpointSlice's Service key and trigger time, read once for
@@ -183,6 +185,12 @@ class RunCaches:
     )
     source_ranges: BoundedMemo[int, bool] = field(
         default_factory=lambda: BoundedMemo("has-source-ranges by port map identity", SYNC_LIMIT)
+    )
+    local_ports: BoundedMemo[int, bool] = field(
+        default_factory=lambda: BoundedMemo("uses-local-endpoints by port map identity", SYNC_LIMIT)
+    )
+    endpoint_texts: BoundedMemo[int, frozenset[str]] = field(
+        default_factory=lambda: BoundedMemo("endpoint texts by endpoints identity", SYNC_LIMIT)
     )
     slice_facts: BoundedMemo[int, SliceFacts] = field(
         default_factory=lambda: BoundedMemo("slice facts by slice identity", SLICE_FACTS_LIMIT)

@@ -35,6 +35,12 @@ One :class:`KubeProxy` per node owns a *life* (:class:`_Life`): the informers, t
   differences to the handlers as add/update/delete events: here, every Service and
   EndpointSlice that differs from the informer's copy is fed to the change tracker at that
   instant, then the watch resumes. A (re)start while cut lists only once the API answers.
+* **Cohorts** (:meth:`KubeProxy.start_in_step`): kube-proxies of nodes in step share one life
+  - one watch delivery, change tracker, runner and sync process - and an iptables-mode sync
+  compiles and plans once for them; its end installs, measures and records for each member in
+  the order they started, as their own lives (whose SimPy events would have followed one
+  another at each instant) would have. A crash or restart takes a member out; the life ends
+  with its last member.
 * **nftables mode** (the node's kernel holds nf_tables; ``pkg/proxy/nftables/proxier.go``
   @b0f823e6) shares all of the above - runner, informers, change tracking, failure handling,
   metrics' names, the UDP conntrack clean-up (upstream shares ``pkg/proxy/conntrack``). A sync
@@ -73,6 +79,7 @@ from typing import Any, NamedTuple
 import simpy
 
 from svcsim.k8s.objects import EndpointSlice, Service
+from svcsim.netfilter.model import Ruleset
 from svcsim.netfilter.text import apply_restore
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import (
@@ -82,11 +89,17 @@ from svcsim.proxy.endpoints import (
     build_endpoints_map,
     build_service_port_map,
 )
+from svcsim.proxy.iptables import IptablesSync
 from svcsim.proxy.ipvs import ipvs_from_maps
 from svcsim.proxy.ipvs_graceful import RS_CHECK_DELETE_INTERVAL_S, GracefulTermination
 from svcsim.proxy.names import ServicePortName
 from svcsim.proxy.nftables import table_from_maps
-from svcsim.proxy.shared_maps import node_endpoints_map, shared_endpoints, shared_service_port_map
+from svcsim.proxy.shared_maps import (
+    SharedEndpoints,
+    node_endpoints_map,
+    shared_endpoints,
+    shared_service_port_map,
+)
 from svcsim.results.records import EventKind, Recorder
 from svcsim.sim.api import ApiServer, EventType, Watch, WatchEvent
 from svcsim.sim.caches import RunCaches
@@ -112,6 +125,7 @@ from svcsim.sim.nft_sync import (
 )
 from svcsim.sim.restore import (
     RestoreError,
+    SyncPlan,
     apply_plan,
     chain_names,
     plan_sync,
@@ -119,7 +133,7 @@ from svcsim.sim.restore import (
     stale_rule_restore,
 )
 from svcsim.sim.runner import BoundedFrequencyRunner
-from svcsim.sim.shared_sync import iptables_compile, shared_context
+from svcsim.sim.shared_sync import iptables_compile, shared_context, uniform_compile
 from svcsim.sim.synccost import KubeProxyConfig, ProgrammedView, ProxyMetrics, StaleUdpFilter
 from svcsim.sim.userspace_proxy import UserspaceConfig, UserspaceProcess
 
@@ -333,6 +347,89 @@ class KubeProxy:
             self.programmed = programmed
         self._life = _Life(self, informer_sync_s=0.0 if warm else None)
 
+    def start_in_step(
+        self, leader: KubeProxy, *, warm: bool = False, programmed: ProgrammedView | None = None
+    ) -> None:
+        """Start kube-proxy as a member of ``leader``'s *cohort*: nodes in step share one life.
+
+        Nodes alike (same settings, same watch delay, same start, iptables mode, a shared
+        compile context: :mod:`svcsim.sim.shared_sync`) started at the same instant receive
+        the same watch events and sync at the same instants from the same objects. Their
+        kube-proxies then share one life (informers, change tracker, runner, sync process);
+        a sync's end installs, measures and records for each member, in the order the
+        members started, exactly as their separate lives would have one after the other
+        (``leader``'s life stands where ``leader``'s own processes would stand in SimPy's
+        queue, so the members must start right after it, before anything else starts).
+
+        A member leaves the cohort when it crashes or restarts (its new life is its own).
+        Faults that would make a member's life differ while it runs (:meth:`api_cut`,
+        :meth:`block_sync`, :meth:`inject_stale_rule`) raise for a member: a node they
+        touch must be started on its own (the scenario builder does so,
+        :mod:`svcsim.scenario.cohorts`).
+        """
+        life = leader._life
+        if self._life is not None:
+            raise RuntimeError(f"kube-proxy on {self.node} already running")
+        if life is None or leader not in life.members:
+            raise ValueError(f"kube-proxy on {leader.node} is not running")
+        problem = self.unlike(leader, warm=warm)
+        if problem is not None or life.started_s != self.env.now or life.watch is not None:
+            raise ValueError(
+                f"node {self.node} cannot share the life of {leader.node}'s kube-proxy: "
+                f"{problem or 'it started earlier'}"
+            )
+        if programmed is not None:
+            self.programmed = programmed
+        life.members.append(self)
+        self._life = life
+
+    def unlike(self, leader: KubeProxy, *, warm: bool) -> str | None:
+        """Why this kube-proxy, started now, could not share ``leader``'s life; None if it can.
+
+        ``leader`` must be running (started at this instant); ``warm`` as for :meth:`start`.
+        """
+        life = leader._life
+        if life is None:
+            return f"{leader.node}'s kube-proxy is not running"
+        checks = (
+            (self.kernel.mode == "iptables" and leader.kernel.mode == "iptables", "mode"),
+            (self.userspace_config is None, "userspace settings"),
+            (self.alike_ctx is not None and self.alike_ctx is leader.alike_ctx, "context"),
+            (self.config == leader.config, "settings"),
+            (self.env is leader.env and self.api is leader.api, "environment"),
+            (self.caches is leader.caches and self.recorder is leader.recorder, "run"),
+            (self.trigger_time is leader.trigger_time, "trigger times"),
+            (warm == (life.informer_sync_s == 0.0 and life.installed), "start"),
+            (self.blocked_until_s == leader.blocked_until_s, "block"),
+            (self.api_reachable and leader.api_reachable, "API reach"),
+            (self.kernel.ruleset == leader.kernel.ruleset, "kernel rules"),
+        )
+        failed = [what for ok, what in checks if not ok]
+        return f"different {', '.join(failed)}" if failed else None
+
+    @property
+    def in_cohort(self) -> bool:
+        """True while this kube-proxy shares its life with other nodes' (:meth:`start_in_step`)."""
+        return self._life is not None and len(self._life.members) > 1
+
+    def _leave(self, cause: ProxyStopped) -> None:
+        """End this node's part in its life: the life itself ends with its last member."""
+        life = self._life
+        assert life is not None
+        self._life = None
+        life.members.remove(self)
+        if not life.members:
+            life.stop(cause)
+        elif life.proxy is self:
+            life.proxy = life.members[0]
+
+    def _alone(self, fault: str) -> None:
+        if self.in_cohort:
+            raise RuntimeError(
+                f"node {self.node}: {fault} on a kube-proxy that shares its life with nodes in "
+                "step; start it on its own (KubeProxy.start) to fault it alone"
+            )
+
     def crash(self) -> bool:
         """Kill the process: watches stop, no more syncs; kernel rules and conntrack stay.
 
@@ -340,15 +437,14 @@ class KubeProxy:
         """
         if self._life is None:
             return False
-        self._life.stop(ProxyStopped(self.env.now, "crash"))
-        self._life = None
+        self._leave(ProxyStopped(self.env.now, "crash"))
         self._event(EventKind.PROXY_CRASHED, "crash")
         return True
 
     def restart(self) -> None:
         """(Re)start the process: informer sync, then a full sync (a running one is killed)."""
         if self._life is not None:
-            self._life.stop(ProxyStopped(self.env.now, "restart"))
+            self._leave(ProxyStopped(self.env.now, "restart"))
         self.stale_chains = {}  # the new process starts with an empty staleChains
         self._life = _Life(self)
         self._event(EventKind.PROXY_RESTARTED, "restart")
@@ -381,12 +477,14 @@ class KubeProxy:
 
     def api_cut(self) -> None:
         """The node loses the API server: the watch breaks; rules and syncs go on as they are."""
+        self._alone("api_cut")
         self.api_reachable = False
         if self._life is not None:
             self._life.disconnect()
 
     def api_back(self) -> None:
         """The API server answers again: relist (the differences become changes), watch again."""
+        self._alone("api_back")
         self.api_reachable = True
         if self._life is not None:
             self._life.reconnect()
@@ -399,6 +497,7 @@ class KubeProxy:
         """
         if for_s <= 0:
             raise ValueError(f"block_sync needs a positive duration, got {for_s!r}")
+        self._alone("block_sync")
         self.blocked_until_s = max(self.blocked_until_s, self.env.now + for_s)
         self._event(EventKind.FAULT, f"block-sync for={for_s:g}s")
 
@@ -411,6 +510,7 @@ class KubeProxy:
         default a ``KUBE-SEP`` chain for the endpoint plus a jump to it at the top of the
         Service's ``KUBE-SVC`` chain, as kube-proxy would have written them. Returns that text.
         """
+        self._alone("inject_stale_rule")
         kernel = self.kernel
         if kernel.mode == "ipvs":
             raise ValueError(
@@ -468,6 +568,16 @@ class KubeProxy:
         return deleted
 
 
+class _Prepared(NamedTuple):
+    """One member's part of an iptables-mode sync, planned at its start."""
+
+    proxy: KubeProxy
+    endpoints_map: EndpointsMap
+    plan: SyncPlan
+    rules_written: int
+    delete_stale: bool
+
+
 class _Life:
     """One run of the kube-proxy process, from (re)start to crash."""
 
@@ -475,6 +585,10 @@ class _Life:
         env = proxy.env
         cfg = proxy.config
         self.proxy = proxy
+        """The first of :attr:`members` (what is the same for all of them is read from it)."""
+        self.members = [proxy]
+        """The kube-proxies living this life, in the order they started (more than one: a
+        cohort, :meth:`KubeProxy.start_in_step`)."""
         self.informer_sync_s = cfg.informer_sync_s if informer_sync_s is None else informer_sync_s
         self.received_through_s = -math.inf
         """API time of the newest Service/EndpointSlice change this life's informers hold."""
@@ -654,6 +768,11 @@ class _Life:
         # Nodes in step hold the same objects: they share both maps (svcsim.proxy.shared_maps).
         service_ports = shared_service_port_map(self.tracker.services.values(), caches.compile)
         shared = shared_endpoints(self.tracker.slices.values(), caches.compile)
+        if proxy.kernel.mode == "iptables":
+            ok = yield from self._sync_iptables(
+                start, through, full, changes, service_ports, shared
+            )
+            return ok
         endpoints_map = node_endpoints_map(shared, proxy.node, caches.compile)
         if self.userspace is not None:
             ok = yield from self._sync_userspace(
@@ -665,16 +784,126 @@ class _Life:
                 start, through, full, changes, service_ports, endpoints_map
             )
             return ok
-        if proxy.kernel.mode == "ipvs":
-            ok = yield from self._sync_ipvs(start, through, changes, service_ports, endpoints_map)
-            return ok
-        compiled = iptables_compile(
-            service_ports, shared, endpoints_map, proxy.node, proxy.ctx, proxy.alike_ctx, caches
+        ok = yield from self._sync_ipvs(start, through, changes, service_ports, endpoints_map)
+        return ok
+
+    def _sync_iptables(
+        self,
+        start: float,
+        through: float,
+        full: bool,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        shared: SharedEndpoints,
+    ) -> Generator[simpy.Event, Any, bool]:
+        """One iptables-mode sync of every member (see the module docstring); True if it succeeded.
+
+        Members plan alike (the same number of rules written, the same stale-chain clean-up)
+        and end alike (all restores succeed or all fail): if they did not, they could not have
+        shared a life, and this raises.
+        """
+        env, cfg = self.proxy.env, self.proxy.config
+        members = self.members
+        caches = self.proxy.caches
+        # A cohort whose members compile alike: one compile, and one plan per kernel ruleset
+        # (members in step hold the same one), not one of each per member.
+        uniform = (
+            uniform_compile(service_ports, shared, self.proxy.alike_ctx, caches)
+            if len(members) > 1
+            else None
+        )
+        plans: dict[int, tuple[SyncPlan, bool]] = {}
+        prepared = [
+            self._prepare_iptables(
+                member, start, full, changes, service_ports, shared, uniform, plans
+            )
+            for member in members
+        ]
+        ours = prepared[0]
+        if any(p[3:] != ours[3:] for p in prepared):
+            raise RuntimeError(self._diverged("plan a different number of rules"))
+        if ours.delete_stale:
+            self.last_cleanup_s = start
+        duration = cfg.cost.duration_s(ours.rules_written)
+        yield env.timeout(duration)
+        end = env.now
+        # Members that crashed or restarted during the sync have left (their sync never ends).
+        done = [p for p in prepared if p.proxy._life is self]
+        restored: dict[tuple[int, int], Ruleset] = {}
+        outcomes = [self._restore_iptables(p, end, restored) for p in done]
+        if any((error is None) != (outcomes[0][1] is None) for _, error in outcomes):
+            raise RuntimeError(self._diverged("end their restores differently"))
+        latency = max(
+            (end - t for times in changes.trigger_times_s.values() for t in times),
+            default=math.nan,
+        )
+        # kube-proxy's UDP clean-up reads endpoint IPs and serving, never locality: one filter
+        # serves every member (made at the first success that needs it).
+        udp_filter: StaleUdpFilter | None = None
+        ok = True
+        for p, (ruleset, error) in zip(done, outcomes, strict=True):
+            member, m = p.proxy, p.proxy.metrics
+            m.sync_proxy_rules_duration_seconds.observe(duration)
+            if full:
+                m.sync_full_proxy_rules_duration_seconds.observe(duration)
+            else:
+                m.sync_partial_proxy_rules_duration_seconds.observe(duration)
+            m.sync_proxy_rules_iptables_last = p.rules_written
+            if error is not None:
+                # The changes were checked out: only a full sync can recover them.
+                self.need_full = True
+                member.last_error = error
+                m.sync_proxy_rules_iptables_restore_failures_total += 1
+                if not full:
+                    m.sync_proxy_rules_iptables_partial_restore_failures_total += 1
+                self._record(start, end, full, False, p.rules_written, math.nan, through, member)
+                ok = False
+                continue
+            assert ruleset is not None
+            member.kernel.install(ruleset, end)
+            if udp_filter is None and changes.conntrack_cleanup_required:
+                udp_filter = StaleUdpFilter.from_maps(service_ports, p.endpoints_map)
+            self._succeeded(
+                start, end, full, changes, service_ports, p.endpoints_map, member, udp_filter
+            )
+            self._record(start, end, full, True, p.rules_written, latency, through, member)
+        return ok
+
+    def _prepare_iptables(
+        self,
+        proxy: KubeProxy,
+        start: float,
+        full: bool,
+        changes: PendingChanges,
+        service_ports: Mapping[ServicePortName, ServicePortInfo],
+        shared: SharedEndpoints,
+        uniform: IptablesSync | None,
+        plans: dict[int, tuple[SyncPlan, bool]],
+    ) -> _Prepared:
+        """One member's iptables-mode compile and restore plan at the start of a sync.
+
+        ``uniform``: every member's compile (:func:`~svcsim.sim.shared_sync.uniform_compile`),
+        or None; ``plans``: this sync's plans so far by kernel ruleset (with ``uniform``).
+        """
+        caches, cfg = proxy.caches, proxy.config
+        endpoints_map = node_endpoints_map(shared, proxy.node, caches.compile)
+        kernel_ruleset = proxy.kernel.ruleset
+        if uniform is not None:
+            found = plans.get(id(kernel_ruleset))
+            if found is not None:
+                plan, delete_stale = found
+                return _Prepared(proxy, endpoints_map, plan, plan.rules_written, delete_stale)
+        compiled = (
+            uniform
+            if uniform is not None
+            else iptables_compile(
+                service_ports, shared, endpoints_map, proxy.node, proxy.ctx, proxy.alike_ctx, caches
+            )
         )
         delete_stale = (
             not compiled.stats.large_cluster_mode or start - self.last_cleanup_s > cfg.sync_period_s
         )
-        nat = proxy.kernel.ruleset.table("nat")
+        nat = kernel_ruleset.table("nat")
         plan = plan_sync(
             compiled,
             # Chain names do not depend on locality: the shared map names them for every node.
@@ -685,43 +914,38 @@ class _Life:
             caches=caches,
             kernel_nat=nat,
         )
-        if delete_stale:
-            self.last_cleanup_s = start
-        duration = cfg.cost.duration_s(plan.rules_written)
-        yield env.timeout(duration)
-        end = env.now
-        m = proxy.metrics
-        m.sync_proxy_rules_duration_seconds.observe(duration)
-        if full:
-            m.sync_full_proxy_rules_duration_seconds.observe(duration)
-        else:
-            m.sync_partial_proxy_rules_duration_seconds.observe(duration)
-        m.sync_proxy_rules_iptables_last = plan.rules_written
-        error: str | None = None
+        if uniform is not None:
+            plans[id(kernel_ruleset)] = (plan, delete_stale)  # its kernel holds it through the sync
+        return _Prepared(proxy, endpoints_map, plan, plan.rules_written, delete_stale)
+
+    def _restore_iptables(
+        self, p: _Prepared, end: float, restored: dict[tuple[int, int], Ruleset]
+    ) -> tuple[Ruleset | None, str | None]:
+        """The ruleset one member's restore leaves at the sync's end, or why it failed.
+
+        ``restored``: this sync's results so far by (kernel ruleset, plan) identities (members
+        in step restore the same plan onto the same ruleset; their kernels hold both).
+        """
+        proxy = p.proxy
         if end < proxy.blocked_until_s:
-            error = "iptables-restore: another app is currently holding the xtables lock"
-        else:
-            try:
-                ruleset = apply_plan(proxy.kernel.ruleset, plan, caches)
-            except RestoreError as exc:
-                error = str(exc)
-        if error is not None:
-            # The changes were checked out: only a full sync can recover them.
-            self.need_full = True
-            proxy.last_error = error
-            m.sync_proxy_rules_iptables_restore_failures_total += 1
-            if not full:
-                m.sync_proxy_rules_iptables_partial_restore_failures_total += 1
-            self._record(start, end, full, False, plan.rules_written, math.nan, through)
-            return False
-        proxy.kernel.install(ruleset, end)
-        self._succeeded(start, end, full, changes, service_ports, endpoints_map)
-        latency = max(
-            (end - t for times in changes.trigger_times_s.values() for t in times),
-            default=math.nan,
+            return None, "iptables-restore: another app is currently holding the xtables lock"
+        kernel_ruleset = proxy.kernel.ruleset
+        key = (id(kernel_ruleset), id(p.plan))
+        found = restored.get(key)
+        if found is not None:
+            return found, None
+        try:
+            found = restored[key] = apply_plan(kernel_ruleset, p.plan, proxy.caches)
+        except RestoreError as exc:
+            return None, str(exc)
+        return found, None
+
+    def _diverged(self, how: str) -> str:
+        nodes = ", ".join(m.node for m in self.members)
+        return (
+            f"kube-proxies in step ({nodes}) {how}: nodes whose syncs can differ must not share "
+            "a life (svcsim.scenario.cohorts decides which do)"
         )
-        self._record(start, end, full, True, plan.rules_written, latency, through)
-        return True
 
     def _sync_nftables(
         self,
@@ -926,9 +1150,15 @@ class _Life:
         changes: PendingChanges,
         service_ports: Mapping[ServicePortName, ServicePortInfo],
         endpoints_map: EndpointsMap,
+        member: KubeProxy | None = None,
+        udp_filter: StaleUdpFilter | None = None,
     ) -> None:
-        """What follows a successful sync in either mode: state, metrics, listeners, clean-up."""
-        proxy = self.proxy
+        """What follows a successful sync in either mode: state, metrics, listeners, clean-up.
+
+        ``member``: whose sync (a cohort's member); None: the life's own proxy.
+        ``udp_filter``: the UDP clean-up's filter if already made from these maps.
+        """
+        proxy = self.proxy if member is None else member
         m = proxy.metrics
         self.health.updated()
         self.need_full = False
@@ -944,7 +1174,9 @@ class _Life:
         for listener in proxy._programmed_listeners:
             listener(proxy.node, proxy.programmed)
         if changes.conntrack_cleanup_required:
-            proxy._clean_udp_conntrack(StaleUdpFilter.from_maps(service_ports, endpoints_map), end)
+            if udp_filter is None:
+                udp_filter = StaleUdpFilter.from_maps(service_ports, endpoints_map)
+            proxy._clean_udp_conntrack(udp_filter, end)
         self.installed = True
 
     def _record(
@@ -956,11 +1188,13 @@ class _Life:
         rules: int,
         latency: float,
         through: float,
+        member: KubeProxy | None = None,
     ) -> None:
-        rec = self.proxy.recorder
+        proxy = self.proxy if member is None else member
+        rec = proxy.recorder
         if rec is not None:
             rec.add_sync(
-                node=self.proxy.node,
+                node=proxy.node,
                 start_s=start,
                 end_s=end,
                 full=full,

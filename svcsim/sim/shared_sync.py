@@ -78,6 +78,36 @@ def iptables_compile(
         or locality_matters(shared, node, service_ports, caches.compile)
     ):
         return sync_from_maps(service_ports, endpoints_map, ctx, caches.compile)
+    return shared_compile(service_ports, shared, alike, caches)
+
+
+def uniform_compile(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    shared: SharedEndpoints,
+    alike: NodeContext | None,
+    caches: RunCaches,
+) -> IptablesSync | None:
+    """The one compile of every node whose context shares ``alike``, or None if they differ.
+
+    Not None when no service port reads a node's IPs (``loadBalancerSourceRanges``) or
+    locality (local endpoints, node hints): then :func:`iptables_compile` gives each such
+    node this compile or one equal to it, and a cohort of nodes in step
+    (:meth:`svcsim.sim.kubeproxy.KubeProxy.start_in_step`) asks once, not once per node.
+    """
+    if alike is None or shared.node_hints or _has_source_ranges(service_ports, caches):
+        return None
+    if _has_local_ports(service_ports, caches):
+        return None
+    return shared_compile(service_ports, shared, alike, caches)
+
+
+def shared_compile(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    shared: SharedEndpoints,
+    alike: NodeContext,
+    caches: RunCaches,
+) -> IptablesSync:
+    """``sync_from_maps`` of the map seen from no node with ``alike``, memoised by identities."""
     base = shared.base
     # Asked with the plain tuple equal to the SharedSyncKey stored below (proxy/caches.py).
     hit = caches.shared_syncs.get((id(alike), id(service_ports), id(base)))
@@ -100,6 +130,21 @@ def _has_source_ranges(
         found = memo.put(
             id(service_ports),
             any(info.load_balancer_source_ranges for info in service_ports.values()),
+            holds=service_ports,
+        )
+    return found
+
+
+def _has_local_ports(
+    service_ports: Mapping[ServicePortName, ServicePortInfo], caches: RunCaches
+) -> bool:
+    """Some service port uses local endpoints (memoised by the map's identity)."""
+    memo = caches.local_ports
+    found = memo.get(id(service_ports))
+    if found is None:
+        found = memo.put(
+            id(service_ports),
+            any(info.uses_local_endpoints for info in service_ports.values()),
             holds=service_ports,
         )
     return found
