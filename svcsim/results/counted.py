@@ -84,7 +84,9 @@ class CountedAttempts:
             return
         assert self._path is not None
         with pq.ParquetFile(self._path) as file:
-            for batch in file.iter_batches(batch_size=rows):
+            # One thread: decoding on several costs more CPU in all (measured), and a run
+            # drawing its figures or a sweep already keeps every core busy.
+            for batch in file.iter_batches(batch_size=rows, use_threads=False):
                 yield CodedBatch.of_arrow(batch)
 
     def distinct(self, column: str) -> set[str]:
@@ -94,7 +96,7 @@ class CountedAttempts:
         assert self._path is not None
         found: set[str] = set()
         with pq.ParquetFile(self._path) as file:
-            for batch in file.iter_batches(columns=[column]):
+            for batch in file.iter_batches(columns=[column], use_threads=False):
                 values = batch.column(0)
                 if pa.types.is_dictionary(values.type):
                     values = values.dictionary.take(pc.unique(values.indices))
