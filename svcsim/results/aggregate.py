@@ -102,7 +102,9 @@ class CountAggregator:
         Every attempt sent before ``watermark`` must have been added, and every control-plane
         instant before it. Spans are handed out whole: up to the last cut at or before it.
         """
-        cuts = self._cut_array()
+        if watermark <= self._done_through:
+            return None
+        cuts = self._cut_array(watermark)
         upto = float(cuts[np.searchsorted(cuts, watermark, side="right") - 1])
         if upto <= self._done_through:
             return None
@@ -117,10 +119,18 @@ class CountAggregator:
         rows = self._held()
         return _count(rows, self._cut_array()) if rows is not None else None
 
-    def _cut_array(self) -> F64:
+    def _cut_array(self, through: float = np.inf) -> F64:
+        """The cuts in ``[done_through, through]``, sorted (``done_through`` is one of them).
+
+        Only those: a day's grid has hundreds of thousands of cuts, and the watermark moves
+        thousands of times; merging the whole rest of the grid each time made a day's
+        counting quadratic in its length.
+        """
+        lo = int(np.searchsorted(self._grid, self._done_through, side="left"))
+        hi = int(np.searchsorted(self._grid, through, side="right"))
         extra = np.asarray(self._cuts, dtype=np.float64)
-        extra = extra[extra >= self._done_through]
-        return np.union1d(self._grid[self._grid >= self._done_through], extra)
+        extra = extra[(extra >= self._done_through) & (extra <= through)]
+        return np.union1d(self._grid[lo:hi], extra)
 
     def _held(self) -> dict[str, npt.NDArray[Any]] | None:
         if not self._parts:
