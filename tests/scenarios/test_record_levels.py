@@ -141,6 +141,30 @@ def test_figure_view_is_the_same_in_small_batches(name: str, counted_runs: dict[
     assert len(view) <= len(run.counts)
 
 
+def test_folds_of_rows_out_of_time_order_are_the_same(counted_runs: dict[str, Run]) -> None:
+    """The folds take a fast path for rows in time order (the file's); shuffled, the same."""
+    run = counted_runs["rolling-update"]
+    shuffled = run.counts.frame().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    mixed = dataclasses.replace(run, counts=CountedAttempts(shuffled), memo={})
+    assert fold_view(mixed, rows=FOLD_ROWS).equals(figure_traffic(run))
+    span_s = float(run.manifest["duration_s"])
+    intervals = node_intervals(run.endpoint_sets, end_s=span_s)
+    windows = failure_windows(run.requests, traffic=empty_frame("request_counts"))
+    folds = [
+        fold_traffic(
+            counts.batches(FOLD_ROWS),
+            endpoint_sets=run.endpoint_sets,
+            intervals=intervals,
+            windows=windows,
+        )
+        for counts in (run.counts, CountedAttempts(shuffled))
+    ]
+    assert folds[0].uniformity is not None and folds[1].uniformity is not None
+    pd.testing.assert_frame_equal(folds[0].uniformity, folds[1].uniformity)
+    assert folds[0].by_outcome == folds[1].by_outcome
+    assert [w.total for w in folds[0].windows] == [w.total for w in folds[1].windows]
+
+
 def test_explain_numbers_attempts_alike_and_refuses_what_was_not_kept(
     shipped_run: ShippedRun, counted_runs: dict[str, Run]
 ) -> None:
