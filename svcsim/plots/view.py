@@ -70,6 +70,19 @@ def traffic_nodes(run: Run) -> set[str]:
 
 def fold_view(run: Run, rows: int = BATCH_ROWS) -> pd.DataFrame:
     """The folded view of a counted run's attempts (module docstring), read ``rows`` at a time."""
+    fold = view_fold(run)
+    for batch in run.counts.batches(rows):
+        fold.add(batch)
+    return fold.result()
+
+
+def view_fold(run: Run) -> ViewFold:
+    """An empty fold of ``run``'s view, to feed its counted attempts batch by batch.
+
+    What :func:`fold_view` does, for a reader that reads the batches anyway (the run's
+    analysis, :func:`~svcsim.results.fold.fold_traffic`'s ``also``): the file is read once.
+    Hand the result to :func:`keep_view`.
+    """
     # Imported here: chain and style import this module's readers (events), not the reverse.
     from svcsim.plots.chain import stable_windows
     from svcsim.plots.style import run_span_s
@@ -82,15 +95,15 @@ def fold_view(run: Run, rows: int = BATCH_ROWS) -> pd.DataFrame:
         s: np.unique(np.asarray([b for w in stable_windows(run, s) for b in w], dtype=np.float64))
         for s in services
     }
-    fold = _ViewFold(grid, per_service)
-    for i, batch in enumerate(run.counts.batches(rows)):
-        fold.add(batch)
-        if (i + 1) % _REDUCE_EVERY == 0:
-            fold.compact()
-    return conform(fold.result(), "request_counts")
+    return ViewFold(grid, per_service)
 
 
-class _ViewFold:
+def keep_view(run: Run, view: pd.DataFrame) -> None:
+    """Keep ``view`` (a :class:`ViewFold`'s result for ``run``) as the run's figure view."""
+    run.memo[_MEMO] = view
+
+
+class ViewFold:
     """The view, folded batch by batch: rows kept as global codes until :meth:`result`.
 
     Each batch is reduced to one row per (span start, Service, endpoint, Pod, outcome,
@@ -105,11 +118,12 @@ class _ViewFold:
         self._service_index = {s: i for i, s in enumerate(sorted(per_service))}
         self._names: dict[str, dict[str, int]] = {k: {} for k in _CODED}
         self._tables: dict[str, tuple[list[str], I64]] = {}
+        self._added = 0
         """Per column, the last batch's names and their global codes (-1: not yet used)."""
         self._parts: list[dict[str, npt.NDArray[Any]]] = []
 
     def add(self, batch: CodedBatch) -> None:
-        """Reduce one batch and keep its rows."""
+        """Reduce one batch (the next rows of the table) and keep its rows."""
         if not len(batch):
             return
         t = np.asarray(batch.numbers["t_s"], dtype=np.float64)
@@ -152,6 +166,9 @@ class _ViewFold:
             np.asarray(batch.numbers[COUNT_COLUMN], dtype=np.int64)[order], heads
         )
         self._parts.append(part)
+        self._added += 1
+        if self._added % _REDUCE_EVERY == 0:
+            self.compact()
 
     def compact(self) -> None:
         """Merge the rows kept so far (bounds their memory)."""
@@ -191,7 +208,10 @@ class _ViewFold:
         return out
 
     def result(self) -> pd.DataFrame:
-        """The view as a frame, rows in ``groupby(sort=True)`` order of the names."""
+        """The view (rows in ``groupby(sort=True)`` order of the names), conformed."""
+        return conform(self._frame(), "request_counts")
+
+    def _frame(self) -> pd.DataFrame:
         if not self._parts:
             frame = _empty()
             frame["src_node"] = ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -51,19 +51,29 @@ class TrafficFold:
     windows: list[FailureWindow]
 
 
+class BatchFold(Protocol):
+    """Another fold over the same attempts (:func:`fold_traffic`'s ``also``)."""
+
+    def add(self, batch: CodedBatch) -> None:
+        """Take the next batch of rows."""
+
+
 def fold_traffic(
     batches: Iterable[CodedBatch],
     *,
     endpoint_sets: pd.DataFrame | None = None,
     intervals: pd.DataFrame | None = None,
     windows: Sequence[FailureWindow] = (),
+    also: Sequence[BatchFold] = (),
 ) -> TrafficFold:
     """Fold the attempts in ``batches`` (see the module docstring) in one pass.
 
     ``windows`` are failure windows whose ``total`` is to be counted here (their other fields
     come from the failed attempts alone); ``intervals`` as for
     :func:`~svcsim.results.stats.uniformity_tests`; ``endpoint_sets`` as for
-    :func:`~svcsim.results.stats.endpoint_shares`.
+    :func:`~svcsim.results.stats.endpoint_shares`. Each of ``also`` is given every batch
+    too, in order (the figures' view, :func:`svcsim.plots.view.view_fold`): a day's file
+    is then decoded once, not once per fold.
     """
     outcomes = [o.value for o in Outcome]
     outcome_index = {name: i for i, name in enumerate(outcomes)}
@@ -74,6 +84,8 @@ def fold_traffic(
     for batch in batches:
         if not len(batch):
             continue
+        for other in also:
+            other.add(batch)
         weights = np.asarray(batch.numbers[COUNT_COLUMN], dtype=np.int64)
         codes = batch.lookup("outcome", outcome_index)
         if (codes < 0).any():

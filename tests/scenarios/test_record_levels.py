@@ -9,12 +9,14 @@ file, figures included for one.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import svcsim.runs
 from svcsim.explain import ExplainError, pick_request
 from svcsim.plots import render_all
 from svcsim.plots.view import figure_traffic, fold_view
@@ -26,10 +28,18 @@ from svcsim.results.schema import TABLES, RecordLevel, empty_frame
 from svcsim.results.stats import node_intervals
 from svcsim.results.weights import attempt_weights, traffic_table
 from svcsim.results.windows import failure_windows
+from svcsim.runs import run_scenario
 from svcsim.scenario.load import load_scenario
 from tests.results.levels import recount
-from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
+from tests.scenarios.conftest import ShippedRun, scenario_path
 from tests.scenarios.test_shipped import SHIPPED
+
+
+def _view_only(views: dict[str, pd.DataFrame], name: str, run: Run) -> dict[str, bytes]:
+    """In place of drawing a run's figures: keep the view of attempts they would read."""
+    views[name] = figure_traffic(run)
+    return {}
+
 
 FOLD_ROWS = 997
 """Rows per batch when a test folds counted attempts: many batches, none aligned to anything."""
@@ -86,16 +96,41 @@ def test_counts_give_the_same_summary_and_windows(name: str, shipped_run: Shippe
 
 
 @pytest.fixture(scope="module")
-def counted_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures off)."""
+def counted_and_drawn(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Run], dict[str, pd.DataFrame]]:
+    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures not drawn),
+    and the view of its attempts each run handed to its figures."""
     root = tmp_path_factory.mktemp("counted")
     level = RecordLevel.FAILURES_AND_AGGREGATES
-    out = {}
+    out, views = {}, {}
     for name in SIMULATED:
         loaded = load_scenario(scenario_path(name))
         scenario = loaded.scenario.model_copy(update={"records": level})
-        out[name] = run_without_figures(dataclasses.replace(loaded, scenario=scenario), root / name)
-    return out
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(svcsim.runs, "render_all", partial(_view_only, views, name))
+            outcome = run_scenario(
+                dataclasses.replace(loaded, scenario=scenario), out_dir=root / name
+            )
+        out[name] = outcome.run
+    return out, views
+
+
+@pytest.fixture(scope="module")
+def counted_runs(
+    counted_and_drawn: tuple[dict[str, Run], dict[str, pd.DataFrame]],
+) -> dict[str, Run]:
+    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures off)."""
+    return counted_and_drawn[0]
+
+
+@pytest.mark.parametrize("name", SIMULATED)
+def test_the_run_folds_the_figures_view_with_its_summary(
+    name: str, counted_and_drawn: tuple[dict[str, Run], dict[str, pd.DataFrame]]
+) -> None:
+    """`svcsim run` folds the view in the summary's read of the counts: the view of the folder."""
+    runs, views = counted_and_drawn
+    pd.testing.assert_frame_equal(views[name], fold_view(runs[name]))
 
 
 @pytest.mark.parametrize("name", SIMULATED)
