@@ -15,7 +15,12 @@ A row's ``t_s`` is its span's start and ``first_t_s`` the earliest first send of
 merged into it; ``src_node`` is dropped (``""``: :func:`traffic_nodes` lists the sources). So
 every figure drawn from it is the one drawn from all the counted rows (tests compare the PNG
 bytes), and a day-long run's figures read a few hundred thousand rows, not tens of millions.
-The view is computed once per :class:`~svcsim.results.Run` and kept in its ``memo``.
+The view is computed once per :class:`~svcsim.results.Run` and kept in its ``memo``;
+``svcsim run`` folds it in the same read of the counted attempts as the summary
+(:func:`view_fold`, :func:`keep_view`), so a day's file is decoded once. Each batch is reduced
+with one sort of a packed key (:func:`~svcsim.results.keyed.runs_of`) and the start of each
+row's span is looked up once per distinct send time (the table is sorted by ``t_s``), not
+per row.
 """
 
 from __future__ import annotations
