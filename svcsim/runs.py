@@ -23,6 +23,7 @@ import numpy as np
 from svcsim.plots import render_all
 from svcsim.plots.events import services
 from svcsim.plots.select import figure_notices
+from svcsim.plots.view import keep_view, view_fold
 from svcsim.results import (
     Run,
     RunFolderError,
@@ -185,25 +186,34 @@ def _simulate_and_write(
     frames = recorder.frames(skip=("request_counts",) if counts is not None else ())
     # Per node: each node's flows are tested against the set its own rules choose from.
     intervals = node_intervals(frames["endpoint_sets"], end_s=sc.duration_s)
+    manifest = _manifest(loaded, seed, streams, wall_s)
+    if notices:  # other runs' manifests stay as they were
+        manifest["notices"] = notices
+    view = ahead = None
     if counts is None:
         windows = failure_windows(frames["requests"], traffic=traffic_table(frames))
         folded = None
     else:
         # The windows' other fields come from the failed attempts; their totals from the fold.
         windows = failure_windows(frames["requests"], traffic=empty_frame("request_counts"))
+        if figures:
+            # The figures' view of the attempts is folded in the same read of the file (the
+            # run as it will be drawn, less what the fold below gives: the view needs none).
+            ahead = Run.from_frames(
+                spot.out, manifest, frames, {}, windows, counts=counts, conformed=True
+            )
+            view = view_fold(ahead)
         folded = fold_traffic(
             counts.batches(),
             endpoint_sets=frames["endpoint_sets"],
             intervals=intervals,
             windows=windows,
+            also=[view] if view is not None else [],
         )
         windows = folded.windows
     summary = build_summary(
         frames, windows, seed=seed, intervals=intervals, untested=untested, traffic=folded
     )
-    manifest = _manifest(loaded, seed, streams, wall_s)
-    if notices:  # other runs' manifests stay as they were
-        manifest["notices"] = notices
     drawn = None
     if figures:
         phase(RunPhase.DRAWING)
@@ -211,6 +221,10 @@ def _simulate_and_write(
         drawn_run = Run.from_frames(
             spot.out, manifest, frames, summary, windows, counts=counts, conformed=True
         )
+        if ahead is not None and view is not None:
+            # What the view's fold worked out from the tables (stable windows, ...) holds.
+            drawn_run.memo.update(ahead.memo)
+            keep_view(drawn_run, view.result())
         drawn = render_all(drawn_run)
         capped = figure_notices(drawn_run, services(drawn_run))
         if capped:  # what the figures leave out; other runs' manifests stay as they were

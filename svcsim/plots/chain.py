@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 from svcsim.plots.events import services
 from svcsim.plots.select import NOTE_COLOUR, services_note, shown_services
 from svcsim.plots.shares import endpoint_labels
-from svcsim.plots.staleness import STALE, merge_intervals, stale_intervals
+from svcsim.plots.staleness import STALE, stale_intervals, union_arrays
 from svcsim.plots.style import (
     empty_note,
     legend_outside,
@@ -53,6 +53,8 @@ an endpoint could get no flow by chance (probability about e^-10 at this level) 
 interval would seem to have a smaller endpoint set."""
 _PANEL_HEIGHT_IN: Final = 4.0
 _MAX_CHAIN_POINTS: Final = 50
+_STABLE_MEMO: Final = "stable_windows"
+"""Key of :func:`stable_windows`' results (by Service) in ``Run.memo``."""
 
 
 def clopper_pearson(
@@ -99,20 +101,35 @@ class EndpointSetCheck:
 
 
 def stable_windows(run: Run, service: str) -> list[tuple[float, float]]:
-    """Intervals (s) in which ``service``'s rules held still on every node (module docstring)."""
+    """Intervals (s) in which ``service``'s rules held still on every node (module docstring).
+
+    Computed once per run and Service (kept in ``run.memo``): the folded view of a counted
+    run and the chain check both ask.
+    """
+    memo = run.memo.setdefault(_STABLE_MEMO, {})
+    found = memo.get(service)
+    if found is None:
+        found = memo[service] = _stable_windows(run, service)
+    return list(found)
+
+
+def _stable_windows(run: Run, service: str) -> list[tuple[float, float]]:
     span_s = run_span_s(run)
     stale = stale_intervals(run, service)
-    stale = stale.loc[stale["reason"] == STALE]
-    unsettled = merge_intervals(list(zip(stale["start_s"], stale["end_s"], strict=True)))
-    out: list[tuple[float, float]] = []
-    cursor = 0.0
-    for lo, hi in unsettled:
-        if lo > cursor:
-            out.append((cursor, min(lo, span_s)))
-        cursor = max(cursor, hi)
-    if cursor < span_s:
-        out.append((cursor, span_s))
-    return [(float(lo), float(hi)) for lo, hi in out if hi > lo]
+    stale = stale.loc[np.asarray(stale["reason"] == STALE, dtype=bool)]
+    lo, hi = union_arrays(
+        stale["start_s"].to_numpy(dtype=np.float64), stale["end_s"].to_numpy(dtype=np.float64)
+    )
+    # The gaps between the unsettled spans (disjoint and sorted), from 0 to the run's end:
+    # before each span, from the furthest end so far (a span may reach past the run's end).
+    cursor = np.maximum.accumulate(np.r_[0.0, hi])
+    gap = lo > cursor[:-1]
+    starts = np.r_[cursor[:-1][gap], cursor[-1:]]
+    ends = np.r_[np.minimum(lo[gap], span_s), [span_s]]
+    if not cursor[-1] < span_s:
+        starts, ends = starts[:-1], ends[:-1]
+    keep = ends > starts
+    return list(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
 
 
 def endpoint_set_checks(run: Run, service: str) -> list[EndpointSetCheck]:

@@ -68,6 +68,8 @@ STALE: Final = "stale"
 """Reason: an EndpointSlice update not yet programmed on the node."""
 PROXY_DOWN: Final = "proxy-down"
 """Reason: kube-proxy on the node was down."""
+F64 = npt.NDArray[np.float64]
+
 _MAX_UPDATE_LINES: Final = 200
 _SYNCS_MEMO: Final = "staleness_syncs"
 """Key of :func:`_syncs_by_node`'s result in ``Run.memo``."""
@@ -75,13 +77,31 @@ _SYNCS_MEMO: Final = "staleness_syncs"
 
 def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Union of closed-open intervals, sorted; touching intervals join."""
-    out: list[tuple[float, float]] = []
-    for lo, hi in sorted(intervals):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
+    if not intervals:
+        return []
+    lo, hi = union_arrays(
+        np.asarray([i[0] for i in intervals], dtype=np.float64),
+        np.asarray([i[1] for i in intervals], dtype=np.float64),
+    )
+    return list(zip(lo.tolist(), hi.tolist(), strict=True))
+
+
+def union_arrays(lo: F64, hi: F64) -> tuple[F64, F64]:
+    """:func:`merge_intervals` of the intervals ``[lo[i], hi[i])``, as two sorted arrays.
+
+    Sorted by (lo, hi), an interval opens a new run when it starts after every earlier one
+    ended (touching intervals join); a run ends at the largest end in it, which is the
+    running maximum of the ends at its last interval (every earlier run ended before it).
+    A day-long run has a million stale intervals: no Python per interval.
+    """
+    if not len(lo):
+        return lo.astype(np.float64), hi.astype(np.float64)
+    order = np.lexsort((hi, lo))
+    lo, hi = lo[order], hi[order]
+    reach = np.maximum.accumulate(hi)
+    opens = np.flatnonzero(np.concatenate(([True], lo[1:] > reach[:-1])))
+    closes = np.append(opens[1:], len(lo)) - 1
+    return lo[opens], reach[closes]
 
 
 def programmed_at(
@@ -181,7 +201,11 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
     """
     span_s = run_span_s(run)
     updates = slice_update_times(run, service)
-    rows: list[tuple[str, float, float, str]] = []
+    # Columns built a node at a time (a day has a million stale intervals).
+    names: list[str] = []
+    lows: list[F64] = []
+    highs: list[F64] = []
+    reasons: list[str] = []
     syncs_by_node = _syncs_by_node(run)
     for node in nodes(run):
         if len(updates):
@@ -189,16 +213,30 @@ def stale_intervals(run: Run, service: str | None = None) -> pd.DataFrame:
             if node_syncs is None:
                 node_syncs = _NodeSyncs.of(run.syncs.iloc[:0])
             done = _programmed_at(updates, node_syncs, span_s)
-            pairs = [(float(u), float(d)) for u, d in zip(updates, done, strict=True) if d > u]
-            rows.extend((node, lo, hi, STALE) for lo, hi in merge_intervals(pairs))
+            late = done > updates
+            lo, hi = union_arrays(updates[late].astype(np.float64), done[late])
+            names.append(node)
+            lows.append(lo)
+            highs.append(hi)
+            reasons.append(STALE)
     outages: dict[str, list[tuple[float, float]]] = {}
     for outage in proxy_outages(run, span_s):
         outages.setdefault(outage.node, []).append((outage.start_s, outage.end_s))
     for node, pairs in outages.items():
-        rows.extend((node, lo, hi, PROXY_DOWN) for lo, hi in merge_intervals(pairs))
-    frame = pd.DataFrame(rows, columns=["node", "start_s", "end_s", "reason"])
-    frame["start_s"] = frame["start_s"].astype(np.float64)
-    frame["end_s"] = frame["end_s"].astype(np.float64)
+        merged = merge_intervals(pairs)
+        names.append(node)
+        lows.append(np.asarray([lo for lo, _ in merged], dtype=np.float64))
+        highs.append(np.asarray([hi for _, hi in merged], dtype=np.float64))
+        reasons.append(PROXY_DOWN)
+    sizes = [len(lo) for lo in lows]
+    frame = pd.DataFrame(
+        {
+            "node": np.repeat(np.asarray(names, dtype=object), sizes),
+            "start_s": np.concatenate(lows) if lows else np.empty(0, dtype=np.float64),
+            "end_s": np.concatenate(highs) if highs else np.empty(0, dtype=np.float64),
+            "reason": np.repeat(np.asarray(reasons, dtype=object), sizes),
+        }
+    )
     return frame.sort_values(["node", "reason", "start_s"], kind="stable").reset_index(drop=True)
 
 

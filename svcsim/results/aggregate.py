@@ -31,6 +31,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from svcsim.results.keyed import runs_of
+
 F64 = npt.NDArray[np.float64]
 
 COUNT_KEYS: Final[tuple[str, ...]] = ("src_node", "service", "endpoint", "pod", "outcome")
@@ -102,7 +104,9 @@ class CountAggregator:
         Every attempt sent before ``watermark`` must have been added, and every control-plane
         instant before it. Spans are handed out whole: up to the last cut at or before it.
         """
-        cuts = self._cut_array()
+        if watermark <= self._done_through:
+            return None
+        cuts = self._cut_array(watermark)
         upto = float(cuts[np.searchsorted(cuts, watermark, side="right") - 1])
         if upto <= self._done_through:
             return None
@@ -117,10 +121,18 @@ class CountAggregator:
         rows = self._held()
         return _count(rows, self._cut_array()) if rows is not None else None
 
-    def _cut_array(self) -> F64:
+    def _cut_array(self, through: float = np.inf) -> F64:
+        """The cuts in ``[done_through, through]``, sorted (``done_through`` is one of them).
+
+        Only those: a day's grid has hundreds of thousands of cuts, and the watermark moves
+        thousands of times; merging the whole rest of the grid each time made a day's
+        counting quadratic in its length.
+        """
+        lo = int(np.searchsorted(self._grid, self._done_through, side="left"))
+        hi = int(np.searchsorted(self._grid, through, side="right"))
         extra = np.asarray(self._cuts, dtype=np.float64)
-        extra = extra[extra >= self._done_through]
-        return np.union1d(self._grid[self._grid >= self._done_through], extra)
+        extra = extra[(extra >= self._done_through) & (extra <= through)]
+        return np.union1d(self._grid[lo:hi], extra)
 
     def _held(self) -> dict[str, npt.NDArray[Any]] | None:
         if not self._parts:
@@ -152,20 +164,19 @@ def _count(rows: Mapping[str, npt.NDArray[Any]], cuts: F64) -> CountBlock:
     if failed.any():
         pair = (rows["service"].astype(np.int64) << 32) | rows["src_node"].astype(np.int64)
         start = np.maximum(start, _failure_starts(t, pair, failed))
-    keys = [rows["new_flow"], *(rows[k] for k in reversed(COUNT_KEYS)), start]
-    order = np.lexsort(keys)
-    sorted_keys = [k[order] for k in keys]
-    change = np.zeros(len(t), dtype=np.bool_)
-    change[0] = True
-    for k in sorted_keys:
-        change[1:] |= k[1:] != k[:-1]
-    heads = np.flatnonzero(change)
+    # Rows sorted by span start, then the keys in order, then new_flow: one packed key (the
+    # start as its rank among the block's starts), one stable sort (runs_of).
+    starts, rank = np.unique(start, return_inverse=True)
+    columns = [rank, *(rows[k] for k in COUNT_KEYS), rows["new_flow"]]
+    sizes = [len(starts), *(int(rows[k].max()) + 1 for k in COUNT_KEYS), 2]
+    order, heads = runs_of(columns, sizes)
+    first = order[heads]
     counts = np.diff(np.r_[heads, len(t)]).astype(np.int64)
     return CountBlock(
-        t_s=sorted_keys[-1][heads],
+        t_s=start[first],
         first_t_s=np.minimum.reduceat(t[order], heads),
-        codes={k: rows[k][order][heads] for k in COUNT_KEYS},
-        new_flow=sorted_keys[0][heads],
+        codes={k: rows[k][first] for k in COUNT_KEYS},
+        new_flow=rows["new_flow"][first],
         requests=counts,
     )
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from svcsim.results.schema import conform, empty_frame
+from svcsim.results.tableread import open_parquet
 
 BATCH_ROWS: Final = 1 << 16
 """Rows per batch a fold reads: a quarter of a streamed row group (measured: a lower peak
@@ -83,8 +84,10 @@ class CountedAttempts:
                 yield CodedBatch.of_frame(self._frame.iloc[start : start + rows])
             return
         assert self._path is not None
-        with pq.ParquetFile(self._path) as file:
-            for batch in file.iter_batches(batch_size=rows):
+        with open_parquet(self._path) as file:
+            # One thread: decoding on several costs more CPU in all (measured), and a run
+            # drawing its figures or a sweep already keeps every core busy.
+            for batch in file.iter_batches(batch_size=rows, use_threads=False):
                 yield CodedBatch.of_arrow(batch)
 
     def distinct(self, column: str) -> set[str]:
@@ -93,8 +96,8 @@ class CountedAttempts:
             return {str(v) for v in self._frame[column].unique()}
         assert self._path is not None
         found: set[str] = set()
-        with pq.ParquetFile(self._path) as file:
-            for batch in file.iter_batches(columns=[column]):
+        with open_parquet(self._path) as file:
+            for batch in file.iter_batches(columns=[column], use_threads=False):
                 values = batch.column(0)
                 if pa.types.is_dictionary(values.type):
                     values = values.dictionary.take(pc.unique(values.indices))

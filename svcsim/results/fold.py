@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -51,19 +51,29 @@ class TrafficFold:
     windows: list[FailureWindow]
 
 
+class BatchFold(Protocol):
+    """Another fold over the same attempts (:func:`fold_traffic`'s ``also``)."""
+
+    def add(self, batch: CodedBatch) -> None:
+        """Take the next batch of rows."""
+
+
 def fold_traffic(
     batches: Iterable[CodedBatch],
     *,
     endpoint_sets: pd.DataFrame | None = None,
     intervals: pd.DataFrame | None = None,
     windows: Sequence[FailureWindow] = (),
+    also: Sequence[BatchFold] = (),
 ) -> TrafficFold:
     """Fold the attempts in ``batches`` (see the module docstring) in one pass.
 
     ``windows`` are failure windows whose ``total`` is to be counted here (their other fields
     come from the failed attempts alone); ``intervals`` as for
     :func:`~svcsim.results.stats.uniformity_tests`; ``endpoint_sets`` as for
-    :func:`~svcsim.results.stats.endpoint_shares`.
+    :func:`~svcsim.results.stats.endpoint_shares`. Each of ``also`` is given every batch
+    too, in order (the figures' view, :func:`svcsim.plots.view.view_fold`): a day's file
+    is then decoded once, not once per fold.
     """
     outcomes = [o.value for o in Outcome]
     outcome_index = {name: i for i, name in enumerate(outcomes)}
@@ -74,6 +84,8 @@ def fold_traffic(
     for batch in batches:
         if not len(batch):
             continue
+        for other in also:
+            other.add(batch)
         weights = np.asarray(batch.numbers[COUNT_COLUMN], dtype=np.int64)
         codes = batch.lookup("outcome", outcome_index)
         if (codes < 0).any():
@@ -215,12 +227,20 @@ class _Uniformity:
         if (same & (lo[by_start][1:] < hi[by_start][:-1])).any():
             raise ValueError("intervals overlap")
         # Per Service, its endpoint sets in first-visit order: the order they are pooled in.
-        eps = intervals["endpoints"].to_numpy(object)
-        keys = [(int(svc_codes[i]), tuple(sorted(eps[i]))) for i in visit.tolist()]
-        ids, uniques = pd.factorize(pd.Series(keys, dtype=object))
+        # A day has a million intervals and a few thousand distinct sets: each distinct value
+        # is sorted once, and the (Service, set) pairs are numbered as integers.
+        eps_codes, eps_values = pd.factorize(intervals["endpoints"].to_numpy(object))
+        sorted_sets = [tuple(sorted(e)) for e in eps_values]
+        same_set, sets = pd.factorize(pd.Series(sorted_sets, dtype=object))
+        set_code = np.asarray(same_set, dtype=np.int64)[np.asarray(eps_codes, dtype=np.int64)]
+        pair_of = svc_codes * max(len(sets), 1) + set_code
+        ids, uniques = pd.factorize(pair_of[visit])
         set_of = np.empty(len(intervals), dtype=np.int64)
         set_of[visit] = ids
-        self._sets: list[tuple[int, tuple[str, ...]]] = [(int(k[0]), k[1]) for k in uniques]
+        self._sets: list[tuple[int, tuple[str, ...]]] = [
+            (int(k) // max(len(sets), 1), sets[int(k) % max(len(sets), 1)])
+            for k in np.asarray(uniques, dtype=np.int64).tolist()
+        ]
         self._scope = scope_key[by_start]
         self._start = lo[by_start]
         self._end = hi[by_start]
@@ -253,22 +273,29 @@ class _Uniformity:
         weight = weights[flows][known]
         flow_keys = scope * (len(self._starts) + 1) + np.searchsorted(self._starts, t, side="right")
         # Searched in sorted order (numpy's search is far faster for sorted needles against
-        # a large table: a day has a million intervals), then put back in row order.
-        by_key = np.argsort(flow_keys)
+        # a large table: a day has a million intervals). Rows come in time order (the table
+        # is sorted by t_s), so a stable sort on the scope alone sorts the keys: a radix sort
+        # when the scopes fit in 16 bits, one pass instead of a comparison sort.
+        if len(t) > 1 and bool((t[1:] >= t[:-1]).all()) and len(self._keys):
+            by_key = np.argsort(_narrow(scope), kind="stable")
+        else:
+            by_key = np.argsort(flow_keys)
         pos = np.empty(len(flow_keys), dtype=np.int64)
         pos[by_key] = np.searchsorted(self._keys, flow_keys[by_key], side="right") - 1
         at = np.maximum(pos, 0)
         inside = (pos >= 0) & (self._scope[at] == scope) & (t < self._end[at])
         if not inside.any():
             return
-        gid = np.asarray(
-            [self._endpoint_ids.setdefault(n, len(self._endpoint_ids)) for n in names],
-            dtype=np.int64,
-        )
-        pair = self._set[at[inside]] * (1 << 32) + gid[local[inside]]
-        unique, where = np.unique(pair, return_inverse=True)
+        local_in = local[inside]
+        # Global ids only for the batch's names in use (its dictionary may hold many more).
+        gid = np.full(len(names), -1, dtype=np.int64)
+        for i in np.flatnonzero(np.bincount(local_in, minlength=len(names))).tolist():
+            gid[i] = self._endpoint_ids.setdefault(names[i], len(self._endpoint_ids))
+        pair = self._set[at[inside]] * (1 << 32) + gid[local_in]
+        # Hash-based: the pairs are few, their order does not matter (summed into a dict).
+        where, unique = pd.factorize(pair)
         sums = np.bincount(where, weights=weight[inside]).astype(np.int64)
-        for key, n in zip(unique.tolist(), sums.tolist(), strict=True):
+        for key, n in zip(np.asarray(unique).tolist(), sums.tolist(), strict=True):
             split = (key >> 32, key & 0xFFFFFFFF)
             self._counts[split] = self._counts.get(split, 0) + n
 
@@ -295,3 +322,10 @@ class _Uniformity:
         columns = ["service", "flows", "sets", "statistic", "dof", "p_value", "outside"]
         frame = pd.DataFrame(rows, columns=columns)
         return frame[["service", "flows", "outside", "sets", "statistic", "dof", "p_value"]]
+
+
+def _narrow(codes: I64) -> npt.NDArray[np.signedinteger[Any]]:
+    """``codes`` (non-negative) as int16 when they fit: numpy sorts those by radix."""
+    if not len(codes) or int(codes.max()) < np.iinfo(np.int16).max:
+        return codes.astype(np.int16)
+    return codes

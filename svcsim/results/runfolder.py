@@ -117,7 +117,14 @@ def write_run(
     unknown = sorted(set(frames) - set(TABLES))
     if unknown:
         raise ValueError(f"unknown record tables {unknown}; expected {list(TABLES)}")
-    tables = {t: conform(frames[t], t) if t in frames else empty_frame(t) for t in TABLES}
+    # A streamed table is in the folder already, and read here only to compute the windows:
+    # conforming it otherwise would copy it whole for nothing (a day's conntrack samples
+    # are hundreds of MiB).
+    unread = frozenset(streamed) if windows is not None else frozenset()
+    tables = {
+        t: empty_frame(t) if t in unread or t not in frames else conform(frames[t], t)
+        for t in TABLES
+    }
     counted = len(tables["request_counts"]) > 0
     if windows is None:
         windows = failure_windows(tables["requests"], traffic=traffic_table(tables))

@@ -40,7 +40,7 @@ def read_frame(path: Path, table: str, rows: int = BATCH_ROWS) -> pd.DataFrame:
     what :mod:`pyarrow` raises for an unreadable file.
     """
     spec = TABLES[table]
-    with pq.ParquetFile(path) as file:
+    with open_parquet(path) as file:
         names = list(file.schema_arrow.names)
         total = int(file.metadata.num_rows)
         if sorted(names) != sorted(c.name for c in spec) or not total:
@@ -55,6 +55,17 @@ def read_frame(path: Path, table: str, rows: int = BATCH_ROWS) -> pd.DataFrame:
     del parts
     pa.default_memory_pool().release_unused()  # the batches' decoding buffers
     return conform(frame, table)
+
+
+def open_parquet(path: Path) -> Any:
+    """``path`` opened to be read a batch at a time, holding about one row group's bytes.
+
+    Without ``pre_buffer=False`` pyarrow buffers the compressed column chunks of every row
+    group it is asked for up front: reading a whole file in batches then holds the whole file
+    (measured: 166 MiB of Arrow memory for a 4-hour day's ``request_counts``, about a GiB for
+    a day), where one row group's worth (15 MiB) would do.
+    """
+    return pq.ParquetFile(path, pre_buffer=False)
 
 
 class _Column:

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 
 from svcsim.plots import stale_intervals
-from svcsim.plots.staleness import PROXY_DOWN, STALE, merge_intervals
+from svcsim.plots.staleness import PROXY_DOWN, STALE, merge_intervals, union_arrays
 from svcsim.results import Recorder, Run
+from tests.plots.intervals import merged_by_loop
 from tests.plots.synthetic import mem_run
 
 NAN = math.nan
@@ -144,6 +145,24 @@ def test_merge_intervals(
     given_: list[tuple[float, float]], expected: list[tuple[float, float]]
 ) -> None:
     assert merge_intervals(given_) == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    given_=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 8)).map(
+            lambda p: (p[0] * 0.5, p[0] * 0.5 + p[1] * 0.25)
+        ),
+        max_size=25,
+    )
+)
+def test_merge_intervals_is_the_loop_over_them(given_: list[tuple[float, float]]) -> None:
+    assert merge_intervals(given_) == merged_by_loop(given_)
+    lo, hi = union_arrays(
+        np.asarray([i[0] for i in given_], dtype=np.float64),
+        np.asarray([i[1] for i in given_], dtype=np.float64),
+    )
+    assert list(zip(lo.tolist(), hi.tolist(), strict=True)) == merged_by_loop(given_)
 
 
 times = st.floats(min_value=0.0, max_value=30.0, allow_nan=False).map(lambda x: round(x, 2))

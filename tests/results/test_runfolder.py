@@ -244,6 +244,23 @@ def test_missing_tables_are_written_empty(tmp_path: Path) -> None:
     assert list(run.syncs.columns)[:2] == ["node", "start_s"]
 
 
+def test_streamed_tables_are_not_read_again(tmp_path: Path) -> None:
+    """Tables already in the partial folder are neither written again nor conformed (copied)."""
+    frames, summary = make_run()
+    spot = outdir.reserve(tmp_path / "run", overwrite=False)
+    recorder = Recorder()
+    recorder.stream_to(spot.partial)
+    recorder.add_conntrack_sample(1.0, "node-1", 17, 131072)
+    recorder.finish()
+    streamed = recorder.streamed_tables()
+    # In place of each streamed table, a frame that conforming would reject.
+    given = {t: pd.DataFrame({"x": [1]}) if t in streamed else f for t, f in frames.items()}
+    given = {t: f for t, f in given.items() if t in ("requests", *streamed)}
+    windows = failure_windows(frames["requests"])
+    out = write_run(spot, {}, given, summary, windows=windows, streamed=streamed)
+    assert load(out).conntrack["entries"].tolist() == [17]
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [

@@ -12,7 +12,7 @@ import pytest
 
 from svcsim.results.schema import conform
 from svcsim.results.stream import TableStream
-from svcsim.results.tableread import read_frame
+from svcsim.results.tableread import open_parquet, read_frame
 
 
 def _whole(path: Path, table: str) -> pd.DataFrame:
@@ -113,3 +113,23 @@ def test_odd_files_read_as_a_whole_read_gives(tmp_path: Path, change: object, me
     else:
         got = read_frame(path, "conntrack", rows=4)
         assert got.equals(_whole(path, "conntrack")) and list(got.columns)[-1] == "extra"
+
+
+def test_a_file_read_in_batches_holds_about_one_row_group(tmp_path: Path) -> None:
+    """Reading a long file batch by batch does not buffer the rest of it (pyarrow's pre_buffer)."""
+    rng = np.random.default_rng(5)
+    rows, groups = 1 << 14, 24
+    stream = TableStream(tmp_path, "conntrack", row_group_rows=rows)
+    for _ in range(groups):
+        columns = _conntrack(rows)
+        # Random values: the file does not compress away, each row group holds ~400 KiB.
+        columns["t_s"] = rng.random(rows)
+        columns["entries"] = rng.integers(0, 1 << 62, rows)
+        stream.add(columns)
+    stream.close()
+    group_bytes = pq.ParquetFile(stream.path).metadata.row_group(0).total_byte_size
+    most = 0
+    with open_parquet(stream.path) as file:
+        for _ in file.iter_batches(batch_size=rows // 4, use_threads=False):
+            most = max(most, pa.total_allocated_bytes())
+    assert most < 4 * group_bytes < groups * group_bytes // 4

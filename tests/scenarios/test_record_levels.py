@@ -9,12 +9,14 @@ file, figures included for one.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import svcsim.runs
 from svcsim.explain import ExplainError, pick_request
 from svcsim.plots import render_all
 from svcsim.plots.view import figure_traffic, fold_view
@@ -26,10 +28,18 @@ from svcsim.results.schema import TABLES, RecordLevel, empty_frame
 from svcsim.results.stats import node_intervals
 from svcsim.results.weights import attempt_weights, traffic_table
 from svcsim.results.windows import failure_windows
+from svcsim.runs import run_scenario
 from svcsim.scenario.load import load_scenario
 from tests.results.levels import recount
-from tests.scenarios.conftest import ShippedRun, run_without_figures, scenario_path
+from tests.scenarios.conftest import ShippedRun, scenario_path
 from tests.scenarios.test_shipped import SHIPPED
+
+
+def _view_only(views: dict[str, pd.DataFrame], name: str, run: Run) -> dict[str, bytes]:
+    """In place of drawing a run's figures: keep the view of attempts they would read."""
+    views[name] = figure_traffic(run)
+    return {}
+
 
 FOLD_ROWS = 997
 """Rows per batch when a test folds counted attempts: many batches, none aligned to anything."""
@@ -86,16 +96,41 @@ def test_counts_give_the_same_summary_and_windows(name: str, shipped_run: Shippe
 
 
 @pytest.fixture(scope="module")
-def counted_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures off)."""
+def counted_and_drawn(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Run], dict[str, pd.DataFrame]]:
+    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures not drawn),
+    and the view of its attempts each run handed to its figures."""
     root = tmp_path_factory.mktemp("counted")
     level = RecordLevel.FAILURES_AND_AGGREGATES
-    out = {}
+    out, views = {}, {}
     for name in SIMULATED:
         loaded = load_scenario(scenario_path(name))
         scenario = loaded.scenario.model_copy(update={"records": level})
-        out[name] = run_without_figures(dataclasses.replace(loaded, scenario=scenario), root / name)
-    return out
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(svcsim.runs, "render_all", partial(_view_only, views, name))
+            outcome = run_scenario(
+                dataclasses.replace(loaded, scenario=scenario), out_dir=root / name
+            )
+        out[name] = outcome.run
+    return out, views
+
+
+@pytest.fixture(scope="module")
+def counted_runs(
+    counted_and_drawn: tuple[dict[str, Run], dict[str, pd.DataFrame]],
+) -> dict[str, Run]:
+    """The :data:`SIMULATED` scenarios run at failures-and-aggregates (figures off)."""
+    return counted_and_drawn[0]
+
+
+@pytest.mark.parametrize("name", SIMULATED)
+def test_the_run_folds_the_figures_view_with_its_summary(
+    name: str, counted_and_drawn: tuple[dict[str, Run], dict[str, pd.DataFrame]]
+) -> None:
+    """`svcsim run` folds the view in the summary's read of the counts: the view of the folder."""
+    runs, views = counted_and_drawn
+    pd.testing.assert_frame_equal(views[name], fold_view(runs[name]))
 
 
 @pytest.mark.parametrize("name", SIMULATED)
@@ -139,6 +174,30 @@ def test_figure_view_is_the_same_in_small_batches(name: str, counted_runs: dict[
     assert view.equals(fold_view(run, rows=FOLD_ROWS))
     assert int(view["requests"].sum()) == run.summary["requests"]["total"]
     assert len(view) <= len(run.counts)
+
+
+def test_folds_of_rows_out_of_time_order_are_the_same(counted_runs: dict[str, Run]) -> None:
+    """The folds take a fast path for rows in time order (the file's); shuffled, the same."""
+    run = counted_runs["rolling-update"]
+    shuffled = run.counts.frame().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    mixed = dataclasses.replace(run, counts=CountedAttempts(shuffled), memo={})
+    assert fold_view(mixed, rows=FOLD_ROWS).equals(figure_traffic(run))
+    span_s = float(run.manifest["duration_s"])
+    intervals = node_intervals(run.endpoint_sets, end_s=span_s)
+    windows = failure_windows(run.requests, traffic=empty_frame("request_counts"))
+    folds = [
+        fold_traffic(
+            counts.batches(FOLD_ROWS),
+            endpoint_sets=run.endpoint_sets,
+            intervals=intervals,
+            windows=windows,
+        )
+        for counts in (run.counts, CountedAttempts(shuffled))
+    ]
+    assert folds[0].uniformity is not None and folds[1].uniformity is not None
+    pd.testing.assert_frame_equal(folds[0].uniformity, folds[1].uniformity)
+    assert folds[0].by_outcome == folds[1].by_outcome
+    assert [w.total for w in folds[0].windows] == [w.total for w in folds[1].windows]
 
 
 def test_explain_numbers_attempts_alike_and_refuses_what_was_not_kept(
