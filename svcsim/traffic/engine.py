@@ -170,7 +170,7 @@ class _Alike(NamedTuple):
     """A pair's dispatch lookup, for pairs on nodes holding the very same rules."""
 
     rules: Ruleset | NftRules
-    """The rules it was looked up under (held: the key names them by identity)."""
+    """The rules it was looked up under (an entry serves only pairs whose node holds them)."""
     kernel: Kernel
     """The node's kernel it was looked up on."""
     dispatch: Dispatch | NftDispatch
@@ -227,7 +227,7 @@ class TrafficEngine(EngineCore):
         self._sources = SourceMemos()
         self._reps = Representatives(self._sources)
         self._dispatch_of: dict[tuple[int, int], _DispatchMemo] = {}
-        self._alike: dict[tuple[int, str, str, Dial], _Alike] = {}
+        self._alike: dict[tuple[str, str, Dial], _Alike] = {}
         """The last lookup per (rules identity, representative, origin, dial) (see
         :meth:`_new_memo`)."""
         self._parts_alike: dict[tuple[int, int], _PartsAlike] = {}
@@ -855,7 +855,10 @@ class TrafficEngine(EngineCore):
             rep = old.rep
         else:
             rep = self._representative(client.node, client.ip)
-        alike_key = (id(rules), rep, client.origin, dial)
+        # One entry per (representative, origin, dial): the rules it holds are checked by
+        # identity, and a newer ruleset's lookup replaces it, so replaced rulesets (and their
+        # kernels' dispatches) are not kept alive for hours as entries never hit again.
+        alike_key = (rep, client.origin, dial)
         like = self._alike.get(alike_key)
         args = (rep, client.origin, dial.ip, dial.protocol, dial.port)
         if (

@@ -427,3 +427,25 @@ def test_reclassifying_only_affected_groups_gives_what_looking_at_all_gives(
     slow = SCENARIOS["cluster_ip_churn"](TrafficEngine).finish()
     pd.testing.assert_frame_equal(quick, slow, check_exact=True)
     assert {"refused", "misrouted"} <= set(quick["outcome"].astype(str))
+
+
+def test_lookups_shared_by_nodes_in_step_hold_only_the_rules_installed_now() -> None:
+    """Replaced rulesets are not kept alive by the nodes-in-step lookup memo.
+
+    Each round adds an endpoint, so every node installs a new ruleset and every pair is
+    looked up again: the memo's entries then all name rules some kernel holds now (before,
+    an entry per ruleset ever installed stayed until a cap of 4,096).
+    """
+    w = _world(endpoints=2, clients=4, pod_prefix=27)
+    engine = _start(w, _load(400.0))
+    for round_ in range(6):
+        w.run_to(1.0 + round_)
+        w.add_pod(f"web-x{round_}", w.nodes[round_ % len(w.nodes)], {"app": "web"})
+        w.update_slices()
+        w.program()
+    w.run_to(8.0)
+    installed = {id(kernel.rules) for kernel in w.kernels.values()}
+    held = {id(entry.rules) for entry in engine._alike.values()}
+    assert held and held <= installed
+    frame = w.finish()
+    assert frame["endpoint"].nunique() == 8  # traffic reached every endpoint added
