@@ -495,14 +495,7 @@ class TrafficEngine(EngineCore):
             if all(a is b for a, b in zip(rows, old_rows, strict=True)):
                 shared[key] = gid
                 continue
-            spine = self._spines[dispatch]
-            shared[key] = remap[gid] = groups.add(
-                REGROUPED,
-                node,
-                spine is not None,
-                spine if spine is not None else NO_SPINE,
-                rows,
-            )
+            shared[key] = remap[gid] = self._add_regrouped(node, dispatch, rows)
             self._shared_rows[key] = _SharedRows(rids, rows, seq)
         self._shared = shared
         held = self._gid >= 0
@@ -537,18 +530,20 @@ class TrafficEngine(EngineCore):
                 continue
             if remap is None:
                 remap = np.arange(len(groups.fast), dtype=np.int32)
-            spine = self._spines[key[0]]
-            shared[key] = remap[gid] = groups.add(
-                REGROUPED,
-                node,
-                spine is not None,
-                spine if spine is not None else NO_SPINE,
-                rows,
-            )
+            shared[key] = remap[gid] = self._add_regrouped(node, key[0], rows)
             shared_rows[key] = _SharedRows(rids, rows, seq)
         if remap is not None:
             held = self._gid >= 0
             self._gid[held] = remap[self._gid[held]]
+
+    def _add_regrouped(
+        self, node: int, dispatch: Dispatch | NftDispatch, rows: list[dict[str, int]]
+    ) -> int:
+        """A shared group of ``dispatch`` rebuilt with ``rows`` (classified through ``node``)."""
+        spine = self._spines[dispatch]
+        return self._groups.add(
+            REGROUPED, node, spine is not None, spine if spine is not None else NO_SPINE, rows
+        )
 
     def _affected_rows(self) -> set[int] | None:
         """Row ids whose dependencies moved since the last call (None: maybe any).
