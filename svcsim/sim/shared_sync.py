@@ -26,9 +26,10 @@ its own maps for what it programs (health checks, conntrack clean-up, metrics).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from svcsim.memo import BoundedMemo
 from svcsim.proxy.context import NodeContext
 from svcsim.proxy.endpoints import EndpointsMap, ServicePortInfo
 from svcsim.proxy.iptables import IptablesSync, sync_from_maps
@@ -124,27 +125,27 @@ def _has_source_ranges(
     service_ports: Mapping[ServicePortName, ServicePortInfo], caches: RunCaches
 ) -> bool:
     """Some service port has ``loadBalancerSourceRanges`` (memoised by the map's identity)."""
-    memo = caches.source_ranges
-    found = memo.get(id(service_ports))
-    if found is None:
-        found = memo.put(
-            id(service_ports),
-            any(info.load_balancer_source_ranges for info in service_ports.values()),
-            holds=service_ports,
-        )
-    return found
+    return _any_port(
+        service_ports, caches.source_ranges, lambda i: bool(i.load_balancer_source_ranges)
+    )
 
 
 def _has_local_ports(
     service_ports: Mapping[ServicePortName, ServicePortInfo], caches: RunCaches
 ) -> bool:
     """Some service port uses local endpoints (memoised by the map's identity)."""
-    memo = caches.local_ports
+    return _any_port(service_ports, caches.local_ports, lambda i: i.uses_local_endpoints)
+
+
+def _any_port(
+    service_ports: Mapping[ServicePortName, ServicePortInfo],
+    memo: BoundedMemo[int, bool],
+    has: Callable[[ServicePortInfo], bool],
+) -> bool:
+    """Whether some port of ``service_ports`` ``has`` it, kept in ``memo`` by the map's identity."""
     found = memo.get(id(service_ports))
     if found is None:
         found = memo.put(
-            id(service_ports),
-            any(info.uses_local_endpoints for info in service_ports.values()),
-            holds=service_ports,
+            id(service_ports), any(map(has, service_ports.values())), holds=service_ports
         )
     return found
